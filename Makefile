@@ -1,0 +1,34 @@
+# Two commands: `make run` starts the whole hub, `make test` runs every check.
+# Both set up .venv first (once, and again whenever a pyproject or the lock changes).
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PACKAGES := libs/common services/registry services/fetcher services/invitations services/gateway sandbox cli
+PROJECT_FILES := $(foreach package,$(PACKAGES),$(package)/pyproject.toml)
+
+.PHONY: run test lint typecheck unit setup clean asyncapi
+
+$(STAMP): constraints.txt requirements-dev.txt $(PROJECT_FILES)
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed")'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -r requirements-dev.txt $(foreach package,$(PACKAGES),-e $(package))
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+run: $(STAMP)
+	exec $(BIN)/hub up
+
+test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/pytest
+
+asyncapi: $(STAMP)
+	$(BIN)/hub asyncapi --output docs/asyncapi.json
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

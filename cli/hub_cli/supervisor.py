@@ -1,0 +1,227 @@
+"""`hub up`: the whole hub as one process tree, with nothing left behind on exit.
+
+Children are plain ``hub <service>`` processes configured by environment, exactly as a
+container would run them. Every child asks the kernel to SIGTERM it if the supervisor
+dies (PR_SET_PDEATHSIG), and the supervisor does the same towards whoever started it,
+so even a killed `make` leaves no worker or nats-server behind.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+
+from hub_common.local_nats import LocalNatsServer, wait_for_port
+
+PR_SET_PDEATHSIG = 1
+SANDBOX_SAMPLE_TENANT = "cronus-sample.onmicrosoft.com"
+DEV_ACCOUNTANT = "dev@contoso-accounting.example"
+
+
+def die_with_parent() -> None:
+    """Ask Linux to send SIGTERM to this process when its parent exits."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+@dataclass
+class DevSecrets:
+    """Secrets `hub up` makes once and keeps under .hub/, so restarts keep sessions valid."""
+
+    client_id: str
+    client_secret: str
+    secret_key: str
+
+    @classmethod
+    def load_or_create(cls, path: Path) -> DevSecrets:
+        if path.exists():
+            return cls(**json.loads(path.read_text()))
+        created = cls(
+            client_id=str(uuid.uuid4()),
+            client_secret=secrets.token_urlsafe(32),
+            secret_key=secrets.token_urlsafe(48),
+        )
+        path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w") as handle:
+            json.dump(created.__dict__, handle)
+        return created
+
+
+@dataclass
+class Child:
+    name: str
+    arguments: list[str]
+    environment: dict[str, str]
+    process: subprocess.Popen[bytes] | None = None
+
+
+@dataclass
+class Supervisor:
+    home: Path
+    fetchers: int = 2
+    gateway_port: int = 8000
+    sandbox_port: int = 8443
+    nats_port: int = 0
+    children: list[Child] = field(default_factory=list)
+    nats: LocalNatsServer | None = None
+    stopping: bool = False
+
+    def _base_environment(self, secrets_: DevSecrets, nats_url: str) -> dict[str, str]:
+        sandbox = f"https://127.0.0.1:{self.sandbox_port}"
+        environment = {key: value for key, value in os.environ.items() if not key.startswith("HUB_")}
+        environment.update(
+            {
+                "HUB_MODE": "dev",
+                "HUB_NATS_URL": nats_url,
+                "HUB_ENTRA_AUTHORITY": sandbox,
+                "HUB_BC_API": sandbox,
+                "HUB_BC_WEB_CLIENT": f"{sandbox}/bc",
+                "HUB_CA_BUNDLE": str(self.home / "sandbox" / "ca.pem"),
+                "HUB_ENTRA_CLIENT_ID": secrets_.client_id,
+                "HUB_ENTRA_CLIENT_SECRET": secrets_.client_secret,
+                "HUB_SECRET_KEY": secrets_.secret_key,
+            }
+        )
+        return environment
+
+    def _plan(self, secrets_: DevSecrets, nats_url: str) -> list[Child]:
+        base = self._base_environment(secrets_, nats_url)
+        hub = [sys.executable, "-m", "hub_cli"]
+
+        def child(name: str, command: str, **extra: str) -> Child:
+            return Child(name, [*hub, command], {**base, **extra})
+
+        sandbox_web = f"https://127.0.0.1:{self.sandbox_port}/bc"
+        plan = [
+            child(
+                "sandbox",
+                "sandbox",
+                HUB_SANDBOX_PORT=str(self.sandbox_port),
+                HUB_SANDBOX_STATE_DIR=str(self.home / "sandbox"),
+            ),
+            child(
+                "registry",
+                "registry",
+                HUB_DATABASE_URL=f"sqlite:///{self.home / 'registry.db'}",
+                HUB_SAMPLE_CLIENT_URL=f"{sandbox_web}/{SANDBOX_SAMPLE_TENANT}/Production",
+            ),
+        ]
+        plan += [
+            child(f"fetcher-{index + 1}", "fetcher", HUB_TENANT_LIMIT_SHARE=str(self.fetchers))
+            for index in range(self.fetchers)
+        ]
+        plan += [
+            child(
+                "invitations",
+                "invitations",
+                HUB_DATABASE_URL=f"sqlite:///{self.home / 'invitations.db'}",
+                HUB_PUBLIC_URL=f"http://127.0.0.1:{self.gateway_port}",
+            ),
+            child(
+                "gateway",
+                "gateway",
+                HUB_DATABASE_URL=f"sqlite:///{self.home / 'gateway.db'}",
+                HUB_PORT=str(self.gateway_port),
+            ),
+        ]
+        return plan
+
+    def _start(self, child: Child) -> None:
+        log_path = self.home / "logs" / f"{child.name}.log"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = log_path.open("ab")
+        child.process = subprocess.Popen(
+            child.arguments,
+            env=child.environment,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            preexec_fn=die_with_parent,
+        )
+        log.close()
+
+    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
+        self.stopping = True
+
+    def stop(self) -> None:
+        """SIGTERM every child, give them time to finish, then make sure they are gone."""
+        for child in reversed(self.children):
+            if child.process is not None and child.process.poll() is None:
+                child.process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 15
+        for child in self.children:
+            if child.process is None:
+                continue
+            try:
+                child.process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                child.process.kill()
+                child.process.wait()
+        if self.nats is not None:
+            self.nats.stop()
+
+    def _wait_until_ready(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        url = f"http://127.0.0.1:{self.gateway_port}/healthz"
+        while time.monotonic() < deadline and not self.stopping:
+            self._check_children()
+            try:
+                with urllib.request.urlopen(url, timeout=2) as response:
+                    if response.status == 200:
+                        return True
+            except OSError:
+                pass
+            time.sleep(0.5)
+        return False
+
+    def _check_children(self) -> None:
+        for child in self.children:
+            if child.process is not None and child.process.poll() is not None:
+                raise RuntimeError(
+                    f"{child.name} exited with code {child.process.returncode}; "
+                    f"see {self.home / 'logs' / (child.name + '.log')}"
+                )
+
+    def run(self, on_ready: Callable[[DevSecrets], None]) -> int:
+        die_with_parent()
+        signal.signal(signal.SIGINT, self._on_signal)
+        signal.signal(signal.SIGTERM, self._on_signal)
+        self.home.mkdir(parents=True, exist_ok=True)
+        secrets_ = DevSecrets.load_or_create(self.home / "dev-secrets.json")
+        try:
+            self.nats = LocalNatsServer(self.home / "nats", port=self.nats_port).start()
+            self.children = self._plan(secrets_, self.nats.url)
+            sandbox, *services = self.children
+            self._start(sandbox)
+            if not wait_for_port("127.0.0.1", self.sandbox_port, 60):
+                self._check_children()
+                raise RuntimeError("the sandbox did not start listening")
+            for child in services:
+                self._start(child)
+            if not self._wait_until_ready(120):
+                if self.stopping:
+                    return 0
+                raise RuntimeError("the gateway did not become healthy within two minutes")
+            on_ready(secrets_)
+            while not self.stopping:
+                self._check_children()
+                time.sleep(0.5)
+            return 0
+        except RuntimeError as error:
+            print(f"hub up: {error}", file=sys.stderr)
+            return 1
+        finally:
+            self.stop()

@@ -1,0 +1,130 @@
+"""Connecting to NATS and the one publish helper.
+
+``publish_event`` always sets ``Nats-Msg-Id`` to the event id, so a retry after a lost
+acknowledgement (or a relay restarting) is dropped by JetStream's duplicate window rather
+than stored twice. The correlation and causation ids travel in headers too, so any
+consumer can log them before it even decodes the body.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+import nats
+import nats.errors
+import nats.js.errors
+from nats.aio.client import Client
+from nats.js import JetStreamContext
+from nats.js.api import PubAck
+
+if TYPE_CHECKING:
+    from faststream.nats import NatsBroker
+
+from hub_common.events import Envelope
+from hub_common.logging import get_logger
+
+logger = get_logger(__name__)
+
+MSG_ID_HEADER = "Nats-Msg-Id"
+CORRELATION_HEADER = "Hub-Correlation-Id"
+CAUSATION_HEADER = "Hub-Causation-Id"
+EVENT_TYPE_HEADER = "Hub-Event-Type"
+FIRM_HEADER = "Hub-Firm-Id"
+
+
+def connection_options(url: str, *, name: str, connect_timeout: float = 5.0) -> dict[str, Any]:
+    """nats-py options every process uses: never give up reconnecting."""
+
+    async def on_disconnected() -> None:
+        logger.warning("nats disconnected", server=url)
+
+    async def on_reconnected() -> None:
+        logger.info("nats reconnected", server=url)
+
+    async def on_error(error: Exception) -> None:
+        logger.warning("nats error", error=str(error))
+
+    return {
+        "servers": [server.strip() for server in url.split(",")],
+        "name": name,
+        "connect_timeout": connect_timeout,
+        "allow_reconnect": True,
+        # -1: a service outlives any broker restart instead of exiting after N tries.
+        "max_reconnect_attempts": -1,
+        "reconnect_time_wait": 1,
+        "disconnected_cb": on_disconnected,
+        "reconnected_cb": on_reconnected,
+        "error_cb": on_error,
+    }
+
+
+async def connect(url: str, *, name: str, connect_timeout: float = 5.0) -> Client:
+    return await nats.connect(**connection_options(url, name=name, connect_timeout=connect_timeout))
+
+
+def event_headers(envelope: Envelope[Any]) -> dict[str, str]:
+    headers = {
+        MSG_ID_HEADER: str(envelope.id),
+        CORRELATION_HEADER: envelope.correlation_id,
+        EVENT_TYPE_HEADER: envelope.type,
+        FIRM_HEADER: str(envelope.firm_id),
+    }
+    if envelope.causation_id:
+        headers[CAUSATION_HEADER] = envelope.causation_id
+    return headers
+
+
+class PublishFailed(RuntimeError):
+    """JetStream did not confirm an event within the retry budget; the caller keeps it."""
+
+
+async def publish_event(
+    js: JetStreamContext,
+    envelope: Envelope[Any],
+    *,
+    attempts: int = 5,
+    timeout: float = 5.0,
+) -> PubAck:
+    """Publish an event to its stream and wait for JetStream's acknowledgement.
+
+    Retries reuse the same ``Nats-Msg-Id``, so a publish whose acknowledgement was lost
+    is never stored twice.
+    """
+    payload = envelope.to_bytes()
+    headers = event_headers(envelope)
+    delay = 0.2
+    for attempt in range(1, attempts + 1):
+        try:
+            ack = await js.publish(envelope.subject, payload, timeout=timeout, headers=headers)
+        except (
+            nats.errors.TimeoutError,
+            nats.errors.NoRespondersError,
+            nats.errors.ConnectionClosedError,
+            nats.errors.ConnectionReconnectingError,
+            nats.js.errors.ServiceUnavailableError,
+        ) as error:
+            if attempt == attempts:
+                raise PublishFailed(f"{envelope.type} {envelope.id} not confirmed") from error
+            logger.warning("publish retry", event_type=envelope.type, attempt=attempt, error=repr(error))
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+            continue
+        return ack
+    raise PublishFailed(f"{envelope.type} {envelope.id} not confirmed")  # pragma: no cover
+
+
+def create_broker(url: str, *, name: str, connect_timeout: float = 5.0) -> NatsBroker:
+    """The FastStream broker a service runs its subscribers on, with the same options."""
+    from faststream.nats import NatsBroker
+
+    options = connection_options(url, name=name, connect_timeout=connect_timeout)
+    servers = options.pop("servers")
+    return NatsBroker(servers, **options)
+
+
+def jetstream_of(broker: NatsBroker) -> JetStreamContext:
+    stream: JetStreamContext | None = broker.config.connection_state.stream
+    if stream is None:
+        raise RuntimeError("the broker is not connected")
+    return stream

@@ -1,0 +1,155 @@
+"""Commands the gateway sends to the services that own the data (NATS request/reply).
+
+The gateway never writes another service's tables: it sends a command carrying the
+authenticated firm and actor, and the owner answers with a ``CommandReply``. The owner's
+read model then changes when the resulting event comes back.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from enum import StrEnum
+from typing import Annotated, Generic, TypeVar
+
+import nats.errors
+from nats.aio.client import Client
+from pydantic import BaseModel, ConfigDict, Field
+
+from hub_common.events import Actor, ClientCard
+
+# -------------------------------------------------------------- registry commands
+
+ENSURE_ACCOUNTANT = "cmd.registry.accountant.ensure"
+ADD_CLIENT = "cmd.registry.client.add"
+UPDATE_CLIENT = "cmd.registry.client.update"
+REMOVE_CLIENT = "cmd.registry.client.remove"
+REQUEST_REFRESH = "cmd.registry.refresh.request"
+
+
+class EnsureAccountant(BaseModel):
+    """Sign-in: find the accountant by email, or create them with a new firm."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    email: Annotated[str, Field(min_length=3, max_length=320)]
+    display_name: Annotated[str, Field(min_length=1, max_length=250)]
+    correlation_id: str
+
+
+class AccountantIdentity(BaseModel):
+    accountant_id: uuid.UUID
+    firm_id: uuid.UUID
+    email: str
+    display_name: str
+    role: str
+    created: bool
+
+
+class FirmCommand(BaseModel):
+    """A command acting inside one firm, on behalf of an authenticated actor."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    firm_id: uuid.UUID
+    actor: Actor
+    correlation_id: str
+
+
+class AddClient(FirmCommand):
+    card: ClientCard
+
+
+class UpdateClient(FirmCommand):
+    client_id: uuid.UUID
+    card: ClientCard
+
+
+class RemoveClient(FirmCommand):
+    client_id: uuid.UUID
+
+
+class RequestRefresh(FirmCommand):
+    """Refresh one company, one client, or (both None) every client of the firm."""
+
+    client_id: uuid.UUID | None = None
+    company_id: uuid.UUID | None = None
+
+
+class ClientCreated(BaseModel):
+    client_id: uuid.UUID
+
+
+class RefreshStarted(BaseModel):
+    refresh_ids: list[uuid.UUID]
+
+
+# -------------------------------------------------------------- replies
+
+
+class RejectionReason(StrEnum):
+    INVALID = "invalid"
+    NOT_FOUND = "not_found"
+    CONFLICT = "conflict"
+    FORBIDDEN = "forbidden"
+    UNAVAILABLE = "unavailable"
+
+
+class Rejection(BaseModel):
+    reason: RejectionReason
+    message: str
+    field: str | None = None
+
+
+ResultT = TypeVar("ResultT", bound=BaseModel)
+
+
+class CommandReply(BaseModel, Generic[ResultT]):
+    """Either the result or why the command was refused; never both."""
+
+    result: ResultT | None = None
+    rejection: Rejection | None = None
+
+
+def encode_result(result: BaseModel) -> bytes:
+    """A reply carrying the result (serialized by its own type, not the generic bound)."""
+    return json.dumps({"result": result.model_dump(mode="json"), "rejection": None}).encode()
+
+
+def encode_rejection(rejection: Rejection) -> bytes:
+    return json.dumps({"result": None, "rejection": rejection.model_dump(mode="json")}).encode()
+
+
+class CommandRejected(Exception):
+    def __init__(self, rejection: Rejection) -> None:
+        super().__init__(rejection.message)
+        self.rejection = rejection
+
+
+async def send_command(
+    connection: Client,
+    subject: str,
+    command: BaseModel,
+    result_type: type[ResultT],
+    *,
+    timeout: float = 10.0,
+) -> ResultT:
+    """Send a command and wait for its reply; a refusal raises ``CommandRejected``."""
+    try:
+        response = await connection.request(subject, command.model_dump_json().encode(), timeout=timeout)
+    except (nats.errors.TimeoutError, nats.errors.NoRespondersError) as error:
+        raise CommandRejected(
+            Rejection(
+                reason=RejectionReason.UNAVAILABLE,
+                message=f"The service behind {subject} did not answer; try again shortly",
+            )
+        ) from error
+    reply = CommandReply[result_type].model_validate_json(response.data)  # type: ignore[valid-type]
+    if reply.rejection is not None:
+        raise CommandRejected(reply.rejection)
+    result: ResultT | None = reply.result
+    if result is not None:
+        return result
+    raise CommandRejected(
+        Rejection(reason=RejectionReason.UNAVAILABLE, message="empty reply from service")
+    )

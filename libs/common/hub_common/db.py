@@ -1,0 +1,159 @@
+"""Database helpers for SQLite (embedded default) and PostgreSQL (production, CI).
+
+A service is configured with one URL in the plain form (``sqlite:///.hub/registry.db``,
+``postgresql://user@host/db``); the async driver for the service and the sync driver for
+Alembic are chosen here, so no other module knows which drivers exist.
+
+Each service keeps its own tables (prefixed with the service name) and its own Alembic
+version table, so services may share one PostgreSQL database or use one each.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import DateTime, event
+from sqlalchemy.engine import URL, Connection, Dialect, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.pool import ConnectionPoolEntry
+from sqlalchemy.types import TypeDecorator
+
+_ASYNC_DRIVERS = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+psycopg"}
+_SYNC_DRIVERS = {"sqlite": "sqlite", "postgresql": "postgresql+psycopg"}
+
+
+class UnsupportedDatabase(ValueError):
+    pass
+
+
+def _with_driver(url: str, drivers: dict[str, str]) -> URL:
+    parsed = make_url(url)
+    backend = parsed.get_backend_name()
+    if backend not in drivers:
+        raise UnsupportedDatabase(f"database {backend!r} is not supported: use sqlite or postgresql")
+    return parsed.set(drivername=drivers[backend])
+
+
+def async_url(url: str) -> URL:
+    return _with_driver(url, _ASYNC_DRIVERS)
+
+
+def sync_url(url: str) -> URL:
+    return _with_driver(url, _SYNC_DRIVERS)
+
+
+def is_sqlite(url: str) -> bool:
+    return make_url(url).get_backend_name() == "sqlite"
+
+
+def _ensure_sqlite_folder(url: URL) -> None:
+    if url.database and url.database != ":memory:":
+        Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
+    # WAL lets readers work while a writer commits; busy_timeout waits instead of failing
+    # when two processes write at once; foreign keys are off by default in SQLite.
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def create_engine(url: str) -> AsyncEngine:
+    target = async_url(url)
+    if target.get_backend_name() == "sqlite":
+        _ensure_sqlite_folder(target)
+        engine = create_async_engine(target)
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_async_engine(target, pool_pre_ping=True, pool_size=10, max_overflow=10)
+
+
+def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return async_sessionmaker(engine, expire_on_commit=False)
+
+
+@asynccontextmanager
+async def transaction(
+    sessions: async_sessionmaker[AsyncSession],
+) -> AsyncIterator[AsyncSession]:
+    """One unit of work: commit on success, roll back on any error."""
+    async with sessions() as session, session.begin():
+        yield session
+
+
+def migrate(url: str, migrations_folder: Path, version_table: str) -> None:
+    """Bring a service's tables to the newest revision (blocking; call off the loop)."""
+    target = sync_url(url)
+    if target.get_backend_name() == "sqlite":
+        _ensure_sqlite_folder(target)
+    config = Config()
+    config.set_main_option("script_location", str(migrations_folder))
+    config.set_main_option("sqlalchemy.url", target.render_as_string(hide_password=False))
+    config.attributes["version_table"] = version_table
+    command.upgrade(config, "head")
+
+
+def run_alembic_env(connection_url: str, version_table: str) -> None:
+    """The body of every service's migrations/env.py: online migrations only."""
+    from alembic import context
+    from sqlalchemy import create_engine as create_sync_engine
+    from sqlalchemy import pool
+
+    engine = create_sync_engine(connection_url, poolclass=pool.NullPool)
+    with engine.connect() as connection:
+        _configure_and_run(context, connection, version_table)
+    engine.dispose()
+
+
+def _configure_and_run(context: Any, connection: Connection, version_table: str) -> None:
+    context.configure(
+        connection=connection,
+        version_table=version_table,
+        render_as_batch=connection.dialect.name == "sqlite",
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+async def database_ok(engine: AsyncEngine) -> bool:
+    from sqlalchemy import text
+
+    try:
+        async with engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
+    except Exception:
+        return False
+    return True
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """A timestamp that is always timezone-aware UTC, whatever the database returns.
+
+    SQLite stores no zone, so without this a value read back is naive and compares or
+    serializes differently from the one written.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetimes are not stored: attach a timezone")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)

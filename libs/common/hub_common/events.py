@@ -1,0 +1,507 @@
+"""The one event envelope and every event the hub emits.
+
+Each event is an ``EventData`` subclass naming its type and the subject suffix it
+travels on; ``Envelope`` wraps it with who, when, which firm and why. Decoding checks the
+envelope and the data against these models, so a malformed message never reaches a
+handler as if it were valid.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, date, datetime
+from enum import StrEnum
+from typing import Annotated, Any, ClassVar, Generic, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from hub_common.money import Money
+
+# A short, bounded, printable text: what any free-text field of an event may hold.
+Text = Annotated[str, Field(max_length=500)]
+Name = Annotated[str, Field(min_length=1, max_length=250)]
+
+
+class ActorKind(StrEnum):
+    ACCOUNTANT = "accountant"
+    SERVICE = "service"
+    CLIENT_ADMIN = "client_admin"
+
+
+class Actor(BaseModel):
+    """Who caused an event: the audit log's answer to "who did this"."""
+
+    model_config = ConfigDict(frozen=True)
+
+    kind: ActorKind
+    id: Annotated[str, Field(min_length=1, max_length=320)]
+    display_name: Text | None = None
+
+    @classmethod
+    def service(cls, name: str) -> Actor:
+        return cls(kind=ActorKind.SERVICE, id=name)
+
+
+class EventData(BaseModel):
+    """The typed payload of one event type."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    event_type: ClassVar[str]
+    version: ClassVar[int] = 1
+    # The part of the subject after ``hub.<firm_id>.``; see ``subject_suffix``.
+    subject_template: ClassVar[str]
+
+    def subject_suffix(self) -> str:
+        return self.subject_template.format(**self.model_dump(mode="json"))
+
+
+DataT = TypeVar("DataT", bound=EventData)
+
+
+class Envelope(BaseModel, Generic[DataT]):
+    """Every event on the bus: the same fields whatever the type."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4)
+    type: str
+    version: int
+    firm_id: uuid.UUID
+    occurred_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    actor: Actor
+    correlation_id: str = Field(min_length=1, max_length=100)
+    causation_id: str | None = Field(default=None, max_length=100)
+    data: DataT
+
+    @property
+    def subject(self) -> str:
+        return f"hub.{self.firm_id}.{self.data.subject_suffix()}"
+
+    def to_bytes(self) -> bytes:
+        return self.model_dump_json().encode()
+
+
+def new_envelope(
+    data: DataT,
+    *,
+    firm_id: uuid.UUID,
+    actor: Actor,
+    correlation_id: str | None = None,
+    causation: Envelope[Any] | None = None,
+    event_id: uuid.UUID | None = None,
+) -> Envelope[DataT]:
+    """Wrap event data; a caused event inherits its cause's correlation id.
+
+    Pass ``event_id`` when the event must keep one id across retries, so JetStream's
+    duplicate window drops a second publish of it.
+    """
+    if correlation_id is None:
+        correlation_id = causation.correlation_id if causation else str(uuid.uuid4())
+    # Parametrized with the concrete data type so the data serializes with all its fields.
+    envelope_type: Any = Envelope[type(data)]  # type: ignore[misc]
+    envelope: Envelope[DataT] = envelope_type(
+        id=event_id or uuid.uuid4(),
+        type=data.event_type,
+        version=data.version,
+        firm_id=firm_id,
+        actor=actor,
+        correlation_id=correlation_id,
+        causation_id=str(causation.id) if causation else None,
+        data=data,
+    )
+    return envelope
+
+
+# ---------------------------------------------------------------- firms and people
+
+
+class Role(StrEnum):
+    OWNER = "owner"
+    ADMIN = "admin"
+    STAFF = "staff"
+
+
+class FirmCreated(EventData):
+    event_type = "FirmCreated"
+    subject_template = "firm.created"
+
+    name: Name
+    owner_accountant_id: uuid.UUID
+
+
+class AccountantJoined(EventData):
+    event_type = "AccountantJoined"
+    subject_template = "accountant.joined"
+
+    accountant_id: uuid.UUID
+    email: Annotated[str, Field(max_length=320)]
+    display_name: Name
+    role: Role
+
+
+# ---------------------------------------------------------------- clients
+
+
+class ClientSource(StrEnum):
+    MANUAL = "manual"
+    INVITATION = "invitation"
+    SAMPLE = "sample"
+
+
+class ClientCard(BaseModel):
+    """The fields of a client card an accountant can edit."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: Name
+    client_url: Annotated[str, Field(min_length=1, max_length=2000)]
+    contact_name: Text | None = None
+    email: Annotated[str, Field(max_length=320)] | None = None
+    phone: Annotated[str, Field(max_length=50)] | None = None
+    notes: Annotated[str, Field(max_length=4000)] | None = None
+    assigned_accountant_id: uuid.UUID | None = None
+
+
+# Tenants and environments become path segments of BC URLs: only these characters pass.
+TenantName = Annotated[str, Field(min_length=1, max_length=253, pattern=r"^[A-Za-z0-9][A-Za-z0-9.-]*$")]
+EnvironmentName = Annotated[str, Field(min_length=1, max_length=30, pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]*$")]
+
+
+class ClientConnection(BaseModel):
+    """Where a client's BC lives, as parsed from its Client URL (never fetched)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    tenant: TenantName
+    environment: EnvironmentName
+    company_name: Text | None = None
+
+
+class ClientAdded(EventData):
+    event_type = "ClientAdded"
+    subject_template = "client.added"
+
+    client_id: uuid.UUID
+    card: ClientCard
+    connection: ClientConnection
+    source: ClientSource
+
+
+class ClientUpdated(EventData):
+    event_type = "ClientUpdated"
+    subject_template = "client.updated"
+
+    client_id: uuid.UUID
+    card: ClientCard
+    connection: ClientConnection
+
+
+class ClientRemoved(EventData):
+    event_type = "ClientRemoved"
+    subject_template = "client.removed"
+
+    client_id: uuid.UUID
+
+
+# ---------------------------------------------------------------- refreshes
+
+
+class RefreshRequested(EventData):
+    event_type = "RefreshRequested"
+    subject_template = "refresh.requested"
+
+    refresh_id: uuid.UUID
+    client_id: uuid.UUID
+    connection: ClientConnection
+    # None refreshes every company of the client.
+    company_id: uuid.UUID | None = None
+
+
+class DiscoveredCompany(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    company_id: uuid.UUID
+    name: Name
+    display_name: Text | None = None
+
+
+class CompaniesDiscovered(EventData):
+    event_type = "CompaniesDiscovered"
+    subject_template = "companies.discovered"
+
+    client_id: uuid.UUID
+    refresh_id: uuid.UUID
+    companies: Annotated[list[DiscoveredCompany], Field(max_length=1000)]
+
+
+class FailureKind(StrEnum):
+    """Every way reaching a client's BC can fail, each with its own fix."""
+
+    INVALID_URL = "invalid_url"
+    TENANT_NOT_FOUND = "tenant_not_found"
+    ENVIRONMENT_NOT_FOUND = "environment_not_found"
+    CONSENT_MISSING = "consent_missing"
+    CREDENTIALS_REJECTED = "credentials_rejected"
+    NO_COMPANY_ACCESS = "no_company_access"
+    ENVIRONMENT_OFFLINE = "environment_offline"
+    THROTTLED = "throttled"
+    TIMEOUT = "timeout"
+    BAD_RESPONSE = "bad_response"
+
+
+class Failure(BaseModel):
+    """A classified failure: plain words for the accountant, details for an administrator."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: FailureKind
+    summary: Text
+    fix: Text
+    http_status: int | None = None
+    bc_error_code: Annotated[str, Field(max_length=200)] | None = None
+    message: Annotated[str, Field(max_length=2000)] | None = None
+    correlation_id: Annotated[str, Field(max_length=100)] | None = None
+    occurred_at: datetime
+
+
+class RefreshFailed(EventData):
+    event_type = "RefreshFailed"
+    subject_template = "refresh.failed"
+
+    refresh_id: uuid.UUID
+    client_id: uuid.UUID
+    company_id: uuid.UUID | None = None
+    company_name: Text | None = None
+    failure: Failure
+
+
+class ConnectionTestRequested(EventData):
+    event_type = "ConnectionTestRequested"
+    subject_template = "connection.test_requested"
+
+    test_id: uuid.UUID
+    client_id: uuid.UUID | None = None
+    connection: ClientConnection
+
+
+class ConnectionTested(EventData):
+    event_type = "ConnectionTested"
+    subject_template = "connection.tested"
+
+    test_id: uuid.UUID
+    client_id: uuid.UUID | None = None
+    ok: bool
+    companies: Annotated[list[DiscoveredCompany], Field(max_length=1000)] = []
+    latency_ms: Annotated[int, Field(ge=0)] | None = None
+    failure: Failure | None = None
+
+
+# ---------------------------------------------------------------- figures
+
+
+class CashAccountBalance(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    number: Annotated[str, Field(max_length=50)]
+    name: Text
+    balance: Money
+
+
+class CashFigure(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    accounts: Annotated[list[CashAccountBalance], Field(max_length=500)]
+    total: Money
+    source: Literal["api", "cues"]
+    read_at: datetime
+
+
+class InvoiceLine(BaseModel):
+    """One overdue invoice, with the link that opens it in the client's BC."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    number: Annotated[str, Field(max_length=50)]
+    counterparty: Text
+    due_date: date
+    days_overdue: Annotated[int, Field(ge=0)]
+    amount: Money
+    link: Annotated[str, Field(max_length=2000)]
+
+
+class OverdueInvoices(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    count: Annotated[int, Field(ge=0)]
+    total: Money
+    largest: Annotated[list[InvoiceLine], Field(max_length=10)]
+    # Purchase invoices have no remaining amount in API v2.0, so their total is used.
+    amount_basis: Literal["remaining_amount", "total_including_tax"]
+    read_at: datetime
+
+
+class InvoicesDue(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    count: Annotated[int, Field(ge=0)]
+    amount: Money
+    read_at: datetime
+
+
+class OpenSalesDocuments(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    quotes_count: Annotated[int, Field(ge=0)]
+    quotes_amount: Money
+    orders_count: Annotated[int, Field(ge=0)]
+    orders_amount: Money
+    invoices_count: Annotated[int, Field(ge=0)]
+    invoices_amount: Money
+    read_at: datetime
+
+
+class TaxesDue(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    amount: Money
+    accounts: Annotated[list[CashAccountBalance], Field(max_length=500)]
+    rule: Text
+    read_at: datetime
+
+
+class SalesThisMonth(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    amount: Money
+    read_at: datetime
+
+
+class ForecastWeek(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    week_start: date
+    receipts: Money
+    payments: Money
+    closing_balance: Money
+
+
+class CashFlowForecast(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    opening_cash: Money
+    weeks: Annotated[list[ForecastWeek], Field(min_length=13, max_length=13)]
+    low_point: Money
+    read_at: datetime
+
+
+class CompanyFigures(BaseModel):
+    """Every figure of a company; a figure BC would not give stays None."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    cash: CashFigure | None = None
+    overdue_sales_invoices: OverdueInvoices | None = None
+    overdue_purchase_invoices: OverdueInvoices | None = None
+    purchase_invoices_due_next_week: InvoicesDue | None = None
+    open_sales_documents: OpenSalesDocuments | None = None
+    taxes_due: TaxesDue | None = None
+    sales_this_month: SalesThisMonth | None = None
+    cash_flow_forecast: CashFlowForecast | None = None
+
+
+class CompanySnapshot(EventData):
+    event_type = "CompanySnapshot"
+    subject_template = "company.{company_id}.snapshot"
+
+    client_id: uuid.UUID
+    company_id: uuid.UUID
+    company_name: Name
+    company_display_name: Text | None = None
+    refresh_id: uuid.UUID
+    currency_code: Annotated[str, Field(max_length=10)]
+    read_at: datetime
+    web_client_link: Annotated[str, Field(max_length=2000)]
+    figures: CompanyFigures
+
+
+# ---------------------------------------------------------------- invitations
+
+
+class InvitationCreated(EventData):
+    event_type = "InvitationCreated"
+    subject_template = "invitation.created"
+
+    invitation_id: uuid.UUID
+    email: Annotated[str, Field(max_length=320)]
+    tenant: TenantName
+    environment: EnvironmentName
+    client_name: Name
+    companies: Annotated[list[Name], Field(max_length=300)]
+    expires_at: datetime
+
+
+class InvitationAccepted(EventData):
+    event_type = "InvitationAccepted"
+    subject_template = "invitation.accepted"
+
+    invitation_id: uuid.UUID
+    accountant_id: uuid.UUID
+    email: Annotated[str, Field(max_length=320)]
+    tenant: TenantName
+    environment: EnvironmentName
+    client_name: Name
+    add_to_dashboard: bool
+
+
+class InvitationRejected(EventData):
+    event_type = "InvitationRejected"
+    subject_template = "invitation.rejected"
+
+    invitation_id: uuid.UUID
+    reason: Text
+
+
+EVENT_TYPES: dict[str, type[EventData]] = {
+    model.event_type: model
+    for model in (
+        FirmCreated,
+        AccountantJoined,
+        ClientAdded,
+        ClientUpdated,
+        ClientRemoved,
+        RefreshRequested,
+        CompaniesDiscovered,
+        RefreshFailed,
+        ConnectionTestRequested,
+        ConnectionTested,
+        CompanySnapshot,
+        InvitationCreated,
+        InvitationAccepted,
+        InvitationRejected,
+    )
+}
+
+
+class InvalidEvent(ValueError):
+    """A message that is not a valid hub event; it is dead-lettered, never retried."""
+
+
+def decode_event(raw: bytes | str) -> Envelope[EventData]:
+    """Parse and validate an envelope and its typed data."""
+    try:
+        untyped = Envelope[Any].model_validate_json(raw)
+    except ValidationError as error:
+        raise InvalidEvent(f"not a hub event envelope: {error.error_count()} errors") from error
+    model = EVENT_TYPES.get(untyped.type)
+    if model is None:
+        raise InvalidEvent(f"unknown event type {untyped.type!r}")
+    if untyped.version != model.version:
+        raise InvalidEvent(f"{untyped.type} version {untyped.version} is not supported")
+    try:
+        data = model.model_validate(untyped.data)
+    except ValidationError as error:
+        raise InvalidEvent(f"invalid {untyped.type} data: {error.error_count()} errors") from error
+    typed_envelope: Any = Envelope[model]  # type: ignore[valid-type]
+    decoded: Envelope[EventData] = typed_envelope(**untyped.model_dump(exclude={"data"}), data=data)
+    return decoded

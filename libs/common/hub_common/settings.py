@@ -1,0 +1,68 @@
+"""The one settings base every service extends.
+
+Every value comes from the environment with the ``HUB_`` prefix (or a ``.env`` file),
+so one process tree (`hub up`) and one container per service (docker-compose, deploy/)
+are configured the same way.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Mode(StrEnum):
+    """How the hub runs: dev allows the dev bearer token and console logs."""
+
+    DEV = "dev"
+    TEST = "test"
+    PRODUCTION = "production"
+
+
+class LogFormat(StrEnum):
+    CONSOLE = "console"
+    JSON = "json"
+
+
+class HubSettings(BaseSettings):
+    """Settings shared by every process of the hub."""
+
+    model_config = SettingsConfigDict(env_prefix="HUB_", env_file=".env", extra="ignore")
+
+    mode: Mode = Mode.PRODUCTION
+    service_name: str = "hub"
+    log_level: str = "INFO"
+    log_format: LogFormat | None = Field(
+        default=None, description="Defaults to console in dev and test, JSON in production."
+    )
+
+    nats_url: str = "nats://127.0.0.1:4222"
+    nats_connect_timeout_seconds: float = 5.0
+
+    database_url: str = "sqlite:///.hub/hub.db"
+
+    # Where the hub's app identity is issued and where Business Central answers. The sandbox
+    # points both at itself; the production code path stays the same.
+    entra_authority: str = "https://login.microsoftonline.com"
+    bc_api: str = "https://api.businesscentral.dynamics.com"
+    bc_web_client: str = "https://businesscentral.dynamics.com"
+    entra_client_id: str = "00000000-0000-0000-0000-000000000000"
+    entra_client_secret: SecretStr = SecretStr("")
+    # A PEM bundle to trust for Entra and BC (the sandbox's own CA in dev). None: system store.
+    ca_bundle: Path | None = None
+
+    # Signs dev bearer tokens and session cookies. Must be set in production.
+    secret_key: SecretStr = SecretStr("dev-only-secret-change-me")
+
+    @property
+    def is_dev(self) -> bool:
+        return self.mode in (Mode.DEV, Mode.TEST)
+
+    @property
+    def effective_log_format(self) -> LogFormat:
+        if self.log_format is not None:
+            return self.log_format
+        return LogFormat.CONSOLE if self.is_dev else LogFormat.JSON

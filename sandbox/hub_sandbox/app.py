@@ -1,0 +1,46 @@
+"""Wiring: one FastAPI application playing Entra ID, Business Central and its web client."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from hub_common.logging import get_logger
+from hub_sandbox.admin import ADMIN_PREFIX, admin_router
+from hub_sandbox.business_central import business_central_router
+from hub_sandbox.certificates import ensure_signing_key
+from hub_sandbox.identity import identity_router
+from hub_sandbox.settings import SandboxSettings
+from hub_sandbox.state import SandboxState, build_state
+from hub_sandbox.tokens import TokenIssuer
+from hub_sandbox.web_client import web_client_router
+
+log = get_logger(__name__)
+
+
+def create_app(settings: SandboxSettings) -> FastAPI:
+    """Build the sandbox. The token-signing key is read from (or created in) the state dir."""
+    if not settings.entra_client_secret.get_secret_value():
+        log.warning("HUB_ENTRA_CLIENT_SECRET is empty: the sandbox will refuse every token request")
+    signing_key = ensure_signing_key(settings.sandbox_state_dir)
+    state = build_state(settings, TokenIssuer(signing_key))
+    app = FastAPI(
+        title="Accountant Hub sandbox",
+        summary="A stand-in for Microsoft Entra ID and Business Central",
+        docs_url=f"{ADMIN_PREFIX}/docs",
+        redoc_url=None,
+        openapi_url=f"{ADMIN_PREFIX}/openapi.json",
+    )
+    app.state.sandbox = state
+    # Order matters: the identity routes start with a free {tenant} segment, so the routes
+    # with fixed prefixes (/_sandbox, /bc, /v2.0) must be matched first.
+    app.include_router(admin_router(state))
+    app.include_router(web_client_router(state))
+    app.include_router(business_central_router(state))
+    app.include_router(identity_router(state))
+    return app
+
+
+def sandbox_state(app: FastAPI) -> SandboxState:
+    """The state behind an app made by :func:`create_app` (for tests and admin tools)."""
+    state: SandboxState = app.state.sandbox
+    return state

@@ -1,0 +1,84 @@
+"""Wiring of a fetcher process: one HTTP client, one token provider, one limiter."""
+
+from __future__ import annotations
+
+import httpx
+from faststream import FastStream
+
+from hub_common.bus import create_broker, jetstream_of
+from hub_common.consumers import Delivery, subscribe
+from hub_common.events import Envelope, EventData
+from hub_common.logging import configure_logging, get_logger
+from hub_common.streams import FETCHER_CONSUMER, declare_topology
+from hub_fetcher.bc.client import BusinessCentral
+from hub_fetcher.bc.identity import TokenProvider
+from hub_fetcher.bc.limits import TenantLimiter
+from hub_fetcher.handlers import FetcherHandlers
+from hub_fetcher.refresh import ClientReader
+from hub_fetcher.settings import FetcherSettings
+
+logger = get_logger(__name__)
+
+
+def create_app(settings: FetcherSettings) -> FastStream:
+    configure_logging(settings)
+    broker = create_broker(settings.nats_url, name=settings.service_name)
+    verify: str | bool = str(settings.ca_bundle) if settings.ca_bundle else True
+    http = httpx.AsyncClient(
+        verify=verify,
+        timeout=httpx.Timeout(
+            settings.http_read_timeout_seconds, connect=settings.http_connect_timeout_seconds
+        ),
+        limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
+        follow_redirects=False,
+    )
+    tokens = TokenProvider(
+        authority_base=settings.entra_authority,
+        client_id=settings.entra_client_id,
+        client_secret=settings.entra_client_secret.get_secret_value(),
+        ca_bundle=settings.ca_bundle,
+        timeout_seconds=settings.http_read_timeout_seconds,
+    )
+    limiter = TenantLimiter(
+        concurrent=settings.tenant_max_concurrent_requests,
+        per_window=settings.tenant_requests_per_window,
+        window_seconds=settings.tenant_window_seconds,
+        share=settings.tenant_limit_share,
+    )
+    bc = BusinessCentral(
+        api_base=settings.bc_api,
+        http=http,
+        tokens=tokens,
+        limiter=limiter,
+        max_response_bytes=settings.max_response_bytes,
+    )
+    reader = ClientReader(bc, web_client_base=settings.bc_web_client)
+    handlers: list[FetcherHandlers] = []
+
+    async def handle(envelope: Envelope[EventData], delivery: Delivery) -> None:
+        await handlers[0].handle(envelope, delivery)
+
+    app = FastStream(broker)
+
+    @app.on_startup
+    async def prepare() -> None:
+        await broker.connect()
+        js = jetstream_of(broker)
+        await declare_topology(js)
+        handlers.append(FetcherHandlers(reader, js))
+
+    @app.after_startup
+    async def ready() -> None:
+        logger.info("fetcher ready", concurrency=settings.concurrency)
+
+    @app.on_shutdown
+    async def close() -> None:
+        await http.aclose()
+        tokens.close()
+
+    subscribe(broker, FETCHER_CONSUMER, handle, concurrency=settings.concurrency, title="fetcher refreshes")
+    return app
+
+
+async def run(settings: FetcherSettings | None = None) -> None:
+    await create_app(settings or FetcherSettings()).run()

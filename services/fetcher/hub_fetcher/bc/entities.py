@@ -1,0 +1,55 @@
+"""The shapes the hub reads from BC, validated field by field (tenant answers are input).
+
+Only the fields the hub uses are declared; the rest of each entity is ignored.
+"""
+
+from __future__ import annotations
+
+import uuid
+from decimal import Decimal
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from hub_common.events import FailureKind
+from hub_fetcher.bc.failures import FetchFailure
+
+
+class Entity(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+
+
+class Company(Entity):
+    id: uuid.UUID
+    name: str = Field(min_length=1, max_length=250)
+    display_name: str | None = Field(default=None, alias="displayName", max_length=250)
+
+
+class Account(Entity):
+    number: str = Field(max_length=50)
+    display_name: str = Field(default="", alias="displayName", max_length=500)
+    category: str = Field(default="", max_length=100)
+    sub_category: str = Field(default="", alias="subCategory", max_length=500)
+    account_type: str = Field(default="", alias="accountType", max_length=50)
+    net_change: Decimal = Field(alias="netChange", allow_inf_nan=False)
+
+
+class GeneralLedgerSetup(Entity):
+    local_currency_code: str = Field(default="", alias="localCurrencyCode", max_length=10)
+
+
+EntityT = TypeVar("EntityT", bound=Entity)
+
+
+def parse_entities(model: type[EntityT], items: list[dict[str, Any]], what: str) -> list[EntityT]:
+    try:
+        return [model.model_validate(item) for item in items]
+    except ValidationError as error:
+        raise FetchFailure(
+            FailureKind.BAD_RESPONSE,
+            message=f"{what}: unexpected shape ({error.error_count()} errors: {error.errors()[0]['msg']})",
+        ) from error
+
+
+def parse_entity(model: type[EntityT], item: dict[str, Any], what: str) -> EntityT:
+    return parse_entities(model, [item], what)[0]

@@ -1,0 +1,160 @@
+"""Classifying what Entra and Business Central answer into failure kinds with a fix.
+
+Pure rules: no I/O. Transient kinds are retried with a delay; permanent ones become a
+RefreshFailed (or a failed ConnectionTested) at once.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from hub_common.events import Failure, FailureKind
+
+TRANSIENT_KINDS = frozenset({FailureKind.THROTTLED, FailureKind.TIMEOUT, FailureKind.ENVIRONMENT_OFFLINE})
+
+_SUMMARIES: dict[FailureKind, tuple[str, str]] = {
+    FailureKind.INVALID_URL: (
+        "The Client URL is not valid.",
+        "Open the client card and copy the URL from the client's browser while signed in to "
+        "Business Central: https://businesscentral.dynamics.com/{tenant}/{environment}.",
+    ),
+    FailureKind.TENANT_NOT_FOUND: (
+        "Microsoft Entra ID does not know the client's tenant.",
+        "Check the tenant id or domain in the Client URL with the client's administrator.",
+    ),
+    FailureKind.ENVIRONMENT_NOT_FOUND: (
+        "The client's Business Central environment does not exist.",
+        "Check the environment name in the Client URL (for example Production) with the client.",
+    ),
+    FailureKind.CONSENT_MISSING: (
+        "The client has not given the hub access yet: the invitation was not received or not accepted.",
+        "Ask the client's administrator to run Invite External Accountant again, or to grant "
+        "consent to the Accountant Hub app in Microsoft Entra Applications.",
+    ),
+    FailureKind.CREDENTIALS_REJECTED: (
+        "Business Central rejected the hub's credentials.",
+        "Ask the client's administrator to check that the Accountant Hub app is enabled in "
+        "Microsoft Entra Applications and has the D365 APIV2 permission set.",
+    ),
+    FailureKind.NO_COMPANY_ACCESS: (
+        "The hub has no access to this company.",
+        "Ask the client's administrator to give the Accountant Hub app permissions in every "
+        "company you need (User Permission Sets on its Microsoft Entra Application card).",
+    ),
+    FailureKind.ENVIRONMENT_OFFLINE: (
+        "The client's Business Central is offline, for example while it is being upgraded.",
+        "Nothing to do: the hub tries again later. If it lasts, check the Business Central "
+        "admin center for a running update.",
+    ),
+    FailureKind.THROTTLED: (
+        "Business Central asked the hub to slow down (too many requests).",
+        "Nothing to do: the hub backs off and tries again. Other tools using the same "
+        "identity count toward the same limit.",
+    ),
+    FailureKind.TIMEOUT: (
+        "Business Central did not answer in time.",
+        "Try again later. If it keeps happening, the client's environment may be overloaded.",
+    ),
+    FailureKind.BAD_RESPONSE: (
+        "Business Central answered with something the hub could not read.",
+        "Try again later. If it persists, send the technical details to your administrator.",
+    ),
+}
+
+_CORRELATION = re.compile(r"CorrelationId:\s*([0-9a-fA-F-]{8,})")
+
+
+@dataclass
+class FetchFailure(Exception):
+    """A classified failure raised anywhere in a fetch; carries its technical details."""
+
+    kind: FailureKind
+    http_status: int | None = None
+    bc_error_code: str | None = None
+    message: str | None = None
+    correlation_id: str | None = None
+    retry_after_seconds: float | None = None
+    occurred_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    def __post_init__(self) -> None:
+        super().__init__(f"{self.kind.value}: {self.message or ''}")
+
+    @property
+    def transient(self) -> bool:
+        return self.kind in TRANSIENT_KINDS
+
+    def to_failure(self) -> Failure:
+        summary, fix = _SUMMARIES[self.kind]
+        return Failure(
+            kind=self.kind,
+            summary=summary,
+            fix=fix,
+            http_status=self.http_status,
+            bc_error_code=self.bc_error_code[:200] if self.bc_error_code else None,
+            message=self.message[:2000] if self.message else None,
+            correlation_id=self.correlation_id[:100] if self.correlation_id else None,
+            occurred_at=self.occurred_at,
+        )
+
+
+def correlation_from_message(message: str | None) -> str | None:
+    """BC puts its correlation id at the end of the message text."""
+    if not message:
+        return None
+    match = _CORRELATION.search(message)
+    return match.group(1) if match else None
+
+
+def classify_bc_error(
+    status: int,
+    code: str | None,
+    message: str | None,
+    *,
+    company_scoped: bool,
+) -> FailureKind:
+    """The failure kind of an error answer from the BC API."""
+    code_lower = (code or "").lower()
+    if status == 429:
+        return FailureKind.THROTTLED
+    if status in (502, 503, 504) or code_lower == "internal_tenantunavailable":
+        return FailureKind.ENVIRONMENT_OFFLINE
+    if status == 408:
+        return FailureKind.TIMEOUT
+    if status == 401 or code_lower.startswith("authentication_"):
+        return FailureKind.CREDENTIALS_REJECTED
+    if code_lower == "noenvironment":
+        return FailureKind.ENVIRONMENT_NOT_FOUND
+    if code_lower == "internal_companynotfound":
+        return FailureKind.NO_COMPANY_ACCESS
+    if status == 403 or code_lower.startswith("authorization_"):
+        return FailureKind.NO_COMPANY_ACCESS if company_scoped else FailureKind.CREDENTIALS_REJECTED
+    if status == 404:
+        return FailureKind.NO_COMPANY_ACCESS if company_scoped else FailureKind.ENVIRONMENT_NOT_FOUND
+    if status == 500 and "permission" in (message or "").lower():
+        return FailureKind.NO_COMPANY_ACCESS
+    return FailureKind.BAD_RESPONSE
+
+
+# AADSTS codes Entra answers for client-credential requests.
+_TENANT_NOT_FOUND_CODES = {90002, 90072, 900023}
+_CONSENT_CODES = {700016, 65001, 7000229, 650051, 500011, 50020}
+_SECRET_CODES = {7000215, 7000222, 700027}
+
+
+def classify_token_error(error: str | None, description: str | None, codes: list[int]) -> FailureKind:
+    """The failure kind of an Entra token error (msal's result dictionary)."""
+    code_set = set(codes)
+    text = description or ""
+    for code in re.findall(r"AADSTS(\d+)", text):
+        code_set.add(int(code))
+    if code_set & _TENANT_NOT_FOUND_CODES:
+        return FailureKind.TENANT_NOT_FOUND
+    if code_set & _CONSENT_CODES or error in ("unauthorized_client", "consent_required"):
+        return FailureKind.CONSENT_MISSING
+    if code_set & _SECRET_CODES or error == "invalid_client":
+        return FailureKind.CREDENTIALS_REJECTED
+    if error == "temporarily_unavailable":
+        return FailureKind.ENVIRONMENT_OFFLINE
+    return FailureKind.BAD_RESPONSE

@@ -1,0 +1,37 @@
+"""Cash: the balances of the cash accounts.
+
+API v2.0 does not expose BC's "Cash Accounts" report definition, so a cash account is a
+posting G/L account of category Assets whose subcategory is Cash (the demo chart's name).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from hub_common.events import CashAccountBalance, CashFigure
+from hub_common.money import ZERO
+from hub_fetcher.bc.entities import Account
+
+ACCOUNTS_FILTER = "category eq 'Assets' and accountType eq 'Posting'"
+
+
+def is_cash_account(account: Account) -> bool:
+    return (
+        account.category == "Assets"
+        and account.account_type == "Posting"
+        and account.sub_category.strip().lower() == "cash"
+    )
+
+
+def cash_from_accounts(accounts: list[Account], read_at: datetime) -> CashFigure:
+    balances = [
+        CashAccountBalance(number=a.number, name=a.display_name, balance=a.net_change)
+        for a in sorted(accounts, key=lambda account: account.number)
+        if is_cash_account(a)
+    ]
+    return CashFigure(
+        accounts=balances,
+        total=sum((balance.balance for balance in balances), ZERO),
+        source="api",
+        read_at=read_at,
+    )

@@ -1,0 +1,161 @@
+"""What the fetcher does with each event it consumes.
+
+Every event it publishes has an id derived from the message it handles, so a redelivered
+refresh re-publishes the same ids and JetStream's duplicate window drops them.
+
+Acknowledgement rules:
+* a transient failure (throttled, offline, timeout) asks for a redelivery with a delay,
+  honouring Retry-After, until the last delivery, which reports it as RefreshFailed;
+* a permanent failure is published as RefreshFailed, then the message is acked.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from nats.js import JetStreamContext
+
+from hub_common.bus import publish_event
+from hub_common.consumers import Delivery, Retry, backoff_delay
+from hub_common.events import (
+    Actor,
+    ClientAdded,
+    ClientConnection,
+    CompaniesDiscovered,
+    ConnectionTested,
+    ConnectionTestRequested,
+    DiscoveredCompany,
+    Envelope,
+    EventData,
+    RefreshFailed,
+    RefreshRequested,
+    new_envelope,
+)
+from hub_common.logging import get_logger
+from hub_common.streams import FETCHER_CONSUMER
+from hub_fetcher.bc.failures import FetchFailure
+from hub_fetcher.refresh import ClientReader
+
+logger = get_logger(__name__)
+
+FETCHER_ACTOR = Actor.service("fetcher")
+KEEP_ALIVE_SECONDS = FETCHER_CONSUMER.ack_wait_seconds / 3
+
+
+def derived_id(cause: Envelope[Any], purpose: str) -> uuid.UUID:
+    return uuid.uuid5(cause.id, purpose)
+
+
+class FetcherHandlers:
+    def __init__(self, reader: ClientReader, js: JetStreamContext) -> None:
+        self._reader = reader
+        self._js = js
+
+    async def _publish(self, cause: Envelope[Any], data: EventData, purpose: str) -> None:
+        envelope = new_envelope(
+            data,
+            firm_id=cause.firm_id,
+            actor=FETCHER_ACTOR,
+            causation=cause,
+            event_id=derived_id(cause, purpose),
+        )
+        await publish_event(self._js, envelope)
+
+    async def handle(self, envelope: Envelope[EventData], delivery: Delivery) -> None:
+        data = envelope.data
+        async with delivery.keep_alive(KEEP_ALIVE_SECONDS):
+            if isinstance(data, ClientAdded):
+                await self._refresh(
+                    envelope, delivery, data.client_id, data.connection, derived_id(envelope, "refresh"), None
+                )
+            elif isinstance(data, RefreshRequested):
+                await self._refresh(
+                    envelope, delivery, data.client_id, data.connection, data.refresh_id, data.company_id
+                )
+            elif isinstance(data, ConnectionTestRequested):
+                await self._test_connection(envelope, data)
+
+    @staticmethod
+    def _retry_if_transient(failure: FetchFailure, delivery: Delivery) -> None:
+        """Ask for a redelivery unless the failure is permanent or this is the last try."""
+        if failure.transient and delivery.num_delivered < FETCHER_CONSUMER.max_deliver:
+            delay = failure.retry_after_seconds or backoff_delay(delivery.num_delivered)
+            raise Retry(f"{failure.kind.value}: {failure.message}", delay_seconds=min(delay, 300))
+
+    async def _refresh(
+        self,
+        envelope: Envelope[Any],
+        delivery: Delivery,
+        client_id: uuid.UUID,
+        connection: ClientConnection,
+        refresh_id: uuid.UUID,
+        only_company: uuid.UUID | None,
+    ) -> None:
+        try:
+            discovery = await self._reader.discover(connection)
+        except FetchFailure as failure:
+            self._retry_if_transient(failure, delivery)
+            logger.info("refresh failed", kind=failure.kind.value, client_id=str(client_id))
+            await self._publish(
+                envelope,
+                RefreshFailed(refresh_id=refresh_id, client_id=client_id, failure=failure.to_failure()),
+                "failed",
+            )
+            return
+        await self._publish(
+            envelope,
+            CompaniesDiscovered(
+                client_id=client_id,
+                refresh_id=refresh_id,
+                companies=[
+                    DiscoveredCompany(company_id=c.id, name=c.name, display_name=c.display_name)
+                    for c in discovery.companies
+                ],
+            ),
+            "discovered",
+        )
+        for company in discovery.companies:
+            if only_company is not None and company.id != only_company:
+                continue
+            try:
+                snapshot = await self._reader.snapshot(
+                    connection, company, client_id=client_id, refresh_id=refresh_id
+                )
+            except FetchFailure as failure:
+                self._retry_if_transient(failure, delivery)
+                await self._publish(
+                    envelope,
+                    RefreshFailed(
+                        refresh_id=refresh_id,
+                        client_id=client_id,
+                        company_id=company.id,
+                        company_name=company.name,
+                        failure=failure.to_failure(),
+                    ),
+                    f"failed:{company.id}",
+                )
+                continue
+            await self._publish(envelope, snapshot, f"snapshot:{company.id}")
+        logger.info("refresh done", client_id=str(client_id), companies=len(discovery.companies))
+
+    async def _test_connection(self, envelope: Envelope[Any], data: ConnectionTestRequested) -> None:
+        # A test answers a person who is waiting: one attempt, classified, no retries.
+        try:
+            discovery = await self._reader.discover(data.connection)
+        except FetchFailure as failure:
+            result = ConnectionTested(
+                test_id=data.test_id, client_id=data.client_id, ok=False, failure=failure.to_failure()
+            )
+        else:
+            result = ConnectionTested(
+                test_id=data.test_id,
+                client_id=data.client_id,
+                ok=True,
+                latency_ms=discovery.latency_ms,
+                companies=[
+                    DiscoveredCompany(company_id=c.id, name=c.name, display_name=c.display_name)
+                    for c in discovery.companies
+                ],
+            )
+        await self._publish(envelope, result, "tested")

@@ -1,0 +1,147 @@
+"""The JSON API under /api/v1 and the health check."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Body, HTTPException, Request, status
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+
+from hub_common import commands
+from hub_common.commands import CommandRejected
+from hub_common.db import database_ok
+from hub_common.events import Actor, ActorKind, ClientCard
+from hub_gateway.api.deps import CurrentPrincipal, Session, State, rejection_error
+from hub_gateway.auth import Principal
+from hub_gateway.readmodel import queries
+
+api = APIRouter(prefix="/api/v1", tags=["api"])
+health = APIRouter(tags=["health"])
+
+
+def _actor(principal: Principal) -> Actor:
+    return Actor(kind=ActorKind.ACCOUNTANT, id=str(principal.accountant_id), display_name=principal.email)
+
+
+async def _send(
+    state: State,
+    request: Request,
+    subject: str,
+    command: BaseModel,
+    result_type: type[commands.ResultT],
+) -> commands.ResultT:
+    try:
+        return await commands.send_command(
+            state.nats, subject, command, result_type, timeout=state.settings.command_timeout_seconds
+        )
+    except CommandRejected as rejected:
+        raise rejection_error(rejected) from rejected
+
+
+@health.get("/healthz")
+async def healthz(state: State) -> JSONResponse:
+    broker_ok = state.broker.connection is not None and state.broker.connection.is_connected
+    db_ok = await database_ok(state.engine)
+    healthy = broker_ok and db_ok
+    return JSONResponse(
+        {"status": "ok" if healthy else "degraded", "broker": broker_ok, "database": db_ok},
+        status_code=status.HTTP_200_OK if healthy else status.HTTP_503_SERVICE_UNAVAILABLE,
+    )
+
+
+class DashboardResponse(BaseModel):
+    rows: list[queries.DashboardRow]
+
+
+@api.get("/dashboard")
+async def dashboard(principal: CurrentPrincipal, session: Session) -> DashboardResponse:
+    return DashboardResponse(rows=await queries.dashboard_rows(session, firm_id=principal.firm_id))
+
+
+class ClientsResponse(BaseModel):
+    clients: list[queries.ClientSummary]
+
+
+@api.get("/clients")
+async def list_clients(principal: CurrentPrincipal, session: Session) -> ClientsResponse:
+    return ClientsResponse(clients=await queries.clients(session, firm_id=principal.firm_id))
+
+
+@api.post("/clients", status_code=status.HTTP_202_ACCEPTED)
+async def add_client(
+    principal: CurrentPrincipal, state: State, request: Request, card: ClientCard
+) -> commands.ClientCreated:
+    command = commands.AddClient(
+        firm_id=principal.firm_id,
+        actor=_actor(principal),
+        correlation_id=request.state.correlation_id,
+        card=card,
+    )
+    return await _send(state, request, commands.ADD_CLIENT, command, commands.ClientCreated)
+
+
+async def _require_client(session: Session, principal: Principal, client_id: uuid.UUID) -> None:
+    if await queries.client_in_firm(session, firm_id=principal.firm_id, client_id=client_id) is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail="No such client")
+
+
+@api.put("/clients/{client_id}", status_code=status.HTTP_202_ACCEPTED)
+async def update_client(
+    client_id: uuid.UUID,
+    principal: CurrentPrincipal,
+    state: State,
+    session: Session,
+    request: Request,
+    card: ClientCard,
+) -> commands.ClientCreated:
+    await _require_client(session, principal, client_id)
+    command = commands.UpdateClient(
+        firm_id=principal.firm_id,
+        actor=_actor(principal),
+        correlation_id=request.state.correlation_id,
+        client_id=client_id,
+        card=card,
+    )
+    return await _send(state, request, commands.UPDATE_CLIENT, command, commands.ClientCreated)
+
+
+@api.delete("/clients/{client_id}", status_code=status.HTTP_202_ACCEPTED)
+async def remove_client(
+    client_id: uuid.UUID, principal: CurrentPrincipal, state: State, session: Session, request: Request
+) -> commands.ClientCreated:
+    await _require_client(session, principal, client_id)
+    command = commands.RemoveClient(
+        firm_id=principal.firm_id,
+        actor=_actor(principal),
+        correlation_id=request.state.correlation_id,
+        client_id=client_id,
+    )
+    return await _send(state, request, commands.REMOVE_CLIENT, command, commands.ClientCreated)
+
+
+class RefreshBody(BaseModel):
+    client_id: uuid.UUID | None = None
+    company_id: uuid.UUID | None = None
+
+
+@api.post("/refresh", status_code=status.HTTP_202_ACCEPTED)
+async def refresh(
+    principal: CurrentPrincipal,
+    state: State,
+    session: Session,
+    request: Request,
+    body: Annotated[RefreshBody, Body()] = RefreshBody(),
+) -> commands.RefreshStarted:
+    """Refresh one company, one client, or (no ids) every client of the firm."""
+    if body.client_id is not None:
+        await _require_client(session, principal, body.client_id)
+    command = commands.RequestRefresh(
+        firm_id=principal.firm_id,
+        actor=_actor(principal),
+        correlation_id=request.state.correlation_id,
+        client_id=body.client_id,
+        company_id=body.company_id,
+    )
+    return await _send(state, request, commands.REQUEST_REFRESH, command, commands.RefreshStarted)

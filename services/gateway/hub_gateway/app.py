@@ -1,0 +1,106 @@
+"""Wiring of the gateway: FastAPI, the projection subscribers and the lifespan."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+from fastapi import FastAPI, Request, Response
+
+from hub_common.bus import create_broker, jetstream_of
+from hub_common.consumers import Delivery, subscribe_batches
+from hub_common.db import create_engine, migrate, session_factory, transaction
+from hub_common.events import Envelope, EventData
+from hub_common.logging import bound_context, configure_logging, get_logger
+from hub_common.streams import GATEWAY_EVENTS_CONSUMER, GATEWAY_SNAPSHOTS_CONSUMER, declare_topology
+from hub_gateway.api.deps import GatewayState
+from hub_gateway.api.routes import api, health
+from hub_gateway.readmodel.projection import apply_batch
+from hub_gateway.settings import GatewaySettings
+from hub_gateway.web.pages import pages
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+VERSION_TABLE = "gateway_alembic_version"
+
+logger = get_logger(__name__)
+
+
+def create_app(settings: GatewaySettings) -> FastAPI:
+    configure_logging(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await asyncio.to_thread(migrate, settings.database_url, MIGRATIONS, VERSION_TABLE)
+        engine = create_engine(settings.database_url)
+        sessions = session_factory(engine)
+        broker = create_broker(settings.nats_url, name=settings.service_name)
+
+        async def project(batch: list[tuple[Envelope[EventData], Delivery]]) -> None:
+            async with transaction(sessions) as session:
+                await apply_batch(session, batch, datetime.now(UTC))
+
+        subscribe_batches(
+            broker,
+            GATEWAY_EVENTS_CONSUMER,
+            project,
+            batch_size=settings.projection_batch_size,
+            title="gateway read model: events",
+        )
+        subscribe_batches(
+            broker,
+            GATEWAY_SNAPSHOTS_CONSUMER,
+            project,
+            batch_size=settings.projection_batch_size,
+            title="gateway read model: snapshots",
+        )
+        await broker.connect()
+        await declare_topology(jetstream_of(broker))
+        await broker.start()
+        app.state.gateway = GatewayState(settings=settings, engine=engine, sessions=sessions, broker=broker)
+        logger.info("gateway ready", url=f"http://{settings.host}:{settings.port}")
+        try:
+            yield
+        finally:
+            await broker.stop()
+            await engine.dispose()
+
+    app = FastAPI(
+        title="Accountant Hub",
+        version="0.1.0",
+        description="One live dashboard of every client company, for accounting firms.",
+        lifespan=lifespan,
+    )
+
+    @app.middleware("http")
+    async def correlation(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        incoming = request.headers.get("x-correlation-id", "")
+        correlation_id = (
+            incoming if 0 < len(incoming) <= 100 and incoming.isprintable() else str(uuid.uuid4())
+        )
+        request.state.correlation_id = correlation_id
+        with bound_context({"correlation_id": correlation_id}):
+            response = await call_next(request)
+        response.headers["X-Correlation-Id"] = correlation_id
+        return response
+
+    app.include_router(health)
+    app.include_router(api)
+    app.include_router(pages)
+    return app
+
+
+def run(settings: GatewaySettings | None = None) -> None:
+    import uvicorn
+
+    settings = settings or GatewaySettings()
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        proxy_headers=False,
+    )

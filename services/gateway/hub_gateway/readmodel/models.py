@@ -1,0 +1,80 @@
+"""The gateway's read model, built only from events.
+
+Each row remembers the stream sequence of the last event applied to it, so a
+redelivered, replayed or late event never takes effect twice or out of order
+(invariant 2); ``ProjectionPosition`` keeps each stream's high-water mark in the same
+transaction, which is what a rebuild and the lag figures read.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from decimal import Decimal
+
+from sqlalchemy import Column, Numeric, Text
+from sqlmodel import Field, SQLModel
+
+from hub_common.db import UtcDateTime
+
+
+def _moment(nullable: bool = True) -> Column[datetime]:
+    return Column(UtcDateTime(), nullable=nullable)
+
+
+class ProjectionPosition(SQLModel, table=True):
+    __tablename__ = "gateway_positions"
+
+    stream: str = Field(primary_key=True, max_length=50)
+    sequence: int = 0
+
+
+class AccountantRow(SQLModel, table=True):
+    __tablename__ = "gateway_accountants"
+
+    accountant_id: uuid.UUID = Field(primary_key=True)
+    firm_id: uuid.UUID = Field(index=True)
+    email: str = Field(max_length=320, index=True)
+    display_name: str = Field(max_length=250)
+    role: str = Field(max_length=20)
+    events_sequence: int = 0
+
+
+class ClientRow(SQLModel, table=True):
+    __tablename__ = "gateway_clients"
+
+    client_id: uuid.UUID = Field(primary_key=True)
+    firm_id: uuid.UUID = Field(index=True)
+    name: str = Field(max_length=250)
+    client_url: str = Field(max_length=2000)
+    tenant: str = Field(max_length=253)
+    environment: str = Field(max_length=100)
+    company_name: str | None = Field(default=None, max_length=250)
+    card_json: str = Field(sa_column=Column(Text, nullable=False))
+    source: str = Field(max_length=20)
+    removed: bool = False
+    # Client-level state: a failure before any company was found lives here.
+    state: str = Field(default="queued", max_length=20)
+    failure_json: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    added_at: datetime = Field(sa_column=_moment(nullable=False))
+    events_sequence: int = 0
+
+
+class CompanyRow(SQLModel, table=True):
+    __tablename__ = "gateway_companies"
+
+    client_id: uuid.UUID = Field(primary_key=True)
+    company_id: uuid.UUID = Field(primary_key=True)
+    firm_id: uuid.UUID = Field(index=True)
+    company_name: str = Field(max_length=250)
+    display_name: str | None = Field(default=None, max_length=500)
+    state: str = Field(default="queued", max_length=20)
+    as_of: datetime | None = Field(default=None, sa_column=_moment())
+    currency_code: str | None = Field(default=None, max_length=10)
+    cash_total: Decimal | None = Field(default=None, sa_column=Column(Numeric(28, 2), nullable=True))
+    figures_json: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    web_client_link: str | None = Field(default=None, max_length=2000)
+    failure_json: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    events_sequence: int = 0
+    snapshot_sequence: int = 0
+    snapshot_applied_at: datetime | None = Field(default=None, sa_column=_moment())

@@ -1,0 +1,250 @@
+"""Applying events to the read model, one batch per transaction."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from sqlmodel import col, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from hub_common.consumers import Delivery
+from hub_common.events import (
+    AccountantJoined,
+    ClientAdded,
+    ClientRemoved,
+    ClientUpdated,
+    CompaniesDiscovered,
+    CompanySnapshot,
+    Envelope,
+    EventData,
+    Failure,
+    RefreshFailed,
+    RefreshRequested,
+)
+from hub_gateway.readmodel.models import (
+    AccountantRow,
+    ClientRow,
+    CompanyRow,
+    ProjectionPosition,
+)
+
+
+class CompanyState:
+    QUEUED = "queued"
+    REFRESHING = "refreshing"
+    OK = "ok"
+    FAILED = "failed"
+
+
+def _failure_json(failure: Failure) -> str:
+    return failure.model_dump_json()
+
+
+async def _advance_position(session: AsyncSession, stream: str, sequence: int) -> None:
+    position = await session.get(ProjectionPosition, stream)
+    if position is None:
+        session.add(ProjectionPosition(stream=stream, sequence=sequence))
+    elif sequence > position.sequence:
+        position.sequence = sequence
+
+
+async def _client_companies(session: AsyncSession, client: ClientRow) -> list[CompanyRow]:
+    rows = await session.execute(select(CompanyRow).where(CompanyRow.client_id == client.client_id))
+    return list(rows.scalars())
+
+
+async def _apply_accountant(session: AsyncSession, envelope: Envelope[Any], sequence: int) -> None:
+    data: AccountantJoined = envelope.data
+    row = await session.get(AccountantRow, data.accountant_id)
+    if row is not None and row.events_sequence >= sequence:
+        return
+    if row is None:
+        row = AccountantRow(
+            accountant_id=data.accountant_id,
+            firm_id=envelope.firm_id,
+            email=data.email,
+            display_name=data.display_name,
+            role=data.role.value,
+        )
+        session.add(row)
+    row.email, row.display_name, row.role = data.email, data.display_name, data.role.value
+    row.events_sequence = sequence
+
+
+async def _apply_client_card(session: AsyncSession, envelope: Envelope[Any], sequence: int) -> None:
+    data: ClientAdded | ClientUpdated = envelope.data
+    row = await session.get(ClientRow, data.client_id)
+    if row is not None and (row.events_sequence >= sequence or row.firm_id != envelope.firm_id):
+        return
+    if row is None:
+        if isinstance(data, ClientUpdated):
+            return  # an update of a client this model never saw added changes nothing
+        row = ClientRow(
+            client_id=data.client_id,
+            firm_id=envelope.firm_id,
+            name=data.card.name,
+            client_url=data.card.client_url,
+            tenant=data.connection.tenant,
+            environment=data.connection.environment,
+            card_json="{}",
+            source=data.source.value,
+            added_at=envelope.occurred_at,
+        )
+        session.add(row)
+    row.name = data.card.name
+    row.client_url = data.card.client_url
+    row.tenant = data.connection.tenant
+    row.environment = data.connection.environment
+    row.company_name = data.connection.company_name
+    row.card_json = data.card.model_dump_json()
+    row.events_sequence = sequence
+
+
+async def _owned_client(
+    session: AsyncSession, envelope: Envelope[Any], client_id: Any, sequence: int
+) -> ClientRow | None:
+    """The client an event is about, if it belongs to the event's firm and is not stale."""
+    row = await session.get(ClientRow, client_id)
+    if row is None or row.firm_id != envelope.firm_id or row.events_sequence >= sequence:
+        return None
+    return row
+
+
+async def _apply_event(session: AsyncSession, envelope: Envelope[Any], sequence: int) -> None:
+    data = envelope.data
+    if isinstance(data, AccountantJoined):
+        await _apply_accountant(session, envelope, sequence)
+    elif isinstance(data, ClientAdded | ClientUpdated):
+        await _apply_client_card(session, envelope, sequence)
+    elif isinstance(data, ClientRemoved):
+        client = await _owned_client(session, envelope, data.client_id, sequence)
+        if client is not None:
+            client.removed = True
+            client.events_sequence = sequence
+    elif isinstance(data, RefreshRequested):
+        client = await _owned_client(session, envelope, data.client_id, sequence)
+        if client is None:
+            return
+        client.events_sequence = sequence
+        client.state = CompanyState.QUEUED
+        for company in await _client_companies(session, client):
+            if data.company_id in (None, company.company_id):
+                company.state = CompanyState.QUEUED
+    elif isinstance(data, CompaniesDiscovered):
+        await _apply_discovery(session, envelope, data, sequence)
+    elif isinstance(data, RefreshFailed):
+        await _apply_failure(session, envelope, data, sequence)
+
+
+async def _apply_discovery(
+    session: AsyncSession, envelope: Envelope[Any], data: CompaniesDiscovered, sequence: int
+) -> None:
+    client = await _owned_client(session, envelope, data.client_id, sequence)
+    if client is None:
+        return
+    client.events_sequence = sequence
+    client.state = CompanyState.OK
+    client.failure_json = None
+    existing = {row.company_id: row for row in await _client_companies(session, client)}
+    found = {company.company_id for company in data.companies}
+    for company_id, gone in existing.items():
+        if company_id not in found:
+            # The company is gone from the client's BC (deleted or access withdrawn).
+            await session.delete(gone)
+    for company in data.companies:
+        row = existing.get(company.company_id)
+        if row is None:
+            row = CompanyRow(
+                client_id=client.client_id,
+                company_id=company.company_id,
+                firm_id=client.firm_id,
+                company_name=company.name,
+            )
+            session.add(row)
+        row.company_name = company.name
+        row.display_name = company.display_name
+        if row.state != CompanyState.OK or row.snapshot_sequence == 0:
+            row.state = CompanyState.REFRESHING
+        row.events_sequence = max(row.events_sequence, sequence)
+
+
+async def _apply_failure(
+    session: AsyncSession, envelope: Envelope[Any], data: RefreshFailed, sequence: int
+) -> None:
+    client = await session.get(ClientRow, data.client_id)
+    if client is None or client.firm_id != envelope.firm_id:
+        return
+    failure = _failure_json(data.failure)
+    if data.company_id is None:
+        if client.events_sequence >= sequence:
+            return
+        client.events_sequence = sequence
+        client.state = CompanyState.FAILED
+        client.failure_json = failure
+        for company in await _client_companies(session, client):
+            company.state = CompanyState.FAILED
+            company.failure_json = failure
+        return
+    existing = await session.get(CompanyRow, (data.client_id, data.company_id))
+    if existing is not None and existing.events_sequence >= sequence:
+        return
+    row = existing or CompanyRow(
+        client_id=data.client_id,
+        company_id=data.company_id,
+        firm_id=client.firm_id,
+        company_name=data.company_name or str(data.company_id),
+    )
+    session.add(row)
+    row.state = CompanyState.FAILED
+    row.failure_json = failure
+    row.events_sequence = sequence
+
+
+async def _apply_snapshot(
+    session: AsyncSession, envelope: Envelope[Any], sequence: int, applied_at: datetime
+) -> None:
+    data: CompanySnapshot = envelope.data
+    client = await session.get(ClientRow, data.client_id)
+    if client is None or client.firm_id != envelope.firm_id:
+        return
+    existing = await session.get(CompanyRow, (data.client_id, data.company_id))
+    if existing is not None and (
+        existing.snapshot_sequence >= sequence
+        or (existing.as_of is not None and existing.as_of > data.read_at)
+    ):
+        return
+    row = existing or CompanyRow(
+        client_id=data.client_id,
+        company_id=data.company_id,
+        firm_id=client.firm_id,
+        company_name=data.company_name,
+    )
+    session.add(row)
+    row.company_name = data.company_name
+    row.display_name = data.company_display_name
+    row.state = CompanyState.OK
+    row.failure_json = None
+    row.as_of = data.read_at
+    row.currency_code = data.currency_code
+    row.cash_total = data.figures.cash.total if data.figures.cash else None
+    row.figures_json = json.dumps(data.figures.model_dump(mode="json"))
+    row.web_client_link = data.web_client_link
+    row.snapshot_sequence = sequence
+    row.snapshot_applied_at = applied_at
+
+
+async def apply_batch(
+    session: AsyncSession,
+    batch: list[tuple[Envelope[EventData], Delivery]],
+    applied_at: datetime,
+) -> None:
+    """Apply events in stream order and advance each stream's position, in one transaction."""
+    for envelope, delivery in batch:
+        if isinstance(envelope.data, CompanySnapshot):
+            await _apply_snapshot(session, envelope, delivery.stream_sequence, applied_at)
+        else:
+            await _apply_event(session, envelope, delivery.stream_sequence)
+        await _advance_position(session, delivery.stream, delivery.stream_sequence)
+        await session.flush()

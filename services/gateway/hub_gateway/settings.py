@@ -1,0 +1,14 @@
+from __future__ import annotations
+
+from hub_common.settings import HubSettings
+
+
+class GatewaySettings(HubSettings):
+    service_name: str = "gateway"
+    database_url: str = "sqlite:///.hub/gateway.db"
+    host: str = "127.0.0.1"
+    port: int = 8000
+    # How long a command to an owning service may take before the API answers 503.
+    command_timeout_seconds: float = 10.0
+    # How many events the projection applies per transaction.
+    projection_batch_size: int = 200

@@ -1,0 +1,63 @@
+"""Wiring of the registry: broker, command handlers, outbox relay, migrations."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from faststream import FastStream
+
+from hub_common.bus import create_broker, jetstream_of
+from hub_common.db import create_engine, migrate, session_factory
+from hub_common.logging import configure_logging, get_logger
+from hub_common.outbox import OutboxRelay
+from hub_common.streams import declare_topology
+from hub_registry.handlers import register_command_handlers
+from hub_registry.models import registry_outbox
+from hub_registry.settings import RegistrySettings
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+VERSION_TABLE = "registry_alembic_version"
+
+logger = get_logger(__name__)
+
+
+def create_app(settings: RegistrySettings) -> FastStream:
+    configure_logging(settings)
+    broker = create_broker(settings.nats_url, name=settings.service_name)
+    engine = create_engine(settings.database_url)
+    sessions = session_factory(engine)
+    # The relay needs the JetStream context, which exists only once connected.
+    relays: list[OutboxRelay] = []
+
+    def relay_notify() -> None:
+        for relay in relays:
+            relay.notify()
+
+    app = FastStream(broker)
+
+    @app.on_startup
+    async def prepare() -> None:
+        await asyncio.to_thread(migrate, settings.database_url, MIGRATIONS, VERSION_TABLE)
+        await broker.connect()
+        await declare_topology(jetstream_of(broker))
+        relays.append(OutboxRelay(sessions, registry_outbox, jetstream_of(broker)))
+
+    @app.after_startup
+    async def start_relay() -> None:
+        for relay in relays:
+            relay.start()
+        logger.info("registry ready")
+
+    @app.on_shutdown
+    async def stop_relay() -> None:
+        for relay in relays:
+            await relay.stop()
+        await engine.dispose()
+
+    register_command_handlers(broker, sessions, relay_notify, settings)
+    return app
+
+
+async def run(settings: RegistrySettings | None = None) -> None:
+    await create_app(settings or RegistrySettings()).run()

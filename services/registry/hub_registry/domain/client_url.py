@@ -1,0 +1,165 @@
+"""Parsing a Client URL into the tenant, environment and company it names.
+
+The URL is parsed, never fetched (invariant 5): the hub only ever calls the configured
+Entra and Business Central hosts, whatever an accountant types here.
+
+Forms BC has used (see the reference, section 8):
+
+* ``https://businesscentral.dynamics.com/{tenant}/{environment}?company=...`` and the same
+  without the environment (Production is the default);
+* ``https://{name}.financials.dynamics.com`` (2017, Dynamics 365 for Financials);
+* partner-hosted ``https://{family}.bc.dynamics.com/{tenant}/{environment}``;
+* the sandbox's web client, in dev, which has the businesscentral.dynamics.com shape.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass
+from urllib.parse import parse_qs, urlsplit
+
+DEFAULT_ENVIRONMENT = "Production"
+MAX_URL_LENGTH = 2000
+
+_DOMAIN = re.compile(
+    r"^(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)+$"
+)
+# BC environment names: letters, digits and hyphens (underscore is tolerated), at most 30.
+_ENVIRONMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,29}$")
+_FINANCIALS_HOST = re.compile(r"^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)\.financials\.dynamics\.com$")
+_PARTNER_HOST = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.bc\.dynamics\.com$")
+
+WEB_CLIENT_HOST = "businesscentral.dynamics.com"
+
+
+class ClientUrlError(ValueError):
+    """What is wrong with a Client URL, in words an accountant can act on."""
+
+    def __init__(self, part: str, message: str) -> None:
+        super().__init__(message)
+        self.part = part
+        self.message = message
+
+
+@dataclass(frozen=True)
+class ParsedClientUrl:
+    tenant: str
+    environment: str
+    company_name: str | None
+    form: str
+
+
+def _is_tenant(segment: str) -> bool:
+    try:
+        uuid.UUID(segment)
+    except ValueError:
+        return bool(_DOMAIN.match(segment.lower()))
+    return True
+
+
+def _tenant_and_environment(segments: list[str], example_base: str) -> tuple[str, str]:
+    example = f"{example_base}/contoso.onmicrosoft.com/Production"
+    if not segments:
+        raise ClientUrlError(
+            "tenant",
+            "The Client URL names no tenant. Add the client's Microsoft Entra tenant id or "
+            f"domain after the host, for example {example}",
+        )
+    if len(segments) > 2:
+        raise ClientUrlError(
+            "path",
+            "The Client URL has more path parts than a tenant and an environment: "
+            f"{'/'.join(segments)!r}. Use the form {example}",
+        )
+    tenant = segments[0]
+    if not _is_tenant(tenant):
+        if len(segments) == 1 and _ENVIRONMENT.match(tenant):
+            raise ClientUrlError(
+                "tenant",
+                f"The Client URL names the environment {tenant!r} but no tenant. Put the "
+                f"client's tenant id or domain before it, for example {example_base}/"
+                f"contoso.onmicrosoft.com/{tenant}",
+            )
+        raise ClientUrlError(
+            "tenant",
+            f"{tenant!r} is not a tenant: use the client's Microsoft Entra tenant id (a GUID) "
+            "or its domain, such as contoso.onmicrosoft.com",
+        )
+    environment = segments[1] if len(segments) == 2 else DEFAULT_ENVIRONMENT
+    if not _ENVIRONMENT.match(environment):
+        raise ClientUrlError(
+            "environment",
+            f"{environment!r} is not a Business Central environment name: use letters, digits "
+            "and hyphens, at most 30 characters (for example Production)",
+        )
+    return tenant.lower(), environment
+
+
+def _company(query: str) -> str | None:
+    values = {key.lower(): value for key, value in parse_qs(query, keep_blank_values=True).items()}
+    companies = values.get("company")
+    if not companies:
+        return None
+    company = companies[0].strip()
+    if not company:
+        return None
+    if len(company) > 250 or any(ord(char) < 32 for char in company):
+        raise ClientUrlError("company", "The company name in the Client URL is not valid")
+    return company
+
+
+def parse_client_url(raw: str, *, extra_web_client_bases: tuple[str, ...] = ()) -> ParsedClientUrl:
+    """Parse a Client URL or say exactly which part is wrong."""
+    text = raw.strip()
+    if not text:
+        raise ClientUrlError("url", "Enter the client's Business Central URL")
+    if len(text) > MAX_URL_LENGTH:
+        raise ClientUrlError("url", f"The Client URL is longer than {MAX_URL_LENGTH} characters")
+    if any(char.isspace() or ord(char) < 32 for char in text):
+        raise ClientUrlError("url", "The Client URL contains spaces or control characters")
+    if "://" not in text:
+        text = f"https://{text}"
+    try:
+        parts = urlsplit(text)
+        port = parts.port
+    except ValueError as error:
+        raise ClientUrlError("url", f"The Client URL could not be read: {error}") from error
+    if parts.scheme.lower() != "https":
+        raise ClientUrlError("scheme", "The Client URL must start with https://")
+    if parts.username or parts.password:
+        raise ClientUrlError("host", "The Client URL must not contain a user name or password")
+    host = (parts.hostname or "").lower()
+    segments = [segment for segment in parts.path.split("/") if segment]
+
+    for base in extra_web_client_bases:
+        base_parts = urlsplit(base)
+        base_segments = [segment for segment in base_parts.path.split("/") if segment]
+        if (
+            host == (base_parts.hostname or "").lower()
+            and port == base_parts.port
+            and segments[: len(base_segments)] == base_segments
+        ):
+            tenant, environment = _tenant_and_environment(segments[len(base_segments) :], base.rstrip("/"))
+            return ParsedClientUrl(tenant, environment, _company(parts.query), "sandbox")
+
+    if port not in (None, 443):
+        raise ClientUrlError("host", "A Business Central Client URL has no port number")
+    if host == WEB_CLIENT_HOST:
+        tenant, environment = _tenant_and_environment(segments, f"https://{WEB_CLIENT_HOST}")
+        return ParsedClientUrl(tenant, environment, _company(parts.query), "web_client")
+    if _FINANCIALS_HOST.match(host):
+        if segments:
+            raise ClientUrlError(
+                "path",
+                "A Dynamics 365 for Financials URL has no path: use https://name.financials.dynamics.com",
+            )
+        return ParsedClientUrl(host, DEFAULT_ENVIRONMENT, _company(parts.query), "financials_2017")
+    if _PARTNER_HOST.match(host):
+        tenant, environment = _tenant_and_environment(segments, f"https://{host}")
+        return ParsedClientUrl(tenant, environment, _company(parts.query), "partner_hosted")
+    raise ClientUrlError(
+        "host",
+        f"{host or 'The URL'} is not a Business Central address. Copy the URL from the "
+        "client's browser: it starts with https://businesscentral.dynamics.com/",
+    )

@@ -1,0 +1,95 @@
+"""Work or school addresses only: consumer mailboxes cannot own a firm."""
+
+from __future__ import annotations
+
+import re
+
+# Consumer and telecom mailbox providers. yahoo.* is matched by its first label.
+CONSUMER_DOMAINS = frozenset(
+    {
+        "gmail.com",
+        "googlemail.com",
+        "outlook.com",
+        "hotmail.com",
+        "hotmail.co.uk",
+        "hotmail.fr",
+        "hotmail.de",
+        "live.com",
+        "live.co.uk",
+        "live.fr",
+        "msn.com",
+        "icloud.com",
+        "me.com",
+        "mac.com",
+        "aol.com",
+        "gmx.com",
+        "gmx.de",
+        "gmx.net",
+        "web.de",
+        "mail.com",
+        "proton.me",
+        "protonmail.com",
+        "yandex.com",
+        "yandex.ru",
+        "zoho.com",
+        "comcast.net",
+        "verizon.net",
+        "att.net",
+        "sbcglobal.net",
+        "cox.net",
+        "charter.net",
+        "btinternet.com",
+        "virginmedia.com",
+        "sky.com",
+        "talktalk.net",
+        "orange.fr",
+        "wanadoo.fr",
+        "free.fr",
+        "sfr.fr",
+        "laposte.net",
+        "t-online.de",
+        "freenet.de",
+        "libero.it",
+        "tiscali.it",
+        "telenet.be",
+        "skynet.be",
+        "ziggo.nl",
+        "kpnmail.nl",
+        "telia.com",
+        "online.no",
+        "bigpond.com",
+        "optusnet.com.au",
+        "shaw.ca",
+        "rogers.com",
+        "qq.com",
+        "163.com",
+        "126.com",
+        "naver.com",
+    }
+)
+CONSUMER_FIRST_LABELS = frozenset({"yahoo", "ymail", "rocketmail"})
+
+_ADDRESS = re.compile(r"^[a-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@([a-z0-9-]{1,63}\.)+[a-z]{2,63}$")
+
+
+class EmailRejected(ValueError):
+    pass
+
+
+def normalize_work_email(raw: str) -> str:
+    """Lower-case and check an address; refuse consumer mailboxes with a clear reason."""
+    email = raw.strip().lower()
+    if not _ADDRESS.match(email):
+        raise EmailRejected(f"{raw.strip()[:320]!r} is not a valid email address")
+    domain = email.rsplit("@", 1)[1]
+    if domain in CONSUMER_DOMAINS or domain.split(".")[0] in CONSUMER_FIRST_LABELS:
+        raise EmailRejected(
+            f"{domain} is a personal mailbox. Sign up with your work or school email address, "
+            "the one your firm uses with Microsoft 365."
+        )
+    return email
+
+
+def firm_name_for(email: str) -> str:
+    """A first firm name from the address's domain; the owner can rename it later."""
+    return email.rsplit("@", 1)[1]

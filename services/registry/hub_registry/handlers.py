@@ -1,0 +1,88 @@
+"""The registry's command handlers (NATS request/reply from the gateway)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from faststream.nats import NatsBroker, NatsMessage
+from pydantic import BaseModel, ValidationError
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from hub_common import commands
+from hub_common.db import transaction
+from hub_common.logging import bound_context, get_logger
+from hub_registry import service
+from hub_registry.settings import RegistrySettings
+
+logger = get_logger(__name__)
+
+CommandT = TypeVar("CommandT", bound=BaseModel)
+QUEUE_GROUP = "registry"
+
+
+def _rejected(reason: commands.RejectionReason, message: str, field: str | None = None) -> bytes:
+    return commands.encode_rejection(commands.Rejection(reason=reason, message=message, field=field))
+
+
+def register_command_handlers(
+    broker: NatsBroker,
+    sessions: async_sessionmaker[AsyncSession],
+    notify_relay: Callable[[], None],
+    settings: RegistrySettings,
+) -> None:
+    def command_handler(
+        subject: str,
+        model: type[CommandT],
+        run: Callable[[AsyncSession, CommandT], Awaitable[BaseModel]],
+    ) -> None:
+        @broker.subscriber(subject, queue=QUEUE_GROUP, title=f"registry {subject}")
+        async def handle(message: NatsMessage) -> bytes:
+            try:
+                command = model.model_validate_json(message.body)
+            except ValidationError as error:
+                first = error.errors()[0]
+                field = ".".join(str(part) for part in first["loc"]) or None
+                return _rejected(commands.RejectionReason.INVALID, first["msg"], field)
+            correlation_id = getattr(command, "correlation_id", None)
+            with bound_context({"correlation_id": correlation_id, "command": subject}):
+                try:
+                    async with transaction(sessions) as session:
+                        result = await run(session, command)
+                except service.Refused as refused:
+                    logger.info("command refused", reason=refused.rejection.message)
+                    return commands.encode_rejection(refused.rejection)
+                except IntegrityError:
+                    # A concurrent command won the race for the same unique row.
+                    return _rejected(commands.RejectionReason.CONFLICT, "Changed concurrently; try again")
+                except Exception:
+                    logger.exception("command failed")
+                    return _rejected(commands.RejectionReason.UNAVAILABLE, "The registry failed; try again")
+            notify_relay()
+            return commands.encode_result(result)
+
+    async def ensure_accountant(session: AsyncSession, command: commands.EnsureAccountant) -> BaseModel:
+        return await service.ensure_accountant(session=session, command=command, settings=settings)
+
+    async def add_client(session: AsyncSession, command: commands.AddClient) -> BaseModel:
+        client_id = await service.add_client(session=session, command=command, settings=settings)
+        return commands.ClientCreated(client_id=client_id)
+
+    async def update_client(session: AsyncSession, command: commands.UpdateClient) -> BaseModel:
+        await service.update_client(session=session, command=command, settings=settings)
+        return commands.ClientCreated(client_id=command.client_id)
+
+    async def remove_client(session: AsyncSession, command: commands.RemoveClient) -> BaseModel:
+        await service.remove_client(session=session, command=command)
+        return commands.ClientCreated(client_id=command.client_id)
+
+    async def request_refresh(session: AsyncSession, command: commands.RequestRefresh) -> BaseModel:
+        refresh_ids = await service.request_refresh(session=session, command=command)
+        return commands.RefreshStarted(refresh_ids=refresh_ids)
+
+    command_handler(commands.ENSURE_ACCOUNTANT, commands.EnsureAccountant, ensure_accountant)
+    command_handler(commands.ADD_CLIENT, commands.AddClient, add_client)
+    command_handler(commands.UPDATE_CLIENT, commands.UpdateClient, update_client)
+    command_handler(commands.REMOVE_CLIENT, commands.RemoveClient, remove_client)
+    command_handler(commands.REQUEST_REFRESH, commands.RequestRefresh, request_refresh)

@@ -1,0 +1,77 @@
+"""The registry's tables: firms, accountants, clients and the outbox of their events."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+from sqlalchemy import Column, Index, text
+from sqlmodel import Field, SQLModel
+
+from hub_common.db import UtcDateTime
+from hub_common.outbox import outbox_table
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _timestamp() -> Column[datetime]:
+    return Column(UtcDateTime(), nullable=False, default=_now)
+
+
+class Firm(SQLModel, table=True):
+    __tablename__ = "registry_firms"
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    name: str = Field(max_length=250)
+    # Once an owner removes the sample client it never comes back.
+    sample_client_removed: bool = False
+    created_at: datetime = Field(default_factory=_now, sa_column=_timestamp())
+
+
+class Accountant(SQLModel, table=True):
+    __tablename__ = "registry_accountants"
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    firm_id: uuid.UUID = Field(foreign_key="registry_firms.id", index=True)
+    email: str = Field(max_length=320, unique=True)
+    display_name: str = Field(max_length=250)
+    role: str = Field(max_length=20)
+    created_at: datetime = Field(default_factory=_now, sa_column=_timestamp())
+
+
+class Client(SQLModel, table=True):
+    __tablename__ = "registry_clients"
+    # One live card per client environment in a firm; removed cards stay for the audit.
+    __table_args__ = (
+        Index(
+            "registry_clients_live_environment",
+            "firm_id",
+            "tenant",
+            "environment",
+            unique=True,
+            sqlite_where=text("removed_at IS NULL"),
+            postgresql_where=text("removed_at IS NULL"),
+        ),
+    )
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    firm_id: uuid.UUID = Field(foreign_key="registry_firms.id", index=True)
+    name: str = Field(max_length=250)
+    client_url: str = Field(max_length=2000)
+    tenant: str = Field(max_length=253)
+    environment: str = Field(max_length=100)
+    company_name: str | None = Field(default=None, max_length=250)
+    contact_name: str | None = Field(default=None, max_length=500)
+    email: str | None = Field(default=None, max_length=320)
+    phone: str | None = Field(default=None, max_length=50)
+    notes: str | None = Field(default=None, max_length=4000)
+    assigned_accountant_id: uuid.UUID | None = None
+    source: str = Field(max_length=20)
+    created_at: datetime = Field(default_factory=_now, sa_column=_timestamp())
+    updated_at: datetime = Field(default_factory=_now, sa_column=_timestamp())
+    removed_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime(), nullable=True))
+
+
+registry_outbox = outbox_table(SQLModel.metadata, "registry_outbox")

@@ -1,0 +1,326 @@
+"""What the registry does with each command, as plain functions over one session.
+
+Every state change appends its event to the outbox in the same transaction
+(invariant 1); the caller commits once at the end.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlmodel import col, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from hub_common import outbox
+from hub_common.commands import (
+    AccountantIdentity,
+    AddClient,
+    EnsureAccountant,
+    Rejection,
+    RejectionReason,
+    RemoveClient,
+    RequestRefresh,
+    UpdateClient,
+)
+from hub_common.events import (
+    AccountantJoined,
+    Actor,
+    ActorKind,
+    ClientAdded,
+    ClientCard,
+    ClientConnection,
+    ClientRemoved,
+    ClientSource,
+    ClientUpdated,
+    EventData,
+    FirmCreated,
+    RefreshRequested,
+    Role,
+    new_envelope,
+)
+from hub_registry.domain.client_url import ClientUrlError, ParsedClientUrl, parse_client_url
+from hub_registry.domain.emails import EmailRejected, firm_name_for, normalize_work_email
+from hub_registry.models import Accountant, Client, Firm, registry_outbox
+from hub_registry.settings import RegistrySettings
+
+SERVICE_ACTOR = Actor.service("registry")
+
+
+class Refused(Exception):
+    """A command the registry will not carry out; nothing was changed."""
+
+    def __init__(self, reason: RejectionReason, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.rejection = Rejection(reason=reason, message=message, field=field)
+
+
+@dataclass(frozen=True)
+class Context:
+    """Who is acting, and for which request, shared by every event a command emits."""
+
+    firm_id: uuid.UUID
+    actor: Actor
+    correlation_id: str
+
+
+async def _emit(session: AsyncSession, context: Context, data: EventData) -> None:
+    envelope = new_envelope(
+        data, firm_id=context.firm_id, actor=context.actor, correlation_id=context.correlation_id
+    )
+    await outbox.append(session, registry_outbox, envelope)
+
+
+def _parse_url(card: ClientCard, settings: RegistrySettings) -> ParsedClientUrl:
+    try:
+        return parse_client_url(card.client_url, extra_web_client_bases=_web_client_bases(settings))
+    except ClientUrlError as error:
+        raise Refused(RejectionReason.INVALID, error.message, field="client_url") from error
+
+
+def _web_client_bases(settings: RegistrySettings) -> tuple[str, ...]:
+    default = "https://businesscentral.dynamics.com"
+    return () if settings.bc_web_client.rstrip("/") == default else (settings.bc_web_client,)
+
+
+def _connection(parsed: ParsedClientUrl) -> ClientConnection:
+    return ClientConnection(
+        tenant=parsed.tenant, environment=parsed.environment, company_name=parsed.company_name
+    )
+
+
+# ---------------------------------------------------------------- accountants
+
+
+async def ensure_accountant(
+    *, session: AsyncSession, command: EnsureAccountant, settings: RegistrySettings
+) -> AccountantIdentity:
+    """Sign-in: the first sign-in of an address creates the accountant and a new firm."""
+    try:
+        email = normalize_work_email(command.email)
+    except EmailRejected as error:
+        raise Refused(RejectionReason.INVALID, str(error), field="email") from error
+    existing = (
+        await session.execute(select(Accountant).where(Accountant.email == email))
+    ).scalar_one_or_none()
+    if existing is not None:
+        return AccountantIdentity(
+            accountant_id=existing.id,
+            firm_id=existing.firm_id,
+            email=existing.email,
+            display_name=existing.display_name,
+            role=existing.role,
+            created=False,
+        )
+    firm = Firm(name=firm_name_for(email))
+    accountant = Accountant(
+        firm_id=firm.id, email=email, display_name=command.display_name, role=Role.OWNER.value
+    )
+    session.add(firm)
+    await session.flush()
+    session.add(accountant)
+    await session.flush()
+    context = Context(
+        firm_id=firm.id,
+        actor=Actor(kind=ActorKind.ACCOUNTANT, id=str(accountant.id), display_name=email),
+        correlation_id=command.correlation_id,
+    )
+    await _emit(session, context, FirmCreated(name=firm.name, owner_accountant_id=accountant.id))
+    await _emit(
+        session,
+        context,
+        AccountantJoined(
+            accountant_id=accountant.id,
+            email=email,
+            display_name=accountant.display_name,
+            role=Role.OWNER,
+        ),
+    )
+    if settings.sample_client_url:
+        card = ClientCard(name=settings.sample_client_name, client_url=settings.sample_client_url)
+        await _insert_client(
+            session=session,
+            context=Context(firm.id, SERVICE_ACTOR, command.correlation_id),
+            card=card,
+            source=ClientSource.SAMPLE,
+            settings=settings,
+        )
+    return AccountantIdentity(
+        accountant_id=accountant.id,
+        firm_id=firm.id,
+        email=email,
+        display_name=accountant.display_name,
+        role=accountant.role,
+        created=True,
+    )
+
+
+# ---------------------------------------------------------------- clients
+
+
+async def _live_client(session: AsyncSession, firm_id: uuid.UUID, client_id: uuid.UUID) -> Client:
+    client = (
+        await session.execute(
+            select(Client).where(
+                Client.id == client_id,
+                Client.firm_id == firm_id,
+                col(Client.removed_at).is_(None),
+            )
+        )
+    ).scalar_one_or_none()
+    if client is None:
+        # Another firm's client answers exactly like a missing one (invariant 4).
+        raise Refused(RejectionReason.NOT_FOUND, "No such client", field="client_id")
+    return client
+
+
+async def _check_assignee(session: AsyncSession, firm_id: uuid.UUID, card: ClientCard) -> None:
+    if card.assigned_accountant_id is None:
+        return
+    assignee = await session.get(Accountant, card.assigned_accountant_id)
+    if assignee is None or assignee.firm_id != firm_id:
+        raise Refused(
+            RejectionReason.INVALID,
+            "The assigned accountant is not a member of this firm",
+            field="assigned_accountant_id",
+        )
+
+
+async def _check_unique(
+    session: AsyncSession, firm_id: uuid.UUID, parsed: ParsedClientUrl, except_id: uuid.UUID | None
+) -> None:
+    query = select(Client.id, Client.name).where(
+        Client.firm_id == firm_id,
+        Client.tenant == parsed.tenant,
+        Client.environment == parsed.environment,
+        col(Client.removed_at).is_(None),
+    )
+    clash = (await session.execute(query)).first()
+    if clash is not None and clash.id != except_id:
+        raise Refused(
+            RejectionReason.CONFLICT,
+            f"The client {clash.name!r} already uses tenant {parsed.tenant} and environment "
+            f"{parsed.environment}",
+            field="client_url",
+        )
+
+
+async def _insert_client(
+    *,
+    session: AsyncSession,
+    context: Context,
+    card: ClientCard,
+    source: ClientSource,
+    settings: RegistrySettings,
+) -> uuid.UUID:
+    parsed = _parse_url(card, settings)
+    await _check_assignee(session, context.firm_id, card)
+    await _check_unique(session, context.firm_id, parsed, except_id=None)
+    client = Client(
+        firm_id=context.firm_id,
+        name=card.name,
+        client_url=card.client_url.strip(),
+        tenant=parsed.tenant,
+        environment=parsed.environment,
+        company_name=parsed.company_name,
+        contact_name=card.contact_name,
+        email=card.email,
+        phone=card.phone,
+        notes=card.notes,
+        assigned_accountant_id=card.assigned_accountant_id,
+        source=source.value,
+    )
+    session.add(client)
+    await session.flush()
+    await _emit(
+        session,
+        context,
+        ClientAdded(client_id=client.id, card=card, connection=_connection(parsed), source=source),
+    )
+    return client.id
+
+
+def _context(command: AddClient | UpdateClient | RemoveClient | RequestRefresh) -> Context:
+    return Context(command.firm_id, command.actor, command.correlation_id)
+
+
+async def add_client(*, session: AsyncSession, command: AddClient, settings: RegistrySettings) -> uuid.UUID:
+    return await _insert_client(
+        session=session,
+        context=_context(command),
+        card=command.card,
+        source=ClientSource.MANUAL,
+        settings=settings,
+    )
+
+
+async def update_client(*, session: AsyncSession, command: UpdateClient, settings: RegistrySettings) -> None:
+    client = await _live_client(session, command.firm_id, command.client_id)
+    parsed = _parse_url(command.card, settings)
+    await _check_assignee(session, command.firm_id, command.card)
+    await _check_unique(session, command.firm_id, parsed, except_id=client.id)
+    card = command.card
+    client.name = card.name
+    client.client_url = card.client_url.strip()
+    client.tenant = parsed.tenant
+    client.environment = parsed.environment
+    client.company_name = parsed.company_name
+    client.contact_name = card.contact_name
+    client.email = card.email
+    client.phone = card.phone
+    client.notes = card.notes
+    client.assigned_accountant_id = card.assigned_accountant_id
+    client.updated_at = datetime.now(UTC)
+    await _emit(
+        session,
+        _context(command),
+        ClientUpdated(client_id=client.id, card=card, connection=_connection(parsed)),
+    )
+
+
+async def remove_client(*, session: AsyncSession, command: RemoveClient) -> None:
+    client = await _live_client(session, command.firm_id, command.client_id)
+    client.removed_at = datetime.now(UTC)
+    if client.source == ClientSource.SAMPLE.value:
+        firm = await session.get(Firm, command.firm_id)
+        if firm is not None:
+            firm.sample_client_removed = True
+    await _emit(session, _context(command), ClientRemoved(client_id=client.id))
+
+
+async def request_refresh(*, session: AsyncSession, command: RequestRefresh) -> list[uuid.UUID]:
+    if command.client_id is not None:
+        clients = [await _live_client(session, command.firm_id, command.client_id)]
+    else:
+        if command.company_id is not None:
+            raise Refused(RejectionReason.INVALID, "A company refresh names its client", "client_id")
+        clients = list(
+            (
+                await session.execute(
+                    select(Client).where(
+                        Client.firm_id == command.firm_id,
+                        col(Client.removed_at).is_(None),
+                    )
+                )
+            ).scalars()
+        )
+    refresh_ids = []
+    for client in clients:
+        refresh_id = uuid.uuid4()
+        await _emit(
+            session,
+            _context(command),
+            RefreshRequested(
+                refresh_id=refresh_id,
+                client_id=client.id,
+                connection=ClientConnection(
+                    tenant=client.tenant,
+                    environment=client.environment,
+                    company_name=client.company_name,
+                ),
+                company_id=command.company_id,
+            ),
+        )
+        refresh_ids.append(refresh_id)
+    return refresh_ids

