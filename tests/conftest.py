@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import ssl
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -119,6 +120,9 @@ class Sandbox:
     client_id: str
     client_secret: str
     process: ServiceProcess
+
+    def tls(self) -> ssl.SSLContext:
+        return ssl.create_default_context(cafile=str(self.ca_bundle))
 
     @property
     def web_client(self) -> str:

@@ -150,6 +150,4 @@ async def send_command(
     result: ResultT | None = reply.result
     if result is not None:
         return result
-    raise CommandRejected(
-        Rejection(reason=RejectionReason.UNAVAILABLE, message="empty reply from service")
-    )
+    raise CommandRejected(Rejection(reason=RejectionReason.UNAVAILABLE, message="empty reply from service"))

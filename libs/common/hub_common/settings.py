@@ -7,6 +7,7 @@ are configured the same way.
 
 from __future__ import annotations
 
+import ssl
 from enum import StrEnum
 from pathlib import Path
 
@@ -56,6 +57,12 @@ class HubSettings(BaseSettings):
 
     # Signs dev bearer tokens and session cookies. Must be set in production.
     secret_key: SecretStr = SecretStr("dev-only-secret-change-me")
+
+    def tls_verification(self) -> ssl.SSLContext:
+        """What every outgoing HTTPS client trusts: the configured bundle, else the system's."""
+        if self.ca_bundle is not None:
+            return ssl.create_default_context(cafile=str(self.ca_bundle))
+        return ssl.create_default_context()
 
     @property
     def is_dev(self) -> bool:

@@ -23,9 +23,8 @@ logger = get_logger(__name__)
 def create_app(settings: FetcherSettings) -> FastStream:
     configure_logging(settings)
     broker = create_broker(settings.nats_url, name=settings.service_name)
-    verify: str | bool = str(settings.ca_bundle) if settings.ca_bundle else True
     http = httpx.AsyncClient(
-        verify=verify,
+        verify=settings.tls_verification(),
         timeout=httpx.Timeout(
             settings.http_read_timeout_seconds, connect=settings.http_connect_timeout_seconds
         ),
@@ -36,7 +35,7 @@ def create_app(settings: FetcherSettings) -> FastStream:
         authority_base=settings.entra_authority,
         client_id=settings.entra_client_id,
         client_secret=settings.entra_client_secret.get_secret_value(),
-        ca_bundle=settings.ca_bundle,
+        verify=settings.tls_verification(),
         timeout_seconds=settings.http_read_timeout_seconds,
     )
     limiter = TenantLimiter(

@@ -9,8 +9,8 @@ this machine's REQUESTS_CA_BUNDLE would silently override msal's own ``verify=``
 from __future__ import annotations
 
 import asyncio
+import ssl
 import threading
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -37,13 +37,13 @@ class TokenProvider:
         authority_base: str,
         client_id: str,
         client_secret: str,
-        ca_bundle: Path | None,
+        verify: ssl.SSLContext,
         timeout_seconds: float,
     ) -> None:
         self._authority_base = authority_base.rstrip("/")
         self._client_id = client_id
         self._client_secret = client_secret
-        self._http = httpx.Client(verify=str(ca_bundle) if ca_bundle else True, timeout=timeout_seconds)
+        self._http = httpx.Client(verify=verify, timeout=timeout_seconds)
         self._apps: dict[str, msal.ConfidentialClientApplication] = {}
         self._lock = threading.Lock()
         host = urlsplit(self._authority_base).hostname or ""

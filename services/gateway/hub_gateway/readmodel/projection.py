@@ -6,8 +6,8 @@ import json
 from datetime import datetime
 from typing import Any
 
-from sqlmodel import col, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import select
 
 from hub_common.consumers import Delivery
 from hub_common.events import (

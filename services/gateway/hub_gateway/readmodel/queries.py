@@ -8,8 +8,8 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel
-from sqlmodel import col, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col, select
 
 from hub_gateway.readmodel.models import AccountantRow, ClientRow, CompanyRow
 

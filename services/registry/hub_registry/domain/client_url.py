@@ -143,6 +143,13 @@ def parse_client_url(raw: str, *, extra_web_client_bases: tuple[str, ...] = ()) 
             tenant, environment = _tenant_and_environment(segments[len(base_segments) :], base.rstrip("/"))
             return ParsedClientUrl(tenant, environment, _company(parts.query), "sandbox")
 
+    known_host = host == WEB_CLIENT_HOST or _FINANCIALS_HOST.match(host) or _PARTNER_HOST.match(host)
+    if not known_host:
+        raise ClientUrlError(
+            "host",
+            f"{host or 'The URL'} is not a Business Central address. Copy the URL from the "
+            "client's browser: it starts with https://businesscentral.dynamics.com/",
+        )
     if port not in (None, 443):
         raise ClientUrlError("host", "A Business Central Client URL has no port number")
     if host == WEB_CLIENT_HOST:
@@ -155,11 +162,5 @@ def parse_client_url(raw: str, *, extra_web_client_bases: tuple[str, ...] = ()) 
                 "A Dynamics 365 for Financials URL has no path: use https://name.financials.dynamics.com",
             )
         return ParsedClientUrl(host, DEFAULT_ENVIRONMENT, _company(parts.query), "financials_2017")
-    if _PARTNER_HOST.match(host):
-        tenant, environment = _tenant_and_environment(segments, f"https://{host}")
-        return ParsedClientUrl(tenant, environment, _company(parts.query), "partner_hosted")
-    raise ClientUrlError(
-        "host",
-        f"{host or 'The URL'} is not a Business Central address. Copy the URL from the "
-        "client's browser: it starts with https://businesscentral.dynamics.com/",
-    )
+    tenant, environment = _tenant_and_environment(segments, f"https://{host}")
+    return ParsedClientUrl(tenant, environment, _company(parts.query), "partner_hosted")

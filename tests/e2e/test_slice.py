@@ -1,0 +1,188 @@
+"""The thin slice through the real processes: gateway → registry → fetcher → sandbox →
+CompanySnapshot → read model → GET /api/v1/dashboard."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from decimal import Decimal
+from typing import Any
+
+import httpx
+import msal
+import pytest
+
+from hub_common.local_nats import free_port
+from hub_common.settings import HubSettings, Mode
+from hub_gateway.auth import issue_dev_token
+from tests.conftest import Sandbox
+from tests.support.processes import ServiceProcess, start_service, wait_until_healthy
+
+pytestmark = pytest.mark.e2e
+SECRET_KEY = "e2e-secret-key-long-enough-for-hmac-sha256"
+
+
+class Hub:
+    def __init__(self, url: str, processes: list[ServiceProcess]) -> None:
+        self.url = url
+        self.processes = processes
+
+    def token(self, email: str) -> str:
+        from pydantic import SecretStr
+
+        return issue_dev_token(HubSettings(mode=Mode.DEV, secret_key=SecretStr(SECRET_KEY)), email)
+
+    def client(self, email: str) -> httpx.Client:
+        return httpx.Client(
+            base_url=self.url, headers={"Authorization": f"Bearer {self.token(email)}"}, timeout=20
+        )
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {p.name}\n{p.log()[-3000:]}" for p in self.processes)
+
+
+@pytest.fixture(scope="module")
+def hub(nats_url: str, sandbox: Sandbox, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
+    home = tmp_path_factory.mktemp("hub")
+    port = free_port()
+    common = {
+        "HUB_NATS_URL": nats_url,
+        "HUB_MODE": "dev",
+        "HUB_SECRET_KEY": SECRET_KEY,
+        **sandbox.settings_environment(),
+    }
+    logs = home / "logs"
+    processes = [
+        start_service(
+            "registry", "registry", {**common, "HUB_DATABASE_URL": f"sqlite:///{home / 'registry.db'}"}, logs
+        ),
+        start_service("fetcher-1", "fetcher", {**common, "HUB_TENANT_LIMIT_SHARE": "2"}, logs),
+        start_service("fetcher-2", "fetcher", {**common, "HUB_TENANT_LIMIT_SHARE": "2"}, logs),
+        start_service(
+            "gateway",
+            "gateway",
+            {**common, "HUB_DATABASE_URL": f"sqlite:///{home / 'gateway.db'}", "HUB_PORT": str(port)},
+            logs,
+        ),
+    ]
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_healthy(f"{url}/healthz", processes[-1], timeout=90)
+        yield Hub(url, processes)
+    finally:
+        for process in reversed(processes):
+            process.stop()
+
+
+def _independent_cash(sandbox: Sandbox, tenant: str, company_id: str) -> Decimal:
+    """Cash as the test computes it itself, straight from the sandbox's BC API."""
+    http = httpx.Client(verify=sandbox.tls(), timeout=20)
+    app = msal.ConfidentialClientApplication(
+        sandbox.client_id,
+        client_credential=sandbox.client_secret,
+        authority=f"{sandbox.base_url}/{tenant}",
+        http_client=http,
+        instance_discovery=False,
+    )
+    token = app.acquire_token_for_client(scopes=["https://api.businesscentral.dynamics.com/.default"])[
+        "access_token"
+    ]
+    accounts = http.get(
+        f"{sandbox.base_url}/v2.0/{tenant}/Production/api/v2.0/companies({company_id})/accounts",
+        headers={"Authorization": f"Bearer {token}"},
+    ).json()["value"]
+    return sum(
+        (
+            Decimal(str(a["netChange"]))
+            for a in accounts
+            if a["category"] == "Assets" and a["accountType"] == "Posting" and a["subCategory"] == "Cash"
+        ),
+        Decimal(0),
+    )
+
+
+def _wait_for_rows(api: httpx.Client, predicate: Any, hub: Hub, timeout: float = 60) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + timeout
+    rows: list[dict[str, Any]] = []
+    while time.monotonic() < deadline:
+        rows = api.get("/api/v1/dashboard").raise_for_status().json()["rows"]
+        if predicate(rows):
+            return rows
+        time.sleep(0.3)
+    raise AssertionError(f"dashboard never matched; last rows: {rows}\n{hub.logs()}")
+
+
+def test_adding_a_client_puts_its_companies_on_the_dashboard(hub: Hub, sandbox: Sandbox) -> None:
+    tenants = httpx.get(f"{sandbox.base_url}/_sandbox/tenants", verify=sandbox.tls()).json()["tenants"]
+    tenant = next(t for t in tenants if t["consented"] and t["domain"] != "cronus-sample.onmicrosoft.com")
+    production = next(e for e in tenant["environments"] if e["name"] == "Production")
+    api = hub.client("alice@northwind-accounting.example")
+
+    response = api.post(
+        "/api/v1/clients", json={"name": tenant["display_name"], "client_url": production["client_url"]}
+    )
+    assert response.status_code == 202, response.text
+
+    company_ids = {c["id"] for c in production["companies"]}
+    rows = _wait_for_rows(
+        api,
+        lambda rows: {r["company_id"] for r in rows if r["state"] == "ok"} >= company_ids,
+        hub,
+    )
+    for row in rows:
+        assert row["client_name"] == tenant["display_name"]
+        expected = _independent_cash(sandbox, tenant["id"], row["company_id"])
+        assert Decimal(row["figures"]["cash"]["total"]) == expected
+        assert row["as_of"].endswith(("Z", "+00:00")), row["as_of"]
+        assert row["web_client_link"].startswith(sandbox.web_client)
+
+
+def test_another_firm_sees_nothing_and_gets_404(hub: Hub) -> None:
+    owner = hub.client("bob@fabrikam-accounting.example")
+    outsider = hub.client("eve@contoso-audit.example")
+    created = owner.post(
+        "/api/v1/clients",
+        json={
+            "name": "Fabrikam client",
+            "client_url": "https://businesscentral.dynamics.com/fabrikam.onmicrosoft.com/Production",
+        },
+    )
+    # The URL is valid but names a host this hub is not pointed at in dev: the card is stored.
+    assert created.status_code == 202, created.text
+    client_id = created.json()["client_id"]
+    _wait_for_rows(owner, lambda rows: any(r["client_id"] == client_id for r in rows), hub)
+    assert outsider.get("/api/v1/dashboard").json()["rows"] == []
+    assert outsider.delete(f"/api/v1/clients/{client_id}").status_code == 404
+    assert outsider.post("/api/v1/refresh", json={"client_id": client_id}).status_code == 404
+
+
+def test_bad_input_gets_a_clear_422_and_stores_nothing(hub: Hub) -> None:
+    api = hub.client("carol@adatum-accounting.example")
+    bad = api.post(
+        "/api/v1/clients", json={"name": "X", "client_url": "https://businesscentral.dynamics.com/Production"}
+    )
+    assert bad.status_code == 422
+    assert bad.json()["detail"]["field"] == "client_url"
+    assert "no tenant" in bad.json()["detail"]["message"]
+    assert api.post("/api/v1/clients", json={"name": "", "client_url": "x"}).status_code == 422
+    assert (
+        api.post(
+            "/api/v1/clients", content=b"{not json", headers={"content-type": "application/json"}
+        ).status_code
+        == 422
+    )
+    time.sleep(1)
+    assert api.get("/api/v1/clients").json()["clients"] == []
+
+
+def test_requests_without_a_valid_token_are_refused(hub: Hub) -> None:
+    assert httpx.get(f"{hub.url}/api/v1/dashboard").status_code == 401
+    forged = httpx.get(f"{hub.url}/api/v1/dashboard", headers={"Authorization": "Bearer abc.def.ghi"})
+    assert forged.status_code == 401
+    consumer = hub.client("someone@gmail.com").get("/api/v1/dashboard")
+    assert consumer.status_code == 403
+    assert "work or school" in consumer.json()["detail"]
+
+
+def test_health_reports_broker_and_database(hub: Hub) -> None:
+    assert httpx.get(f"{hub.url}/healthz").json() == {"status": "ok", "broker": True, "database": True}

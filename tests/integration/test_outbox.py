@@ -1,0 +1,141 @@
+"""Invariant 1 in the registry: a client and its ClientAdded commit together or not at all,
+and the relay delivers each event to JetStream exactly once."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from nats.js import JetStreamContext
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from hub_common.commands import AddClient, EnsureAccountant
+from hub_common.db import create_engine, migrate, session_factory, transaction
+from hub_common.events import Actor, ActorKind, ClientCard, decode_event
+from hub_common.outbox import OutboxRelay
+from hub_common.streams import EVENTS_STREAM
+from hub_registry import service
+from hub_registry.app import MIGRATIONS, VERSION_TABLE
+from hub_registry.models import Client, registry_outbox
+from hub_registry.settings import RegistrySettings
+
+SETTINGS = RegistrySettings(_env_file=None, bc_web_client="https://businesscentral.dynamics.com")
+CLIENT_URL = "https://businesscentral.dynamics.com/contoso.onmicrosoft.com/Production"
+
+
+@pytest.fixture
+async def sessions(database_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    await asyncio.to_thread(migrate, database_url, Path(MIGRATIONS), VERSION_TABLE)
+    engine = create_engine(database_url)
+    yield session_factory(engine)
+    await engine.dispose()
+
+
+async def _firm(sessions: async_sessionmaker[AsyncSession]) -> tuple[uuid.UUID, Actor]:
+    async with transaction(sessions) as session:
+        identity = await service.ensure_accountant(
+            session=session,
+            command=EnsureAccountant(
+                email=f"owner{uuid.uuid4().hex[:6]}@firm.example", display_name="O", correlation_id="c"
+            ),
+            settings=SETTINGS,
+        )
+    return identity.firm_id, Actor(kind=ActorKind.ACCOUNTANT, id=str(identity.accountant_id))
+
+
+async def _count(session: AsyncSession, what: object) -> int:
+    return int((await session.execute(select(func.count()).select_from(what))).scalar_one())  # type: ignore[arg-type]
+
+
+async def test_client_and_event_commit_together(sessions: async_sessionmaker[AsyncSession]) -> None:
+    firm_id, actor = await _firm(sessions)
+    command = AddClient(
+        firm_id=firm_id,
+        actor=actor,
+        correlation_id="c1",
+        card=ClientCard(name="Contoso", client_url=CLIENT_URL),
+    )
+    async with transaction(sessions) as session:
+        client_id = await service.add_client(session=session, command=command, settings=SETTINGS)
+    async with sessions() as session:
+        assert await session.get(Client, client_id) is not None
+        payloads = (await session.execute(select(registry_outbox.c.payload))).scalars().all()
+    added = [decode_event(p) for p in payloads if '"ClientAdded"' in p]
+    assert [e.data.client_id for e in added] == [client_id]  # type: ignore[attr-defined]
+    assert added[0].actor == actor and added[0].correlation_id == "c1"
+
+
+async def test_a_failure_mid_transaction_leaves_neither(sessions: async_sessionmaker[AsyncSession]) -> None:
+    firm_id, actor = await _firm(sessions)
+    async with sessions() as session:
+        clients_before = await _count(session, Client)
+        events_before = await _count(session, registry_outbox)
+    command = AddClient(
+        firm_id=firm_id,
+        actor=actor,
+        correlation_id="c2",
+        card=ClientCard(name="Fabrikam", client_url=CLIENT_URL),
+    )
+    with pytest.raises(RuntimeError):
+        async with transaction(sessions) as session:
+            await service.add_client(session=session, command=command, settings=SETTINGS)
+            raise RuntimeError("crash after the writes, before the commit")
+    async with sessions() as session:
+        assert await _count(session, Client) == clients_before
+        assert await _count(session, registry_outbox) == events_before
+
+
+async def test_refusals_store_nothing(sessions: async_sessionmaker[AsyncSession]) -> None:
+    firm_id, actor = await _firm(sessions)
+    async with sessions() as session:
+        events_before = await _count(session, registry_outbox)
+    bad_cards = [
+        ClientCard(name="Bad URL", client_url="https://example.com/x"),
+        ClientCard(name="Bad assignee", client_url=CLIENT_URL, assigned_accountant_id=uuid.uuid4()),
+    ]
+    for card in bad_cards:
+        with pytest.raises(service.Refused):
+            async with transaction(sessions) as session:
+                await service.add_client(
+                    session=session,
+                    command=AddClient(firm_id=firm_id, actor=actor, correlation_id="c", card=card),
+                    settings=SETTINGS,
+                )
+    async with sessions() as session:
+        assert await _count(session, registry_outbox) == events_before
+
+
+async def test_relay_publishes_each_event_once_even_after_a_crash(
+    sessions: async_sessionmaker[AsyncSession], jetstream: JetStreamContext
+) -> None:
+    firm_id, actor = await _firm(sessions)
+    async with transaction(sessions) as session:
+        await service.add_client(
+            session=session,
+            command=AddClient(
+                firm_id=firm_id,
+                actor=actor,
+                correlation_id="c3",
+                card=ClientCard(name="Northwind", client_url=CLIENT_URL),
+            ),
+            settings=SETTINGS,
+        )
+    relay = OutboxRelay(sessions, registry_outbox, jetstream)
+    first_state = await jetstream.stream_info(EVENTS_STREAM)
+    sent = await relay.relay_once()
+    assert sent >= 3  # FirmCreated, AccountantJoined, ClientAdded
+    after_first = await jetstream.stream_info(EVENTS_STREAM)
+    assert after_first.state.messages - first_state.state.messages == sent
+    # A crash after publishing but before marking: the rows look unsent again.
+    async with transaction(sessions) as session:
+        await session.execute(update(registry_outbox).values(published_at=None))
+    await relay.relay_once()
+    after_second = await jetstream.stream_info(EVENTS_STREAM)
+    assert after_second.state.messages == after_first.state.messages
+    async with sessions() as session:
+        unsent = await session.execute(select(func.count()).where(registry_outbox.c.published_at.is_(None)))
+        assert unsent.scalar_one() == 0

@@ -1,0 +1,108 @@
+"""Client URL parsing: every form BC has used, and a precise reason for anything else."""
+
+from __future__ import annotations
+
+import pytest
+
+from hub_registry.domain.client_url import ClientUrlError, parse_client_url
+
+SANDBOX = "https://127.0.0.1:8443/bc"
+
+
+@pytest.mark.parametrize(
+    ("url", "tenant", "environment", "company", "form"),
+    [
+        (
+            "https://businesscentral.dynamics.com/contoso.onmicrosoft.com/Production?company=CRONUS%20UK%20Ltd.",
+            "contoso.onmicrosoft.com",
+            "Production",
+            "CRONUS UK Ltd.",
+            "web_client",
+        ),
+        (
+            "https://businesscentral.dynamics.com/1b5a3c11-2b6e-4d6e-9f55-3b1c7b0a9e21",
+            "1b5a3c11-2b6e-4d6e-9f55-3b1c7b0a9e21",
+            "Production",
+            None,
+            "web_client",
+        ),
+        (
+            "https://businesscentral.dynamics.com/Contoso.OnMicrosoft.com/Sandbox-2/?page=22",
+            "contoso.onmicrosoft.com",
+            "Sandbox-2",
+            None,
+            "web_client",
+        ),
+        ("businesscentral.dynamics.com/contoso.com/Test", "contoso.com", "Test", None, "web_client"),
+        (
+            "https://mybusiness.financials.dynamics.com",
+            "mybusiness.financials.dynamics.com",
+            "Production",
+            None,
+            "financials_2017",
+        ),
+        (
+            "https://contosofamily.bc.dynamics.com/contoso.com/Production",
+            "contoso.com",
+            "Production",
+            None,
+            "partner_hosted",
+        ),
+        (
+            f"{SANDBOX}/cronus-sample.onmicrosoft.com/Production",
+            "cronus-sample.onmicrosoft.com",
+            "Production",
+            None,
+            "sandbox",
+        ),
+    ],
+)
+def test_every_form_parses(url: str, tenant: str, environment: str, company: str | None, form: str) -> None:
+    parsed = parse_client_url(url, extra_web_client_bases=(SANDBOX,))
+    assert (parsed.tenant, parsed.environment, parsed.company_name, parsed.form) == (
+        tenant,
+        environment,
+        company,
+        form,
+    )
+
+
+@pytest.mark.parametrize(
+    ("url", "part", "words"),
+    [
+        ("", "url", "Enter"),
+        ("   ", "url", "Enter"),
+        ("http://businesscentral.dynamics.com/contoso.com/Production", "scheme", "https://"),
+        ("https://businesscentral.dynamics.com/", "tenant", "names no tenant"),
+        (
+            "https://businesscentral.dynamics.com/Production",
+            "tenant",
+            "environment 'Production' but no tenant",
+        ),
+        ("https://businesscentral.dynamics.com/not_a_tenant!/Production", "tenant", "is not a tenant"),
+        (
+            "https://businesscentral.dynamics.com/contoso.com/Prod%20uction",
+            "environment",
+            "not a Business Central environment",
+        ),
+        ("https://businesscentral.dynamics.com/contoso.com/Production/extra", "path", "more path parts"),
+        ("https://evil.example.com/contoso.com/Production", "host", "not a Business Central address"),
+        ("https://user:pw@businesscentral.dynamics.com/contoso.com", "host", "user name"),
+        ("https://businesscentral.dynamics.com:8443/contoso.com", "host", "no port"),
+        ("https://businesscentral.dynamics.com/contoso.com/Production?company=a%00b", "company", "not valid"),
+        ("https://mybusiness.financials.dynamics.com/extra", "path", "no path"),
+        ("https://127.0.0.1:9999/bc/contoso.com/Production", "host", "not a Business Central address"),
+        ("https://businesscentral.dynamics.com/contoso.com/" + "x" * 2100, "url", "longer than"),
+        ("https://businesscentral.dynamics.com/con toso.com", "url", "spaces"),
+    ],
+)
+def test_bad_urls_say_which_part_is_wrong(url: str, part: str, words: str) -> None:
+    with pytest.raises(ClientUrlError) as raised:
+        parse_client_url(url, extra_web_client_bases=(SANDBOX,))
+    assert raised.value.part == part
+    assert words in raised.value.message
+
+
+def test_sandbox_form_is_refused_unless_configured() -> None:
+    with pytest.raises(ClientUrlError):
+        parse_client_url(f"{SANDBOX}/cronus-sample.onmicrosoft.com/Production")

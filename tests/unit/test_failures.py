@@ -1,0 +1,102 @@
+"""Classifying BC and Entra answers into failure kinds."""
+
+from __future__ import annotations
+
+import pytest
+
+from hub_common.events import FailureKind
+from hub_fetcher.bc.failures import (
+    FetchFailure,
+    classify_bc_error,
+    classify_token_error,
+    correlation_from_message,
+)
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "message", "company_scoped", "kind"),
+    [
+        (
+            401,
+            "Authentication_InvalidCredentials",
+            "The server has rejected the client credentials.",
+            False,
+            FailureKind.CREDENTIALS_REJECTED,
+        ),
+        (429, None, None, True, FailureKind.THROTTLED),
+        (503, None, "Service is under maintenance", False, FailureKind.ENVIRONMENT_OFFLINE),
+        (504, None, None, True, FailureKind.ENVIRONMENT_OFFLINE),
+        (408, None, None, True, FailureKind.TIMEOUT),
+        (404, "NoEnvironment", "Environment does not exist.", False, FailureKind.ENVIRONMENT_NOT_FOUND),
+        (
+            400,
+            "Internal_CompanyNotFound",
+            "default company cannot be found",
+            True,
+            FailureKind.NO_COMPANY_ACCESS,
+        ),
+        (403, "Authorization_InsufficientPermissions", "Sorry", True, FailureKind.NO_COMPANY_ACCESS),
+        (
+            500,
+            "Internal_ServerError",
+            "Sorry, the current permissions prevented the action.",
+            True,
+            FailureKind.NO_COMPANY_ACCESS,
+        ),
+        (500, "Internal_ServerError", "Something else", True, FailureKind.BAD_RESPONSE),
+        (
+            400,
+            "Internal_TenantUnavailable",
+            "The tenant 'x' is not accessible",
+            False,
+            FailureKind.ENVIRONMENT_OFFLINE,
+        ),
+    ],
+)
+def test_bc_errors(
+    status: int, code: str | None, message: str | None, company_scoped: bool, kind: FailureKind
+) -> None:
+    assert classify_bc_error(status, code, message, company_scoped=company_scoped) is kind
+
+
+@pytest.mark.parametrize(
+    ("error", "description", "codes", "kind"),
+    [
+        ("invalid_request", "AADSTS90002: Tenant 'x' not found.", [90002], FailureKind.TENANT_NOT_FOUND),
+        (
+            "unauthorized_client",
+            "AADSTS700016: Application with identifier 'a' was not found",
+            [700016],
+            FailureKind.CONSENT_MISSING,
+        ),
+        (
+            "invalid_client",
+            "AADSTS7000215: Invalid client secret provided.",
+            [7000215],
+            FailureKind.CREDENTIALS_REJECTED,
+        ),
+        (
+            "invalid_grant",
+            "AADSTS65001: The user or administrator has not consented",
+            [],
+            FailureKind.CONSENT_MISSING,
+        ),
+        ("weird", "nothing known", [], FailureKind.BAD_RESPONSE),
+    ],
+)
+def test_token_errors(error: str, description: str, codes: list[int], kind: FailureKind) -> None:
+    assert classify_token_error(error, description, codes) is kind
+
+
+def test_correlation_id_is_read_from_bc_message() -> None:
+    message = "The server has rejected the client credentials.  CorrelationId:  3e1a9c2b-11aa-4b5e-9c7d-0f0e1d2c3b4a."
+    assert correlation_from_message(message) == "3e1a9c2b-11aa-4b5e-9c7d-0f0e1d2c3b4a"
+
+
+def test_every_kind_has_plain_words_and_transient_ones_are_retried() -> None:
+    for kind in FailureKind:
+        failure = FetchFailure(kind, message="x" * 5000).to_failure()
+        assert failure.summary and failure.fix
+        assert failure.message is not None and len(failure.message) <= 2000
+    assert FetchFailure(FailureKind.THROTTLED).transient
+    assert not FetchFailure(FailureKind.CREDENTIALS_REJECTED).transient
