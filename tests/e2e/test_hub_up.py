@@ -1,0 +1,139 @@
+"""`hub up` (what `make run` starts): the sample client's row is served, a second start
+keeps the data, and SIGINT or SIGTERM leaves no process of the tree behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from hub_common.local_nats import free_port
+
+pytestmark = pytest.mark.e2e
+
+
+@dataclass
+class RunningHub:
+    process: subprocess.Popen[str]
+    url: str
+    token: str
+    output: str
+
+
+def _descendants(pid: int) -> set[int]:
+    children: set[int] = set()
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            text = status.read_text()
+        except OSError:
+            continue
+        parent = re.search(r"^PPid:\s+(\d+)", text, re.MULTILINE)
+        if parent and int(parent.group(1)) == pid:
+            child = int(status.parent.name)
+            children |= {child} | _descendants(child)
+    return children
+
+
+def _alive(pids: set[int]) -> set[int]:
+    alive = set()
+    for pid in pids:
+        status = Path(f"/proc/{pid}/status")
+        if status.exists() and "State:\tZ" not in status.read_text():
+            alive.add(pid)
+    return alive
+
+
+def _start(home: Path, port: int, sandbox_port: int) -> RunningHub:
+    environment = {key: value for key, value in os.environ.items() if not key.startswith("HUB_")}
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "hub_cli",
+            "up",
+            "--home",
+            str(home),
+            "--port",
+            str(port),
+            "--sandbox-port",
+            str(sandbox_port),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=environment,
+    )
+    assert process.stdout is not None
+    output = ""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line and process.poll() is not None:
+            break
+        output += line
+        if "Press Ctrl-C to stop." in line:
+            token = re.search(r"API token:\s+(\S+)", output)
+            assert token, output
+            return RunningHub(process, f"http://127.0.0.1:{port}", token.group(1), output)
+    process.kill()
+    raise AssertionError(f"hub up did not become ready:\n{output}")
+
+
+def _wait_for_sample_rows(hub: RunningHub) -> list[dict[str, object]]:
+    headers = {"Authorization": f"Bearer {hub.token}"}
+    deadline = time.monotonic() + 60
+    rows: list[dict[str, object]] = []
+    while time.monotonic() < deadline:
+        rows = httpx.get(f"{hub.url}/api/v1/dashboard", headers=headers, timeout=10).json()["rows"]
+        if rows and all(row["state"] == "ok" for row in rows):
+            return rows
+        time.sleep(0.5)
+    raise AssertionError(f"sample client rows never became ok: {json.dumps(rows)[:2000]}")
+
+
+def _stop(hub: RunningHub, signum: int) -> None:
+    tree = _descendants(hub.process.pid)
+    assert len(tree) >= 7, "nats-server, sandbox, registry, 2 fetchers, invitations and gateway"
+    hub.process.send_signal(signum)
+    hub.process.wait(timeout=60)
+    deadline = time.monotonic() + 10
+    while _alive(tree) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not _alive(tree), f"left behind: {_alive(tree)}"
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    return tmp_path / ".hub"
+
+
+def test_hub_up_serves_the_sample_client_and_stops_cleanly(home: Path) -> None:
+    port, sandbox_port = free_port(), free_port()
+    first = _start(home, port, sandbox_port)
+    try:
+        assert httpx.get(f"{first.url}/healthz", timeout=5).json()["status"] == "ok"
+        rows = _wait_for_sample_rows(first)
+        assert {row["client_name"] for row in rows} == {"Sample client (CRONUS)"}
+        assert {row["company_name"] for row in rows} == {"CRONUS UK Ltd.", "CRONUS USA, Inc."}
+    finally:
+        _stop(first, signal.SIGINT)
+
+    # A second start reuses the home folder: same token, same firm, the rows are still there.
+    second = _start(home, port, sandbox_port)
+    try:
+        assert second.token == first.token
+        headers = {"Authorization": f"Bearer {second.token}"}
+        rows_again = httpx.get(f"{second.url}/api/v1/dashboard", headers=headers, timeout=10).json()["rows"]
+        assert {row["company_id"] for row in rows_again} == {row["company_id"] for row in rows}
+        assert len(rows_again) == len(rows), "the sample client is not added twice"
+    finally:
+        _stop(second, signal.SIGTERM)

@@ -1,0 +1,119 @@
+"""Acknowledgement on a real JetStream: handled → ack, failing → nack with a delay until
+max_deliver, then dead-letter; an invalid payload is dead-lettered at once."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+
+from nats.js import JetStreamContext
+from nats.js.api import ConsumerConfig
+
+from hub_common.bus import publish_event
+from hub_common.consumers import Delivery, Retry, handle_one
+from hub_common.events import Actor, ClientRemoved, Envelope, EventData, new_envelope
+from hub_common.streams import DEAD_LETTER_STREAM, EVENTS_STREAM, ConsumerSpec
+
+
+async def _spec(js: JetStreamContext, firm: uuid.UUID, max_deliver: int) -> ConsumerSpec:
+    spec = ConsumerSpec(
+        stream=EVENTS_STREAM,
+        durable=f"test-{uuid.uuid4().hex[:8]}",
+        filter_subjects=(f"hub.{firm}.>",),
+        ack_wait_seconds=30,
+        max_deliver=max_deliver,
+    )
+    await js.add_consumer(EVENTS_STREAM, spec.config())
+    return spec
+
+
+async def _dead_letters(js: JetStreamContext, durable: str) -> list[dict[str, object]]:
+    subscription = await js.subscribe(
+        f"deadletter.{durable}", stream=DEAD_LETTER_STREAM, ordered_consumer=True
+    )
+    letters = []
+    try:
+        while True:
+            message = await subscription.next_msg(timeout=0.5)
+            letters.append(json.loads(message.data))
+    except TimeoutError:
+        pass
+    finally:
+        await subscription.unsubscribe()
+    return letters
+
+
+async def test_success_is_acked_once(jetstream: JetStreamContext) -> None:
+    firm = uuid.uuid4()
+    spec = await _spec(jetstream, firm, max_deliver=3)
+    await publish_event(
+        jetstream, new_envelope(ClientRemoved(client_id=uuid.uuid4()), firm_id=firm, actor=Actor.service("t"))
+    )
+    seen: list[Envelope[EventData]] = []
+
+    async def handler(envelope: Envelope[EventData], delivery: Delivery) -> None:
+        seen.append(envelope)
+
+    subscription = await jetstream.pull_subscribe_bind(spec.durable, stream=spec.stream)
+    for message in await subscription.fetch(1, timeout=5):
+        await handle_one(jetstream, spec, message, handler)
+    await asyncio.sleep(0.2)
+    info = await jetstream.consumer_info(spec.stream, spec.durable)
+    assert len(seen) == 1
+    assert info.num_ack_pending == 0
+    assert info.num_pending == 0
+
+
+async def test_failures_are_retried_then_dead_lettered(jetstream: JetStreamContext) -> None:
+    firm = uuid.uuid4()
+    spec = await _spec(jetstream, firm, max_deliver=3)
+    envelope = new_envelope(ClientRemoved(client_id=uuid.uuid4()), firm_id=firm, actor=Actor.service("t"))
+    await publish_event(jetstream, envelope)
+    deliveries: list[int] = []
+
+    async def handler(received: Envelope[EventData], delivery: Delivery) -> None:
+        deliveries.append(delivery.num_delivered)
+        raise Retry("BC is throttling", delay_seconds=0.1)
+
+    subscription = await jetstream.pull_subscribe_bind(spec.durable, stream=spec.stream)
+    for _ in range(3):
+        for message in await subscription.fetch(1, timeout=5):
+            await handle_one(jetstream, spec, message, handler)
+    assert deliveries == [1, 2, 3]
+    letters = await _dead_letters(jetstream, spec.durable)
+    assert len(letters) == 1
+    assert letters[0]["error"] == "BC is throttling"
+    assert json.loads(str(letters[0]["payload"]))["id"] == str(envelope.id)
+    info = await jetstream.consumer_info(spec.stream, spec.durable)
+    assert info.num_ack_pending == 0
+    assert info.num_redelivered == 0
+
+
+async def test_an_invalid_payload_is_dead_lettered_at_once_and_does_not_block(
+    jetstream: JetStreamContext,
+) -> None:
+    firm = uuid.uuid4()
+    spec = await _spec(jetstream, firm, max_deliver=5)
+    await jetstream.publish(f"hub.{firm}.client.added", b'{"type": "ClientAdded", "data": "poison"}')
+    good = new_envelope(ClientRemoved(client_id=uuid.uuid4()), firm_id=firm, actor=Actor.service("t"))
+    await publish_event(jetstream, good)
+    handled: list[str] = []
+
+    async def handler(envelope: Envelope[EventData], delivery: Delivery) -> None:
+        handled.append(str(envelope.id))
+
+    subscription = await jetstream.pull_subscribe_bind(spec.durable, stream=spec.stream)
+    for message in await subscription.fetch(2, timeout=5):
+        await handle_one(jetstream, spec, message, handler)
+    assert handled == [str(good.id)]
+    letters = await _dead_letters(jetstream, spec.durable)
+    assert len(letters) == 1
+    assert str(letters[0]["error"]).startswith("invalid event")
+    assert letters[0]["num_delivered"] == 1
+
+
+def test_consumer_spec_config_round_trip() -> None:
+    spec = ConsumerSpec(EVENTS_STREAM, "x", ("hub.*.client.added",), 10, 4)
+    config: ConsumerConfig = spec.config()
+    assert config.max_deliver == 4

@@ -1,0 +1,222 @@
+"""The read model (invariants 2 and 3): replaying events changes nothing, a late event
+cannot overwrite a newer one, and a rebuild from the log equals the live model."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, cast
+
+import pytest
+from nats.aio.msg import Msg
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from hub_common.consumers import Delivery
+from hub_common.db import create_engine, migrate, session_factory, transaction
+from hub_common.events import (
+    AccountantJoined,
+    Actor,
+    CashFigure,
+    ClientAdded,
+    ClientCard,
+    ClientConnection,
+    ClientRemoved,
+    ClientSource,
+    CompaniesDiscovered,
+    CompanyFigures,
+    CompanySnapshot,
+    DiscoveredCompany,
+    Envelope,
+    EventData,
+    Failure,
+    FailureKind,
+    RefreshFailed,
+    Role,
+    new_envelope,
+)
+from hub_common.streams import EVENTS_STREAM, SNAPSHOTS_STREAM
+from hub_gateway.app import MIGRATIONS, VERSION_TABLE
+from hub_gateway.readmodel.models import AccountantRow, ClientRow, CompanyRow, ProjectionPosition
+from hub_gateway.readmodel.projection import apply_batch
+
+FIRM = uuid.uuid4()
+CLIENT = uuid.uuid4()
+COMPANY_A, COMPANY_B = uuid.uuid4(), uuid.uuid4()
+REFRESH = uuid.uuid4()
+ACTOR = Actor.service("test")
+NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+
+Batch = list[tuple[Envelope[EventData], Delivery]]
+
+
+def _delivery(stream: str, sequence: int) -> Delivery:
+    return Delivery(
+        subject="s", stream=stream, stream_sequence=sequence, num_delivered=1, headers={}, raw=cast(Msg, None)
+    )
+
+
+def _snapshot(company: uuid.UUID, total: str, read_at: datetime) -> CompanySnapshot:
+    return CompanySnapshot(
+        client_id=CLIENT,
+        company_id=company,
+        company_name=f"Company {company.hex[:4]}",
+        refresh_id=REFRESH,
+        currency_code="GBP",
+        read_at=read_at,
+        web_client_link="https://businesscentral.dynamics.com/t/Production?company=x",
+        figures=CompanyFigures(
+            cash=CashFigure(accounts=[], total=Decimal(total), source="api", read_at=read_at)
+        ),
+    )
+
+
+def _item(
+    data: EventData, stream: str, sequence: int, firm: uuid.UUID = FIRM
+) -> tuple[Envelope[EventData], Delivery]:
+    envelope: Envelope[EventData] = new_envelope(data, firm_id=firm, actor=ACTOR)
+    return envelope, _delivery(stream, sequence)
+
+
+def _history() -> Batch:
+    """A firm's log: events on HUB_EVENTS and snapshots on HUB_SNAPSHOTS, in arrival order."""
+    events: list[tuple[EventData, str, int]] = [
+        (
+            AccountantJoined(
+                accountant_id=uuid.uuid4(), email="a@firm.example", display_name="A", role=Role.OWNER
+            ),
+            EVENTS_STREAM,
+            1,
+        ),
+        (
+            ClientAdded(
+                client_id=CLIENT,
+                card=ClientCard(
+                    name="Contoso", client_url="https://businesscentral.dynamics.com/contoso.com"
+                ),
+                connection=ClientConnection(tenant="contoso.com", environment="Production"),
+                source=ClientSource.MANUAL,
+            ),
+            EVENTS_STREAM,
+            2,
+        ),
+        (
+            CompaniesDiscovered(
+                client_id=CLIENT,
+                refresh_id=REFRESH,
+                companies=[
+                    DiscoveredCompany(company_id=COMPANY_A, name="A"),
+                    DiscoveredCompany(company_id=COMPANY_B, name="B"),
+                ],
+            ),
+            EVENTS_STREAM,
+            3,
+        ),
+        (_snapshot(COMPANY_A, "100.10", NOW), SNAPSHOTS_STREAM, 1),
+        (
+            RefreshFailed(
+                refresh_id=REFRESH,
+                client_id=CLIENT,
+                company_id=COMPANY_B,
+                company_name="B",
+                failure=Failure(
+                    kind=FailureKind.NO_COMPANY_ACCESS, summary="s", fix="f", http_status=403, occurred_at=NOW
+                ),
+            ),
+            EVENTS_STREAM,
+            4,
+        ),
+        (_snapshot(COMPANY_A, "250.00", NOW + timedelta(minutes=5)), SNAPSHOTS_STREAM, 2),
+    ]
+    return [
+        (new_envelope(data, firm_id=FIRM, actor=ACTOR), _delivery(stream, seq))
+        for data, stream, seq in events
+    ]
+
+
+@pytest.fixture
+async def fresh_model(database_url: str) -> AsyncIterator[Callable[[], Any]]:
+    engines: list[AsyncEngine] = []
+    counter = iter(range(100))
+
+    async def make() -> async_sessionmaker[AsyncSession]:
+        url = database_url
+        if url.startswith("sqlite"):
+            url = url.replace("test.db", f"model-{next(counter)}.db")
+        await asyncio.to_thread(migrate, url, Path(MIGRATIONS), VERSION_TABLE)
+        engine = create_engine(url)
+        engines.append(engine)
+        return session_factory(engine)
+
+    yield make
+    for engine in engines:
+        await engine.dispose()
+
+
+async def _apply(sessions: async_sessionmaker[AsyncSession], batch: Batch) -> None:
+    async with transaction(sessions) as session:
+        await apply_batch(session, batch, NOW)
+
+
+async def _dump(sessions: async_sessionmaker[AsyncSession]) -> dict[str, list[dict[str, Any]]]:
+    dump: dict[str, list[dict[str, Any]]] = {}
+    async with sessions() as session:
+        for model in (AccountantRow, ClientRow, CompanyRow, ProjectionPosition):
+            rows = (await session.execute(select(model))).scalars().all()
+            dump[str(model.__tablename__)] = sorted((row.model_dump(mode="json") for row in rows), key=repr)
+    return dump
+
+
+async def test_replaying_the_log_changes_nothing(fresh_model: Callable[[], Any]) -> None:
+    sessions = await fresh_model()
+    history = _history()
+    await _apply(sessions, history)
+    once = await _dump(sessions)
+    await _apply(sessions, history)
+    for item in history:
+        await _apply(sessions, [item])
+    assert await _dump(sessions) == once
+    companies = {row["company_id"]: row for row in once["gateway_companies"]}
+    assert companies[str(COMPANY_A)]["state"] == "ok"
+    assert Decimal(companies[str(COMPANY_A)]["cash_total"]) == Decimal("250.00")
+    assert companies[str(COMPANY_B)]["state"] == "failed"
+
+
+async def test_rebuild_in_one_batch_equals_event_by_event(fresh_model: Callable[[], Any]) -> None:
+    live, rebuilt = await fresh_model(), await fresh_model()
+    history = _history()
+    for item in history:
+        await _apply(live, [item])
+    await _apply(rebuilt, history)
+    assert await _dump(live) == await _dump(rebuilt)
+
+
+async def test_a_late_older_snapshot_does_not_overwrite_a_newer_one(fresh_model: Callable[[], Any]) -> None:
+    sessions = await fresh_model()
+    await _apply(sessions, _history())
+    late = _item(_snapshot(COMPANY_A, "1.00", NOW - timedelta(hours=1)), SNAPSHOTS_STREAM, 3)
+    await _apply(sessions, [late])
+    async with sessions() as session:
+        row = await session.get(CompanyRow, (CLIENT, COMPANY_A))
+        assert row is not None
+        assert row.cash_total == Decimal("250.00")
+
+
+async def test_events_of_another_firm_cannot_touch_a_client(fresh_model: Callable[[], Any]) -> None:
+    sessions = await fresh_model()
+    await _apply(sessions, _history())
+    other_firm = uuid.uuid4()
+    intruder = _item(ClientRemoved(client_id=CLIENT), EVENTS_STREAM, 10, other_firm)
+    snapshot = _item(_snapshot(COMPANY_A, "9.99", NOW + timedelta(hours=1)), SNAPSHOTS_STREAM, 10, other_firm)
+    await _apply(sessions, [intruder, snapshot])
+    async with sessions() as session:
+        client = await session.get(ClientRow, CLIENT)
+        company = await session.get(CompanyRow, (CLIENT, COMPANY_A))
+    assert client is not None
+    assert not client.removed
+    assert company is not None
+    assert company.cash_total == Decimal("250.00")
