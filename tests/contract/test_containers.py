@@ -300,9 +300,7 @@ def healthcheck_env(**values: str) -> dict[str, str]:
 
 def run_healthcheck(image: str, **values: str) -> int:
     command = Dockerfile.read(DOCKERFILES[image]).healthcheck_command()
-    result = subprocess.run(
-        ["/bin/sh", "-c", command], env=healthcheck_env(**values), capture_output=True, timeout=30
-    )
+    result = subprocess.run(["/bin/sh", "-c", command], env=healthcheck_env(**values), capture_output=True, timeout=30)
     return result.returncode
 
 
@@ -335,9 +333,7 @@ def test_dockerfile_env_variables_are_settings_fields(command: str) -> None:
     settings_class = SETTINGS_BY_COMMAND[command]
     hub_variables = {key for key in environment if key.startswith("HUB_")}
     unknown = hub_variables - settings_variables(settings_class)
-    assert not unknown, (
-        f"{DOCKERFILES[command]}: {settings_class.__name__} has no field for {sorted(unknown)}"
-    )
+    assert not unknown, f"{DOCKERFILES[command]}: {settings_class.__name__} has no field for {sorted(unknown)}"
     settings_class.model_validate(settings_values(settings_class, environment))
 
 
@@ -599,9 +595,7 @@ def test_sandbox_healthcheck(compose_sandbox: tuple[int, Path]) -> None:
     assert run_healthcheck("sandbox", HUB_SANDBOX_PORT=str(port), HUB_SANDBOX_STATE_DIR=str(state_dir)) == 0
     with socket.create_server(("127.0.0.1", 0)) as closed:
         idle_port = closed.getsockname()[1]
-    assert (
-        run_healthcheck("sandbox", HUB_SANDBOX_PORT=str(idle_port), HUB_SANDBOX_STATE_DIR=str(state_dir)) != 0
-    )
+    assert run_healthcheck("sandbox", HUB_SANDBOX_PORT=str(idle_port), HUB_SANDBOX_STATE_DIR=str(state_dir)) != 0
 
 
 @pytest.mark.xfail(

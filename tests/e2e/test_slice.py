@@ -33,9 +33,7 @@ class Hub:
         return issue_dev_token(HubSettings(mode=Mode.DEV, secret_key=SecretStr(SECRET_KEY)), email)
 
     def client(self, email: str) -> httpx.Client:
-        return httpx.Client(
-            base_url=self.url, headers={"Authorization": f"Bearer {self.token(email)}"}, timeout=20
-        )
+        return httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {self.token(email)}"}, timeout=20)
 
     def logs(self) -> str:
         return "\n".join(f"--- {p.name}\n{p.log()[-3000:]}" for p in self.processes)
@@ -84,9 +82,7 @@ def _independent_cash(sandbox: Sandbox, tenant: str, company_id: str) -> Decimal
         http_client=http,
         instance_discovery=False,
     )
-    token = app.acquire_token_for_client(scopes=["https://api.businesscentral.dynamics.com/.default"])[
-        "access_token"
-    ]
+    token = app.acquire_token_for_client(scopes=["https://api.businesscentral.dynamics.com/.default"])["access_token"]
     accounts = http.get(
         f"{sandbox.base_url}/v2.0/{tenant}/Production/api/v2.0/companies({company_id})/accounts",
         headers={"Authorization": f"Bearer {token}"},
@@ -166,9 +162,7 @@ def test_bad_input_gets_a_clear_422_and_stores_nothing(hub: Hub) -> None:
     assert "no tenant" in bad.json()["detail"]["message"]
     assert api.post("/api/v1/clients", json={"name": "", "client_url": "x"}).status_code == 422
     assert (
-        api.post(
-            "/api/v1/clients", content=b"{not json", headers={"content-type": "application/json"}
-        ).status_code
+        api.post("/api/v1/clients", content=b"{not json", headers={"content-type": "application/json"}).status_code
         == 422
     )
     time.sleep(1)

@@ -29,9 +29,7 @@ async def _spec(js: JetStreamContext, firm: uuid.UUID, max_deliver: int) -> Cons
 
 
 async def _dead_letters(js: JetStreamContext, durable: str) -> list[dict[str, object]]:
-    subscription = await js.subscribe(
-        f"deadletter.{durable}", stream=DEAD_LETTER_STREAM, ordered_consumer=True
-    )
+    subscription = await js.subscribe(f"deadletter.{durable}", stream=DEAD_LETTER_STREAM, ordered_consumer=True)
     letters = []
     try:
         while True:

@@ -69,15 +69,11 @@ def _snapshot(company: uuid.UUID, total: str, read_at: datetime) -> CompanySnaps
         currency_code="GBP",
         read_at=read_at,
         web_client_link="https://businesscentral.dynamics.com/t/Production?company=x",
-        figures=CompanyFigures(
-            cash=CashFigure(accounts=[], total=Decimal(total), source="api", read_at=read_at)
-        ),
+        figures=CompanyFigures(cash=CashFigure(accounts=[], total=Decimal(total), source="api", read_at=read_at)),
     )
 
 
-def _item(
-    data: EventData, stream: str, sequence: int, firm: uuid.UUID = FIRM
-) -> tuple[Envelope[EventData], Delivery]:
+def _item(data: EventData, stream: str, sequence: int, firm: uuid.UUID = FIRM) -> tuple[Envelope[EventData], Delivery]:
     envelope: Envelope[EventData] = new_envelope(data, firm_id=firm, actor=ACTOR)
     return envelope, _delivery(stream, sequence)
 
@@ -86,18 +82,14 @@ def _history() -> Batch:
     """A firm's log: events on HUB_EVENTS and snapshots on HUB_SNAPSHOTS, in arrival order."""
     events: list[tuple[EventData, str, int]] = [
         (
-            AccountantJoined(
-                accountant_id=uuid.uuid4(), email="a@firm.example", display_name="A", role=Role.OWNER
-            ),
+            AccountantJoined(accountant_id=uuid.uuid4(), email="a@firm.example", display_name="A", role=Role.OWNER),
             EVENTS_STREAM,
             1,
         ),
         (
             ClientAdded(
                 client_id=CLIENT,
-                card=ClientCard(
-                    name="Contoso", client_url="https://businesscentral.dynamics.com/contoso.com"
-                ),
+                card=ClientCard(name="Contoso", client_url="https://businesscentral.dynamics.com/contoso.com"),
                 connection=ClientConnection(tenant="contoso.com", environment="Production"),
                 source=ClientSource.MANUAL,
             ),
@@ -132,10 +124,7 @@ def _history() -> Batch:
         ),
         (_snapshot(COMPANY_A, "250.00", NOW + timedelta(minutes=5)), SNAPSHOTS_STREAM, 2),
     ]
-    return [
-        (new_envelope(data, firm_id=FIRM, actor=ACTOR), _delivery(stream, seq))
-        for data, stream, seq in events
-    ]
+    return [(new_envelope(data, firm_id=FIRM, actor=ACTOR), _delivery(stream, seq)) for data, stream, seq in events]
 
 
 @pytest.fixture

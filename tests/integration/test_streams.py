@@ -45,9 +45,7 @@ async def test_a_drifted_consumer_is_reconciled(jetstream: JetStreamContext) -> 
 
 
 async def test_audit_log_refuses_delete_and_purge(jetstream: JetStreamContext) -> None:
-    envelope = new_envelope(
-        ClientRemoved(client_id=uuid.uuid4()), firm_id=uuid.uuid4(), actor=Actor.service("t")
-    )
+    envelope = new_envelope(ClientRemoved(client_id=uuid.uuid4()), firm_id=uuid.uuid4(), actor=Actor.service("t"))
     ack = await publish_event(jetstream, envelope)
     with pytest.raises(nats.js.errors.Error):
         await jetstream.purge_stream(EVENTS_STREAM)
@@ -58,9 +56,7 @@ async def test_audit_log_refuses_delete_and_purge(jetstream: JetStreamContext) -
 
 
 async def test_republishing_an_event_is_dropped_as_duplicate(jetstream: JetStreamContext) -> None:
-    envelope = new_envelope(
-        ClientRemoved(client_id=uuid.uuid4()), firm_id=uuid.uuid4(), actor=Actor.service("t")
-    )
+    envelope = new_envelope(ClientRemoved(client_id=uuid.uuid4()), firm_id=uuid.uuid4(), actor=Actor.service("t"))
     first = await publish_event(jetstream, envelope)
     second = await publish_event(jetstream, envelope)
     assert second.duplicate and second.seq == first.seq

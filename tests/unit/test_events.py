@@ -53,9 +53,7 @@ def test_round_trip_keeps_type_and_exact_money() -> None:
 
 def test_caused_event_inherits_correlation() -> None:
     cause = new_envelope(_snapshot(Decimal(1)), firm_id=uuid.uuid4(), actor=Actor.service("x"))
-    effect = new_envelope(
-        _snapshot(Decimal(2)), firm_id=cause.firm_id, actor=Actor.service("y"), causation=cause
-    )
+    effect = new_envelope(_snapshot(Decimal(2)), firm_id=cause.firm_id, actor=Actor.service("y"), causation=cause)
     assert effect.correlation_id == cause.correlation_id
     assert effect.causation_id == str(cause.id)
 

@@ -53,9 +53,7 @@ from hub_fetcher.bc.failures import (
         ),
     ],
 )
-def test_bc_errors(
-    status: int, code: str | None, message: str | None, company_scoped: bool, kind: FailureKind
-) -> None:
+def test_bc_errors(status: int, code: str | None, message: str | None, company_scoped: bool, kind: FailureKind) -> None:
     assert classify_bc_error(status, code, message, company_scoped=company_scoped) is kind
 
 

@@ -94,9 +94,7 @@ def backoff_delay(num_delivered: int) -> float:
     return float(min(60, 2 ** max(0, num_delivered - 1)))
 
 
-async def dead_letter(
-    js: JetStreamContext, spec: ConsumerSpec, delivery: Delivery, payload: bytes, error: str
-) -> None:
+async def dead_letter(js: JetStreamContext, spec: ConsumerSpec, delivery: Delivery, payload: bytes, error: str) -> None:
     """Keep a message no handler could take where an operator can see and replay it."""
     try:
         text_payload: dict[str, str] = {"payload": payload.decode()}
@@ -182,9 +180,7 @@ async def handle_one(js: JetStreamContext, spec: ConsumerSpec, msg: Msg, handler
         await msg.ack()
 
 
-async def handle_batch(
-    js: JetStreamContext, spec: ConsumerSpec, messages: list[Msg], handler: BatchHandler
-) -> None:
+async def handle_batch(js: JetStreamContext, spec: ConsumerSpec, messages: list[Msg], handler: BatchHandler) -> None:
     decoded = [item for msg in messages if (item := await _decode_or_dead_letter(js, spec, msg))]
     if not decoded:
         return

@@ -83,9 +83,7 @@ class LocalNatsServer:
             arguments += ["--http_port", str(self.monitor_port)]
         log_path = self.store_dir / "nats-server.log"
         with log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                arguments, stdout=log, stderr=subprocess.STDOUT, start_new_session=False
-            )
+            self.process = subprocess.Popen(arguments, stdout=log, stderr=subprocess.STDOUT, start_new_session=False)
         if not wait_for_port("127.0.0.1", self.port, timeout):
             self.stop()
             raise NatsServerError(f"nats-server did not listen on {self.port}; see {log_path}")

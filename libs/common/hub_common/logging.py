@@ -17,14 +17,10 @@ import structlog
 from hub_common.settings import HubSettings, LogFormat
 
 # Keys whose values must never reach a log line (invariant 6), whatever a caller binds.
-_SECRET_KEYS = frozenset(
-    {"authorization", "access_token", "token", "client_secret", "secret", "password", "cookie"}
-)
+_SECRET_KEYS = frozenset({"authorization", "access_token", "token", "client_secret", "secret", "password", "cookie"})
 
 
-def _redact_secrets(
-    _logger: Any, _method: str, event_dict: structlog.typing.EventDict
-) -> structlog.typing.EventDict:
+def _redact_secrets(_logger: Any, _method: str, event_dict: structlog.typing.EventDict) -> structlog.typing.EventDict:
     for key in list(event_dict):
         if key.lower() in _SECRET_KEYS:
             event_dict[key] = "[redacted]"

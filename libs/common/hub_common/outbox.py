@@ -42,9 +42,7 @@ def outbox_table(metadata: MetaData, name: str) -> Table:
         name,
         metadata,
         # The position orders events as they were committed.
-        Column(
-            "position", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
-        ),
+        Column("position", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
         Column("event_id", String(36), nullable=False, unique=True),
         Column("event_type", String(100), nullable=False),
         Column("payload", Text, nullable=False),

@@ -48,9 +48,7 @@ def firm_subjects(firm_id: str) -> list[str]:
 
 def _event_entities() -> list[str]:
     """The subject entities (``client``, ``refresh``...) of every audit-log event."""
-    entities = {
-        model.subject_template.split(".")[0] for model in EVENT_TYPES.values() if model is not CompanySnapshot
-    }
+    entities = {model.subject_template.split(".")[0] for model in EVENT_TYPES.values() if model is not CompanySnapshot}
     return sorted(entities)
 
 

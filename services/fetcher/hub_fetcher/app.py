@@ -25,9 +25,7 @@ def create_app(settings: FetcherSettings) -> FastStream:
     broker = create_broker(settings.nats_url, name=settings.service_name)
     http = httpx.AsyncClient(
         verify=settings.tls_verification(),
-        timeout=httpx.Timeout(
-            settings.http_read_timeout_seconds, connect=settings.http_connect_timeout_seconds
-        ),
+        timeout=httpx.Timeout(settings.http_read_timeout_seconds, connect=settings.http_connect_timeout_seconds),
         limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
         follow_redirects=False,
     )

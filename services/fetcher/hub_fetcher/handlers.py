@@ -119,9 +119,7 @@ class FetcherHandlers:
             if only_company is not None and company.id != only_company:
                 continue
             try:
-                snapshot = await self._reader.snapshot(
-                    connection, company, client_id=client_id, refresh_id=refresh_id
-                )
+                snapshot = await self._reader.snapshot(connection, company, client_id=client_id, refresh_id=refresh_id)
             except FetchFailure as failure:
                 self._retry_if_transient(failure, delivery)
                 await self._publish(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 import uuid
 from dataclasses import dataclass
@@ -9,9 +10,20 @@ from datetime import UTC, datetime
 from urllib.parse import quote
 
 from hub_common.events import ClientConnection, CompanyFigures, CompanySnapshot
-from hub_fetcher.bc.client import BusinessCentral, Environment
-from hub_fetcher.bc.entities import Account, Company, GeneralLedgerSetup, parse_entities, parse_entity
-from hub_fetcher.figures.cash import ACCOUNTS_FILTER, cash_from_accounts
+from hub_fetcher.bc.client import BatchRequest, BusinessCentral, Environment
+from hub_fetcher.bc.entities import (
+    Account,
+    Company,
+    GeneralLedgerSetup,
+    PurchaseInvoice,
+    SalesDocumentEntity,
+    SalesInvoice,
+    parse_entities,
+)
+from hub_fetcher.figures import documents
+from hub_fetcher.figures.cash import cash_from_accounts
+from hub_fetcher.figures.documents import OpenItem
+from hub_fetcher.figures.taxes import taxes_due
 
 
 @dataclass(frozen=True)
@@ -48,6 +60,11 @@ class ClientReader:
             f"{quote(connection.environment, safe='')}?company={quote(company_name, safe='')}"
         )
 
+    def document_link(self, connection: ClientConnection, company_name: str, page: int, number: str) -> str:
+        """A link that opens one document in the client's BC web client."""
+        document_filter = quote(f"'No.' IS '{number}'", safe="")
+        return f"{self.web_client_link(connection, company_name)}&page={page}&filter={document_filter}"
+
     async def snapshot(
         self,
         connection: ClientConnection,
@@ -55,38 +72,120 @@ class ClientReader:
         *,
         client_id: uuid.UUID,
         refresh_id: uuid.UUID,
+        today: dt.date | None = None,
+        tax_accounts: frozenset[str] | None = None,
     ) -> CompanySnapshot:
+        """Every figure of one company from API v2.0, in one $batch round trip."""
         environment = self.environment(connection)
-        setup_document = await self._bc.get_json(
-            environment,
-            self._bc.company_url(environment, company.id, "generalLedgerSetup"),
-            params={"$select": "localCurrencyCode"},
-            company_scoped=True,
-        )
-        setup_items = setup_document.get("value")
-        setup = parse_entity(
-            GeneralLedgerSetup,
-            setup_items[0] if isinstance(setup_items, list) and setup_items else setup_document,
-            "generalLedgerSetup",
-        )
-        account_items = await self._bc.get_collection(
-            environment,
-            self._bc.company_url(environment, company.id, "accounts"),
-            params={
-                "$filter": ACCOUNTS_FILTER,
-                "$select": "number,displayName,category,subCategory,accountType,netChange",
-            },
-        )
+        today = today or dt.datetime.now(UTC).date()
+        collections = await self._bc.batch_collections(environment, company_requests(company.id, today))
         read_at = datetime.now(UTC)
-        accounts = parse_entities(Account, account_items, "accounts")
+        setups = parse_entities(GeneralLedgerSetup, collections["setup"], "generalLedgerSetup")
+        accounts = parse_entities(Account, collections["accounts"], "accounts")
+        open_sales = parse_entities(SalesInvoice, collections["open_sales_invoices"], "salesInvoices")
+        open_purchases = parse_entities(PurchaseInvoice, collections["open_purchase_invoices"], "purchaseInvoices")
+        unposted = parse_entities(SalesInvoice, collections["unposted_sales_invoices"], "salesInvoices")
+        month_sales = parse_entities(SalesInvoice, collections["sales_this_month"], "salesInvoices")
+        orders = parse_entities(SalesDocumentEntity, collections["sales_orders"], "salesOrders")
+        quotes = parse_entities(SalesDocumentEntity, collections["sales_quotes"], "salesQuotes")
+
+        receivables = [
+            OpenItem(i.number, i.customer_name, i.due_date, i.remaining_amount)
+            for i in open_sales
+            if i.status == documents.OPEN and i.due_date is not None
+        ]
+        payables = [
+            OpenItem(i.number, i.vendor_name, i.due_date, i.total_including_tax)
+            for i in open_purchases
+            if i.status == documents.OPEN and i.due_date is not None
+        ]
+        cash = cash_from_accounts(accounts, read_at)
+
+        def sales_link(item: OpenItem) -> str:
+            return self.document_link(connection, company.name, POSTED_SALES_INVOICE_PAGE, item.number)
+
+        def purchase_link(item: OpenItem) -> str:
+            return self.document_link(connection, company.name, POSTED_PURCHASE_INVOICE_PAGE, item.number)
+
+        figures = CompanyFigures(
+            cash=cash,
+            overdue_sales_invoices=documents.overdue(
+                receivables, today=today, basis="remaining_amount", link=sales_link, read_at=read_at
+            ),
+            overdue_purchase_invoices=documents.overdue(
+                payables, today=today, basis="total_including_tax", link=purchase_link, read_at=read_at
+            ),
+            purchase_invoices_due_next_week=documents.due_next_week(payables, today=today, read_at=read_at),
+            open_sales_documents=documents.open_sales_documents(
+                quotes=[documents.SalesDocument(q.status, q.total_including_tax) for q in quotes],
+                orders=[documents.SalesDocument(o.status, o.total_including_tax) for o in orders],
+                unposted_invoices=[documents.SalesDocument(i.status, i.total_including_tax) for i in unposted],
+                read_at=read_at,
+            ),
+            taxes_due=taxes_due(accounts, read_at=read_at, account_numbers=tax_accounts),
+            sales_this_month=documents.sales_this_month(
+                [
+                    documents.PostedSale(i.status, i.posting_date, i.total_excluding_tax)
+                    for i in month_sales
+                    if i.posting_date is not None
+                ],
+                today=today,
+                read_at=read_at,
+            ),
+            cash_flow_forecast=documents.cash_flow_forecast(
+                opening_cash=cash.total,
+                receivables=receivables,
+                payables=payables,
+                today=today,
+                read_at=read_at,
+            ),
+        )
         return CompanySnapshot(
             client_id=client_id,
             company_id=company.id,
             company_name=company.name,
             company_display_name=company.display_name,
             refresh_id=refresh_id,
-            currency_code=setup.local_currency_code,
+            currency_code=setups[0].local_currency_code if setups else "",
             read_at=read_at,
             web_client_link=self.web_client_link(connection, company.name),
-            figures=CompanyFigures(cash=cash_from_accounts(accounts, read_at)),
+            figures=figures,
         )
+
+
+# Web client page ids of the documents the details pane links to.
+POSTED_SALES_INVOICE_PAGE = 132
+POSTED_PURCHASE_INVOICE_PAGE = 138
+
+
+def company_requests(company_id: uuid.UUID, today: dt.date) -> list[BatchRequest]:
+    """The reads behind every figure of one company, each with only the fields it needs."""
+    base = f"companies({company_id})"
+    first_of_month = today.replace(day=1).isoformat()
+    invoice_fields = "number,customerName,status,dueDate,postingDate,remainingAmount"
+    return [
+        BatchRequest("setup", f"{base}/generalLedgerSetup?$select=localCurrencyCode"),
+        BatchRequest(
+            "accounts",
+            f"{base}/accounts?$filter=accountType eq 'Posting'"
+            "&$select=number,displayName,category,subCategory,accountType,netChange",
+        ),
+        BatchRequest("open_sales_invoices", f"{base}/salesInvoices?$filter=status eq 'Open'&$select={invoice_fields}"),
+        BatchRequest(
+            "open_purchase_invoices",
+            f"{base}/purchaseInvoices?$filter=status eq 'Open'"
+            "&$select=number,vendorName,status,dueDate,totalAmountIncludingTax",
+        ),
+        BatchRequest(
+            "unposted_sales_invoices",
+            f"{base}/salesInvoices?$filter=status eq 'Draft' or status eq 'In_x0020_Review'"
+            "&$select=number,status,totalAmountIncludingTax",
+        ),
+        BatchRequest(
+            "sales_this_month",
+            f"{base}/salesInvoices?$filter=postingDate ge {first_of_month} and postingDate le {today.isoformat()}"
+            "&$select=number,status,postingDate,totalAmountExcludingTax",
+        ),
+        BatchRequest("sales_orders", f"{base}/salesOrders?$select=status,totalAmountIncludingTax"),
+        BatchRequest("sales_quotes", f"{base}/salesQuotes?$select=status,totalAmountIncludingTax"),
+    ]

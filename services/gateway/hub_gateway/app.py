@@ -78,9 +78,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     @app.middleware("http")
     async def correlation(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
         incoming = request.headers.get("x-correlation-id", "")
-        correlation_id = (
-            incoming if 0 < len(incoming) <= 100 and incoming.isprintable() else str(uuid.uuid4())
-        )
+        correlation_id = incoming if 0 < len(incoming) <= 100 and incoming.isprintable() else str(uuid.uuid4())
         request.state.correlation_id = correlation_id
         with bound_context({"correlation_id": correlation_id}):
             response = await call_next(request)

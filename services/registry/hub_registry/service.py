@@ -66,9 +66,7 @@ class Context:
 
 
 async def _emit(session: AsyncSession, context: Context, data: EventData) -> None:
-    envelope = new_envelope(
-        data, firm_id=context.firm_id, actor=context.actor, correlation_id=context.correlation_id
-    )
+    envelope = new_envelope(data, firm_id=context.firm_id, actor=context.actor, correlation_id=context.correlation_id)
     await outbox.append(session, registry_outbox, envelope)
 
 
@@ -85,9 +83,7 @@ def _web_client_bases(settings: RegistrySettings) -> tuple[str, ...]:
 
 
 def _connection(parsed: ParsedClientUrl) -> ClientConnection:
-    return ClientConnection(
-        tenant=parsed.tenant, environment=parsed.environment, company_name=parsed.company_name
-    )
+    return ClientConnection(tenant=parsed.tenant, environment=parsed.environment, company_name=parsed.company_name)
 
 
 # ---------------------------------------------------------------- accountants
@@ -101,9 +97,7 @@ async def ensure_accountant(
         email = normalize_work_email(command.email)
     except EmailRejected as error:
         raise Refused(RejectionReason.INVALID, str(error), field="email") from error
-    existing = (
-        await session.execute(select(Accountant).where(Accountant.email == email))
-    ).scalar_one_or_none()
+    existing = (await session.execute(select(Accountant).where(Accountant.email == email))).scalar_one_or_none()
     if existing is not None:
         return AccountantIdentity(
             accountant_id=existing.id,
@@ -114,9 +108,7 @@ async def ensure_accountant(
             created=False,
         )
     firm = Firm(name=firm_name_for(email))
-    accountant = Accountant(
-        firm_id=firm.id, email=email, display_name=command.display_name, role=Role.OWNER.value
-    )
+    accountant = Accountant(firm_id=firm.id, email=email, display_name=command.display_name, role=Role.OWNER.value)
     session.add(firm)
     await session.flush()
     session.add(accountant)
@@ -200,8 +192,7 @@ async def _check_unique(
     if clash is not None and clash.id != except_id:
         raise Refused(
             RejectionReason.CONFLICT,
-            f"The client {clash.name!r} already uses tenant {parsed.tenant} and environment "
-            f"{parsed.environment}",
+            f"The client {clash.name!r} already uses tenant {parsed.tenant} and environment {parsed.environment}",
             field="client_url",
         )
 

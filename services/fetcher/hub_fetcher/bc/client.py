@@ -8,7 +8,6 @@ so nothing a tenant answers can make the hub call elsewhere (invariant 5).
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -24,6 +23,34 @@ from hub_fetcher.bc.limits import TenantLimiter
 
 API_PATH = "api/v2.0"
 MAX_PAGES = 1000
+MAX_BATCH_REQUESTS = 100
+
+
+@dataclass(frozen=True)
+class BatchRequest:
+    """One GET inside a $batch; the URL is relative to the API root."""
+
+    id: str
+    relative_url: str
+
+
+@dataclass(frozen=True)
+class BatchAnswer:
+    status: int
+    headers: dict[str, str]
+    body: dict[str, Any]
+
+
+def _json_object(body: bytes, status: int) -> dict[str, Any]:
+    try:
+        document = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise FetchFailure(
+            FailureKind.BAD_RESPONSE, http_status=status, message=f"the answer is not JSON: {error}"
+        ) from error
+    if not isinstance(document, dict):
+        raise FetchFailure(FailureKind.BAD_RESPONSE, http_status=status, message="the answer is not a JSON object")
+    return document
 
 
 @dataclass(frozen=True)
@@ -62,8 +89,7 @@ class BusinessCentral:
 
     def root(self, environment: Environment) -> str:
         return (
-            f"{self._api_base}/v2.0/{quote(environment.tenant, safe='')}/"
-            f"{quote(environment.name, safe='')}/{API_PATH}"
+            f"{self._api_base}/v2.0/{quote(environment.tenant, safe='')}/{quote(environment.name, safe='')}/{API_PATH}"
         )
 
     def company_url(self, environment: Environment, company_id: uuid.UUID, entity_set: str) -> str:
@@ -94,6 +120,44 @@ class BusinessCentral:
             chunks.append(chunk)
         return b"".join(chunks)
 
+    async def _send(
+        self,
+        environment: Environment,
+        method: str,
+        url: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        json_body: object | None = None,
+        company_scoped: bool,
+        weight: int = 1,
+    ) -> dict[str, Any]:
+        """One request to BC; any non-success answer becomes a classified FetchFailure."""
+        if not self._same_host(url):
+            raise FetchFailure(FailureKind.BAD_RESPONSE, message="refused to follow a link to another host")
+        token = await self._tokens.token_for(environment.tenant)
+        headers = {
+            "Authorization": f"Bearer {token}",
+            "Accept": "application/json",
+        }
+        if method == "GET":
+            headers["Data-Access-Intent"] = "ReadOnly"
+        async with self._limiter.slot(environment.tenant, weight):
+            self.requests_made += 1
+            try:
+                async with self._http.stream(method, url, params=params, headers=headers, json=json_body) as response:
+                    body = await self._read_capped(response)
+            except httpx.TimeoutException as error:
+                raise FetchFailure(
+                    FailureKind.TIMEOUT, message=f"{type(error).__name__} while waiting for BC"
+                ) from error
+            except httpx.HTTPError as error:
+                raise FetchFailure(FailureKind.TIMEOUT, message=f"connection to BC failed: {error}") from error
+        if response.status_code >= 400:
+            self._raise_for_error(
+                response.status_code, response.headers, body, environment, company_scoped=company_scoped
+            )
+        return _json_object(body, response.status_code)
+
     async def get_json(
         self,
         environment: Environment,
@@ -103,43 +167,89 @@ class BusinessCentral:
         company_scoped: bool,
     ) -> dict[str, Any]:
         """GET one resource; any non-success answer becomes a classified FetchFailure."""
-        if not self._same_host(url):
-            raise FetchFailure(FailureKind.BAD_RESPONSE, message="refused to follow a link to another host")
-        token = await self._tokens.token_for(environment.tenant)
-        headers = {
-            "Authorization": f"Bearer {token}",
-            "Accept": "application/json",
-            "Data-Access-Intent": "ReadOnly",
-        }
-        async with self._limiter.slot(environment.tenant):
-            self.requests_made += 1
-            try:
-                async with self._http.stream("GET", url, params=params, headers=headers) as response:
-                    body = await self._read_capped(response)
-            except httpx.TimeoutException as error:
-                raise FetchFailure(
-                    FailureKind.TIMEOUT, message=f"{type(error).__name__} after waiting for BC"
-                ) from error
-            except httpx.HTTPError as error:
-                raise FetchFailure(
-                    FailureKind.TIMEOUT, message=f"connection to BC failed: {error}"
-                ) from error
-        if response.status_code >= 400:
-            self._raise_for_error(response, body, environment, company_scoped=company_scoped)
-        try:
-            document = json.loads(body)
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            raise FetchFailure(
-                FailureKind.BAD_RESPONSE,
-                http_status=response.status_code,
-                message=f"the answer is not JSON: {error}",
-            ) from error
-        if not isinstance(document, dict):
-            raise FetchFailure(FailureKind.BAD_RESPONSE, message="the answer is not a JSON object")
-        return document
+        return await self._send(environment, "GET", url, params=params, company_scoped=company_scoped)
+
+    async def batch(self, environment: Environment, requests: list[BatchRequest]) -> dict[str, BatchAnswer]:
+        """Several GETs in one round trip (OData JSON ``$batch``, at most 100 requests)."""
+        if len(requests) > MAX_BATCH_REQUESTS:
+            raise ValueError(f"a $batch takes at most {MAX_BATCH_REQUESTS} requests")
+        document = await self._send(
+            environment,
+            "POST",
+            f"{self.root(environment)}/$batch",
+            json_body={
+                "requests": [
+                    {
+                        "id": r.id,
+                        "method": "GET",
+                        "url": r.relative_url,
+                        "headers": {"Accept": "application/json"},
+                    }
+                    for r in requests
+                ]
+            },
+            company_scoped=False,
+            weight=len(requests),
+        )
+        responses = document.get("responses")
+        if not isinstance(responses, list):
+            raise FetchFailure(FailureKind.BAD_RESPONSE, message="a $batch answer without responses")
+        answers: dict[str, BatchAnswer] = {}
+        for item in responses:
+            if not isinstance(item, dict) or not isinstance(item.get("id"), str):
+                raise FetchFailure(FailureKind.BAD_RESPONSE, message="a $batch response without an id")
+            status = item.get("status")
+            body = item.get("body")
+            raw_headers = item.get("headers")
+            headers: dict[str, Any] = raw_headers if isinstance(raw_headers, dict) else {}
+            answers[item["id"]] = BatchAnswer(
+                status=status if isinstance(status, int) else 0,
+                headers={str(k).lower(): str(v) for k, v in headers.items()},
+                body=body if isinstance(body, dict) else {},
+            )
+        missing = {r.id for r in requests} - set(answers)
+        if missing:
+            raise FetchFailure(FailureKind.BAD_RESPONSE, message=f"$batch answers missing for {sorted(missing)}")
+        return answers
+
+    async def batch_collections(
+        self, environment: Environment, requests: list[BatchRequest]
+    ) -> dict[str, list[dict[str, Any]]]:
+        """Collections read through one $batch, each followed through its next links."""
+        answers = await self.batch(environment, requests)
+        collections: dict[str, list[dict[str, Any]]] = {}
+        for request in requests:
+            answer = answers[request.id]
+            if answer.status >= 400 or answer.status == 0:
+                self._raise_for_error(
+                    answer.status,
+                    answer.headers,
+                    json.dumps(answer.body).encode(),
+                    environment,
+                    company_scoped=True,
+                )
+            page = answer.body
+            value = page.get("value")
+            if value is None:
+                collections[request.id] = [page]  # a single entity, such as generalLedgerSetup
+                continue
+            if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
+                raise FetchFailure(FailureKind.BAD_RESPONSE, message="a collection without a value list")
+            entities = list(value)
+            link = page.get("@odata.nextLink")
+            if isinstance(link, str):
+                entities.extend(await self.get_collection(environment, link))
+            collections[request.id] = entities
+        return collections
 
     def _raise_for_error(
-        self, response: httpx.Response, body: bytes, environment: Environment, *, company_scoped: bool
+        self,
+        status: int,
+        headers: Mapping[str, str],
+        body: bytes,
+        environment: Environment,
+        *,
+        company_scoped: bool,
     ) -> None:
         code: str | None = None
         message: str | None = None
@@ -149,21 +259,17 @@ class BusinessCentral:
             message = error.get("message") if isinstance(error.get("message"), str) else None
         except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
             message = body[:500].decode(errors="replace") or None
-        kind = classify_bc_error(response.status_code, code, message, company_scoped=company_scoped)
+        kind = classify_bc_error(status, code, message, company_scoped=company_scoped)
         if kind is FailureKind.CREDENTIALS_REJECTED:
             self._tokens.forget(environment.tenant)
-        correlation = (
-            correlation_from_message(message)
-            or response.headers.get("ms-correlation-x")
-            or response.headers.get("request-id")
-        )
+        correlation = correlation_from_message(message) or headers.get("ms-correlation-x") or headers.get("request-id")
         raise FetchFailure(
             kind,
-            http_status=response.status_code,
+            http_status=status,
             bc_error_code=code,
             message=message,
             correlation_id=correlation,
-            retry_after_seconds=_parse_retry_after(response.headers.get("retry-after")),
+            retry_after_seconds=_parse_retry_after(headers.get("retry-after")),
         )
 
     async def get_collection(
@@ -181,9 +287,7 @@ class BusinessCentral:
         for _ in range(MAX_PAGES):
             if next_url is None:
                 return entities
-            page = await self.get_json(
-                environment, next_url, params=next_params, company_scoped=company_scoped
-            )
+            page = await self.get_json(environment, next_url, params=next_params, company_scoped=company_scoped)
             value = page.get("value")
             if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
                 raise FetchFailure(FailureKind.BAD_RESPONSE, message="a collection without a value list")
@@ -193,7 +297,3 @@ class BusinessCentral:
             # The next link already carries the query options.
             next_params = None
         raise FetchFailure(FailureKind.BAD_RESPONSE, message=f"more than {MAX_PAGES} pages")
-
-
-def elapsed_ms(started: float) -> int:
-    return int((time.monotonic() - started) * 1000)

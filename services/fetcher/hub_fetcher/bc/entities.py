@@ -5,6 +5,7 @@ Only the fields the hub uses are declared; the rest of each entity is ignored.
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from decimal import Decimal
 from typing import Any, TypeVar
@@ -32,6 +33,32 @@ class Account(Entity):
     sub_category: str = Field(default="", alias="subCategory", max_length=500)
     account_type: str = Field(default="", alias="accountType", max_length=50)
     net_change: Decimal = Field(alias="netChange", allow_inf_nan=False)
+
+
+class SalesInvoice(Entity):
+    number: str = Field(max_length=50)
+    customer_name: str = Field(default="", alias="customerName", max_length=250)
+    status: str = Field(max_length=50)
+    due_date: dt.date | None = Field(default=None, alias="dueDate")
+    posting_date: dt.date | None = Field(default=None, alias="postingDate")
+    remaining_amount: Decimal = Field(default=Decimal(0), alias="remainingAmount", allow_inf_nan=False)
+    total_excluding_tax: Decimal = Field(default=Decimal(0), alias="totalAmountExcludingTax", allow_inf_nan=False)
+    total_including_tax: Decimal = Field(default=Decimal(0), alias="totalAmountIncludingTax", allow_inf_nan=False)
+
+
+class PurchaseInvoice(Entity):
+    number: str = Field(max_length=50)
+    vendor_name: str = Field(default="", alias="vendorName", max_length=250)
+    status: str = Field(max_length=50)
+    due_date: dt.date | None = Field(default=None, alias="dueDate")
+    total_including_tax: Decimal = Field(default=Decimal(0), alias="totalAmountIncludingTax", allow_inf_nan=False)
+
+
+class SalesDocumentEntity(Entity):
+    """A sales order or quote: only its status and total matter here."""
+
+    status: str = Field(default="", max_length=50)
+    total_including_tax: Decimal = Field(default=Decimal(0), alias="totalAmountIncludingTax", allow_inf_nan=False)
 
 
 class GeneralLedgerSetup(Entity):

@@ -75,9 +75,7 @@ class TokenProvider:
             # msal raises ValueError when OIDC discovery fails, e.g. an unknown tenant.
             with self._lock:
                 self._apps.pop(tenant, None)
-            raise FetchFailure(
-                FailureKind.TENANT_NOT_FOUND, message=f"tenant discovery failed: {error}"
-            ) from error
+            raise FetchFailure(FailureKind.TENANT_NOT_FOUND, message=f"tenant discovery failed: {error}") from error
         token = result.get("access_token")
         if isinstance(token, str) and token:
             return token

@@ -21,14 +21,16 @@ class _TenantBudget:
         self.started: deque[float] = deque()
         self.lock = asyncio.Lock()
 
-    async def wait_for_window(self) -> None:
+    async def wait_for_window(self, weight: int) -> None:
+        """Wait until ``weight`` more requests fit in the sliding window, then count them."""
+        weight = min(weight, self.per_window)
         async with self.lock:
             while True:
                 now = time.monotonic()
                 while self.started and now - self.started[0] >= self.window_seconds:
                     self.started.popleft()
-                if len(self.started) < self.per_window:
-                    self.started.append(now)
+                if len(self.started) + weight <= self.per_window:
+                    self.started.extend([now] * weight)
                     return
                 await asyncio.sleep(self.window_seconds - (now - self.started[0]))
 
@@ -55,8 +57,9 @@ class TenantLimiter:
         return budget
 
     @asynccontextmanager
-    async def slot(self, tenant: str) -> AsyncIterator[None]:
+    async def slot(self, tenant: str, weight: int = 1) -> AsyncIterator[None]:
+        """One request in flight; ``weight`` is how many BC counts (a $batch counts each part)."""
         budget = self._budget(tenant)
         async with budget.semaphore:
-            await budget.wait_for_window()
+            await budget.wait_for_window(weight)
             yield

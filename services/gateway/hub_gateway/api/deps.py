@@ -94,9 +94,7 @@ async def current_principal(request: Request, state: State, session: Session) ->
         if rejected.rejection.reason is commands.RejectionReason.INVALID:
             raise HTTPException(status.HTTP_403_FORBIDDEN, detail=rejected.rejection.message) from rejected
         raise rejection_error(rejected) from rejected
-    return Principal(
-        identity.accountant_id, identity.firm_id, identity.email, identity.display_name, identity.role
-    )
+    return Principal(identity.accountant_id, identity.firm_id, identity.email, identity.display_name, identity.role)
 
 
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]

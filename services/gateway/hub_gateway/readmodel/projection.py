@@ -170,9 +170,7 @@ async def _apply_discovery(
         row.events_sequence = max(row.events_sequence, sequence)
 
 
-async def _apply_failure(
-    session: AsyncSession, envelope: Envelope[Any], data: RefreshFailed, sequence: int
-) -> None:
+async def _apply_failure(session: AsyncSession, envelope: Envelope[Any], data: RefreshFailed, sequence: int) -> None:
     client = await session.get(ClientRow, data.client_id)
     if client is None or client.firm_id != envelope.firm_id:
         return
@@ -202,17 +200,14 @@ async def _apply_failure(
     row.events_sequence = sequence
 
 
-async def _apply_snapshot(
-    session: AsyncSession, envelope: Envelope[Any], sequence: int, applied_at: datetime
-) -> None:
+async def _apply_snapshot(session: AsyncSession, envelope: Envelope[Any], sequence: int, applied_at: datetime) -> None:
     data: CompanySnapshot = envelope.data
     client = await session.get(ClientRow, data.client_id)
     if client is None or client.firm_id != envelope.firm_id:
         return
     existing = await session.get(CompanyRow, (data.client_id, data.company_id))
     if existing is not None and (
-        existing.snapshot_sequence >= sequence
-        or (existing.as_of is not None and existing.as_of > data.read_at)
+        existing.snapshot_sequence >= sequence or (existing.as_of is not None and existing.as_of > data.read_at)
     ):
         return
     row = existing or CompanyRow(

@@ -125,9 +125,7 @@ async def clients(session: AsyncSession, *, firm_id: uuid.UUID) -> list[ClientSu
     ]
 
 
-async def client_in_firm(
-    session: AsyncSession, *, firm_id: uuid.UUID, client_id: uuid.UUID
-) -> ClientRow | None:
+async def client_in_firm(session: AsyncSession, *, firm_id: uuid.UUID, client_id: uuid.UUID) -> ClientRow | None:
     row = await session.get(ClientRow, client_id)
     if row is None or row.firm_id != firm_id or row.removed:
         return None

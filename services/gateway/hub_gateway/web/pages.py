@@ -41,9 +41,7 @@ async def dashboard_page(request: Request, state: State, session: Session) -> Re
 
 @pages.get("/sign-in", response_class=HTMLResponse)
 async def sign_in_page(request: Request, state: State) -> Response:
-    return templates.TemplateResponse(
-        request, "sign_in.html", {"dev_mode": state.settings.is_dev, "error": None}
-    )
+    return templates.TemplateResponse(request, "sign_in.html", {"dev_mode": state.settings.is_dev, "error": None})
 
 
 @pages.post("/sign-in")

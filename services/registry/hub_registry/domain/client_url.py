@@ -22,9 +22,7 @@ from urllib.parse import parse_qs, urlsplit
 DEFAULT_ENVIRONMENT = "Production"
 MAX_URL_LENGTH = 2000
 
-_DOMAIN = re.compile(
-    r"^(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)+$"
-)
+_DOMAIN = re.compile(r"^(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)+$")
 # BC environment names: letters, digits and hyphens (underscore is tolerated), at most 30.
 _ENVIRONMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,29}$")
 _FINANCIALS_HOST = re.compile(r"^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)\.financials\.dynamics\.com$")

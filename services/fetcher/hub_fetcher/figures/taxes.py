@@ -1,0 +1,52 @@
+"""Taxes due: what the company owes the tax authority, from its G/L balances.
+
+No BC API exposes VAT entries or returns, so the figure is the balance of the
+tax-payable liability accounts. The default rule picks posting accounts of category
+Liabilities whose name or subcategory names a tax (tax, VAT, GST, sales tax, and the local
+words moms, MwSt, USt, TVA, IVA, BTW). A client can override the rule with an explicit list
+of account numbers. Liabilities carry credit (negative) balances in BC, so the amount owed
+is the negated sum: a positive number means money is due.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from datetime import datetime
+
+from hub_common.events import CashAccountBalance, TaxesDue
+from hub_common.money import ZERO
+from hub_fetcher.bc.entities import Account
+
+DEFAULT_RULE = (
+    "Posting accounts of category Liabilities whose name or subcategory mentions a tax "
+    "(tax, VAT, GST, moms, MwSt, USt, TVA, IVA, BTW); amount owed = minus their balance."
+)
+_TAX_WORDS = re.compile(r"\b(tax|taxes|vat|gst|hst|moms|mwst|ust|tva|iva|btw)\b", re.IGNORECASE)
+_NOT_OWED = re.compile(r"\b(receivable|deductible|prepaid|refund)\b", re.IGNORECASE)
+
+
+def is_tax_payable(account: Account) -> bool:
+    if account.category != "Liabilities" or account.account_type != "Posting":
+        return False
+    text = f"{account.display_name} {account.sub_category}"
+    return bool(_TAX_WORDS.search(text)) and not _NOT_OWED.search(account.display_name)
+
+
+def taxes_due(
+    accounts: Iterable[Account], *, read_at: datetime, account_numbers: frozenset[str] | None = None
+) -> TaxesDue:
+    if account_numbers is not None:
+        chosen = [a for a in accounts if a.number in account_numbers]
+        numbers = ", ".join(sorted(account_numbers))
+        rule = f"Client override: accounts {numbers}; amount owed = minus their balance."
+    else:
+        chosen = [a for a in accounts if is_tax_payable(a)]
+        rule = DEFAULT_RULE
+    chosen.sort(key=lambda account: account.number)
+    return TaxesDue(
+        amount=ZERO - sum((a.net_change for a in chosen), ZERO),
+        accounts=[CashAccountBalance(number=a.number, name=a.display_name, balance=a.net_change) for a in chosen],
+        rule=rule,
+        read_at=read_at,
+    )
