@@ -1,0 +1,185 @@
+"""Every figure of a snapshot, checked against sums this test computes itself from plain
+API reads of the sandbox (no $batch, no fetcher code)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import AsyncIterator
+from decimal import Decimal
+from typing import Any
+
+import httpx
+import msal
+import pytest
+from pydantic import SecretStr
+
+from hub_common.events import ClientConnection, CompanySnapshot
+from hub_fetcher.bc.client import BusinessCentral
+from hub_fetcher.bc.entities import Company
+from hub_fetcher.bc.identity import TokenProvider
+from hub_fetcher.bc.limits import TenantLimiter
+from hub_fetcher.refresh import ClientReader
+from hub_fetcher.settings import FetcherSettings
+from tests.conftest import Sandbox
+
+BC_SCOPE = ["https://api.businesscentral.dynamics.com/.default"]
+
+
+@pytest.fixture
+async def reader(sandbox: Sandbox) -> AsyncIterator[tuple[ClientReader, BusinessCentral]]:
+    settings = FetcherSettings(
+        _env_file=None,
+        entra_authority=sandbox.base_url,
+        bc_api=sandbox.base_url,
+        bc_web_client=sandbox.web_client,
+        ca_bundle=sandbox.ca_bundle,
+        entra_client_id=sandbox.client_id,
+        entra_client_secret=SecretStr(sandbox.client_secret),
+    )
+    async with httpx.AsyncClient(verify=settings.tls_verification(), timeout=30) as http:
+        tokens = TokenProvider(
+            authority_base=settings.entra_authority,
+            client_id=settings.entra_client_id,
+            client_secret=sandbox.client_secret,
+            verify=settings.tls_verification(),
+            timeout_seconds=30,
+        )
+        bc = BusinessCentral(
+            api_base=settings.bc_api, http=http, tokens=tokens, limiter=TenantLimiter(), max_response_bytes=10**8
+        )
+        yield ClientReader(bc, web_client_base=settings.bc_web_client), bc
+        tokens.close()
+
+
+class PlainReader:
+    """Reads collections one GET at a time, following next links, as a test oracle."""
+
+    def __init__(self, sandbox: Sandbox, tenant: str) -> None:
+        self.http = httpx.Client(verify=sandbox.tls(), timeout=30)
+        app = msal.ConfidentialClientApplication(
+            sandbox.client_id,
+            client_credential=sandbox.client_secret,
+            authority=f"{sandbox.base_url}/{tenant}",
+            http_client=self.http,
+            instance_discovery=False,
+        )
+        token = app.acquire_token_for_client(scopes=BC_SCOPE)["access_token"]
+        self.headers = {"Authorization": f"Bearer {token}", "Prefer": "odata.maxpagesize=7"}
+        self.root = f"{sandbox.base_url}/v2.0/{tenant}/Production/api/v2.0"
+
+    def all(self, company: str, entity_set: str) -> list[dict[str, Any]]:
+        url: str | None = f"{self.root}/companies({company})/{entity_set}"
+        items: list[dict[str, Any]] = []
+        while url:
+            page = self.http.get(url, headers=self.headers).raise_for_status().json()
+            items += page["value"]
+            url = page.get("@odata.nextLink")
+        return items
+
+
+def _money(value: Any) -> Decimal:
+    return Decimal(str(value))
+
+
+def _date(value: str) -> dt.date:
+    return dt.date.fromisoformat(value)
+
+
+async def test_every_figure_matches_the_documents(
+    sandbox: Sandbox, reader: tuple[ClientReader, BusinessCentral]
+) -> None:
+    client_reader, bc = reader
+    tenants = httpx.get(f"{sandbox.base_url}/_sandbox/tenants", verify=sandbox.tls()).json()["tenants"]
+    tenant = next(t for t in tenants if t["consented"])
+    connection = ClientConnection(tenant=tenant["domain"], environment="Production")
+    oracle = PlainReader(sandbox, tenant["id"])
+    today = dt.datetime.now(dt.UTC).date()
+    discovery = await client_reader.discover(connection)
+    assert discovery.companies
+
+    for company in discovery.companies:
+        before = bc.requests_made
+        snapshot: CompanySnapshot = await client_reader.snapshot(
+            connection, Company(id=company.id, name=company.name), client_id=uuid.uuid4(), refresh_id=uuid.uuid4()
+        )
+        assert bc.requests_made - before == 1, "one $batch round trip per company (no extra pages here)"
+        figures = snapshot.figures
+        cid = str(company.id)
+        accounts = oracle.all(cid, "accounts")
+        sales = oracle.all(cid, "salesInvoices")
+        purchases = oracle.all(cid, "purchaseInvoices")
+
+        cash = [
+            a
+            for a in accounts
+            if a["category"] == "Assets" and a["accountType"] == "Posting" and a["subCategory"] == "Cash"
+        ]
+        assert figures.cash is not None
+        assert figures.cash.total == sum((_money(a["netChange"]) for a in cash), Decimal(0))
+        assert [b.number for b in figures.cash.accounts] == sorted(a["number"] for a in cash)
+
+        open_sales = [s for s in sales if s["status"] == "Open"]
+        late_sales = [s for s in open_sales if _date(s["dueDate"]) < today]
+        assert figures.overdue_sales_invoices is not None
+        assert figures.overdue_sales_invoices.count == len(late_sales)
+        assert figures.overdue_sales_invoices.total == sum(
+            (_money(s["remainingAmount"]) for s in late_sales), Decimal(0)
+        )
+        largest = sorted((_money(s["remainingAmount"]) for s in late_sales), reverse=True)[:10]
+        assert [line.amount for line in figures.overdue_sales_invoices.largest] == largest
+
+        open_purchases = [p for p in purchases if p["status"] == "Open"]
+        late_purchases = [p for p in open_purchases if _date(p["dueDate"]) < today]
+        assert figures.overdue_purchase_invoices is not None
+        assert figures.overdue_purchase_invoices.count == len(late_purchases)
+        assert figures.overdue_purchase_invoices.total == sum(
+            (_money(p["totalAmountIncludingTax"]) for p in late_purchases), Decimal(0)
+        )
+        next_week = [
+            p
+            for p in open_purchases
+            if today + dt.timedelta(days=1) <= _date(p["dueDate"]) <= today + dt.timedelta(days=7)
+        ]
+        assert figures.purchase_invoices_due_next_week is not None
+        assert figures.purchase_invoices_due_next_week.count == len(next_week)
+
+        orders = oracle.all(cid, "salesOrders")
+        quotes = oracle.all(cid, "salesQuotes")
+        drafts = [s for s in sales if s["status"] in ("Draft", "In_x0020_Review")]
+        documents = figures.open_sales_documents
+        assert documents is not None
+        assert (documents.quotes_count, documents.orders_count, documents.invoices_count) == (
+            len(quotes),
+            len(orders),
+            len(drafts),
+        )
+        assert documents.orders_amount == sum((_money(o["totalAmountIncludingTax"]) for o in orders), Decimal(0))
+
+        month = [
+            s
+            for s in sales
+            if s["status"] in ("Open", "Paid") and today.replace(day=1) <= _date(s["postingDate"]) <= today
+        ]
+        assert figures.sales_this_month is not None
+        assert figures.sales_this_month.amount == sum((_money(s["totalAmountExcludingTax"]) for s in month), Decimal(0))
+
+        forecast = figures.cash_flow_forecast
+        assert forecast is not None
+        assert len(forecast.weeks) == 13
+        horizon = today + dt.timedelta(days=7 * 13)
+        receipts = sum((_money(s["remainingAmount"]) for s in open_sales if _date(s["dueDate"]) < horizon), Decimal(0))
+        payments = sum(
+            (_money(p["totalAmountIncludingTax"]) for p in open_purchases if _date(p["dueDate"]) < horizon), Decimal(0)
+        )
+        assert forecast.weeks[-1].closing_balance == figures.cash.total + receipts - payments
+        assert forecast.low_point == min([forecast.opening_cash, *(w.closing_balance for w in forecast.weeks)])
+
+        assert figures.taxes_due is not None
+        assert figures.taxes_due.amount == Decimal(0) - sum((b.balance for b in figures.taxes_due.accounts), Decimal(0))
+        assert figures.taxes_due.accounts, "every seeded company has tax payable accounts"
+        assert snapshot.currency_code
+        line = figures.overdue_sales_invoices.largest[0] if figures.overdue_sales_invoices.largest else None
+        if line is not None:
+            assert "page=132" in line.link
+            assert line.link.startswith(sandbox.web_client)
