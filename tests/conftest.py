@@ -90,9 +90,7 @@ def postgres_admin_url() -> Iterator[str | None]:
 
 
 @pytest.fixture(params=_database_backends())
-def database_url(
-    request: pytest.FixtureRequest, tmp_path: Path, postgres_admin_url: str | None
-) -> Iterator[str]:
+def database_url(request: pytest.FixtureRequest, tmp_path: Path, postgres_admin_url: str | None) -> Iterator[str]:
     """A fresh, empty database per test: an SQLite file, and a PostgreSQL database."""
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'test.db'}"

@@ -1,14 +1,17 @@
-"""Business Central API v2.0 stand-in: ``/v2.0/{tenant}/{environment}/api/v2.0/...``.
+"""Business Central stand-in under ``/v2.0/``: API v2.0, its JSON ``$batch`` and the ODataV4
+web services (``Company`` and the Accountant Portal cues).
 
 What a request goes through, in BC's order:
 
 1. the bearer token must verify (signature, lifetime, audience, role) and its ``tid`` must be
    the tenant in the path (GUID or domain), else 401 ``Authentication_InvalidCredentials``;
-   the tenant-less form ``/v2.0/{environment}/api/v2.0/...`` takes the token's tenant;
+   the tenant-less forms ``/v2.0/{environment}/api/v2.0/...`` take the token's tenant;
 2. the environment must exist in that tenant, else 404 ``NoEnvironment``;
-3. the resource path is resolved (``companies``, ``companies({id})``,
-   ``companies({id})/{entitySet}[({id})]`` or ``{entitySet}?company={id}``) and the OData
-   query options are applied.
+3. the tenant's faults (admin API) and BC's per-identity limits apply (:mod:`limits`);
+4. the resource path is resolved (``companies``, ``companies({id})``,
+   ``companies({id})/{entitySet}[({key})]`` or ``{entitySet}?company={id}``), the OData
+   query options are applied and the result is paged (``Prefer: odata.maxpagesize``,
+   ``@odata.nextLink`` with a ``$skiptoken``).
 
 Every response carries one correlation id, in the ``ms-correlation-x`` and ``request-id``
 headers, and on errors also at the end of the message:
@@ -17,16 +20,24 @@ headers, and on errors also at the end of the message:
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import binascii
 import json
 import re
+import time
 import uuid
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
 from fastapi import APIRouter, Request, Response
+from fastapi.responses import StreamingResponse
+from starlette.concurrency import run_in_threadpool
 
 from hub_common.logging import get_logger
+from hub_sandbox.cues import CUE_SERVICES, ODATA_COMPANY, cue_record, odata_company_record
 from hub_sandbox.entities import (
     COMPANY,
     COMPANY_ENTITY_SETS,
@@ -35,6 +46,8 @@ from hub_sandbox.entities import (
     company_record,
     etag_for,
 )
+from hub_sandbox.faults import FaultKind
+from hub_sandbox.limits import TOO_MANY_REQUESTS_CODE, Identity, Throttled
 from hub_sandbox.odata import (
     EntityType,
     ODataQueryError,
@@ -44,25 +57,31 @@ from hub_sandbox.odata import (
     parse_query_options,
     serialise,
 )
+from hub_sandbox.seed import company_book
 from hub_sandbox.state import SandboxState
 from hub_sandbox.tenants import SandboxCompany, SandboxEnvironment, SandboxTenant
-from hub_sandbox.tokens import InvalidAccessToken
+from hub_sandbox.tokens import AccessTokenClaims, InvalidAccessToken
 
 log = get_logger(__name__)
 
-API_SEGMENTS = ("api", "v2.0")
 ODATA_JSON = "application/json; odata.metadata=minimal; odata.streaming=true"
 CORRELATION_HEADERS = ("ms-correlation-x", "request-id")
+API = "api"
+ODATA_V4 = "ODataV4"
+BATCH_SEGMENT = "$batch"
+# Characters left as they are in the URLs the sandbox writes (keys, $options, quotes).
+URL_SAFE = "$(),'"
 
 
 class BusinessCentralError(Exception):
     """An error BC answers with ``{"error":{"code","message"}}``."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
+        self.headers = headers or {}
 
 
 def invalid_credentials() -> BusinessCentralError:
@@ -73,6 +92,14 @@ def invalid_credentials() -> BusinessCentralError:
 
 def not_found(message: str) -> BusinessCentralError:
     return BusinessCentralError(404, "BadRequest_NotFound", message)
+
+
+def no_resource(url: str) -> BusinessCentralError:
+    return not_found(f"No HTTP resource was found that matches the request URI '{url}'.")
+
+
+def bad_request(message: str) -> BusinessCentralError:
+    return BusinessCentralError(400, "BadRequest", message)
 
 
 # ---------------------------------------------------------------------------------------
@@ -89,37 +116,52 @@ class Segment:
 
 
 @dataclass(frozen=True)
-class ApiPath:
-    tenant: str | None  # as written in the URL; None in the tenant-less form
+class BcPath:
+    """What follows ``/v2.0/``: tenant (None in the tenant-less form), environment, which
+    service (``api`` for API v2.0, ``ODataV4``) and the segments after the service root."""
+
+    tenant: str | None
     environment: str
-    resource: tuple[Segment, ...]
+    service: str
+    rest: tuple[str, ...]
 
     @property
     def root(self) -> str:
-        """The path of the API root, as the client wrote it (for @odata.context)."""
+        """The service root's path, as the client wrote it."""
         prefix = f"{self.tenant}/{self.environment}" if self.tenant else self.environment
-        return f"/v2.0/{prefix}/api/v2.0"
+        return f"/v2.0/{prefix}/api/v2.0" if self.service == API else f"/v2.0/{prefix}/{ODATA_V4}"
+
+    @property
+    def is_batch(self) -> bool:
+        return self.service == API and self.rest == (BATCH_SEGMENT,)
+
+
+def parse_bc_path(path: str) -> BcPath | None:
+    """Split what follows ``/v2.0/``; None when it is neither API v2.0 nor ODataV4."""
+    parts = [part for part in path.split("/") if part]
+    for prefix_length in (2, 1):
+        if len(parts) > prefix_length:
+            head = parts[prefix_length]
+            tenant = parts[0] if prefix_length == 2 else None
+            environment = parts[prefix_length - 1]
+            if head == API and parts[prefix_length + 1 : prefix_length + 2] == ["v2.0"]:
+                return BcPath(tenant, environment, API, tuple(parts[prefix_length + 2 :]))
+            if head == ODATA_V4:
+                return BcPath(tenant, environment, ODATA_V4, tuple(parts[prefix_length + 1 :]))
+    return None
 
 
 _SEGMENT = re.compile(r"^(?P<name>[A-Za-z$][A-Za-z0-9_$.]*)(?:\((?P<key>[^()]*)\))?$")
 
 
-def parse_api_path(path: str) -> ApiPath | None:
-    """Split what follows ``/v2.0/``; None when it is not an API v2.0 URL."""
-    parts = [part for part in path.split("/") if part]
-    if len(parts) >= 3 and tuple(parts[1:3]) == API_SEGMENTS:
-        tenant, environment, rest = None, parts[0], parts[3:]
-    elif len(parts) >= 4 and tuple(parts[2:4]) == API_SEGMENTS:
-        tenant, environment, rest = parts[0], parts[1], parts[4:]
-    else:
-        return None
+def parse_segments(rest: Sequence[str]) -> tuple[Segment, ...]:
     segments = []
     for part in rest:
         match = _SEGMENT.match(part)
         if match is None:
-            raise BusinessCentralError(400, "BadRequest", "Bad Request - Error in query syntax.")
+            raise bad_request("Bad Request - Error in query syntax.")
         segments.append(Segment(match["name"], match["key"]))
-    return ApiPath(tenant, environment, tuple(segments))
+    return tuple(segments)
 
 
 def parse_key(key: str) -> uuid.UUID:
@@ -128,7 +170,51 @@ def parse_key(key: str) -> uuid.UUID:
     try:
         return uuid.UUID(text)
     except ValueError:
-        raise BusinessCentralError(400, "BadRequest", "Bad Request - Error in query syntax.") from None
+        raise bad_request("Bad Request - Error in query syntax.") from None
+
+
+# ---------------------------------------------------------------------------------------
+# Paging
+# ---------------------------------------------------------------------------------------
+
+_MAX_PAGE_SIZE = re.compile(r"(?:^|[,;\s])odata\.maxpagesize\s*=\s*(\d+)", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Paging:
+    """How to page one collection: the page size and where the next page lives."""
+
+    page_size: int
+    requested: int | None  # from Prefer: odata.maxpagesize, when the client sent one
+    # Absolute URL of this request without $skiptoken; the nextLink adds one.
+    url: str
+    query: tuple[tuple[str, str], ...]
+
+    def next_link(self, offset: int) -> str:
+        kept = [(name, value) for name, value in self.query if name.lower() != "$skiptoken"]
+        kept.append(("$skiptoken", encode_skip_token(offset)))
+        return f"{self.url}?{urlencode(kept, quote_via=quote, safe=URL_SAFE)}"
+
+
+def requested_page_size(prefer: str | None) -> int | None:
+    match = _MAX_PAGE_SIZE.search(prefer or "")
+    return int(match.group(1)) if match else None
+
+
+def encode_skip_token(offset: int) -> str:
+    # Opaque to clients, as BC's are; they must follow nextLink, not build tokens.
+    return base64.urlsafe_b64encode(f"skip:{offset}".encode()).decode().rstrip("=")
+
+
+def decode_skip_token(token: str) -> int:
+    try:
+        text = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        text = ""
+    kind, _, number = text.partition(":")
+    if kind != "skip" or not number.isdigit():
+        raise bad_request(f"The skip token value '{token}' is invalid.")
+    return int(number)
 
 
 # ---------------------------------------------------------------------------------------
@@ -136,47 +222,42 @@ def parse_key(key: str) -> uuid.UUID:
 # ---------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass
 class ApiResult:
-    """A JSON body ready to send, without the correlation headers."""
+    """A JSON body ready to send, and the headers it needs (besides correlation ids)."""
 
     body: dict[str, Any]
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ApiGet:
+    """One GET under the API or ODataV4 root, already authenticated."""
+
+    tenant: SandboxTenant
+    environment: SandboxEnvironment
+    path: BcPath
+    query: tuple[tuple[str, str], ...]
+    prefer: str | None
+    base_url: str  # https://host:port
+
+    @property
+    def url(self) -> str:
+        rest = "/".join(quote(part, safe=URL_SAFE) for part in self.path.rest)
+        return f"{self.base_url}{quote(self.path.root)}/{rest}"
 
 
 class BusinessCentralApi:
-    """Resolves one request to a JSON body or a :class:`BusinessCentralError`."""
+    """Resolves requests to JSON bodies or :class:`BusinessCentralError` (no web framework)."""
 
     def __init__(self, state: SandboxState) -> None:
         self.state = state
 
-    def handle(
-        self,
-        *,
-        method: str,
-        path: str,
-        query: Sequence[tuple[str, str]],
-        authorization: str | None,
-        base_url: str,
-        full_url: str,
-    ) -> ApiResult:
-        api_path = parse_api_path(path)
-        tenant = self._authenticate(authorization, api_path)
-        if api_path is None:
-            raise not_found(f"No HTTP resource was found that matches the request URI '{full_url}'.")
-        environment = tenant.environment(api_path.environment)
-        if environment is None:
-            raise BusinessCentralError(404, "NoEnvironment", "Environment does not exist.")
-        if method != "GET":
-            last = api_path.resource[-1].name if api_path.resource else "api"
-            raise BusinessCentralError(
-                405,
-                "BadRequest_MethodNotAllowed",
-                f"'{method}' requests for '{last}' are not allowed by the sandbox.",
-            )
-        context_root = f"{base_url}{api_path.root}/$metadata"
-        return self._resolve(api_path, environment, query, context_root)
+    # -- who and where ------------------------------------------------------------------
 
-    def _authenticate(self, authorization: str | None, api_path: ApiPath | None) -> SandboxTenant:
+    def authenticate(
+        self, authorization: str | None, tenant_reference: str | None
+    ) -> tuple[SandboxTenant, AccessTokenClaims]:
         scheme, _, token = (authorization or "").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             log.info("bc request refused", reason="no bearer token")
@@ -186,36 +267,45 @@ class BusinessCentralApi:
         except InvalidAccessToken as error:
             log.info("bc request refused", reason=str(error))
             raise invalid_credentials() from None
-        reference = api_path.tenant if api_path and api_path.tenant else str(claims.tenant_id)
+        reference = tenant_reference or str(claims.tenant_id)
         tenant = self.state.catalogue.find(reference)
         if tenant is None or tenant.id != claims.tenant_id:
             log.info("bc request refused", reason="token is for another tenant", tenant=reference)
             raise invalid_credentials()
-        return tenant
+        if self.state.faults.take(tenant.id, FaultKind.INVALID_CREDENTIALS):
+            raise invalid_credentials()
+        return tenant, claims
 
-    def _resolve(
-        self,
-        api_path: ApiPath,
-        environment: SandboxEnvironment,
-        query: Sequence[tuple[str, str]],
-        context_root: str,
-    ) -> ApiResult:
-        resource = api_path.resource
+    def environment(self, tenant: SandboxTenant, name: str) -> SandboxEnvironment:
+        environment = tenant.environment(name)
+        removed = self.state.faults.take(tenant.id, FaultKind.ENVIRONMENT_REMOVED, environment=name)
+        if environment is None or removed:
+            raise BusinessCentralError(404, "NoEnvironment", "Environment does not exist.")
+        return environment
+
+    # -- API v2.0 -----------------------------------------------------------------------
+
+    def get(self, request: ApiGet) -> ApiResult:
+        resource = parse_segments(request.path.rest)
+        context_root = f"{request.base_url}{request.path.root}/$metadata"
         if not resource:
             return ApiResult(_service_document(context_root))
         first = resource[0]
+        environment = request.environment
         if first.name == "companies":
             if first.key is None:
                 if len(resource) > 1:
                     raise _segment_not_found(resource[1].name)
+                version = self.state.bc_version(request.tenant)
                 # BC's Company table is keyed by Name, so that is the listing's order.
-                companies = [company_record(c) for c in sorted(environment.companies, key=lambda c: c.name)]
-                return _collection(COMPANY, companies, query, f"{context_root}#companies")
+                companies = [company_record(c, version) for c in sorted(environment.companies, key=lambda c: c.name)]
+                return self._collection(COMPANY, lambda _: companies, request, f"{context_root}#companies")
             company = _company_by_id(environment, parse_key(first.key))
             if len(resource) == 1:
-                return _single(COMPANY, company_record(company), query, f"{context_root}#companies")
+                record = company_record(company, self.state.bc_version(request.tenant))
+                return _single(COMPANY, record, _options(COMPANY, request.query), f"{context_root}#companies")
             if len(resource) > 2:
-                # Navigation beyond an entity (accounts({id})/...) is not served yet.
+                # Navigation beyond an entity (accounts({id})/...) is not served.
                 raise _segment_not_found(resource[2].name)
             entity_segment = resource[1]
             context = f"{context_root}#companies({company.id})/{entity_segment.name}"
@@ -224,18 +314,33 @@ class BusinessCentralApi:
             entity_segment = first
             if len(resource) > 1:
                 raise _segment_not_found(resource[1].name)
-            company = self._company_from_query(environment, query, entity_segment.name)
+            company = self._company_from_query(environment, request.query, entity_segment.name)
             context = f"{context_root}#{entity_segment.name}"
 
         entity_set = COMPANY_ENTITY_SETS.get(entity_segment.name)
         if entity_set is None:
             raise _segment_not_found(entity_segment.name)
-        records = company_entity_records(entity_set, company, self.state.business_date())
+        self._check_access(request.tenant, company, entity_set.table)
+        business_date = self.state.business_date()
         if entity_segment.key is None:
-            return _collection(entity_set.entity, records, query, context)
-        return _single(
-            entity_set.entity, _record_by_id(entity_set, records, entity_segment.key), query, context
-        )
+            return self._collection(
+                entity_set.entity,
+                lambda options: company_entity_records(entity_set, company, business_date, options),
+                request,
+                context,
+            )
+        options = _options(entity_set.entity, request.query)
+        records = company_entity_records(entity_set, company, business_date, options)
+        return _single(entity_set.entity, _record_by_key(entity_set, records, entity_segment.key), options, context)
+
+    def _check_access(self, tenant: SandboxTenant, company: SandboxCompany, table: str) -> None:
+        if self.state.faults.take(tenant.id, FaultKind.COMPANY_FORBIDDEN, company_id=company.id):
+            # Not documented precisely (reference §10): BC's permission error text, as 403.
+            raise BusinessCentralError(
+                403,
+                "Authorization_InsufficientPermissions",
+                f"Sorry, the current permissions prevented the action. (TableData {table} Read: Accountant Hub)",
+            )
 
     def _company_from_query(
         self, environment: SandboxEnvironment, query: Sequence[tuple[str, str]], entity_set: str
@@ -263,6 +368,162 @@ class BusinessCentralApi:
                 raise _company_not_found(reference) from None
             return company
 
+    def _collection(
+        self,
+        entity: EntityType,
+        records_for: Callable[[QueryOptions], list[Record]],
+        request: ApiGet,
+        context: str,
+    ) -> ApiResult:
+        options = _options(entity, request.query)
+        records = apply_query(records_for(options), options)
+        if options.select is not None:
+            context = f"{context}({','.join(options.select)})"
+        settings = self.state.settings
+        requested = requested_page_size(request.prefer)
+        paging = Paging(
+            page_size=max(1, min(requested or settings.sandbox_page_size, settings.sandbox_max_page_size)),
+            requested=requested,
+            url=request.url,
+            query=request.query,
+        )
+        offset = decode_skip_token(options.skip_token) if options.skip_token else 0
+        # With $top the client asked for a slice: BC sends no nextLink then (AL issue 6858).
+        end = len(records) if options.top is not None else offset + paging.page_size
+        page = records[offset:end]
+        body: dict[str, Any] = {
+            "@odata.context": context,
+            "value": [{"@odata.etag": etag_for(r), **serialise(entity, r, options.select)} for r in page],
+        }
+        if end < len(records):
+            body["@odata.nextLink"] = paging.next_link(end)
+        headers = {}
+        if requested is not None:
+            headers["Preference-Applied"] = f"odata.maxpagesize={paging.page_size}"
+        return ApiResult(body, headers)
+
+    # -- ODataV4 ------------------------------------------------------------------------
+
+    def odata(self, request: ApiGet) -> ApiResult:
+        """``Company``, ``Company('{name}')`` and ``Company('{name}')/{CueService}``."""
+        rest = request.path.rest
+        context_root = f"{request.base_url}{request.path.root}/$metadata"
+        match = _ODATA_COMPANY.match(rest[0]) if rest else None
+        if match is None or len(rest) > 2:
+            raise no_resource(request.url)
+        environment = request.environment
+        if match["name"] is None:
+            if len(rest) > 1:
+                raise no_resource(request.url)
+            records = [odata_company_record(c) for c in sorted(environment.companies, key=lambda c: c.name)]
+            return self._collection(ODATA_COMPANY, lambda _: records, request, f"{context_root}#Company")
+        name = match["name"].replace("''", "'")
+        company = environment.company_named(name)
+        if company is None:
+            raise not_found(f"The company '{name}' does not exist.")
+        if len(rest) == 1:
+            record = odata_company_record(company)
+            options = _options(ODATA_COMPANY, request.query)
+            return _single(ODATA_COMPANY, record, options, f"{context_root}#Company")
+        service = CUE_SERVICES.get(rest[1])
+        if service is None or not self.state.cue_services_published(request.tenant):
+            # BC 30 no longer publishes Microsoft pages as web services.
+            raise no_resource(request.url)
+        self._check_access(request.tenant, company, "9069 Activities Cue")
+        book = company_book(company, self.state.business_date())
+        record = cue_record(service.name, book)
+        context = f"{context_root}#Company('{quote(company.name)}')/{service.name}"
+        return self._collection(service, lambda _: [record], request, context)
+
+    # -- $batch -------------------------------------------------------------------------
+
+    def batch(
+        self,
+        tenant: SandboxTenant,
+        environment: SandboxEnvironment,
+        path: BcPath,
+        identity: Identity,
+        body: bytes,
+        base_url: str,
+    ) -> ApiResult:
+        """OData JSON batch: ``{"requests":[{"id","method","url","headers"}]}`` answered
+        with ``{"responses":[{"id","status","headers","body"}]}``. Every operation counts
+        toward the rate window on its own; each is answered even when others fail."""
+        try:
+            document = json.loads(body)
+            operations = document["requests"]
+            if not isinstance(operations, list) or not all(isinstance(op, dict) for op in operations):
+                raise TypeError
+        except (ValueError, KeyError, TypeError):
+            raise bad_request("The batch request body is not a valid OData JSON batch.") from None
+        limit = self.state.settings.sandbox_max_batch_requests
+        if len(operations) > limit:
+            raise bad_request(f"The batch request has {len(operations)} operations; the maximum is {limit}.")
+        return ApiResult(
+            {"responses": [self._operation(tenant, environment, path, identity, op, base_url) for op in operations]}
+        )
+
+    def _operation(
+        self,
+        tenant: SandboxTenant,
+        environment: SandboxEnvironment,
+        batch_path: BcPath,
+        identity: Identity,
+        operation: dict[str, Any],
+        base_url: str,
+    ) -> dict[str, Any]:
+        operation_id = str(operation.get("id", ""))
+        correlation_id = str(uuid.uuid4())
+        headers = {name: correlation_id for name in CORRELATION_HEADERS} | {"odata-version": "4.0"}
+        raw_headers = operation.get("headers")
+        inner_headers = (
+            {str(k).lower(): str(v) for k, v in raw_headers.items()} if isinstance(raw_headers, dict) else {}
+        )
+        try:
+            self.state.limiter.count_request(identity)
+            method = str(operation.get("method", "GET")).upper()
+            path, query = _operation_target(str(operation.get("url", "")), batch_path)
+            if method != "GET":
+                raise BusinessCentralError(
+                    405, "BadRequest_MethodNotAllowed", f"'{method}' requests are not allowed by the sandbox."
+                )
+            if path.service != API or path.environment.casefold() != environment.name.casefold():
+                raise bad_request("A batch operation must address the API root of the batch.")
+            request = ApiGet(tenant, environment, path, query, inner_headers.get("prefer"), base_url)
+            result = self.get(request)
+            status, body = 200, result.body
+            headers |= result.headers | {"content-type": ODATA_JSON}
+        except Throttled as throttled:
+            status, body = (
+                throttled.status,
+                _error_body(TOO_MANY_REQUESTS_CODE, throttled.message, correlation_id),
+            )
+            headers["retry-after"] = str(throttled.retry_after)
+        except BusinessCentralError as error:
+            status, body = error.status, _error_body(error.code, error.message, correlation_id)
+            headers |= {k.lower(): v for k, v in error.headers.items()}
+        return {"id": operation_id, "status": status, "headers": headers, "body": body}
+
+
+_ODATA_COMPANY = re.compile(r"^Company(?:\('(?P<name>(?:[^']|'')*)'\))?$")
+
+
+def _operation_target(url: str, batch_path: BcPath) -> tuple[BcPath, tuple[tuple[str, str], ...]]:
+    """A batch operation's URL: relative to the API root, or absolute / root-relative."""
+    split = urlsplit(url)
+    query = tuple(parse_qsl(split.query, keep_blank_values=True))
+    path_text = unquote(split.path)
+    if split.scheme or path_text.startswith("/"):
+        marker = "/v2.0/"
+        if marker not in path_text:
+            raise bad_request(f"The batch operation URL '{url}' is not under the API root.")
+        parsed = parse_bc_path(path_text.split(marker, 1)[1])
+        if parsed is None:
+            raise bad_request(f"The batch operation URL '{url}' is not under the API root.")
+        return parsed, query
+    rest = tuple(part for part in path_text.split("/") if part)
+    return BcPath(batch_path.tenant, batch_path.environment, API, rest), query
+
 
 def _company_by_id(environment: SandboxEnvironment, company_id: uuid.UUID) -> SandboxCompany:
     company = environment.company(company_id)
@@ -280,13 +541,12 @@ def _segment_not_found(name: str) -> BusinessCentralError:
     return not_found(f"Resource not found for the segment '{name}'.")
 
 
-def _record_by_id(entity_set: CompanyEntitySet, records: list[Record], key: str) -> Record:
+def _record_by_key(entity_set: CompanyEntitySet, records: list[Record], key: str) -> Record:
     wanted = parse_key(key)
-    record = next((r for r in records if r.get("id") == wanted), None)
+    key_name = entity_set.entity.key
+    record = next((r for r in records if r.get(key_name) == wanted), None)
     if record is None:
-        raise not_found(
-            f"The {entity_set.entity.name} does not exist. Identification fields and values: Id='{wanted}'"
-        )
+        raise not_found(f"The {entity_set.entity.name} does not exist. Identification fields and values: Id='{wanted}'")
     return record
 
 
@@ -294,24 +554,10 @@ def _options(entity: EntityType, query: Sequence[tuple[str, str]]) -> QueryOptio
     try:
         return parse_query_options(entity, query)
     except ODataQueryError as error:
-        raise BusinessCentralError(400, "BadRequest", error.message) from None
+        raise bad_request(error.message) from None
 
 
-def _collection(
-    entity: EntityType, records: list[Record], query: Sequence[tuple[str, str]], context: str
-) -> ApiResult:
-    options = _options(entity, query)
-    if options.select is not None:
-        context = f"{context}({','.join(options.select)})"
-    value = [
-        {"@odata.etag": etag_for(record), **serialise(entity, record, options.select)}
-        for record in apply_query(records, options)
-    ]
-    return ApiResult({"@odata.context": context, "value": value})
-
-
-def _single(entity: EntityType, record: Record, query: Sequence[tuple[str, str]], context: str) -> ApiResult:
-    options = _options(entity, query)
+def _single(entity: EntityType, record: Record, options: QueryOptions, context: str) -> ApiResult:
     body = {
         "@odata.context": f"{context}/$entity",
         "@odata.etag": etag_for(record),
@@ -328,6 +574,10 @@ def _service_document(context_root: str) -> dict[str, Any]:
     }
 
 
+def _error_body(code: str, message: str, correlation_id: str) -> dict[str, Any]:
+    return {"error": {"code": code, "message": f"{message}  CorrelationId:  {correlation_id}."}}
+
+
 # ---------------------------------------------------------------------------------------
 # Routes
 # ---------------------------------------------------------------------------------------
@@ -337,30 +587,118 @@ def business_central_router(state: SandboxState) -> APIRouter:
     router = APIRouter(tags=["Business Central"])
     api = BusinessCentralApi(state)
 
-    @router.api_route("/v2.0/{api_path:path}", methods=["GET", "POST", "PATCH", "PUT", "DELETE"])
-    async def business_central(api_path: str, request: Request) -> Response:
+    @router.api_route("/v2.0/{bc_path:path}", methods=["GET", "POST", "PATCH", "PUT", "DELETE"])
+    async def business_central(bc_path: str, request: Request) -> Response:
         correlation_id = str(uuid.uuid4())
         headers = {name: correlation_id for name in CORRELATION_HEADERS} | {"OData-Version": "4.0"}
+        tenant: SandboxTenant | None = None
         try:
-            result = api.handle(
-                method=request.method,
-                path=api_path,
-                query=request.query_params.multi_items(),
-                authorization=request.headers.get("authorization"),
-                base_url=str(request.base_url).rstrip("/"),
-                full_url=str(request.url),
-            )
+            path = parse_bc_path(bc_path)
+            tenant, claims = api.authenticate(request.headers.get("authorization"), path.tenant if path else None)
+            if path is None:
+                raise no_resource(str(request.url))
+            environment = api.environment(tenant, path.environment)
+            _raise_front_door_faults(state, tenant)
+            allowed = "POST" if path.is_batch else "GET"
+            if request.method != allowed:
+                last = path.rest[-1] if path.rest else path.service
+                raise BusinessCentralError(
+                    405,
+                    "BadRequest_MethodNotAllowed",
+                    f"'{request.method}' requests for '{last}' are not allowed by the sandbox.",
+                )
+            body = await request.body() if path.is_batch else b""
+            identity = (tenant.id, claims.app_id)
+            await state.limiter.acquire(identity)
+            try:
+                if not path.is_batch:
+                    state.limiter.count_request(identity)
+                await _slow_down(state, tenant, request)
+                base_url = str(request.base_url).rstrip("/")
+                if path.is_batch:
+                    result = await run_in_threadpool(api.batch, tenant, environment, path, identity, body, base_url)
+                else:
+                    get = ApiGet(
+                        tenant, environment, path, tuple(request.query_params.multi_items()),
+                        request.headers.get("prefer"), base_url,
+                    )  # fmt: skip
+                    handler = api.get if path.service == API else api.odata
+                    result = await run_in_threadpool(handler, get)
+            finally:
+                state.limiter.release(identity)
+        except Throttled as throttled:
+            body_json = _error_body(TOO_MANY_REQUESTS_CODE, throttled.message, correlation_id)
+            return _json(body_json, throttled.status, headers | {"Retry-After": str(throttled.retry_after)})
         except BusinessCentralError as error:
-            body: dict[str, Any] = {
-                "error": {
-                    "code": error.code,
-                    "message": f"{error.message}  CorrelationId:  {correlation_id}.",
-                }
-            }
-            return _json(body, error.status, headers)
-        return _json(result.body, 200, headers)
+            return _json(_error_body(error.code, error.message, correlation_id), error.status, headers | error.headers)
+        return _answer(state, tenant, result, headers)
 
     return router
+
+
+def _raise_front_door_faults(state: SandboxState, tenant: SandboxTenant) -> None:
+    """Faults that answer before a request reaches the service: upgrading, throttled."""
+    upgrading = state.faults.take(tenant.id, FaultKind.UPGRADING)
+    if upgrading:
+        raise BusinessCentralError(
+            503,
+            "ServiceUnavailable",
+            "Service is under maintenance. The environment is being updated; try again later.",
+            {"Retry-After": str(upgrading.retry_after_seconds)},
+        )
+    throttled = state.faults.take(tenant.id, FaultKind.TOO_MANY_REQUESTS)
+    if throttled:
+        state.limiter.note_throttled(tenant.id)
+        raise Throttled(429, "Too many requests reached for this user.", throttled.retry_after_seconds)
+
+
+async def _slow_down(state: SandboxState, tenant: SandboxTenant, request: Request) -> None:
+    """Global and per-tenant latency, and the timeout fault: all hold the request's slot,
+    as a slow BC does."""
+    latency_ms = state.settings.sandbox_latency_ms
+    latency = state.faults.take(tenant.id, FaultKind.LATENCY)
+    if latency:
+        latency_ms += latency.latency_ms
+    if latency_ms:
+        await asyncio.sleep(latency_ms / 1000)
+    timeout = state.faults.take(tenant.id, FaultKind.TIMEOUT)
+    if timeout:
+        deadline = time.monotonic() + timeout.timeout_seconds
+        # Polling is the only way to notice a client that hangs up mid-request.
+        while time.monotonic() < deadline and not await request.is_disconnected():  # noqa: ASYNC110
+            await asyncio.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
+        # Not documented (reference §6.1 gives only the status): the sandbox's code.
+        raise BusinessCentralError(504, "GatewayTimeout", "The request timed out before BC answered.")
+
+
+def _answer(state: SandboxState, tenant: SandboxTenant | None, result: ApiResult, headers: dict[str, str]) -> Response:
+    headers = headers | result.headers
+    if tenant is not None and state.faults.take(tenant.id, FaultKind.MALFORMED_BODY):
+        content = json.dumps(result.body, separators=(",", ":")).encode()
+        # Cut in the middle and drop the closing brackets: a body that is not JSON.
+        return Response(content[: max(1, len(content) // 2)], 200, headers=headers, media_type=ODATA_JSON)
+    oversized = state.faults.take(tenant.id, FaultKind.OVERSIZED_BODY) if tenant is not None else None
+    if oversized:
+        return StreamingResponse(
+            _huge_body(oversized.size_mb * 1024 * 1024), 200, headers=headers, media_type=ODATA_JSON
+        )
+    return _json(result.body, 200, headers)
+
+
+async def _huge_body(size: int) -> AsyncIterator[bytes]:
+    """Valid-looking JSON, streamed: a collection of padding records of about ``size`` bytes."""
+    record = json.dumps(
+        {"@odata.etag": 'W/"JzE5OzEyMzQ1Njc4OTAxMjM0NTY3ODkwMTE7MDA7Jw=="', "id": str(uuid.UUID(int=1)),
+         "number": "99999", "displayName": "Padding " + "x" * 200, "netChange": 0}
+    ).encode()  # fmt: skip
+    chunk = b",".join([record] * 256) + b","
+    yield b'{"@odata.context":"$metadata#accounts","value":['
+    sent = 0
+    while sent < size:
+        yield chunk
+        sent += len(chunk)
+        await asyncio.sleep(0)
+    yield record + b"]}"
 
 
 def _json(body: dict[str, Any], status: int, headers: dict[str, str]) -> Response:

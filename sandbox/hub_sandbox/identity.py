@@ -28,6 +28,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from hub_common.logging import get_logger
+from hub_sandbox.faults import FaultKind
 from hub_sandbox.state import SandboxState
 from hub_sandbox.tenants import SandboxTenant
 from hub_sandbox.tokens import (
@@ -127,9 +128,7 @@ def read_token_request(form: Mapping[str, str], authorization: str | None) -> Cl
     )
 
 
-def client_credentials_grant(
-    state: SandboxState, tenant_reference: str, request: ClientCredentials
-) -> IssuedToken:
+def client_credentials_grant(state: SandboxState, tenant_reference: str, request: ClientCredentials) -> IssuedToken:
     """Decide a client-credentials request the way Entra does, in Entra's order:
     tenant, request shape, the app's presence in the tenant, its secret, then the scope."""
     tenant = state.catalogue.find(tenant_reference)
@@ -148,7 +147,9 @@ def client_credentials_grant(
         raise _missing_parameter("client_id")
 
     expected_id = state.settings.entra_client_id
-    if request.client_id.casefold() != expected_id.casefold() or not state.is_consented(tenant):
+    known_app = request.client_id.casefold() == expected_id.casefold()
+    withdrawn = known_app and state.faults.take(tenant.id, FaultKind.CONSENT_WITHDRAWN) is not None
+    if not known_app or not state.is_consented(tenant) or withdrawn:
         # A multi-tenant app without admin consent has no service principal in the client's
         # tenant, so Entra answers as if the app did not exist there.
         raise EntraError(
@@ -166,13 +167,10 @@ def client_credentials_grant(
             401,
             "invalid_client",
             7000216,
-            "'client_assertion', 'client_secret' or 'request' is required for the"
-            " 'client_credentials' grant type.",
+            "'client_assertion', 'client_secret' or 'request' is required for the 'client_credentials' grant type.",
         )
     expected_secret = state.settings.entra_client_secret.get_secret_value()
-    if not expected_secret or not hmac.compare_digest(
-        request.client_secret.encode(), expected_secret.encode()
-    ):
+    if not expected_secret or not hmac.compare_digest(request.client_secret.encode(), expected_secret.encode()):
         raise EntraError(
             401,
             "invalid_client",

@@ -1,9 +1,10 @@
 """OData v4 query options over in-memory records, the way Business Central answers them.
 
 Supported: ``$filter`` (``eq ne gt ge lt le``, ``and``, ``or`` on one property, parentheses),
-``$select``, ``$orderby``, ``$top`` and ``$skip``. Everything else that BC accepts is
-rejected with a 400 that says the sandbox does not support it yet, so a client never
-silently gets unfiltered data. Error texts copy the OData library's wording that BC shows.
+``$select``, ``$orderby``, ``$top``, ``$skip`` and ``$skiptoken`` (from nextLinks).
+Everything else that BC accepts is rejected with a 400 that says the sandbox does not
+support it yet, so a client never silently gets unfiltered data. Error texts copy the OData
+library's wording that BC shows.
 
 No web framework here: the BC routes turn :class:`ODataQueryError` into BC's error body.
 """
@@ -58,6 +59,8 @@ class EntityType:
     name: str
     entity_set: str
     properties: tuple[Property, ...]
+    # The key property: "id" for most pages, customerId / vendorId / accountId for reports.
+    key: str = "id"
 
     def property(self, name: str) -> Property | None:
         return next((prop for prop in self.properties if prop.name == name), None)
@@ -65,9 +68,7 @@ class EntityType:
     def require_property(self, name: str) -> Property:
         prop = self.property(name)
         if prop is None:
-            raise ODataQueryError(
-                f"Could not find a property named '{name}' on type 'Microsoft.NAV.{self.name}'."
-            )
+            raise ODataQueryError(f"Could not find a property named '{name}' on type 'Microsoft.NAV.{self.name}'.")
         return prop
 
 
@@ -351,6 +352,16 @@ def parse_filter(entity: EntityType, text: str) -> FilterExpression:
     return _FilterParser(entity, text).parse()
 
 
+def top_level_comparisons(expression: FilterExpression | None) -> list[Comparison]:
+    """The comparisons every matching record must satisfy (the operands of the top-level
+    'and'): where BC's report pages read their parameters (agedAsOfDate, dateFilter)."""
+    if expression is None or isinstance(expression, Disjunction):
+        return []
+    if isinstance(expression, Comparison):
+        return [expression]
+    return [c for operand in expression.operands for c in top_level_comparisons(operand)]
+
+
 def matches(expression: FilterExpression, record: Record) -> bool:
     if isinstance(expression, Conjunction):
         return all(matches(operand, record) for operand in expression.operands)
@@ -411,8 +422,8 @@ def _as_utc(value: dt.datetime) -> dt.datetime:
 # Options BC supports that the sandbox does not implement (yet): a clear 400, never a
 # silently ignored option.
 _NOT_YET_SUPPORTED = frozenset(
-    {"$expand", "$count", "$search", "$apply", "$compute", "$skiptoken", "$deltatoken",
-     "$format", "$levels", "$index"}
+    {"$expand", "$count", "$search", "$apply", "$compute", "$deltatoken", "$format", "$levels",
+     "$index"}
 )  # fmt: skip
 # Accepted and without effect on the sandbox's data.
 _ACCEPTED_WITHOUT_EFFECT = frozenset({"$schemaversion"})
@@ -431,6 +442,8 @@ class QueryOptions:
     order_by: tuple[OrderBy, ...] = ()
     top: int | None = None
     skip: int = 0
+    # Opaque continuation from an @odata.nextLink (server-driven paging).
+    skip_token: str | None = None
 
 
 def parse_query_options(entity: EntityType, params: Iterable[tuple[str, str]]) -> QueryOptions:
@@ -446,7 +459,15 @@ def parse_query_options(entity: EntityType, params: Iterable[tuple[str, str]]) -
     for name in options:
         if name in _NOT_YET_SUPPORTED:
             raise ODataQueryError(f"The query option '{name}' is not supported by the sandbox.")
-        if name not in ("$filter", "$select", "$orderby", "$top", "$skip", *_ACCEPTED_WITHOUT_EFFECT):
+        if name not in (
+            "$filter",
+            "$select",
+            "$orderby",
+            "$top",
+            "$skip",
+            "$skiptoken",
+            *_ACCEPTED_WITHOUT_EFFECT,
+        ):
             raise ODataQueryError(f"The query parameter '{name}' is not supported.")
 
     return QueryOptions(
@@ -455,6 +476,7 @@ def parse_query_options(entity: EntityType, params: Iterable[tuple[str, str]]) -
         order_by=_parse_order_by(entity, options["$orderby"]) if "$orderby" in options else (),
         top=_parse_count("$top", options["$top"]) if "$top" in options else None,
         skip=_parse_count("$skip", options["$skip"]) if "$skip" in options else 0,
+        skip_token=options.get("$skiptoken"),
     )
 
 

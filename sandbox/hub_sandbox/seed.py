@@ -1,24 +1,27 @@
 """Deterministic demo data of one company, generated lazily from the company's seed.
 
-A company's book is built the first time someone reads it and cached; the same catalogue
-seed gives the same book on every start and machine (``random.Random`` seeded with a
-string is stable across processes, unlike ``hash()``).
+A company's book is built the first time someone reads it for a business date and cached
+(bounded LRU); the same catalogue seed and date give the same book on every start and
+machine (``random.Random`` seeded with a string is stable across processes, unlike
+``hash()``).
 
-How the book is built, so later stages can add documents that agree with it:
+How the book is built, so every figure agrees with the documents it sums:
 
-1. The *open items* come first: open customer invoices (``open_receivables``) and open
-   vendor invoices (``open_payables``), each an amount including tax in local currency and
-   a due date relative to the business date. Stage 2 turns each into a posted invoice with
-   status Open whose remaining amount is that amount.
-2. The receivables account's netChange is the sum of the open receivables, the payables
-   account's is minus the sum of the open payables (BC shows credit balances negative).
-3. The other balance-sheet and income-statement accounts get plausible amounts, and
-   Retained Earnings takes whatever makes the trial balance sum to zero.
-4. The income accounts hold the fiscal year's sales; documents that stage 2 posts this
-   year must add up to them (``ytd_sales_excluding_tax``).
+1. :class:`hub_sandbox.documents.DocumentBuilder` makes customers, vendors and documents:
+   the open items (posted invoices with status Open, amounts independent of the date, due
+   dates relative to the business date), the paid sales history of the fiscal year so far,
+   and unposted invoices, orders and quotes.
+2. The receivables account's netChange is the sum of the open sales invoices'
+   remainingAmount; the payables account's is minus the sum of the open purchase invoices'
+   totalAmountIncludingTax (BC shows credit balances negative).
+3. The sales accounts hold the posted sales of the fiscal year (1 January to the business
+   date, calendar fiscal years), excluding tax, split by product and service invoices.
+   Costs and expenses are plausible annual amounts pro rata of the year elapsed.
+4. The other balance-sheet accounts get plausible amounts, and Retained Earnings takes
+   whatever makes the trial balance sum to zero.
 
-Amounts never depend on the date, only the due dates do (they are relative), so figures
-like "overdue" stay meaningful whenever the demo runs.
+So balances of the balance sheet (cash, receivables, payables, taxes) never depend on the
+date; the income statement and Retained Earnings do, as they would in a real company.
 """
 
 from __future__ import annotations
@@ -32,6 +35,14 @@ from decimal import ROUND_HALF_UP, Decimal
 from enum import StrEnum
 from functools import lru_cache
 
+from hub_sandbox.documents import (
+    CompanyDocuments,
+    Document,
+    DocumentBuilder,
+    OpenItem,
+    Party,
+    SalesLine,
+)
 from hub_sandbox.tenants import Locale, SandboxCompany, TaxStyle
 
 CENT = Decimal("0.01")
@@ -111,14 +122,6 @@ class GLAccount:
 
 
 @dataclass(frozen=True)
-class OpenItem:
-    """An open invoice in a customer or vendor ledger: what is still owed, in LCY."""
-
-    amount: Decimal  # including tax, positive
-    due_in_days: int  # relative to the business date; negative means overdue
-
-
-@dataclass(frozen=True)
 class CompanyInformation:
     id: uuid.UUID
     display_name: str
@@ -135,6 +138,7 @@ class CompanyInformation:
     tax_registration_number: str
     currency_code: str
     industry: str
+    contact_person: str
     last_modified: dt.datetime
 
 
@@ -153,11 +157,10 @@ class CompanyBook:
     information: CompanyInformation
     ledger_setup: GeneralLedgerSetup
     accounts: tuple[GLAccount, ...]
-    open_receivables: tuple[OpenItem, ...]
-    open_payables: tuple[OpenItem, ...]
-    _by_role: dict[AccountRole, tuple[GLAccount, ...]] = field(
-        init=False, repr=False, compare=False, hash=False
-    )
+    documents: CompanyDocuments
+    # The date the book was built for: "today" for due dates and the fiscal year so far.
+    business_date: dt.date
+    _by_role: dict[AccountRole, tuple[GLAccount, ...]] = field(init=False, repr=False, compare=False, hash=False)
 
     def __post_init__(self) -> None:
         by_role: dict[AccountRole, list[GLAccount]] = {}
@@ -172,15 +175,54 @@ class CompanyBook:
         return sum((a.net_change for a in self.accounts_with_role(role)), Decimal(0))
 
     @property
+    def open_receivables(self) -> tuple[OpenItem, ...]:
+        return self.documents.open_receivables
+
+    @property
+    def open_payables(self) -> tuple[OpenItem, ...]:
+        return self.documents.open_payables
+
+    @property
+    def customers(self) -> tuple[Party, ...]:
+        return self.documents.customers
+
+    @property
+    def vendors(self) -> tuple[Party, ...]:
+        return self.documents.vendors
+
+    @property
+    def sales_invoices(self) -> tuple[Document, ...]:
+        return self.documents.sales_invoices
+
+    @property
+    def purchase_invoices(self) -> tuple[Document, ...]:
+        return self.documents.purchase_invoices
+
+    @property
     def ytd_sales_excluding_tax(self) -> Decimal:
         """Posted sales of the fiscal year, excluding tax (a positive amount)."""
         return -(self.balance_of(AccountRole.PRODUCT_SALES) + self.balance_of(AccountRole.SERVICE_SALES))
 
+    @property
+    def fiscal_year_start(self) -> dt.date:
+        """Demo companies keep calendar fiscal years."""
+        return dt.date(self.business_date.year, 1, 1)
 
-@lru_cache(maxsize=4096)
-def company_book(company: SandboxCompany) -> CompanyBook:
-    """The company's book; built once per process, identical on every build."""
-    return _BookBuilder(company).build()
+
+# Bounded: with thousands of companies only the ones being read stay in memory.
+BOOK_CACHE_SIZE = 1024
+
+
+@lru_cache(maxsize=BOOK_CACHE_SIZE)
+def company_book(company: SandboxCompany, business_date: dt.date) -> CompanyBook:
+    """The company's book on a business date; built once per process and date, identical
+    on every build."""
+    return build_book(company, business_date)
+
+
+def build_book(company: SandboxCompany, business_date: dt.date) -> CompanyBook:
+    """Build a book without the cache (tests use it to prove rebuilding gives the same)."""
+    return _BookBuilder(company, business_date).build()
 
 
 # ---------------------------------------------------------------------------------------
@@ -193,12 +235,15 @@ _STREETS = {
 }
 _US_STATES = {"Seattle": "WA", "Denver": "CO", "Austin": "TX", "Chicago": "IL", "Atlanta": "GA"}
 _WEB_DOMAINS = {"GB": "co.uk", "US": "com", "DK": "dk", "DE": "de"}
+_FIRST_NAMES = ("Anna", "Ben", "Clara", "David", "Emil", "Fiona")
+_LAST_NAMES = ("Hall", "Berg", "Cole", "Moreau", "Keller")
 _INDUSTRIES = ("Manufacturing", "Retail", "Services", "Wholesale", "Construction")
 
 
 class _BookBuilder:
-    def __init__(self, company: SandboxCompany) -> None:
+    def __init__(self, company: SandboxCompany, business_date: dt.date) -> None:
         self.company = company
+        self.business_date = business_date
         self.locale: Locale = company.locale
         self.rng = random.Random(company.data_seed)
         # Size of the business: the same chart, amounts from a corner shop to a mid-size firm.
@@ -210,13 +255,15 @@ class _BookBuilder:
         cents = self.rng.randint(low * 100, high * 100)
         return (Decimal(cents) / 100 * self.scale).quantize(CENT, ROUND_HALF_UP)
 
+    def annual(self, low: int, high: int, elapsed: Decimal) -> Decimal:
+        """An annual amount, pro rata of the fiscal year elapsed."""
+        return (self.money(low, high) * elapsed).quantize(CENT, ROUND_HALF_UP)
+
     def share(self, amount: Decimal, low: float, high: float) -> Decimal:
         return (amount * Decimal(str(round(self.rng.uniform(low, high), 4)))).quantize(CENT)
 
     def modified_at(self) -> dt.datetime:
-        return self.company.created_at + dt.timedelta(
-            days=self.rng.randint(1, 500), seconds=self.rng.randint(0, 36000)
-        )
+        return self.company.created_at + dt.timedelta(days=self.rng.randint(1, 500), seconds=self.rng.randint(0, 36000))
 
     def add(
         self,
@@ -247,29 +294,25 @@ class _BookBuilder:
             )
         )
 
-    # -- open items ---------------------------------------------------------------------
-
-    def open_items(
-        self, count: int, low: int, high: int, overdue_share: float, overdue_days: int
-    ) -> tuple[OpenItem, ...]:
-        items = []
-        for _ in range(count):
-            if self.rng.random() < overdue_share:
-                due = -self.rng.randint(1, overdue_days)
-            else:
-                due = self.rng.randint(0, 45)
-            items.append(OpenItem(self.money(low, high), due))
-        # Every company shows something in each figure the hub computes.
-        items[0] = OpenItem(items[0].amount, -self.rng.randint(3, 40))  # overdue
-        items[1] = OpenItem(items[1].amount, self.rng.randint(1, 7))  # due next week
-        return tuple(items)
-
     # -- the book -----------------------------------------------------------------------
 
     def build(self) -> CompanyBook:
         company, locale, rng = self.company, self.locale, self.rng
-        receivables = self.open_items(rng.randint(6, 16), 150, 9000, 0.4, 90)
-        payables = self.open_items(rng.randint(4, 12), 80, 6000, 0.3, 60)
+        documents = DocumentBuilder(company, rng, self.business_date, self.scale).build()
+        posted_this_year = [
+            d
+            for d in documents.sales_invoices
+            if d.posted and self.business_date.year == d.posting_date.year and d.posting_date <= self.business_date
+        ]
+        receivables_balance = sum(
+            (d.remaining_amount for d in documents.sales_invoices if d.is_open_posted_invoice), Decimal(0)
+        )
+        payables_balance = -sum(
+            (d.amount_including_tax for d in documents.purchase_invoices if d.is_open_posted_invoice),
+            Decimal(0),
+        )
+        # Costs and expenses accrue over the year: scale annual amounts by the part elapsed.
+        elapsed = Decimal(self.business_date.timetuple().tm_yday) / Decimal(365)
         tax_sub_category = rng.choice((DEFAULT_TAX_SUB_CATEGORY, CUSTOM_TAX_SUB_CATEGORY))
 
         # Short local names keep the chart below readable as a table.
@@ -287,9 +330,11 @@ class _BookBuilder:
         Kind = AccountType
 
         # Income statement amounts first: the balance sheet's tax accounts derive from them.
-        product_sales = self.money(80_000, 600_000)
-        service_sales = self.money(10_000, 120_000)
-        quarter_sales = self.share(product_sales + service_sales, 0.15, 0.3)
+        product_sales = _sales_of(posted_this_year, SalesLine.PRODUCTS)
+        service_sales = _sales_of(posted_this_year, SalesLine.SERVICES)
+        # The unsettled tax of the quarter: independent of the date, like every balance-sheet
+        # balance (the sales accounts hold the whole fiscal year to date).
+        quarter_sales = self.money(20_000, 150_000)
         quarter_purchases = self.share(quarter_sales, 0.4, 0.7)
         rate = locale.tax_rate / 100
 
@@ -301,9 +346,7 @@ class _BookBuilder:
             -self.money(500, 6000) if rng.random() < 0.08 else self.money(4_000, 90_000)
         )  # now and then an overdraft
         self.add("10110", "Checking Account", assets, "Cash", role=Role.CASH, net_change=checking)
-        self.add(
-            "10120", "Savings Account", assets, "Cash", role=Role.CASH, net_change=self.money(10_000, 150_000)
-        )
+        self.add("10120", "Savings Account", assets, "Cash", role=Role.CASH, net_change=self.money(10_000, 150_000))
         self.add("10130", "Petty Cash", assets, "Cash", role=Role.CASH, net_change=self.money(100, 900))
         if rng.random() < 0.5:
             self.add(
@@ -324,7 +367,7 @@ class _BookBuilder:
             assets,
             "Accounts Receivable",
             role=Role.RECEIVABLES,
-            net_change=sum((item.amount for item in receivables), Decimal(0)),
+            net_change=receivables_balance,
             direct_posting=False,
         )
         self.add(
@@ -363,7 +406,7 @@ class _BookBuilder:
             liabilities,
             "Current Liabilities",
             role=Role.PAYABLES,
-            net_change=-sum((item.amount for item in payables), Decimal(0)),
+            net_change=payables_balance,
             direct_posting=False,
         )
         output_tax = -(quarter_sales * rate).quantize(CENT)
@@ -371,9 +414,7 @@ class _BookBuilder:
             percent = f"{locale.tax_rate.normalize():f} %"  # "20 %", as BC names VAT accounts
             input_tax = (quarter_purchases * rate).quantize(CENT)
             # Last quarter's settlement is due unless it has been paid already.
-            settlement = (
-                Decimal(0) if rng.random() < 0.25 else -self.share(-(output_tax + input_tax), 0.7, 1.3)
-            )
+            settlement = Decimal(0) if rng.random() < 0.25 else -self.share(-(output_tax + input_tax), 0.7, 1.3)
             self.add(
                 "20300",
                 f"Sales VAT {percent}",
@@ -428,9 +469,7 @@ class _BookBuilder:
 
         self.add("30001", "EQUITY", equity, account_type=Kind.BEGIN_TOTAL)
         capital = -(self.money(10_000, 100_000) / 1000).quantize(Decimal(1)) * 1000
-        self.add(
-            "30100", "Share Capital", equity, "Common Stock", role=Role.SHARE_CAPITAL, net_change=capital
-        )
+        self.add("30100", "Share Capital", equity, "Common Stock", role=Role.SHARE_CAPITAL, net_change=capital)
         self.add("30200", "Retained Earnings", equity, "Retained Earnings", role=Role.RETAINED_EARNINGS)
         self.add("39999", "TOTAL EQUITY", equity, account_type=Kind.END_TOTAL)
 
@@ -458,7 +497,7 @@ class _BookBuilder:
             income,
             "Sales Discounts",
             role=Role.SALES_DISCOUNTS,
-            net_change=self.money(200, 5_000),
+            net_change=self.annual(200, 5_000, elapsed),
         )
         self.add(
             "40400",
@@ -466,7 +505,7 @@ class _BookBuilder:
             income,
             "Income, Interest",
             role=Role.INTEREST_INCOME,
-            net_change=-self.money(20, 1_500),
+            net_change=-self.annual(20, 1_500, elapsed),
         )
         self.add("49999", "TOTAL INCOME", income, account_type=Kind.END_TOTAL)
 
@@ -499,7 +538,14 @@ class _BookBuilder:
             ("60600", "Bank Fees", "Fees Expense", 100, 2_500),
             ("60700", "Travel", "Travel Expense", 500, 12_000),
         ):
-            self.add(number, name, expense, sub_category, role=Role.EXPENSE, net_change=self.money(low, high))
+            self.add(
+                number,
+                name,
+                expense,
+                sub_category,
+                role=Role.EXPENSE,
+                net_change=self.annual(low, high, elapsed),
+            )
         self.add("69999", "TOTAL EXPENSES", expense, account_type=Kind.END_TOTAL)
         self.add("99999", "NET INCOME", AccountCategory.BLANK, account_type=Kind.TOTAL)
 
@@ -516,8 +562,8 @@ class _BookBuilder:
                 last_modified=company.created_at + dt.timedelta(minutes=12),
             ),
             accounts=tuple(self.accounts),
-            open_receivables=receivables,
-            open_payables=payables,
+            documents=documents,
+            business_date=self.business_date,
         )
 
     def _balance_with_retained_earnings(self) -> None:
@@ -527,8 +573,7 @@ class _BookBuilder:
             Decimal(0),
         )
         self.accounts = [
-            _with_net_change(a, -total) if a.role is AccountRole.RETAINED_EARNINGS else a
-            for a in self.accounts
+            _with_net_change(a, -total) if a.role is AccountRole.RETAINED_EARNINGS else a for a in self.accounts
         ]
 
     def _compute_totals(self) -> None:
@@ -586,8 +631,13 @@ class _BookBuilder:
             tax_registration_number=tax_registration,
             currency_code=locale.currency_code,
             industry=rng.choice(_INDUSTRIES),
+            contact_person=f"{rng.choice(_FIRST_NAMES)} {rng.choice(_LAST_NAMES)}",
             last_modified=self.modified_at(),
         )
+
+
+def _sales_of(invoices: list[Document], line: SalesLine) -> Decimal:
+    return sum((d.amount_excluding_tax for d in invoices if d.sales_line is line), Decimal(0))
 
 
 def _posting_sum(accounts: list[GLAccount]) -> Decimal:

@@ -69,9 +69,7 @@ def serve_in_background(settings: SandboxSettings) -> Iterator[RunningSandbox]:
     Use ``sandbox_port=0`` to get a free port. Logging is left as the caller set it.
     """
     server, listener, running = _prepare(settings)
-    thread = threading.Thread(
-        target=server.run, kwargs={"sockets": [listener]}, name="hub-sandbox", daemon=True
-    )
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]}, name="hub-sandbox", daemon=True)
     thread.start()
     deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
     while not server.started:

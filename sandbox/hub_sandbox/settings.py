@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 from hub_common.settings import HubSettings
@@ -27,3 +28,23 @@ class SandboxSettings(HubSettings):
     sandbox_companies_per_tenant: int = 2
     # Same seed, same tenants, companies, ids and amounts on every start.
     sandbox_seed: int = 2026
+
+    # "Today" for the demo data (due dates, the fiscal year so far, the cues). None: the
+    # current UTC date, so the data moves with the calendar.
+    sandbox_business_date: dt.date | None = None
+
+    # Server-driven paging: records per page when the client sends no
+    # Prefer: odata.maxpagesize, and the most a client may ask for (BC online: 20,000).
+    sandbox_page_size: int = 20_000
+    sandbox_max_page_size: int = 20_000
+    sandbox_max_batch_requests: int = 100
+
+    # BC's limits per identity (app or user) and tenant. Tests lower them.
+    sandbox_max_concurrent_requests: int = 5
+    sandbox_max_queued_requests: int = 95
+    sandbox_rate_limit_requests: int = 6_000
+    sandbox_rate_limit_window_seconds: float = 300.0
+    sandbox_queue_timeout_seconds: float = 480.0
+
+    # Added to every BC request (benchmarks): HUB_SANDBOX_LATENCY_MS.
+    sandbox_latency_ms: int = 0

@@ -227,9 +227,7 @@ def build_catalogue(*, seed: int, tenant_count: int, companies_per_tenant: int) 
     if companies_per_tenant < 1:
         raise ValueError("every tenant needs at least one company")
     used_domains: set[str] = set()
-    tenants = tuple(
-        _build_tenant(seed, index, companies_per_tenant, used_domains) for index in range(tenant_count)
-    )
+    tenants = tuple(_build_tenant(seed, index, companies_per_tenant, used_domains) for index in range(tenant_count))
     return TenantCatalogue(tenants, seed)
 
 

@@ -8,6 +8,7 @@ Production, company to the environment's first company, page to the role center)
 
 from __future__ import annotations
 
+import datetime as dt
 from html import escape
 from urllib.parse import urlencode
 
@@ -67,9 +68,7 @@ def web_client_router(state: SandboxState) -> APIRouter:
                 for e in tenant.environments
             )
             consent = "consented" if state.is_consented(tenant) else "no consent"
-            items.append(
-                f"<li>{escape(tenant.display_name)} ({escape(tenant.domain)}, {consent}): {links}</li>"
-            )
+            items.append(f"<li>{escape(tenant.display_name)} ({escape(tenant.domain)}, {consent}): {links}</li>")
         body = (
             "<h1>Accountant Hub sandbox</h1><p>Stands in for Microsoft Entra ID and Business"
             " Central. Tenants:</p><ul>" + "".join(items) + "</ul>"
@@ -94,7 +93,7 @@ def web_client_router(state: SandboxState) -> APIRouter:
             return _not_found(f"The company '{name}' does not exist.")
         page = _page_number(request.query_params.get("page"))
         base = str(request.base_url).rstrip("/")
-        return _company_page(base, found_tenant, found_environment, company, page, request)
+        return _company_page(base, found_tenant, found_environment, company, page, request, state.business_date())
 
     return router
 
@@ -121,13 +120,12 @@ def _company_page(
     company: SandboxCompany,
     page: int,
     request: Request,
+    business_date: dt.date,
 ) -> HTMLResponse:
     caption = PAGE_CAPTIONS.get(page, "Page")
     title = f"Business Central sandbox — {company.name} — page {page} {caption}"
     details = {key: value for key, value in request.query_params.items() if key not in ("company", "page")}
-    rows = "".join(
-        f"<tr><th>{escape(key)}</th><td>{escape(value)}</td></tr>" for key, value in details.items()
-    )
+    rows = "".join(f"<tr><th>{escape(key)}</th><td>{escape(value)}</td></tr>" for key, value in details.items())
 
     def link(number: int) -> str:
         url = web_client_url(base, tenant, environment.name, company=company.name, page=str(number))
@@ -140,13 +138,13 @@ def _company_page(
         f" · page {page} <strong>{escape(caption)}</strong></p>"
         + (f"<table>{rows}</table>" if rows else "")
         + f"<nav>{links}</nav>"
-        + (_chart_of_accounts(company) if page == CHART_OF_ACCOUNTS_PAGE else "")
+        + (_chart_of_accounts(company, business_date) if page == CHART_OF_ACCOUNTS_PAGE else "")
     )
     return _page(title, body)
 
 
-def _chart_of_accounts(company: SandboxCompany) -> str:
-    book = company_book(company)
+def _chart_of_accounts(company: SandboxCompany, business_date: dt.date) -> str:
+    book = company_book(company, business_date)
     symbol = book.ledger_setup.local_currency_symbol
     rows = "".join(
         f"<tr><td>{escape(a.number)}</td>"

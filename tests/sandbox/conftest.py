@@ -32,9 +32,7 @@ def catalogue(sandbox_server: RunningSandbox) -> TenantCatalogue:
 
 @pytest.fixture(scope="session")
 def http(sandbox_server: RunningSandbox) -> Iterator[httpx.Client]:
-    with httpx.Client(
-        base_url=sandbox_server.base_url, verify=sandbox_server.ssl_context(), timeout=10
-    ) as client:
+    with httpx.Client(base_url=sandbox_server.base_url, verify=sandbox_server.ssl_context(), timeout=10) as client:
         yield client
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 import httpx
@@ -13,6 +14,8 @@ from hub_sandbox.settings import SandboxSettings
 CLIENT_ID = "3f1b6c2e-8d4a-4e8b-9c71-5a2d9e0f4b13"
 CLIENT_SECRET = "sandbox-test-secret~value"
 BC_SCOPE = "https://api.businesscentral.dynamics.com/.default"
+# The test server's "today": fixed, so expected figures do not move with the calendar.
+BUSINESS_DATE = dt.date(2026, 5, 20)
 
 
 def sandbox_settings(state_dir: Path, **overrides: object) -> SandboxSettings:
@@ -25,6 +28,7 @@ def sandbox_settings(state_dir: Path, **overrides: object) -> SandboxSettings:
         "sandbox_tenants": 3,
         "sandbox_companies_per_tenant": 2,
         "sandbox_seed": 2026,
+        "sandbox_business_date": BUSINESS_DATE,
     }
     values.update(overrides)
     # _env_file=None: a developer's .env must not change what the tests see.

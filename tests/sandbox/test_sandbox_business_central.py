@@ -23,6 +23,7 @@ from hub_sandbox.tenants import (
     tenant_id_for,
 )
 from hub_sandbox.tokens import TokenIssuer
+from tests.sandbox.sandbox_helpers import BUSINESS_DATE
 
 SAMPLE_TENANT_ID = tenant_id_for(0)
 OTHER_TENANT_ID = tenant_id_for(1)
@@ -57,9 +58,7 @@ def assert_bc_error(response: httpx.Response, status: int, code: str) -> str:
     return str(error["message"])
 
 
-def test_companies_listing(
-    http: httpx.Client, acquire_token: TokenSource, catalogue: TenantCatalogue
-) -> None:
+def test_companies_listing(http: httpx.Client, acquire_token: TokenSource, catalogue: TenantCatalogue) -> None:
     response = get(http, acquire_token(str(SAMPLE_TENANT_ID)), f"{api()}/companies")
 
     assert response.status_code == 200
@@ -100,16 +99,14 @@ def test_company_information_and_general_ledger_setup(
     (info,) = information.json()["value"]
     assert info["displayName"] == "CRONUS UK Ltd."
     assert info["currencyCode"] == "GBP"
-    assert info["currentFiscalYearStartDate"] == f"{dt.date.today().year}-01-01"
+    assert info["currentFiscalYearStartDate"] == "2026-01-01"
     (ledger,) = setup.json()["value"]
     assert ledger["localCurrencyCode"] == "GBP"
     assert ledger["localCurrencySymbol"] == "£"
     assert ledger["allowPostingFrom"] == "0001-01-01"
 
 
-def test_accounts_filter_and_select(
-    http: httpx.Client, acquire_token: TokenSource, catalogue: TenantCatalogue
-) -> None:
+def test_accounts_filter_and_select(http: httpx.Client, acquire_token: TokenSource, catalogue: TenantCatalogue) -> None:
     company = first_company(catalogue)
     response = get(
         http,
@@ -126,7 +123,7 @@ def test_accounts_filter_and_select(
     assert body["@odata.context"].endswith(f"#companies({company.id})/accounts(number,displayName,netChange)")
     accounts = body["value"]
     assert all(set(a) == {"@odata.etag", "number", "displayName", "netChange"} for a in accounts)
-    expected = company_book(company).accounts_with_role(AccountRole.CASH)
+    expected = company_book(company, BUSINESS_DATE).accounts_with_role(AccountRole.CASH)
     assert [a["number"] for a in accounts] == [a.number for a in expected]
     assert [Decimal(str(a["netChange"])) for a in accounts] == [a.net_change for a in expected]
     assert len(accounts) >= 3
@@ -268,9 +265,7 @@ def test_company_of_another_environment_is_not_found(
     http: httpx.Client, acquire_token: TokenSource, catalogue: TenantCatalogue
 ) -> None:
     company = first_company(catalogue)  # lives in Production
-    response = get(
-        http, acquire_token(str(SAMPLE_TENANT_ID)), f"{api(environment='Sandbox')}/companies({company.id})"
-    )
+    response = get(http, acquire_token(str(SAMPLE_TENANT_ID)), f"{api(environment='Sandbox')}/companies({company.id})")
     assert_bc_error(response, 404, "BadRequest_NotFound")
 
 
@@ -279,9 +274,7 @@ def test_entity_set_without_company(http: httpx.Client, acquire_token: TokenSour
     assert_bc_error(response, 400, "Internal_CompanyNotFound")
 
 
-def test_unknown_entity_set(
-    http: httpx.Client, acquire_token: TokenSource, catalogue: TenantCatalogue
-) -> None:
+def test_unknown_entity_set(http: httpx.Client, acquire_token: TokenSource, catalogue: TenantCatalogue) -> None:
     company = first_company(catalogue)
     response = get(http, acquire_token(str(SAMPLE_TENANT_ID)), f"{api()}/companies({company.id})/widgets")
     message = assert_bc_error(response, 404, "BadRequest_NotFound")
@@ -298,18 +291,16 @@ def test_single_company_and_single_account(
     assert single.json()["@odata.context"].endswith("#companies/$entity")
     assert single.json()["name"] == company.name
 
-    receivables = company_book(company).accounts_with_role(AccountRole.RECEIVABLES)[0]
+    receivables = company_book(company, BUSINESS_DATE).accounts_with_role(AccountRole.RECEIVABLES)[0]
     account = get(http, token, f"{api()}/companies({company.id})/accounts({receivables.id})")
     assert account.status_code == 200
     assert account.json()["number"] == receivables.number
     assert Decimal(str(account.json()["netChange"])) == sum(
-        (item.amount for item in company_book(company).open_receivables), Decimal(0)
+        (item.amount for item in company_book(company, BUSINESS_DATE).open_receivables), Decimal(0)
     )
 
 
-def test_unsupported_query_option(
-    http: httpx.Client, acquire_token: TokenSource, catalogue: TenantCatalogue
-) -> None:
+def test_unsupported_query_option(http: httpx.Client, acquire_token: TokenSource, catalogue: TenantCatalogue) -> None:
     company = first_company(catalogue)
     response = get(
         http,

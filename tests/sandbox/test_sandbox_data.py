@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from decimal import Decimal
 
@@ -11,7 +12,7 @@ from hub_sandbox.seed import (
     AccountRole,
     AccountType,
     CompanyBook,
-    _BookBuilder,
+    build_book,
     company_book,
 )
 from hub_sandbox.tenants import (
@@ -21,6 +22,8 @@ from hub_sandbox.tenants import (
     tenant_id_for,
 )
 
+BUSINESS_DATE = dt.date(2026, 5, 20)
+
 
 def catalogue(seed: int = 2026, tenants: int = 5, companies: int = 3) -> TenantCatalogue:
     return build_catalogue(seed=seed, tenant_count=tenants, companies_per_tenant=companies)
@@ -29,7 +32,7 @@ def catalogue(seed: int = 2026, tenants: int = 5, companies: int = 3) -> TenantC
 def fresh_book(catalogue_: TenantCatalogue, tenant_index: int = 0) -> CompanyBook:
     """Build a book without the process-wide cache, to prove rebuilding gives the same."""
     company = catalogue_.tenants[tenant_index].environments[0].companies[0]
-    return _BookBuilder(company).build()
+    return build_book(company, BUSINESS_DATE)
 
 
 def test_same_seed_same_catalogue_and_data() -> None:
@@ -76,7 +79,7 @@ def test_books_balance_and_agree_with_their_open_items() -> None:
     built = catalogue(tenants=12, companies=3)
     for tenant in built.tenants:
         for company in tenant.companies:
-            book = company_book(company)
+            book = company_book(company, BUSINESS_DATE)
             posting = [a for a in book.accounts if a.account_type is AccountType.POSTING]
             assert sum((a.net_change for a in posting), Decimal(0)) == 0
             assert book.balance_of(AccountRole.RECEIVABLES) == sum(

@@ -47,16 +47,14 @@ def test_token_verifies_against_the_published_jwks(
     header = jwt.get_unverified_header(token)
     key = next(k for k in keys if k["kid"] == header["kid"])
     public_key = jwt.PyJWK(key).key
-    claims = jwt.decode(
-        token, public_key, algorithms=["RS256"], audience="https://api.businesscentral.dynamics.com"
-    )
+    claims = jwt.decode(token, public_key, algorithms=["RS256"], audience="https://api.businesscentral.dynamics.com")
     assert claims["tid"] == str(SAMPLE_TENANT_ID)
 
 
 def test_wrong_secret_is_invalid_client(sandbox_server: RunningSandbox, http: httpx.Client) -> None:
-    result = msal_app(
-        sandbox_server, str(SAMPLE_TENANT_ID), http, secret="not-the-secret"
-    ).acquire_token_for_client(scopes=[BC_SCOPE])
+    result = msal_app(sandbox_server, str(SAMPLE_TENANT_ID), http, secret="not-the-secret").acquire_token_for_client(
+        scopes=[BC_SCOPE]
+    )
 
     assert result["error"] == "invalid_client"
     assert result["error_codes"] == [7000215]
@@ -138,13 +136,11 @@ def test_admin_api_grants_and_revokes_consent(sandbox_server: RunningSandbox, ht
     assert refused["error"] == "unauthorized_client"
 
 
-def test_unknown_client_id_is_not_found_in_directory(
-    sandbox_server: RunningSandbox, http: httpx.Client
-) -> None:
+def test_unknown_client_id_is_not_found_in_directory(sandbox_server: RunningSandbox, http: httpx.Client) -> None:
     stranger = str(uuid.uuid4())
-    result = msal_app(
-        sandbox_server, str(SAMPLE_TENANT_ID), http, client_id=stranger
-    ).acquire_token_for_client(scopes=[BC_SCOPE])
+    result = msal_app(sandbox_server, str(SAMPLE_TENANT_ID), http, client_id=stranger).acquire_token_for_client(
+        scopes=[BC_SCOPE]
+    )
     assert result["error"] == "unauthorized_client"
     assert result["error_codes"] == [700016]
 

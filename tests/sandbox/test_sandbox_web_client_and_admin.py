@@ -11,7 +11,7 @@ from hub_sandbox.tenants import SAMPLE_TENANT_DOMAIN, TenantCatalogue, tenant_id
 def test_health(http: httpx.Client) -> None:
     response = http.get("/_sandbox/health")
     assert response.status_code == 200
-    assert response.json() == {"status": "ok", "tenants": 3, "companies": 8}
+    assert response.json() == {"status": "ok", "tenants": 3, "companies": 8, "business_date": "2026-05-20"}
 
 
 def test_tenant_list(sandbox_server: RunningSandbox, http: httpx.Client, catalogue: TenantCatalogue) -> None:
@@ -41,9 +41,7 @@ def test_web_client_page_for_a_hub_link(http: httpx.Client) -> None:
 
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/html")
-    assert (
-        "<title>Business Central sandbox — CRONUS USA, Inc. — page 43 Sales Invoice</title>" in response.text
-    )
+    assert "<title>Business Central sandbox — CRONUS USA, Inc. — page 43 Sales Invoice</title>" in response.text
 
 
 def test_web_client_defaults_and_not_found(http: httpx.Client) -> None:

@@ -59,9 +59,7 @@ def start_service(name: str, command: str, environment: Mapping[str, str], log_d
     return ServiceProcess(name, process, log_path)
 
 
-def wait_until_healthy(
-    url: str, service: ServiceProcess, *, verify: str | bool = True, timeout: float = 60
-) -> None:
+def wait_until_healthy(url: str, service: ServiceProcess, *, verify: str | bool = True, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if service.process.poll() is not None:

@@ -79,6 +79,9 @@ class TokenProvider:
         token = result.get("access_token")
         if isinstance(token, str) and token:
             return token
+        # msal replays a recent error answer for the same app object; a fresh one asks again.
+        with self._lock:
+            self._apps.pop(tenant, None)
         error_name = result.get("error")
         description = result.get("error_description")
         codes = [code for code in result.get("error_codes", []) if isinstance(code, int)]
