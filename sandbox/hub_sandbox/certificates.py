@@ -48,8 +48,15 @@ class SigningKey:
     certificate: x509.Certificate
 
 
-def ensure_certificates(state_dir: Path) -> CertificatePaths:
-    """Return the CA and server certificate files, creating whatever is missing."""
+SERVER_NAMES_FILE = "server-names.txt"
+
+
+def ensure_certificates(state_dir: Path, extra_names: tuple[str, ...] = ()) -> CertificatePaths:
+    """Return the CA and server certificate files, creating whatever is missing.
+
+    ``extra_names`` are host names the server is also reached by (``sandbox`` inside a
+    compose network); when they change, the server certificate is re-issued by the same CA.
+    """
     state_dir.mkdir(parents=True, exist_ok=True)
     paths = CertificatePaths(
         ca_pem=state_dir / CA_FILE,
@@ -67,11 +74,18 @@ def ensure_certificates(state_dir: Path) -> CertificatePaths:
         paths.cert_chain_pem.unlink(missing_ok=True)
         paths.private_key_pem.unlink(missing_ok=True)
 
+    identities = tuple(dict.fromkeys((*SERVER_IDENTITIES, *extra_names)))
+    names_path = state_dir / SERVER_NAMES_FILE
+    recorded = names_path.read_text().split() if names_path.exists() else list(SERVER_IDENTITIES)
+    if recorded != list(identities):
+        paths.cert_chain_pem.unlink(missing_ok=True)
+        paths.private_key_pem.unlink(missing_ok=True)
     if not (paths.cert_chain_pem.exists() and paths.private_key_pem.exists()):
-        server = ca.issue_cert(*SERVER_IDENTITIES, organization_name="Accountant Hub sandbox")
+        server = ca.issue_cert(*identities, organization_name="Accountant Hub sandbox")
         chain = b"".join(blob.bytes() for blob in server.cert_chain_pems)
         _write_atomically(paths.private_key_pem, server.private_key_pem.bytes(), secret=True)
         _write_atomically(paths.cert_chain_pem, chain)
+        _write_atomically(names_path, "\n".join(identities).encode())
     return paths
 
 

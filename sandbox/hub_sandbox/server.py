@@ -86,7 +86,7 @@ def serve_in_background(settings: SandboxSettings) -> Iterator[RunningSandbox]:
 
 
 def _prepare(settings: SandboxSettings) -> tuple[uvicorn.Server, socket.socket, RunningSandbox]:
-    certificates = ensure_certificates(settings.sandbox_state_dir)
+    certificates = ensure_certificates(settings.sandbox_state_dir, settings.extra_certificate_names)
     app = create_app(settings)
     config = uvicorn.Config(
         app,

@@ -23,6 +23,14 @@ class SandboxSettings(HubSettings):
     # Keeps the CA, the server certificate and the token-signing key across restarts, so a
     # client that trusted the CA once keeps trusting it and issued tokens stay verifiable.
     sandbox_state_dir: Path = Path(".hub/sandbox")
+    # Host names other than 127.0.0.1/localhost the server certificate must name, such as
+    # the compose service name other containers reach it by; comma-separated.
+    sandbox_certificate_names: str = ""
+
+    @property
+    def extra_certificate_names(self) -> tuple[str, ...]:
+        return tuple(name.strip() for name in self.sandbox_certificate_names.split(",") if name.strip())
+
     # Demo client tenants (tenant 0 is always the hub's sample client).
     sandbox_tenants: int = 3
     sandbox_companies_per_tenant: int = 2

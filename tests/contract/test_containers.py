@@ -598,11 +598,6 @@ def test_sandbox_healthcheck(compose_sandbox: tuple[int, Path]) -> None:
     assert run_healthcheck("sandbox", HUB_SANDBOX_PORT=str(idle_port), HUB_SANDBOX_STATE_DIR=str(state_dir)) != 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the sandbox's server certificate names only 127.0.0.1, localhost and ::1 "
-    "(hub_sandbox.certificates.SERVER_IDENTITIES), not the host name containers reach it by",
-)
 def test_sandbox_certificate_names_the_host_the_services_use(compose_sandbox: tuple[int, Path]) -> None:
     port, state_dir = compose_sandbox
     hosts = {
