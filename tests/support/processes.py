@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -13,6 +12,8 @@ from pathlib import Path
 
 import httpx
 
+from hub_common.local_nats import terminate
+
 
 @dataclass
 class ServiceProcess:
@@ -21,13 +22,7 @@ class ServiceProcess:
     log_path: Path
 
     def stop(self, timeout: float = 15) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        terminate(self.process, timeout)
 
     def kill(self) -> None:
         if self.process.poll() is None:

@@ -50,6 +50,18 @@ def wait_for_port(host: str, port: int, timeout: float) -> bool:
     return False
 
 
+def terminate(process: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
+    """SIGTERM a child so it can flush and close; SIGKILL it only if it hangs."""
+    if process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 @dataclass
 class LocalNatsServer:
     """A nats-server with JetStream whose file store lives in ``store_dir``."""
@@ -90,15 +102,9 @@ class LocalNatsServer:
         return self
 
     def stop(self, timeout: float = 10.0) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        # SIGTERM lets JetStream flush its file store; SIGKILL only if it hangs.
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        # SIGTERM lets JetStream flush its file store.
+        if self.process is not None:
+            terminate(self.process, timeout)
 
     def kill(self) -> None:
         """Die like a crashed broker would (for fault tests)."""
