@@ -18,6 +18,7 @@ from nats.js.api import (
     ConsumerConfig,
     DeliverPolicy,
     DiscardPolicy,
+    KeyValueConfig,
     RetentionPolicy,
     StorageType,
     StreamConfig,
@@ -31,6 +32,9 @@ logger = get_logger(__name__)
 EVENTS_STREAM = "HUB_EVENTS"
 SNAPSHOTS_STREAM = "HUB_SNAPSHOTS"
 DEAD_LETTER_STREAM = "HUB_DEAD_LETTERS"
+# Leased request slots per BC tenant, shared by every fetcher process (see hub_fetcher.bc.limits).
+BC_SLOTS_BUCKET = "HUB_BC_SLOTS"
+BC_SLOT_LEASE_SECONDS = 120.0
 DEAD_LETTER_SUBJECT_PREFIX = "deadletter"
 DUPLICATE_WINDOW_SECONDS = 120.0
 
@@ -178,6 +182,19 @@ async def declare_topology(js: JetStreamContext, limits: StreamLimits | None = N
         if _differs(wanted, info.config):
             await js.update_stream(wanted)
             logger.info("stream updated", stream=wanted.name)
+    try:
+        await js.key_value(BC_SLOTS_BUCKET)
+    except nats.js.errors.BucketNotFoundError:
+        await js.create_key_value(
+            KeyValueConfig(
+                bucket=BC_SLOTS_BUCKET,
+                description="Who holds each of a BC tenant's concurrent request slots (leases).",
+                history=1,
+                ttl=BC_SLOT_LEASE_SECONDS,
+                storage=StorageType.MEMORY,
+            )
+        )
+        logger.info("bucket created", bucket=BC_SLOTS_BUCKET)
     for spec in CONSUMERS:
         wanted_consumer = spec.config()
         try:

@@ -9,10 +9,10 @@ from hub_common.bus import create_broker, jetstream_of
 from hub_common.consumers import Delivery, subscribe
 from hub_common.events import Envelope, EventData
 from hub_common.logging import configure_logging, get_logger
-from hub_common.streams import FETCHER_CONSUMER, declare_topology
+from hub_common.streams import BC_SLOTS_BUCKET, FETCHER_CONSUMER, declare_topology
 from hub_fetcher.bc.client import BusinessCentral
 from hub_fetcher.bc.identity import TokenProvider
-from hub_fetcher.bc.limits import TenantLimiter
+from hub_fetcher.bc.limits import SharedTenantSlots, TenantLimiter
 from hub_fetcher.handlers import FetcherHandlers
 from hub_fetcher.refresh import ClientReader
 from hub_fetcher.settings import FetcherSettings
@@ -36,20 +36,6 @@ def create_app(settings: FetcherSettings) -> FastStream:
         verify=settings.tls_verification(),
         timeout_seconds=settings.http_read_timeout_seconds,
     )
-    limiter = TenantLimiter(
-        concurrent=settings.tenant_max_concurrent_requests,
-        per_window=settings.tenant_requests_per_window,
-        window_seconds=settings.tenant_window_seconds,
-        share=settings.tenant_limit_share,
-    )
-    bc = BusinessCentral(
-        api_base=settings.bc_api,
-        http=http,
-        tokens=tokens,
-        limiter=limiter,
-        max_response_bytes=settings.max_response_bytes,
-    )
-    reader = ClientReader(bc, web_client_base=settings.bc_web_client)
     handlers: list[FetcherHandlers] = []
 
     async def handle(envelope: Envelope[EventData], delivery: Delivery) -> None:
@@ -62,7 +48,23 @@ def create_app(settings: FetcherSettings) -> FastStream:
         await broker.connect()
         js = jetstream_of(broker)
         await declare_topology(js)
-        handlers.append(FetcherHandlers(reader, js))
+        limiter = TenantLimiter(
+            concurrent=settings.tenant_max_concurrent_requests,
+            per_window=settings.tenant_requests_per_window,
+            window_seconds=settings.tenant_window_seconds,
+            share=settings.tenant_limit_share,
+            shared_slots=SharedTenantSlots(
+                await js.key_value(BC_SLOTS_BUCKET), slots=settings.tenant_max_concurrent_requests
+            ),
+        )
+        bc = BusinessCentral(
+            api_base=settings.bc_api,
+            http=http,
+            tokens=tokens,
+            limiter=limiter,
+            max_response_bytes=settings.max_response_bytes,
+        )
+        handlers.append(FetcherHandlers(ClientReader(bc, web_client_base=settings.bc_web_client), js))
 
     @app.after_startup
     async def ready() -> None:

@@ -1,16 +1,26 @@
 """BC's per-identity limits: at most 5 requests at once and 6,000 per 5 minutes.
 
-This limiter holds them inside one process. Several fetcher processes share a tenant's
-budget by each taking an equal share (``share``), so together they stay under BC's limits.
+The concurrency limit holds across every fetcher process together: a request first takes
+one of the tenant's 5 slots, leased in a NATS KV bucket (``SharedTenantSlots``); a crashed
+process's leases expire on their own. The request window is split evenly between the
+fetcher processes (``share``) and kept in each process (``TenantLimiter``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import random
 import time
+import uuid
 from collections import deque
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Protocol
+
+import nats.errors
+import nats.js.errors
+from nats.js.kv import KeyValue
 
 
 class _TenantBudget:
@@ -35,6 +45,49 @@ class _TenantBudget:
                 await asyncio.sleep(self.window_seconds - (now - self.started[0]))
 
 
+class ConcurrencySlots(Protocol):
+    def slot(self, tenant: str) -> AbstractAsyncContextManager[None]: ...
+
+
+class SharedTenantSlots:
+    """A tenant-wide semaphore every fetcher process shares, held as leases in NATS KV."""
+
+    def __init__(self, bucket: KeyValue, *, slots: int = 5, owner: str | None = None) -> None:
+        self._bucket = bucket
+        self._slots = slots
+        self._owner = (owner or f"fetcher-{uuid.uuid4()}").encode()
+
+    @staticmethod
+    def _key(tenant: str, index: int) -> str:
+        # Tenants are validated to [A-Za-z0-9.-], which KV keys accept as they are.
+        return f"tenant.{tenant}.slot{index}"
+
+    async def _try_take(self, tenant: str) -> tuple[str, int] | None:
+        for index in random.sample(range(self._slots), self._slots):
+            key = self._key(tenant, index)
+            try:
+                revision = await self._bucket.create(key, self._owner)
+            except nats.js.errors.KeyWrongLastSequenceError:
+                continue
+            return key, revision
+        return None
+
+    @asynccontextmanager
+    async def slot(self, tenant: str) -> AsyncIterator[None]:
+        wait = 0.005
+        while (taken := await self._try_take(tenant)) is None:
+            await asyncio.sleep(wait * (1 + random.random()))
+            wait = min(wait * 2, 0.1)
+        key, revision = taken
+        try:
+            yield
+        finally:
+            # Only our own lease: if it expired and another process took the slot, keep theirs.
+            # A lease we fail to release expires by itself (the bucket's TTL).
+            with contextlib.suppress(nats.js.errors.KeyWrongLastSequenceError, nats.errors.Error):
+                await self._bucket.delete(key, last=revision)
+
+
 class TenantLimiter:
     def __init__(
         self,
@@ -43,8 +96,11 @@ class TenantLimiter:
         per_window: int = 6000,
         window_seconds: float = 300.0,
         share: int = 1,
+        shared_slots: ConcurrencySlots | None = None,
     ) -> None:
-        self._concurrent = max(1, concurrent // max(1, share))
+        self._shared_slots = shared_slots
+        # With shared slots the tenant-wide limit is enforced there; each process may use all.
+        self._concurrent = concurrent if shared_slots else max(1, concurrent // max(1, share))
         self._per_window = max(1, per_window // max(1, share))
         self._window_seconds = window_seconds
         self._budgets: dict[str, _TenantBudget] = {}
@@ -62,4 +118,8 @@ class TenantLimiter:
         budget = self._budget(tenant)
         async with budget.semaphore:
             await budget.wait_for_window(weight)
-            yield
+            if self._shared_slots is None:
+                yield
+                return
+            async with self._shared_slots.slot(tenant):
+                yield

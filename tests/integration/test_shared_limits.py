@@ -1,0 +1,55 @@
+"""BC's 5-concurrent limit holds across processes: leased slots in NATS KV."""
+
+from __future__ import annotations
+
+import asyncio
+
+import nats
+from nats.js import JetStreamContext
+
+from hub_common.streams import BC_SLOTS_BUCKET
+from hub_fetcher.bc.limits import SharedTenantSlots, TenantLimiter
+
+
+async def test_two_processes_never_hold_more_than_five_slots(nats_url: str, jetstream: JetStreamContext) -> None:
+    # Two connections stand for two fetcher processes, each with its own limiter.
+    connections = [await nats.connect(nats_url) for _ in range(2)]
+    limiters = [
+        TenantLimiter(shared_slots=SharedTenantSlots(await c.jetstream().key_value(BC_SLOTS_BUCKET)), share=2)
+        for c in connections
+    ]
+    holding = 0
+    most = 0
+    done = 0
+
+    async def request(limiter: TenantLimiter) -> None:
+        nonlocal holding, most, done
+        async with limiter.slot("contoso.onmicrosoft.com"):
+            holding += 1
+            most = max(most, holding)
+            await asyncio.sleep(0.01)
+            holding -= 1
+        done += 1
+
+    await asyncio.gather(*(request(limiters[i % 2]) for i in range(60)))
+    for connection in connections:
+        await connection.close()
+    assert done == 60
+    assert most == 5, "the slots are used fully but never exceeded"
+
+
+async def test_a_crashed_holder_does_not_block_forever(jetstream: JetStreamContext) -> None:
+    bucket = await jetstream.key_value(BC_SLOTS_BUCKET)
+    slots = SharedTenantSlots(bucket, slots=1)
+    # A process that died holding the only slot: its key stays until the lease expires.
+    await bucket.create("tenant.fabrikam.com.slot0", b"dead-process")
+    waiting = asyncio.create_task(_take(slots, "fabrikam.com"))
+    await asyncio.sleep(0.3)
+    assert not waiting.done()
+    await bucket.delete("tenant.fabrikam.com.slot0")  # what the lease expiry does
+    await asyncio.wait_for(waiting, timeout=5)
+
+
+async def _take(slots: SharedTenantSlots, tenant: str) -> None:
+    async with slots.slot(tenant):
+        pass
