@@ -1,0 +1,303 @@
+"""Every failure kind end to end through a real fetcher process and the sandbox's faults:
+the right event is published, transient failures are retried until they pass, and every
+request ends in exactly one outcome per company, with nothing left unacknowledged."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import nats
+import pytest
+from nats.aio.client import Client
+
+from hub_common.bus import publish_event
+from hub_common.events import (
+    Actor,
+    ClientConnection,
+    CompaniesDiscovered,
+    CompanySnapshot,
+    ConnectionTested,
+    ConnectionTestRequested,
+    Envelope,
+    EventData,
+    FailureKind,
+    RefreshFailed,
+    RefreshRequested,
+    decode_event,
+    new_envelope,
+)
+from hub_common.streams import EVENTS_STREAM, FETCHER_CONSUMER, SNAPSHOTS_STREAM, declare_topology
+from tests.conftest import Sandbox
+from tests.support.processes import ServiceProcess, start_service
+
+pytestmark = pytest.mark.e2e
+
+
+@dataclass
+class Tenant:
+    id: str
+    domain: str
+    companies: list[dict[str, Any]]
+
+
+@dataclass
+class Outcomes:
+    events: list[Envelope[EventData]] = field(default_factory=list)
+
+    def of(self, kind: type[EventData]) -> list[Any]:
+        return [e.data for e in self.events if isinstance(e.data, kind)]
+
+
+@pytest.fixture(scope="module")
+def fetcher(nats_url: str, sandbox: Sandbox, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
+    process = start_service(
+        "fetcher-faults",
+        "fetcher",
+        {
+            "HUB_NATS_URL": nats_url,
+            **sandbox.settings_environment(),
+            "HUB_HTTP_READ_TIMEOUT_SECONDS": "3",
+            "HUB_MAX_RESPONSE_BYTES": "2000000",
+        },
+        tmp_path_factory.mktemp("fetcher-logs"),
+    )
+    yield process
+    process.stop()
+
+
+@pytest.fixture
+async def bus(nats_url: str) -> AsyncIterator[Client]:
+    connection = await nats.connect(nats_url)
+    await declare_topology(connection.jetstream())
+    yield connection
+    await connection.close()
+
+
+@pytest.fixture
+def admin(sandbox: Sandbox) -> Iterator[httpx.Client]:
+    client = httpx.Client(base_url=f"{sandbox.base_url}/_sandbox", verify=sandbox.tls(), timeout=10)
+    yield client
+    client.delete("/faults").raise_for_status()
+
+
+def _tenants(admin: httpx.Client) -> list[dict[str, Any]]:
+    tenants: list[dict[str, Any]] = admin.get("/tenants").json()["tenants"]
+    return tenants
+
+
+def _tenant(admin: httpx.Client, *, index: int) -> Tenant:
+    raw = _tenants(admin)[index]
+    production = next(e for e in raw["environments"] if e["name"] == "Production")
+    return Tenant(raw["id"], raw["domain"], production["companies"])
+
+
+async def _run(
+    bus: Client,
+    fetcher: ServiceProcess,
+    data_for: Any,
+    *,
+    done: Any,
+    timeout: float = 45,
+) -> Outcomes:
+    """Publish one request for a fresh firm and collect everything the fetcher answers."""
+    firm = uuid.uuid4()
+    js = bus.jetstream()
+    outcomes = Outcomes()
+    subscriptions = [
+        await js.subscribe(f"hub.{firm}.>", stream=EVENTS_STREAM, ordered_consumer=True),
+        await js.subscribe(f"hub.{firm}.company.*.snapshot", stream=SNAPSHOTS_STREAM, ordered_consumer=True),
+    ]
+    await publish_event(js, new_envelope(data_for(), firm_id=firm, actor=Actor.service("test")))
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline and not done(outcomes):
+            for subscription in subscriptions:
+                try:
+                    message = await subscription.next_msg(timeout=0.2)
+                except TimeoutError:
+                    continue
+                envelope = decode_event(message.data)
+                if envelope.actor.id == "fetcher":
+                    outcomes.events.append(envelope)
+        assert done(outcomes), f"no outcome in {timeout}s: {[e.type for e in outcomes.events]}\n{fetcher.log()[-3000:]}"
+        await asyncio.sleep(0.5)  # anything published twice would have arrived by now
+        for subscription in subscriptions:
+            while True:
+                try:
+                    message = await subscription.next_msg(timeout=0.2)
+                except TimeoutError:
+                    break
+                outcomes.events.append(decode_event(message.data))
+    finally:
+        for subscription in subscriptions:
+            await subscription.unsubscribe()
+    return outcomes
+
+
+def _refresh(tenant: Tenant, environment: str = "Production") -> Any:
+    def make() -> RefreshRequested:
+        return RefreshRequested(
+            refresh_id=uuid.uuid4(),
+            client_id=uuid.uuid4(),
+            connection=ClientConnection(tenant=tenant.domain, environment=environment),
+        )
+
+    return make
+
+
+def _every_company_settled(tenant: Tenant) -> Any:
+    def settled(outcomes: Outcomes) -> bool:
+        if any(f.company_id is None for f in outcomes.of(RefreshFailed)):
+            return True
+        finished = {s.company_id for s in outcomes.of(CompanySnapshot)} | {
+            f.company_id for f in outcomes.of(RefreshFailed)
+        }
+        return {uuid.UUID(c["id"]) for c in tenant.companies} <= finished
+
+    return settled
+
+
+async def _assert_nothing_pending(bus: Client) -> None:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        info = await bus.jetstream().consumer_info(FETCHER_CONSUMER.stream, FETCHER_CONSUMER.durable)
+        if info.num_ack_pending == 0 and info.num_pending == 0:
+            return
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"fetcher left work unacknowledged: {info}")
+
+
+def _single_failure(outcomes: Outcomes) -> RefreshFailed:
+    failures = outcomes.of(RefreshFailed)
+    assert len(failures) == 1, [e.type for e in outcomes.events]
+    assert not outcomes.of(CompanySnapshot)
+    failure: RefreshFailed = failures[0]
+    assert failure.failure.summary
+    assert failure.failure.fix
+    return failure
+
+
+async def test_a_healthy_refresh_gives_one_snapshot_per_company(
+    bus: Client, fetcher: ServiceProcess, admin: httpx.Client
+) -> None:
+    tenant = _tenant(admin, index=3)
+    outcomes = await _run(bus, fetcher, _refresh(tenant), done=_every_company_settled(tenant))
+    assert len(outcomes.of(CompaniesDiscovered)) == 1
+    assert sorted(str(s.company_id) for s in outcomes.of(CompanySnapshot)) == sorted(c["id"] for c in tenant.companies)
+    assert not outcomes.of(RefreshFailed)
+    await _assert_nothing_pending(bus)
+
+
+@pytest.mark.parametrize(
+    ("fault", "kind", "status", "code"),
+    [
+        ({"kind": "invalid_credentials"}, FailureKind.CREDENTIALS_REJECTED, 401, "Authentication_InvalidCredentials"),
+        ({"kind": "environment_removed"}, FailureKind.ENVIRONMENT_NOT_FOUND, 404, "NoEnvironment"),
+        ({"kind": "malformed_body"}, FailureKind.BAD_RESPONSE, 200, None),
+        ({"kind": "oversized_body", "size_mb": 5}, FailureKind.BAD_RESPONSE, 200, None),
+        ({"kind": "upgrading", "retry_after_seconds": 1}, FailureKind.ENVIRONMENT_OFFLINE, 503, "ServiceUnavailable"),
+    ],
+)
+async def test_permanent_failures_become_one_refresh_failed(
+    bus: Client,
+    fetcher: ServiceProcess,
+    admin: httpx.Client,
+    fault: dict[str, Any],
+    kind: FailureKind,
+    status: int,
+    code: str | None,
+) -> None:
+    tenant = _tenant(admin, index=3)
+    admin.put(f"/tenants/{tenant.id}/faults", json=fault).raise_for_status()
+    outcomes = await _run(bus, fetcher, _refresh(tenant), done=_every_company_settled(tenant), timeout=60)
+    failure = _single_failure(outcomes)
+    assert failure.failure.kind is kind
+    assert failure.failure.http_status == status
+    assert failure.failure.bc_error_code == code
+    if code is not None:
+        assert failure.failure.correlation_id, "BC's correlation id is kept for the administrator"
+    await _assert_nothing_pending(bus)
+
+
+async def test_no_access_to_one_company_fails_only_that_company(
+    bus: Client, fetcher: ServiceProcess, admin: httpx.Client
+) -> None:
+    tenant = _tenant(admin, index=3)
+    forbidden = tenant.companies[0]["id"]
+    admin.put(f"/tenants/{tenant.id}/faults", json={"kind": "company_forbidden", "company_id": forbidden})
+    outcomes = await _run(bus, fetcher, _refresh(tenant), done=_every_company_settled(tenant))
+    failures = outcomes.of(RefreshFailed)
+    assert [str(f.company_id) for f in failures] == [forbidden]
+    assert failures[0].failure.kind is FailureKind.NO_COMPANY_ACCESS
+    assert failures[0].failure.http_status == 403
+    assert {str(s.company_id) for s in outcomes.of(CompanySnapshot)} == {c["id"] for c in tenant.companies[1:]}
+    await _assert_nothing_pending(bus)
+
+
+async def test_unknown_tenant_and_missing_consent(bus: Client, fetcher: ServiceProcess, admin: httpx.Client) -> None:
+    unknown = Tenant("x", "no-such-tenant.onmicrosoft.com", [])
+    outcomes = await _run(bus, fetcher, _refresh(unknown), done=lambda o: bool(o.of(RefreshFailed)))
+    assert _single_failure(outcomes).failure.kind is FailureKind.TENANT_NOT_FOUND
+    unconsented = next(t for t in _tenants(admin) if not t["consented"])
+    outcomes = await _run(
+        bus,
+        fetcher,
+        _refresh(Tenant(unconsented["id"], unconsented["domain"], [])),
+        done=lambda o: bool(o.of(RefreshFailed)),
+    )
+    failure = _single_failure(outcomes)
+    assert failure.failure.kind is FailureKind.CONSENT_MISSING
+    assert "AADSTS700016" in (failure.failure.message or "")
+    await _assert_nothing_pending(bus)
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        {"kind": "upgrading", "retry_after_seconds": 1, "count": 2},
+        {"kind": "too_many_requests", "retry_after_seconds": 1, "count": 2},
+        {"kind": "timeout", "timeout_seconds": 20, "count": 1},
+    ],
+)
+async def test_transient_failures_are_retried_until_they_pass(
+    bus: Client, fetcher: ServiceProcess, admin: httpx.Client, fault: dict[str, Any]
+) -> None:
+    tenant = _tenant(admin, index=3)
+    admin.put(f"/tenants/{tenant.id}/faults", json=fault).raise_for_status()
+    outcomes = await _run(bus, fetcher, _refresh(tenant), done=_every_company_settled(tenant), timeout=60)
+    assert not outcomes.of(RefreshFailed), [f.failure for f in outcomes.of(RefreshFailed)]
+    snapshots = outcomes.of(CompanySnapshot)
+    assert sorted(str(s.company_id) for s in snapshots) == sorted(c["id"] for c in tenant.companies)
+    assert len({s.company_id for s in snapshots}) == len(snapshots), "each company once"
+    await _assert_nothing_pending(bus)
+
+
+async def test_connection_test_reports_companies_or_the_failure(
+    bus: Client, fetcher: ServiceProcess, admin: httpx.Client
+) -> None:
+    tenant = _tenant(admin, index=3)
+
+    def request(domain: str) -> Any:
+        return lambda: ConnectionTestRequested(
+            test_id=uuid.uuid4(), connection=ClientConnection(tenant=domain, environment="Production")
+        )
+
+    ok = await _run(bus, fetcher, request(tenant.domain), done=lambda o: bool(o.of(ConnectionTested)))
+    tested: ConnectionTested = ok.of(ConnectionTested)[0]
+    assert tested.ok
+    assert tested.failure is None
+    assert tested.latency_ms is not None
+    assert {str(c.company_id) for c in tested.companies} == {c["id"] for c in tenant.companies}
+
+    admin.put(f"/tenants/{tenant.id}/faults", json={"kind": "environment_removed"}).raise_for_status()
+    failed = await _run(bus, fetcher, request(tenant.domain), done=lambda o: bool(o.of(ConnectionTested)))
+    result: ConnectionTested = failed.of(ConnectionTested)[0]
+    assert not result.ok
+    assert result.failure is not None
+    assert result.failure.kind is FailureKind.ENVIRONMENT_NOT_FOUND
