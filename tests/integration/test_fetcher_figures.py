@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from decimal import Decimal
 from typing import Any
 
@@ -26,8 +27,10 @@ from tests.conftest import Sandbox
 BC_SCOPE = ["https://api.businesscentral.dynamics.com/.default"]
 
 
-@pytest.fixture
-async def reader(sandbox: Sandbox) -> AsyncIterator[tuple[ClientReader, BusinessCentral]]:
+@pytest.fixture(params=[False, True], ids=["api-only", "with-cues"])
+async def reader(
+    sandbox: Sandbox, request: pytest.FixtureRequest
+) -> AsyncIterator[tuple[ClientReader, BusinessCentral]]:
     settings = FetcherSettings(
         _env_file=None,
         entra_authority=sandbox.base_url,
@@ -48,7 +51,7 @@ async def reader(sandbox: Sandbox) -> AsyncIterator[tuple[ClientReader, Business
         bc = BusinessCentral(
             api_base=settings.bc_api, http=http, tokens=tokens, limiter=TenantLimiter(), max_response_bytes=10**8
         )
-        yield ClientReader(bc, web_client_base=settings.bc_web_client), bc
+        yield ClientReader(bc, web_client_base=settings.bc_web_client, use_cue_services=request.param), bc
         tokens.close()
 
 
@@ -78,6 +81,10 @@ class PlainReader:
         return items
 
 
+def figures_from_cues(reader: ClientReader) -> bool:
+    return reader._use_cue_services
+
+
 def _money(value: Any) -> Decimal:
     return Decimal(str(value))
 
@@ -103,7 +110,8 @@ async def test_every_figure_matches_the_documents(
         snapshot: CompanySnapshot = await client_reader.snapshot(
             connection, Company(id=company.id, name=company.name), client_id=uuid.uuid4(), refresh_id=uuid.uuid4()
         )
-        assert bc.requests_made - before == 1, "one $batch round trip per company (no extra pages here)"
+        cues = 2 if figures_from_cues(client_reader) else 0
+        assert bc.requests_made - before == 1 + cues, "one $batch per company, plus the two cue services"
         figures = snapshot.figures
         cid = str(company.id)
         accounts = oracle.all(cid, "accounts")
@@ -183,3 +191,71 @@ async def test_every_figure_matches_the_documents(
         if line is not None:
             assert "page=132" in line.link
             assert line.link.startswith(sandbox.web_client)
+
+
+async def test_cue_and_api_paths_give_the_same_figures(sandbox: Sandbox) -> None:
+    """Both paths on the same data: every figure equal, only the source differs."""
+    tenants = httpx.get(f"{sandbox.base_url}/_sandbox/tenants", verify=sandbox.tls()).json()["tenants"]
+    tenant = next(t for t in tenants if t["consented"] and t["cue_services_published"])
+    connection = ClientConnection(tenant=tenant["domain"], environment="Production")
+    company = next(e for e in tenant["environments"] if e["name"] == "Production")["companies"][0]
+    snapshots = {}
+    for use_cues in (False, True):
+        async with _reader(sandbox, use_cues) as (client_reader, _bc):
+            snapshots[use_cues] = await client_reader.snapshot(
+                connection,
+                Company(id=uuid.UUID(company["id"]), name=company["name"]),
+                client_id=uuid.uuid4(),
+                refresh_id=uuid.uuid4(),
+            )
+    api, cues = (snapshots[flag].figures.model_dump(mode="json") for flag in (False, True))
+    assert api["cash"].pop("source") == "api"
+    assert cues["cash"].pop("source") == "cues"
+    assert api["overdue_purchase_invoices"].pop("amount_basis") == "total_including_tax"
+    assert cues["overdue_purchase_invoices"].pop("amount_basis") == "remaining_amount"
+    for figures in (api, cues):
+        for figure in figures.values():
+            figure.pop("read_at")
+    assert api == cues
+
+
+async def test_without_cue_services_bc_30_falls_back_to_the_api(sandbox: Sandbox) -> None:
+    admin = httpx.Client(base_url=f"{sandbox.base_url}/_sandbox", verify=sandbox.tls())
+    tenant = next(t for t in admin.get("/tenants").json()["tenants"] if t["consented"])
+    admin.put(f"/tenants/{tenant['id']}/bc-version", json={"major": 30}).raise_for_status()
+    try:
+        connection = ClientConnection(tenant=tenant["domain"], environment="Production")
+        company = next(e for e in tenant["environments"] if e["name"] == "Production")["companies"][0]
+        async with _reader(sandbox, True) as (client_reader, bc):
+            for attempt in range(2):
+                before = bc.requests_made
+                snapshot = await client_reader.snapshot(
+                    connection,
+                    Company(id=uuid.UUID(company["id"]), name=company["name"]),
+                    client_id=uuid.uuid4(),
+                    refresh_id=uuid.uuid4(),
+                )
+                assert snapshot.figures.cash is not None
+                assert snapshot.figures.cash.source == "api"
+                # The first try learns the cues are gone; later ones do not ask again.
+                assert bc.requests_made - before == (3 if attempt == 0 else 1)
+    finally:
+        admin.put(f"/tenants/{tenant['id']}/bc-version", json={"major": 29}).raise_for_status()
+
+
+@asynccontextmanager
+async def _reader(sandbox: Sandbox, use_cues: bool) -> AsyncIterator[tuple[ClientReader, BusinessCentral]]:
+    settings = FetcherSettings(_env_file=None, ca_bundle=sandbox.ca_bundle)
+    async with httpx.AsyncClient(verify=settings.tls_verification(), timeout=30) as http:
+        tokens = TokenProvider(
+            authority_base=sandbox.base_url,
+            client_id=sandbox.client_id,
+            client_secret=sandbox.client_secret,
+            verify=settings.tls_verification(),
+            timeout_seconds=30,
+        )
+        bc = BusinessCentral(
+            api_base=sandbox.base_url, http=http, tokens=tokens, limiter=TenantLimiter(), max_response_bytes=10**8
+        )
+        yield ClientReader(bc, web_client_base=sandbox.web_client, use_cue_services=use_cues), bc
+        tokens.close()

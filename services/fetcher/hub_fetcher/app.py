@@ -64,7 +64,8 @@ def create_app(settings: FetcherSettings) -> FastStream:
             limiter=limiter,
             max_response_bytes=settings.max_response_bytes,
         )
-        handlers.append(FetcherHandlers(ClientReader(bc, web_client_base=settings.bc_web_client), js))
+        reader = ClientReader(bc, web_client_base=settings.bc_web_client, use_cue_services=settings.use_cue_services)
+        handlers.append(FetcherHandlers(reader, js))
 
     @app.after_startup
     async def ready() -> None:

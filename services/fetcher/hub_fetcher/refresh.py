@@ -2,24 +2,30 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
 from urllib.parse import quote
 
 from hub_common.events import ClientConnection, CompanyFigures, CompanySnapshot
+from hub_common.money import round_money
 from hub_fetcher.bc.client import BatchRequest, BusinessCentral, Environment
 from hub_fetcher.bc.entities import (
     Account,
+    ActivityCues,
     Company,
+    FinanceCues,
     GeneralLedgerSetup,
     PurchaseInvoice,
     SalesDocumentEntity,
     SalesInvoice,
     parse_entities,
 )
+from hub_fetcher.bc.failures import FetchFailure
 from hub_fetcher.figures import documents
 from hub_fetcher.figures.cash import cash_from_accounts
 from hub_fetcher.figures.documents import OpenItem
@@ -32,10 +38,25 @@ class Discovery:
     latency_ms: int
 
 
+@dataclass(frozen=True)
+class CueFigures:
+    """What BC's Accountant Portal cue services know better than API v2.0 can tell."""
+
+    cash_accounts_balance: Decimal
+    overdue_sales_amount: Decimal
+    overdue_purchase_amount: Decimal
+
+
+# How long an environment whose cue services are not published (BC 30 on) is not asked again.
+CUES_UNPUBLISHED_RECHECK_SECONDS = 6 * 3600
+
+
 class ClientReader:
-    def __init__(self, bc: BusinessCentral, *, web_client_base: str) -> None:
+    def __init__(self, bc: BusinessCentral, *, web_client_base: str, use_cue_services: bool = True) -> None:
         self._bc = bc
         self._web_client_base = web_client_base.rstrip("/")
+        self._use_cue_services = use_cue_services
+        self._cues_unpublished_until: dict[Environment, float] = {}
 
     @staticmethod
     def environment(connection: ClientConnection) -> Environment:
@@ -65,6 +86,39 @@ class ClientReader:
         document_filter = quote(f"'No.' IS '{number}'", safe="")
         return f"{self.web_client_link(connection, company_name)}&page={page}&filter={document_filter}"
 
+    async def _read_cues(self, environment: Environment, company_name: str) -> CueFigures | None:
+        """The cue services' figures, or None where they are not published (BC 30 on)."""
+        if not self._use_cue_services or self._cues_unpublished_until.get(environment, 0) > time.monotonic():
+            return None
+        try:
+            activity, finance = await asyncio.gather(
+                self._bc.get_collection(
+                    environment,
+                    self._bc.cue_service_url(environment, company_name, "AccountantPortalActivityCues"),
+                    params={"$select": "OverduePurchInvoiceAmountDecimal,OverdueSalesInvoiceAmountDecimal"},
+                ),
+                self._bc.get_collection(
+                    environment,
+                    self._bc.cue_service_url(environment, company_name, "AccountantPortalFinanceCues"),
+                    params={"$select": "CashAccountsBalanceAmountDecimal"},
+                ),
+            )
+        except FetchFailure as failure:
+            if failure.http_status == HTTP_NOT_FOUND and failure.bc_error_code == "BadRequest_NotFound":
+                self._cues_unpublished_until[environment] = time.monotonic() + CUES_UNPUBLISHED_RECHECK_SECONDS
+                return None
+            raise
+        if not activity or not finance:
+            return None
+        activity_cues = parse_entities(ActivityCues, activity[:1], "AccountantPortalActivityCues")[0]
+        finance_cues = parse_entities(FinanceCues, finance[:1], "AccountantPortalFinanceCues")[0]
+        # Cue decimals arrive as JSON numbers (52424.7); amounts are kept to the cent.
+        return CueFigures(
+            cash_accounts_balance=round_money(finance_cues.cash_accounts_balance),
+            overdue_sales_amount=round_money(activity_cues.overdue_sales_invoice_amount),
+            overdue_purchase_amount=round_money(activity_cues.overdue_purchase_invoice_amount),
+        )
+
     async def snapshot(
         self,
         connection: ClientConnection,
@@ -78,7 +132,10 @@ class ClientReader:
         """Every figure of one company from API v2.0, in one $batch round trip."""
         environment = self.environment(connection)
         today = today or dt.datetime.now(UTC).date()
-        collections = await self._bc.batch_collections(environment, company_requests(company.id, today))
+        collections, cues = await asyncio.gather(
+            self._bc.batch_collections(environment, company_requests(company.id, today)),
+            self._read_cues(environment, company.name),
+        )
         read_at = datetime.now(UTC)
         setups = parse_entities(GeneralLedgerSetup, collections["setup"], "generalLedgerSetup")
         accounts = parse_entities(Account, collections["accounts"], "accounts")
@@ -99,7 +156,6 @@ class ClientReader:
             for i in open_purchases
             if i.status == documents.OPEN and i.due_date is not None
         ]
-        cash = cash_from_accounts(accounts, read_at)
 
         def sales_link(item: OpenItem) -> str:
             return self.document_link(connection, company.name, POSTED_SALES_INVOICE_PAGE, item.number)
@@ -107,14 +163,26 @@ class ClientReader:
         def purchase_link(item: OpenItem) -> str:
             return self.document_link(connection, company.name, POSTED_PURCHASE_INVOICE_PAGE, item.number)
 
+        cash = cash_from_accounts(accounts, read_at)
+        overdue_sales = documents.overdue(
+            receivables, today=today, basis="remaining_amount", link=sales_link, read_at=read_at
+        )
+        overdue_purchases = documents.overdue(
+            payables, today=today, basis="total_including_tax", link=purchase_link, read_at=read_at
+        )
+        if cues is not None:
+            # BC's own definitions: its "Cash Accounts" (which API v2.0 does not expose) and
+            # the remaining amounts of vendor ledger entries (purchase invoices have none).
+            cash = cash.model_copy(update={"total": cues.cash_accounts_balance, "source": "cues"})
+            overdue_sales = overdue_sales.model_copy(update={"total": cues.overdue_sales_amount})
+            overdue_purchases = overdue_purchases.model_copy(
+                update={"total": cues.overdue_purchase_amount, "amount_basis": "remaining_amount"}
+            )
+
         figures = CompanyFigures(
             cash=cash,
-            overdue_sales_invoices=documents.overdue(
-                receivables, today=today, basis="remaining_amount", link=sales_link, read_at=read_at
-            ),
-            overdue_purchase_invoices=documents.overdue(
-                payables, today=today, basis="total_including_tax", link=purchase_link, read_at=read_at
-            ),
+            overdue_sales_invoices=overdue_sales,
+            overdue_purchase_invoices=overdue_purchases,
             purchase_invoices_due_next_week=documents.due_next_week(payables, today=today, read_at=read_at),
             open_sales_documents=documents.open_sales_documents(
                 quotes=[documents.SalesDocument(q.status, q.total_including_tax) for q in quotes],
@@ -153,6 +221,7 @@ class ClientReader:
         )
 
 
+HTTP_NOT_FOUND = 404
 # Web client page ids of the documents the details pane links to.
 POSTED_SALES_INVOICE_PAGE = 132
 POSTED_PURCHASE_INVOICE_PAGE = 138

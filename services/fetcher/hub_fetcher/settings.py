@@ -15,5 +15,7 @@ class FetcherSettings(HubSettings):
     tenant_max_concurrent_requests: int = 5
     tenant_requests_per_window: int = 6000
     tenant_window_seconds: float = 300.0
+    # Read cash and overdue totals from BC's Accountant Portal cue services where published.
+    use_cue_services: bool = True
     # How many fetcher processes share each tenant's budget (hub up sets it to --fetchers).
     tenant_limit_share: int = 1

@@ -92,6 +92,14 @@ class BusinessCentral:
             f"{self._api_base}/v2.0/{quote(environment.tenant, safe='')}/{quote(environment.name, safe='')}/{API_PATH}"
         )
 
+    def cue_service_url(self, environment: Environment, company_name: str, service: str) -> str:
+        """An ODataV4 web service of one company, addressed by name as BC does."""
+        quoted_name = quote(company_name.replace("'", "''"), safe="")
+        return (
+            f"{self._api_base}/v2.0/{quote(environment.tenant, safe='')}/"
+            f"{quote(environment.name, safe='')}/ODataV4/Company('{quoted_name}')/{service}"
+        )
+
     def company_url(self, environment: Environment, company_id: uuid.UUID, entity_set: str) -> str:
         return f"{self.root(environment)}/companies({company_id})/{entity_set}"
 

@@ -61,6 +61,19 @@ class SalesDocumentEntity(Entity):
     total_including_tax: Decimal = Field(default=Decimal(0), alias="totalAmountIncludingTax", allow_inf_nan=False)
 
 
+class ActivityCues(Entity):
+    """AccountantPortalActivityCues (page 1314): only its exact decimal fields are used."""
+
+    overdue_purchase_invoice_amount: Decimal = Field(alias="OverduePurchInvoiceAmountDecimal", allow_inf_nan=False)
+    overdue_sales_invoice_amount: Decimal = Field(alias="OverdueSalesInvoiceAmountDecimal", allow_inf_nan=False)
+
+
+class FinanceCues(Entity):
+    """AccountantPortalFinanceCues (page 1315): the balance of BC's own Cash Accounts."""
+
+    cash_accounts_balance: Decimal = Field(alias="CashAccountsBalanceAmountDecimal", allow_inf_nan=False)
+
+
 class GeneralLedgerSetup(Entity):
     local_currency_code: str = Field(default="", alias="localCurrencyCode", max_length=10)
 
