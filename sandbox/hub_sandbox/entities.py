@@ -84,7 +84,7 @@ COMPANY_INFORMATION = EntityType(
         ("id", G), ("displayName", S), ("addressLine1", S), ("addressLine2", S), ("city", S),
         ("state", S), ("country", S), ("postalCode", S), ("phoneNumber", S), ("faxNumber", S),
         ("email", S), ("website", S), ("taxRegistrationNumber", S), ("currencyCode", S),
-        ("currentFiscalYearStartDate", DATE), ("industry", S),
+        ("currentFiscalYearStartDate", DATE), ("industry", S), ("experience", S),
         ("lastModifiedDateTime", DATETIME),
     ),
 )  # fmt: skip
@@ -161,6 +161,8 @@ def company_information_records(book: CompanyBook, business_date: dt.date) -> li
             # Demo companies keep calendar fiscal years.
             "currentFiscalYearStartDate": dt.date(business_date.year, 1, 1),
             "industry": info.industry,
+            # The user experience the company runs ("Essential" for most SMB tenants).
+            "experience": "Essential",
             "lastModifiedDateTime": info.last_modified,
         }
     ]
