@@ -180,3 +180,31 @@ def test_requests_without_a_valid_token_are_refused(hub: Hub) -> None:
 
 def test_health_reports_broker_and_database(hub: Hub) -> None:
     assert httpx.get(f"{hub.url}/healthz").json() == {"status": "ok", "broker": True, "database": True}
+
+
+def test_a_clients_own_tax_accounts_override_the_rule_on_every_refresh(hub: Hub, sandbox: Sandbox) -> None:
+    api = hub.client("dave@tailspin-accounting.example")
+    url = f"{sandbox.web_client}/cronus-sample.onmicrosoft.com/Production"
+    created = api.post("/api/v1/clients", json={"name": "CRONUS", "client_url": url, "tax_account_numbers": ["10110"]})
+    assert created.status_code == 202, created.text
+    client_id = created.json()["client_id"]
+
+    def overridden(rows: list[dict[str, Any]]) -> bool:
+        mine = [r for r in rows if r["client_id"] == client_id]
+        return bool(mine) and all(r["state"] == "ok" for r in mine)
+
+    rows = _wait_for_rows(api, overridden, hub)
+    first_as_of = {r["company_id"]: r["as_of"] for r in rows}
+    for row in rows:
+        taxes = row["figures"]["taxes_due"]
+        assert "override" in taxes["rule"]
+        assert [a["number"] for a in taxes["accounts"]] in (["10110"], [])
+    assert api.post("/api/v1/refresh", json={"client_id": client_id}).status_code == 202
+    refreshed = _wait_for_rows(
+        api, lambda rows: overridden(rows) and all(r["as_of"] != first_as_of.get(r["company_id"]) for r in rows), hub
+    )
+    assert all("override" in r["figures"]["taxes_due"]["rule"] for r in refreshed)
+    bad = api.post(
+        "/api/v1/clients", json={"name": "X", "client_url": url, "tax_account_numbers": ["no spaces please"]}
+    )
+    assert bad.status_code == 422

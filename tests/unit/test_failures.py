@@ -98,3 +98,38 @@ def test_every_kind_has_plain_words_and_transient_ones_are_retried() -> None:
         assert failure.message is not None and len(failure.message) <= 2000
     assert FetchFailure(FailureKind.THROTTLED).transient
     assert not FetchFailure(FailureKind.CREDENTIALS_REJECTED).transient
+
+
+def test_taxes_due_rule_and_client_override() -> None:
+    from datetime import UTC, datetime
+    from decimal import Decimal
+
+    from hub_fetcher.bc.entities import Account
+    from hub_fetcher.figures.taxes import taxes_due
+
+    def account(number: str, name: str, category: str, sub: str, change: str) -> Account:
+        return Account.model_validate(
+            {
+                "number": number,
+                "displayName": name,
+                "category": category,
+                "subCategory": sub,
+                "accountType": "Posting",
+                "netChange": change,
+            }
+        )
+
+    accounts = [
+        account("2510", "Sales VAT 25 %", "Liabilities", "Current Liabilities", "-1000.00"),
+        account("2520", "Purchase VAT 25 %", "Liabilities", "Current Liabilities", "300.00"),
+        account("2530", "VAT receivable", "Liabilities", "Taxes Payable", "50.00"),
+        account("2600", "Wages payable", "Liabilities", "Current Liabilities", "-999.00"),
+        account("1900", "Prepaid tax", "Assets", "Taxes", "-5.00"),
+    ]
+    now = datetime.now(UTC)
+    default = taxes_due(accounts, read_at=now)
+    assert [a.number for a in default.accounts] == ["2510", "2520"]
+    assert default.amount == Decimal("700.00")
+    override = taxes_due(accounts, read_at=now, account_numbers=frozenset({"2510", "2600"}))
+    assert override.amount == Decimal("1999.00")
+    assert "override" in override.rule

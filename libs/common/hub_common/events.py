@@ -149,6 +149,11 @@ class ClientSource(StrEnum):
     SAMPLE = "sample"
 
 
+# A G/L account number as BC shows it ("2510", "56.10").
+AccountNumber = Annotated[str, Field(min_length=1, max_length=20, pattern=r"^[A-Za-z0-9._-]+$")]
+TaxAccountNumbers = Annotated[list[AccountNumber], Field(min_length=1, max_length=100)]
+
+
 class ClientCard(BaseModel):
     """The fields of a client card an accountant can edit."""
 
@@ -161,6 +166,8 @@ class ClientCard(BaseModel):
     phone: Annotated[str, Field(max_length=50)] | None = None
     notes: Annotated[str, Field(max_length=4000)] | None = None
     assigned_accountant_id: uuid.UUID | None = None
+    # Overrides the taxes-due rule: exactly these G/L accounts are the client's tax payable.
+    tax_account_numbers: TaxAccountNumbers | None = None
 
 
 # Tenants and environments become path segments of BC URLs: only these characters pass.
@@ -216,6 +223,7 @@ class RefreshRequested(EventData):
     connection: ClientConnection
     # None refreshes every company of the client.
     company_id: uuid.UUID | None = None
+    tax_account_numbers: TaxAccountNumbers | None = None
 
 
 class DiscoveredCompany(BaseModel):

@@ -12,6 +12,7 @@ Acknowledgement rules:
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 from nats.js import JetStreamContext
@@ -43,6 +44,17 @@ FETCHER_ACTOR = Actor.service("fetcher")
 KEEP_ALIVE_SECONDS = FETCHER_CONSUMER.ack_wait_seconds / 3
 
 
+@dataclass(frozen=True)
+class Refresh:
+    """What one refresh reads: a client's companies (or one of them), with its own rules."""
+
+    client_id: uuid.UUID
+    connection: ClientConnection
+    refresh_id: uuid.UUID
+    only_company: uuid.UUID | None
+    tax_accounts: list[str] | None
+
+
 def derived_id(cause: Envelope[Any], purpose: str) -> uuid.UUID:
     return uuid.uuid5(cause.id, purpose)
 
@@ -67,11 +79,23 @@ class FetcherHandlers:
         async with delivery.keep_alive(KEEP_ALIVE_SECONDS):
             if isinstance(data, ClientAdded):
                 await self._refresh(
-                    envelope, delivery, data.client_id, data.connection, derived_id(envelope, "refresh"), None
+                    envelope,
+                    delivery,
+                    Refresh(
+                        data.client_id,
+                        data.connection,
+                        derived_id(envelope, "refresh"),
+                        None,
+                        data.card.tax_account_numbers,
+                    ),
                 )
             elif isinstance(data, RefreshRequested):
                 await self._refresh(
-                    envelope, delivery, data.client_id, data.connection, data.refresh_id, data.company_id
+                    envelope,
+                    delivery,
+                    Refresh(
+                        data.client_id, data.connection, data.refresh_id, data.company_id, data.tax_account_numbers
+                    ),
                 )
             elif isinstance(data, ConnectionTestRequested):
                 await self._test_connection(envelope, data)
@@ -83,15 +107,8 @@ class FetcherHandlers:
             delay = failure.retry_after_seconds or backoff_delay(delivery.num_delivered)
             raise Retry(f"{failure.kind.value}: {failure.message}", delay_seconds=min(delay, 300))
 
-    async def _refresh(
-        self,
-        envelope: Envelope[Any],
-        delivery: Delivery,
-        client_id: uuid.UUID,
-        connection: ClientConnection,
-        refresh_id: uuid.UUID,
-        only_company: uuid.UUID | None,
-    ) -> None:
+    async def _refresh(self, envelope: Envelope[Any], delivery: Delivery, refresh: Refresh) -> None:
+        client_id, connection, refresh_id = refresh.client_id, refresh.connection, refresh.refresh_id
         try:
             discovery = await self._reader.discover(connection)
         except FetchFailure as failure:
@@ -116,10 +133,16 @@ class FetcherHandlers:
             "discovered",
         )
         for company in discovery.companies:
-            if only_company is not None and company.id != only_company:
+            if refresh.only_company is not None and company.id != refresh.only_company:
                 continue
             try:
-                snapshot = await self._reader.snapshot(connection, company, client_id=client_id, refresh_id=refresh_id)
+                snapshot = await self._reader.snapshot(
+                    connection,
+                    company,
+                    client_id=client_id,
+                    refresh_id=refresh_id,
+                    tax_accounts=frozenset(refresh.tax_accounts) if refresh.tax_accounts else None,
+                )
             except FetchFailure as failure:
                 self._retry_if_transient(failure, delivery)
                 await self._publish(

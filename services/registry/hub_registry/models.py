@@ -68,6 +68,8 @@ class Client(SQLModel, table=True):
     phone: str | None = Field(default=None, max_length=50)
     notes: str | None = Field(default=None, max_length=4000)
     assigned_accountant_id: uuid.UUID | None = None
+    # JSON list of G/L account numbers overriding the taxes-due rule, or NULL.
+    tax_account_numbers: str | None = Field(default=None, max_length=4000)
     source: str = Field(max_length=20)
     created_at: datetime = Field(default_factory=_now, sa_column=_timestamp())
     updated_at: datetime = Field(default_factory=_now, sa_column=_timestamp())

@@ -6,6 +6,7 @@ Every state change appends its event to the outbox in the same transaction
 
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -80,6 +81,10 @@ def _parse_url(card: ClientCard, settings: RegistrySettings) -> ParsedClientUrl:
 def _web_client_bases(settings: RegistrySettings) -> tuple[str, ...]:
     default = "https://businesscentral.dynamics.com"
     return () if settings.bc_web_client.rstrip("/") == default else (settings.bc_web_client,)
+
+
+def _tax_accounts_column(card: ClientCard) -> str | None:
+    return json.dumps(card.tax_account_numbers) if card.tax_account_numbers else None
 
 
 def _connection(parsed: ParsedClientUrl) -> ClientConnection:
@@ -220,6 +225,7 @@ async def _insert_client(
         phone=card.phone,
         notes=card.notes,
         assigned_accountant_id=card.assigned_accountant_id,
+        tax_account_numbers=_tax_accounts_column(card),
         source=source.value,
     )
     session.add(client)
@@ -262,6 +268,7 @@ async def update_client(*, session: AsyncSession, command: UpdateClient, setting
     client.phone = card.phone
     client.notes = card.notes
     client.assigned_accountant_id = card.assigned_accountant_id
+    client.tax_account_numbers = _tax_accounts_column(card)
     client.updated_at = datetime.now(UTC)
     await _emit(
         session,
@@ -311,6 +318,7 @@ async def request_refresh(*, session: AsyncSession, command: RequestRefresh) -> 
                     company_name=client.company_name,
                 ),
                 company_id=command.company_id,
+                tax_account_numbers=json.loads(client.tax_account_numbers) if client.tax_account_numbers else None,
             ),
         )
         refresh_ids.append(refresh_id)
