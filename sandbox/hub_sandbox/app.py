@@ -10,6 +10,7 @@ from hub_sandbox.business_central import business_central_router
 from hub_sandbox.certificates import ensure_signing_key
 from hub_sandbox.identity import identity_router
 from hub_sandbox.settings import SandboxSettings
+from hub_sandbox.sign_in_pages import sign_in_router
 from hub_sandbox.state import SandboxState, build_state
 from hub_sandbox.tokens import TokenIssuer
 from hub_sandbox.web_client import web_client_router
@@ -37,6 +38,7 @@ def create_app(settings: SandboxSettings) -> FastAPI:
     app.include_router(web_client_router(state))
     app.include_router(business_central_router(state))
     app.include_router(identity_router(state))
+    app.include_router(sign_in_router(state))
     return app
 
 

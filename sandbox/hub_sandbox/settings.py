@@ -56,3 +56,16 @@ class SandboxSettings(HubSettings):
 
     # Added to every BC request (benchmarks): HUB_SANDBOX_LATENCY_MS.
     sandbox_latency_ms: int = 0
+
+    # Accountant sign-in (OpenID Connect authorization code + PKCE). The hub app
+    # registration's redirect URIs, comma-separated. As in Entra, an http loopback URI
+    # (127.0.0.1 or localhost) matches on any port.
+    sandbox_redirect_uris: str = "http://127.0.0.1:8000/auth/callback,http://localhost:8000/auth/callback"
+    # The app registration's display name, shown on the sign-in page.
+    sandbox_app_name: str = "Accountant Hub"
+    # How long an authorization code can be redeemed (Entra: 10 minutes).
+    sandbox_authorization_code_lifetime_seconds: int = 600
+
+    @property
+    def redirect_uris(self) -> tuple[str, ...]:
+        return tuple(uri.strip() for uri in self.sandbox_redirect_uris.split(",") if uri.strip())

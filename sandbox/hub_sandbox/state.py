@@ -10,6 +10,7 @@ import datetime as dt
 import uuid
 from dataclasses import dataclass, field
 
+from hub_sandbox.accounts import AuthorizationCodes, Directories
 from hub_sandbox.faults import FaultBoard
 from hub_sandbox.limits import LimitSettings, RequestLimiter
 from hub_sandbox.settings import SandboxSettings
@@ -33,6 +34,9 @@ class SandboxState:
     catalogue: TenantCatalogue
     token_issuer: TokenIssuer
     limiter: RequestLimiter
+    # Accountant sign-in: the directories users sign in from and the pending codes.
+    directories: Directories
+    authorization_codes: AuthorizationCodes = field(default_factory=AuthorizationCodes)
     faults: FaultBoard = field(default_factory=FaultBoard)
     # Admin-API overrides of each tenant's consent flag and BC major version, by tenant id.
     _consent_overrides: dict[uuid.UUID, bool] = field(default_factory=dict)
@@ -94,4 +98,5 @@ def build_state(settings: SandboxSettings, token_issuer: TokenIssuer) -> Sandbox
         catalogue=catalogue,
         token_issuer=token_issuer,
         limiter=RequestLimiter(limit_settings(settings)),
+        directories=Directories(catalogue, settings.sandbox_state_dir),
     )

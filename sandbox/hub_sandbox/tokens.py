@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import hashlib
+import hmac
 import secrets
 import uuid
 from dataclasses import dataclass
@@ -59,7 +60,7 @@ class TokenIssuer:
         self._certificate = signing_key.certificate
         der = self._certificate.public_bytes(serialization.Encoding.DER)
         # Entra's kid is the certificate's SHA-1 thumbprint, base64url, also sent as x5t.
-        self.key_id = _base64url(hashlib.sha1(der, usedforsecurity=False).digest())
+        self.key_id = base64url(hashlib.sha1(der, usedforsecurity=False).digest())
         self._certificate_base64 = base64.b64encode(der).decode()
         self._public_key = self._private_key.public_key()
 
@@ -73,8 +74,8 @@ class TokenIssuer:
                     "use": "sig",
                     "kid": self.key_id,
                     "x5t": self.key_id,
-                    "n": _base64url(numbers.n.to_bytes((numbers.n.bit_length() + 7) // 8, "big")),
-                    "e": _base64url(numbers.e.to_bytes((numbers.e.bit_length() + 7) // 8, "big")),
+                    "n": base64url(numbers.n.to_bytes((numbers.n.bit_length() + 7) // 8, "big")),
+                    "e": base64url(numbers.e.to_bytes((numbers.e.bit_length() + 7) // 8, "big")),
                     "x5c": [self._certificate_base64],
                     "cloud_instance_name": "microsoftonline.com",
                     "issuer": issuer,
@@ -101,23 +102,36 @@ class TokenIssuer:
             "iat": issued_at,
             "nbf": issued_at,
             "exp": expires_at,
-            "aio": _base64url(secrets.token_bytes(36)),
+            "aio": base64url(secrets.token_bytes(36)),
             "appid": client_id,
             "azp": client_id,
             "appidacr": "1",  # 1 = authenticated with a client secret
             "idp": v1_issuer(tenant_id),
             "idtyp": "app",
             "oid": str(service_principal_id),
-            "rh": f"0.{_base64url(secrets.token_bytes(24))}.",
+            "rh": f"0.{base64url(secrets.token_bytes(24))}.",
             "roles": [APP_ROLE],
             "sub": str(service_principal_id),
             "tid": str(tenant_id),
-            "uti": _base64url(secrets.token_bytes(16)),
+            "uti": base64url(secrets.token_bytes(16)),
             "ver": "1.0",
         }
+        return IssuedToken(access_token=self.sign(claims), expires_in=expires_at - issued_at)
+
+    def sign(self, claims: dict[str, Any]) -> str:
+        """A JWT of these claims, RS256-signed with the published key (kid and x5t set)."""
         headers = {"typ": "JWT", "x5t": self.key_id, "kid": self.key_id}
-        token = jwt.encode(claims, self._private_key, algorithm="RS256", headers=headers)
-        return IssuedToken(access_token=token, expires_in=expires_at - issued_at)
+        return jwt.encode(claims, self._private_key, algorithm="RS256", headers=headers)
+
+    def derive_secret(self, purpose: str) -> bytes:
+        """A 32-byte secret for one purpose (signing sign-in pages' flow tokens, sealing
+        refresh tokens), derived from the persisted key so it survives restarts."""
+        private_der = self._private_key.private_bytes(
+            serialization.Encoding.DER,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        return hmac.new(private_der, f"hub-sandbox/{purpose}".encode(), hashlib.sha256).digest()
 
     def verify_for_business_central(self, token: str) -> AccessTokenClaims:
         """Check signature, lifetime, audience, issuer and role, as BC does."""
@@ -150,5 +164,5 @@ class TokenIssuer:
         )
 
 
-def _base64url(data: bytes) -> str:
+def base64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
