@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import html
 import json
 import re
 import uuid
@@ -29,6 +30,10 @@ REDIRECT_URI = "http://127.0.0.1:53682/auth/callback"
 BC_USER_SCOPE = "https://api.businesscentral.dynamics.com/Financials.ReadWrite.All"
 SAMPLE_TENANT_ID = tenant_id_for(0)
 _FLOW_TOKEN = re.compile(r'name="flowToken" value="([^"]+)"')
+_HIDDEN_INPUT = re.compile(r'<input type="hidden" name="([^"]+)" value="([^"]*)">')
+
+# msal warns whenever response_mode is not form_post; most tests use its default (query).
+pytestmark = pytest.mark.filterwarnings("ignore:response_mode='form_post' is recommended:UserWarning")
 _FORM_ACTION = re.compile(r'<form method="post" action="([^"]+)"')
 
 
@@ -348,6 +353,21 @@ def test_session_signs_in_silently_unless_prompt_login(browser: httpx.Client) ->
     assert forced.status_code == 200 and "flowToken" in forced.text
     other_user = browser.get(authorize_url(login_hint="ida@firm.example"))
     assert other_user.status_code == 200 and 'value="ida@firm.example"' in other_user.text
+
+
+def test_msal_with_form_post_response_mode(
+    sandbox_server: RunningSandbox, http: httpx.Client, browser: httpx.Client
+) -> None:
+    """msal's recommended mode: the browser posts the code to the hub's callback."""
+    app = msal_app(sandbox_server, "organizations", http)
+    flow = app.initiate_auth_code_flow(scopes=["email"], redirect_uri=REDIRECT_URI, response_mode="form_post")
+    posted = submit_email(browser, browser.get(flow["auth_uri"]), "una@firm.example")
+    assert posted.status_code == 200
+    auth_response = {html.unescape(k): html.unescape(v) for k, v in _HIDDEN_INPUT.findall(posted.text)}
+
+    result = app.acquire_token_by_auth_code_flow(flow, auth_response)
+
+    assert result["id_token_claims"]["email"] == "una@firm.example"
 
 
 def test_form_post_response_mode(browser: httpx.Client) -> None:
