@@ -137,8 +137,13 @@ class BcPath:
 
 
 def parse_bc_path(path: str) -> BcPath | None:
-    """Split what follows ``/v2.0/``; None when it is neither API v2.0 nor ODataV4."""
-    parts = [part for part in path.split("/") if part]
+    """Split what follows ``/v2.0/``; None when it is neither API v2.0 nor ODataV4.
+
+    ``path`` is as sent, still percent-encoded: it is split on "/" first and each segment
+    decoded after, so a company named "CRONUS A/S" (``Company('CRONUS%20A%2FS')``) stays one
+    segment, as it does in BC.
+    """
+    parts = [unquote(part) for part in path.split("/") if part]
     for prefix_length in (2, 1):
         if len(parts) > prefix_length:
             head = parts[prefix_length]
@@ -512,7 +517,7 @@ def _operation_target(url: str, batch_path: BcPath) -> tuple[BcPath, tuple[tuple
     """A batch operation's URL: relative to the API root, or absolute / root-relative."""
     split = urlsplit(url)
     query = tuple(parse_qsl(split.query, keep_blank_values=True))
-    path_text = unquote(split.path)
+    path_text = split.path
     if split.scheme or path_text.startswith("/"):
         marker = "/v2.0/"
         if marker not in path_text:
@@ -521,7 +526,7 @@ def _operation_target(url: str, batch_path: BcPath) -> tuple[BcPath, tuple[tuple
         if parsed is None:
             raise bad_request(f"The batch operation URL '{url}' is not under the API root.")
         return parsed, query
-    rest = tuple(part for part in path_text.split("/") if part)
+    rest = tuple(unquote(part) for part in path_text.split("/") if part)
     return BcPath(batch_path.tenant, batch_path.environment, API, rest), query
 
 
@@ -593,7 +598,8 @@ def business_central_router(state: SandboxState) -> APIRouter:
         headers = {name: correlation_id for name in CORRELATION_HEADERS} | {"OData-Version": "4.0"}
         tenant: SandboxTenant | None = None
         try:
-            path = parse_bc_path(bc_path)
+            raw_path = request.scope.get("raw_path", b"").decode("latin-1")
+            path = parse_bc_path(raw_path.split("/v2.0/", 1)[1] if "/v2.0/" in raw_path else bc_path)
             tenant, claims = api.authenticate(request.headers.get("authorization"), path.tenant if path else None)
             if path is None:
                 raise no_resource(str(request.url))

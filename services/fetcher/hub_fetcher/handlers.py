@@ -11,6 +11,7 @@ Acknowledgement rules:
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -35,6 +36,7 @@ from hub_common.events import (
 )
 from hub_common.logging import get_logger
 from hub_common.streams import FETCHER_CONSUMER
+from hub_fetcher.bc.entities import Company
 from hub_fetcher.bc.failures import FetchFailure
 from hub_fetcher.refresh import ClientReader
 
@@ -42,6 +44,8 @@ logger = get_logger(__name__)
 
 FETCHER_ACTOR = Actor.service("fetcher")
 KEEP_ALIVE_SECONDS = FETCHER_CONSUMER.ack_wait_seconds / 3
+# BC lets an identity run 5 requests at once per tenant; more companies in flight only queue.
+COMPANIES_AT_ONCE = 5
 
 
 @dataclass(frozen=True)
@@ -101,9 +105,12 @@ class FetcherHandlers:
                 await self._test_connection(envelope, data)
 
     @staticmethod
-    def _retry_if_transient(failure: FetchFailure, delivery: Delivery) -> None:
+    def _should_retry(failure: FetchFailure, delivery: Delivery) -> bool:
+        return failure.transient and delivery.num_delivered < FETCHER_CONSUMER.max_deliver
+
+    def _retry_if_transient(self, failure: FetchFailure, delivery: Delivery) -> None:
         """Ask for a redelivery unless the failure is permanent or this is the last try."""
-        if failure.transient and delivery.num_delivered < FETCHER_CONSUMER.max_deliver:
+        if self._should_retry(failure, delivery):
             delay = failure.retry_after_seconds or backoff_delay(delivery.num_delivered)
             raise Retry(f"{failure.kind.value}: {failure.message}", delay_seconds=min(delay, 300))
 
@@ -132,32 +139,44 @@ class FetcherHandlers:
             ),
             "discovered",
         )
-        for company in discovery.companies:
-            if refresh.only_company is not None and company.id != refresh.only_company:
-                continue
-            try:
-                snapshot = await self._reader.snapshot(
-                    connection,
-                    company,
-                    client_id=client_id,
-                    refresh_id=refresh_id,
-                    tax_accounts=frozenset(refresh.tax_accounts) if refresh.tax_accounts else None,
-                )
-            except FetchFailure as failure:
-                self._retry_if_transient(failure, delivery)
-                await self._publish(
-                    envelope,
-                    RefreshFailed(
-                        refresh_id=refresh_id,
+        companies = [c for c in discovery.companies if refresh.only_company in (None, c.id)]
+        # Companies are read side by side; the tenant's shared slots keep BC's 5 at a time.
+        at_once = asyncio.Semaphore(COMPANIES_AT_ONCE)
+
+        async def read(company: Company) -> FetchFailure | None:
+            """Publish the company's outcome; a transient failure is returned for a retry."""
+            async with at_once:
+                try:
+                    snapshot = await self._reader.snapshot(
+                        connection,
+                        company,
                         client_id=client_id,
-                        company_id=company.id,
-                        company_name=company.name,
-                        failure=failure.to_failure(),
-                    ),
-                    f"failed:{company.id}",
-                )
-                continue
+                        refresh_id=refresh_id,
+                        tax_accounts=frozenset(refresh.tax_accounts) if refresh.tax_accounts else None,
+                    )
+                except FetchFailure as failure:
+                    if self._should_retry(failure, delivery):
+                        return failure
+                    await self._publish(
+                        envelope,
+                        RefreshFailed(
+                            refresh_id=refresh_id,
+                            client_id=client_id,
+                            company_id=company.id,
+                            company_name=company.name,
+                            failure=failure.to_failure(),
+                        ),
+                        f"failed:{company.id}",
+                    )
+                    return None
             await self._publish(envelope, snapshot, f"snapshot:{company.id}")
+            return None
+
+        transient = [failure for failure in await asyncio.gather(*map(read, companies)) if failure]
+        if transient:
+            # The companies that finished are published under stable ids; the retry
+            # republishes them as duplicates JetStream drops.
+            self._retry_if_transient(max(transient, key=lambda f: f.retry_after_seconds or 0), delivery)
         logger.info("refresh done", client_id=str(client_id), companies=len(discovery.companies))
 
     async def _test_connection(self, envelope: Envelope[Any], data: ConnectionTestRequested) -> None:

@@ -104,10 +104,14 @@ class ClientReader:
                 ),
             )
         except FetchFailure as failure:
-            if failure.http_status == HTTP_NOT_FOUND and failure.bc_error_code == "BadRequest_NotFound":
+            if failure.http_status != HTTP_NOT_FOUND:
+                raise
+            # BC answers "No HTTP resource was found that matches the request URI" when the
+            # service is not published (BC 30 on): remember that for the environment. Any
+            # other 404 concerns this company only, which then goes without cues this time.
+            if "no http resource" in (failure.message or "").lower():
                 self._cues_unpublished_until[environment] = time.monotonic() + CUES_UNPUBLISHED_RECHECK_SECONDS
-                return None
-            raise
+            return None
         if not activity or not finance:
             return None
         activity_cues = parse_entities(ActivityCues, activity[:1], "AccountantPortalActivityCues")[0]

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from hub_common.events import CashAccountBalance, CashFigure
-from hub_common.money import ZERO
+from hub_common.money import total
 from hub_fetcher.bc.entities import Account
 
 ACCOUNTS_FILTER = "category eq 'Assets' and accountType eq 'Posting'"
@@ -31,7 +31,7 @@ def cash_from_accounts(accounts: list[Account], read_at: datetime) -> CashFigure
     ]
     return CashFigure(
         accounts=balances,
-        total=sum((balance.balance for balance in balances), ZERO),
+        total=total(balance.balance for balance in balances),
         source="api",
         read_at=read_at,
     )

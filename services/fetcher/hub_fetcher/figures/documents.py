@@ -32,7 +32,7 @@ from hub_common.events import (
     OverdueInvoices,
     SalesThisMonth,
 )
-from hub_common.money import ZERO
+from hub_common.money import ZERO, round_money, total
 
 OPEN = "Open"
 PAID = "Paid"
@@ -63,7 +63,7 @@ def overdue(
     largest = sorted(late, key=lambda item: (-item.amount, item.due_date, item.number))[:LARGEST]
     return OverdueInvoices(
         count=len(late),
-        total=sum((item.amount for item in late), ZERO),
+        total=total(item.amount for item in late),
         largest=[
             InvoiceLine(
                 number=item.number,
@@ -83,7 +83,7 @@ def overdue(
 def due_next_week(items: Iterable[OpenItem], *, today: dt.date, read_at: dt.datetime) -> InvoicesDue:
     first, last = today + dt.timedelta(days=1), today + dt.timedelta(days=7)
     due = [item for item in items if first <= item.due_date <= last]
-    return InvoicesDue(count=len(due), amount=sum((item.amount for item in due), ZERO), read_at=read_at)
+    return InvoicesDue(count=len(due), amount=total(item.amount for item in due), read_at=read_at)
 
 
 @dataclass(frozen=True)
@@ -103,11 +103,11 @@ def open_sales_documents(
     invoices = [doc for doc in unposted_invoices if doc.status in UNPOSTED_INVOICE_STATUSES]
     return OpenSalesDocuments(
         quotes_count=len(quotes),
-        quotes_amount=sum((doc.amount_including_tax for doc in quotes), ZERO),
+        quotes_amount=total(doc.amount_including_tax for doc in quotes),
         orders_count=len(orders),
-        orders_amount=sum((doc.amount_including_tax for doc in orders), ZERO),
+        orders_amount=total(doc.amount_including_tax for doc in orders),
         invoices_count=len(invoices),
-        invoices_amount=sum((doc.amount_including_tax for doc in invoices), ZERO),
+        invoices_amount=total(doc.amount_including_tax for doc in invoices),
         read_at=read_at,
     )
 
@@ -121,13 +121,10 @@ class PostedSale:
 
 def sales_this_month(invoices: Iterable[PostedSale], *, today: dt.date, read_at: dt.datetime) -> SalesThisMonth:
     first = today.replace(day=1)
-    amount = sum(
-        (
-            sale.amount_excluding_tax
-            for sale in invoices
-            if sale.status in (OPEN, PAID) and first <= sale.posting_date <= today
-        ),
-        ZERO,
+    amount = total(
+        sale.amount_excluding_tax
+        for sale in invoices
+        if sale.status in (OPEN, PAID) and first <= sale.posting_date <= today
     )
     return SalesThisMonth(amount=amount, read_at=read_at)
 
@@ -167,9 +164,11 @@ def cash_flow_forecast(
         weeks.append(
             ForecastWeek(
                 week_start=today + dt.timedelta(days=7 * index),
-                receipts=receipts[index],
-                payments=payments[index],
-                closing_balance=balance,
+                receipts=round_money(receipts[index]),
+                payments=round_money(payments[index]),
+                closing_balance=round_money(balance),
             )
         )
-    return CashFlowForecast(opening_cash=opening_cash, weeks=weeks, low_point=low_point, read_at=read_at)
+    return CashFlowForecast(
+        opening_cash=round_money(opening_cash), weeks=weeks, low_point=round_money(low_point), read_at=read_at
+    )

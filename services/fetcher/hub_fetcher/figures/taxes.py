@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from datetime import datetime
 
 from hub_common.events import CashAccountBalance, TaxesDue
-from hub_common.money import ZERO
+from hub_common.money import ZERO, total
 from hub_fetcher.bc.entities import Account
 
 DEFAULT_RULE = (
@@ -45,7 +45,7 @@ def taxes_due(
         rule = DEFAULT_RULE
     chosen.sort(key=lambda account: account.number)
     return TaxesDue(
-        amount=ZERO - sum((a.net_change for a in chosen), ZERO),
+        amount=ZERO - total(a.net_change for a in chosen),
         accounts=[CashAccountBalance(number=a.number, name=a.display_name, balance=a.net_change) for a in chosen],
         rule=rule,
         read_at=read_at,
