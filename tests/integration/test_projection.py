@@ -36,6 +36,7 @@ from hub_common.events import (
     Failure,
     FailureKind,
     RefreshFailed,
+    RefreshRequested,
     Role,
     new_envelope,
 )
@@ -209,3 +210,45 @@ async def test_events_of_another_firm_cannot_touch_a_client(fresh_model: Callabl
     assert not client.removed
     assert company is not None
     assert company.cash_total == Decimal("250.00")
+
+
+def _state(row: CompanyRow | None) -> str | None:
+    return row.state if row is not None else None
+
+
+async def test_order_between_the_two_streams_does_not_matter(fresh_model: Callable[[], Any]) -> None:
+    """Events and snapshots are projected by two consumers with no order between them."""
+    sessions = await fresh_model()
+    added, discovered, snapshot_a = _history()[1], _history()[2], _history()[3]
+    refresh = _item(
+        RefreshRequested(
+            refresh_id=REFRESH,
+            client_id=CLIENT,
+            connection=ClientConnection(tenant="contoso.com", environment="Production"),
+        ),
+        EVENTS_STREAM,
+        3,
+    )
+    # The snapshot lands before even its client, then the refresh's own request and discovery.
+    await _apply(sessions, [snapshot_a])
+    await _apply(sessions, [added])
+    await _apply(sessions, [(refresh[0], _delivery(EVENTS_STREAM, 3))])
+    await _apply(sessions, [(discovered[0], _delivery(EVENTS_STREAM, 4))])
+    async with sessions() as session:
+        company_a = await session.get(CompanyRow, (CLIENT, COMPANY_A))
+        company_b = await session.get(CompanyRow, (CLIENT, COMPANY_B))
+    assert _state(company_a) == "ok", "a refresh's own request or discovery does not undo its result"
+    assert company_a is not None
+    assert company_a.cash_total == Decimal("100.10")
+    assert _state(company_b) == "refreshing"
+
+
+async def test_an_older_failure_does_not_hide_newer_figures(fresh_model: Callable[[], Any]) -> None:
+    sessions = await fresh_model()
+    history = _history()
+    late_snapshot = _item(_snapshot(COMPANY_B, "42.00", NOW + timedelta(minutes=1)), SNAPSHOTS_STREAM, 7)
+    await _apply(sessions, [*history[:3], late_snapshot])
+    await _apply(sessions, [history[4]])  # the RefreshFailed for B, from before the snapshot
+    async with sessions() as session:
+        company_b = await session.get(CompanyRow, (CLIENT, COMPANY_B))
+    assert _state(company_b) == "ok"

@@ -75,6 +75,10 @@ class CompanyRow(SQLModel, table=True):
     figures_json: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     web_client_link: str | None = Field(default=None, max_length=2000)
     failure_json: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    # The refresh whose outcome (snapshot or failure) the row shows. Events and snapshots
+    # travel on two streams with no order between them, so a refresh's own request or
+    # discovery arriving after its outcome must not make the row look pending again.
+    outcome_refresh_id: uuid.UUID | None = None
     events_sequence: int = 0
     snapshot_sequence: int = 0
     snapshot_applied_at: datetime | None = Field(default=None, sa_column=_moment())

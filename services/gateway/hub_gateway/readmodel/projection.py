@@ -130,7 +130,7 @@ async def _apply_event(session: AsyncSession, envelope: Envelope[Any], sequence:
         client.events_sequence = sequence
         client.state = CompanyState.QUEUED
         for company in await _client_companies(session, client):
-            if data.company_id in (None, company.company_id):
+            if data.company_id in (None, company.company_id) and company.outcome_refresh_id != data.refresh_id:
                 company.state = CompanyState.QUEUED
     elif isinstance(data, CompaniesDiscovered):
         await _apply_discovery(session, envelope, data, sequence)
@@ -165,46 +165,58 @@ async def _apply_discovery(
             session.add(row)
         row.company_name = company.name
         row.display_name = company.display_name
-        if row.state != CompanyState.OK or row.snapshot_sequence == 0:
+        if row.outcome_refresh_id != data.refresh_id:
             row.state = CompanyState.REFRESHING
         row.events_sequence = max(row.events_sequence, sequence)
 
 
 async def _apply_failure(session: AsyncSession, envelope: Envelope[Any], data: RefreshFailed, sequence: int) -> None:
     client = await session.get(ClientRow, data.client_id)
-    if client is None or client.firm_id != envelope.firm_id:
+    if client is not None and client.firm_id != envelope.firm_id:
         return
     failure = _failure_json(data.failure)
-    if data.company_id is None:
+    if client is None:
+        if data.company_id is None:
+            return  # a client-level failure follows its ClientAdded on the same stream
+    elif data.company_id is None:
         if client.events_sequence >= sequence:
             return
         client.events_sequence = sequence
         client.state = CompanyState.FAILED
         client.failure_json = failure
         for company in await _client_companies(session, client):
-            company.state = CompanyState.FAILED
-            company.failure_json = failure
+            if company.as_of is None or company.as_of <= data.failure.occurred_at:
+                company.state = CompanyState.FAILED
+                company.failure_json = failure
+                company.outcome_refresh_id = data.refresh_id
         return
     existing = await session.get(CompanyRow, (data.client_id, data.company_id))
-    if existing is not None and existing.events_sequence >= sequence:
+    if existing is not None and (
+        existing.events_sequence >= sequence
+        # A failure older than the figures shown (they came later, on the other stream).
+        or (existing.as_of is not None and existing.as_of > data.failure.occurred_at)
+    ):
         return
     row = existing or CompanyRow(
         client_id=data.client_id,
         company_id=data.company_id,
-        firm_id=client.firm_id,
+        firm_id=envelope.firm_id,
         company_name=data.company_name or str(data.company_id),
     )
     session.add(row)
     row.state = CompanyState.FAILED
     row.failure_json = failure
+    row.outcome_refresh_id = data.refresh_id
     row.events_sequence = sequence
 
 
 async def _apply_snapshot(session: AsyncSession, envelope: Envelope[Any], sequence: int, applied_at: datetime) -> None:
     data: CompanySnapshot = envelope.data
     client = await session.get(ClientRow, data.client_id)
-    if client is None or client.firm_id != envelope.firm_id:
+    if client is not None and client.firm_id != envelope.firm_id:
         return
+    # A snapshot may arrive before its client's ClientAdded (another stream): keep it under
+    # the event's firm; the dashboard shows it once the client row exists.
     existing = await session.get(CompanyRow, (data.client_id, data.company_id))
     if existing is not None and (
         existing.snapshot_sequence >= sequence or (existing.as_of is not None and existing.as_of > data.read_at)
@@ -213,10 +225,11 @@ async def _apply_snapshot(session: AsyncSession, envelope: Envelope[Any], sequen
     row = existing or CompanyRow(
         client_id=data.client_id,
         company_id=data.company_id,
-        firm_id=client.firm_id,
+        firm_id=envelope.firm_id,
         company_name=data.company_name,
     )
     session.add(row)
+    row.outcome_refresh_id = data.refresh_id
     row.company_name = data.company_name
     row.display_name = data.company_display_name
     row.state = CompanyState.OK
