@@ -151,3 +151,56 @@ async def send_command(
     if result is not None:
         return result
     raise CommandRejected(Rejection(reason=RejectionReason.UNAVAILABLE, message="empty reply from service"))
+
+
+# -------------------------------------------------------------- invitations commands
+
+RAISE_INVITATION = "cmd.invitations.raise"
+ACCEPT_INVITATION = "cmd.invitations.accept"
+# Invitations not yet tied to a firm (the invited address may have no account) travel under
+# this firm id, the invitations service's own namespace.
+UNASSIGNED_FIRM = uuid.UUID(int=0)
+
+
+class RaiseInvitation(BaseModel):
+    """A client's administrator invites an external accountant (BC's wizard, page 9033).
+
+    The tenant comes from the administrator's Entra token, verified by the gateway; never
+    from the request body alone.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    tenant: Annotated[str, Field(min_length=1, max_length=253, pattern=r"^[A-Za-z0-9][A-Za-z0-9.-]*$")]
+    environment: Annotated[str, Field(min_length=1, max_length=30, pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]*$")]
+    client_name: Annotated[str, Field(min_length=1, max_length=250)]
+    companies: Annotated[list[Annotated[str, Field(min_length=1, max_length=250)]], Field(max_length=300)]
+    accountant_email: Annotated[str, Field(min_length=3, max_length=320)]
+    accountant_name: Annotated[str, Field(min_length=1, max_length=250)]
+    welcome_text: Annotated[str, Field(max_length=4000)] | None = None
+    raised_by: Annotated[str, Field(min_length=1, max_length=320)]
+    correlation_id: str
+
+
+class InvitationRaised(BaseModel):
+    invitation_id: uuid.UUID
+
+
+class AcceptInvitation(BaseModel):
+    """An accountant, signed in, follows a link from the invitation email."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    token: Annotated[str, Field(min_length=10, max_length=500)]
+    accountant_id: uuid.UUID
+    firm_id: uuid.UUID
+    email: Annotated[str, Field(min_length=3, max_length=320)]
+    add_to_dashboard: bool
+    correlation_id: str
+
+
+class InvitationAcceptedResult(BaseModel):
+    invitation_id: uuid.UUID
+    client_name: str
+    tenant: str
+    environment: str
