@@ -4,7 +4,6 @@ CompanySnapshot → read model → GET /api/v1/dashboard."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
@@ -12,64 +11,11 @@ import httpx
 import msal
 import pytest
 
-from hub_common.local_nats import free_port
-from hub_common.settings import HubSettings, Mode
-from hub_gateway.auth import issue_dev_token
 from tests.conftest import Sandbox
-from tests.support.processes import ServiceProcess, start_service, wait_until_healthy
+from tests.e2e.conftest import Hub
 
 pytestmark = pytest.mark.e2e
 SECRET_KEY = "e2e-secret-key-long-enough-for-hmac-sha256"
-
-
-class Hub:
-    def __init__(self, url: str, processes: list[ServiceProcess]) -> None:
-        self.url = url
-        self.processes = processes
-
-    def token(self, email: str) -> str:
-        from pydantic import SecretStr
-
-        return issue_dev_token(HubSettings(mode=Mode.DEV, secret_key=SecretStr(SECRET_KEY)), email)
-
-    def client(self, email: str) -> httpx.Client:
-        return httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {self.token(email)}"}, timeout=20)
-
-    def logs(self) -> str:
-        return "\n".join(f"--- {p.name}\n{p.log()[-3000:]}" for p in self.processes)
-
-
-@pytest.fixture(scope="module")
-def hub(nats_url: str, sandbox: Sandbox, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
-    home = tmp_path_factory.mktemp("hub")
-    port = free_port()
-    common = {
-        "HUB_NATS_URL": nats_url,
-        "HUB_MODE": "dev",
-        "HUB_SECRET_KEY": SECRET_KEY,
-        **sandbox.settings_environment(),
-    }
-    logs = home / "logs"
-    processes = [
-        start_service(
-            "registry", "registry", {**common, "HUB_DATABASE_URL": f"sqlite:///{home / 'registry.db'}"}, logs
-        ),
-        start_service("fetcher-1", "fetcher", {**common, "HUB_TENANT_LIMIT_SHARE": "2"}, logs),
-        start_service("fetcher-2", "fetcher", {**common, "HUB_TENANT_LIMIT_SHARE": "2"}, logs),
-        start_service(
-            "gateway",
-            "gateway",
-            {**common, "HUB_DATABASE_URL": f"sqlite:///{home / 'gateway.db'}", "HUB_PORT": str(port)},
-            logs,
-        ),
-    ]
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_healthy(f"{url}/healthz", processes[-1], timeout=90)
-        yield Hub(url, processes)
-    finally:
-        for process in reversed(processes):
-            process.stop()
 
 
 def _independent_cash(sandbox: Sandbox, tenant: str, company_id: str) -> Decimal:

@@ -9,11 +9,13 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
+import httpx
 from fastapi import FastAPI, Request, Response
 
 from hub_common.bus import create_broker, jetstream_of
 from hub_common.consumers import Delivery, subscribe_batches
 from hub_common.db import create_engine, migrate, session_factory, transaction
+from hub_common.entra import confidential_client
 from hub_common.events import Envelope, EventData
 from hub_common.logging import bound_context, configure_logging, get_logger
 from hub_common.streams import GATEWAY_EVENTS_CONSUMER, GATEWAY_SNAPSHOTS_CONSUMER, declare_topology
@@ -60,13 +62,27 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         await broker.connect()
         await declare_topology(jetstream_of(broker))
         await broker.start()
-        app.state.gateway = GatewayState(settings=settings, engine=engine, sessions=sessions, broker=broker)
+        entra_http = httpx.Client(verify=settings.tls_verification(), timeout=30)
+        app.state.gateway = GatewayState(
+            settings=settings,
+            engine=engine,
+            sessions=sessions,
+            broker=broker,
+            entra=confidential_client(
+                authority_base=settings.entra_authority,
+                tenant=settings.sign_in_tenant,
+                client_id=settings.entra_client_id,
+                client_secret=settings.entra_client_secret.get_secret_value(),
+                http=entra_http,
+            ),
+        )
         logger.info("gateway ready", url=f"http://{settings.host}:{settings.port}")
         try:
             yield
         finally:
             await broker.stop()
             await engine.dispose()
+            entra_http.close()  # noqa: ASYNC212 - msal needs a sync client; closing is instant
 
     app = FastAPI(
         title="Accountant Hub",

@@ -12,3 +12,7 @@ class GatewaySettings(HubSettings):
     command_timeout_seconds: float = 10.0
     # How many events the projection applies per transaction.
     projection_batch_size: int = 200
+    # The address browsers reach the gateway at: sign-in redirects and email links use it.
+    public_url: str = "http://127.0.0.1:8000"
+    # Which accounts may sign in: "organizations" is any work or school account.
+    sign_in_tenant: str = "organizations"

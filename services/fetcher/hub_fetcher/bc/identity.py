@@ -12,22 +12,15 @@ import asyncio
 import ssl
 import threading
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 import msal
 
+from hub_common.entra import confidential_client
 from hub_common.events import FailureKind
 from hub_fetcher.bc.failures import FetchFailure, classify_token_error
 
 BC_SCOPE = "https://api.businesscentral.dynamics.com/.default"
-# Hosts msal knows; any other authority (the sandbox) skips Microsoft's instance discovery.
-_MICROSOFT_AUTHORITY_HOSTS = {
-    "login.microsoftonline.com",
-    "login.microsoftonline.us",
-    "login.chinacloudapi.cn",
-    "login.microsoft.com",
-}
 
 
 class TokenProvider:
@@ -46,19 +39,17 @@ class TokenProvider:
         self._http = httpx.Client(verify=verify, timeout=timeout_seconds)
         self._apps: dict[str, msal.ConfidentialClientApplication] = {}
         self._lock = threading.Lock()
-        host = urlsplit(self._authority_base).hostname or ""
-        self._instance_discovery = host in _MICROSOFT_AUTHORITY_HOSTS
 
     def _app(self, tenant: str) -> msal.ConfidentialClientApplication:
         with self._lock:
             app = self._apps.get(tenant)
             if app is None:
-                app = msal.ConfidentialClientApplication(
-                    self._client_id,
-                    client_credential=self._client_secret,
-                    authority=f"{self._authority_base}/{tenant}",
-                    http_client=self._http,
-                    instance_discovery=self._instance_discovery,
+                app = confidential_client(
+                    authority_base=self._authority_base,
+                    tenant=tenant,
+                    client_id=self._client_id,
+                    client_secret=self._client_secret,
+                    http=self._http,
                 )
                 self._apps[tenant] = app
             return app

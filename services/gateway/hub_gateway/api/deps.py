@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Annotated
 
+import msal
 from fastapi import Depends, HTTPException, Request, status
 from faststream.nats import NatsBroker
 from nats.aio.client import Client
@@ -13,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from hub_common import commands
 from hub_common.commands import CommandRejected, EnsureAccountant
+from hub_gateway.accounts import store
 from hub_gateway.auth import NotAuthenticated, Principal, read_dev_token
 from hub_gateway.readmodel import queries
 from hub_gateway.settings import GatewaySettings
@@ -28,6 +30,8 @@ class GatewayState:
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
     broker: NatsBroker
+    # The hub's Entra app, for accountants' sign-in (authority: organizations).
+    entra: msal.ConfidentialClientApplication
 
     @property
     def nats(self) -> Client:
@@ -50,43 +54,30 @@ async def read_session(state: State) -> AsyncIterator[AsyncSession]:
 Session = Annotated[AsyncSession, Depends(read_session)]
 
 
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+CSRF_HEADER = "x-csrf-token"
+CSRF_FIELD = "csrf_token"
+
+
 def _bearer(request: Request) -> str | None:
     header = request.headers.get("authorization", "")
     scheme, _, value = header.partition(" ")
     if scheme.lower() == "bearer" and value.strip():
         return value.strip()
-    return request.cookies.get(SESSION_COOKIE)
+    return None
 
 
-async def current_principal(request: Request, state: State, session: Session) -> Principal:
-    token = _bearer(request)
-    unauthorized = HTTPException(
-        status.HTTP_401_UNAUTHORIZED,
-        detail="Sign in first: send 'Authorization: Bearer <token>'",
-        headers={"WWW-Authenticate": "Bearer"},
-    )
-    if token is None:
-        raise unauthorized
-    try:
-        email, display_name = read_dev_token(state.settings, token)
-    except NotAuthenticated as error:
-        raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED, detail=str(error), headers={"WWW-Authenticate": "Bearer"}
-        ) from error
-    known = await queries.accountant_by_email(session, email)
-    if known is not None:
-        return Principal(known.accountant_id, known.firm_id, known.email, known.display_name, known.role)
-    # First sign-in: the registry creates the accountant (and a firm) and answers at once;
-    # the read model catches up when AccountantJoined comes back.
+def _unauthorized(detail: str) -> HTTPException:
+    return HTTPException(status.HTTP_401_UNAUTHORIZED, detail=detail, headers={"WWW-Authenticate": "Bearer"})
+
+
+async def ensure_accountant(state: GatewayState, request: Request, email: str, display_name: str) -> Principal:
+    """Sign-in: the registry finds the accountant, or creates them with a new firm."""
     try:
         identity = await commands.send_command(
             state.nats,
             commands.ENSURE_ACCOUNTANT,
-            EnsureAccountant(
-                email=email,
-                display_name=display_name,
-                correlation_id=request.state.correlation_id,
-            ),
+            EnsureAccountant(email=email, display_name=display_name, correlation_id=request.state.correlation_id),
             commands.AccountantIdentity,
             timeout=state.settings.command_timeout_seconds,
         )
@@ -95,6 +86,48 @@ async def current_principal(request: Request, state: State, session: Session) ->
             raise HTTPException(status.HTTP_403_FORBIDDEN, detail=rejected.rejection.message) from rejected
         raise rejection_error(rejected) from rejected
     return Principal(identity.accountant_id, identity.firm_id, identity.email, identity.display_name, identity.role)
+
+
+async def _offered_csrf(request: Request) -> str | None:
+    offered = request.headers.get(CSRF_HEADER)
+    if offered is None and request.headers.get("content-type", "").startswith(
+        ("application/x-www-form-urlencoded", "multipart/form-data")
+    ):
+        form = await request.form()
+        value = form.get(CSRF_FIELD)
+        offered = value if isinstance(value, str) else None
+    return offered
+
+
+async def current_principal(request: Request, state: State, session: Session) -> Principal:
+    """The caller: a personal API token, a dev token (dev mode only) or a browser session.
+
+    A browser session rides on a cookie the browser sends by itself, so every state-changing
+    request made with it must also carry the session's CSRF token.
+    """
+    token = _bearer(request)
+    if token is not None:
+        if token.startswith(store.API_TOKEN_PREFIX):
+            api_token = await store.find_api_token(session, token)
+            if api_token is None:
+                raise _unauthorized("This API token is not valid or was revoked")
+            return store.principal_of(api_token)
+        try:
+            email, display_name = read_dev_token(state.settings, token)
+        except NotAuthenticated as error:
+            raise _unauthorized(str(error)) from error
+        known = await queries.accountant_by_email(session, email)
+        if known is not None:
+            return Principal(known.accountant_id, known.firm_id, known.email, known.display_name, known.role)
+        return await ensure_accountant(state, request, email, display_name)
+    cookie = request.cookies.get(SESSION_COOKIE)
+    browser = await store.find_session(session, cookie) if cookie else None
+    if browser is None:
+        raise _unauthorized("Sign in first, or send 'Authorization: Bearer <token>'")
+    if request.method not in SAFE_METHODS and not store.csrf_matches(browser, await _offered_csrf(request)):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, detail="Missing or wrong CSRF token; reload the page")
+    request.state.browser_session = browser
+    return store.principal_of(browser)
 
 
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Body, HTTPException, Request, status
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from hub_common import commands
 from hub_common.commands import CommandRejected
-from hub_common.db import database_ok
+from hub_common.db import database_ok, transaction
 from hub_common.events import Actor, ActorKind, ClientCard
+from hub_gateway.accounts import store
+from hub_gateway.accounts.models import ApiToken
 from hub_gateway.api.deps import CurrentPrincipal, Session, State, rejection_error
 from hub_gateway.auth import Principal
 from hub_gateway.readmodel import queries
@@ -145,3 +148,48 @@ async def refresh(
         company_id=body.company_id,
     )
     return await _send(state, request, commands.REQUEST_REFRESH, command, commands.RefreshStarted)
+
+
+# ---------------------------------------------------------------- personal API tokens
+
+
+class NewApiToken(BaseModel):
+    name: Annotated[str, Field(min_length=1, max_length=100)]
+
+
+class ApiTokenSummary(BaseModel):
+    id: uuid.UUID
+    name: str
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+
+class CreatedApiToken(ApiTokenSummary):
+    token: str
+
+
+def _summary(row: ApiToken) -> ApiTokenSummary:
+    return ApiTokenSummary(
+        id=row.id, name=row.name, created_at=row.created_at, last_used_at=row.last_used_at, revoked_at=row.revoked_at
+    )
+
+
+@api.post("/tokens", status_code=status.HTTP_201_CREATED)
+async def create_token(principal: CurrentPrincipal, state: State, body: NewApiToken) -> CreatedApiToken:
+    """A personal API token; its value is shown once and stored only as a hash."""
+    async with transaction(state.sessions) as session:
+        secret, row = await store.create_api_token(session, principal, body.name)
+    return CreatedApiToken(**_summary(row).model_dump(), token=secret)
+
+
+@api.get("/tokens")
+async def list_tokens(principal: CurrentPrincipal, session: Session) -> list[ApiTokenSummary]:
+    return [_summary(row) for row in await store.list_api_tokens(session, principal.accountant_id)]
+
+
+@api.delete("/tokens/{token_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def revoke_token(token_id: uuid.UUID, principal: CurrentPrincipal, state: State) -> None:
+    async with transaction(state.sessions) as session:
+        if not await store.revoke_api_token(session, principal.accountant_id, token_id):
+            raise HTTPException(status.HTTP_404_NOT_FOUND, detail="No such token")

@@ -1,20 +1,44 @@
-"""Server-rendered pages. The dashboard reads the same read model as the JSON API."""
+"""Server-rendered pages and the accountants' sign-in.
+
+Sign-in is OpenID Connect, authorization code + PKCE, through msal and the hub's
+multi-tenant Entra app (the sandbox's identity in dev and tests). The pending flow (state,
+nonce, PKCE verifier) waits in a short-lived signed cookie; the session that follows is a
+random token in an HTTP-only cookie, stored only as a hash.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
+from urllib.parse import urlencode
 
+import jwt
 from fastapi import APIRouter, Form, HTTPException, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
-from hub_gateway.api.deps import SESSION_COOKIE, Session, State, current_principal
-from hub_gateway.auth import issue_dev_token
+from hub_common.db import transaction
+from hub_gateway.accounts import store
+from hub_gateway.api.deps import (
+    SESSION_COOKIE,
+    GatewayState,
+    Session,
+    State,
+    current_principal,
+    ensure_accountant,
+)
+from hub_gateway.auth import Principal
 from hub_gateway.readmodel import queries
 
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
+pages = APIRouter(include_in_schema=False)
+
+FLOW_COOKIE = "hub_sign_in_flow"
+FLOW_LIFETIME_SECONDS = 600
+SIGN_IN_SCOPES = ["email"]
 
 
 def format_amount(value: object) -> str:
@@ -26,7 +50,42 @@ def format_amount(value: object) -> str:
 
 
 templates.env.filters["amount"] = format_amount
-pages = APIRouter(include_in_schema=False)
+
+
+def _safe_next(target: str | None) -> str:
+    """Only a path on this site: an open redirect would hand sessions to someone else."""
+    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
+        return target
+    return "/"
+
+
+def _secure(state: GatewayState) -> bool:
+    return state.settings.public_url.startswith("https://")
+
+
+async def _start_session(request: Request, state: GatewayState, principal: Principal, target: str) -> Response:
+    async with transaction(state.sessions) as session:
+        secret, _ = await store.open_session(session, principal)
+    response = RedirectResponse(_safe_next(target), status_code=status.HTTP_303_SEE_OTHER)
+    response.set_cookie(
+        SESSION_COOKIE,
+        secret,
+        httponly=True,
+        samesite="lax",
+        secure=_secure(state),
+        max_age=int(store.SESSION_LIFETIME.total_seconds()),
+    )
+    response.delete_cookie(FLOW_COOKIE)
+    return response
+
+
+def _sign_in_page(request: Request, state: GatewayState, *, error: str | None = None, target: str = "/") -> Response:
+    return templates.TemplateResponse(
+        request,
+        "sign_in.html",
+        {"dev_mode": state.settings.is_dev, "error": error, "next": _safe_next(target)},
+        status_code=status.HTTP_400_BAD_REQUEST if error else status.HTTP_200_OK,
+    )
 
 
 @pages.get("/", response_class=HTMLResponse)
@@ -36,33 +95,94 @@ async def dashboard_page(request: Request, state: State, session: Session) -> Re
     except HTTPException:
         return RedirectResponse("/sign-in", status_code=status.HTTP_303_SEE_OTHER)
     rows = await queries.dashboard_rows(session, firm_id=principal.firm_id)
-    return templates.TemplateResponse(request, "dashboard.html", {"principal": principal, "rows": rows})
+    browser = getattr(request.state, "browser_session", None)
+    return templates.TemplateResponse(
+        request,
+        "dashboard.html",
+        {"principal": principal, "rows": rows, "csrf_token": browser.csrf_token if browser else ""},
+    )
 
 
 @pages.get("/sign-in", response_class=HTMLResponse)
-async def sign_in_page(request: Request, state: State) -> Response:
-    return templates.TemplateResponse(request, "sign_in.html", {"dev_mode": state.settings.is_dev, "error": None})
+async def sign_in_page(request: Request, state: State, next: str = "/") -> Response:
+    return _sign_in_page(request, state, target=next)
 
 
 @pages.post("/sign-in")
-async def sign_in(request: Request, state: State, email: Annotated[str, Form(max_length=320)]) -> Response:
+async def dev_sign_in(
+    request: Request,
+    state: State,
+    email: Annotated[str, Form(max_length=320)],
+    next: Annotated[str, Form(max_length=2000)] = "/",
+) -> Response:
+    """Dev mode only: sign in by typing an address, without an identity provider."""
     if not state.settings.is_dev:
         raise HTTPException(status.HTTP_404_NOT_FOUND)
-    token = issue_dev_token(state.settings, email)
-    response = RedirectResponse("/", status_code=status.HTTP_303_SEE_OTHER)
+    try:
+        principal = await ensure_accountant(state, request, email, email.split("@")[0])
+    except HTTPException as refused:
+        return _sign_in_page(request, state, error=str(refused.detail), target=next)
+    return await _start_session(request, state, principal, next)
+
+
+@pages.get("/auth/sign-in")
+async def start_sign_in(request: Request, state: State, next: str = "/") -> Response:
+    redirect_uri = f"{state.settings.public_url.rstrip('/')}/auth/callback"
+    flow: dict[str, Any] = await asyncio.to_thread(
+        state.entra.initiate_auth_code_flow, SIGN_IN_SCOPES, redirect_uri=redirect_uri
+    )
+    sealed = jwt.encode(
+        {"flow": flow, "next": _safe_next(next), "exp": int(time.time()) + FLOW_LIFETIME_SECONDS},
+        state.settings.secret_key.get_secret_value(),
+        algorithm="HS256",
+    )
+    response = RedirectResponse(flow["auth_uri"], status_code=status.HTTP_302_FOUND)
     response.set_cookie(
-        SESSION_COOKIE,
-        token,
-        httponly=True,
-        samesite="lax",
-        secure=request.url.scheme == "https",
-        max_age=30 * 24 * 3600,
+        FLOW_COOKIE, sealed, httponly=True, samesite="lax", secure=_secure(state), max_age=FLOW_LIFETIME_SECONDS
     )
     return response
 
 
+@pages.get("/auth/callback")
+async def finish_sign_in(request: Request, state: State) -> Response:
+    sealed = request.cookies.get(FLOW_COOKIE)
+    try:
+        pending = jwt.decode(sealed or "", state.settings.secret_key.get_secret_value(), algorithms=["HS256"])
+    except jwt.PyJWTError:
+        return _sign_in_page(request, state, error="The sign-in took too long or was started elsewhere; try again.")
+    answer = {key: value for key, value in request.query_params.items()}
+    if "error" in answer:
+        return _sign_in_page(
+            request, state, error=f"Microsoft sign-in refused: {answer.get('error_description', answer['error'])}"
+        )
+    result: dict[str, Any] = await asyncio.to_thread(
+        state.entra.acquire_token_by_auth_code_flow, pending["flow"], answer
+    )
+    claims = result.get("id_token_claims")
+    if "error" in result or not isinstance(claims, dict):
+        detail = result.get("error_description") or result.get("error") or "no identity returned"
+        return _sign_in_page(request, state, error=f"Sign-in failed: {detail}")
+    email = claims.get("email") or claims.get("preferred_username")
+    if not isinstance(email, str) or "@" not in email:
+        return _sign_in_page(request, state, error="Your account has no email address; use a work or school account.")
+    name = claims.get("name") if isinstance(claims.get("name"), str) else email.split("@")[0]
+    try:
+        principal = await ensure_accountant(state, request, email, str(name))
+    except HTTPException as refused:
+        return _sign_in_page(request, state, error=str(refused.detail))
+    return await _start_session(request, state, principal, pending.get("next", "/"))
+
+
 @pages.post("/sign-out")
-async def sign_out() -> Response:
-    response = RedirectResponse("/sign-in", status_code=status.HTTP_303_SEE_OTHER)
+async def sign_out(request: Request, state: State, session: Session) -> Response:
+    await current_principal(request, state, session)  # checks the CSRF token of the form
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if cookie:
+        async with transaction(state.sessions) as writing:
+            await store.close_session(writing, cookie)
+    # Sign out of Entra too, then come back to the hub's sign-in page.
+    after = urlencode({"post_logout_redirect_uri": f"{state.settings.public_url.rstrip('/')}/sign-in"})
+    logout = f"{state.settings.entra_authority.rstrip('/')}/{state.settings.sign_in_tenant}/oauth2/v2.0/logout?{after}"
+    response = RedirectResponse(logout, status_code=status.HTTP_303_SEE_OTHER)
     response.delete_cookie(SESSION_COOKIE)
     return response

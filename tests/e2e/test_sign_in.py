@@ -1,0 +1,99 @@
+"""Accountants sign in with OpenID Connect (authorization code + PKCE) through msal and the
+sandbox's Entra; sessions are HTTP-only cookies with CSRF protection; the API also takes
+personal API tokens that can be revoked."""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+import pytest
+
+from tests.conftest import Sandbox
+from tests.e2e.conftest import Hub
+
+pytestmark = pytest.mark.e2e
+
+
+def _sign_in(hub: Hub, sandbox: Sandbox, email: str) -> tuple[httpx.Client, httpx.Response]:
+    """Drive the browser's part: hub → Entra sign-in page → form → callback → hub."""
+    browser = httpx.Client(base_url=hub.url, verify=sandbox.tls(), timeout=20)
+    to_entra = browser.get("/auth/sign-in?next=/")
+    assert to_entra.status_code == 302, to_entra.text
+    authorize = to_entra.headers["location"]
+    assert authorize.startswith(sandbox.base_url)
+    query = parse_qs(urlsplit(authorize).query)
+    assert query["code_challenge_method"] == ["S256"], "PKCE"
+    page = browser.get(authorize)
+    assert page.status_code == 200
+    form = dict(re.findall(r'<input[^>]*name="([^"]+)"[^>]*value="([^"]*)"', page.text))
+    form["login"] = email
+    action = re.search(r'<form method="post" action="([^"]+)"', page.text)
+    assert action, page.text[:500]
+    back = browser.post(f"{sandbox.base_url}{action.group(1)}", data=form)
+    assert back.status_code in (302, 303), back.text[:500]
+    callback = back.headers["location"]
+    assert callback.startswith(f"{hub.url}/auth/callback")
+    return browser, browser.get(callback)
+
+
+def test_sign_in_with_entra_opens_a_session(hub: Hub, sandbox: Sandbox) -> None:
+    browser, landed = _sign_in(hub, sandbox, "erin@woodgrove-accounting.example")
+    assert landed.status_code == 303, landed.text[:500]
+    cookie = landed.headers["set-cookie"]
+    assert "hub_session=" in cookie
+    assert "HttpOnly" in cookie
+    assert "SameSite=lax" in cookie or "samesite=lax" in cookie.lower()
+    page = browser.get("/")
+    assert page.status_code == 200
+    assert "erin@woodgrove-accounting.example" in page.text
+    assert browser.get("/api/v1/dashboard").json()["rows"] == []
+
+
+def test_a_consumer_mailbox_is_refused_with_a_clear_message(hub: Hub, sandbox: Sandbox) -> None:
+    _, landed = _sign_in(hub, sandbox, "someone@hotmail.com")
+    assert landed.status_code == 400
+    assert "work or school" in landed.text
+    assert "hub_session=" not in landed.headers.get("set-cookie", "")
+
+
+def test_state_changing_requests_need_the_csrf_token(hub: Hub, sandbox: Sandbox) -> None:
+    browser, _ = _sign_in(hub, sandbox, "frank@woodgrove-accounting.example")
+    body = {"name": "x", "client_url": "https://businesscentral.dynamics.com/contoso.com/Production"}
+    refused = browser.post("/api/v1/clients", json=body)
+    assert refused.status_code == 403
+    assert "CSRF" in refused.json()["detail"]
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', browser.get("/").text)
+    assert csrf
+    accepted = browser.post("/api/v1/clients", json=body, headers={"X-CSRF-Token": csrf.group(1)})
+    assert accepted.status_code == 202, accepted.text
+
+
+def test_a_callback_without_its_flow_is_refused(hub: Hub) -> None:
+    stray = httpx.get(f"{hub.url}/auth/callback?code=abc&state=def")
+    assert stray.status_code == 400
+    assert "try again" in stray.text
+
+
+def test_personal_api_tokens_can_be_created_used_and_revoked(hub: Hub) -> None:
+    owner = hub.client("grace@woodgrove-accounting.example")
+    created = owner.post("/api/v1/tokens", json={"name": "Power BI export"})
+    assert created.status_code == 201, created.text
+    token = created.json()["token"]
+    assert token.startswith("hub_pat_")
+    with_token = httpx.Client(base_url=hub.url, headers={"Authorization": f"Bearer {token}"})
+    assert with_token.get("/api/v1/dashboard").status_code == 200
+    listed = owner.get("/api/v1/tokens").json()
+    assert [t["name"] for t in listed] == ["Power BI export"]
+    assert "token" not in listed[0], "the value is shown once, never listed"
+    assert hub.client("mallory@fabrikam-audit.example").delete(f"/api/v1/tokens/{listed[0]['id']}").status_code == 404
+    assert owner.delete(f"/api/v1/tokens/{listed[0]['id']}").status_code == 204
+    assert with_token.get("/api/v1/dashboard").status_code == 401
+    assert owner.post("/api/v1/tokens", json={"name": ""}).status_code == 422
+
+
+def test_sign_in_never_redirects_off_site(hub: Hub, sandbox: Sandbox) -> None:
+    browser = httpx.Client(base_url=hub.url, timeout=20)
+    page = browser.get("/sign-in?next=//evil.example/steal")
+    assert 'value="/"' in page.text
