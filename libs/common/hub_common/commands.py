@@ -25,6 +25,7 @@ ADD_CLIENT = "cmd.registry.client.add"
 UPDATE_CLIENT = "cmd.registry.client.update"
 REMOVE_CLIENT = "cmd.registry.client.remove"
 REQUEST_REFRESH = "cmd.registry.refresh.request"
+TEST_CONNECTION = "cmd.registry.connection.test"
 
 
 class EnsureAccountant(BaseModel):
@@ -74,6 +75,17 @@ class RequestRefresh(FirmCommand):
 
     client_id: uuid.UUID | None = None
     company_id: uuid.UUID | None = None
+
+
+class TestConnection(FirmCommand):
+    """Test Client URL: a URL typed on a card (not saved yet), or a saved client's."""
+
+    client_url: Annotated[str, Field(min_length=1, max_length=2000)]
+    client_id: uuid.UUID | None = None
+
+
+class ConnectionTestStarted(BaseModel):
+    test_id: uuid.UUID
 
 
 class ClientCreated(BaseModel):

@@ -10,6 +10,8 @@ class GatewaySettings(HubSettings):
     port: int = 8000
     # How long a command to an owning service may take before the API answers 503.
     command_timeout_seconds: float = 10.0
+    # How long Test Client URL waits for a fetcher's answer before returning a test id to poll.
+    connection_test_wait_seconds: float = 20.0
     # How many events the projection applies per transaction.
     projection_batch_size: int = 200
     # The address browsers reach the gateway at: sign-in redirects and email links use it.

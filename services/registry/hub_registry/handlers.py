@@ -81,6 +81,11 @@ def register_command_handlers(
         refresh_ids = await service.request_refresh(session=session, command=command)
         return commands.RefreshStarted(refresh_ids=refresh_ids)
 
+    async def test_connection(session: AsyncSession, command: commands.TestConnection) -> BaseModel:
+        test_id = await service.test_connection(session=session, command=command, settings=settings)
+        return commands.ConnectionTestStarted(test_id=test_id)
+
+    command_handler(commands.TEST_CONNECTION, commands.TestConnection, test_connection)
     command_handler(commands.ENSURE_ACCOUNTANT, commands.EnsureAccountant, ensure_accountant)
     command_handler(commands.ADD_CLIENT, commands.AddClient, add_client)
     command_handler(commands.UPDATE_CLIENT, commands.UpdateClient, update_client)

@@ -23,6 +23,7 @@ from hub_common.commands import (
     RejectionReason,
     RemoveClient,
     RequestRefresh,
+    TestConnection,
     UpdateClient,
 )
 from hub_common.events import (
@@ -35,6 +36,7 @@ from hub_common.events import (
     ClientRemoved,
     ClientSource,
     ClientUpdated,
+    ConnectionTestRequested,
     EventData,
     FirmCreated,
     RefreshRequested,
@@ -238,7 +240,7 @@ async def _insert_client(
     return client.id
 
 
-def _context(command: AddClient | UpdateClient | RemoveClient | RequestRefresh) -> Context:
+def _context(command: AddClient | UpdateClient | RemoveClient | RequestRefresh | TestConnection) -> Context:
     return Context(command.firm_id, command.actor, command.correlation_id)
 
 
@@ -285,6 +287,23 @@ async def remove_client(*, session: AsyncSession, command: RemoveClient) -> None
         if firm is not None:
             firm.sample_client_removed = True
     await _emit(session, _context(command), ClientRemoved(client_id=client.id))
+
+
+async def test_connection(*, session: AsyncSession, command: TestConnection, settings: RegistrySettings) -> uuid.UUID:
+    """Ask a fetcher to reach the client's BC; the URL is parsed here, never fetched."""
+    if command.client_id is not None:
+        await _live_client(session, command.firm_id, command.client_id)
+    try:
+        parsed = parse_client_url(command.client_url, extra_web_client_bases=_web_client_bases(settings))
+    except ClientUrlError as error:
+        raise Refused(RejectionReason.INVALID, error.message, field="client_url") from error
+    test_id = uuid.uuid4()
+    await _emit(
+        session,
+        _context(command),
+        ConnectionTestRequested(test_id=test_id, client_id=command.client_id, connection=_connection(parsed)),
+    )
+    return test_id
 
 
 async def request_refresh(*, session: AsyncSession, command: RequestRefresh) -> list[uuid.UUID]:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+import time
 import uuid
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, HTTPException, Request, status
 from fastapi.responses import JSONResponse
@@ -193,3 +196,96 @@ async def revoke_token(token_id: uuid.UUID, principal: CurrentPrincipal, state: 
     async with transaction(state.sessions) as session:
         if not await store.revoke_api_token(session, principal.accountant_id, token_id):
             raise HTTPException(status.HTTP_404_NOT_FOUND, detail="No such token")
+
+
+# ---------------------------------------------------------------- Test Client URL
+
+
+class ConnectionTestBody(BaseModel):
+    client_url: Annotated[str, Field(min_length=1, max_length=2000)]
+    client_id: uuid.UUID | None = None
+
+
+class ConnectionTestAnswer(BaseModel):
+    test_id: uuid.UUID | None
+    status: Literal["ok", "failed", "pending"]
+    companies: list[dict[str, Any]] = []
+    latency_ms: int | None = None
+    failure: dict[str, Any] | None = None
+
+
+def _answer(test_id: uuid.UUID, result: dict[str, Any]) -> ConnectionTestAnswer:
+    return ConnectionTestAnswer(
+        test_id=test_id,
+        status="ok" if result["ok"] else "failed",
+        companies=result.get("companies", []),
+        latency_ms=result.get("latency_ms"),
+        failure=result.get("failure"),
+    )
+
+
+async def _tested(state: State, firm_id: uuid.UUID, test_id: uuid.UUID) -> ConnectionTestAnswer | None:
+    """The answer, "pending" while a fetcher works on it, None when this firm never asked."""
+    async with state.sessions() as session:
+        row = await queries.connection_test(session, firm_id=firm_id, test_id=test_id)
+    if row is None:
+        return None
+    if row.result_json is None:
+        return ConnectionTestAnswer(test_id=test_id, status="pending")
+    return _answer(test_id, json.loads(row.result_json))
+
+
+@api.post("/connection-tests")
+async def test_client_url(
+    principal: CurrentPrincipal, state: State, session: Session, request: Request, body: ConnectionTestBody
+) -> JSONResponse:
+    """Test Client URL: OK with the companies found and the latency, or what is wrong.
+
+    A URL that cannot be parsed is answered at once (422); otherwise a fetcher tries to
+    reach the client's BC and the answer is awaited for a few seconds (200), after which
+    the test id can be polled (202).
+    """
+    if body.client_id is not None:
+        await _require_client(session, principal, body.client_id)
+    command = commands.TestConnection(
+        firm_id=principal.firm_id,
+        actor=_actor(principal),
+        correlation_id=request.state.correlation_id,
+        client_url=body.client_url,
+        client_id=body.client_id,
+    )
+    try:
+        started = await commands.send_command(
+            state.nats, commands.TEST_CONNECTION, command, commands.ConnectionTestStarted,
+            timeout=state.settings.command_timeout_seconds,
+        )  # fmt: skip
+    except CommandRejected as rejected:
+        if rejected.rejection.reason is not commands.RejectionReason.INVALID:
+            raise rejection_error(rejected) from rejected
+        invalid = ConnectionTestAnswer(
+            test_id=None,
+            status="failed",
+            failure={
+                "kind": "invalid_url",
+                "summary": "The Client URL is not valid.",
+                "fix": rejected.rejection.message,
+                "field": rejected.rejection.field,
+            },
+        )
+        return JSONResponse(invalid.model_dump(mode="json"), status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
+    deadline = time.monotonic() + state.settings.connection_test_wait_seconds
+    while time.monotonic() < deadline:
+        answer = await _tested(state, principal.firm_id, started.test_id)
+        if answer is not None and answer.status != "pending":
+            return JSONResponse(answer.model_dump(mode="json"))
+        await asyncio.sleep(0.2)
+    pending = ConnectionTestAnswer(test_id=started.test_id, status="pending")
+    return JSONResponse(pending.model_dump(mode="json"), status_code=status.HTTP_202_ACCEPTED)
+
+
+@api.get("/connection-tests/{test_id}")
+async def connection_test_result(test_id: uuid.UUID, principal: CurrentPrincipal, state: State) -> ConnectionTestAnswer:
+    answer = await _tested(state, principal.firm_id, test_id)
+    if answer is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail="No such connection test")
+    return answer

@@ -82,3 +82,16 @@ class CompanyRow(SQLModel, table=True):
     events_sequence: int = 0
     snapshot_sequence: int = 0
     snapshot_applied_at: datetime | None = Field(default=None, sa_column=_moment())
+
+
+class ConnectionTestRow(SQLModel, table=True):
+    """The answer to one Test Client URL, kept for the accountant who asked."""
+
+    __tablename__ = "gateway_connection_tests"
+
+    test_id: uuid.UUID = Field(primary_key=True)
+    firm_id: uuid.UUID = Field(index=True)
+    client_id: uuid.UUID | None = None
+    # Empty until a fetcher answers.
+    result_json: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    tested_at: datetime | None = Field(default=None, sa_column=_moment())

@@ -17,6 +17,8 @@ from hub_common.events import (
     ClientUpdated,
     CompaniesDiscovered,
     CompanySnapshot,
+    ConnectionTested,
+    ConnectionTestRequested,
     Envelope,
     EventData,
     Failure,
@@ -27,6 +29,7 @@ from hub_gateway.readmodel.models import (
     AccountantRow,
     ClientRow,
     CompanyRow,
+    ConnectionTestRow,
     ProjectionPosition,
 )
 
@@ -136,6 +139,22 @@ async def _apply_event(session: AsyncSession, envelope: Envelope[Any], sequence:
         await _apply_discovery(session, envelope, data, sequence)
     elif isinstance(data, RefreshFailed):
         await _apply_failure(session, envelope, data, sequence)
+    elif isinstance(data, ConnectionTestRequested | ConnectionTested):
+        await _apply_connection_test(session, envelope, data)
+
+
+async def _apply_connection_test(
+    session: AsyncSession, envelope: Envelope[Any], data: ConnectionTestRequested | ConnectionTested
+) -> None:
+    row = await session.get(ConnectionTestRow, data.test_id)
+    if row is not None and row.firm_id != envelope.firm_id:
+        return
+    if row is None:
+        row = ConnectionTestRow(test_id=data.test_id, firm_id=envelope.firm_id, client_id=data.client_id)
+        session.add(row)
+    if isinstance(data, ConnectionTested):
+        row.result_json = data.model_dump_json()
+        row.tested_at = envelope.occurred_at
 
 
 async def _apply_discovery(

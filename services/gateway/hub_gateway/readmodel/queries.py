@@ -11,7 +11,7 @@ from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
-from hub_gateway.readmodel.models import AccountantRow, ClientRow, CompanyRow
+from hub_gateway.readmodel.models import AccountantRow, ClientRow, CompanyRow, ConnectionTestRow
 
 
 class DashboardRow(BaseModel):
@@ -135,3 +135,8 @@ async def client_in_firm(session: AsyncSession, *, firm_id: uuid.UUID, client_id
 async def accountant_by_email(session: AsyncSession, email: str) -> AccountantRow | None:
     result = await session.execute(select(AccountantRow).where(AccountantRow.email == email))
     return result.scalar_one_or_none()
+
+
+async def connection_test(session: AsyncSession, *, firm_id: uuid.UUID, test_id: uuid.UUID) -> ConnectionTestRow | None:
+    row = await session.get(ConnectionTestRow, test_id)
+    return row if row is not None and row.firm_id == firm_id else None
