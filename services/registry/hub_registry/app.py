@@ -8,10 +8,13 @@ from pathlib import Path
 from faststream import FastStream
 
 from hub_common.bus import create_broker, jetstream_of
-from hub_common.db import create_engine, migrate, session_factory
+from hub_common.consumers import Delivery, subscribe
+from hub_common.db import create_engine, migrate, session_factory, transaction
+from hub_common.events import Envelope, EventData, InvitationAccepted
 from hub_common.logging import configure_logging, get_logger
 from hub_common.outbox import OutboxRelay
-from hub_common.streams import declare_topology
+from hub_common.streams import REGISTRY_CONSUMER, declare_topology
+from hub_registry import service
 from hub_registry.handlers import register_command_handlers
 from hub_registry.models import registry_outbox
 from hub_registry.settings import RegistrySettings
@@ -56,6 +59,18 @@ def create_app(settings: RegistrySettings) -> FastStream:
         await engine.dispose()
 
     register_command_handlers(broker, sessions, relay_notify, settings)
+
+    async def on_event(envelope: Envelope[EventData], delivery: Delivery) -> None:
+        if isinstance(envelope.data, InvitationAccepted):
+            async with transaction(sessions) as session:
+                await service.add_invited_client(
+                    session=session,
+                    accepted=envelope,  # type: ignore[arg-type]
+                    settings=settings,
+                )
+            relay_notify()
+
+    subscribe(broker, REGISTRY_CONSUMER, on_event, concurrency=1, title="registry: accepted invitations")
     return app
 
 

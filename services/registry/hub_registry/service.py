@@ -37,8 +37,10 @@ from hub_common.events import (
     ClientSource,
     ClientUpdated,
     ConnectionTestRequested,
+    Envelope,
     EventData,
     FirmCreated,
+    InvitationAccepted,
     RefreshRequested,
     Role,
     new_envelope,
@@ -287,6 +289,39 @@ async def remove_client(*, session: AsyncSession, command: RemoveClient) -> None
         if firm is not None:
             firm.sample_client_removed = True
     await _emit(session, _context(command), ClientRemoved(client_id=client.id))
+
+
+async def add_invited_client(
+    *, session: AsyncSession, accepted: Envelope[InvitationAccepted], settings: RegistrySettings
+) -> uuid.UUID | None:
+    """An accepted invitation puts the client on the dashboard by itself (no second step).
+
+    Accepting twice, or a redelivered acceptance, adds nothing: a live card for the same
+    tenant and environment already exists in the firm.
+    """
+    data = accepted.data
+    existing = (
+        await session.execute(
+            select(Client.id).where(
+                Client.firm_id == accepted.firm_id,
+                Client.tenant == data.tenant.lower(),
+                Client.environment == data.environment,
+                col(Client.removed_at).is_(None),
+            )
+        )
+    ).first()
+    if existing is not None:
+        return None
+    web_client = settings.bc_web_client.rstrip("/")
+    card = ClientCard(name=data.client_name, client_url=f"{web_client}/{data.tenant}/{data.environment}")
+    actor = Actor(kind=ActorKind.ACCOUNTANT, id=str(data.accountant_id), display_name=data.email)
+    return await _insert_client(
+        session=session,
+        context=Context(accepted.firm_id, actor, accepted.correlation_id),
+        card=card,
+        source=ClientSource.INVITATION,
+        settings=settings,
+    )
 
 
 async def test_connection(*, session: AsyncSession, command: TestConnection, settings: RegistrySettings) -> uuid.UUID:

@@ -289,3 +289,23 @@ async def connection_test_result(test_id: uuid.UUID, principal: CurrentPrincipal
     if answer is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail="No such connection test")
     return answer
+
+
+class Me(BaseModel):
+    accountant_id: uuid.UUID
+    firm_id: uuid.UUID
+    email: str
+    display_name: str
+    role: str
+
+
+@api.get("/me")
+async def me(principal: CurrentPrincipal) -> Me:
+    """Who the caller is, and in which firm."""
+    return Me(
+        accountant_id=principal.accountant_id,
+        firm_id=principal.firm_id,
+        email=principal.email,
+        display_name=principal.display_name,
+        role=principal.role,
+    )

@@ -1,0 +1,54 @@
+"""An accepted invitation puts the client on the accountant's dashboard by itself
+(InvitationAccepted, then ClientAdded from the registry), once."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import nats
+import pytest
+
+from hub_common.bus import publish_event
+from hub_common.events import Actor, ActorKind, InvitationAccepted, new_envelope
+from tests.conftest import Sandbox
+from tests.e2e.conftest import Hub
+
+pytestmark = pytest.mark.e2e
+
+
+async def test_the_client_lands_on_the_dashboard_once(hub: Hub, sandbox: Sandbox, nats_url: str) -> None:
+    api = hub.client("laura@contoso-accounting.example")
+    me = api.get("/api/v1/me").json()
+    connection = await nats.connect(nats_url)
+    try:
+        for _ in range(2):  # accepting twice (or a redelivery) must not add the client twice
+            accepted = InvitationAccepted(
+                invitation_id=uuid.uuid4(),
+                accountant_id=uuid.UUID(me["accountant_id"]),
+                email=me["email"],
+                tenant="muhlbachgruppe.onmicrosoft.com",
+                environment="Production",
+                client_name="Mühlbach Gruppe",
+                add_to_dashboard=True,
+            )
+            actor = Actor(kind=ActorKind.ACCOUNTANT, id=me["accountant_id"])
+            await publish_event(
+                connection.jetstream(), new_envelope(accepted, firm_id=uuid.UUID(me["firm_id"]), actor=actor)
+            )
+    finally:
+        await connection.close()
+    deadline = time.monotonic() + 40
+    clients: list[dict[str, object]] = []
+    while time.monotonic() < deadline:
+        clients = api.get("/api/v1/clients").json()["clients"]
+        rows = api.get("/api/v1/dashboard").json()["rows"]
+        if clients and rows and all(r["state"] == "ok" for r in rows):
+            break
+        time.sleep(0.3)
+    assert [c["name"] for c in clients] == ["Mühlbach Gruppe"]
+    assert clients[0]["source"] == "invitation"
+    assert clients[0]["client_url"] == f"{sandbox.web_client}/muhlbachgruppe.onmicrosoft.com/Production"
+    assert rows
+    assert all(r["state"] == "ok" for r in rows)
+    assert hub.client("outsider@fabrikam-audit.example").get("/api/v1/clients").json()["clients"] == []
