@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import uuid
 from enum import StrEnum
-from typing import Annotated, Generic, TypeVar
+from typing import Annotated, Generic, Literal, TypeVar
 
 import nats.errors
 from nats.aio.client import Client
@@ -26,6 +26,7 @@ UPDATE_CLIENT = "cmd.registry.client.update"
 REMOVE_CLIENT = "cmd.registry.client.remove"
 REQUEST_REFRESH = "cmd.registry.refresh.request"
 TEST_CONNECTION = "cmd.registry.connection.test"
+INVITE_COLLEAGUE = "cmd.registry.accountant.invite"
 
 
 class EnsureAccountant(BaseModel):
@@ -82,6 +83,18 @@ class TestConnection(FirmCommand):
 
     client_url: Annotated[str, Field(min_length=1, max_length=2000)]
     client_id: uuid.UUID | None = None
+
+
+class InviteColleague(FirmCommand):
+    """Owners and admins invite a colleague by address, as admin or staff."""
+
+    email: Annotated[str, Field(min_length=3, max_length=320)]
+    role: Literal["admin", "staff"]
+
+
+class ColleagueInvitation(BaseModel):
+    email: str
+    role: str
 
 
 class ConnectionTestStarted(BaseModel):

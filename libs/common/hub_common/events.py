@@ -140,6 +140,17 @@ class AccountantJoined(EventData):
     role: Role
 
 
+class ColleagueInvited(EventData):
+    """An owner or admin invited an address to join the firm; it joins on first sign-in."""
+
+    event_type = "ColleagueInvited"
+    subject_template = "accountant.invited"
+
+    email: Annotated[str, Field(max_length=320)]
+    role: Role
+    invited_by: uuid.UUID
+
+
 # ---------------------------------------------------------------- clients
 
 
@@ -475,6 +486,7 @@ EVENT_TYPES: dict[str, type[EventData]] = {
     for model in (
         FirmCreated,
         AccountantJoined,
+        ColleagueInvited,
         ClientAdded,
         ClientUpdated,
         ClientRemoved,

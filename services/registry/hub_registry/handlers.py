@@ -85,6 +85,10 @@ def register_command_handlers(
         test_id = await service.test_connection(session=session, command=command, settings=settings)
         return commands.ConnectionTestStarted(test_id=test_id)
 
+    async def invite_colleague(session: AsyncSession, command: commands.InviteColleague) -> BaseModel:
+        return await service.invite_colleague(session=session, command=command)
+
+    command_handler(commands.INVITE_COLLEAGUE, commands.InviteColleague, invite_colleague)
     command_handler(commands.TEST_CONNECTION, commands.TestConnection, test_connection)
     command_handler(commands.ENSURE_ACCOUNTANT, commands.EnsureAccountant, ensure_accountant)
     command_handler(commands.ADD_CLIENT, commands.AddClient, add_client)

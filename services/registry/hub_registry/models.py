@@ -76,4 +76,18 @@ class Client(SQLModel, table=True):
     removed_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime(), nullable=True))
 
 
+class ColleagueInvitationRow(SQLModel, table=True):
+    """A pending invitation to join a firm; the address joins on its first sign-in."""
+
+    __tablename__ = "registry_colleague_invitations"
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    firm_id: uuid.UUID = Field(foreign_key="registry_firms.id", index=True)
+    email: str = Field(max_length=320, index=True)
+    role: str = Field(max_length=20)
+    invited_by: uuid.UUID
+    created_at: datetime = Field(default_factory=_now, sa_column=_timestamp())
+    accepted_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime(), nullable=True))
+
+
 registry_outbox = outbox_table(SQLModel.metadata, "registry_outbox")

@@ -18,7 +18,9 @@ from hub_common import outbox
 from hub_common.commands import (
     AccountantIdentity,
     AddClient,
+    ColleagueInvitation,
     EnsureAccountant,
+    InviteColleague,
     Rejection,
     RejectionReason,
     RemoveClient,
@@ -36,6 +38,7 @@ from hub_common.events import (
     ClientRemoved,
     ClientSource,
     ClientUpdated,
+    ColleagueInvited,
     ConnectionTestRequested,
     Envelope,
     EventData,
@@ -47,7 +50,7 @@ from hub_common.events import (
 )
 from hub_registry.domain.client_url import ClientUrlError, ParsedClientUrl, parse_client_url
 from hub_registry.domain.emails import EmailRejected, firm_name_for, normalize_work_email
-from hub_registry.models import Accountant, Client, Firm, registry_outbox
+from hub_registry.models import Accountant, Client, ColleagueInvitationRow, Firm, registry_outbox
 from hub_registry.settings import RegistrySettings
 
 SERVICE_ACTOR = Actor.service("registry")
@@ -116,6 +119,19 @@ async def ensure_accountant(
             role=existing.role,
             created=False,
         )
+    invitation = (
+        (
+            await session.execute(
+                select(ColleagueInvitationRow)
+                .where(ColleagueInvitationRow.email == email, col(ColleagueInvitationRow.accepted_at).is_(None))
+                .order_by(col(ColleagueInvitationRow.created_at).desc())
+            )
+        )
+        .scalars()
+        .first()
+    )
+    if invitation is not None:
+        return await _join_firm(session=session, invitation=invitation, command=command, email=email)
     firm = Firm(name=firm_name_for(email))
     accountant = Accountant(firm_id=firm.id, email=email, display_name=command.display_name, role=Role.OWNER.value)
     session.add(firm)
@@ -155,6 +171,78 @@ async def ensure_accountant(
         role=accountant.role,
         created=True,
     )
+
+
+async def _join_firm(
+    *, session: AsyncSession, invitation: ColleagueInvitationRow, command: EnsureAccountant, email: str
+) -> AccountantIdentity:
+    """The first sign-in of an invited address joins the inviting firm, with its role."""
+    accountant = Accountant(
+        firm_id=invitation.firm_id, email=email, display_name=command.display_name, role=invitation.role
+    )
+    session.add(accountant)
+    invitation.accepted_at = datetime.now(UTC)
+    await session.flush()
+    context = Context(
+        firm_id=invitation.firm_id,
+        actor=Actor(kind=ActorKind.ACCOUNTANT, id=str(accountant.id), display_name=email),
+        correlation_id=command.correlation_id,
+    )
+    await _emit(
+        session,
+        context,
+        AccountantJoined(
+            accountant_id=accountant.id, email=email, display_name=accountant.display_name, role=Role(invitation.role)
+        ),
+    )
+    return AccountantIdentity(
+        accountant_id=accountant.id,
+        firm_id=invitation.firm_id,
+        email=email,
+        display_name=accountant.display_name,
+        role=accountant.role,
+        created=True,
+    )
+
+
+async def invite_colleague(*, session: AsyncSession, command: InviteColleague) -> ColleagueInvitation:
+    """Owners and admins invite by address; nobody joins a firm by email domain alone."""
+    inviter = await session.get(Accountant, uuid.UUID(command.actor.id)) if _is_uuid(command.actor.id) else None
+    if inviter is None or inviter.firm_id != command.firm_id:
+        raise Refused(RejectionReason.NOT_FOUND, "No such accountant")
+    if inviter.role not in (Role.OWNER.value, Role.ADMIN.value):
+        raise Refused(RejectionReason.FORBIDDEN, "Only the firm's owners and admins can invite colleagues")
+    try:
+        email = normalize_work_email(command.email)
+    except EmailRejected as error:
+        raise Refused(RejectionReason.INVALID, str(error), field="email") from error
+    if (await session.execute(select(Accountant.id).where(Accountant.email == email))).first() is not None:
+        raise Refused(RejectionReason.CONFLICT, f"{email} already has an Accountant Hub account", field="email")
+    pending = (
+        await session.execute(
+            select(ColleagueInvitationRow).where(
+                ColleagueInvitationRow.email == email,
+                ColleagueInvitationRow.firm_id == command.firm_id,
+                col(ColleagueInvitationRow.accepted_at).is_(None),
+            )
+        )
+    ).scalar_one_or_none()
+    if pending is None:
+        pending = ColleagueInvitationRow(firm_id=command.firm_id, email=email, role=command.role, invited_by=inviter.id)
+        session.add(pending)
+    pending.role = command.role
+    await _emit(
+        session, _context(command), ColleagueInvited(email=email, role=Role(command.role), invited_by=inviter.id)
+    )
+    return ColleagueInvitation(email=email, role=command.role)
+
+
+def _is_uuid(value: str) -> bool:
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True
 
 
 # ---------------------------------------------------------------- clients
@@ -242,7 +330,9 @@ async def _insert_client(
     return client.id
 
 
-def _context(command: AddClient | UpdateClient | RemoveClient | RequestRefresh | TestConnection) -> Context:
+def _context(
+    command: AddClient | UpdateClient | RemoveClient | RequestRefresh | TestConnection | InviteColleague,
+) -> Context:
     return Context(command.firm_id, command.actor, command.correlation_id)
 
 

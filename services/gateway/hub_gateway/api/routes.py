@@ -309,3 +309,42 @@ async def me(principal: CurrentPrincipal) -> Me:
         display_name=principal.display_name,
         role=principal.role,
     )
+
+
+# ---------------------------------------------------------------- the firm's accountants
+
+
+class AccountantSummary(BaseModel):
+    accountant_id: uuid.UUID
+    email: str
+    display_name: str
+    role: str
+
+
+class ColleagueInvitationBody(BaseModel):
+    email: Annotated[str, Field(min_length=3, max_length=320)]
+    role: Literal["admin", "staff"] = "staff"
+
+
+@api.get("/accountants")
+async def list_accountants(principal: CurrentPrincipal, session: Session) -> list[AccountantSummary]:
+    rows = await queries.accountants(session, firm_id=principal.firm_id)
+    return [
+        AccountantSummary(accountant_id=r.accountant_id, email=r.email, display_name=r.display_name, role=r.role)
+        for r in rows
+    ]
+
+
+@api.post("/accountants/invitations", status_code=status.HTTP_202_ACCEPTED)
+async def invite_colleague(
+    principal: CurrentPrincipal, state: State, request: Request, body: ColleagueInvitationBody
+) -> commands.ColleagueInvitation:
+    """Owners and admins invite a colleague; the address joins this firm on first sign-in."""
+    command = commands.InviteColleague(
+        firm_id=principal.firm_id,
+        actor=_actor(principal),
+        correlation_id=request.state.correlation_id,
+        email=body.email,
+        role=body.role,
+    )
+    return await _send(state, request, commands.INVITE_COLLEAGUE, command, commands.ColleagueInvitation)

@@ -140,3 +140,10 @@ async def accountant_by_email(session: AsyncSession, email: str) -> AccountantRo
 async def connection_test(session: AsyncSession, *, firm_id: uuid.UUID, test_id: uuid.UUID) -> ConnectionTestRow | None:
     row = await session.get(ConnectionTestRow, test_id)
     return row if row is not None and row.firm_id == firm_id else None
+
+
+async def accountants(session: AsyncSession, *, firm_id: uuid.UUID) -> list[AccountantRow]:
+    rows = await session.execute(
+        select(AccountantRow).where(AccountantRow.firm_id == firm_id).order_by(AccountantRow.email)
+    )
+    return list(rows.scalars())
