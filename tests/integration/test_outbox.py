@@ -13,7 +13,7 @@ from nats.js import JetStreamContext
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from hub_common.commands import AddClient, EnsureAccountant
+from hub_common.commands import AddClient, EnsureAccountant, RemoveClient
 from hub_common.db import create_engine, migrate, session_factory, transaction
 from hub_common.events import Actor, ActorKind, ClientCard, decode_event
 from hub_common.outbox import OutboxRelay
@@ -139,3 +139,31 @@ async def test_relay_publishes_each_event_once_even_after_a_crash(
     async with sessions() as session:
         unsent = await session.execute(select(func.count()).where(registry_outbox.c.published_at.is_(None)))
         assert unsent.scalar_one() == 0
+
+
+async def test_the_schedule_asks_a_refresh_of_every_live_client(sessions: async_sessionmaker[AsyncSession]) -> None:
+    firm_id, actor = await _firm(sessions)
+    urls = [f"https://businesscentral.dynamics.com/tenant{n}.onmicrosoft.com/Production" for n in range(3)]
+    async with transaction(sessions) as session:
+        ids = [
+            await service.add_client(
+                session=session,
+                command=AddClient(
+                    firm_id=firm_id, actor=actor, correlation_id="c", card=ClientCard(name=f"C{n}", client_url=url)
+                ),
+                settings=SETTINGS,
+            )
+            for n, url in enumerate(urls)
+        ]
+    async with transaction(sessions) as session:
+        await service.remove_client(
+            session=session, command=RemoveClient(firm_id=firm_id, actor=actor, correlation_id="c", client_id=ids[0])
+        )
+    async with transaction(sessions) as session:
+        await service.refresh_every_client(session=session, correlation_id="schedule-1")
+    async with sessions() as session:
+        payloads = (await session.execute(select(registry_outbox.c.payload))).scalars().all()
+    scheduled = [decode_event(p) for p in payloads if '"schedule-1"' in p]
+    refreshed = {e.data.client_id for e in scheduled if e.firm_id == firm_id}  # type: ignore[attr-defined]
+    assert refreshed == set(ids[1:]), "removed clients are not refreshed"
+    assert all(e.type == "RefreshRequested" and e.actor.id == "registry-schedule" for e in scheduled)

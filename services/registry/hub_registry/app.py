@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from pathlib import Path
 
 from faststream import FastStream
@@ -32,6 +33,7 @@ def create_app(settings: RegistrySettings) -> FastStream:
     sessions = session_factory(engine)
     # The relay needs the JetStream context, which exists only once connected.
     relays: list[OutboxRelay] = []
+    schedules: list[asyncio.Task[None]] = []
 
     def relay_notify() -> None:
         for relay in relays:
@@ -46,14 +48,29 @@ def create_app(settings: RegistrySettings) -> FastStream:
         await declare_topology(jetstream_of(broker))
         relays.append(OutboxRelay(sessions, registry_outbox, jetstream_of(broker)))
 
+    async def refresh_on_schedule() -> None:
+        while True:
+            await asyncio.sleep(settings.scheduled_refresh_seconds)
+            try:
+                async with transaction(sessions) as session:
+                    count = await service.refresh_every_client(session=session, correlation_id=str(uuid.uuid4()))
+                relay_notify()
+                logger.info("scheduled refresh requested", clients=count)
+            except Exception:
+                logger.exception("scheduled refresh failed; trying again next time")
+
     @app.after_startup
     async def start_relay() -> None:
         for relay in relays:
             relay.start()
+        if settings.scheduled_refresh_seconds > 0:
+            schedules.append(asyncio.create_task(refresh_on_schedule(), name="scheduled-refresh"))
         logger.info("registry ready")
 
     @app.on_shutdown
     async def stop_relay() -> None:
+        for task in schedules:
+            task.cancel()
         for relay in relays:
             await relay.stop()
         await engine.dispose()

@@ -467,3 +467,25 @@ async def request_refresh(*, session: AsyncSession, command: RequestRefresh) -> 
         )
         refresh_ids.append(refresh_id)
     return refresh_ids
+
+
+SCHEDULE_ACTOR = Actor.service("registry-schedule")
+
+
+async def refresh_every_client(*, session: AsyncSession, correlation_id: str) -> int:
+    """The scheduled refresh: one RefreshRequested per live client of every firm."""
+    clients = (await session.execute(select(Client).where(col(Client.removed_at).is_(None)))).scalars().all()
+    for client in clients:
+        await _emit(
+            session,
+            Context(client.firm_id, SCHEDULE_ACTOR, correlation_id),
+            RefreshRequested(
+                refresh_id=uuid.uuid4(),
+                client_id=client.id,
+                connection=ClientConnection(
+                    tenant=client.tenant, environment=client.environment, company_name=client.company_name
+                ),
+                tax_account_numbers=json.loads(client.tax_account_numbers) if client.tax_account_numbers else None,
+            ),
+        )
+    return len(clients)

@@ -9,3 +9,5 @@ class RegistrySettings(HubSettings):
     # A new firm's dashboard starts with this client (a sandbox tenant) until removed.
     sample_client_url: str | None = None
     sample_client_name: str = "Sample client (CRONUS)"
+    # Refresh every client of every firm this often; 0 turns the schedule off.
+    scheduled_refresh_seconds: int = 3600
