@@ -8,9 +8,13 @@ sandbox standing in for Entra needs no outside access.
 
 from __future__ import annotations
 
+import re
+import time
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
+import jwt
 import msal
 
 MICROSOFT_AUTHORITY_HOSTS = frozenset(
@@ -29,3 +33,67 @@ def confidential_client(
         http_client=http,
         instance_discovery=(urlsplit(base).hostname or "") in MICROSOFT_AUTHORITY_HOSTS,
     )
+
+
+class TokenRejected(ValueError):
+    """An Entra token the hub will not accept, with the reason."""
+
+
+# Directory roles allowed to invite an external accountant, as BC's wizard requires
+# (page 9033: Global Administrator or User Administrator).
+GLOBAL_ADMINISTRATOR = "62e90394-69f5-4237-9190-012177145e10"
+USER_ADMINISTRATOR = "fe930be7-5e62-47db-91af-98c3a49a38b1"
+
+
+class EntraTokenVerifier:
+    """Checks tokens Entra issued for the hub's app: signature (JWKS), issuer, audience, expiry."""
+
+    def __init__(self, *, authority_base: str, audience: str, http: httpx.AsyncClient, cache_seconds: float = 3600):
+        self._authority_base = authority_base.rstrip("/")
+        self._audience = audience
+        self._http = http
+        self._cache_seconds = cache_seconds
+        self._keys: dict[str, tuple[float, jwt.PyJWKSet]] = {}
+
+    async def _key_set(self, tenant: str) -> jwt.PyJWKSet:
+        cached = self._keys.get(tenant)
+        if cached is not None and cached[0] > time.monotonic():
+            return cached[1]
+        response = await self._http.get(f"{self._authority_base}/{tenant}/discovery/v2.0/keys")
+        if response.status_code != 200:
+            raise TokenRejected(f"the signing keys of tenant {tenant} could not be read ({response.status_code})")
+        key_set = jwt.PyJWKSet.from_dict(response.json())
+        self._keys[tenant] = (time.monotonic() + self._cache_seconds, key_set)
+        return key_set
+
+    async def verify(self, token: str) -> dict[str, Any]:
+        try:
+            header = jwt.get_unverified_header(token)
+            unverified = jwt.decode(token, options={"verify_signature": False})
+        except jwt.PyJWTError as error:
+            raise TokenRejected(f"not a token: {error}") from error
+        tenant = unverified.get("tid")
+        if not isinstance(tenant, str) or not re.fullmatch(r"[0-9a-fA-F-]{36}", tenant):
+            raise TokenRejected("the token names no tenant")
+        key_set = await self._key_set(tenant)
+        key = next((k for k in key_set.keys if k.key_id == header.get("kid")), None)
+        if key is None:
+            raise TokenRejected("the token is not signed by a key of its tenant")
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                key.key,
+                algorithms=["RS256"],
+                audience=self._audience,
+                issuer=f"{self._authority_base}/{tenant}/v2.0",
+                options={"require": ["exp", "iat", "tid", "aud", "iss"]},
+                leeway=60,
+            )
+        except jwt.PyJWTError as error:
+            raise TokenRejected(f"invalid token: {error}") from error
+        return claims
+
+
+def is_tenant_admin(claims: dict[str, Any]) -> bool:
+    roles = claims.get("wids")
+    return isinstance(roles, list) and bool({GLOBAL_ADMINISTRATOR, USER_ADMINISTRATOR} & set(roles))

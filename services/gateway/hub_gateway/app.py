@@ -15,14 +15,16 @@ from fastapi import FastAPI, Request, Response
 from hub_common.bus import create_broker, jetstream_of
 from hub_common.consumers import Delivery, subscribe_batches
 from hub_common.db import create_engine, migrate, session_factory, transaction
-from hub_common.entra import confidential_client
+from hub_common.entra import EntraTokenVerifier, confidential_client
 from hub_common.events import Envelope, EventData
 from hub_common.logging import bound_context, configure_logging, get_logger
 from hub_common.streams import GATEWAY_EVENTS_CONSUMER, GATEWAY_SNAPSHOTS_CONSUMER, declare_topology
+from hub_gateway.api.client_invitations import client_invitations
 from hub_gateway.api.deps import GatewayState
 from hub_gateway.api.routes import api, health
 from hub_gateway.readmodel.projection import apply_batch
 from hub_gateway.settings import GatewaySettings
+from hub_gateway.web.invitations import invitation_pages
 from hub_gateway.web.pages import pages
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -63,6 +65,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         await declare_topology(jetstream_of(broker))
         await broker.start()
         entra_http = httpx.Client(verify=settings.tls_verification(), timeout=30)
+        entra_keys_http = httpx.AsyncClient(verify=settings.tls_verification(), timeout=30)
         app.state.gateway = GatewayState(
             settings=settings,
             engine=engine,
@@ -75,6 +78,9 @@ def create_app(settings: GatewaySettings) -> FastAPI:
                 client_secret=settings.entra_client_secret.get_secret_value(),
                 http=entra_http,
             ),
+            entra_tokens=EntraTokenVerifier(
+                authority_base=settings.entra_authority, audience=settings.entra_client_id, http=entra_keys_http
+            ),
         )
         logger.info("gateway ready", url=f"http://{settings.host}:{settings.port}")
         try:
@@ -83,6 +89,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             await broker.stop()
             await engine.dispose()
             entra_http.close()  # noqa: ASYNC212 - msal needs a sync client; closing is instant
+            await entra_keys_http.aclose()
 
     app = FastAPI(
         title="Accountant Hub",
@@ -104,6 +111,8 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     app.include_router(health)
     app.include_router(api)
     app.include_router(pages)
+    app.include_router(client_invitations)
+    app.include_router(invitation_pages)
     return app
 
 

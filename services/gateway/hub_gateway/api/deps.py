@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from hub_common import commands
 from hub_common.commands import CommandRejected, EnsureAccountant
+from hub_common.entra import EntraTokenVerifier
 from hub_gateway.accounts import store
 from hub_gateway.auth import NotAuthenticated, Principal, read_dev_token
 from hub_gateway.readmodel import queries
@@ -32,6 +33,8 @@ class GatewayState:
     broker: NatsBroker
     # The hub's Entra app, for accountants' sign-in (authority: organizations).
     entra: msal.ConfidentialClientApplication
+    # Checks tokens Entra issued for the hub's app (client administrators' invitations).
+    entra_tokens: EntraTokenVerifier
 
     @property
     def nats(self) -> Client:

@@ -1,0 +1,90 @@
+"""Following the links of an invitation email.
+
+Opening a link shows what will happen and a button: email scanners open links by
+themselves, and a single-use link must not be spent by one. Accepting needs the invited
+address to be signed in; every refusal (tampered, expired, reused, another account) gets
+a clear page and changes nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Form, HTTPException, Request, status
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from hub_common import commands
+from hub_common.commands import CommandRejected, RejectionReason
+from hub_gateway.api.deps import Session, State, current_principal
+from hub_gateway.web.pages import templates
+
+invitation_pages = APIRouter(include_in_schema=False)
+
+_STATUS = {
+    RejectionReason.INVALID: status.HTTP_400_BAD_REQUEST,
+    RejectionReason.NOT_FOUND: status.HTTP_404_NOT_FOUND,
+    RejectionReason.CONFLICT: status.HTTP_409_CONFLICT,
+    RejectionReason.FORBIDDEN: status.HTTP_403_FORBIDDEN,
+    RejectionReason.UNAVAILABLE: status.HTTP_503_SERVICE_UNAVAILABLE,
+}
+
+
+@invitation_pages.get("/invitations/accept", response_class=HTMLResponse)
+async def show_invitation(request: Request, state: State, session: Session, link: str = "", add: int = 0) -> Response:
+    try:
+        principal = await current_principal(request, state, session)
+    except HTTPException:
+        back = f"/invitations/accept?{urlencode({'link': link, 'add': add})}"
+        return RedirectResponse(f"/sign-in?{urlencode({'next': back})}", status_code=status.HTTP_303_SEE_OTHER)
+    browser = getattr(request.state, "browser_session", None)
+    return templates.TemplateResponse(
+        request,
+        "invitation.html",
+        {
+            "principal": principal,
+            "link": link,
+            "add": bool(add),
+            "csrf_token": browser.csrf_token if browser else "",
+            "result": None,
+            "error": None,
+        },
+    )
+
+
+@invitation_pages.post("/invitations/accept", response_class=HTMLResponse)
+async def accept_invitation(
+    request: Request,
+    state: State,
+    session: Session,
+    link: Annotated[str, Form(max_length=500)],
+    add: Annotated[int, Form()] = 0,
+) -> Response:
+    principal = await current_principal(request, state, session)
+    context = {"principal": principal, "link": link, "add": bool(add), "csrf_token": "", "result": None, "error": None}
+    if len(link) < 10:
+        context["error"] = "This link is incomplete. Open it again from the invitation email."
+        return templates.TemplateResponse(request, "invitation.html", context, status_code=status.HTTP_400_BAD_REQUEST)
+    command = commands.AcceptInvitation(
+        token=link,
+        accountant_id=principal.accountant_id,
+        firm_id=principal.firm_id,
+        email=principal.email,
+        add_to_dashboard=bool(add),
+        correlation_id=request.state.correlation_id,
+    )
+    try:
+        result = await commands.send_command(
+            state.nats,
+            commands.ACCEPT_INVITATION,
+            command,
+            commands.InvitationAcceptedResult,
+            timeout=state.settings.command_timeout_seconds,
+        )
+    except CommandRejected as rejected:
+        context["error"] = rejected.rejection.message
+        return templates.TemplateResponse(
+            request, "invitation.html", context, status_code=_STATUS[rejected.rejection.reason]
+        )
+    context["result"] = result
+    return templates.TemplateResponse(request, "invitation.html", context)
