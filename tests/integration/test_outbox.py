@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 from nats.js import JetStreamContext
-from sqlalchemy import func, select, update
+from sqlalchemy import func, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlmodel import col, select
 
 from hub_common.commands import AddClient, EnsureAccountant, RemoveClient
 from hub_common.db import create_engine, migrate, session_factory, transaction
@@ -167,3 +168,36 @@ async def test_the_schedule_asks_a_refresh_of_every_live_client(sessions: async_
     refreshed = {e.data.client_id for e in scheduled if e.firm_id == firm_id}  # type: ignore[attr-defined]
     assert refreshed == set(ids[1:]), "removed clients are not refreshed"
     assert all(e.type == "RefreshRequested" and e.actor.id == "registry-schedule" for e in scheduled)
+
+
+async def test_the_sample_client_comes_with_a_new_firm_and_once_removed_stays_gone(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    settings = SETTINGS.model_copy(update={"sample_client_url": CLIENT_URL})
+    command = EnsureAccountant(email="newcomer@woodgrove.example", display_name="N", correlation_id="c")
+    async with transaction(sessions) as session:
+        identity = await service.ensure_accountant(session=session, command=command, settings=settings)
+    async with sessions() as session:
+        clients = (await session.execute(select(Client).where(Client.firm_id == identity.firm_id))).scalars().all()
+    assert [(c.name, c.source) for c in clients] == [("Sample client (CRONUS)", "sample")]
+    actor = Actor(kind=ActorKind.ACCOUNTANT, id=str(identity.accountant_id))
+    async with transaction(sessions) as session:
+        await service.remove_client(
+            session=session,
+            command=RemoveClient(firm_id=identity.firm_id, actor=actor, correlation_id="c", client_id=clients[0].id),
+        )
+    async with transaction(sessions) as session:
+        again = await service.ensure_accountant(session=session, command=command, settings=settings)
+    assert again.firm_id == identity.firm_id
+    assert not again.created
+    async with sessions() as session:
+        live = (
+            (
+                await session.execute(
+                    select(Client).where(Client.firm_id == identity.firm_id, col(Client.removed_at).is_(None))
+                )
+            )
+            .scalars()
+            .all()
+        )
+    assert live == []
