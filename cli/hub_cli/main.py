@@ -41,6 +41,14 @@ def invitations() -> None:
     asyncio.run(run())
 
 
+@app.command("smtp-sink")
+def smtp_sink() -> None:
+    """Run the dev SMTP sink: keeps every message as JSON in HUB_SMTP_SINK_DIR (port HUB_SMTP_SINK_PORT)."""
+    from hub_invitations.smtp_sink import run
+
+    run()
+
+
 @app.command()
 def gateway() -> None:
     """Run the gateway: the dashboard and the JSON API."""

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 
-from hub_common.local_nats import LocalNatsServer, wait_for_port
+from hub_common.local_nats import LocalNatsServer, free_port, wait_for_port
 
 PR_SET_PDEATHSIG = 1
 SANDBOX_SAMPLE_TENANT = "cronus-sample.onmicrosoft.com"
@@ -76,6 +76,8 @@ class Supervisor:
     gateway_port: int = 8000
     sandbox_port: int = 8443
     nats_port: int = 0
+    # The dev SMTP sink that catches invitation mail; 0 picks a free port at start.
+    smtp_sink_port: int = 0
     children: list[Child] = field(default_factory=list)
     nats: LocalNatsServer | None = None
     stopping: bool = False
@@ -112,6 +114,14 @@ class Supervisor:
                 "sandbox",
                 HUB_SANDBOX_PORT=str(self.sandbox_port),
                 HUB_SANDBOX_STATE_DIR=str(self.home / "sandbox"),
+                # The client admin's "Invite External Accountant" page calls the gateway.
+                HUB_SANDBOX_HUB_URL=f"http://127.0.0.1:{self.gateway_port}",
+            ),
+            child(
+                "smtp-sink",
+                "smtp-sink",
+                HUB_SMTP_SINK_PORT=str(self.smtp_sink_port),
+                HUB_SMTP_SINK_DIR=str(self.home / "mail"),
             ),
             child(
                 "registry",
@@ -130,12 +140,17 @@ class Supervisor:
                 "invitations",
                 HUB_DATABASE_URL=f"sqlite:///{self.home / 'invitations.db'}",
                 HUB_PUBLIC_URL=f"http://127.0.0.1:{self.gateway_port}",
+                HUB_SMTP_HOST="127.0.0.1",
+                HUB_SMTP_PORT=str(self.smtp_sink_port),
             ),
             child(
                 "gateway",
                 "gateway",
                 HUB_DATABASE_URL=f"sqlite:///{self.home / 'gateway.db'}",
                 HUB_PORT=str(self.gateway_port),
+                # The dev mail page reads what the SMTP sink caught.
+                HUB_SMTP_SINK_DIR=str(self.home / "mail"),
+                HUB_PUBLIC_URL=f"http://127.0.0.1:{self.gateway_port}",
             ),
         ]
         return plan
@@ -203,12 +218,18 @@ class Supervisor:
         secrets_ = DevSecrets.load_or_create(self.home / "dev-secrets.json")
         try:
             self.nats = LocalNatsServer(self.home / "nats", port=self.nats_port).start()
+            if not self.smtp_sink_port:
+                self.smtp_sink_port = free_port()
             self.children = self._plan(secrets_, self.nats.url)
-            sandbox, *services = self.children
+            sandbox, smtp_sink, *services = self.children
             self._start(sandbox)
+            self._start(smtp_sink)
             if not wait_for_port("127.0.0.1", self.sandbox_port, 60):
                 self._check_children()
                 raise RuntimeError("the sandbox did not start listening")
+            if not wait_for_port("127.0.0.1", self.smtp_sink_port, 30):
+                self._check_children()
+                raise RuntimeError("the SMTP sink did not start listening")
             for child in services:
                 self._start(child)
             if not self._wait_until_ready(120):

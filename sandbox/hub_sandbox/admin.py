@@ -25,6 +25,7 @@ import uuid
 from fastapi import APIRouter, HTTPException, Request, Response
 from pydantic import BaseModel, Field
 
+from hub_sandbox.client_admin import invite_url
 from hub_sandbox.faults import ActiveFault, FaultKind, FaultSpec
 from hub_sandbox.limits import LimitSettings
 from hub_sandbox.state import VERSIONS_BY_MAJOR, SandboxState
@@ -62,6 +63,8 @@ class TenantSummary(BaseModel):
     faults: list[ActiveFault]
     # The Entra authority msal should use for this tenant.
     authority: str
+    # The client administrator's "Invite External Accountant" page.
+    invite_url: str
     environments: list[EnvironmentSummary]
 
 
@@ -131,6 +134,7 @@ def summarise_tenant(state: SandboxState, tenant: SandboxTenant, base_url: str) 
         cue_services_published=state.cue_services_published(tenant),
         faults=state.faults.of_tenant(tenant.id),
         authority=f"{base_url}/{tenant.id}",
+        invite_url=invite_url(base_url, tenant),
         environments=[
             EnvironmentSummary(
                 name=environment.name,

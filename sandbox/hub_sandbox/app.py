@@ -8,6 +8,7 @@ from hub_common.logging import get_logger
 from hub_sandbox.admin import ADMIN_PREFIX, admin_router
 from hub_sandbox.business_central import business_central_router
 from hub_sandbox.certificates import ensure_signing_key
+from hub_sandbox.client_admin import client_admin_router
 from hub_sandbox.identity import identity_router
 from hub_sandbox.settings import SandboxSettings
 from hub_sandbox.sign_in_pages import sign_in_router
@@ -33,9 +34,10 @@ def create_app(settings: SandboxSettings) -> FastAPI:
     )
     app.state.sandbox = state
     # Order matters: the identity routes start with a free {tenant} segment, so the routes
-    # with fixed prefixes (/_sandbox, /bc, /v2.0) must be matched first.
+    # with fixed prefixes (/_sandbox, /bc, /admin, /v2.0) must be matched first.
     app.include_router(admin_router(state))
     app.include_router(web_client_router(state))
+    app.include_router(client_admin_router(state))
     app.include_router(business_central_router(state))
     app.include_router(identity_router(state))
     app.include_router(sign_in_router(state))

@@ -66,6 +66,11 @@ class SandboxSettings(HubSettings):
     # How long an authorization code can be redeemed (Entra: 10 minutes).
     sandbox_authorization_code_lifetime_seconds: int = 600
 
+    # The Accountant Hub the client admin's "Invite External Accountant" page sends
+    # invitations to (POST {sandbox_hub_url}/api/v1/client-invitations).
+    sandbox_hub_url: str = "http://127.0.0.1:8000"
+    sandbox_hub_timeout_seconds: float = 15.0
+
     @property
     def redirect_uris(self) -> tuple[str, ...]:
         return tuple(uri.strip() for uri in self.sandbox_redirect_uris.split(",") if uri.strip())

@@ -15,6 +15,7 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
+from hub_sandbox.client_admin import invite_url
 from hub_sandbox.seed import AccountType, company_book
 from hub_sandbox.state import SandboxState
 from hub_sandbox.tenants import (
@@ -68,7 +69,10 @@ def web_client_router(state: SandboxState) -> APIRouter:
                 for e in tenant.environments
             )
             consent = "consented" if state.is_consented(tenant) else "no consent"
-            items.append(f"<li>{escape(tenant.display_name)} ({escape(tenant.domain)}, {consent}): {links}</li>")
+            invite = f'<a href="{escape(invite_url(base, tenant))}">Invite external accountant</a>'
+            items.append(
+                f"<li>{escape(tenant.display_name)} ({escape(tenant.domain)}, {consent}): {links} · {invite}</li>"
+            )
         body = (
             "<h1>Accountant Hub sandbox</h1><p>Stands in for Microsoft Entra ID and Business"
             " Central. Tenants:</p><ul>" + "".join(items) + "</ul>"
@@ -132,6 +136,8 @@ def _company_page(
         return f'<a href="{escape(url)}">{escape(PAGE_CAPTIONS[number])}</a>'
 
     links = " · ".join(link(number) for number in (ROLE_CENTER_PAGE, CHART_OF_ACCOUNTS_PAGE, 1, 9301, 9308))
+    # BC's Users page action "Invite external accountant".
+    links += f' · <a href="{escape(invite_url(base, tenant))}">Invite external accountant</a>'
     body = (
         f"<h1>{escape(company.name)}</h1>"
         f"<p>{escape(tenant.display_name)} · environment {escape(environment.name)}"

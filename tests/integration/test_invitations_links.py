@@ -52,7 +52,17 @@ def test_any_changed_character_is_caught(part: int, position: int) -> None:
 
 @pytest.mark.parametrize(
     "broken",
-    ["", "abc", "a.b", "a.b.c.d", "not-a-uuid.x.y", "{id}.{token}", "{id}.{token}.", "{id}..{mac}", "{ID}.{token}.{mac}"],
+    [
+        "",
+        "abc",
+        "a.b",
+        "a.b.c.d",
+        "not-a-uuid.x.y",
+        "{id}.{token}",
+        "{id}.{token}.",
+        "{id}..{mac}",
+        "{ID}.{token}.{mac}",
+    ],
 )
 def test_incomplete_or_reshaped_links_are_refused(broken: str) -> None:
     invitation_id, token = uuid.uuid4(), new_token()

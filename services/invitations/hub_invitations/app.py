@@ -1,13 +1,24 @@
-"""Wiring of the invitations service: broker and topology."""
+"""Wiring of the invitations service: broker, command handlers, outbox relay, mail, migrations."""
 
 from __future__ import annotations
+
+import asyncio
+from pathlib import Path
 
 from faststream import FastStream
 
 from hub_common.bus import create_broker, jetstream_of
+from hub_common.db import create_engine, migrate, session_factory
 from hub_common.logging import configure_logging, get_logger
+from hub_common.outbox import OutboxRelay
 from hub_common.streams import declare_topology
+from hub_invitations.handlers import register_command_handlers
+from hub_invitations.mailer import InvitationMailer
+from hub_invitations.models import invitations_outbox
 from hub_invitations.settings import InvitationsSettings
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+VERSION_TABLE = "invitations_alembic_version"
 
 logger = get_logger(__name__)
 
@@ -15,17 +26,40 @@ logger = get_logger(__name__)
 def create_app(settings: InvitationsSettings) -> FastStream:
     configure_logging(settings)
     broker = create_broker(settings.nats_url, name=settings.service_name)
+    engine = create_engine(settings.database_url)
+    sessions = session_factory(engine)
+    mailer = InvitationMailer(sessions, settings)
+    # The relay needs the JetStream context, which exists only once connected.
+    relays: list[OutboxRelay] = []
+
+    def relay_notify() -> None:
+        for relay in relays:
+            relay.notify()
+
     app = FastStream(broker)
 
     @app.on_startup
     async def prepare() -> None:
+        await asyncio.to_thread(migrate, settings.database_url, MIGRATIONS, VERSION_TABLE)
         await broker.connect()
         await declare_topology(jetstream_of(broker))
+        relays.append(OutboxRelay(sessions, invitations_outbox, jetstream_of(broker)))
 
     @app.after_startup
-    async def ready() -> None:
-        logger.info("invitations ready")
+    async def start_background() -> None:
+        for relay in relays:
+            relay.start()
+        mailer.start()
+        logger.info("invitations ready", smtp=f"{settings.smtp_host}:{settings.smtp_port}")
 
+    @app.on_shutdown
+    async def stop_background() -> None:
+        await mailer.stop()
+        for relay in relays:
+            await relay.stop()
+        await engine.dispose()
+
+    register_command_handlers(broker, sessions, relay_notify, mailer, settings)
     return app
 
 

@@ -1,0 +1,137 @@
+"""The invitation email: composed from an invitation and its link, sent over SMTP.
+
+The subject follows BC's wizard ("You have been invited to {product}"), naming the client.
+The body carries two links to the gateway: accept access, or accept and add the client
+to the dashboard. Sending is blocking ``smtplib``; callers run it off the event loop.
+"""
+
+from __future__ import annotations
+
+import smtplib
+import ssl
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid, parseaddr
+from html import escape
+from urllib.parse import urlencode
+
+from hub_invitations.settings import InvitationsSettings
+
+PRODUCT = "Accountant Hub"
+ACCEPT_PATH = "/invitations/accept"
+
+
+@dataclass(frozen=True)
+class InvitationMail:
+    """What the email says, independent of how it is sent."""
+
+    invitation_id: str
+    email: str
+    accountant_name: str
+    client_name: str
+    environment: str
+    companies: tuple[str, ...]
+    welcome_text: str | None
+    expires_at: datetime
+    accept_url: str
+    add_url: str
+
+    @property
+    def subject(self) -> str:
+        return f"You have been invited to {PRODUCT} by {_one_line(self.client_name)}"
+
+
+def accept_urls(public_url: str, link: str) -> tuple[str, str]:
+    """The two links of the email: accept access, and accept and add to the dashboard."""
+    base = f"{public_url.rstrip('/')}{ACCEPT_PATH}"
+    return f"{base}?{urlencode({'link': link})}", f"{base}?{urlencode({'link': link, 'add': '1'})}"
+
+
+def _one_line(text: str) -> str:
+    """Header values never carry line breaks (no header injection from a name)."""
+    return " ".join(text.split())
+
+
+def _expiry(moment: datetime) -> str:
+    return moment.strftime("%d %B %Y, %H:%M UTC")
+
+
+def plain_text(mail: InvitationMail) -> str:
+    lines = [f"Hello {mail.accountant_name},", ""]
+    if mail.welcome_text and mail.welcome_text.strip():
+        lines += [mail.welcome_text.strip(), ""]
+    lines += [
+        f"{mail.client_name} invites you to follow their Business Central companies in {PRODUCT}:",
+        *(f"  - {company}" for company in mail.companies),
+        f"(environment {mail.environment}).",
+        "",
+        "Accept access:",
+        mail.accept_url,
+        "",
+        f"Accept and add {mail.client_name} to your dashboard:",
+        mail.add_url,
+        "",
+        f"Sign in with {mail.email} to accept. The link works once, only for that address,",
+        f"until {_expiry(mail.expires_at)}.",
+        "",
+        "If you did not expect this invitation, ignore this email; nothing happens until you accept.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def html_body(mail: InvitationMail) -> str:
+    welcome = (
+        "".join(f"<p>{escape(paragraph)}</p>" for paragraph in mail.welcome_text.strip().split("\n\n"))
+        if mail.welcome_text and mail.welcome_text.strip()
+        else ""
+    )
+    companies = "".join(f"<li>{escape(company)}</li>" for company in mail.companies)
+    return (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        f"<title>{escape(mail.subject)}</title></head>"
+        '<body style="font-family:system-ui,sans-serif;line-height:1.5;max-width:40rem">'
+        f"<p>Hello {escape(mail.accountant_name)},</p>{welcome}"
+        f"<p>{escape(mail.client_name)} invites you to follow their Business Central companies in"
+        f" {PRODUCT} (environment {escape(mail.environment)}):</p><ul>{companies}</ul>"
+        f'<p><a href="{escape(mail.accept_url)}">Accept access</a></p>'
+        f'<p><a href="{escape(mail.add_url)}">Accept and add {escape(mail.client_name)} to your dashboard</a></p>'
+        f"<p>Sign in with {escape(mail.email)} to accept. The link works once, only for that address,"
+        f" until {escape(_expiry(mail.expires_at))}.</p>"
+        "<p>If you did not expect this invitation, ignore this email; nothing happens until you accept.</p>"
+        "</body></html>"
+    )
+
+
+def compose(mail: InvitationMail, settings: InvitationsSettings) -> EmailMessage:
+    message = EmailMessage()
+    message["Subject"] = mail.subject
+    message["From"] = _one_line(settings.mail_from)
+    local, _, domain = mail.email.rpartition("@")
+    message["To"] = Address(display_name=_one_line(mail.accountant_name), username=local, domain=domain)
+    message["Date"] = format_datetime(datetime.now(UTC))
+    sender_domain = parseaddr(settings.mail_from)[1].rpartition("@")[2] or "accountant-hub.local"
+    message["Message-ID"] = make_msgid(idstring=mail.invitation_id, domain=sender_domain)
+    message["X-Hub-Invitation-Id"] = mail.invitation_id
+    message.set_content(plain_text(mail))
+    message.add_alternative(html_body(mail), subtype="html")
+    return message
+
+
+class MailNotSent(Exception):
+    """The SMTP server could not be reached or refused the message."""
+
+
+def send(message: EmailMessage, settings: InvitationsSettings) -> None:
+    """Hand the message to the configured SMTP server (blocking)."""
+    try:
+        with smtplib.SMTP(settings.smtp_host, settings.smtp_port, timeout=settings.smtp_timeout_seconds) as smtp:
+            if settings.smtp_starttls:
+                smtp.starttls(context=ssl.create_default_context())
+            if settings.smtp_username:
+                password = settings.smtp_password.get_secret_value() if settings.smtp_password else ""
+                smtp.login(settings.smtp_username, password)
+            smtp.send_message(message)
+    except (OSError, smtplib.SMTPException) as error:
+        raise MailNotSent(f"{type(error).__name__}: {error}"[:500]) from error

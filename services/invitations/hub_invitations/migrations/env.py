@@ -1,0 +1,10 @@
+"""Alembic environment of the invitations service: see hub_common.db.run_alembic_env."""
+
+from alembic import context
+
+from hub_common.db import run_alembic_env
+
+run_alembic_env(
+    context.config.get_main_option("sqlalchemy.url") or "",
+    context.config.attributes.get("version_table", "invitations_alembic_version"),
+)

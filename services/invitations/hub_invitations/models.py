@@ -1,0 +1,58 @@
+"""The invitations service's tables: invitations and the outbox of their events."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from enum import StrEnum
+
+from sqlalchemy import JSON, Column
+from sqlmodel import Field, SQLModel
+
+from hub_common.db import UtcDateTime
+from hub_common.outbox import outbox_table
+
+
+class InvitationStatus(StrEnum):
+    PENDING = "pending"
+    ACCEPTED = "accepted"
+    REJECTED = "rejected"
+    EXPIRED = "expired"
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Invitation(SQLModel, table=True):
+    __tablename__ = "invitations_invitations"
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    # SHA-256 (hex) of the link's token; the token itself is never stored.
+    token_hash: str = Field(max_length=64, index=True)
+    tenant: str = Field(max_length=253)
+    environment: str = Field(max_length=100)
+    client_name: str = Field(max_length=250)
+    companies: list[str] = Field(sa_column=Column(JSON, nullable=False))
+    # Lower-cased; the only address that can accept.
+    email: str = Field(max_length=320, index=True)
+    accountant_name: str = Field(max_length=250)
+    welcome_text: str | None = Field(default=None, max_length=4000)
+    # The client administrator who raised it (their sign-in name).
+    raised_by: str = Field(max_length=320)
+    created_at: datetime = Field(default_factory=_now, sa_column=Column(UtcDateTime(), nullable=False))
+    expires_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
+    status: str = Field(default=InvitationStatus.PENDING.value, max_length=20)
+    accepted_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime(), nullable=True))
+    accepted_by_accountant_id: uuid.UUID | None = None
+    # The firm of the accountant who accepted; None until then.
+    firm_id: uuid.UUID | None = None
+    # Mail delivery: sent once, or retried in the background (see hub_invitations.mailer).
+    mail_sent_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime(), nullable=True, index=True))
+    # A sender holds the invitation's mail until then; after it, another may retry.
+    mail_claimed_until: datetime | None = Field(default=None, sa_column=Column(UtcDateTime(), nullable=True))
+    mail_attempts: int = 0
+    mail_error: str | None = Field(default=None, max_length=500)
+
+
+invitations_outbox = outbox_table(SQLModel.metadata, "invitations_outbox")

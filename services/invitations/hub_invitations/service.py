@@ -1,0 +1,357 @@
+"""What the invitations service does with each command, as plain functions over one session.
+
+Every state change appends its event to the outbox in the same transaction
+(invariant 1); the caller commits once at the end. A refusal raises ``Refused`` and
+changes nothing; the handler then records the refused attempt (``InvitationRejected``)
+in a transaction of its own when the invitation exists.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import ColumnElement, and_, or_, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
+
+from hub_common import outbox
+from hub_common.commands import (
+    UNASSIGNED_FIRM,
+    AcceptInvitation,
+    InvitationAcceptedResult,
+    RaiseInvitation,
+    Rejection,
+    RejectionReason,
+)
+from hub_common.events import (
+    Actor,
+    ActorKind,
+    EventData,
+    InvitationAccepted,
+    InvitationCreated,
+    InvitationRejected,
+    new_envelope,
+)
+from hub_invitations.links import TamperedLink, link_key, new_token, read_link, sign_link, token_hash, token_matches
+from hub_invitations.mail import InvitationMail, accept_urls
+from hub_invitations.models import Invitation, InvitationStatus, invitations_outbox
+from hub_invitations.settings import InvitationsSettings
+
+_ADDRESS = re.compile(r"^[a-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@([a-z0-9-]{1,63}\.)+[a-z]{2,63}$")
+# How long the handler that raised an invitation holds its mail before the retry loop may.
+MAIL_CLAIM = timedelta(minutes=2)
+
+TAMPERED = "This link was changed or is incomplete. Open it again from the invitation email, or copy the whole link."
+
+
+@dataclass(frozen=True)
+class RefusedAttempt:
+    """Which existing invitation a refused acceptance was about (plain values: the
+    transaction that loaded the invitation is rolled back before the attempt is recorded)."""
+
+    invitation_id: uuid.UUID
+    firm_id: uuid.UUID | None
+
+    @classmethod
+    def of(cls, invitation: Invitation) -> RefusedAttempt:
+        return cls(invitation_id=invitation.id, firm_id=invitation.firm_id)
+
+
+class Refused(Exception):
+    """A command the service will not carry out; nothing was changed.
+
+    ``attempt`` is set when the refused acceptance concerns an existing invitation, so it
+    can be recorded in the audit log.
+    """
+
+    def __init__(
+        self,
+        reason: RejectionReason,
+        message: str,
+        field: str | None = None,
+        *,
+        attempt: RefusedAttempt | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.rejection = Rejection(reason=reason, message=message, field=field)
+        self.attempt = attempt
+
+
+@dataclass(frozen=True)
+class RaisedInvitation:
+    invitation_id: uuid.UUID
+    mail: InvitationMail
+
+
+def normalize_email(raw: str) -> str:
+    email = raw.strip().lower()
+    if not _ADDRESS.match(email):
+        raise Refused(
+            RejectionReason.INVALID, f"{raw.strip()[:320]!r} is not a valid email address", "accountant_email"
+        )
+    return email
+
+
+def _one_line(text: str, field: str) -> str:
+    cleaned = " ".join(text.split())
+    if not cleaned:
+        raise Refused(RejectionReason.INVALID, "This field cannot be blank", field)
+    return cleaned
+
+
+def _companies(names: list[str]) -> list[str]:
+    chosen: list[str] = []
+    for name in names:
+        cleaned = name.strip()
+        if cleaned and cleaned not in chosen:
+            chosen.append(cleaned)
+    if not chosen:
+        raise Refused(RejectionReason.INVALID, "Choose at least one company to share", "companies")
+    return chosen
+
+
+def mail_for(invitation: Invitation, link: str, settings: InvitationsSettings) -> InvitationMail:
+    accept_url, add_url = accept_urls(settings.public_url, link)
+    return InvitationMail(
+        invitation_id=str(invitation.id),
+        email=invitation.email,
+        accountant_name=invitation.accountant_name,
+        client_name=invitation.client_name,
+        environment=invitation.environment,
+        companies=tuple(invitation.companies),
+        welcome_text=invitation.welcome_text,
+        expires_at=invitation.expires_at,
+        accept_url=accept_url,
+        add_url=add_url,
+    )
+
+
+async def _emit(
+    session: AsyncSession, data: EventData, *, firm_id: uuid.UUID, actor: Actor, correlation_id: str
+) -> None:
+    envelope = new_envelope(data, firm_id=firm_id, actor=actor, correlation_id=correlation_id)
+    await outbox.append(session, invitations_outbox, envelope)
+
+
+# ---------------------------------------------------------------- raising
+
+
+async def raise_invitation(
+    *,
+    session: AsyncSession,
+    command: RaiseInvitation,
+    settings: InvitationsSettings,
+    now: datetime | None = None,
+) -> RaisedInvitation:
+    """Create the invitation and its InvitationCreated; the caller mails the link after commit."""
+    now = now or datetime.now(UTC)
+    email = normalize_email(command.accountant_email)
+    companies = _companies(command.companies)
+    token = new_token()
+    invitation = Invitation(
+        token_hash=token_hash(token),
+        tenant=command.tenant,
+        environment=command.environment,
+        client_name=_one_line(command.client_name, "client_name"),
+        companies=companies,
+        email=email,
+        accountant_name=_one_line(command.accountant_name, "accountant_name"),
+        welcome_text=command.welcome_text,
+        raised_by=command.raised_by,
+        created_at=now,
+        expires_at=now + timedelta(days=settings.invitation_lifetime_days),
+        status=InvitationStatus.PENDING.value,
+        mail_claimed_until=now + MAIL_CLAIM,
+    )
+    session.add(invitation)
+    await session.flush()
+    await _emit(
+        session,
+        InvitationCreated(
+            invitation_id=invitation.id,
+            email=email,
+            tenant=invitation.tenant,
+            environment=invitation.environment,
+            client_name=invitation.client_name,
+            companies=companies,
+            expires_at=invitation.expires_at,
+        ),
+        firm_id=UNASSIGNED_FIRM,
+        actor=Actor(kind=ActorKind.CLIENT_ADMIN, id=command.raised_by),
+        correlation_id=command.correlation_id,
+    )
+    link = sign_link(link_key(settings.secret_key), invitation.id, token)
+    return RaisedInvitation(invitation_id=invitation.id, mail=mail_for(invitation, link, settings))
+
+
+# ---------------------------------------------------------------- accepting
+
+
+def _date(moment: datetime) -> str:
+    return moment.strftime("%d %B %Y at %H:%M UTC")
+
+
+async def accept_invitation(
+    *,
+    session: AsyncSession,
+    command: AcceptInvitation,
+    settings: InvitationsSettings,
+    now: datetime | None = None,
+) -> InvitationAcceptedResult:
+    """Turn a signed, unexpired, unused link followed by the invited address into access."""
+    now = now or datetime.now(UTC)
+    try:
+        parts = read_link(link_key(settings.secret_key), command.token)
+    except TamperedLink as error:
+        raise Refused(RejectionReason.INVALID, TAMPERED, "token") from error
+    invitation = await session.get(Invitation, parts.invitation_id)
+    if invitation is None:
+        raise Refused(
+            RejectionReason.NOT_FOUND,
+            "This invitation no longer exists; ask the client to invite you again.",
+            "token",
+        )
+    if not token_matches(parts.token, invitation.token_hash):
+        # The signature is ours, so this link was replaced when its mail was sent again.
+        raise Refused(
+            RejectionReason.INVALID,
+            "This link was replaced by a newer invitation email; use the link in the newest email.",
+            "token",
+            attempt=RefusedAttempt.of(invitation),
+        )
+    if invitation.status == InvitationStatus.ACCEPTED.value:
+        when = f" on {_date(invitation.accepted_at)}" if invitation.accepted_at else ""
+        raise Refused(
+            RejectionReason.CONFLICT,
+            f"This invitation was already accepted{when}; each link works only once.",
+            "token",
+            attempt=RefusedAttempt.of(invitation),
+        )
+    if invitation.status != InvitationStatus.PENDING.value:
+        raise Refused(
+            RejectionReason.CONFLICT,
+            f"This invitation is {invitation.status}; ask {invitation.client_name} to invite you again.",
+            "token",
+            attempt=RefusedAttempt.of(invitation),
+        )
+    if now >= invitation.expires_at:
+        raise Refused(
+            RejectionReason.CONFLICT,
+            f"This invitation expired on {_date(invitation.expires_at)}; ask {invitation.raised_by}"
+            f" ({invitation.client_name}) to invite you again.",
+            "token",
+            attempt=RefusedAttempt.of(invitation),
+        )
+    if command.email.strip().lower() != invitation.email:
+        raise Refused(
+            RejectionReason.FORBIDDEN,
+            f"This invitation was sent to {invitation.email}; sign in with that address to accept it.",
+            "email",
+            attempt=RefusedAttempt.of(invitation),
+        )
+    changed = await session.execute(
+        update(Invitation)
+        .where(
+            col(Invitation.id) == invitation.id,
+            col(Invitation.status) == InvitationStatus.PENDING.value,
+        )
+        .values(
+            status=InvitationStatus.ACCEPTED.value,
+            accepted_at=now,
+            accepted_by_accountant_id=command.accountant_id,
+            firm_id=command.firm_id,
+        )
+    )
+    if getattr(changed, "rowcount", 0) != 1:
+        # Another acceptance of the same link committed first.
+        raise Refused(
+            RejectionReason.CONFLICT,
+            "This invitation was already accepted; each link works only once.",
+            "token",
+        )
+    await _emit(
+        session,
+        InvitationAccepted(
+            invitation_id=invitation.id,
+            accountant_id=command.accountant_id,
+            email=invitation.email,
+            tenant=invitation.tenant,
+            environment=invitation.environment,
+            client_name=invitation.client_name,
+            add_to_dashboard=command.add_to_dashboard,
+        ),
+        firm_id=command.firm_id,
+        actor=Actor(kind=ActorKind.ACCOUNTANT, id=str(command.accountant_id), display_name=command.email),
+        correlation_id=command.correlation_id,
+    )
+    return InvitationAcceptedResult(
+        invitation_id=invitation.id,
+        client_name=invitation.client_name,
+        tenant=invitation.tenant,
+        environment=invitation.environment,
+    )
+
+
+async def record_rejection(
+    *, session: AsyncSession, attempt: RefusedAttempt, command: AcceptInvitation, reason: str
+) -> None:
+    """The audit trail of a refused acceptance: InvitationRejected, nothing else changes.
+
+    It travels under the firm the invitation belongs to (the accepting firm once accepted,
+    else the unassigned namespace), so a firm sees attempts to reuse its invitations.
+    """
+    await _emit(
+        session,
+        InvitationRejected(invitation_id=attempt.invitation_id, reason=reason[:500]),
+        firm_id=attempt.firm_id or UNASSIGNED_FIRM,
+        actor=Actor(kind=ActorKind.ACCOUNTANT, id=str(command.accountant_id)),
+        correlation_id=command.correlation_id,
+    )
+
+
+# ---------------------------------------------------------------- mail delivery
+
+
+def mail_due(now: datetime) -> ColumnElement[bool]:
+    """Pending, unexpired invitations whose mail is unsent and held by no sender."""
+    return and_(
+        col(Invitation.status) == InvitationStatus.PENDING.value,
+        col(Invitation.mail_sent_at).is_(None),
+        col(Invitation.expires_at) > now,
+        or_(col(Invitation.mail_claimed_until).is_(None), col(Invitation.mail_claimed_until) <= now),
+    )
+
+
+async def claim_unsent_mail(
+    *,
+    session: AsyncSession,
+    invitation_id: uuid.UUID,
+    settings: InvitationsSettings,
+    now: datetime | None = None,
+) -> InvitationMail | None:
+    """Take an unsent invitation's mail for a new attempt, with a new link.
+
+    Only the hash of the first token was kept, so a resend issues a fresh token (the old
+    link, never delivered, stops working). None when another sender holds it, or it was
+    sent, accepted or expired meanwhile.
+    """
+    now = now or datetime.now(UTC)
+    token = new_token()
+    claimed = await session.execute(
+        update(Invitation)
+        .where(
+            col(Invitation.id) == invitation_id,
+            mail_due(now),
+        )
+        .values(token_hash=token_hash(token), mail_claimed_until=now + MAIL_CLAIM)
+    )
+    if getattr(claimed, "rowcount", 0) != 1:
+        return None
+    invitation = await session.get(Invitation, invitation_id, populate_existing=True)
+    if invitation is None:  # pragma: no cover - the update above found it
+        return None
+    link = sign_link(link_key(settings.secret_key), invitation.id, token)
+    return mail_for(invitation, link, settings)

@@ -1,0 +1,153 @@
+"""A development SMTP server that keeps every message as a JSON file (`hub smtp-sink`).
+
+`hub up` runs it so invitation mail can be read without a real mail server: each message
+becomes ``{received_at}-{id}.json`` in ``HUB_SMTP_SINK_DIR`` (default ``.hub/mail``) with
+``id``, ``to`` (the envelope recipients), ``from``, ``subject``, ``text``, ``html`` and
+``received_at``. :func:`read_mailbox` reads them back, newest first; it needs nothing but
+the standard library and pydantic, so the gateway's dev mail page can call it without
+aiosmtpd.
+
+It listens on 127.0.0.1 only, accepts any sender and recipient, and never relays.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import uuid
+from datetime import UTC, datetime
+from email import policy
+from email.message import EmailMessage
+from email.parser import BytesParser
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from hub_common.logging import configure_logging, get_logger
+from hub_common.settings import HubSettings
+
+logger = get_logger(__name__)
+
+MAX_MESSAGE_BYTES = 10 * 1024 * 1024
+
+
+class SmtpSinkSettings(HubSettings):
+    service_name: str = "smtp-sink"
+    smtp_sink_host: str = "127.0.0.1"
+    smtp_sink_port: int = 2525
+    smtp_sink_dir: Path = Path(".hub/mail")
+
+
+class Mail(BaseModel):
+    """One message the sink received."""
+
+    model_config = ConfigDict(frozen=True, populate_by_name=True)
+
+    id: uuid.UUID
+    to: list[str]
+    sender: str = Field(alias="from")
+    subject: str
+    text: str | None
+    html: str | None
+    received_at: datetime
+
+
+def _body(message: EmailMessage, subtype: str) -> str | None:
+    part = message.get_body(preferencelist=(subtype,))
+    if part is None:
+        return None
+    content = part.get_content()
+    return content if isinstance(content, str) else None
+
+
+def parse_message(raw: bytes, *, recipients: list[str], envelope_from: str | None) -> Mail:
+    message = BytesParser(policy=policy.default).parsebytes(raw)
+    assert isinstance(message, EmailMessage)
+    return Mail(
+        id=uuid.uuid4(),
+        to=recipients,
+        sender=str(message.get("From") or envelope_from or ""),
+        subject=str(message.get("Subject") or ""),
+        text=_body(message, "plain"),
+        html=_body(message, "html"),
+        received_at=datetime.now(UTC),
+    )
+
+
+def store(mail: Mail, folder: Path) -> Path:
+    """Write one message as JSON, atomically (a reader never sees half a file)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{mail.received_at:%Y%m%dT%H%M%S%fZ}-{mail.id.hex[:12]}.json"
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(mail.model_dump_json(by_alias=True, indent=1), encoding="utf-8")
+    os.replace(temporary, path)
+    return path
+
+
+def read_mailbox(folder: Path | str) -> list[Mail]:
+    """Every message in the sink's folder, newest first; unreadable files are skipped."""
+    directory = Path(folder)
+    if not directory.is_dir():
+        return []
+    mails: list[Mail] = []
+    for path in sorted(directory.glob("*.json"), reverse=True):
+        try:
+            mails.append(Mail.model_validate_json(path.read_bytes()))
+        except (OSError, ValidationError) as error:
+            logger.warning("skipping an unreadable mail file", path=str(path), error=str(error)[:200])
+    return mails
+
+
+class _SinkHandler:
+    """aiosmtpd handler: every accepted message goes to the folder."""
+
+    def __init__(self, folder: Path) -> None:
+        self._folder = folder
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        content = envelope.original_content or envelope.content
+        raw = content if isinstance(content, bytes) else str(content).encode()
+        mail = parse_message(raw, recipients=list(envelope.rcpt_tos), envelope_from=envelope.mail_from)
+        path = await asyncio.to_thread(store, mail, self._folder)
+        logger.info("mail received", to=mail.to, subject=mail.subject, file=path.name)
+        return "250 Message accepted for delivery"
+
+
+async def serve(settings: SmtpSinkSettings, *, ready: asyncio.Event | None = None) -> None:
+    """Accept mail until SIGINT or SIGTERM."""
+    from aiosmtpd.smtp import SMTP
+
+    handler = _SinkHandler(settings.smtp_sink_dir)
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(
+        lambda: SMTP(handler, hostname="hub-smtp-sink", data_size_limit=MAX_MESSAGE_BYTES, loop=loop),
+        host=settings.smtp_sink_host,
+        port=settings.smtp_sink_port,
+    )
+    stop = asyncio.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(signum, stop.set)
+    logger.info(
+        "smtp sink listening",
+        host=settings.smtp_sink_host,
+        port=settings.smtp_sink_port,
+        folder=str(settings.smtp_sink_dir.resolve()),
+    )
+    if ready is not None:
+        ready.set()
+    async with server:
+        await stop.wait()
+    logger.info("smtp sink stopped")
+
+
+def run(settings: SmtpSinkSettings | None = None) -> None:
+    settings = settings or SmtpSinkSettings()
+    configure_logging(settings)
+    # aiosmtpd logs every connection at INFO; the sink logs each message itself.
+    logging.getLogger("mail.log").setLevel(max(logging.WARNING, logging.getLogger().level))
+    asyncio.run(serve(settings))

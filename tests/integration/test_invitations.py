@@ -1,0 +1,411 @@
+"""The invitations service as it runs: `hub invitations` and `hub smtp-sink` processes, a
+real NATS, SQLite and PostgreSQL.
+
+Raise an invitation → its mail reaches the sink with both links → the invited address
+accepts → InvitationAccepted on the stream. Every refused link (tampered, wrong account,
+reused, expired) changes nothing, and the database never holds a token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import re
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from nats.aio.client import Client
+from nats.js import JetStreamContext
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import Engine
+
+from hub_common.commands import (
+    ACCEPT_INVITATION,
+    RAISE_INVITATION,
+    UNASSIGNED_FIRM,
+    AcceptInvitation,
+    CommandRejected,
+    InvitationAcceptedResult,
+    InvitationRaised,
+    RaiseInvitation,
+    RejectionReason,
+    send_command,
+)
+from hub_common.db import sync_url
+from hub_common.events import Envelope, EventData, decode_event
+from hub_common.local_nats import free_port, wait_for_port
+from hub_invitations.smtp_sink import Mail, read_mailbox
+from tests.support.processes import ServiceProcess, start_service
+
+pytestmark = pytest.mark.postgres
+
+TENANT = "cronus-sample.onmicrosoft.com"
+SECRET_KEY = "invitations-integration-secret"
+LINK = re.compile(r"/invitations/accept\?link=([A-Za-z0-9._-]+)(&add=1)?")
+
+
+@dataclass
+class Sink:
+    port: int
+    folder: Path
+    process: ServiceProcess
+
+
+def _start_sink(folder: Path, logs: Path, port: int | None = None) -> Sink:
+    port = port or free_port()
+    process = start_service(
+        f"smtp-sink-{port}",
+        "smtp-sink",
+        {"HUB_SMTP_SINK_PORT": str(port), "HUB_SMTP_SINK_DIR": str(folder)},
+        logs,
+    )
+    if not wait_for_port("127.0.0.1", port, 30):
+        process.stop()
+        raise RuntimeError(f"the SMTP sink did not listen:\n{process.log()[-3000:]}")
+    return Sink(port, folder, process)
+
+
+@pytest.fixture(scope="module")
+def sink(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sink]:
+    running = _start_sink(tmp_path_factory.mktemp("mail"), tmp_path_factory.mktemp("sink-logs"))
+    yield running
+    running.process.stop()
+
+
+def _start_invitations(nats_url: str, database_url: str, smtp_port: int, logs: Path) -> ServiceProcess:
+    process = start_service(
+        "invitations",
+        "invitations",
+        {
+            "HUB_NATS_URL": nats_url,
+            "HUB_DATABASE_URL": database_url,
+            "HUB_SMTP_HOST": "127.0.0.1",
+            "HUB_SMTP_PORT": str(smtp_port),
+            "HUB_SMTP_TIMEOUT_SECONDS": "3",
+            "HUB_PUBLIC_URL": "http://hub.test:8000",
+            "HUB_SECRET_KEY": SECRET_KEY,
+            "HUB_MAIL_RETRY_SECONDS": "1",
+        },
+        logs,
+    )
+    deadline = time.monotonic() + 60
+    while "invitations ready" not in process.log():
+        if process.process.poll() is not None or time.monotonic() > deadline:
+            process.stop()
+            raise RuntimeError(f"invitations did not start:\n{process.log()[-4000:]}")
+        time.sleep(0.1)
+    return process
+
+
+@pytest.fixture
+def invitations(nats_url: str, database_url: str, sink: Sink, tmp_path: Path) -> Iterator[ServiceProcess]:
+    process = _start_invitations(nats_url, database_url, sink.port, tmp_path / "logs")
+    yield process
+    process.stop()
+
+
+@pytest.fixture
+def database(database_url: str) -> Iterator[Engine]:
+    engine = create_engine(sync_url(database_url))
+    yield engine
+    engine.dispose()
+
+
+# ------------------------------------------------------------------------- helpers
+
+
+def _raise_command(email: str, **overrides: Any) -> RaiseInvitation:
+    values: dict[str, Any] = {
+        "tenant": TENANT,
+        "environment": "Production",
+        "client_name": "CRONUS Sample Client",
+        "companies": ["CRONUS UK Ltd.", "CRONUS USA, Inc."],
+        "accountant_email": email,
+        "accountant_name": "Anna Berg",
+        "welcome_text": "Hello Anna,\n\nPlease keep an eye on our books.",
+        "raised_by": f"admin@{TENANT}",
+        "correlation_id": f"test-{uuid.uuid4()}",
+    }
+    values.update(overrides)
+    return RaiseInvitation(**values)
+
+
+async def _raise(nats: Client, email: str, **overrides: Any) -> uuid.UUID:
+    raised = await send_command(nats, RAISE_INVITATION, _raise_command(email, **overrides), InvitationRaised)
+    return raised.invitation_id
+
+
+@dataclass(frozen=True)
+class Accountant:
+    accountant_id: uuid.UUID
+    firm_id: uuid.UUID
+    email: str
+
+
+async def _accept(
+    nats: Client, link: str, who: Accountant, *, add: bool = False
+) -> InvitationAcceptedResult | CommandRejected:
+    command = AcceptInvitation(
+        token=link,
+        accountant_id=who.accountant_id,
+        firm_id=who.firm_id,
+        email=who.email,
+        add_to_dashboard=add,
+        correlation_id=f"accept-{uuid.uuid4()}",
+    )
+    try:
+        return await send_command(nats, ACCEPT_INVITATION, command, InvitationAcceptedResult)
+    except CommandRejected as rejected:
+        return rejected
+
+
+async def _mail_to(folder: Path, email: str, *, count: int = 1, timeout: float = 20) -> list[Mail]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        mails = [mail for mail in read_mailbox(folder) if email.lower() in [to.lower() for to in mail.to]]
+        if len(mails) >= count:
+            return mails
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"no mail to {email} in {folder}")
+
+
+def _links(mail: Mail) -> tuple[str, str]:
+    """The accept link and the accept-and-add link, as the text part carries them."""
+    assert mail.text is not None
+    found = LINK.findall(mail.text)
+    assert len(found) == 2, mail.text
+    (accept, accept_add), (add, add_flag) = found
+    assert accept == add and not accept_add and add_flag == "&add=1"
+    return accept, f"{accept}&add=1"
+
+
+def _row(engine: Engine, invitation_id: uuid.UUID) -> dict[str, Any]:
+    with engine.connect() as connection:
+        rows = connection.execute(text("SELECT * FROM invitations_invitations")).mappings().all()
+    found = [dict(row) for row in rows if str(row["id"]).replace("-", "") == invitation_id.hex]
+    assert len(found) == 1
+    return found[0]
+
+
+def _counts(engine: Engine) -> tuple[int, int]:
+    with engine.connect() as connection:
+        invitations = connection.execute(text("SELECT count(*) FROM invitations_invitations")).scalar_one()
+        events = connection.execute(text("SELECT count(*) FROM invitations_outbox")).scalar_one()
+    return int(invitations), int(events)
+
+
+async def _mail_recorded(engine: Engine, invitation_id: uuid.UUID, timeout: float = 10) -> dict[str, Any]:
+    """The row once the service has recorded its mail as sent (just after the sink got it)."""
+    deadline = time.monotonic() + timeout
+    while (row := _row(engine, invitation_id))["mail_sent_at"] is None:
+        assert time.monotonic() < deadline, "the sent mail was never recorded"
+        await asyncio.sleep(0.05)
+    return row
+
+
+def _everything_stored(engine: Engine) -> str:
+    with engine.connect() as connection:
+        invitations = connection.execute(text("SELECT * FROM invitations_invitations")).all()
+        outbox = connection.execute(text("SELECT * FROM invitations_outbox")).all()
+    return repr(invitations) + repr(outbox)
+
+
+async def _next_event(subscription: Any, timeout: float = 15) -> Envelope[EventData]:
+    message = await subscription.next_msg(timeout=timeout)
+    return decode_event(message.data)
+
+
+async def _event_of(subscription: Any, invitation_id: uuid.UUID, timeout: float = 15) -> Envelope[EventData]:
+    """The first event about this invitation on a subject other tests share."""
+    deadline = time.monotonic() + timeout
+    while True:
+        event = await _next_event(subscription, max(0.1, deadline - time.monotonic()))
+        if getattr(event.data, "invitation_id", None) == invitation_id:
+            return event
+
+
+def _assert_refused(outcome: object, reason: RejectionReason, words: str) -> None:
+    assert isinstance(outcome, CommandRejected), outcome
+    assert outcome.rejection.reason is reason, outcome.rejection
+    assert words in outcome.rejection.message, outcome.rejection.message
+
+
+def _flip(text_: str, index: int) -> str:
+    return text_[:index] + ("A" if text_[index] != "A" else "B") + text_[index + 1 :]
+
+
+# ------------------------------------------------------------------------- tests
+
+
+async def test_invitation_from_mail_to_acceptance(
+    invitations: ServiceProcess,
+    sink: Sink,
+    nats_connection: Client,
+    jetstream: JetStreamContext,
+    database: Engine,
+) -> None:
+    email = f"anna.berg.{uuid.uuid4().hex[:8]}@contoso-accounting.example"
+    anna = Accountant(uuid.uuid4(), uuid.uuid4(), email.upper())
+    created = await jetstream.subscribe(f"hub.{UNASSIGNED_FIRM}.invitation.created", ordered_consumer=True)
+    unassigned_rejections = await jetstream.subscribe(
+        f"hub.{UNASSIGNED_FIRM}.invitation.rejected", ordered_consumer=True
+    )
+    accepted = await jetstream.subscribe(f"hub.{anna.firm_id}.invitation.accepted", ordered_consumer=True)
+    firm_rejections = await jetstream.subscribe(f"hub.{anna.firm_id}.invitation.rejected", ordered_consumer=True)
+
+    invitation_id = await _raise(nats_connection, email.title())
+
+    # InvitationCreated, raised by the client admin, in the unassigned namespace.
+    event = await _event_of(created, invitation_id)
+    assert event.firm_id == UNASSIGNED_FIRM
+    assert event.actor.kind == "client_admin" and event.actor.id == f"admin@{TENANT}"
+    assert event.data.model_dump()["email"] == email
+    assert event.data.model_dump()["companies"] == ["CRONUS UK Ltd.", "CRONUS USA, Inc."]
+
+    # The mail: BC's subject, both links in the text and the HTML.
+    (mail,) = await _mail_to(sink.folder, email)
+    assert mail.subject == "You have been invited to Accountant Hub by CRONUS Sample Client"
+    assert "Accountant Hub" in mail.sender
+    link, add_link = _links(mail)
+    assert mail.html is not None and mail.text is not None
+    assert f"http://hub.test:8000/invitations/accept?link={link}" in mail.html
+    assert f"http://hub.test:8000/invitations/accept?link={link}&amp;add=1" in mail.html
+    assert "Please keep an eye on our books." in mail.text and "CRONUS USA, Inc." in mail.text
+    assert link.startswith(f"{invitation_id}.")
+
+    # Only a hash of the token is stored; no token, no signature anywhere in the database.
+    _, token, mac = link.split(".")
+    row = await _mail_recorded(database, invitation_id)
+    assert row["token_hash"] == hashlib.sha256(token.encode()).hexdigest()
+    stored = _everything_stored(database)
+    assert token not in stored and mac not in stored
+    assert row["email"] == email and row["status"] == "pending" and row["mail_attempts"] == 1
+
+    # Tampered: a character of the token, then of the signature.
+    for tampered in (f"{invitation_id}.{_flip(token, 5)}.{mac}", f"{invitation_id}.{token}.{_flip(mac, 7)}"):
+        outcome = await _accept(nats_connection, tampered, anna)
+        _assert_refused(outcome, RejectionReason.INVALID, "This link was changed or is incomplete")
+    # Another account: refused, names the invited address, changes nothing.
+    stranger = Accountant(uuid.uuid4(), uuid.uuid4(), "someone.else@contoso-accounting.example")
+    outcome = await _accept(nats_connection, link, stranger)
+    _assert_refused(outcome, RejectionReason.FORBIDDEN, f"This invitation was sent to {email}")
+    rejected = await _event_of(unassigned_rejections, invitation_id)
+    assert rejected.actor.id == str(stranger.accountant_id)
+    assert "sent to" in rejected.data.model_dump()["reason"]
+    assert _row(database, invitation_id) == row
+
+    # The invited address (in any case) accepts, and asks for the client on the dashboard.
+    result = await _accept(nats_connection, add_link.split("&", 1)[0], anna, add=True)
+    assert isinstance(result, InvitationAcceptedResult), result
+    assert (result.invitation_id, result.client_name, result.tenant, result.environment) == (
+        invitation_id,
+        "CRONUS Sample Client",
+        TENANT,
+        "Production",
+    )
+    event = await _next_event(accepted)
+    assert event.type == "InvitationAccepted" and event.firm_id == anna.firm_id
+    assert event.actor.kind == "accountant" and event.actor.id == str(anna.accountant_id)
+    assert event.data.model_dump() == {
+        "invitation_id": invitation_id,
+        "accountant_id": anna.accountant_id,
+        "email": email,
+        "tenant": TENANT,
+        "environment": "Production",
+        "client_name": "CRONUS Sample Client",
+        "add_to_dashboard": True,
+    }
+    after = _row(database, invitation_id)
+    assert after["status"] == "accepted"
+    assert str(after["firm_id"]).replace("-", "") == anna.firm_id.hex
+    assert str(after["accepted_by_accountant_id"]).replace("-", "") == anna.accountant_id.hex
+
+    # The link works once: a second use is a conflict, recorded under the firm, nothing changes.
+    for again in (link, add_link.split("&", 1)[0]):
+        outcome = await _accept(nats_connection, again, anna, add=True)
+        _assert_refused(outcome, RejectionReason.CONFLICT, "This invitation was already accepted")
+    reuse = await _next_event(firm_rejections)
+    assert reuse.type == "InvitationRejected" and reuse.data.model_dump()["invitation_id"] == invitation_id
+    assert _row(database, invitation_id) == after
+    with pytest.raises(TimeoutError):
+        await accepted.next_msg(timeout=1)
+    for subscription in (created, unassigned_rejections, accepted, firm_rejections):
+        await subscription.unsubscribe()
+
+
+async def test_expired_and_invalid_invitations_change_nothing(
+    invitations: ServiceProcess, sink: Sink, nats_connection: Client, database: Engine
+) -> None:
+    email = f"bo.lind.{uuid.uuid4().hex[:8]}@contoso-accounting.example"
+    bo = Accountant(uuid.uuid4(), uuid.uuid4(), email)
+    invitation_id = await _raise(nats_connection, email)
+    (mail,) = await _mail_to(sink.folder, email)
+    link, _ = _links(mail)
+    await _mail_recorded(database, invitation_id)
+
+    yesterday = datetime.now(UTC) - timedelta(days=1)
+    with database.begin() as connection:
+        connection.execute(
+            text("UPDATE invitations_invitations SET expires_at = :moment"),
+            {"moment": yesterday},
+        )
+    before = _row(database, invitation_id)
+    outcome = await _accept(nats_connection, link, bo)
+    _assert_refused(outcome, RejectionReason.CONFLICT, "This invitation expired on")
+    assert f"ask admin@{TENANT}" in outcome.rejection.message  # type: ignore[union-attr]
+    assert _row(database, invitation_id) == before
+
+    # A link for an invitation this hub never made (signed with another key) is tampered.
+    forged = f"{uuid.uuid4()}.{'A' * 43}.{'B' * 43}"
+    _assert_refused(await _accept(nats_connection, forged, bo), RejectionReason.INVALID, "changed or is incomplete")
+
+    # Raising: a bad address or no company is refused and stores nothing.
+    count_before = _counts(database)
+    with pytest.raises(CommandRejected) as bad_email:
+        await _raise(nats_connection, "not an address")
+    assert bad_email.value.rejection.reason is RejectionReason.INVALID
+    assert bad_email.value.rejection.field == "accountant_email"
+    with pytest.raises(CommandRejected) as no_company:
+        await _raise(nats_connection, email, companies=["  "])
+    assert no_company.value.rejection.field == "companies"
+    assert _counts(database) == count_before
+
+
+async def test_mail_that_could_not_be_sent_is_retried_with_a_fresh_link(
+    nats_url: str, database_url: str, nats_connection: Client, database: Engine, tmp_path: Path
+) -> None:
+    # No SMTP server yet on this port: the invitation is kept, its mail waits.
+    port = free_port()
+    process = _start_invitations(nats_url, database_url, port, tmp_path / "logs")
+    late_sink: Sink | None = None
+    try:
+        email = f"cy.moss.{uuid.uuid4().hex[:8]}@contoso-accounting.example"
+        invitation_id = await _raise(nats_connection, email)
+        deadline = time.monotonic() + 20
+        while _row(database, invitation_id)["mail_error"] is None:
+            assert time.monotonic() < deadline, process.log()[-3000:]
+            await asyncio.sleep(0.2)
+        first = _row(database, invitation_id)
+        assert first["status"] == "pending" and first["mail_sent_at"] is None
+
+        # The server comes up: the retry loop sends the mail, with a new token.
+        late_sink = _start_sink(tmp_path / "late-mail", tmp_path / "logs", port)
+        (mail,) = await _mail_to(late_sink.folder, email, timeout=30)
+        link, _ = _links(mail)
+        sent = await _mail_recorded(database, invitation_id)
+        assert sent["mail_sent_at"] is not None and sent["mail_error"] is None
+        assert sent["token_hash"] != first["token_hash"]
+        assert sent["token_hash"] == hashlib.sha256(link.split(".")[1].encode()).hexdigest()
+
+        result = await _accept(nats_connection, link, Accountant(uuid.uuid4(), uuid.uuid4(), email))
+        assert isinstance(result, InvitationAcceptedResult), result
+    finally:
+        process.stop()
+        if late_sink is not None:
+            late_sink.process.stop()
