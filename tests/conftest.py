@@ -139,7 +139,13 @@ class Sandbox:
 
 
 @pytest.fixture(scope="session")
-def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
+def gateway_port() -> int:
+    """Chosen up front: the sandbox's invitation page must know where the hub answers."""
+    return free_port()
+
+
+@pytest.fixture(scope="session")
+def sandbox(tmp_path_factory: pytest.TempPathFactory, gateway_port: int) -> Iterator[Sandbox]:
     state_dir = tmp_path_factory.mktemp("sandbox")
     port = free_port()
     client_id, client_secret = str(uuid.uuid4()), secrets.token_urlsafe(24)
@@ -150,6 +156,7 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
             "HUB_SANDBOX_PORT": str(port),
             "HUB_SANDBOX_STATE_DIR": str(state_dir),
             "HUB_SANDBOX_TENANTS": "4",
+            "HUB_SANDBOX_HUB_URL": f"http://127.0.0.1:{gateway_port}",
             "HUB_ENTRA_CLIENT_ID": client_id,
             "HUB_ENTRA_CLIENT_SECRET": client_secret,
         },

@@ -15,6 +15,13 @@ from tests.conftest import Sandbox
 from tests.support.processes import ServiceProcess, start_service, wait_until_healthy
 
 SECRET_KEY = "e2e-secret-key-long-enough-for-hmac-sha256"
+# Every fetcher of the e2e tests shares the one "fetcher" durable, so any of them may take a
+# given refresh: they all run with the same limits the fault tests expect.
+FETCHER_TEST_LIMITS = {
+    "HUB_TENANT_LIMIT_SHARE": "3",
+    "HUB_HTTP_READ_TIMEOUT_SECONDS": "3",
+    "HUB_MAX_RESPONSE_BYTES": "2000000",
+}
 
 
 class Hub:
@@ -34,9 +41,10 @@ class Hub:
 
 
 @pytest.fixture(scope="package")
-def hub(nats_url: str, sandbox: Sandbox, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
+def hub(nats_url: str, sandbox: Sandbox, gateway_port: int, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
     home = tmp_path_factory.mktemp("hub")
-    port = free_port()
+    port = gateway_port
+    smtp_port = free_port()
     common = {
         "HUB_NATS_URL": nats_url,
         "HUB_MODE": "dev",
@@ -49,12 +57,34 @@ def hub(nats_url: str, sandbox: Sandbox, tmp_path_factory: pytest.TempPathFactor
         start_service(
             "registry", "registry", {**common, "HUB_DATABASE_URL": f"sqlite:///{home / 'registry.db'}"}, logs
         ),
-        start_service("fetcher-1", "fetcher", {**common, "HUB_TENANT_LIMIT_SHARE": "2"}, logs),
-        start_service("fetcher-2", "fetcher", {**common, "HUB_TENANT_LIMIT_SHARE": "2"}, logs),
+        start_service(
+            "smtp-sink",
+            "smtp-sink",
+            {**common, "HUB_SMTP_SINK_PORT": str(smtp_port), "HUB_SMTP_SINK_DIR": str(home / "mail")},
+            logs,
+        ),
+        start_service(
+            "invitations",
+            "invitations",
+            {
+                **common,
+                "HUB_DATABASE_URL": f"sqlite:///{home / 'invitations.db'}",
+                "HUB_SMTP_HOST": "127.0.0.1",
+                "HUB_SMTP_PORT": str(smtp_port),
+            },
+            logs,
+        ),
+        start_service("fetcher-1", "fetcher", {**common, **FETCHER_TEST_LIMITS}, logs),
+        start_service("fetcher-2", "fetcher", {**common, **FETCHER_TEST_LIMITS}, logs),
         start_service(
             "gateway",
             "gateway",
-            {**common, "HUB_DATABASE_URL": f"sqlite:///{home / 'gateway.db'}", "HUB_PORT": str(port)},
+            {
+                **common,
+                "HUB_DATABASE_URL": f"sqlite:///{home / 'gateway.db'}",
+                "HUB_PORT": str(port),
+                "HUB_SMTP_SINK_DIR": str(home / "mail"),
+            },
             logs,
         ),
     ]

@@ -34,6 +34,7 @@ from hub_common.events import (
 )
 from hub_common.streams import EVENTS_STREAM, FETCHER_CONSUMER, SNAPSHOTS_STREAM, declare_topology
 from tests.conftest import Sandbox
+from tests.e2e.conftest import FETCHER_TEST_LIMITS
 from tests.support.processes import ServiceProcess, start_service
 
 pytestmark = pytest.mark.e2e
@@ -59,12 +60,7 @@ def fetcher(nats_url: str, sandbox: Sandbox, tmp_path_factory: pytest.TempPathFa
     process = start_service(
         "fetcher-faults",
         "fetcher",
-        {
-            "HUB_NATS_URL": nats_url,
-            **sandbox.settings_environment(),
-            "HUB_HTTP_READ_TIMEOUT_SECONDS": "3",
-            "HUB_MAX_RESPONSE_BYTES": "2000000",
-        },
+        {"HUB_NATS_URL": nats_url, **sandbox.settings_environment(), **FETCHER_TEST_LIMITS},
         tmp_path_factory.mktemp("fetcher-logs"),
     )
     yield process

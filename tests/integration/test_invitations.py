@@ -38,9 +38,9 @@ from hub_common.commands import (
     send_command,
 )
 from hub_common.db import sync_url
+from hub_common.dev_mail import Mail, read_mailbox
 from hub_common.events import Envelope, EventData, decode_event
 from hub_common.local_nats import free_port, wait_for_port
-from hub_invitations.smtp_sink import Mail, read_mailbox
 from tests.support.processes import ServiceProcess, start_service
 
 pytestmark = pytest.mark.postgres

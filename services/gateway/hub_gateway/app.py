@@ -24,6 +24,7 @@ from hub_gateway.api.deps import GatewayState
 from hub_gateway.api.routes import api, health
 from hub_gateway.readmodel.projection import apply_batch
 from hub_gateway.settings import GatewaySettings
+from hub_gateway.web.dev_mail import dev_mail_pages
 from hub_gateway.web.invitations import invitation_pages
 from hub_gateway.web.pages import pages
 
@@ -113,6 +114,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     app.include_router(pages)
     app.include_router(client_invitations)
     app.include_router(invitation_pages)
+    app.include_router(dev_mail_pages)
     return app
 
 

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 from hub_common.settings import HubSettings
 
 
@@ -18,3 +20,5 @@ class GatewaySettings(HubSettings):
     public_url: str = "http://127.0.0.1:8000"
     # Which accounts may sign in: "organizations" is any work or school account.
     sign_in_tenant: str = "organizations"
+    # Where the dev SMTP sink keeps mail (`hub up` sets it); the dev mail page reads it.
+    smtp_sink_dir: Path | None = None

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import signal
 import uuid
 from datetime import UTC, datetime
@@ -25,8 +24,7 @@ from email.parser import BytesParser
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
-
+from hub_common.dev_mail import Mail, store
 from hub_common.logging import configure_logging, get_logger
 from hub_common.settings import HubSettings
 
@@ -40,20 +38,6 @@ class SmtpSinkSettings(HubSettings):
     smtp_sink_host: str = "127.0.0.1"
     smtp_sink_port: int = 2525
     smtp_sink_dir: Path = Path(".hub/mail")
-
-
-class Mail(BaseModel):
-    """One message the sink received."""
-
-    model_config = ConfigDict(frozen=True, populate_by_name=True)
-
-    id: uuid.UUID
-    to: list[str]
-    sender: str = Field(alias="from")
-    subject: str
-    text: str | None
-    html: str | None
-    received_at: datetime
 
 
 def _body(message: EmailMessage, subtype: str) -> str | None:
@@ -76,30 +60,6 @@ def parse_message(raw: bytes, *, recipients: list[str], envelope_from: str | Non
         html=_body(message, "html"),
         received_at=datetime.now(UTC),
     )
-
-
-def store(mail: Mail, folder: Path) -> Path:
-    """Write one message as JSON, atomically (a reader never sees half a file)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{mail.received_at:%Y%m%dT%H%M%S%fZ}-{mail.id.hex[:12]}.json"
-    temporary = path.with_suffix(".tmp")
-    temporary.write_text(mail.model_dump_json(by_alias=True, indent=1), encoding="utf-8")
-    os.replace(temporary, path)
-    return path
-
-
-def read_mailbox(folder: Path | str) -> list[Mail]:
-    """Every message in the sink's folder, newest first; unreadable files are skipped."""
-    directory = Path(folder)
-    if not directory.is_dir():
-        return []
-    mails: list[Mail] = []
-    for path in sorted(directory.glob("*.json"), reverse=True):
-        try:
-            mails.append(Mail.model_validate_json(path.read_bytes()))
-        except (OSError, ValidationError) as error:
-            logger.warning("skipping an unreadable mail file", path=str(path), error=str(error)[:200])
-    return mails
 
 
 class _SinkHandler:

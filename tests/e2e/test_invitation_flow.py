@@ -1,0 +1,132 @@
+"""A client's administrator invites an accountant from the sandbox's "Invite External
+Accountant" page; the email arrives; the accountant, signed in, accepts; the client lands
+on the dashboard by itself. Tampered, reused and wrong-account links change nothing."""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import Sandbox
+from tests.e2e.conftest import Hub
+
+pytestmark = pytest.mark.e2e
+
+
+def _browser(hub: Hub, email: str) -> tuple[httpx.Client, str]:
+    """A signed-in browser (dev sign-in form) and its CSRF token."""
+    browser = httpx.Client(base_url=hub.url, timeout=30)
+    assert browser.post("/sign-in", data={"email": email, "next": "/"}).status_code == 303
+    page = browser.get("/")
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+    assert csrf, page.text[:500]
+    return browser, csrf.group(1)
+
+
+def _invite(sandbox: Sandbox, tenant: dict[str, Any], email: str) -> httpx.Response:
+    admin = httpx.Client(verify=sandbox.tls(), timeout=30)
+    page = admin.get(tenant["invite_url"])
+    assert page.status_code == 200
+    companies = re.findall(r'name="company" value="([^"]+)"', page.text)
+    production = [value for value in companies if value.startswith("Production/")]
+    return admin.post(
+        tenant["invite_url"],
+        data={
+            "email": email,
+            "first_name": "Wendy",
+            "last_name": "Woodgrove",
+            "environment": "Production",
+            "company": production,
+            "consent": "accept",
+            "welcome_text": "Welcome!",
+        },
+    )
+
+
+def _links(hub: Hub, email: str) -> list[str]:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        page = httpx.get(f"{hub.url}/dev/mail")
+        links = [link.replace("&amp;", "&") for link in re.findall(r"(http://\S+/invitations/accept\?\S+)", page.text)]
+        if email in page.text and links:
+            return links
+        time.sleep(0.3)
+    raise AssertionError("no invitation mail arrived")
+
+
+def _open(browser: httpx.Client, link: str, csrf: str) -> httpx.Response:
+    path = link.split("127.0.0.1", 1)[1].split("/", 1)[1]
+    shown = browser.get(f"/{path}")
+    assert shown.status_code == 200
+    fields = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', shown.text))
+    fields["csrf_token"] = csrf
+    return browser.post("/invitations/accept", data=fields)
+
+
+def test_an_invitation_puts_the_client_on_the_dashboard(hub: Hub, sandbox: Sandbox) -> None:
+    admin = httpx.Client(base_url=f"{sandbox.base_url}/_sandbox", verify=sandbox.tls())
+    tenant = next(t for t in admin.get("/tenants").json()["tenants"] if not t["consented"])
+    email = "wendy@woodgrove-partners.example"
+    browser, csrf = _browser(hub, email)
+
+    try:
+        _accept_and_check(hub, sandbox, tenant, email, browser, csrf)
+    finally:
+        # The page granted consent; other tests rely on this tenant having none.
+        admin.put(f"/tenants/{tenant['id']}/consent", json={"consented": False}).raise_for_status()
+
+
+def _accept_and_check(
+    hub: Hub, sandbox: Sandbox, tenant: dict[str, Any], email: str, browser: httpx.Client, csrf: str
+) -> None:
+    sent = _invite(sandbox, tenant, email)
+    assert sent.status_code == 200, sent.text[:1000]
+    assert "Invitation sent" in sent.text
+    links = _links(hub, email)
+    assert any("add=1" in link for link in links)
+
+    # Another account cannot use it, and nothing changes.
+    intruder, intruder_csrf = _browser(hub, "xavier@fabrikam-audit.example")
+    wrong = _open(intruder, links[0], intruder_csrf)
+    assert wrong.status_code == 403
+    assert email in wrong.text
+    # A tampered link is refused before any lookup.
+    tampered = browser.post(
+        "/invitations/accept", data={"link": links[0].split("link=")[1].split("&")[0][:-2] + "xx", "csrf_token": csrf}
+    )
+    assert tampered.status_code == 400
+
+    accepted = _open(browser, next(link for link in links if "add=1" in link), csrf)
+    assert accepted.status_code == 200, accepted.text[:1000]
+    assert tenant["display_name"] in accepted.text
+
+    deadline = time.monotonic() + 40
+    rows: list[dict[str, Any]] = []
+    while time.monotonic() < deadline:
+        rows = browser.get("/api/v1/dashboard").json()["rows"]
+        if rows and all(row["state"] == "ok" for row in rows):
+            break
+        time.sleep(0.3)
+    assert {row["client_name"] for row in rows} == {tenant["display_name"]}
+    assert all(row["state"] == "ok" for row in rows), rows
+
+    reused = _open(browser, links[0], csrf)
+    assert reused.status_code == 409
+    assert len(browser.get("/api/v1/clients").json()["clients"]) == 1
+
+
+def test_the_invitation_api_needs_a_tenant_administrator(hub: Hub) -> None:
+    body = {
+        "accountant_email": "x@y.example",
+        "accountant_name": "X",
+        "environment": "Production",
+        "companies": ["A"],
+        "client_name": "Evil",
+    }
+    assert httpx.post(f"{hub.url}/api/v1/client-invitations", json=body).status_code == 401
+    forged = httpx.post(f"{hub.url}/api/v1/client-invitations", json=body, headers={"Authorization": "Bearer a.b.c"})
+    assert forged.status_code == 401
