@@ -143,6 +143,17 @@ async def refresh(
     """Refresh one company, one client, or (no ids) every client of the firm."""
     if body.client_id is not None:
         await _require_client(session, principal, body.client_id)
+    if body.company_id is not None:
+        if body.client_id is None:
+            raise HTTPException(
+                status.HTTP_422_UNPROCESSABLE_CONTENT,
+                detail={"message": "A company refresh names its client", "field": "client_id"},
+            )
+        company = await queries.company_in_firm(
+            session, firm_id=principal.firm_id, client_id=body.client_id, company_id=body.company_id
+        )
+        if company is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, detail="No such company")
     command = commands.RequestRefresh(
         firm_id=principal.firm_id,
         actor=_actor(principal),

@@ -147,3 +147,10 @@ async def accountants(session: AsyncSession, *, firm_id: uuid.UUID) -> list[Acco
         select(AccountantRow).where(AccountantRow.firm_id == firm_id).order_by(AccountantRow.email)
     )
     return list(rows.scalars())
+
+
+async def company_in_firm(
+    session: AsyncSession, *, firm_id: uuid.UUID, client_id: uuid.UUID, company_id: uuid.UUID
+) -> CompanyRow | None:
+    row = await session.get(CompanyRow, (client_id, company_id))
+    return row if row is not None and row.firm_id == firm_id else None
