@@ -154,3 +154,34 @@ def test_a_clients_own_tax_accounts_override_the_rule_on_every_refresh(hub: Hub,
         "/api/v1/clients", json={"name": "X", "client_url": url, "tax_account_numbers": ["no spaces please"]}
     )
     assert bad.status_code == 422
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("name", ""),
+        ("name", "   "),
+        ("name", "x" * 251),
+        ("name", "two\nlines"),
+        ("client_url", ""),
+        ("client_url", "https://evil.example/contoso.com/Production"),
+        ("client_url", "http://businesscentral.dynamics.com/contoso.com/Production"),
+        ("contact_name", "y" * 501),
+        ("email", "not-an-address"),
+        ("phone", "call me maybe"),
+        ("notes", "z" * 4001),
+        ("notes", "nul\x00byte"),
+        ("assigned_accountant_id", "not-a-uuid"),
+        ("assigned_accountant_id", "00000000-0000-0000-0000-000000000001"),
+        ("tax_account_numbers", []),
+        ("tax_account_numbers", ["a b"]),
+        ("unknown_field", "x"),
+    ],
+)
+def test_every_card_field_refuses_bad_input_and_stores_nothing(hub: Hub, field: str, value: object) -> None:
+    api = hub.client("hank@badinput-accounting.example")
+    card = {"name": "Fine", "client_url": "https://businesscentral.dynamics.com/contoso.com/Production", field: value}
+    answer = api.post("/api/v1/clients", json=card)
+    assert answer.status_code == 422, answer.text
+    assert field in answer.text
+    assert api.get("/api/v1/clients").json()["clients"] == []

@@ -13,7 +13,7 @@ from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from hub_common.money import Money
 
@@ -165,17 +165,47 @@ AccountNumber = Annotated[str, Field(min_length=1, max_length=20, pattern=r"^[A-
 TaxAccountNumbers = Annotated[list[AccountNumber], Field(min_length=1, max_length=100)]
 
 
+def _printable(value: str) -> str:
+    """Trimmed, and without control characters (a line break is allowed in notes only)."""
+    value = value.strip()
+    if any(ord(char) < 32 and char not in "\n\r\t" for char in value):
+        raise ValueError("must not contain control characters")
+    return value
+
+
+def _one_line(value: str) -> str:
+    value = _printable(value)
+    if any(char in "\n\r\t" for char in value):
+        raise ValueError("must fit on one line")
+    return value
+
+
+def _required_line(value: str) -> str:
+    value = _one_line(value)
+    if not value:
+        raise ValueError("must not be blank")
+    return value
+
+
+CardLine = Annotated[str, AfterValidator(_one_line)]
+CardEmail = Annotated[
+    str,
+    Field(max_length=320, pattern=r"^[^@\s]{1,64}@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$"),
+]
+CardPhone = Annotated[str, Field(min_length=3, max_length=50, pattern=r"^[+0-9][0-9 ()./-]*$")]
+
+
 class ClientCard(BaseModel):
     """The fields of a client card an accountant can edit."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: Name
+    name: Annotated[str, Field(min_length=1, max_length=250), AfterValidator(_required_line)]
     client_url: Annotated[str, Field(min_length=1, max_length=2000)]
-    contact_name: Text | None = None
-    email: Annotated[str, Field(max_length=320)] | None = None
-    phone: Annotated[str, Field(max_length=50)] | None = None
-    notes: Annotated[str, Field(max_length=4000)] | None = None
+    contact_name: Annotated[CardLine, Field(max_length=500)] | None = None
+    email: CardEmail | None = None
+    phone: CardPhone | None = None
+    notes: Annotated[str, AfterValidator(_printable), Field(max_length=4000)] | None = None
     assigned_accountant_id: uuid.UUID | None = None
     # Overrides the taxes-due rule: exactly these G/L accounts are the client's tax payable.
     tax_account_numbers: TaxAccountNumbers | None = None
