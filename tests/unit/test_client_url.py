@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from hub_common.emails import EmailRejected, normalize_work_email
 from hub_registry.domain.client_url import ClientUrlError, parse_client_url
 
 SANDBOX = "https://127.0.0.1:8443/bc"
@@ -106,3 +107,35 @@ def test_bad_urls_say_which_part_is_wrong(url: str, part: str, words: str) -> No
 def test_sandbox_form_is_refused_unless_configured() -> None:
     with pytest.raises(ClientUrlError):
         parse_client_url(f"{SANDBOX}/cronus-sample.onmicrosoft.com/Production")
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "someone@gmail.com",
+        "someone@outlook.com",
+        "someone@hotmail.com",
+        "someone@live.com",
+        "someone@yahoo.co.uk",
+        "someone@yahoo.de",
+        "someone@icloud.com",
+        "someone@btinternet.com",
+        "someone@t-online.de",
+        "someone@orange.fr",
+        "someone@comcast.net",
+    ],
+)
+def test_consumer_mailboxes_are_refused_with_a_clear_message(address: str) -> None:
+    with pytest.raises(EmailRejected, match="work or school email address"):
+        normalize_work_email(address)
+
+
+@pytest.mark.parametrize("address", ["Alice@Contoso.com", "bob@fabrikam-accounting.co.uk", "c.d@uni-hamburg.de"])
+def test_work_and_school_addresses_are_accepted(address: str) -> None:
+    assert normalize_work_email(address) == address.lower()
+
+
+@pytest.mark.parametrize("address", ["", "plain", "a@b", "a b@c.com", "@contoso.com", "a@contoso..com"])
+def test_malformed_addresses_are_refused(address: str) -> None:
+    with pytest.raises(EmailRejected, match="not a valid email address"):
+        normalize_work_email(address)

