@@ -40,3 +40,19 @@ def test_hub_dev_token_prints_a_token(monkeypatch: pytest.MonkeyPatch) -> None:
     assert result.exit_code == 0, result.output
     settings = HubSettings(_env_file=None, mode=Mode.DEV, secret_key=KEY)
     assert read_dev_token(settings, result.output.strip())[0] == "bob@firm.example"
+
+
+def test_the_entra_credential_is_the_certificate_when_one_is_configured(tmp_path: object) -> None:
+    from pathlib import Path
+
+    key = Path(str(tmp_path)) / "app.pem"
+    key.write_text("-----BEGIN PRIVATE KEY-----\nMII...\n-----END PRIVATE KEY-----\n")
+    with_secret = HubSettings(_env_file=None, entra_client_secret=SecretStr("s3cret"))
+    assert with_secret.entra_credential() == "s3cret"
+    with_certificate = HubSettings(
+        _env_file=None, entra_client_certificate_key=key, entra_client_certificate_thumbprint="AB12"
+    )
+    assert with_certificate.entra_credential() == {"private_key": key.read_text(), "thumbprint": "AB12"}
+    half = HubSettings(_env_file=None, entra_client_certificate_key=key)
+    with pytest.raises(ValueError, match="THUMBPRINT"):
+        half.entra_credential()

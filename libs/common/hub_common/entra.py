@@ -23,8 +23,9 @@ MICROSOFT_AUTHORITY_HOSTS = frozenset(
 
 
 def confidential_client(
-    *, authority_base: str, tenant: str, client_id: str, client_secret: str, http: httpx.Client
+    *, authority_base: str, tenant: str, client_id: str, client_secret: str | dict[str, str], http: httpx.Client
 ) -> msal.ConfidentialClientApplication:
+    """``client_secret`` is the secret, or msal's certificate form (private key + thumbprint)."""
     base = authority_base.rstrip("/")
     return msal.ConfidentialClientApplication(
         client_id,

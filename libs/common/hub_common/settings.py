@@ -52,11 +52,26 @@ class HubSettings(BaseSettings):
     bc_web_client: str = "https://businesscentral.dynamics.com"
     entra_client_id: str = "00000000-0000-0000-0000-000000000000"
     entra_client_secret: SecretStr = SecretStr("")
+    # Instead of the secret: a certificate registered on the app (PEM private key + its
+    # SHA-1 thumbprint), which Entra prefers for production apps.
+    entra_client_certificate_key: Path | None = None
+    entra_client_certificate_thumbprint: str | None = None
     # A PEM bundle to trust for Entra and BC (the sandbox's own CA in dev). None: system store.
     ca_bundle: Path | None = None
 
     # Signs dev bearer tokens and session cookies. Must be set in production.
     secret_key: SecretStr = SecretStr("dev-only-secret-change-me")
+
+    def entra_credential(self) -> str | dict[str, str]:
+        """What msal signs in with: the certificate when one is configured, else the secret."""
+        if self.entra_client_certificate_key is not None:
+            if not self.entra_client_certificate_thumbprint:
+                raise ValueError("HUB_ENTRA_CLIENT_CERTIFICATE_THUMBPRINT must go with the certificate key")
+            return {
+                "private_key": self.entra_client_certificate_key.read_text(),
+                "thumbprint": self.entra_client_certificate_thumbprint,
+            }
+        return self.entra_client_secret.get_secret_value()
 
     def tls_verification(self) -> ssl.SSLContext:
         """What every outgoing HTTPS client trusts: the configured bundle, else the system's."""

@@ -32,7 +32,7 @@ def create_app(settings: FetcherSettings) -> FastStream:
     tokens = TokenProvider(
         authority_base=settings.entra_authority,
         client_id=settings.entra_client_id,
-        client_secret=settings.entra_client_secret.get_secret_value(),
+        client_secret=settings.entra_credential(),
         verify=settings.tls_verification(),
         timeout_seconds=settings.http_read_timeout_seconds,
     )

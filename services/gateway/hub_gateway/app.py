@@ -76,7 +76,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
                 authority_base=settings.entra_authority,
                 tenant=settings.sign_in_tenant,
                 client_id=settings.entra_client_id,
-                client_secret=settings.entra_client_secret.get_secret_value(),
+                client_secret=settings.entra_credential(),
                 http=entra_http,
             ),
             entra_tokens=EntraTokenVerifier(

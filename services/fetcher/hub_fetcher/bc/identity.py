@@ -29,7 +29,7 @@ class TokenProvider:
         *,
         authority_base: str,
         client_id: str,
-        client_secret: str,
+        client_secret: str | dict[str, str],
         verify: ssl.SSLContext,
         timeout_seconds: float,
     ) -> None:
