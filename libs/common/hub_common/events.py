@@ -149,6 +149,8 @@ class ColleagueInvited(EventData):
     email: Annotated[str, Field(max_length=320)]
     role: Role
     invited_by: uuid.UUID
+    firm_name: Name
+    inviter_name: Name
 
 
 # ---------------------------------------------------------------- clients

@@ -160,7 +160,21 @@ REGISTRY_CONSUMER = ConsumerSpec(
     ack_wait_seconds=30,
     max_deliver=10,
 )
-CONSUMERS = (FETCHER_CONSUMER, GATEWAY_EVENTS_CONSUMER, GATEWAY_SNAPSHOTS_CONSUMER, REGISTRY_CONSUMER)
+INVITATIONS_CONSUMER = ConsumerSpec(
+    stream=EVENTS_STREAM,
+    durable="invitations",
+    filter_subjects=(event_subject("*", "ColleagueInvited"),),
+    # Mail retries wait for the SMTP server; the last failure is dead-lettered for an operator.
+    ack_wait_seconds=60,
+    max_deliver=10,
+)
+CONSUMERS = (
+    FETCHER_CONSUMER,
+    GATEWAY_EVENTS_CONSUMER,
+    GATEWAY_SNAPSHOTS_CONSUMER,
+    REGISTRY_CONSUMER,
+    INVITATIONS_CONSUMER,
+)
 
 
 def _differs(wanted: StreamConfig | ConsumerConfig, actual: StreamConfig | ConsumerConfig) -> bool:

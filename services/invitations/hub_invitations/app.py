@@ -8,10 +8,12 @@ from pathlib import Path
 from faststream import FastStream
 
 from hub_common.bus import create_broker, jetstream_of
+from hub_common.consumers import subscribe
 from hub_common.db import create_engine, migrate, session_factory
 from hub_common.logging import configure_logging, get_logger
 from hub_common.outbox import OutboxRelay
-from hub_common.streams import declare_topology
+from hub_common.streams import INVITATIONS_CONSUMER, declare_topology
+from hub_invitations.colleague_mail import colleague_mail_handler
 from hub_invitations.handlers import register_command_handlers
 from hub_invitations.mailer import InvitationMailer
 from hub_invitations.models import invitations_outbox
@@ -60,6 +62,13 @@ def create_app(settings: InvitationsSettings) -> FastStream:
         await engine.dispose()
 
     register_command_handlers(broker, sessions, relay_notify, mailer, settings)
+    subscribe(
+        broker,
+        INVITATIONS_CONSUMER,
+        colleague_mail_handler(settings),
+        concurrency=4,
+        title="invitations: mail to invited colleagues",
+    )
     return app
 
 

@@ -231,8 +231,17 @@ async def invite_colleague(*, session: AsyncSession, command: InviteColleague) -
         pending = ColleagueInvitationRow(firm_id=command.firm_id, email=email, role=command.role, invited_by=inviter.id)
         session.add(pending)
     pending.role = command.role
+    firm = await session.get(Firm, command.firm_id)
     await _emit(
-        session, _context(command), ColleagueInvited(email=email, role=Role(command.role), invited_by=inviter.id)
+        session,
+        _context(command),
+        ColleagueInvited(
+            email=email,
+            role=Role(command.role),
+            invited_by=inviter.id,
+            firm_name=firm.name if firm else "your firm",
+            inviter_name=inviter.display_name,
+        ),
     )
     return ColleagueInvitation(email=email, role=command.role)
 
