@@ -137,6 +137,59 @@ def dev_token(email: str) -> None:
 
 
 @app.command()
+def audit(
+    firm: Annotated[str | None, typer.Option(help="Only this firm (its id).")] = None,
+    client: Annotated[str | None, typer.Option(help="Only events about this client (its id).")] = None,
+    accountant: Annotated[str | None, typer.Option(help="Only what this accountant did or was (id).")] = None,
+    event_type: Annotated[list[str] | None, typer.Option("--type", help="Only these event types.")] = None,
+    since: Annotated[str | None, typer.Option(help="From: ISO date/time, or a duration back (90m, 2d).")] = None,
+    until: Annotated[str | None, typer.Option(help="Up to: ISO date/time, or a duration back.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON lines: every field of every event.")] = False,
+    follow: Annotated[bool, typer.Option(help="Keep printing new events as they happen.")] = False,
+) -> None:
+    """List the history (the HUB_EVENTS audit log): who did what, when, for which firm."""
+    import uuid as uuid_module
+
+    from hub_cli.audit import run_audit
+    from hub_common.settings import HubSettings
+
+    for name, value in (("--firm", firm), ("--client", client)):
+        if value is not None:
+            try:
+                uuid_module.UUID(value)
+            except ValueError:
+                raise typer.BadParameter(f"{value!r} is not an id", param_hint=name) from None
+    try:
+        run_audit(
+            HubSettings().nats_url,
+            firm=firm,
+            client=client,
+            accountant=accountant,
+            types=event_type or [],
+            since=since,
+            until=until,
+            as_json=as_json,
+            follow=follow,
+        )
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from None
+
+
+@app.command("dead-letters")
+def dead_letters(
+    as_json: Annotated[bool, typer.Option("--json", help="JSON lines, with each message's payload.")] = False,
+) -> None:
+    """List the messages no handler could take (invalid, or failed max_deliver times)."""
+    import asyncio as asyncio_module
+
+    from hub_cli.audit import print_dead_letters, quiet_logging
+    from hub_common.settings import HubSettings
+
+    quiet_logging()
+    asyncio_module.run(print_dead_letters(HubSettings().nats_url, as_json=as_json))
+
+
+@app.command()
 def asyncapi(
     output: Annotated[Path, typer.Option(help="Where to write the AsyncAPI document.")] = Path("docs/asyncapi.json"),
 ) -> None:

@@ -1,0 +1,120 @@
+"""`hub audit` and `hub dead-letters` against a real JetStream: filters, JSON lines, who did what."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import cast
+
+import pytest
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from typer.testing import CliRunner, Result
+
+from hub_cli.audit import parse_moment
+from hub_cli.main import app
+from hub_common.bus import publish_event
+from hub_common.events import (
+    Actor,
+    ActorKind,
+    ClientAdded,
+    ClientCard,
+    ClientConnection,
+    ClientRemoved,
+    ClientSource,
+    new_envelope,
+)
+
+
+async def _history(js: JetStreamContext) -> tuple[uuid.UUID, uuid.UUID, str]:
+    firm, client = uuid.uuid4(), uuid.uuid4()
+    alice = str(uuid.uuid4())
+    actor = Actor(kind=ActorKind.ACCOUNTANT, id=alice, display_name="alice@firm.example")
+    added = ClientAdded(
+        client_id=client,
+        card=ClientCard(name="Contoso", client_url="https://businesscentral.dynamics.com/contoso.com"),
+        connection=ClientConnection(tenant="contoso.com", environment="Production"),
+        source=ClientSource.MANUAL,
+    )
+    await publish_event(js, new_envelope(added, firm_id=firm, actor=actor))
+    await publish_event(js, new_envelope(ClientRemoved(client_id=uuid.uuid4()), firm_id=firm, actor=Actor.service("x")))
+    await publish_event(js, new_envelope(ClientRemoved(client_id=client), firm_id=firm, actor=actor))
+    await publish_event(js, new_envelope(ClientRemoved(client_id=client), firm_id=uuid.uuid4(), actor=actor))
+    return firm, client, alice
+
+
+async def _cli(nats_url: str, *arguments: str) -> Result:
+    """The CLI runs its own event loop, so it runs in a thread beside the test's loop."""
+    return await asyncio.to_thread(CliRunner().invoke, app, list(arguments), env={"HUB_NATS_URL": nats_url})
+
+
+async def _audit(nats_url: str, *arguments: str) -> list[dict[str, object]]:
+    result = await _cli(nats_url, "audit", "--json", *arguments)
+    assert result.exit_code == 0, result.output
+    return [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
+
+
+async def test_audit_filters_by_firm_client_accountant_and_type(jetstream: JetStreamContext, nats_url: str) -> None:
+    firm, client, alice = await _history(jetstream)
+    everything = await _audit(nats_url, "--firm", str(firm))
+    assert [e["type"] for e in everything] == ["ClientAdded", "ClientRemoved", "ClientRemoved"]
+    assert {e["firm_id"] for e in everything} == {str(firm)}
+    about_client = await _audit(nats_url, "--firm", str(firm), "--client", str(client))
+    assert [e["type"] for e in about_client] == ["ClientAdded", "ClientRemoved"]
+    by_alice = await _audit(nats_url, "--firm", str(firm), "--accountant", alice)
+    assert all(e["actor"]["id"] == alice for e in by_alice)  # type: ignore[index]
+    assert len(by_alice) == 2
+    added = await _audit(nats_url, "--firm", str(firm), "--type", "ClientAdded")
+    assert [e["data"]["card"]["name"] for e in added] == ["Contoso"]  # type: ignore[index]
+    assert await _audit(nats_url, "--firm", str(firm), "--since", "2099-01-01") == []
+    assert len(await _audit(nats_url, "--firm", str(firm), "--since", "10m")) == 3
+
+
+async def test_audit_table_says_who_did_what(jetstream: JetStreamContext, nats_url: str) -> None:
+    firm, _, _ = await _history(jetstream)
+    result = await _cli(nats_url, "audit", "--firm", str(firm))
+    assert result.exit_code == 0
+    lines = result.stdout.splitlines()
+    assert "event" in lines[0]
+    assert "accountant:alice@firm.example" in lines[1]
+    assert "client 'Contoso'" in lines[1]
+
+
+def test_bad_arguments_are_refused(nats_url: str) -> None:
+    runner = CliRunner()
+    assert runner.invoke(app, ["audit", "--firm", "acme"], env={"HUB_NATS_URL": nats_url}).exit_code == 2
+    assert runner.invoke(app, ["audit", "--since", "yesterday"], env={"HUB_NATS_URL": nats_url}).exit_code == 2
+
+
+def test_moments_are_dates_or_durations() -> None:
+    now = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+    assert parse_moment("90m", now=now) == now - timedelta(minutes=90)
+    assert parse_moment("2d", now=now) == now - timedelta(days=2)
+    assert parse_moment("2026-03-03") == datetime(2026, 3, 3, tzinfo=UTC)
+    with pytest.raises(ValueError, match="duration"):
+        parse_moment("soon")
+
+
+async def test_dead_letters_are_listed(jetstream: JetStreamContext, nats_url: str) -> None:
+    from hub_common.consumers import Delivery, dead_letter
+    from hub_common.streams import EVENTS_STREAM, ConsumerSpec
+
+    spec = ConsumerSpec(EVENTS_STREAM, f"audit-{uuid.uuid4().hex[:6]}", ("hub.>",), 30, 3)
+    delivery = Delivery(
+        subject="hub.x.client.added",
+        stream=EVENTS_STREAM,
+        stream_sequence=424242,
+        num_delivered=3,
+        headers={},
+        raw=cast(Msg, None),
+    )
+    await dead_letter(jetstream, spec, delivery, b'{"poison": true}', "invalid event: test")
+    result = await _cli(nats_url, "dead-letters", "--json")
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    mine = [r for r in records if r["consumer"] == spec.durable]
+    assert len(mine) == 1
+    assert mine[0]["payload"] == '{"poison": true}'
+    assert mine[0]["error"] == "invalid event: test"
