@@ -190,6 +190,18 @@ def dead_letters(
 
 
 @app.command()
+def rebuild(
+    target: Annotated[str, typer.Option(help="An empty database to rebuild the read model into.")],
+    live: Annotated[str | None, typer.Option(help="The live read model's database, to compare.")] = None,
+) -> None:
+    """Rebuild the gateway's read model from the streams, then compare it with the live one."""
+    from hub_cli.rebuild import run as run_rebuild
+    from hub_common.settings import HubSettings
+
+    raise typer.Exit(run_rebuild(nats_url=HubSettings().nats_url, target_database_url=target, live_database_url=live))
+
+
+@app.command()
 def asyncapi(
     output: Annotated[Path, typer.Option(help="Where to write the AsyncAPI document.")] = Path("docs/asyncapi.json"),
 ) -> None:

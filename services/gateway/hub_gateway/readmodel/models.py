@@ -79,6 +79,9 @@ class CompanyRow(SQLModel, table=True):
     # travel on two streams with no order between them, so a refresh's own request or
     # discovery arriving after its outcome must not make the row look pending again.
     outcome_refresh_id: uuid.UUID | None = None
+    # When the shown outcome happened (a snapshot's read time, a failure's time): only an
+    # event that happened later may change the row's state, whatever order events arrive in.
+    outcome_at: datetime | None = Field(default=None, sa_column=_moment())
     events_sequence: int = 0
     snapshot_sequence: int = 0
     snapshot_applied_at: datetime | None = Field(default=None, sa_column=_moment())

@@ -41,6 +41,22 @@ class CompanyState:
     FAILED = "failed"
 
 
+def _newer_outcome(row: CompanyRow, happened_at: datetime) -> bool:
+    return row.outcome_at is None or happened_at > row.outcome_at
+
+
+def _pending_after(row: CompanyRow, envelope: Envelope[Any], refresh_id: Any) -> bool:
+    """A refresh request or discovery makes a row pending only if it is newer than what it shows."""
+    return row.outcome_refresh_id != refresh_id and _newer_outcome(row, envelope.occurred_at)
+
+
+def _show_failure(row: CompanyRow, failure_json: str, data: RefreshFailed) -> None:
+    row.state = CompanyState.FAILED
+    row.failure_json = failure_json
+    row.outcome_refresh_id = data.refresh_id
+    row.outcome_at = data.failure.occurred_at
+
+
 def _failure_json(failure: Failure) -> str:
     return failure.model_dump_json()
 
@@ -133,7 +149,7 @@ async def _apply_event(session: AsyncSession, envelope: Envelope[Any], sequence:
         client.events_sequence = sequence
         client.state = CompanyState.QUEUED
         for company in await _client_companies(session, client):
-            if data.company_id in (None, company.company_id) and company.outcome_refresh_id != data.refresh_id:
+            if data.company_id in (None, company.company_id) and _pending_after(company, envelope, data.refresh_id):
                 company.state = CompanyState.QUEUED
     elif isinstance(data, CompaniesDiscovered):
         await _apply_discovery(session, envelope, data, sequence)
@@ -182,9 +198,11 @@ async def _apply_discovery(
                 company_name=company.name,
             )
             session.add(row)
-        row.company_name = company.name
-        row.display_name = company.display_name
-        if row.outcome_refresh_id != data.refresh_id:
+        if _newer_outcome(row, envelope.occurred_at):
+            # The newest reading of the company names it (a snapshot may be newer).
+            row.company_name = company.name
+            row.display_name = company.display_name
+        if _pending_after(row, envelope, data.refresh_id):
             row.state = CompanyState.REFRESHING
         row.events_sequence = max(row.events_sequence, sequence)
 
@@ -204,16 +222,14 @@ async def _apply_failure(session: AsyncSession, envelope: Envelope[Any], data: R
         client.state = CompanyState.FAILED
         client.failure_json = failure
         for company in await _client_companies(session, client):
-            if company.as_of is None or company.as_of <= data.failure.occurred_at:
-                company.state = CompanyState.FAILED
-                company.failure_json = failure
-                company.outcome_refresh_id = data.refresh_id
+            if _newer_outcome(company, data.failure.occurred_at):
+                _show_failure(company, failure, data)
         return
     existing = await session.get(CompanyRow, (data.client_id, data.company_id))
     if existing is not None and (
         existing.events_sequence >= sequence
-        # A failure older than the figures shown (they came later, on the other stream).
-        or (existing.as_of is not None and existing.as_of > data.failure.occurred_at)
+        # Older than the outcome shown (which came later, on the other stream).
+        or not _newer_outcome(existing, data.failure.occurred_at)
     ):
         return
     row = existing or CompanyRow(
@@ -223,9 +239,7 @@ async def _apply_failure(session: AsyncSession, envelope: Envelope[Any], data: R
         company_name=data.company_name or str(data.company_id),
     )
     session.add(row)
-    row.state = CompanyState.FAILED
-    row.failure_json = failure
-    row.outcome_refresh_id = data.refresh_id
+    _show_failure(row, failure, data)
     row.events_sequence = sequence
 
 
@@ -249,6 +263,7 @@ async def _apply_snapshot(session: AsyncSession, envelope: Envelope[Any], sequen
     )
     session.add(row)
     row.outcome_refresh_id = data.refresh_id
+    row.outcome_at = data.read_at
     row.company_name = data.company_name
     row.display_name = data.company_display_name
     row.state = CompanyState.OK
