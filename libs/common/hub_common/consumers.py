@@ -204,6 +204,21 @@ async def handle_batch(js: JetStreamContext, spec: ConsumerSpec, messages: list[
         await delivery.raw.ack()
 
 
+def _pull_subscriber(
+    broker: NatsBroker, spec: ConsumerSpec, pull_sub: PullSub, title: str
+) -> Callable[[Callable[[NatsMessage], Awaitable[None]]], Any]:
+    """FastStream's subscriber bound to the role's existing durable, with explicit acks."""
+    subscriber: Callable[[Callable[[NatsMessage], Awaitable[None]]], Any] = broker.subscriber(
+        spec.filter_subjects[0] if len(spec.filter_subjects) == 1 else "hub.>",
+        stream=JStream(spec.stream, declare=False),
+        durable=spec.durable,
+        pull_sub=pull_sub,
+        ack_policy=AckPolicy.MANUAL,
+        title=title,
+    )
+    return subscriber
+
+
 def subscribe(
     broker: NatsBroker,
     spec: ConsumerSpec,
@@ -214,14 +229,7 @@ def subscribe(
 ) -> None:
     """Bind ``handler`` to the role's durable; ``concurrency`` messages are handled at once."""
 
-    @broker.subscriber(
-        spec.filter_subjects[0] if len(spec.filter_subjects) == 1 else "hub.>",
-        stream=JStream(spec.stream, declare=False),
-        durable=spec.durable,
-        pull_sub=PullSub(batch_size=concurrency, timeout=1.0),
-        ack_policy=AckPolicy.MANUAL,
-        title=title,
-    )
+    @_pull_subscriber(broker, spec, PullSub(batch_size=concurrency, timeout=1.0), title)
     async def consume(message: NatsMessage) -> None:
         await handle_one(jetstream_of(broker), spec, message.raw_message, handler)
 
@@ -236,14 +244,7 @@ def subscribe_batches(
 ) -> None:
     """Bind a batch handler (a projection) to the role's durable; batches arrive in order."""
 
-    @broker.subscriber(
-        spec.filter_subjects[0] if len(spec.filter_subjects) == 1 else "hub.>",
-        stream=JStream(spec.stream, declare=False),
-        durable=spec.durable,
-        pull_sub=PullSub(batch_size=batch_size, timeout=0.2, batch=True),
-        ack_policy=AckPolicy.MANUAL,
-        title=title,
-    )
+    @_pull_subscriber(broker, spec, PullSub(batch_size=batch_size, timeout=0.2, batch=True), title)
     async def consume(message: NatsMessage) -> None:
         raw = message.raw_message
         messages = raw if isinstance(raw, list) else [raw]

@@ -45,11 +45,6 @@ def event_subject(firm_id: str, event_type: str) -> str:
     return f"hub.{firm_id}.{template.format(company_id='*')}"
 
 
-def firm_subjects(firm_id: str) -> list[str]:
-    """Every subject of one firm, for replaying or fencing it."""
-    return [f"hub.{firm_id}.>"]
-
-
 def _event_entities() -> list[str]:
     """The subject entities (``client``, ``refresh``...) of every audit-log event."""
     entities = {model.subject_template.split(".")[0] for model in EVENT_TYPES.values() if model is not CompanySnapshot}

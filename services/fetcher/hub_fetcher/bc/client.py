@@ -8,7 +8,6 @@ so nothing a tenant answers can make the hub call elsewhere (invariant 5).
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -99,9 +98,6 @@ class BusinessCentral:
             f"{self._api_base}/v2.0/{quote(environment.tenant, safe='')}/"
             f"{quote(environment.name, safe='')}/ODataV4/Company('{quoted_name}')/{service}"
         )
-
-    def company_url(self, environment: Environment, company_id: uuid.UUID, entity_set: str) -> str:
-        return f"{self.root(environment)}/companies({company_id})/{entity_set}"
 
     def _same_host(self, url: str) -> bool:
         parts = urlsplit(url)

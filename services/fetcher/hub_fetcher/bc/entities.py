@@ -89,7 +89,3 @@ def parse_entities(model: type[EntityT], items: list[dict[str, Any]], what: str)
             FailureKind.BAD_RESPONSE,
             message=f"{what}: unexpected shape ({error.error_count()} errors: {error.errors()[0]['msg']})",
         ) from error
-
-
-def parse_entity(model: type[EntityT], item: dict[str, Any], what: str) -> EntityT:
-    return parse_entities(model, [item], what)[0]

@@ -63,7 +63,7 @@ def _secure(state: GatewayState) -> bool:
     return state.settings.public_url.startswith("https://")
 
 
-async def _start_session(request: Request, state: GatewayState, principal: Principal, target: str) -> Response:
+async def _start_session(state: GatewayState, principal: Principal, target: str) -> Response:
     async with transaction(state.sessions) as session:
         secret, _ = await store.open_session(session, principal)
     response = RedirectResponse(_safe_next(target), status_code=status.HTTP_303_SEE_OTHER)
@@ -122,7 +122,7 @@ async def dev_sign_in(
         principal = await ensure_accountant(state, request, email, email.split("@")[0])
     except HTTPException as refused:
         return _sign_in_page(request, state, error=str(refused.detail), target=next)
-    return await _start_session(request, state, principal, next)
+    return await _start_session(state, principal, next)
 
 
 @pages.get("/auth/sign-in")
@@ -170,7 +170,7 @@ async def finish_sign_in(request: Request, state: State) -> Response:
         principal = await ensure_accountant(state, request, email, str(name))
     except HTTPException as refused:
         return _sign_in_page(request, state, error=str(refused.detail))
-    return await _start_session(request, state, principal, pending.get("next", "/"))
+    return await _start_session(state, principal, pending.get("next", "/"))
 
 
 @pages.post("/sign-out")
