@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
+from playwright.sync_api import Browser, Page, sync_playwright
 from pydantic import SecretStr
 
 from hub_common.local_nats import free_port
@@ -95,3 +99,51 @@ def hub(nats_url: str, sandbox: Sandbox, gateway_port: int, tmp_path_factory: py
     finally:
         for process in reversed(processes):
             process.stop()
+
+
+SCREENSHOTS = Path(os.environ.get("HUB_SCREENSHOT_DIR", Path(__file__).parents[2] / "test-artifacts" / "screenshots"))
+
+
+def _chromium_path() -> str | None:
+    """Debian's chromium: CI names it (HUB_TEST_CHROMIUM); a developer may just have it."""
+    named = os.environ.get("HUB_TEST_CHROMIUM")
+    if named:
+        return named
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.fixture(scope="package")
+def chromium() -> Iterator[Browser]:
+    """Playwright driving the system's chromium, never a downloaded browser.
+
+    CI (.ci/run) installs chromium and names it, so there a missing browser fails the run;
+    on a machine without chromium the browser tests are skipped with the reason shown.
+    """
+    path = _chromium_path()
+    if path is None or not Path(path).exists():
+        if os.environ.get("HUB_TEST_CHROMIUM"):
+            pytest.fail(f"HUB_TEST_CHROMIUM={path} does not exist")
+        pytest.skip("no chromium on this machine: `apt-get install chromium` (or run .ci/run) for the browser tests")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=path, args=["--no-sandbox"])
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture
+def page(chromium: Browser, request: pytest.FixtureRequest) -> Iterator[Page]:
+    """A fresh browser profile at 1280×800; the sandbox's self-made CA is trusted for it only."""
+    context = chromium.new_context(viewport={"width": 1280, "height": 800}, ignore_https_errors=True)
+    context.set_default_timeout(20_000)
+    page = context.new_page()
+    problems: list[str] = []
+    page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
+    try:
+        yield page
+    finally:
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=SCREENSHOTS / f"last-{request.node.name}.png")
+        context.close()
+    assert not problems, problems

@@ -74,7 +74,9 @@ def test_adding_a_client_puts_its_companies_on_the_dashboard(hub: Hub, sandbox: 
     for row in rows:
         assert row["client_name"] == tenant["display_name"]
         expected = _independent_cash(sandbox, tenant["id"], row["company_id"])
-        assert Decimal(row["figures"]["cash"]["total"]) == expected
+        assert Decimal(row["values"]["cash"]) == expected
+        details = api.get(f"/api/v1/clients/{row['client_id']}/companies/{row['company_id']}").json()
+        assert Decimal(details["figures"]["cash"]["total"]) == expected
         assert row["as_of"].endswith(("Z", "+00:00")), row["as_of"]
         assert row["web_client_link"].startswith(sandbox.web_client)
 
@@ -141,15 +143,22 @@ def test_a_clients_own_tax_accounts_override_the_rule_on_every_refresh(hub: Hub,
 
     rows = _wait_for_rows(api, overridden, hub)
     first_as_of = {r["company_id"]: r["as_of"] for r in rows}
+
+    def taxes(row: dict[str, Any]) -> dict[str, Any]:
+        details = api.get(f"/api/v1/clients/{client_id}/companies/{row['company_id']}").raise_for_status().json()
+        figure: dict[str, Any] = details["figures"]["taxes_due"]
+        return figure
+
     for row in rows:
-        taxes = row["figures"]["taxes_due"]
-        assert "override" in taxes["rule"]
-        assert [a["number"] for a in taxes["accounts"]] in (["10110"], [])
+        taxes_due = taxes(row)
+        assert "override" in taxes_due["rule"]
+        assert Decimal(row["values"]["taxes_due"]) == Decimal(taxes_due["amount"])
+        assert [a["number"] for a in taxes_due["accounts"]] in (["10110"], [])
     assert api.post("/api/v1/refresh", json={"client_id": client_id}).status_code == 202
     refreshed = _wait_for_rows(
         api, lambda rows: overridden(rows) and all(r["as_of"] != first_as_of.get(r["company_id"]) for r in rows), hub
     )
-    assert all("override" in r["figures"]["taxes_due"]["rule"] for r in refreshed)
+    assert all("override" in taxes(r)["rule"] for r in refreshed)
     bad = api.post(
         "/api/v1/clients", json={"name": "X", "client_url": url, "tax_account_numbers": ["no spaces please"]}
     )

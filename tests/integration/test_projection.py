@@ -3,21 +3,18 @@ cannot overwrite a newer one, and a rebuild from the log equals the live model."
 
 from __future__ import annotations
 
-import asyncio
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from pathlib import Path
 from typing import Any, cast
 
-import pytest
 from nats.aio.msg import Msg
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from hub_common.consumers import Delivery
-from hub_common.db import create_engine, migrate, session_factory, transaction
+from hub_common.db import transaction
 from hub_common.events import (
     AccountantJoined,
     Actor,
@@ -41,7 +38,6 @@ from hub_common.events import (
     new_envelope,
 )
 from hub_common.streams import EVENTS_STREAM, SNAPSHOTS_STREAM
-from hub_gateway.app import MIGRATIONS, VERSION_TABLE
 from hub_gateway.readmodel.models import AccountantRow, ClientRow, CompanyRow, ProjectionPosition
 from hub_gateway.readmodel.projection import apply_batch
 
@@ -128,25 +124,6 @@ def _history() -> Batch:
     return [(new_envelope(data, firm_id=FIRM, actor=ACTOR), _delivery(stream, seq)) for data, stream, seq in events]
 
 
-@pytest.fixture
-async def fresh_model(database_url: str) -> AsyncIterator[Callable[[], Any]]:
-    engines: list[AsyncEngine] = []
-    counter = iter(range(100))
-
-    async def make() -> async_sessionmaker[AsyncSession]:
-        url = database_url
-        if url.startswith("sqlite"):
-            url = url.replace("test.db", f"model-{next(counter)}.db")
-        await asyncio.to_thread(migrate, url, Path(MIGRATIONS), VERSION_TABLE)
-        engine = create_engine(url)
-        engines.append(engine)
-        return session_factory(engine)
-
-    yield make
-    for engine in engines:
-        await engine.dispose()
-
-
 async def _apply(sessions: async_sessionmaker[AsyncSession], batch: Batch) -> None:
     async with transaction(sessions) as session:
         await apply_batch(session, batch, NOW)
@@ -172,7 +149,7 @@ async def test_replaying_the_log_changes_nothing(fresh_model: Callable[[], Any])
     assert await _dump(sessions) == once
     companies = {row["company_id"]: row for row in once["gateway_companies"]}
     assert companies[str(COMPANY_A)]["state"] == "ok"
-    assert Decimal(companies[str(COMPANY_A)]["cash_total"]) == Decimal("250.00")
+    assert Decimal(companies[str(COMPANY_A)]["figure_cash"]) == Decimal("250.00")
     assert companies[str(COMPANY_B)]["state"] == "failed"
 
 
@@ -193,7 +170,7 @@ async def test_a_late_older_snapshot_does_not_overwrite_a_newer_one(fresh_model:
     async with sessions() as session:
         row = await session.get(CompanyRow, (CLIENT, COMPANY_A))
         assert row is not None
-        assert row.cash_total == Decimal("250.00")
+        assert row.figure_cash == Decimal("250.00")
 
 
 async def test_events_of_another_firm_cannot_touch_a_client(fresh_model: Callable[[], Any]) -> None:
@@ -209,7 +186,7 @@ async def test_events_of_another_firm_cannot_touch_a_client(fresh_model: Callabl
     assert client is not None
     assert not client.removed
     assert company is not None
-    assert company.cash_total == Decimal("250.00")
+    assert company.figure_cash == Decimal("250.00")
 
 
 def _state(row: CompanyRow | None) -> str | None:
@@ -239,7 +216,7 @@ async def test_order_between_the_two_streams_does_not_matter(fresh_model: Callab
         company_b = await session.get(CompanyRow, (CLIENT, COMPANY_B))
     assert _state(company_a) == "ok", "a refresh's own request or discovery does not undo its result"
     assert company_a is not None
-    assert company_a.cash_total == Decimal("100.10")
+    assert company_a.figure_cash == Decimal("100.10")
     assert _state(company_b) == "refreshing"
 
 

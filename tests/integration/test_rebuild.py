@@ -261,7 +261,9 @@ async def test_rebuild_equals_the_model_built_event_by_event(
         "gateway_clients",
         "gateway_companies",
         "gateway_connection_tests",
+        "gateway_failures",
         "gateway_positions",
+        "gateway_refreshes",
     }
     assert rebuilt == live
 
@@ -271,8 +273,8 @@ async def test_rebuild_equals_the_model_built_event_by_event(
         async with transaction(session_factory(engine)) as session:
             await session.execute(
                 update(CompanyRow)
-                .where(col(CompanyRow.cash_total) == Decimal("1234.56"))
-                .values(cash_total=Decimal("1"))
+                .where(col(CompanyRow.figure_cash) == Decimal("1234.56"))
+                .values(figure_cash=Decimal("1"))
             )
     finally:
         await engine.dispose()

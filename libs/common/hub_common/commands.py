@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import uuid
+import zlib
+from datetime import date
 from enum import StrEnum
 from typing import Annotated, Generic, Literal, TypeVar
 
@@ -16,7 +18,7 @@ import nats.errors
 from nats.aio.client import Client
 from pydantic import BaseModel, ConfigDict, Field
 
-from hub_common.events import Actor, ClientCard
+from hub_common.events import Actor, ClientCard, ClientConnection, Failure
 
 # -------------------------------------------------------------- registry commands
 
@@ -118,12 +120,16 @@ class RejectionReason(StrEnum):
     CONFLICT = "conflict"
     FORBIDDEN = "forbidden"
     UNAVAILABLE = "unavailable"
+    # Business Central answered with a failure that trying again will not fix; see ``failure``.
+    UPSTREAM = "upstream"
 
 
 class Rejection(BaseModel):
     reason: RejectionReason
     message: str
     field: str | None = None
+    # A classified failure of the client's BC (what is wrong, the fix, the technical details).
+    failure: Failure | None = None
 
 
 ResultT = TypeVar("ResultT", bound=BaseModel)
@@ -136,9 +142,35 @@ class CommandReply(BaseModel, Generic[ResultT]):
     rejection: Rejection | None = None
 
 
-def encode_result(result: BaseModel) -> bytes:
+# NATS carries at most max_payload (1 MB by default) per message, so a large reply (a
+# company's statements) travels gzip-compressed; ``send_command`` recognises gzip's magic.
+GZIP_MAGIC = b"\x1f\x8b"
+MAX_DECOMPRESSED_REPLY_BYTES = 256 * 1024 * 1024
+
+
+def encode_result(result: BaseModel, *, compress: bool = False) -> bytes:
     """A reply carrying the result (serialized by its own type, not the generic bound)."""
-    return json.dumps({"result": result.model_dump(mode="json"), "rejection": None}).encode()
+    payload = json.dumps({"result": result.model_dump(mode="json"), "rejection": None}).encode()
+    if not compress:
+        return payload
+    compressor = zlib.compressobj(6, zlib.DEFLATED, 31)  # wbits 31: a gzip stream
+    return compressor.compress(payload) + compressor.flush()
+
+
+def decompress_reply(data: bytes, *, limit: int = MAX_DECOMPRESSED_REPLY_BYTES) -> bytes:
+    """A gzip reply unpacked, refusing to grow past ``limit`` (a reply is input too)."""
+    inflater = zlib.decompressobj(31)
+    try:
+        payload = inflater.decompress(data, limit)
+    except zlib.error as error:
+        raise CommandRejected(
+            Rejection(reason=RejectionReason.UNAVAILABLE, message=f"unreadable compressed reply: {error}")
+        ) from error
+    if inflater.unconsumed_tail or not inflater.eof:
+        raise CommandRejected(
+            Rejection(reason=RejectionReason.UNAVAILABLE, message="the compressed reply is incomplete or too large")
+        )
+    return payload
 
 
 def encode_rejection(rejection: Rejection) -> bytes:
@@ -169,7 +201,8 @@ async def send_command(
                 message=f"The service behind {subject} did not answer; try again shortly",
             )
         ) from error
-    reply = CommandReply[result_type].model_validate_json(response.data)  # type: ignore[valid-type]
+    data = decompress_reply(response.data) if response.data.startswith(GZIP_MAGIC) else response.data
+    reply = CommandReply[result_type].model_validate_json(data)  # type: ignore[valid-type]
     if reply.rejection is not None:
         raise CommandRejected(reply.rejection)
     result: ResultT | None = reply.result
@@ -229,3 +262,23 @@ class InvitationAcceptedResult(BaseModel):
     client_name: str
     tenant: str
     environment: str
+
+
+# -------------------------------------------------------------- fetcher commands
+
+# Answered by any fetcher process (a queue group): only fetchers talk to BC.
+READ_STATEMENTS = "cmd.fetcher.statements.read"
+
+
+class ReadStatements(FirmCommand):
+    """Read one company's financial statements from BC, as of a date.
+
+    The reply is ``hub_common.statements.CompanyStatements``. The connection comes from the
+    gateway's read model of the firm's client, never from a request alone. A BC failure is
+    a rejection carrying the classified ``failure``: reason UNAVAILABLE when trying again
+    later may work (throttled, offline, timeout), UPSTREAM otherwise.
+    """
+
+    connection: ClientConnection
+    company_id: uuid.UUID
+    as_of: date

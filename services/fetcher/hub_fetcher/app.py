@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import httpx
 from faststream import FastStream
+from faststream.nats import NatsMessage
 
+from hub_common import commands
 from hub_common.bus import create_broker, jetstream_of
 from hub_common.consumers import Delivery, subscribe
 from hub_common.events import Envelope, EventData
@@ -16,6 +18,7 @@ from hub_fetcher.bc.limits import SharedTenantSlots, TenantLimiter
 from hub_fetcher.handlers import FetcherHandlers
 from hub_fetcher.refresh import ClientReader
 from hub_fetcher.settings import FetcherSettings
+from hub_fetcher.statements import STATEMENT_READS_AT_ONCE, STATEMENTS_QUEUE, StatementsReader, answer_read_statements
 
 logger = get_logger(__name__)
 
@@ -37,6 +40,7 @@ def create_app(settings: FetcherSettings) -> FastStream:
         timeout_seconds=settings.http_read_timeout_seconds,
     )
     handlers: list[FetcherHandlers] = []
+    statements: list[StatementsReader] = []
 
     async def handle(envelope: Envelope[EventData], delivery: Delivery) -> None:
         await handlers[0].handle(envelope, delivery)
@@ -66,6 +70,7 @@ def create_app(settings: FetcherSettings) -> FastStream:
         )
         reader = ClientReader(bc, web_client_base=settings.bc_web_client, use_cue_services=settings.use_cue_services)
         handlers.append(FetcherHandlers(reader, js))
+        statements.append(StatementsReader(bc))
 
     @app.after_startup
     async def ready() -> None:
@@ -77,6 +82,16 @@ def create_app(settings: FetcherSettings) -> FastStream:
         tokens.close()
 
     subscribe(broker, FETCHER_CONSUMER, handle, concurrency=settings.concurrency, title="fetcher refreshes")
+
+    @broker.subscriber(
+        commands.READ_STATEMENTS,
+        queue=STATEMENTS_QUEUE,
+        max_workers=STATEMENT_READS_AT_ONCE,
+        title="fetcher: read statements",
+    )
+    async def read_statements(message: NatsMessage) -> bytes:
+        return await answer_read_statements(statements[0], message.body, max_payload=broker.connection.max_payload)
+
     return app
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import httpx
 from fastapi import FastAPI, Request, Response
+from fastapi.staticfiles import StaticFiles
 
 from hub_common.bus import create_broker, jetstream_of
 from hub_common.consumers import Delivery, subscribe_batches
@@ -20,8 +21,11 @@ from hub_common.events import Envelope, EventData
 from hub_common.logging import bound_context, configure_logging, get_logger
 from hub_common.streams import GATEWAY_EVENTS_CONSUMER, GATEWAY_SNAPSHOTS_CONSUMER, declare_topology
 from hub_gateway.api.client_invitations import client_invitations
+from hub_gateway.api.dashboard import dashboard_api
 from hub_gateway.api.deps import GatewayState
+from hub_gateway.api.reports import reports
 from hub_gateway.api.routes import api, health
+from hub_gateway.live import LiveUpdates
 from hub_gateway.readmodel.projection import apply_batch
 from hub_gateway.settings import GatewaySettings
 from hub_gateway.web.dev_mail import dev_mail_pages
@@ -29,6 +33,7 @@ from hub_gateway.web.invitations import invitation_pages
 from hub_gateway.web.pages import pages
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+STATIC = Path(__file__).parent / "web" / "static"
 VERSION_TABLE = "gateway_alembic_version"
 
 logger = get_logger(__name__)
@@ -44,9 +49,17 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         sessions = session_factory(engine)
         broker = create_broker(settings.nats_url, name=settings.service_name)
 
+        live_updates: list[LiveUpdates] = []
+
+        # The events and snapshots projections share rows; in one process they take turns
+        # (SQLite has no row locks; PostgreSQL's row locks cover several replicas).
+        projecting = asyncio.Lock()
+
         async def project(batch: list[tuple[Envelope[EventData], Delivery]]) -> None:
-            async with transaction(sessions) as session:
-                await apply_batch(session, batch, datetime.now(UTC))
+            async with projecting, transaction(sessions) as session:
+                changes = await apply_batch(session, batch, datetime.now(UTC))
+            if live_updates:  # after the commit: a page told of a change must be able to read it
+                await live_updates[0].announce(changes)
 
         subscribe_batches(
             broker,
@@ -64,6 +77,9 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         )
         await broker.connect()
         await declare_topology(jetstream_of(broker))
+        live = LiveUpdates(broker.connection)
+        await live.start()
+        live_updates.append(live)
         await broker.start()
         entra_http = httpx.Client(verify=settings.tls_verification(), timeout=30)
         entra_keys_http = httpx.AsyncClient(verify=settings.tls_verification(), timeout=30)
@@ -82,11 +98,13 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             entra_tokens=EntraTokenVerifier(
                 authority_base=settings.entra_authority, audience=settings.entra_client_id, http=entra_keys_http
             ),
+            live=live,
         )
         logger.info("gateway ready", url=f"http://{settings.host}:{settings.port}")
         try:
             yield
         finally:
+            await live.stop()
             await broker.stop()
             await engine.dispose()
             entra_http.close()  # noqa: ASYNC212 - msal needs a sync client; closing is instant
@@ -111,10 +129,13 @@ def create_app(settings: GatewaySettings) -> FastAPI:
 
     app.include_router(health)
     app.include_router(api)
+    app.include_router(reports)
+    app.include_router(dashboard_api)
     app.include_router(pages)
     app.include_router(client_invitations)
     app.include_router(invitation_pages)
     app.include_router(dev_mail_pages)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app
 
 

@@ -12,6 +12,8 @@ class GatewaySettings(HubSettings):
     port: int = 8000
     # How long a command to an owning service may take before the API answers 503.
     command_timeout_seconds: float = 10.0
+    # How long a company workbook waits for a fetcher to read the statements from BC.
+    report_timeout_seconds: float = 60.0
     # How long Test Client URL waits for a fetcher's answer before returning a test id to poll.
     connection_test_wait_seconds: float = 20.0
     # How many events the projection applies per transaction.

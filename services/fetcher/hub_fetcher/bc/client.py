@@ -31,6 +31,15 @@ class BatchRequest:
 
     id: str
     relative_url: str
+    # Asks BC for pages of at most this many entities (Prefer: odata.maxpagesize); the
+    # next links are followed either way.
+    max_page_size: int | None = None
+
+    def headers(self) -> dict[str, str]:
+        headers = {"Accept": "application/json"}
+        if self.max_page_size is not None:
+            headers["Prefer"] = f"odata.maxpagesize={self.max_page_size}"
+        return headers
 
 
 @dataclass(frozen=True)
@@ -187,7 +196,7 @@ class BusinessCentral:
                         "id": r.id,
                         "method": "GET",
                         "url": r.relative_url,
-                        "headers": {"Accept": "application/json"},
+                        "headers": r.headers(),
                     }
                     for r in requests
                 ]

@@ -1,11 +1,12 @@
-"""Sessions and personal API tokens: the gateway's own credentials, stored only as hashes."""
+"""The gateway's own records of each accountant: sessions and personal API tokens (stored only
+as hashes), dashboard preferences and saved views. None of them are events."""
 
 from __future__ import annotations
 
 import uuid
 from datetime import datetime
 
-from sqlalchemy import Column
+from sqlalchemy import Column, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from hub_common.db import UtcDateTime
@@ -39,3 +40,30 @@ class ApiToken(SQLModel, table=True):
     created_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
     last_used_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime(), nullable=True))
     revoked_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime(), nullable=True))
+
+
+class PreferencesRow(SQLModel, table=True):
+    """An accountant's dashboard choices. The gateway's own, like sessions: not an event."""
+
+    __tablename__ = "gateway_preferences"
+
+    accountant_id: uuid.UUID = Field(primary_key=True)
+    firm_id: uuid.UUID = Field(index=True)
+    columns_json: str = Field(sa_column=Column(Text, nullable=False))
+    locale: str | None = Field(default=None, max_length=35)
+    page_size: int = 100
+    updated_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
+
+
+class SavedViewRow(SQLModel, table=True):
+    """A named dashboard query (filters, sort, columns) an accountant saved."""
+
+    __tablename__ = "gateway_saved_views"
+    __table_args__ = (UniqueConstraint("accountant_id", "name", name="uq_gateway_saved_views_name"),)
+
+    view_id: uuid.UUID = Field(primary_key=True)
+    accountant_id: uuid.UUID = Field(index=True)
+    firm_id: uuid.UUID = Field(index=True)
+    name: str = Field(max_length=100)
+    query_json: str = Field(sa_column=Column(Text, nullable=False))
+    created_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))

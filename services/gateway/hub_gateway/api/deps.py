@@ -17,6 +17,7 @@ from hub_common.commands import CommandRejected, EnsureAccountant
 from hub_common.entra import EntraTokenVerifier
 from hub_gateway.accounts import store
 from hub_gateway.auth import NotAuthenticated, Principal, read_dev_token
+from hub_gateway.live import LiveUpdates
 from hub_gateway.readmodel import queries
 from hub_gateway.settings import GatewaySettings
 
@@ -35,6 +36,8 @@ class GatewayState:
     entra: msal.ConfidentialClientApplication
     # Checks tokens Entra issued for the hub's app (client administrators' invitations).
     entra_tokens: EntraTokenVerifier
+    # Hands the projection's changes to the open pages (server-sent events).
+    live: LiveUpdates
 
     @property
     def nats(self) -> Client:
@@ -141,6 +144,7 @@ _STATUS_FOR_REASON = {
     commands.RejectionReason.CONFLICT: status.HTTP_409_CONFLICT,
     commands.RejectionReason.FORBIDDEN: status.HTTP_403_FORBIDDEN,
     commands.RejectionReason.UNAVAILABLE: status.HTTP_503_SERVICE_UNAVAILABLE,
+    commands.RejectionReason.UPSTREAM: status.HTTP_502_BAD_GATEWAY,
 }
 
 

@@ -57,15 +57,6 @@ async def healthz(state: State) -> JSONResponse:
     )
 
 
-class DashboardResponse(BaseModel):
-    rows: list[queries.DashboardRow]
-
-
-@api.get("/dashboard")
-async def dashboard(principal: CurrentPrincipal, session: Session) -> DashboardResponse:
-    return DashboardResponse(rows=await queries.dashboard_rows(session, firm_id=principal.firm_id))
-
-
 class ClientsResponse(BaseModel):
     clients: list[queries.ClientSummary]
 
@@ -132,6 +123,12 @@ class RefreshBody(BaseModel):
     company_id: uuid.UUID | None = None
 
 
+class RefreshAccepted(BaseModel):
+    refresh_ids: list[uuid.UUID]
+    # GET /api/v1/refresh-runs/{run_id} tells how far these refreshes have come.
+    run_id: str
+
+
 @api.post("/refresh", status_code=status.HTTP_202_ACCEPTED)
 async def refresh(
     principal: CurrentPrincipal,
@@ -139,7 +136,7 @@ async def refresh(
     session: Session,
     request: Request,
     body: Annotated[RefreshBody, Body()] = RefreshBody(),
-) -> commands.RefreshStarted:
+) -> RefreshAccepted:
     """Refresh one company, one client, or (no ids) every client of the firm."""
     if body.client_id is not None:
         await _require_client(session, principal, body.client_id)
@@ -161,7 +158,9 @@ async def refresh(
         client_id=body.client_id,
         company_id=body.company_id,
     )
-    return await _send(state, request, commands.REQUEST_REFRESH, command, commands.RefreshStarted)
+    started = await _send(state, request, commands.REQUEST_REFRESH, command, commands.RefreshStarted)
+    # The refreshes' events carry the request's correlation id: that is the run's id.
+    return RefreshAccepted(refresh_ids=started.refresh_ids, run_id=request.state.correlation_id)
 
 
 # ---------------------------------------------------------------- personal API tokens

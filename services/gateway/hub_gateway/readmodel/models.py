@@ -22,6 +22,10 @@ def _moment(nullable: bool = True) -> Column[datetime]:
     return Column(UtcDateTime(), nullable=nullable)
 
 
+def _money() -> Column[Decimal]:
+    return Column(Numeric(28, 2), nullable=True)
+
+
 class ProjectionPosition(SQLModel, table=True):
     __tablename__ = "gateway_positions"
 
@@ -52,6 +56,8 @@ class ClientRow(SQLModel, table=True):
     company_name: str | None = Field(default=None, max_length=250)
     card_json: str = Field(sa_column=Column(Text, nullable=False))
     source: str = Field(max_length=20)
+    # From the card, as a column so the dashboard can filter by it.
+    assigned_accountant_id: uuid.UUID | None = Field(default=None, index=True)
     removed: bool = False
     # Client-level state: a failure before any company was found lives here.
     state: str = Field(default="queued", max_length=20)
@@ -71,7 +77,19 @@ class CompanyRow(SQLModel, table=True):
     state: str = Field(default="queued", max_length=20)
     as_of: datetime | None = Field(default=None, sa_column=_moment())
     currency_code: str | None = Field(default=None, max_length=10)
-    cash_total: Decimal | None = Field(default=None, sa_column=Column(Numeric(28, 2), nullable=True))
+    # One column per dashboard figure (readmodel/columns.py), so SQL filters, sorts and pages.
+    figure_cash: Decimal | None = Field(default=None, sa_column=_money())
+    figure_taxes_due: Decimal | None = Field(default=None, sa_column=_money())
+    figure_open_sales_documents_count: int | None = None
+    figure_open_sales_documents_amount: Decimal | None = Field(default=None, sa_column=_money())
+    figure_purchase_invoices_due_next_week_count: int | None = None
+    figure_purchase_invoices_due_next_week_amount: Decimal | None = Field(default=None, sa_column=_money())
+    figure_overdue_sales_invoices_count: int | None = None
+    figure_overdue_sales_invoices_amount: Decimal | None = Field(default=None, sa_column=_money())
+    figure_overdue_purchase_invoices_count: int | None = None
+    figure_overdue_purchase_invoices_amount: Decimal | None = Field(default=None, sa_column=_money())
+    figure_sales_this_month: Decimal | None = Field(default=None, sa_column=_money())
+    figure_forecast_low_point: Decimal | None = Field(default=None, sa_column=_money())
     figures_json: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     web_client_link: str | None = Field(default=None, max_length=2000)
     failure_json: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
@@ -95,6 +113,43 @@ class ConnectionTestRow(SQLModel, table=True):
     test_id: uuid.UUID = Field(primary_key=True)
     firm_id: uuid.UUID = Field(index=True)
     client_id: uuid.UUID | None = None
+    # What was tested, so Check Errors can name a test of a client not added yet.
+    tenant: str | None = Field(default=None, max_length=253)
+    environment: str | None = Field(default=None, max_length=100)
     # Empty until a fetcher answers.
     result_json: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     tested_at: datetime | None = Field(default=None, sa_column=_moment())
+
+
+class FailureRow(SQLModel, table=True):
+    """One failed refresh or Test Client URL, for Tools → Check Errors (kept, newest first)."""
+
+    __tablename__ = "gateway_failures"
+
+    # The event's id: a redelivered or replayed event finds its row and adds nothing.
+    failure_id: uuid.UUID = Field(primary_key=True)
+    firm_id: uuid.UUID = Field(index=True)
+    origin: str = Field(max_length=20)  # "refresh" or "connection_test"
+    client_id: uuid.UUID | None = Field(default=None, index=True)
+    company_id: uuid.UUID | None = None
+    company_name: str | None = Field(default=None, max_length=250)
+    # The tested tenant and environment, for a test of a client not added yet.
+    tenant: str | None = Field(default=None, max_length=253)
+    environment: str | None = Field(default=None, max_length=100)
+    kind: str = Field(max_length=50)
+    failure_json: str = Field(sa_column=Column(Text, nullable=False))
+    occurred_at: datetime = Field(sa_column=_moment(nullable=False))
+
+
+class RefreshRow(SQLModel, table=True):
+    """One RefreshRequested: what "Refresh all" counts its progress against."""
+
+    __tablename__ = "gateway_refreshes"
+
+    refresh_id: uuid.UUID = Field(primary_key=True)
+    firm_id: uuid.UUID = Field(index=True)
+    client_id: uuid.UUID
+    company_id: uuid.UUID | None = None
+    # The request that asked (all refreshes of one "Refresh all" share it).
+    correlation_id: str = Field(max_length=100, index=True)
+    requested_at: datetime = Field(sa_column=_moment(nullable=False))

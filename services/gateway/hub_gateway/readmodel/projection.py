@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import uuid
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlmodel import select
+from sqlmodel import SQLModel, col, select
 
 from hub_common.consumers import Delivery
 from hub_common.events import (
@@ -25,13 +27,27 @@ from hub_common.events import (
     RefreshFailed,
     RefreshRequested,
 )
+from hub_gateway.readmodel.columns import figure_values
 from hub_gateway.readmodel.models import (
     AccountantRow,
     ClientRow,
     CompanyRow,
     ConnectionTestRow,
+    FailureRow,
     ProjectionPosition,
+    RefreshRow,
 )
+
+
+@dataclass
+class Changes:
+    """What a batch changed, per firm: the live page refreshes these clients' rows."""
+
+    clients_by_firm: dict[uuid.UUID, set[uuid.UUID]] = field(default_factory=dict)
+    firms_with_new_failures: set[uuid.UUID] = field(default_factory=set)
+
+    def client(self, firm_id: uuid.UUID, client_id: uuid.UUID) -> None:
+        self.clients_by_firm.setdefault(firm_id, set()).add(client_id)
 
 
 class CompanyState:
@@ -61,6 +77,21 @@ def _failure_json(failure: Failure) -> str:
     return failure.model_dump_json()
 
 
+RowT = TypeVar("RowT", bound=SQLModel)
+
+
+async def _locked(model: type[RowT], session: AsyncSession, key: Any) -> RowT | None:
+    """A client or company row, locked until the transaction ends.
+
+    The events and snapshots projections run concurrently (and so may several gateway
+    replicas): without the lock, two transactions could read the same row and the later
+    commit would silently undo the other's change. Rows are always locked client first,
+    then companies, so two transactions never wait on each other in a cycle. SQLite has
+    no row locks; there the gateway's projection lock serializes the writers instead.
+    """
+    return await session.get(model, key, with_for_update=True)
+
+
 async def _advance_position(session: AsyncSession, stream: str, sequence: int) -> None:
     position = await session.get(ProjectionPosition, stream)
     if position is None:
@@ -70,7 +101,9 @@ async def _advance_position(session: AsyncSession, stream: str, sequence: int) -
 
 
 async def _client_companies(session: AsyncSession, client: ClientRow) -> list[CompanyRow]:
-    rows = await session.execute(select(CompanyRow).where(CompanyRow.client_id == client.client_id))
+    rows = await session.execute(
+        select(CompanyRow).where(col(CompanyRow.client_id) == client.client_id).with_for_update()
+    )
     return list(rows.scalars())
 
 
@@ -94,7 +127,7 @@ async def _apply_accountant(session: AsyncSession, envelope: Envelope[Any], sequ
 
 async def _apply_client_card(session: AsyncSession, envelope: Envelope[Any], sequence: int) -> None:
     data: ClientAdded | ClientUpdated = envelope.data
-    row = await session.get(ClientRow, data.client_id)
+    row = await _locked(ClientRow, session, data.client_id)
     if row is not None and (row.events_sequence >= sequence or row.firm_id != envelope.firm_id):
         return
     if row is None:
@@ -118,6 +151,7 @@ async def _apply_client_card(session: AsyncSession, envelope: Envelope[Any], seq
     row.environment = data.connection.environment
     row.company_name = data.connection.company_name
     row.card_json = data.card.model_dump_json()
+    row.assigned_accountant_id = data.card.assigned_accountant_id
     row.events_sequence = sequence
 
 
@@ -125,7 +159,7 @@ async def _owned_client(
     session: AsyncSession, envelope: Envelope[Any], client_id: Any, sequence: int
 ) -> ClientRow | None:
     """The client an event is about, if it belongs to the event's firm and is not stale."""
-    row = await session.get(ClientRow, client_id)
+    row = await _locked(ClientRow, session, client_id)
     if row is None or row.firm_id != envelope.firm_id or row.events_sequence >= sequence:
         return None
     return row
@@ -148,6 +182,17 @@ async def _apply_event(session: AsyncSession, envelope: Envelope[Any], sequence:
             return
         client.events_sequence = sequence
         client.state = CompanyState.QUEUED
+        if await session.get(RefreshRow, data.refresh_id) is None:
+            session.add(
+                RefreshRow(
+                    refresh_id=data.refresh_id,
+                    firm_id=envelope.firm_id,
+                    client_id=data.client_id,
+                    company_id=data.company_id,
+                    correlation_id=envelope.correlation_id,
+                    requested_at=envelope.occurred_at,
+                )
+            )
         for company in await _client_companies(session, client):
             if data.company_id in (None, company.company_id) and _pending_after(company, envelope, data.refresh_id):
                 company.state = CompanyState.QUEUED
@@ -168,9 +213,33 @@ async def _apply_connection_test(
     if row is None:
         row = ConnectionTestRow(test_id=data.test_id, firm_id=envelope.firm_id, client_id=data.client_id)
         session.add(row)
+    if isinstance(data, ConnectionTestRequested):
+        row.tenant, row.environment = data.connection.tenant, data.connection.environment
     if isinstance(data, ConnectionTested):
         row.result_json = data.model_dump_json()
         row.tested_at = envelope.occurred_at
+        if data.failure is not None:
+            await _record_failure(
+                session,
+                envelope,
+                FailureRow(
+                    failure_id=envelope.id,
+                    firm_id=envelope.firm_id,
+                    origin="connection_test",
+                    client_id=data.client_id,
+                    tenant=row.tenant,
+                    environment=row.environment,
+                    kind=data.failure.kind.value,
+                    failure_json=_failure_json(data.failure),
+                    occurred_at=data.failure.occurred_at,
+                ),
+            )
+
+
+async def _record_failure(session: AsyncSession, envelope: Envelope[Any], failure: FailureRow) -> None:
+    """Keep a failure for Check Errors once, whatever happens to the row it failed."""
+    if await session.get(FailureRow, envelope.id) is None:
+        session.add(failure)
 
 
 async def _apply_discovery(
@@ -208,10 +277,27 @@ async def _apply_discovery(
 
 
 async def _apply_failure(session: AsyncSession, envelope: Envelope[Any], data: RefreshFailed, sequence: int) -> None:
-    client = await session.get(ClientRow, data.client_id)
+    client = await _locked(ClientRow, session, data.client_id)
     if client is not None and client.firm_id != envelope.firm_id:
         return
     failure = _failure_json(data.failure)
+    await _record_failure(
+        session,
+        envelope,
+        FailureRow(
+            failure_id=envelope.id,
+            firm_id=envelope.firm_id,
+            origin="refresh",
+            client_id=data.client_id,
+            company_id=data.company_id,
+            company_name=data.company_name,
+            tenant=client.tenant if client else None,
+            environment=client.environment if client else None,
+            kind=data.failure.kind.value,
+            failure_json=failure,
+            occurred_at=data.failure.occurred_at,
+        ),
+    )
     if client is None:
         if data.company_id is None:
             return  # a client-level failure follows its ClientAdded on the same stream
@@ -225,7 +311,7 @@ async def _apply_failure(session: AsyncSession, envelope: Envelope[Any], data: R
             if _newer_outcome(company, data.failure.occurred_at):
                 _show_failure(company, failure, data)
         return
-    existing = await session.get(CompanyRow, (data.client_id, data.company_id))
+    existing = await _locked(CompanyRow, session, (data.client_id, data.company_id))
     if existing is not None and (
         existing.events_sequence >= sequence
         # Older than the outcome shown (which came later, on the other stream).
@@ -245,12 +331,12 @@ async def _apply_failure(session: AsyncSession, envelope: Envelope[Any], data: R
 
 async def _apply_snapshot(session: AsyncSession, envelope: Envelope[Any], sequence: int, applied_at: datetime) -> None:
     data: CompanySnapshot = envelope.data
-    client = await session.get(ClientRow, data.client_id)
+    client = await _locked(ClientRow, session, data.client_id)
     if client is not None and client.firm_id != envelope.firm_id:
         return
     # A snapshot may arrive before its client's ClientAdded (another stream): keep it under
     # the event's firm; the dashboard shows it once the client row exists.
-    existing = await session.get(CompanyRow, (data.client_id, data.company_id))
+    existing = await _locked(CompanyRow, session, (data.client_id, data.company_id))
     if existing is not None and (
         existing.snapshot_sequence >= sequence or (existing.as_of is not None and existing.as_of > data.read_at)
     ):
@@ -270,19 +356,30 @@ async def _apply_snapshot(session: AsyncSession, envelope: Envelope[Any], sequen
     row.failure_json = None
     row.as_of = data.read_at
     row.currency_code = data.currency_code
-    row.cash_total = data.figures.cash.total if data.figures.cash else None
+    for attribute, value in figure_values(data.figures).items():
+        setattr(row, attribute, value)
     row.figures_json = json.dumps(data.figures.model_dump(mode="json"))
     row.web_client_link = data.web_client_link
     row.snapshot_sequence = sequence
     row.snapshot_applied_at = applied_at
 
 
+def _note_change(changes: Changes, envelope: Envelope[Any]) -> None:
+    data = envelope.data
+    client_id = getattr(data, "client_id", None)
+    if isinstance(client_id, uuid.UUID):
+        changes.client(envelope.firm_id, client_id)
+    if isinstance(data, RefreshFailed) or (isinstance(data, ConnectionTested) and data.failure is not None):
+        changes.firms_with_new_failures.add(envelope.firm_id)
+
+
 async def apply_batch(
     session: AsyncSession,
     batch: list[tuple[Envelope[EventData], Delivery]],
     applied_at: datetime,
-) -> None:
+) -> Changes:
     """Apply events in stream order and advance each stream's position, in one transaction."""
+    changes = Changes()
     for envelope, delivery in batch:
         if isinstance(envelope.data, CompanySnapshot):
             await _apply_snapshot(session, envelope, delivery.stream_sequence, applied_at)
@@ -290,3 +387,5 @@ async def apply_batch(
             await _apply_event(session, envelope, delivery.stream_sequence)
         await _advance_position(session, delivery.stream, delivery.stream_sequence)
         await session.flush()
+        _note_change(changes, envelope)
+    return changes

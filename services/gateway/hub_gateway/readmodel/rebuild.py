@@ -46,7 +46,9 @@ from hub_gateway.readmodel.models import (
     ClientRow,
     CompanyRow,
     ConnectionTestRow,
+    FailureRow,
     ProjectionPosition,
+    RefreshRow,
 )
 from hub_gateway.readmodel.projection import apply_batch
 
@@ -54,13 +56,16 @@ logger = get_logger(__name__)
 
 REBUILT_STREAMS = (EVENTS_STREAM, SNAPSHOTS_STREAM)
 
-# Every projected table. Sessions and API tokens are credentials the gateway issues, not
-# projections of events, so a rebuild neither creates nor compares them.
+# Every projected table. Sessions, API tokens, preferences and saved views are the
+# gateway's own records, not projections of events, so a rebuild neither creates nor
+# compares them.
 PROJECTED_MODELS: tuple[type[SQLModel], ...] = (
     AccountantRow,
     ClientRow,
     CompanyRow,
     ConnectionTestRow,
+    FailureRow,
+    RefreshRow,
     ProjectionPosition,
 )
 # When the projection ran, not what it projected: a rebuild necessarily differs here.

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from decimal import Decimal, InvalidOperation
+import uuid
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlencode
@@ -19,9 +19,10 @@ import jwt
 from fastapi import APIRouter, Form, HTTPException, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub_common.db import transaction
-from hub_gateway.accounts import store
+from hub_gateway.accounts import preferences, store
 from hub_gateway.api.deps import (
     SESSION_COOKIE,
     GatewayState,
@@ -32,6 +33,7 @@ from hub_gateway.api.deps import (
 )
 from hub_gateway.auth import Principal
 from hub_gateway.readmodel import queries
+from hub_gateway.readmodel.columns import FIGURE_COLUMNS
 
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
 pages = APIRouter(include_in_schema=False)
@@ -39,17 +41,6 @@ pages = APIRouter(include_in_schema=False)
 FLOW_COOKIE = "hub_sign_in_flow"
 FLOW_LIFETIME_SECONDS = 600
 SIGN_IN_SCOPES = ["email"]
-
-
-def format_amount(value: object) -> str:
-    """Thousands separators and two decimals, computed on Decimal (never float)."""
-    try:
-        return format(Decimal(str(value)), ",.2f")
-    except (InvalidOperation, ValueError):
-        return "—"
-
-
-templates.env.filters["amount"] = format_amount
 
 
 def _safe_next(target: str | None) -> str:
@@ -88,19 +79,94 @@ def _sign_in_page(request: Request, state: GatewayState, *, error: str | None = 
     )
 
 
-@pages.get("/", response_class=HTMLResponse)
-async def dashboard_page(request: Request, state: State, session: Session) -> Response:
+async def _signed_in(request: Request, state: GatewayState, session: AsyncSession) -> Principal | None:
     try:
-        principal = await current_principal(request, state, session)
+        return await current_principal(request, state, session)
     except HTTPException:
-        return RedirectResponse("/sign-in", status_code=status.HTTP_303_SEE_OTHER)
-    rows = await queries.dashboard_rows(session, firm_id=principal.firm_id)
+        return None
+
+
+def _to_sign_in(request: Request) -> Response:
+    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    return RedirectResponse(f"/sign-in?{urlencode({'next': target})}", status_code=status.HTTP_303_SEE_OTHER)
+
+
+def _page(request: Request, template: str, principal: Principal, active: str, **context: Any) -> Response:
     browser = getattr(request.state, "browser_session", None)
     return templates.TemplateResponse(
         request,
-        "dashboard.html",
-        {"principal": principal, "rows": rows, "csrf_token": browser.csrf_token if browser else ""},
+        template,
+        {"principal": principal, "csrf_token": browser.csrf_token if browser else "", "active": active, **context},
     )
+
+
+async def _people(session: AsyncSession, principal: Principal) -> list[dict[str, str]]:
+    return [
+        {"accountant_id": str(a.accountant_id), "email": a.email, "display_name": a.display_name}
+        for a in await queries.accountants(session, firm_id=principal.firm_id)
+    ]
+
+
+@pages.get("/", response_class=HTMLResponse)
+async def dashboard_page(request: Request, state: State, session: Session) -> Response:
+    principal = await _signed_in(request, state, session)
+    if principal is None:
+        return _to_sign_in(request)
+    boot = {
+        "columns": [{"key": c.key, "label": c.label, "kind": c.kind.value} for c in FIGURE_COLUMNS],
+        "preferences": (await preferences.preferences_of(session, principal)).model_dump(mode="json"),
+        "views": [view.model_dump(mode="json") for view in await preferences.saved_views(session, principal)],
+        "clients": [
+            {"client_id": str(c.client_id), "name": c.name}
+            for c in await queries.clients(session, firm_id=principal.firm_id)
+        ],
+        "accountants": await _people(session, principal),
+        "page_sizes": list(preferences.PAGE_SIZES),
+    }
+    return _page(request, "dashboard.html", principal, "dashboard", boot=boot)
+
+
+@pages.get("/clients", response_class=HTMLResponse)
+async def manage_clients_page(request: Request, state: State, session: Session) -> Response:
+    principal = await _signed_in(request, state, session)
+    if principal is None:
+        return _to_sign_in(request)
+    people = {person["accountant_id"]: person for person in await _people(session, principal)}
+    client_list = await queries.clients(session, firm_id=principal.firm_id)
+    return _page(request, "clients.html", principal, "clients", clients=client_list, people=people)
+
+
+@pages.get("/clients/new", response_class=HTMLResponse)
+async def new_client_page(request: Request, state: State, session: Session) -> Response:
+    principal = await _signed_in(request, state, session)
+    if principal is None:
+        return _to_sign_in(request)
+    boot = {"client": None, "accountants": await _people(session, principal)}
+    return _page(request, "client_card.html", principal, "clients", boot=boot, title="New client")
+
+
+@pages.get("/clients/{client_id}", response_class=HTMLResponse)
+async def client_card_page(client_id: uuid.UUID, request: Request, state: State, session: Session) -> Response:
+    principal = await _signed_in(request, state, session)
+    if principal is None:
+        return _to_sign_in(request)
+    client = next(
+        (c for c in await queries.clients(session, firm_id=principal.firm_id) if c.client_id == client_id), None
+    )
+    if client is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail="No such client")
+    boot = {"client": client.model_dump(mode="json"), "accountants": await _people(session, principal)}
+    return _page(request, "client_card.html", principal, "clients", boot=boot, title=client.name)
+
+
+@pages.get("/errors", response_class=HTMLResponse)
+async def check_errors_page(request: Request, state: State, session: Session) -> Response:
+    principal = await _signed_in(request, state, session)
+    if principal is None:
+        return _to_sign_in(request)
+    client_list = await queries.clients(session, firm_id=principal.firm_id)
+    boot = {"clients": [{"client_id": str(c.client_id), "name": c.name} for c in client_list]}
+    return _page(request, "errors.html", principal, "errors", boot=boot)
 
 
 @pages.get("/sign-in", response_class=HTMLResponse)

@@ -1,0 +1,468 @@
+"""Reading a company's financial statements from BC's statement APIs, for the workbooks.
+
+``cmd.fetcher.statements.read`` asks any fetcher (a queue group) for one company's seven
+statements as of a date. They are read with one ``$batch``: the balance sheet and the
+aged reports need only the date; the period statements (income statement, cash flow,
+retained earnings, trial balance) cover the fiscal year to that date, guessed to start
+on 1 January. Only when the company's fiscal year starts on another day (BC's
+``companyInformation.currentFiscalYearStartDate``, read in the same batch) are the four
+period statements read again for the right period: a second round trip, which a
+calendar fiscal year never pays.
+
+Everything a tenant answers is validated; a missing or malformed field is a classified
+``bad_response`` failure, never a crash.
+"""
+
+from __future__ import annotations
+
+import calendar
+import datetime as dt
+import re
+import uuid
+from decimal import Decimal, InvalidOperation
+from typing import Annotated, Any
+
+from pydantic import AliasChoices, BeforeValidator, Field, ValidationError
+
+from hub_common import commands
+from hub_common.commands import ReadStatements, Rejection, RejectionReason
+from hub_common.events import ClientConnection, FailureKind
+from hub_common.logging import bound_context, get_logger
+from hub_common.money import round_money
+from hub_common.statements import (
+    MAX_INDENTATION,
+    MAX_STATEMENT_LINES,
+    AgedLine,
+    AgedReport,
+    CompanyStatements,
+    LineType,
+    Statement,
+    StatementLine,
+    TrialBalance,
+    TrialBalanceLine,
+)
+from hub_fetcher.bc.client import BatchRequest, BusinessCentral, Environment
+from hub_fetcher.bc.entities import Entity, EntityT, parse_entities
+from hub_fetcher.bc.failures import FetchFailure
+
+logger = get_logger(__name__)
+
+# Any fetcher process answers; NATS spreads the requests over the group's members.
+STATEMENTS_QUEUE = "fetcher-statements"
+# Reads one process works on at once; the tenant's shared slots still hold BC's 5.
+STATEMENT_READS_AT_ONCE = 4
+# Room left in a NATS message for the reply's headers.
+REPLY_HEADERS_ROOM_BYTES = 16 * 1024
+# BC's default and the periods the workbook's column headings name (1-30 days, ...).
+AGING_PERIOD_DAYS = 30
+BLANK_GUID = uuid.UUID(int=0)
+
+
+# ---------------------------------------------------------------- what BC answers
+
+
+def _text(value: object) -> object:
+    """BC writes null for an empty text now and then; the hub reads it as empty."""
+    return "" if value is None else value
+
+
+Text = Annotated[str, BeforeValidator(_text), Field(max_length=500)]
+ShortText = Annotated[str, BeforeValidator(_text), Field(max_length=50)]
+
+
+class _CompanyInformation(Entity):
+    currency_code: ShortText = Field(default="", alias="currencyCode")
+    current_fiscal_year_start: dt.date | None = Field(default=None, alias="currentFiscalYearStartDate")
+
+
+class _LedgerSetup(Entity):
+    local_currency_code: ShortText = Field(default="", alias="localCurrencyCode")
+
+
+class _ReportRow(Entity):
+    """A financial report row; each statement names its amount field differently."""
+
+    line_number: int = Field(alias="lineNumber", ge=0, le=2**31)
+    display: Text = ""
+    line_type: ShortText = Field(default="detail", alias="lineType")
+    indentation: int = Field(default=0, ge=0, le=1000)
+    amount: Decimal = Field(allow_inf_nan=False, max_digits=28)
+
+
+class _BalanceRow(_ReportRow):
+    amount: Decimal = Field(alias="balance", allow_inf_nan=False, max_digits=28)
+
+
+class _NetChangeRow(_ReportRow):
+    amount: Decimal = Field(alias="netChange", allow_inf_nan=False, max_digits=28)
+
+
+_SEPARATORS = re.compile(r"[\s\u00a0\u202f'’]")
+_DIGITS_AND_MARKS = re.compile(r"^[0-9.,]{1,40}$")
+
+
+def parse_formatted_amount(text: str) -> Decimal | None:
+    """An amount BC formatted as text for the user's region ("72,893.84", "72.893,84",
+    "72 893,84", "-1,234.50", "(1,234.50)"); blank is None.
+
+    The decimal separator is the last of "." and "," when both appear; a lone separator
+    followed by exactly three digits groups thousands (BC writes amounts with two
+    decimals, so "1,234" is one thousand two hundred and thirty-four).
+    """
+    compact = _SEPARATORS.sub("", text)
+    if not compact:
+        return None
+    negative = False
+    if compact.startswith("(") and compact.endswith(")"):
+        negative, compact = True, compact[1:-1]
+    if compact.startswith("-"):
+        negative, compact = not negative, compact[1:]
+    elif compact.endswith("-"):
+        negative, compact = not negative, compact[:-1]
+    if not _DIGITS_AND_MARKS.match(compact) or not any(char.isdigit() for char in compact):
+        raise ValueError(f"not an amount: {text[:50]!r}")
+    last_dot, last_comma = compact.rfind("."), compact.rfind(",")
+    if last_dot >= 0 and last_comma >= 0:
+        decimal_mark: str | None = "." if last_dot > last_comma else ","
+    elif last_dot >= 0 or last_comma >= 0:
+        mark = "." if last_dot >= 0 else ","
+        digits_after = len(compact) - max(last_dot, last_comma) - 1
+        decimal_mark = mark if compact.count(mark) == 1 and digits_after != 3 else None
+    else:
+        decimal_mark = None
+    grouping = {".", ","} - {decimal_mark}
+    for mark in grouping:
+        compact = compact.replace(mark, "")
+    if decimal_mark is not None:
+        if compact.count(decimal_mark) != 1:
+            raise ValueError(f"not an amount: {text[:50]!r}")
+        compact = compact.replace(decimal_mark, ".")
+    try:
+        amount = Decimal(compact)
+    except InvalidOperation as error:
+        raise ValueError(f"not an amount: {text[:50]!r}") from error
+    return -amount if negative else amount
+
+
+def _formatted_amount(value: object) -> Decimal | None:
+    """Trial balance money: text as BC documents it, or a number should a version send one."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return parse_formatted_amount(value)
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        amount = Decimal(str(value))
+        if amount.is_finite():
+            return amount
+    raise ValueError("not an amount")
+
+
+FormattedAmount = Annotated[Decimal | None, BeforeValidator(_formatted_amount)]
+
+
+class _TrialBalanceRow(Entity):
+    number: ShortText
+    display: Text = ""
+    account_type: ShortText = Field(default="", alias="accountType")
+    total_debit: FormattedAmount = Field(default=None, alias="totalDebit")
+    total_credit: FormattedAmount = Field(default=None, alias="totalCredit")
+    balance_debit: FormattedAmount = Field(default=None, alias="balanceAtDateDebit")
+    balance_credit: FormattedAmount = Field(default=None, alias="balanceAtDateCredit")
+
+
+class _AgedRow(Entity):
+    party_id: uuid.UUID | None = Field(default=None, validation_alias=AliasChoices("customerId", "vendorId"))
+    number: ShortText = Field(default="", validation_alias=AliasChoices("customerNumber", "vendorNumber"))
+    name: Text = ""
+    currency_code: ShortText = Field(default="", alias="currencyCode")
+    balance_due: Decimal = Field(alias="balanceDue", allow_inf_nan=False, max_digits=28)
+    current_amount: Decimal = Field(alias="currentAmount", allow_inf_nan=False, max_digits=28)
+    period1_amount: Decimal = Field(alias="period1Amount", allow_inf_nan=False, max_digits=28)
+    period2_amount: Decimal = Field(alias="period2Amount", allow_inf_nan=False, max_digits=28)
+    period3_amount: Decimal = Field(alias="period3Amount", allow_inf_nan=False, max_digits=28)
+
+
+# ---------------------------------------------------------------- rules
+
+
+_ODATA_ESCAPE = re.compile(r"_x([0-9A-Fa-f]{4})_")
+
+
+def decode_enum(value: str) -> str:
+    """BC's enum value as its caption: ``Begin_x002D_Total`` is ``Begin-Total``."""
+    return _ODATA_ESCAPE.sub(lambda match: chr(int(match.group(1), 16)), value)
+
+
+def _shift_years(day: dt.date, years: int) -> dt.date:
+    year = day.year + years
+    return day.replace(year=year, day=min(day.day, calendar.monthrange(year, day.month)[1]))
+
+
+def fiscal_year_start(current_start: dt.date, as_of: dt.date) -> dt.date:
+    """The start of the fiscal year holding ``as_of``, from the current fiscal year's
+    start, taking fiscal years to last twelve months (BC's accounting periods may differ,
+    but API v2.0's companyInformation gives only this date)."""
+    start = _shift_years(current_start, as_of.year - current_start.year)
+    if start > as_of:
+        start = _shift_years(start, -1)
+    return start
+
+
+def _company(company_id: uuid.UUID) -> str:
+    return f"companies({company_id})"
+
+
+def _statement_request(
+    key: str, company_id: uuid.UUID, entity_set: str, amount: str, date_filter: str, page_size: int | None
+) -> BatchRequest:
+    return BatchRequest(
+        key,
+        f"{_company(company_id)}/{entity_set}?$filter={date_filter}"
+        f"&$select=lineNumber,display,{amount},lineType,indentation&$orderby=lineNumber",
+        page_size,
+    )
+
+
+def period_requests(
+    company_id: uuid.UUID, start: dt.date, end: dt.date, page_size: int | None = None
+) -> list[BatchRequest]:
+    """The statements over a period: BC reads the period from a dateFilter range."""
+    period = f"dateFilter ge {start.isoformat()} and dateFilter le {end.isoformat()}"
+    return [
+        _statement_request("income_statement", company_id, "incomeStatements", "netChange", period, page_size),
+        _statement_request("cash_flow_statement", company_id, "cashFlowStatements", "netChange", period, page_size),
+        _statement_request(
+            "retained_earnings", company_id, "retainedEarningsStatements", "netChange", period, page_size
+        ),
+        BatchRequest(
+            "trial_balance",
+            f"{_company(company_id)}/trialBalances?$filter={period}"
+            "&$select=number,accountType,display,totalDebit,totalCredit,balanceAtDateDebit,balanceAtDateCredit",
+            page_size,
+        ),
+    ]
+
+
+def statement_requests(
+    company_id: uuid.UUID, as_of: dt.date, period_start: dt.date, page_size: int | None = None
+) -> list[BatchRequest]:
+    """Every read of one workbook, each with only the fields it needs."""
+    aged = f"agedAsOfDate eq {as_of.isoformat()} and periodLengthFilter eq '{AGING_PERIOD_DAYS}D'"
+    amounts = "balanceDue,currentAmount,period1Amount,period2Amount,period3Amount"
+    return [
+        BatchRequest(
+            "information", f"{_company(company_id)}/companyInformation?$select=currencyCode,currentFiscalYearStartDate"
+        ),
+        BatchRequest("setup", f"{_company(company_id)}/generalLedgerSetup?$select=localCurrencyCode"),
+        _statement_request(
+            "balance_sheet", company_id, "balanceSheets", "balance", f"dateFilter eq {as_of.isoformat()}", page_size
+        ),
+        *period_requests(company_id, period_start, as_of, page_size),
+        BatchRequest(
+            "aged_receivables",
+            f"{_company(company_id)}/agedAccountsReceivables?$filter={aged}"
+            f"&$select=customerId,customerNumber,name,currencyCode,{amounts}",
+            page_size,
+        ),
+        BatchRequest(
+            "aged_payables",
+            f"{_company(company_id)}/agedAccountsPayables?$filter={aged}"
+            f"&$select=vendorId,vendorNumber,name,currencyCode,{amounts}",
+            page_size,
+        ),
+    ]
+
+
+def _bounded(items: list[dict[str, Any]], what: str) -> list[dict[str, Any]]:
+    if len(items) > MAX_STATEMENT_LINES:
+        raise FetchFailure(
+            FailureKind.BAD_RESPONSE, message=f"{what}: {len(items)} lines, more than {MAX_STATEMENT_LINES}"
+        )
+    return items
+
+
+def _line_type(value: str) -> LineType:
+    """BC's lineType; an unknown one prints as a plain detail line rather than failing."""
+    lowered = value.strip().casefold()
+    if lowered == "header":
+        return "header"
+    if lowered == "total":
+        return "total"
+    if lowered == "spacer":
+        return "spacer"
+    return "detail"
+
+
+def _statement(
+    rows: list[dict[str, Any]], model: type[_ReportRow], what: str, start: dt.date | None, end: dt.date
+) -> Statement:
+    parsed = sorted(parse_entities(model, _bounded(rows, what), what), key=lambda row: row.line_number)
+    return Statement(
+        period_start=start,
+        period_end=end,
+        lines=[
+            StatementLine(
+                line_number=row.line_number,
+                description=row.display,
+                amount=round_money(row.amount),
+                line_type=_line_type(row.line_type),
+                indentation=min(row.indentation, MAX_INDENTATION),
+            )
+            for row in parsed
+        ],
+    )
+
+
+def _rounded(amount: Decimal | None) -> Decimal | None:
+    return None if amount is None else round_money(amount)
+
+
+def _trial_balance(rows: list[dict[str, Any]], start: dt.date, end: dt.date) -> TrialBalance:
+    parsed = parse_entities(_TrialBalanceRow, _bounded(rows, "trialBalances"), "trialBalances")
+    return TrialBalance(
+        period_start=start,
+        period_end=end,
+        lines=[
+            TrialBalanceLine(
+                number=row.number[:20],
+                name=row.display,
+                account_type=decode_enum(row.account_type)[:30],
+                net_change_debit=_rounded(row.total_debit),
+                net_change_credit=_rounded(row.total_credit),
+                balance_debit=_rounded(row.balance_debit),
+                balance_credit=_rounded(row.balance_credit),
+            )
+            for row in parsed
+        ],
+    )
+
+
+def _aged(rows: list[dict[str, Any]], what: str, as_of: dt.date) -> AgedReport:
+    parsed = parse_entities(_AgedRow, _bounded(rows, what), what)
+    return AgedReport(
+        as_of=as_of,
+        period_days=AGING_PERIOD_DAYS,
+        lines=[
+            AgedLine(
+                number=row.number[:20],
+                name=row.name,
+                currency_code=row.currency_code[:10],
+                current=round_money(row.current_amount),
+                period1=round_money(row.period1_amount),
+                period2=round_money(row.period2_amount),
+                period3=round_money(row.period3_amount),
+                balance_due=round_money(row.balance_due),
+            )
+            for row in parsed
+            # BC's last row is its "Total", under the empty GUID; the workbook sums its own.
+            if row.party_id != BLANK_GUID
+        ],
+    )
+
+
+def _first(model: type[EntityT], rows: list[dict[str, Any]], what: str) -> EntityT:
+    if not rows:
+        raise FetchFailure(FailureKind.BAD_RESPONSE, message=f"{what}: no record")
+    return parse_entities(model, rows[:1], what)[0]
+
+
+class StatementsReader:
+    def __init__(self, bc: BusinessCentral, *, page_size: int | None = None) -> None:
+        self._bc = bc
+        # Only tests make pages small, to see next links followed against the sandbox.
+        self._page_size = page_size
+
+    async def read(self, connection: ClientConnection, company_id: uuid.UUID, *, as_of: dt.date) -> CompanyStatements:
+        environment = Environment(tenant=connection.tenant, name=connection.environment)
+        calendar_year = as_of.replace(month=1, day=1)
+        collections = await self._bc.batch_collections(
+            environment, statement_requests(company_id, as_of, calendar_year, self._page_size)
+        )
+        information = _first(_CompanyInformation, collections["information"], "companyInformation")
+        setup = _first(_LedgerSetup, collections["setup"], "generalLedgerSetup")
+        period_start = fiscal_year_start(information.current_fiscal_year_start or calendar_year, as_of)
+        if period_start != calendar_year:
+            collections |= await self._bc.batch_collections(
+                environment, period_requests(company_id, period_start, as_of, self._page_size)
+            )
+        read_at = dt.datetime.now(dt.UTC)
+        return CompanyStatements(
+            company_id=company_id,
+            currency_code=(setup.local_currency_code or information.currency_code)[:10],
+            as_of=as_of,
+            fiscal_year_start=period_start,
+            read_at=read_at,
+            balance_sheet=_statement(collections["balance_sheet"], _BalanceRow, "balanceSheets", None, as_of),
+            income_statement=_statement(
+                collections["income_statement"], _NetChangeRow, "incomeStatements", period_start, as_of
+            ),
+            cash_flow_statement=_statement(
+                collections["cash_flow_statement"], _NetChangeRow, "cashFlowStatements", period_start, as_of
+            ),
+            retained_earnings=_statement(
+                collections["retained_earnings"], _NetChangeRow, "retainedEarningsStatements", period_start, as_of
+            ),
+            trial_balance=_trial_balance(collections["trial_balance"], period_start, as_of),
+            aged_receivables=_aged(collections["aged_receivables"], "agedAccountsReceivables", as_of),
+            aged_payables=_aged(collections["aged_payables"], "agedAccountsPayables", as_of),
+        )
+
+
+# ---------------------------------------------------------------- the command
+
+
+def rejection_for(failure: FetchFailure) -> Rejection:
+    """A BC failure as the command's refusal: plain words, the fix and the details."""
+    details = failure.to_failure()
+    return Rejection(
+        reason=RejectionReason.UNAVAILABLE if failure.transient else RejectionReason.UPSTREAM,
+        message=details.summary,
+        failure=details,
+    )
+
+
+async def answer_read_statements(reader: StatementsReader, body: bytes, *, max_payload: int) -> bytes:
+    """The reply to one ``ReadStatements``: the statements, or why they could not be read.
+
+    ``max_payload`` is what the broker carries in one message, headers included: a reply
+    that does not fit, even compressed, is refused here rather than lost on the way (the
+    gateway would only see no answer).
+    """
+    max_reply_bytes = max_payload - REPLY_HEADERS_ROOM_BYTES
+    try:
+        command = ReadStatements.model_validate_json(body)
+    except ValidationError as error:
+        first = error.errors()[0]
+        field = ".".join(str(part) for part in first["loc"]) or None
+        return commands.encode_rejection(Rejection(reason=RejectionReason.INVALID, message=first["msg"], field=field))
+    context = {
+        "correlation_id": command.correlation_id,
+        "firm_id": str(command.firm_id),
+        "command": commands.READ_STATEMENTS,
+        "company_id": str(command.company_id),
+    }
+    with bound_context(context):
+        try:
+            statements = await reader.read(command.connection, command.company_id, as_of=command.as_of)
+            reply = commands.encode_result(statements, compress=True)
+            if len(reply) > max_reply_bytes:
+                raise FetchFailure(
+                    FailureKind.BAD_RESPONSE,
+                    message=f"the statements take {len(reply)} bytes compressed, "
+                    f"more than the {max_reply_bytes} bytes the broker carries in one message",
+                )
+        except FetchFailure as failure:
+            logger.info("statements not read", kind=failure.kind.value, http_status=failure.http_status)
+            return commands.encode_rejection(rejection_for(failure))
+        except ValidationError as error:
+            # BC's values passed their own checks but not the reply's bounds (a text too long).
+            logger.info("statements not read", kind=FailureKind.BAD_RESPONSE.value, errors=error.error_count())
+            unfit = FetchFailure(FailureKind.BAD_RESPONSE, message=f"statements: {error.errors()[0]['msg']}")
+            return commands.encode_rejection(rejection_for(unfit))
+        except Exception:
+            logger.exception("statements read failed")
+            return commands.encode_rejection(
+                Rejection(reason=RejectionReason.UNAVAILABLE, message="The fetcher failed; try again")
+            )
+        logger.info("statements read", bytes=len(reply))
+    return reply

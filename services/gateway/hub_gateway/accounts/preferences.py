@@ -1,0 +1,163 @@
+"""Each accountant's dashboard columns, locale and page size, and their saved views."""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, Field, WithJsonSchema
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col, select
+
+from hub_gateway.accounts.models import PreferencesRow, SavedViewRow
+from hub_gateway.auth import Principal
+from hub_gateway.readmodel.columns import DEFAULT_COLUMNS, FIGURES_BY_KEY
+from hub_gateway.readmodel.queries import DashboardQuery
+
+
+def _figure_key(value: str) -> str:
+    if value not in FIGURES_BY_KEY:
+        raise ValueError(f"unknown column; the columns are {', '.join(FIGURES_BY_KEY)}")
+    return value
+
+
+FigureKey = Annotated[
+    str, AfterValidator(_figure_key), WithJsonSchema({"type": "string", "enum": list(FIGURES_BY_KEY)})
+]
+# A BCP 47 language tag as browsers send it: "en-GB", "de", "pt-BR", "zh-Hant-TW".
+_LOCALE = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8}){0,3}$")
+PAGE_SIZES = (25, 50, 100, 200, 500)
+
+
+def _distinct(columns: list[str]) -> list[str]:
+    if len(set(columns)) != len(columns):
+        raise ValueError("a column is chosen twice")
+    return columns
+
+
+def _locale(value: str | None) -> str | None:
+    if value is not None and not _LOCALE.match(value):
+        raise ValueError("must be a language tag such as en-GB or de-DE")
+    return value
+
+
+Columns = Annotated[list[FigureKey], Field(max_length=len(FIGURES_BY_KEY)), AfterValidator(_distinct)]
+
+
+class Preferences(BaseModel):
+    """The figure columns in the order shown; the locale (None: the browser's); rows per page."""
+
+    columns: Columns = list(DEFAULT_COLUMNS)
+    locale: Annotated[str | None, AfterValidator(_locale)] = None
+    page_size: Literal[PAGE_SIZES] = 100  # type: ignore[valid-type]
+
+
+async def preferences_of(session: AsyncSession, principal: Principal) -> Preferences:
+    row = await session.get(PreferencesRow, principal.accountant_id)
+    if row is None or row.firm_id != principal.firm_id:
+        return Preferences()
+    return Preferences(columns=json.loads(row.columns_json), locale=row.locale, page_size=row.page_size)
+
+
+async def save_preferences(session: AsyncSession, principal: Principal, preferences: Preferences) -> Preferences:
+    row = await session.get(PreferencesRow, principal.accountant_id)
+    if row is None:
+        row = PreferencesRow(
+            accountant_id=principal.accountant_id,
+            firm_id=principal.firm_id,
+            columns_json="[]",
+            updated_at=datetime.now(UTC),
+        )
+        session.add(row)
+    row.firm_id = principal.firm_id
+    row.columns_json = json.dumps(preferences.columns)
+    row.locale = preferences.locale
+    row.page_size = preferences.page_size
+    row.updated_at = datetime.now(UTC)
+    return preferences
+
+
+def _view_name(value: str) -> str:
+    value = value.strip()
+    if not value or any(ord(char) < 32 for char in value):
+        raise ValueError("must be one line of text")
+    return value
+
+
+class ViewDefinition(BaseModel):
+    """What a saved view restores: the filters and sort (never a page), and the columns."""
+
+    name: Annotated[str, Field(max_length=100), AfterValidator(_view_name)]
+    query: DashboardQuery
+    columns: Columns | None = None
+
+
+class SavedView(ViewDefinition):
+    view_id: uuid.UUID
+    created_at: datetime
+
+
+class DuplicateViewName(Exception):
+    pass
+
+
+MAX_VIEWS_PER_ACCOUNTANT = 100
+
+
+class TooManyViews(Exception):
+    pass
+
+
+def _saved(row: SavedViewRow) -> SavedView:
+    stored = json.loads(row.query_json)
+    return SavedView(
+        view_id=row.view_id,
+        name=row.name,
+        query=DashboardQuery.model_validate(stored["query"]),
+        columns=stored.get("columns"),
+        created_at=row.created_at,
+    )
+
+
+async def saved_views(session: AsyncSession, principal: Principal) -> list[SavedView]:
+    rows = await session.execute(
+        select(SavedViewRow)
+        .where(
+            col(SavedViewRow.accountant_id) == principal.accountant_id,
+            col(SavedViewRow.firm_id) == principal.firm_id,
+        )
+        .order_by(col(SavedViewRow.name))
+    )
+    return [_saved(row) for row in rows.scalars()]
+
+
+async def save_view(session: AsyncSession, principal: Principal, definition: ViewDefinition) -> SavedView:
+    if len(await saved_views(session, principal)) >= MAX_VIEWS_PER_ACCOUNTANT:
+        raise TooManyViews
+    query = definition.query.model_copy(update={"offset": 0})
+    row = SavedViewRow(
+        view_id=uuid.uuid4(),
+        accountant_id=principal.accountant_id,
+        firm_id=principal.firm_id,
+        name=definition.name,
+        query_json=json.dumps({"query": query.model_dump(mode="json"), "columns": definition.columns}),
+        created_at=datetime.now(UTC),
+    )
+    session.add(row)
+    try:
+        await session.flush()
+    except IntegrityError as error:
+        raise DuplicateViewName(definition.name) from error
+    return _saved(row)
+
+
+async def delete_view(session: AsyncSession, principal: Principal, view_id: uuid.UUID) -> bool:
+    row = await session.get(SavedViewRow, view_id)
+    if row is None or row.accountant_id != principal.accountant_id or row.firm_id != principal.firm_id:
+        return False
+    await session.delete(row)
+    return True

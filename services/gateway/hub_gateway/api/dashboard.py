@@ -1,0 +1,253 @@
+"""The dashboard's API: rows with filters, sorting and paging; the columns; preferences and
+saved views; the details pane; Check Errors; refresh progress; and the live stream."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator
+from decimal import Decimal, InvalidOperation
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Path, Query, Request, status
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, ValidationError
+
+from hub_common.db import transaction
+from hub_gateway.accounts import preferences
+from hub_gateway.api.deps import CurrentPrincipal, GatewayState, Session, State
+from hub_gateway.live import Notice
+from hub_gateway.readmodel import queries
+from hub_gateway.readmodel.columns import DEFAULT_COLUMNS, FIGURE_COLUMNS
+
+dashboard_api = APIRouter(prefix="/api/v1", tags=["dashboard"])
+
+# How often an idle live stream sends a comment, so proxies keep it open and a closed
+# page is noticed.
+KEEP_ALIVE_SECONDS = 15.0
+# A page that lost its stream reconnects after this long (the browser does it by itself).
+RECONNECT_MILLISECONDS = 2000
+
+
+def _invalid(message: str, field: str) -> HTTPException:
+    return HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail={"message": message, "field": field})
+
+
+def _threshold(text: str) -> dict[str, Any]:
+    column, _, rest = text.partition(":")
+    comparison, _, value = rest.partition(":")
+    try:
+        Decimal(value)
+    except InvalidOperation:
+        raise _invalid(f"'{text[:60]}' is not column:comparison:number, e.g. cash:lt:10000", "threshold") from None
+    return {"column": column, "comparison": comparison, "value": value}
+
+
+def _dashboard_query(
+    text: str | None,
+    client_id: uuid.UUID | None,
+    assigned_accountant_id: uuid.UUID | None,
+    has_errors: bool,
+    overdue: bool,
+    threshold: list[str],
+    sort: str,
+    offset: int,
+    limit: int,
+) -> queries.DashboardQuery:
+    descending = sort.startswith("-")
+    try:
+        return queries.DashboardQuery(
+            text=text or None,
+            client_id=client_id,
+            assigned_accountant_id=assigned_accountant_id,
+            has_errors=has_errors,
+            overdue=overdue,
+            thresholds=[_threshold(item) for item in threshold],
+            sort=sort.removeprefix("-"),
+            descending=descending,
+            offset=offset,
+            limit=limit,
+        )
+    except ValidationError as error:
+        first = error.errors()[0]
+        location = ".".join(str(part) for part in first["loc"])
+        raise _invalid(f"{location}: {first['msg']}", location.split(".")[0]) from None
+
+
+@dashboard_api.get("/dashboard")
+async def dashboard(
+    principal: CurrentPrincipal,
+    session: Session,
+    text: Annotated[str | None, Query(max_length=200, description="Part of a client or company name")] = None,
+    client_id: uuid.UUID | None = None,
+    assigned_accountant_id: uuid.UUID | None = None,
+    has_errors: Annotated[bool, Query(description="Only rows whose last refresh failed")] = False,
+    overdue: Annotated[bool, Query(description="Only rows with overdue sales or purchase invoices")] = False,
+    threshold: Annotated[
+        list[str],
+        Query(max_length=20, description="column:comparison:number, comparison one of gt ge lt le eq ne"),
+    ] = [],  # noqa: B006 - FastAPI copies query defaults
+    sort: Annotated[str, Query(max_length=60, description="A column key; '-' first sorts descending")] = "client_name",
+    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=queries.MAX_PAGE_SIZE)] = 200,
+) -> queries.DashboardPage:
+    """One row per company of every client of the caller's firm, filtered, sorted and paged."""
+    query = _dashboard_query(
+        text, client_id, assigned_accountant_id, has_errors, overdue, threshold, sort, offset, limit
+    )
+    return await queries.dashboard_page(session, firm_id=principal.firm_id, query=query)
+
+
+class ColumnInfo(BaseModel):
+    key: str
+    label: str
+    kind: str
+
+
+class ColumnCatalogue(BaseModel):
+    columns: list[ColumnInfo]
+    default: list[str]
+
+
+@dashboard_api.get("/columns")
+async def columns(principal: CurrentPrincipal) -> ColumnCatalogue:
+    """Every figure column an accountant can choose, and the default choice."""
+    return ColumnCatalogue(
+        columns=[ColumnInfo(key=c.key, label=c.label, kind=c.kind.value) for c in FIGURE_COLUMNS],
+        default=list(DEFAULT_COLUMNS),
+    )
+
+
+@dashboard_api.get("/preferences")
+async def get_preferences(principal: CurrentPrincipal, session: Session) -> preferences.Preferences:
+    return await preferences.preferences_of(session, principal)
+
+
+@dashboard_api.put("/preferences")
+async def put_preferences(
+    principal: CurrentPrincipal, state: State, body: preferences.Preferences
+) -> preferences.Preferences:
+    """The columns (and their order), locale and page size, saved for the caller."""
+    async with transaction(state.sessions) as session:
+        return await preferences.save_preferences(session, principal, body)
+
+
+@dashboard_api.get("/views")
+async def list_views(principal: CurrentPrincipal, session: Session) -> list[preferences.SavedView]:
+    return await preferences.saved_views(session, principal)
+
+
+@dashboard_api.post("/views", status_code=status.HTTP_201_CREATED)
+async def create_view(
+    principal: CurrentPrincipal, state: State, body: preferences.ViewDefinition
+) -> preferences.SavedView:
+    try:
+        async with transaction(state.sessions) as session:
+            return await preferences.save_view(session, principal, body)
+    except preferences.DuplicateViewName:
+        raise HTTPException(
+            status.HTTP_409_CONFLICT, detail={"message": "You already have a view of that name", "field": "name"}
+        ) from None
+    except preferences.TooManyViews:
+        raise HTTPException(
+            status.HTTP_409_CONFLICT,
+            detail={"message": f"At most {preferences.MAX_VIEWS_PER_ACCOUNTANT} views; delete one first"},
+        ) from None
+
+
+@dashboard_api.delete("/views/{view_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_view(view_id: uuid.UUID, principal: CurrentPrincipal, state: State) -> None:
+    async with transaction(state.sessions) as session:
+        if not await preferences.delete_view(session, principal, view_id):
+            raise HTTPException(status.HTTP_404_NOT_FOUND, detail="No such view")
+
+
+@dashboard_api.get("/clients/{client_id}/companies/{company_id}")
+async def company_details(
+    client_id: uuid.UUID, company_id: uuid.UUID, principal: CurrentPrincipal, session: Session
+) -> queries.CompanyDetails:
+    """The details pane: cash accounts, the 13-week forecast, overdue invoices with BC links."""
+    details = await queries.company_details(
+        session, firm_id=principal.firm_id, client_id=client_id, company_id=company_id
+    )
+    if details is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail="No such company")
+    return details
+
+
+@dashboard_api.get("/errors")
+async def check_errors(
+    principal: CurrentPrincipal,
+    session: Session,
+    client_id: uuid.UUID | None = None,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> queries.FailurePage:
+    """Tools → Check Errors: every failed refresh and Test Client URL, newest first."""
+    return await queries.failures(session, firm_id=principal.firm_id, client_id=client_id, offset=offset, limit=limit)
+
+
+@dashboard_api.get("/refresh-runs/{run_id}")
+async def refresh_run(
+    run_id: Annotated[str, Path(min_length=1, max_length=100)], principal: CurrentPrincipal, session: Session
+) -> queries.RefreshProgress:
+    """Progress of the refreshes one POST /api/v1/refresh started (its run_id)."""
+    return await queries.refresh_progress(session, firm_id=principal.firm_id, correlation_id=run_id)
+
+
+def _event(name: str, data: Any) -> str:
+    return f"event: {name}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
+
+
+@dashboard_api.get(
+    "/live",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}}, "description": "Server-sent events"}},
+)
+async def live(request: Request, principal: CurrentPrincipal, state: State) -> StreamingResponse:
+    """Server-sent events for the caller's firm: ``rows`` (the changed clients' rows and the
+    state counts), ``failures`` (Check Errors has news) and ``reload`` (fetch the page again)."""
+    firm_id = principal.firm_id
+
+    async def stream() -> AsyncIterator[str]:
+        with state.live.listen(firm_id) as queue:
+            yield f"retry: {RECONNECT_MILLISECONDS}\n\n"
+            yield _event("ready", {"firm_id": str(firm_id)})
+            while not await request.is_disconnected():
+                try:
+                    notice = await asyncio.wait_for(queue.get(), timeout=KEEP_ALIVE_SECONDS)
+                except TimeoutError:
+                    yield ": keep-alive\n\n"
+                    continue
+                while not queue.empty():  # changes that arrived together go out together
+                    notice.merge(queue.get_nowait())
+                for message in await _messages(state, firm_id, notice):
+                    yield message
+
+    return StreamingResponse(
+        stream(),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+async def _messages(state: GatewayState, firm_id: uuid.UUID, notice: Notice) -> list[str]:
+    if notice.reload:
+        return [_event("reload", {})]
+    async with state.sessions() as session:
+        rows = await queries.rows_of_clients(session, firm_id=firm_id, client_ids=notice.client_ids)
+        counts = await queries.state_counts(session, firm_id=firm_id)
+    messages = [
+        _event(
+            "rows",
+            {
+                "client_ids": sorted(str(client_id) for client_id in notice.client_ids),
+                "rows": [row.model_dump(mode="json") for row in rows],
+                "states": counts.model_dump(),
+            },
+        )
+    ]
+    if notice.new_failures:
+        messages.append(_event("failures", {}))
+    return messages

@@ -1,0 +1,192 @@
+"""Excel workbooks over the JSON API: a company's statements, and the firm's key figures.
+
+The company workbook is read live from BC by a fetcher (``cmd.fetcher.statements.read``);
+the gateway names the client's tenant and environment from its read model of the
+principal's firm, so another firm's company is a 404 and nothing in the request chooses
+where BC is called. The key-figures workbook comes from the read model alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, date, datetime, timedelta
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Query, Request, Response, status
+from pydantic import BaseModel
+
+from hub_common import commands
+from hub_common.commands import CommandRejected, RejectionReason
+from hub_common.events import Actor, ActorKind, ClientConnection, Failure
+from hub_common.statements import CompanyStatements
+from hub_gateway.api.deps import CurrentPrincipal, Session, State, rejection_error
+from hub_gateway.readmodel import queries
+from hub_gateway.reports import (
+    XLSX_MEDIA_TYPE,
+    attachment_disposition,
+    company_workbook,
+    key_figures_rows,
+    key_figures_workbook,
+)
+
+reports = APIRouter(prefix="/api/v1", tags=["reports"])
+
+# The oldest statements date a workbook is asked for; BC itself goes back further, but a
+# date before this is a typing mistake far more often than a wish.
+EARLIEST_AS_OF = date(1990, 1, 1)
+# How long a client is told to wait before trying again after a transient failure.
+RETRY_AFTER_SECONDS = 30
+
+
+class XlsxResponse(Response):
+    media_type = XLSX_MEDIA_TYPE
+
+
+class ReportErrorDetail(BaseModel):
+    message: str
+    field: str | None = None
+    # What Business Central answered, classified: summary, fix and technical details.
+    failure: Failure | None = None
+
+
+class ReportError(BaseModel):
+    detail: ReportErrorDetail
+
+
+def _xlsx(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {XLSX_MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}}},
+    }
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {"description": description, "model": ReportError}
+
+
+def _download(content: bytes, name: str, day: date) -> XlsxResponse:
+    return XlsxResponse(
+        content,
+        headers={
+            "Content-Disposition": attachment_disposition(name, day),
+            # Figures of a client are not for shared caches, nor for the browser's.
+            "Cache-Control": "no-store",
+        },
+    )
+
+
+def _fetch_error(rejected: CommandRejected) -> HTTPException:
+    """The answer when the statements could not be read: what BC said (502), or that
+    trying again shortly may work (503, with Retry-After)."""
+    rejection = rejected.rejection
+    detail = ReportErrorDetail(message=rejection.message, field=rejection.field, failure=rejection.failure)
+    if rejection.reason is RejectionReason.UNAVAILABLE:
+        return HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            detail=detail.model_dump(mode="json"),
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
+    if rejection.failure is not None:
+        return HTTPException(status.HTTP_502_BAD_GATEWAY, detail=detail.model_dump(mode="json"))
+    return rejection_error(rejected)
+
+
+@reports.get(
+    "/clients/{client_id}/companies/{company_id}/workbook",
+    response_class=XlsxResponse,
+    responses={
+        200: _xlsx(
+            "The company's workbook: balance sheet, income statement, cash flow statement, retained "
+            "earnings, trial balance, aged receivables and aged payables, one sheet each, set up to print."
+        ),
+        404: {"description": "No such client or company in your firm"},
+        422: {"description": "The date is not one statements can be read for"},
+        502: _error("Business Central refused or failed the read; `failure` says what and how to fix it"),
+        503: _error("No fetcher answered in time, or BC is busy or offline; try again after Retry-After"),
+    },
+)
+async def company_workbook_download(
+    client_id: uuid.UUID,
+    company_id: uuid.UUID,
+    principal: CurrentPrincipal,
+    state: State,
+    session: Session,
+    request: Request,
+    as_of: Annotated[
+        date | None,
+        Query(
+            description="The statements' date (YYYY-MM-DD); the period statements run from the start "
+            "of the company's fiscal year to it. Default: today (UTC)."
+        ),
+    ] = None,
+) -> XlsxResponse:
+    """The company's financial statements from Business Central, as an Excel workbook."""
+    today = datetime.now(UTC).date()
+    day = as_of or today
+    # A day ahead allows for an accountant east of UTC whose today is already tomorrow.
+    if not EARLIEST_AS_OF <= day <= today + timedelta(days=1):
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            detail={"message": f"as_of must be between {EARLIEST_AS_OF} and today", "field": "as_of"},
+        )
+    client = await queries.client_in_firm(session, firm_id=principal.firm_id, client_id=client_id)
+    company = (
+        await queries.company_in_firm(session, firm_id=principal.firm_id, client_id=client_id, company_id=company_id)
+        if client is not None
+        else None
+    )
+    if client is None or company is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail="No such company")
+    client_name, tenant, environment = client.name, client.tenant, client.environment
+    # The name the dashboard shows, so the file is found under the name the accountant knows.
+    company_name = company.company_name
+    known_currency = company.currency_code
+    # BC may take a while; the read model's connection is not needed meanwhile.
+    await session.close()
+    command = commands.ReadStatements(
+        firm_id=principal.firm_id,
+        actor=Actor(kind=ActorKind.ACCOUNTANT, id=str(principal.accountant_id), display_name=principal.email),
+        correlation_id=request.state.correlation_id,
+        connection=ClientConnection(tenant=tenant, environment=environment),
+        company_id=company_id,
+        as_of=day,
+    )
+    try:
+        statements = await commands.send_command(
+            state.nats,
+            commands.READ_STATEMENTS,
+            command,
+            CompanyStatements,
+            timeout=state.settings.report_timeout_seconds,
+        )
+    except CommandRejected as rejected:
+        raise _fetch_error(rejected) from rejected
+    # Building a workbook is CPU work; the event loop keeps serving meanwhile.
+    content = await asyncio.to_thread(
+        company_workbook,
+        statements,
+        client_name=client_name,
+        company_name=company_name,
+        currency_code=statements.currency_code or known_currency,
+        as_of=day,
+    )
+    return _download(content, company_name, day)
+
+
+@reports.get(
+    "/key-figures/workbook",
+    response_class=XlsxResponse,
+    responses={
+        200: _xlsx(
+            "The key figures of every company of every client of your firm, one row each, with an "
+            "autofilter and a total per currency, set up to print."
+        )
+    },
+)
+async def key_figures_download(principal: CurrentPrincipal, session: Session) -> XlsxResponse:
+    """The dashboard's figures as an Excel workbook."""
+    rows = await queries.dashboard_rows(session, firm_id=principal.firm_id)
+    exported_at = datetime.now(UTC)
+    content = await asyncio.to_thread(key_figures_workbook, key_figures_rows(rows), exported_at=exported_at)
+    return _download(content, "Key figures", exported_at.date())

@@ -1,0 +1,110 @@
+"""Live updates: the projection announces what changed; every open page hears it.
+
+The replica that applies a batch publishes, after its transaction commits, which clients
+of which firm changed, on core NATS (``live.<firm_id>.changes``: not a JetStream subject,
+nothing is stored). Every gateway replica subscribes and hands the notice to the
+server-sent-event streams of that firm's open pages, so a page connected to any replica
+hears about a change projected by any other. A page that misses a notice (a reconnect, a
+full queue) asks for its rows again, so a notice never needs to be delivered twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+
+from hub_common.logging import get_logger
+from hub_gateway.readmodel.projection import Changes
+
+logger = get_logger(__name__)
+
+LIVE_SUBJECTS = "live.*.changes"
+# Notices a slow page may have waiting before it is told to reload its rows instead.
+QUEUE_LIMIT = 100
+
+
+def _subject(firm_id: uuid.UUID) -> str:
+    return f"live.{firm_id}.changes"
+
+
+@dataclass
+class Notice:
+    client_ids: set[uuid.UUID] = field(default_factory=set)
+    new_failures: bool = False
+    # The page fell behind: it must reload rather than patch rows.
+    reload: bool = False
+
+    def merge(self, other: Notice) -> None:
+        self.client_ids |= other.client_ids
+        self.new_failures |= other.new_failures
+        self.reload |= other.reload
+
+
+class LiveUpdates:
+    def __init__(self, nats: Client) -> None:
+        self._nats = nats
+        self._listeners: dict[uuid.UUID, set[asyncio.Queue[Notice]]] = {}
+        self._subscription: Subscription | None = None
+
+    async def start(self) -> None:
+        self._subscription = await self._nats.subscribe(LIVE_SUBJECTS, cb=self._heard)
+
+    async def stop(self) -> None:
+        if self._subscription is not None:
+            with contextlib.suppress(Exception):
+                await self._subscription.unsubscribe()
+
+    async def announce(self, changes: Changes) -> None:
+        """Tell every replica what a committed batch changed (best effort: pages resync)."""
+        for firm_id, client_ids in changes.clients_by_firm.items():
+            notice = {
+                "client_ids": sorted(str(client_id) for client_id in client_ids),
+                "new_failures": firm_id in changes.firms_with_new_failures,
+            }
+            try:
+                await self._nats.publish(_subject(firm_id), json.dumps(notice).encode())
+            except Exception as error:  # a live notice is never worth failing a projection for
+                logger.warning("live notice not sent", firm_id=str(firm_id), error=repr(error))
+
+    async def _heard(self, msg: Msg) -> None:
+        try:
+            firm_id = uuid.UUID(msg.subject.split(".")[1])
+            body = json.loads(msg.data)
+            notice = Notice(
+                client_ids={uuid.UUID(value) for value in body["client_ids"]},
+                new_failures=bool(body.get("new_failures")),
+            )
+        except (ValueError, KeyError, TypeError, IndexError):
+            logger.warning("malformed live notice ignored", subject=msg.subject)
+            return
+        for queue in self._listeners.get(firm_id, ()):
+            try:
+                queue.put_nowait(notice)
+            except asyncio.QueueFull:
+                # Too far behind to patch: drop what waits and ask the page to reload.
+                while not queue.empty():
+                    queue.get_nowait()
+                queue.put_nowait(Notice(reload=True))
+
+    @contextlib.contextmanager
+    def listen(self, firm_id: uuid.UUID) -> Iterator[asyncio.Queue[Notice]]:
+        queue: asyncio.Queue[Notice] = asyncio.Queue(maxsize=QUEUE_LIMIT)
+        self._listeners.setdefault(firm_id, set()).add(queue)
+        try:
+            yield queue
+        finally:
+            listeners = self._listeners.get(firm_id, set())
+            listeners.discard(queue)
+            if not listeners:
+                self._listeners.pop(firm_id, None)
+
+    def listening(self, firm_id: uuid.UUID) -> int:
+        return len(self._listeners.get(firm_id, ()))

@@ -1,0 +1,245 @@
+"""One company's workbook: a sheet per statement, formatted and set up to print.
+
+Each sheet opens with the company, the statement and its date or period, and a note of
+the client, the currency and when BC was read; then the column headings (repeated on
+every printed page) and the lines. Amounts are values, not formulas: the workbook is a
+record of what BC said when it was read, and reads the same in any viewer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date
+from decimal import Decimal
+from typing import Any
+
+from openpyxl.styles import Alignment
+
+from hub_common.money import ZERO
+from hub_common.statements import AgedReport, CompanyStatements, Statement, TrialBalance, TrialBalanceLine
+from hub_gateway.reports.excel import (
+    BOLD,
+    GRAND_TOTAL_BORDER,
+    NOTE_FONT,
+    SUBTITLE_FONT,
+    TITLE_FONT,
+    TOTAL_BORDER,
+    PageHeader,
+    money_format,
+    new_workbook,
+    put_number,
+    put_text,
+    set_up_printing,
+    set_widths,
+    style_header_row,
+    workbook_bytes,
+)
+
+HEADER_ROW = 5
+FIRST_LINE_ROW = HEADER_ROW + 1
+
+
+@dataclass(frozen=True)
+class _Context:
+    client_name: str
+    company_name: str
+    currency_code: str
+    as_of: date
+    read_at_text: str
+
+    @property
+    def money(self) -> str:
+        return money_format(self.currency_code)
+
+
+def _title_block(sheet: Any, context: _Context, title: str, period: str) -> None:
+    put_text(sheet, 1, 1, context.company_name, font=TITLE_FONT)
+    put_text(sheet, 2, 1, f"{title} — {period}", font=SUBTITLE_FONT)
+    currency = f"Amounts in {context.currency_code}" if context.currency_code else "Amounts in local currency"
+    put_text(
+        sheet,
+        3,
+        1,
+        f"Client: {context.client_name} · {currency} · Read from Business Central on {context.read_at_text}",
+        font=NOTE_FONT,
+    )
+
+
+def _headings(sheet: Any, headings: Sequence[str]) -> None:
+    for column, heading in enumerate(headings, start=1):
+        put_text(sheet, HEADER_ROW, column, heading)
+    style_header_row(sheet, HEADER_ROW, len(headings))
+
+
+def _print(sheet: Any, context: _Context, title: str, *, last_row: int, columns: int, landscape: bool) -> None:
+    sheet.freeze_panes = f"A{FIRST_LINE_ROW}"
+    set_up_printing(
+        sheet,
+        last_row=last_row,
+        last_column=columns,
+        header_row=HEADER_ROW,
+        landscape=landscape,
+        page_header=PageHeader(left=context.company_name, center=title, right=f"As of {context.as_of.isoformat()}"),
+    )
+
+
+def _period(statement: Statement) -> str:
+    if statement.period_start is None:
+        return f"as of {statement.period_end.isoformat()}"
+    return f"{statement.period_start.isoformat()} to {statement.period_end.isoformat()}"
+
+
+def _statement_sheet(workbook: Any, context: _Context, title: str, amount_heading: str, statement: Statement) -> None:
+    """A financial report: BC's headers in bold, details indented as BC indents them,
+    BC's total lines in bold over a rule; spacer lines stay empty."""
+    sheet = workbook.create_sheet(title)
+    _title_block(sheet, context, title, _period(statement))
+    _headings(sheet, ["Description", amount_heading])
+    row = FIRST_LINE_ROW
+    for line in statement.lines:
+        if line.line_type != "spacer":
+            description = put_text(sheet, row, 1, line.description)
+            description.alignment = Alignment(indent=line.indentation)
+            if line.line_type == "header":
+                description.font = BOLD
+            else:
+                amount = put_number(sheet, row, 2, line.amount, context.money)
+                if line.line_type == "total":
+                    description.font = BOLD
+                    amount.font = BOLD
+                    amount.border = TOTAL_BORDER
+        row += 1
+    if not statement.lines:
+        put_text(sheet, row, 1, "Business Central returned no lines for this statement.", font=NOTE_FONT)
+        row += 1
+    set_widths(sheet, [60, 20])
+    _print(sheet, context, title, last_row=row - 1, columns=2, landscape=False)
+
+
+def _sum(values: Sequence[Decimal | None]) -> Decimal:
+    return sum((value for value in values if value is not None), ZERO)
+
+
+_TRIAL_BALANCE_AMOUNTS: tuple[Callable[[TrialBalanceLine], Decimal | None], ...] = (
+    lambda line: line.net_change_debit,
+    lambda line: line.net_change_credit,
+    lambda line: line.balance_debit,
+    lambda line: line.balance_credit,
+)
+
+
+def _trial_balance_sheet(workbook: Any, context: _Context, trial_balance: TrialBalance) -> None:
+    """Every G/L account; headings and totals in bold. The grand total sums the posting
+    accounts only, since BC's total accounts already sum the ones above them."""
+    title = "Trial Balance"
+    sheet = workbook.create_sheet(title)
+    period = f"{trial_balance.period_start.isoformat()} to {trial_balance.period_end.isoformat()}"
+    _title_block(sheet, context, title, period)
+    _headings(
+        sheet,
+        ["No.", "Name", "Net change debit", "Net change credit", "Balance debit", "Balance credit"],
+    )
+    row = FIRST_LINE_ROW
+    for line in trial_balance.lines:
+        number = put_text(sheet, row, 1, line.number)
+        name = put_text(sheet, row, 2, line.name)
+        cells = [
+            put_number(sheet, row, 3 + i, amount(line), context.money)
+            for i, amount in enumerate(_TRIAL_BALANCE_AMOUNTS)
+        ]
+        if not line.is_posting:
+            for cell in (number, name, *cells):
+                cell.font = BOLD
+        row += 1
+    posting = [line for line in trial_balance.lines if line.is_posting]
+    put_text(sheet, row, 2, "Total of posting accounts", font=BOLD)
+    for i, amount in enumerate(_TRIAL_BALANCE_AMOUNTS):
+        cell = put_number(sheet, row, 3 + i, _sum([amount(line) for line in posting]), context.money)
+        cell.font = BOLD
+        cell.border = GRAND_TOTAL_BORDER
+    set_widths(sheet, [12, 44, 18, 18, 18, 18])
+    _print(sheet, context, title, last_row=row, columns=6, landscape=True)
+
+
+def _aged_sheet(workbook: Any, context: _Context, title: str, party: str, report: AgedReport) -> None:
+    """One row per customer or vendor, by how long the amounts are overdue, and a grand
+    total (BC's own total row is left out by the fetcher)."""
+    sheet = workbook.create_sheet(title)
+    _title_block(sheet, context, title, f"as of {report.as_of.isoformat()}")
+    days = report.period_days
+    _headings(
+        sheet,
+        [
+            "No.",
+            party,
+            "Not yet due",
+            f"1–{days} days overdue",
+            f"{days + 1}–{2 * days} days overdue",
+            f"Over {2 * days} days overdue",
+            "Balance due",
+        ],
+    )
+    row = FIRST_LINE_ROW
+    for line in report.lines:
+        put_text(sheet, row, 1, line.number)
+        put_text(sheet, row, 2, line.name)
+        amounts = (line.current, line.period1, line.period2, line.period3, line.balance_due)
+        for i, amount in enumerate(amounts):
+            put_number(sheet, row, 3 + i, amount, context.money)
+        row += 1
+    if not report.lines:
+        put_text(sheet, row, 2, "No open items.", font=NOTE_FONT)
+        row += 1
+    put_text(sheet, row, 2, "Total", font=BOLD)
+    totals = (
+        _sum([line.current for line in report.lines]),
+        _sum([line.period1 for line in report.lines]),
+        _sum([line.period2 for line in report.lines]),
+        _sum([line.period3 for line in report.lines]),
+        _sum([line.balance_due for line in report.lines]),
+    )
+    for i, amount in enumerate(totals):
+        cell = put_number(sheet, row, 3 + i, amount, context.money)
+        cell.font = BOLD
+        cell.border = GRAND_TOTAL_BORDER
+    set_widths(sheet, [12, 40, 17, 17, 17, 17, 17])
+    _print(sheet, context, title, last_row=row, columns=7, landscape=True)
+
+
+SHEET_TITLES = (
+    "Balance Sheet",
+    "Income Statement",
+    "Cash Flow Statement",
+    "Retained Earnings",
+    "Trial Balance",
+    "Aged Receivables",
+    "Aged Payables",
+)
+
+
+def company_workbook(
+    statements: CompanyStatements,
+    *,
+    client_name: str,
+    company_name: str,
+    currency_code: str | None,
+    as_of: date,
+) -> bytes:
+    """The company's seven statements as an xlsx file (bytes)."""
+    context = _Context(
+        client_name=client_name,
+        company_name=company_name,
+        currency_code=currency_code or "",
+        as_of=as_of,
+        read_at_text=statements.read_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+    )
+    workbook = new_workbook(f"{company_name} — statements as of {as_of.isoformat()}")
+    _statement_sheet(workbook, context, SHEET_TITLES[0], "Balance", statements.balance_sheet)
+    _statement_sheet(workbook, context, SHEET_TITLES[1], "Net change", statements.income_statement)
+    _statement_sheet(workbook, context, SHEET_TITLES[2], "Net change", statements.cash_flow_statement)
+    _statement_sheet(workbook, context, SHEET_TITLES[3], "Net change", statements.retained_earnings)
+    _trial_balance_sheet(workbook, context, statements.trial_balance)
+    _aged_sheet(workbook, context, SHEET_TITLES[5], "Customer", statements.aged_receivables)
+    _aged_sheet(workbook, context, SHEET_TITLES[6], "Vendor", statements.aged_payables)
+    return workbook_bytes(workbook)

@@ -1,0 +1,160 @@
+"""What every workbook of the hub shares: safe cells, money formats, styles, print setup.
+
+Text in a cell comes from tenants (account names, customer names) and from accountants
+(client names), so it is cleaned of characters XML cannot hold and always stored as text:
+a name starting with "=" never becomes a formula.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from openpyxl import Workbook
+from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
+from openpyxl.styles import Alignment, Border, Font, PatternFill, Side
+from openpyxl.utils import get_column_letter
+from openpyxl.worksheet.page import PageMargins
+
+XLSX_MEDIA_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
+TITLE_FONT = Font(bold=True, size=14)
+SUBTITLE_FONT = Font(bold=True, size=11)
+NOTE_FONT = Font(italic=True, size=9, color="555555")
+BOLD = Font(bold=True)
+HEADER_FILL = PatternFill("solid", fgColor="DDE3EA")
+_THIN = Side(style="thin")
+HEADER_BORDER = Border(bottom=_THIN)
+TOTAL_BORDER = Border(top=_THIN)
+GRAND_TOTAL_BORDER = Border(top=_THIN, bottom=Side(style="double"))
+HEADER_ALIGNMENT = Alignment(wrap_text=True, vertical="bottom")
+
+COUNT_FORMAT = "#,##0"
+DATETIME_FORMAT = "yyyy-mm-dd hh:mm"
+PAGE_FOOTER = "Page &P of &N"
+
+# Excel keeps at most 32,767 characters in a cell and 255 in a page header or footer.
+MAX_CELL_TEXT = 32_767
+_NOT_A_CURRENCY_CHARACTER = re.compile(r"[^A-Za-z0-9]")
+
+
+def clean_text(value: str, limit: int = MAX_CELL_TEXT) -> str:
+    """Text an xlsx file can hold: no control characters, at most ``limit`` characters."""
+    cleaned: str = ILLEGAL_CHARACTERS_RE.sub("", value)
+    return cleaned[:limit]
+
+
+def put_text(sheet: Any, row: int, column: int, value: str | None, *, font: Font | None = None) -> Any:
+    """A text cell; stored as text whatever it starts with (never a formula)."""
+    cell = sheet.cell(row=row, column=column)
+    if value:
+        cell.value = clean_text(value)
+        cell.data_type = "s"
+    if font is not None:
+        cell.font = font
+    return cell
+
+
+def put_number(sheet: Any, row: int, column: int, value: Decimal | int | None, number_format: str) -> Any:
+    cell = sheet.cell(row=row, column=column)
+    if value is not None:
+        cell.value = value
+    cell.number_format = number_format
+    return cell
+
+
+def currency_code(code: str | None) -> str:
+    """A currency code fit to appear in a number format: letters and digits only."""
+    return _NOT_A_CURRENCY_CHARACTER.sub("", code or "")[:10].upper()
+
+
+def money_format(code: str | None) -> str:
+    """Two decimals with thousands separators, followed by the currency code (if known)."""
+    amount = "#,##0.00"
+    cleaned = currency_code(code)
+    if not cleaned:
+        return f"{amount};-{amount}"
+    return f'{amount} "{cleaned}";-{amount} "{cleaned}"'
+
+
+def header_text(value: str, limit: int) -> str:
+    """Text for a page header or footer: "&" starts a code there, so it is doubled; cut
+    to ``limit`` characters once escaped, never in the middle of an escape."""
+    escaped = ""
+    for character in clean_text(value).replace("\n", " ").replace("\r", " "):
+        piece = "&&" if character == "&" else character
+        if len(escaped) + len(piece) > limit:
+            break
+        escaped += piece
+    return escaped
+
+
+def style_header_row(sheet: Any, row: int, columns: int) -> None:
+    for column in range(1, columns + 1):
+        cell = sheet.cell(row=row, column=column)
+        cell.font = BOLD
+        cell.fill = HEADER_FILL
+        cell.border = HEADER_BORDER
+        cell.alignment = HEADER_ALIGNMENT
+
+
+def set_widths(sheet: Any, widths: list[float]) -> None:
+    for index, width in enumerate(widths, start=1):
+        sheet.column_dimensions[get_column_letter(index)].width = width
+
+
+@dataclass(frozen=True)
+class PageHeader:
+    """The page header's three parts (left, centre, right), as plain text."""
+
+    left: str
+    center: str
+    right: str
+
+
+def set_up_printing(
+    sheet: Any,
+    *,
+    last_row: int,
+    last_column: int,
+    header_row: int,
+    landscape: bool,
+    page_header: PageHeader,
+) -> None:
+    """Print area, orientation, one page wide, the column headings on every page, and
+    the company (or workbook) and date in the page header."""
+    sheet.print_area = f"A1:{get_column_letter(last_column)}{max(last_row, header_row)}"
+    sheet.print_title_rows = f"{header_row}:{header_row}"
+    sheet.page_setup.orientation = "landscape" if landscape else "portrait"
+    sheet.page_setup.fitToWidth = 1
+    sheet.page_setup.fitToHeight = 0  # as many pages down as it takes
+    sheet.sheet_properties.pageSetUpPr.fitToPage = True
+    sheet.page_margins = PageMargins(left=0.5, right=0.5, top=0.8, bottom=0.8, header=0.3, footer=0.3)
+    # 255 characters for the whole header, codes included: 100 + 80 + 40 and the "&L&C&R".
+    # An empty part is left unset: openpyxl would write an empty "&C" that reads back wrong.
+    for part, text, limit in (
+        (sheet.oddHeader.left, page_header.left, 100),
+        (sheet.oddHeader.center, page_header.center, 80),
+        (sheet.oddHeader.right, page_header.right, 40),
+    ):
+        escaped = header_text(text, limit)
+        if escaped:
+            part.text = escaped
+    sheet.oddFooter.center.text = PAGE_FOOTER
+
+
+def new_workbook(title: str) -> Workbook:
+    workbook = Workbook()
+    workbook.remove(workbook.active)
+    workbook.properties.title = clean_text(title, 200)
+    workbook.properties.creator = "Accountant Hub"
+    return workbook
+
+
+def workbook_bytes(workbook: Workbook) -> bytes:
+    buffer = io.BytesIO()
+    workbook.save(buffer)
+    return buffer.getvalue()

@@ -1,0 +1,293 @@
+"""The key figures of every company of every client of a firm, in one sheet.
+
+One row per company (a client whose companies are not known yet gets one row too), with
+an autofilter over the rows and the headings frozen. Totals are per currency: amounts
+in different currencies cannot be added without exchange rates, which the hub does not
+have, so there is one "Total" line for each currency the rows use, below the filtered
+range so sorting and filtering never mix them in. The forecast's low point is not
+totalled: each company's low point falls in its own week, so their sum means nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any, Literal
+
+from openpyxl.styles import Alignment
+from openpyxl.utils import get_column_letter
+from pydantic import ValidationError
+
+from hub_common.events import CompanyFigures
+from hub_common.money import ZERO
+from hub_gateway.readmodel.queries import DashboardRow
+from hub_gateway.reports.excel import (
+    BOLD,
+    COUNT_FORMAT,
+    DATETIME_FORMAT,
+    GRAND_TOTAL_BORDER,
+    NOTE_FONT,
+    TITLE_FONT,
+    PageHeader,
+    currency_code,
+    money_format,
+    new_workbook,
+    put_number,
+    put_text,
+    set_up_printing,
+    set_widths,
+    style_header_row,
+    workbook_bytes,
+)
+
+SHEET_TITLE = "Key figures"
+HEADER_ROW = 4
+FIRST_ROW = HEADER_ROW + 1
+
+
+@dataclass(frozen=True)
+class KeyFiguresRow:
+    """One company (or a client without known companies) and its last figures."""
+
+    client_name: str
+    company_name: str | None
+    currency_code: str | None
+    as_of: datetime | None
+    state: str
+    figures: CompanyFigures | None
+    note: str | None
+
+
+Value = Decimal | int | None
+
+
+@dataclass(frozen=True)
+class FigureColumn:
+    heading: str
+    kind: Literal["money", "count"]
+    value: Callable[[CompanyFigures], Value]
+    # Whether a per-currency total means something for this figure.
+    totalled: bool = True
+
+
+def _cash(f: CompanyFigures) -> Value:
+    return f.cash.total if f.cash else None
+
+
+def _taxes(f: CompanyFigures) -> Value:
+    return f.taxes_due.amount if f.taxes_due else None
+
+
+def _quotes_count(f: CompanyFigures) -> Value:
+    return f.open_sales_documents.quotes_count if f.open_sales_documents else None
+
+
+def _quotes_amount(f: CompanyFigures) -> Value:
+    return f.open_sales_documents.quotes_amount if f.open_sales_documents else None
+
+
+def _orders_count(f: CompanyFigures) -> Value:
+    return f.open_sales_documents.orders_count if f.open_sales_documents else None
+
+
+def _orders_amount(f: CompanyFigures) -> Value:
+    return f.open_sales_documents.orders_amount if f.open_sales_documents else None
+
+
+def _draft_invoices_count(f: CompanyFigures) -> Value:
+    return f.open_sales_documents.invoices_count if f.open_sales_documents else None
+
+
+def _draft_invoices_amount(f: CompanyFigures) -> Value:
+    return f.open_sales_documents.invoices_amount if f.open_sales_documents else None
+
+
+def _due_next_week_count(f: CompanyFigures) -> Value:
+    return f.purchase_invoices_due_next_week.count if f.purchase_invoices_due_next_week else None
+
+
+def _due_next_week_amount(f: CompanyFigures) -> Value:
+    return f.purchase_invoices_due_next_week.amount if f.purchase_invoices_due_next_week else None
+
+
+def _overdue_sales_count(f: CompanyFigures) -> Value:
+    return f.overdue_sales_invoices.count if f.overdue_sales_invoices else None
+
+
+def _overdue_sales_amount(f: CompanyFigures) -> Value:
+    return f.overdue_sales_invoices.total if f.overdue_sales_invoices else None
+
+
+def _overdue_purchases_count(f: CompanyFigures) -> Value:
+    return f.overdue_purchase_invoices.count if f.overdue_purchase_invoices else None
+
+
+def _overdue_purchases_amount(f: CompanyFigures) -> Value:
+    return f.overdue_purchase_invoices.total if f.overdue_purchase_invoices else None
+
+
+def _sales_this_month(f: CompanyFigures) -> Value:
+    return f.sales_this_month.amount if f.sales_this_month else None
+
+
+def _forecast_low_point(f: CompanyFigures) -> Value:
+    return f.cash_flow_forecast.low_point if f.cash_flow_forecast else None
+
+
+FIGURE_COLUMNS: tuple[FigureColumn, ...] = (
+    FigureColumn("Cash", "money", _cash),
+    FigureColumn("Taxes due", "money", _taxes),
+    FigureColumn("Open sales quotes", "count", _quotes_count),
+    FigureColumn("Open sales quotes amount", "money", _quotes_amount),
+    FigureColumn("Open sales orders", "count", _orders_count),
+    FigureColumn("Open sales orders amount", "money", _orders_amount),
+    FigureColumn("Unposted sales invoices", "count", _draft_invoices_count),
+    FigureColumn("Unposted sales invoices amount", "money", _draft_invoices_amount),
+    FigureColumn("Purchase invoices due next week", "count", _due_next_week_count),
+    FigureColumn("Purchase invoices due next week amount", "money", _due_next_week_amount),
+    FigureColumn("Overdue sales invoices", "count", _overdue_sales_count),
+    FigureColumn("Overdue sales invoices amount", "money", _overdue_sales_amount),
+    FigureColumn("Overdue purchase invoices", "count", _overdue_purchases_count),
+    FigureColumn("Overdue purchase invoices amount", "money", _overdue_purchases_amount),
+    FigureColumn("Sales this month", "money", _sales_this_month),
+    FigureColumn("Cash forecast low point (13 weeks)", "money", _forecast_low_point, totalled=False),
+)
+LEADING_HEADINGS = ("Client", "Company", "Currency", "As of (UTC)", "State")
+TRAILING_HEADINGS = ("Note",)
+HEADINGS = (*LEADING_HEADINGS, *(column.heading for column in FIGURE_COLUMNS), *TRAILING_HEADINGS)
+FIRST_FIGURE_COLUMN = len(LEADING_HEADINGS) + 1
+NOTE_COLUMN = len(HEADINGS)
+
+
+def key_figures_rows(rows: Sequence[DashboardRow]) -> list[KeyFiguresRow]:
+    """The dashboard's rows as the workbook shows them; figures that no longer read as
+    ``CompanyFigures`` are left out of the row (and its note says so), never guessed."""
+    result: list[KeyFiguresRow] = []
+    for row in rows:
+        figures: CompanyFigures | None = None
+        note = _failure_summary(row.failure)
+        if row.figures is not None:
+            try:
+                figures = CompanyFigures.model_validate(row.figures)
+            except ValidationError:
+                note = "The stored figures could not be read; refresh the company."
+        result.append(
+            KeyFiguresRow(
+                client_name=row.client_name,
+                company_name=row.company_name,
+                currency_code=row.currency_code,
+                as_of=row.as_of,
+                state=row.state,
+                figures=figures,
+                note=note,
+            )
+        )
+    return result
+
+
+def _failure_summary(failure: dict[str, Any] | None) -> str | None:
+    if not failure:
+        return None
+    summary = failure.get("summary")
+    return summary if isinstance(summary, str) else json.dumps(failure)[:500]
+
+
+def _naive_utc(moment: datetime) -> datetime:
+    """Excel has no time zones: the time in UTC, as the column heading says."""
+    if moment.tzinfo is None:
+        return moment
+    return moment.astimezone(UTC).replace(tzinfo=None)
+
+
+def _figure_format(column: FigureColumn, money: str) -> str:
+    return money if column.kind == "money" else COUNT_FORMAT
+
+
+def _write_row(sheet: Any, row_number: int, row: KeyFiguresRow) -> None:
+    put_text(sheet, row_number, 1, row.client_name)
+    put_text(sheet, row_number, 2, row.company_name)
+    put_text(sheet, row_number, 3, currency_code(row.currency_code))
+    as_of = sheet.cell(row=row_number, column=4)
+    if row.as_of is not None:
+        as_of.value = _naive_utc(row.as_of)
+    as_of.number_format = DATETIME_FORMAT
+    put_text(sheet, row_number, 5, row.state)
+    money = money_format(row.currency_code)
+    for offset, column in enumerate(FIGURE_COLUMNS):
+        value = column.value(row.figures) if row.figures is not None else None
+        put_number(sheet, row_number, FIRST_FIGURE_COLUMN + offset, value, _figure_format(column, money))
+    put_text(sheet, row_number, NOTE_COLUMN, row.note)
+
+
+def _write_totals(sheet: Any, row_number: int, rows: Sequence[KeyFiguresRow]) -> int:
+    """One total line per currency over the rows that have figures; returns the last row."""
+    by_currency: dict[str, list[CompanyFigures]] = {}
+    for row in rows:
+        if row.figures is not None:
+            by_currency.setdefault(currency_code(row.currency_code), []).append(row.figures)
+    last = row_number - 1
+    for code in sorted(by_currency):
+        figures = by_currency[code]
+        put_text(sheet, row_number, 1, f"Total {code}" if code else "Total (no currency)", font=BOLD)
+        companies = len(figures)
+        put_text(sheet, row_number, 2, f"{companies} {'company' if companies == 1 else 'companies'}", font=BOLD)
+        put_text(sheet, row_number, 3, code, font=BOLD)
+        money = money_format(code)
+        for offset, column in enumerate(FIGURE_COLUMNS):
+            cell = sheet.cell(row=row_number, column=FIRST_FIGURE_COLUMN + offset)
+            if column.totalled:
+                values = [column.value(f) for f in figures]
+                present = [value for value in values if value is not None]
+                total: Value = sum(present, ZERO if column.kind == "money" else 0) if present else None
+                cell = put_number(sheet, row_number, FIRST_FIGURE_COLUMN + offset, total, _figure_format(column, money))
+            cell.font = BOLD
+            cell.border = GRAND_TOTAL_BORDER
+        last = row_number
+        row_number += 1
+    return last
+
+
+def key_figures_workbook(rows: Sequence[KeyFiguresRow], *, exported_at: datetime) -> bytes:
+    """The firm's key figures as an xlsx file (bytes)."""
+    exported = exported_at.astimezone(UTC)
+    workbook = new_workbook(f"Key figures {exported:%Y-%m-%d}")
+    sheet = workbook.create_sheet(SHEET_TITLE)
+    put_text(sheet, 1, 1, "Key figures of every client", font=TITLE_FONT)
+    put_text(
+        sheet,
+        2,
+        1,
+        f"Exported {exported:%Y-%m-%d %H:%M} UTC · each company's figures are as of the time shown, "
+        "in its own currency · totals are per currency",
+        font=NOTE_FONT,
+    )
+    for column, heading in enumerate(HEADINGS, start=1):
+        put_text(sheet, HEADER_ROW, column, heading)
+    style_header_row(sheet, HEADER_ROW, len(HEADINGS))
+    sheet.row_dimensions[HEADER_ROW].height = 45
+    row_number = FIRST_ROW
+    for row in rows:
+        _write_row(sheet, row_number, row)
+        row_number += 1
+    last_data_row = max(row_number - 1, HEADER_ROW)
+    last_column = get_column_letter(len(HEADINGS))
+    sheet.auto_filter.ref = f"A{HEADER_ROW}:{last_column}{last_data_row}"
+    sheet.freeze_panes = f"C{FIRST_ROW}"
+    # A blank line between the rows and the totals keeps the totals out of the filter.
+    last_row = _write_totals(sheet, last_data_row + 2, rows)
+    last_row = max(last_row, last_data_row)
+    for row_index in range(FIRST_ROW, last_data_row + 1):
+        sheet.cell(row=row_index, column=NOTE_COLUMN).alignment = Alignment(wrap_text=True, vertical="top")
+    set_widths(sheet, [28, 28, 9, 17, 10, *([15.0] * len(FIGURE_COLUMNS)), 40])
+    set_up_printing(
+        sheet,
+        last_row=last_row,
+        last_column=len(HEADINGS),
+        header_row=HEADER_ROW,
+        landscape=True,
+        page_header=PageHeader(left="Key figures of every client", center="", right=f"{exported:%Y-%m-%d %H:%M} UTC"),
+    )
+    return workbook_bytes(workbook)

@@ -1,0 +1,147 @@
+// Manage Clients: the client card (New / Edit / Remove) and Test Client URL in place.
+"use strict";
+
+(() => {
+  const { api, h } = Hub;
+  const boot = JSON.parse(document.getElementById("boot").textContent);
+  const client = boot.client;
+  const $ = (id) => document.getElementById(id);
+  const FIELDS = ["name", "client_url", "contact_name", "email", "phone", "assigned_accountant_id", "tax_account_numbers", "notes"];
+
+  $("assigned_accountant_id").replaceChildren(h("option", { value: "" }, "Nobody"),
+    ...boot.accountants.map((a) => h("option", { value: a.accountant_id }, a.display_name ? `${a.display_name} (${a.email})` : a.email)));
+  if (client) {
+    const card = client.card;
+    for (const field of FIELDS) {
+      const value = card[field];
+      $(field).value = Array.isArray(value) ? value.join(", ") : value || "";
+    }
+  }
+
+  function clearErrors() {
+    for (const field of FIELDS) {
+      $(`${field}-error`).textContent = "";
+      $(field).removeAttribute("aria-invalid");
+    }
+    $("card-error").hidden = true;
+  }
+  function fieldError(field, message) {
+    const known = FIELDS.includes(field) ? field : null;
+    if (known) {
+      $(`${known}-error`).textContent = message;
+      $(known).setAttribute("aria-invalid", "true");
+      $(known).setAttribute("aria-errormessage", `${known}-error`);
+      $(known).focus();
+    } else {
+      $("card-error").textContent = message;
+      $("card-error").hidden = false;
+    }
+  }
+
+  function cardBody() {
+    const text = (id) => $(id).value.trim() || null;
+    const taxes = $("tax_account_numbers").value.split(",").map((part) => part.trim()).filter(Boolean);
+    return {
+      name: $("name").value.trim(),
+      client_url: $("client_url").value.trim(),
+      contact_name: text("contact_name"),
+      email: text("email"),
+      phone: text("phone"),
+      notes: $("notes").value.trim() || null,
+      assigned_accountant_id: $("assigned_accountant_id").value || null,
+      tax_account_numbers: taxes.length ? taxes : null,
+    };
+  }
+
+  // ------------------------------------------------------------------ Test Client URL
+
+  function showTest(answer) {
+    const place = $("test-result");
+    if (answer.status === "ok") {
+      const names = answer.companies.map((c) => c.display_name || c.name);
+      place.replaceChildren(h("div", { class: "result ok" },
+        h("strong", {}, "The hub can read this client. "),
+        `${names.length} ${names.length === 1 ? "company" : "companies"} found${names.length ? ": " + names.join(", ") : ""}.`,
+        answer.latency_ms !== null && answer.latency_ms !== undefined ? ` Answered in ${answer.latency_ms} ms.` : ""));
+    } else if (answer.status === "pending") {
+      place.replaceChildren(h("div", { class: "result pending" }, "Still testing: Business Central is slow to answer…"));
+    } else {
+      const failure = answer.failure || {};
+      place.replaceChildren(h("div", { class: "result failed" },
+        h("strong", {}, failure.summary || "The test failed."), " ", failure.fix || "",
+        failure.kind === "invalid_url" ? null : h("details", {}, h("summary", {}, "Technical details"), Hub.technicalDetails(failure))));
+    }
+  }
+
+  $("test-url").addEventListener("click", async () => {
+    clearErrors();
+    const url = $("client_url").value.trim();
+    if (!url) { fieldError("client_url", "Paste the client's Business Central URL first."); return; }
+    const button = $("test-url");
+    button.disabled = true;
+    button.textContent = "Testing…";
+    $("test-result").replaceChildren(h("div", { class: "result pending" }, "Testing the connection to the client's Business Central…"));
+    try {
+      let { status, data } = await api("POST", "/api/v1/connection-tests", { client_url: url, client_id: client ? client.client_id : null });
+      showTest(data);
+      const deadline = Date.now() + 60000;
+      while (status === 202 && data.status === "pending" && Date.now() < deadline) {
+        await new Promise((resolve) => setTimeout(resolve, 1500));
+        ({ status, data } = await api("GET", `/api/v1/connection-tests/${data.test_id}`));
+        showTest(data);
+      }
+    } catch (error) {
+      if (error.status === 422 && error.body && error.body.failure) showTest(error.body);
+      else $("test-result").replaceChildren(h("div", { class: "result failed" }, error.message));
+    } finally {
+      button.disabled = false;
+      button.textContent = "Test Client URL";
+    }
+  });
+
+  // ------------------------------------------------------------------ save and remove
+
+  async function waitUntilListed(clientId, present) {
+    const deadline = Date.now() + 8000;
+    while (Date.now() < deadline) {
+      const { data } = await api("GET", "/api/v1/clients");
+      if (data.clients.some((c) => c.client_id === clientId) === present) return;
+      await new Promise((resolve) => setTimeout(resolve, 300));
+    }
+  }
+
+  $("card").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    clearErrors();
+    const body = cardBody();
+    if (!body.name) { fieldError("name", "Give the client a name."); return; }
+    if (!body.client_url) { fieldError("client_url", "Paste the client's Business Central URL."); return; }
+    $("save").disabled = true;
+    try {
+      const { data } = client
+        ? await api("PUT", `/api/v1/clients/${client.client_id}`, body)
+        : await api("POST", "/api/v1/clients", body);
+      $("card-saved").textContent = "Saved. The client's companies appear on the dashboard as soon as they are read.";
+      $("card-saved").hidden = false;
+      if (!client) {
+        await waitUntilListed(data.client_id, true);
+        window.location.assign("/clients");
+      }
+    } catch (error) {
+      fieldError(error.field, error.message);
+    } finally {
+      $("save").disabled = false;
+    }
+  });
+
+  $("remove")?.addEventListener("click", async () => {
+    if (!confirm(`Remove ${client.name} from the hub? Its rows leave the dashboard; the client's Business Central is not touched.`)) return;
+    try {
+      await api("DELETE", `/api/v1/clients/${client.client_id}`);
+      await waitUntilListed(client.client_id, false);
+      window.location.assign("/clients");
+    } catch (error) {
+      fieldError(null, error.message);
+    }
+  });
+})();

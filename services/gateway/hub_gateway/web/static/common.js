@@ -1,0 +1,185 @@
+// Shared by every page: the API helper, safe element building, formatting and menus.
+"use strict";
+
+const Hub = (() => {
+  const csrf = document.querySelector('meta[name="csrf-token"]')?.content || "";
+
+  class ApiError extends Error {
+    constructor(status, message, field, body) {
+      super(message);
+      this.status = status;
+      this.field = field;
+      this.body = body;
+    }
+  }
+
+  // Every call names what went wrong in words a person can act on.
+  async function api(method, path, body) {
+    const init = { method, headers: { Accept: "application/json" }, credentials: "same-origin" };
+    if (method !== "GET") init.headers["X-CSRF-Token"] = csrf;
+    if (body !== undefined) {
+      init.headers["Content-Type"] = "application/json";
+      init.body = JSON.stringify(body);
+    }
+    let response;
+    try {
+      response = await fetch(path, init);
+    } catch (error) {
+      throw new ApiError(0, "The hub cannot be reached. Check your connection and try again.");
+    }
+    if (response.status === 401) {
+      window.location.assign("/sign-in?next=" + encodeURIComponent(location.pathname + location.search));
+      throw new ApiError(401, "Your session has ended; sign in again.");
+    }
+    const text = await response.text();
+    let data = null;
+    try { data = text ? JSON.parse(text) : null; } catch (_) { data = null; }
+    if (!response.ok && response.status !== 202) {
+      throw new ApiError(response.status, describe(data, response), fieldOf(data), data);
+    }
+    return { status: response.status, data, headers: response.headers };
+  }
+
+  function fieldOf(data) {
+    const detail = data && data.detail;
+    if (detail && typeof detail === "object" && !Array.isArray(detail)) return detail.field || null;
+    if (Array.isArray(detail) && detail[0] && Array.isArray(detail[0].loc)) return String(detail[0].loc.at(-1));
+    return null;
+  }
+
+  function describe(data, response) {
+    const detail = data && data.detail;
+    if (typeof detail === "string") return detail;
+    if (detail && typeof detail === "object" && !Array.isArray(detail) && detail.message) return detail.message;
+    if (Array.isArray(detail) && detail[0]) {
+      const where = (detail[0].loc || []).filter((part) => part !== "body").join(" → ");
+      return (where ? where + ": " : "") + detail[0].msg;
+    }
+    if (response.status === 503) return "The hub is busy or a service is not answering; try again in a moment.";
+    return `The hub answered ${response.status} ${response.statusText}.`;
+  }
+
+  // Builds elements with text set as text: names from clients' systems are never HTML.
+  function h(tag, attributes, ...children) {
+    const element = document.createElement(tag);
+    for (const [name, value] of Object.entries(attributes || {})) {
+      if (value === null || value === undefined || value === false) continue;
+      if (name.startsWith("on") && typeof value === "function") element.addEventListener(name.slice(2), value);
+      else if (name === "dataset") Object.assign(element.dataset, value);
+      else element.setAttribute(name, value === true ? "" : String(value));
+    }
+    for (const child of children.flat()) {
+      if (child === null || child === undefined || child === false) continue;
+      element.append(child instanceof Node ? child : document.createTextNode(String(child)));
+    }
+    return element;
+  }
+
+  let locale = undefined; // the browser's, until the accountant picks one
+  function setLocale(value) { locale = value || undefined; }
+  const formatters = new Map();
+  function formatter(currency) {
+    const key = `${locale}|${currency || ""}`;
+    if (!formatters.has(key)) {
+      let made;
+      try {
+        made = currency
+          ? new Intl.NumberFormat(locale, { style: "currency", currency, currencyDisplay: "code" })
+          : new Intl.NumberFormat(locale, { minimumFractionDigits: 2, maximumFractionDigits: 2 });
+      } catch (_) {
+        // Not an ISO 4217 code (BC allows any LCY code): the number, then the code as given.
+        const plain = new Intl.NumberFormat(locale, { minimumFractionDigits: 2, maximumFractionDigits: 2 });
+        made = { format: (value) => `${plain.format(value)} ${currency}` };
+      }
+      formatters.set(key, made);
+    }
+    return formatters.get(key);
+  }
+  function amount(value, currency) {
+    if (value === null || value === undefined || value === "") return "—";
+    return formatter(currency).format(Number(value));
+  }
+  function count(value) {
+    if (value === null || value === undefined) return "—";
+    return new Intl.NumberFormat(locale).format(value);
+  }
+  function dateTime(value) {
+    if (!value) return "—";
+    return new Intl.DateTimeFormat(locale, { dateStyle: "medium", timeStyle: "short" }).format(new Date(value));
+  }
+  function date(value) {
+    if (!value) return "—";
+    return new Intl.DateTimeFormat(locale, { dateStyle: "medium", timeZone: "UTC" }).format(new Date(value));
+  }
+  function age(value) {
+    if (!value) return "never";
+    const seconds = Math.max(0, (Date.now() - new Date(value).getTime()) / 1000);
+    const relative = new Intl.RelativeTimeFormat(locale, { numeric: "auto" });
+    if (seconds < 45) return relative.format(-Math.round(seconds), "second");
+    if (seconds < 3600) return relative.format(-Math.round(seconds / 60), "minute");
+    if (seconds < 86400) return relative.format(-Math.round(seconds / 3600), "hour");
+    return relative.format(-Math.round(seconds / 86400), "day");
+  }
+
+  // Menus: a button with aria-haspopup opens the list; arrows move, Escape closes.
+  function closeMenus(except) {
+    for (const menu of document.querySelectorAll("[data-menu]")) {
+      if (menu === except) continue;
+      const list = menu.querySelector("[role=menu]");
+      const button = menu.querySelector("[aria-haspopup]");
+      if (list && !list.hidden) { list.hidden = true; button.setAttribute("aria-expanded", "false"); }
+    }
+  }
+  function openMenu(menu) {
+    closeMenus(menu);
+    const list = menu.querySelector("[role=menu]");
+    const button = menu.querySelector("[aria-haspopup]");
+    list.hidden = false;
+    button.setAttribute("aria-expanded", "true");
+    list.querySelector("[role=menuitem]")?.focus();
+  }
+  document.addEventListener("click", (event) => {
+    const button = event.target.closest("[data-menu] > [aria-haspopup]");
+    if (button) {
+      const menu = button.parentElement;
+      const list = menu.querySelector("[role=menu]");
+      if (list.hidden) openMenu(menu); else closeMenus();
+      return;
+    }
+    if (!event.target.closest("[data-menu] [role=menu]")) closeMenus();
+    else if (event.target.closest("[role=menuitem]")) closeMenus();
+  });
+  document.addEventListener("keydown", (event) => {
+    const menu = event.target.closest("[data-menu]");
+    if (!menu) return;
+    const items = [...menu.querySelectorAll("[role=menuitem]")];
+    const index = items.indexOf(document.activeElement);
+    if (event.key === "Escape") {
+      closeMenus();
+      menu.querySelector("[aria-haspopup]").focus();
+    } else if (event.key === "ArrowDown" && index >= 0) {
+      event.preventDefault(); items[(index + 1) % items.length].focus();
+    } else if (event.key === "ArrowUp" && index >= 0) {
+      event.preventDefault(); items[(index - 1 + items.length) % items.length].focus();
+    } else if (event.key === "ArrowDown" && event.target.matches("[aria-haspopup]")) {
+      event.preventDefault(); openMenu(menu);
+    }
+  });
+
+  function technicalDetails(failure) {
+    const list = h("dl", { class: "technical" });
+    const add = (label, value) => {
+      if (value === null || value === undefined || value === "") return;
+      list.append(h("dt", {}, label), h("dd", {}, String(value)));
+    };
+    add("Time", failure.occurred_at ? dateTime(failure.occurred_at) + ` (${failure.occurred_at})` : null);
+    add("HTTP status", failure.http_status);
+    add("BC error code", failure.bc_error_code);
+    add("Message", failure.message);
+    add("Correlation id", failure.correlation_id);
+    add("Kind", failure.kind);
+    return list;
+  }
+
+  return { api, ApiError, h, amount, count, dateTime, date, age, setLocale, closeMenus, technicalDetails };
+})();

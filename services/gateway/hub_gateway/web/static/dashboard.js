@@ -1,0 +1,608 @@
+// The dashboard: rows from /api/v1/dashboard, live updates from /api/v1/live.
+"use strict";
+
+(() => {
+  const { api, h } = Hub;
+  const boot = JSON.parse(document.getElementById("boot").textContent);
+  const catalogue = new Map(boot.columns.map((column) => [column.key, column]));
+  const LOCALES = ["en-US", "en-GB", "de-DE", "de-AT", "de-CH", "fr-FR", "nl-NL", "da-DK", "sv-SE", "nb-NO", "fi-FI", "es-ES", "it-IT", "pl-PL", "pt-BR"];
+
+  const state = {
+    preferences: boot.preferences,
+    views: boot.views,
+    query: { text: "", client_id: "", assigned_accountant_id: "", has_errors: false, overdue: false, thresholds: [], sort: "client_name", descending: false },
+    offset: 0,
+    page: null,
+    selected: new Map(), // row key → {client_id, company_id}
+    runs: [], // refresh runs in progress: {run_id, expected}
+    openDetails: null, // {client_id, company_id}
+  };
+  Hub.setLocale(state.preferences.locale);
+
+  const $ = (id) => document.getElementById(id);
+  const keyOf = (row) => `${row.client_id}/${row.company_id || ""}`;
+
+  function showError(message) {
+    const banner = $("page-error");
+    banner.textContent = message || "";
+    banner.hidden = !message;
+  }
+
+  // ------------------------------------------------------------------ the query
+
+  function searchParams() {
+    const params = new URLSearchParams();
+    const q = state.query;
+    if (q.text) params.set("text", q.text);
+    if (q.client_id) params.set("client_id", q.client_id);
+    if (q.assigned_accountant_id) params.set("assigned_accountant_id", q.assigned_accountant_id);
+    if (q.has_errors) params.set("has_errors", "true");
+    if (q.overdue) params.set("overdue", "true");
+    for (const t of q.thresholds) params.append("threshold", `${t.column}:${t.comparison}:${t.value}`);
+    params.set("sort", (q.descending ? "-" : "") + q.sort);
+    params.set("offset", String(state.offset));
+    params.set("limit", String(state.preferences.page_size));
+    return params;
+  }
+
+  let loading = null;
+  async function load() {
+    const params = searchParams();
+    const request = (loading = api("GET", "/api/v1/dashboard?" + params));
+    try {
+      const { data } = await request;
+      if (request !== loading) return; // a newer query already answered
+      state.page = data;
+      showError("");
+      render();
+    } catch (error) {
+      if (request === loading) showError(error.message);
+    }
+  }
+
+  // ------------------------------------------------------------------ rendering
+
+  const COMPARISONS = { gt: ">", ge: "≥", lt: "<", le: "≤", eq: "=", ne: "≠" };
+
+  function headerCell(key, label, numeric) {
+    const sorted = state.query.sort === key;
+    return h("th", { scope: "col", class: numeric ? "amount" : null, dataset: { sortKey: key }, "aria-sort": sorted ? (state.query.descending ? "descending" : "ascending") : "none" },
+      h("button", { type: "button", class: "sort", onclick: () => sortBy(key) }, label,
+        sorted ? h("span", { "aria-hidden": "true" }, state.query.descending ? " ▼" : " ▲") : null));
+  }
+
+  let headSignature = "";
+  function renderHead() {
+    // Rebuilt only when it changes, so a focused header button keeps its focus.
+    const signature = JSON.stringify([state.preferences.columns, state.query.sort, state.query.descending]);
+    if (signature === headSignature) return;
+    headSignature = signature;
+    const focusedSort = document.activeElement?.closest("#grid-head th")?.dataset.sortKey;
+    const row = $("grid-head");
+    row.replaceChildren(
+      h("th", { scope: "col" }, h("span", { class: "visually-hidden" }, "Select")),
+      headerCell("client_name", "Client Name"),
+      headerCell("company_name", "Company Name"),
+      ...state.preferences.columns.map((key) => headerCell(key, catalogue.get(key).label, true)),
+      headerCell("state", "State"),
+      headerCell("as_of", "As of"),
+      h("th", { scope: "col" }, h("span", { class: "visually-hidden" }, "Actions")),
+    );
+    if (focusedSort) row.querySelector(`th[data-sort-key="${focusedSort}"] button`)?.focus();
+  }
+
+  function stateBadge(row) {
+    const words = { ok: "OK", failed: "Failed", queued: "Queued", refreshing: "Refreshing", removed: "Removed" };
+    const badge = h("span", { class: `state state-${row.state}` }, words[row.state] || row.state);
+    if (row.failure) {
+      return h("span", {}, badge, " ", h("a", { href: `/errors?client_id=${row.client_id}`, title: row.failure.fix }, row.failure.summary));
+    }
+    return badge;
+  }
+
+  function rowMenu(row) {
+    const label = `Actions for ${row.company_name || row.client_name}`;
+    const items = [];
+    items.push(h("li", { role: "none" }, h("button", { type: "button", role: "menuitem", onclick: () => refreshRows([row]) }, row.company_id ? "Refresh this company" : "Refresh this client")));
+    if (row.web_client_link) {
+      items.push(h("li", { role: "none" }, h("a", { role: "menuitem", href: row.web_client_link, target: "_blank", rel: "noopener noreferrer" }, "Go to the client's Business Central")));
+    }
+    if (row.company_id) {
+      items.push(h("li", { role: "none" }, h("button", { type: "button", role: "menuitem", onclick: () => openDetails(row) }, "Company details")));
+      items.push(h("li", { role: "none" }, h("a", { role: "menuitem", href: `/api/v1/clients/${row.client_id}/companies/${row.company_id}/workbook`, download: true }, "Financial statements (Excel)")));
+    }
+    items.push(h("li", { role: "none" }, h("button", { type: "button", role: "menuitem", onclick: () => selectMore(row) }, "Select more clients")));
+    items.push(h("li", { role: "none" }, h("a", { role: "menuitem", href: `/clients/${row.client_id}` }, "Edit client card")));
+    return h("div", { class: "menu", dataset: { menu: "" } },
+      h("button", { type: "button", class: "secondary", "aria-haspopup": "menu", "aria-expanded": "false", "aria-label": label, title: label }, "…"),
+      h("ul", { role: "menu", hidden: true }, items));
+  }
+
+  function renderRow(row) {
+    const key = keyOf(row);
+    const checkbox = h("input", { type: "checkbox", "aria-label": `Select ${row.client_name} ${row.company_name || ""}`.trim(), checked: state.selected.has(key),
+      onchange: (event) => toggleSelected(row, event.target.checked) });
+    const companyCell = row.company_id
+      ? h("button", { type: "button", class: "linklike", onclick: () => openDetails(row), "aria-label": `Details of ${row.company_name}` }, row.company_name)
+      : h("span", { class: "muted" }, row.state === "failed" ? "Companies could not be read" : "Looking for companies…");
+    const figures = state.preferences.columns.map((columnKey) => {
+      const column = catalogue.get(columnKey);
+      const value = row.values[columnKey];
+      return h("td", { class: "amount" }, column.kind === "amount" ? Hub.amount(value, row.currency_code) : Hub.count(value));
+    });
+    return h("tr", { dataset: { key } },
+      h("td", {}, checkbox),
+      h("td", {}, row.client_name),
+      h("td", {}, companyCell),
+      ...figures,
+      h("td", {}, stateBadge(row)),
+      h("td", { title: row.as_of ? Hub.dateTime(row.as_of) : "", dataset: { asOf: row.as_of || "" } }, row.as_of ? Hub.age(row.as_of) : "—"),
+      h("td", {}, rowMenu(row)));
+  }
+
+  function render() {
+    renderHead();
+    const body = $("grid-body");
+    const page = state.page;
+    if (!page.rows.length) {
+      const none = page.total === 0 && !hasFilters() ? "No clients yet. Add one under Manage Clients." : "No rows match these filters.";
+      body.replaceChildren(h("tr", {}, h("td", { colspan: state.preferences.columns.length + 6 }, none)));
+    } else {
+      body.replaceChildren(...page.rows.map(renderRow));
+    }
+    const first = page.total ? page.offset + 1 : 0;
+    const last = page.offset + page.rows.length;
+    $("page-info").textContent = `Rows ${Hub.count(first)}–${Hub.count(last)} of ${Hub.count(page.total)}`;
+    $("page-previous").disabled = page.offset === 0;
+    $("page-next").disabled = last >= page.total;
+    renderCounts(page.states);
+  }
+
+  function renderCounts(states) {
+    state.states = states;
+    const parts = [`${Hub.count(states.ok)} OK`];
+    if (states.failed) parts.push(`${Hub.count(states.failed)} failed`);
+    if (states.queued + states.refreshing) parts.push(`${Hub.count(states.queued + states.refreshing)} waiting`);
+    $("counts").textContent = parts.join(" · ");
+  }
+
+  function hasFilters() {
+    const q = state.query;
+    return Boolean(q.text || q.client_id || q.assigned_accountant_id || q.has_errors || q.overdue || q.thresholds.length);
+  }
+
+  // ------------------------------------------------------------------ filters, sorting, paging
+
+  function sortBy(key) {
+    if (state.query.sort === key) state.query.descending = !state.query.descending;
+    else { state.query.sort = key; state.query.descending = false; }
+    state.offset = 0;
+    renderHead();
+    load();
+  }
+
+  function filtersChanged() {
+    const q = state.query;
+    q.text = $("filter-text").value.trim();
+    q.client_id = $("filter-client").value;
+    q.assigned_accountant_id = $("filter-accountant").value;
+    q.has_errors = $("filter-errors").checked;
+    q.overdue = $("filter-overdue").checked;
+    state.offset = 0;
+    load();
+  }
+
+  function renderThresholds() {
+    $("threshold-chips").replaceChildren(...state.query.thresholds.map((t, index) => {
+      const text = `${catalogue.get(t.column).label} ${COMPARISONS[t.comparison]} ${t.value}`;
+      return h("span", { class: "chip" }, text,
+        h("button", { type: "button", "aria-label": `Remove threshold ${text}`, onclick: () => { state.query.thresholds.splice(index, 1); renderThresholds(); state.offset = 0; load(); } }, "✕"));
+    }));
+  }
+
+  function fillFilterControls() {
+    $("filter-client").replaceChildren(h("option", { value: "" }, "All clients"), ...boot.clients.map((c) => h("option", { value: c.client_id }, c.name)));
+    $("filter-accountant").replaceChildren(h("option", { value: "" }, "Anyone"), ...boot.accountants.map((a) => h("option", { value: a.accountant_id }, a.display_name ? `${a.display_name} (${a.email})` : a.email)));
+    $("threshold-column").replaceChildren(...boot.columns.map((c) => h("option", { value: c.key }, c.label)));
+    renderViews();
+  }
+
+  function applyQueryToControls() {
+    const q = state.query;
+    $("filter-text").value = q.text;
+    $("filter-client").value = q.client_id;
+    $("filter-accountant").value = q.assigned_accountant_id;
+    $("filter-errors").checked = q.has_errors;
+    $("filter-overdue").checked = q.overdue;
+    renderThresholds();
+  }
+
+  let typing = null;
+  $("filter-text").addEventListener("input", () => { clearTimeout(typing); typing = setTimeout(filtersChanged, 300); });
+  $("filters").addEventListener("submit", (event) => { event.preventDefault(); filtersChanged(); });
+  for (const id of ["filter-client", "filter-accountant", "filter-errors", "filter-overdue"]) $(id).addEventListener("change", filtersChanged);
+  $("threshold-add").addEventListener("click", () => {
+    const value = $("threshold-value").value.trim();
+    if (value === "" || Number.isNaN(Number(value))) {
+      showError("Type a number for the threshold, for example 10000.");
+      $("threshold-value").focus();
+      return;
+    }
+    state.query.thresholds.push({ column: $("threshold-column").value, comparison: $("threshold-comparison").value, value });
+    $("threshold-value").value = "";
+    renderThresholds();
+    state.offset = 0;
+    load();
+  });
+  $("page-previous").addEventListener("click", () => { state.offset = Math.max(0, state.offset - state.preferences.page_size); load(); });
+  $("page-next").addEventListener("click", () => { state.offset += state.preferences.page_size; load(); });
+
+  // ------------------------------------------------------------------ saved views
+
+  function renderViews(selectedId) {
+    $("views").replaceChildren(h("option", { value: "" }, "—"), ...state.views.map((v) => h("option", { value: v.view_id, selected: v.view_id === selectedId }, v.name)));
+    $("view-delete").disabled = !$("views").value;
+  }
+  $("views").addEventListener("change", () => {
+    const view = state.views.find((v) => v.view_id === $("views").value);
+    $("view-delete").disabled = !view;
+    if (!view) return;
+    const q = view.query;
+    state.query = { text: q.text || "", client_id: q.client_id || "", assigned_accountant_id: q.assigned_accountant_id || "", has_errors: q.has_errors, overdue: q.overdue,
+      thresholds: q.thresholds.map((t) => ({ ...t, value: String(t.value) })), sort: q.sort, descending: q.descending };
+    if (view.columns) state.preferences = { ...state.preferences, columns: view.columns };
+    state.offset = 0;
+    applyQueryToControls();
+    load();
+  });
+  $("view-save").addEventListener("click", () => { $("view-error").textContent = ""; $("view-name").value = ""; $("view-dialog").showModal(); });
+  $("view-form").addEventListener("submit", async (event) => {
+    if (event.submitter && event.submitter.value !== "save") return;
+    event.preventDefault();
+    const q = state.query;
+    const body = {
+      name: $("view-name").value,
+      columns: state.preferences.columns,
+      query: { text: q.text || null, client_id: q.client_id || null, assigned_accountant_id: q.assigned_accountant_id || null, has_errors: q.has_errors, overdue: q.overdue,
+        thresholds: q.thresholds, sort: q.sort, descending: q.descending, limit: state.preferences.page_size },
+    };
+    try {
+      const { data } = await api("POST", "/api/v1/views", body);
+      state.views = [...state.views, data].sort((a, b) => a.name.localeCompare(b.name));
+      renderViews(data.view_id);
+      $("view-dialog").close();
+    } catch (error) {
+      $("view-error").textContent = error.message;
+    }
+  });
+  $("view-delete").addEventListener("click", async () => {
+    const view = state.views.find((v) => v.view_id === $("views").value);
+    if (!view || !confirm(`Delete the view "${view.name}"?`)) return;
+    try {
+      await api("DELETE", `/api/v1/views/${view.view_id}`);
+      state.views = state.views.filter((v) => v.view_id !== view.view_id);
+      renderViews();
+    } catch (error) { showError(error.message); }
+  });
+
+  // ------------------------------------------------------------------ columns and display
+
+  function columnItem(key, checked) {
+    const id = `column-${key}`;
+    const item = h("li", { dataset: { key } },
+      h("input", { type: "checkbox", id, checked }),
+      h("label", { for: id }, catalogue.get(key).label),
+      h("button", { type: "button", class: "secondary", "aria-label": `Move ${catalogue.get(key).label} up`, onclick: () => { if (item.previousElementSibling) item.parentElement.insertBefore(item, item.previousElementSibling); item.querySelector("button").focus(); } }, "↑"),
+      h("button", { type: "button", class: "secondary", "aria-label": `Move ${catalogue.get(key).label} down`, onclick: () => { if (item.nextElementSibling) item.parentElement.insertBefore(item.nextElementSibling, item); item.querySelectorAll("button")[1].focus(); } }, "↓"));
+    return item;
+  }
+  $("choose-columns").addEventListener("click", () => {
+    const chosen = state.preferences.columns;
+    const rest = boot.columns.map((c) => c.key).filter((key) => !chosen.includes(key));
+    $("columns-list").replaceChildren(...chosen.map((key) => columnItem(key, true)), ...rest.map((key) => columnItem(key, false)));
+    const browser = navigator.language || "en-US";
+    $("locale-browser").textContent = `This browser's (${browser})`;
+    const locales = [...new Set([...LOCALES, state.preferences.locale].filter(Boolean))];
+    $("locale-choice").replaceChildren($("locale-browser"), ...locales.map((l) => h("option", { value: l, selected: l === state.preferences.locale }, l)));
+    $("page-size-choice").replaceChildren(...boot.page_sizes.map((size) => h("option", { value: size, selected: size === state.preferences.page_size }, size)));
+    $("columns-error").textContent = "";
+    $("columns-dialog").showModal();
+  });
+  $("columns-form").addEventListener("submit", async (event) => {
+    if (event.submitter && event.submitter.value !== "save") return;
+    event.preventDefault();
+    const columns = [...$("columns-list").children].filter((li) => li.querySelector("input").checked).map((li) => li.dataset.key);
+    const body = { columns, locale: $("locale-choice").value || null, page_size: Number($("page-size-choice").value) };
+    try {
+      const { data } = await api("PUT", "/api/v1/preferences", body);
+      state.preferences = data;
+      Hub.setLocale(data.locale);
+      $("columns-dialog").close();
+      state.offset = 0;
+      load();
+    } catch (error) {
+      $("columns-error").textContent = error.message;
+    }
+  });
+
+  // ------------------------------------------------------------------ selection and refresh
+
+  function toggleSelected(row, on) {
+    const key = keyOf(row);
+    if (on) state.selected.set(key, { client_id: row.client_id, company_id: row.company_id });
+    else state.selected.delete(key);
+    $("bulk").classList.toggle("shown", state.selected.size > 0);
+    $("bulk-count").textContent = `${state.selected.size} selected`;
+  }
+  function selectMore(row) {
+    toggleSelected(row, true);
+    const box = document.querySelector(`tr[data-key="${CSS.escape(keyOf(row))}"] input[type=checkbox]`);
+    if (box) { box.checked = true; box.focus(); }
+  }
+  $("bulk-clear").addEventListener("click", () => {
+    state.selected.clear();
+    for (const box of document.querySelectorAll("#grid-body input[type=checkbox]")) box.checked = false;
+    $("bulk").classList.remove("shown");
+  });
+  $("bulk-refresh").addEventListener("click", async () => {
+    await refreshRows([...state.selected.values()]);
+    $("bulk-clear").click();
+  });
+
+  async function refreshRows(rows) {
+    showError("");
+    const runs = [];
+    for (const row of rows) {
+      const body = row.company_id ? { client_id: row.client_id, company_id: row.company_id } : { client_id: row.client_id };
+      try {
+        const { data } = await api("POST", "/api/v1/refresh", body);
+        runs.push({ run_id: data.run_id, expected: data.refresh_ids.length });
+      } catch (error) {
+        showError(`Refresh of ${row.company_name || row.client_name || "a row"} was not started: ${error.message}`);
+      }
+    }
+    startProgress(runs);
+  }
+
+  $("refresh-all").addEventListener("click", async () => {
+    showError("");
+    try {
+      const { data } = await api("POST", "/api/v1/refresh", {});
+      startProgress([{ run_id: data.run_id, expected: data.refresh_ids.length }]);
+    } catch (error) { showError(`Refresh all was not started: ${error.message}`); }
+  });
+
+  let progressTimer = null;
+  function startProgress(runs) {
+    if (!runs.length) return;
+    state.runs = [...state.runs, ...runs];
+    $("progress").hidden = false;
+    $("progress-line").textContent = "Refresh requested…";
+    pollProgress();
+  }
+  let polling = false;
+  async function pollProgress() {
+    if (polling || !state.runs.length) return;
+    polling = true;
+    clearTimeout(progressTimer);
+    try {
+      let total = 0, done = 0, failed = 0, arrived = true;
+      for (const run of state.runs) {
+        const { data } = await api("GET", `/api/v1/refresh-runs/${encodeURIComponent(run.run_id)}`);
+        total += data.total; done += data.done; failed += data.failed;
+        if (data.refreshes < run.expected) arrived = false;
+      }
+      const bar = $("progress");
+      bar.max = Math.max(total, 1);
+      bar.value = done;
+      const failures = failed ? ` (${Hub.count(failed)} failed — see Tools → Check Errors)` : "";
+      if (arrived && total > 0 && done >= total) {
+        $("progress-line").textContent = `Refresh finished: ${Hub.count(done)} of ${Hub.count(total)} refreshed${failures}.`;
+        bar.hidden = true;
+        state.runs = [];
+      } else {
+        $("progress-line").textContent = total ? `${Hub.count(done)} of ${Hub.count(total)} refreshed${failures}` : "Refresh requested…";
+        progressTimer = setTimeout(pollProgress, 2000);
+      }
+    } catch (error) {
+      $("progress-line").textContent = `Progress unavailable: ${error.message}`;
+      progressTimer = setTimeout(pollProgress, 4000);
+    } finally {
+      polling = false;
+    }
+  }
+
+  // ------------------------------------------------------------------ live updates
+
+  let reloadTimer = null;
+  function reloadSoon() {
+    clearTimeout(reloadTimer);
+    reloadTimer = setTimeout(load, 400);
+  }
+
+  function patchRows(message) {
+    if (!state.page) return;
+    const shown = new Map(state.page.rows.map((row, index) => [keyOf(row), index]));
+    const clientsInView = new Set(state.page.rows.map((row) => row.client_id));
+    let structureChanged = false;
+    const totalBefore = state.states ? Object.values(state.states).reduce((a, b) => a + b, 0) : null;
+    const totalNow = Object.values(message.states).reduce((a, b) => a + b, 0);
+    if (totalBefore !== null && totalBefore !== totalNow) structureChanged = true;
+    const arrivedKeys = new Set(message.rows.map(keyOf));
+    for (const row of message.rows) {
+      const index = shown.get(keyOf(row));
+      if (index === undefined) {
+        if (clientsInView.has(row.client_id)) structureChanged = true;
+        continue;
+      }
+      if (row.state === "removed") { structureChanged = true; continue; }
+      state.page.rows[index] = row;
+      const old = document.querySelector(`tr[data-key="${CSS.escape(keyOf(row))}"]`);
+      if (old) {
+        const fresh = renderRow(row);
+        fresh.classList.add("flash");
+        const focused = old.contains(document.activeElement);
+        old.replaceWith(fresh);
+        if (focused) fresh.querySelector("button, input")?.focus();
+      }
+      if (state.openDetails && state.openDetails.client_id === row.client_id && state.openDetails.company_id === row.company_id) loadDetails();
+    }
+    for (const clientId of message.client_ids) {
+      if (!clientsInView.has(clientId)) continue;
+      for (const key of shown.keys()) if (key.startsWith(clientId + "/") && !arrivedKeys.has(key)) structureChanged = true;
+    }
+    renderCounts(message.states);
+    if (structureChanged) reloadSoon();
+    if (state.runs.length) pollProgress();
+  }
+
+  function connectLive() {
+    const live = $("live");
+    const source = new EventSource("/api/v1/live");
+    source.addEventListener("ready", () => {
+      live.className = "live-on";
+      live.textContent = "Live";
+      // Whatever changed before the stream (re)opened is read afresh.
+      load();
+    });
+    source.addEventListener("rows", (event) => patchRows(JSON.parse(event.data)));
+    source.addEventListener("reload", () => load());
+    source.addEventListener("error", () => {
+      live.className = "live-off";
+      live.textContent = "Reconnecting…";
+    });
+  }
+
+  // ------------------------------------------------------------------ details pane
+
+  function openDetails(row) {
+    state.openDetails = { client_id: row.client_id, company_id: row.company_id };
+    state.detailsOpener = document.activeElement;
+    $("details").hidden = false;
+    $("details-title").textContent = row.company_name || "Company details";
+    $("details-body").replaceChildren(h("p", {}, "Loading…"));
+    loadDetails();
+    $("details-close").focus();
+  }
+  function closeDetails() {
+    $("details").hidden = true;
+    state.openDetails = null;
+    if (state.detailsOpener && document.body.contains(state.detailsOpener)) state.detailsOpener.focus();
+  }
+  $("details-close").addEventListener("click", closeDetails);
+  document.addEventListener("keydown", (event) => { if (event.key === "Escape" && !$("details").hidden && !document.querySelector("dialog[open]")) closeDetails(); });
+
+  async function loadDetails() {
+    const target = state.openDetails;
+    if (!target) return;
+    try {
+      const { data } = await api("GET", `/api/v1/clients/${target.client_id}/companies/${target.company_id}`);
+      if (state.openDetails !== target) return;
+      renderDetails(data);
+    } catch (error) {
+      $("details-body").replaceChildren(h("p", { class: "banner error", role: "alert" }, error.message));
+    }
+  }
+
+  function invoiceTable(caption, figure, currency, counterpartyLabel) {
+    if (!figure) return h("p", { class: "muted" }, `${caption}: not read yet.`);
+    const rows = figure.largest.map((invoice) => h("tr", {},
+      h("td", {}, h("a", { href: invoice.link, target: "_blank", rel: "noopener noreferrer", "aria-label": `Open invoice ${invoice.number} in Business Central` }, invoice.number)),
+      h("td", {}, invoice.counterparty),
+      h("td", {}, Hub.date(invoice.due_date)),
+      h("td", { class: "amount" }, Hub.count(invoice.days_overdue)),
+      h("td", { class: "amount" }, Hub.amount(invoice.amount, currency))));
+    const note = figure.amount_basis === "total_including_tax" ? " Amounts are invoice totals including tax (BC's API gives no remaining amount for purchase invoices)." : "";
+    return h("div", {},
+      h("p", {}, `${Hub.count(figure.count)} overdue, ${Hub.amount(figure.total, currency)} in all.`, figure.count > figure.largest.length ? ` The ${figure.largest.length} largest:` : "", note),
+      figure.largest.length ? h("table", {},
+        h("caption", { class: "visually-hidden" }, caption),
+        h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "No."), h("th", { scope: "col" }, counterpartyLabel), h("th", { scope: "col" }, "Due"), h("th", { scope: "col", class: "amount" }, "Days overdue"), h("th", { scope: "col", class: "amount" }, "Amount"))),
+        h("tbody", {}, rows)) : null);
+  }
+
+  function forecastChart(forecast, currency) {
+    const NS = "http://www.w3.org/2000/svg";
+    const svg = (tag, attributes, text) => {
+      const element = document.createElementNS(NS, tag);
+      for (const [k, v] of Object.entries(attributes)) element.setAttribute(k, v);
+      if (text !== undefined) element.textContent = text;
+      return element;
+    };
+    const weeks = forecast.weeks;
+    const balances = weeks.map((w) => Number(w.closing_balance));
+    const flows = weeks.flatMap((w) => [Number(w.receipts), -Number(w.payments)]);
+    const values = [...balances, ...flows, Number(forecast.opening_cash), 0];
+    const top = Math.max(...values), bottom = Math.min(...values);
+    const span = top - bottom || 1;
+    const width = 520, height = 200, left = 8, right = 8, upper = 12, lower = 22;
+    const x = (i) => left + (i + 0.5) * ((width - left - right) / weeks.length);
+    const y = (v) => upper + (top - v) / span * (height - upper - lower);
+    const chart = svg("svg", { class: "chart", viewBox: `0 0 ${width} ${height}`, role: "img", "aria-label": `13-week cash-flow forecast; low point ${Hub.amount(forecast.low_point, currency)}` });
+    chart.append(svg("line", { class: "zero", x1: left, x2: width - right, y1: y(0), y2: y(0) }));
+    const barWidth = (width - left - right) / weeks.length / 3;
+    weeks.forEach((week, i) => {
+      const receipts = Number(week.receipts), payments = Number(week.payments);
+      chart.append(svg("rect", { class: "bar-in", x: x(i) - barWidth, y: y(receipts), width: barWidth, height: Math.max(0, y(0) - y(receipts)) }));
+      chart.append(svg("rect", { class: "bar-out", x: x(i), y: y(0), width: barWidth, height: Math.max(0, y(-payments) - y(0)) }));
+      chart.append(svg("text", { x: x(i), y: height - 6, "text-anchor": "middle" }, `W${i + 1}`));
+    });
+    const points = balances.map((b, i) => `${x(i)},${y(b)}`).join(" ");
+    chart.append(svg("polyline", { class: "line", points }));
+    const low = balances.indexOf(Math.min(...balances));
+    chart.append(svg("circle", { class: "low", cx: x(low), cy: y(balances[low]), r: 4 }));
+    return chart;
+  }
+
+  function renderDetails(details) {
+    const figures = details.figures || {};
+    const currency = details.currency_code;
+    const body = [];
+    $("details-title").textContent = details.display_name || details.company_name;
+    body.push(h("p", { class: "muted" }, `${details.client_name} · ${currency || ""} · `,
+      h("span", { title: Hub.dateTime(details.as_of) }, details.as_of ? `figures from ${Hub.age(details.as_of)}` : "not read yet"), " · ",
+      h("span", { class: `state state-${details.state}` }, details.state)));
+    if (details.failure) {
+      body.push(h("div", { class: "banner error", role: "alert" }, h("strong", {}, details.failure.summary), " ", details.failure.fix, Hub.technicalDetails(details.failure)));
+    }
+    body.push(h("div", { class: "actions" },
+      h("button", { type: "button", onclick: () => refreshRows([details]) }, "Refresh"),
+      details.web_client_link ? h("a", { class: "button", href: details.web_client_link, target: "_blank", rel: "noopener noreferrer" }, "Go to Business Central") : null,
+      h("a", { class: "button", href: `/api/v1/clients/${details.client_id}/companies/${details.company_id}/workbook`, download: true }, "Financial statements (Excel)")));
+
+    const cash = figures.cash;
+    body.push(h("section", { "aria-labelledby": "cash-title" }, h("h3", { id: "cash-title" }, "Cash accounts"),
+      cash ? h("table", {},
+        h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "No."), h("th", { scope: "col" }, "Name"), h("th", { scope: "col", class: "amount" }, "Balance"))),
+        h("tbody", {}, cash.accounts.map((a) => h("tr", {}, h("td", {}, a.number), h("td", {}, a.name), h("td", { class: "amount" }, Hub.amount(a.balance, currency))))),
+        h("tfoot", {}, h("tr", {}, h("th", { scope: "row", colspan: 2 }, "Total"), h("td", { class: "amount" }, Hub.amount(cash.total, currency)))))
+        : h("p", { class: "muted" }, "Not read yet.")));
+
+    const forecast = figures.cash_flow_forecast;
+    body.push(h("section", { "aria-labelledby": "forecast-title" }, h("h3", { id: "forecast-title" }, "13-week cash-flow forecast"),
+      forecast ? [
+        h("p", {}, `Opening cash ${Hub.amount(forecast.opening_cash, currency)}; low point ${Hub.amount(forecast.low_point, currency)}. Bars: receipts (blue) and payments (red) per week; line: closing balance.`),
+        forecastChart(forecast, currency),
+        h("details", {}, h("summary", {}, "The forecast as a table"),
+          h("table", {},
+            h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "Week from"), h("th", { scope: "col", class: "amount" }, "Receipts"), h("th", { scope: "col", class: "amount" }, "Payments"), h("th", { scope: "col", class: "amount" }, "Closing balance"))),
+            h("tbody", {}, forecast.weeks.map((w) => h("tr", {}, h("td", {}, Hub.date(w.week_start)), h("td", { class: "amount" }, Hub.amount(w.receipts, currency)), h("td", { class: "amount" }, Hub.amount(w.payments, currency)), h("td", { class: "amount" }, Hub.amount(w.closing_balance, currency))))))),
+      ] : h("p", { class: "muted" }, "Not read yet.")));
+
+    body.push(h("section", { "aria-labelledby": "overdue-sales-title" }, h("h3", { id: "overdue-sales-title" }, "Overdue sales invoices"),
+      invoiceTable("Overdue sales invoices", figures.overdue_sales_invoices, currency, "Customer")));
+    body.push(h("section", { "aria-labelledby": "overdue-purchase-title" }, h("h3", { id: "overdue-purchase-title" }, "Overdue purchase invoices"),
+      invoiceTable("Overdue purchase invoices", figures.overdue_purchase_invoices, currency, "Vendor")));
+    $("details-body").replaceChildren(...body);
+  }
+
+  // Keep "as of" ages current without asking the server.
+  setInterval(() => {
+    for (const cell of document.querySelectorAll("td[data-as-of]")) if (cell.dataset.asOf) cell.textContent = Hub.age(cell.dataset.asOf);
+  }, 30000);
+
+  fillFilterControls();
+  applyQueryToControls();
+  load();
+  connectLive();
+})();

@@ -1,0 +1,197 @@
+"""The dashboard's JSON API through the real hub: query parameters and their errors, saved
+preferences and views, the details pane, Check Errors, refresh progress and the live stream."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from decimal import Decimal
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import Sandbox
+from tests.e2e.conftest import Hub
+
+pytestmark = pytest.mark.e2e
+
+EMAIL = "ivan@fourthcoffee-accounting.example"
+
+
+def _wait(check: Any, what: str, timeout: float = 60) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = check()
+        if result:
+            return result
+        time.sleep(0.3)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture(scope="module")
+def firm(hub: Hub, sandbox: Sandbox) -> Iterator[dict[str, Any]]:
+    """A firm with the CRONUS sample tenant as its client, every company read."""
+    api = hub.client(EMAIL)
+    url = f"{sandbox.web_client}/cronus-sample.onmicrosoft.com/Production"
+    client_id = (
+        api.post("/api/v1/clients", json={"name": "CRONUS", "client_url": url}).raise_for_status().json()["client_id"]
+    )
+
+    def read() -> list[dict[str, Any]] | None:
+        rows: list[dict[str, Any]] = api.get("/api/v1/dashboard").json()["rows"]
+        ok = [r for r in rows if r["client_id"] == client_id and r["state"] == "ok"]
+        return ok if len(ok) >= 2 else None
+
+    rows = _wait(read, "the client's companies")
+    yield {"api": api, "client_id": client_id, "rows": rows}
+    api.close()
+
+
+def test_query_parameters_filter_sort_and_explain_their_mistakes(firm: dict[str, Any]) -> None:
+    api: httpx.Client = firm["api"]
+    rows = firm["rows"]
+    richest = max(rows, key=lambda r: Decimal(r["values"]["cash"]))
+    page = api.get("/api/v1/dashboard", params={"sort": "-cash", "limit": 1}).json()
+    assert page["total"] == len(rows) and len(page["rows"]) == 1
+    assert page["rows"][0]["company_id"] == richest["company_id"]
+    threshold = f"cash:ge:{richest['values']['cash']}"
+    only = api.get("/api/v1/dashboard", params={"threshold": threshold}).json()["rows"]
+    assert [r["company_id"] for r in only] == [richest["company_id"]]
+    assert api.get("/api/v1/dashboard", params={"text": richest["company_name"][:6]}).json()["total"] >= 1
+
+    for params, field in (
+        ({"sort": "salary"}, "sort"),
+        ({"threshold": "cash:lt:lots"}, "threshold"),
+        ({"threshold": "wages:lt:10"}, "thresholds"),
+        ({"threshold": "cash:between:10"}, "thresholds"),
+        ({"limit": 100000}, None),
+        ({"client_id": "not-a-uuid"}, None),
+    ):
+        refused = api.get("/api/v1/dashboard", params=params)
+        assert refused.status_code == 422, (params, refused.text)
+        if field:
+            assert refused.json()["detail"]["field"] == field, refused.text
+
+
+def test_columns_preferences_and_views_belong_to_the_accountant(hub: Hub, firm: dict[str, Any]) -> None:
+    api: httpx.Client = firm["api"]
+    catalogue = api.get("/api/v1/columns").json()
+    keys = [c["key"] for c in catalogue["columns"]]
+    assert {"cash", "taxes_due", "overdue_sales_invoices_amount", "forecast_low_point"} <= set(keys)
+    assert api.get("/api/v1/preferences").json()["columns"] == catalogue["default"]
+
+    chosen = {"columns": ["forecast_low_point", "cash"], "locale": "de-DE", "page_size": 50}
+    assert api.put("/api/v1/preferences", json=chosen).json() == chosen
+    assert api.get("/api/v1/preferences").json() == chosen
+    for bad in (
+        {"columns": ["cash", "cash"]},
+        {"columns": ["salary"]},
+        {"locale": "<script>"},
+        {"page_size": 7},
+    ):
+        assert api.put("/api/v1/preferences", json=bad).status_code == 422, bad
+    assert api.get("/api/v1/preferences").json() == chosen  # a refused change loses nothing
+
+    view = {"name": "Short of cash", "query": {"thresholds": [{"column": "cash", "comparison": "lt", "value": "1000"}]}}
+    created = api.post("/api/v1/views", json=view)
+    assert created.status_code == 201, created.text
+    assert api.post("/api/v1/views", json=view).status_code == 409
+    colleague = hub.client("judy@fourthcoffee-accounting.example")
+    assert colleague.get("/api/v1/views").json() == []
+    assert colleague.delete(f"/api/v1/views/{created.json()['view_id']}").status_code == 404
+    assert [v["name"] for v in api.get("/api/v1/views").json()] == ["Short of cash"]
+    assert api.delete(f"/api/v1/views/{created.json()['view_id']}").status_code == 204
+    assert api.get("/api/v1/views").json() == []
+
+
+def test_company_details_and_another_firms_404(hub: Hub, firm: dict[str, Any]) -> None:
+    api: httpx.Client = firm["api"]
+    row = firm["rows"][0]
+    path = f"/api/v1/clients/{row['client_id']}/companies/{row['company_id']}"
+    details = api.get(path).json()
+    figures = details["figures"]
+    assert Decimal(figures["cash"]["total"]) == Decimal(row["values"]["cash"])
+    assert len(figures["cash_flow_forecast"]["weeks"]) == 13
+    assert all(i["link"].startswith("https://") for i in figures["overdue_sales_invoices"]["largest"])
+    outsider = hub.client("mallory@wingtip-audit.example")
+    assert outsider.get(path).status_code == 404
+    assert api.get(f"/api/v1/clients/{row['client_id']}/companies/{uuid.uuid4()}").status_code == 404
+
+
+def test_refresh_progress_and_the_live_stream(hub: Hub, firm: dict[str, Any]) -> None:
+    api: httpx.Client = firm["api"]
+    heard: list[dict[str, Any]] = []
+    ready = threading.Event()
+
+    def listen() -> None:
+        timeout = httpx.Timeout(30, read=60)
+        with (
+            httpx.Client(base_url=hub.url, headers=api.headers, timeout=timeout) as live,
+            live.stream("GET", "/api/v1/live") as stream,
+        ):
+            assert stream.headers["content-type"].startswith("text/event-stream")
+            event = None
+            for line in stream.iter_lines():
+                if line.startswith("event: "):
+                    event = line.removeprefix("event: ")
+                elif line.startswith("data: ") and event == "ready":
+                    ready.set()
+                elif line.startswith("data: ") and event == "rows":
+                    message = json.loads(line.removeprefix("data: "))
+                    heard.append(message)
+                    if any(r["state"] == "ok" and r["as_of"] not in before for r in message["rows"]):
+                        return
+
+    before = {r["as_of"] for r in firm["rows"]}
+    listener = threading.Thread(target=listen, daemon=True)
+    listener.start()
+    assert ready.wait(10), "the live stream never opened"
+    started = api.post("/api/v1/refresh", json={"client_id": firm["client_id"]}).json()
+    listener.join(60)
+    assert not listener.is_alive(), "no fresh row arrived on the live stream"
+    assert all(row["client_id"] == firm["client_id"] for message in heard for row in message["rows"])
+    assert heard[-1]["states"]["ok"] >= 1
+
+    def finished() -> dict[str, Any] | None:
+        progress: dict[str, Any] = api.get(f"/api/v1/refresh-runs/{started['run_id']}").json()
+        return progress if progress["total"] and progress["done"] == progress["total"] else None
+
+    progress = _wait(finished, "the refresh to finish")
+    assert progress["refreshes"] == len(started["refresh_ids"]) == 1
+    assert progress["total"] == len(firm["rows"]) and progress["failed"] == 0
+    assert (
+        hub.client("mallory@wingtip-audit.example").get(f"/api/v1/refresh-runs/{started['run_id']}").json()["total"]
+        == 0
+    )
+
+
+def test_check_errors_lists_a_failed_test_with_its_details(firm: dict[str, Any]) -> None:
+    api: httpx.Client = firm["api"]
+    answer = api.post(
+        "/api/v1/connection-tests",
+        json={"client_url": "https://businesscentral.dynamics.com/no-such-tenant.example/Production"},
+    )
+    assert answer.json()["status"] == "failed", answer.text
+
+    def listed() -> list[dict[str, Any]]:
+        entries: list[dict[str, Any]] = api.get("/api/v1/errors").json()["failures"]
+        return [e for e in entries if e["tenant"] == "no-such-tenant.example"]
+
+    entry = _wait(listed, "the failed test in Check Errors")[0]
+    assert entry["origin"] == "connection_test"
+    assert entry["failure"]["summary"] and entry["failure"]["fix"]
+    assert entry["failure"]["occurred_at"]
+    assert api.get("/api/v1/errors", params={"limit": 0}).status_code == 422
+
+
+def test_the_pages_need_a_session_and_the_api_is_described(hub: Hub) -> None:
+    for path in ("/", "/clients", "/clients/new", "/errors"):
+        response = httpx.get(f"{hub.url}{path}", follow_redirects=False)
+        assert response.status_code == 303 and response.headers["location"].startswith("/sign-in"), path
+    spec = httpx.get(f"{hub.url}/openapi.json").json()
+    for path in ("/api/v1/dashboard", "/api/v1/live", "/api/v1/errors", "/api/v1/preferences", "/api/v1/views"):
+        assert path in spec["paths"], path

@@ -1,0 +1,211 @@
+"""The dashboard in a real browser (Playwright driving Debian's chromium) against the real
+hub: sign in through the sandbox's Entra, add a client and test its URL, refresh all and
+watch rows change without a reload, open the details pane, download workbooks and check
+their figures, and see an injected failure in Check Errors."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openpyxl
+import pytest
+from playwright.sync_api import Page, expect
+
+from tests.conftest import Sandbox
+from tests.e2e.conftest import SCREENSHOTS, Hub
+
+pytestmark = pytest.mark.e2e
+
+EMAIL = "grace@litware-accounting.example"
+
+
+def _tenants(sandbox: Sandbox) -> list[dict[str, Any]]:
+    tenants: list[dict[str, Any]] = (
+        httpx.get(f"{sandbox.base_url}/_sandbox/tenants", verify=sandbox.tls()).raise_for_status().json()["tenants"]
+    )
+    return tenants
+
+
+def _consented_tenant(sandbox: Sandbox) -> dict[str, Any]:
+    return next(t for t in _tenants(sandbox) if t["consented"] and t["domain"] != "cronus-sample.onmicrosoft.com")
+
+
+def _shot(page: Page, name: str) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=SCREENSHOTS / f"{name}.png")
+
+
+def _sign_in(page: Page, hub: Hub, email: str) -> None:
+    page.goto(f"{hub.url}/")
+    expect(page).to_have_url(re.compile(r"/sign-in"))
+    page.get_by_role("link", name="Sign in with Microsoft").click()
+    page.get_by_label("Email address").fill(email)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("table", name="Client companies")).to_be_visible()
+    expect(page.locator("header .who")).to_have_text(email)
+
+
+def _row(page: Page, text: str) -> Any:
+    return page.locator("#grid-body tr", has_text=text)
+
+
+@pytest.fixture
+def faults(sandbox: Sandbox) -> Iterator[httpx.Client]:
+    admin = httpx.Client(base_url=f"{sandbox.base_url}/_sandbox", verify=sandbox.tls(), timeout=10)
+    try:
+        yield admin
+    finally:
+        admin.delete("/faults").raise_for_status()
+        admin.close()
+
+
+def test_an_accountants_day_on_the_dashboard(
+    page: Page, hub: Hub, sandbox: Sandbox, faults: httpx.Client, tmp_path: Path
+) -> None:
+    tenant = _consented_tenant(sandbox)
+    production = next(e for e in tenant["environments"] if e["name"] == "Production")
+    company_names = sorted(c["display_name"] or c["name"] for c in production["companies"])
+
+    # 1. Sign in: a new firm, with an empty dashboard that says what to do.
+    _sign_in(page, hub, EMAIL)
+    expect(page.locator("#grid-body")).to_contain_text("No clients yet")
+
+    # 2. Manage Clients → New: a wrong URL says what is wrong, the right one finds the companies.
+    page.get_by_role("link", name="Manage Clients").click()
+    page.get_by_role("link", name="New").click()
+    page.get_by_label("Client Name").fill(tenant["display_name"])
+    page.get_by_label("Client URL").fill("https://businesscentral.dynamics.com/Production")
+    page.get_by_role("button", name="Test Client URL").click()
+    expect(page.locator("#test-result")).to_contain_text("not valid")
+    page.get_by_label("Client URL").fill(production["client_url"])
+    page.get_by_role("button", name="Test Client URL").click()
+    result = page.locator("#test-result")
+    expect(result).to_contain_text("The hub can read this client", timeout=30_000)
+    for name in company_names:
+        expect(result).to_contain_text(name)
+    _shot(page, "client-card")
+    page.get_by_role("button", name="Save").click()
+    expect(page).to_have_url(re.compile(r"/clients$"))
+    expect(page.get_by_role("link", name=tenant["display_name"], exact=True)).to_be_visible()
+    _shot(page, "manage-clients")
+
+    # 3. The dashboard fills in by itself; Refresh all changes the rows without a reload.
+    page.get_by_role("link", name="Dashboard").click()
+    for name in company_names:
+        expect(_row(page, name).locator(".state")).to_have_text("OK", timeout=60_000)
+    page.evaluate("window.__not_reloaded = true")
+    before = {name: _row(page, name).locator("td[data-as-of]").get_attribute("data-as-of") for name in company_names}
+    page.get_by_role("button", name="Client Summary").click()
+    page.get_by_role("menuitem", name="Refresh all companies").click()
+    progress = page.locator("#progress-line")
+    expect(progress).to_contain_text(re.compile(r"Refresh finished: (\d+) of \1 refreshed"), timeout=90_000)
+    for name in company_names:
+        cell = _row(page, name).locator("td[data-as-of]")
+        expect(cell).not_to_have_attribute("data-as-of", before[name] or "")
+        expect(_row(page, name).locator(".state")).to_have_text("OK")
+    assert page.evaluate("window.__not_reloaded") is True, "the page reloaded"
+    _shot(page, "dashboard")
+
+    # 4. The details pane: cash accounts adding up to the row's cash, the forecast, overdue lists.
+    first = company_names[0]
+    api = hub.client(EMAIL)
+    rows = api.get("/api/v1/dashboard", params={"text": first}).raise_for_status().json()["rows"]
+    row = next(r for r in rows if r["company_name"] == first)
+    _row(page, first).get_by_role("button", name=f"Details of {first}").click()
+    pane = page.get_by_role("dialog", name=first)
+    expect(pane).to_be_visible()
+    expect(pane.get_by_role("heading", name="Cash accounts")).to_be_visible()
+    details = api.get(f"/api/v1/clients/{row['client_id']}/companies/{row['company_id']}").raise_for_status().json()
+    cash_accounts = details["figures"]["cash"]["accounts"]
+    expect(pane.locator("section", has_text="Cash accounts").locator("tbody tr")).to_have_count(len(cash_accounts))
+    assert sum(Decimal(a["balance"]) for a in cash_accounts) == Decimal(row["values"]["cash"])
+    expect(pane.locator("svg.chart")).to_be_visible()
+    overdue = details["figures"]["overdue_sales_invoices"]
+    links = pane.locator("section", has_text="Overdue sales invoices").locator("tbody a")
+    expect(links).to_have_count(len(overdue["largest"]))
+    if overdue["largest"]:
+        assert links.first.get_attribute("href") == overdue["largest"][0]["link"]
+        assert (links.first.get_attribute("href") or "").startswith(sandbox.web_client)
+    _shot(page, "company-details")
+
+    # 5. Workbooks: the company's statements, and the key figures of every client.
+    with page.expect_download() as download_info:
+        pane.get_by_role("link", name="Financial statements (Excel)").click()
+    download = download_info.value
+    assert download.suggested_filename.endswith(".xlsx")
+    download.save_as(tmp_path / download.suggested_filename)
+    workbook = openpyxl.load_workbook(tmp_path / download.suggested_filename)
+    assert len(workbook.sheetnames) == 7, workbook.sheetnames
+    for sheet in workbook.worksheets:
+        assert first in (sheet.oddHeader.center.text or "") + (sheet.oddHeader.left.text or ""), sheet.title
+    page.get_by_role("button", name="Close company details").click()
+    with page.expect_download() as download_info:
+        page.get_by_role("button", name="Client Summary").click()
+        page.get_by_role("menuitem", name="Key figures of every client (Excel)").click()
+    download_info.value.save_as(tmp_path / "key-figures.xlsx")
+    key_figures = openpyxl.load_workbook(tmp_path / "key-figures.xlsx")
+    sheet = key_figures.worksheets[0]
+    cells = [[cell.value for cell in line] for line in sheet.iter_rows()]
+    header_index = next(i for i, line in enumerate(cells) if "Company" in line)
+    header = cells[header_index]
+    company_line = next(line for line in cells[header_index + 1 :] if first in line)
+    cash_column = next(i for i, title in enumerate(header) if isinstance(title, str) and title.startswith("Cash"))
+    assert Decimal(str(company_line[cash_column])) == Decimal(row["values"]["cash"])
+
+    # 6. A failure injected in the client's BC shows on the row and in Check Errors.
+    faults.put(f"/tenants/{tenant['id']}/faults", json={"kind": "invalid_credentials"}).raise_for_status()
+    _row(page, first).get_by_role("button", name=re.compile(f"Actions for {re.escape(first)}")).click()
+    page.get_by_role("menuitem", name="Refresh this company").click()
+    expect(_row(page, first).locator(".state")).to_have_text("Failed", timeout=60_000)
+    page.get_by_role("button", name="Tools").click()
+    page.get_by_role("menuitem", name="Check Errors").click()
+    # The credentials fail before any company is read: the entry is the client's, for all companies.
+    entry = page.locator("#errors-body tr", has_text=tenant["display_name"]).first
+    expect(entry).to_contain_text("Refresh")
+    expect(entry).to_contain_text("All companies")
+    expect(entry).to_contain_text("rejected the hub's credentials")
+    entry.get_by_text("HTTP 401").click()
+    expect(entry).to_contain_text("Authentication_InvalidCredentials")
+    expect(entry.locator("dl.technical")).to_contain_text("Correlation id")
+    _shot(page, "check-errors")
+
+
+def test_the_row_menu_and_filters_work_from_the_keyboard(page: Page, hub: Hub, sandbox: Sandbox) -> None:
+    email = "heidi@proseware-accounting.example"
+    _sign_in(page, hub, email)
+    url = f"{sandbox.web_client}/cronus-sample.onmicrosoft.com/Production"
+    hub.client(email).post("/api/v1/clients", json={"name": "CRONUS", "client_url": url}).raise_for_status()
+    sample = _row(page, "CRONUS").first
+    expect(sample.locator(".state")).to_have_text("OK", timeout=60_000)
+    menu_button = sample.get_by_role("button", name=re.compile("Actions for"))
+    menu_button.focus()
+    page.keyboard.press("Enter")
+    first_item = page.get_by_role("menuitem", name="Refresh this company")
+    expect(first_item).to_be_focused()
+    page.keyboard.press("ArrowDown")
+    expect(page.get_by_role("menuitem", name="Go to the client's Business Central")).to_be_focused()
+    page.keyboard.press("Escape")
+    expect(menu_button).to_be_focused()
+    # A filter nobody matches, then a threshold everybody matches.
+    page.get_by_label("Search").fill("no such company anywhere")
+    expect(page.locator("#grid-body")).to_contain_text("No rows match these filters", timeout=5_000)
+    page.get_by_label("Search").fill("")
+    page.get_by_label("Threshold column").select_option("cash")
+    page.get_by_label("Threshold comparison").select_option("gt")
+    page.get_by_label("Threshold value").fill("-1000000000")
+    page.get_by_role("button", name="Add", exact=True).click()
+    expect(page.locator("#threshold-chips")).to_contain_text("Cash")
+    expect(_row(page, "CRONUS").first).to_be_visible()
+    # Sorting by cash, descending on the second click.
+    cash = page.get_by_role("button", name="Cash", exact=True)
+    cash.click()
+    expect(page.locator("th[aria-sort=ascending]")).to_have_text("Cash ▲")
+    expect(cash).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(page.locator("th[aria-sort=descending]")).to_have_text("Cash ▼")
+    expect(cash).to_be_focused()

@@ -1,0 +1,33 @@
+"""Fixtures shared by the integration tests."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from hub_common.db import create_engine, migrate, session_factory
+from hub_gateway.app import MIGRATIONS, VERSION_TABLE
+
+
+@pytest.fixture
+async def fresh_model(database_url: str) -> AsyncIterator[Callable[[], Any]]:
+    engines: list[AsyncEngine] = []
+    counter = iter(range(100))
+
+    async def make() -> async_sessionmaker[AsyncSession]:
+        url = database_url
+        if url.startswith("sqlite"):
+            url = url.replace("test.db", f"model-{next(counter)}.db")
+        await asyncio.to_thread(migrate, url, Path(MIGRATIONS), VERSION_TABLE)
+        engine = create_engine(url)
+        engines.append(engine)
+        return session_factory(engine)
+
+    yield make
+    for engine in engines:
+        await engine.dispose()

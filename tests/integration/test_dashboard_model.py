@@ -1,0 +1,287 @@
+"""The dashboard's read model: figure columns, filters, sorting and paging in SQL, Check
+Errors entries, refresh progress, and the two projections writing the same rows at once."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from hub_common.db import transaction
+from hub_common.events import (
+    CashFigure,
+    ClientAdded,
+    ClientCard,
+    ClientConnection,
+    ClientSource,
+    CompaniesDiscovered,
+    CompanyFigures,
+    CompanySnapshot,
+    ConnectionTested,
+    ConnectionTestRequested,
+    DiscoveredCompany,
+    Failure,
+    FailureKind,
+    OverdueInvoices,
+    RefreshFailed,
+    RefreshRequested,
+    new_envelope,
+)
+from hub_common.streams import EVENTS_STREAM, SNAPSHOTS_STREAM
+from hub_gateway.readmodel import queries
+from hub_gateway.readmodel.models import CompanyRow
+from hub_gateway.readmodel.projection import apply_batch
+from hub_gateway.readmodel.queries import Comparison, DashboardQuery, Threshold
+from tests.integration.test_projection import ACTOR, NOW, Batch, _delivery
+
+FIRM, OTHER_FIRM = uuid.uuid4(), uuid.uuid4()
+
+
+class Log:
+    """Builds a firm's events with increasing stream sequences."""
+
+    def __init__(self) -> None:
+        self.sequences = {EVENTS_STREAM: 0, SNAPSHOTS_STREAM: 0}
+        self.items: Batch = []
+
+    def add(self, data: Any, firm: uuid.UUID = FIRM, correlation_id: str | None = None) -> Any:
+        stream = SNAPSHOTS_STREAM if isinstance(data, CompanySnapshot) else EVENTS_STREAM
+        self.sequences[stream] += 1
+        envelope = new_envelope(data, firm_id=firm, actor=ACTOR, correlation_id=correlation_id)
+        self.items.append((envelope, _delivery(stream, self.sequences[stream])))
+        return envelope
+
+
+def _client(name: str, tenant: str, client_id: uuid.UUID) -> ClientAdded:
+    return ClientAdded(
+        client_id=client_id,
+        card=ClientCard(name=name, client_url=f"https://businesscentral.dynamics.com/{tenant}/Production"),
+        connection=ClientConnection(tenant=tenant, environment="Production"),
+        source=ClientSource.MANUAL,
+    )
+
+
+def _snapshot(
+    client_id: uuid.UUID, company_id: uuid.UUID, name: str, cash: str, overdue: int, refresh_id: uuid.UUID
+) -> CompanySnapshot:
+    overdue_sales = OverdueInvoices(
+        count=overdue, total=Decimal(overdue * 100), largest=[], amount_basis="remaining_amount", read_at=NOW
+    )
+    return CompanySnapshot(
+        client_id=client_id,
+        company_id=company_id,
+        company_name=name,
+        refresh_id=refresh_id,
+        currency_code="EUR",
+        read_at=NOW,
+        web_client_link="https://businesscentral.dynamics.com/t/Production?company=x",
+        figures=CompanyFigures(
+            cash=CashFigure(accounts=[], total=Decimal(cash), source="api", read_at=NOW),
+            overdue_sales_invoices=overdue_sales,
+        ),
+    )
+
+
+def _failure(kind: FailureKind = FailureKind.CREDENTIALS_REJECTED, status: int = 401) -> Failure:
+    return Failure(
+        kind=kind,
+        summary="Business Central rejected the hub's credentials.",
+        fix="Ask the administrator.",
+        http_status=status,
+        bc_error_code="Authentication_InvalidCredentials",
+        message="The server has rejected the client credentials.",
+        correlation_id="c-1",
+        occurred_at=NOW + timedelta(minutes=1),
+    )
+
+
+async def _apply(sessions: async_sessionmaker[AsyncSession], batch: Batch) -> None:
+    async with transaction(sessions) as session:
+        await apply_batch(session, batch, NOW)
+
+
+async def _page(sessions: async_sessionmaker[AsyncSession], **query: Any) -> queries.DashboardPage:
+    async with sessions() as session:
+        return await queries.dashboard_page(session, firm_id=FIRM, query=DashboardQuery(**query))
+
+
+async def _firm_with_rows(sessions: async_sessionmaker[AsyncSession]) -> dict[str, Any]:
+    """Three clients: two companies each for Alpha and Beta, none known yet for 50% Gamma."""
+    log = Log()
+    alpha, beta, gamma = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    refresh = uuid.uuid4()
+    companies = {name: uuid.uuid4() for name in ("A1", "A2", "B1", "B2")}
+    log.add(_client("Alpha", "alpha.example", alpha))
+    log.add(_client("Beta", "beta.example", beta))
+    log.add(_client("50% Gamma_", "gamma.example", gamma))
+    log.add(_client("Intruder", "intruder.example", uuid.uuid4()), firm=OTHER_FIRM)
+    for client, names in ((alpha, ("A1", "A2")), (beta, ("B1", "B2"))):
+        discovered = [DiscoveredCompany(company_id=companies[n], name=n) for n in names]
+        log.add(CompaniesDiscovered(client_id=client, refresh_id=refresh, companies=discovered))
+    log.add(_snapshot(alpha, companies["A1"], "A1", "500.00", 0, refresh))
+    log.add(_snapshot(alpha, companies["A2"], "A2", "-20.50", 3, refresh))
+    log.add(_snapshot(beta, companies["B1"], "B1", "10000.00", 1, refresh))
+    failed = log.add(
+        RefreshFailed(
+            refresh_id=refresh, client_id=beta, company_id=companies["B2"], company_name="B2", failure=_failure()
+        )
+    )
+    await _apply(sessions, log.items)
+    # Delivered again (a redelivery, a replay): nothing doubles.
+    await _apply(sessions, log.items)
+    return {"alpha": alpha, "beta": beta, "gamma": gamma, "companies": companies, "failed": failed, "log": log}
+
+
+async def test_rows_filter_sort_and_page_in_the_database(fresh_model: Callable[[], Any]) -> None:
+    sessions = await fresh_model()
+    firm = await _firm_with_rows(sessions)
+
+    everything = await _page(sessions)
+    assert everything.total == 5  # four companies and Gamma's placeholder; never the other firm's
+    assert [(r.client_name, r.company_name) for r in everything.rows] == [
+        ("50% Gamma_", None),
+        ("Alpha", "A1"),
+        ("Alpha", "A2"),
+        ("Beta", "B1"),
+        ("Beta", "B2"),
+    ]
+    assert everything.states.model_dump() == {"queued": 1, "refreshing": 0, "ok": 3, "failed": 1}
+    a2 = everything.rows[2]
+    assert a2.values["cash"] == "-20.50" and a2.values["overdue_sales_invoices_count"] == 3
+
+    by_cash = await _page(sessions, sort="cash", descending=True)
+    assert [r.company_name for r in by_cash.rows][:3] == ["B1", "A1", "A2"]  # rows without cash go last
+    assert [r.company_name for r in (await _page(sessions, sort="cash")).rows][:3] == ["A2", "A1", "B1"]
+
+    assert [r.company_name for r in (await _page(sessions, overdue=True)).rows] == ["A2", "B1"]
+    errors = await _page(sessions, has_errors=True)
+    assert [r.company_name for r in errors.rows] == ["B2"]
+    assert errors.rows[0].failure is not None and "credentials" in errors.rows[0].failure.summary
+    below = await _page(sessions, thresholds=[Threshold(column="cash", comparison=Comparison.LT, value=Decimal(600))])
+    assert [r.company_name for r in below.rows] == ["A1", "A2"]
+    # The text is matched literally: "%" and "_" are not wildcards.
+    assert [r.client_name for r in (await _page(sessions, text="50%")).rows] == ["50% Gamma_"]
+    assert (await _page(sessions, text="_")).total == 1
+    assert [r.company_name for r in (await _page(sessions, client_id=firm["beta"])).rows] == ["B1", "B2"]
+
+    first, second = await _page(sessions, limit=2), await _page(sessions, limit=2, offset=2)
+    assert first.total == second.total == 5
+    seen = [r.company_name for r in first.rows + second.rows + (await _page(sessions, limit=2, offset=4)).rows]
+    assert seen == [r.company_name for r in everything.rows]
+
+
+async def test_check_errors_keeps_each_failure_once_newest_first(fresh_model: Callable[[], Any]) -> None:
+    sessions = await fresh_model()
+    firm = await _firm_with_rows(sessions)
+    log: Log = firm["log"]
+    test_id = uuid.uuid4()
+    log.add(
+        ConnectionTestRequested(
+            test_id=test_id, connection=ClientConnection(tenant="typo.example", environment="Production")
+        )
+    )
+    later = _failure(FailureKind.TENANT_NOT_FOUND, 404).model_copy(update={"occurred_at": NOW + timedelta(hours=1)})
+    log.add(ConnectionTested(test_id=test_id, ok=False, failure=later))
+    log.add(ConnectionTested(test_id=uuid.uuid4(), ok=True, latency_ms=5))
+    await _apply(sessions, log.items)
+    await _apply(sessions, log.items)
+
+    async with sessions() as session:
+        page = await queries.failures(session, firm_id=FIRM)
+        others = await queries.failures(session, firm_id=OTHER_FIRM)
+    assert page.total == 2 and others.total == 0
+    newest, oldest = page.failures
+    assert newest.origin == "connection_test" and (newest.tenant, newest.environment) == ("typo.example", "Production")
+    assert oldest.origin == "refresh" and oldest.client_name == "Beta" and oldest.company_name == "B2"
+    assert oldest.failure["bc_error_code"] == "Authentication_InvalidCredentials"
+    assert oldest.failure["correlation_id"] == "c-1"
+
+
+async def test_refresh_progress_counts_the_companies_of_one_request(fresh_model: Callable[[], Any]) -> None:
+    sessions = await fresh_model()
+    firm = await _firm_with_rows(sessions)
+    log = Log()
+    log.sequences = dict(firm["log"].sequences)
+    refresh_alpha, refresh_beta = uuid.uuid4(), uuid.uuid4()
+    connection = ClientConnection(tenant="t.example", environment="Production")
+    for client, refresh in ((firm["alpha"], refresh_alpha), (firm["beta"], refresh_beta)):
+        log.add(RefreshRequested(refresh_id=refresh, client_id=client, connection=connection), correlation_id="run-1")
+    await _apply(sessions, log.items)
+
+    async def progress() -> queries.RefreshProgress:
+        async with sessions() as session:
+            return await queries.refresh_progress(session, firm_id=FIRM, correlation_id="run-1")
+
+    assert (await progress()).model_dump() == {"refreshes": 2, "total": 4, "done": 0, "failed": 0}
+    companies = firm["companies"]
+    done = Log()
+    done.sequences = dict(log.sequences)
+    later = NOW + timedelta(hours=2)
+    snapshot = _snapshot(firm["alpha"], companies["A1"], "A1", "1.00", 0, refresh_alpha)
+    done.add(snapshot.model_copy(update={"read_at": later}))
+    done.add(
+        RefreshFailed(
+            refresh_id=refresh_beta,
+            client_id=firm["beta"],
+            failure=_failure().model_copy(update={"occurred_at": later}),
+        )
+    )
+    await _apply(sessions, done.items)
+    assert (await progress()).model_dump() == {"refreshes": 2, "total": 4, "done": 3, "failed": 2}
+    async with sessions() as session:
+        assert (await queries.refresh_progress(session, firm_id=OTHER_FIRM, correlation_id="run-1")).total == 0
+
+
+@pytest.mark.postgres
+async def test_the_two_projections_never_undo_each_other(fresh_model: Callable[[], Any], database_url: str) -> None:
+    """A refresh's snapshot and its discovery applied at the same time by the two streams'
+    projections: the discovery waits for the row the snapshot holds, then sees the outcome
+    and leaves the company OK, instead of writing "refreshing" over it."""
+    if database_url.startswith("sqlite"):
+        pytest.skip("SQLite has no row locks; the gateway serializes its projections in-process there")
+    sessions = await fresh_model()
+    client, company = uuid.uuid4(), uuid.uuid4()
+    earlier, refresh = uuid.uuid4(), uuid.uuid4()
+    events, snapshots = Log(), Log()
+    found = [DiscoveredCompany(company_id=company, name="A")]
+    events.add(_client("Alpha", "alpha.example", client))
+    events.add(CompaniesDiscovered(client_id=client, refresh_id=earlier, companies=found))
+    snapshots.add(_snapshot(client, company, "A", "1.00", 0, earlier))
+    await _apply(sessions, events.items + snapshots.items)
+    new_snapshot = _snapshot(client, company, "A", "2.00", 0, refresh).model_copy(
+        update={"read_at": NOW + timedelta(hours=1)}
+    )
+    snapshots.items.clear()
+    snapshots.add(new_snapshot)
+    events.items.clear()
+    events.add(CompaniesDiscovered(client_id=client, refresh_id=refresh, companies=found))
+
+    snapshot_applied, release = asyncio.Event(), asyncio.Event()
+
+    async def apply_snapshot() -> None:
+        async with transaction(sessions) as session:
+            await apply_batch(session, snapshots.items, NOW)
+            snapshot_applied.set()
+            await release.wait()  # hold the row while the other projection comes for it
+
+    async def apply_discovery() -> None:
+        await snapshot_applied.wait()
+        await _apply(sessions, events.items)
+
+    snapshot_task = asyncio.create_task(apply_snapshot())
+    discovery_task = asyncio.create_task(apply_discovery())
+    await snapshot_applied.wait()
+    await asyncio.sleep(0.5)
+    assert not discovery_task.done(), "the discovery should wait for the snapshot's row lock"
+    release.set()
+    await asyncio.gather(snapshot_task, discovery_task)
+    async with sessions() as session:
+        row = await session.get(CompanyRow, (client, company))
+    assert row is not None
+    assert (row.state, row.outcome_refresh_id, row.figure_cash) == ("ok", refresh, Decimal("2.00"))

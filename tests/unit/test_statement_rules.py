@@ -1,0 +1,91 @@
+"""The fetcher's pure rules for statements: BC's formatted amounts, the fiscal year a
+date falls in, BC's escaped enum values, and a compressed command reply."""
+
+from __future__ import annotations
+
+import datetime as dt
+import gzip
+import json
+import uuid
+from decimal import Decimal
+
+import pytest
+
+from hub_common import commands
+from hub_common.commands import CommandRejected
+from hub_fetcher.statements import decode_enum, fiscal_year_start, parse_formatted_amount
+
+
+@pytest.mark.parametrize(
+    ("text", "amount"),
+    [
+        ("72,893.84", "72893.84"),  # en-US, as the sandbox and the docs show it
+        ("72.893,84", "72893.84"),  # de-DE
+        ("72 893,84", "72893.84"),  # fr-FR (with a no-break space below)
+        ("72\u00a0893,84", "72893.84"),
+        ("72'893.84", "72893.84"),  # de-CH
+        ("-1,234.50", "-1234.50"),
+        ("1,234.50-", "-1234.50"),
+        ("(1,234.50)", "-1234.50"),
+        ("1,234", "1234"),  # a lone separator before three digits groups thousands
+        ("12,5", "12.5"),
+        ("1.234.567", "1234567"),
+        ("0.00", "0.00"),
+    ],
+)
+def test_formatted_amounts_are_read_whatever_the_region(text: str, amount: str) -> None:
+    assert parse_formatted_amount(text) == Decimal(amount)
+
+
+@pytest.mark.parametrize("text", ["", "   ", "\u00a0"])
+def test_blank_amounts_are_none(text: str) -> None:
+    assert parse_formatted_amount(text) is None
+
+
+@pytest.mark.parametrize("text", ["abc", "1e5", "NaN", "Infinity", "1.2.3,4,5", "--", ".", "$12", "1" * 41])
+def test_anything_else_is_refused(text: str) -> None:
+    with pytest.raises(ValueError, match="not an amount"):
+        parse_formatted_amount(text)
+
+
+@pytest.mark.parametrize(
+    ("current_start", "as_of", "start"),
+    [
+        ("2026-01-01", "2026-05-19", "2026-01-01"),
+        ("2026-01-01", "2025-12-31", "2025-01-01"),
+        ("2025-07-01", "2026-05-19", "2025-07-01"),
+        ("2026-07-01", "2026-05-19", "2025-07-01"),
+        ("2026-07-01", "2026-07-01", "2026-07-01"),
+        ("2026-07-01", "2028-08-15", "2028-07-01"),
+        ("2024-02-29", "2026-03-01", "2026-02-28"),
+    ],
+)
+def test_the_fiscal_year_holding_a_date(current_start: str, as_of: str, start: str) -> None:
+    assert fiscal_year_start(dt.date.fromisoformat(current_start), dt.date.fromisoformat(as_of)) == (
+        dt.date.fromisoformat(start)
+    )
+
+
+def test_bc_enum_values_are_decoded() -> None:
+    assert decode_enum("Begin_x002D_Total") == "Begin-Total"
+    assert decode_enum("In_x0020_Review") == "In Review"
+    assert decode_enum("Posting") == "Posting"
+
+
+def test_a_compressed_reply_reads_like_a_plain_one() -> None:
+    result = commands.ClientCreated(client_id=uuid.UUID(int=1))
+    compressed = commands.encode_result(result, compress=True)
+    assert compressed.startswith(commands.GZIP_MAGIC)
+    assert json.loads(gzip.decompress(compressed)) == json.loads(commands.encode_result(result))
+    assert json.loads(commands.decompress_reply(compressed))["result"]["client_id"].endswith("1")
+
+
+def test_a_reply_that_would_inflate_past_the_limit_or_is_cut_short_is_refused() -> None:
+    bomb = gzip.compress(b" " * 10_001)
+    assert len(commands.decompress_reply(bomb, limit=10_001)) == 10_001
+    with pytest.raises(CommandRejected, match="too large"):
+        commands.decompress_reply(bomb, limit=10_000)
+    with pytest.raises(CommandRejected, match="incomplete"):
+        commands.decompress_reply(gzip.compress(b"{}" * 100)[:-6])
+    with pytest.raises(CommandRejected, match="unreadable"):
+        commands.decompress_reply(commands.GZIP_MAGIC + b"garbage")

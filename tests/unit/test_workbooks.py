@@ -1,0 +1,506 @@
+"""The workbook builders: open the bytes with openpyxl and read back sheets, values,
+number formats, print settings and page headers."""
+
+from __future__ import annotations
+
+import io
+import uuid
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
+from urllib.parse import unquote
+
+import pytest
+from openpyxl import load_workbook
+
+from hub_common.events import (
+    CashFigure,
+    CashFlowForecast,
+    CompanyFigures,
+    ForecastWeek,
+    InvoicesDue,
+    OpenSalesDocuments,
+    OverdueInvoices,
+    SalesThisMonth,
+    TaxesDue,
+)
+from hub_common.statements import (
+    AgedLine,
+    AgedReport,
+    CompanyStatements,
+    LineType,
+    Statement,
+    StatementLine,
+    TrialBalance,
+    TrialBalanceLine,
+)
+from hub_gateway.readmodel.queries import DashboardRow
+from hub_gateway.reports import attachment_disposition, company_workbook, key_figures_rows, key_figures_workbook
+from hub_gateway.reports.company import SHEET_TITLES
+from hub_gateway.reports.key_figures import HEADINGS, KeyFiguresRow
+
+AS_OF = date(2026, 5, 19)
+READ_AT = datetime(2026, 5, 19, 10, 22, tzinfo=UTC)
+D = Decimal
+
+
+def _line(number: int, text: str, amount: str, line_type: LineType = "detail", indentation: int = 1) -> StatementLine:
+    return StatementLine(
+        line_number=number,
+        description=text,
+        amount=D(amount),
+        line_type=line_type,
+        indentation=indentation,
+    )
+
+
+BALANCE_SHEET = Statement(
+    period_start=None,
+    period_end=AS_OF,
+    lines=[
+        _line(10000, "Assets", "0", "header", 0),
+        _line(20000, "Cash", "1234.50"),
+        _line(30000, '=HYPERLINK("https://evil.example")', "100.00", "detail", 2),
+        _line(40000, "Total Assets", "1334.50", "total", 0),
+        _line(50000, "", "0", "spacer", 0),
+        _line(60000, "Liabilities", "0", "header", 0),
+    ],
+)
+
+
+def _statements(**changes: Any) -> CompanyStatements:
+    base = CompanyStatements(
+        company_id=uuid.uuid4(),
+        currency_code="EUR",
+        as_of=AS_OF,
+        fiscal_year_start=date(2026, 1, 1),
+        read_at=READ_AT,
+        balance_sheet=BALANCE_SHEET,
+        income_statement=Statement(
+            period_start=date(2026, 1, 1),
+            period_end=AS_OF,
+            lines=[_line(1, "Income", "0", "header", 0), _line(2, "Net Income", "-50.25", "total", 0)],
+        ),
+        cash_flow_statement=Statement(period_start=date(2026, 1, 1), period_end=AS_OF, lines=[]),
+        retained_earnings=Statement(
+            period_start=date(2026, 1, 1), period_end=AS_OF, lines=[_line(1, "Retained Earnings, Period End", "9")]
+        ),
+        trial_balance=TrialBalance(
+            period_start=date(2026, 1, 1),
+            period_end=AS_OF,
+            lines=[
+                TrialBalanceLine(
+                    number="10000",
+                    name="BALANCE SHEET",
+                    account_type="Heading",
+                    net_change_debit=None,
+                    net_change_credit=None,
+                    balance_debit=None,
+                    balance_credit=None,
+                ),
+                TrialBalanceLine(
+                    number="10100",
+                    name="Checking account",
+                    account_type="Posting",
+                    net_change_debit=D("500.00"),
+                    net_change_credit=D("0"),
+                    balance_debit=D("700.00"),
+                    balance_credit=D("0"),
+                ),
+                TrialBalanceLine(
+                    number="20100",
+                    name="Payables",
+                    account_type="Posting",
+                    net_change_debit=D("0"),
+                    net_change_credit=D("500.00"),
+                    balance_debit=D("0"),
+                    balance_credit=D("700.00"),
+                ),
+                TrialBalanceLine(
+                    number="19999",
+                    name="Total assets",
+                    account_type="End-Total",
+                    net_change_debit=D("500.00"),
+                    net_change_credit=D("0"),
+                    balance_debit=D("700.00"),
+                    balance_credit=D("0"),
+                ),
+            ],
+        ),
+        aged_receivables=AgedReport(
+            as_of=AS_OF,
+            period_days=30,
+            lines=[
+                AgedLine(
+                    number="C10000",
+                    name="Adatum & Söhne",
+                    currency_code="",
+                    current=D("10"),
+                    period1=D("20"),
+                    period2=D("30"),
+                    period3=D("40"),
+                    balance_due=D("100"),
+                ),
+                AgedLine(
+                    number="C20000",
+                    name="Trey Research",
+                    currency_code="USD",
+                    current=D("1.10"),
+                    period1=D("0"),
+                    period2=D("0"),
+                    period3=D("0.05"),
+                    balance_due=D("1.15"),
+                ),
+            ],
+        ),
+        aged_payables=AgedReport(as_of=AS_OF, period_days=30, lines=[]),
+    )
+    return base.model_copy(update=changes)
+
+
+def _open(content: bytes) -> Any:
+    return load_workbook(io.BytesIO(content))
+
+
+def _build(statements: CompanyStatements | None = None) -> Any:
+    return _open(
+        company_workbook(
+            statements or _statements(),
+            client_name="Mühlbach Gruppe",
+            company_name='CRONUS & Co. "Nord"',
+            currency_code="EUR",
+            as_of=AS_OF,
+        )
+    )
+
+
+def _column(sheet: Any, column: int, first_row: int = 6) -> list[Any]:
+    return [sheet.cell(row=r, column=column).value for r in range(first_row, sheet.max_row + 1)]
+
+
+def test_one_sheet_per_statement_in_order() -> None:
+    assert _build().sheetnames == list(SHEET_TITLES)
+
+
+def test_every_sheet_names_the_company_and_the_date_and_is_set_up_to_print() -> None:
+    workbook = _build()
+    for title in SHEET_TITLES:
+        sheet = workbook[title]
+        assert sheet["A1"].value == 'CRONUS & Co. "Nord"'
+        assert sheet["A1"].font.b
+        assert sheet["A2"].value.startswith(title)
+        assert "Mühlbach Gruppe" in sheet["A3"].value
+        assert "EUR" in sheet["A3"].value
+        assert "2026-05-19 10:22 UTC" in sheet["A3"].value
+        # "&" opens a code in page headers, so the company's "&" is doubled.
+        assert sheet.oddHeader.left.text == 'CRONUS && Co. "Nord"'
+        assert sheet.oddHeader.center.text == title
+        assert sheet.oddHeader.right.text == "As of 2026-05-19"
+        assert sheet.oddFooter.center.text == "Page &P of &N"
+        assert sheet.print_title_rows == "$5:$5"
+        assert sheet.print_area.startswith(f"'{title}'!$A$1:")
+        assert sheet.page_setup.fitToWidth == 1
+        assert sheet.page_setup.fitToHeight == 0
+        assert sheet.sheet_properties.pageSetUpPr.fitToPage
+        assert sheet.freeze_panes == "A6"
+        header = [c.value for c in sheet[5] if c.value is not None]
+        assert header, title
+        assert all(c.font.b for c in sheet[5] if c.value is not None)
+
+
+def test_orientation_fits_the_columns() -> None:
+    workbook = _build()
+    assert workbook["Balance Sheet"].page_setup.orientation == "portrait"
+    assert workbook["Trial Balance"].page_setup.orientation == "landscape"
+    assert workbook["Aged Receivables"].page_setup.orientation == "landscape"
+
+
+def test_statement_lines_keep_bcs_structure_and_amounts() -> None:
+    sheet = _build()["Balance Sheet"]
+    assert sheet.print_area == "'Balance Sheet'!$A$1:$B$11"
+    assert [c.value for c in sheet[5][:2]] == ["Description", "Balance"]
+    assert _column(sheet, 1) == [
+        "Assets",
+        "Cash",
+        '=HYPERLINK("https://evil.example")',
+        "Total Assets",
+        None,
+        "Liabilities",
+    ]
+    assert _column(sheet, 2) == [None, 1234.5, 100, 1334.5, None, None]
+    # A tenant's text that looks like a formula stays text.
+    assert sheet["A8"].data_type == "s"
+    assert sheet["A6"].font.b  # header
+    assert not sheet["A7"].font.b
+    assert sheet["A7"].alignment.indent == 1
+    assert sheet["A8"].alignment.indent == 2
+    assert sheet["A9"].font.b and sheet["B9"].font.b  # BC's total line
+    assert sheet["B9"].border.top.style == "thin"
+    assert sheet["B7"].number_format == '#,##0.00 "EUR";-#,##0.00 "EUR"'
+
+
+def test_period_statements_name_their_period() -> None:
+    workbook = _build()
+    assert workbook["Balance Sheet"]["A2"].value == "Balance Sheet — as of 2026-05-19"
+    assert workbook["Income Statement"]["A2"].value == "Income Statement — 2026-01-01 to 2026-05-19"
+    assert workbook["Income Statement"]["B7"].value == -50.25
+    assert workbook["Income Statement"]["B5"].value == "Net change"
+    empty = workbook["Cash Flow Statement"]
+    assert "no lines" in empty["A6"].value
+
+
+def test_trial_balance_totals_only_posting_accounts() -> None:
+    sheet = _build()["Trial Balance"]
+    assert [c.value for c in sheet[5]] == [
+        "No.",
+        "Name",
+        "Net change debit",
+        "Net change credit",
+        "Balance debit",
+        "Balance credit",
+    ]
+    assert _column(sheet, 1)[:4] == ["10000", "10100", "20100", "19999"]
+    assert sheet["A6"].font.b and sheet["A9"].font.b and not sheet["A7"].font.b
+    assert [sheet.cell(row=6, column=c).value for c in range(3, 7)] == [None] * 4
+    total_row = [sheet.cell(row=10, column=c).value for c in range(2, 7)]
+    assert total_row == ["Total of posting accounts", 500, 500, 700, 700]
+    assert sheet["C10"].border.bottom.style == "double"
+    assert sheet["C10"].number_format == '#,##0.00 "EUR";-#,##0.00 "EUR"'
+
+
+def test_aged_receivables_have_a_grand_total_and_aged_payables_say_when_empty() -> None:
+    workbook = _build()
+    sheet = workbook["Aged Receivables"]
+    assert [c.value for c in sheet[5]] == [
+        "No.",
+        "Customer",
+        "Not yet due",
+        "1–30 days overdue",
+        "31–60 days overdue",
+        "Over 60 days overdue",
+        "Balance due",
+    ]
+    assert _column(sheet, 2) == ["Adatum & Söhne", "Trey Research", "Total"]
+    assert [D(str(sheet.cell(row=8, column=c).value)) for c in range(3, 8)] == [
+        D("11.1"),
+        D("20"),
+        D("30"),
+        D("40.05"),
+        D("101.15"),
+    ]
+    assert sheet["G8"].font.b
+    payables = workbook["Aged Payables"]
+    assert payables["B6"].value == "No open items."
+    assert payables["B7"].value == "Total"
+    assert payables["G7"].value == 0
+
+
+def test_no_currency_code_means_plain_amounts_and_odd_codes_cannot_break_the_format() -> None:
+    plain = _open(company_workbook(_statements(), client_name="c", company_name="x", currency_code="", as_of=AS_OF))
+    assert plain["Balance Sheet"]["B7"].number_format == "#,##0.00;-#,##0.00"
+    odd = _open(company_workbook(_statements(), client_name="c", company_name="x", currency_code='E"U;R', as_of=AS_OF))
+    assert odd["Balance Sheet"]["B7"].number_format == '#,##0.00 "EUR";-#,##0.00 "EUR"'
+
+
+def test_hostile_names_are_cleaned_and_headers_stay_within_excels_limit() -> None:
+    name = "Bad\x00\x07 & name " + "&" * 300
+    workbook = _open(
+        company_workbook(_statements(), client_name="c\x1b", company_name=name, currency_code="EUR", as_of=AS_OF)
+    )
+    sheet = workbook["Balance Sheet"]
+    assert sheet["A1"].value.startswith("Bad & name")
+    header = sheet.oddHeader
+    total = len(header.left.text or "") + len(header.center.text or "") + len(header.right.text or "")
+    assert total + 6 <= 255
+    assert not header.left.text.endswith("&") or header.left.text.endswith("&&")
+
+
+def _figures(cash: str, overdue_sales: str = "0", low_point: str = "0") -> CompanyFigures:
+    return CompanyFigures(
+        cash=CashFigure(accounts=[], total=D(cash), source="api", read_at=READ_AT),
+        overdue_sales_invoices=OverdueInvoices(
+            count=2, total=D(overdue_sales), largest=[], amount_basis="remaining_amount", read_at=READ_AT
+        ),
+        overdue_purchase_invoices=OverdueInvoices(
+            count=1, total=D("5"), largest=[], amount_basis="total_including_tax", read_at=READ_AT
+        ),
+        purchase_invoices_due_next_week=InvoicesDue(count=3, amount=D("30"), read_at=READ_AT),
+        open_sales_documents=OpenSalesDocuments(
+            quotes_count=1,
+            quotes_amount=D("1"),
+            orders_count=2,
+            orders_amount=D("2"),
+            invoices_count=3,
+            invoices_amount=D("3"),
+            read_at=READ_AT,
+        ),
+        taxes_due=TaxesDue(amount=D("7.50"), accounts=[], rule="rule", read_at=READ_AT),
+        sales_this_month=SalesThisMonth(amount=D("1000"), read_at=READ_AT),
+        cash_flow_forecast=CashFlowForecast(
+            opening_cash=D(cash),
+            weeks=[
+                ForecastWeek(week_start=AS_OF, receipts=D(0), payments=D(0), closing_balance=D(cash)) for _ in range(13)
+            ],
+            low_point=D(low_point),
+            read_at=READ_AT,
+        ),
+    )
+
+
+def _row(client: str, company: str | None, currency: str | None, figures: CompanyFigures | None) -> KeyFiguresRow:
+    return KeyFiguresRow(
+        client_name=client,
+        company_name=company,
+        currency_code=currency,
+        as_of=READ_AT if figures else None,
+        state="ok" if figures else "failed",
+        figures=figures,
+        note=None if figures else "The client's Business Central environment does not exist.",
+    )
+
+
+def _key_figures(rows: list[KeyFiguresRow]) -> Any:
+    return _open(key_figures_workbook(rows, exported_at=READ_AT))["Key figures"]
+
+
+def _by_heading(sheet: Any, row: int) -> dict[str, Any]:
+    return {heading: sheet.cell(row=row, column=i).value for i, heading in enumerate(HEADINGS, start=1)}
+
+
+def test_key_figures_one_row_per_company_with_every_figure() -> None:
+    sheet = _key_figures(
+        [
+            _row("Adatum", "Adatum DE", "EUR", _figures("100.10", "5", "-20")),
+            _row("Adatum", "Adatum US", "USD", _figures("200", "6", "30")),
+            _row("Fabrikam", None, None, None),
+        ]
+    )
+    assert [c.value for c in sheet[4]] == list(HEADINGS)
+    first = _by_heading(sheet, 5)
+    assert first["Client"] == "Adatum"
+    assert first["Company"] == "Adatum DE"
+    assert first["Currency"] == "EUR"
+    assert first["As of (UTC)"] == datetime(2026, 5, 19, 10, 22)
+    assert first["State"] == "ok"
+    assert first["Cash"] == 100.1
+    assert first["Taxes due"] == 7.5
+    assert first["Open sales quotes"] == 1
+    assert first["Open sales orders amount"] == 2
+    assert first["Unposted sales invoices"] == 3
+    assert first["Purchase invoices due next week"] == 3
+    assert first["Purchase invoices due next week amount"] == 30
+    assert first["Overdue sales invoices"] == 2
+    assert first["Overdue sales invoices amount"] == 5
+    assert first["Overdue purchase invoices amount"] == 5
+    assert first["Sales this month"] == 1000
+    assert first["Cash forecast low point (13 weeks)"] == -20
+    cash_column = HEADINGS.index("Cash") + 1
+    assert sheet.cell(row=5, column=cash_column).number_format == '#,##0.00 "EUR";-#,##0.00 "EUR"'
+    assert sheet.cell(row=6, column=cash_column).number_format == '#,##0.00 "USD";-#,##0.00 "USD"'
+    assert sheet.cell(row=5, column=cash_column + 2).number_format == "#,##0"
+    failed = _by_heading(sheet, 7)
+    assert failed["Company"] is None
+    assert failed["State"] == "failed"
+    assert failed["Cash"] is None
+    assert failed["Note"] == "The client's Business Central environment does not exist."
+
+
+def test_key_figures_totals_are_per_currency_and_outside_the_filter() -> None:
+    sheet = _key_figures(
+        [
+            _row("A", "A1", "EUR", _figures("100", "1", "-5")),
+            _row("B", "B1", "USD", _figures("200", "2", "7")),
+            _row("C", "C1", "EUR", _figures("0.50", "3", "9")),
+            _row("D", None, None, None),
+        ]
+    )
+    # Data rows 5-8, a blank row 9, then one total line per currency.
+    assert sheet.auto_filter.ref == f"A4:{sheet.cell(row=4, column=len(HEADINGS)).column_letter}8"
+    assert sheet.cell(row=9, column=1).value is None
+    eur, usd = _by_heading(sheet, 10), _by_heading(sheet, 11)
+    assert (eur["Client"], eur["Company"], eur["Currency"]) == ("Total EUR", "2 companies", "EUR")
+    assert eur["Cash"] == 100.5
+    assert eur["Overdue sales invoices amount"] == 4
+    assert eur["Overdue sales invoices"] == 4
+    assert eur["Cash forecast low point (13 weeks)"] is None
+    assert (usd["Client"], usd["Cash"]) == ("Total USD", 200)
+    assert sheet.max_row == 11
+    assert sheet.print_area.endswith("$11")
+
+
+def test_key_figures_are_set_up_to_print() -> None:
+    sheet = _key_figures([_row("A", "A1", "EUR", _figures("1"))])
+    assert sheet.freeze_panes == "C5"
+    assert sheet.print_title_rows == "$4:$4"
+    assert sheet.page_setup.orientation == "landscape"
+    assert sheet.page_setup.fitToWidth == 1
+    assert sheet.page_setup.fitToHeight == 0
+    assert sheet.sheet_properties.pageSetUpPr.fitToPage
+    assert sheet.oddHeader.right.text == "2026-05-19 10:22 UTC"
+    assert sheet.oddFooter.center.text == "Page &P of &N"
+
+
+def test_key_figures_rows_come_from_the_dashboard_rows() -> None:
+    figures = _figures("42.00")
+    rows = key_figures_rows(
+        [
+            DashboardRow(
+                client_id=uuid.uuid4(),
+                client_name="A",
+                company_id=uuid.uuid4(),
+                company_name="A1",
+                state="ok",
+                as_of=READ_AT,
+                currency_code="EUR",
+                web_client_link=None,
+                figures=figures.model_dump(mode="json"),
+                failure=None,
+            ),
+            DashboardRow(
+                client_id=uuid.uuid4(),
+                client_name="B",
+                company_id=None,
+                company_name=None,
+                state="failed",
+                as_of=None,
+                currency_code=None,
+                web_client_link=None,
+                figures={"cash": "not figures"},
+                failure={"kind": "tenant_not_found", "summary": "Microsoft Entra ID does not know the tenant."},
+            ),
+        ]
+    )
+    assert rows[0].figures == figures
+    assert rows[1].figures is None
+    assert rows[1].note == "The stored figures could not be read; refresh the company."
+
+
+def test_an_empty_firm_still_gets_a_workbook() -> None:
+    sheet = _key_figures([])
+    assert [c.value for c in sheet[4]] == list(HEADINGS)
+    assert sheet.max_row == 4
+
+
+@pytest.mark.parametrize(
+    ("name", "plain", "full"),
+    [
+        ("CRONUS USA, Inc.", "CRONUS USA, Inc. 2026-05-19.xlsx", "CRONUS USA, Inc. 2026-05-19.xlsx"),
+        ("Mühlbach Gruppe", "Muhlbach Gruppe 2026-05-19.xlsx", "Mühlbach Gruppe 2026-05-19.xlsx"),
+        ('a"b\\c/d;e\r\nf', "a b c d_e f 2026-05-19.xlsx", "a b c d;e f 2026-05-19.xlsx"),
+        ("../../etc/passwd", "etc passwd 2026-05-19.xlsx", "etc passwd 2026-05-19.xlsx"),
+        ("株式会社", "workbook 2026-05-19.xlsx", "株式会社 2026-05-19.xlsx"),
+        ("", "workbook 2026-05-19.xlsx", "workbook 2026-05-19.xlsx"),
+    ],
+)
+def test_file_names_are_safe_in_the_header_and_on_disk(name: str, plain: str, full: str) -> None:
+    disposition = attachment_disposition(name, AS_OF)
+    assert disposition.isascii()
+    assert "\r" not in disposition and "\n" not in disposition
+    prefix = f"attachment; filename=\"{plain}\"; filename*=UTF-8''"
+    assert disposition.startswith(prefix), disposition
+    assert unquote(disposition[len(prefix) :]) == full
+
+
+def test_a_very_long_name_is_cut() -> None:
+    disposition = attachment_disposition("x" * 5000, AS_OF)
+    assert len(disposition) < 400
