@@ -112,9 +112,12 @@ def _chromium_path() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser")
 
 
-@pytest.fixture(scope="package")
+@pytest.fixture(scope="module")
 def chromium() -> Iterator[Browser]:
     """Playwright driving the system's chromium, never a downloaded browser.
+
+    Module-scoped: sync Playwright runs an event loop in the main thread while it is open,
+    which the async tests of the next modules could not share.
 
     CI (.ci/run) installs chromium and names it, so there a missing browser fails the run;
     on a machine without chromium the browser tests are skipped with the reason shown.
