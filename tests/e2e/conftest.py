@@ -29,9 +29,11 @@ FETCHER_TEST_LIMITS = {
 
 
 class Hub:
-    def __init__(self, url: str, processes: list[ServiceProcess]) -> None:
+    def __init__(self, url: str, processes: list[ServiceProcess], gateway_environment: dict[str, str]) -> None:
         self.url = url
         self.processes = processes
+        # What another replica of the gateway needs to share this one's database and broker.
+        self.gateway_environment = gateway_environment
 
     def token(self, email: str) -> str:
 
@@ -57,6 +59,11 @@ def hub(nats_url: str, sandbox: Sandbox, gateway_port: int, tmp_path_factory: py
         **sandbox.settings_environment(),
     }
     logs = home / "logs"
+    gateway_environment = {
+        **common,
+        "HUB_DATABASE_URL": f"sqlite:///{home / 'gateway.db'}",
+        "HUB_SMTP_SINK_DIR": str(home / "mail"),
+    }
     processes = [
         start_service(
             "registry", "registry", {**common, "HUB_DATABASE_URL": f"sqlite:///{home / 'registry.db'}"}, logs
@@ -80,22 +87,12 @@ def hub(nats_url: str, sandbox: Sandbox, gateway_port: int, tmp_path_factory: py
         ),
         start_service("fetcher-1", "fetcher", {**common, **FETCHER_TEST_LIMITS}, logs),
         start_service("fetcher-2", "fetcher", {**common, **FETCHER_TEST_LIMITS}, logs),
-        start_service(
-            "gateway",
-            "gateway",
-            {
-                **common,
-                "HUB_DATABASE_URL": f"sqlite:///{home / 'gateway.db'}",
-                "HUB_PORT": str(port),
-                "HUB_SMTP_SINK_DIR": str(home / "mail"),
-            },
-            logs,
-        ),
+        start_service("gateway", "gateway", {**gateway_environment, "HUB_PORT": str(port)}, logs),
     ]
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until_healthy(f"{url}/healthz", processes[-1], timeout=90)
-        yield Hub(url, processes)
+        yield Hub(url, processes, gateway_environment)
     finally:
         for process in reversed(processes):
             process.stop()

@@ -14,8 +14,10 @@ from typing import Any
 import httpx
 import pytest
 
+from hub_common.local_nats import free_port
 from tests.conftest import Sandbox
 from tests.e2e.conftest import Hub
+from tests.support.processes import start_service, wait_until_healthy
 
 pytestmark = pytest.mark.e2e
 
@@ -122,15 +124,39 @@ def test_company_details_and_another_firms_404(hub: Hub, firm: dict[str, Any]) -
     assert api.get(f"/api/v1/clients/{row['client_id']}/companies/{uuid.uuid4()}").status_code == 404
 
 
-def test_refresh_progress_and_the_live_stream(hub: Hub, firm: dict[str, Any]) -> None:
+@pytest.fixture(scope="module")
+def second_gateway(hub: Hub, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Another replica of the gateway on the same database and broker."""
+    port = free_port()
+    replica = start_service(
+        "gateway-replica",
+        "gateway",
+        {**hub.gateway_environment, "HUB_PORT": str(port)},
+        tmp_path_factory.mktemp("replica"),
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_healthy(f"{url}/healthz", replica, timeout=90)
+        yield url
+    finally:
+        replica.stop()
+
+
+@pytest.mark.parametrize("replica", ["same", "other"])
+def test_refresh_progress_and_the_live_stream(
+    hub: Hub, firm: dict[str, Any], second_gateway: str, replica: str
+) -> None:
+    """A page hears of a fresh row whichever replica it is connected to: the replica that
+    projected the snapshot announces it on core NATS to every replica."""
     api: httpx.Client = firm["api"]
+    live_url = hub.url if replica == "same" else second_gateway
     heard: list[dict[str, Any]] = []
     ready = threading.Event()
 
     def listen() -> None:
         timeout = httpx.Timeout(30, read=60)
         with (
-            httpx.Client(base_url=hub.url, headers=api.headers, timeout=timeout) as live,
+            httpx.Client(base_url=live_url, headers=api.headers, timeout=timeout) as live,
             live.stream("GET", "/api/v1/live") as stream,
         ):
             assert stream.headers["content-type"].startswith("text/event-stream")
@@ -146,7 +172,7 @@ def test_refresh_progress_and_the_live_stream(hub: Hub, firm: dict[str, Any]) ->
                     if any(r["state"] == "ok" and r["as_of"] not in before for r in message["rows"]):
                         return
 
-    before = {r["as_of"] for r in firm["rows"]}
+    before = {r["as_of"] for r in api.get("/api/v1/dashboard").json()["rows"]}
     listener = threading.Thread(target=listen, daemon=True)
     listener.start()
     assert ready.wait(10), "the live stream never opened"

@@ -108,7 +108,6 @@ FIGURES_BY_KEY = {column.key: column for column in FIGURE_COLUMNS}
 DEFAULT_COLUMNS: tuple[str, ...] = (
     "cash",
     "taxes_due",
-    "open_sales_documents_count",
     "purchase_invoices_due_next_week_amount",
     "overdue_sales_invoices_amount",
     "overdue_purchase_invoices_amount",
