@@ -12,7 +12,7 @@ import uuid
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import Column, Numeric, Text
+from sqlalchemy import Column, Index, Numeric, Text
 from sqlmodel import Field, SQLModel
 
 from hub_common.db import UtcDateTime
@@ -68,10 +68,12 @@ class ClientRow(SQLModel, table=True):
 
 class CompanyRow(SQLModel, table=True):
     __tablename__ = "gateway_companies"
+    # One index serves the dashboard's join (firm and client) and every per-firm query.
+    __table_args__ = (Index("ix_gateway_companies_firm_client", "firm_id", "client_id"),)
 
     client_id: uuid.UUID = Field(primary_key=True)
     company_id: uuid.UUID = Field(primary_key=True)
-    firm_id: uuid.UUID = Field(index=True)
+    firm_id: uuid.UUID
     company_name: str = Field(max_length=250)
     display_name: str | None = Field(default=None, max_length=500)
     state: str = Field(default="queued", max_length=20)
