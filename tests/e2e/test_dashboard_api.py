@@ -3,6 +3,7 @@ preferences and views, the details pane, Check Errors, refresh progress and the 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import time
@@ -221,3 +222,38 @@ def test_the_pages_need_a_session_and_the_api_is_described(hub: Hub) -> None:
     spec = httpx.get(f"{hub.url}/openapi.json").json()
     for path in ("/api/v1/dashboard", "/api/v1/live", "/api/v1/errors", "/api/v1/preferences", "/api/v1/views"):
         assert path in spec["paths"], path
+
+
+async def test_live_streams_are_capped_per_accountant(hub: Hub, firm: dict[str, Any]) -> None:
+    """An accountant may hold 20 live pages on a replica; the 21st is refused until one closes."""
+    headers = dict(firm["api"].headers)
+    limits = httpx.Limits(max_connections=50, max_keepalive_connections=50)
+    async with httpx.AsyncClient(base_url=hub.url, headers=headers, timeout=30, limits=limits) as client:
+        # Each open stream and its line reader stay referenced: dropping a reader closes it.
+        streams: list[tuple[httpx.Response, Any]] = []
+
+        async def open_stream() -> httpx.Response:
+            response = await client.send(client.build_request("GET", "/api/v1/live"), stream=True)
+            if response.status_code == 200:
+                lines = response.aiter_lines()
+                assert await anext(lines) == "retry: 2000"
+                streams.append((response, lines))
+            else:
+                await response.aread()
+            return response
+
+        try:
+            for _ in range(20):
+                assert (await open_stream()).status_code == 200
+            refused = await open_stream()
+            assert refused.status_code == 429, refused.status_code
+            assert "20 live pages" in refused.json()["detail"]
+            closed, _ = streams.pop()
+            await closed.aclose()
+            deadline = time.monotonic() + 10
+            while (await open_stream()).status_code != 200:
+                assert time.monotonic() < deadline, "a closed stream was never released"
+                await asyncio.sleep(0.2)
+        finally:
+            for response, _ in streams:
+                await response.aclose()

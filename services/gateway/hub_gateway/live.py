@@ -29,6 +29,13 @@ logger = get_logger(__name__)
 LIVE_SUBJECTS = "live.*.changes"
 # Notices a slow page may have waiting before it is told to reload its rows instead.
 QUEUE_LIMIT = 100
+# Open streams one accountant may hold on one replica (tabs, windows); more is refused, so
+# nobody can tie up a replica's memory with streams.
+STREAMS_PER_ACCOUNTANT = 20
+
+
+class TooManyStreams(Exception):
+    pass
 
 
 def _subject(firm_id: uuid.UUID) -> str:
@@ -52,6 +59,7 @@ class LiveUpdates:
     def __init__(self, nats: Client) -> None:
         self._nats = nats
         self._listeners: dict[uuid.UUID, set[asyncio.Queue[Notice]]] = {}
+        self._streams_of: dict[uuid.UUID, int] = {}
         self._subscription: Subscription | None = None
 
     async def start(self) -> None:
@@ -93,6 +101,22 @@ class LiveUpdates:
                 while not queue.empty():
                     queue.get_nowait()
                 queue.put_nowait(Notice(reload=True))
+
+    def streams_of(self, accountant_id: uuid.UUID) -> int:
+        return self._streams_of.get(accountant_id, 0)
+
+    def reserve(self, accountant_id: uuid.UUID) -> None:
+        """Count one more open stream of the accountant, or refuse it (TooManyStreams)."""
+        if self._streams_of.get(accountant_id, 0) >= STREAMS_PER_ACCOUNTANT:
+            raise TooManyStreams
+        self._streams_of[accountant_id] = self._streams_of.get(accountant_id, 0) + 1
+
+    def release(self, accountant_id: uuid.UUID) -> None:
+        remaining = self._streams_of.get(accountant_id, 1) - 1
+        if remaining > 0:
+            self._streams_of[accountant_id] = remaining
+        else:
+            self._streams_of.pop(accountant_id, None)
 
     @contextlib.contextmanager
     def listen(self, firm_id: uuid.UUID) -> Iterator[asyncio.Queue[Notice]]:

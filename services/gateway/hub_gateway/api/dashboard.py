@@ -17,7 +17,7 @@ from pydantic import BaseModel, ValidationError
 from hub_common.db import transaction
 from hub_gateway.accounts import preferences
 from hub_gateway.api.deps import CurrentPrincipal, GatewayState, Session, State
-from hub_gateway.live import Notice
+from hub_gateway.live import STREAMS_PER_ACCOUNTANT, Notice, TooManyStreams
 from hub_gateway.readmodel import queries
 from hub_gateway.readmodel.columns import DEFAULT_COLUMNS, FIGURE_COLUMNS
 
@@ -209,21 +209,34 @@ async def live(request: Request, principal: CurrentPrincipal, state: State) -> S
     """Server-sent events for the caller's firm: ``rows`` (the changed clients' rows and the
     state counts), ``failures`` (Check Errors has news) and ``reload`` (fetch the page again)."""
     firm_id = principal.firm_id
+    too_many = f"At most {STREAMS_PER_ACCOUNTANT} live pages at once; close some tabs"
+    if state.live.streams_of(principal.accountant_id) >= STREAMS_PER_ACCOUNTANT:
+        raise HTTPException(status.HTTP_429_TOO_MANY_REQUESTS, detail=too_many)
 
     async def stream() -> AsyncIterator[str]:
-        with state.live.listen(firm_id) as queue:
-            yield f"retry: {RECONNECT_MILLISECONDS}\n\n"
-            yield _event("ready", {"firm_id": str(firm_id)})
-            while not await request.is_disconnected():
-                try:
-                    notice = await asyncio.wait_for(queue.get(), timeout=KEEP_ALIVE_SECONDS)
-                except TimeoutError:
-                    yield ": keep-alive\n\n"
-                    continue
-                while not queue.empty():  # changes that arrived together go out together
-                    notice.merge(queue.get_nowait())
-                for message in await _messages(state, firm_id, notice):
-                    yield message
+        # Counted from inside the stream: its end (however the page went) releases it.
+        try:
+            state.live.reserve(principal.accountant_id)
+        except TooManyStreams:
+            yield f"retry: {RECONNECT_MILLISECONDS * 30}\n\n"
+            yield _event("refused", {"message": too_many})
+            return
+        try:
+            with state.live.listen(firm_id) as queue:
+                yield f"retry: {RECONNECT_MILLISECONDS}\n\n"
+                yield _event("ready", {"firm_id": str(firm_id)})
+                while not await request.is_disconnected():
+                    try:
+                        notice = await asyncio.wait_for(queue.get(), timeout=KEEP_ALIVE_SECONDS)
+                    except TimeoutError:
+                        yield ": keep-alive\n\n"
+                        continue
+                    while not queue.empty():  # changes that arrived together go out together
+                        notice.merge(queue.get_nowait())
+                    for message in await _messages(state, firm_id, notice):
+                        yield message
+        finally:
+            state.live.release(principal.accountant_id)
 
     return StreamingResponse(
         stream(),

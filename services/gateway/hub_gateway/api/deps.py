@@ -57,7 +57,9 @@ async def read_session(state: State) -> AsyncIterator[AsyncSession]:
         yield session
 
 
-Session = Annotated[AsyncSession, Depends(read_session)]
+# Closed as soon as the endpoint returns, before the response is sent: a streaming response
+# (the live page) must not hold a database connection for as long as the page is open.
+Session = Annotated[AsyncSession, Depends(read_session, scope="function")]
 
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})

@@ -467,6 +467,11 @@
     });
     source.addEventListener("rows", (event) => patchRows(JSON.parse(event.data)));
     source.addEventListener("reload", () => load());
+    source.addEventListener("refused", (event) => {
+      source.close();
+      live.className = "live-off";
+      live.textContent = "Not live: " + JSON.parse(event.data).message;
+    });
     source.addEventListener("error", () => {
       live.className = "live-off";
       live.textContent = "Reconnecting…";
