@@ -5,7 +5,10 @@
 It starts a real nats-server, the sandbox (``hub sandbox``) and F fetchers (``hub fetcher``)
 exactly as ``hub up`` and the e2e tests do, grants consent in every sandbox tenant, publishes
 one ``RefreshRequested`` per tenant and waits until every company has a ``CompanySnapshot``
-or a ``RefreshFailed``. It prints a table and writes ``bench/results/refresh-<params>.json``.
+or a ``RefreshFailed``. A gateway projects the run as it goes, so the read model's lag
+(snapshot stored -> row updated) is measured too, and at the end ``bench.replay`` measures
+``hub rebuild`` next to raw nats-py consumption of the same streams. It prints a table and
+writes ``bench/results/refresh-<params>.json``.
 Every child process is stopped on exit, on Ctrl-C and on SIGTERM. See bench/README.md for
 what each number means and the lower bound it is compared with.
 """
@@ -40,9 +43,12 @@ from typing import Any
 import httpx
 import nats
 from nats.aio.msg import Msg
+from sqlmodel import col, select
 
+from bench.replay import measure as measure_replay
 from hub_cli.supervisor import die_with_parent
 from hub_common.bus import publish_event
+from hub_common.db import create_engine
 from hub_common.events import (
     Actor,
     ClientConnection,
@@ -56,8 +62,15 @@ from hub_common.events import (
 from hub_common.local_nats import LocalNatsServer, free_port, terminate
 from hub_common.logging import configure_logging
 from hub_common.settings import HubSettings
-from hub_common.streams import EVENTS_STREAM, SNAPSHOTS_STREAM, declare_topology
+from hub_common.streams import (
+    EVENTS_STREAM,
+    GATEWAY_EVENTS_CONSUMER,
+    GATEWAY_SNAPSHOTS_CONSUMER,
+    SNAPSHOTS_STREAM,
+    declare_topology,
+)
 from hub_fetcher.settings import FetcherSettings
+from hub_gateway.readmodel.models import CompanyRow
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_DIR = BENCH_DIR.parent
@@ -81,6 +94,8 @@ class Params:
     fetcher_concurrency: int
     timeout_seconds: float
     trace: bool
+    gateway: bool = True
+    replay: bool = True
 
     @property
     def slug(self) -> str:
@@ -282,6 +297,8 @@ class Observed:
     cpu_samples: list[tuple[float, dict[str, float | None]]] = field(default_factory=list)
     outcomes: dict[str, Outcome] = field(default_factory=dict)
     discovered_at: dict[str, float] = field(default_factory=dict)  # by tenant domain
+    # When JetStream stored each snapshot, by its stream sequence (what the read model keeps).
+    snapshot_stored_at: dict[int, float] = field(default_factory=dict)
     duplicates: int = 0
     timed_out: bool = False
 
@@ -314,6 +331,7 @@ async def drive(
     async def on_snapshot(msg: Msg) -> None:
         envelope = decode_event(msg.data)
         if isinstance(envelope.data, CompanySnapshot):
+            observed.snapshot_stored_at[msg.metadata.sequence.stream] = stored_at(msg)
             settle(str(envelope.data.company_id), Outcome("snapshot", stored_at(msg)))
 
     async def on_event(msg: Msg) -> None:
@@ -375,6 +393,97 @@ async def declare(nats_url: str) -> None:
         await declare_topology(connection.jetstream())
     finally:
         await connection.close()
+
+
+# ------------------------------------------------------------------ the read model
+
+
+def start_gateway(processes: Processes, nats_url: str, sandbox: Sandbox, database_url: str) -> Child:
+    """The gateway, projecting the run into its read model while the fetchers work."""
+    port = free_port()
+    gateway = processes.start(
+        "gateway",
+        "gateway",
+        child_environment(
+            {
+                "HUB_NATS_URL": nats_url,
+                "HUB_DATABASE_URL": database_url,
+                "HUB_PORT": str(port),
+                **sandbox.hub_environment(),
+            }
+        ),
+    )
+
+    def healthy() -> bool:
+        try:
+            return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    wait_for("gateway healthy", healthy, processes, timeout=90)
+    return gateway
+
+
+async def read_model_lags(database_url: str, observed: Observed, timeout: float) -> list[float]:
+    """Seconds from each snapshot's store in JetStream to its row's update in the read model.
+
+    Waits until the gateway applied every snapshot of the run (each company gets exactly one).
+    """
+    engine = create_engine(database_url)
+    wanted = set(observed.snapshot_stored_at)
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            async with engine.connect() as connection:
+                rows = (
+                    await connection.execute(
+                        select(col(CompanyRow.snapshot_sequence), col(CompanyRow.snapshot_applied_at)).where(
+                            col(CompanyRow.firm_id) == FIRM_ID
+                        )
+                    )
+                ).all()
+            applied = {sequence: at for sequence, at in rows if sequence in wanted and at is not None}
+            if len(applied) == len(wanted) or time.monotonic() > deadline:
+                return [at.timestamp() - observed.snapshot_stored_at[sequence] for sequence, at in applied.items()]
+            await asyncio.sleep(0.5)
+    finally:
+        await engine.dispose()
+
+
+async def projections_idle(nats_url: str, timeout: float) -> bool:
+    """Whether the gateway caught up with both streams (so its model can be compared)."""
+    connection = await nats.connect(nats_url, name="bench-idle")
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            infos = [
+                await connection.jetstream().consumer_info(spec.stream, spec.durable)
+                for spec in (GATEWAY_EVENTS_CONSUMER, GATEWAY_SNAPSHOTS_CONSUMER)
+            ]
+            if all(info.num_pending == 0 and info.num_ack_pending == 0 for info in infos):
+                return True
+            await asyncio.sleep(0.5)
+        return False
+    finally:
+        await connection.close()
+
+
+def percentile(values: list[float], share: float) -> float | None:
+    """Nearest-rank percentile: the smallest value at least ``share`` of the values reach."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(share * len(ordered)) - 1)]
+
+
+def lag_summary(lags: list[float], expected: int) -> dict[str, Any]:
+    return {
+        "snapshots_applied": len(lags),
+        "snapshots_expected": expected,
+        "lag_p50_ms": _round(1000 * p50, 1) if (p50 := percentile(lags, 0.50)) is not None else None,
+        "lag_p99_ms": _round(1000 * p99, 1) if (p99 := percentile(lags, 0.99)) is not None else None,
+        "lag_max_ms": _round(1000 * max(lags), 1) if lags else None,
+    }
 
 
 # ------------------------------------------------------------------ analysis
@@ -717,6 +826,23 @@ def render(result: Mapping[str, Any]) -> str:
     )
     row("token / OIDC round trips", f"{bc['token_round_trips']} / {bc['oidc_round_trips']}")
     row("max concurrency per tenant", bc["max_concurrency_per_tenant"], "sandbox; BC allows 5")
+    read_model = result.get("read_model")
+    if read_model:
+        row(
+            "read-model lag p50 / p99 (ms)",
+            f"{read_model['lag_p50_ms']} / {read_model['lag_p99_ms']}",
+            f"snapshot stored -> row updated; {read_model['snapshots_applied']}/{read_model['snapshots_expected']}"
+            f" applied, max {read_model['lag_max_ms']} ms",
+        )
+    replay = result.get("replay")
+    if replay:
+        rebuilt = replay["rebuild"]
+        row(
+            "replay: raw nats-py / hub rebuild",
+            f"{replay['raw']['messages_per_second']} / {round(rebuilt['messages_per_second'])}",
+            f"messages/s over {replay['raw']['messages']} messages; rebuild = {replay['rebuild_share_of_raw']} of raw,"
+            f" equal to live: {rebuilt['equal_to_live']}",
+        )
     row("429s (sandbox / client)", f"{bc['throttled_429_sandbox']} / {bc['status_429_client']}")
     row("client HTTP errors", bc["client_errors"], f"by status: {bc['client_errors_by_status']}")
     lines.append("")
@@ -787,6 +913,9 @@ def run(params: Params, *, keep_workdir: bool) -> dict[str, Any]:
         if params.trace:
             python_path = os.pathsep.join(filter(None, [str(PROBE_DIR), os.environ.get("PYTHONPATH")]))
             fetcher_environment |= {"PYTHONPATH": python_path, "BENCH_HTTP_TRACE_DIR": str(trace_dir)}
+        gateway_database = f"sqlite:///{workdir / 'gateway.db'}"
+        if params.gateway:
+            start_gateway(processes, nats_url, sandbox, gateway_database)
         fetchers = [
             processes.start(f"fetcher-{index}", "fetcher", child_environment(fetcher_environment))
             for index in range(1, params.fetchers + 1)
@@ -803,10 +932,21 @@ def run(params: Params, *, keep_workdir: bool) -> dict[str, Any]:
         cpu_at_end = {name: cpu_seconds(pid) for name, pid in pids.items()}
         memory = {name: proc_status_kib(pid, "VmHWM") for name, pid in pids.items()}
         limits = sandbox_limits(sandbox)
+        read_model: dict[str, Any] | None = None
+        replay: dict[str, Any] | None = None
+        if params.gateway:
+            lags = asyncio.run(read_model_lags(gateway_database, observed, timeout=120))
+            read_model = lag_summary(lags, len(observed.snapshot_stored_at))
+            caught_up = asyncio.run(projections_idle(nats_url, timeout=120))
+            if params.replay:
+                print("measuring replay: raw nats-py consumption, then hub rebuild ...", flush=True)
+                replay = measure_replay(nats_url, gateway_database if caught_up else None, workdir).as_json()
         processes.stop()
         traces, by_pid = read_trace(trace_dir, tenants) if params.trace else (None, {})
         logs = {child.name: child.log() for child in processes.children}
         result = analyze(params, tenants, observed, limits, memory, cpu_at_end, pids, traces, by_pid, logs)
+        result["read_model"] = read_model
+        result["replay"] = replay
         succeeded = not observed.timed_out and not result["outcome"]["failed"]
         return result
     finally:
@@ -831,6 +971,8 @@ def parse_arguments(argv: list[str] | None = None) -> tuple[Params, argparse.Nam
     )
     parser.add_argument("--timeout", type=float, default=150.0, help="seconds to wait for every company")
     parser.add_argument("--no-trace", action="store_true", help="do not trace the fetchers' HTTP round trips")
+    parser.add_argument("--no-gateway", action="store_true", help="no gateway: no read-model lag, no replay")
+    parser.add_argument("--no-replay", action="store_true", help="skip the replay measurement at the end")
     parser.add_argument("--keep-workdir", action="store_true", help="keep logs and the JetStream store")
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
     arguments = parser.parse_args(argv)
@@ -845,6 +987,8 @@ def parse_arguments(argv: list[str] | None = None) -> tuple[Params, argparse.Nam
         fetcher_concurrency=arguments.fetcher_concurrency,
         timeout_seconds=arguments.timeout,
         trace=not arguments.no_trace,
+        gateway=not arguments.no_gateway,
+        replay=not arguments.no_replay,
     )
     return params, arguments
 

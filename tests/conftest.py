@@ -12,6 +12,7 @@ import secrets
 import ssl
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -89,14 +90,10 @@ def postgres_admin_url() -> Iterator[str | None]:
         yield container.get_connection_url()
 
 
-@pytest.fixture(params=_database_backends())
-def database_url(request: pytest.FixtureRequest, tmp_path: Path, postgres_admin_url: str | None) -> Iterator[str]:
-    """A fresh, empty database per test: an SQLite file, and a PostgreSQL database."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'test.db'}"
-        return
-    assert postgres_admin_url is not None
-    admin = make_url(postgres_admin_url).set(drivername="postgresql")
+@contextmanager
+def fresh_postgres_database(admin_url: str) -> Iterator[str]:
+    """A new, empty PostgreSQL database on the server of ``admin_url``, dropped afterwards."""
+    admin = make_url(admin_url).set(drivername="postgresql")
     name = f"hub_test_{uuid.uuid4().hex[:12]}"
     libpq = admin.render_as_string(hide_password=False)
     with psycopg.connect(libpq, autocommit=True) as connection:
@@ -106,6 +103,17 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path, postgres_admin_
     finally:
         with psycopg.connect(libpq, autocommit=True) as connection:
             connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=_database_backends())
+def database_url(request: pytest.FixtureRequest, tmp_path: Path, postgres_admin_url: str | None) -> Iterator[str]:
+    """A fresh, empty database per test: an SQLite file, and a PostgreSQL database."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'test.db'}"
+        return
+    assert postgres_admin_url is not None
+    with fresh_postgres_database(postgres_admin_url) as url:
+        yield url
 
 
 # ------------------------------------------------------------------- sandbox

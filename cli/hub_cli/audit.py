@@ -89,12 +89,14 @@ async def print_history(
     return count
 
 
-async def print_dead_letters(nats_url: str, *, as_json: bool, out: TextIO | None = None) -> int:
+async def print_dead_letters(
+    nats_url: str, *, as_json: bool, firm_id: uuid.UUID | None = None, out: TextIO | None = None
+) -> int:
     out = out or sys.stdout
     connection = await connect(nats_url, name="hub-dead-letters")
     count = 0
     try:
-        async for record in read_dead_letters(connection.jetstream()):
+        async for record in read_dead_letters(connection.jetstream(), firm_id=firm_id):
             count += 1
             if as_json:
                 print(json.dumps(record, sort_keys=True), file=out)

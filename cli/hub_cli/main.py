@@ -178,15 +178,24 @@ def audit(
 @app.command("dead-letters")
 def dead_letters(
     as_json: Annotated[bool, typer.Option("--json", help="JSON lines, with each message's payload.")] = False,
+    firm: Annotated[str | None, typer.Option(help="Only those whose subject carried this firm (its id).")] = None,
 ) -> None:
-    """List the messages no handler could take (invalid, or failed max_deliver times)."""
+    """List the messages no handler could take (invalid, or failed max_deliver times).
+
+    Every one, including those whose subject names no firm, which only this command shows.
+    """
     import asyncio as asyncio_module
+    import uuid as uuid_module
 
     from hub_cli.audit import print_dead_letters, quiet_logging
     from hub_common.settings import HubSettings
 
+    try:
+        firm_id = uuid_module.UUID(firm) if firm is not None else None
+    except ValueError:
+        raise typer.BadParameter(f"{firm!r} is not an id", param_hint="--firm") from None
     quiet_logging()
-    asyncio_module.run(print_dead_letters(HubSettings().nats_url, as_json=as_json))
+    asyncio_module.run(print_dead_letters(HubSettings().nats_url, as_json=as_json, firm_id=firm_id))
 
 
 @app.command()

@@ -24,6 +24,7 @@ from pathlib import Path
 from types import FrameType
 
 from hub_common.local_nats import LocalNatsServer, free_port, wait_for_port
+from hub_common.streams import Topology
 
 PR_SET_PDEATHSIG = 1
 SANDBOX_SAMPLE_TENANT = "cronus-sample.onmicrosoft.com"
@@ -85,6 +86,9 @@ class Supervisor:
     def _base_environment(self, secrets_: DevSecrets, nats_url: str) -> dict[str, str]:
         sandbox = f"https://127.0.0.1:{self.sandbox_port}"
         environment = {key: value for key, value in os.environ.items() if not key.startswith("HUB_")}
+        # Retention and delivery settings are passed on as given: every process reconciles the
+        # streams and consumers with them, so every process must see the same values.
+        environment.update({name: os.environ[name] for name in Topology.setting_names() if name in os.environ})
         environment.update(
             {
                 "HUB_MODE": "dev",

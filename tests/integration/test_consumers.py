@@ -4,14 +4,16 @@ max_deliver, then dead-letter; an invalid payload is dead-lettered at once."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import uuid
 
+import sqlalchemy.exc
 from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig
 
 from hub_common.bus import publish_event
-from hub_common.consumers import Delivery, Retry, handle_one
+from hub_common.consumers import Delivery, Retry, handle_batch, handle_one, store_unavailable
 from hub_common.events import Actor, ClientRemoved, Envelope, EventData, new_envelope
 from hub_common.streams import DEAD_LETTER_STREAM, EVENTS_STREAM, ConsumerSpec
 
@@ -29,7 +31,7 @@ async def _spec(js: JetStreamContext, firm: uuid.UUID, max_deliver: int) -> Cons
 
 
 async def _dead_letters(js: JetStreamContext, durable: str) -> list[dict[str, object]]:
-    subscription = await js.subscribe(f"deadletter.{durable}", stream=DEAD_LETTER_STREAM, ordered_consumer=True)
+    subscription = await js.subscribe(f"deadletter.{durable}.>", stream=DEAD_LETTER_STREAM, ordered_consumer=True)
     letters = []
     try:
         while True:
@@ -115,3 +117,51 @@ def test_consumer_spec_config_round_trip() -> None:
     spec = ConsumerSpec(EVENTS_STREAM, "x", ("hub.*.client.added",), 10, 4)
     config: ConsumerConfig = spec.config()
     assert config.max_deliver == 4
+
+
+async def test_a_store_outage_is_nacked_and_pauses_fetching_until_the_store_answers(
+    jetstream: JetStreamContext,
+) -> None:
+    firm = uuid.uuid4()
+    spec = await _spec(jetstream, firm, max_deliver=3)
+    envelope = new_envelope(ClientRemoved(client_id=uuid.uuid4()), firm_id=firm, actor=Actor.service("t"))
+    await publish_event(jetstream, envelope)
+    store_up = False
+    probes: list[bool] = []
+    stored: list[int] = []
+
+    async def handler(batch: list[tuple[Envelope[EventData], Delivery]]) -> None:
+        if not store_up:
+            raise sqlalchemy.exc.OperationalError("INSERT …", {}, ConnectionRefusedError("the database is down"))
+        stored.extend(delivery.num_delivered for _, delivery in batch)
+
+    async def available() -> bool:
+        nonlocal store_up
+        store_up = len(probes) >= 2  # the database comes back on the third probe
+        probes.append(store_up)
+        return store_up
+
+    tuned = dataclasses.replace(spec, retry_delay_seconds=0.05, retry_max_delay_seconds=0.1)
+    subscription = await jetstream.pull_subscribe_bind(spec.durable, stream=spec.stream)
+    await handle_batch(jetstream, tuned, await subscription.fetch(1, timeout=5), handler, available=available)
+    # It returned only once the store answered, and acknowledged nothing it had not stored.
+    assert probes == [False, False, True]
+    assert stored == []
+    info = await jetstream.consumer_info(spec.stream, spec.durable)
+    assert info.ack_floor.stream_seq == 0
+    # The nacked message comes back and is stored on its second delivery, not dead-lettered.
+    await handle_batch(jetstream, tuned, await subscription.fetch(1, timeout=5), handler, available=available)
+    assert stored == [2]
+    deadline = asyncio.get_running_loop().time() + 5
+    while (info := await jetstream.consumer_info(spec.stream, spec.durable)).num_ack_pending:
+        assert asyncio.get_running_loop().time() < deadline, "the stored message was never acknowledged"
+        await asyncio.sleep(0.05)
+    assert info.num_pending == 0
+    assert await _dead_letters(jetstream, spec.durable) == []
+
+
+def test_only_a_store_that_does_not_answer_counts_as_an_outage() -> None:
+    assert store_unavailable(sqlalchemy.exc.OperationalError("SELECT 1", {}, ConnectionRefusedError()))
+    assert store_unavailable(ConnectionResetError())
+    assert not store_unavailable(sqlalchemy.exc.IntegrityError("INSERT …", {}, ValueError("duplicate key")))
+    assert not store_unavailable(ValueError("a bug in a handler"))

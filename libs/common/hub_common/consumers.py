@@ -6,7 +6,12 @@ would silently drop work. Here every outcome is explicit:
 * handled: ack;
 * ``Retry`` or an unexpected exception: nack with a delay that grows per delivery, until
   ``max_deliver`` is reached, then the message goes to the dead-letter stream;
-* not a valid hub event: no retry can fix it, so it goes to the dead-letter stream at once.
+* not a valid hub event: no retry can fix it, so it goes to the dead-letter stream at once;
+* a store the handler writes to does not answer (the database is down): nack, then stop
+  fetching until it answers again. An outage is no fault of the message, so however long it
+  lasts it costs each message about one delivery, never its place in the read model.
+
+Nothing is acknowledged before the handler has returned, that is, before it is stored.
 
 Concurrency comes from ``PullSub(batch_size=...)`` (one fetch, handled concurrently), never
 from ``max_workers`` (FastStream's pull subscriber over-fetches there and redelivers).
@@ -24,6 +29,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import sqlalchemy.exc
 from faststream.middlewares import AckPolicy
 from faststream.nats import JStream, NatsBroker, NatsMessage, PullSub
 from nats.aio.msg import Msg
@@ -32,7 +38,7 @@ from nats.js import JetStreamContext
 from hub_common.bus import CORRELATION_HEADER, FIRM_HEADER, jetstream_of
 from hub_common.events import Envelope, EventData, InvalidEvent, decode_event
 from hub_common.logging import bound_context, get_logger
-from hub_common.streams import DEAD_LETTER_SUBJECT_PREFIX, ConsumerSpec
+from hub_common.streams import ConsumerSpec, dead_letter_subject
 
 logger = get_logger(__name__)
 
@@ -64,7 +70,12 @@ class Delivery:
         async def beat() -> None:
             while True:
                 await asyncio.sleep(every_seconds)
-                await self.raw.in_progress()
+                try:
+                    await self.raw.in_progress()
+                except Exception as error:
+                    # The broker is away for a moment: keep beating, so that once it is back
+                    # the work is not redelivered to another worker while it is still going.
+                    logger.warning("progress report failed", error=repr(error)[:200])
 
         task = asyncio.create_task(beat())
         try:
@@ -75,6 +86,8 @@ class Delivery:
 
 EventHandler = Callable[[Envelope[EventData], Delivery], Awaitable[None]]
 BatchHandler = Callable[[list[tuple[Envelope[EventData], Delivery]]], Awaitable[None]]
+# Answers whether the store a handler writes to is reachable again (e.g. ``SELECT 1``).
+Probe = Callable[[], Awaitable[bool]]
 
 
 def _delivery(msg: Msg) -> Delivery:
@@ -89,9 +102,14 @@ def _delivery(msg: Msg) -> Delivery:
     )
 
 
-def backoff_delay(num_delivered: int) -> float:
-    """Seconds before the next delivery: 1, 2, 4 ... capped at 60."""
-    return float(min(60, 2 ** max(0, num_delivered - 1)))
+def store_unavailable(error: BaseException) -> bool:
+    """Whether a handler failed because its database did not answer, not because of the message."""
+    if isinstance(error, sqlalchemy.exc.DBAPIError) and error.connection_invalidated:
+        return True
+    return isinstance(
+        error,
+        sqlalchemy.exc.OperationalError | sqlalchemy.exc.InterfaceError | sqlalchemy.exc.TimeoutError | OSError,
+    )
 
 
 async def dead_letter(js: JetStreamContext, spec: ConsumerSpec, delivery: Delivery, payload: bytes, error: str) -> None:
@@ -112,7 +130,7 @@ async def dead_letter(js: JetStreamContext, spec: ConsumerSpec, delivery: Delive
         **text_payload,
     }
     await js.publish(
-        f"{DEAD_LETTER_SUBJECT_PREFIX}.{spec.durable}",
+        dead_letter_subject(spec.durable, delivery.subject),
         json.dumps(record).encode(),
         headers={"Nats-Msg-Id": f"{delivery.stream}:{delivery.stream_sequence}:{spec.durable}"},
     )
@@ -136,8 +154,40 @@ async def _settle_failure(
         await dead_letter(js, spec, delivery, payload, error)
         await delivery.raw.term()
         return
-    wait = delay if delay is not None else backoff_delay(delivery.num_delivered)
+    wait = delay if delay is not None else spec.retry_delay(delivery.num_delivered)
     await delivery.raw.nak(delay=wait)
+
+
+async def _wait_for_store(spec: ConsumerSpec, available: Probe | None, error: BaseException) -> None:
+    """Hold this consumer's fetching until the store answers again.
+
+    The messages were nacked already; while this waits, the pull loop fetches nothing, so
+    their deliveries are not used up however long the outage lasts.
+    """
+    logger.warning("store unavailable; pausing the consumer", consumer=spec.durable, error=repr(error)[:300])
+    pause = spec.retry_delay_seconds
+    if available is None:
+        await asyncio.sleep(pause)
+        return
+    while True:
+        await asyncio.sleep(pause)
+        if await available():
+            logger.info("store available again; resuming the consumer", consumer=spec.durable)
+            return
+        pause = min(pause * 2, spec.retry_max_delay_seconds)
+
+
+async def _hold_off(
+    js: JetStreamContext,
+    spec: ConsumerSpec,
+    deliveries: list[Delivery],
+    error: BaseException,
+    available: Probe | None,
+) -> None:
+    """Nack what could not be stored (nothing of it is acknowledged), then wait for the store."""
+    for delivery in deliveries:
+        await _settle_failure(js, spec, delivery, delivery.raw.data, f"store unavailable: {error!r}", None)
+    await _wait_for_store(spec, available, error)
 
 
 def _log_context(delivery: Delivery) -> dict[str, Any]:
@@ -161,7 +211,9 @@ async def _decode_or_dead_letter(
         return None
 
 
-async def handle_one(js: JetStreamContext, spec: ConsumerSpec, msg: Msg, handler: EventHandler) -> None:
+async def handle_one(
+    js: JetStreamContext, spec: ConsumerSpec, msg: Msg, handler: EventHandler, *, available: Probe | None = None
+) -> None:
     decoded = await _decode_or_dead_letter(js, spec, msg)
     if decoded is None:
         return
@@ -174,27 +226,43 @@ async def handle_one(js: JetStreamContext, spec: ConsumerSpec, msg: Msg, handler
             await _settle_failure(js, spec, delivery, msg.data, retry.reason, retry.delay_seconds)
             return
         except Exception as error:
+            if store_unavailable(error):
+                await _hold_off(js, spec, [delivery], error, available)
+                return
             logger.exception("handler failed")
             await _settle_failure(js, spec, delivery, msg.data, repr(error), None)
             return
         await msg.ack()
 
 
-async def handle_batch(js: JetStreamContext, spec: ConsumerSpec, messages: list[Msg], handler: BatchHandler) -> None:
+async def handle_batch(
+    js: JetStreamContext,
+    spec: ConsumerSpec,
+    messages: list[Msg],
+    handler: BatchHandler,
+    *,
+    available: Probe | None = None,
+) -> None:
     decoded = [item for msg in messages if (item := await _decode_or_dead_letter(js, spec, msg))]
     if not decoded:
         return
     try:
         await handler(decoded)
-    except Exception:
+    except Exception as batch_error:
+        if store_unavailable(batch_error):
+            await _hold_off(js, spec, [delivery for _, delivery in decoded], batch_error, available)
+            return
         # One bad event must not hold the rest back: apply them one by one, so only the
         # failing one is retried and, in the end, dead-lettered.
         logger.warning("batch failed; applying one by one", size=len(decoded))
-        for envelope, delivery in decoded:
+        for position, (envelope, delivery) in enumerate(decoded):
             with bound_context(_log_context(delivery) | {"event_type": envelope.type}):
                 try:
                     await handler([(envelope, delivery)])
                 except Exception as error:
+                    if store_unavailable(error):
+                        await _hold_off(js, spec, [later for _, later in decoded[position:]], error, available)
+                        return
                     logger.exception("event failed")
                     await _settle_failure(js, spec, delivery, delivery.raw.data, repr(error), None)
                     continue
@@ -226,12 +294,17 @@ def subscribe(
     *,
     concurrency: int,
     title: str,
+    available: Probe | None = None,
 ) -> None:
-    """Bind ``handler`` to the role's durable; ``concurrency`` messages are handled at once."""
+    """Bind ``handler`` to the role's durable; ``concurrency`` messages are handled at once.
+
+    ``available`` probes the handler's database after it failed to answer, so fetching
+    resumes as soon as it is back.
+    """
 
     @_pull_subscriber(broker, spec, PullSub(batch_size=concurrency, timeout=1.0), title)
     async def consume(message: NatsMessage) -> None:
-        await handle_one(jetstream_of(broker), spec, message.raw_message, handler)
+        await handle_one(jetstream_of(broker), spec, message.raw_message, handler, available=available)
 
 
 def subscribe_batches(
@@ -241,11 +314,15 @@ def subscribe_batches(
     *,
     batch_size: int,
     title: str,
+    available: Probe | None = None,
 ) -> None:
-    """Bind a batch handler (a projection) to the role's durable; batches arrive in order."""
+    """Bind a batch handler (a projection) to the role's durable; batches arrive in order.
+
+    ``available`` probes the projection's database after it failed to answer.
+    """
 
     @_pull_subscriber(broker, spec, PullSub(batch_size=batch_size, timeout=0.2, batch=True), title)
     async def consume(message: NatsMessage) -> None:
         raw = message.raw_message
         messages = raw if isinstance(raw, list) else [raw]
-        await handle_batch(jetstream_of(broker), spec, messages, handler)
+        await handle_batch(jetstream_of(broker), spec, messages, handler, available=available)

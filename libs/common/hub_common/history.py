@@ -18,7 +18,7 @@ from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from hub_common.events import Envelope, EventData, InvalidEvent, decode_event
-from hub_common.streams import DEAD_LETTER_STREAM, EVENTS_STREAM
+from hub_common.streams import DEAD_LETTER_STREAM, EVENTS_STREAM, dead_letter_filter
 
 
 @dataclass(frozen=True)
@@ -80,11 +80,21 @@ async def read_history(
         await subscription.unsubscribe()
 
 
-async def read_dead_letters(js: JetStreamContext, *, idle_seconds: float = 0.5) -> AsyncIterator[dict[str, Any]]:
-    """Every message no handler could take, oldest first, as the consumers recorded it."""
+async def read_dead_letters(
+    js: JetStreamContext, *, firm_id: uuid.UUID | None = None, idle_seconds: float = 2.0
+) -> AsyncIterator[dict[str, Any]]:
+    """Messages no handler could take, oldest first, as the consumers recorded them.
+
+    Every one, or only those whose subject carried ``firm_id``. Reading stops at the last
+    dead letter the stream held when it started (a later one waits for the next read).
+    """
     import json
 
-    subscription = await js.subscribe("deadletter.>", stream=DEAD_LETTER_STREAM, ordered_consumer=True)
+    subject = dead_letter_filter(firm_id)
+    held = (await js.stream_info(DEAD_LETTER_STREAM, subjects_filter=subject)).state.subjects or {}
+    if not sum(held.values()):
+        return
+    subscription = await js.subscribe(subject, stream=DEAD_LETTER_STREAM, ordered_consumer=True)
     try:
         while True:
             try:
@@ -94,5 +104,7 @@ async def read_dead_letters(js: JetStreamContext, *, idle_seconds: float = 0.5) 
             record: dict[str, Any] = json.loads(message.data)
             record["dead_letter_sequence"] = message.metadata.sequence.stream
             yield record
+            if message.metadata.num_pending == 0:
+                return
     finally:
         await subscription.unsubscribe()

@@ -45,6 +45,27 @@ class HubSettings(BaseSettings):
 
     database_url: str = "sqlite:///.hub/hub.db"
 
+    # Retention and delivery of the streams and durable consumers (hub_common.streams).
+    # Every process reconciles them at start-up: give every process the same values.
+    # HUB_EVENTS, the audit log: how long events are kept (0 = forever).
+    audit_max_age_seconds: float = Field(default=0, ge=0)
+    # HUB_SNAPSHOTS: the last N snapshots kept per company, and for how long.
+    snapshots_per_company: int = Field(default=10, ge=1)
+    snapshots_max_age_seconds: float = Field(default=90 * 24 * 3600, ge=0)
+    # How long a fetcher may hold a refresh without reporting progress before another
+    # fetcher gets it, and how often a refresh is delivered before it is given up.
+    fetcher_ack_wait_seconds: float = Field(default=60, gt=0)
+    fetcher_max_deliver: int = Field(default=8, ge=1)
+    # The same for the gateway's read-model projections.
+    projection_ack_wait_seconds: float = Field(default=30, gt=0)
+    projection_max_deliver: int = Field(default=10, ge=1)
+    # A failed message waits this long before its redelivery, doubling each time up to the max.
+    retry_delay_seconds: float = Field(default=1.0, gt=0)
+    retry_max_delay_seconds: float = Field(default=60.0, gt=0)
+    # How long a BC request slot stays taken when the fetcher holding it dies (a lease in NATS
+    # KV). It must outlast the longest BC request (the fetcher's read timeout and retries).
+    bc_slot_lease_seconds: float = Field(default=120.0, gt=0)
+
     # Where the hub's app identity is issued and where Business Central answers. The sandbox
     # points both at itself; the production code path stays the same.
     entra_authority: str = "https://login.microsoftonline.com"

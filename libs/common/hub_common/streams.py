@@ -5,11 +5,17 @@ firm is a subject filter and NATS permissions can fence a firm off.
 
 ``declare_topology`` is idempotent and reconciles: nats-py binds an existing durable
 without updating it, so a changed consumer config would otherwise be silently ignored.
+
+Retention (``StreamLimits``) and delivery (``DeliveryLimits``) come from settings. Every
+process declares the topology at start-up, so every process must be given the same values:
+one with other values would reconcile the streams and consumers to its own on each start.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import contextlib
+import uuid
+from dataclasses import dataclass, fields, replace
 
 import nats.js.errors
 from nats.js import JetStreamContext
@@ -26,6 +32,7 @@ from nats.js.api import (
 
 from hub_common.events import EVENT_TYPES, CompanySnapshot
 from hub_common.logging import get_logger
+from hub_common.settings import HubSettings
 
 logger = get_logger(__name__)
 
@@ -51,6 +58,35 @@ def _event_entities() -> list[str]:
     return sorted(entities)
 
 
+def firm_of_subject(subject: str) -> uuid.UUID | None:
+    """The firm a hub subject belongs to (``hub.<firm_id>.…``), or None if it names none."""
+    parts = subject.split(".")
+    if len(parts) < 3 or parts[0] != "hub":
+        return None
+    try:
+        return uuid.UUID(parts[1])
+    except ValueError:
+        return None
+
+
+UNATTRIBUTED = "unattributed"
+
+
+def dead_letter_subject(durable: str, original_subject: str) -> str:
+    """``deadletter.<durable>.<firm_id>``: one firm's dead letters are a subject filter away.
+
+    A message whose subject names no firm goes under ``unattributed``; only operators
+    (``hub dead-letters``) see those, since nothing says which firm may.
+    """
+    firm_id = firm_of_subject(original_subject)
+    return f"{DEAD_LETTER_SUBJECT_PREFIX}.{durable}.{firm_id or UNATTRIBUTED}"
+
+
+def dead_letter_filter(firm_id: uuid.UUID | None = None) -> str:
+    """Every dead letter, or one firm's (of every consumer)."""
+    return f"{DEAD_LETTER_SUBJECT_PREFIX}.*.{firm_id}" if firm_id else f"{DEAD_LETTER_SUBJECT_PREFIX}.>"
+
+
 @dataclass(frozen=True)
 class StreamLimits:
     """Retention settings: the audit horizon and how many snapshots to keep."""
@@ -58,6 +94,13 @@ class StreamLimits:
     audit_max_age_seconds: float = 0  # 0 keeps every event forever
     snapshots_per_company: int = 10
     snapshots_max_age_seconds: float = 90 * 24 * 3600
+    # How long a BC request slot stays taken if its holder dies without giving it back.
+    bc_slot_lease_seconds: float = BC_SLOT_LEASE_SECONDS
+
+    @classmethod
+    def from_settings(cls, settings: HubSettings) -> StreamLimits:
+        # Each field is the setting of the same name (HUB_AUDIT_MAX_AGE_SECONDS ...).
+        return cls(**{item.name: getattr(settings, item.name) for item in fields(cls)})
 
 
 def stream_configs(limits: StreamLimits) -> list[StreamConfig]:
@@ -108,6 +151,16 @@ class ConsumerSpec:
     ack_wait_seconds: float
     max_deliver: int
     max_ack_pending: int = 1000
+    # A failed message is redelivered after retry_delay_seconds, doubling per delivery up to
+    # retry_max_delay_seconds. Those delays count toward max_deliver: together they are how
+    # long a failure may last before the message is dead-lettered.
+    retry_delay_seconds: float = 1.0
+    retry_max_delay_seconds: float = 60.0
+
+    def retry_delay(self, num_delivered: int) -> float:
+        """Seconds before the next delivery after the ``num_delivered``-th failed."""
+        doubled: float = self.retry_delay_seconds * 2.0 ** max(0, num_delivered - 1)
+        return min(self.retry_max_delay_seconds, doubled)
 
     def config(self) -> ConsumerConfig:
         return ConsumerConfig(
@@ -170,6 +223,103 @@ CONSUMERS = (
     REGISTRY_CONSUMER,
     INVITATIONS_CONSUMER,
 )
+# The read model's consumers: what "projection" settings tune.
+PROJECTION_CONSUMERS = frozenset({GATEWAY_EVENTS_CONSUMER.durable, GATEWAY_SNAPSHOTS_CONSUMER.durable})
+
+
+@dataclass(frozen=True)
+class DeliveryLimits:
+    """How long a consumer may hold a message, how often it is delivered, how retries wait.
+
+    The defaults suit production; the fault tests shorten them so a dead worker's message
+    moves on within seconds.
+    """
+
+    # A fetcher reports progress while it works, so this only bounds a dead worker's hold.
+    fetcher_ack_wait_seconds: float = FETCHER_CONSUMER.ack_wait_seconds
+    fetcher_max_deliver: int = FETCHER_CONSUMER.max_deliver
+    projection_ack_wait_seconds: float = GATEWAY_EVENTS_CONSUMER.ack_wait_seconds
+    projection_max_deliver: int = GATEWAY_EVENTS_CONSUMER.max_deliver
+    retry_delay_seconds: float = 1.0
+    retry_max_delay_seconds: float = 60.0
+
+    @classmethod
+    def from_settings(cls, settings: HubSettings) -> DeliveryLimits:
+        # Each field is the setting of the same name (HUB_FETCHER_ACK_WAIT_SECONDS ...).
+        return cls(**{item.name: getattr(settings, item.name) for item in fields(cls)})
+
+    def apply(self, spec: ConsumerSpec) -> ConsumerSpec:
+        """The role's consumer with these limits."""
+        tuned = replace(
+            spec, retry_delay_seconds=self.retry_delay_seconds, retry_max_delay_seconds=self.retry_max_delay_seconds
+        )
+        if spec.durable == FETCHER_CONSUMER.durable:
+            return replace(tuned, ack_wait_seconds=self.fetcher_ack_wait_seconds, max_deliver=self.fetcher_max_deliver)
+        if spec.durable in PROJECTION_CONSUMERS:
+            return replace(
+                tuned, ack_wait_seconds=self.projection_ack_wait_seconds, max_deliver=self.projection_max_deliver
+            )
+        return tuned
+
+
+@dataclass(frozen=True)
+class Topology:
+    """Everything ``declare_topology`` reconciles that settings may change."""
+
+    streams: StreamLimits = StreamLimits()
+    delivery: DeliveryLimits = DeliveryLimits()
+
+    @staticmethod
+    def setting_names() -> list[str]:
+        """The environment variables every process must be given alike (``HUB_…``)."""
+        return [f"HUB_{item.name.upper()}" for limits in (StreamLimits, DeliveryLimits) for item in fields(limits)]
+
+    @classmethod
+    def from_settings(cls, settings: HubSettings) -> Topology:
+        return cls(streams=StreamLimits.from_settings(settings), delivery=DeliveryLimits.from_settings(settings))
+
+    def consumer(self, spec: ConsumerSpec) -> ConsumerSpec:
+        """The spec a service subscribes with: the same one ``declare_topology`` declared."""
+        return self.delivery.apply(spec)
+
+
+async def _declare_slot_bucket(js: JetStreamContext, lease_seconds: float) -> None:
+    """The leases of BC request slots, in a file-backed bucket.
+
+    It must outlive a broker restart: a bucket kept in memory is gone after one, and every
+    fetcher then fails to take a slot until it is restarted itself.
+    """
+    try:
+        bucket = await js.key_value(BC_SLOTS_BUCKET)
+    except nats.js.errors.BucketNotFoundError:
+        pass
+    else:
+        status = await bucket.status()
+        if status.stream_info.config.storage == StorageType.FILE:
+            if status.ttl != lease_seconds:
+                # A bucket is a stream underneath: its TTL is the stream's max_age.
+                config = status.stream_info.config
+                config.max_age = lease_seconds
+                # As when a bucket is created: the duplicate window may not exceed the max age.
+                config.duplicate_window = min(lease_seconds, DUPLICATE_WINDOW_SECONDS)
+                await js.update_stream(config)
+                logger.info("bucket updated", bucket=BC_SLOTS_BUCKET, lease_seconds=lease_seconds)
+            return
+        # Storage cannot be changed in place. Dropping the leases lets at most one more round
+        # of requests through at once, and only while the bucket is replaced.
+        await js.delete_key_value(BC_SLOTS_BUCKET)
+        logger.warning("bucket replaced to keep it on file", bucket=BC_SLOTS_BUCKET)
+    with contextlib.suppress(nats.js.errors.BadRequestError):  # another process just created it
+        await js.create_key_value(
+            KeyValueConfig(
+                bucket=BC_SLOTS_BUCKET,
+                description="Who holds each of a BC tenant's concurrent request slots (leases).",
+                history=1,
+                ttl=lease_seconds,
+                storage=StorageType.FILE,
+            )
+        )
+        logger.info("bucket created", bucket=BC_SLOTS_BUCKET)
 
 
 def _differs(wanted: StreamConfig | ConsumerConfig, actual: StreamConfig | ConsumerConfig) -> bool:
@@ -178,9 +328,10 @@ def _differs(wanted: StreamConfig | ConsumerConfig, actual: StreamConfig | Consu
     return any(actual_fields.get(key) != value for key, value in wanted_fields.items())
 
 
-async def declare_topology(js: JetStreamContext, limits: StreamLimits | None = None) -> None:
+async def declare_topology(js: JetStreamContext, topology: Topology | None = None) -> None:
     """Create or reconcile both streams and every durable consumer."""
-    for wanted in stream_configs(limits or StreamLimits()):
+    topology = topology or Topology()
+    for wanted in stream_configs(topology.streams):
         assert wanted.name is not None
         try:
             info = await js.stream_info(wanted.name)
@@ -191,20 +342,8 @@ async def declare_topology(js: JetStreamContext, limits: StreamLimits | None = N
         if _differs(wanted, info.config):
             await js.update_stream(wanted)
             logger.info("stream updated", stream=wanted.name)
-    try:
-        await js.key_value(BC_SLOTS_BUCKET)
-    except nats.js.errors.BucketNotFoundError:
-        await js.create_key_value(
-            KeyValueConfig(
-                bucket=BC_SLOTS_BUCKET,
-                description="Who holds each of a BC tenant's concurrent request slots (leases).",
-                history=1,
-                ttl=BC_SLOT_LEASE_SECONDS,
-                storage=StorageType.MEMORY,
-            )
-        )
-        logger.info("bucket created", bucket=BC_SLOTS_BUCKET)
-    for spec in CONSUMERS:
+    await _declare_slot_bucket(js, topology.streams.bc_slot_lease_seconds)
+    for spec in map(topology.consumer, CONSUMERS):
         wanted_consumer = spec.config()
         try:
             consumer = await js.consumer_info(spec.stream, spec.durable)

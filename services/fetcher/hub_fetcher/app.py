@@ -11,7 +11,7 @@ from hub_common.bus import create_broker, jetstream_of
 from hub_common.consumers import Delivery, subscribe
 from hub_common.events import Envelope, EventData
 from hub_common.logging import configure_logging, get_logger
-from hub_common.streams import BC_SLOTS_BUCKET, FETCHER_CONSUMER, declare_topology
+from hub_common.streams import BC_SLOTS_BUCKET, FETCHER_CONSUMER, Topology, declare_topology
 from hub_fetcher.bc.client import BusinessCentral
 from hub_fetcher.bc.identity import TokenProvider
 from hub_fetcher.bc.limits import SharedTenantSlots, TenantLimiter
@@ -26,6 +26,8 @@ logger = get_logger(__name__)
 def create_app(settings: FetcherSettings) -> FastStream:
     configure_logging(settings)
     broker = create_broker(settings.nats_url, name=settings.service_name)
+    topology = Topology.from_settings(settings)
+    consumer = topology.consumer(FETCHER_CONSUMER)
     http = httpx.AsyncClient(
         verify=settings.tls_verification(),
         timeout=httpx.Timeout(settings.http_read_timeout_seconds, connect=settings.http_connect_timeout_seconds),
@@ -51,7 +53,7 @@ def create_app(settings: FetcherSettings) -> FastStream:
     async def prepare() -> None:
         await broker.connect()
         js = jetstream_of(broker)
-        await declare_topology(js)
+        await declare_topology(js, topology)
         limiter = TenantLimiter(
             concurrent=settings.tenant_max_concurrent_requests,
             per_window=settings.tenant_requests_per_window,
@@ -69,7 +71,7 @@ def create_app(settings: FetcherSettings) -> FastStream:
             max_response_bytes=settings.max_response_bytes,
         )
         reader = ClientReader(bc, web_client_base=settings.bc_web_client, use_cue_services=settings.use_cue_services)
-        handlers.append(FetcherHandlers(reader, js))
+        handlers.append(FetcherHandlers(reader, js, consumer))
         statements.append(StatementsReader(bc))
 
     @app.after_startup
@@ -81,7 +83,7 @@ def create_app(settings: FetcherSettings) -> FastStream:
         await http.aclose()
         tokens.close()
 
-    subscribe(broker, FETCHER_CONSUMER, handle, concurrency=settings.concurrency, title="fetcher refreshes")
+    subscribe(broker, consumer, handle, concurrency=settings.concurrency, title="fetcher refreshes")
 
     @broker.subscriber(
         commands.READ_STATEMENTS,

@@ -19,7 +19,7 @@ from typing import Any
 from nats.js import JetStreamContext
 
 from hub_common.bus import publish_event
-from hub_common.consumers import Delivery, Retry, backoff_delay
+from hub_common.consumers import Delivery, Retry
 from hub_common.events import (
     Actor,
     ClientAdded,
@@ -35,7 +35,7 @@ from hub_common.events import (
     new_envelope,
 )
 from hub_common.logging import get_logger
-from hub_common.streams import FETCHER_CONSUMER
+from hub_common.streams import FETCHER_CONSUMER, ConsumerSpec
 from hub_fetcher.bc.entities import Company
 from hub_fetcher.bc.failures import FetchFailure
 from hub_fetcher.refresh import ClientReader
@@ -43,7 +43,6 @@ from hub_fetcher.refresh import ClientReader
 logger = get_logger(__name__)
 
 FETCHER_ACTOR = Actor.service("fetcher")
-KEEP_ALIVE_SECONDS = FETCHER_CONSUMER.ack_wait_seconds / 3
 # BC lets an identity run 5 requests at once per tenant; more companies in flight only queue.
 COMPANIES_AT_ONCE = 5
 
@@ -64,9 +63,13 @@ def derived_id(cause: Envelope[Any], purpose: str) -> uuid.UUID:
 
 
 class FetcherHandlers:
-    def __init__(self, reader: ClientReader, js: JetStreamContext) -> None:
+    def __init__(self, reader: ClientReader, js: JetStreamContext, consumer: ConsumerSpec = FETCHER_CONSUMER) -> None:
         self._reader = reader
         self._js = js
+        # The durable as declared (its ack wait and max_deliver come from settings).
+        self._consumer = consumer
+        # Progress is reported three times per ack wait, so a live refresh is never redelivered.
+        self._keep_alive_seconds = consumer.ack_wait_seconds / 3
 
     async def _publish(self, cause: Envelope[Any], data: EventData, purpose: str) -> None:
         envelope = new_envelope(
@@ -80,7 +83,7 @@ class FetcherHandlers:
 
     async def handle(self, envelope: Envelope[EventData], delivery: Delivery) -> None:
         data = envelope.data
-        async with delivery.keep_alive(KEEP_ALIVE_SECONDS):
+        async with delivery.keep_alive(self._keep_alive_seconds):
             if isinstance(data, ClientAdded):
                 await self._refresh(
                     envelope,
@@ -104,14 +107,13 @@ class FetcherHandlers:
             elif isinstance(data, ConnectionTestRequested):
                 await self._test_connection(envelope, data)
 
-    @staticmethod
-    def _should_retry(failure: FetchFailure, delivery: Delivery) -> bool:
-        return failure.transient and delivery.num_delivered < FETCHER_CONSUMER.max_deliver
+    def _should_retry(self, failure: FetchFailure, delivery: Delivery) -> bool:
+        return failure.transient and delivery.num_delivered < self._consumer.max_deliver
 
     def _retry_if_transient(self, failure: FetchFailure, delivery: Delivery) -> None:
         """Ask for a redelivery unless the failure is permanent or this is the last try."""
         if self._should_retry(failure, delivery):
-            delay = failure.retry_after_seconds or backoff_delay(delivery.num_delivered)
+            delay = failure.retry_after_seconds or self._consumer.retry_delay(delivery.num_delivered)
             raise Retry(f"{failure.kind.value}: {failure.message}", delay_seconds=min(delay, 300))
 
     async def _refresh(self, envelope: Envelope[Any], delivery: Delivery, refresh: Refresh) -> None:

@@ -15,13 +15,14 @@ from fastapi.staticfiles import StaticFiles
 
 from hub_common.bus import create_broker, jetstream_of
 from hub_common.consumers import Delivery, subscribe_batches
-from hub_common.db import create_engine, migrate, session_factory, transaction
+from hub_common.db import create_engine, database_ok, migrate, session_factory, transaction
 from hub_common.entra import EntraTokenVerifier, confidential_client
 from hub_common.events import Envelope, EventData
 from hub_common.logging import bound_context, configure_logging, get_logger
-from hub_common.streams import GATEWAY_EVENTS_CONSUMER, GATEWAY_SNAPSHOTS_CONSUMER, declare_topology
+from hub_common.streams import GATEWAY_EVENTS_CONSUMER, GATEWAY_SNAPSHOTS_CONSUMER, Topology, declare_topology
 from hub_gateway.api.client_invitations import client_invitations
 from hub_gateway.api.dashboard import dashboard_api
+from hub_gateway.api.dead_letters import dead_letters
 from hub_gateway.api.deps import GatewayState
 from hub_gateway.api.reports import reports
 from hub_gateway.api.routes import api, health
@@ -61,22 +62,29 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             if live_updates:  # after the commit: a page told of a change must be able to read it
                 await live_updates[0].announce(changes)
 
+        async def database_answers() -> bool:
+            return await database_ok(engine)
+
+        # While the database is down the projections nack and pause; nothing is acked unstored.
+        topology = Topology.from_settings(settings)
         subscribe_batches(
             broker,
-            GATEWAY_EVENTS_CONSUMER,
+            topology.consumer(GATEWAY_EVENTS_CONSUMER),
             project,
             batch_size=settings.projection_batch_size,
             title="gateway read model: events",
+            available=database_answers,
         )
         subscribe_batches(
             broker,
-            GATEWAY_SNAPSHOTS_CONSUMER,
+            topology.consumer(GATEWAY_SNAPSHOTS_CONSUMER),
             project,
             batch_size=settings.projection_batch_size,
             title="gateway read model: snapshots",
+            available=database_answers,
         )
         await broker.connect()
-        await declare_topology(jetstream_of(broker))
+        await declare_topology(jetstream_of(broker), topology)
         live = LiveUpdates(broker.connection)
         await live.start()
         live_updates.append(live)
@@ -131,6 +139,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     app.include_router(api)
     app.include_router(reports)
     app.include_router(dashboard_api)
+    app.include_router(dead_letters)
     app.include_router(pages)
     app.include_router(client_invitations)
     app.include_router(invitation_pages)

@@ -12,7 +12,7 @@ from hub_common.consumers import subscribe
 from hub_common.db import create_engine, migrate, session_factory
 from hub_common.logging import configure_logging, get_logger
 from hub_common.outbox import OutboxRelay
-from hub_common.streams import INVITATIONS_CONSUMER, declare_topology
+from hub_common.streams import INVITATIONS_CONSUMER, Topology, declare_topology
 from hub_invitations.colleague_mail import colleague_mail_handler
 from hub_invitations.handlers import register_command_handlers
 from hub_invitations.mailer import InvitationMailer
@@ -44,7 +44,7 @@ def create_app(settings: InvitationsSettings) -> FastStream:
     async def prepare() -> None:
         await asyncio.to_thread(migrate, settings.database_url, MIGRATIONS, VERSION_TABLE)
         await broker.connect()
-        await declare_topology(jetstream_of(broker))
+        await declare_topology(jetstream_of(broker), Topology.from_settings(settings))
         relays.append(OutboxRelay(sessions, invitations_outbox, jetstream_of(broker)))
 
     @app.after_startup
@@ -64,7 +64,7 @@ def create_app(settings: InvitationsSettings) -> FastStream:
     register_command_handlers(broker, sessions, relay_notify, mailer, settings)
     subscribe(
         broker,
-        INVITATIONS_CONSUMER,
+        Topology.from_settings(settings).consumer(INVITATIONS_CONSUMER),
         colleague_mail_handler(settings),
         concurrency=4,
         title="invitations: mail to invited colleagues",

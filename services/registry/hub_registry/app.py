@@ -10,11 +10,11 @@ from faststream import FastStream
 
 from hub_common.bus import create_broker, jetstream_of
 from hub_common.consumers import Delivery, subscribe
-from hub_common.db import create_engine, migrate, session_factory, transaction
+from hub_common.db import create_engine, database_ok, migrate, session_factory, transaction
 from hub_common.events import Envelope, EventData, InvitationAccepted
 from hub_common.logging import configure_logging, get_logger
 from hub_common.outbox import OutboxRelay
-from hub_common.streams import REGISTRY_CONSUMER, declare_topology
+from hub_common.streams import REGISTRY_CONSUMER, Topology, declare_topology
 from hub_registry import service
 from hub_registry.handlers import register_command_handlers
 from hub_registry.models import registry_outbox
@@ -45,7 +45,7 @@ def create_app(settings: RegistrySettings) -> FastStream:
     async def prepare() -> None:
         await asyncio.to_thread(migrate, settings.database_url, MIGRATIONS, VERSION_TABLE)
         await broker.connect()
-        await declare_topology(jetstream_of(broker))
+        await declare_topology(jetstream_of(broker), Topology.from_settings(settings))
         relays.append(OutboxRelay(sessions, registry_outbox, jetstream_of(broker)))
 
     async def refresh_on_schedule() -> None:
@@ -87,7 +87,17 @@ def create_app(settings: RegistrySettings) -> FastStream:
                 )
             relay_notify()
 
-    subscribe(broker, REGISTRY_CONSUMER, on_event, concurrency=1, title="registry: accepted invitations")
+    async def database_answers() -> bool:
+        return await database_ok(engine)
+
+    subscribe(
+        broker,
+        Topology.from_settings(settings).consumer(REGISTRY_CONSUMER),
+        on_event,
+        concurrency=1,
+        title="registry: accepted invitations",
+        available=database_answers,
+    )
     return app
 
 
