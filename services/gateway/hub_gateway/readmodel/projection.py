@@ -8,7 +8,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
 
+from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 from sqlmodel import SQLModel, col, select
 
 from hub_common.consumers import Delivery
@@ -85,11 +87,63 @@ async def _locked(model: type[RowT], session: AsyncSession, key: Any) -> RowT | 
 
     The events and snapshots projections run concurrently (and so may several gateway
     replicas): without the lock, two transactions could read the same row and the later
-    commit would silently undo the other's change. Rows are always locked client first,
-    then companies, so two transactions never wait on each other in a cycle. SQLite has
-    no row locks; there the gateway's projection lock serializes the writers instead.
+    commit would silently undo the other's change. SQLite has no row locks; there the
+    gateway's projection lock serializes the writers instead. ``_preload`` has usually
+    locked and loaded every row a batch touches; then this reads the session, not the
+    database.
     """
+    client_id = key[0] if isinstance(key, tuple) else key
+    if client_id in session.info.get(PRELOADED, ()):
+        found = session.sync_session.identity_map.get(session.sync_session.identity_key(model, key))
+        return found if isinstance(found, model) else None
     return await session.get(model, key, with_for_update=True)
+
+
+PRELOADED = "preloaded_clients"
+
+
+async def _preload(session: AsyncSession, batch: list[tuple[Envelope[EventData], Delivery]]) -> None:
+    """Lock and load, in two statements, the client and company rows the batch is about.
+
+    Rows are locked in one order (clients, then companies, each by id), so two
+    transactions never wait on each other in a cycle. Afterwards, a row a later event asks
+    for is in the session, or does not exist yet (and is then created and flushed into it).
+    """
+    client_ids = sorted(
+        {
+            client_id
+            for envelope, _ in batch
+            if isinstance(client_id := getattr(envelope.data, "client_id", None), uuid.UUID)
+        }
+    )
+    if not client_ids:
+        return
+    clients = await session.execute(
+        select(ClientRow)
+        .where(col(ClientRow.client_id).in_(client_ids))
+        .order_by(col(ClientRow.client_id))
+        .with_for_update()
+    )
+    companies = await session.execute(
+        select(CompanyRow)
+        .where(col(CompanyRow.client_id).in_(client_ids))
+        .order_by(col(CompanyRow.client_id), col(CompanyRow.company_id))
+        .with_for_update()
+    )
+    # The session's identity map holds rows weakly: these references keep the loaded rows,
+    # and every row the batch creates, in it until the transaction ends.
+    held: list[Any] = session.info.setdefault(HELD_ROWS, [])
+    held.extend([*clients.scalars(), *companies.scalars()])
+    if not event.contains(session.sync_session, "pending_to_persistent", _hold):
+        event.listen(session.sync_session, "pending_to_persistent", _hold)
+    session.info[PRELOADED] = set(client_ids)
+
+
+HELD_ROWS = "held_rows"
+
+
+def _hold(session: Session, instance: Any) -> None:
+    session.info.setdefault(HELD_ROWS, []).append(instance)
 
 
 async def _advance_position(session: AsyncSession, stream: str, sequence: int) -> None:
@@ -380,12 +434,17 @@ async def apply_batch(
 ) -> Changes:
     """Apply events in stream order and advance each stream's position, in one transaction."""
     changes = Changes()
+    positions: dict[str, int] = {}
+    await _preload(session, batch)
     for envelope, delivery in batch:
         if isinstance(envelope.data, CompanySnapshot):
             await _apply_snapshot(session, envelope, delivery.stream_sequence, applied_at)
         else:
             await _apply_event(session, envelope, delivery.stream_sequence)
-        await _advance_position(session, delivery.stream, delivery.stream_sequence)
+        positions[delivery.stream] = max(positions.get(delivery.stream, 0), delivery.stream_sequence)
         await session.flush()
         _note_change(changes, envelope)
+    # Each stream's high-water mark, once per batch, in the same transaction.
+    for stream, sequence in positions.items():
+        await _advance_position(session, stream, sequence)
     return changes
