@@ -34,7 +34,7 @@ from hub_common.statements import (
     TrialBalance,
     TrialBalanceLine,
 )
-from hub_gateway.readmodel.queries import DashboardRow
+from hub_gateway.readmodel.queries import DashboardRow, FailureSummary
 from hub_gateway.reports import attachment_disposition, company_workbook, key_figures_rows, key_figures_workbook
 from hub_gateway.reports.company import SHEET_TITLES
 from hub_gateway.reports.key_figures import HEADINGS, KeyFiguresRow
@@ -453,6 +453,7 @@ def test_key_figures_rows_come_from_the_dashboard_rows() -> None:
                 as_of=READ_AT,
                 currency_code="EUR",
                 web_client_link=None,
+                values={},
                 figures=figures.model_dump(mode="json"),
                 failure=None,
             ),
@@ -465,14 +466,31 @@ def test_key_figures_rows_come_from_the_dashboard_rows() -> None:
                 as_of=None,
                 currency_code=None,
                 web_client_link=None,
+                values={},
                 figures={"cash": "not figures"},
-                failure={"kind": "tenant_not_found", "summary": "Microsoft Entra ID does not know the tenant."},
+                failure=FailureSummary(
+                    kind="tenant_not_found", summary="Microsoft Entra ID does not know the tenant.", fix="Check it."
+                ),
+            ),
+            DashboardRow(
+                client_id=uuid.uuid4(),
+                client_name="C",
+                company_id=None,
+                company_name=None,
+                state="failed",
+                as_of=None,
+                currency_code=None,
+                web_client_link=None,
+                values={},
+                figures=None,
+                failure=FailureSummary(kind="timeout", summary="Business Central did not answer in time.", fix="Wait."),
             ),
         ]
     )
     assert rows[0].figures == figures
     assert rows[1].figures is None
     assert rows[1].note == "The stored figures could not be read; refresh the company."
+    assert rows[2].note == "Business Central did not answer in time."
 
 
 def test_an_empty_firm_still_gets_a_workbook() -> None:

@@ -26,19 +26,6 @@ from hub_gateway.readmodel.models import (
 )
 
 
-class DashboardRow(BaseModel):
-    client_id: uuid.UUID
-    client_name: str
-    company_id: uuid.UUID | None
-    company_name: str | None
-    state: str
-    as_of: datetime | None
-    currency_code: str | None
-    web_client_link: str | None
-    figures: dict[str, Any] | None
-    failure: dict[str, Any] | None
-
-
 class ClientSummary(BaseModel):
     client_id: uuid.UUID
     name: str
@@ -53,64 +40,6 @@ class ClientSummary(BaseModel):
 
 def _loads(text: str | None) -> dict[str, Any] | None:
     return json.loads(text) if text else None
-
-
-async def dashboard_rows(session: AsyncSession, *, firm_id: uuid.UUID) -> list[DashboardRow]:
-    clients = list(
-        (
-            await session.execute(
-                select(ClientRow)
-                .where(ClientRow.firm_id == firm_id, col(ClientRow.removed).is_(False))
-                .order_by(ClientRow.name)
-            )
-        ).scalars()
-    )
-    companies = list(
-        (
-            await session.execute(
-                select(CompanyRow).where(CompanyRow.firm_id == firm_id).order_by(CompanyRow.company_name)
-            )
-        ).scalars()
-    )
-    by_client: dict[uuid.UUID, list[CompanyRow]] = {}
-    for company in companies:
-        by_client.setdefault(company.client_id, []).append(company)
-    rows: list[DashboardRow] = []
-    for client in clients:
-        client_companies = by_client.get(client.client_id, [])
-        if not client_companies:
-            # A client whose companies are not known yet (or could not be read) still shows.
-            rows.append(
-                DashboardRow(
-                    client_id=client.client_id,
-                    client_name=client.name,
-                    company_id=None,
-                    company_name=None,
-                    state=client.state,
-                    as_of=None,
-                    currency_code=None,
-                    web_client_link=None,
-                    figures=None,
-                    failure=_loads(client.failure_json),
-                )
-            )
-            continue
-        for company in client_companies:
-            rows.append(
-                DashboardRow(
-                    client_id=client.client_id,
-                    client_name=client.name,
-                    company_id=company.company_id,
-                    company_name=company.company_name,
-                    state=company.state,
-                    as_of=company.as_of,
-                    currency_code=company.currency_code,
-                    web_client_link=company.web_client_link,
-                    figures=_loads(company.figures_json),
-                    failure=_loads(company.failure_json),
-                )
-            )
-    return rows
 
 
 async def clients(session: AsyncSession, *, firm_id: uuid.UUID) -> list[ClientSummary]:
@@ -431,6 +360,28 @@ async def rows_of_clients(session: AsyncSession, *, firm_id: uuid.UUID, client_i
             row.state = "removed"
         rows.append(row)
     return rows
+
+
+class DashboardRow(PageRow):
+    """A dashboard row with all its figures (the key-figures workbook's row)."""
+
+    figures: dict[str, Any] | None
+
+
+async def dashboard_rows(session: AsyncSession, *, firm_id: uuid.UUID) -> list[DashboardRow]:
+    """Every row of the firm's dashboard in its default order, with the full figures."""
+    statement = (
+        _joined()
+        .where(col(ClientRow.firm_id) == firm_id, col(ClientRow.removed).is_(False))
+        .order_by(*_order(DashboardQuery()))
+    )
+    return [
+        DashboardRow(
+            **_page_row(client, company).model_dump(),
+            figures=_loads(company.figures_json) if company is not None else None,
+        )
+        for client, company in (await session.execute(statement)).all()
+    ]
 
 
 # ---------------------------------------------------------------- the details pane

@@ -10,7 +10,6 @@ totalled: each company's low point falls in its own week, so their sum means not
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -168,7 +167,7 @@ def key_figures_rows(rows: Sequence[DashboardRow]) -> list[KeyFiguresRow]:
     result: list[KeyFiguresRow] = []
     for row in rows:
         figures: CompanyFigures | None = None
-        note = _failure_summary(row.failure)
+        note = row.failure.summary if row.failure is not None else None
         if row.figures is not None:
             try:
                 figures = CompanyFigures.model_validate(row.figures)
@@ -186,13 +185,6 @@ def key_figures_rows(rows: Sequence[DashboardRow]) -> list[KeyFiguresRow]:
             )
         )
     return result
-
-
-def _failure_summary(failure: dict[str, Any] | None) -> str | None:
-    if not failure:
-        return None
-    summary = failure.get("summary")
-    return summary if isinstance(summary, str) else json.dumps(failure)[:500]
 
 
 def _naive_utc(moment: datetime) -> datetime:
