@@ -48,10 +48,13 @@ from sqlmodel import col, select
 from bench.replay import measure as measure_replay
 from hub_cli.supervisor import die_with_parent
 from hub_common.bus import publish_event
-from hub_common.db import create_engine
+from hub_common.db import create_engine, session_factory, transaction
 from hub_common.events import (
     Actor,
+    ClientAdded,
+    ClientCard,
     ClientConnection,
+    ClientSource,
     CompaniesDiscovered,
     CompanySnapshot,
     RefreshFailed,
@@ -70,6 +73,8 @@ from hub_common.streams import (
     declare_topology,
 )
 from hub_fetcher.settings import FetcherSettings
+from hub_gateway.accounts.store import create_api_token
+from hub_gateway.auth import Principal
 from hub_gateway.readmodel.models import CompanyRow
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -301,6 +306,8 @@ class Observed:
     snapshot_stored_at: dict[int, float] = field(default_factory=dict)
     duplicates: int = 0
     timed_out: bool = False
+    # When an open dashboard page (GET /api/v1/live) first received each company's new row.
+    live_received: dict[str, float] = field(default_factory=dict)
 
 
 def stored_at(msg: Msg) -> float:
@@ -310,8 +317,42 @@ def stored_at(msg: Msg) -> float:
         return time.time()
 
 
+@dataclass
+class LivePage:
+    """An open dashboard page: the gateway's live stream, as a browser's EventSource reads it."""
+
+    url: str
+    token: str
+
+
+async def listen_live(page: LivePage, observed: Observed, ready: asyncio.Event) -> None:
+    """Record when each company's refreshed row first reaches the open page."""
+    headers = {"Authorization": f"Bearer {page.token}"}
+    async with (
+        httpx.AsyncClient(base_url=page.url, headers=headers, timeout=httpx.Timeout(10, read=None)) as client,
+        client.stream("GET", "/api/v1/live") as stream,
+    ):
+        event = None
+        async for line in stream.aiter_lines():
+            if line.startswith("event: "):
+                event = line.removeprefix("event: ")
+            elif line.startswith("data: ") and event == "ready":
+                ready.set()
+            elif line.startswith("data: ") and event == "rows":
+                received = time.time()
+                for row in json.loads(line.removeprefix("data: "))["rows"]:
+                    fresh = row["as_of"] and datetime.fromisoformat(row["as_of"]).timestamp() > observed.publish_started
+                    if row["state"] == "ok" and row["company_id"] and fresh and observed.publish_started:
+                        observed.live_received.setdefault(row["company_id"], received)
+
+
 async def drive(
-    nats_url: str, tenants: list[Tenant], processes: Processes, pids: Mapping[str, int], timeout: float
+    nats_url: str,
+    tenants: list[Tenant],
+    processes: Processes,
+    pids: Mapping[str, int],
+    timeout: float,
+    live_page: LivePage | None = None,
 ) -> Observed:
     """Publish one RefreshRequested per tenant and wait for every company's outcome."""
     observed = Observed()
@@ -320,7 +361,18 @@ async def drive(
     expected = len(company_tenant)
     done = asyncio.Event()
 
+    # With a live page, the clients are added first (ClientAdded, which the fetchers also
+    # refresh): a page shows only rows of clients it knows. That warm-up round is not measured.
+    warming = live_page is not None
+    warmed_up: set[str] = set()
+    warm = asyncio.Event()
+
     def settle(company: str, outcome: Outcome) -> None:
+        if warming:
+            warmed_up.add(company)
+            if len(warmed_up) >= expected:
+                warm.set()
+            return
         if company in observed.outcomes:
             observed.duplicates += 1
             return
@@ -357,6 +409,37 @@ async def drive(
             f"hub.{FIRM_ID}.company.*.snapshot", stream=SNAPSHOTS_STREAM, ordered_consumer=True, cb=on_snapshot
         )
         await js.subscribe(f"hub.{FIRM_ID}.>", stream=EVENTS_STREAM, ordered_consumer=True, cb=on_event)
+        listener: asyncio.Task[None] | None = None
+        if live_page is not None:
+            print("adding the clients first, so the live page knows them ...", flush=True)
+            await asyncio.gather(
+                *(
+                    publish_event(
+                        js,
+                        new_envelope(
+                            ClientAdded(
+                                client_id=client_id,
+                                card=ClientCard(
+                                    name=tenant.domain,
+                                    client_url=f"https://businesscentral.dynamics.com/{tenant.domain}/{ENVIRONMENT}",
+                                ),
+                                connection=ClientConnection(tenant=tenant.domain, environment=ENVIRONMENT),
+                                source=ClientSource.MANUAL,
+                            ),
+                            firm_id=FIRM_ID,
+                            actor=BENCH_ACTOR,
+                        ),
+                    )
+                    for client_id, tenant in client_tenant.items()
+                )
+            )
+            await asyncio.wait_for(warm.wait(), timeout=timeout)
+            warming = False
+            observed.snapshot_stored_at.clear()
+            observed.discovered_at.clear()
+            live_ready = asyncio.Event()
+            listener = asyncio.create_task(listen_live(live_page, observed, live_ready))
+            await asyncio.wait_for(live_ready.wait(), timeout=30)
         envelopes = [
             new_envelope(
                 RefreshRequested(
@@ -382,9 +465,39 @@ async def drive(
             with suppress(TimeoutError):
                 await asyncio.wait_for(done.wait(), timeout=0.5)
             observed.cpu_samples.append((time.monotonic(), {name: cpu_seconds(pid) for name, pid in pids.items()}))
+        if listener is not None:
+            # The page hears of the last rows a moment after JetStream stored them.
+            snapshots = sum(1 for outcome in observed.outcomes.values() if outcome.kind == "snapshot")
+            settle_by = time.monotonic() + 30
+            while len(observed.live_received) < snapshots and time.monotonic() < settle_by:  # noqa: ASYNC110 - a count with a deadline
+                await asyncio.sleep(0.2)
+            listener.cancel()
+            with suppress(asyncio.CancelledError, httpx.HTTPError):
+                await listener
     finally:
         await connection.close()
     return observed
+
+
+def live_page_lags(observed: Observed) -> list[float]:
+    """Seconds from each snapshot's store in JetStream to its row on the open page."""
+    return [
+        received - observed.outcomes[company].stored_at
+        for company, received in observed.live_received.items()
+        if company in observed.outcomes and observed.outcomes[company].kind == "snapshot"
+    ]
+
+
+async def open_live_page(database_url: str, gateway_url: str) -> LivePage:
+    """An API token for an accountant of the bench's firm, made in the gateway's own table."""
+    engine = create_engine(database_url)
+    try:
+        async with transaction(session_factory(engine)) as session:
+            principal = Principal(uuid.uuid4(), FIRM_ID, "bench@bench.example", "bench", "owner")
+            secret, _ = await create_api_token(session, principal, "bench live page")
+    finally:
+        await engine.dispose()
+    return LivePage(gateway_url, secret)
 
 
 async def declare(nats_url: str) -> None:
@@ -398,7 +511,7 @@ async def declare(nats_url: str) -> None:
 # ------------------------------------------------------------------ the read model
 
 
-def start_gateway(processes: Processes, nats_url: str, sandbox: Sandbox, database_url: str) -> Child:
+def start_gateway(processes: Processes, nats_url: str, sandbox: Sandbox, database_url: str) -> tuple[Child, str]:
     """The gateway, projecting the run into its read model while the fetchers work."""
     port = free_port()
     gateway = processes.start(
@@ -421,7 +534,7 @@ def start_gateway(processes: Processes, nats_url: str, sandbox: Sandbox, databas
             return False
 
     wait_for("gateway healthy", healthy, processes, timeout=90)
-    return gateway
+    return gateway, f"http://127.0.0.1:{port}"
 
 
 async def read_model_lags(database_url: str, observed: Observed, timeout: float) -> list[float]:
@@ -834,6 +947,14 @@ def render(result: Mapping[str, Any]) -> str:
             f"snapshot stored -> row updated; {read_model['snapshots_applied']}/{read_model['snapshots_expected']}"
             f" applied, max {read_model['lag_max_ms']} ms",
         )
+    live = result.get("live_page")
+    if live:
+        row(
+            "live page lag p50 / p99 (ms)",
+            f"{live['lag_p50_ms']} / {live['lag_p99_ms']}",
+            f"snapshot stored -> row on an open page (SSE); {live['snapshots_applied']}/{live['snapshots_expected']}"
+            f" received, max {live['lag_max_ms']} ms",
+        )
     replay = result.get("replay")
     if replay:
         rebuilt = replay["rebuild"]
@@ -914,8 +1035,10 @@ def run(params: Params, *, keep_workdir: bool) -> dict[str, Any]:
             python_path = os.pathsep.join(filter(None, [str(PROBE_DIR), os.environ.get("PYTHONPATH")]))
             fetcher_environment |= {"PYTHONPATH": python_path, "BENCH_HTTP_TRACE_DIR": str(trace_dir)}
         gateway_database = f"sqlite:///{workdir / 'gateway.db'}"
+        live_page: LivePage | None = None
         if params.gateway:
-            start_gateway(processes, nats_url, sandbox, gateway_database)
+            _, gateway_url = start_gateway(processes, nats_url, sandbox, gateway_database)
+            live_page = asyncio.run(open_live_page(gateway_database, gateway_url))
         fetchers = [
             processes.start(f"fetcher-{index}", "fetcher", child_environment(fetcher_environment))
             for index in range(1, params.fetchers + 1)
@@ -927,16 +1050,18 @@ def run(params: Params, *, keep_workdir: bool) -> dict[str, Any]:
         pids["bench"] = os.getpid()  # publishes and decodes every outcome
         print(f"started nats, sandbox and {params.fetchers} fetcher(s) in {workdir}; refreshing ...", flush=True)
 
-        observed = asyncio.run(drive(nats_url, tenants, processes, pids, params.timeout_seconds))
+        observed = asyncio.run(drive(nats_url, tenants, processes, pids, params.timeout_seconds, live_page))
 
         cpu_at_end = {name: cpu_seconds(pid) for name, pid in pids.items()}
         memory = {name: proc_status_kib(pid, "VmHWM") for name, pid in pids.items()}
         limits = sandbox_limits(sandbox)
         read_model: dict[str, Any] | None = None
+        live: dict[str, Any] | None = None
         replay: dict[str, Any] | None = None
         if params.gateway:
             lags = asyncio.run(read_model_lags(gateway_database, observed, timeout=120))
             read_model = lag_summary(lags, len(observed.snapshot_stored_at))
+            live = lag_summary(live_page_lags(observed), len(observed.snapshot_stored_at))
             caught_up = asyncio.run(projections_idle(nats_url, timeout=120))
             if params.replay:
                 print("measuring replay: raw nats-py consumption, then hub rebuild ...", flush=True)
@@ -946,6 +1071,7 @@ def run(params: Params, *, keep_workdir: bool) -> dict[str, Any]:
         logs = {child.name: child.log() for child in processes.children}
         result = analyze(params, tenants, observed, limits, memory, cpu_at_end, pids, traces, by_pid, logs)
         result["read_model"] = read_model
+        result["live_page"] = live
         result["replay"] = replay
         succeeded = not observed.timed_out and not result["outcome"]["failed"]
         return result
