@@ -74,6 +74,8 @@ def test_every_form_parses(url: str, tenant: str, environment: str, company: str
         ("", "url", "Enter"),
         ("   ", "url", "Enter"),
         ("http://businesscentral.dynamics.com/contoso.com/Production", "scheme", "https://"),
+        ("javascript:alert(1)", "scheme", "https://"),
+        ("mailto:someone@contoso.com", "scheme", "https://"),
         ("https://businesscentral.dynamics.com/", "tenant", "names no tenant"),
         (
             "https://businesscentral.dynamics.com/Production",

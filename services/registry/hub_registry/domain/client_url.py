@@ -107,6 +107,9 @@ def _company(query: str) -> str | None:
     return company
 
 
+_BARE_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):(?!\d)")
+
+
 def parse_client_url(raw: str, *, extra_web_client_bases: tuple[str, ...] = ()) -> ParsedClientUrl:
     """Parse a Client URL or say exactly which part is wrong."""
     text = raw.strip()
@@ -117,6 +120,10 @@ def parse_client_url(raw: str, *, extra_web_client_bases: tuple[str, ...] = ()) 
     if any(char.isspace() or ord(char) < 32 for char in text):
         raise ClientUrlError("url", "The Client URL contains spaces or control characters")
     if "://" not in text:
+        # "mailto:x", "javascript:…": a scheme, not a host with a port ("host:8443/…").
+        scheme = _BARE_SCHEME.match(text)
+        if scheme and scheme.group(1).lower() != "https":
+            raise ClientUrlError("scheme", "The Client URL must start with https://")
         text = f"https://{text}"
     try:
         parts = urlsplit(text)
