@@ -19,6 +19,7 @@ from hub_cli.supervisor import DevSecrets, Supervisor
 from hub_common.local_nats import LocalNatsServer
 from hub_common.settings import HubSettings
 from hub_common.streams import (
+    BC_SLOT_LEASE_SECONDS,
     BC_SLOTS_BUCKET,
     EVENTS_STREAM,
     FETCHER_CONSUMER,
@@ -143,7 +144,7 @@ async def test_the_slot_lease_follows_its_setting(js: JetStreamContext) -> None:
     await declare_topology(js, Topology(streams=StreamLimits(bc_slot_lease_seconds=8)))
     assert (await (await js.key_value(BC_SLOTS_BUCKET)).status()).ttl == 8
     await declare_topology(js)
-    assert (await (await js.key_value(BC_SLOTS_BUCKET)).status()).ttl == 120
+    assert (await (await js.key_value(BC_SLOTS_BUCKET)).status()).ttl == BC_SLOT_LEASE_SECONDS == 15
 
 
 async def test_the_slot_bucket_is_kept_on_file_to_outlive_a_broker_restart(js: JetStreamContext) -> None:
@@ -153,7 +154,7 @@ async def test_the_slot_bucket_is_kept_on_file_to_outlive_a_broker_restart(js: J
     await declare_topology(js)
     status = await (await js.key_value(BC_SLOTS_BUCKET)).status()
     assert status.stream_info.config.storage == StorageType.FILE
-    assert status.ttl == 120
+    assert status.ttl == BC_SLOT_LEASE_SECONDS
 
 
 def test_every_topology_setting_is_a_hub_setting() -> None:

@@ -7,7 +7,7 @@ import asyncio
 import nats
 from nats.js import JetStreamContext
 
-from hub_common.streams import BC_SLOTS_BUCKET
+from hub_common.streams import BC_SLOTS_BUCKET, StreamLimits, Topology, declare_topology
 from hub_fetcher.bc.limits import SharedTenantSlots, TenantLimiter
 
 
@@ -53,3 +53,28 @@ async def test_a_crashed_holder_does_not_block_forever(jetstream: JetStreamConte
 async def _take(slots: SharedTenantSlots, tenant: str) -> None:
     async with slots.slot(tenant):
         pass
+
+
+async def test_a_live_holder_keeps_its_slot_past_the_lease_and_a_dead_one_loses_it(nats_url: str) -> None:
+    """With a 3-second lease: a request running 5 s keeps its slot (renewed); a holder that
+    died frees it within about one lease."""
+    connection = await nats.connect(nats_url)
+    js = connection.jetstream()
+    try:
+        await declare_topology(js, Topology(streams=StreamLimits(bc_slot_lease_seconds=3)))
+        bucket = await js.key_value(BC_SLOTS_BUCKET)
+        live = SharedTenantSlots(bucket, slots=1, lease_seconds=3)
+        other = SharedTenantSlots(bucket, slots=1, lease_seconds=3)
+        async with live.slot("northwind.example"):
+            waiting = asyncio.create_task(_take(other, "northwind.example"))
+            await asyncio.sleep(5)
+            assert not waiting.done(), "the slot was taken from a request still running"
+        await asyncio.wait_for(waiting, timeout=5)
+
+        await bucket.create("tenant.tailspin.example.slot0", b"a fetcher that was killed")
+        started = asyncio.get_running_loop().time()
+        await asyncio.wait_for(_take(other, "tailspin.example"), timeout=10)
+        assert asyncio.get_running_loop().time() - started < 6
+    finally:
+        await declare_topology(js)
+        await connection.close()

@@ -63,8 +63,8 @@ class HubSettings(BaseSettings):
     retry_delay_seconds: float = Field(default=1.0, gt=0)
     retry_max_delay_seconds: float = Field(default=60.0, gt=0)
     # How long a BC request slot stays taken when the fetcher holding it dies (a lease in NATS
-    # KV). It must outlast the longest BC request (the fetcher's read timeout and retries).
-    bc_slot_lease_seconds: float = Field(default=120.0, gt=0)
+    # KV). A live fetcher renews its leases every third of this while its requests run.
+    bc_slot_lease_seconds: float = Field(default=15.0, ge=3)
 
     # Where the hub's app identity is issued and where Business Central answers. The sandbox
     # points both at itself; the production code path stays the same.

@@ -41,7 +41,7 @@ SNAPSHOTS_STREAM = "HUB_SNAPSHOTS"
 DEAD_LETTER_STREAM = "HUB_DEAD_LETTERS"
 # Leased request slots per BC tenant, shared by every fetcher process (see hub_fetcher.bc.limits).
 BC_SLOTS_BUCKET = "HUB_BC_SLOTS"
-BC_SLOT_LEASE_SECONDS = 120.0
+BC_SLOT_LEASE_SECONDS = 15.0
 DEAD_LETTER_SUBJECT_PREFIX = "deadletter"
 DUPLICATE_WINDOW_SECONDS = 120.0
 

@@ -60,7 +60,9 @@ def create_app(settings: FetcherSettings) -> FastStream:
             window_seconds=settings.tenant_window_seconds,
             share=settings.tenant_limit_share,
             shared_slots=SharedTenantSlots(
-                await js.key_value(BC_SLOTS_BUCKET), slots=settings.tenant_max_concurrent_requests
+                await js.key_value(BC_SLOTS_BUCKET),
+                slots=settings.tenant_max_concurrent_requests,
+                lease_seconds=settings.bc_slot_lease_seconds,
             ),
         )
         bc = BusinessCentral(

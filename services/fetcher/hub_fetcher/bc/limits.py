@@ -22,6 +22,10 @@ import nats.errors
 import nats.js.errors
 from nats.js.kv import KeyValue
 
+from hub_common.logging import get_logger
+
+logger = get_logger(__name__)
+
 
 class _TenantBudget:
     def __init__(self, concurrent: int, per_window: int, window_seconds: float) -> None:
@@ -50,12 +54,21 @@ class ConcurrencySlots(Protocol):
 
 
 class SharedTenantSlots:
-    """A tenant-wide semaphore every fetcher process shares, held as leases in NATS KV."""
+    """A tenant-wide semaphore every fetcher process shares, held as leases in NATS KV.
 
-    def __init__(self, bucket: KeyValue, *, slots: int = 5, owner: str | None = None) -> None:
+    A lease lives for the bucket's TTL (``HUB_BC_SLOT_LEASE_SECONDS``) unless its holder
+    renews it: while a request runs, its slot is rewritten every third of the lease. So the
+    lease can be short, and a fetcher that dies (SIGKILL) frees its slots within one lease
+    instead of holding the tenant back for as long as the longest request could take.
+    """
+
+    def __init__(
+        self, bucket: KeyValue, *, slots: int = 5, owner: str | None = None, lease_seconds: float = 120.0
+    ) -> None:
         self._bucket = bucket
         self._slots = slots
         self._owner = (owner or f"fetcher-{uuid.uuid4()}").encode()
+        self._renew_every = lease_seconds / 3
 
     @staticmethod
     def _key(tenant: str, index: int) -> str:
@@ -72,20 +85,36 @@ class SharedTenantSlots:
             return key, revision
         return None
 
+    async def _renew(self, key: str, revision: list[int]) -> None:
+        while True:
+            await asyncio.sleep(self._renew_every)
+            try:
+                revision[0] = await self._bucket.update(key, self._owner, last=revision[0])
+            except nats.js.errors.KeyWrongLastSequenceError:
+                logger.warning("slot lease lost before its request ended", key=key)
+                return
+            except nats.errors.Error as error:  # the broker is away: the next beat tries again
+                logger.warning("slot lease not renewed", key=key, error=repr(error)[:200])
+
     @asynccontextmanager
     async def slot(self, tenant: str) -> AsyncIterator[None]:
         wait = 0.005
         while (taken := await self._try_take(tenant)) is None:
             await asyncio.sleep(wait * (1 + random.random()))
             wait = min(wait * 2, 0.1)
-        key, revision = taken
+        key, first_revision = taken
+        revision = [first_revision]
+        renewing = asyncio.create_task(self._renew(key, revision))
         try:
             yield
         finally:
+            renewing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewing
             # Only our own lease: if it expired and another process took the slot, keep theirs.
             # A lease we fail to release expires by itself (the bucket's TTL).
             with contextlib.suppress(nats.js.errors.KeyWrongLastSequenceError, nats.errors.Error):
-                await self._bucket.delete(key, last=revision)
+                await self._bucket.delete(key, last=revision[0])
 
 
 class TenantLimiter:
