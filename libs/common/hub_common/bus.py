@@ -33,7 +33,9 @@ EVENT_TYPE_HEADER = "Hub-Event-Type"
 FIRM_HEADER = "Hub-Firm-Id"
 
 
-def connection_options(url: str, *, name: str, connect_timeout: float = 5.0) -> dict[str, Any]:
+def connection_options(
+    url: str, *, name: str, connect_timeout: float = 5.0, reconnect_wait_seconds: float = 1.0
+) -> dict[str, Any]:
     """nats-py options every process uses: never give up reconnecting."""
 
     async def on_disconnected() -> None:
@@ -52,7 +54,7 @@ def connection_options(url: str, *, name: str, connect_timeout: float = 5.0) -> 
         "allow_reconnect": True,
         # -1: a service outlives any broker restart instead of exiting after N tries.
         "max_reconnect_attempts": -1,
-        "reconnect_time_wait": 1,
+        "reconnect_time_wait": reconnect_wait_seconds,
         "disconnected_cb": on_disconnected,
         "reconnected_cb": on_reconnected,
         "error_cb": on_error,
