@@ -276,24 +276,45 @@ async def _apply_connection_test(
             await _record_failure(
                 session,
                 envelope,
-                FailureRow(
-                    failure_id=envelope.id,
-                    firm_id=envelope.firm_id,
-                    origin="connection_test",
-                    client_id=data.client_id,
-                    tenant=row.tenant,
-                    environment=row.environment,
-                    kind=data.failure.kind.value,
-                    failure_json=_failure_json(data.failure),
-                    occurred_at=data.failure.occurred_at,
-                ),
+                data.failure,
+                origin="connection_test",
+                client_id=data.client_id,
+                tenant=row.tenant,
+                environment=row.environment,
             )
 
 
-async def _record_failure(session: AsyncSession, envelope: Envelope[Any], failure: FailureRow) -> None:
-    """Keep a failure for Check Errors once, whatever happens to the row it failed."""
-    if await session.get(FailureRow, envelope.id) is None:
-        session.add(failure)
+async def _record_failure(
+    session: AsyncSession,
+    envelope: Envelope[Any],
+    failure: Failure,
+    *,
+    origin: str,
+    client_id: uuid.UUID | None,
+    tenant: str | None,
+    environment: str | None,
+    company_id: uuid.UUID | None = None,
+    company_name: str | None = None,
+) -> None:
+    """Keep a failure for Check Errors once (keyed by its event), whatever happens to the row
+    it failed."""
+    if await session.get(FailureRow, envelope.id) is not None:
+        return
+    session.add(
+        FailureRow(
+            failure_id=envelope.id,
+            firm_id=envelope.firm_id,
+            origin=origin,
+            client_id=client_id,
+            company_id=company_id,
+            company_name=company_name,
+            tenant=tenant,
+            environment=environment,
+            kind=failure.kind.value,
+            failure_json=_failure_json(failure),
+            occurred_at=failure.occurred_at,
+        )
+    )
 
 
 async def _apply_discovery(
@@ -338,19 +359,13 @@ async def _apply_failure(session: AsyncSession, envelope: Envelope[Any], data: R
     await _record_failure(
         session,
         envelope,
-        FailureRow(
-            failure_id=envelope.id,
-            firm_id=envelope.firm_id,
-            origin="refresh",
-            client_id=data.client_id,
-            company_id=data.company_id,
-            company_name=data.company_name,
-            tenant=client.tenant if client else None,
-            environment=client.environment if client else None,
-            kind=data.failure.kind.value,
-            failure_json=failure,
-            occurred_at=data.failure.occurred_at,
-        ),
+        data.failure,
+        origin="refresh",
+        client_id=data.client_id,
+        company_id=data.company_id,
+        company_name=data.company_name,
+        tenant=client.tenant if client else None,
+        environment=client.environment if client else None,
     )
     if client is None:
         if data.company_id is None:
