@@ -195,7 +195,7 @@ def test_the_key_figures_workbook_is_the_dashboard(hub: Hub, firm: dict[str, Any
         assert values[column["Overdue sales invoices"]] == figures["overdue_sales_invoices_count"]
         assert Decimal(str(values[column["Taxes due"]])) == Decimal(figures["taxes_due"])
         low_point = Decimal(figures["forecast_low_point"])
-        assert Decimal(str(values[column["Cash forecast low point (13 weeks)"]])) == low_point
+        assert Decimal(str(values[column["Forecast low point (13 weeks)"]])) == low_point
         open_documents = sum(
             values[column[heading]] for heading in ("Open sales quotes", "Open sales orders", "Unposted sales invoices")
         )

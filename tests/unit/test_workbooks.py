@@ -385,15 +385,15 @@ def test_key_figures_one_row_per_company_with_every_figure() -> None:
     assert first["Cash"] == 100.1
     assert first["Taxes due"] == 7.5
     assert first["Open sales quotes"] == 1
-    assert first["Open sales orders amount"] == 2
+    assert first["Open sales orders (amount)"] == 2
     assert first["Unposted sales invoices"] == 3
     assert first["Purchase invoices due next week"] == 3
-    assert first["Purchase invoices due next week amount"] == 30
+    assert first["Purchase invoices due next week (amount)"] == 30
     assert first["Overdue sales invoices"] == 2
-    assert first["Overdue sales invoices amount"] == 5
-    assert first["Overdue purchase invoices amount"] == 5
+    assert first["Overdue sales invoices (amount)"] == 5
+    assert first["Overdue purchase invoices (amount)"] == 5
     assert first["Sales this month"] == 1000
-    assert first["Cash forecast low point (13 weeks)"] == -20
+    assert first["Forecast low point (13 weeks)"] == -20
     cash_column = HEADINGS.index("Cash") + 1
     assert sheet.cell(row=5, column=cash_column).number_format == '#,##0.00 "EUR";-#,##0.00 "EUR"'
     assert sheet.cell(row=6, column=cash_column).number_format == '#,##0.00 "USD";-#,##0.00 "USD"'
@@ -420,9 +420,9 @@ def test_key_figures_totals_are_per_currency_and_outside_the_filter() -> None:
     eur, usd = _by_heading(sheet, 10), _by_heading(sheet, 11)
     assert (eur["Client"], eur["Company"], eur["Currency"]) == ("Total EUR", "2 companies", "EUR")
     assert eur["Cash"] == 100.5
-    assert eur["Overdue sales invoices amount"] == 4
+    assert eur["Overdue sales invoices (amount)"] == 4
     assert eur["Overdue sales invoices"] == 4
-    assert eur["Cash forecast low point (13 weeks)"] is None
+    assert eur["Forecast low point (13 weeks)"] is None
     assert (usd["Client"], usd["Cash"]) == ("Total USD", 200)
     assert sheet.max_row == 11
     assert sheet.print_area.endswith("$11")

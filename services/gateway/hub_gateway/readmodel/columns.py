@@ -23,9 +23,11 @@ class ColumnKind(StrEnum):
 @dataclass(frozen=True)
 class FigureColumn:
     key: str  # the name in the API, saved preferences and views
-    label: str  # what the accountant reads
+    label: str  # what the accountant reads (a dashboard heading, a workbook heading)
     kind: ColumnKind
     read: Callable[[CompanyFigures], Decimal | int | None]
+    # Whether adding it up over companies (of one currency) means something.
+    totalled: bool = True
 
     @property
     def attribute(self) -> str:
@@ -52,6 +54,42 @@ FIGURE_COLUMNS: tuple[FigureColumn, ...] = (
     FigureColumn("taxes_due", "Taxes due", ColumnKind.AMOUNT, lambda f: f.taxes_due.amount if f.taxes_due else None),
     FigureColumn("open_sales_documents_count", "Open sales documents", ColumnKind.COUNT, _open_sales_count),
     FigureColumn("open_sales_documents_amount", "Open sales documents (amount)", ColumnKind.AMOUNT, _open_sales_amount),
+    FigureColumn(
+        "open_sales_quotes_count",
+        "Open sales quotes",
+        ColumnKind.COUNT,
+        lambda f: f.open_sales_documents.quotes_count if f.open_sales_documents else None,
+    ),
+    FigureColumn(
+        "open_sales_quotes_amount",
+        "Open sales quotes (amount)",
+        ColumnKind.AMOUNT,
+        lambda f: f.open_sales_documents.quotes_amount if f.open_sales_documents else None,
+    ),
+    FigureColumn(
+        "open_sales_orders_count",
+        "Open sales orders",
+        ColumnKind.COUNT,
+        lambda f: f.open_sales_documents.orders_count if f.open_sales_documents else None,
+    ),
+    FigureColumn(
+        "open_sales_orders_amount",
+        "Open sales orders (amount)",
+        ColumnKind.AMOUNT,
+        lambda f: f.open_sales_documents.orders_amount if f.open_sales_documents else None,
+    ),
+    FigureColumn(
+        "unposted_sales_invoices_count",
+        "Unposted sales invoices",
+        ColumnKind.COUNT,
+        lambda f: f.open_sales_documents.invoices_count if f.open_sales_documents else None,
+    ),
+    FigureColumn(
+        "unposted_sales_invoices_amount",
+        "Unposted sales invoices (amount)",
+        ColumnKind.AMOUNT,
+        lambda f: f.open_sales_documents.invoices_amount if f.open_sales_documents else None,
+    ),
     FigureColumn(
         "purchase_invoices_due_next_week_count",
         "Purchase invoices due next week",
@@ -99,6 +137,8 @@ FIGURE_COLUMNS: tuple[FigureColumn, ...] = (
         "Forecast low point (13 weeks)",
         ColumnKind.AMOUNT,
         lambda f: f.cash_flow_forecast.low_point if f.cash_flow_forecast else None,
+        # Each company's low point falls in its own week: their sum means nothing.
+        totalled=False,
     ),
 )
 

@@ -84,6 +84,12 @@ class CompanyRow(SQLModel, table=True):
     figure_taxes_due: Decimal | None = Field(default=None, sa_column=_money())
     figure_open_sales_documents_count: int | None = None
     figure_open_sales_documents_amount: Decimal | None = Field(default=None, sa_column=_money())
+    figure_open_sales_quotes_count: int | None = None
+    figure_open_sales_quotes_amount: Decimal | None = Field(default=None, sa_column=_money())
+    figure_open_sales_orders_count: int | None = None
+    figure_open_sales_orders_amount: Decimal | None = Field(default=None, sa_column=_money())
+    figure_unposted_sales_invoices_count: int | None = None
+    figure_unposted_sales_invoices_amount: Decimal | None = Field(default=None, sa_column=_money())
     figure_purchase_invoices_due_next_week_count: int | None = None
     figure_purchase_invoices_due_next_week_amount: Decimal | None = Field(default=None, sa_column=_money())
     figure_overdue_sales_invoices_count: int | None = None

@@ -10,11 +10,11 @@ totalled: each company's low point falls in its own week, so their sum means not
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Any
 
 from openpyxl.styles import Alignment
 from openpyxl.utils import get_column_letter
@@ -22,6 +22,7 @@ from pydantic import ValidationError
 
 from hub_common.events import CompanyFigures
 from hub_common.money import ZERO
+from hub_gateway.readmodel.columns import FIGURE_COLUMNS, ColumnKind, FigureColumn
 from hub_gateway.readmodel.queries import DashboardRow
 from hub_gateway.reports.excel import (
     BOLD,
@@ -62,101 +63,9 @@ class KeyFiguresRow:
 
 Value = Decimal | int | None
 
-
-@dataclass(frozen=True)
-class FigureColumn:
-    heading: str
-    kind: Literal["money", "count"]
-    value: Callable[[CompanyFigures], Value]
-    # Whether a per-currency total means something for this figure.
-    totalled: bool = True
-
-
-def _cash(f: CompanyFigures) -> Value:
-    return f.cash.total if f.cash else None
-
-
-def _taxes(f: CompanyFigures) -> Value:
-    return f.taxes_due.amount if f.taxes_due else None
-
-
-def _quotes_count(f: CompanyFigures) -> Value:
-    return f.open_sales_documents.quotes_count if f.open_sales_documents else None
-
-
-def _quotes_amount(f: CompanyFigures) -> Value:
-    return f.open_sales_documents.quotes_amount if f.open_sales_documents else None
-
-
-def _orders_count(f: CompanyFigures) -> Value:
-    return f.open_sales_documents.orders_count if f.open_sales_documents else None
-
-
-def _orders_amount(f: CompanyFigures) -> Value:
-    return f.open_sales_documents.orders_amount if f.open_sales_documents else None
-
-
-def _draft_invoices_count(f: CompanyFigures) -> Value:
-    return f.open_sales_documents.invoices_count if f.open_sales_documents else None
-
-
-def _draft_invoices_amount(f: CompanyFigures) -> Value:
-    return f.open_sales_documents.invoices_amount if f.open_sales_documents else None
-
-
-def _due_next_week_count(f: CompanyFigures) -> Value:
-    return f.purchase_invoices_due_next_week.count if f.purchase_invoices_due_next_week else None
-
-
-def _due_next_week_amount(f: CompanyFigures) -> Value:
-    return f.purchase_invoices_due_next_week.amount if f.purchase_invoices_due_next_week else None
-
-
-def _overdue_sales_count(f: CompanyFigures) -> Value:
-    return f.overdue_sales_invoices.count if f.overdue_sales_invoices else None
-
-
-def _overdue_sales_amount(f: CompanyFigures) -> Value:
-    return f.overdue_sales_invoices.total if f.overdue_sales_invoices else None
-
-
-def _overdue_purchases_count(f: CompanyFigures) -> Value:
-    return f.overdue_purchase_invoices.count if f.overdue_purchase_invoices else None
-
-
-def _overdue_purchases_amount(f: CompanyFigures) -> Value:
-    return f.overdue_purchase_invoices.total if f.overdue_purchase_invoices else None
-
-
-def _sales_this_month(f: CompanyFigures) -> Value:
-    return f.sales_this_month.amount if f.sales_this_month else None
-
-
-def _forecast_low_point(f: CompanyFigures) -> Value:
-    return f.cash_flow_forecast.low_point if f.cash_flow_forecast else None
-
-
-FIGURE_COLUMNS: tuple[FigureColumn, ...] = (
-    FigureColumn("Cash", "money", _cash),
-    FigureColumn("Taxes due", "money", _taxes),
-    FigureColumn("Open sales quotes", "count", _quotes_count),
-    FigureColumn("Open sales quotes amount", "money", _quotes_amount),
-    FigureColumn("Open sales orders", "count", _orders_count),
-    FigureColumn("Open sales orders amount", "money", _orders_amount),
-    FigureColumn("Unposted sales invoices", "count", _draft_invoices_count),
-    FigureColumn("Unposted sales invoices amount", "money", _draft_invoices_amount),
-    FigureColumn("Purchase invoices due next week", "count", _due_next_week_count),
-    FigureColumn("Purchase invoices due next week amount", "money", _due_next_week_amount),
-    FigureColumn("Overdue sales invoices", "count", _overdue_sales_count),
-    FigureColumn("Overdue sales invoices amount", "money", _overdue_sales_amount),
-    FigureColumn("Overdue purchase invoices", "count", _overdue_purchases_count),
-    FigureColumn("Overdue purchase invoices amount", "money", _overdue_purchases_amount),
-    FigureColumn("Sales this month", "money", _sales_this_month),
-    FigureColumn("Cash forecast low point (13 weeks)", "money", _forecast_low_point, totalled=False),
-)
 LEADING_HEADINGS = ("Client", "Company", "Currency", "As of (UTC)", "State")
 TRAILING_HEADINGS = ("Note",)
-HEADINGS = (*LEADING_HEADINGS, *(column.heading for column in FIGURE_COLUMNS), *TRAILING_HEADINGS)
+HEADINGS = (*LEADING_HEADINGS, *(column.label for column in FIGURE_COLUMNS), *TRAILING_HEADINGS)
 FIRST_FIGURE_COLUMN = len(LEADING_HEADINGS) + 1
 NOTE_COLUMN = len(HEADINGS)
 
@@ -195,7 +104,7 @@ def _naive_utc(moment: datetime) -> datetime:
 
 
 def _figure_format(column: FigureColumn, money: str) -> str:
-    return money if column.kind == "money" else COUNT_FORMAT
+    return money if column.kind is ColumnKind.AMOUNT else COUNT_FORMAT
 
 
 def _write_row(sheet: Any, row_number: int, row: KeyFiguresRow) -> None:
@@ -209,7 +118,7 @@ def _write_row(sheet: Any, row_number: int, row: KeyFiguresRow) -> None:
     put_text(sheet, row_number, 5, row.state)
     money = money_format(row.currency_code)
     for offset, column in enumerate(FIGURE_COLUMNS):
-        value = column.value(row.figures) if row.figures is not None else None
+        value = column.read(row.figures) if row.figures is not None else None
         put_number(sheet, row_number, FIRST_FIGURE_COLUMN + offset, value, _figure_format(column, money))
     put_text(sheet, row_number, NOTE_COLUMN, row.note)
 
@@ -231,9 +140,9 @@ def _write_totals(sheet: Any, row_number: int, rows: Sequence[KeyFiguresRow]) ->
         for offset, column in enumerate(FIGURE_COLUMNS):
             cell = sheet.cell(row=row_number, column=FIRST_FIGURE_COLUMN + offset)
             if column.totalled:
-                values = [column.value(f) for f in figures]
+                values = [column.read(f) for f in figures]
                 present = [value for value in values if value is not None]
-                total: Value = sum(present, ZERO if column.kind == "money" else 0) if present else None
+                total: Value = sum(present, ZERO if column.kind is ColumnKind.AMOUNT else 0) if present else None
                 cell = put_number(sheet, row_number, FIRST_FIGURE_COLUMN + offset, total, _figure_format(column, money))
             cell.font = BOLD
             cell.border = GRAND_TOTAL_BORDER
