@@ -87,8 +87,8 @@ async def transaction(
         yield session
 
 
-def migrate(url: str, migrations_folder: Path, version_table: str) -> None:
-    """Bring a service's tables to the newest revision (blocking; call off the loop)."""
+def migrate(url: str, migrations_folder: Path, version_table: str, revision: str = "head") -> None:
+    """Bring a service's tables to the newest (or the given) revision (blocking; call off the loop)."""
     target = sync_url(url)
     if target.get_backend_name() == "sqlite":
         _ensure_sqlite_folder(target)
@@ -96,7 +96,7 @@ def migrate(url: str, migrations_folder: Path, version_table: str) -> None:
     config.set_main_option("script_location", str(migrations_folder))
     config.set_main_option("sqlalchemy.url", target.render_as_string(hide_password=False))
     config.attributes["version_table"] = version_table
-    command.upgrade(config, "head")
+    command.upgrade(config, revision)
 
 
 def run_alembic_env(connection_url: str, version_table: str) -> None:

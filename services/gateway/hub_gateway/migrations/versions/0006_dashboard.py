@@ -9,6 +9,7 @@ migration means the same thing whenever it runs.
 """
 
 import json
+import uuid
 from decimal import Decimal
 from typing import Any
 
@@ -114,7 +115,9 @@ def upgrade() -> None:
         assigned = json.loads(card_json).get("assigned_accountant_id")
         if assigned:
             connection.execute(
-                clients.update().where(clients.c.client_id == client_id).values(assigned_accountant_id=assigned)
+                clients.update()
+                .where(clients.c.client_id == client_id)
+                .values(assigned_accountant_id=uuid.UUID(str(assigned)))
             )
 
     op.create_table(
