@@ -285,3 +285,28 @@ async def test_the_two_projections_never_undo_each_other(fresh_model: Callable[[
         row = await session.get(CompanyRow, (client, company))
     assert row is not None
     assert (row.state, row.outcome_refresh_id, row.figure_cash) == ("ok", refresh, Decimal("2.00"))
+
+
+async def test_the_largest_amount_an_event_may_carry_is_stored(
+    fresh_model: Callable[[], Any], database_url: str
+) -> None:
+    """A hostile or odd tenant's 28-digit amount is stored, not retried until dead-lettered.
+    PostgreSQL keeps it to the cent; SQLite keeps numbers as doubles (about 16 digits), so
+    there the column is close and the figures themselves (JSON) stay exact."""
+    sessions = await fresh_model()
+    client, company = uuid.uuid4(), uuid.uuid4()
+    log = Log()
+    log.add(_client("Huge", "huge.example", client))
+    log.add(_snapshot(client, company, "H", "9" * 26 + ".99", 0, uuid.uuid4()))
+    await _apply(sessions, log.items)
+    page = await _page(sessions, client_id=client)
+    shown = page.rows[0].values["cash"]
+    assert isinstance(shown, str)
+    if database_url.startswith("postgresql"):
+        assert shown == "9" * 26 + ".99"
+    else:
+        assert abs(Decimal(shown) / Decimal("1" + "0" * 26) - 1) < Decimal("1e-12")
+    async with sessions() as session:
+        details = await queries.company_details(session, firm_id=FIRM, client_id=client, company_id=company)
+    assert details is not None and details.figures is not None
+    assert details.figures["cash"]["total"] == "9" * 26 + ".99"

@@ -42,3 +42,12 @@ def test_a_company_without_figures_has_none_and_parts_add_up() -> None:
     assert values["figure_open_sales_documents_amount"] == Decimal("60.50")
     parts = ("open_sales_quotes", "open_sales_orders", "unposted_sales_invoices")
     assert sum(values[f"figure_{part}_amount"] or 0 for part in parts) == Decimal("60.50")
+
+
+def test_the_largest_amount_an_event_allows_fits_its_column() -> None:
+    table = CompanyRow.__table__  # type: ignore[attr-defined]
+    largest = Decimal("9" * 28)  # Money's limit: 28 digits
+    for column in FIGURE_COLUMNS:
+        stored = table.columns[column.attribute].type
+        if column.kind is ColumnKind.AMOUNT:
+            assert stored.precision - stored.scale >= len(str(largest)), column.key

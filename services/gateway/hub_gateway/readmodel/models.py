@@ -23,7 +23,8 @@ def _moment(nullable: bool = True) -> Column[datetime]:
 
 
 def _money() -> Column[Decimal]:
-    return Column(Numeric(28, 2), nullable=True)
+    # Room for any amount an event may carry (Money: up to 28 digits), to the cent.
+    return Column(Numeric(38, 2), nullable=True)
 
 
 class ProjectionPosition(SQLModel, table=True):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import datetime
-from decimal import Decimal
+from decimal import Context, Decimal
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
@@ -99,6 +99,8 @@ async def company_in_firm(
 
 # ---------------------------------------------------------------- the dashboard page
 
+CENT = Decimal("0.01")
+WIDE = Context(prec=60)
 TEXT_SORT_KEYS = ("client_name", "company_name", "state", "as_of")
 SORT_KEYS = (*TEXT_SORT_KEYS, *FIGURES_BY_KEY)
 MAX_PAGE_SIZE = 1000
@@ -259,7 +261,8 @@ def _value(value: Any) -> str | int | None:
     if value is None:
         return None
     if isinstance(value, Decimal):
-        return format(value.quantize(Decimal("0.01")), "f")
+        # Enough precision for any Money (28 digits) to the cent: the default context has 28.
+        return format(value.quantize(CENT, context=WIDE), "f")
     return int(value)
 
 

@@ -309,7 +309,7 @@ def _canonical(value: Any) -> Any:
             value = value.replace(tzinfo=UTC)  # UtcDateTime stores UTC; SQLite drops the zone
         return value.astimezone(UTC).isoformat()
     if isinstance(value, Decimal):
-        # Numeric(28, 2) comes back as 100.10 from PostgreSQL and may be 100.1 from SQLite.
+        # Numeric(38, 2) comes back as 100.10 from PostgreSQL and may be 100.1 from SQLite.
         return format(value.normalize(), "f")
     if isinstance(value, uuid.UUID):
         return str(value)
