@@ -123,6 +123,10 @@ def test_company_details_and_another_firms_404(hub: Hub, firm: dict[str, Any]) -
     outsider = hub.client("mallory@wingtip-audit.example")
     assert outsider.get(path).status_code == 404
     assert api.get(f"/api/v1/clients/{row['client_id']}/companies/{uuid.uuid4()}").status_code == 404
+    # The client card page too: the caller's own client opens, another firm's is not found.
+    card = api.get(f"/clients/{row['client_id']}")
+    assert card.status_code == 200 and "Test Client URL" in card.text
+    assert outsider.get(f"/clients/{row['client_id']}").status_code == 404
 
 
 @pytest.fixture(scope="module")

@@ -42,6 +42,20 @@ def _loads(text: str | None) -> dict[str, Any] | None:
     return json.loads(text) if text else None
 
 
+def client_summary(row: ClientRow) -> ClientSummary:
+    return ClientSummary(
+        client_id=row.client_id,
+        name=row.name,
+        client_url=row.client_url,
+        tenant=row.tenant,
+        environment=row.environment,
+        source=row.source,
+        state=row.state,
+        card=json.loads(row.card_json),
+        failure=_loads(row.failure_json),
+    )
+
+
 async def clients(session: AsyncSession, *, firm_id: uuid.UUID) -> list[ClientSummary]:
     rows = (
         await session.execute(
@@ -50,20 +64,7 @@ async def clients(session: AsyncSession, *, firm_id: uuid.UUID) -> list[ClientSu
             .order_by(ClientRow.name)
         )
     ).scalars()
-    return [
-        ClientSummary(
-            client_id=row.client_id,
-            name=row.name,
-            client_url=row.client_url,
-            tenant=row.tenant,
-            environment=row.environment,
-            source=row.source,
-            state=row.state,
-            card=json.loads(row.card_json),
-            failure=_loads(row.failure_json),
-        )
-        for row in rows
-    ]
+    return [client_summary(row) for row in rows]
 
 
 async def client_in_firm(session: AsyncSession, *, firm_id: uuid.UUID, client_id: uuid.UUID) -> ClientRow | None:

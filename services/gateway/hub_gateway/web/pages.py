@@ -150,11 +150,10 @@ async def client_card_page(client_id: uuid.UUID, request: Request, state: State,
     principal = await _signed_in(request, state, session)
     if principal is None:
         return _to_sign_in(request)
-    client = next(
-        (c for c in await queries.clients(session, firm_id=principal.firm_id) if c.client_id == client_id), None
-    )
-    if client is None:
+    row = await queries.client_in_firm(session, firm_id=principal.firm_id, client_id=client_id)
+    if row is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail="No such client")
+    client = queries.client_summary(row)
     boot = {"client": client.model_dump(mode="json"), "accountants": await _people(session, principal)}
     return _page(request, "client_card.html", principal, "clients", boot=boot, title=client.name)
 
