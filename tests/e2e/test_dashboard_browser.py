@@ -134,9 +134,14 @@ def test_an_accountants_day_on_the_dashboard(
     _shot(page, "company-details")
 
     # 5. Workbooks: the company's statements, and the key figures of every client.
+    pane.get_by_label("Statements as of").fill("2026-01-31")
+    assert (pane.get_by_role("link", name="Financial statements (Excel)").get_attribute("href") or "").endswith(
+        "?as_of=2026-01-31"
+    )
     with page.expect_download() as download_info:
         pane.get_by_role("link", name="Financial statements (Excel)").click()
     download = download_info.value
+    assert "2026-01-31" in download.suggested_filename
     assert download.suggested_filename.endswith(".xlsx")
     download.save_as(tmp_path / download.suggested_filename)
     workbook = openpyxl.load_workbook(tmp_path / download.suggested_filename)

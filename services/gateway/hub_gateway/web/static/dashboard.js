@@ -570,10 +570,16 @@
     if (details.failure) {
       body.push(h("div", { class: "banner error", role: "alert" }, h("strong", {}, details.failure.summary), " ", details.failure.fix, Hub.technicalDetails(details.failure)));
     }
+    const workbookPath = `/api/v1/clients/${details.client_id}/companies/${details.company_id}/workbook`;
+    const workbook = h("a", { class: "button", href: workbookPath, download: true }, "Financial statements (Excel)");
+    const today = new Date().toISOString().slice(0, 10);
+    const asOf = h("input", { type: "date", id: "workbook-as-of", value: today, max: today, min: "1990-01-01",
+      onchange: (event) => { workbook.href = event.target.value ? `${workbookPath}?as_of=${event.target.value}` : workbookPath; } });
     body.push(h("div", { class: "actions" },
       h("button", { type: "button", onclick: () => refreshRows([details]) }, "Refresh"),
       details.web_client_link ? h("a", { class: "button", href: details.web_client_link, target: "_blank", rel: "noopener noreferrer" }, "Go to Business Central") : null,
-      h("a", { class: "button", href: `/api/v1/clients/${details.client_id}/companies/${details.company_id}/workbook`, download: true }, "Financial statements (Excel)")));
+      workbook,
+      h("label", { for: "workbook-as-of" }, "Statements as of ", asOf)));
 
     const cash = figures.cash;
     body.push(h("section", { "aria-labelledby": "cash-title" }, h("h3", { id: "cash-title" }, "Cash accounts"),
