@@ -552,10 +552,11 @@
       chart.append(svg("rect", { class: "bar-out", x: x(i), y: y(0), width: barWidth, height: Math.max(0, y(-payments) - y(0)) }));
       chart.append(svg("text", { x: x(i), y: height - 6, "text-anchor": "middle" }, `W${i + 1}`));
     });
-    const points = balances.map((b, i) => `${x(i)},${y(b)}`).join(" ");
-    chart.append(svg("polyline", { class: "line", points }));
-    const low = balances.indexOf(Math.min(...balances));
-    chart.append(svg("circle", { class: "low", cx: x(low), cy: y(balances[low]), r: 4 }));
+    // The line starts at today's cash, then each week's closing balance; the dot is the low point.
+    const line = [[left, Number(forecast.opening_cash)], ...balances.map((b, i) => [x(i), b])];
+    chart.append(svg("polyline", { class: "line", points: line.map(([px, v]) => `${px},${y(v)}`).join(" ") }));
+    const [lowX, lowValue] = line.reduce((low, point) => (point[1] < low[1] ? point : low));
+    chart.append(svg("circle", { class: "low", cx: lowX, cy: y(lowValue), r: 4 }));
     return chart;
   }
 
@@ -592,7 +593,7 @@
     const forecast = figures.cash_flow_forecast;
     body.push(h("section", { "aria-labelledby": "forecast-title" }, h("h3", { id: "forecast-title" }, "13-week cash-flow forecast"),
       forecast ? [
-        h("p", {}, `Opening cash ${Hub.amount(forecast.opening_cash, currency)}; low point ${Hub.amount(forecast.low_point, currency)}. Bars: receipts (blue) and payments (red) per week; line: closing balance.`),
+        h("p", {}, `Opening cash ${Hub.amount(forecast.opening_cash, currency)}; low point ${Hub.amount(forecast.low_point, currency)}. Bars: receipts (blue) and payments (red) per week; line: cash today, then each week's closing balance; dot: the low point.`),
         forecastChart(forecast, currency),
         h("details", {}, h("summary", {}, "The forecast as a table"),
           h("table", {},
