@@ -129,6 +129,3 @@ class LiveUpdates:
             listeners.discard(queue)
             if not listeners:
                 self._listeners.pop(firm_id, None)
-
-    def listening(self, firm_id: uuid.UUID) -> int:
-        return len(self._listeners.get(firm_id, ()))

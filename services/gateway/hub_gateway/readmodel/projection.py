@@ -80,6 +80,10 @@ def _failure_json(failure: Failure) -> str:
 
 
 RowT = TypeVar("RowT", bound=SQLModel)
+# Session.info keys of a batch's transaction: the clients whose rows _preload locked and
+# loaded, and strong references that keep those rows (and new ones) in the identity map.
+PRELOADED = "preloaded_clients"
+HELD_ROWS = "held_rows"
 
 
 async def _locked(model: type[RowT], session: AsyncSession, key: Any) -> RowT | None:
@@ -97,9 +101,6 @@ async def _locked(model: type[RowT], session: AsyncSession, key: Any) -> RowT | 
         found = session.sync_session.identity_map.get(session.sync_session.identity_key(model, key))
         return found if isinstance(found, model) else None
     return await session.get(model, key, with_for_update=True)
-
-
-PRELOADED = "preloaded_clients"
 
 
 async def _preload(session: AsyncSession, batch: list[tuple[Envelope[EventData], Delivery]]) -> None:
@@ -137,9 +138,6 @@ async def _preload(session: AsyncSession, batch: list[tuple[Envelope[EventData],
     if not event.contains(session.sync_session, "pending_to_persistent", _hold):
         event.listen(session.sync_session, "pending_to_persistent", _hold)
     session.info[PRELOADED] = set(client_ids)
-
-
-HELD_ROWS = "held_rows"
 
 
 def _hold(session: Session, instance: Any) -> None:
