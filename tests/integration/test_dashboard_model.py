@@ -4,6 +4,7 @@ Errors entries, refresh progress, and the two projections writing the same rows 
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from collections.abc import Callable
 from datetime import timedelta
@@ -34,6 +35,9 @@ from hub_common.events import (
     new_envelope,
 )
 from hub_common.streams import EVENTS_STREAM, SNAPSHOTS_STREAM
+from hub_gateway.accounts import preferences
+from hub_gateway.accounts.models import PreferencesRow, SavedViewRow
+from hub_gateway.auth import Principal
 from hub_gateway.readmodel import queries
 from hub_gateway.readmodel.models import CompanyRow
 from hub_gateway.readmodel.projection import apply_batch
@@ -310,3 +314,27 @@ async def test_the_largest_amount_an_event_may_carry_is_stored(
         details = await queries.company_details(session, firm_id=FIRM, client_id=client, company_id=company)
     assert details is not None and details.figures is not None
     assert details.figures["cash"]["total"] == "9" * 26 + ".99"
+
+
+async def test_choices_saved_by_an_earlier_version_still_open(fresh_model: Callable[[], Any]) -> None:
+    """A column retired since preferences and views were saved: the page still opens."""
+    sessions = await fresh_model()
+    principal = Principal(uuid.uuid4(), FIRM, "a@firm.example", "A", "owner")
+    async with transaction(sessions) as session:
+        await preferences.save_preferences(session, principal, preferences.Preferences(columns=["cash"]))
+        kept = await preferences.save_view(
+            session, principal, preferences.ViewDefinition(name="Kept", query=DashboardQuery(sort="cash"))
+        )
+        retired = await preferences.save_view(
+            session, principal, preferences.ViewDefinition(name="Retired", query=DashboardQuery())
+        )
+    async with transaction(sessions) as session:
+        stored = await session.get(PreferencesRow, principal.accountant_id)
+        assert stored is not None
+        stored.columns_json = json.dumps(["retired_figure", "cash"])
+        view = await session.get(SavedViewRow, retired.view_id)
+        assert view is not None
+        view.query_json = json.dumps({"query": {"sort": "retired_figure"}, "columns": None})
+    async with sessions() as session:
+        assert (await preferences.preferences_of(session, principal)).columns == ["cash"]
+        assert [v.view_id for v in await preferences.saved_views(session, principal)] == [kept.view_id]

@@ -8,11 +8,12 @@ import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, Field, WithJsonSchema
+from pydantic import AfterValidator, BaseModel, Field, ValidationError, WithJsonSchema
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
+from hub_common.logging import get_logger
 from hub_gateway.accounts.models import PreferencesRow, SavedViewRow
 from hub_gateway.auth import Principal
 from hub_gateway.readmodel.columns import DEFAULT_COLUMNS, FIGURES_BY_KEY
@@ -31,6 +32,8 @@ FigureKey = Annotated[
 # A BCP 47 language tag as browsers send it: "en-GB", "de", "pt-BR", "zh-Hant-TW".
 _LOCALE = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8}){0,3}$")
 PAGE_SIZES = (25, 50, 100, 200, 500)
+
+logger = get_logger(__name__)
 
 
 def _distinct(columns: list[str]) -> list[str]:
@@ -60,7 +63,13 @@ async def preferences_of(session: AsyncSession, principal: Principal) -> Prefere
     row = await session.get(PreferencesRow, principal.accountant_id)
     if row is None or row.firm_id != principal.firm_id:
         return Preferences()
-    return Preferences(columns=json.loads(row.columns_json), locale=row.locale, page_size=row.page_size)
+    # Stored by an earlier version perhaps: a column since retired is dropped, not an error.
+    columns = [key for key in json.loads(row.columns_json) if key in FIGURES_BY_KEY]
+    try:
+        return Preferences(columns=columns, locale=row.locale, page_size=row.page_size)
+    except ValidationError:
+        logger.warning("stored preferences no longer valid; defaults used", accountant_id=str(row.accountant_id))
+        return Preferences()
 
 
 async def save_preferences(session: AsyncSession, principal: Principal, preferences: Preferences) -> Preferences:
@@ -132,7 +141,14 @@ async def saved_views(session: AsyncSession, principal: Principal) -> list[Saved
         )
         .order_by(col(SavedViewRow.name))
     )
-    return [_saved(row) for row in rows.scalars()]
+    views: list[SavedView] = []
+    for row in rows.scalars():
+        try:
+            views.append(_saved(row))
+        except (ValidationError, KeyError, ValueError):
+            # Saved by an earlier version with a column since retired: leave it out, keep the rest.
+            logger.warning("saved view no longer valid; left out", view_id=str(row.view_id))
+    return views
 
 
 async def save_view(session: AsyncSession, principal: Principal, definition: ViewDefinition) -> SavedView:
