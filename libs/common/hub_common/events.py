@@ -226,6 +226,9 @@ class ClientConnection(BaseModel):
     tenant: TenantName
     environment: EnvironmentName
     company_name: Text | None = None
+    # The tenant's directory id, resolved from its domain through Entra's OIDC discovery;
+    # None only in events written before tenants were resolved.
+    tenant_id: uuid.UUID | None = None
 
 
 class ClientAdded(EventData):
@@ -325,6 +328,25 @@ class RefreshFailed(EventData):
     company_id: uuid.UUID | None = None
     company_name: Text | None = None
     failure: Failure
+
+
+class RefreshDeferred(EventData):
+    """A refresh met a transient failure (throttled, offline, timeout) and will be tried again.
+
+    Published at once, so the row and Check Errors say "waiting … next try at HH:MM"
+    instead of staying silent through a long Retry-After or back-off.
+    """
+
+    event_type = "RefreshDeferred"
+    subject_template = "refresh.deferred"
+
+    refresh_id: uuid.UUID
+    client_id: uuid.UUID
+    company_id: uuid.UUID | None = None
+    company_name: Text | None = None
+    failure: Failure
+    attempt: Annotated[int, Field(ge=1)]
+    next_attempt_at: datetime
 
 
 class ConnectionTestRequested(EventData):
@@ -476,6 +498,45 @@ class CompanySnapshot(EventData):
     figures: CompanyFigures
 
 
+# ---------------------------------------------------------------- tenant access
+
+
+class GrantMethod(StrEnum):
+    """How a client's tenant gave a firm access; each is a verified flow, never a claim."""
+
+    # The client's administrator accepted Invite External Accountant for this firm.
+    INVITATION = "invitation"
+    # Someone signed in to the client's tenant from the client card's Connect link, consented
+    # for the app and proved they reach the client's Business Central.
+    CONNECT = "connect"
+    # The operator's own demo tenant (the sample client), granted to every firm.
+    SAMPLE = "sample"
+
+
+class TenantAccessGranted(EventData):
+    """A client's tenant let this firm read it. Fetchers read a tenant only with a grant."""
+
+    event_type = "TenantAccessGranted"
+    subject_template = "tenant.access_granted"
+
+    tenant_id: uuid.UUID
+    tenant: TenantName
+    method: GrantMethod
+    client_id: uuid.UUID | None = None
+    granted_by: Annotated[str, Field(max_length=320)] | None = None
+
+
+class TenantAccessRevoked(EventData):
+    """The firm lost access to a tenant: removed in the hub, or consent withdrawn in Entra."""
+
+    event_type = "TenantAccessRevoked"
+    subject_template = "tenant.access_revoked"
+
+    tenant_id: uuid.UUID
+    tenant: TenantName
+    reason: Text
+
+
 # ---------------------------------------------------------------- invitations
 
 
@@ -525,9 +586,12 @@ EVENT_TYPES: dict[str, type[EventData]] = {
         RefreshRequested,
         CompaniesDiscovered,
         RefreshFailed,
+        RefreshDeferred,
         ConnectionTestRequested,
         ConnectionTested,
         CompanySnapshot,
+        TenantAccessGranted,
+        TenantAccessRevoked,
         InvitationCreated,
         InvitationAccepted,
         InvitationRejected,
