@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -15,6 +16,17 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
+
+
+def _start_unless_insecure(start: Callable[[], None]) -> None:
+    """A service that refuses its settings says why in one line, not with a traceback."""
+    from hub_common.settings import InsecureSettings
+
+    try:
+        start()
+    except InsecureSettings as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from None
 
 
 @app.command()
@@ -38,7 +50,7 @@ def invitations() -> None:
     """Run the invitations service."""
     from hub_invitations.app import run
 
-    asyncio.run(run())
+    _start_unless_insecure(lambda: asyncio.run(run()))
 
 
 @app.command("smtp-sink")
@@ -54,7 +66,7 @@ def gateway() -> None:
     """Run the gateway: the dashboard and the JSON API."""
     from hub_gateway.app import run
 
-    run()
+    _start_unless_insecure(run)
 
 
 @app.command()

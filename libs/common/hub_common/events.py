@@ -293,6 +293,8 @@ class FailureKind(StrEnum):
     """Every way reaching a client's BC can fail, each with its own fix."""
 
     INVALID_URL = "invalid_url"
+    # The client's tenant has not granted this firm access (or took it back): nothing is read.
+    ACCESS_NOT_GRANTED = "access_not_granted"
     TENANT_NOT_FOUND = "tenant_not_found"
     ENVIRONMENT_NOT_FOUND = "environment_not_found"
     CONSENT_MISSING = "consent_missing"

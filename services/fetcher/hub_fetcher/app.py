@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import uuid
+
 import httpx
 from faststream import FastStream
 from faststream.nats import NatsMessage
 
-from hub_common import commands
+from hub_common import commands, grants
 from hub_common.bus import create_broker, jetstream_of
 from hub_common.consumers import Delivery, subscribe
-from hub_common.events import Envelope, EventData
+from hub_common.events import ClientConnection, Envelope, EventData
 from hub_common.logging import configure_logging, get_logger
 from hub_common.streams import BC_SLOTS_BUCKET, FETCHER_CONSUMER, Topology, declare_topology
 from hub_fetcher.bc.client import BusinessCentral
@@ -93,8 +95,13 @@ def create_app(settings: FetcherSettings) -> FastStream:
         max_workers=STATEMENT_READS_AT_ONCE,
         title="fetcher: read statements",
     )
+    async def firm_may_read(firm_id: uuid.UUID, connection: ClientConnection) -> bool:
+        return await grants.has_access(jetstream_of(broker), firm_id, connection.tenant_id)
+
     async def read_statements(message: NatsMessage) -> bytes:
-        return await answer_read_statements(statements[0], message.body, max_payload=broker.connection.max_payload)
+        return await answer_read_statements(
+            statements[0], message.body, max_payload=broker.connection.max_payload, may_read=firm_may_read
+        )
 
     return app
 

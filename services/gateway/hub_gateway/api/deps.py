@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 
+import httpx
 import msal
 from fastapi import Depends, HTTPException, Request, status
 from faststream.nats import NatsBroker
@@ -38,6 +39,11 @@ class GatewayState:
     entra_tokens: EntraTokenVerifier
     # Hands the projection's changes to the open pages (server-sent events).
     live: LiveUpdates
+    # The process's HTTP clients (msal needs a synchronous one); they trust the configured CA.
+    http: httpx.AsyncClient
+    entra_http: httpx.Client
+    # Connect flows sign in at each client's own tenant: one msal app per tenant.
+    connect_apps: dict[str, msal.ConfidentialClientApplication] = field(default_factory=dict)
 
     @property
     def nats(self) -> Client:
@@ -139,6 +145,21 @@ async def current_principal(request: Request, state: State, session: Session) ->
 
 
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
+
+# The role matrix (README, "Roles"): staff read the dashboard, refresh, download and test;
+# owners and admins also manage clients, their access and the firm's people.
+MANAGING_ROLES = frozenset({"owner", "admin"})
+
+
+async def managing_principal(principal: CurrentPrincipal) -> Principal:
+    if principal.role not in MANAGING_ROLES:
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN, detail="Only the firm's owners and admins can do this; ask one of them"
+        )
+    return principal
+
+
+ManagingPrincipal = Annotated[Principal, Depends(managing_principal)]
 
 _STATUS_FOR_REASON = {
     commands.RejectionReason.INVALID: status.HTTP_422_UNPROCESSABLE_CONTENT,

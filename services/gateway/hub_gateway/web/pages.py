@@ -22,6 +22,7 @@ from fastapi.templating import Jinja2Templates
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub_common.db import transaction
+from hub_common.settings import Mode
 from hub_gateway.accounts import preferences, store
 from hub_gateway.api.deps import (
     SESSION_COOKIE,
@@ -74,7 +75,7 @@ def _sign_in_page(request: Request, state: GatewayState, *, error: str | None = 
     return templates.TemplateResponse(
         request,
         "sign_in.html",
-        {"dev_mode": state.settings.is_dev, "error": error, "next": _safe_next(target)},
+        {"dev_mode": state.settings.mode is Mode.DEV, "error": error, "next": _safe_next(target)},
         status_code=status.HTTP_400_BAD_REQUEST if error else status.HTTP_200_OK,
     )
 
@@ -153,7 +154,7 @@ async def client_card_page(client_id: uuid.UUID, request: Request, state: State,
     row = await queries.client_in_firm(session, firm_id=principal.firm_id, client_id=client_id)
     if row is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail="No such client")
-    client = queries.client_summary(row)
+    client = queries.client_summary(row, await queries.access_of(session, row))
     boot = {"client": client.model_dump(mode="json"), "accountants": await _people(session, principal)}
     return _page(request, "client_card.html", principal, "clients", boot=boot, title=client.name)
 
@@ -181,7 +182,7 @@ async def dev_sign_in(
     next: Annotated[str, Form(max_length=2000)] = "/",
 ) -> Response:
     """Dev mode only: sign in by typing an address, without an identity provider."""
-    if not state.settings.is_dev:
+    if state.settings.mode is not Mode.DEV:
         raise HTTPException(status.HTTP_404_NOT_FOUND)
     try:
         principal = await ensure_accountant(state, request, email, email.split("@")[0])
