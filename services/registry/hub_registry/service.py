@@ -585,8 +585,9 @@ async def _insert_client(
     directory: TenantDirectory,
 ) -> tuple[uuid.UUID, ClientConnection]:
     parsed = _parse_url(card, settings)
-    tenant_id = await _resolve_tenant(directory, parsed.tenant)
+    # What the card alone can refuse first: asking Entra is the slow part.
     await _check_assignee(session, context.firm_id, card)
+    tenant_id = await _resolve_tenant(directory, parsed.tenant)
     await _check_unique(session, context.firm_id, parsed, tenant_id, except_id=None)
     client = Client(
         firm_id=context.firm_id,
@@ -649,8 +650,8 @@ async def update_client(
 ) -> None:
     client = await _live_client(session, command.firm_id, command.client_id)
     parsed = _parse_url(command.card, settings)
-    tenant_id = await _resolve_tenant(directory, parsed.tenant)
     await _check_assignee(session, command.firm_id, command.card)
+    tenant_id = await _resolve_tenant(directory, parsed.tenant)
     await _check_unique(session, command.firm_id, parsed, tenant_id, except_id=client.id)
     card = command.card
     client.name = card.name

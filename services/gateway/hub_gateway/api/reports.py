@@ -20,7 +20,7 @@ from hub_common import commands
 from hub_common.commands import CommandRejected, RejectionReason
 from hub_common.events import Actor, ActorKind, ClientConnection, Failure
 from hub_common.statements import CompanyStatements
-from hub_gateway.api.deps import CurrentPrincipal, Session, State, rejection_error
+from hub_gateway.api.deps import SIGNED_IN_ERRORS, CurrentPrincipal, Session, State, error_responses, rejection_error
 from hub_gateway.readmodel import queries
 from hub_gateway.reports import (
     XLSX_MEDIA_TYPE,
@@ -30,7 +30,7 @@ from hub_gateway.reports import (
     key_figures_workbook,
 )
 
-reports = APIRouter(prefix="/api/v1", tags=["reports"])
+reports = APIRouter(prefix="/api/v1", tags=["reports"], responses=error_responses(*SIGNED_IN_ERRORS, 404))
 
 # The oldest statements date a workbook is asked for; BC itself goes back further, but a
 # date before this is a typing mistake far more often than a wish.

@@ -19,13 +19,21 @@ from hub_common.db import database_ok, transaction
 from hub_common.events import Actor, ActorKind, ClientCard
 from hub_gateway.accounts import store
 from hub_gateway.accounts.models import ApiToken
-from hub_gateway.api.deps import CurrentPrincipal, ManagingPrincipal, Session, State, rejection_error
+from hub_gateway.api.deps import (
+    SIGNED_IN_ERRORS,
+    CurrentPrincipal,
+    ManagingPrincipal,
+    Session,
+    State,
+    error_responses,
+    rejection_error,
+)
 from hub_gateway.auth import Principal
 from hub_gateway.readmodel import queries
 from hub_gateway.web.connect import ConnectLink, issue_link
 
-api = APIRouter(prefix="/api/v1", tags=["api"])
-health = APIRouter(tags=["health"])
+api = APIRouter(prefix="/api/v1", tags=["api"], responses=error_responses(*SIGNED_IN_ERRORS, 404, 409, 503))
+health = APIRouter(tags=["health"], responses={503: {"description": "The broker or the database does not answer"}})
 
 
 def _actor(principal: Principal) -> Actor:

@@ -21,11 +21,13 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from hub_common import commands
 from hub_common.db import transaction
 from hub_common.settings import Mode
 from hub_gateway.accounts import preferences, store
 from hub_gateway.api.deps import (
     SESSION_COOKIE,
+    FirmChoiceRequired,
     GatewayState,
     Session,
     State,
@@ -40,6 +42,7 @@ templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
 pages = APIRouter(include_in_schema=False)
 
 FLOW_COOKIE = "hub_sign_in_flow"
+CHOICE_COOKIE = "hub_firm_choice"
 FLOW_LIFETIME_SECONDS = 600
 SIGN_IN_SCOPES = ["email"]
 
@@ -186,6 +189,8 @@ async def dev_sign_in(
         raise HTTPException(status.HTTP_404_NOT_FOUND)
     try:
         principal = await ensure_accountant(state, request, email, email.split("@")[0])
+    except FirmChoiceRequired:
+        return _to_firm_choice(state, email, email.split("@")[0], next)
     except HTTPException as refused:
         return _sign_in_page(request, state, error=str(refused.detail), target=next)
     return await _start_session(state, principal, next)
@@ -234,9 +239,89 @@ async def finish_sign_in(request: Request, state: State) -> Response:
     name = claims.get("name") if isinstance(claims.get("name"), str) else email.split("@")[0]
     try:
         principal = await ensure_accountant(state, request, email, str(name))
+    except FirmChoiceRequired:
+        return _to_firm_choice(state, email, str(name), pending.get("next", "/"))
     except HTTPException as refused:
         return _sign_in_page(request, state, error=str(refused.detail))
     return await _start_session(state, principal, pending.get("next", "/"))
+
+
+def _to_firm_choice(state: GatewayState, email: str, name: str, target: str) -> Response:
+    """The verified identity waits in a signed cookie while the person chooses a firm."""
+    sealed = jwt.encode(
+        {
+            "purpose": "choose-firm",
+            "email": email,
+            "name": name,
+            "next": _safe_next(target),
+            "exp": int(time.time()) + FLOW_LIFETIME_SECONDS,
+        },
+        state.settings.secret_key.get_secret_value(),
+        algorithm="HS256",
+    )
+    response = RedirectResponse("/sign-in/choose-firm", status_code=status.HTTP_303_SEE_OTHER)
+    response.set_cookie(
+        CHOICE_COOKIE, sealed, httponly=True, samesite="lax", secure=_secure(state), max_age=FLOW_LIFETIME_SECONDS
+    )
+    response.delete_cookie(FLOW_COOKIE)
+    return response
+
+
+def _pending_choice(request: Request, state: GatewayState) -> dict[str, Any] | None:
+    try:
+        claims: dict[str, Any] = jwt.decode(
+            request.cookies.get(CHOICE_COOKIE) or "", state.settings.secret_key.get_secret_value(), algorithms=["HS256"]
+        )
+    except jwt.PyJWTError:
+        return None
+    return claims if claims.get("purpose") == "choose-firm" else None
+
+
+@pages.get("/sign-in/choose-firm", response_class=HTMLResponse)
+async def choose_firm_page(request: Request, state: State) -> Response:
+    pending = _pending_choice(request, state)
+    if pending is None:
+        return _sign_in_page(request, state, error="The sign-in took too long; sign in again.")
+    choices = await commands.send_command(
+        state.nats,
+        commands.LIST_FIRM_INVITATIONS,
+        commands.ListFirmInvitations(email=pending["email"], correlation_id=request.state.correlation_id),
+        commands.FirmInvitationChoices,
+        timeout=state.settings.command_timeout_seconds,
+    )
+    return templates.TemplateResponse(
+        request, "choose_firm.html", {"email": pending["email"], "invitations": choices.invitations}
+    )
+
+
+@pages.post("/sign-in/choose-firm")
+async def choose_firm(
+    request: Request, state: State, choice: Annotated[str, Form(min_length=1, max_length=100)]
+) -> Response:
+    """``choice`` is a firm id from the page, or ``own`` for a firm of one's own."""
+    pending = _pending_choice(request, state)
+    if pending is None:
+        return _sign_in_page(request, state, error="The sign-in took too long; sign in again.")
+    join_firm_id: uuid.UUID | None = None
+    if choice != "own":
+        try:
+            join_firm_id = uuid.UUID(choice)
+        except ValueError:
+            return _sign_in_page(request, state, error="Choose one of the firms on the page.")
+    try:
+        principal = await ensure_accountant(
+            state,
+            request,
+            pending["email"],
+            pending["name"],
+            join_firm_id=join_firm_id,
+            start_own_firm=join_firm_id is None,
+        )
+    except HTTPException as refused:
+        return _sign_in_page(request, state, error=str(refused.detail))
+    response = await _start_session(state, principal, pending.get("next", "/"))
+    response.delete_cookie(CHOICE_COOKIE)
+    return response
 
 
 @pages.post("/sign-out")
