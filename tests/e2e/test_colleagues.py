@@ -6,10 +6,9 @@ from __future__ import annotations
 import re
 import time
 
-import httpx
 import pytest
 
-from tests.e2e.conftest import Hub
+from tests.e2e.conftest import Hub, choose_firm, first_sign_in, join_firm
 
 pytestmark = pytest.mark.e2e
 
@@ -26,24 +25,6 @@ def _members(hub: Hub, email: str, expected: set[str]) -> set[str]:
     return emails
 
 
-def _first_sign_in(hub: Hub, email: str) -> httpx.Client:
-    """A browser's first sign-in (dev form); it lands wherever the hub sends it next."""
-    browser = httpx.Client(base_url=hub.url, timeout=20, follow_redirects=True)
-    browser.post("/sign-in", data={"email": email, "next": "/"})
-    return browser
-
-
-def _choose(browser: httpx.Client, choice: str) -> httpx.Response:
-    return browser.post("/sign-in/choose-firm", data={"choice": choice})
-
-
-def _join(hub: Hub, email: str, firm_id: str) -> None:
-    browser = _first_sign_in(hub, email)
-    page = browser.get("/sign-in/choose-firm")
-    assert page.status_code == 200 and firm_id in page.text, page.text
-    assert _choose(browser, firm_id).status_code == 200
-
-
 def test_an_invited_colleague_joins_the_firm_with_the_role(hub: Hub) -> None:
     owner = hub.client("olivia@litware-accounting.example")
     me = owner.get("/api/v1/me").json()
@@ -54,7 +35,7 @@ def test_an_invited_colleague_joins_the_firm_with_the_role(hub: Hub) -> None:
     assert invited.status_code == 202, invited.text
     # Nobody joins silently: a first sign-in with an invitation waiting must choose.
     assert hub.client("paul@litware-accounting.example").get("/api/v1/me").status_code == 409
-    _join(hub, "paul@litware-accounting.example", me["firm_id"])
+    join_firm(hub, "paul@litware-accounting.example", me["firm_id"])
     paul = hub.client("paul@litware-accounting.example").get("/api/v1/me").json()
     assert paul["firm_id"] == me["firm_id"]
     assert paul["role"] == "admin"
@@ -62,7 +43,7 @@ def test_an_invited_colleague_joins_the_firm_with_the_role(hub: Hub) -> None:
         "/api/v1/accountants/invitations", json={"email": "quinn@litware-accounting.example"}
     )
     assert staff.status_code == 202
-    _join(hub, "quinn@litware-accounting.example", me["firm_id"])
+    join_firm(hub, "quinn@litware-accounting.example", me["firm_id"])
     quinn = hub.client("quinn@litware-accounting.example")
     assert quinn.get("/api/v1/me").json()["role"] == "staff"
     refused = quinn.post("/api/v1/accountants/invitations", json={"email": "rita@litware-accounting.example"})
@@ -110,13 +91,13 @@ def test_a_person_invited_by_two_firms_chooses_on_a_page_naming_both(hub: Hub) -
     assert second.post("/api/v1/accountants/invitations", json={"email": invitee}).status_code == 202
     assert first.post("/api/v1/accountants/invitations", json={"email": invitee}).status_code == 202
 
-    browser = _first_sign_in(hub, invitee)
+    browser = first_sign_in(hub, invitee)
     page = browser.get("/sign-in/choose-firm")
     assert page.status_code == 200
     assert first_firm in page.text and second_firm in page.text
     assert re.search(r"Fourthcoffee", page.text, re.IGNORECASE) and re.search(r"Wideworld", page.text, re.IGNORECASE)
     # The newer invitation does not win by itself: the person chose the older one.
-    assert _choose(browser, second_firm).status_code == 200
+    assert choose_firm(browser, second_firm).status_code == 200
     assert hub.client(invitee).get("/api/v1/me").json()["firm_id"] == second_firm
 
 
@@ -127,10 +108,10 @@ def test_a_first_sign_in_may_decline_every_invitation(hub: Hub) -> None:
         inviter.post("/api/v1/accountants/invitations", json={"email": "bea@northwind-audit.example"}).status_code
         == 202
     )
-    browser = _first_sign_in(hub, "bea@northwind-audit.example")
-    assert _choose(browser, "own").status_code == 200
+    browser = first_sign_in(hub, "bea@northwind-audit.example")
+    assert choose_firm(browser, "own").status_code == 200
     me = hub.client("bea@northwind-audit.example").get("/api/v1/me").json()
     assert me["firm_id"] != inviter_firm and me["role"] == "owner"
     # A firm id that did not invite the address is refused, not joined.
-    other = _first_sign_in(hub, "cy@northwind-audit.example")
-    assert _choose(other, inviter_firm).status_code in (400, 404)
+    other = first_sign_in(hub, "cy@northwind-audit.example")
+    assert choose_firm(other, inviter_firm).status_code in (400, 404)

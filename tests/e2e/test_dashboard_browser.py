@@ -18,6 +18,7 @@ from playwright.sync_api import Page, expect
 
 from tests.conftest import Sandbox
 from tests.e2e.conftest import SCREENSHOTS, Hub
+from tests.support.connect import add_connected_client
 
 pytestmark = pytest.mark.e2e
 
@@ -184,7 +185,7 @@ def test_the_row_menu_and_filters_work_from_the_keyboard(page: Page, hub: Hub, s
     email = "heidi@proseware-accounting.example"
     _sign_in(page, hub, email)
     url = f"{sandbox.web_client}/cronus-sample.onmicrosoft.com/Production"
-    hub.client(email).post("/api/v1/clients", json={"name": "CRONUS", "client_url": url}).raise_for_status()
+    add_connected_client(sandbox, hub.client(email), {"name": "CRONUS", "client_url": url})
     sample = _row(page, "CRONUS").first
     expect(sample.locator(".state")).to_have_text("OK", timeout=60_000)
     menu_button = sample.get_by_role("button", name=re.compile("Actions for"))

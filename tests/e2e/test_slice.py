@@ -12,7 +12,8 @@ import msal
 import pytest
 
 from tests.conftest import Sandbox
-from tests.e2e.conftest import Hub, add_connected_client
+from tests.e2e.conftest import Hub
+from tests.support.connect import add_connected_client
 
 pytestmark = pytest.mark.e2e
 SECRET_KEY = "e2e-secret-key-long-enough-for-hmac-sha256"
@@ -60,7 +61,7 @@ def test_adding_a_client_puts_its_companies_on_the_dashboard(hub: Hub, sandbox: 
     production = next(e for e in tenant["environments"] if e["name"] == "Production")
     api = hub.client("alice@northwind-accounting.example")
     card = {"name": tenant["display_name"], "client_url": production["client_url"]}
-    add_connected_client(hub, sandbox, api, card)
+    add_connected_client(sandbox, api, card)
 
     company_ids = {c["id"] for c in production["companies"]}
     rows = _wait_for_rows(
@@ -131,7 +132,7 @@ def test_a_clients_own_tax_accounts_override_the_rule_on_every_refresh(hub: Hub,
     api = hub.client("dave@tailspin-accounting.example")
     url = f"{sandbox.web_client}/cronus-sample.onmicrosoft.com/Production"
     card = {"name": "CRONUS", "client_url": url, "tax_account_numbers": ["10110"]}
-    client_id = add_connected_client(hub, sandbox, api, card)
+    client_id = add_connected_client(sandbox, api, card)
 
     def overridden(rows: list[dict[str, Any]]) -> bool:
         mine = [r for r in rows if r["client_id"] == client_id]

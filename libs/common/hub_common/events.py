@@ -370,6 +370,8 @@ class ConnectionTested(EventData):
     companies: Annotated[list[DiscoveredCompany], Field(max_length=1000)] = []
     latency_ms: Annotated[int, Field(ge=0)] | None = None
     failure: Failure | None = None
+    # Set when the test ended before any fetcher took it (Entra knows no such tenant).
+    connection: ClientConnection | None = None
 
 
 # ---------------------------------------------------------------- figures

@@ -48,9 +48,11 @@ from hub_common.events import (
     ClientSource,
     ClientUpdated,
     ColleagueInvited,
+    ConnectionTested,
     ConnectionTestRequested,
     Envelope,
     EventData,
+    Failure,
     FailureKind,
     FirmCreated,
     GrantMethod,
@@ -750,8 +752,34 @@ async def test_connection(
         parsed = parse_client_url(command.client_url, extra_web_client_bases=_web_client_bases(settings))
     except ClientUrlError as error:
         raise Refused(RejectionReason.INVALID, error.message, field="client_url") from error
-    tenant_id = await _resolve_tenant(directory, parsed.tenant)
     test_id = uuid.uuid4()
+    try:
+        tenant_id = await directory.resolve(parsed.tenant)
+    except TenantNotFound as error:
+        # Entra answered the test already: record the outcome like any failed test, so it
+        # shows in Check Errors with Entra's words, and no fetcher needs to ask again.
+        await _emit(
+            session,
+            _context(command),
+            ConnectionTested(
+                test_id=test_id,
+                client_id=command.client_id,
+                ok=False,
+                connection=_connection(parsed, None),
+                failure=Failure(
+                    kind=FailureKind.TENANT_NOT_FOUND,
+                    summary="Microsoft Entra ID does not know the client's tenant.",
+                    fix="Check the tenant id or domain in the Client URL with the client's administrator.",
+                    http_status=400,
+                    bc_error_code="AADSTS90002",
+                    message=str(error),
+                    occurred_at=datetime.now(UTC),
+                ),
+            ),
+        )
+        return test_id
+    except DirectoryUnavailable as error:
+        raise Refused(RejectionReason.UNAVAILABLE, f"{error}; try again in a moment", "client_url") from error
     await _emit(
         session,
         _context(command),

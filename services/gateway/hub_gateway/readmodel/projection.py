@@ -300,7 +300,8 @@ async def _apply_connection_test(
     if row is None:
         row = ConnectionTestRow(test_id=data.test_id, firm_id=envelope.firm_id, client_id=data.client_id)
         session.add(row)
-    if isinstance(data, ConnectionTestRequested):
+    if isinstance(data, ConnectionTestRequested) or (isinstance(data, ConnectionTested) and data.connection):
+        assert data.connection is not None
         row.tenant, row.environment = data.connection.tenant, data.connection.environment
     if isinstance(data, ConnectionTested):
         row.result_json = data.model_dump_json()
