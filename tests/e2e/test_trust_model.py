@@ -120,12 +120,17 @@ def test_connect_grants_access_and_removing_it_stops_refreshes(hub: Hub, sandbox
     audit_actor = client["access"]["granted_by"]
     assert audit_actor.endswith(domain)
 
+    company_id = _rows(api, client_id)[0]["company_id"]
+    assert api.get(f"/api/v1/clients/{client_id}/companies/{company_id}/workbook").status_code == 200
     removed = api.delete(f"/api/v1/clients/{client_id}/access")
     assert removed.status_code == 202, removed.text
     client = _wait(lambda: _client(api, client_id), _access("revoked"))
     assert "removed in the hub" in client["access"]["reason"]
     assert api.post("/api/v1/refresh", json={"client_id": client_id}).status_code == 202
     _wait(lambda: _client(api, client_id), _waiting_for_permission)
+    refused = api.get(f"/api/v1/clients/{client_id}/companies/{company_id}/workbook")
+    assert refused.status_code == 403, refused.text
+    assert refused.json()["detail"]["failure"]["kind"] == "access_not_granted"
 
 
 def test_a_client_withdrawing_consent_ends_the_grant(hub: Hub, sandbox: Sandbox) -> None:

@@ -89,15 +89,15 @@ def create_app(settings: FetcherSettings) -> FastStream:
 
     subscribe(broker, consumer, handle, concurrency=settings.concurrency, title="fetcher refreshes")
 
+    async def firm_may_read(firm_id: uuid.UUID, connection: ClientConnection) -> bool:
+        return await grants.has_access(jetstream_of(broker), firm_id, connection.tenant_id)
+
     @broker.subscriber(
         commands.READ_STATEMENTS,
         queue=STATEMENTS_QUEUE,
         max_workers=STATEMENT_READS_AT_ONCE,
         title="fetcher: read statements",
     )
-    async def firm_may_read(firm_id: uuid.UUID, connection: ClientConnection) -> bool:
-        return await grants.has_access(jetstream_of(broker), firm_id, connection.tenant_id)
-
     async def read_statements(message: NatsMessage) -> bytes:
         return await answer_read_statements(
             statements[0], message.body, max_payload=broker.connection.max_payload, may_read=firm_may_read
