@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 
 app = typer.Typer(
+    pretty_exceptions_show_locals=False,
     help="Accountant Hub: run one service alone, or the whole hub with `hub up`.",
     no_args_is_help=True,
     add_completion=False,

@@ -133,6 +133,16 @@ def _unauthorized(detail: str) -> HTTPException:
     return HTTPException(status.HTTP_401_UNAUTHORIZED, detail=detail, headers={"WWW-Authenticate": "Bearer"})
 
 
+def display_name_for(email: str, name: object = None) -> str:
+    """A person's name as the hub shows it: theirs if given, else their address's local part.
+
+    Never empty (an address like '@contoso.com' has no local part) and never longer than an
+    accountant's name may be, so a sign-in cannot fail on the name alone.
+    """
+    chosen = name.strip() if isinstance(name, str) else ""
+    return (chosen or email.split("@")[0].strip() or email.strip() or "Accountant")[:250]
+
+
 class FirmChoiceRequired(HTTPException):
     """A first sign-in with colleague invitations pending: the person chooses a firm."""
 
@@ -156,7 +166,7 @@ async def ensure_accountant(
             commands.ENSURE_ACCOUNTANT,
             EnsureAccountant(
                 email=email,
-                display_name=display_name,
+                display_name=display_name_for(email, display_name),
                 correlation_id=request.state.correlation_id,
                 join_firm_id=join_firm_id,
                 start_own_firm=start_own_firm,

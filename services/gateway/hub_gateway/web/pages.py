@@ -32,6 +32,7 @@ from hub_gateway.api.deps import (
     Session,
     State,
     current_principal,
+    display_name_for,
     ensure_accountant,
 )
 from hub_gateway.auth import Principal
@@ -188,9 +189,9 @@ async def dev_sign_in(
     if state.settings.mode is not Mode.DEV:
         raise HTTPException(status.HTTP_404_NOT_FOUND)
     try:
-        principal = await ensure_accountant(state, request, email, email.split("@")[0])
+        principal = await ensure_accountant(state, request, email, display_name_for(email))
     except FirmChoiceRequired:
-        return _to_firm_choice(state, email, email.split("@")[0], next)
+        return _to_firm_choice(state, email, display_name_for(email), next)
     except HTTPException as refused:
         return _sign_in_page(request, state, error=str(refused.detail), target=next)
     return await _start_session(state, principal, next)
@@ -236,7 +237,7 @@ async def finish_sign_in(request: Request, state: State) -> Response:
     email = claims.get("email") or claims.get("preferred_username")
     if not isinstance(email, str) or "@" not in email:
         return _sign_in_page(request, state, error="Your account has no email address; use a work or school account.")
-    name = claims.get("name") if isinstance(claims.get("name"), str) else email.split("@")[0]
+    name = display_name_for(email, claims.get("name"))
     try:
         principal = await ensure_accountant(state, request, email, str(name))
     except FirmChoiceRequired:
