@@ -104,6 +104,8 @@ def up(
             f"  API token:  {token}\n"
             f"  Try:        curl -H 'Authorization: Bearer <token>' http://127.0.0.1:{port}/api/v1/dashboard\n"
             f"  Sandbox:    https://127.0.0.1:{sandbox_port}/_sandbox/tenants\n"
+            "  New client: Manage Clients → New, then open the card's Connect link and sign in\n"
+            "              as admin@<the tenant's domain> to play the client allowing your firm\n"
             f"  Logs:       {home / 'logs'}\n"
             "Press Ctrl-C to stop."
         )
