@@ -76,10 +76,22 @@ def create_app(settings: RegistrySettings) -> FastStream:
             except Exception:
                 logger.exception("scheduled refresh failed; trying again next time")
 
+    async def resolve_old_cards() -> None:
+        try:
+            async with transaction(sessions) as session:
+                resolved = await service.resolve_missing_tenant_ids(session=session, directory=directory)
+        except Exception:
+            logger.exception("resolving old cards' tenants failed; trying again at the next start")
+            return
+        if resolved:
+            relay_notify()
+            logger.info("old cards' tenants resolved", clients=resolved)
+
     @app.after_startup
     async def start_relay() -> None:
         for relay in relays:
             relay.start()
+        schedules.append(asyncio.create_task(resolve_old_cards(), name="resolve-old-cards"))
         if settings.scheduled_refresh_seconds > 0:
             schedules.append(asyncio.create_task(refresh_on_schedule(), name="scheduled-refresh"))
         logger.info("registry ready")

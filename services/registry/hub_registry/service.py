@@ -64,11 +64,13 @@ from hub_common.events import (
     TenantAccessRevoked,
     new_envelope,
 )
+from hub_common.logging import get_logger
 from hub_registry.domain.client_url import ClientUrlError, ParsedClientUrl, parse_client_url
 from hub_registry.models import Accountant, Client, ColleagueInvitationRow, Firm, TenantGrant, registry_outbox
 from hub_registry.settings import RegistrySettings
 
 SERVICE_ACTOR = Actor.service("registry")
+logger = get_logger(__name__)
 
 
 class Refused(Exception):
@@ -827,6 +829,44 @@ async def request_refresh(*, session: AsyncSession, command: RequestRefresh) -> 
     return [
         await _emit_refresh(session, _context(command), client, company_id=command.company_id) for client in clients
     ]
+
+
+async def resolve_missing_tenant_ids(*, session: AsyncSession, directory: TenantDirectory) -> int:
+    """Cards saved before tenants were resolved learn their tenant id (a ClientUpdated each).
+
+    Until then they read nothing (no grant can name them), and their Connect link cannot be
+    made. A tenant Entra does not know, or an Entra that does not answer, is left for the
+    next start; returns how many cards were resolved.
+    """
+    waiting = (
+        await session.execute(select(Client).where(col(Client.removed_at).is_(None), col(Client.tenant_id).is_(None)))
+    ).scalars()
+    resolved = 0
+    for client in waiting:
+        try:
+            tenant_id = await directory.resolve(client.tenant)
+        except (TenantNotFound, DirectoryUnavailable) as error:
+            logger.warning("tenant not resolved", client_id=str(client.id), reason=str(error)[:200])
+            continue
+        client.tenant_id = tenant_id
+        card = ClientCard.model_validate(
+            {
+                "name": client.name,
+                "client_url": client.client_url,
+                "contact_name": client.contact_name,
+                "email": client.email,
+                "phone": client.phone,
+                "notes": client.notes,
+                "assigned_accountant_id": client.assigned_accountant_id,
+                "tax_account_numbers": json.loads(client.tax_account_numbers) if client.tax_account_numbers else None,
+            }
+        )
+        context = Context(client.firm_id, SERVICE_ACTOR, f"resolve-tenant-{client.id}")
+        await _emit(
+            session, context, ClientUpdated(client_id=client.id, card=card, connection=_client_connection(client))
+        )
+        resolved += 1
+    return resolved
 
 
 SCHEDULE_ACTOR = Actor.service("registry-schedule")
