@@ -19,14 +19,11 @@ import httpx
 import jwt
 import openpyxl
 import pytest
-from fastapi.routing import APIRoute
 
-from hub_common.settings import Mode
-from hub_gateway.app import create_app
-from hub_gateway.settings import GatewaySettings
 from tests.conftest import Sandbox
 from tests.e2e.conftest import Hub
 from tests.support.connect import add_connected_client
+from tests.support.routes import gateway_routes
 
 pytestmark = pytest.mark.e2e
 
@@ -219,17 +216,8 @@ def _forged_link(victim: Victim) -> str:
     return jwt.encode(claims, "a guessed secret key that is long enough for HS256", algorithm="HS256")
 
 
-def _gateway_routes() -> set[str]:
-    app = create_app(GatewaySettings(_env_file=None, mode=Mode.DEV))
-    found = set()
-    for route in app.routes:
-        if isinstance(route, APIRoute):
-            found |= {f"{method} {route.path}" for method in route.methods or () if method != "HEAD"}
-    return found
-
-
 def test_every_route_and_page_has_an_isolation_case() -> None:
-    routes = _gateway_routes()
+    routes = gateway_routes(pages=True)
     assert routes - set(CASES) == set(), "give each new route a case in CASES"
     assert set(CASES) - routes == set(), "a case names a route that no longer exists"
 

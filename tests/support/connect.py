@@ -49,8 +49,11 @@ def connect(sandbox: Sandbox, api: httpx.Client, client_id: str, signing_in: str
     return browser.get(back.headers["location"])
 
 
-def add_connected_client(sandbox: Sandbox, api: httpx.Client, card: dict[str, Any]) -> str:
-    """A client added by hand whose tenant then grants the firm access through Connect."""
+def add_connected_client(
+    sandbox: Sandbox, api: httpx.Client, card: dict[str, Any], *, signing_in: str | None = None
+) -> str:
+    """A client added by hand whose tenant then grants the firm access through Connect,
+    by its administrator unless someone else of the tenant is named."""
     added = api.post("/api/v1/clients", json=card)
     assert added.status_code == 202, added.text
     client_id = str(added.json()["client_id"])
@@ -60,6 +63,6 @@ def add_connected_client(sandbox: Sandbox, api: httpx.Client, card: dict[str, An
     while api.post(f"/api/v1/clients/{client_id}/connect-link").status_code == 404:
         assert time.monotonic() < deadline, "the client never reached the read model"
         time.sleep(0.2)
-    granted = connect(sandbox, api, client_id, client_admin(tenant_domain_of(card["client_url"])))
+    granted = connect(sandbox, api, client_id, signing_in or client_admin(tenant_domain_of(card["client_url"])))
     assert granted.status_code == 200 and "can now read" in granted.text, granted.text[:800]
     return client_id
