@@ -11,8 +11,9 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from tests.e2e.conftest import Hub, join_firm
+from tests.e2e.conftest import Hub
 from tests.support.routes import gateway_routes
+from tests.support.sign_in import join_firm
 
 pytestmark = pytest.mark.e2e
 
@@ -90,7 +91,7 @@ def firm(hub: Hub) -> dict[str, httpx.Client]:
     firm_id = owner.get("/api/v1/me").json()["firm_id"]
     for email, role in (("adam@roles-accounting.example", "admin"), ("stan@roles-accounting.example", "staff")):
         assert owner.post("/api/v1/accountants/invitations", json={"email": email, "role": role}).status_code == 202
-        join_firm(hub, email, firm_id)
+        join_firm(hub.url, email, firm_id)
     admin, staff = hub.client("adam@roles-accounting.example"), hub.client("stan@roles-accounting.example")
     assert admin.get("/api/v1/me").json()["role"] == "admin"
     assert staff.get("/api/v1/me").json()["role"] == "staff"

@@ -71,9 +71,8 @@ def test_a_good_url_lists_the_companies_and_the_latency(hub: Hub, admin: httpx.C
 def test_an_invalid_url_says_what_is_wrong_at_once(hub: Hub) -> None:
     answer = _test(hub, "https://businesscentral.dynamics.com/Production")
     assert answer.status_code == 422
-    failure = answer.json()["failure"]
-    assert failure["kind"] == "invalid_url"
-    assert "no tenant" in failure["fix"]
+    assert answer.json()["detail"]["field"] == "client_url"
+    assert "no tenant" in answer.json()["detail"]["message"]
 
 
 @pytest.mark.parametrize(
