@@ -196,6 +196,14 @@ CASES: dict[str, tuple[Probe, int | None]] = {
     "POST /invitations/accept": (lambda api, v: api.post("/invitations/accept", data={"link": "x"}), None),
     "GET /dev/mail": (lambda api, v: api.get("/dev/mail"), None),
     "GET /connect/callback": (lambda api, v: api.get("/connect/callback"), None),
+    # The client's own page: a firm's credentials are no sign-in there.
+    "GET /client-access": (lambda api, v: api.get("/client-access"), None),
+    "POST /client-access/sign-in": (lambda api, v: api.post("/client-access/sign-in"), None),
+    "GET /client-access/callback": (lambda api, v: api.get("/client-access/callback"), 400),
+    "POST /client-access/withdraw": (
+        lambda api, v: api.post("/client-access/withdraw", data={"firm_id": str(uuid.uuid4())}),
+        400,
+    ),
     # A Connect link is signed with the hub's key: one forged for the victim's client is refused.
     "GET /connect/{token}": (lambda api, v: api.get(f"/connect/{_forged_link(v)}"), 400),
     "POST /connect/{token}": (lambda api, v: api.post(f"/connect/{_forged_link(v)}"), 400),

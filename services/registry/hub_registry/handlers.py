@@ -111,5 +111,14 @@ def register_command_handlers(
     command_handler(commands.UPDATE_CLIENT, commands.UpdateClient, update_client)
     command_handler(commands.REMOVE_CLIENT, commands.RemoveClient, remove_client)
     command_handler(commands.REQUEST_REFRESH, commands.RequestRefresh, request_refresh)
+
+    async def list_grants(session: AsyncSession, command: commands.ListTenantGrants) -> BaseModel:
+        return await service.list_tenant_grants(session=session, command=command)
+
+    async def withdraw_access(session: AsyncSession, command: commands.WithdrawTenantAccess) -> BaseModel:
+        return await service.withdraw_tenant_access(session=session, command=command)
+
     command_handler(commands.GRANT_TENANT_ACCESS, commands.GrantTenantAccess, grant_access)
+    command_handler(commands.LIST_TENANT_GRANTS, commands.ListTenantGrants, list_grants)
+    command_handler(commands.WITHDRAW_TENANT_ACCESS, commands.WithdrawTenantAccess, withdraw_access)
     command_handler(commands.REVOKE_TENANT_ACCESS, commands.RevokeTenantAccess, revoke_access)

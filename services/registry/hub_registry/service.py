@@ -26,14 +26,18 @@ from hub_common.commands import (
     GrantTenantAccess,
     InviteColleague,
     ListFirmInvitations,
+    ListTenantGrants,
     Rejection,
     RejectionReason,
     RemoveClient,
     RequestRefresh,
     RevokeTenantAccess,
     TenantAccessChanged,
+    TenantGrants,
+    TenantGrantSummary,
     TestConnection,
     UpdateClient,
+    WithdrawTenantAccess,
 )
 from hub_common.emails import EmailRejected, firm_name_for, normalize_work_email
 from hub_common.entra import DirectoryUnavailable, TenantDirectory, TenantNotFound
@@ -459,6 +463,45 @@ async def revoke_tenant_access(*, session: AsyncSession, command: RevokeTenantAc
         name = command.actor.display_name or command.actor.id
         await _revoke(session, _context(command), grant=grant, reason=f"Access removed in the hub by {name}")
     return TenantAccessChanged(client_id=client.id, tenant_id=client.tenant_id, granted=False)
+
+
+async def list_tenant_grants(*, session: AsyncSession, command: ListTenantGrants) -> TenantGrants:
+    """The firms a tenant lets read it: the client's own question about its own tenant."""
+    rows = (
+        await session.execute(
+            select(TenantGrant, Firm.name)
+            .join(Firm, col(Firm.id) == col(TenantGrant.firm_id))
+            .where(TenantGrant.tenant_id == command.tenant_id, col(TenantGrant.revoked_at).is_(None))
+            .order_by(col(TenantGrant.granted_at))
+        )
+    ).all()
+    return TenantGrants(
+        grants=[
+            TenantGrantSummary(
+                firm_id=grant.firm_id,
+                firm_name=name,
+                method=grant.method,
+                granted_by=grant.granted_by,
+                granted_at=grant.granted_at,
+            )
+            for grant, name in rows
+        ]
+    )
+
+
+async def withdraw_tenant_access(*, session: AsyncSession, command: WithdrawTenantAccess) -> TenantAccessChanged:
+    """Someone of the client's tenant takes one firm's access back; the others keep theirs."""
+    grant = await _live_grant(session, command.firm_id, command.tenant_id)
+    if grant is None:
+        raise Refused(RejectionReason.NOT_FOUND, "That firm has no access to your organisation", field="firm_id")
+    who = command.actor.display_name or command.actor.id
+    await _revoke(
+        session,
+        Context(command.firm_id, command.actor, command.correlation_id),
+        grant=grant,
+        reason=f"Removed by {who} of the client's organisation",
+    )
+    return TenantAccessChanged(client_id=None, tenant_id=command.tenant_id, granted=False)
 
 
 async def confirm_grant(*, session: AsyncSession, discovered: Envelope[CompaniesDiscovered]) -> None:
