@@ -304,6 +304,8 @@ class BusinessCentralApi:
                 version = self.state.bc_version(request.tenant)
                 # BC's Company table is keyed by Name, so that is the listing's order.
                 companies = [company_record(c, version) for c in sorted(environment.companies, key=lambda c: c.name)]
+                if companies and self.state.faults.take(request.tenant.id, FaultKind.DUPLICATE_COMPANY_IDS):
+                    companies.append({**companies[0], "name": f"{companies[0]['name']} (2)"})
                 return self._collection(COMPANY, lambda _: companies, request, f"{context_root}#companies")
             company = _company_by_id(environment, parse_key(first.key))
             if len(resource) == 1:
@@ -400,7 +402,10 @@ class BusinessCentralApi:
             "@odata.context": context,
             "value": [{"@odata.etag": etag_for(r), **serialise(entity, r, options.select)} for r in page],
         }
-        if end < len(records):
+        if self.state.faults.take(request.tenant.id, FaultKind.REPEATED_NEXT_LINK):
+            # The page just served, as its own next page: a client that trusts it loops.
+            body["@odata.nextLink"] = paging.next_link(offset)
+        elif end < len(records):
             body["@odata.nextLink"] = paging.next_link(end)
         headers = {}
         if requested is not None:
@@ -688,7 +693,21 @@ def _answer(state: SandboxState, tenant: SandboxTenant | None, result: ApiResult
         return StreamingResponse(
             _huge_body(oversized.size_mb * 1024 * 1024), 200, headers=headers, media_type=ODATA_JSON
         )
+    trickle = state.faults.take(tenant.id, FaultKind.TRICKLE) if tenant is not None else None
+    if trickle:
+        content = json.dumps(result.body, ensure_ascii=False, separators=(",", ":")).encode()
+        return StreamingResponse(
+            _trickled(content, trickle.trickle_interval_seconds), 200, headers=headers, media_type=ODATA_JSON
+        )
     return _json(result.body, 200, headers)
+
+
+async def _trickled(content: bytes, interval_seconds: float) -> AsyncIterator[bytes]:
+    """The whole answer, a byte at a time: each read gets data well within any read timeout,
+    so only a client's deadline for the whole answer ends it."""
+    for index in range(len(content)):
+        yield content[index : index + 1]
+        await asyncio.sleep(interval_seconds)
 
 
 async def _huge_body(size: int) -> AsyncIterator[bytes]:
