@@ -257,6 +257,39 @@ class BusinessCentralApi:
 
     def __init__(self, state: SandboxState) -> None:
         self.state = state
+        # HUB_SANDBOX_MEMOIZE_ANSWERS: answers computed once, for benchmarks.
+        self._remembered: dict[tuple[object, ...], ApiResult] = {}
+
+    def _memo_key(self, request: ApiGet) -> tuple[object, ...] | None:
+        if not self.state.settings.sandbox_memoize_answers or self.state.faults.of_tenant(request.tenant.id):
+            return None  # faults apply to each request as it comes
+        return (
+            request.tenant.id,
+            request.environment.name,
+            request.path,
+            request.query,
+            request.prefer,
+            request.base_url,
+            self.state.business_date(),
+            self.state.bc_version(request.tenant),
+        )
+
+    def remembered(self, request: ApiGet) -> ApiResult | None:
+        """The answer computed for the same request before, when answers are memoized."""
+        key = self._memo_key(request)
+        return self._remembered.get(key) if key is not None else None
+
+    def resolve(self, request: ApiGet) -> ApiResult:
+        """One GET under the API v2.0 or ODataV4 root (remembered when answers are memoized)."""
+        handler = self.get if request.path.service == API else self.odata
+        key = self._memo_key(request)
+        if key is None:
+            return handler(request)
+        result = self._remembered.get(key)
+        if result is None:
+            result = handler(request)
+            self._remembered[key] = result
+        return result
 
     # -- who and where ------------------------------------------------------------------
 
@@ -500,7 +533,7 @@ class BusinessCentralApi:
             if path.service != API or path.environment.casefold() != environment.name.casefold():
                 raise bad_request("A batch operation must address the API root of the batch.")
             request = ApiGet(tenant, environment, path, query, inner_headers.get("prefer"), base_url)
-            result = self.get(request)
+            result = self.resolve(request)
             status, body = 200, result.body
             headers |= result.headers | {"content-type": ODATA_JSON}
         except Throttled as throttled:
@@ -633,8 +666,8 @@ def business_central_router(state: SandboxState) -> APIRouter:
                         tenant, environment, path, tuple(request.query_params.multi_items()),
                         request.headers.get("prefer"), base_url,
                     )  # fmt: skip
-                    handler = api.get if path.service == API else api.odata
-                    result = await run_in_threadpool(handler, get)
+                    remembered = api.remembered(get)
+                    result = remembered if remembered is not None else await run_in_threadpool(api.resolve, get)
             finally:
                 state.limiter.release(identity)
         except Throttled as throttled:
