@@ -13,6 +13,7 @@ from hub_common.streams import BC_SLOTS_BUCKET, FETCHER_CONSUMER, Topology, decl
 from hub_fetcher.bc.client import BusinessCentral
 from hub_fetcher.bc.identity import TokenProvider
 from hub_fetcher.bc.limits import SharedTenantSlots, TenantLimiter
+from hub_fetcher.bc.transport import TenantPooledTransport
 from hub_fetcher.handlers import FetcherHandlers
 from hub_fetcher.in_flight import InFlightConsumer
 from hub_fetcher.refresh import ClientReader
@@ -34,13 +35,14 @@ def create_app(settings: FetcherSettings) -> FastStream:
     # Everything this process reads at once: refreshes in flight and statement reads.
     readers_at_once = settings.concurrency + STATEMENT_READS_AT_ONCE
     http = httpx.AsyncClient(
-        verify=settings.tls_verification(),
         timeout=httpx.Timeout(settings.http_read_timeout_seconds, connect=settings.http_connect_timeout_seconds),
-        # Room for every request the slots allow (each reader's tenant requests, plus one
-        # token request) so a request never waits for a connection inside its deadline.
-        limits=httpx.Limits(
+        transport=TenantPooledTransport(
+            verify=settings.tls_verification(),
+            # Room for every request the slots allow (each reader's tenant requests, plus
+            # one token request), so a request never waits for a connection inside its
+            # deadline.
             max_connections=readers_at_once * (settings.tenant_max_concurrent_requests + 1),
-            max_keepalive_connections=100,
+            max_keepalive_connections=200,
         ),
         follow_redirects=False,
     )
