@@ -149,27 +149,28 @@ class TokenProvider:
         self._client_id = client_id
         self._client_secret = client_secret
         self._http = EventLoopHttpClient(http, deadline_seconds=deadline_seconds)
+        # Read and written from token threads and the event loop without a lock: each step
+        # is one dict operation. msal's constructor asks Entra (OIDC discovery) through the
+        # event loop, so no lock the loop could wait on may be held around it.
         self._apps: dict[str, msal.ConfidentialClientApplication] = {}
-        self._lock = threading.Lock()
         self._threads = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="msal")
 
     def _app(self, tenant: str) -> msal.ConfidentialClientApplication:
-        with self._lock:
-            app = self._apps.get(tenant)
-            if app is None:
-                app = confidential_client(
-                    authority_base=self._authority_base,
-                    tenant=tenant,
-                    client_id=self._client_id,
-                    client_secret=self._client_secret,
-                    http=self._http,
-                )
-                self._apps[tenant] = app
-            return app
+        app = self._apps.get(tenant)
+        if app is None:
+            made = confidential_client(
+                authority_base=self._authority_base,
+                tenant=tenant,
+                client_id=self._client_id,
+                client_secret=self._client_secret,
+                http=self._http,
+            )
+            # Two threads may make one for the same tenant at once; both then use the first.
+            app = self._apps.setdefault(tenant, made)
+        return app
 
     def _drop_app(self, tenant: str) -> None:
-        with self._lock:
-            self._apps.pop(tenant, None)
+        self._apps.pop(tenant, None)
 
     def _acquire(self, tenant: str) -> str:
         self._http.forget_last_answer()
