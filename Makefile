@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 PACKAGES := libs/common services/registry services/fetcher services/invitations services/gateway sandbox cli
 PROJECT_FILES := $(foreach package,$(PACKAGES),$(package)/pyproject.toml)
 
-.PHONY: run test lint typecheck unit setup clean asyncapi
+.PHONY: run test fuzz lint typecheck unit setup clean asyncapi
 
 $(STAMP): constraints.txt requirements-dev.txt $(PROJECT_FILES)
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed")'
@@ -26,6 +26,10 @@ test: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/pytest
+
+# `make test` fuzzes the API with a bounded, deterministic run; this one digs deeper.
+fuzz: $(STAMP)
+	HUB_FUZZ_EXAMPLES=$${HUB_FUZZ_EXAMPLES:-300} $(BIN)/pytest tests/e2e/test_openapi_fuzz.py
 
 asyncapi: $(STAMP)
 	$(BIN)/hub asyncapi --output docs/asyncapi.json

@@ -47,19 +47,23 @@ from sqlmodel import col, select
 
 from bench.replay import measure as measure_replay
 from hub_cli.supervisor import die_with_parent
+from hub_common import grants
 from hub_common.bus import publish_event
 from hub_common.db import create_engine, session_factory, transaction
 from hub_common.events import (
     Actor,
+    ActorKind,
     ClientAdded,
     ClientCard,
     ClientConnection,
     ClientSource,
     CompaniesDiscovered,
     CompanySnapshot,
+    GrantMethod,
     RefreshDeferred,
     RefreshFailed,
     RefreshRequested,
+    TenantAccessGranted,
     decode_event,
     new_envelope,
 )
@@ -294,6 +298,10 @@ def prepare_tenants(sandbox: Sandbox) -> list[Tenant]:
     return tenants
 
 
+def connection_of(tenant: Tenant) -> ClientConnection:
+    return ClientConnection(tenant=tenant.domain, environment=ENVIRONMENT, tenant_id=uuid.UUID(tenant.id))
+
+
 def trickling_tenants(tenants: list[Tenant], percent: float) -> list[Tenant]:
     """Every k-th tenant, ``percent`` of them: spread over the catalogue and its BC versions."""
     count = math.ceil(len(tenants) * percent / 100)
@@ -462,6 +470,14 @@ async def drive(
     try:
         js = connection.jetstream()
         await declare_topology(js)
+        # Every tenant granted the firm access, as the registry records it; the fetchers
+        # refuse to read a tenant for a firm without a grant.
+        for tenant in client_tenant.values():
+            granted = TenantAccessGranted(
+                tenant_id=uuid.UUID(tenant.id), tenant=tenant.domain, method=GrantMethod.CONNECT
+            )
+            actor = Actor(kind=ActorKind.CLIENT_ADMIN, id=f"admin@{tenant.domain}")
+            await grants.record_access(js, new_envelope(granted, firm_id=FIRM_ID, actor=actor))
         await js.subscribe(
             f"hub.{FIRM_ID}.company.*.snapshot", stream=SNAPSHOTS_STREAM, ordered_consumer=True, cb=on_snapshot
         )
@@ -480,7 +496,7 @@ async def drive(
                                     name=tenant.domain,
                                     client_url=f"https://businesscentral.dynamics.com/{tenant.domain}/{ENVIRONMENT}",
                                 ),
-                                connection=ClientConnection(tenant=tenant.domain, environment=ENVIRONMENT),
+                                connection=connection_of(tenant),
                                 source=ClientSource.MANUAL,
                             ),
                             firm_id=FIRM_ID,
@@ -510,7 +526,7 @@ async def drive(
                 RefreshRequested(
                     refresh_id=uuid.uuid4(),
                     client_id=client_id,
-                    connection=ClientConnection(tenant=tenant.domain, environment=ENVIRONMENT),
+                    connection=connection_of(tenant),
                 ),
                 firm_id=FIRM_ID,
                 actor=BENCH_ACTOR,

@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import nats
 import psycopg
 import pytest
@@ -23,6 +24,7 @@ from nats.aio.client import Client
 from nats.js import JetStreamContext
 from sqlalchemy.engine import make_url
 
+from hub_common.entra import TenantDirectory
 from hub_common.local_nats import LocalNatsServer, free_port
 from hub_common.streams import declare_topology
 from tests.support.processes import ServiceProcess, start_service, wait_until_healthy
@@ -177,3 +179,18 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory, gateway_port: int) -> Iter
         yield Sandbox(base_url, ca_bundle, client_id, client_secret, process)
     finally:
         process.stop()
+
+
+@pytest.fixture(scope="session")
+def sandbox_tenant_domains(sandbox: Sandbox) -> list[str]:
+    """The domains of the sandbox's tenants, as its catalogue lists them."""
+    with httpx.Client(base_url=sandbox.base_url, verify=sandbox.tls()) as http:
+        tenants = http.get("/_sandbox/tenants").raise_for_status().json()["tenants"]
+    return [str(tenant["domain"]) for tenant in tenants]
+
+
+@pytest.fixture
+async def tenant_directory(sandbox: Sandbox) -> AsyncIterator[TenantDirectory]:
+    """Resolves tenants through the sandbox's Entra discovery, as the registry does."""
+    async with httpx.AsyncClient(verify=sandbox.tls()) as http:
+        yield TenantDirectory(authority_base=sandbox.base_url, http=http, timeout_seconds=10)

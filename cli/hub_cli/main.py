@@ -5,16 +5,29 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 app = typer.Typer(
+    pretty_exceptions_show_locals=False,
     help="Accountant Hub: run one service alone, or the whole hub with `hub up`.",
     no_args_is_help=True,
     add_completion=False,
 )
+
+
+def _start_unless_insecure(start: Callable[[], None]) -> None:
+    """A service that refuses its settings says why in one line, not with a traceback."""
+    from hub_common.settings import InsecureSettings
+
+    try:
+        start()
+    except InsecureSettings as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from None
 
 
 @app.command()
@@ -38,7 +51,7 @@ def invitations() -> None:
     """Run the invitations service."""
     from hub_invitations.app import run
 
-    asyncio.run(run())
+    _start_unless_insecure(lambda: asyncio.run(run()))
 
 
 @app.command("smtp-sink")
@@ -54,7 +67,7 @@ def gateway() -> None:
     """Run the gateway: the dashboard and the JSON API."""
     from hub_gateway.app import run
 
-    run()
+    _start_unless_insecure(run)
 
 
 @app.command()
@@ -91,6 +104,8 @@ def up(
             f"  API token:  {token}\n"
             f"  Try:        curl -H 'Authorization: Bearer <token>' http://127.0.0.1:{port}/api/v1/dashboard\n"
             f"  Sandbox:    https://127.0.0.1:{sandbox_port}/_sandbox/tenants\n"
+            "  New client: Manage Clients → New, then open the card's Connect link and sign in\n"
+            "              as admin@<the tenant's domain> to play the client allowing your firm\n"
             f"  Logs:       {home / 'logs'}\n"
             "Press Ctrl-C to stop."
         )

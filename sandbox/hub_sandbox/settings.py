@@ -66,7 +66,11 @@ class SandboxSettings(HubSettings):
     # Accountant sign-in (OpenID Connect authorization code + PKCE). The hub app
     # registration's redirect URIs, comma-separated. As in Entra, an http loopback URI
     # (127.0.0.1 or localhost) matches on any port.
-    sandbox_redirect_uris: str = "http://127.0.0.1:8000/auth/callback,http://localhost:8000/auth/callback"
+    # /connect/callback is where a client's person returns after granting a firm access.
+    sandbox_redirect_uris: str = (
+        "http://127.0.0.1:8000/auth/callback,http://localhost:8000/auth/callback,"
+        "http://127.0.0.1:8000/connect/callback,http://localhost:8000/connect/callback"
+    )
     # The app registration's display name, shown on the sign-in page.
     sandbox_app_name: str = "Accountant Hub"
     # How long an authorization code can be redeemed (Entra: 10 minutes).

@@ -26,6 +26,8 @@ BUSINESS_CENTRAL_RESOURCE = "https://api.businesscentral.dynamics.com"
 BUSINESS_CENTRAL_APP_ID = "996def3d-b36c-4153-8607-a6fd3c01b89f"
 BUSINESS_CENTRAL_AUDIENCES = (BUSINESS_CENTRAL_RESOURCE, BUSINESS_CENTRAL_APP_ID)
 APP_ROLE = "API.ReadWrite.All"
+# A user's delegated token reaches BC with either of these in its scp.
+DELEGATED_SCOPES = frozenset({"Financials.ReadWrite.All", "user_impersonation"})
 ACCESS_TOKEN_LIFETIME = dt.timedelta(hours=1)
 
 
@@ -149,8 +151,12 @@ class TokenIssuer:
         if claims["iss"] != v1_issuer(tenant_id):
             raise InvalidAccessToken("issuer does not belong to the token's tenant")
         roles = tuple(str(role) for role in claims.get("roles", []))
-        if APP_ROLE not in roles:
-            raise InvalidAccessToken(f"the token lacks the {APP_ROLE} role")
+        delegated = claims.get("idtyp") == "user" and bool(DELEGATED_SCOPES & set(str(claims.get("scp", "")).split()))
+        if APP_ROLE not in roles and not delegated:
+            raise InvalidAccessToken(f"the token lacks the {APP_ROLE} role or a delegated Business Central scope")
+        if delegated and "idp" in claims:
+            # A guest from another directory: BC knows only the tenant's own users here.
+            raise InvalidAccessToken("the signed-in user is not a Business Central user of this tenant")
         try:
             object_id = uuid.UUID(str(claims.get("oid")))
         except ValueError as error:

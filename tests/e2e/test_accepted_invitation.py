@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import time
 import uuid
+from typing import Any
 
+import httpx
 import nats
 import pytest
 
@@ -52,3 +54,49 @@ async def test_the_client_lands_on_the_dashboard_once(hub: Hub, sandbox: Sandbox
     assert rows
     assert all(r["state"] == "ok" for r in rows)
     assert hub.client("outsider@fabrikam-audit.example").get("/api/v1/clients").json()["clients"] == []
+
+
+async def test_an_invitation_for_a_client_already_there_attaches_to_it(
+    hub: Hub, sandbox: Sandbox, nats_url: str
+) -> None:
+    """Added by hand while waiting for permission, then the client's administrator invites
+    the firm: the grant attaches to that card and it is read; no second copy appears."""
+    api = hub.client("mona@attach-accounting.example")
+    me = api.get("/api/v1/me").json()
+    tenants = httpx.get(f"{sandbox.base_url}/_sandbox/tenants", verify=sandbox.tls()).json()["tenants"]
+    tenant = next(t for t in tenants if t["domain"] == "nordlysgruppen.onmicrosoft.com")
+    added = api.post(
+        "/api/v1/clients", json={"name": "Nordlys (by hand)", "client_url": f"{sandbox.web_client}/{tenant['domain']}"}
+    )
+    assert added.status_code == 202 and added.json()["access_granted"] is False, added.text
+    accepted = InvitationAccepted(
+        invitation_id=uuid.uuid4(),
+        accountant_id=uuid.UUID(me["accountant_id"]),
+        email=me["email"],
+        # As the invitations service has it: the tenant id from the administrator's token.
+        tenant=tenant["id"],
+        environment="Production",
+        client_name="Nordlys Gruppen",
+        add_to_dashboard=True,
+    )
+    connection = await nats.connect(nats_url)
+    try:
+        actor = Actor(kind=ActorKind.ACCOUNTANT, id=me["accountant_id"])
+        await publish_event(
+            connection.jetstream(), new_envelope(accepted, firm_id=uuid.UUID(me["firm_id"]), actor=actor)
+        )
+    finally:
+        await connection.close()
+    deadline = time.monotonic() + 60
+    clients: list[dict[str, Any]] = []
+    rows: list[dict[str, Any]] = []
+    while time.monotonic() < deadline:
+        clients = api.get("/api/v1/clients").json()["clients"]
+        rows = api.get("/api/v1/dashboard").json()["rows"]
+        if rows and all(r["state"] == "ok" for r in rows):
+            break
+        time.sleep(0.3)
+    assert [(c["name"], c["access"]["state"], c["access"]["method"]) for c in clients] == [
+        ("Nordlys (by hand)", "granted", "invitation")
+    ]
+    assert rows and all(r["state"] == "ok" and r["client_id"] == added.json()["client_id"] for r in rows)

@@ -3,11 +3,12 @@ invite colleagues by address; nobody joins a firm by email domain alone."""
 
 from __future__ import annotations
 
+import re
 import time
 
 import pytest
 
-from tests.e2e.conftest import Hub
+from tests.e2e.conftest import Hub, choose_firm, first_sign_in, join_firm
 
 pytestmark = pytest.mark.e2e
 
@@ -32,6 +33,9 @@ def test_an_invited_colleague_joins_the_firm_with_the_role(hub: Hub) -> None:
         "/api/v1/accountants/invitations", json={"email": "Paul@Litware-Accounting.example", "role": "admin"}
     )
     assert invited.status_code == 202, invited.text
+    # Nobody joins silently: a first sign-in with an invitation waiting must choose.
+    assert hub.client("paul@litware-accounting.example").get("/api/v1/me").status_code == 409
+    join_firm(hub, "paul@litware-accounting.example", me["firm_id"])
     paul = hub.client("paul@litware-accounting.example").get("/api/v1/me").json()
     assert paul["firm_id"] == me["firm_id"]
     assert paul["role"] == "admin"
@@ -39,6 +43,7 @@ def test_an_invited_colleague_joins_the_firm_with_the_role(hub: Hub) -> None:
         "/api/v1/accountants/invitations", json={"email": "quinn@litware-accounting.example"}
     )
     assert staff.status_code == 202
+    join_firm(hub, "quinn@litware-accounting.example", me["firm_id"])
     quinn = hub.client("quinn@litware-accounting.example")
     assert quinn.get("/api/v1/me").json()["role"] == "staff"
     refused = quinn.post("/api/v1/accountants/invitations", json={"email": "rita@litware-accounting.example"})
@@ -63,5 +68,50 @@ def test_bad_invitations_are_refused(hub: Hub) -> None:
     )
     existing = hub.client("victor@proseware-audit.example")
     existing.get("/api/v1/me")
-    taken = owner.post("/api/v1/accountants/invitations", json={"email": "victor@proseware-audit.example"})
-    assert taken.status_code == 409
+    # Whether an address has an account elsewhere is not the inviter's to learn.
+    elsewhere = owner.post("/api/v1/accountants/invitations", json={"email": "victor@proseware-audit.example"})
+    assert elsewhere.status_code == 202, elsewhere.text
+    stranger = owner.post("/api/v1/accountants/invitations", json={"email": "walt@proseware-audit.example"})
+    assert stranger.status_code == 202
+    assert elsewhere.json() | {"email": ""} == stranger.json() | {"email": ""}
+    assert (
+        hub.client("victor@proseware-audit.example").get("/api/v1/me").json()["firm_id"]
+        != (owner.get("/api/v1/me").json()["firm_id"])
+    )
+    member = owner.post("/api/v1/accountants/invitations", json={"email": "uma@proseware-accounting.example"})
+    assert member.status_code == 409
+
+
+def test_a_person_invited_by_two_firms_chooses_on_a_page_naming_both(hub: Hub) -> None:
+    first = hub.client("xena@fourthcoffee-accounting.example")
+    second = hub.client("yves@wideworld-accounting.example")
+    first_firm = first.get("/api/v1/me").json()["firm_id"]
+    second_firm = second.get("/api/v1/me").json()["firm_id"]
+    invitee = "zoe@consultants.example"
+    assert second.post("/api/v1/accountants/invitations", json={"email": invitee}).status_code == 202
+    assert first.post("/api/v1/accountants/invitations", json={"email": invitee}).status_code == 202
+
+    browser = first_sign_in(hub, invitee)
+    page = browser.get("/sign-in/choose-firm")
+    assert page.status_code == 200
+    assert first_firm in page.text and second_firm in page.text
+    assert re.search(r"Fourthcoffee", page.text, re.IGNORECASE) and re.search(r"Wideworld", page.text, re.IGNORECASE)
+    # The newer invitation does not win by itself: the person chose the older one.
+    assert choose_firm(browser, second_firm).status_code == 200
+    assert hub.client(invitee).get("/api/v1/me").json()["firm_id"] == second_firm
+
+
+def test_a_first_sign_in_may_decline_every_invitation(hub: Hub) -> None:
+    inviter = hub.client("abe@adatum-accounting.example")
+    inviter_firm = inviter.get("/api/v1/me").json()["firm_id"]
+    assert (
+        inviter.post("/api/v1/accountants/invitations", json={"email": "bea@northwind-audit.example"}).status_code
+        == 202
+    )
+    browser = first_sign_in(hub, "bea@northwind-audit.example")
+    assert choose_firm(browser, "own").status_code == 200
+    me = hub.client("bea@northwind-audit.example").get("/api/v1/me").json()
+    assert me["firm_id"] != inviter_firm and me["role"] == "owner"
+    # A firm id that did not invite the address is refused, not joined.
+    other = first_sign_in(hub, "cy@northwind-audit.example")
+    assert choose_firm(other, inviter_firm).status_code in (400, 404)

@@ -18,6 +18,7 @@ import pytest
 from hub_common.local_nats import free_port
 from tests.conftest import Sandbox
 from tests.e2e.conftest import Hub
+from tests.support.connect import add_connected_client
 from tests.support.processes import start_service, wait_until_healthy
 
 pytestmark = pytest.mark.e2e
@@ -40,9 +41,7 @@ def firm(hub: Hub, sandbox: Sandbox) -> Iterator[dict[str, Any]]:
     """A firm with the CRONUS sample tenant as its client, every company read."""
     api = hub.client(EMAIL)
     url = f"{sandbox.web_client}/cronus-sample.onmicrosoft.com/Production"
-    client_id = (
-        api.post("/api/v1/clients", json={"name": "CRONUS", "client_url": url}).raise_for_status().json()["client_id"]
-    )
+    client_id = add_connected_client(sandbox, api, {"name": "CRONUS", "client_url": url})
 
     def read() -> list[dict[str, Any]] | None:
         rows: list[dict[str, Any]] = api.get("/api/v1/dashboard").json()["rows"]

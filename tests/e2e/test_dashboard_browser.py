@@ -18,6 +18,7 @@ from playwright.sync_api import Page, expect
 
 from tests.conftest import Sandbox
 from tests.e2e.conftest import SCREENSHOTS, Hub
+from tests.support.connect import add_connected_client
 
 pytestmark = pytest.mark.e2e
 
@@ -75,7 +76,7 @@ def test_an_accountants_day_on_the_dashboard(
     _sign_in(page, hub, EMAIL)
     expect(page.locator("#grid-body")).to_contain_text("No clients yet")
 
-    # 2. Manage Clients → New: a wrong URL says what is wrong, the right one finds the companies.
+    # 2. Manage Clients → New: a wrong URL says what is wrong; the right one waits for the client.
     page.get_by_role("link", name="Manage Clients").click()
     page.get_by_role("link", name="New").click()
     page.get_by_label("Client Name").fill(tenant["display_name"])
@@ -85,16 +86,42 @@ def test_an_accountants_day_on_the_dashboard(
     page.get_by_label("Client URL").fill(production["client_url"])
     page.get_by_role("button", name="Test Client URL").click()
     result = page.locator("#test-result")
+    # A valid URL, but the client has not given this firm access: nothing is read yet.
+    expect(result).to_contain_text("Waiting for the client's permission", timeout=30_000)
+    page.get_by_role("button", name="Save").click()
+    expect(page).to_have_url(re.compile(r"/clients/[0-9a-f-]{36}$"))
+    expect(page.locator("#access-state")).to_contain_text("Waiting for the client's permission")
+
+    # 3. Connect: the firm takes the link, the client's administrator opens it and allows.
+    page.get_by_role("button", name="Get the Connect link").click()
+    link = page.locator("#connect-url")
+    expect(link).to_be_focused()
+    _shot(page, "connect-link")
+    # The client's administrator is someone else, in a browser of their own.
+    assert page.context.browser is not None
+    # As the hub's own page does, it trusts the sandbox's CA (ignore_https_errors).
+    client_context = page.context.browser.new_context(ignore_https_errors=True)
+    client_side = client_context.new_page()
+    client_side.goto(link.input_value())
+    expect(client_side.get_by_role("heading", name="Give your accountant access to Business Central")).to_be_visible()
+    client_side.get_by_role("button", name="Sign in with Microsoft and allow").click()
+    client_side.get_by_label("Email address").fill(f"admin@{tenant['domain']}")
+    client_side.get_by_role("button", name="Sign in").click()
+    expect(client_side.get_by_role("status")).to_contain_text("can now read")
+    client_context.close()
+
+    page.reload()
+    expect(page.locator("#access-state")).to_contain_text("Granted by admin@")
+    page.get_by_role("button", name="Test Client URL").click()
     expect(result).to_contain_text("The hub can read this client", timeout=30_000)
     for name in company_names:
         expect(result).to_contain_text(name)
     _shot(page, "client-card")
-    page.get_by_role("button", name="Save").click()
-    expect(page).to_have_url(re.compile(r"/clients$"))
+    page.get_by_role("link", name="← Manage Clients").click()
     expect(page.get_by_role("link", name=tenant["display_name"], exact=True)).to_be_visible()
     _shot(page, "manage-clients")
 
-    # 3. The dashboard fills in by itself; Refresh all changes the rows without a reload.
+    # 4. The dashboard fills in by itself; Refresh all changes the rows without a reload.
     page.get_by_role("link", name="Dashboard").click()
     for name in company_names:
         expect(_row(page, name).locator(".state")).to_have_text("OK", timeout=60_000)
@@ -111,7 +138,7 @@ def test_an_accountants_day_on_the_dashboard(
     assert page.evaluate("window.__not_reloaded") is True, "the page reloaded"
     _shot(page, "dashboard")
 
-    # 4. The details pane: cash accounts adding up to the row's cash, the forecast, overdue lists.
+    # 5. The details pane: cash accounts adding up to the row's cash, the forecast, overdue lists.
     first = company_names[0]
     api = hub.client(EMAIL)
     rows = api.get("/api/v1/dashboard", params={"text": first}).raise_for_status().json()["rows"]
@@ -133,7 +160,7 @@ def test_an_accountants_day_on_the_dashboard(
         assert (links.first.get_attribute("href") or "").startswith(sandbox.web_client)
     _shot(page, "company-details")
 
-    # 5. Workbooks: the company's statements, and the key figures of every client.
+    # 6. Workbooks: the company's statements, and the key figures of every client.
     pane.get_by_label("Statements as of").fill("2026-01-31")
     assert (pane.get_by_role("link", name="Financial statements (Excel)").get_attribute("href") or "").endswith(
         "?as_of=2026-01-31"
@@ -162,7 +189,7 @@ def test_an_accountants_day_on_the_dashboard(
     cash_column = next(i for i, title in enumerate(header) if isinstance(title, str) and title.startswith("Cash"))
     assert Decimal(str(company_line[cash_column])) == Decimal(row["values"]["cash"])
 
-    # 6. A failure injected in the client's BC shows on the row and in Check Errors.
+    # 7. A failure injected in the client's BC shows on the row and in Check Errors.
     faults.put(f"/tenants/{tenant['id']}/faults", json={"kind": "invalid_credentials"}).raise_for_status()
     _row(page, first).get_by_role("button", name=re.compile(f"Actions for {re.escape(first)}")).click()
     page.get_by_role("menuitem", name="Refresh this company").click()
@@ -184,7 +211,7 @@ def test_the_row_menu_and_filters_work_from_the_keyboard(page: Page, hub: Hub, s
     email = "heidi@proseware-accounting.example"
     _sign_in(page, hub, email)
     url = f"{sandbox.web_client}/cronus-sample.onmicrosoft.com/Production"
-    hub.client(email).post("/api/v1/clients", json={"name": "CRONUS", "client_url": url}).raise_for_status()
+    add_connected_client(sandbox, hub.client(email), {"name": "CRONUS", "client_url": url})
     sample = _row(page, "CRONUS").first
     expect(sample.locator(".state")).to_have_text("OK", timeout=60_000)
     menu_button = sample.get_by_role("button", name=re.compile("Actions for"))

@@ -39,6 +39,7 @@ from hub_common.events import (
 from hub_common.local_nats import LocalNatsServer
 from hub_common.streams import EVENTS_STREAM, FETCHER_CONSUMER, SNAPSHOTS_STREAM, declare_topology
 from tests.conftest import Sandbox
+from tests.support.grants import grant_access
 from tests.support.processes import ServiceProcess, start_service
 
 pytestmark = pytest.mark.e2e
@@ -164,7 +165,7 @@ def _refresh(tenant: Tenant) -> RefreshRequested:
     return RefreshRequested(
         refresh_id=uuid.uuid4(),
         client_id=uuid.uuid4(),
-        connection=ClientConnection(tenant=tenant.domain, environment="Production"),
+        connection=ClientConnection(tenant=tenant.domain, environment="Production", tenant_id=uuid.UUID(tenant.id)),
     )
 
 
@@ -184,6 +185,10 @@ async def _run(
         await js.subscribe(f"hub.{firm}.>", stream=EVENTS_STREAM, ordered_consumer=True),
         await js.subscribe(f"hub.{firm}.company.*.snapshot", stream=SNAPSHOTS_STREAM, ordered_consumer=True),
     ]
+    for connection in {refresh.connection for refresh in refreshes}:
+        assert connection.tenant_id is not None
+        # The tenant granted this firm access, as the registry records it.
+        await grant_access(js, firm, connection.tenant_id, connection.tenant)
     for refresh in refreshes:
         await publish_event(js, new_envelope(refresh, firm_id=firm, actor=Actor.service("test")))
     deadline = time.monotonic() + timeout

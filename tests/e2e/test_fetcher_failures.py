@@ -35,6 +35,7 @@ from hub_common.events import (
 from hub_common.streams import EVENTS_STREAM, FETCHER_CONSUMER, SNAPSHOTS_STREAM, declare_topology
 from tests.conftest import Sandbox
 from tests.e2e.conftest import FETCHER_TEST_LIMITS
+from tests.support.grants import grant_access
 from tests.support.processes import ServiceProcess, start_service
 
 pytestmark = pytest.mark.e2e
@@ -109,7 +110,12 @@ async def _run(
         await js.subscribe(f"hub.{firm}.>", stream=EVENTS_STREAM, ordered_consumer=True),
         await js.subscribe(f"hub.{firm}.company.*.snapshot", stream=SNAPSHOTS_STREAM, ordered_consumer=True),
     ]
-    await publish_event(js, new_envelope(data_for(), firm_id=firm, actor=Actor.service("test")))
+    data = data_for()
+    connection = getattr(data, "connection", None)
+    if isinstance(connection, ClientConnection) and connection.tenant_id is not None:
+        # The tenant granted this firm access, as the registry records it.
+        await grant_access(js, firm, connection.tenant_id, connection.tenant)
+    await publish_event(js, new_envelope(data, firm_id=firm, actor=Actor.service("test")))
     deadline = time.monotonic() + timeout
     try:
         while time.monotonic() < deadline and not done(outcomes):
@@ -141,7 +147,7 @@ def _refresh(tenant: Tenant, environment: str = "Production") -> Any:
         return RefreshRequested(
             refresh_id=uuid.uuid4(),
             client_id=uuid.uuid4(),
-            connection=ClientConnection(tenant=tenant.domain, environment=environment),
+            connection=ClientConnection(tenant=tenant.domain, environment=environment, tenant_id=uuid.UUID(tenant.id)),
         )
 
     return make
@@ -237,7 +243,7 @@ async def test_no_access_to_one_company_fails_only_that_company(
 
 
 async def test_unknown_tenant_and_missing_consent(bus: Client, fetcher: ServiceProcess, admin: httpx.Client) -> None:
-    unknown = Tenant("x", "no-such-tenant.onmicrosoft.com", [])
+    unknown = Tenant(str(uuid.uuid4()), "no-such-tenant.onmicrosoft.com", [])
     outcomes = await _run(bus, fetcher, _refresh(unknown), done=lambda o: bool(o.of(RefreshFailed)))
     assert _single_failure(outcomes).failure.kind is FailureKind.TENANT_NOT_FOUND
     unconsented = next(t for t in _tenants(admin) if not t["consented"])
@@ -251,6 +257,43 @@ async def test_unknown_tenant_and_missing_consent(bus: Client, fetcher: ServiceP
     assert failure.failure.kind is FailureKind.CONSENT_MISSING
     assert "AADSTS700016" in (failure.failure.message or "")
     await _assert_nothing_pending(bus)
+
+
+async def test_a_firm_without_a_grant_is_refused_before_anything_is_read(
+    bus: Client, fetcher: ServiceProcess, admin: httpx.Client, sandbox: Sandbox
+) -> None:
+    """No grant for the firm: one RefreshFailed (access_not_granted), and the sandbox saw no
+    request from the hub for that tenant at all."""
+    tenant = _tenant(admin, index=2)
+    before = _requests_served(admin, tenant)
+
+    def ungranted() -> RefreshRequested:
+        # The tenant id is right, but no grant for this fresh firm was ever written.
+        connection = ClientConnection(tenant=tenant.domain, environment="Production", tenant_id=uuid.UUID(tenant.id))
+        return RefreshRequested(refresh_id=uuid.uuid4(), client_id=uuid.uuid4(), connection=connection)
+
+    firm = uuid.uuid4()
+    js = bus.jetstream()
+    subscription = await js.subscribe(f"hub.{firm}.>", stream=EVENTS_STREAM, ordered_consumer=True)
+    await publish_event(js, new_envelope(ungranted(), firm_id=firm, actor=Actor.service("test")))
+    outcomes: list[Envelope[EventData]] = []
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not any(isinstance(e.data, RefreshFailed) for e in outcomes):
+        try:
+            outcomes.append(decode_event((await subscription.next_msg(timeout=0.5)).data))
+        except TimeoutError:
+            continue
+    await subscription.unsubscribe()
+    failures = [e.data for e in outcomes if isinstance(e.data, RefreshFailed)]
+    assert len(failures) == 1 and failures[0].failure.kind is FailureKind.ACCESS_NOT_GRANTED
+    assert not [e for e in outcomes if isinstance(e.data, CompaniesDiscovered)]
+    assert _requests_served(admin, tenant) == before, "Business Central was called without a grant"
+    await _assert_nothing_pending(bus)
+
+
+def _requests_served(admin: httpx.Client, tenant: Tenant) -> int:
+    counters = admin.get("/limits").raise_for_status().json()["tenants"]
+    return sum(int(c["requests_served"]) for c in counters if c["tenant_id"] == tenant.id)
 
 
 @pytest.mark.parametrize(
@@ -280,9 +323,8 @@ async def test_connection_test_reports_companies_or_the_failure(
     tenant = _tenant(admin, index=3)
 
     def request(domain: str) -> Any:
-        return lambda: ConnectionTestRequested(
-            test_id=uuid.uuid4(), connection=ClientConnection(tenant=domain, environment="Production")
-        )
+        connection = ClientConnection(tenant=domain, environment="Production", tenant_id=uuid.UUID(tenant.id))
+        return lambda: ConnectionTestRequested(test_id=uuid.uuid4(), connection=connection)
 
     ok = await _run(bus, fetcher, request(tenant.domain), done=lambda o: bool(o.of(ConnectionTested)))
     tested: ConnectionTested = ok.of(ConnectionTested)[0]

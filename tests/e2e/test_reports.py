@@ -18,6 +18,7 @@ from openpyxl import load_workbook
 from tests.conftest import Sandbox
 from tests.e2e.conftest import Hub
 from tests.integration.test_statements_command import PlainReader
+from tests.support.connect import add_connected_client
 
 pytestmark = pytest.mark.e2e
 
@@ -46,9 +47,7 @@ def firm(hub: Hub, sandbox: Sandbox) -> dict[str, Any]:
     tenant = next(t for t in tenants if t["consented"] and t["domain"] != "cronus-sample.onmicrosoft.com")
     production = next(e for e in tenant["environments"] if e["name"] == "Production")
     api = hub.client(OWNER)
-    created = api.post("/api/v1/clients", json={"name": "Reports & Co.", "client_url": production["client_url"]})
-    assert created.status_code == 202, created.text
-    client_id = created.json()["client_id"]
+    client_id = add_connected_client(sandbox, api, {"name": "Reports & Co.", "client_url": production["client_url"]})
     return {"tenant": tenant, "client_id": client_id, "rows": _rows(api, client_id, hub)}
 
 

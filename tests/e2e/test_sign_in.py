@@ -97,3 +97,10 @@ def test_sign_in_never_redirects_off_site(hub: Hub, sandbox: Sandbox) -> None:
     browser = httpx.Client(base_url=hub.url, timeout=20)
     page = browser.get("/sign-in?next=//evil.example/steal")
     assert 'value="/"' in page.text
+
+
+@pytest.mark.parametrize("address", ["@contoso-accounting.example", "nobody@", "x" * 330, "two@@signs.example", " "])
+def test_a_bad_address_at_the_dev_sign_in_is_a_clear_400(hub: Hub, address: str) -> None:
+    answer = httpx.post(f"{hub.url}/sign-in", data={"email": address, "next": "/"}, follow_redirects=False)
+    assert answer.status_code in (400, 422), answer.text[:300]
+    assert "hub_session" not in answer.headers.get("set-cookie", "")

@@ -13,6 +13,7 @@ import pytest
 
 from tests.conftest import Sandbox
 from tests.e2e.conftest import Hub
+from tests.support.connect import add_connected_client
 
 pytestmark = pytest.mark.e2e
 SECRET_KEY = "e2e-secret-key-long-enough-for-hmac-sha256"
@@ -59,11 +60,8 @@ def test_adding_a_client_puts_its_companies_on_the_dashboard(hub: Hub, sandbox: 
     tenant = next(t for t in tenants if t["consented"] and t["domain"] != "cronus-sample.onmicrosoft.com")
     production = next(e for e in tenant["environments"] if e["name"] == "Production")
     api = hub.client("alice@northwind-accounting.example")
-
-    response = api.post(
-        "/api/v1/clients", json={"name": tenant["display_name"], "client_url": production["client_url"]}
-    )
-    assert response.status_code == 202, response.text
+    card = {"name": tenant["display_name"], "client_url": production["client_url"]}
+    add_connected_client(sandbox, api, card)
 
     company_ids = {c["id"] for c in production["companies"]}
     rows = _wait_for_rows(
@@ -81,18 +79,18 @@ def test_adding_a_client_puts_its_companies_on_the_dashboard(hub: Hub, sandbox: 
         assert row["web_client_link"].startswith(sandbox.web_client)
 
 
-def test_another_firm_sees_nothing_and_gets_404(hub: Hub) -> None:
+def test_another_firm_sees_nothing_and_gets_404(hub: Hub, sandbox: Sandbox) -> None:
     owner = hub.client("bob@fabrikam-accounting.example")
     outsider = hub.client("eve@contoso-audit.example")
     created = owner.post(
         "/api/v1/clients",
         json={
             "name": "Fabrikam client",
-            "client_url": "https://businesscentral.dynamics.com/fabrikam.onmicrosoft.com/Production",
+            "client_url": f"{sandbox.web_client}/cronus-sample.onmicrosoft.com/Production",
         },
     )
-    # The URL is valid but names a host this hub is not pointed at in dev: the card is stored.
     assert created.status_code == 202, created.text
+    assert created.json()["access_granted"] is False
     client_id = created.json()["client_id"]
     _wait_for_rows(owner, lambda rows: any(r["client_id"] == client_id for r in rows), hub)
     assert outsider.get("/api/v1/dashboard").json()["rows"] == []
@@ -133,9 +131,8 @@ def test_health_reports_broker_and_database(hub: Hub) -> None:
 def test_a_clients_own_tax_accounts_override_the_rule_on_every_refresh(hub: Hub, sandbox: Sandbox) -> None:
     api = hub.client("dave@tailspin-accounting.example")
     url = f"{sandbox.web_client}/cronus-sample.onmicrosoft.com/Production"
-    created = api.post("/api/v1/clients", json={"name": "CRONUS", "client_url": url, "tax_account_numbers": ["10110"]})
-    assert created.status_code == 202, created.text
-    client_id = created.json()["client_id"]
+    card = {"name": "CRONUS", "client_url": url, "tax_account_numbers": ["10110"]}
+    client_id = add_connected_client(sandbox, api, card)
 
     def overridden(rows: list[dict[str, Any]]) -> bool:
         mine = [r for r in rows if r["client_id"] == client_id]

@@ -33,6 +33,7 @@ from hub_gateway.auth import issue_dev_token
 from tests.conftest import Sandbox, fresh_postgres_database
 from tests.faults.ledger import Companies, assert_every_refresh_ended_once
 from tests.faults.tcp_proxy import TcpProxy
+from tests.support.connect import add_connected_client
 from tests.support.processes import ServiceProcess, start_service, wait_until_healthy
 
 SECRET_KEY = "faults-secret-key-long-enough-for-hmac-sha256"
@@ -161,9 +162,9 @@ class FaultHub:
         return Firm(uuid.UUID(me.json()["firm_id"]), email, api)
 
     def add_client(self, firm: Firm, tenant: Tenant) -> uuid.UUID:
-        response = firm.api.post("/api/v1/clients", json={"name": tenant.domain, "client_url": tenant.client_url})
-        assert response.status_code == 202, response.text
-        return uuid.UUID(response.json()["client_id"])
+        """A client whose tenant granted the firm access (Connect), so its refreshes read BC."""
+        card = {"name": tenant.domain, "client_url": tenant.client_url}
+        return uuid.UUID(add_connected_client(self.sandbox, firm.api, card))
 
     async def onboard(
         self, purpose: str, tenants: list[Tenant], js: JetStreamContext, read_model: AsyncEngine

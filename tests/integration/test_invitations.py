@@ -46,7 +46,7 @@ from tests.support.processes import ServiceProcess, start_service
 pytestmark = pytest.mark.postgres
 
 TENANT = "cronus-sample.onmicrosoft.com"
-SECRET_KEY = "invitations-integration-secret"
+SECRET_KEY = "invitations-integration-secret-long-enough"
 LINK = re.compile(r"/invitations/accept\?link=([A-Za-z0-9._-]+)(&add=1)?")
 
 

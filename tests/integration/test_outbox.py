@@ -14,8 +14,9 @@ from sqlalchemy import func, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlmodel import col, select
 
-from hub_common.commands import AddClient, EnsureAccountant, RemoveClient
+from hub_common.commands import AddClient, EnsureAccountant, GrantTenantAccess, RemoveClient
 from hub_common.db import create_engine, migrate, session_factory, transaction
+from hub_common.entra import TenantDirectory
 from hub_common.events import Actor, ActorKind, ClientCard, decode_event
 from hub_common.outbox import OutboxRelay
 from hub_common.streams import EVENTS_STREAM
@@ -25,7 +26,15 @@ from hub_registry.models import Client, registry_outbox
 from hub_registry.settings import RegistrySettings
 
 SETTINGS = RegistrySettings(_env_file=None, bc_web_client="https://businesscentral.dynamics.com")
-CLIENT_URL = "https://businesscentral.dynamics.com/contoso.onmicrosoft.com/Production"
+
+
+def _url(domain: str) -> str:
+    return f"https://businesscentral.dynamics.com/{domain}/Production"
+
+
+@pytest.fixture
+def client_url(sandbox_tenant_domains: list[str]) -> str:
+    return _url(sandbox_tenant_domains[0])
 
 
 @pytest.fixture
@@ -36,7 +45,7 @@ async def sessions(database_url: str) -> AsyncIterator[async_sessionmaker[AsyncS
     await engine.dispose()
 
 
-async def _firm(sessions: async_sessionmaker[AsyncSession]) -> tuple[uuid.UUID, Actor]:
+async def _firm(sessions: async_sessionmaker[AsyncSession], directory: TenantDirectory) -> tuple[uuid.UUID, Actor]:
     async with transaction(sessions) as session:
         identity = await service.ensure_accountant(
             session=session,
@@ -44,6 +53,7 @@ async def _firm(sessions: async_sessionmaker[AsyncSession]) -> tuple[uuid.UUID, 
                 email=f"owner{uuid.uuid4().hex[:6]}@firm.example", display_name="O", correlation_id="c"
             ),
             settings=SETTINGS,
+            directory=directory,
         )
     return identity.firm_id, Actor(kind=ActorKind.ACCOUNTANT, id=str(identity.accountant_id))
 
@@ -52,16 +62,21 @@ async def _count(session: AsyncSession, what: object) -> int:
     return int((await session.execute(select(func.count()).select_from(what))).scalar_one())  # type: ignore[arg-type]
 
 
-async def test_client_and_event_commit_together(sessions: async_sessionmaker[AsyncSession]) -> None:
-    firm_id, actor = await _firm(sessions)
+async def test_client_and_event_commit_together(
+    sessions: async_sessionmaker[AsyncSession], tenant_directory: TenantDirectory, client_url: str
+) -> None:
+    firm_id, actor = await _firm(sessions, tenant_directory)
     command = AddClient(
         firm_id=firm_id,
         actor=actor,
         correlation_id="c1",
-        card=ClientCard(name="Contoso", client_url=CLIENT_URL),
+        card=ClientCard(name="Contoso", client_url=client_url),
     )
     async with transaction(sessions) as session:
-        client_id = await service.add_client(session=session, command=command, settings=SETTINGS)
+        client_id, granted = await service.add_client(
+            session=session, command=command, settings=SETTINGS, directory=tenant_directory
+        )
+    assert not granted, "a card added by hand waits for the client's permission"
     async with sessions() as session:
         assert await session.get(Client, client_id) is not None
         payloads = (await session.execute(select(registry_outbox.c.payload))).scalars().all()
@@ -70,8 +85,10 @@ async def test_client_and_event_commit_together(sessions: async_sessionmaker[Asy
     assert added[0].actor == actor and added[0].correlation_id == "c1"
 
 
-async def test_a_failure_mid_transaction_leaves_neither(sessions: async_sessionmaker[AsyncSession]) -> None:
-    firm_id, actor = await _firm(sessions)
+async def test_a_failure_mid_transaction_leaves_neither(
+    sessions: async_sessionmaker[AsyncSession], tenant_directory: TenantDirectory, client_url: str
+) -> None:
+    firm_id, actor = await _firm(sessions, tenant_directory)
     async with sessions() as session:
         clients_before = await _count(session, Client)
         events_before = await _count(session, registry_outbox)
@@ -79,24 +96,26 @@ async def test_a_failure_mid_transaction_leaves_neither(sessions: async_sessionm
         firm_id=firm_id,
         actor=actor,
         correlation_id="c2",
-        card=ClientCard(name="Fabrikam", client_url=CLIENT_URL),
+        card=ClientCard(name="Fabrikam", client_url=client_url),
     )
     with pytest.raises(RuntimeError):
         async with transaction(sessions) as session:
-            await service.add_client(session=session, command=command, settings=SETTINGS)
+            await service.add_client(session=session, command=command, settings=SETTINGS, directory=tenant_directory)
             raise RuntimeError("crash after the writes, before the commit")
     async with sessions() as session:
         assert await _count(session, Client) == clients_before
         assert await _count(session, registry_outbox) == events_before
 
 
-async def test_refusals_store_nothing(sessions: async_sessionmaker[AsyncSession]) -> None:
-    firm_id, actor = await _firm(sessions)
+async def test_refusals_store_nothing(
+    sessions: async_sessionmaker[AsyncSession], tenant_directory: TenantDirectory, client_url: str
+) -> None:
+    firm_id, actor = await _firm(sessions, tenant_directory)
     async with sessions() as session:
         events_before = await _count(session, registry_outbox)
     bad_cards = [
         ClientCard(name="Bad URL", client_url="https://example.com/x"),
-        ClientCard(name="Bad assignee", client_url=CLIENT_URL, assigned_accountant_id=uuid.uuid4()),
+        ClientCard(name="Bad assignee", client_url=client_url, assigned_accountant_id=uuid.uuid4()),
     ]
     for card in bad_cards:
         with pytest.raises(service.Refused):
@@ -105,15 +124,19 @@ async def test_refusals_store_nothing(sessions: async_sessionmaker[AsyncSession]
                     session=session,
                     command=AddClient(firm_id=firm_id, actor=actor, correlation_id="c", card=card),
                     settings=SETTINGS,
+                    directory=tenant_directory,
                 )
     async with sessions() as session:
         assert await _count(session, registry_outbox) == events_before
 
 
 async def test_relay_publishes_each_event_once_even_after_a_crash(
-    sessions: async_sessionmaker[AsyncSession], jetstream: JetStreamContext
+    sessions: async_sessionmaker[AsyncSession],
+    jetstream: JetStreamContext,
+    tenant_directory: TenantDirectory,
+    client_url: str,
 ) -> None:
-    firm_id, actor = await _firm(sessions)
+    firm_id, actor = await _firm(sessions, tenant_directory)
     async with transaction(sessions) as session:
         await service.add_client(
             session=session,
@@ -121,9 +144,10 @@ async def test_relay_publishes_each_event_once_even_after_a_crash(
                 firm_id=firm_id,
                 actor=actor,
                 correlation_id="c3",
-                card=ClientCard(name="Northwind", client_url=CLIENT_URL),
+                card=ClientCard(name="Northwind", client_url=client_url),
             ),
             settings=SETTINGS,
+            directory=tenant_directory,
         )
     relay = OutboxRelay(sessions, registry_outbox, jetstream)
     first_state = await jetstream.stream_info(EVENTS_STREAM)
@@ -142,20 +166,41 @@ async def test_relay_publishes_each_event_once_even_after_a_crash(
         assert unsent.scalar_one() == 0
 
 
-async def test_the_schedule_asks_a_refresh_of_every_live_client(sessions: async_sessionmaker[AsyncSession]) -> None:
-    firm_id, actor = await _firm(sessions)
-    urls = [f"https://businesscentral.dynamics.com/tenant{n}.onmicrosoft.com/Production" for n in range(3)]
+async def test_the_schedule_asks_a_refresh_of_every_granted_live_client(
+    sessions: async_sessionmaker[AsyncSession], tenant_directory: TenantDirectory, sandbox_tenant_domains: list[str]
+) -> None:
+    firm_id, actor = await _firm(sessions, tenant_directory)
+    urls = [_url(domain) for domain in sandbox_tenant_domains[:3]]
     async with transaction(sessions) as session:
-        ids = [
+        added = [
             await service.add_client(
                 session=session,
                 command=AddClient(
                     firm_id=firm_id, actor=actor, correlation_id="c", card=ClientCard(name=f"C{n}", client_url=url)
                 ),
                 settings=SETTINGS,
+                directory=tenant_directory,
             )
             for n, url in enumerate(urls)
         ]
+    ids = [client_id for client_id, _ in added]
+    # The client's permission for the first two; the third still waits for it.
+    for client_id in ids[:2]:
+        async with transaction(sessions) as session:
+            client = await session.get(Client, client_id)
+            assert client is not None and client.tenant_id is not None
+            await service.grant_tenant_access(
+                session=session,
+                command=GrantTenantAccess(
+                    firm_id=firm_id,
+                    actor=actor,
+                    correlation_id="c",
+                    client_id=client_id,
+                    tenant_id=client.tenant_id,
+                    granted_by="admin@client.example",
+                ),
+                effects=service.Effects.none(),
+            )
     async with transaction(sessions) as session:
         await service.remove_client(
             session=session, command=RemoveClient(firm_id=firm_id, actor=actor, correlation_id="c", client_id=ids[0])
@@ -166,17 +211,19 @@ async def test_the_schedule_asks_a_refresh_of_every_live_client(sessions: async_
         payloads = (await session.execute(select(registry_outbox.c.payload))).scalars().all()
     scheduled = [decode_event(p) for p in payloads if '"schedule-1"' in p]
     refreshed = {e.data.client_id for e in scheduled if e.firm_id == firm_id}  # type: ignore[attr-defined]
-    assert refreshed == set(ids[1:]), "removed clients are not refreshed"
+    assert refreshed == {ids[1]}, "removed clients, and clients waiting for permission, are not refreshed"
     assert all(e.type == "RefreshRequested" and e.actor.id == "registry-schedule" for e in scheduled)
 
 
 async def test_the_sample_client_comes_with_a_new_firm_and_once_removed_stays_gone(
-    sessions: async_sessionmaker[AsyncSession],
+    sessions: async_sessionmaker[AsyncSession], tenant_directory: TenantDirectory, client_url: str
 ) -> None:
-    settings = SETTINGS.model_copy(update={"sample_client_url": CLIENT_URL})
+    settings = SETTINGS.model_copy(update={"sample_client_url": client_url})
     command = EnsureAccountant(email="newcomer@woodgrove.example", display_name="N", correlation_id="c")
     async with transaction(sessions) as session:
-        identity = await service.ensure_accountant(session=session, command=command, settings=settings)
+        identity = await service.ensure_accountant(
+            session=session, command=command, settings=settings, directory=tenant_directory
+        )
     async with sessions() as session:
         clients = (await session.execute(select(Client).where(Client.firm_id == identity.firm_id))).scalars().all()
     assert [(c.name, c.source) for c in clients] == [("Sample client (CRONUS)", "sample")]
@@ -187,7 +234,9 @@ async def test_the_sample_client_comes_with_a_new_firm_and_once_removed_stays_go
             command=RemoveClient(firm_id=identity.firm_id, actor=actor, correlation_id="c", client_id=clients[0].id),
         )
     async with transaction(sessions) as session:
-        again = await service.ensure_accountant(session=session, command=command, settings=settings)
+        again = await service.ensure_accountant(
+            session=session, command=command, settings=settings, directory=tenant_directory
+        )
     assert again.firm_id == identity.firm_id
     assert not again.created
     async with sessions() as session:

@@ -43,9 +43,13 @@ from hub_common.events import (
     EventData,
     Failure,
     FailureKind,
+    FirmCreated,
+    GrantMethod,
     RefreshFailed,
     RefreshRequested,
     Role,
+    TenantAccessGranted,
+    TenantAccessRevoked,
     decode_event,
     new_envelope,
 )
@@ -95,8 +99,12 @@ def live_database_url(database_url: str, postgres_admin_url: str | None) -> Iter
             connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+def _tenant_id(tenant: str) -> uuid.UUID:
+    return uuid.uuid5(uuid.NAMESPACE_DNS, tenant)
+
+
 def _connection(tenant: str) -> ClientConnection:
-    return ClientConnection(tenant=tenant, environment="Production")
+    return ClientConnection(tenant=tenant, environment="Production", tenant_id=_tenant_id(tenant))
 
 
 def _snapshot(
@@ -126,13 +134,18 @@ def _firm_history(tenant: str) -> list[EventData]:
     first, second, broken_refresh, test = uuid.uuid4(), uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
     companies = [DiscoveredCompany(company_id=company_a, name="A"), DiscoveredCompany(company_id=company_b, name="B")]
     later = READ_AT + timedelta(hours=1)
+    owner = uuid.uuid4()
     return [
-        AccountantJoined(accountant_id=uuid.uuid4(), email=f"owner@{tenant}", display_name="Owner", role=Role.OWNER),
+        FirmCreated(name=f"Firm of {tenant}", owner_accountant_id=owner),
+        AccountantJoined(accountant_id=owner, email=f"owner@{tenant}", display_name="Owner", role=Role.OWNER),
         ClientAdded(
             client_id=client,
             card=ClientCard(name="Contoso", client_url=f"https://businesscentral.dynamics.com/{tenant}"),
             connection=_connection(tenant),
             source=ClientSource.MANUAL,
+        ),
+        TenantAccessGranted(
+            tenant_id=_tenant_id(tenant), tenant=tenant, method=GrantMethod.CONNECT, client_id=client, granted_by="a@x"
         ),
         RefreshRequested(refresh_id=first, client_id=client, connection=_connection(tenant)),
         CompaniesDiscovered(client_id=client, refresh_id=first, companies=companies),
@@ -159,6 +172,8 @@ def _firm_history(tenant: str) -> list[EventData]:
             client_id=broken_client,
             failure=_failure(FailureKind.CREDENTIALS_REJECTED, later),
         ),
+        TenantAccessGranted(tenant_id=_tenant_id(f"x.{tenant}"), tenant=f"x.{tenant}", method=GrantMethod.INVITATION),
+        TenantAccessRevoked(tenant_id=_tenant_id(f"x.{tenant}"), tenant=f"x.{tenant}", reason="consent withdrawn"),
         ClientRemoved(client_id=broken_client),
         ConnectionTestRequested(test_id=test, client_id=client, connection=_connection(tenant)),
         ConnectionTested(test_id=test, client_id=client, ok=True, companies=companies, latency_ms=42),
@@ -257,6 +272,8 @@ async def test_rebuild_equals_the_model_built_event_by_event(
     assert progress[-1] == (result.messages, result.messages)
     live, rebuilt = await table_checksums(live_database_url), await table_checksums(database_url)
     assert set(rebuilt) == {
+        "gateway_firms",
+        "gateway_tenant_access",
         "gateway_accountants",
         "gateway_clients",
         "gateway_companies",

@@ -33,6 +33,7 @@ from hub_fetcher.bc.limits import TenantLimiter
 from hub_fetcher.settings import FetcherSettings
 from hub_fetcher.statements import StatementsReader
 from tests.conftest import Sandbox
+from tests.support.grants import grant_access
 from tests.support.processes import ServiceProcess, start_service
 
 BC_SCOPE = ["https://api.businesscentral.dynamics.com/.default"]
@@ -69,8 +70,11 @@ def fetchers(
 
 
 @pytest.fixture
-async def hub_nats(statements_nats: str, fetchers: list[ServiceProcess]) -> AsyncIterator[Client]:
+async def hub_nats(statements_nats: str, fetchers: list[ServiceProcess], sandbox: Sandbox) -> AsyncIterator[Client]:
     connection = await nats.connect(statements_nats)
+    # The registry's part: every sandbox tenant granted the test's firm access.
+    for tenant in _tenants(sandbox):
+        await grant_access(connection.jetstream(), FIRM, uuid.UUID(tenant["id"]), tenant["domain"])
     yield connection
     await connection.close()
 
@@ -91,12 +95,14 @@ def _business_date(sandbox: Sandbox) -> dt.date:
     return dt.date.fromisoformat(health["business_date"])
 
 
-def _command(tenant: str, company_id: uuid.UUID | str, as_of: dt.date) -> ReadStatements:
+def _command(tenant: dict[str, Any], company_id: uuid.UUID | str, as_of: dt.date) -> ReadStatements:
     return ReadStatements(
         firm_id=FIRM,
         actor=ACTOR,
         correlation_id=str(uuid.uuid4()),
-        connection=ClientConnection(tenant=tenant, environment="Production"),
+        connection=ClientConnection(
+            tenant=tenant["domain"], environment="Production", tenant_id=uuid.UUID(tenant["id"])
+        ),
         company_id=uuid.UUID(str(company_id)),
         as_of=as_of,
     )
@@ -151,7 +157,7 @@ async def test_the_statements_are_the_sandboxs(hub_nats: Client, sandbox: Sandbo
     tenant = _consented(sandbox)
     company = tenant["environments"][0]["companies"][0]
     as_of = _business_date(sandbox)
-    statements = await _read(hub_nats, _command(tenant["domain"], company["id"], as_of))
+    statements = await _read(hub_nats, _command(tenant, company["id"], as_of))
 
     oracle = PlainReader(sandbox, tenant["id"], company["id"])
     on_date = {"$filter": f"dateFilter eq {as_of.isoformat()}"}
@@ -255,7 +261,7 @@ async def test_one_round_trip_and_next_links_followed(hub_nats: Client, sandbox:
     assert bc.requests_made > 2, "pages of two entities need next links"
     assert paged.model_dump(exclude={"read_at"}) == whole.model_dump(exclude={"read_at"})
 
-    from_a_fetcher = await _read(hub_nats, _command(tenant["domain"], company_id, as_of))
+    from_a_fetcher = await _read(hub_nats, _command(tenant, company_id, as_of))
     assert from_a_fetcher.model_dump(exclude={"read_at"}) == whole.model_dump(exclude={"read_at"})
 
 
@@ -264,9 +270,7 @@ async def test_any_fetcher_answers(hub_nats: Client, sandbox: Sandbox, fetchers:
     company = tenant["environments"][0]["companies"][0]
     as_of = _business_date(sandbox)
     before = [p.log().count('"statements read"') for p in fetchers]
-    answers = await asyncio.gather(
-        *(_read(hub_nats, _command(tenant["domain"], company["id"], as_of)) for _ in range(16))
-    )
+    answers = await asyncio.gather(*(_read(hub_nats, _command(tenant, company["id"], as_of)) for _ in range(16)))
     assert len({a.model_dump_json(exclude={"read_at"}) for a in answers}) == 1
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
@@ -282,7 +286,7 @@ async def test_a_tenant_without_consent_is_a_classified_upstream_failure(hub_nat
     tenant = next(t for t in _tenants(sandbox) if not t["consented"])
     company = tenant["environments"][0]["companies"][0]
     with pytest.raises(CommandRejected) as raised:
-        await _read(hub_nats, _command(tenant["domain"], company["id"], _business_date(sandbox)))
+        await _read(hub_nats, _command(tenant, company["id"], _business_date(sandbox)))
     rejection = raised.value.rejection
     assert rejection.reason is RejectionReason.UPSTREAM
     assert rejection.failure is not None
@@ -294,7 +298,7 @@ async def test_a_tenant_without_consent_is_a_classified_upstream_failure(hub_nat
 async def test_an_unknown_company_is_no_company_access(hub_nats: Client, sandbox: Sandbox) -> None:
     tenant = _consented(sandbox)
     with pytest.raises(CommandRejected) as raised:
-        await _read(hub_nats, _command(tenant["domain"], uuid.uuid4(), _business_date(sandbox)))
+        await _read(hub_nats, _command(tenant, uuid.uuid4(), _business_date(sandbox)))
     rejection = raised.value.rejection
     assert rejection.reason is RejectionReason.UPSTREAM
     assert rejection.failure is not None
@@ -311,7 +315,7 @@ async def test_an_upgrading_environment_is_unavailable_for_now(hub_nats: Client,
     ).raise_for_status()
     try:
         with pytest.raises(CommandRejected) as raised:
-            await _read(hub_nats, _command(tenant["domain"], company["id"], _business_date(sandbox)))
+            await _read(hub_nats, _command(tenant, company["id"], _business_date(sandbox)))
     finally:
         httpx.delete(faults, verify=sandbox.tls()).raise_for_status()
     rejection = raised.value.rejection

@@ -297,14 +297,33 @@ def _command_body() -> bytes:
     )
 
 
+async def _granted(firm_id: uuid.UUID, connection: ClientConnection) -> bool:
+    return True
+
+
+async def _not_granted(firm_id: uuid.UUID, connection: ClientConnection) -> bool:
+    return False
+
+
+async def test_a_firm_without_a_grant_reads_no_statements(reader: StatementsReader) -> None:
+    reply = await answer_read_statements(reader, _command_body(), max_payload=1_000_000, may_read=_not_granted)
+    rejection = commands.CommandReply[CompanyStatements].model_validate_json(reply).rejection
+    assert rejection is not None
+    assert rejection.reason is RejectionReason.FORBIDDEN
+    assert rejection.failure is not None
+    assert rejection.failure.kind is FailureKind.ACCESS_NOT_GRANTED
+
+
 async def test_the_command_answers_statements_or_a_rejection(reader: StatementsReader) -> None:
-    reply = await answer_read_statements(reader, _command_body(), max_payload=1_000_000)
+    reply = await answer_read_statements(reader, _command_body(), max_payload=1_000_000, may_read=_granted)
     assert reply.startswith(commands.GZIP_MAGIC)
     parsed = commands.CommandReply[CompanyStatements].model_validate_json(commands.decompress_reply(reply))
     assert parsed.result is not None
     assert parsed.result.company_id == COMPANY
 
-    too_small = await answer_read_statements(reader, _command_body(), max_payload=REPLY_HEADERS_ROOM_BYTES + 100)
+    too_small = await answer_read_statements(
+        reader, _command_body(), max_payload=REPLY_HEADERS_ROOM_BYTES + 100, may_read=_granted
+    )
     refused = commands.CommandReply[CompanyStatements].model_validate_json(too_small)
     assert refused.rejection is not None
     assert refused.rejection.reason is RejectionReason.UPSTREAM
@@ -312,7 +331,7 @@ async def test_the_command_answers_statements_or_a_rejection(reader: StatementsR
     assert "bytes the broker carries" in (refused.rejection.failure.message or "")
 
     FakeTenant.statuses["balanceSheets"] = 429
-    throttled = await answer_read_statements(reader, _command_body(), max_payload=1_000_000)
+    throttled = await answer_read_statements(reader, _command_body(), max_payload=1_000_000, may_read=_granted)
     rejection = commands.CommandReply[CompanyStatements].model_validate_json(throttled).rejection
     assert rejection is not None
     assert rejection.reason is RejectionReason.UNAVAILABLE

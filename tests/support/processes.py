@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import subprocess
 import sys
 import time
@@ -33,10 +34,14 @@ class ServiceProcess:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
 
+# Outside dev mode the gateway and invitations refuse the public default key.
+TEST_SECRET_KEY = secrets.token_urlsafe(48)
+
+
 def hub_environment(overrides: Mapping[str, str]) -> dict[str, str]:
     """The parent's environment without any HUB_ setting, plus the test's own."""
     environment = {key: value for key, value in os.environ.items() if not key.startswith("HUB_")}
-    environment.update({"HUB_MODE": "test", "HUB_LOG_FORMAT": "json"})
+    environment.update({"HUB_MODE": "test", "HUB_LOG_FORMAT": "json", "HUB_SECRET_KEY": TEST_SECRET_KEY})
     environment.update(overrides)
     return environment
 

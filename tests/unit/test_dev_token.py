@@ -1,13 +1,18 @@
-"""Dev bearer tokens: accepted in dev and test mode only, and only when signed by the hub."""
+"""Dev bearer tokens: accepted in dev mode only, and only when signed by the hub; outside
+dev mode the services refuse to start with a guessable secret key."""
 
 from __future__ import annotations
+
+import os
+import subprocess
+import sys
 
 import pytest
 from pydantic import SecretStr
 from typer.testing import CliRunner
 
 from hub_cli.main import app
-from hub_common.settings import HubSettings, Mode
+from hub_common.settings import DEV_SECRET_KEY, HubSettings, InsecureSettings, Mode
 from hub_gateway.auth import NotAuthenticated, issue_dev_token, read_dev_token
 
 KEY = SecretStr("a-test-secret-key-that-is-long-enough-for-hs256")
@@ -24,6 +29,44 @@ def test_dev_token_is_refused_in_production() -> None:
     production = HubSettings(_env_file=None, mode=Mode.PRODUCTION, secret_key=KEY)
     with pytest.raises(NotAuthenticated, match="outside dev mode"):
         read_dev_token(production, issue_dev_token(dev, "alice@firm.example"))
+
+
+@pytest.mark.parametrize("mode", [Mode.TEST, Mode.PRODUCTION])
+def test_dev_tokens_are_dev_mode_only(mode: Mode) -> None:
+    dev = HubSettings(_env_file=None, mode=Mode.DEV, secret_key=KEY)
+    other = HubSettings(_env_file=None, mode=mode, secret_key=KEY)
+    with pytest.raises(NotAuthenticated, match="outside dev mode"):
+        read_dev_token(other, issue_dev_token(dev, "alice@firm.example"))
+
+
+@pytest.mark.parametrize(
+    "key",
+    [DEV_SECRET_KEY, "too-short", "a" * 64, None],
+    ids=["the public default", "too short", "one character repeated", "not set"],
+)
+@pytest.mark.parametrize("mode", [Mode.TEST, Mode.PRODUCTION])
+def test_outside_dev_mode_a_guessable_secret_key_is_refused(mode: Mode, key: str | None) -> None:
+    settings = HubSettings(_env_file=None, mode=mode)
+    if key is not None:
+        settings = settings.model_copy(update={"secret_key": SecretStr(key)})
+    with pytest.raises(InsecureSettings, match="HUB_SECRET_KEY"):
+        settings.require_secret_key()
+
+
+def test_a_random_secret_key_and_dev_mode_start() -> None:
+    HubSettings(_env_file=None, mode=Mode.PRODUCTION, secret_key=KEY).require_secret_key()
+    HubSettings(_env_file=None, mode=Mode.DEV).require_secret_key()
+
+
+@pytest.mark.parametrize("service", ["gateway", "invitations"])
+def test_a_service_without_a_secret_key_says_so_and_exits(service: str) -> None:
+    environment = {key: value for key, value in os.environ.items() if not key.startswith("HUB_")}
+    environment |= {"HUB_MODE": "production", "HUB_NATS_URL": "nats://127.0.0.1:1"}
+    finished = subprocess.run(
+        [sys.executable, "-m", "hub_cli", service], env=environment, capture_output=True, text=True, timeout=60
+    )
+    assert finished.returncode == 2, finished.stderr[-2000:]
+    assert "HUB_SECRET_KEY" in finished.stderr and "Traceback" not in finished.stderr
 
 
 def test_a_token_signed_with_another_key_is_refused() -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import uuid
 import zlib
-from datetime import date
+from datetime import date, datetime
 from enum import StrEnum
 from typing import Annotated, Generic, Literal, TypeVar
 
@@ -29,6 +29,9 @@ REMOVE_CLIENT = "cmd.registry.client.remove"
 REQUEST_REFRESH = "cmd.registry.refresh.request"
 TEST_CONNECTION = "cmd.registry.connection.test"
 INVITE_COLLEAGUE = "cmd.registry.accountant.invite"
+LIST_FIRM_INVITATIONS = "cmd.registry.accountant.invitations"
+GRANT_TENANT_ACCESS = "cmd.registry.tenant.grant"
+REVOKE_TENANT_ACCESS = "cmd.registry.tenant.revoke"
 
 
 class EnsureAccountant(BaseModel):
@@ -39,6 +42,32 @@ class EnsureAccountant(BaseModel):
     email: Annotated[str, Field(min_length=3, max_length=320)]
     display_name: Annotated[str, Field(min_length=1, max_length=250)]
     correlation_id: str
+    # A first sign-in with colleague invitations pending must say what it chose, explicitly:
+    # the firm of one of those invitations, or a firm of its own. Nobody joins silently.
+    join_firm_id: uuid.UUID | None = None
+    start_own_firm: bool = False
+
+
+class ListFirmInvitations(BaseModel):
+    """The firms that invited an address which has no account yet (the choice page)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    email: Annotated[str, Field(min_length=3, max_length=320)]
+    correlation_id: str
+
+
+class FirmInvitationChoice(BaseModel):
+    firm_id: uuid.UUID
+    firm_name: str
+    role: str
+    invited_by: str
+    invited_at: datetime
+
+
+class FirmInvitationChoices(BaseModel):
+    # Empty when the address already has an account: nothing to choose.
+    invitations: list[FirmInvitationChoice]
 
 
 class AccountantIdentity(BaseModel):
@@ -94,6 +123,26 @@ class InviteColleague(FirmCommand):
     role: Literal["admin", "staff"]
 
 
+class GrantTenantAccess(FirmCommand):
+    """A client's tenant gave the firm access, proven by a verified sign-in in that tenant."""
+
+    client_id: uuid.UUID
+    tenant_id: uuid.UUID
+    granted_by: Annotated[str, Field(min_length=1, max_length=320)]
+
+
+class RevokeTenantAccess(FirmCommand):
+    """The firm gives up reading a client's tenant (its refreshes stop at once)."""
+
+    client_id: uuid.UUID
+
+
+class TenantAccessChanged(BaseModel):
+    client_id: uuid.UUID
+    tenant_id: uuid.UUID
+    granted: bool
+
+
 class ColleagueInvitation(BaseModel):
     email: str
     role: str
@@ -105,6 +154,8 @@ class ConnectionTestStarted(BaseModel):
 
 class ClientCreated(BaseModel):
     client_id: uuid.UUID
+    # Whether the client's tenant has granted the firm access; False: waiting for permission.
+    access_granted: bool | None = None
 
 
 class RefreshStarted(BaseModel):

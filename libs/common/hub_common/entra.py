@@ -8,8 +8,10 @@ sandbox standing in for Entra needs no outside access.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
+import uuid
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -98,3 +100,66 @@ class EntraTokenVerifier:
 def is_tenant_admin(claims: dict[str, Any]) -> bool:
     roles = claims.get("wids")
     return isinstance(roles, list) and bool({GLOBAL_ADMINISTRATOR, USER_ADMINISTRATOR} & set(roles))
+
+
+class TenantNotFound(ValueError):
+    """Entra knows no tenant by that name or id."""
+
+
+class DirectoryUnavailable(RuntimeError):
+    """Entra did not give a usable answer; asking again later may work."""
+
+
+class TenantDirectory:
+    """Resolves a tenant's domain (or id) to its directory id through OIDC discovery.
+
+    A client is keyed on its tenant's id, not on how the Client URL spelled it, so
+    ``contoso.onmicrosoft.com`` and its GUID are one client. Only the configured authority
+    is asked, so no Client URL can point the hub at another host.
+    """
+
+    def __init__(
+        self, *, authority_base: str, http: httpx.AsyncClient, timeout_seconds: float, cache_seconds: float = 3600
+    ) -> None:
+        self._authority_base = authority_base.rstrip("/")
+        self._http = http
+        self._timeout_seconds = timeout_seconds
+        self._cache_seconds = cache_seconds
+        self._known: dict[str, tuple[float, uuid.UUID]] = {}
+
+    async def resolve(self, tenant: str) -> uuid.UUID:
+        reference = tenant.strip().casefold()
+        cached = self._known.get(reference)
+        if cached is not None and cached[0] > time.monotonic():
+            return cached[1]
+        url = f"{self._authority_base}/{reference}/v2.0/.well-known/openid-configuration"
+        try:
+            async with asyncio.timeout(self._timeout_seconds):
+                response = await self._http.get(url)
+        except (httpx.HTTPError, TimeoutError) as error:
+            raise DirectoryUnavailable(f"Microsoft Entra ID did not answer: {type(error).__name__}") from error
+        try:
+            body = response.json()
+        except ValueError as error:
+            raise DirectoryUnavailable(f"Microsoft Entra ID answered {response.status_code} without JSON") from error
+        if response.status_code == 400 and isinstance(body, dict) and 90002 in (body.get("error_codes") or []):
+            raise TenantNotFound(f"No Microsoft Entra tenant named {tenant!r} exists")
+        if response.status_code != 200 or not isinstance(body, dict):
+            raise DirectoryUnavailable(f"Microsoft Entra ID answered {response.status_code}")
+        tenant_id = _tenant_of_issuer(body.get("issuer"))
+        if tenant_id is None:
+            # Only common/organizations/consumers answer with a template issuer: not one tenant.
+            raise TenantNotFound(f"{tenant!r} is not one client tenant")
+        self._known[reference] = (time.monotonic() + self._cache_seconds, tenant_id)
+        return tenant_id
+
+
+def _tenant_of_issuer(issuer: object) -> uuid.UUID | None:
+    """``https://login.microsoftonline.com/{tenant id}/v2.0`` -> the tenant id."""
+    if not isinstance(issuer, str):
+        return None
+    segments = [segment for segment in urlsplit(issuer).path.split("/") if segment]
+    try:
+        return uuid.UUID(segments[0]) if segments else None
+    except ValueError:
+        return None

@@ -293,6 +293,8 @@ class FailureKind(StrEnum):
     """Every way reaching a client's BC can fail, each with its own fix."""
 
     INVALID_URL = "invalid_url"
+    # The client's tenant has not granted this firm access (or took it back): nothing is read.
+    ACCESS_NOT_GRANTED = "access_not_granted"
     TENANT_NOT_FOUND = "tenant_not_found"
     ENVIRONMENT_NOT_FOUND = "environment_not_found"
     CONSENT_MISSING = "consent_missing"
@@ -368,6 +370,8 @@ class ConnectionTested(EventData):
     companies: Annotated[list[DiscoveredCompany], Field(max_length=1000)] = []
     latency_ms: Annotated[int, Field(ge=0)] | None = None
     failure: Failure | None = None
+    # Set when the test ended before any fetcher took it (Entra knows no such tenant).
+    connection: ClientConnection | None = None
 
 
 # ---------------------------------------------------------------- figures

@@ -28,6 +28,15 @@ class LogFormat(StrEnum):
     JSON = "json"
 
 
+# The default key is in this public source: it may sign nothing outside dev mode.
+DEV_SECRET_KEY = "dev-only-secret-change-me"  # noqa: S105
+MIN_SECRET_KEY_LENGTH = 32
+
+
+class InsecureSettings(ValueError):
+    """Settings a service refuses to start with; the message names the setting."""
+
+
 class HubSettings(BaseSettings):
     """Settings shared by every process of the hub."""
 
@@ -80,8 +89,21 @@ class HubSettings(BaseSettings):
     # A PEM bundle to trust for Entra and BC (the sandbox's own CA in dev). None: system store.
     ca_bundle: Path | None = None
 
-    # Signs dev bearer tokens and session cookies. Must be set in production.
-    secret_key: SecretStr = SecretStr("dev-only-secret-change-me")
+    # Signs session cookies, invitation and Connect links (and dev tokens in dev mode).
+    # Outside dev mode a service that signs anything refuses to start without a real one.
+    secret_key: SecretStr = SecretStr(DEV_SECRET_KEY)
+
+    def require_secret_key(self) -> None:
+        """Refuse to start with a guessable key: anyone could forge sessions and links."""
+        if self.mode is Mode.DEV:
+            return
+        key = self.secret_key.get_secret_value()
+        if key == DEV_SECRET_KEY or len(key) < MIN_SECRET_KEY_LENGTH or len(set(key)) < 8:
+            raise InsecureSettings(
+                f"HUB_SECRET_KEY must be set to a random value of at least {MIN_SECRET_KEY_LENGTH} characters"
+                f" outside dev mode (HUB_MODE={self.mode.value}); the built-in default is public."
+                " Make one with: python -c 'import secrets; print(secrets.token_urlsafe(48))'"
+            )
 
     def entra_credential(self) -> str | dict[str, str]:
         """What msal signs in with: the certificate when one is configured, else the secret."""

@@ -31,6 +31,7 @@ from nats.js.api import (
 )
 
 from hub_common.events import EVENT_TYPES, CompanySnapshot
+from hub_common.grants import declare_grants_bucket
 from hub_common.logging import get_logger
 from hub_common.settings import HubSettings
 
@@ -204,7 +205,12 @@ GATEWAY_SNAPSHOTS_CONSUMER = ConsumerSpec(
 REGISTRY_CONSUMER = ConsumerSpec(
     stream=EVENTS_STREAM,
     durable="registry",
-    filter_subjects=(event_subject("*", "InvitationAccepted"),),
+    filter_subjects=(
+        event_subject("*", "InvitationAccepted"),
+        event_subject("*", "TenantAccessGranted"),
+        event_subject("*", "TenantAccessRevoked"),
+        event_subject("*", "RefreshFailed"),
+    ),
     ack_wait_seconds=30,
     max_deliver=10,
 )
@@ -343,6 +349,7 @@ async def declare_topology(js: JetStreamContext, topology: Topology | None = Non
             await js.update_stream(wanted)
             logger.info("stream updated", stream=wanted.name)
     await _declare_slot_bucket(js, topology.streams.bc_slot_lease_seconds)
+    await declare_grants_bucket(js)
     for spec in map(topology.consumer, CONSUMERS):
         wanted_consumer = spec.config()
         try:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import uuid
+
 import httpx
 from faststream import FastStream
 from faststream.nats import NatsMessage
 
-from hub_common import commands
+from hub_common import commands, grants
 from hub_common.bus import create_broker, jetstream_of
+from hub_common.events import ClientConnection
 from hub_common.logging import configure_logging, get_logger
 from hub_common.streams import BC_SLOTS_BUCKET, FETCHER_CONSUMER, Topology, declare_topology
 from hub_fetcher.bc.client import BusinessCentral
@@ -100,6 +103,9 @@ def create_app(settings: FetcherSettings) -> FastStream:
         await http.aclose()
         tokens.close()
 
+    async def firm_may_read(firm_id: uuid.UUID, connection: ClientConnection) -> bool:
+        return await grants.has_access(jetstream_of(broker), firm_id, connection.tenant_id)
+
     @broker.subscriber(
         commands.READ_STATEMENTS,
         queue=STATEMENTS_QUEUE,
@@ -107,7 +113,9 @@ def create_app(settings: FetcherSettings) -> FastStream:
         title="fetcher: read statements",
     )
     async def read_statements(message: NatsMessage) -> bytes:
-        return await answer_read_statements(statements[0], message.body, max_payload=broker.connection.max_payload)
+        return await answer_read_statements(
+            statements[0], message.body, max_payload=broker.connection.max_payload, may_read=firm_may_read
+        )
 
     return app
 

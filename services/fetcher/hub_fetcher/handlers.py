@@ -26,6 +26,7 @@ from typing import Any, NoReturn, TypeVar
 
 from nats.js import JetStreamContext
 
+from hub_common import grants
 from hub_common.bus import publish_event
 from hub_common.consumers import Delivery, Retry
 from hub_common.events import (
@@ -127,8 +128,45 @@ class FetcherHandlers:
         )
         await publish_event(self._js, envelope)
 
+    async def _refused_without_grant(self, envelope: Envelope[EventData]) -> bool:
+        """Read a tenant only for a firm it granted access; otherwise say so and read nothing.
+
+        The hub has one app identity, which every consenting tenant lets in: this check, not
+        Entra, is what keeps one firm out of another firm's clients.
+        """
+        data = envelope.data
+        if not isinstance(data, ClientAdded | RefreshRequested | ConnectionTestRequested):
+            return False
+        if await grants.has_access(self._js, envelope.firm_id, data.connection.tenant_id):
+            return False
+        failure = FetchFailure(
+            FailureKind.ACCESS_NOT_GRANTED, message=f"no grant of tenant {data.connection.tenant} for this firm"
+        ).to_failure()
+        logger.info("read refused: no grant", tenant=data.connection.tenant)
+        if isinstance(data, ConnectionTestRequested):
+            await self._publish(
+                envelope,
+                ConnectionTested(test_id=data.test_id, client_id=data.client_id, ok=False, failure=failure),
+                "tested",
+            )
+        else:
+            refresh_id = data.refresh_id if isinstance(data, RefreshRequested) else derived_id(envelope, "refresh")
+            await self._publish(
+                envelope,
+                RefreshFailed(
+                    refresh_id=refresh_id,
+                    client_id=data.client_id,
+                    company_id=data.company_id if isinstance(data, RefreshRequested) else None,
+                    failure=failure,
+                ),
+                "failed",
+            )
+        return True
+
     async def handle(self, envelope: Envelope[EventData], delivery: Delivery) -> None:
         data = envelope.data
+        if await self._refused_without_grant(envelope):
+            return
         async with delivery.keep_alive(self._keep_alive_seconds):
             if isinstance(data, ClientAdded):
                 await self._refresh(

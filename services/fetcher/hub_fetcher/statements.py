@@ -19,6 +19,7 @@ import calendar
 import datetime as dt
 import re
 import uuid
+from collections.abc import Awaitable, Callable
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any
 
@@ -414,14 +415,24 @@ class StatementsReader:
 def rejection_for(failure: FetchFailure) -> Rejection:
     """A BC failure as the command's refusal: plain words, the fix and the details."""
     details = failure.to_failure()
+    if failure.kind is FailureKind.ACCESS_NOT_GRANTED:
+        reason = RejectionReason.FORBIDDEN
+    else:
+        reason = RejectionReason.UNAVAILABLE if failure.transient else RejectionReason.UPSTREAM
     return Rejection(
-        reason=RejectionReason.UNAVAILABLE if failure.transient else RejectionReason.UPSTREAM,
+        reason=reason,
         message=details.summary,
         failure=details,
     )
 
 
-async def answer_read_statements(reader: StatementsReader, body: bytes, *, max_payload: int) -> bytes:
+# Whether the firm may read the connection's tenant (hub_common.grants in the fetcher).
+MayRead = Callable[[uuid.UUID, ClientConnection], Awaitable[bool]]
+
+
+async def answer_read_statements(
+    reader: StatementsReader, body: bytes, *, max_payload: int, may_read: MayRead
+) -> bytes:
     """The reply to one ``ReadStatements``: the statements, or why they could not be read.
 
     ``max_payload`` is what the broker carries in one message, headers included: a reply
@@ -443,6 +454,10 @@ async def answer_read_statements(reader: StatementsReader, body: bytes, *, max_p
     }
     with bound_context(context):
         try:
+            if not await may_read(command.firm_id, command.connection):
+                raise FetchFailure(
+                    FailureKind.ACCESS_NOT_GRANTED, message="the client's tenant has not granted this firm access"
+                )
             statements = await reader.read(command.connection, command.company_id, as_of=command.as_of)
             reply = commands.encode_result(statements, compress=True)
             if len(reply) > max_reply_bytes:

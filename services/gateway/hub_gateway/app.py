@@ -29,6 +29,7 @@ from hub_gateway.api.routes import api, health
 from hub_gateway.live import LiveUpdates
 from hub_gateway.readmodel.projection import apply_batch
 from hub_gateway.settings import GatewaySettings
+from hub_gateway.web.connect import connect_pages
 from hub_gateway.web.dev_mail import dev_mail_pages
 from hub_gateway.web.invitations import invitation_pages
 from hub_gateway.web.pages import pages
@@ -41,6 +42,7 @@ logger = get_logger(__name__)
 
 
 def create_app(settings: GatewaySettings) -> FastAPI:
+    settings.require_secret_key()
     configure_logging(settings)
 
     @asynccontextmanager
@@ -107,6 +109,8 @@ def create_app(settings: GatewaySettings) -> FastAPI:
                 authority_base=settings.entra_authority, audience=settings.entra_client_id, http=entra_keys_http
             ),
             live=live,
+            http=entra_keys_http,
+            entra_http=entra_http,
         )
         logger.info("gateway ready", url=f"http://{settings.host}:{settings.port}")
         try:
@@ -144,6 +148,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     app.include_router(client_invitations)
     app.include_router(invitation_pages)
     app.include_router(dev_mail_pages)
+    app.include_router(connect_pages)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app
 

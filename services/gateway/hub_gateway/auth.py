@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import jwt
 
-from hub_common.settings import HubSettings
+from hub_common.settings import HubSettings, Mode
 
 DEV_TOKEN_AUDIENCE = "accountant-hub-dev"  # noqa: S105 - an audience name, not a secret
 DEV_TOKEN_LIFETIME_SECONDS = 30 * 24 * 3600
@@ -45,8 +45,8 @@ def issue_dev_token(settings: HubSettings, email: str, display_name: str | None 
 
 def read_dev_token(settings: HubSettings, token: str) -> tuple[str, str]:
     """The email and display name a dev token names; refused outside dev mode."""
-    if not settings.is_dev:
-        raise NotAuthenticated("dev tokens are refused outside dev mode")
+    if settings.mode is not Mode.DEV:
+        raise NotAuthenticated("dev tokens are refused outside dev mode (HUB_MODE=dev)")
     try:
         claims = jwt.decode(
             token,

@@ -26,6 +26,7 @@ logger = get_logger(__name__)
 
 
 def create_app(settings: InvitationsSettings) -> FastStream:
+    settings.require_secret_key()
     configure_logging(settings)
     broker = create_broker(settings.nats_url, name=settings.service_name)
     engine = create_engine(settings.database_url)

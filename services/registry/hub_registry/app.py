@@ -6,12 +6,22 @@ import asyncio
 import uuid
 from pathlib import Path
 
+import httpx
 from faststream import FastStream
 
+from hub_common import grants
 from hub_common.bus import create_broker, jetstream_of
 from hub_common.consumers import Delivery, subscribe
 from hub_common.db import create_engine, database_ok, migrate, session_factory, transaction
-from hub_common.events import Envelope, EventData, InvitationAccepted
+from hub_common.entra import TenantDirectory
+from hub_common.events import (
+    Envelope,
+    EventData,
+    InvitationAccepted,
+    RefreshFailed,
+    TenantAccessGranted,
+    TenantAccessRevoked,
+)
 from hub_common.logging import configure_logging, get_logger
 from hub_common.outbox import OutboxRelay
 from hub_common.streams import REGISTRY_CONSUMER, Topology, declare_topology
@@ -31,6 +41,13 @@ def create_app(settings: RegistrySettings) -> FastStream:
     broker = create_broker(settings.nats_url, name=settings.service_name)
     engine = create_engine(settings.database_url)
     sessions = session_factory(engine)
+    # The one HTTP client of the process: it only ever asks the configured Entra authority.
+    http = httpx.AsyncClient(verify=settings.tls_verification(), timeout=settings.entra_discovery_timeout_seconds)
+    directory = TenantDirectory(
+        authority_base=settings.entra_authority,
+        http=http,
+        timeout_seconds=settings.entra_discovery_timeout_seconds,
+    )
     # The relay needs the JetStream context, which exists only once connected.
     relays: list[OutboxRelay] = []
     schedules: list[asyncio.Task[None]] = []
@@ -59,10 +76,22 @@ def create_app(settings: RegistrySettings) -> FastStream:
             except Exception:
                 logger.exception("scheduled refresh failed; trying again next time")
 
+    async def resolve_old_cards() -> None:
+        try:
+            async with transaction(sessions) as session:
+                resolved = await service.resolve_missing_tenant_ids(session=session, directory=directory)
+        except Exception:
+            logger.exception("resolving old cards' tenants failed; trying again at the next start")
+            return
+        if resolved:
+            relay_notify()
+            logger.info("old cards' tenants resolved", clients=resolved)
+
     @app.after_startup
     async def start_relay() -> None:
         for relay in relays:
             relay.start()
+        schedules.append(asyncio.create_task(resolve_old_cards(), name="resolve-old-cards"))
         if settings.scheduled_refresh_seconds > 0:
             schedules.append(asyncio.create_task(refresh_on_schedule(), name="scheduled-refresh"))
         logger.info("registry ready")
@@ -73,19 +102,48 @@ def create_app(settings: RegistrySettings) -> FastStream:
             task.cancel()
         for relay in relays:
             await relay.stop()
+        await http.aclose()
         await engine.dispose()
 
-    register_command_handlers(broker, sessions, relay_notify, settings)
+    async def after_commit(effects: service.Effects) -> None:
+        """Grants reach the fetchers' bucket before the relay publishes the refreshes they allow."""
+        for event in effects.grant_events:
+            try:
+                await grants.record_access(jetstream_of(broker), event)
+            except Exception as error:
+                # The registry's own consumer of the event writes it again; nothing is lost.
+                logger.warning("grant not mirrored yet", error=repr(error)[:200], event_id=str(event.id))
+        relay_notify()
+
+    register_command_handlers(broker, sessions, after_commit, settings, directory)
 
     async def on_event(envelope: Envelope[EventData], delivery: Delivery) -> None:
-        if isinstance(envelope.data, InvitationAccepted):
+        data = envelope.data
+        effects = service.Effects.none()
+        if isinstance(data, InvitationAccepted):
             async with transaction(sessions) as session:
-                await service.add_invited_client(
+                await service.accept_invitation(
                     session=session,
                     accepted=envelope,  # type: ignore[arg-type]
                     settings=settings,
+                    directory=directory,
+                    effects=effects,
                 )
-            relay_notify()
+        elif isinstance(data, RefreshFailed):
+            async with transaction(sessions) as session:
+                await service.withdraw_after_consent_lost(
+                    session=session,
+                    failed=envelope,  # type: ignore[arg-type]
+                    effects=effects,
+                )
+        elif isinstance(data, TenantAccessGranted | TenantAccessRevoked):
+            changed = await grants.record_access(jetstream_of(broker), envelope)  # type: ignore[arg-type]
+            if changed and isinstance(data, TenantAccessGranted):
+                # The write right after the commit was lost: the refreshes it allowed found no
+                # grant, so read the firm's clients on the tenant again now that it is there.
+                async with transaction(sessions) as session:
+                    await service.refresh_clients_on_tenant(session=session, granted=envelope)  # type: ignore[arg-type]
+        await after_commit(effects)
 
     async def database_answers() -> bool:
         return await database_ok(engine)

@@ -54,6 +54,16 @@ class Client(SQLModel, table=True):
             sqlite_where=text("removed_at IS NULL"),
             postgresql_where=text("removed_at IS NULL"),
         ),
+        # A domain and its GUID are one tenant: one live card per tenant id and environment.
+        Index(
+            "registry_clients_live_tenant_id",
+            "firm_id",
+            "tenant_id",
+            "environment",
+            unique=True,
+            sqlite_where=text("removed_at IS NULL AND tenant_id IS NOT NULL"),
+            postgresql_where=text("removed_at IS NULL AND tenant_id IS NOT NULL"),
+        ),
     )
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
@@ -61,6 +71,8 @@ class Client(SQLModel, table=True):
     name: str = Field(max_length=250)
     client_url: str = Field(max_length=2000)
     tenant: str = Field(max_length=253)
+    # The tenant's directory id (OIDC discovery); NULL only for cards older than resolving.
+    tenant_id: uuid.UUID | None = Field(default=None, index=True)
     environment: str = Field(max_length=100)
     company_name: str | None = Field(default=None, max_length=250)
     contact_name: str | None = Field(default=None, max_length=500)
@@ -88,6 +100,32 @@ class ColleagueInvitationRow(SQLModel, table=True):
     invited_by: uuid.UUID
     created_at: datetime = Field(default_factory=_now, sa_column=_timestamp())
     accepted_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime(), nullable=True))
+
+
+class TenantGrant(SQLModel, table=True):
+    """A client tenant's permission for one firm to read it; revoked grants stay for the audit."""
+
+    __tablename__ = "registry_tenant_grants"
+    __table_args__ = (
+        Index(
+            "registry_tenant_grants_live",
+            "firm_id",
+            "tenant_id",
+            unique=True,
+            sqlite_where=text("revoked_at IS NULL"),
+            postgresql_where=text("revoked_at IS NULL"),
+        ),
+    )
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    firm_id: uuid.UUID = Field(foreign_key="registry_firms.id", index=True)
+    tenant_id: uuid.UUID
+    tenant: str = Field(max_length=253)
+    method: str = Field(max_length=20)
+    granted_by: str | None = Field(default=None, max_length=320)
+    granted_at: datetime = Field(default_factory=_now, sa_column=_timestamp())
+    revoked_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime(), nullable=True))
+    revoke_reason: str | None = Field(default=None, max_length=500)
 
 
 registry_outbox = outbox_table(SQLModel.metadata, "registry_outbox")

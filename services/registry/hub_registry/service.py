@@ -11,6 +11,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from sqlalchemy import func, or_
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
@@ -20,15 +21,22 @@ from hub_common.commands import (
     AddClient,
     ColleagueInvitation,
     EnsureAccountant,
+    FirmInvitationChoice,
+    FirmInvitationChoices,
+    GrantTenantAccess,
     InviteColleague,
+    ListFirmInvitations,
     Rejection,
     RejectionReason,
     RemoveClient,
     RequestRefresh,
+    RevokeTenantAccess,
+    TenantAccessChanged,
     TestConnection,
     UpdateClient,
 )
 from hub_common.emails import EmailRejected, firm_name_for, normalize_work_email
+from hub_common.entra import DirectoryUnavailable, TenantDirectory, TenantNotFound
 from hub_common.events import (
     AccountantJoined,
     Actor,
@@ -40,20 +48,29 @@ from hub_common.events import (
     ClientSource,
     ClientUpdated,
     ColleagueInvited,
+    ConnectionTested,
     ConnectionTestRequested,
     Envelope,
     EventData,
+    Failure,
+    FailureKind,
     FirmCreated,
+    GrantMethod,
     InvitationAccepted,
+    RefreshFailed,
     RefreshRequested,
     Role,
+    TenantAccessGranted,
+    TenantAccessRevoked,
     new_envelope,
 )
+from hub_common.logging import get_logger
 from hub_registry.domain.client_url import ClientUrlError, ParsedClientUrl, parse_client_url
-from hub_registry.models import Accountant, Client, ColleagueInvitationRow, Firm, registry_outbox
+from hub_registry.models import Accountant, Client, ColleagueInvitationRow, Firm, TenantGrant, registry_outbox
 from hub_registry.settings import RegistrySettings
 
 SERVICE_ACTOR = Actor.service("registry")
+logger = get_logger(__name__)
 
 
 class Refused(Exception):
@@ -73,9 +90,35 @@ class Context:
     correlation_id: str
 
 
-async def _emit(session: AsyncSession, context: Context, data: EventData) -> None:
+GrantEvent = Envelope[TenantAccessGranted] | Envelope[TenantAccessRevoked]
+
+
+@dataclass
+class Effects:
+    """What a command changed that must be mirrored outside the database once it commits:
+    grant changes go to the fetchers' grants bucket (hub_common.grants)."""
+
+    grant_events: list[GrantEvent]
+
+    @classmethod
+    def none(cls) -> Effects:
+        return cls(grant_events=[])
+
+
+async def _emit(session: AsyncSession, context: Context, data: EventData) -> Envelope[EventData]:
     envelope = new_envelope(data, firm_id=context.firm_id, actor=context.actor, correlation_id=context.correlation_id)
     await outbox.append(session, registry_outbox, envelope)
+    return envelope
+
+
+async def _resolve_tenant(directory: TenantDirectory, tenant: str) -> uuid.UUID:
+    """The tenant's directory id; the Client URL is still never fetched, only Entra is asked."""
+    try:
+        return await directory.resolve(tenant)
+    except TenantNotFound as error:
+        raise Refused(RejectionReason.INVALID, f"{error}; check the tenant in the Client URL", "client_url") from error
+    except DirectoryUnavailable as error:
+        raise Refused(RejectionReason.UNAVAILABLE, f"{error}; try again in a moment", "client_url") from error
 
 
 def _parse_url(card: ClientCard, settings: RegistrySettings) -> ParsedClientUrl:
@@ -94,32 +137,38 @@ def _tax_accounts_column(card: ClientCard) -> str | None:
     return json.dumps(card.tax_account_numbers) if card.tax_account_numbers else None
 
 
-def _connection(parsed: ParsedClientUrl) -> ClientConnection:
-    return ClientConnection(tenant=parsed.tenant, environment=parsed.environment, company_name=parsed.company_name)
+def _connection(parsed: ParsedClientUrl, tenant_id: uuid.UUID | None) -> ClientConnection:
+    return ClientConnection(
+        tenant=parsed.tenant, environment=parsed.environment, company_name=parsed.company_name, tenant_id=tenant_id
+    )
+
+
+def _client_connection(client: Client) -> ClientConnection:
+    return ClientConnection(
+        tenant=client.tenant,
+        environment=client.environment,
+        company_name=client.company_name,
+        tenant_id=client.tenant_id,
+    )
 
 
 # ---------------------------------------------------------------- accountants
 
 
-async def ensure_accountant(
-    *, session: AsyncSession, command: EnsureAccountant, settings: RegistrySettings
-) -> AccountantIdentity:
-    """Sign-in: the first sign-in of an address creates the accountant and a new firm."""
-    try:
-        email = normalize_work_email(command.email)
-    except EmailRejected as error:
-        raise Refused(RejectionReason.INVALID, str(error), field="email") from error
-    existing = (await session.execute(select(Accountant).where(Accountant.email == email))).scalar_one_or_none()
-    if existing is not None:
-        return AccountantIdentity(
-            accountant_id=existing.id,
-            firm_id=existing.firm_id,
-            email=existing.email,
-            display_name=existing.display_name,
-            role=existing.role,
-            created=False,
-        )
-    invitation = (
+def _identity(accountant: Accountant, *, created: bool) -> AccountantIdentity:
+    return AccountantIdentity(
+        accountant_id=accountant.id,
+        firm_id=accountant.firm_id,
+        email=accountant.email,
+        display_name=accountant.display_name,
+        role=accountant.role,
+        created=created,
+    )
+
+
+async def _pending_invitations(session: AsyncSession, email: str) -> list[ColleagueInvitationRow]:
+    """Every firm's pending invitation of the address, newest first, one per firm."""
+    rows = (
         (
             await session.execute(
                 select(ColleagueInvitationRow)
@@ -128,10 +177,64 @@ async def ensure_accountant(
             )
         )
         .scalars()
-        .first()
+        .all()
     )
-    if invitation is not None:
-        return await _join_firm(session=session, invitation=invitation, command=command, email=email)
+    newest: dict[uuid.UUID, ColleagueInvitationRow] = {}
+    for row in rows:
+        newest.setdefault(row.firm_id, row)
+    return list(newest.values())
+
+
+def _work_email(email: str) -> str:
+    try:
+        return normalize_work_email(email)
+    except EmailRejected as error:
+        raise Refused(RejectionReason.INVALID, str(error), field="email") from error
+
+
+async def list_firm_invitations(*, session: AsyncSession, command: ListFirmInvitations) -> FirmInvitationChoices:
+    """What a first sign-in chooses between; nothing for an address that has an account."""
+    email = _work_email(command.email)
+    if (await session.execute(select(Accountant.id).where(Accountant.email == email))).first() is not None:
+        return FirmInvitationChoices(invitations=[])
+    choices = []
+    for invitation in await _pending_invitations(session, email):
+        firm = await session.get(Firm, invitation.firm_id)
+        inviter = await session.get(Accountant, invitation.invited_by)
+        choices.append(
+            FirmInvitationChoice(
+                firm_id=invitation.firm_id,
+                firm_name=firm.name if firm else "a firm",
+                role=invitation.role,
+                invited_by=inviter.display_name if inviter else "a colleague",
+                invited_at=invitation.created_at,
+            )
+        )
+    return FirmInvitationChoices(invitations=choices)
+
+
+async def ensure_accountant(
+    *, session: AsyncSession, command: EnsureAccountant, settings: RegistrySettings, directory: TenantDirectory
+) -> AccountantIdentity:
+    """Sign-in: an existing accountant is found; a first sign-in joins the firm it chose
+    among its invitations, or gets a new firm of its own. With invitations pending, the
+    choice must be explicit: an invitation alone never moves anyone into a firm."""
+    email = _work_email(command.email)
+    existing = (await session.execute(select(Accountant).where(Accountant.email == email))).scalar_one_or_none()
+    if existing is not None:
+        return _identity(existing, created=False)
+    invitations = await _pending_invitations(session, email)
+    if command.join_firm_id is not None:
+        chosen = next((row for row in invitations if row.firm_id == command.join_firm_id), None)
+        if chosen is None:
+            raise Refused(RejectionReason.NOT_FOUND, "There is no pending invitation from that firm", "join_firm_id")
+        return await _join_firm(session=session, invitation=chosen, command=command, email=email)
+    if invitations and not command.start_own_firm:
+        raise Refused(
+            RejectionReason.CONFLICT,
+            "Colleague invitations are waiting for this address: choose which firm to join, or start your own",
+            field="join_firm_id",
+        )
     firm = Firm(name=firm_name_for(email))
     accountant = Accountant(firm_id=firm.id, email=email, display_name=command.display_name, role=Role.OWNER.value)
     session.add(firm)
@@ -156,27 +259,35 @@ async def ensure_accountant(
     )
     if settings.sample_client_url:
         card = ClientCard(name=settings.sample_client_name, client_url=settings.sample_client_url)
-        await _insert_client(
+        service_context = Context(firm.id, SERVICE_ACTOR, command.correlation_id)
+        client_id, connection = await _insert_client(
             session=session,
-            context=Context(firm.id, SERVICE_ACTOR, command.correlation_id),
+            context=service_context,
             card=card,
             source=ClientSource.SAMPLE,
             settings=settings,
+            directory=directory,
         )
-    return AccountantIdentity(
-        accountant_id=accountant.id,
-        firm_id=firm.id,
-        email=email,
-        display_name=accountant.display_name,
-        role=accountant.role,
-        created=True,
-    )
+        # The sample tenant is the operator's own demo tenant, configured for every firm.
+        assert connection.tenant_id is not None
+        await _grant(
+            session,
+            service_context,
+            tenant_id=connection.tenant_id,
+            tenant=connection.tenant,
+            method=GrantMethod.SAMPLE,
+            client_id=client_id,
+            granted_by=None,
+            effects=Effects.none(),
+            refresh=False,
+        )
+    return _identity(accountant, created=True)
 
 
 async def _join_firm(
     *, session: AsyncSession, invitation: ColleagueInvitationRow, command: EnsureAccountant, email: str
 ) -> AccountantIdentity:
-    """The first sign-in of an invited address joins the inviting firm, with its role."""
+    """A first sign-in joins the firm it chose among its invitations, with that role."""
     accountant = Accountant(
         firm_id=invitation.firm_id, email=email, display_name=command.display_name, role=invitation.role
     )
@@ -195,29 +306,24 @@ async def _join_firm(
             accountant_id=accountant.id, email=email, display_name=accountant.display_name, role=Role(invitation.role)
         ),
     )
-    return AccountantIdentity(
-        accountant_id=accountant.id,
-        firm_id=invitation.firm_id,
-        email=email,
-        display_name=accountant.display_name,
-        role=accountant.role,
-        created=True,
-    )
+    return _identity(accountant, created=True)
 
 
 async def invite_colleague(*, session: AsyncSession, command: InviteColleague) -> ColleagueInvitation:
-    """Owners and admins invite by address; nobody joins a firm by email domain alone."""
+    """Owners and admins invite by address; nobody joins a firm by email domain alone.
+
+    An address that already has an account in another firm is answered exactly like a new
+    one, so inviting cannot be used to learn who uses the hub.
+    """
     inviter = await session.get(Accountant, uuid.UUID(command.actor.id)) if _is_uuid(command.actor.id) else None
     if inviter is None or inviter.firm_id != command.firm_id:
         raise Refused(RejectionReason.NOT_FOUND, "No such accountant")
     if inviter.role not in (Role.OWNER.value, Role.ADMIN.value):
         raise Refused(RejectionReason.FORBIDDEN, "Only the firm's owners and admins can invite colleagues")
-    try:
-        email = normalize_work_email(command.email)
-    except EmailRejected as error:
-        raise Refused(RejectionReason.INVALID, str(error), field="email") from error
-    if (await session.execute(select(Accountant.id).where(Accountant.email == email))).first() is not None:
-        raise Refused(RejectionReason.CONFLICT, f"{email} already has an Accountant Hub account", field="email")
+    email = _work_email(command.email)
+    member = (await session.execute(select(Accountant.firm_id).where(Accountant.email == email))).first()
+    if member is not None and member.firm_id == command.firm_id:
+        raise Refused(RejectionReason.CONFLICT, f"{email} is already a member of this firm", field="email")
     pending = (
         await session.execute(
             select(ColleagueInvitationRow).where(
@@ -254,6 +360,169 @@ def _is_uuid(value: str) -> bool:
     return True
 
 
+# ---------------------------------------------------------------- tenant access
+
+
+async def _live_grant(session: AsyncSession, firm_id: uuid.UUID, tenant_id: uuid.UUID) -> TenantGrant | None:
+    return (
+        await session.execute(
+            select(TenantGrant).where(
+                TenantGrant.firm_id == firm_id,
+                TenantGrant.tenant_id == tenant_id,
+                col(TenantGrant.revoked_at).is_(None),
+            )
+        )
+    ).scalar_one_or_none()
+
+
+async def has_grant(session: AsyncSession, firm_id: uuid.UUID, tenant_id: uuid.UUID | None) -> bool:
+    return tenant_id is not None and await _live_grant(session, firm_id, tenant_id) is not None
+
+
+async def _clients_on_tenant(session: AsyncSession, firm_id: uuid.UUID, tenant_id: uuid.UUID) -> list[Client]:
+    return list(
+        (
+            await session.execute(
+                select(Client).where(
+                    Client.firm_id == firm_id,
+                    Client.tenant_id == tenant_id,
+                    col(Client.removed_at).is_(None),
+                )
+            )
+        ).scalars()
+    )
+
+
+async def _grant(
+    session: AsyncSession,
+    context: Context,
+    *,
+    tenant_id: uuid.UUID,
+    tenant: str,
+    method: GrantMethod,
+    client_id: uuid.UUID | None,
+    granted_by: str | None,
+    effects: Effects,
+    refresh: bool,
+) -> None:
+    """Record the grant (once) and read the firm's clients on that tenant at last."""
+    if await _live_grant(session, context.firm_id, tenant_id) is not None:
+        return
+    session.add(
+        TenantGrant(
+            firm_id=context.firm_id,
+            tenant_id=tenant_id,
+            tenant=tenant,
+            method=method.value,
+            granted_by=granted_by,
+        )
+    )
+    await session.flush()
+    envelope = await _emit(
+        session,
+        context,
+        TenantAccessGranted(
+            tenant_id=tenant_id, tenant=tenant, method=method, client_id=client_id, granted_by=granted_by
+        ),
+    )
+    effects.grant_events.append(envelope)  # type: ignore[arg-type]
+    if refresh:
+        # Clients added while waiting for permission: read them now. The grant is mirrored
+        # for the fetchers before the relay publishes these (see registry handlers).
+        for client in await _clients_on_tenant(session, context.firm_id, tenant_id):
+            await _emit_refresh(session, context, client, company_id=None)
+
+
+async def _revoke(
+    session: AsyncSession, context: Context, *, grant: TenantGrant, reason: str, effects: Effects
+) -> None:
+    grant.revoked_at = datetime.now(UTC)
+    grant.revoke_reason = reason[:500]
+    envelope = await _emit(
+        session, context, TenantAccessRevoked(tenant_id=grant.tenant_id, tenant=grant.tenant, reason=reason[:500])
+    )
+    effects.grant_events.append(envelope)  # type: ignore[arg-type]
+
+
+async def grant_tenant_access(
+    *, session: AsyncSession, command: GrantTenantAccess, effects: Effects
+) -> TenantAccessChanged:
+    """Connect from the client card: the gateway verified a sign-in in the client's tenant."""
+    client = await _live_client(session, command.firm_id, command.client_id)
+    if client.tenant_id != command.tenant_id:
+        raise Refused(
+            RejectionReason.CONFLICT,
+            "The sign-in was in another tenant than this client's: sign in with an account of the client's tenant",
+            field="tenant_id",
+        )
+    await _grant(
+        session,
+        _context(command),
+        tenant_id=command.tenant_id,
+        tenant=client.tenant,
+        method=GrantMethod.CONNECT,
+        client_id=client.id,
+        granted_by=command.granted_by,
+        effects=effects,
+        refresh=True,
+    )
+    return TenantAccessChanged(client_id=client.id, tenant_id=command.tenant_id, granted=True)
+
+
+async def revoke_tenant_access(
+    *, session: AsyncSession, command: RevokeTenantAccess, effects: Effects
+) -> TenantAccessChanged:
+    """The firm stops reading the client's tenant (every client of the firm on it)."""
+    client = await _live_client(session, command.firm_id, command.client_id)
+    if client.tenant_id is None:
+        raise Refused(RejectionReason.NOT_FOUND, "This client's tenant has no grant", field="client_id")
+    grant = await _live_grant(session, command.firm_id, client.tenant_id)
+    if grant is not None:
+        name = command.actor.display_name or command.actor.id
+        await _revoke(
+            session, _context(command), grant=grant, reason=f"Access removed in the hub by {name}", effects=effects
+        )
+    return TenantAccessChanged(client_id=client.id, tenant_id=client.tenant_id, granted=False)
+
+
+async def refresh_clients_on_tenant(*, session: AsyncSession, granted: Envelope[TenantAccessGranted]) -> None:
+    if await _live_grant(session, granted.firm_id, granted.data.tenant_id) is None:
+        return  # revoked since
+    context = Context(granted.firm_id, SERVICE_ACTOR, granted.correlation_id)
+    for client in await _clients_on_tenant(session, granted.firm_id, granted.data.tenant_id):
+        await _emit_refresh(session, context, client, company_id=None)
+
+
+async def withdraw_after_consent_lost(
+    *, session: AsyncSession, failed: Envelope[RefreshFailed], effects: Effects
+) -> None:
+    """Entra says the app's consent is gone from the client's tenant: the client withdrew it.
+
+    The firm's grant ends with it, so consent given again later (perhaps for another firm)
+    does not silently restore this firm's access: the client must connect it again.
+    """
+    if failed.data.failure.kind is not FailureKind.CONSENT_MISSING:
+        return
+    client = (
+        await session.execute(
+            select(Client).where(Client.id == failed.data.client_id, Client.firm_id == failed.firm_id)
+        )
+    ).scalar_one_or_none()
+    if client is None or client.tenant_id is None:
+        return
+    grant = await _live_grant(session, failed.firm_id, client.tenant_id)
+    if grant is None or grant.granted_at > failed.occurred_at:
+        # Granted again after that refresh failed: the failure speaks of the old consent.
+        return
+    await _revoke(
+        session,
+        Context(failed.firm_id, SERVICE_ACTOR, failed.correlation_id),
+        grant=grant,
+        reason="The client withdrew the Accountant Hub app's consent in Microsoft Entra ID",
+        effects=effects,
+    )
+
+
 # ---------------------------------------------------------------- clients
 
 
@@ -286,21 +555,28 @@ async def _check_assignee(session: AsyncSession, firm_id: uuid.UUID, card: Clien
 
 
 async def _check_unique(
-    session: AsyncSession, firm_id: uuid.UUID, parsed: ParsedClientUrl, except_id: uuid.UUID | None
+    session: AsyncSession,
+    firm_id: uuid.UUID,
+    parsed: ParsedClientUrl,
+    tenant_id: uuid.UUID,
+    except_id: uuid.UUID | None,
 ) -> None:
+    """One live card per tenant and environment in a firm, however the URL names the tenant."""
+    same_tenant = or_(col(Client.tenant_id) == tenant_id, func.lower(Client.tenant) == parsed.tenant.lower())
     query = select(Client.id, Client.name).where(
         Client.firm_id == firm_id,
-        Client.tenant == parsed.tenant,
+        same_tenant,
         Client.environment == parsed.environment,
         col(Client.removed_at).is_(None),
     )
-    clash = (await session.execute(query)).first()
-    if clash is not None and clash.id != except_id:
-        raise Refused(
-            RejectionReason.CONFLICT,
-            f"The client {clash.name!r} already uses tenant {parsed.tenant} and environment {parsed.environment}",
-            field="client_url",
-        )
+    for clash in (await session.execute(query)).all():
+        if clash.id != except_id:
+            raise Refused(
+                RejectionReason.CONFLICT,
+                f"The client {clash.name!r} already uses this tenant ({tenant_id})"
+                f" and environment {parsed.environment}",
+                field="client_url",
+            )
 
 
 async def _insert_client(
@@ -310,15 +586,19 @@ async def _insert_client(
     card: ClientCard,
     source: ClientSource,
     settings: RegistrySettings,
-) -> uuid.UUID:
+    directory: TenantDirectory,
+) -> tuple[uuid.UUID, ClientConnection]:
     parsed = _parse_url(card, settings)
+    # What the card alone can refuse first: asking Entra is the slow part.
     await _check_assignee(session, context.firm_id, card)
-    await _check_unique(session, context.firm_id, parsed, except_id=None)
+    tenant_id = await _resolve_tenant(directory, parsed.tenant)
+    await _check_unique(session, context.firm_id, parsed, tenant_id, except_id=None)
     client = Client(
         firm_id=context.firm_id,
         name=card.name,
         client_url=card.client_url.strip(),
         tenant=parsed.tenant,
+        tenant_id=tenant_id,
         environment=parsed.environment,
         company_name=parsed.company_name,
         contact_name=card.contact_name,
@@ -331,39 +611,57 @@ async def _insert_client(
     )
     session.add(client)
     await session.flush()
+    connection = _connection(parsed, tenant_id)
     await _emit(
         session,
         context,
-        ClientAdded(client_id=client.id, card=card, connection=_connection(parsed), source=source),
+        ClientAdded(client_id=client.id, card=card, connection=connection, source=source),
     )
-    return client.id
+    return client.id, connection
 
 
 def _context(
-    command: AddClient | UpdateClient | RemoveClient | RequestRefresh | TestConnection | InviteColleague,
+    command: AddClient
+    | UpdateClient
+    | RemoveClient
+    | RequestRefresh
+    | TestConnection
+    | InviteColleague
+    | GrantTenantAccess
+    | RevokeTenantAccess,
 ) -> Context:
     return Context(command.firm_id, command.actor, command.correlation_id)
 
 
-async def add_client(*, session: AsyncSession, command: AddClient, settings: RegistrySettings) -> uuid.UUID:
-    return await _insert_client(
+async def add_client(
+    *, session: AsyncSession, command: AddClient, settings: RegistrySettings, directory: TenantDirectory
+) -> tuple[uuid.UUID, bool]:
+    """A card added by hand; its figures wait for the client's permission unless the
+    tenant already granted this firm access. Returns the client id and whether it did."""
+    client_id, connection = await _insert_client(
         session=session,
         context=_context(command),
         card=command.card,
         source=ClientSource.MANUAL,
         settings=settings,
+        directory=directory,
     )
+    return client_id, await has_grant(session, command.firm_id, connection.tenant_id)
 
 
-async def update_client(*, session: AsyncSession, command: UpdateClient, settings: RegistrySettings) -> None:
+async def update_client(
+    *, session: AsyncSession, command: UpdateClient, settings: RegistrySettings, directory: TenantDirectory
+) -> None:
     client = await _live_client(session, command.firm_id, command.client_id)
     parsed = _parse_url(command.card, settings)
     await _check_assignee(session, command.firm_id, command.card)
-    await _check_unique(session, command.firm_id, parsed, except_id=client.id)
+    tenant_id = await _resolve_tenant(directory, parsed.tenant)
+    await _check_unique(session, command.firm_id, parsed, tenant_id, except_id=client.id)
     card = command.card
     client.name = card.name
     client.client_url = card.client_url.strip()
     client.tenant = parsed.tenant
+    client.tenant_id = tenant_id
     client.environment = parsed.environment
     client.company_name = parsed.company_name
     client.contact_name = card.contact_name
@@ -376,7 +674,7 @@ async def update_client(*, session: AsyncSession, command: UpdateClient, setting
     await _emit(
         session,
         _context(command),
-        ClientUpdated(client_id=client.id, card=card, connection=_connection(parsed)),
+        ClientUpdated(client_id=client.id, card=card, connection=_connection(parsed, tenant_id)),
     )
 
 
@@ -390,40 +688,65 @@ async def remove_client(*, session: AsyncSession, command: RemoveClient) -> None
     await _emit(session, _context(command), ClientRemoved(client_id=client.id))
 
 
-async def add_invited_client(
-    *, session: AsyncSession, accepted: Envelope[InvitationAccepted], settings: RegistrySettings
+async def accept_invitation(
+    *,
+    session: AsyncSession,
+    accepted: Envelope[InvitationAccepted],
+    settings: RegistrySettings,
+    directory: TenantDirectory,
+    effects: Effects,
 ) -> uuid.UUID | None:
-    """An accepted invitation puts the client on the dashboard by itself (no second step).
+    """The client's administrator invited this firm's accountant, who accepted: the tenant
+    grants the firm access, and the client lands on the dashboard by itself.
 
-    Accepting twice, or a redelivered acceptance, adds nothing: a live card for the same
-    tenant and environment already exists in the firm.
+    A card for the same tenant and environment that is already there (added by hand while
+    waiting, or by an earlier acceptance) is the client: the grant attaches to it and it is
+    read now, instead of a second copy being added.
     """
     data = accepted.data
+    tenant_id = await _resolve_tenant(directory, data.tenant)
+    actor = Actor(kind=ActorKind.ACCOUNTANT, id=str(data.accountant_id), display_name=data.email)
+    context = Context(accepted.firm_id, actor, accepted.correlation_id)
     existing = (
         await session.execute(
-            select(Client.id).where(
+            select(Client).where(
                 Client.firm_id == accepted.firm_id,
-                Client.tenant == data.tenant.lower(),
+                or_(col(Client.tenant_id) == tenant_id, func.lower(Client.tenant) == data.tenant.lower()),
                 Client.environment == data.environment,
                 col(Client.removed_at).is_(None),
             )
         )
-    ).first()
-    if existing is not None:
-        return None
-    web_client = settings.bc_web_client.rstrip("/")
-    card = ClientCard(name=data.client_name, client_url=f"{web_client}/{data.tenant}/{data.environment}")
-    actor = Actor(kind=ActorKind.ACCOUNTANT, id=str(data.accountant_id), display_name=data.email)
-    return await _insert_client(
-        session=session,
-        context=Context(accepted.firm_id, actor, accepted.correlation_id),
-        card=card,
-        source=ClientSource.INVITATION,
-        settings=settings,
+    ).scalar_one_or_none()
+    added: uuid.UUID | None = None
+    if existing is None and data.add_to_dashboard:
+        web_client = settings.bc_web_client.rstrip("/")
+        card = ClientCard(name=data.client_name, client_url=f"{web_client}/{data.tenant}/{data.environment}")
+        added, _ = await _insert_client(
+            session=session,
+            context=context,
+            card=card,
+            source=ClientSource.INVITATION,
+            settings=settings,
+            directory=directory,
+        )
+    await _grant(
+        session,
+        context,
+        tenant_id=tenant_id,
+        tenant=data.tenant,
+        method=GrantMethod.INVITATION,
+        client_id=added or (existing.id if existing else None),
+        granted_by=f"invitation {data.invitation_id}",
+        effects=effects,
+        # A card just added is read through its ClientAdded; cards that waited need a refresh.
+        refresh=added is None,
     )
+    return added
 
 
-async def test_connection(*, session: AsyncSession, command: TestConnection, settings: RegistrySettings) -> uuid.UUID:
+async def test_connection(
+    *, session: AsyncSession, command: TestConnection, settings: RegistrySettings, directory: TenantDirectory
+) -> uuid.UUID:
     """Ask a fetcher to reach the client's BC; the URL is parsed here, never fetched."""
     if command.client_id is not None:
         await _live_client(session, command.firm_id, command.client_id)
@@ -432,12 +755,59 @@ async def test_connection(*, session: AsyncSession, command: TestConnection, set
     except ClientUrlError as error:
         raise Refused(RejectionReason.INVALID, error.message, field="client_url") from error
     test_id = uuid.uuid4()
+    try:
+        tenant_id = await directory.resolve(parsed.tenant)
+    except TenantNotFound as error:
+        # Entra answered the test already: record the outcome like any failed test, so it
+        # shows in Check Errors with Entra's words, and no fetcher needs to ask again.
+        await _emit(
+            session,
+            _context(command),
+            ConnectionTested(
+                test_id=test_id,
+                client_id=command.client_id,
+                ok=False,
+                connection=_connection(parsed, None),
+                failure=Failure(
+                    kind=FailureKind.TENANT_NOT_FOUND,
+                    summary="Microsoft Entra ID does not know the client's tenant.",
+                    fix="Check the tenant id or domain in the Client URL with the client's administrator.",
+                    http_status=400,
+                    bc_error_code="AADSTS90002",
+                    message=str(error),
+                    occurred_at=datetime.now(UTC),
+                ),
+            ),
+        )
+        return test_id
+    except DirectoryUnavailable as error:
+        raise Refused(RejectionReason.UNAVAILABLE, f"{error}; try again in a moment", "client_url") from error
     await _emit(
         session,
         _context(command),
-        ConnectionTestRequested(test_id=test_id, client_id=command.client_id, connection=_connection(parsed)),
+        ConnectionTestRequested(
+            test_id=test_id, client_id=command.client_id, connection=_connection(parsed, tenant_id)
+        ),
     )
     return test_id
+
+
+async def _emit_refresh(
+    session: AsyncSession, context: Context, client: Client, *, company_id: uuid.UUID | None
+) -> uuid.UUID:
+    refresh_id = uuid.uuid4()
+    await _emit(
+        session,
+        context,
+        RefreshRequested(
+            refresh_id=refresh_id,
+            client_id=client.id,
+            connection=_client_connection(client),
+            company_id=company_id,
+            tax_account_numbers=json.loads(client.tax_account_numbers) if client.tax_account_numbers else None,
+        ),
+    )
+    return refresh_id
 
 
 async def request_refresh(*, session: AsyncSession, command: RequestRefresh) -> list[uuid.UUID]:
@@ -456,45 +826,65 @@ async def request_refresh(*, session: AsyncSession, command: RequestRefresh) -> 
                 )
             ).scalars()
         )
-    refresh_ids = []
-    for client in clients:
-        refresh_id = uuid.uuid4()
-        await _emit(
-            session,
-            _context(command),
-            RefreshRequested(
-                refresh_id=refresh_id,
-                client_id=client.id,
-                connection=ClientConnection(
-                    tenant=client.tenant,
-                    environment=client.environment,
-                    company_name=client.company_name,
-                ),
-                company_id=command.company_id,
-                tax_account_numbers=json.loads(client.tax_account_numbers) if client.tax_account_numbers else None,
-            ),
+    return [
+        await _emit_refresh(session, _context(command), client, company_id=command.company_id) for client in clients
+    ]
+
+
+async def resolve_missing_tenant_ids(*, session: AsyncSession, directory: TenantDirectory) -> int:
+    """Cards saved before tenants were resolved learn their tenant id (a ClientUpdated each).
+
+    Until then they read nothing (no grant can name them), and their Connect link cannot be
+    made. A tenant Entra does not know, or an Entra that does not answer, is left for the
+    next start; returns how many cards were resolved.
+    """
+    waiting = (
+        await session.execute(select(Client).where(col(Client.removed_at).is_(None), col(Client.tenant_id).is_(None)))
+    ).scalars()
+    resolved = 0
+    for client in waiting:
+        try:
+            tenant_id = await directory.resolve(client.tenant)
+        except (TenantNotFound, DirectoryUnavailable) as error:
+            logger.warning("tenant not resolved", client_id=str(client.id), reason=str(error)[:200])
+            continue
+        client.tenant_id = tenant_id
+        card = ClientCard.model_validate(
+            {
+                "name": client.name,
+                "client_url": client.client_url,
+                "contact_name": client.contact_name,
+                "email": client.email,
+                "phone": client.phone,
+                "notes": client.notes,
+                "assigned_accountant_id": client.assigned_accountant_id,
+                "tax_account_numbers": json.loads(client.tax_account_numbers) if client.tax_account_numbers else None,
+            }
         )
-        refresh_ids.append(refresh_id)
-    return refresh_ids
+        context = Context(client.firm_id, SERVICE_ACTOR, f"resolve-tenant-{client.id}")
+        await _emit(
+            session, context, ClientUpdated(client_id=client.id, card=card, connection=_client_connection(client))
+        )
+        resolved += 1
+    return resolved
 
 
 SCHEDULE_ACTOR = Actor.service("registry-schedule")
 
 
 async def refresh_every_client(*, session: AsyncSession, correlation_id: str) -> int:
-    """The scheduled refresh: one RefreshRequested per live client of every firm."""
-    clients = (await session.execute(select(Client).where(col(Client.removed_at).is_(None)))).scalars().all()
-    for client in clients:
-        await _emit(
-            session,
-            Context(client.firm_id, SCHEDULE_ACTOR, correlation_id),
-            RefreshRequested(
-                refresh_id=uuid.uuid4(),
-                client_id=client.id,
-                connection=ClientConnection(
-                    tenant=client.tenant, environment=client.environment, company_name=client.company_name
-                ),
-                tax_account_numbers=json.loads(client.tax_account_numbers) if client.tax_account_numbers else None,
-            ),
+    """The scheduled refresh: one RefreshRequested per live client of every firm that its
+    tenant granted access (a client still waiting for permission has nothing to read)."""
+    granted = (
+        select(TenantGrant.id)
+        .where(
+            TenantGrant.firm_id == Client.firm_id,
+            TenantGrant.tenant_id == Client.tenant_id,
+            col(TenantGrant.revoked_at).is_(None),
         )
+        .exists()
+    )
+    clients = (await session.execute(select(Client).where(col(Client.removed_at).is_(None), granted))).scalars().all()
+    for client in clients:
+        await _emit_refresh(session, Context(client.firm_id, SCHEDULE_ACTOR, correlation_id), client, company_id=None)
     return len(clients)

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pydantic import Field
+
 from hub_common.settings import HubSettings
 
 
@@ -11,3 +13,5 @@ class RegistrySettings(HubSettings):
     sample_client_name: str = "Sample client (CRONUS)"
     # Refresh every client of every firm this often; 0 turns the schedule off.
     scheduled_refresh_seconds: int = 3600
+    # How long resolving a tenant's domain to its id (Entra's OIDC discovery) may take.
+    entra_discovery_timeout_seconds: float = Field(default=10.0, gt=0, le=60)

@@ -21,6 +21,11 @@ _SUMMARIES: dict[FailureKind, tuple[str, str]] = {
         "Open the client card and copy the URL from the client's browser while signed in to "
         "Business Central: https://businesscentral.dynamics.com/{tenant}/{environment}.",
     ),
+    FailureKind.ACCESS_NOT_GRANTED: (
+        "Waiting for the client's permission: the client's tenant has not given your firm access.",
+        "Send the client the Connect link from the client card (or ask them to run Invite External "
+        "Accountant for you). Nothing is read from the client's Business Central until they do.",
+    ),
     FailureKind.TENANT_NOT_FOUND: (
         "Microsoft Entra ID does not know the client's tenant.",
         "Check the tenant id or domain in the Client URL with the client's administrator.",

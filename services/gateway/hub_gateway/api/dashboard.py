@@ -16,12 +16,16 @@ from pydantic import BaseModel, ValidationError
 
 from hub_common.db import transaction
 from hub_gateway.accounts import preferences
-from hub_gateway.api.deps import CurrentPrincipal, GatewayState, Session, State
+from hub_gateway.api.deps import SIGNED_IN_ERRORS, CurrentPrincipal, GatewayState, Session, State, error_responses
 from hub_gateway.live import STREAMS_PER_ACCOUNTANT, Notice, TooManyStreams
 from hub_gateway.readmodel import queries
 from hub_gateway.readmodel.columns import DEFAULT_COLUMNS, FIGURE_COLUMNS
 
-dashboard_api = APIRouter(prefix="/api/v1", tags=["dashboard"])
+dashboard_api = APIRouter(
+    prefix="/api/v1", tags=["dashboard"], responses=error_responses(*SIGNED_IN_ERRORS, 404, 409, 429)
+)
+# Paging stops here: past it a firm has nothing to show, and databases refuse larger offsets.
+MAX_OFFSET = 1_000_000
 
 # How often an idle live stream sends a comment, so proxies keep it open and a closed
 # page is noticed.
@@ -89,7 +93,7 @@ async def dashboard(
         Query(max_length=20, description="column:comparison:number, comparison one of gt ge lt le eq ne"),
     ] = [],  # noqa: B006 - FastAPI copies query defaults
     sort: Annotated[str, Query(max_length=60, description="A column key; '-' first sorts descending")] = "client_name",
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
     limit: Annotated[int, Query(ge=1, le=queries.MAX_PAGE_SIZE)] = 200,
 ) -> queries.DashboardPage:
     """One row per company of every client of the caller's firm, filtered, sorted and paged."""
@@ -181,7 +185,7 @@ async def check_errors(
     principal: CurrentPrincipal,
     session: Session,
     client_id: uuid.UUID | None = None,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> queries.FailurePage:
     """Tools → Check Errors: every failed refresh and Test Client URL, newest first."""

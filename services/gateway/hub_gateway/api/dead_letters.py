@@ -20,18 +20,15 @@ from collections import deque
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query, status
+from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
 from hub_common.bus import jetstream_of
-from hub_common.events import Role
 from hub_common.history import read_dead_letters
 from hub_common.streams import firm_of_subject
-from hub_gateway.api.deps import CurrentPrincipal, State
+from hub_gateway.api.deps import SIGNED_IN_ERRORS, ManagingPrincipal, State, error_responses
 
-dead_letters = APIRouter(prefix="/api/v1", tags=["dead letters"])
-
-ROLES_THAT_SEE_DEAD_LETTERS = frozenset({Role.OWNER.value, Role.ADMIN.value})
+dead_letters = APIRouter(prefix="/api/v1", tags=["dead letters"], responses=error_responses(*SIGNED_IN_ERRORS, 503))
 
 
 class DeadLetter(BaseModel):
@@ -61,13 +58,11 @@ def _belongs_to(record: dict[str, Any], firm_id: uuid.UUID) -> bool:
 
 @dead_letters.get("/dead-letters")
 async def list_dead_letters(
-    principal: CurrentPrincipal,
+    principal: ManagingPrincipal,
     state: State,
     limit: Annotated[int, Query(ge=1, le=1000, description="At most this many, the newest.")] = 100,
 ) -> DeadLettersResponse:
     """The firm's dead letters, oldest first (owners and admins)."""
-    if principal.role not in ROLES_THAT_SEE_DEAD_LETTERS:
-        raise HTTPException(status.HTTP_403_FORBIDDEN, detail="Only owners and admins see dead letters")
     newest: deque[DeadLetter] = deque(maxlen=limit)
     async for record in read_dead_letters(jetstream_of(state.broker), firm_id=principal.firm_id):
         if _belongs_to(record, principal.firm_id):

@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from typing import Annotated
+from dataclasses import dataclass, field
+from typing import Annotated, Any
 
+import httpx
 import msal
 from fastapi import Depends, HTTPException, Request, status
 from faststream.nats import NatsBroker
 from nats.aio.client import Client
+from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from hub_common import commands
 from hub_common.commands import CommandRejected, EnsureAccountant
 from hub_common.entra import EntraTokenVerifier
+from hub_common.events import Failure
 from hub_gateway.accounts import store
 from hub_gateway.auth import NotAuthenticated, Principal, read_dev_token
 from hub_gateway.live import LiveUpdates
@@ -22,6 +26,51 @@ from hub_gateway.readmodel import queries
 from hub_gateway.settings import GatewaySettings
 
 SESSION_COOKIE = "hub_session"
+
+
+class FieldProblem(BaseModel):
+    """One invalid part of a request, as FastAPI reports it."""
+
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class Refusal(BaseModel):
+    """A request the hub understood and refused: why, and which field if one is to blame."""
+
+    message: str
+    field: str | None = None
+    # When Business Central is to blame: what it said, and how to fix it.
+    failure: Failure | None = None
+
+
+class ErrorBody(BaseModel):
+    """Every 4xx and 5xx answer of the API has this body."""
+
+    detail: str | Refusal | list[FieldProblem]
+
+
+_ERROR_DESCRIPTIONS = {
+    400: "The request cannot be carried out as sent",
+    401: "Not signed in: send a session cookie or 'Authorization: Bearer <token>'",
+    403: "Signed in, but not allowed: the CSRF token is missing, or the role does not allow it",
+    404: "No such thing in your firm (another firm's ids answer exactly like missing ones)",
+    409: "It conflicts with what exists (a duplicate, or a choice still to make)",
+    422: "A field is missing or invalid: `detail` names it",
+    429: "Too many at once; try again shortly",
+    502: "Business Central refused or failed; `detail.failure` says what and how to fix it",
+    503: "A service the hub needs did not answer in time; try again shortly",
+}
+
+
+def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """The error answers a route declares in the OpenAPI document, all with ``ErrorBody``."""
+    return {code: {"model": ErrorBody, "description": _ERROR_DESCRIPTIONS[code]} for code in codes}
+
+
+# Every route behind sign-in may answer these; routers add what their routes also do.
+SIGNED_IN_ERRORS = (401, 403, 422)
 
 
 @dataclass
@@ -38,6 +87,11 @@ class GatewayState:
     entra_tokens: EntraTokenVerifier
     # Hands the projection's changes to the open pages (server-sent events).
     live: LiveUpdates
+    # The process's HTTP clients (msal needs a synchronous one); they trust the configured CA.
+    http: httpx.AsyncClient
+    entra_http: httpx.Client
+    # Connect flows sign in at each client's own tenant: one msal app per tenant.
+    connect_apps: dict[str, msal.ConfidentialClientApplication] = field(default_factory=dict)
 
     @property
     def nats(self) -> Client:
@@ -79,19 +133,55 @@ def _unauthorized(detail: str) -> HTTPException:
     return HTTPException(status.HTTP_401_UNAUTHORIZED, detail=detail, headers={"WWW-Authenticate": "Bearer"})
 
 
-async def ensure_accountant(state: GatewayState, request: Request, email: str, display_name: str) -> Principal:
-    """Sign-in: the registry finds the accountant, or creates them with a new firm."""
+def display_name_for(email: str, name: object = None) -> str:
+    """A person's name as the hub shows it: theirs if given, else their address's local part.
+
+    Never empty (an address like '@contoso.com' has no local part) and never longer than an
+    accountant's name may be, so a sign-in cannot fail on the name alone.
+    """
+    chosen = name.strip() if isinstance(name, str) else ""
+    return (chosen or email.split("@")[0].strip() or email.strip() or "Accountant")[:250]
+
+
+class FirmChoiceRequired(HTTPException):
+    """A first sign-in with colleague invitations pending: the person chooses a firm."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(status.HTTP_409_CONFLICT, detail=message)
+
+
+async def ensure_accountant(
+    state: GatewayState,
+    request: Request,
+    email: str,
+    display_name: str,
+    *,
+    join_firm_id: uuid.UUID | None = None,
+    start_own_firm: bool = False,
+) -> Principal:
+    """Sign-in: the registry finds the accountant, or creates them in the firm they chose."""
     try:
         identity = await commands.send_command(
             state.nats,
             commands.ENSURE_ACCOUNTANT,
-            EnsureAccountant(email=email, display_name=display_name, correlation_id=request.state.correlation_id),
+            EnsureAccountant(
+                email=email,
+                display_name=display_name_for(email, display_name),
+                correlation_id=request.state.correlation_id,
+                join_firm_id=join_firm_id,
+                start_own_firm=start_own_firm,
+            ),
             commands.AccountantIdentity,
             timeout=state.settings.command_timeout_seconds,
         )
     except CommandRejected as rejected:
         if rejected.rejection.reason is commands.RejectionReason.INVALID:
             raise HTTPException(status.HTTP_403_FORBIDDEN, detail=rejected.rejection.message) from rejected
+        if (
+            rejected.rejection.field == "join_firm_id"
+            and rejected.rejection.reason is commands.RejectionReason.CONFLICT
+        ):
+            raise FirmChoiceRequired(rejected.rejection.message) from rejected
         raise rejection_error(rejected) from rejected
     return Principal(identity.accountant_id, identity.firm_id, identity.email, identity.display_name, identity.role)
 
@@ -139,6 +229,21 @@ async def current_principal(request: Request, state: State, session: Session) ->
 
 
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
+
+# The role matrix (README, "Roles"): staff read the dashboard, refresh, download and test;
+# owners and admins also manage clients, their access and the firm's people.
+MANAGING_ROLES = frozenset({"owner", "admin"})
+
+
+async def managing_principal(principal: CurrentPrincipal) -> Principal:
+    if principal.role not in MANAGING_ROLES:
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN, detail="Only the firm's owners and admins can do this; ask one of them"
+        )
+    return principal
+
+
+ManagingPrincipal = Annotated[Principal, Depends(managing_principal)]
 
 _STATUS_FOR_REASON = {
     commands.RejectionReason.INVALID: status.HTTP_422_UNPROCESSABLE_CONTENT,

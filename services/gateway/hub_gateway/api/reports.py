@@ -20,7 +20,7 @@ from hub_common import commands
 from hub_common.commands import CommandRejected, RejectionReason
 from hub_common.events import Actor, ActorKind, ClientConnection, Failure
 from hub_common.statements import CompanyStatements
-from hub_gateway.api.deps import CurrentPrincipal, Session, State, rejection_error
+from hub_gateway.api.deps import SIGNED_IN_ERRORS, CurrentPrincipal, Session, State, error_responses, rejection_error
 from hub_gateway.readmodel import queries
 from hub_gateway.reports import (
     XLSX_MEDIA_TYPE,
@@ -30,7 +30,7 @@ from hub_gateway.reports import (
     key_figures_workbook,
 )
 
-reports = APIRouter(prefix="/api/v1", tags=["reports"])
+reports = APIRouter(prefix="/api/v1", tags=["reports"], responses=error_responses(*SIGNED_IN_ERRORS, 404))
 
 # The oldest statements date a workbook is asked for; BC itself goes back further, but a
 # date before this is a typing mistake far more often than a wish.
@@ -87,6 +87,9 @@ def _fetch_error(rejected: CommandRejected) -> HTTPException:
             detail=detail.model_dump(mode="json"),
             headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
         )
+    if rejection.reason is RejectionReason.FORBIDDEN:
+        # The client's tenant has not granted the firm access (or took it back).
+        return HTTPException(status.HTTP_403_FORBIDDEN, detail=detail.model_dump(mode="json"))
     if rejection.failure is not None:
         return HTTPException(status.HTTP_502_BAD_GATEWAY, detail=detail.model_dump(mode="json"))
     return rejection_error(rejected)
@@ -100,6 +103,7 @@ def _fetch_error(rejected: CommandRejected) -> HTTPException:
             "The company's workbook: balance sheet, income statement, cash flow statement, retained "
             "earnings, trial balance, aged receivables and aged payables, one sheet each, set up to print."
         ),
+        403: _error("The client's tenant has not given your firm access (waiting for the client's permission)"),
         404: {"description": "No such client or company in your firm"},
         422: {"description": "The date is not one statements can be read for"},
         502: _error("Business Central refused or failed the read; `failure` says what and how to fix it"),
@@ -138,7 +142,7 @@ async def company_workbook_download(
     )
     if client is None or company is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail="No such company")
-    client_name, tenant, environment = client.name, client.tenant, client.environment
+    client_name, tenant, tenant_id, environment = client.name, client.tenant, client.tenant_id, client.environment
     # The name the dashboard shows, so the file is found under the name the accountant knows.
     company_name = company.company_name
     known_currency = company.currency_code
@@ -148,7 +152,8 @@ async def company_workbook_download(
         firm_id=principal.firm_id,
         actor=Actor(kind=ActorKind.ACCOUNTANT, id=str(principal.accountant_id), display_name=principal.email),
         correlation_id=request.state.correlation_id,
-        connection=ClientConnection(tenant=tenant, environment=environment),
+        # The fetcher reads only a tenant that granted this firm access, by its id.
+        connection=ClientConnection(tenant=tenant, environment=environment, tenant_id=tenant_id),
         company_id=company_id,
         as_of=day,
     )

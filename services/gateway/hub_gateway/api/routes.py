@@ -6,7 +6,7 @@ import asyncio
 import json
 import time
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, HTTPException, Request, status
@@ -19,12 +19,21 @@ from hub_common.db import database_ok, transaction
 from hub_common.events import Actor, ActorKind, ClientCard
 from hub_gateway.accounts import store
 from hub_gateway.accounts.models import ApiToken
-from hub_gateway.api.deps import CurrentPrincipal, Session, State, rejection_error
+from hub_gateway.api.deps import (
+    SIGNED_IN_ERRORS,
+    CurrentPrincipal,
+    ManagingPrincipal,
+    Session,
+    State,
+    error_responses,
+    rejection_error,
+)
 from hub_gateway.auth import Principal
 from hub_gateway.readmodel import queries
+from hub_gateway.web.connect import ConnectLink, issue_link
 
-api = APIRouter(prefix="/api/v1", tags=["api"])
-health = APIRouter(tags=["health"])
+api = APIRouter(prefix="/api/v1", tags=["api"], responses=error_responses(*SIGNED_IN_ERRORS, 404, 409, 503))
+health = APIRouter(tags=["health"], responses={503: {"description": "The broker or the database does not answer"}})
 
 
 def _actor(principal: Principal) -> Actor:
@@ -68,7 +77,7 @@ async def list_clients(principal: CurrentPrincipal, session: Session) -> Clients
 
 @api.post("/clients", status_code=status.HTTP_202_ACCEPTED)
 async def add_client(
-    principal: CurrentPrincipal, state: State, request: Request, card: ClientCard
+    principal: ManagingPrincipal, state: State, request: Request, card: ClientCard
 ) -> commands.ClientCreated:
     command = commands.AddClient(
         firm_id=principal.firm_id,
@@ -87,7 +96,7 @@ async def _require_client(session: Session, principal: Principal, client_id: uui
 @api.put("/clients/{client_id}", status_code=status.HTTP_202_ACCEPTED)
 async def update_client(
     client_id: uuid.UUID,
-    principal: CurrentPrincipal,
+    principal: ManagingPrincipal,
     state: State,
     session: Session,
     request: Request,
@@ -106,7 +115,7 @@ async def update_client(
 
 @api.delete("/clients/{client_id}", status_code=status.HTTP_202_ACCEPTED)
 async def remove_client(
-    client_id: uuid.UUID, principal: CurrentPrincipal, state: State, session: Session, request: Request
+    client_id: uuid.UUID, principal: ManagingPrincipal, state: State, session: Session, request: Request
 ) -> commands.ClientCreated:
     await _require_client(session, principal, client_id)
     command = commands.RemoveClient(
@@ -116,6 +125,55 @@ async def remove_client(
         client_id=client_id,
     )
     return await _send(state, request, commands.REMOVE_CLIENT, command, commands.ClientCreated)
+
+
+class ConnectLinkAnswer(BaseModel):
+    """The link to send the client: someone of the client's organisation signs in with it."""
+
+    url: str
+    expires_at: datetime
+
+
+@api.post("/clients/{client_id}/connect-link")
+async def connect_link(
+    client_id: uuid.UUID, principal: ManagingPrincipal, state: State, session: Session
+) -> ConnectLinkAnswer:
+    client = await queries.client_in_firm(session, firm_id=principal.firm_id, client_id=client_id)
+    if client is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail="No such client")
+    if client.tenant_id is None:
+        raise HTTPException(
+            status.HTTP_409_CONFLICT,
+            detail="The client's tenant is not resolved yet: save the client card again, then take the link",
+        )
+    firm_name = await queries.firm_name(session, firm_id=principal.firm_id)
+    url, expires_at = issue_link(
+        state,
+        ConnectLink(
+            firm_id=principal.firm_id,
+            firm_name=firm_name,
+            client_id=client.client_id,
+            client_name=client.name,
+            tenant_id=client.tenant_id,
+            environment=client.environment,
+        ),
+    )
+    return ConnectLinkAnswer(url=url, expires_at=datetime.fromtimestamp(expires_at, UTC))
+
+
+@api.delete("/clients/{client_id}/access", status_code=status.HTTP_202_ACCEPTED)
+async def remove_access(
+    client_id: uuid.UUID, principal: ManagingPrincipal, state: State, session: Session, request: Request
+) -> commands.TenantAccessChanged:
+    """Stop reading the client's tenant: its refreshes fail as waiting for permission."""
+    await _require_client(session, principal, client_id)
+    command = commands.RevokeTenantAccess(
+        firm_id=principal.firm_id,
+        actor=_actor(principal),
+        correlation_id=request.state.correlation_id,
+        client_id=client_id,
+    )
+    return await _send(state, request, commands.REVOKE_TENANT_ACCESS, command, commands.TenantAccessChanged)
 
 
 class RefreshBody(BaseModel):

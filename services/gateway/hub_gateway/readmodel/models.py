@@ -34,6 +34,16 @@ class ProjectionPosition(SQLModel, table=True):
     sequence: int = 0
 
 
+class FirmRow(SQLModel, table=True):
+    """A firm's name, as a client sees it on a Connect page."""
+
+    __tablename__ = "gateway_firms"
+
+    firm_id: uuid.UUID = Field(primary_key=True)
+    name: str = Field(max_length=250)
+    events_sequence: int = 0
+
+
 class AccountantRow(SQLModel, table=True):
     __tablename__ = "gateway_accountants"
 
@@ -53,6 +63,8 @@ class ClientRow(SQLModel, table=True):
     name: str = Field(max_length=250)
     client_url: str = Field(max_length=2000)
     tenant: str = Field(max_length=253)
+    # The tenant's directory id: what access grants are keyed on.
+    tenant_id: uuid.UUID | None = Field(default=None)
     environment: str = Field(max_length=100)
     company_name: str | None = Field(default=None, max_length=250)
     card_json: str = Field(sa_column=Column(Text, nullable=False))
@@ -64,6 +76,22 @@ class ClientRow(SQLModel, table=True):
     state: str = Field(default="queued", max_length=20)
     failure_json: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     added_at: datetime = Field(sa_column=_moment(nullable=False))
+    events_sequence: int = 0
+
+
+class TenantAccessRow(SQLModel, table=True):
+    """Whether a client tenant lets the firm read it, from TenantAccessGranted/Revoked."""
+
+    __tablename__ = "gateway_tenant_access"
+
+    firm_id: uuid.UUID = Field(primary_key=True)
+    tenant_id: uuid.UUID = Field(primary_key=True)
+    granted: bool
+    method: str | None = Field(default=None, max_length=20)
+    granted_by: str | None = Field(default=None, max_length=320)
+    # Why access ended (revoked in the hub, or consent withdrawn by the client).
+    reason: str | None = Field(default=None, max_length=500)
+    changed_at: datetime = Field(sa_column=_moment(nullable=False))
     events_sequence: int = 0
 
 

@@ -26,8 +26,11 @@ from hub_common.events import (
     Envelope,
     EventData,
     Failure,
+    FirmCreated,
     RefreshFailed,
     RefreshRequested,
+    TenantAccessGranted,
+    TenantAccessRevoked,
 )
 from hub_gateway.readmodel.columns import figure_values
 from hub_gateway.readmodel.models import (
@@ -36,8 +39,10 @@ from hub_gateway.readmodel.models import (
     CompanyRow,
     ConnectionTestRow,
     FailureRow,
+    FirmRow,
     ProjectionPosition,
     RefreshRow,
+    TenantAccessRow,
 )
 
 
@@ -200,6 +205,7 @@ async def _apply_client_card(session: AsyncSession, envelope: Envelope[Any], seq
     row.name = data.card.name
     row.client_url = data.card.client_url
     row.tenant = data.connection.tenant
+    row.tenant_id = data.connection.tenant_id
     row.environment = data.connection.environment
     row.company_name = data.connection.company_name
     row.card_json = data.card.model_dump_json()
@@ -219,7 +225,11 @@ async def _owned_client(
 
 async def _apply_event(session: AsyncSession, envelope: Envelope[Any], sequence: int) -> None:
     data = envelope.data
-    if isinstance(data, AccountantJoined):
+    if isinstance(data, FirmCreated):
+        firm = await session.get(FirmRow, envelope.firm_id)
+        if firm is None:
+            session.add(FirmRow(firm_id=envelope.firm_id, name=data.name, events_sequence=sequence))
+    elif isinstance(data, AccountantJoined):
         await _apply_accountant(session, envelope, sequence)
     elif isinstance(data, ClientAdded | ClientUpdated):
         await _apply_client_card(session, envelope, sequence)
@@ -254,6 +264,31 @@ async def _apply_event(session: AsyncSession, envelope: Envelope[Any], sequence:
         await _apply_failure(session, envelope, data, sequence)
     elif isinstance(data, ConnectionTestRequested | ConnectionTested):
         await _apply_connection_test(session, envelope, data)
+    elif isinstance(data, TenantAccessGranted | TenantAccessRevoked):
+        await _apply_tenant_access(session, envelope, data, sequence)
+
+
+async def _apply_tenant_access(
+    session: AsyncSession,
+    envelope: Envelope[Any],
+    data: TenantAccessGranted | TenantAccessRevoked,
+    sequence: int,
+) -> None:
+    row = await session.get(TenantAccessRow, (envelope.firm_id, data.tenant_id))
+    if row is not None and row.events_sequence >= sequence:
+        return
+    if row is None:
+        row = TenantAccessRow(
+            firm_id=envelope.firm_id, tenant_id=data.tenant_id, granted=False, changed_at=envelope.occurred_at
+        )
+        session.add(row)
+    row.granted = isinstance(data, TenantAccessGranted)
+    if isinstance(data, TenantAccessGranted):
+        row.method, row.granted_by, row.reason = data.method.value, data.granted_by, None
+    else:
+        row.reason = data.reason
+    row.changed_at = envelope.occurred_at
+    row.events_sequence = sequence
 
 
 async def _apply_connection_test(
@@ -265,7 +300,8 @@ async def _apply_connection_test(
     if row is None:
         row = ConnectionTestRow(test_id=data.test_id, firm_id=envelope.firm_id, client_id=data.client_id)
         session.add(row)
-    if isinstance(data, ConnectionTestRequested):
+    if isinstance(data, ConnectionTestRequested) or (isinstance(data, ConnectionTested) and data.connection):
+        assert data.connection is not None
         row.tenant, row.environment = data.connection.tenant, data.connection.environment
     if isinstance(data, ConnectionTested):
         row.result_json = data.model_dump_json()

@@ -47,8 +47,10 @@ from hub_gateway.readmodel.models import (
     CompanyRow,
     ConnectionTestRow,
     FailureRow,
+    FirmRow,
     ProjectionPosition,
     RefreshRow,
+    TenantAccessRow,
 )
 from hub_gateway.readmodel.projection import apply_batch
 
@@ -60,12 +62,14 @@ REBUILT_STREAMS = (EVENTS_STREAM, SNAPSHOTS_STREAM)
 # gateway's own records, not projections of events, so a rebuild neither creates nor
 # compares them.
 PROJECTED_MODELS: tuple[type[SQLModel], ...] = (
+    FirmRow,
     AccountantRow,
     ClientRow,
     CompanyRow,
     ConnectionTestRow,
     FailureRow,
     RefreshRow,
+    TenantAccessRow,
     ProjectionPosition,
 )
 # When the projection ran, not what it projected: a rebuild necessarily differs here.

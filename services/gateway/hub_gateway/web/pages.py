@@ -21,14 +21,18 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from hub_common import commands
 from hub_common.db import transaction
+from hub_common.settings import Mode
 from hub_gateway.accounts import preferences, store
 from hub_gateway.api.deps import (
     SESSION_COOKIE,
+    FirmChoiceRequired,
     GatewayState,
     Session,
     State,
     current_principal,
+    display_name_for,
     ensure_accountant,
 )
 from hub_gateway.auth import Principal
@@ -39,6 +43,7 @@ templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
 pages = APIRouter(include_in_schema=False)
 
 FLOW_COOKIE = "hub_sign_in_flow"
+CHOICE_COOKIE = "hub_firm_choice"
 FLOW_LIFETIME_SECONDS = 600
 SIGN_IN_SCOPES = ["email"]
 
@@ -74,7 +79,7 @@ def _sign_in_page(request: Request, state: GatewayState, *, error: str | None = 
     return templates.TemplateResponse(
         request,
         "sign_in.html",
-        {"dev_mode": state.settings.is_dev, "error": error, "next": _safe_next(target)},
+        {"dev_mode": state.settings.mode is Mode.DEV, "error": error, "next": _safe_next(target)},
         status_code=status.HTTP_400_BAD_REQUEST if error else status.HTTP_200_OK,
     )
 
@@ -153,7 +158,7 @@ async def client_card_page(client_id: uuid.UUID, request: Request, state: State,
     row = await queries.client_in_firm(session, firm_id=principal.firm_id, client_id=client_id)
     if row is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail="No such client")
-    client = queries.client_summary(row)
+    client = queries.client_summary(row, await queries.access_of(session, row))
     boot = {"client": client.model_dump(mode="json"), "accountants": await _people(session, principal)}
     return _page(request, "client_card.html", principal, "clients", boot=boot, title=client.name)
 
@@ -181,10 +186,12 @@ async def dev_sign_in(
     next: Annotated[str, Form(max_length=2000)] = "/",
 ) -> Response:
     """Dev mode only: sign in by typing an address, without an identity provider."""
-    if not state.settings.is_dev:
+    if state.settings.mode is not Mode.DEV:
         raise HTTPException(status.HTTP_404_NOT_FOUND)
     try:
-        principal = await ensure_accountant(state, request, email, email.split("@")[0])
+        principal = await ensure_accountant(state, request, email, display_name_for(email))
+    except FirmChoiceRequired:
+        return _to_firm_choice(state, email, display_name_for(email), next)
     except HTTPException as refused:
         return _sign_in_page(request, state, error=str(refused.detail), target=next)
     return await _start_session(state, principal, next)
@@ -230,12 +237,92 @@ async def finish_sign_in(request: Request, state: State) -> Response:
     email = claims.get("email") or claims.get("preferred_username")
     if not isinstance(email, str) or "@" not in email:
         return _sign_in_page(request, state, error="Your account has no email address; use a work or school account.")
-    name = claims.get("name") if isinstance(claims.get("name"), str) else email.split("@")[0]
+    name = display_name_for(email, claims.get("name"))
     try:
         principal = await ensure_accountant(state, request, email, str(name))
+    except FirmChoiceRequired:
+        return _to_firm_choice(state, email, str(name), pending.get("next", "/"))
     except HTTPException as refused:
         return _sign_in_page(request, state, error=str(refused.detail))
     return await _start_session(state, principal, pending.get("next", "/"))
+
+
+def _to_firm_choice(state: GatewayState, email: str, name: str, target: str) -> Response:
+    """The verified identity waits in a signed cookie while the person chooses a firm."""
+    sealed = jwt.encode(
+        {
+            "purpose": "choose-firm",
+            "email": email,
+            "name": name,
+            "next": _safe_next(target),
+            "exp": int(time.time()) + FLOW_LIFETIME_SECONDS,
+        },
+        state.settings.secret_key.get_secret_value(),
+        algorithm="HS256",
+    )
+    response = RedirectResponse("/sign-in/choose-firm", status_code=status.HTTP_303_SEE_OTHER)
+    response.set_cookie(
+        CHOICE_COOKIE, sealed, httponly=True, samesite="lax", secure=_secure(state), max_age=FLOW_LIFETIME_SECONDS
+    )
+    response.delete_cookie(FLOW_COOKIE)
+    return response
+
+
+def _pending_choice(request: Request, state: GatewayState) -> dict[str, Any] | None:
+    try:
+        claims: dict[str, Any] = jwt.decode(
+            request.cookies.get(CHOICE_COOKIE) or "", state.settings.secret_key.get_secret_value(), algorithms=["HS256"]
+        )
+    except jwt.PyJWTError:
+        return None
+    return claims if claims.get("purpose") == "choose-firm" else None
+
+
+@pages.get("/sign-in/choose-firm", response_class=HTMLResponse)
+async def choose_firm_page(request: Request, state: State) -> Response:
+    pending = _pending_choice(request, state)
+    if pending is None:
+        return _sign_in_page(request, state, error="The sign-in took too long; sign in again.")
+    choices = await commands.send_command(
+        state.nats,
+        commands.LIST_FIRM_INVITATIONS,
+        commands.ListFirmInvitations(email=pending["email"], correlation_id=request.state.correlation_id),
+        commands.FirmInvitationChoices,
+        timeout=state.settings.command_timeout_seconds,
+    )
+    return templates.TemplateResponse(
+        request, "choose_firm.html", {"email": pending["email"], "invitations": choices.invitations}
+    )
+
+
+@pages.post("/sign-in/choose-firm")
+async def choose_firm(
+    request: Request, state: State, choice: Annotated[str, Form(min_length=1, max_length=100)]
+) -> Response:
+    """``choice`` is a firm id from the page, or ``own`` for a firm of one's own."""
+    pending = _pending_choice(request, state)
+    if pending is None:
+        return _sign_in_page(request, state, error="The sign-in took too long; sign in again.")
+    join_firm_id: uuid.UUID | None = None
+    if choice != "own":
+        try:
+            join_firm_id = uuid.UUID(choice)
+        except ValueError:
+            return _sign_in_page(request, state, error="Choose one of the firms on the page.")
+    try:
+        principal = await ensure_accountant(
+            state,
+            request,
+            pending["email"],
+            pending["name"],
+            join_firm_id=join_firm_id,
+            start_own_firm=join_firm_id is None,
+        )
+    except HTTPException as refused:
+        return _sign_in_page(request, state, error=str(refused.detail))
+    response = await _start_session(state, principal, pending.get("next", "/"))
+    response.delete_cookie(CHOICE_COOKIE)
+    return response
 
 
 @pages.post("/sign-out")

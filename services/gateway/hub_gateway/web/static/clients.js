@@ -121,16 +121,51 @@
       const { data } = client
         ? await api("PUT", `/api/v1/clients/${client.client_id}`, body)
         : await api("POST", "/api/v1/clients", body);
-      $("card-saved").textContent = "Saved. The client's companies appear on the dashboard as soon as they are read.";
+      const waiting = !client && data.access_granted === false;
+      $("card-saved").textContent = waiting
+        ? "Saved. The client has not given your firm access yet: send them the Connect link from the card."
+        : "Saved. The client's companies appear on the dashboard as soon as they are read.";
       $("card-saved").hidden = false;
       if (!client) {
         await waitUntilListed(data.client_id, true);
-        window.location.assign("/clients");
+        // A client waiting for permission opens on its card, where the Connect link is.
+        window.location.assign(waiting ? `/clients/${data.client_id}` : "/clients");
       }
     } catch (error) {
       fieldError(error.field, error.message);
     } finally {
       $("save").disabled = false;
+    }
+  });
+
+  // ------------------------------------------------------------------ access (trust model)
+
+  $("connect-link")?.addEventListener("click", async () => {
+    const result = $("connect-result");
+    try {
+      const { data } = await api("POST", `/api/v1/clients/${client.client_id}/connect-link`);
+      const field = h("input", { id: "connect-url", readonly: "", value: data.url, "aria-label": "Connect link" });
+      const copy = h("button", { type: "button", class: "secondary" }, "Copy");
+      copy.addEventListener("click", async () => {
+        field.select();
+        try { await navigator.clipboard.writeText(data.url); copy.textContent = "Copied"; } catch { /* selected for Ctrl+C */ }
+      });
+      result.replaceChildren(field, copy, h("div", { class: "hint" }, `Valid until ${Hub.dateTime(data.expires_at)}.`));
+      field.focus();
+      field.select();
+    } catch (error) {
+      result.replaceChildren(h("div", { class: "field-error" }, error.message));
+    }
+  });
+
+  $("remove-access")?.addEventListener("click", async () => {
+    if (!confirm(`Stop reading ${client.name}'s Business Central? The client must connect again to restore it.`)) return;
+    try {
+      await api("DELETE", `/api/v1/clients/${client.client_id}/access`);
+      $("access-state").textContent = "Access removed. Refreshes of this client stop now.";
+      $("remove-access").remove();
+    } catch (error) {
+      fieldError(null, error.message);
     }
   });
 

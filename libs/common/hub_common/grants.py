@@ -1,0 +1,124 @@
+"""Which firm may read which client tenant: the registry's grants, published for the fetchers.
+
+The registry owns grants (its table, its TenantAccessGranted/Revoked events). Fetchers must
+check a grant before every read, at any scale, without a database of their own, so the
+registry mirrors each grant's current state into a NATS KV bucket keyed by firm and tenant.
+
+A record is written twice on purpose: by the registry right after the command commits (so a
+refresh that follows at once finds it) and by the registry's consumer of the events (so a
+crash between the commit and the first write loses nothing). Each record carries the time
+and id of the event it comes from, and an older event never overwrites a newer record, so
+the two writers and any replay agree.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from datetime import datetime
+
+import nats.js.errors
+from nats.js import JetStreamContext
+from nats.js.api import KeyValueConfig, StorageType
+from nats.js.kv import KeyValue
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from hub_common.events import Envelope, TenantAccessGranted, TenantAccessRevoked
+from hub_common.logging import get_logger
+
+logger = get_logger(__name__)
+
+GRANTS_BUCKET = "HUB_TENANT_GRANTS"
+# Two writers may race for one key; after this many lost races the caller's retry takes over.
+_COMPARE_AND_SET_ATTEMPTS = 5
+
+
+class GrantRecord(BaseModel):
+    """The current state of one firm's access to one tenant."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    granted: bool
+    changed_at: datetime
+    event_id: uuid.UUID
+
+    def is_older_than(self, other: GrantRecord) -> bool:
+        return (self.changed_at, str(self.event_id)) < (other.changed_at, str(other.event_id))
+
+
+def grant_key(firm_id: uuid.UUID, tenant_id: uuid.UUID) -> str:
+    return f"{firm_id}.{tenant_id}"
+
+
+async def declare_grants_bucket(js: JetStreamContext) -> None:
+    """A file-backed bucket: grants must outlive a broker restart."""
+    with contextlib.suppress(nats.js.errors.BadRequestError):  # another process just created it
+        await js.create_key_value(
+            KeyValueConfig(
+                bucket=GRANTS_BUCKET,
+                description="Which firm may read which client tenant (mirrors the registry's grants).",
+                history=1,
+                storage=StorageType.FILE,
+            )
+        )
+
+
+async def _bucket(js: JetStreamContext) -> KeyValue:
+    try:
+        return await js.key_value(GRANTS_BUCKET)
+    except nats.js.errors.BucketNotFoundError:
+        await declare_grants_bucket(js)
+        return await js.key_value(GRANTS_BUCKET)
+
+
+async def record_access(
+    js: JetStreamContext, envelope: Envelope[TenantAccessGranted] | Envelope[TenantAccessRevoked]
+) -> bool:
+    """Mirror a grant event into the bucket; True when the record changed."""
+    data = envelope.data
+    wanted = GrantRecord(
+        granted=isinstance(data, TenantAccessGranted), changed_at=envelope.occurred_at, event_id=envelope.id
+    )
+    key = grant_key(envelope.firm_id, data.tenant_id)
+    bucket = await _bucket(js)
+    for _ in range(_COMPARE_AND_SET_ATTEMPTS):
+        try:
+            entry = await bucket.get(key)
+        except nats.js.errors.KeyNotFoundError:
+            try:
+                await bucket.create(key, wanted.model_dump_json().encode())
+            except nats.js.errors.KeyWrongLastSequenceError:
+                continue
+            return True
+        current = _parse(entry.value)
+        if current is not None and (current == wanted or wanted.is_older_than(current)):
+            return False
+        try:
+            assert entry.revision is not None
+            await bucket.update(key, wanted.model_dump_json().encode(), last=entry.revision)
+        except nats.js.errors.KeyWrongLastSequenceError:
+            continue
+        return True
+    raise RuntimeError(f"grant record {key} kept changing under us")
+
+
+def _parse(value: bytes | None) -> GrantRecord | None:
+    try:
+        return GrantRecord.model_validate_json(value or b"")
+    except ValidationError:
+        # A record nobody could have written: treat it as absent so the event rewrites it.
+        logger.warning("unreadable grant record overwritten")
+        return None
+
+
+async def has_access(js: JetStreamContext, firm_id: uuid.UUID, tenant_id: uuid.UUID | None) -> bool:
+    """Whether the firm may read the tenant now. No tenant id (an unresolved tenant) is no."""
+    if tenant_id is None:
+        return False
+    bucket = await _bucket(js)
+    try:
+        entry = await bucket.get(grant_key(firm_id, tenant_id))
+    except nats.js.errors.KeyNotFoundError:
+        return False
+    record = _parse(entry.value)
+    return record is not None and record.granted

@@ -1,0 +1,254 @@
+"""Connect: a client's own people give the firm access to the client's tenant.
+
+The hub has one multi-tenant app identity, and any tenant that consented to it lets it in;
+that is why reading a tenant takes a grant for the firm (README, "Trust model"). Besides an
+accepted Invite External Accountant, a grant comes from this flow:
+
+1. An owner or admin takes the client card's Connect link (signed, bound to the firm, the
+   client and the client's tenant id, valid for a week) and sends it to the client.
+2. Someone of the client's organisation opens it, sees which firm asks, and signs in with
+   Microsoft at the *client's* tenant (authorization code + PKCE through msal), asking for
+   Business Central on their behalf; an administrator also gives the app its consent there.
+3. On return the hub checks that the sign-in happened in that tenant (the ID token's tid,
+   verified by msal) and proves the person reaches Business Central by reading the
+   environment's companies with their delegated token. Only then does the registry record
+   TenantAccessGranted, with the person as the actor.
+
+Nothing in the return address is trusted by itself: the flow waits in a signed cookie,
+msal checks state, nonce and PKCE, and the tenant comes from the verified token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+import jwt
+import msal
+from fastapi import APIRouter, Request, status
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from hub_common import commands
+from hub_common.commands import CommandRejected
+from hub_common.entra import confidential_client
+from hub_common.events import Actor, ActorKind
+from hub_gateway.api.deps import GatewayState, State
+from hub_gateway.web.pages import templates
+
+connect_pages = APIRouter(include_in_schema=False)
+
+LINK_PURPOSE = "connect-client"
+LINK_LIFETIME_SECONDS = 7 * 24 * 3600
+FLOW_COOKIE = "hub_connect_flow"
+FLOW_LIFETIME_SECONDS = 600
+# On the user's behalf: what proves the person who signs in reaches the client's BC.
+BUSINESS_CENTRAL_DELEGATED_SCOPE = "https://api.businesscentral.dynamics.com/user_impersonation"
+PROOF_TIMEOUT_SECONDS = 15.0
+
+
+@dataclass(frozen=True)
+class ConnectLink:
+    firm_id: uuid.UUID
+    firm_name: str
+    client_id: uuid.UUID
+    client_name: str
+    tenant_id: uuid.UUID
+    environment: str
+
+
+class LinkRefused(ValueError):
+    """A Connect link that is tampered with, expired or not one."""
+
+
+def issue_link(state: GatewayState, link: ConnectLink) -> tuple[str, int]:
+    expires_at = int(time.time()) + LINK_LIFETIME_SECONDS
+    token = jwt.encode(
+        {
+            "purpose": LINK_PURPOSE,
+            "firm": str(link.firm_id),
+            "firm_name": link.firm_name,
+            "client": str(link.client_id),
+            "client_name": link.client_name,
+            "tenant_id": str(link.tenant_id),
+            "environment": link.environment,
+            "exp": expires_at,
+        },
+        state.settings.secret_key.get_secret_value(),
+        algorithm="HS256",
+    )
+    return f"{state.settings.public_url.rstrip('/')}/connect/{quote(token)}", expires_at
+
+
+def read_link(state: GatewayState, token: str) -> ConnectLink:
+    try:
+        claims = jwt.decode(
+            token,
+            state.settings.secret_key.get_secret_value(),
+            algorithms=["HS256"],
+            options={"require": ["exp", "purpose"]},
+        )
+        if claims["purpose"] != LINK_PURPOSE:
+            raise LinkRefused("This is not a Connect link.")
+        return ConnectLink(
+            firm_id=uuid.UUID(claims["firm"]),
+            firm_name=str(claims["firm_name"]),
+            client_id=uuid.UUID(claims["client"]),
+            client_name=str(claims["client_name"]),
+            tenant_id=uuid.UUID(claims["tenant_id"]),
+            environment=str(claims["environment"]),
+        )
+    except jwt.ExpiredSignatureError as error:
+        raise LinkRefused("This Connect link has expired: ask your accountant for a new one.") from error
+    except (jwt.PyJWTError, KeyError, ValueError, TypeError) as error:
+        raise LinkRefused("This Connect link is not valid: ask your accountant to send it again.") from error
+
+
+def _page(request: Request, **context: Any) -> Response:
+    code = status.HTTP_400_BAD_REQUEST if context.get("error") else status.HTTP_200_OK
+    return templates.TemplateResponse(request, "connect.html", context, status_code=code)
+
+
+def _redirect_uri(state: GatewayState) -> str:
+    return f"{state.settings.public_url.rstrip('/')}/connect/callback"
+
+
+async def _tenant_app(state: GatewayState, tenant_id: uuid.UUID) -> msal.ConfidentialClientApplication:
+    """One msal app per client tenant (its authority), kept for the process's life."""
+    key = str(tenant_id)
+    app = state.connect_apps.get(key)
+    if app is None:
+        # msal reads the authority's metadata while it is built: off the event loop.
+        app = await asyncio.to_thread(
+            confidential_client,
+            authority_base=state.settings.entra_authority,
+            tenant=key,
+            client_id=state.settings.entra_client_id,
+            client_secret=state.settings.entra_credential(),
+            http=state.entra_http,
+        )
+        state.connect_apps[key] = app
+    return app
+
+
+@connect_pages.get("/connect/callback", response_class=HTMLResponse)
+async def finish_connect(request: Request, state: State) -> Response:
+    try:
+        pending = jwt.decode(
+            request.cookies.get(FLOW_COOKIE) or "", state.settings.secret_key.get_secret_value(), algorithms=["HS256"]
+        )
+        link = read_link(state, str(pending["link"]))
+    except LinkRefused as refused:
+        return _page(request, error=str(refused))
+    except (jwt.PyJWTError, KeyError):
+        return _page(request, error="The sign-in took too long or was started elsewhere: open the Connect link again.")
+    answer = dict(request.query_params.items())
+    if "error" in answer:
+        detail = answer.get("error_description") or answer["error"]
+        return _page(request, link=link, error=f"Microsoft sign-in did not give access: {detail[:500]}")
+    app = await _tenant_app(state, link.tenant_id)
+    result: dict[str, Any] = await asyncio.to_thread(app.acquire_token_by_auth_code_flow, pending["flow"], answer)
+    claims = result.get("id_token_claims")
+    token = result.get("access_token")
+    if "error" in result or not isinstance(claims, dict) or not isinstance(token, str):
+        detail = str(result.get("error_description") or result.get("error") or "no token returned")
+        return _page(request, link=link, error=f"Microsoft sign-in failed: {detail[:500]}")
+    if str(claims.get("tid", "")).lower() != str(link.tenant_id):
+        return _page(
+            request,
+            link=link,
+            error="You signed in with an account of another organisation. Sign in with an account of "
+            f"{link.client_name}'s own Microsoft Entra tenant.",
+        )
+    who = str(claims.get("preferred_username") or claims.get("email") or claims.get("oid") or "a user")[:320]
+    proof = await _reaches_business_central(state, link, token)
+    if proof is not None:
+        return _page(request, link=link, error=proof)
+    actor = Actor(kind=ActorKind.CLIENT_ADMIN, id=str(claims.get("oid") or who)[:320], display_name=who)
+    command = commands.GrantTenantAccess(
+        firm_id=link.firm_id,
+        actor=actor,
+        correlation_id=request.state.correlation_id,
+        client_id=link.client_id,
+        tenant_id=link.tenant_id,
+        granted_by=who,
+    )
+    try:
+        await commands.send_command(
+            state.nats,
+            commands.GRANT_TENANT_ACCESS,
+            command,
+            commands.TenantAccessChanged,
+            timeout=state.settings.command_timeout_seconds,
+        )
+    except CommandRejected as rejected:
+        return _page(request, link=link, error=rejected.rejection.message)
+    response = _page(request, link=link, granted_by=who, done=True)
+    response.delete_cookie(FLOW_COOKIE)
+    return response
+
+
+async def _reaches_business_central(state: GatewayState, link: ConnectLink, token: str) -> str | None:
+    """None when the signed-in person reads the environment's companies; else why not."""
+    url = f"{state.settings.bc_api.rstrip('/')}/v2.0/{link.tenant_id}/{link.environment}/api/v2.0/companies"
+    try:
+        async with asyncio.timeout(PROOF_TIMEOUT_SECONDS):
+            response = await state.http.get(
+                url, params={"$top": "1", "$select": "id"}, headers={"Authorization": f"Bearer {token}"}
+            )
+    except (httpx.HTTPError, TimeoutError):
+        return "Business Central did not answer; try again in a few minutes."
+    if response.status_code == 200:
+        return None
+    if response.status_code in (401, 403):
+        return (
+            "Your account cannot use Business Central in this environment. Sign in with an account that "
+            "has Business Central access (for example the administrator's)."
+        )
+    if response.status_code == 404:
+        return f"The Business Central environment {link.environment!r} was not found in your organisation."
+    return f"Business Central answered {response.status_code}; try again in a few minutes."
+
+
+@connect_pages.get("/connect/{token}", response_class=HTMLResponse)
+async def show_connect(request: Request, state: State, token: str) -> Response:
+    try:
+        link = read_link(state, token)
+    except LinkRefused as refused:
+        return _page(request, error=str(refused))
+    return _page(request, link=link, token=token)
+
+
+@connect_pages.post("/connect/{token}")
+async def start_connect(request: Request, state: State, token: str) -> Response:
+    """A POST, so that mail scanners opening the link never start a sign-in."""
+    try:
+        link = read_link(state, token)
+    except LinkRefused as refused:
+        return _page(request, error=str(refused))
+    app = await _tenant_app(state, link.tenant_id)
+    flow: dict[str, Any] = await asyncio.to_thread(
+        app.initiate_auth_code_flow,
+        [BUSINESS_CENTRAL_DELEGATED_SCOPE],
+        redirect_uri=_redirect_uri(state),
+        prompt="consent",
+    )
+    sealed = jwt.encode(
+        {"flow": flow, "link": token, "exp": int(time.time()) + FLOW_LIFETIME_SECONDS},
+        state.settings.secret_key.get_secret_value(),
+        algorithm="HS256",
+    )
+    response = RedirectResponse(flow["auth_uri"], status_code=status.HTTP_303_SEE_OTHER)
+    response.set_cookie(
+        FLOW_COOKIE,
+        sealed,
+        httponly=True,
+        samesite="lax",
+        secure=state.settings.public_url.startswith("https://"),
+        max_age=FLOW_LIFETIME_SECONDS,
+    )
+    return response

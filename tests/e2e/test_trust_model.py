@@ -1,0 +1,188 @@
+"""The trust model end to end: a firm reads a client tenant only once that tenant granted
+*this firm* access, one client per tenant and environment, and access ends when the firm
+removes it or the client withdraws consent."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import Sandbox
+from tests.e2e.conftest import Hub
+from tests.support.connect import add_connected_client, client_admin, connect
+
+pytestmark = pytest.mark.e2e
+
+
+def _tenant(sandbox: Sandbox, domain: str) -> dict[str, Any]:
+    tenants = httpx.get(f"{sandbox.base_url}/_sandbox/tenants", verify=sandbox.tls()).json()["tenants"]
+    found: dict[str, Any] = next(t for t in tenants if t["domain"] == domain)
+    return found
+
+
+def _wait(what: Callable[[], Any], until: Callable[[Any], bool], timeout: float = 60) -> Any:
+    deadline = time.monotonic() + timeout
+    value = what()
+    while not until(value):
+        assert time.monotonic() < deadline, f"never happened; last: {value}"
+        time.sleep(0.3)
+        value = what()
+    return value
+
+
+def _rows(api: httpx.Client, client_id: str) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = api.get("/api/v1/dashboard").raise_for_status().json()["rows"]
+    return [row for row in rows if row["client_id"] == client_id]
+
+
+def _client(api: httpx.Client, client_id: str) -> dict[str, Any]:
+    """The client as the read model has it; empty until its ClientAdded is projected."""
+    clients: list[dict[str, Any]] = api.get("/api/v1/clients").raise_for_status().json()["clients"]
+    return next((c for c in clients if c["client_id"] == client_id), {})
+
+
+def _access(state: str) -> Callable[[dict[str, Any]], bool]:
+    return lambda client: bool(client) and client["access"]["state"] == state
+
+
+def _waiting_for_permission(client: dict[str, Any]) -> bool:
+    failure = client.get("failure") or {}
+    return bool(failure.get("kind") == "access_not_granted")
+
+
+def test_a_firm_without_a_grant_reads_nothing_of_a_tenant_another_firm_was_granted(hub: Hub, sandbox: Sandbox) -> None:
+    domain = "muhlbachgruppe.onmicrosoft.com"
+    url = f"{sandbox.web_client}/{domain}/Production"
+    granted = hub.client("gina@granted-accounting.example")
+    granted_id = add_connected_client(sandbox, granted, {"name": "Mühlbach", "client_url": url})
+    rows = _wait(lambda: _rows(granted, granted_id), lambda rows: bool(rows) and all(r["state"] == "ok" for r in rows))
+    company_names = {row["company_name"] for row in rows}
+
+    stranger = hub.client("sid@stranger-accounting.example")
+    added = stranger.post("/api/v1/clients", json={"name": "Mühlbach too", "client_url": url})
+    assert added.status_code == 202, added.text
+    assert added.json()["access_granted"] is False
+    mine = str(added.json()["client_id"])
+    client = _wait(lambda: _client(stranger, mine), _waiting_for_permission)
+    assert client["access"]["state"] == "waiting"
+    assert "Connect link" in client["failure"]["fix"]
+    # Neither the dashboard, nor a refresh, nor Test Client URL, nor a workbook reads it.
+    assert all(row["company_id"] is None for row in _rows(stranger, mine))
+    assert stranger.post("/api/v1/refresh", json={"client_id": mine}).status_code == 202
+    tested = stranger.post("/api/v1/connection-tests", json={"client_url": url}, timeout=40).json()
+    assert tested["status"] == "failed" and tested["failure"]["kind"] == "access_not_granted"
+    assert tested.get("companies", []) == []
+    foreign_company = rows[0]["company_id"]
+    assert stranger.get(f"/api/v1/clients/{mine}/companies/{foreign_company}/workbook").status_code == 404
+    assert stranger.get(f"/api/v1/clients/{granted_id}/companies/{foreign_company}/workbook").status_code == 404
+    time.sleep(2)
+    seen = stranger.get("/api/v1/dashboard").text + stranger.get("/api/v1/errors").text
+    assert not [name for name in company_names if name in seen]
+    # The live stream carries only the stranger's own client.
+    with httpx.Client(base_url=hub.url, headers=dict(stranger.headers), timeout=httpx.Timeout(10, read=3)) as live:
+        assert granted.post("/api/v1/refresh", json={"client_id": granted_id}).status_code == 202
+        received: list[str] = []
+        with live.stream("GET", "/api/v1/live") as stream:
+            try:
+                for line in stream.iter_lines():
+                    received.append(line)
+                    if len(received) > 200:
+                        break
+            except httpx.ReadTimeout:
+                pass
+    text = "\n".join(received)
+    assert granted_id not in text and not [name for name in company_names if name in text]
+
+
+def test_connect_grants_access_and_removing_it_stops_refreshes(hub: Hub, sandbox: Sandbox) -> None:
+    domain = "cronus-sample.onmicrosoft.com"
+    api = hub.client("cora@connect-accounting.example")
+    added = api.post("/api/v1/clients", json={"name": "CRONUS", "client_url": f"{sandbox.web_client}/{domain}"})
+    client_id = str(added.json()["client_id"])
+    _wait(lambda: _client(api, client_id), _waiting_for_permission)
+
+    # Someone of another organisation signs in there as a guest at most, and a guest who
+    # cannot use the client's Business Central grants nothing.
+    elsewhere = connect(sandbox, api, client_id, "admin@muhlbachgruppe.onmicrosoft.com")
+    assert elsewhere.status_code == 400 and "cannot use Business Central" in elsewhere.text
+    assert _client(api, client_id)["access"]["state"] == "waiting"
+
+    page = connect(sandbox, api, client_id, client_admin(domain))
+    assert page.status_code == 200 and "can now read" in page.text, page.text[:500]
+    client = _wait(lambda: _client(api, client_id), _access("granted"))
+    assert client["access"]["method"] == "connect" and client["access"]["granted_by"] == client_admin(domain)
+    _wait(lambda: _rows(api, client_id), lambda rows: bool(rows) and all(r["state"] == "ok" for r in rows))
+    audit_actor = client["access"]["granted_by"]
+    assert audit_actor.endswith(domain)
+
+    company_id = _rows(api, client_id)[0]["company_id"]
+    assert api.get(f"/api/v1/clients/{client_id}/companies/{company_id}/workbook").status_code == 200
+    removed = api.delete(f"/api/v1/clients/{client_id}/access")
+    assert removed.status_code == 202, removed.text
+    client = _wait(lambda: _client(api, client_id), _access("revoked"))
+    assert "removed in the hub" in client["access"]["reason"]
+    assert api.post("/api/v1/refresh", json={"client_id": client_id}).status_code == 202
+    _wait(lambda: _client(api, client_id), _waiting_for_permission)
+    refused = api.get(f"/api/v1/clients/{client_id}/companies/{company_id}/workbook")
+    assert refused.status_code == 403, refused.text
+    assert refused.json()["detail"]["failure"]["kind"] == "access_not_granted"
+
+
+def test_a_client_withdrawing_consent_ends_the_grant(hub: Hub, sandbox: Sandbox) -> None:
+    domain = "nordlysgruppen.onmicrosoft.com"
+    tenant = _tenant(sandbox, domain)
+    api = hub.client("wes@withdrawn-accounting.example")
+    client_id = add_connected_client(
+        sandbox, api, {"name": "Nordlys", "client_url": f"{sandbox.web_client}/{domain}/Production"}
+    )
+    _wait(lambda: _client(api, client_id), _access("granted"))
+    admin = httpx.Client(base_url=sandbox.base_url, verify=sandbox.tls())
+    try:
+        admin.put(f"/_sandbox/tenants/{tenant['id']}/consent", json={"consented": False}).raise_for_status()
+        assert api.post("/api/v1/refresh", json={"client_id": client_id}).status_code == 202
+        client = _wait(lambda: _client(api, client_id), _access("revoked"))
+        assert "withdrew" in client["access"]["reason"]
+        # Consent given again (perhaps for another firm) does not bring this firm's access back.
+        admin.put(f"/_sandbox/tenants/{tenant['id']}/consent", json={"consented": True}).raise_for_status()
+        assert api.post("/api/v1/refresh", json={"client_id": client_id}).status_code == 202
+        _wait(lambda: _client(api, client_id), _waiting_for_permission)
+    finally:
+        admin.put(f"/_sandbox/tenants/{tenant['id']}/consent", json={"consented": True})
+
+
+def test_a_tenant_written_as_domain_or_guid_is_one_client(hub: Hub, sandbox: Sandbox) -> None:
+    domain = "cronus-sample.onmicrosoft.com"
+    tenant = _tenant(sandbox, domain)
+    api = hub.client("dora@dedup-accounting.example")
+    first = api.post("/api/v1/clients", json={"name": "By domain", "client_url": f"{sandbox.web_client}/{domain}"})
+    assert first.status_code == 202, first.text
+    again = api.post(
+        "/api/v1/clients", json={"name": "By id", "client_url": f"{sandbox.web_client}/{tenant['id']}/Production"}
+    )
+    assert again.status_code == 409, again.text
+    assert again.json()["detail"]["field"] == "client_url"
+    unknown = api.post(
+        "/api/v1/clients", json={"name": "Nobody", "client_url": f"{sandbox.web_client}/{uuid.uuid4()}/Production"}
+    )
+    assert unknown.status_code == 422 and "No Microsoft Entra tenant" in unknown.json()["detail"]["message"]
+
+
+def test_a_connect_link_is_bound_to_its_firm_and_client(hub: Hub, sandbox: Sandbox) -> None:
+    api = hub.client("lia@links-accounting.example")
+    added = api.post(
+        "/api/v1/clients", json={"name": "Links", "client_url": f"{sandbox.web_client}/cronus-sample.onmicrosoft.com"}
+    )
+    client_id = str(added.json()["client_id"])
+    _wait(lambda: api.post(f"/api/v1/clients/{client_id}/connect-link").status_code, lambda code: code == 200)
+    url = api.post(f"/api/v1/clients/{client_id}/connect-link").json()["url"]
+    page = httpx.get(url)
+    assert page.status_code == 200 and "Links" in page.text and "asks to read" in page.text
+    tampered = url[:-4] + ("AAAA" if not url.endswith("AAAA") else "BBBB")
+    refused = httpx.get(tampered)
+    assert refused.status_code == 400 and "not valid" in refused.text
+    assert httpx.get(f"{hub.url}/connect/callback").status_code == 400
