@@ -60,7 +60,7 @@ from hub_sandbox.odata import (
 from hub_sandbox.seed import company_book
 from hub_sandbox.state import SandboxState
 from hub_sandbox.tenants import SandboxCompany, SandboxEnvironment, SandboxTenant
-from hub_sandbox.tokens import AccessTokenClaims, InvalidAccessToken
+from hub_sandbox.tokens import APP_ROLE, AccessTokenClaims, InvalidAccessToken
 
 log = get_logger(__name__)
 
@@ -311,6 +311,11 @@ class BusinessCentralApi:
             log.info("bc request refused", reason="token is for another tenant", tenant=reference)
             raise invalid_credentials()
         if self.state.faults.take(tenant.id, FaultKind.INVALID_CREDENTIALS):
+            raise invalid_credentials()
+        if APP_ROLE in claims.roles and not self.state.is_consented(tenant):
+            # The tenant took its consent back: the app's tokens issued before no longer
+            # get in, and a new one is refused by Entra (AADSTS700016).
+            log.info("bc request refused", reason="the app's consent was withdrawn", tenant=reference)
             raise invalid_credentials()
         return tenant, claims
 

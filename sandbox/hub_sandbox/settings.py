@@ -69,7 +69,8 @@ class SandboxSettings(HubSettings):
     # /connect/callback is where a client's person returns after granting a firm access.
     sandbox_redirect_uris: str = (
         "http://127.0.0.1:8000/auth/callback,http://localhost:8000/auth/callback,"
-        "http://127.0.0.1:8000/connect/callback,http://localhost:8000/connect/callback"
+        "http://127.0.0.1:8000/connect/callback,http://localhost:8000/connect/callback,"
+        "http://127.0.0.1:8000/client-access/callback,http://localhost:8000/client-access/callback"
     )
     # The app registration's display name, shown on the sign-in page.
     sandbox_app_name: str = "Accountant Hub"

@@ -46,6 +46,7 @@ from hub_sandbox.entra import (
     tenant_not_found,
 )
 from hub_sandbox.state import SandboxState
+from hub_sandbox.tenants import SandboxTenant
 from hub_sandbox.tokens import (
     ACCESS_TOKEN_LIFETIME,
     BUSINESS_CENTRAL_APP_ID,
@@ -521,6 +522,11 @@ def signed_in_directory(state: SandboxState, request: AuthorizationRequest, user
     return directory or user.home
 
 
+def is_tenant_administrator(user: SandboxUser, tenant: SandboxTenant) -> bool:
+    """Each sandbox tenant has one administrator, admin@{its domain}."""
+    return user.email.casefold() == f"admin@{tenant.domain}".casefold()
+
+
 def user_for(state: SandboxState, email: str) -> SandboxUser:
     return SandboxUser(email=email, home=state.directories.for_domain(email.rsplit("@", 1)[1]))
 
@@ -549,6 +555,11 @@ def sign_in(
         session_id=session.session_id,
     )
     state.authorization_codes.add(grant, now)
+    consenting_for = grant.tenant.sandbox_tenant
+    if request.prompt == "consent" and consenting_for is not None and is_tenant_administrator(user, consenting_for):
+        # Entra's consent screen lets an administrator consent for the whole organisation:
+        # the app then has its service principal (admin consent) in the tenant.
+        state.set_consent(consenting_for, True)
     parameters = {"code": grant.code}
     if request.client_info:
         parameters["client_info"] = client_info(user)

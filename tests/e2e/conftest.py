@@ -46,25 +46,6 @@ class Hub:
         return "\n".join(f"--- {p.name}\n{p.log()[-3000:]}" for p in self.processes)
 
 
-def first_sign_in(hub: Hub, email: str) -> httpx.Client:
-    """A browser's first sign-in (dev form); it lands wherever the hub sends it next."""
-    browser = httpx.Client(base_url=hub.url, timeout=20, follow_redirects=True)
-    browser.post("/sign-in", data={"email": email, "next": "/"})
-    return browser
-
-
-def choose_firm(browser: httpx.Client, choice: str) -> httpx.Response:
-    return browser.post("/sign-in/choose-firm", data={"choice": choice})
-
-
-def join_firm(hub: Hub, email: str, firm_id: str) -> None:
-    """An invited address signs in for the first time and chooses the inviting firm."""
-    browser = first_sign_in(hub, email)
-    page = browser.get("/sign-in/choose-firm")
-    assert page.status_code == 200 and firm_id in page.text, page.text
-    assert choose_firm(browser, firm_id).status_code == 200
-
-
 @pytest.fixture(scope="package")
 def hub(nats_url: str, sandbox: Sandbox, gateway_port: int, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
     home = tmp_path_factory.mktemp("hub")

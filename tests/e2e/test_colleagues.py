@@ -8,7 +8,8 @@ import time
 
 import pytest
 
-from tests.e2e.conftest import Hub, choose_firm, first_sign_in, join_firm
+from tests.e2e.conftest import Hub
+from tests.support.sign_in import choose_firm, first_sign_in, join_firm
 
 pytestmark = pytest.mark.e2e
 
@@ -35,7 +36,7 @@ def test_an_invited_colleague_joins_the_firm_with_the_role(hub: Hub) -> None:
     assert invited.status_code == 202, invited.text
     # Nobody joins silently: a first sign-in with an invitation waiting must choose.
     assert hub.client("paul@litware-accounting.example").get("/api/v1/me").status_code == 409
-    join_firm(hub, "paul@litware-accounting.example", me["firm_id"])
+    join_firm(hub.url, "paul@litware-accounting.example", me["firm_id"])
     paul = hub.client("paul@litware-accounting.example").get("/api/v1/me").json()
     assert paul["firm_id"] == me["firm_id"]
     assert paul["role"] == "admin"
@@ -43,7 +44,7 @@ def test_an_invited_colleague_joins_the_firm_with_the_role(hub: Hub) -> None:
         "/api/v1/accountants/invitations", json={"email": "quinn@litware-accounting.example"}
     )
     assert staff.status_code == 202
-    join_firm(hub, "quinn@litware-accounting.example", me["firm_id"])
+    join_firm(hub.url, "quinn@litware-accounting.example", me["firm_id"])
     quinn = hub.client("quinn@litware-accounting.example")
     assert quinn.get("/api/v1/me").json()["role"] == "staff"
     refused = quinn.post("/api/v1/accountants/invitations", json={"email": "rita@litware-accounting.example"})
@@ -91,7 +92,7 @@ def test_a_person_invited_by_two_firms_chooses_on_a_page_naming_both(hub: Hub) -
     assert second.post("/api/v1/accountants/invitations", json={"email": invitee}).status_code == 202
     assert first.post("/api/v1/accountants/invitations", json={"email": invitee}).status_code == 202
 
-    browser = first_sign_in(hub, invitee)
+    browser = first_sign_in(hub.url, invitee)
     page = browser.get("/sign-in/choose-firm")
     assert page.status_code == 200
     assert first_firm in page.text and second_firm in page.text
@@ -108,10 +109,10 @@ def test_a_first_sign_in_may_decline_every_invitation(hub: Hub) -> None:
         inviter.post("/api/v1/accountants/invitations", json={"email": "bea@northwind-audit.example"}).status_code
         == 202
     )
-    browser = first_sign_in(hub, "bea@northwind-audit.example")
+    browser = first_sign_in(hub.url, "bea@northwind-audit.example")
     assert choose_firm(browser, "own").status_code == 200
     me = hub.client("bea@northwind-audit.example").get("/api/v1/me").json()
     assert me["firm_id"] != inviter_firm and me["role"] == "owner"
     # A firm id that did not invite the address is refused, not joined.
-    other = first_sign_in(hub, "cy@northwind-audit.example")
+    other = first_sign_in(hub.url, "cy@northwind-audit.example")
     assert choose_firm(other, inviter_firm).status_code in (400, 404)

@@ -19,14 +19,11 @@ import httpx
 import jwt
 import openpyxl
 import pytest
-from fastapi.routing import APIRoute
 
-from hub_common.settings import Mode
-from hub_gateway.app import create_app
-from hub_gateway.settings import GatewaySettings
 from tests.conftest import Sandbox
 from tests.e2e.conftest import Hub
 from tests.support.connect import add_connected_client
+from tests.support.routes import gateway_routes
 
 pytestmark = pytest.mark.e2e
 
@@ -199,6 +196,14 @@ CASES: dict[str, tuple[Probe, int | None]] = {
     "POST /invitations/accept": (lambda api, v: api.post("/invitations/accept", data={"link": "x"}), None),
     "GET /dev/mail": (lambda api, v: api.get("/dev/mail"), None),
     "GET /connect/callback": (lambda api, v: api.get("/connect/callback"), None),
+    # The client's own page: a firm's credentials are no sign-in there.
+    "GET /client-access": (lambda api, v: api.get("/client-access"), None),
+    "POST /client-access/sign-in": (lambda api, v: api.post("/client-access/sign-in"), None),
+    "GET /client-access/callback": (lambda api, v: api.get("/client-access/callback"), 400),
+    "POST /client-access/withdraw": (
+        lambda api, v: api.post("/client-access/withdraw", data={"firm_id": str(uuid.uuid4())}),
+        400,
+    ),
     # A Connect link is signed with the hub's key: one forged for the victim's client is refused.
     "GET /connect/{token}": (lambda api, v: api.get(f"/connect/{_forged_link(v)}"), 400),
     "POST /connect/{token}": (lambda api, v: api.post(f"/connect/{_forged_link(v)}"), 400),
@@ -219,17 +224,8 @@ def _forged_link(victim: Victim) -> str:
     return jwt.encode(claims, "a guessed secret key that is long enough for HS256", algorithm="HS256")
 
 
-def _gateway_routes() -> set[str]:
-    app = create_app(GatewaySettings(_env_file=None, mode=Mode.DEV))
-    found = set()
-    for route in app.routes:
-        if isinstance(route, APIRoute):
-            found |= {f"{method} {route.path}" for method in route.methods or () if method != "HEAD"}
-    return found
-
-
 def test_every_route_and_page_has_an_isolation_case() -> None:
-    routes = _gateway_routes()
+    routes = gateway_routes(pages=True)
     assert routes - set(CASES) == set(), "give each new route a case in CASES"
     assert set(CASES) - routes == set(), "a case names a route that no longer exists"
 

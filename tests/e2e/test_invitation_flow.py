@@ -48,14 +48,27 @@ def _invite(sandbox: Sandbox, tenant: dict[str, Any], email: str) -> httpx.Respo
 
 
 def _links(hub: Hub, email: str) -> list[str]:
+    """The links in the invitation mail, read from /dev/mail as the addressee (signed in)."""
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        page = httpx.get(f"{hub.url}/dev/mail")
+        page = hub.client(email).get("/dev/mail")
         links = [link.replace("&amp;", "&") for link in re.findall(r"(http://\S+/invitations/accept\?\S+)", page.text)]
         if email in page.text and links:
             return links
         time.sleep(0.3)
     raise AssertionError("no invitation mail arrived")
+
+
+def test_dev_mail_shows_only_the_signed_in_firms_mail(hub: Hub, sandbox: Sandbox) -> None:
+    admin = httpx.Client(base_url=f"{sandbox.base_url}/_sandbox", verify=sandbox.tls())
+    tenant = next(t for t in admin.get("/tenants").json()["tenants"] if t["consented"])
+    email = "xavier@mailbox-partners.example"
+    hub.client(email).get("/api/v1/me")
+    assert _invite(sandbox, tenant, email).status_code == 200
+    assert _links(hub, email)
+    assert httpx.get(f"{hub.url}/dev/mail", follow_redirects=False).status_code == 303, "sign in first"
+    stranger = hub.client("yusuf@other-partners.example").get("/dev/mail")
+    assert stranger.status_code == 200 and email not in stranger.text
 
 
 def _open(browser: httpx.Client, link: str, csrf: str) -> httpx.Response:

@@ -60,7 +60,7 @@ def test_a_consumer_mailbox_is_refused_with_a_clear_message(hub: Hub, sandbox: S
 
 def test_state_changing_requests_need_the_csrf_token(hub: Hub, sandbox: Sandbox) -> None:
     browser, _ = _sign_in(hub, sandbox, "frank@woodgrove-accounting.example")
-    body = {"name": "x", "client_url": "https://businesscentral.dynamics.com/contoso.com/Production"}
+    body = {"name": "x", "client_url": f"{sandbox.web_client}/cronus-sample.onmicrosoft.com/Production"}
     refused = browser.post("/api/v1/clients", json=body)
     assert refused.status_code == 403
     assert "CSRF" in refused.json()["detail"]

@@ -12,6 +12,7 @@ import pytest
 
 from tests.conftest import Sandbox
 from tests.e2e.conftest import Hub
+from tests.support.connect import add_connected_client, client_admin
 
 pytestmark = pytest.mark.e2e
 
@@ -32,7 +33,27 @@ def _url(tenant: dict[str, Any]) -> str:
     return str(next(e for e in tenant["environments"] if e["name"] == "Production")["client_url"])
 
 
-def _test(hub: Hub, url: str, email: str = "ivan@northwind-accounting.example") -> httpx.Response:
+TESTER = "ivan@northwind-accounting.example"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def granted(hub: Hub, sandbox: Sandbox) -> None:
+    """The testing firms' clients granted them access (Connect), so a test reaches BC.
+
+    The tenant without the app's consent is connected by one of its users who is not its
+    administrator: the firm is allowed, but the app still has no consent there.
+    """
+    with httpx.Client(base_url=f"{sandbox.base_url}/_sandbox", verify=sandbox.tls(), timeout=10) as admin:
+        tenants = [t for t in admin.get("/tenants").json()["tenants"] if t["domain"] != "cronus-sample.onmicrosoft.com"]
+    for email in (TESTER, "judy@contoso-accounting.example"):
+        api = hub.client(email)
+        for tenant in tenants:
+            card = {"name": tenant["display_name"], "client_url": _url(tenant)}
+            who = client_admin(tenant["domain"]) if tenant["consented"] else f"accounts@{tenant['domain']}"
+            add_connected_client(sandbox, api, card, signing_in=who)
+
+
+def _test(hub: Hub, url: str, email: str = TESTER) -> httpx.Response:
     return hub.client(email).post("/api/v1/connection-tests", json={"client_url": url}, timeout=40)
 
 
@@ -50,9 +71,8 @@ def test_a_good_url_lists_the_companies_and_the_latency(hub: Hub, admin: httpx.C
 def test_an_invalid_url_says_what_is_wrong_at_once(hub: Hub) -> None:
     answer = _test(hub, "https://businesscentral.dynamics.com/Production")
     assert answer.status_code == 422
-    failure = answer.json()["failure"]
-    assert failure["kind"] == "invalid_url"
-    assert "no tenant" in failure["fix"]
+    assert answer.json()["detail"]["field"] == "client_url"
+    assert "no tenant" in answer.json()["detail"]["message"]
 
 
 @pytest.mark.parametrize(
@@ -92,6 +112,13 @@ def test_no_access_to_every_company(hub: Hub, admin: httpx.Client) -> None:
     admin.put(f"/tenants/{tenant['id']}/faults", json={"kind": "company_forbidden"}).raise_for_status()
     answer = _test(hub, _url(tenant))
     assert answer.json()["status"] == "ok", "the companies list stays visible, as in BC"
+
+
+def test_a_firm_without_a_grant_learns_only_that_it_must_ask(hub: Hub, admin: httpx.Client) -> None:
+    answer = _test(hub, _url(_tenant(admin, consented=True)), email="lena@ungranted-accounting.example")
+    assert answer.json()["status"] == "failed"
+    assert answer.json()["failure"]["kind"] == "access_not_granted"
+    assert not answer.json().get("companies")
 
 
 def test_another_firms_test_result_is_not_found(hub: Hub, admin: httpx.Client) -> None:

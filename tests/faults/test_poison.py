@@ -19,6 +19,7 @@ from hub_common.streams import DEAD_LETTER_STREAM, EVENTS_STREAM, SNAPSHOTS_STRE
 from tests.faults.conftest import FAST_DELIVERY, FaultHub
 from tests.faults.ledger import assert_every_refresh_ended_once, wait_until
 from tests.support.processes import hub_environment
+from tests.support.sign_in import join_firm
 
 pytestmark = pytest.mark.e2e
 
@@ -99,6 +100,7 @@ async def test_poison_messages_are_dead_lettered_visible_and_block_nothing(
     staff_email = f"staff-{uuid.uuid4().hex[:8]}@{firm.email.split('@')[1]}"
     invited = firm.api.post("/api/v1/accountants/invitations", json={"email": staff_email, "role": "staff"})
     assert invited.status_code == 202, invited.text
+    join_firm(hub.url, staff_email, str(firm.firm_id))
     staff = hub.client(staff_email)
     assert staff.get("/api/v1/me").json()["firm_id"] == str(firm.firm_id)
     assert staff.get("/api/v1/dead-letters").status_code == 403

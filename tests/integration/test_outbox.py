@@ -7,6 +7,7 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from nats.js import JetStreamContext
@@ -14,10 +15,11 @@ from sqlalchemy import func, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlmodel import col, select
 
+from hub_common import grants
 from hub_common.commands import AddClient, EnsureAccountant, GrantTenantAccess, RemoveClient
 from hub_common.db import create_engine, migrate, session_factory, transaction
 from hub_common.entra import TenantDirectory
-from hub_common.events import Actor, ActorKind, ClientCard, decode_event
+from hub_common.events import Actor, ActorKind, ClientCard, Envelope, TenantAccessGranted, decode_event
 from hub_common.outbox import OutboxRelay
 from hub_common.streams import EVENTS_STREAM
 from hub_registry import service
@@ -199,7 +201,6 @@ async def test_the_schedule_asks_a_refresh_of_every_granted_live_client(
                     tenant_id=client.tenant_id,
                     granted_by="admin@client.example",
                 ),
-                effects=service.Effects.none(),
             )
     async with transaction(sessions) as session:
         await service.remove_client(
@@ -250,3 +251,61 @@ async def test_the_sample_client_comes_with_a_new_firm_and_once_removed_stays_go
             .all()
         )
     assert live == []
+
+
+async def test_the_relay_mirrors_a_grant_before_anything_after_it_leaves(
+    sessions: async_sessionmaker[AsyncSession],
+    jetstream: JetStreamContext,
+    tenant_directory: TenantDirectory,
+    client_url: str,
+) -> None:
+    """A refresh committed after a grant reaches the stream only once the grant is in the
+    fetchers' bucket; while the bucket cannot be written, nothing after the grant leaves."""
+    firm_id, actor = await _firm(sessions, tenant_directory)
+    async with transaction(sessions) as session:
+        client_id, _ = await service.add_client(
+            session=session,
+            command=AddClient(
+                firm_id=firm_id, actor=actor, correlation_id="g", card=ClientCard(name="G", client_url=client_url)
+            ),
+            settings=SETTINGS,
+            directory=tenant_directory,
+        )
+    async with sessions() as session:
+        client = await session.get(Client, client_id)
+        assert client is not None and client.tenant_id is not None
+        tenant_id = client.tenant_id
+    await OutboxRelay(sessions, registry_outbox, jetstream).relay_once()  # what came before the grant
+    before = (await jetstream.stream_info(EVENTS_STREAM)).state.messages
+    async with transaction(sessions) as session:
+        await service.grant_tenant_access(
+            session=session,
+            command=GrantTenantAccess(
+                firm_id=firm_id,
+                actor=actor,
+                correlation_id="g",
+                client_id=client_id,
+                tenant_id=tenant_id,
+                granted_by="admin@client.example",
+            ),
+        )
+
+    async def broken_bucket(envelope: Envelope[Any]) -> None:
+        if isinstance(envelope.data, TenantAccessGranted):
+            raise RuntimeError("the bucket does not answer")
+
+    stuck = OutboxRelay(sessions, registry_outbox, jetstream, before_publish=broken_bucket)
+    with pytest.raises(RuntimeError):
+        await stuck.relay_once()
+    assert not await grants.has_access(jetstream, firm_id, tenant_id)
+    assert (await jetstream.stream_info(EVENTS_STREAM)).state.messages == before, "the refresh waited"
+
+    async def mirror(envelope: Envelope[Any]) -> None:
+        if isinstance(envelope.data, TenantAccessGranted):
+            await grants.record_access(jetstream, envelope)
+
+    await OutboxRelay(sessions, registry_outbox, jetstream, before_publish=mirror).relay_once()
+    assert await grants.has_access(jetstream, firm_id, tenant_id)
+    assert not await grants.has_access(jetstream, uuid.uuid4(), tenant_id), "the grant is this firm's only"
+    after = (await jetstream.stream_info(EVENTS_STREAM)).state.messages
+    assert after - before == 2, "the grant, then the refresh it allowed"

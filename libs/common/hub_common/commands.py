@@ -32,6 +32,10 @@ INVITE_COLLEAGUE = "cmd.registry.accountant.invite"
 LIST_FIRM_INVITATIONS = "cmd.registry.accountant.invitations"
 GRANT_TENANT_ACCESS = "cmd.registry.tenant.grant"
 REVOKE_TENANT_ACCESS = "cmd.registry.tenant.revoke"
+# The client's side: someone of the client's tenant (verified by the gateway) lists the firms
+# that may read it and takes a firm's access back.
+LIST_TENANT_GRANTS = "cmd.registry.tenant.grants"
+WITHDRAW_TENANT_ACCESS = "cmd.registry.tenant.withdraw"
 
 
 class EnsureAccountant(BaseModel):
@@ -137,8 +141,39 @@ class RevokeTenantAccess(FirmCommand):
     client_id: uuid.UUID
 
 
+class ListTenantGrants(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    tenant_id: uuid.UUID
+    correlation_id: str
+
+
+class TenantGrantSummary(BaseModel):
+    firm_id: uuid.UUID
+    firm_name: str
+    method: str
+    granted_by: str | None
+    granted_at: datetime
+
+
+class TenantGrants(BaseModel):
+    grants: list[TenantGrantSummary]
+
+
+class WithdrawTenantAccess(BaseModel):
+    """The client takes one firm's access to its tenant back."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tenant_id: uuid.UUID
+    firm_id: uuid.UUID
+    actor: Actor
+    correlation_id: str
+
+
 class TenantAccessChanged(BaseModel):
-    client_id: uuid.UUID
+    # The client card it was changed from; None when the client's own people changed it.
+    client_id: uuid.UUID | None
     tenant_id: uuid.UUID
     granted: bool
 

@@ -4,11 +4,11 @@ The registry owns grants (its table, its TenantAccessGranted/Revoked events). Fe
 check a grant before every read, at any scale, without a database of their own, so the
 registry mirrors each grant's current state into a NATS KV bucket keyed by firm and tenant.
 
-A record is written twice on purpose: by the registry right after the command commits (so a
-refresh that follows at once finds it) and by the registry's consumer of the events (so a
-crash between the commit and the first write loses nothing). Each record carries the time
-and id of the event it comes from, and an older event never overwrites a newer record, so
-the two writers and any replay agree.
+The registry's outbox relay writes the record just before it publishes the grant's event,
+in outbox order: a ClientAdded or RefreshRequested committed after a grant can only reach a
+fetcher once the record is there, and a relay that crashes in between writes it again.
+Each record carries the time and id of the event it comes from, and an older event never
+overwrites a newer record, so a replay changes nothing.
 """
 
 from __future__ import annotations

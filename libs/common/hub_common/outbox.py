@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -74,8 +75,12 @@ class OutboxRelay:
         *,
         poll_seconds: float = 1.0,
         batch_size: int = 100,
+        before_publish: Callable[[Envelope[Any]], Awaitable[None]] | None = None,
     ) -> None:
+        """``before_publish`` runs for each event, in order, before it is published; if it
+        fails, neither that event nor any later one leaves until it succeeds."""
         self._sessions = sessions
+        self._before_publish = before_publish
         self._table = table
         self._js = js
         self._poll_seconds = poll_seconds
@@ -125,7 +130,10 @@ class OutboxRelay:
             ).all()
         sent = 0
         for position, payload in rows:
-            await publish_event(self._js, decode_event(payload))
+            envelope = decode_event(payload)
+            if self._before_publish is not None:
+                await self._before_publish(envelope)
+            await publish_event(self._js, envelope)
             async with self._sessions() as session, session.begin():
                 await session.execute(
                     update(table).where(table.c.position == position).values(published_at=datetime.now(UTC))

@@ -207,9 +207,8 @@ REGISTRY_CONSUMER = ConsumerSpec(
     durable="registry",
     filter_subjects=(
         event_subject("*", "InvitationAccepted"),
-        event_subject("*", "TenantAccessGranted"),
-        event_subject("*", "TenantAccessRevoked"),
         event_subject("*", "RefreshFailed"),
+        event_subject("*", "CompaniesDiscovered"),
     ),
     ack_wait_seconds=30,
     max_deliver=10,

@@ -29,6 +29,7 @@ from hub_gateway.api.routes import api, health
 from hub_gateway.live import LiveUpdates
 from hub_gateway.readmodel.projection import apply_batch
 from hub_gateway.settings import GatewaySettings
+from hub_gateway.web.client_access import client_access_pages
 from hub_gateway.web.connect import connect_pages
 from hub_gateway.web.dev_mail import dev_mail_pages
 from hub_gateway.web.invitations import invitation_pages
@@ -149,6 +150,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     app.include_router(invitation_pages)
     app.include_router(dev_mail_pages)
     app.include_router(connect_pages)
+    app.include_router(client_access_pages)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app
 

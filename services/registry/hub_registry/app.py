@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from pathlib import Path
+from typing import Any
 
 import httpx
 from faststream import FastStream
@@ -15,6 +16,7 @@ from hub_common.consumers import Delivery, subscribe
 from hub_common.db import create_engine, database_ok, migrate, session_factory, transaction
 from hub_common.entra import TenantDirectory
 from hub_common.events import (
+    CompaniesDiscovered,
     Envelope,
     EventData,
     InvitationAccepted,
@@ -63,7 +65,14 @@ def create_app(settings: RegistrySettings) -> FastStream:
         await asyncio.to_thread(migrate, settings.database_url, MIGRATIONS, VERSION_TABLE)
         await broker.connect()
         await declare_topology(jetstream_of(broker), Topology.from_settings(settings))
-        relays.append(OutboxRelay(sessions, registry_outbox, jetstream_of(broker)))
+        js = jetstream_of(broker)
+
+        async def mirror_grant(envelope: Envelope[Any]) -> None:
+            """Fetchers learn of a grant, or its end, before anything that follows it is published."""
+            if isinstance(envelope.data, TenantAccessGranted | TenantAccessRevoked):
+                await grants.record_access(js, envelope)
+
+        relays.append(OutboxRelay(sessions, registry_outbox, js, before_publish=mirror_grant))
 
     async def refresh_on_schedule() -> None:
         while True:
@@ -105,45 +114,23 @@ def create_app(settings: RegistrySettings) -> FastStream:
         await http.aclose()
         await engine.dispose()
 
-    async def after_commit(effects: service.Effects) -> None:
-        """Grants reach the fetchers' bucket before the relay publishes the refreshes they allow."""
-        for event in effects.grant_events:
-            try:
-                await grants.record_access(jetstream_of(broker), event)
-            except Exception as error:
-                # The registry's own consumer of the event writes it again; nothing is lost.
-                logger.warning("grant not mirrored yet", error=repr(error)[:200], event_id=str(event.id))
-        relay_notify()
-
-    register_command_handlers(broker, sessions, after_commit, settings, directory)
+    register_command_handlers(broker, sessions, relay_notify, settings, directory)
 
     async def on_event(envelope: Envelope[EventData], delivery: Delivery) -> None:
         data = envelope.data
-        effects = service.Effects.none()
-        if isinstance(data, InvitationAccepted):
-            async with transaction(sessions) as session:
+        async with transaction(sessions) as session:
+            if isinstance(data, InvitationAccepted):
                 await service.accept_invitation(
                     session=session,
                     accepted=envelope,  # type: ignore[arg-type]
                     settings=settings,
                     directory=directory,
-                    effects=effects,
                 )
-        elif isinstance(data, RefreshFailed):
-            async with transaction(sessions) as session:
-                await service.withdraw_after_consent_lost(
-                    session=session,
-                    failed=envelope,  # type: ignore[arg-type]
-                    effects=effects,
-                )
-        elif isinstance(data, TenantAccessGranted | TenantAccessRevoked):
-            changed = await grants.record_access(jetstream_of(broker), envelope)  # type: ignore[arg-type]
-            if changed and isinstance(data, TenantAccessGranted):
-                # The write right after the commit was lost: the refreshes it allowed found no
-                # grant, so read the firm's clients on the tenant again now that it is there.
-                async with transaction(sessions) as session:
-                    await service.refresh_clients_on_tenant(session=session, granted=envelope)  # type: ignore[arg-type]
-        await after_commit(effects)
+            elif isinstance(data, CompaniesDiscovered):
+                await service.confirm_grant(session=session, discovered=envelope)  # type: ignore[arg-type]
+            elif isinstance(data, RefreshFailed):
+                await service.withdraw_after_consent_lost(session=session, failed=envelope)  # type: ignore[arg-type]
+        relay_notify()
 
     async def database_answers() -> bool:
         return await database_ok(engine)

@@ -30,16 +30,14 @@ def _rejected(reason: commands.RejectionReason, message: str, field: str | None 
 def register_command_handlers(
     broker: NatsBroker,
     sessions: async_sessionmaker[AsyncSession],
-    after_commit: Callable[[service.Effects], Awaitable[None]],
+    notify_relay: Callable[[], None],
     settings: RegistrySettings,
     directory: TenantDirectory,
 ) -> None:
-    """``after_commit`` mirrors what a command changed (grants) and wakes the outbox relay."""
-
     def command_handler(
         subject: str,
         model: type[CommandT],
-        run: Callable[[AsyncSession, CommandT, service.Effects], Awaitable[BaseModel]],
+        run: Callable[[AsyncSession, CommandT], Awaitable[BaseModel]],
     ) -> None:
         @broker.subscriber(subject, queue=QUEUE_GROUP, title=f"registry {subject}")
         async def handle(message: NatsMessage) -> bytes:
@@ -50,11 +48,10 @@ def register_command_handlers(
                 field = ".".join(str(part) for part in first["loc"]) or None
                 return _rejected(commands.RejectionReason.INVALID, first["msg"], field)
             correlation_id = getattr(command, "correlation_id", None)
-            effects = service.Effects.none()
             with bound_context({"correlation_id": correlation_id, "command": subject}):
                 try:
                     async with transaction(sessions) as session:
-                        result = await run(session, command, effects)
+                        result = await run(session, command)
                 except service.Refused as refused:
                     logger.info("command refused", reason=refused.rejection.message)
                     return commands.encode_rejection(refused.rejection)
@@ -64,65 +61,47 @@ def register_command_handlers(
                 except Exception:
                     logger.exception("command failed")
                     return _rejected(commands.RejectionReason.UNAVAILABLE, "The registry failed; try again")
-                await after_commit(effects)
+            notify_relay()
             return commands.encode_result(result)
 
-    async def ensure_accountant(
-        session: AsyncSession, command: commands.EnsureAccountant, effects: service.Effects
-    ) -> BaseModel:
+    async def ensure_accountant(session: AsyncSession, command: commands.EnsureAccountant) -> BaseModel:
         return await service.ensure_accountant(session=session, command=command, settings=settings, directory=directory)
 
-    async def list_firm_invitations(
-        session: AsyncSession, command: commands.ListFirmInvitations, effects: service.Effects
-    ) -> BaseModel:
+    async def list_firm_invitations(session: AsyncSession, command: commands.ListFirmInvitations) -> BaseModel:
         return await service.list_firm_invitations(session=session, command=command)
 
-    async def add_client(session: AsyncSession, command: commands.AddClient, effects: service.Effects) -> BaseModel:
+    async def add_client(session: AsyncSession, command: commands.AddClient) -> BaseModel:
         client_id, granted = await service.add_client(
             session=session, command=command, settings=settings, directory=directory
         )
         return commands.ClientCreated(client_id=client_id, access_granted=granted)
 
-    async def update_client(
-        session: AsyncSession, command: commands.UpdateClient, effects: service.Effects
-    ) -> BaseModel:
+    async def update_client(session: AsyncSession, command: commands.UpdateClient) -> BaseModel:
         await service.update_client(session=session, command=command, settings=settings, directory=directory)
         return commands.ClientCreated(client_id=command.client_id)
 
-    async def remove_client(
-        session: AsyncSession, command: commands.RemoveClient, effects: service.Effects
-    ) -> BaseModel:
+    async def remove_client(session: AsyncSession, command: commands.RemoveClient) -> BaseModel:
         await service.remove_client(session=session, command=command)
         return commands.ClientCreated(client_id=command.client_id)
 
-    async def request_refresh(
-        session: AsyncSession, command: commands.RequestRefresh, effects: service.Effects
-    ) -> BaseModel:
+    async def request_refresh(session: AsyncSession, command: commands.RequestRefresh) -> BaseModel:
         refresh_ids = await service.request_refresh(session=session, command=command)
         return commands.RefreshStarted(refresh_ids=refresh_ids)
 
-    async def test_connection(
-        session: AsyncSession, command: commands.TestConnection, effects: service.Effects
-    ) -> BaseModel:
+    async def test_connection(session: AsyncSession, command: commands.TestConnection) -> BaseModel:
         test_id = await service.test_connection(
             session=session, command=command, settings=settings, directory=directory
         )
         return commands.ConnectionTestStarted(test_id=test_id)
 
-    async def invite_colleague(
-        session: AsyncSession, command: commands.InviteColleague, effects: service.Effects
-    ) -> BaseModel:
+    async def invite_colleague(session: AsyncSession, command: commands.InviteColleague) -> BaseModel:
         return await service.invite_colleague(session=session, command=command)
 
-    async def grant_access(
-        session: AsyncSession, command: commands.GrantTenantAccess, effects: service.Effects
-    ) -> BaseModel:
-        return await service.grant_tenant_access(session=session, command=command, effects=effects)
+    async def grant_access(session: AsyncSession, command: commands.GrantTenantAccess) -> BaseModel:
+        return await service.grant_tenant_access(session=session, command=command)
 
-    async def revoke_access(
-        session: AsyncSession, command: commands.RevokeTenantAccess, effects: service.Effects
-    ) -> BaseModel:
-        return await service.revoke_tenant_access(session=session, command=command, effects=effects)
+    async def revoke_access(session: AsyncSession, command: commands.RevokeTenantAccess) -> BaseModel:
+        return await service.revoke_tenant_access(session=session, command=command)
 
     command_handler(commands.INVITE_COLLEAGUE, commands.InviteColleague, invite_colleague)
     command_handler(commands.TEST_CONNECTION, commands.TestConnection, test_connection)
@@ -132,5 +111,14 @@ def register_command_handlers(
     command_handler(commands.UPDATE_CLIENT, commands.UpdateClient, update_client)
     command_handler(commands.REMOVE_CLIENT, commands.RemoveClient, remove_client)
     command_handler(commands.REQUEST_REFRESH, commands.RequestRefresh, request_refresh)
+
+    async def list_grants(session: AsyncSession, command: commands.ListTenantGrants) -> BaseModel:
+        return await service.list_tenant_grants(session=session, command=command)
+
+    async def withdraw_access(session: AsyncSession, command: commands.WithdrawTenantAccess) -> BaseModel:
+        return await service.withdraw_tenant_access(session=session, command=command)
+
     command_handler(commands.GRANT_TENANT_ACCESS, commands.GrantTenantAccess, grant_access)
+    command_handler(commands.LIST_TENANT_GRANTS, commands.ListTenantGrants, list_grants)
+    command_handler(commands.WITHDRAW_TENANT_ACCESS, commands.WithdrawTenantAccess, withdraw_access)
     command_handler(commands.REVOKE_TENANT_ACCESS, commands.RevokeTenantAccess, revoke_access)

@@ -124,6 +124,9 @@ class TenantGrant(SQLModel, table=True):
     method: str = Field(max_length=20)
     granted_by: str | None = Field(default=None, max_length=320)
     granted_at: datetime = Field(default_factory=_now, sa_column=_timestamp())
+    # When a fetcher first read the tenant under this grant: from then on the app's consent
+    # was there, so Entra later saying it is missing means the client withdrew it.
+    confirmed_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime(), nullable=True))
     revoked_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime(), nullable=True))
     revoke_reason: str | None = Field(default=None, max_length=500)
 

@@ -26,14 +26,18 @@ from hub_common.commands import (
     GrantTenantAccess,
     InviteColleague,
     ListFirmInvitations,
+    ListTenantGrants,
     Rejection,
     RejectionReason,
     RemoveClient,
     RequestRefresh,
     RevokeTenantAccess,
     TenantAccessChanged,
+    TenantGrants,
+    TenantGrantSummary,
     TestConnection,
     UpdateClient,
+    WithdrawTenantAccess,
 )
 from hub_common.emails import EmailRejected, firm_name_for, normalize_work_email
 from hub_common.entra import DirectoryUnavailable, TenantDirectory, TenantNotFound
@@ -48,6 +52,7 @@ from hub_common.events import (
     ClientSource,
     ClientUpdated,
     ColleagueInvited,
+    CompaniesDiscovered,
     ConnectionTested,
     ConnectionTestRequested,
     Envelope,
@@ -88,21 +93,6 @@ class Context:
     firm_id: uuid.UUID
     actor: Actor
     correlation_id: str
-
-
-GrantEvent = Envelope[TenantAccessGranted] | Envelope[TenantAccessRevoked]
-
-
-@dataclass
-class Effects:
-    """What a command changed that must be mirrored outside the database once it commits:
-    grant changes go to the fetchers' grants bucket (hub_common.grants)."""
-
-    grant_events: list[GrantEvent]
-
-    @classmethod
-    def none(cls) -> Effects:
-        return cls(grant_events=[])
 
 
 async def _emit(session: AsyncSession, context: Context, data: EventData) -> Envelope[EventData]:
@@ -260,26 +250,28 @@ async def ensure_accountant(
     if settings.sample_client_url:
         card = ClientCard(name=settings.sample_client_name, client_url=settings.sample_client_url)
         service_context = Context(firm.id, SERVICE_ACTOR, command.correlation_id)
-        client_id, connection = await _insert_client(
+        sample_tenant = _parse_url(card, settings).tenant
+        sample_client_id = uuid.uuid4()
+        # The sample tenant is the operator's own demo tenant, granted to every firm; the
+        # grant goes first so the fetchers know of it before the ClientAdded is published.
+        await _grant(
+            session,
+            service_context,
+            tenant_id=await _resolve_tenant(directory, sample_tenant),
+            tenant=sample_tenant,
+            method=GrantMethod.SAMPLE,
+            client_id=sample_client_id,
+            granted_by=None,
+            refresh=False,
+        )
+        await _insert_client(
             session=session,
             context=service_context,
             card=card,
             source=ClientSource.SAMPLE,
             settings=settings,
             directory=directory,
-        )
-        # The sample tenant is the operator's own demo tenant, configured for every firm.
-        assert connection.tenant_id is not None
-        await _grant(
-            session,
-            service_context,
-            tenant_id=connection.tenant_id,
-            tenant=connection.tenant,
-            method=GrantMethod.SAMPLE,
-            client_id=client_id,
-            granted_by=None,
-            effects=Effects.none(),
-            refresh=False,
+            client_id=sample_client_id,
         )
     return _identity(accountant, created=True)
 
@@ -402,7 +394,6 @@ async def _grant(
     method: GrantMethod,
     client_id: uuid.UUID | None,
     granted_by: str | None,
-    effects: Effects,
     refresh: bool,
 ) -> None:
     """Record the grant (once) and read the firm's clients on that tenant at last."""
@@ -418,35 +409,29 @@ async def _grant(
         )
     )
     await session.flush()
-    envelope = await _emit(
+    await _emit(
         session,
         context,
         TenantAccessGranted(
             tenant_id=tenant_id, tenant=tenant, method=method, client_id=client_id, granted_by=granted_by
         ),
     )
-    effects.grant_events.append(envelope)  # type: ignore[arg-type]
     if refresh:
-        # Clients added while waiting for permission: read them now. The grant is mirrored
-        # for the fetchers before the relay publishes these (see registry handlers).
+        # Clients added while waiting for permission: read them now. The relay mirrors the
+        # grant for the fetchers before it publishes anything that comes after it.
         for client in await _clients_on_tenant(session, context.firm_id, tenant_id):
             await _emit_refresh(session, context, client, company_id=None)
 
 
-async def _revoke(
-    session: AsyncSession, context: Context, *, grant: TenantGrant, reason: str, effects: Effects
-) -> None:
+async def _revoke(session: AsyncSession, context: Context, *, grant: TenantGrant, reason: str) -> None:
     grant.revoked_at = datetime.now(UTC)
     grant.revoke_reason = reason[:500]
-    envelope = await _emit(
+    await _emit(
         session, context, TenantAccessRevoked(tenant_id=grant.tenant_id, tenant=grant.tenant, reason=reason[:500])
     )
-    effects.grant_events.append(envelope)  # type: ignore[arg-type]
 
 
-async def grant_tenant_access(
-    *, session: AsyncSession, command: GrantTenantAccess, effects: Effects
-) -> TenantAccessChanged:
+async def grant_tenant_access(*, session: AsyncSession, command: GrantTenantAccess) -> TenantAccessChanged:
     """Connect from the client card: the gateway verified a sign-in in the client's tenant."""
     client = await _live_client(session, command.firm_id, command.client_id)
     if client.tenant_id != command.tenant_id:
@@ -463,15 +448,12 @@ async def grant_tenant_access(
         method=GrantMethod.CONNECT,
         client_id=client.id,
         granted_by=command.granted_by,
-        effects=effects,
         refresh=True,
     )
     return TenantAccessChanged(client_id=client.id, tenant_id=command.tenant_id, granted=True)
 
 
-async def revoke_tenant_access(
-    *, session: AsyncSession, command: RevokeTenantAccess, effects: Effects
-) -> TenantAccessChanged:
+async def revoke_tenant_access(*, session: AsyncSession, command: RevokeTenantAccess) -> TenantAccessChanged:
     """The firm stops reading the client's tenant (every client of the firm on it)."""
     client = await _live_client(session, command.firm_id, command.client_id)
     if client.tenant_id is None:
@@ -479,23 +461,61 @@ async def revoke_tenant_access(
     grant = await _live_grant(session, command.firm_id, client.tenant_id)
     if grant is not None:
         name = command.actor.display_name or command.actor.id
-        await _revoke(
-            session, _context(command), grant=grant, reason=f"Access removed in the hub by {name}", effects=effects
-        )
+        await _revoke(session, _context(command), grant=grant, reason=f"Access removed in the hub by {name}")
     return TenantAccessChanged(client_id=client.id, tenant_id=client.tenant_id, granted=False)
 
 
-async def refresh_clients_on_tenant(*, session: AsyncSession, granted: Envelope[TenantAccessGranted]) -> None:
-    if await _live_grant(session, granted.firm_id, granted.data.tenant_id) is None:
-        return  # revoked since
-    context = Context(granted.firm_id, SERVICE_ACTOR, granted.correlation_id)
-    for client in await _clients_on_tenant(session, granted.firm_id, granted.data.tenant_id):
-        await _emit_refresh(session, context, client, company_id=None)
+async def list_tenant_grants(*, session: AsyncSession, command: ListTenantGrants) -> TenantGrants:
+    """The firms a tenant lets read it: the client's own question about its own tenant."""
+    rows = (
+        await session.execute(
+            select(TenantGrant, Firm.name)
+            .join(Firm, col(Firm.id) == col(TenantGrant.firm_id))
+            .where(TenantGrant.tenant_id == command.tenant_id, col(TenantGrant.revoked_at).is_(None))
+            .order_by(col(TenantGrant.granted_at))
+        )
+    ).all()
+    return TenantGrants(
+        grants=[
+            TenantGrantSummary(
+                firm_id=grant.firm_id,
+                firm_name=name,
+                method=grant.method,
+                granted_by=grant.granted_by,
+                granted_at=grant.granted_at,
+            )
+            for grant, name in rows
+        ]
+    )
 
 
-async def withdraw_after_consent_lost(
-    *, session: AsyncSession, failed: Envelope[RefreshFailed], effects: Effects
-) -> None:
+async def withdraw_tenant_access(*, session: AsyncSession, command: WithdrawTenantAccess) -> TenantAccessChanged:
+    """Someone of the client's tenant takes one firm's access back; the others keep theirs."""
+    grant = await _live_grant(session, command.firm_id, command.tenant_id)
+    if grant is None:
+        raise Refused(RejectionReason.NOT_FOUND, "That firm has no access to your organisation", field="firm_id")
+    who = command.actor.display_name or command.actor.id
+    await _revoke(
+        session,
+        Context(command.firm_id, command.actor, command.correlation_id),
+        grant=grant,
+        reason=f"Removed by {who} of the client's organisation",
+    )
+    return TenantAccessChanged(client_id=None, tenant_id=command.tenant_id, granted=False)
+
+
+async def confirm_grant(*, session: AsyncSession, discovered: Envelope[CompaniesDiscovered]) -> None:
+    """A fetcher read the client's companies: its tenant's grant has been used, consent and all."""
+    query = select(Client).where(Client.id == discovered.data.client_id, Client.firm_id == discovered.firm_id)
+    client = (await session.execute(query)).scalar_one_or_none()
+    if client is None or client.tenant_id is None:
+        return
+    grant = await _live_grant(session, discovered.firm_id, client.tenant_id)
+    if grant is not None and grant.confirmed_at is None and grant.granted_at <= discovered.occurred_at:
+        grant.confirmed_at = discovered.occurred_at
+
+
+async def withdraw_after_consent_lost(*, session: AsyncSession, failed: Envelope[RefreshFailed]) -> None:
     """Entra says the app's consent is gone from the client's tenant: the client withdrew it.
 
     The firm's grant ends with it, so consent given again later (perhaps for another firm)
@@ -511,15 +531,15 @@ async def withdraw_after_consent_lost(
     if client is None or client.tenant_id is None:
         return
     grant = await _live_grant(session, failed.firm_id, client.tenant_id)
-    if grant is None or grant.granted_at > failed.occurred_at:
-        # Granted again after that refresh failed: the failure speaks of the old consent.
+    if grant is None or grant.confirmed_at is None or grant.granted_at > failed.occurred_at:
+        # Never read under this grant: the consent was never there to withdraw (the client's
+        # administrator has yet to give it). Or granted again after that refresh failed.
         return
     await _revoke(
         session,
         Context(failed.firm_id, SERVICE_ACTOR, failed.correlation_id),
         grant=grant,
         reason="The client withdrew the Accountant Hub app's consent in Microsoft Entra ID",
-        effects=effects,
     )
 
 
@@ -587,6 +607,7 @@ async def _insert_client(
     source: ClientSource,
     settings: RegistrySettings,
     directory: TenantDirectory,
+    client_id: uuid.UUID | None = None,
 ) -> tuple[uuid.UUID, ClientConnection]:
     parsed = _parse_url(card, settings)
     # What the card alone can refuse first: asking Entra is the slow part.
@@ -594,6 +615,7 @@ async def _insert_client(
     tenant_id = await _resolve_tenant(directory, parsed.tenant)
     await _check_unique(session, context.firm_id, parsed, tenant_id, except_id=None)
     client = Client(
+        id=client_id or uuid.uuid4(),
         firm_id=context.firm_id,
         name=card.name,
         client_url=card.client_url.strip(),
@@ -694,7 +716,6 @@ async def accept_invitation(
     accepted: Envelope[InvitationAccepted],
     settings: RegistrySettings,
     directory: TenantDirectory,
-    effects: Effects,
 ) -> uuid.UUID | None:
     """The client's administrator invited this firm's accountant, who accepted: the tenant
     grants the firm access, and the client lands on the dashboard by itself.
@@ -717,18 +738,10 @@ async def accept_invitation(
             )
         )
     ).scalar_one_or_none()
-    added: uuid.UUID | None = None
-    if existing is None and data.add_to_dashboard:
-        web_client = settings.bc_web_client.rstrip("/")
-        card = ClientCard(name=data.client_name, client_url=f"{web_client}/{data.tenant}/{data.environment}")
-        added, _ = await _insert_client(
-            session=session,
-            context=context,
-            card=card,
-            source=ClientSource.INVITATION,
-            settings=settings,
-            directory=directory,
-        )
+    adding = existing is None and data.add_to_dashboard
+    added = uuid.uuid4() if adding else None
+    # The grant first: the relay mirrors it for the fetchers before it publishes the
+    # ClientAdded that makes one of them read the client.
     await _grant(
         session,
         context,
@@ -737,10 +750,21 @@ async def accept_invitation(
         method=GrantMethod.INVITATION,
         client_id=added or (existing.id if existing else None),
         granted_by=f"invitation {data.invitation_id}",
-        effects=effects,
-        # A card just added is read through its ClientAdded; cards that waited need a refresh.
-        refresh=added is None,
+        # A card about to be added is read through its ClientAdded; cards that waited need a refresh.
+        refresh=not adding,
     )
+    if adding:
+        web_client = settings.bc_web_client.rstrip("/")
+        card = ClientCard(name=data.client_name, client_url=f"{web_client}/{data.tenant}/{data.environment}")
+        await _insert_client(
+            session=session,
+            context=context,
+            card=card,
+            source=ClientSource.INVITATION,
+            settings=settings,
+            directory=directory,
+            client_id=added,
+        )
     return added
 
 

@@ -12,7 +12,7 @@ import msal
 from fastapi import Depends, HTTPException, Request, status
 from faststream.nats import NatsBroker
 from nats.aio.client import Client
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from hub_common import commands
@@ -161,16 +161,22 @@ async def ensure_accountant(
 ) -> Principal:
     """Sign-in: the registry finds the accountant, or creates them in the firm they chose."""
     try:
+        command = EnsureAccountant(
+            email=email.strip(),
+            display_name=display_name_for(email, display_name),
+            correlation_id=request.state.correlation_id,
+            join_firm_id=join_firm_id,
+            start_own_firm=start_own_firm,
+        )
+    except ValidationError as error:
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN, detail=f"{email.strip()[:80]!r} is not a valid email address"
+        ) from error
+    try:
         identity = await commands.send_command(
             state.nats,
             commands.ENSURE_ACCOUNTANT,
-            EnsureAccountant(
-                email=email,
-                display_name=display_name_for(email, display_name),
-                correlation_id=request.state.correlation_id,
-                join_firm_id=join_firm_id,
-                start_own_firm=start_own_firm,
-            ),
+            command,
             commands.AccountantIdentity,
             timeout=state.settings.command_timeout_seconds,
         )

@@ -328,19 +328,8 @@ async def test_client_url(
             timeout=state.settings.command_timeout_seconds,
         )  # fmt: skip
     except CommandRejected as rejected:
-        if rejected.rejection.reason is not commands.RejectionReason.INVALID:
-            raise rejection_error(rejected) from rejected
-        invalid = ConnectionTestAnswer(
-            test_id=None,
-            status="failed",
-            failure={
-                "kind": "invalid_url",
-                "summary": "The Client URL is not valid.",
-                "fix": rejected.rejection.message,
-                "field": rejected.rejection.field,
-            },
-        )
-        return JSONResponse(invalid.model_dump(mode="json"), status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
+        # An unparsable URL is answered at once, in the API's one error shape (422).
+        raise rejection_error(rejected) from rejected
     deadline = time.monotonic() + state.settings.connection_test_wait_seconds
     while time.monotonic() < deadline:
         answer = await _tested(state, principal.firm_id, started.test_id)

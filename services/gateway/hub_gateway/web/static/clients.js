@@ -91,8 +91,11 @@
         showTest(data);
       }
     } catch (error) {
-      if (error.status === 422 && error.body && error.body.failure) showTest(error.body);
-      else $("test-result").replaceChildren(h("div", { class: "result failed" }, error.message));
+      if (error.status === 422 && error.field === "client_url") {
+        showTest({ status: "failed", failure: { kind: "invalid_url", summary: "The Client URL is not valid.", fix: error.message } });
+      } else {
+        $("test-result").replaceChildren(h("div", { class: "result failed" }, error.message));
+      }
     } finally {
       button.disabled = false;
       button.textContent = "Test Client URL";

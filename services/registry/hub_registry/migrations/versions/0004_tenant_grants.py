@@ -53,6 +53,7 @@ def upgrade() -> None:
         sa.Column("method", sa.String(20), nullable=False),
         sa.Column("granted_by", sa.String(320), nullable=True),
         sa.Column("granted_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("confirmed_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("revoke_reason", sa.String(500), nullable=True),
     )
@@ -99,7 +100,14 @@ def upgrade() -> None:
         method = "invitation" if source == "invitation" else "sample"
         connection.execute(
             grants.insert().values(
-                id=uuid.uuid4(), firm_id=firm_id, tenant_id=tenant_id, tenant=tenant, method=method, granted_at=now
+                id=uuid.uuid4(),
+                firm_id=firm_id,
+                tenant_id=tenant_id,
+                tenant=tenant,
+                method=method,
+                granted_at=now,
+                # These clients were read before grants existed: the app's consent was there.
+                confirmed_at=now,
             )
         )
         event_id = uuid.uuid4()

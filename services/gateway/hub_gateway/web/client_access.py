@@ -1,0 +1,175 @@
+"""The client's side of the trust model: which firms may read our Business Central, and
+taking one firm's access back.
+
+Someone of the client's organisation signs in with Microsoft (authorization code + PKCE
+through msal); the tenant comes from the verified ID token, and a guest account (another
+organisation's user) is refused. They then see every firm their tenant granted access to,
+with when and by whom, and can withdraw any one of them: TenantAccessRevoked in that firm's
+log, and its refreshes of the tenant stop at once. Other firms keep their access, which
+withdrawing the app's consent in Entra would not allow.
+
+The signed-in tenant waits in a short-lived signed cookie (SameSite=Lax, so another site
+cannot post a withdrawal with it); nothing else is trusted from the browser.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from typing import Annotated, Any
+
+import jwt
+from fastapi import APIRouter, Form, Request, status
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from hub_common import commands
+from hub_common.commands import CommandRejected
+from hub_common.events import Actor, ActorKind
+from hub_gateway.api.deps import GatewayState, State
+from hub_gateway.web.pages import templates
+
+client_access_pages = APIRouter(include_in_schema=False)
+
+FLOW_COOKIE = "hub_client_access_flow"
+ACCESS_COOKIE = "hub_client_access"
+FLOW_LIFETIME_SECONDS = 600
+ACCESS_LIFETIME_SECONDS = 900
+SIGN_IN_SCOPES = ["email"]
+
+
+def _secret(state: GatewayState) -> str:
+    return state.settings.secret_key.get_secret_value()
+
+
+def _page(request: Request, code: int = status.HTTP_200_OK, **context: Any) -> Response:
+    return templates.TemplateResponse(request, "client_access.html", context, status_code=code)
+
+
+def _signed_in_tenant(request: Request, state: GatewayState) -> dict[str, Any] | None:
+    try:
+        claims: dict[str, Any] = jwt.decode(
+            request.cookies.get(ACCESS_COOKIE) or "", _secret(state), algorithms=["HS256"]
+        )
+    except jwt.PyJWTError:
+        return None
+    return claims if claims.get("purpose") == "client-access" else None
+
+
+def _redirect_uri(state: GatewayState) -> str:
+    return f"{state.settings.public_url.rstrip('/')}/client-access/callback"
+
+
+@client_access_pages.get("/client-access", response_class=HTMLResponse)
+async def client_access_page(request: Request, state: State, done: str = "") -> Response:
+    signed_in = _signed_in_tenant(request, state)
+    if signed_in is None:
+        return _page(request)
+    listed = await commands.send_command(
+        state.nats,
+        commands.LIST_TENANT_GRANTS,
+        commands.ListTenantGrants(
+            tenant_id=uuid.UUID(signed_in["tenant_id"]), correlation_id=request.state.correlation_id
+        ),
+        commands.TenantGrants,
+        timeout=state.settings.command_timeout_seconds,
+    )
+    return _page(request, who=signed_in["who"], grants=listed.grants, withdrawn=done[:250])
+
+
+@client_access_pages.post("/client-access/sign-in")
+async def start_client_access(request: Request, state: State) -> Response:
+    flow: dict[str, Any] = await asyncio.to_thread(
+        state.entra.initiate_auth_code_flow, SIGN_IN_SCOPES, redirect_uri=_redirect_uri(state)
+    )
+    sealed = jwt.encode({"flow": flow, "exp": int(time.time()) + FLOW_LIFETIME_SECONDS}, _secret(state), "HS256")
+    response = RedirectResponse(flow["auth_uri"], status_code=status.HTTP_303_SEE_OTHER)
+    response.set_cookie(
+        FLOW_COOKIE,
+        sealed,
+        httponly=True,
+        samesite="lax",
+        secure=state.settings.public_url.startswith("https://"),
+        max_age=FLOW_LIFETIME_SECONDS,
+    )
+    return response
+
+
+@client_access_pages.get("/client-access/callback", response_class=HTMLResponse)
+async def finish_client_access(request: Request, state: State) -> Response:
+    bad = status.HTTP_400_BAD_REQUEST
+    try:
+        pending = jwt.decode(request.cookies.get(FLOW_COOKIE) or "", _secret(state), algorithms=["HS256"])
+    except jwt.PyJWTError:
+        return _page(request, bad, error="The sign-in took too long or was started elsewhere; sign in again.")
+    answer = dict(request.query_params.items())
+    if "error" in answer:
+        detail = answer.get("error_description") or answer["error"]
+        return _page(request, bad, error=f"Microsoft sign-in refused: {detail[:500]}")
+    result: dict[str, Any] = await asyncio.to_thread(
+        state.entra.acquire_token_by_auth_code_flow, pending["flow"], answer
+    )
+    claims = result.get("id_token_claims")
+    if "error" in result or not isinstance(claims, dict):
+        detail = str(result.get("error_description") or result.get("error") or "no identity returned")
+        return _page(request, bad, error=f"Sign-in failed: {detail[:500]}")
+    if "idp" in claims:
+        # A guest signs in at a tenant that is not theirs: they do not speak for it.
+        return _page(request, bad, error="Sign in with an account of your own organisation, not a guest account.")
+    try:
+        tenant_id = uuid.UUID(str(claims.get("tid")))
+    except ValueError:
+        return _page(request, bad, error="Microsoft's answer named no organisation; sign in again.")
+    who = str(claims.get("preferred_username") or claims.get("email") or claims.get("oid") or "a user")[:320]
+    sealed = jwt.encode(
+        {
+            "purpose": "client-access",
+            "tenant_id": str(tenant_id),
+            "who": who,
+            "oid": str(claims.get("oid") or who)[:320],
+            "exp": int(time.time()) + ACCESS_LIFETIME_SECONDS,
+        },
+        _secret(state),
+        algorithm="HS256",
+    )
+    response = RedirectResponse("/client-access", status_code=status.HTTP_303_SEE_OTHER)
+    response.set_cookie(
+        ACCESS_COOKIE,
+        sealed,
+        httponly=True,
+        samesite="lax",
+        secure=state.settings.public_url.startswith("https://"),
+        max_age=ACCESS_LIFETIME_SECONDS,
+    )
+    response.delete_cookie(FLOW_COOKIE)
+    return response
+
+
+@client_access_pages.post("/client-access/withdraw")
+async def withdraw_access(
+    request: Request, state: State, firm_id: Annotated[str, Form(min_length=1, max_length=100)]
+) -> Response:
+    signed_in = _signed_in_tenant(request, state)
+    if signed_in is None:
+        return _page(request, status.HTTP_400_BAD_REQUEST, error="Your sign-in has ended; sign in again.")
+    try:
+        firm = uuid.UUID(firm_id)
+    except ValueError:
+        return _page(request, status.HTTP_400_BAD_REQUEST, error="Choose a firm from the list.")
+    command = commands.WithdrawTenantAccess(
+        tenant_id=uuid.UUID(signed_in["tenant_id"]),
+        firm_id=firm,
+        actor=Actor(kind=ActorKind.CLIENT_ADMIN, id=signed_in["oid"], display_name=signed_in["who"]),
+        correlation_id=request.state.correlation_id,
+    )
+    try:
+        await commands.send_command(
+            state.nats,
+            commands.WITHDRAW_TENANT_ACCESS,
+            command,
+            commands.TenantAccessChanged,
+            timeout=state.settings.command_timeout_seconds,
+        )
+    except CommandRejected as rejected:
+        return _page(request, status.HTTP_404_NOT_FOUND, error=rejected.rejection.message)
+    return RedirectResponse("/client-access?done=withdrawn", status_code=status.HTTP_303_SEE_OTHER)
