@@ -15,11 +15,9 @@ cannot post a withdrawal with it); nothing else is trusted from the browser.
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
 from typing import Annotated, Any
 
-import jwt
 from fastapi import APIRouter, Form, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
@@ -28,6 +26,7 @@ from hub_common.commands import CommandRejected
 from hub_common.events import Actor, ActorKind
 from hub_gateway.api.deps import GatewayState, State
 from hub_gateway.web.pages import templates
+from hub_gateway.web.sealed import read_sealed_cookie, set_sealed_cookie
 
 client_access_pages = APIRouter(include_in_schema=False)
 
@@ -38,22 +37,8 @@ ACCESS_LIFETIME_SECONDS = 900
 SIGN_IN_SCOPES = ["email"]
 
 
-def _secret(state: GatewayState) -> str:
-    return state.settings.secret_key.get_secret_value()
-
-
 def _page(request: Request, code: int = status.HTTP_200_OK, **context: Any) -> Response:
     return templates.TemplateResponse(request, "client_access.html", context, status_code=code)
-
-
-def _signed_in_tenant(request: Request, state: GatewayState) -> dict[str, Any] | None:
-    try:
-        claims: dict[str, Any] = jwt.decode(
-            request.cookies.get(ACCESS_COOKIE) or "", _secret(state), algorithms=["HS256"]
-        )
-    except jwt.PyJWTError:
-        return None
-    return claims if claims.get("purpose") == "client-access" else None
 
 
 def _redirect_uri(state: GatewayState) -> str:
@@ -62,7 +47,7 @@ def _redirect_uri(state: GatewayState) -> str:
 
 @client_access_pages.get("/client-access", response_class=HTMLResponse)
 async def client_access_page(request: Request, state: State, done: str = "") -> Response:
-    signed_in = _signed_in_tenant(request, state)
+    signed_in = read_sealed_cookie(request, state, ACCESS_COOKIE)
     if signed_in is None:
         return _page(request)
     listed = await commands.send_command(
@@ -82,25 +67,16 @@ async def start_client_access(request: Request, state: State) -> Response:
     flow: dict[str, Any] = await asyncio.to_thread(
         state.entra.initiate_auth_code_flow, SIGN_IN_SCOPES, redirect_uri=_redirect_uri(state)
     )
-    sealed = jwt.encode({"flow": flow, "exp": int(time.time()) + FLOW_LIFETIME_SECONDS}, _secret(state), "HS256")
     response = RedirectResponse(flow["auth_uri"], status_code=status.HTTP_303_SEE_OTHER)
-    response.set_cookie(
-        FLOW_COOKIE,
-        sealed,
-        httponly=True,
-        samesite="lax",
-        secure=state.settings.public_url.startswith("https://"),
-        max_age=FLOW_LIFETIME_SECONDS,
-    )
+    set_sealed_cookie(response, state, FLOW_COOKIE, {"flow": flow}, FLOW_LIFETIME_SECONDS)
     return response
 
 
 @client_access_pages.get("/client-access/callback", response_class=HTMLResponse)
 async def finish_client_access(request: Request, state: State) -> Response:
     bad = status.HTTP_400_BAD_REQUEST
-    try:
-        pending = jwt.decode(request.cookies.get(FLOW_COOKIE) or "", _secret(state), algorithms=["HS256"])
-    except jwt.PyJWTError:
+    pending = read_sealed_cookie(request, state, FLOW_COOKIE)
+    if pending is None:
         return _page(request, bad, error="The sign-in took too long or was started elsewhere; sign in again.")
     answer = dict(request.query_params.items())
     if "error" in answer:
@@ -121,26 +97,9 @@ async def finish_client_access(request: Request, state: State) -> Response:
     except ValueError:
         return _page(request, bad, error="Microsoft's answer named no organisation; sign in again.")
     who = str(claims.get("preferred_username") or claims.get("email") or claims.get("oid") or "a user")[:320]
-    sealed = jwt.encode(
-        {
-            "purpose": "client-access",
-            "tenant_id": str(tenant_id),
-            "who": who,
-            "oid": str(claims.get("oid") or who)[:320],
-            "exp": int(time.time()) + ACCESS_LIFETIME_SECONDS,
-        },
-        _secret(state),
-        algorithm="HS256",
-    )
+    signed_in = {"tenant_id": str(tenant_id), "who": who, "oid": str(claims.get("oid") or who)[:320]}
     response = RedirectResponse("/client-access", status_code=status.HTTP_303_SEE_OTHER)
-    response.set_cookie(
-        ACCESS_COOKIE,
-        sealed,
-        httponly=True,
-        samesite="lax",
-        secure=state.settings.public_url.startswith("https://"),
-        max_age=ACCESS_LIFETIME_SECONDS,
-    )
+    set_sealed_cookie(response, state, ACCESS_COOKIE, signed_in, ACCESS_LIFETIME_SECONDS)
     response.delete_cookie(FLOW_COOKIE)
     return response
 
@@ -149,7 +108,7 @@ async def finish_client_access(request: Request, state: State) -> Response:
 async def withdraw_access(
     request: Request, state: State, firm_id: Annotated[str, Form(min_length=1, max_length=100)]
 ) -> Response:
-    signed_in = _signed_in_tenant(request, state)
+    signed_in = read_sealed_cookie(request, state, ACCESS_COOKIE)
     if signed_in is None:
         return _page(request, status.HTTP_400_BAD_REQUEST, error="Your sign-in has ended; sign in again.")
     try:

@@ -28,7 +28,6 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
-import jwt
 import msal
 from fastapi import APIRouter, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -39,6 +38,7 @@ from hub_common.entra import confidential_client
 from hub_common.events import Actor, ActorKind
 from hub_gateway.api.deps import GatewayState, State
 from hub_gateway.web.pages import templates
+from hub_gateway.web.sealed import SealRefused, open_seal, read_sealed_cookie, seal, set_sealed_cookie
 
 connect_pages = APIRouter(include_in_schema=False)
 
@@ -66,34 +66,22 @@ class LinkRefused(ValueError):
 
 
 def issue_link(state: GatewayState, link: ConnectLink) -> tuple[str, int]:
+    payload = {
+        "firm": str(link.firm_id),
+        "firm_name": link.firm_name,
+        "client": str(link.client_id),
+        "client_name": link.client_name,
+        "tenant_id": str(link.tenant_id),
+        "environment": link.environment,
+    }
+    token = seal(state, LINK_PURPOSE, payload, LINK_LIFETIME_SECONDS)
     expires_at = int(time.time()) + LINK_LIFETIME_SECONDS
-    token = jwt.encode(
-        {
-            "purpose": LINK_PURPOSE,
-            "firm": str(link.firm_id),
-            "firm_name": link.firm_name,
-            "client": str(link.client_id),
-            "client_name": link.client_name,
-            "tenant_id": str(link.tenant_id),
-            "environment": link.environment,
-            "exp": expires_at,
-        },
-        state.settings.secret_key.get_secret_value(),
-        algorithm="HS256",
-    )
     return f"{state.settings.public_url.rstrip('/')}/connect/{quote(token)}", expires_at
 
 
 def read_link(state: GatewayState, token: str) -> ConnectLink:
     try:
-        claims = jwt.decode(
-            token,
-            state.settings.secret_key.get_secret_value(),
-            algorithms=["HS256"],
-            options={"require": ["exp", "purpose"]},
-        )
-        if claims["purpose"] != LINK_PURPOSE:
-            raise LinkRefused("This is not a Connect link.")
+        claims = open_seal(state, LINK_PURPOSE, token)
         return ConnectLink(
             firm_id=uuid.UUID(claims["firm"]),
             firm_name=str(claims["firm_name"]),
@@ -102,9 +90,11 @@ def read_link(state: GatewayState, token: str) -> ConnectLink:
             tenant_id=uuid.UUID(claims["tenant_id"]),
             environment=str(claims["environment"]),
         )
-    except jwt.ExpiredSignatureError as error:
-        raise LinkRefused("This Connect link has expired: ask your accountant for a new one.") from error
-    except (jwt.PyJWTError, KeyError, ValueError, TypeError) as error:
+    except SealRefused as refused:
+        if refused.expired:
+            raise LinkRefused("This Connect link has expired: ask your accountant for a new one.") from refused
+        raise LinkRefused("This Connect link is not valid: ask your accountant to send it again.") from refused
+    except (KeyError, ValueError, TypeError) as error:
         raise LinkRefused("This Connect link is not valid: ask your accountant to send it again.") from error
 
 
@@ -137,15 +127,13 @@ async def _tenant_app(state: GatewayState, tenant_id: uuid.UUID) -> msal.Confide
 
 @connect_pages.get("/connect/callback", response_class=HTMLResponse)
 async def finish_connect(request: Request, state: State) -> Response:
+    pending = read_sealed_cookie(request, state, FLOW_COOKIE)
+    if pending is None:
+        return _page(request, error="The sign-in took too long or was started elsewhere: open the Connect link again.")
     try:
-        pending = jwt.decode(
-            request.cookies.get(FLOW_COOKIE) or "", state.settings.secret_key.get_secret_value(), algorithms=["HS256"]
-        )
-        link = read_link(state, str(pending["link"]))
+        link = read_link(state, str(pending.get("link", "")))
     except LinkRefused as refused:
         return _page(request, error=str(refused))
-    except (jwt.PyJWTError, KeyError):
-        return _page(request, error="The sign-in took too long or was started elsewhere: open the Connect link again.")
     answer = dict(request.query_params.items())
     if "error" in answer:
         detail = answer.get("error_description") or answer["error"]
@@ -237,18 +225,6 @@ async def start_connect(request: Request, state: State, token: str) -> Response:
         redirect_uri=_redirect_uri(state),
         prompt="consent",
     )
-    sealed = jwt.encode(
-        {"flow": flow, "link": token, "exp": int(time.time()) + FLOW_LIFETIME_SECONDS},
-        state.settings.secret_key.get_secret_value(),
-        algorithm="HS256",
-    )
     response = RedirectResponse(flow["auth_uri"], status_code=status.HTTP_303_SEE_OTHER)
-    response.set_cookie(
-        FLOW_COOKIE,
-        sealed,
-        httponly=True,
-        samesite="lax",
-        secure=state.settings.public_url.startswith("https://"),
-        max_age=FLOW_LIFETIME_SECONDS,
-    )
+    set_sealed_cookie(response, state, FLOW_COOKIE, {"flow": flow, "link": token}, FLOW_LIFETIME_SECONDS)
     return response

@@ -9,13 +9,11 @@ random token in an HTTP-only cookie, stored only as a hash.
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
-import jwt
 from fastapi import APIRouter, Form, HTTPException, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
@@ -38,6 +36,7 @@ from hub_gateway.api.deps import (
 from hub_gateway.auth import Principal
 from hub_gateway.readmodel import queries
 from hub_gateway.readmodel.columns import FIGURE_COLUMNS
+from hub_gateway.web.sealed import read_sealed_cookie, set_sealed_cookie
 
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
 pages = APIRouter(include_in_schema=False)
@@ -203,24 +202,15 @@ async def start_sign_in(request: Request, state: State, next: str = "/") -> Resp
     flow: dict[str, Any] = await asyncio.to_thread(
         state.entra.initiate_auth_code_flow, SIGN_IN_SCOPES, redirect_uri=redirect_uri
     )
-    sealed = jwt.encode(
-        {"flow": flow, "next": _safe_next(next), "exp": int(time.time()) + FLOW_LIFETIME_SECONDS},
-        state.settings.secret_key.get_secret_value(),
-        algorithm="HS256",
-    )
     response = RedirectResponse(flow["auth_uri"], status_code=status.HTTP_302_FOUND)
-    response.set_cookie(
-        FLOW_COOKIE, sealed, httponly=True, samesite="lax", secure=_secure(state), max_age=FLOW_LIFETIME_SECONDS
-    )
+    set_sealed_cookie(response, state, FLOW_COOKIE, {"flow": flow, "next": _safe_next(next)}, FLOW_LIFETIME_SECONDS)
     return response
 
 
 @pages.get("/auth/callback")
 async def finish_sign_in(request: Request, state: State) -> Response:
-    sealed = request.cookies.get(FLOW_COOKIE)
-    try:
-        pending = jwt.decode(sealed or "", state.settings.secret_key.get_secret_value(), algorithms=["HS256"])
-    except jwt.PyJWTError:
+    pending = read_sealed_cookie(request, state, FLOW_COOKIE)
+    if pending is None:
         return _sign_in_page(request, state, error="The sign-in took too long or was started elsewhere; try again.")
     answer = {key: value for key, value in request.query_params.items()}
     if "error" in answer:
@@ -249,38 +239,16 @@ async def finish_sign_in(request: Request, state: State) -> Response:
 
 def _to_firm_choice(state: GatewayState, email: str, name: str, target: str) -> Response:
     """The verified identity waits in a signed cookie while the person chooses a firm."""
-    sealed = jwt.encode(
-        {
-            "purpose": "choose-firm",
-            "email": email,
-            "name": name,
-            "next": _safe_next(target),
-            "exp": int(time.time()) + FLOW_LIFETIME_SECONDS,
-        },
-        state.settings.secret_key.get_secret_value(),
-        algorithm="HS256",
-    )
     response = RedirectResponse("/sign-in/choose-firm", status_code=status.HTTP_303_SEE_OTHER)
-    response.set_cookie(
-        CHOICE_COOKIE, sealed, httponly=True, samesite="lax", secure=_secure(state), max_age=FLOW_LIFETIME_SECONDS
-    )
+    pending = {"email": email, "name": name, "next": _safe_next(target)}
+    set_sealed_cookie(response, state, CHOICE_COOKIE, pending, FLOW_LIFETIME_SECONDS)
     response.delete_cookie(FLOW_COOKIE)
     return response
 
 
-def _pending_choice(request: Request, state: GatewayState) -> dict[str, Any] | None:
-    try:
-        claims: dict[str, Any] = jwt.decode(
-            request.cookies.get(CHOICE_COOKIE) or "", state.settings.secret_key.get_secret_value(), algorithms=["HS256"]
-        )
-    except jwt.PyJWTError:
-        return None
-    return claims if claims.get("purpose") == "choose-firm" else None
-
-
 @pages.get("/sign-in/choose-firm", response_class=HTMLResponse)
 async def choose_firm_page(request: Request, state: State) -> Response:
-    pending = _pending_choice(request, state)
+    pending = read_sealed_cookie(request, state, CHOICE_COOKIE)
     if pending is None:
         return _sign_in_page(request, state, error="The sign-in took too long; sign in again.")
     choices = await commands.send_command(
@@ -300,7 +268,7 @@ async def choose_firm(
     request: Request, state: State, choice: Annotated[str, Form(min_length=1, max_length=100)]
 ) -> Response:
     """``choice`` is a firm id from the page, or ``own`` for a firm of one's own."""
-    pending = _pending_choice(request, state)
+    pending = read_sealed_cookie(request, state, CHOICE_COOKIE)
     if pending is None:
         return _sign_in_page(request, state, error="The sign-in took too long; sign in again.")
     join_firm_id: uuid.UUID | None = None

@@ -1,0 +1,69 @@
+"""The audit log is replayed forever: every event type and version the hub ever wrote decodes.
+
+tests/contract/event_corpus holds one frozen envelope per event type and version, written
+when that version was current and never edited (older shapes of a version too, such as a
+connection from before tenant ids). A change to an event that breaks one of them fails here
+until its version is bumped with an upcaster (hub_common.events.UPCASTERS).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from hub_common import events
+from hub_common.events import EVENT_TYPES, ClientRemoved, InvalidEvent, decode_event
+
+CORPUS = Path(__file__).parent / "event_corpus"
+FROZEN = sorted(CORPUS.glob("*.json"))
+
+
+def test_every_event_type_has_its_first_version_frozen() -> None:
+    frozen = {path.name.split(".")[0] for path in FROZEN if ".v1." in path.name}
+    assert frozen == set(EVENT_TYPES), "freeze an envelope of each new event type in tests/contract/event_corpus"
+
+
+@pytest.mark.parametrize("path", FROZEN, ids=[path.name for path in FROZEN])
+def test_a_frozen_event_still_decodes(path: Path) -> None:
+    raw = path.read_text()
+    stored = json.loads(raw)
+    decoded = decode_event(raw)
+    assert decoded.type == stored["type"]
+    assert str(decoded.id) == stored["id"]
+    assert decoded.version == EVENT_TYPES[stored["type"]].version
+    # What was stored is kept: every stored field reads back the same (fields added since
+    # with a default may appear next to them).
+    assert _kept(stored["data"], json.loads(decoded.to_bytes())["data"])
+
+
+def _kept(stored: object, decoded: object) -> bool:
+    if isinstance(stored, dict) and isinstance(decoded, dict):
+        return all(key in decoded and _kept(value, decoded[key]) for key, value in stored.items())
+    if isinstance(stored, list) and isinstance(decoded, list):
+        return len(stored) == len(decoded) and all(map(_kept, stored, decoded))
+    return stored == decoded
+
+
+def test_an_older_version_is_read_through_its_upcaster(monkeypatch: pytest.MonkeyPatch) -> None:
+    raw = (CORPUS / "ClientRemoved.v1.json").read_text()
+    monkeypatch.setattr(ClientRemoved, "version", 2)
+    with pytest.raises(InvalidEvent, match="no upcaster"):
+        decode_event(raw)
+    seen: list[dict[str, object]] = []
+
+    def to_v2(data: dict[str, object]) -> dict[str, object]:
+        seen.append(data)
+        return data
+
+    monkeypatch.setitem(events.UPCASTERS, ("ClientRemoved", 1), to_v2)
+    decoded = decode_event(raw)
+    assert decoded.version == 2 and len(seen) == 1
+
+
+def test_a_version_newer_than_the_service_knows_is_refused() -> None:
+    stored = json.loads((CORPUS / "ClientRemoved.v1.json").read_text())
+    stored["version"] = 99
+    with pytest.raises(InvalidEvent, match="newer than this service knows"):
+        decode_event(json.dumps(stored))
