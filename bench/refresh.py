@@ -47,18 +47,23 @@ from sqlmodel import col, select
 
 from bench.replay import measure as measure_replay
 from hub_cli.supervisor import die_with_parent
+from hub_common import grants
 from hub_common.bus import publish_event
 from hub_common.db import create_engine, session_factory, transaction
 from hub_common.events import (
     Actor,
+    ActorKind,
     ClientAdded,
     ClientCard,
     ClientConnection,
     ClientSource,
     CompaniesDiscovered,
     CompanySnapshot,
+    GrantMethod,
+    RefreshDeferred,
     RefreshFailed,
     RefreshRequested,
+    TenantAccessGranted,
     decode_event,
     new_envelope,
 )
@@ -101,10 +106,23 @@ class Params:
     trace: bool
     gateway: bool = True
     replay: bool = True
+    # The sandbox serves each answer from memory after computing it once (its CPU per
+    # answer then no longer bounds the run); BC's limits and the latency still hold.
+    memoized_sandbox: bool = False
+    # Refresh every tenant once, unmeasured, before the measured round (caches, tokens).
+    warm_up: bool = False
+    # This share of the tenants answer a byte at a time (the sandbox's trickle fault) in the
+    # measured round; the makespan is the other tenants'.
+    trickling_percent: float = 0.0
 
     @property
     def slug(self) -> str:
-        return f"t{self.tenants}-c{self.companies_per_tenant}-l{self.latency_ms}-f{self.fetchers}"
+        slug = f"t{self.tenants}-c{self.companies_per_tenant}-l{self.latency_ms}-f{self.fetchers}"
+        if self.memoized_sandbox:
+            slug += "-memo"
+        if self.trickling_percent:
+            slug += f"-trickle{self.trickling_percent:g}"
+        return slug
 
 
 # ------------------------------------------------------------------ processes
@@ -205,6 +223,7 @@ class Tenant:
     id: str
     domain: str
     companies: tuple[str, ...]  # company ids of the Production environment
+    bc_major: int  # 29 publishes the cue services, 30 does not
 
 
 @dataclass(frozen=True)
@@ -242,6 +261,7 @@ def start_sandbox(processes: Processes, params: Params) -> Sandbox:
                 "HUB_SANDBOX_TENANTS": str(params.tenants),
                 "HUB_SANDBOX_COMPANIES_PER_TENANT": str(params.companies_per_tenant),
                 "HUB_SANDBOX_LATENCY_MS": str(params.latency_ms),
+                "HUB_SANDBOX_MEMOIZE_ANSWERS": str(params.memoized_sandbox).lower(),
                 "HUB_ENTRA_CLIENT_ID": sandbox.client_id,
                 "HUB_ENTRA_CLIENT_SECRET": sandbox.client_secret,
             }
@@ -273,8 +293,32 @@ def prepare_tenants(sandbox: Sandbox) -> list[Tenant]:
     tenants = []
     for tenant in listed:
         production = next(e for e in tenant["environments"] if e["name"] == ENVIRONMENT)
-        tenants.append(Tenant(tenant["id"], tenant["domain"], tuple(c["id"] for c in production["companies"])))
+        companies = tuple(c["id"] for c in production["companies"])
+        tenants.append(Tenant(tenant["id"], tenant["domain"], companies, int(tenant["bc_version"].split(".")[0])))
     return tenants
+
+
+def connection_of(tenant: Tenant) -> ClientConnection:
+    return ClientConnection(tenant=tenant.domain, environment=ENVIRONMENT, tenant_id=uuid.UUID(tenant.id))
+
+
+def trickling_tenants(tenants: list[Tenant], percent: float) -> list[Tenant]:
+    """Every k-th tenant, ``percent`` of them: spread over the catalogue and its BC versions."""
+    count = math.ceil(len(tenants) * percent / 100)
+    if count == 0:
+        return []
+    step = len(tenants) / count
+    return [tenants[int(index * step)] for index in range(count)]
+
+
+# A byte every 2 s: each read gets data within any read timeout; only a deadline ends it.
+TRICKLE_FAULT = {"kind": "trickle", "trickle_interval_seconds": 2}
+
+
+def start_trickling(sandbox: Sandbox, tenants: list[Tenant]) -> None:
+    with sandbox.http() as http:
+        for tenant in tenants:
+            http.put(f"/_sandbox/tenants/{tenant.id}/faults", json=TRICKLE_FAULT).raise_for_status()
 
 
 def sandbox_limits(sandbox: Sandbox) -> dict[str, Any]:
@@ -306,6 +350,9 @@ class Observed:
     snapshot_stored_at: dict[int, float] = field(default_factory=dict)
     duplicates: int = 0
     timed_out: bool = False
+    # Trickling tenants: RefreshDeferred and RefreshFailed seen for them during the run.
+    trickling_deferred: int = 0
+    trickling_failed: int = 0
     # When an open dashboard page (GET /api/v1/live) first received each company's new row.
     live_received: dict[str, float] = field(default_factory=dict)
 
@@ -353,26 +400,39 @@ async def drive(
     pids: Mapping[str, int],
     timeout: float,
     live_page: LivePage | None = None,
+    *,
+    warm_up: bool = False,
+    trickling: list[Tenant] | None = None,
+    sandbox: Sandbox | None = None,
 ) -> Observed:
-    """Publish one RefreshRequested per tenant and wait for every company's outcome."""
+    """Publish one RefreshRequested per tenant and wait for every company's outcome.
+
+    ``trickling`` tenants are refreshed too, after the warm-up with the trickle fault on,
+    but their outcomes are only counted, not waited for.
+    """
     observed = Observed()
-    client_tenant = {uuid.uuid4(): tenant for tenant in tenants}
+    slow = trickling or []
+    client_tenant = {uuid.uuid4(): tenant for tenant in [*tenants, *slow]}
+    slow_clients = {client_id for client_id, tenant in client_tenant.items() if tenant in slow}
     company_tenant = {company: tenant for tenant in tenants for company in tenant.companies}
+    warm_companies = {company for tenant in client_tenant.values() for company in tenant.companies}
     expected = len(company_tenant)
     done = asyncio.Event()
 
     # With a live page, the clients are added first (ClientAdded, which the fetchers also
     # refresh): a page shows only rows of clients it knows. That warm-up round is not measured.
-    warming = live_page is not None
+    warming = live_page is not None or warm_up
     warmed_up: set[str] = set()
     warm = asyncio.Event()
 
     def settle(company: str, outcome: Outcome) -> None:
         if warming:
             warmed_up.add(company)
-            if len(warmed_up) >= expected:
+            if len(warmed_up) >= len(warm_companies):
                 warm.set()
             return
+        if company not in company_tenant:
+            return  # a trickling tenant's company
         if company in observed.outcomes:
             observed.duplicates += 1
             return
@@ -391,6 +451,11 @@ async def drive(
         data = envelope.data
         if isinstance(data, CompaniesDiscovered):
             observed.discovered_at[client_tenant[data.client_id].domain] = stored_at(msg)
+        elif getattr(data, "client_id", None) in slow_clients and not warming:
+            if isinstance(data, RefreshDeferred):
+                observed.trickling_deferred += 1
+            elif isinstance(data, RefreshFailed):
+                observed.trickling_failed += 1
         elif isinstance(data, RefreshFailed):
             detail = f"{data.failure.kind.value}: {data.failure.message or data.failure.summary}"
             tenant = client_tenant[data.client_id]
@@ -405,13 +470,21 @@ async def drive(
     try:
         js = connection.jetstream()
         await declare_topology(js)
+        # Every tenant granted the firm access, as the registry records it; the fetchers
+        # refuse to read a tenant for a firm without a grant.
+        for tenant in client_tenant.values():
+            granted = TenantAccessGranted(
+                tenant_id=uuid.UUID(tenant.id), tenant=tenant.domain, method=GrantMethod.CONNECT
+            )
+            actor = Actor(kind=ActorKind.CLIENT_ADMIN, id=f"admin@{tenant.domain}")
+            await grants.record_access(js, new_envelope(granted, firm_id=FIRM_ID, actor=actor))
         await js.subscribe(
             f"hub.{FIRM_ID}.company.*.snapshot", stream=SNAPSHOTS_STREAM, ordered_consumer=True, cb=on_snapshot
         )
         await js.subscribe(f"hub.{FIRM_ID}.>", stream=EVENTS_STREAM, ordered_consumer=True, cb=on_event)
         listener: asyncio.Task[None] | None = None
-        if live_page is not None:
-            print("adding the clients first, so the live page knows them ...", flush=True)
+        if warming:
+            print("adding the clients first (an unmeasured refresh of every tenant) ...", flush=True)
             await asyncio.gather(
                 *(
                     publish_event(
@@ -423,7 +496,7 @@ async def drive(
                                     name=tenant.domain,
                                     client_url=f"https://businesscentral.dynamics.com/{tenant.domain}/{ENVIRONMENT}",
                                 ),
-                                connection=ClientConnection(tenant=tenant.domain, environment=ENVIRONMENT),
+                                connection=connection_of(tenant),
                                 source=ClientSource.MANUAL,
                             ),
                             firm_id=FIRM_ID,
@@ -437,6 +510,14 @@ async def drive(
             warming = False
             observed.snapshot_stored_at.clear()
             observed.discovered_at.clear()
+        if warm_up and sandbox is not None:
+            # The measured round's operations and concurrency only.
+            with sandbox.http() as http:
+                http.delete("/_sandbox/limits/counters").raise_for_status()
+        if slow:
+            assert sandbox is not None
+            start_trickling(sandbox, slow)
+        if live_page is not None:
             live_ready = asyncio.Event()
             listener = asyncio.create_task(listen_live(live_page, observed, live_ready))
             await asyncio.wait_for(live_ready.wait(), timeout=30)
@@ -445,7 +526,7 @@ async def drive(
                 RefreshRequested(
                     refresh_id=uuid.uuid4(),
                     client_id=client_id,
-                    connection=ClientConnection(tenant=tenant.domain, environment=ENVIRONMENT),
+                    connection=connection_of(tenant),
                 ),
                 firm_id=FIRM_ID,
                 actor=BENCH_ACTOR,
@@ -619,11 +700,14 @@ class TenantTrace:
     error_statuses: Counter[str] = field(default_factory=Counter)
 
 
-def read_trace(directory: Path, tenants: list[Tenant]) -> tuple[dict[str, TenantTrace], dict[int, int]]:
+def read_trace(
+    directory: Path, tenants: list[Tenant], since: float = 0.0
+) -> tuple[dict[str, TenantTrace], dict[int, int]]:
     """Round trips per tenant domain from the fetchers' HTTP trace, and round trips per pid.
 
     BC and OIDC paths name the tenant by the domain the fetcher was given; msal's token
-    calls use the tenant id from the OIDC document.
+    calls use the tenant id from the OIDC document. Round trips started before ``since``
+    (the warm-up round) are left out.
     """
     domains = {t.domain: t.domain for t in tenants} | {t.id: t.domain for t in tenants}
     per_tenant: dict[str, TenantTrace] = defaultdict(TenantTrace)
@@ -632,6 +716,8 @@ def read_trace(directory: Path, tenants: list[Tenant]) -> tuple[dict[str, Tenant
         pid = int(path.stem.split("-")[1])
         for line in path.read_text().splitlines():
             entry = json.loads(line)
+            if entry["start"] < since:
+                continue
             parts = entry["path"].strip("/").split("/")
             duration = entry["end"] - entry["start"]
             if parts[0] == "v2.0" and len(parts) > 1 and parts[1] in domains:
@@ -712,6 +798,7 @@ def analyze(
     traces: dict[str, TenantTrace] | None,
     round_trips_by_pid: Mapping[int, int],
     logs: Mapping[str, str],
+    trickling_count: int = 0,
 ) -> dict[str, Any]:
     latency = params.latency_ms / 1000
     counters = {c["tenant_id"]: c for c in limits["tenants"]}
@@ -774,10 +861,17 @@ def analyze(
     round_trips_total = sum(r["round_trips"] or 0 for r in rows) if traces is not None else None
     company_round_trips_total = (round_trips_total - discovery_total) if round_trips_total is not None else None
     round_trips_per_company = company_round_trips_total / companies if company_round_trips_total is not None else 1.0
-    # The fetcher reads a tenant's companies one after another (each company's round trips
-    # at once), and each process works on --fetcher-concurrency refreshes at a time.
-    per_tenant_chain = (1 + params.companies_per_tenant) * latency
+    # Each process keeps --fetcher-concurrency refreshes in flight; a refresh is discovery,
+    # then its companies side by side (5 at a time, one round trip per company on BC 30).
+    per_tenant_chain = (1 + math.ceil(params.companies_per_tenant / BC_MAX_CONCURRENT)) * latency
     waves = math.ceil(len(tenants) / (params.fetchers * params.fetcher_concurrency))
+    round_trips_by_version: dict[str, float | None] = {}
+    if traces is not None:
+        for major in sorted({t.bc_major for t in tenants}):
+            of_version = [t for t in tenants if t.bc_major == major and t.domain in traces]
+            trips = sum(traces[t.domain].bc_round_trips - traces[t.domain].discovery_round_trips for t in of_version)
+            company_count = sum(len(t.companies) for t in of_version)
+            round_trips_by_version[f"bc{major}"] = _round(trips / company_count) if company_count else None
 
     def means(key: str) -> float | None:
         return _round(mean([r[key] for r in rows if r.get(key) is not None]))
@@ -803,6 +897,9 @@ def analyze(
         }
         for name, pid in pids.items()
     ]
+    # The machine's bound: every process's CPU during the run, spread over every core.
+    cpu_bound = sum(cpu_used.values()) / (os.cpu_count() or 1)
+    fetcher_memory = [_mib(memory.get(name)) for name in pids if name.startswith("fetcher")]
     return {
         "benchmark": "refresh",
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -827,6 +924,8 @@ def analyze(
             "throughput_companies_per_second": _round(len(snapshots) / makespan) if makespan > 0 else None,
             "bc_limits_bound_seconds": _round(bound),
             "makespan_over_bound": _round(makespan / bound) if bound > 0 else None,
+            "cpu_bound_seconds": _round(cpu_bound),
+            "makespan_over_cpu_bound": _round(makespan / cpu_bound) if cpu_bound > 0 else None,
             "fetcher_design_bound_seconds": _round(waves * per_tenant_chain),
             "fetcher_design_waves": waves,
             "mean_tenant_discovered_after_seconds": means("discovered_after_seconds"),
@@ -848,6 +947,7 @@ def analyze(
                 else None
             ),
             "round_trips_per_company": _round(round_trips_per_company),
+            "round_trips_per_company_by_bc_version": round_trips_by_version,
             "token_round_trips": sum(r.get("token_round_trips", 0) for r in rows) if traces is not None else None,
             "oidc_round_trips": sum(r.get("oidc_round_trips", 0) for r in rows) if traces is not None else None,
             "max_concurrency_per_tenant": max((r["max_concurrency"] or 0 for r in rows), default=0),
@@ -860,6 +960,12 @@ def analyze(
             ),
         },
         "processes": processes,
+        "fetcher_vmhwm_mib": fetcher_memory,
+        "trickling": {
+            "tenants": trickling_count,
+            "deferred_events": observed.trickling_deferred,
+            "failed_events": observed.trickling_failed,
+        },
         "tenants": rows,
     }
 
@@ -922,6 +1028,8 @@ def render(result: Mapping[str, Any]) -> str:
     row("makespan (s)", timing["makespan_seconds"], "first publish -> last snapshot stored")
     row("BC-limits lower bound (s)", timing["bc_limits_bound_seconds"], "max over tenants, see README")
     row("makespan / bound", timing["makespan_over_bound"])
+    row("CPU bound (s)", timing.get("cpu_bound_seconds"), "every process's CPU during the run / cores")
+    row("makespan / CPU bound", timing.get("makespan_over_cpu_bound"))
     row("fetcher-design bound (s)", timing["fetcher_design_bound_seconds"], f"{timing['fetcher_design_waves']} waves")
     row("throughput (companies/s)", timing["throughput_companies_per_second"])
     row("mean tenant: first BC call after (s)", timing["mean_tenant_first_bc_call_after_seconds"])
@@ -931,6 +1039,7 @@ def render(result: Mapping[str, Any]) -> str:
     row("mean tenant: token time (s)", timing["mean_tenant_token_seconds"])
     row("BC operations / company", bc["operations_per_company"], "sandbox requests_served")
     row("BC round trips / company", bc["round_trips_per_company"], bc["round_trip_source"])
+    row("  by BC version", bc.get("round_trips_per_company_by_bc_version"))
     row(
         "BC round trips total",
         bc["bc_round_trips_total"],
@@ -965,6 +1074,14 @@ def render(result: Mapping[str, Any]) -> str:
             f" equal to live: {rebuilt['equal_to_live']}",
         )
     row("429s (sandbox / client)", f"{bc['throttled_429_sandbox']} / {bc['status_429_client']}")
+    trickling = result.get("trickling") or {}
+    if trickling.get("tenants"):
+        row(
+            "trickling tenants",
+            trickling["tenants"],
+            f"not in the makespan; {trickling['deferred_events']} RefreshDeferred,"
+            f" {trickling['failed_events']} RefreshFailed during the run",
+        )
     row("client HTTP errors", bc["client_errors"], f"by status: {bc['client_errors_by_status']}")
     lines.append("")
     lines.append(
@@ -1022,7 +1139,9 @@ def run(params: Params, *, keep_workdir: bool) -> dict[str, Any]:
         nats_url = processes.nats.url
         asyncio.run(declare(nats_url))
         sandbox = start_sandbox(processes, params)
-        tenants = prepare_tenants(sandbox)
+        every_tenant = prepare_tenants(sandbox)
+        trickling = trickling_tenants(every_tenant, params.trickling_percent)
+        tenants = [tenant for tenant in every_tenant if tenant not in trickling]
         trace_dir = workdir / "http-trace"
         trace_dir.mkdir()
         fetcher_environment = {
@@ -1050,7 +1169,19 @@ def run(params: Params, *, keep_workdir: bool) -> dict[str, Any]:
         pids["bench"] = os.getpid()  # publishes and decodes every outcome
         print(f"started nats, sandbox and {params.fetchers} fetcher(s) in {workdir}; refreshing ...", flush=True)
 
-        observed = asyncio.run(drive(nats_url, tenants, processes, pids, params.timeout_seconds, live_page))
+        observed = asyncio.run(
+            drive(
+                nats_url,
+                tenants,
+                processes,
+                pids,
+                params.timeout_seconds,
+                live_page,
+                warm_up=params.warm_up,
+                trickling=trickling,
+                sandbox=sandbox,
+            )
+        )
 
         cpu_at_end = {name: cpu_seconds(pid) for name, pid in pids.items()}
         memory = {name: proc_status_kib(pid, "VmHWM") for name, pid in pids.items()}
@@ -1067,9 +1198,11 @@ def run(params: Params, *, keep_workdir: bool) -> dict[str, Any]:
                 print("measuring replay: raw nats-py consumption, then hub rebuild ...", flush=True)
                 replay = measure_replay(nats_url, gateway_database if caught_up else None, workdir).as_json()
         processes.stop()
-        traces, by_pid = read_trace(trace_dir, tenants) if params.trace else (None, {})
+        traces, by_pid = read_trace(trace_dir, tenants, observed.publish_started) if params.trace else (None, {})
         logs = {child.name: child.log() for child in processes.children}
-        result = analyze(params, tenants, observed, limits, memory, cpu_at_end, pids, traces, by_pid, logs)
+        result = analyze(
+            params, tenants, observed, limits, memory, cpu_at_end, pids, traces, by_pid, logs, len(trickling)
+        )
         result["read_model"] = read_model
         result["live_page"] = live
         result["replay"] = replay
@@ -1100,6 +1233,18 @@ def parse_arguments(argv: list[str] | None = None) -> tuple[Params, argparse.Nam
     parser.add_argument("--no-gateway", action="store_true", help="no gateway: no read-model lag, no replay")
     parser.add_argument("--no-replay", action="store_true", help="skip the replay measurement at the end")
     parser.add_argument("--keep-workdir", action="store_true", help="keep logs and the JetStream store")
+    parser.add_argument(
+        "--memoized-sandbox",
+        action="store_true",
+        help="the sandbox serves each answer from memory once computed (limits and latency still hold)",
+    )
+    parser.add_argument("--warm-up", action="store_true", help="refresh every tenant once, unmeasured, first")
+    parser.add_argument(
+        "--trickling-percent",
+        type=float,
+        default=0.0,
+        help="this share of tenants answers a byte every 2 s in the measured round (not in the makespan)",
+    )
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
     arguments = parser.parse_args(argv)
     for name in ("tenants", "companies_per_tenant", "fetchers", "fetcher_concurrency"):
@@ -1115,6 +1260,9 @@ def parse_arguments(argv: list[str] | None = None) -> tuple[Params, argparse.Nam
         trace=not arguments.no_trace,
         gateway=not arguments.no_gateway,
         replay=not arguments.no_replay,
+        memoized_sandbox=arguments.memoized_sandbox,
+        warm_up=arguments.warm_up,
+        trickling_percent=arguments.trickling_percent,
     )
     return params, arguments
 

@@ -257,6 +257,39 @@ class BusinessCentralApi:
 
     def __init__(self, state: SandboxState) -> None:
         self.state = state
+        # HUB_SANDBOX_MEMOIZE_ANSWERS: answers computed once, for benchmarks.
+        self._remembered: dict[tuple[object, ...], ApiResult] = {}
+
+    def _memo_key(self, request: ApiGet) -> tuple[object, ...] | None:
+        if not self.state.settings.sandbox_memoize_answers or self.state.faults.of_tenant(request.tenant.id):
+            return None  # faults apply to each request as it comes
+        return (
+            request.tenant.id,
+            request.environment.name,
+            request.path,
+            request.query,
+            request.prefer,
+            request.base_url,
+            self.state.business_date(),
+            self.state.bc_version(request.tenant),
+        )
+
+    def remembered(self, request: ApiGet) -> ApiResult | None:
+        """The answer computed for the same request before, when answers are memoized."""
+        key = self._memo_key(request)
+        return self._remembered.get(key) if key is not None else None
+
+    def resolve(self, request: ApiGet) -> ApiResult:
+        """One GET under the API v2.0 or ODataV4 root (remembered when answers are memoized)."""
+        handler = self.get if request.path.service == API else self.odata
+        key = self._memo_key(request)
+        if key is None:
+            return handler(request)
+        result = self._remembered.get(key)
+        if result is None:
+            result = handler(request)
+            self._remembered[key] = result
+        return result
 
     # -- who and where ------------------------------------------------------------------
 
@@ -309,6 +342,8 @@ class BusinessCentralApi:
                 version = self.state.bc_version(request.tenant)
                 # BC's Company table is keyed by Name, so that is the listing's order.
                 companies = [company_record(c, version) for c in sorted(environment.companies, key=lambda c: c.name)]
+                if companies and self.state.faults.take(request.tenant.id, FaultKind.DUPLICATE_COMPANY_IDS):
+                    companies.append({**companies[0], "name": f"{companies[0]['name']} (2)"})
                 return self._collection(COMPANY, lambda _: companies, request, f"{context_root}#companies")
             company = _company_by_id(environment, parse_key(first.key))
             if len(resource) == 1:
@@ -405,7 +440,10 @@ class BusinessCentralApi:
             "@odata.context": context,
             "value": [{"@odata.etag": etag_for(r), **serialise(entity, r, options.select)} for r in page],
         }
-        if end < len(records):
+        if self.state.faults.take(request.tenant.id, FaultKind.REPEATED_NEXT_LINK):
+            # The page just served, as its own next page: a client that trusts it loops.
+            body["@odata.nextLink"] = paging.next_link(offset)
+        elif end < len(records):
             body["@odata.nextLink"] = paging.next_link(end)
         headers = {}
         if requested is not None:
@@ -500,7 +538,7 @@ class BusinessCentralApi:
             if path.service != API or path.environment.casefold() != environment.name.casefold():
                 raise bad_request("A batch operation must address the API root of the batch.")
             request = ApiGet(tenant, environment, path, query, inner_headers.get("prefer"), base_url)
-            result = self.get(request)
+            result = self.resolve(request)
             status, body = 200, result.body
             headers |= result.headers | {"content-type": ODATA_JSON}
         except Throttled as throttled:
@@ -633,8 +671,8 @@ def business_central_router(state: SandboxState) -> APIRouter:
                         tenant, environment, path, tuple(request.query_params.multi_items()),
                         request.headers.get("prefer"), base_url,
                     )  # fmt: skip
-                    handler = api.get if path.service == API else api.odata
-                    result = await run_in_threadpool(handler, get)
+                    remembered = api.remembered(get)
+                    result = remembered if remembered is not None else await run_in_threadpool(api.resolve, get)
             finally:
                 state.limiter.release(identity)
         except Throttled as throttled:
@@ -693,7 +731,21 @@ def _answer(state: SandboxState, tenant: SandboxTenant | None, result: ApiResult
         return StreamingResponse(
             _huge_body(oversized.size_mb * 1024 * 1024), 200, headers=headers, media_type=ODATA_JSON
         )
+    trickle = state.faults.take(tenant.id, FaultKind.TRICKLE) if tenant is not None else None
+    if trickle:
+        content = json.dumps(result.body, ensure_ascii=False, separators=(",", ":")).encode()
+        return StreamingResponse(
+            _trickled(content, trickle.trickle_interval_seconds), 200, headers=headers, media_type=ODATA_JSON
+        )
     return _json(result.body, 200, headers)
+
+
+async def _trickled(content: bytes, interval_seconds: float) -> AsyncIterator[bytes]:
+    """The whole answer, a byte at a time: each read gets data well within any read timeout,
+    so only a client's deadline for the whole answer ends it."""
+    for index in range(len(content)):
+        yield content[index : index + 1]
+        await asyncio.sleep(interval_seconds)
 
 
 async def _huge_body(size: int) -> AsyncIterator[bytes]:

@@ -1,7 +1,7 @@
 """Faults on demand, per tenant: what the admin API sets and the BC routes obey.
 
 A fault applies to every BC request of its tenant (API v2.0, $batch, ODataV4) or, for
-``consent_withdrawn``, to its token requests. With ``count`` set it applies to that many
+``consent_withdrawn`` and ``entra_not_json``, to its token requests. With ``count`` set it applies to that many
 matching requests and then clears itself ("fail the next N requests, then recover"), so
 clients' retries of transient failures can be tested.
 """
@@ -26,6 +26,10 @@ class FaultKind(StrEnum):
     MALFORMED_BODY = "malformed_body"  # 200 with a body that is not valid JSON
     OVERSIZED_BODY = "oversized_body"  # 200 streaming size_mb of valid-looking JSON
     CONSENT_WITHDRAWN = "consent_withdrawn"  # token endpoint: unauthorized_client AADSTS700016
+    ENTRA_NOT_JSON = "entra_not_json"  # token endpoint: 200 with an HTML page instead of JSON
+    TRICKLE = "trickle"  # 200, the answer sent one byte every trickle_interval_seconds
+    REPEATED_NEXT_LINK = "repeated_next_link"  # a collection's @odata.nextLink is the page just served
+    DUPLICATE_COMPANY_IDS = "duplicate_company_ids"  # companies lists its first company twice
 
 
 class FaultSpec(BaseModel):
@@ -38,6 +42,7 @@ class FaultSpec(BaseModel):
     retry_after_seconds: int = Field(default=60, ge=0, description="upgrading, too_many_requests")
     timeout_seconds: float = Field(default=600.0, ge=0)
     size_mb: int = Field(default=64, ge=1, le=4096, description="oversized_body")
+    trickle_interval_seconds: float = Field(default=2.0, gt=0, le=600, description="trickle")
     count: int | None = Field(default=None, ge=1, description="None: until deleted")
 
 

@@ -20,8 +20,8 @@ import hmac
 from typing import Any
 from urllib.parse import parse_qsl
 
-from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import HTMLResponse, JSONResponse
 
 from hub_common.logging import get_logger
 from hub_sandbox.entra import (
@@ -58,6 +58,12 @@ __all__ = [
 ]
 
 log = get_logger(__name__)
+
+# The ``entra_not_json`` fault's answer: a page, as a proxy or an outage screen would send.
+ENTRA_OUTAGE_PAGE = (
+    "<!DOCTYPE html><html><head><title>Service unavailable</title></head>"
+    "<body><h1>Sign-in is temporarily unavailable</h1><p>Please try again later.</p></body></html>"
+)
 
 DEFAULT_SCOPE_SUFFIX = "/.default"
 _KNOWN_RESOURCES = {
@@ -211,7 +217,11 @@ def identity_router(state: SandboxState) -> APIRouter:
         return JSONResponse(state.token_issuer.jwks(issuer))
 
     @router.post("/{tenant}/oauth2/v2.0/token")
-    async def token(tenant: str, request: Request) -> JSONResponse:
+    async def token(tenant: str, request: Request) -> Response:
+        found = state.catalogue.find(tenant)
+        if found is not None and state.faults.take(found.id, FaultKind.ENTRA_NOT_JSON):
+            # What a proxy or an outage page in front of Entra answers: HTML, not JSON.
+            return HTMLResponse(ENTRA_OUTAGE_PAGE, headers=NO_CACHE | request_id_headers(request))
         body = (await request.body()).decode("utf-8", errors="replace")
         form = dict(parse_qsl(body, keep_blank_values=True))
         credentials = read_token_request(form, request.headers.get("authorization"))

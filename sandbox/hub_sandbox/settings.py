@@ -56,6 +56,12 @@ class SandboxSettings(HubSettings):
 
     # Added to every BC request (benchmarks): HUB_SANDBOX_LATENCY_MS.
     sandbox_latency_ms: int = 0
+    # Benchmarks: each API v2.0 / ODataV4 answer is computed once and then served from
+    # memory (per tenant, environment, path, query, Prefer, business date and BC version)
+    # while its tenant has no faults. Tokens, limits and latency are as always, so BC's
+    # limits still hold; only the sandbox's own CPU per answer drops, which on a small
+    # machine would otherwise bound what a benchmark of the fetchers can show.
+    sandbox_memoize_answers: bool = False
 
     # Accountant sign-in (OpenID Connect authorization code + PKCE). The hub app
     # registration's redirect URIs, comma-separated. As in Entra, an http loopback URI

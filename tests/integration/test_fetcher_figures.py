@@ -45,11 +45,17 @@ async def reader(
             authority_base=settings.entra_authority,
             client_id=settings.entra_client_id,
             client_secret=sandbox.client_secret,
-            verify=settings.tls_verification(),
-            timeout_seconds=30,
+            http=http,
+            deadline_seconds=30,
+            threads=4,
         )
         bc = BusinessCentral(
-            api_base=settings.bc_api, http=http, tokens=tokens, limiter=TenantLimiter(), max_response_bytes=10**8
+            api_base=settings.bc_api,
+            http=http,
+            tokens=tokens,
+            limiter=TenantLimiter(),
+            max_response_bytes=10**8,
+            request_deadline_seconds=60,
         )
         yield ClientReader(bc, web_client_base=settings.bc_web_client, use_cue_services=request.param), bc
         tokens.close()
@@ -262,11 +268,17 @@ async def _reader(sandbox: Sandbox, use_cues: bool) -> AsyncIterator[tuple[Clien
             authority_base=sandbox.base_url,
             client_id=sandbox.client_id,
             client_secret=sandbox.client_secret,
-            verify=settings.tls_verification(),
-            timeout_seconds=30,
+            http=http,
+            deadline_seconds=30,
+            threads=4,
         )
         bc = BusinessCentral(
-            api_base=sandbox.base_url, http=http, tokens=tokens, limiter=TenantLimiter(), max_response_bytes=10**8
+            api_base=sandbox.base_url,
+            http=http,
+            tokens=tokens,
+            limiter=TenantLimiter(),
+            max_response_bytes=10**8,
+            request_deadline_seconds=60,
         )
         yield ClientReader(bc, web_client_base=sandbox.web_client, use_cue_services=use_cues), bc
         tokens.close()

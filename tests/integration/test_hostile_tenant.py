@@ -1,10 +1,12 @@
-"""A tenant's answer can never make the fetcher call another host (invariant 5), nor make
-it buffer an unbounded body: a small local server plays a hostile BC."""
+"""A tenant's answer can never make the fetcher call another host (invariant 5), make it
+buffer an unbounded body, loop on its next links or hold a request past its deadline: a
+small local server plays a hostile BC."""
 
 from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import AsyncIterator, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -19,17 +21,30 @@ from hub_fetcher.bc.limits import TenantLimiter
 
 PAGES: dict[str, bytes] = {}
 SEEN: list[str] = []
+# Paths answered a byte at a time, with this pause between bytes.
+TRICKLING: dict[str, float] = {}
 
 
 class HostileBusinessCentral(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         SEEN.append(self.path)
-        body = PAGES.get(self.path.split("?")[0], b'{"value": []}')
+        path = self.path.split("?")[0]
+        body = PAGES.get(path, b'{"value": []}')
         self.send_response(200)
         self.send_header("content-type", "application/json")
         self.send_header("content-length", str(len(body)))
         self.end_headers()
-        self.wfile.write(body)
+        pause = TRICKLING.get(path)
+        if pause is None:
+            self.wfile.write(body)
+            return
+        try:
+            for index in range(len(body)):
+                self.wfile.write(body[index : index + 1])
+                self.wfile.flush()
+                time.sleep(pause)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
 
     def log_message(self, format: str, *args: object) -> None:
         pass
@@ -51,6 +66,7 @@ def hostile() -> Iterator[str]:
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     SEEN.clear()
+    TRICKLING.clear()
     yield f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
 
@@ -59,7 +75,12 @@ def hostile() -> Iterator[str]:
 async def bc(hostile: str) -> AsyncIterator[BusinessCentral]:
     async with httpx.AsyncClient(timeout=5) as http:
         yield BusinessCentral(
-            api_base=hostile, http=http, tokens=FixedToken(), limiter=TenantLimiter(), max_response_bytes=10_000
+            api_base=hostile,
+            http=http,
+            tokens=FixedToken(),
+            limiter=TenantLimiter(),
+            max_response_bytes=10_000,
+            request_deadline_seconds=3,
         )
 
 
@@ -102,3 +123,33 @@ async def test_answers_of_the_wrong_shape_are_bad_responses(bc: BusinessCentral,
     with pytest.raises(FetchFailure) as raised:
         await bc.get_collection(ENVIRONMENT, f"{hostile}{COMPANIES}", company_scoped=False)
     assert raised.value.kind is FailureKind.BAD_RESPONSE
+
+
+async def test_a_next_link_that_repeats_a_page_is_a_bad_answer_at_once(bc: BusinessCentral, hostile: str) -> None:
+    PAGES[COMPANIES] = json.dumps({"value": [{"id": 1}], "@odata.nextLink": f"{hostile}/page2?$skiptoken=a"}).encode()
+    PAGES["/page2"] = json.dumps({"value": [{"id": 2}], "@odata.nextLink": f"{hostile}/page2?$skiptoken=a"}).encode()
+    with pytest.raises(FetchFailure) as raised:
+        await bc.get_collection(ENVIRONMENT, f"{hostile}{COMPANIES}", company_scoped=False)
+    assert raised.value.kind is FailureKind.BAD_RESPONSE
+    assert "already read" in (raised.value.message or "")
+    assert SEEN == [COMPANIES, "/page2?$skiptoken=a"], "the repeated page is not asked for again"
+
+
+async def test_a_next_link_back_to_the_first_page_is_a_bad_answer(bc: BusinessCentral, hostile: str) -> None:
+    PAGES[COMPANIES] = json.dumps({"value": [{"id": 1}], "@odata.nextLink": f"{hostile}{COMPANIES}"}).encode()
+    with pytest.raises(FetchFailure) as raised:
+        await bc.get_collection(ENVIRONMENT, f"{hostile}{COMPANIES}", company_scoped=False)
+    assert raised.value.kind is FailureKind.BAD_RESPONSE
+    assert SEEN == [COMPANIES]
+
+
+async def test_a_trickling_answer_ends_as_a_timeout_at_the_request_deadline(bc: BusinessCentral, hostile: str) -> None:
+    # A byte every 0.5 s: every read gets data within the client's 5 s read timeout, so only
+    # the 3 s deadline on the whole answer ends it.
+    PAGES[COMPANIES] = json.dumps({"value": [{"id": 1}] * 20}).encode()
+    TRICKLING[COMPANIES] = 0.5
+    with pytest.raises(FetchFailure) as raised:
+        await bc.get_collection(ENVIRONMENT, f"{hostile}{COMPANIES}", company_scoped=False)
+    assert raised.value.kind is FailureKind.TIMEOUT
+    assert raised.value.transient
+    assert "HUB_BC_REQUEST_DEADLINE_SECONDS" in (raised.value.message or "")

@@ -232,11 +232,17 @@ async def bc(sandbox: Sandbox) -> AsyncIterator[BusinessCentral]:
             authority_base=settings.entra_authority,
             client_id=settings.entra_client_id,
             client_secret=sandbox.client_secret,
-            verify=settings.tls_verification(),
-            timeout_seconds=30,
+            http=http,
+            deadline_seconds=30,
+            threads=4,
         )
         yield BusinessCentral(
-            api_base=settings.bc_api, http=http, tokens=tokens, limiter=TenantLimiter(), max_response_bytes=10**8
+            api_base=settings.bc_api,
+            http=http,
+            tokens=tokens,
+            limiter=TenantLimiter(),
+            max_response_bytes=10**8,
+            request_deadline_seconds=60,
         )
         tokens.close()
 

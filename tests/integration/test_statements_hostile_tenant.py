@@ -141,7 +141,12 @@ def fake_bc() -> Iterator[str]:
 async def reader(fake_bc: str) -> AsyncIterator[StatementsReader]:
     async with httpx.AsyncClient(timeout=5) as http:
         bc = BusinessCentral(
-            api_base=fake_bc, http=http, tokens=FixedToken(), limiter=TenantLimiter(), max_response_bytes=5_000_000
+            api_base=fake_bc,
+            http=http,
+            tokens=FixedToken(),
+            limiter=TenantLimiter(),
+            max_response_bytes=5_000_000,
+            request_deadline_seconds=10,
         )
         yield StatementsReader(bc)
 

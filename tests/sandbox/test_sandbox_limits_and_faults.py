@@ -174,3 +174,44 @@ def test_consent_withdrawn_then_restored(sandbox_server: RunningSandbox, http: h
     # A new app object: msal replays a recent error answer for the same request.
     again = msal_app(sandbox_server, str(SAMPLE), http).acquire_token_for_client(scopes=[BC_SCOPE])
     assert "access_token" in again
+
+
+def test_trickle_sends_the_answer_a_byte_at_a_time(http: httpx.Client, acquire_token: TokenSource) -> None:
+    headers = {"Authorization": f"Bearer {acquire_token(str(SAMPLE))}"}
+    fault(http, kind="trickle", trickle_interval_seconds=0.2, count=1)
+    with http.stream("GET", f"{API}/companies", headers=headers) as answer:
+        assert answer.status_code == 200
+        first_reads = []
+        for chunk in answer.iter_raw():
+            first_reads.append(chunk)
+            if len(first_reads) == 3:
+                break
+    # Each read brings one byte: a per-read timeout never fires, only a total deadline would.
+    assert first_reads == [b"{", b'"', b"@"]
+    assert http.get(f"{API}/companies", headers=headers).json()["value"], "count=1: the next answer is whole"
+
+
+def test_repeated_next_link_points_at_the_page_just_served(http: httpx.Client, acquire_token: TokenSource) -> None:
+    headers = {"Authorization": f"Bearer {acquire_token(str(SAMPLE))}", "Prefer": "odata.maxpagesize=1"}
+    fault(http, kind="repeated_next_link", count=2)
+    first = http.get(f"{API}/companies", headers=headers).json()
+    link = first["@odata.nextLink"]
+    again = http.get(link, headers=headers).json()
+    assert again["@odata.nextLink"] == link
+    assert again["value"] == first["value"]
+
+
+def test_duplicate_company_ids(http: httpx.Client, bc: Callable[..., httpx.Response]) -> None:
+    healthy = [company["id"] for company in bc().json()["value"]]
+    fault(http, kind="duplicate_company_ids", count=1)
+    ids = [company["id"] for company in bc().json()["value"]]
+    assert ids == [*healthy, healthy[0]]
+
+
+def test_entra_answering_not_json(sandbox_server: RunningSandbox, http: httpx.Client) -> None:
+    fault(http, kind="entra_not_json", count=1)
+    app = msal_app(sandbox_server, str(SAMPLE), http)
+    with pytest.raises(ValueError, match="Expecting value"):
+        app.acquire_token_for_client(scopes=[BC_SCOPE])
+    again = msal_app(sandbox_server, str(SAMPLE), http).acquire_token_for_client(scopes=[BC_SCOPE])
+    assert "access_token" in again

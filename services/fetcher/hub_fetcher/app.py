@@ -1,4 +1,4 @@
-"""Wiring of a fetcher process: one HTTP client, one token provider, one limiter."""
+"""Wiring of a fetcher process: one HTTP client, one token provider, one limiter, one pull loop."""
 
 from __future__ import annotations
 
@@ -10,19 +10,24 @@ from faststream.nats import NatsMessage
 
 from hub_common import commands, grants
 from hub_common.bus import create_broker, jetstream_of
-from hub_common.consumers import Delivery, subscribe
-from hub_common.events import ClientConnection, Envelope, EventData
+from hub_common.events import ClientConnection
 from hub_common.logging import configure_logging, get_logger
 from hub_common.streams import BC_SLOTS_BUCKET, FETCHER_CONSUMER, Topology, declare_topology
 from hub_fetcher.bc.client import BusinessCentral
 from hub_fetcher.bc.identity import TokenProvider
 from hub_fetcher.bc.limits import SharedTenantSlots, TenantLimiter
+from hub_fetcher.bc.transport import TenantPooledTransport
 from hub_fetcher.handlers import FetcherHandlers
+from hub_fetcher.in_flight import InFlightConsumer
 from hub_fetcher.refresh import ClientReader
 from hub_fetcher.settings import FetcherSettings
 from hub_fetcher.statements import STATEMENT_READS_AT_ONCE, STATEMENTS_QUEUE, StatementsReader, answer_read_statements
 
 logger = get_logger(__name__)
+
+# On shutdown, refreshes in hand get this long to finish; the rest go back to the stream at
+# once (a nack), for another fetcher, instead of after the ack wait.
+SHUTDOWN_GRACE_SECONDS = 5.0
 
 
 def create_app(settings: FetcherSettings) -> FastStream:
@@ -30,24 +35,30 @@ def create_app(settings: FetcherSettings) -> FastStream:
     broker = create_broker(settings.nats_url, name=settings.service_name)
     topology = Topology.from_settings(settings)
     consumer = topology.consumer(FETCHER_CONSUMER)
+    # Everything this process reads at once: refreshes in flight and statement reads.
+    readers_at_once = settings.concurrency + STATEMENT_READS_AT_ONCE
     http = httpx.AsyncClient(
-        verify=settings.tls_verification(),
         timeout=httpx.Timeout(settings.http_read_timeout_seconds, connect=settings.http_connect_timeout_seconds),
-        limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
+        transport=TenantPooledTransport(
+            verify=settings.tls_verification(),
+            # Room for every request the slots allow (each reader's tenant requests, plus
+            # one token request), so a request never waits for a connection inside its
+            # deadline.
+            max_connections=readers_at_once * (settings.tenant_max_concurrent_requests + 1),
+            max_keepalive_connections=200,
+        ),
         follow_redirects=False,
     )
     tokens = TokenProvider(
         authority_base=settings.entra_authority,
         client_id=settings.entra_client_id,
         client_secret=settings.entra_credential(),
-        verify=settings.tls_verification(),
-        timeout_seconds=settings.http_read_timeout_seconds,
+        http=http,
+        deadline_seconds=settings.entra_request_deadline_seconds,
+        threads=readers_at_once,
     )
-    handlers: list[FetcherHandlers] = []
+    consumers: list[InFlightConsumer] = []
     statements: list[StatementsReader] = []
-
-    async def handle(envelope: Envelope[EventData], delivery: Delivery) -> None:
-        await handlers[0].handle(envelope, delivery)
 
     app = FastStream(broker)
 
@@ -73,21 +84,24 @@ def create_app(settings: FetcherSettings) -> FastStream:
             tokens=tokens,
             limiter=limiter,
             max_response_bytes=settings.max_response_bytes,
+            request_deadline_seconds=settings.bc_request_deadline_seconds,
         )
         reader = ClientReader(bc, web_client_base=settings.bc_web_client, use_cue_services=settings.use_cue_services)
-        handlers.append(FetcherHandlers(reader, js, consumer))
+        handlers = FetcherHandlers(reader, js, consumer, refresh_deadline_seconds=settings.refresh_deadline_seconds)
+        consumers.append(InFlightConsumer(js, consumer, handlers.handle, limit=settings.concurrency))
         statements.append(StatementsReader(bc))
 
     @app.after_startup
     async def ready() -> None:
+        await consumers[0].start()
         logger.info("fetcher ready", concurrency=settings.concurrency)
 
     @app.on_shutdown
     async def close() -> None:
+        if consumers:
+            await consumers[0].stop(grace_seconds=SHUTDOWN_GRACE_SECONDS)
         await http.aclose()
         tokens.close()
-
-    subscribe(broker, consumer, handle, concurrency=settings.concurrency, title="fetcher refreshes")
 
     async def firm_may_read(firm_id: uuid.UUID, connection: ClientConnection) -> bool:
         return await grants.has_access(jetstream_of(broker), firm_id, connection.tenant_id)

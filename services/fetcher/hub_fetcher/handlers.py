@@ -5,16 +5,24 @@ refresh re-publishes the same ids and JetStream's duplicate window drops them.
 
 Acknowledgement rules:
 * a transient failure (throttled, offline, timeout) asks for a redelivery with a delay,
-  honouring Retry-After, until the last delivery, which reports it as RefreshFailed;
+  honouring Retry-After, until the last delivery, which reports it as RefreshFailed. Before
+  the nack, RefreshDeferred says so at once ("waiting: … next try at HH:MM"), one per
+  company that will be read again (or one for the client when discovery failed), under ids
+  derived from the message and its delivery number, so a redelivery adds its own;
 * a permanent failure is published as RefreshFailed, then the message is acked.
+
+A refresh has a deadline for everything it reads (``HUB_REFRESH_DEADLINE_SECONDS``), on top
+of each request's own: the companies not read by then end as ``timeout``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from typing import Any, NoReturn, TypeVar
 
 from nats.js import JetStreamContext
 
@@ -26,12 +34,14 @@ from hub_common.events import (
     ClientAdded,
     ClientConnection,
     CompaniesDiscovered,
+    CompanySnapshot,
     ConnectionTested,
     ConnectionTestRequested,
     DiscoveredCompany,
     Envelope,
     EventData,
     FailureKind,
+    RefreshDeferred,
     RefreshFailed,
     RefreshRequested,
     new_envelope,
@@ -47,6 +57,8 @@ logger = get_logger(__name__)
 FETCHER_ACTOR = Actor.service("fetcher")
 # BC lets an identity run 5 requests at once per tenant; more companies in flight only queue.
 COMPANIES_AT_ONCE = 5
+# The longest a refresh waits for its next try, whatever Retry-After asks.
+MAX_RETRY_DELAY_SECONDS = 300.0
 
 
 @dataclass(frozen=True)
@@ -64,10 +76,43 @@ def derived_id(cause: Envelope[Any], purpose: str) -> uuid.UUID:
     return uuid.uuid5(cause.id, purpose)
 
 
+ResultT = TypeVar("ResultT")
+
+
+class RefreshDeadline:
+    """One refresh's deadline for reading BC; each read is bounded by what is left of it."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._at = asyncio.get_running_loop().time() + seconds
+
+    async def run(self, read: Awaitable[ResultT]) -> ResultT:
+        """``read``'s result, or a ``timeout`` failure once the deadline has passed."""
+        timer = asyncio.timeout_at(self._at)
+        try:
+            async with timer:
+                return await read
+        except TimeoutError as error:
+            if not timer.expired():
+                raise  # a timeout of something else inside, not the refresh's deadline
+            raise FetchFailure(
+                FailureKind.TIMEOUT,
+                message=f"the refresh did not finish within {self.seconds:g} s (HUB_REFRESH_DEADLINE_SECONDS)",
+            ) from error
+
+
 class FetcherHandlers:
-    def __init__(self, reader: ClientReader, js: JetStreamContext, consumer: ConsumerSpec = FETCHER_CONSUMER) -> None:
+    def __init__(
+        self,
+        reader: ClientReader,
+        js: JetStreamContext,
+        consumer: ConsumerSpec = FETCHER_CONSUMER,
+        *,
+        refresh_deadline_seconds: float,
+    ) -> None:
         self._reader = reader
         self._js = js
+        self._refresh_deadline_seconds = refresh_deadline_seconds
         # The durable as declared (its ack wait and max_deliver come from settings).
         self._consumer = consumer
         # Progress is reported three times per ack wait, so a live refresh is never redelivered.
@@ -149,18 +194,51 @@ class FetcherHandlers:
     def _should_retry(self, failure: FetchFailure, delivery: Delivery) -> bool:
         return failure.transient and delivery.num_delivered < self._consumer.max_deliver
 
-    def _retry_if_transient(self, failure: FetchFailure, delivery: Delivery) -> None:
-        """Ask for a redelivery unless the failure is permanent or this is the last try."""
-        if self._should_retry(failure, delivery):
-            delay = failure.retry_after_seconds or self._consumer.retry_delay(delivery.num_delivered)
-            raise Retry(f"{failure.kind.value}: {failure.message}", delay_seconds=min(delay, 300))
+    async def _defer(
+        self,
+        envelope: Envelope[Any],
+        delivery: Delivery,
+        refresh: Refresh,
+        deferred: Sequence[tuple[Company | None, FetchFailure]],
+    ) -> NoReturn:
+        """Say when the next try will be, then ask for it (a nack with that delay)."""
+        longest = max((failure for _, failure in deferred), key=lambda f: f.retry_after_seconds or 0)
+        delay = min(
+            longest.retry_after_seconds or self._consumer.retry_delay(delivery.num_delivered),
+            MAX_RETRY_DELAY_SECONDS,
+        )
+        next_attempt_at = datetime.now(UTC) + timedelta(seconds=delay)
+        for company, failure in deferred:
+            await self._publish(
+                envelope,
+                RefreshDeferred(
+                    refresh_id=refresh.refresh_id,
+                    client_id=refresh.client_id,
+                    company_id=company.id if company else None,
+                    company_name=company.name if company else None,
+                    failure=failure.to_failure(),
+                    attempt=delivery.num_delivered,
+                    next_attempt_at=next_attempt_at,
+                ),
+                f"deferred:{company.id if company else 'client'}:{delivery.num_delivered}",
+            )
+        logger.info(
+            "refresh deferred",
+            kind=longest.kind.value,
+            client_id=str(refresh.client_id),
+            companies=len(deferred),
+            delay_seconds=delay,
+        )
+        raise Retry(f"{longest.kind.value}: {longest.message}", delay_seconds=delay)
 
     async def _refresh(self, envelope: Envelope[Any], delivery: Delivery, refresh: Refresh) -> None:
         client_id, connection, refresh_id = refresh.client_id, refresh.connection, refresh.refresh_id
+        deadline = RefreshDeadline(self._refresh_deadline_seconds)
         try:
-            discovery = await self._reader.discover(connection)
+            discovery = await deadline.run(self._reader.discover(connection))
         except FetchFailure as failure:
-            self._retry_if_transient(failure, delivery)
+            if self._should_retry(failure, delivery):
+                await self._defer(envelope, delivery, refresh, [(None, failure)])
             logger.info("refresh failed", kind=failure.kind.value, client_id=str(client_id))
             await self._publish(
                 envelope,
@@ -184,46 +262,52 @@ class FetcherHandlers:
         # Companies are read side by side; the tenant's shared slots keep BC's 5 at a time.
         at_once = asyncio.Semaphore(COMPANIES_AT_ONCE)
 
+        async def read_one(company: Company) -> CompanySnapshot:
+            async with at_once:
+                return await self._reader.snapshot(
+                    connection,
+                    company,
+                    client_id=client_id,
+                    refresh_id=refresh_id,
+                    tax_accounts=frozenset(refresh.tax_accounts) if refresh.tax_accounts else None,
+                )
+
         async def read(company: Company) -> FetchFailure | None:
             """Publish the company's outcome; a transient failure is returned for a retry."""
-            async with at_once:
-                try:
-                    snapshot = await self._reader.snapshot(
-                        connection,
-                        company,
-                        client_id=client_id,
+            try:
+                snapshot = await deadline.run(read_one(company))
+            except FetchFailure as failure:
+                if self._should_retry(failure, delivery):
+                    return failure
+                await self._publish(
+                    envelope,
+                    RefreshFailed(
                         refresh_id=refresh_id,
-                        tax_accounts=frozenset(refresh.tax_accounts) if refresh.tax_accounts else None,
-                    )
-                except FetchFailure as failure:
-                    if self._should_retry(failure, delivery):
-                        return failure
-                    await self._publish(
-                        envelope,
-                        RefreshFailed(
-                            refresh_id=refresh_id,
-                            client_id=client_id,
-                            company_id=company.id,
-                            company_name=company.name,
-                            failure=failure.to_failure(),
-                        ),
-                        f"failed:{company.id}",
-                    )
-                    return None
+                        client_id=client_id,
+                        company_id=company.id,
+                        company_name=company.name,
+                        failure=failure.to_failure(),
+                    ),
+                    f"failed:{company.id}",
+                )
+                return None
             await self._publish(envelope, snapshot, f"snapshot:{company.id}")
             return None
 
-        transient = [failure for failure in await asyncio.gather(*map(read, companies)) if failure]
-        if transient:
+        outcomes = await asyncio.gather(*map(read, companies))
+        deferred = [(company, failure) for company, failure in zip(companies, outcomes, strict=True) if failure]
+        if deferred:
             # The companies that finished are published under stable ids; the retry
             # republishes them as duplicates JetStream drops.
-            self._retry_if_transient(max(transient, key=lambda f: f.retry_after_seconds or 0), delivery)
+            await self._defer(envelope, delivery, refresh, deferred)
         logger.info("refresh done", client_id=str(client_id), companies=len(discovery.companies))
 
     async def _test_connection(self, envelope: Envelope[Any], data: ConnectionTestRequested) -> None:
         # A test answers a person who is waiting: one attempt, classified, no retries.
         try:
-            discovery = await self._reader.discover(data.connection)
+            discovery = await RefreshDeadline(self._refresh_deadline_seconds).run(
+                self._reader.discover(data.connection)
+            )
         except FetchFailure as failure:
             result = ConnectionTested(
                 test_id=data.test_id, client_id=data.client_id, ok=False, failure=failure.to_failure()

@@ -6,12 +6,13 @@ import asyncio
 import datetime as dt
 import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from urllib.parse import quote
 
-from hub_common.events import ClientConnection, CompanyFigures, CompanySnapshot
+from hub_common.events import ClientConnection, CompanyFigures, CompanySnapshot, FailureKind
 from hub_common.money import round_money
 from hub_fetcher.bc.client import BatchRequest, BusinessCentral, Environment
 from hub_fetcher.bc.entities import (
@@ -73,6 +74,14 @@ class ClientReader:
         )
         latency_ms = int((time.monotonic() - started) * 1000)
         companies = parse_entities(Company, items, "companies")
+        listed = Counter(company.id for company in companies)
+        repeated = sorted(str(company_id) for company_id, count in listed.items() if count > 1)
+        if repeated:
+            # Outcomes are per company id: two companies under one id cannot both be shown.
+            raise FetchFailure(
+                FailureKind.BAD_RESPONSE,
+                message=f"companies: {len(repeated)} id(s) listed more than once ({', '.join(repeated[:3])})",
+            )
         return Discovery(companies=companies, latency_ms=latency_ms)
 
     def web_client_link(self, connection: ClientConnection, company_name: str) -> str:

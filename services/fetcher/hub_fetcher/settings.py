@@ -1,14 +1,25 @@
 from __future__ import annotations
 
+from pydantic import Field
+
 from hub_common.settings import HubSettings
 
 
 class FetcherSettings(HubSettings):
     service_name: str = "fetcher"
-    # Refresh messages one process works on at once (PullSub batch size).
-    concurrency: int = 8
-    http_connect_timeout_seconds: float = 10.0
-    http_read_timeout_seconds: float = 60.0
+    # Refresh messages one process keeps in flight; a new one is pulled as soon as any ends.
+    # The work is waiting on Entra and BC, so hundreds fit; memory is the bound (a refresh
+    # holds its companies' answers while it computes their figures).
+    concurrency: int = Field(default=200, ge=1, le=5000)
+    http_connect_timeout_seconds: float = Field(default=10.0, gt=0)
+    # The longest wait for the next bytes of an answer; the deadlines below bound the whole.
+    http_read_timeout_seconds: float = Field(default=60.0, gt=0)
+    # Total deadlines: connecting, sending and reading the whole answer of one call to BC or
+    # to Entra (a token or its discovery), and everything one refresh reads from BC. An
+    # answer that trickles in a byte at a time ends as a timeout here, not after hours.
+    bc_request_deadline_seconds: float = Field(default=120.0, gt=0)
+    entra_request_deadline_seconds: float = Field(default=30.0, gt=0)
+    refresh_deadline_seconds: float = Field(default=900.0, gt=0)
     # A tenant's answer larger than this is refused as a bad response, not buffered.
     max_response_bytes: int = 50 * 1024 * 1024
     # BC's per-identity limits, which hold across all fetcher processes together.

@@ -2,11 +2,17 @@
 
 Every URL is built from the configured BC host plus validated tenant, environment and
 company segments; ``@odata.nextLink`` is followed only when it points back at that host,
-so nothing a tenant answers can make the hub call elsewhere (invariant 5).
+so nothing a tenant answers can make the hub call elsewhere (invariant 5), and never to a
+page already read, so a link that repeats itself is a bad answer at once, not a loop.
+
+Every request has a total deadline, connecting and sending it and reading its whole
+answer: httpx's timeouts bound each read, so an answer trickling in a byte at a time
+would otherwise never end. Waiting for a tenant's request slot is not part of it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -85,6 +91,7 @@ class BusinessCentral:
         tokens: TokenProvider,
         limiter: TenantLimiter,
         max_response_bytes: int,
+        request_deadline_seconds: float,
     ) -> None:
         self._api_base = api_base.rstrip("/")
         base = urlsplit(self._api_base)
@@ -93,6 +100,7 @@ class BusinessCentral:
         self._tokens = tokens
         self._limiter = limiter
         self._max_response_bytes = max_response_bytes
+        self._request_deadline_seconds = request_deadline_seconds
         self.requests_made = 0
 
     def root(self, environment: Environment) -> str:
@@ -157,8 +165,17 @@ class BusinessCentral:
         async with self._limiter.slot(environment.tenant, weight):
             self.requests_made += 1
             try:
-                async with self._http.stream(method, url, params=params, headers=headers, json=json_body) as response:
-                    body = await self._read_capped(response)
+                async with asyncio.timeout(self._request_deadline_seconds):
+                    async with self._http.stream(
+                        method, url, params=params, headers=headers, json=json_body
+                    ) as response:
+                        body = await self._read_capped(response)
+            except TimeoutError as error:
+                raise FetchFailure(
+                    FailureKind.TIMEOUT,
+                    message=f"no complete answer from BC within {self._request_deadline_seconds:g} s "
+                    f"({method} {urlsplit(url).path}; HUB_BC_REQUEST_DEADLINE_SECONDS)",
+                ) from error
             except httpx.TimeoutException as error:
                 raise FetchFailure(
                     FailureKind.TIMEOUT, message=f"{type(error).__name__} while waiting for BC"
@@ -293,13 +310,19 @@ class BusinessCentral:
         params: Mapping[str, str] | None = None,
         company_scoped: bool = True,
     ) -> list[dict[str, Any]]:
-        """All entities of a collection, following server-driven paging."""
+        """All entities of a collection, following server-driven paging.
+
+        A next link to a page already read would repeat it forever: a bad answer at once.
+        """
+        pages_read: set[str] = set()
         entities: list[dict[str, Any]] = []
         next_url: str | None = url
         next_params = params
         for _ in range(MAX_PAGES):
             if next_url is None:
                 return entities
+            page_url = httpx.URL(next_url)
+            pages_read.add(str(page_url.copy_merge_params(next_params) if next_params else page_url))
             page = await self.get_json(environment, next_url, params=next_params, company_scoped=company_scoped)
             value = page.get("value")
             if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
@@ -307,6 +330,12 @@ class BusinessCentral:
             entities.extend(value)
             link = page.get("@odata.nextLink")
             next_url = link if isinstance(link, str) else None
+            if next_url is not None and str(httpx.URL(next_url)) in pages_read:
+                raise FetchFailure(
+                    FailureKind.BAD_RESPONSE,
+                    message=f"@odata.nextLink names a page already read, after {len(pages_read)} pages: "
+                    f"{urlsplit(next_url).path}",
+                )
             # The next link already carries the query options.
             next_params = None
         raise FetchFailure(FailureKind.BAD_RESPONSE, message=f"more than {MAX_PAGES} pages")

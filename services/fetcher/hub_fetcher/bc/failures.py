@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from enum import StrEnum
 
 from hub_common.events import Failure, FailureKind
 
@@ -60,11 +61,37 @@ _SUMMARIES: dict[FailureKind, tuple[str, str]] = {
     ),
     FailureKind.TIMEOUT: (
         "Business Central did not answer in time.",
-        "Try again later. If it keeps happening, the client's environment may be overloaded.",
+        "Nothing to do: the hub tries again later. If it keeps happening, the client's environment may be "
+        "overloaded; the technical details say which deadline passed.",
     ),
     FailureKind.BAD_RESPONSE: (
         "Business Central answered with something the hub could not read.",
         "Try again later. If it persists, send the technical details to your administrator.",
+    ),
+}
+
+
+class Service(StrEnum):
+    """Who gave the answer a failure is about."""
+
+    BUSINESS_CENTRAL = "business_central"
+    ENTRA = "entra"
+
+
+# Where Microsoft Entra ID, not Business Central, failed the same way, the accountant reads so.
+_ENTRA_SUMMARIES: dict[FailureKind, tuple[str, str]] = {
+    FailureKind.TIMEOUT: (
+        "Microsoft Entra ID did not answer in time when the hub asked for access to the client's Business Central.",
+        "Nothing to do: the hub tries again later. If it keeps happening, check Microsoft's service status.",
+    ),
+    FailureKind.BAD_RESPONSE: (
+        "Microsoft Entra ID answered the hub's sign-in with something that is not a valid answer.",
+        "Nothing to do: the hub tries again later. If it persists, send the technical details to your "
+        "administrator (a proxy in front of Entra ID may be answering instead).",
+    ),
+    FailureKind.ENVIRONMENT_OFFLINE: (
+        "Microsoft Entra ID is unavailable at the moment.",
+        "Nothing to do: the hub tries again later. If it lasts, check Microsoft's service status.",
     ),
 }
 
@@ -81,6 +108,7 @@ class FetchFailure(Exception):
     message: str | None = None
     correlation_id: str | None = None
     retry_after_seconds: float | None = None
+    service: Service = Service.BUSINESS_CENTRAL
     occurred_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     def __post_init__(self) -> None:
@@ -91,7 +119,8 @@ class FetchFailure(Exception):
         return self.kind in TRANSIENT_KINDS
 
     def to_failure(self) -> Failure:
-        summary, fix = _SUMMARIES[self.kind]
+        summaries = _ENTRA_SUMMARIES if self.service is Service.ENTRA else {}
+        summary, fix = summaries.get(self.kind) or _SUMMARIES[self.kind]
         return Failure(
             kind=self.kind,
             summary=summary,

@@ -26,6 +26,9 @@ from hub_common.logging import get_logger
 
 logger = get_logger(__name__)
 
+# How long releasing a slot waits for a renewal already on its way to the bucket.
+RELEASE_WAIT_SECONDS = 1.0
+
 
 class _TenantBudget:
     def __init__(self, concurrent: int, per_window: int, window_seconds: float) -> None:
@@ -80,14 +83,18 @@ class SharedTenantSlots:
             key = self._key(tenant, index)
             try:
                 revision = await self._bucket.create(key, self._owner)
-            except nats.js.errors.KeyWrongLastSequenceError:
+            except (nats.js.errors.KeyWrongLastSequenceError, nats.js.errors.KeyNotFoundError):
+                # Taken; or (nats-py) taken and released while create looked at it.
                 continue
             return key, revision
         return None
 
-    async def _renew(self, key: str, revision: list[int]) -> None:
-        while True:
-            await asyncio.sleep(self._renew_every)
+    async def _renew(self, key: str, revision: list[int], released: asyncio.Event) -> None:
+        while not released.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(released.wait(), self._renew_every)
+            if released.is_set():
+                return
             try:
                 revision[0] = await self._bucket.update(key, self._owner, last=revision[0])
             except nats.js.errors.KeyWrongLastSequenceError:
@@ -104,13 +111,18 @@ class SharedTenantSlots:
             wait = min(wait * 2, 0.1)
         key, first_revision = taken
         revision = [first_revision]
-        renewing = asyncio.create_task(self._renew(key, revision))
+        released = asyncio.Event()
+        renewing = asyncio.create_task(self._renew(key, revision, released))
         try:
             yield
         finally:
+            # The renewal ends on the event, not only on cancel(): Python 3.11's wait_for
+            # (inside nats-py's requests) can swallow a cancellation that meets a reply,
+            # and a renewal that kept going held the slot, and its request, forever. The
+            # wait is bounded for the same reason.
+            released.set()
             renewing.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await renewing
+            await asyncio.wait({renewing}, timeout=RELEASE_WAIT_SECONDS)
             # Only our own lease: if it expired and another process took the slot, keep theirs.
             # A lease we fail to release expires by itself (the bucket's TTL).
             with contextlib.suppress(nats.js.errors.KeyWrongLastSequenceError, nats.errors.Error):
