@@ -155,7 +155,7 @@ async def test_rows_filter_sort_and_page_in_the_database(fresh_model: Callable[[
         ("Beta", "B1"),
         ("Beta", "B2"),
     ]
-    assert everything.states.model_dump() == {"queued": 1, "refreshing": 0, "ok": 3, "failed": 1}
+    assert everything.states.model_dump() == {"queued": 1, "refreshing": 0, "waiting": 0, "ok": 3, "failed": 1}
     a2 = everything.rows[2]
     assert a2.values["cash"] == "-20.50" and a2.values["overdue_sales_invoices_count"] == 3
 

@@ -1,5 +1,6 @@
-"""A gateway database from before the dashboard keeps its rows: migrations 0006 and 0008 fill
-the figure columns from the figures the rows already hold."""
+"""A gateway database from an earlier version keeps its rows: migrations 0006 and 0008 fill
+the figure columns from the figures the rows already hold; 0011 leaves earlier refreshes
+counting."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ from decimal import Decimal
 
 from sqlalchemy import text
 
-from hub_common.db import create_engine, migrate
+from hub_common.db import create_engine, migrate, session_factory
 from hub_gateway.app import MIGRATIONS, VERSION_TABLE
+from hub_gateway.readmodel import queries
+from hub_gateway.readmodel.models import RefreshRow
 
 FIGURES = {
     "cash": {"accounts": [], "total": "1234.56", "source": "api", "read_at": "2026-11-20T12:00:00Z"},
@@ -89,3 +92,32 @@ async def test_old_rows_get_their_figure_columns(database_url: str) -> None:
         None,
     ]
     assert uuid.UUID(str(assigned_to)) == assigned
+
+
+async def test_refreshes_recorded_before_0011_still_count(database_url: str) -> None:
+    """0011 adds what a refresh's discovery found and whether it failed: a refresh recorded
+    before it reads as not failed and not yet discovered, and its progress still counts."""
+    await asyncio.to_thread(migrate, database_url, MIGRATIONS, VERSION_TABLE, "0010")
+    engine = create_engine(database_url)
+    firm, client, refresh = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(
+                text(
+                    "INSERT INTO gateway_refreshes (refresh_id, firm_id, client_id, correlation_id, requested_at)"
+                    " VALUES (:refresh, :firm, :client, 'run-1', '2026-11-20 12:00:00')"
+                ),
+                {"refresh": refresh.hex, "firm": firm.hex, "client": client.hex},
+            )
+    finally:
+        await engine.dispose()
+    await asyncio.to_thread(migrate, database_url, MIGRATIONS, VERSION_TABLE)
+    engine = create_engine(database_url)
+    try:
+        async with session_factory(engine)() as session:
+            progress = await queries.refresh_progress(session, firm_id=firm, correlation_id="run-1")
+            row = await session.get(RefreshRow, refresh)
+    finally:
+        await engine.dispose()
+    assert row is not None and (row.failed, row.companies_found) == (False, None)
+    assert progress.model_dump() == {"refreshes": 1, "total": 1, "done": 0, "failed": 0}

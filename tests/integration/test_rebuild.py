@@ -17,7 +17,7 @@ import psycopg
 import pytest
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.engine import make_url
 from sqlmodel import col
 
@@ -45,6 +45,7 @@ from hub_common.events import (
     FailureKind,
     FirmCreated,
     GrantMethod,
+    RefreshDeferred,
     RefreshFailed,
     RefreshRequested,
     Role,
@@ -56,7 +57,7 @@ from hub_common.events import (
 from hub_common.local_nats import LocalNatsServer
 from hub_common.streams import EVENTS_STREAM, SNAPSHOTS_STREAM, declare_topology
 from hub_gateway.app import MIGRATIONS, VERSION_TABLE
-from hub_gateway.readmodel.models import CompanyRow
+from hub_gateway.readmodel.models import CompanyRow, FailureRow
 from hub_gateway.readmodel.projection import apply_batch
 from hub_gateway.readmodel.rebuild import rebuild, table_checksums
 
@@ -127,11 +128,14 @@ def _failure(kind: FailureKind, occurred_at: datetime) -> Failure:
 
 
 def _firm_history(tenant: str) -> list[EventData]:
-    """One firm's realistic life: two refreshes, a company losing access, a client that
-    never connects and is removed, and a connection test."""
+    """One firm's realistic life: two refreshes, one throttled before it read a company, a
+    company losing access, a refresh of one company whose discovery names a company twice
+    and which then waits for its client's BC, a client that never connects and is removed,
+    and a connection test."""
     client, broken_client = uuid.uuid4(), uuid.uuid4()
     company_a, company_b = uuid.uuid4(), uuid.uuid4()
     first, second, broken_refresh, test = uuid.uuid4(), uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    only_a = uuid.uuid4()
     companies = [DiscoveredCompany(company_id=company_a, name="A"), DiscoveredCompany(company_id=company_b, name="B")]
     later = READ_AT + timedelta(hours=1)
     owner = uuid.uuid4()
@@ -153,6 +157,15 @@ def _firm_history(tenant: str) -> list[EventData]:
         _snapshot(client, company_b, first, "20.00", READ_AT),
         RefreshRequested(refresh_id=second, client_id=client, connection=_connection(tenant)),
         CompaniesDiscovered(client_id=client, refresh_id=second, companies=companies),
+        RefreshDeferred(
+            refresh_id=second,
+            client_id=client,
+            company_id=company_a,
+            company_name="A",
+            failure=_failure(FailureKind.THROTTLED, later),
+            attempt=1,
+            next_attempt_at=later,
+        ),
         _snapshot(client, company_a, second, "1234.56", later),
         RefreshFailed(
             refresh_id=second,
@@ -175,6 +188,15 @@ def _firm_history(tenant: str) -> list[EventData]:
         TenantAccessGranted(tenant_id=_tenant_id(f"x.{tenant}"), tenant=f"x.{tenant}", method=GrantMethod.INVITATION),
         TenantAccessRevoked(tenant_id=_tenant_id(f"x.{tenant}"), tenant=f"x.{tenant}", reason="consent withdrawn"),
         ClientRemoved(client_id=broken_client),
+        RefreshRequested(refresh_id=only_a, client_id=client, connection=_connection(tenant), company_id=company_a),
+        CompaniesDiscovered(client_id=client, refresh_id=only_a, companies=[*companies, companies[0]]),
+        RefreshDeferred(
+            refresh_id=only_a,
+            client_id=client,
+            failure=_failure(FailureKind.ENVIRONMENT_OFFLINE, later),
+            attempt=1,
+            next_attempt_at=later + timedelta(minutes=35),
+        ),
         ConnectionTestRequested(test_id=test, client_id=client, connection=_connection(tenant)),
         ConnectionTested(test_id=test, client_id=client, ok=True, companies=companies, latency_ms=42),
     ]
@@ -184,7 +206,7 @@ def _at(data: EventData, moment: datetime) -> EventData:
     """The event as if it happened at ``moment``: readings and failures carry their own time."""
     if isinstance(data, CompanySnapshot):
         return data.model_copy(update={"read_at": moment})
-    if isinstance(data, RefreshFailed):
+    if isinstance(data, RefreshFailed | RefreshDeferred):
         return data.model_copy(update={"failure": data.failure.model_copy(update={"occurred_at": moment})})
     return data
 
@@ -283,6 +305,18 @@ async def test_rebuild_equals_the_model_built_event_by_event(
         "gateway_refreshes",
     }
     assert rebuilt == live
+    # Each firm's company A waits for its client's BC; the throttled wait before it was read ended.
+    engine = create_engine(database_url)
+    try:
+        async with session_factory(engine)() as session:
+            states = (await session.execute(select(col(CompanyRow.state)))).scalars().all()
+            waits = (
+                await session.execute(select(FailureRow).where(col(FailureRow.next_attempt_at).is_not(None)))
+            ).scalars()
+            assert sorted(states) == ["failed", "failed", "waiting", "waiting"]
+            assert sorted(wait.kind for wait in waits) == ["environment_offline", "environment_offline"]
+    finally:
+        await engine.dispose()
 
     # The comparison must see a single figure that differs.
     engine = create_engine(live_database_url)

@@ -75,6 +75,8 @@ class ClientRow(SQLModel, table=True):
     # Client-level state: a failure before any company was found lives here.
     state: str = Field(default="queued", max_length=20)
     failure_json: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    # While the state is "waiting": when the fetcher tries reaching the client's BC again.
+    next_attempt_at: datetime | None = Field(default=None, sa_column=_moment())
     added_at: datetime = Field(sa_column=_moment(nullable=False))
     events_sequence: int = 0
 
@@ -134,9 +136,12 @@ class CompanyRow(SQLModel, table=True):
     # travel on two streams with no order between them, so a refresh's own request or
     # discovery arriving after its outcome must not make the row look pending again.
     outcome_refresh_id: uuid.UUID | None = None
-    # When the shown outcome happened (a snapshot's read time, a failure's time): only an
-    # event that happened later may change the row's state, whatever order events arrive in.
+    # When the shown outcome happened (a snapshot's read time, a failure's time, or when a
+    # transient failure put the row to waiting): only an event that happened later may
+    # change the row's state, whatever order events arrive in.
     outcome_at: datetime | None = Field(default=None, sa_column=_moment())
+    # While the state is "waiting": when the fetcher tries reading the company again.
+    next_attempt_at: datetime | None = Field(default=None, sa_column=_moment())
     events_sequence: int = 0
     snapshot_sequence: int = 0
     snapshot_applied_at: datetime | None = Field(default=None, sa_column=_moment())
@@ -159,7 +164,11 @@ class ConnectionTestRow(SQLModel, table=True):
 
 
 class FailureRow(SQLModel, table=True):
-    """One failed refresh or Test Client URL, for Tools → Check Errors (kept, newest first)."""
+    """One failed refresh or Test Client URL, for Tools → Check Errors (kept, newest first).
+
+    A refresh waiting to retry after a transient failure (RefreshDeferred) is listed too,
+    with its next attempt, until a later outcome of the same client or company replaces it.
+    """
 
     __tablename__ = "gateway_failures"
 
@@ -176,6 +185,9 @@ class FailureRow(SQLModel, table=True):
     kind: str = Field(max_length=50)
     failure_json: str = Field(sa_column=Column(Text, nullable=False))
     occurred_at: datetime = Field(sa_column=_moment(nullable=False))
+    # Set only for a refresh waiting to retry: which attempt failed, and when the next is due.
+    attempt: int | None = None
+    next_attempt_at: datetime | None = Field(default=None, sa_column=_moment())
 
 
 class RefreshRow(SQLModel, table=True):
@@ -190,3 +202,8 @@ class RefreshRow(SQLModel, table=True):
     # The request that asked (all refreshes of one "Refresh all" share it).
     correlation_id: str = Field(max_length=100, index=True)
     requested_at: datetime = Field(sa_column=_moment(nullable=False))
+    # How many of the requested companies the refresh's discovery found (None until it
+    # answered): a refresh that found none is complete with nothing to read.
+    companies_found: int | None = None
+    # The refresh failed as a whole (its client's BC could not be reached).
+    failed: bool = False

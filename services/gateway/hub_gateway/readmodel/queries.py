@@ -209,12 +209,16 @@ class PageRow(BaseModel):
     web_client_link: str | None
     # Every figure column by key: amounts as decimal strings, counts as integers.
     values: dict[str, str | int | None]
+    # The last failure; while the state is "waiting", the transient one a retry follows.
     failure: FailureSummary | None
+    # While the state is "waiting": when the fetcher tries again.
+    next_attempt_at: datetime | None = None
 
 
 class StateCounts(BaseModel):
     queued: int = 0
     refreshing: int = 0
+    waiting: int = 0
     ok: int = 0
     failed: int = 0
 
@@ -342,6 +346,7 @@ def _page_row(client: ClientRow, company: CompanyRow | None) -> PageRow:
             web_client_link=None,
             values={column.key: None for column in FIGURE_COLUMNS},
             failure=_failure_summary(client.failure_json),
+            next_attempt_at=client.next_attempt_at,
         )
     return PageRow(
         client_id=client.client_id,
@@ -354,6 +359,7 @@ def _page_row(client: ClientRow, company: CompanyRow | None) -> PageRow:
         web_client_link=company.web_client_link,
         values={column.key: _value(getattr(company, column.attribute)) for column in FIGURE_COLUMNS},
         failure=_failure_summary(company.failure_json),
+        next_attempt_at=company.next_attempt_at,
     )
 
 
@@ -454,6 +460,7 @@ class CompanyDetails(BaseModel):
     web_client_link: str | None
     figures: dict[str, Any] | None
     failure: dict[str, Any] | None
+    next_attempt_at: datetime | None
 
 
 async def company_details(
@@ -476,6 +483,7 @@ async def company_details(
         web_client_link=company.web_client_link,
         figures=_loads(company.figures_json),
         failure=_loads(company.failure_json),
+        next_attempt_at=company.next_attempt_at,
     )
 
 
@@ -495,6 +503,9 @@ class FailureEntry(BaseModel):
     occurred_at: datetime
     # The classified failure: kind, summary, fix and the technical details.
     failure: dict[str, Any]
+    # Set for a refresh waiting to retry: the attempt that failed and when the next is due.
+    attempt: int | None = None
+    next_attempt_at: datetime | None = None
 
 
 class FailurePage(BaseModel):
@@ -537,6 +548,8 @@ async def failures(
             environment=failure.environment or (client.environment if client else None),
             occurred_at=failure.occurred_at,
             failure=json.loads(failure.failure_json),
+            attempt=failure.attempt,
+            next_attempt_at=failure.next_attempt_at,
         )
         for failure, client in (await session.execute(statement)).all()
     ]
@@ -550,9 +563,18 @@ class RefreshProgress(BaseModel):
     """How far the refreshes one request started have come ("37 of 120 refreshed")."""
 
     refreshes: int  # RefreshRequested events seen so far for the request
-    total: int  # companies (or clients whose companies are unknown yet) they cover
+    total: int  # the rows they asked for: companies, or clients whose companies are unknown yet
     done: int
     failed: int
+
+
+def _has_outcome_of(company: CompanyRow, refresh: RefreshRow) -> bool:
+    """The company shows this refresh's outcome, or a later one (a snapshot or a failure)."""
+    if company.state not in ("ok", "failed"):
+        return False
+    return company.outcome_refresh_id == refresh.refresh_id or (
+        company.outcome_at is not None and company.outcome_at > refresh.requested_at
+    )
 
 
 async def refresh_progress(session: AsyncSession, *, firm_id: uuid.UUID, correlation_id: str) -> RefreshProgress:
@@ -567,41 +589,43 @@ async def refresh_progress(session: AsyncSession, *, firm_id: uuid.UUID, correla
     )
     if not refreshes:
         return RefreshProgress(refreshes=0, total=0, done=0, failed=0)
-    by_client = {refresh.client_id: refresh for refresh in refreshes}
-    companies = list(
+    client_ids = {refresh.client_id for refresh in refreshes}
+    companies_of: dict[uuid.UUID, list[CompanyRow]] = {}
+    for company in (
+        await session.execute(
+            select(CompanyRow).where(col(CompanyRow.firm_id) == firm_id, col(CompanyRow.client_id).in_(client_ids))
+        )
+    ).scalars():
+        companies_of.setdefault(company.client_id, []).append(company)
+    removed = set(
         (
             await session.execute(
-                select(CompanyRow).where(col(CompanyRow.firm_id) == firm_id, col(CompanyRow.client_id).in_(by_client))
+                select(ClientRow.client_id).where(
+                    col(ClientRow.firm_id) == firm_id,
+                    col(ClientRow.client_id).in_(client_ids),
+                    col(ClientRow.removed).is_(True),
+                )
             )
         ).scalars()
     )
-    clients = {
-        client.client_id: client
-        for client in (
-            await session.execute(
-                select(ClientRow).where(col(ClientRow.firm_id) == firm_id, col(ClientRow.client_id).in_(by_client))
-            )
-        ).scalars()
-    }
     total = done = failed = 0
-    covered: set[uuid.UUID] = set()
-    for company in companies:
-        refresh = by_client[company.client_id]
-        if refresh.company_id not in (None, company.company_id):
+    for refresh in refreshes:
+        requested = [
+            company
+            for company in companies_of.get(refresh.client_id, [])
+            if refresh.company_id in (None, company.company_id)
+        ]
+        if not requested:
+            # No requested company is known: the client's row counts once, done when the
+            # refresh found nothing to read, failed as a whole, or the client was removed.
+            total += 1
+            if refresh.failed or refresh.companies_found == 0 or refresh.client_id in removed:
+                done += 1
+                failed += refresh.failed
             continue
-        covered.add(company.client_id)
-        total += 1
-        finished = company.outcome_refresh_id == refresh.refresh_id or (
-            company.outcome_at is not None and company.outcome_at > refresh.requested_at
-        )
-        if finished and company.state in ("ok", "failed"):
-            done += 1
-            failed += company.state == "failed"
-    for client_id in by_client.keys() - covered:
-        # No company known yet: the client counts once, done when it failed as a whole.
-        total += 1
-        client = clients.get(client_id)
-        if client is not None and (client.removed or client.state == "failed"):
-            done += 1
-            failed += client.state == "failed"
+        for company in requested:
+            total += 1
+            if _has_outcome_of(company, refresh):
+                done += 1
+                failed += company.state == "failed"
     return RefreshProgress(refreshes=len(refreshes), total=total, done=done, failed=failed)
