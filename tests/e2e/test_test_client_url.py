@@ -4,6 +4,9 @@ troubleshooting page."""
 
 from __future__ import annotations
 
+import asyncio
+import functools
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -128,3 +131,74 @@ def test_another_firms_test_result_is_not_found(hub: Hub, admin: httpx.Client) -
     assert own.json()["status"] == "ok"
     other = hub.client("kevin@fabrikam-audit.example").get(f"/api/v1/connection-tests/{test_id}")
     assert other.status_code == 404
+
+
+BURST = 100
+
+
+async def test_a_burst_of_tests_leaves_the_gateway_responsive(hub: Hub, sandbox: Sandbox) -> None:
+    """100 people press Test Client URL at once: each gets its answer (200, or 202 and then a
+    poll), /healthz keeps answering within a second, and the projection keeps applying
+    events meanwhile (a refresh started during the burst finishes)."""
+    email = "olivia@burst-accounting.example"
+    api = hub.client(email)
+    url = f"{sandbox.web_client}/cronus-sample.onmicrosoft.com/Production"
+    client_id = add_connected_client(sandbox, api, {"name": "CRONUS", "client_url": url})
+    _wait(lambda: _rows_ok(api, client_id), "the client's companies", 90)
+    limits = httpx.Limits(max_connections=BURST + 10, max_keepalive_connections=BURST + 10)
+
+    async with (
+        httpx.AsyncClient(base_url=hub.url, headers=api.headers, timeout=60, limits=limits) as tests,
+        httpx.AsyncClient(base_url=hub.url, timeout=10) as health,
+    ):
+        burst = [
+            asyncio.create_task(tests.post("/api/v1/connection-tests", json={"client_url": url})) for _ in range(BURST)
+        ]
+        refresh = await tests.post("/api/v1/refresh", json={"client_id": client_id})
+        run_id = refresh.raise_for_status().json()["run_id"]
+        health_seconds: list[float] = []
+        while not all(task.done() for task in burst):
+            started = time.monotonic()
+            answer = await health.get("/healthz")
+            health_seconds.append(time.monotonic() - started)
+            assert answer.status_code == 200, answer.text
+            await asyncio.sleep(0.2)
+        answers = [task.result() for task in burst]
+
+    assert sorted({answer.status_code for answer in answers}) in ([200], [200, 202], [202]), [
+        (answer.status_code, answer.text[:200]) for answer in answers if answer.status_code not in (200, 202)
+    ]
+    assert max(health_seconds) < 1.0, f"/healthz took {max(health_seconds):.2f} s during the burst"
+    for answer in answers:
+        body = answer.json()
+        if answer.status_code == 202:
+            test_id = body["test_id"]
+            body = _wait(functools.partial(_finished, api, test_id), f"test {test_id}", 60)
+        assert body["status"] == "ok", body
+    progress = _wait(lambda: _refreshed(api, run_id), "the refresh started during the burst", 90)
+    assert progress["failed"] == 0
+
+
+def _wait(check: Any, what: str, timeout: float) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = check()
+        if result:
+            return result
+        time.sleep(0.3)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _rows_ok(api: httpx.Client, client_id: str) -> bool:
+    rows = api.get("/api/v1/dashboard", params={"client_id": client_id}).json()["rows"]
+    return bool(rows) and all(row["state"] == "ok" for row in rows)
+
+
+def _finished(api: httpx.Client, test_id: str) -> dict[str, Any] | None:
+    body: dict[str, Any] = api.get(f"/api/v1/connection-tests/{test_id}").raise_for_status().json()
+    return body if body["status"] != "pending" else None
+
+
+def _refreshed(api: httpx.Client, run_id: str) -> dict[str, Any] | None:
+    progress: dict[str, Any] = api.get(f"/api/v1/refresh-runs/{run_id}").json()
+    return progress if progress["total"] and progress["done"] == progress["total"] else None

@@ -26,6 +26,7 @@ from hub_gateway.api.dead_letters import dead_letters
 from hub_gateway.api.deps import GatewayState
 from hub_gateway.api.reports import reports
 from hub_gateway.api.routes import api, health
+from hub_gateway.connection_tests import ConnectionTestAnswers
 from hub_gateway.live import LiveUpdates
 from hub_gateway.readmodel.projection import apply_batch
 from hub_gateway.settings import GatewaySettings
@@ -91,6 +92,8 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         live = LiveUpdates(broker.connection)
         await live.start()
         live_updates.append(live)
+        connection_tests = ConnectionTestAnswers(broker.connection)
+        await connection_tests.start()
         await broker.start()
         entra_http = httpx.Client(verify=settings.tls_verification(), timeout=30)
         entra_keys_http = httpx.AsyncClient(verify=settings.tls_verification(), timeout=30)
@@ -110,6 +113,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
                 authority_base=settings.entra_authority, audience=settings.entra_client_id, http=entra_keys_http
             ),
             live=live,
+            connection_tests=connection_tests,
             http=entra_keys_http,
             entra_http=entra_http,
         )
@@ -117,6 +121,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         try:
             yield
         finally:
+            await connection_tests.stop()
             await live.stop()
             await broker.stop()
             await engine.dispose()

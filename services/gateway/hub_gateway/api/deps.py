@@ -21,6 +21,7 @@ from hub_common.entra import EntraTokenVerifier
 from hub_common.events import Failure
 from hub_gateway.accounts import store
 from hub_gateway.auth import NotAuthenticated, Principal, read_dev_token
+from hub_gateway.connection_tests import ConnectionTestAnswers
 from hub_gateway.live import LiveUpdates
 from hub_gateway.readmodel import queries
 from hub_gateway.settings import GatewaySettings
@@ -87,6 +88,8 @@ class GatewayState:
     entra_tokens: EntraTokenVerifier
     # Hands the projection's changes to the open pages (server-sent events).
     live: LiveUpdates
+    # Hands each Test Client URL answer to the request waiting for it.
+    connection_tests: ConnectionTestAnswers
     # The process's HTTP clients (msal needs a synchronous one); they trust the configured CA.
     http: httpx.AsyncClient
     entra_http: httpx.Client

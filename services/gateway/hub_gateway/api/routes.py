@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import json
-import time
 import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
@@ -16,7 +13,7 @@ from pydantic import BaseModel, Field
 from hub_common import commands
 from hub_common.commands import CommandRejected
 from hub_common.db import database_ok, transaction
-from hub_common.events import Actor, ActorKind, ClientCard
+from hub_common.events import Actor, ActorKind, ClientCard, ConnectionTested
 from hub_gateway.accounts import store
 from hub_gateway.accounts.models import ApiToken
 from hub_gateway.api.deps import (
@@ -282,25 +279,28 @@ class ConnectionTestAnswer(BaseModel):
     failure: dict[str, Any] | None = None
 
 
-def _answer(test_id: uuid.UUID, result: dict[str, Any]) -> ConnectionTestAnswer:
+def _answer(tested: ConnectionTested) -> ConnectionTestAnswer:
     return ConnectionTestAnswer(
-        test_id=test_id,
-        status="ok" if result["ok"] else "failed",
-        companies=result.get("companies", []),
-        latency_ms=result.get("latency_ms"),
-        failure=result.get("failure"),
+        test_id=tested.test_id,
+        status="ok" if tested.ok else "failed",
+        companies=[company.model_dump(mode="json") for company in tested.companies],
+        latency_ms=tested.latency_ms,
+        failure=tested.failure.model_dump(mode="json") if tested.failure else None,
     )
 
 
 async def _tested(state: State, firm_id: uuid.UUID, test_id: uuid.UUID) -> ConnectionTestAnswer | None:
     """The answer, "pending" while a fetcher works on it, None when this firm never asked."""
+    heard = state.connection_tests.recent(firm_id, test_id)
+    if heard is not None:
+        return _answer(heard)
     async with state.sessions() as session:
         row = await queries.connection_test(session, firm_id=firm_id, test_id=test_id)
     if row is None:
         return None
     if row.result_json is None:
         return ConnectionTestAnswer(test_id=test_id, status="pending")
-    return _answer(test_id, json.loads(row.result_json))
+    return _answer(ConnectionTested.model_validate_json(row.result_json))
 
 
 @api.post("/connection-tests")
@@ -310,11 +310,14 @@ async def test_client_url(
     """Test Client URL: OK with the companies found and the latency, or what is wrong.
 
     A URL that cannot be parsed is answered at once (422); otherwise a fetcher tries to
-    reach the client's BC and the answer is awaited for a few seconds (200), after which
-    the test id can be polled (202).
+    reach the client's BC and its ConnectionTested event is awaited for a few seconds (200),
+    after which the test id can be polled (202).
     """
     if body.client_id is not None:
         await _require_client(session, principal, body.client_id)
+    # The wait below needs no database: the connection goes back to the pool now, so a burst
+    # of tests cannot starve the projection and every other request of connections.
+    await session.close()
     command = commands.TestConnection(
         firm_id=principal.firm_id,
         actor=_actor(principal),
@@ -330,12 +333,11 @@ async def test_client_url(
     except CommandRejected as rejected:
         # An unparsable URL is answered at once, in the API's one error shape (422).
         raise rejection_error(rejected) from rejected
-    deadline = time.monotonic() + state.settings.connection_test_wait_seconds
-    while time.monotonic() < deadline:
-        answer = await _tested(state, principal.firm_id, started.test_id)
-        if answer is not None and answer.status != "pending":
-            return JSONResponse(answer.model_dump(mode="json"))
-        await asyncio.sleep(0.2)
+    tested = await state.connection_tests.wait(
+        principal.firm_id, started.test_id, timeout=state.settings.connection_test_wait_seconds
+    )
+    if tested is not None:
+        return JSONResponse(_answer(tested).model_dump(mode="json"))
     pending = ConnectionTestAnswer(test_id=started.test_id, status="pending")
     return JSONResponse(pending.model_dump(mode="json"), status_code=status.HTTP_202_ACCEPTED)
 
