@@ -1,0 +1,67 @@
+"""The real broker from a test's side: publishing an event as a service would, and reading
+whether a firm's refreshes have all ended."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from nats.aio.client import Client
+
+from hub_common.bus import connect, publish_event
+from hub_common.events import Actor, EventData, new_envelope
+from tests.faults.ledger import Companies, read_ledger
+
+T = TypeVar("T")
+
+
+def _on_the_broker(nats_url: str, work: Callable[[Client], Awaitable[T]]) -> T:
+    """Run ``work`` with a connection of its own, in its own thread and event loop, so
+    synchronous tests (and Playwright's, whose loop holds the main thread) can call it."""
+
+    async def run() -> T:
+        nats = await connect(nats_url, name="test")
+        try:
+            return await work(nats)
+        finally:
+            await nats.close()
+
+    results: list[T] = []
+    failures: list[BaseException] = []
+
+    def thread_main() -> None:
+        try:
+            results.append(asyncio.run(run()))
+        except BaseException as error:  # handed to the calling thread
+            failures.append(error)
+
+    thread = threading.Thread(target=thread_main)
+    thread.start()
+    thread.join(60)
+    if thread.is_alive():
+        raise TimeoutError("the broker did not answer within 60 s")
+    if failures:
+        raise failures[0]
+    return results[0]
+
+
+def publish(nats_url: str, data: EventData, *, firm_id: uuid.UUID, actor: Actor) -> None:
+    """Publish through the project's publish helper and wait for JetStream's acknowledgement."""
+
+    async def send(nats: Client) -> None:
+        await publish_event(nats.jetstream(), new_envelope(data, firm_id=firm_id, actor=actor))
+
+    _on_the_broker(nats_url, send)
+
+
+def refreshes_settled(nats_url: str, firm_id: uuid.UUID, companies: Companies) -> bool:
+    """Whether every refresh of the firm so far (requested, or started by a ClientAdded) has
+    an outcome for each of its companies, as the streams hold them."""
+
+    async def read(nats: Client) -> bool:
+        return (await read_ledger(nats.jetstream(), firm_id)).settled(companies)
+
+    return _on_the_broker(nats_url, read)
