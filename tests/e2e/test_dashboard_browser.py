@@ -1,12 +1,17 @@
 """The dashboard in a real browser (Playwright driving Debian's chromium) against the real
 hub: sign in through the sandbox's Entra, add a client and test its URL, refresh all and
 watch rows change without a reload, open the details pane, download workbooks and check
-their figures, and see an injected failure in Check Errors."""
+their figures, and see an injected failure in Check Errors; refresh one company or a
+selection while the other rows stay as they are, and see a refresh waiting to retry on its
+row, in the details pane and in Check Errors."""
 
 from __future__ import annotations
 
 import re
+import time
+import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -16,9 +21,11 @@ import openpyxl
 import pytest
 from playwright.sync_api import Page, expect
 
+from hub_common.events import Actor, Failure, FailureKind, RefreshDeferred
 from tests.conftest import Sandbox
 from tests.e2e.conftest import SCREENSHOTS, Hub
 from tests.support.connect import add_connected_client
+from tests.support.events import publish, refreshes_settled
 
 pytestmark = pytest.mark.e2e
 
@@ -241,3 +248,105 @@ def test_the_row_menu_and_filters_work_from_the_keyboard(page: Page, hub: Hub, s
     page.keyboard.press("Enter")
     expect(page.locator("th[aria-sort=descending]")).to_have_text("Cash ▼")
     expect(cash).to_be_focused()
+
+
+# Records every state each row of the grid shows, however briefly (rows are replaced live).
+WATCH_STATES = """() => {
+  window.__states = {};
+  const record = () => {
+    for (const row of document.querySelectorAll("#grid-body tr[data-key]")) {
+      const state = row.querySelector(".state");
+      if (state) (window.__states[row.dataset.key] ||= []).push(state.textContent);
+    }
+  };
+  record();
+  new MutationObserver(record).observe(document.getElementById("grid-body"), { childList: true, subtree: true });
+}"""
+
+
+def test_one_company_refreshes_alone_and_a_wait_for_a_retry_shows_at_once(
+    page: Page, hub: Hub, sandbox: Sandbox, nats_url: str
+) -> None:
+    email = "ivy@margie-accounting.example"
+    _sign_in(page, hub, email)
+    api = hub.client(email)
+    url = f"{sandbox.web_client}/cronus-sample.onmicrosoft.com/Production"
+    client_id = add_connected_client(sandbox, api, {"name": "CRONUS", "client_url": url})
+    expect(page.locator("#grid-body .state", has_text="OK").first).to_be_visible(timeout=60_000)
+    rows = api.get("/api/v1/dashboard", params={"client_id": client_id}).json()["rows"]
+    for row in rows:
+        expect(_row(page, row["company_name"]).locator(".state")).to_have_text("OK", timeout=60_000)
+    firm_id = uuid.UUID(api.get("/api/v1/me").json()["firm_id"])
+    companies = {uuid.UUID(client_id): frozenset(uuid.UUID(row["company_id"]) for row in rows)}
+    # No refresh of the client is still under way: the rows change only by what the test does.
+    deadline = time.monotonic() + 60
+    while not refreshes_settled(nats_url, firm_id, companies):
+        assert time.monotonic() < deadline, "the client's first refreshes never ended"
+        time.sleep(0.3)
+    first, others = rows[0], rows[1:]
+    key = f"{client_id}/{first['company_id']}"
+
+    # 1. Refresh this company: only its row changes, and the run is one row.
+    page.evaluate(WATCH_STATES)
+    _row(page, first["company_name"]).get_by_role("button", name=f"Actions for {first['company_name']}").click()
+    page.get_by_role("menuitem", name="Refresh this company").click()
+    progress = page.locator("#progress-line")
+    expect(progress).to_have_text("Refresh finished: 1 of 1 refreshed.", timeout=60_000)
+    seen: dict[str, list[str]] = page.evaluate("window.__states")
+    for row in others:
+        assert set(seen[f"{client_id}/{row['company_id']}"]) == {"OK"}, seen
+    assert "OK" in seen[key]
+
+    # 2. Refresh selected: the progress counts exactly the ticked rows.
+    for row in rows[:2]:
+        _row(page, row["company_name"]).get_by_role("checkbox").check()
+    page.get_by_role("button", name="Refresh selected").click()
+    expect(progress).to_have_text("Refresh finished: 2 of 2 refreshed.", timeout=60_000)
+
+    # 3. A refresh waiting to retry shows on the row at once, with the time of the next try.
+    next_attempt_at = datetime.now(UTC).replace(microsecond=0) + timedelta(minutes=35)
+    deferred = RefreshDeferred(
+        refresh_id=uuid.uuid4(),
+        client_id=uuid.UUID(client_id),
+        company_id=uuid.UUID(first["company_id"]),
+        company_name=first["company_name"],
+        failure=Failure(
+            kind=FailureKind.ENVIRONMENT_OFFLINE,
+            summary="The client's Business Central is being updated.",
+            fix="Nothing to do: the hub tries again when the update is done.",
+            http_status=503,
+            bc_error_code="Upgrading",
+            correlation_id="corr-browser-503",
+            occurred_at=datetime.now(UTC),
+        ),
+        attempt=2,
+        next_attempt_at=next_attempt_at,
+    )
+    publish(nats_url, deferred, firm_id=firm_id, actor=Actor.service("fetcher"))
+    hh_mm = page.evaluate(
+        "value => new Intl.DateTimeFormat(undefined, { timeStyle: 'short' }).format(new Date(value))",
+        next_attempt_at.isoformat(),
+    )
+    waiting_row = _row(page, first["company_name"])
+    expect(waiting_row).to_contain_text(
+        f"Waiting: The client's Business Central is being updated. — next try at {hh_mm}", timeout=20_000
+    )
+    for row in others:
+        expect(_row(page, row["company_name"]).locator(".state")).to_have_text("OK")
+    waiting_row.get_by_role("button", name=f"Details of {first['company_name']}").click()
+    pane = page.get_by_role("dialog", name=first["company_name"])
+    expect(pane).to_contain_text(f"next try at {hh_mm}")
+    page.get_by_role("button", name="Close company details").click()
+
+    # 4. Check Errors lists it at once with its technical details, until the next snapshot.
+    page.get_by_role("button", name="Tools").click()
+    page.get_by_role("menuitem", name="Check Errors").click()
+    entry = page.locator("#errors-body tr", has_text="Waiting:")
+    expect(entry).to_contain_text(f"attempt 2, next try at {hh_mm}")
+    expect(entry).to_contain_text(first["company_name"])
+    expect(entry).to_contain_text("being updated")
+    entry.get_by_text("HTTP 503").click()
+    expect(entry.locator("dl.technical")).to_contain_text("corr-browser-503")
+    _shot(page, "check-errors-waiting")
+    api.post("/api/v1/refresh", json={"client_id": client_id, "company_id": first["company_id"]}).raise_for_status()
+    expect(page.locator("#errors-body tr", has_text="Waiting:")).to_have_count(0, timeout=60_000)

@@ -107,6 +107,11 @@ const Hub = (() => {
     if (!value) return "—";
     return new Intl.DateTimeFormat(locale, { dateStyle: "medium", timeStyle: "short" }).format(new Date(value));
   }
+  // Hours and minutes in the accountant's locale and the browser's time zone ("14:05").
+  function time(value) {
+    if (!value) return "—";
+    return new Intl.DateTimeFormat(locale, { timeStyle: "short" }).format(new Date(value));
+  }
   function date(value) {
     if (!value) return "—";
     return new Intl.DateTimeFormat(locale, { dateStyle: "medium", timeZone: "UTC" }).format(new Date(value));
@@ -181,5 +186,10 @@ const Hub = (() => {
     return list;
   }
 
-  return { api, ApiError, h, amount, count, dateTime, date, age, setLocale, closeMenus, technicalDetails };
+  // A refresh waiting to retry after a transient failure: what happened and when it tries again.
+  function waitingText(failure, nextAttemptAt) {
+    return `${failure ? failure.summary + " — " : ""}next try at ${time(nextAttemptAt)}`;
+  }
+
+  return { api, ApiError, h, amount, count, dateTime, date, time, age, setLocale, closeMenus, technicalDetails, waitingText };
 })();

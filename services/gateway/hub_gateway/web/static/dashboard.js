@@ -92,8 +92,11 @@
   }
 
   function stateBadge(row) {
-    const words = { ok: "OK", failed: "Failed", queued: "Queued", refreshing: "Refreshing", removed: "Removed" };
+    const words = { ok: "OK", failed: "Failed", queued: "Queued", refreshing: "Refreshing", waiting: "Waiting:", removed: "Removed" };
     const badge = h("span", { class: `state state-${row.state}` }, words[row.state] || row.state);
+    if (row.state === "waiting") {
+      return h("span", {}, badge, " ", h("a", { href: `/errors?client_id=${row.client_id}`, title: row.failure ? row.failure.fix : "" }, Hub.waitingText(row.failure, row.next_attempt_at)));
+    }
     if (row.failure) {
       return h("span", {}, badge, " ", h("a", { href: `/errors?client_id=${row.client_id}`, title: row.failure.fix }, row.failure.summary));
     }
@@ -124,7 +127,7 @@
       onchange: (event) => toggleSelected(row, event.target.checked) });
     const companyCell = row.company_id
       ? h("button", { type: "button", class: "linklike", onclick: () => openDetails(row), "aria-label": `Details of ${row.company_name}` }, row.company_name)
-      : h("span", { class: "muted" }, row.state === "failed" ? "Companies could not be read" : "Looking for companies…");
+      : h("span", { class: "muted" }, { failed: "Companies could not be read", ok: "No companies in this environment" }[row.state] || "Looking for companies…");
     const figures = state.preferences.columns.map((columnKey) => {
       const column = catalogue.get(columnKey);
       const value = row.values[columnKey];
@@ -162,7 +165,8 @@
     state.states = states;
     const parts = [`${Hub.count(states.ok)} OK`];
     if (states.failed) parts.push(`${Hub.count(states.failed)} failed`);
-    if (states.queued + states.refreshing) parts.push(`${Hub.count(states.queued + states.refreshing)} waiting`);
+    if (states.queued + states.refreshing) parts.push(`${Hub.count(states.queued + states.refreshing)} refreshing`);
+    if (states.waiting) parts.push(`${Hub.count(states.waiting)} waiting to retry`);
     $("counts").textContent = parts.join(" · ");
   }
 
@@ -568,7 +572,9 @@
     body.push(h("p", { class: "muted" }, `${details.client_name} · ${currency || ""} · `,
       h("span", { title: Hub.dateTime(details.as_of) }, details.as_of ? `figures from ${Hub.age(details.as_of)}` : "not read yet"), " · ",
       h("span", { class: `state state-${details.state}` }, details.state)));
-    if (details.failure) {
+    if (details.state === "waiting") {
+      body.push(h("div", { class: "banner info", role: "status" }, h("strong", {}, "Waiting: ", Hub.waitingText(details.failure, details.next_attempt_at)), " ", details.failure ? details.failure.fix : "", details.failure ? Hub.technicalDetails(details.failure) : null));
+    } else if (details.failure) {
       body.push(h("div", { class: "banner error", role: "alert" }, h("strong", {}, details.failure.summary), " ", details.failure.fix, Hub.technicalDetails(details.failure)));
     }
     const workbookPath = `/api/v1/clients/${details.client_id}/companies/${details.company_id}/workbook`;

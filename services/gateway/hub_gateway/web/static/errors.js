@@ -22,7 +22,10 @@
 
   function entryRow(entry) {
     const failure = entry.failure;
-    const what = entry.origin === "connection_test" ? "Test Client URL" : "Refresh";
+    const waiting = entry.next_attempt_at !== null;
+    const what = entry.origin === "connection_test" ? "Test Client URL"
+      : waiting ? h("span", {}, "Refresh ", h("span", { class: "state state-waiting" }, "Waiting:"), ` attempt ${Hub.count(entry.attempt)}, next try at ${Hub.time(entry.next_attempt_at)}`)
+      : "Refresh";
     const client = entry.client_name
       ? h("span", {}, entry.client_name, entry.client_removed ? h("span", { class: "muted" }, " (removed)") : null)
       : h("span", { class: "muted" }, `${entry.tenant || "?"} / ${entry.environment || "?"}`);
@@ -42,7 +45,7 @@
       const { data } = await api("GET", "/api/v1/errors?" + query);
       $("errors-error").hidden = true;
       $("errors-body").replaceChildren(...(data.failures.length ? data.failures.map(entryRow)
-        : [h("tr", {}, h("td", { colspan: 6 }, "No failed connections. Every refresh and test succeeded."))]));
+        : [h("tr", {}, h("td", { colspan: 6 }, "No failed or waiting connections. Every refresh and test succeeded."))]));
       const last = data.offset + data.failures.length;
       $("errors-page-info").textContent = data.total ? `${data.offset + 1}–${last} of ${data.total}` : "";
       $("errors-previous").disabled = data.offset === 0;
