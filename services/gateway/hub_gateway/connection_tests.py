@@ -28,22 +28,24 @@ from hub_common.streams import event_subject
 
 logger = get_logger(__name__)
 
-# Every firm's answers: the firm is checked against the asking principal's, per answer.
+# Every firm's answers; each is kept under its firm and handed out only within it.
 TESTED_SUBJECTS = event_subject("*", ConnectionTested.event_type)
 # Answers kept for a request that asks just after its answer arrived, and for quick polls.
 RECENT_ANSWERS = 256
 
 
-class Heard(NamedTuple):
+class FirmTestId(NamedTuple):
+    """A test id with the firm whose test it is: an answer is handed out only within its firm."""
+
     firm_id: uuid.UUID
-    answer: ConnectionTested
+    test_id: uuid.UUID
 
 
 class ConnectionTestAnswers:
     def __init__(self, nats: Client) -> None:
         self._nats = nats
-        self._waiting: dict[uuid.UUID, list[asyncio.Future[Heard]]] = {}
-        self._recent: OrderedDict[uuid.UUID, Heard] = OrderedDict()
+        self._waiting: dict[FirmTestId, list[asyncio.Future[ConnectionTested]]] = {}
+        self._recent: OrderedDict[FirmTestId, ConnectionTested] = OrderedDict()
         self._subscription: Subscription | None = None
 
     async def start(self) -> None:
@@ -59,30 +61,26 @@ class ConnectionTestAnswers:
 
     def recent(self, firm_id: uuid.UUID, test_id: uuid.UUID) -> ConnectionTested | None:
         """The answer if this replica heard it lately and it is this firm's test."""
-        heard = self._recent.get(test_id)
-        if heard is None or heard.firm_id != firm_id:
-            return None
-        return heard.answer
+        return self._recent.get(FirmTestId(firm_id, test_id))
 
     async def wait(self, firm_id: uuid.UUID, test_id: uuid.UUID, timeout: float) -> ConnectionTested | None:
         """The firm's answer to a test, or None if none arrives within ``timeout`` seconds."""
-        answer = self.recent(firm_id, test_id)
+        key = FirmTestId(firm_id, test_id)
+        answer = self._recent.get(key)
         if answer is not None:
             return answer
-        future: asyncio.Future[Heard] = asyncio.get_running_loop().create_future()
-        self._waiting.setdefault(test_id, []).append(future)
+        future: asyncio.Future[ConnectionTested] = asyncio.get_running_loop().create_future()
+        self._waiting.setdefault(key, []).append(future)
         try:
-            heard = await asyncio.wait_for(future, timeout)
+            return await asyncio.wait_for(future, timeout)
         except TimeoutError:
             return None
         finally:
-            futures = self._waiting.get(test_id, [])
+            futures = self._waiting.get(key, [])
             if future in futures:
                 futures.remove(future)
             if not futures:
-                self._waiting.pop(test_id, None)
-        # A test id is a random UUID the registry made for this firm; checked all the same.
-        return heard.answer if heard.firm_id == firm_id else None
+                self._waiting.pop(key, None)
 
     async def _heard(self, msg: Msg) -> None:
         try:
@@ -92,12 +90,11 @@ class ConnectionTestAnswers:
             return
         if not isinstance(envelope.data, ConnectionTested):
             return
-        heard = Heard(envelope.firm_id, envelope.data)
-        test_id = envelope.data.test_id
-        self._recent[test_id] = heard
-        self._recent.move_to_end(test_id)
+        key = FirmTestId(envelope.firm_id, envelope.data.test_id)
+        self._recent[key] = envelope.data
+        self._recent.move_to_end(key)
         while len(self._recent) > RECENT_ANSWERS:
             self._recent.popitem(last=False)
-        for future in self._waiting.get(test_id, []):
+        for future in self._waiting.get(key, []):
             if not future.done():
-                future.set_result(heard)
+                future.set_result(envelope.data)
