@@ -20,20 +20,11 @@ from tests.conftest import Sandbox
 from tests.e2e.conftest import Hub
 from tests.support.connect import add_connected_client
 from tests.support.processes import start_service, wait_until_healthy
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.e2e
 
 EMAIL = "ivan@fourthcoffee-accounting.example"
-
-
-def _wait(check: Any, what: str, timeout: float = 60) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = check()
-        if result:
-            return result
-        time.sleep(0.3)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +39,7 @@ def firm(hub: Hub, sandbox: Sandbox) -> Iterator[dict[str, Any]]:
         ok = [r for r in rows if r["client_id"] == client_id and r["state"] == "ok"]
         return ok if len(ok) >= 2 else None
 
-    rows = _wait(read, "the client's companies")
+    rows = eventually(read, "the client's companies")
     yield {"api": api, "client_id": client_id, "rows": rows}
     api.close()
 
@@ -190,7 +181,7 @@ def test_refresh_progress_and_the_live_stream(
         progress: dict[str, Any] = api.get(f"/api/v1/refresh-runs/{started['run_id']}").json()
         return progress if progress["total"] and progress["done"] == progress["total"] else None
 
-    progress = _wait(finished, "the refresh to finish")
+    progress = eventually(finished, "the refresh to finish")
     assert progress["refreshes"] == len(started["refresh_ids"]) == 1
     assert progress["total"] == len(firm["rows"]) and progress["failed"] == 0
     assert (
@@ -211,7 +202,7 @@ def test_check_errors_lists_a_failed_test_with_its_details(firm: dict[str, Any])
         entries: list[dict[str, Any]] = api.get("/api/v1/errors").json()["failures"]
         return [e for e in entries if e["tenant"] == "no-such-tenant.example"]
 
-    entry = _wait(listed, "the failed test in Check Errors")[0]
+    entry = eventually(listed, "the failed test in Check Errors")[0]
     assert entry["origin"] == "connection_test"
     assert entry["failure"]["summary"] and entry["failure"]["fix"]
     assert entry["failure"]["occurred_at"]

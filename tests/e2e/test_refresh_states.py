@@ -20,20 +20,11 @@ from tests.conftest import Sandbox
 from tests.e2e.conftest import Hub
 from tests.support.connect import add_connected_client
 from tests.support.events import publish, refreshes_settled
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.e2e
 
 EMAIL = "peggy@adventure-accounting.example"
-
-
-def _wait(check: Any, what: str, timeout: float = 60) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = check()
-        if result:
-            return result
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def _rows(api: httpx.Client, client_id: str) -> list[dict[str, Any]]:
@@ -67,10 +58,10 @@ def firm(hub: Hub, sandbox: Sandbox, nats_url: str) -> Iterator[dict[str, Any]]:
         rows = _rows(api, client_id)
         return rows if len(rows) >= 2 and all(r["state"] == "ok" for r in rows) else None
 
-    rows = _wait(read, "the client's companies")
+    rows = eventually(read, "the client's companies")
     firm_id = uuid.UUID(api.get("/api/v1/me").json()["firm_id"])
     companies = {uuid.UUID(client_id): frozenset(uuid.UUID(row["company_id"]) for row in rows)}
-    _wait(lambda: refreshes_settled(nats_url, firm_id, companies), "the client's first refreshes to end")
+    eventually(lambda: refreshes_settled(nats_url, firm_id, companies), "the client's first refreshes to end")
     yield {"api": api, "client_id": client_id, "firm_id": firm_id}
     api.close()
 
@@ -133,11 +124,11 @@ def test_a_refresh_whose_discovery_fails_completes(hub: Hub, sandbox: Sandbox, f
     production = next(e for e in tenant["environments"] if e["name"] == "Production")
     card = {"name": tenant["display_name"], "client_url": production["client_url"]}
     client_id = add_connected_client(sandbox, api, card)
-    _wait(lambda: [r for r in _rows(api, client_id) if r["state"] == "ok"], "the client's companies")
+    eventually(lambda: [r for r in _rows(api, client_id) if r["state"] == "ok"], "the client's companies")
     companies = len(_rows(api, client_id))
     faults.put(f"/tenants/{tenant['id']}/faults", json={"kind": "invalid_credentials"}).raise_for_status()
     run_id = api.post("/api/v1/refresh", json={}).raise_for_status().json()["run_id"]
-    progress = _wait(lambda: _finished(api, run_id), "the failed refresh to complete")
+    progress = eventually(lambda: _finished(api, run_id), "the failed refresh to complete")
     assert progress == {"refreshes": 1, "total": companies, "done": companies, "failed": companies}
     assert all(row["state"] == "failed" for row in _rows(api, client_id))
 
@@ -173,7 +164,7 @@ def test_a_wait_for_a_retry_shows_at_once_until_the_next_snapshot(
         shown = _row(api, firm["client_id"], row["company_id"])
         return shown if shown["state"] == state else None
 
-    shown = _wait(lambda: shown_as("waiting"), "the row to wait for its retry", timeout=20)
+    shown = eventually(lambda: shown_as("waiting"), "the row to wait for its retry", timeout=20)
     assert datetime.fromisoformat(shown["next_attempt_at"]) == next_attempt_at
     assert shown["failure"]["summary"] == "The client's Business Central is being updated."
     others = [r for r in _rows(api, firm["client_id"]) if r["company_id"] != row["company_id"]]
@@ -187,5 +178,5 @@ def test_a_wait_for_a_retry_shows_at_once_until_the_next_snapshot(
 
     # The company's next reading replaces the wait, on the row and in Check Errors.
     api.post("/api/v1/refresh", json={"client_id": firm["client_id"], "company_id": row["company_id"]})
-    _wait(lambda: shown_as("ok"), "the next snapshot")
+    eventually(lambda: shown_as("ok"), "the next snapshot")
     assert [e for e in api.get("/api/v1/errors").json()["failures"] if e["next_attempt_at"]] == []
