@@ -125,6 +125,13 @@ def create_broker(url: str, *, name: str, connect_timeout: float = 5.0) -> NatsB
     return NatsBroker(servers, **options)
 
 
+def connection_of(broker: NatsBroker) -> Client:
+    connection: Client | None = broker.config.connection_state.connection
+    if connection is None:
+        raise RuntimeError("the broker is not connected")
+    return connection
+
+
 def jetstream_of(broker: NatsBroker) -> JetStreamContext:
     stream: JetStreamContext | None = broker.config.connection_state.stream
     if stream is None:

@@ -10,6 +10,7 @@ version table, so services may share one PostgreSQL database or use one each.
 
 from __future__ import annotations
 
+import fcntl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -18,7 +19,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import DateTime, event
+from sqlalchemy import DateTime, event, text
 from sqlalchemy.engine import URL, Connection, Dialect, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
@@ -96,6 +97,12 @@ def migrate(url: str, migrations_folder: Path, version_table: str, revision: str
     config.set_main_option("script_location", str(migrations_folder))
     config.set_main_option("sqlalchemy.url", target.render_as_string(hide_password=False))
     config.attributes["version_table"] = version_table
+    if target.get_backend_name() == "sqlite" and target.database:
+        # Replicas starting together on one SQLite file take turns (PostgreSQL: see below).
+        with open(f"{target.database}.migrate.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            command.upgrade(config, revision)
+        return
     command.upgrade(config, revision)
 
 
@@ -118,12 +125,15 @@ def _configure_and_run(context: Any, connection: Connection, version_table: str)
         render_as_batch=connection.dialect.name == "sqlite",
     )
     with context.begin_transaction():
+        if connection.dialect.name == "postgresql":
+            # Replicas starting together take turns: the lock is held until this transaction
+            # (every migration, DDL included) commits, and alembic reads the version table
+            # only after it, so the next replica finds the tables already at head.
+            connection.execute(text("SELECT pg_advisory_xact_lock(hashtext(:name))"), {"name": version_table})
         context.run_migrations()
 
 
 async def database_ok(engine: AsyncEngine) -> bool:
-    from sqlalchemy import text
-
     try:
         async with engine.connect() as connection:
             await connection.execute(text("SELECT 1"))

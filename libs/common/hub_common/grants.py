@@ -13,13 +13,11 @@ overwrites a newer record, so a replay changes nothing.
 
 from __future__ import annotations
 
-import contextlib
 import uuid
 from datetime import datetime
 
 import nats.js.errors
 from nats.js import JetStreamContext
-from nats.js.api import KeyValueConfig, StorageType
 from nats.js.kv import KeyValue
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -29,6 +27,7 @@ from hub_common.logging import get_logger
 logger = get_logger(__name__)
 
 GRANTS_BUCKET = "HUB_TENANT_GRANTS"
+GRANTS_BUCKET_DESCRIPTION = "Which firm may read which client tenant (mirrors the registry's grants)."
 # Two writers may race for one key; after this many lost races the caller's retry takes over.
 _COMPARE_AND_SET_ATTEMPTS = 5
 
@@ -50,25 +49,9 @@ def grant_key(firm_id: uuid.UUID, tenant_id: uuid.UUID) -> str:
     return f"{firm_id}.{tenant_id}"
 
 
-async def declare_grants_bucket(js: JetStreamContext) -> None:
-    """A file-backed bucket: grants must outlive a broker restart."""
-    with contextlib.suppress(nats.js.errors.BadRequestError):  # another process just created it
-        await js.create_key_value(
-            KeyValueConfig(
-                bucket=GRANTS_BUCKET,
-                description="Which firm may read which client tenant (mirrors the registry's grants).",
-                history=1,
-                storage=StorageType.FILE,
-            )
-        )
-
-
 async def _bucket(js: JetStreamContext) -> KeyValue:
-    try:
-        return await js.key_value(GRANTS_BUCKET)
-    except nats.js.errors.BucketNotFoundError:
-        await declare_grants_bucket(js)
-        return await js.key_value(GRANTS_BUCKET)
+    # Every process declares the topology (hub_common.streams), bucket included, at start.
+    return await js.key_value(GRANTS_BUCKET)
 
 
 async def record_access(

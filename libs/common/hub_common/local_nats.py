@@ -21,6 +21,9 @@ class NatsServerError(RuntimeError):
     pass
 
 
+CLUSTER_NAME = "hub"
+
+
 def find_nats_server() -> str:
     """The nats-server the wheel put next to this interpreter, else one on PATH."""
     beside_python = Path(sys.executable).parent / "nats-server"
@@ -69,6 +72,9 @@ class LocalNatsServer:
     store_dir: Path
     port: int = 0
     monitor_port: int = 0
+    # In a cluster: where this node listens for routes, and the other nodes' route URLs.
+    cluster_port: int = 0
+    routes: tuple[str, ...] = ()
     process: subprocess.Popen[bytes] | None = field(default=None, init=False)
 
     @property
@@ -93,6 +99,9 @@ class LocalNatsServer:
         ]
         if self.monitor_port:
             arguments += ["--http_port", str(self.monitor_port)]
+        if self.cluster_port:
+            arguments += ["--cluster_name", CLUSTER_NAME, "--cluster", f"nats://127.0.0.1:{self.cluster_port}"]
+            arguments += ["--routes", ",".join(self.routes)]
         log_path = self.store_dir / "nats-server.log"
         with log_path.open("ab") as log:
             self.process = subprocess.Popen(arguments, stdout=log, stderr=subprocess.STDOUT, start_new_session=False)
@@ -113,6 +122,49 @@ class LocalNatsServer:
             self.process.wait()
 
     def __enter__(self) -> LocalNatsServer:
+        return self.start()
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()
+
+
+@dataclass
+class LocalNatsCluster:
+    """Several nats-server nodes on loopback, routed to each other: one JetStream cluster.
+
+    Each node keeps its own file store under ``store_dir`` and its ports for life, so a
+    node killed and started again rejoins as the same server with the same data.
+    """
+
+    store_dir: Path
+    size: int = 3
+    nodes: list[LocalNatsServer] = field(default_factory=list, init=False)
+
+    def __post_init__(self) -> None:
+        cluster_ports = [free_port() for _ in range(self.size)]
+        for index, cluster_port in enumerate(cluster_ports):
+            others = tuple(f"nats://127.0.0.1:{port}" for port in cluster_ports if port != cluster_port)
+            self.nodes.append(
+                LocalNatsServer(
+                    self.store_dir / f"node-{index + 1}", port=free_port(), cluster_port=cluster_port, routes=others
+                )
+            )
+
+    @property
+    def url(self) -> str:
+        """Every node, as services are given them (HUB_NATS_URL)."""
+        return ",".join(node.url for node in self.nodes)
+
+    def start(self, timeout: float = 30.0) -> LocalNatsCluster:
+        for node in self.nodes:
+            node.start(timeout)
+        return self
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
+
+    def __enter__(self) -> LocalNatsCluster:
         return self.start()
 
     def __exit__(self, *_exc: object) -> None:

@@ -15,6 +15,8 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from nats.aio.client import Client
+from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from sqlalchemy import (
     BigInteger,
@@ -65,7 +67,13 @@ async def append(session: AsyncSession, table: Table, envelope: Envelope[Any]) -
 
 
 class OutboxRelay:
-    """Publishes committed events to JetStream, oldest first, one process at a time."""
+    """Publishes committed events to JetStream, oldest first.
+
+    ``run`` must go on in one process at a time (it runs under the role's lease, see
+    hub_common.leadership); ``notify`` may be called in any replica: it wakes the relay of
+    whichever replica holds the lease through a core NATS notice, so an event committed
+    anywhere leaves at once instead of at the next poll.
+    """
 
     def __init__(
         self,
@@ -73,6 +81,7 @@ class OutboxRelay:
         table: Table,
         js: JetStreamContext,
         *,
+        nats: Client | None = None,
         poll_seconds: float = 1.0,
         batch_size: int = 100,
         before_publish: Callable[[Envelope[Any]], Awaitable[None]] | None = None,
@@ -83,25 +92,42 @@ class OutboxRelay:
         self._before_publish = before_publish
         self._table = table
         self._js = js
+        self._nats = nats
         self._poll_seconds = poll_seconds
         self._batch_size = batch_size
         self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._notices: set[asyncio.Task[None]] = set()
+
+    @property
+    def _wake_subject(self) -> str:
+        # Core NATS only: no stream listens on ``outbox.>``, so nothing is stored.
+        return f"outbox.{self._table.name}.appended"
 
     def notify(self) -> None:
         """Call after a commit that appended events, so they leave without waiting."""
         self._wake.set()
+        if self._nats is not None and self._nats.is_connected:
+            notice = asyncio.get_running_loop().create_task(self._nats.publish(self._wake_subject, b""))
+            self._notices.add(notice)
+            notice.add_done_callback(self._notices.discard)
 
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name=f"outbox-relay-{self._table.name}")
+    async def run(self) -> None:
+        """Relay until cancelled: at each notice, else every ``poll_seconds``."""
+        subscription = None
+        if self._nats is not None:
 
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            async def woken(_: Msg) -> None:
+                self._wake.set()
 
-    async def _run(self) -> None:
+            subscription = await self._nats.subscribe(self._wake_subject, cb=woken)
+        try:
+            await self._relay_forever()
+        finally:
+            if subscription is not None:
+                with contextlib.suppress(Exception):
+                    await subscription.unsubscribe()
+
+    async def _relay_forever(self) -> None:
         while True:
             try:
                 sent = await self.relay_once()

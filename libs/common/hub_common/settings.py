@@ -11,7 +11,7 @@ import ssl
 from enum import StrEnum
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -74,6 +74,13 @@ class HubSettings(BaseSettings):
     # How long a BC request slot stays taken when the fetcher holding it dies (a lease in NATS
     # KV). A live fetcher renews its leases every third of this while its requests run.
     bc_slot_lease_seconds: float = Field(default=15.0, ge=3)
+    # How many copies of each stream and bucket a NATS cluster keeps: 3 survives losing one
+    # node, 5 two. A single nats-server (``hub up``, the tests) can keep only 1. An even
+    # count survives no more than the odd count below it, so it is refused.
+    stream_replicas: int = Field(default=1, ge=1, le=5)
+    # The lease that lets exactly one replica of the registry (and of invitations) relay its
+    # outbox and run schedules: a replica that dies loses it this long after its last renewal.
+    leader_lease_seconds: float = Field(default=10.0, ge=2, le=120)
 
     # Where the hub's app identity is issued and where Business Central answers. The sandbox
     # points both at itself; the production code path stays the same.
@@ -92,6 +99,13 @@ class HubSettings(BaseSettings):
     # Signs session cookies, invitation and Connect links (and dev tokens in dev mode).
     # Outside dev mode a service that signs anything refuses to start without a real one.
     secret_key: SecretStr = SecretStr(DEV_SECRET_KEY)
+
+    @field_validator("stream_replicas")
+    @classmethod
+    def _odd_replica_count(cls, replicas: int) -> int:
+        if replicas % 2 == 0:
+            raise ValueError(f"{replicas} replicas survive no more lost nodes than {replicas - 1}: use 1, 3 or 5")
+        return replicas
 
     def require_secret_key(self) -> None:
         """Refuse to start with a guessable key: anyone could forge sessions and links."""

@@ -31,7 +31,7 @@ from nats.js.api import (
 )
 
 from hub_common.events import EVENT_TYPES, CompanySnapshot
-from hub_common.grants import declare_grants_bucket
+from hub_common.grants import GRANTS_BUCKET, GRANTS_BUCKET_DESCRIPTION
 from hub_common.logging import get_logger
 from hub_common.settings import HubSettings
 
@@ -43,6 +43,9 @@ DEAD_LETTER_STREAM = "HUB_DEAD_LETTERS"
 # Leased request slots per BC tenant, shared by every fetcher process (see hub_fetcher.bc.limits).
 BC_SLOTS_BUCKET = "HUB_BC_SLOTS"
 BC_SLOT_LEASE_SECONDS = 15.0
+# Which replica of a role holds its lease (hub_common.leadership).
+LEASES_BUCKET = "HUB_LEASES"
+LEADER_LEASE_SECONDS = 10.0
 DEAD_LETTER_SUBJECT_PREFIX = "deadletter"
 DUPLICATE_WINDOW_SECONDS = 120.0
 
@@ -97,6 +100,9 @@ class StreamLimits:
     snapshots_max_age_seconds: float = 90 * 24 * 3600
     # How long a BC request slot stays taken if its holder dies without giving it back.
     bc_slot_lease_seconds: float = BC_SLOT_LEASE_SECONDS
+    # Copies of every stream and bucket in a NATS cluster; consumers follow their stream's.
+    stream_replicas: int = 1
+    leader_lease_seconds: float = LEADER_LEASE_SECONDS
 
     @classmethod
     def from_settings(cls, settings: HubSettings) -> StreamLimits:
@@ -116,6 +122,7 @@ def stream_configs(limits: StreamLimits) -> list[StreamConfig]:
         deny_delete=True,
         deny_purge=True,
         discard=DiscardPolicy.OLD,
+        num_replicas=limits.stream_replicas,
     )
     snapshots = StreamConfig(
         name=SNAPSHOTS_STREAM,
@@ -129,6 +136,7 @@ def stream_configs(limits: StreamLimits) -> list[StreamConfig]:
         deny_delete=True,
         deny_purge=True,
         discard=DiscardPolicy.OLD,
+        num_replicas=limits.stream_replicas,
     )
     dead_letters = StreamConfig(
         name=DEAD_LETTER_STREAM,
@@ -138,6 +146,7 @@ def stream_configs(limits: StreamLimits) -> list[StreamConfig]:
         storage=StorageType.FILE,
         duplicate_window=DUPLICATE_WINDOW_SECONDS,
         discard=DiscardPolicy.OLD,
+        num_replicas=limits.stream_replicas,
     )
     return [events, snapshots, dead_letters]
 
@@ -288,43 +297,75 @@ class Topology:
         return self.delivery.apply(spec)
 
 
-async def _declare_slot_bucket(js: JetStreamContext, lease_seconds: float) -> None:
-    """The leases of BC request slots, in a file-backed bucket.
+@dataclass(frozen=True)
+class Bucket:
+    """A KV bucket the topology keeps: a stream underneath, reconciled like the others."""
 
-    It must outlive a broker restart: a bucket kept in memory is gone after one, and every
-    fetcher then fails to take a slot until it is restarted itself.
-    """
+    name: str
+    description: str
+    # Seconds an entry lives without being written again (0: forever): the lease buckets.
+    ttl_seconds: float = 0
+    # A bucket of leases only: losing its entries costs a moment of extra concurrency, so it
+    # may be dropped and created anew when its storage must change. Never true for records.
+    replaceable: bool = False
+
+    def config(self, replicas: int) -> KeyValueConfig:
+        return KeyValueConfig(
+            bucket=self.name,
+            description=self.description,
+            history=1,
+            ttl=self.ttl_seconds or None,
+            # Every bucket is on file: leases and grants must outlive a broker restart, or
+            # every fetcher fails to take a slot (and to see a grant) until it restarts.
+            storage=StorageType.FILE,
+            replicas=replicas,
+        )
+
+
+def buckets(limits: StreamLimits) -> list[Bucket]:
+    return [
+        Bucket(
+            name=BC_SLOTS_BUCKET,
+            description="Who holds each of a BC tenant's concurrent request slots (leases).",
+            ttl_seconds=limits.bc_slot_lease_seconds,
+            replaceable=True,
+        ),
+        Bucket(name=GRANTS_BUCKET, description=GRANTS_BUCKET_DESCRIPTION),
+        Bucket(
+            name=LEASES_BUCKET,
+            description="Which replica of a role holds its lease (outbox relay, schedules).",
+            ttl_seconds=limits.leader_lease_seconds,
+            replaceable=True,
+        ),
+    ]
+
+
+async def _declare_bucket(js: JetStreamContext, bucket: Bucket, replicas: int) -> None:
+    wanted = bucket.config(replicas)
     try:
-        bucket = await js.key_value(BC_SLOTS_BUCKET)
+        status = await (await js.key_value(bucket.name)).status()
     except nats.js.errors.BucketNotFoundError:
         pass
     else:
-        status = await bucket.status()
-        if status.stream_info.config.storage == StorageType.FILE:
-            if status.ttl != lease_seconds:
-                # A bucket is a stream underneath: its TTL is the stream's max_age.
-                config = status.stream_info.config
-                config.max_age = lease_seconds
-                # As when a bucket is created: the duplicate window may not exceed the max age.
-                config.duplicate_window = min(lease_seconds, DUPLICATE_WINDOW_SECONDS)
+        config = status.stream_info.config
+        if config.storage == StorageType.FILE or not bucket.replaceable:
+            ttl = bucket.ttl_seconds or None
+            if (config.max_age or None) != ttl or (config.num_replicas or 1) != replicas:
+                # A bucket is a stream underneath: its TTL is the stream's max_age. As when a
+                # bucket is created, the duplicate window may not exceed the max age.
+                config.max_age = ttl
+                config.duplicate_window = min(ttl, DUPLICATE_WINDOW_SECONDS) if ttl else DUPLICATE_WINDOW_SECONDS
+                config.num_replicas = replicas
                 await js.update_stream(config)
-                logger.info("bucket updated", bucket=BC_SLOTS_BUCKET, lease_seconds=lease_seconds)
+                logger.info("bucket updated", bucket=bucket.name, ttl_seconds=ttl, replicas=replicas)
             return
         # Storage cannot be changed in place. Dropping the leases lets at most one more round
         # of requests through at once, and only while the bucket is replaced.
-        await js.delete_key_value(BC_SLOTS_BUCKET)
-        logger.warning("bucket replaced to keep it on file", bucket=BC_SLOTS_BUCKET)
+        await js.delete_key_value(bucket.name)
+        logger.warning("bucket replaced to keep it on file", bucket=bucket.name)
     with contextlib.suppress(nats.js.errors.BadRequestError):  # another process just created it
-        await js.create_key_value(
-            KeyValueConfig(
-                bucket=BC_SLOTS_BUCKET,
-                description="Who holds each of a BC tenant's concurrent request slots (leases).",
-                history=1,
-                ttl=lease_seconds,
-                storage=StorageType.FILE,
-            )
-        )
-        logger.info("bucket created", bucket=BC_SLOTS_BUCKET)
+        await js.create_key_value(wanted)
+        logger.info("bucket created", bucket=bucket.name, replicas=replicas)
 
 
 def _differs(wanted: StreamConfig | ConsumerConfig, actual: StreamConfig | ConsumerConfig) -> bool:
@@ -347,8 +388,8 @@ async def declare_topology(js: JetStreamContext, topology: Topology | None = Non
         if _differs(wanted, info.config):
             await js.update_stream(wanted)
             logger.info("stream updated", stream=wanted.name)
-    await _declare_slot_bucket(js, topology.streams.bc_slot_lease_seconds)
-    await declare_grants_bucket(js)
+    for bucket in buckets(topology.streams):
+        await _declare_bucket(js, bucket, topology.streams.stream_replicas)
     for spec in map(topology.consumer, CONSUMERS):
         wanted_consumer = spec.config()
         try:

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from pathlib import Path
 
 from faststream import FastStream
 
-from hub_common.bus import create_broker, jetstream_of
+from hub_common.bus import connection_of, create_broker, jetstream_of
 from hub_common.consumers import subscribe
 from hub_common.db import create_engine, migrate, session_factory
+from hub_common.leadership import Leadership, holder_name
 from hub_common.logging import configure_logging, get_logger
 from hub_common.outbox import OutboxRelay
 from hub_common.streams import INVITATIONS_CONSUMER, Topology, declare_topology
@@ -21,6 +23,8 @@ from hub_invitations.settings import InvitationsSettings
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 VERSION_TABLE = "invitations_alembic_version"
+# The lease of the one replica that relays the outbox.
+LEASE_ROLE = "invitations"
 
 logger = get_logger(__name__)
 
@@ -34,6 +38,7 @@ def create_app(settings: InvitationsSettings) -> FastStream:
     mailer = InvitationMailer(sessions, settings)
     # The relay needs the JetStream context, which exists only once connected.
     relays: list[OutboxRelay] = []
+    background: list[asyncio.Task[None]] = []
 
     def relay_notify() -> None:
         for relay in relays:
@@ -46,20 +51,35 @@ def create_app(settings: InvitationsSettings) -> FastStream:
         await asyncio.to_thread(migrate, settings.database_url, MIGRATIONS, VERSION_TABLE)
         await broker.connect()
         await declare_topology(jetstream_of(broker), Topology.from_settings(settings))
-        relays.append(OutboxRelay(sessions, invitations_outbox, jetstream_of(broker)))
+        relays.append(OutboxRelay(sessions, invitations_outbox, jetstream_of(broker), nats=connection_of(broker)))
+
+    async def relay_while_leading() -> None:
+        """Exactly one invitations replica relays the outbox: events leave once, in order."""
+        async with asyncio.TaskGroup() as duties:
+            for relay in relays:
+                duties.create_task(relay.run(), name="outbox-relay")
 
     @app.after_startup
     async def start_background() -> None:
-        for relay in relays:
-            relay.start()
+        leadership = Leadership(
+            jetstream_of(broker),
+            LEASE_ROLE,
+            holder=holder_name(settings.service_name),
+            lease_seconds=settings.leader_lease_seconds,
+        )
+        background.append(asyncio.create_task(leadership.run(relay_while_leading), name="invitations-lease"))
+        # Every replica retries unsent mail: a conditional claim keeps each mail to one sender.
         mailer.start()
         logger.info("invitations ready", smtp=f"{settings.smtp_host}:{settings.smtp_port}")
 
     @app.on_shutdown
     async def stop_background() -> None:
         await mailer.stop()
-        for relay in relays:
-            await relay.stop()
+        for task in background:
+            task.cancel()
+        for task in background:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await engine.dispose()
 
     register_command_handlers(broker, sessions, relay_notify, mailer, settings)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,7 @@ import httpx
 from faststream import FastStream
 
 from hub_common import grants
-from hub_common.bus import create_broker, jetstream_of
+from hub_common.bus import connection_of, create_broker, jetstream_of
 from hub_common.consumers import Delivery, subscribe
 from hub_common.db import create_engine, database_ok, migrate, session_factory, transaction
 from hub_common.entra import TenantDirectory
@@ -24,6 +25,7 @@ from hub_common.events import (
     TenantAccessGranted,
     TenantAccessRevoked,
 )
+from hub_common.leadership import Leadership, holder_name
 from hub_common.logging import configure_logging, get_logger
 from hub_common.outbox import OutboxRelay
 from hub_common.streams import REGISTRY_CONSUMER, Topology, declare_topology
@@ -34,6 +36,8 @@ from hub_registry.settings import RegistrySettings
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 VERSION_TABLE = "registry_alembic_version"
+# The lease of the registry's singleton duties: the outbox relay and the refresh schedule.
+LEASE_ROLE = "registry"
 
 logger = get_logger(__name__)
 
@@ -52,7 +56,7 @@ def create_app(settings: RegistrySettings) -> FastStream:
     )
     # The relay needs the JetStream context, which exists only once connected.
     relays: list[OutboxRelay] = []
-    schedules: list[asyncio.Task[None]] = []
+    background: list[asyncio.Task[None]] = []
 
     def relay_notify() -> None:
         for relay in relays:
@@ -72,7 +76,9 @@ def create_app(settings: RegistrySettings) -> FastStream:
             if isinstance(envelope.data, TenantAccessGranted | TenantAccessRevoked):
                 await grants.record_access(js, envelope)
 
-        relays.append(OutboxRelay(sessions, registry_outbox, js, before_publish=mirror_grant))
+        relays.append(
+            OutboxRelay(sessions, registry_outbox, js, nats=connection_of(broker), before_publish=mirror_grant)
+        )
 
     async def refresh_on_schedule() -> None:
         while True:
@@ -96,21 +102,33 @@ def create_app(settings: RegistrySettings) -> FastStream:
             relay_notify()
             logger.info("old cards' tenants resolved", clients=resolved)
 
+    async def singleton_duties() -> None:
+        """What exactly one registry replica does, while it holds the lease."""
+        async with asyncio.TaskGroup() as duties:
+            for relay in relays:
+                duties.create_task(relay.run(), name="outbox-relay")
+            duties.create_task(resolve_old_cards(), name="resolve-old-cards")
+            if settings.scheduled_refresh_seconds > 0:
+                duties.create_task(refresh_on_schedule(), name="scheduled-refresh")
+
     @app.after_startup
-    async def start_relay() -> None:
-        for relay in relays:
-            relay.start()
-        schedules.append(asyncio.create_task(resolve_old_cards(), name="resolve-old-cards"))
-        if settings.scheduled_refresh_seconds > 0:
-            schedules.append(asyncio.create_task(refresh_on_schedule(), name="scheduled-refresh"))
+    async def start_duties() -> None:
+        leadership = Leadership(
+            jetstream_of(broker),
+            LEASE_ROLE,
+            holder=holder_name(settings.service_name),
+            lease_seconds=settings.leader_lease_seconds,
+        )
+        background.append(asyncio.create_task(leadership.run(singleton_duties), name="registry-lease"))
         logger.info("registry ready")
 
     @app.on_shutdown
-    async def stop_relay() -> None:
-        for task in schedules:
+    async def stop_duties() -> None:
+        for task in background:
             task.cancel()
-        for relay in relays:
-            await relay.stop()
+        for task in background:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await http.aclose()
         await engine.dispose()
 

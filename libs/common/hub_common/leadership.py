@@ -1,0 +1,136 @@
+"""One replica of a role at a time does its singleton duties (outbox relay, schedules).
+
+Every replica of the registry (or of invitations) serves commands and consumes events, but
+only one may relay the outbox, or the same events would leave twice and out of order, and
+only one may run a schedule, or every client would be refreshed once per replica. That
+replica holds the role's lease: a key in the ``HUB_LEASES`` bucket, created only if absent
+and renewed with compare-and-set every third of the lease. The bucket's TTL is the lease:
+when its holder dies, the key expires and another replica creates it within a third of a
+lease more.
+
+A holder that cannot renew (a broker it cannot reach, a stalled process) stops its duties
+two thirds of a lease after its last renewal began, a third of a lease before anyone else
+can take over, so two holders never run at once while clocks tick at the same rate. A
+publish already in flight when the duties stop may still land; event ids make that
+harmless (JetStream drops the duplicate, every consumer ignores it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import time
+import uuid
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import nats.errors
+import nats.js.errors
+from nats.js import JetStreamContext
+from nats.js.kv import KeyValue
+
+from hub_common.logging import get_logger
+from hub_common.streams import LEASES_BUCKET
+
+logger = get_logger(__name__)
+
+Duty = Callable[[], Coroutine[Any, Any, None]]
+# After a duty fails outright, the lease is given up and asked for again after this pause.
+_PAUSE_AFTER_FAILED_DUTY_SECONDS = 1.0
+
+
+def holder_name(service_name: str) -> str:
+    """Who holds a lease, as an operator reading the bucket wants to see it."""
+    return f"{service_name}@{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+async def current_holder(js: JetStreamContext, role: str) -> str | None:
+    """The replica that holds ``role``'s lease now, if any."""
+    bucket = await js.key_value(LEASES_BUCKET)
+    try:
+        entry = await bucket.get(role)
+    except (nats.js.errors.KeyNotFoundError, nats.js.errors.KeyDeletedError):
+        return None
+    return entry.value.decode() if entry.value else None
+
+
+class Leadership:
+    """Runs ``duty`` while this process holds ``role``'s lease, and only then."""
+
+    def __init__(self, js: JetStreamContext, role: str, *, holder: str, lease_seconds: float) -> None:
+        self._js = js
+        self._role = role
+        self._holder = holder
+        self._lease_seconds = lease_seconds
+        self._renew_every = lease_seconds / 3
+        self._revision: int | None = None
+
+    @property
+    def is_leader(self) -> bool:
+        return self._revision is not None
+
+    async def run(self, duty: Duty) -> None:
+        """Take the lease whenever it is free, do ``duty`` while it is held; until cancelled."""
+        bucket = await self._js.key_value(LEASES_BUCKET)
+        while True:
+            await self._take(bucket)
+            logger.info("lease taken", role=self._role, holder=self._holder)
+            doing = asyncio.create_task(duty(), name=f"{self._role}-duty")
+            try:
+                lost_because = await self._keep(bucket, doing)
+            finally:
+                doing.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await doing
+                await self._release(bucket)
+            logger.warning("lease given up", role=self._role, holder=self._holder, reason=lost_because)
+            await asyncio.sleep(_PAUSE_AFTER_FAILED_DUTY_SECONDS)
+
+    async def _take(self, bucket: KeyValue) -> None:
+        while True:
+            try:
+                self._revision = await asyncio.wait_for(
+                    bucket.create(self._role, self._holder.encode()), timeout=self._renew_every
+                )
+                return
+            except nats.js.errors.KeyWrongLastSequenceError:
+                pass  # held by another replica, which renews it while it lives
+            except (TimeoutError, nats.errors.Error) as error:
+                logger.info("lease not reachable; asking again", role=self._role, error=repr(error)[:200])
+            await asyncio.sleep(self._renew_every)
+
+    async def _keep(self, bucket: KeyValue, doing: asyncio.Task[None]) -> str:
+        """Renew until the lease is lost or the duty ends; returns why it stopped."""
+        renewal_began = time.monotonic()
+        while True:
+            await asyncio.wait({doing}, timeout=self._renew_every)
+            if doing.done():
+                error = None if doing.cancelled() else doing.exception()
+                if error is not None:
+                    logger.error("duty failed", role=self._role, exc_info=error)
+                return "the duty ended"
+            attempt_began = time.monotonic()
+            try:
+                self._revision = await asyncio.wait_for(
+                    bucket.update(self._role, self._holder.encode(), last=self._revision),
+                    timeout=self._renew_every,
+                )
+                renewal_began = attempt_began
+            except nats.js.errors.KeyWrongLastSequenceError:
+                # It expired and another replica took it: stop at once.
+                self._revision = None
+                return "another replica holds it"
+            except (TimeoutError, nats.errors.Error) as error:
+                if time.monotonic() - renewal_began >= self._lease_seconds * 2 / 3:
+                    self._revision = None
+                    return f"not renewed in time ({error!r:.200})"
+
+    async def _release(self, bucket: KeyValue) -> None:
+        """Hand the lease over at once (a clean stop), so nobody waits for it to expire."""
+        revision, self._revision = self._revision, None
+        if revision is None:
+            return
+        with contextlib.suppress(TimeoutError, nats.errors.Error):
+            await asyncio.wait_for(bucket.delete(self._role, last=revision), timeout=self._renew_every)

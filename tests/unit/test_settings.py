@@ -1,0 +1,31 @@
+"""Settings that would make a deployment unsafe are refused at start, naming the setting."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from hub_common.settings import HubSettings
+
+
+@pytest.mark.parametrize("replicas", [1, 3, 5])
+def test_odd_replica_counts_up_to_five_are_accepted(replicas: int) -> None:
+    assert HubSettings(stream_replicas=replicas).stream_replicas == replicas
+
+
+@pytest.mark.parametrize(
+    ("replicas", "reason"), [(2, "use 1, 3 or 5"), (4, "use 1, 3 or 5"), (0, "greater"), (7, "less")]
+)
+def test_other_replica_counts_are_refused(replicas: int, reason: str) -> None:
+    with pytest.raises(ValidationError) as refused:
+        HubSettings(stream_replicas=replicas)
+    assert "stream_replicas" in str(refused.value)
+    assert reason in str(refused.value)
+
+
+def test_the_replica_count_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HUB_STREAM_REPLICAS", "3")
+    assert HubSettings().stream_replicas == 3
+    monkeypatch.setenv("HUB_STREAM_REPLICAS", "2")
+    with pytest.raises(ValidationError):
+        HubSettings()
