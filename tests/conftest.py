@@ -11,7 +11,7 @@ import os
 import secrets
 import ssl
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -154,9 +154,10 @@ def gateway_port() -> int:
     return free_port()
 
 
-@pytest.fixture(scope="session")
-def sandbox(tmp_path_factory: pytest.TempPathFactory, gateway_port: int) -> Iterator[Sandbox]:
-    state_dir = tmp_path_factory.mktemp("sandbox")
+@contextmanager
+def running_sandbox(home: Path, hub_url: str, extra: Mapping[str, str] | None = None) -> Iterator[Sandbox]:
+    """The sandbox as its own process, its state and log under ``home``, told where the hub is."""
+    state_dir = home / "state"
     port = free_port()
     client_id, client_secret = str(uuid.uuid4()), secrets.token_urlsafe(24)
     process = start_service(
@@ -166,11 +167,12 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory, gateway_port: int) -> Iter
             "HUB_SANDBOX_PORT": str(port),
             "HUB_SANDBOX_STATE_DIR": str(state_dir),
             "HUB_SANDBOX_TENANTS": "4",
-            "HUB_SANDBOX_HUB_URL": f"http://127.0.0.1:{gateway_port}",
+            "HUB_SANDBOX_HUB_URL": hub_url,
             "HUB_ENTRA_CLIENT_ID": client_id,
             "HUB_ENTRA_CLIENT_SECRET": client_secret,
+            **(extra or {}),
         },
-        tmp_path_factory.mktemp("sandbox-logs"),
+        home / "logs",
     )
     base_url = f"https://127.0.0.1:{port}"
     ca_bundle = state_dir / "ca.pem"
@@ -179,6 +181,12 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory, gateway_port: int) -> Iter
         yield Sandbox(base_url, ca_bundle, client_id, client_secret, process)
     finally:
         process.stop()
+
+
+@pytest.fixture(scope="session")
+def sandbox(tmp_path_factory: pytest.TempPathFactory, gateway_port: int) -> Iterator[Sandbox]:
+    with running_sandbox(tmp_path_factory.mktemp("sandbox"), f"http://127.0.0.1:{gateway_port}") as sandbox:
+        yield sandbox
 
 
 @pytest.fixture(scope="session")

@@ -92,6 +92,7 @@ class Firm:
 
 @dataclass
 class FaultHub:
+    # The broker (in a cluster: the node) a test may kill and start again.
     broker: LocalNatsServer
     sandbox: Sandbox
     database: GatewayDatabase
@@ -143,6 +144,10 @@ class FaultHub:
             if process.name.startswith("fetcher") and process.process.returncode in (-9, 0):
                 continue  # killed or stopped by a test on purpose
             raise AssertionError(f"{process.name} exited ({process.process.returncode}):\n{process.log()[-3000:]}")
+
+    def stop_all(self) -> None:
+        for process in reversed(self.processes.values()):
+            process.stop()
 
     def logs(self) -> str:
         return "\n".join(f"--- {p.name}\n{p.log()[-2500:]}" for p in self.processes.values())
@@ -213,6 +218,17 @@ class FaultHub:
         return tenants
 
 
+def launch(hub: FaultHub, *, registries: list[str], registry_database_url: str) -> None:
+    """Start the hub's processes (registry replicas sharing one database), ready for work."""
+    for name in registries:
+        hub.start(name, "registry", {"HUB_DATABASE_URL": registry_database_url, "HUB_SCHEDULED_REFRESH_SECONDS": "0"})
+    gateway = hub.start("gateway", "gateway", hub.gateway_settings)
+    hub.start_fetcher("fetcher-1")
+    hub.start_fetcher("fetcher-2")
+    wait_until_healthy(f"{hub.url}/healthz", gateway, timeout=90)
+    hub.ensure_fetchers(2)
+
+
 # ---------------------------------------------------------------- fixtures
 
 
@@ -269,20 +285,10 @@ def fault_hub(
         logs_dir=home / "logs",
     )
     try:
-        hub.start(
-            "registry",
-            "registry",
-            {"HUB_DATABASE_URL": f"sqlite:///{home / 'registry.db'}", "HUB_SCHEDULED_REFRESH_SECONDS": "0"},
-        )
-        gateway = hub.start("gateway", "gateway", hub.gateway_settings)
-        hub.start_fetcher("fetcher-1")
-        hub.start_fetcher("fetcher-2")
-        wait_until_healthy(f"{hub.url}/healthz", gateway, timeout=90)
-        hub.ensure_fetchers(2)
+        launch(hub, registries=["registry"], registry_database_url=f"sqlite:///{home / 'registry.db'}")
         yield hub
     finally:
-        for process in reversed(hub.processes.values()):
-            process.stop()
+        hub.stop_all()
 
 
 @pytest.fixture

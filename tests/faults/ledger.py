@@ -50,8 +50,11 @@ async def wait_until(
     """Poll ``check`` until it holds; fail with ``what`` (and the details) at the deadline."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if await check():
-            return
+        try:
+            if await check():
+                return
+        except (TimeoutError, nats.errors.NoRespondersError):
+            pass  # the broker (or a cluster electing a stream leader) did not answer yet
         await asyncio.sleep(0.2)
     raise AssertionError(f"{what}: not within {timeout:.0f} s\n{details()}")
 

@@ -77,6 +77,18 @@ def event_headers(envelope: Envelope[Any]) -> dict[str, str]:
     return headers
 
 
+# The broker did not answer: it restarts, or a cluster elects a stream's new leader. Not the
+# message's fault: asking again a moment later works.
+BROKER_UNAVAILABLE: tuple[type[Exception], ...] = (
+    nats.errors.TimeoutError,
+    nats.errors.NoRespondersError,
+    nats.errors.ConnectionClosedError,
+    nats.errors.ConnectionReconnectingError,
+    nats.js.errors.ServiceUnavailableError,
+    nats.js.errors.NoStreamResponseError,
+)
+
+
 class PublishFailed(RuntimeError):
     """JetStream did not confirm an event within the retry budget; the caller keeps it."""
 
@@ -85,7 +97,7 @@ async def publish_event(
     js: JetStreamContext,
     envelope: Envelope[Any],
     *,
-    attempts: int = 5,
+    attempts: int = 8,
     timeout: float = 5.0,
 ) -> PubAck:
     """Publish an event to its stream and wait for JetStream's acknowledgement.
@@ -99,13 +111,8 @@ async def publish_event(
     for attempt in range(1, attempts + 1):
         try:
             ack = await js.publish(envelope.subject, payload, timeout=timeout, headers=headers)
-        except (
-            nats.errors.TimeoutError,
-            nats.errors.NoRespondersError,
-            nats.errors.ConnectionClosedError,
-            nats.errors.ConnectionReconnectingError,
-            nats.js.errors.ServiceUnavailableError,
-        ) as error:
+        except BROKER_UNAVAILABLE as error:
+            # Waits add up to about 16 s over 8 attempts: longer than a cluster's election.
             if attempt == attempts:
                 raise PublishFailed(f"{envelope.type} {envelope.id} not confirmed") from error
             logger.warning("publish retry", event_type=envelope.type, attempt=attempt, error=repr(error))

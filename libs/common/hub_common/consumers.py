@@ -35,7 +35,7 @@ from faststream.nats import JStream, NatsBroker, NatsMessage, PullSub
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
-from hub_common.bus import CORRELATION_HEADER, FIRM_HEADER, jetstream_of
+from hub_common.bus import BROKER_UNAVAILABLE, CORRELATION_HEADER, FIRM_HEADER, PublishFailed, jetstream_of
 from hub_common.events import Envelope, EventData, InvalidEvent, decode_event
 from hub_common.logging import bound_context, get_logger
 from hub_common.streams import ConsumerSpec, dead_letter_subject
@@ -110,6 +110,11 @@ def store_unavailable(error: BaseException) -> bool:
         error,
         sqlalchemy.exc.OperationalError | sqlalchemy.exc.InterfaceError | sqlalchemy.exc.TimeoutError | OSError,
     )
+
+
+def broker_unavailable(error: BaseException) -> bool:
+    """Whether a handler failed because NATS did not answer (a restart, an election)."""
+    return isinstance(error, BROKER_UNAVAILABLE | PublishFailed)
 
 
 async def dead_letter(js: JetStreamContext, spec: ConsumerSpec, delivery: Delivery, payload: bytes, error: str) -> None:
@@ -226,7 +231,7 @@ async def handle_one(
             await _settle_failure(js, spec, delivery, msg.data, retry.reason, retry.delay_seconds)
             return
         except Exception as error:
-            if store_unavailable(error):
+            if store_unavailable(error) or broker_unavailable(error):
                 await _hold_off(js, spec, [delivery], error, available)
                 return
             logger.exception("handler failed")

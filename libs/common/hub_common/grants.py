@@ -21,6 +21,7 @@ from nats.js import JetStreamContext
 from nats.js.kv import KeyValue
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from hub_common import kv
 from hub_common.events import Envelope, TenantAccessGranted, TenantAccessRevoked
 from hub_common.logging import get_logger
 
@@ -68,18 +69,14 @@ async def record_access(
         try:
             entry = await bucket.get(key)
         except nats.js.errors.KeyNotFoundError:
-            try:
-                await bucket.create(key, wanted.model_dump_json().encode())
-            except nats.js.errors.KeyWrongLastSequenceError:
+            if await kv.create(bucket, key, wanted.model_dump_json().encode()) is None:
                 continue
             return True
         current = _parse(entry.value)
         if current is not None and (current == wanted or wanted.is_older_than(current)):
             return False
-        try:
-            assert entry.revision is not None
-            await bucket.update(key, wanted.model_dump_json().encode(), last=entry.revision)
-        except nats.js.errors.KeyWrongLastSequenceError:
+        assert entry.revision is not None
+        if await kv.update(bucket, key, wanted.model_dump_json().encode(), last=entry.revision) is None:
             continue
         return True
     raise RuntimeError(f"grant record {key} kept changing under us")

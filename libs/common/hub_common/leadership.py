@@ -31,6 +31,7 @@ import nats.js.errors
 from nats.js import JetStreamContext
 from nats.js.kv import KeyValue
 
+from hub_common import kv
 from hub_common.logging import get_logger
 from hub_common.streams import LEASES_BUCKET
 
@@ -92,11 +93,11 @@ class Leadership:
         while True:
             try:
                 self._revision = await asyncio.wait_for(
-                    bucket.create(self._role, self._holder.encode()), timeout=self._renew_every
+                    kv.create(bucket, self._role, self._holder.encode()), timeout=self._renew_every
                 )
-                return
-            except nats.js.errors.KeyWrongLastSequenceError:
-                pass  # held by another replica, which renews it while it lives
+                if self._revision is not None:
+                    return
+                # Held by another replica, which renews it while it lives.
             except (TimeoutError, nats.errors.Error) as error:
                 logger.info("lease not reachable; asking again", role=self._role, error=repr(error)[:200])
             await asyncio.sleep(self._renew_every)
@@ -112,20 +113,22 @@ class Leadership:
                     logger.error("duty failed", role=self._role, exc_info=error)
                 return "the duty ended"
             attempt_began = time.monotonic()
+            assert self._revision is not None
             try:
-                self._revision = await asyncio.wait_for(
-                    bucket.update(self._role, self._holder.encode(), last=self._revision),
+                renewed = await asyncio.wait_for(
+                    kv.update(bucket, self._role, self._holder.encode(), last=self._revision),
                     timeout=self._renew_every,
                 )
-                renewal_began = attempt_began
-            except nats.js.errors.KeyWrongLastSequenceError:
-                # It expired and another replica took it: stop at once.
-                self._revision = None
-                return "another replica holds it"
             except (TimeoutError, nats.errors.Error) as error:
                 if time.monotonic() - renewal_began >= self._lease_seconds * 2 / 3:
                     self._revision = None
                     return f"not renewed in time ({error!r:.200})"
+                continue
+            if renewed is None:
+                # It expired and another replica took it: stop at once.
+                self._revision = None
+                return "another replica holds it"
+            self._revision, renewal_began = renewed, attempt_began
 
     async def _release(self, bucket: KeyValue) -> None:
         """Hand the lease over at once (a clean stop), so nobody waits for it to expire."""
@@ -133,4 +136,4 @@ class Leadership:
         if revision is None:
             return
         with contextlib.suppress(TimeoutError, nats.errors.Error):
-            await asyncio.wait_for(bucket.delete(self._role, last=revision), timeout=self._renew_every)
+            await asyncio.wait_for(kv.delete(bucket, self._role, last=revision), timeout=self._renew_every)

@@ -22,12 +22,16 @@ import nats.errors
 import nats.js.errors
 from nats.js.kv import KeyValue
 
+from hub_common import kv
+from hub_common.bus import BROKER_UNAVAILABLE
 from hub_common.logging import get_logger
 
 logger = get_logger(__name__)
 
 # How long releasing a slot waits for a renewal already on its way to the bucket.
 RELEASE_WAIT_SECONDS = 1.0
+# How long a slot-taker waits before asking a broker that did not answer again.
+BROKER_RETRY_SECONDS = 0.5
 
 
 class _TenantBudget:
@@ -82,10 +86,11 @@ class SharedTenantSlots:
         for index in random.sample(range(self._slots), self._slots):
             key = self._key(tenant, index)
             try:
-                revision = await self._bucket.create(key, self._owner)
-            except (nats.js.errors.KeyWrongLastSequenceError, nats.js.errors.KeyNotFoundError):
-                # Taken; or (nats-py) taken and released while create looked at it.
-                continue
+                revision = await kv.create(self._bucket, key, self._owner)
+            except nats.js.errors.KeyNotFoundError:
+                continue  # taken and released while create looked at it
+            if revision is None:
+                continue  # taken
             return key, revision
         return None
 
@@ -96,17 +101,32 @@ class SharedTenantSlots:
             if released.is_set():
                 return
             try:
-                revision[0] = await self._bucket.update(key, self._owner, last=revision[0])
-            except nats.js.errors.KeyWrongLastSequenceError:
-                logger.warning("slot lease lost before its request ended", key=key)
-                return
+                renewed = await kv.update(self._bucket, key, self._owner, last=revision[0])
             except nats.errors.Error as error:  # the broker is away: the next beat tries again
                 logger.warning("slot lease not renewed", key=key, error=repr(error)[:200])
+                continue
+            if renewed is None:
+                logger.warning("slot lease lost before its request ended", key=key)
+                return
+            revision[0] = renewed
 
     @asynccontextmanager
     async def slot(self, tenant: str) -> AsyncIterator[None]:
         wait = 0.005
-        while (taken := await self._try_take(tenant)) is None:
+        told_broker_away = False
+        while True:
+            try:
+                taken = await self._try_take(tenant)
+            except BROKER_UNAVAILABLE as error:
+                # A restart or a cluster electing the bucket's leader: wait for it (the
+                # refresh's deadline bounds the wait) rather than fail the refresh.
+                if not told_broker_away:
+                    told_broker_away = True
+                    logger.warning("slot bucket not answering; waiting", tenant=tenant, error=repr(error)[:200])
+                await asyncio.sleep(BROKER_RETRY_SECONDS * (1 + random.random()))
+                continue
+            if taken is not None:
+                break
             await asyncio.sleep(wait * (1 + random.random()))
             wait = min(wait * 2, 0.1)
         key, first_revision = taken
@@ -125,8 +145,8 @@ class SharedTenantSlots:
             await asyncio.wait({renewing}, timeout=RELEASE_WAIT_SECONDS)
             # Only our own lease: if it expired and another process took the slot, keep theirs.
             # A lease we fail to release expires by itself (the bucket's TTL).
-            with contextlib.suppress(nats.js.errors.KeyWrongLastSequenceError, nats.errors.Error):
-                await self._bucket.delete(key, last=revision[0])
+            with contextlib.suppress(nats.errors.Error):
+                await kv.delete(self._bucket, key, last=revision[0])
 
 
 class TenantLimiter:
