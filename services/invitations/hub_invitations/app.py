@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from pathlib import Path
 
 from faststream import FastStream
 
 from hub_common.bus import create_broker, jetstream_of
 from hub_common.consumers import subscribe
-from hub_common.db import create_engine, migrate, session_factory
+from hub_common.db import create_engine, database_ok, migrate, session_factory
 from hub_common.logging import configure_logging, get_logger
+from hub_common.operations import OperationsEndpoint, consumer_lag, nats_connected, outbox_backlog
 from hub_common.outbox import OutboxRelay
 from hub_common.streams import INVITATIONS_CONSUMER, Topology, declare_topology
+from hub_common.tracing import configure_tracing
 from hub_invitations.colleague_mail import colleague_mail_handler
 from hub_invitations.handlers import register_command_handlers
 from hub_invitations.mailer import InvitationMailer
@@ -28,9 +31,18 @@ logger = get_logger(__name__)
 def create_app(settings: InvitationsSettings) -> FastStream:
     settings.require_secret_key()
     configure_logging(settings)
+    configure_tracing(settings)
     broker = create_broker(settings.nats_url, name=settings.service_name)
     engine = create_engine(settings.database_url)
     sessions = session_factory(engine)
+    operations = OperationsEndpoint(
+        settings,
+        readiness={"nats": nats_connected(broker), "database": functools.partial(database_ok, engine)},
+        samplers=[
+            consumer_lag(broker, [Topology.from_settings(settings).consumer(INVITATIONS_CONSUMER)]),
+            outbox_backlog(sessions, invitations_outbox),
+        ],
+    )
     mailer = InvitationMailer(sessions, settings)
     # The relay needs the JetStream context, which exists only once connected.
     relays: list[OutboxRelay] = []
@@ -43,6 +55,7 @@ def create_app(settings: InvitationsSettings) -> FastStream:
 
     @app.on_startup
     async def prepare() -> None:
+        await operations.start()
         await asyncio.to_thread(migrate, settings.database_url, MIGRATIONS, VERSION_TABLE)
         await broker.connect()
         await declare_topology(jetstream_of(broker), Topology.from_settings(settings))
@@ -61,6 +74,7 @@ def create_app(settings: InvitationsSettings) -> FastStream:
         for relay in relays:
             await relay.stop()
         await engine.dispose()
+        await operations.stop()
 
     register_command_handlers(broker, sessions, relay_notify, mailer, settings)
     subscribe(

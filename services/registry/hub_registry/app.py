@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import uuid
 from pathlib import Path
 from typing import Any
@@ -25,8 +26,10 @@ from hub_common.events import (
     TenantAccessRevoked,
 )
 from hub_common.logging import configure_logging, get_logger
+from hub_common.operations import OperationsEndpoint, consumer_lag, nats_connected, outbox_backlog
 from hub_common.outbox import OutboxRelay
 from hub_common.streams import REGISTRY_CONSUMER, Topology, declare_topology
+from hub_common.tracing import configure_tracing
 from hub_registry import service
 from hub_registry.handlers import register_command_handlers
 from hub_registry.models import registry_outbox
@@ -40,9 +43,18 @@ logger = get_logger(__name__)
 
 def create_app(settings: RegistrySettings) -> FastStream:
     configure_logging(settings)
+    configure_tracing(settings)
     broker = create_broker(settings.nats_url, name=settings.service_name)
     engine = create_engine(settings.database_url)
     sessions = session_factory(engine)
+    operations = OperationsEndpoint(
+        settings,
+        readiness={"nats": nats_connected(broker), "database": functools.partial(database_ok, engine)},
+        samplers=[
+            consumer_lag(broker, [Topology.from_settings(settings).consumer(REGISTRY_CONSUMER)]),
+            outbox_backlog(sessions, registry_outbox),
+        ],
+    )
     # The one HTTP client of the process: it only ever asks the configured Entra authority.
     http = httpx.AsyncClient(verify=settings.tls_verification(), timeout=settings.entra_discovery_timeout_seconds)
     directory = TenantDirectory(
@@ -62,6 +74,7 @@ def create_app(settings: RegistrySettings) -> FastStream:
 
     @app.on_startup
     async def prepare() -> None:
+        await operations.start()
         await asyncio.to_thread(migrate, settings.database_url, MIGRATIONS, VERSION_TABLE)
         await broker.connect()
         await declare_topology(jetstream_of(broker), Topology.from_settings(settings))
@@ -113,6 +126,7 @@ def create_app(settings: RegistrySettings) -> FastStream:
             await relay.stop()
         await http.aclose()
         await engine.dispose()
+        await operations.stop()
 
     register_command_handlers(broker, sessions, relay_notify, settings, directory)
 
