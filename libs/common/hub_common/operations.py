@@ -92,6 +92,7 @@ class OperationsEndpoint:
             log_config=None,
             access_log=False,
             lifespan="off",
+            interface="asgi3",
         )
         self._server = _EmbeddedServer(config)
         self._serving = asyncio.create_task(self._server.serve(), name="operations-endpoint")
