@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from tests.observability.conftest import SERVICES, ObservedHub, firm_email
+from tests.observability.conftest import SERVICES, Metrics, ObservedHub, firm_email
 from tests.support.connect import add_connected_client
 from tests.support.otlp import ReceivedSpan
 from tests.support.waiting import eventually
@@ -46,6 +46,17 @@ def _refresh(firm: dict[str, Any]) -> None:
     assert response.status_code == 202, response.text
 
 
+def _once_read_ok(observed_hub: ObservedHub, before: Metrics) -> Metrics:
+    """The fetcher's metrics once it has counted one more refresh as ok than ``before``."""
+
+    def counted() -> Metrics | None:
+        scrape = observed_hub.metrics("fetcher")
+        ok = scrape.value("hub_refreshes_total", outcome="ok")
+        return scrape if ok > before.value("hub_refreshes_total", outcome="ok") else None
+
+    return eventually(counted, "the fetcher to count a refresh as ok", timeout=30)
+
+
 def test_every_service_is_live_and_ready(observed_hub: ObservedHub) -> None:
     for service in SERVICES:
         assert observed_hub.operations(service, "/livez").status_code == 200
@@ -60,16 +71,7 @@ def test_a_refresh_is_counted_timed_and_traced_end_to_end(observed_hub: Observed
     projected_before = observed_hub.metrics("gateway").value("hub_projection_lag_seconds_count", stream="HUB_SNAPSHOTS")
     _refresh(firm)
 
-    after = eventually(
-        lambda: (
-            scrape
-            if (scrape := observed_hub.metrics("fetcher")).value("hub_refreshes_total", outcome="ok")
-            > before.value("hub_refreshes_total", outcome="ok")
-            else None
-        ),
-        "the fetcher to count the refresh as ok",
-        timeout=30,
-    )
+    after = _once_read_ok(observed_hub, before)
     assert (
         after.value("hub_refresh_duration_seconds_count", outcome="ok")
         == before.value("hub_refresh_duration_seconds_count", outcome="ok") + 1
@@ -134,16 +136,7 @@ def test_a_429_from_business_central_is_counted(
     try:
         _refresh(firm)
         # The throttled refresh is put off, then read on its next delivery.
-        after = eventually(
-            lambda: (
-                scrape
-                if (scrape := observed_hub.metrics("fetcher")).value("hub_refreshes_total", outcome="ok")
-                > before.value("hub_refreshes_total", outcome="ok")
-                else None
-            ),
-            "the throttled refresh to be read on its retry",
-            timeout=30,
-        )
+        after = _once_read_ok(observed_hub, before)
     finally:
         with observed_hub.sandbox_admin() as admin:
             admin.delete(f"/tenants/{tenant['id']}/faults").raise_for_status()

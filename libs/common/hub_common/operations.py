@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from typing import Any
@@ -23,10 +24,11 @@ import uvicorn
 from faststream.nats import NatsBroker
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from sqlalchemy import Table
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from hub_common import metrics, outbox
 from hub_common.bus import jetstream_of
+from hub_common.db import database_ok
 from hub_common.logging import get_logger
 from hub_common.settings import HubSettings
 from hub_common.streams import ConsumerSpec
@@ -169,6 +171,11 @@ def nats_connected(broker: NatsBroker) -> ReadinessCheck:
         return bool(broker.connection.is_connected)  # raises before the first connect: not ready
 
     return check
+
+
+def connected_with_database(broker: NatsBroker, engine: AsyncEngine) -> dict[str, ReadinessCheck]:
+    """Readiness of a service that owns a database: NATS connected and the database answers."""
+    return {"nats": nats_connected(broker), "database": functools.partial(database_ok, engine)}
 
 
 def consumer_lag(broker: NatsBroker, consumers: Sequence[ConsumerSpec]) -> Sampler:

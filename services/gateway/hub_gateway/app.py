@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -22,7 +21,7 @@ from hub_common.db import create_engine, database_ok, migrate, session_factory, 
 from hub_common.entra import EntraTokenVerifier, confidential_client
 from hub_common.events import Envelope, EventData
 from hub_common.logging import bound_context, configure_logging, get_logger
-from hub_common.operations import OperationsEndpoint, consumer_lag, nats_connected
+from hub_common.operations import OperationsEndpoint, connected_with_database, consumer_lag
 from hub_common.settings import TracingExporter
 from hub_common.streams import GATEWAY_EVENTS_CONSUMER, GATEWAY_SNAPSHOTS_CONSUMER, Topology, declare_topology
 from hub_common.tracing import configure_tracing
@@ -70,7 +69,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         # On a port of its own: the public port never shows metrics.
         operations = OperationsEndpoint(
             settings,
-            readiness={"nats": nats_connected(broker), "database": functools.partial(database_ok, engine)},
+            readiness=connected_with_database(broker, engine),
             samplers=[
                 consumer_lag(
                     broker, [topology.consumer(GATEWAY_EVENTS_CONSUMER), topology.consumer(GATEWAY_SNAPSHOTS_CONSUMER)]

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 from pathlib import Path
 
 from faststream import FastStream
 
 from hub_common.bus import create_broker, jetstream_of
 from hub_common.consumers import subscribe
-from hub_common.db import create_engine, database_ok, migrate, session_factory
+from hub_common.db import create_engine, migrate, session_factory
 from hub_common.logging import configure_logging, get_logger
-from hub_common.operations import OperationsEndpoint, consumer_lag, nats_connected, outbox_backlog
+from hub_common.operations import OperationsEndpoint, connected_with_database, consumer_lag, outbox_backlog
 from hub_common.outbox import OutboxRelay
 from hub_common.streams import INVITATIONS_CONSUMER, Topology, declare_topology
 from hub_common.tracing import configure_tracing
@@ -37,7 +36,7 @@ def create_app(settings: InvitationsSettings) -> FastStream:
     sessions = session_factory(engine)
     operations = OperationsEndpoint(
         settings,
-        readiness={"nats": nats_connected(broker), "database": functools.partial(database_ok, engine)},
+        readiness=connected_with_database(broker, engine),
         samplers=[
             consumer_lag(broker, [Topology.from_settings(settings).consumer(INVITATIONS_CONSUMER)]),
             outbox_backlog(sessions, invitations_outbox),

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import uuid
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,7 @@ from hub_common.events import (
     TenantAccessRevoked,
 )
 from hub_common.logging import configure_logging, get_logger
-from hub_common.operations import OperationsEndpoint, consumer_lag, nats_connected, outbox_backlog
+from hub_common.operations import OperationsEndpoint, connected_with_database, consumer_lag, outbox_backlog
 from hub_common.outbox import OutboxRelay
 from hub_common.streams import REGISTRY_CONSUMER, Topology, declare_topology
 from hub_common.tracing import configure_tracing
@@ -49,7 +48,7 @@ def create_app(settings: RegistrySettings) -> FastStream:
     sessions = session_factory(engine)
     operations = OperationsEndpoint(
         settings,
-        readiness={"nats": nats_connected(broker), "database": functools.partial(database_ok, engine)},
+        readiness=connected_with_database(broker, engine),
         samplers=[
             consumer_lag(broker, [Topology.from_settings(settings).consumer(REGISTRY_CONSUMER)]),
             outbox_backlog(sessions, registry_outbox),
