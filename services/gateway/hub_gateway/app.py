@@ -45,6 +45,7 @@ from hub_gateway.web.pages import pages
 MIGRATIONS = Path(__file__).parent / "migrations"
 STATIC = Path(__file__).parent / "web" / "static"
 VERSION_TABLE = "gateway_alembic_version"
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 logger = get_logger(__name__)
 
@@ -179,10 +180,12 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     async def measure(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
         started = time.perf_counter()
         response = await call_next(request)
-        # The route's template (never the path itself), so ids in paths add no series.
+        # The route's template (never the path itself) and known methods only: whatever a
+        # client sends adds no series.
         route = getattr(request.scope.get("route"), "path", "unmatched")
+        method = request.method if request.method in HTTP_METHODS else "other"
         metrics.http_request_duration_seconds.labels(
-            method=request.method, route=route, status_class=f"{response.status_code // 100}xx"
+            method=method, route=route, status_class=f"{response.status_code // 100}xx"
         ).observe(time.perf_counter() - started)
         return response
 
