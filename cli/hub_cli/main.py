@@ -85,11 +85,16 @@ def up(
     fetchers: Annotated[int, typer.Option(min=1, max=32, help="Fetcher processes to run.")] = 2,
     port: Annotated[int, typer.Option(help="The gateway's port.")] = 8000,
     sandbox_port: Annotated[int, typer.Option(help="The sandbox's HTTPS port.")] = 8443,
+    metrics: Annotated[
+        bool, typer.Option(help="Serve each service's /metrics, /livez and /readyz on a free local port.")
+    ] = True,
 ) -> None:
     """Start the whole hub: NATS, the sandbox and every service. Ctrl-C stops it all."""
     from hub_cli.supervisor import DEV_ACCOUNTANT, DevSecrets, Supervisor
 
-    supervisor = Supervisor(home=home.resolve(), fetchers=fetchers, gateway_port=port, sandbox_port=sandbox_port)
+    supervisor = Supervisor(
+        home=home.resolve(), fetchers=fetchers, gateway_port=port, sandbox_port=sandbox_port, operations=metrics
+    )
 
     def ready(secrets: DevSecrets) -> None:
         token = _dev_token(secrets.secret_key, DEV_ACCOUNTANT)
@@ -107,7 +112,8 @@ def up(
             "  New client: Manage Clients → New, then open the card's Connect link and sign in\n"
             "              as admin@<the tenant's domain> to play the client allowing your firm\n"
             f"  Logs:       {home / 'logs'}\n"
-            "Press Ctrl-C to stop."
+            + "".join(f"  Metrics:    {name:<12} {url}\n" for name, url in supervisor.metrics_urls().items())
+            + "Press Ctrl-C to stop."
         )
 
     raise typer.Exit(supervisor.run(ready))

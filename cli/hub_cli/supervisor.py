@@ -26,6 +26,8 @@ from types import FrameType
 from hub_common.local_nats import LocalNatsServer, free_port, wait_for_port
 from hub_common.streams import Topology
 
+TRACING_SETTINGS = ("HUB_TRACING_EXPORTER", "HUB_OTLP_ENDPOINT")
+
 PR_SET_PDEATHSIG = 1
 SANDBOX_SAMPLE_TENANT = "cronus-sample.onmicrosoft.com"
 DEV_ACCOUNTANT = "dev@contoso-accounting.example"
@@ -79,6 +81,9 @@ class Supervisor:
     nats_port: int = 0
     # The dev SMTP sink that catches invitation mail; 0 picks a free port at start.
     smtp_sink_port: int = 0
+    # Each service's operations endpoint (/livez, /readyz, /metrics) on a free port of its own.
+    operations: bool = True
+    operations_ports: dict[str, int] = field(default_factory=dict)
     children: list[Child] = field(default_factory=list)
     nats: LocalNatsServer | None = None
     stopping: bool = False
@@ -89,6 +94,8 @@ class Supervisor:
         # Retention and delivery settings are passed on as given: every process reconciles the
         # streams and consumers with them, so every process must see the same values.
         environment.update({name: os.environ[name] for name in Topology.setting_names() if name in os.environ})
+        # So are the tracing settings: every process exports to the same place, or none does.
+        environment.update({name: os.environ[name] for name in TRACING_SETTINGS if name in os.environ})
         environment.update(
             {
                 "HUB_MODE": "dev",
@@ -111,6 +118,12 @@ class Supervisor:
         def child(name: str, command: str, **extra: str) -> Child:
             return Child(name, [*hub, command], {**base, **extra})
 
+        def service(name: str, command: str, **extra: str) -> Child:
+            if self.operations:
+                self.operations_ports[name] = free_port()
+                extra["HUB_OPERATIONS_PORT"] = str(self.operations_ports[name])
+            return child(name, command, **extra)
+
         sandbox_web = f"https://127.0.0.1:{self.sandbox_port}/bc"
         plan = [
             child(
@@ -127,7 +140,7 @@ class Supervisor:
                 HUB_SMTP_SINK_PORT=str(self.smtp_sink_port),
                 HUB_SMTP_SINK_DIR=str(self.home / "mail"),
             ),
-            child(
+            service(
                 "registry",
                 "registry",
                 HUB_DATABASE_URL=f"sqlite:///{self.home / 'registry.db'}",
@@ -135,11 +148,11 @@ class Supervisor:
             ),
         ]
         plan += [
-            child(f"fetcher-{index + 1}", "fetcher", HUB_TENANT_LIMIT_SHARE=str(self.fetchers))
+            service(f"fetcher-{index + 1}", "fetcher", HUB_TENANT_LIMIT_SHARE=str(self.fetchers))
             for index in range(self.fetchers)
         ]
         plan += [
-            child(
+            service(
                 "invitations",
                 "invitations",
                 HUB_DATABASE_URL=f"sqlite:///{self.home / 'invitations.db'}",
@@ -147,7 +160,7 @@ class Supervisor:
                 HUB_SMTP_HOST="127.0.0.1",
                 HUB_SMTP_PORT=str(self.smtp_sink_port),
             ),
-            child(
+            service(
                 "gateway",
                 "gateway",
                 HUB_DATABASE_URL=f"sqlite:///{self.home / 'gateway.db'}",
@@ -158,6 +171,10 @@ class Supervisor:
             ),
         ]
         return plan
+
+    def metrics_urls(self) -> dict[str, str]:
+        """Where each service's metrics are (empty when the operations endpoints are off)."""
+        return {name: f"http://127.0.0.1:{port}/metrics" for name, port in self.operations_ports.items()}
 
     def _start(self, child: Child) -> None:
         log_path = self.home / "logs" / f"{child.name}.log"

@@ -12,6 +12,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -124,6 +125,12 @@ def test_hub_up_serves_the_sample_client_and_stops_cleanly(home: Path) -> None:
         rows = _wait_for_sample_rows(first)
         assert {row["client_name"] for row in rows} == {"Sample client (CRONUS)"}
         assert {row["company_name"] for row in rows} == {"CRONUS UK Ltd.", "CRONUS USA, Inc."}
+        # Every service serves its metrics on a port of its own, as printed.
+        printed = dict(re.findall(r"Metrics:\s+(\S+)\s+(\S+)", first.output))
+        assert set(printed) == {"registry", "fetcher-1", "fetcher-2", "invitations", "gateway"}, first.output
+        assert len({urlsplit(url).port for url in printed.values()}) == len(printed)
+        for url in printed.values():
+            assert "# TYPE hub_consumer_lag_messages gauge" in httpx.get(url, timeout=5).text
     finally:
         _stop(first, signal.SIGINT)
 

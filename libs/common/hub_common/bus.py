@@ -3,7 +3,8 @@
 ``publish_event`` always sets ``Nats-Msg-Id`` to the event id, so a retry after a lost
 acknowledgement (or a relay restarting) is dropped by JetStream's duplicate window rather
 than stored twice. The correlation and causation ids travel in headers too, so any
-consumer can log them before it even decodes the body.
+consumer can log them before it even decodes the body, and so does the trace context
+(``traceparent``) when tracing is on.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
 
 from hub_common.events import Envelope
 from hub_common.logging import get_logger
+from hub_common.tracing import inject_context
 
 logger = get_logger(__name__)
 
@@ -107,6 +109,7 @@ async def publish_event(
     """
     payload = envelope.to_bytes()
     headers = event_headers(envelope)
+    inject_context(headers)
     delay = 0.2
     for attempt in range(1, attempts + 1):
         try:
@@ -124,12 +127,17 @@ async def publish_event(
 
 
 def create_broker(url: str, *, name: str, connect_timeout: float = 5.0) -> NatsBroker:
-    """The FastStream broker a service runs its subscribers on, with the same options."""
+    """The FastStream broker a service runs its subscribers on, with the same options.
+
+    Its telemetry middleware continues the trace a command's headers carry (a no-op while
+    tracing is off).
+    """
     from faststream.nats import NatsBroker
+    from faststream.nats.opentelemetry import NatsTelemetryMiddleware
 
     options = connection_options(url, name=name, connect_timeout=connect_timeout)
     servers = options.pop("servers")
-    return NatsBroker(servers, **options)
+    return NatsBroker(servers, middlewares=[NatsTelemetryMiddleware()], **options)
 
 
 def connection_of(broker: NatsBroker) -> Client:

@@ -19,6 +19,7 @@ from nats.aio.client import Client
 from pydantic import BaseModel, ConfigDict, Field
 
 from hub_common.events import Actor, ClientCard, ClientConnection, Failure
+from hub_common.tracing import inject_context
 
 # -------------------------------------------------------------- registry commands
 
@@ -277,9 +278,16 @@ async def send_command(
     *,
     timeout: float = 10.0,
 ) -> ResultT:
-    """Send a command and wait for its reply; a refusal raises ``CommandRejected``."""
+    """Send a command and wait for its reply; a refusal raises ``CommandRejected``.
+
+    The trace context travels in the headers, so the owner's work joins the caller's trace.
+    """
+    headers: dict[str, str] = {}
+    inject_context(headers)
     try:
-        response = await connection.request(subject, command.model_dump_json().encode(), timeout=timeout)
+        response = await connection.request(
+            subject, command.model_dump_json().encode(), timeout=timeout, headers=headers or None
+        )
     except (nats.errors.TimeoutError, nats.errors.NoRespondersError) as error:
         raise CommandRejected(
             Rejection(

@@ -16,6 +16,9 @@ Nothing is acknowledged before the handler has returned, that is, before it is s
 Concurrency comes from ``PullSub(batch_size=...)`` (one fetch, handled concurrently), never
 from ``max_workers`` (FastStream's pull subscriber over-fetches there and redelivers).
 Projections use ``batch=True``: one call per fetched batch, applied in stream order.
+
+Each event is handled (or projected) in a span that continues the trace its headers carry,
+so a refresh asked for on the gateway is one trace through every service it touches.
 """
 
 from __future__ import annotations
@@ -34,11 +37,13 @@ from faststream.middlewares import AckPolicy
 from faststream.nats import JStream, NatsBroker, NatsMessage, PullSub
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
+from opentelemetry.trace import SpanKind
 
 from hub_common.bus import BROKER_UNAVAILABLE, CORRELATION_HEADER, FIRM_HEADER, PublishFailed, jetstream_of
 from hub_common.events import Envelope, EventData, InvalidEvent, decode_event
 from hub_common.logging import bound_context, get_logger
 from hub_common.streams import ConsumerSpec, dead_letter_subject
+from hub_common.tracing import context_from, span_continuing, tracer
 
 logger = get_logger(__name__)
 
@@ -223,11 +228,16 @@ async def handle_one(
     if decoded is None:
         return
     envelope, delivery = decoded
-    with bound_context(_log_context(delivery) | {"event_type": envelope.type}):
+    with (
+        bound_context(_log_context(delivery) | {"event_type": envelope.type}),
+        span_continuing(f"handle {envelope.type}", delivery.headers) as span,
+    ):
+        span.set_attribute("hub.consumer", spec.durable)
         try:
             await handler(envelope, delivery)
         except Retry as retry:
             logger.warning("handler asked for retry", reason=retry.reason)
+            span.set_attribute("hub.retry", retry.reason[:200])
             await _settle_failure(js, spec, delivery, msg.data, retry.reason, retry.delay_seconds)
             return
         except Exception as error:
@@ -251,6 +261,25 @@ async def handle_batch(
     decoded = [item for msg in messages if (item := await _decode_or_dead_letter(js, spec, msg))]
     if not decoded:
         return
+    # One span per event, each in its own trace, all covering the batch's one transaction.
+    spans = [
+        tracer.start_span(f"project {envelope.type}", context=context_from(delivery.headers), kind=SpanKind.CONSUMER)
+        for envelope, delivery in decoded
+    ]
+    try:
+        await _apply_batch(js, spec, decoded, handler, available)
+    finally:
+        for span in spans:
+            span.end()
+
+
+async def _apply_batch(
+    js: JetStreamContext,
+    spec: ConsumerSpec,
+    decoded: list[tuple[Envelope[EventData], Delivery]],
+    handler: BatchHandler,
+    available: Probe | None,
+) -> None:
     try:
         await handler(decoded)
     except Exception as batch_error:

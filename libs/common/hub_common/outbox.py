@@ -5,12 +5,16 @@ then publishes every unsent event in order with ``Nats-Msg-Id`` = the event id a
 it sent. A crash between commit and publish only delays the event; a crash between
 publish and marking re-publishes it with the same id, which JetStream drops as a
 duplicate inside its window and which every consumer ignores anyway (invariant 2).
+
+Each row also keeps the trace context it was appended in, so the event leaves in the
+trace of the request that caused it, whichever process relays it and however much later.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -18,6 +22,7 @@ from typing import Any
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
+from opentelemetry.trace import SpanKind
 from sqlalchemy import (
     BigInteger,
     Column,
@@ -26,6 +31,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    func,
     insert,
     select,
     update,
@@ -36,6 +42,7 @@ from hub_common.bus import PublishFailed, publish_event
 from hub_common.db import UtcDateTime
 from hub_common.events import Envelope, decode_event
 from hub_common.logging import get_logger
+from hub_common.tracing import current_context_headers, span_continuing
 
 logger = get_logger(__name__)
 
@@ -51,6 +58,8 @@ def outbox_table(metadata: MetaData, name: str) -> Table:
         Column("payload", Text, nullable=False),
         Column("created_at", UtcDateTime(), nullable=False),
         Column("published_at", UtcDateTime(), nullable=True, index=True),
+        # The W3C trace context (JSON headers) of the transaction that appended the event.
+        Column("trace_context", Text, nullable=True),
     )
 
 
@@ -62,8 +71,16 @@ async def append(session: AsyncSession, table: Table, envelope: Envelope[Any]) -
             event_type=envelope.type,
             payload=envelope.model_dump_json(),
             created_at=datetime.now(UTC),
+            trace_context=json.dumps(trace) if (trace := current_context_headers()) else None,
         )
     )
+
+
+async def backlog(sessions: async_sessionmaker[AsyncSession], table: Table) -> int:
+    """How many committed events wait to be published."""
+    async with sessions() as session:
+        waiting = await session.scalar(select(func.count()).select_from(table).where(table.c.published_at.is_(None)))
+    return int(waiting or 0)
 
 
 class OutboxRelay:
@@ -148,18 +165,20 @@ class OutboxRelay:
         async with self._sessions() as session:
             rows = (
                 await session.execute(
-                    select(table.c.position, table.c.payload)
+                    select(table.c.position, table.c.payload, table.c.trace_context)
                     .where(table.c.published_at.is_(None))
                     .order_by(table.c.position)
                     .limit(self._batch_size)
                 )
             ).all()
         sent = 0
-        for position, payload in rows:
+        for position, payload, trace_context in rows:
             envelope = decode_event(payload)
             if self._before_publish is not None:
                 await self._before_publish(envelope)
-            await publish_event(self._js, envelope)
+            appended_in = json.loads(trace_context) if trace_context else None
+            with span_continuing(f"publish {envelope.type}", appended_in, kind=SpanKind.PRODUCER):
+                await publish_event(self._js, envelope)
             async with self._sessions() as session, session.begin():
                 await session.execute(
                     update(table).where(table.c.position == position).values(published_at=datetime.now(UTC))

@@ -28,6 +28,15 @@ class LogFormat(StrEnum):
     JSON = "json"
 
 
+class TracingExporter(StrEnum):
+    """Where a process sends its OpenTelemetry spans."""
+
+    OFF = "off"
+    CONSOLE = "console"
+    # OTLP over HTTP/protobuf, to ``otlp_endpoint`` (a collector, Jaeger, Tempo ...).
+    OTLP = "otlp"
+
+
 # The default key is in this public source: it may sign nothing outside dev mode.
 DEV_SECRET_KEY = "dev-only-secret-change-me"  # noqa: S105
 MIN_SECRET_KEY_LENGTH = 32
@@ -53,6 +62,19 @@ class HubSettings(BaseSettings):
     nats_connect_timeout_seconds: float = 5.0
 
     database_url: str = "sqlite:///.hub/hub.db"
+
+    # Operations endpoint (hub_common.operations): /livez, /readyz and /metrics on a port of
+    # its own, never the gateway's public one. 0 = off; the container images set 9464 and
+    # 0.0.0.0. Loopback by default, so a developer's metrics are not on the network.
+    operations_port: int = Field(default=0, ge=0, le=65535)
+    operations_host: str = "127.0.0.1"
+    # How often the gauges read from the broker or a database (consumer lag, outbox
+    # backlog, staleness) are sampled.
+    metrics_sample_seconds: float = Field(default=5.0, gt=0)
+
+    # Traces (hub_common.tracing): off by default. The OTLP endpoint takes HTTP/protobuf.
+    tracing_exporter: TracingExporter = TracingExporter.OFF
+    otlp_endpoint: str = "http://127.0.0.1:4318/v1/traces"
 
     # Retention and delivery of the streams and durable consumers (hub_common.streams).
     # Every process reconciles them at start-up: give every process the same values.

@@ -8,11 +8,13 @@ import httpx
 from faststream import FastStream
 from faststream.nats import NatsMessage
 
-from hub_common import commands, grants
+from hub_common import commands, grants, metrics
 from hub_common.bus import create_broker, jetstream_of
 from hub_common.events import ClientConnection
 from hub_common.logging import configure_logging, get_logger
+from hub_common.operations import OperationsEndpoint, consumer_lag, nats_connected
 from hub_common.streams import BC_SLOTS_BUCKET, FETCHER_CONSUMER, Topology, declare_topology
+from hub_common.tracing import configure_tracing
 from hub_fetcher.bc.client import BusinessCentral
 from hub_fetcher.bc.identity import TokenProvider
 from hub_fetcher.bc.limits import SharedTenantSlots, TenantLimiter
@@ -32,9 +34,14 @@ SHUTDOWN_GRACE_SECONDS = 5.0
 
 def create_app(settings: FetcherSettings) -> FastStream:
     configure_logging(settings)
+    configure_tracing(settings)
+    metrics.show_fetcher_series()
     broker = create_broker(settings.nats_url, name=settings.service_name)
     topology = Topology.from_settings(settings)
     consumer = topology.consumer(FETCHER_CONSUMER)
+    operations = OperationsEndpoint(
+        settings, readiness={"nats": nats_connected(broker)}, samplers=[consumer_lag(broker, [consumer])]
+    )
     # Everything this process reads at once: refreshes in flight and statement reads.
     readers_at_once = settings.concurrency + STATEMENT_READS_AT_ONCE
     http = httpx.AsyncClient(
@@ -64,6 +71,7 @@ def create_app(settings: FetcherSettings) -> FastStream:
 
     @app.on_startup
     async def prepare() -> None:
+        await operations.start()
         await broker.connect()
         js = jetstream_of(broker)
         await declare_topology(js, topology)
@@ -102,6 +110,7 @@ def create_app(settings: FetcherSettings) -> FastStream:
             await consumers[0].stop(grace_seconds=SHUTDOWN_GRACE_SECONDS)
         await http.aclose()
         tokens.close()
+        await operations.stop()
 
     async def firm_may_read(firm_id: uuid.UUID, connection: ClientConnection) -> bool:
         return await grants.has_access(jetstream_of(broker), firm_id, connection.tenant_id)

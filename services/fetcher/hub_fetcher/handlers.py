@@ -13,11 +13,16 @@ Acknowledgement rules:
 
 A refresh has a deadline for everything it reads (``HUB_REFRESH_DEADLINE_SECONDS``), on top
 of each request's own: the companies not read by then end as ``timeout``.
+
+Each refresh is a ``refresh`` span, and is counted and timed by outcome
+(``hub_refreshes_total``, ``hub_refresh_duration_seconds``): ``ok``, ``deferred`` or the kind
+of its (first) failure.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
@@ -26,7 +31,7 @@ from typing import Any, NoReturn, TypeVar
 
 from nats.js import JetStreamContext
 
-from hub_common import grants
+from hub_common import grants, metrics
 from hub_common.bus import publish_event
 from hub_common.consumers import Delivery, Retry
 from hub_common.events import (
@@ -48,6 +53,7 @@ from hub_common.events import (
 )
 from hub_common.logging import get_logger
 from hub_common.streams import FETCHER_CONSUMER, ConsumerSpec
+from hub_common.tracing import tracer
 from hub_fetcher.bc.entities import Company
 from hub_fetcher.bc.failures import FetchFailure
 from hub_fetcher.refresh import ClientReader
@@ -70,6 +76,12 @@ class Refresh:
     refresh_id: uuid.UUID
     only_company: uuid.UUID | None
     tax_accounts: list[str] | None
+
+
+def record_refresh(outcome: str, started: float) -> None:
+    """Count and time one refresh by how it ended (``started``: ``time.monotonic()``)."""
+    metrics.refreshes_total.labels(outcome=outcome).inc()
+    metrics.refresh_duration_seconds.labels(outcome=outcome).observe(time.monotonic() - started)
 
 
 def derived_id(cause: Envelope[Any], purpose: str) -> uuid.UUID:
@@ -165,7 +177,10 @@ class FetcherHandlers:
 
     async def handle(self, envelope: Envelope[EventData], delivery: Delivery) -> None:
         data = envelope.data
+        started = time.monotonic()
         if await self._refused_without_grant(envelope):
+            if not isinstance(data, ConnectionTestRequested):
+                record_refresh(FailureKind.ACCESS_NOT_GRANTED.value, started)
             return
         async with delivery.keep_alive(self._keep_alive_seconds):
             if isinstance(data, ClientAdded):
@@ -232,6 +247,24 @@ class FetcherHandlers:
         raise Retry(f"{longest.kind.value}: {longest.message}", delay_seconds=delay)
 
     async def _refresh(self, envelope: Envelope[Any], delivery: Delivery, refresh: Refresh) -> None:
+        started = time.monotonic()
+        with tracer.start_as_current_span("refresh") as span:
+            span.set_attribute("hub.refresh_id", str(refresh.refresh_id))
+            span.set_attribute("hub.delivery", delivery.num_delivered)
+            # An unexpected error leaves no outcome: the message is redelivered and counted then.
+            outcome: str | None = None
+            try:
+                outcome = await self._read_client(envelope, delivery, refresh)
+            except Retry:
+                outcome = metrics.REFRESH_DEFERRED
+                raise
+            finally:
+                if outcome is not None:
+                    span.set_attribute("hub.outcome", outcome)
+                    record_refresh(outcome, started)
+
+    async def _read_client(self, envelope: Envelope[Any], delivery: Delivery, refresh: Refresh) -> str:
+        """Read the refresh's companies and publish what came of each; returns the outcome."""
         client_id, connection, refresh_id = refresh.client_id, refresh.connection, refresh.refresh_id
         deadline = RefreshDeadline(self._refresh_deadline_seconds)
         try:
@@ -245,7 +278,7 @@ class FetcherHandlers:
                 RefreshFailed(refresh_id=refresh_id, client_id=client_id, failure=failure.to_failure()),
                 "failed",
             )
-            return
+            return failure.kind.value
         await self._publish(
             envelope,
             CompaniesDiscovered(
@@ -261,6 +294,7 @@ class FetcherHandlers:
         companies = [c for c in discovery.companies if refresh.only_company in (None, c.id)]
         # Companies are read side by side; the tenant's shared slots keep BC's 5 at a time.
         at_once = asyncio.Semaphore(COMPANIES_AT_ONCE)
+        failed: list[FailureKind] = []
 
         async def read_one(company: Company) -> CompanySnapshot:
             async with at_once:
@@ -279,6 +313,7 @@ class FetcherHandlers:
             except FetchFailure as failure:
                 if self._should_retry(failure, delivery):
                     return failure
+                failed.append(failure.kind)
                 await self._publish(
                     envelope,
                     RefreshFailed(
@@ -301,6 +336,7 @@ class FetcherHandlers:
             # republishes them as duplicates JetStream drops.
             await self._defer(envelope, delivery, refresh, deferred)
         logger.info("refresh done", client_id=str(client_id), companies=len(discovery.companies))
+        return failed[0].value if failed else metrics.REFRESH_OK
 
     async def _test_connection(self, envelope: Envelope[Any], data: ConnectionTestRequested) -> None:
         # A test answers a person who is waiting: one attempt, classified, no retries.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -13,13 +14,17 @@ import httpx
 from fastapi import FastAPI, Request, Response
 from fastapi.staticfiles import StaticFiles
 
+from hub_common import metrics
 from hub_common.bus import create_broker, jetstream_of
 from hub_common.consumers import Delivery, subscribe_batches
 from hub_common.db import create_engine, database_ok, migrate, session_factory, transaction
 from hub_common.entra import EntraTokenVerifier, confidential_client
 from hub_common.events import Envelope, EventData
 from hub_common.logging import bound_context, configure_logging, get_logger
+from hub_common.operations import OperationsEndpoint, connected_with_database, consumer_lag
+from hub_common.settings import TracingExporter
 from hub_common.streams import GATEWAY_EVENTS_CONSUMER, GATEWAY_SNAPSHOTS_CONSUMER, Topology, declare_topology
+from hub_common.tracing import configure_tracing
 from hub_gateway.api.client_invitations import client_invitations
 from hub_gateway.api.dashboard import dashboard_api
 from hub_gateway.api.dead_letters import dead_letters
@@ -28,6 +33,7 @@ from hub_gateway.api.reports import reports
 from hub_gateway.api.routes import api, health
 from hub_gateway.connection_tests import ConnectionTestAnswers
 from hub_gateway.live import LiveUpdates
+from hub_gateway.readmodel import queries
 from hub_gateway.readmodel.projection import apply_batch
 from hub_gateway.settings import GatewaySettings
 from hub_gateway.web.client_access import client_access_pages
@@ -39,6 +45,7 @@ from hub_gateway.web.pages import pages
 MIGRATIONS = Path(__file__).parent / "migrations"
 STATIC = Path(__file__).parent / "web" / "static"
 VERSION_TABLE = "gateway_alembic_version"
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 logger = get_logger(__name__)
 
@@ -46,13 +53,33 @@ logger = get_logger(__name__)
 def create_app(settings: GatewaySettings) -> FastAPI:
     settings.require_secret_key()
     configure_logging(settings)
+    configure_tracing(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await asyncio.to_thread(migrate, settings.database_url, MIGRATIONS, VERSION_TABLE)
         engine = create_engine(settings.database_url)
         sessions = session_factory(engine)
         broker = create_broker(settings.nats_url, name=settings.service_name)
+        topology = Topology.from_settings(settings)
+
+        async def sample_figures_age() -> None:
+            async with sessions() as session:
+                ages = await queries.figures_ages(session, datetime.now(UTC))
+            metrics.company_figures_age.record(metrics.FiguresAge.of(ages))
+
+        # On a port of its own: the public port never shows metrics.
+        operations = OperationsEndpoint(
+            settings,
+            readiness=connected_with_database(broker, engine),
+            samplers=[
+                consumer_lag(
+                    broker, [topology.consumer(GATEWAY_EVENTS_CONSUMER), topology.consumer(GATEWAY_SNAPSHOTS_CONSUMER)]
+                ),
+                sample_figures_age,
+            ],
+        )
+        await operations.start()
+        await asyncio.to_thread(migrate, settings.database_url, MIGRATIONS, VERSION_TABLE)
 
         live_updates: list[LiveUpdates] = []
 
@@ -63,6 +90,10 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         async def project(batch: list[tuple[Envelope[EventData], Delivery]]) -> None:
             async with projecting, transaction(sessions) as session:
                 changes = await apply_batch(session, batch, datetime.now(UTC))
+            applied = datetime.now(UTC)
+            for envelope, delivery in batch:
+                lag = (applied - envelope.occurred_at).total_seconds()
+                metrics.projection_lag_seconds.labels(stream=delivery.stream).observe(max(0.0, lag))
             if live_updates:  # after the commit: a page told of a change must be able to read it
                 await live_updates[0].announce(changes)
 
@@ -70,7 +101,6 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             return await database_ok(engine)
 
         # While the database is down the projections nack and pause; nothing is acked unstored.
-        topology = Topology.from_settings(settings)
         subscribe_batches(
             broker,
             topology.consumer(GATEWAY_EVENTS_CONSUMER),
@@ -127,6 +157,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             await engine.dispose()
             entra_http.close()  # noqa: ASYNC212 - msal needs a sync client; closing is instant
             await entra_keys_http.aclose()
+            await operations.stop()
 
     app = FastAPI(
         title="Accountant Hub",
@@ -145,6 +176,19 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         response.headers["X-Correlation-Id"] = correlation_id
         return response
 
+    @app.middleware("http")
+    async def measure(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        started = time.perf_counter()
+        response = await call_next(request)
+        # The route's template (never the path itself) and known methods only: whatever a
+        # client sends adds no series.
+        route = getattr(request.scope.get("route"), "path", "unmatched")
+        method = request.method if request.method in HTTP_METHODS else "other"
+        metrics.http_request_duration_seconds.labels(
+            method=method, route=route, status_class=f"{response.status_code // 100}xx"
+        ).observe(time.perf_counter() - started)
+        return response
+
     app.include_router(health)
     app.include_router(api)
     app.include_router(reports)
@@ -157,6 +201,11 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     app.include_router(connect_pages)
     app.include_router(client_access_pages)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    if settings.tracing_exporter is not TracingExporter.OFF:
+        from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+
+        # One span per request; not one per chunk a live (SSE) stream sends.
+        FastAPIInstrumentor.instrument_app(app, excluded_urls="healthz,static", exclude_spans=["send", "receive"])
     return app
 
 

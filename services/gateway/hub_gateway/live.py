@@ -21,6 +21,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
+from hub_common import metrics
 from hub_common.logging import get_logger
 from hub_gateway.readmodel.projection import Changes
 
@@ -110,8 +111,10 @@ class LiveUpdates:
         if self._streams_of.get(accountant_id, 0) >= STREAMS_PER_ACCOUNTANT:
             raise TooManyStreams
         self._streams_of[accountant_id] = self._streams_of.get(accountant_id, 0) + 1
+        metrics.live_streams_open.inc()
 
     def release(self, accountant_id: uuid.UUID) -> None:
+        metrics.live_streams_open.dec()
         remaining = self._streams_of.get(accountant_id, 1) - 1
         if remaining > 0:
             self._streams_of[accountant_id] = remaining

@@ -13,8 +13,10 @@ from hub_common.consumers import subscribe
 from hub_common.db import create_engine, migrate, session_factory
 from hub_common.leadership import Leadership, holder_name
 from hub_common.logging import configure_logging, get_logger
+from hub_common.operations import OperationsEndpoint, connected_with_database, consumer_lag, outbox_backlog
 from hub_common.outbox import OutboxRelay
 from hub_common.streams import INVITATIONS_CONSUMER, Topology, declare_topology
+from hub_common.tracing import configure_tracing
 from hub_invitations.colleague_mail import colleague_mail_handler
 from hub_invitations.handlers import register_command_handlers
 from hub_invitations.mailer import InvitationMailer
@@ -32,9 +34,18 @@ logger = get_logger(__name__)
 def create_app(settings: InvitationsSettings) -> FastStream:
     settings.require_secret_key()
     configure_logging(settings)
+    configure_tracing(settings)
     broker = create_broker(settings.nats_url, name=settings.service_name)
     engine = create_engine(settings.database_url)
     sessions = session_factory(engine)
+    operations = OperationsEndpoint(
+        settings,
+        readiness=connected_with_database(broker, engine),
+        samplers=[
+            consumer_lag(broker, [Topology.from_settings(settings).consumer(INVITATIONS_CONSUMER)]),
+            outbox_backlog(sessions, invitations_outbox),
+        ],
+    )
     mailer = InvitationMailer(sessions, settings)
     # The relay needs the JetStream context, which exists only once connected.
     relays: list[OutboxRelay] = []
@@ -48,6 +59,7 @@ def create_app(settings: InvitationsSettings) -> FastStream:
 
     @app.on_startup
     async def prepare() -> None:
+        await operations.start()
         await asyncio.to_thread(migrate, settings.database_url, MIGRATIONS, VERSION_TABLE)
         await broker.connect()
         await declare_topology(jetstream_of(broker), Topology.from_settings(settings))
@@ -81,6 +93,7 @@ def create_app(settings: InvitationsSettings) -> FastStream:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await engine.dispose()
+        await operations.stop()
 
     register_command_handlers(broker, sessions, relay_notify, mailer, settings)
     subscribe(

@@ -27,8 +27,10 @@ from hub_common.events import (
 )
 from hub_common.leadership import Leadership, holder_name
 from hub_common.logging import configure_logging, get_logger
+from hub_common.operations import OperationsEndpoint, connected_with_database, consumer_lag, outbox_backlog
 from hub_common.outbox import OutboxRelay
 from hub_common.streams import REGISTRY_CONSUMER, Topology, declare_topology
+from hub_common.tracing import configure_tracing
 from hub_registry import service
 from hub_registry.handlers import register_command_handlers
 from hub_registry.models import registry_outbox
@@ -44,9 +46,18 @@ logger = get_logger(__name__)
 
 def create_app(settings: RegistrySettings) -> FastStream:
     configure_logging(settings)
+    configure_tracing(settings)
     broker = create_broker(settings.nats_url, name=settings.service_name)
     engine = create_engine(settings.database_url)
     sessions = session_factory(engine)
+    operations = OperationsEndpoint(
+        settings,
+        readiness=connected_with_database(broker, engine),
+        samplers=[
+            consumer_lag(broker, [Topology.from_settings(settings).consumer(REGISTRY_CONSUMER)]),
+            outbox_backlog(sessions, registry_outbox),
+        ],
+    )
     # The one HTTP client of the process: it only ever asks the configured Entra authority.
     http = httpx.AsyncClient(verify=settings.tls_verification(), timeout=settings.entra_discovery_timeout_seconds)
     directory = TenantDirectory(
@@ -66,6 +77,7 @@ def create_app(settings: RegistrySettings) -> FastStream:
 
     @app.on_startup
     async def prepare() -> None:
+        await operations.start()
         await asyncio.to_thread(migrate, settings.database_url, MIGRATIONS, VERSION_TABLE)
         await broker.connect()
         await declare_topology(jetstream_of(broker), Topology.from_settings(settings))
@@ -131,6 +143,7 @@ def create_app(settings: RegistrySettings) -> FastStream:
                 await task
         await http.aclose()
         await engine.dispose()
+        await operations.stop()
 
     register_command_handlers(broker, sessions, relay_notify, settings, directory)
 

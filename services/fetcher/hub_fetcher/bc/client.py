@@ -20,8 +20,11 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 import httpx
+from opentelemetry.trace import SpanKind
 
+from hub_common import metrics
 from hub_common.events import FailureKind
+from hub_common.tracing import tracer
 from hub_fetcher.bc.failures import FetchFailure, classify_bc_error, correlation_from_message
 from hub_fetcher.bc.identity import TokenProvider
 from hub_fetcher.bc.limits import TenantLimiter
@@ -71,6 +74,13 @@ def _json_object(body: bytes, status: int) -> dict[str, Any]:
 class Environment:
     tenant: str
     name: str
+
+
+def _count_answer(status: int | None) -> None:
+    """Count an answer of BC by status class ("no_answer": none came), throttling on its own."""
+    metrics.bc_responses_total.labels(status_class=f"{status // 100}xx" if status else "no_answer").inc()
+    if status in metrics.BC_THROTTLING_STATUSES:
+        metrics.bc_throttled_total.labels(status=str(status)).inc()
 
 
 def _parse_retry_after(value: str | None) -> float | None:
@@ -165,11 +175,22 @@ class BusinessCentral:
         async with self._limiter.slot(environment.tenant, weight):
             self.requests_made += 1
             try:
-                async with asyncio.timeout(self._request_deadline_seconds):
-                    async with self._http.stream(
-                        method, url, params=params, headers=headers, json=json_body
-                    ) as response:
-                        body = await self._read_capped(response)
+                with tracer.start_as_current_span(f"BC {method}", kind=SpanKind.CLIENT) as span:
+                    span.set_attribute("url.path", urlsplit(url).path)
+                    answered = False
+                    try:
+                        async with asyncio.timeout(self._request_deadline_seconds):
+                            async with self._http.stream(
+                                method, url, params=params, headers=headers, json=json_body
+                            ) as response:
+                                answered = True
+                                span.set_attribute("http.response.status_code", response.status_code)
+                                _count_answer(response.status_code)
+                                body = await self._read_capped(response)
+                    except (TimeoutError, httpx.HTTPError):
+                        if not answered:
+                            _count_answer(None)
+                        raise
             except TimeoutError as error:
                 raise FetchFailure(
                     FailureKind.TIMEOUT,

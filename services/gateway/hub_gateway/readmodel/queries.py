@@ -629,3 +629,14 @@ async def refresh_progress(session: AsyncSession, *, firm_id: uuid.UUID, correla
                 done += 1
                 failed += company.state == "failed"
     return RefreshProgress(refreshes=len(refreshes), total=total, done=done, failed=failed)
+
+
+async def figures_ages(session: AsyncSession, now: datetime) -> list[float]:
+    """How old, in seconds, the figures shown for every live company of every firm are (for
+    metrics only: ages, never which firm or company)."""
+    read_at = await session.scalars(
+        select(CompanyRow.as_of)
+        .join(ClientRow, col(ClientRow.client_id) == col(CompanyRow.client_id))
+        .where(col(ClientRow.removed).is_(False), col(CompanyRow.as_of).is_not(None))
+    )
+    return [max(0.0, (now - as_of).total_seconds()) for as_of in read_at if as_of is not None]

@@ -1,0 +1,22 @@
+"""The outbox keeps the trace context each event was appended in (hub_common.outbox).
+
+Revision ID: 0005
+Revises: 0004
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0005"
+down_revision = "0004"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.add_column("registry_outbox", sa.Column("trace_context", sa.Text(), nullable=True))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("registry_outbox") as table:
+        table.drop_column("trace_context")
