@@ -98,7 +98,7 @@ def render(overlay: Path) -> list[Manifest]:
         raise DeployCheckError(f"kubectl kustomize {overlay} took more than {_RENDER_TIMEOUT_SECONDS} s") from error
     if rendered.returncode != 0:
         raise DeployCheckError(f"kubectl kustomize {overlay} failed:\n{rendered.stderr.strip()}")
-    return [document for document in yaml.safe_load_all(rendered.stdout) if document]
+    return _yaml_documents(rendered.stdout)
 
 
 def check_overlay(
@@ -149,8 +149,8 @@ def load_crd_schemas(directory: Path) -> dict[tuple[str, str], JsonSchema]:
     """(apiVersion, kind) → openAPIV3Schema, from every CustomResourceDefinition in the folder."""
     schemas: dict[tuple[str, str], JsonSchema] = {}
     for path in sorted(directory.glob("*.yaml")):
-        for definition in yaml.safe_load_all(path.read_text()):
-            if not definition or definition.get("kind") != "CustomResourceDefinition":
+        for definition in _yaml_documents(path.read_text()):
+            if definition.get("kind") != "CustomResourceDefinition":
                 continue
             spec = definition["spec"]
             for version in spec["versions"]:
@@ -348,6 +348,9 @@ def _check_jetstream_trigger(where: str, metadata: dict[str, Any]) -> Iterator[P
 class _Environment:
     values: dict[str, str] = field(default_factory=dict)
     from_secrets: set[str] = field(default_factory=set)
+    # Every variable given in plain text, even where a Secret overrides it: the ConfigMap or
+    # manifest that holds it is readable all the same.
+    written_in_plain: set[str] = field(default_factory=set)
     # Secrets and ConfigMaps outside the overlay (created by the operator): any key may be in them.
     opaque_sources: list[str] = field(default_factory=list)
 
@@ -367,6 +370,7 @@ def _environment(deployment: Manifest, index: _Index) -> _Environment:
             for name, value in (config_map.get("data") or {}).items():
                 environment.values[name] = str(value)
                 environment.from_secrets.discard(name)
+                environment.written_in_plain.add(name)
         elif "secretRef" in source:
             environment.opaque_sources.append(f"Secret {source['secretRef'].get('name')}")
     for variable in container.get("env", []):
@@ -374,6 +378,7 @@ def _environment(deployment: Manifest, index: _Index) -> _Environment:
         if "value" in variable:
             environment.values[name] = str(variable["value"])
             environment.from_secrets.discard(name)
+            environment.written_in_plain.add(name)
         elif "secretKeyRef" in (variable.get("valueFrom") or {}):
             environment.values.pop(name, None)
             environment.from_secrets.add(name)
@@ -386,7 +391,7 @@ def _check_settings(deployment: Manifest, service: str, index: _Index, schema: J
     environment = _environment(deployment, index)
     service_schema: JsonSchema = schema["$defs"][service]
     secrets = secret_settings(schema, service)
-    for name in sorted(secrets & environment.values.keys()):
+    for name in sorted(secrets & environment.written_in_plain):
         yield Problem(where, f"{name} holds a credential: take it from a Secret (valueFrom.secretKeyRef), not plain")
     # A Secret's value is unknown here: it counts as present (for `required`), unchecked.
     unchecked: dict[str, JsonSchema] = {
@@ -428,6 +433,13 @@ def _container_port(deployment: Manifest, name: str) -> int | None:
 
 
 # ---- helpers ------------------------------------------------------------------------------
+
+# libyaml's loader when PyYAML has it: the pure-Python one takes most of a check's time.
+_YamlLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def _yaml_documents(text: str) -> list[Manifest]:
+    return [document for document in yaml.load_all(text, Loader=_YamlLoader) if document]
 
 
 class _Index:
