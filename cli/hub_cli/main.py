@@ -265,7 +265,11 @@ def deploy_check(
     Every object against the Kubernetes schemas (and KEDA's CRD), the pods' hardening,
     resources and probes, the fetchers' autoscaling, and each service's settings.
     """
-    from hub_cli.deploy_check import DeployCheckError, check_overlay
+    try:
+        from hub_cli.deploy_check import DeployCheckError, check_overlay
+    except ModuleNotFoundError as missing:
+        typer.echo(f"error: {missing.name} is not installed: pip install 'hub-cli[deploy]'", err=True)
+        raise typer.Exit(2) from None
 
     try:
         report = check_overlay(overlay, schemas=schemas, kubernetes_version=kubernetes_version)
