@@ -131,7 +131,8 @@ def check_manifests(
             continue
         if service not in settings_schema["properties"]:
             known = ", ".join(settings_schema["properties"])
-            report.problems.append(Problem(_name(deployment), f"component {service!r} is not a hub service ({known})"))
+            message = f"label {COMPONENT_LABEL} is {service!r}, not a hub service ({known})"
+            report.problems.append(Problem(_name(deployment), message))
             continue
         report.services.append(service)
         report.problems.extend(_check_settings(deployment, service, index, settings_schema))
@@ -457,12 +458,11 @@ class _Index:
 
 
 def _service_of(deployment: Manifest) -> str | None:
-    """The hub service a Deployment runs, from its labels; None for anything else."""
+    """The hub service a Deployment runs, from its labels ("" if it names none); None if not the hub's."""
     labels = deployment.get("metadata", {}).get("labels") or {}
     if labels.get(PART_OF[0]) != PART_OF[1]:
         return None
-    component = labels.get(COMPONENT_LABEL)
-    return str(component) if component is not None else None
+    return str(labels.get(COMPONENT_LABEL, ""))
 
 
 def _name(manifest: Manifest) -> str:
