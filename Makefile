@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 PACKAGES := libs/common services/registry services/fetcher services/invitations services/gateway sandbox cli
 PROJECT_FILES := $(foreach package,$(PACKAGES),$(package)/pyproject.toml)
 
-.PHONY: run test fuzz lint typecheck unit setup clean asyncapi
+.PHONY: run test fuzz lint typecheck unit setup clean asyncapi deploy-schema deploy-check
 
 $(STAMP): constraints.txt requirements-dev.txt $(PROJECT_FILES)
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed")'
@@ -33,6 +33,15 @@ fuzz: $(STAMP)
 
 asyncapi: $(STAMP)
 	$(BIN)/hub asyncapi --output docs/asyncapi.json
+
+# The JSON Schema of each service's settings in a Kubernetes installation (from the models).
+deploy-schema: $(STAMP)
+	$(BIN)/hub deploy-schema --output deploy/kubernetes/settings.schema.json
+
+# Render and check both example overlays (needs kubectl; no cluster).
+deploy-check: $(STAMP)
+	$(BIN)/hub deploy-check deploy/kubernetes/overlays/production
+	$(BIN)/hub deploy-check deploy/kubernetes/overlays/staging
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -241,3 +241,54 @@ def asyncapi(
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(asyncapi_document(), indent=2, sort_keys=True) + "\n")
     typer.echo(f"wrote {output}")
+
+
+@app.command("deploy-schema")
+def deploy_schema(
+    output: Annotated[Path, typer.Option(help="Where to write the schema.")] = Path(
+        "deploy/kubernetes/settings.schema.json"
+    ),
+) -> None:
+    """Write the JSON Schema of every service's HUB_* settings in a Kubernetes installation."""
+    from hub_cli.deploy_settings import settings_schema
+
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(settings_schema(), indent=2) + "\n")
+    typer.echo(f"wrote {output}")
+
+
+@app.command("deploy-check")
+def deploy_check(
+    overlay: Annotated[Path, typer.Argument(help="A Kustomize overlay, e.g. deploy/kubernetes/overlays/production.")],
+    kubernetes_version: Annotated[str, typer.Option(help="The Kubernetes version to validate against.")] = "1.31",
+    schemas: Annotated[
+        Path | None,
+        typer.Option(help="The folder with settings.schema.json and crds/ (default: found above the overlay)."),
+    ] = None,
+) -> None:
+    """Render a Kustomize overlay with kubectl and check it would install a sound hub.
+
+    Every object against the Kubernetes schemas (and KEDA's CRD), the pods' hardening,
+    resources and probes, the fetchers' autoscaling, and each service's settings.
+    """
+    try:
+        from hub_cli.deploy_check import DeployCheckError, check_overlay
+    except ModuleNotFoundError as missing:
+        typer.echo(f"error: {missing.name} is not installed: pip install 'hub-cli[deploy]'", err=True)
+        raise typer.Exit(2) from None
+
+    try:
+        report = check_overlay(overlay, schemas=schemas, kubernetes_version=kubernetes_version)
+    except DeployCheckError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from None
+    for problem in report.problems:
+        typer.echo(f"✗ {problem}", err=True)
+    summary = (
+        f"{report.objects} objects: {report.validated_by_kubernetes} against Kubernetes {kubernetes_version},"
+        f" {report.validated_by_crd} against their CRDs; settings of {', '.join(report.services) or 'no service'}"
+    )
+    if report.problems:
+        typer.echo(f"{overlay}: {len(report.problems)} problem(s) in {summary}", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"{overlay}: ok, {summary}")

@@ -1,0 +1,197 @@
+"""The Kustomize overlays under deploy/kubernetes render with the real kubectl and pass
+`hub deploy-check`; an overlay with one thing wrong fails it, naming that thing.
+
+kubectl is needed (it renders offline, no cluster): .ci/run installs it.
+"""
+
+from __future__ import annotations
+
+import shutil
+import textwrap
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from hub_cli.deploy_check import DeployCheckError, Report, check_overlay
+from hub_cli.main import app
+
+KUBERNETES = Path(__file__).resolve().parents[2] / "deploy" / "kubernetes"
+OVERLAYS = ("production", "staging")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def kubectl() -> str:
+    path = shutil.which("kubectl")
+    if path is None:
+        pytest.fail("kubectl is not installed: install it (Debian: apt-get install kubectl), as .ci/run does")
+    return path
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_example_overlay_passes(overlay: str) -> None:
+    report = check_overlay(KUBERNETES / "overlays" / overlay)
+
+    assert report.problems == []
+    assert sorted(report.services) == ["fetcher", "gateway", "invitations", "registry"]
+    # The ScaledObject is the one custom resource; everything else is a Kubernetes kind.
+    assert report.validated_by_crd == 1
+    assert report.validated_by_kubernetes == report.objects - 1
+
+
+def test_the_command_says_ok_for_the_production_overlay() -> None:
+    result = CliRunner().invoke(app, ["deploy-check", str(KUBERNETES / "overlays" / "production")])
+
+    assert result.exit_code == 0, result.output
+    assert "ok, 19 objects" in result.output
+
+
+def _overlay(tmp_path: Path, kustomization: str, files: dict[str, str] | None = None) -> Path:
+    """An overlay over the real base with one change, checked with the real schemas."""
+    overlay = tmp_path / "overlay"
+    overlay.mkdir()
+    base = KUBERNETES / "base"
+    # Kustomize resolves the base from the overlay; a relative path keeps it inside its rules.
+    relative_base = Path(*[".."] * len(overlay.parts[1:])) / base.relative_to("/")
+    images = "".join(
+        f"  - name: accountant-hub/{service}\n    newTag: '1.0.0'\n"
+        for service in ("registry", "fetcher", "invitations", "gateway")
+    )
+    (overlay / "kustomization.yaml").write_text(
+        f"resources:\n  - {relative_base}\nimages:\n{images}" + textwrap.dedent(kustomization)
+    )
+    for name, content in (files or {}).items():
+        (overlay / name).write_text(content)
+    return overlay
+
+
+def _check(overlay: Path) -> Report:
+    return check_overlay(overlay, schemas=KUBERNETES)
+
+
+def _config(name: str, *literals: str) -> str:
+    lines = "".join(f"      - {literal}\n" for literal in literals)
+    return f"configMapGenerator:\n  - name: {name}\n    behavior: merge\n    literals:\n{lines}"
+
+
+def _patch(kind: str, name: str, *operations: str) -> str:
+    body = "".join(f"      {operation}\n" for operation in operations)
+    return f"patches:\n  - target: {{kind: {kind}, name: {name}}}\n    patch: |-\n{body}"
+
+
+def test_the_base_with_pinned_images_passes(tmp_path: Path) -> None:
+    # The cases below each add one mistake to exactly this.
+    assert _check(_overlay(tmp_path, "")).problems == []
+
+
+BAD_OVERLAYS = {
+    "negative replicas": (
+        "replicas:\n  - name: gateway\n    count: -1\n",
+        "Deployment/gateway: replicas is -1: it must be at least 1",
+    ),
+    "stream replicas a cluster cannot hold": (
+        _config("hub-settings", "HUB_STREAM_REPLICAS=2"),
+        "Deployment/registry (registry settings): HUB_STREAM_REPLICAS: 2 is not one of [1, 3, 5]",
+    ),
+    "a concurrency that is not a number": (
+        _config("fetcher-settings", "HUB_CONCURRENCY=lots"),
+        "Deployment/fetcher (fetcher settings): HUB_CONCURRENCY: 'lots' is not of type 'integer'",
+    ),
+    "a concurrency out of range": (
+        _config("fetcher-settings", "HUB_CONCURRENCY=0"),
+        "Deployment/fetcher (fetcher settings): HUB_CONCURRENCY: 0 is less than the minimum of 1",
+    ),
+    "a misspelt setting": (
+        _config("fetcher-settings", "HUB_CONCURENCY=50"),
+        "'HUB_CONCURENCY' was unexpected): no service setting has that name",
+    ),
+    "dev mode": (
+        _config("hub-settings", "HUB_MODE=dev"),
+        "Deployment/gateway (gateway settings): HUB_MODE: 'production' was expected",
+    ),
+    "operations endpoint on loopback": (
+        _config("hub-settings", "HUB_OPERATIONS_HOST=127.0.0.1"),
+        "HUB_OPERATIONS_HOST: '127.0.0.1' is not one of ['0.0.0.0', '::']",
+    ),
+    "a secret in a ConfigMap": (
+        _config("gateway-settings", "HUB_SECRET_KEY=a-key-everyone-can-read-in-the-configmap"),
+        "Deployment/gateway (gateway settings): HUB_SECRET_KEY holds a credential: take it from a Secret",
+    ),
+    "a service without its database": (
+        _patch("Deployment", "registry", "- {op: remove, path: /spec/template/spec/containers/0/env/0}"),
+        "Deployment/registry (registry settings): 'HUB_DATABASE_URL' is a required property",
+    ),
+    "a container without securityContext": (
+        _patch("Deployment", "gateway", "- {op: remove, path: /spec/template/spec/containers/0/securityContext}"),
+        "Deployment/gateway container gateway: has no securityContext",
+    ),
+    "a writable root filesystem": (
+        _patch(
+            "Deployment",
+            "invitations",
+            "- {op: replace, path: /spec/template/spec/containers/0/securityContext/readOnlyRootFilesystem, value: false}",
+        ),
+        "Deployment/invitations container invitations: securityContext.readOnlyRootFilesystem must be true",
+    ),
+    "no memory limit": (
+        _patch("Deployment", "registry", "- {op: remove, path: /spec/template/spec/containers/0/resources/limits}"),
+        "Deployment/registry container registry: resources.limits.memory is missing",
+    ),
+    "no readiness probe": (
+        _patch("Deployment", "fetcher", "- {op: remove, path: /spec/template/spec/containers/0/readinessProbe}"),
+        "Deployment/fetcher container fetcher: has no readinessProbe",
+    ),
+    "a field Kubernetes does not have": (
+        _patch("Deployment", "gateway", "- {op: add, path: /spec/template/spec/containers/0/restartPolicyy, value: x}"),
+        "Deployment/gateway: invalid for Kubernetes 1.31",
+    ),
+    "a field the ScaledObject CRD does not have": (
+        _patch("ScaledObject", "fetcher", "- {op: add, path: /spec/minReplicas, value: 3}"),
+        "ScaledObject/fetcher: invalid against its CustomResourceDefinition: spec: Additional properties",
+    ),
+    "more fetchers than the tenant budget is split for": (
+        _patch("ScaledObject", "fetcher", "- {op: replace, path: /spec/maxReplicaCount, value: 40}"),
+        "ScaledObject/fetcher: up to 40 fetchers may run but HUB_TENANT_LIMIT_SHARE is 10",
+    ),
+    "KEDA watching another consumer": (
+        _patch("ScaledObject", "fetcher", "- {op: replace, path: /spec/triggers/0/metadata/consumer, value: fetchers}"),
+        "ScaledObject/fetcher: nats-jetstream trigger consumer is 'fetchers'; the fetchers' is 'fetcher'",
+    ),
+    "fixed replicas on the scaled fetcher": (
+        "replicas:\n  - name: fetcher\n    count: 3\n",
+        "ScaledObject/fetcher: Deployment fetcher sets replicas while KEDA scales it",
+    ),
+}
+
+
+@pytest.mark.parametrize(("kustomization", "expected"), BAD_OVERLAYS.values(), ids=BAD_OVERLAYS.keys())
+def test_a_bad_overlay_is_rejected_naming_the_mistake(tmp_path: Path, kustomization: str, expected: str) -> None:
+    problems = [str(problem) for problem in _check(_overlay(tmp_path, kustomization)).problems]
+
+    assert any(expected in problem for problem in problems), "\n".join(problems)
+
+
+def test_the_command_lists_every_problem_and_fails(tmp_path: Path) -> None:
+    overlay = _overlay(tmp_path, _config("hub-settings", "HUB_STREAM_REPLICAS=2", "HUB_MODE=dev"))
+
+    result = CliRunner().invoke(app, ["deploy-check", str(overlay), "--schemas", str(KUBERNETES)])
+
+    assert result.exit_code == 1
+    assert "HUB_STREAM_REPLICAS: 2 is not one of [1, 3, 5]" in result.output
+    assert "HUB_MODE: 'production' was expected" in result.output
+    # Both mistakes, in each of the four services that read the shared ConfigMap.
+    assert "8 problem(s) in 18 objects" in result.output
+
+
+def test_an_overlay_that_does_not_render_is_an_error(tmp_path: Path) -> None:
+    overlay = _overlay(tmp_path, "resources:\n  - missing.yaml\n")
+
+    with pytest.raises(DeployCheckError, match=r"kubectl kustomize .* failed"):
+        _check(overlay)
+
+
+def test_without_kubectl_it_says_to_install_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(shutil, "which", lambda _name: None)
+
+    with pytest.raises(DeployCheckError, match=r"kubectl is not installed; install it"):
+        _check(_overlay(tmp_path, ""))
