@@ -188,6 +188,9 @@ def test_outbox_backlog_and_consumer_lag_are_sampled(observed_hub: ObservedHub, 
     registry = observed_hub.metrics("registry")
     assert "hub_outbox_backlog_events" in registry.names()
     assert registry.value("hub_outbox_backlog_events", outbox="registry_outbox") == 0
+    # The only replica of each holds its lease: it relays the outbox.
+    assert registry.value("hub_lease_held", role="registry") == 1
+    assert observed_hub.metrics("invitations").value("hub_lease_held", role="invitations") == 1
     assert "hub_consumer_lag_messages" in observed_hub.metrics("fetcher").names()
     gateway = observed_hub.metrics("gateway")
     assert {

@@ -31,7 +31,7 @@ import nats.js.errors
 from nats.js import JetStreamContext
 from nats.js.kv import KeyValue
 
-from hub_common import kv
+from hub_common import kv, metrics
 from hub_common.logging import get_logger
 from hub_common.streams import LEASES_BUCKET
 
@@ -72,9 +72,14 @@ class Leadership:
     def is_leader(self) -> bool:
         return self._revision is not None
 
+    def _held(self, revision: int | None) -> None:
+        self._revision = revision
+        metrics.lease_held.labels(role=self._role).set(1 if revision is not None else 0)
+
     async def run(self, duty: Duty) -> None:
         """Take the lease whenever it is free, do ``duty`` while it is held; until cancelled."""
         bucket = await self._js.key_value(LEASES_BUCKET)
+        self._held(None)
         while True:
             await self._take(bucket)
             logger.info("lease taken", role=self._role, holder=self._holder)
@@ -92,10 +97,11 @@ class Leadership:
     async def _take(self, bucket: KeyValue) -> None:
         while True:
             try:
-                self._revision = await asyncio.wait_for(
+                taken = await asyncio.wait_for(
                     kv.create(bucket, self._role, self._holder.encode()), timeout=self._renew_every
                 )
-                if self._revision is not None:
+                if taken is not None:
+                    self._held(taken)
                     return
                 # Held by another replica, which renews it while it lives.
             except (TimeoutError, nats.errors.Error) as error:
@@ -121,18 +127,20 @@ class Leadership:
                 )
             except (TimeoutError, nats.errors.Error) as error:
                 if time.monotonic() - renewal_began >= self._lease_seconds * 2 / 3:
-                    self._revision = None
+                    self._held(None)
                     return f"not renewed in time ({error!r:.200})"
                 continue
             if renewed is None:
                 # It expired and another replica took it: stop at once.
-                self._revision = None
+                self._held(None)
                 return "another replica holds it"
-            self._revision, renewal_began = renewed, attempt_began
+            self._held(renewed)
+            renewal_began = attempt_began
 
     async def _release(self, bucket: KeyValue) -> None:
         """Hand the lease over at once (a clean stop), so nobody waits for it to expire."""
-        revision, self._revision = self._revision, None
+        revision = self._revision
+        self._held(None)
         if revision is None:
             return
         with contextlib.suppress(TimeoutError, nats.errors.Error):

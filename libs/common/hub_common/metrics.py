@@ -58,6 +58,9 @@ consumer_lag_messages = Gauge(
 outbox_backlog_events = Gauge(
     "hub_outbox_backlog_events", "Events committed to an outbox and not yet published to JetStream.", ["outbox"]
 )
+# 1 on the replica that holds a role's lease (relays its outbox, runs its schedule), else 0:
+# summed over replicas it must be exactly 1, except for a few seconds after a holder died.
+lease_held = Gauge("hub_lease_held", "Whether this replica holds the role's lease (1) or not (0).", ["role"])
 
 # ------------------------------------------------------------------ gateway
 
