@@ -55,9 +55,9 @@ from hub_common.events import (
 )
 from hub_common.streams import EVENTS_STREAM, SNAPSHOTS_STREAM
 from hub_gateway.app import MIGRATIONS, VERSION_TABLE
-from hub_gateway.readmodel import queries
+from hub_gateway.dashboard import queries as dashboard_queries
+from hub_gateway.dashboard.queries import Comparison, DashboardQuery, Threshold
 from hub_gateway.readmodel.projection import apply_batch
-from hub_gateway.readmodel.queries import Comparison, DashboardQuery, Threshold
 
 RESULTS = Path(__file__).parent / "results"
 ACTOR = Actor.service("bench")
@@ -192,11 +192,13 @@ async def main() -> None:
         async with sessions() as session:
             some_clients = {
                 row.client_id
-                for row in (await queries.dashboard_page(session, firm_id=firm, query=DashboardQuery(limit=60))).rows
+                for row in (
+                    await dashboard_queries.dashboard_page(session, firm_id=firm, query=DashboardQuery(limit=60))
+                ).rows
             }
 
             def page(**query: Any) -> Callable[[], Awaitable[Any]]:
-                return lambda: queries.dashboard_page(session, firm_id=firm, query=DashboardQuery(**query))
+                return lambda: dashboard_queries.dashboard_page(session, firm_id=firm, query=DashboardQuery(**query))
 
             cases: dict[str, Callable[[], Awaitable[Any]]] = {
                 "first page (100 rows, by client name)": page(limit=100),
@@ -210,8 +212,8 @@ async def main() -> None:
                     limit=100, overdue=True, sort="overdue_sales_invoices_amount", descending=True
                 ),
                 "last page": page(limit=100, offset=rows - 100),
-                "state counts": lambda: queries.state_counts(session, firm_id=firm),
-                "rows of 10 clients (one live notice)": lambda: queries.rows_of_clients(
+                "state counts": lambda: dashboard_queries.state_counts(session, firm_id=firm),
+                "rows of 10 clients (one live notice)": lambda: dashboard_queries.rows_of_clients(
                     session, firm_id=firm, client_ids=set(list(some_clients)[:10])
                 ),
             }

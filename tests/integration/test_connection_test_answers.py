@@ -12,7 +12,7 @@ from nats.js import JetStreamContext
 
 from hub_common.bus import publish_event
 from hub_common.events import Actor, ConnectionTested, DiscoveredCompany, new_envelope
-from hub_gateway.connection_tests import ConnectionTestAnswers
+from hub_gateway.client_url_tests.answers import ConnectionTestAnswers
 
 FIRM, OTHER_FIRM = uuid.uuid4(), uuid.uuid4()
 

@@ -38,10 +38,13 @@ from hub_common.streams import EVENTS_STREAM, SNAPSHOTS_STREAM
 from hub_gateway.accounts import preferences
 from hub_gateway.accounts.models import PreferencesRow, SavedViewRow
 from hub_gateway.auth import Principal
-from hub_gateway.readmodel import queries
+from hub_gateway.check_errors import queries as check_errors_queries
+from hub_gateway.company_details import queries as company_details_queries
+from hub_gateway.dashboard import queries as dashboard_queries
+from hub_gateway.dashboard.queries import Comparison, DashboardQuery, Threshold
 from hub_gateway.readmodel.models import CompanyRow
 from hub_gateway.readmodel.projection import apply_batch
-from hub_gateway.readmodel.queries import Comparison, DashboardQuery, Threshold
+from hub_gateway.refresh import queries as refresh_queries
 from tests.integration.test_projection import ACTOR, NOW, Batch, _delivery
 
 FIRM, OTHER_FIRM = uuid.uuid4(), uuid.uuid4()
@@ -110,9 +113,9 @@ async def _apply(sessions: async_sessionmaker[AsyncSession], batch: Batch) -> No
         await apply_batch(session, batch, NOW)
 
 
-async def _page(sessions: async_sessionmaker[AsyncSession], **query: Any) -> queries.DashboardPage:
+async def _page(sessions: async_sessionmaker[AsyncSession], **query: Any) -> dashboard_queries.DashboardPage:
     async with sessions() as session:
-        return await queries.dashboard_page(session, firm_id=FIRM, query=DashboardQuery(**query))
+        return await dashboard_queries.dashboard_page(session, firm_id=FIRM, query=DashboardQuery(**query))
 
 
 async def _firm_with_rows(sessions: async_sessionmaker[AsyncSession]) -> dict[str, Any]:
@@ -197,8 +200,8 @@ async def test_check_errors_keeps_each_failure_once_newest_first(fresh_model: Ca
     await _apply(sessions, log.items)
 
     async with sessions() as session:
-        page = await queries.failures(session, firm_id=FIRM)
-        others = await queries.failures(session, firm_id=OTHER_FIRM)
+        page = await check_errors_queries.failures(session, firm_id=FIRM)
+        others = await check_errors_queries.failures(session, firm_id=OTHER_FIRM)
     assert page.total == 2 and others.total == 0
     newest, oldest = page.failures
     assert newest.origin == "connection_test" and (newest.tenant, newest.environment) == ("typo.example", "Production")
@@ -218,9 +221,9 @@ async def test_refresh_progress_counts_the_companies_of_one_request(fresh_model:
         log.add(RefreshRequested(refresh_id=refresh, client_id=client, connection=connection), correlation_id="run-1")
     await _apply(sessions, log.items)
 
-    async def progress() -> queries.RefreshProgress:
+    async def progress() -> refresh_queries.RefreshProgress:
         async with sessions() as session:
-            return await queries.refresh_progress(session, firm_id=FIRM, correlation_id="run-1")
+            return await refresh_queries.refresh_progress(session, firm_id=FIRM, correlation_id="run-1")
 
     assert (await progress()).model_dump() == {"refreshes": 2, "total": 4, "done": 0, "failed": 0}
     companies = firm["companies"]
@@ -239,7 +242,7 @@ async def test_refresh_progress_counts_the_companies_of_one_request(fresh_model:
     await _apply(sessions, done.items)
     assert (await progress()).model_dump() == {"refreshes": 2, "total": 4, "done": 3, "failed": 2}
     async with sessions() as session:
-        assert (await queries.refresh_progress(session, firm_id=OTHER_FIRM, correlation_id="run-1")).total == 0
+        assert (await refresh_queries.refresh_progress(session, firm_id=OTHER_FIRM, correlation_id="run-1")).total == 0
 
 
 @pytest.mark.postgres
@@ -311,7 +314,9 @@ async def test_the_largest_amount_an_event_may_carry_is_stored(
     else:
         assert abs(Decimal(shown) / Decimal("1" + "0" * 26) - 1) < Decimal("1e-12")
     async with sessions() as session:
-        details = await queries.company_details(session, firm_id=FIRM, client_id=client, company_id=company)
+        details = await company_details_queries.company_details(
+            session, firm_id=FIRM, client_id=client, company_id=company
+        )
     assert details is not None and details.figures is not None
     assert details.figures["cash"]["total"] == "9" * 26 + ".99"
 

@@ -13,8 +13,8 @@ from sqlalchemy import text
 
 from hub_common.db import create_engine, migrate, session_factory
 from hub_gateway.app import MIGRATIONS, VERSION_TABLE
-from hub_gateway.readmodel import queries
 from hub_gateway.readmodel.models import RefreshRow
+from hub_gateway.refresh import queries as refresh_queries
 
 FIGURES = {
     "cash": {"accounts": [], "total": "1234.56", "source": "api", "read_at": "2026-11-20T12:00:00Z"},
@@ -115,7 +115,7 @@ async def test_refreshes_recorded_before_0011_still_count(database_url: str) -> 
     engine = create_engine(database_url)
     try:
         async with session_factory(engine)() as session:
-            progress = await queries.refresh_progress(session, firm_id=firm, correlation_id="run-1")
+            progress = await refresh_queries.refresh_progress(session, firm_id=firm, correlation_id="run-1")
             row = await session.get(RefreshRow, refresh)
     finally:
         await engine.dispose()

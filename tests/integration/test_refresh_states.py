@@ -23,9 +23,11 @@ from hub_common.events import (
     RefreshFailed,
     RefreshRequested,
 )
-from hub_gateway.readmodel import queries
+from hub_gateway.check_errors import queries as check_errors_queries
+from hub_gateway.dashboard import queries as dashboard_queries
+from hub_gateway.dashboard.queries import DashboardQuery
 from hub_gateway.readmodel.models import ClientRow
-from hub_gateway.readmodel.queries import DashboardQuery
+from hub_gateway.refresh import queries as refresh_queries
 from tests.integration.test_dashboard_model import FIRM, Log, _apply, _client, _snapshot
 from tests.integration.test_projection import NOW
 
@@ -73,18 +75,18 @@ def _next(log: Log) -> Log:
 
 async def _states(sessions: async_sessionmaker[AsyncSession]) -> dict[str | None, str]:
     async with sessions() as session:
-        page = await queries.dashboard_page(session, firm_id=FIRM, query=DashboardQuery())
+        page = await dashboard_queries.dashboard_page(session, firm_id=FIRM, query=DashboardQuery())
     return {row.company_name or row.client_name: row.state for row in page.rows}
 
 
 async def _progress(sessions: async_sessionmaker[AsyncSession], run: str) -> dict[str, int]:
     async with sessions() as session:
-        return (await queries.refresh_progress(session, firm_id=FIRM, correlation_id=run)).model_dump()
+        return (await refresh_queries.refresh_progress(session, firm_id=FIRM, correlation_id=run)).model_dump()
 
 
-async def _errors(sessions: async_sessionmaker[AsyncSession]) -> list[queries.FailureEntry]:
+async def _errors(sessions: async_sessionmaker[AsyncSession]) -> list[check_errors_queries.FailureEntry]:
     async with sessions() as session:
-        return (await queries.failures(session, firm_id=FIRM)).failures
+        return (await check_errors_queries.failures(session, firm_id=FIRM)).failures
 
 
 async def test_refreshing_one_company_leaves_its_siblings_alone(fresh_model: Callable[[], Any]) -> None:
@@ -215,7 +217,7 @@ async def test_a_wait_for_a_retry_shows_until_a_later_outcome_replaces_it(fresh_
         )
     await _apply(sessions, log.items)
     async with sessions() as session:
-        page = await queries.dashboard_page(session, firm_id=FIRM, query=DashboardQuery())
+        page = await dashboard_queries.dashboard_page(session, firm_id=FIRM, query=DashboardQuery())
     a1 = next(row for row in page.rows if row.company_name == "A1")
     assert (a1.state, a1.next_attempt_at) == ("waiting", next_try)
     assert a1.failure is not None and a1.failure.kind == "throttled"

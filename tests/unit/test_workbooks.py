@@ -34,7 +34,7 @@ from hub_common.statements import (
     TrialBalance,
     TrialBalanceLine,
 )
-from hub_gateway.readmodel.queries import DashboardRow, FailureSummary
+from hub_gateway.dashboard.queries import DashboardRow, FailureSummary
 from hub_gateway.reports import attachment_disposition, company_workbook, key_figures_rows, key_figures_workbook
 from hub_gateway.reports.company import SHEET_TITLES
 from hub_gateway.reports.key_figures import HEADINGS, KeyFiguresRow

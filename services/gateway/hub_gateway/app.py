@@ -25,21 +25,27 @@ from hub_common.operations import OperationsEndpoint, connected_with_database, c
 from hub_common.settings import TracingExporter
 from hub_common.streams import GATEWAY_EVENTS_CONSUMER, GATEWAY_SNAPSHOTS_CONSUMER, Topology, declare_topology
 from hub_common.tracing import configure_tracing
-from hub_gateway.api.client_invitations import client_invitations
-from hub_gateway.api.dashboard import dashboard_api
-from hub_gateway.api.dead_letters import dead_letters
-from hub_gateway.api.deps import GatewayState
-from hub_gateway.api.reports import reports
-from hub_gateway.api.routes import api, health
-from hub_gateway.connection_tests import ConnectionTestAnswers
-from hub_gateway.live import LiveUpdates
-from hub_gateway.readmodel import queries
+from hub_gateway.accounts.endpoints import accounts_api
+from hub_gateway.check_errors.dead_letters import dead_letters
+from hub_gateway.check_errors.endpoints import check_errors_api
+from hub_gateway.client_url_tests.answers import ConnectionTestAnswers
+from hub_gateway.client_url_tests.endpoints import client_url_tests_api
+from hub_gateway.clients.client_access import client_access_pages
+from hub_gateway.clients.connect import connect_pages
+from hub_gateway.clients.endpoints import clients_api
+from hub_gateway.company_details.endpoints import company_details_api
+from hub_gateway.dashboard import queries as dashboard_queries
+from hub_gateway.dashboard.endpoints import dashboard_api
+from hub_gateway.dashboard.live import LiveUpdates
+from hub_gateway.dependencies import GatewayState
+from hub_gateway.health import health
+from hub_gateway.invitations.endpoints import client_invitations
+from hub_gateway.invitations.pages import invitation_pages
 from hub_gateway.readmodel.projection import apply_batch
+from hub_gateway.refresh.endpoints import refresh_api
+from hub_gateway.reports.endpoints import reports
 from hub_gateway.settings import GatewaySettings
-from hub_gateway.web.client_access import client_access_pages
-from hub_gateway.web.connect import connect_pages
 from hub_gateway.web.dev_mail import dev_mail_pages
-from hub_gateway.web.invitations import invitation_pages
 from hub_gateway.web.pages import pages
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -64,7 +70,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
 
         async def sample_figures_age() -> None:
             async with sessions() as session:
-                ages = await queries.figures_ages(session, datetime.now(UTC))
+                ages = await dashboard_queries.figures_ages(session, datetime.now(UTC))
             metrics.company_figures_age.record(metrics.FiguresAge.of(ages))
 
         # On a port of its own: the public port never shows metrics.
@@ -190,9 +196,15 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         return response
 
     app.include_router(health)
-    app.include_router(api)
-    app.include_router(reports)
+    # The JSON API, one router per feature of the accountant's (each folder of hub_gateway/).
     app.include_router(dashboard_api)
+    app.include_router(company_details_api)
+    app.include_router(refresh_api)
+    app.include_router(clients_api)
+    app.include_router(client_url_tests_api)
+    app.include_router(check_errors_api)
+    app.include_router(accounts_api)
+    app.include_router(reports)
     app.include_router(dead_letters)
     app.include_router(pages)
     app.include_router(client_invitations)

@@ -16,8 +16,8 @@ from sqlmodel import col, select
 from hub_common.logging import get_logger
 from hub_gateway.accounts.models import PreferencesRow, SavedViewRow
 from hub_gateway.auth import Principal
+from hub_gateway.dashboard.queries import DashboardQuery
 from hub_gateway.readmodel.columns import DEFAULT_COLUMNS, FIGURES_BY_KEY
-from hub_gateway.readmodel.queries import DashboardQuery
 
 
 def _figure_key(value: str) -> str:

@@ -22,8 +22,8 @@ from pydantic import ValidationError
 
 from hub_common.events import CompanyFigures
 from hub_common.money import ZERO
+from hub_gateway.dashboard.queries import DashboardRow
 from hub_gateway.readmodel.columns import FIGURE_COLUMNS, ColumnKind, FigureColumn
-from hub_gateway.readmodel.queries import DashboardRow
 from hub_gateway.reports.excel import (
     BOLD,
     COUNT_FORMAT,

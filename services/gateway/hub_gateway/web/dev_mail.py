@@ -13,8 +13,8 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from hub_common.dev_mail import read_mailbox
 from hub_common.settings import Mode
-from hub_gateway.api.deps import Session, State, current_principal
-from hub_gateway.readmodel import queries
+from hub_gateway.accounts import queries as accounts_queries
+from hub_gateway.dependencies import Session, State, current_principal
 from hub_gateway.web.pages import templates
 
 dev_mail_pages = APIRouter(include_in_schema=False)
@@ -29,7 +29,8 @@ async def mailbox(request: Request, state: State, session: Session) -> Response:
     except HTTPException:
         return RedirectResponse(f"/sign-in?{urlencode({'next': '/dev/mail'})}", status_code=status.HTTP_303_SEE_OTHER)
     members = {
-        accountant.email.casefold() for accountant in await queries.accountants(session, firm_id=principal.firm_id)
+        accountant.email.casefold()
+        for accountant in await accounts_queries.accountants(session, firm_id=principal.firm_id)
     }
     members.add(principal.email.casefold())
     mails = [

@@ -23,7 +23,10 @@ from hub_common import commands
 from hub_common.db import transaction
 from hub_common.settings import Mode
 from hub_gateway.accounts import preferences, store
-from hub_gateway.api.deps import (
+from hub_gateway.accounts import queries as accounts_queries
+from hub_gateway.auth import Principal
+from hub_gateway.clients import queries as clients_queries
+from hub_gateway.dependencies import (
     SESSION_COOKIE,
     FirmChoiceRequired,
     GatewayState,
@@ -33,8 +36,6 @@ from hub_gateway.api.deps import (
     display_name_for,
     ensure_accountant,
 )
-from hub_gateway.auth import Principal
-from hub_gateway.readmodel import queries
 from hub_gateway.readmodel.columns import FIGURE_COLUMNS
 from hub_gateway.web.sealed import read_sealed_cookie, set_sealed_cookie
 
@@ -107,7 +108,7 @@ def _page(request: Request, template: str, principal: Principal, active: str, **
 async def _people(session: AsyncSession, principal: Principal) -> list[dict[str, str]]:
     return [
         {"accountant_id": str(a.accountant_id), "email": a.email, "display_name": a.display_name}
-        for a in await queries.accountants(session, firm_id=principal.firm_id)
+        for a in await accounts_queries.accountants(session, firm_id=principal.firm_id)
     ]
 
 
@@ -122,7 +123,7 @@ async def dashboard_page(request: Request, state: State, session: Session) -> Re
         "views": [view.model_dump(mode="json") for view in await preferences.saved_views(session, principal)],
         "clients": [
             {"client_id": str(c.client_id), "name": c.name}
-            for c in await queries.clients(session, firm_id=principal.firm_id)
+            for c in await clients_queries.clients(session, firm_id=principal.firm_id)
         ],
         "accountants": await _people(session, principal),
         "page_sizes": list(preferences.PAGE_SIZES),
@@ -136,7 +137,7 @@ async def manage_clients_page(request: Request, state: State, session: Session) 
     if principal is None:
         return _to_sign_in(request)
     people = {person["accountant_id"]: person for person in await _people(session, principal)}
-    client_list = await queries.clients(session, firm_id=principal.firm_id)
+    client_list = await clients_queries.clients(session, firm_id=principal.firm_id)
     return _page(request, "clients.html", principal, "clients", clients=client_list, people=people)
 
 
@@ -154,10 +155,10 @@ async def client_card_page(client_id: uuid.UUID, request: Request, state: State,
     principal = await _signed_in(request, state, session)
     if principal is None:
         return _to_sign_in(request)
-    row = await queries.client_in_firm(session, firm_id=principal.firm_id, client_id=client_id)
+    row = await clients_queries.client_in_firm(session, firm_id=principal.firm_id, client_id=client_id)
     if row is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail="No such client")
-    client = queries.client_summary(row, await queries.access_of(session, row))
+    client = clients_queries.client_summary(row, await clients_queries.access_of(session, row))
     boot = {"client": client.model_dump(mode="json"), "accountants": await _people(session, principal)}
     return _page(request, "client_card.html", principal, "clients", boot=boot, title=client.name)
 
@@ -167,7 +168,7 @@ async def check_errors_page(request: Request, state: State, session: Session) ->
     principal = await _signed_in(request, state, session)
     if principal is None:
         return _to_sign_in(request)
-    client_list = await queries.clients(session, firm_id=principal.firm_id)
+    client_list = await clients_queries.clients(session, firm_id=principal.firm_id)
     boot = {"clients": [{"client_id": str(c.client_id), "name": c.name} for c in client_list]}
     return _page(request, "errors.html", principal, "errors", boot=boot)
 

@@ -13,7 +13,7 @@ from typing import Any
 import jwt
 from fastapi import Request, Response
 
-from hub_gateway.api.deps import GatewayState
+from hub_gateway.dependencies import GatewayState
 
 _ALGORITHM = "HS256"
 

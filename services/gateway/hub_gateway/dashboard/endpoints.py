@@ -1,5 +1,5 @@
 """The dashboard's API: rows with filters, sorting and paging; the columns; preferences and
-saved views; the details pane; Check Errors; refresh progress; and the live stream."""
+saved views; and the live stream that pushes fresh figures to the open page."""
 
 from __future__ import annotations
 
@@ -10,26 +10,38 @@ from collections.abc import AsyncIterator
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Path, Query, Request, status
+from fastapi import APIRouter, HTTPException, Query, Request, status
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ValidationError
 
 from hub_common.db import transaction
 from hub_gateway.accounts import preferences
-from hub_gateway.api.deps import SIGNED_IN_ERRORS, CurrentPrincipal, GatewayState, Session, State, error_responses
-from hub_gateway.live import STREAMS_PER_ACCOUNTANT, Notice, TooManyStreams
-from hub_gateway.readmodel import queries
+from hub_gateway.dashboard import queries as dashboard_queries
+from hub_gateway.dashboard.live import STREAMS_PER_ACCOUNTANT, Notice, TooManyStreams
+from hub_gateway.dependencies import (
+    SIGNED_IN_ERRORS,
+    CurrentPrincipal,
+    GatewayState,
+    Session,
+    State,
+    error_responses,
+)
 from hub_gateway.readmodel.columns import DEFAULT_COLUMNS, FIGURE_COLUMNS
 
 dashboard_api = APIRouter(
-    prefix="/api/v1", tags=["dashboard"], responses=error_responses(*SIGNED_IN_ERRORS, 404, 409, 429)
+    prefix="/api/v1", tags=["dashboard"], responses=error_responses(*SIGNED_IN_ERRORS, 404, 409, 429, 503)
 )
+
+
 # Paging stops here: past it a firm has nothing to show, and databases refuse larger offsets.
 MAX_OFFSET = 1_000_000
+
 
 # How often an idle live stream sends a comment, so proxies keep it open and a closed
 # page is noticed.
 KEEP_ALIVE_SECONDS = 15.0
+
+
 # A page that lost its stream reconnects after this long (the browser does it by itself).
 RECONNECT_MILLISECONDS = 2000
 
@@ -58,10 +70,10 @@ def _dashboard_query(
     sort: str,
     offset: int,
     limit: int,
-) -> queries.DashboardQuery:
+) -> dashboard_queries.DashboardQuery:
     descending = sort.startswith("-")
     try:
-        return queries.DashboardQuery(
+        return dashboard_queries.DashboardQuery(
             text=text or None,
             client_id=client_id,
             assigned_accountant_id=assigned_accountant_id,
@@ -94,13 +106,13 @@ async def dashboard(
     ] = [],  # noqa: B006 - FastAPI copies query defaults
     sort: Annotated[str, Query(max_length=60, description="A column key; '-' first sorts descending")] = "client_name",
     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
-    limit: Annotated[int, Query(ge=1, le=queries.MAX_PAGE_SIZE)] = 200,
-) -> queries.DashboardPage:
+    limit: Annotated[int, Query(ge=1, le=dashboard_queries.MAX_PAGE_SIZE)] = 200,
+) -> dashboard_queries.DashboardPage:
     """One row per company of every client of the caller's firm, filtered, sorted and paged."""
     query = _dashboard_query(
         text, client_id, assigned_accountant_id, has_errors, overdue, threshold, sort, offset, limit
     )
-    return await queries.dashboard_page(session, firm_id=principal.firm_id, query=query)
+    return await dashboard_queries.dashboard_page(session, firm_id=principal.firm_id, query=query)
 
 
 class ColumnInfo(BaseModel):
@@ -167,39 +179,6 @@ async def delete_view(view_id: uuid.UUID, principal: CurrentPrincipal, state: St
             raise HTTPException(status.HTTP_404_NOT_FOUND, detail="No such view")
 
 
-@dashboard_api.get("/clients/{client_id}/companies/{company_id}")
-async def company_details(
-    client_id: uuid.UUID, company_id: uuid.UUID, principal: CurrentPrincipal, session: Session
-) -> queries.CompanyDetails:
-    """The details pane: cash accounts, the 13-week forecast, overdue invoices with BC links."""
-    details = await queries.company_details(
-        session, firm_id=principal.firm_id, client_id=client_id, company_id=company_id
-    )
-    if details is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail="No such company")
-    return details
-
-
-@dashboard_api.get("/errors")
-async def check_errors(
-    principal: CurrentPrincipal,
-    session: Session,
-    client_id: uuid.UUID | None = None,
-    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
-    limit: Annotated[int, Query(ge=1, le=500)] = 100,
-) -> queries.FailurePage:
-    """Tools → Check Errors: every failed refresh and Test Client URL, newest first."""
-    return await queries.failures(session, firm_id=principal.firm_id, client_id=client_id, offset=offset, limit=limit)
-
-
-@dashboard_api.get("/refresh-runs/{run_id}")
-async def refresh_run(
-    run_id: Annotated[str, Path(min_length=1, max_length=100)], principal: CurrentPrincipal, session: Session
-) -> queries.RefreshProgress:
-    """Progress of the refreshes one POST /api/v1/refresh started (its run_id)."""
-    return await queries.refresh_progress(session, firm_id=principal.firm_id, correlation_id=run_id)
-
-
 def _event(name: str, data: Any) -> str:
     return f"event: {name}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
 
@@ -253,8 +232,8 @@ async def _messages(state: GatewayState, firm_id: uuid.UUID, notice: Notice) -> 
     if notice.reload:
         return [_event("reload", {})]
     async with state.sessions() as session:
-        rows = await queries.rows_of_clients(session, firm_id=firm_id, client_ids=notice.client_ids)
-        counts = await queries.state_counts(session, firm_id=firm_id)
+        rows = await dashboard_queries.rows_of_clients(session, firm_id=firm_id, client_ids=notice.client_ids)
+        counts = await dashboard_queries.state_counts(session, firm_id=firm_id)
     messages = [
         _event(
             "rows",

@@ -16,7 +16,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from hub_common import commands
 from hub_common.commands import CommandRejected, RejectionReason
-from hub_gateway.api.deps import Session, State, current_principal
+from hub_gateway.dependencies import Session, State, current_principal
 from hub_gateway.web.pages import templates
 
 invitation_pages = APIRouter(include_in_schema=False)

@@ -26,7 +26,7 @@ from pydantic import BaseModel
 from hub_common.bus import jetstream_of
 from hub_common.history import read_dead_letters
 from hub_common.streams import firm_of_subject
-from hub_gateway.api.deps import SIGNED_IN_ERRORS, ManagingPrincipal, State, error_responses
+from hub_gateway.dependencies import SIGNED_IN_ERRORS, ManagingPrincipal, State, error_responses
 
 dead_letters = APIRouter(prefix="/api/v1", tags=["dead letters"], responses=error_responses(*SIGNED_IN_ERRORS, 503))
 

@@ -24,7 +24,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from hub_common import commands
 from hub_common.commands import CommandRejected
 from hub_common.events import Actor, ActorKind
-from hub_gateway.api.deps import GatewayState, State
+from hub_gateway.dependencies import GatewayState, State
 from hub_gateway.web.pages import templates
 from hub_gateway.web.sealed import read_sealed_cookie, set_sealed_cookie
 

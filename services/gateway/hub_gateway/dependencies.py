@@ -1,4 +1,5 @@
-"""Request-scoped dependencies: the read-model session and the principal."""
+"""What every feature's endpoints share: the gateway's state, the read-model session, the principal and its
+roles, the documented error bodies, and sending a command to the service that owns it."""
 
 from __future__ import annotations
 
@@ -18,12 +19,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from hub_common import commands
 from hub_common.commands import CommandRejected, EnsureAccountant
 from hub_common.entra import EntraTokenVerifier
-from hub_common.events import Failure
+from hub_common.events import Actor, ActorKind, Failure
+from hub_gateway.accounts import queries as accounts_queries
 from hub_gateway.accounts import store
 from hub_gateway.auth import NotAuthenticated, Principal, read_dev_token
-from hub_gateway.connection_tests import ConnectionTestAnswers
-from hub_gateway.live import LiveUpdates
-from hub_gateway.readmodel import queries
+from hub_gateway.client_url_tests.answers import ConnectionTestAnswers
+from hub_gateway.dashboard.live import LiveUpdates
 from hub_gateway.settings import GatewaySettings
 
 SESSION_COOKIE = "hub_session"
@@ -223,7 +224,7 @@ async def current_principal(request: Request, state: State, session: Session) ->
             email, display_name = read_dev_token(state.settings, token)
         except NotAuthenticated as error:
             raise _unauthorized(str(error)) from error
-        known = await queries.accountant_by_email(session, email)
+        known = await accounts_queries.accountant_by_email(session, email)
         if known is not None:
             return Principal(known.accountant_id, known.firm_id, known.email, known.display_name, known.role)
         return await ensure_accountant(state, request, email, display_name)
@@ -269,3 +270,24 @@ def rejection_error(rejected: CommandRejected) -> HTTPException:
     rejection = rejected.rejection
     detail: dict[str, str | None] = {"message": rejection.message, "field": rejection.field}
     return HTTPException(_STATUS_FOR_REASON[rejection.reason], detail=detail)
+
+
+def accountant_actor(principal: Principal) -> Actor:
+    """Who a command or event says acted: the signed-in accountant."""
+    return Actor(kind=ActorKind.ACCOUNTANT, id=str(principal.accountant_id), display_name=principal.email)
+
+
+async def send_command(
+    state: State,
+    request: Request,
+    subject: str,
+    command: BaseModel,
+    result_type: type[commands.ResultT],
+) -> commands.ResultT:
+    """Ask the owning service (request/reply); its refusal becomes the documented HTTP error."""
+    try:
+        return await commands.send_command(
+            state.nats, subject, command, result_type, timeout=state.settings.command_timeout_seconds
+        )
+    except CommandRejected as rejected:
+        raise rejection_error(rejected) from rejected

@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field
 from hub_common import commands
 from hub_common.commands import CommandRejected
 from hub_common.entra import TokenRejected, is_tenant_admin
-from hub_gateway.api.deps import State, error_responses, rejection_error
+from hub_gateway.dependencies import State, error_responses, rejection_error
 
 client_invitations = APIRouter(
     prefix="/api/v1", tags=["client invitations"], responses=error_responses(401, 403, 404, 409, 422, 503)

@@ -20,8 +20,16 @@ from hub_common import commands
 from hub_common.commands import CommandRejected, RejectionReason
 from hub_common.events import Actor, ActorKind, ClientConnection, Failure
 from hub_common.statements import CompanyStatements
-from hub_gateway.api.deps import SIGNED_IN_ERRORS, CurrentPrincipal, Session, State, error_responses, rejection_error
-from hub_gateway.readmodel import queries
+from hub_gateway.clients import queries as clients_queries
+from hub_gateway.dashboard import queries as dashboard_queries
+from hub_gateway.dependencies import (
+    SIGNED_IN_ERRORS,
+    CurrentPrincipal,
+    Session,
+    State,
+    error_responses,
+    rejection_error,
+)
 from hub_gateway.reports import (
     XLSX_MEDIA_TYPE,
     attachment_disposition,
@@ -134,9 +142,11 @@ async def company_workbook_download(
             status.HTTP_422_UNPROCESSABLE_CONTENT,
             detail={"message": f"as_of must be between {EARLIEST_AS_OF} and today", "field": "as_of"},
         )
-    client = await queries.client_in_firm(session, firm_id=principal.firm_id, client_id=client_id)
+    client = await clients_queries.client_in_firm(session, firm_id=principal.firm_id, client_id=client_id)
     company = (
-        await queries.company_in_firm(session, firm_id=principal.firm_id, client_id=client_id, company_id=company_id)
+        await clients_queries.company_in_firm(
+            session, firm_id=principal.firm_id, client_id=client_id, company_id=company_id
+        )
         if client is not None
         else None
     )
@@ -191,7 +201,7 @@ async def company_workbook_download(
 )
 async def key_figures_download(principal: CurrentPrincipal, session: Session) -> XlsxResponse:
     """The dashboard's figures as an Excel workbook."""
-    rows = await queries.dashboard_rows(session, firm_id=principal.firm_id)
+    rows = await dashboard_queries.dashboard_rows(session, firm_id=principal.firm_id)
     exported_at = datetime.now(UTC)
     content = await asyncio.to_thread(key_figures_workbook, key_figures_rows(rows), exported_at=exported_at)
     return _download(content, "Key figures", exported_at.date())

@@ -36,7 +36,7 @@ from hub_common import commands
 from hub_common.commands import CommandRejected
 from hub_common.entra import confidential_client
 from hub_common.events import Actor, ActorKind
-from hub_gateway.api.deps import GatewayState, State
+from hub_gateway.dependencies import GatewayState, State
 from hub_gateway.web.pages import templates
 from hub_gateway.web.sealed import SealRefused, open_seal, read_sealed_cookie, seal, set_sealed_cookie
 

@@ -1,0 +1,127 @@
+"""Who is signed in, the firm's accountants and colleague invitations, and personal API tokens."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, HTTPException, Request, status
+from pydantic import BaseModel, Field
+
+from hub_common import commands
+from hub_common.db import transaction
+from hub_gateway.accounts import queries as accounts_queries
+from hub_gateway.accounts import store
+from hub_gateway.accounts.models import ApiToken
+from hub_gateway.dependencies import (
+    SIGNED_IN_ERRORS,
+    CurrentPrincipal,
+    Session,
+    State,
+    accountant_actor,
+    error_responses,
+    send_command,
+)
+
+accounts_api = APIRouter(
+    prefix="/api/v1", tags=["accounts"], responses=error_responses(*SIGNED_IN_ERRORS, 404, 409, 429, 503)
+)
+
+
+class NewApiToken(BaseModel):
+    name: Annotated[str, Field(min_length=1, max_length=100)]
+
+
+class ApiTokenSummary(BaseModel):
+    id: uuid.UUID
+    name: str
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+
+class CreatedApiToken(ApiTokenSummary):
+    token: str
+
+
+def _summary(row: ApiToken) -> ApiTokenSummary:
+    return ApiTokenSummary(
+        id=row.id, name=row.name, created_at=row.created_at, last_used_at=row.last_used_at, revoked_at=row.revoked_at
+    )
+
+
+@accounts_api.post("/tokens", status_code=status.HTTP_201_CREATED)
+async def create_token(principal: CurrentPrincipal, state: State, body: NewApiToken) -> CreatedApiToken:
+    """A personal API token; its value is shown once and stored only as a hash."""
+    async with transaction(state.sessions) as session:
+        secret, row = await store.create_api_token(session, principal, body.name)
+    return CreatedApiToken(**_summary(row).model_dump(), token=secret)
+
+
+@accounts_api.get("/tokens")
+async def list_tokens(principal: CurrentPrincipal, session: Session) -> list[ApiTokenSummary]:
+    return [_summary(row) for row in await store.list_api_tokens(session, principal.accountant_id)]
+
+
+@accounts_api.delete("/tokens/{token_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def revoke_token(token_id: uuid.UUID, principal: CurrentPrincipal, state: State) -> None:
+    async with transaction(state.sessions) as session:
+        if not await store.revoke_api_token(session, principal.accountant_id, token_id):
+            raise HTTPException(status.HTTP_404_NOT_FOUND, detail="No such token")
+
+
+class Me(BaseModel):
+    accountant_id: uuid.UUID
+    firm_id: uuid.UUID
+    email: str
+    display_name: str
+    role: str
+
+
+@accounts_api.get("/me")
+async def me(principal: CurrentPrincipal) -> Me:
+    """Who the caller is, and in which firm."""
+    return Me(
+        accountant_id=principal.accountant_id,
+        firm_id=principal.firm_id,
+        email=principal.email,
+        display_name=principal.display_name,
+        role=principal.role,
+    )
+
+
+class AccountantSummary(BaseModel):
+    accountant_id: uuid.UUID
+    email: str
+    display_name: str
+    role: str
+
+
+class ColleagueInvitationBody(BaseModel):
+    email: Annotated[str, Field(min_length=3, max_length=320)]
+    role: Literal["admin", "staff"] = "staff"
+
+
+@accounts_api.get("/accountants")
+async def list_accountants(principal: CurrentPrincipal, session: Session) -> list[AccountantSummary]:
+    rows = await accounts_queries.accountants(session, firm_id=principal.firm_id)
+    return [
+        AccountantSummary(accountant_id=r.accountant_id, email=r.email, display_name=r.display_name, role=r.role)
+        for r in rows
+    ]
+
+
+@accounts_api.post("/accountants/invitations", status_code=status.HTTP_202_ACCEPTED)
+async def invite_colleague(
+    principal: CurrentPrincipal, state: State, request: Request, body: ColleagueInvitationBody
+) -> commands.ColleagueInvitation:
+    """Owners and admins invite a colleague; the address joins this firm on first sign-in."""
+    command = commands.InviteColleague(
+        firm_id=principal.firm_id,
+        actor=accountant_actor(principal),
+        correlation_id=request.state.correlation_id,
+        email=body.email,
+        role=body.role,
+    )
+    return await send_command(state, request, commands.INVITE_COLLEAGUE, command, commands.ColleagueInvitation)

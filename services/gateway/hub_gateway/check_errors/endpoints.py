@@ -1,0 +1,35 @@
+"""Check Errors: every failed connection of the firm, with the technical details."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from hub_gateway.check_errors import queries as check_errors_queries
+from hub_gateway.dashboard.endpoints import MAX_OFFSET
+from hub_gateway.dependencies import (
+    SIGNED_IN_ERRORS,
+    CurrentPrincipal,
+    Session,
+    error_responses,
+)
+
+check_errors_api = APIRouter(
+    prefix="/api/v1", tags=["check errors"], responses=error_responses(*SIGNED_IN_ERRORS, 404, 409, 429, 503)
+)
+
+
+@check_errors_api.get("/errors")
+async def check_errors(
+    principal: CurrentPrincipal,
+    session: Session,
+    client_id: uuid.UUID | None = None,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> check_errors_queries.FailurePage:
+    """Tools → Check Errors: every failed refresh and Test Client URL, newest first."""
+    return await check_errors_queries.failures(
+        session, firm_id=principal.firm_id, client_id=client_id, offset=offset, limit=limit
+    )

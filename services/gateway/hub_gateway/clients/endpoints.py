@@ -1,0 +1,140 @@
+"""Manage Clients: the client cards (add, change, remove), the Connect link, and ending access."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+from fastapi import APIRouter, HTTPException, Request, status
+from pydantic import BaseModel
+
+from hub_common import commands
+from hub_common.events import ClientCard
+from hub_gateway.accounts import queries as accounts_queries
+from hub_gateway.auth import Principal
+from hub_gateway.clients import queries as clients_queries
+from hub_gateway.clients.connect import ConnectLink, issue_link
+from hub_gateway.dependencies import (
+    SIGNED_IN_ERRORS,
+    CurrentPrincipal,
+    ManagingPrincipal,
+    Session,
+    State,
+    accountant_actor,
+    error_responses,
+    send_command,
+)
+
+clients_api = APIRouter(
+    prefix="/api/v1", tags=["clients"], responses=error_responses(*SIGNED_IN_ERRORS, 404, 409, 429, 503)
+)
+
+
+class ClientsResponse(BaseModel):
+    clients: list[clients_queries.ClientSummary]
+
+
+@clients_api.get("/clients")
+async def list_clients(principal: CurrentPrincipal, session: Session) -> ClientsResponse:
+    return ClientsResponse(clients=await clients_queries.clients(session, firm_id=principal.firm_id))
+
+
+@clients_api.post("/clients", status_code=status.HTTP_202_ACCEPTED)
+async def add_client(
+    principal: ManagingPrincipal, state: State, request: Request, card: ClientCard
+) -> commands.ClientCreated:
+    command = commands.AddClient(
+        firm_id=principal.firm_id,
+        actor=accountant_actor(principal),
+        correlation_id=request.state.correlation_id,
+        card=card,
+    )
+    return await send_command(state, request, commands.ADD_CLIENT, command, commands.ClientCreated)
+
+
+async def require_client(session: Session, principal: Principal, client_id: uuid.UUID) -> None:
+    if await clients_queries.client_in_firm(session, firm_id=principal.firm_id, client_id=client_id) is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail="No such client")
+
+
+@clients_api.put("/clients/{client_id}", status_code=status.HTTP_202_ACCEPTED)
+async def update_client(
+    client_id: uuid.UUID,
+    principal: ManagingPrincipal,
+    state: State,
+    session: Session,
+    request: Request,
+    card: ClientCard,
+) -> commands.ClientCreated:
+    await require_client(session, principal, client_id)
+    command = commands.UpdateClient(
+        firm_id=principal.firm_id,
+        actor=accountant_actor(principal),
+        correlation_id=request.state.correlation_id,
+        client_id=client_id,
+        card=card,
+    )
+    return await send_command(state, request, commands.UPDATE_CLIENT, command, commands.ClientCreated)
+
+
+@clients_api.delete("/clients/{client_id}", status_code=status.HTTP_202_ACCEPTED)
+async def remove_client(
+    client_id: uuid.UUID, principal: ManagingPrincipal, state: State, session: Session, request: Request
+) -> commands.ClientCreated:
+    await require_client(session, principal, client_id)
+    command = commands.RemoveClient(
+        firm_id=principal.firm_id,
+        actor=accountant_actor(principal),
+        correlation_id=request.state.correlation_id,
+        client_id=client_id,
+    )
+    return await send_command(state, request, commands.REMOVE_CLIENT, command, commands.ClientCreated)
+
+
+class ConnectLinkAnswer(BaseModel):
+    """The link to send the client: someone of the client's organisation signs in with it."""
+
+    url: str
+    expires_at: datetime
+
+
+@clients_api.post("/clients/{client_id}/connect-link")
+async def connect_link(
+    client_id: uuid.UUID, principal: ManagingPrincipal, state: State, session: Session
+) -> ConnectLinkAnswer:
+    client = await clients_queries.client_in_firm(session, firm_id=principal.firm_id, client_id=client_id)
+    if client is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail="No such client")
+    if client.tenant_id is None:
+        raise HTTPException(
+            status.HTTP_409_CONFLICT,
+            detail="The client's tenant is not resolved yet: save the client card again, then take the link",
+        )
+    firm_name = await accounts_queries.firm_name(session, firm_id=principal.firm_id)
+    url, expires_at = issue_link(
+        state,
+        ConnectLink(
+            firm_id=principal.firm_id,
+            firm_name=firm_name,
+            client_id=client.client_id,
+            client_name=client.name,
+            tenant_id=client.tenant_id,
+            environment=client.environment,
+        ),
+    )
+    return ConnectLinkAnswer(url=url, expires_at=datetime.fromtimestamp(expires_at, UTC))
+
+
+@clients_api.delete("/clients/{client_id}/access", status_code=status.HTTP_202_ACCEPTED)
+async def remove_access(
+    client_id: uuid.UUID, principal: ManagingPrincipal, state: State, session: Session, request: Request
+) -> commands.TenantAccessChanged:
+    """Stop reading the client's tenant: its refreshes fail as waiting for permission."""
+    await require_client(session, principal, client_id)
+    command = commands.RevokeTenantAccess(
+        firm_id=principal.firm_id,
+        actor=accountant_actor(principal),
+        correlation_id=request.state.correlation_id,
+        client_id=client_id,
+    )
+    return await send_command(state, request, commands.REVOKE_TENANT_ACCESS, command, commands.TenantAccessChanged)

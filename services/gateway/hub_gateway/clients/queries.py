@@ -1,0 +1,116 @@
+"""The clients of a firm as the read model holds them, and whether each tenant granted access."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col, select
+
+from hub_gateway.readmodel.models import (
+    ClientRow,
+    CompanyRow,
+    TenantAccessRow,
+)
+
+
+class TenantAccess(BaseModel):
+    """Whether the client's tenant lets the firm read it (see the README's trust model)."""
+
+    # granted: figures are read; waiting: the client has not given permission yet;
+    # revoked: permission was taken back (reason says by whom).
+    state: Literal["granted", "waiting", "revoked"]
+    method: str | None = None
+    granted_by: str | None = None
+    reason: str | None = None
+    changed_at: datetime | None = None
+
+
+WAITING = TenantAccess(state="waiting")
+
+
+def tenant_access(row: TenantAccessRow | None) -> TenantAccess:
+    if row is None:
+        return WAITING
+    return TenantAccess(
+        state="granted" if row.granted else "revoked",
+        method=row.method,
+        granted_by=row.granted_by,
+        reason=row.reason,
+        changed_at=row.changed_at,
+    )
+
+
+class ClientSummary(BaseModel):
+    client_id: uuid.UUID
+    name: str
+    client_url: str
+    tenant: str
+    tenant_id: uuid.UUID | None
+    environment: str
+    source: str
+    state: str
+    card: dict[str, Any]
+    failure: dict[str, Any] | None
+    access: TenantAccess
+
+
+def parsed_json(text: str | None) -> dict[str, Any] | None:
+    return json.loads(text) if text else None
+
+
+def client_summary(row: ClientRow, access: TenantAccessRow | None) -> ClientSummary:
+    return ClientSummary(
+        client_id=row.client_id,
+        name=row.name,
+        client_url=row.client_url,
+        tenant=row.tenant,
+        tenant_id=row.tenant_id,
+        environment=row.environment,
+        source=row.source,
+        state=row.state,
+        card=json.loads(row.card_json),
+        failure=parsed_json(row.failure_json),
+        access=tenant_access(access),
+    )
+
+
+async def firm_tenant_access(session: AsyncSession, *, firm_id: uuid.UUID) -> dict[uuid.UUID, TenantAccessRow]:
+    rows = (await session.execute(select(TenantAccessRow).where(TenantAccessRow.firm_id == firm_id))).scalars()
+    return {row.tenant_id: row for row in rows}
+
+
+async def access_of(session: AsyncSession, client: ClientRow) -> TenantAccessRow | None:
+    if client.tenant_id is None:
+        return None
+    return await session.get(TenantAccessRow, (client.firm_id, client.tenant_id))
+
+
+async def clients(session: AsyncSession, *, firm_id: uuid.UUID) -> list[ClientSummary]:
+    rows = (
+        await session.execute(
+            select(ClientRow)
+            .where(ClientRow.firm_id == firm_id, col(ClientRow.removed).is_(False))
+            .order_by(ClientRow.name)
+        )
+    ).scalars()
+    access = await firm_tenant_access(session, firm_id=firm_id)
+    return [client_summary(row, access.get(row.tenant_id) if row.tenant_id else None) for row in rows]
+
+
+async def client_in_firm(session: AsyncSession, *, firm_id: uuid.UUID, client_id: uuid.UUID) -> ClientRow | None:
+    row = await session.get(ClientRow, client_id)
+    if row is None or row.firm_id != firm_id or row.removed:
+        return None
+    return row
+
+
+async def company_in_firm(
+    session: AsyncSession, *, firm_id: uuid.UUID, client_id: uuid.UUID, company_id: uuid.UUID
+) -> CompanyRow | None:
+    row = await session.get(CompanyRow, (client_id, company_id))
+    return row if row is not None and row.firm_id == firm_id else None

@@ -1,0 +1,334 @@
+"""The dashboard's rows: filters, sorting, paging, state counts, and the figures' ages."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from decimal import Context, Decimal
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, Field
+from sqlalchemy import ColumnElement, and_, case, func, or_
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.elements import KeyedColumnElement
+from sqlmodel import col, select
+
+from hub_gateway.clients.queries import parsed_json
+from hub_gateway.readmodel.columns import FIGURE_COLUMNS, FIGURES_BY_KEY
+from hub_gateway.readmodel.models import (
+    ClientRow,
+    CompanyRow,
+)
+
+CENT = Decimal("0.01")
+
+
+WIDE = Context(prec=60)
+
+
+TEXT_SORT_KEYS = ("client_name", "company_name", "state", "as_of")
+
+
+SORT_KEYS = (*TEXT_SORT_KEYS, *FIGURES_BY_KEY)
+
+
+MAX_PAGE_SIZE = 1000
+
+
+class Comparison(StrEnum):
+    GT = "gt"
+    GE = "ge"
+    LT = "lt"
+    LE = "le"
+    EQ = "eq"
+    NE = "ne"
+
+
+class Threshold(BaseModel):
+    """A figure column compared with a number: ``cash lt 10000``."""
+
+    column: Literal[tuple(FIGURES_BY_KEY)]  # type: ignore[valid-type]
+    comparison: Comparison
+    value: Annotated[Decimal, Field(allow_inf_nan=False, max_digits=28, decimal_places=2)]
+
+
+class DashboardQuery(BaseModel):
+    """Which rows, in which order, which page. Every field is optional."""
+
+    text: Annotated[str, Field(max_length=200)] | None = None
+    client_id: uuid.UUID | None = None
+    assigned_accountant_id: uuid.UUID | None = None
+    has_errors: bool = False
+    overdue: bool = False
+    thresholds: Annotated[list[Threshold], Field(max_length=20)] = []
+    sort: Literal[SORT_KEYS] = "client_name"  # type: ignore[valid-type]
+    descending: bool = False
+    offset: Annotated[int, Field(ge=0, le=10_000_000)] = 0
+    limit: Annotated[int, Field(ge=1, le=MAX_PAGE_SIZE)] = 200
+
+
+class FailureSummary(BaseModel):
+    kind: str
+    summary: str
+    fix: str
+    occurred_at: datetime | None = None
+
+
+class PageRow(BaseModel):
+    """One dashboard row: a company of a client (or a client whose companies are unknown)."""
+
+    client_id: uuid.UUID
+    client_name: str
+    company_id: uuid.UUID | None
+    company_name: str | None
+    state: str
+    as_of: datetime | None
+    currency_code: str | None
+    web_client_link: str | None
+    # Every figure column by key: amounts as decimal strings, counts as integers.
+    values: dict[str, str | int | None]
+    # The last failure; while the state is "waiting", the transient one a retry follows.
+    failure: FailureSummary | None
+    # While the state is "waiting": when the fetcher tries again.
+    next_attempt_at: datetime | None = None
+
+
+class StateCounts(BaseModel):
+    queued: int = 0
+    refreshing: int = 0
+    waiting: int = 0
+    ok: int = 0
+    failed: int = 0
+
+
+class DashboardPage(BaseModel):
+    rows: list[PageRow]
+    total: int
+    offset: int
+    limit: int
+    # Over the firm's whole dashboard, whatever the filters.
+    states: StateCounts
+
+
+def _row_state() -> ColumnElement[str]:
+    return func.coalesce(col(CompanyRow.state), col(ClientRow.state))
+
+
+def _escaped_like(text: str) -> str:
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def _figure(key: str) -> KeyedColumnElement[Any]:
+    column: KeyedColumnElement[Any] = getattr(CompanyRow, FIGURES_BY_KEY[key].attribute)
+    return column
+
+
+def _conditions(query: DashboardQuery, firm_id: uuid.UUID) -> list[ColumnElement[bool]]:
+    conditions: list[ColumnElement[bool]] = [col(ClientRow.firm_id) == firm_id, col(ClientRow.removed).is_(False)]
+    if query.text:
+        pattern = _escaped_like(query.text.strip())
+        conditions.append(
+            or_(
+                col(ClientRow.name).ilike(pattern, escape="\\"),
+                col(CompanyRow.company_name).ilike(pattern, escape="\\"),
+                col(CompanyRow.display_name).ilike(pattern, escape="\\"),
+            )
+        )
+    if query.client_id is not None:
+        conditions.append(col(ClientRow.client_id) == query.client_id)
+    if query.assigned_accountant_id is not None:
+        conditions.append(col(ClientRow.assigned_accountant_id) == query.assigned_accountant_id)
+    if query.has_errors:
+        conditions.append(_row_state() == "failed")
+    if query.overdue:
+        conditions.append(
+            or_(
+                col(CompanyRow.figure_overdue_sales_invoices_count) > 0,
+                col(CompanyRow.figure_overdue_purchase_invoices_count) > 0,
+            )
+        )
+    for threshold in query.thresholds:
+        figure = _figure(threshold.column)
+        value = threshold.value
+        conditions.append(
+            {
+                Comparison.GT: figure > value,
+                Comparison.GE: figure >= value,
+                Comparison.LT: figure < value,
+                Comparison.LE: figure <= value,
+                Comparison.EQ: figure == value,
+                Comparison.NE: figure != value,
+            }[threshold.comparison]
+        )
+    return conditions
+
+
+def _order(query: DashboardQuery) -> list[Any]:
+    sort_column: Any
+    if query.sort == "client_name":
+        sort_column = func.lower(col(ClientRow.name))
+    elif query.sort == "company_name":
+        sort_column = func.lower(col(CompanyRow.company_name))
+    elif query.sort == "state":
+        sort_column = _row_state()
+    elif query.sort == "as_of":
+        sort_column = col(CompanyRow.as_of)
+    else:
+        sort_column = _figure(query.sort)
+    # Rows without the figure go last whichever way the column sorts (portable NULLS LAST).
+    missing_last = case((sort_column.is_(None), 1), else_=0)
+    direction = sort_column.desc() if query.descending else sort_column.asc()
+    # Ties broken by name and id, so pages never repeat or skip a row.
+    return [
+        missing_last,
+        direction,
+        func.lower(col(ClientRow.name)),
+        col(ClientRow.client_id),
+        func.lower(col(CompanyRow.company_name)),
+        col(CompanyRow.company_id),
+    ]
+
+
+def _value(value: Any) -> str | int | None:
+    if value is None:
+        return None
+    if isinstance(value, Decimal):
+        # Enough precision for any Money (28 digits) to the cent: the default context has 28.
+        return format(value.quantize(CENT, context=WIDE), "f")
+    return int(value)
+
+
+def _failure_summary(failure_json: str | None) -> FailureSummary | None:
+    failure = parsed_json(failure_json)
+    if failure is None:
+        return None
+    return FailureSummary(
+        kind=str(failure.get("kind", "")),
+        summary=str(failure.get("summary", "")),
+        fix=str(failure.get("fix", "")),
+        occurred_at=failure.get("occurred_at"),
+    )
+
+
+def _page_row(client: ClientRow, company: CompanyRow | None) -> PageRow:
+    if company is None:
+        return PageRow(
+            client_id=client.client_id,
+            client_name=client.name,
+            company_id=None,
+            company_name=None,
+            state=client.state,
+            as_of=None,
+            currency_code=None,
+            web_client_link=None,
+            values={column.key: None for column in FIGURE_COLUMNS},
+            failure=_failure_summary(client.failure_json),
+            next_attempt_at=client.next_attempt_at,
+        )
+    return PageRow(
+        client_id=client.client_id,
+        client_name=client.name,
+        company_id=company.company_id,
+        company_name=company.display_name or company.company_name,
+        state=company.state,
+        as_of=company.as_of,
+        currency_code=company.currency_code,
+        web_client_link=company.web_client_link,
+        values={column.key: _value(getattr(company, column.attribute)) for column in FIGURE_COLUMNS},
+        failure=_failure_summary(company.failure_json),
+        next_attempt_at=company.next_attempt_at,
+    )
+
+
+def _companies_of_client() -> ColumnElement[bool]:
+    return and_(col(CompanyRow.client_id) == ClientRow.client_id, col(CompanyRow.firm_id) == ClientRow.firm_id)
+
+
+def _joined() -> Any:
+    return select(ClientRow, CompanyRow).outerjoin(CompanyRow, _companies_of_client())
+
+
+async def state_counts(session: AsyncSession, *, firm_id: uuid.UUID) -> StateCounts:
+    state = _row_state().label("state")
+    counted = (
+        select(state, func.count())
+        .select_from(ClientRow)
+        .outerjoin(CompanyRow, _companies_of_client())
+        .where(col(ClientRow.firm_id) == firm_id, col(ClientRow.removed).is_(False))
+        .group_by(state)
+    )
+    counts = StateCounts()
+    for name, count in (await session.execute(counted)).all():
+        if name in StateCounts.model_fields:
+            setattr(counts, name, count)
+    return counts
+
+
+async def dashboard_page(session: AsyncSession, *, firm_id: uuid.UUID, query: DashboardQuery) -> DashboardPage:
+    conditions = _conditions(query, firm_id)
+    total_query = (
+        select(func.count()).select_from(ClientRow).outerjoin(CompanyRow, _companies_of_client()).where(*conditions)
+    )
+    total = (await session.execute(total_query)).scalar_one()
+    page = _joined().where(*conditions).order_by(*_order(query)).offset(query.offset).limit(query.limit)
+    rows = [_page_row(client, company) for client, company in (await session.execute(page)).all()]
+    return DashboardPage(
+        rows=rows,
+        total=total,
+        offset=query.offset,
+        limit=query.limit,
+        states=await state_counts(session, firm_id=firm_id),
+    )
+
+
+async def rows_of_clients(session: AsyncSession, *, firm_id: uuid.UUID, client_ids: set[uuid.UUID]) -> list[PageRow]:
+    """The current rows of some clients (what the live page replaces after a change)."""
+    if not client_ids:
+        return []
+    statement = (
+        _joined()
+        .where(col(ClientRow.firm_id) == firm_id, col(ClientRow.client_id).in_(client_ids))
+        .order_by(*_order(DashboardQuery()))
+    )
+    rows: list[PageRow] = []
+    for client, company in (await session.execute(statement)).all():
+        row = _page_row(client, company)
+        if client.removed:
+            row.state = "removed"
+        rows.append(row)
+    return rows
+
+
+class DashboardRow(PageRow):
+    """A dashboard row with all its figures (the key-figures workbook's row)."""
+
+    figures: dict[str, Any] | None
+
+
+async def dashboard_rows(session: AsyncSession, *, firm_id: uuid.UUID) -> list[DashboardRow]:
+    """Every row of the firm's dashboard in its default order, with the full figures."""
+    statement = (
+        _joined()
+        .where(col(ClientRow.firm_id) == firm_id, col(ClientRow.removed).is_(False))
+        .order_by(*_order(DashboardQuery()))
+    )
+    return [
+        DashboardRow(
+            **_page_row(client, company).model_dump(),
+            figures=parsed_json(company.figures_json) if company is not None else None,
+        )
+        for client, company in (await session.execute(statement)).all()
+    ]
+
+
+async def figures_ages(session: AsyncSession, now: datetime) -> list[float]:
+    """How old, in seconds, the figures shown for every live company of every firm are (for
+    metrics only: ages, never which firm or company)."""
+    read_at = await session.scalars(
+        select(CompanyRow.as_of)
+        .join(ClientRow, col(ClientRow.client_id) == col(CompanyRow.client_id))
+        .where(col(ClientRow.removed).is_(False), col(CompanyRow.as_of).is_not(None))
+    )
+    return [max(0.0, (now - as_of).total_seconds()) for as_of in read_at if as_of is not None]

@@ -1,0 +1,80 @@
+"""Refresh one company, one client or all of them, and follow how far a refresh run has come."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Body, HTTPException, Path, Request, status
+from pydantic import BaseModel
+
+from hub_common import commands
+from hub_gateway.clients import queries as clients_queries
+from hub_gateway.clients.endpoints import require_client
+from hub_gateway.dependencies import (
+    SIGNED_IN_ERRORS,
+    CurrentPrincipal,
+    Session,
+    State,
+    accountant_actor,
+    error_responses,
+    send_command,
+)
+from hub_gateway.refresh import queries as refresh_queries
+
+refresh_api = APIRouter(
+    prefix="/api/v1", tags=["refresh"], responses=error_responses(*SIGNED_IN_ERRORS, 404, 409, 429, 503)
+)
+
+
+class RefreshBody(BaseModel):
+    client_id: uuid.UUID | None = None
+    company_id: uuid.UUID | None = None
+
+
+class RefreshAccepted(BaseModel):
+    refresh_ids: list[uuid.UUID]
+    # GET /api/v1/refresh-runs/{run_id} tells how far these refreshes have come.
+    run_id: str
+
+
+@refresh_api.post("/refresh", status_code=status.HTTP_202_ACCEPTED)
+async def refresh(
+    principal: CurrentPrincipal,
+    state: State,
+    session: Session,
+    request: Request,
+    body: Annotated[RefreshBody, Body()] = RefreshBody(),
+) -> RefreshAccepted:
+    """Refresh one company, one client, or (no ids) every client of the firm."""
+    if body.client_id is not None:
+        await require_client(session, principal, body.client_id)
+    if body.company_id is not None:
+        if body.client_id is None:
+            raise HTTPException(
+                status.HTTP_422_UNPROCESSABLE_CONTENT,
+                detail={"message": "A company refresh names its client", "field": "client_id"},
+            )
+        company = await clients_queries.company_in_firm(
+            session, firm_id=principal.firm_id, client_id=body.client_id, company_id=body.company_id
+        )
+        if company is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, detail="No such company")
+    command = commands.RequestRefresh(
+        firm_id=principal.firm_id,
+        actor=accountant_actor(principal),
+        correlation_id=request.state.correlation_id,
+        client_id=body.client_id,
+        company_id=body.company_id,
+    )
+    started = await send_command(state, request, commands.REQUEST_REFRESH, command, commands.RefreshStarted)
+    # The refreshes' events carry the request's correlation id: that is the run's id.
+    return RefreshAccepted(refresh_ids=started.refresh_ids, run_id=request.state.correlation_id)
+
+
+@refresh_api.get("/refresh-runs/{run_id}")
+async def refresh_run(
+    run_id: Annotated[str, Path(min_length=1, max_length=100)], principal: CurrentPrincipal, session: Session
+) -> refresh_queries.RefreshProgress:
+    """Progress of the refreshes one POST /api/v1/refresh started (its run_id)."""
+    return await refresh_queries.refresh_progress(session, firm_id=principal.firm_id, correlation_id=run_id)
