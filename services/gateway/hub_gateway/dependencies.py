@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import httpx
 import msal
-from fastapi import Depends, HTTPException, Request, status
+from fastapi import APIRouter, Depends, HTTPException, Request, status
 from faststream.nats import NatsBroker
 from nats.aio.client import Client
 from pydantic import BaseModel, ValidationError
@@ -291,3 +291,9 @@ async def send_command(
         )
     except CommandRejected as rejected:
         raise rejection_error(rejected) from rejected
+
+
+def feature_api(feature: str) -> APIRouter:
+    """One feature's part of the JSON API under /api/v1, documenting the error bodies any
+    signed-in route may answer with."""
+    return APIRouter(prefix="/api/v1", tags=[feature], responses=error_responses(*SIGNED_IN_ERRORS, 404, 409, 429, 503))

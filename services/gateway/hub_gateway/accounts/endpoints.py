@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, HTTPException, Request, status
+from fastapi import HTTPException, Request, status
 from pydantic import BaseModel, Field
 
 from hub_common import commands
@@ -15,18 +15,15 @@ from hub_gateway.accounts import queries as accounts_queries
 from hub_gateway.accounts import store
 from hub_gateway.accounts.models import ApiToken
 from hub_gateway.dependencies import (
-    SIGNED_IN_ERRORS,
     CurrentPrincipal,
     Session,
     State,
     accountant_actor,
-    error_responses,
+    feature_api,
     send_command,
 )
 
-accounts_api = APIRouter(
-    prefix="/api/v1", tags=["accounts"], responses=error_responses(*SIGNED_IN_ERRORS, 404, 409, 429, 503)
-)
+accounts_api = feature_api("accounts")
 
 
 class NewApiToken(BaseModel):

@@ -5,20 +5,17 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import Query
 
 from hub_gateway.check_errors import queries as check_errors_queries
 from hub_gateway.dashboard.endpoints import MAX_OFFSET
 from hub_gateway.dependencies import (
-    SIGNED_IN_ERRORS,
     CurrentPrincipal,
     Session,
-    error_responses,
+    feature_api,
 )
 
-check_errors_api = APIRouter(
-    prefix="/api/v1", tags=["check errors"], responses=error_responses(*SIGNED_IN_ERRORS, 404, 409, 429, 503)
-)
+check_errors_api = feature_api("check errors")
 
 
 @check_errors_api.get("/errors")

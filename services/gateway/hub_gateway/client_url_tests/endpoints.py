@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, HTTPException, Request, status
+from fastapi import HTTPException, Request, status
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
@@ -15,18 +15,15 @@ from hub_common.events import ConnectionTested
 from hub_gateway.client_url_tests import queries as client_url_tests_queries
 from hub_gateway.clients.endpoints import require_client
 from hub_gateway.dependencies import (
-    SIGNED_IN_ERRORS,
     CurrentPrincipal,
     Session,
     State,
     accountant_actor,
-    error_responses,
+    feature_api,
     rejection_error,
 )
 
-client_url_tests_api = APIRouter(
-    prefix="/api/v1", tags=["client url tests"], responses=error_responses(*SIGNED_IN_ERRORS, 404, 409, 429, 503)
-)
+client_url_tests_api = feature_api("client url tests")
 
 
 class ConnectionTestBody(BaseModel):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 
-from fastapi import APIRouter, HTTPException, Request, status
+from fastapi import HTTPException, Request, status
 from pydantic import BaseModel
 
 from hub_common import commands
@@ -15,19 +15,16 @@ from hub_gateway.auth import Principal
 from hub_gateway.clients import queries as clients_queries
 from hub_gateway.clients.connect import ConnectLink, issue_link
 from hub_gateway.dependencies import (
-    SIGNED_IN_ERRORS,
     CurrentPrincipal,
     ManagingPrincipal,
     Session,
     State,
     accountant_actor,
-    error_responses,
+    feature_api,
     send_command,
 )
 
-clients_api = APIRouter(
-    prefix="/api/v1", tags=["clients"], responses=error_responses(*SIGNED_IN_ERRORS, 404, 409, 429, 503)
-)
+clients_api = feature_api("clients")
 
 
 class ClientsResponse(BaseModel):

@@ -4,19 +4,16 @@ from __future__ import annotations
 
 import uuid
 
-from fastapi import APIRouter, HTTPException, status
+from fastapi import HTTPException, status
 
 from hub_gateway.company_details import queries as company_details_queries
 from hub_gateway.dependencies import (
-    SIGNED_IN_ERRORS,
     CurrentPrincipal,
     Session,
-    error_responses,
+    feature_api,
 )
 
-company_details_api = APIRouter(
-    prefix="/api/v1", tags=["company details"], responses=error_responses(*SIGNED_IN_ERRORS, 404, 409, 429, 503)
-)
+company_details_api = feature_api("company details")
 
 
 @company_details_api.get("/clients/{client_id}/companies/{company_id}")

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query, Request, status
+from fastapi import HTTPException, Query, Request, status
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ValidationError
 
@@ -19,18 +19,15 @@ from hub_gateway.accounts import preferences
 from hub_gateway.dashboard import queries as dashboard_queries
 from hub_gateway.dashboard.live import STREAMS_PER_ACCOUNTANT, Notice, TooManyStreams
 from hub_gateway.dependencies import (
-    SIGNED_IN_ERRORS,
     CurrentPrincipal,
     GatewayState,
     Session,
     State,
-    error_responses,
+    feature_api,
 )
 from hub_gateway.readmodel.columns import DEFAULT_COLUMNS, FIGURE_COLUMNS
 
-dashboard_api = APIRouter(
-    prefix="/api/v1", tags=["dashboard"], responses=error_responses(*SIGNED_IN_ERRORS, 404, 409, 429, 503)
-)
+dashboard_api = feature_api("dashboard")
 
 
 # Paging stops here: past it a firm has nothing to show, and databases refuse larger offsets.

@@ -5,26 +5,23 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Body, HTTPException, Path, Request, status
+from fastapi import Body, HTTPException, Path, Request, status
 from pydantic import BaseModel
 
 from hub_common import commands
 from hub_gateway.clients import queries as clients_queries
 from hub_gateway.clients.endpoints import require_client
 from hub_gateway.dependencies import (
-    SIGNED_IN_ERRORS,
     CurrentPrincipal,
     Session,
     State,
     accountant_actor,
-    error_responses,
+    feature_api,
     send_command,
 )
 from hub_gateway.refresh import queries as refresh_queries
 
-refresh_api = APIRouter(
-    prefix="/api/v1", tags=["refresh"], responses=error_responses(*SIGNED_IN_ERRORS, 404, 409, 429, 503)
-)
+refresh_api = feature_api("refresh")
 
 
 class RefreshBody(BaseModel):
