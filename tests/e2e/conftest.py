@@ -147,3 +147,13 @@ def page(chromium: Browser, request: pytest.FixtureRequest) -> Iterator[Page]:
         page.screenshot(path=SCREENSHOTS / f"last-{request.node.name}.png")
         context.close()
     assert not problems, problems
+
+
+@pytest.fixture
+def faults(sandbox: Sandbox) -> Iterator[httpx.Client]:
+    admin = httpx.Client(base_url=f"{sandbox.base_url}/_sandbox", verify=sandbox.tls(), timeout=10)
+    try:
+        yield admin
+    finally:
+        admin.delete("/faults").raise_for_status()
+        admin.close()

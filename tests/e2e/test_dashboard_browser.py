@@ -10,7 +10,6 @@ from __future__ import annotations
 import re
 import time
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -60,16 +59,6 @@ def _sign_in(page: Page, hub: Hub, email: str) -> None:
 
 def _row(page: Page, text: str) -> Any:
     return page.locator("#grid-body tr", has_text=text)
-
-
-@pytest.fixture
-def faults(sandbox: Sandbox) -> Iterator[httpx.Client]:
-    admin = httpx.Client(base_url=f"{sandbox.base_url}/_sandbox", verify=sandbox.tls(), timeout=10)
-    try:
-        yield admin
-    finally:
-        admin.delete("/faults").raise_for_status()
-        admin.close()
 
 
 def test_an_accountants_day_on_the_dashboard(

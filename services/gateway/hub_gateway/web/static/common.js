@@ -141,8 +141,21 @@ const Hub = (() => {
     const button = menu.querySelector("[aria-haspopup]");
     list.hidden = false;
     button.setAttribute("aria-expanded", "true");
+    placeMenu(menu, list, button);
     list.querySelector("[role=menuitem]")?.focus();
   }
+  // A menu inside a scrolling box (the table) floats above the page instead of being clipped
+  // by the box, and opens upwards where the window has no room below the button.
+  function placeMenu(menu, list, button) {
+    if (!menu.closest(".table-wrap")) return;
+    const anchor = button.getBoundingClientRect();
+    list.classList.add("floating");
+    const height = list.offsetHeight;
+    const below = window.innerHeight - anchor.bottom;
+    list.style.top = `${below >= height + 8 ? anchor.bottom + 2 : Math.max(8, anchor.top - height - 2)}px`;
+    list.style.left = `${Math.max(8, Math.min(anchor.right - list.offsetWidth, window.innerWidth - list.offsetWidth - 8))}px`;
+  }
+  document.addEventListener("scroll", () => closeMenus(), true);
   document.addEventListener("click", (event) => {
     const button = event.target.closest("[data-menu] > [aria-haspopup]");
     if (button) {
@@ -152,7 +165,13 @@ const Hub = (() => {
       return;
     }
     if (!event.target.closest("[data-menu] [role=menu]")) closeMenus();
-    else if (event.target.closest("[role=menuitem]")) closeMenus();
+    else if (event.target.closest("[role=menuitem]")) {
+      // Focus goes back to the menu's button, unless the item moved it on (a pane, a box).
+      const menu = event.target.closest("[data-menu]");
+      const focusWasInMenu = menu.contains(document.activeElement) || document.activeElement === document.body;
+      closeMenus();
+      if (focusWasInMenu && document.body.contains(menu)) menu.querySelector("[aria-haspopup]").focus();
+    }
   });
   document.addEventListener("keydown", (event) => {
     const menu = event.target.closest("[data-menu]");
@@ -191,5 +210,63 @@ const Hub = (() => {
     return `${failure ? failure.summary + " — " : ""}next try at ${time(nextAttemptAt)}`;
   }
 
-  return { api, ApiError, h, amount, count, dateTime, date, time, age, setLocale, closeMenus, technicalDetails, waitingText };
+  // ------------------------------------------------------------------ downloads
+
+  function filenameOf(disposition) {
+    const encoded = /filename\*=UTF-8''([^;]+)/i.exec(disposition || "");
+    if (encoded) { try { return decodeURIComponent(encoded[1]); } catch (_) { /* fall through */ } }
+    const plain = /filename="?([^";]+)"?/i.exec(disposition || "");
+    return plain ? plain[1] : "download";
+  }
+
+  // A workbook is fetched before it is saved: a refusal (no figures yet, no access, the
+  // client's BC not answering) is said on the page instead of saved as a file.
+  async function download(path) {
+    let response;
+    try {
+      response = await fetch(path, { credentials: "same-origin" });
+    } catch (error) {
+      throw new ApiError(0, "The hub cannot be reached. Check your connection and try again.");
+    }
+    if (!response.ok) {
+      const text = await response.text();
+      let data = null;
+      try { data = text ? JSON.parse(text) : null; } catch (_) { data = null; }
+      throw new ApiError(response.status, describe(data, response), fieldOf(data), data);
+    }
+    const url = URL.createObjectURL(await response.blob());
+    const link = h("a", { href: url, download: filenameOf(response.headers.get("Content-Disposition")), hidden: true });
+    document.body.append(link);
+    link.click();
+    link.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 10000);
+  }
+
+  function downloadProblem(message) {
+    let banner = document.getElementById("page-error");
+    if (!banner) {
+      banner = h("div", { class: "banner error", id: "page-error", role: "alert" });
+      document.querySelector("main")?.prepend(banner);
+    }
+    banner.textContent = message;
+    banner.hidden = false;
+  }
+
+  document.addEventListener("click", async (event) => {
+    const link = event.target.closest("a[download]");
+    if (!link || link.href.startsWith("blob:") || event.defaultPrevented) return;
+    event.preventDefault();
+    closeMenus();
+    const label = link.textContent.trim();
+    link.setAttribute("aria-busy", "true");
+    try {
+      await download(link.href);
+    } catch (error) {
+      downloadProblem(`${label} could not be downloaded: ${error.message}`);
+    } finally {
+      link.removeAttribute("aria-busy");
+    }
+  });
+
+  return { api, ApiError, h, amount, count, dateTime, date, time, age, setLocale, closeMenus, technicalDetails, waitingText, download };
 })();

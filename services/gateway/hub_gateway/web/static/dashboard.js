@@ -64,10 +64,13 @@
 
   const COMPARISONS = { gt: ">", ge: "≥", lt: "<", le: "≤", eq: "=", ne: "≠" };
 
-  function headerCell(key, label, numeric) {
+  function headerCell(key, label, numeric, sticky) {
     const sorted = state.query.sort === key;
-    return h("th", { scope: "col", class: numeric ? "amount" : null, dataset: { sortKey: key }, "aria-sort": sorted ? (state.query.descending ? "descending" : "ascending") : "none" },
-      h("button", { type: "button", class: "sort", onclick: () => sortBy(key) }, label,
+    // "(amount)" is what every figure column but the counts is: the full name is the tooltip.
+    const short = label.replace(/ \(amount\)$/, "");
+    const classes = [numeric ? "amount" : null, sticky ? "sticky" : null].filter(Boolean).join(" ") || null;
+    return h("th", { scope: "col", class: classes, title: short === label ? null : label, dataset: { sortKey: key }, "aria-sort": sorted ? (state.query.descending ? "descending" : "ascending") : "none" },
+      h("button", { type: "button", class: "sort", "aria-label": short === label ? null : label, onclick: () => sortBy(key) }, short,
         sorted ? h("span", { "aria-hidden": "true" }, state.query.descending ? " ▼" : " ▲") : null));
   }
 
@@ -79,13 +82,15 @@
     headSignature = signature;
     const focusedSort = document.activeElement?.closest("#grid-head th")?.dataset.sortKey;
     const row = $("grid-head");
+    // Status first: who, which company, its state and age stay in view (sticky) while the
+    // figures scroll under them.
     row.replaceChildren(
-      h("th", { scope: "col" }, h("span", { class: "visually-hidden" }, "Select")),
-      headerCell("client_name", "Client Name"),
-      headerCell("company_name", "Company Name"),
+      h("th", { scope: "col", class: "sticky" }, h("span", { class: "visually-hidden" }, "Select")),
+      headerCell("client_name", "Client Name", false, true),
+      headerCell("company_name", "Company Name", false, true),
+      headerCell("state", "State", false, true),
+      headerCell("as_of", "As of", false, true),
       ...state.preferences.columns.map((key) => headerCell(key, catalogue.get(key).label, true)),
-      headerCell("state", "State"),
-      headerCell("as_of", "As of"),
       h("th", { scope: "col" }, h("span", { class: "visually-hidden" }, "Actions")),
     );
     if (focusedSort) row.querySelector(`th[data-sort-key="${focusedSort}"] button`)?.focus();
@@ -117,29 +122,29 @@
     items.push(h("li", { role: "none" }, h("button", { type: "button", role: "menuitem", onclick: () => selectMore(row) }, "Select more clients")));
     items.push(h("li", { role: "none" }, h("a", { role: "menuitem", href: `/clients/${row.client_id}` }, "Edit client card")));
     return h("div", { class: "menu", dataset: { menu: "" } },
-      h("button", { type: "button", class: "secondary", "aria-haspopup": "menu", "aria-expanded": "false", "aria-label": label, title: label }, "…"),
+      h("button", { type: "button", class: "secondary", "aria-haspopup": "menu", "aria-expanded": "false", "aria-label": label, title: label, dataset: { focus: "menu" } }, "…"),
       h("ul", { role: "menu", hidden: true }, items));
   }
 
   function renderRow(row) {
     const key = keyOf(row);
     const checkbox = h("input", { type: "checkbox", "aria-label": `Select ${row.client_name} ${row.company_name || ""}`.trim(), checked: state.selected.has(key),
-      onchange: (event) => toggleSelected(row, event.target.checked) });
+      dataset: { focus: "select" }, onchange: (event) => toggleSelected(row, event.target.checked) });
     const companyCell = row.company_id
-      ? h("button", { type: "button", class: "linklike", onclick: () => openDetails(row), "aria-label": `Details of ${row.company_name}` }, row.company_name)
+      ? h("button", { type: "button", class: "linklike", onclick: () => openDetails(row), "aria-label": `Details of ${row.company_name}`, dataset: { focus: "details" } }, row.company_name)
       : h("span", { class: "muted" }, { failed: "Companies could not be read", ok: "No companies in this environment" }[row.state] || "Looking for companies…");
     const figures = state.preferences.columns.map((columnKey) => {
       const column = catalogue.get(columnKey);
       const value = row.values[columnKey];
       return h("td", { class: "amount" }, column.kind === "amount" ? Hub.amount(value, row.currency_code) : Hub.count(value));
     });
-    return h("tr", { dataset: { key } },
-      h("td", {}, checkbox),
-      h("td", {}, row.client_name),
-      h("td", {}, companyCell),
+    return h("tr", { dataset: { key, state: row.state } },
+      h("td", { class: "sticky" }, checkbox),
+      h("td", { class: "sticky" }, row.client_name),
+      h("td", { class: "sticky" }, companyCell),
+      h("td", { class: "sticky state-cell" }, stateBadge(row)),
+      h("td", { class: "sticky", title: row.as_of ? Hub.dateTime(row.as_of) : "", dataset: { asOf: row.as_of || "" } }, row.as_of ? Hub.age(row.as_of) : "—"),
       ...figures,
-      h("td", {}, stateBadge(row)),
-      h("td", { title: row.as_of ? Hub.dateTime(row.as_of) : "", dataset: { asOf: row.as_of || "" } }, row.as_of ? Hub.age(row.as_of) : "—"),
       h("td", {}, rowMenu(row)));
   }
 
@@ -148,11 +153,16 @@
     const body = $("grid-body");
     const page = state.page;
     if (!page.rows.length) {
-      const none = page.total === 0 && !hasFilters() ? "No clients yet. Add one under Manage Clients." : "No rows match these filters.";
+      const none = page.total === 0 && !hasFilters()
+        ? h("div", { class: "empty" }, h("p", {}, "No clients yet. Add a client by hand with its Business Central URL, or accept a client's Invite External Accountant link."),
+          h("a", { class: "button", href: "/clients/new", id: "empty-add-client" }, "Add client"))
+        : h("div", { class: "empty" }, h("p", {}, "No rows match these filters."),
+          h("button", { type: "button", class: "secondary", onclick: clearFilters }, "Clear filters"));
       body.replaceChildren(h("tr", {}, h("td", { colspan: state.preferences.columns.length + 6 }, none)));
     } else {
       body.replaceChildren(...page.rows.map(renderRow));
     }
+    placeStickyColumns();
     const first = page.total ? page.offset + 1 : 0;
     const last = page.offset + page.rows.length;
     $("page-info").textContent = `Rows ${Hub.count(first)}–${Hub.count(last)} of ${Hub.count(page.total)}`;
@@ -161,13 +171,47 @@
     renderCounts(page.states);
   }
 
+  // Sticky columns sit side by side: each starts where the ones before it end.
+  function placeStickyColumns() {
+    const head = [...$("grid-head").querySelectorAll("th.sticky")];
+    let left = 0;
+    const offsets = head.map((cell) => { const at = left; left += cell.getBoundingClientRect().width; return at; });
+    head.forEach((cell, index) => { cell.style.left = `${offsets[index]}px`; });
+    for (const row of $("grid-body").rows) {
+      [...row.querySelectorAll("td.sticky")].forEach((cell, index) => { cell.style.left = `${offsets[index] ?? 0}px`; });
+    }
+  }
+  // Rows replaced live (or wrapping anew) change the widths: place the columns again.
+  new ResizeObserver(() => placeStickyColumns()).observe($("grid"));
+
+  // The practice at a glance, before any row: what needs the accountant now.
   function renderCounts(states) {
     state.states = states;
-    const parts = [`${Hub.count(states.ok)} OK`];
-    if (states.failed) parts.push(`${Hub.count(states.failed)} failed`);
-    if (states.queued + states.refreshing) parts.push(`${Hub.count(states.queued + states.refreshing)} refreshing`);
-    if (states.waiting) parts.push(`${Hub.count(states.waiting)} waiting to retry`);
-    $("counts").textContent = parts.join(" · ");
+    const attention = states.failed + states.waiting;
+    const tile = (id, label, value, tone, onclick) => h(onclick ? "button" : "div", { type: onclick ? "button" : null, class: `tile tile-${tone}`, id, onclick },
+      h("span", { class: "tile-value" }, Hub.count(value)), h("span", { class: "tile-label" }, label));
+    $("summary").replaceChildren(
+      tile("summary-attention", "need attention", attention, attention ? "bad" : "ok", attention ? showProblems : null),
+      tile("summary-failed", "failed", states.failed, states.failed ? "bad" : "quiet"),
+      tile("summary-waiting", "waiting to retry", states.waiting, states.waiting ? "wait" : "quiet"),
+      tile("summary-refreshing", "refreshing", states.queued + states.refreshing, "quiet"),
+      tile("summary-ok", "OK", states.ok, "ok"),
+    );
+  }
+
+  // "Need attention": only the rows with a problem, the worst first.
+  function showProblems() {
+    state.query.has_errors = true;
+    state.query.sort = "state";
+    state.query.descending = false;
+    applyQueryToControls();
+    filtersChanged();
+  }
+
+  function clearFilters() {
+    Object.assign(state.query, { text: "", client_id: "", assigned_accountant_id: "", has_errors: false, overdue: false, thresholds: [] });
+    applyQueryToControls();
+    filtersChanged();
   }
 
   function hasFilters() {
@@ -312,6 +356,10 @@
     $("columns-error").textContent = "";
     $("columns-dialog").showModal();
   });
+  // Enter on a column's checkbox ticks nothing and must not save the dialog half-chosen.
+  $("columns-form").addEventListener("keydown", (event) => {
+    if (event.key === "Enter" && event.target.matches("input[type=checkbox]")) event.preventDefault();
+  });
   $("columns-form").addEventListener("submit", async (event) => {
     if (event.submitter && event.submitter.value !== "save") return;
     event.preventDefault();
@@ -445,9 +493,10 @@
       if (old) {
         const fresh = renderRow(row);
         fresh.classList.add("flash");
-        const focused = old.contains(document.activeElement);
+        // Focus stays on the same control of the row (its checkbox, its company, its menu).
+        const focused = old.contains(document.activeElement) ? (document.activeElement.closest("[data-focus]")?.dataset.focus || "menu") : null;
         old.replaceWith(fresh);
-        if (focused) fresh.querySelector("button, input")?.focus();
+        if (focused) fresh.querySelector(`[data-focus="${focused}"]`)?.focus();
       }
       if (state.openDetails && state.openDetails.client_id === row.client_id && state.openDetails.company_id === row.company_id) loadDetails();
     }

@@ -1,0 +1,106 @@
+"""The dashboard reads status first at 1280×800: the practice summary, state and age always
+in view, no horizontal scroll with the default columns, menus that are never clipped,
+actions that answer in place (a workbook that cannot be made says why) and keep the focus
+where the accountant was."""
+
+from __future__ import annotations
+
+import re
+
+import httpx
+from playwright.sync_api import Page, expect
+
+from tests.conftest import Sandbox
+from tests.e2e.conftest import Hub
+from tests.e2e.test_dashboard_browser import _consented_tenant, _row, _shot, _sign_in
+from tests.support.connect import add_connected_client
+
+UNCLIPPED = """(item) => {
+  const box = item.getBoundingClientRect();
+  const hit = document.elementFromPoint(box.left + box.width / 2, box.top + box.height / 2);
+  return box.bottom <= window.innerHeight && box.right <= window.innerWidth && (hit === item || item.contains(hit));
+}"""
+
+
+def test_status_first_at_1280_by_800(page: Page, hub: Hub, sandbox: Sandbox, faults: httpx.Client) -> None:
+    email = "judy@northwind-practice.example"
+    _sign_in(page, hub, email)
+    # A new firm's empty dashboard says what to do next, with the button to do it.
+    expect(page.get_by_role("link", name="Add client")).to_have_attribute("href", "/clients/new")
+
+    tenant = _consented_tenant(sandbox)
+    production = next(e for e in tenant["environments"] if e["name"] == "Production")
+    names = sorted(c["display_name"] or c["name"] for c in production["companies"])
+    add_connected_client(
+        sandbox, hub.client(email), {"name": tenant["display_name"], "client_url": production["client_url"]}
+    )
+    for name in names:
+        expect(_row(page, name).locator(".state")).to_have_text("OK", timeout=60_000)
+    expect(page.locator("#summary-ok")).to_contain_text(str(len(names)))
+
+    # 1. The default columns fit: neither the table nor the page scrolls sideways.
+    widths = page.evaluate(
+        "() => { const w = document.getElementById('table-wrap');"
+        " return [w.scrollWidth, w.clientWidth, [...document.querySelectorAll('#grid-head th')]"
+        ".map(c => [c.textContent, Math.round(c.getBoundingClientRect().width)])]; }"
+    )
+    assert widths[0] <= widths[1] + 1, widths
+    assert page.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth")
+    # Short headings: no figure heading takes more than three lines (they took four).
+    for height in page.locator("#grid-head th.amount").evaluate_all(
+        "cells => cells.map(c => c.getBoundingClientRect().height)"
+    ):
+        assert height < 66, height
+
+    # 2. A failed row is visible at once, its state in view, and the summary counts it.
+    faults.put(f"/tenants/{tenant['id']}/faults", json={"kind": "invalid_credentials"}).raise_for_status()
+    first = _row(page, names[0])
+    menu_button = first.get_by_role("button", name=re.compile("Actions for"))
+    menu_button.focus()
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("menuitem", name="Refresh this company")).to_be_focused()
+    page.keyboard.press("Enter")
+    # The menu closes and the focus is back on its button, and stays there when the row is
+    # replaced by its fresh version.
+    expect(menu_button).to_be_focused()
+    expect(first.locator(".state")).to_have_text("Failed", timeout=60_000)
+    expect(first.get_by_role("button", name=re.compile("Actions for"))).to_be_focused()
+    state_box = first.locator(".state").bounding_box()
+    assert state_box is not None
+    assert state_box["x"] + state_box["width"] <= 1280 and state_box["y"] + state_box["height"] <= 800, state_box
+    attention = page.locator("#summary-attention")
+    expect(attention).to_contain_text("need attention")
+    expect(attention.locator(".tile-value")).not_to_have_text("0")
+    _shot(page, "dashboard-status-first")
+
+    # 3. A workbook that cannot be made says why on the page; nothing is saved.
+    downloads: list[object] = []
+    page.on("download", lambda download: downloads.append(download))
+    first.get_by_role("button", name=re.compile("Actions for")).click()
+    page.get_by_role("menuitem", name="Financial statements (Excel)").click()
+    expect(page.locator("#page-error")).to_contain_text("could not be downloaded", timeout=60_000)
+    assert downloads == []
+
+    # 4. The menu of the last row floats above the table's scroll box: every item reachable.
+    last = page.locator("#grid-body tr").last
+    last.get_by_role("button", name=re.compile("Actions for")).click()
+    for item in page.locator("ul[role=menu]:not([hidden]) [role=menuitem]").all():
+        assert item.evaluate(UNCLIPPED), item.text_content()
+    page.keyboard.press("Escape")
+
+    # 5. "Need attention" shows only the problems.
+    attention.click()
+    expect(page.get_by_label("Has errors")).to_be_checked()
+    expect(page.locator("#grid-body .state", has_text=re.compile(r"^OK$"))).to_have_count(0)
+    expect(page.locator("#grid-body .state", has_text="Failed").first).to_be_visible()
+
+    # 6. Enter on a column's checkbox does not save the dialog half-chosen.
+    page.get_by_role("button", name="Client Summary").click()
+    page.get_by_role("menuitem", name="Choose columns…").click()
+    dialog = page.locator("#columns-dialog")
+    expect(dialog).to_be_visible()
+    dialog.locator("input[type=checkbox]").first.focus()
+    page.keyboard.press("Enter")
+    expect(dialog).to_be_visible()
+    page.keyboard.press("Escape")
+    expect(dialog).to_be_hidden()
