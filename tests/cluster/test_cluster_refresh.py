@@ -105,6 +105,12 @@ async def read_model(databases: tuple[str, str]) -> AsyncIterator[AsyncEngine]:
     await engine.dispose()
 
 
+def _crash_of(log: str) -> str:
+    """The traceback a process died with: where it began, not only its last lines."""
+    began = log.rfind("Traceback")
+    return log[max(0, began - 300) :][:12_000] if began >= 0 else log[-3000:]
+
+
 def _node_named(cluster: LocalNatsCluster, server_name: str) -> LocalNatsServer:
     return next(node for node in cluster.nodes if f"hub-{node.port}" == server_name)
 
@@ -172,4 +178,4 @@ async def test_refreshes_survive_a_lost_node_and_a_lost_registry(
     await wait_until("the restarted node is current", node_caught_up, timeout=60, details=hub.logs)
     for name, process in hub.processes.items():
         if name != lost_registry:
-            assert process.process.poll() is None, f"{name} exited:\n{process.log()[-3000:]}"
+            assert process.process.poll() is None, f"{name} exited:\n{_crash_of(process.log())}"
