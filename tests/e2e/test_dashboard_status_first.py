@@ -104,3 +104,52 @@ def test_status_first_at_1280_by_800(page: Page, hub: Hub, sandbox: Sandbox, fau
     expect(dialog).to_be_visible()
     page.keyboard.press("Escape")
     expect(dialog).to_be_hidden()
+
+
+def test_check_errors_is_a_worklist_that_resolves_itself(
+    page: Page, hub: Hub, sandbox: Sandbox, faults: httpx.Client
+) -> None:
+    email = "kim@fourthcoffee-practice.example"
+    _sign_in(page, hub, email)
+    tenant = _consented_tenant(sandbox)
+    production = next(e for e in tenant["environments"] if e["name"] == "Production")
+    names = sorted(c["display_name"] or c["name"] for c in production["companies"])
+    add_connected_client(
+        sandbox, hub.client(email), {"name": tenant["display_name"], "client_url": production["client_url"]}
+    )
+    first = _row(page, names[0])
+    expect(first.locator(".state")).to_have_text("OK", timeout=60_000)
+
+    # Two failing refreshes of one company are one problem, seen twice.
+    faults.put(f"/tenants/{tenant['id']}/faults", json={"kind": "invalid_credentials"}).raise_for_status()
+    for _ in range(2):
+        first.get_by_role("button", name=re.compile("Actions for")).click()
+        page.get_by_role("menuitem", name="Refresh this company").click()
+        expect(page.locator("#progress-line")).to_contain_text("1 failed", timeout=60_000)
+    page.goto(f"{hub.url}/errors")
+    problem = page.locator("#errors-body tr", has_text="rejected the hub's credentials")
+    expect(problem).to_have_count(1)
+    expect(problem).to_contain_text("Open")
+    expect(problem).to_contain_text("2 times")
+    expect(problem).to_contain_text("rejected the hub's credentials")
+    problem.get_by_text("HTTP 401").click()
+    expect(problem.locator("dl.technical")).to_contain_text("Correlation id")
+    # Filterable by kind: another kind lists nothing.
+    page.get_by_label("Kind").select_option("throttled")
+    expect(page.locator("#errors-body")).to_contain_text("No open problems")
+    page.get_by_label("Kind").select_option("")
+    expect(problem).to_have_count(1)
+
+    # Fixed at the client, refreshed: the problem leaves the open list by itself...
+    faults.delete("/faults").raise_for_status()
+    hub.client(email).post("/api/v1/refresh", json={}).raise_for_status()
+    expect(page.locator("#errors-body")).to_contain_text("No open problems", timeout=60_000)
+    # ...and stays in the resolved ones, and every failure in the history.
+    page.get_by_label("Show").select_option("resolved")
+    # (The client's wait for permission before it was connected is resolved there too.)
+    resolved = page.locator("#errors-body tr", has_text="rejected the hub's credentials")
+    expect(resolved).to_contain_text("Resolved")
+    expect(resolved).to_contain_text("2 times")
+    page.get_by_label("Show").select_option("history")
+    expect(page.locator("#errors-body tr", has_text="rejected the hub's credentials")).to_have_count(2)
+    _shot(page, "check-errors-history")

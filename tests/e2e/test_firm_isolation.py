@@ -161,6 +161,10 @@ CASES: dict[str, tuple[Probe, int | None]] = {
         404,
     ),
     "GET /api/v1/errors": (lambda api, v: api.get("/api/v1/errors", params={"client_id": v.client_id}), None),
+    "GET /api/v1/problems": (
+        lambda api, v: api.get("/api/v1/problems", params={"client_id": v.client_id, "status": "all"}),
+        None,
+    ),
     # An unknown run and another firm's run are alike: nothing refreshed, nothing named.
     "GET /api/v1/refresh-runs/{run_id}": (lambda api, v: api.get(f"/api/v1/refresh-runs/{v.run_id}"), None),
     "GET /api/v1/live": (lambda api, v: httpx.Response(200, text=_live_text(api, v)), None),

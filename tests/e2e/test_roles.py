@@ -42,6 +42,7 @@ MATRIX: dict[str, tuple[str, Call]] = {
     ),
     "DELETE /api/v1/views/{view_id}": (EVERYONE, lambda api: api.delete(f"/api/v1/views/{SOME_ID}")),
     "GET /api/v1/errors": (EVERYONE, lambda api: api.get("/api/v1/errors")),
+    "GET /api/v1/problems": (EVERYONE, lambda api: api.get("/api/v1/problems")),
     "GET /api/v1/refresh-runs/{run_id}": (EVERYONE, lambda api: api.get("/api/v1/refresh-runs/run-1")),
     "GET /api/v1/live": (EVERYONE, lambda api: api.get("/api/v1/live", headers={"accept": "text/plain"})),
     "GET /api/v1/clients/{client_id}/companies/{company_id}": (

@@ -146,6 +146,9 @@ class OutboxRelay:
 
     async def _relay_forever(self) -> None:
         while True:
+            # Cleared before reading, so a commit that notifies while a batch is out is
+            # read at once afterwards, not at the next poll.
+            self._wake.clear()
             try:
                 sent = await self.relay_once()
             except PublishFailed as error:
@@ -155,7 +158,6 @@ class OutboxRelay:
                 logger.exception("outbox relay failed; retrying")
                 sent = 0
             if sent < self._batch_size:
-                self._wake.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout=self._poll_seconds)
 

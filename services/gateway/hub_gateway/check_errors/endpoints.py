@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import Query
 
+from hub_common.events import FailureKind
 from hub_gateway.check_errors import queries as check_errors_queries
 from hub_gateway.dashboard.endpoints import MAX_OFFSET
 from hub_gateway.dependencies import (
@@ -26,7 +27,30 @@ async def check_errors(
     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> check_errors_queries.FailurePage:
-    """Tools → Check Errors: every failed refresh and Test Client URL, newest first."""
+    """The history behind Check Errors: every failed refresh and Test Client URL, newest first."""
     return await check_errors_queries.failures(
         session, firm_id=principal.firm_id, client_id=client_id, offset=offset, limit=limit
+    )
+
+
+@check_errors_api.get("/problems")
+async def check_errors_worklist(
+    principal: CurrentPrincipal,
+    session: Session,
+    status: Literal["open", "resolved", "all"] = "open",
+    client_id: uuid.UUID | None = None,
+    kind: Annotated[FailureKind | None, Query(description="Only problems of this kind")] = None,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> check_errors_queries.ProblemPage:
+    """Tools → Check Errors: one entry per problem of a client or company, with how often and
+    since when; resolved by the next successful read (then listed under status=resolved)."""
+    return await check_errors_queries.problems(
+        session,
+        firm_id=principal.firm_id,
+        status=None if status == "all" else status,
+        client_id=client_id,
+        kind=kind.value if kind else None,
+        offset=offset,
+        limit=limit,
     )

@@ -1,4 +1,5 @@
-"""Check Errors: every failed connection of a firm, with its technical details."""
+"""Check Errors: the open problems of a firm's clients as a worklist (grouped, resolved by
+the next successful read), and the history of every failed connection with its details."""
 
 from __future__ import annotations
 
@@ -10,10 +11,12 @@ from typing import Any, Literal
 from pydantic import BaseModel
 from sqlalchemy import ColumnElement, and_, func
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 from sqlmodel import col, select
 
 from hub_gateway.readmodel.models import (
     ClientRow,
+    CompanyRow,
     FailureRow,
 )
 
@@ -34,6 +37,24 @@ class FailureEntry(BaseModel):
     # Set for a refresh waiting to retry: the attempt that failed and when the next is due.
     attempt: int | None = None
     next_attempt_at: datetime | None = None
+
+
+def _entry(failure: FailureRow, client: ClientRow | None) -> FailureEntry:
+    return FailureEntry(
+        failure_id=failure.failure_id,
+        origin="connection_test" if failure.origin == "connection_test" else "refresh",
+        client_id=failure.client_id,
+        client_name=client.name if client else None,
+        client_removed=bool(client and client.removed),
+        company_id=failure.company_id,
+        company_name=failure.company_name,
+        tenant=failure.tenant or (client.tenant if client else None),
+        environment=failure.environment or (client.environment if client else None),
+        occurred_at=failure.occurred_at,
+        failure=json.loads(failure.failure_json),
+        attempt=failure.attempt,
+        next_attempt_at=failure.next_attempt_at,
+    )
 
 
 class FailurePage(BaseModel):
@@ -63,22 +84,144 @@ async def failures(
         .offset(offset)
         .limit(limit)
     )
-    entries = [
-        FailureEntry(
-            failure_id=failure.failure_id,
-            origin="connection_test" if failure.origin == "connection_test" else "refresh",
-            client_id=failure.client_id,
-            client_name=client.name if client else None,
-            client_removed=bool(client and client.removed),
-            company_id=failure.company_id,
-            company_name=failure.company_name,
-            tenant=failure.tenant or (client.tenant if client else None),
-            environment=failure.environment or (client.environment if client else None),
-            occurred_at=failure.occurred_at,
-            failure=json.loads(failure.failure_json),
-            attempt=failure.attempt,
-            next_attempt_at=failure.next_attempt_at,
-        )
-        for failure, client in (await session.execute(statement)).all()
-    ]
+    entries = [_entry(failure, client) for failure, client in (await session.execute(statement)).all()]
     return FailurePage(failures=entries, total=total, offset=offset, limit=limit)
+
+
+# ---------------------------------------------------------------- the worklist
+
+ProblemStatus = Literal["open", "resolved"]
+
+
+class Problem(BaseModel):
+    """One problem of one client or company: every failure of one kind, grouped.
+
+    It is open until the company (or, for a failure before any company was read, the
+    client) is read successfully after its last failure; then it is resolved, and stays in
+    the list of resolved problems with the time it was.
+    """
+
+    client_id: uuid.UUID | None
+    client_name: str | None
+    client_removed: bool
+    company_id: uuid.UUID | None
+    company_name: str | None
+    kind: str
+    occurrences: int
+    first_seen: datetime
+    last_seen: datetime
+    status: ProblemStatus
+    resolved_at: datetime | None
+    # The newest failure, with its summary, fix and technical details.
+    latest: FailureEntry
+
+
+class ProblemPage(BaseModel):
+    problems: list[Problem]
+    total: int
+    open: int
+    offset: int
+    limit: int
+
+
+def _resolution(
+    last_seen: datetime,
+    company_id: uuid.UUID | None,
+    client: ClientRow | None,
+    reads: dict[uuid.UUID, datetime],
+) -> tuple[ProblemStatus, datetime | None]:
+    """Resolved by a successful read after the last failure: of the company, or of any
+    company of the client when the failure came before companies were read."""
+    if client is None or client.removed:
+        return "resolved", None
+    if company_id is not None:
+        read_at = reads.get(company_id)
+        return ("resolved", read_at) if read_at is not None and read_at > last_seen else ("open", None)
+    later = [read_at for read_at in reads.values() if read_at > last_seen]
+    return ("resolved", min(later)) if later else ("open", None)
+
+
+async def problems(
+    session: AsyncSession,
+    *,
+    firm_id: uuid.UUID,
+    status: ProblemStatus | None = "open",
+    client_id: uuid.UUID | None = None,
+    kind: str | None = None,
+    offset: int = 0,
+    limit: int = 100,
+) -> ProblemPage:
+    """Check Errors as a worklist: one entry per problem, open ones first, newest first."""
+    conditions: list[ColumnElement[bool]] = [col(FailureRow.firm_id) == firm_id, col(FailureRow.origin) == "refresh"]
+    if client_id is not None:
+        conditions.append(col(FailureRow.client_id) == client_id)
+    if kind is not None:
+        conditions.append(col(FailureRow.kind) == kind)
+    problem = (col(FailureRow.client_id), col(FailureRow.company_id), col(FailureRow.kind))
+    ranked = (
+        select(
+            FailureRow,
+            func.row_number()
+            .over(partition_by=problem, order_by=(col(FailureRow.occurred_at).desc(), col(FailureRow.failure_id)))
+            .label("newest_first"),
+            func.count().over(partition_by=problem).label("occurrences"),
+            func.min(col(FailureRow.occurred_at)).over(partition_by=problem).label("first_seen"),
+        )
+        .where(*conditions)
+        .subquery()
+    )
+    latest = aliased(FailureRow, ranked)
+    rows = (
+        await session.execute(
+            select(latest, ranked.c.occurrences, ranked.c.first_seen).where(ranked.c.newest_first == 1)
+        )
+    ).all()
+    client_ids = {failure.client_id for failure, _, _ in rows if failure.client_id is not None}
+    clients = {
+        client.client_id: client
+        for client in (
+            await session.execute(
+                select(ClientRow).where(col(ClientRow.firm_id) == firm_id, col(ClientRow.client_id).in_(client_ids))
+            )
+        ).scalars()
+    }
+    reads: dict[uuid.UUID, dict[uuid.UUID, datetime]] = {}
+    for company in (
+        await session.execute(
+            select(CompanyRow).where(
+                col(CompanyRow.firm_id) == firm_id,
+                col(CompanyRow.client_id).in_(client_ids),
+                col(CompanyRow.as_of).is_not(None),
+            )
+        )
+    ).scalars():
+        assert company.as_of is not None
+        reads.setdefault(company.client_id, {})[company.company_id] = company.as_of
+    found: list[Problem] = []
+    for failure, occurrences, first_seen in rows:
+        client = clients.get(failure.client_id) if failure.client_id else None
+        client_reads = reads.get(failure.client_id, {}) if failure.client_id else {}
+        state, resolved_at = _resolution(failure.occurred_at, failure.company_id, client, client_reads)
+        if status is not None and state != status:
+            continue
+        found.append(
+            Problem(
+                client_id=failure.client_id,
+                client_name=client.name if client else None,
+                client_removed=bool(client and client.removed),
+                company_id=failure.company_id,
+                company_name=failure.company_name,
+                kind=failure.kind,
+                occurrences=occurrences,
+                first_seen=first_seen,
+                last_seen=failure.occurred_at,
+                status=state,
+                resolved_at=resolved_at,
+                latest=_entry(failure, client),
+            )
+        )
+    found.sort(key=lambda p: (p.status != "open", -p.last_seen.timestamp()))
+    open_count = sum(1 for p in found if p.status == "open")
+    return ProblemPage(
+        problems=found[offset : offset + limit], total=len(found), open=open_count, offset=offset, limit=limit
+    )

@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub_common import commands
 from hub_common.db import transaction
+from hub_common.events import FailureKind
 from hub_common.settings import Mode
 from hub_gateway.accounts import preferences, store
 from hub_gateway.accounts import queries as accounts_queries
@@ -169,7 +170,10 @@ async def check_errors_page(request: Request, state: State, session: Session) ->
     if principal is None:
         return _to_sign_in(request)
     client_list = await clients_queries.clients(session, firm_id=principal.firm_id)
-    boot = {"clients": [{"client_id": str(c.client_id), "name": c.name} for c in client_list]}
+    boot = {
+        "clients": [{"client_id": str(c.client_id), "name": c.name} for c in client_list],
+        "kinds": [kind.value for kind in FailureKind],
+    }
     return _page(request, "errors.html", principal, "errors", boot=boot)
 
 

@@ -155,7 +155,13 @@ const Hub = (() => {
     list.style.top = `${below >= height + 8 ? anchor.bottom + 2 : Math.max(8, anchor.top - height - 2)}px`;
     list.style.left = `${Math.max(8, Math.min(anchor.right - list.offsetWidth, window.innerWidth - list.offsetWidth - 8))}px`;
   }
-  document.addEventListener("scroll", () => closeMenus(), true);
+  // A floating menu follows its button when the page or the table scrolls.
+  document.addEventListener("scroll", () => {
+    for (const list of document.querySelectorAll("[data-menu] [role=menu].floating:not([hidden])")) {
+      const menu = list.closest("[data-menu]");
+      placeMenu(menu, list, menu.querySelector("[aria-haspopup]"));
+    }
+  }, true);
   document.addEventListener("click", (event) => {
     const button = event.target.closest("[data-menu] > [aria-haspopup]");
     if (button) {

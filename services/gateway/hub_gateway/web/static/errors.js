@@ -1,4 +1,6 @@
-// Tools → Check Errors: failed refreshes and tests, newest first, with technical details.
+// Tools → Check Errors: the open problems as a worklist (one entry per problem of a client or
+// company, resolved by the next successful refresh), the resolved ones, and the history of
+// every failure, each with the technical details.
 "use strict";
 
 (() => {
@@ -8,45 +10,98 @@
   const PAGE = 100;
   const params = new URLSearchParams(location.search);
   let offset = 0;
-  let clientId = params.get("client_id") || "";
+  const filter = {
+    view: ["open", "resolved", "history"].includes(params.get("view")) ? params.get("view") : "open",
+    client_id: params.get("client_id") || "",
+    kind: boot.kinds.includes(params.get("kind")) ? params.get("kind") : "",
+  };
 
-  $("errors-client").replaceChildren(h("option", { value: "" }, "All clients"), ...boot.clients.map((c) => h("option", { value: c.client_id, selected: c.client_id === clientId }, c.name)));
-  $("errors-client").addEventListener("change", () => {
-    clientId = $("errors-client").value;
-    offset = 0;
-    history.replaceState(null, "", clientId ? `?client_id=${clientId}` : location.pathname);
-    load();
-  });
+  $("errors-client").replaceChildren(h("option", { value: "" }, "All clients"), ...boot.clients.map((c) => h("option", { value: c.client_id, selected: c.client_id === filter.client_id }, c.name)));
+  $("errors-kind").replaceChildren(h("option", { value: "" }, "Any kind"), ...boot.kinds.map((kind) => h("option", { value: kind, selected: kind === filter.kind }, kind.replaceAll("_", " "))));
+  $("errors-view").value = filter.view;
+  for (const [id, key] of [["errors-view", "view"], ["errors-client", "client_id"], ["errors-kind", "kind"]]) {
+    $(id).addEventListener("change", () => {
+      filter[key] = $(id).value;
+      offset = 0;
+      const shown = new URLSearchParams(Object.entries(filter).filter(([name, value]) => value && !(name === "view" && value === "open")));
+      history.replaceState(null, "", shown.size ? `?${shown}` : location.pathname);
+      load();
+    });
+  }
   $("errors-previous").addEventListener("click", () => { offset = Math.max(0, offset - PAGE); load(); });
   $("errors-next").addEventListener("click", () => { offset += PAGE; load(); });
 
-  function entryRow(entry) {
-    const failure = entry.failure;
+  function clientCell(entry) {
+    return entry.client_name
+      ? h("span", {}, entry.client_name, entry.client_removed ? h("span", { class: "muted" }, " (removed)") : null)
+      : h("span", { class: "muted" }, `${entry.tenant || "?"} / ${entry.environment || "?"}`);
+  }
+
+  function details(failure) {
+    return h("details", {}, h("summary", {}, failure.http_status ? `HTTP ${failure.http_status}${failure.bc_error_code ? " · " + failure.bc_error_code : ""}` : failure.kind), Hub.technicalDetails(failure));
+  }
+
+  function reason(failure) {
+    return h("td", { class: "wrap wide" }, h("strong", {}, failure.summary), h("br"), failure.fix);
+  }
+
+  function problemRow(problem) {
+    const latest = problem.latest;
+    const waiting = latest.next_attempt_at !== null;
+    const status = problem.status === "resolved"
+      ? h("span", {}, h("span", { class: "state state-ok" }, "Resolved"), problem.resolved_at ? ` ${Hub.dateTime(problem.resolved_at)}` : problem.client_removed ? " (client removed)" : "")
+      : waiting ? h("span", {}, h("span", { class: "state state-waiting" }, "Waiting:"), ` attempt ${Hub.count(latest.attempt)}, next try at ${Hub.time(latest.next_attempt_at)}`)
+      : h("span", { class: "state state-failed" }, "Open");
+    const often = problem.occurrences === 1 ? "once" : `${Hub.count(problem.occurrences)} times`;
+    return h("tr", { dataset: { status: problem.status } },
+      h("td", {}, status),
+      h("td", {}, clientCell(latest)),
+      h("td", {}, problem.company_name || h("span", { class: "muted" }, "All companies")),
+      h("td", { class: "wrap" }, h("span", {}, often), h("br"), h("span", { class: "muted", title: problem.first_seen }, `since ${Hub.dateTime(problem.first_seen)}`), h("br"),
+        h("span", { class: "muted", title: problem.last_seen }, `last ${Hub.age(problem.last_seen)}`)),
+      reason(latest.failure),
+      h("td", { class: "wrap" }, details(latest.failure)));
+  }
+
+  function historyRow(entry) {
     const waiting = entry.next_attempt_at !== null;
     const what = entry.origin === "connection_test" ? "Test Client URL"
       : waiting ? h("span", {}, "Refresh ", h("span", { class: "state state-waiting" }, "Waiting:"), ` attempt ${Hub.count(entry.attempt)}, next try at ${Hub.time(entry.next_attempt_at)}`)
       : "Refresh";
-    const client = entry.client_name
-      ? h("span", {}, entry.client_name, entry.client_removed ? h("span", { class: "muted" }, " (removed)") : null)
-      : h("span", { class: "muted" }, `${entry.tenant || "?"} / ${entry.environment || "?"}`);
     return h("tr", {},
       h("td", { title: entry.occurred_at }, Hub.dateTime(entry.occurred_at)),
-      h("td", {}, client),
+      h("td", {}, clientCell(entry)),
       h("td", {}, entry.company_name || h("span", { class: "muted" }, entry.origin === "refresh" ? "All companies" : "—")),
       h("td", {}, what),
-      h("td", { style: "white-space:normal;min-width:18rem" }, h("strong", {}, failure.summary), h("br"), failure.fix),
-      h("td", { style: "white-space:normal;min-width:16rem" }, h("details", {}, h("summary", {}, failure.http_status ? `HTTP ${failure.http_status}${failure.bc_error_code ? " · " + failure.bc_error_code : ""}` : failure.kind), Hub.technicalDetails(failure))));
+      reason(entry.failure),
+      h("td", { class: "wrap" }, details(entry.failure)));
+  }
+
+  function heading(history) {
+    const names = history ? ["Time", "Client", "Company", "What", "Reason and fix", "Technical details"]
+      : ["Status", "Client", "Company", "How often", "Reason and fix", "Technical details"];
+    $("errors-head").replaceChildren(...names.map((name) => h("th", { scope: "col" }, name)));
   }
 
   async function load() {
+    const history = filter.view === "history";
+    heading(history);
     const query = new URLSearchParams({ offset: String(offset), limit: String(PAGE) });
-    if (clientId) query.set("client_id", clientId);
+    if (filter.client_id) query.set("client_id", filter.client_id);
+    if (!history) {
+      query.set("status", filter.view);
+      if (filter.kind) query.set("kind", filter.kind);
+    }
     try {
-      const { data } = await api("GET", "/api/v1/errors?" + query);
+      const { data } = await api("GET", `/api/v1/${history ? "errors" : "problems"}?` + query);
       $("errors-error").hidden = true;
-      $("errors-body").replaceChildren(...(data.failures.length ? data.failures.map(entryRow)
-        : [h("tr", {}, h("td", { colspan: 6 }, "No failed or waiting connections. Every refresh and test succeeded."))]));
-      const last = data.offset + data.failures.length;
+      let entries = history ? data.failures : data.problems;
+      if (history && filter.kind) entries = entries.filter((entry) => entry.failure.kind === filter.kind);
+      const none = { open: "No open problems: every client's last refresh succeeded.", resolved: "No resolved problems yet.", history: "No failed or waiting connections. Every refresh and test succeeded." }[filter.view];
+      $("errors-body").replaceChildren(...(entries.length ? entries.map(history ? historyRow : problemRow)
+        : [h("tr", {}, h("td", { colspan: 6 }, none))]));
+      const listed = history ? data.failures.length : data.problems.length;
+      const last = data.offset + listed;
       $("errors-page-info").textContent = data.total ? `${data.offset + 1}–${last} of ${data.total}` : "";
       $("errors-previous").disabled = data.offset === 0;
       $("errors-next").disabled = last >= data.total;
@@ -56,11 +111,13 @@
     }
   }
 
-  // New failures appear by themselves on the first page.
+  // New failures, and refreshes that resolve a problem, show by themselves on the first page.
   const source = new EventSource("/api/v1/live");
-  source.addEventListener("failures", () => {
+  const refresh = () => {
     if (offset === 0) load();
-    else $("errors-live").textContent = "New errors arrived; go to the first page to see them.";
-  });
+    else $("errors-live").textContent = "The list changed; go to the first page to see it.";
+  };
+  source.addEventListener("failures", refresh);
+  source.addEventListener("rows", () => { if (filter.view !== "history") refresh(); });
   load();
 })();
