@@ -1,0 +1,1 @@
+"""What the registry does, as plain functions over one session, one module per thing it owns."""
