@@ -16,15 +16,15 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlmodel import col, select
 
 from hub_common import grants
-from hub_common.commands import AddClient, EnsureAccountant, GrantTenantAccess, RemoveClient
+from hub_common.commands import AddClient, CommandRejected, EnsureAccountant, GrantTenantAccess, RemoveClient
 from hub_common.db import create_engine, migrate, session_factory, transaction
 from hub_common.entra import TenantDirectory
 from hub_common.events import Actor, ActorKind, ClientCard, Envelope, TenantAccessGranted, decode_event
 from hub_common.outbox import OutboxRelay
 from hub_common.streams import EVENTS_STREAM
-from hub_registry import service
 from hub_registry.app import MIGRATIONS, VERSION_TABLE
 from hub_registry.models import Client, registry_outbox
+from hub_registry.service import clients, firms, refreshes, tenant_grants
 from hub_registry.settings import RegistrySettings
 
 SETTINGS = RegistrySettings(_env_file=None, bc_web_client="https://businesscentral.dynamics.com")
@@ -49,7 +49,7 @@ async def sessions(database_url: str) -> AsyncIterator[async_sessionmaker[AsyncS
 
 async def _firm(sessions: async_sessionmaker[AsyncSession], directory: TenantDirectory) -> tuple[uuid.UUID, Actor]:
     async with transaction(sessions) as session:
-        identity = await service.ensure_accountant(
+        identity = await firms.ensure_accountant(
             session=session,
             command=EnsureAccountant(
                 email=f"owner{uuid.uuid4().hex[:6]}@firm.example", display_name="O", correlation_id="c"
@@ -75,7 +75,7 @@ async def test_client_and_event_commit_together(
         card=ClientCard(name="Contoso", client_url=client_url),
     )
     async with transaction(sessions) as session:
-        client_id, granted = await service.add_client(
+        client_id, granted = await clients.add_client(
             session=session, command=command, settings=SETTINGS, directory=tenant_directory
         )
     assert not granted, "a card added by hand waits for the client's permission"
@@ -102,7 +102,7 @@ async def test_a_failure_mid_transaction_leaves_neither(
     )
     with pytest.raises(RuntimeError):
         async with transaction(sessions) as session:
-            await service.add_client(session=session, command=command, settings=SETTINGS, directory=tenant_directory)
+            await clients.add_client(session=session, command=command, settings=SETTINGS, directory=tenant_directory)
             raise RuntimeError("crash after the writes, before the commit")
     async with sessions() as session:
         assert await _count(session, Client) == clients_before
@@ -120,9 +120,9 @@ async def test_refusals_store_nothing(
         ClientCard(name="Bad assignee", client_url=client_url, assigned_accountant_id=uuid.uuid4()),
     ]
     for card in bad_cards:
-        with pytest.raises(service.Refused):
+        with pytest.raises(CommandRejected):
             async with transaction(sessions) as session:
-                await service.add_client(
+                await clients.add_client(
                     session=session,
                     command=AddClient(firm_id=firm_id, actor=actor, correlation_id="c", card=card),
                     settings=SETTINGS,
@@ -140,7 +140,7 @@ async def test_relay_publishes_each_event_once_even_after_a_crash(
 ) -> None:
     firm_id, actor = await _firm(sessions, tenant_directory)
     async with transaction(sessions) as session:
-        await service.add_client(
+        await clients.add_client(
             session=session,
             command=AddClient(
                 firm_id=firm_id,
@@ -175,7 +175,7 @@ async def test_the_schedule_asks_a_refresh_of_every_granted_live_client(
     urls = [_url(domain) for domain in sandbox_tenant_domains[:3]]
     async with transaction(sessions) as session:
         added = [
-            await service.add_client(
+            await clients.add_client(
                 session=session,
                 command=AddClient(
                     firm_id=firm_id, actor=actor, correlation_id="c", card=ClientCard(name=f"C{n}", client_url=url)
@@ -191,7 +191,7 @@ async def test_the_schedule_asks_a_refresh_of_every_granted_live_client(
         async with transaction(sessions) as session:
             client = await session.get(Client, client_id)
             assert client is not None and client.tenant_id is not None
-            await service.grant_tenant_access(
+            await tenant_grants.grant_tenant_access(
                 session=session,
                 command=GrantTenantAccess(
                     firm_id=firm_id,
@@ -203,11 +203,11 @@ async def test_the_schedule_asks_a_refresh_of_every_granted_live_client(
                 ),
             )
     async with transaction(sessions) as session:
-        await service.remove_client(
+        await clients.remove_client(
             session=session, command=RemoveClient(firm_id=firm_id, actor=actor, correlation_id="c", client_id=ids[0])
         )
     async with transaction(sessions) as session:
-        await service.refresh_every_client(session=session, correlation_id="schedule-1")
+        await refreshes.refresh_every_client(session=session, correlation_id="schedule-1")
     async with sessions() as session:
         payloads = (await session.execute(select(registry_outbox.c.payload))).scalars().all()
     scheduled = [decode_event(p) for p in payloads if '"schedule-1"' in p]
@@ -222,20 +222,20 @@ async def test_the_sample_client_comes_with_a_new_firm_and_once_removed_stays_go
     settings = SETTINGS.model_copy(update={"sample_client_url": client_url})
     command = EnsureAccountant(email="newcomer@woodgrove.example", display_name="N", correlation_id="c")
     async with transaction(sessions) as session:
-        identity = await service.ensure_accountant(
+        identity = await firms.ensure_accountant(
             session=session, command=command, settings=settings, directory=tenant_directory
         )
     async with sessions() as session:
-        clients = (await session.execute(select(Client).where(Client.firm_id == identity.firm_id))).scalars().all()
-    assert [(c.name, c.source) for c in clients] == [("Sample client (CRONUS)", "sample")]
+        cards = (await session.execute(select(Client).where(Client.firm_id == identity.firm_id))).scalars().all()
+    assert [(c.name, c.source) for c in cards] == [("Sample client (CRONUS)", "sample")]
     actor = Actor(kind=ActorKind.ACCOUNTANT, id=str(identity.accountant_id))
     async with transaction(sessions) as session:
-        await service.remove_client(
+        await clients.remove_client(
             session=session,
-            command=RemoveClient(firm_id=identity.firm_id, actor=actor, correlation_id="c", client_id=clients[0].id),
+            command=RemoveClient(firm_id=identity.firm_id, actor=actor, correlation_id="c", client_id=cards[0].id),
         )
     async with transaction(sessions) as session:
-        again = await service.ensure_accountant(
+        again = await firms.ensure_accountant(
             session=session, command=command, settings=settings, directory=tenant_directory
         )
     assert again.firm_id == identity.firm_id
@@ -263,7 +263,7 @@ async def test_the_relay_mirrors_a_grant_before_anything_after_it_leaves(
     fetchers' bucket; while the bucket cannot be written, nothing after the grant leaves."""
     firm_id, actor = await _firm(sessions, tenant_directory)
     async with transaction(sessions) as session:
-        client_id, _ = await service.add_client(
+        client_id, _ = await clients.add_client(
             session=session,
             command=AddClient(
                 firm_id=firm_id, actor=actor, correlation_id="g", card=ClientCard(name="G", client_url=client_url)
@@ -278,7 +278,7 @@ async def test_the_relay_mirrors_a_grant_before_anything_after_it_leaves(
     await OutboxRelay(sessions, registry_outbox, jetstream).relay_once()  # what came before the grant
     before = (await jetstream.stream_info(EVENTS_STREAM)).state.messages
     async with transaction(sessions) as session:
-        await service.grant_tenant_access(
+        await tenant_grants.grant_tenant_access(
             session=session,
             command=GrantTenantAccess(
                 firm_id=firm_id,

@@ -13,9 +13,9 @@ from sqlmodel import select
 from hub_common.db import create_engine, migrate, session_factory, transaction
 from hub_common.entra import TenantDirectory
 from hub_common.events import ClientUpdated, TenantAccessGranted, decode_event
-from hub_registry import service
 from hub_registry.app import MIGRATIONS, VERSION_TABLE
 from hub_registry.models import Client, TenantGrant, registry_outbox
+from hub_registry.service import clients, tenant_grants
 
 
 async def test_old_clients_keep_the_access_they_had(
@@ -58,12 +58,12 @@ async def test_old_clients_keep_the_access_they_had(
         sessions = session_factory(engine)
         async with sessions() as session:
             grants = (await session.execute(select(TenantGrant))).scalars().all()
-            clients = {c.id: c for c in (await session.execute(select(Client))).scalars()}
+            cards = {c.id: c for c in (await session.execute(select(Client))).scalars()}
             payloads = (await session.execute(select(registry_outbox.c.payload))).scalars().all()
         assert sorted(g.method for g in grants) == ["invitation", "sample"]
         assert {g.tenant_id for g in grants if g.method == "invitation"} == {invited_tenant}
-        assert clients[invited].tenant_id == invited_tenant
-        assert clients[by_hand].tenant_id is None, "a domain needs Entra to be resolved"
+        assert cards[invited].tenant_id == invited_tenant
+        assert cards[by_hand].tenant_id is None, "a domain needs Entra to be resolved"
         granted = [decode_event(p) for p in payloads]
         assert {e.data.tenant_id for e in granted if isinstance(e.data, TenantAccessGranted)} == {
             g.tenant_id for g in grants
@@ -71,7 +71,7 @@ async def test_old_clients_keep_the_access_they_had(
         assert all(e.firm_id == firm for e in granted)
 
         async with transaction(sessions) as session:
-            assert await service.resolve_missing_tenant_ids(session=session, directory=tenant_directory) == 1
+            assert await clients.resolve_missing_tenant_ids(session=session, directory=tenant_directory) == 1
         async with sessions() as session:
             resolved = await session.get(Client, by_hand)
             payloads = (await session.execute(select(registry_outbox.c.payload))).scalars().all()
@@ -79,6 +79,6 @@ async def test_old_clients_keep_the_access_they_had(
         updates = [decode_event(p) for p in payloads if '"ClientUpdated"' in p]
         assert [u.data.client_id for u in updates if isinstance(u.data, ClientUpdated)] == [by_hand]
         async with sessions() as session:
-            assert not await service.has_grant(session, firm, resolved.tenant_id), "still waiting for permission"
+            assert not await tenant_grants.has_grant(session, firm, resolved.tenant_id), "still waiting for permission"
     finally:
         await engine.dispose()

@@ -265,9 +265,21 @@ def encode_rejection(rejection: Rejection) -> bytes:
 
 
 class CommandRejected(Exception):
+    """A command its owner will not carry out; nothing was changed.
+
+    The one refusal type on both ends of a command: an owner's rules raise it (``refused``
+    makes one), hub_common.command_handling turns it into the reply's rejection, and
+    ``send_command`` raises it again in the sender from that reply.
+    """
+
     def __init__(self, rejection: Rejection) -> None:
         super().__init__(rejection.message)
         self.rejection = rejection
+
+
+def refused(reason: RejectionReason, message: str, field: str | None = None) -> CommandRejected:
+    """The refusal of a command, in words the person who sent it can act on."""
+    return CommandRejected(Rejection(reason=reason, message=message, field=field))
 
 
 async def send_command(

@@ -33,6 +33,7 @@ from nats.js.kv import KeyValue
 
 from hub_common import kv, metrics
 from hub_common.logging import get_logger
+from hub_common.outbox import OutboxRelay
 from hub_common.streams import LEASES_BUCKET
 
 logger = get_logger(__name__)
@@ -145,3 +146,53 @@ class Leadership:
             return
         with contextlib.suppress(TimeoutError, nats.errors.Error):
             await asyncio.wait_for(kv.delete(bucket, self._role, last=revision), timeout=self._renew_every)
+
+
+class LeasedDuties:
+    """A role's singleton duties, its outbox relay first, done while this replica holds the lease.
+
+    The relay needs the JetStream context, which exists only once the broker is connected;
+    ``connected`` hands it over. Until then ``notify_relay`` has nothing to wake, and loses
+    nothing: a relay sends every unsent event when it starts.
+    """
+
+    def __init__(self, role: str, *, service_name: str, lease_seconds: float) -> None:
+        self._role = role
+        self._service_name = service_name
+        self._lease_seconds = lease_seconds
+        self._relay: OutboxRelay | None = None
+        self._lease: asyncio.Task[None] | None = None
+
+    def connected(self, relay: OutboxRelay) -> None:
+        self._relay = relay
+
+    def notify_relay(self) -> None:
+        """Call after a commit that appended events (in any replica: the holder's relay wakes)."""
+        if self._relay is not None:
+            self._relay.notify()
+
+    def start(self, js: JetStreamContext, others: dict[str, Duty] | None = None) -> None:
+        """Ask for the lease from now on; while it is held, relay the outbox and do ``others``
+        (by task name). One duty failing stops them all and gives the lease up."""
+        relay = self._relay
+        if relay is None:
+            raise RuntimeError(f"{self._role}: the outbox relay starts only once connected")
+
+        async def duties() -> None:
+            async with asyncio.TaskGroup() as group:
+                group.create_task(relay.run(), name="outbox-relay")
+                for name, duty in (others or {}).items():
+                    group.create_task(duty(), name=name)
+
+        leadership = Leadership(
+            js, self._role, holder=holder_name(self._service_name), lease_seconds=self._lease_seconds
+        )
+        self._lease = asyncio.create_task(leadership.run(duties), name=f"{self._role}-lease")
+
+    async def stop(self) -> None:
+        """Stop the duties and hand the lease over at once."""
+        if self._lease is None:
+            return
+        self._lease.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._lease

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 
 import httpx
 from faststream import FastStream
@@ -30,6 +31,14 @@ logger = get_logger(__name__)
 # On shutdown, refreshes in hand get this long to finish; the rest go back to the stream at
 # once (a nack), for another fetcher, instead of after the ack wait.
 SHUTDOWN_GRACE_SECONDS = 5.0
+
+
+@dataclass(frozen=True)
+class Connected:
+    """What a fetcher process has only once connected: both need the JetStream context."""
+
+    refreshes: InFlightConsumer
+    statements: StatementsReader
 
 
 def create_app(settings: FetcherSettings) -> FastStream:
@@ -64,13 +73,13 @@ def create_app(settings: FetcherSettings) -> FastStream:
         deadline_seconds=settings.entra_request_deadline_seconds,
         threads=readers_at_once,
     )
-    consumers: list[InFlightConsumer] = []
-    statements: list[StatementsReader] = []
+    connected: Connected | None = None
 
     app = FastStream(broker)
 
     @app.on_startup
     async def prepare() -> None:
+        nonlocal connected
         await operations.start()
         await broker.connect()
         js = jetstream_of(broker)
@@ -96,18 +105,21 @@ def create_app(settings: FetcherSettings) -> FastStream:
         )
         reader = ClientReader(bc, web_client_base=settings.bc_web_client, use_cue_services=settings.use_cue_services)
         handlers = FetcherHandlers(reader, js, consumer, refresh_deadline_seconds=settings.refresh_deadline_seconds)
-        consumers.append(InFlightConsumer(js, consumer, handlers.handle, limit=settings.concurrency))
-        statements.append(StatementsReader(bc))
+        connected = Connected(
+            refreshes=InFlightConsumer(js, consumer, handlers.handle, limit=settings.concurrency),
+            statements=StatementsReader(bc),
+        )
 
     @app.after_startup
     async def ready() -> None:
-        await consumers[0].start()
+        assert connected is not None, "after_startup runs once on_startup connected"
+        await connected.refreshes.start()
         logger.info("fetcher ready", concurrency=settings.concurrency)
 
     @app.on_shutdown
     async def close() -> None:
-        if consumers:
-            await consumers[0].stop(grace_seconds=SHUTDOWN_GRACE_SECONDS)
+        if connected is not None:
+            await connected.refreshes.stop(grace_seconds=SHUTDOWN_GRACE_SECONDS)
         await http.aclose()
         tokens.close()
         await operations.stop()
@@ -122,8 +134,9 @@ def create_app(settings: FetcherSettings) -> FastStream:
         title="fetcher: read statements",
     )
     async def read_statements(message: NatsMessage) -> bytes:
+        assert connected is not None, "subscribers start once on_startup connected"
         return await answer_read_statements(
-            statements[0], message.body, max_payload=broker.connection.max_payload, may_read=firm_may_read
+            connected.statements, message.body, max_payload=broker.connection.max_payload, may_read=firm_may_read
         )
 
     return app

@@ -9,43 +9,20 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from decimal import Decimal
 from urllib.parse import quote
 
-from hub_common.events import ClientConnection, CompanyFigures, CompanySnapshot, FailureKind
+from hub_common.events import ClientConnection, CompanySnapshot, FailureKind
 from hub_common.money import round_money
 from hub_fetcher.bc.client import BatchRequest, BusinessCentral, Environment
-from hub_fetcher.bc.entities import (
-    Account,
-    ActivityCues,
-    Company,
-    FinanceCues,
-    GeneralLedgerSetup,
-    PurchaseInvoice,
-    SalesDocumentEntity,
-    SalesInvoice,
-    parse_entities,
-)
+from hub_fetcher.bc.entities import ActivityCues, Company, FinanceCues, parse_entities
 from hub_fetcher.bc.failures import FetchFailure
-from hub_fetcher.figures import documents
-from hub_fetcher.figures.cash import cash_from_accounts
-from hub_fetcher.figures.documents import OpenItem
-from hub_fetcher.figures.taxes import taxes_due
+from hub_fetcher.figures.company import CompanyRecords, CueFigures, company_figures, local_currency
 
 
 @dataclass(frozen=True)
 class Discovery:
     companies: list[Company]
     latency_ms: int
-
-
-@dataclass(frozen=True)
-class CueFigures:
-    """What BC's Accountant Portal cue services know better than API v2.0 can tell."""
-
-    cash_accounts_balance: Decimal
-    overdue_sales_amount: Decimal
-    overdue_purchase_amount: Decimal
 
 
 # How long an environment whose cue services are not published (BC 30 on) is not asked again.
@@ -142,7 +119,7 @@ class ClientReader:
         today: dt.date | None = None,
         tax_accounts: frozenset[str] | None = None,
     ) -> CompanySnapshot:
-        """Every figure of one company from API v2.0, in one $batch round trip."""
+        """Every figure of one company from API v2.0, in one $batch round trip (figures.company computes them)."""
         environment = self.environment(connection)
         today = today or dt.datetime.now(UTC).date()
         collections, cues = await asyncio.gather(
@@ -150,76 +127,13 @@ class ClientReader:
             self._read_cues(environment, company.name),
         )
         read_at = datetime.now(UTC)
-        setups = parse_entities(GeneralLedgerSetup, collections["setup"], "generalLedgerSetup")
-        accounts = parse_entities(Account, collections["accounts"], "accounts")
-        open_sales = parse_entities(SalesInvoice, collections["open_sales_invoices"], "salesInvoices")
-        open_purchases = parse_entities(PurchaseInvoice, collections["open_purchase_invoices"], "purchaseInvoices")
-        unposted = parse_entities(SalesInvoice, collections["unposted_sales_invoices"], "salesInvoices")
-        month_sales = parse_entities(SalesInvoice, collections["sales_this_month"], "salesInvoices")
-        orders = parse_entities(SalesDocumentEntity, collections["sales_orders"], "salesOrders")
-        quotes = parse_entities(SalesDocumentEntity, collections["sales_quotes"], "salesQuotes")
+        records = CompanyRecords.parse(collections)
 
-        receivables = [
-            OpenItem(i.number, i.customer_name, i.due_date, i.remaining_amount)
-            for i in open_sales
-            if i.status == documents.OPEN and i.due_date is not None
-        ]
-        payables = [
-            OpenItem(i.number, i.vendor_name, i.due_date, i.total_including_tax)
-            for i in open_purchases
-            if i.status == documents.OPEN and i.due_date is not None
-        ]
+        def document_link(page: int, number: str) -> str:
+            return self.document_link(connection, company.name, page, number)
 
-        def sales_link(item: OpenItem) -> str:
-            return self.document_link(connection, company.name, POSTED_SALES_INVOICE_PAGE, item.number)
-
-        def purchase_link(item: OpenItem) -> str:
-            return self.document_link(connection, company.name, POSTED_PURCHASE_INVOICE_PAGE, item.number)
-
-        cash = cash_from_accounts(accounts, read_at)
-        overdue_sales = documents.overdue(
-            receivables, today=today, basis="remaining_amount", link=sales_link, read_at=read_at
-        )
-        overdue_purchases = documents.overdue(
-            payables, today=today, basis="total_including_tax", link=purchase_link, read_at=read_at
-        )
-        if cues is not None:
-            # BC's own definitions: its "Cash Accounts" (which API v2.0 does not expose) and
-            # the remaining amounts of vendor ledger entries (purchase invoices have none).
-            cash = cash.model_copy(update={"total": cues.cash_accounts_balance, "source": "cues"})
-            overdue_sales = overdue_sales.model_copy(update={"total": cues.overdue_sales_amount})
-            overdue_purchases = overdue_purchases.model_copy(
-                update={"total": cues.overdue_purchase_amount, "amount_basis": "remaining_amount"}
-            )
-
-        figures = CompanyFigures(
-            cash=cash,
-            overdue_sales_invoices=overdue_sales,
-            overdue_purchase_invoices=overdue_purchases,
-            purchase_invoices_due_next_week=documents.due_next_week(payables, today=today, read_at=read_at),
-            open_sales_documents=documents.open_sales_documents(
-                quotes=[documents.SalesDocument(q.status, q.total_including_tax) for q in quotes],
-                orders=[documents.SalesDocument(o.status, o.total_including_tax) for o in orders],
-                unposted_invoices=[documents.SalesDocument(i.status, i.total_including_tax) for i in unposted],
-                read_at=read_at,
-            ),
-            taxes_due=taxes_due(accounts, read_at=read_at, account_numbers=tax_accounts),
-            sales_this_month=documents.sales_this_month(
-                [
-                    documents.PostedSale(i.status, i.posting_date, i.total_excluding_tax)
-                    for i in month_sales
-                    if i.posting_date is not None
-                ],
-                today=today,
-                read_at=read_at,
-            ),
-            cash_flow_forecast=documents.cash_flow_forecast(
-                opening_cash=cash.total,
-                receivables=receivables,
-                payables=payables,
-                today=today,
-                read_at=read_at,
-            ),
+        figures = company_figures(
+            records, today=today, read_at=read_at, document_link=document_link, cues=cues, tax_accounts=tax_accounts
         )
         return CompanySnapshot(
             client_id=client_id,
@@ -227,7 +141,7 @@ class ClientReader:
             company_name=company.name,
             company_display_name=company.display_name,
             refresh_id=refresh_id,
-            currency_code=setups[0].local_currency_code if setups else "",
+            currency_code=local_currency(records),
             read_at=read_at,
             web_client_link=self.web_client_link(connection, company.name),
             figures=figures,
@@ -235,13 +149,11 @@ class ClientReader:
 
 
 HTTP_NOT_FOUND = 404
-# Web client page ids of the documents the details pane links to.
-POSTED_SALES_INVOICE_PAGE = 132
-POSTED_PURCHASE_INVOICE_PAGE = 138
 
 
 def company_requests(company_id: uuid.UUID, today: dt.date) -> list[BatchRequest]:
-    """The reads behind every figure of one company, each with only the fields it needs."""
+    """The reads behind every figure of one company, each with only the fields it needs
+    (keyed as ``CompanyRecords.parse`` expects them)."""
     base = f"companies({company_id})"
     first_of_month = today.replace(day=1).isoformat()
     invoice_fields = "number,customerName,status,dueDate,postingDate,remainingAmount"

@@ -23,12 +23,13 @@ from collections.abc import Awaitable, Callable
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any
 
-from pydantic import AliasChoices, BeforeValidator, Field, ValidationError
+from pydantic import AliasChoices, BaseModel, BeforeValidator, Field, ValidationError
 
 from hub_common import commands
-from hub_common.commands import ReadStatements, Rejection, RejectionReason
+from hub_common.command_handling import answer
+from hub_common.commands import CommandRejected, ReadStatements, Rejection, RejectionReason
 from hub_common.events import ClientConnection, FailureKind
-from hub_common.logging import bound_context, get_logger
+from hub_common.logging import get_logger
 from hub_common.money import round_money
 from hub_common.statements import (
     MAX_INDENTATION,
@@ -440,44 +441,45 @@ async def answer_read_statements(
     gateway would only see no answer).
     """
     max_reply_bytes = max_payload - REPLY_HEADERS_ROOM_BYTES
-    try:
-        command = ReadStatements.model_validate_json(body)
-    except ValidationError as error:
-        first = error.errors()[0]
-        field = ".".join(str(part) for part in first["loc"]) or None
-        return commands.encode_rejection(Rejection(reason=RejectionReason.INVALID, message=first["msg"], field=field))
-    context = {
-        "correlation_id": command.correlation_id,
-        "firm_id": str(command.firm_id),
-        "command": commands.READ_STATEMENTS,
-        "company_id": str(command.company_id),
-    }
-    with bound_context(context):
+
+    async def read(command: ReadStatements) -> CompanyStatements:
         try:
             if not await may_read(command.firm_id, command.connection):
                 raise FetchFailure(
                     FailureKind.ACCESS_NOT_GRANTED, message="the client's tenant has not granted this firm access"
                 )
-            statements = await reader.read(command.connection, command.company_id, as_of=command.as_of)
-            reply = commands.encode_result(statements, compress=True)
-            if len(reply) > max_reply_bytes:
-                raise FetchFailure(
+            return await reader.read(command.connection, command.company_id, as_of=command.as_of)
+        except FetchFailure as failure:
+            raise _not_read(failure) from failure
+        except ValidationError as error:
+            # BC's values passed their own checks but not the reply's bounds (a text too long).
+            unfit = FetchFailure(FailureKind.BAD_RESPONSE, message=f"statements: {error.errors()[0]['msg']}")
+            raise _not_read(unfit) from error
+
+    def fitting_reply(statements: BaseModel) -> bytes:
+        reply = commands.encode_result(statements, compress=True)
+        if len(reply) > max_reply_bytes:
+            raise _not_read(
+                FetchFailure(
                     FailureKind.BAD_RESPONSE,
                     message=f"the statements take {len(reply)} bytes compressed, "
                     f"more than the {max_reply_bytes} bytes the broker carries in one message",
                 )
-        except FetchFailure as failure:
-            logger.info("statements not read", kind=failure.kind.value, http_status=failure.http_status)
-            return commands.encode_rejection(rejection_for(failure))
-        except ValidationError as error:
-            # BC's values passed their own checks but not the reply's bounds (a text too long).
-            logger.info("statements not read", kind=FailureKind.BAD_RESPONSE.value, errors=error.error_count())
-            unfit = FetchFailure(FailureKind.BAD_RESPONSE, message=f"statements: {error.errors()[0]['msg']}")
-            return commands.encode_rejection(rejection_for(unfit))
-        except Exception:
-            logger.exception("statements read failed")
-            return commands.encode_rejection(
-                Rejection(reason=RejectionReason.UNAVAILABLE, message="The fetcher failed; try again")
             )
         logger.info("statements read", bytes=len(reply))
-    return reply
+        return reply
+
+    return await answer(
+        body,
+        ReadStatements,
+        read,
+        subject=commands.READ_STATEMENTS,
+        owner="fetcher",
+        encode=fitting_reply,
+        log_context=lambda command: {"company_id": str(command.company_id)},
+    )
+
+
+def _not_read(failure: FetchFailure) -> CommandRejected:
+    logger.info("statements not read", kind=failure.kind.value, http_status=failure.http_status)
+    return CommandRejected(rejection_for(failure))

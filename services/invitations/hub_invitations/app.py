@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from pathlib import Path
 
 from faststream import FastStream
@@ -11,7 +10,7 @@ from faststream import FastStream
 from hub_common.bus import connection_of, create_broker, jetstream_of
 from hub_common.consumers import subscribe
 from hub_common.db import create_engine, migrate, session_factory
-from hub_common.leadership import Leadership, holder_name
+from hub_common.leadership import LeasedDuties
 from hub_common.logging import configure_logging, get_logger
 from hub_common.operations import OperationsEndpoint, connected_with_database, consumer_lag, outbox_backlog
 from hub_common.outbox import OutboxRelay
@@ -47,13 +46,8 @@ def create_app(settings: InvitationsSettings) -> FastStream:
         ],
     )
     mailer = InvitationMailer(sessions, settings)
-    # The relay needs the JetStream context, which exists only once connected.
-    relays: list[OutboxRelay] = []
-    background: list[asyncio.Task[None]] = []
-
-    def relay_notify() -> None:
-        for relay in relays:
-            relay.notify()
+    # Exactly one invitations replica relays the outbox: events leave once, in order.
+    duties = LeasedDuties(LEASE_ROLE, service_name=settings.service_name, lease_seconds=settings.leader_lease_seconds)
 
     app = FastStream(broker)
 
@@ -63,23 +57,11 @@ def create_app(settings: InvitationsSettings) -> FastStream:
         await asyncio.to_thread(migrate, settings.database_url, MIGRATIONS, VERSION_TABLE)
         await broker.connect()
         await declare_topology(jetstream_of(broker), Topology.from_settings(settings))
-        relays.append(OutboxRelay(sessions, invitations_outbox, jetstream_of(broker), nats=connection_of(broker)))
-
-    async def relay_while_leading() -> None:
-        """Exactly one invitations replica relays the outbox: events leave once, in order."""
-        async with asyncio.TaskGroup() as duties:
-            for relay in relays:
-                duties.create_task(relay.run(), name="outbox-relay")
+        duties.connected(OutboxRelay(sessions, invitations_outbox, jetstream_of(broker), nats=connection_of(broker)))
 
     @app.after_startup
     async def start_background() -> None:
-        leadership = Leadership(
-            jetstream_of(broker),
-            LEASE_ROLE,
-            holder=holder_name(settings.service_name),
-            lease_seconds=settings.leader_lease_seconds,
-        )
-        background.append(asyncio.create_task(leadership.run(relay_while_leading), name="invitations-lease"))
+        duties.start(jetstream_of(broker))
         # Every replica retries unsent mail: a conditional claim keeps each mail to one sender.
         mailer.start()
         logger.info("invitations ready", smtp=f"{settings.smtp_host}:{settings.smtp_port}")
@@ -87,15 +69,11 @@ def create_app(settings: InvitationsSettings) -> FastStream:
     @app.on_shutdown
     async def stop_background() -> None:
         await mailer.stop()
-        for task in background:
-            task.cancel()
-        for task in background:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await duties.stop()
         await engine.dispose()
         await operations.stop()
 
-    register_command_handlers(broker, sessions, relay_notify, mailer, settings)
+    register_command_handlers(broker, sessions, duties.notify_relay, mailer, settings)
     subscribe(
         broker,
         Topology.from_settings(settings).consumer(INVITATIONS_CONSUMER),

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from faststream.nats import NatsBroker, NatsMessage
-from pydantic import ValidationError
+from faststream.nats import NatsBroker
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from hub_common import commands
-from hub_common.db import transaction
-from hub_common.logging import bound_context, get_logger
+from hub_common.command_handling import CommandServer
+from hub_common.logging import get_logger
 from hub_invitations import service
 from hub_invitations.mailer import InvitationMailer
 from hub_invitations.settings import InvitationsSettings
@@ -20,16 +19,6 @@ logger = get_logger(__name__)
 QUEUE_GROUP = "invitations"
 
 
-def _rejected(reason: commands.RejectionReason, message: str, field: str | None = None) -> bytes:
-    return commands.encode_rejection(commands.Rejection(reason=reason, message=message, field=field))
-
-
-def _invalid(error: ValidationError) -> bytes:
-    first = error.errors()[0]
-    field = ".".join(str(part) for part in first["loc"]) or None
-    return _rejected(commands.RejectionReason.INVALID, first["msg"], field)
-
-
 def register_command_handlers(
     broker: NatsBroker,
     sessions: async_sessionmaker[AsyncSession],
@@ -37,62 +26,36 @@ def register_command_handlers(
     mailer: InvitationMailer,
     settings: InvitationsSettings,
 ) -> None:
-    @broker.subscriber(commands.RAISE_INVITATION, queue=QUEUE_GROUP, title=f"invitations {commands.RAISE_INVITATION}")
-    async def raise_invitation(message: NatsMessage) -> bytes:
-        try:
-            command = commands.RaiseInvitation.model_validate_json(message.body)
-        except ValidationError as error:
-            return _invalid(error)
-        with bound_context({"correlation_id": command.correlation_id, "command": commands.RAISE_INVITATION}):
-            try:
-                async with transaction(sessions) as session:
-                    raised = await service.raise_invitation(session=session, command=command, settings=settings)
-            except service.Refused as refused:
-                logger.info("invitation refused", reason=refused.rejection.message)
-                return commands.encode_rejection(refused.rejection)
-            except Exception:
-                logger.exception("raising an invitation failed")
-                return _rejected(commands.RejectionReason.UNAVAILABLE, "The invitations service failed; try again")
-            notify_relay()
-            logger.info("invitation raised", invitation_id=str(raised.invitation_id), tenant=command.tenant)
-            mailer.send_soon(raised.mail)
-            return commands.encode_result(commands.InvitationRaised(invitation_id=raised.invitation_id))
+    server = CommandServer(broker, sessions, queue=QUEUE_GROUP, after_commit=notify_relay, owner="invitations service")
 
-    @broker.subscriber(commands.ACCEPT_INVITATION, queue=QUEUE_GROUP, title=f"invitations {commands.ACCEPT_INVITATION}")
-    async def accept_invitation(message: NatsMessage) -> bytes:
-        try:
-            command = commands.AcceptInvitation.model_validate_json(message.body)
-        except ValidationError as error:
-            return _invalid(error)
-        context = {
-            "correlation_id": command.correlation_id,
-            "command": commands.ACCEPT_INVITATION,
-            "firm_id": str(command.firm_id),
-        }
-        with bound_context(context):
-            try:
-                async with transaction(sessions) as session:
-                    result = await service.accept_invitation(session=session, command=command, settings=settings)
-            except service.Refused as refused:
-                logger.info("acceptance refused", reason=refused.rejection.message)
-                if refused.attempt is not None:
-                    await _record_rejection(refused.attempt, refused.rejection.message, command)
-                return commands.encode_rejection(refused.rejection)
-            except Exception:
-                logger.exception("accepting an invitation failed")
-                return _rejected(commands.RejectionReason.UNAVAILABLE, "The invitations service failed; try again")
-            notify_relay()
-            logger.info("invitation accepted", invitation_id=str(result.invitation_id))
-            return commands.encode_result(result)
+    async def raise_invitation(command: commands.RaiseInvitation) -> commands.InvitationRaised:
+        async with server.transaction() as session:
+            raised = await service.raise_invitation(session=session, command=command, settings=settings)
+        logger.info("invitation raised", invitation_id=str(raised.invitation_id), tenant=command.tenant)
+        # Only once committed: a mail must never announce an invitation that does not exist.
+        mailer.send_soon(raised.mail)
+        return commands.InvitationRaised(invitation_id=raised.invitation_id)
 
-    async def _record_rejection(
-        attempt: service.RefusedAttempt, reason: str, command: commands.AcceptInvitation
-    ) -> None:
+    async def accept_invitation(command: commands.AcceptInvitation) -> commands.InvitationAcceptedResult:
         try:
-            async with transaction(sessions) as session:
-                await service.record_rejection(session=session, attempt=attempt, command=command, reason=reason)
+            async with server.transaction() as session:
+                result = await service.accept_invitation(session=session, command=command, settings=settings)
+        except service.AcceptanceRefused as refused:
+            await record_refused_attempt(refused, command)
+            raise
+        logger.info("invitation accepted", invitation_id=str(result.invitation_id))
+        return result
+
+    async def record_refused_attempt(refused: service.AcceptanceRefused, command: commands.AcceptInvitation) -> None:
+        # The refusal's own transaction was rolled back; its audit record gets a new one.
+        try:
+            async with server.transaction() as session:
+                await service.record_rejection(
+                    session=session, attempt=refused.attempt, command=command, reason=refused.rejection.message
+                )
         except Exception:
             # The refusal stands either way; only its audit record is missing.
             logger.exception("recording a refused acceptance failed")
-            return
-        notify_relay()
+
+    server.serve(commands.RAISE_INVITATION, commands.RaiseInvitation, raise_invitation)
+    server.serve(commands.ACCEPT_INVITATION, commands.AcceptInvitation, accept_invitation)

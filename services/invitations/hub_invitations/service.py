@@ -1,9 +1,9 @@
 """What the invitations service does with each command, as plain functions over one session.
 
 Every state change appends its event to the outbox in the same transaction
-(invariant 1); the caller commits once at the end. A refusal raises ``Refused`` and
-changes nothing; the handler then records the refused attempt (``InvitationRejected``)
-in a transaction of its own when the invitation exists.
+(invariant 1); the caller commits once at the end. A refusal raises ``CommandRejected``
+and changes nothing; when it concerns an existing invitation (``AcceptanceRefused``), the
+handler then records the refused attempt (``InvitationRejected``) in a transaction of its own.
 """
 
 from __future__ import annotations
@@ -20,10 +20,12 @@ from hub_common import outbox
 from hub_common.commands import (
     UNASSIGNED_FIRM,
     AcceptInvitation,
+    CommandRejected,
     InvitationAcceptedResult,
     RaiseInvitation,
     Rejection,
     RejectionReason,
+    refused,
 )
 from hub_common.emails import EmailRejected, normalize_work_email
 from hub_common.events import (
@@ -59,23 +61,12 @@ class RefusedAttempt:
         return cls(invitation_id=invitation.id, firm_id=invitation.firm_id)
 
 
-class Refused(Exception):
-    """A command the service will not carry out; nothing was changed.
+class AcceptanceRefused(CommandRejected):
+    """An acceptance refused for an invitation that exists, so the refused attempt can be
+    recorded in the audit log."""
 
-    ``attempt`` is set when the refused acceptance concerns an existing invitation, so it
-    can be recorded in the audit log.
-    """
-
-    def __init__(
-        self,
-        reason: RejectionReason,
-        message: str,
-        field: str | None = None,
-        *,
-        attempt: RefusedAttempt | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.rejection = Rejection(reason=reason, message=message, field=field)
+    def __init__(self, reason: RejectionReason, message: str, field: str, *, attempt: RefusedAttempt) -> None:
+        super().__init__(Rejection(reason=reason, message=message, field=field))
         self.attempt = attempt
 
 
@@ -90,13 +81,13 @@ def normalize_email(raw: str) -> str:
     try:
         return normalize_work_email(raw)
     except EmailRejected as error:
-        raise Refused(RejectionReason.INVALID, str(error), "accountant_email") from error
+        raise refused(RejectionReason.INVALID, str(error), "accountant_email") from error
 
 
 def _one_line(text: str, field: str) -> str:
     cleaned = " ".join(text.split())
     if not cleaned:
-        raise Refused(RejectionReason.INVALID, "This field cannot be blank", field)
+        raise refused(RejectionReason.INVALID, "This field cannot be blank", field)
     return cleaned
 
 
@@ -107,7 +98,7 @@ def _companies(names: list[str]) -> list[str]:
         if cleaned and cleaned not in chosen:
             chosen.append(cleaned)
     if not chosen:
-        raise Refused(RejectionReason.INVALID, "Choose at least one company to share", "companies")
+        raise refused(RejectionReason.INVALID, "Choose at least one company to share", "companies")
     return chosen
 
 
@@ -204,17 +195,17 @@ async def accept_invitation(
     try:
         parts = read_link(link_key(settings.secret_key), command.token)
     except TamperedLink as error:
-        raise Refused(RejectionReason.INVALID, TAMPERED, "token") from error
+        raise refused(RejectionReason.INVALID, TAMPERED, "token") from error
     invitation = await session.get(Invitation, parts.invitation_id)
     if invitation is None:
-        raise Refused(
+        raise refused(
             RejectionReason.NOT_FOUND,
             "This invitation no longer exists; ask the client to invite you again.",
             "token",
         )
     if not token_matches(parts.token, invitation.token_hash):
         # The signature is ours, so this link was replaced when its mail was sent again.
-        raise Refused(
+        raise AcceptanceRefused(
             RejectionReason.INVALID,
             "This link was replaced by a newer invitation email; use the link in the newest email.",
             "token",
@@ -222,21 +213,21 @@ async def accept_invitation(
         )
     if invitation.status == InvitationStatus.ACCEPTED.value:
         when = f" on {_date(invitation.accepted_at)}" if invitation.accepted_at else ""
-        raise Refused(
+        raise AcceptanceRefused(
             RejectionReason.CONFLICT,
             f"This invitation was already accepted{when}; each link works only once.",
             "token",
             attempt=RefusedAttempt.of(invitation),
         )
     if invitation.status != InvitationStatus.PENDING.value:
-        raise Refused(
+        raise AcceptanceRefused(
             RejectionReason.CONFLICT,
             f"This invitation is {invitation.status}; ask {invitation.client_name} to invite you again.",
             "token",
             attempt=RefusedAttempt.of(invitation),
         )
     if now >= invitation.expires_at:
-        raise Refused(
+        raise AcceptanceRefused(
             RejectionReason.CONFLICT,
             f"This invitation expired on {_date(invitation.expires_at)}; ask {invitation.raised_by}"
             f" ({invitation.client_name}) to invite you again.",
@@ -244,7 +235,7 @@ async def accept_invitation(
             attempt=RefusedAttempt.of(invitation),
         )
     if command.email.strip().lower() != invitation.email:
-        raise Refused(
+        raise AcceptanceRefused(
             RejectionReason.FORBIDDEN,
             f"This invitation was sent to {invitation.email}; sign in with that address to accept it.",
             "email",
@@ -265,7 +256,7 @@ async def accept_invitation(
     )
     if getattr(changed, "rowcount", 0) != 1:
         # Another acceptance of the same link committed first.
-        raise Refused(
+        raise refused(
             RejectionReason.CONFLICT,
             "This invitation was already accepted; each link works only once.",
             "token",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import uuid
 from pathlib import Path
 from typing import Any
@@ -25,15 +24,15 @@ from hub_common.events import (
     TenantAccessGranted,
     TenantAccessRevoked,
 )
-from hub_common.leadership import Leadership, holder_name
+from hub_common.leadership import Duty, LeasedDuties
 from hub_common.logging import configure_logging, get_logger
 from hub_common.operations import OperationsEndpoint, connected_with_database, consumer_lag, outbox_backlog
 from hub_common.outbox import OutboxRelay
 from hub_common.streams import REGISTRY_CONSUMER, Topology, declare_topology
 from hub_common.tracing import configure_tracing
-from hub_registry import service
 from hub_registry.handlers import register_command_handlers
 from hub_registry.models import registry_outbox
+from hub_registry.service import accepted_invitations, clients, refreshes, tenant_grants
 from hub_registry.settings import RegistrySettings
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -65,13 +64,7 @@ def create_app(settings: RegistrySettings) -> FastStream:
         http=http,
         timeout_seconds=settings.entra_discovery_timeout_seconds,
     )
-    # The relay needs the JetStream context, which exists only once connected.
-    relays: list[OutboxRelay] = []
-    background: list[asyncio.Task[None]] = []
-
-    def relay_notify() -> None:
-        for relay in relays:
-            relay.notify()
+    duties = LeasedDuties(LEASE_ROLE, service_name=settings.service_name, lease_seconds=settings.leader_lease_seconds)
 
     app = FastStream(broker)
 
@@ -88,7 +81,7 @@ def create_app(settings: RegistrySettings) -> FastStream:
             if isinstance(envelope.data, TenantAccessGranted | TenantAccessRevoked):
                 await grants.record_access(js, envelope)
 
-        relays.append(
+        duties.connected(
             OutboxRelay(sessions, registry_outbox, js, nats=connection_of(broker), before_publish=mirror_grant)
         )
 
@@ -97,8 +90,8 @@ def create_app(settings: RegistrySettings) -> FastStream:
             await asyncio.sleep(settings.scheduled_refresh_seconds)
             try:
                 async with transaction(sessions) as session:
-                    count = await service.refresh_every_client(session=session, correlation_id=str(uuid.uuid4()))
-                relay_notify()
+                    count = await refreshes.refresh_every_client(session=session, correlation_id=str(uuid.uuid4()))
+                duties.notify_relay()
                 logger.info("scheduled refresh requested", clients=count)
             except Exception:
                 logger.exception("scheduled refresh failed; trying again next time")
@@ -106,62 +99,47 @@ def create_app(settings: RegistrySettings) -> FastStream:
     async def resolve_old_cards() -> None:
         try:
             async with transaction(sessions) as session:
-                resolved = await service.resolve_missing_tenant_ids(session=session, directory=directory)
+                resolved = await clients.resolve_missing_tenant_ids(session=session, directory=directory)
         except Exception:
             logger.exception("resolving old cards' tenants failed; trying again at the next start")
             return
         if resolved:
-            relay_notify()
+            duties.notify_relay()
             logger.info("old cards' tenants resolved", clients=resolved)
-
-    async def singleton_duties() -> None:
-        """What exactly one registry replica does, while it holds the lease."""
-        async with asyncio.TaskGroup() as duties:
-            for relay in relays:
-                duties.create_task(relay.run(), name="outbox-relay")
-            duties.create_task(resolve_old_cards(), name="resolve-old-cards")
-            if settings.scheduled_refresh_seconds > 0:
-                duties.create_task(refresh_on_schedule(), name="scheduled-refresh")
 
     @app.after_startup
     async def start_duties() -> None:
-        leadership = Leadership(
-            jetstream_of(broker),
-            LEASE_ROLE,
-            holder=holder_name(settings.service_name),
-            lease_seconds=settings.leader_lease_seconds,
-        )
-        background.append(asyncio.create_task(leadership.run(singleton_duties), name="registry-lease"))
+        # Besides the relay, exactly one registry replica resolves old cards and runs the schedule.
+        others: dict[str, Duty] = {"resolve-old-cards": resolve_old_cards}
+        if settings.scheduled_refresh_seconds > 0:
+            others["scheduled-refresh"] = refresh_on_schedule
+        duties.start(jetstream_of(broker), others)
         logger.info("registry ready")
 
     @app.on_shutdown
     async def stop_duties() -> None:
-        for task in background:
-            task.cancel()
-        for task in background:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await duties.stop()
         await http.aclose()
         await engine.dispose()
         await operations.stop()
 
-    register_command_handlers(broker, sessions, relay_notify, settings, directory)
+    register_command_handlers(broker, sessions, duties.notify_relay, settings, directory)
 
     async def on_event(envelope: Envelope[EventData], delivery: Delivery) -> None:
         data = envelope.data
         async with transaction(sessions) as session:
             if isinstance(data, InvitationAccepted):
-                await service.accept_invitation(
+                await accepted_invitations.accept_invitation(
                     session=session,
                     accepted=envelope,  # type: ignore[arg-type]
                     settings=settings,
                     directory=directory,
                 )
             elif isinstance(data, CompaniesDiscovered):
-                await service.confirm_grant(session=session, discovered=envelope)  # type: ignore[arg-type]
+                await tenant_grants.confirm_grant(session=session, discovered=envelope)  # type: ignore[arg-type]
             elif isinstance(data, RefreshFailed):
-                await service.withdraw_after_consent_lost(session=session, failed=envelope)  # type: ignore[arg-type]
-        relay_notify()
+                await tenant_grants.withdraw_after_consent_lost(session=session, failed=envelope)  # type: ignore[arg-type]
+        duties.notify_relay()
 
     async def database_answers() -> bool:
         return await database_ok(engine)

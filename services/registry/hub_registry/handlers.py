@@ -1,30 +1,24 @@
-"""The registry's command handlers (NATS request/reply from the gateway)."""
+"""The registry's command handlers (NATS request/reply from the gateway).
+
+Each command runs in one transaction through ``CommandServer`` (hub_common.command_handling);
+what is left here is which rule answers which subject, and the result it replies with.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from collections.abc import Callable
 
-from faststream.nats import NatsBroker, NatsMessage
-from pydantic import BaseModel, ValidationError
-from sqlalchemy.exc import IntegrityError
+from faststream.nats import NatsBroker
+from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from hub_common import commands
-from hub_common.db import transaction
+from hub_common.command_handling import CommandServer
 from hub_common.entra import TenantDirectory
-from hub_common.logging import bound_context, get_logger
-from hub_registry import service
+from hub_registry.service import clients, firms, refreshes, tenant_grants
 from hub_registry.settings import RegistrySettings
 
-logger = get_logger(__name__)
-
-CommandT = TypeVar("CommandT", bound=BaseModel)
 QUEUE_GROUP = "registry"
-
-
-def _rejected(reason: commands.RejectionReason, message: str, field: str | None = None) -> bytes:
-    return commands.encode_rejection(commands.Rejection(reason=reason, message=message, field=field))
 
 
 def register_command_handlers(
@@ -34,91 +28,73 @@ def register_command_handlers(
     settings: RegistrySettings,
     directory: TenantDirectory,
 ) -> None:
-    def command_handler(
-        subject: str,
-        model: type[CommandT],
-        run: Callable[[AsyncSession, CommandT], Awaitable[BaseModel]],
-    ) -> None:
-        @broker.subscriber(subject, queue=QUEUE_GROUP, title=f"registry {subject}")
-        async def handle(message: NatsMessage) -> bytes:
-            try:
-                command = model.model_validate_json(message.body)
-            except ValidationError as error:
-                first = error.errors()[0]
-                field = ".".join(str(part) for part in first["loc"]) or None
-                return _rejected(commands.RejectionReason.INVALID, first["msg"], field)
-            correlation_id = getattr(command, "correlation_id", None)
-            with bound_context({"correlation_id": correlation_id, "command": subject}):
-                try:
-                    async with transaction(sessions) as session:
-                        result = await run(session, command)
-                except service.Refused as refused:
-                    logger.info("command refused", reason=refused.rejection.message)
-                    return commands.encode_rejection(refused.rejection)
-                except IntegrityError:
-                    # A concurrent command won the race for the same unique row.
-                    return _rejected(commands.RejectionReason.CONFLICT, "Changed concurrently; try again")
-                except Exception:
-                    logger.exception("command failed")
-                    return _rejected(commands.RejectionReason.UNAVAILABLE, "The registry failed; try again")
-            notify_relay()
-            return commands.encode_result(result)
+    server = CommandServer(broker, sessions, queue=QUEUE_GROUP, after_commit=notify_relay)
+
+    # ------------------------------------------------------------ firms and accountants
 
     async def ensure_accountant(session: AsyncSession, command: commands.EnsureAccountant) -> BaseModel:
-        return await service.ensure_accountant(session=session, command=command, settings=settings, directory=directory)
+        return await firms.ensure_accountant(session=session, command=command, settings=settings, directory=directory)
 
     async def list_firm_invitations(session: AsyncSession, command: commands.ListFirmInvitations) -> BaseModel:
-        return await service.list_firm_invitations(session=session, command=command)
+        return await firms.list_firm_invitations(session=session, command=command)
+
+    async def invite_colleague(session: AsyncSession, command: commands.InviteColleague) -> BaseModel:
+        return await firms.invite_colleague(session=session, command=command)
+
+    server.serve_in_transaction(commands.ENSURE_ACCOUNTANT, commands.EnsureAccountant, ensure_accountant)
+    server.serve_in_transaction(commands.LIST_FIRM_INVITATIONS, commands.ListFirmInvitations, list_firm_invitations)
+    server.serve_in_transaction(commands.INVITE_COLLEAGUE, commands.InviteColleague, invite_colleague)
+
+    # ------------------------------------------------------------ clients
 
     async def add_client(session: AsyncSession, command: commands.AddClient) -> BaseModel:
-        client_id, granted = await service.add_client(
+        client_id, granted = await clients.add_client(
             session=session, command=command, settings=settings, directory=directory
         )
         return commands.ClientCreated(client_id=client_id, access_granted=granted)
 
     async def update_client(session: AsyncSession, command: commands.UpdateClient) -> BaseModel:
-        await service.update_client(session=session, command=command, settings=settings, directory=directory)
+        await clients.update_client(session=session, command=command, settings=settings, directory=directory)
         return commands.ClientCreated(client_id=command.client_id)
 
     async def remove_client(session: AsyncSession, command: commands.RemoveClient) -> BaseModel:
-        await service.remove_client(session=session, command=command)
+        await clients.remove_client(session=session, command=command)
         return commands.ClientCreated(client_id=command.client_id)
 
-    async def request_refresh(session: AsyncSession, command: commands.RequestRefresh) -> BaseModel:
-        refresh_ids = await service.request_refresh(session=session, command=command)
-        return commands.RefreshStarted(refresh_ids=refresh_ids)
-
     async def test_connection(session: AsyncSession, command: commands.TestConnection) -> BaseModel:
-        test_id = await service.test_connection(
+        test_id = await clients.test_connection(
             session=session, command=command, settings=settings, directory=directory
         )
         return commands.ConnectionTestStarted(test_id=test_id)
 
-    async def invite_colleague(session: AsyncSession, command: commands.InviteColleague) -> BaseModel:
-        return await service.invite_colleague(session=session, command=command)
+    server.serve_in_transaction(commands.ADD_CLIENT, commands.AddClient, add_client)
+    server.serve_in_transaction(commands.UPDATE_CLIENT, commands.UpdateClient, update_client)
+    server.serve_in_transaction(commands.REMOVE_CLIENT, commands.RemoveClient, remove_client)
+    server.serve_in_transaction(commands.TEST_CONNECTION, commands.TestConnection, test_connection)
+
+    # ------------------------------------------------------------ refreshes
+
+    async def request_refresh(session: AsyncSession, command: commands.RequestRefresh) -> BaseModel:
+        refresh_ids = await refreshes.request_refresh(session=session, command=command)
+        return commands.RefreshStarted(refresh_ids=refresh_ids)
+
+    server.serve_in_transaction(commands.REQUEST_REFRESH, commands.RequestRefresh, request_refresh)
+
+    # ------------------------------------------------------------ tenant grants
 
     async def grant_access(session: AsyncSession, command: commands.GrantTenantAccess) -> BaseModel:
-        return await service.grant_tenant_access(session=session, command=command)
+        return await tenant_grants.grant_tenant_access(session=session, command=command)
 
     async def revoke_access(session: AsyncSession, command: commands.RevokeTenantAccess) -> BaseModel:
-        return await service.revoke_tenant_access(session=session, command=command)
-
-    command_handler(commands.INVITE_COLLEAGUE, commands.InviteColleague, invite_colleague)
-    command_handler(commands.TEST_CONNECTION, commands.TestConnection, test_connection)
-    command_handler(commands.ENSURE_ACCOUNTANT, commands.EnsureAccountant, ensure_accountant)
-    command_handler(commands.LIST_FIRM_INVITATIONS, commands.ListFirmInvitations, list_firm_invitations)
-    command_handler(commands.ADD_CLIENT, commands.AddClient, add_client)
-    command_handler(commands.UPDATE_CLIENT, commands.UpdateClient, update_client)
-    command_handler(commands.REMOVE_CLIENT, commands.RemoveClient, remove_client)
-    command_handler(commands.REQUEST_REFRESH, commands.RequestRefresh, request_refresh)
+        return await tenant_grants.revoke_tenant_access(session=session, command=command)
 
     async def list_grants(session: AsyncSession, command: commands.ListTenantGrants) -> BaseModel:
-        return await service.list_tenant_grants(session=session, command=command)
+        return await tenant_grants.list_tenant_grants(session=session, command=command)
 
     async def withdraw_access(session: AsyncSession, command: commands.WithdrawTenantAccess) -> BaseModel:
-        return await service.withdraw_tenant_access(session=session, command=command)
+        return await tenant_grants.withdraw_tenant_access(session=session, command=command)
 
-    command_handler(commands.GRANT_TENANT_ACCESS, commands.GrantTenantAccess, grant_access)
-    command_handler(commands.LIST_TENANT_GRANTS, commands.ListTenantGrants, list_grants)
-    command_handler(commands.WITHDRAW_TENANT_ACCESS, commands.WithdrawTenantAccess, withdraw_access)
-    command_handler(commands.REVOKE_TENANT_ACCESS, commands.RevokeTenantAccess, revoke_access)
+    server.serve_in_transaction(commands.GRANT_TENANT_ACCESS, commands.GrantTenantAccess, grant_access)
+    server.serve_in_transaction(commands.REVOKE_TENANT_ACCESS, commands.RevokeTenantAccess, revoke_access)
+    server.serve_in_transaction(commands.LIST_TENANT_GRANTS, commands.ListTenantGrants, list_grants)
+    server.serve_in_transaction(commands.WITHDRAW_TENANT_ACCESS, commands.WithdrawTenantAccess, withdraw_access)

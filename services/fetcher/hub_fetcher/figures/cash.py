@@ -6,6 +6,7 @@ posting G/L account of category Assets whose subcategory is Cash (the demo chart
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 
 from hub_common.events import CashAccountBalance, CashFigure
@@ -23,7 +24,7 @@ def is_cash_account(account: Account) -> bool:
     )
 
 
-def cash_from_accounts(accounts: list[Account], read_at: datetime) -> CashFigure:
+def cash_from_accounts(accounts: Iterable[Account], read_at: datetime) -> CashFigure:
     balances = [
         CashAccountBalance(number=a.number, name=a.display_name, balance=a.net_change)
         for a in sorted(accounts, key=lambda account: account.number)

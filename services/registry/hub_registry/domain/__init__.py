@@ -1,0 +1,1 @@
+"""Registry rules over plain values: no database, no broker, no framework (unit-tested alone)."""

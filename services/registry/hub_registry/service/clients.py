@@ -1,0 +1,269 @@
+"""Client cards: adding, changing and removing them, and testing a Client URL.
+
+A card's Client URL is parsed, never fetched (invariant 5); only Entra is asked which
+tenant it names.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime
+
+from sqlalchemy import func, or_
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col, select
+
+from hub_common.commands import AddClient, RejectionReason, RemoveClient, TestConnection, UpdateClient, refused
+from hub_common.entra import DirectoryUnavailable, TenantDirectory, TenantNotFound
+from hub_common.events import (
+    ClientAdded,
+    ClientCard,
+    ClientConnection,
+    ClientRemoved,
+    ClientSource,
+    ClientUpdated,
+    ConnectionTested,
+    ConnectionTestRequested,
+    Failure,
+    FailureKind,
+)
+from hub_common.logging import get_logger
+from hub_registry.domain.client_url import ParsedClientUrl
+from hub_registry.models import Accountant, Client, Firm
+from hub_registry.service.shared import (
+    SERVICE_ACTOR,
+    Context,
+    client_connection,
+    emit,
+    live_client,
+    parse_url,
+    parsed_connection,
+    resolve_tenant,
+)
+from hub_registry.service.tenant_grants import has_grant
+from hub_registry.settings import RegistrySettings
+
+logger = get_logger(__name__)
+
+
+async def _check_assignee(session: AsyncSession, firm_id: uuid.UUID, card: ClientCard) -> None:
+    if card.assigned_accountant_id is None:
+        return
+    assignee = await session.get(Accountant, card.assigned_accountant_id)
+    if assignee is None or assignee.firm_id != firm_id:
+        raise refused(
+            RejectionReason.INVALID,
+            "The assigned accountant is not a member of this firm",
+            field="assigned_accountant_id",
+        )
+
+
+async def _check_unique(
+    session: AsyncSession,
+    firm_id: uuid.UUID,
+    parsed: ParsedClientUrl,
+    tenant_id: uuid.UUID,
+    except_id: uuid.UUID | None,
+) -> None:
+    """One live card per tenant and environment in a firm, however the URL names the tenant."""
+    same_tenant = or_(col(Client.tenant_id) == tenant_id, func.lower(Client.tenant) == parsed.tenant.lower())
+    query = select(Client.id, Client.name).where(
+        Client.firm_id == firm_id,
+        same_tenant,
+        Client.environment == parsed.environment,
+        col(Client.removed_at).is_(None),
+    )
+    for clash in (await session.execute(query)).all():
+        if clash.id != except_id:
+            raise refused(
+                RejectionReason.CONFLICT,
+                f"The client {clash.name!r} already uses this tenant ({tenant_id})"
+                f" and environment {parsed.environment}",
+                field="client_url",
+            )
+
+
+def _tax_accounts_column(card: ClientCard) -> str | None:
+    return json.dumps(card.tax_account_numbers) if card.tax_account_numbers else None
+
+
+async def insert_client(
+    *,
+    session: AsyncSession,
+    context: Context,
+    card: ClientCard,
+    source: ClientSource,
+    settings: RegistrySettings,
+    directory: TenantDirectory,
+    client_id: uuid.UUID | None = None,
+) -> tuple[uuid.UUID, ClientConnection]:
+    parsed = parse_url(card.client_url, settings)
+    # What the card alone can refuse first: asking Entra is the slow part.
+    await _check_assignee(session, context.firm_id, card)
+    tenant_id = await resolve_tenant(directory, parsed.tenant)
+    await _check_unique(session, context.firm_id, parsed, tenant_id, except_id=None)
+    client = Client(
+        id=client_id or uuid.uuid4(),
+        firm_id=context.firm_id,
+        name=card.name,
+        client_url=card.client_url.strip(),
+        tenant=parsed.tenant,
+        tenant_id=tenant_id,
+        environment=parsed.environment,
+        company_name=parsed.company_name,
+        contact_name=card.contact_name,
+        email=card.email,
+        phone=card.phone,
+        notes=card.notes,
+        assigned_accountant_id=card.assigned_accountant_id,
+        tax_account_numbers=_tax_accounts_column(card),
+        source=source.value,
+    )
+    session.add(client)
+    await session.flush()
+    connection = parsed_connection(parsed, tenant_id)
+    await emit(
+        session,
+        context,
+        ClientAdded(client_id=client.id, card=card, connection=connection, source=source),
+    )
+    return client.id, connection
+
+
+async def add_client(
+    *, session: AsyncSession, command: AddClient, settings: RegistrySettings, directory: TenantDirectory
+) -> tuple[uuid.UUID, bool]:
+    """A card added by hand; its figures wait for the client's permission unless the
+    tenant already granted this firm access. Returns the client id and whether it did."""
+    client_id, connection = await insert_client(
+        session=session,
+        context=Context.of(command),
+        card=command.card,
+        source=ClientSource.MANUAL,
+        settings=settings,
+        directory=directory,
+    )
+    return client_id, await has_grant(session, command.firm_id, connection.tenant_id)
+
+
+async def update_client(
+    *, session: AsyncSession, command: UpdateClient, settings: RegistrySettings, directory: TenantDirectory
+) -> None:
+    client = await live_client(session, command.firm_id, command.client_id)
+    parsed = parse_url(command.card.client_url, settings)
+    await _check_assignee(session, command.firm_id, command.card)
+    tenant_id = await resolve_tenant(directory, parsed.tenant)
+    await _check_unique(session, command.firm_id, parsed, tenant_id, except_id=client.id)
+    card = command.card
+    client.name = card.name
+    client.client_url = card.client_url.strip()
+    client.tenant = parsed.tenant
+    client.tenant_id = tenant_id
+    client.environment = parsed.environment
+    client.company_name = parsed.company_name
+    client.contact_name = card.contact_name
+    client.email = card.email
+    client.phone = card.phone
+    client.notes = card.notes
+    client.assigned_accountant_id = card.assigned_accountant_id
+    client.tax_account_numbers = _tax_accounts_column(card)
+    client.updated_at = datetime.now(UTC)
+    await emit(
+        session,
+        Context.of(command),
+        ClientUpdated(client_id=client.id, card=card, connection=parsed_connection(parsed, tenant_id)),
+    )
+
+
+async def remove_client(*, session: AsyncSession, command: RemoveClient) -> None:
+    client = await live_client(session, command.firm_id, command.client_id)
+    client.removed_at = datetime.now(UTC)
+    if client.source == ClientSource.SAMPLE.value:
+        firm = await session.get(Firm, command.firm_id)
+        if firm is not None:
+            firm.sample_client_removed = True
+    await emit(session, Context.of(command), ClientRemoved(client_id=client.id))
+
+
+async def test_connection(
+    *, session: AsyncSession, command: TestConnection, settings: RegistrySettings, directory: TenantDirectory
+) -> uuid.UUID:
+    """Ask a fetcher to reach the client's BC; the URL is parsed here, never fetched."""
+    if command.client_id is not None:
+        await live_client(session, command.firm_id, command.client_id)
+    parsed = parse_url(command.client_url, settings)
+    test_id = uuid.uuid4()
+    try:
+        tenant_id = await directory.resolve(parsed.tenant)
+    except TenantNotFound as error:
+        # Entra answered the test already: record the outcome like any failed test, so it
+        # shows in Check Errors with Entra's words, and no fetcher needs to ask again.
+        await emit(
+            session,
+            Context.of(command),
+            ConnectionTested(
+                test_id=test_id,
+                client_id=command.client_id,
+                ok=False,
+                connection=parsed_connection(parsed, None),
+                failure=Failure(
+                    kind=FailureKind.TENANT_NOT_FOUND,
+                    summary="Microsoft Entra ID does not know the client's tenant.",
+                    fix="Check the tenant id or domain in the Client URL with the client's administrator.",
+                    http_status=400,
+                    bc_error_code="AADSTS90002",
+                    message=str(error),
+                    occurred_at=datetime.now(UTC),
+                ),
+            ),
+        )
+        return test_id
+    except DirectoryUnavailable as error:
+        raise refused(RejectionReason.UNAVAILABLE, f"{error}; try again in a moment", "client_url") from error
+    await emit(
+        session,
+        Context.of(command),
+        ConnectionTestRequested(
+            test_id=test_id, client_id=command.client_id, connection=parsed_connection(parsed, tenant_id)
+        ),
+    )
+    return test_id
+
+
+async def resolve_missing_tenant_ids(*, session: AsyncSession, directory: TenantDirectory) -> int:
+    """Cards saved before tenants were resolved learn their tenant id (a ClientUpdated each).
+
+    Until then they read nothing (no grant can name them), and their Connect link cannot be
+    made. A tenant Entra does not know, or an Entra that does not answer, is left for the
+    next start; returns how many cards were resolved.
+    """
+    waiting = (
+        await session.execute(select(Client).where(col(Client.removed_at).is_(None), col(Client.tenant_id).is_(None)))
+    ).scalars()
+    resolved = 0
+    for client in waiting:
+        try:
+            tenant_id = await directory.resolve(client.tenant)
+        except (TenantNotFound, DirectoryUnavailable) as error:
+            logger.warning("tenant not resolved", client_id=str(client.id), reason=str(error)[:200])
+            continue
+        client.tenant_id = tenant_id
+        card = ClientCard.model_validate(
+            {
+                "name": client.name,
+                "client_url": client.client_url,
+                "contact_name": client.contact_name,
+                "email": client.email,
+                "phone": client.phone,
+                "notes": client.notes,
+                "assigned_accountant_id": client.assigned_accountant_id,
+                "tax_account_numbers": json.loads(client.tax_account_numbers) if client.tax_account_numbers else None,
+            }
+        )
+        context = Context(client.firm_id, SERVICE_ACTOR, f"resolve-tenant-{client.id}")
+        await emit(
+            session, context, ClientUpdated(client_id=client.id, card=card, connection=client_connection(client))
+        )
+        resolved += 1
+    return resolved

@@ -1,0 +1,247 @@
+"""Firms and their accountants: signing in (a first sign-in makes a firm or joins one) and
+inviting colleagues."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col, select
+
+from hub_common.commands import (
+    AccountantIdentity,
+    ColleagueInvitation,
+    EnsureAccountant,
+    FirmInvitationChoice,
+    FirmInvitationChoices,
+    InviteColleague,
+    ListFirmInvitations,
+    RejectionReason,
+    refused,
+)
+from hub_common.emails import EmailRejected, firm_name_for, normalize_work_email
+from hub_common.entra import TenantDirectory
+from hub_common.events import (
+    AccountantJoined,
+    Actor,
+    ActorKind,
+    ClientCard,
+    ClientSource,
+    ColleagueInvited,
+    FirmCreated,
+    GrantMethod,
+    Role,
+)
+from hub_registry.models import Accountant, ColleagueInvitationRow, Firm
+from hub_registry.service.clients import insert_client
+from hub_registry.service.shared import SERVICE_ACTOR, Context, emit, parse_url, resolve_tenant
+from hub_registry.service.tenant_grants import grant_access
+from hub_registry.settings import RegistrySettings
+
+
+def _identity(accountant: Accountant, *, created: bool) -> AccountantIdentity:
+    return AccountantIdentity(
+        accountant_id=accountant.id,
+        firm_id=accountant.firm_id,
+        email=accountant.email,
+        display_name=accountant.display_name,
+        role=accountant.role,
+        created=created,
+    )
+
+
+async def _pending_invitations(session: AsyncSession, email: str) -> list[ColleagueInvitationRow]:
+    """Every firm's pending invitation of the address, newest first, one per firm."""
+    rows = (
+        (
+            await session.execute(
+                select(ColleagueInvitationRow)
+                .where(ColleagueInvitationRow.email == email, col(ColleagueInvitationRow.accepted_at).is_(None))
+                .order_by(col(ColleagueInvitationRow.created_at).desc())
+            )
+        )
+        .scalars()
+        .all()
+    )
+    newest: dict[uuid.UUID, ColleagueInvitationRow] = {}
+    for row in rows:
+        newest.setdefault(row.firm_id, row)
+    return list(newest.values())
+
+
+def _work_email(email: str) -> str:
+    try:
+        return normalize_work_email(email)
+    except EmailRejected as error:
+        raise refused(RejectionReason.INVALID, str(error), field="email") from error
+
+
+async def list_firm_invitations(*, session: AsyncSession, command: ListFirmInvitations) -> FirmInvitationChoices:
+    """What a first sign-in chooses between; nothing for an address that has an account."""
+    email = _work_email(command.email)
+    if (await session.execute(select(Accountant.id).where(Accountant.email == email))).first() is not None:
+        return FirmInvitationChoices(invitations=[])
+    choices = []
+    for invitation in await _pending_invitations(session, email):
+        firm = await session.get(Firm, invitation.firm_id)
+        inviter = await session.get(Accountant, invitation.invited_by)
+        choices.append(
+            FirmInvitationChoice(
+                firm_id=invitation.firm_id,
+                firm_name=firm.name if firm else "a firm",
+                role=invitation.role,
+                invited_by=inviter.display_name if inviter else "a colleague",
+                invited_at=invitation.created_at,
+            )
+        )
+    return FirmInvitationChoices(invitations=choices)
+
+
+async def ensure_accountant(
+    *, session: AsyncSession, command: EnsureAccountant, settings: RegistrySettings, directory: TenantDirectory
+) -> AccountantIdentity:
+    """Sign-in: an existing accountant is found; a first sign-in joins the firm it chose
+    among its invitations, or gets a new firm of its own. With invitations pending, the
+    choice must be explicit: an invitation alone never moves anyone into a firm."""
+    email = _work_email(command.email)
+    existing = (await session.execute(select(Accountant).where(Accountant.email == email))).scalar_one_or_none()
+    if existing is not None:
+        return _identity(existing, created=False)
+    invitations = await _pending_invitations(session, email)
+    if command.join_firm_id is not None:
+        chosen = next((row for row in invitations if row.firm_id == command.join_firm_id), None)
+        if chosen is None:
+            raise refused(RejectionReason.NOT_FOUND, "There is no pending invitation from that firm", "join_firm_id")
+        return await _join_firm(session=session, invitation=chosen, command=command, email=email)
+    if invitations and not command.start_own_firm:
+        raise refused(
+            RejectionReason.CONFLICT,
+            "Colleague invitations are waiting for this address: choose which firm to join, or start your own",
+            field="join_firm_id",
+        )
+    firm = Firm(name=firm_name_for(email))
+    accountant = Accountant(firm_id=firm.id, email=email, display_name=command.display_name, role=Role.OWNER.value)
+    session.add(firm)
+    await session.flush()
+    session.add(accountant)
+    await session.flush()
+    context = Context(
+        firm_id=firm.id,
+        actor=Actor(kind=ActorKind.ACCOUNTANT, id=str(accountant.id), display_name=email),
+        correlation_id=command.correlation_id,
+    )
+    await emit(session, context, FirmCreated(name=firm.name, owner_accountant_id=accountant.id))
+    await emit(
+        session,
+        context,
+        AccountantJoined(
+            accountant_id=accountant.id,
+            email=email,
+            display_name=accountant.display_name,
+            role=Role.OWNER,
+        ),
+    )
+    if settings.sample_client_url:
+        card = ClientCard(name=settings.sample_client_name, client_url=settings.sample_client_url)
+        service_context = Context(firm.id, SERVICE_ACTOR, command.correlation_id)
+        sample_tenant = parse_url(card.client_url, settings).tenant
+        sample_client_id = uuid.uuid4()
+        # The sample tenant is the operator's own demo tenant, granted to every firm; the
+        # grant goes first so the fetchers know of it before the ClientAdded is published.
+        await grant_access(
+            session,
+            service_context,
+            tenant_id=await resolve_tenant(directory, sample_tenant),
+            tenant=sample_tenant,
+            method=GrantMethod.SAMPLE,
+            client_id=sample_client_id,
+            granted_by=None,
+            refresh=False,
+        )
+        await insert_client(
+            session=session,
+            context=service_context,
+            card=card,
+            source=ClientSource.SAMPLE,
+            settings=settings,
+            directory=directory,
+            client_id=sample_client_id,
+        )
+    return _identity(accountant, created=True)
+
+
+async def _join_firm(
+    *, session: AsyncSession, invitation: ColleagueInvitationRow, command: EnsureAccountant, email: str
+) -> AccountantIdentity:
+    """A first sign-in joins the firm it chose among its invitations, with that role."""
+    accountant = Accountant(
+        firm_id=invitation.firm_id, email=email, display_name=command.display_name, role=invitation.role
+    )
+    session.add(accountant)
+    invitation.accepted_at = datetime.now(UTC)
+    await session.flush()
+    context = Context(
+        firm_id=invitation.firm_id,
+        actor=Actor(kind=ActorKind.ACCOUNTANT, id=str(accountant.id), display_name=email),
+        correlation_id=command.correlation_id,
+    )
+    await emit(
+        session,
+        context,
+        AccountantJoined(
+            accountant_id=accountant.id, email=email, display_name=accountant.display_name, role=Role(invitation.role)
+        ),
+    )
+    return _identity(accountant, created=True)
+
+
+async def invite_colleague(*, session: AsyncSession, command: InviteColleague) -> ColleagueInvitation:
+    """Owners and admins invite by address; nobody joins a firm by email domain alone.
+
+    An address that already has an account in another firm is answered exactly like a new
+    one, so inviting cannot be used to learn who uses the hub.
+    """
+    inviter = await session.get(Accountant, uuid.UUID(command.actor.id)) if _is_uuid(command.actor.id) else None
+    if inviter is None or inviter.firm_id != command.firm_id:
+        raise refused(RejectionReason.NOT_FOUND, "No such accountant")
+    if inviter.role not in (Role.OWNER.value, Role.ADMIN.value):
+        raise refused(RejectionReason.FORBIDDEN, "Only the firm's owners and admins can invite colleagues")
+    email = _work_email(command.email)
+    member = (await session.execute(select(Accountant.firm_id).where(Accountant.email == email))).first()
+    if member is not None and member.firm_id == command.firm_id:
+        raise refused(RejectionReason.CONFLICT, f"{email} is already a member of this firm", field="email")
+    pending = (
+        await session.execute(
+            select(ColleagueInvitationRow).where(
+                ColleagueInvitationRow.email == email,
+                ColleagueInvitationRow.firm_id == command.firm_id,
+                col(ColleagueInvitationRow.accepted_at).is_(None),
+            )
+        )
+    ).scalar_one_or_none()
+    if pending is None:
+        pending = ColleagueInvitationRow(firm_id=command.firm_id, email=email, role=command.role, invited_by=inviter.id)
+        session.add(pending)
+    pending.role = command.role
+    firm = await session.get(Firm, command.firm_id)
+    await emit(
+        session,
+        Context.of(command),
+        ColleagueInvited(
+            email=email,
+            role=Role(command.role),
+            invited_by=inviter.id,
+            firm_name=firm.name if firm else "your firm",
+            inviter_name=inviter.display_name,
+        ),
+    )
+    return ColleagueInvitation(email=email, role=command.role)
+
+
+def _is_uuid(value: str) -> bool:
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True

@@ -1,0 +1,98 @@
+"""What every registry rule shares: who is acting, appending events, the Client URL, a live client.
+
+Every state change appends its event to the outbox in the same transaction
+(invariant 1); the caller commits once at the end. A refusal raises
+``hub_common.commands.CommandRejected`` (made by ``refused``) and changes nothing.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col, select
+
+from hub_common import outbox
+from hub_common.commands import FirmCommand, RejectionReason, refused
+from hub_common.entra import DirectoryUnavailable, TenantDirectory, TenantNotFound
+from hub_common.events import Actor, ClientConnection, Envelope, EventData, new_envelope
+from hub_registry.domain.client_url import ClientUrlError, ParsedClientUrl, parse_client_url
+from hub_registry.models import Client, registry_outbox
+from hub_registry.settings import RegistrySettings
+
+SERVICE_ACTOR = Actor.service("registry")
+
+
+@dataclass(frozen=True)
+class Context:
+    """Who is acting, and for which request, shared by every event a command emits."""
+
+    firm_id: uuid.UUID
+    actor: Actor
+    correlation_id: str
+
+    @classmethod
+    def of(cls, command: FirmCommand) -> Context:
+        return cls(command.firm_id, command.actor, command.correlation_id)
+
+
+async def emit(session: AsyncSession, context: Context, data: EventData) -> Envelope[EventData]:
+    envelope = new_envelope(data, firm_id=context.firm_id, actor=context.actor, correlation_id=context.correlation_id)
+    await outbox.append(session, registry_outbox, envelope)
+    return envelope
+
+
+async def resolve_tenant(directory: TenantDirectory, tenant: str) -> uuid.UUID:
+    """The tenant's directory id; the Client URL is still never fetched, only Entra is asked."""
+    try:
+        return await directory.resolve(tenant)
+    except TenantNotFound as error:
+        raise refused(RejectionReason.INVALID, f"{error}; check the tenant in the Client URL", "client_url") from error
+    except DirectoryUnavailable as error:
+        raise refused(RejectionReason.UNAVAILABLE, f"{error}; try again in a moment", "client_url") from error
+
+
+def parse_url(client_url: str, settings: RegistrySettings) -> ParsedClientUrl:
+    """The tenant, environment and company a Client URL names, or why it names none."""
+    try:
+        return parse_client_url(client_url, extra_web_client_bases=_web_client_bases(settings))
+    except ClientUrlError as error:
+        raise refused(RejectionReason.INVALID, error.message, field="client_url") from error
+
+
+def _web_client_bases(settings: RegistrySettings) -> tuple[str, ...]:
+    # The sandbox's web client, in dev, is a web client too.
+    default = "https://businesscentral.dynamics.com"
+    return () if settings.bc_web_client.rstrip("/") == default else (settings.bc_web_client,)
+
+
+def parsed_connection(parsed: ParsedClientUrl, tenant_id: uuid.UUID | None) -> ClientConnection:
+    return ClientConnection(
+        tenant=parsed.tenant, environment=parsed.environment, company_name=parsed.company_name, tenant_id=tenant_id
+    )
+
+
+def client_connection(client: Client) -> ClientConnection:
+    return ClientConnection(
+        tenant=client.tenant,
+        environment=client.environment,
+        company_name=client.company_name,
+        tenant_id=client.tenant_id,
+    )
+
+
+async def live_client(session: AsyncSession, firm_id: uuid.UUID, client_id: uuid.UUID) -> Client:
+    client = (
+        await session.execute(
+            select(Client).where(
+                Client.id == client_id,
+                Client.firm_id == firm_id,
+                col(Client.removed_at).is_(None),
+            )
+        )
+    ).scalar_one_or_none()
+    if client is None:
+        # Another firm's client answers exactly like a missing one (invariant 4).
+        raise refused(RejectionReason.NOT_FOUND, "No such client", field="client_id")
+    return client
