@@ -183,6 +183,28 @@ async def test_rows_filter_sort_and_page_in_the_database(fresh_model: Callable[[
     assert seen == [r.company_name for r in everything.rows]
 
 
+@pytest.mark.parametrize(
+    ("text", "found"),
+    [
+        ("Muhl", ["Mühlbach Gruppe"]),
+        ("MÜHLBACH", ["Mühlbach Gruppe"]),
+        ("lodz", ["Łódź Handel"]),
+        ("ŁÓDŹ", ["Łódź Handel"]),
+        ("Cafe", ["Café Crème"]),
+        ("creme", ["Café Crème"]),
+        ("zz", []),
+    ],
+)
+async def test_search_ignores_accents_and_case(fresh_model: Callable[[], Any], text: str, found: list[str]) -> None:
+    sessions = await fresh_model()
+    log = Log()
+    for name in ("Mühlbach Gruppe", "Łódź Handel", "Café Crème", "Plain Ltd"):
+        log.add(_client(name, f"{uuid.uuid4().hex[:8]}.example", uuid.uuid4()))
+    await _apply(sessions, log.items)
+
+    assert [row.client_name for row in (await _page(sessions, text=text)).rows] == found
+
+
 async def test_check_errors_keeps_each_failure_once_newest_first(fresh_model: Callable[[], Any]) -> None:
     sessions = await fresh_model()
     firm = await _firm_with_rows(sessions)

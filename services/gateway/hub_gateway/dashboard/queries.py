@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import KeyedColumnElement
 from sqlmodel import col, select
 
+from hub_common.text_search import fold, folded
 from hub_gateway.clients.queries import parsed_json
 from hub_gateway.readmodel.columns import FIGURE_COLUMNS, FIGURES_BY_KEY
 from hub_gateway.readmodel.models import (
@@ -128,12 +129,13 @@ def _figure(key: str) -> KeyedColumnElement[Any]:
 def _conditions(query: DashboardQuery, firm_id: uuid.UUID) -> list[ColumnElement[bool]]:
     conditions: list[ColumnElement[bool]] = [col(ClientRow.firm_id) == firm_id, col(ClientRow.removed).is_(False)]
     if query.text:
-        pattern = _escaped_like(query.text.strip())
+        # Accents and case aside: "muhl" finds Mühlbach, "LODZ" finds Łódź.
+        pattern = _escaped_like(fold(query.text.strip()))
         conditions.append(
             or_(
-                col(ClientRow.name).ilike(pattern, escape="\\"),
-                col(CompanyRow.company_name).ilike(pattern, escape="\\"),
-                col(CompanyRow.display_name).ilike(pattern, escape="\\"),
+                folded(col(ClientRow.name)).like(pattern, escape="\\"),
+                folded(col(CompanyRow.company_name)).like(pattern, escape="\\"),
+                folded(col(CompanyRow.display_name)).like(pattern, escape="\\"),
             )
         )
     if query.client_id is not None:
