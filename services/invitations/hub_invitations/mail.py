@@ -7,6 +7,7 @@ to the dashboard. Sending is blocking ``smtplib``; callers run it off the event 
 
 from __future__ import annotations
 
+import re
 import smtplib
 import ssl
 from dataclasses import dataclass
@@ -58,8 +59,21 @@ def _expiry(moment: datetime) -> str:
     return moment.strftime("%d %B %Y, %H:%M UTC")
 
 
+# How a client's own welcome text may open (BC's invitation lets them write one): then it is
+# the greeting, and the mail does not greet a second time.
+_GREETING = re.compile(
+    r"^\s*(hello|hi|hey|dear|good (morning|afternoon|evening)|hallo|beste|geachte|goedemorgen|goedemiddag"
+    r"|liebe|lieber|sehr geehrte|guten (tag|morgen)|bonjour|bonsoir|cher|chère|madame|monsieur)\b",
+    re.IGNORECASE,
+)
+
+
+def _greets(welcome_text: str | None) -> bool:
+    return bool(welcome_text and _GREETING.match(welcome_text))
+
+
 def plain_text(mail: InvitationMail) -> str:
-    lines = [f"Hello {mail.accountant_name},", ""]
+    lines = [] if _greets(mail.welcome_text) else [f"Hello {mail.accountant_name},", ""]
     if mail.welcome_text and mail.welcome_text.strip():
         lines += [mail.welcome_text.strip(), ""]
     lines += [
@@ -92,7 +106,7 @@ def html_body(mail: InvitationMail) -> str:
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
         f"<title>{escape(mail.subject)}</title></head>"
         '<body style="font-family:system-ui,sans-serif;line-height:1.5;max-width:40rem">'
-        f"<p>Hello {escape(mail.accountant_name)},</p>{welcome}"
+        f"{'' if _greets(mail.welcome_text) else f'<p>Hello {escape(mail.accountant_name)},</p>'}{welcome}"
         f"<p>{escape(mail.client_name)} invites you to follow their Business Central companies in"
         f" {PRODUCT} (environment {escape(mail.environment)}):</p><ul>{companies}</ul>"
         f'<p><a href="{escape(mail.accept_url)}">Accept access</a></p>'
