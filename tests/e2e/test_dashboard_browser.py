@@ -154,6 +154,11 @@ def test_an_accountants_day_on_the_dashboard(
     expect(pane.locator("section", has_text="Cash accounts").locator("tbody tr")).to_have_count(len(cash_accounts))
     assert sum(Decimal(a["balance"]) for a in cash_accounts) == Decimal(row["values"]["cash"])
     expect(pane.locator("svg.chart")).to_be_visible()
+    # The forecast's value axis names its amounts (round steps) and its currency.
+    axis = pane.locator("svg.chart text.axis")
+    assert axis.count() >= 3, axis.all_text_contents()
+    assert all(re.search(r"\d", label) for label in axis.all_text_contents()), axis.all_text_contents()
+    expect(pane.locator("svg.chart text.axis-title").first).to_have_text(row["currency_code"])
     overdue = details["figures"]["overdue_sales_invoices"]
     links = pane.locator("section", has_text="Overdue sales invoices").locator("tbody a")
     expect(links).to_have_count(len(overdue["largest"]))

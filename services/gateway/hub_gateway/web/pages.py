@@ -123,7 +123,7 @@ async def dashboard_page(request: Request, state: State, session: Session) -> Re
         "preferences": (await preferences.preferences_of(session, principal)).model_dump(mode="json"),
         "views": [view.model_dump(mode="json") for view in await preferences.saved_views(session, principal)],
         "clients": [
-            {"client_id": str(c.client_id), "name": c.name}
+            {"client_id": str(c.client_id), "name": c.name, "sample": c.source == "sample"}
             for c in await clients_queries.clients(session, firm_id=principal.firm_id)
         ],
         "accountants": await _people(session, principal),

@@ -274,5 +274,10 @@ const Hub = (() => {
     }
   });
 
-  return { api, ApiError, h, amount, count, dateTime, date, time, age, setLocale, closeMenus, technicalDetails, waitingText, download };
+  // An axis label: "120K", "1.5M" in the chosen locale.
+  function compactAmount(value) {
+    return new Intl.NumberFormat(locale, { notation: "compact", maximumFractionDigits: 1 }).format(value);
+  }
+
+  return { api, ApiError, h, amount, count, compactAmount, dateTime, date, time, age, setLocale, closeMenus, technicalDetails, waitingText, download };
 })();

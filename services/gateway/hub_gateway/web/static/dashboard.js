@@ -19,6 +19,20 @@
   };
   Hub.setLocale(state.preferences.locale);
 
+  // First sign-in: the sample client is there to try things on; say so, and how to remove it.
+  const sample = boot.clients.find((client) => client.sample);
+  const SAMPLE_NOTE_READ = "hub.sample-note-read";
+  if (sample && !localStorage.getItem(SAMPLE_NOTE_READ)) {
+    const note = document.getElementById("sample-note");
+    note.replaceChildren(
+      h("strong", {}, `${sample.name} is a sample client. `),
+      "It is the hub's demo Business Central, on every new dashboard so you can try the figures, the details pane, the workbooks and Check Errors. ",
+      "Add your own clients under ", h("a", { href: "/clients/new" }, "Manage Clients → New"), ", or by accepting a client's Invite External Accountant link. ",
+      "Remove the sample from ", h("a", { href: `/clients/${sample.client_id}` }, "its client card"), " whenever you like. ",
+      h("button", { type: "button", class: "secondary", id: "sample-note-close", onclick: () => { localStorage.setItem(SAMPLE_NOTE_READ, "1"); note.hidden = true; $("filter-text").focus(); } }, "Got it"));
+    note.hidden = false;
+  }
+
   const $ = (id) => document.getElementById(id);
   const keyOf = (row) => `${row.client_id}/${row.company_id || ""}`;
 
@@ -579,6 +593,13 @@
         h("tbody", {}, rows)) : null);
   }
 
+  // 1, 2 or 5 times a power of ten: axis steps a reader takes in at a glance.
+  function niceStep(rough) {
+    const power = 10 ** Math.floor(Math.log10(Math.abs(rough) || 1));
+    const fraction = rough / power;
+    return (fraction <= 1 ? 1 : fraction <= 2 ? 2 : fraction <= 5 ? 5 : 10) * power;
+  }
+
   function forecastChart(forecast, currency) {
     const NS = "http://www.w3.org/2000/svg";
     const svg = (tag, attributes, text) => {
@@ -593,17 +614,27 @@
     const values = [...balances, ...flows, Number(forecast.opening_cash), 0];
     const top = Math.max(...values), bottom = Math.min(...values);
     const span = top - bottom || 1;
-    const width = 520, height = 200, left = 8, right = 8, upper = 12, lower = 22;
+    // Room on the left for the amounts of the value axis.
+    const width = 560, height = 220, left = 64, right = 8, upper = 12, lower = 36;
     const x = (i) => left + (i + 0.5) * ((width - left - right) / weeks.length);
     const y = (v) => upper + (top - v) / span * (height - upper - lower);
     const chart = svg("svg", { class: "chart", viewBox: `0 0 ${width} ${height}`, role: "img", "aria-label": `13-week cash-flow forecast; low point ${Hub.amount(forecast.low_point, currency)}` });
+    // The value axis: about five round amounts from the bottom to the top, each with its line.
+    const step = niceStep(span / 4);
+    for (let index = Math.ceil(bottom / step); index * step <= top + step / 1000; index += 1) {
+      const tick = index * step + 0; // whole multiples of the step: no -0, no float residue
+      chart.append(svg("line", { class: "grid", x1: left, x2: width - right, y1: y(tick), y2: y(tick) }));
+      chart.append(svg("text", { class: "axis", x: left - 4, y: y(tick) + 3, "text-anchor": "end" }, Hub.compactAmount(tick)));
+    }
+    chart.append(svg("text", { class: "axis-title", x: 4, y: 10 }, currency || ""));
+    chart.append(svg("text", { class: "axis-title", x: (left + width - right) / 2, y: height - 4, "text-anchor": "middle" }, "Weeks from today"));
     chart.append(svg("line", { class: "zero", x1: left, x2: width - right, y1: y(0), y2: y(0) }));
     const barWidth = (width - left - right) / weeks.length / 3;
     weeks.forEach((week, i) => {
       const receipts = Number(week.receipts), payments = Number(week.payments);
       chart.append(svg("rect", { class: "bar-in", x: x(i) - barWidth, y: y(receipts), width: barWidth, height: Math.max(0, y(0) - y(receipts)) }));
       chart.append(svg("rect", { class: "bar-out", x: x(i), y: y(0), width: barWidth, height: Math.max(0, y(-payments) - y(0)) }));
-      chart.append(svg("text", { x: x(i), y: height - 6, "text-anchor": "middle" }, `W${i + 1}`));
+      chart.append(svg("text", { x: x(i), y: height - 20, "text-anchor": "middle" }, `W${i + 1}`));
     });
     // The line starts at today's cash, then each week's closing balance; the dot is the low point.
     const line = [[left, Number(forecast.opening_cash)], ...balances.map((b, i) => [x(i), b])];
