@@ -113,11 +113,11 @@ class FaultHub:
     def start_fetcher(self, name: str) -> ServiceProcess:
         return self.start(name, "fetcher", FETCHER_SETTINGS)
 
-    def wait_until_ready(self, name: str, timeout: float = 60) -> None:
-        """Until the fetcher said it is ready (bound to its durable, BC client set up)."""
+    def wait_until_ready(self, name: str, timeout: float = 60, said: str = '"fetcher ready"') -> None:
+        """Until the process said it is ready (a fetcher: bound to its durable, BC client set up)."""
         process = self.processes[name]
         deadline = time.monotonic() + timeout
-        while '"fetcher ready"' not in process.log():
+        while said not in process.log():
             if process.process.poll() is not None:
                 raise AssertionError(f"{name} exited:\n{process.log()[-3000:]}")
             if time.monotonic() > deadline:
@@ -222,6 +222,8 @@ def launch(hub: FaultHub, *, registries: list[str], registry_database_url: str) 
     """Start the hub's processes (registry replicas sharing one database), ready for work."""
     for name in registries:
         hub.start(name, "registry", {"HUB_DATABASE_URL": registry_database_url, "HUB_SCHEDULED_REFRESH_SECONDS": "0"})
+    for name in registries:
+        hub.wait_until_ready(name, timeout=90, said='"registry ready"')
     gateway = hub.start("gateway", "gateway", hub.gateway_settings)
     hub.start_fetcher("fetcher-1")
     hub.start_fetcher("fetcher-2")

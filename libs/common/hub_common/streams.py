@@ -13,7 +13,9 @@ one with other values would reconcile the streams and consumers to its own on ea
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import time
 import uuid
 from dataclasses import dataclass, fields, replace
 
@@ -30,6 +32,7 @@ from nats.js.api import (
     StreamConfig,
 )
 
+from hub_common.bus import BROKER_UNAVAILABLE
 from hub_common.events import EVENT_TYPES, CompanySnapshot
 from hub_common.grants import GRANTS_BUCKET, GRANTS_BUCKET_DESCRIPTION
 from hub_common.logging import get_logger
@@ -374,9 +377,35 @@ def _differs(wanted: StreamConfig | ConsumerConfig, actual: StreamConfig | Consu
     return any(actual_fields.get(key) != value for key, value in wanted_fields.items())
 
 
-async def declare_topology(js: JetStreamContext, topology: Topology | None = None) -> None:
-    """Create or reconcile both streams and every durable consumer."""
-    topology = topology or Topology()
+# How long a starting process waits for the broker to take its topology: a NATS cluster
+# that is starting, or creating replicated streams for several processes at once, may time
+# out a request for a while. Longer than that, the process fails and is restarted.
+TOPOLOGY_PATIENCE_SECONDS = 120.0
+
+
+async def declare_topology(
+    js: JetStreamContext, topology: Topology | None = None, *, patience_seconds: float = TOPOLOGY_PATIENCE_SECONDS
+) -> None:
+    """Create or reconcile both streams, every bucket and every durable consumer.
+
+    Each step is idempotent, so a broker that does not answer in time (an election, streams
+    being placed across the cluster) gets the whole declaration again after a pause.
+    """
+    deadline = time.monotonic() + patience_seconds
+    pause = 0.5
+    while True:
+        try:
+            await _declare(js, topology or Topology())
+            return
+        except BROKER_UNAVAILABLE as error:
+            if time.monotonic() + pause > deadline:
+                raise
+            logger.warning("broker not ready for the topology; declaring again", error=repr(error)[:200])
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 5.0)
+
+
+async def _declare(js: JetStreamContext, topology: Topology) -> None:
     for wanted in stream_configs(topology.streams):
         assert wanted.name is not None
         try:
