@@ -37,6 +37,9 @@ def test_status_first_at_1280_by_800(page: Page, hub: Hub, sandbox: Sandbox, fau
     for name in names:
         expect(_row(page, name).locator(".state")).to_have_text("OK", timeout=60_000)
     expect(page.locator("#summary-ok")).to_contain_text(str(len(names)))
+    # Every company read has a health indicator with its score and reasons.
+    for dot in page.locator("#grid-body .health").all():
+        expect(dot).to_have_attribute("title", re.compile(r"^Health \d+ of 100"))
 
     # 1. The default columns fit: neither the table nor the page scrolls sideways.
     widths = page.evaluate(
@@ -68,6 +71,11 @@ def test_status_first_at_1280_by_800(page: Page, hub: Hub, sandbox: Sandbox, fau
     state_box = first.locator(".state").bounding_box()
     assert state_box is not None
     assert state_box["x"] + state_box["width"] <= 1280 and state_box["y"] + state_box["height"] <= 800, state_box
+    # Its health says so, with the reason.
+    health = first.locator(".health")
+    expect(health).to_have_attribute(
+        "title", re.compile(r"Health \d+ of 100, (worth a look|needs action): The last refresh failed")
+    )
     attention = page.locator("#summary-attention")
     expect(attention).to_contain_text("need attention")
     expect(attention.locator(".tile-value")).not_to_have_text("0")

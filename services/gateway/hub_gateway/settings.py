@@ -3,6 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from hub_common.settings import HubSettings
+from hub_gateway.dashboard.health import HealthWeights
 
 
 class GatewaySettings(HubSettings):
@@ -24,3 +25,5 @@ class GatewaySettings(HubSettings):
     sign_in_tenant: str = "organizations"
     # Where the dev SMTP sink keeps mail (`hub up` sets it); the dev mail page reads it.
     smtp_sink_dir: Path | None = None
+    # How a company's health is weighed (dashboard/health.py); JSON, e.g. {"failure": 50}.
+    health_weights: HealthWeights = HealthWeights()

@@ -92,6 +92,7 @@ def _dashboard_query(
 async def dashboard(
     principal: CurrentPrincipal,
     session: Session,
+    state: State,
     text: Annotated[str | None, Query(max_length=200, description="Part of a client or company name")] = None,
     client_id: uuid.UUID | None = None,
     assigned_accountant_id: uuid.UUID | None = None,
@@ -109,7 +110,9 @@ async def dashboard(
     query = _dashboard_query(
         text, client_id, assigned_accountant_id, has_errors, overdue, threshold, sort, offset, limit
     )
-    return await dashboard_queries.dashboard_page(session, firm_id=principal.firm_id, query=query)
+    return await dashboard_queries.dashboard_page(
+        session, firm_id=principal.firm_id, query=query, weights=state.settings.health_weights
+    )
 
 
 class ColumnInfo(BaseModel):
@@ -229,7 +232,9 @@ async def _messages(state: GatewayState, firm_id: uuid.UUID, notice: Notice) -> 
     if notice.reload:
         return [_event("reload", {})]
     async with state.sessions() as session:
-        rows = await dashboard_queries.rows_of_clients(session, firm_id=firm_id, client_ids=notice.client_ids)
+        rows = await dashboard_queries.rows_of_clients(
+            session, firm_id=firm_id, client_ids=notice.client_ids, weights=state.settings.health_weights
+        )
         counts = await dashboard_queries.state_counts(session, firm_id=firm_id)
     messages = [
         _event(

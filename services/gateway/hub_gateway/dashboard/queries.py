@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Context, Decimal
 from enum import StrEnum
 from typing import Annotated, Any, Literal
@@ -16,6 +16,7 @@ from sqlmodel import col, select
 
 from hub_common.text_search import fold, folded
 from hub_gateway.clients.queries import parsed_json
+from hub_gateway.dashboard.health import Health, HealthInputs, HealthWeights, assess
 from hub_gateway.readmodel.columns import FIGURE_COLUMNS, FIGURES_BY_KEY
 from hub_gateway.readmodel.models import (
     ClientRow,
@@ -76,6 +77,9 @@ class FailureSummary(BaseModel):
     occurred_at: datetime | None = None
 
 
+DEFAULT_WEIGHTS = HealthWeights()
+
+
 class PageRow(BaseModel):
     """One dashboard row: a company of a client (or a client whose companies are unknown)."""
 
@@ -93,6 +97,8 @@ class PageRow(BaseModel):
     failure: FailureSummary | None
     # While the state is "waiting": when the fetcher tries again.
     next_attempt_at: datetime | None = None
+    # The company's health at a glance (dashboard/health.py says how it is weighed).
+    health: Health = Health(score=None, level="unknown", reasons=[])
 
 
 class StateCounts(BaseModel):
@@ -214,7 +220,32 @@ def _failure_summary(failure_json: str | None) -> FailureSummary | None:
     )
 
 
-def _page_row(client: ClientRow, company: CompanyRow | None) -> PageRow:
+def _closing_balances(figures_json: str | None) -> tuple[Decimal, ...]:
+    figures = parsed_json(figures_json) or {}
+    forecast = figures.get("forecast") or {}
+    try:
+        return tuple(Decimal(str(week["closing_balance"])) for week in forecast.get("weeks") or ())
+    except (KeyError, TypeError, ArithmeticError):
+        return ()
+
+
+def _amount(value: Any) -> Decimal | None:
+    return None if value is None else Decimal(value)
+
+
+def _health(company: CompanyRow, weights: HealthWeights) -> Health:
+    inputs = HealthInputs(
+        state=company.state,
+        as_of=company.as_of,
+        cash=_amount(company.figure_cash),
+        overdue_sales=_amount(company.figure_overdue_sales_invoices_amount),
+        overdue_purchases=_amount(company.figure_overdue_purchase_invoices_amount),
+        closing_balances=_closing_balances(company.figures_json),
+    )
+    return assess(inputs, datetime.now(UTC), weights)
+
+
+def _page_row(client: ClientRow, company: CompanyRow | None, weights: HealthWeights) -> PageRow:
     if company is None:
         return PageRow(
             client_id=client.client_id,
@@ -241,6 +272,7 @@ def _page_row(client: ClientRow, company: CompanyRow | None) -> PageRow:
         values={column.key: _value(getattr(company, column.attribute)) for column in FIGURE_COLUMNS},
         failure=_failure_summary(company.failure_json),
         next_attempt_at=company.next_attempt_at,
+        health=_health(company, weights),
     )
 
 
@@ -268,14 +300,16 @@ async def state_counts(session: AsyncSession, *, firm_id: uuid.UUID) -> StateCou
     return counts
 
 
-async def dashboard_page(session: AsyncSession, *, firm_id: uuid.UUID, query: DashboardQuery) -> DashboardPage:
+async def dashboard_page(
+    session: AsyncSession, *, firm_id: uuid.UUID, query: DashboardQuery, weights: HealthWeights = DEFAULT_WEIGHTS
+) -> DashboardPage:
     conditions = _conditions(query, firm_id)
     total_query = (
         select(func.count()).select_from(ClientRow).outerjoin(CompanyRow, _companies_of_client()).where(*conditions)
     )
     total = (await session.execute(total_query)).scalar_one()
     page = _joined().where(*conditions).order_by(*_order(query)).offset(query.offset).limit(query.limit)
-    rows = [_page_row(client, company) for client, company in (await session.execute(page)).all()]
+    rows = [_page_row(client, company, weights) for client, company in (await session.execute(page)).all()]
     return DashboardPage(
         rows=rows,
         total=total,
@@ -285,7 +319,13 @@ async def dashboard_page(session: AsyncSession, *, firm_id: uuid.UUID, query: Da
     )
 
 
-async def rows_of_clients(session: AsyncSession, *, firm_id: uuid.UUID, client_ids: set[uuid.UUID]) -> list[PageRow]:
+async def rows_of_clients(
+    session: AsyncSession,
+    *,
+    firm_id: uuid.UUID,
+    client_ids: set[uuid.UUID],
+    weights: HealthWeights = DEFAULT_WEIGHTS,
+) -> list[PageRow]:
     """The current rows of some clients (what the live page replaces after a change)."""
     if not client_ids:
         return []
@@ -296,7 +336,7 @@ async def rows_of_clients(session: AsyncSession, *, firm_id: uuid.UUID, client_i
     )
     rows: list[PageRow] = []
     for client, company in (await session.execute(statement)).all():
-        row = _page_row(client, company)
+        row = _page_row(client, company, weights)
         if client.removed:
             row.state = "removed"
         rows.append(row)
@@ -309,7 +349,9 @@ class DashboardRow(PageRow):
     figures: dict[str, Any] | None
 
 
-async def dashboard_rows(session: AsyncSession, *, firm_id: uuid.UUID) -> list[DashboardRow]:
+async def dashboard_rows(
+    session: AsyncSession, *, firm_id: uuid.UUID, weights: HealthWeights = DEFAULT_WEIGHTS
+) -> list[DashboardRow]:
     """Every row of the firm's dashboard in its default order, with the full figures."""
     statement = (
         _joined()
@@ -318,7 +360,7 @@ async def dashboard_rows(session: AsyncSession, *, firm_id: uuid.UUID) -> list[D
     )
     return [
         DashboardRow(
-            **_page_row(client, company).model_dump(),
+            **_page_row(client, company, weights).model_dump(),
             figures=parsed_json(company.figures_json) if company is not None else None,
         )
         for client, company in (await session.execute(statement)).all()

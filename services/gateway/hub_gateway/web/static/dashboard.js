@@ -140,6 +140,14 @@
       h("ul", { role: "menu", hidden: true }, items));
   }
 
+  // The company's health at a glance; the score and its reasons on hover and for readers.
+  function healthDot(health) {
+    if (!health || health.level === "unknown") return h("span", { class: "health health-unknown", "aria-hidden": "true" }, "○ ");
+    const words = { good: "good", watch: "worth a look", act: "needs action" }[health.level];
+    const text = `Health ${health.score} of 100, ${words}: ${health.reasons.join(" ")}`;
+    return h("span", { class: `health health-${health.level}`, title: text, role: "img", "aria-label": text, dataset: { score: String(health.score) } }, "● ");
+  }
+
   function renderRow(row) {
     const key = keyOf(row);
     const checkbox = h("input", { type: "checkbox", "aria-label": `Select ${row.client_name} ${row.company_name || ""}`.trim(), checked: state.selected.has(key),
@@ -154,7 +162,7 @@
     });
     return h("tr", { dataset: { key, state: row.state } },
       h("td", { class: "sticky" }, checkbox),
-      h("td", { class: "sticky" }, row.client_name),
+      h("td", { class: "sticky" }, healthDot(row.health), row.client_name),
       h("td", { class: "sticky" }, companyCell),
       h("td", { class: "sticky state-cell" }, stateBadge(row)),
       h("td", { class: "sticky", title: row.as_of ? Hub.dateTime(row.as_of) : "", dataset: { asOf: row.as_of || "" } }, row.as_of ? Hub.age(row.as_of) : "—"),
