@@ -15,7 +15,6 @@ import pytest
 from nats.aio.client import Client
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from hub_common.bus import connect
 from hub_common.db import create_engine
 from hub_common.leadership import current_holder
 from hub_common.local_nats import LocalNatsCluster, LocalNatsServer, free_port
@@ -92,13 +91,6 @@ def cluster_hub(
 
 
 @pytest.fixture
-async def bus(nats_cluster: LocalNatsCluster) -> AsyncIterator[Client]:
-    connection = await connect(nats_cluster.url, name="cluster-test")
-    yield connection
-    await connection.close()
-
-
-@pytest.fixture
 async def read_model(databases: tuple[str, str]) -> AsyncIterator[AsyncEngine]:
     engine = create_engine(databases[1])
     yield engine
@@ -116,9 +108,9 @@ def _node_named(cluster: LocalNatsCluster, server_name: str) -> LocalNatsServer:
 
 
 async def test_refreshes_survive_a_lost_node_and_a_lost_registry(
-    cluster_hub: FaultHub, nats_cluster: LocalNatsCluster, bus: Client, read_model: AsyncEngine
+    cluster_hub: FaultHub, nats_cluster: LocalNatsCluster, cluster_connection: Client, read_model: AsyncEngine
 ) -> None:
-    hub, js = cluster_hub, bus.jetstream()
+    hub, js = cluster_hub, cluster_connection.jetstream()
     tenants = hub.tenants()
     firm, companies = await hub.onboard("cluster", tenants, js, read_model)
     assert sum(len(client_companies) for client_companies in companies.values()) >= 12, companies

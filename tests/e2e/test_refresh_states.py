@@ -107,16 +107,6 @@ def test_refresh_selected_counts_exactly_the_selected_rows(firm: dict[str, Any])
     assert [p["total"] for p in progress] == [1, 1] and [p["done"] for p in progress] == [1, 1]
 
 
-@pytest.fixture
-def faults(sandbox: Sandbox) -> Iterator[httpx.Client]:
-    admin = httpx.Client(base_url=f"{sandbox.base_url}/_sandbox", verify=sandbox.tls(), timeout=10)
-    try:
-        yield admin
-    finally:
-        admin.delete("/faults").raise_for_status()
-        admin.close()
-
-
 def test_a_refresh_whose_discovery_fails_completes(hub: Hub, sandbox: Sandbox, faults: httpx.Client) -> None:
     api = hub.client("rupert@adventure-accounting.example")
     tenants: list[dict[str, Any]] = faults.get("/tenants").json()["tenants"]

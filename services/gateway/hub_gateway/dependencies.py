@@ -293,6 +293,10 @@ async def send_command(
         raise rejection_error(rejected) from rejected
 
 
+# Paging stops here: past it a firm has nothing to show, and databases refuse larger offsets.
+MAX_OFFSET = 1_000_000
+
+
 def feature_api(feature: str) -> APIRouter:
     """One feature's part of the JSON API under /api/v1, documenting the error bodies any
     signed-in route may answer with."""

@@ -9,8 +9,8 @@ from fastapi import Query
 
 from hub_common.events import FailureKind
 from hub_gateway.check_errors import queries as check_errors_queries
-from hub_gateway.dashboard.endpoints import MAX_OFFSET
 from hub_gateway.dependencies import (
+    MAX_OFFSET,
     CurrentPrincipal,
     Session,
     feature_api,

@@ -19,6 +19,7 @@ from hub_gateway.accounts import preferences
 from hub_gateway.dashboard import queries as dashboard_queries
 from hub_gateway.dashboard.live import STREAMS_PER_ACCOUNTANT, Notice, TooManyStreams
 from hub_gateway.dependencies import (
+    MAX_OFFSET,
     CurrentPrincipal,
     GatewayState,
     Session,
@@ -28,10 +29,6 @@ from hub_gateway.dependencies import (
 from hub_gateway.readmodel.columns import DEFAULT_COLUMNS, FIGURE_COLUMNS
 
 dashboard_api = feature_api("dashboard")
-
-
-# Paging stops here: past it a firm has nothing to show, and databases refuse larger offsets.
-MAX_OFFSET = 1_000_000
 
 
 # How often an idle live stream sends a comment, so proxies keep it open and a closed
