@@ -13,7 +13,6 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
 import httpx
 import openpyxl
@@ -22,7 +21,8 @@ from playwright.sync_api import Page, expect
 
 from hub_common.events import Actor, Failure, FailureKind, RefreshDeferred
 from tests.conftest import Sandbox
-from tests.e2e.conftest import SCREENSHOTS, Hub
+from tests.e2e.browser import consented_tenant, row_of, shot, sign_in
+from tests.e2e.conftest import Hub
 from tests.support.connect import add_connected_client
 from tests.support.events import publish, refreshes_settled
 from tests.support.waiting import eventually
@@ -32,45 +32,15 @@ pytestmark = pytest.mark.e2e
 EMAIL = "grace@litware-accounting.example"
 
 
-def _tenants(sandbox: Sandbox) -> list[dict[str, Any]]:
-    tenants: list[dict[str, Any]] = (
-        httpx.get(f"{sandbox.base_url}/_sandbox/tenants", verify=sandbox.tls()).raise_for_status().json()["tenants"]
-    )
-    return tenants
-
-
-def _consented_tenant(sandbox: Sandbox) -> dict[str, Any]:
-    return next(t for t in _tenants(sandbox) if t["consented"] and t["domain"] != "cronus-sample.onmicrosoft.com")
-
-
-def _shot(page: Page, name: str) -> None:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=SCREENSHOTS / f"{name}.png")
-
-
-def _sign_in(page: Page, hub: Hub, email: str) -> None:
-    page.goto(f"{hub.url}/")
-    expect(page).to_have_url(re.compile(r"/sign-in"))
-    page.get_by_role("link", name="Sign in with Microsoft").click()
-    page.get_by_label("Email address").fill(email)
-    page.get_by_role("button", name="Sign in").click()
-    expect(page.get_by_role("table", name="Client companies")).to_be_visible()
-    expect(page.locator("header .who")).to_have_text(email)
-
-
-def _row(page: Page, text: str) -> Any:
-    return page.locator("#grid-body tr", has_text=text)
-
-
 def test_an_accountants_day_on_the_dashboard(
     page: Page, hub: Hub, sandbox: Sandbox, faults: httpx.Client, tmp_path: Path
 ) -> None:
-    tenant = _consented_tenant(sandbox)
+    tenant = consented_tenant(sandbox)
     production = next(e for e in tenant["environments"] if e["name"] == "Production")
     company_names = sorted(c["display_name"] or c["name"] for c in production["companies"])
 
     # 1. Sign in: a new firm, with an empty dashboard that says what to do.
-    _sign_in(page, hub, EMAIL)
+    sign_in(page, hub, EMAIL)
     expect(page.locator("#grid-body")).to_contain_text("No clients yet")
 
     # 2. Manage Clients → New: a wrong URL says what is wrong; the right one waits for the client.
@@ -93,7 +63,7 @@ def test_an_accountants_day_on_the_dashboard(
     page.get_by_role("button", name="Get the Connect link").click()
     link = page.locator("#connect-url")
     expect(link).to_be_focused()
-    _shot(page, "connect-link")
+    shot(page, "connect-link")
     # The client's administrator is someone else, in a browser of their own.
     assert page.context.browser is not None
     # As the hub's own page does, it trusts the sandbox's CA (ignore_https_errors).
@@ -118,34 +88,34 @@ def test_an_accountants_day_on_the_dashboard(
     expect(result).to_contain_text("The hub can read this client", timeout=30_000)
     for name in company_names:
         expect(result).to_contain_text(name)
-    _shot(page, "client-card")
+    shot(page, "client-card")
     page.get_by_role("link", name="← Manage Clients").click()
     expect(page.get_by_role("link", name=tenant["display_name"], exact=True)).to_be_visible()
-    _shot(page, "manage-clients")
+    shot(page, "manage-clients")
 
     # 4. The dashboard fills in by itself; Refresh all changes the rows without a reload.
     page.get_by_role("link", name="Dashboard").click()
     for name in company_names:
-        expect(_row(page, name).locator(".state")).to_have_text("OK", timeout=60_000)
+        expect(row_of(page, name).locator(".state")).to_have_text("OK", timeout=60_000)
     page.evaluate("window.__not_reloaded = true")
-    before = {name: _row(page, name).locator("td[data-as-of]").get_attribute("data-as-of") for name in company_names}
+    before = {name: row_of(page, name).locator("td[data-as-of]").get_attribute("data-as-of") for name in company_names}
     page.get_by_role("button", name="Client Summary").click()
     page.get_by_role("menuitem", name="Refresh all companies").click()
     progress = page.locator("#progress-line")
     expect(progress).to_contain_text(re.compile(r"Refresh finished: (\d+) of \1 refreshed"), timeout=90_000)
     for name in company_names:
-        cell = _row(page, name).locator("td[data-as-of]")
+        cell = row_of(page, name).locator("td[data-as-of]")
         expect(cell).not_to_have_attribute("data-as-of", before[name] or "")
-        expect(_row(page, name).locator(".state")).to_have_text("OK")
+        expect(row_of(page, name).locator(".state")).to_have_text("OK")
     assert page.evaluate("window.__not_reloaded") is True, "the page reloaded"
-    _shot(page, "dashboard")
+    shot(page, "dashboard")
 
     # 5. The details pane: cash accounts adding up to the row's cash, the forecast, overdue lists.
     first = company_names[0]
     api = hub.client(EMAIL)
     rows = api.get("/api/v1/dashboard", params={"text": first}).raise_for_status().json()["rows"]
     row = next(r for r in rows if r["company_name"] == first)
-    _row(page, first).get_by_role("button", name=f"Details of {first}").click()
+    row_of(page, first).get_by_role("button", name=f"Details of {first}").click()
     pane = page.get_by_role("dialog", name=first)
     expect(pane).to_be_visible()
     expect(pane.get_by_role("heading", name="Cash accounts")).to_be_visible()
@@ -165,7 +135,7 @@ def test_an_accountants_day_on_the_dashboard(
     if overdue["largest"]:
         assert links.first.get_attribute("href") == overdue["largest"][0]["link"]
         assert (links.first.get_attribute("href") or "").startswith(sandbox.web_client)
-    _shot(page, "company-details")
+    shot(page, "company-details")
 
     # 6. Workbooks: the company's statements, and the key figures of every client.
     pane.get_by_label("Statements as of").fill("2026-01-31")
@@ -198,9 +168,9 @@ def test_an_accountants_day_on_the_dashboard(
 
     # 7. A failure injected in the client's BC shows on the row and in Check Errors.
     faults.put(f"/tenants/{tenant['id']}/faults", json={"kind": "invalid_credentials"}).raise_for_status()
-    _row(page, first).get_by_role("button", name=re.compile(f"Actions for {re.escape(first)}")).click()
+    row_of(page, first).get_by_role("button", name=re.compile(f"Actions for {re.escape(first)}")).click()
     page.get_by_role("menuitem", name="Refresh this company").click()
-    expect(_row(page, first).locator(".state")).to_have_text("Failed", timeout=60_000)
+    expect(row_of(page, first).locator(".state")).to_have_text("Failed", timeout=60_000)
     page.get_by_role("button", name="Tools").click()
     page.get_by_role("menuitem", name="Check Errors").click()
     # The credentials fail before any company is read: the entry is the client's, for all companies.
@@ -211,15 +181,15 @@ def test_an_accountants_day_on_the_dashboard(
     entry.get_by_text("HTTP 401").click()
     expect(entry).to_contain_text("Authentication_InvalidCredentials")
     expect(entry.locator("dl.technical")).to_contain_text("Correlation id")
-    _shot(page, "check-errors")
+    shot(page, "check-errors")
 
 
 def test_the_row_menu_and_filters_work_from_the_keyboard(page: Page, hub: Hub, sandbox: Sandbox) -> None:
     email = "heidi@proseware-accounting.example"
-    _sign_in(page, hub, email)
+    sign_in(page, hub, email)
     url = f"{sandbox.web_client}/cronus-sample.onmicrosoft.com/Production"
     add_connected_client(sandbox, hub.client(email), {"name": "CRONUS", "client_url": url})
-    sample = _row(page, "CRONUS").first
+    sample = row_of(page, "CRONUS").first
     expect(sample.locator(".state")).to_have_text("OK", timeout=60_000)
     menu_button = sample.get_by_role("button", name=re.compile("Actions for"))
     menu_button.focus()
@@ -239,7 +209,7 @@ def test_the_row_menu_and_filters_work_from_the_keyboard(page: Page, hub: Hub, s
     page.get_by_label("Threshold value").fill("-1000000000")
     page.get_by_role("button", name="Add", exact=True).click()
     expect(page.locator("#threshold-chips")).to_contain_text("Cash")
-    expect(_row(page, "CRONUS").first).to_be_visible()
+    expect(row_of(page, "CRONUS").first).to_be_visible()
     # Sorting by cash, descending on the second click.
     cash = page.get_by_role("button", name="Cash", exact=True)
     cash.click()
@@ -268,14 +238,14 @@ def test_one_company_refreshes_alone_and_a_wait_for_a_retry_shows_at_once(
     page: Page, hub: Hub, sandbox: Sandbox, nats_url: str
 ) -> None:
     email = "ivy@margie-accounting.example"
-    _sign_in(page, hub, email)
+    sign_in(page, hub, email)
     api = hub.client(email)
     url = f"{sandbox.web_client}/cronus-sample.onmicrosoft.com/Production"
     client_id = add_connected_client(sandbox, api, {"name": "CRONUS", "client_url": url})
     expect(page.locator("#grid-body .state", has_text="OK").first).to_be_visible(timeout=60_000)
     rows = api.get("/api/v1/dashboard", params={"client_id": client_id}).json()["rows"]
     for row in rows:
-        expect(_row(page, row["company_name"]).locator(".state")).to_have_text("OK", timeout=60_000)
+        expect(row_of(page, row["company_name"]).locator(".state")).to_have_text("OK", timeout=60_000)
     firm_id = uuid.UUID(api.get("/api/v1/me").json()["firm_id"])
     companies = {uuid.UUID(client_id): frozenset(uuid.UUID(row["company_id"]) for row in rows)}
     # No refresh of the client is still under way: the rows change only by what the test does.
@@ -288,7 +258,7 @@ def test_one_company_refreshes_alone_and_a_wait_for_a_retry_shows_at_once(
 
     # 1. Refresh this company: only its row changes, and the run is one row.
     page.evaluate(WATCH_STATES)
-    _row(page, first["company_name"]).get_by_role("button", name=f"Actions for {first['company_name']}").click()
+    row_of(page, first["company_name"]).get_by_role("button", name=f"Actions for {first['company_name']}").click()
     page.get_by_role("menuitem", name="Refresh this company").click()
     progress = page.locator("#progress-line")
     expect(progress).to_have_text("Refresh finished: 1 of 1 refreshed.", timeout=60_000)
@@ -299,7 +269,7 @@ def test_one_company_refreshes_alone_and_a_wait_for_a_retry_shows_at_once(
 
     # 2. Refresh selected: the progress counts exactly the ticked rows.
     for row in rows[:2]:
-        _row(page, row["company_name"]).get_by_role("checkbox").check()
+        row_of(page, row["company_name"]).get_by_role("checkbox").check()
     page.get_by_role("button", name="Refresh selected").click()
     expect(progress).to_have_text("Refresh finished: 2 of 2 refreshed.", timeout=60_000)
 
@@ -327,12 +297,12 @@ def test_one_company_refreshes_alone_and_a_wait_for_a_retry_shows_at_once(
         "value => new Intl.DateTimeFormat(undefined, { timeStyle: 'short' }).format(new Date(value))",
         next_attempt_at.isoformat(),
     )
-    waiting_row = _row(page, first["company_name"])
+    waiting_row = row_of(page, first["company_name"])
     expect(waiting_row).to_contain_text(
         f"Waiting: The client's Business Central is being updated. — next try at {hh_mm}", timeout=20_000
     )
     for row in others:
-        expect(_row(page, row["company_name"]).locator(".state")).to_have_text("OK")
+        expect(row_of(page, row["company_name"]).locator(".state")).to_have_text("OK")
     waiting_row.get_by_role("button", name=f"Details of {first['company_name']}").click()
     pane = page.get_by_role("dialog", name=first["company_name"])
     expect(pane).to_contain_text(f"next try at {hh_mm}")
@@ -347,6 +317,6 @@ def test_one_company_refreshes_alone_and_a_wait_for_a_retry_shows_at_once(
     expect(entry).to_contain_text("being updated")
     entry.get_by_text("HTTP 503").click()
     expect(entry.locator("dl.technical")).to_contain_text("corr-browser-503")
-    _shot(page, "check-errors-waiting")
+    shot(page, "check-errors-waiting")
     api.post("/api/v1/refresh", json={"client_id": client_id, "company_id": first["company_id"]}).raise_for_status()
     expect(page.locator("#errors-body tr", has_text="Waiting:")).to_have_count(0, timeout=60_000)

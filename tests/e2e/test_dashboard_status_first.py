@@ -11,8 +11,8 @@ import httpx
 from playwright.sync_api import Page, expect
 
 from tests.conftest import Sandbox
+from tests.e2e.browser import consented_tenant, row_of, shot, sign_in
 from tests.e2e.conftest import Hub
-from tests.e2e.test_dashboard_browser import _consented_tenant, _row, _shot, _sign_in
 from tests.support.connect import add_connected_client
 
 UNCLIPPED = """(item) => {
@@ -24,18 +24,18 @@ UNCLIPPED = """(item) => {
 
 def test_status_first_at_1280_by_800(page: Page, hub: Hub, sandbox: Sandbox, faults: httpx.Client) -> None:
     email = "judy@northwind-practice.example"
-    _sign_in(page, hub, email)
+    sign_in(page, hub, email)
     # A new firm's empty dashboard says what to do next, with the button to do it.
     expect(page.get_by_role("link", name="Add client")).to_have_attribute("href", "/clients/new")
 
-    tenant = _consented_tenant(sandbox)
+    tenant = consented_tenant(sandbox)
     production = next(e for e in tenant["environments"] if e["name"] == "Production")
     names = sorted(c["display_name"] or c["name"] for c in production["companies"])
     add_connected_client(
         sandbox, hub.client(email), {"name": tenant["display_name"], "client_url": production["client_url"]}
     )
     for name in names:
-        expect(_row(page, name).locator(".state")).to_have_text("OK", timeout=60_000)
+        expect(row_of(page, name).locator(".state")).to_have_text("OK", timeout=60_000)
     expect(page.locator("#summary-ok")).to_contain_text(str(len(names)))
     # Every company read has a health indicator with its score and reasons.
     for dot in page.locator("#grid-body .health").all():
@@ -57,7 +57,7 @@ def test_status_first_at_1280_by_800(page: Page, hub: Hub, sandbox: Sandbox, fau
 
     # 2. A failed row is visible at once, its state in view, and the summary counts it.
     faults.put(f"/tenants/{tenant['id']}/faults", json={"kind": "invalid_credentials"}).raise_for_status()
-    first = _row(page, names[0])
+    first = row_of(page, names[0])
     menu_button = first.get_by_role("button", name=re.compile("Actions for"))
     menu_button.focus()
     page.keyboard.press("Enter")
@@ -79,7 +79,7 @@ def test_status_first_at_1280_by_800(page: Page, hub: Hub, sandbox: Sandbox, fau
     attention = page.locator("#summary-attention")
     expect(attention).to_contain_text("need attention")
     expect(attention.locator(".tile-value")).not_to_have_text("0")
-    _shot(page, "dashboard-status-first")
+    shot(page, "dashboard-status-first")
 
     # 3. A workbook that cannot be made says why on the page; nothing is saved.
     downloads: list[object] = []
@@ -118,14 +118,14 @@ def test_check_errors_is_a_worklist_that_resolves_itself(
     page: Page, hub: Hub, sandbox: Sandbox, faults: httpx.Client
 ) -> None:
     email = "kim@fourthcoffee-practice.example"
-    _sign_in(page, hub, email)
-    tenant = _consented_tenant(sandbox)
+    sign_in(page, hub, email)
+    tenant = consented_tenant(sandbox)
     production = next(e for e in tenant["environments"] if e["name"] == "Production")
     names = sorted(c["display_name"] or c["name"] for c in production["companies"])
     add_connected_client(
         sandbox, hub.client(email), {"name": tenant["display_name"], "client_url": production["client_url"]}
     )
-    first = _row(page, names[0])
+    first = row_of(page, names[0])
     expect(first.locator(".state")).to_have_text("OK", timeout=60_000)
 
     # Two failing refreshes of one company are one problem, seen twice.
@@ -160,13 +160,13 @@ def test_check_errors_is_a_worklist_that_resolves_itself(
     expect(resolved).to_contain_text("2 times")
     page.get_by_label("Show").select_option("history")
     expect(page.locator("#errors-body tr", has_text="rejected the hub's credentials")).to_have_count(2)
-    _shot(page, "check-errors-history")
+    shot(page, "check-errors-history")
 
 
 def test_readable_on_a_phone_and_a_tablet(page: Page, hub: Hub, sandbox: Sandbox) -> None:
     email = "lena@alpine-practice.example"
-    _sign_in(page, hub, email)
-    tenant = _consented_tenant(sandbox)
+    sign_in(page, hub, email)
+    tenant = consented_tenant(sandbox)
     production = next(e for e in tenant["environments"] if e["name"] == "Production")
     add_connected_client(
         sandbox, hub.client(email), {"name": tenant["display_name"], "client_url": production["client_url"]}
@@ -182,4 +182,4 @@ def test_readable_on_a_phone_and_a_tablet(page: Page, hub: Hub, sandbox: Sandbox
         page.goto(f"{hub.url}/")
         # The rows stay usable: the table scrolls inside its own box, its state column in view.
         expect(page.locator("#grid-body .state").first).to_be_in_viewport()
-    _shot(page, "dashboard-tablet")
+    shot(page, "dashboard-tablet")
