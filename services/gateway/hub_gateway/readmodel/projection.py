@@ -175,8 +175,8 @@ class _Named:
     clients: set[uuid.UUID] = field(default_factory=set)
     refreshes: set[uuid.UUID] = field(default_factory=set)
     connection_tests: set[uuid.UUID] = field(default_factory=set)
-    # The events' own ids: a failure's Check Errors entry is keyed by its event.
-    events: set[uuid.UUID] = field(default_factory=set)
+    # Events that carry a failure, by id: a Check Errors entry is keyed by its event.
+    failures: set[uuid.UUID] = field(default_factory=set)
     tenant_access: set[tuple[uuid.UUID, uuid.UUID]] = field(default_factory=set)
     streams: set[str] = field(default_factory=set)
 
@@ -185,20 +185,27 @@ class _Named:
         named = cls()
         for event in events:
             envelope, data = event.envelope, event.envelope.data
+            # Looked up in the model's fields: getattr on a missing pydantic attribute is slow.
+            present = type(data).model_fields
             named.firms.add(envelope.firm_id)
-            named.events.add(envelope.id)
             named.streams.add(event.stream)
-            for ids, attribute in (
-                (named.accountants, "accountant_id"),
-                (named.clients, "client_id"),
-                (named.refreshes, "refresh_id"),
-                (named.connection_tests, "test_id"),
-            ):
-                if isinstance(value := getattr(data, attribute, None), uuid.UUID):
-                    ids.add(value)
-            if isinstance(tenant_id := getattr(data, "tenant_id", None), uuid.UUID):
-                named.tenant_access.add((envelope.firm_id, tenant_id))
+            if "failure" in present:
+                named.failures.add(envelope.id)
+            for ids, attribute in _NAMING_FIELDS:
+                if attribute in present and isinstance(value := getattr(data, attribute), uuid.UUID):
+                    getattr(named, ids).add(value)
+            if "tenant_id" in present:
+                named.tenant_access.add((envelope.firm_id, data.tenant_id))
         return named
+
+
+# Which of ``_Named``'s sets an id field of an event goes to.
+_NAMING_FIELDS = (
+    ("accountants", "accountant_id"),
+    ("clients", "client_id"),
+    ("refreshes", "refresh_id"),
+    ("connection_tests", "test_id"),
+)
 
 
 @dataclass
@@ -260,7 +267,7 @@ async def load(session: AsyncSession, events: Sequence[StoredEvent[Any]], applie
         (ACCOUNTANTS, await _select(connection, ACCOUNTANTS, "accountant_id", named.accountants)),
         (REFRESHES, await _select(connection, REFRESHES, "refresh_id", named.refreshes)),
         (CONNECTION_TESTS, await _select(connection, CONNECTION_TESTS, "test_id", named.connection_tests)),
-        (FAILURES, await _select(connection, FAILURES, "failure_id", named.events)),
+        (FAILURES, await _select(connection, FAILURES, "failure_id", named.failures)),
         # Waits for a retry are what a later outcome of the same client ends.
         (FAILURES, await _select(connection, FAILURES, "client_id", named.clients, where=waiting)),
         (TENANT_ACCESS, await _tenant_access(connection, named.tenant_access)),
