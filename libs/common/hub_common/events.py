@@ -650,8 +650,34 @@ def prepare_decoding() -> None:
         _typed_envelope(model)
 
 
+class _Heading(BaseModel):
+    """What a message says it is, read without its data, to pick the model that validates it."""
+
+    type: str
+    version: int
+
+
 def decode_event(raw: bytes | str) -> Envelope[EventData]:
     """Parse and validate an envelope and its typed data, upcast to the current version."""
+    try:
+        heading = _Heading.model_validate_json(raw)
+    except ValidationError:
+        return _decode_step_by_step(raw)  # which says what is wrong
+    model = EVENT_TYPES.get(heading.type)
+    if model is not None and heading.version == model.version:
+        # Nearly every message: validated once, whole, by the JSON parser (a replay decodes
+        # thousands a second).
+        try:
+            decoded: Envelope[EventData] = _typed_envelope(model).model_validate_json(raw)
+            return decoded
+        except ValidationError:
+            pass
+    return _decode_step_by_step(raw)
+
+
+def _decode_step_by_step(raw: bytes | str) -> Envelope[EventData]:
+    """The envelope, then its data, upcast from an older version if need be; what is wrong
+    with a message that is no valid event."""
     try:
         untyped = _UNTYPED_ENVELOPE.model_validate_json(raw)
     except ValidationError as error:
@@ -661,13 +687,9 @@ def decode_event(raw: bytes | str) -> Envelope[EventData]:
         raise InvalidEvent(f"unknown event type {untyped.type!r}")
     if not isinstance(untyped.data, dict):
         raise InvalidEvent(f"{untyped.type} data is not an object")
+    current = upcast(untyped.type, untyped.version, untyped.data)
     try:
-        if untyped.version == model.version:
-            # Nearly every message: the whole message validated at once, by the JSON parser
-            # (a replay decodes thousands a second).
-            current_message: Envelope[EventData] = _typed_envelope(model).model_validate_json(raw)
-            return current_message
-        data = model.model_validate(upcast(untyped.type, untyped.version, untyped.data))
+        data = model.model_validate(current)
     except ValidationError as error:
         raise InvalidEvent(f"invalid {untyped.type} data: {error.error_count()} errors") from error
     fields = untyped.model_dump(exclude={"data", "version"})
