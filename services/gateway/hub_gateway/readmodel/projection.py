@@ -55,7 +55,7 @@ from hub_gateway.readmodel.state import (
     TenantAccessState,
 )
 
-__all__ = ["Changes", "apply_batch", "apply_events", "stored_events"]
+__all__ = ["Changes", "ReadModelInMemory", "apply_batch", "apply_events", "stored_events"]
 
 StateT = TypeVar("StateT")
 
@@ -185,18 +185,26 @@ class _Named:
         named = cls()
         for event in events:
             envelope, data = event.envelope, event.envelope.data
-            # Looked up in the model's fields: getattr on a missing pydantic attribute is slow.
-            present = type(data).model_fields
             named.firms.add(envelope.firm_id)
             named.streams.add(event.stream)
-            if "failure" in present:
+            plan = _naming_plan(type(data))
+            if plan.carries_failure:
                 named.failures.add(envelope.id)
-            for ids, attribute in _NAMING_FIELDS:
-                if attribute in present and isinstance(value := getattr(data, attribute), uuid.UUID):
+            for ids, attribute in plan.ids:
+                if isinstance(value := getattr(data, attribute), uuid.UUID):
                     getattr(named, ids).add(value)
-            if "tenant_id" in present:
+            if plan.names_tenant:
                 named.tenant_access.add((envelope.firm_id, data.tenant_id))
         return named
+
+
+@dataclass(frozen=True)
+class _NamingPlan:
+    """Which ids an event type's data has, worked out once per type."""
+
+    ids: tuple[tuple[str, str], ...]  # (``_Named`` set, data field)
+    carries_failure: bool
+    names_tenant: bool
 
 
 # Which of ``_Named``'s sets an id field of an event goes to.
@@ -206,6 +214,21 @@ _NAMING_FIELDS = (
     ("refreshes", "refresh_id"),
     ("connection_tests", "test_id"),
 )
+
+
+_NAMING_PLANS: dict[type[EventData], _NamingPlan] = {}
+
+
+def _naming_plan(data_type: type[EventData]) -> _NamingPlan:
+    plan = _NAMING_PLANS.get(data_type)
+    if plan is None:
+        fields_of_type = data_type.model_fields
+        plan = _NAMING_PLANS[data_type] = _NamingPlan(
+            ids=tuple((ids, attribute) for ids, attribute in _NAMING_FIELDS if attribute in fields_of_type),
+            carries_failure="failure" in fields_of_type,
+            names_tenant="tenant_id" in fields_of_type,
+        )
+    return plan
 
 
 @dataclass
@@ -219,7 +242,7 @@ class Loaded:
 
 
 def _chunks(values: Collection[Any]) -> Iterator[list[Any]]:
-    ordered = sorted(values, key=str)
+    ordered = sorted(values)
     for start in range(0, len(ordered), _IN_CHUNK):
         yield ordered[start : start + _IN_CHUNK]
 
@@ -258,7 +281,6 @@ async def load(session: AsyncSession, events: Sequence[StoredEvent[Any]], applie
     """
     connection = await session.connection()
     named = _Named.by(events)
-    loaded = Loaded(ModelState(applied_at=applied_at))
     waiting = FAILURES.table.c.next_attempt_at.is_not(None)
     wanted: list[tuple[_Stored[Any], list[dict[str, Any]]]] = [
         (CLIENTS, await _select(connection, CLIENTS, "client_id", named.clients, lock=True)),
@@ -272,17 +294,23 @@ async def load(session: AsyncSession, events: Sequence[StoredEvent[Any]], applie
         (FAILURES, await _select(connection, FAILURES, "client_id", named.clients, where=waiting)),
         (TENANT_ACCESS, await _tenant_access(connection, named.tenant_access)),
     ]
+    positions = await connection.execute(select(POSITIONS).where(POSITIONS.c.stream.in_(sorted(named.streams))))
+    return _loaded(applied_at, wanted, {row.stream: row.sequence for row in positions})
+
+
+def _loaded(
+    applied_at: datetime, wanted: list[tuple[_Stored[Any], list[dict[str, Any]]]], positions: dict[str, int]
+) -> Loaded:
+    """A batch's rows, as loaded, and as the state the rules change."""
+    loaded = Loaded(ModelState(applied_at=applied_at), positions=positions)
     for stored, rows in wanted:
         loaded_rows = loaded.rows.setdefault(stored, {})
         for row in rows:
             loaded_rows[stored.key(row)] = row
-    model = loaded.model
     for stored, rows_by_key in loaded.rows.items():
         for key, row in rows_by_key.items():
-            stored.place(model, key, stored.to_state(row))
-    positions = await connection.execute(select(POSITIONS).where(POSITIONS.c.stream.in_(sorted(named.streams))))
-    loaded.positions = {row.stream: row.sequence for row in positions}
-    model.positions = dict(loaded.positions)
+            stored.place(loaded.model, key, stored.to_state(row))
+    loaded.model.positions = dict(positions)
     return loaded
 
 
@@ -302,9 +330,19 @@ def _upsert(connection: AsyncConnection, table: Table, *, only_if: Callable[[Any
     return statement.on_conflict_do_update(index_elements=keys, set_=others, where=condition)
 
 
-async def write(session: AsyncSession, loaded: Loaded) -> None:
+@dataclass
+class Written:
+    """What ``write`` changed: each kind's new and changed rows by key, and removed keys."""
+
+    rows: dict[_Stored[Any], dict[Hashable, dict[str, Any]]] = field(default_factory=dict)
+    removed: dict[_Stored[Any], list[Hashable]] = field(default_factory=dict)
+    positions: dict[str, int] = field(default_factory=dict)
+
+
+async def write(session: AsyncSession, loaded: Loaded) -> Written:
     """Delete the rows the rules removed, upsert the new and changed ones, advance positions."""
     connection = await session.connection()
+    written = Written(positions=dict(loaded.model.positions))
     for stored in STORED:
         before = loaded.rows.get(stored, {})
         after = {}
@@ -312,7 +350,9 @@ async def write(session: AsyncSession, loaded: Loaded) -> None:
             row = stored.to_row(state)
             after[stored.key(row)] = row
         removed = [key for key in before if key not in after]
-        changed = [row for key, row in after.items() if before.get(key) != row]
+        changed_by_key = {key: row for key, row in after.items() if before.get(key) != row}
+        written.removed[stored], written.rows[stored] = removed, changed_by_key
+        changed = list(changed_by_key.values())
         table = stored.table
         if removed:
             names = stored.key_columns
@@ -333,13 +373,95 @@ async def write(session: AsyncSession, loaded: Loaded) -> None:
         # Only ever forward: another replica's batch may have advanced the stream further.
         forward = _upsert(connection, POSITIONS, only_if=lambda excluded: POSITIONS.c.sequence < excluded.sequence)
         await connection.execute(forward, advanced)
+    return written
 
 
-async def apply_events(session: AsyncSession, events: Sequence[StoredEvent[Any]], applied_at: datetime) -> Changes:
-    """Apply events in stream order and advance each stream's position, in one transaction."""
-    loaded = await load(session, events, applied_at)
+class ReadModelInMemory:
+    """The rows of a read model that one writer builds from nothing, kept in memory too.
+
+    A rebuild is the only writer of its empty target, so what the target holds is what it
+    wrote: a batch's rows are taken from here instead of being read back. Rows are kept as
+    written (column values), and indexed the way ``load`` selects them.
+    """
+
+    def __init__(self) -> None:
+        self._rows: dict[_Stored[Any], dict[Hashable, dict[str, Any]]] = {stored: {} for stored in STORED}
+        self._companies_by_client: dict[uuid.UUID, set[Hashable]] = {}
+        self._waiting_by_client: dict[uuid.UUID, set[Hashable]] = {}
+        self._positions: dict[str, int] = {}
+
+    def load(self, events: Sequence[StoredEvent[Any]], applied_at: datetime) -> Loaded:
+        """What ``load`` would read from the database, taken from memory."""
+        named = _Named.by(events)
+
+        def by_key(stored: _Stored[Any], keys: Iterable[Hashable]) -> list[dict[str, Any]]:
+            rows = self._rows[stored]
+            return [rows[key] for key in keys if key in rows]
+
+        def of_clients(stored: _Stored[Any], index: dict[uuid.UUID, set[Hashable]]) -> list[dict[str, Any]]:
+            return by_key(stored, (key for client_id in named.clients for key in index.get(client_id, ())))
+
+        wanted: list[tuple[_Stored[Any], list[dict[str, Any]]]] = [
+            (CLIENTS, by_key(CLIENTS, named.clients)),
+            (COMPANIES, of_clients(COMPANIES, self._companies_by_client)),
+            (FIRMS, by_key(FIRMS, named.firms)),
+            (ACCOUNTANTS, by_key(ACCOUNTANTS, named.accountants)),
+            (REFRESHES, by_key(REFRESHES, named.refreshes)),
+            (CONNECTION_TESTS, by_key(CONNECTION_TESTS, named.connection_tests)),
+            (FAILURES, by_key(FAILURES, named.failures)),
+            (FAILURES, of_clients(FAILURES, self._waiting_by_client)),
+            (TENANT_ACCESS, by_key(TENANT_ACCESS, named.tenant_access)),
+        ]
+        positions = {stream: self._positions[stream] for stream in named.streams if stream in self._positions}
+        return _loaded(applied_at, wanted, positions)
+
+    def keep(self, written: Written) -> None:
+        """Take in what a batch wrote (if its transaction then fails, so does the rebuild)."""
+        for stored, removed in written.removed.items():
+            rows = self._rows[stored]
+            for key in removed:
+                self._unindex(stored, rows.pop(key))
+        for stored, changed in written.rows.items():
+            rows = self._rows[stored]
+            for key, row in changed.items():
+                if key in rows:
+                    self._unindex(stored, rows[key])
+                rows[key] = row
+                self._index(stored, key, row)
+        self._positions.update(written.positions)
+
+    def _indexes(self, stored: _Stored[Any], row: dict[str, Any]) -> dict[uuid.UUID, set[Hashable]] | None:
+        if stored is COMPANIES:
+            return self._companies_by_client
+        if stored is FAILURES and row["next_attempt_at"] is not None and row["client_id"] is not None:
+            return self._waiting_by_client
+        return None
+
+    def _index(self, stored: _Stored[Any], key: Hashable, row: dict[str, Any]) -> None:
+        if (index := self._indexes(stored, row)) is not None:
+            index.setdefault(row["client_id"], set()).add(key)
+
+    def _unindex(self, stored: _Stored[Any], row: dict[str, Any]) -> None:
+        if (index := self._indexes(stored, row)) is not None:
+            index.get(row["client_id"], set()).discard(stored.key(row))
+
+
+async def apply_events(
+    session: AsyncSession,
+    events: Sequence[StoredEvent[Any]],
+    applied_at: datetime,
+    *,
+    in_memory: ReadModelInMemory | None = None,
+) -> Changes:
+    """Apply events in stream order and advance each stream's position, in one transaction.
+
+    With ``in_memory`` (a rebuild), the batch's rows come from there, not the database.
+    """
+    loaded = in_memory.load(events, applied_at) if in_memory else await load(session, events, applied_at)
     fold(loaded.model, events)
-    await write(session, loaded)
+    written = await write(session, loaded)
+    if in_memory is not None:
+        in_memory.keep(written)
     return loaded.model.changes
 
 
