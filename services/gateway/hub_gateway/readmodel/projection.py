@@ -15,6 +15,7 @@ time through the very same code.
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Callable, Collection, Hashable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields
@@ -28,7 +29,7 @@ from sqlmodel import SQLModel
 
 from hub_common.consumers import Delivery
 from hub_common.events import Envelope, EventData
-from hub_gateway.readmodel.columns import FIGURE_COLUMNS
+from hub_gateway.readmodel.columns import FIGURE_COLUMNS, figure_values
 from hub_gateway.readmodel.models import (
     AccountantRow,
     ClientRow,
@@ -62,6 +63,10 @@ StateT = TypeVar("StateT")
 # An IN list this long at most per statement: far below every driver's limit on parameters.
 _IN_CHUNK = 1000
 _FIGURE_ATTRIBUTES = tuple(column.attribute for column in FIGURE_COLUMNS)
+# A company state's fields that are columns as they are (its figures are turned into theirs).
+_COMPANY_COLUMNS = tuple(
+    item.name for item in fields(CompanyState) if item.name not in {"figures", "figures_json", "read_figures"}
+)
 
 
 def _table(model: type[SQLModel]) -> Table:
@@ -105,8 +110,13 @@ class _StoredCompany(_Stored[CompanyState]):
         return CompanyState(**plain, figures={name: values[name] for name in _FIGURE_ATTRIBUTES})
 
     def to_row(self, state: CompanyState) -> dict[str, Any]:
-        row = {item.name: getattr(state, item.name) for item in fields(CompanyState) if item.name != "figures"}
-        return row | {name: state.figures.get(name) for name in _FIGURE_ATTRIBUTES}
+        row = {name: getattr(state, name) for name in _COMPANY_COLUMNS}
+        if state.read_figures is not None:
+            figures_json = json.dumps(state.read_figures.model_dump(mode="json"))
+            return row | figure_values(state.read_figures) | {"figures_json": figures_json}
+        return (
+            row | {name: state.figures.get(name) for name in _FIGURE_ATTRIBUTES} | {"figures_json": state.figures_json}
+        )
 
 
 def _by_key(attribute: str) -> Callable[[ModelState, Hashable, Any], None]:

@@ -24,7 +24,6 @@ order between them and any event may be delivered again:
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Callable, Iterable
 from datetime import datetime
@@ -54,7 +53,6 @@ from hub_common.events import (
     TenantAccessRevoked,
 )
 from hub_common.logging import get_logger
-from hub_gateway.readmodel.columns import figure_values
 from hub_gateway.readmodel.state import (
     AccountantState,
     Changes,
@@ -561,8 +559,7 @@ def apply_company_snapshot(model: ModelState, event: StoredEvent[CompanySnapshot
     company.display_name = data.company_display_name
     company.as_of = data.read_at
     company.currency_code = data.currency_code
-    company.figures = figure_values(data.figures)
-    company.figures_json = json.dumps(data.figures.model_dump(mode="json"))
+    company.read_figures = data.figures
     company.web_client_link = data.web_client_link
     company.snapshot_sequence = event.sequence
     company.snapshot_applied_at = model.applied_at

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
-from hub_common.events import Envelope, EventData
+from hub_common.events import CompanyFigures, Envelope, EventData
 
 
 class RowState:
@@ -76,9 +76,14 @@ class CompanyState:
     state: str = RowState.QUEUED
     as_of: datetime | None = None
     currency_code: str | None = None
-    # The dashboard's figure columns, keyed by column (readmodel/columns.py); empty until read.
+    # The figures as stored: one column each, keyed by column (readmodel/columns.py), and
+    # all of them as JSON for the details pane; empty until read.
     figures: dict[str, Any] = field(default_factory=dict)
     figures_json: str | None = None
+    # The figures of the newest snapshot applied, not yet in the two fields above: the store
+    # turns them into columns and JSON once per batch, however many snapshots of the company
+    # the batch holds (a rebuild meets every snapshot the stream keeps).
+    read_figures: CompanyFigures | None = None
     web_client_link: str | None = None
     failure_json: str | None = None
     # The refresh whose outcome the row shows, and when that outcome happened.
