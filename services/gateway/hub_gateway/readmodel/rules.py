@@ -188,6 +188,25 @@ def _record_failure(
     )
 
 
+def _record_refresh_failure(
+    model: ModelState, event: StoredEvent[RefreshFailed] | StoredEvent[RefreshDeferred], client: ClientState | None
+) -> None:
+    """A refresh's failure (or wait for a retry) for Check Errors, named by its client's BC."""
+    data = event.data
+    _record_failure(
+        model,
+        event,
+        data.failure,
+        origin="refresh",
+        client_id=data.client_id,
+        company_id=data.company_id,
+        company_name=data.company_name,
+        tenant=client.tenant if client else None,
+        environment=client.environment if client else None,
+        deferral=data if isinstance(data, RefreshDeferred) else None,
+    )
+
+
 # ---------------------------------------------------------------- one rule per event type
 
 
@@ -354,17 +373,7 @@ def apply_refresh_failed(model: ModelState, event: StoredEvent[RefreshFailed]) -
     client = model.clients.get(data.client_id)
     if client is not None and client.firm_id != envelope.firm_id:
         return model
-    _record_failure(
-        model,
-        event,
-        data.failure,
-        origin="refresh",
-        client_id=data.client_id,
-        company_id=data.company_id,
-        company_name=data.company_name,
-        tenant=client.tenant if client else None,
-        environment=client.environment if client else None,
-    )
+    _record_refresh_failure(model, event, client)
     failed_at = data.failure.occurred_at
     if data.company_id is None:
         if client is None or client.events_sequence >= event.sequence:
@@ -439,18 +448,7 @@ def apply_refresh_deferred(model: ModelState, event: StoredEvent[RefreshDeferred
     _end_waiting(
         model, firm_id=client.firm_id, client_id=client.client_id, company_id=data.company_id, before=waiting_since
     )
-    _record_failure(
-        model,
-        event,
-        data.failure,
-        origin="refresh",
-        client_id=data.client_id,
-        company_id=data.company_id,
-        company_name=data.company_name,
-        tenant=client.tenant,
-        environment=client.environment,
-        deferral=data,
-    )
+    _record_refresh_failure(model, event, client)
     return model
 
 
