@@ -2,15 +2,16 @@
 
 The rules live in ``rules.py`` as pure functions. This layer only
 
-1. loads, in one statement per table, every row the batch's events name by their ids, and
-   locks the client and company rows among them (``load``);
+1. loads, in a statement or two per table, every row the batch's events name by their
+   ids, and locks the client and company rows among them (``load``);
 2. folds the batch's events through the rules, in stream order, in memory;
 3. writes back what changed: rows the rules removed are deleted, new and changed rows are
    upserted in one statement per table, and each stream's position once (``write``).
 
 Rows are read and written with SQLAlchemy Core, not the ORM: a batch is a handful of
 statements whatever its size, which is what lets a rebuild fold thousands of events at a
-time through the very same code.
+time through the very same code. A rebuild, the only writer of its empty target, takes a
+batch's rows from ``ReadModelInMemory`` (what it wrote) instead of reading them back.
 """
 
 from __future__ import annotations
