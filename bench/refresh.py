@@ -177,10 +177,16 @@ class Processes:
             self.nats.stop()
 
 
+# One key for every process of a run, as one installation would have.
+_SECRET_KEY = secrets.token_urlsafe(48)
+
+
 def child_environment(overrides: Mapping[str, str]) -> dict[str, str]:
     """The parent's environment without any HUB_ setting, plus the benchmark's own."""
     environment = {key: value for key, value in os.environ.items() if not key.startswith("HUB_")}
     environment.update({"HUB_MODE": "test", "HUB_LOG_FORMAT": "json"})
+    # Outside dev mode a service that signs anything refuses the public default key.
+    environment.setdefault("HUB_SECRET_KEY", _SECRET_KEY)
     environment.update(overrides)
     return environment
 

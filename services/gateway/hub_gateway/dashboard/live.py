@@ -23,7 +23,7 @@ from nats.aio.subscription import Subscription
 
 from hub_common import metrics
 from hub_common.logging import get_logger
-from hub_gateway.readmodel.projection import Changes
+from hub_gateway.readmodel.state import Changes
 
 logger = get_logger(__name__)
 

@@ -1,41 +1,36 @@
-"""Applying events to the read model, one batch per transaction."""
+"""Applying events to the read model, one batch per transaction: load, fold, write.
+
+The rules live in ``rules.py`` as pure functions. This layer only
+
+1. loads, in a statement or two per table, every row the batch's events name by their
+   ids, and locks the client and company rows among them (``load``);
+2. folds the batch's events through the rules, in stream order, in memory;
+3. writes back what changed: rows the rules removed are deleted, new and changed rows are
+   upserted in one statement per table, and each stream's position once (``write``).
+
+Rows are read and written with SQLAlchemy Core, not the ORM: a batch is a handful of
+statements whatever its size, which is what lets a rebuild fold thousands of events at a
+time through the very same code. A rebuild, the only writer of its empty target, takes a
+batch's rows from ``ReadModelInMemory`` (what it wrote) instead of reading them back.
+"""
 
 from __future__ import annotations
 
 import json
 import uuid
-from dataclasses import dataclass, field
+from collections.abc import Callable, Collection, Hashable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, fields
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
-from sqlalchemy import delete, event
-from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import Session
-from sqlmodel import SQLModel, col, select
+from sqlalchemy import ColumnElement, Table, bindparam, delete, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlmodel import SQLModel
 
 from hub_common.consumers import Delivery
-from hub_common.events import (
-    AccountantJoined,
-    ClientAdded,
-    ClientRemoved,
-    ClientUpdated,
-    CompaniesDiscovered,
-    CompanySnapshot,
-    ConnectionTested,
-    ConnectionTestRequested,
-    DiscoveredCompany,
-    Envelope,
-    EventData,
-    Failure,
-    FirmCreated,
-    RefreshDeferred,
-    RefreshFailed,
-    RefreshRequested,
-    TenantAccessGranted,
-    TenantAccessRevoked,
-)
-from hub_common.logging import get_logger
-from hub_gateway.readmodel.columns import figure_values
+from hub_common.events import Envelope, EventData
+from hub_gateway.readmodel.columns import FIGURE_COLUMNS, figure_values
 from hub_gateway.readmodel.models import (
     AccountantRow,
     ClientRow,
@@ -47,626 +42,438 @@ from hub_gateway.readmodel.models import (
     RefreshRow,
     TenantAccessRow,
 )
+from hub_gateway.readmodel.rules import fold
+from hub_gateway.readmodel.state import (
+    AccountantState,
+    Changes,
+    ClientState,
+    CompanyState,
+    ConnectionTestState,
+    FailureState,
+    FirmState,
+    ModelState,
+    RefreshState,
+    StoredEvent,
+    TenantAccessState,
+)
 
-logger = get_logger(__name__)
+__all__ = ["Changes", "ReadModelInMemory", "apply_batch", "apply_events", "stored_events"]
+
+StateT = TypeVar("StateT")
+
+# An IN list this long at most per statement: far below every driver's limit on parameters.
+_IN_CHUNK = 1000
+_FIGURE_ATTRIBUTES = tuple(column.attribute for column in FIGURE_COLUMNS)
+# A company state's fields that are columns as they are (its figures are turned into theirs).
+_COMPANY_COLUMNS = tuple(
+    item.name for item in fields(CompanyState) if item.name not in {"figures", "figures_json", "read_figures"}
+)
+
+
+def _table(model: type[SQLModel]) -> Table:
+    table = model.__table__  # type: ignore[attr-defined]
+    assert isinstance(table, Table)
+    return table
+
+
+@dataclass(frozen=True, eq=False)
+class _Stored(Generic[StateT]):
+    """How one kind of state is a row of one table, and where it is in a ``ModelState``."""
+
+    table: Table
+    state: type[StateT]
+    # Puts a loaded state where the rules look for it.
+    place: Callable[[ModelState, Hashable, StateT], None]
+    # Every state of this kind the rules left in the model.
+    held: Callable[[ModelState], Iterable[StateT]]
+
+    @property
+    def key_columns(self) -> tuple[str, ...]:
+        return tuple(column.name for column in self.table.primary_key.columns)
+
+    def key(self, values: Mapping[str, Any]) -> Hashable:
+        names = self.key_columns
+        return values[names[0]] if len(names) == 1 else tuple(values[name] for name in names)
+
+    def to_state(self, values: Mapping[str, Any]) -> StateT:
+        return self.state(**values)
+
+    def to_row(self, state: StateT) -> dict[str, Any]:
+        return {item.name: getattr(state, item.name) for item in fields(self.state)}  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True, eq=False)
+class _StoredCompany(_Stored[CompanyState]):
+    """A company's figures are one column each, and one dict in its state."""
+
+    def to_state(self, values: Mapping[str, Any]) -> CompanyState:
+        plain = {name: value for name, value in values.items() if name not in _FIGURE_ATTRIBUTES}
+        return CompanyState(**plain, figures={name: values[name] for name in _FIGURE_ATTRIBUTES})
+
+    def to_row(self, state: CompanyState) -> dict[str, Any]:
+        row = {name: getattr(state, name) for name in _COMPANY_COLUMNS}
+        if state.read_figures is not None:
+            figures_json = json.dumps(state.read_figures.model_dump(mode="json"))
+            return row | figure_values(state.read_figures) | {"figures_json": figures_json}
+        return (
+            row | {name: state.figures.get(name) for name in _FIGURE_ATTRIBUTES} | {"figures_json": state.figures_json}
+        )
+
+
+def _by_key(attribute: str) -> Callable[[ModelState, Hashable, Any], None]:
+    """Places a state in the model's dict ``attribute``, under its row's key."""
+
+    def place(model: ModelState, key: Hashable, state: Any) -> None:
+        getattr(model, attribute)[key] = state
+
+    return place
+
+
+FIRMS = _Stored(_table(FirmRow), FirmState, _by_key("firms"), lambda model: model.firms.values())
+ACCOUNTANTS = _Stored(
+    _table(AccountantRow), AccountantState, _by_key("accountants"), lambda model: model.accountants.values()
+)
+CLIENTS = _Stored(_table(ClientRow), ClientState, _by_key("clients"), lambda model: model.clients.values())
+COMPANIES = _StoredCompany(
+    _table(CompanyRow),
+    CompanyState,
+    lambda model, _, company: model.companies_of(company.client_id).__setitem__(company.company_id, company),
+    lambda model: model.all_companies(),
+)
+REFRESHES = _Stored(_table(RefreshRow), RefreshState, _by_key("refreshes"), lambda model: model.refreshes.values())
+CONNECTION_TESTS = _Stored(
+    _table(ConnectionTestRow),
+    ConnectionTestState,
+    _by_key("connection_tests"),
+    lambda model: model.connection_tests.values(),
+)
+FAILURES = _Stored(
+    _table(FailureRow),
+    FailureState,
+    lambda model, _, failure: model.failures.add(failure),
+    lambda model: model.failures.entries.values(),
+)
+TENANT_ACCESS = _Stored(
+    _table(TenantAccessRow),
+    TenantAccessState,
+    _by_key("tenant_access"),
+    lambda model: model.tenant_access.values(),
+)
+POSITIONS = _table(ProjectionPosition)
+# Every kind of state, with the table it is stored in (a test checks fields against columns).
+STORED: tuple[_Stored[Any], ...] = (
+    FIRMS,
+    ACCOUNTANTS,
+    CLIENTS,
+    COMPANIES,
+    REFRESHES,
+    CONNECTION_TESTS,
+    FAILURES,
+    TENANT_ACCESS,
+)
+
+
+def stored_events(batch: Sequence[tuple[Envelope[EventData], Delivery]]) -> list[StoredEvent[Any]]:
+    return [StoredEvent(envelope, delivery.stream, delivery.stream_sequence) for envelope, delivery in batch]
 
 
 @dataclass
-class Changes:
-    """What a batch changed, per firm: the live page refreshes these clients' rows."""
+class _Named:
+    """The ids a batch's events name: the rows they may touch."""
 
-    clients_by_firm: dict[uuid.UUID, set[uuid.UUID]] = field(default_factory=dict)
-    # Firms whose Check Errors changed: a new failure, or a wait for a retry began or ended.
-    firms_with_new_failures: set[uuid.UUID] = field(default_factory=set)
+    firms: set[uuid.UUID] = field(default_factory=set)
+    accountants: set[uuid.UUID] = field(default_factory=set)
+    clients: set[uuid.UUID] = field(default_factory=set)
+    refreshes: set[uuid.UUID] = field(default_factory=set)
+    connection_tests: set[uuid.UUID] = field(default_factory=set)
+    # Events that carry a failure, by id: a Check Errors entry is keyed by its event.
+    failures: set[uuid.UUID] = field(default_factory=set)
+    tenant_access: set[tuple[uuid.UUID, uuid.UUID]] = field(default_factory=set)
+    streams: set[str] = field(default_factory=set)
 
-    def client(self, firm_id: uuid.UUID, client_id: uuid.UUID) -> None:
-        self.clients_by_firm.setdefault(firm_id, set()).add(client_id)
-
-
-class CompanyState:
-    QUEUED = "queued"
-    REFRESHING = "refreshing"
-    # A transient failure (throttled, offline, timeout): the fetcher tries again later.
-    WAITING = "waiting"
-    OK = "ok"
-    FAILED = "failed"
-
-
-def _newer_outcome(row: CompanyRow, happened_at: datetime) -> bool:
-    return row.outcome_at is None or happened_at > row.outcome_at
-
-
-def _pending_after(row: CompanyRow, envelope: Envelope[Any], refresh_id: Any) -> bool:
-    """A refresh request or discovery makes a row pending only if it is newer than what it shows."""
-    return row.outcome_refresh_id != refresh_id and _newer_outcome(row, envelope.occurred_at)
-
-
-def _show_pending(row: CompanyRow, state: str) -> None:
-    row.state = state
-    row.next_attempt_at = None
+    @classmethod
+    def by(cls, events: Iterable[StoredEvent[Any]]) -> _Named:
+        named = cls()
+        for event in events:
+            envelope, data = event.envelope, event.envelope.data
+            named.firms.add(envelope.firm_id)
+            named.streams.add(event.stream)
+            plan = _naming_plan(type(data))
+            if plan.carries_failure:
+                named.failures.add(envelope.id)
+            for ids, attribute in plan.ids:
+                if isinstance(value := getattr(data, attribute), uuid.UUID):
+                    getattr(named, ids).add(value)
+            if plan.names_tenant:
+                named.tenant_access.add((envelope.firm_id, data.tenant_id))
+        return named
 
 
-def _show_failure(row: CompanyRow, failure_json: str, data: RefreshFailed) -> None:
-    row.state = CompanyState.FAILED
-    row.failure_json = failure_json
-    row.next_attempt_at = None
-    row.outcome_refresh_id = data.refresh_id
-    row.outcome_at = data.failure.occurred_at
+@dataclass(frozen=True)
+class _NamingPlan:
+    """Which ids an event type's data has, worked out once per type."""
+
+    ids: tuple[tuple[str, str], ...]  # (``_Named`` set, data field)
+    carries_failure: bool
+    names_tenant: bool
 
 
-def _show_waiting(row: CompanyRow | ClientRow, data: RefreshDeferred) -> None:
-    """The row waits for the fetcher's next attempt. Not an outcome (the refresh goes on), but
-    it dates the row's state like one, so an older outcome arriving later cannot hide it."""
-    row.state = CompanyState.WAITING
-    row.failure_json = _failure_json(data.failure)
-    row.next_attempt_at = data.next_attempt_at
-    if isinstance(row, CompanyRow):
-        row.outcome_at = data.failure.occurred_at
+# Which of ``_Named``'s sets an id field of an event goes to.
+_NAMING_FIELDS = (
+    ("accountants", "accountant_id"),
+    ("clients", "client_id"),
+    ("refreshes", "refresh_id"),
+    ("connection_tests", "test_id"),
+)
 
 
-def _in_scope(refresh: RefreshRow | None, company_id: uuid.UUID) -> bool:
-    """Whether a refresh is about this company: a refresh of one company touches no other row.
-
-    A refresh with no recorded request (the one a ClientAdded starts) covers the whole client.
-    """
-    return refresh is None or refresh.company_id in (None, company_id)
+_NAMING_PLANS: dict[type[EventData], _NamingPlan] = {}
 
 
-def _failure_json(failure: Failure) -> str:
-    return failure.model_dump_json()
+def _naming_plan(data_type: type[EventData]) -> _NamingPlan:
+    plan = _NAMING_PLANS.get(data_type)
+    if plan is None:
+        fields_of_type = data_type.model_fields
+        plan = _NAMING_PLANS[data_type] = _NamingPlan(
+            ids=tuple((ids, attribute) for ids, attribute in _NAMING_FIELDS if attribute in fields_of_type),
+            carries_failure="failure" in fields_of_type,
+            names_tenant="tenant_id" in fields_of_type,
+        )
+    return plan
 
 
-RowT = TypeVar("RowT", bound=SQLModel)
-# Session.info keys of a batch's transaction: the clients whose rows _preload locked and
-# loaded, strong references that keep those rows (and new ones) in the identity map, and
-# the firms whose Check Errors lost a waiting entry.
-PRELOADED = "preloaded_clients"
-HELD_ROWS = "held_rows"
-CHECK_ERRORS_CHANGED = "check_errors_changed"
+@dataclass
+class Loaded:
+    """A batch's rows as the database held them, and as state for the rules."""
+
+    model: ModelState
+    # Each kind's rows as loaded, by key: what ``write`` compares the folded states with.
+    rows: dict[_Stored[Any], dict[Hashable, dict[str, Any]]] = field(default_factory=dict)
+    positions: dict[str, int] = field(default_factory=dict)
 
 
-async def _locked(model: type[RowT], session: AsyncSession, key: Any) -> RowT | None:
-    """A client or company row, locked until the transaction ends.
+def _chunks(values: Collection[Any]) -> Iterator[list[Any]]:
+    ordered = sorted(values)
+    for start in range(0, len(ordered), _IN_CHUNK):
+        yield ordered[start : start + _IN_CHUNK]
+
+
+async def _select(
+    connection: AsyncConnection,
+    stored: _Stored[Any],
+    column: str,
+    values: Collection[Any],
+    *,
+    where: ColumnElement[bool] | None = None,
+    lock: bool = False,
+) -> list[dict[str, Any]]:
+    """The rows whose ``column`` is one of ``values``, locked in key order if asked."""
+    table = stored.table
+    found: list[dict[str, Any]] = []
+    for chunk in _chunks(values):
+        statement = select(table).where(table.c[column].in_(chunk))
+        if where is not None:
+            statement = statement.where(where)
+        if lock:
+            # One order for every transaction, so two never wait on each other in a cycle.
+            statement = statement.order_by(*(table.c[name] for name in stored.key_columns)).with_for_update()
+        found.extend(dict(row._mapping) for row in await connection.execute(statement))
+    return found
+
+
+async def load(session: AsyncSession, events: Sequence[StoredEvent[Any]], applied_at: datetime) -> Loaded:
+    """The rows the events may touch, as state; the client and company rows locked.
 
     The events and snapshots projections run concurrently (and so may several gateway
-    replicas): without the lock, two transactions could read the same row and the later
-    commit would silently undo the other's change. SQLite has no row locks; there the
-    gateway's projection lock serializes the writers instead. ``_preload`` has usually
-    locked and loaded every row a batch touches; then this reads the session, not the
-    database.
+    replicas): without the locks, two transactions could read the same client's rows and
+    the later commit would silently undo the other's change. Clients are locked first,
+    then their companies, each by id. SQLite has no row locks; there the gateway's
+    projection lock serializes the writers instead.
     """
-    client_id = key[0] if isinstance(key, tuple) else key
-    if client_id in session.info.get(PRELOADED, ()):
-        found = session.sync_session.identity_map.get(session.sync_session.identity_key(model, key))
-        return found if isinstance(found, model) else None
-    return await session.get(model, key, with_for_update=True)
+    connection = await session.connection()
+    named = _Named.by(events)
+    waiting = FAILURES.table.c.next_attempt_at.is_not(None)
+    wanted: list[tuple[_Stored[Any], list[dict[str, Any]]]] = [
+        (CLIENTS, await _select(connection, CLIENTS, "client_id", named.clients, lock=True)),
+        (COMPANIES, await _select(connection, COMPANIES, "client_id", named.clients, lock=True)),
+        (FIRMS, await _select(connection, FIRMS, "firm_id", named.firms)),
+        (ACCOUNTANTS, await _select(connection, ACCOUNTANTS, "accountant_id", named.accountants)),
+        (REFRESHES, await _select(connection, REFRESHES, "refresh_id", named.refreshes)),
+        (CONNECTION_TESTS, await _select(connection, CONNECTION_TESTS, "test_id", named.connection_tests)),
+        (FAILURES, await _select(connection, FAILURES, "failure_id", named.failures)),
+        # Waits for a retry are what a later outcome of the same client ends.
+        (FAILURES, await _select(connection, FAILURES, "client_id", named.clients, where=waiting)),
+        (TENANT_ACCESS, await _tenant_access(connection, named.tenant_access)),
+    ]
+    positions = await connection.execute(select(POSITIONS).where(POSITIONS.c.stream.in_(sorted(named.streams))))
+    return _loaded(applied_at, wanted, {row.stream: row.sequence for row in positions})
 
 
-async def _preload(session: AsyncSession, batch: list[tuple[Envelope[EventData], Delivery]]) -> None:
-    """Lock and load, in two statements, the client and company rows the batch is about.
+def _loaded(
+    applied_at: datetime, wanted: list[tuple[_Stored[Any], list[dict[str, Any]]]], positions: dict[str, int]
+) -> Loaded:
+    """A batch's rows, as loaded, and as the state the rules change."""
+    loaded = Loaded(ModelState(applied_at=applied_at), positions=positions)
+    for stored, rows in wanted:
+        loaded_rows = loaded.rows.setdefault(stored, {})
+        for row in rows:
+            loaded_rows[stored.key(row)] = row
+    for stored, rows_by_key in loaded.rows.items():
+        for key, row in rows_by_key.items():
+            stored.place(loaded.model, key, stored.to_state(row))
+    loaded.model.positions = dict(positions)
+    return loaded
 
-    Rows are locked in one order (clients, then companies, each by id), so two
-    transactions never wait on each other in a cycle. Afterwards, a row a later event asks
-    for is in the session, or does not exist yet (and is then created and flushed into it).
+
+async def _tenant_access(connection: AsyncConnection, keys: set[tuple[uuid.UUID, uuid.UUID]]) -> list[dict[str, Any]]:
+    rows = await _select(connection, TENANT_ACCESS, "tenant_id", {tenant_id for _, tenant_id in keys})
+    return [row for row in rows if (row["firm_id"], row["tenant_id"]) in keys]
+
+
+def _upsert(connection: AsyncConnection, table: Table, *, only_if: Callable[[Any], Any] | None = None) -> Any:
+    """INSERT … ON CONFLICT (key) DO UPDATE every other column, in the database's dialect;
+    ``only_if(excluded)`` limits the update to rows where it holds."""
+    dialect: Callable[[Table], Any] = sqlite.insert if connection.dialect.name == "sqlite" else postgresql.insert
+    statement = dialect(table)
+    keys = [column.name for column in table.primary_key.columns]
+    others = {column.name: statement.excluded[column.name] for column in table.columns if column.name not in keys}
+    condition = only_if(statement.excluded) if only_if is not None else None
+    return statement.on_conflict_do_update(index_elements=keys, set_=others, where=condition)
+
+
+@dataclass
+class Written:
+    """What ``write`` changed: each kind's new and changed rows by key, and removed keys."""
+
+    rows: dict[_Stored[Any], dict[Hashable, dict[str, Any]]] = field(default_factory=dict)
+    removed: dict[_Stored[Any], list[Hashable]] = field(default_factory=dict)
+    positions: dict[str, int] = field(default_factory=dict)
+
+
+async def write(session: AsyncSession, loaded: Loaded) -> Written:
+    """Delete the rows the rules removed, upsert the new and changed ones, advance positions."""
+    connection = await session.connection()
+    written = Written(positions=dict(loaded.model.positions))
+    for stored in STORED:
+        before = loaded.rows.get(stored, {})
+        after = {}
+        for state in stored.held(loaded.model):
+            row = stored.to_row(state)
+            after[stored.key(row)] = row
+        removed = [key for key in before if key not in after]
+        changed_by_key = {key: row for key, row in after.items() if before.get(key) != row}
+        written.removed[stored], written.rows[stored] = removed, changed_by_key
+        changed = list(changed_by_key.values())
+        table = stored.table
+        if removed:
+            names = stored.key_columns
+            statement = delete(table).where(*(table.c[name] == bindparam(f"key_{name}") for name in names))
+            keys = [key if isinstance(key, tuple) else (key,) for key in removed]
+            parameters = [dict(zip((f"key_{name}" for name in names), key, strict=True)) for key in keys]
+            await connection.execute(statement, parameters)
+        if changed:
+            # In key order, so concurrent writers take row locks in one order.
+            changed.sort(key=lambda row: str(stored.key(row)))
+            await connection.execute(_upsert(connection, table), changed)
+    advanced = [
+        {"stream": stream, "sequence": sequence}
+        for stream, sequence in sorted(loaded.model.positions.items())
+        if loaded.positions.get(stream) != sequence
+    ]
+    if advanced:
+        # Only ever forward: another replica's batch may have advanced the stream further.
+        forward = _upsert(connection, POSITIONS, only_if=lambda excluded: POSITIONS.c.sequence < excluded.sequence)
+        await connection.execute(forward, advanced)
+    return written
+
+
+class ReadModelInMemory:
+    """The rows of a read model that one writer builds from nothing, kept in memory too.
+
+    A rebuild is the only writer of its empty target, so what the target holds is what it
+    wrote: a batch's rows are taken from here instead of being read back. Rows are kept as
+    written (column values), and indexed the way ``load`` selects them.
     """
-    client_ids = sorted(
-        {
-            client_id
-            for envelope, _ in batch
-            if isinstance(client_id := getattr(envelope.data, "client_id", None), uuid.UUID)
-        }
-    )
-    if not client_ids:
-        return
-    clients = await session.execute(
-        select(ClientRow)
-        .where(col(ClientRow.client_id).in_(client_ids))
-        .order_by(col(ClientRow.client_id))
-        .with_for_update()
-    )
-    companies = await session.execute(
-        select(CompanyRow)
-        .where(col(CompanyRow.client_id).in_(client_ids))
-        .order_by(col(CompanyRow.client_id), col(CompanyRow.company_id))
-        .with_for_update()
-    )
-    # The session's identity map holds rows weakly: these references keep the loaded rows,
-    # and every row the batch creates, in it until the transaction ends.
-    held: list[Any] = session.info.setdefault(HELD_ROWS, [])
-    held.extend([*clients.scalars(), *companies.scalars()])
-    if not event.contains(session.sync_session, "pending_to_persistent", _hold):
-        event.listen(session.sync_session, "pending_to_persistent", _hold)
-    session.info[PRELOADED] = set(client_ids)
 
+    def __init__(self) -> None:
+        self._rows: dict[_Stored[Any], dict[Hashable, dict[str, Any]]] = {stored: {} for stored in STORED}
+        self._companies_by_client: dict[uuid.UUID, set[Hashable]] = {}
+        self._waiting_by_client: dict[uuid.UUID, set[Hashable]] = {}
+        self._positions: dict[str, int] = {}
 
-def _hold(session: Session, instance: Any) -> None:
-    session.info.setdefault(HELD_ROWS, []).append(instance)
+    def load(self, events: Sequence[StoredEvent[Any]], applied_at: datetime) -> Loaded:
+        """What ``load`` would read from the database, taken from memory."""
+        named = _Named.by(events)
 
+        def by_key(stored: _Stored[Any], keys: Iterable[Hashable]) -> list[dict[str, Any]]:
+            rows = self._rows[stored]
+            return [rows[key] for key in keys if key in rows]
 
-async def _advance_position(session: AsyncSession, stream: str, sequence: int) -> None:
-    position = await session.get(ProjectionPosition, stream)
-    if position is None:
-        session.add(ProjectionPosition(stream=stream, sequence=sequence))
-    elif sequence > position.sequence:
-        position.sequence = sequence
+        def of_clients(stored: _Stored[Any], index: dict[uuid.UUID, set[Hashable]]) -> list[dict[str, Any]]:
+            return by_key(stored, (key for client_id in named.clients for key in index.get(client_id, ())))
 
+        wanted: list[tuple[_Stored[Any], list[dict[str, Any]]]] = [
+            (CLIENTS, by_key(CLIENTS, named.clients)),
+            (COMPANIES, of_clients(COMPANIES, self._companies_by_client)),
+            (FIRMS, by_key(FIRMS, named.firms)),
+            (ACCOUNTANTS, by_key(ACCOUNTANTS, named.accountants)),
+            (REFRESHES, by_key(REFRESHES, named.refreshes)),
+            (CONNECTION_TESTS, by_key(CONNECTION_TESTS, named.connection_tests)),
+            (FAILURES, by_key(FAILURES, named.failures)),
+            (FAILURES, of_clients(FAILURES, self._waiting_by_client)),
+            (TENANT_ACCESS, by_key(TENANT_ACCESS, named.tenant_access)),
+        ]
+        positions = {stream: self._positions[stream] for stream in named.streams if stream in self._positions}
+        return _loaded(applied_at, wanted, positions)
 
-async def _client_companies(session: AsyncSession, client: ClientRow) -> list[CompanyRow]:
-    rows = await session.execute(
-        select(CompanyRow).where(col(CompanyRow.client_id) == client.client_id).with_for_update()
-    )
-    return list(rows.scalars())
+    def keep(self, written: Written) -> None:
+        """Take in what a batch wrote (if its transaction then fails, so does the rebuild)."""
+        for stored, removed in written.removed.items():
+            rows = self._rows[stored]
+            for key in removed:
+                self._unindex(stored, rows.pop(key))
+        for stored, changed in written.rows.items():
+            rows = self._rows[stored]
+            for key, row in changed.items():
+                if key in rows:
+                    self._unindex(stored, rows[key])
+                rows[key] = row
+                self._index(stored, key, row)
+        self._positions.update(written.positions)
 
-
-async def _refresh_of(
-    session: AsyncSession, envelope: Envelope[Any], refresh_id: uuid.UUID, client_id: uuid.UUID
-) -> RefreshRow | None:
-    """The recorded request of a refresh, if it is this firm's refresh of this client.
-
-    Its RefreshRequested came earlier on the same stream, so it is there when asked for."""
-    refresh = await session.get(RefreshRow, refresh_id)
-    if refresh is None or refresh.firm_id != envelope.firm_id or refresh.client_id != client_id:
+    def _indexes(self, stored: _Stored[Any], row: dict[str, Any]) -> dict[uuid.UUID, set[Hashable]] | None:
+        if stored is COMPANIES:
+            return self._companies_by_client
+        if stored is FAILURES and row["next_attempt_at"] is not None and row["client_id"] is not None:
+            return self._waiting_by_client
         return None
-    return refresh
+
+    def _index(self, stored: _Stored[Any], key: Hashable, row: dict[str, Any]) -> None:
+        if (index := self._indexes(stored, row)) is not None:
+            index.setdefault(row["client_id"], set()).add(key)
+
+    def _unindex(self, stored: _Stored[Any], row: dict[str, Any]) -> None:
+        if (index := self._indexes(stored, row)) is not None:
+            index.get(row["client_id"], set()).discard(stored.key(row))
 
 
-async def _apply_accountant(session: AsyncSession, envelope: Envelope[Any], sequence: int) -> None:
-    data: AccountantJoined = envelope.data
-    row = await session.get(AccountantRow, data.accountant_id)
-    if row is not None and row.events_sequence >= sequence:
-        return
-    if row is None:
-        row = AccountantRow(
-            accountant_id=data.accountant_id,
-            firm_id=envelope.firm_id,
-            email=data.email,
-            display_name=data.display_name,
-            role=data.role.value,
-        )
-        session.add(row)
-    row.email, row.display_name, row.role = data.email, data.display_name, data.role.value
-    row.events_sequence = sequence
-
-
-async def _apply_client_card(session: AsyncSession, envelope: Envelope[Any], sequence: int) -> None:
-    data: ClientAdded | ClientUpdated = envelope.data
-    row = await _locked(ClientRow, session, data.client_id)
-    if row is not None and (row.events_sequence >= sequence or row.firm_id != envelope.firm_id):
-        return
-    if row is None:
-        if isinstance(data, ClientUpdated):
-            return  # an update of a client this model never saw added changes nothing
-        row = ClientRow(
-            client_id=data.client_id,
-            firm_id=envelope.firm_id,
-            name=data.card.name,
-            client_url=data.card.client_url,
-            tenant=data.connection.tenant,
-            environment=data.connection.environment,
-            card_json="{}",
-            source=data.source.value,
-            added_at=envelope.occurred_at,
-        )
-        session.add(row)
-    row.name = data.card.name
-    row.client_url = data.card.client_url
-    row.tenant = data.connection.tenant
-    row.tenant_id = data.connection.tenant_id
-    row.environment = data.connection.environment
-    row.company_name = data.connection.company_name
-    row.card_json = data.card.model_dump_json()
-    row.assigned_accountant_id = data.card.assigned_accountant_id
-    row.events_sequence = sequence
-
-
-async def _owned_client(
-    session: AsyncSession, envelope: Envelope[Any], client_id: Any, sequence: int
-) -> ClientRow | None:
-    """The client an event is about, if it belongs to the event's firm and is not stale."""
-    row = await _locked(ClientRow, session, client_id)
-    if row is None or row.firm_id != envelope.firm_id or row.events_sequence >= sequence:
-        return None
-    return row
-
-
-async def _apply_event(session: AsyncSession, envelope: Envelope[Any], sequence: int) -> None:
-    data = envelope.data
-    if isinstance(data, FirmCreated):
-        firm = await session.get(FirmRow, envelope.firm_id)
-        if firm is None:
-            session.add(FirmRow(firm_id=envelope.firm_id, name=data.name, events_sequence=sequence))
-    elif isinstance(data, AccountantJoined):
-        await _apply_accountant(session, envelope, sequence)
-    elif isinstance(data, ClientAdded | ClientUpdated):
-        await _apply_client_card(session, envelope, sequence)
-    elif isinstance(data, ClientRemoved):
-        client = await _owned_client(session, envelope, data.client_id, sequence)
-        if client is not None:
-            client.removed = True
-            client.events_sequence = sequence
-    elif isinstance(data, RefreshRequested):
-        await _apply_request(session, envelope, data, sequence)
-    elif isinstance(data, CompaniesDiscovered):
-        await _apply_discovery(session, envelope, data, sequence)
-    elif isinstance(data, RefreshFailed):
-        await _apply_failure(session, envelope, data, sequence)
-    elif isinstance(data, RefreshDeferred):
-        await _apply_deferral(session, envelope, data, sequence)
-    elif isinstance(data, ConnectionTestRequested | ConnectionTested):
-        await _apply_connection_test(session, envelope, data)
-    elif isinstance(data, TenantAccessGranted | TenantAccessRevoked):
-        await _apply_tenant_access(session, envelope, data, sequence)
-
-
-async def _apply_tenant_access(
+async def apply_events(
     session: AsyncSession,
-    envelope: Envelope[Any],
-    data: TenantAccessGranted | TenantAccessRevoked,
-    sequence: int,
-) -> None:
-    row = await session.get(TenantAccessRow, (envelope.firm_id, data.tenant_id))
-    if row is not None and row.events_sequence >= sequence:
-        return
-    if row is None:
-        row = TenantAccessRow(
-            firm_id=envelope.firm_id, tenant_id=data.tenant_id, granted=False, changed_at=envelope.occurred_at
-        )
-        session.add(row)
-    row.granted = isinstance(data, TenantAccessGranted)
-    if isinstance(data, TenantAccessGranted):
-        row.method, row.granted_by, row.reason = data.method.value, data.granted_by, None
-    else:
-        row.reason = data.reason
-    row.changed_at = envelope.occurred_at
-    row.events_sequence = sequence
-
-
-async def _apply_request(session: AsyncSession, envelope: Envelope[Any], data: RefreshRequested, sequence: int) -> None:
-    client = await _owned_client(session, envelope, data.client_id, sequence)
-    if client is None:
-        return
-    client.events_sequence = sequence
-    if data.company_id is None:
-        # The client's own state is what its row says while no company is known; a refresh
-        # of one company leaves it alone.
-        client.state = CompanyState.QUEUED
-        client.next_attempt_at = None
-    refresh = await session.get(RefreshRow, data.refresh_id)
-    if refresh is None:
-        refresh = RefreshRow(
-            refresh_id=data.refresh_id,
-            firm_id=envelope.firm_id,
-            client_id=data.client_id,
-            company_id=data.company_id,
-            correlation_id=envelope.correlation_id,
-            requested_at=envelope.occurred_at,
-        )
-        session.add(refresh)
-    for company in await _client_companies(session, client):
-        if _in_scope(refresh, company.company_id) and _pending_after(company, envelope, data.refresh_id):
-            _show_pending(company, CompanyState.QUEUED)
-
-
-async def _apply_connection_test(
-    session: AsyncSession, envelope: Envelope[Any], data: ConnectionTestRequested | ConnectionTested
-) -> None:
-    row = await session.get(ConnectionTestRow, data.test_id)
-    if row is not None and row.firm_id != envelope.firm_id:
-        return
-    if row is None:
-        row = ConnectionTestRow(test_id=data.test_id, firm_id=envelope.firm_id, client_id=data.client_id)
-        session.add(row)
-    if isinstance(data, ConnectionTestRequested) or (isinstance(data, ConnectionTested) and data.connection):
-        assert data.connection is not None
-        row.tenant, row.environment = data.connection.tenant, data.connection.environment
-    if isinstance(data, ConnectionTested):
-        row.result_json = data.model_dump_json()
-        row.tested_at = envelope.occurred_at
-        if data.failure is not None:
-            await _record_failure(
-                session,
-                envelope,
-                data.failure,
-                origin="connection_test",
-                client_id=data.client_id,
-                tenant=row.tenant,
-                environment=row.environment,
-            )
-
-
-async def _record_failure(
-    session: AsyncSession,
-    envelope: Envelope[Any],
-    failure: Failure,
+    events: Sequence[StoredEvent[Any]],
+    applied_at: datetime,
     *,
-    origin: str,
-    client_id: uuid.UUID | None,
-    tenant: str | None,
-    environment: str | None,
-    company_id: uuid.UUID | None = None,
-    company_name: str | None = None,
-    deferral: RefreshDeferred | None = None,
-) -> None:
-    """Keep a failure for Check Errors once (keyed by its event), whatever happens to the row
-    it failed. A deferral's entry says when the next attempt is due."""
-    if await session.get(FailureRow, envelope.id) is not None:
-        return
-    session.add(
-        FailureRow(
-            failure_id=envelope.id,
-            firm_id=envelope.firm_id,
-            origin=origin,
-            client_id=client_id,
-            company_id=company_id,
-            company_name=company_name,
-            tenant=tenant,
-            environment=environment,
-            kind=failure.kind.value,
-            failure_json=_failure_json(failure),
-            occurred_at=failure.occurred_at,
-            attempt=deferral.attempt if deferral else None,
-            next_attempt_at=deferral.next_attempt_at if deferral else None,
-        )
-    )
+    in_memory: ReadModelInMemory | None = None,
+) -> Changes:
+    """Apply events in stream order and advance each stream's position, in one transaction.
 
-
-async def _end_waiting(
-    session: AsyncSession,
-    *,
-    firm_id: uuid.UUID,
-    client_id: uuid.UUID,
-    company_id: uuid.UUID | None,
-    before: datetime,
-) -> None:
-    """Take from Check Errors the waits for a retry that a later outcome replaced.
-
-    ``company_id`` None is the client's own wait (its BC could not be reached at all). Only
-    waits that began before the outcome end, so the result is the same whichever of a
-    snapshot and a deferral, which travel on different streams, is projected first.
+    With ``in_memory`` (a rebuild), the batch's rows come from there, not the database.
     """
-    scope = col(FailureRow.company_id).is_(None) if company_id is None else col(FailureRow.company_id) == company_id
-    ended = await session.execute(
-        delete(FailureRow)
-        .where(
-            col(FailureRow.firm_id) == firm_id,
-            col(FailureRow.client_id) == client_id,
-            scope,
-            col(FailureRow.next_attempt_at).is_not(None),
-            col(FailureRow.occurred_at) < before,
-        )
-        .execution_options(synchronize_session="fetch")
-    )
-    if getattr(ended, "rowcount", 0):
-        session.info.setdefault(CHECK_ERRORS_CHANGED, set()).add(firm_id)
-
-
-async def _apply_discovery(
-    session: AsyncSession, envelope: Envelope[Any], data: CompaniesDiscovered, sequence: int
-) -> None:
-    client = await _owned_client(session, envelope, data.client_id, sequence)
-    if client is None:
-        return
-    client.events_sequence = sequence
-    client.state = CompanyState.OK
-    client.failure_json = None
-    client.next_attempt_at = None
-    # The client's BC answered: no wait to reach it is pending any more.
-    await _end_waiting(
-        session, firm_id=client.firm_id, client_id=client.client_id, company_id=None, before=envelope.occurred_at
-    )
-    refresh = await _refresh_of(session, envelope, data.refresh_id, data.client_id)
-    discovered = [company for company in _unique(data) if _in_scope(refresh, company.company_id)]
-    if refresh is not None:
-        refresh.companies_found = len(discovered)
-    existing = {row.company_id: row for row in await _client_companies(session, client)}
-    found = {company.company_id for company in discovered}
-    for company_id, gone in existing.items():
-        if company_id not in found and _in_scope(refresh, company_id):
-            # The company is gone from the client's BC (deleted or access withdrawn).
-            await session.delete(gone)
-    for company in discovered:
-        row = existing.get(company.company_id)
-        if row is None:
-            row = CompanyRow(
-                client_id=client.client_id,
-                company_id=company.company_id,
-                firm_id=client.firm_id,
-                company_name=company.name,
-            )
-            session.add(row)
-        if _newer_outcome(row, envelope.occurred_at):
-            # The newest reading of the company names it (a snapshot may be newer).
-            row.company_name = company.name
-            row.display_name = company.display_name
-        if _pending_after(row, envelope, data.refresh_id):
-            _show_pending(row, CompanyState.REFRESHING)
-        row.events_sequence = max(row.events_sequence, sequence)
-
-
-def _unique(data: CompaniesDiscovered) -> list[DiscoveredCompany]:
-    """The discovered companies, each id once: BC answering one id twice must not stop the
-    projection (the first entry wins)."""
-    unique: dict[uuid.UUID, DiscoveredCompany] = {}
-    for company in data.companies:
-        unique.setdefault(company.company_id, company)
-    if len(unique) < len(data.companies):
-        logger.warning(
-            "discovered companies repeat an id",
-            client_id=str(data.client_id),
-            refresh_id=str(data.refresh_id),
-            repeated=len(data.companies) - len(unique),
-        )
-    return list(unique.values())
-
-
-async def _apply_failure(session: AsyncSession, envelope: Envelope[Any], data: RefreshFailed, sequence: int) -> None:
-    client = await _locked(ClientRow, session, data.client_id)
-    if client is not None and client.firm_id != envelope.firm_id:
-        return
-    failure = _failure_json(data.failure)
-    await _record_failure(
-        session,
-        envelope,
-        data.failure,
-        origin="refresh",
-        client_id=data.client_id,
-        company_id=data.company_id,
-        company_name=data.company_name,
-        tenant=client.tenant if client else None,
-        environment=client.environment if client else None,
-    )
-    if client is None:
-        if data.company_id is None:
-            return  # a client-level failure follows its ClientAdded on the same stream
-    elif data.company_id is None:
-        if client.events_sequence >= sequence:
-            return
-        client.events_sequence = sequence
-        client.state = CompanyState.FAILED
-        client.failure_json = failure
-        client.next_attempt_at = None
-        failed_at = data.failure.occurred_at
-        await _end_waiting(
-            session, firm_id=client.firm_id, client_id=client.client_id, company_id=None, before=failed_at
-        )
-        refresh = await _refresh_of(session, envelope, data.refresh_id, data.client_id)
-        if refresh is not None:
-            refresh.failed = True
-        for company in await _client_companies(session, client):
-            if _in_scope(refresh, company.company_id) and _newer_outcome(company, failed_at):
-                _show_failure(company, failure, data)
-                await _end_waiting(
-                    session,
-                    firm_id=client.firm_id,
-                    client_id=client.client_id,
-                    company_id=company.company_id,
-                    before=failed_at,
-                )
-        return
-    existing = await _locked(CompanyRow, session, (data.client_id, data.company_id))
-    if existing is not None and (
-        existing.events_sequence >= sequence
-        # Older than the outcome shown (which came later, on the other stream).
-        or not _newer_outcome(existing, data.failure.occurred_at)
-    ):
-        return
-    row = existing or CompanyRow(
-        client_id=data.client_id,
-        company_id=data.company_id,
-        firm_id=envelope.firm_id,
-        company_name=data.company_name or str(data.company_id),
-    )
-    session.add(row)
-    _show_failure(row, failure, data)
-    row.events_sequence = sequence
-    await _end_waiting(
-        session,
-        firm_id=envelope.firm_id,
-        client_id=data.client_id,
-        company_id=data.company_id,
-        before=data.failure.occurred_at,
-    )
-
-
-async def _apply_deferral(session: AsyncSession, envelope: Envelope[Any], data: RefreshDeferred, sequence: int) -> None:
-    """A refresh will be tried again: the rows it is about, and Check Errors, say so at once."""
-    client = await _locked(ClientRow, session, data.client_id)
-    if client is None or client.firm_id != envelope.firm_id:
-        return  # a deferral follows its client's ClientAdded on the same stream
-    waiting_since = data.failure.occurred_at
-    if data.company_id is None:
-        if client.events_sequence >= sequence:
-            return
-        client.events_sequence = sequence
-        _show_waiting(client, data)
-        refresh = await _refresh_of(session, envelope, data.refresh_id, data.client_id)
-        for company in await _client_companies(session, client):
-            if _in_scope(refresh, company.company_id) and _newer_outcome(company, waiting_since):
-                _show_waiting(company, data)
-    else:
-        existing = await _locked(CompanyRow, session, (data.client_id, data.company_id))
-        if existing is not None and (
-            existing.events_sequence >= sequence or not _newer_outcome(existing, waiting_since)
-        ):
-            return  # replayed, or a later outcome (maybe of this very retry) is shown already
-        row = existing or CompanyRow(
-            client_id=data.client_id,
-            company_id=data.company_id,
-            firm_id=envelope.firm_id,
-            company_name=data.company_name or str(data.company_id),
-        )
-        session.add(row)
-        _show_waiting(row, data)
-        row.events_sequence = sequence
-    # This attempt's wait replaces the wait of an earlier attempt of the same scope.
-    await _end_waiting(
-        session, firm_id=client.firm_id, client_id=client.client_id, company_id=data.company_id, before=waiting_since
-    )
-    await _record_failure(
-        session,
-        envelope,
-        data.failure,
-        origin="refresh",
-        client_id=data.client_id,
-        company_id=data.company_id,
-        company_name=data.company_name,
-        tenant=client.tenant,
-        environment=client.environment,
-        deferral=data,
-    )
-
-
-async def _apply_snapshot(session: AsyncSession, envelope: Envelope[Any], sequence: int, applied_at: datetime) -> None:
-    data: CompanySnapshot = envelope.data
-    client = await _locked(ClientRow, session, data.client_id)
-    if client is not None and client.firm_id != envelope.firm_id:
-        return
-    # A snapshot may arrive before its client's ClientAdded (another stream): keep it under
-    # the event's firm; the dashboard shows it once the client row exists.
-    existing = await _locked(CompanyRow, session, (data.client_id, data.company_id))
-    if existing is not None and (
-        existing.snapshot_sequence >= sequence or (existing.as_of is not None and existing.as_of > data.read_at)
-    ):
-        return
-    row = existing or CompanyRow(
-        client_id=data.client_id,
-        company_id=data.company_id,
-        firm_id=envelope.firm_id,
-        company_name=data.company_name,
-    )
-    session.add(row)
-    if _newer_outcome(row, data.read_at):
-        # Newer figures always show; the state only if nothing later (a failure, a wait for
-        # a retry) happened to the company, whichever stream was projected first.
-        row.outcome_refresh_id = data.refresh_id
-        row.outcome_at = data.read_at
-        row.state = CompanyState.OK
-        row.failure_json = None
-        row.next_attempt_at = None
-    await _end_waiting(
-        session, firm_id=row.firm_id, client_id=data.client_id, company_id=data.company_id, before=data.read_at
-    )
-    row.company_name = data.company_name
-    row.display_name = data.company_display_name
-    row.as_of = data.read_at
-    row.currency_code = data.currency_code
-    for attribute, value in figure_values(data.figures).items():
-        setattr(row, attribute, value)
-    row.figures_json = json.dumps(data.figures.model_dump(mode="json"))
-    row.web_client_link = data.web_client_link
-    row.snapshot_sequence = sequence
-    row.snapshot_applied_at = applied_at
-
-
-def _note_change(changes: Changes, envelope: Envelope[Any]) -> None:
-    data = envelope.data
-    client_id = getattr(data, "client_id", None)
-    if isinstance(client_id, uuid.UUID):
-        changes.client(envelope.firm_id, client_id)
-    if isinstance(data, RefreshFailed | RefreshDeferred) or (
-        isinstance(data, ConnectionTested) and data.failure is not None
-    ):
-        changes.firms_with_new_failures.add(envelope.firm_id)
+    loaded = in_memory.load(events, applied_at) if in_memory else await load(session, events, applied_at)
+    fold(loaded.model, events)
+    written = await write(session, loaded)
+    if in_memory is not None:
+        in_memory.keep(written)
+    return loaded.model.changes
 
 
 async def apply_batch(
@@ -674,20 +481,5 @@ async def apply_batch(
     batch: list[tuple[Envelope[EventData], Delivery]],
     applied_at: datetime,
 ) -> Changes:
-    """Apply events in stream order and advance each stream's position, in one transaction."""
-    changes = Changes()
-    positions: dict[str, int] = {}
-    await _preload(session, batch)
-    for envelope, delivery in batch:
-        if isinstance(envelope.data, CompanySnapshot):
-            await _apply_snapshot(session, envelope, delivery.stream_sequence, applied_at)
-        else:
-            await _apply_event(session, envelope, delivery.stream_sequence)
-        positions[delivery.stream] = max(positions.get(delivery.stream, 0), delivery.stream_sequence)
-        await session.flush()
-        _note_change(changes, envelope)
-    # Each stream's high-water mark, once per batch, in the same transaction.
-    for stream, sequence in positions.items():
-        await _advance_position(session, stream, sequence)
-    changes.firms_with_new_failures |= session.info.pop(CHECK_ERRORS_CHANGED, set())
-    return changes
+    """Apply a consumer's batch (events with their deliveries) in one transaction."""
+    return await apply_events(session, stored_events(batch), applied_at)

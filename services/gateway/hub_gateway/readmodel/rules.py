@@ -1,0 +1,626 @@
+"""The read model's rules, as pure functions: ``apply_<event>(model, event) -> model``.
+
+Each function takes the part of the read model a batch is about (``ModelState`` in
+``state.py``: plain dataclasses, one per row, named like the row's columns) and one stored
+event, and changes that state as the event says; no database, no I/O. ``RULES`` registers
+one function per event type the read model consumes, and ``IGNORED_EVENT_TYPES`` names the
+rest, so a new event type in ``hub_common.events`` is either given a rule or deliberately
+left out (tests/unit/test_projection_rules.py checks both against the catalogue).
+
+The store layer (``projection.py``) loads and locks the rows a batch touches into a
+``ModelState``, folds the batch's events through ``fold``, and writes what changed. The live
+projection does that a few hundred events at a time, a rebuild thousands at a time.
+
+The rules that matter most, because events and snapshots travel on two streams with no
+order between them and any event may be delivered again:
+
+* A row keeps the stream sequence of the last event applied to it (``events_sequence``,
+  ``snapshot_sequence``); an event at or below it changes nothing.
+* A company row shows the outcome (figures, a failure, a wait for a retry) that *happened*
+  last, by its own time (``outcome_at``), whichever arrived last; a refresh's own request or
+  discovery never makes a row with that refresh's outcome look pending again.
+* An event of one firm never touches another firm's rows.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterable
+from datetime import datetime
+from typing import Any
+
+from hub_common.events import (
+    AccountantJoined,
+    ClientAdded,
+    ClientRemoved,
+    ClientUpdated,
+    ColleagueInvited,
+    CompaniesDiscovered,
+    CompanySnapshot,
+    ConnectionTested,
+    ConnectionTestRequested,
+    DiscoveredCompany,
+    Envelope,
+    Failure,
+    FirmCreated,
+    InvitationAccepted,
+    InvitationCreated,
+    InvitationRejected,
+    RefreshDeferred,
+    RefreshFailed,
+    RefreshRequested,
+    TenantAccessGranted,
+    TenantAccessRevoked,
+)
+from hub_common.logging import get_logger
+from hub_gateway.readmodel.state import (
+    AccountantState,
+    Changes,
+    ClientState,
+    CompanyState,
+    ConnectionTestState,
+    FailureState,
+    FirmState,
+    ModelState,
+    RefreshState,
+    RowState,
+    StoredEvent,
+    TenantAccessState,
+)
+
+logger = get_logger(__name__)
+
+
+# ---------------------------------------------------------------- shared rules
+
+
+def _newer_outcome(company: CompanyState, happened_at: datetime) -> bool:
+    return company.outcome_at is None or happened_at > company.outcome_at
+
+
+def _pending_after(company: CompanyState, happened_at: datetime, refresh_id: uuid.UUID) -> bool:
+    """A refresh request or discovery makes a row pending only if it is newer than what it shows."""
+    return company.outcome_refresh_id != refresh_id and _newer_outcome(company, happened_at)
+
+
+def _show_pending(company: CompanyState, state: str) -> None:
+    company.state = state
+    company.next_attempt_at = None
+
+
+def _show_failure(company: CompanyState, data: RefreshFailed) -> None:
+    company.state = RowState.FAILED
+    company.failure_json = data.failure.model_dump_json()
+    company.next_attempt_at = None
+    company.outcome_refresh_id = data.refresh_id
+    company.outcome_at = data.failure.occurred_at
+
+
+def _show_waiting(row: CompanyState | ClientState, data: RefreshDeferred) -> None:
+    """The row waits for the fetcher's next attempt. Not an outcome (the refresh goes on), but
+    it dates a company's state like one, so an older outcome arriving later cannot hide it."""
+    row.state = RowState.WAITING
+    row.failure_json = data.failure.model_dump_json()
+    row.next_attempt_at = data.next_attempt_at
+    if isinstance(row, CompanyState):
+        row.outcome_at = data.failure.occurred_at
+
+
+def _in_scope(refresh: RefreshState | None, company_id: uuid.UUID) -> bool:
+    """Whether a refresh is about this company: a refresh of one company touches no other row.
+
+    A refresh with no recorded request (the one a ClientAdded starts) covers the whole client.
+    """
+    return refresh is None or refresh.company_id in (None, company_id)
+
+
+def _owned_client(model: ModelState, event: StoredEvent[Any], client_id: uuid.UUID) -> ClientState | None:
+    """The client an event is about, if it belongs to the event's firm and is not stale."""
+    client = model.clients.get(client_id)
+    if client is None or client.firm_id != event.envelope.firm_id or client.events_sequence >= event.sequence:
+        return None
+    return client
+
+
+def _refresh_of(
+    model: ModelState, event: StoredEvent[Any], refresh_id: uuid.UUID, client_id: uuid.UUID
+) -> RefreshState | None:
+    """The recorded request of a refresh, if it is this firm's refresh of this client.
+
+    Its RefreshRequested came earlier on the same stream, so it is there when asked for."""
+    refresh = model.refreshes.get(refresh_id)
+    if refresh is None or refresh.firm_id != event.envelope.firm_id or refresh.client_id != client_id:
+        return None
+    return refresh
+
+
+def _new_company(event: StoredEvent[Any], client_id: uuid.UUID, company_id: uuid.UUID, name: str) -> CompanyState:
+    return CompanyState(client_id=client_id, company_id=company_id, firm_id=event.envelope.firm_id, company_name=name)
+
+
+def _end_waiting(
+    model: ModelState, *, firm_id: uuid.UUID, client_id: uuid.UUID, company_id: uuid.UUID | None, before: datetime
+) -> None:
+    """Take from Check Errors the waits for a retry that a later outcome replaced.
+
+    ``company_id`` None is the client's own wait (its BC could not be reached at all). Only
+    waits that began before the outcome end, so the result is the same whichever of a
+    snapshot and a deferral, which travel on different streams, is projected first.
+    """
+    if model.failures.end_waiting(firm_id=firm_id, client_id=client_id, company_id=company_id, before=before):
+        model.changes.firms_with_new_failures.add(firm_id)
+
+
+def _record_failure(
+    model: ModelState,
+    event: StoredEvent[Any],
+    failure: Failure,
+    *,
+    origin: str,
+    client_id: uuid.UUID | None,
+    tenant: str | None,
+    environment: str | None,
+    company_id: uuid.UUID | None = None,
+    company_name: str | None = None,
+    deferral: RefreshDeferred | None = None,
+) -> None:
+    """Keep a failure for Check Errors once (keyed by its event), whatever happens to the row
+    it failed. A deferral's entry says when the next attempt is due."""
+    envelope = event.envelope
+    if envelope.id in model.failures:
+        return
+    model.failures.add(
+        FailureState(
+            failure_id=envelope.id,
+            firm_id=envelope.firm_id,
+            origin=origin,
+            client_id=client_id,
+            company_id=company_id,
+            company_name=company_name,
+            tenant=tenant,
+            environment=environment,
+            kind=failure.kind.value,
+            failure_json=failure.model_dump_json(),
+            occurred_at=failure.occurred_at,
+            attempt=deferral.attempt if deferral else None,
+            next_attempt_at=deferral.next_attempt_at if deferral else None,
+        )
+    )
+
+
+def _record_refresh_failure(
+    model: ModelState, event: StoredEvent[RefreshFailed] | StoredEvent[RefreshDeferred], client: ClientState | None
+) -> None:
+    """A refresh's failure (or wait for a retry) for Check Errors, named by its client's BC."""
+    data = event.data
+    _record_failure(
+        model,
+        event,
+        data.failure,
+        origin="refresh",
+        client_id=data.client_id,
+        company_id=data.company_id,
+        company_name=data.company_name,
+        tenant=client.tenant if client else None,
+        environment=client.environment if client else None,
+        deferral=data if isinstance(data, RefreshDeferred) else None,
+    )
+
+
+# ---------------------------------------------------------------- one rule per event type
+
+
+def apply_firm_created(model: ModelState, event: StoredEvent[FirmCreated]) -> ModelState:
+    firm_id = event.envelope.firm_id
+    if firm_id not in model.firms:
+        model.firms[firm_id] = FirmState(firm_id=firm_id, name=event.data.name, events_sequence=event.sequence)
+    return model
+
+
+def apply_accountant_joined(model: ModelState, event: StoredEvent[AccountantJoined]) -> ModelState:
+    data = event.data
+    accountant = model.accountants.get(data.accountant_id)
+    if accountant is not None and accountant.events_sequence >= event.sequence:
+        return model
+    if accountant is None:
+        accountant = model.accountants[data.accountant_id] = AccountantState(
+            accountant_id=data.accountant_id,
+            firm_id=event.envelope.firm_id,
+            email=data.email,
+            display_name=data.display_name,
+            role=data.role.value,
+        )
+    accountant.email, accountant.display_name, accountant.role = data.email, data.display_name, data.role.value
+    accountant.events_sequence = event.sequence
+    return model
+
+
+def _apply_client_card(model: ModelState, event: StoredEvent[ClientAdded] | StoredEvent[ClientUpdated]) -> None:
+    data, envelope = event.data, event.envelope
+    client = model.clients.get(data.client_id)
+    if client is not None and (client.events_sequence >= event.sequence or client.firm_id != envelope.firm_id):
+        return
+    if client is None:
+        if not isinstance(data, ClientAdded):
+            return  # an update of a client this model never saw added changes nothing
+        client = model.clients[data.client_id] = ClientState(
+            client_id=data.client_id,
+            firm_id=envelope.firm_id,
+            name=data.card.name,
+            client_url=data.card.client_url,
+            tenant=data.connection.tenant,
+            environment=data.connection.environment,
+            card_json="{}",
+            source=data.source.value,
+            added_at=envelope.occurred_at,
+        )
+    client.name = data.card.name
+    client.client_url = data.card.client_url
+    client.tenant = data.connection.tenant
+    client.tenant_id = data.connection.tenant_id
+    client.environment = data.connection.environment
+    client.company_name = data.connection.company_name
+    client.card_json = data.card.model_dump_json()
+    client.assigned_accountant_id = data.card.assigned_accountant_id
+    client.events_sequence = event.sequence
+
+
+def apply_client_added(model: ModelState, event: StoredEvent[ClientAdded]) -> ModelState:
+    _apply_client_card(model, event)
+    return model
+
+
+def apply_client_updated(model: ModelState, event: StoredEvent[ClientUpdated]) -> ModelState:
+    _apply_client_card(model, event)
+    return model
+
+
+def apply_client_removed(model: ModelState, event: StoredEvent[ClientRemoved]) -> ModelState:
+    client = _owned_client(model, event, event.data.client_id)
+    if client is not None:
+        client.removed = True
+        client.events_sequence = event.sequence
+    return model
+
+
+def apply_refresh_requested(model: ModelState, event: StoredEvent[RefreshRequested]) -> ModelState:
+    data, envelope = event.data, event.envelope
+    client = _owned_client(model, event, data.client_id)
+    if client is None:
+        return model
+    client.events_sequence = event.sequence
+    if data.company_id is None:
+        # The client's own state is what its row says while no company is known; a refresh
+        # of one company leaves it alone.
+        client.state = RowState.QUEUED
+        client.next_attempt_at = None
+    refresh = model.refreshes.get(data.refresh_id)
+    if refresh is None:
+        refresh = model.refreshes[data.refresh_id] = RefreshState(
+            refresh_id=data.refresh_id,
+            firm_id=envelope.firm_id,
+            client_id=data.client_id,
+            company_id=data.company_id,
+            correlation_id=envelope.correlation_id,
+            requested_at=envelope.occurred_at,
+        )
+    for company in model.companies_of(client.client_id).values():
+        if _in_scope(refresh, company.company_id) and _pending_after(company, envelope.occurred_at, data.refresh_id):
+            _show_pending(company, RowState.QUEUED)
+    return model
+
+
+def _unique(data: CompaniesDiscovered) -> list[DiscoveredCompany]:
+    """The discovered companies, each id once: BC answering one id twice must not stop the
+    projection (the first entry wins)."""
+    unique: dict[uuid.UUID, DiscoveredCompany] = {}
+    for company in data.companies:
+        unique.setdefault(company.company_id, company)
+    if len(unique) < len(data.companies):
+        logger.warning(
+            "discovered companies repeat an id",
+            client_id=str(data.client_id),
+            refresh_id=str(data.refresh_id),
+            repeated=len(data.companies) - len(unique),
+        )
+    return list(unique.values())
+
+
+def apply_companies_discovered(model: ModelState, event: StoredEvent[CompaniesDiscovered]) -> ModelState:
+    data, discovered_at = event.data, event.envelope.occurred_at
+    client = _owned_client(model, event, data.client_id)
+    if client is None:
+        return model
+    client.events_sequence = event.sequence
+    client.state = RowState.OK
+    client.failure_json = None
+    client.next_attempt_at = None
+    # The client's BC answered: no wait to reach it is pending any more.
+    _end_waiting(model, firm_id=client.firm_id, client_id=client.client_id, company_id=None, before=discovered_at)
+    refresh = _refresh_of(model, event, data.refresh_id, data.client_id)
+    discovered = [company for company in _unique(data) if _in_scope(refresh, company.company_id)]
+    if refresh is not None:
+        refresh.companies_found = len(discovered)
+    existing = model.companies_of(client.client_id)
+    found = {company.company_id for company in discovered}
+    for company_id in [company_id for company_id in existing if company_id not in found]:
+        if _in_scope(refresh, company_id):
+            # The company is gone from the client's BC (deleted or access withdrawn).
+            del existing[company_id]
+    for company in discovered:
+        row = existing.get(company.company_id)
+        if row is None:
+            row = model.add_company(
+                CompanyState(
+                    client_id=client.client_id,
+                    company_id=company.company_id,
+                    firm_id=client.firm_id,
+                    company_name=company.name,
+                )
+            )
+        if _newer_outcome(row, discovered_at):
+            # The newest reading of the company names it (a snapshot may be newer).
+            row.company_name = company.name
+            row.display_name = company.display_name
+        if _pending_after(row, discovered_at, data.refresh_id):
+            _show_pending(row, RowState.REFRESHING)
+        row.events_sequence = max(row.events_sequence, event.sequence)
+    return model
+
+
+def apply_refresh_failed(model: ModelState, event: StoredEvent[RefreshFailed]) -> ModelState:
+    data, envelope = event.data, event.envelope
+    client = model.clients.get(data.client_id)
+    if client is not None and client.firm_id != envelope.firm_id:
+        return model
+    _record_refresh_failure(model, event, client)
+    failed_at = data.failure.occurred_at
+    if data.company_id is None:
+        if client is None or client.events_sequence >= event.sequence:
+            return model  # a client-level failure follows its ClientAdded on the same stream
+        client.events_sequence = event.sequence
+        client.state = RowState.FAILED
+        client.failure_json = data.failure.model_dump_json()
+        client.next_attempt_at = None
+        _end_waiting(model, firm_id=client.firm_id, client_id=client.client_id, company_id=None, before=failed_at)
+        refresh = _refresh_of(model, event, data.refresh_id, data.client_id)
+        if refresh is not None:
+            refresh.failed = True
+        for row in model.companies_of(client.client_id).values():
+            if _in_scope(refresh, row.company_id) and _newer_outcome(row, failed_at):
+                _show_failure(row, data)
+                _end_waiting(
+                    model,
+                    firm_id=client.firm_id,
+                    client_id=client.client_id,
+                    company_id=row.company_id,
+                    before=failed_at,
+                )
+        return model
+    company = model.company(data.client_id, data.company_id)
+    if company is not None and (
+        company.events_sequence >= event.sequence
+        # Older than the outcome shown (which came later, on the other stream).
+        or not _newer_outcome(company, failed_at)
+    ):
+        return model
+    if company is None:
+        company = model.add_company(
+            _new_company(event, data.client_id, data.company_id, data.company_name or str(data.company_id))
+        )
+    _show_failure(company, data)
+    company.events_sequence = event.sequence
+    _end_waiting(
+        model, firm_id=envelope.firm_id, client_id=data.client_id, company_id=data.company_id, before=failed_at
+    )
+    return model
+
+
+def apply_refresh_deferred(model: ModelState, event: StoredEvent[RefreshDeferred]) -> ModelState:
+    """A refresh will be tried again: the rows it is about, and Check Errors, say so at once."""
+    data = event.data
+    client = model.clients.get(data.client_id)
+    if client is None or client.firm_id != event.envelope.firm_id:
+        return model  # a deferral follows its client's ClientAdded on the same stream
+    waiting_since = data.failure.occurred_at
+    if data.company_id is None:
+        if client.events_sequence >= event.sequence:
+            return model
+        client.events_sequence = event.sequence
+        _show_waiting(client, data)
+        refresh = _refresh_of(model, event, data.refresh_id, data.client_id)
+        for row in model.companies_of(client.client_id).values():
+            if _in_scope(refresh, row.company_id) and _newer_outcome(row, waiting_since):
+                _show_waiting(row, data)
+    else:
+        company = model.company(data.client_id, data.company_id)
+        if company is not None and (
+            company.events_sequence >= event.sequence or not _newer_outcome(company, waiting_since)
+        ):
+            return model  # replayed, or a later outcome (maybe of this very retry) is shown already
+        if company is None:
+            company = model.add_company(
+                _new_company(event, data.client_id, data.company_id, data.company_name or str(data.company_id))
+            )
+        _show_waiting(company, data)
+        company.events_sequence = event.sequence
+    # This attempt's wait replaces the wait of an earlier attempt of the same scope.
+    _end_waiting(
+        model, firm_id=client.firm_id, client_id=client.client_id, company_id=data.company_id, before=waiting_since
+    )
+    _record_refresh_failure(model, event, client)
+    return model
+
+
+def _connection_test(
+    model: ModelState, event: StoredEvent[ConnectionTestRequested] | StoredEvent[ConnectionTested]
+) -> ConnectionTestState | None:
+    """The test's row (new if need be), unless it is another firm's."""
+    data, firm_id = event.data, event.envelope.firm_id
+    test = model.connection_tests.get(data.test_id)
+    if test is None:
+        test = model.connection_tests[data.test_id] = ConnectionTestState(
+            test_id=data.test_id, firm_id=firm_id, client_id=data.client_id
+        )
+    return test if test.firm_id == firm_id else None
+
+
+def apply_connection_test_requested(model: ModelState, event: StoredEvent[ConnectionTestRequested]) -> ModelState:
+    test = _connection_test(model, event)
+    if test is not None:
+        test.tenant, test.environment = event.data.connection.tenant, event.data.connection.environment
+    return model
+
+
+def apply_connection_tested(model: ModelState, event: StoredEvent[ConnectionTested]) -> ModelState:
+    data = event.data
+    test = _connection_test(model, event)
+    if test is None:
+        return model
+    if data.connection is not None:
+        # The test ended before any fetcher took it: its request may never have been seen.
+        test.tenant, test.environment = data.connection.tenant, data.connection.environment
+    test.result_json = data.model_dump_json()
+    test.tested_at = event.envelope.occurred_at
+    if data.failure is not None:
+        _record_failure(
+            model,
+            event,
+            data.failure,
+            origin="connection_test",
+            client_id=data.client_id,
+            tenant=test.tenant,
+            environment=test.environment,
+        )
+    return model
+
+
+def _tenant_access(
+    model: ModelState, event: StoredEvent[TenantAccessGranted] | StoredEvent[TenantAccessRevoked]
+) -> TenantAccessState | None:
+    """The firm's access row for the tenant (new if need be), unless the event is stale."""
+    key = (event.envelope.firm_id, event.data.tenant_id)
+    access = model.tenant_access.get(key)
+    if access is not None and access.events_sequence >= event.sequence:
+        return None
+    if access is None:
+        access = model.tenant_access[key] = TenantAccessState(
+            firm_id=key[0], tenant_id=key[1], granted=False, changed_at=event.envelope.occurred_at
+        )
+    access.changed_at = event.envelope.occurred_at
+    access.events_sequence = event.sequence
+    return access
+
+
+def apply_tenant_access_granted(model: ModelState, event: StoredEvent[TenantAccessGranted]) -> ModelState:
+    access = _tenant_access(model, event)
+    if access is not None:
+        access.granted = True
+        access.method, access.granted_by, access.reason = event.data.method.value, event.data.granted_by, None
+    return model
+
+
+def apply_tenant_access_revoked(model: ModelState, event: StoredEvent[TenantAccessRevoked]) -> ModelState:
+    access = _tenant_access(model, event)
+    if access is not None:
+        access.granted = False
+        access.reason = event.data.reason
+    return model
+
+
+def apply_company_snapshot(model: ModelState, event: StoredEvent[CompanySnapshot]) -> ModelState:
+    data = event.data
+    client = model.clients.get(data.client_id)
+    if client is not None and client.firm_id != event.envelope.firm_id:
+        return model
+    # A snapshot may arrive before its client's ClientAdded (another stream): keep it under
+    # the event's firm; the dashboard shows it once the client row exists.
+    company = model.company(data.client_id, data.company_id)
+    if company is not None and (
+        company.snapshot_sequence >= event.sequence or (company.as_of is not None and company.as_of > data.read_at)
+    ):
+        return model
+    if company is None:
+        company = model.add_company(_new_company(event, data.client_id, data.company_id, data.company_name))
+    if _newer_outcome(company, data.read_at):
+        # Newer figures always show; the state only if nothing later (a failure, a wait for
+        # a retry) happened to the company, whichever stream was projected first.
+        company.outcome_refresh_id = data.refresh_id
+        company.outcome_at = data.read_at
+        company.state = RowState.OK
+        company.failure_json = None
+        company.next_attempt_at = None
+    _end_waiting(
+        model, firm_id=company.firm_id, client_id=data.client_id, company_id=data.company_id, before=data.read_at
+    )
+    company.company_name = data.company_name
+    company.display_name = data.company_display_name
+    company.as_of = data.read_at
+    company.currency_code = data.currency_code
+    company.read_figures = data.figures
+    company.web_client_link = data.web_client_link
+    company.snapshot_sequence = event.sequence
+    company.snapshot_applied_at = model.applied_at
+    return model
+
+
+# ---------------------------------------------------------------- the table
+
+Rule = Callable[[ModelState, StoredEvent[Any]], ModelState]
+
+RULES: dict[str, Rule] = {
+    FirmCreated.event_type: apply_firm_created,
+    AccountantJoined.event_type: apply_accountant_joined,
+    ClientAdded.event_type: apply_client_added,
+    ClientUpdated.event_type: apply_client_updated,
+    ClientRemoved.event_type: apply_client_removed,
+    RefreshRequested.event_type: apply_refresh_requested,
+    CompaniesDiscovered.event_type: apply_companies_discovered,
+    RefreshFailed.event_type: apply_refresh_failed,
+    RefreshDeferred.event_type: apply_refresh_deferred,
+    ConnectionTestRequested.event_type: apply_connection_test_requested,
+    ConnectionTested.event_type: apply_connection_tested,
+    TenantAccessGranted.event_type: apply_tenant_access_granted,
+    TenantAccessRevoked.event_type: apply_tenant_access_revoked,
+    CompanySnapshot.event_type: apply_company_snapshot,
+}
+
+# Events the read model has nothing to show for: invitations are the invitations service's
+# (the gateway asks it), and an accepted invitation shows through the AccountantJoined and
+# ClientAdded it leads to. Their stream positions still advance.
+IGNORED_EVENT_TYPES: frozenset[str] = frozenset(
+    {
+        ColleagueInvited.event_type,
+        InvitationCreated.event_type,
+        InvitationAccepted.event_type,
+        InvitationRejected.event_type,
+    }
+)
+
+
+def _note_change(changes: Changes, envelope: Envelope[Any]) -> None:
+    data = envelope.data
+    client_id = getattr(data, "client_id", None)
+    if isinstance(client_id, uuid.UUID):
+        changes.client(envelope.firm_id, client_id)
+    if isinstance(data, RefreshFailed | RefreshDeferred) or (
+        isinstance(data, ConnectionTested) and data.failure is not None
+    ):
+        changes.firms_with_new_failures.add(envelope.firm_id)
+
+
+def apply(model: ModelState, event: StoredEvent[Any]) -> ModelState:
+    """One event through its rule; every event, ruled or ignored, advances its stream."""
+    rule = RULES.get(event.envelope.type)
+    if rule is not None:
+        rule(model, event)
+    model.positions[event.stream] = max(model.positions.get(event.stream, 0), event.sequence)
+    _note_change(model.changes, event.envelope)
+    return model
+
+
+def fold(model: ModelState, events: Iterable[StoredEvent[Any]]) -> ModelState:
+    """Events in stream order, one after another."""
+    for event in events:
+        apply(model, event)
+    return model

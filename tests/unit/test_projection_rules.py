@@ -1,0 +1,423 @@
+"""The read model's rules, without a database: one pure function per event type, folded
+over a firm's events in memory (hub_gateway/readmodel/rules.py)."""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import uuid
+from dataclasses import fields
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from hub_common.events import (
+    EVENT_TYPES,
+    Actor,
+    CashFigure,
+    ClientAdded,
+    ClientCard,
+    ClientConnection,
+    ClientRemoved,
+    ClientSource,
+    CompaniesDiscovered,
+    CompanyFigures,
+    CompanySnapshot,
+    DiscoveredCompany,
+    EventData,
+    Failure,
+    FailureKind,
+    GrantMethod,
+    InvitationRejected,
+    RefreshDeferred,
+    RefreshFailed,
+    RefreshRequested,
+    TenantAccessGranted,
+    TenantAccessRevoked,
+    new_envelope,
+)
+from hub_common.streams import EVENTS_STREAM, SNAPSHOTS_STREAM
+from hub_gateway.readmodel.projection import COMPANIES, STORED
+from hub_gateway.readmodel.rules import IGNORED_EVENT_TYPES, RULES, fold
+from hub_gateway.readmodel.state import ClientState, CompanyState, ModelState, RowState, StoredEvent
+
+FIRM, OTHER_FIRM = uuid.uuid4(), uuid.uuid4()
+CLIENT = uuid.uuid4()
+COMPANY_A, COMPANY_B = uuid.uuid4(), uuid.uuid4()
+FIRST_REFRESH, SECOND_REFRESH = uuid.uuid4(), uuid.uuid4()
+TENANT_ID = uuid.uuid4()
+T0 = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+CONNECTION = ClientConnection(tenant="contoso.example", environment="Production")
+
+
+class Log:
+    """A firm's events, each stored at the next sequence of its stream."""
+
+    def __init__(self) -> None:
+        self.sequences = {EVENTS_STREAM: 0, SNAPSHOTS_STREAM: 0}
+        self.events: list[StoredEvent[Any]] = []
+
+    def add(self, data: EventData, *, firm: uuid.UUID = FIRM, at: datetime = T0) -> StoredEvent[Any]:
+        stream = SNAPSHOTS_STREAM if isinstance(data, CompanySnapshot) else EVENTS_STREAM
+        self.sequences[stream] += 1
+        envelope = new_envelope(data, firm_id=firm, actor=Actor.service("test")).model_copy(update={"occurred_at": at})
+        event = StoredEvent(envelope, stream, self.sequences[stream])
+        self.events.append(event)
+        return event
+
+
+def _folded(*events: StoredEvent[Any], model: ModelState | None = None) -> ModelState:
+    return fold(model or ModelState(applied_at=T0), events)
+
+
+def _failure(kind: FailureKind, at: datetime) -> Failure:
+    return Failure(kind=kind, summary="summary", fix="fix", occurred_at=at)
+
+
+def _snapshot(company: uuid.UUID, cash: str, read_at: datetime, refresh: uuid.UUID = FIRST_REFRESH) -> CompanySnapshot:
+    return CompanySnapshot(
+        client_id=CLIENT,
+        company_id=company,
+        company_name=f"Company {company.hex[:4]}",
+        refresh_id=refresh,
+        currency_code="EUR",
+        read_at=read_at,
+        web_client_link="https://businesscentral.dynamics.com/t/Production?company=x",
+        figures=CompanyFigures(cash=CashFigure(accounts=[], total=Decimal(cash), source="api", read_at=read_at)),
+    )
+
+
+def _requested(refresh: uuid.UUID, company: uuid.UUID | None = None) -> RefreshRequested:
+    return RefreshRequested(refresh_id=refresh, client_id=CLIENT, connection=CONNECTION, company_id=company)
+
+
+def _discovered(refresh: uuid.UUID, *companies: uuid.UUID) -> CompaniesDiscovered:
+    found = [DiscoveredCompany(company_id=company, name=company.hex[:4]) for company in companies]
+    return CompaniesDiscovered(client_id=CLIENT, refresh_id=refresh, companies=found)
+
+
+def _company_failed(company: uuid.UUID, at: datetime, refresh: uuid.UUID = FIRST_REFRESH) -> RefreshFailed:
+    return RefreshFailed(
+        refresh_id=refresh, client_id=CLIENT, company_id=company, failure=_failure(FailureKind.NO_COMPANY_ACCESS, at)
+    )
+
+
+def _deferred(at: datetime, company: uuid.UUID | None = None, refresh: uuid.UUID = FIRST_REFRESH) -> RefreshDeferred:
+    return RefreshDeferred(
+        refresh_id=refresh,
+        client_id=CLIENT,
+        company_id=company,
+        failure=_failure(FailureKind.THROTTLED, at),
+        attempt=1,
+        next_attempt_at=at + timedelta(minutes=5),
+    )
+
+
+def _client_with_companies() -> Log:
+    """Contoso, added and refreshed once: companies A and B discovered, nothing read yet."""
+    log = Log()
+    log.add(
+        ClientAdded(
+            client_id=CLIENT,
+            card=ClientCard(name="Contoso", client_url="https://businesscentral.dynamics.com/contoso.example"),
+            connection=CONNECTION,
+            source=ClientSource.MANUAL,
+        )
+    )
+    log.add(_requested(FIRST_REFRESH))
+    log.add(_discovered(FIRST_REFRESH, COMPANY_A, COMPANY_B), at=T0 + timedelta(seconds=1))
+    return log
+
+
+def _company(model: ModelState, company_id: uuid.UUID) -> CompanyState:
+    company = model.company(CLIENT, company_id)
+    assert company is not None
+    return company
+
+
+def _cash(company: CompanyState) -> Decimal | None:
+    """The cash the company's row shows, once the store writes the figures read."""
+    assert company.read_figures is not None and company.read_figures.cash is not None
+    return company.read_figures.cash.total
+
+
+def _client(model: ModelState) -> ClientState:
+    return model.clients[CLIENT]
+
+
+def _rows(model: ModelState) -> dict[str, Any]:
+    """Everything the store would write, to compare two models."""
+    return {
+        "clients": copy.deepcopy(model.clients),
+        "companies": copy.deepcopy(model.companies),
+        "refreshes": copy.deepcopy(model.refreshes),
+        "failures": copy.deepcopy(model.failures.entries),
+        "tenant_access": copy.deepcopy(model.tenant_access),
+        "positions": dict(model.positions),
+    }
+
+
+# ---------------------------------------------------------------- the table
+
+
+def test_every_event_type_of_the_catalogue_is_ruled_or_deliberately_ignored() -> None:
+    assert not set(RULES) & IGNORED_EVENT_TYPES
+    assert set(RULES) | IGNORED_EVENT_TYPES == set(EVENT_TYPES), "give a new event type a rule, or ignore it"
+
+
+@pytest.mark.parametrize("event_type", sorted(RULES))
+def test_each_rule_is_named_after_its_event_type(event_type: str) -> None:
+    snake = re.sub(r"(?<!^)(?=[A-Z])", "_", event_type).lower()
+    assert RULES[event_type].__name__ == f"apply_{snake}"
+
+
+@pytest.mark.parametrize("stored", STORED, ids=lambda stored: stored.table.name)
+def test_each_state_has_exactly_its_table_columns(stored: Any) -> None:
+    columns = {column.name for column in stored.table.columns}
+    names = {item.name for item in fields(stored.state)}
+    if stored.state is CompanyState:
+        figure_columns = {column for column in columns if column.startswith("figure_")}
+        names = (names - {"figures", "read_figures"}) | figure_columns
+    assert names == columns
+
+
+# ---------------------------------------------------------------- queued → refreshing → ok / failed
+
+
+def test_a_new_client_is_queued_and_its_discovered_companies_are_refreshing() -> None:
+    log = _client_with_companies()
+    added = log.events[0]
+    assert _client(_folded(added)).state == RowState.QUEUED
+    model = _folded(*log.events)
+    assert _client(model).state == RowState.OK, "its BC answered"
+    assert {company.state for company in model.all_companies()} == {RowState.REFRESHING}
+    assert model.refreshes[FIRST_REFRESH].companies_found == 2
+
+
+@pytest.mark.parametrize(
+    ("outcome", "state", "failure_entries"),
+    [
+        pytest.param(_snapshot(COMPANY_A, "10.00", T0 + timedelta(minutes=1)), RowState.OK, 0, id="snapshot"),
+        pytest.param(_company_failed(COMPANY_A, T0 + timedelta(minutes=1)), RowState.FAILED, 1, id="failed"),
+        pytest.param(_deferred(T0 + timedelta(minutes=1), COMPANY_A), RowState.WAITING, 1, id="deferred"),
+    ],
+)
+def test_a_refreshing_company_ends_with_its_outcome(outcome: EventData, state: str, failure_entries: int) -> None:
+    log = _client_with_companies()
+    log.add(outcome)
+    model = _folded(*log.events)
+    assert _company(model, COMPANY_A).state == state
+    assert _company(model, COMPANY_B).state == RowState.REFRESHING
+    assert len(model.failures.entries) == failure_entries
+
+
+def test_a_new_refresh_queues_the_companies_again() -> None:
+    log = _client_with_companies()
+    log.add(_snapshot(COMPANY_A, "10.00", T0 + timedelta(minutes=1)))
+    log.add(_requested(SECOND_REFRESH), at=T0 + timedelta(minutes=2))
+    model = _folded(*log.events)
+    assert _client(model).state == RowState.QUEUED
+    assert {company.state for company in model.all_companies()} == {RowState.QUEUED}
+    assert _cash(_company(model, COMPANY_A)) == Decimal("10.00"), "the figures stay"
+
+
+def test_a_refresh_of_one_company_leaves_the_others_and_the_client_alone() -> None:
+    log = _client_with_companies()
+    log.add(_snapshot(COMPANY_A, "10.00", T0 + timedelta(minutes=1)))
+    log.add(_snapshot(COMPANY_B, "20.00", T0 + timedelta(minutes=1)))
+    log.add(_requested(SECOND_REFRESH, COMPANY_A), at=T0 + timedelta(minutes=2))
+    log.add(_discovered(SECOND_REFRESH, COMPANY_A, COMPANY_B), at=T0 + timedelta(minutes=2))
+    model = _folded(*log.events)
+    assert _company(model, COMPANY_A).state == RowState.REFRESHING
+    assert _company(model, COMPANY_B).state == RowState.OK
+    assert model.refreshes[SECOND_REFRESH].companies_found == 1
+
+
+def test_a_refreshs_own_request_and_discovery_arriving_after_its_outcome_do_not_undo_it() -> None:
+    log = _client_with_companies()
+    snapshot = log.add(_snapshot(COMPANY_A, "10.00", T0 + timedelta(minutes=1), SECOND_REFRESH))
+    request = log.add(_requested(SECOND_REFRESH), at=T0 + timedelta(minutes=2))
+    discovery = log.add(_discovered(SECOND_REFRESH, COMPANY_A, COMPANY_B), at=T0 + timedelta(minutes=2))
+    model = _folded(*log.events[:3], snapshot, request, discovery)
+    assert _company(model, COMPANY_A).state == RowState.OK
+    assert _company(model, COMPANY_B).state == RowState.REFRESHING
+
+
+# ---------------------------------------------------------------- apply if newer, once
+
+
+def test_an_older_snapshot_does_not_overwrite_a_newer_one() -> None:
+    log = _client_with_companies()
+    log.add(_snapshot(COMPANY_A, "250.00", T0 + timedelta(minutes=5)))
+    log.add(_snapshot(COMPANY_A, "1.00", T0 - timedelta(hours=1)))
+    company = _company(_folded(*log.events), COMPANY_A)
+    assert _cash(company) == Decimal("250.00")
+    assert company.as_of == T0 + timedelta(minutes=5)
+
+
+def test_an_older_failure_does_not_hide_newer_figures() -> None:
+    log = _client_with_companies()
+    log.add(_snapshot(COMPANY_B, "42.00", T0 + timedelta(minutes=2)))
+    log.add(_company_failed(COMPANY_B, T0 + timedelta(minutes=1)))
+    model = _folded(*log.events)
+    assert _company(model, COMPANY_B).state == RowState.OK
+    assert len(model.failures.entries) == 1, "Check Errors still lists it"
+
+
+def test_a_redelivered_event_changes_nothing() -> None:
+    log = _client_with_companies()
+    log.add(_snapshot(COMPANY_A, "10.00", T0 + timedelta(minutes=1)))
+    log.add(_deferred(T0 + timedelta(minutes=2), COMPANY_B))
+    log.add(_company_failed(COMPANY_B, T0 + timedelta(minutes=3)))
+    log.add(ClientRemoved(client_id=CLIENT), at=T0 + timedelta(minutes=4))
+    model = _folded(*log.events)
+    once = _rows(model)
+    _folded(*log.events, model=model)
+    for event in reversed(log.events):
+        _folded(event, model=model)
+    assert _rows(model) == once
+
+
+def test_events_of_another_firm_cannot_touch_a_client() -> None:
+    log = _client_with_companies()
+    log.add(_snapshot(COMPANY_A, "10.00", T0 + timedelta(minutes=1)))
+    log.add(ClientRemoved(client_id=CLIENT), firm=OTHER_FIRM)
+    log.add(_snapshot(COMPANY_A, "9.99", T0 + timedelta(hours=1)), firm=OTHER_FIRM)
+    model = _folded(*log.events)
+    assert not _client(model).removed
+    assert _cash(_company(model, COMPANY_A)) == Decimal("10.00")
+
+
+# ---------------------------------------------------------------- failures: a client, or one company
+
+
+def test_a_refresh_failed_for_the_whole_client_fails_every_company_of_the_refresh() -> None:
+    log = _client_with_companies()
+    log.add(
+        RefreshFailed(
+            refresh_id=FIRST_REFRESH,
+            client_id=CLIENT,
+            failure=_failure(FailureKind.CREDENTIALS_REJECTED, T0 + timedelta(minutes=1)),
+        )
+    )
+    model = _folded(*log.events)
+    assert _client(model).state == RowState.FAILED
+    assert {company.state for company in model.all_companies()} == {RowState.FAILED}
+    assert model.refreshes[FIRST_REFRESH].failed
+    [entry] = model.failures.entries.values()
+    assert (entry.company_id, entry.tenant, entry.kind) == (None, "contoso.example", "credentials_rejected")
+    assert model.changes.firms_with_new_failures == {FIRM}
+
+
+def test_a_refresh_failed_for_one_company_fails_only_that_company() -> None:
+    log = _client_with_companies()
+    log.add(_company_failed(COMPANY_B, T0 + timedelta(minutes=1)))
+    model = _folded(*log.events)
+    assert _client(model).state == RowState.OK
+    assert _company(model, COMPANY_A).state == RowState.REFRESHING
+    assert _company(model, COMPANY_B).state == RowState.FAILED
+    assert not model.refreshes[FIRST_REFRESH].failed
+
+
+def test_a_client_level_failure_before_its_client_is_known_is_listed_but_changes_no_row() -> None:
+    model = _folded(
+        Log().add(
+            RefreshFailed(
+                refresh_id=FIRST_REFRESH, client_id=CLIENT, failure=_failure(FailureKind.TENANT_NOT_FOUND, T0)
+            )
+        )
+    )
+    assert not model.clients
+    assert not list(model.all_companies())
+    assert len(model.failures.entries) == 1
+
+
+# ---------------------------------------------------------------- waiting for a retry
+
+
+def test_a_deferred_client_waits_until_its_bc_answers() -> None:
+    log = _client_with_companies()
+    log.add(_requested(SECOND_REFRESH), at=T0 + timedelta(minutes=1))
+    log.add(_deferred(T0 + timedelta(minutes=2), refresh=SECOND_REFRESH), at=T0 + timedelta(minutes=2))
+    waiting = _folded(*log.events)
+    assert _client(waiting).state == RowState.WAITING
+    assert _client(waiting).next_attempt_at == T0 + timedelta(minutes=7)
+    assert {company.state for company in waiting.all_companies()} == {RowState.WAITING}
+    [entry] = waiting.failures.entries.values()
+    assert entry.next_attempt_at == T0 + timedelta(minutes=7)
+
+    log.add(_discovered(SECOND_REFRESH, COMPANY_A, COMPANY_B), at=T0 + timedelta(minutes=7))
+    answered = _folded(*log.events)
+    assert _client(answered).state == RowState.OK
+    assert not answered.failures.entries, "the wait ended"
+
+
+def test_a_company_waits_until_a_later_outcome_and_an_older_one_does_not_end_the_wait() -> None:
+    log = _client_with_companies()
+    log.add(_deferred(T0 + timedelta(minutes=2), COMPANY_A))
+    log.add(_snapshot(COMPANY_A, "5.00", T0 + timedelta(minutes=1)))  # read before the wait began
+    model = _folded(*log.events)
+    assert _company(model, COMPANY_A).state == RowState.WAITING
+    assert _cash(_company(model, COMPANY_A)) == Decimal("5.00"), "the figures show"
+    assert len(model.failures.entries) == 1
+
+    retried = Log()
+    retried.sequences = dict(log.sequences)
+    retried.add(_snapshot(COMPANY_A, "6.00", T0 + timedelta(minutes=8)))
+    model.changes.firms_with_new_failures.clear()
+    _folded(*retried.events, model=model)
+    assert _company(model, COMPANY_A).state == RowState.OK
+    assert not model.failures.entries
+    assert model.changes.firms_with_new_failures == {FIRM}, "Check Errors lost the wait"
+
+
+def test_a_second_wait_replaces_the_first() -> None:
+    log = _client_with_companies()
+    first = log.add(_deferred(T0 + timedelta(minutes=1), COMPANY_A))
+    second = log.add(_deferred(T0 + timedelta(minutes=6), COMPANY_A))
+    model = _folded(*log.events)
+    assert set(model.failures.entries) == {second.envelope.id}
+    assert first.envelope.id not in model.failures
+
+
+# ---------------------------------------------------------------- removal, access, ignored events
+
+
+def test_a_removed_client_and_a_company_gone_from_bc() -> None:
+    log = _client_with_companies()
+    log.add(_requested(SECOND_REFRESH), at=T0 + timedelta(minutes=1))
+    log.add(_discovered(SECOND_REFRESH, COMPANY_A), at=T0 + timedelta(minutes=1))
+    model = _folded(*log.events)
+    assert set(model.companies_of(CLIENT)) == {COMPANY_A}, "B is gone from the client's BC"
+    log.add(ClientRemoved(client_id=CLIENT))
+    assert _client(_folded(*log.events)).removed
+
+
+def test_tenant_access_granted_then_revoked_and_a_stale_grant_ignored() -> None:
+    log = Log()
+    grant = log.add(TenantAccessGranted(tenant_id=TENANT_ID, tenant="t.example", method=GrantMethod.CONNECT))
+    log.add(TenantAccessRevoked(tenant_id=TENANT_ID, tenant="t.example", reason="consent withdrawn"))
+    model = _folded(*log.events, grant)
+    access = model.tenant_access[(FIRM, TENANT_ID)]
+    assert (access.granted, access.method, access.reason) == (False, "connect", "consent withdrawn")
+
+
+def test_an_ignored_event_only_advances_its_stream() -> None:
+    event = Log().add(InvitationRejected(invitation_id=uuid.uuid4(), reason="no"))
+    model = _folded(event)
+    assert model.positions == {EVENTS_STREAM: 1}
+    assert not model.clients
+    assert not model.changes.clients_by_firm
+
+
+def test_the_store_writes_the_figures_read_once_as_columns_and_json() -> None:
+    log = _client_with_companies()
+    log.add(_snapshot(COMPANY_A, "1.00", T0 + timedelta(minutes=1)))
+    log.add(_snapshot(COMPANY_A, "2.50", T0 + timedelta(minutes=2)))
+    row = COMPANIES.to_row(_company(_folded(*log.events), COMPANY_A))
+    assert row["figure_cash"] == Decimal("2.50")
+    assert json.loads(row["figures_json"])["cash"]["total"] == "2.50"
+    assert COMPANIES.to_row(COMPANIES.to_state(row)) == row, "a stored row reads back as itself"
