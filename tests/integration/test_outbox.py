@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -309,3 +310,31 @@ async def test_the_relay_mirrors_a_grant_before_anything_after_it_leaves(
     assert not await grants.has_access(jetstream, uuid.uuid4(), tenant_id), "the grant is this firm's only"
     after = (await jetstream.stream_info(EVENTS_STREAM)).state.messages
     assert after - before == 2, "the grant, then the refresh it allowed"
+
+
+async def test_the_schedule_goes_on_from_its_last_run_whichever_replica_ran_it(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    hour = timedelta(hours=1)
+    start = datetime(2026, 12, 3, 9, 0, tzinfo=UTC)
+    async with transaction(sessions) as session:
+        first_due = await refreshes.next_scheduled_run(session, interval=hour, now=start)
+    # A new hub counts from now: its first scheduled refresh is an interval away.
+    assert first_due == start + hour
+
+    # A replica that takes the lease 50 minutes later waits 10 minutes, not a whole hour.
+    async with transaction(sessions) as session:
+        assert (
+            await refreshes.next_scheduled_run(session, interval=hour, now=start + timedelta(minutes=50)) == first_due
+        )
+
+    ran_at = first_due + timedelta(seconds=2)
+    async with transaction(sessions) as session:
+        ran = await refreshes.run_schedule(session, interval=hour, due=first_due, now=ran_at, correlation_id="s-1")
+    assert ran is not None
+    # The same run, claimed again (two replicas for a moment): it does not run twice.
+    async with transaction(sessions) as session:
+        again = await refreshes.run_schedule(session, interval=hour, due=first_due, now=ran_at, correlation_id="s-2")
+    assert again is None
+    async with transaction(sessions) as session:
+        assert await refreshes.next_scheduled_run(session, interval=hour, now=ran_at) == ran_at + hour

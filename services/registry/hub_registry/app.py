@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -86,15 +87,23 @@ def create_app(settings: RegistrySettings) -> FastStream:
         )
 
     async def refresh_on_schedule() -> None:
+        # Due an interval after the last run as recorded, whichever replica ran it.
+        interval = timedelta(seconds=settings.scheduled_refresh_seconds)
         while True:
-            await asyncio.sleep(settings.scheduled_refresh_seconds)
             try:
                 async with transaction(sessions) as session:
-                    count = await refreshes.refresh_every_client(session=session, correlation_id=str(uuid.uuid4()))
-                duties.notify_relay()
-                logger.info("scheduled refresh requested", clients=count)
+                    due = await refreshes.next_scheduled_run(session, interval=interval, now=datetime.now(UTC))
+                await asyncio.sleep(max(0.0, (due - datetime.now(UTC)).total_seconds()))
+                async with transaction(sessions) as session:
+                    count = await refreshes.run_schedule(
+                        session, interval=interval, due=due, now=datetime.now(UTC), correlation_id=str(uuid.uuid4())
+                    )
+                if count is not None:
+                    duties.notify_relay()
+                    logger.info("scheduled refresh requested", clients=count)
             except Exception:
-                logger.exception("scheduled refresh failed; trying again next time")
+                logger.exception("scheduled refresh failed; trying again shortly")
+                await asyncio.sleep(min(60.0, interval.total_seconds()))
 
     async def resolve_old_cards() -> None:
         try:

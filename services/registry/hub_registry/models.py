@@ -102,6 +102,16 @@ class ColleagueInvitationRow(SQLModel, table=True):
     accepted_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime(), nullable=True))
 
 
+class ScheduleRun(SQLModel, table=True):
+    """When a schedule last ran: a replica that takes the lease over goes on from there, so
+    failovers and rolling restarts neither skip nor repeat a scheduled refresh."""
+
+    __tablename__ = "registry_schedule_runs"
+
+    name: str = Field(primary_key=True, max_length=50)
+    last_run_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
+
+
 class TenantGrant(SQLModel, table=True):
     """A client tenant's permission for one firm to read it; revoked grants stay for the audit."""
 

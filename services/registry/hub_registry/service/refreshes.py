@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 import uuid
+from datetime import datetime, timedelta
 
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
 from hub_common.commands import RejectionReason, RequestRefresh, refused
 from hub_common.events import Actor, RefreshRequested
-from hub_registry.models import Client, TenantGrant
+from hub_registry.models import Client, ScheduleRun, TenantGrant
 from hub_registry.service.shared import Context, client_connection, emit, live_client
 
 
@@ -72,3 +74,31 @@ async def refresh_every_client(*, session: AsyncSession, correlation_id: str) ->
     for client in clients:
         await emit_refresh(session, Context(client.firm_id, SCHEDULE_ACTOR, correlation_id), client, company_id=None)
     return len(clients)
+
+
+EVERY_CLIENT = "refresh-every-client"
+
+
+async def next_scheduled_run(session: AsyncSession, *, interval: timedelta, now: datetime) -> datetime:
+    """When the scheduled refresh is due: an interval after its last run. A schedule never
+    run starts counting now (the first refresh of a new hub is an interval away)."""
+    run = await session.get(ScheduleRun, EVERY_CLIENT)
+    if run is None:
+        session.add(ScheduleRun(name=EVERY_CLIENT, last_run_at=now))
+        return now + interval
+    return run.last_run_at + interval
+
+
+async def run_schedule(
+    session: AsyncSession, *, interval: timedelta, due: datetime, now: datetime, correlation_id: str
+) -> int | None:
+    """Refresh every client if the run due at ``due`` has not happened yet; the number of
+    clients, or None when another replica ran it (the run is claimed by compare-and-set)."""
+    claimed = await session.execute(
+        update(ScheduleRun)
+        .where(col(ScheduleRun.name) == EVERY_CLIENT, col(ScheduleRun.last_run_at) == due - interval)
+        .values(last_run_at=now)
+    )
+    if getattr(claimed, "rowcount", 0) != 1:
+        return None
+    return await refresh_every_client(session=session, correlation_id=correlation_id)
