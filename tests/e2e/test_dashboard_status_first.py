@@ -14,6 +14,19 @@ from tests.conftest import Sandbox
 from tests.e2e.browser import consented_tenant, row_of, shot, sign_in
 from tests.e2e.conftest import Hub
 from tests.support.connect import add_connected_client
+from tests.support.waiting import eventually
+
+STICKY_LEFTS = """() => {
+  const lefts = (cells) => [...cells].map((cell) => Math.round(cell.getBoundingClientRect().left));
+  return [lefts(document.querySelectorAll("#grid-head th.sticky")),
+          lefts(document.querySelector("#grid-body tr").querySelectorAll("td.sticky"))];
+}"""
+
+
+def _sticky_columns_aligned(page: Page) -> bool:
+    heads, cells = page.evaluate(STICKY_LEFTS)
+    return bool(heads == cells)
+
 
 UNCLIPPED = """(item) => {
   const box = item.getBoundingClientRect();
@@ -68,6 +81,8 @@ def test_status_first_at_1280_by_800(page: Page, hub: Hub, sandbox: Sandbox, fau
     expect(menu_button).to_be_focused()
     expect(first.locator(".state")).to_have_text("Failed", timeout=60_000)
     expect(first.get_by_role("button", name=re.compile("Actions for"))).to_be_focused()
+    # The sticky heading cells stay over their columns after the live change of the row.
+    eventually(lambda: _sticky_columns_aligned(page), "sticky headings over their columns", timeout=5)
     state_box = first.locator(".state").bounding_box()
     assert state_box is not None
     assert state_box["x"] + state_box["width"] <= 1280 and state_box["y"] + state_box["height"] <= 800, state_box

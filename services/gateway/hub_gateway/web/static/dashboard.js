@@ -20,10 +20,14 @@
   Hub.setLocale(state.preferences.locale);
 
   // First sign-in: the sample client is there to try things on; say so, and how to remove it.
-  const sample = boot.clients.find((client) => client.sample);
+  // A new firm's sample client may arrive after the page (the registry adds it as the firm
+  // is created): a row of a client the page did not know asks for the client list again.
   const SAMPLE_NOTE_READ = "hub.sample-note-read";
-  if (sample && !localStorage.getItem(SAMPLE_NOTE_READ)) {
+  const knownClients = new Set(boot.clients.map((client) => client.client_id));
+  function showSampleNote(clients) {
+    const sample = clients.find((client) => client.sample || client.source === "sample");
     const note = document.getElementById("sample-note");
+    if (!sample || !note.hidden || localStorage.getItem(SAMPLE_NOTE_READ)) return;
     note.replaceChildren(
       h("strong", {}, `${sample.name} is a sample client. `),
       "It is the hub's demo Business Central, on every new dashboard so you can try the figures, the details pane, the workbooks and Check Errors. ",
@@ -32,6 +36,16 @@
       h("button", { type: "button", class: "secondary", id: "sample-note-close", onclick: () => { localStorage.setItem(SAMPLE_NOTE_READ, "1"); note.hidden = true; $("filter-text").focus(); } }, "Got it"));
     note.hidden = false;
   }
+  async function noticeNewClients(rows) {
+    const fresh = rows.filter((row) => !knownClients.has(row.client_id));
+    if (!fresh.length) return;
+    for (const row of fresh) knownClients.add(row.client_id);
+    try {
+      const { data } = await api("GET", "/api/v1/clients");
+      showSampleNote(data.clients);
+    } catch (_) { /* the note waits for the next page load */ }
+  }
+  showSampleNote(boot.clients);
 
   const $ = (id) => document.getElementById(id);
   const keyOf = (row) => `${row.client_id}/${row.company_id || ""}`;
@@ -108,6 +122,7 @@
       h("th", { scope: "col" }, h("span", { class: "visually-hidden" }, "Actions")),
     );
     if (focusedSort) row.querySelector(`th[data-sort-key="${focusedSort}"] button`)?.focus();
+    for (const cell of row.querySelectorAll("th.sticky")) stickyWatcher.observe(cell);
   }
 
   function stateBadge(row) {
@@ -185,6 +200,7 @@
       body.replaceChildren(...page.rows.map(renderRow));
     }
     placeStickyColumns();
+    noticeNewClients(page.rows);
     const first = page.total ? page.offset + 1 : 0;
     const last = page.offset + page.rows.length;
     $("page-info").textContent = `Rows ${Hub.count(first)}–${Hub.count(last)} of ${Hub.count(page.total)}`;
@@ -203,8 +219,9 @@
       [...row.querySelectorAll("td.sticky")].forEach((cell, index) => { cell.style.left = `${offsets[index] ?? 0}px`; });
     }
   }
-  // Rows replaced live (or wrapping anew) change the widths: place the columns again.
-  new ResizeObserver(() => placeStickyColumns()).observe($("grid"));
+  // A wider window, or a column that grows, changes the widths: place the columns again.
+  const stickyWatcher = new ResizeObserver(() => placeStickyColumns());
+  stickyWatcher.observe($("grid"));
 
   // The practice at a glance, before any row: what needs the accountant now.
   function renderCounts(states) {
@@ -527,6 +544,9 @@
       for (const key of shown.keys()) if (key.startsWith(clientId + "/") && !arrivedKeys.has(key)) structureChanged = true;
     }
     renderCounts(message.states);
+    // Fresh rows may change the columns' widths (a longer state, an age): place them again.
+    requestAnimationFrame(placeStickyColumns);
+    noticeNewClients(message.rows);
     if (structureChanged) reloadSoon();
     if (state.runs.length) pollProgress();
   }
