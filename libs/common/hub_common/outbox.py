@@ -114,6 +114,8 @@ class OutboxRelay:
         self._batch_size = batch_size
         self._wake = asyncio.Event()
         self._notices: set[asyncio.Task[None]] = set()
+        # Whether ``run`` goes on in this process (this replica holds the lease).
+        self._relaying = False
 
     @property
     def _wake_subject(self) -> str:
@@ -123,7 +125,8 @@ class OutboxRelay:
     def notify(self) -> None:
         """Call after a commit that appended events, so they leave without waiting."""
         self._wake.set()
-        if self._nats is not None and self._nats.is_connected:
+        # The relay running here has just been woken; only another replica's needs the notice.
+        if self._nats is not None and self._nats.is_connected and not self._relaying:
             notice = asyncio.get_running_loop().create_task(self._nats.publish(self._wake_subject, b""))
             self._notices.add(notice)
             notice.add_done_callback(self._notices.discard)
@@ -137,9 +140,11 @@ class OutboxRelay:
                 self._wake.set()
 
             subscription = await self._nats.subscribe(self._wake_subject, cb=woken)
+        self._relaying = True
         try:
             await self._relay_forever()
         finally:
+            self._relaying = False
             if subscription is not None:
                 with contextlib.suppress(Exception):
                     await subscription.unsubscribe()
