@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 PACKAGES := libs/common services/registry services/fetcher services/invitations services/gateway sandbox cli
 PROJECT_FILES := $(foreach package,$(PACKAGES),$(package)/pyproject.toml)
 
-.PHONY: run test fuzz lint typecheck unit setup clean asyncapi deploy-schema deploy-check
+.PHONY: run test fuzz lint typecheck unit setup clean asyncapi deploy-schema deploy-check messages messages-extract messages-update messages-init messages-check
 
 $(STAMP): constraints.txt requirements-dev.txt $(PROJECT_FILES)
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed")'
@@ -45,3 +45,31 @@ deploy-check: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+
+# The message catalogue (libs/common/hub_common/translations, see README "Languages").
+# Extract every marked message of the Python code, the templates and the scripts into
+# messages.pot, then merge it into each language's .po (new messages arrive untranslated, and
+# messages-check fails until they are translated). The .po files are read at start: no .mo.
+TRANSLATIONS := libs/common/hub_common/translations
+LANGUAGES := en nl de fr
+
+messages: messages-extract messages-update
+
+messages-extract: $(STAMP)
+	$(BIN)/pybabel extract --mapping-file babel.cfg --sort-by-file --no-wrap --project "Accountant Hub" \
+		--msgid-bugs-address "" --copyright-holder "" --omit-header --output-file $(TRANSLATIONS)/messages.pot .
+
+messages-update: $(STAMP)
+	for language in $(LANGUAGES); do \
+		$(BIN)/pybabel update --input-file $(TRANSLATIONS)/messages.pot --output-dir $(TRANSLATIONS) \
+			--locale $$language --no-wrap --no-fuzzy-matching --ignore-obsolete || exit 1; \
+	done
+
+# A new language: `make messages-init LANGUAGE=es`, then add it to LANGUAGES here and in hub_common/i18n.py.
+messages-init: $(STAMP)
+	$(BIN)/pybabel init --input-file $(TRANSLATIONS)/messages.pot --output-dir $(TRANSLATIONS) --locale $(LANGUAGE) --no-wrap
+
+# Every message of the code is in every .po, translated, with the same placeholders; and each
+# .po compiles (in memory, as the services do at start).
+messages-check: $(STAMP)
+	$(BIN)/pytest tests/unit/test_message_catalogue.py -q

@@ -126,6 +126,8 @@ class InviteColleague(FirmCommand):
 
     email: Annotated[str, Field(min_length=3, max_length=320)]
     role: Literal["admin", "staff"]
+    # The inviting accountant's language: the colleague's email is written in it.
+    language: Annotated[str, Field(max_length=35)] = "en"
 
 
 class GrantTenantAccess(FirmCommand):
@@ -344,6 +346,9 @@ class RaiseInvitation(BaseModel):
     welcome_text: Annotated[str, Field(max_length=4000)] | None = None
     raised_by: Annotated[str, Field(min_length=1, max_length=320)]
     correlation_id: str
+    # The language the invitation email is written in: the client administrator's (their
+    # request's Accept-Language), as the accountant invited may have no account to ask.
+    language: Annotated[str, Field(max_length=35)] = "en"
 
 
 class InvitationRaised(BaseModel):

@@ -152,6 +152,9 @@ class ColleagueInvited(EventData):
     invited_by: uuid.UUID
     firm_name: Name
     inviter_name: Name
+    # The inviting accountant's language, in which the email is written (hub_common.i18n);
+    # events from before languages say nothing, and their email was English.
+    language: Annotated[str, Field(max_length=35)] = "en"
 
 
 # ---------------------------------------------------------------- clients

@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 from fastapi import FastAPI, Request, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from hub_common import metrics
 from hub_common.bus import create_broker, jetstream_of
@@ -41,11 +42,13 @@ from hub_gateway.dependencies import GatewayState
 from hub_gateway.health import health
 from hub_gateway.invitations.endpoints import client_invitations
 from hub_gateway.invitations.pages import invitation_pages
+from hub_gateway.languages import localized_http_exception_handler
 from hub_gateway.readmodel.projection import apply_batch
 from hub_gateway.refresh.endpoints import refresh_api
 from hub_gateway.reports.endpoints import reports
 from hub_gateway.settings import GatewaySettings
 from hub_gateway.web.dev_mail import dev_mail_pages
+from hub_gateway.web.messages import script_messages
 from hub_gateway.web.pages import pages
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -212,7 +215,9 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     app.include_router(dev_mail_pages)
     app.include_router(connect_pages)
     app.include_router(client_access_pages)
+    app.include_router(script_messages)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    app.add_exception_handler(StarletteHTTPException, localized_http_exception_handler)
     if settings.tracing_exporter is not TracingExporter.OFF:
         from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 

@@ -20,11 +20,14 @@ from hub_common import commands
 from hub_common.commands import CommandRejected, EnsureAccountant
 from hub_common.entra import EntraTokenVerifier
 from hub_common.events import Actor, ActorKind, Failure
+from hub_common.i18n import N_
 from hub_gateway.accounts import queries as accounts_queries
 from hub_gateway.accounts import store
+from hub_gateway.accounts.models import PreferencesRow
 from hub_gateway.auth import NotAuthenticated, Principal, read_dev_token
 from hub_gateway.client_url_tests.answers import ConnectionTestAnswers
 from hub_gateway.dashboard.live import LiveUpdates
+from hub_gateway.languages import LocalizedHTTPException, remember_preference
 from hub_gateway.settings import GatewaySettings
 
 SESSION_COOKIE = "hub_session"
@@ -173,8 +176,10 @@ async def ensure_accountant(
             start_own_firm=start_own_firm,
         )
     except ValidationError as error:
-        raise HTTPException(
-            status.HTTP_403_FORBIDDEN, detail=f"{email.strip()[:80]!r} is not a valid email address"
+        raise LocalizedHTTPException(
+            status.HTTP_403_FORBIDDEN,
+            "%(email)s is not a valid email address",
+            values={"email": repr(email.strip()[:80])},
         ) from error
     try:
         identity = await commands.send_command(
@@ -211,14 +216,22 @@ async def current_principal(request: Request, state: State, session: Session) ->
     """The caller: a personal API token, a dev token (dev mode only) or a browser session.
 
     A browser session rides on a cookie the browser sends by itself, so every state-changing
-    request made with it must also carry the session's CSRF token.
+    request made with it must also carry the session's CSRF token. The caller's saved
+    language (their locale preference) becomes the request's language.
     """
+    principal = await _authenticated(request, state, session)
+    saved = await session.get(PreferencesRow, principal.accountant_id)
+    remember_preference(request, saved.locale if saved is not None and saved.firm_id == principal.firm_id else None)
+    return principal
+
+
+async def _authenticated(request: Request, state: GatewayState, session: AsyncSession) -> Principal:
     token = _bearer(request)
     if token is not None:
         if token.startswith(store.API_TOKEN_PREFIX):
             api_token = await store.find_api_token(session, token)
             if api_token is None:
-                raise _unauthorized("This API token is not valid or was revoked")
+                raise _unauthorized(N_("This API token is not valid or was revoked"))
             return store.principal_of(api_token)
         try:
             email, display_name = read_dev_token(state.settings, token)
@@ -231,9 +244,9 @@ async def current_principal(request: Request, state: State, session: Session) ->
     cookie = request.cookies.get(SESSION_COOKIE)
     browser = await store.find_session(session, cookie) if cookie else None
     if browser is None:
-        raise _unauthorized("Sign in first, or send 'Authorization: Bearer <token>'")
+        raise _unauthorized(N_("Sign in first, or send 'Authorization: Bearer <token>'"))
     if request.method not in SAFE_METHODS and not store.csrf_matches(browser, await _offered_csrf(request)):
-        raise HTTPException(status.HTTP_403_FORBIDDEN, detail="Missing or wrong CSRF token; reload the page")
+        raise HTTPException(status.HTTP_403_FORBIDDEN, detail=N_("Missing or wrong CSRF token; reload the page"))
     request.state.browser_session = browser
     return store.principal_of(browser)
 
@@ -248,7 +261,7 @@ MANAGING_ROLES = frozenset({"owner", "admin"})
 async def managing_principal(principal: CurrentPrincipal) -> Principal:
     if principal.role not in MANAGING_ROLES:
         raise HTTPException(
-            status.HTTP_403_FORBIDDEN, detail="Only the firm's owners and admins can do this; ask one of them"
+            status.HTTP_403_FORBIDDEN, detail=N_("Only the firm's owners and admins can do this; ask one of them")
         )
     return principal
 

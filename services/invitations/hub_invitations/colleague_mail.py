@@ -13,30 +13,37 @@ from email.utils import format_datetime, make_msgid, parseaddr
 from html import escape
 
 from hub_common.consumers import Delivery, EventHandler, Retry
-from hub_common.events import ColleagueInvited, Envelope, EventData
+from hub_common.events import ColleagueInvited, Envelope, EventData, Role
+from hub_common.i18n import N_, language_of, translator
 from hub_invitations.mail import MailNotSent, send
 from hub_invitations.settings import InvitationsSettings
 
+ROLE_NAMES: dict[Role, str] = {Role.OWNER: N_("owner"), Role.ADMIN: N_("admin"), Role.STAFF: N_("staff")}
+
 
 def compose(invited: ColleagueInvited, settings: InvitationsSettings) -> EmailMessage:
+    """The mail in the inviting accountant's language (carried by the event)."""
+    t = translator(language_of(invited.language))
     sign_in = f"{settings.public_url.rstrip('/')}/sign-in"
     firm = " ".join(invited.firm_name.split())
     inviter = " ".join(invited.inviter_name.split())
+    role = t.gettext(ROLE_NAMES[invited.role])
     message = EmailMessage()
-    message["Subject"] = f"{inviter} invited you to {firm} on Accountant Hub"
+    message["Subject"] = t.gettext("%(inviter)s invited you to %(firm)s on Accountant Hub", inviter=inviter, firm=firm)
     message["From"] = settings.mail_from
     message["To"] = invited.email
     message["Date"] = format_datetime(datetime.now(UTC))
+    message["Content-Language"] = t.language
     domain = parseaddr(settings.mail_from)[1].rpartition("@")[2] or "accountant-hub.local"
     message["Message-ID"] = make_msgid(domain=domain)
-    message.set_content(
-        f"{inviter} invited you to join {firm} on Accountant Hub as {invited.role.value}.\n\n"
-        f"Sign in with {invited.email} to join: {sign_in}\n"
+    invitation = t.gettext(
+        "%(inviter)s invited you to join %(firm)s on Accountant Hub as %(role)s.", inviter=inviter, firm=firm, role=role
     )
+    to_join = t.gettext("Sign in with %(email)s to join:", email=invited.email)
+    message.set_content(f"{invitation}\n\n{to_join} {sign_in}\n")
     message.add_alternative(
-        f"<html><body><p>{escape(inviter)} invited you to join <strong>{escape(firm)}</strong> on Accountant Hub"
-        f' as {escape(invited.role.value)}.</p><p><a href="{escape(sign_in)}">Sign in with'
-        f" {escape(invited.email)}</a> to join.</p></body></html>",
+        f'<html lang="{escape(t.language)}"><body><p>{escape(invitation)}</p>'
+        f'<p>{escape(to_join)} <a href="{escape(sign_in)}">{escape(sign_in)}</a></p></body></html>',
         subtype="html",
     )
     return message

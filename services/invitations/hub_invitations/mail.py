@@ -3,6 +3,10 @@
 The subject follows BC's wizard ("You have been invited to {product}"), naming the client.
 The body carries two links to the gateway: accept access, or accept and add the client
 to the dashboard. Sending is blocking ``smtplib``; callers run it off the event loop.
+
+The mail is written in the invitation's language (hub_common.i18n): the client
+administrator's, taken from their request when the invitation was raised and stored with it,
+since the accountant invited may have no account whose preference could be asked.
 """
 
 from __future__ import annotations
@@ -18,6 +22,9 @@ from email.utils import format_datetime, make_msgid, parseaddr
 from html import escape
 from urllib.parse import urlencode
 
+from babel.dates import format_datetime as format_localized
+
+from hub_common.i18n import Translator, translator
 from hub_invitations.settings import InvitationsSettings
 
 PRODUCT = "Accountant Hub"
@@ -38,10 +45,17 @@ class InvitationMail:
     expires_at: datetime
     accept_url: str
     add_url: str
+    language: str = "en"
+
+    @property
+    def t(self) -> Translator:
+        return translator(self.language)
 
     @property
     def subject(self) -> str:
-        return f"You have been invited to {PRODUCT} by {_one_line(self.client_name)}"
+        return self.t.gettext(
+            "You have been invited to %(product)s by %(client)s", product=PRODUCT, client=_one_line(self.client_name)
+        )
 
 
 def accept_urls(public_url: str, link: str) -> tuple[str, str]:
@@ -55,8 +69,9 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
-def _expiry(moment: datetime) -> str:
-    return moment.strftime("%d %B %Y, %H:%M UTC")
+def _expiry(moment: datetime, language: str) -> str:
+    """The day and time in the mail's language, in UTC (the reader's zone is unknown)."""
+    return format_localized(moment, "d MMMM y, HH:mm", tzinfo=UTC, locale=language) + " UTC"
 
 
 # How a client's own welcome text may open (BC's invitation lets them write one): then it is
@@ -73,47 +88,70 @@ def _greets(welcome_text: str | None) -> bool:
 
 
 def plain_text(mail: InvitationMail) -> str:
-    lines = [] if _greets(mail.welcome_text) else [f"Hello {mail.accountant_name},", ""]
+    t = mail.t
+    greeting = [] if _greets(mail.welcome_text) else [t.gettext("Hello %(name)s,", name=mail.accountant_name), ""]
+    lines = greeting
     if mail.welcome_text and mail.welcome_text.strip():
         lines += [mail.welcome_text.strip(), ""]
     lines += [
-        f"{mail.client_name} invites you to follow their Business Central companies in {PRODUCT}:",
+        t.gettext(
+            "%(client)s invites you to follow their Business Central companies in %(product)s:",
+            client=mail.client_name,
+            product=PRODUCT,
+        ),
         *(f"  - {company}" for company in mail.companies),
-        f"(environment {mail.environment}).",
+        t.gettext("(environment %(environment)s).", environment=mail.environment),
         "",
-        "Accept access:",
+        t.gettext("Accept access:"),
         mail.accept_url,
         "",
-        f"Accept and add {mail.client_name} to your dashboard:",
+        t.gettext("Accept and add %(client)s to your dashboard:", client=mail.client_name),
         mail.add_url,
         "",
-        f"Sign in with {mail.email} to accept. The link works once, only for that address,",
-        f"until {_expiry(mail.expires_at)}.",
+        _sign_in_with(mail),
         "",
-        "If you did not expect this invitation, ignore this email; nothing happens until you accept.",
+        t.gettext("If you did not expect this invitation, ignore this email; nothing happens until you accept."),
     ]
     return "\n".join(lines) + "\n"
 
 
+def _sign_in_with(mail: InvitationMail) -> str:
+    return mail.t.gettext(
+        "Sign in with %(email)s to accept. The link works once, only for that address, until %(expiry)s.",
+        email=mail.email,
+        expiry=_expiry(mail.expires_at, mail.language),
+    )
+
+
 def html_body(mail: InvitationMail) -> str:
+    t = mail.t
     welcome = (
         "".join(f"<p>{escape(paragraph)}</p>" for paragraph in mail.welcome_text.strip().split("\n\n"))
         if mail.welcome_text and mail.welcome_text.strip()
         else ""
     )
+    hello = t.gettext("Hello %(name)s,", name=mail.accountant_name)
+    greeting = "" if _greets(mail.welcome_text) else f"<p>{escape(hello)}</p>"
     companies = "".join(f"<li>{escape(company)}</li>" for company in mail.companies)
+    invites = t.gettext(
+        "%(client)s invites you to follow their Business Central companies in %(product)s:",
+        client=mail.client_name,
+        product=PRODUCT,
+    )
+    environment = t.gettext("(environment %(environment)s).", environment=mail.environment)
+    accept = t.gettext("Accept access")
+    add = t.gettext("Accept and add %(client)s to your dashboard", client=mail.client_name)
+    ignore = t.gettext("If you did not expect this invitation, ignore this email; nothing happens until you accept.")
     return (
-        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        f'<!doctype html><html lang="{escape(mail.language)}"><head><meta charset="utf-8">'
         f"<title>{escape(mail.subject)}</title></head>"
         '<body style="font-family:system-ui,sans-serif;line-height:1.5;max-width:40rem">'
-        f"{'' if _greets(mail.welcome_text) else f'<p>Hello {escape(mail.accountant_name)},</p>'}{welcome}"
-        f"<p>{escape(mail.client_name)} invites you to follow their Business Central companies in"
-        f" {PRODUCT} (environment {escape(mail.environment)}):</p><ul>{companies}</ul>"
-        f'<p><a href="{escape(mail.accept_url)}">Accept access</a></p>'
-        f'<p><a href="{escape(mail.add_url)}">Accept and add {escape(mail.client_name)} to your dashboard</a></p>'
-        f"<p>Sign in with {escape(mail.email)} to accept. The link works once, only for that address,"
-        f" until {escape(_expiry(mail.expires_at))}.</p>"
-        "<p>If you did not expect this invitation, ignore this email; nothing happens until you accept.</p>"
+        f"{greeting}{welcome}"
+        f"<p>{escape(invites)}</p><ul>{companies}</ul><p>{escape(environment)}</p>"
+        f'<p><a href="{escape(mail.accept_url)}">{escape(accept)}</a></p>'
+        f'<p><a href="{escape(mail.add_url)}">{escape(add)}</a></p>'
+        f"<p>{escape(_sign_in_with(mail))}</p>"
+        f"<p>{escape(ignore)}</p>"
         "</body></html>"
     )
 
@@ -125,6 +163,7 @@ def compose(mail: InvitationMail, settings: InvitationsSettings) -> EmailMessage
     local, _, domain = mail.email.rpartition("@")
     message["To"] = Address(display_name=_one_line(mail.accountant_name), username=local, domain=domain)
     message["Date"] = format_datetime(datetime.now(UTC))
+    message["Content-Language"] = mail.language
     sender_domain = parseaddr(settings.mail_from)[1].rpartition("@")[2] or "accountant-hub.local"
     message["Message-ID"] = make_msgid(idstring=mail.invitation_id, domain=sender_domain)
     message["X-Hub-Invitation-Id"] = mail.invitation_id

@@ -40,6 +40,8 @@ class Invitation(SQLModel, table=True):
     welcome_text: str | None = Field(default=None, max_length=4000)
     # The client administrator who raised it (their sign-in name).
     raised_by: str = Field(max_length=320)
+    # The language its email is written in (hub_common.i18n; the administrator's).
+    language: str = Field(default="en", max_length=35, sa_column_kwargs={"server_default": "en"})
     created_at: datetime = Field(default_factory=_now, sa_column=Column(UtcDateTime(), nullable=False))
     expires_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
     status: str = Field(default=InvitationStatus.PENDING.value, max_length=20)

@@ -37,6 +37,7 @@ from hub_common.events import (
     InvitationRejected,
     new_envelope,
 )
+from hub_common.i18n import N_, language_of
 from hub_invitations.links import TamperedLink, link_key, new_token, read_link, sign_link, token_hash, token_matches
 from hub_invitations.mail import InvitationMail, accept_urls
 from hub_invitations.models import Invitation, InvitationStatus, invitations_outbox
@@ -45,7 +46,9 @@ from hub_invitations.settings import InvitationsSettings
 # How long the handler that raised an invitation holds its mail before the retry loop may.
 MAIL_CLAIM = timedelta(minutes=2)
 
-TAMPERED = "This link was changed or is incomplete. Open it again from the invitation email, or copy the whole link."
+TAMPERED = N_(
+    "This link was changed or is incomplete. Open it again from the invitation email, or copy the whole link."
+)
 
 
 @dataclass(frozen=True)
@@ -87,7 +90,7 @@ def normalize_email(raw: str) -> str:
 def _one_line(text: str, field: str) -> str:
     cleaned = " ".join(text.split())
     if not cleaned:
-        raise refused(RejectionReason.INVALID, "This field cannot be blank", field)
+        raise refused(RejectionReason.INVALID, N_("This field cannot be blank"), field)
     return cleaned
 
 
@@ -98,7 +101,7 @@ def _companies(names: list[str]) -> list[str]:
         if cleaned and cleaned not in chosen:
             chosen.append(cleaned)
     if not chosen:
-        raise refused(RejectionReason.INVALID, "Choose at least one company to share", "companies")
+        raise refused(RejectionReason.INVALID, N_("Choose at least one company to share"), "companies")
     return chosen
 
 
@@ -115,6 +118,7 @@ def mail_for(invitation: Invitation, link: str, settings: InvitationsSettings) -
         expires_at=invitation.expires_at,
         accept_url=accept_url,
         add_url=add_url,
+        language=language_of(invitation.language),
     )
 
 
@@ -150,6 +154,7 @@ async def raise_invitation(
         accountant_name=_one_line(command.accountant_name, "accountant_name"),
         welcome_text=command.welcome_text,
         raised_by=command.raised_by,
+        language=language_of(command.language),
         created_at=now,
         expires_at=now + timedelta(days=settings.invitation_lifetime_days),
         status=InvitationStatus.PENDING.value,
@@ -200,14 +205,14 @@ async def accept_invitation(
     if invitation is None:
         raise refused(
             RejectionReason.NOT_FOUND,
-            "This invitation no longer exists; ask the client to invite you again.",
+            N_("This invitation no longer exists; ask the client to invite you again."),
             "token",
         )
     if not token_matches(parts.token, invitation.token_hash):
         # The signature is ours, so this link was replaced when its mail was sent again.
         raise AcceptanceRefused(
             RejectionReason.INVALID,
-            "This link was replaced by a newer invitation email; use the link in the newest email.",
+            N_("This link was replaced by a newer invitation email; use the link in the newest email."),
             "token",
             attempt=RefusedAttempt.of(invitation),
         )
@@ -258,7 +263,7 @@ async def accept_invitation(
         # Another acceptance of the same link committed first.
         raise refused(
             RejectionReason.CONFLICT,
-            "This invitation was already accepted; each link works only once.",
+            N_("This invitation was already accepted; each link works only once."),
             "token",
         )
     await _emit(

@@ -1,7 +1,8 @@
 """Classifying what Entra and Business Central answer into failure kinds with a fix.
 
 Pure rules: no I/O. Transient kinds are retried with a delay; permanent ones become a
-RefreshFailed (or a failed ConnectionTested) at once.
+RefreshFailed (or a failed ConnectionTested) at once. The summaries and fixes travel in
+English in the events; they are catalogue messages (N_), so a page shows them in its language.
 """
 
 from __future__ import annotations
@@ -12,61 +13,78 @@ from datetime import UTC, datetime
 from enum import StrEnum
 
 from hub_common.events import Failure, FailureKind
+from hub_common.i18n import N_
 
 TRANSIENT_KINDS = frozenset({FailureKind.THROTTLED, FailureKind.TIMEOUT, FailureKind.ENVIRONMENT_OFFLINE})
 
 _SUMMARIES: dict[FailureKind, tuple[str, str]] = {
     FailureKind.INVALID_URL: (
-        "The Client URL is not valid.",
-        "Open the client card and copy the URL from the client's browser while signed in to "
-        "Business Central: https://businesscentral.dynamics.com/{tenant}/{environment}.",
+        N_("The Client URL is not valid."),
+        N_(
+            "Open the client card and copy the URL from the client's browser while signed in to "
+            "Business Central: https://businesscentral.dynamics.com/{tenant}/{environment}."
+        ),
     ),
     FailureKind.ACCESS_NOT_GRANTED: (
-        "Waiting for the client's permission: the client's tenant has not given your firm access.",
-        "Send the client the Connect link from the client card (or ask them to run Invite External "
-        "Accountant for you). Nothing is read from the client's Business Central until they do.",
+        N_("Waiting for the client's permission: the client's tenant has not given your firm access."),
+        N_(
+            "Send the client the Connect link from the client card (or ask them to run Invite External "
+            "Accountant for you). Nothing is read from the client's Business Central until they do."
+        ),
     ),
     FailureKind.TENANT_NOT_FOUND: (
-        "Microsoft Entra ID does not know the client's tenant.",
-        "Check the tenant id or domain in the Client URL with the client's administrator.",
+        N_("Microsoft Entra ID does not know the client's tenant."),
+        N_("Check the tenant id or domain in the Client URL with the client's administrator."),
     ),
     FailureKind.ENVIRONMENT_NOT_FOUND: (
-        "The client's Business Central environment does not exist.",
-        "Check the environment name in the Client URL (for example Production) with the client.",
+        N_("The client's Business Central environment does not exist."),
+        N_("Check the environment name in the Client URL (for example Production) with the client."),
     ),
     FailureKind.CONSENT_MISSING: (
-        "The client has not given the hub access yet: the invitation was not received or not accepted.",
-        "Ask the client's administrator to run Invite External Accountant again, or to grant "
-        "consent to the Accountant Hub app in Microsoft Entra Applications.",
+        N_("The client has not given the hub access yet: the invitation was not received or not accepted."),
+        N_(
+            "Ask the client's administrator to run Invite External Accountant again, or to grant "
+            "consent to the Accountant Hub app in Microsoft Entra Applications."
+        ),
     ),
     FailureKind.CREDENTIALS_REJECTED: (
-        "Business Central rejected the hub's credentials.",
-        "Ask the client's administrator to check that the Accountant Hub app is enabled in "
-        "Microsoft Entra Applications and has the D365 APIV2 permission set.",
+        N_("Business Central rejected the hub's credentials."),
+        N_(
+            "Ask the client's administrator to check that the Accountant Hub app is enabled in "
+            "Microsoft Entra Applications and has the D365 APIV2 permission set."
+        ),
     ),
     FailureKind.NO_COMPANY_ACCESS: (
-        "The hub has no access to this company.",
-        "Ask the client's administrator to give the Accountant Hub app permissions in every "
-        "company you need (User Permission Sets on its Microsoft Entra Application card).",
+        N_("The hub has no access to this company."),
+        N_(
+            "Ask the client's administrator to give the Accountant Hub app permissions in every "
+            "company you need (User Permission Sets on its Microsoft Entra Application card)."
+        ),
     ),
     FailureKind.ENVIRONMENT_OFFLINE: (
-        "The client's Business Central is offline, for example while it is being upgraded.",
-        "Nothing to do: the hub tries again later. If it lasts, check the Business Central "
-        "admin center for a running update.",
+        N_("The client's Business Central is offline, for example while it is being upgraded."),
+        N_(
+            "Nothing to do: the hub tries again later. If it lasts, check the Business Central "
+            "admin center for a running update."
+        ),
     ),
     FailureKind.THROTTLED: (
-        "Business Central asked the hub to slow down (too many requests).",
-        "Nothing to do: the hub backs off and tries again. Other tools using the same "
-        "identity count toward the same limit.",
+        N_("Business Central asked the hub to slow down (too many requests)."),
+        N_(
+            "Nothing to do: the hub backs off and tries again. Other tools using the same "
+            "identity count toward the same limit."
+        ),
     ),
     FailureKind.TIMEOUT: (
-        "Business Central did not answer in time.",
-        "Nothing to do: the hub tries again later. If it keeps happening, the client's environment may be "
-        "overloaded; the technical details say which deadline passed.",
+        N_("Business Central did not answer in time."),
+        N_(
+            "Nothing to do: the hub tries again later. If it keeps happening, the client's environment may be "
+            "overloaded; the technical details say which deadline passed."
+        ),
     ),
     FailureKind.BAD_RESPONSE: (
-        "Business Central answered with something the hub could not read.",
-        "Try again later. If it persists, send the technical details to your administrator.",
+        N_("Business Central answered with something the hub could not read."),
+        N_("Try again later. If it persists, send the technical details to your administrator."),
     ),
 }
 
@@ -81,17 +99,19 @@ class Service(StrEnum):
 # Where Microsoft Entra ID, not Business Central, failed the same way, the accountant reads so.
 _ENTRA_SUMMARIES: dict[FailureKind, tuple[str, str]] = {
     FailureKind.TIMEOUT: (
-        "Microsoft Entra ID did not answer in time when the hub asked for access to the client's Business Central.",
-        "Nothing to do: the hub tries again later. If it keeps happening, check Microsoft's service status.",
+        N_("Microsoft Entra ID did not answer in time when the hub asked for access to the client's Business Central."),
+        N_("Nothing to do: the hub tries again later. If it keeps happening, check Microsoft's service status."),
     ),
     FailureKind.BAD_RESPONSE: (
-        "Microsoft Entra ID answered the hub's sign-in with something that is not a valid answer.",
-        "Nothing to do: the hub tries again later. If it persists, send the technical details to your "
-        "administrator (a proxy in front of Entra ID may be answering instead).",
+        N_("Microsoft Entra ID answered the hub's sign-in with something that is not a valid answer."),
+        N_(
+            "Nothing to do: the hub tries again later. If it persists, send the technical details to your "
+            "administrator (a proxy in front of Entra ID may be answering instead)."
+        ),
     ),
     FailureKind.ENVIRONMENT_OFFLINE: (
-        "Microsoft Entra ID is unavailable at the moment.",
-        "Nothing to do: the hub tries again later. If it lasts, check Microsoft's service status.",
+        N_("Microsoft Entra ID is unavailable at the moment."),
+        N_("Nothing to do: the hub tries again later. If it lasts, check Microsoft's service status."),
     ),
 }
 

@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 
 from hub_common import commands
 from hub_common.db import transaction
+from hub_common.i18n import N_
 from hub_gateway.accounts import queries as accounts_queries
 from hub_gateway.accounts import store
 from hub_gateway.accounts.models import ApiToken
@@ -22,6 +23,7 @@ from hub_gateway.dependencies import (
     feature_api,
     send_command,
 )
+from hub_gateway.languages import request_language
 
 accounts_api = feature_api("accounts")
 
@@ -65,7 +67,7 @@ async def list_tokens(principal: CurrentPrincipal, session: Session) -> list[Api
 async def revoke_token(token_id: uuid.UUID, principal: CurrentPrincipal, state: State) -> None:
     async with transaction(state.sessions) as session:
         if not await store.revoke_api_token(session, principal.accountant_id, token_id):
-            raise HTTPException(status.HTTP_404_NOT_FOUND, detail="No such token")
+            raise HTTPException(status.HTTP_404_NOT_FOUND, detail=N_("No such token"))
 
 
 class Me(BaseModel):
@@ -120,5 +122,6 @@ async def invite_colleague(
         correlation_id=request.state.correlation_id,
         email=body.email,
         role=body.role,
+        language=request_language(request),
     )
     return await send_command(state, request, commands.INVITE_COLLEAGUE, command, commands.ColleagueInvitation)

@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field
 from hub_common import commands
 from hub_common.commands import CommandRejected
 from hub_common.events import ConnectionTested
+from hub_common.i18n import N_
 from hub_gateway.client_url_tests import queries as client_url_tests_queries
 from hub_gateway.clients.endpoints import require_client
 from hub_gateway.dependencies import (
@@ -106,5 +107,5 @@ async def test_client_url(
 async def connection_test_result(test_id: uuid.UUID, principal: CurrentPrincipal, state: State) -> ConnectionTestAnswer:
     answer = await _tested(state, principal.firm_id, test_id)
     if answer is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail="No such connection test")
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=N_("No such connection test"))
     return answer

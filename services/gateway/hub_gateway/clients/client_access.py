@@ -25,7 +25,8 @@ from hub_common import commands
 from hub_common.commands import CommandRejected
 from hub_common.events import Actor, ActorKind
 from hub_gateway.dependencies import GatewayState, State
-from hub_gateway.web.pages import templates
+from hub_gateway.languages import said
+from hub_gateway.web.rendering import render
 from hub_gateway.web.sealed import read_sealed_cookie, set_sealed_cookie
 
 client_access_pages = APIRouter(include_in_schema=False)
@@ -38,7 +39,7 @@ SIGN_IN_SCOPES = ["email"]
 
 
 def _page(request: Request, code: int = status.HTTP_200_OK, **context: Any) -> Response:
-    return templates.TemplateResponse(request, "client_access.html", context, status_code=code)
+    return render(request, "client_access.html", context, status_code=code)
 
 
 def _redirect_uri(state: GatewayState) -> str:
@@ -77,25 +78,29 @@ async def finish_client_access(request: Request, state: State) -> Response:
     bad = status.HTTP_400_BAD_REQUEST
     pending = read_sealed_cookie(request, state, FLOW_COOKIE)
     if pending is None:
-        return _page(request, bad, error="The sign-in took too long or was started elsewhere; sign in again.")
+        return _page(
+            request, bad, error=said(request, "The sign-in took too long or was started elsewhere; sign in again.")
+        )
     answer = dict(request.query_params.items())
     if "error" in answer:
         detail = answer.get("error_description") or answer["error"]
-        return _page(request, bad, error=f"Microsoft sign-in refused: {detail[:500]}")
+        return _page(request, bad, error=said(request, "Microsoft sign-in refused: %(reason)s", reason=detail[:500]))
     result: dict[str, Any] = await asyncio.to_thread(
         state.entra.acquire_token_by_auth_code_flow, pending["flow"], answer
     )
     claims = result.get("id_token_claims")
     if "error" in result or not isinstance(claims, dict):
-        detail = str(result.get("error_description") or result.get("error") or "no identity returned")
-        return _page(request, bad, error=f"Sign-in failed: {detail[:500]}")
+        detail = str(result.get("error_description") or result.get("error") or said(request, "no identity returned"))
+        return _page(request, bad, error=said(request, "Sign-in failed: %(reason)s", reason=detail[:500]))
     if "idp" in claims:
         # A guest signs in at a tenant that is not theirs: they do not speak for it.
-        return _page(request, bad, error="Sign in with an account of your own organisation, not a guest account.")
+        return _page(
+            request, bad, error=said(request, "Sign in with an account of your own organisation, not a guest account.")
+        )
     try:
         tenant_id = uuid.UUID(str(claims.get("tid")))
     except ValueError:
-        return _page(request, bad, error="Microsoft's answer named no organisation; sign in again.")
+        return _page(request, bad, error=said(request, "Microsoft's answer named no organisation; sign in again."))
     who = str(claims.get("preferred_username") or claims.get("email") or claims.get("oid") or "a user")[:320]
     signed_in = {"tenant_id": str(tenant_id), "who": who, "oid": str(claims.get("oid") or who)[:320]}
     response = RedirectResponse("/client-access", status_code=status.HTTP_303_SEE_OTHER)
@@ -110,11 +115,13 @@ async def withdraw_access(
 ) -> Response:
     signed_in = read_sealed_cookie(request, state, ACCESS_COOKIE)
     if signed_in is None:
-        return _page(request, status.HTTP_400_BAD_REQUEST, error="Your sign-in has ended; sign in again.")
+        return _page(
+            request, status.HTTP_400_BAD_REQUEST, error=said(request, "Your sign-in has ended; sign in again.")
+        )
     try:
         firm = uuid.UUID(firm_id)
     except ValueError:
-        return _page(request, status.HTTP_400_BAD_REQUEST, error="Choose a firm from the list.")
+        return _page(request, status.HTTP_400_BAD_REQUEST, error=said(request, "Choose a firm from the list."))
     command = commands.WithdrawTenantAccess(
         tenant_id=uuid.UUID(signed_in["tenant_id"]),
         firm_id=firm,
@@ -130,5 +137,5 @@ async def withdraw_access(
             timeout=state.settings.command_timeout_seconds,
         )
     except CommandRejected as rejected:
-        return _page(request, status.HTTP_404_NOT_FOUND, error=rejected.rejection.message)
+        return _page(request, status.HTTP_404_NOT_FOUND, error=said(request, rejected.rejection.message))
     return RedirectResponse("/client-access?done=withdrawn", status_code=status.HTTP_303_SEE_OTHER)

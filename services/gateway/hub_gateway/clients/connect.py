@@ -36,8 +36,10 @@ from hub_common import commands
 from hub_common.commands import CommandRejected
 from hub_common.entra import confidential_client
 from hub_common.events import Actor, ActorKind
+from hub_common.i18n import N_
 from hub_gateway.dependencies import GatewayState, State
-from hub_gateway.web.pages import templates
+from hub_gateway.languages import said
+from hub_gateway.web.rendering import render
 from hub_gateway.web.sealed import SealRefused, open_seal, read_sealed_cookie, seal, set_sealed_cookie
 
 connect_pages = APIRouter(include_in_schema=False)
@@ -100,7 +102,7 @@ def read_link(state: GatewayState, token: str) -> ConnectLink:
 
 def _page(request: Request, **context: Any) -> Response:
     code = status.HTTP_400_BAD_REQUEST if context.get("error") else status.HTTP_200_OK
-    return templates.TemplateResponse(request, "connect.html", context, status_code=code)
+    return render(request, "connect.html", context, status_code=code)
 
 
 def _redirect_uri(state: GatewayState) -> str:
@@ -129,33 +131,46 @@ async def _tenant_app(state: GatewayState, tenant_id: uuid.UUID) -> msal.Confide
 async def finish_connect(request: Request, state: State) -> Response:
     pending = read_sealed_cookie(request, state, FLOW_COOKIE)
     if pending is None:
-        return _page(request, error="The sign-in took too long or was started elsewhere: open the Connect link again.")
+        return _page(
+            request,
+            error=said(request, "The sign-in took too long or was started elsewhere: open the Connect link again."),
+        )
     try:
         link = read_link(state, str(pending.get("link", "")))
     except LinkRefused as refused:
-        return _page(request, error=str(refused))
+        return _page(request, error=said(request, str(refused)))
     answer = dict(request.query_params.items())
     if "error" in answer:
         detail = answer.get("error_description") or answer["error"]
-        return _page(request, link=link, error=f"Microsoft sign-in did not give access: {detail[:500]}")
+        return _page(
+            request,
+            link=link,
+            error=said(request, "Microsoft sign-in did not give access: %(reason)s", reason=detail[:500]),
+        )
     app = await _tenant_app(state, link.tenant_id)
     result: dict[str, Any] = await asyncio.to_thread(app.acquire_token_by_auth_code_flow, pending["flow"], answer)
     claims = result.get("id_token_claims")
     token = result.get("access_token")
     if "error" in result or not isinstance(claims, dict) or not isinstance(token, str):
-        detail = str(result.get("error_description") or result.get("error") or "no token returned")
-        return _page(request, link=link, error=f"Microsoft sign-in failed: {detail[:500]}")
+        detail = str(result.get("error_description") or result.get("error") or said(request, "no token returned"))
+        return _page(
+            request, link=link, error=said(request, "Microsoft sign-in failed: %(reason)s", reason=detail[:500])
+        )
     if str(claims.get("tid", "")).lower() != str(link.tenant_id):
         return _page(
             request,
             link=link,
-            error="You signed in with an account of another organisation. Sign in with an account of "
-            f"{link.client_name}'s own Microsoft Entra tenant.",
+            error=said(
+                request,
+                "You signed in with an account of another organisation. Sign in with an account of "
+                "%(client)s's own Microsoft Entra tenant.",
+                client=link.client_name,
+            ),
         )
     who = str(claims.get("preferred_username") or claims.get("email") or claims.get("oid") or "a user")[:320]
     proof = await _reaches_business_central(state, link, token)
     if proof is not None:
-        return _page(request, link=link, error=proof)
+        return _page(request, link=link, error=said(request, proof))
     actor = Actor(kind=ActorKind.CLIENT_ADMIN, id=str(claims.get("oid") or who)[:320], display_name=who)
     command = commands.GrantTenantAccess(
         firm_id=link.firm_id,
@@ -174,7 +189,7 @@ async def finish_connect(request: Request, state: State) -> Response:
             timeout=state.settings.command_timeout_seconds,
         )
     except CommandRejected as rejected:
-        return _page(request, link=link, error=rejected.rejection.message)
+        return _page(request, link=link, error=said(request, rejected.rejection.message))
     response = _page(request, link=link, granted_by=who, done=True)
     response.delete_cookie(FLOW_COOKIE)
     return response
@@ -189,7 +204,7 @@ async def _reaches_business_central(state: GatewayState, link: ConnectLink, toke
                 url, params={"$top": "1", "$select": "id"}, headers={"Authorization": f"Bearer {token}"}
             )
     except (httpx.HTTPError, TimeoutError):
-        return "Business Central did not answer; try again in a few minutes."
+        return N_("Business Central did not answer; try again in a few minutes.")
     if response.status_code == 200:
         return None
     if response.status_code in (401, 403):
@@ -207,7 +222,7 @@ async def show_connect(request: Request, state: State, token: str) -> Response:
     try:
         link = read_link(state, token)
     except LinkRefused as refused:
-        return _page(request, error=str(refused))
+        return _page(request, error=said(request, str(refused)))
     return _page(request, link=link, token=token)
 
 
@@ -217,7 +232,7 @@ async def start_connect(request: Request, state: State, token: str) -> Response:
     try:
         link = read_link(state, token)
     except LinkRefused as refused:
-        return _page(request, error=str(refused))
+        return _page(request, error=said(request, str(refused)))
     app = await _tenant_app(state, link.tenant_id)
     flow: dict[str, Any] = await asyncio.to_thread(
         app.initiate_auth_code_flow,

@@ -10,6 +10,7 @@ from pydantic import BaseModel
 
 from hub_common import commands
 from hub_common.events import ClientCard
+from hub_common.i18n import N_
 from hub_gateway.accounts import queries as accounts_queries
 from hub_gateway.auth import Principal
 from hub_gateway.clients import queries as clients_queries
@@ -51,7 +52,7 @@ async def add_client(
 
 async def require_client(session: Session, principal: Principal, client_id: uuid.UUID) -> None:
     if await clients_queries.client_in_firm(session, firm_id=principal.firm_id, client_id=client_id) is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail="No such client")
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=N_("No such client"))
 
 
 @clients_api.put("/clients/{client_id}", status_code=status.HTTP_202_ACCEPTED)
@@ -101,11 +102,11 @@ async def connect_link(
 ) -> ConnectLinkAnswer:
     client = await clients_queries.client_in_firm(session, firm_id=principal.firm_id, client_id=client_id)
     if client is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail="No such client")
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=N_("No such client"))
     if client.tenant_id is None:
         raise HTTPException(
             status.HTTP_409_CONFLICT,
-            detail="The client's tenant is not resolved yet: save the client card again, then take the link",
+            detail=N_("The client's tenant is not resolved yet: save the client card again, then take the link"),
         )
     firm_name = await accounts_queries.firm_name(session, firm_id=principal.firm_id)
     url, expires_at = issue_link(

@@ -6,6 +6,7 @@ import uuid
 
 from fastapi import HTTPException, status
 
+from hub_common.i18n import N_
 from hub_gateway.company_details import queries as company_details_queries
 from hub_gateway.dependencies import (
     CurrentPrincipal,
@@ -25,5 +26,5 @@ async def company_details(
         session, firm_id=principal.firm_id, client_id=client_id, company_id=company_id
     )
     if details is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail="No such company")
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=N_("No such company"))
     return details

@@ -15,8 +15,10 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ValidationError
 
 from hub_common.db import transaction
+from hub_common.i18n import N_, Translator
 from hub_gateway.accounts import preferences
 from hub_gateway.dashboard import queries as dashboard_queries
+from hub_gateway.dashboard.health import in_language
 from hub_gateway.dashboard.live import STREAMS_PER_ACCOUNTANT, Notice, TooManyStreams
 from hub_gateway.dependencies import (
     MAX_OFFSET,
@@ -26,6 +28,7 @@ from hub_gateway.dependencies import (
     State,
     feature_api,
 )
+from hub_gateway.languages import LocalizedHTTPException, request_translator
 from hub_gateway.readmodel.columns import DEFAULT_COLUMNS, FIGURE_COLUMNS
 
 dashboard_api = feature_api("dashboard")
@@ -40,8 +43,8 @@ KEEP_ALIVE_SECONDS = 15.0
 RECONNECT_MILLISECONDS = 2000
 
 
-def _invalid(message: str, field: str) -> HTTPException:
-    return HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail={"message": message, "field": field})
+def _invalid(message: str, field: str, **values: object) -> HTTPException:
+    return LocalizedHTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, message, field=field, values=values)
 
 
 def _threshold(text: str) -> dict[str, Any]:
@@ -50,7 +53,9 @@ def _threshold(text: str) -> dict[str, Any]:
     try:
         Decimal(value)
     except InvalidOperation:
-        raise _invalid(f"'{text[:60]}' is not column:comparison:number, e.g. cash:lt:10000", "threshold") from None
+        raise _invalid(
+            "%(text)s is not column:comparison:number, e.g. cash:lt:10000", "threshold", text=repr(text[:60])
+        ) from None
     return {"column": column, "comparison": comparison, "value": value}
 
 
@@ -82,11 +87,14 @@ def _dashboard_query(
     except ValidationError as error:
         first = error.errors()[0]
         location = ".".join(str(part) for part in first["loc"])
-        raise _invalid(f"{location}: {first['msg']}", location.split(".")[0]) from None
+        raise _invalid(
+            "%(location)s: %(problem)s", location.split(".")[0], location=location, problem=first["msg"]
+        ) from None
 
 
 @dashboard_api.get("/dashboard")
 async def dashboard(
+    request: Request,
     principal: CurrentPrincipal,
     session: Session,
     state: State,
@@ -107,9 +115,13 @@ async def dashboard(
     query = _dashboard_query(
         text, client_id, assigned_accountant_id, has_errors, overdue, threshold, sort, offset, limit
     )
-    return await dashboard_queries.dashboard_page(
+    page = await dashboard_queries.dashboard_page(
         session, firm_id=principal.firm_id, query=query, weights=state.settings.health_weights
     )
+    t = request_translator(request)
+    for row in page.rows:
+        row.health = in_language(row.health, t)
+    return page
 
 
 class ColumnInfo(BaseModel):
@@ -160,12 +172,13 @@ async def create_view(
             return await preferences.save_view(session, principal, body)
     except preferences.DuplicateViewName:
         raise HTTPException(
-            status.HTTP_409_CONFLICT, detail={"message": "You already have a view of that name", "field": "name"}
+            status.HTTP_409_CONFLICT, detail={"message": N_("You already have a view of that name"), "field": "name"}
         ) from None
     except preferences.TooManyViews:
-        raise HTTPException(
+        raise LocalizedHTTPException(
             status.HTTP_409_CONFLICT,
-            detail={"message": f"At most {preferences.MAX_VIEWS_PER_ACCOUNTANT} views; delete one first"},
+            "At most %(count)s views; delete one first",
+            values={"count": preferences.MAX_VIEWS_PER_ACCOUNTANT},
         ) from None
 
 
@@ -173,7 +186,7 @@ async def create_view(
 async def delete_view(view_id: uuid.UUID, principal: CurrentPrincipal, state: State) -> None:
     async with transaction(state.sessions) as session:
         if not await preferences.delete_view(session, principal, view_id):
-            raise HTTPException(status.HTTP_404_NOT_FOUND, detail="No such view")
+            raise HTTPException(status.HTTP_404_NOT_FOUND, detail=N_("No such view"))
 
 
 def _event(name: str, data: Any) -> str:
@@ -189,7 +202,8 @@ async def live(request: Request, principal: CurrentPrincipal, state: State) -> S
     """Server-sent events for the caller's firm: ``rows`` (the changed clients' rows and the
     state counts), ``failures`` (Check Errors has news) and ``reload`` (fetch the page again)."""
     firm_id = principal.firm_id
-    too_many = f"At most {STREAMS_PER_ACCOUNTANT} live pages at once; close some tabs"
+    t = request_translator(request)
+    too_many = t.gettext("At most %(count)s live pages at once; close some tabs", count=STREAMS_PER_ACCOUNTANT)
     if state.live.streams_of(principal.accountant_id) >= STREAMS_PER_ACCOUNTANT:
         raise HTTPException(status.HTTP_429_TOO_MANY_REQUESTS, detail=too_many)
 
@@ -213,7 +227,7 @@ async def live(request: Request, principal: CurrentPrincipal, state: State) -> S
                         continue
                     while not queue.empty():  # changes that arrived together go out together
                         notice.merge(queue.get_nowait())
-                    for message in await _messages(state, firm_id, notice):
+                    for message in await _messages(state, firm_id, notice, t):
                         yield message
         finally:
             state.live.release(principal.accountant_id)
@@ -225,7 +239,12 @@ async def live(request: Request, principal: CurrentPrincipal, state: State) -> S
     )
 
 
-async def _messages(state: GatewayState, firm_id: uuid.UUID, notice: Notice) -> list[str]:
+def _in_language(row: dashboard_queries.PageRow, t: Translator) -> dashboard_queries.PageRow:
+    return row.model_copy(update={"health": in_language(row.health, t)})
+
+
+async def _messages(state: GatewayState, firm_id: uuid.UUID, notice: Notice, t: Translator) -> list[str]:
+    """The events of one change, in the language of the stream's page."""
     if notice.reload:
         return [_event("reload", {})]
     async with state.sessions() as session:
@@ -238,7 +257,10 @@ async def _messages(state: GatewayState, firm_id: uuid.UUID, notice: Notice) -> 
             "rows",
             {
                 "client_ids": sorted(str(client_id) for client_id in notice.client_ids),
-                "rows": [row.model_dump(mode="json") for row in rows],
+                "rows": [
+                    row.model_copy(update={"health": in_language(row.health, t)}).model_dump(mode="json")
+                    for row in rows
+                ],
                 "states": counts.model_dump(),
             },
         )

@@ -15,7 +15,9 @@ from pydantic import BaseModel, Field
 from hub_common import commands
 from hub_common.commands import CommandRejected
 from hub_common.entra import TokenRejected, is_tenant_admin
+from hub_common.i18n import N_
 from hub_gateway.dependencies import State, error_responses, rejection_error
+from hub_gateway.languages import LocalizedHTTPException, request_language
 
 client_invitations = APIRouter(
     prefix="/api/v1", tags=["client invitations"], responses=error_responses(401, 403, 404, 409, 422, 503)
@@ -38,19 +40,23 @@ async def raise_invitation(request: Request, state: State, body: ClientInvitatio
     if scheme.lower() != "bearer" or not token.strip():
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,
-            detail="Sign in as an administrator of the client's Microsoft Entra tenant",
+            detail=N_("Sign in as an administrator of the client's Microsoft Entra tenant"),
             headers={"WWW-Authenticate": "Bearer"},
         )
     try:
         claims = await state.entra_tokens.verify(token.strip())
     except TokenRejected as error:
-        raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED, detail=f"The administrator's token was refused: {error}"
+        raise LocalizedHTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            "The administrator's token was refused: %(reason)s",
+            values={"reason": str(error)},
         ) from error
     if not is_tenant_admin(claims):
         raise HTTPException(
             status.HTTP_403_FORBIDDEN,
-            detail="Only a Global Administrator or User Administrator of the client's tenant can invite an accountant",
+            detail=N_(
+                "Only a Global Administrator or User Administrator of the client's tenant can invite an accountant"
+            ),
         )
     administrator = claims.get("preferred_username") or claims.get("oid") or "client administrator"
     command = commands.RaiseInvitation(
@@ -63,6 +69,7 @@ async def raise_invitation(request: Request, state: State, body: ClientInvitatio
         welcome_text=body.welcome_text,
         raised_by=str(administrator)[:320],
         correlation_id=request.state.correlation_id,
+        language=request_language(request),
     )
     try:
         return await commands.send_command(

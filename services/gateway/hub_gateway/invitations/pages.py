@@ -17,7 +17,8 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from hub_common import commands
 from hub_common.commands import CommandRejected, RejectionReason
 from hub_gateway.dependencies import Session, State, current_principal
-from hub_gateway.web.pages import templates
+from hub_gateway.languages import said
+from hub_gateway.web.rendering import render
 
 invitation_pages = APIRouter(include_in_schema=False)
 
@@ -38,7 +39,7 @@ async def show_invitation(request: Request, state: State, session: Session, link
         back = f"/invitations/accept?{urlencode({'link': link, 'add': add})}"
         return RedirectResponse(f"/sign-in?{urlencode({'next': back})}", status_code=status.HTTP_303_SEE_OTHER)
     browser = getattr(request.state, "browser_session", None)
-    return templates.TemplateResponse(
+    return render(
         request,
         "invitation.html",
         {
@@ -63,8 +64,8 @@ async def accept_invitation(
     principal = await current_principal(request, state, session)
     context = {"principal": principal, "link": link, "add": bool(add), "csrf_token": "", "result": None, "error": None}
     if len(link) < 10:
-        context["error"] = "This link is incomplete. Open it again from the invitation email."
-        return templates.TemplateResponse(request, "invitation.html", context, status_code=status.HTTP_400_BAD_REQUEST)
+        context["error"] = said(request, "This link is incomplete. Open it again from the invitation email.")
+        return render(request, "invitation.html", context, status_code=status.HTTP_400_BAD_REQUEST)
     command = commands.AcceptInvitation(
         token=link,
         accountant_id=principal.accountant_id,
@@ -82,9 +83,7 @@ async def accept_invitation(
             timeout=state.settings.command_timeout_seconds,
         )
     except CommandRejected as rejected:
-        context["error"] = rejected.rejection.message
-        return templates.TemplateResponse(
-            request, "invitation.html", context, status_code=_STATUS[rejected.rejection.reason]
-        )
+        context["error"] = said(request, rejected.rejection.message)
+        return render(request, "invitation.html", context, status_code=_STATUS[rejected.rejection.reason])
     context["result"] = result
-    return templates.TemplateResponse(request, "invitation.html", context)
+    return render(request, "invitation.html", context)

@@ -13,6 +13,7 @@ from decimal import Decimal
 from enum import StrEnum
 
 from hub_common.events import CompanyFigures
+from hub_common.i18n import N_
 
 
 class ColumnKind(StrEnum):
@@ -23,11 +24,17 @@ class ColumnKind(StrEnum):
 @dataclass(frozen=True)
 class FigureColumn:
     key: str  # the name in the API, saved preferences and views
-    label: str  # what the accountant reads (a dashboard heading, a workbook heading)
+    label: str  # what the accountant reads (a dashboard heading, a workbook heading): a catalogue msgid
     kind: ColumnKind
     read: Callable[[CompanyFigures], Decimal | int | None]
     # Whether adding it up over companies (of one currency) means something.
     totalled: bool = True
+
+    @property
+    def short_label(self) -> str:
+        """The dashboard's heading: "(amount)" is what every figure but the counts is, so it is
+        left out there (the full label is the heading's tooltip)."""
+        return self.label.removesuffix(" (amount)")
 
     @property
     def attribute(self) -> str:
@@ -50,91 +57,95 @@ def _open_sales_amount(figures: CompanyFigures) -> Decimal | None:
 
 
 FIGURE_COLUMNS: tuple[FigureColumn, ...] = (
-    FigureColumn("cash", "Cash", ColumnKind.AMOUNT, lambda f: f.cash.total if f.cash else None),
-    FigureColumn("taxes_due", "Taxes due", ColumnKind.AMOUNT, lambda f: f.taxes_due.amount if f.taxes_due else None),
-    FigureColumn("open_sales_documents_count", "Open sales documents", ColumnKind.COUNT, _open_sales_count),
-    FigureColumn("open_sales_documents_amount", "Open sales documents (amount)", ColumnKind.AMOUNT, _open_sales_amount),
+    FigureColumn("cash", N_("Cash"), ColumnKind.AMOUNT, lambda f: f.cash.total if f.cash else None),
+    FigureColumn(
+        "taxes_due", N_("Taxes due"), ColumnKind.AMOUNT, lambda f: f.taxes_due.amount if f.taxes_due else None
+    ),
+    FigureColumn("open_sales_documents_count", N_("Open sales documents"), ColumnKind.COUNT, _open_sales_count),
+    FigureColumn(
+        "open_sales_documents_amount", N_("Open sales documents (amount)"), ColumnKind.AMOUNT, _open_sales_amount
+    ),
     FigureColumn(
         "open_sales_quotes_count",
-        "Open sales quotes",
+        N_("Open sales quotes"),
         ColumnKind.COUNT,
         lambda f: f.open_sales_documents.quotes_count if f.open_sales_documents else None,
     ),
     FigureColumn(
         "open_sales_quotes_amount",
-        "Open sales quotes (amount)",
+        N_("Open sales quotes (amount)"),
         ColumnKind.AMOUNT,
         lambda f: f.open_sales_documents.quotes_amount if f.open_sales_documents else None,
     ),
     FigureColumn(
         "open_sales_orders_count",
-        "Open sales orders",
+        N_("Open sales orders"),
         ColumnKind.COUNT,
         lambda f: f.open_sales_documents.orders_count if f.open_sales_documents else None,
     ),
     FigureColumn(
         "open_sales_orders_amount",
-        "Open sales orders (amount)",
+        N_("Open sales orders (amount)"),
         ColumnKind.AMOUNT,
         lambda f: f.open_sales_documents.orders_amount if f.open_sales_documents else None,
     ),
     FigureColumn(
         "unposted_sales_invoices_count",
-        "Unposted sales invoices",
+        N_("Unposted sales invoices"),
         ColumnKind.COUNT,
         lambda f: f.open_sales_documents.invoices_count if f.open_sales_documents else None,
     ),
     FigureColumn(
         "unposted_sales_invoices_amount",
-        "Unposted sales invoices (amount)",
+        N_("Unposted sales invoices (amount)"),
         ColumnKind.AMOUNT,
         lambda f: f.open_sales_documents.invoices_amount if f.open_sales_documents else None,
     ),
     FigureColumn(
         "purchase_invoices_due_next_week_count",
-        "Purchase invoices due next week",
+        N_("Purchase invoices due next week"),
         ColumnKind.COUNT,
         lambda f: f.purchase_invoices_due_next_week.count if f.purchase_invoices_due_next_week else None,
     ),
     FigureColumn(
         "purchase_invoices_due_next_week_amount",
-        "Purchase invoices due next week (amount)",
+        N_("Purchase invoices due next week (amount)"),
         ColumnKind.AMOUNT,
         lambda f: f.purchase_invoices_due_next_week.amount if f.purchase_invoices_due_next_week else None,
     ),
     FigureColumn(
         "overdue_sales_invoices_count",
-        "Overdue sales invoices",
+        N_("Overdue sales invoices"),
         ColumnKind.COUNT,
         lambda f: f.overdue_sales_invoices.count if f.overdue_sales_invoices else None,
     ),
     FigureColumn(
         "overdue_sales_invoices_amount",
-        "Overdue sales invoices (amount)",
+        N_("Overdue sales invoices (amount)"),
         ColumnKind.AMOUNT,
         lambda f: f.overdue_sales_invoices.total if f.overdue_sales_invoices else None,
     ),
     FigureColumn(
         "overdue_purchase_invoices_count",
-        "Overdue purchase invoices",
+        N_("Overdue purchase invoices"),
         ColumnKind.COUNT,
         lambda f: f.overdue_purchase_invoices.count if f.overdue_purchase_invoices else None,
     ),
     FigureColumn(
         "overdue_purchase_invoices_amount",
-        "Overdue purchase invoices (amount)",
+        N_("Overdue purchase invoices (amount)"),
         ColumnKind.AMOUNT,
         lambda f: f.overdue_purchase_invoices.total if f.overdue_purchase_invoices else None,
     ),
     FigureColumn(
         "sales_this_month",
-        "Sales this month",
+        N_("Sales this month"),
         ColumnKind.AMOUNT,
         lambda f: f.sales_this_month.amount if f.sales_this_month else None,
     ),
     FigureColumn(
         "forecast_low_point",
-        "Forecast low point (13 weeks)",
+        N_("Forecast low point (13 weeks)"),
         ColumnKind.AMOUNT,
         lambda f: f.cash_flow_forecast.low_point if f.cash_flow_forecast else None,
         # Each company's low point falls in its own week: their sum means nothing.

@@ -9,6 +9,7 @@ from fastapi import Body, HTTPException, Path, Request, status
 from pydantic import BaseModel
 
 from hub_common import commands
+from hub_common.i18n import N_
 from hub_gateway.clients import queries as clients_queries
 from hub_gateway.clients.endpoints import require_client
 from hub_gateway.dependencies import (
@@ -50,13 +51,13 @@ async def refresh(
         if body.client_id is None:
             raise HTTPException(
                 status.HTTP_422_UNPROCESSABLE_CONTENT,
-                detail={"message": "A company refresh names its client", "field": "client_id"},
+                detail={"message": N_("A company refresh names its client"), "field": "client_id"},
             )
         company = await clients_queries.company_in_firm(
             session, firm_id=principal.firm_id, client_id=body.client_id, company_id=body.company_id
         )
         if company is None:
-            raise HTTPException(status.HTTP_404_NOT_FOUND, detail="No such company")
+            raise HTTPException(status.HTTP_404_NOT_FOUND, detail=N_("No such company"))
     command = commands.RequestRefresh(
         firm_id=principal.firm_id,
         actor=accountant_actor(principal),

@@ -16,6 +16,7 @@ from typing import Any
 
 from openpyxl.styles import Alignment
 
+from hub_common.i18n import DEFAULT_LANGUAGE, N_, Translator, translator
 from hub_common.money import ZERO
 from hub_common.statements import AgedReport, CompanyStatements, Statement, TrialBalance, TrialBalanceLine
 from hub_gateway.reports.excel import (
@@ -26,6 +27,8 @@ from hub_gateway.reports.excel import (
     TITLE_FONT,
     TOTAL_BORDER,
     PageHeader,
+    day_text,
+    moment_text,
     money_format,
     new_workbook,
     put_number,
@@ -47,6 +50,10 @@ class _Context:
     currency_code: str
     as_of: date
     read_at_text: str
+    t: Translator
+
+    def day(self, day: date) -> str:
+        return day_text(day, self.t.language)
 
     @property
     def money(self) -> str:
@@ -56,14 +63,15 @@ class _Context:
 def _title_block(sheet: Any, context: _Context, title: str, period: str) -> None:
     put_text(sheet, 1, 1, context.company_name, font=TITLE_FONT)
     put_text(sheet, 2, 1, f"{title} — {period}", font=SUBTITLE_FONT)
-    currency = f"Amounts in {context.currency_code}" if context.currency_code else "Amounts in local currency"
-    put_text(
-        sheet,
-        3,
-        1,
-        f"Client: {context.client_name} · {currency} · Read from Business Central on {context.read_at_text}",
-        font=NOTE_FONT,
+    t = context.t
+    currency = (
+        t.gettext("Amounts in %(currency)s", currency=context.currency_code)
+        if context.currency_code
+        else t.gettext("Amounts in local currency")
     )
+    client = t.gettext("Client: %(client)s", client=context.client_name)
+    read = t.gettext("Read from Business Central on %(time)s", time=context.read_at_text)
+    put_text(sheet, 3, 1, f"{client} · {currency} · {read}", font=NOTE_FONT)
 
 
 def _headings(sheet: Any, headings: Sequence[str]) -> None:
@@ -80,22 +88,27 @@ def _print(sheet: Any, context: _Context, title: str, *, last_row: int, columns:
         last_column=columns,
         header_row=HEADER_ROW,
         landscape=landscape,
-        page_header=PageHeader(left=context.company_name, center=title, right=f"As of {context.as_of.isoformat()}"),
+        page_header=PageHeader(
+            left=context.company_name,
+            center=title,
+            right=context.t.gettext("As of %(day)s", day=context.day(context.as_of)),
+        ),
+        t=context.t,
     )
 
 
-def _period(statement: Statement) -> str:
-    if statement.period_start is None:
-        return f"as of {statement.period_end.isoformat()}"
-    return f"{statement.period_start.isoformat()} to {statement.period_end.isoformat()}"
+def _period(context: _Context, start: date | None, end: date) -> str:
+    if start is None:
+        return context.t.gettext("as of %(day)s", day=context.day(end))
+    return context.t.gettext("%(start)s to %(end)s", start=context.day(start), end=context.day(end))
 
 
 def _statement_sheet(workbook: Any, context: _Context, title: str, amount_heading: str, statement: Statement) -> None:
     """A financial report: BC's headers in bold, details indented as BC indents them,
     BC's total lines in bold over a rule; spacer lines stay empty."""
     sheet = workbook.create_sheet(title)
-    _title_block(sheet, context, title, _period(statement))
-    _headings(sheet, ["Description", amount_heading])
+    _title_block(sheet, context, title, _period(context, statement.period_start, statement.period_end))
+    _headings(sheet, [context.t.gettext("Description"), amount_heading])
     row = FIRST_LINE_ROW
     for line in statement.lines:
         if line.line_type != "spacer":
@@ -111,7 +124,9 @@ def _statement_sheet(workbook: Any, context: _Context, title: str, amount_headin
                     amount.border = TOTAL_BORDER
         row += 1
     if not statement.lines:
-        put_text(sheet, row, 1, "Business Central returned no lines for this statement.", font=NOTE_FONT)
+        put_text(
+            sheet, row, 1, context.t.gettext("Business Central returned no lines for this statement."), font=NOTE_FONT
+        )
         row += 1
     set_widths(sheet, [60, 20])
     _print(sheet, context, title, last_row=row - 1, columns=2, landscape=False)
@@ -132,13 +147,20 @@ _TRIAL_BALANCE_AMOUNTS: tuple[Callable[[TrialBalanceLine], Decimal | None], ...]
 def _trial_balance_sheet(workbook: Any, context: _Context, trial_balance: TrialBalance) -> None:
     """Every G/L account; headings and totals in bold. The grand total sums the posting
     accounts only, since BC's total accounts already sum the ones above them."""
-    title = "Trial Balance"
+    t = context.t
+    title = t.gettext(SHEET_TITLES[4])
     sheet = workbook.create_sheet(title)
-    period = f"{trial_balance.period_start.isoformat()} to {trial_balance.period_end.isoformat()}"
-    _title_block(sheet, context, title, period)
+    _title_block(sheet, context, title, _period(context, trial_balance.period_start, trial_balance.period_end))
     _headings(
         sheet,
-        ["No.", "Name", "Net change debit", "Net change credit", "Balance debit", "Balance credit"],
+        [
+            t.gettext("No."),
+            t.gettext("Name"),
+            t.gettext("Net change debit"),
+            t.gettext("Net change credit"),
+            t.gettext("Balance debit"),
+            t.gettext("Balance credit"),
+        ],
     )
     row = FIRST_LINE_ROW
     for line in trial_balance.lines:
@@ -153,7 +175,7 @@ def _trial_balance_sheet(workbook: Any, context: _Context, trial_balance: TrialB
                 cell.font = BOLD
         row += 1
     posting = [line for line in trial_balance.lines if line.is_posting]
-    put_text(sheet, row, 2, "Total of posting accounts", font=BOLD)
+    put_text(sheet, row, 2, t.gettext("Total of posting accounts"), font=BOLD)
     for i, amount in enumerate(_TRIAL_BALANCE_AMOUNTS):
         cell = put_number(sheet, row, 3 + i, _sum([amount(line) for line in posting]), context.money)
         cell.font = BOLD
@@ -166,18 +188,19 @@ def _aged_sheet(workbook: Any, context: _Context, title: str, party: str, report
     """One row per customer or vendor, by how long the amounts are overdue, and a grand
     total (BC's own total row is left out by the fetcher)."""
     sheet = workbook.create_sheet(title)
-    _title_block(sheet, context, title, f"as of {report.as_of.isoformat()}")
+    t = context.t
+    _title_block(sheet, context, title, _period(context, None, report.as_of))
     days = report.period_days
     _headings(
         sheet,
         [
-            "No.",
+            t.gettext("No."),
             party,
-            "Not yet due",
-            f"1–{days} days overdue",
-            f"{days + 1}–{2 * days} days overdue",
-            f"Over {2 * days} days overdue",
-            "Balance due",
+            t.gettext("Not yet due"),
+            t.gettext("%(first)s–%(last)s days overdue", first=1, last=days),
+            t.gettext("%(first)s–%(last)s days overdue", first=days + 1, last=2 * days),
+            t.gettext("Over %(days)s days overdue", days=2 * days),
+            t.gettext("Balance due"),
         ],
     )
     row = FIRST_LINE_ROW
@@ -189,9 +212,9 @@ def _aged_sheet(workbook: Any, context: _Context, title: str, party: str, report
             put_number(sheet, row, 3 + i, amount, context.money)
         row += 1
     if not report.lines:
-        put_text(sheet, row, 2, "No open items.", font=NOTE_FONT)
+        put_text(sheet, row, 2, t.gettext("No open items."), font=NOTE_FONT)
         row += 1
-    put_text(sheet, row, 2, "Total", font=BOLD)
+    put_text(sheet, row, 2, t.gettext("Total"), font=BOLD)
     totals = (
         _sum([line.current for line in report.lines]),
         _sum([line.period1 for line in report.lines]),
@@ -207,14 +230,16 @@ def _aged_sheet(workbook: Any, context: _Context, title: str, party: str, report
     _print(sheet, context, title, last_row=row, columns=7, landscape=True)
 
 
+# In English; each is a catalogue message, and a translation must keep to Excel's 31
+# characters for a sheet name (tests/unit/test_message_catalogue.py checks).
 SHEET_TITLES = (
-    "Balance Sheet",
-    "Income Statement",
-    "Cash Flow Statement",
-    "Retained Earnings",
-    "Trial Balance",
-    "Aged Receivables",
-    "Aged Payables",
+    N_("Balance Sheet"),
+    N_("Income Statement"),
+    N_("Cash Flow Statement"),
+    N_("Retained Earnings"),
+    N_("Trial Balance"),
+    N_("Aged Receivables"),
+    N_("Aged Payables"),
 )
 
 
@@ -225,21 +250,28 @@ def company_workbook(
     company_name: str,
     currency_code: str | None,
     as_of: date,
+    language: str = DEFAULT_LANGUAGE,
 ) -> bytes:
-    """The company's seven statements as an xlsx file (bytes)."""
+    """The company's seven statements as an xlsx file (bytes), in ``language``."""
+    t = translator(language)
     context = _Context(
         client_name=client_name,
         company_name=company_name,
         currency_code=currency_code or "",
         as_of=as_of,
-        read_at_text=statements.read_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        read_at_text=moment_text(statements.read_at.astimezone(UTC), language),
+        t=t,
     )
-    workbook = new_workbook(f"{company_name} — statements as of {as_of.isoformat()}")
-    _statement_sheet(workbook, context, SHEET_TITLES[0], "Balance", statements.balance_sheet)
-    _statement_sheet(workbook, context, SHEET_TITLES[1], "Net change", statements.income_statement)
-    _statement_sheet(workbook, context, SHEET_TITLES[2], "Net change", statements.cash_flow_statement)
-    _statement_sheet(workbook, context, SHEET_TITLES[3], "Net change", statements.retained_earnings)
+    titles = [t.gettext(title) for title in SHEET_TITLES]
+    workbook = new_workbook(
+        t.gettext("%(company)s — statements as of %(day)s", company=company_name, day=context.day(as_of))
+    )
+    balance, net_change = t.gettext("Balance"), t.gettext("Net change")
+    _statement_sheet(workbook, context, titles[0], balance, statements.balance_sheet)
+    _statement_sheet(workbook, context, titles[1], net_change, statements.income_statement)
+    _statement_sheet(workbook, context, titles[2], net_change, statements.cash_flow_statement)
+    _statement_sheet(workbook, context, titles[3], net_change, statements.retained_earnings)
     _trial_balance_sheet(workbook, context, statements.trial_balance)
-    _aged_sheet(workbook, context, SHEET_TITLES[5], "Customer", statements.aged_receivables)
-    _aged_sheet(workbook, context, SHEET_TITLES[6], "Vendor", statements.aged_payables)
+    _aged_sheet(workbook, context, titles[5], t.gettext("Customer"), statements.aged_receivables)
+    _aged_sheet(workbook, context, titles[6], t.gettext("Vendor"), statements.aged_payables)
     return workbook_bytes(workbook)

@@ -19,6 +19,7 @@ from pydantic import BaseModel
 from hub_common import commands
 from hub_common.commands import CommandRejected, RejectionReason
 from hub_common.events import Actor, ActorKind, ClientConnection, Failure
+from hub_common.i18n import N_, translator
 from hub_common.statements import CompanyStatements
 from hub_gateway.clients import queries as clients_queries
 from hub_gateway.dashboard import queries as dashboard_queries
@@ -30,6 +31,7 @@ from hub_gateway.dependencies import (
     error_responses,
     rejection_error,
 )
+from hub_gateway.languages import LocalizedHTTPException, request_language
 from hub_gateway.reports import (
     XLSX_MEDIA_TYPE,
     attachment_disposition,
@@ -138,9 +140,11 @@ async def company_workbook_download(
     day = as_of or today
     # A day ahead allows for an accountant east of UTC whose today is already tomorrow.
     if not EARLIEST_AS_OF <= day <= today + timedelta(days=1):
-        raise HTTPException(
+        raise LocalizedHTTPException(
             status.HTTP_422_UNPROCESSABLE_CONTENT,
-            detail={"message": f"as_of must be between {EARLIEST_AS_OF} and today", "field": "as_of"},
+            "as_of must be between %(earliest)s and today",
+            field="as_of",
+            values={"earliest": EARLIEST_AS_OF.isoformat()},
         )
     client = await clients_queries.client_in_firm(session, firm_id=principal.firm_id, client_id=client_id)
     company = (
@@ -151,7 +155,7 @@ async def company_workbook_download(
         else None
     )
     if client is None or company is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail="No such company")
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=N_("No such company"))
     client_name, tenant, tenant_id, environment = client.name, client.tenant, client.tenant_id, client.environment
     # The name the dashboard shows, so the file is found under the name the accountant knows.
     company_name = company.company_name
@@ -185,6 +189,7 @@ async def company_workbook_download(
         company_name=company_name,
         currency_code=statements.currency_code or known_currency,
         as_of=day,
+        language=request_language(request),
     )
     return _download(content, company_name, day)
 
@@ -199,9 +204,12 @@ async def company_workbook_download(
         )
     },
 )
-async def key_figures_download(principal: CurrentPrincipal, session: Session) -> XlsxResponse:
-    """The dashboard's figures as an Excel workbook."""
+async def key_figures_download(principal: CurrentPrincipal, session: Session, request: Request) -> XlsxResponse:
+    """The dashboard's figures as an Excel workbook, in the accountant's language."""
     rows = await dashboard_queries.dashboard_rows(session, firm_id=principal.firm_id)
     exported_at = datetime.now(UTC)
-    content = await asyncio.to_thread(key_figures_workbook, key_figures_rows(rows), exported_at=exported_at)
-    return _download(content, "Key figures", exported_at.date())
+    language = request_language(request)
+    content = await asyncio.to_thread(
+        key_figures_workbook, key_figures_rows(rows), exported_at=exported_at, language=language
+    )
+    return _download(content, translator(language).gettext("Key figures"), exported_at.date())

@@ -3,6 +3,11 @@
 Text in a cell comes from tenants (account names, customer names) and from accountants
 (client names), so it is cleaned of characters XML cannot hold and always stored as text:
 a name starting with "=" never becomes a formula.
+
+A workbook is written in one language (the accountant's: hub_common.i18n): its sheet
+names, headings, notes, page footers and date formats. Amount formats need nothing per
+language: Excel shows "#,##0.00" with the reader's own separators. The order of day, month
+and year is written into a date's format, so that is chosen per language.
 """
 
 from __future__ import annotations
@@ -10,14 +15,18 @@ from __future__ import annotations
 import io
 import re
 from dataclasses import dataclass
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
+from babel.dates import format_date
 from openpyxl import Workbook
 from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 from openpyxl.styles import Alignment, Border, Font, PatternFill, Side
 from openpyxl.utils import get_column_letter
 from openpyxl.worksheet.page import PageMargins
+
+from hub_common.i18n import Translator
 
 XLSX_MEDIA_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
@@ -33,12 +42,29 @@ GRAND_TOTAL_BORDER = Border(top=_THIN, bottom=Side(style="double"))
 HEADER_ALIGNMENT = Alignment(wrap_text=True, vertical="bottom")
 
 COUNT_FORMAT = "#,##0"
-DATETIME_FORMAT = "yyyy-mm-dd hh:mm"
-PAGE_FOOTER = "Page &P of &N"
+# Each language's numeric day, as its accountants write it (CLDR's short dates, with the
+# full year); English keeps ISO 8601, which no English reader misreads.
+_DAY_PATTERNS = {"en": "yyyy-MM-dd", "nl": "dd-MM-yyyy", "de": "dd.MM.yyyy", "fr": "dd/MM/yyyy"}
 
 # Excel keeps at most 32,767 characters in a cell and 255 in a page header or footer.
 MAX_CELL_TEXT = 32_767
 _NOT_A_CURRENCY_CHARACTER = re.compile(r"[^A-Za-z0-9]")
+
+
+def day_text(day: date, language: str) -> str:
+    """A day in the language's numeric form ("2026-05-19", "19-05-2026", "19.05.2026")."""
+    return format_date(day, _DAY_PATTERNS[language], locale=language)
+
+
+def moment_text(moment: datetime, language: str) -> str:
+    """A UTC moment as the day and the time ("19.05.2026 14:05 UTC")."""
+    return f"{day_text(moment.date(), language)} {moment:%H:%M} UTC"
+
+
+def datetime_format(language: str) -> str:
+    """Excel's number format for a date and time in the language's order (Excel's "mm"
+    is the month next to a day or year, as here)."""
+    return f"{_DAY_PATTERNS[language].lower()} hh:mm"
 
 
 def clean_text(value: str, limit: int = MAX_CELL_TEXT) -> str:
@@ -123,6 +149,7 @@ def set_up_printing(
     header_row: int,
     landscape: bool,
     page_header: PageHeader,
+    t: Translator,
 ) -> None:
     """Print area, orientation, one page wide, the column headings on every page, and
     the company (or workbook) and date in the page header."""
@@ -143,7 +170,8 @@ def set_up_printing(
         escaped = header_text(text, limit)
         if escaped:
             part.text = escaped
-    sheet.oddFooter.center.text = PAGE_FOOTER
+    # &P and &N are Excel's codes for the page and the number of pages.
+    sheet.oddFooter.center.text = t.gettext("Page %(page)s of %(pages)s", page="&P", pages="&N")
 
 
 def new_workbook(title: str) -> Workbook:

@@ -21,18 +21,21 @@ from openpyxl.utils import get_column_letter
 from pydantic import ValidationError
 
 from hub_common.events import CompanyFigures
+from hub_common.i18n import DEFAULT_LANGUAGE, N_, Translator, translator
 from hub_common.money import ZERO
 from hub_gateway.dashboard.queries import DashboardRow
 from hub_gateway.readmodel.columns import FIGURE_COLUMNS, ColumnKind, FigureColumn
 from hub_gateway.reports.excel import (
     BOLD,
     COUNT_FORMAT,
-    DATETIME_FORMAT,
     GRAND_TOTAL_BORDER,
     NOTE_FONT,
     TITLE_FONT,
     PageHeader,
     currency_code,
+    datetime_format,
+    day_text,
+    moment_text,
     money_format,
     new_workbook,
     put_number,
@@ -43,7 +46,7 @@ from hub_gateway.reports.excel import (
     workbook_bytes,
 )
 
-SHEET_TITLE = "Key figures"
+SHEET_TITLE = N_("Key figures")
 HEADER_ROW = 4
 FIRST_ROW = HEADER_ROW + 1
 
@@ -63,11 +66,20 @@ class KeyFiguresRow:
 
 Value = Decimal | int | None
 
-LEADING_HEADINGS = ("Client", "Company", "Currency", "As of (UTC)", "State")
-TRAILING_HEADINGS = ("Note",)
+# The headings in English, each a catalogue message: the sheet says them in its language.
+LEADING_HEADINGS = (N_("Client"), N_("Company"), N_("Currency"), N_("As of (UTC)"), N_("State"))
+TRAILING_HEADINGS = (N_("Note"),)
 HEADINGS = (*LEADING_HEADINGS, *(column.label for column in FIGURE_COLUMNS), *TRAILING_HEADINGS)
 FIRST_FIGURE_COLUMN = len(LEADING_HEADINGS) + 1
 NOTE_COLUMN = len(HEADINGS)
+STATE_NAMES = {
+    "ok": N_("OK"),
+    "failed": N_("Failed"),
+    "queued": N_("Queued"),
+    "refreshing": N_("Refreshing"),
+    "waiting": N_("Waiting"),
+    "removed": N_("Removed"),
+}
 
 
 def key_figures_rows(rows: Sequence[DashboardRow]) -> list[KeyFiguresRow]:
@@ -81,7 +93,7 @@ def key_figures_rows(rows: Sequence[DashboardRow]) -> list[KeyFiguresRow]:
             try:
                 figures = CompanyFigures.model_validate(row.figures)
             except ValidationError:
-                note = "The stored figures could not be read; refresh the company."
+                note = N_("The stored figures could not be read; refresh the company.")
         result.append(
             KeyFiguresRow(
                 client_name=row.client_name,
@@ -107,23 +119,24 @@ def _figure_format(column: FigureColumn, money: str) -> str:
     return money if column.kind is ColumnKind.AMOUNT else COUNT_FORMAT
 
 
-def _write_row(sheet: Any, row_number: int, row: KeyFiguresRow) -> None:
+def _write_row(sheet: Any, row_number: int, row: KeyFiguresRow, t: Translator) -> None:
     put_text(sheet, row_number, 1, row.client_name)
     put_text(sheet, row_number, 2, row.company_name)
     put_text(sheet, row_number, 3, currency_code(row.currency_code))
     as_of = sheet.cell(row=row_number, column=4)
     if row.as_of is not None:
         as_of.value = _naive_utc(row.as_of)
-    as_of.number_format = DATETIME_FORMAT
-    put_text(sheet, row_number, 5, row.state)
+    as_of.number_format = datetime_format(t.language)
+    put_text(sheet, row_number, 5, t.gettext(STATE_NAMES.get(row.state, row.state)))
     money = money_format(row.currency_code)
     for offset, column in enumerate(FIGURE_COLUMNS):
         value = column.read(row.figures) if row.figures is not None else None
         put_number(sheet, row_number, FIRST_FIGURE_COLUMN + offset, value, _figure_format(column, money))
-    put_text(sheet, row_number, NOTE_COLUMN, row.note)
+    # A note is a failure's summary or the note above: catalogue messages both.
+    put_text(sheet, row_number, NOTE_COLUMN, t.gettext(row.note) if row.note else None)
 
 
-def _write_totals(sheet: Any, row_number: int, rows: Sequence[KeyFiguresRow]) -> int:
+def _write_totals(sheet: Any, row_number: int, rows: Sequence[KeyFiguresRow], t: Translator) -> int:
     """One total line per currency over the rows that have figures; returns the last row."""
     by_currency: dict[str, list[CompanyFigures]] = {}
     for row in rows:
@@ -132,9 +145,10 @@ def _write_totals(sheet: Any, row_number: int, rows: Sequence[KeyFiguresRow]) ->
     last = row_number - 1
     for code in sorted(by_currency):
         figures = by_currency[code]
-        put_text(sheet, row_number, 1, f"Total {code}" if code else "Total (no currency)", font=BOLD)
-        companies = len(figures)
-        put_text(sheet, row_number, 2, f"{companies} {'company' if companies == 1 else 'companies'}", font=BOLD)
+        total_of = t.gettext("Total %(currency)s", currency=code) if code else t.gettext("Total (no currency)")
+        put_text(sheet, row_number, 1, total_of, font=BOLD)
+        companies = t.ngettext("%(count)s company", "%(count)s companies", len(figures))
+        put_text(sheet, row_number, 2, companies, font=BOLD)
         put_text(sheet, row_number, 3, code, font=BOLD)
         money = money_format(code)
         for offset, column in enumerate(FIGURE_COLUMNS):
@@ -151,34 +165,42 @@ def _write_totals(sheet: Any, row_number: int, rows: Sequence[KeyFiguresRow]) ->
     return last
 
 
-def key_figures_workbook(rows: Sequence[KeyFiguresRow], *, exported_at: datetime) -> bytes:
-    """The firm's key figures as an xlsx file (bytes)."""
+def key_figures_workbook(
+    rows: Sequence[KeyFiguresRow], *, exported_at: datetime, language: str = DEFAULT_LANGUAGE
+) -> bytes:
+    """The firm's key figures as an xlsx file (bytes), in ``language``."""
+    t = translator(language)
     exported = exported_at.astimezone(UTC)
-    workbook = new_workbook(f"Key figures {exported:%Y-%m-%d}")
-    sheet = workbook.create_sheet(SHEET_TITLE)
-    put_text(sheet, 1, 1, "Key figures of every client", font=TITLE_FONT)
+    exported_text = moment_text(exported, language)
+    title = t.gettext("Key figures of every client")
+    workbook = new_workbook(t.gettext("Key figures %(day)s", day=day_text(exported.date(), language)))
+    sheet = workbook.create_sheet(t.gettext(SHEET_TITLE))
+    put_text(sheet, 1, 1, title, font=TITLE_FONT)
     put_text(
         sheet,
         2,
         1,
-        f"Exported {exported:%Y-%m-%d %H:%M} UTC · each company's figures are as of the time shown, "
-        "in its own currency · totals are per currency",
+        t.gettext(
+            "Exported %(time)s · each company's figures are as of the time shown, in its own currency · "
+            "totals are per currency",
+            time=exported_text,
+        ),
         font=NOTE_FONT,
     )
     for column, heading in enumerate(HEADINGS, start=1):
-        put_text(sheet, HEADER_ROW, column, heading)
+        put_text(sheet, HEADER_ROW, column, t.gettext(heading))
     style_header_row(sheet, HEADER_ROW, len(HEADINGS))
     sheet.row_dimensions[HEADER_ROW].height = 45
     row_number = FIRST_ROW
     for row in rows:
-        _write_row(sheet, row_number, row)
+        _write_row(sheet, row_number, row, t)
         row_number += 1
     last_data_row = max(row_number - 1, HEADER_ROW)
     last_column = get_column_letter(len(HEADINGS))
     sheet.auto_filter.ref = f"A{HEADER_ROW}:{last_column}{last_data_row}"
     sheet.freeze_panes = f"C{FIRST_ROW}"
     # A blank line between the rows and the totals keeps the totals out of the filter.
-    last_row = _write_totals(sheet, last_data_row + 2, rows)
+    last_row = _write_totals(sheet, last_data_row + 2, rows, t)
     last_row = max(last_row, last_data_row)
     for row_index in range(FIRST_ROW, last_data_row + 1):
         sheet.cell(row=row_index, column=NOTE_COLUMN).alignment = Alignment(wrap_text=True, vertical="top")
@@ -189,6 +211,7 @@ def key_figures_workbook(rows: Sequence[KeyFiguresRow], *, exported_at: datetime
         last_column=len(HEADINGS),
         header_row=HEADER_ROW,
         landscape=True,
-        page_header=PageHeader(left="Key figures of every client", center="", right=f"{exported:%Y-%m-%d %H:%M} UTC"),
+        page_header=PageHeader(left=title, center="", right=exported_text),
+        t=t,
     )
     return workbook_bytes(workbook)

@@ -15,7 +15,7 @@ from hub_common.dev_mail import read_mailbox
 from hub_common.settings import Mode
 from hub_gateway.accounts import queries as accounts_queries
 from hub_gateway.dependencies import Session, State, current_principal
-from hub_gateway.web.pages import templates
+from hub_gateway.web.rendering import render
 
 dev_mail_pages = APIRouter(include_in_schema=False)
 
@@ -38,4 +38,4 @@ async def mailbox(request: Request, state: State, session: Session) -> Response:
         for mail in read_mailbox(state.settings.smtp_sink_dir)
         if any(address.casefold() in members for address in mail.to)
     ]
-    return templates.TemplateResponse(request, "dev_mail.html", {"mails": mails})
+    return render(request, "dev_mail.html", {"mails": mails})

@@ -10,18 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Form, HTTPException, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from fastapi.templating import Jinja2Templates
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub_common import commands
 from hub_common.db import transaction
 from hub_common.events import FailureKind
+from hub_common.i18n import N_
 from hub_common.settings import Mode
 from hub_gateway.accounts import preferences, store
 from hub_gateway.accounts import queries as accounts_queries
@@ -37,16 +36,31 @@ from hub_gateway.dependencies import (
     display_name_for,
     ensure_accountant,
 )
+from hub_gateway.languages import refusal_text, request_translator
 from hub_gateway.readmodel.columns import FIGURE_COLUMNS
+from hub_gateway.web.rendering import render
 from hub_gateway.web.sealed import read_sealed_cookie, set_sealed_cookie
 
-templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
 pages = APIRouter(include_in_schema=False)
 
 FLOW_COOKIE = "hub_sign_in_flow"
 CHOICE_COOKIE = "hub_firm_choice"
 FLOW_LIFETIME_SECONDS = 600
 SIGN_IN_SCOPES = ["email"]
+# Check Errors' "Kind" filter: each kind of failure in words.
+FAILURE_KIND_NAMES: dict[FailureKind, str] = {
+    FailureKind.INVALID_URL: N_("invalid Client URL"),
+    FailureKind.ACCESS_NOT_GRANTED: N_("access not granted"),
+    FailureKind.TENANT_NOT_FOUND: N_("tenant not found"),
+    FailureKind.ENVIRONMENT_NOT_FOUND: N_("environment not found"),
+    FailureKind.CONSENT_MISSING: N_("consent missing"),
+    FailureKind.CREDENTIALS_REJECTED: N_("credentials rejected"),
+    FailureKind.NO_COMPANY_ACCESS: N_("no access to a company"),
+    FailureKind.ENVIRONMENT_OFFLINE: N_("environment offline"),
+    FailureKind.THROTTLED: N_("throttled"),
+    FailureKind.TIMEOUT: N_("timeout"),
+    FailureKind.BAD_RESPONSE: N_("bad response"),
+}
 
 
 def _safe_next(target: str | None) -> str:
@@ -77,7 +91,7 @@ async def _start_session(state: GatewayState, principal: Principal, target: str)
 
 
 def _sign_in_page(request: Request, state: GatewayState, *, error: str | None = None, target: str = "/") -> Response:
-    return templates.TemplateResponse(
+    return render(
         request,
         "sign_in.html",
         {"dev_mode": state.settings.mode is Mode.DEV, "error": error, "next": _safe_next(target)},
@@ -99,7 +113,7 @@ def _to_sign_in(request: Request) -> Response:
 
 def _page(request: Request, template: str, principal: Principal, active: str, **context: Any) -> Response:
     browser = getattr(request.state, "browser_session", None)
-    return templates.TemplateResponse(
+    return render(
         request,
         template,
         {"principal": principal, "csrf_token": browser.csrf_token if browser else "", "active": active, **context},
@@ -118,8 +132,12 @@ async def dashboard_page(request: Request, state: State, session: Session) -> Re
     principal = await _signed_in(request, state, session)
     if principal is None:
         return _to_sign_in(request)
+    t = request_translator(request)
     boot = {
-        "columns": [{"key": c.key, "label": c.label, "kind": c.kind.value} for c in FIGURE_COLUMNS],
+        "columns": [
+            {"key": c.key, "label": t.gettext(c.label), "short": t.gettext(c.short_label), "kind": c.kind.value}
+            for c in FIGURE_COLUMNS
+        ],
         "preferences": (await preferences.preferences_of(session, principal)).model_dump(mode="json"),
         "views": [view.model_dump(mode="json") for view in await preferences.saved_views(session, principal)],
         "clients": [
@@ -148,7 +166,8 @@ async def new_client_page(request: Request, state: State, session: Session) -> R
     if principal is None:
         return _to_sign_in(request)
     boot = {"client": None, "accountants": await _people(session, principal)}
-    return _page(request, "client_card.html", principal, "clients", boot=boot, title="New client")
+    title = request_translator(request).gettext("New client")
+    return _page(request, "client_card.html", principal, "clients", boot=boot, title=title)
 
 
 @pages.get("/clients/{client_id}", response_class=HTMLResponse)
@@ -158,7 +177,7 @@ async def client_card_page(client_id: uuid.UUID, request: Request, state: State,
         return _to_sign_in(request)
     row = await clients_queries.client_in_firm(session, firm_id=principal.firm_id, client_id=client_id)
     if row is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail="No such client")
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=N_("No such client"))
     client = clients_queries.client_summary(row, await clients_queries.access_of(session, row))
     boot = {"client": client.model_dump(mode="json"), "accountants": await _people(session, principal)}
     return _page(request, "client_card.html", principal, "clients", boot=boot, title=client.name)
@@ -172,7 +191,10 @@ async def check_errors_page(request: Request, state: State, session: Session) ->
     client_list = await clients_queries.clients(session, firm_id=principal.firm_id)
     boot = {
         "clients": [{"client_id": str(c.client_id), "name": c.name} for c in client_list],
-        "kinds": [kind.value for kind in FailureKind],
+        "kinds": [
+            {"value": kind.value, "label": request_translator(request).gettext(FAILURE_KIND_NAMES[kind])}
+            for kind in FailureKind
+        ],
     }
     return _page(request, "errors.html", principal, "errors", boot=boot)
 
@@ -197,7 +219,7 @@ async def dev_sign_in(
     except FirmChoiceRequired:
         return _to_firm_choice(state, email, display_name_for(email), next)
     except HTTPException as refused:
-        return _sign_in_page(request, state, error=str(refused.detail), target=next)
+        return _sign_in_page(request, state, error=refusal_text(request, refused), target=next)
     return await _start_session(state, principal, next)
 
 
@@ -214,31 +236,35 @@ async def start_sign_in(request: Request, state: State, next: str = "/") -> Resp
 
 @pages.get("/auth/callback")
 async def finish_sign_in(request: Request, state: State) -> Response:
+    t = request_translator(request)
     pending = read_sealed_cookie(request, state, FLOW_COOKIE)
     if pending is None:
-        return _sign_in_page(request, state, error="The sign-in took too long or was started elsewhere; try again.")
+        return _sign_in_page(
+            request, state, error=t.gettext("The sign-in took too long or was started elsewhere; try again.")
+        )
     answer = {key: value for key, value in request.query_params.items()}
     if "error" in answer:
-        return _sign_in_page(
-            request, state, error=f"Microsoft sign-in refused: {answer.get('error_description', answer['error'])}"
-        )
+        reason = answer.get("error_description", answer["error"])
+        return _sign_in_page(request, state, error=t.gettext("Microsoft sign-in refused: %(reason)s", reason=reason))
     result: dict[str, Any] = await asyncio.to_thread(
         state.entra.acquire_token_by_auth_code_flow, pending["flow"], answer
     )
     claims = result.get("id_token_claims")
     if "error" in result or not isinstance(claims, dict):
-        detail = result.get("error_description") or result.get("error") or "no identity returned"
-        return _sign_in_page(request, state, error=f"Sign-in failed: {detail}")
+        detail = result.get("error_description") or result.get("error") or t.gettext("no identity returned")
+        return _sign_in_page(request, state, error=t.gettext("Sign-in failed: %(reason)s", reason=detail))
     email = claims.get("email") or claims.get("preferred_username")
     if not isinstance(email, str) or "@" not in email:
-        return _sign_in_page(request, state, error="Your account has no email address; use a work or school account.")
+        return _sign_in_page(
+            request, state, error=t.gettext("Your account has no email address; use a work or school account.")
+        )
     name = display_name_for(email, claims.get("name"))
     try:
         principal = await ensure_accountant(state, request, email, str(name))
     except FirmChoiceRequired:
         return _to_firm_choice(state, email, str(name), pending.get("next", "/"))
     except HTTPException as refused:
-        return _sign_in_page(request, state, error=str(refused.detail))
+        return _sign_in_page(request, state, error=refusal_text(request, refused))
     return await _start_session(state, principal, pending.get("next", "/"))
 
 
@@ -255,7 +281,9 @@ def _to_firm_choice(state: GatewayState, email: str, name: str, target: str) -> 
 async def choose_firm_page(request: Request, state: State) -> Response:
     pending = read_sealed_cookie(request, state, CHOICE_COOKIE)
     if pending is None:
-        return _sign_in_page(request, state, error="The sign-in took too long; sign in again.")
+        return _sign_in_page(
+            request, state, error=request_translator(request).gettext("The sign-in took too long; sign in again.")
+        )
     choices = await commands.send_command(
         state.nats,
         commands.LIST_FIRM_INVITATIONS,
@@ -263,9 +291,7 @@ async def choose_firm_page(request: Request, state: State) -> Response:
         commands.FirmInvitationChoices,
         timeout=state.settings.command_timeout_seconds,
     )
-    return templates.TemplateResponse(
-        request, "choose_firm.html", {"email": pending["email"], "invitations": choices.invitations}
-    )
+    return render(request, "choose_firm.html", {"email": pending["email"], "invitations": choices.invitations})
 
 
 @pages.post("/sign-in/choose-firm")
@@ -275,13 +301,17 @@ async def choose_firm(
     """``choice`` is a firm id from the page, or ``own`` for a firm of one's own."""
     pending = read_sealed_cookie(request, state, CHOICE_COOKIE)
     if pending is None:
-        return _sign_in_page(request, state, error="The sign-in took too long; sign in again.")
+        return _sign_in_page(
+            request, state, error=request_translator(request).gettext("The sign-in took too long; sign in again.")
+        )
     join_firm_id: uuid.UUID | None = None
     if choice != "own":
         try:
             join_firm_id = uuid.UUID(choice)
         except ValueError:
-            return _sign_in_page(request, state, error="Choose one of the firms on the page.")
+            return _sign_in_page(
+                request, state, error=request_translator(request).gettext("Choose one of the firms on the page.")
+            )
     try:
         principal = await ensure_accountant(
             state,
@@ -292,7 +322,7 @@ async def choose_firm(
             start_own_firm=join_firm_id is None,
         )
     except HTTPException as refused:
-        return _sign_in_page(request, state, error=str(refused.detail))
+        return _sign_in_page(request, state, error=refusal_text(request, refused))
     response = await _start_session(state, principal, pending.get("next", "/"))
     response.delete_cookie(CHOICE_COOKIE)
     return response

@@ -28,6 +28,7 @@ from hub_common.events import (
     Failure,
     FailureKind,
 )
+from hub_common.i18n import N_
 from hub_common.logging import get_logger
 from hub_registry.domain.client_url import ParsedClientUrl
 from hub_registry.models import Accountant, Client, Firm
@@ -209,8 +210,8 @@ async def test_connection(
                 connection=parsed_connection(parsed, None),
                 failure=Failure(
                     kind=FailureKind.TENANT_NOT_FOUND,
-                    summary="Microsoft Entra ID does not know the client's tenant.",
-                    fix="Check the tenant id or domain in the Client URL with the client's administrator.",
+                    summary=N_("Microsoft Entra ID does not know the client's tenant."),
+                    fix=N_("Check the tenant id or domain in the Client URL with the client's administrator."),
                     http_status=400,
                     bc_error_code="AADSTS90002",
                     message=str(error),

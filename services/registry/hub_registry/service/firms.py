@@ -33,6 +33,7 @@ from hub_common.events import (
     GrantMethod,
     Role,
 )
+from hub_common.i18n import N_
 from hub_registry.models import Accountant, ColleagueInvitationRow, Firm
 from hub_registry.service.clients import insert_client
 from hub_registry.service.shared import SERVICE_ACTOR, Context, emit, parse_url, resolve_tenant
@@ -112,12 +113,14 @@ async def ensure_accountant(
     if command.join_firm_id is not None:
         chosen = next((row for row in invitations if row.firm_id == command.join_firm_id), None)
         if chosen is None:
-            raise refused(RejectionReason.NOT_FOUND, "There is no pending invitation from that firm", "join_firm_id")
+            raise refused(
+                RejectionReason.NOT_FOUND, N_("There is no pending invitation from that firm"), "join_firm_id"
+            )
         return await _join_firm(session=session, invitation=chosen, command=command, email=email)
     if invitations and not command.start_own_firm:
         raise refused(
             RejectionReason.CONFLICT,
-            "Colleague invitations are waiting for this address: choose which firm to join, or start your own",
+            N_("Colleague invitations are waiting for this address: choose which firm to join, or start your own"),
             field="join_firm_id",
         )
     firm = Firm(name=firm_name_for(email))
@@ -204,9 +207,9 @@ async def invite_colleague(*, session: AsyncSession, command: InviteColleague) -
     """
     inviter = await session.get(Accountant, uuid.UUID(command.actor.id)) if _is_uuid(command.actor.id) else None
     if inviter is None or inviter.firm_id != command.firm_id:
-        raise refused(RejectionReason.NOT_FOUND, "No such accountant")
+        raise refused(RejectionReason.NOT_FOUND, N_("No such accountant"))
     if inviter.role not in (Role.OWNER.value, Role.ADMIN.value):
-        raise refused(RejectionReason.FORBIDDEN, "Only the firm's owners and admins can invite colleagues")
+        raise refused(RejectionReason.FORBIDDEN, N_("Only the firm's owners and admins can invite colleagues"))
     email = _work_email(command.email)
     member = (await session.execute(select(Accountant.firm_id).where(Accountant.email == email))).first()
     if member is not None and member.firm_id == command.firm_id:
@@ -234,6 +237,7 @@ async def invite_colleague(*, session: AsyncSession, command: InviteColleague) -
             invited_by=inviter.id,
             firm_name=firm.name if firm else "your firm",
             inviter_name=inviter.display_name,
+            language=command.language,
         ),
     )
     return ColleagueInvitation(email=email, role=command.role)

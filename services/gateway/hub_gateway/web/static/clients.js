@@ -1,14 +1,14 @@
 // Manage Clients: the client card (New / Edit / Remove) and Test Client URL in place.
 "use strict";
 
-(() => {
-  const { api, h } = Hub;
+Hub.start(() => {
+  const { api, h, _, ngettext } = Hub;
   const boot = JSON.parse(document.getElementById("boot").textContent);
   const client = boot.client;
   const $ = (id) => document.getElementById(id);
   const FIELDS = ["name", "client_url", "contact_name", "email", "phone", "assigned_accountant_id", "tax_account_numbers", "notes"];
 
-  $("assigned_accountant_id").replaceChildren(h("option", { value: "" }, "Nobody"),
+  $("assigned_accountant_id").replaceChildren(h("option", { value: "" }, _("Nobody")),
     ...boot.accountants.map((a) => h("option", { value: a.accountant_id }, a.display_name ? `${a.display_name} (${a.email})` : a.email)));
   if (client) {
     const card = client.card;
@@ -60,27 +60,27 @@
     if (answer.status === "ok") {
       const names = answer.companies.map((c) => c.display_name || c.name);
       place.replaceChildren(h("div", { class: "result ok" },
-        h("strong", {}, "The hub can read this client. "),
-        `${names.length} ${names.length === 1 ? "company" : "companies"} found${names.length ? ": " + names.join(", ") : ""}.`,
-        answer.latency_ms !== null && answer.latency_ms !== undefined ? ` Answered in ${answer.latency_ms} ms.` : ""));
+        h("strong", {}, _("The hub can read this client."), " "),
+        names.length ? ngettext("%(count)s company found: %(names)s.", "%(count)s companies found: %(names)s.", names.length, { names: names.join(", ") }) : _("No companies found."),
+        answer.latency_ms !== null && answer.latency_ms !== undefined ? " " + _("Answered in %(ms)s ms.", { ms: Hub.count(answer.latency_ms) }) : ""));
     } else if (answer.status === "pending") {
-      place.replaceChildren(h("div", { class: "result pending" }, "Still testing: Business Central is slow to answer…"));
+      place.replaceChildren(h("div", { class: "result pending" }, _("Still testing: Business Central is slow to answer…")));
     } else {
       const failure = answer.failure || {};
       place.replaceChildren(h("div", { class: "result failed" },
-        h("strong", {}, failure.summary || "The test failed."), " ", failure.fix || "",
-        failure.kind === "invalid_url" ? null : h("details", {}, h("summary", {}, "Technical details"), Hub.technicalDetails(failure))));
+        h("strong", {}, Hub.failureText(failure.summary) || _("The test failed.")), " ", Hub.failureText(failure.fix),
+        failure.kind === "invalid_url" ? null : h("details", {}, h("summary", {}, _("Technical details")), Hub.technicalDetails(failure))));
     }
   }
 
   $("test-url").addEventListener("click", async () => {
     clearErrors();
     const url = $("client_url").value.trim();
-    if (!url) { fieldError("client_url", "Paste the client's Business Central URL first."); return; }
+    if (!url) { fieldError("client_url", _("Paste the client's Business Central URL first.")); return; }
     const button = $("test-url");
     button.disabled = true;
-    button.textContent = "Testing…";
-    $("test-result").replaceChildren(h("div", { class: "result pending" }, "Testing the connection to the client's Business Central…"));
+    button.textContent = _("Testing…");
+    $("test-result").replaceChildren(h("div", { class: "result pending" }, _("Testing the connection to the client's Business Central…")));
     try {
       let { status, data } = await api("POST", "/api/v1/connection-tests", { client_url: url, client_id: client ? client.client_id : null });
       showTest(data);
@@ -92,13 +92,13 @@
       }
     } catch (error) {
       if (error.status === 422 && error.field === "client_url") {
-        showTest({ status: "failed", failure: { kind: "invalid_url", summary: "The Client URL is not valid.", fix: error.message } });
+        showTest({ status: "failed", failure: { kind: "invalid_url", summary: _("The Client URL is not valid."), fix: error.message } });
       } else {
         $("test-result").replaceChildren(h("div", { class: "result failed" }, error.message));
       }
     } finally {
       button.disabled = false;
-      button.textContent = "Test Client URL";
+      button.textContent = _("Test Client URL");
     }
   });
 
@@ -117,8 +117,8 @@
     event.preventDefault();
     clearErrors();
     const body = cardBody();
-    if (!body.name) { fieldError("name", "Give the client a name."); return; }
-    if (!body.client_url) { fieldError("client_url", "Paste the client's Business Central URL."); return; }
+    if (!body.name) { fieldError("name", _("Give the client a name.")); return; }
+    if (!body.client_url) { fieldError("client_url", _("Paste the client's Business Central URL.")); return; }
     $("save").disabled = true;
     try {
       const { data } = client
@@ -126,8 +126,8 @@
         : await api("POST", "/api/v1/clients", body);
       const waiting = !client && data.access_granted === false;
       $("card-saved").textContent = waiting
-        ? "Saved. The client has not given your firm access yet: send them the Connect link from the card."
-        : "Saved. The client's companies appear on the dashboard as soon as they are read.";
+        ? _("Saved. The client has not given your firm access yet: send them the Connect link from the card.")
+        : _("Saved. The client's companies appear on the dashboard as soon as they are read.");
       $("card-saved").hidden = false;
       if (!client) {
         await waitUntilListed(data.client_id, true);
@@ -147,13 +147,13 @@
     const result = $("connect-result");
     try {
       const { data } = await api("POST", `/api/v1/clients/${client.client_id}/connect-link`);
-      const field = h("input", { id: "connect-url", readonly: "", value: data.url, "aria-label": "Connect link" });
-      const copy = h("button", { type: "button", class: "secondary" }, "Copy");
+      const field = h("input", { id: "connect-url", readonly: "", value: data.url, "aria-label": _("Connect link") });
+      const copy = h("button", { type: "button", class: "secondary" }, _("Copy"));
       copy.addEventListener("click", async () => {
         field.select();
-        try { await navigator.clipboard.writeText(data.url); copy.textContent = "Copied"; } catch { /* selected for Ctrl+C */ }
+        try { await navigator.clipboard.writeText(data.url); copy.textContent = _("Copied"); } catch { /* selected for Ctrl+C */ }
       });
-      result.replaceChildren(field, copy, h("div", { class: "hint" }, `Valid until ${Hub.dateTime(data.expires_at)}.`));
+      result.replaceChildren(field, copy, h("div", { class: "hint" }, _("Valid until %(time)s.", { time: Hub.dateTime(data.expires_at) })));
       field.focus();
       field.select();
     } catch (error) {
@@ -162,10 +162,10 @@
   });
 
   $("remove-access")?.addEventListener("click", async () => {
-    if (!confirm(`Stop reading ${client.name}'s Business Central? The client must connect again to restore it.`)) return;
+    if (!confirm(_("Stop reading %(name)s's Business Central? The client must connect again to restore it.", { name: client.name }))) return;
     try {
       await api("DELETE", `/api/v1/clients/${client.client_id}/access`);
-      $("access-state").textContent = "Access removed. Refreshes of this client stop now.";
+      $("access-state").textContent = _("Access removed. Refreshes of this client stop now.");
       $("remove-access").remove();
     } catch (error) {
       fieldError(null, error.message);
@@ -173,7 +173,7 @@
   });
 
   $("remove")?.addEventListener("click", async () => {
-    if (!confirm(`Remove ${client.name} from the hub? Its rows leave the dashboard; the client's Business Central is not touched.`)) return;
+    if (!confirm(_("Remove %(name)s from the hub? Its rows leave the dashboard; the client's Business Central is not touched.", { name: client.name }))) return;
     try {
       await api("DELETE", `/api/v1/clients/${client.client_id}`);
       await waitUntilListed(client.client_id, false);
@@ -182,4 +182,4 @@
       fieldError(null, error.message);
     }
   });
-})();
+});

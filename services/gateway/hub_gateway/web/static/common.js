@@ -1,8 +1,44 @@
-// Shared by every page: the API helper, safe element building, formatting and menus.
+// Shared by every page: the messages, the API helper, safe element building, formatting and menus.
 "use strict";
 
 const Hub = (() => {
   const csrf = document.querySelector('meta[name="csrf-token"]')?.content || "";
+
+  // ------------------------------------------------------------------ messages
+  // The page's language is <html lang>; its messages come from the product's one gettext
+  // catalogue as JSON (GET /i18n/{language}.json, its URL carrying a content hash so the
+  // browser keeps it). _() and ngettext() take the English text as the msgid, like Python's
+  // gettext, so `make messages-extract` finds every message; %(name)s placeholders are filled
+  // from the values given. A message not translated (or messages not loaded) shows in English.
+  const language = document.documentElement.lang || "en";
+  let messages = {};
+  const plurals = new Intl.PluralRules(language);
+  const ready = (async () => {
+    const url = document.querySelector('meta[name="hub-messages"]')?.content;
+    if (!url) return;
+    try {
+      const response = await fetch(url, { credentials: "same-origin" });
+      if (response.ok) messages = (await response.json()).messages || {};
+    } catch (_) { /* the page goes on in English */ }
+  })();
+  function fill(text, values) {
+    if (!values) return text;
+    return text.replace(/%\((\w+)\)s/g, (whole, name) => (name in values ? String(values[name]) : whole));
+  }
+  function _(message, values) {
+    const translated = messages[message];
+    return fill(typeof translated === "string" ? translated : message, values);
+  }
+  // Every language of the hub has two plural forms, the first for what CLDR calls "one"
+  // (1 in English, Dutch and German; 0 and 1 in French), as their catalogues' Plural-Forms say.
+  function ngettext(singular, plural, n, values) {
+    const one = plurals.select(n) === "one";
+    const forms = messages[singular];
+    const text = Array.isArray(forms) ? forms[one ? 0 : 1] : (one ? singular : plural);
+    return fill(text, { count: count(n), ...values });
+  }
+  // A page's script starts once its messages are there: Hub.start(() => { … }).
+  function start(main) { ready.then(main); }
 
   class ApiError extends Error {
     constructor(status, message, field, body) {
@@ -25,11 +61,11 @@ const Hub = (() => {
     try {
       response = await fetch(path, init);
     } catch (error) {
-      throw new ApiError(0, "The hub cannot be reached. Check your connection and try again.");
+      throw new ApiError(0, _("The hub cannot be reached. Check your connection and try again."));
     }
     if (response.status === 401) {
       window.location.assign("/sign-in?next=" + encodeURIComponent(location.pathname + location.search));
-      throw new ApiError(401, "Your session has ended; sign in again.");
+      throw new ApiError(401, _("Your session has ended; sign in again."));
     }
     const text = await response.text();
     let data = null;
@@ -55,8 +91,8 @@ const Hub = (() => {
       const where = (detail[0].loc || []).filter((part) => part !== "body").join(" → ");
       return (where ? where + ": " : "") + detail[0].msg;
     }
-    if (response.status === 503) return "The hub is busy or a service is not answering; try again in a moment.";
-    return `The hub answered ${response.status} ${response.statusText}.`;
+    if (response.status === 503) return _("The hub is busy or a service is not answering; try again in a moment.");
+    return _("The hub answered %(status)s %(reason)s.", { status: response.status, reason: response.statusText });
   }
 
   // Builds elements with text set as text: names from clients' systems are never HTML.
@@ -117,7 +153,7 @@ const Hub = (() => {
     return new Intl.DateTimeFormat(locale, { dateStyle: "medium", timeZone: "UTC" }).format(new Date(value));
   }
   function age(value) {
-    if (!value) return "never";
+    if (!value) return _("never");
     const seconds = Math.max(0, (Date.now() - new Date(value).getTime()) / 1000);
     const relative = new Intl.RelativeTimeFormat(locale, { numeric: "auto" });
     if (seconds < 45) return relative.format(-Math.round(seconds), "second");
@@ -202,19 +238,24 @@ const Hub = (() => {
       if (value === null || value === undefined || value === "") return;
       list.append(h("dt", {}, label), h("dd", {}, String(value)));
     };
-    add("Time", failure.occurred_at ? dateTime(failure.occurred_at) + ` (${failure.occurred_at})` : null);
-    add("HTTP status", failure.http_status);
-    add("BC error code", failure.bc_error_code);
-    add("Message", failure.message);
-    add("Correlation id", failure.correlation_id);
-    add("Kind", failure.kind);
+    add(_("Time"), failure.occurred_at ? dateTime(failure.occurred_at) + ` (${failure.occurred_at})` : null);
+    add(_("HTTP status"), failure.http_status);
+    add(_("BC error code"), failure.bc_error_code);
+    add(_("Message"), failure.message);
+    add(_("Correlation id"), failure.correlation_id);
+    add(_("Kind"), failure.kind);
     return list;
   }
 
   // A refresh waiting to retry after a transient failure: what happened and when it tries again.
   function waitingText(failure, nextAttemptAt) {
-    return `${failure ? failure.summary + " — " : ""}next try at ${time(nextAttemptAt)}`;
+    const next = _("next try at %(time)s", { time: time(nextAttemptAt) });
+    return failure ? `${failureText(failure.summary)} — ${next}` : next;
   }
+
+  // A failure's summary and fix are catalogue messages (the fetcher's texts per kind, marked
+  // where they are defined), stored in English in the events: shown in the page's language.
+  function failureText(text) { return text ? _(text) : ""; }
 
   // ------------------------------------------------------------------ downloads
 
@@ -232,7 +273,7 @@ const Hub = (() => {
     try {
       response = await fetch(path, { credentials: "same-origin" });
     } catch (error) {
-      throw new ApiError(0, "The hub cannot be reached. Check your connection and try again.");
+      throw new ApiError(0, _("The hub cannot be reached. Check your connection and try again."));
     }
     if (!response.ok) {
       const text = await response.text();
@@ -268,7 +309,7 @@ const Hub = (() => {
     try {
       await download(link.href);
     } catch (error) {
-      downloadProblem(`${label} could not be downloaded: ${error.message}`);
+      downloadProblem(_("%(label)s could not be downloaded: %(reason)s", { label, reason: error.message }));
     } finally {
       link.removeAttribute("aria-busy");
     }
@@ -279,5 +320,5 @@ const Hub = (() => {
     return new Intl.NumberFormat(locale, { notation: "compact", maximumFractionDigits: 1 }).format(value);
   }
 
-  return { api, ApiError, h, amount, count, compactAmount, dateTime, date, time, age, setLocale, closeMenus, technicalDetails, waitingText, download };
+  return { _, ngettext, start, language, api, ApiError, h, amount, count, compactAmount, dateTime, date, time, age, setLocale, closeMenus, technicalDetails, waitingText, failureText, download };
 })();

@@ -1,8 +1,8 @@
 // The dashboard: rows from /api/v1/dashboard, live updates from /api/v1/live.
 "use strict";
 
-(() => {
-  const { api, h } = Hub;
+Hub.start(() => {
+  const { api, h, _, ngettext } = Hub;
   const boot = JSON.parse(document.getElementById("boot").textContent);
   const catalogue = new Map(boot.columns.map((column) => [column.key, column]));
   const LOCALES = ["en-US", "en-GB", "de-DE", "de-AT", "de-CH", "fr-FR", "nl-NL", "da-DK", "sv-SE", "nb-NO", "fi-FI", "es-ES", "it-IT", "pl-PL", "pt-BR"];
@@ -29,11 +29,11 @@
     const note = document.getElementById("sample-note");
     if (!sample || !note.hidden || localStorage.getItem(SAMPLE_NOTE_READ)) return;
     note.replaceChildren(
-      h("strong", {}, `${sample.name} is a sample client. `),
-      "It is the hub's demo Business Central, on every new dashboard so you can try the figures, the details pane, the workbooks and Check Errors. ",
-      "Add your own clients under ", h("a", { href: "/clients/new" }, "Manage Clients → New"), ", or by accepting a client's Invite External Accountant link. ",
-      "Remove the sample from ", h("a", { href: `/clients/${sample.client_id}` }, "its client card"), " whenever you like. ",
-      h("button", { type: "button", class: "secondary", id: "sample-note-close", onclick: () => { localStorage.setItem(SAMPLE_NOTE_READ, "1"); note.hidden = true; $("filter-text").focus(); } }, "Got it"));
+      h("strong", {}, _("%(name)s is a sample client.", { name: sample.name }), " "),
+      _("It is the hub's demo Business Central, on every new dashboard so you can try the figures, the details pane, the workbooks and Check Errors."), " ",
+      _("Add your own clients under"), " ", h("a", { href: "/clients/new" }, _("Manage Clients → New")), _(", or by accepting a client's Invite External Accountant link."), " ",
+      _("Remove the sample from"), " ", h("a", { href: `/clients/${sample.client_id}` }, _("its client card")), " ", _("whenever you like."), " ",
+      h("button", { type: "button", class: "secondary", id: "sample-note-close", onclick: () => { localStorage.setItem(SAMPLE_NOTE_READ, "1"); note.hidden = true; $("filter-text").focus(); } }, _("Got it")));
     note.hidden = false;
   }
   async function noticeNewClients(rows) {
@@ -92,10 +92,9 @@
 
   const COMPARISONS = { gt: ">", ge: "≥", lt: "<", le: "≤", eq: "=", ne: "≠" };
 
-  function headerCell(key, label, numeric, sticky) {
+  // A figure's heading is its short name (without "(amount)"); the full name is the tooltip.
+  function headerCell(key, label, numeric, sticky, short = label) {
     const sorted = state.query.sort === key;
-    // "(amount)" is what every figure column but the counts is: the full name is the tooltip.
-    const short = label.replace(/ \(amount\)$/, "");
     const classes = [numeric ? "amount" : null, sticky ? "sticky" : null].filter(Boolean).join(" ") || null;
     return h("th", { scope: "col", class: classes, title: short === label ? null : label, dataset: { sortKey: key }, "aria-sort": sorted ? (state.query.descending ? "descending" : "ascending") : "none" },
       h("button", { type: "button", class: "sort", "aria-label": short === label ? null : label, onclick: () => sortBy(key) }, short,
@@ -113,43 +112,43 @@
     // Status first: who, which company, its state and age stay in view (sticky) while the
     // figures scroll under them.
     row.replaceChildren(
-      h("th", { scope: "col", class: "sticky" }, h("span", { class: "visually-hidden" }, "Select")),
-      headerCell("client_name", "Client Name", false, true),
-      headerCell("company_name", "Company Name", false, true),
-      headerCell("state", "State", false, true),
-      headerCell("as_of", "As of", false, true),
-      ...state.preferences.columns.map((key) => headerCell(key, catalogue.get(key).label, true)),
-      h("th", { scope: "col" }, h("span", { class: "visually-hidden" }, "Actions")),
+      h("th", { scope: "col", class: "sticky" }, h("span", { class: "visually-hidden" }, _("Select"))),
+      headerCell("client_name", _("Client Name"), false, true),
+      headerCell("company_name", _("Company Name"), false, true),
+      headerCell("state", _("State"), false, true),
+      headerCell("as_of", _("As of"), false, true),
+      ...state.preferences.columns.map((key) => headerCell(key, catalogue.get(key).label, true, false, catalogue.get(key).short)),
+      h("th", { scope: "col" }, h("span", { class: "visually-hidden" }, _("Actions"))),
     );
     if (focusedSort) row.querySelector(`th[data-sort-key="${focusedSort}"] button`)?.focus();
     for (const cell of row.querySelectorAll("th.sticky")) stickyWatcher.observe(cell);
   }
 
+  const STATES = { ok: _("OK"), failed: _("Failed"), queued: _("Queued"), refreshing: _("Refreshing"), waiting: _("Waiting"), removed: _("Removed") };
   function stateBadge(row) {
-    const words = { ok: "OK", failed: "Failed", queued: "Queued", refreshing: "Refreshing", waiting: "Waiting:", removed: "Removed" };
-    const badge = h("span", { class: `state state-${row.state}` }, words[row.state] || row.state);
+    const badge = h("span", { class: `state state-${row.state}` }, row.state === "waiting" ? _("Waiting:") : STATES[row.state] || row.state);
     if (row.state === "waiting") {
-      return h("span", {}, badge, " ", h("a", { href: `/errors?client_id=${row.client_id}`, title: row.failure ? row.failure.fix : "" }, Hub.waitingText(row.failure, row.next_attempt_at)));
+      return h("span", {}, badge, " ", h("a", { href: `/errors?client_id=${row.client_id}`, title: row.failure ? Hub.failureText(row.failure.fix) : "" }, Hub.waitingText(row.failure, row.next_attempt_at)));
     }
     if (row.failure) {
-      return h("span", {}, badge, " ", h("a", { href: `/errors?client_id=${row.client_id}`, title: row.failure.fix }, row.failure.summary));
+      return h("span", {}, badge, " ", h("a", { href: `/errors?client_id=${row.client_id}`, title: Hub.failureText(row.failure.fix) }, Hub.failureText(row.failure.summary)));
     }
     return badge;
   }
 
   function rowMenu(row) {
-    const label = `Actions for ${row.company_name || row.client_name}`;
+    const label = _("Actions for %(name)s", { name: row.company_name || row.client_name });
     const items = [];
-    items.push(h("li", { role: "none" }, h("button", { type: "button", role: "menuitem", onclick: () => refreshRows([row]) }, row.company_id ? "Refresh this company" : "Refresh this client")));
+    items.push(h("li", { role: "none" }, h("button", { type: "button", role: "menuitem", onclick: () => refreshRows([row]) }, row.company_id ? _("Refresh this company") : _("Refresh this client"))));
     if (row.web_client_link) {
-      items.push(h("li", { role: "none" }, h("a", { role: "menuitem", href: row.web_client_link, target: "_blank", rel: "noopener noreferrer" }, "Go to the client's Business Central")));
+      items.push(h("li", { role: "none" }, h("a", { role: "menuitem", href: row.web_client_link, target: "_blank", rel: "noopener noreferrer" }, _("Go to the client's Business Central"))));
     }
     if (row.company_id) {
-      items.push(h("li", { role: "none" }, h("button", { type: "button", role: "menuitem", onclick: () => openDetails(row) }, "Company details")));
-      items.push(h("li", { role: "none" }, h("a", { role: "menuitem", href: `/api/v1/clients/${row.client_id}/companies/${row.company_id}/workbook`, download: true }, "Financial statements (Excel)")));
+      items.push(h("li", { role: "none" }, h("button", { type: "button", role: "menuitem", onclick: () => openDetails(row) }, _("Company details"))));
+      items.push(h("li", { role: "none" }, h("a", { role: "menuitem", href: `/api/v1/clients/${row.client_id}/companies/${row.company_id}/workbook`, download: true }, _("Financial statements (Excel)"))));
     }
-    items.push(h("li", { role: "none" }, h("button", { type: "button", role: "menuitem", onclick: () => selectMore(row) }, "Select more clients")));
-    items.push(h("li", { role: "none" }, h("a", { role: "menuitem", href: `/clients/${row.client_id}` }, "Edit client card")));
+    items.push(h("li", { role: "none" }, h("button", { type: "button", role: "menuitem", onclick: () => selectMore(row) }, _("Select more clients"))));
+    items.push(h("li", { role: "none" }, h("a", { role: "menuitem", href: `/clients/${row.client_id}` }, _("Edit client card"))));
     return h("div", { class: "menu", dataset: { menu: "" } },
       h("button", { type: "button", class: "secondary", "aria-haspopup": "menu", "aria-expanded": "false", "aria-label": label, title: label, dataset: { focus: "menu" } }, "…"),
       h("ul", { role: "menu", hidden: true }, items));
@@ -158,18 +157,18 @@
   // The company's health at a glance; the score and its reasons on hover and for readers.
   function healthDot(health) {
     if (!health || health.level === "unknown") return h("span", { class: "health health-unknown", "aria-hidden": "true" }, "○ ");
-    const words = { good: "good", watch: "worth a look", act: "needs action" }[health.level];
-    const text = `Health ${health.score} of 100, ${words}: ${health.reasons.join(" ")}`;
+    const words = { good: _("good"), watch: _("worth a look"), act: _("needs action") }[health.level];
+    const text = _("Health %(score)s of 100, %(level)s: %(reasons)s", { score: health.score, level: words, reasons: health.reasons.join(" ") });
     return h("span", { class: `health health-${health.level}`, title: text, role: "img", "aria-label": text, dataset: { score: String(health.score) } }, "● ");
   }
 
   function renderRow(row) {
     const key = keyOf(row);
-    const checkbox = h("input", { type: "checkbox", "aria-label": `Select ${row.client_name} ${row.company_name || ""}`.trim(), checked: state.selected.has(key),
+    const checkbox = h("input", { type: "checkbox", "aria-label": _("Select %(name)s", { name: `${row.client_name} ${row.company_name || ""}`.trim() }), checked: state.selected.has(key),
       dataset: { focus: "select" }, onchange: (event) => toggleSelected(row, event.target.checked) });
     const companyCell = row.company_id
-      ? h("button", { type: "button", class: "linklike", onclick: () => openDetails(row), "aria-label": `Details of ${row.company_name}`, dataset: { focus: "details" } }, row.company_name)
-      : h("span", { class: "muted" }, { failed: "Companies could not be read", ok: "No companies in this environment" }[row.state] || "Looking for companies…");
+      ? h("button", { type: "button", class: "linklike", onclick: () => openDetails(row), "aria-label": _("Details of %(name)s", { name: row.company_name }), dataset: { focus: "details" } }, row.company_name)
+      : h("span", { class: "muted" }, { failed: _("Companies could not be read"), ok: _("No companies in this environment") }[row.state] || _("Looking for companies…"));
     const figures = state.preferences.columns.map((columnKey) => {
       const column = catalogue.get(columnKey);
       const value = row.values[columnKey];
@@ -191,10 +190,10 @@
     const page = state.page;
     if (!page.rows.length) {
       const none = page.total === 0 && !hasFilters()
-        ? h("div", { class: "empty" }, h("p", {}, "No clients yet. Add a client by hand with its Business Central URL, or accept a client's Invite External Accountant link."),
-          h("a", { class: "button", href: "/clients/new", id: "empty-add-client" }, "Add client"))
-        : h("div", { class: "empty" }, h("p", {}, "No rows match these filters."),
-          h("button", { type: "button", class: "secondary", onclick: clearFilters }, "Clear filters"));
+        ? h("div", { class: "empty" }, h("p", {}, _("No clients yet. Add a client by hand with its Business Central URL, or accept a client's Invite External Accountant link.")),
+          h("a", { class: "button", href: "/clients/new", id: "empty-add-client" }, _("Add client")))
+        : h("div", { class: "empty" }, h("p", {}, _("No rows match these filters.")),
+          h("button", { type: "button", class: "secondary", onclick: clearFilters }, _("Clear filters")));
       body.replaceChildren(h("tr", {}, h("td", { colspan: state.preferences.columns.length + 6 }, none)));
     } else {
       body.replaceChildren(...page.rows.map(renderRow));
@@ -203,7 +202,7 @@
     noticeNewClients(page.rows);
     const first = page.total ? page.offset + 1 : 0;
     const last = page.offset + page.rows.length;
-    $("page-info").textContent = `Rows ${Hub.count(first)}–${Hub.count(last)} of ${Hub.count(page.total)}`;
+    $("page-info").textContent = _("Rows %(first)s–%(last)s of %(total)s", { first: Hub.count(first), last: Hub.count(last), total: Hub.count(page.total) });
     $("page-previous").disabled = page.offset === 0;
     $("page-next").disabled = last >= page.total;
     renderCounts(page.states);
@@ -230,11 +229,11 @@
     const tile = (id, label, value, tone, onclick) => h(onclick ? "button" : "div", { type: onclick ? "button" : null, class: `tile tile-${tone}`, id, onclick },
       h("span", { class: "tile-value" }, Hub.count(value)), h("span", { class: "tile-label" }, label));
     $("summary").replaceChildren(
-      tile("summary-attention", "need attention", attention, attention ? "bad" : "ok", attention ? showProblems : null),
-      tile("summary-failed", "failed", states.failed, states.failed ? "bad" : "quiet"),
-      tile("summary-waiting", "waiting to retry", states.waiting, states.waiting ? "wait" : "quiet"),
-      tile("summary-refreshing", "refreshing", states.queued + states.refreshing, "quiet"),
-      tile("summary-ok", "OK", states.ok, "ok"),
+      tile("summary-attention", ngettext("needs attention", "need attention", attention), attention, attention ? "bad" : "ok", attention ? showProblems : null),
+      tile("summary-failed", _("failed"), states.failed, states.failed ? "bad" : "quiet"),
+      tile("summary-waiting", _("waiting to retry"), states.waiting, states.waiting ? "wait" : "quiet"),
+      tile("summary-refreshing", _("refreshing"), states.queued + states.refreshing, "quiet"),
+      tile("summary-ok", _("OK"), states.ok, "ok"),
     );
   }
 
@@ -283,13 +282,13 @@
     $("threshold-chips").replaceChildren(...state.query.thresholds.map((t, index) => {
       const text = `${catalogue.get(t.column).label} ${COMPARISONS[t.comparison]} ${t.value}`;
       return h("span", { class: "chip" }, text,
-        h("button", { type: "button", "aria-label": `Remove threshold ${text}`, onclick: () => { state.query.thresholds.splice(index, 1); renderThresholds(); state.offset = 0; load(); } }, "✕"));
+        h("button", { type: "button", "aria-label": _("Remove threshold %(threshold)s", { threshold: text }), onclick: () => { state.query.thresholds.splice(index, 1); renderThresholds(); state.offset = 0; load(); } }, "✕"));
     }));
   }
 
   function fillFilterControls() {
-    $("filter-client").replaceChildren(h("option", { value: "" }, "All clients"), ...boot.clients.map((c) => h("option", { value: c.client_id }, c.name)));
-    $("filter-accountant").replaceChildren(h("option", { value: "" }, "Anyone"), ...boot.accountants.map((a) => h("option", { value: a.accountant_id }, a.display_name ? `${a.display_name} (${a.email})` : a.email)));
+    $("filter-client").replaceChildren(h("option", { value: "" }, _("All clients")), ...boot.clients.map((c) => h("option", { value: c.client_id }, c.name)));
+    $("filter-accountant").replaceChildren(h("option", { value: "" }, _("Anyone")), ...boot.accountants.map((a) => h("option", { value: a.accountant_id }, a.display_name ? `${a.display_name} (${a.email})` : a.email)));
     $("threshold-column").replaceChildren(...boot.columns.map((c) => h("option", { value: c.key }, c.label)));
     renderViews();
   }
@@ -311,7 +310,7 @@
   $("threshold-add").addEventListener("click", () => {
     const value = $("threshold-value").value.trim();
     if (value === "" || Number.isNaN(Number(value))) {
-      showError("Type a number for the threshold, for example 10000.");
+      showError(_("Type a number for the threshold, for example 10000."));
       $("threshold-value").focus();
       return;
     }
@@ -364,7 +363,7 @@
   });
   $("view-delete").addEventListener("click", async () => {
     const view = state.views.find((v) => v.view_id === $("views").value);
-    if (!view || !confirm(`Delete the view "${view.name}"?`)) return;
+    if (!view || !confirm(_("Delete the view \u201c%(name)s\u201d?", { name: view.name }))) return;
     try {
       await api("DELETE", `/api/v1/views/${view.view_id}`);
       state.views = state.views.filter((v) => v.view_id !== view.view_id);
@@ -379,8 +378,8 @@
     const item = h("li", { dataset: { key } },
       h("input", { type: "checkbox", id, checked }),
       h("label", { for: id }, catalogue.get(key).label),
-      h("button", { type: "button", class: "secondary", "aria-label": `Move ${catalogue.get(key).label} up`, onclick: () => { if (item.previousElementSibling) item.parentElement.insertBefore(item, item.previousElementSibling); item.querySelector("button").focus(); } }, "↑"),
-      h("button", { type: "button", class: "secondary", "aria-label": `Move ${catalogue.get(key).label} down`, onclick: () => { if (item.nextElementSibling) item.parentElement.insertBefore(item.nextElementSibling, item); item.querySelectorAll("button")[1].focus(); } }, "↓"));
+      h("button", { type: "button", class: "secondary", "aria-label": _("Move %(column)s up", { column: catalogue.get(key).label }), onclick: () => { if (item.previousElementSibling) item.parentElement.insertBefore(item, item.previousElementSibling); item.querySelector("button").focus(); } }, "↑"),
+      h("button", { type: "button", class: "secondary", "aria-label": _("Move %(column)s down", { column: catalogue.get(key).label }), onclick: () => { if (item.nextElementSibling) item.parentElement.insertBefore(item.nextElementSibling, item); item.querySelectorAll("button")[1].focus(); } }, "↓"));
     return item;
   }
   $("choose-columns").addEventListener("click", () => {
@@ -388,9 +387,11 @@
     const rest = boot.columns.map((c) => c.key).filter((key) => !chosen.includes(key));
     $("columns-list").replaceChildren(...chosen.map((key) => columnItem(key, true)), ...rest.map((key) => columnItem(key, false)));
     const browser = navigator.language || "en-US";
-    $("locale-browser").textContent = `This browser's (${browser})`;
+    $("locale-browser").textContent = _("This browser's (%(locale)s)", { locale: browser });
     const locales = [...new Set([...LOCALES, state.preferences.locale].filter(Boolean))];
-    $("locale-choice").replaceChildren($("locale-browser"), ...locales.map((l) => h("option", { value: l, selected: l === state.preferences.locale }, l)));
+    // Each choice in its own language ("Nederlands (Nederland)"), as language choosers do.
+    const nameOf = (tag) => { try { return new Intl.DisplayNames([tag], { type: "language" }).of(tag) || tag; } catch (_error) { return tag; } };
+    $("locale-choice").replaceChildren($("locale-browser"), ...locales.map((l) => h("option", { value: l, lang: l, selected: l === state.preferences.locale }, `${nameOf(l)} (${l})`)));
     $("page-size-choice").replaceChildren(...boot.page_sizes.map((size) => h("option", { value: size, selected: size === state.preferences.page_size }, size)));
     $("columns-error").textContent = "";
     $("columns-dialog").showModal();
@@ -406,6 +407,8 @@
     const body = { columns, locale: $("locale-choice").value || null, page_size: Number($("page-size-choice").value) };
     try {
       const { data } = await api("PUT", "/api/v1/preferences", body);
+      // The language is chosen by the server for each page: a new one means the page anew.
+      if (data.locale !== state.preferences.locale) { window.location.reload(); return; }
       state.preferences = data;
       Hub.setLocale(data.locale);
       $("columns-dialog").close();
@@ -423,7 +426,7 @@
     if (on) state.selected.set(key, { client_id: row.client_id, company_id: row.company_id });
     else state.selected.delete(key);
     $("bulk").classList.toggle("shown", state.selected.size > 0);
-    $("bulk-count").textContent = `${state.selected.size} selected`;
+    $("bulk-count").textContent = ngettext("%(count)s selected", "%(count)s selected", state.selected.size);
   }
   function selectMore(row) {
     toggleSelected(row, true);
@@ -449,7 +452,7 @@
         const { data } = await api("POST", "/api/v1/refresh", body);
         runs.push({ run_id: data.run_id, expected: data.refresh_ids.length });
       } catch (error) {
-        showError(`Refresh of ${row.company_name || row.client_name || "a row"} was not started: ${error.message}`);
+        showError(_("Refresh of %(name)s was not started: %(reason)s", { name: row.company_name || row.client_name || _("a row"), reason: error.message }));
       }
     }
     startProgress(runs);
@@ -460,7 +463,7 @@
     try {
       const { data } = await api("POST", "/api/v1/refresh", {});
       startProgress([{ run_id: data.run_id, expected: data.refresh_ids.length }]);
-    } catch (error) { showError(`Refresh all was not started: ${error.message}`); }
+    } catch (error) { showError(_("Refresh all was not started: %(reason)s", { reason: error.message })); }
   });
 
   let progressTimer = null;
@@ -468,7 +471,7 @@
     if (!runs.length) return;
     state.runs = [...state.runs, ...runs];
     $("progress").hidden = false;
-    $("progress-line").textContent = "Refresh requested…";
+    $("progress-line").textContent = _("Refresh requested…");
     pollProgress();
   }
   let polling = false;
@@ -486,17 +489,18 @@
       const bar = $("progress");
       bar.max = Math.max(total, 1);
       bar.value = done;
-      const failures = failed ? ` (${Hub.count(failed)} failed — see Tools → Check Errors)` : "";
+      const failures = failed ? " " + ngettext("(%(count)s failed — see Tools → Check Errors)", "(%(count)s failed — see Tools → Check Errors)", failed) : "";
+      const refreshed = _("%(done)s of %(total)s refreshed", { done: Hub.count(done), total: Hub.count(total) });
       if (arrived && total > 0 && done >= total) {
-        $("progress-line").textContent = `Refresh finished: ${Hub.count(done)} of ${Hub.count(total)} refreshed${failures}.`;
+        $("progress-line").textContent = _("Refresh finished: %(progress)s.", { progress: refreshed + failures });
         bar.hidden = true;
         state.runs = [];
       } else {
-        $("progress-line").textContent = total ? `${Hub.count(done)} of ${Hub.count(total)} refreshed${failures}` : "Refresh requested…";
+        $("progress-line").textContent = total ? refreshed + failures : _("Refresh requested…");
         progressTimer = setTimeout(pollProgress, 2000);
       }
     } catch (error) {
-      $("progress-line").textContent = `Progress unavailable: ${error.message}`;
+      $("progress-line").textContent = _("Progress unavailable: %(reason)s", { reason: error.message });
       progressTimer = setTimeout(pollProgress, 4000);
     } finally {
       polling = false;
@@ -556,7 +560,7 @@
     const source = new EventSource("/api/v1/live");
     source.addEventListener("ready", () => {
       live.className = "live-on";
-      live.textContent = "Live";
+      live.textContent = _("Live");
       // Whatever changed before the stream (re)opened is read afresh.
       load();
     });
@@ -565,11 +569,11 @@
     source.addEventListener("refused", (event) => {
       source.close();
       live.className = "live-off";
-      live.textContent = "Not live: " + JSON.parse(event.data).message;
+      live.textContent = _("Not live: %(reason)s", { reason: _(JSON.parse(event.data).message) });
     });
     source.addEventListener("error", () => {
       live.className = "live-off";
-      live.textContent = "Reconnecting…";
+      live.textContent = _("Reconnecting…");
     });
   }
 
@@ -579,8 +583,8 @@
     state.openDetails = { client_id: row.client_id, company_id: row.company_id };
     state.detailsOpener = document.activeElement;
     $("details").hidden = false;
-    $("details-title").textContent = row.company_name || "Company details";
-    $("details-body").replaceChildren(h("p", {}, "Loading…"));
+    $("details-title").textContent = row.company_name || _("Company details");
+    $("details-body").replaceChildren(h("p", {}, _("Loading…")));
     loadDetails();
     $("details-close").focus();
   }
@@ -605,19 +609,20 @@
   }
 
   function invoiceTable(caption, figure, currency, counterpartyLabel) {
-    if (!figure) return h("p", { class: "muted" }, `${caption}: not read yet.`);
+    if (!figure) return h("p", { class: "muted" }, _("%(figure)s: not read yet.", { figure: caption }));
     const rows = figure.largest.map((invoice) => h("tr", {},
-      h("td", {}, h("a", { href: invoice.link, target: "_blank", rel: "noopener noreferrer", "aria-label": `Open invoice ${invoice.number} in Business Central` }, invoice.number)),
+      h("td", {}, h("a", { href: invoice.link, target: "_blank", rel: "noopener noreferrer", "aria-label": _("Open invoice %(number)s in Business Central", { number: invoice.number }) }, invoice.number)),
       h("td", {}, invoice.counterparty),
       h("td", {}, Hub.date(invoice.due_date)),
       h("td", { class: "amount" }, Hub.count(invoice.days_overdue)),
       h("td", { class: "amount" }, Hub.amount(invoice.amount, currency))));
-    const note = figure.amount_basis === "total_including_tax" ? " Amounts are invoice totals including tax (BC's API gives no remaining amount for purchase invoices)." : "";
+    const note = figure.amount_basis === "total_including_tax" ? " " + _("Amounts are invoice totals including tax (BC's API gives no remaining amount for purchase invoices).") : "";
     return h("div", {},
-      h("p", {}, `${Hub.count(figure.count)} overdue, ${Hub.amount(figure.total, currency)} in all.`, figure.count > figure.largest.length ? ` The ${figure.largest.length} largest:` : "", note),
+      h("p", {}, ngettext("%(count)s overdue, %(total)s in all.", "%(count)s overdue, %(total)s in all.", figure.count, { total: Hub.amount(figure.total, currency) }),
+        figure.count > figure.largest.length ? " " + ngettext("The largest:", "The %(count)s largest:", figure.largest.length) : "", note),
       figure.largest.length ? h("table", {},
         h("caption", { class: "visually-hidden" }, caption),
-        h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "No."), h("th", { scope: "col" }, counterpartyLabel), h("th", { scope: "col" }, "Due"), h("th", { scope: "col", class: "amount" }, "Days overdue"), h("th", { scope: "col", class: "amount" }, "Amount"))),
+        h("thead", {}, h("tr", {}, h("th", { scope: "col" }, _("No.")), h("th", { scope: "col" }, counterpartyLabel), h("th", { scope: "col" }, _("Due")), h("th", { scope: "col", class: "amount" }, _("Days overdue")), h("th", { scope: "col", class: "amount" }, _("Amount")))),
         h("tbody", {}, rows)) : null);
   }
 
@@ -646,7 +651,7 @@
     const width = 560, height = 220, left = 64, right = 8, upper = 12, lower = 36;
     const x = (i) => left + (i + 0.5) * ((width - left - right) / weeks.length);
     const y = (v) => upper + (top - v) / span * (height - upper - lower);
-    const chart = svg("svg", { class: "chart", viewBox: `0 0 ${width} ${height}`, role: "img", "aria-label": `13-week cash-flow forecast; low point ${Hub.amount(forecast.low_point, currency)}` });
+    const chart = svg("svg", { class: "chart", viewBox: `0 0 ${width} ${height}`, role: "img", "aria-label": _("13-week cash-flow forecast; low point %(amount)s", { amount: Hub.amount(forecast.low_point, currency) }) });
     // The value axis: about five round amounts from the bottom to the top, each with its line.
     const step = niceStep(span / 4);
     for (let index = Math.ceil(bottom / step); index * step <= top + step / 1000; index += 1) {
@@ -655,14 +660,14 @@
       chart.append(svg("text", { class: "axis", x: left - 4, y: y(tick) + 3, "text-anchor": "end" }, Hub.compactAmount(tick)));
     }
     chart.append(svg("text", { class: "axis-title", x: 4, y: 10 }, currency || ""));
-    chart.append(svg("text", { class: "axis-title", x: (left + width - right) / 2, y: height - 4, "text-anchor": "middle" }, "Weeks from today"));
+    chart.append(svg("text", { class: "axis-title", x: (left + width - right) / 2, y: height - 4, "text-anchor": "middle" }, _("Weeks from today")));
     chart.append(svg("line", { class: "zero", x1: left, x2: width - right, y1: y(0), y2: y(0) }));
     const barWidth = (width - left - right) / weeks.length / 3;
     weeks.forEach((week, i) => {
       const receipts = Number(week.receipts), payments = Number(week.payments);
       chart.append(svg("rect", { class: "bar-in", x: x(i) - barWidth, y: y(receipts), width: barWidth, height: Math.max(0, y(0) - y(receipts)) }));
       chart.append(svg("rect", { class: "bar-out", x: x(i), y: y(0), width: barWidth, height: Math.max(0, y(-payments) - y(0)) }));
-      chart.append(svg("text", { x: x(i), y: height - 20, "text-anchor": "middle" }, `W${i + 1}`));
+      chart.append(svg("text", { x: x(i), y: height - 20, "text-anchor": "middle" }, _("W%(week)s", { week: i + 1 })));
     });
     // The line starts at today's cash, then each week's closing balance; the dot is the low point.
     const line = [[left, Number(forecast.opening_cash)], ...balances.map((b, i) => [x(i), b])];
@@ -678,47 +683,47 @@
     const body = [];
     $("details-title").textContent = details.display_name || details.company_name;
     body.push(h("p", { class: "muted" }, `${details.client_name} · ${currency || ""} · `,
-      h("span", { title: Hub.dateTime(details.as_of) }, details.as_of ? `figures from ${Hub.age(details.as_of)}` : "not read yet"), " · ",
-      h("span", { class: `state state-${details.state}` }, details.state)));
+      h("span", { title: Hub.dateTime(details.as_of) }, details.as_of ? _("figures from %(age)s", { age: Hub.age(details.as_of) }) : _("not read yet")), " · ",
+      h("span", { class: `state state-${details.state}` }, STATES[details.state] || details.state)));
     if (details.state === "waiting") {
-      body.push(h("div", { class: "banner info", role: "status" }, h("strong", {}, "Waiting: ", Hub.waitingText(details.failure, details.next_attempt_at)), " ", details.failure ? details.failure.fix : "", details.failure ? Hub.technicalDetails(details.failure) : null));
+      body.push(h("div", { class: "banner info", role: "status" }, h("strong", {}, _("Waiting:"), " ", Hub.waitingText(details.failure, details.next_attempt_at)), " ", details.failure ? Hub.failureText(details.failure.fix) : "", details.failure ? Hub.technicalDetails(details.failure) : null));
     } else if (details.failure) {
-      body.push(h("div", { class: "banner error", role: "alert" }, h("strong", {}, details.failure.summary), " ", details.failure.fix, Hub.technicalDetails(details.failure)));
+      body.push(h("div", { class: "banner error", role: "alert" }, h("strong", {}, Hub.failureText(details.failure.summary)), " ", Hub.failureText(details.failure.fix), Hub.technicalDetails(details.failure)));
     }
     const workbookPath = `/api/v1/clients/${details.client_id}/companies/${details.company_id}/workbook`;
-    const workbook = h("a", { class: "button", href: workbookPath, download: true }, "Financial statements (Excel)");
+    const workbook = h("a", { class: "button", href: workbookPath, download: true }, _("Financial statements (Excel)"));
     const today = new Date().toISOString().slice(0, 10);
     const asOf = h("input", { type: "date", id: "workbook-as-of", value: today, max: today, min: "1990-01-01",
       onchange: (event) => { workbook.href = event.target.value ? `${workbookPath}?as_of=${event.target.value}` : workbookPath; } });
     body.push(h("div", { class: "actions" },
-      h("button", { type: "button", onclick: () => refreshRows([details]) }, "Refresh"),
-      details.web_client_link ? h("a", { class: "button", href: details.web_client_link, target: "_blank", rel: "noopener noreferrer" }, "Go to Business Central") : null,
+      h("button", { type: "button", onclick: () => refreshRows([details]) }, _("Refresh")),
+      details.web_client_link ? h("a", { class: "button", href: details.web_client_link, target: "_blank", rel: "noopener noreferrer" }, _("Go to Business Central")) : null,
       workbook,
-      h("label", { for: "workbook-as-of" }, "Statements as of ", asOf)));
+      h("label", { for: "workbook-as-of" }, _("Statements as of"), " ", asOf)));
 
     const cash = figures.cash;
-    body.push(h("section", { "aria-labelledby": "cash-title" }, h("h3", { id: "cash-title" }, "Cash accounts"),
+    body.push(h("section", { "aria-labelledby": "cash-title" }, h("h3", { id: "cash-title" }, _("Cash accounts")),
       cash ? h("table", {},
-        h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "No."), h("th", { scope: "col" }, "Name"), h("th", { scope: "col", class: "amount" }, "Balance"))),
+        h("thead", {}, h("tr", {}, h("th", { scope: "col" }, _("No.")), h("th", { scope: "col" }, _("Name")), h("th", { scope: "col", class: "amount" }, _("Balance")))),
         h("tbody", {}, cash.accounts.map((a) => h("tr", {}, h("td", {}, a.number), h("td", {}, a.name), h("td", { class: "amount" }, Hub.amount(a.balance, currency))))),
-        h("tfoot", {}, h("tr", {}, h("th", { scope: "row", colspan: 2 }, "Total"), h("td", { class: "amount" }, Hub.amount(cash.total, currency)))))
-        : h("p", { class: "muted" }, "Not read yet.")));
+        h("tfoot", {}, h("tr", {}, h("th", { scope: "row", colspan: 2 }, _("Total")), h("td", { class: "amount" }, Hub.amount(cash.total, currency)))))
+        : h("p", { class: "muted" }, _("Not read yet."))));
 
     const forecast = figures.cash_flow_forecast;
-    body.push(h("section", { "aria-labelledby": "forecast-title" }, h("h3", { id: "forecast-title" }, "13-week cash-flow forecast"),
+    body.push(h("section", { "aria-labelledby": "forecast-title" }, h("h3", { id: "forecast-title" }, _("13-week cash-flow forecast")),
       forecast ? [
-        h("p", {}, `Opening cash ${Hub.amount(forecast.opening_cash, currency)}; low point ${Hub.amount(forecast.low_point, currency)}. Bars: receipts (blue) and payments (red) per week; line: cash today, then each week's closing balance; dot: the low point.`),
+        h("p", {}, _("Opening cash %(opening)s; low point %(low)s. Bars: receipts (blue) and payments (red) per week; line: cash today, then each week's closing balance; dot: the low point.", { opening: Hub.amount(forecast.opening_cash, currency), low: Hub.amount(forecast.low_point, currency) })),
         forecastChart(forecast, currency),
-        h("details", {}, h("summary", {}, "The forecast as a table"),
+        h("details", {}, h("summary", {}, _("The forecast as a table")),
           h("table", {},
-            h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "Week from"), h("th", { scope: "col", class: "amount" }, "Receipts"), h("th", { scope: "col", class: "amount" }, "Payments"), h("th", { scope: "col", class: "amount" }, "Closing balance"))),
+            h("thead", {}, h("tr", {}, h("th", { scope: "col" }, _("Week from")), h("th", { scope: "col", class: "amount" }, _("Receipts")), h("th", { scope: "col", class: "amount" }, _("Payments")), h("th", { scope: "col", class: "amount" }, _("Closing balance")))),
             h("tbody", {}, forecast.weeks.map((w) => h("tr", {}, h("td", {}, Hub.date(w.week_start)), h("td", { class: "amount" }, Hub.amount(w.receipts, currency)), h("td", { class: "amount" }, Hub.amount(w.payments, currency)), h("td", { class: "amount" }, Hub.amount(w.closing_balance, currency))))))),
-      ] : h("p", { class: "muted" }, "Not read yet.")));
+      ] : h("p", { class: "muted" }, _("Not read yet."))));
 
-    body.push(h("section", { "aria-labelledby": "overdue-sales-title" }, h("h3", { id: "overdue-sales-title" }, "Overdue sales invoices"),
-      invoiceTable("Overdue sales invoices", figures.overdue_sales_invoices, currency, "Customer")));
-    body.push(h("section", { "aria-labelledby": "overdue-purchase-title" }, h("h3", { id: "overdue-purchase-title" }, "Overdue purchase invoices"),
-      invoiceTable("Overdue purchase invoices", figures.overdue_purchase_invoices, currency, "Vendor")));
+    body.push(h("section", { "aria-labelledby": "overdue-sales-title" }, h("h3", { id: "overdue-sales-title" }, _("Overdue sales invoices")),
+      invoiceTable(_("Overdue sales invoices"), figures.overdue_sales_invoices, currency, _("Customer"))));
+    body.push(h("section", { "aria-labelledby": "overdue-purchase-title" }, h("h3", { id: "overdue-purchase-title" }, _("Overdue purchase invoices")),
+      invoiceTable(_("Overdue purchase invoices"), figures.overdue_purchase_invoices, currency, _("Vendor"))));
     $("details-body").replaceChildren(...body);
   }
 
@@ -731,4 +736,4 @@
   applyQueryToControls();
   load();
   connectLive();
-})();
+});

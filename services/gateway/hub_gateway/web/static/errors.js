@@ -3,8 +3,8 @@
 // every failure, each with the technical details.
 "use strict";
 
-(() => {
-  const { api, h } = Hub;
+Hub.start(() => {
+  const { api, h, _, ngettext } = Hub;
   const boot = JSON.parse(document.getElementById("boot").textContent);
   const $ = (id) => document.getElementById(id);
   const PAGE = 100;
@@ -13,11 +13,11 @@
   const filter = {
     view: ["open", "resolved", "history"].includes(params.get("view")) ? params.get("view") : "open",
     client_id: params.get("client_id") || "",
-    kind: boot.kinds.includes(params.get("kind")) ? params.get("kind") : "",
+    kind: boot.kinds.some((kind) => kind.value === params.get("kind")) ? params.get("kind") : "",
   };
 
-  $("errors-client").replaceChildren(h("option", { value: "" }, "All clients"), ...boot.clients.map((c) => h("option", { value: c.client_id, selected: c.client_id === filter.client_id }, c.name)));
-  $("errors-kind").replaceChildren(h("option", { value: "" }, "Any kind"), ...boot.kinds.map((kind) => h("option", { value: kind, selected: kind === filter.kind }, kind.replaceAll("_", " "))));
+  $("errors-client").replaceChildren(h("option", { value: "" }, _("All clients")), ...boot.clients.map((c) => h("option", { value: c.client_id, selected: c.client_id === filter.client_id }, c.name)));
+  $("errors-kind").replaceChildren(h("option", { value: "" }, _("Any kind")), ...boot.kinds.map((kind) => h("option", { value: kind.value, selected: kind.value === filter.kind }, kind.label)));
   $("errors-view").value = filter.view;
   for (const [id, key] of [["errors-view", "view"], ["errors-client", "client_id"], ["errors-kind", "kind"]]) {
     $(id).addEventListener("change", () => {
@@ -33,7 +33,7 @@
 
   function clientCell(entry) {
     return entry.client_name
-      ? h("span", {}, entry.client_name, entry.client_removed ? h("span", { class: "muted" }, " (removed)") : null)
+      ? h("span", {}, entry.client_name, entry.client_removed ? h("span", { class: "muted" }, " ", _("(removed)")) : null)
       : h("span", { class: "muted" }, `${entry.tenant || "?"} / ${entry.environment || "?"}`);
   }
 
@@ -42,44 +42,44 @@
   }
 
   function reason(failure) {
-    return h("td", { class: "wrap wide" }, h("strong", {}, failure.summary), h("br"), failure.fix);
+    return h("td", { class: "wrap wide" }, h("strong", {}, Hub.failureText(failure.summary)), h("br"), Hub.failureText(failure.fix));
   }
 
   function problemRow(problem) {
     const latest = problem.latest;
     const waiting = latest.next_attempt_at !== null;
     const status = problem.status === "resolved"
-      ? h("span", {}, h("span", { class: "state state-ok" }, "Resolved"), problem.resolved_at ? ` ${Hub.dateTime(problem.resolved_at)}` : problem.client_removed ? " (client removed)" : "")
-      : waiting ? h("span", {}, h("span", { class: "state state-waiting" }, "Waiting:"), ` attempt ${Hub.count(latest.attempt)}, next try at ${Hub.time(latest.next_attempt_at)}`)
-      : h("span", { class: "state state-failed" }, "Open");
-    const often = problem.occurrences === 1 ? "once" : `${Hub.count(problem.occurrences)} times`;
+      ? h("span", {}, h("span", { class: "state state-ok" }, _("Resolved")), problem.resolved_at ? ` ${Hub.dateTime(problem.resolved_at)}` : problem.client_removed ? " " + _("(client removed)") : "")
+      : waiting ? h("span", {}, h("span", { class: "state state-waiting" }, _("Waiting:")), " ", _("attempt %(attempt)s, next try at %(time)s", { attempt: Hub.count(latest.attempt), time: Hub.time(latest.next_attempt_at) }))
+      : h("span", { class: "state state-failed" }, _("Open"));
+    const often = ngettext("once", "%(count)s times", problem.occurrences);
     return h("tr", { dataset: { status: problem.status } },
       h("td", {}, status),
       h("td", {}, clientCell(latest)),
-      h("td", {}, problem.company_name || h("span", { class: "muted" }, "All companies")),
-      h("td", { class: "wrap" }, h("span", {}, often), h("br"), h("span", { class: "muted", title: problem.first_seen }, `since ${Hub.dateTime(problem.first_seen)}`), h("br"),
-        h("span", { class: "muted", title: problem.last_seen }, `last ${Hub.age(problem.last_seen)}`)),
+      h("td", {}, problem.company_name || h("span", { class: "muted" }, _("All companies"))),
+      h("td", { class: "wrap" }, h("span", {}, often), h("br"), h("span", { class: "muted", title: problem.first_seen }, _("since %(time)s", { time: Hub.dateTime(problem.first_seen) })), h("br"),
+        h("span", { class: "muted", title: problem.last_seen }, _("last %(age)s", { age: Hub.age(problem.last_seen) }))),
       reason(latest.failure),
       h("td", { class: "wrap" }, details(latest.failure)));
   }
 
   function historyRow(entry) {
     const waiting = entry.next_attempt_at !== null;
-    const what = entry.origin === "connection_test" ? "Test Client URL"
-      : waiting ? h("span", {}, "Refresh ", h("span", { class: "state state-waiting" }, "Waiting:"), ` attempt ${Hub.count(entry.attempt)}, next try at ${Hub.time(entry.next_attempt_at)}`)
-      : "Refresh";
+    const what = entry.origin === "connection_test" ? _("Test Client URL")
+      : waiting ? h("span", {}, _("Refresh"), " ", h("span", { class: "state state-waiting" }, _("Waiting:")), " ", _("attempt %(attempt)s, next try at %(time)s", { attempt: Hub.count(entry.attempt), time: Hub.time(entry.next_attempt_at) }))
+      : _("Refresh");
     return h("tr", {},
       h("td", { title: entry.occurred_at }, Hub.dateTime(entry.occurred_at)),
       h("td", {}, clientCell(entry)),
-      h("td", {}, entry.company_name || h("span", { class: "muted" }, entry.origin === "refresh" ? "All companies" : "—")),
+      h("td", {}, entry.company_name || h("span", { class: "muted" }, entry.origin === "refresh" ? _("All companies") : "—")),
       h("td", {}, what),
       reason(entry.failure),
       h("td", { class: "wrap" }, details(entry.failure)));
   }
 
   function heading(history) {
-    const names = history ? ["Time", "Client", "Company", "What", "Reason and fix", "Technical details"]
-      : ["Status", "Client", "Company", "How often", "Reason and fix", "Technical details"];
+    const names = history ? [_("Time"), _("Client"), _("Company"), _("What"), _("Reason and fix"), _("Technical details")]
+      : [_("Status"), _("Client"), _("Company"), _("How often"), _("Reason and fix"), _("Technical details")];
     $("errors-head").replaceChildren(...names.map((name) => h("th", { scope: "col" }, name)));
   }
 
@@ -97,12 +97,12 @@
       $("errors-error").hidden = true;
       let entries = history ? data.failures : data.problems;
       if (history && filter.kind) entries = entries.filter((entry) => entry.failure.kind === filter.kind);
-      const none = { open: "No open problems: every client's last refresh succeeded.", resolved: "No resolved problems yet.", history: "No failed or waiting connections. Every refresh and test succeeded." }[filter.view];
+      const none = { open: _("No open problems: every client's last refresh succeeded."), resolved: _("No resolved problems yet."), history: _("No failed or waiting connections. Every refresh and test succeeded.") }[filter.view];
       $("errors-body").replaceChildren(...(entries.length ? entries.map(history ? historyRow : problemRow)
         : [h("tr", {}, h("td", { colspan: 6 }, none))]));
       const listed = history ? data.failures.length : data.problems.length;
       const last = data.offset + listed;
-      $("errors-page-info").textContent = data.total ? `${data.offset + 1}–${last} of ${data.total}` : "";
+      $("errors-page-info").textContent = data.total ? _("%(first)s–%(last)s of %(total)s", { first: Hub.count(data.offset + 1), last: Hub.count(last), total: Hub.count(data.total) }) : "";
       $("errors-previous").disabled = data.offset === 0;
       $("errors-next").disabled = last >= data.total;
     } catch (error) {
@@ -115,9 +115,9 @@
   const source = new EventSource("/api/v1/live");
   const refresh = () => {
     if (offset === 0) load();
-    else $("errors-live").textContent = "The list changed; go to the first page to see it.";
+    else $("errors-live").textContent = _("The list changed; go to the first page to see it.");
   };
   source.addEventListener("failures", refresh);
   source.addEventListener("rows", () => { if (filter.view !== "history") refresh(); });
   load();
-})();
+});
