@@ -1,12 +1,18 @@
-"""The invitation email greets the accountant once, whoever writes the greeting."""
+"""The invitation email greets the accountant once, whoever writes the greeting, and is
+written in its invitation's language."""
 
 from __future__ import annotations
 
+import uuid
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
 
-from hub_invitations.mail import InvitationMail, html_body, plain_text
+from hub_common.events import ColleagueInvited, Role
+from hub_invitations import colleague_mail
+from hub_invitations.mail import InvitationMail, compose, html_body, plain_text
+from hub_invitations.settings import InvitationsSettings
 
 
 def _mail(welcome_text: str | None) -> InvitationMail:
@@ -45,3 +51,55 @@ def test_otherwise_the_mail_greets_once(welcome: str | None) -> None:
     text, html = plain_text(_mail(welcome)), html_body(_mail(welcome))
     assert text.startswith("Hello Grace,\n") and text.count("Hello") == 1
     assert html.count("<p>Hello Grace,</p>") == 1
+
+
+# ---------------------------------------------------------------- in the recipient's language
+
+
+def test_an_invitation_mail_in_dutch() -> None:
+    mail = replace(_mail(None), language="nl")
+    assert mail.subject == "U bent door Mühlbach Gruppe uitgenodigd voor Accountant Hub"
+    text = plain_text(mail)
+    assert text.startswith("Beste Grace,\n")
+    assert "Mühlbach Gruppe nodigt u uit om zijn Business Central-bedrijven te volgen in Accountant Hub:" in text
+    assert "(omgeving Production)." in text
+    assert "Toegang accepteren:" in text
+    # The expiry in Dutch words: the month's name is the language's.
+    assert "tot 17 december 2026, 09:00 UTC." in text
+    html = html_body(mail)
+    assert '<html lang="nl">' in html and "Accepteren en Mühlbach Gruppe aan uw dashboard toevoegen" in html
+    message = compose(mail, InvitationsSettings(_env_file=None))
+    assert message["Content-Language"] == "nl"
+    assert message["Subject"] == mail.subject
+
+
+def test_a_colleague_invitation_in_the_inviting_accountants_language() -> None:
+    invited = ColleagueInvited(
+        email="jan@litware-accounting.example",
+        role=Role.STAFF,
+        invited_by=uuid.uuid4(),
+        firm_name="Litware Accountants",
+        inviter_name="Grace de Vries",
+        language="nl",
+    )
+    message = colleague_mail.compose(invited, InvitationsSettings(_env_file=None))
+    assert message["Subject"] == "Grace de Vries heeft u uitgenodigd voor Litware Accountants op Accountant Hub"
+    body = message.get_body(("plain",))
+    assert body is not None
+    text = body.get_content()
+    assert "om als medewerker lid te worden van Litware Accountants" in text
+    assert "Meld u aan met jan@litware-accounting.example om lid te worden:" in text
+
+
+def test_a_colleague_invitation_from_before_languages_is_english() -> None:
+    invited = ColleagueInvited.model_validate(
+        {
+            "email": "jan@litware-accounting.example",
+            "role": "admin",
+            "invited_by": str(uuid.uuid4()),
+            "firm_name": "Litware Accountants",
+            "inviter_name": "Grace",
+        }
+    )
+    message = colleague_mail.compose(invited, InvitationsSettings(_env_file=None))
+    assert message["Subject"] == "Grace invited you to Litware Accountants on Accountant Hub"

@@ -381,7 +381,7 @@ def test_key_figures_one_row_per_company_with_every_figure() -> None:
     assert first["Company"] == "Adatum DE"
     assert first["Currency"] == "EUR"
     assert first["As of (UTC)"] == datetime(2026, 5, 19, 10, 22)
-    assert first["State"] == "ok"
+    assert first["State"] == "OK"
     assert first["Cash"] == 100.1
     assert first["Taxes due"] == 7.5
     assert first["Open sales quotes"] == 1
@@ -400,7 +400,7 @@ def test_key_figures_one_row_per_company_with_every_figure() -> None:
     assert sheet.cell(row=5, column=cash_column + 2).number_format == "#,##0"
     failed = _by_heading(sheet, 7)
     assert failed["Company"] is None
-    assert failed["State"] == "failed"
+    assert failed["State"] == "Failed"
     assert failed["Cash"] is None
     assert failed["Note"] == "The client's Business Central environment does not exist."
 
@@ -522,3 +522,73 @@ def test_file_names_are_safe_in_the_header_and_on_disk(name: str, plain: str, fu
 def test_a_very_long_name_is_cut() -> None:
     disposition = attachment_disposition("x" * 5000, AS_OF)
     assert len(disposition) < 400
+
+
+# ---------------------------------------------------------------- in the accountant's language
+
+
+def test_a_company_workbook_in_french() -> None:
+    workbook = _open(
+        company_workbook(
+            _statements(),
+            client_name="Mühlbach Gruppe",
+            company_name="CRONUS France",
+            currency_code="EUR",
+            as_of=AS_OF,
+            language="fr",
+        )
+    )
+    assert workbook.sheetnames == [
+        "Bilan",
+        "Compte de résultat",
+        "Tableau des flux de trésorerie",
+        "Résultats non distribués",
+        "Balance générale",
+        "Balance âgée clients",
+        "Balance âgée fournisseurs",
+    ]
+    balance_sheet = workbook["Bilan"]
+    assert [c.value for c in balance_sheet[5][:2]] == ["Libellé", "Solde"]
+    assert balance_sheet["A2"].value == "Bilan — au 19/05/2026"
+    assert balance_sheet["A3"].value.startswith(
+        "Client : Mühlbach Gruppe · Montants en EUR · Lu dans Business Central le "
+    )
+    assert balance_sheet.oddHeader.right.text == "Au 19/05/2026"
+    assert balance_sheet.oddFooter.center.text == "Page &P sur &N"
+    assert workbook["Compte de résultat"]["B5"].value == "Mouvement net"
+    assert [c.value for c in workbook["Balance générale"][5]] == [
+        "N°",
+        "Nom",
+        "Mouvement débit",
+        "Mouvement crédit",
+        "Solde débiteur",
+        "Solde créditeur",
+    ]
+    aged = workbook["Balance âgée clients"]
+    assert [c.value for c in aged[5]] == [
+        "N°",
+        "Client",
+        "Non échu",
+        "1–30 jours de retard",
+        "31–60 jours de retard",
+        "Plus de 60 jours de retard",
+        "Solde dû",
+    ]
+
+
+def test_key_figures_in_french_with_french_dates() -> None:
+    workbook = _open(
+        key_figures_workbook(
+            [_row("Adatum", "Adatum DE", "EUR", _figures("100.10", "5", "-20"))], exported_at=READ_AT, language="fr"
+        )
+    )
+    sheet = workbook["Chiffres clés"]
+    headings = [c.value for c in sheet[4]]
+    assert headings[:5] == ["Client", "Société", "Devise", "Au (UTC)", "État"]
+    assert "Trésorerie" in headings and "TVA à payer" in headings and "Factures de vente en retard" in headings
+    assert sheet.cell(row=5, column=5).value == "OK"
+    assert sheet.cell(row=5, column=4).number_format == "dd/mm/yyyy hh:mm"
+    assert sheet["A1"].value == "Chiffres clés de tous les clients"
+    totals = [sheet.cell(row=r, column=1).value for r in range(6, sheet.max_row + 1)]
+    assert "Total EUR" in totals
+    assert "1 société" in [sheet.cell(row=r, column=2).value for r in range(6, sheet.max_row + 1)]

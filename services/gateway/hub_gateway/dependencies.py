@@ -178,7 +178,7 @@ async def ensure_accountant(
     except ValidationError as error:
         raise LocalizedHTTPException(
             status.HTTP_403_FORBIDDEN,
-            "%(email)s is not a valid email address",
+            N_("%(email)s is not a valid email address"),
             values={"email": repr(email.strip()[:80])},
         ) from error
     try:

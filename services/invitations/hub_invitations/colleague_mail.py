@@ -33,7 +33,6 @@ def compose(invited: ColleagueInvited, settings: InvitationsSettings) -> EmailMe
     message["From"] = settings.mail_from
     message["To"] = invited.email
     message["Date"] = format_datetime(datetime.now(UTC))
-    message["Content-Language"] = t.language
     domain = parseaddr(settings.mail_from)[1].rpartition("@")[2] or "accountant-hub.local"
     message["Message-ID"] = make_msgid(domain=domain)
     invitation = t.gettext(
@@ -46,6 +45,8 @@ def compose(invited: ColleagueInvited, settings: InvitationsSettings) -> EmailMe
         f'<p>{escape(to_join)} <a href="{escape(sign_in)}">{escape(sign_in)}</a></p></body></html>',
         subtype="html",
     )
+    # After the content: setting it clears every Content-* header.
+    message["Content-Language"] = t.language
     return message
 
 

@@ -163,12 +163,13 @@ def compose(mail: InvitationMail, settings: InvitationsSettings) -> EmailMessage
     local, _, domain = mail.email.rpartition("@")
     message["To"] = Address(display_name=_one_line(mail.accountant_name), username=local, domain=domain)
     message["Date"] = format_datetime(datetime.now(UTC))
-    message["Content-Language"] = mail.language
     sender_domain = parseaddr(settings.mail_from)[1].rpartition("@")[2] or "accountant-hub.local"
     message["Message-ID"] = make_msgid(idstring=mail.invitation_id, domain=sender_domain)
     message["X-Hub-Invitation-Id"] = mail.invitation_id
     message.set_content(plain_text(mail))
     message.add_alternative(html_body(mail), subtype="html")
+    # After the content: setting it clears every Content-* header.
+    message["Content-Language"] = mail.language
     return message
 
 

@@ -24,6 +24,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from hub_common import commands
 from hub_common.commands import CommandRejected
 from hub_common.events import Actor, ActorKind
+from hub_common.i18n import N_
 from hub_gateway.dependencies import GatewayState, State
 from hub_gateway.languages import said
 from hub_gateway.web.rendering import render
@@ -79,28 +80,34 @@ async def finish_client_access(request: Request, state: State) -> Response:
     pending = read_sealed_cookie(request, state, FLOW_COOKIE)
     if pending is None:
         return _page(
-            request, bad, error=said(request, "The sign-in took too long or was started elsewhere; sign in again.")
+            request, bad, error=said(request, N_("The sign-in took too long or was started elsewhere; sign in again."))
         )
     answer = dict(request.query_params.items())
     if "error" in answer:
         detail = answer.get("error_description") or answer["error"]
-        return _page(request, bad, error=said(request, "Microsoft sign-in refused: %(reason)s", reason=detail[:500]))
+        return _page(
+            request, bad, error=said(request, N_("Microsoft sign-in refused: %(reason)s"), reason=detail[:500])
+        )
     result: dict[str, Any] = await asyncio.to_thread(
         state.entra.acquire_token_by_auth_code_flow, pending["flow"], answer
     )
     claims = result.get("id_token_claims")
     if "error" in result or not isinstance(claims, dict):
-        detail = str(result.get("error_description") or result.get("error") or said(request, "no identity returned"))
-        return _page(request, bad, error=said(request, "Sign-in failed: %(reason)s", reason=detail[:500]))
+        detail = str(
+            result.get("error_description") or result.get("error") or said(request, N_("no identity returned"))
+        )
+        return _page(request, bad, error=said(request, N_("Sign-in failed: %(reason)s"), reason=detail[:500]))
     if "idp" in claims:
         # A guest signs in at a tenant that is not theirs: they do not speak for it.
         return _page(
-            request, bad, error=said(request, "Sign in with an account of your own organisation, not a guest account.")
+            request,
+            bad,
+            error=said(request, N_("Sign in with an account of your own organisation, not a guest account.")),
         )
     try:
         tenant_id = uuid.UUID(str(claims.get("tid")))
     except ValueError:
-        return _page(request, bad, error=said(request, "Microsoft's answer named no organisation; sign in again."))
+        return _page(request, bad, error=said(request, N_("Microsoft's answer named no organisation; sign in again.")))
     who = str(claims.get("preferred_username") or claims.get("email") or claims.get("oid") or "a user")[:320]
     signed_in = {"tenant_id": str(tenant_id), "who": who, "oid": str(claims.get("oid") or who)[:320]}
     response = RedirectResponse("/client-access", status_code=status.HTTP_303_SEE_OTHER)
@@ -116,12 +123,12 @@ async def withdraw_access(
     signed_in = read_sealed_cookie(request, state, ACCESS_COOKIE)
     if signed_in is None:
         return _page(
-            request, status.HTTP_400_BAD_REQUEST, error=said(request, "Your sign-in has ended; sign in again.")
+            request, status.HTTP_400_BAD_REQUEST, error=said(request, N_("Your sign-in has ended; sign in again."))
         )
     try:
         firm = uuid.UUID(firm_id)
     except ValueError:
-        return _page(request, status.HTTP_400_BAD_REQUEST, error=said(request, "Choose a firm from the list."))
+        return _page(request, status.HTTP_400_BAD_REQUEST, error=said(request, N_("Choose a firm from the list.")))
     command = commands.WithdrawTenantAccess(
         tenant_id=uuid.UUID(signed_in["tenant_id"]),
         firm_id=firm,

@@ -133,7 +133,7 @@ async def finish_connect(request: Request, state: State) -> Response:
     if pending is None:
         return _page(
             request,
-            error=said(request, "The sign-in took too long or was started elsewhere: open the Connect link again."),
+            error=said(request, N_("The sign-in took too long or was started elsewhere: open the Connect link again.")),
         )
     try:
         link = read_link(state, str(pending.get("link", "")))
@@ -145,16 +145,16 @@ async def finish_connect(request: Request, state: State) -> Response:
         return _page(
             request,
             link=link,
-            error=said(request, "Microsoft sign-in did not give access: %(reason)s", reason=detail[:500]),
+            error=said(request, N_("Microsoft sign-in did not give access: %(reason)s"), reason=detail[:500]),
         )
     app = await _tenant_app(state, link.tenant_id)
     result: dict[str, Any] = await asyncio.to_thread(app.acquire_token_by_auth_code_flow, pending["flow"], answer)
     claims = result.get("id_token_claims")
     token = result.get("access_token")
     if "error" in result or not isinstance(claims, dict) or not isinstance(token, str):
-        detail = str(result.get("error_description") or result.get("error") or said(request, "no token returned"))
+        detail = str(result.get("error_description") or result.get("error") or said(request, N_("no token returned")))
         return _page(
-            request, link=link, error=said(request, "Microsoft sign-in failed: %(reason)s", reason=detail[:500])
+            request, link=link, error=said(request, N_("Microsoft sign-in failed: %(reason)s"), reason=detail[:500])
         )
     if str(claims.get("tid", "")).lower() != str(link.tenant_id):
         return _page(
@@ -162,8 +162,10 @@ async def finish_connect(request: Request, state: State) -> Response:
             link=link,
             error=said(
                 request,
-                "You signed in with an account of another organisation. Sign in with an account of "
-                "%(client)s's own Microsoft Entra tenant.",
+                N_(
+                    "You signed in with an account of another organisation. Sign in with an account of "
+                    "%(client)s's own Microsoft Entra tenant."
+                ),
                 client=link.client_name,
             ),
         )

@@ -54,7 +54,7 @@ def _threshold(text: str) -> dict[str, Any]:
         Decimal(value)
     except InvalidOperation:
         raise _invalid(
-            "%(text)s is not column:comparison:number, e.g. cash:lt:10000", "threshold", text=repr(text[:60])
+            N_("%(text)s is not column:comparison:number, e.g. cash:lt:10000"), "threshold", text=repr(text[:60])
         ) from None
     return {"column": column, "comparison": comparison, "value": value}
 
@@ -88,7 +88,7 @@ def _dashboard_query(
         first = error.errors()[0]
         location = ".".join(str(part) for part in first["loc"])
         raise _invalid(
-            "%(location)s: %(problem)s", location.split(".")[0], location=location, problem=first["msg"]
+            N_("%(location)s: %(problem)s"), location.split(".")[0], location=location, problem=first["msg"]
         ) from None
 
 
@@ -177,7 +177,7 @@ async def create_view(
     except preferences.TooManyViews:
         raise LocalizedHTTPException(
             status.HTTP_409_CONFLICT,
-            "At most %(count)s views; delete one first",
+            N_("At most %(count)s views; delete one first"),
             values={"count": preferences.MAX_VIEWS_PER_ACCOUNTANT},
         ) from None
 

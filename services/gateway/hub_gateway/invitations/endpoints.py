@@ -48,7 +48,7 @@ async def raise_invitation(request: Request, state: State, body: ClientInvitatio
     except TokenRejected as error:
         raise LocalizedHTTPException(
             status.HTTP_401_UNAUTHORIZED,
-            "The administrator's token was refused: %(reason)s",
+            N_("The administrator's token was refused: %(reason)s"),
             values={"reason": str(error)},
         ) from error
     if not is_tenant_admin(claims):

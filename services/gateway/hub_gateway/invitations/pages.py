@@ -16,6 +16,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from hub_common import commands
 from hub_common.commands import CommandRejected, RejectionReason
+from hub_common.i18n import N_
 from hub_gateway.dependencies import Session, State, current_principal
 from hub_gateway.languages import said
 from hub_gateway.web.rendering import render
@@ -64,7 +65,7 @@ async def accept_invitation(
     principal = await current_principal(request, state, session)
     context = {"principal": principal, "link": link, "add": bool(add), "csrf_token": "", "result": None, "error": None}
     if len(link) < 10:
-        context["error"] = said(request, "This link is incomplete. Open it again from the invitation email.")
+        context["error"] = said(request, N_("This link is incomplete. Open it again from the invitation email."))
         return render(request, "invitation.html", context, status_code=status.HTTP_400_BAD_REQUEST)
     command = commands.AcceptInvitation(
         token=link,

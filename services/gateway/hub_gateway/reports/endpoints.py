@@ -142,7 +142,7 @@ async def company_workbook_download(
     if not EARLIEST_AS_OF <= day <= today + timedelta(days=1):
         raise LocalizedHTTPException(
             status.HTTP_422_UNPROCESSABLE_CONTENT,
-            "as_of must be between %(earliest)s and today",
+            N_("as_of must be between %(earliest)s and today"),
             field="as_of",
             values={"earliest": EARLIEST_AS_OF.isoformat()},
         )

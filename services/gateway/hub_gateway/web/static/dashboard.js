@@ -452,7 +452,8 @@ Hub.start(() => {
         const { data } = await api("POST", "/api/v1/refresh", body);
         runs.push({ run_id: data.run_id, expected: data.refresh_ids.length });
       } catch (error) {
-        showError(_("Refresh of %(name)s was not started: %(reason)s", { name: row.company_name || row.client_name || _("a row"), reason: error.message }));
+        const name = row.company_name || row.client_name || _("a row");
+        showError(_("Refresh of %(name)s was not started: %(reason)s", { name, reason: error.message }));
       }
     }
     startProgress(runs);
