@@ -199,6 +199,8 @@ CASES: dict[str, tuple[Probe, int | None]] = {
     "GET /invitations/accept": (lambda api, v: api.get("/invitations/accept", params={"link": "x"}), None),
     "POST /invitations/accept": (lambda api, v: api.post("/invitations/accept", data={"link": "x"}), None),
     "GET /dev/mail": (lambda api, v: api.get("/dev/mail"), None),
+    # The scripts' messages: the same for every firm, nothing of any firm's in them.
+    "GET /i18n/{language}.json": (lambda api, v: api.get("/i18n/de.json"), 200),
     "GET /connect/callback": (lambda api, v: api.get("/connect/callback"), None),
     # The client's own page: a firm's credentials are no sign-in there.
     "GET /client-access": (lambda api, v: api.get("/client-access"), None),
