@@ -124,9 +124,7 @@ def test_a_browser_in_dutch_then_french_by_the_preference(
         page.get_by_role("menuitem", name="Dit bedrijf vernieuwen").click()
         expect(first.locator(".state")).to_have_text("Mislukt", timeout=60_000)
         expect(first).to_contain_text("Business Central heeft de aanmeldgegevens van de hub geweigerd.")
-        expect(first.locator(".health")).to_have_attribute(
-            "title", re.compile(r"De laatste vernieuwing is mislukt\.")
-        )
+        expect(first.locator(".health")).to_have_attribute("title", re.compile(r"De laatste vernieuwing is mislukt\."))
         expect(page.locator("#summary-attention")).to_contain_text("vraagt aandacht")
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=SCREENSHOTS / "dashboard-in-dutch.png")
