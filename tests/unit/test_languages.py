@@ -50,7 +50,7 @@ def test_a_language_carried_in_an_event_or_a_row() -> None:
 
 
 def test_messages_and_plurals_per_language() -> None:
-    assert translator("nl").gettext("Overdue sales invoices") == "Vervallen verkoopfacturen"
+    assert translator("nl").gettext("Overdue sales invoices") == "Vervallen debiteuren"
     assert translator("de").gettext("Rows %(first)s–%(last)s of %(total)s", first=1, last=2, total=3) == (
         "Zeilen 1–2 von 3"
     )

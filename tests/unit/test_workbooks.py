@@ -585,7 +585,7 @@ def test_key_figures_in_french_with_french_dates() -> None:
     sheet = workbook["Chiffres clés"]
     headings = [c.value for c in sheet[4]]
     assert headings[:5] == ["Client", "Société", "Devise", "Au (UTC)", "État"]
-    assert "Trésorerie" in headings and "TVA à payer" in headings and "Factures de vente en retard" in headings
+    assert "Trésorerie" in headings and "TVA à payer" in headings and "Créances clients échues" in headings
     assert sheet.cell(row=5, column=5).value == "OK"
     assert sheet.cell(row=5, column=4).number_format == "dd/mm/yyyy hh:mm"
     assert sheet["A1"].value == "Chiffres clés de tous les clients"
