@@ -77,7 +77,9 @@ def test_columns_preferences_and_views_belong_to_the_accountant(hub: Hub, firm: 
     assert {"cash", "taxes_due", "overdue_sales_invoices_amount", "forecast_low_point"} <= set(keys)
     assert api.get("/api/v1/preferences").json()["columns"] == catalogue["default"]
 
-    chosen = {"columns": ["forecast_low_point", "cash"], "locale": "de-DE", "page_size": 50}
+    # A locale is also the accountant's language (README, "Languages"): en-GB keeps this
+    # module's pages and messages English for the tests after this one.
+    chosen = {"columns": ["forecast_low_point", "cash"], "locale": "en-GB", "page_size": 50}
     assert api.put("/api/v1/preferences", json=chosen).json() == chosen
     assert api.get("/api/v1/preferences").json() == chosen
     for bad in (

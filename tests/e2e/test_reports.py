@@ -15,6 +15,7 @@ import httpx
 import pytest
 from openpyxl import load_workbook
 
+from hub_gateway.reports.key_figures import STATE_NAMES
 from tests.conftest import Sandbox
 from tests.e2e.conftest import Hub
 from tests.integration.test_statements_command import PlainReader
@@ -189,7 +190,7 @@ def test_the_key_figures_workbook_is_the_dashboard(hub: Hub, firm: dict[str, Any
     for row in dashboard:
         values, figures = by_name[(row["client_name"], row["company_name"])], row["values"]
         assert values[column["Currency"]] == row["currency_code"]
-        assert values[column["State"]] == row["state"]
+        assert values[column["State"]] == STATE_NAMES[row["state"]]  # the state in words
         assert Decimal(str(values[column["Cash"]])) == Decimal(figures["cash"])
         assert values[column["Overdue sales invoices"]] == figures["overdue_sales_invoices_count"]
         assert Decimal(str(values[column["Taxes due"]])) == Decimal(figures["taxes_due"])
