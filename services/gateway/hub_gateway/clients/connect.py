@@ -170,9 +170,9 @@ async def finish_connect(request: Request, state: State) -> Response:
             ),
         )
     who = str(claims.get("preferred_username") or claims.get("email") or claims.get("oid") or "a user")[:320]
-    proof = await _reaches_business_central(state, link, token)
+    proof = await _reaches_business_central(request, state, link, token)
     if proof is not None:
-        return _page(request, link=link, error=said(request, proof))
+        return _page(request, link=link, error=proof)
     actor = Actor(kind=ActorKind.CLIENT_ADMIN, id=str(claims.get("oid") or who)[:320], display_name=who)
     command = commands.GrantTenantAccess(
         firm_id=link.firm_id,
@@ -197,8 +197,9 @@ async def finish_connect(request: Request, state: State) -> Response:
     return response
 
 
-async def _reaches_business_central(state: GatewayState, link: ConnectLink, token: str) -> str | None:
-    """None when the signed-in person reads the environment's companies; else why not."""
+async def _reaches_business_central(request: Request, state: GatewayState, link: ConnectLink, token: str) -> str | None:
+    """None when the signed-in person reads the environment's companies; else why not (in
+    the page's language)."""
     url = f"{state.settings.bc_api.rstrip('/')}/v2.0/{link.tenant_id}/{link.environment}/api/v2.0/companies"
     try:
         async with asyncio.timeout(PROOF_TIMEOUT_SECONDS):
@@ -206,17 +207,28 @@ async def _reaches_business_central(state: GatewayState, link: ConnectLink, toke
                 url, params={"$top": "1", "$select": "id"}, headers={"Authorization": f"Bearer {token}"}
             )
     except (httpx.HTTPError, TimeoutError):
-        return N_("Business Central did not answer; try again in a few minutes.")
+        return said(request, N_("Business Central did not answer; try again in a few minutes."))
     if response.status_code == 200:
         return None
     if response.status_code in (401, 403):
-        return (
-            "Your account cannot use Business Central in this environment. Sign in with an account that "
-            "has Business Central access (for example the administrator's)."
+        return said(
+            request,
+            N_(
+                "Your account cannot use Business Central in this environment. Sign in with an account that "
+                "has Business Central access (for example the administrator's)."
+            ),
         )
     if response.status_code == 404:
-        return f"The Business Central environment {link.environment!r} was not found in your organisation."
-    return f"Business Central answered {response.status_code}; try again in a few minutes."
+        return said(
+            request,
+            N_("The Business Central environment %(environment)s was not found in your organisation."),
+            environment=repr(link.environment),
+        )
+    return said(
+        request,
+        N_("Business Central answered %(status)s; try again in a few minutes."),
+        status=response.status_code,
+    )
 
 
 @connect_pages.get("/connect/{token}", response_class=HTMLResponse)
