@@ -236,13 +236,19 @@ def _hub_message(response: httpx.Response) -> str:
     return response.text.strip()[:500]
 
 
-async def send_to_hub(state: SandboxState, tenant: SandboxTenant, form: InviteForm, issuer_base: str) -> HubAnswer:
+async def send_to_hub(
+    state: SandboxState, tenant: SandboxTenant, form: InviteForm, issuer_base: str, accept_language: str | None = None
+) -> HubAnswer:
+    """``accept_language`` is the administrator's (their browser's): the hub writes the
+    invitation email in it, as BC's wizard would send its user's language."""
     settings = state.settings
     url = settings.sandbox_hub_url.rstrip("/") + HUB_INVITATIONS_PATH
     headers = {
         "Authorization": f"Bearer {admin_token(state, tenant, issuer_base)}",
         "X-Correlation-Id": str(uuid.uuid4()),
     }
+    if accept_language:
+        headers["Accept-Language"] = accept_language[:200]
     timeout = httpx.Timeout(settings.sandbox_hub_timeout_seconds, connect=5.0)
     try:
         # Only the configured hub is called; proxies from the environment do not apply.
@@ -420,7 +426,9 @@ def client_admin_router(state: SandboxState) -> APIRouter:
             return _form_page(found, form, errors, action, status=422)
         # The administrator's consent to the hub's multi-tenant app (admin consent in Entra).
         state.set_consent(found, True)
-        answer = await send_to_hub(state, found, form, base_url(request))
+        answer = await send_to_hub(
+            state, found, form, base_url(request), accept_language=request.headers.get("accept-language")
+        )
         log.info("invitation sent to the hub" if answer.ok else "invitation not sent", tenant=found.domain)
         return _result_page(found, form, answer, action)
 

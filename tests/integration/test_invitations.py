@@ -409,3 +409,16 @@ async def test_mail_that_could_not_be_sent_is_retried_with_a_fresh_link(
         process.stop()
         if late_sink is not None:
             late_sink.process.stop()
+
+
+async def test_the_mail_is_in_the_invitations_language(
+    invitations: ServiceProcess, sink: Sink, nats_connection: Client, database: Engine
+) -> None:
+    """The language the invitation was raised in (the client administrator's) is stored with
+    it, and its mail is written in it."""
+    email = f"sanne.de.vries.{uuid.uuid4().hex[:8]}@contoso-accounting.example"
+    invitation_id = await _raise(nats_connection, email, language="nl-NL")
+    (mail,) = await _mail_to(sink.folder, email)
+    assert mail.subject == "U bent door CRONUS Sample Client uitgenodigd voor Accountant Hub"
+    assert mail.text is not None and "Toegang accepteren:" in mail.text
+    assert (await _mail_recorded(database, invitation_id))["language"] == "nl"
