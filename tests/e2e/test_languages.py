@@ -70,6 +70,12 @@ def test_the_scripts_messages_are_cached_by_their_content(hub: Hub) -> None:
         assert browser.get("/i18n/es.json").status_code == 404
 
 
+FITS = """() => { const wrap = document.getElementById("table-wrap");
+  return wrap.scrollWidth <= wrap.clientWidth + 1 && document.documentElement.scrollWidth <= window.innerWidth; }"""
+WIDTHS = """() => [...document.querySelectorAll("#grid-head th")].map(
+  (cell) => [cell.textContent, Math.round(cell.getBoundingClientRect().width)])"""
+
+
 def _sign_in_in_dutch(page: Page, hub: Hub, email: str) -> None:
     page.goto(f"{hub.url}/")
     expect(page).to_have_url(re.compile(r"/sign-in"))
@@ -128,6 +134,8 @@ def test_a_browser_in_dutch_then_french_by_the_preference(
         expect(page.locator("#summary-attention")).to_contain_text("vraagt aandacht")
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=SCREENSHOTS / "dashboard-in-dutch.png")
+        # The longer words still fit 1280 pixels: no sideways scroll with the default columns.
+        assert page.evaluate(FITS), page.evaluate(WIDTHS)
 
         # The company's details pane speaks Dutch too.
         first.get_by_role("button", name=f"Gegevens van {names[0]}").click()
@@ -148,6 +156,7 @@ def test_a_browser_in_dutch_then_french_by_the_preference(
         expect(row_of(page, names[0]).locator(".state")).to_have_text("Échec")
         expect(page.locator("#summary-attention")).to_contain_text("requiert votre attention")
         page.screenshot(path=SCREENSHOTS / "dashboard-in-french.png")
+        assert page.evaluate(FITS), page.evaluate(WIDTHS)
     finally:
         context.close()
     assert not problems, problems
