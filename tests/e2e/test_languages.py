@@ -51,6 +51,17 @@ def test_accept_language_de_gives_german_pages_and_error_details(hub: Hub) -> No
     assert '<html lang="fr">' in french.text and "Vérifier les erreurs" in french.text
 
 
+def test_every_page_renders_in_every_language(hub: Hub) -> None:
+    api = hub.client("noor@de-boekhouders.example")
+    pages = ["/", "/clients", "/clients/new", "/errors", "/dev/mail", "/sign-in", "/client-access"]
+    for language, word in (("nl", "Klanten beheren"), ("de", "Mandanten verwalten"), ("fr", "Gérer les clients")):
+        for path in pages:
+            answer = api.get(path, headers={"Accept-Language": language})
+            assert answer.status_code == 200, (language, path, answer.text[:300])
+            assert f'<html lang="{language}">' in answer.text, (language, path)
+        assert word in api.get("/", headers={"Accept-Language": language}).text
+
+
 def test_the_scripts_messages_are_cached_by_their_content(hub: Hub) -> None:
     page = hub.client("sanne@de-boekhouders.example").get("/", headers={"Accept-Language": "nl"}).text
     url = re.search(r'<meta name="hub-messages" content="([^"]+)">', page)
@@ -157,6 +168,18 @@ def test_a_browser_in_dutch_then_french_by_the_preference(
         expect(page.locator("#summary-attention")).to_contain_text("requiert votre attention")
         page.screenshot(path=SCREENSHOTS / "dashboard-in-french.png")
         assert page.evaluate(FITS), page.evaluate(WIDTHS)
+
+        # The other pages and their scripts follow: the client card and Check Errors.
+        page.get_by_role("link", name="Gérer les clients").click()
+        page.get_by_role("link", name=tenant["display_name"], exact=True).click()
+        expect(page.get_by_role("button", name="Tester l'URL du client")).to_be_visible()
+        expect(page.get_by_label("Comptable attitré")).to_contain_text("Personne")
+        page.get_by_role("button", name="Outils ▾").click()
+        page.get_by_role("menuitem", name="Vérifier les erreurs").click()
+        errors = page.locator("#errors")
+        expect(errors.locator("thead")).to_contain_text("Cause et solution")
+        expect(errors).to_contain_text("Business Central a refusé les identifiants du hub.")
+        expect(page.get_by_label("Type")).to_contain_text("identifiants refusés")
     finally:
         context.close()
     assert not problems, problems
