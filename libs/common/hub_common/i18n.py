@@ -20,7 +20,7 @@ from functools import cache
 from pathlib import Path
 from typing import Final
 
-from babel import Locale, negotiate_locale
+from babel import negotiate_locale
 from babel.messages.catalog import Catalog
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
@@ -166,12 +166,6 @@ def choose_language(preference: str | None, accept_language: str | None) -> str:
         or negotiate(accepted_languages(accept_language))
         or DEFAULT_LANGUAGE
     )
-
-
-def language_name(language: str) -> str:
-    """The language's own name, as a chooser shows it ("Nederlands", "Deutsch")."""
-    name = Locale.parse(language).get_display_name(language) or language
-    return name[:1].upper() + name[1:]
 
 
 def plural_forms(language: str) -> int:
