@@ -52,7 +52,9 @@ Columns = Annotated[list[FigureKey], Field(max_length=len(FIGURES_BY_KEY)), Afte
 
 
 class Preferences(BaseModel):
-    """The figure columns in the order shown; the locale (None: the browser's); rows per page."""
+    """The figure columns in the order shown; the locale (None: the browser's), which is also
+    the accountant's language when the hub speaks it (hub_common.i18n.choose_language); rows
+    per page."""
 
     columns: Columns = list(DEFAULT_COLUMNS)
     locale: Annotated[str | None, AfterValidator(_locale)] = None
