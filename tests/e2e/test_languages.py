@@ -38,6 +38,17 @@ def test_accept_language_de_gives_german_pages_and_error_details(hub: Hub) -> No
         "message": "'cash:below:ten' ist nicht Spalte:Vergleich:Zahl, z. B. cash:lt:10000",
         "field": "threshold",
     }
+    # A command another service refused: its message in German, its values filled in.
+    member = api.post(
+        "/api/v1/accountants/invitations",
+        json={"email": "lena@contoso-steuer.example", "role": "staff"},
+        headers=german,
+    )
+    assert member.status_code == 409
+    assert member.json()["detail"] == {
+        "message": "lena@contoso-steuer.example ist bereits Mitglied dieser Kanzlei",
+        "field": "email",
+    }
     # Without a preference or a header: English, as before.
     assert api.get(f"/api/v1/clients/{uuid.uuid4()}/companies/{uuid.uuid4()}").json() == {"detail": "No such company"}
 

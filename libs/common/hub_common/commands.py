@@ -215,8 +215,13 @@ class RejectionReason(StrEnum):
 
 class Rejection(BaseModel):
     reason: RejectionReason
+    # In English, values filled in: what logs and API clients of before languages read.
     message: str
     field: str | None = None
+    # The message as a catalogue msgid with its %(name)s values (hub_common.i18n), so the
+    # gateway says it in the reader's language; None when ``message`` is one already.
+    message_id: str | None = None
+    values: dict[str, str] = {}
     # A classified failure of the client's BC (what is wrong, the fix, the technical details).
     failure: Failure | None = None
 
@@ -279,9 +284,18 @@ class CommandRejected(Exception):
         self.rejection = rejection
 
 
-def refused(reason: RejectionReason, message: str, field: str | None = None) -> CommandRejected:
-    """The refusal of a command, in words the person who sent it can act on."""
-    return CommandRejected(Rejection(reason=reason, message=message, field=field))
+def rejection(reason: RejectionReason, message: str, field: str | None = None, **values: object) -> Rejection:
+    """A refusal in words the person who sent the command can act on: ``message`` is a
+    catalogue message (marked with N_), ``values`` fill its %(name)s placeholders."""
+    if not values:
+        return Rejection(reason=reason, message=message, field=field)
+    said = {name: str(value) for name, value in values.items()}
+    return Rejection(reason=reason, message=message % said, field=field, message_id=message, values=said)
+
+
+def refused(reason: RejectionReason, message: str, field: str | None = None, **values: object) -> CommandRejected:
+    """The refusal of a command (see ``rejection``)."""
+    return CommandRejected(rejection(reason, message, field, **values))
 
 
 async def send_command(

@@ -27,7 +27,7 @@ from hub_gateway.accounts.models import PreferencesRow
 from hub_gateway.auth import NotAuthenticated, Principal, read_dev_token
 from hub_gateway.client_url_tests.answers import ConnectionTestAnswers
 from hub_gateway.dashboard.live import LiveUpdates
-from hub_gateway.languages import LocalizedHTTPException, remember_preference
+from hub_gateway.languages import LocalizedHTTPException, rejection_exception, remember_preference
 from hub_gateway.settings import GatewaySettings
 
 SESSION_COOKIE = "hub_session"
@@ -191,7 +191,11 @@ async def ensure_accountant(
         )
     except CommandRejected as rejected:
         if rejected.rejection.reason is commands.RejectionReason.INVALID:
-            raise HTTPException(status.HTTP_403_FORBIDDEN, detail=rejected.rejection.message) from rejected
+            raise LocalizedHTTPException(
+                status.HTTP_403_FORBIDDEN,
+                rejected.rejection.message_id or rejected.rejection.message,
+                values=rejected.rejection.values,
+            ) from rejected
         if (
             rejected.rejection.field == "join_firm_id"
             and rejected.rejection.reason is commands.RejectionReason.CONFLICT
@@ -280,9 +284,7 @@ _STATUS_FOR_REASON = {
 
 def rejection_error(rejected: CommandRejected) -> HTTPException:
     """The HTTP answer for a command an owning service refused."""
-    rejection = rejected.rejection
-    detail: dict[str, str | None] = {"message": rejection.message, "field": rejection.field}
-    return HTTPException(_STATUS_FOR_REASON[rejection.reason], detail=detail)
+    return rejection_exception(_STATUS_FOR_REASON[rejected.rejection.reason], rejected.rejection)
 
 
 def accountant_actor(principal: Principal) -> Actor:

@@ -21,6 +21,7 @@ from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from hub_common.commands import Rejection
 from hub_common.i18n import Translator, choose_language, translator
 
 
@@ -48,12 +49,29 @@ def said(request: Request, message: str, /, **values: object) -> str:
     return request_translator(request).gettext(message, **values)
 
 
+def rejection_text(request: Request, rejection: Rejection) -> str:
+    """Why an owning service refused a command, in the request's language."""
+    return said(request, rejection.message_id or rejection.message, **rejection.values)
+
+
+def rejection_exception(status_code: int, rejection: Rejection) -> LocalizedHTTPException:
+    """The HTTP answer for a refused command: ``{"message", "field"}``, said in the request's language."""
+    return LocalizedHTTPException(
+        status_code,
+        rejection.message_id or rejection.message,
+        field=rejection.field,
+        values=rejection.values,
+        as_object=True,
+    )
+
+
 class LocalizedHTTPException(HTTPException):
     """An HTTP error whose message is a catalogue msgid with ``%(name)s`` values.
 
     ``detail`` keeps the English text (what logs and tests outside a request see); the
-    answer carries it in the request's language. With ``field`` the detail is
-    ``{"message": …, "field": …}``, the shape the API's 422s and conflicts already use.
+    answer carries it in the request's language. With ``field`` (or ``as_object``) the
+    detail is ``{"message": …, "field": …}``, the shape the API's 422s, conflicts and
+    refused commands already use.
     """
 
     def __init__(
@@ -64,6 +82,7 @@ class LocalizedHTTPException(HTTPException):
         field: str | None = None,
         headers: Mapping[str, str] | None = None,
         values: Mapping[str, object] | None = None,
+        as_object: bool = False,
     ) -> None:
         self.message = message
         self.values = dict(values or {})
@@ -71,7 +90,7 @@ class LocalizedHTTPException(HTTPException):
         english = message % self.values if self.values else message
         super().__init__(
             status_code,
-            detail={"message": english, "field": field} if field is not None else english,
+            detail={"message": english, "field": field} if field is not None or as_object else english,
             headers=dict(headers) if headers else None,
         )
 

@@ -23,9 +23,9 @@ from hub_common.commands import (
     CommandRejected,
     InvitationAcceptedResult,
     RaiseInvitation,
-    Rejection,
     RejectionReason,
     refused,
+    rejection,
 )
 from hub_common.emails import EmailRejected, normalize_work_email
 from hub_common.events import (
@@ -68,8 +68,10 @@ class AcceptanceRefused(CommandRejected):
     """An acceptance refused for an invitation that exists, so the refused attempt can be
     recorded in the audit log."""
 
-    def __init__(self, reason: RejectionReason, message: str, field: str, *, attempt: RefusedAttempt) -> None:
-        super().__init__(Rejection(reason=reason, message=message, field=field))
+    def __init__(
+        self, reason: RejectionReason, message: str, field: str, *, attempt: RefusedAttempt, **values: object
+    ) -> None:
+        super().__init__(rejection(reason, message, field, **values))
         self.attempt = attempt
 
 
@@ -217,34 +219,46 @@ async def accept_invitation(
             attempt=RefusedAttempt.of(invitation),
         )
     if invitation.status == InvitationStatus.ACCEPTED.value:
-        when = f" on {_date(invitation.accepted_at)}" if invitation.accepted_at else ""
+        if invitation.accepted_at is not None:
+            raise AcceptanceRefused(
+                RejectionReason.CONFLICT,
+                N_("This invitation was already accepted on %(day)s; each link works only once."),
+                "token",
+                attempt=RefusedAttempt.of(invitation),
+                day=_date(invitation.accepted_at),
+            )
         raise AcceptanceRefused(
             RejectionReason.CONFLICT,
-            f"This invitation was already accepted{when}; each link works only once.",
+            N_("This invitation was already accepted; each link works only once."),
             "token",
             attempt=RefusedAttempt.of(invitation),
         )
     if invitation.status != InvitationStatus.PENDING.value:
         raise AcceptanceRefused(
             RejectionReason.CONFLICT,
-            f"This invitation is {invitation.status}; ask {invitation.client_name} to invite you again.",
+            N_("This invitation is %(status)s; ask %(client)s to invite you again."),
             "token",
             attempt=RefusedAttempt.of(invitation),
+            status=invitation.status,
+            client=invitation.client_name,
         )
     if now >= invitation.expires_at:
         raise AcceptanceRefused(
             RejectionReason.CONFLICT,
-            f"This invitation expired on {_date(invitation.expires_at)}; ask {invitation.raised_by}"
-            f" ({invitation.client_name}) to invite you again.",
+            N_("This invitation expired on %(day)s; ask %(who)s (%(client)s) to invite you again."),
             "token",
             attempt=RefusedAttempt.of(invitation),
+            day=_date(invitation.expires_at),
+            who=invitation.raised_by,
+            client=invitation.client_name,
         )
     if command.email.strip().lower() != invitation.email:
         raise AcceptanceRefused(
             RejectionReason.FORBIDDEN,
-            f"This invitation was sent to {invitation.email}; sign in with that address to accept it.",
+            N_("This invitation was sent to %(email)s; sign in with that address to accept it."),
             "email",
             attempt=RefusedAttempt.of(invitation),
+            email=invitation.email,
         )
     changed = await session.execute(
         update(Invitation)

@@ -26,7 +26,7 @@ from hub_common.commands import CommandRejected
 from hub_common.events import Actor, ActorKind
 from hub_common.i18n import N_
 from hub_gateway.dependencies import GatewayState, State
-from hub_gateway.languages import said
+from hub_gateway.languages import rejection_text, said
 from hub_gateway.web.rendering import render
 from hub_gateway.web.sealed import read_sealed_cookie, set_sealed_cookie
 
@@ -144,5 +144,5 @@ async def withdraw_access(
             timeout=state.settings.command_timeout_seconds,
         )
     except CommandRejected as rejected:
-        return _page(request, status.HTTP_404_NOT_FOUND, error=said(request, rejected.rejection.message))
+        return _page(request, status.HTTP_404_NOT_FOUND, error=rejection_text(request, rejected.rejection))
     return RedirectResponse("/client-access?done=withdrawn", status_code=status.HTTP_303_SEE_OTHER)

@@ -38,7 +38,7 @@ from hub_common.entra import confidential_client
 from hub_common.events import Actor, ActorKind
 from hub_common.i18n import N_
 from hub_gateway.dependencies import GatewayState, State
-from hub_gateway.languages import said
+from hub_gateway.languages import rejection_text, said
 from hub_gateway.web.rendering import render
 from hub_gateway.web.sealed import SealRefused, open_seal, read_sealed_cookie, seal, set_sealed_cookie
 
@@ -191,7 +191,7 @@ async def finish_connect(request: Request, state: State) -> Response:
             timeout=state.settings.command_timeout_seconds,
         )
     except CommandRejected as rejected:
-        return _page(request, link=link, error=said(request, rejected.rejection.message))
+        return _page(request, link=link, error=rejection_text(request, rejected.rejection))
     response = _page(request, link=link, granted_by=who, done=True)
     response.delete_cookie(FLOW_COOKIE)
     return response

@@ -18,7 +18,7 @@ from hub_common import commands
 from hub_common.commands import CommandRejected, RejectionReason
 from hub_common.i18n import N_
 from hub_gateway.dependencies import Session, State, current_principal
-from hub_gateway.languages import said
+from hub_gateway.languages import rejection_text, said
 from hub_gateway.web.rendering import render
 
 invitation_pages = APIRouter(include_in_schema=False)
@@ -84,7 +84,7 @@ async def accept_invitation(
             timeout=state.settings.command_timeout_seconds,
         )
     except CommandRejected as rejected:
-        context["error"] = said(request, rejected.rejection.message)
+        context["error"] = rejection_text(request, rejected.rejection)
         return render(request, "invitation.html", context, status_code=_STATUS[rejected.rejection.reason])
     context["result"] = result
     return render(request, "invitation.html", context)

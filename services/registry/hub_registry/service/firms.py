@@ -213,7 +213,7 @@ async def invite_colleague(*, session: AsyncSession, command: InviteColleague) -
     email = _work_email(command.email)
     member = (await session.execute(select(Accountant.firm_id).where(Accountant.email == email))).first()
     if member is not None and member.firm_id == command.firm_id:
-        raise refused(RejectionReason.CONFLICT, f"{email} is already a member of this firm", field="email")
+        raise refused(RejectionReason.CONFLICT, N_("%(email)s is already a member of this firm"), "email", email=email)
     pending = (
         await session.execute(
             select(ColleagueInvitationRow).where(
