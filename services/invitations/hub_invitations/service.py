@@ -86,7 +86,7 @@ def normalize_email(raw: str) -> str:
     try:
         return normalize_work_email(raw)
     except EmailRejected as error:
-        raise refused(RejectionReason.INVALID, str(error), "accountant_email") from error
+        raise refused(RejectionReason.INVALID, error.message, "accountant_email", **error.values) from error
 
 
 def _one_line(text: str, field: str) -> str:

@@ -75,7 +75,7 @@ def _work_email(email: str) -> str:
     try:
         return normalize_work_email(email)
     except EmailRejected as error:
-        raise refused(RejectionReason.INVALID, str(error), field="email") from error
+        raise refused(RejectionReason.INVALID, error.message, "email", **error.values) from error
 
 
 async def list_firm_invitations(*, session: AsyncSession, command: ListFirmInvitations) -> FirmInvitationChoices:
