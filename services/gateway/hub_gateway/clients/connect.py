@@ -94,10 +94,10 @@ def read_link(state: GatewayState, token: str) -> ConnectLink:
         )
     except SealRefused as refused:
         if refused.expired:
-            raise LinkRefused("This Connect link has expired: ask your accountant for a new one.") from refused
-        raise LinkRefused("This Connect link is not valid: ask your accountant to send it again.") from refused
+            raise LinkRefused(N_("This Connect link has expired: ask your accountant for a new one.")) from refused
+        raise LinkRefused(N_("This Connect link is not valid: ask your accountant to send it again.")) from refused
     except (KeyError, ValueError, TypeError) as error:
-        raise LinkRefused("This Connect link is not valid: ask your accountant to send it again.") from error
+        raise LinkRefused(N_("This Connect link is not valid: ask your accountant to send it again.")) from error
 
 
 def _page(request: Request, **context: Any) -> Response:
