@@ -5,7 +5,8 @@ Hub.start(() => {
   const { api, h, _, ngettext } = Hub;
   const boot = JSON.parse(document.getElementById("boot").textContent);
   const catalogue = new Map(boot.columns.map((column) => [column.key, column]));
-  const LOCALES = ["en-US", "en-GB", "de-DE", "de-AT", "de-CH", "fr-FR", "nl-NL", "da-DK", "sv-SE", "nb-NO", "fi-FI", "es-ES", "it-IT", "pl-PL", "pt-BR"];
+  // The hub speaks en, nl, de and fr; the other locales set formats only (README, "Languages").
+  const LOCALES = ["en-US", "en-GB", "de-DE", "de-AT", "de-CH", "fr-FR", "fr-BE", "fr-CH", "nl-NL", "nl-BE", "da-DK", "sv-SE", "nb-NO", "fi-FI", "es-ES", "it-IT", "pl-PL", "pt-BR"];
 
   const state = {
     preferences: boot.preferences,
