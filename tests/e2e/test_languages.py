@@ -1,7 +1,7 @@
 """The hub in the accountant's language: the saved preference, else the browser's
 Accept-Language, else English, for pages, the scripts' messages and API error details; a
 browser at nl-NL gets the dashboard in Dutch, live-updated rows included, and the
-preference switches it to French."""
+preference switches it to French (and German)."""
 
 from __future__ import annotations
 
@@ -179,6 +179,24 @@ def test_a_browser_in_dutch_then_french_by_the_preference(
         expect(page.locator("#summary-attention")).to_contain_text("requiert votre attention")
         page.screenshot(path=SCREENSHOTS / "dashboard-in-french.png")
         assert page.evaluate(FITS), page.evaluate(WIDTHS)
+
+        # German too: its long words fit as well.
+        page.get_by_role("button", name="Synthèse clients ▾").click()
+        page.get_by_role("menuitem", name="Choisir les colonnes…").click()
+        page.get_by_label("Langue, montants et dates").select_option("de-DE")
+        with page.expect_navigation():
+            page.get_by_role("button", name="Enregistrer", exact=True).click()
+        expect(page.locator("html")).to_have_attribute("lang", "de")
+        expect(page.locator("#grid-head")).to_contain_text("Mandant")
+        expect(row_of(page, names[0]).locator(".state")).to_have_text("Fehlgeschlagen")
+        page.screenshot(path=SCREENSHOTS / "dashboard-in-german.png")
+        assert page.evaluate(FITS), page.evaluate(WIDTHS)
+        page.get_by_role("button", name="Mandantenübersicht ▾").click()
+        page.get_by_role("menuitem", name="Spalten auswählen…").click()
+        page.get_by_label("Sprache, Beträge und Datumsangaben").select_option("fr-FR")
+        with page.expect_navigation():
+            page.get_by_role("button", name="Speichern", exact=True).click()
+        expect(page.locator("html")).to_have_attribute("lang", "fr")
 
         # The other pages and their scripts follow: the client card and Check Errors.
         page.get_by_role("link", name="Gérer les clients").click()

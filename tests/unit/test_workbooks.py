@@ -592,3 +592,10 @@ def test_key_figures_in_french_with_french_dates() -> None:
     totals = [sheet.cell(row=r, column=1).value for r in range(6, sheet.max_row + 1)]
     assert "Total EUR" in totals
     assert "1 société" in [sheet.cell(row=r, column=2).value for r in range(6, sheet.max_row + 1)]
+
+
+def test_a_soft_hyphen_of_a_translation_stays_out_of_the_cells() -> None:
+    workbook = _open(key_figures_workbook([], exported_at=READ_AT, language="de"))
+    headings = [c.value for c in workbook["Kennzahlen"][4]]
+    assert "Überfällige Verbindlichkeiten" in headings
+    assert not any("\u00ad" in str(heading) for heading in headings)

@@ -67,9 +67,15 @@ def datetime_format(language: str) -> str:
     return f"{_DAY_PATTERNS[language].lower()} hh:mm"
 
 
+# A translation may hold soft hyphens where a long word (German's "Verbindlichkeiten") may
+# break in the dashboard's narrow headings; a cell wraps by itself and would show them.
+_SOFT_HYPHEN = "\u00ad"
+
+
 def clean_text(value: str, limit: int = MAX_CELL_TEXT) -> str:
-    """Text an xlsx file can hold: no control characters, at most ``limit`` characters."""
-    cleaned: str = ILLEGAL_CHARACTERS_RE.sub("", value)
+    """Text an xlsx file can hold: no control characters (nor soft hyphens), at most
+    ``limit`` characters."""
+    cleaned: str = ILLEGAL_CHARACTERS_RE.sub("", value).replace(_SOFT_HYPHEN, "")
     return cleaned[:limit]
 
 
