@@ -38,6 +38,12 @@ def test_accept_language_de_gives_german_pages_and_error_details(hub: Hub) -> No
         "message": "'cash:below:ten' ist nicht Spalte:Vergleich:Zahl, z. B. cash:lt:10000",
         "field": "threshold",
     }
+    # An invalid body: the hub's own reason in German, pydantic's location as it is.
+    locale = api.put("/api/v1/preferences", json={"locale": "<script>"}, headers=german)
+    assert locale.status_code == 422
+    (problem,) = locale.json()["detail"]
+    assert problem["loc"] == ["body", "locale"]
+    assert problem["msg"] == "Ungültiger Wert, muss ein Sprachcode wie de-DE oder en-GB sein"
     # A command another service refused: its message in German, its values filled in.
     member = api.post(
         "/api/v1/accountants/invitations",

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import httpx
 from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -42,7 +43,7 @@ from hub_gateway.dependencies import GatewayState
 from hub_gateway.health import health
 from hub_gateway.invitations.endpoints import client_invitations
 from hub_gateway.invitations.pages import invitation_pages
-from hub_gateway.languages import localized_http_exception_handler
+from hub_gateway.languages import localized_http_exception_handler, localized_validation_exception_handler
 from hub_gateway.readmodel.projection import apply_batch
 from hub_gateway.refresh.endpoints import refresh_api
 from hub_gateway.reports.endpoints import reports
@@ -218,6 +219,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     app.include_router(script_messages)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.add_exception_handler(StarletteHTTPException, localized_http_exception_handler)
+    app.add_exception_handler(RequestValidationError, localized_validation_exception_handler)
     if settings.tracing_exporter is not TracingExporter.OFF:
         from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 

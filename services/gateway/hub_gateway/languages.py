@@ -17,7 +17,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from fastapi import HTTPException, Request
-from fastapi.exception_handlers import http_exception_handler
+from fastapi.exception_handlers import http_exception_handler, request_validation_exception_handler
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -117,6 +118,24 @@ def refusal_text(request: Request, error: StarletteHTTPException) -> str:
     if isinstance(detail, dict) and isinstance(detail.get("message"), str):
         return str(detail["message"])
     return str(detail)
+
+
+async def localized_validation_exception_handler(request: Request, error: Exception) -> Response:
+    """FastAPI's 422 for an invalid request, the hub's own reasons (a validator's ValueError,
+    a catalogue message) in the request's language; pydantic's other messages stay English."""
+    assert isinstance(error, RequestValidationError)
+    t = request_translator(request)
+    problems: list[Any] = []
+    for problem in error.errors():
+        reason = (problem.get("ctx") or {}).get("error")
+        if problem.get("type") == "value_error" and reason is not None:
+            problem = {**problem, "msg": t.gettext("Value error, %(reason)s", reason=t.gettext(str(reason)))}
+        problems.append(problem)
+    response: Response = await request_validation_exception_handler(
+        request, RequestValidationError(problems, body=error.body)
+    )
+    response.headers["Content-Language"] = t.language
+    return response
 
 
 async def localized_http_exception_handler(request: Request, error: Exception) -> Response:

@@ -13,6 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
+from hub_common.i18n import N_
 from hub_common.logging import get_logger
 from hub_gateway.accounts.models import PreferencesRow, SavedViewRow
 from hub_gateway.auth import Principal
@@ -38,13 +39,13 @@ logger = get_logger(__name__)
 
 def _distinct(columns: list[str]) -> list[str]:
     if len(set(columns)) != len(columns):
-        raise ValueError("a column is chosen twice")
+        raise ValueError(N_("a column is chosen twice"))
     return columns
 
 
 def _locale(value: str | None) -> str | None:
     if value is not None and not _LOCALE.match(value):
-        raise ValueError("must be a language tag such as en-GB or de-DE")
+        raise ValueError(N_("must be a language tag such as en-GB or de-DE"))
     return value
 
 
@@ -95,7 +96,7 @@ async def save_preferences(session: AsyncSession, principal: Principal, preferen
 def _view_name(value: str) -> str:
     value = value.strip()
     if not value or any(ord(char) < 32 for char in value):
-        raise ValueError("must be one line of text")
+        raise ValueError(N_("must be one line of text"))
     return value
 
 
