@@ -55,6 +55,9 @@ def test_accept_language_de_gives_german_pages_and_error_details(hub: Hub) -> No
         "message": "lena@contoso-steuer.example ist bereits Mitglied dieser Kanzlei",
         "field": "email",
     }
+    url = api.post("/api/v1/connection-tests", json={"client_url": "ftp://contoso.example"}, headers=german)
+    assert url.status_code == 422
+    assert url.json()["detail"] == {"message": "Die Mandanten-URL muss mit https:// beginnen", "field": "client_url"}
     # Without a preference or a header: English, as before.
     assert api.get(f"/api/v1/clients/{uuid.uuid4()}/companies/{uuid.uuid4()}").json() == {"detail": "No such company"}
 

@@ -19,6 +19,8 @@ import uuid
 from dataclasses import dataclass
 from urllib.parse import parse_qs, urlsplit
 
+from hub_common.i18n import N_
+
 DEFAULT_ENVIRONMENT = "Production"
 MAX_URL_LENGTH = 2000
 
@@ -32,12 +34,15 @@ WEB_CLIENT_HOST = "businesscentral.dynamics.com"
 
 
 class ClientUrlError(ValueError):
-    """What is wrong with a Client URL, in words an accountant can act on."""
+    """What is wrong with a Client URL, in words an accountant can act on: ``message_id`` is
+    a catalogue message (hub_common.i18n) with its ``values``; ``message`` is it in English."""
 
-    def __init__(self, part: str, message: str) -> None:
-        super().__init__(message)
+    def __init__(self, part: str, message: str, **values: str) -> None:
+        super().__init__(message % values if values else message)
         self.part = part
-        self.message = message
+        self.message = str(self)
+        self.message_id = message
+        self.values = values
 
 
 @dataclass(frozen=True)
@@ -61,35 +66,51 @@ def _tenant_and_environment(segments: list[str], example_base: str) -> tuple[str
     if not segments:
         raise ClientUrlError(
             "tenant",
-            "The Client URL names no tenant. Add the client's Microsoft Entra tenant id or "
-            f"domain after the host, for example {example}",
+            N_(
+                "The Client URL names no tenant. Add the client's Microsoft Entra tenant id or "
+                "domain after the host, for example %(example)s"
+            ),
+            example=example,
         )
     if len(segments) > 2:
         raise ClientUrlError(
             "path",
-            "The Client URL has more path parts than a tenant and an environment: "
-            f"{'/'.join(segments)!r}. Use the form {example}",
+            N_(
+                "The Client URL has more path parts than a tenant and an environment: "
+                "%(path)s. Use the form %(example)s"
+            ),
+            path=repr("/".join(segments)),
+            example=example,
         )
     tenant = segments[0]
     if not _is_tenant(tenant):
         if len(segments) == 1 and _ENVIRONMENT.match(tenant):
             raise ClientUrlError(
                 "tenant",
-                f"The Client URL names the environment {tenant!r} but no tenant. Put the "
-                f"client's tenant id or domain before it, for example {example_base}/"
-                f"contoso.onmicrosoft.com/{tenant}",
+                N_(
+                    "The Client URL names the environment %(environment)s but no tenant. Put the "
+                    "client's tenant id or domain before it, for example %(example)s"
+                ),
+                environment=repr(tenant),
+                example=f"{example_base}/contoso.onmicrosoft.com/{tenant}",
             )
         raise ClientUrlError(
             "tenant",
-            f"{tenant!r} is not a tenant: use the client's Microsoft Entra tenant id (a GUID) "
-            "or its domain, such as contoso.onmicrosoft.com",
+            N_(
+                "%(tenant)s is not a tenant: use the client's Microsoft Entra tenant id (a GUID) "
+                "or its domain, such as contoso.onmicrosoft.com"
+            ),
+            tenant=repr(tenant),
         )
     environment = segments[1] if len(segments) == 2 else DEFAULT_ENVIRONMENT
     if not _ENVIRONMENT.match(environment):
         raise ClientUrlError(
             "environment",
-            f"{environment!r} is not a Business Central environment name: use letters, digits "
-            "and hyphens, at most 30 characters (for example Production)",
+            N_(
+                "%(environment)s is not a Business Central environment name: use letters, digits "
+                "and hyphens, at most 30 characters (for example Production)"
+            ),
+            environment=repr(environment),
         )
     return tenant.lower(), environment
 
@@ -103,7 +124,7 @@ def _company(query: str) -> str | None:
     if not company:
         return None
     if len(company) > 250 or any(ord(char) < 32 for char in company):
-        raise ClientUrlError("company", "The company name in the Client URL is not valid")
+        raise ClientUrlError("company", N_("The company name in the Client URL is not valid"))
     return company
 
 
@@ -114,26 +135,26 @@ def parse_client_url(raw: str, *, extra_web_client_bases: tuple[str, ...] = ()) 
     """Parse a Client URL or say exactly which part is wrong."""
     text = raw.strip()
     if not text:
-        raise ClientUrlError("url", "Enter the client's Business Central URL")
+        raise ClientUrlError("url", N_("Enter the client's Business Central URL"))
     if len(text) > MAX_URL_LENGTH:
-        raise ClientUrlError("url", f"The Client URL is longer than {MAX_URL_LENGTH} characters")
+        raise ClientUrlError("url", N_("The Client URL is longer than %(count)s characters"), count=str(MAX_URL_LENGTH))
     if any(char.isspace() or ord(char) < 32 for char in text):
-        raise ClientUrlError("url", "The Client URL contains spaces or control characters")
+        raise ClientUrlError("url", N_("The Client URL contains spaces or control characters"))
     if "://" not in text:
         # "mailto:x", "javascript:…": a scheme, not a host with a port ("host:8443/…").
         scheme = _BARE_SCHEME.match(text)
         if scheme and scheme.group(1).lower() != "https":
-            raise ClientUrlError("scheme", "The Client URL must start with https://")
+            raise ClientUrlError("scheme", N_("The Client URL must start with https://"))
         text = f"https://{text}"
     try:
         parts = urlsplit(text)
         port = parts.port
     except ValueError as error:
-        raise ClientUrlError("url", f"The Client URL could not be read: {error}") from error
+        raise ClientUrlError("url", N_("The Client URL could not be read: %(reason)s"), reason=str(error)) from error
     if parts.scheme.lower() != "https":
-        raise ClientUrlError("scheme", "The Client URL must start with https://")
+        raise ClientUrlError("scheme", N_("The Client URL must start with https://"))
     if parts.username or parts.password:
-        raise ClientUrlError("host", "The Client URL must not contain a user name or password")
+        raise ClientUrlError("host", N_("The Client URL must not contain a user name or password"))
     host = (parts.hostname or "").lower()
     segments = [segment for segment in parts.path.split("/") if segment]
 
@@ -152,11 +173,14 @@ def parse_client_url(raw: str, *, extra_web_client_bases: tuple[str, ...] = ()) 
     if not known_host:
         raise ClientUrlError(
             "host",
-            f"{host or 'The URL'} is not a Business Central address. Copy the URL from the "
-            "client's browser: it starts with https://businesscentral.dynamics.com/",
+            N_(
+                "%(host)s is not a Business Central address. Copy the URL from the "
+                "client's browser: it starts with https://businesscentral.dynamics.com/"
+            ),
+            host=host or "The URL",
         )
     if port not in (None, 443):
-        raise ClientUrlError("host", "A Business Central Client URL has no port number")
+        raise ClientUrlError("host", N_("A Business Central Client URL has no port number"))
     if host == WEB_CLIENT_HOST:
         tenant, environment = _tenant_and_environment(segments, f"https://{WEB_CLIENT_HOST}")
         return ParsedClientUrl(tenant, environment, _company(parts.query), "web_client")
@@ -164,7 +188,7 @@ def parse_client_url(raw: str, *, extra_web_client_bases: tuple[str, ...] = ()) 
         if segments:
             raise ClientUrlError(
                 "path",
-                "A Dynamics 365 for Financials URL has no path: use https://name.financials.dynamics.com",
+                N_("A Dynamics 365 for Financials URL has no path: use https://name.financials.dynamics.com"),
             )
         return ParsedClientUrl(host, DEFAULT_ENVIRONMENT, _company(parts.query), "financials_2017")
     tenant, environment = _tenant_and_environment(segments, f"https://{host}")

@@ -58,7 +58,7 @@ def parse_url(client_url: str, settings: RegistrySettings) -> ParsedClientUrl:
     try:
         return parse_client_url(client_url, extra_web_client_bases=_web_client_bases(settings))
     except ClientUrlError as error:
-        raise refused(RejectionReason.INVALID, error.message, field="client_url") from error
+        raise refused(RejectionReason.INVALID, error.message_id, "client_url", **error.values) from error
 
 
 def _web_client_bases(settings: RegistrySettings) -> tuple[str, ...]:
