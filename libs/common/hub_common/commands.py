@@ -284,7 +284,7 @@ class CommandRejected(Exception):
         self.rejection = rejection
 
 
-def rejection(reason: RejectionReason, message: str, field: str | None = None, **values: object) -> Rejection:
+def rejection(reason: RejectionReason, message: str, /, field: str | None = None, **values: object) -> Rejection:
     """A refusal in words the person who sent the command can act on: ``message`` is a
     catalogue message (marked with N_), ``values`` fill its %(name)s placeholders."""
     if not values:
@@ -293,7 +293,7 @@ def rejection(reason: RejectionReason, message: str, field: str | None = None, *
     return Rejection(reason=reason, message=message % said, field=field, message_id=message, values=said)
 
 
-def refused(reason: RejectionReason, message: str, field: str | None = None, **values: object) -> CommandRejected:
+def refused(reason: RejectionReason, message: str, /, field: str | None = None, **values: object) -> CommandRejected:
     """The refusal of a command (see ``rejection``)."""
     return CommandRejected(rejection(reason, message, field, **values))
 

@@ -221,7 +221,9 @@ async def test_connection(
         )
         return test_id
     except DirectoryUnavailable as error:
-        raise refused(RejectionReason.UNAVAILABLE, f"{error}; try again in a moment", "client_url") from error
+        raise refused(
+            RejectionReason.UNAVAILABLE, N_("%(reason)s; try again in a moment"), "client_url", reason=str(error)
+        ) from error
     await emit(
         session,
         Context.of(command),

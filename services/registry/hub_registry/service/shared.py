@@ -17,6 +17,7 @@ from hub_common import outbox
 from hub_common.commands import FirmCommand, RejectionReason, refused
 from hub_common.entra import DirectoryUnavailable, TenantDirectory, TenantNotFound
 from hub_common.events import Actor, ClientConnection, Envelope, EventData, new_envelope
+from hub_common.i18n import N_
 from hub_registry.domain.client_url import ClientUrlError, ParsedClientUrl, parse_client_url
 from hub_registry.models import Client, registry_outbox
 from hub_registry.settings import RegistrySettings
@@ -48,9 +49,12 @@ async def resolve_tenant(directory: TenantDirectory, tenant: str) -> uuid.UUID:
     try:
         return await directory.resolve(tenant)
     except TenantNotFound as error:
-        raise refused(RejectionReason.INVALID, f"{error}; check the tenant in the Client URL", "client_url") from error
+        # Entra's answer stays as it is (technical, English); what to do is said in the reader's language.
+        check = N_("%(reason)s; check the tenant in the Client URL")
+        raise refused(RejectionReason.INVALID, check, "client_url", reason=str(error)) from error
     except DirectoryUnavailable as error:
-        raise refused(RejectionReason.UNAVAILABLE, f"{error}; try again in a moment", "client_url") from error
+        again = N_("%(reason)s; try again in a moment")
+        raise refused(RejectionReason.UNAVAILABLE, again, "client_url", reason=str(error)) from error
 
 
 def parse_url(client_url: str, settings: RegistrySettings) -> ParsedClientUrl:
