@@ -31,8 +31,10 @@ from hub_common.commands import (
     encode_rejection,
     encode_result,
     refused,
+    rejection,
 )
 from hub_common.db import transaction
+from hub_common.i18n import N_
 from hub_common.logging import bound_context, get_logger
 
 logger = get_logger(__name__)
@@ -85,7 +87,7 @@ async def answer(
         except Exception:
             logger.exception("command failed")
             return encode_rejection(
-                Rejection(reason=RejectionReason.UNAVAILABLE, message=f"The {owner} failed; try again")
+                rejection(RejectionReason.UNAVAILABLE, N_("The %(owner)s failed; try again"), owner=owner)
             )
 
 
