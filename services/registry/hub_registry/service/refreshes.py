@@ -6,6 +6,7 @@ import json
 import uuid
 from datetime import UTC, datetime, timedelta
 
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
@@ -172,9 +173,21 @@ async def refresh_due_clients(
         if not schedule.is_due(last_run=run.last_run_at if run else client.created_at, now=now):
             continue
         if run is None:
+            # Two replicas at once (a lease changing hands): the second's insert fails its
+            # transaction, and nothing of that tick is asked twice.
             session.add(ClientScheduleRun(client_id=client.id, last_run_at=now))
         else:
-            run.last_run_at = now
+            claimed = await session.execute(
+                update(ClientScheduleRun)
+                .where(
+                    col(ClientScheduleRun.client_id) == client.id,
+                    col(ClientScheduleRun.last_run_at) == run.last_run_at,
+                )
+                .values(last_run_at=now)
+                .execution_options(synchronize_session=False)
+            )
+            if getattr(claimed, "rowcount", 0) != 1:
+                continue  # another replica ran it since this tick read the runs
         await emit_refresh(session, Context(client.firm_id, SCHEDULE_ACTOR, correlation_id), client, company_id=None)
         requested += 1
     return requested
