@@ -62,6 +62,7 @@ from hub_common.events import (
 from hub_common.local_nats import LocalNatsServer
 from hub_common.streams import EVENTS_STREAM, SNAPSHOTS_STREAM, declare_topology
 from hub_gateway.app import MIGRATIONS, VERSION_TABLE
+from hub_gateway.readmodel import rebuild as rebuild_module
 from hub_gateway.readmodel.models import CompanyRow, FailureRow, ProjectionPosition
 from hub_gateway.readmodel.projection import apply_batch
 from hub_gateway.readmodel.rebuild import RebuildTargetNotEmpty, rebuild, table_checksums
@@ -451,3 +452,21 @@ async def test_checksums_compare_figures_as_documents_not_as_spelled(
         await engine.dispose()
 
     assert await table_checksums(database_url) == before
+
+
+async def test_a_reader_that_falls_behind_still_reads_every_message(
+    own_jetstream: JetStreamContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server waits while the rebuild is busy; that is not the silence of a stream whose
+    last messages were removed, so the reader goes on to the end."""
+    monkeypatch.setattr(rebuild_module, "_SILENCE_SECONDS", 0.2)
+    monkeypatch.setattr(rebuild_module, "_CHUNKS_AHEAD", 1)
+    await _publish_two_firms(own_jetstream)
+    extent = await rebuild_module._extent(own_jetstream, EVENTS_STREAM)
+    read: list[int] = []
+    async with rebuild_module._StreamReader(own_jetstream, extent, chunk_size=3) as reader:
+        async for msg in reader.messages():
+            read.append(msg.metadata.sequence.stream)
+            if len(read) == 1:
+                await asyncio.sleep(1.0)  # five silences long, with the queue full
+    assert read == list(range(1, extent.last_sequence + 1))

@@ -185,7 +185,6 @@ class _StreamReader:
     async def _received(self, msg: Msg) -> None:
         if self._ended:
             return
-        self._last_received = time.monotonic()
         sequence = msg.metadata.sequence.stream
         if sequence <= self._extent.last_sequence:
             self._chunk.append(msg)
@@ -194,13 +193,23 @@ class _StreamReader:
         elif len(self._chunk) >= self._chunk_size:
             chunk, self._chunk = self._chunk, []
             await self._chunks.put(chunk)
+        # After the chunk is taken: while the reader is behind, the server is paused by us,
+        # which is no silence of the stream's.
+        self._last_received = time.monotonic()
 
     async def _end_when_silent(self) -> None:
-        """End the stream if nothing comes for a while: its last messages were removed by the
-        stream's limits since the rebuild started."""
+        """End the stream if nothing comes for a while although the reader keeps up: its last
+        messages were removed by the stream's limits since the rebuild started."""
         while not self._ended:
             await asyncio.sleep(_SILENCE_SECONDS / 4)
-            if time.monotonic() - self._last_received > _SILENCE_SECONDS:
+            if self._chunks.full():
+                self._last_received = time.monotonic()
+            elif time.monotonic() - self._last_received > _SILENCE_SECONDS:
+                logger.warning(
+                    "stream ended before its last sequence; the stream's limits removed the rest",
+                    stream=self._extent.stream,
+                    last_sequence=self._extent.last_sequence,
+                )
                 await self._end()
 
     async def _end(self) -> None:
