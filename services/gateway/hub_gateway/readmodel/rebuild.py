@@ -8,11 +8,11 @@ rebuild started: a fixed end, so the rebuild finishes even while the hub keeps p
 Messages of the two streams are merged by the time JetStream stored them, which replays
 the history in about the order the live gateway saw it, and applied in large batches
 (thousands of events) through the same code as the live projection: the batch's rows are
-loaded, the events folded through the pure rules in memory (``rules.py``), and what changed
+taken, the events folded through the pure rules in memory (``rules.py``), and what changed
 written in one statement per table, with one position per stream per batch
-(``projection.apply_events``). There is one projection code path; a rebuild only takes
-bigger bites. ``table_checksums`` then compares a rebuilt model with a live one, table by
-table.
+(``projection.changed_rows`` and ``projection.store``); a batch is written while the next
+is read. There is one projection code path; a rebuild only takes bigger bites.
+``table_checksums`` then compares a rebuilt model with a live one, table by table.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ import nats.errors
 import nats.js.errors
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, ReplayPolicy
+from nats.js.api import ConsumerConfig, DeliverPolicy, ReplayPolicy
 from sqlalchemy import Table, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlmodel import SQLModel
@@ -56,7 +56,7 @@ from hub_gateway.readmodel.models import (
     RefreshRow,
     TenantAccessRow,
 )
-from hub_gateway.readmodel.projection import ReadModelInMemory, apply_events
+from hub_gateway.readmodel.projection import ReadModelInMemory, store
 from hub_gateway.readmodel.state import StoredEvent
 
 logger = get_logger(__name__)
@@ -79,19 +79,24 @@ PROJECTED_MODELS: tuple[type[SQLModel], ...] = (
 )
 # When the projection ran, not what it projected: a rebuild necessarily differs here.
 NOT_COMPARED_COLUMNS = frozenset({"snapshot_applied_at"})
+# Text columns holding a JSON document, compared as documents.
+JSON_COLUMNS = frozenset({"card_json", "failure_json", "figures_json", "result_json"})
 
 # Events folded and written per transaction: large, so loading and writing the rows a batch
 # touches (a few statements whatever its size) costs little per event.
 DEFAULT_BATCH_SIZE = 5000
-# Messages per fetch from NATS, and fetches kept ahead per stream while the database
-# applies the previous batch.
-_FETCH_SIZE = 1000
-_PREFETCH_BATCHES = 8
-# How long an idle fetch waits before the reader concludes the stream has nothing more
-# (a message below the end sequence may have been removed by the stream's limits).
-_FETCH_TIMEOUT_SECONDS = 2.0
-# Lets the server drop the ephemeral consumer if the rebuild dies without deleting it.
-_CONSUMER_INACTIVE_SECONDS = 60.0
+# Messages handed from the NATS client to the reader at a time.
+_CHUNK_SIZE = 100
+# Chunks received ahead of the reader, per stream: enough to go on with while flow control
+# resumes a paused server (nats-py answers it within 250 ms).
+_CHUNKS_AHEAD = 50
+# What nats-py may hold beyond that before the reader takes it (flow control bounds it
+# well below these).
+_PENDING_MESSAGES = 100_000
+_PENDING_BYTES = 256 * 1024 * 1024
+# How long a stream may stay silent before the reader concludes it has nothing more (a
+# message below the end sequence may have been removed by the stream's limits).
+_SILENCE_SECONDS = 2.0
 
 
 class RebuildTargetNotEmpty(RuntimeError):
@@ -125,75 +130,94 @@ async def _extent(js: JetStreamContext, stream: str) -> _StreamExtent:
 
 
 class _StreamReader:
-    """One stream's messages in stream order, up to its end, fetched ahead in batches.
+    """One stream's messages in stream order, up to its end, received ahead in chunks.
 
-    A background task fetches the next batches from NATS while the caller writes the
-    previous ones to the database.
+    An ordered push consumer: the server sends the stream as fast as the reader takes it,
+    with no request per batch, and nats-py restarts it from the right place if a message
+    goes missing. When the reader falls behind (``_CHUNKS_AHEAD`` chunks waiting), taking
+    the next message waits, and JetStream's flow control pauses the server.
     """
 
-    def __init__(self, js: JetStreamContext, extent: _StreamExtent, fetch_size: int) -> None:
+    def __init__(self, js: JetStreamContext, extent: _StreamExtent) -> None:
         self._js = js
         self._extent = extent
-        self._fetch_size = fetch_size
-        self._batches: asyncio.Queue[list[Msg] | None] = asyncio.Queue(maxsize=_PREFETCH_BATCHES)
-        self._subscription: JetStreamContext.PullSubscription | None = None
-        self._consumer: str | None = None
-        self._pump: asyncio.Task[None] | None = None
-        self._error: BaseException | None = None
+        self._chunks: asyncio.Queue[list[Msg] | None] = asyncio.Queue(maxsize=_CHUNKS_AHEAD)
+        self._chunk: list[Msg] = []
+        self._subscription: JetStreamContext.PushSubscription | None = None
+        self._watchdog: asyncio.Task[None] | None = None
+        self._last_received = time.monotonic()
+        self._ended = False
 
     async def __aenter__(self) -> _StreamReader:
         if self._extent.messages == 0:
-            await self._batches.put(None)
+            await self._end()
             return self
-        config = ConsumerConfig(
+        self._subscription = await self._js.subscribe(
+            "hub.>",
+            stream=self._extent.stream,
+            ordered_consumer=True,
             deliver_policy=DeliverPolicy.ALL,
-            ack_policy=AckPolicy.NONE,
-            replay_policy=ReplayPolicy.INSTANT,
-            inactive_threshold=_CONSUMER_INACTIVE_SECONDS,
-            mem_storage=True,
-            num_replicas=1,
+            config=ConsumerConfig(replay_policy=ReplayPolicy.INSTANT, mem_storage=True, num_replicas=1),
+            cb=self._received,
+            pending_msgs_limit=_PENDING_MESSAGES,
+            pending_bytes_limit=_PENDING_BYTES,
         )
-        self._subscription = await self._js.pull_subscribe("hub.>", stream=self._extent.stream, config=config)
-        self._consumer = (await self._subscription.consumer_info()).name
-        self._pump = asyncio.create_task(self._fetch_all())
+        self._watchdog = asyncio.create_task(self._end_when_silent())
         return self
 
     async def __aexit__(self, *_: object) -> None:
-        if self._pump is not None:
-            self._pump.cancel()
+        if self._watchdog is not None:
+            self._watchdog.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._pump
+                await self._watchdog
         if self._subscription is not None:
-            await self._subscription.unsubscribe()
-        if self._consumer is not None:
-            # An ephemeral pull consumer outlives its subscription until inactive_threshold.
-            with contextlib.suppress(nats.js.errors.NotFoundError):
-                await self._js.delete_consumer(self._extent.stream, self._consumer)
+            # The ordered consumer is ephemeral: the server drops it once nobody listens.
+            with contextlib.suppress(nats.errors.ConnectionClosedError, nats.errors.BadSubscriptionError):
+                await self._subscription.unsubscribe()
 
-    async def _fetch_all(self) -> None:
-        assert self._subscription is not None
-        last = self._extent.last_sequence
-        try:
-            while True:
-                try:
-                    fetched = await self._subscription.fetch(self._fetch_size, timeout=_FETCH_TIMEOUT_SECONDS)
-                except nats.errors.TimeoutError:
-                    break  # nothing left: the end message was removed by the stream's limits
-                wanted = [msg for msg in fetched if msg.metadata.sequence.stream <= last]
-                if wanted:
-                    await self._batches.put(wanted)
-                if len(wanted) < len(fetched) or fetched[-1].metadata.sequence.stream >= last:
-                    break
-        except Exception as error:
-            self._error = error  # raised to the reader, so a failed fetch never ends a rebuild short
-        await self._batches.put(None)
+    async def _received(self, msg: Msg) -> None:
+        if self._ended:
+            return
+        sequence = msg.metadata.sequence.stream
+        if sequence <= self._extent.last_sequence:
+            self._chunk.append(msg)
+        if sequence >= self._extent.last_sequence:
+            await self._end()
+        elif len(self._chunk) >= _CHUNK_SIZE:
+            chunk, self._chunk = self._chunk, []
+            await self._chunks.put(chunk)
+        # After the chunk is taken: while the reader is behind, the server is paused by us,
+        # which is no silence of the stream's.
+        self._last_received = time.monotonic()
+
+    async def _end_when_silent(self) -> None:
+        """End the stream if nothing comes for a while although the reader keeps up: its last
+        messages were removed by the stream's limits since the rebuild started."""
+        while not self._ended:
+            await asyncio.sleep(_SILENCE_SECONDS / 4)
+            if self._chunks.full():
+                self._last_received = time.monotonic()
+            elif time.monotonic() - self._last_received > _SILENCE_SECONDS:
+                logger.warning(
+                    "stream ended before its last sequence; the stream's limits removed the rest",
+                    stream=self._extent.stream,
+                    last_sequence=self._extent.last_sequence,
+                )
+                await self._end()
+
+    async def _end(self) -> None:
+        if self._ended:
+            return
+        self._ended = True
+        if self._chunk:
+            await self._chunks.put(self._chunk)
+            self._chunk = []
+        await self._chunks.put(None)
 
     async def messages(self) -> AsyncIterator[Msg]:
-        while (batch := await self._batches.get()) is not None:
-            for msg in batch:
+        while (chunk := await self._chunks.get()) is not None:
+            for msg in chunk:
                 yield msg
-        if self._error is not None:
-            raise self._error
 
 
 async def _merged_by_time(streams: list[AsyncIterator[Msg]]) -> AsyncIterator[Msg]:
@@ -213,11 +237,6 @@ async def _merged_by_time(streams: list[AsyncIterator[Msg]]) -> AsyncIterator[Ms
         *_, index, msg = heapq.heappop(heads)
         yield msg
         await push(index)
-
-
-def _decoded(msg: Msg) -> StoredEvent[Any]:
-    metadata = msg.metadata
-    return StoredEvent(decode_event(msg.data), metadata.stream, metadata.sequence.stream)
 
 
 @contextlib.contextmanager
@@ -262,35 +281,12 @@ async def rebuild(
     """
     await asyncio.to_thread(migrate, database_url, MIGRATIONS, VERSION_TABLE)
     engine = create_engine(database_url)
-    sessions = session_factory(engine)
-    result = RebuildResult()
     try:
+        sessions = session_factory(engine)
         await _ensure_empty(sessions)
         prepare_decoding()
         with _collecting_less():
-            # Timed from here: the throughput is the replay's, not the schema migration's.
-            started = time.perf_counter()
-            extents = [await _extent(js, stream) for stream in REBUILT_STREAMS]
-            result.end_sequences = {extent.stream: extent.last_sequence for extent in extents}
-            total = sum(extent.messages for extent in extents)
-
-            applied = 0
-
-            def written(messages: int) -> None:
-                nonlocal applied
-                applied += messages
-                if progress is not None:
-                    progress(applied, total)
-
-            async with contextlib.AsyncExitStack() as readers:
-                streams = [
-                    (
-                        await readers.enter_async_context(_StreamReader(js, extent, min(batch_size, _FETCH_SIZE)))
-                    ).messages()
-                    for extent in extents
-                ]
-                await _apply_merged(sessions, _merged_by_time(streams), batch_size, result, written)
-            result.elapsed_seconds = time.perf_counter() - started
+            result = await _project_streams(js, sessions, batch_size, progress)
     finally:
         await engine.dispose()
     logger.info(
@@ -303,58 +299,68 @@ async def rebuild(
     return result
 
 
-async def _apply_merged(
+async def _project_streams(
+    js: JetStreamContext,
     sessions: async_sessionmaker[AsyncSession],
-    merged: AsyncIterator[Msg],
     batch_size: int,
-    result: RebuildResult,
-    progress: Callable[[int], None],
-) -> None:
-    """Decode the merged messages into batches, and write each batch while the next is read.
+    progress: Callable[[int, int], None] | None,
+) -> RebuildResult:
+    """Read both streams merged by time, decode each message, and fold and write them in
+    batches, each written while the next is read; timed from the first read to the last
+    batch written (the schema migration is not)."""
+    result = RebuildResult()
+    started = time.perf_counter()
+    extents = list(await asyncio.gather(*(_extent(js, stream) for stream in REBUILT_STREAMS)))
+    result.end_sequences = {extent.stream: extent.last_sequence for extent in extents}
+    total = sum(extent.messages for extent in extents)
+    # The rebuild is the only writer of its empty target: a batch's rows come from here.
+    target = ReadModelInMemory()
+    applied = 0
 
-    One batch is written at a time, in order: a batch's rows are loaded after the previous
-    batch committed. Reading and decoding (this loop) go on meanwhile, while the database
-    works.
-    """
-    target = ReadModelInMemory()  # the rebuild is the only writer of its empty target
-    batch: list[StoredEvent[Any]] = []
-    counted = 0  # messages read into ``batch``, invalid ones included
-    writing: asyncio.Task[int] | None = None
+    async def write(batch: list[StoredEvent[Any]], messages: int) -> None:
+        nonlocal applied
+        written = target.fold(batch, datetime.now(UTC))
+        async with transaction(sessions) as session:
+            await store(session, written)
+        applied += messages
+        if progress is not None:
+            progress(applied, total)
+
+    writing: asyncio.Task[None] | None = None
     try:
-        async for msg in merged:
-            result.messages += 1
-            counted += 1
-            try:
-                batch.append(_decoded(msg))
-            except InvalidEvent:
-                # The live consumers dead-letter these without advancing their position, so
-                # skipping them keeps the rebuilt positions equal to the live ones.
-                result.invalid += 1
-                continue
-            if len(batch) >= batch_size:
-                if writing is not None:
-                    progress(await writing)
-                writing = asyncio.create_task(_apply(sessions, target, batch, counted))
-                batch, counted = [], 0
-        if writing is not None:
-            progress(await writing)
-            writing = None
-        progress(await _apply(sessions, target, batch, counted))
+        async with contextlib.AsyncExitStack() as readers:
+            opened = [_StreamReader(js, extent) for extent in extents]
+            # Both consumers are created at once: each is a round trip to the server.
+            await asyncio.gather(*(readers.enter_async_context(reader) for reader in opened))
+            batch: list[StoredEvent[Any]] = []
+            counted = 0  # messages read into ``batch``, invalid ones included
+            async for msg in _merged_by_time([reader.messages() for reader in opened]):
+                result.messages += 1
+                counted += 1
+                metadata = msg.metadata
+                try:
+                    batch.append(StoredEvent(decode_event(msg.data), metadata.stream, metadata.sequence.stream))
+                except InvalidEvent:
+                    # The live consumers dead-letter these without advancing their position,
+                    # so skipping them keeps the rebuilt positions equal to the live ones.
+                    result.invalid += 1
+                if len(batch) >= batch_size:
+                    if writing is not None:
+                        await writing  # one batch at a time, in order
+                    writing = asyncio.create_task(write(batch, counted))
+                    batch, counted = [], 0
+            if writing is not None:
+                await writing
+                writing = None
+            if counted:
+                await write(batch, counted)
     finally:
-        if writing is not None:
+        if writing is not None and not writing.done():
             writing.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await writing
-
-
-async def _apply(
-    sessions: async_sessionmaker[AsyncSession], target: ReadModelInMemory, batch: list[StoredEvent[Any]], counted: int
-) -> int:
-    """Apply one batch in one transaction; how many messages it accounts for."""
-    if batch:
-        async with transaction(sessions) as session:
-            await apply_events(session, batch, datetime.now(UTC), in_memory=target)
-    return counted
+    result.elapsed_seconds = time.perf_counter() - started
+    return result
 
 
 def _canonical(value: Any) -> Any:
@@ -385,6 +391,11 @@ def _canonical_rows(table: Table, rows: Iterator[Any]) -> list[str]:
     keyed: list[tuple[list[Any], str]] = []
     for row in rows:
         values = {name: _canonical(row._mapping[name]) for name in compared}
+        for name in compared:
+            if name in JSON_COLUMNS and values[name] is not None:
+                # The document, not its spelling: a row written before the read model's JSON
+                # came from pydantic's serializer has other spaces than a rebuilt one.
+                values[name] = json.loads(values[name])
         # Sorted here, on canonical values: UUIDs sort differently in PostgreSQL and SQLite.
         keyed.append(([str(values[name]) for name in primary_key], json.dumps(values, sort_keys=True)))
     return [line for _, line in sorted(keyed)]

@@ -31,6 +31,8 @@ class RowState:
 class FirmState:
     firm_id: uuid.UUID
     name: str
+    # The firm's refresh schedule as set (JSON); None: the hub's default.
+    refresh_schedule_json: str | None = None
     events_sequence: int = 0
 
 
@@ -63,6 +65,8 @@ class ClientState:
     state: str = RowState.QUEUED
     failure_json: str | None = None
     next_attempt_at: datetime | None = None
+    # The client's own refresh schedule (JSON); None: it follows the firm's.
+    refresh_schedule_json: str | None = None
     events_sequence: int = 0
 
 
