@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
+from hub_common.i18n import N_
+
 # BC's own limits make a refresh every few minutes pointless (a refresh of a large client
 # takes minutes); a week is the longest interval that still keeps figures of any use.
 SHORTEST_INTERVAL = timedelta(minutes=15)
@@ -19,11 +21,15 @@ LONGEST_INTERVAL = timedelta(days=7)
 
 
 class InvalidSchedule(ValueError):
-    """A schedule that cannot be kept; the message says which part and why."""
+    """A schedule that cannot be kept; the message says which part and why. ``message`` is
+    a catalogue message (hub_common.i18n) with its ``values``; the exception's text is it in
+    English."""
 
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(message)
+    def __init__(self, field: str, message: str, **values: str) -> None:
+        super().__init__(message % values if values else message)
         self.field = field
+        self.message = message
+        self.values = values
 
 
 @dataclass(frozen=True)
@@ -35,9 +41,11 @@ class QuietHours:
 
     def __post_init__(self) -> None:
         if self.start == self.end:
-            raise InvalidSchedule("quiet_hours", "quiet hours must start and end at different times")
+            raise InvalidSchedule("quiet_hours", N_("quiet hours must start and end at different times"))
         if self.start.tzinfo is not None or self.end.tzinfo is not None:
-            raise InvalidSchedule("quiet_hours", "quiet hours are wall-clock times; the time zone is the schedule's")
+            raise InvalidSchedule(
+                "quiet_hours", N_("quiet hours are wall-clock times; the time zone is the schedule's")
+            )
 
     def contain(self, wall_clock: time) -> bool:
         if self.start < self.end:
@@ -48,11 +56,13 @@ class QuietHours:
 def time_zone(name: str) -> ZoneInfo:
     """The IANA time zone ``name`` ("Europe/Amsterdam"), or InvalidSchedule."""
     if name not in _time_zone_names():
-        raise InvalidSchedule("time_zone", f"{name!r} is not an IANA time zone such as Europe/Amsterdam")
+        raise InvalidSchedule(
+            "time_zone", N_("%(name)s is not an IANA time zone such as Europe/Amsterdam"), name=repr(name)
+        )
     try:
         return ZoneInfo(name)
     except ZoneInfoNotFoundError as error:  # listed, yet its file is missing: a broken install
-        raise InvalidSchedule("time_zone", f"the time zone {name!r} cannot be loaded") from error
+        raise InvalidSchedule("time_zone", N_("the time zone %(name)s cannot be loaded"), name=repr(name)) from error
 
 
 _names: frozenset[str] | None = None
@@ -77,7 +87,9 @@ class RefreshSchedule:
         if self.every is not None and not SHORTEST_INTERVAL <= self.every <= LONGEST_INTERVAL:
             raise InvalidSchedule(
                 "every_minutes",
-                f"a scheduled refresh runs every {_minutes(SHORTEST_INTERVAL)} to {_minutes(LONGEST_INTERVAL)} minutes",
+                N_("a scheduled refresh runs every %(shortest)s to %(longest)s minutes"),
+                shortest=str(_minutes(SHORTEST_INTERVAL)),
+                longest=str(_minutes(LONGEST_INTERVAL)),
             )
         time_zone(self.time_zone)
 

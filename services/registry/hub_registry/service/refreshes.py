@@ -12,6 +12,7 @@ from sqlmodel import col, select
 
 from hub_common.commands import RejectionReason, RequestRefresh, SetRefreshSchedule, refused
 from hub_common.events import Actor, RefreshRequested, RefreshScheduleSet, Role
+from hub_common.i18n import N_
 from hub_registry.domain.refresh_schedule import (
     InvalidSchedule,
     QuietHours,
@@ -45,7 +46,7 @@ async def request_refresh(*, session: AsyncSession, command: RequestRefresh) -> 
         clients = [await live_client(session, command.firm_id, command.client_id)]
     else:
         if command.company_id is not None:
-            raise refused(RejectionReason.INVALID, "A company refresh names its client", "client_id")
+            raise refused(RejectionReason.INVALID, N_("A company refresh names its client"), "client_id")
         clients = list(
             (
                 await session.execute(
@@ -73,9 +74,9 @@ def _schedule_of(row: RefreshScheduleRow) -> RefreshSchedule:
 def _may_set_schedules(accountant: Accountant | None, firm_id: uuid.UUID) -> None:
     """The role matrix: owners and admins manage clients and the firm's settings."""
     if accountant is None or accountant.firm_id != firm_id:
-        raise refused(RejectionReason.NOT_FOUND, "No such accountant")
+        raise refused(RejectionReason.NOT_FOUND, N_("No such accountant"))
     if accountant.role not in (Role.OWNER.value, Role.ADMIN.value):
-        raise refused(RejectionReason.FORBIDDEN, "Only the firm's owners and admins set refresh schedules")
+        raise refused(RejectionReason.FORBIDDEN, N_("Only the firm's owners and admins set refresh schedules"))
 
 
 async def set_refresh_schedule(*, session: AsyncSession, command: SetRefreshSchedule) -> None:
@@ -84,11 +85,11 @@ async def set_refresh_schedule(*, session: AsyncSession, command: SetRefreshSche
     _may_set_schedules(await session.get(Accountant, actor) if actor else None, command.firm_id)
     if command.client_id is None:
         if command.follows_firm:
-            raise refused(RejectionReason.INVALID, "Only a client follows the firm's schedule", "follows_firm")
+            raise refused(RejectionReason.INVALID, N_("Only a client follows the firm's schedule"), "follows_firm")
     else:
         await live_client(session, command.firm_id, command.client_id)
     if (command.quiet_from is None) != (command.quiet_until is None):
-        raise refused(RejectionReason.INVALID, "Quiet hours need a start and an end", "quiet_hours")
+        raise refused(RejectionReason.INVALID, N_("Quiet hours need a start and an end"), "quiet_hours")
     try:
         schedule = RefreshSchedule(
             every=timedelta(minutes=command.every_minutes) if command.every_minutes is not None else None,
@@ -98,7 +99,7 @@ async def set_refresh_schedule(*, session: AsyncSession, command: SetRefreshSche
             time_zone=command.time_zone,
         )
     except InvalidSchedule as error:
-        raise refused(RejectionReason.INVALID, str(error), error.field) from error
+        raise refused(RejectionReason.INVALID, error.message, error.field, **error.values) from error
     scope = (
         col(RefreshScheduleRow.client_id) == command.client_id
         if command.client_id is not None
