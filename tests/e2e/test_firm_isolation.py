@@ -68,6 +68,9 @@ def victim(hub: Hub, sandbox: Sandbox) -> Victim:
     assert view.status_code == 201, view.text
     run = owner.post("/api/v1/refresh", json={"client_id": client_id})
     assert run.status_code == 202, run.text
+    # A schedule of the client's own, which names it in GET /api/v1/refresh-schedule.
+    own = owner.put(f"/api/v1/clients/{client_id}/refresh-schedule", json={"every_minutes": 120})
+    assert own.status_code == 202, own.text
     return Victim(
         client_id=client_id,
         client_name=client_name,
@@ -168,6 +171,19 @@ CASES: dict[str, tuple[Probe, int | None]] = {
     # An unknown run and another firm's run are alike: nothing refreshed, nothing named.
     "GET /api/v1/refresh-runs/{run_id}": (lambda api, v: api.get(f"/api/v1/refresh-runs/{v.run_id}"), None),
     "GET /api/v1/live": (lambda api, v: httpx.Response(200, text=_live_text(api, v)), None),
+    "GET /api/v1/refresh-schedule": (lambda api, v: api.get("/api/v1/refresh-schedule"), None),
+    "PUT /api/v1/refresh-schedule": (
+        lambda api, v: api.put("/api/v1/refresh-schedule", json={"every_minutes": 60}),
+        None,
+    ),
+    "PUT /api/v1/clients/{client_id}/refresh-schedule": (
+        lambda api, v: api.put(f"/api/v1/clients/{v.client_id}/refresh-schedule", json={"every_minutes": 15}),
+        404,
+    ),
+    "DELETE /api/v1/clients/{client_id}/refresh-schedule": (
+        lambda api, v: api.delete(f"/api/v1/clients/{v.client_id}/refresh-schedule"),
+        404,
+    ),
     "GET /api/v1/dead-letters": (lambda api, v: api.get("/api/v1/dead-letters"), None),
     # The client administrator's Entra token is what names the tenant: a firm's token is refused.
     "POST /api/v1/client-invitations": (
@@ -253,6 +269,11 @@ def test_another_firm_gets_404_and_none_of_the_data(hub: Hub, victim: Victim, ro
 
 def test_the_victims_data_is_untouched(hub: Hub, victim: Victim) -> None:
     owner = hub.client(VICTIM)
+    deadline = time.monotonic() + 15
+    while not (schedules := owner.get("/api/v1/refresh-schedule").json())["clients"] and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert schedules["firm"] is None
+    assert [(c["client_id"], c["schedule"]["every_minutes"]) for c in schedules["clients"]] == [(victim.client_id, 120)]
     assert [c["name"] for c in owner.get("/api/v1/clients").json()["clients"]] == [victim.client_name]
     assert [t["revoked_at"] for t in owner.get("/api/v1/tokens").json()] == [None]
     assert [v["view_id"] for v in owner.get("/api/v1/views").json()] == [victim.view_id]
