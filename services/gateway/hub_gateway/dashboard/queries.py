@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import UTC, datetime
 from decimal import Context, Decimal
@@ -509,3 +510,12 @@ async def figures_ages(session: AsyncSession, now: datetime) -> list[float]:
         .where(col(ClientRow.removed).is_(False), col(CompanyRow.as_of).is_not(None))
     )
     return [max(0.0, (now - as_of).total_seconds()) for as_of in read_at if as_of is not None]
+
+
+async def currencies_in_use(session: AsyncSession, *, firm_id: uuid.UUID) -> list[str]:
+    """The ISO-shaped currencies the firm's companies keep books or rates in: what the
+    reporting currency is chosen from."""
+    books = select(col(CompanyRow.currency_code)).where(col(CompanyRow.firm_id) == firm_id).distinct()
+    rates = select(col(CompanyRateRow.currency_code)).where(col(CompanyRateRow.firm_id) == firm_id).distinct()
+    found = set((await session.scalars(books)).all()) | set((await session.scalars(rates)).all())
+    return sorted(code for code in found if code and re.fullmatch("[A-Z]{3}", code))

@@ -88,6 +88,49 @@
     }
   }
 
+  // ------------------------------------------------------------------ reporting currency
+  // Amounts in the accountant's reporting currency (the API converts them with each
+  // company's own exchange rates); every word about it is here.
+  const NOT_CONVERTED = {
+    currency_unknown: () => "this company's Business Central does not say its currency",
+    rates_not_read: () => "no exchange rates read yet: refresh the company",
+    rates_unavailable: () => "this client's Business Central did not give its exchange rates",
+    no_rate: (currency) => `no ${currency} rate in this client's Business Central`,
+    unusable_rate: (currency) => `the ${currency} rate in this client's Business Central is zero or negative`,
+  };
+  const CURRENCY_WORDS = {
+    converted: (a) => `Converted from ${Hub.amount(a.original, a.original_currency)} at 1 ${a.currency} = ${a.lcy_per_unit} ${a.original_currency} (rate from ${Hub.date(a.rate_date)})`,
+    notConverted: (a) => `Not converted: ${NOT_CONVERTED[a.not_converted](a.currency)}; shown in ${a.original_currency || "its own currency"}`,
+    ownCurrency: "Each company's own currency",
+    total: (key) => ({ overdue_sales_invoices_amount: "overdue sales", overdue_purchase_invoices_amount: "overdue purchases" })[key] || key,
+    notCounted: (count) => `${Hub.count(count)} not converted`,
+    detailsNote: (a) => (a.converted ? `The dashboard shows this company's amounts in ${a.currency}: ${CURRENCY_WORDS.converted(a)}. The amounts here are the company's own.`
+      : a.value === null ? `${CURRENCY_WORDS.notConverted(a)}.` : ""),
+  };
+
+  // One amount cell: as stored, or in the reporting currency marked "≈" (the original,
+  // rate and date on hover), or the original marked "⚠" when it cannot be converted.
+  function amountCell(row, key) {
+    const shown = row.amounts && row.amounts[key];
+    if (!shown) return h("td", { class: "amount" }, Hub.amount(row.values[key], row.currency_code));
+    if (shown.converted) {
+      const text = CURRENCY_WORDS.converted(shown);
+      return h("td", { class: "amount converted", title: text, dataset: { converted: "yes", value: shown.value } },
+        h("span", { class: "currency-mark", "aria-hidden": "true" }, "≈"), Hub.amount(shown.value, shown.currency), h("span", { class: "visually-hidden" }, ` (${text})`));
+    }
+    if (shown.value !== null) return h("td", { class: "amount", dataset: { converted: "same", value: shown.value } }, Hub.amount(shown.value, shown.currency));
+    const why = CURRENCY_WORDS.notConverted(shown);
+    return h("td", { class: "amount unconverted", title: why, dataset: { converted: "no" } },
+      h("span", { class: "currency-mark", "aria-hidden": "true" }, "⚠"), Hub.amount(shown.original, shown.original_currency), h("span", { class: "visually-hidden" }, ` (${why})`));
+  }
+
+  // The summary's totals in the reporting currency, and how many rows are not in them.
+  function totalTiles(totals) {
+    return (totals || []).map((total) => h("div", { class: "tile tile-quiet", id: `summary-${total.key}` },
+      h("span", { class: "tile-value" }, "≈ ", Hub.amount(total.total, total.currency)),
+      h("span", { class: "tile-label" }, CURRENCY_WORDS.total(total.key), total.not_converted ? ` (${CURRENCY_WORDS.notCounted(total.not_converted)})` : "")));
+  }
+
   // ------------------------------------------------------------------ rendering
 
   const COMPARISONS = { gt: ">", ge: "≥", lt: "<", le: "≤", eq: "=", ne: "≠" };
@@ -172,8 +215,7 @@
       : h("span", { class: "muted" }, { failed: "Companies could not be read", ok: "No companies in this environment" }[row.state] || "Looking for companies…");
     const figures = state.preferences.columns.map((columnKey) => {
       const column = catalogue.get(columnKey);
-      const value = row.values[columnKey];
-      return h("td", { class: "amount" }, column.kind === "amount" ? Hub.amount(value, row.currency_code) : Hub.count(value));
+      return column.kind === "amount" ? amountCell(row, columnKey) : h("td", { class: "amount" }, Hub.count(row.values[columnKey]));
     });
     return h("tr", { dataset: { key, state: row.state } },
       h("td", { class: "sticky" }, checkbox),
@@ -235,6 +277,7 @@
       tile("summary-waiting", "waiting to retry", states.waiting, states.waiting ? "wait" : "quiet"),
       tile("summary-refreshing", "refreshing", states.queued + states.refreshing, "quiet"),
       tile("summary-ok", "OK", states.ok, "ok"),
+      ...totalTiles(state.page && state.page.totals),
     );
   }
 
@@ -392,6 +435,11 @@
     const locales = [...new Set([...LOCALES, state.preferences.locale].filter(Boolean))];
     $("locale-choice").replaceChildren($("locale-browser"), ...locales.map((l) => h("option", { value: l, selected: l === state.preferences.locale }, l)));
     $("page-size-choice").replaceChildren(...boot.page_sizes.map((size) => h("option", { value: size, selected: size === state.preferences.page_size }, size)));
+    const reporting = state.preferences.reporting_currency;
+    // The firm's currencies when the page was loaded, and those of rows read since.
+    const onPage = state.page ? state.page.rows.map((row) => row.currency_code) : [];
+    const currencies = [...new Set([...boot.currencies, ...onPage, reporting].filter((c) => /^[A-Z]{3}$/.test(c || "")))].sort();
+    $("currency-choice").replaceChildren(h("option", { value: "" }, CURRENCY_WORDS.ownCurrency), ...currencies.map((c) => h("option", { value: c, selected: c === reporting }, c)));
     $("columns-error").textContent = "";
     $("columns-dialog").showModal();
   });
@@ -403,7 +451,7 @@
     if (event.submitter && event.submitter.value !== "save") return;
     event.preventDefault();
     const columns = [...$("columns-list").children].filter((li) => li.querySelector("input").checked).map((li) => li.dataset.key);
-    const body = { columns, locale: $("locale-choice").value || null, page_size: Number($("page-size-choice").value) };
+    const body = { columns, locale: $("locale-choice").value || null, page_size: Number($("page-size-choice").value), reporting_currency: $("currency-choice").value || null };
     try {
       const { data } = await api("PUT", "/api/v1/preferences", body);
       state.preferences = data;
@@ -685,6 +733,9 @@
     } else if (details.failure) {
       body.push(h("div", { class: "banner error", role: "alert" }, h("strong", {}, details.failure.summary), " ", details.failure.fix, Hub.technicalDetails(details.failure)));
     }
+    const shownRow = state.page && state.page.rows.find((r) => r.client_id === details.client_id && r.company_id === details.company_id);
+    const shownCash = shownRow && shownRow.amounts && Object.values(shownRow.amounts)[0];
+    if (shownCash && CURRENCY_WORDS.detailsNote(shownCash)) body.push(h("p", { class: "muted", id: "details-conversion" }, CURRENCY_WORDS.detailsNote(shownCash)));
     const workbookPath = `/api/v1/clients/${details.client_id}/companies/${details.company_id}/workbook`;
     const workbook = h("a", { class: "button", href: workbookPath, download: true }, "Financial statements (Excel)");
     const today = new Date().toISOString().slice(0, 10);
