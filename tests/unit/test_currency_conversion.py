@@ -184,6 +184,10 @@ def _batch(value: list[dict[str, Any]] | FetchFailure) -> BatchRead:
         pytest.param([rate("eur", -3, "1", "1")], "currencyCode", id="lower-case code"),
         pytest.param([{"currencyCode": "EUR"}], "startingDate", id="fields missing"),
         pytest.param(
+            [rate(f"C{n:03d}", -3, "1", "1") for n in range(501)], "rates for 501 currencies", id="too many currencies"
+        ),
+        pytest.param([rate("EUR\n", -3, "1", "1")], "currencyCode", id="a control character"),
+        pytest.param(
             FetchFailure(FailureKind.ENVIRONMENT_NOT_FOUND, http_status=404, message="Resource not found"),
             "currencyExchangeRates (HTTP 404): Resource not found",
             id="no such entity",

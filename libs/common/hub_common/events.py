@@ -489,8 +489,11 @@ class CompanyFigures(BaseModel):
     cash_flow_forecast: CashFlowForecast | None = None
 
 
-# A currency code as BC keys its Currency table (Code[10], upper case): "EUR", "USD".
-BcCurrencyCode = Annotated[str, Field(min_length=1, max_length=10, pattern=r"^[A-Z0-9_\-]+$")]
+# A currency code as BC keys its Currency table (Code[10]: upper case, printable): "EUR".
+BC_CURRENCY_CODE_PATTERN = r"^[^a-z\x00-\x1f\x7f]+$"
+BcCurrencyCode = Annotated[str, Field(min_length=1, max_length=10, pattern=BC_CURRENCY_CODE_PATTERN)]
+# More currencies than ISO 4217 knows: a tenant's answer with more is not a rate table.
+MAX_EXCHANGE_RATES = 500
 # How many units of a company's local currency one unit of another currency is worth.
 LcyPerUnit = Annotated[Decimal, Field(gt=0, le=Decimal(10**15), decimal_places=15, allow_inf_nan=False)]
 
@@ -516,7 +519,7 @@ class ExchangeRates(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     as_of: date
-    rates: Annotated[list[ExchangeRate], Field(max_length=500)] = []
+    rates: Annotated[list[ExchangeRate], Field(max_length=MAX_EXCHANGE_RATES)] = []
     unavailable: Text | None = None
 
 

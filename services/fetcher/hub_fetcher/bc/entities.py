@@ -12,7 +12,7 @@ from typing import Annotated, Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from hub_common.events import FailureKind
+from hub_common.events import BC_CURRENCY_CODE_PATTERN, FailureKind
 from hub_fetcher.bc.failures import FetchFailure
 
 
@@ -78,7 +78,6 @@ class GeneralLedgerSetup(Entity):
     local_currency_code: str = Field(default="", alias="localCurrencyCode", max_length=10)
 
 
-CURRENCY_CODE_PATTERN = r"^[A-Z0-9_\-]+$"
 # BC keeps rate amounts with up to 6 decimals; anything beyond a trillion is not a rate.
 RateAmount = Annotated[Decimal, Field(allow_inf_nan=False, ge=-(10**12), le=10**12)]
 
@@ -89,11 +88,11 @@ class CurrencyExchangeRate(Entity):
     currency) from ``startingDate`` on."""
 
     # BC's Code fields are upper case; the pattern keeps anything else out of events.
-    currency_code: str = Field(min_length=1, max_length=10, pattern=CURRENCY_CODE_PATTERN, alias="currencyCode")
+    currency_code: str = Field(min_length=1, max_length=10, pattern=BC_CURRENCY_CODE_PATTERN, alias="currencyCode")
     starting_date: dt.date = Field(alias="startingDate")
     exchange_rate_amount: RateAmount = Field(alias="exchangeRateAmount")
     relational_currency_code: str = Field(
-        default="", max_length=10, pattern=r"^([A-Z0-9_\-]+)?$", alias="relationalCurrencyCode"
+        default="", max_length=10, pattern=r"^[^a-z\x00-\x1f\x7f]*$", alias="relationalCurrencyCode"
     )
     relational_exchange_rate_amount: RateAmount = Field(alias="relationalExchangeRateAmount")
 

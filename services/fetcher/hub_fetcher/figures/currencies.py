@@ -16,7 +16,7 @@ import datetime as dt
 from collections.abc import Sequence
 from decimal import ROUND_HALF_EVEN, Context, Decimal, InvalidOperation
 
-from hub_common.events import ExchangeRate, ExchangeRates
+from hub_common.events import MAX_EXCHANGE_RATES, ExchangeRate, ExchangeRates
 from hub_fetcher.bc.entities import CurrencyExchangeRate
 
 # The snapshot's precision for LCY per unit, and the largest it may be.
@@ -67,6 +67,8 @@ def exchange_rates(rows: Sequence[CurrencyExchangeRate], *, as_of: dt.date, loca
     """The snapshot's rates: each currency BC has a rate for on ``as_of`` (LCY itself left
     out), sorted by code."""
     in_effect = rows_in_effect(rows, as_of)
+    if len(in_effect) > MAX_EXCHANGE_RATES:
+        return rates_unavailable(as_of, f"currencyExchangeRates: rates for {len(in_effect)} currencies")
     return ExchangeRates(
         as_of=as_of,
         rates=[

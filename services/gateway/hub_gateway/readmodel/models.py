@@ -156,6 +156,8 @@ class CompanyRateRow(SQLModel, table=True):
     what converting its amounts into a reporting currency joins to."""
 
     __tablename__ = "gateway_company_rates"
+    # The currencies a firm's companies have rates for (what a reporting currency is chosen from).
+    __table_args__ = (Index("ix_gateway_company_rates_firm_currency", "firm_id", "currency_code"),)
 
     client_id: uuid.UUID = Field(primary_key=True)
     company_id: uuid.UUID = Field(primary_key=True)

@@ -28,6 +28,7 @@ def upgrade() -> None:
         sa.Column("starting_date", sa.Date(), nullable=False),
         sa.PrimaryKeyConstraint("client_id", "company_id", "currency_code"),
     )
+    op.create_index("ix_gateway_company_rates_firm_currency", "gateway_company_rates", ["firm_id", "currency_code"])
     with op.batch_alter_table("gateway_companies") as batch:
         batch.add_column(sa.Column("exchange_rates_read", sa.Boolean(), nullable=False, server_default=sa.false()))
         batch.add_column(sa.Column("exchange_rates_unavailable", sa.String(length=500), nullable=True))
@@ -41,4 +42,5 @@ def downgrade() -> None:
     with op.batch_alter_table("gateway_companies") as batch:
         batch.drop_column("exchange_rates_unavailable")
         batch.drop_column("exchange_rates_read")
+    op.drop_index("ix_gateway_company_rates_firm_currency", table_name="gateway_company_rates")
     op.drop_table("gateway_company_rates")
