@@ -10,7 +10,7 @@ from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
-from sqlalchemy import ColumnElement, and_, case, false, func, or_
+from sqlalchemy import ColumnElement, and_, case, func, null, or_
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import KeyedColumnElement
 from sqlmodel import col, select
@@ -171,15 +171,16 @@ def _shown(key: str, reporting_currency: str | None) -> ColumnElement[Any]:
     )
 
 
-def _rate_of_company(reporting_currency: str | None) -> ColumnElement[bool]:
-    """The joined company's rate for the reporting currency (none without one)."""
+def _with_rates(statement: Any, reporting_currency: str | None) -> Any:
+    """Joins each company's rate for the reporting currency (nothing without one)."""
     if reporting_currency is None:
-        return false()
-    return and_(
+        return statement
+    rate_of_company = and_(
         col(CompanyRateRow.client_id) == col(CompanyRow.client_id),
         col(CompanyRateRow.company_id) == col(CompanyRow.company_id),
         col(CompanyRateRow.currency_code) == reporting_currency,
     )
+    return statement.outerjoin(CompanyRateRow, rate_of_company)
 
 
 def _conditions(
@@ -357,11 +358,11 @@ def _companies_of_client() -> ColumnElement[bool]:
 
 
 def _joined(reporting_currency: str | None = None) -> Any:
-    return (
-        select(ClientRow, CompanyRow, CompanyRateRow)
-        .outerjoin(CompanyRow, _companies_of_client())
-        .outerjoin(CompanyRateRow, _rate_of_company(reporting_currency))
-    )
+    """Clients, their companies and, with a reporting currency, each company's rate for it
+    (rows of three either way: without one, the third is None)."""
+    rate: Any = CompanyRateRow if reporting_currency is not None else null()
+    joined = select(ClientRow, CompanyRow, rate).outerjoin(CompanyRow, _companies_of_client())
+    return _with_rates(joined, reporting_currency)
 
 
 async def state_counts(session: AsyncSession, *, firm_id: uuid.UUID) -> StateCounts:
@@ -393,13 +394,8 @@ async def _totals(
             func.count(shown),
             func.sum(case((and_(_figure(key).is_not(None), shown.is_(None)), 1), else_=0)),
         ]
-    statement = (
-        select(*aggregates)
-        .select_from(ClientRow)
-        .outerjoin(CompanyRow, _companies_of_client())
-        .outerjoin(CompanyRateRow, _rate_of_company(reporting_currency))
-        .where(*conditions)
-    )
+    joined = select(*aggregates).select_from(ClientRow).outerjoin(CompanyRow, _companies_of_client())
+    statement = _with_rates(joined, reporting_currency).where(*conditions)
     values = (await session.execute(statement)).one()
     return [
         AmountTotal(
@@ -422,13 +418,8 @@ async def dashboard_page(
     reporting_currency: str | None = None,
 ) -> DashboardPage:
     conditions = _conditions(query, firm_id, reporting_currency)
-    total_query = (
-        select(func.count())
-        .select_from(ClientRow)
-        .outerjoin(CompanyRow, _companies_of_client())
-        .outerjoin(CompanyRateRow, _rate_of_company(reporting_currency))
-        .where(*conditions)
-    )
+    counted = select(func.count()).select_from(ClientRow).outerjoin(CompanyRow, _companies_of_client())
+    total_query = _with_rates(counted, reporting_currency).where(*conditions)
     total = (await session.execute(total_query)).scalar_one()
     page = (
         _joined(reporting_currency)
