@@ -5,6 +5,11 @@ another order; and the checksums do notice a row that differs."""
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import re
+import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -59,9 +64,9 @@ from hub_common.events import (
 from hub_common.local_nats import LocalNatsServer
 from hub_common.streams import EVENTS_STREAM, SNAPSHOTS_STREAM, declare_topology
 from hub_gateway.app import MIGRATIONS, VERSION_TABLE
-from hub_gateway.readmodel.models import CompanyRow, FailureRow
+from hub_gateway.readmodel.models import CompanyRow, FailureRow, ProjectionPosition
 from hub_gateway.readmodel.projection import apply_batch
-from hub_gateway.readmodel.rebuild import rebuild, table_checksums
+from hub_gateway.readmodel.rebuild import RebuildTargetNotEmpty, rebuild, table_checksums
 
 ACTOR = Actor.service("test-rebuild")
 READ_AT = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
@@ -279,10 +284,14 @@ async def _build_event_by_event(
 
 
 @pytest.mark.parametrize(
-    "order",
+    ("order", "batch_size", "chunk_size"),
     [
-        pytest.param(_as_published, id="as-published"),
-        pytest.param(_snapshots_first, id="snapshots-first"),
+        # Batches of several chunks; each written while the next is read.
+        pytest.param(_as_published, 20, 6, id="as-published-small-chunks"),
+        # One chunk per batch, and a batch that ends before a chunk does.
+        pytest.param(_snapshots_first, 7, 7, id="snapshots-first-chunk-per-batch"),
+        # Everything in one chunk and one batch.
+        pytest.param(_as_published, 5000, 100, id="as-published-one-batch"),
     ],
 )
 async def test_rebuild_equals_the_model_built_event_by_event(
@@ -290,18 +299,26 @@ async def test_rebuild_equals_the_model_built_event_by_event(
     database_url: str,
     live_database_url: str,
     order: Callable[[list[Item], list[Item]], list[Item]],
+    batch_size: int,
+    chunk_size: int,
 ) -> None:
     await _publish_two_firms(own_jetstream)
     await _build_event_by_event(own_jetstream, live_database_url, order)
     progress: list[tuple[int, int]] = []
 
     result = await rebuild(
-        own_jetstream, database_url, batch_size=50, progress=lambda done, total: progress.append((done, total))
+        own_jetstream,
+        database_url,
+        batch_size=batch_size,
+        chunk_size=chunk_size,
+        progress=lambda done, total: progress.append((done, total)),
     )
 
     print(f"rebuilt {result.messages} messages in {result.elapsed_seconds:.3f}s: {result.messages_per_second:.0f}/s")
     assert result.messages >= 2 * len(_firm_history("t.example"))
+    assert result.invalid == 0
     assert progress[-1] == (result.messages, result.messages)
+    assert [done for done, _ in progress] == sorted({done for done, _ in progress})
     live, rebuilt = await table_checksums(live_database_url), await table_checksums(database_url)
     assert set(rebuilt) == {
         "gateway_firms",
@@ -345,3 +362,85 @@ async def test_rebuild_equals_the_model_built_event_by_event(
     assert {table: digest for table, digest in altered.items() if table != "gateway_companies"} == {
         table: digest for table, digest in rebuilt.items() if table != "gateway_companies"
     }
+
+
+async def test_an_invalid_message_is_skipped_and_counted_and_positions_stay_on_the_last_valid_one(
+    own_jetstream: JetStreamContext, database_url: str
+) -> None:
+    await _publish_two_firms(own_jetstream)
+    last_valid = (await own_jetstream.stream_info(EVENTS_STREAM)).state.last_seq
+    # What a broken publisher could leave in the log: not an event at all, then an event of
+    # a type nobody knows. The live consumers dead-letter both.
+    await own_jetstream.publish(f"hub.{uuid.uuid4()}.client.added", b"{not json")
+    await own_jetstream.publish(
+        f"hub.{uuid.uuid4()}.client.added", b'{"type": "NoSuchEvent", "version": 1, "data": {}}'
+    )
+
+    result = await rebuild(own_jetstream, database_url, batch_size=10, chunk_size=4)
+
+    assert result.invalid == 2
+    assert result.messages == last_valid + 2 + (await own_jetstream.stream_info(SNAPSHOTS_STREAM)).state.messages
+    engine = create_engine(database_url)
+    try:
+        async with session_factory(engine)() as session:
+            positions = dict(
+                (await session.execute(select(col(ProjectionPosition.stream), col(ProjectionPosition.sequence)))).all()
+            )
+    finally:
+        await engine.dispose()
+    assert positions[EVENTS_STREAM] == last_valid
+
+
+async def test_a_rebuild_refuses_a_target_that_holds_a_read_model(
+    own_jetstream: JetStreamContext, database_url: str
+) -> None:
+    await _publish_two_firms(own_jetstream)
+    await rebuild(own_jetstream, database_url)
+
+    with pytest.raises(RebuildTargetNotEmpty):
+        await rebuild(own_jetstream, database_url)
+
+
+async def test_hub_rebuild_as_an_operator_runs_it(tmp_path: Path) -> None:
+    """`python -m hub_cli rebuild`, as the benchmark and an operator run it, with its second
+    process started (by spawn) from the command's own process."""
+    with LocalNatsServer(tmp_path / "nats") as server:
+        connection = await nats.connect(server.url)
+        try:
+            js = connection.jetstream()
+            await declare_topology(js)
+            await _publish_two_firms(js)
+        finally:
+            await connection.close()
+        environment = {key: value for key, value in os.environ.items() if not key.startswith("HUB_")}
+        environment |= {"HUB_NATS_URL": server.url, "HUB_MODE": "test", "HUB_LOG_LEVEL": "WARNING"}
+        command = [sys.executable, "-m", "hub_cli", "rebuild", "--target", f"sqlite:///{tmp_path / 'rebuilt.db'}"]
+        finished = await asyncio.to_thread(
+            subprocess.run, command, env=environment, capture_output=True, text=True, timeout=120, check=False
+        )
+    assert finished.returncode == 0, finished.stdout + finished.stderr
+    assert re.search(r"rebuilt \d+ messages \(0 invalid, skipped\)", finished.stdout), finished.stdout
+
+
+async def test_checksums_compare_figures_as_documents_not_as_spelled(
+    own_jetstream: JetStreamContext, database_url: str
+) -> None:
+    """A live row written before the figures' JSON came from pydantic's serializer (spaces
+    after separators) still equals its rebuilt row."""
+    await _publish_two_firms(own_jetstream)
+    await rebuild(own_jetstream, database_url)
+    before = await table_checksums(database_url)
+    engine = create_engine(database_url)
+    try:
+        async with transaction(session_factory(engine)) as session:
+            rows = (await session.execute(select(col(CompanyRow.company_id), col(CompanyRow.figures_json)))).all()
+            respelled = [(company, json.dumps(json.loads(text))) for company, text in rows if text is not None]
+            assert respelled and all(text != new for (_, text), (_, new) in zip(rows, respelled, strict=False))
+            for company, text in respelled:
+                await session.execute(
+                    update(CompanyRow).where(col(CompanyRow.company_id) == company).values(figures_json=text)
+                )
+    finally:
+        await engine.dispose()
+
+    assert await table_checksums(database_url) == before

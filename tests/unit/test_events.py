@@ -65,6 +65,10 @@ def test_caused_event_inherits_correlation() -> None:
         lambda e: e.update(version=99),
         lambda e: e["data"].update(unexpected="field"),
         lambda e: e["data"]["figures"]["cash"].update(total="NaN"),
+        lambda e: e["data"]["figures"]["cash"].update(total="-Infinity"),
+        lambda e: e["data"]["figures"]["cash"].update(total="1" + "0" * 28),
+        lambda e: e["data"]["figures"]["cash"].update(total="1E+999999"),
+        lambda e: e["data"]["figures"]["cash"].update(total="1E-999999"),
         lambda e: e["data"].update(company_id="not-a-uuid"),
         lambda e: e.pop("firm_id"),
         lambda e: e.update(correlation_id=""),
@@ -76,6 +80,15 @@ def test_invalid_envelopes_are_refused(mutate: object) -> None:
     mutate(document)  # type: ignore[operator]
     with pytest.raises(InvalidEvent):
         decode_event(json.dumps(document))
+
+
+def test_the_largest_amounts_are_accepted() -> None:
+    envelope = new_envelope(_snapshot(Decimal(5)), firm_id=uuid.uuid4(), actor=Actor.service("f"))
+    document = json.loads(envelope.to_bytes())
+    for total in ("99999999999999999999999999.99", "-99999999999999999999999999.99", "0.01"):
+        document["data"]["figures"]["cash"]["total"] = total
+        decoded = decode_event(json.dumps(document))
+        assert decoded.data.figures.cash.total == Decimal(total)  # type: ignore[attr-defined]
 
 
 def test_garbage_is_refused() -> None:

@@ -5,22 +5,25 @@ The rules live in ``rules.py`` as pure functions. This layer only
 1. loads, in a statement or two per table, every row the batch's events name by their
    ids, and locks the client and company rows among them (``load``);
 2. folds the batch's events through the rules, in stream order, in memory;
-3. writes back what changed: rows the rules removed are deleted, new and changed rows are
-   upserted in one statement per table, and each stream's position once (``write``).
+3. works out what changed (``changed_rows``) and writes it: rows the rules removed are
+   deleted, new and changed rows are upserted in one statement per table, and each
+   stream's position once (``store``).
 
 Rows are read and written with SQLAlchemy Core, not the ORM: a batch is a handful of
 statements whatever its size, which is what lets a rebuild fold thousands of events at a
 time through the very same code. A rebuild, the only writer of its empty target, takes a
-batch's rows from ``ReadModelInMemory`` (what it wrote) instead of reading them back.
+batch's rows from ``ReadModelInMemory`` (what it wrote) instead of reading them back, and
+folds there, in a process of its own, while its main process reads and writes.
 """
 
 from __future__ import annotations
 
-import json
+import operator
 import uuid
 from collections.abc import Callable, Collection, Hashable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import datetime
+from functools import cached_property
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy import ColumnElement, Table, bindparam, delete, select
@@ -59,7 +62,7 @@ from hub_gateway.readmodel.state import (
     TenantAccessState,
 )
 
-__all__ = ["Changes", "ReadModelInMemory", "apply_batch", "apply_events", "stored_events"]
+__all__ = ["Changes", "ReadModelInMemory", "Written", "apply_batch", "apply_events", "store", "stored_events"]
 
 StateT = TypeVar("StateT")
 
@@ -89,19 +92,28 @@ class _Stored(Generic[StateT]):
     # Every state of this kind the rules left in the model.
     held: Callable[[ModelState], Iterable[StateT]]
 
-    @property
+    @cached_property
     def key_columns(self) -> tuple[str, ...]:
         return tuple(column.name for column in self.table.primary_key.columns)
 
-    def key(self, values: Mapping[str, Any]) -> Hashable:
+    @cached_property
+    def key(self) -> Callable[[Mapping[str, Any]], Hashable]:
+        """A row's key: its one key column's value, or a tuple of them (called per row)."""
         names = self.key_columns
-        return values[names[0]] if len(names) == 1 else tuple(values[name] for name in names)
+        if len(names) == 1:
+            return operator.itemgetter(names[0])
+        return lambda values: tuple(values[name] for name in names)
 
     def to_state(self, values: Mapping[str, Any]) -> StateT:
         return self.state(**values)
 
     def to_row(self, state: StateT) -> dict[str, Any]:
         return {item.name: getattr(state, item.name) for item in fields(self.state)}  # type: ignore[arg-type]
+
+    def __reduce__(self) -> tuple[Callable[[str], _Stored[Any]], tuple[str]]:
+        # One instance per table in every process: a rebuild's batches cross from the
+        # process that folds them to the one that writes them keyed by these.
+        return (_stored_for_table, (self.table.name,))
 
 
 @dataclass(frozen=True, eq=False)
@@ -115,7 +127,7 @@ class _StoredCompany(_Stored[CompanyState]):
     def to_row(self, state: CompanyState) -> dict[str, Any]:
         row = {name: getattr(state, name) for name in _COMPANY_COLUMNS}
         if state.read_figures is not None:
-            figures_json = json.dumps(state.read_figures.model_dump(mode="json"))
+            figures_json = state.read_figures.model_dump_json()
             return row | figure_values(state.read_figures) | {"figures_json": figures_json}
         return (
             row | {name: state.figures.get(name) for name in _FIGURE_ATTRIBUTES} | {"figures_json": state.figures_json}
@@ -180,6 +192,11 @@ STORED: tuple[_Stored[Any], ...] = (
     FAILURES,
     TENANT_ACCESS,
 )
+_STORED_BY_TABLE = {stored.table.name: stored for stored in STORED}
+
+
+def _stored_for_table(name: str) -> _Stored[Any]:
+    return _STORED_BY_TABLE[name]
 
 
 def stored_events(batch: Sequence[tuple[Envelope[EventData], Delivery]]) -> list[StoredEvent[Any]]:
@@ -354,16 +371,18 @@ def _upsert(connection: AsyncConnection, table: Table, *, only_if: Callable[[Any
 
 @dataclass
 class Written:
-    """What ``write`` changed: each kind's new and changed rows by key, and removed keys."""
+    """What a batch changed: each kind's new and changed rows by key, removed keys, and the
+    positions of the streams it advanced. Plain values, so it can cross a process boundary
+    (a rebuild folds in another process than the one that writes)."""
 
     rows: dict[_Stored[Any], dict[Hashable, dict[str, Any]]] = field(default_factory=dict)
     removed: dict[_Stored[Any], list[Hashable]] = field(default_factory=dict)
     positions: dict[str, int] = field(default_factory=dict)
+    advanced: dict[str, int] = field(default_factory=dict)
 
 
-async def write(session: AsyncSession, loaded: Loaded) -> Written:
-    """Delete the rows the rules removed, upsert the new and changed ones, advance positions."""
-    connection = await session.connection()
+def changed_rows(loaded: Loaded) -> Written:
+    """Compare the folded states with the rows as loaded: what to delete, upsert, advance."""
     written = Written(positions=dict(loaded.model.positions))
     for stored in STORED:
         before = loaded.rows.get(stored, {})
@@ -371,31 +390,37 @@ async def write(session: AsyncSession, loaded: Loaded) -> Written:
         for state in stored.held(loaded.model):
             row = stored.to_row(state)
             after[stored.key(row)] = row
-        removed = [key for key in before if key not in after]
-        changed_by_key = {key: row for key, row in after.items() if before.get(key) != row}
-        written.removed[stored], written.rows[stored] = removed, changed_by_key
-        changed = list(changed_by_key.values())
+        written.removed[stored] = [key for key in before if key not in after]
+        written.rows[stored] = {key: row for key, row in after.items() if before.get(key) != row}
+    written.advanced = {
+        stream: sequence
+        for stream, sequence in sorted(loaded.model.positions.items())
+        if loaded.positions.get(stream) != sequence
+    }
+    return written
+
+
+async def store(session: AsyncSession, written: Written) -> None:
+    """Delete the removed rows, upsert the new and changed ones, advance the positions."""
+    connection = await session.connection()
+    for stored in STORED:
         table = stored.table
-        if removed:
+        if removed := written.removed.get(stored):
             names = stored.key_columns
             statement = delete(table).where(*(table.c[name] == bindparam(f"key_{name}") for name in names))
             keys = [key if isinstance(key, tuple) else (key,) for key in removed]
             parameters = [dict(zip((f"key_{name}" for name in names), key, strict=True)) for key in keys]
             await connection.execute(statement, parameters)
-        if changed:
+        if changed := list(written.rows.get(stored, {}).values()):
             # In key order, so concurrent writers take row locks in one order.
             changed.sort(key=lambda row: str(stored.key(row)))
             await connection.execute(_upsert(connection, table), changed)
-    advanced = [
-        {"stream": stream, "sequence": sequence}
-        for stream, sequence in sorted(loaded.model.positions.items())
-        if loaded.positions.get(stream) != sequence
-    ]
-    if advanced:
+    if written.advanced:
         # Only ever forward: another replica's batch may have advanced the stream further.
         forward = _upsert(connection, POSITIONS, only_if=lambda excluded: POSITIONS.c.sequence < excluded.sequence)
-        await connection.execute(forward, advanced)
-    return written
+        await connection.execute(
+            forward, [{"stream": stream, "sequence": sequence} for stream, sequence in written.advanced.items()]
+        )
 
 
 class ReadModelInMemory:
@@ -439,8 +464,20 @@ class ReadModelInMemory:
         positions = {stream: self._positions[stream] for stream in named.streams if stream in self._positions}
         return _loaded(applied_at, wanted, positions)
 
+    def fold(self, events: Sequence[StoredEvent[Any]], applied_at: datetime) -> Written:
+        """Fold a batch through the rules on the rows held here; what the target must write.
+
+        What it returns is kept here at once: the caller writes it before the next batch's
+        rows are taken, and if that write fails, so does the rebuild.
+        """
+        loaded = self.load(events, applied_at)
+        fold(loaded.model, events)
+        written = changed_rows(loaded)
+        self.keep(written)
+        return written
+
     def keep(self, written: Written) -> None:
-        """Take in what a batch wrote (if its transaction then fails, so does the rebuild)."""
+        """Take in what a batch wrote."""
         for stored, removed in written.removed.items():
             rows = self._rows[stored]
             for key in removed:
@@ -472,22 +509,11 @@ class ReadModelInMemory:
             index.get(row["client_id"], set()).discard(stored.key(row))
 
 
-async def apply_events(
-    session: AsyncSession,
-    events: Sequence[StoredEvent[Any]],
-    applied_at: datetime,
-    *,
-    in_memory: ReadModelInMemory | None = None,
-) -> Changes:
-    """Apply events in stream order and advance each stream's position, in one transaction.
-
-    With ``in_memory`` (a rebuild), the batch's rows come from there, not the database.
-    """
-    loaded = in_memory.load(events, applied_at) if in_memory else await load(session, events, applied_at)
+async def apply_events(session: AsyncSession, events: Sequence[StoredEvent[Any]], applied_at: datetime) -> Changes:
+    """Apply events in stream order and advance each stream's position, in one transaction."""
+    loaded = await load(session, events, applied_at)
     fold(loaded.model, events)
-    written = await write(session, loaded)
-    if in_memory is not None:
-        in_memory.keep(written)
+    await store(session, changed_rows(loaded))
     return loaded.model.changes
 
 

@@ -6,13 +6,14 @@ per-message state for it. Each stream is read up to the last sequence it held wh
 rebuild started: a fixed end, so the rebuild finishes even while the hub keeps publishing.
 
 Messages of the two streams are merged by the time JetStream stored them, which replays
-the history in about the order the live gateway saw it, and applied in large batches
-(thousands of events) through the same code as the live projection: the batch's rows are
-loaded, the events folded through the pure rules in memory (``rules.py``), and what changed
-written in one statement per table, with one position per stream per batch
-(``projection.apply_events``). There is one projection code path; a rebuild only takes
-bigger bites. ``table_checksums`` then compares a rebuilt model with a live one, table by
-table.
+the history in about the order the live gateway saw it, and handed over in chunks to a
+second process (``projecting_process.py``), which decodes and validates them, folds them
+through the live projection's rules (``rules.py``) and writes them in batches of
+thousands: one statement per table and one position per stream per batch
+(``projection.changed_rows`` and ``projection.store``). There is one projection code path;
+a rebuild only takes bigger bites, and spreads them over two cores: this process reads
+while the other validates, folds and writes. ``table_checksums`` then compares a rebuilt
+model with a live one, table by table.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import heapq
 import json
 import time
 import uuid
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -35,13 +37,12 @@ import nats.errors
 import nats.js.errors
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, ReplayPolicy
+from nats.js.api import ConsumerConfig, DeliverPolicy, ReplayPolicy
 from sqlalchemy import Table, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlmodel import SQLModel
 
 from hub_common.db import create_engine, migrate, session_factory, transaction
-from hub_common.events import InvalidEvent, decode_event, prepare_decoding
 from hub_common.logging import get_logger
 from hub_common.streams import EVENTS_STREAM, SNAPSHOTS_STREAM
 from hub_gateway.app import MIGRATIONS, VERSION_TABLE
@@ -57,8 +58,8 @@ from hub_gateway.readmodel.models import (
     RefreshRow,
     TenantAccessRow,
 )
-from hub_gateway.readmodel.projection import ReadModelInMemory, apply_events
-from hub_gateway.readmodel.state import StoredEvent
+from hub_gateway.readmodel.projecting_process import ProjectingProcess, RawMessage
+from hub_gateway.readmodel.projection import Written, store
 
 logger = get_logger(__name__)
 
@@ -81,19 +82,27 @@ PROJECTED_MODELS: tuple[type[SQLModel], ...] = (
 )
 # When the projection ran, not what it projected: a rebuild necessarily differs here.
 NOT_COMPARED_COLUMNS = frozenset({"snapshot_applied_at"})
+# Text columns holding a JSON document, compared as documents.
+JSON_COLUMNS = frozenset({"card_json", "failure_json", "figures_json", "result_json"})
 
-# Events folded and written per transaction: large, so loading and writing the rows a batch
-# touches (a few statements whatever its size) costs little per event.
+# Events written per transaction: large, so writing the rows a batch touches (a few
+# statements whatever its size) costs little per event.
 DEFAULT_BATCH_SIZE = 5000
-# Messages per fetch from NATS, and fetches kept ahead per stream while the database
-# applies the previous batch.
-_FETCH_SIZE = 1000
-_PREFETCH_BATCHES = 8
-# How long an idle fetch waits before the reader concludes the stream has nothing more
-# (a message below the end sequence may have been removed by the stream's limits).
-_FETCH_TIMEOUT_SECONDS = 2.0
-# Lets the server drop the ephemeral consumer if the rebuild dies without deleting it.
-_CONSUMER_INACTIVE_SECONDS = 60.0
+# Messages received, and handed to the projecting process, at a time: small, so that it
+# decodes while the next ones are read, large enough that a hand-over costs little per
+# message.
+DEFAULT_CHUNK_SIZE = 100
+# Chunks received ahead of the reader, per stream: enough work for the projecting process
+# to go on with while flow control resumes a paused server (nats-py answers it within
+# 250 ms).
+_CHUNKS_AHEAD = 50
+# What nats-py may hold beyond that before the reader takes it (flow control bounds it
+# well below these).
+_PENDING_MESSAGES = 100_000
+_PENDING_BYTES = 256 * 1024 * 1024
+# How long a stream may stay silent before the reader concludes it has nothing more (a
+# message below the end sequence may have been removed by the stream's limits).
+_SILENCE_SECONDS = 2.0
 
 
 class RebuildTargetNotEmpty(RuntimeError):
@@ -127,75 +136,86 @@ async def _extent(js: JetStreamContext, stream: str) -> _StreamExtent:
 
 
 class _StreamReader:
-    """One stream's messages in stream order, up to its end, fetched ahead in batches.
+    """One stream's messages in stream order, up to its end, received ahead in chunks.
 
-    A background task fetches the next batches from NATS while the caller writes the
-    previous ones to the database.
+    An ordered push consumer: the server sends the stream as fast as the reader takes it,
+    with no request per batch, and nats-py restarts it from the right place if a message
+    goes missing. When the reader falls behind (``_CHUNKS_AHEAD`` chunks waiting), taking
+    the next message waits, and JetStream's flow control pauses the server.
     """
 
-    def __init__(self, js: JetStreamContext, extent: _StreamExtent, fetch_size: int) -> None:
+    def __init__(self, js: JetStreamContext, extent: _StreamExtent, chunk_size: int) -> None:
         self._js = js
         self._extent = extent
-        self._fetch_size = fetch_size
-        self._batches: asyncio.Queue[list[Msg] | None] = asyncio.Queue(maxsize=_PREFETCH_BATCHES)
-        self._subscription: JetStreamContext.PullSubscription | None = None
-        self._consumer: str | None = None
-        self._pump: asyncio.Task[None] | None = None
-        self._error: BaseException | None = None
+        self._chunk_size = chunk_size
+        self._chunks: asyncio.Queue[list[Msg] | None] = asyncio.Queue(maxsize=_CHUNKS_AHEAD)
+        self._chunk: list[Msg] = []
+        self._subscription: JetStreamContext.PushSubscription | None = None
+        self._watchdog: asyncio.Task[None] | None = None
+        self._last_received = time.monotonic()
+        self._ended = False
 
     async def __aenter__(self) -> _StreamReader:
         if self._extent.messages == 0:
-            await self._batches.put(None)
+            await self._end()
             return self
-        config = ConsumerConfig(
+        self._subscription = await self._js.subscribe(
+            "hub.>",
+            stream=self._extent.stream,
+            ordered_consumer=True,
             deliver_policy=DeliverPolicy.ALL,
-            ack_policy=AckPolicy.NONE,
-            replay_policy=ReplayPolicy.INSTANT,
-            inactive_threshold=_CONSUMER_INACTIVE_SECONDS,
-            mem_storage=True,
-            num_replicas=1,
+            config=ConsumerConfig(replay_policy=ReplayPolicy.INSTANT, mem_storage=True, num_replicas=1),
+            cb=self._received,
+            pending_msgs_limit=_PENDING_MESSAGES,
+            pending_bytes_limit=_PENDING_BYTES,
         )
-        self._subscription = await self._js.pull_subscribe("hub.>", stream=self._extent.stream, config=config)
-        self._consumer = (await self._subscription.consumer_info()).name
-        self._pump = asyncio.create_task(self._fetch_all())
+        self._watchdog = asyncio.create_task(self._end_when_silent())
         return self
 
     async def __aexit__(self, *_: object) -> None:
-        if self._pump is not None:
-            self._pump.cancel()
+        if self._watchdog is not None:
+            self._watchdog.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._pump
+                await self._watchdog
         if self._subscription is not None:
-            await self._subscription.unsubscribe()
-        if self._consumer is not None:
-            # An ephemeral pull consumer outlives its subscription until inactive_threshold.
-            with contextlib.suppress(nats.js.errors.NotFoundError):
-                await self._js.delete_consumer(self._extent.stream, self._consumer)
+            # The ordered consumer is ephemeral: the server drops it once nobody listens.
+            with contextlib.suppress(nats.errors.ConnectionClosedError, nats.errors.BadSubscriptionError):
+                await self._subscription.unsubscribe()
 
-    async def _fetch_all(self) -> None:
-        assert self._subscription is not None
-        last = self._extent.last_sequence
-        try:
-            while True:
-                try:
-                    fetched = await self._subscription.fetch(self._fetch_size, timeout=_FETCH_TIMEOUT_SECONDS)
-                except nats.errors.TimeoutError:
-                    break  # nothing left: the end message was removed by the stream's limits
-                wanted = [msg for msg in fetched if msg.metadata.sequence.stream <= last]
-                if wanted:
-                    await self._batches.put(wanted)
-                if len(wanted) < len(fetched) or fetched[-1].metadata.sequence.stream >= last:
-                    break
-        except Exception as error:
-            self._error = error  # raised to the reader, so a failed fetch never ends a rebuild short
-        await self._batches.put(None)
+    async def _received(self, msg: Msg) -> None:
+        if self._ended:
+            return
+        self._last_received = time.monotonic()
+        sequence = msg.metadata.sequence.stream
+        if sequence <= self._extent.last_sequence:
+            self._chunk.append(msg)
+        if sequence >= self._extent.last_sequence:
+            await self._end()
+        elif len(self._chunk) >= self._chunk_size:
+            chunk, self._chunk = self._chunk, []
+            await self._chunks.put(chunk)
+
+    async def _end_when_silent(self) -> None:
+        """End the stream if nothing comes for a while: its last messages were removed by the
+        stream's limits since the rebuild started."""
+        while not self._ended:
+            await asyncio.sleep(_SILENCE_SECONDS / 4)
+            if time.monotonic() - self._last_received > _SILENCE_SECONDS:
+                await self._end()
+
+    async def _end(self) -> None:
+        if self._ended:
+            return
+        self._ended = True
+        if self._chunk:
+            await self._chunks.put(self._chunk)
+            self._chunk = []
+        await self._chunks.put(None)
 
     async def messages(self) -> AsyncIterator[Msg]:
-        while (batch := await self._batches.get()) is not None:
-            for msg in batch:
+        while (chunk := await self._chunks.get()) is not None:
+            for msg in chunk:
                 yield msg
-        if self._error is not None:
-            raise self._error
 
 
 async def _merged_by_time(streams: list[AsyncIterator[Msg]]) -> AsyncIterator[Msg]:
@@ -215,11 +235,6 @@ async def _merged_by_time(streams: list[AsyncIterator[Msg]]) -> AsyncIterator[Ms
         *_, index, msg = heapq.heappop(heads)
         yield msg
         await push(index)
-
-
-def _decoded(msg: Msg) -> StoredEvent[Any]:
-    metadata = msg.metadata
-    return StoredEvent(decode_event(msg.data), metadata.stream, metadata.sequence.stream)
 
 
 @contextlib.contextmanager
@@ -255,6 +270,7 @@ async def rebuild(
     database_url: str,
     *,
     batch_size: int = DEFAULT_BATCH_SIZE,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
     progress: Callable[[int, int], None] | None = None,
 ) -> RebuildResult:
     """Project both streams, from their start, into the empty database at ``database_url``.
@@ -265,35 +281,14 @@ async def rebuild(
     await asyncio.to_thread(migrate, database_url, MIGRATIONS, VERSION_TABLE)
     engine = create_engine(database_url)
     sessions = session_factory(engine)
-    result = RebuildResult()
+    projecting = ProjectingProcess()
     try:
         await _ensure_empty(sessions)
-        prepare_decoding()
+        await projecting.started()
         with _collecting_less():
-            # Timed from here: the throughput is the replay's, not the schema migration's.
-            started = time.perf_counter()
-            extents = [await _extent(js, stream) for stream in REBUILT_STREAMS]
-            result.end_sequences = {extent.stream: extent.last_sequence for extent in extents}
-            total = sum(extent.messages for extent in extents)
-
-            applied = 0
-
-            def written(messages: int) -> None:
-                nonlocal applied
-                applied += messages
-                if progress is not None:
-                    progress(applied, total)
-
-            async with contextlib.AsyncExitStack() as readers:
-                streams = [
-                    (
-                        await readers.enter_async_context(_StreamReader(js, extent, min(batch_size, _FETCH_SIZE)))
-                    ).messages()
-                    for extent in extents
-                ]
-                await _apply_merged(sessions, _merged_by_time(streams), batch_size, result, written)
-            result.elapsed_seconds = time.perf_counter() - started
+            result = await _project_streams(js, sessions, projecting, batch_size, chunk_size, progress)
     finally:
+        await asyncio.to_thread(projecting.stop)
         await engine.dispose()
     logger.info(
         "read model rebuilt",
@@ -305,58 +300,73 @@ async def rebuild(
     return result
 
 
-async def _apply_merged(
+async def _project_streams(
+    js: JetStreamContext,
     sessions: async_sessionmaker[AsyncSession],
-    merged: AsyncIterator[Msg],
+    projecting: ProjectingProcess,
     batch_size: int,
-    result: RebuildResult,
-    progress: Callable[[int], None],
-) -> None:
-    """Decode the merged messages into batches, and write each batch while the next is read.
+    chunk_size: int,
+    progress: Callable[[int, int], None] | None,
+) -> RebuildResult:
+    """Read both streams merged by time and hand them to the projecting process; timed from
+    the first read to the last batch written (the migration and the process's start, both
+    fixed costs, are not)."""
+    result = RebuildResult()
+    started = time.perf_counter()
+    extents = list(await asyncio.gather(*(_extent(js, stream) for stream in REBUILT_STREAMS)))
+    result.end_sequences = {extent.stream: extent.last_sequence for extent in extents}
+    total = sum(extent.messages for extent in extents)
+    applied = 0
+    # Batches being folded, in order, with the messages each accounts for.
+    folding: deque[tuple[asyncio.Future[tuple[Written, int]], int]] = deque()
 
-    One batch is written at a time, in order: a batch's rows are loaded after the previous
-    batch committed. Reading and decoding (this loop) go on meanwhile, while the database
-    works.
-    """
-    target = ReadModelInMemory()  # the rebuild is the only writer of its empty target
-    batch: list[StoredEvent[Any]] = []
-    counted = 0  # messages read into ``batch``, invalid ones included
-    writing: asyncio.Task[int] | None = None
-    try:
-        async for msg in merged:
-            result.messages += 1
-            counted += 1
-            try:
-                batch.append(_decoded(msg))
-            except InvalidEvent:
-                # The live consumers dead-letter these without advancing their position, so
-                # skipping them keeps the rebuilt positions equal to the live ones.
-                result.invalid += 1
+    async def write(every: bool) -> None:
+        """Write the folded batches, in order (all of them if ``every``, else those folded)."""
+        nonlocal applied
+        while folding and (every or folding[0][0].done()):
+            folded, messages = folding.popleft()
+            written, invalid = await folded
+            async with transaction(sessions) as session:
+                await store(session, written)
+            result.invalid += invalid
+            applied += messages
+            if progress is not None:
+                progress(applied, total)
+
+    async with contextlib.AsyncExitStack() as readers:
+        opened = [_StreamReader(js, extent, chunk_size) for extent in extents]
+        # Both consumers are created at once: each is a round trip to the server.
+        await asyncio.gather(*(readers.enter_async_context(reader) for reader in opened))
+        streams = [reader.messages() for reader in opened]
+        chunk: list[RawMessage] = []
+        in_batch = 0
+        in_last_batch = False
+        async for msg in _merged_by_time(streams):
+            metadata = msg.metadata
+            chunk.append((metadata.stream, metadata.sequence.stream, msg.data))
+            if len(chunk) < chunk_size:
                 continue
-            if len(batch) >= batch_size:
-                if writing is not None:
-                    progress(await writing)
-                writing = asyncio.create_task(_apply(sessions, target, batch, counted))
-                batch, counted = [], 0
-        if writing is not None:
-            progress(await writing)
-            writing = None
-        progress(await _apply(sessions, target, batch, counted))
-    finally:
-        if writing is not None:
-            writing.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await writing
-
-
-async def _apply(
-    sessions: async_sessionmaker[AsyncSession], target: ReadModelInMemory, batch: list[StoredEvent[Any]], counted: int
-) -> int:
-    """Apply one batch in one transaction; how many messages it accounts for."""
-    if batch:
-        async with transaction(sessions) as session:
-            await apply_events(session, batch, datetime.now(UTC), in_memory=target)
-    return counted
+            await projecting.decode(chunk)
+            result.messages += len(chunk)
+            in_batch += len(chunk)
+            chunk = []
+            # A batch also ends a little before the last message: folding and writing what
+            # comes after the last read is all the reading cannot hide, so it is kept short.
+            reaching_the_end = not in_last_batch and result.messages >= total - 2 * chunk_size
+            in_last_batch = in_last_batch or reaching_the_end
+            if in_batch >= batch_size or reaching_the_end:
+                folding.append((await projecting.fold(datetime.now(UTC)), in_batch))
+                in_batch = 0
+            await write(every=False)
+        if chunk:
+            await projecting.decode(chunk)
+            result.messages += len(chunk)
+            in_batch += len(chunk)
+        if in_batch:
+            folding.append((await projecting.fold(datetime.now(UTC)), in_batch))
+        await write(every=True)
+    result.elapsed_seconds = time.perf_counter() - started
+    return result
 
 
 def _canonical(value: Any) -> Any:
@@ -387,6 +397,11 @@ def _canonical_rows(table: Table, rows: Iterator[Any]) -> list[str]:
     keyed: list[tuple[list[Any], str]] = []
     for row in rows:
         values = {name: _canonical(row._mapping[name]) for name in compared}
+        for name in compared:
+            if name in JSON_COLUMNS and values[name] is not None:
+                # The document, not its spelling: a row written before the read model's JSON
+                # came from pydantic's serializer has other spaces than a rebuilt one.
+                values[name] = json.loads(values[name])
         # Sorted here, on canonical values: UUIDs sort differently in PostgreSQL and SQLite.
         keyed.append(([str(values[name]) for name in primary_key], json.dumps(values, sort_keys=True)))
     return [line for _, line in sorted(keyed)]
