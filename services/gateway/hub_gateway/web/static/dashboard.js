@@ -559,6 +559,24 @@
     reloadTimer = setTimeout(load, 400);
   }
 
+  // Totals in the reporting currency are over every filtered row, not only those shown:
+  // after live changes, ask for them again (one row's worth of page, the same filters).
+  let totalsTimer = null;
+  function refreshTotalsSoon() {
+    clearTimeout(totalsTimer);
+    totalsTimer = setTimeout(async () => {
+      const params = searchParams();
+      params.set("offset", "0");
+      params.set("limit", "1");
+      try {
+        const { data } = await api("GET", "/api/v1/dashboard?" + params);
+        if (!state.page) return;
+        state.page.totals = data.totals;
+        renderCounts(data.states);
+      } catch (_) { /* the next load brings them */ }
+    }, 1000);
+  }
+
   function patchRows(message) {
     if (!state.page) return;
     const shown = new Map(state.page.rows.map((row, index) => [keyOf(row), index]));
@@ -592,6 +610,7 @@
       for (const key of shown.keys()) if (key.startsWith(clientId + "/") && !arrivedKeys.has(key)) structureChanged = true;
     }
     renderCounts(message.states);
+    if (state.page.totals && state.page.totals.length && message.rows.length) refreshTotalsSoon();
     // Fresh rows may change the columns' widths (a longer state, an age): place them again.
     requestAnimationFrame(placeStickyColumns);
     noticeNewClients(message.rows);
