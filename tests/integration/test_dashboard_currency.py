@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -41,6 +41,7 @@ PLAN: list[tuple[str, Decimal | None, str]] = [
     ("GBP", None, "unavailable"),
 ]
 RATE_DATE = NOW.date()
+CENT = Decimal("0.01")
 # A GBP company read before the hub read rates, and a USD one whose EUR rate is zero in BC.
 OLD_SNAPSHOT, UNUSABLE_RATE = 1044, 1045
 
@@ -65,7 +66,8 @@ def _rates(number: int) -> ExchangeRates | None:
 
 
 def _in_euro(number: int) -> Decimal | None:
-    """What the hub should show for company ``number``'s cash in EUR (None: cannot)."""
+    """What the hub should show for company ``number``'s cash in EUR, to the cent (None:
+    cannot be converted)."""
     currency, eur_rate, _ = PLAN[number % len(PLAN)]
     if currency == "EUR":
         return _cash(number)
@@ -73,7 +75,7 @@ def _in_euro(number: int) -> Decimal | None:
     usable = rates is not None and any(r.currency_code == "EUR" and r.lcy_per_unit for r in rates.rates)
     if eur_rate is None or not usable:
         return None
-    return _cash(number) / eur_rate
+    return (_cash(number) / eur_rate).quantize(CENT, rounding=ROUND_HALF_UP)
 
 
 def _name(number: int) -> str:
@@ -125,7 +127,8 @@ async def test_a_converted_sort_and_threshold_over_a_thousand_rows(fresh_model: 
     sessions = await fresh_model()
     await _firm(sessions)
     numbers = range(COMPANIES)
-    convertible = sorted((n for n in numbers if _in_euro(n) is not None), key=lambda n: -(_in_euro(n) or 0))
+    # Equal amounts (to the cent) in name order, as the hub breaks ties.
+    convertible = sorted((n for n in numbers if _in_euro(n) is not None), key=lambda n: (-(_in_euro(n) or 0), n))
     unconvertible = sorted((n for n in numbers if _in_euro(n) is None), key=_name)
     expected = [_name(n) for n in convertible + unconvertible]
 
@@ -139,7 +142,7 @@ async def test_a_converted_sort_and_threshold_over_a_thousand_rows(fresh_model: 
 
     # Deep in the list: a page past the thousandth row is still in converted order.
     deep = await _page(sessions, sort="cash", offset=1000, limit=50)
-    ascending = [_name(n) for n in sorted(convertible, key=lambda n: _in_euro(n) or 0) + unconvertible]
+    ascending = [_name(n) for n in sorted(convertible, key=lambda n: (_in_euro(n) or 0, n)) + unconvertible]
     assert [row.company_name for row in deep.rows] == ascending[1000:]
 
     # A threshold on the converted amount; rows that cannot be converted never match.
@@ -195,8 +198,10 @@ async def test_summary_totals_are_in_the_reporting_currency(fresh_model: Callabl
     totals = {total.key: total for total in page.totals}
     overdue = totals["overdue_sales_invoices_amount"]
     convertible = [n for n in range(COMPANIES) if _in_euro(n) is not None]
-    in_euro = sum((Decimal(100) / (PLAN[n % len(PLAN)][1] or Decimal(1)) for n in convertible), Decimal(0)).quantize(
-        Decimal("0.01")
+    # What the rows show (to the cent), added up.
+    in_euro = sum(
+        ((Decimal(100) / (PLAN[n % len(PLAN)][1] or Decimal(1))).quantize(CENT, ROUND_HALF_UP) for n in convertible),
+        Decimal(0),
     )
     assert overdue.currency == "EUR"
     assert overdue.converted == len(convertible) and overdue.not_converted == COMPANIES - len(convertible)

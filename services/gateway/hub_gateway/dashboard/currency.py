@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from decimal import Context, Decimal
+from decimal import ROUND_HALF_UP, Context, Decimal
 from enum import StrEnum
 
 from pydantic import BaseModel
 
-# Wide enough for any Money (28 digits) divided by a rate with 15 decimals.
-_WIDE = Context(prec=60)
+# Wide enough for any Money (28 digits) divided by a rate with 15 decimals; halves away from
+# zero, as SQL's ROUND does, so a threshold in SQL agrees with the amount shown.
+_WIDE = Context(prec=60, rounding=ROUND_HALF_UP)
 _CENT = Decimal("0.01")
 
 

@@ -166,7 +166,8 @@ def _shown(key: str, reporting_currency: str | None) -> ColumnElement[Any]:
     lcy_per_unit = col(CompanyRateRow.lcy_per_unit)
     return case(
         (col(CompanyRow.currency_code) == reporting_currency, figure),
-        (lcy_per_unit > 0, figure / lcy_per_unit),
+        # To the cent, as the rows show it, so a threshold agrees with the amount on screen.
+        (lcy_per_unit > 0, func.round(figure / lcy_per_unit, 2)),
         else_=None,
     )
 
