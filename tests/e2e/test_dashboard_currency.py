@@ -64,6 +64,7 @@ def test_a_converted_sort_at_1280_by_800(page: Page, hub: Hub, sandbox: Sandbox)
     # by the converted amount, whatever each company's own currency.
     _choose_currency(page, "EUR")
     _sort_by_cash_descending(page)
+    expect(page.locator('#grid-head th[data-sort-key="cash"]')).to_have_attribute("title", re.compile("in EUR"))
     # Converted amounts and those already in euros, in one order (once the sorted page came).
     cells = eventually(lambda: _sorted_cells(page), "rows sorted by the amount in euros", timeout=20)
     assert len(cells) == len(names) and any(mark == "yes" for _, mark, _, _, _ in cells), cells

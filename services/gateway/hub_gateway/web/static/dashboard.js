@@ -102,6 +102,7 @@
     converted: (a) => `Converted from ${Hub.amount(a.original, a.original_currency)} at 1 ${a.currency} = ${a.lcy_per_unit} ${a.original_currency} (rate from ${Hub.date(a.rate_date)})`,
     notConverted: (a) => `Not converted: ${NOT_CONVERTED[a.not_converted](a.currency)}; shown in ${a.original_currency || "its own currency"}`,
     ownCurrency: "Each company's own currency",
+    heading: (label, currency) => `${label}, in ${currency} (converted where marked ≈)`,
     total: (key) => ({ overdue_sales_invoices_amount: "overdue sales", overdue_purchase_invoices_amount: "overdue purchases" })[key] || key,
     notCounted: (count) => `${Hub.count(count)} not converted`,
     detailsNote: (a) => (a.converted ? `The dashboard shows this company's amounts in ${a.currency}: ${CURRENCY_WORDS.converted(a)}. The amounts here are the company's own.`
@@ -139,16 +140,18 @@
     const sorted = state.query.sort === key;
     // "(amount)" is what every figure column but the counts is: the full name is the tooltip.
     const short = label.replace(/ \(amount\)$/, "");
+    const reporting = state.preferences.reporting_currency;
+    const full = reporting && catalogue.get(key)?.kind === "amount" ? CURRENCY_WORDS.heading(label, reporting) : label;
     const classes = [numeric ? "amount" : null, sticky ? "sticky" : null].filter(Boolean).join(" ") || null;
-    return h("th", { scope: "col", class: classes, title: short === label ? null : label, dataset: { sortKey: key }, "aria-sort": sorted ? (state.query.descending ? "descending" : "ascending") : "none" },
-      h("button", { type: "button", class: "sort", "aria-label": short === label ? null : label, onclick: () => sortBy(key) }, short,
+    return h("th", { scope: "col", class: classes, title: short === full ? null : full, dataset: { sortKey: key }, "aria-sort": sorted ? (state.query.descending ? "descending" : "ascending") : "none" },
+      h("button", { type: "button", class: "sort", "aria-label": short === full ? null : full, onclick: () => sortBy(key) }, short,
         sorted ? h("span", { "aria-hidden": "true" }, state.query.descending ? " ▼" : " ▲") : null));
   }
 
   let headSignature = "";
   function renderHead() {
     // Rebuilt only when it changes, so a focused header button keeps its focus.
-    const signature = JSON.stringify([state.preferences.columns, state.query.sort, state.query.descending]);
+    const signature = JSON.stringify([state.preferences.columns, state.preferences.reporting_currency, state.query.sort, state.query.descending]);
     if (signature === headSignature) return;
     headSignature = signature;
     const focusedSort = document.activeElement?.closest("#grid-head th")?.dataset.sortKey;
