@@ -82,6 +82,8 @@ def test_a_converted_sort_at_1280_by_800(page: Page, hub: Hub, sandbox: Sandbox)
     row_of(page, "CRONUS UK Ltd.").get_by_role("button", name="Details of CRONUS UK Ltd.").click()
     expect(page.locator("#details-conversion")).to_contain_text("1 EUR =")
     expect(page.locator("#details-body")).to_contain_text("GBP")
+    page.locator("#details-rates summary").click()
+    expect(page.locator("#details-rates li", has_text=re.compile(r"^1 EUR = [\d.]+ GBP \(from "))).to_have_count(1)
     shot(page, "dashboard-converted-sort")
     page.keyboard.press("Escape")
 

@@ -105,6 +105,9 @@
     heading: (label, currency) => `${label}, in ${currency} (converted where marked ≈)`,
     total: (key) => ({ overdue_sales_invoices_amount: "overdue sales", overdue_purchase_invoices_amount: "overdue purchases" })[key] || key,
     notCounted: (count) => `${Hub.count(count)} not converted`,
+    ratesTitle: "Exchange rates in this company's Business Central",
+    rate: (r, lcy) => (r.lcy_per_unit === null ? `${r.currency_code}: zero or negative, not used` : `1 ${r.currency_code} = ${r.lcy_per_unit} ${lcy} (from ${Hub.date(r.starting_date)})`),
+    noRates: (why) => (why ? `Not read: ${why}` : "None read yet: refresh the company."),
     detailsNote: (a) => (a.converted ? `The dashboard shows this company's amounts in ${a.currency}: ${CURRENCY_WORDS.converted(a)}. The amounts here are the company's own.`
       : a.value === null ? `${CURRENCY_WORDS.notConverted(a)}.` : ""),
   };
@@ -758,6 +761,9 @@
     const shownRow = state.page && state.page.rows.find((r) => r.client_id === details.client_id && r.company_id === details.company_id);
     const shownCash = shownRow && shownRow.amounts && Object.values(shownRow.amounts)[0];
     if (shownCash && CURRENCY_WORDS.detailsNote(shownCash)) body.push(h("p", { class: "muted", id: "details-conversion" }, CURRENCY_WORDS.detailsNote(shownCash)));
+    body.push(h("details", { id: "details-rates" }, h("summary", {}, CURRENCY_WORDS.ratesTitle),
+      details.exchange_rates.length ? h("ul", {}, details.exchange_rates.map((r) => h("li", {}, CURRENCY_WORDS.rate(r, currency))))
+        : h("p", { class: "muted" }, CURRENCY_WORDS.noRates(details.exchange_rates_unavailable))));
     const workbookPath = `/api/v1/clients/${details.client_id}/companies/${details.company_id}/workbook`;
     const workbook = h("a", { class: "button", href: workbookPath, download: true }, "Financial statements (Excel)");
     const today = new Date().toISOString().slice(0, 10);
