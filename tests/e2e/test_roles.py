@@ -44,6 +44,19 @@ MATRIX: dict[str, tuple[str, Call]] = {
     "GET /api/v1/errors": (EVERYONE, lambda api: api.get("/api/v1/errors")),
     "GET /api/v1/problems": (EVERYONE, lambda api: api.get("/api/v1/problems")),
     "GET /api/v1/refresh-runs/{run_id}": (EVERYONE, lambda api: api.get("/api/v1/refresh-runs/run-1")),
+    "GET /api/v1/refresh-schedule": (EVERYONE, lambda api: api.get("/api/v1/refresh-schedule")),
+    "PUT /api/v1/refresh-schedule": (
+        MANAGERS,
+        lambda api: api.put("/api/v1/refresh-schedule", json={"every_minutes": None}),
+    ),
+    "PUT /api/v1/clients/{client_id}/refresh-schedule": (
+        MANAGERS,
+        lambda api: api.put(f"/api/v1/clients/{SOME_ID}/refresh-schedule", json={"every_minutes": 60}),
+    ),
+    "DELETE /api/v1/clients/{client_id}/refresh-schedule": (
+        MANAGERS,
+        lambda api: api.delete(f"/api/v1/clients/{SOME_ID}/refresh-schedule"),
+    ),
     "GET /api/v1/live": (EVERYONE, lambda api: api.get("/api/v1/live", headers={"accept": "text/plain"})),
     "GET /api/v1/clients/{client_id}/companies/{company_id}": (
         EVERYONE,

@@ -24,6 +24,7 @@ from hub_common.events import Actor, ActorKind, ClientCard, Envelope, TenantAcce
 from hub_common.outbox import OutboxRelay
 from hub_common.streams import EVENTS_STREAM
 from hub_registry.app import MIGRATIONS, VERSION_TABLE
+from hub_registry.domain.refresh_schedule import RefreshSchedule
 from hub_registry.models import Client, registry_outbox
 from hub_registry.service import clients, firms, refreshes, tenant_grants
 from hub_registry.settings import RegistrySettings
@@ -208,7 +209,12 @@ async def test_the_schedule_asks_a_refresh_of_every_granted_live_client(
             session=session, command=RemoveClient(firm_id=firm_id, actor=actor, correlation_id="c", client_id=ids[0])
         )
     async with transaction(sessions) as session:
-        await refreshes.refresh_every_client(session=session, correlation_id="schedule-1")
+        await refreshes.refresh_due_clients(
+            session=session,
+            operator_default=RefreshSchedule(every=timedelta(hours=1), quiet_hours=None),
+            now=datetime.now(UTC) + timedelta(hours=2),
+            correlation_id="schedule-1",
+        )
     async with sessions() as session:
         payloads = (await session.execute(select(registry_outbox.c.payload))).scalars().all()
     scheduled = [decode_event(p) for p in payloads if '"schedule-1"' in p]
@@ -310,31 +316,3 @@ async def test_the_relay_mirrors_a_grant_before_anything_after_it_leaves(
     assert not await grants.has_access(jetstream, uuid.uuid4(), tenant_id), "the grant is this firm's only"
     after = (await jetstream.stream_info(EVENTS_STREAM)).state.messages
     assert after - before == 2, "the grant, then the refresh it allowed"
-
-
-async def test_the_schedule_goes_on_from_its_last_run_whichever_replica_ran_it(
-    sessions: async_sessionmaker[AsyncSession],
-) -> None:
-    hour = timedelta(hours=1)
-    start = datetime(2026, 12, 3, 9, 0, tzinfo=UTC)
-    async with transaction(sessions) as session:
-        first_due = await refreshes.next_scheduled_run(session, interval=hour, now=start)
-    # A new hub counts from now: its first scheduled refresh is an interval away.
-    assert first_due == start + hour
-
-    # A replica that takes the lease 50 minutes later waits 10 minutes, not a whole hour.
-    async with transaction(sessions) as session:
-        assert (
-            await refreshes.next_scheduled_run(session, interval=hour, now=start + timedelta(minutes=50)) == first_due
-        )
-
-    ran_at = first_due + timedelta(seconds=2)
-    async with transaction(sessions) as session:
-        ran = await refreshes.run_schedule(session, interval=hour, due=first_due, now=ran_at, correlation_id="s-1")
-    assert ran is not None
-    # The same run, claimed again (two replicas for a moment): it does not run twice.
-    async with transaction(sessions) as session:
-        again = await refreshes.run_schedule(session, interval=hour, due=first_due, now=ran_at, correlation_id="s-2")
-    assert again is None
-    async with transaction(sessions) as session:
-        assert await refreshes.next_scheduled_run(session, interval=hour, now=ran_at) == ran_at + hour

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import uuid
 import zlib
-from datetime import date, datetime
+from datetime import date, datetime, time
 from enum import StrEnum
 from typing import Annotated, Generic, Literal, TypeVar
 
@@ -28,6 +28,7 @@ ADD_CLIENT = "cmd.registry.client.add"
 UPDATE_CLIENT = "cmd.registry.client.update"
 REMOVE_CLIENT = "cmd.registry.client.remove"
 REQUEST_REFRESH = "cmd.registry.refresh.request"
+SET_REFRESH_SCHEDULE = "cmd.registry.refresh.schedule"
 TEST_CONNECTION = "cmd.registry.connection.test"
 INVITE_COLLEAGUE = "cmd.registry.accountant.invite"
 LIST_FIRM_INVITATIONS = "cmd.registry.accountant.invitations"
@@ -114,6 +115,18 @@ class RequestRefresh(FirmCommand):
     company_id: uuid.UUID | None = None
 
 
+class SetRefreshSchedule(FirmCommand):
+    """The firm's schedule (no client: owners and admins), or one client's own; a client
+    with ``follows_firm`` goes back to the firm's. ``every_minutes`` None turns it off."""
+
+    client_id: uuid.UUID | None = None
+    follows_firm: bool = False
+    every_minutes: int | None = None
+    quiet_from: time | None = None
+    quiet_until: time | None = None
+    time_zone: Annotated[str, Field(min_length=1, max_length=64)] = "UTC"
+
+
 class TestConnection(FirmCommand):
     """Test Client URL: a URL typed on a card (not saved yet), or a saved client's."""
 
@@ -192,6 +205,10 @@ class ClientCreated(BaseModel):
     client_id: uuid.UUID
     # Whether the client's tenant has granted the firm access; False: waiting for permission.
     access_granted: bool | None = None
+
+
+class RefreshScheduleSaved(BaseModel):
+    """The schedule is saved; the read model shows it once its event comes back."""
 
 
 class RefreshStarted(BaseModel):

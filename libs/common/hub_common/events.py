@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, time
 from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Generic, Literal, TypeVar
@@ -260,6 +260,23 @@ class ClientRemoved(EventData):
 
 
 # ---------------------------------------------------------------- refreshes
+
+
+class RefreshScheduleSet(EventData):
+    """When clients are refreshed on schedule changed: the firm's schedule (no client), or
+    one client's own, or a client given back to the firm's (``follows_firm``)."""
+
+    event_type = "RefreshScheduleSet"
+    subject_template = "refresh.schedule_set"
+
+    client_id: uuid.UUID | None = None
+    follows_firm: bool = False
+    # None: no scheduled refresh.
+    every_minutes: Annotated[int, Field(ge=15, le=7 * 24 * 60)] | None = None
+    # Wall-clock times in ``time_zone``; both or neither.
+    quiet_from: time | None = None
+    quiet_until: time | None = None
+    time_zone: Annotated[str, Field(min_length=1, max_length=64)] = "UTC"
 
 
 class RefreshRequested(EventData):
@@ -625,6 +642,7 @@ EVENT_TYPES: dict[str, type[EventData]] = {
         ClientAdded,
         ClientUpdated,
         ClientRemoved,
+        RefreshScheduleSet,
         RefreshRequested,
         CompaniesDiscovered,
         RefreshFailed,

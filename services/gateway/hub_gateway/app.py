@@ -43,6 +43,7 @@ from hub_gateway.invitations.endpoints import client_invitations
 from hub_gateway.invitations.pages import invitation_pages
 from hub_gateway.readmodel.projection import apply_batch
 from hub_gateway.refresh.endpoints import refresh_api
+from hub_gateway.refresh_schedule.endpoints import refresh_schedule_api
 from hub_gateway.reports.endpoints import reports
 from hub_gateway.settings import GatewaySettings
 from hub_gateway.web.dev_mail import dev_mail_pages
@@ -200,6 +201,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     app.include_router(dashboard_api)
     app.include_router(company_details_api)
     app.include_router(refresh_api)
+    app.include_router(refresh_schedule_api)
     app.include_router(clients_api)
     app.include_router(client_url_tests_api)
     app.include_router(check_errors_api)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -87,23 +87,24 @@ def create_app(settings: RegistrySettings) -> FastStream:
         )
 
     async def refresh_on_schedule() -> None:
-        # Due an interval after the last run as recorded, whichever replica ran it.
-        interval = timedelta(seconds=settings.scheduled_refresh_seconds)
+        # Each client is due its schedule's interval after its last scheduled refresh as
+        # recorded, whichever replica ran it.
+        operator_schedule = settings.operator_schedule()
         while True:
             try:
                 async with transaction(sessions) as session:
-                    due = await refreshes.next_scheduled_run(session, interval=interval, now=datetime.now(UTC))
-                await asyncio.sleep(max(0.0, (due - datetime.now(UTC)).total_seconds()))
-                async with transaction(sessions) as session:
-                    count = await refreshes.run_schedule(
-                        session, interval=interval, due=due, now=datetime.now(UTC), correlation_id=str(uuid.uuid4())
+                    count = await refreshes.refresh_due_clients(
+                        session=session,
+                        operator_default=operator_schedule,
+                        now=datetime.now(UTC),
+                        correlation_id=str(uuid.uuid4()),
                     )
-                if count is not None:
+                if count:
                     duties.notify_relay()
                     logger.info("scheduled refresh requested", clients=count)
             except Exception:
                 logger.exception("scheduled refresh failed; trying again shortly")
-                await asyncio.sleep(min(60.0, interval.total_seconds()))
+            await asyncio.sleep(settings.schedule_check_seconds)
 
     async def resolve_old_cards() -> None:
         try:
@@ -119,9 +120,7 @@ def create_app(settings: RegistrySettings) -> FastStream:
     @app.after_startup
     async def start_duties() -> None:
         # Besides the relay, exactly one registry replica resolves old cards and runs the schedule.
-        others: dict[str, Duty] = {"resolve-old-cards": resolve_old_cards}
-        if settings.scheduled_refresh_seconds > 0:
-            others["scheduled-refresh"] = refresh_on_schedule
+        others: dict[str, Duty] = {"resolve-old-cards": resolve_old_cards, "scheduled-refresh": refresh_on_schedule}
         duties.start(jetstream_of(broker), others)
         logger.info("registry ready")
 

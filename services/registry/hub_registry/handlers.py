@@ -74,11 +74,16 @@ def register_command_handlers(
 
     # ------------------------------------------------------------ refreshes
 
+    async def set_refresh_schedule(session: AsyncSession, command: commands.SetRefreshSchedule) -> BaseModel:
+        await refreshes.set_refresh_schedule(session=session, command=command)
+        return commands.RefreshScheduleSaved()
+
     async def request_refresh(session: AsyncSession, command: commands.RequestRefresh) -> BaseModel:
         refresh_ids = await refreshes.request_refresh(session=session, command=command)
         return commands.RefreshStarted(refresh_ids=refresh_ids)
 
     server.serve_in_transaction(commands.REQUEST_REFRESH, commands.RequestRefresh, request_refresh)
+    server.serve_in_transaction(commands.SET_REFRESH_SCHEDULE, commands.SetRefreshSchedule, set_refresh_schedule)
 
     # ------------------------------------------------------------ tenant grants
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, time
 
 from sqlalchemy import Column, Index, text
 from sqlmodel import Field, SQLModel
@@ -102,13 +102,39 @@ class ColleagueInvitationRow(SQLModel, table=True):
     accepted_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime(), nullable=True))
 
 
-class ScheduleRun(SQLModel, table=True):
-    """When a schedule last ran: a replica that takes the lease over goes on from there, so
-    failovers and rolling restarts neither skip nor repeat a scheduled refresh."""
+class RefreshScheduleRow(SQLModel, table=True):
+    """A firm's refresh schedule (no client) or one client's own."""
 
-    __tablename__ = "registry_schedule_runs"
+    __tablename__ = "registry_refresh_schedules"
+    __table_args__ = (
+        # One firm schedule per firm, one own schedule per client.
+        Index(
+            "registry_refresh_schedules_firm",
+            "firm_id",
+            unique=True,
+            sqlite_where=text("client_id IS NULL"),
+            postgresql_where=text("client_id IS NULL"),
+        ),
+        Index("registry_refresh_schedules_client", "client_id", unique=True),
+    )
 
-    name: str = Field(primary_key=True, max_length=50)
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    firm_id: uuid.UUID = Field(foreign_key="registry_firms.id")
+    client_id: uuid.UUID | None = Field(default=None, foreign_key="registry_clients.id")
+    every_minutes: int | None = None
+    quiet_from: time | None = None
+    quiet_until: time | None = None
+    time_zone: str = Field(max_length=64)
+    updated_at: datetime = Field(default_factory=_now, sa_column=_timestamp())
+
+
+class ClientScheduleRun(SQLModel, table=True):
+    """When a client was last refreshed on schedule: a replica that takes the lease over goes
+    on from there, so failovers and rolling restarts neither skip nor repeat a refresh."""
+
+    __tablename__ = "registry_client_schedule_runs"
+
+    client_id: uuid.UUID = Field(foreign_key="registry_clients.id", primary_key=True)
     last_run_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
 
 

@@ -1,8 +1,11 @@
 from __future__ import annotations
 
-from pydantic import Field
+from datetime import timedelta
+
+from pydantic import Field, field_validator
 
 from hub_common.settings import HubSettings
+from hub_registry.domain.refresh_schedule import LONGEST_INTERVAL, SHORTEST_INTERVAL, RefreshSchedule
 
 
 class RegistrySettings(HubSettings):
@@ -11,7 +14,24 @@ class RegistrySettings(HubSettings):
     # A new firm's dashboard starts with this client (a sandbox tenant) until removed.
     sample_client_url: str | None = None
     sample_client_name: str = "Sample client (CRONUS)"
-    # Refresh every client of every firm this often; 0 turns the schedule off.
+    # The schedule of a firm that has not set its own: every client refreshed this often
+    # (15 minutes to a week); 0 turns it off for such firms.
     scheduled_refresh_seconds: int = 3600
+    # How often the lease holder looks for clients whose schedule is due.
+    schedule_check_seconds: float = Field(default=60.0, gt=0, le=3600)
     # How long resolving a tenant's domain to its id (Entra's OIDC discovery) may take.
     entra_discovery_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
+
+    @field_validator("scheduled_refresh_seconds")
+    @classmethod
+    def _a_schedule_that_can_be_kept(cls, seconds: int) -> int:
+        if seconds != 0 and not SHORTEST_INTERVAL.total_seconds() <= seconds <= LONGEST_INTERVAL.total_seconds():
+            raise ValueError(
+                f"0 (off) or {SHORTEST_INTERVAL.total_seconds():.0f} to {LONGEST_INTERVAL.total_seconds():.0f} seconds"
+            )
+        return seconds
+
+    def operator_schedule(self) -> RefreshSchedule:
+        """The schedule of firms that have not set their own."""
+        every = timedelta(seconds=self.scheduled_refresh_seconds) if self.scheduled_refresh_seconds else None
+        return RefreshSchedule(every=every, quiet_hours=None)

@@ -41,6 +41,8 @@ class FirmRow(SQLModel, table=True):
 
     firm_id: uuid.UUID = Field(primary_key=True)
     name: str = Field(max_length=250)
+    # The firm's refresh schedule as set (JSON); None: the hub's default.
+    refresh_schedule_json: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     events_sequence: int = 0
 
 
@@ -78,6 +80,8 @@ class ClientRow(SQLModel, table=True):
     # While the state is "waiting": when the fetcher tries reaching the client's BC again.
     next_attempt_at: datetime | None = Field(default=None, sa_column=_moment())
     added_at: datetime = Field(sa_column=_moment(nullable=False))
+    # The client's own refresh schedule (JSON); None: it follows the firm's.
+    refresh_schedule_json: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     events_sequence: int = 0
 
 

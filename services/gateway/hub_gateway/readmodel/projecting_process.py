@@ -1,21 +1,24 @@
-"""A rebuild's second process: it decodes, validates and folds what the first one reads.
+"""A rebuild's projecting processes: each decodes, validates, folds and writes a share of
+what the rebuilding process reads.
 
 Validating events is most of a rebuild's work (a company snapshot is 5-6 KB of figures,
-about 60-90 µs in pydantic), and a Python process has one core for it. So ``hub rebuild``
-reads the streams in its own process and hands the raw messages over, in chunks, to this
-one, which decodes and validates each chunk as it arrives. At the end of a batch it folds
-the batch through the live projection's rules, on the rows it keeps in memory
-(``ReadModelInMemory``: the rebuild is the only writer of its empty target), and hands
-back what the target must write; the first process writes it while this one goes on with
-the next batch. Raw bytes go one way and changed rows the other: both pickle cheaply,
-unlike decoded events (a snapshot's model takes longer to unpickle than to validate).
+60-90 µs in pydantic), and a Python process has one core for it. So ``hub rebuild`` reads
+the streams in its own process and hands the raw messages over, in chunks, to a few of
+these, each taking whole firms: one firm's messages all go to one process, in stream
+order. Every rule of the projection works within the event's firm (it checks the rows it
+touches belong to it), so firms fold independently, each process on the rows of its own
+firms that it keeps in memory (``ReadModelInMemory``: the rebuild is the only writer of its
+empty target). A process decodes each chunk as it arrives; at the end of a batch it folds
+the batch through the live projection's rules and writes it in one transaction. Only raw
+bytes cross between processes, which pickle for the price of a copy (decoded events would
+cost more to unpickle than to validate).
 
 Folding a whole batch at once, not chunk by chunk, matters: a company named by several
 chunks would otherwise be loaded, compared and turned into a row again for each (three
 times the folding's cost on the benchmark's history, measured).
 
-Calls run in the order they are made, on one worker, so every batch is folded on the rows
-the batches before it left.
+Calls to a process run in the order they are made, on its one worker, so every batch is
+folded on the rows the batches before it left.
 """
 
 from __future__ import annotations
@@ -29,8 +32,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from hub_common.db import create_engine, session_factory, transaction
 from hub_common.events import InvalidEvent, decode_event, prepare_decoding
-from hub_gateway.readmodel.projection import ReadModelInMemory, Written
+from hub_gateway.readmodel.projection import ReadModelInMemory, store
 from hub_gateway.readmodel.state import StoredEvent
 
 # A message as it crosses over: its stream, its sequence in the stream, its bytes.
@@ -43,22 +47,28 @@ _OUTSTANDING_CALLS = 64
 
 @dataclass
 class _Projector:
-    """What the projecting process keeps between calls."""
+    """What a projecting process keeps between calls."""
 
+    database_url: str
+    loop: asyncio.AbstractEventLoop = field(default_factory=asyncio.new_event_loop)
     model: ReadModelInMemory = field(default_factory=ReadModelInMemory)
     # Decoded since the last write, in stream order.
     batch: list[StoredEvent[Any]] = field(default_factory=list)
     invalid: int = 0
 
+    def __post_init__(self) -> None:
+        self.engine = create_engine(self.database_url)
+        self.sessions = session_factory(self.engine)
+
 
 _projector: _Projector | None = None
 
 
-def _start() -> None:
+def _start(database_url: str) -> None:
     """Runs once in the projecting process, before its first call."""
     global _projector
     prepare_decoding()
-    _projector = _Projector()
+    _projector = _Projector(database_url)
     # For the process's life: it allocates several short-lived objects per message, and the
     # collector's full passes over what is alive (schemas, tables, modules) would cost more
     # than everything else; reference counting frees nearly everything at once.
@@ -88,25 +98,38 @@ def _decode(messages: list[RawMessage]) -> None:
             projector.invalid += 1
 
 
-def _fold(applied_at: datetime) -> tuple[Written, int]:
-    """Fold the batch; what the target must write, and how many invalid messages were
-    skipped since the last fold."""
+def _fold_and_write(applied_at: datetime) -> int:
+    """Fold the batch and write what it changed in one transaction; how many invalid
+    messages were skipped since the last write."""
     projector = _the_projector()
     written = projector.model.fold(projector.batch, applied_at)
+
+    async def write() -> None:
+        async with transaction(projector.sessions) as session:
+            # Positions only move forward: the other processes write the same streams'.
+            await store(session, written)
+
+    projector.loop.run_until_complete(write())
     invalid, projector.batch, projector.invalid = projector.invalid, [], 0
-    return written, invalid
+    return invalid
+
+
+def _close() -> None:
+    projector = _the_projector()
+    projector.loop.run_until_complete(projector.engine.dispose())
+    projector.loop.close()
 
 
 class ProjectingProcess:
-    """The process, and the calls made to it, in order.
+    """One projecting process, and the calls made to it, in order.
 
     Started with ``spawn``: the rebuilding process has threads and a live NATS connection,
     which a forked child must not inherit.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, database_url: str) -> None:
         self._pool = ProcessPoolExecutor(
-            max_workers=1, mp_context=multiprocessing.get_context("spawn"), initializer=_start
+            max_workers=1, mp_context=multiprocessing.get_context("spawn"), initializer=_start, initargs=(database_url,)
         )
         self._outstanding: deque[asyncio.Future[Any]] = deque()
 
@@ -118,11 +141,17 @@ class ProjectingProcess:
         """Hand a chunk over; returns at once unless too many calls are outstanding."""
         await self._call(_decode, messages)
 
-    async def fold(self, applied_at: datetime) -> asyncio.Future[tuple[Written, int]]:
-        """End the batch: the future gives what to write, and the invalid messages skipped."""
-        return await self._call(_fold, applied_at)
+    async def fold_and_write(self, applied_at: datetime) -> asyncio.Future[int]:
+        """End the batch: the future gives the invalid messages skipped in it, once written."""
+        return await self._call(_fold_and_write, applied_at)
 
-    def stop(self) -> None:
+    async def close(self) -> None:
+        """Once every call made has run: close the target's connections, end the process."""
+        await (await self._call(_close))
+        await asyncio.to_thread(self.abandon)
+
+    def abandon(self) -> None:
+        """End the process without running the calls still waiting (the rebuild failed)."""
         self._pool.shutdown(wait=True, cancel_futures=True)
 
     async def _call(self, function: Any, *arguments: Any) -> asyncio.Future[Any]:

@@ -24,6 +24,7 @@ import gc
 import hashlib
 import heapq
 import json
+import os
 import time
 import uuid
 from collections import deque
@@ -39,10 +40,9 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig, DeliverPolicy, ReplayPolicy
 from sqlalchemy import Table, func, select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlmodel import SQLModel
 
-from hub_common.db import create_engine, migrate, session_factory, transaction
+from hub_common.db import create_engine, migrate, session_factory
 from hub_common.logging import get_logger
 from hub_common.streams import EVENTS_STREAM, SNAPSHOTS_STREAM
 from hub_gateway.app import MIGRATIONS, VERSION_TABLE
@@ -59,7 +59,6 @@ from hub_gateway.readmodel.models import (
     TenantAccessRow,
 )
 from hub_gateway.readmodel.projecting_process import ProjectingProcess, RawMessage
-from hub_gateway.readmodel.projection import Written, store
 
 logger = get_logger(__name__)
 
@@ -92,6 +91,9 @@ DEFAULT_BATCH_SIZE = 5000
 # decodes while the next ones are read, large enough that a hand-over costs little per
 # message.
 DEFAULT_CHUNK_SIZE = 100
+# Projecting processes: one per core, since they do most of the work (more would only take
+# turns), and four at most: beyond that the one reading process is the bottleneck.
+DEFAULT_PROCESSES = min(4, os.cpu_count() or 1)
 # Chunks received ahead of the reader, per stream: enough work for the projecting process
 # to go on with while flow control resumes a paused server (nats-py answers it within
 # 250 ms).
@@ -258,9 +260,13 @@ def _collecting_less() -> Iterator[None]:
         gc.unfreeze()
 
 
-async def _ensure_empty(sessions: async_sessionmaker[AsyncSession]) -> None:
-    async with sessions() as session:
-        positions = (await session.execute(select(func.count()).select_from(ProjectionPosition))).scalar_one()
+async def _ensure_empty(database_url: str) -> None:
+    engine = create_engine(database_url)
+    try:
+        async with session_factory(engine)() as session:
+            positions = (await session.execute(select(func.count()).select_from(ProjectionPosition))).scalar_one()
+    finally:
+        await engine.dispose()
     if positions:
         raise RebuildTargetNotEmpty("the target database already holds a read model; rebuild into an empty one")
 
@@ -271,25 +277,26 @@ async def rebuild(
     *,
     batch_size: int = DEFAULT_BATCH_SIZE,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
+    processes: int = DEFAULT_PROCESSES,
     progress: Callable[[int, int], None] | None = None,
 ) -> RebuildResult:
     """Project both streams, from their start, into the empty database at ``database_url``.
 
-    ``progress(applied, total)`` is called after each written batch; ``total`` counts the
-    messages the streams held at the start.
+    ``processes`` projecting processes share the firms; ``progress(applied, total)`` is
+    called after each written batch, ``total`` counting the messages the streams held at
+    the start.
     """
     await asyncio.to_thread(migrate, database_url, MIGRATIONS, VERSION_TABLE)
-    engine = create_engine(database_url)
-    sessions = session_factory(engine)
-    projecting = ProjectingProcess()
+    await _ensure_empty(database_url)
+    projecting = [ProjectingProcess(database_url) for _ in range(processes)]
     try:
-        await _ensure_empty(sessions)
-        await projecting.started()
+        await asyncio.gather(*(process.started() for process in projecting))
         with _collecting_less():
-            result = await _project_streams(js, sessions, projecting, batch_size, chunk_size, progress)
-    finally:
-        await asyncio.to_thread(projecting.stop)
-        await engine.dispose()
+            result = await _project_streams(js, projecting, batch_size, chunk_size, progress)
+        await asyncio.gather(*(process.close() for process in projecting))
+    except BaseException:
+        await asyncio.gather(*(asyncio.to_thread(process.abandon) for process in projecting))
+        raise
     logger.info(
         "read model rebuilt",
         messages=result.messages,
@@ -300,71 +307,80 @@ async def rebuild(
     return result
 
 
+def _firm_of(subject: str) -> str:
+    """The firm a message's subject names (``hub.<firm_id>.…``), as it is spelled there."""
+    parts = subject.split(".", 2)
+    return parts[1] if len(parts) > 1 else subject
+
+
 async def _project_streams(
     js: JetStreamContext,
-    sessions: async_sessionmaker[AsyncSession],
-    projecting: ProjectingProcess,
+    projecting: list[ProjectingProcess],
     batch_size: int,
     chunk_size: int,
     progress: Callable[[int, int], None] | None,
 ) -> RebuildResult:
-    """Read both streams merged by time and hand them to the projecting process; timed from
-    the first read to the last batch written (the migration and the process's start, both
-    fixed costs, are not)."""
+    """Read both streams merged by time and hand each firm's messages to its projecting
+    process; timed from the first read to the last batch written (the migration and the
+    processes' start, fixed costs, are not)."""
     result = RebuildResult()
     started = time.perf_counter()
     extents = list(await asyncio.gather(*(_extent(js, stream) for stream in REBUILT_STREAMS)))
     result.end_sequences = {extent.stream: extent.last_sequence for extent in extents}
     total = sum(extent.messages for extent in extents)
     applied = 0
-    # Batches being folded, in order, with the messages each accounts for.
-    folding: deque[tuple[asyncio.Future[tuple[Written, int]], int]] = deque()
+    # Batches being written, in order: each process's part, and the messages they account for.
+    writing: deque[tuple[list[asyncio.Future[int]], int]] = deque()
+    # Each process's next chunk.
+    chunks: list[list[RawMessage]] = [[] for _ in projecting]
+    in_batch = 0
+    in_last_batch = False
 
-    async def write(every: bool) -> None:
-        """Write the folded batches, in order (all of them if ``every``, else those folded)."""
+    async def account(every: bool) -> None:
+        """Count the written batches, in order (all of them if ``every``, else those done)."""
         nonlocal applied
-        while folding and (every or folding[0][0].done()):
-            folded, messages = folding.popleft()
-            written, invalid = await folded
-            async with transaction(sessions) as session:
-                await store(session, written)
-            result.invalid += invalid
+        while writing and (every or all(part.done() for part in writing[0][0])):
+            parts, messages = writing.popleft()
+            for part in parts:
+                result.invalid += await part
             applied += messages
             if progress is not None:
                 progress(applied, total)
+
+    async def end_batch() -> None:
+        nonlocal in_batch
+        for index, chunk in enumerate(chunks):
+            if chunk:
+                await projecting[index].decode(chunk)
+                chunks[index] = []
+        applied_at = datetime.now(UTC)
+        writing.append(([await process.fold_and_write(applied_at) for process in projecting], in_batch))
+        in_batch = 0
 
     async with contextlib.AsyncExitStack() as readers:
         opened = [_StreamReader(js, extent, chunk_size) for extent in extents]
         # Both consumers are created at once: each is a round trip to the server.
         await asyncio.gather(*(readers.enter_async_context(reader) for reader in opened))
-        streams = [reader.messages() for reader in opened]
-        chunk: list[RawMessage] = []
-        in_batch = 0
-        in_last_batch = False
-        async for msg in _merged_by_time(streams):
+        async for msg in _merged_by_time([reader.messages() for reader in opened]):
             metadata = msg.metadata
+            index = hash(_firm_of(msg.subject)) % len(projecting)
+            chunk = chunks[index]
             chunk.append((metadata.stream, metadata.sequence.stream, msg.data))
-            if len(chunk) < chunk_size:
-                continue
-            await projecting.decode(chunk)
-            result.messages += len(chunk)
-            in_batch += len(chunk)
-            chunk = []
+            result.messages += 1
+            in_batch += 1
+            if len(chunk) >= chunk_size:
+                await projecting[index].decode(chunk)
+                chunks[index] = []
+                await account(every=False)
             # A batch also ends a little before the last message: folding and writing what
             # comes after the last read is all the reading cannot hide, so it is kept short.
             reaching_the_end = not in_last_batch and result.messages >= total - 2 * chunk_size
             in_last_batch = in_last_batch or reaching_the_end
             if in_batch >= batch_size or reaching_the_end:
-                folding.append((await projecting.fold(datetime.now(UTC)), in_batch))
-                in_batch = 0
-            await write(every=False)
-        if chunk:
-            await projecting.decode(chunk)
-            result.messages += len(chunk)
-            in_batch += len(chunk)
+                await end_batch()
         if in_batch:
-            folding.append((await projecting.fold(datetime.now(UTC)), in_batch))
-        await write(every=True)
+            await end_batch()
+        await account(every=True)
     result.elapsed_seconds = time.perf_counter() - started
     return result
 

@@ -24,6 +24,7 @@ order between them and any event may be delivered again:
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Callable, Iterable
 from datetime import datetime
@@ -50,6 +51,7 @@ from hub_common.events import (
     RefreshDeferred,
     RefreshFailed,
     RefreshRequested,
+    RefreshScheduleSet,
     TenantAccessGranted,
     TenantAccessRevoked,
 )
@@ -217,6 +219,33 @@ def apply_firm_created(model: ModelState, event: StoredEvent[FirmCreated]) -> Mo
     if firm_id not in model.firms:
         model.firms[firm_id] = FirmState(firm_id=firm_id, name=event.data.name, events_sequence=event.sequence)
     return model
+
+
+def apply_refresh_schedule_set(model: ModelState, event: StoredEvent[RefreshScheduleSet]) -> ModelState:
+    data, firm_id = event.data, event.envelope.firm_id
+    schedule = None if data.follows_firm else refresh_schedule_json(data)
+    if data.client_id is None:
+        firm = model.firms.get(firm_id)
+        if firm is not None and firm.events_sequence < event.sequence:
+            firm.refresh_schedule_json, firm.events_sequence = schedule, event.sequence
+        return model
+    client = model.clients.get(data.client_id)
+    if client is not None and client.firm_id == firm_id and client.events_sequence < event.sequence:
+        client.refresh_schedule_json, client.events_sequence = schedule, event.sequence
+        model.changes.client(firm_id, client.client_id)
+    return model
+
+
+def refresh_schedule_json(data: RefreshScheduleSet) -> str:
+    """A schedule as the read model keeps it: what the accountant set, and nothing else."""
+    return json.dumps(
+        {
+            "every_minutes": data.every_minutes,
+            "quiet_from": data.quiet_from.isoformat("minutes") if data.quiet_from else None,
+            "quiet_until": data.quiet_until.isoformat("minutes") if data.quiet_until else None,
+            "time_zone": data.time_zone,
+        }
+    )
 
 
 def apply_accountant_joined(model: ModelState, event: StoredEvent[AccountantJoined]) -> ModelState:
@@ -595,6 +624,7 @@ Rule = Callable[[ModelState, StoredEvent[Any]], ModelState]
 RULES: dict[str, Rule] = {
     FirmCreated.event_type: apply_firm_created,
     AccountantJoined.event_type: apply_accountant_joined,
+    RefreshScheduleSet.event_type: apply_refresh_schedule_set,
     ClientAdded.event_type: apply_client_added,
     ClientUpdated.event_type: apply_client_updated,
     ClientRemoved.event_type: apply_client_removed,

@@ -32,6 +32,8 @@ class RowState:
 class FirmState:
     firm_id: uuid.UUID
     name: str
+    # The firm's refresh schedule as set (JSON); None: the hub's default.
+    refresh_schedule_json: str | None = None
     events_sequence: int = 0
 
 
@@ -64,6 +66,8 @@ class ClientState:
     state: str = RowState.QUEUED
     failure_json: str | None = None
     next_attempt_at: datetime | None = None
+    # The client's own refresh schedule (JSON); None: it follows the firm's.
+    refresh_schedule_json: str | None = None
     events_sequence: int = 0
 
 

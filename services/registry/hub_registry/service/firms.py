@@ -35,7 +35,7 @@ from hub_common.events import (
 )
 from hub_registry.models import Accountant, ColleagueInvitationRow, Firm
 from hub_registry.service.clients import insert_client
-from hub_registry.service.shared import SERVICE_ACTOR, Context, emit, parse_url, resolve_tenant
+from hub_registry.service.shared import SERVICE_ACTOR, Context, emit, is_uuid, parse_url, resolve_tenant
 from hub_registry.service.tenant_grants import grant_access
 from hub_registry.settings import RegistrySettings
 
@@ -202,7 +202,7 @@ async def invite_colleague(*, session: AsyncSession, command: InviteColleague) -
     An address that already has an account in another firm is answered exactly like a new
     one, so inviting cannot be used to learn who uses the hub.
     """
-    inviter = await session.get(Accountant, uuid.UUID(command.actor.id)) if _is_uuid(command.actor.id) else None
+    inviter = await session.get(Accountant, uuid.UUID(command.actor.id)) if is_uuid(command.actor.id) else None
     if inviter is None or inviter.firm_id != command.firm_id:
         raise refused(RejectionReason.NOT_FOUND, "No such accountant")
     if inviter.role not in (Role.OWNER.value, Role.ADMIN.value):
@@ -237,11 +237,3 @@ async def invite_colleague(*, session: AsyncSession, command: InviteColleague) -
         ),
     )
     return ColleagueInvitation(email=email, role=command.role)
-
-
-def _is_uuid(value: str) -> bool:
-    try:
-        uuid.UUID(value)
-    except ValueError:
-        return False
-    return True

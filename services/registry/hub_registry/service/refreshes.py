@@ -1,19 +1,25 @@
-"""Refresh requests: asked for by an accountant, or by the schedule for every granted client."""
+"""Refresh requests: asked for by an accountant, or by each client's schedule; the schedules."""
 
 from __future__ import annotations
 
 import json
 import uuid
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
-from hub_common.commands import RejectionReason, RequestRefresh, refused
-from hub_common.events import Actor, RefreshRequested
-from hub_registry.models import Client, ScheduleRun, TenantGrant
-from hub_registry.service.shared import Context, client_connection, emit, live_client
+from hub_common.commands import RejectionReason, RequestRefresh, SetRefreshSchedule, refused
+from hub_common.events import Actor, RefreshRequested, RefreshScheduleSet, Role
+from hub_registry.domain.refresh_schedule import (
+    InvalidSchedule,
+    QuietHours,
+    RefreshSchedule,
+    effective_schedule,
+)
+from hub_registry.models import Accountant, Client, ClientScheduleRun, RefreshScheduleRow, TenantGrant
+from hub_registry.service.shared import Context, client_connection, emit, is_uuid, live_client
 
 
 async def emit_refresh(
@@ -58,9 +64,78 @@ async def request_refresh(*, session: AsyncSession, command: RequestRefresh) -> 
 SCHEDULE_ACTOR = Actor.service("registry-schedule")
 
 
-async def refresh_every_client(*, session: AsyncSession, correlation_id: str) -> int:
-    """The scheduled refresh: one RefreshRequested per live client of every firm that its
-    tenant granted access (a client still waiting for permission has nothing to read)."""
+def _schedule_of(row: RefreshScheduleRow) -> RefreshSchedule:
+    quiet = QuietHours(row.quiet_from, row.quiet_until) if row.quiet_from and row.quiet_until else None
+    every = timedelta(minutes=row.every_minutes) if row.every_minutes is not None else None
+    return RefreshSchedule(every=every, quiet_hours=quiet, time_zone=row.time_zone)
+
+
+def _may_set_schedules(accountant: Accountant | None, firm_id: uuid.UUID) -> None:
+    """The role matrix: owners and admins manage clients and the firm's settings."""
+    if accountant is None or accountant.firm_id != firm_id:
+        raise refused(RejectionReason.NOT_FOUND, "No such accountant")
+    if accountant.role not in (Role.OWNER.value, Role.ADMIN.value):
+        raise refused(RejectionReason.FORBIDDEN, "Only the firm's owners and admins set refresh schedules")
+
+
+async def set_refresh_schedule(*, session: AsyncSession, command: SetRefreshSchedule) -> None:
+    """The firm's schedule, or one client's own, or a client given back to the firm's."""
+    actor = uuid.UUID(command.actor.id) if is_uuid(command.actor.id) else None
+    _may_set_schedules(await session.get(Accountant, actor) if actor else None, command.firm_id)
+    if command.client_id is None:
+        if command.follows_firm:
+            raise refused(RejectionReason.INVALID, "Only a client follows the firm's schedule", "follows_firm")
+    else:
+        await live_client(session, command.firm_id, command.client_id)
+    if (command.quiet_from is None) != (command.quiet_until is None):
+        raise refused(RejectionReason.INVALID, "Quiet hours need a start and an end", "quiet_hours")
+    try:
+        schedule = RefreshSchedule(
+            every=timedelta(minutes=command.every_minutes) if command.every_minutes is not None else None,
+            quiet_hours=QuietHours(command.quiet_from, command.quiet_until)
+            if command.quiet_from is not None and command.quiet_until is not None
+            else None,
+            time_zone=command.time_zone,
+        )
+    except InvalidSchedule as error:
+        raise refused(RejectionReason.INVALID, str(error), error.field) from error
+    scope = (
+        col(RefreshScheduleRow.client_id) == command.client_id
+        if command.client_id is not None
+        else (col(RefreshScheduleRow.firm_id) == command.firm_id) & col(RefreshScheduleRow.client_id).is_(None)
+    )
+    row = (await session.execute(select(RefreshScheduleRow).where(scope))).scalar_one_or_none()
+    if command.follows_firm:
+        if row is not None:
+            await session.delete(row)
+    else:
+        row = row or RefreshScheduleRow(firm_id=command.firm_id, client_id=command.client_id, time_zone="UTC")
+        row.every_minutes = command.every_minutes
+        row.quiet_from = schedule.quiet_hours.start if schedule.quiet_hours else None
+        row.quiet_until = schedule.quiet_hours.end if schedule.quiet_hours else None
+        row.time_zone = schedule.time_zone
+        row.updated_at = datetime.now(UTC)
+        session.add(row)
+    await emit(
+        session,
+        Context.of(command),
+        RefreshScheduleSet(
+            client_id=command.client_id,
+            follows_firm=command.follows_firm,
+            every_minutes=None if command.follows_firm else command.every_minutes,
+            quiet_from=None if command.follows_firm else command.quiet_from,
+            quiet_until=None if command.follows_firm else command.quiet_until,
+            time_zone="UTC" if command.follows_firm else schedule.time_zone,
+        ),
+    )
+
+
+async def refresh_due_clients(
+    *, session: AsyncSession, operator_default: RefreshSchedule, now: datetime, correlation_id: str
+) -> int:
+    """One RefreshRequested per live, granted client whose schedule is due (a client still
+    waiting for permission has nothing to read); how many. Each client's run is recorded
+    in the same transaction as its request."""
     granted = (
         select(TenantGrant.id)
         .where(
@@ -71,34 +146,48 @@ async def refresh_every_client(*, session: AsyncSession, correlation_id: str) ->
         .exists()
     )
     clients = (await session.execute(select(Client).where(col(Client.removed_at).is_(None), granted))).scalars().all()
-    for client in clients:
-        await emit_refresh(session, Context(client.firm_id, SCHEDULE_ACTOR, correlation_id), client, company_id=None)
-    return len(clients)
-
-
-EVERY_CLIENT = "refresh-every-client"
-
-
-async def next_scheduled_run(session: AsyncSession, *, interval: timedelta, now: datetime) -> datetime:
-    """When the scheduled refresh is due: an interval after its last run. A schedule never
-    run starts counting now (the first refresh of a new hub is an interval away)."""
-    run = await session.get(ScheduleRun, EVERY_CLIENT)
-    if run is None:
-        session.add(ScheduleRun(name=EVERY_CLIENT, last_run_at=now))
-        return now + interval
-    return run.last_run_at + interval
-
-
-async def run_schedule(
-    session: AsyncSession, *, interval: timedelta, due: datetime, now: datetime, correlation_id: str
-) -> int | None:
-    """Refresh every client if the run due at ``due`` has not happened yet; the number of
-    clients, or None when another replica ran it (the run is claimed by compare-and-set)."""
-    claimed = await session.execute(
-        update(ScheduleRun)
-        .where(col(ScheduleRun.name) == EVERY_CLIENT, col(ScheduleRun.last_run_at) == due - interval)
-        .values(last_run_at=now)
+    if not clients:
+        return 0
+    firms = {client.firm_id for client in clients}
+    rows = (
+        (await session.execute(select(RefreshScheduleRow).where(col(RefreshScheduleRow.firm_id).in_(firms))))
+        .scalars()
+        .all()
     )
-    if getattr(claimed, "rowcount", 0) != 1:
-        return None
-    return await refresh_every_client(session=session, correlation_id=correlation_id)
+    firm_schedules = {row.firm_id: _schedule_of(row) for row in rows if row.client_id is None}
+    client_schedules = {row.client_id: _schedule_of(row) for row in rows if row.client_id is not None}
+    runs = {
+        run.client_id: run
+        for run in (
+            await session.execute(
+                select(ClientScheduleRun).where(col(ClientScheduleRun.client_id).in_([c.id for c in clients]))
+            )
+        ).scalars()
+    }
+    requested = 0
+    for client in clients:
+        schedule = effective_schedule(
+            firm_schedules.get(client.firm_id, operator_default), client_schedules.get(client.id)
+        )
+        run = runs.get(client.id)
+        if not schedule.is_due(last_run=run.last_run_at if run else client.created_at, now=now):
+            continue
+        if run is None:
+            # Two replicas at once (a lease changing hands): the second's insert fails its
+            # transaction, and nothing of that tick is asked twice.
+            session.add(ClientScheduleRun(client_id=client.id, last_run_at=now))
+        else:
+            claimed = await session.execute(
+                update(ClientScheduleRun)
+                .where(
+                    col(ClientScheduleRun.client_id) == client.id,
+                    col(ClientScheduleRun.last_run_at) == run.last_run_at,
+                )
+                .values(last_run_at=now)
+                .execution_options(synchronize_session=False)
+            )
+            if getattr(claimed, "rowcount", 0) != 1:
+                continue  # another replica ran it since this tick read the runs
+        await emit_refresh(session, Context(client.firm_id, SCHEDULE_ACTOR, correlation_id), client, company_id=None)
+        requested += 1
+    return requested

@@ -37,6 +37,14 @@ class Context:
         return cls(command.firm_id, command.actor, command.correlation_id)
 
 
+def is_uuid(value: str) -> bool:
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True
+
+
 async def emit(session: AsyncSession, context: Context, data: EventData) -> Envelope[EventData]:
     envelope = new_envelope(data, firm_id=context.firm_id, actor=context.actor, correlation_id=context.correlation_id)
     await outbox.append(session, registry_outbox, envelope)

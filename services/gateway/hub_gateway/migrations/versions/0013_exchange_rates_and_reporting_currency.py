@@ -4,15 +4,15 @@ Snapshots now carry the rates each company's Business Central holds (as of the s
 date); the dashboard converts amounts with them into a reporting currency an accountant
 chooses. Companies read before this revision have no rates until their next snapshot.
 
-Revision ID: 0012
-Revises: 0011
+Revision ID: 0013
+Revises: 0012
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0012"
-down_revision = "0011"
+revision = "0013"
+down_revision = "0012"
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,188 @@
+"""The refresh schedule in the registry, on a real database: each client is refreshed when
+its schedule (its own, else its firm's, else the hub's) is due and never in its quiet
+hours, exactly once per interval whatever the ticks, and only when its tenant granted
+access; an upgrade carries the old hub-wide schedule's last run over to every client."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime, time, timedelta
+
+from sqlalchemy import text
+from sqlmodel import col, select
+
+from hub_common.commands import SetRefreshSchedule
+from hub_common.db import create_engine, migrate, session_factory, transaction
+from hub_common.events import Actor, ActorKind, RefreshRequested, RefreshScheduleSet, decode_event
+from hub_registry.app import MIGRATIONS, VERSION_TABLE
+from hub_registry.domain.refresh_schedule import RefreshSchedule
+from hub_registry.models import Accountant, Client, ClientScheduleRun, Firm, TenantGrant, registry_outbox
+from hub_registry.service import refreshes
+
+HOURLY = RefreshSchedule(every=timedelta(hours=1), quiet_hours=None)
+ADDED = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
+
+
+async def _firm_with_clients(database_url: str, count: int) -> tuple[uuid.UUID, uuid.UUID, list[uuid.UUID]]:
+    await asyncio.to_thread(migrate, database_url, MIGRATIONS, VERSION_TABLE)
+    engine = create_engine(database_url)
+    firm, owner = Firm(name="Scheduled firm"), uuid.uuid4()
+    clients = [uuid.uuid4() for _ in range(count)]
+    try:
+        async with transaction(session_factory(engine)) as session:
+            session.add(firm)
+            await session.flush()
+            session.add(Accountant(id=owner, firm_id=firm.id, email="o@sched.example", display_name="O", role="owner"))
+            for index, client_id in enumerate(clients):
+                tenant_id = uuid.uuid4()
+                session.add(
+                    Client(
+                        id=client_id,
+                        firm_id=firm.id,
+                        name=f"Client {index}",
+                        client_url=f"https://businesscentral.dynamics.com/t{index}.example/Production",
+                        tenant=f"t{index}.example",
+                        tenant_id=tenant_id,
+                        environment="Production",
+                        source="manual",
+                        created_at=ADDED,
+                    )
+                )
+                await session.flush()
+                # The last client's tenant never granted access.
+                if index < count - 1:
+                    session.add(
+                        TenantGrant(firm_id=firm.id, tenant_id=tenant_id, tenant=f"t{index}.example", method="connect")
+                    )
+    finally:
+        await engine.dispose()
+    return firm.id, owner, clients
+
+
+async def _tick(database_url: str, now: datetime, default: RefreshSchedule = HOURLY) -> list[uuid.UUID]:
+    """One look for due clients; the clients it asked a refresh of."""
+    engine = create_engine(database_url)
+    try:
+        sessions = session_factory(engine)
+        async with transaction(sessions) as session:
+            before = (await session.execute(select(registry_outbox.c.position))).all()
+            await refreshes.refresh_due_clients(
+                session=session, operator_default=default, now=now, correlation_id="tick"
+            )
+        async with sessions() as session:
+            rows = (await session.execute(select(registry_outbox.c.payload).order_by(registry_outbox.c.position))).all()
+    finally:
+        await engine.dispose()
+    new = rows[len(before) :]
+    refreshed = []
+    for row in new:
+        envelope = decode_event(row.payload)
+        assert isinstance(envelope.data, RefreshRequested)
+        refreshed.append(envelope.data.client_id)
+    return refreshed
+
+
+async def _set(database_url: str, firm: uuid.UUID, owner: uuid.UUID, **schedule: object) -> None:
+    engine = create_engine(database_url)
+    try:
+        async with transaction(session_factory(engine)) as session:
+            command = SetRefreshSchedule(
+                firm_id=firm,
+                actor=Actor(kind=ActorKind.ACCOUNTANT, id=str(owner), display_name="o@sched.example"),
+                correlation_id="set",
+                **schedule,
+            )
+            await refreshes.set_refresh_schedule(session=session, command=command)
+    finally:
+        await engine.dispose()
+
+
+async def test_each_client_is_refreshed_once_per_interval_once_granted(database_url: str) -> None:
+    _, _, clients = await _firm_with_clients(database_url, 3)
+    granted = set(clients[:2])
+
+    assert await _tick(database_url, ADDED + timedelta(minutes=59)) == []
+    assert set(await _tick(database_url, ADDED + timedelta(minutes=61))) == granted
+    # Ticks within the next interval ask for nothing more.
+    assert await _tick(database_url, ADDED + timedelta(minutes=62)) == []
+    assert await _tick(database_url, ADDED + timedelta(minutes=120)) == []
+    assert set(await _tick(database_url, ADDED + timedelta(minutes=121))) == granted
+    # The hub's default off, and no schedule of the firm's: nothing.
+    assert await _tick(database_url, ADDED + timedelta(days=3), RefreshSchedule(every=None, quiet_hours=None)) == []
+
+
+async def test_quiet_hours_in_the_firms_time_zone_hold_a_refresh_until_they_end(database_url: str) -> None:
+    firm, owner, clients = await _firm_with_clients(database_url, 2)
+    # 22:00-06:30 in Amsterdam (UTC+1 in December) is 21:00-05:30 UTC.
+    await _set(
+        database_url,
+        firm,
+        owner,
+        every_minutes=60,
+        quiet_from=time(22, 0),
+        quiet_until=time(6, 30),
+        time_zone="Europe/Amsterdam",
+    )
+    evening = datetime(2026, 12, 1, 21, 30, tzinfo=UTC)
+    assert await _tick(database_url, evening) == []
+    assert await _tick(database_url, datetime(2026, 12, 2, 5, 29, tzinfo=UTC)) == []
+    assert await _tick(database_url, datetime(2026, 12, 2, 5, 31, tzinfo=UTC)) == [clients[0]]
+
+
+async def test_a_clients_own_schedule_replaces_the_firms(database_url: str) -> None:
+    firm, owner, clients = await _firm_with_clients(database_url, 3)
+    await _set(database_url, firm, owner, every_minutes=None)  # the firm: never on schedule
+    await _set(database_url, firm, owner, client_id=clients[1], every_minutes=15)
+    assert await _tick(database_url, ADDED + timedelta(minutes=16)) == [clients[1]]
+    await _set(database_url, firm, owner, client_id=clients[1], follows_firm=True)
+    assert await _tick(database_url, ADDED + timedelta(hours=5)) == []
+
+    engine = create_engine(database_url)
+    try:
+        async with session_factory(engine)() as session:
+            payloads = (await session.execute(select(registry_outbox.c.payload))).scalars().all()
+    finally:
+        await engine.dispose()
+    audit = [decode_event(payload).data for payload in payloads]
+    assert [event.client_id for event in audit if isinstance(event, RefreshScheduleSet)] == [
+        None,
+        clients[1],
+        clients[1],
+    ]
+
+
+async def test_an_upgrade_carries_the_last_hub_wide_run_over_to_every_client(database_url: str) -> None:
+    await asyncio.to_thread(migrate, database_url, MIGRATIONS, VERSION_TABLE, "0006")
+    firm, client, removed = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    engine = create_engine(database_url)
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(
+                text("INSERT INTO registry_firms (id, name, sample_client_removed, created_at)"
+                     " VALUES (:id, 'Old firm', false, '2026-11-01 10:00:00')"),
+                {"id": firm.hex},
+            )  # fmt: skip
+            for client_id, removed_at in ((client, None), (removed, "2026-11-02 10:00:00")):
+                await connection.execute(
+                    text(
+                        "INSERT INTO registry_clients (id, firm_id, name, client_url, tenant, environment, source,"
+                        " created_at, updated_at, removed_at) VALUES (:id, :firm, 'C', 'https://x', 't.example',"
+                        " 'Production', 'manual', '2026-11-01 10:00:00', '2026-11-01 10:00:00', :removed)"
+                    ),
+                    {"id": client_id.hex, "firm": firm.hex, "removed": removed_at},
+                )
+            await connection.execute(
+                text("INSERT INTO registry_schedule_runs (name, last_run_at)"
+                     " VALUES ('refresh-every-client', '2026-12-03 09:00:00')"),
+            )  # fmt: skip
+        await asyncio.to_thread(migrate, database_url, MIGRATIONS, VERSION_TABLE)
+        async with session_factory(engine)() as session:
+            runs = (
+                await session.execute(select(ClientScheduleRun).order_by(col(ClientScheduleRun.client_id)))
+            ).scalars()
+            assert [(run.client_id, run.last_run_at) for run in runs] == [
+                (client, datetime(2026, 12, 3, 9, 0, tzinfo=UTC))
+            ]
+    finally:
+        await engine.dispose()
