@@ -6,14 +6,13 @@ per-message state for it. Each stream is read up to the last sequence it held wh
 rebuild started: a fixed end, so the rebuild finishes even while the hub keeps publishing.
 
 Messages of the two streams are merged by the time JetStream stored them, which replays
-the history in about the order the live gateway saw it, and handed over in chunks to a
-second process (``projecting_process.py``), which decodes and validates them, folds them
-through the live projection's rules (``rules.py``) and writes them in batches of
-thousands: one statement per table and one position per stream per batch
-(``projection.changed_rows`` and ``projection.store``). There is one projection code path;
-a rebuild only takes bigger bites, and spreads them over two cores: this process reads
-while the other validates, folds and writes. ``table_checksums`` then compares a rebuilt
-model with a live one, table by table.
+the history in about the order the live gateway saw it, and applied in large batches
+(thousands of events) through the same code as the live projection: the batch's rows are
+taken, the events folded through the pure rules in memory (``rules.py``), and what changed
+written in one statement per table, with one position per stream per batch
+(``projection.changed_rows`` and ``projection.store``); a batch is written while the next
+is read. There is one projection code path; a rebuild only takes bigger bites.
+``table_checksums`` then compares a rebuilt model with a live one, table by table.
 """
 
 from __future__ import annotations
@@ -24,10 +23,8 @@ import gc
 import hashlib
 import heapq
 import json
-import os
 import time
 import uuid
-from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -40,9 +37,11 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig, DeliverPolicy, ReplayPolicy
 from sqlalchemy import Table, func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlmodel import SQLModel
 
-from hub_common.db import create_engine, migrate, session_factory
+from hub_common.db import create_engine, migrate, session_factory, transaction
+from hub_common.events import InvalidEvent, decode_event, prepare_decoding
 from hub_common.logging import get_logger
 from hub_common.streams import EVENTS_STREAM, SNAPSHOTS_STREAM
 from hub_gateway.app import MIGRATIONS, VERSION_TABLE
@@ -58,7 +57,8 @@ from hub_gateway.readmodel.models import (
     RefreshRow,
     TenantAccessRow,
 )
-from hub_gateway.readmodel.projecting_process import ProjectingProcess, RawMessage
+from hub_gateway.readmodel.projection import ReadModelInMemory, store
+from hub_gateway.readmodel.state import StoredEvent
 
 logger = get_logger(__name__)
 
@@ -84,19 +84,13 @@ NOT_COMPARED_COLUMNS = frozenset({"snapshot_applied_at"})
 # Text columns holding a JSON document, compared as documents.
 JSON_COLUMNS = frozenset({"card_json", "failure_json", "figures_json", "result_json"})
 
-# Events written per transaction: large, so writing the rows a batch touches (a few
-# statements whatever its size) costs little per event.
+# Events folded and written per transaction: large, so loading and writing the rows a batch
+# touches (a few statements whatever its size) costs little per event.
 DEFAULT_BATCH_SIZE = 5000
-# Messages received, and handed to the projecting process, at a time: small, so that it
-# decodes while the next ones are read, large enough that a hand-over costs little per
-# message.
-DEFAULT_CHUNK_SIZE = 100
-# Projecting processes: one per core, since they do most of the work (more would only take
-# turns), and four at most: beyond that the one reading process is the bottleneck.
-DEFAULT_PROCESSES = min(4, os.cpu_count() or 1)
-# Chunks received ahead of the reader, per stream: enough work for the projecting process
-# to go on with while flow control resumes a paused server (nats-py answers it within
-# 250 ms).
+# Messages handed from the NATS client to the reader at a time.
+_CHUNK_SIZE = 100
+# Chunks received ahead of the reader, per stream: enough to go on with while flow control
+# resumes a paused server (nats-py answers it within 250 ms).
 _CHUNKS_AHEAD = 50
 # What nats-py may hold beyond that before the reader takes it (flow control bounds it
 # well below these).
@@ -146,10 +140,9 @@ class _StreamReader:
     the next message waits, and JetStream's flow control pauses the server.
     """
 
-    def __init__(self, js: JetStreamContext, extent: _StreamExtent, chunk_size: int) -> None:
+    def __init__(self, js: JetStreamContext, extent: _StreamExtent) -> None:
         self._js = js
         self._extent = extent
-        self._chunk_size = chunk_size
         self._chunks: asyncio.Queue[list[Msg] | None] = asyncio.Queue(maxsize=_CHUNKS_AHEAD)
         self._chunk: list[Msg] = []
         self._subscription: JetStreamContext.PushSubscription | None = None
@@ -187,22 +180,31 @@ class _StreamReader:
     async def _received(self, msg: Msg) -> None:
         if self._ended:
             return
-        self._last_received = time.monotonic()
         sequence = msg.metadata.sequence.stream
         if sequence <= self._extent.last_sequence:
             self._chunk.append(msg)
         if sequence >= self._extent.last_sequence:
             await self._end()
-        elif len(self._chunk) >= self._chunk_size:
+        elif len(self._chunk) >= _CHUNK_SIZE:
             chunk, self._chunk = self._chunk, []
             await self._chunks.put(chunk)
+        # After the chunk is taken: while the reader is behind, the server is paused by us,
+        # which is no silence of the stream's.
+        self._last_received = time.monotonic()
 
     async def _end_when_silent(self) -> None:
-        """End the stream if nothing comes for a while: its last messages were removed by the
-        stream's limits since the rebuild started."""
+        """End the stream if nothing comes for a while although the reader keeps up: its last
+        messages were removed by the stream's limits since the rebuild started."""
         while not self._ended:
             await asyncio.sleep(_SILENCE_SECONDS / 4)
-            if time.monotonic() - self._last_received > _SILENCE_SECONDS:
+            if self._chunks.full():
+                self._last_received = time.monotonic()
+            elif time.monotonic() - self._last_received > _SILENCE_SECONDS:
+                logger.warning(
+                    "stream ended before its last sequence; the stream's limits removed the rest",
+                    stream=self._extent.stream,
+                    last_sequence=self._extent.last_sequence,
+                )
                 await self._end()
 
     async def _end(self) -> None:
@@ -260,13 +262,9 @@ def _collecting_less() -> Iterator[None]:
         gc.unfreeze()
 
 
-async def _ensure_empty(database_url: str) -> None:
-    engine = create_engine(database_url)
-    try:
-        async with session_factory(engine)() as session:
-            positions = (await session.execute(select(func.count()).select_from(ProjectionPosition))).scalar_one()
-    finally:
-        await engine.dispose()
+async def _ensure_empty(sessions: async_sessionmaker[AsyncSession]) -> None:
+    async with sessions() as session:
+        positions = (await session.execute(select(func.count()).select_from(ProjectionPosition))).scalar_one()
     if positions:
         raise RebuildTargetNotEmpty("the target database already holds a read model; rebuild into an empty one")
 
@@ -276,27 +274,23 @@ async def rebuild(
     database_url: str,
     *,
     batch_size: int = DEFAULT_BATCH_SIZE,
-    chunk_size: int = DEFAULT_CHUNK_SIZE,
-    processes: int = DEFAULT_PROCESSES,
     progress: Callable[[int, int], None] | None = None,
 ) -> RebuildResult:
     """Project both streams, from their start, into the empty database at ``database_url``.
 
-    ``processes`` projecting processes share the firms; ``progress(applied, total)`` is
-    called after each written batch, ``total`` counting the messages the streams held at
-    the start.
+    ``progress(applied, total)`` is called after each written batch; ``total`` counts the
+    messages the streams held at the start.
     """
     await asyncio.to_thread(migrate, database_url, MIGRATIONS, VERSION_TABLE)
-    await _ensure_empty(database_url)
-    projecting = [ProjectingProcess(database_url) for _ in range(processes)]
+    engine = create_engine(database_url)
     try:
-        await asyncio.gather(*(process.started() for process in projecting))
+        sessions = session_factory(engine)
+        await _ensure_empty(sessions)
+        prepare_decoding()
         with _collecting_less():
-            result = await _project_streams(js, projecting, batch_size, chunk_size, progress)
-        await asyncio.gather(*(process.close() for process in projecting))
-    except BaseException:
-        await asyncio.gather(*(asyncio.to_thread(process.abandon) for process in projecting))
-        raise
+            result = await _project_streams(js, sessions, batch_size, progress)
+    finally:
+        await engine.dispose()
     logger.info(
         "read model rebuilt",
         messages=result.messages,
@@ -307,80 +301,66 @@ async def rebuild(
     return result
 
 
-def _firm_of(subject: str) -> str:
-    """The firm a message's subject names (``hub.<firm_id>.…``), as it is spelled there."""
-    parts = subject.split(".", 2)
-    return parts[1] if len(parts) > 1 else subject
-
-
 async def _project_streams(
     js: JetStreamContext,
-    projecting: list[ProjectingProcess],
+    sessions: async_sessionmaker[AsyncSession],
     batch_size: int,
-    chunk_size: int,
     progress: Callable[[int, int], None] | None,
 ) -> RebuildResult:
-    """Read both streams merged by time and hand each firm's messages to its projecting
-    process; timed from the first read to the last batch written (the migration and the
-    processes' start, fixed costs, are not)."""
+    """Read both streams merged by time, decode each message, and fold and write them in
+    batches, each written while the next is read; timed from the first read to the last
+    batch written (the schema migration is not)."""
     result = RebuildResult()
     started = time.perf_counter()
     extents = list(await asyncio.gather(*(_extent(js, stream) for stream in REBUILT_STREAMS)))
     result.end_sequences = {extent.stream: extent.last_sequence for extent in extents}
     total = sum(extent.messages for extent in extents)
+    # The rebuild is the only writer of its empty target: a batch's rows come from here.
+    target = ReadModelInMemory()
     applied = 0
-    # Batches being written, in order: each process's part, and the messages they account for.
-    writing: deque[tuple[list[asyncio.Future[int]], int]] = deque()
-    # Each process's next chunk.
-    chunks: list[list[RawMessage]] = [[] for _ in projecting]
-    in_batch = 0
-    in_last_batch = False
 
-    async def account(every: bool) -> None:
-        """Count the written batches, in order (all of them if ``every``, else those done)."""
+    async def write(batch: list[StoredEvent[Any]], messages: int) -> None:
         nonlocal applied
-        while writing and (every or all(part.done() for part in writing[0][0])):
-            parts, messages = writing.popleft()
-            for part in parts:
-                result.invalid += await part
-            applied += messages
-            if progress is not None:
-                progress(applied, total)
+        written = target.fold(batch, datetime.now(UTC))
+        async with transaction(sessions) as session:
+            await store(session, written)
+        applied += messages
+        if progress is not None:
+            progress(applied, total)
 
-    async def end_batch() -> None:
-        nonlocal in_batch
-        for index, chunk in enumerate(chunks):
-            if chunk:
-                await projecting[index].decode(chunk)
-                chunks[index] = []
-        applied_at = datetime.now(UTC)
-        writing.append(([await process.fold_and_write(applied_at) for process in projecting], in_batch))
-        in_batch = 0
-
-    async with contextlib.AsyncExitStack() as readers:
-        opened = [_StreamReader(js, extent, chunk_size) for extent in extents]
-        # Both consumers are created at once: each is a round trip to the server.
-        await asyncio.gather(*(readers.enter_async_context(reader) for reader in opened))
-        async for msg in _merged_by_time([reader.messages() for reader in opened]):
-            metadata = msg.metadata
-            index = hash(_firm_of(msg.subject)) % len(projecting)
-            chunk = chunks[index]
-            chunk.append((metadata.stream, metadata.sequence.stream, msg.data))
-            result.messages += 1
-            in_batch += 1
-            if len(chunk) >= chunk_size:
-                await projecting[index].decode(chunk)
-                chunks[index] = []
-                await account(every=False)
-            # A batch also ends a little before the last message: folding and writing what
-            # comes after the last read is all the reading cannot hide, so it is kept short.
-            reaching_the_end = not in_last_batch and result.messages >= total - 2 * chunk_size
-            in_last_batch = in_last_batch or reaching_the_end
-            if in_batch >= batch_size or reaching_the_end:
-                await end_batch()
-        if in_batch:
-            await end_batch()
-        await account(every=True)
+    writing: asyncio.Task[None] | None = None
+    try:
+        async with contextlib.AsyncExitStack() as readers:
+            opened = [_StreamReader(js, extent) for extent in extents]
+            # Both consumers are created at once: each is a round trip to the server.
+            await asyncio.gather(*(readers.enter_async_context(reader) for reader in opened))
+            batch: list[StoredEvent[Any]] = []
+            counted = 0  # messages read into ``batch``, invalid ones included
+            async for msg in _merged_by_time([reader.messages() for reader in opened]):
+                result.messages += 1
+                counted += 1
+                metadata = msg.metadata
+                try:
+                    batch.append(StoredEvent(decode_event(msg.data), metadata.stream, metadata.sequence.stream))
+                except InvalidEvent:
+                    # The live consumers dead-letter these without advancing their position,
+                    # so skipping them keeps the rebuilt positions equal to the live ones.
+                    result.invalid += 1
+                if len(batch) >= batch_size:
+                    if writing is not None:
+                        await writing  # one batch at a time, in order
+                    writing = asyncio.create_task(write(batch, counted))
+                    batch, counted = [], 0
+            if writing is not None:
+                await writing
+                writing = None
+            if counted:
+                await write(batch, counted)
+    finally:
+        if writing is not None and not writing.done():
+            writing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await writing
     result.elapsed_seconds = time.perf_counter() - started
     return result
 
