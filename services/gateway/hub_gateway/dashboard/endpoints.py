@@ -16,6 +16,7 @@ from pydantic import BaseModel, ValidationError
 
 from hub_common.db import transaction
 from hub_gateway.accounts import preferences
+from hub_gateway.auth import Principal
 from hub_gateway.dashboard import queries as dashboard_queries
 from hub_gateway.dashboard.live import STREAMS_PER_ACCOUNTANT, Notice, TooManyStreams
 from hub_gateway.dependencies import (
@@ -103,12 +104,21 @@ async def dashboard(
     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
     limit: Annotated[int, Query(ge=1, le=dashboard_queries.MAX_PAGE_SIZE)] = 200,
 ) -> dashboard_queries.DashboardPage:
-    """One row per company of every client of the caller's firm, filtered, sorted and paged."""
+    """One row per company of every client of the caller's firm, filtered, sorted and paged.
+
+    With a reporting currency in the caller's preferences, amounts are converted with each
+    company's own exchange rates, and sorting and thresholds apply to the converted amounts;
+    an amount that cannot be converted sorts after the rest and matches no threshold."""
     query = _dashboard_query(
         text, client_id, assigned_accountant_id, has_errors, overdue, threshold, sort, offset, limit
     )
+    chosen = await preferences.preferences_of(session, principal)
     return await dashboard_queries.dashboard_page(
-        session, firm_id=principal.firm_id, query=query, weights=state.settings.health_weights
+        session,
+        firm_id=principal.firm_id,
+        query=query,
+        weights=state.settings.health_weights,
+        reporting_currency=chosen.reporting_currency,
     )
 
 
@@ -141,7 +151,7 @@ async def get_preferences(principal: CurrentPrincipal, session: Session) -> pref
 async def put_preferences(
     principal: CurrentPrincipal, state: State, body: preferences.Preferences
 ) -> preferences.Preferences:
-    """The columns (and their order), locale and page size, saved for the caller."""
+    """The columns (and their order), locale, page size and reporting currency, saved for the caller."""
     async with transaction(state.sessions) as session:
         return await preferences.save_preferences(session, principal, body)
 
@@ -213,7 +223,7 @@ async def live(request: Request, principal: CurrentPrincipal, state: State) -> S
                         continue
                     while not queue.empty():  # changes that arrived together go out together
                         notice.merge(queue.get_nowait())
-                    for message in await _messages(state, firm_id, notice):
+                    for message in await _messages(state, principal, notice):
                         yield message
         finally:
             state.live.release(principal.accountant_id)
@@ -225,12 +235,19 @@ async def live(request: Request, principal: CurrentPrincipal, state: State) -> S
     )
 
 
-async def _messages(state: GatewayState, firm_id: uuid.UUID, notice: Notice) -> list[str]:
+async def _messages(state: GatewayState, principal: Principal, notice: Notice) -> list[str]:
     if notice.reload:
         return [_event("reload", {})]
+    firm_id = principal.firm_id
     async with state.sessions() as session:
+        # Read afresh each time: a reporting currency chosen in another tab applies at once.
+        chosen = await preferences.preferences_of(session, principal)
         rows = await dashboard_queries.rows_of_clients(
-            session, firm_id=firm_id, client_ids=notice.client_ids, weights=state.settings.health_weights
+            session,
+            firm_id=firm_id,
+            client_ids=notice.client_ids,
+            weights=state.settings.health_weights,
+            reporting_currency=chosen.reporting_currency,
         )
         counts = await dashboard_queries.state_counts(session, firm_id=firm_id)
     messages = [

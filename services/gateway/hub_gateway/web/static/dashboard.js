@@ -88,6 +88,53 @@
     }
   }
 
+  // ------------------------------------------------------------------ reporting currency
+  // Amounts in the accountant's reporting currency (the API converts them with each
+  // company's own exchange rates); every word about it is here.
+  const NOT_CONVERTED = {
+    currency_unknown: () => "this company's Business Central does not say its currency",
+    rates_not_read: () => "no exchange rates read yet: refresh the company",
+    rates_unavailable: () => "this client's Business Central did not give its exchange rates",
+    no_rate: (currency) => `no ${currency} rate in this client's Business Central`,
+    unusable_rate: (currency) => `the ${currency} rate in this client's Business Central is zero or negative`,
+  };
+  const CURRENCY_WORDS = {
+    converted: (a) => `Converted from ${Hub.amount(a.original, a.original_currency)} at 1 ${a.currency} = ${a.lcy_per_unit} ${a.original_currency} (rate from ${Hub.date(a.rate_date)})`,
+    notConverted: (a) => `Not converted: ${NOT_CONVERTED[a.not_converted](a.currency)}; shown in ${a.original_currency || "its own currency"}`,
+    ownCurrency: "Each company's own currency",
+    heading: (label, currency) => `${label}, in ${currency} (converted where marked ≈)`,
+    total: (key) => ({ overdue_sales_invoices_amount: "overdue sales", overdue_purchase_invoices_amount: "overdue purchases" })[key] || key,
+    notCounted: (count) => `${Hub.count(count)} not converted`,
+    ratesTitle: "Exchange rates in this company's Business Central",
+    rate: (r, lcy) => (r.lcy_per_unit === null ? `${r.currency_code}: zero or negative, not used` : `1 ${r.currency_code} = ${r.lcy_per_unit} ${lcy} (from ${Hub.date(r.starting_date)})`),
+    noRates: (why) => (why ? `Not read: ${why}` : "None read yet: refresh the company."),
+    detailsNote: (a) => (a.converted ? `The dashboard shows this company's amounts in ${a.currency}: ${CURRENCY_WORDS.converted(a)}. The amounts here are the company's own.`
+      : a.value === null ? `${CURRENCY_WORDS.notConverted(a)}.` : ""),
+  };
+
+  // One amount cell: as stored, or in the reporting currency marked "≈" (the original,
+  // rate and date on hover), or the original marked "⚠" when it cannot be converted.
+  function amountCell(row, key) {
+    const shown = row.amounts && row.amounts[key];
+    if (!shown) return h("td", { class: "amount" }, Hub.amount(row.values[key], row.currency_code));
+    if (shown.converted) {
+      const text = CURRENCY_WORDS.converted(shown);
+      return h("td", { class: "amount converted", title: text, dataset: { converted: "yes", value: shown.value } },
+        h("span", { class: "currency-mark", "aria-hidden": "true" }, "≈"), Hub.amount(shown.value, shown.currency), h("span", { class: "visually-hidden" }, ` (${text})`));
+    }
+    if (shown.value !== null) return h("td", { class: "amount", dataset: { converted: "same", value: shown.value } }, Hub.amount(shown.value, shown.currency));
+    const why = CURRENCY_WORDS.notConverted(shown);
+    return h("td", { class: "amount unconverted", title: why, dataset: { converted: "no" } },
+      h("span", { class: "currency-mark", "aria-hidden": "true" }, "⚠"), Hub.amount(shown.original, shown.original_currency), h("span", { class: "visually-hidden" }, ` (${why})`));
+  }
+
+  // The summary's totals in the reporting currency, and how many rows are not in them.
+  function totalTiles(totals) {
+    return (totals || []).map((total) => h("div", { class: "tile tile-quiet", id: `summary-${total.key}` },
+      h("span", { class: "tile-value" }, "≈ ", Hub.amount(total.total, total.currency)),
+      h("span", { class: "tile-label" }, CURRENCY_WORDS.total(total.key), total.not_converted ? ` (${CURRENCY_WORDS.notCounted(total.not_converted)})` : "")));
+  }
+
   // ------------------------------------------------------------------ rendering
 
   const COMPARISONS = { gt: ">", ge: "≥", lt: "<", le: "≤", eq: "=", ne: "≠" };
@@ -96,16 +143,18 @@
     const sorted = state.query.sort === key;
     // "(amount)" is what every figure column but the counts is: the full name is the tooltip.
     const short = label.replace(/ \(amount\)$/, "");
+    const reporting = state.preferences.reporting_currency;
+    const full = reporting && catalogue.get(key)?.kind === "amount" ? CURRENCY_WORDS.heading(label, reporting) : label;
     const classes = [numeric ? "amount" : null, sticky ? "sticky" : null].filter(Boolean).join(" ") || null;
-    return h("th", { scope: "col", class: classes, title: short === label ? null : label, dataset: { sortKey: key }, "aria-sort": sorted ? (state.query.descending ? "descending" : "ascending") : "none" },
-      h("button", { type: "button", class: "sort", "aria-label": short === label ? null : label, onclick: () => sortBy(key) }, short,
+    return h("th", { scope: "col", class: classes, title: short === full ? null : full, dataset: { sortKey: key }, "aria-sort": sorted ? (state.query.descending ? "descending" : "ascending") : "none" },
+      h("button", { type: "button", class: "sort", "aria-label": short === full ? null : full, onclick: () => sortBy(key) }, short,
         sorted ? h("span", { "aria-hidden": "true" }, state.query.descending ? " ▼" : " ▲") : null));
   }
 
   let headSignature = "";
   function renderHead() {
     // Rebuilt only when it changes, so a focused header button keeps its focus.
-    const signature = JSON.stringify([state.preferences.columns, state.query.sort, state.query.descending]);
+    const signature = JSON.stringify([state.preferences.columns, state.preferences.reporting_currency, state.query.sort, state.query.descending]);
     if (signature === headSignature) return;
     headSignature = signature;
     const focusedSort = document.activeElement?.closest("#grid-head th")?.dataset.sortKey;
@@ -172,8 +221,7 @@
       : h("span", { class: "muted" }, { failed: "Companies could not be read", ok: "No companies in this environment" }[row.state] || "Looking for companies…");
     const figures = state.preferences.columns.map((columnKey) => {
       const column = catalogue.get(columnKey);
-      const value = row.values[columnKey];
-      return h("td", { class: "amount" }, column.kind === "amount" ? Hub.amount(value, row.currency_code) : Hub.count(value));
+      return column.kind === "amount" ? amountCell(row, columnKey) : h("td", { class: "amount" }, Hub.count(row.values[columnKey]));
     });
     return h("tr", { dataset: { key, state: row.state } },
       h("td", { class: "sticky" }, checkbox),
@@ -235,6 +283,7 @@
       tile("summary-waiting", "waiting to retry", states.waiting, states.waiting ? "wait" : "quiet"),
       tile("summary-refreshing", "refreshing", states.queued + states.refreshing, "quiet"),
       tile("summary-ok", "OK", states.ok, "ok"),
+      ...totalTiles(state.page && state.page.totals),
     );
   }
 
@@ -392,6 +441,11 @@
     const locales = [...new Set([...LOCALES, state.preferences.locale].filter(Boolean))];
     $("locale-choice").replaceChildren($("locale-browser"), ...locales.map((l) => h("option", { value: l, selected: l === state.preferences.locale }, l)));
     $("page-size-choice").replaceChildren(...boot.page_sizes.map((size) => h("option", { value: size, selected: size === state.preferences.page_size }, size)));
+    const reporting = state.preferences.reporting_currency;
+    // The firm's currencies when the page was loaded, and those of rows read since.
+    const onPage = state.page ? state.page.rows.map((row) => row.currency_code) : [];
+    const currencies = [...new Set([...boot.currencies, ...onPage, reporting].filter((c) => /^[A-Z]{3}$/.test(c || "")))].sort();
+    $("currency-choice").replaceChildren(h("option", { value: "" }, CURRENCY_WORDS.ownCurrency), ...currencies.map((c) => h("option", { value: c, selected: c === reporting }, c)));
     $("columns-error").textContent = "";
     $("columns-dialog").showModal();
   });
@@ -403,7 +457,7 @@
     if (event.submitter && event.submitter.value !== "save") return;
     event.preventDefault();
     const columns = [...$("columns-list").children].filter((li) => li.querySelector("input").checked).map((li) => li.dataset.key);
-    const body = { columns, locale: $("locale-choice").value || null, page_size: Number($("page-size-choice").value) };
+    const body = { columns, locale: $("locale-choice").value || null, page_size: Number($("page-size-choice").value), reporting_currency: $("currency-choice").value || null };
     try {
       const { data } = await api("PUT", "/api/v1/preferences", body);
       state.preferences = data;
@@ -511,6 +565,24 @@
     reloadTimer = setTimeout(load, 400);
   }
 
+  // Totals in the reporting currency are over every filtered row, not only those shown:
+  // after live changes, ask for them again (one row's worth of page, the same filters).
+  let totalsTimer = null;
+  function refreshTotalsSoon() {
+    clearTimeout(totalsTimer);
+    totalsTimer = setTimeout(async () => {
+      const params = searchParams();
+      params.set("offset", "0");
+      params.set("limit", "1");
+      try {
+        const { data } = await api("GET", "/api/v1/dashboard?" + params);
+        if (!state.page) return;
+        state.page.totals = data.totals;
+        renderCounts(data.states);
+      } catch (_) { /* the next load brings them */ }
+    }, 1000);
+  }
+
   function patchRows(message) {
     if (!state.page) return;
     const shown = new Map(state.page.rows.map((row, index) => [keyOf(row), index]));
@@ -544,6 +616,7 @@
       for (const key of shown.keys()) if (key.startsWith(clientId + "/") && !arrivedKeys.has(key)) structureChanged = true;
     }
     renderCounts(message.states);
+    if (state.page.totals && state.page.totals.length && message.rows.length) refreshTotalsSoon();
     // Fresh rows may change the columns' widths (a longer state, an age): place them again.
     requestAnimationFrame(placeStickyColumns);
     noticeNewClients(message.rows);
@@ -685,6 +758,12 @@
     } else if (details.failure) {
       body.push(h("div", { class: "banner error", role: "alert" }, h("strong", {}, details.failure.summary), " ", details.failure.fix, Hub.technicalDetails(details.failure)));
     }
+    const shownRow = state.page && state.page.rows.find((r) => r.client_id === details.client_id && r.company_id === details.company_id);
+    const shownCash = shownRow && shownRow.amounts && Object.values(shownRow.amounts)[0];
+    if (shownCash && CURRENCY_WORDS.detailsNote(shownCash)) body.push(h("p", { class: "muted", id: "details-conversion" }, CURRENCY_WORDS.detailsNote(shownCash)));
+    body.push(h("details", { id: "details-rates" }, h("summary", {}, CURRENCY_WORDS.ratesTitle),
+      details.exchange_rates.length ? h("ul", {}, details.exchange_rates.map((r) => h("li", {}, CURRENCY_WORDS.rate(r, currency))))
+        : h("p", { class: "muted" }, CURRENCY_WORDS.noRates(details.exchange_rates_unavailable))));
     const workbookPath = `/api/v1/clients/${details.client_id}/companies/${details.company_id}/workbook`;
     const workbook = h("a", { class: "button", href: workbookPath, download: true }, "Financial statements (Excel)");
     const today = new Date().toISOString().slice(0, 10);
