@@ -47,6 +47,8 @@ from hub_common.events import (
     CompanySnapshot,
     DiscoveredCompany,
     EventData,
+    ExchangeRate,
+    ExchangeRates,
     Failure,
     FailureKind,
     OverdueInvoices,
@@ -111,6 +113,8 @@ def _firm_history(firm: uuid.UUID, clients: int, companies: int) -> list[tuple[E
                         company_name=company.name,
                         refresh_id=refresh,
                         currency_code="EUR" if index % 2 else "GBP",
+                        # Each company's BC rates; a reporting currency converts with them.
+                        exchange_rates=_rates("EUR" if index % 2 else "GBP"),
                         read_at=NOW - timedelta(seconds=index),
                         web_client_link=f"https://businesscentral.dynamics.com/{tenant}/Production?company=x",
                         figures=CompanyFigures(
@@ -135,6 +139,18 @@ def _firm_history(firm: uuid.UUID, clients: int, companies: int) -> list[tuple[E
     return history
 
 
+def _rates(local_currency: str) -> ExchangeRates:
+    """Rates as a company of ``local_currency`` keeps them (LCY per unit)."""
+    per_unit = {"GBP": {"EUR": "0.8571", "USD": "0.7914"}, "EUR": {"GBP": "1.1667", "USD": "0.9234"}}
+    return ExchangeRates(
+        as_of=NOW.date(),
+        rates=[
+            ExchangeRate(currency_code=code, lcy_per_unit=Decimal(rate), starting_date=NOW.date())
+            for code, rate in per_unit[local_currency].items()
+        ],
+    )
+
+
 async def _load(sessions: async_sessionmaker[AsyncSession], firm: uuid.UUID, clients: int, companies: int) -> None:
     sequences = {EVENTS_STREAM: 0, SNAPSHOTS_STREAM: 0}
     batch: list[Any] = []
@@ -156,6 +172,10 @@ async def _load(sessions: async_sessionmaker[AsyncSession], firm: uuid.UUID, cli
     if batch:
         async with transaction(sessions) as session:
             await apply_batch(session, batch, NOW)
+
+
+# The threshold the filtered queries use.
+BELOW = Decimal(5000)
 
 
 async def _time(run: Callable[[], Awaitable[Any]], repeat: int) -> dict[str, float]:
@@ -197,21 +217,28 @@ async def main() -> None:
                 ).rows
             }
 
-            def page(**query: Any) -> Callable[[], Awaitable[Any]]:
-                return lambda: dashboard_queries.dashboard_page(session, firm_id=firm, query=DashboardQuery(**query))
+            def page(reporting_currency: str | None = None, **query: Any) -> Callable[[], Awaitable[Any]]:
+                return lambda: dashboard_queries.dashboard_page(
+                    session, firm_id=firm, query=DashboardQuery(**query), reporting_currency=reporting_currency
+                )
 
             cases: dict[str, Callable[[], Awaitable[Any]]] = {
                 "first page (100 rows, by client name)": page(limit=100),
                 "sorted by cash, descending": page(limit=100, sort="cash", descending=True),
                 "search 'Client 01'": page(limit=100, text="Client 01"),
                 "threshold cash < 5,000": page(
-                    limit=100, thresholds=[Threshold(column="cash", comparison=Comparison.LT, value=Decimal(5000))]
+                    limit=100, thresholds=[Threshold(column="cash", comparison=Comparison.LT, value=BELOW)]
                 ),
                 "has errors": page(limit=100, has_errors=True),
                 "overdue > 0, sorted by overdue amount": page(
                     limit=100, overdue=True, sort="overdue_sales_invoices_amount", descending=True
                 ),
                 "last page": page(limit=100, offset=rows - 100),
+                "in USD: sorted by converted cash, with totals": page("USD", limit=100, sort="cash", descending=True),
+                "in USD: threshold converted cash < 5,000": page(
+                    "USD", limit=100, thresholds=[Threshold(column="cash", comparison=Comparison.LT, value=BELOW)]
+                ),
+                "in USD: last page by converted cash": page("USD", limit=100, offset=rows - 100, sort="cash"),
                 "state counts": lambda: dashboard_queries.state_counts(session, firm_id=firm),
                 "rows of 10 clients (one live notice)": lambda: dashboard_queries.rows_of_clients(
                     session, firm_id=firm, client_ids=set(list(some_clients)[:10])

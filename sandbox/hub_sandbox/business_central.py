@@ -363,7 +363,9 @@ class BusinessCentralApi:
             context = f"{context_root}#{entity_segment.name}"
 
         entity_set = COMPANY_ENTITY_SETS.get(entity_segment.name)
-        if entity_set is None:
+        if entity_set is None or self.state.faults.take(
+            request.tenant.id, FaultKind.ENTITY_NOT_PUBLISHED, entity_set=entity_segment.name
+        ):
             raise _segment_not_found(entity_segment.name)
         self._check_access(request.tenant, company, entity_set.table)
         business_date = self.state.business_date()

@@ -26,6 +26,7 @@ from hub_sandbox.documents import (
     SalesQuoteStatus,
     VendorBlocked,
 )
+from hub_sandbox.exchange_rates import rate_rows
 from hub_sandbox.figures import customer_totals, vendor_balances
 from hub_sandbox.odata import (
     EdmType,
@@ -619,6 +620,35 @@ def sales_quote_records(book: CompanyBook, options: QueryOptions) -> list[Record
     return records
 
 
+CURRENCY_EXCHANGE_RATE = EntityType(
+    name="currencyExchangeRate",
+    entity_set="currencyExchangeRates",
+    properties=_props(
+        ("id", G), ("currencyCode", S), ("startingDate", DATE), ("exchangeRateAmount", D),
+        ("relationalCurrencyCode", S), ("relationalExchangeRateAmount", D), ("lastModifiedDateTime", DATETIME),
+    ),
+)  # fmt: skip
+
+
+def currency_exchange_rate_records(book: CompanyBook, business_date: dt.date) -> list[Record]:
+    company = book.company
+    return [
+        {
+            "id": uuid.uuid5(company.id, f"currencyExchangeRate/{row.currency_code}/{row.starting_date}"),
+            "currencyCode": row.currency_code,
+            "startingDate": row.starting_date,
+            "exchangeRateAmount": row.exchange_rate_amount,
+            "relationalCurrencyCode": row.relational_currency_code,
+            "relationalExchangeRateAmount": row.relational_exchange_rate_amount,
+            # Entered the working day before the rate starts.
+            "lastModifiedDateTime": dt.datetime.combine(
+                row.starting_date - dt.timedelta(days=1), dt.time(8, 30), tzinfo=dt.UTC
+            ),
+        }
+        for row in rate_rows(book.ledger_setup.local_currency_code, company.data_seed, business_date)
+    ]
+
+
 # -- reports ----------------------------------------------------------------------------
 
 _AGED_COMMON = _props(
@@ -778,6 +808,9 @@ COMPANY_ENTITY_SETS: dict[str, CompanyEntitySet] = {
         CompanyEntitySet(PURCHASE_INVOICE, purchase_invoice_records, "122 Purch. Inv. Header"),
         CompanyEntitySet(SALES_ORDER, sales_order_records, "36 Sales Header"),
         CompanyEntitySet(SALES_QUOTE, sales_quote_records, "36 Sales Header"),
+        CompanyEntitySet(
+            CURRENCY_EXCHANGE_RATE, _ignore_options(currency_exchange_rate_records), "330 Currency Exchange Rate"
+        ),
         CompanyEntitySet(AGED_RECEIVABLE, aged_receivable_records, "21 Cust. Ledger Entry"),
         CompanyEntitySet(AGED_PAYABLE, aged_payable_records, "25 Vendor Ledger Entry"),
         _statement_set(BALANCE_SHEET, balance_sheet_lines),

@@ -30,6 +30,7 @@ class FaultKind(StrEnum):
     TRICKLE = "trickle"  # 200, the answer sent one byte every trickle_interval_seconds
     REPEATED_NEXT_LINK = "repeated_next_link"  # a collection's @odata.nextLink is the page just served
     DUPLICATE_COMPANY_IDS = "duplicate_company_ids"  # companies lists its first company twice
+    ENTITY_NOT_PUBLISHED = "entity_not_published"  # 404 for entity_set, as where its API page is absent
 
 
 class FaultSpec(BaseModel):
@@ -39,6 +40,7 @@ class FaultSpec(BaseModel):
     latency_ms: int = Field(default=0, ge=0, le=600_000)
     company_id: uuid.UUID | None = Field(default=None, description="company_forbidden: None = all")
     environment: str | None = Field(default=None, description="environment_removed: None = all")
+    entity_set: str | None = Field(default=None, max_length=100, description="entity_not_published: None = all")
     retry_after_seconds: int = Field(default=60, ge=0, description="upgrading, too_many_requests")
     timeout_seconds: float = Field(default=600.0, ge=0)
     size_mb: int = Field(default=64, ge=1, le=4096, description="oversized_body")
@@ -88,6 +90,7 @@ class FaultBoard:
         *,
         company_id: uuid.UUID | None = None,
         environment: str | None = None,
+        entity_set: str | None = None,
     ) -> FaultSpec | None:
         """The fault if it applies to this request, counting the request against it."""
         with self._lock:
@@ -101,6 +104,8 @@ class FaultBoard:
             if spec.environment is not None and (
                 environment is None or spec.environment.casefold() != environment.casefold()
             ):
+                return None
+            if spec.entity_set is not None and spec.entity_set != entity_set:
                 return None
             if fault.remaining is not None:
                 fault.remaining -= 1

@@ -80,6 +80,11 @@ REFERENCE: dict[str, list[str]] = {
         "shipmentMethodId", "salesperson", *DOCUMENT_TOTALS, "status", "sentDate", "validUntilDate",
         "acceptedDate", "lastModifiedDateTime", "phoneNumber", "email",
     ],
+    # Not in the reference's §2 yet: API v2.0's currencyExchangeRates page (table 330).
+    "currencyExchangeRates": [
+        "id", "currencyCode", "startingDate", "exchangeRateAmount", "relationalCurrencyCode",
+        "relationalExchangeRateAmount", "lastModifiedDateTime",
+    ],
     "agedAccountsReceivables": [
         "customerId", "customerNumber", "name", "currencyCode", "balanceDue", "currentAmount", "period1Label",
         "period1Amount", "period2Label", "period2Amount", "period3Label", "period3Amount", "agedAsOfDate",

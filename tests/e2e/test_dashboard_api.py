@@ -79,7 +79,12 @@ def test_columns_preferences_and_views_belong_to_the_accountant(hub: Hub, firm: 
 
     # A locale is also the accountant's language (README, "Languages"): en-GB keeps this
     # module's pages and messages English for the tests after this one.
-    chosen = {"columns": ["forecast_low_point", "cash"], "locale": "en-GB", "page_size": 50}
+    chosen = {
+        "columns": ["forecast_low_point", "cash"],
+        "locale": "en-GB",
+        "page_size": 50,
+        "reporting_currency": "EUR",
+    }
     assert api.put("/api/v1/preferences", json=chosen).json() == chosen
     assert api.get("/api/v1/preferences").json() == chosen
     for bad in (
@@ -87,9 +92,24 @@ def test_columns_preferences_and_views_belong_to_the_accountant(hub: Hub, firm: 
         {"columns": ["salary"]},
         {"locale": "<script>"},
         {"page_size": 7},
+        {"reporting_currency": "eur"},
+        {"reporting_currency": "EUROEUROEU"},
+        {"reporting_currency": "€"},
     ):
-        assert api.put("/api/v1/preferences", json=bad).status_code == 422, bad
+        refused = api.put("/api/v1/preferences", json=bad)
+        assert refused.status_code == 422, bad
+        if "reporting_currency" in bad:
+            assert "ISO 4217 currency code: three capital letters" in refused.text
     assert api.get("/api/v1/preferences").json() == chosen  # a refused change loses nothing
+    # A code no client's BC has a rate for is the accountant's to choose: each row says why.
+    unknown = chosen | {"reporting_currency": "XYZ"}
+    assert api.put("/api/v1/preferences", json=unknown).json() == unknown
+    page = api.get("/api/v1/dashboard").json()
+    assert page["reporting_currency"] == "XYZ"
+    for row in page["rows"]:
+        for amount in (row["amounts"] or {}).values():
+            assert amount["value"] is None and amount["not_converted"] in {"no_rate", "rates_not_read"}, amount
+    assert api.put("/api/v1/preferences", json=chosen).json() == chosen
 
     view = {"name": "Short of cash", "query": {"thresholds": [{"column": "cash", "comparison": "lt", "value": "1000"}]}}
     created = api.post("/api/v1/views", json=view)

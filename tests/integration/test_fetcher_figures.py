@@ -282,3 +282,73 @@ async def _reader(sandbox: Sandbox, use_cues: bool) -> AsyncIterator[tuple[Clien
         )
         yield ClientReader(bc, web_client_base=sandbox.web_client, use_cue_services=use_cues), bc
         tokens.close()
+
+
+# ---------------------------------------------------------------- exchange rates
+
+
+def _lcy_per_unit(row: dict[str, Any]) -> Decimal:
+    return _money(row["relationalExchangeRateAmount"]) / _money(row["exchangeRateAmount"])
+
+
+async def test_a_snapshot_carries_the_rates_in_effect_today(sandbox: Sandbox) -> None:
+    """Against the sandbox's own rows, read plainly: the latest rate on or before today per
+    currency (tomorrow's ignored), as local currency per unit, DKK chained through EUR."""
+    tenant = "cronus-sample.onmicrosoft.com"
+    oracle = PlainReader(sandbox, tenant)
+    connection = ClientConnection(tenant=tenant, environment="Production")
+    today = dt.datetime.now(dt.UTC).date()
+    async with _reader(sandbox, False) as (client_reader, bc):
+        discovery = await client_reader.discover(connection)
+        currencies: dict[str, set[str]] = {}
+        for company in discovery.companies:
+            before = bc.requests_made
+            snapshot = await client_reader.snapshot(
+                connection, Company(id=company.id, name=company.name), client_id=uuid.uuid4(), refresh_id=uuid.uuid4()
+            )
+            assert bc.requests_made - before == 1, "the rates come in the company's one $batch"
+            rates = snapshot.exchange_rates
+            assert rates is not None and rates.unavailable is None and rates.as_of == today
+            rows = oracle.all(str(company.id), "currencyExchangeRates")
+            assert any(_date(row["startingDate"]) > today for row in rows), "the sandbox enters tomorrow's rates"
+            in_effect: dict[str, dict[str, Any]] = {}
+            for row in sorted(rows, key=lambda row: row["startingDate"]):
+                if _date(row["startingDate"]) <= today:
+                    in_effect[row["currencyCode"]] = row
+            by_code = {rate.currency_code: rate for rate in rates.rates}
+            assert set(by_code) == set(in_effect) and snapshot.currency_code not in by_code
+            currencies[snapshot.currency_code] = set(by_code)
+            for code, row in in_effect.items():
+                expected = _lcy_per_unit(row)
+                if row["relationalCurrencyCode"]:
+                    expected *= _lcy_per_unit(in_effect[row["relationalCurrencyCode"]])
+                rate = by_code[code]
+                assert rate.starting_date == _date(row["startingDate"])
+                assert rate.lcy_per_unit is not None
+                assert abs(rate.lcy_per_unit - expected) < Decimal("1e-12"), (code, rate, row)
+    # The sample client keeps books in two currencies; its US company has no kroner rate.
+    assert {"GBP", "USD"} <= set(currencies)
+    assert "DKK" in currencies["GBP"] and "DKK" not in currencies["USD"]
+
+
+async def test_a_tenant_without_the_rates_entity_still_gets_every_figure(sandbox: Sandbox) -> None:
+    admin = httpx.Client(base_url=f"{sandbox.base_url}/_sandbox", verify=sandbox.tls())
+    tenant = next(t for t in admin.get("/tenants").json()["tenants"] if t["consented"])
+    fault = {"kind": "entity_not_published", "entity_set": "currencyExchangeRates"}
+    admin.put(f"/tenants/{tenant['id']}/faults", json=fault).raise_for_status()
+    try:
+        connection = ClientConnection(tenant=tenant["domain"], environment="Production")
+        company = next(e for e in tenant["environments"] if e["name"] == "Production")["companies"][0]
+        async with _reader(sandbox, False) as (client_reader, _):
+            snapshot = await client_reader.snapshot(
+                connection,
+                Company(id=uuid.UUID(company["id"]), name=company["name"]),
+                client_id=uuid.uuid4(),
+                refresh_id=uuid.uuid4(),
+            )
+        assert snapshot.figures.cash is not None and snapshot.figures.overdue_sales_invoices is not None
+        rates = snapshot.exchange_rates
+        assert rates is not None and rates.rates == []
+        assert rates.unavailable is not None and rates.unavailable.startswith("currencyExchangeRates (HTTP 404)")
+    finally:
+        admin.delete(f"/tenants/{tenant['id']}/faults").raise_for_status()

@@ -46,6 +46,8 @@ from hub_common.events import (
     DiscoveredCompany,
     Envelope,
     EventData,
+    ExchangeRate,
+    ExchangeRates,
     Failure,
     FailureKind,
     FirmCreated,
@@ -126,7 +128,15 @@ def _snapshot(
         read_at=read_at,
         web_client_link="https://businesscentral.dynamics.com/t/Production?company=x",
         figures=CompanyFigures(cash=CashFigure(accounts=[], total=Decimal(total), source="api", read_at=read_at)),
+        exchange_rates=_rates(total, read_at),
     )
+
+
+def _rates(total: str, read_at: datetime) -> ExchangeRates:
+    """Rates that differ from one snapshot to the next: a currency comes and goes."""
+    usd = ExchangeRate(currency_code="USD", lcy_per_unit=Decimal(total) / 1000, starting_date=read_at.date())
+    gbp = ExchangeRate(currency_code="GBP", lcy_per_unit=None, starting_date=read_at.date())
+    return ExchangeRates(as_of=read_at.date(), rates=[usd, gbp] if total.endswith(".50") else [usd])
 
 
 def _failure(kind: FailureKind, occurred_at: datetime) -> Failure:
@@ -318,6 +328,7 @@ async def test_rebuild_equals_the_model_built_event_by_event(
         "gateway_accountants",
         "gateway_clients",
         "gateway_companies",
+        "gateway_company_rates",
         "gateway_connection_tests",
         "gateway_failures",
         "gateway_positions",

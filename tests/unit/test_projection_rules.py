@@ -28,6 +28,8 @@ from hub_common.events import (
     CompanySnapshot,
     DiscoveredCompany,
     EventData,
+    ExchangeRate,
+    ExchangeRates,
     Failure,
     FailureKind,
     GrantMethod,
@@ -153,6 +155,7 @@ def _rows(model: ModelState) -> dict[str, Any]:
     return {
         "clients": copy.deepcopy(model.clients),
         "companies": copy.deepcopy(model.companies),
+        "company_rates": copy.deepcopy(model.company_rates),
         "refreshes": copy.deepcopy(model.refreshes),
         "failures": copy.deepcopy(model.failures.entries),
         "tenant_access": copy.deepcopy(model.tenant_access),
@@ -381,6 +384,63 @@ def test_a_second_wait_replaces_the_first() -> None:
     model = _folded(*log.events)
     assert set(model.failures.entries) == {second.envelope.id}
     assert first.envelope.id not in model.failures
+
+
+# ---------------------------------------------------------------- exchange rates
+
+
+def _with_rates(snapshot: CompanySnapshot, rates: ExchangeRates | None) -> CompanySnapshot:
+    return snapshot.model_copy(update={"exchange_rates": rates})
+
+
+def _rates(**lcy_per_unit: str | None) -> ExchangeRates:
+    return ExchangeRates(
+        as_of=T0.date(),
+        rates=[
+            ExchangeRate(
+                currency_code=code, lcy_per_unit=None if rate is None else Decimal(rate), starting_date=T0.date()
+            )
+            for code, rate in lcy_per_unit.items()
+        ],
+    )
+
+
+def _rate_codes(model: ModelState, company: uuid.UUID) -> dict[str, Decimal | None]:
+    return {code: rate.lcy_per_unit for code, rate in model.company_rates.get((CLIENT, company), {}).items()}
+
+
+def test_a_newer_snapshot_replaces_a_companys_rates_and_says_why_when_there_are_none() -> None:
+    log = _client_with_companies()
+    log.add(_with_rates(_snapshot(COMPANY_A, "10", T0 + timedelta(minutes=1)), _rates(USD="0.79", GBP=None)))
+    model = _folded(*log.events)
+    assert _rate_codes(model, COMPANY_A) == {"USD": Decimal("0.79"), "GBP": None}
+    assert _company(model, COMPANY_A).exchange_rates_read
+
+    # An older snapshot arriving late changes nothing; a newer one replaces every rate.
+    log.add(_with_rates(_snapshot(COMPANY_A, "9", T0), _rates(SEK="0.08")))
+    assert _rate_codes(_folded(*log.events), COMPANY_A) == {"USD": Decimal("0.79"), "GBP": None}
+    log.add(_with_rates(_snapshot(COMPANY_A, "11", T0 + timedelta(minutes=2)), _rates(EUR="0.85")))
+    assert _rate_codes(_folded(*log.events), COMPANY_A) == {"EUR": Decimal("0.85")}
+
+    unavailable = ExchangeRates(as_of=T0.date(), unavailable="currencyExchangeRates (HTTP 404): not found")
+    log.add(_with_rates(_snapshot(COMPANY_A, "12", T0 + timedelta(minutes=3)), unavailable))
+    model = _folded(*log.events)
+    company = _company(model, COMPANY_A)
+    assert _rate_codes(model, COMPANY_A) == {} and not company.exchange_rates_read
+    assert company.exchange_rates_unavailable == "currencyExchangeRates (HTTP 404): not found"
+
+    # A snapshot from before the hub read rates: none, and no reason either (not read).
+    log.add(_with_rates(_snapshot(COMPANY_A, "13", T0 + timedelta(minutes=4)), None))
+    company = _company(_folded(*log.events), COMPANY_A)
+    assert not company.exchange_rates_read and company.exchange_rates_unavailable is None
+
+
+def test_a_company_gone_from_bc_takes_its_rates_along() -> None:
+    log = _client_with_companies()
+    log.add(_with_rates(_snapshot(COMPANY_B, "10", T0 + timedelta(minutes=1)), _rates(USD="0.79")))
+    log.add(_requested(SECOND_REFRESH), at=T0 + timedelta(minutes=2))
+    log.add(_discovered(SECOND_REFRESH, COMPANY_A), at=T0 + timedelta(minutes=2))
+    assert (CLIENT, COMPANY_B) not in _folded(*log.events).company_rates
 
 
 # ---------------------------------------------------------------- removal, access, ignored events

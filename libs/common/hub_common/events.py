@@ -11,6 +11,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from datetime import UTC, date, datetime, time
+from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Generic, Literal, TypeVar
 
@@ -508,6 +509,40 @@ class CompanyFigures(BaseModel):
     cash_flow_forecast: CashFlowForecast | None = None
 
 
+# A currency code as BC keys its Currency table (Code[10]: upper case, printable): "EUR".
+BC_CURRENCY_CODE_PATTERN = r"^[^a-z\x00-\x1f\x7f]+$"
+BcCurrencyCode = Annotated[str, Field(min_length=1, max_length=10, pattern=BC_CURRENCY_CODE_PATTERN)]
+# More currencies than ISO 4217 knows: a tenant's answer with more is not a rate table.
+MAX_EXCHANGE_RATES = 500
+# How many units of a company's local currency one unit of another currency is worth.
+LcyPerUnit = Annotated[Decimal, Field(gt=0, le=Decimal(10**15), decimal_places=15, allow_inf_nan=False)]
+
+
+class ExchangeRate(BaseModel):
+    """One currency's rate in a company's BC, in effect on the snapshot's date."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    currency_code: BcCurrencyCode
+    # None: BC's rate in effect cannot be used (a zero or negative amount, or a relational
+    # currency without a usable rate of its own).
+    lcy_per_unit: LcyPerUnit | None
+    # The startingDate of the currency's own row in BC (currencyExchangeRates).
+    starting_date: date
+
+
+class ExchangeRates(BaseModel):
+    """The rates a company's BC holds, as of the snapshot's date: the latest in effect per
+    currency, as local currency per unit. ``unavailable`` says why none could be read (the
+    rest of the snapshot is complete)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    as_of: date
+    rates: Annotated[list[ExchangeRate], Field(max_length=MAX_EXCHANGE_RATES)] = []
+    unavailable: Text | None = None
+
+
 class CompanySnapshot(EventData):
     event_type = "CompanySnapshot"
     subject_template = "company.{company_id}.snapshot"
@@ -521,6 +556,8 @@ class CompanySnapshot(EventData):
     read_at: datetime
     web_client_link: Annotated[str, Field(max_length=2000)]
     figures: CompanyFigures
+    # Added later with a default: a snapshot from before it has None (rates not read).
+    exchange_rates: ExchangeRates | None = None
 
 
 # ---------------------------------------------------------------- tenant access

@@ -11,12 +11,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from urllib.parse import quote
 
-from hub_common.events import ClientConnection, CompanySnapshot, FailureKind
+from hub_common.events import ClientConnection, CompanySnapshot, ExchangeRates, FailureKind
 from hub_common.money import round_money
-from hub_fetcher.bc.client import BatchRequest, BusinessCentral, Environment
-from hub_fetcher.bc.entities import ActivityCues, Company, FinanceCues, parse_entities
+from hub_fetcher.bc.client import BatchRead, BatchRequest, BusinessCentral, Environment
+from hub_fetcher.bc.entities import ActivityCues, Company, CurrencyExchangeRate, FinanceCues, parse_entities
 from hub_fetcher.bc.failures import FetchFailure
 from hub_fetcher.figures.company import CompanyRecords, CueFigures, company_figures, local_currency
+from hub_fetcher.figures.currencies import exchange_rates, rates_unavailable
 
 
 @dataclass(frozen=True)
@@ -122,12 +123,12 @@ class ClientReader:
         """Every figure of one company from API v2.0, in one $batch round trip (figures.company computes them)."""
         environment = self.environment(connection)
         today = today or dt.datetime.now(UTC).date()
-        collections, cues = await asyncio.gather(
-            self._bc.batch_collections(environment, company_requests(company.id, today)),
+        batch, cues = await asyncio.gather(
+            self._bc.read_batch(environment, company_requests(company.id, today)),
             self._read_cues(environment, company.name),
         )
         read_at = datetime.now(UTC)
-        records = CompanyRecords.parse(collections)
+        records = CompanyRecords.parse(batch.collections)
 
         def document_link(page: int, number: str) -> str:
             return self.document_link(connection, company.name, page, number)
@@ -145,10 +146,27 @@ class ClientReader:
             read_at=read_at,
             web_client_link=self.web_client_link(connection, company.name),
             figures=figures,
+            exchange_rates=company_exchange_rates(batch, today=today, local_currency=local_currency(records)),
         )
 
 
+def company_exchange_rates(batch: BatchRead, *, today: dt.date, local_currency: str) -> ExchangeRates:
+    """The rates in effect today, or why BC did not give them: a tenant without the entity
+    or with a bad answer still gets every other figure."""
+    failure = batch.failures.get(EXCHANGE_RATES)
+    if failure is not None:
+        status = f" (HTTP {failure.http_status})" if failure.http_status else ""
+        return rates_unavailable(today, f"currencyExchangeRates{status}: {failure.message or failure.kind.value}")
+    try:
+        rows = parse_entities(CurrencyExchangeRate, batch.collections[EXCHANGE_RATES], "currencyExchangeRates")
+    except FetchFailure as bad:
+        return rates_unavailable(today, bad.message or bad.kind.value)
+    return exchange_rates(rows, as_of=today, local_currency=local_currency)
+
+
 HTTP_NOT_FOUND = 404
+# The batch read of the exchange rates: optional, since not every tenant gives them.
+EXCHANGE_RATES = "exchange_rates"
 
 
 def company_requests(company_id: uuid.UUID, today: dt.date) -> list[BatchRequest]:
@@ -182,4 +200,10 @@ def company_requests(company_id: uuid.UUID, today: dt.date) -> list[BatchRequest
         ),
         BatchRequest("sales_orders", f"{base}/salesOrders?$select=status,totalAmountIncludingTax"),
         BatchRequest("sales_quotes", f"{base}/salesQuotes?$select=status,totalAmountIncludingTax"),
+        BatchRequest(
+            EXCHANGE_RATES,
+            f"{base}/currencyExchangeRates?$filter=startingDate le {today.isoformat()}"
+            "&$select=currencyCode,startingDate,exchangeRateAmount,relationalCurrencyCode,relationalExchangeRateAmount",
+            optional=True,
+        ),
     ]

@@ -43,12 +43,23 @@ class BatchRequest:
     # Asks BC for pages of at most this many entities (Prefer: odata.maxpagesize); the
     # next links are followed either way.
     max_page_size: int | None = None
+    # A read the caller can do without: its permanent failure is returned, not raised
+    # (a transient one is still raised, so the whole read is tried again).
+    optional: bool = False
 
     def headers(self) -> dict[str, str]:
         headers = {"Accept": "application/json"}
         if self.max_page_size is not None:
             headers["Prefer"] = f"odata.maxpagesize={self.max_page_size}"
         return headers
+
+
+@dataclass(frozen=True)
+class BatchRead:
+    """The collections a $batch read, by request id, and the optional reads that failed."""
+
+    collections: dict[str, list[dict[str, Any]]]
+    failures: dict[str, FetchFailure]
 
 
 @dataclass(frozen=True)
@@ -267,31 +278,42 @@ class BusinessCentral:
         self, environment: Environment, requests: list[BatchRequest]
     ) -> dict[str, list[dict[str, Any]]]:
         """Collections read through one $batch, each followed through its next links."""
+        return (await self.read_batch(environment, requests)).collections
+
+    async def read_batch(self, environment: Environment, requests: list[BatchRequest]) -> BatchRead:
+        """Like ``batch_collections``, with the permanent failures of optional reads kept
+        apart instead of failing the whole read."""
         answers = await self.batch(environment, requests)
-        collections: dict[str, list[dict[str, Any]]] = {}
+        read = BatchRead(collections={}, failures={})
         for request in requests:
-            answer = answers[request.id]
-            if answer.status >= 400 or answer.status == 0:
-                self._raise_for_error(
-                    answer.status,
-                    answer.headers,
-                    json.dumps(answer.body).encode(),
-                    environment,
-                    company_scoped=True,
-                )
-            page = answer.body
-            value = page.get("value")
-            if value is None:
-                collections[request.id] = [page]  # a single entity, such as generalLedgerSetup
-                continue
-            if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
-                raise FetchFailure(FailureKind.BAD_RESPONSE, message="a collection without a value list")
-            entities = list(value)
-            link = page.get("@odata.nextLink")
-            if isinstance(link, str):
-                entities.extend(await self.get_collection(environment, link))
-            collections[request.id] = entities
-        return collections
+            try:
+                read.collections[request.id] = await self._collection(environment, answers[request.id])
+            except FetchFailure as failure:
+                if not request.optional or failure.transient:
+                    raise
+                read.failures[request.id] = failure
+        return read
+
+    async def _collection(self, environment: Environment, answer: BatchAnswer) -> list[dict[str, Any]]:
+        if answer.status >= 400 or answer.status == 0:
+            self._raise_for_error(
+                answer.status,
+                answer.headers,
+                json.dumps(answer.body).encode(),
+                environment,
+                company_scoped=True,
+            )
+        page = answer.body
+        value = page.get("value")
+        if value is None:
+            return [page]  # a single entity, such as generalLedgerSetup
+        if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
+            raise FetchFailure(FailureKind.BAD_RESPONSE, message="a collection without a value list")
+        entities = list(value)
+        link = page.get("@odata.nextLink")
+        if isinstance(link, str):
+            entities.extend(await self.get_collection(environment, link))
+        return entities
 
     def _raise_for_error(
         self,

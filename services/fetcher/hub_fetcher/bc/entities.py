@@ -8,11 +8,11 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from hub_common.events import FailureKind
+from hub_common.events import BC_CURRENCY_CODE_PATTERN, FailureKind
 from hub_fetcher.bc.failures import FetchFailure
 
 
@@ -78,6 +78,25 @@ class GeneralLedgerSetup(Entity):
     local_currency_code: str = Field(default="", alias="localCurrencyCode", max_length=10)
 
 
+# BC keeps rate amounts with up to 6 decimals; anything beyond a trillion is not a rate.
+RateAmount = Annotated[Decimal, Field(allow_inf_nan=False, ge=-(10**12), le=10**12)]
+
+
+class CurrencyExchangeRate(Entity):
+    """currencyExchangeRates (table 330): ``exchangeRateAmount`` units of the currency equal
+    ``relationalExchangeRateAmount`` units of the relational currency (empty: the local
+    currency) from ``startingDate`` on."""
+
+    # BC's Code fields are upper case; the pattern keeps anything else out of events.
+    currency_code: str = Field(min_length=1, max_length=10, pattern=BC_CURRENCY_CODE_PATTERN, alias="currencyCode")
+    starting_date: dt.date = Field(alias="startingDate")
+    exchange_rate_amount: RateAmount = Field(alias="exchangeRateAmount")
+    relational_currency_code: str = Field(
+        default="", max_length=10, pattern=r"^[^a-z\x00-\x1f\x7f]*$", alias="relationalCurrencyCode"
+    )
+    relational_exchange_rate_amount: RateAmount = Field(alias="relationalExchangeRateAmount")
+
+
 EntityT = TypeVar("EntityT", bound=Entity)
 
 
@@ -85,7 +104,10 @@ def parse_entities(model: type[EntityT], items: list[dict[str, Any]], what: str)
     try:
         return [model.model_validate(item) for item in items]
     except ValidationError as error:
+        first = error.errors()[0]
+        # The field named (never its value: tenant input stays out of messages and logs).
+        field = ".".join(str(part) for part in first["loc"])
         raise FetchFailure(
             FailureKind.BAD_RESPONSE,
-            message=f"{what}: unexpected shape ({error.error_count()} errors: {error.errors()[0]['msg']})",
+            message=f"{what}: unexpected shape ({error.error_count()} errors: {field}: {first['msg']})",
         ) from error

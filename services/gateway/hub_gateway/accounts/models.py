@@ -52,6 +52,8 @@ class PreferencesRow(SQLModel, table=True):
     columns_json: str = Field(sa_column=Column(Text, nullable=False))
     locale: str | None = Field(default=None, max_length=35)
     page_size: int = 100
+    # ISO 4217 code amounts are shown in; None: each company's own currency.
+    reporting_currency: str | None = Field(default=None, max_length=3)
     updated_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
 
 

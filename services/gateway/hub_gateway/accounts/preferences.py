@@ -33,6 +33,9 @@ FigureKey = Annotated[
 # A BCP 47 language tag as browsers send it: "en-GB", "de", "pt-BR", "zh-Hant-TW".
 _LOCALE = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8}){0,3}$")
 PAGE_SIZES = (25, 50, 100, 200, 500)
+# An ISO 4217 code's shape: three capital letters ("EUR"); whether BC has a rate for it is
+# each company's own matter, answered row by row.
+_CURRENCY = re.compile(r"^[A-Z]{3}$")
 
 logger = get_logger(__name__)
 
@@ -49,17 +52,30 @@ def _locale(value: str | None) -> str | None:
     return value
 
 
+def _currency(value: str | None) -> str | None:
+    if value is not None and not _CURRENCY.match(value):
+        raise ValueError(N_("must be an ISO 4217 currency code: three capital letters such as EUR"))
+    return value
+
+
+ReportingCurrency = Annotated[
+    str | None,
+    AfterValidator(_currency),
+    WithJsonSchema({"anyOf": [{"type": "string", "pattern": "^[A-Z]{3}$"}, {"type": "null"}]}),
+]
+
 Columns = Annotated[list[FigureKey], Field(max_length=len(FIGURES_BY_KEY)), AfterValidator(_distinct)]
 
 
 class Preferences(BaseModel):
     """The figure columns in the order shown; the locale (None: the browser's), which is also
     the accountant's language when the hub speaks it (hub_common.i18n.choose_language); rows
-    per page."""
+    per page; the currency amounts are shown in (None: each company's own)."""
 
     columns: Columns = list(DEFAULT_COLUMNS)
     locale: Annotated[str | None, AfterValidator(_locale)] = None
     page_size: Literal[PAGE_SIZES] = 100  # type: ignore[valid-type]
+    reporting_currency: ReportingCurrency = None
 
 
 async def preferences_of(session: AsyncSession, principal: Principal) -> Preferences:
@@ -69,7 +85,9 @@ async def preferences_of(session: AsyncSession, principal: Principal) -> Prefere
     # Stored by an earlier version perhaps: a column since retired is dropped, not an error.
     columns = [key for key in json.loads(row.columns_json) if key in FIGURES_BY_KEY]
     try:
-        return Preferences(columns=columns, locale=row.locale, page_size=row.page_size)
+        return Preferences(
+            columns=columns, locale=row.locale, page_size=row.page_size, reporting_currency=row.reporting_currency
+        )
     except ValidationError:
         logger.warning("stored preferences no longer valid; defaults used", accountant_id=str(row.accountant_id))
         return Preferences()
@@ -89,6 +107,7 @@ async def save_preferences(session: AsyncSession, principal: Principal, preferen
     row.columns_json = json.dumps(preferences.columns)
     row.locale = preferences.locale
     row.page_size = preferences.page_size
+    row.reporting_currency = preferences.reporting_currency
     row.updated_at = datetime.now(UTC)
     return preferences
 

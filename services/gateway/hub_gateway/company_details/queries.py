@@ -3,13 +3,26 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import date, datetime
+from decimal import Decimal
 from typing import Any
 
 from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col, select
 
 from hub_gateway.clients.queries import client_in_firm, company_in_firm, parsed_json
+from hub_gateway.readmodel.models import CompanyRateRow
+
+
+class ExchangeRateView(BaseModel):
+    """A rate the company's BC holds, in effect on the day of its figures."""
+
+    currency_code: str
+    # Local currency per unit of the currency, as a decimal string; None: BC's rate is zero
+    # or negative.
+    lcy_per_unit: str | None
+    starting_date: date
 
 
 class CompanyDetails(BaseModel):
@@ -26,6 +39,10 @@ class CompanyDetails(BaseModel):
     figures: dict[str, Any] | None
     failure: dict[str, Any] | None
     next_attempt_at: datetime | None
+    # The rates a reporting currency converts this company's amounts with; why there are none
+    # when BC did not give them (both empty for figures read before the hub read rates).
+    exchange_rates: list[ExchangeRateView] = []
+    exchange_rates_unavailable: str | None = None
 
 
 async def company_details(
@@ -49,4 +66,21 @@ async def company_details(
         figures=parsed_json(company.figures_json),
         failure=parsed_json(company.failure_json),
         next_attempt_at=company.next_attempt_at,
+        exchange_rates=[
+            ExchangeRateView(
+                currency_code=r.currency_code,
+                lcy_per_unit=None if r.lcy_per_unit is None else format(Decimal(r.lcy_per_unit).normalize(), "f"),
+                starting_date=r.starting_date,
+            )
+            for r in await session.scalars(
+                select(CompanyRateRow)
+                .where(
+                    col(CompanyRateRow.client_id) == client_id,
+                    col(CompanyRateRow.company_id) == company_id,
+                    col(CompanyRateRow.firm_id) == firm_id,
+                )
+                .order_by(col(CompanyRateRow.currency_code))
+            )
+        ],
+        exchange_rates_unavailable=company.exchange_rates_unavailable,
     )

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ValidationError
 from hub_common.db import transaction
 from hub_common.i18n import N_, Translator
 from hub_gateway.accounts import preferences
+from hub_gateway.auth import Principal
 from hub_gateway.dashboard import queries as dashboard_queries
 from hub_gateway.dashboard.health import in_language
 from hub_gateway.dashboard.live import STREAMS_PER_ACCOUNTANT, Notice, TooManyStreams
@@ -111,12 +112,21 @@ async def dashboard(
     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
     limit: Annotated[int, Query(ge=1, le=dashboard_queries.MAX_PAGE_SIZE)] = 200,
 ) -> dashboard_queries.DashboardPage:
-    """One row per company of every client of the caller's firm, filtered, sorted and paged."""
+    """One row per company of every client of the caller's firm, filtered, sorted and paged.
+
+    With a reporting currency in the caller's preferences, amounts are converted with each
+    company's own exchange rates, and sorting and thresholds apply to the converted amounts;
+    an amount that cannot be converted sorts after the rest and matches no threshold."""
     query = _dashboard_query(
         text, client_id, assigned_accountant_id, has_errors, overdue, threshold, sort, offset, limit
     )
+    chosen = await preferences.preferences_of(session, principal)
     page = await dashboard_queries.dashboard_page(
-        session, firm_id=principal.firm_id, query=query, weights=state.settings.health_weights
+        session,
+        firm_id=principal.firm_id,
+        query=query,
+        weights=state.settings.health_weights,
+        reporting_currency=chosen.reporting_currency,
     )
     t = request_translator(request)
     for row in page.rows:
@@ -153,7 +163,7 @@ async def get_preferences(principal: CurrentPrincipal, session: Session) -> pref
 async def put_preferences(
     principal: CurrentPrincipal, state: State, body: preferences.Preferences
 ) -> preferences.Preferences:
-    """The columns (and their order), locale and page size, saved for the caller."""
+    """The columns (and their order), locale, page size and reporting currency, saved for the caller."""
     async with transaction(state.sessions) as session:
         return await preferences.save_preferences(session, principal, body)
 
@@ -227,7 +237,7 @@ async def live(request: Request, principal: CurrentPrincipal, state: State) -> S
                         continue
                     while not queue.empty():  # changes that arrived together go out together
                         notice.merge(queue.get_nowait())
-                    for message in await _messages(state, firm_id, notice, t):
+                    for message in await _messages(state, principal, notice, t):
                         yield message
         finally:
             state.live.release(principal.accountant_id)
@@ -243,13 +253,20 @@ def _in_language(row: dashboard_queries.PageRow, t: Translator) -> dashboard_que
     return row.model_copy(update={"health": in_language(row.health, t)})
 
 
-async def _messages(state: GatewayState, firm_id: uuid.UUID, notice: Notice, t: Translator) -> list[str]:
+async def _messages(state: GatewayState, principal: Principal, notice: Notice, t: Translator) -> list[str]:
     """The events of one change, in the language of the stream's page."""
     if notice.reload:
         return [_event("reload", {})]
+    firm_id = principal.firm_id
     async with state.sessions() as session:
+        # Read afresh each time: a reporting currency chosen in another tab applies at once.
+        chosen = await preferences.preferences_of(session, principal)
         rows = await dashboard_queries.rows_of_clients(
-            session, firm_id=firm_id, client_ids=notice.client_ids, weights=state.settings.health_weights
+            session,
+            firm_id=firm_id,
+            client_ids=notice.client_ids,
+            weights=state.settings.health_weights,
+            reporting_currency=chosen.reporting_currency,
         )
         counts = await dashboard_queries.state_counts(session, firm_id=firm_id)
     messages = [
@@ -257,10 +274,7 @@ async def _messages(state: GatewayState, firm_id: uuid.UUID, notice: Notice, t: 
             "rows",
             {
                 "client_ids": sorted(str(client_id) for client_id in notice.client_ids),
-                "rows": [
-                    row.model_copy(update={"health": in_language(row.health, t)}).model_dump(mode="json")
-                    for row in rows
-                ],
+                "rows": [_in_language(row, t).model_dump(mode="json") for row in rows],
                 "states": counts.model_dump(),
             },
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import UTC, datetime
 from decimal import Context, Decimal
@@ -9,17 +10,19 @@ from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
-from sqlalchemy import ColumnElement, and_, case, func, or_
+from sqlalchemy import ColumnElement, and_, case, func, null, or_
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import KeyedColumnElement
 from sqlmodel import col, select
 
 from hub_common.text_search import fold, folded
 from hub_gateway.clients.queries import parsed_json
+from hub_gateway.dashboard.currency import CompanyCurrency, ConvertedAmount, RateInEffect, converted_amount
 from hub_gateway.dashboard.health import Health, HealthInputs, HealthWeights, assess
-from hub_gateway.readmodel.columns import FIGURE_COLUMNS, FIGURES_BY_KEY
+from hub_gateway.readmodel.columns import FIGURE_COLUMNS, FIGURES_BY_KEY, ColumnKind
 from hub_gateway.readmodel.models import (
     ClientRow,
+    CompanyRateRow,
     CompanyRow,
 )
 
@@ -99,6 +102,8 @@ class PageRow(BaseModel):
     next_attempt_at: datetime | None = None
     # The company's health at a glance (dashboard/health.py says how it is weighed).
     health: Health = Health(score=None, level="unknown", reasons=[])
+    # With a reporting currency: each amount of ``values`` in it (or why it cannot be).
+    amounts: dict[str, ConvertedAmount] | None = None
 
 
 class StateCounts(BaseModel):
@@ -109,6 +114,21 @@ class StateCounts(BaseModel):
     failed: int = 0
 
 
+class AmountTotal(BaseModel):
+    """An amount column added up over the filtered rows, in the reporting currency."""
+
+    key: str
+    currency: str
+    total: str
+    # Rows whose amount is in the total, and rows with an amount that could not be converted.
+    converted: int
+    not_converted: int
+
+
+# The totals the summary shows when amounts are in one reporting currency.
+TOTALLED_IN_SUMMARY = ("overdue_sales_invoices_amount", "overdue_purchase_invoices_amount")
+
+
 class DashboardPage(BaseModel):
     rows: list[PageRow]
     total: int
@@ -116,6 +136,10 @@ class DashboardPage(BaseModel):
     limit: int
     # Over the firm's whole dashboard, whatever the filters.
     states: StateCounts
+    # The accountant's reporting currency (None: each company's own) and, with one, the
+    # summary's totals over the filtered rows.
+    reporting_currency: str | None = None
+    totals: list[AmountTotal] = []
 
 
 def _row_state() -> ColumnElement[str]:
@@ -132,7 +156,37 @@ def _figure(key: str) -> KeyedColumnElement[Any]:
     return column
 
 
-def _conditions(query: DashboardQuery, firm_id: uuid.UUID) -> list[ColumnElement[bool]]:
+def _shown(key: str, reporting_currency: str | None) -> ColumnElement[Any]:
+    """A figure as the rows show it: an amount in the reporting currency when there is one
+    (NULL when the company's BC has no usable rate for it), else as stored. The rule of
+    ``dashboard/currency.py``, in SQL, so sorting, thresholds and paging stay in the database."""
+    figure = _figure(key)
+    if reporting_currency is None or FIGURES_BY_KEY[key].kind is not ColumnKind.AMOUNT:
+        return figure
+    lcy_per_unit = col(CompanyRateRow.lcy_per_unit)
+    return case(
+        (col(CompanyRow.currency_code) == reporting_currency, figure),
+        # To the cent, as the rows show it, so a threshold agrees with the amount on screen.
+        (lcy_per_unit > 0, func.round(figure / lcy_per_unit, 2)),
+        else_=None,
+    )
+
+
+def _with_rates(statement: Any, reporting_currency: str | None) -> Any:
+    """Joins each company's rate for the reporting currency (nothing without one)."""
+    if reporting_currency is None:
+        return statement
+    rate_of_company = and_(
+        col(CompanyRateRow.client_id) == col(CompanyRow.client_id),
+        col(CompanyRateRow.company_id) == col(CompanyRow.company_id),
+        col(CompanyRateRow.currency_code) == reporting_currency,
+    )
+    return statement.outerjoin(CompanyRateRow, rate_of_company)
+
+
+def _conditions(
+    query: DashboardQuery, firm_id: uuid.UUID, reporting_currency: str | None = None
+) -> list[ColumnElement[bool]]:
     conditions: list[ColumnElement[bool]] = [col(ClientRow.firm_id) == firm_id, col(ClientRow.removed).is_(False)]
     if query.text:
         # Accents and case aside: "muhl" finds Mühlbach, "LODZ" finds Łódź.
@@ -158,7 +212,8 @@ def _conditions(query: DashboardQuery, firm_id: uuid.UUID) -> list[ColumnElement
             )
         )
     for threshold in query.thresholds:
-        figure = _figure(threshold.column)
+        # An amount that cannot be converted is NULL here, so it matches no threshold.
+        figure = _shown(threshold.column, reporting_currency)
         value = threshold.value
         conditions.append(
             {
@@ -173,7 +228,7 @@ def _conditions(query: DashboardQuery, firm_id: uuid.UUID) -> list[ColumnElement
     return conditions
 
 
-def _order(query: DashboardQuery) -> list[Any]:
+def _order(query: DashboardQuery, reporting_currency: str | None = None) -> list[Any]:
     sort_column: Any
     if query.sort == "client_name":
         sort_column = func.lower(col(ClientRow.name))
@@ -184,8 +239,9 @@ def _order(query: DashboardQuery) -> list[Any]:
     elif query.sort == "as_of":
         sort_column = col(CompanyRow.as_of)
     else:
-        sort_column = _figure(query.sort)
-    # Rows without the figure go last whichever way the column sorts (portable NULLS LAST).
+        sort_column = _shown(query.sort, reporting_currency)
+    # Rows without the figure (or whose amount cannot be converted) go last whichever way
+    # the column sorts (portable NULLS LAST).
     missing_last = case((sort_column.is_(None), 1), else_=0)
     direction = sort_column.desc() if query.descending else sort_column.asc()
     # Ties broken by name and id, so pages never repeat or skip a row.
@@ -245,7 +301,28 @@ def _health(company: CompanyRow, weights: HealthWeights) -> Health:
     return assess(inputs, datetime.now(UTC), weights)
 
 
-def _page_row(client: ClientRow, company: CompanyRow | None, weights: HealthWeights) -> PageRow:
+def _amounts(company: CompanyRow, rate: CompanyRateRow | None, reporting_currency: str) -> dict[str, ConvertedAmount]:
+    currency = CompanyCurrency(
+        local_currency=company.currency_code,
+        rates_read=company.exchange_rates_read,
+        rates_unavailable=company.exchange_rates_unavailable,
+        rate=RateInEffect(rate.lcy_per_unit, rate.starting_date) if rate is not None else None,
+    )
+    amounts: dict[str, ConvertedAmount] = {}
+    for column in FIGURE_COLUMNS:
+        value = getattr(company, column.attribute)
+        if column.kind is ColumnKind.AMOUNT and value is not None:
+            amounts[column.key] = converted_amount(Decimal(value), currency, reporting_currency)
+    return amounts
+
+
+def _page_row(
+    client: ClientRow,
+    company: CompanyRow | None,
+    weights: HealthWeights,
+    rate: CompanyRateRow | None = None,
+    reporting_currency: str | None = None,
+) -> PageRow:
     if company is None:
         return PageRow(
             client_id=client.client_id,
@@ -273,6 +350,7 @@ def _page_row(client: ClientRow, company: CompanyRow | None, weights: HealthWeig
         failure=_failure_summary(company.failure_json),
         next_attempt_at=company.next_attempt_at,
         health=_health(company, weights),
+        amounts=_amounts(company, rate, reporting_currency) if reporting_currency else None,
     )
 
 
@@ -280,8 +358,12 @@ def _companies_of_client() -> ColumnElement[bool]:
     return and_(col(CompanyRow.client_id) == ClientRow.client_id, col(CompanyRow.firm_id) == ClientRow.firm_id)
 
 
-def _joined() -> Any:
-    return select(ClientRow, CompanyRow).outerjoin(CompanyRow, _companies_of_client())
+def _joined(reporting_currency: str | None = None) -> Any:
+    """Clients, their companies and, with a reporting currency, each company's rate for it
+    (rows of three either way: without one, the third is None)."""
+    rate: Any = CompanyRateRow if reporting_currency is not None else null()
+    joined = select(ClientRow, CompanyRow, rate).outerjoin(CompanyRow, _companies_of_client())
+    return _with_rates(joined, reporting_currency)
 
 
 async def state_counts(session: AsyncSession, *, firm_id: uuid.UUID) -> StateCounts:
@@ -300,22 +382,65 @@ async def state_counts(session: AsyncSession, *, firm_id: uuid.UUID) -> StateCou
     return counts
 
 
+async def _totals(
+    session: AsyncSession, conditions: list[ColumnElement[bool]], reporting_currency: str
+) -> list[AmountTotal]:
+    """The summary's amounts over the filtered rows, in the reporting currency: never a sum
+    of different currencies; rows that cannot be converted are counted, not added."""
+    aggregates: list[Any] = []
+    for key in TOTALLED_IN_SUMMARY:
+        shown = _shown(key, reporting_currency)
+        aggregates += [
+            func.sum(shown),
+            func.count(shown),
+            func.sum(case((and_(_figure(key).is_not(None), shown.is_(None)), 1), else_=0)),
+        ]
+    joined = select(*aggregates).select_from(ClientRow).outerjoin(CompanyRow, _companies_of_client())
+    statement = _with_rates(joined, reporting_currency).where(*conditions)
+    values = (await session.execute(statement)).one()
+    return [
+        AmountTotal(
+            key=key,
+            currency=reporting_currency,
+            total=format(Decimal(str(values[3 * n] or 0)).quantize(CENT, context=WIDE), "f"),
+            converted=int(values[3 * n + 1] or 0),
+            not_converted=int(values[3 * n + 2] or 0),
+        )
+        for n, key in enumerate(TOTALLED_IN_SUMMARY)
+    ]
+
+
 async def dashboard_page(
-    session: AsyncSession, *, firm_id: uuid.UUID, query: DashboardQuery, weights: HealthWeights = DEFAULT_WEIGHTS
+    session: AsyncSession,
+    *,
+    firm_id: uuid.UUID,
+    query: DashboardQuery,
+    weights: HealthWeights = DEFAULT_WEIGHTS,
+    reporting_currency: str | None = None,
 ) -> DashboardPage:
-    conditions = _conditions(query, firm_id)
-    total_query = (
-        select(func.count()).select_from(ClientRow).outerjoin(CompanyRow, _companies_of_client()).where(*conditions)
-    )
+    conditions = _conditions(query, firm_id, reporting_currency)
+    counted = select(func.count()).select_from(ClientRow).outerjoin(CompanyRow, _companies_of_client())
+    total_query = _with_rates(counted, reporting_currency).where(*conditions)
     total = (await session.execute(total_query)).scalar_one()
-    page = _joined().where(*conditions).order_by(*_order(query)).offset(query.offset).limit(query.limit)
-    rows = [_page_row(client, company, weights) for client, company in (await session.execute(page)).all()]
+    page = (
+        _joined(reporting_currency)
+        .where(*conditions)
+        .order_by(*_order(query, reporting_currency))
+        .offset(query.offset)
+        .limit(query.limit)
+    )
+    rows = [
+        _page_row(client, company, weights, rate, reporting_currency)
+        for client, company, rate in (await session.execute(page)).all()
+    ]
     return DashboardPage(
         rows=rows,
         total=total,
         offset=query.offset,
         limit=query.limit,
         states=await state_counts(session, firm_id=firm_id),
+        reporting_currency=reporting_currency,
+        totals=await _totals(session, conditions, reporting_currency) if reporting_currency else [],
     )
 
 
@@ -325,18 +450,19 @@ async def rows_of_clients(
     firm_id: uuid.UUID,
     client_ids: set[uuid.UUID],
     weights: HealthWeights = DEFAULT_WEIGHTS,
+    reporting_currency: str | None = None,
 ) -> list[PageRow]:
     """The current rows of some clients (what the live page replaces after a change)."""
     if not client_ids:
         return []
     statement = (
-        _joined()
+        _joined(reporting_currency)
         .where(col(ClientRow.firm_id) == firm_id, col(ClientRow.client_id).in_(client_ids))
         .order_by(*_order(DashboardQuery()))
     )
     rows: list[PageRow] = []
-    for client, company in (await session.execute(statement)).all():
-        row = _page_row(client, company, weights)
+    for client, company, rate in (await session.execute(statement)).all():
+        row = _page_row(client, company, weights, rate, reporting_currency)
         if client.removed:
             row.state = "removed"
         rows.append(row)
@@ -363,7 +489,7 @@ async def dashboard_rows(
             **_page_row(client, company, weights).model_dump(),
             figures=parsed_json(company.figures_json) if company is not None else None,
         )
-        for client, company in (await session.execute(statement)).all()
+        for client, company, _ in (await session.execute(statement)).all()
     ]
 
 
@@ -376,3 +502,12 @@ async def figures_ages(session: AsyncSession, now: datetime) -> list[float]:
         .where(col(ClientRow.removed).is_(False), col(CompanyRow.as_of).is_not(None))
     )
     return [max(0.0, (now - as_of).total_seconds()) for as_of in read_at if as_of is not None]
+
+
+async def currencies_in_use(session: AsyncSession, *, firm_id: uuid.UUID) -> list[str]:
+    """The ISO-shaped currencies the firm's companies keep books or rates in: what the
+    reporting currency is chosen from."""
+    books = select(col(CompanyRow.currency_code)).where(col(CompanyRow.firm_id) == firm_id).distinct()
+    rates = select(col(CompanyRateRow.currency_code)).where(col(CompanyRateRow.firm_id) == firm_id).distinct()
+    found = set((await session.scalars(books)).all()) | set((await session.scalars(rates)).all())
+    return sorted(code for code in found if code and re.fullmatch("[A-Z]{3}", code))

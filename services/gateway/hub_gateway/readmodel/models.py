@@ -9,10 +9,10 @@ transaction, which is what a rebuild and the lag figures read.
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 
-from sqlalchemy import Column, Index, Numeric, Text
+from sqlalchemy import Column, Date, Index, Numeric, Text
 from sqlmodel import Field, SQLModel
 
 from hub_common.db import UtcDateTime
@@ -134,6 +134,10 @@ class CompanyRow(SQLModel, table=True):
     figure_sales_this_month: Decimal | None = Field(default=None, sa_column=_money())
     figure_forecast_low_point: Decimal | None = Field(default=None, sa_column=_money())
     figures_json: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    # Whether the newest snapshot carried the company's exchange rates (gateway_company_rates),
+    # and why not when BC did not give them.
+    exchange_rates_read: bool = False
+    exchange_rates_unavailable: str | None = Field(default=None, max_length=500)
     web_client_link: str | None = Field(default=None, max_length=2000)
     failure_json: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     # The refresh whose outcome (snapshot or failure) the row shows. Events and snapshots
@@ -149,6 +153,23 @@ class CompanyRow(SQLModel, table=True):
     events_sequence: int = 0
     snapshot_sequence: int = 0
     snapshot_applied_at: datetime | None = Field(default=None, sa_column=_moment())
+
+
+class CompanyRateRow(SQLModel, table=True):
+    """A company's exchange rate for one currency, in effect on its newest snapshot's date:
+    what converting its amounts into a reporting currency joins to."""
+
+    __tablename__ = "gateway_company_rates"
+    # The currencies a firm's companies have rates for (what a reporting currency is chosen from).
+    __table_args__ = (Index("ix_gateway_company_rates_firm_currency", "firm_id", "currency_code"),)
+
+    client_id: uuid.UUID = Field(primary_key=True)
+    company_id: uuid.UUID = Field(primary_key=True)
+    currency_code: str = Field(primary_key=True, max_length=10)
+    firm_id: uuid.UUID
+    # Local currency per unit of the currency; None: BC's rate cannot be used (zero, negative).
+    lcy_per_unit: Decimal | None = Field(default=None, sa_column=Column(Numeric(31, 15), nullable=True))
+    starting_date: date = Field(sa_column=Column(Date(), nullable=False))
 
 
 class ConnectionTestRow(SQLModel, table=True):

@@ -37,6 +37,7 @@ from hub_gateway.readmodel.columns import FIGURE_COLUMNS, figure_values
 from hub_gateway.readmodel.models import (
     AccountantRow,
     ClientRow,
+    CompanyRateRow,
     CompanyRow,
     ConnectionTestRow,
     FailureRow,
@@ -50,6 +51,7 @@ from hub_gateway.readmodel.state import (
     AccountantState,
     Changes,
     ClientState,
+    CompanyRateState,
     CompanyState,
     ConnectionTestState,
     FailureState,
@@ -152,6 +154,12 @@ COMPANIES = _StoredCompany(
     lambda model, _, company: model.companies_of(company.client_id).__setitem__(company.company_id, company),
     lambda model: model.all_companies(),
 )
+COMPANY_RATES = _Stored(
+    _table(CompanyRateRow),
+    CompanyRateState,
+    lambda model, _, rate: model.add_rate(rate),
+    lambda model: model.all_rates(),
+)
 REFRESHES = _Stored(_table(RefreshRow), RefreshState, _by_key("refreshes"), lambda model: model.refreshes.values())
 CONNECTION_TESTS = _Stored(
     _table(ConnectionTestRow),
@@ -178,6 +186,7 @@ STORED: tuple[_Stored[Any], ...] = (
     ACCOUNTANTS,
     CLIENTS,
     COMPANIES,
+    COMPANY_RATES,
     REFRESHES,
     CONNECTION_TESTS,
     FAILURES,
@@ -313,6 +322,8 @@ async def load(session: AsyncSession, events: Sequence[StoredEvent[Any]], applie
     wanted: list[tuple[_Stored[Any], list[dict[str, Any]]]] = [
         (CLIENTS, await _select(connection, CLIENTS, "client_id", named.clients, lock=True)),
         (COMPANIES, await _select(connection, COMPANIES, "client_id", named.clients, lock=True)),
+        # A company's rates change with it (the company rows above are locked).
+        (COMPANY_RATES, await _select(connection, COMPANY_RATES, "client_id", named.clients)),
         (FIRMS, await _select(connection, FIRMS, "firm_id", named.firms)),
         (ACCOUNTANTS, await _select(connection, ACCOUNTANTS, "accountant_id", named.accountants)),
         (REFRESHES, await _select(connection, REFRESHES, "refresh_id", named.refreshes)),
@@ -423,6 +434,7 @@ class ReadModelInMemory:
     def __init__(self) -> None:
         self._rows: dict[_Stored[Any], dict[Hashable, dict[str, Any]]] = {stored: {} for stored in STORED}
         self._companies_by_client: dict[uuid.UUID, set[Hashable]] = {}
+        self._rates_by_client: dict[uuid.UUID, set[Hashable]] = {}
         self._waiting_by_client: dict[uuid.UUID, set[Hashable]] = {}
         self._positions: dict[str, int] = {}
 
@@ -440,6 +452,7 @@ class ReadModelInMemory:
         wanted: list[tuple[_Stored[Any], list[dict[str, Any]]]] = [
             (CLIENTS, by_key(CLIENTS, named.clients)),
             (COMPANIES, of_clients(COMPANIES, self._companies_by_client)),
+            (COMPANY_RATES, of_clients(COMPANY_RATES, self._rates_by_client)),
             (FIRMS, by_key(FIRMS, named.firms)),
             (ACCOUNTANTS, by_key(ACCOUNTANTS, named.accountants)),
             (REFRESHES, by_key(REFRESHES, named.refreshes)),
@@ -481,6 +494,8 @@ class ReadModelInMemory:
     def _indexes(self, stored: _Stored[Any], row: dict[str, Any]) -> dict[uuid.UUID, set[Hashable]] | None:
         if stored is COMPANIES:
             return self._companies_by_client
+        if stored is COMPANY_RATES:
+            return self._rates_by_client
         if stored is FAILURES and row["next_attempt_at"] is not None and row["client_id"] is not None:
             return self._waiting_by_client
         return None

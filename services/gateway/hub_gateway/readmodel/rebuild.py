@@ -48,6 +48,7 @@ from hub_gateway.app import MIGRATIONS, VERSION_TABLE
 from hub_gateway.readmodel.models import (
     AccountantRow,
     ClientRow,
+    CompanyRateRow,
     CompanyRow,
     ConnectionTestRow,
     FailureRow,
@@ -71,6 +72,7 @@ PROJECTED_MODELS: tuple[type[SQLModel], ...] = (
     AccountantRow,
     ClientRow,
     CompanyRow,
+    CompanyRateRow,
     ConnectionTestRow,
     FailureRow,
     RefreshRow,

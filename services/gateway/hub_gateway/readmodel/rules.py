@@ -42,6 +42,7 @@ from hub_common.events import (
     ConnectionTestRequested,
     DiscoveredCompany,
     Envelope,
+    ExchangeRates,
     Failure,
     FirmCreated,
     InvitationAccepted,
@@ -59,6 +60,7 @@ from hub_gateway.readmodel.state import (
     AccountantState,
     Changes,
     ClientState,
+    CompanyRateState,
     CompanyState,
     ConnectionTestState,
     FailureState,
@@ -376,6 +378,7 @@ def apply_companies_discovered(model: ModelState, event: StoredEvent[CompaniesDi
         if _in_scope(refresh, company_id):
             # The company is gone from the client's BC (deleted or access withdrawn).
             del existing[company_id]
+            model.company_rates.pop((client.client_id, company_id), None)
     for company in discovered:
         row = existing.get(company.company_id)
         if row is None:
@@ -587,10 +590,31 @@ def apply_company_snapshot(model: ModelState, event: StoredEvent[CompanySnapshot
     company.as_of = data.read_at
     company.currency_code = data.currency_code
     company.read_figures = data.figures
+    _replace_rates(model, company, data.exchange_rates)
     company.web_client_link = data.web_client_link
     company.snapshot_sequence = event.sequence
     company.snapshot_applied_at = model.applied_at
     return model
+
+
+def _replace_rates(model: ModelState, company: CompanyState, rates: ExchangeRates | None) -> None:
+    """The company's rates become the snapshot's: a currency BC no longer rates is gone, and
+    a snapshot without rates (BC did not give them, or one from before the hub read them)
+    leaves none, with the reason."""
+    model.company_rates[(company.client_id, company.company_id)] = {}
+    company.exchange_rates_read = rates is not None and rates.unavailable is None
+    company.exchange_rates_unavailable = rates.unavailable if rates is not None else None
+    for rate in rates.rates if rates is not None else ():
+        model.add_rate(
+            CompanyRateState(
+                client_id=company.client_id,
+                company_id=company.company_id,
+                currency_code=rate.currency_code,
+                firm_id=company.firm_id,
+                starting_date=rate.starting_date,
+                lcy_per_unit=rate.lcy_per_unit,
+            )
+        )
 
 
 # ---------------------------------------------------------------- the table

@@ -10,7 +10,8 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
+from decimal import Decimal
 from typing import Any, Generic, TypeVar
 
 from hub_common.events import CompanyFigures, Envelope, EventData
@@ -88,6 +89,9 @@ class CompanyState:
     # turns them into columns and JSON once per batch, however many snapshots of the company
     # the batch holds (a rebuild meets every snapshot the stream keeps).
     read_figures: CompanyFigures | None = None
+    # Whether the newest snapshot carried exchange rates (``CompanyRateState``), and why not.
+    exchange_rates_read: bool = False
+    exchange_rates_unavailable: str | None = None
     web_client_link: str | None = None
     failure_json: str | None = None
     # The refresh whose outcome the row shows, and when that outcome happened.
@@ -97,6 +101,18 @@ class CompanyState:
     events_sequence: int = 0
     snapshot_sequence: int = 0
     snapshot_applied_at: datetime | None = None
+
+
+@dataclass(slots=True)
+class CompanyRateState:
+    """A company's rate for one currency, as of its newest snapshot (LCY per unit)."""
+
+    client_id: uuid.UUID
+    company_id: uuid.UUID
+    currency_code: str
+    firm_id: uuid.UUID
+    starting_date: date
+    lcy_per_unit: Decimal | None = None
 
 
 @dataclass(slots=True)
@@ -213,6 +229,8 @@ class ModelState:
     clients: dict[uuid.UUID, ClientState] = field(default_factory=dict)
     # By client, then company: a refresh is about one client's companies.
     companies: dict[uuid.UUID, dict[uuid.UUID, CompanyState]] = field(default_factory=dict)
+    # By (client, company), then currency: each company's rates, replaced by a newer snapshot.
+    company_rates: dict[tuple[uuid.UUID, uuid.UUID], dict[str, CompanyRateState]] = field(default_factory=dict)
     refreshes: dict[uuid.UUID, RefreshState] = field(default_factory=dict)
     connection_tests: dict[uuid.UUID, ConnectionTestState] = field(default_factory=dict)
     failures: FailureLog = field(default_factory=FailureLog)
@@ -234,6 +252,13 @@ class ModelState:
     def all_companies(self) -> Iterable[CompanyState]:
         for companies in self.companies.values():
             yield from companies.values()
+
+    def add_rate(self, rate: CompanyRateState) -> None:
+        self.company_rates.setdefault((rate.client_id, rate.company_id), {})[rate.currency_code] = rate
+
+    def all_rates(self) -> Iterable[CompanyRateState]:
+        for rates in self.company_rates.values():
+            yield from rates.values()
 
 
 DataT = TypeVar("DataT", bound=EventData)

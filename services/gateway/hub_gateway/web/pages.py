@@ -26,6 +26,7 @@ from hub_gateway.accounts import preferences, store
 from hub_gateway.accounts import queries as accounts_queries
 from hub_gateway.auth import Principal
 from hub_gateway.clients import queries as clients_queries
+from hub_gateway.dashboard import queries as dashboard_queries
 from hub_gateway.dependencies import (
     SESSION_COOKIE,
     FirmChoiceRequired,
@@ -146,6 +147,7 @@ async def dashboard_page(request: Request, state: State, session: Session) -> Re
         ],
         "accountants": await _people(session, principal),
         "page_sizes": list(preferences.PAGE_SIZES),
+        "currencies": await dashboard_queries.currencies_in_use(session, firm_id=principal.firm_id),
     }
     return _page(request, "dashboard.html", principal, "dashboard", boot=boot)
 

@@ -89,6 +89,58 @@ Hub.start(() => {
     }
   }
 
+  // ------------------------------------------------------------------ reporting currency
+  // Amounts in the accountant's reporting currency (the API converts them with each
+  // company's own exchange rates); every word about it is here.
+  const NOT_CONVERTED = {
+    currency_unknown: () => _("this company's Business Central does not say its currency"),
+    rates_not_read: () => _("no exchange rates read yet: refresh the company"),
+    rates_unavailable: () => _("this client's Business Central did not give its exchange rates"),
+    no_rate: (currency) => _("no %(currency)s rate in this client's Business Central", { currency }),
+    unusable_rate: (currency) => _("the %(currency)s rate in this client's Business Central is zero or negative", { currency }),
+  };
+  const CURRENCY_WORDS = {
+    converted: (a) => _("Converted from %(original)s at 1 %(currency)s = %(rate)s %(original_currency)s (rate from %(day)s)",
+      { original: Hub.amount(a.original, a.original_currency), currency: a.currency, rate: a.lcy_per_unit, original_currency: a.original_currency, day: Hub.date(a.rate_date) }),
+    notConverted: (a) => {
+      const shownIn = a.original_currency || _("its own currency");
+      return _("Not converted: %(reason)s; shown in %(currency)s", { reason: NOT_CONVERTED[a.not_converted](a.currency), currency: shownIn });
+    },
+    ownCurrency: _("Each company's own currency"),
+    heading: (label, currency) => _("%(figure)s, in %(currency)s (converted where marked ≈)", { figure: label, currency }),
+    total: (key) => ({ overdue_sales_invoices_amount: _("overdue sales"), overdue_purchase_invoices_amount: _("overdue purchases") })[key] || key,
+    notCounted: (count) => ngettext("%(count)s not converted", "%(count)s not converted", count),
+    ratesTitle: _("Exchange rates in this company's Business Central"),
+    rate: (r, lcy) => (r.lcy_per_unit === null ? _("%(currency)s: zero or negative, not used", { currency: r.currency_code })
+      : _("1 %(currency)s = %(rate)s %(lcy)s (from %(day)s)", { currency: r.currency_code, rate: r.lcy_per_unit, lcy, day: Hub.date(r.starting_date) })),
+    noRates: (why) => (why ? _("Not read: %(reason)s", { reason: _(why) }) : _("None read yet: refresh the company.")),
+    detailsNote: (a) => (a.converted ? _("The dashboard shows this company's amounts in %(currency)s: %(conversion)s. The amounts here are the company's own.", { currency: a.currency, conversion: CURRENCY_WORDS.converted(a) })
+      : a.value === null ? `${CURRENCY_WORDS.notConverted(a)}.` : ""),
+  };
+
+  // One amount cell: as stored, or in the reporting currency marked "≈" (the original,
+  // rate and date on hover), or the original marked "⚠" when it cannot be converted.
+  function amountCell(row, key) {
+    const shown = row.amounts && row.amounts[key];
+    if (!shown) return h("td", { class: "amount" }, Hub.amount(row.values[key], row.currency_code));
+    if (shown.converted) {
+      const text = CURRENCY_WORDS.converted(shown);
+      return h("td", { class: "amount converted", title: text, dataset: { converted: "yes", value: shown.value } },
+        h("span", { class: "currency-mark", "aria-hidden": "true" }, "≈"), Hub.amount(shown.value, shown.currency), h("span", { class: "visually-hidden" }, ` (${text})`));
+    }
+    if (shown.value !== null) return h("td", { class: "amount", dataset: { converted: "same", value: shown.value } }, Hub.amount(shown.value, shown.currency));
+    const why = CURRENCY_WORDS.notConverted(shown);
+    return h("td", { class: "amount unconverted", title: why, dataset: { converted: "no" } },
+      h("span", { class: "currency-mark", "aria-hidden": "true" }, "⚠"), Hub.amount(shown.original, shown.original_currency), h("span", { class: "visually-hidden" }, ` (${why})`));
+  }
+
+  // The summary's totals in the reporting currency, and how many rows are not in them.
+  function totalTiles(totals) {
+    return (totals || []).map((total) => h("div", { class: "tile tile-quiet", id: `summary-${total.key}` },
+      h("span", { class: "tile-value" }, "≈ ", Hub.amount(total.total, total.currency)),
+      h("span", { class: "tile-label" }, CURRENCY_WORDS.total(total.key), total.not_converted ? ` (${CURRENCY_WORDS.notCounted(total.not_converted)})` : "")));
+  }
+
   // ------------------------------------------------------------------ rendering
 
   const COMPARISONS = { gt: ">", ge: "≥", lt: "<", le: "≤", eq: "=", ne: "≠" };
@@ -96,16 +148,18 @@ Hub.start(() => {
   // A figure's heading is its short name (without "(amount)"); the full name is the tooltip.
   function headerCell(key, label, numeric, sticky, short = label) {
     const sorted = state.query.sort === key;
+    const reporting = state.preferences.reporting_currency;
+    const full = reporting && catalogue.get(key)?.kind === "amount" ? CURRENCY_WORDS.heading(label, reporting) : label;
     const classes = [numeric ? "amount" : null, sticky ? "sticky" : null].filter(Boolean).join(" ") || null;
-    return h("th", { scope: "col", class: classes, title: short === label ? null : label, dataset: { sortKey: key }, "aria-sort": sorted ? (state.query.descending ? "descending" : "ascending") : "none" },
-      h("button", { type: "button", class: "sort", "aria-label": short === label ? null : label, onclick: () => sortBy(key) }, short,
+    return h("th", { scope: "col", class: classes, title: short === full ? null : full, dataset: { sortKey: key }, "aria-sort": sorted ? (state.query.descending ? "descending" : "ascending") : "none" },
+      h("button", { type: "button", class: "sort", "aria-label": short === full ? null : full, onclick: () => sortBy(key) }, short,
         sorted ? h("span", { "aria-hidden": "true" }, state.query.descending ? " ▼" : " ▲") : null));
   }
 
   let headSignature = "";
   function renderHead() {
     // Rebuilt only when it changes, so a focused header button keeps its focus.
-    const signature = JSON.stringify([state.preferences.columns, state.query.sort, state.query.descending]);
+    const signature = JSON.stringify([state.preferences.columns, state.preferences.reporting_currency, state.query.sort, state.query.descending]);
     if (signature === headSignature) return;
     headSignature = signature;
     const focusedSort = document.activeElement?.closest("#grid-head th")?.dataset.sortKey;
@@ -172,8 +226,7 @@ Hub.start(() => {
       : h("span", { class: "muted" }, { failed: _("Companies could not be read"), ok: _("No companies in this environment") }[row.state] || _("Looking for companies…"));
     const figures = state.preferences.columns.map((columnKey) => {
       const column = catalogue.get(columnKey);
-      const value = row.values[columnKey];
-      return h("td", { class: "amount" }, column.kind === "amount" ? Hub.amount(value, row.currency_code) : Hub.count(value));
+      return column.kind === "amount" ? amountCell(row, columnKey) : h("td", { class: "amount" }, Hub.count(row.values[columnKey]));
     });
     return h("tr", { dataset: { key, state: row.state } },
       h("td", { class: "sticky" }, checkbox),
@@ -235,6 +288,7 @@ Hub.start(() => {
       tile("summary-waiting", _("waiting to retry"), states.waiting, states.waiting ? "wait" : "quiet"),
       tile("summary-refreshing", _("refreshing"), states.queued + states.refreshing, "quiet"),
       tile("summary-ok", _("OK"), states.ok, "ok"),
+      ...totalTiles(state.page && state.page.totals),
     );
   }
 
@@ -394,6 +448,11 @@ Hub.start(() => {
     const nameOf = (tag) => { try { return new Intl.DisplayNames([tag], { type: "language" }).of(tag) || tag; } catch (_error) { return tag; } };
     $("locale-choice").replaceChildren($("locale-browser"), ...locales.map((l) => h("option", { value: l, lang: l, selected: l === state.preferences.locale }, `${nameOf(l)} (${l})`)));
     $("page-size-choice").replaceChildren(...boot.page_sizes.map((size) => h("option", { value: size, selected: size === state.preferences.page_size }, size)));
+    const reporting = state.preferences.reporting_currency;
+    // The firm's currencies when the page was loaded, and those of rows read since.
+    const onPage = state.page ? state.page.rows.map((row) => row.currency_code) : [];
+    const currencies = [...new Set([...boot.currencies, ...onPage, reporting].filter((c) => /^[A-Z]{3}$/.test(c || "")))].sort();
+    $("currency-choice").replaceChildren(h("option", { value: "" }, CURRENCY_WORDS.ownCurrency), ...currencies.map((c) => h("option", { value: c, selected: c === reporting }, c)));
     $("columns-error").textContent = "";
     $("columns-dialog").showModal();
   });
@@ -405,7 +464,7 @@ Hub.start(() => {
     if (event.submitter && event.submitter.value !== "save") return;
     event.preventDefault();
     const columns = [...$("columns-list").children].filter((li) => li.querySelector("input").checked).map((li) => li.dataset.key);
-    const body = { columns, locale: $("locale-choice").value || null, page_size: Number($("page-size-choice").value) };
+    const body = { columns, locale: $("locale-choice").value || null, page_size: Number($("page-size-choice").value), reporting_currency: $("currency-choice").value || null };
     try {
       const { data } = await api("PUT", "/api/v1/preferences", body);
       // The language is chosen by the server for each page: a new one means the page anew.
@@ -517,6 +576,24 @@ Hub.start(() => {
     reloadTimer = setTimeout(load, 400);
   }
 
+  // Totals in the reporting currency are over every filtered row, not only those shown:
+  // after live changes, ask for them again (one row's worth of page, the same filters).
+  let totalsTimer = null;
+  function refreshTotalsSoon() {
+    clearTimeout(totalsTimer);
+    totalsTimer = setTimeout(async () => {
+      const params = searchParams();
+      params.set("offset", "0");
+      params.set("limit", "1");
+      try {
+        const { data } = await api("GET", "/api/v1/dashboard?" + params);
+        if (!state.page) return;
+        state.page.totals = data.totals;
+        renderCounts(data.states);
+      } catch (_) { /* the next load brings them */ }
+    }, 1000);
+  }
+
   function patchRows(message) {
     if (!state.page) return;
     const shown = new Map(state.page.rows.map((row, index) => [keyOf(row), index]));
@@ -550,6 +627,7 @@ Hub.start(() => {
       for (const key of shown.keys()) if (key.startsWith(clientId + "/") && !arrivedKeys.has(key)) structureChanged = true;
     }
     renderCounts(message.states);
+    if (state.page.totals && state.page.totals.length && message.rows.length) refreshTotalsSoon();
     // Fresh rows may change the columns' widths (a longer state, an age): place them again.
     requestAnimationFrame(placeStickyColumns);
     noticeNewClients(message.rows);
@@ -692,6 +770,12 @@ Hub.start(() => {
     } else if (details.failure) {
       body.push(h("div", { class: "banner error", role: "alert" }, h("strong", {}, Hub.failureText(details.failure.summary)), " ", Hub.failureText(details.failure.fix), Hub.technicalDetails(details.failure)));
     }
+    const shownRow = state.page && state.page.rows.find((r) => r.client_id === details.client_id && r.company_id === details.company_id);
+    const shownCash = shownRow && shownRow.amounts && Object.values(shownRow.amounts)[0];
+    if (shownCash && CURRENCY_WORDS.detailsNote(shownCash)) body.push(h("p", { class: "muted", id: "details-conversion" }, CURRENCY_WORDS.detailsNote(shownCash)));
+    body.push(h("details", { id: "details-rates" }, h("summary", {}, CURRENCY_WORDS.ratesTitle),
+      details.exchange_rates.length ? h("ul", {}, details.exchange_rates.map((r) => h("li", {}, CURRENCY_WORDS.rate(r, currency))))
+        : h("p", { class: "muted" }, CURRENCY_WORDS.noRates(details.exchange_rates_unavailable))));
     const workbookPath = `/api/v1/clients/${details.client_id}/companies/${details.company_id}/workbook`;
     const workbook = h("a", { class: "button", href: workbookPath, download: true }, _("Financial statements (Excel)"));
     const today = new Date().toISOString().slice(0, 10);
