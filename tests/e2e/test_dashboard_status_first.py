@@ -198,3 +198,38 @@ def test_readable_on_a_phone_and_a_tablet(page: Page, hub: Hub, sandbox: Sandbox
         # The rows stay usable: the table scrolls inside its own box, its state column in view.
         expect(page.locator("#grid-body .state").first).to_be_in_viewport()
     shot(page, "dashboard-tablet")
+
+
+def test_a_live_change_waits_while_its_rows_menu_is_open(page: Page, hub: Hub, sandbox: Sandbox) -> None:
+    """The menu stays under the pointer while the row's figures change; the row shows them
+    once the menu closes."""
+    email = "maud@openmenu-practice.example"
+    sign_in(page, hub, email)
+    tenant = consented_tenant(sandbox)
+    production = next(e for e in tenant["environments"] if e["name"] == "Production")
+    name = sorted(c["display_name"] or c["name"] for c in production["companies"])[0]
+    api = hub.client(email)
+    client_id = add_connected_client(
+        sandbox, api, {"name": tenant["display_name"], "client_url": production["client_url"]}
+    )
+    row = row_of(page, name)
+    expect(row.locator(".state")).to_have_text("OK", timeout=60_000)
+    as_of = row.locator("td[data-as-of]")
+    before = as_of.get_attribute("data-as-of") or ""
+
+    row.get_by_role("button", name=re.compile("Actions for")).click()
+    menu_item = page.get_by_role("menuitem", name="Company details")
+    expect(menu_item).to_be_visible()
+    run = api.post("/api/v1/refresh", json={"client_id": client_id}).json()["run_id"]
+
+    def refreshed() -> bool:
+        progress = api.get(f"/api/v1/refresh-runs/{run}").json()
+        return bool(progress["total"]) and progress["done"] == progress["total"]
+
+    eventually(refreshed, "the client's refresh", timeout=60)
+    page.wait_for_timeout(1500)  # the live notice has reached the page by now
+    expect(menu_item).to_be_visible()
+    expect(as_of).to_have_attribute("data-as-of", before)  # held back while the menu is open
+    menu_item.click()
+    expect(page.locator("#details")).to_be_visible()
+    expect(as_of).not_to_have_attribute("data-as-of", before, timeout=10_000)

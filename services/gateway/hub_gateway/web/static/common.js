@@ -164,12 +164,18 @@ const Hub = (() => {
 
   // Menus: a button with aria-haspopup opens the list; arrows move, Escape closes.
   function closeMenus(except) {
+    let closed = false;
     for (const menu of document.querySelectorAll("[data-menu]")) {
       if (menu === except) continue;
       const list = menu.querySelector("[role=menu]");
       const button = menu.querySelector("[aria-haspopup]");
-      if (list && !list.hidden) { list.hidden = true; button.setAttribute("aria-expanded", "false"); }
+      if (list && !list.hidden) { list.hidden = true; button.setAttribute("aria-expanded", "false"); closed = true; }
     }
+    // What a page held back while a menu was open (a live row) can be drawn now.
+    if (closed && !menuOpen()) document.dispatchEvent(new CustomEvent("hub:menus-closed"));
+  }
+  function menuOpen() {
+    return document.querySelector("[data-menu] [role=menu]:not([hidden])") !== null;
   }
   function openMenu(menu) {
     closeMenus(menu);
@@ -320,5 +326,5 @@ const Hub = (() => {
     return new Intl.NumberFormat(locale, { notation: "compact", maximumFractionDigits: 1 }).format(value);
   }
 
-  return { _, ngettext, start, language, api, ApiError, h, amount, count, compactAmount, dateTime, date, time, age, setLocale, closeMenus, technicalDetails, waitingText, failureText, download };
+  return { _, ngettext, start, language, api, ApiError, h, amount, count, compactAmount, dateTime, date, time, age, setLocale, closeMenus, menuOpen, technicalDetails, waitingText, failureText, download };
 })();

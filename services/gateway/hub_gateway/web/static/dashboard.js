@@ -573,8 +573,29 @@ Hub.start(() => {
   let reloadTimer = null;
   function reloadSoon() {
     clearTimeout(reloadTimer);
-    reloadTimer = setTimeout(load, 400);
+    // Not while a row's menu is open: it reloads once the menu closes.
+    reloadTimer = setTimeout(() => (Hub.menuOpen() ? (reloadHeldBack = true) : load()), 400);
   }
+
+  // Rows that changed while their menu was open, and a reload that waited for a menu.
+  const heldBack = new Map();
+  let reloadHeldBack = false;
+  document.addEventListener("hub:menus-closed", () => {
+    for (const [key, row] of heldBack) {
+      const old = document.querySelector(`tr[data-key="${CSS.escape(key)}"]`);
+      const index = state.page ? state.page.rows.findIndex((shown) => keyOf(shown) === key) : -1;
+      if (old && index >= 0 && state.page.rows[index] === row) {
+        const focused = old.contains(document.activeElement) ? "menu" : null;
+        const fresh = renderRow(row);
+        fresh.classList.add("flash");
+        old.replaceWith(fresh);
+        if (focused) fresh.querySelector(`[data-focus="${focused}"]`)?.focus();
+      }
+    }
+    heldBack.clear();
+    if (heldBack.size === 0 && reloadHeldBack) { reloadHeldBack = false; load(); }
+    requestAnimationFrame(placeStickyColumns);
+  });
 
   // Totals in the reporting currency are over every filtered row, not only those shown:
   // after live changes, ask for them again (one row's worth of page, the same filters).
@@ -612,7 +633,10 @@ Hub.start(() => {
       if (row.state === "removed") { structureChanged = true; continue; }
       state.page.rows[index] = row;
       const old = document.querySelector(`tr[data-key="${CSS.escape(keyOf(row))}"]`);
-      if (old) {
+      if (old && old.querySelector("[data-menu] [role=menu]:not([hidden])")) {
+        // Its menu is open: redrawing the row would take the menu from under the pointer.
+        heldBack.set(keyOf(row), row);
+      } else if (old) {
         const fresh = renderRow(row);
         fresh.classList.add("flash");
         // Focus stays on the same control of the row (its checkbox, its company, its menu).
