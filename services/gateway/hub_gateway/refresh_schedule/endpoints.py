@@ -59,27 +59,24 @@ async def follow_firm_schedule(
 ) -> commands.RefreshScheduleSaved:
     """The client follows the firm's schedule again."""
     await require_client(session, principal, client_id)
-    command = commands.SetRefreshSchedule(
-        firm_id=principal.firm_id,
-        actor=accountant_actor(principal),
-        correlation_id=request.state.correlation_id,
-        client_id=client_id,
-        follows_firm=True,
-    )
-    return await send_command(state, request, commands.SET_REFRESH_SCHEDULE, command, commands.RefreshScheduleSaved)
+    return await _send(state, request, principal, None, client_id=client_id)
 
 
 async def _send(
-    state: State, request: Request, principal: ManagingPrincipal, schedule: Schedule, *, client_id: uuid.UUID | None
-) -> None:
+    state: State,
+    request: Request,
+    principal: ManagingPrincipal,
+    schedule: Schedule | None,
+    *,
+    client_id: uuid.UUID | None,
+) -> commands.RefreshScheduleSaved:
+    """The registry's command; no schedule means the client follows the firm's."""
     command = commands.SetRefreshSchedule(
         firm_id=principal.firm_id,
         actor=accountant_actor(principal),
         correlation_id=request.state.correlation_id,
         client_id=client_id,
-        every_minutes=schedule.every_minutes,
-        quiet_from=schedule.quiet_from,
-        quiet_until=schedule.quiet_until,
-        time_zone=schedule.time_zone,
+        follows_firm=schedule is None,
+        **(schedule.model_dump() if schedule is not None else {}),
     )
-    await send_command(state, request, commands.SET_REFRESH_SCHEDULE, command, commands.RefreshScheduleSaved)
+    return await send_command(state, request, commands.SET_REFRESH_SCHEDULE, command, commands.RefreshScheduleSaved)
