@@ -31,6 +31,8 @@ FETCHER_TEST_LIMITS = {
 class Hub:
     def __init__(self, url: str, processes: list[ServiceProcess], gateway_environment: dict[str, str]) -> None:
         self.url = url
+        # Where the SMTP sink keeps every mail the hub sent (hub_common.dev_mail.read_mailbox).
+        self.mail_dir = gateway_environment["HUB_SMTP_SINK_DIR"]
         self.processes = processes
         # What another replica of the gateway needs to share this one's database and broker.
         self.gateway_environment = gateway_environment
@@ -66,7 +68,15 @@ def hub(nats_url: str, sandbox: Sandbox, gateway_port: int, tmp_path_factory: py
     }
     processes = [
         start_service(
-            "registry", "registry", {**common, "HUB_DATABASE_URL": f"sqlite:///{home / 'registry.db'}"}, logs
+            "registry",
+            "registry",
+            {
+                **common,
+                "HUB_DATABASE_URL": f"sqlite:///{home / 'registry.db'}",
+                # The tests' webhook receivers listen on loopback (tests/e2e/test_alerts.py).
+                "HUB_ALERT_WEBHOOK_ALLOW_LOOPBACK": "true",
+            },
+            logs,
         ),
         start_service(
             "smtp-sink",

@@ -11,6 +11,7 @@ import json
 import uuid
 import zlib
 from datetime import date, datetime, time
+from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Generic, Literal, TypeVar
 
@@ -18,7 +19,15 @@ import nats.errors
 from nats.aio.client import Client
 from pydantic import BaseModel, ConfigDict, Field
 
-from hub_common.events import Actor, ClientCard, ClientConnection, Failure
+from hub_common.events import (
+    Actor,
+    AlertComparison,
+    AlertDelivery,
+    AlertFigure,
+    ClientCard,
+    ClientConnection,
+    Failure,
+)
 from hub_common.tracing import inject_context
 
 # -------------------------------------------------------------- registry commands
@@ -38,6 +47,10 @@ REVOKE_TENANT_ACCESS = "cmd.registry.tenant.revoke"
 # that may read it and takes a firm's access back.
 LIST_TENANT_GRANTS = "cmd.registry.tenant.grants"
 WITHDRAW_TENANT_ACCESS = "cmd.registry.tenant.withdraw"
+# Alert rules: each accountant their own; owners and admins every rule of the firm.
+SET_ALERT_RULE = "cmd.registry.alert.set"
+REMOVE_ALERT_RULE = "cmd.registry.alert.remove"
+LIST_ALERT_RULES = "cmd.registry.alert.list"
 
 
 class EnsureAccountant(BaseModel):
@@ -215,6 +228,66 @@ class RefreshScheduleSaved(BaseModel):
 
 class RefreshStarted(BaseModel):
     refresh_ids: list[uuid.UUID]
+
+
+class AlertRuleFields(BaseModel):
+    """An alert rule as an accountant writes it (hub_registry.domain.alerts has its rules):
+    "cash below 10000" for one client or (no client) every client of the firm, mailed to its
+    owner and/or POSTed, signed, to an https webhook, at once or in a daily digest."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: Annotated[str, Field(min_length=1, max_length=250)]
+    client_id: uuid.UUID | None = None
+    figure: AlertFigure
+    comparison: AlertComparison
+    threshold: Annotated[Decimal, Field(allow_inf_nan=False, max_digits=28)]
+    email: bool = True
+    webhook_url: Annotated[str, Field(min_length=1, max_length=2000)] | None = None
+    delivery: AlertDelivery = "immediate"
+    # The daily digest's wall-clock time in ``time_zone`` (only with delivery daily_digest).
+    digest_at: time | None = None
+    time_zone: Annotated[str, Field(min_length=1, max_length=64)] = "UTC"
+
+
+class SetAlertRule(FirmCommand):
+    """A new rule (no ``rule_id``) or a change to one; ``language`` is the owner's, for its mail."""
+
+    rule_id: uuid.UUID | None = None
+    rule: AlertRuleFields
+    language: Annotated[str, Field(max_length=35)] = "en"
+
+
+class RemoveAlertRule(FirmCommand):
+    rule_id: uuid.UUID
+
+
+class ListAlertRules(FirmCommand):
+    """The rules the actor may see: their own, or every rule of the firm for owners and admins."""
+
+
+class AlertRuleSaved(BaseModel):
+    rule_id: uuid.UUID
+    # The webhook's signing secret, shown this once (when the rule first got a webhook);
+    # only a sealed copy is kept.
+    webhook_secret: str | None = None
+
+
+class AlertRuleRemovedResult(BaseModel):
+    rule_id: uuid.UUID
+
+
+class AlertRuleView(AlertRuleFields):
+    rule_id: uuid.UUID
+    owner_accountant_id: uuid.UUID
+    owner_name: str
+    open_episodes: int
+    created_at: datetime
+    updated_at: datetime
+
+
+class AlertRuleList(BaseModel):
+    rules: list[AlertRuleView]
 
 
 # -------------------------------------------------------------- replies

@@ -636,6 +636,141 @@ class InvitationRejected(EventData):
     reason: Text
 
 
+# ---------------------------------------------------------------- alerts
+
+# The names mirror hub_registry.domain.alerts, where the rules live; events carry plain strings
+# so a service without the registry's rules can read them.
+AlertFigure = Literal[
+    "cash",
+    "overdue_sales",
+    "overdue_purchases",
+    "purchases_due_next_week",
+    "taxes_due",
+    "sales_this_month",
+    "forecast_low_point",
+    "runway_weeks",
+    "failing_hours",
+]
+AlertComparison = Literal["below", "above"]
+AlertDelivery = Literal["immediate", "daily_digest"]
+# A threshold or an observed value: an amount, weeks or hours.
+AlertNumber = Annotated[Decimal, Field(allow_inf_nan=False, max_digits=28)]
+LanguageTag = Annotated[str, Field(max_length=35)]
+EmailAddress = Annotated[str, Field(max_length=320)]
+
+
+class AlertRuleSet(EventData):
+    """An accountant defined or changed an alert rule. The webhook's secret is never in it."""
+
+    event_type = "AlertRuleSet"
+    subject_template = "alert.rule_set"
+
+    rule_id: uuid.UUID
+    owner_accountant_id: uuid.UUID
+    name: Name
+    # None: every client of the firm.
+    client_id: uuid.UUID | None = None
+    figure: AlertFigure
+    comparison: AlertComparison
+    threshold: AlertNumber
+    email: bool
+    webhook_url: Annotated[str, Field(max_length=2000)] | None = None
+    delivery: AlertDelivery = "immediate"
+    # The daily digest's wall-clock time in ``time_zone``.
+    digest_at: time | None = None
+    time_zone: Annotated[str, Field(min_length=1, max_length=64)] = "UTC"
+
+
+class AlertRuleRemoved(EventData):
+    event_type = "AlertRuleRemoved"
+    subject_template = "alert.rule_removed"
+
+    rule_id: uuid.UUID
+
+
+class AlertRecipient(BaseModel):
+    """Who a rule's mail goes to (its owner), in their language when the rule was set."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    accountant_id: uuid.UUID
+    email: EmailAddress
+    display_name: Name
+    language: LanguageTag = "en"
+
+
+class AlertRaised(EventData):
+    """An episode started: a rule began to hold for a company (or a client as a whole)."""
+
+    event_type = "AlertRaised"
+    subject_template = "alert.raised"
+
+    episode_id: uuid.UUID
+    rule_id: uuid.UUID
+    rule_name: Name
+    client_id: uuid.UUID
+    client_name: Name
+    company_id: uuid.UUID | None = None
+    company_name: Text | None = None
+    figure: AlertFigure
+    comparison: AlertComparison
+    threshold: AlertNumber
+    value: AlertNumber
+    # The company's local currency for an amount; None for weeks and hours.
+    currency_code: Annotated[str, Field(max_length=10)] | None = None
+    started_at: datetime
+    recipient: AlertRecipient
+    # Whether a mail is due for it at once ("immediate"), in the day's digest, or not at all.
+    email: bool
+    delivery: AlertDelivery = "immediate"
+
+
+class AlertResolved(EventData):
+    """An episode ended: the rule no longer holds (or the rule or client went away)."""
+
+    event_type = "AlertResolved"
+    subject_template = "alert.resolved"
+
+    episode_id: uuid.UUID
+    rule_id: uuid.UUID
+    client_id: uuid.UUID
+    company_id: uuid.UUID | None = None
+    # The value that no longer holds; None when the episode ended without an observation.
+    value: AlertNumber | None = None
+    ended_at: datetime
+    reason: Literal["no_longer_holds", "rule_changed", "rule_removed", "client_removed"]
+
+
+class DigestEpisode(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    episode_id: uuid.UUID
+    client_name: Name
+    company_name: Text | None = None
+    value: AlertNumber
+    currency_code: Annotated[str, Field(max_length=10)] | None = None
+    started_at: datetime
+    ended_at: datetime | None = None
+
+
+class AlertDigestDue(EventData):
+    """A rule's daily digest: one mail listing the episodes started since the last one."""
+
+    event_type = "AlertDigestDue"
+    subject_template = "alert.digest_due"
+
+    digest_id: uuid.UUID
+    rule_id: uuid.UUID
+    rule_name: Name
+    figure: AlertFigure
+    comparison: AlertComparison
+    threshold: AlertNumber
+    recipient: AlertRecipient
+    since: datetime
+    until: datetime
+    episodes: Annotated[list[DigestEpisode], Field(min_length=1, max_length=1000)]
+
+
 EVENT_TYPES: dict[str, type[EventData]] = {
     model.event_type: model
     for model in (
@@ -658,6 +793,11 @@ EVENT_TYPES: dict[str, type[EventData]] = {
         InvitationCreated,
         InvitationAccepted,
         InvitationRejected,
+        AlertRuleSet,
+        AlertRuleRemoved,
+        AlertRaised,
+        AlertResolved,
+        AlertDigestDue,
     )
 }
 

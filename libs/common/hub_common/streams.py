@@ -225,10 +225,22 @@ REGISTRY_CONSUMER = ConsumerSpec(
     ack_wait_seconds=30,
     max_deliver=10,
 )
+# The registry watches every company's figures for the firms' alert rules.
+REGISTRY_SNAPSHOTS_CONSUMER = ConsumerSpec(
+    stream=SNAPSHOTS_STREAM,
+    durable="registry-snapshots",
+    filter_subjects=("hub.>",),
+    ack_wait_seconds=30,
+    max_deliver=10,
+)
 INVITATIONS_CONSUMER = ConsumerSpec(
     stream=EVENTS_STREAM,
     durable="invitations",
-    filter_subjects=(event_subject("*", "ColleagueInvited"),),
+    filter_subjects=(
+        event_subject("*", "ColleagueInvited"),
+        event_subject("*", "AlertRaised"),
+        event_subject("*", "AlertDigestDue"),
+    ),
     # Mail retries wait for the SMTP server; the last failure is dead-lettered for an operator.
     ack_wait_seconds=60,
     max_deliver=10,
@@ -238,6 +250,7 @@ CONSUMERS = (
     GATEWAY_EVENTS_CONSUMER,
     GATEWAY_SNAPSHOTS_CONSUMER,
     REGISTRY_CONSUMER,
+    REGISTRY_SNAPSHOTS_CONSUMER,
     INVITATIONS_CONSUMER,
 )
 # The read model's consumers: what "projection" settings tune.

@@ -28,6 +28,7 @@ from hub_common.settings import TracingExporter
 from hub_common.streams import GATEWAY_EVENTS_CONSUMER, GATEWAY_SNAPSHOTS_CONSUMER, Topology, declare_topology
 from hub_common.tracing import configure_tracing
 from hub_gateway.accounts.endpoints import accounts_api
+from hub_gateway.alerts.endpoints import alerts_api
 from hub_gateway.check_errors.dead_letters import dead_letters
 from hub_gateway.check_errors.endpoints import check_errors_api
 from hub_gateway.client_url_tests.answers import ConnectionTestAnswers
@@ -206,6 +207,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     app.include_router(company_details_api)
     app.include_router(refresh_api)
     app.include_router(refresh_schedule_api)
+    app.include_router(alerts_api)
     app.include_router(clients_api)
     app.include_router(client_url_tests_api)
     app.include_router(check_errors_api)

@@ -8,14 +8,16 @@ from pathlib import Path
 from faststream import FastStream
 
 from hub_common.bus import connection_of, create_broker, jetstream_of
-from hub_common.consumers import subscribe
+from hub_common.consumers import Delivery, subscribe
 from hub_common.db import create_engine, migrate, session_factory
+from hub_common.events import ColleagueInvited, Envelope, EventData
 from hub_common.leadership import LeasedDuties
 from hub_common.logging import configure_logging, get_logger
 from hub_common.operations import OperationsEndpoint, connected_with_database, consumer_lag, outbox_backlog
 from hub_common.outbox import OutboxRelay
 from hub_common.streams import INVITATIONS_CONSUMER, Topology, declare_topology
 from hub_common.tracing import configure_tracing
+from hub_invitations.alert_mail import send_alert_mail
 from hub_invitations.colleague_mail import colleague_mail_handler
 from hub_invitations.handlers import register_command_handlers
 from hub_invitations.mailer import InvitationMailer
@@ -74,12 +76,20 @@ def create_app(settings: InvitationsSettings) -> FastStream:
         await operations.stop()
 
     register_command_handlers(broker, sessions, duties.notify_relay, mailer, settings)
+    colleague_mail = colleague_mail_handler(settings)
+
+    async def on_event(envelope: Envelope[EventData], delivery: Delivery) -> None:
+        if isinstance(envelope.data, ColleagueInvited):
+            await colleague_mail(envelope, delivery)
+        else:
+            await send_alert_mail(envelope, sessions, settings)
+
     subscribe(
         broker,
         Topology.from_settings(settings).consumer(INVITATIONS_CONSUMER),
-        colleague_mail_handler(settings),
+        on_event,
         concurrency=4,
-        title="invitations: mail to invited colleagues",
+        title="invitations: mail to invited colleagues and alert mail",
     )
     return app
 

@@ -58,3 +58,15 @@ class Invitation(SQLModel, table=True):
 
 
 invitations_outbox = outbox_table(SQLModel.metadata, "invitations_outbox")
+
+
+class AlertMail(SQLModel, table=True):
+    """An alert's mail (AlertRaised or AlertDigestDue), by its event's id: sent once, however
+    often the event is delivered. A sender holds it while sending; after ``claimed_until``
+    (the sender died) another may send it."""
+
+    __tablename__ = "invitations_alert_mails"
+
+    event_id: uuid.UUID = Field(primary_key=True)
+    claimed_until: datetime | None = Field(default=None, sa_column=Column(UtcDateTime(), nullable=True))
+    sent_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime(), nullable=True))

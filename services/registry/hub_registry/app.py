@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from hub_common.db import create_engine, database_ok, migrate, session_factory, 
 from hub_common.entra import TenantDirectory
 from hub_common.events import (
     CompaniesDiscovered,
+    CompanySnapshot,
     Envelope,
     EventData,
     InvitationAccepted,
@@ -29,17 +31,20 @@ from hub_common.leadership import Duty, LeasedDuties
 from hub_common.logging import configure_logging, get_logger
 from hub_common.operations import OperationsEndpoint, connected_with_database, consumer_lag, outbox_backlog
 from hub_common.outbox import OutboxRelay
-from hub_common.streams import REGISTRY_CONSUMER, Topology, declare_topology
+from hub_common.streams import REGISTRY_CONSUMER, REGISTRY_SNAPSHOTS_CONSUMER, Topology, declare_topology
 from hub_common.tracing import configure_tracing
+from hub_registry import webhooks
 from hub_registry.handlers import register_command_handlers
 from hub_registry.models import registry_outbox
-from hub_registry.service import accepted_invitations, clients, refreshes, tenant_grants
+from hub_registry.service import accepted_invitations, alerts, clients, refreshes, tenant_grants
 from hub_registry.settings import RegistrySettings
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 VERSION_TABLE = "registry_alembic_version"
 # The lease of the registry's singleton duties: the outbox relay and the refresh schedule.
 LEASE_ROLE = "registry"
+# A webhook due later (a retry) is looked for this often; a new one wakes the sender at once.
+WEBHOOK_POLL_SECONDS = 2.0
 
 logger = get_logger(__name__)
 
@@ -54,12 +59,21 @@ def create_app(settings: RegistrySettings) -> FastStream:
         settings,
         readiness=connected_with_database(broker, engine),
         samplers=[
-            consumer_lag(broker, [Topology.from_settings(settings).consumer(REGISTRY_CONSUMER)]),
+            consumer_lag(
+                broker,
+                [
+                    Topology.from_settings(settings).consumer(REGISTRY_CONSUMER),
+                    Topology.from_settings(settings).consumer(REGISTRY_SNAPSHOTS_CONSUMER),
+                ],
+            ),
             outbox_backlog(sessions, registry_outbox),
         ],
     )
-    # The one HTTP client of the process: it only ever asks the configured Entra authority.
+    # The one HTTP client of the process: it asks the configured Entra authority, and POSTs
+    # alerts to webhooks whose every address was checked first (hub_registry.webhooks).
     http = httpx.AsyncClient(verify=settings.tls_verification(), timeout=settings.entra_discovery_timeout_seconds)
+    # Set when an episode starts, so a webhook leaves at once rather than at the next poll.
+    webhooks_waiting = asyncio.Event()
     directory = TenantDirectory(
         authority_base=settings.entra_authority,
         http=http,
@@ -106,6 +120,69 @@ def create_app(settings: RegistrySettings) -> FastStream:
                 logger.exception("scheduled refresh failed; trying again shortly")
             await asyncio.sleep(settings.schedule_check_seconds)
 
+    async def check_alerts() -> None:
+        # Rules on time: a failure that has now lasted long enough, and daily digests.
+        while True:
+            try:
+                now = datetime.now(UTC)
+                async with transaction(sessions) as session:
+                    started = await alerts.check_failures(session=session, now=now, correlation_id=str(uuid.uuid4()))
+                    digests = await alerts.send_due_digests(session=session, now=now, correlation_id=str(uuid.uuid4()))
+                if started or digests:
+                    duties.notify_relay()
+                    webhooks_waiting.set()
+                    logger.info("alerts checked", episodes=started, digests=digests)
+            except Exception:
+                logger.exception("checking alerts failed; trying again shortly")
+            await asyncio.sleep(settings.alert_check_seconds)
+
+    async def deliver_webhooks() -> None:
+        # At least once, with back-off: each delivery row is claimed, POSTed and recorded.
+        hold = timedelta(seconds=settings.alert_webhook_timeout_seconds * 3)
+        while True:
+            try:
+                async with transaction(sessions) as session:
+                    due = await alerts.claim_due_deliveries(session=session, now=datetime.now(UTC), hold=hold)
+                    secrets = {d.id: await alerts.secret_of(session, d, settings) for d in due}
+                for delivery in due:
+                    secret = secrets[delivery.id]
+                    attempt = (
+                        await webhooks.post(
+                            http,
+                            delivery.url,
+                            body=delivery.body.encode(),
+                            secret=secret,
+                            event_id=str(delivery.id),
+                            event_type="AlertRaised",
+                            timestamp=int(datetime.now(UTC).timestamp()),
+                            allow_loopback=settings.alert_webhook_allow_loopback,
+                            timeout_seconds=settings.alert_webhook_timeout_seconds,
+                        )
+                        if secret is not None
+                        else webhooks.Attempt(webhooks.Outcome.PERMANENT, "the rule has no webhook secret")
+                    )
+                    async with transaction(sessions) as session:
+                        await alerts.record_attempt(
+                            session=session,
+                            delivery_id=delivery.id,
+                            attempt=attempt,
+                            now=datetime.now(UTC),
+                            settings=settings,
+                        )
+                    logger.info(
+                        "alert webhook attempted",
+                        delivery_id=str(delivery.id),
+                        outcome=attempt.outcome.value,
+                        detail=attempt.detail,
+                    )
+                if due:
+                    continue  # more may be due: look again at once
+            except Exception:
+                logger.exception("delivering alert webhooks failed; trying again shortly")
+            webhooks_waiting.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(webhooks_waiting.wait(), timeout=WEBHOOK_POLL_SECONDS)
+
     async def resolve_old_cards() -> None:
         try:
             async with transaction(sessions) as session:
@@ -120,7 +197,12 @@ def create_app(settings: RegistrySettings) -> FastStream:
     @app.after_startup
     async def start_duties() -> None:
         # Besides the relay, exactly one registry replica resolves old cards and runs the schedule.
-        others: dict[str, Duty] = {"resolve-old-cards": resolve_old_cards, "scheduled-refresh": refresh_on_schedule}
+        others: dict[str, Duty] = {
+            "resolve-old-cards": resolve_old_cards,
+            "scheduled-refresh": refresh_on_schedule,
+            "alert-checks": check_alerts,
+            "alert-webhooks": deliver_webhooks,
+        }
         duties.start(jetstream_of(broker), others)
         logger.info("registry ready")
 
@@ -147,7 +229,17 @@ def create_app(settings: RegistrySettings) -> FastStream:
                 await tenant_grants.confirm_grant(session=session, discovered=envelope)  # type: ignore[arg-type]
             elif isinstance(data, RefreshFailed):
                 await tenant_grants.withdraw_after_consent_lost(session=session, failed=envelope)  # type: ignore[arg-type]
+                await alerts.on_refresh_failed(session=session, failed=envelope)  # type: ignore[arg-type]
         duties.notify_relay()
+
+    async def on_snapshot(envelope: Envelope[EventData], delivery: Delivery) -> None:
+        if not isinstance(envelope.data, CompanySnapshot):
+            return
+        async with transaction(sessions) as session:
+            changed = await alerts.on_snapshot(session=session, snapshot=envelope)  # type: ignore[arg-type]
+        if changed:
+            duties.notify_relay()
+            webhooks_waiting.set()
 
     async def database_answers() -> bool:
         return await database_ok(engine)
@@ -158,6 +250,14 @@ def create_app(settings: RegistrySettings) -> FastStream:
         on_event,
         concurrency=1,
         title="registry: accepted invitations",
+        available=database_answers,
+    )
+    subscribe(
+        broker,
+        Topology.from_settings(settings).consumer(REGISTRY_SNAPSHOTS_CONSUMER),
+        on_snapshot,
+        concurrency=1,
+        title="registry: alert rules on snapshots",
         available=database_answers,
     )
     return app

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from hub_common import commands
 from hub_common.command_handling import CommandServer
 from hub_common.entra import TenantDirectory
-from hub_registry.service import clients, firms, refreshes, tenant_grants
+from hub_registry.service import alerts, clients, firms, refreshes, tenant_grants
 from hub_registry.settings import RegistrySettings
 
 QUEUE_GROUP = "registry"
@@ -103,3 +103,19 @@ def register_command_handlers(
     server.serve_in_transaction(commands.REVOKE_TENANT_ACCESS, commands.RevokeTenantAccess, revoke_access)
     server.serve_in_transaction(commands.LIST_TENANT_GRANTS, commands.ListTenantGrants, list_grants)
     server.serve_in_transaction(commands.WITHDRAW_TENANT_ACCESS, commands.WithdrawTenantAccess, withdraw_access)
+
+    # ------------------------------------------------------------ alert rules
+
+    async def set_alert_rule(session: AsyncSession, command: commands.SetAlertRule) -> BaseModel:
+        return await alerts.set_alert_rule(session=session, command=command, settings=settings)
+
+    async def remove_alert_rule(session: AsyncSession, command: commands.RemoveAlertRule) -> BaseModel:
+        await alerts.remove_alert_rule(session=session, command=command)
+        return commands.AlertRuleRemovedResult(rule_id=command.rule_id)
+
+    async def list_alert_rules(session: AsyncSession, command: commands.ListAlertRules) -> BaseModel:
+        return await alerts.list_alert_rules(session=session, command=command)
+
+    server.serve_in_transaction(commands.SET_ALERT_RULE, commands.SetAlertRule, set_alert_rule)
+    server.serve_in_transaction(commands.REMOVE_ALERT_RULE, commands.RemoveAlertRule, remove_alert_rule)
+    server.serve_in_transaction(commands.LIST_ALERT_RULES, commands.ListAlertRules, list_alert_rules)

@@ -168,3 +168,116 @@ class TenantGrant(SQLModel, table=True):
 
 
 registry_outbox = outbox_table(SQLModel.metadata, "registry_outbox")
+
+
+class AlertRuleRow(SQLModel, table=True):
+    """An accountant's alert rule (hub_registry.domain.alerts); removed rules stay for the audit."""
+
+    __tablename__ = "registry_alert_rules"
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    firm_id: uuid.UUID = Field(foreign_key="registry_firms.id", index=True)
+    # Whose rule it is: its mail goes to them, in ``language``.
+    owner_accountant_id: uuid.UUID = Field(foreign_key="registry_accountants.id")
+    name: str = Field(max_length=250)
+    # None: every client of the firm.
+    client_id: uuid.UUID | None = Field(default=None, foreign_key="registry_clients.id")
+    figure: str = Field(max_length=40)
+    comparison: str = Field(max_length=10)
+    # A decimal as text: SQLite keeps no exact decimals, and a threshold compares exactly.
+    threshold: str = Field(max_length=60)
+    email: bool = True
+    webhook_url: str | None = Field(default=None, max_length=2000)
+    # The webhook's HMAC secret, sealed (hub_common.sealing) and bound to the rule's id.
+    webhook_secret_sealed: str | None = Field(default=None, max_length=500)
+    delivery: str = Field(default="immediate", max_length=20)
+    digest_at: time | None = None
+    time_zone: str = Field(default="UTC", max_length=64)
+    language: str = Field(default="en", max_length=35)
+    # The daily digest's last run (its creation until the first).
+    last_digest_at: datetime = Field(default_factory=_now, sa_column=_timestamp())
+    created_at: datetime = Field(default_factory=_now, sa_column=_timestamp())
+    updated_at: datetime = Field(default_factory=_now, sa_column=_timestamp())
+    removed_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime(), nullable=True))
+
+
+# A subject of an episode without a company: the client as a whole (a failed discovery).
+WHOLE_CLIENT = "client"
+
+
+class AlertEpisodeRow(SQLModel, table=True):
+    """A stretch of time a rule holds for one company (or client): alerted once, at its start."""
+
+    __tablename__ = "registry_alert_episodes"
+    __table_args__ = (
+        # One open episode per rule and subject: a second replica starting the same episode
+        # fails its transaction, and its redelivered message then finds this one open.
+        Index(
+            "registry_alert_episodes_open",
+            "rule_id",
+            "client_id",
+            "company_key",
+            unique=True,
+            sqlite_where=text("ended_at IS NULL"),
+            postgresql_where=text("ended_at IS NULL"),
+        ),
+    )
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    firm_id: uuid.UUID = Field(foreign_key="registry_firms.id", index=True)
+    rule_id: uuid.UUID = Field(foreign_key="registry_alert_rules.id", index=True)
+    client_id: uuid.UUID = Field(foreign_key="registry_clients.id")
+    # The company's id, or WHOLE_CLIENT.
+    company_key: str = Field(max_length=40)
+    company_name: str | None = Field(default=None, max_length=500)
+    value: str = Field(max_length=60)
+    currency_code: str | None = Field(default=None, max_length=10)
+    # The AlertRaised event of its start (the webhook's idempotency key).
+    raised_event_id: uuid.UUID
+    started_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False, index=True))
+    ended_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime(), nullable=True))
+
+
+class AlertFailureRow(SQLModel, table=True):
+    """Since when a company (or a client as a whole) fails to refresh, with no success after."""
+
+    __tablename__ = "registry_alert_failures"
+
+    client_id: uuid.UUID = Field(foreign_key="registry_clients.id", primary_key=True)
+    company_key: str = Field(max_length=40, primary_key=True)
+    firm_id: uuid.UUID = Field(foreign_key="registry_firms.id", index=True)
+    company_name: str | None = Field(default=None, max_length=500)
+    failing_since: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
+
+
+class AlertPositionRow(SQLModel, table=True):
+    """The read time of the latest snapshot evaluated per company: an older or repeated
+    snapshot (redelivered, or overtaken) changes no episode."""
+
+    __tablename__ = "registry_alert_positions"
+
+    client_id: uuid.UUID = Field(primary_key=True)
+    company_id: uuid.UUID = Field(primary_key=True)
+    read_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
+
+
+class AlertWebhookDelivery(SQLModel, table=True):
+    """One signed POST of an alert to a rule's webhook, written with its AlertRaised event:
+    sent at least once, retried with back-off while the receiver answers transiently."""
+
+    __tablename__ = "registry_alert_webhook_deliveries"
+
+    # The AlertRaised event's id: the receiver's idempotency key.
+    id: uuid.UUID = Field(primary_key=True)
+    firm_id: uuid.UUID = Field(foreign_key="registry_firms.id")
+    rule_id: uuid.UUID = Field(foreign_key="registry_alert_rules.id")
+    url: str = Field(max_length=2000)
+    body: str = Field(max_length=20000)
+    attempts: int = 0
+    next_attempt_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False, index=True))
+    # A sender holds it until then; after it (a sender died), another may send it.
+    claimed_until: datetime | None = Field(default=None, sa_column=Column(UtcDateTime(), nullable=True))
+    delivered_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime(), nullable=True, index=True))
+    # Given up: a permanent refusal, or transient ones past the last attempt.
+    failed_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime(), nullable=True))
+    last_error: str | None = Field(default=None, max_length=500)

@@ -32,6 +32,11 @@ from typing import Any
 
 from hub_common.events import (
     AccountantJoined,
+    AlertDigestDue,
+    AlertRaised,
+    AlertResolved,
+    AlertRuleRemoved,
+    AlertRuleSet,
     ClientAdded,
     ClientRemoved,
     ClientUpdated,
@@ -648,6 +653,12 @@ IGNORED_EVENT_TYPES: frozenset[str] = frozenset(
         InvitationCreated.event_type,
         InvitationAccepted.event_type,
         InvitationRejected.event_type,
+        # Alert rules are the registry's (the gateway asks it); a digest is mail only.
+        AlertRuleSet.event_type,
+        AlertRuleRemoved.event_type,
+        AlertDigestDue.event_type,
+        AlertRaised.event_type,
+        AlertResolved.event_type,
     }
 )
 

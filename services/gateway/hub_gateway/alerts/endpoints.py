@@ -1,0 +1,79 @@
+"""Alert rules (kept by the registry, asked over NATS) and the alerts they raised (the read model).
+
+Every accountant defines rules for themselves; owners and admins also see, change and remove
+their colleagues'. The registry enforces both and the firm's boundary: another firm's rule
+or client answers 404.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from fastapi import Request, Response, status
+
+from hub_common import commands
+from hub_gateway.dependencies import CurrentPrincipal, State, accountant_actor, feature_api, send_command
+from hub_gateway.languages import request_language
+
+alerts_api = feature_api("alerts")
+
+
+@alerts_api.get("/alert-rules")
+async def alert_rules(principal: CurrentPrincipal, state: State, request: Request) -> commands.AlertRuleList:
+    """Your rules; an owner's or admin's: every rule of the firm."""
+    command = commands.ListAlertRules(
+        firm_id=principal.firm_id, actor=accountant_actor(principal), correlation_id=request.state.correlation_id
+    )
+    return await send_command(state, request, commands.LIST_ALERT_RULES, command, commands.AlertRuleList)
+
+
+@alerts_api.post("/alert-rules", status_code=status.HTTP_201_CREATED)
+async def create_alert_rule(
+    rule: commands.AlertRuleFields, principal: CurrentPrincipal, state: State, request: Request
+) -> commands.AlertRuleSaved:
+    """A new rule, yours. With a ``webhook_url`` the answer carries the webhook's signing
+    secret: shown this once, keep it."""
+    return await _save(state, request, principal, rule, rule_id=None)
+
+
+@alerts_api.put("/alert-rules/{rule_id}")
+async def change_alert_rule(
+    rule_id: uuid.UUID, rule: commands.AlertRuleFields, principal: CurrentPrincipal, state: State, request: Request
+) -> commands.AlertRuleSaved:
+    """Change a rule. A changed figure, comparison or client ends its open alerts."""
+    return await _save(state, request, principal, rule, rule_id=rule_id)
+
+
+@alerts_api.delete("/alert-rules/{rule_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def remove_alert_rule(
+    rule_id: uuid.UUID, principal: CurrentPrincipal, state: State, request: Request
+) -> Response:
+    """Remove a rule; its open alerts end."""
+    command = commands.RemoveAlertRule(
+        firm_id=principal.firm_id,
+        actor=accountant_actor(principal),
+        correlation_id=request.state.correlation_id,
+        rule_id=rule_id,
+    )
+    await send_command(state, request, commands.REMOVE_ALERT_RULE, command, commands.AlertRuleRemovedResult)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+async def _save(
+    state: State,
+    request: Request,
+    principal: CurrentPrincipal,
+    rule: commands.AlertRuleFields,
+    *,
+    rule_id: uuid.UUID | None,
+) -> commands.AlertRuleSaved:
+    command = commands.SetAlertRule(
+        firm_id=principal.firm_id,
+        actor=accountant_actor(principal),
+        correlation_id=request.state.correlation_id,
+        rule_id=rule_id,
+        rule=rule,
+        # The rule's mail is written in its owner's language, as the hub speaks to them now.
+        language=request_language(request),
+    )
+    return await send_command(state, request, commands.SET_ALERT_RULE, command, commands.AlertRuleSaved)

@@ -1,0 +1,725 @@
+"""Alert rules, their episodes and their deliveries (the rules themselves: domain/alerts.py).
+
+Who may do what: every accountant defines rules for themselves (their mail goes to them);
+owners and admins also see, change and remove every rule of their firm. A rule only ever
+sees its own firm's clients, and another firm's rule or client answers "not found".
+
+What starts and ends an episode: each CompanySnapshot (the registry's snapshots consumer),
+each RefreshFailed (the start of a failure, for "failing for more than Z hours"), and the
+lease holder's periodic check of failures against the clock. Each episode's start is one
+AlertRaised (mailed by the invitations service, at once or in the rule's daily digest) and
+one webhook delivery row written in the same transaction; its end is one AlertResolved.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import func, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col, select
+
+from hub_common import outbox
+from hub_common.commands import (
+    AlertRuleFields,
+    AlertRuleList,
+    AlertRuleSaved,
+    AlertRuleView,
+    ListAlertRules,
+    RejectionReason,
+    RemoveAlertRule,
+    SetAlertRule,
+    refused,
+)
+from hub_common.events import (
+    Actor,
+    AlertDigestDue,
+    AlertRaised,
+    AlertRecipient,
+    AlertResolved,
+    AlertRuleRemoved,
+    AlertRuleSet,
+    CompanySnapshot,
+    DigestEpisode,
+    Envelope,
+    EventData,
+    RefreshFailed,
+    Role,
+    new_envelope,
+)
+from hub_common.i18n import N_, language_of
+from hub_common.sealing import Sealer
+from hub_registry import webhooks
+from hub_registry.domain.alerts import (
+    Change,
+    Comparison,
+    Condition,
+    Delivery,
+    DigestSchedule,
+    EpisodeChange,
+    Figure,
+    InvalidRule,
+    Observation,
+    Rule,
+    Subject,
+    digest_due,
+    evaluate,
+    failing_hours,
+    observations_of_snapshot,
+)
+from hub_registry.models import (
+    WHOLE_CLIENT,
+    Accountant,
+    AlertEpisodeRow,
+    AlertFailureRow,
+    AlertPositionRow,
+    AlertRuleRow,
+    AlertWebhookDelivery,
+    Client,
+    registry_outbox,
+)
+from hub_registry.service.shared import Context, emit, is_uuid, live_client
+from hub_registry.settings import RegistrySettings
+
+ALERTS_ACTOR = Actor.service("registry-alerts")
+# The purpose the webhook secrets are sealed under (hub_common.sealing).
+WEBHOOK_SECRETS = "alert-webhook-secrets"
+
+
+def sealer(settings: RegistrySettings) -> Sealer:
+    return Sealer(settings.secret_key, WEBHOOK_SECRETS)
+
+
+def _company_key(company_id: uuid.UUID | None) -> str:
+    return str(company_id) if company_id is not None else WHOLE_CLIENT
+
+
+def _subject_of(client_id: uuid.UUID, company_key: str) -> Subject:
+    return Subject(client_id, None if company_key == WHOLE_CLIENT else uuid.UUID(company_key))
+
+
+def _rule_of(row: AlertRuleRow) -> Rule:
+    return Rule(
+        row.id,
+        row.firm_id,
+        row.client_id,
+        Condition(Figure(row.figure), Comparison(row.comparison), Decimal(row.threshold)),
+    )
+
+
+# ---------------------------------------------------------------- commands
+
+
+async def _acting_accountant(session: AsyncSession, firm_id: uuid.UUID, actor: Actor) -> Accountant:
+    accountant = await session.get(Accountant, uuid.UUID(actor.id)) if is_uuid(actor.id) else None
+    if accountant is None or accountant.firm_id != firm_id:
+        raise refused(RejectionReason.NOT_FOUND, N_("No such accountant"))
+    return accountant
+
+
+def _manages_all(accountant: Accountant) -> bool:
+    return accountant.role in (Role.OWNER.value, Role.ADMIN.value)
+
+
+async def _visible_rule(session: AsyncSession, accountant: Accountant, rule_id: uuid.UUID) -> AlertRuleRow:
+    """A live rule of the accountant's firm they may manage; anything else is "not found"
+    (another firm's rule, or for staff a colleague's, is not theirs to know of)."""
+    row = await session.get(AlertRuleRow, rule_id)
+    if (
+        row is None
+        or row.removed_at is not None
+        or row.firm_id != accountant.firm_id
+        or (not _manages_all(accountant) and row.owner_accountant_id != accountant.id)
+    ):
+        raise refused(RejectionReason.NOT_FOUND, N_("No such alert rule"), "rule_id")
+    return row
+
+
+def _checked_condition(fields: AlertRuleFields) -> tuple[Condition, DigestSchedule | None]:
+    try:
+        condition = Condition(Figure(fields.figure), Comparison(fields.comparison), fields.threshold)
+        schedule = None
+        if fields.delivery == Delivery.DAILY_DIGEST.value:
+            if fields.digest_at is None:
+                raise InvalidRule("digest_at", N_("a daily digest needs its time of day"))
+            schedule = DigestSchedule(fields.digest_at, fields.time_zone)
+        else:
+            DigestSchedule(fields.digest_at or datetime.min.time(), fields.time_zone)
+    except InvalidRule as error:
+        raise refused(RejectionReason.INVALID, error.message, error.field, **error.values) from error
+    if not fields.email and fields.webhook_url is None:
+        raise refused(RejectionReason.INVALID, N_("An alert is mailed, sent to a webhook, or both"), "email")
+    return condition, schedule
+
+
+async def set_alert_rule(*, session: AsyncSession, command: SetAlertRule, settings: RegistrySettings) -> AlertRuleSaved:
+    accountant = await _acting_accountant(session, command.firm_id, command.actor)
+    fields = command.rule
+    condition, _ = _checked_condition(fields)
+    if fields.client_id is not None:
+        await live_client(session, command.firm_id, fields.client_id)
+    if fields.webhook_url is not None:
+        try:
+            await webhooks.resolve_target(fields.webhook_url, allow_loopback=settings.alert_webhook_allow_loopback)
+        except webhooks.UnsafeWebhook as error:
+            raise refused(RejectionReason.INVALID, error.message, "webhook_url", **error.values) from error
+    now = datetime.now(UTC)
+    if command.rule_id is None:
+        row = AlertRuleRow(
+            firm_id=command.firm_id,
+            owner_accountant_id=accountant.id,
+            name=fields.name,
+            figure=condition.figure.value,
+            comparison=condition.comparison.value,
+            threshold=str(condition.threshold),
+            last_digest_at=now,
+            created_at=now,
+        )
+    else:
+        row = await _visible_rule(session, accountant, command.rule_id)
+        if (row.figure, row.comparison, row.client_id) != (
+            condition.figure.value,
+            condition.comparison.value,
+            fields.client_id,
+        ):
+            # What the open episodes were about is no longer watched: they end here, and the
+            # next observation starts afresh under the new condition.
+            await _end_open_episodes(
+                session, row, reason="rule_changed", correlation_id=command.correlation_id, now=now
+            )
+    secret: str | None = None
+    if fields.webhook_url is not None and row.webhook_secret_sealed is None:
+        secret = webhooks.new_secret()
+        row.webhook_secret_sealed = sealer(settings).seal(secret, context=str(row.id))
+    row.name = fields.name
+    row.client_id = fields.client_id
+    row.figure = condition.figure.value
+    row.comparison = condition.comparison.value
+    row.threshold = str(condition.threshold)
+    row.email = fields.email
+    row.webhook_url = fields.webhook_url
+    row.delivery = fields.delivery
+    row.digest_at = fields.digest_at
+    row.time_zone = fields.time_zone
+    # The owner's language, for the owner's mail: only the owner's own change updates it.
+    if row.owner_accountant_id == accountant.id:
+        row.language = language_of(command.language)
+    row.updated_at = now
+    session.add(row)
+    await session.flush()
+    await emit(
+        session,
+        Context.of(command),
+        AlertRuleSet(
+            rule_id=row.id,
+            owner_accountant_id=row.owner_accountant_id,
+            name=row.name,
+            client_id=row.client_id,
+            figure=fields.figure,
+            comparison=fields.comparison,
+            threshold=condition.threshold,
+            email=row.email,
+            webhook_url=row.webhook_url,
+            delivery=fields.delivery,
+            digest_at=row.digest_at,
+            time_zone=row.time_zone,
+        ),
+    )
+    return AlertRuleSaved(rule_id=row.id, webhook_secret=secret)
+
+
+async def remove_alert_rule(*, session: AsyncSession, command: RemoveAlertRule) -> None:
+    accountant = await _acting_accountant(session, command.firm_id, command.actor)
+    row = await _visible_rule(session, accountant, command.rule_id)
+    now = datetime.now(UTC)
+    await _end_open_episodes(session, row, reason="rule_removed", correlation_id=command.correlation_id, now=now)
+    row.removed_at = now
+    session.add(row)
+    await emit(session, Context.of(command), AlertRuleRemoved(rule_id=row.id))
+
+
+async def list_alert_rules(*, session: AsyncSession, command: ListAlertRules) -> AlertRuleList:
+    accountant = await _acting_accountant(session, command.firm_id, command.actor)
+    query = select(AlertRuleRow, Accountant.display_name).join(
+        Accountant, col(Accountant.id) == col(AlertRuleRow.owner_accountant_id)
+    )
+    query = query.where(col(AlertRuleRow.firm_id) == command.firm_id, col(AlertRuleRow.removed_at).is_(None))
+    if not _manages_all(accountant):
+        query = query.where(col(AlertRuleRow.owner_accountant_id) == accountant.id)
+    rows = (await session.execute(query.order_by(col(AlertRuleRow.created_at)))).all()
+    open_counts = dict(
+        (
+            await session.execute(
+                select(AlertEpisodeRow.rule_id, func.count())
+                .where(col(AlertEpisodeRow.firm_id) == command.firm_id, col(AlertEpisodeRow.ended_at).is_(None))
+                .group_by(col(AlertEpisodeRow.rule_id))
+            )
+        ).all()
+    )
+    return AlertRuleList(
+        rules=[
+            AlertRuleView(
+                rule_id=row.id,
+                owner_accountant_id=row.owner_accountant_id,
+                owner_name=owner_name,
+                open_episodes=open_counts.get(row.id, 0),
+                created_at=row.created_at,
+                updated_at=row.updated_at,
+                name=row.name,
+                client_id=row.client_id,
+                figure=row.figure,
+                comparison=row.comparison,
+                threshold=Decimal(row.threshold),
+                email=row.email,
+                webhook_url=row.webhook_url,
+                delivery=row.delivery,
+                digest_at=row.digest_at,
+                time_zone=row.time_zone,
+            )
+            for row, owner_name in rows
+        ]
+    )
+
+
+# ---------------------------------------------------------------- episodes
+
+
+async def _emit_caused(
+    session: AsyncSession, firm_id: uuid.UUID, data: EventData, *, correlation_id: str, cause: Envelope[Any] | None
+) -> Envelope[EventData]:
+    envelope = new_envelope(
+        data,
+        firm_id=firm_id,
+        actor=ALERTS_ACTOR,
+        correlation_id=correlation_id if cause is None else None,
+        causation=cause,
+    )
+    await outbox.append(session, registry_outbox, envelope)
+    return envelope
+
+
+async def _end_open_episodes(
+    session: AsyncSession, rule: AlertRuleRow, *, reason: str, correlation_id: str, now: datetime
+) -> None:
+    episodes = (
+        await session.execute(
+            select(AlertEpisodeRow).where(
+                col(AlertEpisodeRow.rule_id) == rule.id, col(AlertEpisodeRow.ended_at).is_(None)
+            )
+        )
+    ).scalars()
+    for episode in episodes:
+        episode.ended_at = now
+        session.add(episode)
+        await _emit_caused(
+            session,
+            rule.firm_id,
+            AlertResolved(
+                episode_id=episode.id,
+                rule_id=rule.id,
+                client_id=episode.client_id,
+                company_id=_subject_of(episode.client_id, episode.company_key).company_id,
+                ended_at=now,
+                reason=reason,
+            ),
+            correlation_id=correlation_id,
+            cause=None,
+        )
+
+
+async def _live_rules(
+    session: AsyncSession, firm_id: uuid.UUID, client_id: uuid.UUID | None = None
+) -> list[AlertRuleRow]:
+    query = select(AlertRuleRow).where(col(AlertRuleRow.firm_id) == firm_id, col(AlertRuleRow.removed_at).is_(None))
+    if client_id is not None:
+        query = query.where((col(AlertRuleRow.client_id).is_(None)) | (col(AlertRuleRow.client_id) == client_id))
+    return list((await session.execute(query)).scalars())
+
+
+async def _firm_watches_failures(session: AsyncSession, firm_id: uuid.UUID) -> bool:
+    found = await session.execute(
+        select(AlertRuleRow.id)
+        .where(
+            col(AlertRuleRow.firm_id) == firm_id,
+            col(AlertRuleRow.removed_at).is_(None),
+            col(AlertRuleRow.figure) == Figure.FAILING_HOURS.value,
+        )
+        .limit(1)
+    )
+    return found.first() is not None
+
+
+async def _open_episodes(
+    session: AsyncSession, rules: list[AlertRuleRow]
+) -> dict[tuple[uuid.UUID, Subject], AlertEpisodeRow]:
+    if not rules:
+        return {}
+    rows = (
+        await session.execute(
+            select(AlertEpisodeRow).where(
+                col(AlertEpisodeRow.rule_id).in_([rule.id for rule in rules]), col(AlertEpisodeRow.ended_at).is_(None)
+            )
+        )
+    ).scalars()
+    return {(row.rule_id, _subject_of(row.client_id, row.company_key)): row for row in rows}
+
+
+async def _apply_changes(
+    session: AsyncSession,
+    *,
+    firm_id: uuid.UUID,
+    rules: list[AlertRuleRow],
+    changes: list[EpisodeChange],
+    open_episodes: dict[tuple[uuid.UUID, Subject], AlertEpisodeRow],
+    names: dict[Subject, str | None],
+    currency_code: str | None,
+    now: datetime,
+    cause: Envelope[Any] | None,
+    correlation_id: str,
+) -> int:
+    """Write each start and end with its event (and a start's webhook delivery); how many."""
+    by_id = {rule.id: rule for rule in rules}
+    clients: dict[uuid.UUID, Client | None] = {}
+    for change in changes:
+        rule = by_id[change.rule_id]
+        if change.change is Change.ENDS:
+            episode = open_episodes[(rule.id, change.subject)]
+            episode.ended_at = now
+            session.add(episode)
+            await _emit_caused(
+                session,
+                firm_id,
+                AlertResolved(
+                    episode_id=episode.id,
+                    rule_id=rule.id,
+                    client_id=episode.client_id,
+                    company_id=change.subject.company_id,
+                    value=change.value,
+                    ended_at=now,
+                    reason="no_longer_holds",
+                ),
+                correlation_id=correlation_id,
+                cause=cause,
+            )
+            continue
+        client_id = change.subject.client_id
+        if client_id not in clients:
+            clients[client_id] = await session.get(Client, client_id)
+        client = clients[client_id]
+        owner = await session.get(Accountant, rule.owner_accountant_id)
+        if client is None or client.removed_at is not None or client.firm_id != firm_id or owner is None:
+            continue
+        episode_id = uuid.uuid4()
+        is_money = Figure(rule.figure) not in (Figure.FAILING_HOURS, Figure.RUNWAY_WEEKS)
+        raised = AlertRaised(
+            episode_id=episode_id,
+            rule_id=rule.id,
+            rule_name=rule.name,
+            client_id=client.id,
+            client_name=client.name,
+            company_id=change.subject.company_id,
+            company_name=names.get(change.subject),
+            figure=rule.figure,
+            comparison=rule.comparison,
+            threshold=Decimal(rule.threshold),
+            value=change.value,
+            currency_code=currency_code if is_money else None,
+            started_at=now,
+            recipient=AlertRecipient(
+                accountant_id=owner.id, email=owner.email, display_name=owner.display_name, language=rule.language
+            ),
+            email=rule.email,
+            delivery=rule.delivery,
+        )
+        envelope = await _emit_caused(session, firm_id, raised, correlation_id=correlation_id, cause=cause)
+        session.add(
+            AlertEpisodeRow(
+                id=episode_id,
+                firm_id=firm_id,
+                rule_id=rule.id,
+                client_id=client.id,
+                company_key=_company_key(change.subject.company_id),
+                company_name=names.get(change.subject),
+                value=str(change.value),
+                currency_code=raised.currency_code,
+                raised_event_id=envelope.id,
+                started_at=now,
+            )
+        )
+        if rule.webhook_url is not None:
+            session.add(
+                AlertWebhookDelivery(
+                    id=envelope.id,
+                    firm_id=firm_id,
+                    rule_id=rule.id,
+                    url=rule.webhook_url,
+                    body=webhook_body(envelope),
+                    next_attempt_at=now,
+                )
+            )
+    return len(changes)
+
+
+def webhook_body(envelope: Envelope[EventData]) -> str:
+    """What a webhook receives: the alert's event, without its mail recipient's address."""
+    data = envelope.data.model_dump(mode="json", exclude={"recipient"})
+    return json.dumps(
+        {
+            "id": str(envelope.id),
+            "type": envelope.type,
+            "firm_id": str(envelope.firm_id),
+            "occurred_at": envelope.occurred_at.isoformat(),
+            "data": data,
+        },
+        sort_keys=True,
+    )
+
+
+async def on_snapshot(*, session: AsyncSession, snapshot: Envelope[CompanySnapshot]) -> int:
+    """Evaluate a company's snapshot against its firm's rules; how many episodes changed."""
+    data = snapshot.data
+    rules = await _live_rules(session, snapshot.firm_id, data.client_id)
+    if not rules:
+        return 0  # the firm watches nothing here: the cheap and common case
+    position = await session.get(AlertPositionRow, (data.client_id, data.company_id))
+    if position is not None and position.read_at >= data.read_at:
+        return 0  # this snapshot or a newer one was evaluated already
+    if position is None:
+        session.add(AlertPositionRow(client_id=data.client_id, company_id=data.company_id, read_at=data.read_at))
+    else:
+        position.read_at = data.read_at
+        session.add(position)
+    # A successful read ends the company's failure and the client's as a whole.
+    for key in (_company_key(data.company_id), WHOLE_CLIENT):
+        failure = await session.get(AlertFailureRow, (data.client_id, key))
+        if failure is not None:
+            await session.delete(failure)
+    watched = {Figure(rule.figure) for rule in rules}
+    observations = observations_of_snapshot(data.client_id, data.company_id, data.figures, watched)
+    open_episodes = await _open_episodes(session, rules)
+    changes = evaluate([_rule_of(rule) for rule in rules], snapshot.firm_id, observations, set(open_episodes))
+    company = Subject(data.client_id, data.company_id)
+    return await _apply_changes(
+        session,
+        firm_id=snapshot.firm_id,
+        rules=rules,
+        changes=changes,
+        open_episodes=open_episodes,
+        names={company: data.company_display_name or data.company_name},
+        currency_code=data.currency_code,
+        now=datetime.now(UTC),
+        cause=snapshot,
+        correlation_id=snapshot.correlation_id,
+    )
+
+
+async def on_refresh_failed(*, session: AsyncSession, failed: Envelope[RefreshFailed]) -> None:
+    """Note when a company (or the client as a whole) started failing, for firms that watch it."""
+    data = failed.data
+    if not await _firm_watches_failures(session, failed.firm_id):
+        return
+    key = _company_key(data.company_id)
+    if await session.get(AlertFailureRow, (data.client_id, key)) is not None:
+        return  # failing already: the episode counts from the first failure
+    client = await session.get(Client, data.client_id)
+    if client is None or client.firm_id != failed.firm_id:
+        return
+    session.add(
+        AlertFailureRow(
+            client_id=data.client_id,
+            company_key=key,
+            firm_id=failed.firm_id,
+            company_name=data.company_name,
+            failing_since=data.failure.occurred_at,
+        )
+    )
+
+
+async def check_failures(*, session: AsyncSession, now: datetime, correlation_id: str) -> int:
+    """The periodic check: every failure long enough for a rule starts its episode."""
+    failures = list((await session.execute(select(AlertFailureRow))).scalars())
+    changed = 0
+    for firm_id in {failure.firm_id for failure in failures}:
+        rules = [rule for rule in await _live_rules(session, firm_id) if rule.figure == Figure.FAILING_HOURS.value]
+        if not rules:
+            continue
+        firm_failures = [failure for failure in failures if failure.firm_id == firm_id]
+        observations = [
+            Observation(
+                _subject_of(failure.client_id, failure.company_key),
+                Figure.FAILING_HOURS,
+                failing_hours(failure.failing_since, now),
+            )
+            for failure in firm_failures
+        ]
+        open_episodes = await _open_episodes(session, rules)
+        changes = [
+            change
+            for change in evaluate([_rule_of(rule) for rule in rules], firm_id, observations, set(open_episodes))
+            if change.change is Change.STARTS  # a failure ends only with a successful read
+        ]
+        changed += await _apply_changes(
+            session,
+            firm_id=firm_id,
+            rules=rules,
+            changes=changes,
+            open_episodes=open_episodes,
+            names={_subject_of(f.client_id, f.company_key): f.company_name for f in firm_failures},
+            currency_code=None,
+            now=now,
+            cause=None,
+            correlation_id=correlation_id,
+        )
+    return changed
+
+
+# ---------------------------------------------------------------- daily digests
+
+
+async def send_due_digests(*, session: AsyncSession, now: datetime, correlation_id: str) -> int:
+    """One AlertDigestDue per digest rule whose time has come and that has episodes to list."""
+    rules = (
+        await session.execute(
+            select(AlertRuleRow).where(
+                col(AlertRuleRow.removed_at).is_(None),
+                col(AlertRuleRow.delivery) == Delivery.DAILY_DIGEST.value,
+                col(AlertRuleRow.email).is_(True),
+            )
+        )
+    ).scalars()
+    sent = 0
+    for rule in rules:
+        if rule.digest_at is None:
+            continue
+        if not digest_due(DigestSchedule(rule.digest_at, rule.time_zone), last_sent=rule.last_digest_at, now=now):
+            continue
+        claimed = await session.execute(
+            update(AlertRuleRow)
+            .where(col(AlertRuleRow.id) == rule.id, col(AlertRuleRow.last_digest_at) == rule.last_digest_at)
+            .values(last_digest_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        if getattr(claimed, "rowcount", 0) != 1:
+            continue  # another replica took this digest
+        episodes = (
+            await session.execute(
+                select(AlertEpisodeRow, Client.name)
+                .join(Client, col(Client.id) == col(AlertEpisodeRow.client_id))
+                .where(
+                    col(AlertEpisodeRow.rule_id) == rule.id,
+                    col(AlertEpisodeRow.started_at) > rule.last_digest_at,
+                    col(AlertEpisodeRow.started_at) <= now,
+                )
+                .order_by(col(AlertEpisodeRow.started_at))
+                .limit(1000)
+            )
+        ).all()
+        owner = await session.get(Accountant, rule.owner_accountant_id)
+        if not episodes or owner is None:
+            continue
+        await _emit_caused(
+            session,
+            rule.firm_id,
+            AlertDigestDue(
+                digest_id=uuid.uuid4(),
+                rule_id=rule.id,
+                rule_name=rule.name,
+                figure=rule.figure,
+                comparison=rule.comparison,
+                threshold=Decimal(rule.threshold),
+                recipient=AlertRecipient(
+                    accountant_id=owner.id, email=owner.email, display_name=owner.display_name, language=rule.language
+                ),
+                since=rule.last_digest_at,
+                until=now,
+                episodes=[
+                    DigestEpisode(
+                        episode_id=episode.id,
+                        client_name=client_name,
+                        company_name=episode.company_name,
+                        value=Decimal(episode.value),
+                        currency_code=episode.currency_code,
+                        started_at=episode.started_at,
+                        ended_at=episode.ended_at,
+                    )
+                    for episode, client_name in episodes
+                ],
+            ),
+            correlation_id=correlation_id,
+            cause=None,
+        )
+        sent += 1
+    return sent
+
+
+# ---------------------------------------------------------------- webhook deliveries
+
+
+async def claim_due_deliveries(
+    *, session: AsyncSession, now: datetime, hold: timedelta, limit: int = 50
+) -> list[AlertWebhookDelivery]:
+    """Deliveries due now that no sender holds, each claimed until ``now + hold``."""
+    due = (
+        await session.execute(
+            select(AlertWebhookDelivery)
+            .where(
+                col(AlertWebhookDelivery.delivered_at).is_(None),
+                col(AlertWebhookDelivery.failed_at).is_(None),
+                col(AlertWebhookDelivery.next_attempt_at) <= now,
+            )
+            .order_by(col(AlertWebhookDelivery.next_attempt_at))
+            .limit(limit)
+        )
+    ).scalars()
+    claimed: list[AlertWebhookDelivery] = []
+    for delivery in due:
+        if delivery.claimed_until is not None and delivery.claimed_until > now:
+            continue
+        taken = await session.execute(
+            update(AlertWebhookDelivery)
+            .where(
+                col(AlertWebhookDelivery.id) == delivery.id,
+                col(AlertWebhookDelivery.attempts) == delivery.attempts,
+                col(AlertWebhookDelivery.delivered_at).is_(None),
+            )
+            .values(claimed_until=now + hold)
+            .execution_options(synchronize_session=False)
+        )
+        if getattr(taken, "rowcount", 0) == 1:
+            claimed.append(delivery)
+    return claimed
+
+
+async def secret_of(session: AsyncSession, delivery: AlertWebhookDelivery, settings: RegistrySettings) -> str | None:
+    rule = await session.get(AlertRuleRow, delivery.rule_id)
+    if rule is None or rule.webhook_secret_sealed is None:
+        return None
+    return sealer(settings).open(rule.webhook_secret_sealed, context=str(rule.id))
+
+
+async def record_attempt(
+    *,
+    session: AsyncSession,
+    delivery_id: uuid.UUID,
+    attempt: webhooks.Attempt,
+    now: datetime,
+    settings: RegistrySettings,
+) -> None:
+    delivery = await session.get(AlertWebhookDelivery, delivery_id)
+    if delivery is None:
+        return
+    delivery.attempts += 1
+    delivery.claimed_until = None
+    delivery.last_error = None if attempt.outcome is webhooks.Outcome.DELIVERED else attempt.detail[:500]
+    if attempt.outcome is webhooks.Outcome.DELIVERED:
+        delivery.delivered_at = now
+    elif attempt.outcome is webhooks.Outcome.PERMANENT or delivery.attempts >= settings.alert_webhook_max_attempts:
+        delivery.failed_at = now
+    else:
+        backoff = min(3600.0, settings.alert_webhook_retry_seconds * 2 ** (delivery.attempts - 1))
+        delivery.next_attempt_at = now + timedelta(seconds=backoff)
+    session.add(delivery)

@@ -1,0 +1,241 @@
+"""Alerts through the real hub: a rule crossing on a real snapshot sends exactly one email
+(invitations' mail path, caught by the SMTP sink) and exactly one signed webhook (verified
+here with the secret shown at creation); another snapshot in the same episode sends nothing;
+the episode ends when the rule stops holding; every step is an event in the audit log."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from decimal import Decimal
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import httpx
+import pytest
+from nats.aio.client import Client
+from nats.errors import TimeoutError as NatsTimeout
+
+from hub_common.dev_mail import Mail, read_mailbox
+from hub_common.local_nats import free_port
+from hub_common.streams import EVENTS_STREAM
+from tests.conftest import Sandbox
+from tests.e2e.conftest import Hub
+from tests.support.connect import add_connected_client
+from tests.support.events import _on_the_broker
+from tests.support.waiting import eventually
+
+pytestmark = pytest.mark.e2e
+
+EMAIL = "riley@alerting-accounting.example"
+
+
+class Receiver:
+    """A webhook receiver on loopback that keeps every request as it came."""
+
+    def __init__(self) -> None:
+        self.requests: list[tuple[dict[str, str], bytes]] = []
+        received = self.requests
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                received.append(({k.lower(): v for k, v in self.headers.items()}, body))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return
+
+        self.port = free_port()
+        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/hooks/hub"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    receiving = Receiver()
+    try:
+        yield receiving
+    finally:
+        receiving.close()
+
+
+def _alert_events(nats_url: str, firm_id: str) -> list[dict[str, Any]]:
+    """Every alert event of the firm in the audit log (HUB_EVENTS), oldest first."""
+
+    async def read(nats: Client) -> list[dict[str, Any]]:
+        js = nats.jetstream()
+        subscription = await js.pull_subscribe(f"hub.{firm_id}.alert.>", stream=EVENTS_STREAM)
+        found: list[dict[str, Any]] = []
+        try:
+            while True:
+                try:
+                    messages = await subscription.fetch(100, timeout=1)
+                except NatsTimeout:
+                    return found
+                for message in messages:
+                    found.append(json.loads(message.data))
+                    await message.ack()
+        finally:
+            await subscription.unsubscribe()
+
+    return _on_the_broker(nats_url, read)
+
+
+def _alert_mails(hub: Hub) -> list[Mail]:
+    return [mail for mail in read_mailbox(hub.mail_dir) if EMAIL in mail.to and mail.subject.startswith("Alert:")]
+
+
+def _refreshed(api: httpx.Client, client_id: str, company_id: str, after: str) -> str:
+    """Refresh one company and wait for its new figures on the dashboard; their time."""
+    assert api.post("/api/v1/refresh", json={"client_id": client_id, "company_id": company_id}).status_code == 202
+
+    def newer() -> str | None:
+        rows = api.get("/api/v1/dashboard", params={"client_id": client_id}).json()["rows"]
+        row = next(r for r in rows if r["company_id"] == company_id)
+        return row["as_of"] if row["state"] == "ok" and row["as_of"] > after else None
+
+    return eventually(newer, "the company's next snapshot", timeout=60)
+
+
+def _open_episodes(api: httpx.Client, rule_id: str) -> int:
+    rules = api.get("/api/v1/alert-rules").json()["rules"]
+    count: int = next(rule for rule in rules if rule["rule_id"] == rule_id)["open_episodes"]
+    return count
+
+
+def test_a_rule_crossing_sends_one_mail_and_one_signed_webhook_per_episode(
+    hub: Hub, sandbox: Sandbox, receiver: Receiver, nats_url: str
+) -> None:
+    tenants = httpx.get(f"{sandbox.base_url}/_sandbox/tenants", verify=sandbox.tls()).json()["tenants"]
+    tenant = next(t for t in tenants if t["consented"] and t["domain"] != "cronus-sample.onmicrosoft.com")
+    production = next(e for e in tenant["environments"] if e["name"] == "Production")
+    api = hub.client(EMAIL)
+    firm_id = api.get("/api/v1/me").json()["firm_id"]
+    client_id = add_connected_client(sandbox, api, {"name": "Alerting client", "client_url": production["client_url"]})
+    company_ids = {c["id"] for c in production["companies"]}
+
+    def all_read() -> list[dict[str, Any]] | None:
+        rows = api.get("/api/v1/dashboard", params={"client_id": client_id}).json()["rows"]
+        return rows if {r["company_id"] for r in rows if r["state"] == "ok"} >= company_ids else None
+
+    rows = eventually(all_read, "the client's companies read", timeout=90)
+    # The company with the least cash; the rule holds for it alone (cash below its cash + 0.01).
+    row = min(rows, key=lambda r: Decimal(r["values"]["cash"]))
+    company_id, cash = row["company_id"], Decimal(row["values"]["cash"])
+    others = [Decimal(r["values"]["cash"]) for r in rows if r["company_id"] != company_id]
+    assert all(other > cash + Decimal("0.01") for other in others), "the sandbox's companies have distinct cash"
+
+    rule = {
+        "name": "Cash running low",
+        "client_id": client_id,
+        "figure": "cash",
+        "comparison": "below",
+        "threshold": str(cash + Decimal("0.01")),
+        "email": True,
+        "webhook_url": receiver.url,
+    }
+    created = api.post("/api/v1/alert-rules", json=rule)
+    assert created.status_code == 201, created.text
+    rule_id, secret = created.json()["rule_id"], created.json()["webhook_secret"]
+    assert secret and secret.startswith("whsec_")
+    listed = api.get("/api/v1/alert-rules").json()["rules"]
+    assert [r["rule_id"] for r in listed] == [rule_id]
+    assert "webhook_secret" not in listed[0]  # shown once, at creation
+
+    as_of = _refreshed(api, client_id, company_id, row["as_of"])
+    eventually(lambda: receiver.requests, "the signed webhook", timeout=30)
+    mails = eventually(lambda: _alert_mails(hub), "the alert mail", timeout=30)
+
+    # The webhook: signed over the timestamp and the raw body, keyed by the alert's event id.
+    [(headers, body)] = receiver.requests
+    expected = hmac.new(secret.encode(), f"{headers['x-hub-timestamp']}.".encode() + body, hashlib.sha256).hexdigest()
+    assert hmac.compare_digest(headers["x-hub-signature"], f"sha256={expected}")
+    assert abs(time.time() - int(headers["x-hub-timestamp"])) < 120
+    assert headers["x-hub-event"] == "AlertRaised"
+    alert = json.loads(body)
+    assert headers["idempotency-key"] == alert["id"]
+    assert alert["type"] == "AlertRaised" and alert["firm_id"] == firm_id
+    assert alert["data"]["rule_id"] == rule_id and alert["data"]["company_id"] == company_id
+    assert Decimal(alert["data"]["value"]) == cash
+    assert "recipient" not in alert["data"]
+    # The mail: one, to the rule's owner, naming the rule and the client.
+    [mail] = mails
+    assert "Cash running low" in mail.subject and "Alerting client" in mail.subject
+    assert mail.text is not None and "now holds" in mail.text
+    assert _open_episodes(api, rule_id) == 1
+
+    # Another snapshot while the rule still holds: the same episode, nothing sent.
+    as_of = _refreshed(api, client_id, company_id, as_of)
+    time.sleep(3)  # the registry, the invitations service and the webhook sender had their chance
+    assert len(receiver.requests) == 1
+    assert len(_alert_mails(hub)) == 1
+    assert _open_episodes(api, rule_id) == 1
+
+    # The rule no longer holds at the next snapshot: the episode ends, and nothing is sent.
+    changed = api.put(f"/api/v1/alert-rules/{rule_id}", json={**rule, "threshold": str(cash)})
+    assert changed.status_code == 200, changed.text
+    assert changed.json()["webhook_secret"] is None  # the rule's secret stays as it was
+    _refreshed(api, client_id, company_id, as_of)
+    eventually(lambda: _open_episodes(api, rule_id) == 0 or None, "the episode's end", timeout=30)
+    time.sleep(2)
+    assert len(receiver.requests) == 1
+    assert len(_alert_mails(hub)) == 1
+
+    # The audit log: the rule set twice, one episode raised and resolved, each with its actor.
+    events = _alert_events(nats_url, firm_id)
+    types = [event["type"] for event in events]
+    assert types == ["AlertRuleSet", "AlertRaised", "AlertRuleSet", "AlertResolved"], types
+    raised = events[1]
+    assert raised["id"] == alert["id"]
+    assert raised["data"]["recipient"]["email"] == EMAIL
+    assert events[3]["data"]["episode_id"] == raised["data"]["episode_id"]
+    assert events[3]["data"]["reason"] == "no_longer_holds"
+    assert all(secret not in json.dumps(event) for event in events)
+
+
+def test_a_webhook_to_a_private_address_is_refused(hub: Hub) -> None:
+    api = hub.client(EMAIL)
+    for url in (
+        "https://169.254.169.254/latest/meta-data",
+        "https://10.0.0.8/hook",
+        "http://hooks.example.com/hub",
+        "https://user:secret@hooks.example.com/hub",
+    ):
+        answer = api.post(
+            "/api/v1/alert-rules",
+            json={"name": "Refused", "figure": "cash", "comparison": "below", "threshold": "1", "webhook_url": url},
+        )
+        assert answer.status_code == 422, (url, answer.text)
+        assert "webhook_url" in answer.text
+
+
+def test_another_firms_rule_is_not_found(hub: Hub) -> None:
+    mine = hub.client(EMAIL)
+    created = mine.post(
+        "/api/v1/alert-rules", json={"name": "Mine", "figure": "cash", "comparison": "below", "threshold": "1"}
+    )
+    assert created.status_code == 201, created.text
+    rule_id = created.json()["rule_id"]
+    other = hub.client("sam@another-firm-alerting.example")
+    rule = {"name": "Theirs", "figure": "cash", "comparison": "below", "threshold": "5"}
+    assert other.put(f"/api/v1/alert-rules/{rule_id}", json=rule).status_code == 404
+    assert other.delete(f"/api/v1/alert-rules/{rule_id}").status_code == 404
+    assert other.get("/api/v1/alert-rules").json()["rules"] == []
+    assert other.post("/api/v1/alert-rules", json={**rule, "client_id": str(uuid.uuid4())}).status_code == 404
+    assert mine.delete(f"/api/v1/alert-rules/{rule_id}").status_code == 204
