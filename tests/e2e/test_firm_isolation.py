@@ -30,6 +30,7 @@ pytestmark = pytest.mark.e2e
 VICTIM = "yara@victim-accounting.example"
 INTRUDER = "zed@intruder-accounting.example"
 CARD = {"name": "Changed", "client_url": "https://businesscentral.dynamics.com/contoso.com/Production"}
+ALERT_RULE = {"name": "Victim's low cash", "figure": "cash", "comparison": "below", "threshold": "10"}
 
 
 @dataclass(frozen=True)
@@ -42,10 +43,19 @@ class Victim:
     token_id: str
     view_id: str
     run_id: str
+    rule_id: str
 
     def markers(self) -> list[str]:
         """What must never appear in an answer to another firm."""
-        return [self.client_id, self.client_name, self.company_id, self.company_name, self.token_id, self.view_id]
+        return [
+            self.client_id,
+            self.client_name,
+            self.company_id,
+            self.company_name,
+            self.token_id,
+            self.view_id,
+            self.rule_id,
+        ]
 
 
 @pytest.fixture(scope="module")
@@ -71,6 +81,9 @@ def victim(hub: Hub, sandbox: Sandbox) -> Victim:
     # A schedule of the client's own, which names it in GET /api/v1/refresh-schedule.
     own = owner.put(f"/api/v1/clients/{client_id}/refresh-schedule", json={"every_minutes": 120})
     assert own.status_code == 202, own.text
+    # An alert rule on the client: its rule and client ids are the victim's.
+    rule = owner.post("/api/v1/alert-rules", json={**ALERT_RULE, "client_id": client_id})
+    assert rule.status_code == 201, rule.text
     return Victim(
         client_id=client_id,
         client_name=client_name,
@@ -80,6 +93,7 @@ def victim(hub: Hub, sandbox: Sandbox) -> Victim:
         token_id=token_id,
         view_id=view.json()["view_id"],
         run_id=run.json()["run_id"],
+        rule_id=rule.json()["rule_id"],
     )
 
 
@@ -172,6 +186,16 @@ CASES: dict[str, tuple[Probe, int | None]] = {
     "GET /api/v1/refresh-runs/{run_id}": (lambda api, v: api.get(f"/api/v1/refresh-runs/{v.run_id}"), None),
     "GET /api/v1/live": (lambda api, v: httpx.Response(200, text=_live_text(api, v)), None),
     "GET /api/v1/refresh-schedule": (lambda api, v: api.get("/api/v1/refresh-schedule"), None),
+    "GET /api/v1/alert-rules": (lambda api, v: api.get("/api/v1/alert-rules"), None),
+    "POST /api/v1/alert-rules": (
+        lambda api, v: api.post("/api/v1/alert-rules", json={**ALERT_RULE, "client_id": v.client_id}),
+        404,
+    ),
+    "PUT /api/v1/alert-rules/{rule_id}": (
+        lambda api, v: api.put(f"/api/v1/alert-rules/{v.rule_id}", json=ALERT_RULE),
+        404,
+    ),
+    "DELETE /api/v1/alert-rules/{rule_id}": (lambda api, v: api.delete(f"/api/v1/alert-rules/{v.rule_id}"), 404),
     "PUT /api/v1/refresh-schedule": (
         lambda api, v: api.put("/api/v1/refresh-schedule", json={"every_minutes": 60}),
         None,
@@ -277,3 +301,4 @@ def test_the_victims_data_is_untouched(hub: Hub, victim: Victim) -> None:
     assert [c["name"] for c in owner.get("/api/v1/clients").json()["clients"]] == [victim.client_name]
     assert [t["revoked_at"] for t in owner.get("/api/v1/tokens").json()] == [None]
     assert [v["view_id"] for v in owner.get("/api/v1/views").json()] == [victim.view_id]
+    assert [r["rule_id"] for r in owner.get("/api/v1/alert-rules").json()["rules"]] == [victim.rule_id]

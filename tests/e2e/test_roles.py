@@ -57,6 +57,22 @@ MATRIX: dict[str, tuple[str, Call]] = {
         MANAGERS,
         lambda api: api.delete(f"/api/v1/clients/{SOME_ID}/refresh-schedule"),
     ),
+    # Alert rules: everyone their own; owners and admins every rule of the firm (test_alerts.py).
+    "GET /api/v1/alert-rules": (EVERYONE, lambda api: api.get("/api/v1/alert-rules")),
+    "POST /api/v1/alert-rules": (
+        EVERYONE,
+        lambda api: api.post(
+            "/api/v1/alert-rules", json={"name": "Low cash", "figure": "cash", "comparison": "below", "threshold": "1"}
+        ),
+    ),
+    "PUT /api/v1/alert-rules/{rule_id}": (
+        EVERYONE,
+        lambda api: api.put(
+            f"/api/v1/alert-rules/{SOME_ID}",
+            json={"name": "Low cash", "figure": "cash", "comparison": "below", "threshold": "1"},
+        ),
+    ),
+    "DELETE /api/v1/alert-rules/{rule_id}": (EVERYONE, lambda api: api.delete(f"/api/v1/alert-rules/{SOME_ID}")),
     "GET /api/v1/live": (EVERYONE, lambda api: api.get("/api/v1/live", headers={"accept": "text/plain"})),
     "GET /api/v1/clients/{client_id}/companies/{company_id}": (
         EVERYONE,

@@ -36,7 +36,7 @@ from hub_common.tracing import configure_tracing
 from hub_registry import webhooks
 from hub_registry.handlers import register_command_handlers
 from hub_registry.models import registry_outbox
-from hub_registry.service import accepted_invitations, alerts, clients, refreshes, tenant_grants
+from hub_registry.service import accepted_invitations, alerts, change_notices, clients, refreshes, tenant_grants
 from hub_registry.settings import RegistrySettings
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -110,6 +110,7 @@ def create_app(settings: RegistrySettings) -> FastStream:
                     count = await refreshes.refresh_due_clients(
                         session=session,
                         operator_default=operator_schedule,
+                        upkeep=settings.upkeep_interval(),
                         now=datetime.now(UTC),
                         correlation_id=str(uuid.uuid4()),
                     )
@@ -183,6 +184,22 @@ def create_app(settings: RegistrySettings) -> FastStream:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(webhooks_waiting.wait(), timeout=WEBHOOK_POLL_SECONDS)
 
+    async def refresh_notified_companies() -> None:
+        # Companies whose change notices waited out their coalescing window.
+        coalesce = timedelta(seconds=settings.notification_coalesce_seconds)
+        while True:
+            try:
+                async with transaction(sessions) as session:
+                    count = await change_notices.refresh_waiting_companies(
+                        session=session, coalesce=coalesce, now=datetime.now(UTC), correlation_id=str(uuid.uuid4())
+                    )
+                if count:
+                    duties.notify_relay()
+                    logger.info("notified companies refreshed", companies=count)
+            except Exception:
+                logger.exception("refreshing notified companies failed; trying again shortly")
+            await asyncio.sleep(settings.notification_check_seconds)
+
     async def resolve_old_cards() -> None:
         try:
             async with transaction(sessions) as session:
@@ -202,6 +219,7 @@ def create_app(settings: RegistrySettings) -> FastStream:
             "scheduled-refresh": refresh_on_schedule,
             "alert-checks": check_alerts,
             "alert-webhooks": deliver_webhooks,
+            "notified-refresh": refresh_notified_companies,
         }
         duties.start(jetstream_of(broker), others)
         logger.info("registry ready")

@@ -1,8 +1,8 @@
 """Alert rules, their episodes, what they watch (failures, the last snapshot evaluated) and
 their webhook deliveries.
 
-Revision ID: 0008
-Revises: 0007
+Revision ID: 0009
+Revises: 0008
 """
 
 import sqlalchemy as sa
@@ -10,8 +10,8 @@ from alembic import op
 
 from hub_common.db import UtcDateTime
 
-revision = "0008"
-down_revision = "0007"
+revision = "0009"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 
