@@ -179,6 +179,10 @@ def test_a_rule_crossing_sends_one_mail_and_one_signed_webhook_per_episode(
     assert "Cash running low" in mail.subject and "Alerting client" in mail.subject
     assert mail.text is not None and "now holds" in mail.text
     assert _open_episodes(api, rule_id) == 1
+    # The read model shows it (the dashboard's marker and the Alerts page read it).
+    [shown] = eventually(lambda: api.get("/api/v1/alerts").json()["alerts"], "the open alert", timeout=15)
+    assert (shown["rule_id"], shown["company_id"], Decimal(shown["value"])) == (rule_id, company_id, cash)
+    assert shown["ended_at"] is None
 
     # Another snapshot while the rule still holds: the same episode, nothing sent.
     as_of = _refreshed(api, client_id, company_id, as_of)
@@ -193,6 +197,9 @@ def test_a_rule_crossing_sends_one_mail_and_one_signed_webhook_per_episode(
     assert changed.json()["webhook_secret"] is None  # the rule's secret stays as it was
     _refreshed(api, client_id, company_id, as_of)
     eventually(lambda: _open_episodes(api, rule_id) == 0 or None, "the episode's end", timeout=30)
+    eventually(lambda: api.get("/api/v1/alerts").json()["alerts"] == [] or None, "no open alert", timeout=15)
+    [ended] = api.get("/api/v1/alerts", params={"status": "all"}).json()["alerts"]
+    assert ended["episode_id"] == shown["episode_id"] and ended["end_reason"] == "no_longer_holds"
     time.sleep(2)
     assert len(receiver.requests) == 1
     assert len(_alert_mails(hub)) == 1

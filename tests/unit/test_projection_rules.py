@@ -17,6 +17,9 @@ import pytest
 from hub_common.events import (
     EVENT_TYPES,
     Actor,
+    AlertRaised,
+    AlertRecipient,
+    AlertResolved,
     CashFigure,
     ClientAdded,
     ClientCard,
@@ -481,3 +484,54 @@ def test_the_store_writes_the_figures_read_once_as_columns_and_json() -> None:
     assert row["figure_cash"] == Decimal("2.50")
     assert json.loads(row["figures_json"])["cash"]["total"] == "2.50"
     assert COMPANIES.to_row(COMPANIES.to_state(row)) == row, "a stored row reads back as itself"
+
+
+# ---------------------------------------------------------------- alerts
+
+
+def _raised(episode: uuid.UUID) -> AlertRaised:
+    return AlertRaised(
+        episode_id=episode,
+        rule_id=uuid.uuid4(),
+        rule_name="Cash running low",
+        client_id=CLIENT,
+        client_name="Client",
+        company_id=COMPANY_A,
+        company_name="Company A",
+        figure="cash",
+        comparison="below",
+        threshold=Decimal("100"),
+        value=Decimal("10.00"),
+        currency_code="EUR",
+        started_at=T0,
+        recipient=AlertRecipient(accountant_id=uuid.uuid4(), email="a@b.example", display_name="A"),
+        email=True,
+    )
+
+
+def _resolved(raised: AlertRaised) -> AlertResolved:
+    return AlertResolved(
+        episode_id=raised.episode_id,
+        rule_id=raised.rule_id,
+        client_id=CLIENT,
+        company_id=COMPANY_A,
+        value=Decimal("200"),
+        ended_at=T0 + timedelta(hours=1),
+        reason="no_longer_holds",
+    )
+
+
+def test_an_alert_is_open_from_its_start_until_its_end_in_either_order_and_once() -> None:
+    log = Log()
+    raised = _raised(uuid.uuid4())
+    start, end = log.add(raised), log.add(_resolved(raised))
+    in_order = _folded(start, end).alerts[raised.episode_id]
+    assert (in_order.started_at, in_order.ended_at, in_order.value) == (T0, T0 + timedelta(hours=1), "10.00")
+    # The end redelivered before its start (a nacked batch), and each again: the same row.
+    reordered = _folded(end, start, end, start).alerts[raised.episode_id]
+    assert reordered == in_order
+    # Another firm's end cannot close this firm's alert.
+    other = Log()
+    other.sequences = dict(log.sequences)
+    foreign = other.add(_resolved(raised), firm=OTHER_FIRM)
+    assert _folded(start, foreign).alerts[raised.episode_id].ended_at is None

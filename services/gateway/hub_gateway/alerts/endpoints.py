@@ -8,14 +8,30 @@ or client answers 404.
 from __future__ import annotations
 
 import uuid
+from typing import Annotated
 
-from fastapi import Request, Response, status
+from fastapi import Query, Request, Response
+from fastapi import status as http_status
 
 from hub_common import commands
-from hub_gateway.dependencies import CurrentPrincipal, State, accountant_actor, feature_api, send_command
+from hub_gateway.alerts import queries
+from hub_gateway.alerts.queries import Alerts, AlertStatus
+from hub_gateway.dependencies import CurrentPrincipal, Session, State, accountant_actor, feature_api, send_command
 from hub_gateway.languages import request_language
 
 alerts_api = feature_api("alerts")
+
+
+@alerts_api.get("/alerts")
+async def recent_alerts(
+    principal: CurrentPrincipal,
+    session: Session,
+    status: AlertStatus = "open",
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> Alerts:
+    """The alerts of the firm's rules, newest first: ``open`` (the rule still holds) or
+    ``all`` (ended ones too, with when and why). Every accountant of the firm sees them."""
+    return await queries.alerts(session, firm_id=principal.firm_id, status=status, limit=limit)
 
 
 @alerts_api.get("/alert-rules")
@@ -27,7 +43,7 @@ async def alert_rules(principal: CurrentPrincipal, state: State, request: Reques
     return await send_command(state, request, commands.LIST_ALERT_RULES, command, commands.AlertRuleList)
 
 
-@alerts_api.post("/alert-rules", status_code=status.HTTP_201_CREATED)
+@alerts_api.post("/alert-rules", status_code=http_status.HTTP_201_CREATED)
 async def create_alert_rule(
     rule: commands.AlertRuleFields, principal: CurrentPrincipal, state: State, request: Request
 ) -> commands.AlertRuleSaved:
@@ -44,7 +60,7 @@ async def change_alert_rule(
     return await _save(state, request, principal, rule, rule_id=rule_id)
 
 
-@alerts_api.delete("/alert-rules/{rule_id}", status_code=status.HTTP_204_NO_CONTENT)
+@alerts_api.delete("/alert-rules/{rule_id}", status_code=http_status.HTTP_204_NO_CONTENT)
 async def remove_alert_rule(
     rule_id: uuid.UUID, principal: CurrentPrincipal, state: State, request: Request
 ) -> Response:
@@ -56,7 +72,7 @@ async def remove_alert_rule(
         rule_id=rule_id,
     )
     await send_command(state, request, commands.REMOVE_ALERT_RULE, command, commands.AlertRuleRemovedResult)
-    return Response(status_code=status.HTTP_204_NO_CONTENT)
+    return Response(status_code=http_status.HTTP_204_NO_CONTENT)
 
 
 async def _save(

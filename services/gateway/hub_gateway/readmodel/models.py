@@ -101,6 +101,32 @@ class TenantAccessRow(SQLModel, table=True):
     events_sequence: int = 0
 
 
+class AlertRow(SQLModel, table=True):
+    """One alert episode of a rule (AlertRaised, then AlertResolved): open until it ends."""
+
+    __tablename__ = "gateway_alerts"
+    __table_args__ = (Index("ix_gateway_alerts_firm_started", "firm_id", "started_at"),)
+
+    episode_id: uuid.UUID = Field(primary_key=True)
+    firm_id: uuid.UUID
+    rule_id: uuid.UUID | None = None
+    rule_name: str = Field(default="", max_length=250)
+    client_id: uuid.UUID
+    client_name: str = Field(default="", max_length=250)
+    company_id: uuid.UUID | None = None
+    company_name: str | None = Field(default=None, max_length=500)
+    figure: str = Field(default="", max_length=40)
+    comparison: str = Field(default="", max_length=10)
+    # Decimals as text: a threshold, an amount, weeks or hours, exactly as the event said.
+    threshold: str = Field(default="", max_length=60)
+    value: str = Field(default="", max_length=60)
+    currency_code: str | None = Field(default=None, max_length=10)
+    started_at: datetime | None = Field(default=None, sa_column=_moment())
+    ended_at: datetime | None = Field(default=None, sa_column=_moment())
+    end_reason: str | None = Field(default=None, max_length=30)
+    events_sequence: int = 0
+
+
 class CompanyRow(SQLModel, table=True):
     __tablename__ = "gateway_companies"
     # One index serves the dashboard's join (firm and client) and every per-firm query.

@@ -36,6 +36,7 @@ from hub_common.events import Envelope, EventData
 from hub_gateway.readmodel.columns import FIGURE_COLUMNS, figure_values
 from hub_gateway.readmodel.models import (
     AccountantRow,
+    AlertRow,
     ClientRow,
     CompanyRateRow,
     CompanyRow,
@@ -49,6 +50,7 @@ from hub_gateway.readmodel.models import (
 from hub_gateway.readmodel.rules import fold
 from hub_gateway.readmodel.state import (
     AccountantState,
+    AlertState,
     Changes,
     ClientState,
     CompanyRateState,
@@ -179,6 +181,7 @@ TENANT_ACCESS = _Stored(
     _by_key("tenant_access"),
     lambda model: model.tenant_access.values(),
 )
+ALERTS = _Stored(_table(AlertRow), AlertState, _by_key("alerts"), lambda model: model.alerts.values())
 POSITIONS = _table(ProjectionPosition)
 # Every kind of state, with the table it is stored in (a test checks fields against columns).
 STORED: tuple[_Stored[Any], ...] = (
@@ -191,6 +194,7 @@ STORED: tuple[_Stored[Any], ...] = (
     CONNECTION_TESTS,
     FAILURES,
     TENANT_ACCESS,
+    ALERTS,
 )
 _STORED_BY_TABLE = {stored.table.name: stored for stored in STORED}
 
@@ -215,6 +219,7 @@ class _Named:
     # Events that carry a failure, by id: a Check Errors entry is keyed by its event.
     failures: set[uuid.UUID] = field(default_factory=set)
     tenant_access: set[tuple[uuid.UUID, uuid.UUID]] = field(default_factory=set)
+    episodes: set[uuid.UUID] = field(default_factory=set)
     streams: set[str] = field(default_factory=set)
 
     @classmethod
@@ -250,6 +255,7 @@ _NAMING_FIELDS = (
     ("clients", "client_id"),
     ("refreshes", "refresh_id"),
     ("connection_tests", "test_id"),
+    ("episodes", "episode_id"),
 )
 
 
@@ -332,6 +338,7 @@ async def load(session: AsyncSession, events: Sequence[StoredEvent[Any]], applie
         # Waits for a retry are what a later outcome of the same client ends.
         (FAILURES, await _select(connection, FAILURES, "client_id", named.clients, where=waiting)),
         (TENANT_ACCESS, await _tenant_access(connection, named.tenant_access)),
+        (ALERTS, await _select(connection, ALERTS, "episode_id", named.episodes)),
     ]
     positions = await connection.execute(select(POSITIONS).where(POSITIONS.c.stream.in_(sorted(named.streams))))
     return _loaded(applied_at, wanted, {row.stream: row.sequence for row in positions})
@@ -460,6 +467,7 @@ class ReadModelInMemory:
             (FAILURES, by_key(FAILURES, named.failures)),
             (FAILURES, of_clients(FAILURES, self._waiting_by_client)),
             (TENANT_ACCESS, by_key(TENANT_ACCESS, named.tenant_access)),
+            (ALERTS, by_key(ALERTS, named.episodes)),
         ]
         positions = {stream: self._positions[stream] for stream in named.streams if stream in self._positions}
         return _loaded(applied_at, wanted, positions)

@@ -47,6 +47,7 @@ from hub_common.streams import EVENTS_STREAM, SNAPSHOTS_STREAM
 from hub_gateway.app import MIGRATIONS, VERSION_TABLE
 from hub_gateway.readmodel.models import (
     AccountantRow,
+    AlertRow,
     ClientRow,
     CompanyRateRow,
     CompanyRow,
@@ -77,6 +78,7 @@ PROJECTED_MODELS: tuple[type[SQLModel], ...] = (
     FailureRow,
     RefreshRow,
     TenantAccessRow,
+    AlertRow,
     ProjectionPosition,
 )
 # When the projection ran, not what it projected: a rebuild necessarily differs here.

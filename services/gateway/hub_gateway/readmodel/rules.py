@@ -65,6 +65,7 @@ from hub_common.events import (
 from hub_common.logging import get_logger
 from hub_gateway.readmodel.state import (
     AccountantState,
+    AlertState,
     Changes,
     ClientState,
     CompanyRateState,
@@ -567,6 +568,44 @@ def apply_tenant_access_revoked(model: ModelState, event: StoredEvent[TenantAcce
     return model
 
 
+def _alert(model: ModelState, event: StoredEvent[AlertRaised] | StoredEvent[AlertResolved]) -> AlertState | None:
+    """The episode's row (new if need be), unless it is another firm's.
+
+    An episode's start and end each set their own fields once, so they apply in either
+    order (a redelivered start after its end) and a repeated one changes nothing.
+    """
+    alert = model.alerts.get(event.data.episode_id)
+    if alert is not None and alert.firm_id != event.envelope.firm_id:
+        return None
+    if alert is None:
+        alert = model.alerts[event.data.episode_id] = AlertState(
+            episode_id=event.data.episode_id, firm_id=event.envelope.firm_id, client_id=event.data.client_id
+        )
+    alert.events_sequence = max(alert.events_sequence, event.sequence)
+    return alert
+
+
+def apply_alert_raised(model: ModelState, event: StoredEvent[AlertRaised]) -> ModelState:
+    alert = _alert(model, event)
+    if alert is not None and alert.started_at is None:
+        data = event.data
+        alert.rule_id, alert.rule_name = data.rule_id, data.rule_name
+        alert.client_name, alert.company_id, alert.company_name = data.client_name, data.company_id, data.company_name
+        alert.figure, alert.comparison = data.figure, data.comparison
+        alert.threshold, alert.value, alert.currency_code = str(data.threshold), str(data.value), data.currency_code
+        alert.started_at = data.started_at
+    return model
+
+
+def apply_alert_resolved(model: ModelState, event: StoredEvent[AlertResolved]) -> ModelState:
+    alert = _alert(model, event)
+    if alert is not None and alert.ended_at is None:
+        alert.rule_id = event.data.rule_id
+        alert.company_id = event.data.company_id
+        alert.ended_at, alert.end_reason = event.data.ended_at, event.data.reason
+    return model
+
+
 def apply_company_snapshot(model: ModelState, event: StoredEvent[CompanySnapshot]) -> ModelState:
     data = event.data
     client = model.clients.get(data.client_id)
@@ -682,6 +721,8 @@ RULES: dict[str, Rule] = {
     CompanySnapshot.event_type: apply_company_snapshot,
     NotificationSubscriptionsChecked.event_type: apply_notification_subscriptions_checked,
     BusinessCentralChanged.event_type: apply_business_central_changed,
+    AlertRaised.event_type: apply_alert_raised,
+    AlertResolved.event_type: apply_alert_resolved,
 }
 
 # Events the read model has nothing to show for: invitations are the invitations service's
@@ -697,8 +738,6 @@ IGNORED_EVENT_TYPES: frozenset[str] = frozenset(
         AlertRuleSet.event_type,
         AlertRuleRemoved.event_type,
         AlertDigestDue.event_type,
-        AlertRaised.event_type,
-        AlertResolved.event_type,
     }
 )
 

@@ -173,6 +173,30 @@ class TenantAccessState:
     events_sequence: int = 0
 
 
+@dataclass(slots=True)
+class AlertState:
+    """An alert episode. Its end may be applied before its start (a redelivery): the start
+    then fills in what it is about and keeps the end."""
+
+    episode_id: uuid.UUID
+    firm_id: uuid.UUID
+    client_id: uuid.UUID
+    rule_id: uuid.UUID | None = None
+    rule_name: str = ""
+    client_name: str = ""
+    company_id: uuid.UUID | None = None
+    company_name: str | None = None
+    figure: str = ""
+    comparison: str = ""
+    threshold: str = ""
+    value: str = ""
+    currency_code: str | None = None
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    end_reason: str | None = None
+    events_sequence: int = 0
+
+
 @dataclass
 class Changes:
     """What a batch changed, per firm: the live page refreshes these clients' rows."""
@@ -239,6 +263,7 @@ class ModelState:
     connection_tests: dict[uuid.UUID, ConnectionTestState] = field(default_factory=dict)
     failures: FailureLog = field(default_factory=FailureLog)
     tenant_access: dict[tuple[uuid.UUID, uuid.UUID], TenantAccessState] = field(default_factory=dict)
+    alerts: dict[uuid.UUID, AlertState] = field(default_factory=dict)
     # Each stream's high-water mark.
     positions: dict[str, int] = field(default_factory=dict)
     changes: Changes = field(default_factory=Changes)
