@@ -1,0 +1,340 @@
+"""Alerts in the registry, on a real database (SQLite and PostgreSQL) and a real HTTP
+receiver: failing for more than Z hours starts on the clock and ends at the next read, a
+daily digest lists the episodes since the last one, once; an older snapshot changes no
+episode; a webhook answered 503 is tried again later and then delivered, signed; who may
+see and change which rule."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import threading
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, time, timedelta
+from decimal import Decimal
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import httpx
+import pytest
+from pydantic import SecretStr
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlmodel import select
+
+from hub_common.commands import AlertRuleFields, CommandRejected, ListAlertRules, RemoveAlertRule, SetAlertRule
+from hub_common.db import create_engine, migrate, session_factory, transaction
+from hub_common.events import (
+    Actor,
+    ActorKind,
+    AlertDigestDue,
+    AlertRaised,
+    AlertResolved,
+    CashFigure,
+    CompanyFigures,
+    CompanySnapshot,
+    EventData,
+    Failure,
+    FailureKind,
+    RefreshFailed,
+    decode_event,
+    new_envelope,
+)
+from hub_common.local_nats import free_port
+from hub_registry import webhooks
+from hub_registry.app import MIGRATIONS, VERSION_TABLE
+from hub_registry.models import Accountant, AlertWebhookDelivery, Client, Firm, registry_outbox
+from hub_registry.service import alerts
+from hub_registry.settings import RegistrySettings
+
+SETTINGS = RegistrySettings(
+    secret_key=SecretStr("integration-secret-key-long-enough-for-sealing"),
+    alert_webhook_allow_loopback=True,
+    alert_webhook_retry_seconds=30,
+)
+T0 = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
+
+
+class Registry:
+    """A migrated registry database with one firm, its owner, a staff member and a client."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self.sessions = sessions
+        self.firm_id = uuid.uuid4()
+        self.owner = uuid.uuid4()
+        self.staff = uuid.uuid4()
+        self.client_id = uuid.uuid4()
+        self.company_id = uuid.uuid4()
+        self.seen = 0
+
+    def actor(self, accountant: uuid.UUID) -> Actor:
+        return Actor(kind=ActorKind.ACCOUNTANT, id=str(accountant))
+
+    async def rule(self, accountant: uuid.UUID, **fields: Any) -> uuid.UUID:
+        async with transaction(self.sessions) as session:
+            saved = await alerts.set_alert_rule(
+                session=session,
+                command=SetAlertRule(
+                    firm_id=self.firm_id,
+                    actor=self.actor(accountant),
+                    correlation_id="test",
+                    rule=AlertRuleFields(**{"name": "Rule", "client_id": self.client_id, **fields}),
+                    language="de",
+                ),
+                settings=SETTINGS,
+            )
+        return saved.rule_id
+
+    async def snapshot(self, cash: str, read_at: datetime) -> int:
+        data = CompanySnapshot(
+            client_id=self.client_id,
+            company_id=self.company_id,
+            company_name="CRONUS",
+            refresh_id=uuid.uuid4(),
+            currency_code="EUR",
+            read_at=read_at,
+            web_client_link="https://businesscentral.dynamics.com/t/Production?company=CRONUS",
+            figures=CompanyFigures(cash=CashFigure(accounts=[], total=Decimal(cash), source="api", read_at=read_at)),
+        )
+        async with transaction(self.sessions) as session:
+            return await alerts.on_snapshot(
+                session=session, snapshot=new_envelope(data, firm_id=self.firm_id, actor=Actor.service("fetcher"))
+            )
+
+    async def new_events(self) -> list[EventData]:
+        """The events the registry appended to its outbox since the last call."""
+        async with self.sessions() as session:
+            rows = (await session.execute(select(registry_outbox.c.payload).order_by(registry_outbox.c.position))).all()
+        new = rows[self.seen :]
+        self.seen = len(rows)
+        return [decode_event(row.payload).data for row in new]
+
+
+@pytest.fixture
+async def registry(database_url: str) -> AsyncIterator[Registry]:
+    await asyncio.to_thread(migrate, database_url, MIGRATIONS, VERSION_TABLE)
+    engine = create_engine(database_url)
+    found = Registry(session_factory(engine))
+    async with transaction(found.sessions) as session:
+        session.add(Firm(id=found.firm_id, name="Alerting firm"))
+        await session.flush()
+        session.add(
+            Accountant(id=found.owner, firm_id=found.firm_id, email="o@al.example", display_name="O", role="owner")
+        )
+        session.add(
+            Accountant(id=found.staff, firm_id=found.firm_id, email="s@al.example", display_name="S", role="staff")
+        )
+        session.add(
+            Client(
+                id=found.client_id,
+                firm_id=found.firm_id,
+                name="Client",
+                client_url="https://businesscentral.dynamics.com/t.example/Production",
+                tenant="t.example",
+                tenant_id=uuid.uuid4(),
+                environment="Production",
+                source="manual",
+            )
+        )
+    try:
+        yield found
+    finally:
+        await engine.dispose()
+
+
+async def test_failing_for_more_than_z_hours_starts_on_the_clock_and_ends_at_the_next_read(registry: Registry) -> None:
+    await registry.rule(registry.owner, figure="failing_hours", comparison="above", threshold=Decimal(6))
+    failed = RefreshFailed(
+        refresh_id=uuid.uuid4(),
+        client_id=registry.client_id,
+        failure=Failure(kind=FailureKind.TIMEOUT, summary="s", fix="f", occurred_at=T0),
+    )
+    for _ in range(2):  # failing again does not move its start
+        async with transaction(registry.sessions) as session:
+            envelope = new_envelope(failed, firm_id=registry.firm_id, actor=Actor.service("fetcher"))
+            await alerts.on_refresh_failed(session=session, failed=envelope)
+    await registry.new_events()
+
+    async def check(at: datetime) -> list[EventData]:
+        async with transaction(registry.sessions) as session:
+            await alerts.check_failures(session=session, now=at, correlation_id="tick")
+        return await registry.new_events()
+
+    assert await check(T0 + timedelta(hours=6)) == []
+    [raised] = await check(T0 + timedelta(hours=6, minutes=1))
+    assert isinstance(raised, AlertRaised)
+    assert (raised.company_id, raised.value, raised.recipient.language) == (None, Decimal("6.02"), "de")
+    assert await check(T0 + timedelta(hours=30)) == []  # the same episode
+    # Any company read successfully ends the client's failure, and its episode.
+    await registry.snapshot("5", T0 + timedelta(hours=31))
+    [resolved] = await registry.new_events()
+    assert isinstance(resolved, AlertResolved) and resolved.episode_id == raised.episode_id
+    assert await check(T0 + timedelta(hours=40)) == []
+
+
+async def test_an_older_snapshot_changes_no_episode(registry: Registry) -> None:
+    await registry.rule(registry.owner, figure="cash", comparison="below", threshold=Decimal(100))
+    await registry.new_events()
+    assert await registry.snapshot("50", T0 + timedelta(hours=2)) == 1
+    assert await registry.snapshot("500", T0 + timedelta(hours=1)) == 0  # read before: overtaken
+    assert await registry.snapshot("50", T0 + timedelta(hours=2)) == 0  # the same one again
+    assert [type(event) for event in await registry.new_events()] == [AlertRaised]
+
+
+async def test_a_daily_digest_lists_the_episodes_since_the_last_once(registry: Registry) -> None:
+    await registry.rule(
+        registry.owner,
+        figure="cash",
+        comparison="below",
+        threshold=Decimal(100),
+        delivery="daily_digest",
+        digest_at=time(8, 0),
+        time_zone="Europe/Amsterdam",
+    )
+    await registry.snapshot("50", datetime.now(UTC))
+    await registry.snapshot("500", datetime.now(UTC) + timedelta(seconds=1))
+    await registry.snapshot("40", datetime.now(UTC) + timedelta(seconds=2))
+    events = await registry.new_events()
+    raised = [event for event in events if isinstance(event, AlertRaised)]
+    assert [event.delivery for event in raised] == ["daily_digest", "daily_digest"]
+
+    async def digests(at: datetime) -> list[AlertDigestDue]:
+        async with transaction(registry.sessions) as session:
+            await alerts.send_due_digests(session=session, now=at, correlation_id="tick")
+        return [event for event in await registry.new_events() if isinstance(event, AlertDigestDue)]
+
+    tomorrow = datetime.now(UTC) + timedelta(days=1, hours=1)
+    [digest] = await digests(tomorrow)
+    assert [episode.episode_id for episode in digest.episodes] == [event.episode_id for event in raised]
+    assert digest.episodes[0].ended_at is not None and digest.episodes[1].ended_at is None
+    assert await digests(tomorrow + timedelta(hours=1)) == []  # today's is sent
+    assert await digests(tomorrow + timedelta(days=1)) == []  # nothing new to list: no mail
+
+
+class Receiver:
+    """Answers each POST with the next status of ``answers`` and keeps what it got."""
+
+    def __init__(self, answers: list[int]) -> None:
+        self.received: list[tuple[dict[str, str], bytes]] = []
+        received, pending = self.received, list(answers)
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                received.append(({k.lower(): v for k, v in self.headers.items()}, body))
+                self.send_response(pending.pop(0))
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return
+
+        self.port = free_port()
+        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    receiving = Receiver([503, 204])
+    try:
+        yield receiving
+    finally:
+        receiving.server.shutdown()
+        receiving.server.server_close()
+
+
+async def test_a_webhook_answered_503_is_sent_again_after_its_back_off_then_delivered(
+    registry: Registry, receiver: Receiver
+) -> None:
+    async with transaction(registry.sessions) as session:
+        saved = await alerts.set_alert_rule(
+            session=session,
+            command=SetAlertRule(
+                firm_id=registry.firm_id,
+                actor=registry.actor(registry.owner),
+                correlation_id="test",
+                rule=AlertRuleFields(
+                    name="Hooked",
+                    figure="cash",
+                    comparison="below",
+                    threshold=Decimal(100),
+                    email=False,
+                    webhook_url=f"http://127.0.0.1:{receiver.port}/hook",
+                ),
+            ),
+            settings=SETTINGS,
+        )
+    assert saved.webhook_secret is not None
+    await registry.snapshot("1", T0)
+
+    async with httpx.AsyncClient() as http:
+
+        async def attempt(now: datetime) -> list[webhooks.Attempt]:
+            async with transaction(registry.sessions) as session:
+                due = await alerts.claim_due_deliveries(session=session, now=now, hold=timedelta(seconds=30))
+                secrets = {d.id: await alerts.secret_of(session, d, SETTINGS) for d in due}
+            outcomes = []
+            for delivery in due:
+                secret = secrets[delivery.id]
+                assert secret is not None and secret == saved.webhook_secret
+                outcome = await webhooks.post(
+                    http,
+                    delivery.url,
+                    body=delivery.body.encode(),
+                    secret=secret,
+                    event_id=str(delivery.id),
+                    event_type="AlertRaised",
+                    timestamp=int(now.timestamp()),
+                    allow_loopback=True,
+                    timeout_seconds=5,
+                )
+                async with transaction(registry.sessions) as session:
+                    await alerts.record_attempt(
+                        session=session, delivery_id=delivery.id, attempt=outcome, now=now, settings=SETTINGS
+                    )
+                outcomes.append(outcome)
+            return outcomes
+
+        now = datetime.now(UTC)
+        assert [a.outcome for a in await attempt(now)] == [webhooks.Outcome.TRANSIENT]
+        assert await attempt(now + timedelta(seconds=29)) == []  # backing off
+        assert [a.outcome for a in await attempt(now + timedelta(seconds=31))] == [webhooks.Outcome.DELIVERED]
+        assert await attempt(now + timedelta(days=1)) == []  # delivered: never again
+
+    async with registry.sessions() as session:
+        [delivery] = (await session.execute(select(AlertWebhookDelivery))).scalars().all()
+    assert (delivery.attempts, delivery.delivered_at is not None) == (2, True)
+    # Both tries carried the same idempotency key, each signed over its own timestamp.
+    for headers, body in receiver.received:
+        assert headers["idempotency-key"] == str(delivery.id)
+        signed = f"{headers['x-hub-timestamp']}.".encode() + body
+        expected = hmac.new(saved.webhook_secret.encode(), signed, hashlib.sha256).hexdigest()
+        assert headers["x-hub-signature"] == f"sha256={expected}"
+
+
+async def test_staff_manage_their_own_rules_and_owners_every_rule_of_the_firm(registry: Registry) -> None:
+    owners = await registry.rule(registry.owner, figure="cash", comparison="below", threshold=Decimal(1))
+    staffs = await registry.rule(registry.staff, figure="cash", comparison="below", threshold=Decimal(2))
+
+    async def listed(accountant: uuid.UUID) -> set[uuid.UUID]:
+        async with transaction(registry.sessions) as session:
+            command = ListAlertRules(firm_id=registry.firm_id, actor=registry.actor(accountant), correlation_id="l")
+            return {rule.rule_id for rule in (await alerts.list_alert_rules(session=session, command=command)).rules}
+
+    assert await listed(registry.owner) == {owners, staffs}
+    assert await listed(registry.staff) == {staffs}
+    with pytest.raises(CommandRejected) as refused:
+        async with transaction(registry.sessions) as session:
+            command = RemoveAlertRule(
+                firm_id=registry.firm_id, actor=registry.actor(registry.staff), correlation_id="r", rule_id=owners
+            )
+            await alerts.remove_alert_rule(session=session, command=command)
+    assert refused.value.rejection.reason == "not_found"
+    async with transaction(registry.sessions) as session:
+        command = RemoveAlertRule(
+            firm_id=registry.firm_id, actor=registry.actor(registry.owner), correlation_id="r", rule_id=staffs
+        )
+        await alerts.remove_alert_rule(session=session, command=command)
+    assert await listed(registry.staff) == set()

@@ -1,0 +1,82 @@
+"""Which webhook URLs the hub POSTs to (no server-side request forgery), the signature a
+receiver checks, and webhook secrets sealed at rest."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+
+import pytest
+from pydantic import SecretStr
+
+from hub_common.sealing import Sealer, Unsealable
+from hub_registry.webhooks import UnsafeWebhook, new_secret, resolve_target, signature
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://93.184.215.14/hook",  # not https
+        "ftp://93.184.215.14/hook",
+        "https://user:pass@93.184.215.14/hook",  # credentials in the URL
+        "https://127.0.0.1/hook",  # loopback
+        "https://[::1]/hook",
+        "https://[::ffff:127.0.0.1]/hook",  # loopback dressed as IPv6
+        "https://10.1.2.3/hook",  # private
+        "https://192.168.0.10/hook",
+        "https://172.16.5.4/hook",
+        "https://169.254.169.254/latest/meta-data",  # cloud metadata (link-local)
+        "https://[fd00:ec2::254]/hook",  # AWS's IPv6 metadata (unique local)
+        "https://100.64.0.1/hook",  # shared address space
+        "https://0.0.0.0/hook",
+        "https://224.0.0.1/hook",  # multicast
+        "https:///no-host",
+        "https://93.184.215.14:99999/hook",  # no such port
+    ],
+)
+async def test_a_webhook_url_that_could_reach_inside_is_refused(url: str) -> None:
+    with pytest.raises(UnsafeWebhook):
+        await resolve_target(url, allow_loopback=False)
+
+
+async def test_a_public_https_address_is_taken_and_pinned() -> None:
+    target = await resolve_target("https://93.184.215.14:8443/hooks/hub?x=1", allow_loopback=False)
+    assert (target.host, target.address) == ("93.184.215.14", "93.184.215.14")
+
+
+async def test_loopback_only_when_the_setting_allows_it_and_then_http_too() -> None:
+    target = await resolve_target("http://127.0.0.1:8080/hook", allow_loopback=True)
+    assert target.address == "127.0.0.1"
+    with pytest.raises(UnsafeWebhook):
+        await resolve_target("http://10.0.0.1/hook", allow_loopback=True)  # still not private
+    with pytest.raises(UnsafeWebhook):
+        await resolve_target("http://93.184.215.14/hook", allow_loopback=True)  # nor plain http outside
+
+
+def test_the_signature_is_hmac_sha256_over_the_timestamp_a_dot_and_the_body() -> None:
+    body = b'{"type":"AlertRaised"}'
+    expected = hmac.new(b"whsec_test", b"1764777600." + body, hashlib.sha256).hexdigest()
+    assert signature("whsec_test", 1764777600, body) == f"sha256={expected}"
+    assert signature("whsec_test", 1764777601, body) != signature("whsec_test", 1764777600, body)
+    assert new_secret() != new_secret() and new_secret().startswith("whsec_")
+
+
+def test_a_sealed_secret_opens_only_with_its_key_purpose_and_context() -> None:
+    key = SecretStr("a-secret-key-long-enough-for-the-tests-0123")
+    sealer = Sealer(key, "alert-webhook-secrets")
+    sealed = sealer.seal("whsec_abc", context="rule-1")
+    assert "whsec_abc" not in sealed
+    assert sealer.seal("whsec_abc", context="rule-1") != sealed  # a fresh nonce each time
+    assert sealer.open(sealed, context="rule-1") == "whsec_abc"
+    for opener, context in (
+        (sealer, "rule-2"),  # copied to another rule
+        (Sealer(key, "another-purpose"), "rule-1"),
+        (Sealer(SecretStr("another-secret-key-long-enough-for-tests-01"), "alert-webhook-secrets"), "rule-1"),
+    ):
+        with pytest.raises(Unsealable):
+            opener.open(sealed, context=context)
+    tampered = sealed[:-2] + ("A" if sealed[-2] != "A" else "B") + sealed[-1]
+    with pytest.raises(Unsealable):
+        sealer.open(tampered, context="rule-1")
+    with pytest.raises(Unsealable):
+        sealer.open("v9.abc.def", context="rule-1")
