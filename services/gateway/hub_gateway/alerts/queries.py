@@ -11,7 +11,21 @@ from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
+from hub_common.i18n import N_
 from hub_gateway.readmodel.models import AlertRow
+
+# What a rule may watch, as the Alerts page names it (hub_registry.domain.alerts.Figure).
+FIGURE_LABELS: dict[str, str] = {
+    "cash": N_("Cash"),
+    "overdue_sales": N_("Overdue sales invoices"),
+    "overdue_purchases": N_("Overdue purchase invoices"),
+    "purchases_due_next_week": N_("Purchase invoices due next week"),
+    "taxes_due": N_("Taxes due"),
+    "sales_this_month": N_("Sales this month"),
+    "forecast_low_point": N_("Forecast low point"),
+    "runway_weeks": N_("Cash runway (weeks)"),
+    "failing_hours": N_("Failing for (hours)"),
+}
 
 
 class Alert(BaseModel):

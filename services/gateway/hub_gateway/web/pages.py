@@ -24,6 +24,7 @@ from hub_common.i18n import N_
 from hub_common.settings import Mode
 from hub_gateway.accounts import preferences, store
 from hub_gateway.accounts import queries as accounts_queries
+from hub_gateway.alerts.queries import FIGURE_LABELS
 from hub_gateway.auth import Principal
 from hub_gateway.clients import queries as clients_queries
 from hub_gateway.dashboard import queries as dashboard_queries
@@ -199,6 +200,22 @@ async def check_errors_page(request: Request, state: State, session: Session) ->
         ],
     }
     return _page(request, "errors.html", principal, "errors", boot=boot)
+
+
+@pages.get("/alerts", response_class=HTMLResponse)
+async def alerts_page(request: Request, state: State, session: Session) -> Response:
+    principal = await _signed_in(request, state, session)
+    if principal is None:
+        return _to_sign_in(request)
+    t = request_translator(request)
+    boot = {
+        "clients": [
+            {"client_id": str(c.client_id), "name": c.name}
+            for c in await clients_queries.clients(session, firm_id=principal.firm_id)
+        ],
+        "figures": [{"value": value, "label": t.gettext(label)} for value, label in FIGURE_LABELS.items()],
+    }
+    return _page(request, "alerts.html", principal, "alerts", boot=boot)
 
 
 @pages.get("/sign-in", response_class=HTMLResponse)

@@ -51,6 +51,46 @@ Hub.start(() => {
   const $ = (id) => document.getElementById(id);
   const keyOf = (row) => `${row.client_id}/${row.company_id || ""}`;
 
+  // ------------------------------------------------------------------ alerts
+  // The firm's open alerts (GET /api/v1/alerts), marked on their rows and counted above the
+  // table; read again whenever the live stream says rows changed (a raised alert is such a
+  // change). An alert about a client as a whole marks every row of the client.
+  let openAlerts = [];
+  function alertsOf(row) {
+    return openAlerts.filter((alert) => alert.client_id === row.client_id && (!alert.company_id || alert.company_id === row.company_id));
+  }
+  function alertMarker(row) {
+    const alerts = alertsOf(row);
+    if (!alerts.length) return null;
+    const text = ngettext("%(count)s open alert: %(rules)s", "%(count)s open alerts: %(rules)s", alerts.length, { rules: alerts.map((alert) => alert.rule_name).join(", ") });
+    return h("a", { class: "alert-marker", href: "/alerts", title: text, "aria-label": text, dataset: { alerts: String(alerts.length) } }, "🔔");
+  }
+  function markAlerts() {
+    const note = $("alerts-note");
+    note.hidden = openAlerts.length === 0;
+    note.replaceChildren(h("a", { href: "/alerts" }, ngettext("%(count)s open alert", "%(count)s open alerts", openAlerts.length)));
+    if (!state.page) return;
+    for (const row of state.page.rows) {
+      const cell = document.querySelector(`tr[data-key="${CSS.escape(keyOf(row))}"] td.client-cell`);
+      if (!cell) continue;
+      cell.querySelector(".alert-marker")?.remove();
+      const marker = alertMarker(row);
+      if (marker) cell.append(" ", marker);
+    }
+  }
+  let alertsLoading = null;
+  async function loadAlerts() {
+    if (alertsLoading) return alertsLoading;
+    alertsLoading = (async () => {
+      try {
+        openAlerts = (await api("GET", "/api/v1/alerts?status=open&limit=500")).data.alerts;
+        markAlerts();
+      } catch (_) { /* the next change brings them */ }
+      alertsLoading = null;
+    })();
+    return alertsLoading;
+  }
+
   function showError(message) {
     const banner = $("page-error");
     banner.textContent = message || "";
@@ -84,6 +124,7 @@ Hub.start(() => {
       state.page = data;
       showError("");
       render();
+      loadAlerts();
     } catch (error) {
       if (request === loading) showError(error.message);
     }
@@ -230,7 +271,7 @@ Hub.start(() => {
     });
     return h("tr", { dataset: { key, state: row.state } },
       h("td", { class: "sticky" }, checkbox),
-      h("td", { class: "sticky" }, healthDot(row.health), row.client_name),
+      h("td", { class: "sticky client-cell" }, healthDot(row.health), row.client_name, alertMarker(row) ? " " : null, alertMarker(row)),
       h("td", { class: "sticky" }, companyCell),
       h("td", { class: "sticky state-cell" }, stateBadge(row)),
       h("td", { class: "sticky", title: row.as_of ? Hub.dateTime(row.as_of) : "", dataset: { asOf: row.as_of || "" } }, row.as_of ? Hub.age(row.as_of) : "—"),
@@ -668,7 +709,7 @@ Hub.start(() => {
       // Whatever changed before the stream (re)opened is read afresh.
       load();
     });
-    source.addEventListener("rows", (event) => patchRows(JSON.parse(event.data)));
+    source.addEventListener("rows", (event) => { patchRows(JSON.parse(event.data)); loadAlerts(); });
     source.addEventListener("reload", () => load());
     source.addEventListener("refused", (event) => {
       source.close();

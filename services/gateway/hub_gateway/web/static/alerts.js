@@ -1,0 +1,125 @@
+// Alerts: the current alerts of the firm's rules, the rules you may manage, and a new rule.
+// A new rule with a webhook shows its signing secret once, here.
+"use strict";
+
+Hub.start(() => {
+  const { api, h, _ } = Hub;
+  const boot = JSON.parse(document.getElementById("boot").textContent);
+  const $ = (id) => document.getElementById(id);
+  const figures = new Map(boot.figures.map((figure) => [figure.value, figure.label]));
+  const comparisons = { below: _("below"), above: _("above") };
+  const clients = new Map(boot.clients.map((client) => [client.client_id, client.name]));
+
+  $("rule-figure").replaceChildren(...boot.figures.map((figure) => h("option", { value: figure.value }, figure.label)));
+  $("rule-client").replaceChildren(h("option", { value: "" }, _("All clients")), ...boot.clients.map((client) => h("option", { value: client.client_id }, client.name)));
+  $("rule-time-zone").value = Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC";
+
+  function showError(message) {
+    $("alerts-error").textContent = message;
+    $("alerts-error").hidden = !message;
+  }
+
+  // A value as the figure has it: an amount in the company's currency, weeks or hours.
+  function value(figure, number, currency) {
+    if (number === null || number === undefined) return "—";
+    if (figure === "runway_weeks") return _("%(count)s weeks", { count: Hub.count(Number(number)) });
+    if (figure === "failing_hours") return _("%(hours)s hours", { hours: Hub.count(Number(number)) });
+    return currency ? Hub.amount(number, currency) : Hub.count(Number(number));
+  }
+
+  function condition(rule) {
+    return `${figures.get(rule.figure) || rule.figure} ${comparisons[rule.comparison]} ${value(rule.figure, rule.threshold, null)}`;
+  }
+
+  async function loadAlerts() {
+    const status = $("alerts-ended").checked ? "all" : "open";
+    try {
+      const { data } = await api("GET", `/api/v1/alerts?status=${status}`);
+      $("alerts-body").replaceChildren(...(data.alerts.length ? data.alerts.map((alert) => h("tr", { dataset: { open: String(alert.ended_at === null) } },
+        h("td", { title: alert.started_at }, Hub.dateTime(alert.started_at)),
+        h("td", {}, alert.rule_name),
+        h("td", {}, alert.client_name),
+        h("td", {}, alert.company_name || h("span", { class: "muted" }, _("All companies"))),
+        h("td", { class: "amount" }, value(alert.figure, alert.value, alert.currency_code)),
+        h("td", {}, alert.ended_at ? Hub.dateTime(alert.ended_at) : h("span", { class: "state state-failed" }, _("Open")))))
+        : [h("tr", {}, h("td", { colspan: 6 }, status === "open" ? _("No open alerts: no rule holds now.") : _("No alerts yet.")))]));
+    } catch (error) {
+      showError(error.message);
+    }
+  }
+
+  async function loadRules() {
+    try {
+      const { data } = await api("GET", "/api/v1/alert-rules");
+      $("rules-body").replaceChildren(...(data.rules.length ? data.rules.map((rule) => {
+        const sentBy = [rule.email ? (rule.delivery === "daily_digest" ? _("daily digest at %(time)s (%(zone)s)", { time: (rule.digest_at || "").slice(0, 5), zone: rule.time_zone }) : _("email")) : null,
+          rule.webhook_url ? _("webhook") : null].filter(Boolean).join(", ");
+        return h("tr", {},
+          h("td", {}, rule.name),
+          h("td", {}, condition(rule)),
+          h("td", {}, rule.client_id ? (clients.get(rule.client_id) || rule.client_id) : _("All clients")),
+          h("td", {}, sentBy),
+          h("td", {}, rule.owner_name),
+          h("td", { class: "amount" }, Hub.count(rule.open_episodes)),
+          h("td", {}, h("button", { type: "button", class: "secondary", "aria-label": _("Remove rule %(name)s", { name: rule.name }), onclick: () => remove(rule) }, _("Remove"))));
+      }) : [h("tr", {}, h("td", { colspan: 7 }, _("No rules yet: add one below.")))]));
+    } catch (error) {
+      showError(error.message);
+    }
+  }
+
+  async function remove(rule) {
+    if (!confirm(_("Remove the rule %(name)s? Its open alerts end.", { name: rule.name }))) return;
+    try {
+      await api("DELETE", `/api/v1/alert-rules/${rule.rule_id}`);
+      showError("");
+      await Promise.all([loadRules(), loadAlerts()]);
+    } catch (error) {
+      showError(error.message);
+    }
+  }
+
+  $("rule-form").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const daily = $("rule-delivery").value === "daily_digest";
+    const body = {
+      name: $("rule-name").value.trim(),
+      client_id: $("rule-client").value || null,
+      figure: $("rule-figure").value,
+      comparison: $("rule-comparison").value,
+      threshold: $("rule-threshold").value,
+      email: $("rule-email").checked,
+      webhook_url: $("rule-webhook").value.trim() || null,
+      delivery: $("rule-delivery").value,
+      digest_at: daily ? $("rule-digest-at").value : null,
+      time_zone: $("rule-time-zone").value.trim() || "UTC",
+    };
+    $("rule-save").disabled = true;
+    try {
+      const { data } = await api("POST", "/api/v1/alert-rules", body);
+      showError("");
+      $("rule-status").textContent = _("Rule saved.");
+      if (data.webhook_secret) {
+        $("alerts-secret").replaceChildren(
+          _("The webhook's signing secret, shown only now: keep it where your receiver can check the X-Hub-Signature header with it."), " ",
+          h("code", { id: "webhook-secret" }, data.webhook_secret));
+        $("alerts-secret").hidden = false;
+      }
+      $("rule-form").reset();
+      $("rule-time-zone").value = body.time_zone;
+      await loadRules();
+    } catch (error) {
+      showError(error.message);
+      $("rule-status").textContent = "";
+    } finally {
+      $("rule-save").disabled = false;
+    }
+  });
+
+  $("alerts-ended").addEventListener("change", loadAlerts);
+  // A raised or ended alert changes its client's rows: the live stream says so.
+  const source = new EventSource("/api/v1/live");
+  source.addEventListener("rows", () => { loadAlerts(); loadRules(); });
+  loadAlerts();
+  loadRules();
+});
