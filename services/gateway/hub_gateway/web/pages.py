@@ -180,7 +180,12 @@ async def client_card_page(client_id: uuid.UUID, request: Request, state: State,
     row = await clients_queries.client_in_firm(session, firm_id=principal.firm_id, client_id=client_id)
     if row is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=N_("No such client"))
-    client = clients_queries.client_summary(row, await clients_queries.access_of(session, row))
+    notifications = await clients_queries.notifications_by_client(
+        session, firm_id=principal.firm_id, client_id=client_id
+    )
+    client = clients_queries.client_summary(
+        row, await clients_queries.access_of(session, row), notifications.get(client_id)
+    )
     boot = {"client": client.model_dump(mode="json"), "accountants": await _people(session, principal)}
     return _page(request, "client_card.html", principal, "clients", boot=boot, title=client.name)
 
