@@ -275,7 +275,7 @@ class NotificationSubscriptions:
 
 def _is_limit_reached(failure: FetchFailure) -> bool:
     """BC's refusal of a 201st subscription (Microsoft documents the limit, not its error code)."""
-    message = (failure.message or "").lower()
+    message = f"{failure.bc_error_code or ''} {failure.message or ''}".lower()
     return failure.http_status in (400, 403, 409) and ("limit" in message or "maximum" in message)
 
 
