@@ -148,6 +148,8 @@ class Supervisor:
                 "registry",
                 HUB_DATABASE_URL=f"sqlite:///{self.home / 'registry.db'}",
                 HUB_SAMPLE_CLIENT_URL=f"{sandbox_web}/{SANDBOX_SAMPLE_TENANT}/Production",
+                # A developer's alert webhooks may go to a receiver on this machine.
+                HUB_ALERT_WEBHOOK_ALLOW_LOOPBACK="true",
             ),
         ]
         plan += [
