@@ -23,7 +23,14 @@ from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlmodel import select
 
-from hub_common.commands import AlertRuleFields, CommandRejected, ListAlertRules, RemoveAlertRule, SetAlertRule
+from hub_common.commands import (
+    AlertRuleFields,
+    CommandRejected,
+    ListAlertRules,
+    RemoveAlertRule,
+    RemoveClient,
+    SetAlertRule,
+)
 from hub_common.db import create_engine, migrate, session_factory, transaction
 from hub_common.events import (
     Actor,
@@ -31,6 +38,7 @@ from hub_common.events import (
     AlertDigestDue,
     AlertRaised,
     AlertResolved,
+    AlertRuleRemoved,
     CashFigure,
     CompanyFigures,
     CompanySnapshot,
@@ -45,7 +53,7 @@ from hub_common.local_nats import free_port
 from hub_registry import webhooks
 from hub_registry.app import MIGRATIONS, VERSION_TABLE
 from hub_registry.models import Accountant, AlertWebhookDelivery, Client, Firm, registry_outbox
-from hub_registry.service import alerts
+from hub_registry.service import alerts, clients
 from hub_registry.settings import RegistrySettings
 
 SETTINGS = RegistrySettings(
@@ -338,3 +346,29 @@ async def test_staff_manage_their_own_rules_and_owners_every_rule_of_the_firm(re
         )
         await alerts.remove_alert_rule(session=session, command=command)
     assert await listed(registry.staff) == set()
+
+
+async def test_a_removed_client_ends_its_alerts_and_takes_its_own_rules_along(registry: Registry) -> None:
+    own = await registry.rule(registry.owner, figure="cash", comparison="below", threshold=Decimal(100))
+    every = await registry.rule(
+        registry.owner, client_id=None, figure="cash", comparison="below", threshold=Decimal(100)
+    )
+    await registry.snapshot("5", T0)
+    raised = [event for event in await registry.new_events() if isinstance(event, AlertRaised)]
+    assert {event.rule_id for event in raised} == {own, every}
+    async with transaction(registry.sessions) as session:
+        await clients.remove_client(
+            session=session,
+            command=RemoveClient(
+                firm_id=registry.firm_id,
+                actor=registry.actor(registry.owner),
+                correlation_id="rm",
+                client_id=registry.client_id,
+            ),
+        )
+    events = await registry.new_events()
+    ended = {
+        event.episode_id for event in events if isinstance(event, AlertResolved) and event.reason == "client_removed"
+    }
+    assert ended == {event.episode_id for event in raised}
+    assert [event.rule_id for event in events if isinstance(event, AlertRuleRemoved)] == [own]

@@ -242,6 +242,42 @@ async def remove_alert_rule(*, session: AsyncSession, command: RemoveAlertRule) 
     await emit(session, Context.of(command), AlertRuleRemoved(rule_id=row.id))
 
 
+async def forget_client(session: AsyncSession, context: Context, client_id: uuid.UUID, *, now: datetime) -> None:
+    """A removed client: its open alerts end, and the rules watching only it go with it
+    (they could never hold again). Called in the removal's transaction."""
+    episodes = (
+        await session.execute(
+            select(AlertEpisodeRow).where(
+                col(AlertEpisodeRow.client_id) == client_id, col(AlertEpisodeRow.ended_at).is_(None)
+            )
+        )
+    ).scalars()
+    for episode in episodes:
+        episode.ended_at = now
+        session.add(episode)
+        await emit(
+            session,
+            context,
+            AlertResolved(
+                episode_id=episode.id,
+                rule_id=episode.rule_id,
+                client_id=client_id,
+                company_id=_subject_of(client_id, episode.company_key).company_id,
+                ended_at=now,
+                reason="client_removed",
+            ),
+        )
+    rules = (
+        await session.execute(
+            select(AlertRuleRow).where(col(AlertRuleRow.client_id) == client_id, col(AlertRuleRow.removed_at).is_(None))
+        )
+    ).scalars()
+    for rule in rules:
+        rule.removed_at = now
+        session.add(rule)
+        await emit(session, context, AlertRuleRemoved(rule_id=rule.id))
+
+
 async def list_alert_rules(*, session: AsyncSession, command: ListAlertRules) -> AlertRuleList:
     accountant = await _acting_accountant(session, command.firm_id, command.actor)
     query = select(AlertRuleRow, Accountant.display_name).join(

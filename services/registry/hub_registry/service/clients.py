@@ -32,6 +32,7 @@ from hub_common.i18n import N_
 from hub_common.logging import get_logger
 from hub_registry.domain.client_url import ParsedClientUrl
 from hub_registry.models import Accountant, Client, Firm
+from hub_registry.service import alerts
 from hub_registry.service.shared import (
     SERVICE_ACTOR,
     Context,
@@ -184,6 +185,7 @@ async def remove_client(*, session: AsyncSession, command: RemoveClient) -> None
         firm = await session.get(Firm, command.firm_id)
         if firm is not None:
             firm.sample_client_removed = True
+    await alerts.forget_client(session, Context.of(command), client.id, now=client.removed_at)
     await emit(session, Context.of(command), ClientRemoved(client_id=client.id))
 
 
