@@ -246,3 +246,22 @@ def test_another_firms_rule_is_not_found(hub: Hub) -> None:
     assert other.get("/api/v1/alert-rules").json()["rules"] == []
     assert other.post("/api/v1/alert-rules", json={**rule, "client_id": str(uuid.uuid4())}).status_code == 404
     assert mine.delete(f"/api/v1/alert-rules/{rule_id}").status_code == 204
+
+
+@pytest.mark.parametrize(
+    ("rule", "field"),
+    [
+        ({"figure": "failing_hours", "comparison": "below", "threshold": "24"}, "comparison"),
+        ({"figure": "runway_weeks", "comparison": "below", "threshold": "20"}, "threshold"),
+        ({"figure": "cash", "comparison": "below", "threshold": "1", "delivery": "daily_digest"}, "digest_at"),
+        ({"figure": "cash", "comparison": "below", "threshold": "1", "time_zone": "Mars/Olympus_Mons"}, "time_zone"),
+        ({"figure": "cash", "comparison": "below", "threshold": "1", "email": False}, "email"),
+        ({"figure": "cash", "comparison": "between", "threshold": "1"}, "comparison"),
+        ({"figure": "mood", "comparison": "below", "threshold": "1"}, "figure"),
+        ({"figure": "cash", "comparison": "below", "threshold": "NaN"}, "threshold"),
+    ],
+)
+def test_a_rule_that_cannot_be_kept_is_refused_naming_the_field(hub: Hub, rule: dict[str, Any], field: str) -> None:
+    answer = hub.client(EMAIL).post("/api/v1/alert-rules", json={"name": "Refused", **rule})
+    assert answer.status_code == 422, answer.text
+    assert field in answer.text

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import ssl
 import threading
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -19,6 +20,7 @@ from typing import Any
 
 import httpx
 import pytest
+import trustme
 from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlmodel import select
@@ -372,3 +374,47 @@ async def test_a_removed_client_ends_its_alerts_and_takes_its_own_rules_along(re
     }
     assert ended == {event.episode_id for event in raised}
     assert [event.rule_id for event in events if isinstance(event, AlertRuleRemoved)] == [own]
+
+
+async def test_an_https_webhook_is_posted_to_the_address_checked_with_its_host_name_for_tls() -> None:
+    """The POST goes to the resolved address, yet TLS verifies the certificate of the name."""
+    authority = trustme.CA()
+    certificate = authority.issue_cert("localhost")
+    received: list[dict[str, str]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            received.append({k.lower(): v for k, v in self.headers.items()})
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: Any) -> None:
+            return
+
+    server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    certificate.configure_cert(server_context)
+    server.socket = server_context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    client_context = ssl.create_default_context()
+    authority.configure_trust(client_context)
+    try:
+        async with httpx.AsyncClient(verify=client_context) as http:
+            attempt = await webhooks.post(
+                http,
+                f"https://localhost:{server.server_address[1]}/hook",
+                body=b"{}",
+                secret="whsec_x",
+                event_id="e1",
+                event_type="AlertRaised",
+                timestamp=1,
+                allow_loopback=True,
+                timeout_seconds=5,
+            )
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert attempt.outcome is webhooks.Outcome.DELIVERED, attempt.detail
+    assert received[0]["host"] == f"localhost:{server.server_address[1]}"

@@ -41,12 +41,12 @@ async def test_a_webhook_url_that_could_reach_inside_is_refused(url: str) -> Non
 
 async def test_a_public_https_address_is_taken_and_pinned() -> None:
     target = await resolve_target("https://93.184.215.14:8443/hooks/hub?x=1", allow_loopback=False)
-    assert (target.host, target.address) == ("93.184.215.14", "93.184.215.14")
+    assert (target.host, target.addresses) == ("93.184.215.14", ("93.184.215.14",))
 
 
 async def test_loopback_only_when_the_setting_allows_it_and_then_http_too() -> None:
     target = await resolve_target("http://127.0.0.1:8080/hook", allow_loopback=True)
-    assert target.address == "127.0.0.1"
+    assert target.addresses == ("127.0.0.1",)
     with pytest.raises(UnsafeWebhook):
         await resolve_target("http://10.0.0.1/hook", allow_loopback=True)  # still not private
     with pytest.raises(UnsafeWebhook):

@@ -56,11 +56,12 @@ class UnsafeWebhook(ValueError):
 
 @dataclass(frozen=True)
 class Target:
-    """Where a checked URL is POSTed: its parts and the address its host resolved to."""
+    """Where a checked URL is POSTed: its parts and the addresses its host resolved to
+    (every one checked), tried in the resolver's order."""
 
     url: SplitResult
     host: str
-    address: str
+    addresses: tuple[str, ...]
 
 
 def _parse(url: str, *, allow_loopback: bool) -> SplitResult:
@@ -111,7 +112,7 @@ async def resolve_target(url: str, *, allow_loopback: bool) -> Target:
             raise UnsafeWebhook(refusal, address=str(address))
     if parts.scheme == "http" and not all(address.is_loopback for address in addresses):
         raise UnsafeWebhook(N_("a webhook URL starts with https://"))
-    return Target(url=parts, host=host, address=str(addresses[0]))
+    return Target(url=parts, host=host, addresses=tuple(dict.fromkeys(str(address) for address in addresses)))
 
 
 class Outcome(StrEnum):
@@ -149,12 +150,8 @@ async def post(
         target = await resolve_target(url, allow_loopback=allow_loopback)
     except UnsafeWebhook as error:
         return Attempt(Outcome.PERMANENT, f"refused: {error}")
-    address = f"[{target.address}]" if ":" in target.address else target.address
-    netloc = f"{address}:{target.url.port}" if target.url.port else address
-    pinned = urlunsplit((target.url.scheme, netloc, target.url.path or "/", target.url.query, ""))
-    host_header = target.url.netloc.rpartition("@")[2]
     headers = {
-        "Host": host_header,
+        "Host": target.url.netloc,
         "Content-Type": "application/json",
         "User-Agent": "AccountantHub-Webhook/1",
         TIMESTAMP_HEADER: str(timestamp),
@@ -162,21 +159,30 @@ async def post(
         EVENT_HEADER: event_type,
         IDEMPOTENCY_HEADER: event_id,
     }
-    try:
-        async with http.stream(
-            "POST",
-            pinned,
-            content=body,
-            headers=headers,
-            timeout=timeout_seconds,
-            follow_redirects=False,
-            extensions={"sni_hostname": target.host},
-        ) as answer:
-            status = answer.status_code
-    except httpx.HTTPError as error:
-        return Attempt(Outcome.TRANSIENT, f"{type(error).__name__}: {error}"[:500])
-    if 200 <= status < 300:
-        return Attempt(Outcome.DELIVERED, f"HTTP {status}")
-    if status >= 500 or status in TRANSIENT_STATUSES:
-        return Attempt(Outcome.TRANSIENT, f"HTTP {status}")
-    return Attempt(Outcome.PERMANENT, f"HTTP {status}")
+    failure = "no address"
+    for address in target.addresses:
+        literal = f"[{address}]" if ":" in address else address
+        netloc = f"{literal}:{target.url.port}" if target.url.port else literal
+        pinned = urlunsplit((target.url.scheme, netloc, target.url.path or "/", target.url.query, ""))
+        try:
+            async with http.stream(
+                "POST",
+                pinned,
+                content=body,
+                headers=headers,
+                timeout=timeout_seconds,
+                follow_redirects=False,
+                extensions={"sni_hostname": target.host},
+            ) as answer:
+                status = answer.status_code
+        except httpx.ConnectError as error:
+            failure = f"{type(error).__name__}: {error}"[:500]
+            continue  # the host's next address, as any client does
+        except httpx.HTTPError as error:
+            return Attempt(Outcome.TRANSIENT, f"{type(error).__name__}: {error}"[:500])
+        if 200 <= status < 300:
+            return Attempt(Outcome.DELIVERED, f"HTTP {status}")
+        if status >= 500 or status in TRANSIENT_STATUSES:
+            return Attempt(Outcome.TRANSIENT, f"HTTP {status}")
+        return Attempt(Outcome.PERMANENT, f"HTTP {status}")
+    return Attempt(Outcome.TRANSIENT, failure)

@@ -273,6 +273,15 @@ def observations_of_snapshot(
 # ---------------------------------------------------------------- digests
 
 
+def checked_time_zone(name: str) -> str:
+    """An IANA time zone a rule may name (its digest's), or InvalidRule."""
+    try:
+        time_zone(name)
+    except InvalidSchedule as error:
+        raise InvalidRule("time_zone", error.message, **error.values) from error
+    return name
+
+
 @dataclass(frozen=True)
 class DigestSchedule:
     """A daily digest at a wall-clock time in an IANA time zone."""
@@ -283,10 +292,7 @@ class DigestSchedule:
     def __post_init__(self) -> None:
         if self.at.tzinfo is not None:
             raise InvalidRule("digest_at", N_("the digest's time is a wall-clock time; the time zone is the rule's"))
-        try:
-            time_zone(self.time_zone)
-        except InvalidSchedule as error:
-            raise InvalidRule("time_zone", error.message, **error.values) from error
+        checked_time_zone(self.time_zone)
 
 
 def digest_due(schedule: DigestSchedule, *, last_sent: datetime, now: datetime) -> bool:

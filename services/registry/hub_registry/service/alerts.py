@@ -66,6 +66,7 @@ from hub_registry.domain.alerts import (
     Observation,
     Rule,
     Subject,
+    checked_time_zone,
     digest_due,
     evaluate,
     failing_hours,
@@ -139,27 +140,26 @@ async def _visible_rule(session: AsyncSession, accountant: Accountant, rule_id: 
     return row
 
 
-def _checked_condition(fields: AlertRuleFields) -> tuple[Condition, DigestSchedule | None]:
+def _checked_condition(fields: AlertRuleFields) -> Condition:
+    """The rule's condition, its time zone and its digest checked, or a refusal naming the field."""
     try:
         condition = Condition(Figure(fields.figure), Comparison(fields.comparison), fields.threshold)
-        schedule = None
+        checked_time_zone(fields.time_zone)
         if fields.delivery == Delivery.DAILY_DIGEST.value:
             if fields.digest_at is None:
                 raise InvalidRule("digest_at", N_("a daily digest needs its time of day"))
-            schedule = DigestSchedule(fields.digest_at, fields.time_zone)
-        else:
-            DigestSchedule(fields.digest_at or datetime.min.time(), fields.time_zone)
+            DigestSchedule(fields.digest_at, fields.time_zone)
     except InvalidRule as error:
         raise refused(RejectionReason.INVALID, error.message, error.field, **error.values) from error
     if not fields.email and fields.webhook_url is None:
         raise refused(RejectionReason.INVALID, N_("An alert is mailed, sent to a webhook, or both"), "email")
-    return condition, schedule
+    return condition
 
 
 async def set_alert_rule(*, session: AsyncSession, command: SetAlertRule, settings: RegistrySettings) -> AlertRuleSaved:
     accountant = await _acting_accountant(session, command.firm_id, command.actor)
     fields = command.rule
-    condition, _ = _checked_condition(fields)
+    condition = _checked_condition(fields)
     if fields.client_id is not None:
         await live_client(session, command.firm_id, fields.client_id)
     if fields.webhook_url is not None:
