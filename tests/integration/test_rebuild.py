@@ -32,6 +32,9 @@ from hub_common.db import create_engine, migrate, session_factory, transaction
 from hub_common.events import (
     AccountantJoined,
     Actor,
+    AlertRaised,
+    AlertRecipient,
+    AlertResolved,
     CashFigure,
     ClientAdded,
     ClientCard,
@@ -215,7 +218,41 @@ def _firm_history(tenant: str) -> list[EventData]:
         ),
         ConnectionTestRequested(test_id=test, client_id=client, connection=_connection(tenant)),
         ConnectionTested(test_id=test, client_id=client, ok=True, companies=companies, latency_ms=42),
+        # An alert raised and ended, and one still open.
+        *_alert(client, company_b, owner, tenant, ended=True),
+        *_alert(client, company_a, owner, tenant, ended=False),
     ]
+
+
+def _alert(client: uuid.UUID, company: uuid.UUID, owner: uuid.UUID, tenant: str, *, ended: bool) -> list[EventData]:
+    episode, rule = uuid.uuid4(), uuid.uuid4()
+    raised = AlertRaised(
+        episode_id=episode,
+        rule_id=rule,
+        rule_name="Cash running low",
+        client_id=client,
+        client_name="Contoso",
+        company_id=company,
+        company_name="B",
+        figure="cash",
+        comparison="below",
+        threshold=Decimal("100"),
+        value=Decimal("20.00"),
+        currency_code="EUR",
+        started_at=READ_AT,
+        recipient=AlertRecipient(accountant_id=owner, email=f"owner@{tenant}", display_name="Owner"),
+        email=True,
+    )
+    resolved = AlertResolved(
+        episode_id=episode,
+        rule_id=rule,
+        client_id=client,
+        company_id=company,
+        value=Decimal("200.00"),
+        ended_at=READ_AT + timedelta(hours=2),
+        reason="no_longer_holds",
+    )
+    return [raised, resolved] if ended else [raised]
 
 
 def _at(data: EventData, moment: datetime) -> EventData:
@@ -333,6 +370,7 @@ async def test_rebuild_equals_the_model_built_event_by_event(
         "gateway_failures",
         "gateway_positions",
         "gateway_refreshes",
+        "gateway_alerts",
     }
     assert rebuilt == live
     # Each firm's company A waits for its client's BC; the throttled wait before it was read ended.
