@@ -1,0 +1,149 @@
+"""Alert mail as the invitations service sends it (`hub invitations` and `hub smtp-sink`
+processes, a real nats-server): one mail per AlertRaised even when the event is stored and
+delivered twice, in the rule owner's language; none for a digest rule's or a webhook-only
+rule's alert; the daily digest listing its alerts."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from nats.aio.client import Client
+
+from hub_common.bus import publish_event
+from hub_common.dev_mail import Mail, read_mailbox
+from hub_common.events import (
+    Actor,
+    AlertDigestDue,
+    AlertRaised,
+    AlertRecipient,
+    DigestEpisode,
+    new_envelope,
+)
+from hub_common.streams import declare_topology
+from tests.integration.test_invitations import Sink, _start_invitations, _start_sink
+from tests.support.processes import ServiceProcess
+
+pytestmark = pytest.mark.postgres
+
+FIRM = uuid.uuid4()
+STARTED = datetime(2026, 12, 3, 9, 30, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def sink(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sink]:
+    running = _start_sink(tmp_path_factory.mktemp("alert-mail"), tmp_path_factory.mktemp("alert-sink-logs"))
+    yield running
+    running.process.stop()
+
+
+@pytest.fixture
+def invitations(nats_url: str, database_url: str, sink: Sink, tmp_path: Path) -> Iterator[ServiceProcess]:
+    process = _start_invitations(nats_url, database_url, sink.port, tmp_path / "logs")
+    yield process
+    process.stop()
+
+
+def _raised(email: str, *, language: str = "nl", delivery: str = "immediate", mailed: bool = True) -> AlertRaised:
+    return AlertRaised(
+        episode_id=uuid.uuid4(),
+        rule_id=uuid.uuid4(),
+        rule_name="Weinig kas",
+        client_id=uuid.uuid4(),
+        client_name="Mühlbach Gruppe",
+        company_id=uuid.uuid4(),
+        company_name="Mühlbach Holzbau AG",
+        figure="cash",
+        comparison="below",
+        threshold=Decimal("10000"),
+        value=Decimal("8432.10"),
+        currency_code="EUR",
+        started_at=STARTED,
+        recipient=AlertRecipient(accountant_id=uuid.uuid4(), email=email, display_name="Sanne", language=language),
+        email=mailed,
+        delivery=delivery,
+    )
+
+
+async def _mails(folder: Path, email: str, *, at_least: int, wait: float = 20) -> list[Mail]:
+    deadline = asyncio.get_running_loop().time() + wait
+    while True:
+        mails = [mail for mail in read_mailbox(folder) if email in mail.to]
+        if len(mails) >= at_least or asyncio.get_running_loop().time() > deadline:
+            return mails
+        await asyncio.sleep(0.1)
+
+
+async def test_one_mail_per_alert_in_the_owners_language_even_when_delivered_twice(
+    invitations: ServiceProcess, sink: Sink, nats_connection: Client
+) -> None:
+    js = nats_connection.jetstream()
+    await declare_topology(js)
+    email = f"sanne.{uuid.uuid4().hex[:8]}@alerting-accounting.example"
+    envelope = new_envelope(_raised(email), firm_id=FIRM, actor=Actor.service("registry-alerts"))
+    await publish_event(js, envelope)
+    # The same event stored again past JetStream's duplicate window (a replay): no second mail.
+    await js.publish(envelope.subject, envelope.to_bytes(), headers={"Nats-Msg-Id": f"replayed-{envelope.id}"})
+    # A digest rule's alert and a webhook-only rule's alert are not mailed one by one.
+    for quiet in (_raised(email, delivery="daily_digest"), _raised(email, mailed=False)):
+        await publish_event(js, new_envelope(quiet, firm_id=FIRM, actor=Actor.service("registry-alerts")))
+    [mail] = await _mails(sink.folder, email, at_least=1)
+    await asyncio.sleep(3)  # time for a second mail, were there one
+    assert len(await _mails(sink.folder, email, at_least=2, wait=0)) == 1
+    assert mail.subject == "Waarschuwing: Weinig kas voor Mühlbach Gruppe – Mühlbach Holzbau AG"
+    assert mail.text is not None
+    text = mail.text.replace("\xa0", " ")  # Babel writes amounts with no-break spaces
+    assert "liquide middelen is € 8.432,10, onder € 10.000,00" in text, text
+    assert "http://hub.test:8000/alerts" in mail.text
+
+
+async def test_a_daily_digest_lists_its_alerts(
+    invitations: ServiceProcess, sink: Sink, nats_connection: Client
+) -> None:
+    js = nats_connection.jetstream()
+    await declare_topology(js)
+    email = f"dieter.{uuid.uuid4().hex[:8]}@alerting-accounting.example"
+    episodes = [
+        DigestEpisode(
+            episode_id=uuid.uuid4(),
+            client_name="Mühlbach Gruppe",
+            company_name="Mühlbach Holzbau AG",
+            value=Decimal("8432.10"),
+            currency_code="EUR",
+            started_at=STARTED,
+            ended_at=STARTED + timedelta(hours=3),
+        ),
+        DigestEpisode(
+            episode_id=uuid.uuid4(),
+            client_name="Fabrikam",
+            value=Decimal("12.5"),
+            currency_code="USD",
+            started_at=STARTED + timedelta(hours=4),
+        ),
+    ]
+    digest = AlertDigestDue(
+        digest_id=uuid.uuid4(),
+        rule_id=uuid.uuid4(),
+        rule_name="Kasse knapp",
+        figure="cash",
+        comparison="below",
+        threshold=Decimal("10000"),
+        recipient=AlertRecipient(accountant_id=uuid.uuid4(), email=email, display_name="Dieter", language="de"),
+        since=STARTED - timedelta(hours=2),
+        until=STARTED + timedelta(hours=22),
+        episodes=episodes,
+    )
+    await publish_event(js, new_envelope(digest, firm_id=FIRM, actor=Actor.service("registry-alerts")))
+    [mail] = await _mails(sink.folder, email, at_least=1)
+    assert mail.subject == "Tägliche Zusammenfassung der Warnungen: Kasse knapp"
+    assert mail.text is not None
+    text = mail.text.replace("\xa0", " ")
+    assert "Ihre Warnung Kasse knapp (Liquidität unter 10.000) trat seit" in text and "2-mal ein" in text, text
+    assert "Mühlbach Gruppe – Mühlbach Holzbau AG: 8.432,10 €" in text, text
+    assert "(vorbei um" in text
+    assert "Fabrikam: 12,50 $" in text, text
