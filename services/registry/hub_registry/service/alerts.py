@@ -17,7 +17,7 @@ import json
 import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import func, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -157,16 +157,17 @@ def _checked_condition(fields: AlertRuleFields) -> Condition:
 
 
 async def set_alert_rule(*, session: AsyncSession, command: SetAlertRule, settings: RegistrySettings) -> AlertRuleSaved:
-    accountant = await _acting_accountant(session, command.firm_id, command.actor)
     fields = command.rule
     condition = _checked_condition(fields)
-    if fields.client_id is not None:
-        await live_client(session, command.firm_id, fields.client_id)
     if fields.webhook_url is not None:
+        # Before the first read: the resolver's answer keeps no transaction waiting.
         try:
             await webhooks.resolve_target(fields.webhook_url, allow_loopback=settings.alert_webhook_allow_loopback)
         except webhooks.UnsafeWebhook as error:
             raise refused(RejectionReason.INVALID, error.message, "webhook_url", **error.values) from error
+    accountant = await _acting_accountant(session, command.firm_id, command.actor)
+    if fields.client_id is not None:
+        await live_client(session, command.firm_id, fields.client_id)
     now = datetime.now(UTC)
     if command.rule_id is None:
         row = AlertRuleRow(
@@ -188,9 +189,7 @@ async def set_alert_rule(*, session: AsyncSession, command: SetAlertRule, settin
         ):
             # What the open episodes were about is no longer watched: they end here, and the
             # next observation starts afresh under the new condition.
-            await _end_open_episodes(
-                session, row, reason="rule_changed", correlation_id=command.correlation_id, now=now
-            )
+            await _end_open_episodes(session, row, Context.of(command), reason="rule_changed", now=now)
     secret: str | None = None
     if fields.webhook_url is not None and row.webhook_secret_sealed is None:
         secret = webhooks.new_secret()
@@ -236,7 +235,7 @@ async def remove_alert_rule(*, session: AsyncSession, command: RemoveAlertRule) 
     accountant = await _acting_accountant(session, command.firm_id, command.actor)
     row = await _visible_rule(session, accountant, command.rule_id)
     now = datetime.now(UTC)
-    await _end_open_episodes(session, row, reason="rule_removed", correlation_id=command.correlation_id, now=now)
+    await _end_open_episodes(session, row, Context.of(command), reason="rule_removed", now=now)
     row.removed_at = now
     session.add(row)
     await emit(session, Context.of(command), AlertRuleRemoved(rule_id=row.id))
@@ -339,8 +338,14 @@ async def _emit_caused(
 
 
 async def _end_open_episodes(
-    session: AsyncSession, rule: AlertRuleRow, *, reason: str, correlation_id: str, now: datetime
+    session: AsyncSession,
+    rule: AlertRuleRow,
+    context: Context,
+    *,
+    reason: Literal["rule_changed", "rule_removed"],
+    now: datetime,
 ) -> None:
+    """A rule changed or removed by an accountant: its open episodes end, that accountant their actor."""
     episodes = (
         await session.execute(
             select(AlertEpisodeRow).where(
@@ -351,9 +356,9 @@ async def _end_open_episodes(
     for episode in episodes:
         episode.ended_at = now
         session.add(episode)
-        await _emit_caused(
+        await emit(
             session,
-            rule.firm_id,
+            context,
             AlertResolved(
                 episode_id=episode.id,
                 rule_id=rule.id,
@@ -362,8 +367,6 @@ async def _end_open_episodes(
                 ended_at=now,
                 reason=reason,
             ),
-            correlation_id=correlation_id,
-            cause=None,
         )
 
 
