@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 from fastapi import FastAPI
 
 from hub_common.logging import get_logger
@@ -15,6 +18,7 @@ from hub_sandbox.sign_in_pages import sign_in_router
 from hub_sandbox.state import SandboxState, build_state
 from hub_sandbox.tokens import TokenIssuer
 from hub_sandbox.web_client import web_client_router
+from hub_sandbox.webhook_delivery import WebhookCourier
 
 log = get_logger(__name__)
 
@@ -25,7 +29,19 @@ def create_app(settings: SandboxSettings) -> FastAPI:
         log.warning("HUB_ENTRA_CLIENT_SECRET is empty: the sandbox will refuse every token request")
     signing_key = ensure_signing_key(settings.sandbox_state_dir)
     state = build_state(settings, TokenIssuer(signing_key))
+    courier = WebhookCourier(state.webhooks, state.clock)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        # BC's calls to webhook subscribers: one HTTP client and the delivery task.
+        await courier.start()
+        try:
+            yield
+        finally:
+            await courier.stop()
+
     app = FastAPI(
+        lifespan=lifespan,
         title="Accountant Hub sandbox",
         summary="A stand-in for Microsoft Entra ID and Business Central",
         docs_url=f"{ADMIN_PREFIX}/docs",
@@ -38,7 +54,7 @@ def create_app(settings: SandboxSettings) -> FastAPI:
     app.include_router(admin_router(state))
     app.include_router(web_client_router(state))
     app.include_router(client_admin_router(state))
-    app.include_router(business_central_router(state))
+    app.include_router(business_central_router(state, courier))
     app.include_router(identity_router(state))
     app.include_router(sign_in_router(state))
     return app

@@ -57,10 +57,12 @@ from hub_sandbox.odata import (
     parse_query_options,
     serialise,
 )
-from hub_sandbox.seed import company_book
 from hub_sandbox.state import SandboxState
+from hub_sandbox.subscriptions import SUBSCRIPTIONS, SubscriptionAnswer, SubscriptionRequest, SubscriptionsApi
 from hub_sandbox.tenants import SandboxCompany, SandboxEnvironment, SandboxTenant
 from hub_sandbox.tokens import APP_ROLE, AccessTokenClaims, InvalidAccessToken
+from hub_sandbox.webhook_delivery import WebhookCourier
+from hub_sandbox.webhooks import SubscriptionRefused
 
 log = get_logger(__name__)
 
@@ -272,6 +274,8 @@ class BusinessCentralApi:
             request.base_url,
             self.state.business_date(),
             self.state.bc_version(request.tenant),
+            # Anything posted through the admin API changes the answers.
+            self.state.book_changes.version,
         )
 
     def remembered(self, request: ApiGet) -> ApiResult | None:
@@ -368,16 +372,16 @@ class BusinessCentralApi:
         ):
             raise _segment_not_found(entity_segment.name)
         self._check_access(request.tenant, company, entity_set.table)
-        business_date = self.state.business_date()
+        book = self.state.book(company)
         if entity_segment.key is None:
             return self._collection(
                 entity_set.entity,
-                lambda options: company_entity_records(entity_set, company, business_date, options),
+                lambda options: company_entity_records(entity_set, book, options),
                 request,
                 context,
             )
         options = _options(entity_set.entity, request.query)
-        records = company_entity_records(entity_set, company, business_date, options)
+        records = company_entity_records(entity_set, book, options)
         return _single(entity_set.entity, _record_by_key(entity_set, records, entity_segment.key), options, context)
 
     def _check_access(self, tenant: SandboxTenant, company: SandboxCompany, table: str) -> None:
@@ -480,7 +484,7 @@ class BusinessCentralApi:
             # BC 30 no longer publishes Microsoft pages as web services.
             raise no_resource(request.url)
         self._check_access(request.tenant, company, "9069 Activities Cue")
-        book = company_book(company, self.state.business_date())
+        book = self.state.book(company)
         record = cue_record(service.name, book)
         context = f"{context_root}#Company('{quote(company.name)}')/{service.name}"
         return self._collection(service, lambda _: [record], request, context)
@@ -633,9 +637,24 @@ def _error_body(code: str, message: str, correlation_id: str) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------
 
 
-def business_central_router(state: SandboxState) -> APIRouter:
+def subscription_segment(path: BcPath) -> Segment | None:
+    """``subscriptions`` or ``subscriptions('{id}')`` right under the API v2.0 root."""
+    if path.service != API or len(path.rest) != 1:
+        return None
+    segment = parse_segments(path.rest)[0]
+    return segment if segment.name == SUBSCRIPTIONS else None
+
+
+def _allowed_methods(path: BcPath, subscription: Segment | None) -> tuple[str, ...]:
+    if subscription is not None:
+        return ("GET", "POST") if subscription.key is None else ("GET", "PATCH", "DELETE")
+    return ("POST",) if path.is_batch else ("GET",)
+
+
+def business_central_router(state: SandboxState, courier: WebhookCourier) -> APIRouter:
     router = APIRouter(tags=["Business Central"])
     api = BusinessCentralApi(state)
+    subscriptions = SubscriptionsApi(state.webhooks, courier, state.clock)
 
     @router.api_route("/v2.0/{bc_path:path}", methods=["GET", "POST", "PATCH", "PUT", "DELETE"])
     async def business_central(bc_path: str, request: Request) -> Response:
@@ -650,15 +669,15 @@ def business_central_router(state: SandboxState) -> APIRouter:
                 raise no_resource(str(request.url))
             environment = api.environment(tenant, path.environment)
             _raise_front_door_faults(state, tenant)
-            allowed = "POST" if path.is_batch else "GET"
-            if request.method != allowed:
+            subscription = subscription_segment(path)
+            if request.method not in _allowed_methods(path, subscription):
                 last = path.rest[-1] if path.rest else path.service
                 raise BusinessCentralError(
                     405,
                     "BadRequest_MethodNotAllowed",
                     f"'{request.method}' requests for '{last}' are not allowed by the sandbox.",
                 )
-            body = await request.body() if path.is_batch else b""
+            body = await request.body() if request.method in ("POST", "PATCH") else b""
             identity = (tenant.id, claims.app_id)
             await state.limiter.acquire(identity)
             try:
@@ -666,6 +685,14 @@ def business_central_router(state: SandboxState) -> APIRouter:
                     state.limiter.count_request(identity)
                 await _slow_down(state, tenant, request)
                 base_url = str(request.base_url).rstrip("/")
+                if subscription is not None:
+                    answer = await subscriptions.handle(
+                        SubscriptionRequest(
+                            tenant, environment, claims.app_id, claims.object_id, request.method, subscription.key,
+                            body, request.headers.get("if-match"), f"{base_url}{path.root}",
+                        )
+                    )  # fmt: skip
+                    return _subscription_answer(answer, headers)
                 if path.is_batch:
                     result = await run_in_threadpool(api.batch, tenant, environment, path, identity, body, base_url)
                 else:
@@ -682,9 +709,17 @@ def business_central_router(state: SandboxState) -> APIRouter:
             return _json(body_json, throttled.status, headers | {"Retry-After": str(throttled.retry_after)})
         except BusinessCentralError as error:
             return _json(_error_body(error.code, error.message, correlation_id), error.status, headers | error.headers)
+        except SubscriptionRefused as refused:
+            return _json(_error_body(refused.code, refused.message, correlation_id), refused.status, headers)
         return _answer(state, tenant, result, headers)
 
     return router
+
+
+def _subscription_answer(answer: SubscriptionAnswer, headers: dict[str, str]) -> Response:
+    if answer.body is None:
+        return Response(status_code=answer.status, headers=headers | answer.headers)
+    return _json(answer.body, answer.status, headers | answer.headers)
 
 
 def _raise_front_door_faults(state: SandboxState, tenant: SandboxTenant) -> None:
