@@ -9,6 +9,7 @@ from fastapi import FastAPI
 
 from hub_common.logging import get_logger
 from hub_sandbox.admin import ADMIN_PREFIX, admin_router
+from hub_sandbox.admin_changes import changes_router
 from hub_sandbox.business_central import business_central_router
 from hub_sandbox.certificates import ensure_signing_key
 from hub_sandbox.client_admin import client_admin_router
@@ -52,6 +53,7 @@ def create_app(settings: SandboxSettings) -> FastAPI:
     # Order matters: the identity routes start with a free {tenant} segment, so the routes
     # with fixed prefixes (/_sandbox, /bc, /admin, /v2.0) must be matched first.
     app.include_router(admin_router(state))
+    app.include_router(changes_router(state, ADMIN_PREFIX))
     app.include_router(web_client_router(state))
     app.include_router(client_admin_router(state))
     app.include_router(business_central_router(state, courier))
