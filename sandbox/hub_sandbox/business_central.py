@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import fnmatch
 import json
 import re
 import time
@@ -49,8 +50,10 @@ from hub_sandbox.entities import (
 from hub_sandbox.faults import FaultKind
 from hub_sandbox.limits import TOO_MANY_REQUESTS_CODE, Identity, Throttled
 from hub_sandbox.odata import (
+    EdmType,
     EntityType,
     ODataQueryError,
+    Property,
     QueryOptions,
     Record,
     apply_query,
@@ -62,7 +65,7 @@ from hub_sandbox.subscriptions import SUBSCRIPTIONS, SubscriptionAnswer, Subscri
 from hub_sandbox.tenants import SandboxCompany, SandboxEnvironment, SandboxTenant
 from hub_sandbox.tokens import APP_ROLE, AccessTokenClaims, InvalidAccessToken
 from hub_sandbox.webhook_delivery import WebhookCourier
-from hub_sandbox.webhooks import SubscriptionRefused
+from hub_sandbox.webhooks import WEBHOOK_ENTITY_SETS, SubscriptionRefused
 
 log = get_logger(__name__)
 
@@ -70,6 +73,9 @@ ODATA_JSON = "application/json; odata.metadata=minimal; odata.streaming=true"
 CORRELATION_HEADERS = ("ms-correlation-x", "request-id")
 API = "api"
 ODATA_V4 = "ODataV4"
+# BC's runtime API (publisher microsoft, group runtime, version beta): webhook discovery.
+RUNTIME = "runtime"
+RUNTIME_ROOT = ("microsoft", "runtime", "beta")
 BATCH_SEGMENT = "$batch"
 # Characters left as they are in the URLs the sandbox writes (keys, $options, quotes).
 URL_SAFE = "$(),'"
@@ -131,6 +137,8 @@ class BcPath:
     def root(self) -> str:
         """The service root's path, as the client wrote it."""
         prefix = f"{self.tenant}/{self.environment}" if self.tenant else self.environment
+        if self.service == RUNTIME:
+            return f"/v2.0/{prefix}/api/{'/'.join(RUNTIME_ROOT)}"
         return f"/v2.0/{prefix}/api/v2.0" if self.service == API else f"/v2.0/{prefix}/{ODATA_V4}"
 
     @property
@@ -153,6 +161,8 @@ def parse_bc_path(path: str) -> BcPath | None:
             environment = parts[prefix_length - 1]
             if head == API and parts[prefix_length + 1 : prefix_length + 2] == ["v2.0"]:
                 return BcPath(tenant, environment, API, tuple(parts[prefix_length + 2 :]))
+            if head == API and tuple(parts[prefix_length + 1 : prefix_length + 4]) == RUNTIME_ROOT:
+                return BcPath(tenant, environment, RUNTIME, tuple(parts[prefix_length + 4 :]))
             if head == ODATA_V4:
                 return BcPath(tenant, environment, ODATA_V4, tuple(parts[prefix_length + 1 :]))
     return None
@@ -285,7 +295,8 @@ class BusinessCentralApi:
 
     def resolve(self, request: ApiGet) -> ApiResult:
         """One GET under the API v2.0 or ODataV4 root (remembered when answers are memoized)."""
-        handler = self.get if request.path.service == API else self.odata
+        handlers = {API: self.get, ODATA_V4: self.odata, RUNTIME: self.runtime}
+        handler = handlers[request.path.service]
         key = self._memo_key(request)
         if key is None:
             return handler(request)
@@ -456,6 +467,32 @@ class BusinessCentralApi:
             headers["Preference-Applied"] = f"odata.maxpagesize={paging.page_size}"
         return ApiResult(body, headers)
 
+    # -- api/microsoft/runtime/beta -------------------------------------------------------
+
+    def runtime(self, request: ApiGet) -> ApiResult:
+        """``companies({id})/webhookSupportedResources``: the v2.0 entity sets BC notifies
+        for, as ``v2.0/{entitySet}``. BC's filter takes a wildcard
+        (``resource eq 'v2.0*'``), which plain OData does not; it is applied here."""
+        resource = parse_segments(request.path.rest)
+        if len(resource) != 2 or resource[0].name != "companies" or resource[0].key is None:
+            raise no_resource(request.url)
+        if resource[1].name != WEBHOOK_SUPPORTED_RESOURCE.entity_set:
+            raise _segment_not_found(resource[1].name)
+        company = _company_by_id(request.environment, parse_key(resource[0].key))
+        records: list[Record] = [{"resource": f"v2.0/{name}"} for name in sorted(WEBHOOK_ENTITY_SETS)]
+        query = list(request.query)
+        filter_text = next((value for name, value in query if name == "$filter"), None)
+        wildcard = _WILDCARD_FILTER.match(filter_text or "")
+        if wildcard is not None:
+            records = [r for r in records if fnmatch.fnmatchcase(str(r["resource"]), wildcard["pattern"])]
+            query = [(name, value) for name, value in query if name != "$filter"]
+        context_root = f"{request.base_url}{request.path.root}/$metadata"
+        context = f"{context_root}#companies({company.id})/{WEBHOOK_SUPPORTED_RESOURCE.entity_set}"
+        narrowed = ApiGet(
+            request.tenant, request.environment, request.path, tuple(query), request.prefer, request.base_url
+        )
+        return self._collection(WEBHOOK_SUPPORTED_RESOURCE, lambda _: records, narrowed, context)
+
     # -- ODataV4 ------------------------------------------------------------------------
 
     def odata(self, request: ApiGet) -> ApiResult:
@@ -558,6 +595,15 @@ class BusinessCentralApi:
             headers |= {k.lower(): v for k, v in error.headers.items()}
         return {"id": operation_id, "status": status, "headers": headers, "body": body}
 
+
+_WILDCARD_FILTER = re.compile(r"^\s*resource\s+eq\s+'(?P<pattern>[^']*\*[^']*)'\s*$")
+
+WEBHOOK_SUPPORTED_RESOURCE = EntityType(
+    name="webhookSupportedResource",
+    entity_set="webhookSupportedResources",
+    key="resource",
+    properties=(Property("resource", EdmType.STRING),),
+)
 
 _ODATA_COMPANY = re.compile(r"^Company(?:\('(?P<name>(?:[^']|'')*)'\))?$")
 

@@ -416,3 +416,13 @@ def test_a_posted_invoice_and_its_payment_change_the_api_figures_consistently(
     name = bc.get(f"{ROOT}/companies({company})").json()["name"]
     cues = bc.get(f"/v2.0/{SAMPLE}/Production/ODataV4/Company('{name}')/AccountantPortalFinanceCues").json()
     assert _money(cues["value"][0]["CashAccountsBalanceAmountDecimal"]) == _cash(bc, company)
+
+
+def test_webhook_supported_resources_are_discoverable(bc: httpx.Client, company: str) -> None:
+    runtime = f"/v2.0/{SAMPLE}/Production/api/microsoft/runtime/beta/companies({company})/webhookSupportedResources"
+    resources = [r["resource"] for r in bc.get(runtime, params={"$filter": "resource eq 'v2.0*'"}).json()["value"]]
+    assert "v2.0/salesInvoices" in resources and "v2.0/generalLedgerEntries" in resources
+    assert "v2.0/trialBalances" not in resources
+    exact = bc.get(runtime, params={"$filter": "resource eq 'v2.0/customers'"}).json()["value"]
+    assert [r["resource"] for r in exact] == ["v2.0/customers"]
+    assert bc.get(runtime.replace(company, "00000000-0000-0000-0000-000000000001")).status_code == 404
