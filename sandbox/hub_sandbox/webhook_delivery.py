@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import secrets
 from typing import Any
@@ -42,6 +43,8 @@ class WebhookCourier:
         self.clock = clock
         self._http: httpx.AsyncClient | None = None
         self._task: asyncio.Task[None] | None = None
+        # Attempts under way, by delivery id: a slow subscriber holds up only its own POST.
+        self._attempts: dict[int, asyncio.Task[None]] = {}
 
     async def start(self) -> None:
         timeout = self.webhooks.settings.timeout_seconds
@@ -54,6 +57,10 @@ class WebhookCourier:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        for attempt in list(self._attempts.values()):
+            attempt.cancel()
+        await asyncio.gather(*self._attempts.values(), return_exceptions=True)
+        self._attempts.clear()
         if self._http is not None:
             await self._http.aclose()
             self._http = None
@@ -101,11 +108,23 @@ class WebhookCourier:
             await asyncio.sleep(POLL_SECONDS)
 
     async def deliver_due(self) -> None:
-        due = self.webhooks.due_deliveries(self.clock.now())
-        if due:
-            await asyncio.gather(*(self._attempt(delivery) for delivery in due))
+        """Start an attempt for each delivery that is due and not already being sent."""
+        for delivery in self.webhooks.due_deliveries(self.clock.now()):
+            if delivery.id not in self._attempts:
+                attempt = asyncio.create_task(self._attempt(delivery), name=f"sandbox-webhook-{delivery.id}")
+                self._attempts[delivery.id] = attempt
+                attempt.add_done_callback(functools.partial(self._finished, delivery.id))
+
+    def _finished(self, delivery_id: int, _: asyncio.Task[None]) -> None:
+        self._attempts.pop(delivery_id, None)
 
     async def _attempt(self, delivery: Delivery) -> None:
+        try:
+            await self._send(delivery)
+        except Exception:  # one bad delivery must not end the others
+            log.exception("webhook delivery failed", url=delivery.url)
+
+    async def _send(self, delivery: Delivery) -> None:
         body = self.webhooks.body_of(delivery, self.clock.now())
         if not body["value"]:
             self.webhooks.drop(delivery, self.clock.now())

@@ -5,6 +5,7 @@ collection notifications, retries, and books that change through the admin API."
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -15,7 +16,7 @@ import pytest
 
 from hub_sandbox.server import RunningSandbox, serve_in_background
 from hub_sandbox.tenants import tenant_id_for
-from tests.sandbox.sandbox_helpers import BC_SCOPE, BUSINESS_DATE, msal_app, sandbox_settings
+from tests.sandbox.sandbox_helpers import BC_SCOPE, BUSINESS_DATE, CLIENT_ID, msal_app, sandbox_settings
 from tests.sandbox.webhook_subscriber import Behaviour, Subscriber, running_subscriber
 
 SAMPLE = tenant_id_for(0)
@@ -113,6 +114,8 @@ def test_create_runs_the_handshake_and_answers_the_subscription(
     assert body["notificationUrl"] == url and body["clientState"] == "s3cret"
     assert body["resource"] == _resource(company, "salesInvoices")
     assert isinstance(body["timestamp"], int)
+    # The caller: the hub app's service principal in the tenant.
+    assert body["userId"] == str(uuid.uuid5(SAMPLE, f"servicePrincipal/{CLIENT_ID}"))
     assert body["expirationDateTime"] > body["lastModifiedDateTime"]
     path, token, handshake_body = subscriber.handshakes[-1]
     assert path == "/hooks/created" and token and handshake_body == b""
@@ -426,3 +429,20 @@ def test_webhook_supported_resources_are_discoverable(bc: httpx.Client, company:
     exact = bc.get(runtime, params={"$filter": "resource eq 'v2.0/customers'"}).json()["value"]
     assert [r["resource"] for r in exact] == ["v2.0/customers"]
     assert bc.get(runtime.replace(company, "00000000-0000-0000-0000-000000000001")).status_code == 404
+
+
+def test_the_sandbox_stops_promptly_while_a_notification_is_under_way(tmp_path: Path, subscriber: Subscriber) -> None:
+    settings = sandbox_settings(tmp_path, sandbox_webhook_delay_seconds=0.1, sandbox_webhook_timeout_seconds=10.0)
+    url = subscriber.url("slow", Behaviour(notification_delay_seconds=8))
+    with (
+        serve_in_background(settings) as running,
+        httpx.Client(base_url=running.base_url, verify=running.ssl_context(), timeout=15) as http,
+    ):
+        token = msal_app(running, str(SAMPLE), http).acquire_token_for_client(scopes=[BC_SCOPE])["access_token"]
+        http.headers["Authorization"] = f"Bearer {token}"
+        company = http.get(f"{ROOT}/companies").json()["value"][0]["id"]
+        assert _subscribe(http, url, _resource(company, "generalLedgerEntries")).status_code == 201
+        http.post(f"/_sandbox/companies/{company}/bank-transfers", json={"count": 1}).raise_for_status()
+        subscriber.wait_for("slow", 1)
+        stopping = time.monotonic()
+    assert time.monotonic() - stopping < 5, "the delivery task is cancelled with the app's lifespan"

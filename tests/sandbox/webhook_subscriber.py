@@ -25,6 +25,7 @@ class Behaviour:
     handshake_answer: str | None = None  # None: echo the token
     handshake_delay_seconds: float = 0.0
     notification_statuses: list[int] = field(default_factory=list)  # then 200
+    notification_delay_seconds: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,7 @@ def _handler(subscriber: Subscriber) -> type[BaseHTTPRequestHandler]:
             with subscriber.lock:
                 status = behaviour.notification_statuses.pop(0) if behaviour.notification_statuses else 200
                 subscriber.notifications.append(Received(split.path, json.loads(body), status))
+            time.sleep(behaviour.notification_delay_seconds)
             self._answer(status, "", "text/plain")
 
         def _answer(self, status: int, text: str, content_type: str) -> None:
