@@ -61,7 +61,7 @@ from hub_sandbox.odata import (
     serialise,
 )
 from hub_sandbox.state import SandboxState
-from hub_sandbox.subscriptions import SUBSCRIPTIONS, SubscriptionAnswer, SubscriptionRequest, SubscriptionsApi
+from hub_sandbox.subscriptions import SUBSCRIPTIONS, SubscriptionRequest, SubscriptionsApi
 from hub_sandbox.tenants import SandboxCompany, SandboxEnvironment, SandboxTenant
 from hub_sandbox.tokens import APP_ROLE, AccessTokenClaims, InvalidAccessToken
 from hub_sandbox.webhook_delivery import WebhookCourier
@@ -738,7 +738,10 @@ def business_central_router(state: SandboxState, courier: WebhookCourier) -> API
                             body, request.headers.get("if-match"), f"{base_url}{path.root}",
                         )
                     )  # fmt: skip
-                    return _subscription_answer(answer, headers)
+                    if answer.body is None:
+                        return Response(status_code=answer.status, headers=headers | answer.headers)
+                    # Body faults (malformed, oversized, trickled) apply as to every BC answer.
+                    return _answer(state, tenant, ApiResult(answer.body, answer.headers), headers, answer.status)
                 if path.is_batch:
                     result = await run_in_threadpool(api.batch, tenant, environment, path, identity, body, base_url)
                 else:
@@ -760,12 +763,6 @@ def business_central_router(state: SandboxState, courier: WebhookCourier) -> API
         return _answer(state, tenant, result, headers)
 
     return router
-
-
-def _subscription_answer(answer: SubscriptionAnswer, headers: dict[str, str]) -> Response:
-    if answer.body is None:
-        return Response(status_code=answer.status, headers=headers | answer.headers)
-    return _json(answer.body, answer.status, headers | answer.headers)
 
 
 def _raise_front_door_faults(state: SandboxState, tenant: SandboxTenant) -> None:
@@ -803,24 +800,30 @@ async def _slow_down(state: SandboxState, tenant: SandboxTenant, request: Reques
         raise BusinessCentralError(504, "GatewayTimeout", "The request timed out before BC answered.")
 
 
-def _answer(state: SandboxState, tenant: SandboxTenant | None, result: ApiResult, headers: dict[str, str]) -> Response:
+def _answer(
+    state: SandboxState,
+    tenant: SandboxTenant | None,
+    result: ApiResult,
+    headers: dict[str, str],
+    status: int = 200,
+) -> Response:
     headers = headers | result.headers
     if tenant is not None and state.faults.take(tenant.id, FaultKind.MALFORMED_BODY):
         content = json.dumps(result.body, separators=(",", ":")).encode()
         # Cut in the middle and drop the closing brackets: a body that is not JSON.
-        return Response(content[: max(1, len(content) // 2)], 200, headers=headers, media_type=ODATA_JSON)
+        return Response(content[: max(1, len(content) // 2)], status, headers=headers, media_type=ODATA_JSON)
     oversized = state.faults.take(tenant.id, FaultKind.OVERSIZED_BODY) if tenant is not None else None
     if oversized:
         return StreamingResponse(
-            _huge_body(oversized.size_mb * 1024 * 1024), 200, headers=headers, media_type=ODATA_JSON
+            _huge_body(oversized.size_mb * 1024 * 1024), status, headers=headers, media_type=ODATA_JSON
         )
     trickle = state.faults.take(tenant.id, FaultKind.TRICKLE) if tenant is not None else None
     if trickle:
         content = json.dumps(result.body, ensure_ascii=False, separators=(",", ":")).encode()
         return StreamingResponse(
-            _trickled(content, trickle.trickle_interval_seconds), 200, headers=headers, media_type=ODATA_JSON
+            _trickled(content, trickle.trickle_interval_seconds), status, headers=headers, media_type=ODATA_JSON
         )
-    return _json(result.body, 200, headers)
+    return _json(result.body, status, headers)
 
 
 async def _trickled(content: bytes, interval_seconds: float) -> AsyncIterator[bytes]:

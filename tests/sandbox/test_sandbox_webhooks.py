@@ -4,6 +4,7 @@ collection notifications, retries, and books that change through the admin API."
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import Iterator
@@ -446,3 +447,19 @@ def test_the_sandbox_stops_promptly_while_a_notification_is_under_way(tmp_path: 
         subscriber.wait_for("slow", 1)
         stopping = time.monotonic()
     assert time.monotonic() - stopping < 5, "the delivery task is cancelled with the app's lifespan"
+
+
+def test_limits_and_faults_apply_to_subscriptions_as_to_every_bc_route(
+    bc: httpx.Client, admin: httpx.Client, subscriber: Subscriber, company: str
+) -> None:
+    faults = f"/tenants/{SAMPLE}/faults"
+    admin.put(faults, json={"kind": "too_many_requests", "count": 1}).raise_for_status()
+    throttled = _subscribe(bc, subscriber.url("faulted"), _resource(company, "customers"))
+    assert throttled.status_code == 429 and _error(throttled)["code"] == "Application_TooManyRequests"
+    admin.put(faults, json={"kind": "malformed_body", "count": 1}).raise_for_status()
+    malformed = bc.get(f"{ROOT}/subscriptions")
+    assert malformed.status_code == 200
+    with pytest.raises(json.JSONDecodeError):
+        malformed.json()
+    assert bc.get(f"{ROOT}/subscriptions", headers={"Authorization": "Bearer nope"}).status_code == 401
+    assert bc.put(f"{ROOT}/subscriptions", json={}).status_code == 405
