@@ -1,5 +1,7 @@
-"""Business Central stand-in under ``/v2.0/``: API v2.0, its JSON ``$batch`` and the ODataV4
-web services (``Company`` and the Accountant Portal cues).
+"""Business Central stand-in under ``/v2.0/``: API v2.0, its JSON ``$batch``, its webhook
+``subscriptions`` (:mod:`hub_sandbox.subscriptions`), the runtime API's
+``webhookSupportedResources`` and the ODataV4 web services (``Company`` and the Accountant
+Portal cues).
 
 What a request goes through, in BC's order:
 
