@@ -55,24 +55,24 @@ class ClockChange(BaseModel):
 
 class SalesInvoicePosting(BaseModel):
     customer_number: str
-    amount_including_tax: Decimal = Field(gt=0, decimal_places=2)
+    amount_including_tax: Decimal = Field(gt=0)
     due_date: dt.date
 
 
 class PurchaseInvoicePosting(BaseModel):
     vendor_number: str
-    amount_including_tax: Decimal = Field(gt=0, decimal_places=2)
+    amount_including_tax: Decimal = Field(gt=0)
     due_date: dt.date
 
 
 class CustomerPayment(BaseModel):
     invoice: str = Field(description="the sales invoice's id or number")
-    amount: Decimal = Field(gt=0, decimal_places=2)
+    amount: Decimal = Field(gt=0)
 
 
 class BankTransfers(BaseModel):
     count: int = Field(ge=1, le=100_000)
-    amount: Decimal = Field(default=Decimal("1.00"), gt=0, decimal_places=2)
+    amount: Decimal = Field(default=Decimal("1.00"), gt=0)
 
 
 class DocumentView(BaseModel):
@@ -135,7 +135,7 @@ class HandshakeView(BaseModel):
     at: dt.datetime
     status: int | None
     error: str | None
-    succeeded: bool
+    ok: bool
 
 
 class OtherSubscriptions(BaseModel):
@@ -177,7 +177,7 @@ def _delivery_view(a: DeliveryAttempt) -> DeliveryView:
 
 
 def _handshake_view(a: HandshakeAttempt) -> HandshakeView:
-    return HandshakeView(url=a.url, purpose=a.purpose, at=a.at, status=a.status, error=a.error, succeeded=a.succeeded)
+    return HandshakeView(url=a.url, purpose=a.purpose, at=a.at, status=a.status, error=a.error, ok=a.ok)
 
 
 def changes_router(state: SandboxState, prefix: str) -> APIRouter:

@@ -13,6 +13,7 @@ from hub_sandbox.admin_changes import changes_router
 from hub_sandbox.business_central import business_central_router
 from hub_sandbox.certificates import ensure_signing_key
 from hub_sandbox.client_admin import client_admin_router
+from hub_sandbox.clock import ClockDateHeader
 from hub_sandbox.identity import identity_router
 from hub_sandbox.settings import SandboxSettings
 from hub_sandbox.sign_in_pages import sign_in_router
@@ -50,6 +51,7 @@ def create_app(settings: SandboxSettings) -> FastAPI:
         openapi_url=f"{ADMIN_PREFIX}/openapi.json",
     )
     app.state.sandbox = state
+    app.add_middleware(ClockDateHeader, clock=state.clock)
     # Order matters: the identity routes start with a free {tenant} segment, so the routes
     # with fixed prefixes (/_sandbox, /bc, /admin, /v2.0) must be matched first.
     app.include_router(admin_router(state))

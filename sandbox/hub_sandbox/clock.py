@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+from email.utils import format_datetime
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
 class SandboxClock:
@@ -36,3 +39,27 @@ class SandboxClock:
     def reset(self) -> None:
         with self._lock:
             self._offset = dt.timedelta(0)
+
+
+class ClockDateHeader:
+    """ASGI middleware: every answer's ``Date`` header is the sandbox clock's. Clients judge
+    a subscription's expiry on BC's clock (the ``Date`` of its answers), so an advanced
+    clock must show there too. (uvicorn's own Date header is turned off.)"""
+
+    def __init__(self, app: ASGIApp, clock: SandboxClock) -> None:
+        self.app = app
+        self.clock = clock
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_dated(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"date"]
+                headers.append((b"date", format_datetime(self.clock.now(), usegmt=True).encode()))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_dated)

@@ -445,7 +445,7 @@ class HandshakeAttempt:
     at: dt.datetime
     status: int | None
     error: str | None
-    succeeded: bool
+    ok: bool
 
 
 class Webhooks:
