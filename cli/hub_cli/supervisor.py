@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 
+from hub_common.change_notifications import NOTIFICATION_PATH
 from hub_common.local_nats import LocalNatsServer, free_port, wait_for_port
 from hub_common.streams import Topology
 
@@ -107,6 +108,8 @@ class Supervisor:
                 "HUB_ENTRA_CLIENT_ID": secrets_.client_id,
                 "HUB_ENTRA_CLIENT_SECRET": secrets_.client_secret,
                 "HUB_SECRET_KEY": secrets_.secret_key,
+                # The sandbox posts Business Central's change notices to the gateway.
+                "HUB_NOTIFICATION_URL": f"http://127.0.0.1:{self.gateway_port}{NOTIFICATION_PATH}",
             }
         )
         return environment

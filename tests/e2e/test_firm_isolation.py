@@ -20,6 +20,7 @@ import jwt
 import openpyxl
 import pytest
 
+from hub_common.change_notifications import CompanyAddress, NotificationSigner
 from tests.conftest import Sandbox
 from tests.e2e.conftest import Hub
 from tests.support.connect import add_connected_client
@@ -199,6 +200,14 @@ CASES: dict[str, tuple[Probe, int | None]] = {
         ),
         401,
     ),
+    # A change notice's URL is signed with the hub's key: one signed with a guessed key for the
+    # victim's client is refused, handshake and notice alike, and asks for no refresh.
+    "POST /webhooks/business-central/{key}": (
+        lambda api, v: api.post(
+            f"/webhooks/business-central/{_forged_notification_key(v)}", params={"validationToken": "t"}
+        ),
+        404,
+    ),
     # Pages (not in the OpenAPI document).
     "GET /": (lambda api, v: api.get("/"), None),
     "GET /clients": (lambda api, v: api.get("/clients"), None),
@@ -230,6 +239,11 @@ CASES: dict[str, tuple[Probe, int | None]] = {
     "GET /connect/{token}": (lambda api, v: api.get(f"/connect/{_forged_link(v)}"), 400),
     "POST /connect/{token}": (lambda api, v: api.post(f"/connect/{_forged_link(v)}"), 400),
 }
+
+
+def _forged_notification_key(victim: Victim) -> str:
+    guessed = NotificationSigner("a guessed secret key that is long enough for HS256")
+    return guessed.key(CompanyAddress(uuid.uuid4(), uuid.UUID(victim.client_id), uuid.UUID(victim.company_id)))
 
 
 def _forged_link(victim: Victim) -> str:

@@ -28,6 +28,11 @@ Call = Callable[[httpx.Client], httpx.Response]
 MATRIX: dict[str, tuple[str, Call]] = {
     "GET /healthz": (NO_ACCOUNT, lambda api: api.get("/healthz")),
     "POST /api/v1/client-invitations": (NO_ACCOUNT, lambda api: api.post("/api/v1/client-invitations", json={})),
+    # Business Central's change notices: the signed key in the path is the credential.
+    "POST /webhooks/business-central/{key}": (
+        NO_ACCOUNT,
+        lambda api: api.post("/webhooks/business-central/not-a-key", params={"validationToken": "t"}),
+    ),
     "GET /api/v1/me": (EVERYONE, lambda api: api.get("/api/v1/me")),
     "GET /api/v1/accountants": (EVERYONE, lambda api: api.get("/api/v1/accountants")),
     "GET /api/v1/clients": (EVERYONE, lambda api: api.get("/api/v1/clients")),

@@ -24,7 +24,9 @@ HOURLY = RefreshSchedule(every=timedelta(hours=1), quiet_hours=None)
 ADDED = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
 
 
-async def _firm_with_clients(database_url: str, count: int) -> tuple[uuid.UUID, uuid.UUID, list[uuid.UUID]]:
+async def _firm_with_clients(
+    database_url: str, count: int, owner_email: str = "o@sched.example"
+) -> tuple[uuid.UUID, uuid.UUID, list[uuid.UUID]]:
     await asyncio.to_thread(migrate, database_url, MIGRATIONS, VERSION_TABLE)
     engine = create_engine(database_url)
     firm, owner = Firm(name="Scheduled firm"), uuid.uuid4()
@@ -33,7 +35,7 @@ async def _firm_with_clients(database_url: str, count: int) -> tuple[uuid.UUID, 
         async with transaction(session_factory(engine)) as session:
             session.add(firm)
             await session.flush()
-            session.add(Accountant(id=owner, firm_id=firm.id, email="o@sched.example", display_name="O", role="owner"))
+            session.add(Accountant(id=owner, firm_id=firm.id, email=owner_email, display_name="O", role="owner"))
             for index, client_id in enumerate(clients):
                 tenant_id = uuid.uuid4()
                 session.add(

@@ -38,6 +38,8 @@ REVOKE_TENANT_ACCESS = "cmd.registry.tenant.revoke"
 # that may read it and takes a firm's access back.
 LIST_TENANT_GRANTS = "cmd.registry.tenant.grants"
 WITHDRAW_TENANT_ACCESS = "cmd.registry.tenant.withdraw"
+# Business Central notified the gateway of changes to a company (a webhook notice).
+RECORD_BUSINESS_CENTRAL_CHANGES = "cmd.registry.notifications.record"
 
 
 class EnsureAccountant(BaseModel):
@@ -125,6 +127,22 @@ class SetRefreshSchedule(FirmCommand):
     quiet_from: time | None = None
     quiet_until: time | None = None
     time_zone: Annotated[str, Field(min_length=1, max_length=64)] = "UTC"
+
+
+class RecordBusinessCentralChanges(FirmCommand):
+    """BC's notice that a company's records changed; the firm, client and company come from
+    the notification URL's signed key, never from BC's body alone."""
+
+    client_id: uuid.UUID
+    company_id: uuid.UUID
+    entities: Annotated[list[Annotated[str, Field(max_length=100)]], Field(min_length=1, max_length=50)]
+    notices: Annotated[int, Field(ge=1)]
+    collection: bool = False
+
+
+class ChangesRecorded(BaseModel):
+    # The refresh the notice started; None when it joins one asked for moments ago.
+    refresh_id: uuid.UUID | None = None
 
 
 class TestConnection(FirmCommand):

@@ -396,6 +396,60 @@ class ConnectionTested(EventData):
     connection: ClientConnection | None = None
 
 
+# ---------------------------------------------------------------- change notifications
+
+
+class NotificationState(StrEnum):
+    """How a company's changes reach the hub."""
+
+    # BC notifies the hub of changes to every entity its figures come from.
+    SUBSCRIBED = "subscribed"
+    # The environment's subscriptions are used up (BC's 200, or the hub's share of them):
+    # the company is read on its schedule only.
+    POLLING = "polling"
+    # Subscribing failed (the handshake, BC's answer): read on schedule, tried again at the
+    # next refresh.
+    FAILED = "failed"
+
+
+class NotificationSubscriptionsChecked(EventData):
+    """The fetcher made (or renewed, or gave up on) a company's BC webhook subscriptions.
+
+    Published only when something changed at BC or the state changed, not at every refresh.
+    """
+
+    event_type = "NotificationSubscriptionsChecked"
+    subject_template = "notifications.checked"
+
+    client_id: uuid.UUID
+    company_id: uuid.UUID
+    company_name: Text | None = None
+    state: NotificationState
+    # The entities (API v2.0 names) BC notifies the hub of.
+    entities: Annotated[list[Annotated[str, Field(max_length=100)]], Field(max_length=50)] = []
+    # The earliest expiry of the company's subscriptions, as BC states it.
+    expires_at: datetime | None = None
+    detail: Text | None = None
+    failure: Failure | None = None
+
+
+class BusinessCentralChanged(EventData):
+    """BC notified the hub that records of a company changed (stored before BC gets a 2xx)."""
+
+    event_type = "BusinessCentralChanged"
+    subject_template = "notifications.changed"
+
+    client_id: uuid.UUID
+    company_id: uuid.UUID
+    # The changed entities (API v2.0 names).
+    entities: Annotated[list[Annotated[str, Field(max_length=100)]], Field(max_length=50)]
+    # Notices in the POST; a ``collection`` notice stands for more than 1,000 changes.
+    notices: Annotated[int, Field(ge=1)]
+    collection: bool = False
+    # Whether this notice asked for a refresh now, or joined one asked for moments ago.
+    refresh_id: uuid.UUID | None = None
+
+
 # ---------------------------------------------------------------- figures
 
 
@@ -652,6 +706,8 @@ EVENT_TYPES: dict[str, type[EventData]] = {
         RefreshDeferred,
         ConnectionTestRequested,
         ConnectionTested,
+        NotificationSubscriptionsChecked,
+        BusinessCentralChanged,
         CompanySnapshot,
         TenantAccessGranted,
         TenantAccessRevoked,

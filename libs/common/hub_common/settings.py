@@ -122,6 +122,20 @@ class HubSettings(BaseSettings):
     # Outside dev mode a service that signs anything refuses to start without a real one.
     secret_key: SecretStr = SecretStr(DEV_SECRET_KEY)
 
+    # Where Business Central posts change notices: the gateway's public HTTPS address plus
+    # /webhooks/business-central. The fetcher subscribes each company there, and the
+    # registry keeps every client read at least daily so the subscriptions are renewed.
+    # Empty: no subscriptions; clients are read on their schedule only.
+    notification_url: str = ""
+
+    @field_validator("notification_url")
+    @classmethod
+    def _absolute_notification_url(cls, url: str) -> str:
+        url = url.strip()
+        if url and not (url.startswith(("https://", "http://")) and "?" not in url and "#" not in url):
+            raise ValueError("HUB_NOTIFICATION_URL must be an absolute http(s) URL without a query, or empty")
+        return url.rstrip("/")
+
     @field_validator("stream_replicas")
     @classmethod
     def _odd_replica_count(cls, replicas: int) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from datetime import timedelta
 
 import httpx
 from faststream import FastStream
@@ -11,6 +12,7 @@ from faststream.nats import NatsMessage
 
 from hub_common import commands, grants, metrics
 from hub_common.bus import create_broker, jetstream_of
+from hub_common.change_notifications import NotificationSigner
 from hub_common.events import ClientConnection
 from hub_common.logging import configure_logging, get_logger
 from hub_common.operations import OperationsEndpoint, consumer_lag, nats_connected
@@ -22,6 +24,7 @@ from hub_fetcher.bc.limits import SharedTenantSlots, TenantLimiter
 from hub_fetcher.bc.transport import TenantPooledTransport
 from hub_fetcher.handlers import FetcherHandlers
 from hub_fetcher.in_flight import InFlightConsumer
+from hub_fetcher.notifications.subscriptions import NotificationSubscriptions
 from hub_fetcher.refresh import ClientReader
 from hub_fetcher.settings import FetcherSettings
 from hub_fetcher.statements import STATEMENT_READS_AT_ONCE, STATEMENTS_QUEUE, StatementsReader, answer_read_statements
@@ -104,7 +107,24 @@ def create_app(settings: FetcherSettings) -> FastStream:
             request_deadline_seconds=settings.bc_request_deadline_seconds,
         )
         reader = ClientReader(bc, web_client_base=settings.bc_web_client, use_cue_services=settings.use_cue_services)
-        handlers = FetcherHandlers(reader, js, consumer, refresh_deadline_seconds=settings.refresh_deadline_seconds)
+        notifications = (
+            NotificationSubscriptions(
+                bc,
+                base_url=settings.notification_url,
+                signer=NotificationSigner(settings.secret_key.get_secret_value()),
+                per_environment=settings.notification_subscriptions_per_environment,
+                renew_before=timedelta(seconds=settings.notification_renew_before_seconds),
+            )
+            if settings.notification_url
+            else None
+        )
+        handlers = FetcherHandlers(
+            reader,
+            js,
+            consumer,
+            refresh_deadline_seconds=settings.refresh_deadline_seconds,
+            notifications=notifications,
+        )
         connected = Connected(
             refreshes=InFlightConsumer(js, consumer, handlers.handle, limit=settings.concurrency),
             statements=StatementsReader(bc),

@@ -56,6 +56,7 @@ from hub_common.streams import FETCHER_CONSUMER, ConsumerSpec
 from hub_common.tracing import tracer
 from hub_fetcher.bc.entities import Company
 from hub_fetcher.bc.failures import FetchFailure
+from hub_fetcher.notifications.subscriptions import NotificationSubscriptions
 from hub_fetcher.refresh import ClientReader
 
 logger = get_logger(__name__)
@@ -121,8 +122,10 @@ class FetcherHandlers:
         consumer: ConsumerSpec = FETCHER_CONSUMER,
         *,
         refresh_deadline_seconds: float,
+        notifications: NotificationSubscriptions | None = None,
     ) -> None:
         self._reader = reader
+        self._notifications = notifications
         self._js = js
         self._refresh_deadline_seconds = refresh_deadline_seconds
         # The durable as declared (its ack wait and max_deliver come from settings).
@@ -295,6 +298,7 @@ class FetcherHandlers:
         # Companies are read side by side; the tenant's shared slots keep BC's 5 at a time.
         at_once = asyncio.Semaphore(COMPANIES_AT_ONCE)
         failed: list[FailureKind] = []
+        read_companies: list[Company] = []
 
         async def read_one(company: Company) -> CompanySnapshot:
             async with at_once:
@@ -327,6 +331,7 @@ class FetcherHandlers:
                 )
                 return None
             await self._publish(envelope, snapshot, f"snapshot:{company.id}")
+            read_companies.append(company)
             return None
 
         outcomes = await asyncio.gather(*map(read, companies))
@@ -335,8 +340,30 @@ class FetcherHandlers:
             # The companies that finished are published under stable ids; the retry
             # republishes them as duplicates JetStream drops.
             await self._defer(envelope, delivery, refresh, deferred)
+        await self._keep_subscriptions(envelope, refresh, read_companies)
         logger.info("refresh done", client_id=str(client_id), companies=len(discovery.companies))
         return failed[0].value if failed else metrics.REFRESH_OK
+
+    async def _keep_subscriptions(self, envelope: Envelope[Any], refresh: Refresh, companies: list[Company]) -> None:
+        """Subscribe the companies just read to BC's change notifications (or renew them).
+
+        The figures are published already: whatever happens here is recorded as the
+        companies' notification state and never fails the refresh.
+        """
+        if self._notifications is None or not companies:
+            return
+        try:
+            events = await self._notifications.keep(
+                self._reader.environment(refresh.connection),
+                firm_id=envelope.firm_id,
+                client_id=refresh.client_id,
+                companies=companies,
+            )
+        except Exception:
+            logger.exception("keeping the change notifications failed", client_id=str(refresh.client_id))
+            return
+        for event in events:
+            await self._publish(envelope, event, f"notifications:{event.company_id}")
 
     async def _test_connection(self, envelope: Envelope[Any], data: ConnectionTestRequested) -> None:
         # A test answers a person who is waiting: one attempt, classified, no retries.

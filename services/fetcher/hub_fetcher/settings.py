@@ -30,3 +30,8 @@ class FetcherSettings(HubSettings):
     use_cue_services: bool = True
     # How many fetcher processes share each tenant's budget (hub up sets it to --fetchers).
     tenant_limit_share: int = 1
+    # BC webhooks (with HUB_NOTIFICATION_URL set): the most subscriptions the hub holds in one
+    # client environment, out of BC's 200 shared by every app there (5 per company), and how
+    # long before their 3-day expiry a refresh renews them.
+    notification_subscriptions_per_environment: int = Field(default=100, ge=5, le=200)
+    notification_renew_before_seconds: float = Field(default=2 * 24 * 3600, ge=60, le=3 * 24 * 3600)

@@ -28,6 +28,7 @@ from hub_common.settings import TracingExporter
 from hub_common.streams import GATEWAY_EVENTS_CONSUMER, GATEWAY_SNAPSHOTS_CONSUMER, Topology, declare_topology
 from hub_common.tracing import configure_tracing
 from hub_gateway.accounts.endpoints import accounts_api
+from hub_gateway.change_notifications.endpoints import business_central_notifications
 from hub_gateway.check_errors.dead_letters import dead_letters
 from hub_gateway.check_errors.endpoints import check_errors_api
 from hub_gateway.client_url_tests.answers import ConnectionTestAnswers
@@ -214,6 +215,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     app.include_router(dead_letters)
     app.include_router(pages)
     app.include_router(client_invitations)
+    app.include_router(business_central_notifications)
     app.include_router(invitation_pages)
     app.include_router(dev_mail_pages)
     app.include_router(connect_pages)

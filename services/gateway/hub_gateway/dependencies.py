@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Annotated, Any
 
 import httpx
@@ -17,6 +18,7 @@ from pydantic import BaseModel, ValidationError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from hub_common import commands
+from hub_common.change_notifications import NotificationSigner
 from hub_common.commands import CommandRejected, EnsureAccountant
 from hub_common.entra import EntraTokenVerifier
 from hub_common.events import Actor, ActorKind, Failure
@@ -99,6 +101,11 @@ class GatewayState:
     entra_http: httpx.Client
     # Connect flows sign in at each client's own tenant: one msal app per tenant.
     connect_apps: dict[str, msal.ConfidentialClientApplication] = field(default_factory=dict)
+
+    @cached_property
+    def notification_signer(self) -> NotificationSigner:
+        """Checks the keys and client states of Business Central's change notices."""
+        return NotificationSigner(self.settings.secret_key.get_secret_value())
 
     @property
     def nats(self) -> Client:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,7 @@ from hub_common.streams import REGISTRY_CONSUMER, Topology, declare_topology
 from hub_common.tracing import configure_tracing
 from hub_registry.handlers import register_command_handlers
 from hub_registry.models import registry_outbox
-from hub_registry.service import accepted_invitations, clients, refreshes, tenant_grants
+from hub_registry.service import accepted_invitations, change_notices, clients, refreshes, tenant_grants
 from hub_registry.settings import RegistrySettings
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -96,6 +96,7 @@ def create_app(settings: RegistrySettings) -> FastStream:
                     count = await refreshes.refresh_due_clients(
                         session=session,
                         operator_default=operator_schedule,
+                        upkeep=settings.upkeep_interval(),
                         now=datetime.now(UTC),
                         correlation_id=str(uuid.uuid4()),
                     )
@@ -105,6 +106,22 @@ def create_app(settings: RegistrySettings) -> FastStream:
             except Exception:
                 logger.exception("scheduled refresh failed; trying again shortly")
             await asyncio.sleep(settings.schedule_check_seconds)
+
+    async def refresh_notified_companies() -> None:
+        # Companies whose change notices waited out their coalescing window.
+        coalesce = timedelta(seconds=settings.notification_coalesce_seconds)
+        while True:
+            try:
+                async with transaction(sessions) as session:
+                    count = await change_notices.refresh_waiting_companies(
+                        session=session, coalesce=coalesce, now=datetime.now(UTC), correlation_id=str(uuid.uuid4())
+                    )
+                if count:
+                    duties.notify_relay()
+                    logger.info("notified companies refreshed", companies=count)
+            except Exception:
+                logger.exception("refreshing notified companies failed; trying again shortly")
+            await asyncio.sleep(settings.notification_check_seconds)
 
     async def resolve_old_cards() -> None:
         try:
@@ -120,7 +137,11 @@ def create_app(settings: RegistrySettings) -> FastStream:
     @app.after_startup
     async def start_duties() -> None:
         # Besides the relay, exactly one registry replica resolves old cards and runs the schedule.
-        others: dict[str, Duty] = {"resolve-old-cards": resolve_old_cards, "scheduled-refresh": refresh_on_schedule}
+        others: dict[str, Duty] = {
+            "resolve-old-cards": resolve_old_cards,
+            "scheduled-refresh": refresh_on_schedule,
+            "notified-refresh": refresh_notified_companies,
+        }
         duties.start(jetstream_of(broker), others)
         logger.info("registry ready")
 

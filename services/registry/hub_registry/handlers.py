@@ -7,6 +7,7 @@ what is left here is which rule answers which subject, and the result it replies
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 
 from faststream.nats import NatsBroker
 from pydantic import BaseModel
@@ -15,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from hub_common import commands
 from hub_common.command_handling import CommandServer
 from hub_common.entra import TenantDirectory
-from hub_registry.service import clients, firms, refreshes, tenant_grants
+from hub_registry.service import change_notices, clients, firms, refreshes, tenant_grants
 from hub_registry.settings import RegistrySettings
 
 QUEUE_GROUP = "registry"
@@ -82,7 +83,19 @@ def register_command_handlers(
         refresh_ids = await refreshes.request_refresh(session=session, command=command)
         return commands.RefreshStarted(refresh_ids=refresh_ids)
 
+    async def record_changes(session: AsyncSession, command: commands.RecordBusinessCentralChanges) -> BaseModel:
+        refresh_id = await change_notices.record_changes(
+            session=session,
+            command=command,
+            coalesce=timedelta(seconds=settings.notification_coalesce_seconds),
+            now=datetime.now(UTC),
+        )
+        return commands.ChangesRecorded(refresh_id=refresh_id)
+
     server.serve_in_transaction(commands.REQUEST_REFRESH, commands.RequestRefresh, request_refresh)
+    server.serve_in_transaction(
+        commands.RECORD_BUSINESS_CENTRAL_CHANGES, commands.RecordBusinessCentralChanges, record_changes
+    )
     server.serve_in_transaction(commands.SET_REFRESH_SCHEDULE, commands.SetRefreshSchedule, set_refresh_schedule)
 
     # ------------------------------------------------------------ tenant grants

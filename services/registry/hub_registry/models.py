@@ -138,6 +138,20 @@ class ClientScheduleRun(SQLModel, table=True):
     last_run_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
 
 
+class CompanyChangeRefresh(SQLModel, table=True):
+    """When Business Central's change notices last asked for a refresh of a company, and
+    since when a notice waits for the next one: notices arriving faster than the coalescing
+    window lead to one refresh at the window's end, never to none."""
+
+    __tablename__ = "registry_company_change_refreshes"
+
+    client_id: uuid.UUID = Field(foreign_key="registry_clients.id", primary_key=True)
+    company_id: uuid.UUID = Field(primary_key=True)
+    firm_id: uuid.UUID = Field(index=True)
+    last_requested_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
+    pending_since: datetime | None = Field(default=None, sa_column=Column(UtcDateTime(), nullable=True, index=True))
+
+
 class TenantGrant(SQLModel, table=True):
     """A client tenant's permission for one firm to read it; revoked grants stay for the audit."""
 

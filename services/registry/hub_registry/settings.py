@@ -19,6 +19,14 @@ class RegistrySettings(HubSettings):
     scheduled_refresh_seconds: int = 3600
     # How often the lease holder looks for clients whose schedule is due.
     schedule_check_seconds: float = Field(default=60.0, gt=0, le=3600)
+    # Business Central's change notices (HUB_NOTIFICATION_URL set): a company is refreshed at
+    # most once per coalescing window however often it changes (the window's end catches the
+    # changes within it); how often the lease holder looks for such waiting companies; and
+    # how often a client is read at least, whatever its schedule, so its subscriptions
+    # (3 days) are renewed in time.
+    notification_coalesce_seconds: float = Field(default=60.0, ge=1, le=3600)
+    notification_check_seconds: float = Field(default=5.0, gt=0, le=300)
+    notification_upkeep_hours: int = Field(default=24, ge=1, le=24)
     # How long resolving a tenant's domain to its id (Entra's OIDC discovery) may take.
     entra_discovery_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
 
@@ -35,3 +43,7 @@ class RegistrySettings(HubSettings):
         """The schedule of firms that have not set their own."""
         every = timedelta(seconds=self.scheduled_refresh_seconds) if self.scheduled_refresh_seconds else None
         return RefreshSchedule(every=every, quiet_hours=None)
+
+    def upkeep_interval(self) -> timedelta | None:
+        """How often every client is read at least while the hub subscribes to BC's notices."""
+        return timedelta(hours=self.notification_upkeep_hours) if self.notification_url else None

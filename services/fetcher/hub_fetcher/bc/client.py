@@ -69,6 +69,22 @@ class BatchAnswer:
     body: dict[str, Any]
 
 
+@dataclass(frozen=True)
+class _RawAnswer:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass(frozen=True)
+class Answer:
+    """BC's answer to a write: its status, headers (lower-case names) and JSON document."""
+
+    status: int
+    headers: dict[str, str]
+    document: dict[str, Any] | None
+
+
 def _json_object(body: bytes, status: int) -> dict[str, Any]:
     try:
         document = json.loads(body)
@@ -174,6 +190,46 @@ class BusinessCentral:
         weight: int = 1,
     ) -> dict[str, Any]:
         """One request to BC; any non-success answer becomes a classified FetchFailure."""
+        answer = await self._exchange(
+            environment,
+            method,
+            url,
+            params=params,
+            json_body=json_body,
+            company_scoped=company_scoped,
+            weight=weight,
+        )
+        return _json_object(answer.body, answer.status)
+
+    async def write(
+        self,
+        environment: Environment,
+        method: str,
+        url: str,
+        *,
+        json_body: object | None = None,
+        if_match: str | None = None,
+    ) -> Answer:
+        """A request that changes something at BC (subscriptions): the status, headers and
+        JSON body (None for 204), or a classified FetchFailure."""
+        answer = await self._exchange(
+            environment, method, url, json_body=json_body, company_scoped=False, if_match=if_match
+        )
+        document = _json_object(answer.body, answer.status) if answer.body.strip() else None
+        return Answer(status=answer.status, headers=answer.headers, document=document)
+
+    async def _exchange(
+        self,
+        environment: Environment,
+        method: str,
+        url: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        json_body: object | None = None,
+        company_scoped: bool,
+        weight: int = 1,
+        if_match: str | None = None,
+    ) -> _RawAnswer:
         if not self._same_host(url):
             raise FetchFailure(FailureKind.BAD_RESPONSE, message="refused to follow a link to another host")
         token = await self._tokens.token_for(environment.tenant)
@@ -183,6 +239,8 @@ class BusinessCentral:
         }
         if method == "GET":
             headers["Data-Access-Intent"] = "ReadOnly"
+        if if_match is not None:
+            headers["If-Match"] = if_match
         async with self._limiter.slot(environment.tenant, weight):
             self.requests_made += 1
             try:
@@ -218,7 +276,9 @@ class BusinessCentral:
             self._raise_for_error(
                 response.status_code, response.headers, body, environment, company_scoped=company_scoped
             )
-        return _json_object(body, response.status_code)
+        return _RawAnswer(
+            status=response.status_code, headers={k.lower(): v for k, v in response.headers.items()}, body=body
+        )
 
     async def get_json(
         self,

@@ -45,6 +45,49 @@ def tenant_access(row: TenantAccessRow | None) -> TenantAccess:
     )
 
 
+class CompanyNotifications(BaseModel):
+    """How a company's changes reach the hub: BC notifies them (``subscribed``), it is read on
+    schedule because the environment's subscriptions are used up (``polling``), or
+    subscribing failed (``failed``, with BC's answer); None: not subscribed (yet)."""
+
+    company_id: uuid.UUID
+    company_name: str
+    state: str | None
+    entities: list[str] = []
+    expires_at: datetime | None = None
+    detail: str | None = None
+    failure: dict[str, Any] | None = None
+    checked_at: datetime | None = None
+    last_change_at: datetime | None = None
+
+
+def company_notifications(row: CompanyRow) -> CompanyNotifications:
+    details = parsed_json(row.notification_json) or {}
+    return CompanyNotifications(
+        company_id=row.company_id,
+        company_name=row.company_name,
+        state=row.notification_state,
+        entities=details.get("entities") or [],
+        expires_at=details.get("expires_at"),
+        detail=details.get("detail"),
+        failure=details.get("failure"),
+        checked_at=row.notification_checked_at,
+        last_change_at=row.last_change_notice_at,
+    )
+
+
+async def notifications_by_client(
+    session: AsyncSession, *, firm_id: uuid.UUID, client_id: uuid.UUID | None = None
+) -> dict[uuid.UUID, list[CompanyNotifications]]:
+    query = select(CompanyRow).where(CompanyRow.firm_id == firm_id)
+    if client_id is not None:
+        query = query.where(CompanyRow.client_id == client_id)
+    by_client: dict[uuid.UUID, list[CompanyNotifications]] = {}
+    for row in (await session.execute(query.order_by(CompanyRow.company_name))).scalars():
+        by_client.setdefault(row.client_id, []).append(company_notifications(row))
+    return by_client
+
+
 class ClientSummary(BaseModel):
     client_id: uuid.UUID
     name: str
@@ -57,13 +100,17 @@ class ClientSummary(BaseModel):
     card: dict[str, Any]
     failure: dict[str, Any] | None
     access: TenantAccess
+    # Per company: whether Business Central notifies the hub of its changes.
+    change_notifications: list[CompanyNotifications] = []
 
 
 def parsed_json(text: str | None) -> dict[str, Any] | None:
     return json.loads(text) if text else None
 
 
-def client_summary(row: ClientRow, access: TenantAccessRow | None) -> ClientSummary:
+def client_summary(
+    row: ClientRow, access: TenantAccessRow | None, notifications: list[CompanyNotifications] | None = None
+) -> ClientSummary:
     return ClientSummary(
         client_id=row.client_id,
         name=row.name,
@@ -76,6 +123,7 @@ def client_summary(row: ClientRow, access: TenantAccessRow | None) -> ClientSumm
         card=json.loads(row.card_json),
         failure=parsed_json(row.failure_json),
         access=tenant_access(access),
+        change_notifications=notifications or [],
     )
 
 
@@ -99,7 +147,11 @@ async def clients(session: AsyncSession, *, firm_id: uuid.UUID) -> list[ClientSu
         )
     ).scalars()
     access = await firm_tenant_access(session, firm_id=firm_id)
-    return [client_summary(row, access.get(row.tenant_id) if row.tenant_id else None) for row in rows]
+    notifications = await notifications_by_client(session, firm_id=firm_id)
+    return [
+        client_summary(row, access.get(row.tenant_id) if row.tenant_id else None, notifications.get(row.client_id))
+        for row in rows
+    ]
 
 
 async def client_in_firm(session: AsyncSession, *, firm_id: uuid.UUID, client_id: uuid.UUID) -> ClientRow | None:

@@ -11,7 +11,13 @@ from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
-from hub_gateway.clients.queries import client_in_firm, company_in_firm, parsed_json
+from hub_gateway.clients.queries import (
+    CompanyNotifications,
+    client_in_firm,
+    company_in_firm,
+    company_notifications,
+    parsed_json,
+)
 from hub_gateway.readmodel.models import CompanyRateRow
 
 
@@ -43,6 +49,8 @@ class CompanyDetails(BaseModel):
     # when BC did not give them (both empty for figures read before the hub read rates).
     exchange_rates: list[ExchangeRateView] = []
     exchange_rates_unavailable: str | None = None
+    # Whether Business Central notifies the hub of this company's changes.
+    change_notifications: CompanyNotifications | None = None
 
 
 async def company_details(
@@ -83,4 +91,5 @@ async def company_details(
             )
         ],
         exchange_rates_unavailable=company.exchange_rates_unavailable,
+        change_notifications=company_notifications(company),
     )

@@ -150,6 +150,13 @@ class CompanyRow(SQLModel, table=True):
     outcome_at: datetime | None = Field(default=None, sa_column=_moment())
     # While the state is "waiting": when the fetcher tries reading the company again.
     next_attempt_at: datetime | None = Field(default=None, sa_column=_moment())
+    # How the company's changes reach the hub (BC webhooks): subscribed, polling or failed
+    # (None: not subscribed, or the hub does not subscribe); the details as JSON; when the
+    # fetcher last changed them, and when BC last notified a change.
+    notification_state: str | None = Field(default=None, max_length=20)
+    notification_json: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    notification_checked_at: datetime | None = Field(default=None, sa_column=_moment())
+    last_change_notice_at: datetime | None = Field(default=None, sa_column=_moment())
     events_sequence: int = 0
     snapshot_sequence: int = 0
     snapshot_applied_at: datetime | None = Field(default=None, sa_column=_moment())

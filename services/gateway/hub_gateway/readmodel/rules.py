@@ -32,6 +32,7 @@ from typing import Any
 
 from hub_common.events import (
     AccountantJoined,
+    BusinessCentralChanged,
     ClientAdded,
     ClientRemoved,
     ClientUpdated,
@@ -48,6 +49,7 @@ from hub_common.events import (
     InvitationAccepted,
     InvitationCreated,
     InvitationRejected,
+    NotificationSubscriptionsChecked,
     RefreshDeferred,
     RefreshFailed,
     RefreshRequested,
@@ -617,6 +619,42 @@ def _replace_rates(model: ModelState, company: CompanyState, rates: ExchangeRate
         )
 
 
+def _company_of_firm(
+    model: ModelState, event: StoredEvent[Any], client_id: uuid.UUID, company_id: uuid.UUID
+) -> CompanyState | None:
+    client = model.clients.get(client_id)
+    if client is None or client.firm_id != event.envelope.firm_id:
+        return None
+    return model.company(client_id, company_id)
+
+
+def apply_notification_subscriptions_checked(
+    model: ModelState, event: StoredEvent[NotificationSubscriptionsChecked]
+) -> ModelState:
+    """A company's webhook state as the fetcher last left it (its company row exists: the
+    fetcher subscribes only companies it has just read)."""
+    data = event.data
+    company = _company_of_firm(model, event, data.client_id, data.company_id)
+    checked_at = event.envelope.occurred_at
+    if company is None or (
+        company.notification_checked_at is not None and company.notification_checked_at >= checked_at
+    ):
+        return model
+    company.notification_state = data.state.value
+    company.notification_json = data.model_dump_json(include={"entities", "expires_at", "detail", "failure"})
+    company.notification_checked_at = checked_at
+    return model
+
+
+def apply_business_central_changed(model: ModelState, event: StoredEvent[BusinessCentralChanged]) -> ModelState:
+    data = event.data
+    company = _company_of_firm(model, event, data.client_id, data.company_id)
+    noticed_at = event.envelope.occurred_at
+    if company is not None and (company.last_change_notice_at is None or company.last_change_notice_at < noticed_at):
+        company.last_change_notice_at = noticed_at
+    return model
+
+
 # ---------------------------------------------------------------- the table
 
 Rule = Callable[[ModelState, StoredEvent[Any]], ModelState]
@@ -637,6 +675,8 @@ RULES: dict[str, Rule] = {
     TenantAccessGranted.event_type: apply_tenant_access_granted,
     TenantAccessRevoked.event_type: apply_tenant_access_revoked,
     CompanySnapshot.event_type: apply_company_snapshot,
+    NotificationSubscriptionsChecked.event_type: apply_notification_subscriptions_checked,
+    BusinessCentralChanged.event_type: apply_business_central_changed,
 }
 
 # Events the read model has nothing to show for: invitations are the invitations service's

@@ -98,6 +98,10 @@ class CompanyState:
     outcome_refresh_id: uuid.UUID | None = None
     outcome_at: datetime | None = None
     next_attempt_at: datetime | None = None
+    notification_state: str | None = None
+    notification_json: str | None = None
+    notification_checked_at: datetime | None = None
+    last_change_notice_at: datetime | None = None
     events_sequence: int = 0
     snapshot_sequence: int = 0
     snapshot_applied_at: datetime | None = None

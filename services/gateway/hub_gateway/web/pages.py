@@ -28,6 +28,7 @@ from hub_gateway.auth import Principal
 from hub_gateway.clients import queries as clients_queries
 from hub_gateway.dashboard import queries as dashboard_queries
 from hub_gateway.dependencies import (
+    MANAGING_ROLES,
     SESSION_COOKIE,
     FirmChoiceRequired,
     GatewayState,
@@ -39,6 +40,8 @@ from hub_gateway.dependencies import (
 )
 from hub_gateway.languages import refusal_text, request_translator
 from hub_gateway.readmodel.columns import FIGURE_COLUMNS
+from hub_gateway.readmodel.models import ClientRow
+from hub_gateway.refresh_schedule import queries as schedule_queries
 from hub_gateway.web.rendering import render
 from hub_gateway.web.sealed import read_sealed_cookie, set_sealed_cookie
 
@@ -159,7 +162,20 @@ async def manage_clients_page(request: Request, state: State, session: Session) 
         return _to_sign_in(request)
     people = {person["accountant_id"]: person for person in await _people(session, principal)}
     client_list = await clients_queries.clients(session, firm_id=principal.firm_id)
-    return _page(request, "clients.html", principal, "clients", clients=client_list, people=people)
+    boot = {"schedule": await _schedule_boot(session, principal, client=None)}
+    return _page(request, "clients.html", principal, "clients", clients=client_list, people=people, boot=boot)
+
+
+async def _schedule_boot(session: AsyncSession, principal: Principal, *, client: ClientRow | None) -> dict[str, Any]:
+    """What the schedule form shows: the firm's schedule and, on a client's card, its own."""
+    firm = await schedule_queries.schedules(session, firm_id=principal.firm_id)
+    own = schedule_queries.parsed_schedule(client.refresh_schedule_json) if client else None
+    return {
+        "firm": firm.firm.model_dump(mode="json") if firm.firm else None,
+        "own": own.model_dump(mode="json") if own else None,
+        "client_id": str(client.client_id) if client else None,
+        "can_edit": principal.role in MANAGING_ROLES,
+    }
 
 
 @pages.get("/clients/new", response_class=HTMLResponse)
@@ -180,8 +196,17 @@ async def client_card_page(client_id: uuid.UUID, request: Request, state: State,
     row = await clients_queries.client_in_firm(session, firm_id=principal.firm_id, client_id=client_id)
     if row is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=N_("No such client"))
-    client = clients_queries.client_summary(row, await clients_queries.access_of(session, row))
-    boot = {"client": client.model_dump(mode="json"), "accountants": await _people(session, principal)}
+    notifications = await clients_queries.notifications_by_client(
+        session, firm_id=principal.firm_id, client_id=client_id
+    )
+    client = clients_queries.client_summary(
+        row, await clients_queries.access_of(session, row), notifications.get(client_id)
+    )
+    boot = {
+        "client": client.model_dump(mode="json"),
+        "accountants": await _people(session, principal),
+        "schedule": await _schedule_boot(session, principal, client=row),
+    }
     return _page(request, "client_card.html", principal, "clients", boot=boot, title=client.name)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -132,11 +133,18 @@ async def set_refresh_schedule(*, session: AsyncSession, command: SetRefreshSche
 
 
 async def refresh_due_clients(
-    *, session: AsyncSession, operator_default: RefreshSchedule, now: datetime, correlation_id: str
+    *,
+    session: AsyncSession,
+    operator_default: RefreshSchedule,
+    now: datetime,
+    correlation_id: str,
+    upkeep: timedelta | None = None,
 ) -> int:
     """One RefreshRequested per live, granted client whose schedule is due (a client still
     waiting for permission has nothing to read); how many. Each client's run is recorded
-    in the same transaction as its request."""
+    in the same transaction as its request. With ``upkeep`` (the hub subscribes to BC's
+    change notices), a client whose schedule is off is still read that often, outside its
+    quiet hours, so its subscriptions are renewed before they expire."""
     granted = (
         select(TenantGrant.id)
         .where(
@@ -170,6 +178,8 @@ async def refresh_due_clients(
         schedule = effective_schedule(
             firm_schedules.get(client.firm_id, operator_default), client_schedules.get(client.id)
         )
+        if schedule.every is None and upkeep is not None:
+            schedule = dataclasses.replace(schedule, every=upkeep)
         run = runs.get(client.id)
         if not schedule.is_due(last_run=run.last_run_at if run else client.created_at, now=now):
             continue

@@ -18,6 +18,46 @@ Hub.start(() => {
     }
   }
 
+  // Per company: whether Business Central notifies the hub of its changes, and since when.
+  function showChangeNotifications() {
+    const list = $("change-notifications");
+    if (!list || !client) return;
+    const companies = client.change_notifications || [];
+    if (!companies.length) {
+      list.replaceChildren(h("li", {}, _("No company read yet.")));
+      return;
+    }
+    list.replaceChildren(...companies.map((company) => {
+      let text;
+      let css = "";
+      if (company.state === "subscribed") {
+        text = _("Business Central notifies the hub of changes (subscribed until %(time)s).", { time: Hub.dateTime(company.expires_at) });
+        css = "ok";
+      } else if (company.state === "polling") {
+        text = _("Read on schedule: the environment's change subscriptions are used up.");
+        css = "warning";
+      } else if (company.state === "failed") {
+        text = _("Subscribing to changes failed; the company is read on schedule and the next refresh tries again.");
+        css = "error";
+      } else {
+        text = _("Not subscribed to changes yet.");
+      }
+      const item = h("li", { class: css, "data-company-id": company.company_id, "data-state": company.state || "none" },
+        h("strong", {}, company.company_name), " — ", text);
+      if (company.last_change_at) {
+        item.append(" ", _("Last change notice: %(time)s.", { time: Hub.dateTime(company.last_change_at) }));
+      }
+      if (company.failure || company.detail) {
+        const more = h("details", {}, h("summary", {}, _("Technical details")));
+        if (company.detail) more.append(h("p", {}, company.detail));
+        if (company.failure) more.append(Hub.technicalDetails(company.failure));
+        item.append(more);
+      }
+      return item;
+    }));
+  }
+  showChangeNotifications();
+
   function clearErrors() {
     for (const field of FIELDS) {
       $(`${field}-error`).textContent = "";

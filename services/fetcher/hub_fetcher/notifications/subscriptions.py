@@ -1,0 +1,302 @@
+"""Keeping each company's BC webhook subscriptions: listed, created, renewed and deleted
+through BC's API v2.0 ``subscriptions`` endpoint, after every refresh that read the company.
+
+Each refresh of a client lists the hub app's subscriptions in its environment once, then
+follows ``plan.plan_company`` for every company it read. BC answers a create or a renewal
+only after it has called the notification URL with a validation token (the handshake the
+gateway answers), so a subscription that exists has been proven to reach the hub.
+Expiry is judged on BC's clock (the ``Date`` of its answer), not the fetcher's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
+from typing import Any
+from urllib.parse import quote
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from hub_common.change_notifications import (
+    NOTIFIED_ENTITIES,
+    CompanyAddress,
+    NotificationSigner,
+    notification_url,
+)
+from hub_common.events import FailureKind, NotificationState, NotificationSubscriptionsChecked
+from hub_common.logging import get_logger
+from hub_fetcher.bc.client import BusinessCentral, Environment
+from hub_fetcher.bc.entities import Company
+from hub_fetcher.bc.failures import FetchFailure
+from hub_fetcher.notifications.plan import Budget, CompanyWanted, Plan, Subscription, plan_company
+
+logger = get_logger(__name__)
+
+HTTP_NOT_FOUND = 404
+HTTP_PRECONDITION_FAILED = 412
+# "/api/v2.0/companies(<id>)/salesInvoices", with or without the leading slash.
+_RESOURCE = re.compile(r"^/?api/v2\.0/companies\(([0-9a-fA-F-]{36})\)/([A-Za-z]+)$")
+# How many of the environment's subscriptions one hub takes at most.
+MAX_LISTED = 1000
+
+
+class _ListedSubscription(BaseModel):
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+    subscription_id: str = Field(alias="subscriptionId", min_length=1, max_length=200)
+    notification_url: str = Field(alias="notificationUrl", max_length=4000)
+    resource: str = Field(max_length=2000)
+    expiration: datetime = Field(alias="expirationDateTime")
+    etag: str | None = Field(default=None, alias="@odata.etag", max_length=500)
+
+
+def parse_subscription(item: dict[str, Any], etag_header: str | None = None) -> Subscription:
+    try:
+        listed = _ListedSubscription.model_validate(item)
+    except ValidationError as error:
+        raise FetchFailure(
+            FailureKind.BAD_RESPONSE, message=f"subscriptions: {error.error_count()} invalid field(s)"
+        ) from error
+    match = _RESOURCE.match(listed.resource)
+    expires_at = listed.expiration if listed.expiration.tzinfo else listed.expiration.replace(tzinfo=UTC)
+    return Subscription(
+        subscription_id=listed.subscription_id,
+        notification_url=listed.notification_url,
+        entity=match.group(2) if match else None,
+        company_id=match.group(1).lower() if match else None,
+        expires_at=expires_at,
+        etag=listed.etag or etag_header,
+    )
+
+
+def bc_time(headers: dict[str, str]) -> datetime:
+    """BC's own now (its answer's Date), so expiry is judged on its clock."""
+    stated = headers.get("date")
+    if stated:
+        try:
+            return parsedate_to_datetime(stated).astimezone(UTC)
+        except (TypeError, ValueError):
+            pass
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class CompanyOutcome:
+    state: NotificationState
+    entities: list[str]
+    expires_at: datetime | None
+    detail: str | None
+    failure: FetchFailure | None
+    changed: bool
+
+
+class NotificationSubscriptions:
+    def __init__(
+        self,
+        bc: BusinessCentral,
+        *,
+        base_url: str,
+        signer: NotificationSigner,
+        per_environment: int,
+        renew_before: timedelta,
+    ) -> None:
+        self._bc = bc
+        self._base_url = base_url.rstrip("/")
+        self._signer = signer
+        self._per_environment = per_environment
+        self._renew_before = renew_before
+
+    def _url(self, environment: Environment) -> str:
+        return f"{self._bc.root(environment)}/subscriptions"
+
+    def _one(self, environment: Environment, subscription_id: str) -> str:
+        return f"{self._url(environment)}('{quote(subscription_id, safe='')}')"
+
+    async def keep(
+        self,
+        environment: Environment,
+        *,
+        firm_id: uuid.UUID,
+        client_id: uuid.UUID,
+        companies: Sequence[Company],
+    ) -> list[NotificationSubscriptionsChecked]:
+        """Bring each company's subscriptions in line; the events worth recording."""
+        if not companies:
+            return []
+        try:
+            listed, now = await self._list(environment)
+        except FetchFailure as failure:
+            logger.info("listing subscriptions failed", kind=failure.kind.value)
+            return [
+                self._event(client_id, company, _failed(failure, "listing the subscriptions failed"))
+                for company in companies
+            ]
+        ours = [s for s in listed if s.notification_url.startswith(self._base_url + "/")]
+        wanted = {
+            company.id: CompanyWanted(
+                company_id=str(company.id),
+                notification_url=notification_url(
+                    self._base_url, self._signer, CompanyAddress(firm_id, client_id, company.id)
+                ),
+                entities=NOTIFIED_ENTITIES,
+            )
+            for company in companies
+        }
+        urls = {w.notification_url for w in wanted.values()}
+        budget = Budget(limit=self._per_environment, used=sum(1 for s in ours if s.notification_url not in urls))
+        events = []
+        for company in companies:
+            company_wanted = wanted[company.id]
+            own = [s for s in ours if s.notification_url == company_wanted.notification_url]
+            plan = plan_company(company_wanted, own, budget=budget, now=now, renew_before=self._renew_before)
+            outcome = await self._carry_out(environment, CompanyAddress(firm_id, client_id, company.id), plan)
+            if outcome.changed or outcome.state is not NotificationState.SUBSCRIBED:
+                events.append(self._event(client_id, company, outcome))
+        return events
+
+    async def _list(self, environment: Environment) -> tuple[list[Subscription], datetime]:
+        answer = await self._bc.write(environment, "GET", self._url(environment))
+        document = answer.document or {}
+        value = document.get("value")
+        if not isinstance(value, list) or len(value) > MAX_LISTED or not all(isinstance(i, dict) for i in value):
+            raise FetchFailure(FailureKind.BAD_RESPONSE, message="subscriptions: not a list of subscriptions")
+        return [parse_subscription(item) for item in value], bc_time(answer.headers)
+
+    async def _carry_out(self, environment: Environment, address: CompanyAddress, plan: Plan) -> CompanyOutcome:
+        changed = False
+        kept = list(plan.keep)
+        try:
+            for stale in plan.delete:
+                await self._delete(environment, stale)
+                changed = True
+            for subscription in plan.renew:
+                kept.append(await self._renew(environment, address, subscription))
+                changed = True
+            if plan.create:
+                changed = True
+                kept.extend(
+                    await asyncio.gather(*(self._create(environment, address, entity) for entity in plan.create))
+                )
+        except FetchFailure as failure:
+            logger.info("subscribing failed", kind=failure.kind.value, status=failure.http_status)
+            if _is_limit_reached(failure):
+                detail = (
+                    "Business Central's limit of subscriptions in the environment (200, shared by every app) "
+                    "is reached; this company is read on its schedule"
+                )
+                return CompanyOutcome(NotificationState.POLLING, [], None, detail, failure, True)
+            return _failed(failure, _what_failed(failure))
+        if plan.state is NotificationState.POLLING:
+            return CompanyOutcome(plan.state, [], None, plan.detail, None, changed)
+        return CompanyOutcome(
+            state=NotificationState.SUBSCRIBED,
+            entities=sorted(s.entity for s in kept if s.entity),
+            expires_at=min((s.expires_at for s in kept), default=None),
+            detail=None,
+            failure=None,
+            changed=changed,
+        )
+
+    async def _create(self, environment: Environment, address: CompanyAddress, entity: str) -> Subscription:
+        # BC calls the notification URL with a validation token before it answers.
+        answer = await self._bc.write(
+            environment,
+            "POST",
+            self._url(environment),
+            json_body={
+                "notificationUrl": notification_url(self._base_url, self._signer, address),
+                "resource": f"/api/v2.0/companies({address.company_id})/{entity}",
+                "clientState": self._signer.client_state(address, entity),
+            },
+        )
+        return self._answered(answer.document, answer.headers)
+
+    async def _renew(
+        self, environment: Environment, address: CompanyAddress, subscription: Subscription
+    ) -> Subscription:
+        """PATCH with the subscription's ETag; BC runs the handshake again and moves the expiry
+        three days on. One that is gone, or changed since it was listed, is made anew."""
+        try:
+            answer = await self._bc.write(
+                environment,
+                "PATCH",
+                self._one(environment, subscription.subscription_id),
+                json_body={"notificationUrl": subscription.notification_url},
+                if_match=subscription.etag or "*",
+            )
+        except FetchFailure as failure:
+            if failure.http_status == HTTP_NOT_FOUND and subscription.entity:
+                return await self._create(environment, address, subscription.entity)
+            if failure.http_status == HTTP_PRECONDITION_FAILED and subscription.entity:
+                # Another refresh renewed it a moment ago: take BC's current copy.
+                current = await self._bc.write(environment, "GET", self._one(environment, subscription.subscription_id))
+                return self._answered(current.document, current.headers)
+            raise
+        if answer.document is None:
+            raise FetchFailure(FailureKind.BAD_RESPONSE, message="subscriptions: a renewal without the subscription")
+        return self._answered(answer.document, answer.headers)
+
+    async def _delete(self, environment: Environment, subscription: Subscription) -> None:
+        try:
+            await self._bc.write(
+                environment,
+                "DELETE",
+                self._one(environment, subscription.subscription_id),
+                if_match=subscription.etag or "*",
+            )
+        except FetchFailure as failure:
+            if failure.http_status != HTTP_NOT_FOUND:
+                raise
+
+    @staticmethod
+    def _answered(document: dict[str, Any] | None, headers: dict[str, str]) -> Subscription:
+        if document is None:
+            raise FetchFailure(FailureKind.BAD_RESPONSE, message="subscriptions: an answer without the subscription")
+        return parse_subscription(document, headers.get("etag"))
+
+    @staticmethod
+    def _event(client_id: uuid.UUID, company: Company, outcome: CompanyOutcome) -> NotificationSubscriptionsChecked:
+        return NotificationSubscriptionsChecked(
+            client_id=client_id,
+            company_id=company.id,
+            company_name=company.name[:500],
+            state=outcome.state,
+            entities=outcome.entities,
+            expires_at=outcome.expires_at,
+            detail=outcome.detail[:500] if outcome.detail else None,
+            failure=outcome.failure.to_failure() if outcome.failure else None,
+        )
+
+
+def _is_limit_reached(failure: FetchFailure) -> bool:
+    """BC's refusal of a 201st subscription (Microsoft documents the limit, not its error code)."""
+    message = f"{failure.bc_error_code or ''} {failure.message or ''}".lower()
+    return failure.http_status in (400, 403, 409) and ("limit" in message or "maximum" in message)
+
+
+def _what_failed(failure: FetchFailure) -> str:
+    message = (failure.message or "").lower()
+    if "validat" in message or "handshake" in message or "notification url" in message:
+        return (
+            "Business Central could not reach the hub's notification address "
+            "(HUB_NOTIFICATION_URL must be the gateway's public address)"
+        )
+    if failure.transient:
+        return "Business Central did not take the subscription now; the next refresh tries again"
+    return "Business Central refused the subscription"
+
+
+def _failed(failure: FetchFailure, detail: str) -> CompanyOutcome:
+    return CompanyOutcome(
+        state=NotificationState.FAILED,
+        entities=[],
+        expires_at=None,
+        detail=detail,
+        failure=failure,
+        changed=True,
+    )

@@ -1,0 +1,289 @@
+"""Business Central webhooks end to end, on real processes with no timer-based refresh: a
+document changed in the sandbox's BC reaches the open dashboard through the notice BC
+posts to the gateway; a subscription near its expiry is renewed; a notification address
+BC cannot reach shows as a failed handshake on the client card, and the next refresh
+subscribes once it is reachable again.
+
+The hub here has a broker, a sandbox and processes of its own: its fetcher subscribes
+(HUB_NOTIFICATION_URL, through a TCP proxy a test can cut, as a public address can be
+unreachable), its registry has no schedule, and the sandbox batches changes for 1 s
+instead of BC's 30.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from playwright.sync_api import Page, expect
+
+from hub_common.change_notifications import NOTIFICATION_PATH, NOTIFIED_ENTITIES
+from hub_common.local_nats import LocalNatsServer, free_port
+from tests.conftest import Sandbox, running_sandbox
+from tests.e2e.browser import consented_tenant, row_of, shot, sign_in
+from tests.e2e.conftest import SECRET_KEY, Hub
+from tests.faults.tcp_proxy import TcpProxy
+from tests.support.connect import add_connected_client
+from tests.support.processes import start_service, wait_until_healthy
+from tests.support.waiting import eventually
+
+pytestmark = pytest.mark.e2e
+
+EMAIL = "nora@notified-accounting.example"
+
+
+@dataclass
+class NotifiedHub:
+    hub: Hub
+    sandbox: Sandbox
+    # Between BC (the sandbox) and the gateway's notification address.
+    public_address: TcpProxy
+
+    def admin(self) -> httpx.Client:
+        return httpx.Client(base_url=f"{self.sandbox.base_url}/_sandbox", verify=self.sandbox.tls(), timeout=30)
+
+
+@pytest.fixture(scope="module")
+def notified(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NotifiedHub]:
+    home: Path = tmp_path_factory.mktemp("notified")
+    gateway_port = free_port()
+    proxy = TcpProxy("127.0.0.1", gateway_port).start()
+    sandbox_settings = {"HUB_SANDBOX_WEBHOOK_DELAY_SECONDS": "1", "HUB_SANDBOX_WEBHOOK_RETRY_SECONDS": "1"}
+    with (
+        LocalNatsServer(home / "nats") as nats,
+        running_sandbox(home / "sandbox", f"http://127.0.0.1:{gateway_port}", sandbox_settings) as sandbox,
+    ):
+        common = {
+            "HUB_NATS_URL": nats.url,
+            "HUB_MODE": "dev",
+            "HUB_PUBLIC_URL": f"http://127.0.0.1:{gateway_port}",
+            "HUB_SECRET_KEY": SECRET_KEY,
+            "HUB_NOTIFICATION_URL": f"http://127.0.0.1:{proxy.port}{NOTIFICATION_PATH}",
+            **sandbox.settings_environment(),
+        }
+        logs = home / "logs"
+        gateway_environment = {**common, "HUB_DATABASE_URL": f"sqlite:///{home / 'gateway.db'}"}
+        processes = [
+            start_service(
+                "registry",
+                "registry",
+                {
+                    **common,
+                    "HUB_DATABASE_URL": f"sqlite:///{home / 'registry.db'}",
+                    # No timer: only a request or a change notice refreshes.
+                    "HUB_SCHEDULED_REFRESH_SECONDS": "0",
+                    "HUB_NOTIFICATION_CHECK_SECONDS": "1",
+                },
+                logs,
+            ),
+            start_service("fetcher", "fetcher", common, logs),
+            start_service("gateway", "gateway", {**gateway_environment, "HUB_PORT": str(gateway_port)}, logs),
+        ]
+        url = f"http://127.0.0.1:{gateway_port}"
+        try:
+            wait_until_healthy(f"{url}/healthz", processes[-1], timeout=90)
+            yield NotifiedHub(Hub(url, processes, gateway_environment), sandbox, proxy)
+        finally:
+            for process in reversed(processes):
+                process.stop()
+            proxy.stop()
+
+
+@pytest.fixture(scope="module")
+def connected(notified: NotifiedHub) -> dict[str, Any]:
+    """The consented tenant's Production, connected, read and subscribed."""
+    tenant = consented_tenant(notified.sandbox)
+    production = next(e for e in tenant["environments"] if e["name"] == "Production")
+    api = notified.hub.client(EMAIL)
+    client_id = add_connected_client(
+        notified.sandbox, api, {"name": tenant["display_name"], "client_url": production["client_url"]}
+    )
+    company_ids = {c["id"] for c in production["companies"]}
+
+    def subscribed() -> list[dict[str, Any]] | None:
+        mine = next(c for c in api.get("/api/v1/clients").json()["clients"] if c["client_id"] == client_id)
+        states = mine["change_notifications"]
+        done = {c["company_id"] for c in states if c["state"] == "subscribed"} == company_ids
+        return states if done else None
+
+    states = eventually(subscribed, "every company subscribed to BC's change notices", timeout=90)
+    return {"client_id": client_id, "tenant": tenant, "production": production, "states": states}
+
+
+def _hub_subscriptions(notified: NotifiedHub) -> list[dict[str, Any]]:
+    with notified.admin() as admin:
+        listed: list[dict[str, Any]] = admin.get("/webhooks/subscriptions").raise_for_status().json()["subscriptions"]
+    return [s for s in listed if s["notification_url"].startswith(f"http://127.0.0.1:{notified.public_address.port}")]
+
+
+def _row(api: httpx.Client, company_id: str) -> dict[str, Any]:
+    rows = api.get("/api/v1/dashboard", params={"page_size": 200}).json()["rows"]
+    row: dict[str, Any] = next(r for r in rows if r["company_id"] == company_id)
+    return row
+
+
+def test_every_company_is_subscribed_to_the_entities_of_its_figures(
+    notified: NotifiedHub, connected: dict[str, Any]
+) -> None:
+    subscriptions = _hub_subscriptions(notified)
+    companies = {c["id"] for c in connected["production"]["companies"]}
+    by_company: dict[str, set[str]] = {}
+    for subscription in subscriptions:
+        resource = subscription["resource"]
+        company = resource.split("companies(")[1].split(")")[0]
+        by_company.setdefault(company, set()).add(resource.rsplit("/", 1)[1])
+    assert set(by_company) == companies
+    assert all(entities == set(NOTIFIED_ENTITIES) for entities in by_company.values()), by_company
+    # One address per company, and a different secret per subscription.
+    assert len({s["notification_url"] for s in subscriptions}) == len(companies)
+    assert len({s["client_state"] for s in subscriptions}) == len(subscriptions)
+    for state in connected["states"]:
+        assert sorted(state["entities"]) == sorted(NOTIFIED_ENTITIES)
+        assert datetime.fromisoformat(state["expires_at"]) > datetime.fromisoformat(state["checked_at"])
+
+
+def test_a_payment_in_bc_reaches_the_open_dashboard_through_a_webhook(
+    notified: NotifiedHub, connected: dict[str, Any], page: Page
+) -> None:
+    api = notified.hub.client(EMAIL)
+    company = connected["production"]["companies"][0]
+    name = company["display_name"] or company["name"]
+    before = _row(api, company["id"])
+    details = api.get(f"/api/v1/clients/{connected['client_id']}/companies/{company['id']}").json()
+    overdue = details["figures"]["overdue_sales_invoices"]
+    invoice = overdue["largest"][0]
+
+    sign_in(page, notified.hub, EMAIL)
+    row = row_of(page, name)
+    expect(row.locator(".state")).to_have_text("OK", timeout=30_000)
+    shown_before = row.inner_text()
+
+    started = time.monotonic()
+    with notified.admin() as admin:
+        paid = admin.post(
+            f"/companies/{company['id']}/customer-payments",
+            json={"invoice": invoice["number"], "amount": invoice["amount"]},
+        )
+    assert paid.status_code == 201, paid.text
+
+    def refreshed() -> dict[str, Any] | None:
+        row = _row(api, company["id"])
+        return row if row["values"]["overdue_sales_invoices_count"] == overdue["count"] - 1 else None
+
+    after = eventually(refreshed, "the payment on the dashboard", timeout=60)
+    took = time.monotonic() - started
+    assert took < 60, took
+    paid_amount = Decimal(invoice["amount"])
+    assert Decimal(after["values"]["cash"]) == Decimal(before["values"]["cash"]) + paid_amount
+    assert Decimal(after["values"]["overdue_sales_invoices_amount"]) == (
+        Decimal(before["values"]["overdue_sales_invoices_amount"]) - paid_amount
+    )
+    # The open page shows it without a reload.
+    expect(row).not_to_have_text(shown_before, timeout=30_000)
+    expect(row.locator(".state")).to_have_text("OK")
+    shot(page, "change-notification-reached-dashboard")
+
+    # BC's notice is in the audit log as the cause, and the card says when it came.
+    client = next(c for c in api.get("/api/v1/clients").json()["clients"] if c["client_id"] == connected["client_id"])
+    noticed = next(c for c in client["change_notifications"] if c["company_id"] == company["id"])
+    assert noticed["last_change_at"] is not None
+    with notified.admin() as admin:
+        deliveries = admin.get("/webhooks/deliveries").raise_for_status().json()
+    assert any(d.get("status") == 202 for d in deliveries), deliveries[-3:]
+
+
+def test_a_subscription_near_expiry_is_renewed(notified: NotifiedHub, connected: dict[str, Any]) -> None:
+    api = notified.hub.client(EMAIL)
+    before = {s["subscription_id"]: s["expires_at"] for s in _hub_subscriptions(notified)}
+    # Two and a half days later on BC's clock: under the two days' margin left.
+    with notified.admin() as admin:
+        admin.put("/clock", json={"advance_seconds": 2.5 * 24 * 3600}).raise_for_status()
+    assert api.post("/api/v1/refresh", json={"client_id": connected["client_id"]}).status_code == 202
+
+    def renewed() -> list[dict[str, Any]] | None:
+        now = _hub_subscriptions(notified)
+        moved = [s for s in now if s["subscription_id"] in before and s["expires_at"] > before[s["subscription_id"]]]
+        return now if len(moved) == len(before) else None
+
+    after = eventually(renewed, "every subscription renewed", timeout=60)
+    # Renewed in place (same ids, PATCH), not replaced.
+    assert {s["subscription_id"] for s in after} == set(before)
+    with notified.admin() as admin:
+        handshakes = admin.get("/webhooks/handshakes").raise_for_status().json()
+    assert len([h for h in handshakes if h.get("ok")]) >= 2 * len(before)
+
+
+def test_an_unreachable_notification_address_shows_as_a_failed_handshake(
+    notified: NotifiedHub, connected: dict[str, Any], page: Page
+) -> None:
+    api = notified.hub.client(EMAIL)
+    client_id = connected["client_id"]
+    with notified.admin() as admin:
+        # BC lost them (as after a long outage): the next refresh must subscribe anew.
+        admin.delete("/webhooks/subscriptions").raise_for_status()
+    notified.public_address.cut()
+    try:
+        assert api.post("/api/v1/refresh", json={"client_id": client_id}).status_code == 202
+
+        def failed() -> list[dict[str, Any]] | None:
+            client = next(c for c in api.get("/api/v1/clients").json()["clients"] if c["client_id"] == client_id)
+            states = client["change_notifications"]
+            return states if all(c["state"] == "failed" for c in states) else None
+
+        states = eventually(failed, "the failed handshake on the client", timeout=60)
+        assert "notification address" in states[0]["detail"]
+        assert states[0]["failure"]["http_status"] == 400
+        sign_in(page, notified.hub, EMAIL)
+        page.goto(f"{notified.hub.url}/clients/{client_id}")
+        first = page.locator("#change-notifications li").first
+        expect(first).to_contain_text("Subscribing to changes failed")
+        first.locator("summary").click()
+        expect(first).to_contain_text("notification address")
+        shot(page, "change-notifications-failed-handshake")
+    finally:
+        notified.public_address.restore()
+    assert api.post("/api/v1/refresh", json={"client_id": client_id}).status_code == 202
+
+    def subscribed_again() -> bool | None:
+        client = next(c for c in api.get("/api/v1/clients").json()["clients"] if c["client_id"] == client_id)
+        return all(c["state"] == "subscribed" for c in client["change_notifications"]) or None
+
+    eventually(subscribed_again, "subscribed again once the address answers", timeout=60)
+
+
+def test_an_environment_at_bcs_limit_is_read_on_schedule(notified: NotifiedHub, connected: dict[str, Any]) -> None:
+    api = notified.hub.client(EMAIL)
+    client_id = connected["client_id"]
+    tenant, environment = connected["tenant"]["id"], connected["production"]["name"]
+    others = f"/tenants/{tenant}/environments/{environment}/other-subscriptions"
+    with notified.admin() as admin:
+        admin.delete("/webhooks/subscriptions").raise_for_status()
+        # Other apps hold all but two of the environment's 200: no company gets its five.
+        admin.put(others, json={"count": 198}).raise_for_status()
+    try:
+        assert api.post("/api/v1/refresh", json={"client_id": client_id}).status_code == 202
+
+        def polling() -> list[dict[str, Any]] | None:
+            client = next(c for c in api.get("/api/v1/clients").json()["clients"] if c["client_id"] == client_id)
+            states = client["change_notifications"]
+            return states if all(c["state"] == "polling" for c in states) else None
+
+        states = eventually(polling, "every company read on schedule", timeout=60)
+        assert "limit" in states[0]["detail"]
+    finally:
+        with notified.admin() as admin:
+            admin.put(others, json={"count": 0}).raise_for_status()
+    assert api.post("/api/v1/refresh", json={"client_id": client_id}).status_code == 202
+
+    def subscribed_again() -> bool | None:
+        client = next(c for c in api.get("/api/v1/clients").json()["clients"] if c["client_id"] == client_id)
+        return all(c["state"] == "subscribed" for c in client["change_notifications"]) or None
+
+    eventually(subscribed_again, "subscribed again once there is room", timeout=60)

@@ -1,0 +1,132 @@
+"""Business Central's change notices in the registry, on a real database: each notice is an
+audit event; the first asks for the company's refresh at once, later ones within the
+coalescing window wait and end in exactly one refresh at the window's end; a removed or
+ungranted client, or another firm's, is refused (BC then deletes the subscription); and a
+client whose schedule is off is still read daily while the hub subscribes."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+import pytest
+from sqlmodel import select
+
+from hub_common.commands import CommandRejected, RecordBusinessCentralChanges, RejectionReason
+from hub_common.db import create_engine, session_factory, transaction
+from hub_common.events import Actor, BusinessCentralChanged, RefreshRequested, decode_event
+from hub_registry.domain.refresh_schedule import RefreshSchedule
+from hub_registry.models import registry_outbox
+from hub_registry.service import change_notices, refreshes
+from tests.integration.test_refresh_schedule import ADDED, _firm_with_clients, _tick
+
+WINDOW = timedelta(seconds=60)
+COMPANY = uuid.uuid4()
+
+
+def _notice(firm_id: uuid.UUID, client_id: uuid.UUID, company_id: uuid.UUID = COMPANY) -> RecordBusinessCentralChanges:
+    return RecordBusinessCentralChanges(
+        firm_id=firm_id,
+        actor=Actor.service("business-central"),
+        correlation_id="notice",
+        client_id=client_id,
+        company_id=company_id,
+        entities=["salesInvoices"],
+        notices=2,
+    )
+
+
+async def _events(database_url: str, action: object) -> list[object]:
+    """Run one registry step in a transaction; the events it appended to the outbox."""
+    engine = create_engine(database_url)
+    try:
+        sessions = session_factory(engine)
+        async with sessions() as session:
+            before = len((await session.execute(select(registry_outbox.c.position))).all())
+        async with transaction(sessions) as session:
+            await action(session)  # type: ignore[operator]
+        async with sessions() as session:
+            rows = (await session.execute(select(registry_outbox.c.payload).order_by(registry_outbox.c.position))).all()
+    finally:
+        await engine.dispose()
+    return [decode_event(row.payload).data for row in rows[before:]]
+
+
+async def test_notices_are_recorded_and_coalesced_into_one_refresh_per_window(database_url: str) -> None:
+    firm, _, clients = await _firm_with_clients(database_url, 2)
+    client = clients[0]
+
+    async def notice_at(offset: timedelta) -> list[object]:
+        return await _events(
+            database_url,
+            lambda session: change_notices.record_changes(
+                session=session, command=_notice(firm, client), coalesce=WINDOW, now=ADDED + offset
+            ),
+        )
+
+    async def window_end_at(offset: timedelta) -> list[object]:
+        return await _events(
+            database_url,
+            lambda session: change_notices.refresh_waiting_companies(
+                session=session, coalesce=WINDOW, now=ADDED + offset, correlation_id="tick"
+            ),
+        )
+
+    first = await notice_at(timedelta(0))
+    requested = [e for e in first if isinstance(e, RefreshRequested)]
+    changed = [e for e in first if isinstance(e, BusinessCentralChanged)]
+    assert len(requested) == 1 and requested[0].company_id == COMPANY and requested[0].client_id == client
+    assert len(changed) == 1 and changed[0].refresh_id == requested[0].refresh_id
+
+    # Two more within the window: recorded, no refresh yet.
+    for seconds in (10, 20):
+        later = await notice_at(timedelta(seconds=seconds))
+        assert [type(e) for e in later] == [BusinessCentralChanged]
+        assert later[0].refresh_id is None  # type: ignore[attr-defined]
+    assert await window_end_at(timedelta(seconds=59)) == []
+    ended = await window_end_at(timedelta(seconds=61))
+    assert [type(e) for e in ended] == [RefreshRequested]
+    # The changes are caught: nothing waits any more.
+    assert await window_end_at(timedelta(seconds=200)) == []
+    # A notice after a quiet window asks at once again.
+    again = await notice_at(timedelta(seconds=200))
+    assert RefreshRequested in [type(e) for e in again]
+
+
+async def test_a_notice_for_a_client_the_firm_cannot_read_is_refused(database_url: str) -> None:
+    firm, _, clients = await _firm_with_clients(database_url, 2)
+    other_firm, _, other_clients = await _firm_with_clients(database_url, 2, owner_email="o@other.example")
+    cases = [
+        (firm, clients[1]),  # its tenant never granted access
+        (firm, other_clients[0]),  # another firm's client under this firm's key
+        (other_firm, clients[0]),
+        (firm, uuid.uuid4()),
+    ]
+    for firm_id, client_id in cases:
+        with pytest.raises(CommandRejected) as refused:
+            await _events(
+                database_url,
+                lambda session, f=firm_id, c=client_id: change_notices.record_changes(
+                    session=session, command=_notice(f, c), coalesce=WINDOW, now=ADDED
+                ),
+            )
+        assert refused.value.rejection.reason is RejectionReason.NOT_FOUND
+
+
+async def test_a_client_with_its_schedule_off_is_still_read_daily_while_the_hub_subscribes(database_url: str) -> None:
+    _, _, clients = await _firm_with_clients(database_url, 2)
+    off = RefreshSchedule(every=None, quiet_hours=None)
+
+    async def tick(offset: timedelta, upkeep: timedelta | None) -> list[object]:
+        return await _events(
+            database_url,
+            lambda session: refreshes.refresh_due_clients(
+                session=session, operator_default=off, now=ADDED + offset, correlation_id="tick", upkeep=upkeep
+            ),
+        )
+
+    assert await tick(timedelta(days=2), None) == []
+    assert await tick(timedelta(hours=23), timedelta(hours=24)) == []
+    daily = await tick(timedelta(hours=25), timedelta(hours=24))
+    assert [e.client_id for e in daily] == [clients[0]]  # type: ignore[attr-defined]
+    assert await _tick(database_url, ADDED + timedelta(hours=26), off) == []

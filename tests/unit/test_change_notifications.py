@@ -1,0 +1,119 @@
+"""Business Central change notifications: signed addresses and the subscription plan."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from hub_common.change_notifications import NOTIFIED_ENTITIES, CompanyAddress, NotificationSigner, notification_url
+from hub_common.events import NotificationState
+from hub_fetcher.notifications.plan import Budget, CompanyWanted, Subscription, plan_company
+
+ADDRESS = CompanyAddress(uuid.uuid4(), uuid.uuid4(), uuid.uuid4())
+NOW = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
+URL = "https://hub.example/webhooks/business-central/key"
+
+
+def test_a_key_names_its_company_and_nothing_else_passes() -> None:
+    signer = NotificationSigner("a secret of the hub that is long enough")
+    key = signer.key(ADDRESS)
+    assert signer.address(key) == ADDRESS
+    assert NotificationSigner("another hub's secret, also long enough").address(key) is None
+    tampered = key[:-2] + ("A" if key[-2] != "A" else "B") + key[-1]
+    assert signer.address(tampered) is None
+    for rubbish in ("", "x", "é" * 10, "=" * 86, key + "A", "A" * 500):
+        assert signer.address(rubbish) is None
+
+
+def test_a_client_state_belongs_to_one_company_and_entity() -> None:
+    signer = NotificationSigner("a secret of the hub that is long enough")
+    state = signer.client_state(ADDRESS, "salesInvoices")
+    assert len(state) <= 2048
+    assert signer.client_state_matches(ADDRESS, "salesInvoices", state)
+    assert not signer.client_state_matches(ADDRESS, "purchaseInvoices", state)
+    other = CompanyAddress(ADDRESS.firm_id, ADDRESS.client_id, uuid.uuid4())
+    assert not signer.client_state_matches(other, "salesInvoices", state)
+
+
+def test_the_url_ends_in_the_key() -> None:
+    signer = NotificationSigner("a secret of the hub that is long enough")
+    url = notification_url("https://hub.example/webhooks/business-central/", signer, ADDRESS)
+    assert url == f"https://hub.example/webhooks/business-central/{signer.key(ADDRESS)}"
+
+
+def _subscription(entity: str, expires_in: timedelta, subscription_id: str | None = None) -> Subscription:
+    return Subscription(
+        subscription_id=subscription_id or f"{entity}-{expires_in}",
+        notification_url=URL,
+        entity=entity,
+        company_id=str(ADDRESS.company_id),
+        expires_at=NOW + expires_in,
+        etag='W/"1"',
+    )
+
+
+WANTED = CompanyWanted(company_id=str(ADDRESS.company_id), notification_url=URL, entities=NOTIFIED_ENTITIES)
+
+
+def test_a_new_company_gets_every_entity() -> None:
+    budget = Budget(limit=100)
+    plan = plan_company(WANTED, [], budget=budget, now=NOW, renew_before=timedelta(days=2))
+    assert plan.state is NotificationState.SUBSCRIBED
+    assert plan.create == NOTIFIED_ENTITIES
+    assert budget.used == len(NOTIFIED_ENTITIES)
+
+
+def test_only_what_nears_expiry_is_renewed() -> None:
+    held = [_subscription(entity, timedelta(days=3)) for entity in NOTIFIED_ENTITIES]
+    held[1] = _subscription(NOTIFIED_ENTITIES[1], timedelta(hours=47))
+    plan = plan_company(WANTED, held, budget=Budget(limit=100), now=NOW, renew_before=timedelta(days=2))
+    assert [s.entity for s in plan.renew] == [NOTIFIED_ENTITIES[1]]
+    assert not plan.create and not plan.delete
+    assert len(plan.keep) == 4
+
+
+def test_nothing_to_do_for_a_fresh_set() -> None:
+    held = [_subscription(entity, timedelta(days=3)) for entity in NOTIFIED_ENTITIES]
+    plan = plan_company(WANTED, held, budget=Budget(limit=100), now=NOW, renew_before=timedelta(days=2))
+    assert not plan.changes_anything
+
+
+def test_duplicates_and_unwanted_entities_go_and_the_latest_stays() -> None:
+    held = [_subscription(entity, timedelta(days=3)) for entity in NOTIFIED_ENTITIES]
+    older_twin = _subscription("salesInvoices", timedelta(days=1), "twin")
+    unwanted = _subscription("customers", timedelta(days=3))
+    plan = plan_company(
+        WANTED, [*held, older_twin, unwanted], budget=Budget(limit=100), now=NOW, renew_before=timedelta(days=2)
+    )
+    assert {s.subscription_id for s in plan.delete} == {"twin", unwanted.subscription_id}
+    assert not plan.create and not plan.renew
+
+
+def test_an_expired_one_is_made_anew() -> None:
+    held = [_subscription(entity, timedelta(days=3)) for entity in NOTIFIED_ENTITIES[1:]]
+    expired = _subscription(NOTIFIED_ENTITIES[0], -timedelta(minutes=1))
+    plan = plan_company(WANTED, [*held, expired], budget=Budget(limit=100), now=NOW, renew_before=timedelta(days=2))
+    assert plan.create == (NOTIFIED_ENTITIES[0],)
+    assert expired in plan.delete
+
+
+@pytest.mark.parametrize("used", [96, 100])
+def test_a_company_without_room_for_all_its_entities_is_read_on_schedule(used: int) -> None:
+    held = [_subscription(NOTIFIED_ENTITIES[0], timedelta(days=3))]
+    budget = Budget(limit=100, used=used)
+    plan = plan_company(WANTED, held, budget=budget, now=NOW, renew_before=timedelta(days=2))
+    assert plan.state is NotificationState.POLLING
+    assert not plan.create
+    # What it held is given back rather than half-watching the company.
+    assert plan.delete == tuple(held)
+    assert budget.used == used
+    assert plan.detail and "used up" in plan.detail
+
+
+def test_a_company_that_fits_exactly_is_subscribed() -> None:
+    budget = Budget(limit=100, used=95)
+    plan = plan_company(WANTED, [], budget=budget, now=NOW, renew_before=timedelta(days=2))
+    assert plan.state is NotificationState.SUBSCRIBED
+    assert budget.used == 100
