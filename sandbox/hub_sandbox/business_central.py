@@ -1,5 +1,7 @@
-"""Business Central stand-in under ``/v2.0/``: API v2.0, its JSON ``$batch`` and the ODataV4
-web services (``Company`` and the Accountant Portal cues).
+"""Business Central stand-in under ``/v2.0/``: API v2.0, its JSON ``$batch``, its webhook
+``subscriptions`` (:mod:`hub_sandbox.subscriptions`), the runtime API's
+``webhookSupportedResources`` and the ODataV4 web services (``Company`` and the Accountant
+Portal cues).
 
 What a request goes through, in BC's order:
 
@@ -23,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import fnmatch
 import json
 import re
 import time
@@ -49,18 +52,22 @@ from hub_sandbox.entities import (
 from hub_sandbox.faults import FaultKind
 from hub_sandbox.limits import TOO_MANY_REQUESTS_CODE, Identity, Throttled
 from hub_sandbox.odata import (
+    EdmType,
     EntityType,
     ODataQueryError,
+    Property,
     QueryOptions,
     Record,
     apply_query,
     parse_query_options,
     serialise,
 )
-from hub_sandbox.seed import company_book
 from hub_sandbox.state import SandboxState
+from hub_sandbox.subscriptions import SUBSCRIPTIONS, SubscriptionRequest, SubscriptionsApi
 from hub_sandbox.tenants import SandboxCompany, SandboxEnvironment, SandboxTenant
 from hub_sandbox.tokens import APP_ROLE, AccessTokenClaims, InvalidAccessToken
+from hub_sandbox.webhook_delivery import WebhookCourier
+from hub_sandbox.webhooks import WEBHOOK_ENTITY_SETS, SubscriptionRefused
 
 log = get_logger(__name__)
 
@@ -68,6 +75,9 @@ ODATA_JSON = "application/json; odata.metadata=minimal; odata.streaming=true"
 CORRELATION_HEADERS = ("ms-correlation-x", "request-id")
 API = "api"
 ODATA_V4 = "ODataV4"
+# BC's runtime API (publisher microsoft, group runtime, version beta): webhook discovery.
+RUNTIME = "runtime"
+RUNTIME_ROOT = ("microsoft", "runtime", "beta")
 BATCH_SEGMENT = "$batch"
 # Characters left as they are in the URLs the sandbox writes (keys, $options, quotes).
 URL_SAFE = "$(),'"
@@ -129,6 +139,8 @@ class BcPath:
     def root(self) -> str:
         """The service root's path, as the client wrote it."""
         prefix = f"{self.tenant}/{self.environment}" if self.tenant else self.environment
+        if self.service == RUNTIME:
+            return f"/v2.0/{prefix}/api/{'/'.join(RUNTIME_ROOT)}"
         return f"/v2.0/{prefix}/api/v2.0" if self.service == API else f"/v2.0/{prefix}/{ODATA_V4}"
 
     @property
@@ -151,6 +163,8 @@ def parse_bc_path(path: str) -> BcPath | None:
             environment = parts[prefix_length - 1]
             if head == API and parts[prefix_length + 1 : prefix_length + 2] == ["v2.0"]:
                 return BcPath(tenant, environment, API, tuple(parts[prefix_length + 2 :]))
+            if head == API and tuple(parts[prefix_length + 1 : prefix_length + 4]) == RUNTIME_ROOT:
+                return BcPath(tenant, environment, RUNTIME, tuple(parts[prefix_length + 4 :]))
             if head == ODATA_V4:
                 return BcPath(tenant, environment, ODATA_V4, tuple(parts[prefix_length + 1 :]))
     return None
@@ -272,6 +286,8 @@ class BusinessCentralApi:
             request.base_url,
             self.state.business_date(),
             self.state.bc_version(request.tenant),
+            # Anything posted through the admin API changes the answers.
+            self.state.book_changes.version,
         )
 
     def remembered(self, request: ApiGet) -> ApiResult | None:
@@ -281,7 +297,8 @@ class BusinessCentralApi:
 
     def resolve(self, request: ApiGet) -> ApiResult:
         """One GET under the API v2.0 or ODataV4 root (remembered when answers are memoized)."""
-        handler = self.get if request.path.service == API else self.odata
+        handlers = {API: self.get, ODATA_V4: self.odata, RUNTIME: self.runtime}
+        handler = handlers[request.path.service]
         key = self._memo_key(request)
         if key is None:
             return handler(request)
@@ -368,16 +385,16 @@ class BusinessCentralApi:
         ):
             raise _segment_not_found(entity_segment.name)
         self._check_access(request.tenant, company, entity_set.table)
-        business_date = self.state.business_date()
+        book = self.state.book(company)
         if entity_segment.key is None:
             return self._collection(
                 entity_set.entity,
-                lambda options: company_entity_records(entity_set, company, business_date, options),
+                lambda options: company_entity_records(entity_set, book, options),
                 request,
                 context,
             )
         options = _options(entity_set.entity, request.query)
-        records = company_entity_records(entity_set, company, business_date, options)
+        records = company_entity_records(entity_set, book, options)
         return _single(entity_set.entity, _record_by_key(entity_set, records, entity_segment.key), options, context)
 
     def _check_access(self, tenant: SandboxTenant, company: SandboxCompany, table: str) -> None:
@@ -452,6 +469,32 @@ class BusinessCentralApi:
             headers["Preference-Applied"] = f"odata.maxpagesize={paging.page_size}"
         return ApiResult(body, headers)
 
+    # -- api/microsoft/runtime/beta -------------------------------------------------------
+
+    def runtime(self, request: ApiGet) -> ApiResult:
+        """``companies({id})/webhookSupportedResources``: the v2.0 entity sets BC notifies
+        for, as ``v2.0/{entitySet}``. BC's filter takes a wildcard
+        (``resource eq 'v2.0*'``), which plain OData does not; it is applied here."""
+        resource = parse_segments(request.path.rest)
+        if len(resource) != 2 or resource[0].name != "companies" or resource[0].key is None:
+            raise no_resource(request.url)
+        if resource[1].name != WEBHOOK_SUPPORTED_RESOURCE.entity_set:
+            raise _segment_not_found(resource[1].name)
+        company = _company_by_id(request.environment, parse_key(resource[0].key))
+        records: list[Record] = [{"resource": f"v2.0/{name}"} for name in sorted(WEBHOOK_ENTITY_SETS)]
+        query = list(request.query)
+        filter_text = next((value for name, value in query if name == "$filter"), None)
+        wildcard = _WILDCARD_FILTER.match(filter_text or "")
+        if wildcard is not None:
+            records = [r for r in records if fnmatch.fnmatchcase(str(r["resource"]), wildcard["pattern"])]
+            query = [(name, value) for name, value in query if name != "$filter"]
+        context_root = f"{request.base_url}{request.path.root}/$metadata"
+        context = f"{context_root}#companies({company.id})/{WEBHOOK_SUPPORTED_RESOURCE.entity_set}"
+        narrowed = ApiGet(
+            request.tenant, request.environment, request.path, tuple(query), request.prefer, request.base_url
+        )
+        return self._collection(WEBHOOK_SUPPORTED_RESOURCE, lambda _: records, narrowed, context)
+
     # -- ODataV4 ------------------------------------------------------------------------
 
     def odata(self, request: ApiGet) -> ApiResult:
@@ -480,7 +523,7 @@ class BusinessCentralApi:
             # BC 30 no longer publishes Microsoft pages as web services.
             raise no_resource(request.url)
         self._check_access(request.tenant, company, "9069 Activities Cue")
-        book = company_book(company, self.state.business_date())
+        book = self.state.book(company)
         record = cue_record(service.name, book)
         context = f"{context_root}#Company('{quote(company.name)}')/{service.name}"
         return self._collection(service, lambda _: [record], request, context)
@@ -554,6 +597,15 @@ class BusinessCentralApi:
             headers |= {k.lower(): v for k, v in error.headers.items()}
         return {"id": operation_id, "status": status, "headers": headers, "body": body}
 
+
+_WILDCARD_FILTER = re.compile(r"^\s*resource\s+eq\s+'(?P<pattern>[^']*\*[^']*)'\s*$")
+
+WEBHOOK_SUPPORTED_RESOURCE = EntityType(
+    name="webhookSupportedResource",
+    entity_set="webhookSupportedResources",
+    key="resource",
+    properties=(Property("resource", EdmType.STRING),),
+)
 
 _ODATA_COMPANY = re.compile(r"^Company(?:\('(?P<name>(?:[^']|'')*)'\))?$")
 
@@ -633,9 +685,24 @@ def _error_body(code: str, message: str, correlation_id: str) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------
 
 
-def business_central_router(state: SandboxState) -> APIRouter:
+def subscription_segment(path: BcPath) -> Segment | None:
+    """``subscriptions`` or ``subscriptions('{id}')`` right under the API v2.0 root."""
+    if path.service != API or len(path.rest) != 1:
+        return None
+    segment = parse_segments(path.rest)[0]
+    return segment if segment.name == SUBSCRIPTIONS else None
+
+
+def _allowed_methods(path: BcPath, subscription: Segment | None) -> tuple[str, ...]:
+    if subscription is not None:
+        return ("GET", "POST") if subscription.key is None else ("GET", "PATCH", "DELETE")
+    return ("POST",) if path.is_batch else ("GET",)
+
+
+def business_central_router(state: SandboxState, courier: WebhookCourier) -> APIRouter:
     router = APIRouter(tags=["Business Central"])
     api = BusinessCentralApi(state)
+    subscriptions = SubscriptionsApi(state.webhooks, courier, state.clock)
 
     @router.api_route("/v2.0/{bc_path:path}", methods=["GET", "POST", "PATCH", "PUT", "DELETE"])
     async def business_central(bc_path: str, request: Request) -> Response:
@@ -650,15 +717,15 @@ def business_central_router(state: SandboxState) -> APIRouter:
                 raise no_resource(str(request.url))
             environment = api.environment(tenant, path.environment)
             _raise_front_door_faults(state, tenant)
-            allowed = "POST" if path.is_batch else "GET"
-            if request.method != allowed:
+            subscription = subscription_segment(path)
+            if request.method not in _allowed_methods(path, subscription):
                 last = path.rest[-1] if path.rest else path.service
                 raise BusinessCentralError(
                     405,
                     "BadRequest_MethodNotAllowed",
                     f"'{request.method}' requests for '{last}' are not allowed by the sandbox.",
                 )
-            body = await request.body() if path.is_batch else b""
+            body = await request.body() if request.method in ("POST", "PATCH") else b""
             identity = (tenant.id, claims.app_id)
             await state.limiter.acquire(identity)
             try:
@@ -666,6 +733,17 @@ def business_central_router(state: SandboxState) -> APIRouter:
                     state.limiter.count_request(identity)
                 await _slow_down(state, tenant, request)
                 base_url = str(request.base_url).rstrip("/")
+                if subscription is not None:
+                    answer = await subscriptions.handle(
+                        SubscriptionRequest(
+                            tenant, environment, claims.app_id, claims.object_id, request.method, subscription.key,
+                            body, request.headers.get("if-match"), f"{base_url}{path.root}",
+                        )
+                    )  # fmt: skip
+                    if answer.body is None:
+                        return Response(status_code=answer.status, headers=headers | answer.headers)
+                    # Body faults (malformed, oversized, trickled) apply as to every BC answer.
+                    return _answer(state, tenant, ApiResult(answer.body, answer.headers), headers, answer.status)
                 if path.is_batch:
                     result = await run_in_threadpool(api.batch, tenant, environment, path, identity, body, base_url)
                 else:
@@ -682,6 +760,8 @@ def business_central_router(state: SandboxState) -> APIRouter:
             return _json(body_json, throttled.status, headers | {"Retry-After": str(throttled.retry_after)})
         except BusinessCentralError as error:
             return _json(_error_body(error.code, error.message, correlation_id), error.status, headers | error.headers)
+        except SubscriptionRefused as refused:
+            return _json(_error_body(refused.code, refused.message, correlation_id), refused.status, headers)
         return _answer(state, tenant, result, headers)
 
     return router
@@ -722,24 +802,30 @@ async def _slow_down(state: SandboxState, tenant: SandboxTenant, request: Reques
         raise BusinessCentralError(504, "GatewayTimeout", "The request timed out before BC answered.")
 
 
-def _answer(state: SandboxState, tenant: SandboxTenant | None, result: ApiResult, headers: dict[str, str]) -> Response:
+def _answer(
+    state: SandboxState,
+    tenant: SandboxTenant | None,
+    result: ApiResult,
+    headers: dict[str, str],
+    status: int = 200,
+) -> Response:
     headers = headers | result.headers
     if tenant is not None and state.faults.take(tenant.id, FaultKind.MALFORMED_BODY):
         content = json.dumps(result.body, separators=(",", ":")).encode()
         # Cut in the middle and drop the closing brackets: a body that is not JSON.
-        return Response(content[: max(1, len(content) // 2)], 200, headers=headers, media_type=ODATA_JSON)
+        return Response(content[: max(1, len(content) // 2)], status, headers=headers, media_type=ODATA_JSON)
     oversized = state.faults.take(tenant.id, FaultKind.OVERSIZED_BODY) if tenant is not None else None
     if oversized:
         return StreamingResponse(
-            _huge_body(oversized.size_mb * 1024 * 1024), 200, headers=headers, media_type=ODATA_JSON
+            _huge_body(oversized.size_mb * 1024 * 1024), status, headers=headers, media_type=ODATA_JSON
         )
     trickle = state.faults.take(tenant.id, FaultKind.TRICKLE) if tenant is not None else None
     if trickle:
         content = json.dumps(result.body, ensure_ascii=False, separators=(",", ":")).encode()
         return StreamingResponse(
-            _trickled(content, trickle.trickle_interval_seconds), 200, headers=headers, media_type=ODATA_JSON
+            _trickled(content, trickle.trickle_interval_seconds), status, headers=headers, media_type=ODATA_JSON
         )
-    return _json(result.body, 200, headers)
+    return _json(result.body, status, headers)
 
 
 async def _trickled(content: bytes, interval_seconds: float) -> AsyncIterator[bytes]:

@@ -49,7 +49,7 @@ from hub_sandbox.reports import (
     statement_records,
     trial_balance_records,
 )
-from hub_sandbox.seed import AccountCategory, AccountType, CompanyBook, company_book
+from hub_sandbox.seed import AccountCategory, AccountType, CompanyBook, GLAccount, GLDocumentType
 from hub_sandbox.tenants import SYSTEM_VERSION, SandboxCompany
 
 # Short names keep the property tables below readable.
@@ -60,6 +60,10 @@ INT32 = EdmType.INT32
 # BC writes an unset date as 0001-01-01 and an unset datetime as 0001-01-01T00:00:00Z.
 BLANK_DATE = dt.date(1, 1, 1)
 BLANK_DATETIME = dt.datetime(1, 1, 1, tzinfo=dt.UTC)
+# genJournalDocumentType members, in BC's order.
+GL_DOCUMENT_TYPES = (
+    "_x0020_", "Payment", "Invoice", "Credit_x0020_Memo", "Finance_x0020_Charge_x0020_Memo", "Reminder", "Refund",
+)  # fmt: skip
 # The "user" that created demo companies: BC's system user id.
 SYSTEM_USER_ID = uuid.UUID("00000000-0000-0000-0000-000000000001")
 
@@ -206,6 +210,74 @@ def account_records(book: CompanyBook, business_date: dt.date) -> list[Record]:
         }
         for account in book.accounts
     ]
+
+
+GENERAL_LEDGER_ENTRY = EntityType(
+    name="generalLedgerEntry",
+    entity_set="generalLedgerEntries",
+    properties=(
+        *_props(("id", G), ("entryNumber", INT32), ("postingDate", DATE), ("documentNumber", S)),
+        Property("documentType", EdmType.ENUM, "genJournalDocumentType", GL_DOCUMENT_TYPES),
+        *_props(
+            ("accountId", G), ("accountNumber", S), ("description", S), ("debitAmount", D), ("creditAmount", D),
+            ("additionalCurrencyDebitAmount", D), ("additionalCurrencyCreditAmount", D),
+            ("lastModifiedDateTime", DATETIME),
+        ),
+    ),
+)  # fmt: skip
+
+
+def _gl_entry_record(
+    entry_id: uuid.UUID,
+    number: int,
+    posted: dt.date,
+    document_type: str,
+    document_number: str,
+    account: GLAccount,
+    description: str,
+    amount: Decimal,
+    modified: dt.datetime,
+) -> Record:
+    return {
+        "id": entry_id,
+        "entryNumber": number,
+        "postingDate": posted,
+        "documentNumber": document_number,
+        "documentType": document_type,
+        "accountId": account.id,
+        "accountNumber": account.number,
+        "description": description,
+        "debitAmount": amount if amount > 0 else Decimal(0),
+        "creditAmount": -amount if amount < 0 else Decimal(0),
+        "additionalCurrencyDebitAmount": Decimal(0),
+        "additionalCurrencyCreditAmount": Decimal(0),
+        "lastModifiedDateTime": modified,
+    }
+
+
+def general_ledger_entry_records(book: CompanyBook, business_date: dt.date) -> list[Record]:
+    """The sandbox keeps balances, not a dated ledger: one opening entry per posting
+    account carries its seeded balance (on the first day of the fiscal year, so the income
+    accounts' year-to-date amounts fall in the year), then the entries posted at run time.
+    Each account's entries sum to its netChange."""
+    opened = dt.datetime.combine(book.fiscal_year_start, dt.time(0, 0), dt.UTC)
+    records = [
+        _gl_entry_record(
+            uuid.uuid5(book.company.id, f"generalLedgerEntry/{number}"), number, book.fiscal_year_start,
+            GLDocumentType.BLANK, "OPENING", account,
+            "Opening balance" if account.number < "40000" else "Fiscal year to date", amount, opened,
+        )
+        for number, (account, amount) in enumerate(book.opening_balances(), start=1)
+    ]  # fmt: skip
+    by_id = {a.id: a for a in book.accounts}
+    records += [
+        _gl_entry_record(
+            e.id, e.entry_number, e.posting_date, e.document_type, e.document_number, by_id[e.account_id],
+            e.description, e.amount, e.last_modified,
+        )
+        for e in book.posted_entries
+    ]  # fmt: skip
+    return records
 
 
 # -- customers and vendors --------------------------------------------------------------
@@ -801,6 +873,7 @@ COMPANY_ENTITY_SETS: dict[str, CompanyEntitySet] = {
         CompanyEntitySet(COMPANY_INFORMATION, _ignore_options(company_information_records), "79 Company"),
         CompanyEntitySet(GENERAL_LEDGER_SETUP, _ignore_options(general_ledger_setup_records), "98 G/L Setup"),
         CompanyEntitySet(ACCOUNT, _ignore_options(account_records)),
+        CompanyEntitySet(GENERAL_LEDGER_ENTRY, _ignore_options(general_ledger_entry_records), GL_ENTRY),
         CompanyEntitySet(CUSTOMER, customer_records, "18 Customer"),
         CompanyEntitySet(CUSTOMER_FINANCIAL_DETAIL, customer_financial_detail_records, "18 Customer"),
         CompanyEntitySet(VENDOR, vendor_records, "23 Vendor"),
@@ -822,10 +895,8 @@ COMPANY_ENTITY_SETS: dict[str, CompanyEntitySet] = {
 }  # fmt: skip
 
 
-def company_entity_records(
-    entity_set: CompanyEntitySet, company: SandboxCompany, business_date: dt.date, options: QueryOptions
-) -> list[Record]:
-    return entity_set.records(company_book(company, business_date), options)
+def company_entity_records(entity_set: CompanyEntitySet, book: CompanyBook, options: QueryOptions) -> list[Record]:
+    return entity_set.records(book, options)
 
 
 def etag_for(record: Record) -> str:

@@ -151,6 +151,31 @@ class GeneralLedgerSetup:
     last_modified: dt.datetime
 
 
+class GLDocumentType(StrEnum):
+    """BC's enum genJournalDocumentType, as the API writes it (the ones the sandbox posts)."""
+
+    BLANK = "_x0020_"
+    PAYMENT = "Payment"
+    INVOICE = "Invoice"
+
+
+@dataclass(frozen=True)
+class GLEntry:
+    """One G/L entry posted at run time (:mod:`hub_sandbox.book_changes`). ``amount`` is
+    signed: debit positive."""
+
+    id: uuid.UUID
+    entry_number: int
+    posting_date: dt.date
+    document_type: GLDocumentType
+    document_number: str
+    account_id: uuid.UUID
+    account_number: str
+    description: str
+    amount: Decimal
+    last_modified: dt.datetime
+
+
 @dataclass(frozen=True)
 class CompanyBook:
     company: SandboxCompany
@@ -160,6 +185,8 @@ class CompanyBook:
     documents: CompanyDocuments
     # The date the book was built for: "today" for due dates and the fiscal year so far.
     business_date: dt.date
+    # G/L entries posted at run time, already included in the accounts' balances.
+    posted_entries: tuple[GLEntry, ...] = ()
     _by_role: dict[AccountRole, tuple[GLAccount, ...]] = field(init=False, repr=False, compare=False, hash=False)
 
     def __post_init__(self) -> None:
@@ -173,6 +200,19 @@ class CompanyBook:
 
     def balance_of(self, role: AccountRole) -> Decimal:
         return sum((a.net_change for a in self.accounts_with_role(role)), Decimal(0))
+
+    def opening_balances(self) -> list[tuple[GLAccount, Decimal]]:
+        """The seeded balance of each posting account that has one: the book's balances
+        before anything was posted at run time (one opening G/L entry each)."""
+        posted: dict[uuid.UUID, Decimal] = {}
+        for entry in self.posted_entries:
+            posted[entry.account_id] = posted.get(entry.account_id, Decimal(0)) + entry.amount
+        balances = [
+            (a, a.net_change - posted.get(a.id, Decimal(0)))
+            for a in self.accounts
+            if a.account_type is AccountType.POSTING
+        ]
+        return [(a, amount) for a, amount in balances if amount]
 
     @property
     def open_receivables(self) -> tuple[OpenItem, ...]:
@@ -577,22 +617,7 @@ class _BookBuilder:
         ]
 
     def _compute_totals(self) -> None:
-        """End-Total accounts sum the posting accounts since their Begin-Total; the Total
-        account (NET INCOME) sums the whole income statement, as BC's Totaling ranges do."""
-        open_totals: list[int] = []
-        computed: list[GLAccount] = []
-        for position, account in enumerate(self.accounts):
-            if account.account_type is AccountType.BEGIN_TOTAL:
-                open_totals.append(position)
-            elif account.account_type is AccountType.END_TOTAL:
-                start = open_totals.pop()
-                total = _posting_sum(self.accounts[start:position])
-                account = _with_net_change(account, total)
-            elif account.account_type is AccountType.TOTAL:
-                income_statement = [a for a in self.accounts if "40000" <= a.number <= "69999"]
-                account = _with_net_change(account, _posting_sum(income_statement))
-            computed.append(account)
-        self.accounts = computed
+        self.accounts = with_totals(self.accounts)
 
     def _information(self) -> CompanyInformation:
         company, locale, rng = self.company, self.locale, self.rng
@@ -634,6 +659,25 @@ class _BookBuilder:
             contact_person=f"{rng.choice(_FIRST_NAMES)} {rng.choice(_LAST_NAMES)}",
             last_modified=self.modified_at(),
         )
+
+
+def with_totals(accounts: list[GLAccount]) -> list[GLAccount]:
+    """End-Total accounts sum the posting accounts since their Begin-Total; the Total
+    account (NET INCOME) sums the whole income statement, as BC's Totaling ranges do.
+    Used when a book is built and again when run-time changes move posting balances."""
+    open_totals: list[int] = []
+    computed: list[GLAccount] = []
+    for position, account in enumerate(accounts):
+        if account.account_type is AccountType.BEGIN_TOTAL:
+            open_totals.append(position)
+        elif account.account_type is AccountType.END_TOTAL:
+            start = open_totals.pop()
+            account = _with_net_change(account, _posting_sum(accounts[start:position]))
+        elif account.account_type is AccountType.TOTAL:
+            income_statement = [a for a in accounts if "40000" <= a.number <= "69999"]
+            account = _with_net_change(account, _posting_sum(income_statement))
+        computed.append(account)
+    return computed
 
 
 def _sales_of(invoices: list[Document], line: SalesLine) -> Decimal:

@@ -95,8 +95,11 @@ def _prepare(settings: SandboxSettings) -> tuple[uvicorn.Server, socket.socket, 
         # The hub's structlog set-up (or the caller's) handles uvicorn's loggers.
         log_config=None,
         access_log=False,
-        lifespan="off",
+        # The lifespan starts and stops the webhook delivery task and its HTTP client.
+        lifespan="on",
         server_header=False,
+        # The app writes Date from the sandbox clock (ClockDateHeader).
+        date_header=False,
     )
     listener = _bind(settings.sandbox_host, settings.sandbox_port)
     port = int(listener.getsockname()[1])

@@ -82,6 +82,19 @@ class SandboxSettings(HubSettings):
     sandbox_hub_url: str = "http://127.0.0.1:8000"
     sandbox_hub_timeout_seconds: float = 15.0
 
+    # API v2.0 webhooks (BC online's numbers; tests shorten the waits).
+    # BC waits this long after the first change to a subscribed resource, then sends.
+    sandbox_webhook_delay_seconds: float = 30.0
+    # More changed records than this for one subscription in one wait: one "collection" notice.
+    sandbox_webhook_collection_threshold: int = 1_000
+    # How long the subscriber has to answer the validation handshake and each notification.
+    sandbox_webhook_timeout_seconds: float = 5.0
+    # First wait before a notification is sent again (after a 408, 429, 5xx or no answer);
+    # it doubles with each attempt, up to an hour, for 36 hours of the sandbox clock.
+    sandbox_webhook_retry_seconds: float = 60.0
+    # Subscriptions per environment, all apps together (BC online: 200).
+    sandbox_webhook_subscription_limit: int = 200
+
     @property
     def redirect_uris(self) -> tuple[str, ...]:
         return tuple(uri.strip() for uri in self.sandbox_redirect_uris.split(",") if uri.strip())

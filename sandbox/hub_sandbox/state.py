@@ -1,7 +1,8 @@
 """What one sandbox process knows: settings, catalogue, signing key and run-time switches.
 
 The catalogue and the seeded books are immutable; anything the admin API changes at run
-time (consent, BC versions, faults, limits) lives here, so it is one object to reset.
+time (consent, BC versions, faults, limits, the clock, changes to the books, webhook
+subscriptions) lives here, so it is one object to reset.
 """
 
 from __future__ import annotations
@@ -11,11 +12,15 @@ import uuid
 from dataclasses import dataclass, field
 
 from hub_sandbox.accounts import AuthorizationCodes, Directories
+from hub_sandbox.book_changes import BookChanges
+from hub_sandbox.clock import SandboxClock
 from hub_sandbox.faults import FaultBoard
 from hub_sandbox.limits import LimitSettings, RequestLimiter
+from hub_sandbox.seed import CompanyBook
 from hub_sandbox.settings import SandboxSettings
-from hub_sandbox.tenants import SYSTEM_VERSION, SandboxTenant, TenantCatalogue, build_catalogue
+from hub_sandbox.tenants import SYSTEM_VERSION, SandboxCompany, SandboxTenant, TenantCatalogue, build_catalogue
 from hub_sandbox.tokens import TokenIssuer
+from hub_sandbox.webhooks import Webhooks, webhook_settings
 
 # BC 30 (2027 release wave 1) no longer publishes Microsoft pages as OData web services,
 # so the Accountant Portal cue services answer 404 there.
@@ -36,8 +41,12 @@ class SandboxState:
     limiter: RequestLimiter
     # Accountant sign-in: the directories users sign in from and the pending codes.
     directories: Directories
+    webhooks: Webhooks
     authorization_codes: AuthorizationCodes = field(default_factory=AuthorizationCodes)
     faults: FaultBoard = field(default_factory=FaultBoard)
+    clock: SandboxClock = field(default_factory=SandboxClock)
+    # Documents and G/L entries posted through the admin API, laid over the seeded books.
+    book_changes: BookChanges = field(default_factory=BookChanges)
     # Admin-API overrides of each tenant's consent flag and BC major version, by tenant id.
     _consent_overrides: dict[uuid.UUID, bool] = field(default_factory=dict)
     _version_overrides: dict[uuid.UUID, int] = field(default_factory=dict)
@@ -66,8 +75,13 @@ class SandboxState:
 
     def business_date(self) -> dt.date:
         """The date BC's API uses as today (WorkDate of API sessions): the admin API's or
-        the settings' fixed date, else the current UTC date."""
-        return self._business_date or self.settings.sandbox_business_date or dt.datetime.now(dt.UTC).date()
+        the settings' fixed date, else the sandbox clock's UTC date."""
+        return self._business_date or self.settings.sandbox_business_date or self.clock.now().date()
+
+    def book(self, company: SandboxCompany) -> CompanyBook:
+        """The company's book today, with everything posted at run time: what every BC
+        read (API v2.0, cues, web client) serves."""
+        return self.book_changes.book(company, self.business_date())
 
     def set_business_date(self, date: dt.date | None) -> None:
         self._business_date = date
@@ -99,4 +113,5 @@ def build_state(settings: SandboxSettings, token_issuer: TokenIssuer) -> Sandbox
         token_issuer=token_issuer,
         limiter=RequestLimiter(limit_settings(settings)),
         directories=Directories(catalogue, settings.sandbox_state_dir),
+        webhooks=Webhooks(webhook_settings(settings)),
     )

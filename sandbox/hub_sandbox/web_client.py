@@ -8,7 +8,6 @@ Production, company to the environment's first company, page to the role center)
 
 from __future__ import annotations
 
-import datetime as dt
 from html import escape
 from urllib.parse import urlencode
 
@@ -16,7 +15,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
 from hub_sandbox.client_admin import invite_url
-from hub_sandbox.seed import AccountType, company_book
+from hub_sandbox.seed import AccountType, CompanyBook
 from hub_sandbox.state import SandboxState
 from hub_sandbox.tenants import (
     PRODUCTION,
@@ -97,7 +96,7 @@ def web_client_router(state: SandboxState) -> APIRouter:
             return _not_found(f"The company '{name}' does not exist.")
         page = _page_number(request.query_params.get("page"))
         base = str(request.base_url).rstrip("/")
-        return _company_page(base, found_tenant, found_environment, company, page, request, state.business_date())
+        return _company_page(base, found_tenant, found_environment, company, page, request, state.book(company))
 
     return router
 
@@ -124,7 +123,7 @@ def _company_page(
     company: SandboxCompany,
     page: int,
     request: Request,
-    business_date: dt.date,
+    book: CompanyBook,
 ) -> HTMLResponse:
     caption = PAGE_CAPTIONS.get(page, "Page")
     title = f"Business Central sandbox — {company.name} — page {page} {caption}"
@@ -144,13 +143,12 @@ def _company_page(
         f" · page {page} <strong>{escape(caption)}</strong></p>"
         + (f"<table>{rows}</table>" if rows else "")
         + f"<nav>{links}</nav>"
-        + (_chart_of_accounts(company, business_date) if page == CHART_OF_ACCOUNTS_PAGE else "")
+        + (_chart_of_accounts(book) if page == CHART_OF_ACCOUNTS_PAGE else "")
     )
     return _page(title, body)
 
 
-def _chart_of_accounts(company: SandboxCompany, business_date: dt.date) -> str:
-    book = company_book(company, business_date)
+def _chart_of_accounts(book: CompanyBook) -> str:
     symbol = book.ledger_setup.local_currency_symbol
     rows = "".join(
         f"<tr><td>{escape(a.number)}</td>"

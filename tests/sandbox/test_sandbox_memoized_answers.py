@@ -64,3 +64,22 @@ def test_faults_still_apply_to_memoized_answers(servers: tuple[RunningSandbox, R
     listed = [c["id"] for c in memoized.get(f"{API}/companies").json()["value"]]
     assert len(listed) == len(set(listed)) + 1
     assert memoized.get(f"{API}/companies").status_code == 200
+
+
+def test_changes_to_the_books_are_not_hidden_by_memoized_answers(
+    servers: tuple[RunningSandbox, RunningSandbox],
+) -> None:
+    memoized, _ = (_client(server) for server in servers)
+    company = memoized.get(f"{API}/companies").json()["value"][0]["id"]
+    path = f"{API}/companies({company})/salesInvoices?$filter=status eq 'Open'&$select=number"
+    before = len(memoized.get(path).json()["value"])
+    customer = memoized.get(f"{API}/companies({company})/customers?$filter=blocked eq ' '").json()["value"][0]
+    memoized.post(
+        f"/_sandbox/companies/{company}/sales-invoices",
+        json={"customer_number": customer["number"], "amount_including_tax": "10.00", "due_date": "2026-06-01"},
+    ).raise_for_status()
+    try:
+        assert len(memoized.get(path).json()["value"]) == before + 1
+    finally:
+        memoized.delete("/_sandbox/book-changes").raise_for_status()
+    assert len(memoized.get(path).json()["value"]) == before

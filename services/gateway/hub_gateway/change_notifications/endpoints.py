@@ -110,7 +110,9 @@ async def business_central_notification(
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail="no such notification address")
     if validation_token is not None:
         # The handshake of a create or a renewal: only the token, exactly as sent.
-        return PlainTextResponse(validation_token, status_code=status.HTTP_200_OK)
+        return PlainTextResponse(
+            validation_token, status_code=status.HTTP_200_OK, headers={"X-Content-Type-Options": "nosniff"}
+        )
     try:
         notices = Notices.model_validate_json(await _capped_body(request))
     except ValidationError as error:

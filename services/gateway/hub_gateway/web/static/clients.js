@@ -32,13 +32,13 @@ Hub.start(() => {
       let css = "";
       if (company.state === "subscribed") {
         text = _("Business Central notifies the hub of changes (subscribed until %(time)s).", { time: Hub.dateTime(company.expires_at) });
-        css = "ok";
+        css = "notice-ok";
       } else if (company.state === "polling") {
         text = _("Read on schedule: the environment's change subscriptions are used up.");
-        css = "warning";
+        css = "notice-warning";
       } else if (company.state === "failed") {
         text = _("Subscribing to changes failed; the company is read on schedule and the next refresh tries again.");
-        css = "error";
+        css = "notice-error";
       } else {
         text = _("Not subscribed to changes yet.");
       }

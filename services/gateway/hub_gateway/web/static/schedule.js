@@ -30,7 +30,7 @@ Hub.start(() => {
   const current = forClient ? (boot.own || null) : boot.firm;
   const summary = h("p", { id: "schedule-summary" });
   function showSummary(schedule, own) {
-    if (forClient && !own) summary.textContent = _("This client follows the firm's schedule: %(schedule)s", { schedule: describe(boot.firm) });
+    if (forClient && !own) summary.textContent = _("This client follows the firm's schedule.") + " " + describe(boot.firm);
     else summary.textContent = describe(schedule);
   }
   showSummary(current, Boolean(boot.own));
