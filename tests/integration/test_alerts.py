@@ -418,3 +418,18 @@ async def test_an_https_webhook_is_posted_to_the_address_checked_with_its_host_n
         server.server_close()
     assert attempt.outcome is webhooks.Outcome.DELIVERED, attempt.detail
     assert received[0]["host"] == f"localhost:{server.server_address[1]}"
+
+
+async def test_a_firm_keeps_a_bounded_number_of_rules(registry: Registry, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(alerts, "MAX_RULES_PER_FIRM", 2)
+    first = await registry.rule(registry.owner, figure="cash", comparison="below", threshold=Decimal(1))
+    await registry.rule(registry.staff, figure="cash", comparison="below", threshold=Decimal(2))
+    with pytest.raises(CommandRejected) as refused:
+        await registry.rule(registry.owner, figure="cash", comparison="below", threshold=Decimal(3))
+    assert refused.value.rejection.reason == "conflict"
+    async with transaction(registry.sessions) as session:
+        command = RemoveAlertRule(
+            firm_id=registry.firm_id, actor=registry.actor(registry.owner), correlation_id="r", rule_id=first
+        )
+        await alerts.remove_alert_rule(session=session, command=command)
+    await registry.rule(registry.owner, figure="cash", comparison="below", threshold=Decimal(3))

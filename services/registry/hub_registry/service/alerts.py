@@ -87,6 +87,8 @@ from hub_registry.service.shared import Context, emit, is_uuid, live_client
 from hub_registry.settings import RegistrySettings
 
 ALERTS_ACTOR = Actor.service("registry-alerts")
+# Every snapshot of a firm is weighed against each of its rules: a bound keeps that cheap.
+MAX_RULES_PER_FIRM = 500
 # The purpose the webhook secrets are sealed under (hub_common.sealing).
 WEBHOOK_SECRETS = "alert-webhook-secrets"
 
@@ -170,6 +172,17 @@ async def set_alert_rule(*, session: AsyncSession, command: SetAlertRule, settin
         await live_client(session, command.firm_id, fields.client_id)
     now = datetime.now(UTC)
     if command.rule_id is None:
+        live = await session.execute(
+            select(func.count())
+            .select_from(AlertRuleRow)
+            .where(col(AlertRuleRow.firm_id) == command.firm_id, col(AlertRuleRow.removed_at).is_(None))
+        )
+        if live.scalar_one() >= MAX_RULES_PER_FIRM:
+            raise refused(
+                RejectionReason.CONFLICT,
+                N_("A firm keeps at most %(count)s alert rules; remove one first"),
+                count=MAX_RULES_PER_FIRM,
+            )
         row = AlertRuleRow(
             firm_id=command.firm_id,
             owner_accountant_id=accountant.id,
@@ -201,6 +214,9 @@ async def set_alert_rule(*, session: AsyncSession, command: SetAlertRule, settin
     row.threshold = str(condition.threshold)
     row.email = fields.email
     row.webhook_url = fields.webhook_url
+    if fields.delivery != row.delivery and fields.delivery == Delivery.DAILY_DIGEST.value:
+        # The first digest lists what started after the switch: earlier alerts were mailed.
+        row.last_digest_at = now
     row.delivery = fields.delivery
     row.digest_at = fields.digest_at
     row.time_zone = fields.time_zone
