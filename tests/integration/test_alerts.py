@@ -52,6 +52,7 @@ from hub_common.events import (
     new_envelope,
 )
 from hub_common.local_nats import free_port
+from hub_common.settings import DEV_SECRET_KEY, Mode
 from hub_registry import webhooks
 from hub_registry.app import MIGRATIONS, VERSION_TABLE
 from hub_registry.models import Accountant, AlertWebhookDelivery, Client, Firm, registry_outbox
@@ -433,3 +434,28 @@ async def test_a_firm_keeps_a_bounded_number_of_rules(registry: Registry, monkey
         )
         await alerts.remove_alert_rule(session=session, command=command)
     await registry.rule(registry.owner, figure="cash", comparison="below", threshold=Decimal(3))
+
+
+async def test_no_webhook_rule_without_a_real_secret_key_outside_dev_mode(registry: Registry) -> None:
+    insecure = RegistrySettings(
+        mode=Mode.PRODUCTION, secret_key=SecretStr(DEV_SECRET_KEY), alert_webhook_allow_loopback=True
+    )
+    async with transaction(registry.sessions) as session:
+        with pytest.raises(CommandRejected) as refused:
+            await alerts.set_alert_rule(
+                session=session,
+                command=SetAlertRule(
+                    firm_id=registry.firm_id,
+                    actor=registry.actor(registry.owner),
+                    correlation_id="test",
+                    rule=AlertRuleFields(
+                        name="Hooked",
+                        figure="cash",
+                        comparison="below",
+                        threshold=Decimal(1),
+                        webhook_url="http://127.0.0.1:9/hook",
+                    ),
+                ),
+                settings=insecure,
+            )
+    assert (refused.value.rejection.reason, refused.value.rejection.field) == ("unavailable", "webhook_url")

@@ -160,7 +160,10 @@ def create_app(settings: RegistrySettings) -> FastStream:
                             timeout_seconds=settings.alert_webhook_timeout_seconds,
                         )
                         if secret is not None
-                        else webhooks.Attempt(webhooks.Outcome.PERMANENT, "the rule has no webhook secret")
+                        else webhooks.Attempt(
+                            webhooks.Outcome.PERMANENT,
+                            "the rule's webhook secret is gone or does not open with this HUB_SECRET_KEY",
+                        )
                     )
                     async with transaction(sessions) as session:
                         await alerts.record_attempt(

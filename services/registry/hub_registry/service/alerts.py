@@ -52,7 +52,8 @@ from hub_common.events import (
     new_envelope,
 )
 from hub_common.i18n import N_, language_of
-from hub_common.sealing import Sealer
+from hub_common.sealing import Sealer, Unsealable
+from hub_common.settings import InsecureSettings
 from hub_registry import webhooks
 from hub_registry.domain.alerts import (
     Change,
@@ -162,6 +163,15 @@ async def set_alert_rule(*, session: AsyncSession, command: SetAlertRule, settin
     fields = command.rule
     condition = _checked_condition(fields)
     if fields.webhook_url is not None:
+        try:
+            settings.require_secret_key()
+        except InsecureSettings as error:
+            # A secret sealed under the public default key would be no secret at rest.
+            raise refused(
+                RejectionReason.UNAVAILABLE,
+                N_("This hub cannot keep webhook secrets yet: its operator must set HUB_SECRET_KEY"),
+                "webhook_url",
+            ) from error
         # Before the first read: the resolver's answer keeps no transaction waiting.
         try:
             await webhooks.resolve_target(fields.webhook_url, allow_loopback=settings.alert_webhook_allow_loopback)
@@ -750,10 +760,15 @@ async def claim_due_deliveries(
 
 
 async def secret_of(session: AsyncSession, delivery: AlertWebhookDelivery, settings: RegistrySettings) -> str | None:
+    """The rule's signing secret; None when it has none or it does not open (HUB_SECRET_KEY
+    changed since it was sealed): such a delivery cannot be signed, ever."""
     rule = await session.get(AlertRuleRow, delivery.rule_id)
     if rule is None or rule.webhook_secret_sealed is None:
         return None
-    return sealer(settings).open(rule.webhook_secret_sealed, context=str(rule.id))
+    try:
+        return sealer(settings).open(rule.webhook_secret_sealed, context=str(rule.id))
+    except Unsealable:
+        return None
 
 
 async def record_attempt(
