@@ -31,7 +31,8 @@ pytestmark = pytest.mark.e2e
 VICTIM = "yara@victim-accounting.example"
 INTRUDER = "zed@intruder-accounting.example"
 CARD = {"name": "Changed", "client_url": "https://businesscentral.dynamics.com/contoso.com/Production"}
-ALERT_RULE = {"name": "Victim's low cash", "figure": "cash", "comparison": "below", "threshold": "10"}
+# Holds for any company: the victim's refresh below may well raise an alert the probes must not see.
+ALERT_RULE = {"name": "Victim's low cash", "figure": "cash", "comparison": "below", "threshold": "1000000000000000"}
 
 
 @dataclass(frozen=True)
@@ -77,14 +78,14 @@ def victim(hub: Hub, sandbox: Sandbox) -> Victim:
     token_id = owner.post("/api/v1/tokens", json={"name": "victim"}).json()["id"]
     view = owner.post("/api/v1/views", json={"name": "Victim view", "query": {}})
     assert view.status_code == 201, view.text
+    # An alert rule on the client, before the refresh that raises its alerts.
+    rule = owner.post("/api/v1/alert-rules", json={**ALERT_RULE, "client_id": client_id})
+    assert rule.status_code == 201, rule.text
     run = owner.post("/api/v1/refresh", json={"client_id": client_id})
     assert run.status_code == 202, run.text
     # A schedule of the client's own, which names it in GET /api/v1/refresh-schedule.
     own = owner.put(f"/api/v1/clients/{client_id}/refresh-schedule", json={"every_minutes": 120})
     assert own.status_code == 202, own.text
-    # An alert rule on the client: its rule and client ids are the victim's.
-    rule = owner.post("/api/v1/alert-rules", json={**ALERT_RULE, "client_id": client_id})
-    assert rule.status_code == 201, rule.text
     return Victim(
         client_id=client_id,
         client_name=client_name,
