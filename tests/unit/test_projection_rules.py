@@ -17,6 +17,7 @@ import pytest
 from hub_common.events import (
     EVENT_TYPES,
     Actor,
+    BusinessCentralChanged,
     CashFigure,
     ClientAdded,
     ClientCard,
@@ -34,6 +35,8 @@ from hub_common.events import (
     FailureKind,
     GrantMethod,
     InvitationRejected,
+    NotificationState,
+    NotificationSubscriptionsChecked,
     RefreshDeferred,
     RefreshFailed,
     RefreshRequested,
@@ -481,3 +484,44 @@ def test_the_store_writes_the_figures_read_once_as_columns_and_json() -> None:
     assert row["figure_cash"] == Decimal("2.50")
     assert json.loads(row["figures_json"])["cash"]["total"] == "2.50"
     assert COMPANIES.to_row(COMPANIES.to_state(row)) == row, "a stored row reads back as itself"
+
+
+def _checked(company: uuid.UUID, state: NotificationState, **fields: Any) -> NotificationSubscriptionsChecked:
+    return NotificationSubscriptionsChecked(client_id=CLIENT, company_id=company, state=state, **fields)
+
+
+def test_a_companys_notification_state_is_the_newest_checked_whatever_the_order() -> None:
+    expires = T0 + timedelta(days=3)
+    in_order = _client_with_companies()
+    in_order.add(_checked(COMPANY_A, NotificationState.FAILED, detail="handshake"), at=T0 + timedelta(minutes=1))
+    in_order.add(
+        _checked(COMPANY_A, NotificationState.SUBSCRIBED, entities=["salesInvoices"], expires_at=expires),
+        at=T0 + timedelta(minutes=2),
+    )
+    model = _folded(*in_order.events)
+    company = _company(model, COMPANY_A)
+    assert company.notification_state == "subscribed"
+    assert json.loads(company.notification_json or "{}")["entities"] == ["salesInvoices"]
+    assert company.notification_checked_at == T0 + timedelta(minutes=2)
+    # Replayed in the other order: the older failure does not hide the newer subscription.
+    reversed_log = _client_with_companies()
+    reversed_log.add(
+        _checked(COMPANY_A, NotificationState.SUBSCRIBED, entities=["salesInvoices"], expires_at=expires),
+        at=T0 + timedelta(minutes=2),
+    )
+    reversed_log.add(_checked(COMPANY_A, NotificationState.FAILED, detail="handshake"), at=T0 + timedelta(minutes=1))
+    assert _company(_folded(*reversed_log.events), COMPANY_A).notification_state == "subscribed"
+    # B was never checked.
+    assert _company(model, COMPANY_B).notification_state is None
+
+
+def test_a_change_notice_dates_the_companys_last_change_and_another_firms_touches_nothing() -> None:
+    log = _client_with_companies()
+    notice = BusinessCentralChanged(client_id=CLIENT, company_id=COMPANY_A, entities=["salesInvoices"], notices=1)
+    log.add(notice, at=T0 + timedelta(minutes=5))
+    log.add(notice, at=T0 + timedelta(minutes=3))
+    log.add(notice, firm=OTHER_FIRM, at=T0 + timedelta(minutes=9))
+    log.add(_checked(COMPANY_A, NotificationState.FAILED), firm=OTHER_FIRM, at=T0 + timedelta(minutes=9))
+    company = _company(_folded(*log.events), COMPANY_A)
+    assert company.last_change_notice_at == T0 + timedelta(minutes=5)
+    assert company.notification_state is None
