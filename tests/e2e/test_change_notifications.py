@@ -13,6 +13,7 @@ instead of BC's 30.
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -24,7 +25,7 @@ import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
-from hub_common.change_notifications import NOTIFICATION_PATH, NOTIFIED_ENTITIES
+from hub_common.change_notifications import NOTIFICATION_PATH, NOTIFIED_ENTITIES, CompanyAddress, NotificationSigner
 from hub_common.local_nats import LocalNatsServer, free_port
 from tests.conftest import Sandbox, running_sandbox
 from tests.e2e.browser import consented_tenant, row_of, shot, sign_in
@@ -277,6 +278,8 @@ def test_an_environment_at_bcs_limit_is_read_on_schedule(notified: NotifiedHub, 
 
         states = eventually(polling, "every company read on schedule", timeout=60)
         assert "limit" in states[0]["detail"]
+        # All five or none: what BC took before its limit bound is given back.
+        assert _hub_subscriptions(notified) == []
     finally:
         with notified.admin() as admin:
             admin.put(others, json={"count": 0}).raise_for_status()
@@ -287,3 +290,52 @@ def test_an_environment_at_bcs_limit_is_read_on_schedule(notified: NotifiedHub, 
         return all(c["state"] == "subscribed" for c in client["change_notifications"]) or None
 
     eventually(subscribed_again, "subscribed again once there is room", timeout=60)
+
+
+def test_notices_not_signed_for_the_company_are_refused(notified: NotifiedHub, connected: dict[str, Any]) -> None:
+    api = notified.hub.client(EMAIL)
+    firm_id = uuid.UUID(api.get("/api/v1/me").json()["firm_id"])
+    company_id = uuid.UUID(connected["production"]["companies"][0]["id"])
+    address = CompanyAddress(firm_id, uuid.UUID(connected["client_id"]), company_id)
+    signer = NotificationSigner(SECRET_KEY)
+    url = f"{notified.hub.url}{NOTIFICATION_PATH}/{signer.key(address)}"
+    resource = f"api/v2.0/companies({company_id})/salesInvoices({uuid.uuid4()})"
+
+    def notice(client_state: str, about: str = resource, change: str = "updated") -> dict[str, Any]:
+        return {
+            "value": [
+                {
+                    "subscriptionId": "s1",
+                    "clientState": client_state,
+                    "expirationDateTime": "2026-12-06T00:00:00Z",
+                    "resource": about,
+                    "changeType": change,
+                    "lastModifiedDateTime": "2026-12-03T00:00:00Z",
+                }
+            ]
+        }
+
+    with httpx.Client(timeout=20) as bc:
+        handshake = bc.post(url, params={"validationToken": "<script>alert(1)</script>"})
+        assert handshake.status_code == 200 and handshake.text == "<script>alert(1)</script>"
+        assert handshake.headers["content-type"].startswith("text/plain")
+        assert handshake.headers["x-content-type-options"] == "nosniff"
+        forged = NotificationSigner("a guessed secret that is long enough for the test").key(address)
+        assert (
+            bc.post(f"{notified.hub.url}{NOTIFICATION_PATH}/{forged}", params={"validationToken": "t"}).status_code
+            == 404
+        )
+        assert bc.post(url, json=notice("not the client state")).status_code == 401
+        # The client state of another entity does not pass for this one.
+        other_entity = signer.client_state(address, "purchaseInvoices")
+        assert bc.post(url, json=notice(other_entity)).status_code == 401
+        # About another company only: nothing of this company's to record.
+        elsewhere = f"api/v2.0/companies({uuid.uuid4()})/salesInvoices"
+        assert bc.post(url, json=notice(signer.client_state(address, "salesInvoices"), elsewhere)).status_code == 400
+        assert bc.post(url, content=b"{not json").status_code == 400
+        assert bc.post(url, json={"value": []}).status_code == 400
+        assert bc.post(url, content=b"x" * (5 * 1024 * 1024)).status_code == 413
+        # BC's own shape, a change kind it may add later included, is taken.
+        genuine = signer.client_state(address, "salesInvoices")
+        assert bc.post(url, json=notice(genuine)).status_code == 202
+        assert bc.post(url, json=notice(genuine, change="restored")).status_code == 202

@@ -78,11 +78,13 @@ async def test_notices_are_recorded_and_coalesced_into_one_refresh_per_window(da
     assert len(requested) == 1 and requested[0].company_id == COMPANY and requested[0].client_id == client
     assert len(changed) == 1 and changed[0].refresh_id == requested[0].refresh_id
 
-    # Two more within the window: recorded, no refresh yet.
-    for seconds in (10, 20):
-        later = await notice_at(timedelta(seconds=seconds))
-        assert [type(e) for e in later] == [BusinessCentralChanged]
-        assert later[0].refresh_id is None  # type: ignore[attr-defined]
+    # Within the window: the first that waits is recorded, with no refresh yet; the next
+    # ones add nothing (the refresh at the window's end is owed already).
+    waiting = await notice_at(timedelta(seconds=10))
+    assert [type(e) for e in waiting] == [BusinessCentralChanged]
+    assert waiting[0].refresh_id is None  # type: ignore[attr-defined]
+    for seconds in (20, 30, 40):
+        assert await notice_at(timedelta(seconds=seconds)) == []
     assert await window_end_at(timedelta(seconds=59)) == []
     ended = await window_end_at(timedelta(seconds=61))
     assert [type(e) for e in ended] == [RefreshRequested]
@@ -126,7 +128,25 @@ async def test_a_client_with_its_schedule_off_is_still_read_daily_while_the_hub_
         )
 
     assert await tick(timedelta(days=2), None) == []
+
     assert await tick(timedelta(hours=23), timedelta(hours=24)) == []
     daily = await tick(timedelta(hours=25), timedelta(hours=24))
     assert [e.client_id for e in daily] == [clients[0]]  # type: ignore[attr-defined]
     assert await _tick(database_url, ADDED + timedelta(hours=26), off) == []
+
+
+async def test_a_client_on_a_weekly_schedule_is_also_read_daily_while_the_hub_subscribes(database_url: str) -> None:
+    _, _, clients = await _firm_with_clients(database_url, 2)
+    weekly = RefreshSchedule(every=timedelta(days=7), quiet_hours=None)
+
+    async def tick(offset: timedelta, upkeep: timedelta | None) -> list[object]:
+        return await _events(
+            database_url,
+            lambda session: refreshes.refresh_due_clients(
+                session=session, operator_default=weekly, now=ADDED + offset, correlation_id="tick", upkeep=upkeep
+            ),
+        )
+
+    assert await tick(timedelta(hours=25), None) == []
+    daily = await tick(timedelta(hours=25), timedelta(hours=24))
+    assert [e.client_id for e in daily] == [clients[0]]  # type: ignore[attr-defined]

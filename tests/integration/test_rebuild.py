@@ -35,6 +35,7 @@ from hub_common.events import (
     AlertRaised,
     AlertRecipient,
     AlertResolved,
+    BusinessCentralChanged,
     CashFigure,
     ClientAdded,
     ClientCard,
@@ -55,6 +56,8 @@ from hub_common.events import (
     FailureKind,
     FirmCreated,
     GrantMethod,
+    NotificationState,
+    NotificationSubscriptionsChecked,
     RefreshDeferred,
     RefreshFailed,
     RefreshRequested,
@@ -174,6 +177,26 @@ def _firm_history(tenant: str) -> list[EventData]:
         CompaniesDiscovered(client_id=client, refresh_id=first, companies=companies),
         _snapshot(client, company_a, first, "1000.50", READ_AT),
         _snapshot(client, company_b, first, "20.00", READ_AT),
+        # Company A subscribed to BC's change notices, B refused for BC's limit; then BC
+        # notifies a change of A, which asks for the second refresh.
+        NotificationSubscriptionsChecked(
+            client_id=client,
+            company_id=company_a,
+            company_name="A",
+            state=NotificationState.SUBSCRIBED,
+            entities=["generalLedgerEntries", "salesInvoices"],
+            expires_at=READ_AT + timedelta(days=3),
+        ),
+        NotificationSubscriptionsChecked(
+            client_id=client,
+            company_id=company_b,
+            company_name="B",
+            state=NotificationState.POLLING,
+            detail="the environment's subscriptions are used up",
+        ),
+        BusinessCentralChanged(
+            client_id=client, company_id=company_a, entities=["salesInvoices"], notices=3, refresh_id=second
+        ),
         RefreshRequested(refresh_id=second, client_id=client, connection=_connection(tenant)),
         CompaniesDiscovered(client_id=client, refresh_id=second, companies=companies),
         RefreshDeferred(

@@ -68,7 +68,7 @@ def test_a_new_company_gets_every_entity() -> None:
 def test_only_what_nears_expiry_is_renewed() -> None:
     held = [_subscription(entity, timedelta(days=3)) for entity in NOTIFIED_ENTITIES]
     held[1] = _subscription(NOTIFIED_ENTITIES[1], timedelta(hours=47))
-    plan = plan_company(WANTED, held, budget=Budget(limit=100), now=NOW, renew_before=timedelta(days=2))
+    plan = plan_company(WANTED, held, budget=Budget(limit=100, used=5), now=NOW, renew_before=timedelta(days=2))
     assert [s.entity for s in plan.renew] == [NOTIFIED_ENTITIES[1]]
     assert not plan.create and not plan.delete
     assert len(plan.keep) == 4
@@ -76,7 +76,7 @@ def test_only_what_nears_expiry_is_renewed() -> None:
 
 def test_nothing_to_do_for_a_fresh_set() -> None:
     held = [_subscription(entity, timedelta(days=3)) for entity in NOTIFIED_ENTITIES]
-    plan = plan_company(WANTED, held, budget=Budget(limit=100), now=NOW, renew_before=timedelta(days=2))
+    plan = plan_company(WANTED, held, budget=Budget(limit=100, used=5), now=NOW, renew_before=timedelta(days=2))
     assert not plan.changes_anything
 
 
@@ -84,31 +84,33 @@ def test_duplicates_and_unwanted_entities_go_and_the_latest_stays() -> None:
     held = [_subscription(entity, timedelta(days=3)) for entity in NOTIFIED_ENTITIES]
     older_twin = _subscription("salesInvoices", timedelta(days=1), "twin")
     unwanted = _subscription("customers", timedelta(days=3))
-    plan = plan_company(
-        WANTED, [*held, older_twin, unwanted], budget=Budget(limit=100), now=NOW, renew_before=timedelta(days=2)
-    )
+    budget = Budget(limit=100, used=7)
+    plan = plan_company(WANTED, [*held, older_twin, unwanted], budget=budget, now=NOW, renew_before=timedelta(days=2))
     assert {s.subscription_id for s in plan.delete} == {"twin", unwanted.subscription_id}
     assert not plan.create and not plan.renew
+    assert budget.used == 5
 
 
 def test_an_expired_one_is_made_anew() -> None:
     held = [_subscription(entity, timedelta(days=3)) for entity in NOTIFIED_ENTITIES[1:]]
     expired = _subscription(NOTIFIED_ENTITIES[0], -timedelta(minutes=1))
-    plan = plan_company(WANTED, [*held, expired], budget=Budget(limit=100), now=NOW, renew_before=timedelta(days=2))
+    plan = plan_company(
+        WANTED, [*held, expired], budget=Budget(limit=100, used=5), now=NOW, renew_before=timedelta(days=2)
+    )
     assert plan.create == (NOTIFIED_ENTITIES[0],)
     assert expired in plan.delete
 
 
-@pytest.mark.parametrize("used", [96, 100])
-def test_a_company_without_room_for_all_its_entities_is_read_on_schedule(used: int) -> None:
+@pytest.mark.parametrize("others", [96, 100])
+def test_a_company_without_room_for_all_its_entities_is_read_on_schedule(others: int) -> None:
     held = [_subscription(NOTIFIED_ENTITIES[0], timedelta(days=3))]
-    budget = Budget(limit=100, used=used)
+    budget = Budget(limit=100, used=others + len(held))
     plan = plan_company(WANTED, held, budget=budget, now=NOW, renew_before=timedelta(days=2))
     assert plan.state is NotificationState.POLLING
     assert not plan.create
     # What it held is given back rather than half-watching the company.
     assert plan.delete == tuple(held)
-    assert budget.used == used
+    assert budget.used == others
     assert plan.detail and "used up" in plan.detail
 
 
@@ -117,3 +119,25 @@ def test_a_company_that_fits_exactly_is_subscribed() -> None:
     plan = plan_company(WANTED, [], budget=budget, now=NOW, renew_before=timedelta(days=2))
     assert plan.state is NotificationState.SUBSCRIBED
     assert budget.used == 100
+
+
+def test_the_share_holds_across_the_companies_of_one_refresh() -> None:
+    """A limit of 10: B and C hold five each, so A gets none, whichever is planned first."""
+    b = [_subscription(entity, timedelta(days=3), f"b-{entity}") for entity in NOTIFIED_ENTITIES]
+    c = [_subscription(entity, timedelta(days=3), f"c-{entity}") for entity in NOTIFIED_ENTITIES]
+    budget = Budget(limit=10, used=10)
+    plans = [plan_company(WANTED, held, budget=budget, now=NOW, renew_before=timedelta(days=2)) for held in ([], b, c)]
+    assert [p.state for p in plans] == [
+        NotificationState.POLLING,
+        NotificationState.SUBSCRIBED,
+        NotificationState.SUBSCRIBED,
+    ]
+    assert budget.used == 10
+    # Lowered to 7: the first holder planned gives its five back, the other keeps its own.
+    budget = Budget(limit=7, used=10)
+    first, second = (
+        plan_company(WANTED, held, budget=budget, now=NOW, renew_before=timedelta(days=2)) for held in (b, c)
+    )
+    assert first.state is NotificationState.POLLING and len(first.delete) == 5
+    assert second.state is NotificationState.SUBSCRIBED
+    assert budget.used == 5

@@ -20,6 +20,7 @@ from hub_common.events import (
     AlertRaised,
     AlertRecipient,
     AlertResolved,
+    BusinessCentralChanged,
     CashFigure,
     ClientAdded,
     ClientCard,
@@ -37,6 +38,8 @@ from hub_common.events import (
     FailureKind,
     GrantMethod,
     InvitationRejected,
+    NotificationState,
+    NotificationSubscriptionsChecked,
     RefreshDeferred,
     RefreshFailed,
     RefreshRequested,
@@ -535,3 +538,44 @@ def test_an_alert_is_open_from_its_start_until_its_end_in_either_order_and_once(
     other.sequences = dict(log.sequences)
     foreign = other.add(_resolved(raised), firm=OTHER_FIRM)
     assert _folded(start, foreign).alerts[raised.episode_id].ended_at is None
+
+
+def _checked(company: uuid.UUID, state: NotificationState, **fields: Any) -> NotificationSubscriptionsChecked:
+    return NotificationSubscriptionsChecked(client_id=CLIENT, company_id=company, state=state, **fields)
+
+
+def test_a_companys_notification_state_is_the_newest_checked_whatever_the_order() -> None:
+    expires = T0 + timedelta(days=3)
+    in_order = _client_with_companies()
+    in_order.add(_checked(COMPANY_A, NotificationState.FAILED, detail="handshake"), at=T0 + timedelta(minutes=1))
+    in_order.add(
+        _checked(COMPANY_A, NotificationState.SUBSCRIBED, entities=["salesInvoices"], expires_at=expires),
+        at=T0 + timedelta(minutes=2),
+    )
+    model = _folded(*in_order.events)
+    company = _company(model, COMPANY_A)
+    assert company.notification_state == "subscribed"
+    assert json.loads(company.notification_json or "{}")["entities"] == ["salesInvoices"]
+    assert company.notification_checked_at == T0 + timedelta(minutes=2)
+    # Replayed in the other order: the older failure does not hide the newer subscription.
+    reversed_log = _client_with_companies()
+    reversed_log.add(
+        _checked(COMPANY_A, NotificationState.SUBSCRIBED, entities=["salesInvoices"], expires_at=expires),
+        at=T0 + timedelta(minutes=2),
+    )
+    reversed_log.add(_checked(COMPANY_A, NotificationState.FAILED, detail="handshake"), at=T0 + timedelta(minutes=1))
+    assert _company(_folded(*reversed_log.events), COMPANY_A).notification_state == "subscribed"
+    # B was never checked.
+    assert _company(model, COMPANY_B).notification_state is None
+
+
+def test_a_change_notice_dates_the_companys_last_change_and_another_firms_touches_nothing() -> None:
+    log = _client_with_companies()
+    notice = BusinessCentralChanged(client_id=CLIENT, company_id=COMPANY_A, entities=["salesInvoices"], notices=1)
+    log.add(notice, at=T0 + timedelta(minutes=5))
+    log.add(notice, at=T0 + timedelta(minutes=3))
+    log.add(notice, firm=OTHER_FIRM, at=T0 + timedelta(minutes=9))
+    log.add(_checked(COMPANY_A, NotificationState.FAILED), firm=OTHER_FIRM, at=T0 + timedelta(minutes=9))
+    company = _company(_folded(*log.events), COMPANY_A)
+    assert company.last_change_notice_at == T0 + timedelta(minutes=5)
+    assert company.notification_state is None

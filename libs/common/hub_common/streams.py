@@ -49,6 +49,12 @@ BC_SLOT_LEASE_SECONDS = 15.0
 # Which replica of a role holds its lease (hub_common.leadership).
 LEASES_BUCKET = "HUB_LEASES"
 LEADER_LEASE_SECONDS = 10.0
+# The BC webhook state each company was last recorded in (hub_fetcher.notifications): the
+# fetchers keep nothing else between refreshes, so a refresh that finds the subscriptions
+# as they should be records that only when it differs from what was recorded. An entry
+# lives a day, so every state is recorded again at least daily.
+NOTIFICATION_STATES_BUCKET = "HUB_NOTIFICATION_STATES"
+NOTIFICATION_STATE_SECONDS = 24 * 3600.0
 DEAD_LETTER_SUBJECT_PREFIX = "deadletter"
 DUPLICATE_WINDOW_SECONDS = 120.0
 
@@ -347,6 +353,11 @@ def buckets(limits: StreamLimits) -> list[Bucket]:
             replaceable=True,
         ),
         Bucket(name=GRANTS_BUCKET, description=GRANTS_BUCKET_DESCRIPTION),
+        Bucket(
+            name=NOTIFICATION_STATES_BUCKET,
+            description="The BC webhook state last recorded for each company (a cache of the fetchers).",
+            ttl_seconds=NOTIFICATION_STATE_SECONDS,
+        ),
         Bucket(
             name=LEASES_BUCKET,
             description="Which replica of a role holds its lease (outbox relay, schedules).",

@@ -16,7 +16,13 @@ from hub_common.change_notifications import NotificationSigner
 from hub_common.events import ClientConnection
 from hub_common.logging import configure_logging, get_logger
 from hub_common.operations import OperationsEndpoint, consumer_lag, nats_connected
-from hub_common.streams import BC_SLOTS_BUCKET, FETCHER_CONSUMER, Topology, declare_topology
+from hub_common.streams import (
+    BC_SLOTS_BUCKET,
+    FETCHER_CONSUMER,
+    NOTIFICATION_STATES_BUCKET,
+    Topology,
+    declare_topology,
+)
 from hub_common.tracing import configure_tracing
 from hub_fetcher.bc.client import BusinessCentral
 from hub_fetcher.bc.identity import TokenProvider
@@ -47,6 +53,9 @@ class Connected:
 def create_app(settings: FetcherSettings) -> FastStream:
     configure_logging(settings)
     configure_tracing(settings)
+    if settings.notification_url:
+        # It signs each company's notification address with the key the gateway checks.
+        settings.require_secret_key()
     metrics.show_fetcher_series()
     broker = create_broker(settings.nats_url, name=settings.service_name)
     topology = Topology.from_settings(settings)
@@ -114,6 +123,7 @@ def create_app(settings: FetcherSettings) -> FastStream:
                 signer=NotificationSigner(settings.secret_key.get_secret_value()),
                 per_environment=settings.notification_subscriptions_per_environment,
                 renew_before=timedelta(seconds=settings.notification_renew_before_seconds),
+                recorded_states=await js.key_value(NOTIFICATION_STATES_BUCKET),
             )
             if settings.notification_url
             else None

@@ -46,6 +46,7 @@ from hub_common.events import (
     Envelope,
     EventData,
     FailureKind,
+    NotificationSubscriptionsChecked,
     RefreshDeferred,
     RefreshFailed,
     RefreshRequested,
@@ -352,18 +353,20 @@ class FetcherHandlers:
         """
         if self._notifications is None or not companies:
             return
+
+        async def record(event: NotificationSubscriptionsChecked) -> None:
+            await self._publish(envelope, event, f"notifications:{event.company_id}")
+
         try:
-            events = await self._notifications.keep(
+            await self._notifications.keep(
                 self._reader.environment(refresh.connection),
                 firm_id=envelope.firm_id,
                 client_id=refresh.client_id,
                 companies=companies,
+                record=record,
             )
         except Exception:
             logger.exception("keeping the change notifications failed", client_id=str(refresh.client_id))
-            return
-        for event in events:
-            await self._publish(envelope, event, f"notifications:{event.company_id}")
 
     async def _test_connection(self, envelope: Envelope[Any], data: ConnectionTestRequested) -> None:
         # A test answers a person who is waiting: one attempt, classified, no retries.

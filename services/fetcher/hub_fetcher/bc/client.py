@@ -198,6 +198,8 @@ class BusinessCentral:
             json_body=json_body,
             company_scoped=company_scoped,
             weight=weight,
+            # Reads may come from BC's read-only replica, which spares the client's database.
+            read_only=method == "GET",
         )
         return _json_object(answer.body, answer.status)
 
@@ -210,8 +212,9 @@ class BusinessCentral:
         json_body: object | None = None,
         if_match: str | None = None,
     ) -> Answer:
-        """A request that changes something at BC (subscriptions): the status, headers and
-        JSON body (None for 204), or a classified FetchFailure."""
+        """A request about something the hub changes at BC (subscriptions), reads of it
+        included, which must see the primary database, never a replica that lags: the
+        status, headers and JSON body (None for 204), or a classified FetchFailure."""
         answer = await self._exchange(
             environment, method, url, json_body=json_body, company_scoped=False, if_match=if_match
         )
@@ -229,6 +232,7 @@ class BusinessCentral:
         company_scoped: bool,
         weight: int = 1,
         if_match: str | None = None,
+        read_only: bool = False,
     ) -> _RawAnswer:
         if not self._same_host(url):
             raise FetchFailure(FailureKind.BAD_RESPONSE, message="refused to follow a link to another host")
@@ -237,7 +241,7 @@ class BusinessCentral:
             "Authorization": f"Bearer {token}",
             "Accept": "application/json",
         }
-        if method == "GET":
+        if read_only:
             headers["Data-Access-Intent"] = "ReadOnly"
         if if_match is not None:
             headers["If-Match"] = if_match

@@ -8,7 +8,7 @@ renew or delete, within the hub's share of BC's 200 subscriptions per environmen
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from hub_common.events import NotificationState
@@ -51,11 +51,12 @@ class CompanyWanted:
 
 @dataclass
 class Budget:
-    """The hub's share of the environment's subscriptions, spent company by company."""
+    """The hub's share of the environment's subscriptions. ``used`` counts every subscription
+    of the hub there, the planned company's own included; each plan leaves it as the
+    company will hold."""
 
     limit: int
     used: int = 0
-    spent_by: dict[str, int] = field(default_factory=dict)
 
 
 def plan_company(
@@ -67,12 +68,21 @@ def plan_company(
     renew_before: timedelta,
 ) -> Plan:
     """The actions for one company. ``ours`` are the subscriptions for this company's
-    notification URL (any entity); ``budget.used`` counts every other subscription of the
-    hub in the environment.
+    notification URL (any entity).
 
     A company gets all its entities or none: notified of half its changes it would look
-    fresh while it is not, so where the budget binds it is read on schedule instead.
+    fresh while it is not, so where the share binds it is read on schedule instead, and
+    gives back what it holds.
     """
+    others = budget.used - len(ours)
+    needed = len(wanted.entities)
+    if others + needed > budget.limit:
+        budget.used = others
+        budget_detail = (
+            f"the hub's share of the environment's subscriptions is used up ({others} of {budget.limit}); "
+            "this company is read on its schedule"
+        )
+        return Plan(state=NotificationState.POLLING, delete=tuple(ours), detail=budget_detail)
     delete: list[Subscription] = []
     current: dict[str, Subscription] = {}
     # The latest-expiring one of each wanted entity stays; duplicates (two refreshes that
@@ -84,16 +94,7 @@ def plan_company(
             current[subscription.entity] = subscription
     live = {entity: s for entity, s in current.items() if s.expires_at > now}
     missing = [entity for entity in wanted.entities if entity not in live]
-    needed = len(wanted.entities)
-    if budget.used + needed > budget.limit and missing:
-        # Room for none: give back what the company holds rather than half-watch it.
-        budget_detail = (
-            f"the environment's subscriptions are used up ({budget.used} of the hub's {budget.limit}); "
-            "this company is read on its schedule"
-        )
-        return Plan(state=NotificationState.POLLING, delete=(*delete, *current.values()), detail=budget_detail)
-    budget.used += needed
-    budget.spent_by[wanted.company_id] = needed
+    budget.used = others + needed
     renew = tuple(s for s in live.values() if s.expires_at - now < renew_before)
     keep = tuple(s for s in live.values() if s not in renew)
     # An expired one BC still lists is recreated, not renewed.

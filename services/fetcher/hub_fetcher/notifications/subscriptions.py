@@ -13,13 +13,16 @@ from __future__ import annotations
 import asyncio
 import re
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import quote
 
+from nats.errors import Error as NatsError
+from nats.js.errors import KeyNotFoundError
+from nats.js.kv import KeyValue
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from hub_common.change_notifications import (
@@ -92,7 +95,16 @@ class CompanyOutcome:
     expires_at: datetime | None
     detail: str | None
     failure: FetchFailure | None
+    # Whether anything was created, renewed or deleted at BC.
     changed: bool
+
+    def fingerprint(self) -> str:
+        """What the company's card shows, to tell whether it must be recorded again."""
+        expires = self.expires_at.isoformat() if self.expires_at else ""
+        return f"{self.state.value}|{','.join(self.entities)}|{expires}|{self.detail or ''}"
+
+
+Record = Callable[[NotificationSubscriptionsChecked], Awaitable[None]]
 
 
 class NotificationSubscriptions:
@@ -104,12 +116,15 @@ class NotificationSubscriptions:
         signer: NotificationSigner,
         per_environment: int,
         renew_before: timedelta,
+        recorded_states: KeyValue | None = None,
     ) -> None:
         self._bc = bc
         self._base_url = base_url.rstrip("/")
         self._signer = signer
         self._per_environment = per_environment
         self._renew_before = renew_before
+        # What each company's state was last recorded as (a cache; missing: record it).
+        self._recorded_states = recorded_states
 
     def _url(self, environment: Environment) -> str:
         return f"{self._bc.root(environment)}/subscriptions"
@@ -124,40 +139,62 @@ class NotificationSubscriptions:
         firm_id: uuid.UUID,
         client_id: uuid.UUID,
         companies: Sequence[Company],
-    ) -> list[NotificationSubscriptionsChecked]:
-        """Bring each company's subscriptions in line; the events worth recording."""
+        record: Record,
+    ) -> None:
+        """Bring each company's subscriptions in line, and record each company's state
+        where it differs from the one last recorded."""
         if not companies:
-            return []
+            return
         try:
             listed, now = await self._list(environment)
         except FetchFailure as failure:
             logger.info("listing subscriptions failed", kind=failure.kind.value)
-            return [
-                self._event(client_id, company, _failed(failure, "listing the subscriptions failed"))
-                for company in companies
-            ]
+            for company in companies:
+                outcome = _failed(failure, "listing the subscriptions failed")
+                await self._record(firm_id, client_id, company, outcome, record)
+            return
         ours = [s for s in listed if s.notification_url.startswith(self._base_url + "/")]
-        wanted = {
-            company.id: CompanyWanted(
-                company_id=str(company.id),
-                notification_url=notification_url(
-                    self._base_url, self._signer, CompanyAddress(firm_id, client_id, company.id)
-                ),
-                entities=NOTIFIED_ENTITIES,
-            )
-            for company in companies
+        budget = Budget(limit=self._per_environment, used=len(ours))
+        addresses = {company.id: CompanyAddress(firm_id, client_id, company.id) for company in companies}
+        urls = {
+            company.id: notification_url(self._base_url, self._signer, addresses[company.id]) for company in companies
         }
-        urls = {w.notification_url for w in wanted.values()}
-        budget = Budget(limit=self._per_environment, used=sum(1 for s in ours if s.notification_url not in urls))
-        events = []
-        for company in companies:
-            company_wanted = wanted[company.id]
-            own = [s for s in ours if s.notification_url == company_wanted.notification_url]
-            plan = plan_company(company_wanted, own, budget=budget, now=now, renew_before=self._renew_before)
-            outcome = await self._carry_out(environment, CompanyAddress(firm_id, client_id, company.id), plan)
-            if outcome.changed or outcome.state is not NotificationState.SUBSCRIBED:
-                events.append(self._event(client_id, company, outcome))
-        return events
+        own = {company.id: [s for s in ours if s.notification_url == urls[company.id]] for company in companies}
+        # Those already subscribed first, so the share goes to the same companies every time
+        # rather than to whichever was read first.
+        for company in sorted(companies, key=lambda c: (-len(own[c.id]), str(c.id))):
+            wanted = CompanyWanted(
+                company_id=str(company.id), notification_url=urls[company.id], entities=NOTIFIED_ENTITIES
+            )
+            plan = plan_company(wanted, own[company.id], budget=budget, now=now, renew_before=self._renew_before)
+            outcome = await self._carry_out(environment, addresses[company.id], plan)
+            await self._record(firm_id, client_id, company, outcome, record)
+
+    async def _record(
+        self, firm_id: uuid.UUID, client_id: uuid.UUID, company: Company, outcome: CompanyOutcome, record: Record
+    ) -> None:
+        key = f"{firm_id}.{client_id}.{company.id}"
+        fingerprint = outcome.fingerprint()
+        if not outcome.changed and await self._recorded(key) == fingerprint:
+            return
+        await record(self._event(client_id, company, outcome))
+        if self._recorded_states is not None:
+            try:
+                await self._recorded_states.put(key, fingerprint.encode())
+            except NatsError:
+                logger.warning("could not note the recorded notification state", exc_info=True)
+
+    async def _recorded(self, key: str) -> str | None:
+        if self._recorded_states is None:
+            return None
+        try:
+            entry = await self._recorded_states.get(key)
+        except KeyNotFoundError:
+            return None
+        except NatsError:
+            logger.warning("could not read the recorded notification state", exc_info=True)
+            return None
+        return entry.value.decode() if entry.value else None
 
     async def _list(self, environment: Environment) -> tuple[list[Subscription], datetime]:
         answer = await self._bc.write(environment, "GET", self._url(environment))
@@ -179,17 +216,25 @@ class NotificationSubscriptions:
                 changed = True
             if plan.create:
                 changed = True
-                kept.extend(
-                    await asyncio.gather(*(self._create(environment, address, entity) for entity in plan.create))
+                results = await asyncio.gather(
+                    *(self._create(environment, address, entity) for entity in plan.create), return_exceptions=True
                 )
+                kept.extend(result for result in results if isinstance(result, Subscription))
+                failures = [result for result in results if isinstance(result, BaseException)]
+                refused = next((f for f in failures if isinstance(f, FetchFailure) and _is_limit_reached(f)), None)
+                if refused is not None:
+                    # All five or none: what the company holds goes back to the environment.
+                    for subscription in kept:
+                        await self._delete(environment, subscription)
+                    detail = (
+                        "Business Central's limit of subscriptions in the environment (200, shared by every app) "
+                        "is reached; this company is read on its schedule"
+                    )
+                    return CompanyOutcome(NotificationState.POLLING, [], None, detail, refused, True)
+                if failures:
+                    raise failures[0]
         except FetchFailure as failure:
             logger.info("subscribing failed", kind=failure.kind.value, status=failure.http_status)
-            if _is_limit_reached(failure):
-                detail = (
-                    "Business Central's limit of subscriptions in the environment (200, shared by every app) "
-                    "is reached; this company is read on its schedule"
-                )
-                return CompanyOutcome(NotificationState.POLLING, [], None, detail, failure, True)
             return _failed(failure, _what_failed(failure))
         if plan.state is NotificationState.POLLING:
             return CompanyOutcome(plan.state, [], None, plan.detail, None, changed)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path, Query, Request, status
 from fastapi.responses import PlainTextResponse, Response
@@ -49,7 +49,8 @@ class Notice(BaseModel):
     subscription_id: str = Field(alias="subscriptionId", max_length=200)
     client_state: str = Field(alias="clientState", max_length=2048)
     resource: str = Field(max_length=4000)
-    change_type: Literal["created", "updated", "deleted", "collection"] = Field(alias="changeType")
+    # created, updated, deleted or collection; a kind BC adds later still means a change.
+    change_type: str = Field(alias="changeType", max_length=50)
     last_modified: datetime | None = Field(default=None, alias="lastModifiedDateTime")
 
 
@@ -72,17 +73,23 @@ async def _capped_body(request: Request) -> bytes:
 
 
 def _entities_of(address: CompanyAddress, notices: Notices, signer: NotificationSigner) -> list[str]:
-    """The changed entities, once each; any notice not signed for this company refuses all."""
+    """The changed entities, once each. A notice whose client state is not the one signed
+    for this company and entity refuses them all (someone is forging); one about a resource
+    the hub cannot read is passed over, so a shape BC adds later never makes BC delete a
+    working subscription."""
     entities: list[str] = []
     for notice in notices.value:
         match = _RESOURCE.match(notice.resource)
         if match is None or match.group(1).lower() != str(address.company_id):
-            raise HTTPException(status.HTTP_400_BAD_REQUEST, detail="a notice about another resource")
+            logger.warning("notice about an unexpected resource passed over", resource=notice.resource[:200])
+            continue
         entity = match.group(2)
         if not signer.client_state_matches(address, entity, notice.client_state):
             raise HTTPException(status.HTTP_401_UNAUTHORIZED, detail="clientState does not match")
         if entity not in entities:
             entities.append(entity)
+    if not entities:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, detail="no notice about this company")
     return entities
 
 

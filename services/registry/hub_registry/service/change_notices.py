@@ -63,8 +63,9 @@ async def _granted_live_client(session: AsyncSession, firm_id: uuid.UUID, client
 async def record_changes(
     *, session: AsyncSession, command: RecordBusinessCentralChanges, coalesce: timedelta, now: datetime
 ) -> uuid.UUID | None:
-    """Store the notice as an event and ask for the company's refresh, now or at the end of
-    its window; the refresh asked for now, if any."""
+    """Store the notice and ask for the company's refresh, now or at the end of its window;
+    the refresh asked for now, if any. The notice that asks, and the first that waits, are
+    events in the audit log; later ones within the same window add nothing to it."""
     client = await _granted_live_client(session, command.firm_id, command.client_id)
     if client is None:
         # Removed, another firm's, or the tenant took the access back: BC is told 404 and
@@ -95,6 +96,10 @@ async def record_changes(
             .values(pending_since=now)
             .execution_options(synchronize_session=False)
         )
+    else:
+        # A refresh at the window's end is already owed: recording every further notice of
+        # a busy (or replayed) window would grow the audit log with nothing new in it.
+        return None
     await emit(
         session,
         context,

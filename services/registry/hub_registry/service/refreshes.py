@@ -143,8 +143,8 @@ async def refresh_due_clients(
     """One RefreshRequested per live, granted client whose schedule is due (a client still
     waiting for permission has nothing to read); how many. Each client's run is recorded
     in the same transaction as its request. With ``upkeep`` (the hub subscribes to BC's
-    change notices), a client whose schedule is off is still read that often, outside its
-    quiet hours, so its subscriptions are renewed before they expire."""
+    change notices), a client whose schedule is off, or slower, is still read that often,
+    outside its quiet hours, so its subscriptions are renewed before they expire."""
     granted = (
         select(TenantGrant.id)
         .where(
@@ -178,7 +178,7 @@ async def refresh_due_clients(
         schedule = effective_schedule(
             firm_schedules.get(client.firm_id, operator_default), client_schedules.get(client.id)
         )
-        if schedule.every is None and upkeep is not None:
+        if upkeep is not None and (schedule.every is None or schedule.every > upkeep):
             schedule = dataclasses.replace(schedule, every=upkeep)
         run = runs.get(client.id)
         if not schedule.is_due(last_run=run.last_run_at if run else client.created_at, now=now):

@@ -30,7 +30,11 @@ Hub.start(() => {
     list.replaceChildren(...companies.map((company) => {
       let text;
       let css = "";
-      if (company.state === "subscribed") {
+      const lapsed = company.state === "subscribed" && company.expires_at && new Date(company.expires_at) < new Date();
+      if (lapsed) {
+        text = _("The subscription lapsed on %(time)s; the next refresh subscribes again.", { time: Hub.dateTime(company.expires_at) });
+        css = "notice-warning";
+      } else if (company.state === "subscribed") {
         text = _("Business Central notifies the hub of changes (subscribed until %(time)s).", { time: Hub.dateTime(company.expires_at) });
         css = "notice-ok";
       } else if (company.state === "polling") {
@@ -42,7 +46,7 @@ Hub.start(() => {
       } else {
         text = _("Not subscribed to changes yet.");
       }
-      const item = h("li", { class: css, "data-company-id": company.company_id, "data-state": company.state || "none" },
+      const item = h("li", { class: css, "data-company-id": company.company_id, "data-state": lapsed ? "lapsed" : company.state || "none" },
         h("strong", {}, company.company_name), " — ", text);
       if (company.last_change_at) {
         item.append(" ", _("Last change notice: %(time)s.", { time: Hub.dateTime(company.last_change_at) }));
