@@ -70,7 +70,11 @@ def notified(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NotifiedHub]:
             **sandbox.settings_environment(),
         }
         logs = home / "logs"
-        gateway_environment = {**common, "HUB_DATABASE_URL": f"sqlite:///{home / 'gateway.db'}"}
+        gateway_environment = {
+            **common,
+            "HUB_DATABASE_URL": f"sqlite:///{home / 'gateway.db'}",
+            "HUB_SMTP_SINK_DIR": str(home / "mail"),
+        }
         processes = [
             start_service(
                 "registry",

@@ -283,6 +283,11 @@ Hub.start(() => {
     renderHead();
     const body = $("grid-body");
     const page = state.page;
+    // A whole page drawn again (a reload the live stream asked for) keeps the keyboard where
+    // it was: on the same control of the same row, if the row is still on the page.
+    const active = document.activeElement;
+    const focusedRow = active && body.contains(active) ? active.closest("tr[data-key]") : null;
+    const focusedKind = focusedRow ? active.closest("[data-focus]")?.dataset.focus : null;
     if (!page.rows.length) {
       const none = page.total === 0 && !hasFilters()
         ? h("div", { class: "empty" }, h("p", {}, _("No clients yet. Add a client by hand with its Business Central URL, or accept a client's Invite External Accountant link.")),
@@ -292,6 +297,9 @@ Hub.start(() => {
       body.replaceChildren(h("tr", {}, h("td", { colspan: state.preferences.columns.length + 6 }, none)));
     } else {
       body.replaceChildren(...page.rows.map(renderRow));
+      if (focusedKind) {
+        body.querySelector(`tr[data-key="${CSS.escape(focusedRow.dataset.key)}"] [data-focus="${focusedKind}"]`)?.focus();
+      }
     }
     placeStickyColumns();
     noticeNewClients(page.rows);
