@@ -24,8 +24,8 @@ class RegistrySettings(HubSettings):
     # changes within it); how often the lease holder looks for such waiting companies; and
     # how often a client is read at least, whatever its schedule, so its subscriptions
     # (3 days) are renewed in time.
-    notification_coalesce_seconds: float = Field(default=60.0, ge=1, le=3600)
-    notification_check_seconds: float = Field(default=5.0, gt=0, le=300)
+    notification_coalesce_seconds: float = Field(default=30.0, ge=1, le=3600)
+    notification_check_seconds: float = Field(default=2.0, gt=0, le=300)
     notification_upkeep_hours: int = Field(default=24, ge=1, le=24)
     # How long resolving a tenant's domain to its id (Entra's OIDC discovery) may take.
     entra_discovery_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
