@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Literal
 
-from sqlalchemy import func, update
+from sqlalchemy import ColumnElement, func, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
@@ -212,7 +212,9 @@ async def set_alert_rule(*, session: AsyncSession, command: SetAlertRule, settin
         ):
             # What the open episodes were about is no longer watched: they end here, and the
             # next observation starts afresh under the new condition.
-            await _end_open_episodes(session, row, Context.of(command), reason="rule_changed", now=now)
+            await _end_open_episodes(
+                session, Context.of(command), col(AlertEpisodeRow.rule_id) == row.id, reason="rule_changed", now=now
+            )
     secret: str | None = None
     if fields.webhook_url is not None and row.webhook_secret_sealed is None:
         secret = webhooks.new_secret()
@@ -261,7 +263,9 @@ async def remove_alert_rule(*, session: AsyncSession, command: RemoveAlertRule) 
     accountant = await _acting_accountant(session, command.firm_id, command.actor)
     row = await _visible_rule(session, accountant, command.rule_id)
     now = datetime.now(UTC)
-    await _end_open_episodes(session, row, Context.of(command), reason="rule_removed", now=now)
+    await _end_open_episodes(
+        session, Context.of(command), col(AlertEpisodeRow.rule_id) == row.id, reason="rule_removed", now=now
+    )
     row.removed_at = now
     session.add(row)
     await emit(session, Context.of(command), AlertRuleRemoved(rule_id=row.id))
@@ -270,28 +274,9 @@ async def remove_alert_rule(*, session: AsyncSession, command: RemoveAlertRule) 
 async def forget_client(session: AsyncSession, context: Context, client_id: uuid.UUID, *, now: datetime) -> None:
     """A removed client: its open alerts end, and the rules watching only it go with it
     (they could never hold again). Called in the removal's transaction."""
-    episodes = (
-        await session.execute(
-            select(AlertEpisodeRow).where(
-                col(AlertEpisodeRow.client_id) == client_id, col(AlertEpisodeRow.ended_at).is_(None)
-            )
-        )
-    ).scalars()
-    for episode in episodes:
-        episode.ended_at = now
-        session.add(episode)
-        await emit(
-            session,
-            context,
-            AlertResolved(
-                episode_id=episode.id,
-                rule_id=episode.rule_id,
-                client_id=client_id,
-                company_id=_subject_of(client_id, episode.company_key).company_id,
-                ended_at=now,
-                reason="client_removed",
-            ),
-        )
+    await _end_open_episodes(
+        session, context, col(AlertEpisodeRow.client_id) == client_id, reason="client_removed", now=now
+    )
     rules = (
         await session.execute(
             select(AlertRuleRow).where(col(AlertRuleRow.client_id) == client_id, col(AlertRuleRow.removed_at).is_(None))
@@ -365,19 +350,16 @@ async def _emit_caused(
 
 async def _end_open_episodes(
     session: AsyncSession,
-    rule: AlertRuleRow,
     context: Context,
+    which: ColumnElement[bool],
     *,
-    reason: Literal["rule_changed", "rule_removed"],
+    reason: Literal["rule_changed", "rule_removed", "client_removed"],
     now: datetime,
 ) -> None:
-    """A rule changed or removed by an accountant: its open episodes end, that accountant their actor."""
+    """Open episodes ended by someone's act (a rule changed or removed, a client removed),
+    that person their actor; ``which`` picks them (a rule's, a client's)."""
     episodes = (
-        await session.execute(
-            select(AlertEpisodeRow).where(
-                col(AlertEpisodeRow.rule_id) == rule.id, col(AlertEpisodeRow.ended_at).is_(None)
-            )
-        )
+        await session.execute(select(AlertEpisodeRow).where(which, col(AlertEpisodeRow.ended_at).is_(None)))
     ).scalars()
     for episode in episodes:
         episode.ended_at = now
@@ -387,7 +369,7 @@ async def _end_open_episodes(
             context,
             AlertResolved(
                 episode_id=episode.id,
-                rule_id=rule.id,
+                rule_id=episode.rule_id,
                 client_id=episode.client_id,
                 company_id=_subject_of(episode.client_id, episode.company_key).company_id,
                 ended_at=now,
