@@ -12,7 +12,7 @@ import asyncio
 import time
 import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -226,16 +226,22 @@ async def assert_every_refresh_ended_once(
     companies: Companies,
     *,
     timeout: float,
+    answered: Iterable[uuid.UUID] = (),
     details: Callable[[], str] = lambda: "",
 ) -> Ledger:
     """Wait until every refresh of the firm has settled and nothing is left to deliver, then
-    count: exactly one outcome per company in the streams, and the read model shows each."""
+    count: exactly one outcome per company in the streams, and the read model shows each.
+
+    ``answered`` are the refreshes the registry answered commands with: it commits them and
+    its outbox relay publishes them afterwards, later still while the broker or the lease
+    changes hands, so the wait also covers each of them reaching the log."""
     ledger = Ledger()
+    answered = frozenset(answered)
 
     async def settled() -> bool:
         nonlocal ledger
         ledger = await read_ledger(js, firm_id)
-        return ledger.complete and ledger.settled(companies)
+        return ledger.complete and answered <= ledger.requested.keys() and ledger.settled(companies)
 
     await wait_until("every refresh has an outcome per company", settled, timeout=timeout, details=details)
     # Only once nothing is pending or held could a late duplicate no longer appear.

@@ -81,7 +81,7 @@ async def test_a_database_outage_is_waited_out_and_nothing_is_acked_unstored(
 
     proxy.restore()
     ledger = await assert_every_refresh_ended_once(
-        js, read_model, firm.firm_id, companies, timeout=60, details=hub.logs
+        js, read_model, firm.firm_id, companies, timeout=60, answered=refresh_ids, details=hub.logs
     )
     assert set(refresh_ids) <= set(ledger.requested)
     # Nothing was given up on: no dead letter, and the gateway paused rather than retried out.
