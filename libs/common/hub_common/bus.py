@@ -10,6 +10,7 @@ consumer can log them before it even decodes the body, and so does the trace con
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import TYPE_CHECKING, Any
 
 import nats
@@ -27,6 +28,8 @@ from hub_common.logging import get_logger
 from hub_common.tracing import inject_context
 
 logger = get_logger(__name__)
+# FastStream's lines, through the root handler ``configure_logging`` installs.
+FASTSTREAM_LOGGER = logging.getLogger("faststream")
 
 MSG_ID_HEADER = "Nats-Msg-Id"
 CORRELATION_HEADER = "Hub-Correlation-Id"
@@ -130,14 +133,27 @@ def create_broker(url: str, *, name: str, connect_timeout: float = 5.0) -> NatsB
     """The FastStream broker a service runs its subscribers on, with the same options.
 
     Its telemetry middleware continues the trace a command's headers carry (a no-op while
-    tracing is off).
+    tracing is off). Its log lines go through the service's structlog set-up (JSON in
+    production; FastStream's own handler would print coloured text beside it), and the
+    line it writes for every message received and processed only at DEBUG: a registry
+    reading every snapshot would otherwise write two lines per company refreshed.
     """
     from faststream.nats import NatsBroker
     from faststream.nats.opentelemetry import NatsTelemetryMiddleware
 
+    # Importing FastStream gave its logger a handler of its own that does not propagate.
+    FASTSTREAM_LOGGER.handlers.clear()
+    FASTSTREAM_LOGGER.propagate = True
+    FASTSTREAM_LOGGER.setLevel(logging.NOTSET)
     options = connection_options(url, name=name, connect_timeout=connect_timeout)
     servers = options.pop("servers")
-    return NatsBroker(servers, middlewares=[NatsTelemetryMiddleware()], **options)
+    return NatsBroker(
+        servers,
+        middlewares=[NatsTelemetryMiddleware()],
+        logger=FASTSTREAM_LOGGER,
+        log_level=logging.DEBUG,
+        **options,
+    )
 
 
 def connection_of(broker: NatsBroker) -> Client:

@@ -63,6 +63,8 @@ def configure_logging(settings: HubSettings) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # A library's warnings would otherwise be printed to stderr as they are, not as log lines.
+    logging.captureWarnings(True)
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(service=settings.service_name)
     # Libraries that log every request at INFO drown the hub's own lines.

@@ -11,7 +11,7 @@ from faststream import FastStream
 from faststream.nats import NatsMessage
 
 from hub_common import commands, grants, metrics
-from hub_common.bus import create_broker, jetstream_of
+from hub_common.bus import FASTSTREAM_LOGGER, create_broker, jetstream_of
 from hub_common.change_notifications import NotificationSigner
 from hub_common.events import ClientConnection
 from hub_common.logging import configure_logging, get_logger
@@ -87,7 +87,7 @@ def create_app(settings: FetcherSettings) -> FastStream:
     )
     connected: Connected | None = None
 
-    app = FastStream(broker)
+    app = FastStream(broker, logger=FASTSTREAM_LOGGER)
 
     @app.on_startup
     async def prepare() -> None:

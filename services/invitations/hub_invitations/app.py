@@ -7,7 +7,7 @@ from pathlib import Path
 
 from faststream import FastStream
 
-from hub_common.bus import connection_of, create_broker, jetstream_of
+from hub_common.bus import FASTSTREAM_LOGGER, connection_of, create_broker, jetstream_of
 from hub_common.consumers import Delivery, subscribe
 from hub_common.db import create_engine, migrate, session_factory
 from hub_common.events import ColleagueInvited, Envelope, EventData
@@ -51,7 +51,7 @@ def create_app(settings: InvitationsSettings) -> FastStream:
     # Exactly one invitations replica relays the outbox: events leave once, in order.
     duties = LeasedDuties(LEASE_ROLE, service_name=settings.service_name, lease_seconds=settings.leader_lease_seconds)
 
-    app = FastStream(broker)
+    app = FastStream(broker, logger=FASTSTREAM_LOGGER)
 
     @app.on_startup
     async def prepare() -> None:

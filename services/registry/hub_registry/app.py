@@ -13,7 +13,7 @@ import httpx
 from faststream import FastStream
 
 from hub_common import grants
-from hub_common.bus import connection_of, create_broker, jetstream_of
+from hub_common.bus import FASTSTREAM_LOGGER, connection_of, create_broker, jetstream_of
 from hub_common.consumers import Delivery, subscribe
 from hub_common.db import create_engine, database_ok, migrate, session_factory, transaction
 from hub_common.entra import TenantDirectory
@@ -81,7 +81,7 @@ def create_app(settings: RegistrySettings) -> FastStream:
     )
     duties = LeasedDuties(LEASE_ROLE, service_name=settings.service_name, lease_seconds=settings.leader_lease_seconds)
 
-    app = FastStream(broker)
+    app = FastStream(broker, logger=FASTSTREAM_LOGGER)
 
     @app.on_startup
     async def prepare() -> None:
