@@ -25,7 +25,6 @@ from tests.e2e.browser import consented_tenant, row_of, shot, sign_in
 from tests.e2e.conftest import Hub
 from tests.support.connect import add_connected_client
 from tests.support.events import publish, refreshes_settled
-from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -78,12 +77,14 @@ def test_an_accountants_day_on_the_dashboard(
     client_context.close()
 
     # The grant reaches the read model through the event log a moment after the client's page
-    # says so: the card shows it at the next load.
-    def granted() -> bool:
-        page.reload()
-        return "Granted by admin@" in (page.locator("#access-state").text_content() or "")
-
-    eventually(granted, "the card showing the client's grant", timeout=30)
+    # says so, and the open card follows by itself, keeping what is being typed in it.
+    page.evaluate("window.__not_reloaded = true")
+    page.get_by_label("Contact", exact=True).fill("Typed while waiting")
+    expect(page.locator("#access-state")).to_contain_text("Granted by admin@", timeout=30_000)
+    expect(page.get_by_role("button", name="Get the Connect link")).to_have_count(0)
+    assert page.evaluate("window.__not_reloaded") is True, "the card reloaded"
+    expect(page.get_by_label("Contact", exact=True)).to_have_value("Typed while waiting")
+    page.get_by_label("Contact", exact=True).fill("")
     page.get_by_role("button", name="Test Client URL").click()
     expect(result).to_contain_text("The hub can read this client", timeout=30_000)
     for name in company_names:

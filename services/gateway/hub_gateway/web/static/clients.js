@@ -187,34 +187,74 @@ Hub.start(() => {
 
   // ------------------------------------------------------------------ access (trust model)
 
-  $("connect-link")?.addEventListener("click", async () => {
-    const result = $("connect-result");
-    try {
-      const { data } = await api("POST", `/api/v1/clients/${client.client_id}/connect-link`);
-      const field = h("input", { id: "connect-url", readonly: "", value: data.url, "aria-label": _("Connect link") });
-      const copy = h("button", { type: "button", class: "secondary" }, _("Copy"));
-      copy.addEventListener("click", async () => {
+  function bindAccess() {
+    $("connect-link")?.addEventListener("click", async () => {
+      const result = $("connect-result");
+      try {
+        const { data } = await api("POST", `/api/v1/clients/${client.client_id}/connect-link`);
+        const field = h("input", { id: "connect-url", readonly: "", value: data.url, "aria-label": _("Connect link") });
+        const copy = h("button", { type: "button", class: "secondary" }, _("Copy"));
+        copy.addEventListener("click", async () => {
+          field.select();
+          try { await navigator.clipboard.writeText(data.url); copy.textContent = _("Copied"); } catch { /* selected for Ctrl+C */ }
+        });
+        result.replaceChildren(field, copy, h("div", { class: "hint" }, _("Valid until %(time)s.", { time: Hub.dateTime(data.expires_at) })));
+        field.focus();
         field.select();
-        try { await navigator.clipboard.writeText(data.url); copy.textContent = _("Copied"); } catch { /* selected for Ctrl+C */ }
-      });
-      result.replaceChildren(field, copy, h("div", { class: "hint" }, _("Valid until %(time)s.", { time: Hub.dateTime(data.expires_at) })));
-      field.focus();
-      field.select();
-    } catch (error) {
-      result.replaceChildren(h("div", { class: "field-error" }, error.message));
-    }
-  });
+      } catch (error) {
+        result.replaceChildren(h("div", { class: "field-error" }, error.message));
+      }
+    });
 
-  $("remove-access")?.addEventListener("click", async () => {
-    if (!confirm(_("Stop reading %(name)s's Business Central? The client must connect again to restore it.", { name: client.name }))) return;
-    try {
-      await api("DELETE", `/api/v1/clients/${client.client_id}/access`);
-      $("access-state").textContent = _("Access removed. Refreshes of this client stop now.");
-      $("remove-access").remove();
-    } catch (error) {
-      fieldError(null, error.message);
-    }
-  });
+    $("remove-access")?.addEventListener("click", async () => {
+      if (!confirm(_("Stop reading %(name)s's Business Central? The client must connect again to restore it.", { name: client.name }))) return;
+      try {
+        await api("DELETE", `/api/v1/clients/${client.client_id}/access`);
+        $("access-state").textContent = _("Access removed. Refreshes of this client stop now.");
+        $("remove-access").remove();
+      } catch (error) {
+        fieldError(null, error.message);
+      }
+    });
+  }
+  bindAccess();
+
+  // While the card is open, the client may allow the firm (or withdraw): the access section
+  // and the change notifications follow by themselves, drawn again from the card as the
+  // server renders it now. The form is left alone, so nothing being typed is lost.
+  let redrawing = null;
+  let redrawAgain = false;
+  async function followClient() {
+    if (redrawing) { redrawAgain = true; return; }
+    redrawing = (async () => {
+      do {
+        redrawAgain = false;
+        const response = await fetch(`/clients/${client.client_id}`, { credentials: "same-origin" });
+        if (!response.ok) return;
+        const fresh = new DOMParser().parseFromString(await response.text(), "text/html");
+        const section = fresh.querySelector(".client-access");
+        const shown = document.querySelector(".client-access");
+        if (section && shown && section.dataset.accessState !== shown.dataset.accessState) {
+          shown.replaceWith(document.importNode(section, true));
+          bindAccess();
+        }
+        const boot = fresh.getElementById("boot");
+        const freshClient = boot ? JSON.parse(boot.textContent).client : null;
+        if (freshClient) {
+          client.change_notifications = freshClient.change_notifications;
+          showChangeNotifications();
+        }
+      } while (redrawAgain);
+    })();
+    try { await redrawing; } catch { /* the next change tries again */ } finally { redrawing = null; }
+  }
+  if (client) {
+    const source = new EventSource("/api/v1/live");
+    source.addEventListener("rows", (event) => {
+      if (JSON.parse(event.data).client_ids.includes(client.client_id)) followClient();
+    });
+    source.addEventListener("reload", followClient);
+  }
 
   $("remove")?.addEventListener("click", async () => {
     if (!confirm(_("Remove %(name)s from the hub? Its rows leave the dashboard; the client's Business Central is not touched.", { name: client.name }))) return;
