@@ -87,6 +87,9 @@ class Delivery:
             yield
         finally:
             task.cancel()
+            # Ended before the message is acknowledged, so no late progress report follows the
+            # ack; a cancellation of the caller still goes through (wait does not swallow it).
+            await asyncio.wait([task])
 
 
 EventHandler = Callable[[Envelope[EventData], Delivery], Awaitable[None]]
