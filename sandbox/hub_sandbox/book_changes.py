@@ -257,6 +257,26 @@ def _posted_invoice(
     )
 
 
+def _posted(
+    book: CompanyBook,
+    changes: CompanyChanges,
+    posting: _Posting,
+    document: Document,
+    entity: str,
+    change: ChangeType,
+    at: dt.datetime,
+) -> PostingResult:
+    """The document and the posting's G/L entries joined to the changes, with the record
+    changes BC notifies subscribers of: the document's, then each entry's."""
+    entries = posting.entries()
+    updated = dataclasses.replace(changes.with_document(document), gl_entries=changes.gl_entries + entries)
+    notices = (
+        RecordChange(book.company.id, entity, document.id, change, at),
+        *_gl_record_changes(book.company.id, entries),
+    )
+    return PostingResult(updated, notices, document)
+
+
 def post_sales_invoice(
     book: CompanyBook,
     changes: CompanyChanges,
@@ -279,13 +299,7 @@ def post_sales_invoice(
     posting.add(_account(book, AccountRole.RECEIVABLES), invoice.amount_including_tax)
     posting.add(_account(book, AccountRole.PRODUCT_SALES), -invoice.amount_excluding_tax)
     posting.add(_account(book, AccountRole.OUTPUT_TAX), -invoice.tax_amount)
-    entries = posting.entries()
-    updated = dataclasses.replace(changes.with_document(invoice), gl_entries=changes.gl_entries + entries)
-    notices = [
-        RecordChange(book.company.id, SALES_INVOICES, invoice.id, ChangeType.CREATED, at),
-        *_gl_record_changes(book.company.id, entries),
-    ]
-    return PostingResult(updated, tuple(notices), invoice)
+    return _posted(book, changes, posting, invoice, SALES_INVOICES, ChangeType.CREATED, at)
 
 
 def register_customer_payment(
@@ -321,13 +335,7 @@ def register_customer_payment(
     posting = _Posting(book, changes, at, GLDocumentType.PAYMENT, payment_number, f"Payment {invoice.number}")
     posting.add(_account(book, AccountRole.CASH), paid)
     posting.add(_account(book, AccountRole.RECEIVABLES), -paid)
-    entries = posting.entries()
-    updated = dataclasses.replace(changes.with_document(updated_invoice), gl_entries=changes.gl_entries + entries)
-    notices = [
-        RecordChange(book.company.id, SALES_INVOICES, invoice.id, ChangeType.UPDATED, at),
-        *_gl_record_changes(book.company.id, entries),
-    ]
-    return PostingResult(updated, tuple(notices), updated_invoice)
+    return _posted(book, changes, posting, updated_invoice, SALES_INVOICES, ChangeType.UPDATED, at)
 
 
 def post_purchase_invoice(
@@ -356,13 +364,7 @@ def post_purchase_invoice(
     else:
         # Sales tax paid on purchases is not reclaimed: it is part of the cost.
         posting.add(_account(book, AccountRole.COST_OF_GOODS_SOLD), invoice.amount_including_tax)
-    entries = posting.entries()
-    updated = dataclasses.replace(changes.with_document(invoice), gl_entries=changes.gl_entries + entries)
-    notices = [
-        RecordChange(book.company.id, PURCHASE_INVOICES, invoice.id, ChangeType.CREATED, at),
-        *_gl_record_changes(book.company.id, entries),
-    ]
-    return PostingResult(updated, tuple(notices), invoice)
+    return _posted(book, changes, posting, invoice, PURCHASE_INVOICES, ChangeType.CREATED, at)
 
 
 def post_bank_transfers(
