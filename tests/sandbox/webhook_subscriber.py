@@ -24,6 +24,9 @@ class Behaviour:
     handshake_status: int = 200
     handshake_answer: str | None = None  # None: echo the token
     handshake_delay_seconds: float = 0.0
+    handshake_statuses: list[int] = field(default_factory=list)  # for the next handshakes, then handshake_status
+    # Sends the handshake's answer one byte at a time, this long apart.
+    handshake_trickle_seconds: float = 0.0
     notification_statuses: list[int] = field(default_factory=list)  # then 200
     notification_delay_seconds: float = 0.0
 
@@ -77,9 +80,14 @@ def _handler(subscriber: Subscriber) -> type[BaseHTTPRequestHandler]:
             if token is not None:
                 with subscriber.lock:
                     subscriber.handshakes.append((split.path, token[0], body))
+                    status = (
+                        behaviour.handshake_statuses.pop(0)
+                        if behaviour.handshake_statuses
+                        else behaviour.handshake_status
+                    )
                 time.sleep(behaviour.handshake_delay_seconds)
                 answer = token[0] if behaviour.handshake_answer is None else behaviour.handshake_answer
-                self._answer(behaviour.handshake_status, answer, "text/plain")
+                self._answer(status, answer, "text/plain", behaviour.handshake_trickle_seconds)
                 return
             with subscriber.lock:
                 status = behaviour.notification_statuses.pop(0) if behaviour.notification_statuses else 200
@@ -87,13 +95,20 @@ def _handler(subscriber: Subscriber) -> type[BaseHTTPRequestHandler]:
             time.sleep(behaviour.notification_delay_seconds)
             self._answer(status, "", "text/plain")
 
-        def _answer(self, status: int, text: str, content_type: str) -> None:
+        def _answer(self, status: int, text: str, content_type: str, trickle_seconds: float = 0.0) -> None:
             content = text.encode()
             self.send_response(status)
             self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(content)))
             self.end_headers()
-            self.wfile.write(content)
+            if not trickle_seconds:
+                self.wfile.write(content)
+                return
+            # Each byte in time for any per-read timeout, the whole far too late.
+            for byte in content:
+                self.wfile.write(bytes([byte]))
+                self.wfile.flush()
+                time.sleep(trickle_seconds)
 
     return Handler
 

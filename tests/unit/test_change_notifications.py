@@ -10,6 +10,7 @@ import pytest
 from hub_common.change_notifications import NOTIFIED_ENTITIES, CompanyAddress, NotificationSigner, notification_url
 from hub_common.events import NotificationState
 from hub_fetcher.notifications.plan import Budget, CompanyWanted, Subscription, plan_company
+from hub_fetcher.notifications.subscriptions import parse_subscription
 
 ADDRESS = CompanyAddress(uuid.uuid4(), uuid.uuid4(), uuid.uuid4())
 NOW = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
@@ -141,3 +142,19 @@ def test_the_share_holds_across_the_companies_of_one_refresh() -> None:
     assert first.state is NotificationState.POLLING and len(first.delete) == 5
     assert second.state is NotificationState.SUBSCRIBED
     assert budget.used == 5
+
+
+@pytest.mark.parametrize(
+    "resource",
+    [
+        f"/api/v2.0/companies({ADDRESS.company_id})/salesInvoices",
+        f"api/v2.0/companies({ADDRESS.company_id})/salesInvoices",
+        f"https://api.businesscentral.dynamics.com/v2.0/t/Production/api/v2.0/companies({ADDRESS.company_id})/salesInvoices",
+        f"/API/V2.0/Companies({str(ADDRESS.company_id).upper()})/SALESINVOICES",
+    ],
+)
+def test_a_listed_subscription_is_read_from_the_resource_as_bc_echoes_it(resource: str) -> None:
+    listed = parse_subscription(
+        {"subscriptionId": "s1", "notificationUrl": URL, "resource": resource, "expirationDateTime": NOW.isoformat()}
+    )
+    assert (listed.company_id, listed.entity) == (str(ADDRESS.company_id), "salesInvoices")

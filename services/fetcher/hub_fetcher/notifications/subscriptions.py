@@ -1,8 +1,10 @@
 """Keeping each company's BC webhook subscriptions: listed, created, renewed and deleted
-through BC's API v2.0 ``subscriptions`` endpoint, after every refresh that read the company.
+through BC's API v2.0 ``subscriptions`` endpoint, by every refresh before it reads the
+company (BC notifies only changes made once a subscription exists).
 
-Each refresh of a client lists the hub app's subscriptions in its environment once, then
-follows ``plan.plan_company`` for every company it read. BC answers a create or a renewal
+Each refresh of a client lists the hub app's subscriptions in its environment once, drops
+those it can no longer stand for (a key signed with an old secret; a company the client no
+longer has), then follows ``plan.plan_company`` for every company it reads. BC answers a create or a renewal
 only after it has called the notification URL with a validation token (the handshake the
 gateway answers), so a subscription that exists has been proven to reach the hub.
 Expiry is judged on BC's clock (the ``Date`` of its answer), not the fetcher's.
@@ -42,8 +44,10 @@ logger = get_logger(__name__)
 
 HTTP_NOT_FOUND = 404
 HTTP_PRECONDITION_FAILED = 412
-# "/api/v2.0/companies(<id>)/salesInvoices", with or without the leading slash.
-_RESOURCE = re.compile(r"^/?api/v2\.0/companies\(([0-9a-fA-F-]{36})\)/([A-Za-z]+)$")
+# "/api/v2.0/companies(<id>)/salesInvoices" anywhere in the resource: BC may echo it as
+# sent, absolute ("https://…/api/v2.0/…") or normalised (its URL paths ignore case).
+_RESOURCE = re.compile(r"api/v2\.0/companies\(([0-9a-f-]{36})\)/([a-z]+)", re.IGNORECASE)
+_ENTITY_BY_LOWER_NAME = {entity.lower(): entity for entity in NOTIFIED_ENTITIES}
 # How many of the environment's subscriptions one hub takes at most.
 MAX_LISTED = 1000
 
@@ -65,12 +69,12 @@ def parse_subscription(item: dict[str, Any], etag_header: str | None = None) -> 
         raise FetchFailure(
             FailureKind.BAD_RESPONSE, message=f"subscriptions: {error.error_count()} invalid field(s)"
         ) from error
-    match = _RESOURCE.match(listed.resource)
+    match = _RESOURCE.search(listed.resource)
     expires_at = listed.expiration if listed.expiration.tzinfo else listed.expiration.replace(tzinfo=UTC)
     return Subscription(
         subscription_id=listed.subscription_id,
         notification_url=listed.notification_url,
-        entity=match.group(2) if match else None,
+        entity=_ENTITY_BY_LOWER_NAME.get(match.group(2).lower(), match.group(2)) if match else None,
         company_id=match.group(1).lower() if match else None,
         expires_at=expires_at,
         etag=listed.etag or etag_header,
@@ -140,20 +144,26 @@ class NotificationSubscriptions:
         client_id: uuid.UUID,
         companies: Sequence[Company],
         record: Record,
+        discovered: Sequence[uuid.UUID] | None = None,
     ) -> None:
         """Bring each company's subscriptions in line, and record each company's state
-        where it differs from the one last recorded."""
-        if not companies:
+        where it differs from the one last recorded.
+
+        ``discovered``: every company of the client, given on a refresh of the whole client;
+        the client's subscriptions for any other company are then deleted (it is gone, or
+        the hub can no longer see it), so they stop counting against the hub's share.
+        """
+        if not companies and discovered is None:
             return
         try:
-            listed, now = await self._list(environment)
+            ours, now = await self._list(environment)
         except FetchFailure as failure:
             logger.info("listing subscriptions failed", kind=failure.kind.value)
             for company in companies:
                 outcome = _failed(failure, "listing the subscriptions failed")
                 await self._record(firm_id, client_id, company, outcome, record)
             return
-        ours = [s for s in listed if s.notification_url.startswith(self._base_url + "/")]
+        ours = await self._drop_unwanted(environment, ours, firm_id, client_id, discovered)
         budget = Budget(limit=self._per_environment, used=len(ours))
         addresses = {company.id: CompanyAddress(firm_id, client_id, company.id) for company in companies}
         urls = {
@@ -169,6 +179,42 @@ class NotificationSubscriptions:
             plan = plan_company(wanted, own[company.id], budget=budget, now=now, renew_before=self._renew_before)
             outcome = await self._carry_out(environment, addresses[company.id], plan)
             await self._record(firm_id, client_id, company, outcome, record)
+
+    async def _drop_unwanted(
+        self,
+        environment: Environment,
+        ours: list[Subscription],
+        firm_id: uuid.UUID,
+        client_id: uuid.UUID,
+        discovered: Sequence[uuid.UUID] | None,
+    ) -> list[Subscription]:
+        """Delete the hub's subscriptions that no company will ever renew: those whose key
+        this hub no longer signs (``HUB_SECRET_KEY`` was rotated; their notices are refused
+        anyway) and, when ``discovered`` is given, this client's for companies it no longer
+        has. Each counts against the hub's share until BC lets it lapse. Returns the rest;
+        one whose delete failed stays counted, and the next refresh tries again."""
+        remaining: list[Subscription] = []
+        known = {str(company_id) for company_id in discovered} if discovered is not None else None
+        for subscription in ours:
+            address = self._signer.address(subscription.notification_url[len(self._base_url) + 1 :])
+            unsigned = address is None
+            company_gone = (
+                address is not None
+                and known is not None
+                and (address.firm_id, address.client_id) == (firm_id, client_id)
+                and str(address.company_id) not in known
+            )
+            if not (unsigned or company_gone):
+                remaining.append(subscription)
+                continue
+            try:
+                await self._delete(environment, subscription)
+            except FetchFailure as failure:
+                logger.info("deleting a stale subscription failed", kind=failure.kind.value, status=failure.http_status)
+                remaining.append(subscription)
+                continue
+            logger.info("stale subscription deleted", unsigned=unsigned, company_gone=company_gone)
+        return remaining
 
     async def _record(
         self, firm_id: uuid.UUID, client_id: uuid.UUID, company: Company, outcome: CompanyOutcome, record: Record
@@ -197,42 +243,48 @@ class NotificationSubscriptions:
         return entry.value.decode() if entry.value else None
 
     async def _list(self, environment: Environment) -> tuple[list[Subscription], datetime]:
+        """The hub's subscriptions in the environment (under its notification URL), and BC's
+        now. Other apps' are passed over unread: one of an odd shape must not fail the hub's."""
         answer = await self._bc.write(environment, "GET", self._url(environment))
         document = answer.document or {}
         value = document.get("value")
-        if not isinstance(value, list) or len(value) > MAX_LISTED or not all(isinstance(i, dict) for i in value):
+        if not isinstance(value, list) or len(value) > MAX_LISTED:
             raise FetchFailure(FailureKind.BAD_RESPONSE, message="subscriptions: not a list of subscriptions")
-        return [parse_subscription(item) for item in value], bc_time(answer.headers)
+        prefix = self._base_url + "/"
+        ours = [
+            parse_subscription(item)
+            for item in value
+            if isinstance(item, dict)
+            and isinstance(item.get("notificationUrl"), str)
+            and item["notificationUrl"].startswith(prefix)
+        ]
+        return ours, bc_time(answer.headers)
 
     async def _carry_out(self, environment: Environment, address: CompanyAddress, plan: Plan) -> CompanyOutcome:
         changed = False
         kept = list(plan.keep)
+        create = list(plan.create)
         try:
             for stale in plan.delete:
                 await self._delete(environment, stale)
                 changed = True
             for subscription in plan.renew:
-                kept.append(await self._renew(environment, address, subscription))
                 changed = True
-            if plan.create:
+                renewed = await self._renew(environment, subscription)
+                if renewed is not None:
+                    kept.append(renewed)
+                elif subscription.entity:
+                    # Gone at BC since it was listed: made anew with the others, all or none.
+                    create.append(subscription.entity)
+            if create:
                 changed = True
                 results = await asyncio.gather(
-                    *(self._create(environment, address, entity) for entity in plan.create), return_exceptions=True
+                    *(self._create(environment, address, entity) for entity in create), return_exceptions=True
                 )
                 kept.extend(result for result in results if isinstance(result, Subscription))
                 failures = [result for result in results if isinstance(result, BaseException)]
-                refused = next((f for f in failures if isinstance(f, FetchFailure) and _is_limit_reached(f)), None)
-                if refused is not None:
-                    # All five or none: what the company holds goes back to the environment.
-                    for subscription in kept:
-                        await self._delete(environment, subscription)
-                    detail = (
-                        "Business Central's limit of subscriptions in the environment (200, shared by every app) "
-                        "is reached; this company is read on its schedule"
-                    )
-                    return CompanyOutcome(NotificationState.POLLING, [], None, detail, refused, True)
                 if failures:
-                    raise failures[0]
+                    return await self._give_back(environment, kept, failures)
         except FetchFailure as failure:
             logger.info("subscribing failed", kind=failure.kind.value, status=failure.http_status)
             return _failed(failure, _what_failed(failure))
@@ -246,6 +298,33 @@ class NotificationSubscriptions:
             failure=None,
             changed=changed,
         )
+
+    async def _give_back(
+        self, environment: Environment, held: list[Subscription], failures: list[BaseException]
+    ) -> CompanyOutcome:
+        """All five or none: a company BC would not give every subscription returns what it
+        holds to the environment (notified of half its changes it would look fresh while it
+        is not), and is read on its schedule or shown as failed."""
+        for subscription in held:
+            try:
+                await self._delete(environment, subscription)
+            except FetchFailure as not_deleted:
+                # Its notices still refresh the company; the next refresh deletes it again.
+                logger.info(
+                    "giving a subscription back failed", kind=not_deleted.kind.value, status=not_deleted.http_status
+                )
+        refused = next((f for f in failures if isinstance(f, FetchFailure) and _is_limit_reached(f)), None)
+        if refused is not None:
+            detail = (
+                "Business Central's limit of subscriptions in the environment (200, shared by every app) "
+                "is reached; this company is read on its schedule"
+            )
+            return CompanyOutcome(NotificationState.POLLING, [], None, detail, refused, True)
+        failure = next((f for f in failures if isinstance(f, FetchFailure)), None)
+        if failure is None:
+            raise failures[0]  # not BC's answer: a defect, for the refresh's log
+        logger.info("subscribing failed", kind=failure.kind.value, status=failure.http_status)
+        return _failed(failure, _what_failed(failure))
 
     async def _create(self, environment: Environment, address: CompanyAddress, entity: str) -> Subscription:
         # BC calls the notification URL with a validation token before it answers.
@@ -261,11 +340,10 @@ class NotificationSubscriptions:
         )
         return self._answered(answer.document, answer.headers)
 
-    async def _renew(
-        self, environment: Environment, address: CompanyAddress, subscription: Subscription
-    ) -> Subscription:
+    async def _renew(self, environment: Environment, subscription: Subscription) -> Subscription | None:
         """PATCH with the subscription's ETag; BC runs the handshake again and moves the expiry
-        three days on. One that is gone, or changed since it was listed, is made anew."""
+        three days on. None: it is gone (the caller makes it anew); one changed since it was
+        listed is taken as BC has it now."""
         try:
             answer = await self._bc.write(
                 environment,
@@ -275,8 +353,8 @@ class NotificationSubscriptions:
                 if_match=subscription.etag or "*",
             )
         except FetchFailure as failure:
-            if failure.http_status == HTTP_NOT_FOUND and subscription.entity:
-                return await self._create(environment, address, subscription.entity)
+            if failure.http_status == HTTP_NOT_FOUND:
+                return None
             if failure.http_status == HTTP_PRECONDITION_FAILED and subscription.entity:
                 # Another refresh renewed it a moment ago: take BC's current copy.
                 current = await self._bc.write(environment, "GET", self._one(environment, subscription.subscription_id))
