@@ -296,10 +296,17 @@ class FetcherHandlers:
             "discovered",
         )
         companies = [c for c in discovery.companies if refresh.only_company in (None, c.id)]
+        # Subscribed before they are read: BC notifies only changes made once a subscription
+        # exists, so a change made while a company is read is still notified.
+        await self._keep_subscriptions(
+            envelope,
+            refresh,
+            companies,
+            discovered=[c.id for c in discovery.companies] if refresh.only_company is None else None,
+        )
         # Companies are read side by side; the tenant's shared slots keep BC's 5 at a time.
         at_once = asyncio.Semaphore(COMPANIES_AT_ONCE)
         failed: list[FailureKind] = []
-        read_companies: list[Company] = []
 
         async def read_one(company: Company) -> CompanySnapshot:
             async with at_once:
@@ -332,7 +339,6 @@ class FetcherHandlers:
                 )
                 return None
             await self._publish(envelope, snapshot, f"snapshot:{company.id}")
-            read_companies.append(company)
             return None
 
         outcomes = await asyncio.gather(*map(read, companies))
@@ -341,17 +347,24 @@ class FetcherHandlers:
             # The companies that finished are published under stable ids; the retry
             # republishes them as duplicates JetStream drops.
             await self._defer(envelope, delivery, refresh, deferred)
-        await self._keep_subscriptions(envelope, refresh, read_companies)
         logger.info("refresh done", client_id=str(client_id), companies=len(discovery.companies))
         return failed[0].value if failed else metrics.REFRESH_OK
 
-    async def _keep_subscriptions(self, envelope: Envelope[Any], refresh: Refresh, companies: list[Company]) -> None:
-        """Subscribe the companies just read to BC's change notifications (or renew them).
+    async def _keep_subscriptions(
+        self,
+        envelope: Envelope[Any],
+        refresh: Refresh,
+        companies: list[Company],
+        *,
+        discovered: list[uuid.UUID] | None,
+    ) -> None:
+        """Subscribe the companies about to be read to BC's change notifications (or renew
+        them); ``discovered`` (a refresh of the whole client): every company it has.
 
-        The figures are published already: whatever happens here is recorded as the
-        companies' notification state and never fails the refresh.
+        Whatever happens here is recorded as the companies' notification state and never
+        fails the refresh: the companies are read all the same.
         """
-        if self._notifications is None or not companies:
+        if self._notifications is None:
             return
 
         async def record(event: NotificationSubscriptionsChecked) -> None:
@@ -364,6 +377,7 @@ class FetcherHandlers:
                 client_id=refresh.client_id,
                 companies=companies,
                 record=record,
+                discovered=discovered,
             )
         except Exception:
             logger.exception("keeping the change notifications failed", client_id=str(refresh.client_id))
