@@ -12,9 +12,12 @@ instead of BC's 30.
 
 from __future__ import annotations
 
+import asyncio
+import threading
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -22,10 +25,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import nats
 import pytest
+from nats.aio.msg import Msg
 from playwright.sync_api import Page, expect
 
 from hub_common.change_notifications import NOTIFICATION_PATH, NOTIFIED_ENTITIES, CompanyAddress, NotificationSigner
+from hub_common.commands import RECORD_BUSINESS_CENTRAL_CHANGES
 from hub_common.local_nats import LocalNatsServer, free_port
 from tests.conftest import Sandbox, running_sandbox
 from tests.e2e.browser import consented_tenant, row_of, shot, sign_in
@@ -330,12 +336,9 @@ def test_notices_not_signed_for_the_company_are_refused(notified: NotifiedHub, c
             == 404
         )
         assert bc.post(url, json=notice("not the client state")).status_code == 401
-        # The client state of another entity does not pass for this one.
-        other_entity = signer.client_state(address, "purchaseInvoices")
-        assert bc.post(url, json=notice(other_entity)).status_code == 401
-        # About another company only: nothing of this company's to record.
-        elsewhere = f"api/v2.0/companies({uuid.uuid4()})/salesInvoices"
-        assert bc.post(url, json=notice(signer.client_state(address, "salesInvoices"), elsewhere)).status_code == 400
+        # Another company's client state does not pass under this company's key.
+        neighbour = CompanyAddress(firm_id, address.client_id, uuid.uuid4())
+        assert bc.post(url, json=notice(signer.client_state(neighbour, "salesInvoices"))).status_code == 401
         assert bc.post(url, content=b"{not json").status_code == 400
         assert bc.post(url, json={"value": []}).status_code == 400
         assert bc.post(url, content=b"x" * (5 * 1024 * 1024)).status_code == 413
@@ -343,3 +346,153 @@ def test_notices_not_signed_for_the_company_are_refused(notified: NotifiedHub, c
         genuine = signer.client_state(address, "salesInvoices")
         assert bc.post(url, json=notice(genuine)).status_code == 202
         assert bc.post(url, json=notice(genuine, change="restored")).status_code == 202
+
+
+def test_a_notice_is_known_by_its_client_state_whatever_else_bc_sends(
+    notified: NotifiedHub, connected: dict[str, Any]
+) -> None:
+    """The key names the company and the client state the entity: a resource BC spells
+    otherwise, fields the hub does not read left empty or out, or a forged notice beside a
+    genuine one never make the gateway refuse (BC would delete a working subscription)."""
+    api = notified.hub.client(EMAIL)
+    firm_id = uuid.UUID(api.get("/api/v1/me").json()["firm_id"])
+    company_id = uuid.UUID(connected["production"]["companies"][0]["id"])
+    address = CompanyAddress(firm_id, uuid.UUID(connected["client_id"]), company_id)
+    signer = NotificationSigner(SECRET_KEY)
+    url = f"{notified.hub.url}{NOTIFICATION_PATH}/{signer.key(address)}"
+    purchases = signer.client_state(address, "purchaseInvoices")
+    odd_notices: list[dict[str, Any]] = [
+        # Absolute, in other case, and about an entity BC names in its own way.
+        {
+            "clientState": purchases,
+            "resource": f"https://api.businesscentral.dynamics.com/v2.0/t/Production/API/V2.0/companies({company_id})",
+            "changeType": "updated",
+            "lastModifiedDateTime": "",
+            "subscriptionId": None,
+        },
+        {"clientState": purchases},
+        {"clientState": signer.client_state(address, "salesQuotes"), "changeType": "collection", "resource": 7},
+    ]
+    with httpx.Client(timeout=20) as bc:
+        for odd in odd_notices:
+            assert bc.post(url, json={"value": [odd]}).status_code == 202, odd
+        # One forged notice beside a genuine one: the genuine one counts.
+        assert bc.post(url, json={"value": [{"clientState": "forged"}, odd_notices[1], "x"]}).status_code == 202
+        # The handshake on GET as on POST.
+        handshake = bc.get(url, params={"validationToken": "by GET"})
+        assert handshake.status_code == 200 and handshake.text == "by GET"
+        forged = NotificationSigner("a guessed secret that is long enough for the test").key(address)
+        assert (
+            bc.get(f"{notified.hub.url}{NOTIFICATION_PATH}/{forged}", params={"validationToken": "t"}).status_code
+            == 404
+        )
+
+
+def test_a_company_is_subscribed_before_it_is_read(notified: NotifiedHub, connected: dict[str, Any]) -> None:
+    """BC notifies only changes made once a subscription exists, so a refresh subscribes
+    first: with every company's read refused, the subscriptions are made all the same."""
+    api = notified.hub.client(EMAIL)
+    client_id = connected["client_id"]
+    companies = {c["id"] for c in connected["production"]["companies"]}
+    faults = f"/tenants/{connected['tenant']['id']}/faults"
+    with notified.admin() as admin:
+        admin.delete("/webhooks/subscriptions").raise_for_status()
+        admin.put(faults, json={"kind": "company_forbidden"}).raise_for_status()
+    try:
+        assert api.post("/api/v1/refresh", json={"client_id": client_id}).status_code == 202
+
+        def read_refused() -> bool | None:
+            rows = [_row(api, company_id) for company_id in companies]
+            return all(row["state"] == "failed" for row in rows) or None
+
+        eventually(read_refused, "every company's read refused", timeout=60)
+        subscribed = {s["resource"].split("companies(")[1].split(")")[0] for s in _hub_subscriptions(notified)}
+        assert subscribed == companies
+        assert len(_hub_subscriptions(notified)) == len(companies) * len(NOTIFIED_ENTITIES)
+    finally:
+        with notified.admin() as admin:
+            admin.delete(faults).raise_for_status()
+    assert api.post("/api/v1/refresh", json={"client_id": client_id}).status_code == 202
+    eventually(
+        lambda: all(_row(api, company_id)["state"] == "ok" for company_id in companies) or None,
+        "every company read again",
+        timeout=60,
+    )
+
+
+def test_a_notice_the_registry_does_not_store_in_time_is_answered_503(
+    notified: NotifiedHub, connected: dict[str, Any], tmp_path: Path
+) -> None:
+    """BC waits a few seconds for its POST; a registry that takes longer is a 503 (BC
+    retries) after about 4 s, not after the gateway's general command timeout (10 s)."""
+    api = notified.hub.client(EMAIL)
+    firm_id = uuid.UUID(api.get("/api/v1/me").json()["firm_id"])
+    address = CompanyAddress(firm_id, uuid.UUID(connected["client_id"]), uuid.uuid4())
+    signer = NotificationSigner(SECRET_KEY)
+    port = free_port()
+    with LocalNatsServer(tmp_path / "nats") as nats_server, _registry_that_never_answers(nats_server.url):
+        gateway = start_service(
+            "slow-registry-gateway",
+            "gateway",
+            {
+                **notified.hub.gateway_environment,
+                "HUB_NATS_URL": nats_server.url,
+                "HUB_DATABASE_URL": f"sqlite:///{tmp_path / 'gateway.db'}",
+                "HUB_PORT": str(port),
+            },
+            tmp_path / "logs",
+        )
+        try:
+            url = f"http://127.0.0.1:{port}"
+            wait_until_healthy(f"{url}/healthz", gateway, timeout=90)
+            notice = {
+                "value": [
+                    {
+                        "subscriptionId": "s1",
+                        "clientState": signer.client_state(address, "salesInvoices"),
+                        "expirationDateTime": "2026-12-06T00:00:00Z",
+                        "resource": f"api/v2.0/companies({address.company_id})/salesInvoices",
+                        "changeType": "updated",
+                        "lastModifiedDateTime": "2026-12-03T00:00:00Z",
+                    }
+                ]
+            }
+            with httpx.Client(timeout=30) as bc:
+                started = time.monotonic()
+                answer = bc.post(f"{url}{NOTIFICATION_PATH}/{signer.key(address)}", json=notice)
+                took = time.monotonic() - started
+            assert answer.status_code == 503
+            assert 3.5 < took < 6, took
+        finally:
+            gateway.stop()
+
+
+@contextmanager
+def _registry_that_never_answers(nats_url: str) -> Iterator[None]:
+    """Hears the gateway's command for a notice and never answers it (a registry stuck on
+    its database), in a thread of its own: the browser tests hold this thread's loop."""
+    ready = threading.Event()
+    loop = asyncio.new_event_loop()
+    stop = asyncio.Event()
+
+    async def listen() -> None:
+        connection = await nats.connect(nats_url)
+        await connection.subscribe(RECORD_BUSINESS_CENTRAL_CHANGES, cb=_never_answer)
+        await connection.flush()
+        ready.set()
+        await stop.wait()
+        await connection.close()
+
+    thread = threading.Thread(target=loop.run_until_complete, args=(listen(),), daemon=True)
+    thread.start()
+    assert ready.wait(timeout=30), "the silent registry did not connect"
+    try:
+        yield
+    finally:
+        loop.call_soon_threadsafe(stop.set)
+        thread.join(timeout=10)
+        loop.close()
+
+
+async def _never_answer(message: Msg) -> None:
+    return None

@@ -2,21 +2,23 @@
 
 BC calls ``/webhooks/business-central/{key}`` in two ways:
 * with ``?validationToken=…`` when a subscription is created or renewed: the answer is the
-  token itself, as text/plain, within BC's 5 seconds;
+  token itself, as text/plain, within BC's 5 seconds (on POST or GET: Microsoft does not
+  say which method BC uses);
 * with a JSON body ``{"value": [notice, ...]}`` when records changed.
 
 The key is signed by the hub (hub_common.change_notifications), so the firm, client and
-company come from it, never from what the body says; every notice must carry the
-``clientState`` that belongs to its key and entity. A notice is answered 202 only once
-the registry has stored it (and asked for the refresh it leads to); when it cannot be
-stored the answer is 503, which BC retries. Any other refusal (404, 401, 400) makes BC
-delete the subscription, which is right for a key or secret the hub no longer signs.
+company come from it, never from what the body says, and a notice's entity is the one its
+``clientState`` was signed for (the ``resource`` is BC's to spell). A POST with at least
+one notice carrying such a client state is answered 202 once the registry has stored it
+(and asked for the refresh it leads to), whatever else the notices hold; when it cannot
+be stored in time the answer is 503, which BC retries. Any other refusal (404, 401, 400)
+makes BC delete the subscription, which is right for a key or secret the hub no longer
+signs, and only for those.
 """
 
 from __future__ import annotations
 
-import re
-from datetime import datetime
+import asyncio
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path, Query, Request, status
@@ -24,7 +26,7 @@ from fastapi.responses import PlainTextResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from hub_common import commands
-from hub_common.change_notifications import NOTIFICATION_PATH, CompanyAddress, NotificationSigner
+from hub_common.change_notifications import NOTIFICATION_PATH, NOTIFIED_ENTITIES, CompanyAddress, NotificationSigner
 from hub_common.commands import CommandRejected, RejectionReason
 from hub_common.events import Actor
 from hub_common.logging import get_logger
@@ -39,25 +41,27 @@ business_central_notifications = APIRouter(tags=["business central notifications
 MAX_BODY_BYTES = 4 * 1024 * 1024
 MAX_NOTICES = 10_000
 NOTIFICATION_ACTOR = Actor.service("business-central")
-# "api/v2.0/companies(<id>)/salesInvoices(<id>)", or a collection's "…/salesInvoices?$filter=…".
-_RESOURCE = re.compile(r"^/?api/v2\.0/companies\(([0-9a-fA-F-]{36})\)/([A-Za-z]+)")
+# How long BC's POST waits for the registry to store its notice; beyond it the answer is
+# 503, which BC retries, rather than an answer BC may no longer be waiting for.
+NOTICE_STORE_WAIT_SECONDS = 4.0
 
 
 class Notice(BaseModel):
+    """The fields of a notice the hub reads; the others (subscriptionId, resource,
+    lastModifiedDateTime, …) may be absent or of any shape."""
+
     model_config = ConfigDict(extra="ignore", populate_by_name=True)
 
-    subscription_id: str = Field(alias="subscriptionId", max_length=200)
     client_state: str = Field(alias="clientState", max_length=2048)
-    resource: str = Field(max_length=4000)
     # created, updated, deleted or collection; a kind BC adds later still means a change.
-    change_type: str = Field(alias="changeType", max_length=50)
-    last_modified: datetime | None = Field(default=None, alias="lastModifiedDateTime")
+    change_type: str | None = Field(default=None, alias="changeType", max_length=50)
 
 
 class Notices(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    value: Annotated[list[Notice], Field(min_length=1, max_length=MAX_NOTICES)]
+    # Each item is read on its own, so one odd notice does not refuse the others.
+    value: Annotated[list[object], Field(min_length=1, max_length=MAX_NOTICES)]
 
 
 async def _capped_body(request: Request) -> bytes:
@@ -72,25 +76,58 @@ async def _capped_body(request: Request) -> bytes:
     return bytes(body)
 
 
-def _entities_of(address: CompanyAddress, notices: Notices, signer: NotificationSigner) -> list[str]:
-    """The changed entities, once each. A notice whose client state is not the one signed
-    for this company and entity refuses them all (someone is forging); one about a resource
-    the hub cannot read is passed over, so a shape BC adds later never makes BC delete a
-    working subscription."""
-    entities: list[str] = []
-    for notice in notices.value:
-        match = _RESOURCE.match(notice.resource)
-        if match is None or match.group(1).lower() != str(address.company_id):
-            logger.warning("notice about an unexpected resource passed over", resource=notice.resource[:200])
+def _signed_notices(address: CompanyAddress, notices: Notices, signer: NotificationSigner) -> list[tuple[str, Notice]]:
+    """Each notice whose client state the hub signed for this company, with the entity it
+    was signed for. The others are passed over: a working subscription must not be
+    deleted for a notice the hub cannot read, and a forged one changes nothing."""
+    signed: list[tuple[str, Notice]] = []
+    for item in notices.value:
+        try:
+            notice = Notice.model_validate(item)
+        except ValidationError:
             continue
-        entity = match.group(2)
-        if not signer.client_state_matches(address, entity, notice.client_state):
-            raise HTTPException(status.HTTP_401_UNAUTHORIZED, detail="clientState does not match")
-        if entity not in entities:
-            entities.append(entity)
-    if not entities:
-        raise HTTPException(status.HTTP_400_BAD_REQUEST, detail="no notice about this company")
-    return entities
+        entity = next(
+            (e for e in NOTIFIED_ENTITIES if signer.client_state_matches(address, e, notice.client_state)), None
+        )
+        if entity is not None:
+            signed.append((entity, notice))
+    if len(signed) < len(notices.value):
+        logger.warning(
+            "notices without a client state of this address passed over", count=len(notices.value) - len(signed)
+        )
+    if not signed:
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, detail="no notice with this address's clientState")
+    return signed
+
+
+def _handshake(validation_token: str) -> Response:
+    """The handshake of a create or a renewal: only the token, exactly as sent."""
+    return PlainTextResponse(
+        validation_token, status_code=status.HTTP_200_OK, headers={"X-Content-Type-Options": "nosniff"}
+    )
+
+
+def _address(key: str, signer: NotificationSigner) -> CompanyAddress:
+    address = signer.address(key)
+    if address is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail="no such notification address")
+    return address
+
+
+@business_central_notifications.get(
+    NOTIFICATION_PATH + "/{key}",
+    responses={
+        200: {"description": "The handshake: the validation token, as text/plain"},
+        404: {"description": "Not a notification address this hub signed"},
+    },
+)
+async def business_central_handshake(
+    key: Annotated[str, Path(max_length=200)],
+    state: State,
+    validation_token: Annotated[str, Query(alias="validationToken", max_length=2048)],
+) -> Response:
+    _address(key, state.notification_signer)
+    return _handshake(validation_token)
 
 
 @business_central_notifications.post(
@@ -99,7 +136,7 @@ def _entities_of(address: CompanyAddress, notices: Notices, signer: Notification
     responses={
         200: {"description": "The handshake: the validation token, as text/plain"},
         400: {"description": "Not a notice of Business Central's shape"},
-        401: {"description": "A notice whose clientState does not match"},
+        401: {"description": "No notice with the clientState of this address"},
         404: {"description": "Not a notification address this hub signed"},
         413: {"description": "Larger than any notice"},
         503: {"description": "Not stored now; Business Central retries"},
@@ -112,39 +149,38 @@ async def business_central_notification(
     validation_token: Annotated[str | None, Query(alias="validationToken", max_length=2048)] = None,
 ) -> Response:
     signer = state.notification_signer
-    address = signer.address(key)
-    if address is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail="no such notification address")
+    address = _address(key, signer)
     if validation_token is not None:
-        # The handshake of a create or a renewal: only the token, exactly as sent.
-        return PlainTextResponse(
-            validation_token, status_code=status.HTTP_200_OK, headers={"X-Content-Type-Options": "nosniff"}
-        )
+        return _handshake(validation_token)
     try:
         notices = Notices.model_validate_json(await _capped_body(request))
     except ValidationError as error:
         raise HTTPException(
             status.HTTP_400_BAD_REQUEST, detail=f"not a Business Central notice: {error.error_count()} error(s)"
         ) from error
-    entities = _entities_of(address, notices, signer)
+    signed = _signed_notices(address, notices, signer)
+    entities = list(dict.fromkeys(entity for entity, _ in signed))
     command = commands.RecordBusinessCentralChanges(
         firm_id=address.firm_id,
         actor=NOTIFICATION_ACTOR,
         correlation_id=request.state.correlation_id,
         client_id=address.client_id,
         company_id=address.company_id,
-        entities=entities[:50],
-        notices=len(notices.value),
-        collection=any(notice.change_type == "collection" for notice in notices.value),
+        entities=entities,
+        notices=len(signed),
+        collection=any(notice.change_type == "collection" for _, notice in signed),
     )
+    wait = min(NOTICE_STORE_WAIT_SECONDS, state.settings.command_timeout_seconds)
     try:
-        await commands.send_command(
-            state.nats,
-            commands.RECORD_BUSINESS_CENTRAL_CHANGES,
-            command,
-            commands.ChangesRecorded,
-            timeout=state.settings.command_timeout_seconds,
-        )
+        # The request's own timeout, and one over all of it (a broker that is reconnecting
+        # holds the publish before the wait for the reply starts).
+        async with asyncio.timeout(wait):
+            await commands.send_command(
+                state.nats, commands.RECORD_BUSINESS_CENTRAL_CHANGES, command, commands.ChangesRecorded, timeout=wait
+            )
+    except TimeoutError as late:
+        logger.warning("notice not stored in time", seconds=wait)
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail="not stored; try again") from late
     except CommandRejected as rejected:
         if rejected.rejection.reason is RejectionReason.NOT_FOUND:
             # The client is gone, or its tenant took the firm's access back: BC deletes the
