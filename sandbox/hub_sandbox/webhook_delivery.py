@@ -4,7 +4,9 @@ One ``httpx.AsyncClient`` for the process, opened and closed with the app's life
 verifies TLS with the default trust (a subscriber on the internet), and plain http works,
 which is what a hub under test on ``http://127.0.0.1:<port>`` needs. The delivery loop runs
 as a background task: it wakes often, sends what is due on the sandbox clock and never
-holds a request up (each POST has the webhook timeout).
+holds a request up. Each call has the webhook timeout for the whole of it, as BC's 5 s for
+a handshake (httpx's own timeouts are per step: a subscriber that trickles its answer
+would pass them).
 """
 
 from __future__ import annotations
@@ -70,6 +72,11 @@ class WebhookCourier:
             raise RuntimeError("the webhook courier is not started (the app's lifespan did not run)")
         return self._http
 
+    async def _call(self, url: str, content: bytes, headers: dict[str, str] | None = None) -> httpx.Response:
+        """One POST to a subscriber, answer read, within the webhook timeout in all."""
+        async with asyncio.timeout(self.webhooks.settings.timeout_seconds):
+            return await self._client().post(url, content=content, headers=headers)
+
     # -- handshake ----------------------------------------------------------------------
 
     async def validate(self, notification_url: str, purpose: str) -> None:
@@ -80,13 +87,13 @@ class WebhookCourier:
         status: int | None = None
         error: str | None = None
         try:
-            response = await self._client().post(_with_validation_token(notification_url, token), content=b"")
+            response = await self._call(_with_validation_token(notification_url, token), b"")
             status = response.status_code
             if status != 200:
                 error = f"it answered {status} instead of 200"
             elif response.text != token:
                 error = "its answer was not the validation token"
-        except httpx.TimeoutException:
+        except (httpx.TimeoutException, TimeoutError):
             error = f"it timed out after {self.webhooks.settings.timeout_seconds:g} s"
         except httpx.HTTPError as failure:
             error = f"it could not be reached ({type(failure).__name__}: {failure})"
@@ -139,8 +146,8 @@ class WebhookCourier:
     async def _post(self, url: str, body: dict[str, Any]) -> tuple[int | None, str | None]:
         content = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
         try:
-            response = await self._client().post(url, content=content, headers={"Content-Type": "application/json"})
-        except httpx.TimeoutException:
+            response = await self._call(url, content, {"Content-Type": "application/json"})
+        except (httpx.TimeoutException, TimeoutError):
             return None, f"timed out after {self.webhooks.settings.timeout_seconds:g} s"
         except httpx.HTTPError as failure:
             return None, f"{type(failure).__name__}: {failure}"

@@ -135,6 +135,9 @@ def test_create_runs_the_handshake_and_answers_the_subscription(
         (Behaviour(handshake_status=404), "answered 404"),
         (Behaviour(handshake_answer="not the token"), "not the validation token"),
         (Behaviour(handshake_delay_seconds=1.5), "timed out"),
+        # Each byte well within the 1 s, the whole answer (32 bytes) not: BC's limit is
+        # for the whole call.
+        (Behaviour(handshake_trickle_seconds=0.1), "timed out"),
     ],
 )
 def test_a_failing_handshake_refuses_the_subscription(

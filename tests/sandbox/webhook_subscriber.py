@@ -105,10 +105,13 @@ def _handler(subscriber: Subscriber) -> type[BaseHTTPRequestHandler]:
                 self.wfile.write(content)
                 return
             # Each byte in time for any per-read timeout, the whole far too late.
-            for byte in content:
-                self.wfile.write(bytes([byte]))
-                self.wfile.flush()
-                time.sleep(trickle_seconds)
+            try:
+                for byte in content:
+                    self.wfile.write(bytes([byte]))
+                    self.wfile.flush()
+                    time.sleep(trickle_seconds)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the caller gave up waiting, as it should
 
     return Handler
 
