@@ -234,6 +234,12 @@ CASES: dict[str, tuple[Probe, int | None]] = {
         ),
         404,
     ),
+    "GET /webhooks/business-central/{key}": (
+        lambda api, v: api.get(
+            f"/webhooks/business-central/{_forged_notification_key(v)}", params={"validationToken": "t"}
+        ),
+        404,
+    ),
     # Pages (not in the OpenAPI document).
     "GET /": (lambda api, v: api.get("/"), None),
     "GET /clients": (lambda api, v: api.get("/clients"), None),

@@ -33,6 +33,10 @@ MATRIX: dict[str, tuple[str, Call]] = {
         NO_ACCOUNT,
         lambda api: api.post("/webhooks/business-central/not-a-key", params={"validationToken": "t"}),
     ),
+    "GET /webhooks/business-central/{key}": (
+        NO_ACCOUNT,
+        lambda api: api.get("/webhooks/business-central/not-a-key", params={"validationToken": "t"}),
+    ),
     "GET /api/v1/me": (EVERYONE, lambda api: api.get("/api/v1/me")),
     "GET /api/v1/accountants": (EVERYONE, lambda api: api.get("/api/v1/accountants")),
     "GET /api/v1/clients": (EVERYONE, lambda api: api.get("/api/v1/clients")),
