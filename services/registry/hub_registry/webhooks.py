@@ -188,48 +188,30 @@ async def post(
     """
     try:
         async with asyncio.timeout(timeout_seconds * 2):
-            return await _post(
-                http,
-                url,
-                body=body,
-                secret=secret,
-                event_id=event_id,
-                event_type=event_type,
-                timestamp=timestamp,
-                allow_loopback=allow_loopback,
-                timeout_seconds=timeout_seconds,
-            )
+            try:
+                target = await resolve_target(url, allow_loopback=allow_loopback)
+            except UnsafeWebhook as error:
+                return Attempt(Outcome.PERMANENT, f"refused: {error}")
+            headers = {
+                "Host": target.host_header,
+                "Content-Type": "application/json",
+                "User-Agent": "AccountantHub-Webhook/1",
+                TIMESTAMP_HEADER: str(timestamp),
+                SIGNATURE_HEADER: signature(secret, timestamp, body),
+                EVENT_HEADER: event_type,
+                IDEMPOTENCY_HEADER: event_id,
+            }
+            return await _send(http, target, body=body, headers=headers, timeout_seconds=timeout_seconds)
     except TimeoutError:
         return Attempt(Outcome.TRANSIENT, f"no answer within {timeout_seconds * 2:g} s")
     except Exception as error:
         return Attempt(Outcome.TRANSIENT, f"{type(error).__name__}: {error}"[:500])
 
 
-async def _post(
-    http: httpx.AsyncClient,
-    url: str,
-    *,
-    body: bytes,
-    secret: str,
-    event_id: str,
-    event_type: str,
-    timestamp: int,
-    allow_loopback: bool,
-    timeout_seconds: float,
+async def _send(
+    http: httpx.AsyncClient, target: Target, *, body: bytes, headers: dict[str, str], timeout_seconds: float
 ) -> Attempt:
-    try:
-        target = await resolve_target(url, allow_loopback=allow_loopback)
-    except UnsafeWebhook as error:
-        return Attempt(Outcome.PERMANENT, f"refused: {error}")
-    headers = {
-        "Host": target.host_header,
-        "Content-Type": "application/json",
-        "User-Agent": "AccountantHub-Webhook/1",
-        TIMESTAMP_HEADER: str(timestamp),
-        SIGNATURE_HEADER: signature(secret, timestamp, body),
-        EVENT_HEADER: event_type,
-        IDEMPOTENCY_HEADER: event_id,
-    }
+    """The POST to the host's checked addresses, the next one only when one refuses."""
     failure = "no address"
     for address in target.addresses:
         literal = f"[{address}]" if ":" in address else address
