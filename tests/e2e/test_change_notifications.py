@@ -371,6 +371,8 @@ def test_a_notice_is_known_by_its_client_state_whatever_else_bc_sends(
             "subscriptionId": None,
         },
         {"clientState": purchases},
+        {"clientState": purchases, "changeType": "a kind of change BC adds later, " * 20},
+        {"clientState": purchases, "changeType": {"kind": "updated"}},
         {"clientState": signer.client_state(address, "salesQuotes"), "changeType": "collection", "resource": 7},
     ]
     with httpx.Client(timeout=20) as bc:

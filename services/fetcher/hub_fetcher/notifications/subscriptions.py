@@ -4,9 +4,10 @@ company (BC notifies only changes made once a subscription exists).
 
 Each refresh of a client lists the hub app's subscriptions in its environment once, drops
 those it can no longer stand for (a key signed with an old secret; a company the client no
-longer has), then follows ``plan.plan_company`` for every company it reads. BC answers a create or a renewal
-only after it has called the notification URL with a validation token (the handshake the
-gateway answers), so a subscription that exists has been proven to reach the hub.
+longer has), then follows ``plan.plan_company`` for every company it reads. BC answers a
+create or a renewal only after it has called the notification URL with a validation token
+(the handshake the gateway answers), so a subscription that exists has been proven to reach
+the hub.
 Expiry is judged on BC's clock (the ``Date`` of its answer), not the fetcher's.
 """
 

@@ -53,8 +53,9 @@ class Notice(BaseModel):
     model_config = ConfigDict(extra="ignore", populate_by_name=True)
 
     client_state: str = Field(alias="clientState", max_length=2048)
-    # created, updated, deleted or collection; a kind BC adds later still means a change.
-    change_type: str | None = Field(default=None, alias="changeType", max_length=50)
+    # created, updated, deleted or collection; a kind BC adds later, or none, still means a
+    # change (only "collection" is told apart, so any shape is taken).
+    change_type: object = Field(default=None, alias="changeType")
 
 
 class Notices(BaseModel):
