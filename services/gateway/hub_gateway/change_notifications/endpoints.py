@@ -117,6 +117,7 @@ def _address(key: str, signer: NotificationSigner) -> CompanyAddress:
 
 @business_central_notifications.get(
     NOTIFICATION_PATH + "/{key}",
+    response_class=PlainTextResponse,
     responses={
         200: {"description": "The handshake: the validation token, as text/plain"},
         404: {"description": "Not a notification address this hub signed"},
