@@ -250,6 +250,9 @@ class AlertEpisodeRow(SQLModel, table=True):
     raised_event_id: uuid.UUID
     started_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False, index=True))
     ended_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime(), nullable=True))
+    # Started under a daily-digest rule and not listed in a digest yet. A flag, not a time
+    # window: an episode committed after a digest began is listed by the next one.
+    digest_pending: bool = False
 
 
 class AlertFailureRow(SQLModel, table=True):
