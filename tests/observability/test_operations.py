@@ -25,6 +25,9 @@ pytestmark = pytest.mark.e2e
 DASHBOARD = Path(__file__).parents[2] / "deploy" / "grafana" / "accountant-hub.json"
 
 
+UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
 @pytest.fixture(scope="module")
 def firm(observed_hub: ObservedHub, tenant: dict[str, str]) -> dict[str, Any]:
     """A firm whose one client (the tenant) was read once: every company shows figures."""
@@ -122,6 +125,9 @@ def test_a_refresh_is_counted_timed_and_traced_end_to_end(observed_hub: Observed
     ids = {span.span_id for span in spans}
     orphans = [span for span in spans if span.parent_span_id and span.parent_span_id not in ids]
     assert not orphans, orphans
+    # Span names carry no firm, client or company id (one name per kind of work, not per firm).
+    named_by_id = [(span.service, span.name) for span in observed_hub.receiver.spans() if UUID.search(span.name)]
+    assert not named_by_id, named_by_id
 
 
 def test_a_429_from_business_central_is_counted(

@@ -11,7 +11,7 @@ from pydantic import SecretStr
 
 from hub_common.sealing import Sealer, Unsealable
 from hub_registry.service.alerts import webhook_host
-from hub_registry.webhooks import UnsafeWebhook, new_secret, resolve_target, signature
+from hub_registry.webhooks import NOT_PUBLIC, UnsafeWebhook, new_secret, resolve_target, signature
 
 
 @pytest.mark.parametrize(
@@ -33,11 +33,34 @@ from hub_registry.webhooks import UnsafeWebhook, new_secret, resolve_target, sig
         "https://224.0.0.1/hook",  # multicast
         "https:///no-host",
         "https://93.184.215.14:99999/hook",  # no such port
+        "https://[64:ff9b::a9fe:a9fe]/latest/meta-data",  # NAT64 to the cloud metadata address
+        "https://[64:ff9b::a00:5]/hook",  # NAT64 to 10.0.0.5
+        "https://[64:ff9b:1::a00:5]/hook",  # local-use NAT64 prefix
+        "https://[2002:a00:5::1]/hook",  # 6to4 around 10.0.0.5
+        "https://[2001:0:4136:e378:8000:63bf:f5ff:fffe]/hook",  # Teredo around 10.0.0.1
     ],
 )
 async def test_a_webhook_url_that_could_reach_inside_is_refused(url: str) -> None:
     with pytest.raises(UnsafeWebhook):
         await resolve_target(url, allow_loopback=False)
+
+
+async def test_a_host_not_found_and_a_private_one_get_the_same_answer() -> None:
+    """A finer answer would let an accountant map the hosting network's internal names."""
+    answers = []
+    for url in ("https://10.1.2.3/hook", "https://no-such-host.invalid/hook", "https://127.0.0.1/hook"):
+        with pytest.raises(UnsafeWebhook) as refusal:
+            await resolve_target(url, allow_loopback=False)
+        answers.append(refusal.value.message)
+        assert "10.1.2.3" not in str(refusal.value) or "10.1.2.3" in url
+    assert answers == [NOT_PUBLIC] * 3
+
+
+async def test_an_internationalized_host_is_looked_up_and_sent_in_its_ascii_form() -> None:
+    with pytest.raises(UnsafeWebhook):
+        await resolve_target("https://münchen.invalid/hook", allow_loopback=False)  # not found, no crash
+    target = await resolve_target("https://[2606:4700::1]:8443/hook", allow_loopback=False)
+    assert target.host_header == "[2606:4700::1]:8443"
 
 
 async def test_a_public_https_address_is_taken_and_pinned() -> None:

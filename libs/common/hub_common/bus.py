@@ -133,13 +133,16 @@ def create_broker(url: str, *, name: str, connect_timeout: float = 5.0) -> NatsB
     """The FastStream broker a service runs its subscribers on, with the same options.
 
     Its telemetry middleware continues the trace a command's headers carry (a no-op while
-    tracing is off). Its log lines go through the service's structlog set-up (JSON in
-    production; FastStream's own handler would print coloured text beside it), and the
-    line it writes for every message received and processed only at DEBUG: a registry
-    reading every snapshot would otherwise write two lines per company refreshed.
+    tracing is off), with span names and metric labels that carry no firm or other id. Its
+    log lines go through the service's structlog set-up (JSON in production; FastStream's
+    own handler would print coloured text beside it), and the line it writes for every
+    message received and processed only at DEBUG: a registry reading every snapshot would
+    otherwise write two lines per company refreshed.
     """
     from faststream.nats import NatsBroker
-    from faststream.nats.opentelemetry import NatsTelemetryMiddleware
+    from faststream.opentelemetry.middleware import TelemetryMiddleware
+
+    from hub_common.telemetry_names import telemetry_settings_for
 
     # Importing FastStream gave its logger a handler of its own that does not propagate.
     FASTSTREAM_LOGGER.handlers.clear()
@@ -149,7 +152,7 @@ def create_broker(url: str, *, name: str, connect_timeout: float = 5.0) -> NatsB
     servers = options.pop("servers")
     return NatsBroker(
         servers,
-        middlewares=[NatsTelemetryMiddleware()],
+        middlewares=[TelemetryMiddleware(settings_provider_factory=telemetry_settings_for)],
         logger=FASTSTREAM_LOGGER,
         log_level=logging.DEBUG,
         **options,

@@ -35,7 +35,7 @@ from hub_common.streams import REGISTRY_CONSUMER, REGISTRY_SNAPSHOTS_CONSUMER, T
 from hub_common.tracing import configure_tracing
 from hub_registry import webhooks
 from hub_registry.handlers import register_command_handlers
-from hub_registry.models import registry_outbox
+from hub_registry.models import AlertWebhookDelivery, registry_outbox
 from hub_registry.service import accepted_invitations, alerts, change_notices, clients, refreshes, tenant_grants
 from hub_registry.settings import RegistrySettings
 
@@ -45,6 +45,8 @@ VERSION_TABLE = "registry_alembic_version"
 LEASE_ROLE = "registry"
 # A webhook due later (a retry) is looked for this often; a new one wakes the sender at once.
 WEBHOOK_POLL_SECONDS = 2.0
+# Alert webhooks POSTed side by side at most.
+WEBHOOKS_AT_ONCE = 20
 
 logger = get_logger(__name__)
 
@@ -137,48 +139,59 @@ def create_app(settings: RegistrySettings) -> FastStream:
                 logger.exception("checking alerts failed; trying again shortly")
             await asyncio.sleep(settings.alert_check_seconds)
 
+    async def deliver_one(delivery: AlertWebhookDelivery, secret: str | None) -> None:
+        attempt = (
+            await webhooks.post(
+                http,
+                delivery.url,
+                body=delivery.body.encode(),
+                secret=secret,
+                event_id=str(delivery.id),
+                event_type="AlertRaised",
+                timestamp=int(datetime.now(UTC).timestamp()),
+                allow_loopback=settings.alert_webhook_allow_loopback,
+                timeout_seconds=settings.alert_webhook_timeout_seconds,
+            )
+            if secret is not None
+            else webhooks.Attempt(
+                webhooks.Outcome.PERMANENT,
+                "the rule's webhook secret is gone or does not open with this HUB_SECRET_KEY",
+            )
+        )
+        async with transaction(sessions) as session:
+            await alerts.record_attempt(
+                session=session, delivery_id=delivery.id, attempt=attempt, now=datetime.now(UTC), settings=settings
+            )
+        logger.info(
+            "alert webhook attempted",
+            delivery_id=str(delivery.id),
+            outcome=attempt.outcome.value,
+            detail=attempt.detail,
+        )
+
     async def deliver_webhooks() -> None:
         # At least once, with back-off: each delivery row is claimed, POSTed and recorded.
+        # The claimed ones go out side by side, so one slow receiver (each attempt ends
+        # within twice the webhook timeout) holds up no other firm's webhooks.
         hold = timedelta(seconds=settings.alert_webhook_timeout_seconds * 3)
         while True:
             try:
                 async with transaction(sessions) as session:
-                    due = await alerts.claim_due_deliveries(session=session, now=datetime.now(UTC), hold=hold)
+                    due = await alerts.claim_due_deliveries(
+                        session=session, now=datetime.now(UTC), hold=hold, limit=WEBHOOKS_AT_ONCE
+                    )
                     secrets = {d.id: await alerts.secret_of(session, d, settings) for d in due}
-                for delivery in due:
-                    secret = secrets[delivery.id]
-                    attempt = (
-                        await webhooks.post(
-                            http,
-                            delivery.url,
-                            body=delivery.body.encode(),
-                            secret=secret,
-                            event_id=str(delivery.id),
-                            event_type="AlertRaised",
-                            timestamp=int(datetime.now(UTC).timestamp()),
-                            allow_loopback=settings.alert_webhook_allow_loopback,
-                            timeout_seconds=settings.alert_webhook_timeout_seconds,
+                outcomes = await asyncio.gather(
+                    *(deliver_one(delivery, secrets[delivery.id]) for delivery in due), return_exceptions=True
+                )
+                for delivery, outcome in zip(due, outcomes, strict=True):
+                    if isinstance(outcome, Exception):
+                        # Its claim runs out and a later round tries it again.
+                        logger.error(
+                            "recording an alert webhook attempt failed",
+                            delivery_id=str(delivery.id),
+                            error=repr(outcome)[:300],
                         )
-                        if secret is not None
-                        else webhooks.Attempt(
-                            webhooks.Outcome.PERMANENT,
-                            "the rule's webhook secret is gone or does not open with this HUB_SECRET_KEY",
-                        )
-                    )
-                    async with transaction(sessions) as session:
-                        await alerts.record_attempt(
-                            session=session,
-                            delivery_id=delivery.id,
-                            attempt=attempt,
-                            now=datetime.now(UTC),
-                            settings=settings,
-                        )
-                    logger.info(
-                        "alert webhook attempted",
-                        delivery_id=str(delivery.id),
-                        outcome=attempt.outcome.value,
-                        detail=attempt.detail,
-                    )
                 if due:
                     continue  # more may be due: look again at once
             except Exception:

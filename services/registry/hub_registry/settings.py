@@ -35,8 +35,9 @@ class RegistrySettings(HubSettings):
     # A webhook URL must be https on a public address. Loopback (http or https) is allowed
     # only with this, for tests and `hub up`: anything else is server-side request forgery.
     alert_webhook_allow_loopback: bool = False
-    # One POST to a webhook, whole; a transient answer (5xx, 408, 429, no answer) is tried
-    # again after alert_webhook_retry_seconds, doubling up to an hour, alert_webhook_max_attempts times.
+    # Each read of one POST to a webhook; the whole attempt ends within twice this. A
+    # transient answer (5xx, 408, 429, no answer) is tried again after
+    # alert_webhook_retry_seconds, doubling up to an hour, alert_webhook_max_attempts times.
     alert_webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
     alert_webhook_retry_seconds: float = Field(default=30.0, gt=0, le=3600)
     alert_webhook_max_attempts: int = Field(default=10, ge=1, le=50)

@@ -2,11 +2,13 @@
 
 A webhook URL is user input, so the hub refuses server-side request forgery: only ``https``,
 no credentials in the URL, and a host whose every address is public (no loopback, private,
-link-local, cloud metadata, shared, multicast or reserved address). The check runs when the
-rule is saved and again before every POST, and the POST goes to the address just checked
-(the host name still sent for TLS and in ``Host``), so a DNS answer that changes in between
-cannot point it inside. ``HUB_ALERT_WEBHOOK_ALLOW_LOOPBACK`` lets loopback through (plain
-http too), for tests and ``hub up``.
+link-local, cloud metadata, shared, multicast or reserved address, nor one wrapped in an
+IPv6 address that leads to such an IPv4 one). The check runs when the rule is saved and
+again before every POST, and the POST goes to the address just checked (the host name
+still sent for TLS and in ``Host``), so a DNS answer that changes in between cannot point
+it inside. A host that is not found, private or this machine gets one answer.
+``HUB_ALERT_WEBHOOK_ALLOW_LOOPBACK`` lets loopback through (plain http too), for tests and
+``hub up``.
 
 The signature: ``X-Hub-Signature: sha256=<hex HMAC-SHA256(secret, "<timestamp>." + body)>``
 with ``X-Hub-Timestamp: <unix seconds>``; a receiver recomputes it over the raw body and
@@ -60,8 +62,14 @@ class Target:
     (every one checked), tried in the resolver's order."""
 
     url: SplitResult
+    # The host as DNS and TLS know it: an internationalized name in its ASCII (IDNA) form.
     host: str
     addresses: tuple[str, ...]
+
+    @property
+    def host_header(self) -> str:
+        literal = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{literal}:{self.url.port}" if self.url.port else literal
 
 
 def _parse(url: str, *, allow_loopback: bool) -> SplitResult:
@@ -79,37 +87,63 @@ def _parse(url: str, *, allow_loopback: bool) -> SplitResult:
     return parts
 
 
-def _refusal(address: ipaddress.IPv4Address | ipaddress.IPv6Address, *, allow_loopback: bool) -> str | None:
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
+def _ascii_host(hostname: str) -> str:
+    """An internationalized host name as DNS, TLS and the Host header carry it (IDNA)."""
+    try:
+        return hostname.encode("idna").decode("ascii")
+    except UnicodeError as error:
+        raise UnsafeWebhook(N_("the webhook URL cannot be read")) from error
+
+
+# IPv6 prefixes that carry an IPv4 address a gateway forwards to: NAT64 (RFC 6052, RFC
+# 8215). Python counts them as global, but behind a NAT64 gateway 64:ff9b::a9fe:a9fe is the
+# cloud metadata service.
+_TRANSLATED_IPV4 = (ipaddress.IPv6Network("64:ff9b::/96"), ipaddress.IPv6Network("64:ff9b:1::/48"))
+
+# One answer for a host that is not found, private or this machine: a finer answer would
+# let an accountant map the hosting network's internal names to their addresses.
+NOT_PUBLIC = N_("the webhook's host %(host)s cannot be reached on the public internet")
+
+
+def _is_public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    return address.is_global and not address.is_multicast
+
+
+def _refused(address: ipaddress.IPv4Address | ipaddress.IPv6Address, *, allow_loopback: bool) -> bool:
+    """Whether a POST may not go to the address: anything but the public internet (private,
+    link-local with cloud metadata at 169.254.169.254, shared, reserved, multicast), also
+    when wrapped in an IPv6 address that leads to an IPv4 one."""
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
+        elif any(address in prefix for prefix in _TRANSLATED_IPV4):
+            return True
+        else:
+            embedded = [address.sixtofour, *(address.teredo or ())]
+            if any(inner is not None and not _is_public(inner) for inner in embedded):
+                return True
     if address.is_loopback:
-        return None if allow_loopback else N_("a webhook may not point at this machine (%(address)s)")
-    if not address.is_global or address.is_multicast:
-        # Private, link-local (cloud metadata at 169.254.169.254), shared, reserved ...
-        return N_("a webhook may not point at a private or reserved address (%(address)s)")
-    return None
+        return not allow_loopback
+    return not _is_public(address)
 
 
 async def resolve_target(url: str, *, allow_loopback: bool) -> Target:
     """The URL checked, and the one address its POST goes to; UnsafeWebhook otherwise."""
     parts = _parse(url, allow_loopback=allow_loopback)
-    host = parts.hostname or ""
+    shown = parts.hostname or ""
     port = parts.port or (443 if parts.scheme == "https" else 80)
     try:
-        literal = ipaddress.ip_address(host)
-        addresses = [literal]
+        literal = ipaddress.ip_address(shown)
+        host, addresses = shown, [literal]
     except ValueError:
+        host = _ascii_host(shown)
         try:
             answers = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
         except OSError as error:
-            raise UnsafeWebhook(N_("the webhook's host %(host)s is not found"), host=host) from error
+            raise UnsafeWebhook(NOT_PUBLIC, host=shown) from error
         addresses = [ipaddress.ip_address(str(answer[4][0]).split("%")[0]) for answer in answers]
-    if not addresses:
-        raise UnsafeWebhook(N_("the webhook's host %(host)s is not found"), host=host)
-    for address in addresses:
-        refusal = _refusal(address, allow_loopback=allow_loopback)
-        if refusal is not None:
-            raise UnsafeWebhook(refusal, address=str(address))
+    if not addresses or any(_refused(address, allow_loopback=allow_loopback) for address in addresses):
+        raise UnsafeWebhook(NOT_PUBLIC, host=shown)
     if parts.scheme == "http" and not all(address.is_loopback for address in addresses):
         raise UnsafeWebhook(N_("a webhook URL starts with https://"))
     return Target(url=parts, host=host, addresses=tuple(dict.fromkeys(str(address) for address in addresses)))
@@ -145,20 +179,39 @@ async def post(
     allow_loopback: bool,
     timeout_seconds: float,
 ) -> Attempt:
-    """One signed POST; redirects are not followed (a redirect could lead anywhere)."""
+    """One signed POST; redirects are not followed (a redirect could lead anywhere).
+
+    The whole attempt (the name lookup and every address of the host) ends within twice
+    ``timeout_seconds``: httpx's timeout bounds each read, and a receiver that answers a
+    byte at a time would otherwise hold the attempt for hours. Whatever else goes wrong is
+    an attempt that failed, never an error that stops the deliveries after it.
+    """
     try:
-        target = await resolve_target(url, allow_loopback=allow_loopback)
-    except UnsafeWebhook as error:
-        return Attempt(Outcome.PERMANENT, f"refused: {error}")
-    headers = {
-        "Host": target.url.netloc,
-        "Content-Type": "application/json",
-        "User-Agent": "AccountantHub-Webhook/1",
-        TIMESTAMP_HEADER: str(timestamp),
-        SIGNATURE_HEADER: signature(secret, timestamp, body),
-        EVENT_HEADER: event_type,
-        IDEMPOTENCY_HEADER: event_id,
-    }
+        async with asyncio.timeout(timeout_seconds * 2):
+            try:
+                target = await resolve_target(url, allow_loopback=allow_loopback)
+            except UnsafeWebhook as error:
+                return Attempt(Outcome.PERMANENT, f"refused: {error}")
+            headers = {
+                "Host": target.host_header,
+                "Content-Type": "application/json",
+                "User-Agent": "AccountantHub-Webhook/1",
+                TIMESTAMP_HEADER: str(timestamp),
+                SIGNATURE_HEADER: signature(secret, timestamp, body),
+                EVENT_HEADER: event_type,
+                IDEMPOTENCY_HEADER: event_id,
+            }
+            return await _send(http, target, body=body, headers=headers, timeout_seconds=timeout_seconds)
+    except TimeoutError:
+        return Attempt(Outcome.TRANSIENT, f"no answer within {timeout_seconds * 2:g} s")
+    except Exception as error:
+        return Attempt(Outcome.TRANSIENT, f"{type(error).__name__}: {error}"[:500])
+
+
+async def _send(
+    http: httpx.AsyncClient, target: Target, *, body: bytes, headers: dict[str, str], timeout_seconds: float
+) -> Attempt:
+    """The POST to the host's checked addresses, the next one only when one refuses."""
     failure = "no address"
     for address in target.addresses:
         literal = f"[{address}]" if ":" in address else address

@@ -21,7 +21,7 @@ from decimal import Decimal
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from sqlalchemy import ColumnElement, delete, func, update
+from sqlalchemy import ColumnElement, delete, func, or_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
@@ -884,12 +884,15 @@ async def claim_due_deliveries(
     for delivery in due:
         if delivery.claimed_until is not None and delivery.claimed_until > now:
             continue
+        # The claim is checked again in the update: a sender that took the lease a moment
+        # ago may have claimed it since it was read.
         taken = await session.execute(
             update(AlertWebhookDelivery)
             .where(
                 col(AlertWebhookDelivery.id) == delivery.id,
                 col(AlertWebhookDelivery.attempts) == delivery.attempts,
                 col(AlertWebhookDelivery.delivered_at).is_(None),
+                or_(col(AlertWebhookDelivery.claimed_until).is_(None), col(AlertWebhookDelivery.claimed_until) <= now),
             )
             .values(claimed_until=now + hold)
             .execution_options(synchronize_session=False)
