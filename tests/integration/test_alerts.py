@@ -691,3 +691,28 @@ async def test_removing_a_rule_or_its_webhook_gives_up_its_pending_deliveries(
         (removed.rule_id, alerts.WEBHOOK_RULE_REMOVED),
     }
     assert all(delivery.failed_at is not None for delivery in deliveries)
+
+
+async def test_an_alert_posted_just_before_its_url_changed_is_recorded_as_delivered(
+    registry: Registry, receiver: Receiver
+) -> None:
+    hook: dict[str, Any] = {"figure": "cash", "comparison": "below", "threshold": Decimal(100), "email": False}
+    first = await registry.save(registry.owner, webhook_url=f"http://127.0.0.1:{receiver.port}/old", **hook)
+    await registry.snapshot("1", T0)
+    now = datetime.now(UTC)
+    async with transaction(registry.sessions) as session:
+        [claimed] = await alerts.claim_due_deliveries(session=session, now=now, hold=timedelta(seconds=30))
+        assert await alerts.secret_of(session, claimed, SETTINGS) == first.webhook_secret
+    # The POST is out, signed for the old URL, as the URL changes: it got there all the same.
+    await registry.save(registry.owner, first.rule_id, webhook_url=f"http://127.0.0.1:{receiver.port}/new", **hook)
+    async with transaction(registry.sessions) as session:
+        await alerts.record_attempt(
+            session=session,
+            delivery_id=claimed.id,
+            attempt=webhooks.Attempt(webhooks.Outcome.DELIVERED, "204"),
+            now=now,
+            settings=SETTINGS,
+        )
+    async with registry.sessions() as session:
+        [delivery] = (await session.execute(select(AlertWebhookDelivery))).scalars().all()
+    assert (delivery.delivered_at, delivery.failed_at, delivery.last_error) == (now, None, None)

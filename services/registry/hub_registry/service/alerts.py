@@ -926,8 +926,14 @@ async def record_attempt(
     settings: RegistrySettings,
 ) -> None:
     delivery = await session.get(AlertWebhookDelivery, delivery_id)
-    if delivery is None or delivery.failed_at is not None or delivery.delivered_at is not None:
-        return  # given up while it was out (its rule changed): that reason stays
+    if delivery is None or delivery.delivered_at is not None:
+        return
+    if delivery.failed_at is not None:
+        # Given up while it was out (its rule's URL changed, or the rule went): that reason
+        # stays, unless this attempt, sent before the change, did get through.
+        if attempt.outcome is not webhooks.Outcome.DELIVERED:
+            return
+        delivery.failed_at = None
     delivery.attempts += 1
     delivery.claimed_until = None
     delivery.last_error = None if attempt.outcome is webhooks.Outcome.DELIVERED else attempt.detail[:500]
