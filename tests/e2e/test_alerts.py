@@ -214,6 +214,9 @@ def test_a_rule_crossing_sends_one_mail_and_one_signed_webhook_per_episode(
     assert events[3]["data"]["episode_id"] == raised["data"]["episode_id"]
     assert events[3]["data"]["reason"] == "no_longer_holds"
     assert all(secret not in json.dumps(event) for event in events)
+    # Where the webhook points, never its path (a receiver's token often sits there).
+    assert events[0]["data"]["webhook_host"] == f"http://127.0.0.1:{receiver.port}"
+    assert all("/hooks/hub" not in json.dumps(event) for event in events)
 
 
 def test_a_webhook_to_a_private_address_is_refused(hub: Hub) -> None:

@@ -1,6 +1,7 @@
 """The Alerts page and the dashboard's marker in chromium: a rule made on the page holds at
 the next refresh, the dashboard marks the rows and counts the open alerts without a reload,
-the Alerts page lists them, and removing the rule ends them."""
+the Alerts page lists them, a webhook given to the rule there shows its new secret once, and
+removing the rule ends them."""
 
 from __future__ import annotations
 
@@ -50,6 +51,11 @@ def test_a_rule_made_on_the_alerts_page_marks_the_dashboard_live(page: Page, hub
     expect(page.locator("#alerts-body tr[data-open=true]")).to_have_count(rows)
     expect(page.locator("#rules-body")).to_contain_text("Any cash at all")
     shot(page, "alerts")
+    # A new webhook URL comes with a new signing secret, shown here once.
+    page.once("dialog", lambda dialog: dialog.accept("http://127.0.0.1:9/alert-hook"))
+    page.get_by_role("button", name="Change the webhook of Any cash at all").click()
+    expect(page.locator("#webhook-secret")).to_have_text(re.compile(r"^whsec_"))
+    expect(page.locator("#rules-body")).to_contain_text("webhook")
     page.once("dialog", lambda dialog: dialog.accept())
     page.get_by_role("button", name="Remove rule Any cash at all").click()
     expect(page.locator("#rules-body")).to_contain_text("No rules yet")

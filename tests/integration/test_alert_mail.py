@@ -1,7 +1,8 @@
 """Alert mail as the invitations service sends it (`hub invitations` and `hub smtp-sink`
 processes, a real nats-server): one mail per AlertRaised even when the event is stored and
 delivered twice, in the rule owner's language; none for a digest rule's or a webhook-only
-rule's alert; the daily digest listing its alerts."""
+rule's alert; the daily digest listing its alerts; an alert mail SMTP does not take is kept
+and retried by the mail loop past the consumer's deliveries, and sent once when SMTP is back."""
 
 from __future__ import annotations
 
@@ -14,8 +15,10 @@ from pathlib import Path
 
 import pytest
 from nats.aio.client import Client
+from sqlalchemy import create_engine, text
 
 from hub_common.bus import publish_event
+from hub_common.db import sync_url
 from hub_common.dev_mail import Mail, read_mailbox
 from hub_common.events import (
     Actor,
@@ -25,7 +28,8 @@ from hub_common.events import (
     DigestEpisode,
     new_envelope,
 )
-from hub_common.streams import declare_topology
+from hub_common.local_nats import free_port
+from hub_common.streams import INVITATIONS_CONSUMER, declare_topology
 from tests.integration.test_invitations import Sink, _start_invitations, _start_sink
 from tests.support.processes import ServiceProcess
 
@@ -147,3 +151,51 @@ async def test_a_daily_digest_lists_its_alerts(
     assert "Mühlbach Gruppe – Mühlbach Holzbau AG: 8.432,10 €" in text, text
     assert "(vorbei um" in text
     assert "Fabrikam: 12,50 $" in text, text
+
+
+def _alert_mail_row(database_url: str, event_id: uuid.UUID) -> dict[str, object] | None:
+    engine = create_engine(sync_url(database_url))
+    try:
+        with engine.connect() as connection:
+            rows = connection.execute(text("SELECT * FROM invitations_alert_mails")).mappings().all()
+    finally:
+        engine.dispose()
+    found = [dict(row) for row in rows if str(row["event_id"]).replace("-", "") == event_id.hex]
+    return found[0] if found else None
+
+
+async def test_an_alert_mail_smtp_does_not_take_is_kept_and_sent_once_when_smtp_is_back(
+    nats_url: str, database_url: str, nats_connection: Client, tmp_path: Path
+) -> None:
+    js = nats_connection.jetstream()
+    await declare_topology(js)
+    # No SMTP server on this port yet: an outage longer than the consumer's deliveries.
+    port = free_port()
+    process = _start_invitations(nats_url, database_url, port, tmp_path / "logs")
+    late_sink: Sink | None = None
+    try:
+        email = f"outage.{uuid.uuid4().hex[:8]}@alerting-accounting.example"
+        envelope = new_envelope(_raised(email, language="en"), firm_id=FIRM, actor=Actor.service("registry-alerts"))
+        await publish_event(js, envelope)
+        # The mail loop (every second here) keeps trying the kept mail, far past the
+        # consumer's max_deliver: the event was acknowledged, and nothing is dead-lettered.
+        deadline = asyncio.get_running_loop().time() + 60
+        while True:
+            row = _alert_mail_row(database_url, envelope.id)
+            if row is not None and int(str(row["attempts"])) > INVITATIONS_CONSUMER.max_deliver:
+                break
+            assert asyncio.get_running_loop().time() < deadline, (row, process.log()[-3000:])
+            await asyncio.sleep(0.5)
+        assert row["sent_at"] is None and row["last_error"] and row["message"]
+
+        late_sink = _start_sink(tmp_path / "late-mail", tmp_path / "sink-logs", port)
+        [mail] = await _mails(late_sink.folder, email, at_least=1, wait=30)
+        assert mail.subject == "Alert: Weinig kas for Mühlbach Gruppe – Mühlbach Holzbau AG"
+        await asyncio.sleep(3)  # time for a second mail, were there one
+        assert len(await _mails(late_sink.folder, email, at_least=2, wait=0)) == 1
+        sent = _alert_mail_row(database_url, envelope.id)
+        assert sent is not None and sent["sent_at"] is not None and sent["last_error"] is None
+    finally:
+        process.stop()
+        if late_sink is not None:
+            late_sink.process.stop()

@@ -27,6 +27,7 @@ from sqlmodel import select
 
 from hub_common.commands import (
     AlertRuleFields,
+    AlertRuleSaved,
     CommandRejected,
     ListAlertRules,
     RemoveAlertRule,
@@ -41,6 +42,7 @@ from hub_common.events import (
     AlertRaised,
     AlertResolved,
     AlertRuleRemoved,
+    AlertRuleSet,
     CashFigure,
     CompanyFigures,
     CompanySnapshot,
@@ -55,7 +57,7 @@ from hub_common.local_nats import free_port
 from hub_common.settings import DEV_SECRET_KEY, Mode
 from hub_registry import webhooks
 from hub_registry.app import MIGRATIONS, VERSION_TABLE
-from hub_registry.models import Accountant, AlertWebhookDelivery, Client, Firm, registry_outbox
+from hub_registry.models import Accountant, AlertFailureRow, AlertWebhookDelivery, Client, Firm, registry_outbox
 from hub_registry.service import alerts, clients
 from hub_registry.settings import RegistrySettings
 
@@ -83,23 +85,72 @@ class Registry:
         return Actor(kind=ActorKind.ACCOUNTANT, id=str(accountant))
 
     async def rule(self, accountant: uuid.UUID, **fields: Any) -> uuid.UUID:
+        return (await self.save(accountant, **fields)).rule_id
+
+    async def save(self, accountant: uuid.UUID, rule_id: uuid.UUID | None = None, **fields: Any) -> AlertRuleSaved:
+        """Define a rule, or change one (``rule_id``); the registry's answer."""
         async with transaction(self.sessions) as session:
-            saved = await alerts.set_alert_rule(
+            return await alerts.set_alert_rule(
                 session=session,
                 command=SetAlertRule(
                     firm_id=self.firm_id,
                     actor=self.actor(accountant),
                     correlation_id="test",
+                    rule_id=rule_id,
                     rule=AlertRuleFields(**{"name": "Rule", "client_id": self.client_id, **fields}),
                     language="de",
                 ),
                 settings=SETTINGS,
             )
-        return saved.rule_id
 
-    async def snapshot(self, cash: str, read_at: datetime) -> int:
+    async def remove(self, rule_id: uuid.UUID) -> None:
+        async with transaction(self.sessions) as session:
+            command = RemoveAlertRule(
+                firm_id=self.firm_id, actor=self.actor(self.owner), correlation_id="rm", rule_id=rule_id
+            )
+            await alerts.remove_alert_rule(session=session, command=command)
+
+    async def another_client(self) -> uuid.UUID:
+        client_id = uuid.uuid4()
+        async with transaction(self.sessions) as session:
+            session.add(
+                Client(
+                    id=client_id,
+                    firm_id=self.firm_id,
+                    name="Other client",
+                    client_url="https://businesscentral.dynamics.com/o.example/Production",
+                    tenant="o.example",
+                    tenant_id=uuid.uuid4(),
+                    environment="Production",
+                    source="manual",
+                )
+            )
+        return client_id
+
+    async def failed(self, occurred_at: datetime, client_id: uuid.UUID | None = None) -> None:
+        """A RefreshFailed of the client as a whole (a failed discovery), handled now."""
+        failed = RefreshFailed(
+            refresh_id=uuid.uuid4(),
+            client_id=client_id or self.client_id,
+            failure=Failure(kind=FailureKind.TIMEOUT, summary="s", fix="f", occurred_at=occurred_at),
+        )
+        async with transaction(self.sessions) as session:
+            envelope = new_envelope(failed, firm_id=self.firm_id, actor=Actor.service("fetcher"))
+            await alerts.on_refresh_failed(session=session, failed=envelope)
+
+    async def check_failures(self, at: datetime) -> list[AlertRaised]:
+        async with transaction(self.sessions) as session:
+            await alerts.check_failures(session=session, now=at, correlation_id="tick")
+        return [event for event in await self.new_events() if isinstance(event, AlertRaised)]
+
+    async def digests(self, at: datetime) -> list[AlertDigestDue]:
+        async with transaction(self.sessions) as session:
+            await alerts.send_due_digests(session=session, now=at, correlation_id="tick")
+        return [event for event in await self.new_events() if isinstance(event, AlertDigestDue)]
+
+    async def snapshot(self, cash: str, read_at: datetime, client_id: uuid.UUID | None = None) -> int:
         data = CompanySnapshot(
-            client_id=self.client_id,
+            client_id=client_id or self.client_id,
             company_id=self.company_id,
             company_name="CRONUS",
             refresh_id=uuid.uuid4(),
@@ -459,3 +510,209 @@ async def test_no_webhook_rule_without_a_real_secret_key_outside_dev_mode(regist
                 settings=insecure,
             )
     assert (refused.value.rejection.reason, refused.value.rejection.field) == ("unavailable", "webhook_url")
+
+
+# ---------------------------------------------------------------- failing for more than
+
+
+async def test_a_failure_of_a_client_no_failing_rule_watches_is_not_counted_by_a_rule_added_later(
+    registry: Registry,
+) -> None:
+    watched = await registry.another_client()
+    await registry.rule(registry.owner, client_id=watched, figure="failing_hours", comparison="above", threshold=6)
+    # The client no "failing for more than" rule watches fails, then reads fine.
+    await registry.failed(T0)
+    await registry.snapshot("5", T0 + timedelta(hours=1))
+    # A rule for every client, added much later, counts from no failure of the past.
+    await registry.rule(registry.owner, client_id=None, figure="failing_hours", comparison="above", threshold=6)
+    await registry.new_events()
+    assert await registry.check_failures(T0 + timedelta(hours=30)) == []
+
+
+async def test_a_success_ends_a_failure_even_where_no_rule_looks(registry: Registry) -> None:
+    # A row left behind (before this was fixed) for a client no rule watches at all.
+    async with transaction(registry.sessions) as session:
+        session.add(
+            AlertFailureRow(
+                client_id=registry.client_id, company_key="client", firm_id=registry.firm_id, failing_since=T0
+            )
+        )
+    assert await registry.snapshot("5", T0 + timedelta(hours=1)) == 0
+    async with registry.sessions() as session:
+        assert (await session.execute(select(AlertFailureRow))).scalars().all() == []
+
+
+async def test_a_failure_handled_after_a_later_success_starts_nothing(registry: Registry) -> None:
+    await registry.rule(registry.owner, figure="failing_hours", comparison="above", threshold=6)
+    await registry.snapshot("5", T0 + timedelta(hours=1))
+    await registry.failed(T0)  # older than the read already evaluated: over
+    await registry.new_events()
+    assert await registry.check_failures(T0 + timedelta(hours=12)) == []
+    # A failure after the last read counts, and a read older than it does not end it.
+    await registry.failed(T0 + timedelta(hours=2))
+    await registry.snapshot("5", T0 + timedelta(minutes=90))
+    [raised] = await registry.check_failures(T0 + timedelta(hours=9))
+    assert raised.value == Decimal("7.00")
+
+
+async def test_a_client_no_longer_watched_loses_its_failure_so_a_new_rule_counts_afresh(registry: Registry) -> None:
+    rule_id = await registry.rule(registry.owner, figure="failing_hours", comparison="above", threshold=6)
+    await registry.failed(T0)
+    await registry.remove(rule_id)
+    # While nothing watches it, its reads are not kept: its old failure cannot be trusted.
+    await registry.rule(registry.owner, figure="failing_hours", comparison="above", threshold=6)
+    await registry.new_events()
+    assert await registry.check_failures(T0 + timedelta(hours=30)) == []
+    await registry.failed(T0 + timedelta(hours=31))
+    [raised] = await registry.check_failures(T0 + timedelta(hours=38))
+    assert raised.value == Decimal("7.00")
+
+
+# ---------------------------------------------------------------- daily digests
+
+
+DIGEST_RULE: dict[str, Any] = {
+    "figure": "cash",
+    "comparison": "below",
+    "threshold": Decimal(100),
+    "delivery": "daily_digest",
+    "digest_at": time(8, 0),
+    "time_zone": "Europe/Amsterdam",
+}
+
+
+async def test_an_episode_committed_after_a_digest_ran_is_in_the_next_digest(registry: Registry) -> None:
+    await registry.rule(registry.owner, **DIGEST_RULE)
+    tomorrow = datetime.now(UTC) + timedelta(days=1, hours=1)
+    # A digest runs while an episode's start is not committed yet: it cannot see it...
+    assert await registry.digests(tomorrow) == []
+    # ...which commits with a start before that digest ran.
+    await registry.snapshot("50", datetime.now(UTC))
+    [raised] = [event for event in await registry.new_events() if isinstance(event, AlertRaised)]
+    assert raised.started_at < tomorrow
+    [digest] = await registry.digests(tomorrow + timedelta(days=1))
+    assert [episode.episode_id for episode in digest.episodes] == [raised.episode_id]
+    assert digest.since <= raised.started_at
+    assert await registry.digests(tomorrow + timedelta(days=2)) == []  # listed once
+
+
+async def test_alerts_waiting_for_the_digest_are_mailed_when_the_rule_turns_immediate(registry: Registry) -> None:
+    rule_id = await registry.rule(registry.owner, **DIGEST_RULE)
+    await registry.snapshot("50", datetime.now(UTC))
+    [raised] = [event for event in await registry.new_events() if isinstance(event, AlertRaised)]
+    await registry.save(registry.owner, rule_id, **{**DIGEST_RULE, "delivery": "immediate", "digest_at": None})
+    [digest] = [event for event in await registry.new_events() if isinstance(event, AlertDigestDue)]
+    assert [episode.episode_id for episode in digest.episodes] == [raised.episode_id]
+    # Turned back into a digest: nothing is listed twice.
+    await registry.save(registry.owner, rule_id, **DIGEST_RULE)
+    assert await registry.digests(datetime.now(UTC) + timedelta(days=2)) == []
+
+
+async def test_a_digest_of_more_episodes_than_one_lists_comes_in_several(
+    registry: Registry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(alerts, "DIGEST_PAGE", 2)
+    await registry.rule(registry.owner, **DIGEST_RULE)
+    start = datetime.now(UTC)
+    for step in range(5):  # five episodes: each low read starts one, each high one ends it
+        await registry.snapshot("50", start + timedelta(seconds=2 * step))
+        await registry.snapshot("500", start + timedelta(seconds=2 * step + 1))
+    raised = [event.episode_id for event in await registry.new_events() if isinstance(event, AlertRaised)]
+    assert len(raised) == 5
+    digests = await registry.digests(start + timedelta(days=1, hours=1))
+    assert [len(digest.episodes) for digest in digests] == [2, 2, 1]
+    assert [episode.episode_id for digest in digests for episode in digest.episodes] == raised
+
+
+# ---------------------------------------------------------------- webhook URL changes
+
+
+async def test_the_audit_stream_names_only_the_webhooks_host(registry: Registry, receiver: Receiver) -> None:
+    url = f"http://127.0.0.1:{receiver.port}/services/T000/B000/XXXXtoken?secret=abc"
+    await registry.rule(registry.owner, figure="cash", comparison="below", threshold=Decimal(1), webhook_url=url)
+    [rule_set] = [event for event in await registry.new_events() if isinstance(event, AlertRuleSet)]
+    assert rule_set.webhook_host == f"http://127.0.0.1:{receiver.port}"
+    async with registry.sessions() as session:
+        payloads = (await session.execute(select(registry_outbox.c.payload))).scalars().all()
+    assert not any("XXXXtoken" in str(payload) or "secret=abc" in str(payload) for payload in payloads)
+
+
+async def test_a_changed_webhook_url_gives_up_what_was_queued_for_the_old_one_and_gets_a_new_secret(
+    registry: Registry, receiver: Receiver
+) -> None:
+    hook: dict[str, Any] = {"figure": "cash", "comparison": "below", "threshold": Decimal(100), "email": False}
+    old_url = f"http://127.0.0.1:{receiver.port}/old"
+    first = await registry.save(registry.owner, webhook_url=old_url, **hook)
+    await registry.snapshot("1", T0)
+    async with transaction(registry.sessions) as session:
+        # Claimed just before the change: the secret it is signed with is looked up after it.
+        now = datetime.now(UTC)
+        [claimed] = await alerts.claim_due_deliveries(session=session, now=now, hold=timedelta(seconds=30))
+    changed = await registry.save(
+        registry.owner, first.rule_id, webhook_url=f"http://127.0.0.1:{receiver.port}/new", **hook
+    )
+    assert changed.webhook_secret is not None and changed.webhook_secret != first.webhook_secret
+    async with transaction(registry.sessions) as session:
+        # Never signed with the new receiver's secret, never sent again.
+        assert await alerts.secret_of(session, claimed, SETTINGS) is None
+        later = now + timedelta(days=1)
+        assert await alerts.claim_due_deliveries(session=session, now=later, hold=timedelta(seconds=1)) == []
+        await alerts.record_attempt(
+            session=session,
+            delivery_id=claimed.id,
+            attempt=webhooks.Attempt(webhooks.Outcome.PERMANENT, "no secret"),
+            now=now,
+            settings=SETTINGS,
+        )
+    async with registry.sessions() as session:
+        [given_up] = (await session.execute(select(AlertWebhookDelivery))).scalars().all()
+    assert given_up.failed_at is not None and given_up.last_error == alerts.WEBHOOK_URL_CHANGED
+    # The same URL saved again keeps its secret: nothing new to hand out.
+    again = await registry.save(
+        registry.owner, first.rule_id, webhook_url=f"http://127.0.0.1:{receiver.port}/new", **hook
+    )
+    assert again.webhook_secret is None
+
+
+async def test_removing_a_rule_or_its_webhook_gives_up_its_pending_deliveries(
+    registry: Registry, receiver: Receiver
+) -> None:
+    hook: dict[str, Any] = {"figure": "cash", "comparison": "below", "threshold": Decimal(100), "email": True}
+    url = f"http://127.0.0.1:{receiver.port}/hook"
+    unhooked = await registry.save(registry.owner, webhook_url=url, **hook)
+    removed = await registry.save(registry.owner, webhook_url=url, **hook)
+    await registry.snapshot("1", T0)
+    await registry.save(registry.owner, unhooked.rule_id, webhook_url=None, **hook)
+    await registry.remove(removed.rule_id)
+    async with registry.sessions() as session:
+        deliveries = (await session.execute(select(AlertWebhookDelivery))).scalars().all()
+    assert {(delivery.rule_id, delivery.last_error) for delivery in deliveries} == {
+        (unhooked.rule_id, alerts.WEBHOOK_URL_CHANGED),
+        (removed.rule_id, alerts.WEBHOOK_RULE_REMOVED),
+    }
+    assert all(delivery.failed_at is not None for delivery in deliveries)
+
+
+async def test_an_alert_posted_just_before_its_url_changed_is_recorded_as_delivered(
+    registry: Registry, receiver: Receiver
+) -> None:
+    hook: dict[str, Any] = {"figure": "cash", "comparison": "below", "threshold": Decimal(100), "email": False}
+    first = await registry.save(registry.owner, webhook_url=f"http://127.0.0.1:{receiver.port}/old", **hook)
+    await registry.snapshot("1", T0)
+    now = datetime.now(UTC)
+    async with transaction(registry.sessions) as session:
+        [claimed] = await alerts.claim_due_deliveries(session=session, now=now, hold=timedelta(seconds=30))
+        assert await alerts.secret_of(session, claimed, SETTINGS) == first.webhook_secret
+    # The POST is out, signed for the old URL, as the URL changes: it got there all the same.
+    await registry.save(registry.owner, first.rule_id, webhook_url=f"http://127.0.0.1:{receiver.port}/new", **hook)
+    async with transaction(registry.sessions) as session:
+        await alerts.record_attempt(
+            session=session,
+            delivery_id=claimed.id,
+            attempt=webhooks.Attempt(webhooks.Outcome.DELIVERED, "204"),
+            now=now,
+            settings=SETTINGS,
+        )
+    async with registry.sessions() as session:
+        [delivery] = (await session.execute(select(AlertWebhookDelivery))).scalars().all()
+    assert (delivery.delivered_at, delivery.failed_at, delivery.last_error) == (now, None, None)

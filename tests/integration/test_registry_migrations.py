@@ -1,20 +1,32 @@
 """A registry database from before tenant grants: migration 0004 keeps the access that
 accepted invitations and the sample client had (a grant and its event each), leaves cards
-added by hand waiting for the client's permission, and the registry resolves their tenants."""
+added by hand waiting for the client's permission, and the registry resolves their tenants.
+Migration 0010 keeps the alerts waiting for a digest and drops failures nothing watches."""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
+from datetime import UTC, datetime, time, timedelta
 
+import sqlalchemy as sa
 from sqlalchemy import text
 from sqlmodel import select
 
-from hub_common.db import create_engine, migrate, session_factory, transaction
+from hub_common.db import UtcDateTime, create_engine, migrate, session_factory, transaction
 from hub_common.entra import TenantDirectory
 from hub_common.events import ClientUpdated, TenantAccessGranted, decode_event
 from hub_registry.app import MIGRATIONS, VERSION_TABLE
-from hub_registry.models import Client, TenantGrant, registry_outbox
+from hub_registry.models import (
+    Accountant,
+    AlertEpisodeRow,
+    AlertFailureRow,
+    AlertRuleRow,
+    Client,
+    Firm,
+    TenantGrant,
+    registry_outbox,
+)
 from hub_registry.service import clients, tenant_grants
 
 
@@ -80,5 +92,98 @@ async def test_old_clients_keep_the_access_they_had(
         assert [u.data.client_id for u in updates if isinstance(u.data, ClientUpdated)] == [by_hand]
         async with sessions() as session:
             assert not await tenant_grants.has_grant(session, firm, resolved.tenant_id), "still waiting for permission"
+    finally:
+        await engine.dispose()
+
+
+async def test_alerts_waiting_for_a_digest_stay_waiting_and_unwatched_failures_go(database_url: str) -> None:
+    """Migration 0010: the episodes the old digest window would list next are flagged as
+    waiting for the digest (the rest are not), and a failure row of a client no "failing
+    for more than" rule watches (never cleared by a success before) is dropped."""
+    await asyncio.to_thread(migrate, database_url, MIGRATIONS, VERSION_TABLE, "0009")
+    firm, owner, watched, unwatched = uuid.uuid4(), uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    last_digest = datetime(2026, 12, 1, 7, 0, tzinfo=UTC)
+    engine = create_engine(database_url)
+    try:
+        sessions = session_factory(engine)
+        async with transaction(sessions) as session:
+            session.add(Firm(id=firm, name="Digesting firm"))
+            await session.flush()
+            session.add(
+                Accountant(id=owner, firm_id=firm, email=f"{owner.hex}@d.example", display_name="D", role="owner")
+            )
+            for client_id in (watched, unwatched):
+                session.add(
+                    Client(
+                        id=client_id,
+                        firm_id=firm,
+                        name="Client",
+                        client_url=f"https://businesscentral.dynamics.com/{client_id.hex}.example/Production",
+                        tenant=f"{client_id.hex}.example",
+                        environment="Production",
+                        source="manual",
+                    )
+                )
+            await session.flush()
+            digest = AlertRuleRow(
+                firm_id=firm,
+                owner_accountant_id=owner,
+                name="Digest",
+                client_id=watched,
+                figure="cash",
+                comparison="below",
+                threshold="1",
+                delivery="daily_digest",
+                digest_at=time(8, 0),
+                last_digest_at=last_digest,
+            )
+            failing = AlertRuleRow(
+                firm_id=firm,
+                owner_accountant_id=owner,
+                name="Failing",
+                client_id=watched,
+                figure="failing_hours",
+                comparison="above",
+                threshold="6",
+            )
+            session.add_all([digest, failing])
+            for client_id in (watched, unwatched):
+                session.add(
+                    AlertFailureRow(client_id=client_id, company_key="client", firm_id=firm, failing_since=last_digest)
+                )
+        episodes = sa.table(
+            "registry_alert_episodes",
+            *(sa.column(name, sa.Uuid()) for name in ("id", "firm_id", "rule_id", "client_id", "raised_event_id")),
+            sa.column("company_key", sa.String()),
+            sa.column("value", sa.String()),
+            sa.column("started_at", UtcDateTime()),
+            sa.column("ended_at", UtcDateTime()),
+        )
+        listed, waiting = uuid.uuid4(), uuid.uuid4()
+        async with engine.begin() as connection:
+            for episode_id, started_at in (
+                (listed, last_digest - timedelta(hours=2)),
+                (waiting, last_digest + timedelta(hours=2)),
+            ):
+                await connection.execute(
+                    sa.insert(episodes).values(
+                        id=episode_id,
+                        firm_id=firm,
+                        rule_id=digest.id,
+                        client_id=watched,
+                        raised_event_id=uuid.uuid4(),
+                        company_key="client",
+                        value="0",
+                        started_at=started_at,
+                        ended_at=started_at + timedelta(hours=1),
+                    )
+                )
+        await asyncio.to_thread(migrate, database_url, MIGRATIONS, VERSION_TABLE)
+
+        async with sessions() as session:
+            pending = {e.id: e.digest_pending for e in (await session.execute(select(AlertEpisodeRow))).scalars()}
+            failures = {f.client_id for f in (await session.execute(select(AlertFailureRow))).scalars()}
+        assert pending == {listed: False, waiting: True}
+        assert failures == {watched}
     finally:
         await engine.dispose()

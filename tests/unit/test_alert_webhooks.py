@@ -10,6 +10,7 @@ import pytest
 from pydantic import SecretStr
 
 from hub_common.sealing import Sealer, Unsealable
+from hub_registry.service.alerts import webhook_host
 from hub_registry.webhooks import NOT_PUBLIC, UnsafeWebhook, new_secret, resolve_target, signature
 
 
@@ -103,3 +104,17 @@ def test_a_sealed_secret_opens_only_with_its_key_purpose_and_context() -> None:
         sealer.open(tampered, context="rule-1")
     with pytest.raises(Unsealable):
         sealer.open("v9.abc.def", context="rule-1")
+
+
+@pytest.mark.parametrize(
+    ("url", "host"),
+    [
+        ("https://hooks.slack.com/services/T0/B0/secrettoken", "https://hooks.slack.com"),
+        ("https://x.webhook.office.com/webhookb2/abc@def/IncomingWebhook/tok?sig=1", "https://x.webhook.office.com"),
+        ("https://user:pass@Hooks.Example.com:8443/h?key=s#frag", "https://hooks.example.com:8443"),
+        ("https://[2001:db8::1]:444/hook", "https://[2001:db8::1]:444"),
+        (None, None),
+    ],
+)
+def test_the_audit_stream_gets_a_webhooks_scheme_host_and_port_only(url: str | None, host: str | None) -> None:
+    assert webhook_host(url) == host

@@ -714,7 +714,9 @@ EmailAddress = Annotated[str, Field(max_length=320)]
 
 
 class AlertRuleSet(EventData):
-    """An accountant defined or changed an alert rule. The webhook's secret is never in it."""
+    """An accountant defined or changed an alert rule. The webhook's secret is never in it,
+    nor its URL's path or query (Slack, Teams and Zapier put a bearer token there, and the
+    audit stream is never purged): only where it points, ``https://host[:port]``."""
 
     event_type = "AlertRuleSet"
     subject_template = "alert.rule_set"
@@ -728,7 +730,8 @@ class AlertRuleSet(EventData):
     comparison: AlertComparison
     threshold: AlertNumber
     email: bool
-    webhook_url: Annotated[str, Field(max_length=2000)] | None = None
+    # The webhook URL's scheme, host and port only; None: no webhook.
+    webhook_host: Annotated[str, Field(max_length=300)] | None = None
     delivery: AlertDelivery = "immediate"
     # The daily digest's wall-clock time in ``time_zone``.
     digest_at: time | None = None
@@ -808,7 +811,11 @@ class DigestEpisode(BaseModel):
 
 
 class AlertDigestDue(EventData):
-    """A rule's daily digest: one mail listing the episodes started since the last one."""
+    """A rule's daily digest: one mail listing the rule's episodes no digest listed before
+    (more than one digest holds come as several digests of the same run). Also sent at once,
+    by the accountant, when a digest rule stops being one: what waited for it is mailed then.
+    ``since`` is the previous digest, or the start of the earliest episode listed when that
+    is earlier (one that committed as the previous digest ran)."""
 
     event_type = "AlertDigestDue"
     subject_template = "alert.digest_due"

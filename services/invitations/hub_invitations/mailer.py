@@ -1,4 +1,5 @@
-"""Delivering invitation mail: at once after the invitation commits, else retried.
+"""Delivering invitation mail: at once after the invitation commits, else retried (and the
+alert mail SMTP did not take, kept by hub_invitations.alert_mail, in the same loop).
 
 The handler that raised an invitation holds its mail (``mail_claimed_until``) and sends
 it right after the commit. If SMTP fails, the invitation stays and its claim is released;
@@ -22,6 +23,7 @@ from sqlmodel import col, select
 from hub_common.db import transaction
 from hub_common.logging import get_logger
 from hub_invitations import service
+from hub_invitations.alert_mail import retry_unsent_alert_mails
 from hub_invitations.mail import InvitationMail, MailNotSent, compose, send
 from hub_invitations.models import Invitation
 from hub_invitations.settings import InvitationsSettings
@@ -122,3 +124,7 @@ class InvitationMailer:
                 await self.retry_once()
             except Exception:
                 logger.exception("invitation mail retry failed; trying again later")
+            try:
+                await retry_unsent_alert_mails(self._sessions, self._settings)
+            except Exception:
+                logger.exception("alert mail retry failed; trying again later")

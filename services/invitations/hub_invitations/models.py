@@ -6,7 +6,7 @@ import uuid
 from datetime import UTC, datetime
 from enum import StrEnum
 
-from sqlalchemy import JSON, Column
+from sqlalchemy import JSON, Column, Text
 from sqlmodel import Field, SQLModel
 
 from hub_common.db import UtcDateTime
@@ -69,4 +69,10 @@ class AlertMail(SQLModel, table=True):
 
     event_id: uuid.UUID = Field(primary_key=True)
     claimed_until: datetime | None = Field(default=None, sa_column=Column(UtcDateTime(), nullable=True))
-    sent_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime(), nullable=True))
+    sent_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime(), nullable=True, index=True))
+    # The mail as composed from its event (RFC 5322): kept until sent, so a mail SMTP did not
+    # take is retried from here by the mail loop (hub_invitations.mailer), however long the
+    # outage, while its event is acknowledged.
+    message: str | None = Field(default=None, sa_column=Column(Text(), nullable=True))
+    attempts: int = 0
+    last_error: str | None = Field(default=None, max_length=500)

@@ -250,6 +250,9 @@ class AlertEpisodeRow(SQLModel, table=True):
     raised_event_id: uuid.UUID
     started_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False, index=True))
     ended_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime(), nullable=True))
+    # Started under a daily-digest rule and not listed in a digest yet. A flag, not a time
+    # window: an episode committed after a digest began is listed by the next one.
+    digest_pending: bool = False
 
 
 class AlertFailureRow(SQLModel, table=True):
@@ -292,6 +295,7 @@ class AlertWebhookDelivery(SQLModel, table=True):
     # A sender holds it until then; after it (a sender died), another may send it.
     claimed_until: datetime | None = Field(default=None, sa_column=Column(UtcDateTime(), nullable=True))
     delivered_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime(), nullable=True, index=True))
-    # Given up: a permanent refusal, or transient ones past the last attempt.
+    # Given up: a permanent refusal, transient ones past the last attempt, or its rule no
+    # longer naming its URL (changed or removed, or the rule removed) before it went out.
     failed_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime(), nullable=True))
     last_error: str | None = Field(default=None, max_length=500)

@@ -56,7 +56,9 @@ async def create_alert_rule(
 async def change_alert_rule(
     rule_id: uuid.UUID, rule: commands.AlertRuleFields, principal: CurrentPrincipal, state: State, request: Request
 ) -> commands.AlertRuleSaved:
-    """Change a rule. A changed figure, comparison or client ends its open alerts."""
+    """Change a rule. A changed figure, comparison or client ends its open alerts. A changed
+    ``webhook_url`` gives up the alerts still queued for the old one and gets a new signing
+    secret, in the answer: shown this once, keep it."""
     return await _save(state, request, principal, rule, rule_id=rule_id)
 
 

@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
-from sqlalchemy import ColumnElement, func, or_, update
+from sqlalchemy import ColumnElement, delete, func, or_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
@@ -92,6 +94,28 @@ ALERTS_ACTOR = Actor.service("registry-alerts")
 MAX_RULES_PER_FIRM = 500
 # The purpose the webhook secrets are sealed under (hub_common.sealing).
 WEBHOOK_SECRETS = "alert-webhook-secrets"
+
+
+# Why a pending webhook delivery was given up without being sent (its ``last_error``).
+WEBHOOK_URL_CHANGED = "not sent: the rule's webhook URL changed or was removed before it went out"
+WEBHOOK_RULE_REMOVED = "not sent: the rule was removed before it went out"
+
+
+def webhook_host(url: str | None) -> str | None:
+    """Where a webhook URL points, ``scheme://host[:port]``, for the audit stream: its path
+    and query often carry the receiver's bearer token (Slack, Teams, Zapier), and its user
+    part a password; the stream is never purged, so they stay out of it."""
+    if url is None:
+        return None
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:  # an IPv6 literal keeps its brackets
+        host = f"[{host}]"
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    return f"{parts.scheme}://{host}" + (f":{port}" if port is not None else "")
 
 
 def sealer(settings: RegistrySettings) -> Sealer:
@@ -216,9 +240,31 @@ async def set_alert_rule(*, session: AsyncSession, command: SetAlertRule, settin
                 session, Context.of(command), col(AlertEpisodeRow.rule_id) == row.id, reason="rule_changed", now=now
             )
     secret: str | None = None
+    if fields.webhook_url != row.webhook_url:
+        # What was queued for the old URL was meant for whoever the rule named then, and its
+        # signature for that receiver: it is not sent on, and a new URL gets a new secret.
+        await _give_up_pending_deliveries(session, row.id, reason=WEBHOOK_URL_CHANGED, now=now)
+        row.webhook_secret_sealed = None
     if fields.webhook_url is not None and row.webhook_secret_sealed is None:
         secret = webhooks.new_secret()
         row.webhook_secret_sealed = sealer(settings).seal(secret, context=str(row.id))
+    digested_before = row.email and row.delivery == Delivery.DAILY_DIGEST.value
+    digested_after = fields.email and fields.delivery == Delivery.DAILY_DIGEST.value
+    if digested_before and not digested_after:
+        # Alerts started under the digest are waiting for it: mailed now, as the digest they
+        # were promised, about the rule as it was when they started, unless the mail is turned off.
+        async def emit_digest(digest: AlertDigestDue) -> object:
+            return await emit(session, Context.of(command), digest)
+
+        if fields.email:
+            await _digest_pending(session, row, since=row.last_digest_at, until=now, emit_digest=emit_digest)
+        else:
+            await session.execute(
+                update(AlertEpisodeRow)
+                .where(col(AlertEpisodeRow.rule_id) == row.id, col(AlertEpisodeRow.digest_pending).is_(True))
+                .values(digest_pending=False)
+                .execution_options(synchronize_session=False)
+            )
     row.name = fields.name
     row.client_id = fields.client_id
     row.figure = condition.figure.value
@@ -227,7 +273,7 @@ async def set_alert_rule(*, session: AsyncSession, command: SetAlertRule, settin
     row.email = fields.email
     row.webhook_url = fields.webhook_url
     if fields.delivery != row.delivery and fields.delivery == Delivery.DAILY_DIGEST.value:
-        # The first digest lists what started after the switch: earlier alerts were mailed.
+        # The first digest is due at its next time of day, not at once for the days before.
         row.last_digest_at = now
     row.delivery = fields.delivery
     row.digest_at = fields.digest_at
@@ -238,6 +284,7 @@ async def set_alert_rule(*, session: AsyncSession, command: SetAlertRule, settin
     row.updated_at = now
     session.add(row)
     await session.flush()
+    await _forget_unwatched_failures(session, row.firm_id)
     await emit(
         session,
         Context.of(command),
@@ -250,7 +297,7 @@ async def set_alert_rule(*, session: AsyncSession, command: SetAlertRule, settin
             comparison=fields.comparison,
             threshold=condition.threshold,
             email=row.email,
-            webhook_url=row.webhook_url,
+            webhook_host=webhook_host(row.webhook_url),
             delivery=fields.delivery,
             digest_at=row.digest_at,
             time_zone=row.time_zone,
@@ -266,8 +313,11 @@ async def remove_alert_rule(*, session: AsyncSession, command: RemoveAlertRule) 
     await _end_open_episodes(
         session, Context.of(command), col(AlertEpisodeRow.rule_id) == row.id, reason="rule_removed", now=now
     )
+    await _give_up_pending_deliveries(session, row.id, reason=WEBHOOK_RULE_REMOVED, now=now)
     row.removed_at = now
     session.add(row)
+    await session.flush()
+    await _forget_unwatched_failures(session, row.firm_id)
     await emit(session, Context.of(command), AlertRuleRemoved(rule_id=row.id))
 
 
@@ -277,15 +327,26 @@ async def forget_client(session: AsyncSession, context: Context, client_id: uuid
     await _end_open_episodes(
         session, context, col(AlertEpisodeRow.client_id) == client_id, reason="client_removed", now=now
     )
-    rules = (
-        await session.execute(
-            select(AlertRuleRow).where(col(AlertRuleRow.client_id) == client_id, col(AlertRuleRow.removed_at).is_(None))
-        )
-    ).scalars()
+    rules = list(
+        (
+            await session.execute(
+                select(AlertRuleRow).where(
+                    col(AlertRuleRow.client_id) == client_id, col(AlertRuleRow.removed_at).is_(None)
+                )
+            )
+        ).scalars()
+    )
     for rule in rules:
+        await _give_up_pending_deliveries(session, rule.id, reason=WEBHOOK_RULE_REMOVED, now=now)
         rule.removed_at = now
         session.add(rule)
         await emit(session, context, AlertRuleRemoved(rule_id=rule.id))
+    # Nothing watches a removed client's failures any more.
+    await session.execute(
+        delete(AlertFailureRow)
+        .where(col(AlertFailureRow.client_id) == client_id)
+        .execution_options(synchronize_session=False)
+    )
 
 
 async def list_alert_rules(*, session: AsyncSession, command: ListAlertRules) -> AlertRuleList:
@@ -378,6 +439,21 @@ async def _end_open_episodes(
         )
 
 
+async def _give_up_pending_deliveries(session: AsyncSession, rule_id: uuid.UUID, *, reason: str, now: datetime) -> None:
+    """The rule's webhook deliveries not sent yet are given up (``failed_at``, with why): a
+    delivery goes to the URL it was queued for only while the rule still names it."""
+    await session.execute(
+        update(AlertWebhookDelivery)
+        .where(
+            col(AlertWebhookDelivery.rule_id) == rule_id,
+            col(AlertWebhookDelivery.delivered_at).is_(None),
+            col(AlertWebhookDelivery.failed_at).is_(None),
+        )
+        .values(failed_at=now, last_error=reason, claimed_until=None)
+        .execution_options(synchronize_session=False)
+    )
+
+
 async def _live_rules(
     session: AsyncSession, firm_id: uuid.UUID, client_id: uuid.UUID | None = None
 ) -> list[AlertRuleRow]:
@@ -387,17 +463,56 @@ async def _live_rules(
     return list((await session.execute(query)).scalars())
 
 
-async def _firm_watches_failures(session: AsyncSession, firm_id: uuid.UUID) -> bool:
+def _watching_failures(firm_id: uuid.UUID) -> ColumnElement[bool]:
+    return (
+        (col(AlertRuleRow.firm_id) == firm_id)
+        & col(AlertRuleRow.removed_at).is_(None)
+        & (col(AlertRuleRow.figure) == Figure.FAILING_HOURS.value)
+    )
+
+
+async def _failures_watched(session: AsyncSession, firm_id: uuid.UUID, client_id: uuid.UUID) -> bool:
+    """Whether a live "failing for more than" rule watches the client (or all the firm's)."""
     found = await session.execute(
         select(AlertRuleRow.id)
         .where(
-            col(AlertRuleRow.firm_id) == firm_id,
-            col(AlertRuleRow.removed_at).is_(None),
-            col(AlertRuleRow.figure) == Figure.FAILING_HOURS.value,
+            _watching_failures(firm_id),
+            col(AlertRuleRow.client_id).is_(None) | (col(AlertRuleRow.client_id) == client_id),
         )
         .limit(1)
     )
     return found.first() is not None
+
+
+async def _last_successful_read(
+    session: AsyncSession, client_id: uuid.UUID, company_id: uuid.UUID | None
+) -> datetime | None:
+    """The newest read evaluated of the company (of any of the client's, for the client as a
+    whole): positions are kept for every client a rule watches."""
+    query = select(func.max(AlertPositionRow.read_at)).where(col(AlertPositionRow.client_id) == client_id)
+    if company_id is not None:
+        query = query.where(col(AlertPositionRow.company_id) == company_id)
+    found: datetime | None = (await session.execute(query)).scalar_one_or_none()
+    return found
+
+
+async def _forget_unwatched_failures(session: AsyncSession, firm_id: uuid.UUID) -> None:
+    """Failure rows of clients no "failing for more than" rule watches any more go. While a
+    client is unwatched its reads are not kept (no position), so a failure handled late
+    could not be told from a current one; a rule that watches it again counts from its next
+    failure rather than from a row that may be stale."""
+    watched = (await session.execute(select(AlertRuleRow.client_id).where(_watching_failures(firm_id)))).scalars()
+    watched_clients = set(watched)
+    if None in watched_clients:
+        return  # a rule watches every client of the firm
+    await session.execute(
+        delete(AlertFailureRow)
+        .where(
+            col(AlertFailureRow.firm_id) == firm_id,
+            col(AlertFailureRow.client_id).not_in([client for client in watched_clients if client is not None]),
+        )
+        .execution_options(synchronize_session=False)
+    )
 
 
 async def _open_episodes(
@@ -495,6 +610,8 @@ async def _apply_changes(
                 currency_code=raised.currency_code,
                 raised_event_id=envelope.id,
                 started_at=now,
+                # Mailed in the rule's next digest, whenever that runs (see _digest_pending).
+                digest_pending=rule.email and rule.delivery == Delivery.DAILY_DIGEST.value,
             )
         )
         if rule.webhook_url is not None:
@@ -529,6 +646,19 @@ def webhook_body(envelope: Envelope[EventData]) -> str:
 async def on_snapshot(*, session: AsyncSession, snapshot: Envelope[CompanySnapshot]) -> int:
     """Evaluate a company's snapshot against its firm's rules; how many episodes changed."""
     data = snapshot.data
+    # A successful read ends the company's failure and the client's as a whole, watched or
+    # not: a failure row left behind would count from the past for a rule added later. Only
+    # a failure from before this read: one from after it (the streams keep no order between
+    # them) still holds.
+    await session.execute(
+        delete(AlertFailureRow)
+        .where(
+            col(AlertFailureRow.client_id) == data.client_id,
+            col(AlertFailureRow.company_key).in_([_company_key(data.company_id), WHOLE_CLIENT]),
+            col(AlertFailureRow.failing_since) <= data.read_at,
+        )
+        .execution_options(synchronize_session=False)
+    )
     rules = await _live_rules(session, snapshot.firm_id, data.client_id)
     if not rules:
         return 0  # the firm watches nothing here: the cheap and common case
@@ -540,11 +670,6 @@ async def on_snapshot(*, session: AsyncSession, snapshot: Envelope[CompanySnapsh
     else:
         position.read_at = data.read_at
         session.add(position)
-    # A successful read ends the company's failure and the client's as a whole.
-    for key in (_company_key(data.company_id), WHOLE_CLIENT):
-        failure = await session.get(AlertFailureRow, (data.client_id, key))
-        if failure is not None:
-            await session.delete(failure)
     watched = {Figure(rule.figure) for rule in rules}
     observations = observations_of_snapshot(data.client_id, data.company_id, data.figures, watched)
     open_episodes = await _open_episodes(session, rules)
@@ -565,13 +690,17 @@ async def on_snapshot(*, session: AsyncSession, snapshot: Envelope[CompanySnapsh
 
 
 async def on_refresh_failed(*, session: AsyncSession, failed: Envelope[RefreshFailed]) -> None:
-    """Note when a company (or the client as a whole) started failing, for firms that watch it."""
+    """Note when a company (or the client as a whole) started failing, for a client a
+    "failing for more than" rule watches."""
     data = failed.data
-    if not await _firm_watches_failures(session, failed.firm_id):
+    if not await _failures_watched(session, failed.firm_id, data.client_id):
         return
     key = _company_key(data.company_id)
     if await session.get(AlertFailureRow, (data.client_id, key)) is not None:
         return  # failing already: the episode counts from the first failure
+    last_read = await _last_successful_read(session, data.client_id, data.company_id)
+    if last_read is not None and data.failure.occurred_at <= last_read:
+        return  # a failure handled after a later success (another stream, a retry): over already
     client = await session.get(Client, data.client_id)
     if client is None or client.firm_id != failed.firm_id:
         return
@@ -627,8 +756,80 @@ async def check_failures(*, session: AsyncSession, now: datetime, correlation_id
 # ---------------------------------------------------------------- daily digests
 
 
+# How many episodes one digest lists at most (AlertDigestDue takes up to 1000): more make
+# several digests of the same run, never a silently shorter one.
+DIGEST_PAGE = 500
+
+
+async def _digest_pending(
+    session: AsyncSession,
+    rule: AlertRuleRow,
+    *,
+    since: datetime,
+    until: datetime,
+    emit_digest: Callable[[AlertDigestDue], Awaitable[object]],
+) -> int:
+    """List every episode of the rule still awaiting its digest, in digests of at most
+    DIGEST_PAGE episodes, each episode marked as listed in the same transaction; how many
+    digests. An episode whose start commits while this runs is simply listed in the next."""
+    owner = await session.get(Accountant, rule.owner_accountant_id)
+    digests = 0
+    while True:
+        page = (
+            await session.execute(
+                select(AlertEpisodeRow, Client.name)
+                .join(Client, col(Client.id) == col(AlertEpisodeRow.client_id))
+                .where(col(AlertEpisodeRow.rule_id) == rule.id, col(AlertEpisodeRow.digest_pending).is_(True))
+                .order_by(col(AlertEpisodeRow.started_at), col(AlertEpisodeRow.id))
+                .limit(DIGEST_PAGE)
+                # Another replica listing the same rule (a switch away from the digest as it
+                # runs) skips what this one holds: each episode is listed once.
+                .with_for_update(skip_locked=True, of=AlertEpisodeRow)
+            )
+        ).all()
+        if not page:
+            return digests
+        await session.execute(
+            update(AlertEpisodeRow)
+            .where(col(AlertEpisodeRow.id).in_([episode.id for episode, _ in page]))
+            .values(digest_pending=False)
+            .execution_options(synchronize_session=False)
+        )
+        if owner is None:
+            continue  # nobody to mail them to
+        await emit_digest(
+            AlertDigestDue(
+                digest_id=uuid.uuid4(),
+                rule_id=rule.id,
+                rule_name=rule.name,
+                figure=rule.figure,
+                comparison=rule.comparison,
+                threshold=Decimal(rule.threshold),
+                recipient=AlertRecipient(
+                    accountant_id=owner.id, email=owner.email, display_name=owner.display_name, language=rule.language
+                ),
+                since=min(since, page[0][0].started_at),
+                until=until,
+                episodes=[
+                    DigestEpisode(
+                        episode_id=episode.id,
+                        client_name=client_name,
+                        company_name=episode.company_name,
+                        value=Decimal(episode.value),
+                        currency_code=episode.currency_code,
+                        started_at=episode.started_at,
+                        ended_at=episode.ended_at,
+                    )
+                    for episode, client_name in page
+                ],
+            )
+        )
+        digests += 1
+
+
 async def send_due_digests(*, session: AsyncSession, now: datetime, correlation_id: str) -> int:
-    """One AlertDigestDue per digest rule whose time has come and that has episodes to list."""
+    """The AlertDigestDue of each digest rule whose time has come and that has episodes to
+    list (several when they are more than one digest lists)."""
     rules = (
         await session.execute(
             select(AlertRuleRow).where(
@@ -639,7 +840,7 @@ async def send_due_digests(*, session: AsyncSession, now: datetime, correlation_
         )
     ).scalars()
     sent = 0
-    for rule in rules:
+    for rule in list(rules):
         if rule.digest_at is None:
             continue
         if not digest_due(DigestSchedule(rule.digest_at, rule.time_zone), last_sent=rule.last_digest_at, now=now):
@@ -652,54 +853,11 @@ async def send_due_digests(*, session: AsyncSession, now: datetime, correlation_
         )
         if getattr(claimed, "rowcount", 0) != 1:
             continue  # another replica took this digest
-        episodes = (
-            await session.execute(
-                select(AlertEpisodeRow, Client.name)
-                .join(Client, col(Client.id) == col(AlertEpisodeRow.client_id))
-                .where(
-                    col(AlertEpisodeRow.rule_id) == rule.id,
-                    col(AlertEpisodeRow.started_at) > rule.last_digest_at,
-                    col(AlertEpisodeRow.started_at) <= now,
-                )
-                .order_by(col(AlertEpisodeRow.started_at))
-                .limit(1000)
-            )
-        ).all()
-        owner = await session.get(Accountant, rule.owner_accountant_id)
-        if not episodes or owner is None:
-            continue
-        await _emit_caused(
-            session,
-            rule.firm_id,
-            AlertDigestDue(
-                digest_id=uuid.uuid4(),
-                rule_id=rule.id,
-                rule_name=rule.name,
-                figure=rule.figure,
-                comparison=rule.comparison,
-                threshold=Decimal(rule.threshold),
-                recipient=AlertRecipient(
-                    accountant_id=owner.id, email=owner.email, display_name=owner.display_name, language=rule.language
-                ),
-                since=rule.last_digest_at,
-                until=now,
-                episodes=[
-                    DigestEpisode(
-                        episode_id=episode.id,
-                        client_name=client_name,
-                        company_name=episode.company_name,
-                        value=Decimal(episode.value),
-                        currency_code=episode.currency_code,
-                        started_at=episode.started_at,
-                        ended_at=episode.ended_at,
-                    )
-                    for episode, client_name in episodes
-                ],
-            ),
-            correlation_id=correlation_id,
-            cause=None,
-        )
-        sent += 1
+
+        async def emit_digest(digest: AlertDigestDue, firm_id: uuid.UUID = rule.firm_id) -> object:
+            return await _emit_caused(session, firm_id, digest, correlation_id=correlation_id, cause=None)
+
+        sent += await _digest_pending(session, rule, since=rule.last_digest_at, until=now, emit_digest=emit_digest)
     return sent
 
 
@@ -750,6 +908,9 @@ async def secret_of(session: AsyncSession, delivery: AlertWebhookDelivery, setti
     rule = await session.get(AlertRuleRow, delivery.rule_id)
     if rule is None or rule.webhook_secret_sealed is None:
         return None
+    if rule.removed_at is not None or rule.webhook_url != delivery.url:
+        # Claimed as the rule changed: the secret now is the new receiver's, never the old one's.
+        return None
     try:
         return sealer(settings).open(rule.webhook_secret_sealed, context=str(rule.id))
     except Unsealable:
@@ -765,8 +926,14 @@ async def record_attempt(
     settings: RegistrySettings,
 ) -> None:
     delivery = await session.get(AlertWebhookDelivery, delivery_id)
-    if delivery is None:
+    if delivery is None or delivery.delivered_at is not None:
         return
+    if delivery.failed_at is not None:
+        # Given up while it was out (its rule's URL changed, or the rule went): that reason
+        # stays, unless this attempt, sent before the change, did get through.
+        if attempt.outcome is not webhooks.Outcome.DELIVERED:
+            return
+        delivery.failed_at = None
     delivery.attempts += 1
     delivery.claimed_until = None
     delivery.last_error = None if attempt.outcome is webhooks.Outcome.DELIVERED else attempt.detail[:500]

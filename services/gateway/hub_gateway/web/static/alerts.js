@@ -1,5 +1,6 @@
 // Alerts: the current alerts of the firm's rules, the rules you may manage, and a new rule.
-// A new rule with a webhook shows its signing secret once, here.
+// A new rule with a webhook, or a rule given a new webhook URL, shows its signing secret
+// once, here (a new URL gets a new secret).
 "use strict";
 
 Hub.start(() => {
@@ -13,6 +14,13 @@ Hub.start(() => {
   $("rule-figure").replaceChildren(...boot.figures.map((figure) => h("option", { value: figure.value }, figure.label)));
   $("rule-client").replaceChildren(h("option", { value: "" }, _("All clients")), ...boot.clients.map((client) => h("option", { value: client.client_id }, client.name)));
   $("rule-time-zone").value = Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC";
+
+  function showSecret(secret) {
+    $("alerts-secret").replaceChildren(
+      _("The webhook's signing secret, shown only now: keep it where your receiver can check the X-Hub-Signature header with it."), " ",
+      h("code", { id: "webhook-secret" }, secret));
+    $("alerts-secret").hidden = false;
+  }
 
   function showError(message) {
     $("alerts-error").textContent = message;
@@ -61,7 +69,9 @@ Hub.start(() => {
           h("td", {}, sentBy),
           h("td", {}, rule.owner_name),
           h("td", { class: "amount" }, Hub.count(rule.open_episodes)),
-          h("td", {}, h("button", { type: "button", class: "secondary", "aria-label": _("Remove rule %(name)s", { name: rule.name }), onclick: () => remove(rule) }, _("Remove"))));
+          h("td", {},
+            h("button", { type: "button", class: "secondary", "aria-label": _("Change the webhook of %(name)s", { name: rule.name }), onclick: () => changeWebhook(rule) }, _("Change webhook")), " ",
+            h("button", { type: "button", class: "secondary", "aria-label": _("Remove rule %(name)s", { name: rule.name }), onclick: () => remove(rule) }, _("Remove"))));
       }) : [h("tr", {}, h("td", { colspan: 7 }, _("No rules yet: add one below.")))]));
     } catch (error) {
       showError(error.message);
@@ -74,6 +84,33 @@ Hub.start(() => {
       await api("DELETE", `/api/v1/alert-rules/${rule.rule_id}`);
       showError("");
       await Promise.all([loadRules(), loadAlerts()]);
+    } catch (error) {
+      showError(error.message);
+    }
+  }
+
+  // The rule as it is, with another webhook URL (or none): the registry gives up what was
+  // still queued for the old URL and answers a new URL with its new secret.
+  async function changeWebhook(rule) {
+    const url = prompt(_("The webhook URL of %(name)s (empty: no webhook):", { name: rule.name }), rule.webhook_url || "");
+    if (url === null) return;
+    const body = {
+      name: rule.name,
+      client_id: rule.client_id,
+      figure: rule.figure,
+      comparison: rule.comparison,
+      threshold: rule.threshold,
+      email: rule.email,
+      webhook_url: url.trim() || null,
+      delivery: rule.delivery,
+      digest_at: rule.digest_at,
+      time_zone: rule.time_zone,
+    };
+    try {
+      const { data } = await api("PUT", `/api/v1/alert-rules/${rule.rule_id}`, body);
+      showError("");
+      if (data.webhook_secret) showSecret(data.webhook_secret);
+      await loadRules();
     } catch (error) {
       showError(error.message);
     }
@@ -99,12 +136,7 @@ Hub.start(() => {
       const { data } = await api("POST", "/api/v1/alert-rules", body);
       showError("");
       $("rule-status").textContent = _("Rule saved.");
-      if (data.webhook_secret) {
-        $("alerts-secret").replaceChildren(
-          _("The webhook's signing secret, shown only now: keep it where your receiver can check the X-Hub-Signature header with it."), " ",
-          h("code", { id: "webhook-secret" }, data.webhook_secret));
-        $("alerts-secret").hidden = false;
-      }
+      if (data.webhook_secret) showSecret(data.webhook_secret);
       $("rule-form").reset();
       $("rule-time-zone").value = body.time_zone;
       await loadRules();
