@@ -32,10 +32,13 @@ def test_a_client_state_belongs_to_one_company_and_entity() -> None:
     signer = NotificationSigner("a secret of the hub that is long enough")
     state = signer.client_state(ADDRESS, "salesInvoices")
     assert len(state) <= 2048
-    assert signer.client_state_matches(ADDRESS, "salesInvoices", state)
-    assert not signer.client_state_matches(ADDRESS, "purchaseInvoices", state)
+    assert signer.client_state(ADDRESS, "salesInvoices") == state  # the same every time
+    assert signer.client_state(ADDRESS, "purchaseInvoices") != state
     other = CompanyAddress(ADDRESS.firm_id, ADDRESS.client_id, uuid.uuid4())
-    assert not signer.client_state_matches(other, "salesInvoices", state)
+    assert signer.client_state(other, "salesInvoices") != state
+    assert (
+        NotificationSigner("another secret of a hub, long enough too").client_state(ADDRESS, "salesInvoices") != state
+    )
 
 
 def test_the_url_ends_in_the_key() -> None:

@@ -86,9 +86,6 @@ class NotificationSigner:
         """The secret BC repeats in every notice of one subscription (at most 2,048 characters)."""
         return _encode(self._sign(b"client-state", address._payload() + entity.encode()))
 
-    def client_state_matches(self, address: CompanyAddress, entity: str, client_state: str) -> bool:
-        return hmac.compare_digest(self.client_state(address, entity).encode(), client_state.encode())
-
 
 def notification_url(base_url: str, signer: NotificationSigner, address: CompanyAddress) -> str:
     return f"{base_url.rstrip('/')}/{signer.key(address)}"
