@@ -5,6 +5,7 @@ personal API tokens that can be revoked."""
 from __future__ import annotations
 
 import re
+import time
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
@@ -114,3 +115,23 @@ def test_pages_run_only_their_own_scripts_and_never_in_another_sites_frame(hub: 
     assert page.headers["x-content-type-options"] == "nosniff"
     # FastAPI's interactive API page loads its scripts from a CDN: no policy of the hub's there.
     assert "content-security-policy" not in httpx.get(f"{hub.url}/docs").headers
+
+
+def test_an_open_live_stream_ends_once_its_token_is_revoked(hub: Hub) -> None:
+    owner = hub.client("liv@streaming-accounting.example")
+    created = owner.post("/api/v1/tokens", json={"name": "Wallboard"}).json()
+    headers = {"Authorization": f"Bearer {created['token']}"}
+    with (
+        httpx.Client(base_url=hub.url, headers=headers, timeout=httpx.Timeout(10, read=60)) as live,
+        live.stream("GET", "/api/v1/live") as stream,
+    ):
+        lines = stream.iter_lines()
+        assert any(line.startswith("event: ready") for line in lines)
+        revoked_at = time.monotonic()
+        token_id = next(t["id"] for t in owner.get("/api/v1/tokens").json() if t["name"] == "Wallboard")
+        assert owner.delete(f"/api/v1/tokens/{token_id}").status_code == 204
+        for _ in lines:  # keep-alives until the stream sees the token is gone, then its end
+            assert time.monotonic() - revoked_at < 45, "the stream outlived its revoked token"
+    # Within about one keep-alive period (15 s) of the revocation.
+    assert time.monotonic() - revoked_at < 45
+    assert httpx.get(f"{hub.url}/api/v1/live", headers=headers).status_code == 401

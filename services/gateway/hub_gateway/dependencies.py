@@ -264,6 +264,19 @@ async def _authenticated(request: Request, state: GatewayState, session: AsyncSe
 
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
 
+
+async def still_signed_in(request: Request, state: GatewayState, principal: Principal) -> bool:
+    """Whether the request's credentials still name the same accountant of the same firm in
+    the same role: for a long-lived request (the live stream) that outlasts a sign-out, an
+    expired session, a revoked API token or a change of role."""
+    try:
+        async with state.sessions() as session:
+            now = await _authenticated(request, state, session)
+    except HTTPException:
+        return False
+    return (now.accountant_id, now.firm_id, now.role) == (principal.accountant_id, principal.firm_id, principal.role)
+
+
 # The role matrix (README, "Roles"): staff read the dashboard, refresh, download and test;
 # owners and admins also manage clients, their access and the firm's people.
 MANAGING_ROLES = frozenset({"owner", "admin"})

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 import uuid
 from collections.abc import AsyncIterator
 from decimal import Decimal, InvalidOperation
@@ -28,6 +29,7 @@ from hub_gateway.dependencies import (
     Session,
     State,
     feature_api,
+    still_signed_in,
 )
 from hub_gateway.languages import LocalizedHTTPException, request_translator
 from hub_gateway.readmodel.columns import DEFAULT_COLUMNS, FIGURE_COLUMNS
@@ -229,10 +231,20 @@ async def live(request: Request, principal: CurrentPrincipal, state: State) -> S
             with state.live.listen(firm_id) as queue:
                 yield f"retry: {RECONNECT_MILLISECONDS}\n\n"
                 yield _event("ready", {"firm_id": str(firm_id)})
+                checked_at = time.monotonic()
                 while not await request.is_disconnected():
+                    notice: Notice | None
                     try:
                         notice = await asyncio.wait_for(queue.get(), timeout=KEEP_ALIVE_SECONDS)
                     except TimeoutError:
+                        notice = None
+                    if time.monotonic() - checked_at >= KEEP_ALIVE_SECONDS:
+                        if not await still_signed_in(request, state, principal):
+                            # Signed out, expired, revoked or another role since the stream
+                            # opened: the page's reconnect must sign in again.
+                            return
+                        checked_at = time.monotonic()
+                    if notice is None:
                         yield ": keep-alive\n\n"
                         continue
                     while not queue.empty():  # changes that arrived together go out together
