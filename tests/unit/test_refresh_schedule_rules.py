@@ -13,7 +13,13 @@ from datetime import UTC, datetime, time, timedelta
 
 import pytest
 
-from hub_registry.domain.refresh_schedule import InvalidSchedule, QuietHours, RefreshSchedule, effective_schedule
+from hub_registry.domain.refresh_schedule import (
+    InvalidSchedule,
+    QuietHours,
+    RefreshSchedule,
+    effective_schedule,
+    time_zone,
+)
 
 NIGHT = QuietHours(time(22, 0), time(6, 30))
 LUNCH = QuietHours(time(12, 0), time(13, 0))
@@ -205,3 +211,10 @@ def test_a_clients_own_schedule_replaces_the_firms_whole() -> None:
     own = RefreshSchedule(every=timedelta(hours=2), quiet_hours=None)
     assert effective_schedule(firm, own) is own
     assert effective_schedule(firm, None) is firm
+
+
+def test_only_a_refresh_schedule_insists_on_a_place_alert_digests_keep_any_listed_zone() -> None:
+    # The stricter rule is a refresh schedule's; alert rules saved with Etc/UTC still load.
+    assert time_zone("Etc/UTC").key == "Etc/UTC"
+    with pytest.raises(InvalidSchedule):
+        RefreshSchedule(every=None, quiet_hours=None, time_zone="Etc/UTC")

@@ -99,10 +99,20 @@ def _minute_of_day(wall_clock: time) -> int:
     return wall_clock.hour * 60 + wall_clock.minute
 
 
-def time_zone(name: str) -> ZoneInfo:
-    """The IANA time zone ``name`` ("Europe/Amsterdam", or "UTC"), or InvalidSchedule."""
+def place_time_zone(name: str) -> ZoneInfo:
+    """The IANA time zone of a place, ``name`` ("Europe/Amsterdam"), or UTC; else
+    InvalidSchedule. What a refresh schedule may name."""
     area, _, location = name.partition("/")
-    if name not in _time_zone_names() or not (name == "UTC" or (area in _AREAS and location)):
+    if not (name == "UTC" or (area in _AREAS and location)):
+        raise InvalidSchedule(
+            "time_zone", N_("%(name)s is not an IANA time zone such as Europe/Amsterdam"), name=repr(name)
+        )
+    return time_zone(name)
+
+
+def time_zone(name: str) -> ZoneInfo:
+    """The IANA time zone ``name`` ("Europe/Amsterdam"), or InvalidSchedule."""
+    if name not in _time_zone_names():
         raise InvalidSchedule(
             "time_zone", N_("%(name)s is not an IANA time zone such as Europe/Amsterdam"), name=repr(name)
         )
@@ -144,7 +154,7 @@ class RefreshSchedule:
                 shortest=str(_minutes(SHORTEST_INTERVAL)),
                 longest=str(_minutes(LONGEST_INTERVAL)),
             )
-        time_zone(self.time_zone)
+        place_time_zone(self.time_zone)
 
     def is_quiet(self, now: datetime) -> bool:
         if self.quiet_hours is None:
