@@ -185,11 +185,11 @@ def test_the_upkeep_reads_a_client_at_least_every_25_hours_even_in_quiet_hours()
         (lambda: QuietHours(time(22, 0), time(6, 30, 15)), "quiet_until"),
         (lambda: QuietHours(time(22, 0), time(18, 1)), "quiet_hours"),  # 20 hours and a minute
         (lambda: QuietHours(time(0, 0), time(23, 59)), "quiet_hours"),
-        (lambda: RefreshSchedule(every=None, quiet_hours=None, time_zone="localtime"), "time_zone"),
-        (lambda: RefreshSchedule(every=None, quiet_hours=None, time_zone="Factory"), "time_zone"),
-        (lambda: RefreshSchedule(every=None, quiet_hours=None, time_zone="posixrules"), "time_zone"),
-        (lambda: RefreshSchedule(every=None, quiet_hours=None, time_zone="EST"), "time_zone"),
-        (lambda: RefreshSchedule(every=None, quiet_hours=None, time_zone="Etc/GMT+5"), "time_zone"),
+        (lambda: RefreshSchedule(every=None, quiet_hours=None, time_zone="localtime").check_new(), "time_zone"),
+        (lambda: RefreshSchedule(every=None, quiet_hours=None, time_zone="Factory").check_new(), "time_zone"),
+        (lambda: RefreshSchedule(every=None, quiet_hours=None, time_zone="posixrules").check_new(), "time_zone"),
+        (lambda: RefreshSchedule(every=None, quiet_hours=None, time_zone="EST").check_new(), "time_zone"),
+        (lambda: RefreshSchedule(every=None, quiet_hours=None, time_zone="Etc/GMT+5").check_new(), "time_zone"),
         (lambda: QuietHours(time(9, 0, tzinfo=UTC), time(10, 0)), "quiet_hours"),
     ],
 )
@@ -213,8 +213,11 @@ def test_a_clients_own_schedule_replaces_the_firms_whole() -> None:
     assert effective_schedule(firm, None) is firm
 
 
-def test_only_a_refresh_schedule_insists_on_a_place_alert_digests_keep_any_listed_zone() -> None:
-    # The stricter rule is a refresh schedule's; alert rules saved with Etc/UTC still load.
+def test_only_a_schedule_being_saved_insists_on_a_place_saved_ones_and_alerts_keep_any_listed_zone() -> None:
+    # Saved before the rule: still kept, quiet hours and all; alert rules too.
+    assert RefreshSchedule(every=None, quiet_hours=NIGHT, time_zone="US/Eastern").is_quiet(
+        datetime(2026, 12, 2, 4, 0, tzinfo=UTC)
+    )
     assert time_zone("Etc/UTC").key == "Etc/UTC"
     with pytest.raises(InvalidSchedule):
-        RefreshSchedule(every=None, quiet_hours=None, time_zone="Etc/UTC")
+        RefreshSchedule(every=None, quiet_hours=None, time_zone="US/Eastern").check_new()

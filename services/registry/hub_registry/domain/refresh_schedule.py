@@ -154,6 +154,12 @@ class RefreshSchedule:
                 shortest=str(_minutes(SHORTEST_INTERVAL)),
                 longest=str(_minutes(LONGEST_INTERVAL)),
             )
+        time_zone(self.time_zone)
+
+    def check_new(self) -> None:
+        """What a schedule being saved must also meet: its time zone is a place's (or UTC),
+        not one that means another zone on each host. Rows saved before keep loading (their
+        quiet hours would otherwise silently go), as long as their zone does."""
         place_time_zone(self.time_zone)
 
     def is_quiet(self, now: datetime) -> bool:

@@ -129,6 +129,7 @@ async def set_refresh_schedule(*, session: AsyncSession, command: SetRefreshSche
             else None,
             time_zone=command.time_zone,
         )
+        schedule.check_new()
     except InvalidSchedule as error:
         raise refused(RejectionReason.INVALID, error.message, error.field, **error.values) from error
     scope = (
