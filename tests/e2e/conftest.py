@@ -150,6 +150,15 @@ def page(chromium: Browser, request: pytest.FixtureRequest) -> Iterator[Page]:
     page = context.new_page()
     problems: list[str] = []
     page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
+    # Something a page of the hub does that its Content-Security-Policy forbids.
+    page.on(
+        "console",
+        lambda message: (
+            problems.append(f"refused by the page's policy: {message.text}")
+            if "Content Security Policy" in message.text
+            else None
+        ),
+    )
     try:
         yield page
     finally:

@@ -104,3 +104,13 @@ def test_a_bad_address_at_the_dev_sign_in_is_a_clear_400(hub: Hub, address: str)
     answer = httpx.post(f"{hub.url}/sign-in", data={"email": address, "next": "/"}, follow_redirects=False)
     assert answer.status_code in (400, 422), answer.text[:300]
     assert "hub_session" not in answer.headers.get("set-cookie", "")
+
+
+def test_pages_run_only_their_own_scripts_and_never_in_another_sites_frame(hub: Hub) -> None:
+    page = httpx.get(f"{hub.url}/sign-in")
+    policy = page.headers["content-security-policy"]
+    assert "script-src 'self'" in policy and "frame-ancestors 'none'" in policy, policy
+    assert page.headers["x-frame-options"] == "DENY"
+    assert page.headers["x-content-type-options"] == "nosniff"
+    # FastAPI's interactive API page loads its scripts from a CDN: no policy of the hub's there.
+    assert "content-security-policy" not in httpx.get(f"{hub.url}/docs").headers

@@ -107,10 +107,10 @@ def test_connect_grants_access_and_removing_it_stops_refreshes(hub: Hub, sandbox
     client_id = str(added.json()["client_id"])
     _wait(lambda: _client(api, client_id), _waiting_for_permission)
 
-    # Someone of another organisation signs in there as a guest at most, and a guest who
-    # cannot use the client's Business Central grants nothing.
+    # Someone of another organisation signs in there as a guest at most, and a guest grants
+    # nothing, even one the client gave Business Central (an external accountant it invited).
     elsewhere = connect(sandbox, api, client_id, "admin@muhlbachgruppe.onmicrosoft.com")
-    assert elsewhere.status_code == 400 and "cannot use Business Central" in elsewhere.text
+    assert elsewhere.status_code == 400 and "not a guest account" in elsewhere.text, elsewhere.text[:500]
     assert _client(api, client_id)["access"]["state"] == "waiting"
 
     page = connect(sandbox, api, client_id, client_admin(domain))
@@ -194,6 +194,14 @@ def test_a_connect_link_is_bound_to_its_firm_and_client(hub: Hub, sandbox: Sandb
     refused = httpx.get(tampered)
     assert refused.status_code == 400 and "not valid" in refused.text
     assert httpx.get(f"{hub.url}/connect/callback").status_code == 400
+
+    # Another site's page cannot submit the link's form to skip the page naming the firm:
+    # it gets that page, and no sign-in starts; the hub's own page goes on to Microsoft.
+    for elsewhere in ({"Sec-Fetch-Site": "cross-site"}, {"Origin": "https://evil.example"}):
+        answer = httpx.post(url, headers=elsewhere)
+        assert answer.status_code == 200 and "asks to read" in answer.text, (elsewhere, answer.status_code)
+    for here in ({"Sec-Fetch-Site": "same-origin"}, {"Origin": hub.url}, {}):
+        assert httpx.post(url, headers=here).status_code == 303, here
 
 
 def _client_access(hub: Hub, sandbox: Sandbox, signing_in: str) -> tuple[httpx.Client, httpx.Response]:

@@ -25,7 +25,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import httpx
 import msal
@@ -169,6 +169,15 @@ async def finish_connect(request: Request, state: State) -> Response:
                 client=link.client_name,
             ),
         )
+    if "idp" in claims:
+        # A guest of the client's tenant signs in with that tenant's id, yet speaks for
+        # another organisation: an accountant the client once invited as an external
+        # accountant (a guest with Business Central access) must not grant another firm.
+        return _page(
+            request,
+            link=link,
+            error=said(request, N_("Sign in with an account of your own organisation, not a guest account.")),
+        )
     who = str(claims.get("preferred_username") or claims.get("email") or claims.get("oid") or "a user")[:320]
     proof = await _reaches_business_central(request, state, link, token)
     if proof is not None:
@@ -240,6 +249,21 @@ async def show_connect(request: Request, state: State, token: str) -> Response:
     return _page(request, link=link, token=token)
 
 
+def _from_another_site(request: Request, state: GatewayState) -> bool:
+    """Whether the browser says the POST comes from another site's page.
+
+    The POST needs no cookie, so SameSite cookies do not guard it: a page elsewhere could
+    submit it and take the visitor straight to Microsoft's consent screen, which does not
+    name the firm that asks, skipping the hub's page that does.
+    """
+    fetch_site = request.headers.get("sec-fetch-site")
+    if fetch_site is not None:
+        return fetch_site not in ("same-origin", "none")
+    origin = request.headers.get("origin")
+    public = urlsplit(state.settings.public_url)
+    return origin is not None and origin.rstrip("/").lower() != f"{public.scheme}://{public.netloc}".lower()
+
+
 @connect_pages.post("/connect/{token}")
 async def start_connect(request: Request, state: State, token: str) -> Response:
     """A POST, so that mail scanners opening the link never start a sign-in."""
@@ -247,6 +271,8 @@ async def start_connect(request: Request, state: State, token: str) -> Response:
         link = read_link(state, token)
     except LinkRefused as refused:
         return _page(request, error=said(request, str(refused)))
+    if _from_another_site(request, state):
+        return _page(request, link=link, token=token)  # the hub's own page, which names the firm
     app = await _tenant_app(state, link.tenant_id)
     flow: dict[str, Any] = await asyncio.to_thread(
         app.initiate_auth_code_flow,

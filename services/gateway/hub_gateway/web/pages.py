@@ -164,7 +164,20 @@ async def manage_clients_page(request: Request, state: State, session: Session) 
     people = {person["accountant_id"]: person for person in await _people(session, principal)}
     client_list = await clients_queries.clients(session, firm_id=principal.firm_id)
     boot = {"schedule": await _schedule_boot(session, principal, client=None)}
-    return _page(request, "clients.html", principal, "clients", clients=client_list, people=people, boot=boot)
+    # Translated here, as plain text the template escapes: a template's _() marks what it
+    # returns as safe HTML, which a summary must never be taken for.
+    t = request_translator(request)
+    summaries = {c.client_id: t.gettext(str(c.failure.get("summary", ""))) for c in client_list if c.failure}
+    return _page(
+        request,
+        "clients.html",
+        principal,
+        "clients",
+        clients=client_list,
+        people=people,
+        boot=boot,
+        failure_summaries=summaries,
+    )
 
 
 async def _schedule_boot(session: AsyncSession, principal: Principal, *, client: ClientRow | None) -> dict[str, Any]:
