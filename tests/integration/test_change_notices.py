@@ -7,7 +7,7 @@ client whose schedule is off is still read daily while the hub subscribes."""
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
+from datetime import time, timedelta
 
 import pytest
 from sqlmodel import select
@@ -18,7 +18,7 @@ from hub_common.events import Actor, BusinessCentralChanged, RefreshRequested, d
 from hub_registry.domain.refresh_schedule import RefreshSchedule
 from hub_registry.models import registry_outbox
 from hub_registry.service import change_notices, refreshes
-from tests.integration.test_refresh_schedule import ADDED, _firm_with_clients, _tick
+from tests.integration.test_refresh_schedule import ADDED, _firm_with_clients, _set, _tick
 
 WINDOW = timedelta(seconds=60)
 COMPANY = uuid.uuid4()
@@ -129,10 +129,14 @@ async def test_a_client_with_its_schedule_off_is_still_read_daily_while_the_hub_
 
     assert await tick(timedelta(days=2), None) == []
 
-    assert await tick(timedelta(hours=23), timedelta(hours=24)) == []
-    daily = await tick(timedelta(hours=25), timedelta(hours=24))
+    # The upkeep's daily slot of the client's own, within a day of its being added.
+    slot = RefreshSchedule(every=timedelta(hours=24), quiet_hours=None).latest_slot(
+        clients[0], ADDED + timedelta(days=1)
+    )
+    assert await tick(slot - ADDED - timedelta(seconds=1), timedelta(hours=24)) == []
+    daily = await tick(slot - ADDED, timedelta(hours=24))
     assert [e.client_id for e in daily] == [clients[0]]  # type: ignore[attr-defined]
-    assert await _tick(database_url, ADDED + timedelta(hours=26), off) == []
+    assert await _tick(database_url, slot + timedelta(hours=1), off) == []
 
 
 async def test_a_client_on_a_weekly_schedule_is_also_read_daily_while_the_hub_subscribes(database_url: str) -> None:
@@ -147,6 +151,33 @@ async def test_a_client_on_a_weekly_schedule_is_also_read_daily_while_the_hub_su
             ),
         )
 
-    assert await tick(timedelta(hours=25), None) == []
-    daily = await tick(timedelta(hours=25), timedelta(hours=24))
+    # Its weekly slot (somewhere in its first week) runs; a day later only the upkeep is due.
+    weekly_run = weekly.latest_slot(clients[0], ADDED + timedelta(days=7)) + timedelta(minutes=1) - ADDED
+    assert [e.client_id for e in await tick(weekly_run, None)] == [clients[0]]  # type: ignore[attr-defined]
+    assert await tick(weekly_run + timedelta(hours=25), None) == []
+    daily = await tick(weekly_run + timedelta(hours=25), timedelta(hours=24))
     assert [e.client_id for e in daily] == [clients[0]]  # type: ignore[attr-defined]
+
+
+async def test_the_upkeep_reads_a_client_at_least_every_25_hours_even_in_its_quiet_hours(database_url: str) -> None:
+    firm, owner, clients = await _firm_with_clients(database_url, 2)
+    # Quiet 20 hours a day, 06:00-02:00 UTC: ticks that miss the four hours between would
+    # never read the client.
+    await _set(database_url, firm, owner, every_minutes=None, quiet_from=time(6, 0), quiet_until=time(2, 0))
+    off = RefreshSchedule(every=None, quiet_hours=None)
+
+    async def tick(offset: timedelta) -> list[object]:
+        return await _events(
+            database_url,
+            lambda session: refreshes.refresh_due_clients(
+                session=session,
+                operator_default=off,
+                now=ADDED + offset,
+                correlation_id="tick",
+                upkeep=timedelta(days=1),
+            ),
+        )
+
+    assert await tick(timedelta(hours=24)) == []  # quiet, and read (added) a day ago
+    assert [e.client_id for e in await tick(timedelta(hours=25))] == [clients[0]]  # type: ignore[attr-defined]
+    assert await tick(timedelta(hours=26)) == []

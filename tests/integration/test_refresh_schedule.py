@@ -7,17 +7,28 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections import Counter
 from datetime import UTC, datetime, time, timedelta
 
+import pytest
+import structlog
 from sqlalchemy import text
 from sqlmodel import col, select
 
-from hub_common.commands import SetRefreshSchedule
+from hub_common.commands import CommandRejected, RejectionReason, SetRefreshSchedule
 from hub_common.db import create_engine, migrate, session_factory, transaction
 from hub_common.events import Actor, ActorKind, RefreshRequested, RefreshScheduleSet, decode_event
 from hub_registry.app import MIGRATIONS, VERSION_TABLE
 from hub_registry.domain.refresh_schedule import RefreshSchedule
-from hub_registry.models import Accountant, Client, ClientScheduleRun, Firm, TenantGrant, registry_outbox
+from hub_registry.models import (
+    Accountant,
+    Client,
+    ClientScheduleRun,
+    Firm,
+    RefreshScheduleRow,
+    TenantGrant,
+    registry_outbox,
+)
 from hub_registry.service import refreshes
 
 HOURLY = RefreshSchedule(every=timedelta(hours=1), quiet_hours=None)
@@ -102,16 +113,54 @@ async def _set(database_url: str, firm: uuid.UUID, owner: uuid.UUID, **schedule:
 
 async def test_each_client_is_refreshed_once_per_interval_once_granted(database_url: str) -> None:
     _, _, clients = await _firm_with_clients(database_url, 3)
-    granted = set(clients[:2])
+    granted = clients[:2]
+    # Each client's first slot of its own after it was added, within the hour.
+    slots = {client: HOURLY.latest_slot(client, ADDED + timedelta(hours=1)) for client in granted}
+    assert all(ADDED < slot <= ADDED + timedelta(hours=1) for slot in slots.values())
 
-    assert await _tick(database_url, ADDED + timedelta(minutes=59)) == []
-    assert set(await _tick(database_url, ADDED + timedelta(minutes=61))) == granted
-    # Ticks within the next interval ask for nothing more.
-    assert await _tick(database_url, ADDED + timedelta(minutes=62)) == []
-    assert await _tick(database_url, ADDED + timedelta(minutes=120)) == []
-    assert set(await _tick(database_url, ADDED + timedelta(minutes=121))) == granted
+    assert await _tick(database_url, min(slots.values()) - timedelta(seconds=1)) == []
+    for client, slot in sorted(slots.items(), key=lambda item: item[1]):
+        assert await _tick(database_url, slot) == [client]
+    # Ticks within the next interval ask for nothing more; the next slots, again.
+    assert await _tick(database_url, max(slots.values()) + timedelta(seconds=2)) == []
+    assert await _tick(database_url, min(slots.values()) + timedelta(minutes=59)) == []
+    assert set(await _tick(database_url, max(slots.values()) + timedelta(hours=1, seconds=1))) == set(granted)
     # The hub's default off, and no schedule of the firm's: nothing.
     assert await _tick(database_url, ADDED + timedelta(days=3), RefreshSchedule(every=None, quiet_hours=None)) == []
+
+
+async def _ticks(database_url: str, times: list[datetime], default: RefreshSchedule) -> Counter[datetime]:
+    """Many looks for due clients on one engine; how many clients each asked a refresh of."""
+    engine = create_engine(database_url)
+    asked: Counter[datetime] = Counter()
+    try:
+        sessions = session_factory(engine)
+        for now in times:
+            async with transaction(sessions) as session:
+                asked[now] = await refreshes.refresh_due_clients(
+                    session=session, operator_default=default, now=now, correlation_id="tick"
+                )
+    finally:
+        await engine.dispose()
+    return asked
+
+
+async def test_many_clients_due_at_once_are_spread_over_the_interval_and_after_quiet_hours(database_url: str) -> None:
+    firm, owner, _ = await _firm_with_clients(database_url, 31)  # 30 granted
+    await _set(
+        database_url, firm, owner, every_minutes=240, quiet_from=time(22, 0), quiet_until=time(6, 30), time_zone="UTC"
+    )
+    # All were added at 08:00, so share their last run: before, all 30 ran in one tick at
+    # 12:00, 16:01, ... and at 06:30 after quiet hours, forever.
+    day = [ADDED + timedelta(minutes=minute) for minute in range(1, 24 * 60 + 60)]
+    asked = await _ticks(database_url, day, HOURLY)
+    assert sum(asked.values()) >= 30 * 4  # each ran in every slot outside quiet hours...
+    assert max(asked.values()) <= 15  # ...and no tick asked for half of them (ids are random)
+    end_of_quiet = datetime(2026, 12, 2, 6, 30, tzinfo=UTC)
+    catch_up = [asked[end_of_quiet + timedelta(minutes=minute)] for minute in range(6)]
+    assert sum(catch_up) == 30 and len([count for count in catch_up if count]) >= 4
+    assert not any(asked[ADDED.replace(hour=hour) + timedelta(days=1)] for hour in (22, 23))  # quiet
+    assert not any(count for at, count in asked.items() if at.hour < 6 and at.date() == end_of_quiet.date())
 
 
 async def test_quiet_hours_in_the_firms_time_zone_hold_a_refresh_until_they_end(database_url: str) -> None:
@@ -129,7 +178,8 @@ async def test_quiet_hours_in_the_firms_time_zone_hold_a_refresh_until_they_end(
     evening = datetime(2026, 12, 1, 21, 30, tzinfo=UTC)
     assert await _tick(database_url, evening) == []
     assert await _tick(database_url, datetime(2026, 12, 2, 5, 29, tzinfo=UTC)) == []
-    assert await _tick(database_url, datetime(2026, 12, 2, 5, 31, tzinfo=UTC)) == [clients[0]]
+    # Caught up within five minutes of their end, at the client's share of them.
+    assert await _tick(database_url, datetime(2026, 12, 2, 5, 35, tzinfo=UTC)) == [clients[0]]
 
 
 async def test_a_clients_own_schedule_replaces_the_firms(database_url: str) -> None:
@@ -188,3 +238,59 @@ async def test_an_upgrade_carries_the_last_hub_wide_run_over_to_every_client(dat
             ]
     finally:
         await engine.dispose()
+
+
+async def test_a_saved_schedule_that_can_no_longer_be_kept_falls_back_and_stops_nobody(database_url: str) -> None:
+    firm, owner, clients = await _firm_with_clients(database_url, 3)
+    await _set(database_url, firm, owner, every_minutes=None)  # the firm: never on schedule
+    await _set(database_url, firm, owner, client_id=clients[1], every_minutes=15)
+    engine = create_engine(database_url)
+    try:
+        async with transaction(session_factory(engine)) as session:
+            # Saved when the host still had this zone, or before the rules tightened.
+            session.add(
+                RefreshScheduleRow(firm_id=firm, client_id=clients[0], every_minutes=15, time_zone="Mars/Olympus_Mons")
+            )
+    finally:
+        await engine.dispose()
+    # Client 0 follows the firm's (off); client 1 keeps its own; the tick does not fail, and
+    # the row is logged once, not every tick.
+    with structlog.testing.capture_logs() as logs:
+        assert await _tick(database_url, ADDED + timedelta(minutes=16)) == [clients[1]]
+        assert clients[0] not in await _tick(database_url, ADDED + timedelta(minutes=40))
+    unkeepable = [log for log in logs if log["event"].startswith("saved refresh schedule cannot be kept")]
+    assert [(log["client_id"], log["field"]) for log in unkeepable] == [(str(clients[0]), "time_zone")]
+
+    engine = create_engine(database_url)
+    try:
+        async with transaction(session_factory(engine)) as session:
+            row = (
+                await session.execute(select(RefreshScheduleRow).where(col(RefreshScheduleRow.client_id).is_(None)))
+            ).scalar_one()
+            row.quiet_from, row.quiet_until = time(22, 0, 0, 1), time(22, 0)  # quiet all day
+            row.every_minutes = 60
+    finally:
+        await engine.dispose()
+    # The firm's row is refused too: its clients follow the hub's hourly one.
+    assert set(await _tick(database_url, ADDED + timedelta(hours=2))) == {clients[0], clients[1]}
+
+
+@pytest.mark.parametrize(
+    ("schedule", "field"),
+    [
+        ({"quiet_from": time(22, 0, 0, 1), "quiet_until": time(22, 0)}, "quiet_from"),
+        ({"quiet_from": time(22, 0), "quiet_until": time(6, 30, 30)}, "quiet_until"),
+        ({"quiet_from": time(6, 0), "quiet_until": time(4, 0)}, "quiet_hours"),  # 22 hours
+        ({"time_zone": "localtime"}, "time_zone"),
+        ({"time_zone": "Factory"}, "time_zone"),
+        ({"time_zone": "posixrules"}, "time_zone"),
+    ],
+)
+async def test_a_schedule_that_cannot_be_kept_is_refused_naming_its_field(
+    database_url: str, schedule: dict[str, object], field: str
+) -> None:
+    firm, owner, _ = await _firm_with_clients(database_url, 1)
+    with pytest.raises(CommandRejected) as refused:
+        await _set(database_url, firm, owner, every_minutes=60, **schedule)
+    assert refused.value.rejection.reason is RejectionReason.INVALID
+    assert refused.value.rejection.field == field

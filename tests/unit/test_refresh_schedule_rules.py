@@ -1,13 +1,25 @@
 """The schedule's rules, without a database: intervals, quiet hours (across midnight, in the
-schedule's time zone, through a daylight-saving change) and the limits."""
+schedule's time zone, through a daylight-saving change) and the limits; each client's slots
+(its phase plus multiples of the interval), which keep many clients spread over the interval
+and after quiet hours, whatever the ticks."""
 
 from __future__ import annotations
 
+import itertools
+import random
+import uuid
+from collections import Counter
 from datetime import UTC, datetime, time, timedelta
 
 import pytest
 
-from hub_registry.domain.refresh_schedule import InvalidSchedule, QuietHours, RefreshSchedule, effective_schedule
+from hub_registry.domain.refresh_schedule import (
+    InvalidSchedule,
+    QuietHours,
+    RefreshSchedule,
+    effective_schedule,
+    time_zone,
+)
 
 NIGHT = QuietHours(time(22, 0), time(6, 30))
 LUNCH = QuietHours(time(12, 0), time(13, 0))
@@ -40,13 +52,125 @@ def test_quiet_hours_are_the_time_zones_wall_clock_through_a_daylight_saving_cha
     assert schedule.is_quiet(datetime(2026, 7, 1, 20, 30, tzinfo=UTC))
 
 
-def test_due_an_interval_after_the_last_run_and_not_before() -> None:
+def test_due_once_a_slot_of_its_own_passed_since_the_last_run_and_not_before() -> None:
     schedule = RefreshSchedule(every=timedelta(hours=4), quiet_hours=None)
-    last = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
-    assert not schedule.is_due(last_run=last, now=last + timedelta(hours=3, minutes=59))
-    assert schedule.is_due(last_run=last, now=last + timedelta(hours=4))
+    client = uuid.UUID(int=7)
+    slot = schedule.latest_slot(client, datetime(2026, 12, 1, 12, 0, tzinfo=UTC))
+    assert timedelta(0) <= datetime(2026, 12, 1, 12, 0, tzinfo=UTC) - slot < timedelta(hours=4)
+    assert (slot - datetime(2001, 1, 1, tzinfo=UTC)) % timedelta(hours=4) == schedule.phase(client)
+    last = slot + timedelta(seconds=30)  # this slot's run
+    assert not schedule.is_due(client_id=client, last_run=last, now=slot + timedelta(hours=3, minutes=59))
+    assert schedule.is_due(client_id=client, last_run=last, now=slot + timedelta(hours=4))
     off = RefreshSchedule(every=None, quiet_hours=None)
-    assert not off.is_due(last_run=last, now=last + timedelta(days=30))
+    assert not off.is_due(client_id=client, last_run=last, now=last + timedelta(days=30))
+
+
+def test_a_clients_phase_is_fixed_by_its_id_and_within_the_interval() -> None:
+    client = uuid.UUID("5b1e0f3c-2d5e-4c1a-9a57-0b6f3b0e8d11")
+    hourly, daily = RefreshSchedule(timedelta(hours=1), None), RefreshSchedule(timedelta(days=1), None)
+    assert hourly.phase(client) == RefreshSchedule(timedelta(hours=1), NIGHT).phase(client)
+    assert timedelta(0) <= hourly.phase(client) < timedelta(hours=1)
+    assert timedelta(0) <= daily.phase(client) < timedelta(days=1)
+    assert hourly.phase(client) == daily.phase(client) % timedelta(hours=1)
+
+
+def _run(
+    schedule: RefreshSchedule, clients: list[uuid.UUID], *, start: datetime, days: int, tick: timedelta
+) -> dict[uuid.UUID, list[datetime]]:
+    """Ticks every ``tick`` for ``days``, as the registry does: each due client runs then."""
+    last_runs = dict.fromkeys(clients, start)
+    runs: dict[uuid.UUID, list[datetime]] = {client: [] for client in clients}
+    now = start
+    while now < start + timedelta(days=days):
+        now += tick
+        for client in clients:
+            if schedule.is_due(client_id=client, last_run=last_runs[client], now=now):
+                last_runs[client] = now
+                runs[client].append(now)
+    return runs
+
+
+CLIENTS = [uuid.UUID(int=random.Random(index).getrandbits(128)) for index in range(60)]
+MONDAY = datetime(2026, 11, 30, 0, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("every", "tick", "largest_tick_share"),
+    [
+        (timedelta(minutes=15), timedelta(seconds=60), 0.2),
+        (timedelta(hours=1), timedelta(seconds=60), 0.1),
+        (timedelta(hours=4), timedelta(seconds=60), 0.1),
+        # A slow, irregular tick does not make runs drift or bunch either.
+        (timedelta(hours=4), timedelta(seconds=59), 0.1),
+    ],
+)
+def test_clients_all_due_at_once_spread_over_the_interval_and_stay_so(
+    every: timedelta, tick: timedelta, largest_tick_share: float
+) -> None:
+    # All share one last run (an upgrade, an outage, a schedule switched on): all become due.
+    runs = _run(RefreshSchedule(every, None), CLIENTS, start=MONDAY, days=2, tick=tick)
+    later = Counter(at for client_runs in runs.values() for at in client_runs[1:])
+    assert max(later.values()) <= max(2, largest_tick_share * len(CLIENTS))
+    for client, client_runs in runs.items():
+        gaps = {b - a for a, b in itertools.pairwise(client_runs[1:])}
+        assert all(every - tick < gap < every + tick for gap in gaps), client  # no drift, no skips
+        phase = RefreshSchedule(every, None).phase(client)
+        assert all(
+            timedelta(0) <= (at - datetime(2001, 1, 1, tzinfo=UTC) - phase) % every < tick for at in client_runs[1:]
+        )
+
+
+@pytest.mark.parametrize(
+    ("every", "quiet", "zone"),
+    [
+        (timedelta(hours=4), NIGHT, "UTC"),
+        (timedelta(hours=4), NIGHT, "Europe/Amsterdam"),
+        (timedelta(hours=1), QuietHours(time(18, 0), time(8, 0)), "America/New_York"),
+        (timedelta(minutes=15), LUNCH, "UTC"),
+    ],
+)
+def test_clients_held_by_quiet_hours_are_caught_up_spread_and_then_keep_their_slots(
+    every: timedelta, quiet: QuietHours, zone: str
+) -> None:
+    schedule = RefreshSchedule(every, quiet, zone)
+    runs = _run(schedule, CLIENTS, start=MONDAY, days=3, tick=timedelta(seconds=60))
+    every_run = [at for client_runs in runs.values() for at in client_runs]
+    assert not any(schedule.is_quiet(at) for at in every_run)
+    per_tick = Counter(every_run)
+    # When quiet hours end the catch-up takes five ticks (a minute each), not one: no tick
+    # asks for more than a third of the clients (it asked for all of them).
+    assert max(per_tick.values()) <= len(CLIENTS) / 3
+    busiest = max(per_tick, key=lambda at: per_tick[at])
+    assert len([at for at in per_tick if timedelta(0) <= at - busiest < timedelta(minutes=5)]) >= 4
+    for client, client_runs in runs.items():
+        delay = schedule.catch_up_delay(client)
+        assert timedelta(0) <= delay < timedelta(minutes=5)
+        for at in client_runs:
+            on_slot = (at - datetime(2001, 1, 1, tzinfo=UTC) - schedule.phase(client)) % every < timedelta(minutes=1)
+            caught_up = schedule.is_quiet(at - delay - timedelta(minutes=1))
+            assert on_slot or caught_up, (client, at)
+
+
+def test_the_catch_up_after_quiet_hours_waits_for_the_clients_share_of_five_minutes() -> None:
+    schedule = RefreshSchedule(timedelta(hours=4), NIGHT)
+    client = next(c for c in CLIENTS if schedule.catch_up_delay(c) >= timedelta(minutes=2))
+    end = datetime(2026, 12, 2, 6, 30, tzinfo=UTC)
+    last = end - timedelta(hours=9)  # before quiet hours; a slot passed in them
+    assert schedule.latest_slot(client, end) > last
+    assert not schedule.is_due(client_id=client, last_run=last, now=end)
+    assert schedule.is_due(client_id=client, last_run=last, now=end + schedule.catch_up_delay(client))
+
+
+def test_the_upkeep_reads_a_client_at_least_every_25_hours_even_in_quiet_hours() -> None:
+    # Quiet hours as long as may be, the upkeep's slot in them, and last run long ago.
+    quiet = QuietHours(time(6, 0), time(2, 0))
+    daily = RefreshSchedule(timedelta(days=1), quiet)
+    client = CLIENTS[0]
+    quiet_now = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
+    assert daily.is_quiet(quiet_now)
+    assert not daily.is_due(client_id=client, last_run=quiet_now - timedelta(hours=24), now=quiet_now, upkeep=True)
+    assert daily.is_due(client_id=client, last_run=quiet_now - timedelta(hours=25), now=quiet_now, upkeep=True)
+    assert not daily.is_due(client_id=client, last_run=quiet_now - timedelta(hours=25), now=quiet_now)
 
 
 @pytest.mark.parametrize(
@@ -57,6 +181,15 @@ def test_due_an_interval_after_the_last_run_and_not_before() -> None:
         (lambda: RefreshSchedule(every=None, quiet_hours=None, time_zone="Europe/Atlantis"), "time_zone"),
         (lambda: RefreshSchedule(every=None, quiet_hours=None, time_zone="../../etc/passwd"), "time_zone"),
         (lambda: QuietHours(time(9, 0), time(9, 0)), "quiet_hours"),
+        (lambda: QuietHours(time(22, 0, 0, 1), time(22, 0)), "quiet_from"),
+        (lambda: QuietHours(time(22, 0), time(6, 30, 15)), "quiet_until"),
+        (lambda: QuietHours(time(22, 0), time(18, 1)), "quiet_hours"),  # 20 hours and a minute
+        (lambda: QuietHours(time(0, 0), time(23, 59)), "quiet_hours"),
+        (lambda: RefreshSchedule(every=None, quiet_hours=None, time_zone="localtime").check_new(), "time_zone"),
+        (lambda: RefreshSchedule(every=None, quiet_hours=None, time_zone="Factory").check_new(), "time_zone"),
+        (lambda: RefreshSchedule(every=None, quiet_hours=None, time_zone="posixrules").check_new(), "time_zone"),
+        (lambda: RefreshSchedule(every=None, quiet_hours=None, time_zone="EST").check_new(), "time_zone"),
+        (lambda: RefreshSchedule(every=None, quiet_hours=None, time_zone="Etc/GMT+5").check_new(), "time_zone"),
         (lambda: QuietHours(time(9, 0, tzinfo=UTC), time(10, 0)), "quiet_hours"),
     ],
 )
@@ -66,8 +199,25 @@ def test_a_schedule_that_cannot_be_kept_says_which_part(make: object, field: str
     assert refused.value.field == field
 
 
+def test_quiet_hours_of_whole_minutes_up_to_20_hours_and_real_places_are_kept() -> None:
+    assert QuietHours(time(22, 0), time(18, 0)).length() == timedelta(hours=20)
+    assert QuietHours(time(6, 0), time(22, 0)).length() == timedelta(hours=16)
+    for zone in ("UTC", "Europe/Amsterdam", "America/Argentina/Buenos_Aires", "Pacific/Auckland"):
+        assert RefreshSchedule(every=None, quiet_hours=None, time_zone=zone).time_zone == zone
+
+
 def test_a_clients_own_schedule_replaces_the_firms_whole() -> None:
     firm = RefreshSchedule(every=timedelta(hours=1), quiet_hours=NIGHT)
     own = RefreshSchedule(every=timedelta(hours=2), quiet_hours=None)
     assert effective_schedule(firm, own) is own
     assert effective_schedule(firm, None) is firm
+
+
+def test_only_a_schedule_being_saved_insists_on_a_place_saved_ones_and_alerts_keep_any_listed_zone() -> None:
+    # Saved before the rule: still kept, quiet hours and all; alert rules too.
+    assert RefreshSchedule(every=None, quiet_hours=NIGHT, time_zone="US/Eastern").is_quiet(
+        datetime(2026, 12, 2, 4, 0, tzinfo=UTC)
+    )
+    assert time_zone("Etc/UTC").key == "Etc/UTC"
+    with pytest.raises(InvalidSchedule):
+        RefreshSchedule(every=None, quiet_hours=None, time_zone="US/Eastern").check_new()

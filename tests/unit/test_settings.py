@@ -6,6 +6,7 @@ import pytest
 from pydantic import ValidationError
 
 from hub_common.settings import HubSettings
+from hub_registry.settings import RegistrySettings
 
 
 @pytest.mark.parametrize("replicas", [1, 3, 5])
@@ -29,3 +30,13 @@ def test_the_replica_count_comes_from_the_environment(monkeypatch: pytest.Monkey
     monkeypatch.setenv("HUB_STREAM_REPLICAS", "2")
     with pytest.raises(ValidationError):
         HubSettings()
+
+
+@pytest.mark.parametrize(("seconds", "accepted"), [(1, True), (60, True), (61, False), (3600, False)])
+def test_the_schedule_is_checked_at_least_every_minute(seconds: float, accepted: bool) -> None:
+    # Schedules go down to 15 minutes: an hourly check made them hourly.
+    if accepted:
+        assert RegistrySettings(schedule_check_seconds=seconds).schedule_check_seconds == seconds
+    else:
+        with pytest.raises(ValidationError, match="schedule_check_seconds"):
+            RegistrySettings(schedule_check_seconds=seconds)

@@ -103,8 +103,9 @@ def create_app(settings: RegistrySettings) -> FastStream:
         )
 
     async def refresh_on_schedule() -> None:
-        # Each client is due its schedule's interval after its last scheduled refresh as
-        # recorded, whichever replica ran it.
+        # Each client is due when a slot of its own (its phase plus a multiple of its
+        # schedule's interval) has passed since its last scheduled refresh as recorded,
+        # whichever replica ran it; a late tick does not move later slots.
         operator_schedule = settings.operator_schedule()
         while True:
             try:

@@ -17,8 +17,9 @@ class RegistrySettings(HubSettings):
     # The schedule of a firm that has not set its own: every client refreshed this often
     # (15 minutes to a week); 0 turns it off for such firms.
     scheduled_refresh_seconds: int = 3600
-    # How often the lease holder looks for clients whose schedule is due.
-    schedule_check_seconds: float = Field(default=60.0, gt=0, le=3600)
+    # How often the lease holder looks for clients whose schedule is due. At most a minute:
+    # schedules go down to 15 minutes, and a client's slot is kept to within one check.
+    schedule_check_seconds: float = Field(default=60.0, gt=0, le=60)
     # Business Central's change notices (HUB_NOTIFICATION_URL set): a company is refreshed at
     # most once per coalescing window however often it changes (the window's end catches the
     # changes within it); how often the lease holder looks for such waiting companies; and

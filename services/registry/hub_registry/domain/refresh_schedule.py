@@ -4,12 +4,19 @@ A firm sets the schedule of all its clients; a client may have its own instead. 
 are wall-clock times in the schedule's time zone (a client's nightly jobs or maintenance
 window, 22:00-06:00 say) and may span midnight. No framework here: the registry's service
 layer reads and writes the rows, these rules decide.
+
+Each client runs in slots of its own: ``phase + k * every`` from a fixed epoch, the phase
+derived from the client's id. Clients of one schedule are therefore spread over its
+interval, and stay spread however late a tick comes or however many became due at once
+(quiet hours ending, an outage, a schedule switched on).
 """
 
 from __future__ import annotations
 
+import hashlib
+import uuid
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from hub_common.i18n import N_
@@ -18,6 +25,25 @@ from hub_common.i18n import N_
 # takes minutes); a week is the longest interval that still keeps figures of any use.
 SHORTEST_INTERVAL = timedelta(minutes=15)
 LONGEST_INTERVAL = timedelta(days=7)
+# Quiet hours that leave less than four hours a day would leave a client hardly ever read
+# (and 22:00:00.000001-22:00 none at all).
+LONGEST_QUIET_HOURS = timedelta(hours=20)
+# When quiet hours end, the clients whose slot passed in them are read within this much
+# (each at its own phase folded into it), not all in the tick that ends them.
+CATCH_UP_SPREAD = timedelta(minutes=5)
+# While the hub subscribes to BC's change notices, a client is read at least this often
+# even in its quiet hours, so its subscriptions (3 days) never lapse: a day, plus the hour
+# a daylight-saving change may move the end of quiet hours by.
+UPKEEP_AT_LEAST_EVERY = timedelta(hours=25)
+# Slots are counted from here (a Monday, 00:00 UTC), so they do not depend on when the
+# registry started or on the ticks.
+_SLOT_EPOCH = datetime(2001, 1, 1, tzinfo=UTC)
+# The IANA areas of real places (tzdata's Area/Location names); links such as US/Eastern,
+# "localtime", "Factory", "posixrules" or EST are not places, and some mean a different
+# zone on each host.
+_AREAS = frozenset(
+    {"Africa", "America", "Antarctica", "Arctic", "Asia", "Atlantic", "Australia", "Europe", "Indian", "Pacific"}
+)
 
 
 class InvalidSchedule(ValueError):
@@ -34,23 +60,54 @@ class InvalidSchedule(ValueError):
 
 @dataclass(frozen=True)
 class QuietHours:
-    """From ``start`` until ``end``, wall-clock; ``end`` before ``start`` spans midnight."""
+    """From ``start`` until ``end``, wall-clock; ``end`` before ``start`` spans midnight.
+    Whole minutes (what the page shows and sends back), at most LONGEST_QUIET_HOURS."""
 
     start: time
     end: time
 
     def __post_init__(self) -> None:
-        if self.start == self.end:
-            raise InvalidSchedule("quiet_hours", N_("quiet hours must start and end at different times"))
         if self.start.tzinfo is not None or self.end.tzinfo is not None:
             raise InvalidSchedule(
                 "quiet_hours", N_("quiet hours are wall-clock times; the time zone is the schedule's")
             )
+        for field, wall_clock in (("quiet_from", self.start), ("quiet_until", self.end)):
+            if wall_clock.second or wall_clock.microsecond:
+                raise InvalidSchedule(
+                    field, N_("%(name)s must be a whole minute such as 22:00, without seconds"), name=field
+                )
+        if self.start == self.end:
+            raise InvalidSchedule("quiet_hours", N_("quiet hours must start and end at different times"))
+        if self.length() > LONGEST_QUIET_HOURS:
+            raise InvalidSchedule(
+                "quiet_hours",
+                N_("quiet hours last at most %(hours)s hours a day"),
+                hours=str(int(LONGEST_QUIET_HOURS.total_seconds() // 3600)),
+            )
+
+    def length(self) -> timedelta:
+        minutes = (_minute_of_day(self.end) - _minute_of_day(self.start)) % (24 * 60)
+        return timedelta(minutes=minutes)
 
     def contain(self, wall_clock: time) -> bool:
         if self.start < self.end:
             return self.start <= wall_clock < self.end
         return wall_clock >= self.start or wall_clock < self.end
+
+
+def _minute_of_day(wall_clock: time) -> int:
+    return wall_clock.hour * 60 + wall_clock.minute
+
+
+def place_time_zone(name: str) -> ZoneInfo:
+    """The IANA time zone of a place, ``name`` ("Europe/Amsterdam"), or UTC; else
+    InvalidSchedule. What a refresh schedule may name."""
+    area, _, location = name.partition("/")
+    if not (name == "UTC" or (area in _AREAS and location)):
+        raise InvalidSchedule(
+            "time_zone", N_("%(name)s is not an IANA time zone such as Europe/Amsterdam"), name=repr(name)
+        )
+    return time_zone(name)
 
 
 def time_zone(name: str) -> ZoneInfo:
@@ -61,7 +118,7 @@ def time_zone(name: str) -> ZoneInfo:
         )
     try:
         return ZoneInfo(name)
-    except ZoneInfoNotFoundError as error:  # listed, yet its file is missing: a broken install
+    except (ZoneInfoNotFoundError, ValueError) as error:  # listed, yet its file is missing or broken
         raise InvalidSchedule("time_zone", N_("the time zone %(name)s cannot be loaded"), name=repr(name)) from error
 
 
@@ -73,6 +130,12 @@ def _time_zone_names() -> frozenset[str]:
     if _names is None:
         _names = frozenset(available_timezones())
     return _names
+
+
+def _client_seed(client_id: uuid.UUID) -> int:
+    """A number fixed for the client, whatever its id's version (a hash, so ids handed out in
+    sequence still spread)."""
+    return int.from_bytes(hashlib.sha256(client_id.bytes).digest()[:8], "big")
 
 
 @dataclass(frozen=True)
@@ -93,20 +156,68 @@ class RefreshSchedule:
             )
         time_zone(self.time_zone)
 
+    def check_new(self) -> None:
+        """What a schedule being saved must also meet: its time zone is a place's (or UTC),
+        not one that means another zone on each host. Rows saved before keep loading (their
+        quiet hours would otherwise silently go), as long as their zone does."""
+        place_time_zone(self.time_zone)
+
     def is_quiet(self, now: datetime) -> bool:
         if self.quiet_hours is None:
             return False
         return self.quiet_hours.contain(now.astimezone(time_zone(self.time_zone)).time().replace(tzinfo=None))
 
-    def is_due(self, *, last_run: datetime, now: datetime) -> bool:
-        """Whether a client last refreshed on schedule at ``last_run`` (or added then) is due.
+    def phase(self, client_id: uuid.UUID) -> timedelta:
+        """Where in each interval the client's slot lies (whole seconds; zero when off)."""
+        if self.every is None:
+            return timedelta(0)
+        return timedelta(seconds=_client_seed(client_id) % max(1, int(self.every.total_seconds())))
 
-        A run that fell in quiet hours happens when they end: the interval counts from the
-        last run, not from the time it was due.
+    def latest_slot(self, client_id: uuid.UUID, now: datetime) -> datetime:
+        """The client's last slot at or before ``now``."""
+        assert self.every is not None
+        first = _SLOT_EPOCH + self.phase(client_id)
+        return first + ((now - first) // self.every) * self.every
+
+    def catch_up_delay(self, client_id: uuid.UUID) -> timedelta:
+        """How long after quiet hours end the client's missed slot is caught up: its phase
+        folded into CATCH_UP_SPREAD."""
+        return timedelta(seconds=int(self.phase(client_id).total_seconds()) % int(CATCH_UP_SPREAD.total_seconds()))
+
+    def is_due(self, *, client_id: uuid.UUID, last_run: datetime, now: datetime, upkeep: bool = False) -> bool:
+        """Whether a client last refreshed on schedule at ``last_run`` (or added then) is due:
+        one of its slots passed since, and it is not in its quiet hours.
+
+        A slot that fell in quiet hours is caught up when they end (spread by the client's
+        phase); the next run is at the next slot, not an interval after the catch-up. With
+        ``upkeep`` (the hub keeps BC's change subscriptions alive), a client not read for
+        UPKEEP_AT_LEAST_EVERY is due whatever its quiet hours.
         """
-        if self.every is None or self.is_quiet(now):
+        if self.every is None:
             return False
-        return now - last_run >= self.every
+        if upkeep and now - last_run >= UPKEEP_AT_LEAST_EVERY:
+            return True
+        if self.is_quiet(now):
+            return False
+        slot = self.latest_slot(client_id, now)
+        if slot <= last_run:
+            return False
+        quiet_end = self._last_quiet_end(now)
+        if quiet_end is not None and slot < quiet_end and last_run < quiet_end:
+            return now >= quiet_end + self.catch_up_delay(client_id)
+        return True
+
+    def _last_quiet_end(self, now: datetime) -> datetime | None:
+        """When quiet hours last ended at or before ``now`` (UTC), if there are any."""
+        if self.quiet_hours is None:
+            return None
+        zone = time_zone(self.time_zone)
+        today = now.astimezone(zone).date()
+        for day in (today, today - timedelta(days=1)):
+            end = datetime.combine(day, self.quiet_hours.end, tzinfo=zone).astimezone(UTC)
+            if end <= now:
+                return end
+        return None
 
 
 def _minutes(interval: timedelta) -> int:

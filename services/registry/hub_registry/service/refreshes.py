@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import update
@@ -14,6 +15,7 @@ from sqlmodel import col, select
 from hub_common.commands import RejectionReason, RequestRefresh, SetRefreshSchedule, refused
 from hub_common.events import Actor, RefreshRequested, RefreshScheduleSet, Role
 from hub_common.i18n import N_
+from hub_common.logging import get_logger
 from hub_registry.domain.refresh_schedule import (
     InvalidSchedule,
     QuietHours,
@@ -22,6 +24,8 @@ from hub_registry.domain.refresh_schedule import (
 )
 from hub_registry.models import Accountant, Client, ClientScheduleRun, RefreshScheduleRow, TenantGrant
 from hub_registry.service.shared import Context, client_connection, emit, is_uuid, live_client
+
+logger = get_logger(__name__)
 
 
 async def emit_refresh(
@@ -72,6 +76,32 @@ def _schedule_of(row: RefreshScheduleRow) -> RefreshSchedule:
     return RefreshSchedule(every=every, quiet_hours=quiet, time_zone=row.time_zone)
 
 
+# The saved rows that cannot be kept (as saved), so each is logged once per registry, not
+# every tick; a row saved again (updated_at) is judged afresh.
+_unkeepable_rows_logged: set[tuple[uuid.UUID, datetime]] = set()
+
+
+def _keepable_schedules(rows: Sequence[RefreshScheduleRow]) -> list[tuple[RefreshScheduleRow, RefreshSchedule]]:
+    """The saved schedules the tick can keep. A row that cannot be (its time zone no longer
+    loads, or rules tightened since it was saved) is left out, so its clients follow the
+    firm's schedule, or the hub's: one bad row must not stop every firm's refreshes."""
+    keepable = []
+    for row in rows:
+        try:
+            keepable.append((row, _schedule_of(row)))
+        except InvalidSchedule as error:
+            if (row.id, row.updated_at) not in _unkeepable_rows_logged:
+                _unkeepable_rows_logged.add((row.id, row.updated_at))
+                logger.warning(
+                    "saved refresh schedule cannot be kept; its clients follow the firm's or the hub's",
+                    firm_id=str(row.firm_id),
+                    client_id=str(row.client_id) if row.client_id else None,
+                    field=error.field,
+                    reason=str(error),
+                )
+    return keepable
+
+
 def _may_set_schedules(accountant: Accountant | None, firm_id: uuid.UUID) -> None:
     """The role matrix: owners and admins manage clients and the firm's settings."""
     if accountant is None or accountant.firm_id != firm_id:
@@ -99,6 +129,7 @@ async def set_refresh_schedule(*, session: AsyncSession, command: SetRefreshSche
             else None,
             time_zone=command.time_zone,
         )
+        schedule.check_new()
     except InvalidSchedule as error:
         raise refused(RejectionReason.INVALID, error.message, error.field, **error.values) from error
     scope = (
@@ -144,7 +175,8 @@ async def refresh_due_clients(
     waiting for permission has nothing to read); how many. Each client's run is recorded
     in the same transaction as its request. With ``upkeep`` (the hub subscribes to BC's
     change notices), a client whose schedule is off, or slower, is still read that often,
-    outside its quiet hours, so its subscriptions are renewed before they expire."""
+    outside its quiet hours (and once a day even in them), so its subscriptions are renewed
+    before they expire."""
     granted = (
         select(TenantGrant.id)
         .where(
@@ -163,8 +195,9 @@ async def refresh_due_clients(
         .scalars()
         .all()
     )
-    firm_schedules = {row.firm_id: _schedule_of(row) for row in rows if row.client_id is None}
-    client_schedules = {row.client_id: _schedule_of(row) for row in rows if row.client_id is not None}
+    keepable = _keepable_schedules(rows)
+    firm_schedules = {row.firm_id: schedule for row, schedule in keepable if row.client_id is None}
+    client_schedules = {row.client_id: schedule for row, schedule in keepable if row.client_id is not None}
     runs = {
         run.client_id: run
         for run in (
@@ -181,7 +214,8 @@ async def refresh_due_clients(
         if upkeep is not None and (schedule.every is None or schedule.every > upkeep):
             schedule = dataclasses.replace(schedule, every=upkeep)
         run = runs.get(client.id)
-        if not schedule.is_due(last_run=run.last_run_at if run else client.created_at, now=now):
+        last_run = run.last_run_at if run else client.created_at
+        if not schedule.is_due(client_id=client.id, last_run=last_run, now=now, upkeep=upkeep is not None):
             continue
         if run is None:
             # Two replicas at once (a lease changing hands): the second's insert fails its
