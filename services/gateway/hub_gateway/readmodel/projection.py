@@ -319,10 +319,16 @@ async def load(session: AsyncSession, events: Sequence[StoredEvent[Any]], applie
     The events and snapshots projections run concurrently (and so may several gateway
     replicas): without the locks, two transactions could read the same client's rows and
     the later commit would silently undo the other's change. Clients are locked first,
-    then their companies, each by id. SQLite has no row locks; there the gateway's
-    projection lock serializes the writers instead.
+    then their companies, each by id. SQLite has no row locks: there the transaction takes
+    the database's write lock before it reads (within one process the gateway's projection
+    lock already serializes the writers; this covers a second gateway process on the same
+    file, whose commit between this read and this write would otherwise be undone).
     """
     connection = await session.connection()
+    if connection.dialect.name == "sqlite":
+        # The first statement of the transaction: the driver would begin it only at the
+        # first write, after the reads, and a deferred begin could not take the lock then.
+        await connection.exec_driver_sql("BEGIN IMMEDIATE")
     named = _Named.by(events)
     waiting = FAILURES.table.c.next_attempt_at.is_not(None)
     wanted: list[tuple[_Stored[Any], list[dict[str, Any]]]] = [
