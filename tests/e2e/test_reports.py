@@ -210,6 +210,49 @@ def test_the_key_figures_workbook_is_the_dashboard(hub: Hub, firm: dict[str, Any
     assert sheet.auto_filter.ref.endswith(str(4 + len(dashboard)))
 
 
+@pytest.mark.parametrize(
+    ("currency", "all_converted"),
+    [
+        ("DKK", True),  # the client's BC keeps kroner rates
+        ("XYZ", False),  # a code no BC has a rate for: every company left out, each saying why
+    ],
+)
+def test_the_key_figures_workbook_adds_up_in_the_reporting_currency(
+    hub: Hub, firm: dict[str, Any], currency: str, all_converted: bool
+) -> None:
+    api = hub.client(OWNER)
+    chosen = api.get("/api/v1/preferences").raise_for_status().json()
+    assert api.put("/api/v1/preferences", json=chosen | {"reporting_currency": currency}).status_code == 200
+    try:
+        page = api.get("/api/v1/dashboard").raise_for_status().json()
+        sheet = _open(api.get("/api/v1/key-figures/workbook"))["Key figures"]
+    finally:
+        api.put("/api/v1/preferences", json=chosen).raise_for_status()
+    rows = page["rows"]
+    headings = [c.value for c in sheet[4]]
+    column = {heading: index for index, heading in enumerate(headings)}
+    lines = [[c.value for c in r] for r in sheet.iter_rows(min_row=5)]
+    total = next(line for line in lines if line[column["Client"]] == f"Total in {currency}")
+    with_amounts = [r for r in rows if r["amounts"]]
+    converted = [r for r in with_amounts if all(a["value"] is not None for a in r["amounts"].values())]
+    assert with_amounts
+    assert converted == (with_amounts if all_converted else [])
+    assert total[column["Company"]] == f"{len(converted)} of {len(with_amounts)} companies"
+    assert total[column["Currency"]] == currency
+    cash = sum((Decimal(r["amounts"]["cash"]["value"]) for r in converted if "cash" in r["amounts"]), Decimal(0))
+    assert Decimal(str(total[column["Cash"]] or 0)).quantize(Decimal("0.01")) == cash
+    # The same rule as the dashboard's own total of the filtered rows.
+    overdue = next(t for t in page["totals"] if t["key"] == "overdue_sales_invoices_amount")
+    shown = Decimal(str(total[column["Overdue sales invoices (amount)"]] or 0)).quantize(Decimal("0.01"))
+    assert shown == Decimal(overdue["total"])
+    by_company = {line[column["Company"]]: line for line in lines[: len(rows)]}
+    for row in with_amounts:
+        note = by_company[row["company_name"]][column["Note"]] or ""
+        expected = "" if all_converted else f"Not in the {currency} total: no {currency} rate in this client's"
+        assert note.startswith(expected), (row["company_name"], note)
+        assert ("total" in note) != all_converted
+
+
 def test_openapi_describes_the_workbooks(hub: Hub) -> None:
     paths = httpx.get(f"{hub.url}/openapi.json").json()["paths"]
     for path in ("/api/v1/clients/{client_id}/companies/{company_id}/workbook", "/api/v1/key-figures/workbook"):

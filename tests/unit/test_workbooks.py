@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import uuid
+from dataclasses import replace
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
@@ -34,7 +35,9 @@ from hub_common.statements import (
     TrialBalance,
     TrialBalanceLine,
 )
+from hub_gateway.dashboard.currency import CompanyCurrency, RateInEffect, converted_amount
 from hub_gateway.dashboard.queries import DashboardRow, FailureSummary
+from hub_gateway.readmodel.columns import FIGURE_COLUMNS, ColumnKind
 from hub_gateway.reports import attachment_disposition, company_workbook, key_figures_rows, key_figures_workbook
 from hub_gateway.reports.company import SHEET_TITLES
 from hub_gateway.reports.key_figures import HEADINGS, KeyFiguresRow
@@ -426,6 +429,55 @@ def test_key_figures_totals_are_per_currency_and_outside_the_filter() -> None:
     assert (usd["Client"], usd["Cash"]) == ("Total USD", 200)
     assert sheet.max_row == 11
     assert sheet.print_area.endswith("$11")
+
+
+def _in_reporting_currency(row: KeyFiguresRow, currency: CompanyCurrency, reporting: str) -> KeyFiguresRow:
+    """The row's amounts in ``reporting`` as the dashboard's query gives them."""
+    assert row.figures is not None
+    amounts = {
+        column.key: converted_amount(value, currency, reporting)
+        for column in FIGURE_COLUMNS
+        if column.kind is ColumnKind.AMOUNT and isinstance(value := column.read(row.figures), Decimal)
+    }
+    return replace(row, amounts=amounts)
+
+
+def test_key_figures_add_up_in_the_reporting_currency_and_say_who_is_left_out() -> None:
+    eur = CompanyCurrency(local_currency="EUR", rates_read=True, rates_unavailable=None, rate=None)
+    # 1 EUR = 1.08 USD in the client's BC: 216 USD are 200 EUR.
+    usd = CompanyCurrency("USD", rates_read=True, rates_unavailable=None, rate=RateInEffect(D("1.08"), AS_OF))
+    gbp_without_rate = CompanyCurrency("GBP", rates_read=True, rates_unavailable=None, rate=None)
+    rows = [
+        _in_reporting_currency(_row("A", "A1", "EUR", _figures("100", "10")), eur, "EUR"),
+        _in_reporting_currency(_row("B", "B1", "USD", _figures("216", "10.80")), usd, "EUR"),
+        _in_reporting_currency(_row("C", "C1", "GBP", _figures("999", "999")), gbp_without_rate, "EUR"),
+        _row("D", None, None, None),
+    ]
+    sheet = _open(key_figures_workbook(rows, exported_at=READ_AT, reporting_currency="EUR"))["Key figures"]
+    assert "then in EUR at each client's own Business Central rates" in sheet.cell(row=2, column=1).value
+    # Rows 5-8, a blank row, the totals per currency (EUR, GBP, USD), then the one in EUR.
+    assert [sheet.cell(row=r, column=1).value for r in range(10, 14)] == [
+        "Total EUR",
+        "Total GBP",
+        "Total USD",
+        "Total in EUR",
+    ]
+    total = _by_heading(sheet, 13)
+    assert (total["Company"], total["Currency"]) == ("2 of 3 companies", "EUR")
+    assert total["Cash"] == 300
+    assert total["Overdue sales invoices (amount)"] == 20
+    # Counts need no rate: those of the companies in the total.
+    assert total["Overdue sales invoices"] == 4
+    assert total["Forecast low point (13 weeks)"] is None
+    cash_column = HEADINGS.index("Cash") + 1
+    assert sheet.cell(row=13, column=cash_column).number_format == '#,##0.00 "EUR";-#,##0.00 "EUR"'
+    assert _by_heading(sheet, 7)["Note"] == "Not in the EUR total: no EUR rate in this client's Business Central"
+    assert _by_heading(sheet, 5)["Note"] is None
+    assert sheet.print_area.endswith("$13")
+    # In the accountant's language, the reason in the dashboard's own words.
+    german = _open(key_figures_workbook(rows, exported_at=READ_AT, language="de", reporting_currency="EUR"))
+    note = german["Kennzahlen"].cell(row=7, column=len(HEADINGS)).value
+    assert note == "Nicht in der Summe in EUR: kein EUR-Kurs im Business Central dieses Mandanten"
 
 
 def test_key_figures_are_set_up_to_print() -> None:

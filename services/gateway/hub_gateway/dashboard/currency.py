@@ -17,6 +17,8 @@ from enum import StrEnum
 
 from pydantic import BaseModel
 
+from hub_common.i18n import N_
+
 # Wide enough for any Money (28 digits) divided by a rate with 15 decimals; halves away from
 # zero, as SQL's ROUND does, so a threshold in SQL agrees with the amount shown.
 _WIDE = Context(prec=60, rounding=ROUND_HALF_UP)
@@ -84,6 +86,17 @@ def conversion(company: CompanyCurrency, reporting_currency: str) -> Factor | No
 def convert(amount: Decimal, factor: Factor) -> Decimal:
     """An LCY amount in the reporting currency, to the cent."""
     return (amount / factor.lcy_per_unit).quantize(_CENT, context=_WIDE) if factor.starting_date else amount
+
+
+# Why, in the accountant's language (``%(currency)s`` is the reporting currency): the
+# dashboard's own words (web/static/dashboard.js), so one translation serves both.
+REASON_MESSAGES: dict[NotConverted, str] = {
+    NotConverted.CURRENCY_UNKNOWN: N_("this company's Business Central does not say its currency"),
+    NotConverted.RATES_NOT_READ: N_("no exchange rates read yet: refresh the company"),
+    NotConverted.RATES_UNAVAILABLE: N_("this client's Business Central did not give its exchange rates"),
+    NotConverted.NO_RATE: N_("no %(currency)s rate in this client's Business Central"),
+    NotConverted.UNUSABLE_RATE: N_("the %(currency)s rate in this client's Business Central is zero or negative"),
+}
 
 
 def reason_text(reason: NotConverted, reporting_currency: str, company: CompanyCurrency) -> str:

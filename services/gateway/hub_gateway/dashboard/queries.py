@@ -476,20 +476,25 @@ class DashboardRow(PageRow):
 
 
 async def dashboard_rows(
-    session: AsyncSession, *, firm_id: uuid.UUID, weights: HealthWeights = DEFAULT_WEIGHTS
+    session: AsyncSession,
+    *,
+    firm_id: uuid.UUID,
+    weights: HealthWeights = DEFAULT_WEIGHTS,
+    reporting_currency: str | None = None,
 ) -> list[DashboardRow]:
-    """Every row of the firm's dashboard in its default order, with the full figures."""
+    """Every row of the firm's dashboard in its default order, with the full figures, and
+    with a reporting currency each amount in it (or why it cannot be)."""
     statement = (
-        _joined()
+        _joined(reporting_currency)
         .where(col(ClientRow.firm_id) == firm_id, col(ClientRow.removed).is_(False))
         .order_by(*_order(DashboardQuery()))
     )
     return [
         DashboardRow(
-            **_page_row(client, company, weights).model_dump(),
+            **_page_row(client, company, weights, rate, reporting_currency).model_dump(),
             figures=parsed_json(company.figures_json) if company is not None else None,
         )
-        for client, company, _ in (await session.execute(statement)).all()
+        for client, company, rate in (await session.execute(statement)).all()
     ]
 
 

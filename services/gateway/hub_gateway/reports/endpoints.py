@@ -21,6 +21,7 @@ from hub_common.commands import CommandRejected, RejectionReason
 from hub_common.events import Actor, ActorKind, ClientConnection, Failure
 from hub_common.i18n import N_, translator
 from hub_common.statements import CompanyStatements
+from hub_gateway.accounts import preferences
 from hub_gateway.clients import queries as clients_queries
 from hub_gateway.dashboard import queries as dashboard_queries
 from hub_gateway.dependencies import (
@@ -200,16 +201,24 @@ async def company_workbook_download(
     responses={
         200: _xlsx(
             "The key figures of every company of every client of your firm, one row each, with an "
-            "autofilter and a total per currency, set up to print."
+            "autofilter, a total per currency and, with a reporting currency in your preferences, a total "
+            "in it, set up to print."
         )
     },
 )
 async def key_figures_download(principal: CurrentPrincipal, session: Session, request: Request) -> XlsxResponse:
     """The dashboard's figures as an Excel workbook, in the accountant's language."""
-    rows = await dashboard_queries.dashboard_rows(session, firm_id=principal.firm_id)
+    chosen = await preferences.preferences_of(session, principal)
+    rows = await dashboard_queries.dashboard_rows(
+        session, firm_id=principal.firm_id, reporting_currency=chosen.reporting_currency
+    )
     exported_at = datetime.now(UTC)
     language = request_language(request)
     content = await asyncio.to_thread(
-        key_figures_workbook, key_figures_rows(rows), exported_at=exported_at, language=language
+        key_figures_workbook,
+        key_figures_rows(rows),
+        exported_at=exported_at,
+        language=language,
+        reporting_currency=chosen.reporting_currency,
     )
     return _download(content, translator(language).gettext("Key figures"), exported_at.date())

@@ -1,16 +1,18 @@
 """The key figures of every company of every client of a firm, in one sheet.
 
 One row per company (a client whose companies are not known yet gets one row too), with
-an autofilter over the rows and the headings frozen. Totals are per currency: amounts
-in different currencies cannot be added without exchange rates, which the hub does not
-have, so there is one "Total" line for each currency the rows use, below the filtered
-range so sorting and filtering never mix them in. The forecast's low point is not
-totalled: each company's low point falls in its own week, so their sum means nothing.
+an autofilter over the rows and the headings frozen. Each row is in its company's own
+currency, and there is one "Total" line for each currency the rows use, below the filtered
+range so sorting and filtering never mix them in. With a reporting currency chosen, a last
+line adds up every company in it, each converted with its own Business Central's rate, as
+the dashboard converts them (``dashboard/currency.py``); a company that cannot be converted
+stays out of that line and its note says why. The forecast's low point is not totalled:
+each company's low point falls in its own week, so their sum means nothing.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -23,6 +25,7 @@ from pydantic import ValidationError
 from hub_common.events import CompanyFigures
 from hub_common.i18n import DEFAULT_LANGUAGE, N_, Translator, translator
 from hub_common.money import ZERO
+from hub_gateway.dashboard.currency import REASON_MESSAGES, ConvertedAmount
 from hub_gateway.dashboard.queries import DashboardRow
 from hub_gateway.readmodel.columns import FIGURE_COLUMNS, ColumnKind, FigureColumn
 from hub_gateway.reports.excel import (
@@ -62,6 +65,13 @@ class KeyFiguresRow:
     state: str
     figures: CompanyFigures | None
     note: str | None
+    # With a reporting currency: each amount in it, or why it cannot be.
+    amounts: Mapping[str, ConvertedAmount] | None = None
+
+    def not_converted(self) -> ConvertedAmount | None:
+        """An amount of the row the reporting currency could not take (one is enough: a
+        company's amounts are converted with one rate, or none)."""
+        return next((amount for amount in (self.amounts or {}).values() if amount.value is None), None)
 
 
 Value = Decimal | int | None
@@ -103,6 +113,7 @@ def key_figures_rows(rows: Sequence[DashboardRow]) -> list[KeyFiguresRow]:
                 state=row.state,
                 figures=figures,
                 note=note,
+                amounts=row.amounts,
             )
         )
     return result
@@ -119,7 +130,18 @@ def _figure_format(column: FigureColumn, money: str) -> str:
     return money if column.kind is ColumnKind.AMOUNT else COUNT_FORMAT
 
 
-def _write_row(sheet: Any, row_number: int, row: KeyFiguresRow, t: Translator) -> None:
+def _note(row: KeyFiguresRow, reporting_currency: str | None, t: Translator) -> str | None:
+    """A failure's summary or a note about the figures (catalogue messages both), and why
+    the row is not in the reporting currency's total."""
+    notes = [t.gettext(row.note)] if row.note else []
+    missing = row.not_converted() if reporting_currency is not None and row.figures is not None else None
+    if missing is not None and missing.not_converted is not None:
+        reason = t.gettext(REASON_MESSAGES[missing.not_converted], currency=reporting_currency)
+        notes.append(t.gettext("Not in the %(currency)s total: %(reason)s", currency=reporting_currency, reason=reason))
+    return "\n".join(notes) or None
+
+
+def _write_row(sheet: Any, row_number: int, row: KeyFiguresRow, reporting_currency: str | None, t: Translator) -> None:
     put_text(sheet, row_number, 1, row.client_name)
     put_text(sheet, row_number, 2, row.company_name)
     put_text(sheet, row_number, 3, currency_code(row.currency_code))
@@ -132,8 +154,48 @@ def _write_row(sheet: Any, row_number: int, row: KeyFiguresRow, t: Translator) -
     for offset, column in enumerate(FIGURE_COLUMNS):
         value = column.read(row.figures) if row.figures is not None else None
         put_number(sheet, row_number, FIRST_FIGURE_COLUMN + offset, value, _figure_format(column, money))
-    # A note is a failure's summary or the note above: catalogue messages both.
-    put_text(sheet, row_number, NOTE_COLUMN, t.gettext(row.note) if row.note else None)
+    put_text(sheet, row_number, NOTE_COLUMN, _note(row, reporting_currency, t))
+
+
+def _total_cell(sheet: Any, row_number: int, column: int, total: Value, number_format: str) -> None:
+    cell = put_number(sheet, row_number, column, total, number_format)
+    cell.font = BOLD
+    cell.border = GRAND_TOTAL_BORDER
+
+
+def _sum(values: Sequence[Value], kind: ColumnKind) -> Value:
+    present = [value for value in values if value is not None]
+    return sum(present, ZERO if kind is ColumnKind.AMOUNT else 0) if present else None
+
+
+def _write_reporting_total(
+    sheet: Any, row_number: int, rows: Sequence[KeyFiguresRow], reporting_currency: str, t: Translator
+) -> int:
+    """Every company whose amounts the reporting currency takes, added up in it; returns the
+    row written."""
+    with_figures = [row for row in rows if row.figures is not None]
+    converted = [row for row in with_figures if row.not_converted() is None]
+    put_text(sheet, row_number, 1, t.gettext("Total in %(currency)s", currency=reporting_currency), font=BOLD)
+    companies = t.ngettext(
+        "%(converted)s of %(count)s company",
+        "%(converted)s of %(count)s companies",
+        len(with_figures),
+        converted=len(converted),
+    )
+    put_text(sheet, row_number, 2, companies, font=BOLD)
+    put_text(sheet, row_number, 3, reporting_currency, font=BOLD)
+    money = money_format(reporting_currency)
+    for offset, column in enumerate(FIGURE_COLUMNS):
+        values: list[Value] = []
+        for row in converted:
+            if column.kind is ColumnKind.AMOUNT:
+                amount = (row.amounts or {}).get(column.key)
+                values.append(Decimal(amount.value) if amount is not None and amount.value is not None else None)
+            else:
+                values.append(column.read(row.figures) if row.figures is not None else None)
+        total = _sum(values, column.kind) if column.totalled else None
+        _total_cell(sheet, row_number, FIRST_FIGURE_COLUMN + offset, total, _figure_format(column, money))
+    return row_number
 
 
 def _write_totals(sheet: Any, row_number: int, rows: Sequence[KeyFiguresRow], t: Translator) -> int:
@@ -152,23 +214,22 @@ def _write_totals(sheet: Any, row_number: int, rows: Sequence[KeyFiguresRow], t:
         put_text(sheet, row_number, 3, code, font=BOLD)
         money = money_format(code)
         for offset, column in enumerate(FIGURE_COLUMNS):
-            cell = sheet.cell(row=row_number, column=FIRST_FIGURE_COLUMN + offset)
-            if column.totalled:
-                values = [column.read(f) for f in figures]
-                present = [value for value in values if value is not None]
-                total: Value = sum(present, ZERO if column.kind is ColumnKind.AMOUNT else 0) if present else None
-                cell = put_number(sheet, row_number, FIRST_FIGURE_COLUMN + offset, total, _figure_format(column, money))
-            cell.font = BOLD
-            cell.border = GRAND_TOTAL_BORDER
+            total = _sum([column.read(f) for f in figures], column.kind) if column.totalled else None
+            _total_cell(sheet, row_number, FIRST_FIGURE_COLUMN + offset, total, _figure_format(column, money))
         last = row_number
         row_number += 1
     return last
 
 
 def key_figures_workbook(
-    rows: Sequence[KeyFiguresRow], *, exported_at: datetime, language: str = DEFAULT_LANGUAGE
+    rows: Sequence[KeyFiguresRow],
+    *,
+    exported_at: datetime,
+    language: str = DEFAULT_LANGUAGE,
+    reporting_currency: str | None = None,
 ) -> bytes:
-    """The firm's key figures as an xlsx file (bytes), in ``language``."""
+    """The firm's key figures as an xlsx file (bytes), in ``language``; with a reporting
+    currency (the rows' ``amounts`` in it) a last total in that currency."""
     t = translator(language)
     exported = exported_at.astimezone(UTC)
     exported_text = moment_text(exported, language)
@@ -176,24 +237,27 @@ def key_figures_workbook(
     workbook = new_workbook(t.gettext("Key figures %(day)s", day=day_text(exported.date(), language)))
     sheet = workbook.create_sheet(t.gettext(SHEET_TITLE))
     put_text(sheet, 1, 1, title, font=TITLE_FONT)
-    put_text(
-        sheet,
-        2,
-        1,
-        t.gettext(
+    if reporting_currency is None:
+        explained = t.gettext(
             "Exported %(time)s · each company's figures are as of the time shown, in its own currency · "
             "totals are per currency",
             time=exported_text,
-        ),
-        font=NOTE_FONT,
-    )
+        )
+    else:
+        explained = t.gettext(
+            "Exported %(time)s · each company's figures are as of the time shown, in its own currency · "
+            "totals are per currency, then in %(currency)s at each client's own Business Central rates",
+            time=exported_text,
+            currency=reporting_currency,
+        )
+    put_text(sheet, 2, 1, explained, font=NOTE_FONT)
     for column, heading in enumerate(HEADINGS, start=1):
         put_text(sheet, HEADER_ROW, column, t.gettext(heading))
     style_header_row(sheet, HEADER_ROW, len(HEADINGS))
     sheet.row_dimensions[HEADER_ROW].height = 45
     row_number = FIRST_ROW
     for row in rows:
-        _write_row(sheet, row_number, row, t)
+        _write_row(sheet, row_number, row, reporting_currency, t)
         row_number += 1
     last_data_row = max(row_number - 1, HEADER_ROW)
     last_column = get_column_letter(len(HEADINGS))
@@ -201,6 +265,8 @@ def key_figures_workbook(
     sheet.freeze_panes = f"C{FIRST_ROW}"
     # A blank line between the rows and the totals keeps the totals out of the filter.
     last_row = _write_totals(sheet, last_data_row + 2, rows, t)
+    if reporting_currency is not None:
+        last_row = _write_reporting_total(sheet, max(last_row, last_data_row + 1) + 1, rows, reporting_currency, t)
     last_row = max(last_row, last_data_row)
     for row_index in range(FIRST_ROW, last_data_row + 1):
         sheet.cell(row=row_index, column=NOTE_COLUMN).alignment = Alignment(wrap_text=True, vertical="top")
