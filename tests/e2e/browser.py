@@ -1,9 +1,10 @@
 """What the browser tests share: signing in through the sandbox's Entra, finding a row,
-a consented sandbox tenant, and screenshots."""
+a consented sandbox tenant connected as a client, and screenshots."""
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -11,6 +12,7 @@ from playwright.sync_api import Page, expect
 
 from tests.conftest import Sandbox
 from tests.e2e.conftest import SCREENSHOTS, Hub
+from tests.support.connect import add_connected_client
 
 
 def tenants(sandbox: Sandbox) -> list[dict[str, Any]]:
@@ -22,6 +24,34 @@ def tenants(sandbox: Sandbox) -> list[dict[str, Any]]:
 
 def consented_tenant(sandbox: Sandbox) -> dict[str, Any]:
     return next(t for t in tenants(sandbox) if t["consented"] and t["domain"] != "cronus-sample.onmicrosoft.com")
+
+
+@dataclass(frozen=True)
+class ConnectedTenant:
+    """The consented sandbox tenant's Production, on a firm's dashboard as a connected client."""
+
+    tenant: dict[str, Any]
+    production: dict[str, Any]
+    client_id: str
+    # Its companies as the dashboard names them, sorted.
+    company_names: list[str]
+
+
+def connect_consented_tenant(sandbox: Sandbox, api: httpx.Client, name: str | None = None) -> ConnectedTenant:
+    """Add the consented tenant's Production as a client (named after the tenant unless
+    ``name`` is given), and let the tenant's admin allow the firm."""
+    tenant = consented_tenant(sandbox)
+    production = next(e for e in tenant["environments"] if e["name"] == "Production")
+    client = {"name": name or tenant["display_name"], "client_url": production["client_url"]}
+    client_id = add_connected_client(sandbox, api, client)
+    names = sorted(c["display_name"] or c["name"] for c in production["companies"])
+    return ConnectedTenant(tenant=tenant, production=production, client_id=client_id, company_names=names)
+
+
+def expect_rows_ok(page: Page, names: list[str], timeout_ms: float = 60_000) -> None:
+    """Wait until the open dashboard shows each company's row read."""
+    for name in names:
+        expect(row_of(page, name).locator(".state")).to_have_text("OK", timeout=timeout_ms)
 
 
 def shot(page: Page, name: str) -> None:

@@ -10,17 +10,15 @@ import re
 from playwright.sync_api import Page, expect
 
 from tests.conftest import Sandbox
-from tests.e2e.browser import consented_tenant, shot, sign_in
+from tests.e2e.browser import connect_consented_tenant, shot, sign_in
 from tests.e2e.conftest import Hub
-from tests.support.connect import add_connected_client
 
 EMAIL = "avery@alert-page-accounting.example"
 
 
 def test_a_rule_made_on_the_alerts_page_marks_the_dashboard_live(page: Page, hub: Hub, sandbox: Sandbox) -> None:
     sign_in(page, hub, EMAIL)
-    production = next(e for e in consented_tenant(sandbox)["environments"] if e["name"] == "Production")
-    add_connected_client(sandbox, hub.client(EMAIL), {"name": "Alerted client", "client_url": production["client_url"]})
+    connect_consented_tenant(sandbox, hub.client(EMAIL), name="Alerted client")
     expect(page.locator("#grid-body tr[data-state=ok]").first).to_be_visible(timeout=60_000)
     expect(page.locator("#alerts-note")).to_be_hidden()
 

@@ -34,10 +34,9 @@ from hub_common.change_notifications import NOTIFICATION_PATH, NOTIFIED_ENTITIES
 from hub_common.commands import RECORD_BUSINESS_CENTRAL_CHANGES
 from hub_common.local_nats import LocalNatsServer, free_port
 from tests.conftest import Sandbox, running_sandbox
-from tests.e2e.browser import consented_tenant, row_of, shot, sign_in
+from tests.e2e.browser import connect_consented_tenant, row_of, shot, sign_in
 from tests.e2e.conftest import SECRET_KEY, Hub
 from tests.faults.tcp_proxy import TcpProxy
-from tests.support.connect import add_connected_client
 from tests.support.processes import start_service, wait_until_healthy
 from tests.support.waiting import eventually
 
@@ -110,12 +109,9 @@ def notified(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NotifiedHub]:
 @pytest.fixture(scope="module")
 def connected(notified: NotifiedHub) -> dict[str, Any]:
     """The consented tenant's Production, connected, read and subscribed."""
-    tenant = consented_tenant(notified.sandbox)
-    production = next(e for e in tenant["environments"] if e["name"] == "Production")
     api = notified.hub.client(EMAIL)
-    client_id = add_connected_client(
-        notified.sandbox, api, {"name": tenant["display_name"], "client_url": production["client_url"]}
-    )
+    connected = connect_consented_tenant(notified.sandbox, api)
+    tenant, production, client_id = connected.tenant, connected.production, connected.client_id
     company_ids = {c["id"] for c in production["companies"]}
 
     def subscribed() -> list[dict[str, Any]] | None:

@@ -10,7 +10,7 @@ from decimal import Decimal
 from playwright.sync_api import Page, expect
 
 from tests.conftest import Sandbox
-from tests.e2e.browser import consented_tenant, row_of, shot, sign_in
+from tests.e2e.browser import connect_consented_tenant, expect_rows_ok, row_of, shot, sign_in
 from tests.e2e.conftest import Hub
 from tests.support.connect import add_connected_client
 from tests.support.waiting import eventually
@@ -49,14 +49,8 @@ def test_a_converted_sort_at_1280_by_800(page: Page, hub: Hub, sandbox: Sandbox)
     sign_in(page, hub, email)
     sample = f"{sandbox.web_client}/cronus-sample.onmicrosoft.com/Production"
     add_connected_client(sandbox, hub.client(email), {"name": "CRONUS", "client_url": sample})
-    tenant = consented_tenant(sandbox)
-    production = next(e for e in tenant["environments"] if e["name"] == "Production")
-    add_connected_client(
-        sandbox, hub.client(email), {"name": tenant["display_name"], "client_url": production["client_url"]}
-    )
-    names = ["CRONUS UK Ltd.", "CRONUS USA, Inc.", *(c["display_name"] or c["name"] for c in production["companies"])]
-    for name in names:
-        expect(row_of(page, name).locator(".state")).to_have_text("OK", timeout=60_000)
+    names = ["CRONUS UK Ltd.", "CRONUS USA, Inc.", *connect_consented_tenant(sandbox, hub.client(email)).company_names]
+    expect_rows_ok(page, names)
     # The firm's currencies (books and rates) are offered from the page's next load.
     page.reload()
 

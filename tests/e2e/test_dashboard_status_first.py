@@ -11,9 +11,8 @@ import httpx
 from playwright.sync_api import Page, expect
 
 from tests.conftest import Sandbox
-from tests.e2e.browser import consented_tenant, row_of, shot, sign_in
+from tests.e2e.browser import connect_consented_tenant, expect_rows_ok, row_of, shot, sign_in
 from tests.e2e.conftest import Hub
-from tests.support.connect import add_connected_client
 from tests.support.waiting import eventually
 
 STICKY_LEFTS = """() => {
@@ -41,14 +40,9 @@ def test_status_first_at_1280_by_800(page: Page, hub: Hub, sandbox: Sandbox, fau
     # A new firm's empty dashboard says what to do next, with the button to do it.
     expect(page.get_by_role("link", name="Add client")).to_have_attribute("href", "/clients/new")
 
-    tenant = consented_tenant(sandbox)
-    production = next(e for e in tenant["environments"] if e["name"] == "Production")
-    names = sorted(c["display_name"] or c["name"] for c in production["companies"])
-    add_connected_client(
-        sandbox, hub.client(email), {"name": tenant["display_name"], "client_url": production["client_url"]}
-    )
-    for name in names:
-        expect(row_of(page, name).locator(".state")).to_have_text("OK", timeout=60_000)
+    connected = connect_consented_tenant(sandbox, hub.client(email))
+    tenant, names = connected.tenant, connected.company_names
+    expect_rows_ok(page, names)
     expect(page.locator("#summary-ok")).to_contain_text(str(len(names)))
     # Every company read has a health indicator with its score and reasons.
     for dot in page.locator("#grid-body .health").all():
@@ -134,12 +128,8 @@ def test_check_errors_is_a_worklist_that_resolves_itself(
 ) -> None:
     email = "kim@fourthcoffee-practice.example"
     sign_in(page, hub, email)
-    tenant = consented_tenant(sandbox)
-    production = next(e for e in tenant["environments"] if e["name"] == "Production")
-    names = sorted(c["display_name"] or c["name"] for c in production["companies"])
-    add_connected_client(
-        sandbox, hub.client(email), {"name": tenant["display_name"], "client_url": production["client_url"]}
-    )
+    connected = connect_consented_tenant(sandbox, hub.client(email))
+    tenant, names = connected.tenant, connected.company_names
     first = row_of(page, names[0])
     expect(first.locator(".state")).to_have_text("OK", timeout=60_000)
 
@@ -181,11 +171,7 @@ def test_check_errors_is_a_worklist_that_resolves_itself(
 def test_readable_on_a_phone_and_a_tablet(page: Page, hub: Hub, sandbox: Sandbox) -> None:
     email = "lena@alpine-practice.example"
     sign_in(page, hub, email)
-    tenant = consented_tenant(sandbox)
-    production = next(e for e in tenant["environments"] if e["name"] == "Production")
-    add_connected_client(
-        sandbox, hub.client(email), {"name": tenant["display_name"], "client_url": production["client_url"]}
-    )
+    connect_consented_tenant(sandbox, hub.client(email))
     expect(page.locator("#grid-body .state", has_text="OK").first).to_be_visible(timeout=60_000)
     for width, height in ((390, 844), (820, 1180)):
         page.set_viewport_size({"width": width, "height": height})
@@ -205,13 +191,9 @@ def test_a_live_change_waits_while_its_rows_menu_is_open(page: Page, hub: Hub, s
     once the menu closes."""
     email = "maud@openmenu-practice.example"
     sign_in(page, hub, email)
-    tenant = consented_tenant(sandbox)
-    production = next(e for e in tenant["environments"] if e["name"] == "Production")
-    name = sorted(c["display_name"] or c["name"] for c in production["companies"])[0]
     api = hub.client(email)
-    client_id = add_connected_client(
-        sandbox, api, {"name": tenant["display_name"], "client_url": production["client_url"]}
-    )
+    connected = connect_consented_tenant(sandbox, api)
+    client_id, name = connected.client_id, connected.company_names[0]
     row = row_of(page, name)
     expect(row.locator(".state")).to_have_text("OK", timeout=60_000)
     as_of = row.locator("td[data-as-of]")

@@ -12,9 +12,8 @@ import httpx
 from playwright.sync_api import Browser, Page, expect
 
 from tests.conftest import Sandbox
-from tests.e2e.browser import consented_tenant, row_of
+from tests.e2e.browser import connect_consented_tenant, expect_rows_ok, row_of
 from tests.e2e.conftest import SCREENSHOTS, Hub
-from tests.support.connect import add_connected_client
 
 
 def test_accept_language_de_gives_german_pages_and_error_details(hub: Hub) -> None:
@@ -132,14 +131,9 @@ def test_a_browser_in_dutch_then_french_by_the_preference(
         # The empty dashboard says what to do, in Dutch.
         expect(page.get_by_role("link", name="Klant toevoegen")).to_have_attribute("href", "/clients/new")
 
-        tenant = consented_tenant(sandbox)
-        production = next(e for e in tenant["environments"] if e["name"] == "Production")
-        names = sorted(c["display_name"] or c["name"] for c in production["companies"])
-        add_connected_client(
-            sandbox, hub.client(email), {"name": tenant["display_name"], "client_url": production["client_url"]}
-        )
-        for name in names:
-            expect(row_of(page, name).locator(".state")).to_have_text("OK", timeout=60_000)
+        connected = connect_consented_tenant(sandbox, hub.client(email))
+        tenant, names = connected.tenant, connected.company_names
+        expect_rows_ok(page, names)
 
         # Headings, menus, the summary's tiles and the rows' words are Dutch.
         expect(page.locator("html")).to_have_attribute("lang", "nl")

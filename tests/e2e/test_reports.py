@@ -17,9 +17,9 @@ from openpyxl import load_workbook
 
 from hub_gateway.reports.key_figures import STATE_NAMES
 from tests.conftest import Sandbox
+from tests.e2e.browser import connect_consented_tenant
 from tests.e2e.conftest import Hub
 from tests.integration.test_statements_command import PlainReader
-from tests.support.connect import add_connected_client
 
 pytestmark = pytest.mark.e2e
 
@@ -44,12 +44,9 @@ def _rows(api: httpx.Client, client_id: str, hub: Hub, timeout: float = 60) -> l
 @pytest.fixture(scope="module")
 def firm(hub: Hub, sandbox: Sandbox) -> dict[str, Any]:
     """A firm with one client (a sandbox tenant with its companies) on its dashboard."""
-    tenants = httpx.get(f"{sandbox.base_url}/_sandbox/tenants", verify=sandbox.tls()).json()["tenants"]
-    tenant = next(t for t in tenants if t["consented"] and t["domain"] != "cronus-sample.onmicrosoft.com")
-    production = next(e for e in tenant["environments"] if e["name"] == "Production")
     api = hub.client(OWNER)
-    client_id = add_connected_client(sandbox, api, {"name": "Reports & Co.", "client_url": production["client_url"]})
-    return {"tenant": tenant, "client_id": client_id, "rows": _rows(api, client_id, hub)}
+    connected = connect_consented_tenant(sandbox, api, name="Reports & Co.")
+    return {"tenant": connected.tenant, "client_id": connected.client_id, "rows": _rows(api, connected.client_id, hub)}
 
 
 def _workbook_url(client_id: str, company_id: str) -> str:
