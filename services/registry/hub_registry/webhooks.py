@@ -68,8 +68,26 @@ class Target:
 
     @property
     def host_header(self) -> str:
-        literal = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{literal}:{self.url.port}" if self.url.port else literal
+        return _authority(self.host, self.url.port or None)
+
+
+def _authority(host: str, port: int | None) -> str:
+    """``host[:port]``, an IPv6 literal in its brackets."""
+    literal = f"[{host}]" if ":" in host else host
+    return f"{literal}:{port}" if port is not None else literal
+
+
+def origin(url: str) -> str:
+    """Where a webhook URL points, ``scheme://host[:port]``: what may be written where the
+    whole URL may not (an audit stream that is never purged), since its path and query
+    often carry the receiver's bearer token (Slack, Teams, Zapier) and its user part a
+    password. Lenient: a URL saved before a rule it breaks still gets its origin."""
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    return f"{parts.scheme}://{_authority(parts.hostname or '', port)}"
 
 
 def _parse(url: str, *, allow_loopback: bool) -> SplitResult:

@@ -19,7 +19,6 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
 from sqlalchemy import ColumnElement, delete, func, or_, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -99,23 +98,6 @@ WEBHOOK_SECRETS = "alert-webhook-secrets"
 # Why a pending webhook delivery was given up without being sent (its ``last_error``).
 WEBHOOK_URL_CHANGED = "not sent: the rule's webhook URL changed or was removed before it went out"
 WEBHOOK_RULE_REMOVED = "not sent: the rule was removed before it went out"
-
-
-def webhook_host(url: str | None) -> str | None:
-    """Where a webhook URL points, ``scheme://host[:port]``, for the audit stream: its path
-    and query often carry the receiver's bearer token (Slack, Teams, Zapier), and its user
-    part a password; the stream is never purged, so they stay out of it."""
-    if url is None:
-        return None
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if ":" in host:  # an IPv6 literal keeps its brackets
-        host = f"[{host}]"
-    try:
-        port = parts.port
-    except ValueError:
-        port = None
-    return f"{parts.scheme}://{host}" + (f":{port}" if port is not None else "")
 
 
 def sealer(settings: RegistrySettings) -> Sealer:
@@ -297,7 +279,7 @@ async def set_alert_rule(*, session: AsyncSession, command: SetAlertRule, settin
             comparison=fields.comparison,
             threshold=condition.threshold,
             email=row.email,
-            webhook_host=webhook_host(row.webhook_url),
+            webhook_host=webhooks.origin(row.webhook_url) if row.webhook_url is not None else None,
             delivery=fields.delivery,
             digest_at=row.digest_at,
             time_zone=row.time_zone,
