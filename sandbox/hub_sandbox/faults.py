@@ -27,6 +27,8 @@ class FaultKind(StrEnum):
     OVERSIZED_BODY = "oversized_body"  # 200 streaming size_mb of valid-looking JSON
     CONSENT_WITHDRAWN = "consent_withdrawn"  # token endpoint: unauthorized_client AADSTS700016
     ENTRA_NOT_JSON = "entra_not_json"  # token endpoint: 200 with an HTML page instead of JSON
+    ENTRA_UNAVAILABLE = "entra_unavailable"  # token endpoint: 503 with Retry-After, an Entra incident
+    ENTRA_THROTTLED = "entra_throttled"  # token endpoint: 429 AADSTS90055 with Retry-After
     TRICKLE = "trickle"  # 200, the answer sent one byte every trickle_interval_seconds
     REPEATED_NEXT_LINK = "repeated_next_link"  # a collection's @odata.nextLink is the page just served
     DUPLICATE_COMPANY_IDS = "duplicate_company_ids"  # companies lists its first company twice
@@ -41,7 +43,9 @@ class FaultSpec(BaseModel):
     company_id: uuid.UUID | None = Field(default=None, description="company_forbidden: None = all")
     environment: str | None = Field(default=None, description="environment_removed: None = all")
     entity_set: str | None = Field(default=None, max_length=100, description="entity_not_published: None = all")
-    retry_after_seconds: int = Field(default=60, ge=0, description="upgrading, too_many_requests")
+    retry_after_seconds: int = Field(
+        default=60, ge=0, description="upgrading, too_many_requests, entra_unavailable, entra_throttled"
+    )
     timeout_seconds: float = Field(default=600.0, ge=0)
     size_mb: int = Field(default=64, ge=1, le=4096, description="oversized_body")
     trickle_interval_seconds: float = Field(default=2.0, gt=0, le=600, description="trickle")

@@ -17,6 +17,8 @@ from. Errors use Entra's JSON shape and AADSTS codes; the decision logic
 from __future__ import annotations
 
 import hmac
+import uuid
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -222,6 +224,14 @@ def identity_router(state: SandboxState) -> APIRouter:
         if found is not None and state.faults.take(found.id, FaultKind.ENTRA_NOT_JSON):
             # What a proxy or an outage page in front of Entra answers: HTML, not JSON.
             return HTMLResponse(ENTRA_OUTAGE_PAGE, headers=NO_CACHE | request_id_headers(request))
+        if found is not None and (outage := _token_endpoint_outage(state, found.id)) is not None:
+            headers = NO_CACHE | request_id_headers(request) | {"Retry-After": str(outage.retry_after_seconds)}
+            document = {
+                "error": outage.error,
+                "error_description": f"AADSTS{outage.code}: {outage.description}",
+                "error_codes": [outage.code],
+            }
+            return JSONResponse(document, status_code=outage.status, headers=headers)
         body = (await request.body()).decode("utf-8", errors="replace")
         form = dict(parse_qsl(body, keep_blank_values=True))
         credentials = read_token_request(form, request.headers.get("authorization"))
@@ -252,3 +262,36 @@ def _app_token_answer(issued: IssuedToken) -> dict[str, Any]:
         "ext_expires_in": issued.expires_in,
         "access_token": issued.access_token,
     }
+
+
+@dataclass(frozen=True)
+class _Outage:
+    status: int
+    error: str
+    code: int
+    description: str
+    retry_after_seconds: int
+
+
+def _token_endpoint_outage(state: SandboxState, tenant_id: uuid.UUID) -> _Outage | None:
+    """What Entra's token endpoint answers in an incident (503) or when it throttles the
+    tenant (429), each with a Retry-After."""
+    unavailable = state.faults.take(tenant_id, FaultKind.ENTRA_UNAVAILABLE)
+    if unavailable is not None:
+        return _Outage(
+            503,
+            "temporarily_unavailable",
+            90033,
+            "A transient error has occurred. Please try again.",
+            unavailable.retry_after_seconds,
+        )
+    throttled = state.faults.take(tenant_id, FaultKind.ENTRA_THROTTLED)
+    if throttled is not None:
+        return _Outage(
+            429,
+            "invalid_request",
+            90055,
+            "TenantThrottlingThreshold - The request has been throttled.",
+            throttled.retry_after_seconds,
+        )
+    return None

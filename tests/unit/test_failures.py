@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 
 from hub_common.events import FailureKind
@@ -10,6 +12,7 @@ from hub_fetcher.bc.failures import (
     classify_bc_error,
     classify_token_error,
     correlation_from_message,
+    parse_retry_after,
 )
 
 
@@ -133,3 +136,26 @@ def test_taxes_due_rule_and_client_override() -> None:
     override = taxes_due(accounts, read_at=now, account_numbers=frozenset({"2510", "2600"}))
     assert override.amount == Decimal("1999.00")
     assert "override" in override.rule
+
+
+NOW = datetime(2026, 12, 4, 12, 0, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("header", "seconds"),
+    [
+        ("120", 120.0),
+        (" 7 ", 7.0),
+        ("0", 0.0),
+        ("-5", 0.0),  # never a wait into the past
+        ("Fri, 04 Dec 2026 12:01:30 GMT", 90.0),  # the HTTP-date form
+        ("Fri, 04 Dec 2026 11:59:00 GMT", 0.0),  # a date gone by: at once
+        ("NaN", None),
+        ("inf", None),
+        ("soon", None),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_retry_after_is_read_in_both_of_its_forms(header: str | None, seconds: float | None) -> None:
+    assert parse_retry_after(header, now=NOW) == seconds

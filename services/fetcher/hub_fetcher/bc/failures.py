@@ -7,9 +7,11 @@ English in the events; they are catalogue messages (N_), so a page shows them in
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from enum import StrEnum
 
 from hub_common.events import Failure, FailureKind
@@ -113,9 +115,35 @@ _ENTRA_SUMMARIES: dict[FailureKind, tuple[str, str]] = {
         N_("Microsoft Entra ID is unavailable at the moment."),
         N_("Nothing to do: the hub tries again later. If it lasts, check Microsoft's service status."),
     ),
+    FailureKind.THROTTLED: (
+        N_("Microsoft Entra ID asked the hub to slow down its requests for access (too many requests)."),
+        N_("Nothing to do: the hub waits as long as Entra ID asks, then tries again."),
+    ),
 }
 
 _CORRELATION = re.compile(r"CorrelationId:\s*([0-9a-fA-F-]{8,})")
+
+
+def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
+    """Seconds to wait from a Retry-After header: delta-seconds ("120") or an HTTP-date
+    ("Wed, 21 Oct 2026 07:28:00 GMT"), both of which Microsoft's services send; never
+    negative; None when absent or unreadable."""
+    if value is None:
+        return None
+    text = value.strip()
+    try:
+        seconds = float(text)
+    except ValueError:
+        pass
+    else:
+        return max(0.0, seconds) if math.isfinite(seconds) else None
+    try:
+        moment = parsedate_to_datetime(text)
+    except (TypeError, ValueError):
+        return None
+    if moment.tzinfo is None:  # an HTTP-date is GMT; a zoneless one is read as such
+        moment = moment.replace(tzinfo=UTC)
+    return max(0.0, (moment - (now or datetime.now(UTC))).total_seconds())
 
 
 @dataclass

@@ -25,14 +25,16 @@ from typing import Any
 
 import httpx
 import msal
+import msal.exceptions
 
 from hub_common.entra import confidential_client
 from hub_common.events import FailureKind
-from hub_fetcher.bc.failures import FetchFailure, Service, classify_token_error
+from hub_fetcher.bc.failures import FetchFailure, Service, classify_token_error, parse_retry_after
 
 BC_SCOPE = "https://api.businesscentral.dynamics.com/.default"
 # Entra's answers are small documents; anything larger is not one of them.
 MAX_ENTRA_ANSWER_BYTES = 1024 * 1024
+TOO_MANY_REQUESTS = 429
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,8 @@ class EntraAnswer:
     url: str
     status: int
     body: bytes
+    # When Entra throttles (429) or is down (503): when it says to ask again.
+    retry_after: str | None = None
 
     def json_document(self) -> dict[str, Any] | None:
         try:
@@ -85,7 +89,9 @@ class EventLoopHttpClient(httpx.Client):
             raise RuntimeError("the token client is not bound to an event loop")
         future = asyncio.run_coroutine_threadsafe(self._send_with_deadline(request), self._loop)
         response = future.result()
-        self._last_answers.answer = EntraAnswer(str(request.url), response.status_code, response.content)
+        self._last_answers.answer = EntraAnswer(
+            str(request.url), response.status_code, response.content, response.headers.get("retry-after")
+        )
         return response
 
     async def _send_with_deadline(self, request: httpx.Request) -> httpx.Response:
@@ -180,9 +186,11 @@ class TokenProvider:
         except FetchFailure:
             self._drop_app(tenant)
             raise
-        except (ValueError, KeyError, httpx.HTTPStatusError) as error:
+        except (ValueError, KeyError, httpx.HTTPStatusError, msal.exceptions.MsalError) as error:
             # msal raises these for a discovery that failed, an answer that is not JSON or
-            # lacks a field, and a 5xx; what Entra actually answered tells which it was.
+            # lacks a field, and a 5xx (MsalServiceError from its throttling wrapper); what
+            # Entra actually answered tells which it was. A new app object also forgets the
+            # error msal would otherwise replay to the next call without asking Entra.
             self._drop_app(tenant)
             raise self._failure_from_answer(error) from error
         token = result.get("access_token")
@@ -194,6 +202,8 @@ class TokenProvider:
         description = result.get("error_description")
         codes = [code for code in result.get("error_codes", []) if isinstance(code, int)]
         last = self._http.last_answer()
+        if last is not None and last.status == TOO_MANY_REQUESTS:
+            raise self._throttled(last, description)
         raise FetchFailure(
             classify_token_error(error_name, description, codes),
             service=Service.ENTRA,
@@ -203,17 +213,34 @@ class TokenProvider:
             correlation_id=result.get("correlation_id"),
         )
 
+    @staticmethod
+    def _throttled(answer: EntraAnswer, description: object) -> FetchFailure:
+        return FetchFailure(
+            FailureKind.THROTTLED,
+            service=Service.ENTRA,
+            http_status=answer.status,
+            message=description if isinstance(description, str) else "Microsoft Entra ID throttled the token request",
+            retry_after_seconds=parse_retry_after(answer.retry_after),
+        )
+
     def _failure_from_answer(self, error: Exception) -> FetchFailure:
         answer = self._http.last_answer()
         if answer is None:
+            if isinstance(error, msal.exceptions.MsalError):
+                # msal gave up without asking Entra (an error it keeps replaying): a passing state.
+                return FetchFailure(FailureKind.ENVIRONMENT_OFFLINE, service=Service.ENTRA, message=f"msal: {error}")
             return FetchFailure(FailureKind.BAD_RESPONSE, service=Service.ENTRA, message=f"msal: {error}")
         document = answer.json_document()
+        if answer.status == TOO_MANY_REQUESTS:
+            description = document.get("error_description") if document else None
+            return self._throttled(answer, description)
         if answer.status >= 500:
             return FetchFailure(
                 FailureKind.ENVIRONMENT_OFFLINE,
                 service=Service.ENTRA,
                 http_status=answer.status,
                 message=f"Microsoft Entra ID answered {answer.status}: {answer.body[:300].decode(errors='replace')}",
+                retry_after_seconds=parse_retry_after(answer.retry_after),
             )
         if answer.is_discovery and 400 <= answer.status < 500:
             # Entra answers an unknown tenant's discovery with 400 invalid_tenant (AADSTS90002).
