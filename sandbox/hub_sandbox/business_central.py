@@ -523,6 +523,15 @@ class BusinessCentralApi:
             # BC 30 no longer publishes Microsoft pages as web services.
             raise no_resource(request.url)
         self._check_access(request.tenant, company, "9069 Activities Cue")
+        if self.state.faults.take(request.tenant.id, FaultKind.CUES_WITHOUT_DECIMALS):
+            # A BC whose cue pages lack the *Decimal fields refuses a $select that names them.
+            select = next((value for name, value in request.query if name == "$select"), "")
+            selected = select.split(",")[0] or "CashAccountsBalanceAmountDecimal"
+            raise BusinessCentralError(
+                400,
+                "BadRequest",
+                f"Could not find a property named '{selected}' on type 'NAV.{service.name}'.",
+            )
         book = self.state.book(company)
         record = cue_record(service.name, book)
         context = f"{context_root}#Company('{quote(company.name)}')/{service.name}"

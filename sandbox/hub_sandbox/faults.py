@@ -33,6 +33,7 @@ class FaultKind(StrEnum):
     REPEATED_NEXT_LINK = "repeated_next_link"  # a collection's @odata.nextLink is the page just served
     DUPLICATE_COMPANY_IDS = "duplicate_company_ids"  # companies lists its first company twice
     ENTITY_NOT_PUBLISHED = "entity_not_published"  # 404 for entity_set, as where its API page is absent
+    CUES_WITHOUT_DECIMALS = "cues_without_decimals"  # cue services: 400, no *Decimal fields (older BC)
 
 
 class FaultSpec(BaseModel):

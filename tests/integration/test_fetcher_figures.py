@@ -260,6 +260,33 @@ async def test_without_cue_services_bc_30_falls_back_to_the_api(sandbox: Sandbox
         admin.put(f"/tenants/{tenant['id']}/bc-version", json={"major": 29}).raise_for_status()
 
 
+async def test_cue_services_that_refuse_their_decimal_fields_fall_back_to_the_api(sandbox: Sandbox) -> None:
+    """A BC whose cue pages lack the *Decimal fields answers 400 to the $select naming them:
+    the cues are a fast path only, so the figures come from API v2.0 (the refresh failed
+    before), and the environment is not asked again for a while."""
+    admin = httpx.Client(base_url=f"{sandbox.base_url}/_sandbox", verify=sandbox.tls())
+    tenant = next(t for t in admin.get("/tenants").json()["tenants"] if t["consented"])
+    admin.put(f"/tenants/{tenant['id']}/bc-version", json={"major": 29}).raise_for_status()
+    admin.put(f"/tenants/{tenant['id']}/faults", json={"kind": "cues_without_decimals"}).raise_for_status()
+    try:
+        connection = ClientConnection(tenant=tenant["domain"], environment="Production")
+        company = next(e for e in tenant["environments"] if e["name"] == "Production")["companies"][0]
+        async with _reader(sandbox, True) as (client_reader, bc):
+            for attempt in range(2):
+                before = bc.requests_made
+                snapshot = await client_reader.snapshot(
+                    connection,
+                    Company(id=uuid.UUID(company["id"]), name=company["name"]),
+                    client_id=uuid.uuid4(),
+                    refresh_id=uuid.uuid4(),
+                )
+                assert snapshot.figures.cash is not None
+                assert snapshot.figures.cash.source == "api"
+                assert bc.requests_made - before == (3 if attempt == 0 else 1)
+    finally:
+        admin.delete(f"/tenants/{tenant['id']}/faults").raise_for_status()
+
+
 @asynccontextmanager
 async def _reader(sandbox: Sandbox, use_cues: bool) -> AsyncIterator[tuple[ClientReader, BusinessCentral]]:
     settings = FetcherSettings(_env_file=None, ca_bundle=sandbox.ca_bundle)

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from urllib.parse import quote
 
 from hub_common.events import ClientConnection, CompanySnapshot, ExchangeRates, FailureKind
+from hub_common.logging import get_logger
 from hub_common.money import round_money
 from hub_fetcher.bc.client import BatchRead, BatchRequest, BusinessCentral, Environment
 from hub_fetcher.bc.entities import ActivityCues, Company, CurrencyExchangeRate, FinanceCues, parse_entities
@@ -25,6 +26,8 @@ class Discovery:
     companies: list[Company]
     latency_ms: int
 
+
+logger = get_logger(__name__)
 
 # How long an environment whose cue services are not published (BC 30 on) is not asked again.
 CUES_UNPUBLISHED_RECHECK_SECONDS = 6 * 3600
@@ -91,18 +94,34 @@ class ClientReader:
                 ),
             )
         except FetchFailure as failure:
-            if failure.http_status != HTTP_NOT_FOUND:
-                raise
+            if failure.transient:
+                raise  # BC is busy or down: the whole refresh waits and tries again
+            # The cues are a fast path only: any other failure leaves the figures to API v2.0.
             # BC answers "No HTTP resource was found that matches the request URI" when the
-            # service is not published (BC 30 on): remember that for the environment. Any
-            # other 404 concerns this company only, which then goes without cues this time.
-            if "no http resource" in (failure.message or "").lower():
+            # service is not published (BC 30 on), and refuses a $select of the *Decimal
+            # fields where its cue pages lack them: remember those for the environment. A
+            # refusal of this company's cues (permissions) goes without cues this time.
+            message = (failure.message or "").lower()
+            if failure.http_status in (HTTP_NOT_FOUND, HTTP_BAD_REQUEST) and (
+                "no http resource" in message or "could not find a property" in message
+            ):
                 self._cues_unpublished_until[environment] = time.monotonic() + CUES_UNPUBLISHED_RECHECK_SECONDS
+            logger.info(
+                "cue services not used; figures from API v2.0",
+                kind=failure.kind.value,
+                http_status=failure.http_status,
+                bc_error_code=failure.bc_error_code,
+            )
             return None
         if not activity or not finance:
             return None
-        activity_cues = parse_entities(ActivityCues, activity[:1], "AccountantPortalActivityCues")[0]
-        finance_cues = parse_entities(FinanceCues, finance[:1], "AccountantPortalFinanceCues")[0]
+        try:
+            activity_cues = parse_entities(ActivityCues, activity[:1], "AccountantPortalActivityCues")[0]
+            finance_cues = parse_entities(FinanceCues, finance[:1], "AccountantPortalFinanceCues")[0]
+        except FetchFailure as failure:
+            # A cue record without the *Decimal fields (older BC): API v2.0 gives the figures.
+            logger.info("cue records unreadable; figures from API v2.0", message=failure.message)
+            return None
         # Cue decimals arrive as JSON numbers (52424.7); amounts are kept to the cent.
         return CueFigures(
             cash_accounts_balance=round_money(finance_cues.cash_accounts_balance),
@@ -164,6 +183,7 @@ def company_exchange_rates(batch: BatchRead, *, today: dt.date, local_currency: 
     return exchange_rates(rows, as_of=today, local_currency=local_currency)
 
 
+HTTP_BAD_REQUEST = 400
 HTTP_NOT_FOUND = 404
 # The batch read of the exchange rates: optional, since not every tenant gives them.
 EXCHANGE_RATES = "exchange_rates"
