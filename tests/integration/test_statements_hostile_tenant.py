@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import threading
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from decimal import Decimal
@@ -89,6 +90,8 @@ class FakeTenant:
     pages: ClassVar[dict[str, dict[str, Any]]] = {}
     batches: ClassVar[list[list[str]]] = []
     gets: ClassVar[list[str]] = []
+    # How long each answer takes: a slow tenant.
+    delay_seconds: ClassVar[float] = 0.0
 
 
 def _entity_set(url: str) -> str:
@@ -105,6 +108,7 @@ class FakeBusinessCentral(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
     def do_POST(self) -> None:
+        time.sleep(FakeTenant.delay_seconds)
         requests = json.loads(self.rfile.read(int(self.headers["content-length"])))["requests"]
         FakeTenant.batches.append([unquote(r["url"]) for r in requests])
         responses = []
@@ -116,6 +120,7 @@ class FakeBusinessCentral(BaseHTTPRequestHandler):
         self._send({"responses": responses})
 
     def do_GET(self) -> None:
+        time.sleep(FakeTenant.delay_seconds)
         FakeTenant.gets.append(self.path)
         self._send(FakeTenant.pages.get(self.path.split("?")[0], {"value": []}))
 
@@ -133,6 +138,7 @@ def fake_bc() -> Iterator[str]:
     FakeTenant.pages = {}
     FakeTenant.batches = []
     FakeTenant.gets = []
+    FakeTenant.delay_seconds = 0.0
     yield f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
 
@@ -205,6 +211,34 @@ async def test_next_links_on_the_same_host_are_followed(reader: StatementsReader
     statements = await reader.read(CONNECTION, COMPANY, as_of=AS_OF)
     assert [line.name for line in statements.aged_payables.lines] == ["Adatum"]
     assert len(FakeTenant.gets) == 1
+
+
+async def test_a_slow_tenant_ends_at_the_statements_deadline(fake_bc: str) -> None:
+    """Each answer comes within every per-request deadline, but page after page: the whole
+    read ends when nobody waits for it any longer, not after 1,000 pages."""
+    pages = "/v2.0/contoso.com/Production/api/v2.0/page"
+    FakeTenant.answers["agedAccountsPayables"] = {"value": [], "@odata.nextLink": f"{fake_bc}{pages}1?$skiptoken=1"}
+    for number in range(1, 50):
+        FakeTenant.pages[f"{pages}{number}"] = {
+            "value": [],
+            "@odata.nextLink": f"{fake_bc}{pages}{number + 1}?$skiptoken={number + 1}",
+        }
+    FakeTenant.delay_seconds = 0.2
+    async with httpx.AsyncClient(timeout=5) as http:
+        bc = BusinessCentral(
+            api_base=fake_bc,
+            http=http,
+            tokens=FixedToken(),
+            limiter=TenantLimiter(),
+            max_response_bytes=5_000_000,
+            request_deadline_seconds=10,
+        )
+        started = time.monotonic()
+        failure = await _failure(StatementsReader(bc, deadline_seconds=1.5))
+    assert failure.kind is FailureKind.TIMEOUT
+    assert "HUB_STATEMENTS_DEADLINE_SECONDS" in (failure.message or "")
+    assert time.monotonic() - started < 4
+    assert 2 <= len(FakeTenant.gets) < 10
 
 
 async def test_a_next_link_to_another_host_is_refused(reader: StatementsReader) -> None:

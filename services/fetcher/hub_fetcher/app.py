@@ -137,7 +137,7 @@ def create_app(settings: FetcherSettings) -> FastStream:
         )
         connected = Connected(
             refreshes=InFlightConsumer(js, consumer, handlers.handle, limit=settings.concurrency),
-            statements=StatementsReader(bc),
+            statements=StatementsReader(bc, deadline_seconds=settings.statements_deadline_seconds),
         )
 
     @app.after_startup

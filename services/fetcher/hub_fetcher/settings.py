@@ -20,6 +20,10 @@ class FetcherSettings(HubSettings):
     bc_request_deadline_seconds: float = Field(default=120.0, gt=0)
     entra_request_deadline_seconds: float = Field(default=30.0, gt=0)
     refresh_deadline_seconds: float = Field(default=900.0, gt=0)
+    # Everything one financial-statements request reads from BC: past it nobody waits for
+    # the answer (the gateway's HUB_REPORT_TIMEOUT_SECONDS, 60 s by default), so reading on
+    # would only hold a statements worker and the tenant's BC slots.
+    statements_deadline_seconds: float = Field(default=60.0, gt=0)
     # A tenant's answer larger than this is refused as a bad response, not buffered.
     max_response_bytes: int = 50 * 1024 * 1024
     # BC's per-identity limits, which hold across all fetcher processes together.

@@ -15,6 +15,7 @@ Everything a tenant answers is validated; a missing or malformed field is a clas
 
 from __future__ import annotations
 
+import asyncio
 import calendar
 import datetime as dt
 import re
@@ -369,12 +370,25 @@ def _first(model: type[EntityT], rows: list[dict[str, Any]], what: str) -> Entit
 
 
 class StatementsReader:
-    def __init__(self, bc: BusinessCentral, *, page_size: int | None = None) -> None:
+    def __init__(self, bc: BusinessCentral, *, deadline_seconds: float = 60.0, page_size: int | None = None) -> None:
         self._bc = bc
+        self._deadline_seconds = deadline_seconds
         # Only tests make pages small, to see next links followed against the sandbox.
         self._page_size = page_size
 
     async def read(self, connection: ClientConnection, company_id: uuid.UUID, *, as_of: dt.date) -> CompanyStatements:
+        """The company's statements, read within the deadline (a timeout failure after it)."""
+        try:
+            async with asyncio.timeout(self._deadline_seconds):
+                return await self._read(connection, company_id, as_of=as_of)
+        except TimeoutError as error:
+            raise FetchFailure(
+                FailureKind.TIMEOUT,
+                message=f"the statements were not read within {self._deadline_seconds:g} s "
+                "(HUB_STATEMENTS_DEADLINE_SECONDS)",
+            ) from error
+
+    async def _read(self, connection: ClientConnection, company_id: uuid.UUID, *, as_of: dt.date) -> CompanyStatements:
         environment = Environment(tenant=connection.tenant, name=connection.environment)
         calendar_year = as_of.replace(month=1, day=1)
         collections = await self._bc.batch_collections(
