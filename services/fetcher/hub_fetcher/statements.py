@@ -44,7 +44,7 @@ from hub_common.statements import (
     TrialBalanceLine,
 )
 from hub_fetcher.bc.client import BatchRequest, BusinessCentral, Environment
-from hub_fetcher.bc.entities import Entity, EntityT, parse_entities
+from hub_fetcher.bc.entities import BcDate, Entity, EntityT, parse_entities
 from hub_fetcher.bc.failures import FetchFailure
 
 logger = get_logger(__name__)
@@ -74,7 +74,7 @@ ShortText = Annotated[str, BeforeValidator(_text), Field(max_length=50)]
 
 class _CompanyInformation(Entity):
     currency_code: ShortText = Field(default="", alias="currencyCode")
-    current_fiscal_year_start: dt.date | None = Field(default=None, alias="currentFiscalYearStartDate")
+    current_fiscal_year_start: BcDate = Field(default=None, alias="currentFiscalYearStartDate")
 
 
 class _LedgerSetup(Entity):

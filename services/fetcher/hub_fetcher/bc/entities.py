@@ -10,7 +10,7 @@ import uuid
 from decimal import Decimal
 from typing import Annotated, Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from hub_common.events import BC_CURRENCY_CODE_PATTERN, FailureKind
 from hub_fetcher.bc.failures import FetchFailure
@@ -18,6 +18,16 @@ from hub_fetcher.bc.failures import FetchFailure
 
 class Entity(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+
+
+def _blank_date_as_none(day: dt.date | None) -> dt.date | None:
+    """BC writes an empty date (AL's 0D) as "0001-01-01": no date, not one 2,000 years
+    ago, which would make an invoice without a due date 739,000 days overdue."""
+    return None if day is not None and day.year == 1 else day
+
+
+# A BC date field: None when BC left it blank.
+BcDate = Annotated[dt.date | None, AfterValidator(_blank_date_as_none)]
 
 
 class Company(Entity):
@@ -39,8 +49,8 @@ class SalesInvoice(Entity):
     number: str = Field(max_length=50)
     customer_name: str = Field(default="", alias="customerName", max_length=250)
     status: str = Field(max_length=50)
-    due_date: dt.date | None = Field(default=None, alias="dueDate")
-    posting_date: dt.date | None = Field(default=None, alias="postingDate")
+    due_date: BcDate = Field(default=None, alias="dueDate")
+    posting_date: BcDate = Field(default=None, alias="postingDate")
     remaining_amount: Decimal = Field(default=Decimal(0), alias="remainingAmount", allow_inf_nan=False)
     total_excluding_tax: Decimal = Field(default=Decimal(0), alias="totalAmountExcludingTax", allow_inf_nan=False)
     total_including_tax: Decimal = Field(default=Decimal(0), alias="totalAmountIncludingTax", allow_inf_nan=False)
@@ -50,7 +60,7 @@ class PurchaseInvoice(Entity):
     number: str = Field(max_length=50)
     vendor_name: str = Field(default="", alias="vendorName", max_length=250)
     status: str = Field(max_length=50)
-    due_date: dt.date | None = Field(default=None, alias="dueDate")
+    due_date: BcDate = Field(default=None, alias="dueDate")
     total_including_tax: Decimal = Field(default=Decimal(0), alias="totalAmountIncludingTax", allow_inf_nan=False)
 
 
@@ -89,6 +99,9 @@ class CurrencyExchangeRate(Entity):
 
     # BC's Code fields are upper case; the pattern keeps anything else out of events.
     currency_code: str = Field(min_length=1, max_length=10, pattern=BC_CURRENCY_CODE_PATTERN, alias="currencyCode")
+    # Kept as a date even when blank (0001-01-01): a rate without a starting date is in
+    # effect from the beginning, which date(1, 1, 1) says exactly, and the snapshot's
+    # ExchangeRate needs a date.
     starting_date: dt.date = Field(alias="startingDate")
     exchange_rate_amount: RateAmount = Field(alias="exchangeRateAmount")
     relational_currency_code: str = Field(
