@@ -16,11 +16,14 @@ from typing import Any
 import httpx
 import pytest
 
-from hub_fetcher.bc.client import BusinessCentral, Environment
-from hub_fetcher.bc.entities import PurchaseInvoice, SalesInvoice
+from hub_common.events import FailureKind
+from hub_fetcher.bc.client import BatchRequest, BusinessCentral, Environment
+from hub_fetcher.bc.entities import PurchaseInvoice, SalesInvoice, parse_entities
+from hub_fetcher.bc.failures import FetchFailure
 from hub_fetcher.bc.identity import TokenProvider
 from hub_fetcher.bc.limits import TenantLimiter
 from hub_fetcher.figures.company import CompanyRecords, company_figures
+from hub_fetcher.statements import _trial_balance
 
 BC_HOST = "https://bc.test"
 ENVIRONMENT = Environment(tenant="contoso.com", name="Production")
@@ -129,3 +132,75 @@ def test_an_invoice_with_a_blank_due_date_is_never_due() -> None:
     assert figures.cash_flow_forecast is not None
     first_week = figures.cash_flow_forecast.weeks[0]
     assert (first_week.receipts, first_week.payments) == (Decimal(0), Decimal(0))
+
+
+# ---------------------------------------------------------------- 2. exact amounts
+
+
+async def test_amounts_of_seventeen_digits_keep_their_cents(
+    bc: BusinessCentral, crafted: CraftedBusinessCentral
+) -> None:
+    crafted.answering = always(
+        200, b'{"value": [{"number": "S1", "status": "Open", "remainingAmount": 329882455933742.36}]}'
+    )
+    items = await bc.get_collection(ENVIRONMENT, f"{ROOT}/companies(1)/salesInvoices")
+    [sale] = parse_entities(SalesInvoice, items, "salesInvoices")
+    assert sale.remaining_amount == Decimal("329882455933742.36")
+
+
+async def test_amounts_in_a_batch_keep_their_cents(bc: BusinessCentral, crafted: CraftedBusinessCentral) -> None:
+    crafted.answering = batch_answer_text(
+        '{"responses": [{"id": "sales", "status": 200, "body": '
+        '{"value": [{"number": "S1", "status": "Open", "remainingAmount": 329882455933742.36}]}}]}'
+    )
+    collections = await bc.batch_collections(ENVIRONMENT, [BatchRequest("sales", "companies(1)/salesInvoices")])
+    [sale] = parse_entities(SalesInvoice, collections["sales"], "salesInvoices")
+    assert sale.remaining_amount == Decimal("329882455933742.36")
+
+
+async def test_a_batch_error_with_numbers_in_its_body_is_still_classified(
+    bc: BusinessCentral, crafted: CraftedBusinessCentral
+) -> None:
+    crafted.answering = batch_answer_text(
+        '{"responses": [{"id": "sales", "status": 404, "body": '
+        '{"error": {"code": "BadRequest_NotFound", "message": "gone", "detail": 1.5}}}]}'
+    )
+    with pytest.raises(FetchFailure) as failure:
+        await bc.batch_collections(ENVIRONMENT, [BatchRequest("sales", "companies(1)/salesInvoices")])
+    assert (failure.value.kind, failure.value.bc_error_code) == (FailureKind.NO_COMPANY_ACCESS, "BadRequest_NotFound")
+
+
+def test_a_trial_balance_amount_sent_as_a_number_is_read() -> None:
+    # Trial balance amounts are text in BC's docs; should a version send a number, the
+    # client now hands it over as a Decimal.
+    balance = _trial_balance([{"number": "1000", "totalDebit": Decimal("72893.84")}], TODAY, TODAY)
+    assert balance.lines[0].net_change_debit == Decimal("72893.84")
+
+
+# ---------------------------------------------------------------- 3. hostile bodies
+
+
+HOSTILE_BODIES = {
+    "nested too deeply": b"[" * 200_000,
+    "an integer beyond Python's digit limit": b'{"value": [{"netChange": ' + b"1" * 5000 + b"}]}",
+}
+
+
+@pytest.mark.parametrize("body", HOSTILE_BODIES.values(), ids=HOSTILE_BODIES.keys())
+async def test_a_hostile_answer_is_a_bad_response(
+    bc: BusinessCentral, crafted: CraftedBusinessCentral, body: bytes
+) -> None:
+    crafted.answering = always(200, body)
+    with pytest.raises(FetchFailure) as failure:
+        await bc.get_collection(ENVIRONMENT, f"{ROOT}/companies(1)/accounts")
+    assert failure.value.kind is FailureKind.BAD_RESPONSE
+
+
+@pytest.mark.parametrize("body", HOSTILE_BODIES.values(), ids=HOSTILE_BODIES.keys())
+async def test_a_hostile_error_body_still_gives_the_failure_of_its_status(
+    bc: BusinessCentral, crafted: CraftedBusinessCentral, body: bytes
+) -> None:
+    crafted.answering = always(503, body)
+    with pytest.raises(FetchFailure) as failure:
+        await bc.get_collection(ENVIRONMENT, f"{ROOT}/companies(1)/accounts")
+    assert (failure.value.kind, failure.value.http_status) == (FailureKind.ENVIRONMENT_OFFLINE, 503)

@@ -152,7 +152,8 @@ def _formatted_amount(value: object) -> Decimal | None:
         return None
     if isinstance(value, str):
         return parse_formatted_amount(value)
-    if isinstance(value, int | float) and not isinstance(value, bool):
+    # The client parses JSON numbers with a fraction as Decimal, whole ones as int.
+    if isinstance(value, Decimal | int | float) and not isinstance(value, bool):
         amount = Decimal(str(value))
         if amount.is_finite():
             return amount

@@ -16,7 +16,8 @@ import asyncio
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from decimal import Decimal
+from typing import Any, NoReturn
 from urllib.parse import quote, urlsplit
 
 import httpx
@@ -85,10 +86,25 @@ class Answer:
     document: dict[str, Any] | None
 
 
+def _parse_json(body: bytes) -> Any:
+    """A BC body as JSON, its numbers with a fraction as Decimal: amounts of 16 or more
+    digits would lose their cents as floats (329882455933742.36 reads 329882455933742.4).
+
+    Raises ValueError for anything that is not JSON Python can hold: besides
+    JSONDecodeError and UnicodeDecodeError (both ValueErrors), an integer literal beyond
+    Python's digit limit raises a plain ValueError and deep nesting ("[[[[...") a
+    RecursionError, which is turned into one.
+    """
+    try:
+        return json.loads(body, parse_float=Decimal)
+    except RecursionError as error:
+        raise ValueError("JSON nested too deeply") from error
+
+
 def _json_object(body: bytes, status: int) -> dict[str, Any]:
     try:
-        document = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        document = _parse_json(body)
+    except ValueError as error:
         raise FetchFailure(
             FailureKind.BAD_RESPONSE, http_status=status, message=f"the answer is not JSON: {error}"
         ) from error
@@ -117,6 +133,18 @@ def _parse_retry_after(value: str | None) -> float | None:
         return max(0.0, float(value))
     except ValueError:
         return None
+
+
+def _error_fields(document: object) -> tuple[str | None, str | None] | None:
+    """BC's error code and message from ``{"error": {"code": ..., "message": ...}}``; None
+    when the document does not have that shape."""
+    if not isinstance(document, dict):
+        return None
+    error = document.get("error", {})
+    if not isinstance(error, dict):
+        return None
+    code, message = error.get("code"), error.get("message")
+    return (code if isinstance(code, str) else None, message if isinstance(message, str) else None)
 
 
 class BusinessCentral:
@@ -277,8 +305,14 @@ class BusinessCentral:
             except httpx.HTTPError as error:
                 raise FetchFailure(FailureKind.TIMEOUT, message=f"connection to BC failed: {error}") from error
         if response.status_code >= 400:
+            try:
+                fields = _error_fields(_parse_json(body))
+            except ValueError:
+                fields = None
+            # Not BC's error shape: the answer's first characters say what came instead.
+            code, message = fields or (None, body[:500].decode(errors="replace") or None)
             self._raise_for_error(
-                response.status_code, response.headers, body, environment, company_scoped=company_scoped
+                response.status_code, response.headers, code, message, environment, company_scoped=company_scoped
             )
         return _RawAnswer(
             status=response.status_code, headers={k.lower(): v for k, v in response.headers.items()}, body=body
@@ -360,13 +394,8 @@ class BusinessCentral:
 
     async def _collection(self, environment: Environment, answer: BatchAnswer) -> list[dict[str, Any]]:
         if answer.status >= 400 or answer.status == 0:
-            self._raise_for_error(
-                answer.status,
-                answer.headers,
-                json.dumps(answer.body).encode(),
-                environment,
-                company_scoped=True,
-            )
+            code, message = _error_fields(answer.body) or (None, None)
+            self._raise_for_error(answer.status, answer.headers, code, message, environment, company_scoped=True)
         page = answer.body
         value = page.get("value")
         if value is None:
@@ -383,19 +412,12 @@ class BusinessCentral:
         self,
         status: int,
         headers: Mapping[str, str],
-        body: bytes,
+        code: str | None,
+        message: str | None,
         environment: Environment,
         *,
         company_scoped: bool,
-    ) -> None:
-        code: str | None = None
-        message: str | None = None
-        try:
-            error = json.loads(body).get("error", {})
-            code = error.get("code") if isinstance(error.get("code"), str) else None
-            message = error.get("message") if isinstance(error.get("message"), str) else None
-        except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
-            message = body[:500].decode(errors="replace") or None
+    ) -> NoReturn:
         kind = classify_bc_error(status, code, message, company_scoped=company_scoped)
         if kind is FailureKind.CREDENTIALS_REJECTED:
             self._tokens.forget(environment.tenant)
