@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import uuid
 from collections.abc import AsyncIterator, Callable
 from decimal import Decimal
 from typing import Any
@@ -16,13 +17,14 @@ from typing import Any
 import httpx
 import pytest
 
-from hub_common.events import FailureKind
+from hub_common.events import ClientConnection, FailureKind
 from hub_fetcher.bc.client import BatchRequest, BusinessCentral, Environment
-from hub_fetcher.bc.entities import PurchaseInvoice, SalesInvoice, parse_entities
+from hub_fetcher.bc.entities import Company, PurchaseInvoice, SalesInvoice, parse_entities
 from hub_fetcher.bc.failures import FetchFailure
 from hub_fetcher.bc.identity import TokenProvider
 from hub_fetcher.bc.limits import TenantLimiter
 from hub_fetcher.figures.company import CompanyRecords, company_figures
+from hub_fetcher.refresh import ClientReader, company_requests
 from hub_fetcher.statements import _trial_balance
 
 BC_HOST = "https://bc.test"
@@ -204,3 +206,40 @@ async def test_a_hostile_error_body_still_gives_the_failure_of_its_status(
     with pytest.raises(FetchFailure) as failure:
         await bc.get_collection(ENVIRONMENT, f"{ROOT}/companies(1)/accounts")
     assert (failure.value.kind, failure.value.http_status) == (FailureKind.ENVIRONMENT_OFFLINE, 503)
+
+
+@pytest.mark.parametrize("amount", ["1e30", "-1e30", "100000000000000000000", "1e-40"])
+def test_an_amount_no_snapshot_could_hold_is_refused_at_the_entity(amount: str) -> None:
+    items = [{"number": "S1", "status": "Open", "remainingAmount": Decimal(amount)}]
+    with pytest.raises(FetchFailure) as failure:
+        parse_entities(SalesInvoice, items, "salesInvoices")
+    assert failure.value.kind is FailureKind.BAD_RESPONSE
+    assert "remainingAmount" in (failure.value.message or "")
+
+
+def test_the_largest_amount_bc_could_sum_is_kept() -> None:
+    largest = Decimal("99999999999999999999.99")
+    [sale] = parse_entities(
+        SalesInvoice, [{"number": "S1", "status": "Open", "remainingAmount": -largest}], "salesInvoices"
+    )
+    assert sale.remaining_amount == -largest
+
+
+async def test_one_companys_huge_amount_ends_as_one_bad_response_for_it(
+    bc: BusinessCentral, crafted: CraftedBusinessCentral
+) -> None:
+    company_id = uuid.uuid4()
+    ids = [request.id for request in company_requests(company_id, TODAY)]
+    bodies: dict[str, str] = dict.fromkeys(ids, '{"value": []}')
+    bodies["setup"] = '{"localCurrencyCode": "EUR"}'
+    bodies["open_sales_invoices"] = (
+        '{"value": [{"number": "S1", "status": "Open", "dueDate": "2026-11-01", "remainingAmount": 1e30}]}'
+    )
+    responses = ", ".join(f'{{"id": "{key}", "status": 200, "body": {body}}}' for key, body in bodies.items())
+    crafted.answering = batch_answer_text(f'{{"responses": [{responses}]}}')
+    reader = ClientReader(bc, web_client_base="https://businesscentral.test", use_cue_services=False)
+    connection = ClientConnection(tenant=ENVIRONMENT.tenant, environment=ENVIRONMENT.name)
+    company = Company.model_validate({"id": str(company_id), "name": "CRONUS"})
+    with pytest.raises(FetchFailure) as failure:
+        await reader.snapshot(connection, company, client_id=uuid.uuid4(), refresh_id=uuid.uuid4(), today=TODAY)
+    assert failure.value.kind is FailureKind.BAD_RESPONSE
