@@ -274,3 +274,77 @@ async def test_a_throttled_answer_with_an_http_date_says_when_to_retry(
         await bc.get_collection(ENVIRONMENT, f"{ROOT}/companies(1)/accounts")
     assert failure.value.retry_after_seconds is not None
     assert 50 <= failure.value.retry_after_seconds <= 60
+
+
+# ---------------------------------------------------------------- 5. $batch sub-responses
+
+SETUP = BatchRequest("setup", "companies(1)/generalLedgerSetup")
+
+
+@pytest.mark.parametrize(
+    "sub_response",
+    [
+        {"id": "setup", "status": 200},
+        {"id": "setup", "status": 204},
+        {"id": "setup", "status": 200, "body": None},
+        {"id": "setup", "status": 200, "body": [{"localCurrencyCode": "EUR"}]},
+        {"id": "setup", "status": 200, "body": "EUR"},
+        {"id": "setup", "status": 302, "body": {"localCurrencyCode": "EUR"}},
+    ],
+)
+async def test_a_success_without_an_object_body_is_a_bad_response(
+    bc: BusinessCentral, crafted: CraftedBusinessCentral, sub_response: dict[str, Any]
+) -> None:
+    crafted.answering = batch_answer(sub_response)
+    with pytest.raises(FetchFailure) as failure:
+        await bc.batch_collections(ENVIRONMENT, [SETUP])
+    assert failure.value.kind is FailureKind.BAD_RESPONSE
+
+
+async def test_a_single_entity_is_read_as_one(bc: BusinessCentral, crafted: CraftedBusinessCentral) -> None:
+    crafted.answering = batch_answer({"id": "setup", "status": 200, "body": {"localCurrencyCode": "EUR"}})
+    assert await bc.batch_collections(ENVIRONMENT, [SETUP]) == {"setup": [{"localCurrencyCode": "EUR"}]}
+
+
+async def test_an_error_without_a_body_is_still_classified(
+    bc: BusinessCentral, crafted: CraftedBusinessCentral
+) -> None:
+    crafted.answering = batch_answer({"id": "setup", "status": 404})
+    with pytest.raises(FetchFailure) as failure:
+        await bc.batch_collections(ENVIRONMENT, [SETUP])
+    assert failure.value.kind is FailureKind.NO_COMPANY_ACCESS
+
+
+async def test_an_optional_read_without_a_body_is_its_own_failure(
+    bc: BusinessCentral, crafted: CraftedBusinessCentral
+) -> None:
+    rates = BatchRequest("rates", "companies(1)/currencyExchangeRates", optional=True)
+    crafted.answering = batch_answer(
+        {"id": "setup", "status": 200, "body": {"localCurrencyCode": "EUR"}}, {"id": "rates", "status": 200}
+    )
+    read = await bc.read_batch(ENVIRONMENT, [SETUP, rates])
+    assert read.collections == {"setup": [{"localCurrencyCode": "EUR"}]}
+    assert read.failures["rates"].kind is FailureKind.BAD_RESPONSE
+
+
+@pytest.mark.parametrize(
+    "responses",
+    [
+        [
+            {"id": "setup", "status": 200, "body": {"localCurrencyCode": "EUR"}},
+            {"id": "setup", "status": 200, "body": {"localCurrencyCode": "USD"}},
+        ],
+        [
+            {"id": "setup", "status": 200, "body": {"localCurrencyCode": "EUR"}},
+            {"id": "unasked", "status": 200, "body": {"value": []}},
+        ],
+    ],
+    ids=["an id answered twice", "an id never asked"],
+)
+async def test_a_batch_answer_to_the_wrong_ids_is_a_bad_response(
+    bc: BusinessCentral, crafted: CraftedBusinessCentral, responses: list[dict[str, Any]]
+) -> None:
+    crafted.answering = batch_answer(*responses)
+    with pytest.raises(FetchFailure) as failure:
+        await bc.batch_collections(ENVIRONMENT, [SETUP])
+    assert failure.value.kind is FailureKind.BAD_RESPONSE

@@ -69,7 +69,8 @@ class BatchRead:
 class BatchAnswer:
     status: int
     headers: dict[str, str]
-    body: dict[str, Any]
+    # None when the sub-response has no body or one that is not a JSON object.
+    body: dict[str, Any] | None
 
 
 @dataclass(frozen=True)
@@ -367,20 +368,31 @@ class BusinessCentral:
         responses = document.get("responses")
         if not isinstance(responses, list):
             raise FetchFailure(FailureKind.BAD_RESPONSE, message="a $batch answer without responses")
+        requested = {r.id for r in requests}
         answers: dict[str, BatchAnswer] = {}
         for item in responses:
             if not isinstance(item, dict) or not isinstance(item.get("id"), str):
                 raise FetchFailure(FailureKind.BAD_RESPONSE, message="a $batch response without an id")
+            response_id = item["id"]
+            # Answers are matched to requests by id: one the hub never sent, or one
+            # answered twice, would leave to chance which answer a request gets. (Only
+            # ids the hub sent are named in a message: tenant input stays out of them.)
+            if response_id not in requested:
+                raise FetchFailure(FailureKind.BAD_RESPONSE, message="a $batch response to no request sent")
+            if response_id in answers:
+                raise FetchFailure(
+                    FailureKind.BAD_RESPONSE, message=f"$batch answered {response_id[:50]!r} more than once"
+                )
             status = item.get("status")
             body = item.get("body")
             raw_headers = item.get("headers")
             headers: dict[str, Any] = raw_headers if isinstance(raw_headers, dict) else {}
-            answers[item["id"]] = BatchAnswer(
+            answers[response_id] = BatchAnswer(
                 status=status if isinstance(status, int) else 0,
                 headers={str(k).lower(): str(v) for k, v in headers.items()},
-                body=body if isinstance(body, dict) else {},
+                body=body if isinstance(body, dict) else None,
             )
-        missing = {r.id for r in requests} - set(answers)
+        missing = requested - set(answers)
         if missing:
             raise FetchFailure(FailureKind.BAD_RESPONSE, message=f"$batch answers missing for {sorted(missing)}")
         return answers
@@ -410,6 +422,14 @@ class BusinessCentral:
             code, message = _error_fields(answer.body) or (None, None)
             self._raise_for_error(answer.status, answer.headers, code, message, environment, company_scoped=True)
         page = answer.body
+        if not 200 <= answer.status < 300 or page is None:
+            # Every request of a $batch reads a collection or an entity: a success without
+            # one is not an empty answer (an empty setup would read as no local currency).
+            raise FetchFailure(
+                FailureKind.BAD_RESPONSE,
+                http_status=answer.status,
+                message=f"a $batch answer of status {answer.status} where a collection or an entity was expected",
+            )
         value = page.get("value")
         if value is None:
             return [page]  # a single entity, such as generalLedgerSetup
