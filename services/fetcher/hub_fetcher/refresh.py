@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from urllib.parse import quote
 
+from pydantic import ValidationError
+
 from hub_common.events import ClientConnection, CompanySnapshot, ExchangeRates, FailureKind
 from hub_common.logging import get_logger
 from hub_common.money import round_money
@@ -152,21 +154,37 @@ class ClientReader:
         def document_link(page: int, number: str) -> str:
             return self.document_link(connection, company.name, page, number)
 
-        figures = company_figures(
-            records, today=today, read_at=read_at, document_link=document_link, cues=cues, tax_accounts=tax_accounts
-        )
-        return CompanySnapshot(
-            client_id=client_id,
-            company_id=company.id,
-            company_name=company.name,
-            company_display_name=company.display_name,
-            refresh_id=refresh_id,
-            currency_code=local_currency(records),
-            read_at=read_at,
-            web_client_link=self.web_client_link(connection, company.name),
-            figures=figures,
-            exchange_rates=company_exchange_rates(batch, today=today, local_currency=local_currency(records)),
-        )
+        try:
+            figures = company_figures(
+                records, today=today, read_at=read_at, document_link=document_link, cues=cues, tax_accounts=tax_accounts
+            )
+            return CompanySnapshot(
+                client_id=client_id,
+                company_id=company.id,
+                company_name=company.name,
+                company_display_name=company.display_name,
+                refresh_id=refresh_id,
+                currency_code=local_currency(records),
+                read_at=read_at,
+                web_client_link=self.web_client_link(connection, company.name),
+                figures=figures,
+                exchange_rates=company_exchange_rates(batch, today=today, local_currency=local_currency(records)),
+            )
+        except (ValidationError, ArithmeticError) as error:
+            # The entities bound each amount, yet the sums of very many can still outgrow
+            # what an event holds. Any other exception would escape the handlers'
+            # classification: the refresh redelivered until dead-lettered, with no outcome.
+            raise FetchFailure(
+                FailureKind.BAD_RESPONSE, message=f"the company's figures could not be built: {_cause(error)}"
+            ) from error
+
+
+def _cause(error: ValidationError | ArithmeticError) -> str:
+    """What went wrong, without the values (tenant input stays out of messages and logs)."""
+    if isinstance(error, ValidationError):
+        first = error.errors()[0]
+        return f"{'.'.join(str(part) for part in first['loc'])}: {first['msg']}"
+    return type(error).__name__
 
 
 def company_exchange_rates(batch: BatchRead, *, today: dt.date, local_currency: str) -> ExchangeRates:

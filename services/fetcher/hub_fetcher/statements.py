@@ -45,7 +45,7 @@ from hub_common.statements import (
     TrialBalanceLine,
 )
 from hub_fetcher.bc.client import BatchRequest, BusinessCentral, Environment
-from hub_fetcher.bc.entities import Entity, EntityT, parse_entities
+from hub_fetcher.bc.entities import BcDate, Entity, EntityT, parse_entities
 from hub_fetcher.bc.failures import FetchFailure
 
 logger = get_logger(__name__)
@@ -75,7 +75,7 @@ ShortText = Annotated[str, BeforeValidator(_text), Field(max_length=50)]
 
 class _CompanyInformation(Entity):
     currency_code: ShortText = Field(default="", alias="currencyCode")
-    current_fiscal_year_start: dt.date | None = Field(default=None, alias="currentFiscalYearStartDate")
+    current_fiscal_year_start: BcDate = Field(default=None, alias="currentFiscalYearStartDate")
 
 
 class _LedgerSetup(Entity):
@@ -153,7 +153,8 @@ def _formatted_amount(value: object) -> Decimal | None:
         return None
     if isinstance(value, str):
         return parse_formatted_amount(value)
-    if isinstance(value, int | float) and not isinstance(value, bool):
+    # The client parses JSON numbers with a fraction as Decimal, whole ones as int.
+    if isinstance(value, Decimal | int | float) and not isinstance(value, bool):
         amount = Decimal(str(value))
         if amount.is_finite():
             return amount

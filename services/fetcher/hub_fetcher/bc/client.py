@@ -13,10 +13,13 @@ would otherwise never end. Waiting for a tenant's request slot is not part of it
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
+import email.utils
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from decimal import Decimal
+from typing import Any, NoReturn
 from urllib.parse import quote, urlsplit
 
 import httpx
@@ -66,7 +69,8 @@ class BatchRead:
 class BatchAnswer:
     status: int
     headers: dict[str, str]
-    body: dict[str, Any]
+    # None when the sub-response has no body or one that is not a JSON object.
+    body: dict[str, Any] | None
 
 
 @dataclass(frozen=True)
@@ -85,10 +89,25 @@ class Answer:
     document: dict[str, Any] | None
 
 
+def _parse_json(body: bytes) -> Any:
+    """A BC body as JSON, its numbers with a fraction as Decimal: amounts of 16 or more
+    digits would lose their cents as floats (329882455933742.36 reads 329882455933742.4).
+
+    Raises ValueError for anything that is not JSON Python can hold: besides
+    JSONDecodeError and UnicodeDecodeError (both ValueErrors), an integer literal beyond
+    Python's digit limit raises a plain ValueError and deep nesting ("[[[[...") a
+    RecursionError, which is turned into one.
+    """
+    try:
+        return json.loads(body, parse_float=Decimal)
+    except RecursionError as error:
+        raise ValueError("JSON nested too deeply") from error
+
+
 def _json_object(body: bytes, status: int) -> dict[str, Any]:
     try:
-        document = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        document = _parse_json(body)
+    except ValueError as error:
         raise FetchFailure(
             FailureKind.BAD_RESPONSE, http_status=status, message=f"the answer is not JSON: {error}"
         ) from error
@@ -110,13 +129,36 @@ def _count_answer(status: int | None) -> None:
         metrics.bc_throttled_total.labels(status=str(status)).inc()
 
 
-def _parse_retry_after(value: str | None) -> float | None:
+def _parse_retry_after(value: str | None, now: dt.datetime | None = None) -> float | None:
+    """Retry-After as seconds from now, never negative: HTTP allows delta-seconds ("120")
+    or an HTTP-date ("Fri, 04 Dec 2026 19:00:00 GMT"); None when it is neither. The
+    handlers cap the delay either way (MAX_RETRY_DELAY_SECONDS)."""
     if value is None:
         return None
     try:
         return max(0.0, float(value))
     except ValueError:
+        pass
+    try:
+        retry_at = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
+    if retry_at.tzinfo is None:
+        # "-0000" dates come without a zone; HTTP-dates are always in GMT.
+        retry_at = retry_at.replace(tzinfo=dt.UTC)
+    return max(0.0, (retry_at - (now or dt.datetime.now(dt.UTC))).total_seconds())
+
+
+def _error_fields(document: object) -> tuple[str | None, str | None] | None:
+    """BC's error code and message from ``{"error": {"code": ..., "message": ...}}``; None
+    when the document does not have that shape."""
+    if not isinstance(document, dict):
+        return None
+    error = document.get("error", {})
+    if not isinstance(error, dict):
+        return None
+    code, message = error.get("code"), error.get("message")
+    return (code if isinstance(code, str) else None, message if isinstance(message, str) else None)
 
 
 class BusinessCentral:
@@ -277,8 +319,14 @@ class BusinessCentral:
             except httpx.HTTPError as error:
                 raise FetchFailure(FailureKind.TIMEOUT, message=f"connection to BC failed: {error}") from error
         if response.status_code >= 400:
+            try:
+                fields = _error_fields(_parse_json(body))
+            except ValueError:
+                fields = None
+            # Not BC's error shape: the answer's first characters say what came instead.
+            code, message = fields or (None, body[:500].decode(errors="replace") or None)
             self._raise_for_error(
-                response.status_code, response.headers, body, environment, company_scoped=company_scoped
+                response.status_code, response.headers, code, message, environment, company_scoped=company_scoped
             )
         return _RawAnswer(
             status=response.status_code, headers={k.lower(): v for k, v in response.headers.items()}, body=body
@@ -320,20 +368,31 @@ class BusinessCentral:
         responses = document.get("responses")
         if not isinstance(responses, list):
             raise FetchFailure(FailureKind.BAD_RESPONSE, message="a $batch answer without responses")
+        requested = {r.id for r in requests}
         answers: dict[str, BatchAnswer] = {}
         for item in responses:
             if not isinstance(item, dict) or not isinstance(item.get("id"), str):
                 raise FetchFailure(FailureKind.BAD_RESPONSE, message="a $batch response without an id")
+            response_id = item["id"]
+            # Answers are matched to requests by id: one the hub never sent, or one
+            # answered twice, would leave to chance which answer a request gets. (Only
+            # ids the hub sent are named in a message: tenant input stays out of them.)
+            if response_id not in requested:
+                raise FetchFailure(FailureKind.BAD_RESPONSE, message="a $batch response to no request sent")
+            if response_id in answers:
+                raise FetchFailure(
+                    FailureKind.BAD_RESPONSE, message=f"$batch answered {response_id[:50]!r} more than once"
+                )
             status = item.get("status")
             body = item.get("body")
             raw_headers = item.get("headers")
             headers: dict[str, Any] = raw_headers if isinstance(raw_headers, dict) else {}
-            answers[item["id"]] = BatchAnswer(
+            answers[response_id] = BatchAnswer(
                 status=status if isinstance(status, int) else 0,
                 headers={str(k).lower(): str(v) for k, v in headers.items()},
-                body=body if isinstance(body, dict) else {},
+                body=body if isinstance(body, dict) else None,
             )
-        missing = {r.id for r in requests} - set(answers)
+        missing = requested - set(answers)
         if missing:
             raise FetchFailure(FailureKind.BAD_RESPONSE, message=f"$batch answers missing for {sorted(missing)}")
         return answers
@@ -360,14 +419,17 @@ class BusinessCentral:
 
     async def _collection(self, environment: Environment, answer: BatchAnswer) -> list[dict[str, Any]]:
         if answer.status >= 400 or answer.status == 0:
-            self._raise_for_error(
-                answer.status,
-                answer.headers,
-                json.dumps(answer.body).encode(),
-                environment,
-                company_scoped=True,
-            )
+            code, message = _error_fields(answer.body) or (None, None)
+            self._raise_for_error(answer.status, answer.headers, code, message, environment, company_scoped=True)
         page = answer.body
+        if not 200 <= answer.status < 300 or page is None:
+            # Every request of a $batch reads a collection or an entity: a success without
+            # one is not an empty answer (an empty setup would read as no local currency).
+            raise FetchFailure(
+                FailureKind.BAD_RESPONSE,
+                http_status=answer.status,
+                message=f"a $batch answer of status {answer.status} where a collection or an entity was expected",
+            )
         value = page.get("value")
         if value is None:
             return [page]  # a single entity, such as generalLedgerSetup
@@ -383,19 +445,12 @@ class BusinessCentral:
         self,
         status: int,
         headers: Mapping[str, str],
-        body: bytes,
+        code: str | None,
+        message: str | None,
         environment: Environment,
         *,
         company_scoped: bool,
-    ) -> None:
-        code: str | None = None
-        message: str | None = None
-        try:
-            error = json.loads(body).get("error", {})
-            code = error.get("code") if isinstance(error.get("code"), str) else None
-            message = error.get("message") if isinstance(error.get("message"), str) else None
-        except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
-            message = body[:500].decode(errors="replace") or None
+    ) -> NoReturn:
         kind = classify_bc_error(status, code, message, company_scoped=company_scoped)
         if kind is FailureKind.CREDENTIALS_REJECTED:
             self._tokens.forget(environment.tenant)

@@ -10,7 +10,7 @@ import uuid
 from decimal import Decimal
 from typing import Annotated, Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from hub_common.events import BC_CURRENCY_CODE_PATTERN, FailureKind
 from hub_fetcher.bc.failures import FetchFailure
@@ -18,6 +18,34 @@ from hub_fetcher.bc.failures import FetchFailure
 
 class Entity(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+
+
+def _blank_date_as_none(day: dt.date | None) -> dt.date | None:
+    """BC writes an empty date (AL's 0D) as "0001-01-01": no date, not one 2,000 years
+    ago, which would make an invoice without a due date 739,000 days overdue."""
+    return None if day is not None and day.year == 1 else day
+
+
+# A BC date field: None when BC left it blank.
+BcDate = Annotated[dt.date | None, AfterValidator(_blank_date_as_none)]
+
+# A money amount of BC. AL's Decimal fields hold at most +/-999,999,999,999,999.99 (15
+# digits before the point, by the AL "Decimal data type" docs); FlowFields such as
+# netChange and the cue decimals are sums of them, computed in .NET decimal, so they can go
+# further. 20 digits before the point leaves room for a sum of 100,000 fields at their
+# maximum, and keeps every amount a Money (28 digits), round_money (which quantizes to the
+# cent within 28 digits) and the sums of a company's documents can take: anything larger
+# is refused here as a bad answer, not met later as an error building the snapshot.
+MAX_AMOUNT_DIGITS_BEFORE_POINT = 20
+Amount = Annotated[
+    Decimal,
+    Field(
+        allow_inf_nan=False,
+        gt=-(10**MAX_AMOUNT_DIGITS_BEFORE_POINT),
+        lt=10**MAX_AMOUNT_DIGITS_BEFORE_POINT,
+        max_digits=28,
+    ),
+]
 
 
 class Company(Entity):
@@ -32,46 +60,46 @@ class Account(Entity):
     category: str = Field(default="", max_length=100)
     sub_category: str = Field(default="", alias="subCategory", max_length=500)
     account_type: str = Field(default="", alias="accountType", max_length=50)
-    net_change: Decimal = Field(alias="netChange", allow_inf_nan=False)
+    net_change: Amount = Field(alias="netChange")
 
 
 class SalesInvoice(Entity):
     number: str = Field(max_length=50)
     customer_name: str = Field(default="", alias="customerName", max_length=250)
     status: str = Field(max_length=50)
-    due_date: dt.date | None = Field(default=None, alias="dueDate")
-    posting_date: dt.date | None = Field(default=None, alias="postingDate")
-    remaining_amount: Decimal = Field(default=Decimal(0), alias="remainingAmount", allow_inf_nan=False)
-    total_excluding_tax: Decimal = Field(default=Decimal(0), alias="totalAmountExcludingTax", allow_inf_nan=False)
-    total_including_tax: Decimal = Field(default=Decimal(0), alias="totalAmountIncludingTax", allow_inf_nan=False)
+    due_date: BcDate = Field(default=None, alias="dueDate")
+    posting_date: BcDate = Field(default=None, alias="postingDate")
+    remaining_amount: Amount = Field(default=Decimal(0), alias="remainingAmount")
+    total_excluding_tax: Amount = Field(default=Decimal(0), alias="totalAmountExcludingTax")
+    total_including_tax: Amount = Field(default=Decimal(0), alias="totalAmountIncludingTax")
 
 
 class PurchaseInvoice(Entity):
     number: str = Field(max_length=50)
     vendor_name: str = Field(default="", alias="vendorName", max_length=250)
     status: str = Field(max_length=50)
-    due_date: dt.date | None = Field(default=None, alias="dueDate")
-    total_including_tax: Decimal = Field(default=Decimal(0), alias="totalAmountIncludingTax", allow_inf_nan=False)
+    due_date: BcDate = Field(default=None, alias="dueDate")
+    total_including_tax: Amount = Field(default=Decimal(0), alias="totalAmountIncludingTax")
 
 
 class SalesDocumentEntity(Entity):
     """A sales order or quote: only its status and total matter here."""
 
     status: str = Field(default="", max_length=50)
-    total_including_tax: Decimal = Field(default=Decimal(0), alias="totalAmountIncludingTax", allow_inf_nan=False)
+    total_including_tax: Amount = Field(default=Decimal(0), alias="totalAmountIncludingTax")
 
 
 class ActivityCues(Entity):
     """AccountantPortalActivityCues (page 1314): only its exact decimal fields are used."""
 
-    overdue_purchase_invoice_amount: Decimal = Field(alias="OverduePurchInvoiceAmountDecimal", allow_inf_nan=False)
-    overdue_sales_invoice_amount: Decimal = Field(alias="OverdueSalesInvoiceAmountDecimal", allow_inf_nan=False)
+    overdue_purchase_invoice_amount: Amount = Field(alias="OverduePurchInvoiceAmountDecimal")
+    overdue_sales_invoice_amount: Amount = Field(alias="OverdueSalesInvoiceAmountDecimal")
 
 
 class FinanceCues(Entity):
     """AccountantPortalFinanceCues (page 1315): the balance of BC's own Cash Accounts."""
 
-    cash_accounts_balance: Decimal = Field(alias="CashAccountsBalanceAmountDecimal", allow_inf_nan=False)
+    cash_accounts_balance: Amount = Field(alias="CashAccountsBalanceAmountDecimal")
 
 
 class GeneralLedgerSetup(Entity):
@@ -89,6 +117,9 @@ class CurrencyExchangeRate(Entity):
 
     # BC's Code fields are upper case; the pattern keeps anything else out of events.
     currency_code: str = Field(min_length=1, max_length=10, pattern=BC_CURRENCY_CODE_PATTERN, alias="currencyCode")
+    # Kept as a date even when blank (0001-01-01): a rate without a starting date is in
+    # effect from the beginning, which date(1, 1, 1) says exactly, and the snapshot's
+    # ExchangeRate needs a date.
     starting_date: dt.date = Field(alias="startingDate")
     exchange_rate_amount: RateAmount = Field(alias="exchangeRateAmount")
     relational_currency_code: str = Field(

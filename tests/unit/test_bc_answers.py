@@ -1,0 +1,350 @@
+"""What the fetcher makes of Business Central's answers: blank dates, exact amounts,
+hostile bodies, Retry-After and $batch sub-responses.
+
+The sandbox only answers as BC does, so the answers here are crafted: an
+httpx.MockTransport plays BC for the fetcher's own HTTP client, byte for byte.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+from collections.abc import AsyncIterator, Callable
+from decimal import Decimal
+from typing import Any
+
+import httpx
+import pytest
+
+from hub_common.events import ClientConnection, FailureKind
+from hub_fetcher.bc.client import BatchRequest, BusinessCentral, Environment, _parse_retry_after
+from hub_fetcher.bc.entities import Company, PurchaseInvoice, SalesInvoice, parse_entities
+from hub_fetcher.bc.failures import FetchFailure
+from hub_fetcher.bc.identity import TokenProvider
+from hub_fetcher.bc.limits import TenantLimiter
+from hub_fetcher.figures.company import CompanyRecords, company_figures
+from hub_fetcher.refresh import ClientReader, company_requests
+from hub_fetcher.statements import _trial_balance
+
+BC_HOST = "https://bc.test"
+ENVIRONMENT = Environment(tenant="contoso.com", name="Production")
+ROOT = f"{BC_HOST}/v2.0/contoso.com/Production/api/v2.0"
+TODAY = dt.date(2026, 11, 18)
+READ_AT = dt.datetime(2026, 11, 18, 9, 30, tzinfo=dt.UTC)
+BLANK_DATE = "0001-01-01"
+
+# What BC answers to a request: (status, headers, body bytes).
+Answering = Callable[[httpx.Request], tuple[int, dict[str, str], bytes]]
+
+
+class FixedToken(TokenProvider):
+    """The identity is not under test here: a fixed bearer token instead of Entra."""
+
+    def __init__(self) -> None:
+        pass
+
+    async def token_for(self, tenant: str) -> str:
+        return "token"
+
+
+class CraftedBusinessCentral:
+    """Plays BC: each request is answered by ``answering``, set by the test."""
+
+    def __init__(self) -> None:
+        self.answering: Answering = lambda request: (200, {}, b'{"value": []}')
+
+    def handle(self, request: httpx.Request) -> httpx.Response:
+        status, headers, body = self.answering(request)
+        return httpx.Response(status, headers={"content-type": "application/json", **headers}, content=body)
+
+
+@pytest.fixture
+def crafted() -> CraftedBusinessCentral:
+    return CraftedBusinessCentral()
+
+
+@pytest.fixture
+async def bc(crafted: CraftedBusinessCentral) -> AsyncIterator[BusinessCentral]:
+    async with httpx.AsyncClient(transport=httpx.MockTransport(crafted.handle)) as http:
+        yield BusinessCentral(
+            api_base=BC_HOST,
+            http=http,
+            tokens=FixedToken(),
+            limiter=TenantLimiter(),
+            max_response_bytes=10_000_000,
+            request_deadline_seconds=5,
+        )
+
+
+def always(status: int, body: bytes, headers: dict[str, str] | None = None) -> Answering:
+    return lambda request: (status, headers or {}, body)
+
+
+def batch_answer(*responses: dict[str, Any]) -> Answering:
+    """A $batch answer; its sub-responses are written as given (raw JSON text in bodies kept)."""
+    return always(200, json.dumps({"responses": list(responses)}).encode())
+
+
+def batch_answer_text(text: str) -> Answering:
+    return always(200, text.encode())
+
+
+# ---------------------------------------------------------------- 1. blank dates
+
+
+def test_a_blank_date_is_no_date() -> None:
+    sale = SalesInvoice.model_validate(
+        {"number": "S1", "status": "Open", "dueDate": BLANK_DATE, "postingDate": BLANK_DATE}
+    )
+    purchase = PurchaseInvoice.model_validate({"number": "P1", "status": "Open", "dueDate": BLANK_DATE})
+    assert (sale.due_date, sale.posting_date, purchase.due_date) == (None, None, None)
+
+
+def test_a_real_date_is_kept() -> None:
+    sale = SalesInvoice.model_validate({"number": "S1", "status": "Open", "dueDate": "2026-11-17"})
+    assert sale.due_date == dt.date(2026, 11, 17)
+
+
+def test_an_invoice_with_a_blank_due_date_is_never_due() -> None:
+    records = CompanyRecords.parse(
+        {
+            "setup": [{"localCurrencyCode": "EUR"}],
+            "accounts": [],
+            "open_sales_invoices": [{"number": "S1", "status": "Open", "dueDate": BLANK_DATE, "remainingAmount": 100}],
+            "open_purchase_invoices": [
+                {"number": "P1", "status": "Open", "dueDate": BLANK_DATE, "totalAmountIncludingTax": 40}
+            ],
+            "unposted_sales_invoices": [],
+            "sales_this_month": [
+                {"number": "S2", "status": "Open", "postingDate": BLANK_DATE, "totalAmountExcludingTax": 7}
+            ],
+            "sales_orders": [],
+            "sales_quotes": [],
+        }
+    )
+    figures = company_figures(records, today=TODAY, read_at=READ_AT, document_link=lambda page, number: "")
+    assert figures.overdue_sales_invoices is not None and figures.overdue_purchase_invoices is not None
+    assert (figures.overdue_sales_invoices.count, figures.overdue_sales_invoices.total) == (0, Decimal(0))
+    assert figures.overdue_sales_invoices.largest == []
+    assert (figures.overdue_purchase_invoices.count, figures.overdue_purchase_invoices.total) == (0, Decimal(0))
+    assert figures.purchase_invoices_due_next_week is not None
+    assert figures.purchase_invoices_due_next_week.count == 0
+    assert figures.sales_this_month is not None and figures.sales_this_month.amount == Decimal(0)
+    assert figures.cash_flow_forecast is not None
+    first_week = figures.cash_flow_forecast.weeks[0]
+    assert (first_week.receipts, first_week.payments) == (Decimal(0), Decimal(0))
+
+
+# ---------------------------------------------------------------- 2. exact amounts
+
+
+async def test_amounts_of_seventeen_digits_keep_their_cents(
+    bc: BusinessCentral, crafted: CraftedBusinessCentral
+) -> None:
+    crafted.answering = always(
+        200, b'{"value": [{"number": "S1", "status": "Open", "remainingAmount": 329882455933742.36}]}'
+    )
+    items = await bc.get_collection(ENVIRONMENT, f"{ROOT}/companies(1)/salesInvoices")
+    [sale] = parse_entities(SalesInvoice, items, "salesInvoices")
+    assert sale.remaining_amount == Decimal("329882455933742.36")
+
+
+async def test_amounts_in_a_batch_keep_their_cents(bc: BusinessCentral, crafted: CraftedBusinessCentral) -> None:
+    crafted.answering = batch_answer_text(
+        '{"responses": [{"id": "sales", "status": 200, "body": '
+        '{"value": [{"number": "S1", "status": "Open", "remainingAmount": 329882455933742.36}]}}]}'
+    )
+    collections = await bc.batch_collections(ENVIRONMENT, [BatchRequest("sales", "companies(1)/salesInvoices")])
+    [sale] = parse_entities(SalesInvoice, collections["sales"], "salesInvoices")
+    assert sale.remaining_amount == Decimal("329882455933742.36")
+
+
+async def test_a_batch_error_with_numbers_in_its_body_is_still_classified(
+    bc: BusinessCentral, crafted: CraftedBusinessCentral
+) -> None:
+    crafted.answering = batch_answer_text(
+        '{"responses": [{"id": "sales", "status": 404, "body": '
+        '{"error": {"code": "BadRequest_NotFound", "message": "gone", "detail": 1.5}}}]}'
+    )
+    with pytest.raises(FetchFailure) as failure:
+        await bc.batch_collections(ENVIRONMENT, [BatchRequest("sales", "companies(1)/salesInvoices")])
+    assert (failure.value.kind, failure.value.bc_error_code) == (FailureKind.NO_COMPANY_ACCESS, "BadRequest_NotFound")
+
+
+def test_a_trial_balance_amount_sent_as_a_number_is_read() -> None:
+    # Trial balance amounts are text in BC's docs; should a version send a number, the
+    # client now hands it over as a Decimal.
+    balance = _trial_balance([{"number": "1000", "totalDebit": Decimal("72893.84")}], TODAY, TODAY)
+    assert balance.lines[0].net_change_debit == Decimal("72893.84")
+
+
+# ---------------------------------------------------------------- 3. hostile bodies
+
+
+HOSTILE_BODIES = {
+    "nested too deeply": b"[" * 200_000,
+    "an integer beyond Python's digit limit": b'{"value": [{"netChange": ' + b"1" * 5000 + b"}]}",
+}
+
+
+@pytest.mark.parametrize("body", HOSTILE_BODIES.values(), ids=HOSTILE_BODIES.keys())
+async def test_a_hostile_answer_is_a_bad_response(
+    bc: BusinessCentral, crafted: CraftedBusinessCentral, body: bytes
+) -> None:
+    crafted.answering = always(200, body)
+    with pytest.raises(FetchFailure) as failure:
+        await bc.get_collection(ENVIRONMENT, f"{ROOT}/companies(1)/accounts")
+    assert failure.value.kind is FailureKind.BAD_RESPONSE
+
+
+@pytest.mark.parametrize("body", HOSTILE_BODIES.values(), ids=HOSTILE_BODIES.keys())
+async def test_a_hostile_error_body_still_gives_the_failure_of_its_status(
+    bc: BusinessCentral, crafted: CraftedBusinessCentral, body: bytes
+) -> None:
+    crafted.answering = always(503, body)
+    with pytest.raises(FetchFailure) as failure:
+        await bc.get_collection(ENVIRONMENT, f"{ROOT}/companies(1)/accounts")
+    assert (failure.value.kind, failure.value.http_status) == (FailureKind.ENVIRONMENT_OFFLINE, 503)
+
+
+@pytest.mark.parametrize("amount", ["1e30", "-1e30", "100000000000000000000", "1e-40"])
+def test_an_amount_no_snapshot_could_hold_is_refused_at_the_entity(amount: str) -> None:
+    items = [{"number": "S1", "status": "Open", "remainingAmount": Decimal(amount)}]
+    with pytest.raises(FetchFailure) as failure:
+        parse_entities(SalesInvoice, items, "salesInvoices")
+    assert failure.value.kind is FailureKind.BAD_RESPONSE
+    assert "remainingAmount" in (failure.value.message or "")
+
+
+def test_the_largest_amount_bc_could_sum_is_kept() -> None:
+    largest = Decimal("99999999999999999999.99")
+    [sale] = parse_entities(
+        SalesInvoice, [{"number": "S1", "status": "Open", "remainingAmount": -largest}], "salesInvoices"
+    )
+    assert sale.remaining_amount == -largest
+
+
+async def test_one_companys_huge_amount_ends_as_one_bad_response_for_it(
+    bc: BusinessCentral, crafted: CraftedBusinessCentral
+) -> None:
+    company_id = uuid.uuid4()
+    ids = [request.id for request in company_requests(company_id, TODAY)]
+    bodies: dict[str, str] = dict.fromkeys(ids, '{"value": []}')
+    bodies["setup"] = '{"localCurrencyCode": "EUR"}'
+    bodies["open_sales_invoices"] = (
+        '{"value": [{"number": "S1", "status": "Open", "dueDate": "2026-11-01", "remainingAmount": 1e30}]}'
+    )
+    responses = ", ".join(f'{{"id": "{key}", "status": 200, "body": {body}}}' for key, body in bodies.items())
+    crafted.answering = batch_answer_text(f'{{"responses": [{responses}]}}')
+    reader = ClientReader(bc, web_client_base="https://businesscentral.test", use_cue_services=False)
+    connection = ClientConnection(tenant=ENVIRONMENT.tenant, environment=ENVIRONMENT.name)
+    company = Company.model_validate({"id": str(company_id), "name": "CRONUS"})
+    with pytest.raises(FetchFailure) as failure:
+        await reader.snapshot(connection, company, client_id=uuid.uuid4(), refresh_id=uuid.uuid4(), today=TODAY)
+    assert failure.value.kind is FailureKind.BAD_RESPONSE
+
+
+# ---------------------------------------------------------------- 4. Retry-After
+
+NOW = dt.datetime(2026, 12, 4, 19, 0, 0, tzinfo=dt.UTC)
+
+
+@pytest.mark.parametrize(
+    ("header", "seconds"),
+    [
+        ("120", 120.0),
+        ("Fri, 04 Dec 2026 19:01:30 GMT", 90.0),
+        ("Fri, 04 Dec 2026 18:59:00 GMT", 0.0),  # already past: at once, never negative
+        ("-5", 0.0),
+        ("soon", None),
+        (None, None),
+    ],
+)
+def test_retry_after_in_seconds_or_as_an_http_date(header: str | None, seconds: float | None) -> None:
+    assert _parse_retry_after(header, NOW) == seconds
+
+
+async def test_a_throttled_answer_with_an_http_date_says_when_to_retry(
+    bc: BusinessCentral, crafted: CraftedBusinessCentral
+) -> None:
+    in_a_minute = (dt.datetime.now(dt.UTC) + dt.timedelta(seconds=60)).strftime("%a, %d %b %Y %H:%M:%S GMT")
+    crafted.answering = always(503, b"", {"Retry-After": in_a_minute})
+    with pytest.raises(FetchFailure) as failure:
+        await bc.get_collection(ENVIRONMENT, f"{ROOT}/companies(1)/accounts")
+    assert failure.value.retry_after_seconds is not None
+    assert 50 <= failure.value.retry_after_seconds <= 60
+
+
+# ---------------------------------------------------------------- 5. $batch sub-responses
+
+SETUP = BatchRequest("setup", "companies(1)/generalLedgerSetup")
+
+
+@pytest.mark.parametrize(
+    "sub_response",
+    [
+        {"id": "setup", "status": 200},
+        {"id": "setup", "status": 204},
+        {"id": "setup", "status": 200, "body": None},
+        {"id": "setup", "status": 200, "body": [{"localCurrencyCode": "EUR"}]},
+        {"id": "setup", "status": 200, "body": "EUR"},
+        {"id": "setup", "status": 302, "body": {"localCurrencyCode": "EUR"}},
+    ],
+)
+async def test_a_success_without_an_object_body_is_a_bad_response(
+    bc: BusinessCentral, crafted: CraftedBusinessCentral, sub_response: dict[str, Any]
+) -> None:
+    crafted.answering = batch_answer(sub_response)
+    with pytest.raises(FetchFailure) as failure:
+        await bc.batch_collections(ENVIRONMENT, [SETUP])
+    assert failure.value.kind is FailureKind.BAD_RESPONSE
+
+
+async def test_a_single_entity_is_read_as_one(bc: BusinessCentral, crafted: CraftedBusinessCentral) -> None:
+    crafted.answering = batch_answer({"id": "setup", "status": 200, "body": {"localCurrencyCode": "EUR"}})
+    assert await bc.batch_collections(ENVIRONMENT, [SETUP]) == {"setup": [{"localCurrencyCode": "EUR"}]}
+
+
+async def test_an_error_without_a_body_is_still_classified(
+    bc: BusinessCentral, crafted: CraftedBusinessCentral
+) -> None:
+    crafted.answering = batch_answer({"id": "setup", "status": 404})
+    with pytest.raises(FetchFailure) as failure:
+        await bc.batch_collections(ENVIRONMENT, [SETUP])
+    assert failure.value.kind is FailureKind.NO_COMPANY_ACCESS
+
+
+async def test_an_optional_read_without_a_body_is_its_own_failure(
+    bc: BusinessCentral, crafted: CraftedBusinessCentral
+) -> None:
+    rates = BatchRequest("rates", "companies(1)/currencyExchangeRates", optional=True)
+    crafted.answering = batch_answer(
+        {"id": "setup", "status": 200, "body": {"localCurrencyCode": "EUR"}}, {"id": "rates", "status": 200}
+    )
+    read = await bc.read_batch(ENVIRONMENT, [SETUP, rates])
+    assert read.collections == {"setup": [{"localCurrencyCode": "EUR"}]}
+    assert read.failures["rates"].kind is FailureKind.BAD_RESPONSE
+
+
+@pytest.mark.parametrize(
+    "responses",
+    [
+        [
+            {"id": "setup", "status": 200, "body": {"localCurrencyCode": "EUR"}},
+            {"id": "setup", "status": 200, "body": {"localCurrencyCode": "USD"}},
+        ],
+        [
+            {"id": "setup", "status": 200, "body": {"localCurrencyCode": "EUR"}},
+            {"id": "unasked", "status": 200, "body": {"value": []}},
+        ],
+    ],
+    ids=["an id answered twice", "an id never asked"],
+)
+async def test_a_batch_answer_to_the_wrong_ids_is_a_bad_response(
+    bc: BusinessCentral, crafted: CraftedBusinessCentral, responses: list[dict[str, Any]]
+) -> None:
+    crafted.answering = batch_answer(*responses)
+    with pytest.raises(FetchFailure) as failure:
+        await bc.batch_collections(ENVIRONMENT, [SETUP])
+    assert failure.value.kind is FailureKind.BAD_RESPONSE
