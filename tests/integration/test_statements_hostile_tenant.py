@@ -271,6 +271,13 @@ async def test_malformed_rows_are_bad_responses(
     assert what in (failure.message or "")
 
 
+async def test_an_amount_too_large_for_any_statement_is_a_bad_response(reader: StatementsReader) -> None:
+    FakeTenant.answers["trialBalances"] = {"value": [{"number": "1", "display": "x", "totalDebit": 1e40}]}
+    failure = await _failure(reader)
+    assert failure.kind is FailureKind.BAD_RESPONSE
+    assert "out of range" in (failure.message or "")
+
+
 async def test_a_missing_company_information_is_a_bad_response(reader: StatementsReader) -> None:
     FakeTenant.answers["companyInformation"] = {"value": []}
     failure = await _failure(reader)

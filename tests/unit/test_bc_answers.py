@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from hub_common.events import ClientConnection, FailureKind
-from hub_fetcher.bc.client import BatchRequest, BusinessCentral, Environment, _parse_retry_after
+from hub_fetcher.bc.client import BatchRequest, BusinessCentral, Environment
 from hub_fetcher.bc.entities import Company, PurchaseInvoice, SalesInvoice, parse_entities
 from hub_fetcher.bc.failures import FetchFailure
 from hub_fetcher.bc.identity import TokenProvider
@@ -247,22 +247,7 @@ async def test_one_companys_huge_amount_ends_as_one_bad_response_for_it(
 
 # ---------------------------------------------------------------- 4. Retry-After
 
-NOW = dt.datetime(2026, 12, 4, 19, 0, 0, tzinfo=dt.UTC)
-
-
-@pytest.mark.parametrize(
-    ("header", "seconds"),
-    [
-        ("120", 120.0),
-        ("Fri, 04 Dec 2026 19:01:30 GMT", 90.0),
-        ("Fri, 04 Dec 2026 18:59:00 GMT", 0.0),  # already past: at once, never negative
-        ("-5", 0.0),
-        ("soon", None),
-        (None, None),
-    ],
-)
-def test_retry_after_in_seconds_or_as_an_http_date(header: str | None, seconds: float | None) -> None:
-    assert _parse_retry_after(header, NOW) == seconds
+# Both forms of the header, one by one: tests/unit/test_failures.py.
 
 
 async def test_a_throttled_answer_with_an_http_date_says_when_to_retry(

@@ -388,6 +388,11 @@ class StatementsReader:
                 message=f"the statements were not read within {self._deadline_seconds:g} s "
                 "(HUB_STATEMENTS_DEADLINE_SECONDS)",
             ) from error
+        except ArithmeticError as error:
+            # An amount too large to round to cents (decimal.InvalidOperation): no statement BC keeps.
+            raise FetchFailure(
+                FailureKind.BAD_RESPONSE, message=f"statements: an amount out of range ({type(error).__name__})"
+            ) from error
 
     async def _read(self, connection: ClientConnection, company_id: uuid.UUID, *, as_of: dt.date) -> CompanyStatements:
         environment = Environment(tenant=connection.tenant, name=connection.environment)

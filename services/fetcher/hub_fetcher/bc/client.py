@@ -13,8 +13,6 @@ would otherwise never end. Waiting for a tenant's request slot is not part of it
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
-import email.utils
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -28,7 +26,7 @@ from opentelemetry.trace import SpanKind
 from hub_common import metrics
 from hub_common.events import FailureKind
 from hub_common.tracing import tracer
-from hub_fetcher.bc.failures import FetchFailure, classify_bc_error, correlation_from_message
+from hub_fetcher.bc.failures import FetchFailure, classify_bc_error, correlation_from_message, parse_retry_after
 from hub_fetcher.bc.identity import TokenProvider
 from hub_fetcher.bc.limits import TenantLimiter
 
@@ -127,26 +125,6 @@ def _count_answer(status: int | None) -> None:
     metrics.bc_responses_total.labels(status_class=f"{status // 100}xx" if status else "no_answer").inc()
     if status in metrics.BC_THROTTLING_STATUSES:
         metrics.bc_throttled_total.labels(status=str(status)).inc()
-
-
-def _parse_retry_after(value: str | None, now: dt.datetime | None = None) -> float | None:
-    """Retry-After as seconds from now, never negative: HTTP allows delta-seconds ("120")
-    or an HTTP-date ("Fri, 04 Dec 2026 19:00:00 GMT"); None when it is neither. The
-    handlers cap the delay either way (MAX_RETRY_DELAY_SECONDS)."""
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        retry_at = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError, OverflowError):
-        return None
-    if retry_at.tzinfo is None:
-        # "-0000" dates come without a zone; HTTP-dates are always in GMT.
-        retry_at = retry_at.replace(tzinfo=dt.UTC)
-    return max(0.0, (retry_at - (now or dt.datetime.now(dt.UTC))).total_seconds())
 
 
 def _error_fields(document: object) -> tuple[str | None, str | None] | None:
@@ -461,7 +439,7 @@ class BusinessCentral:
             bc_error_code=code,
             message=message,
             correlation_id=correlation,
-            retry_after_seconds=_parse_retry_after(headers.get("retry-after")),
+            retry_after_seconds=parse_retry_after(headers.get("retry-after")),
         )
 
     async def get_collection(

@@ -139,9 +139,9 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
         return max(0.0, seconds) if math.isfinite(seconds) else None
     try:
         moment = parsedate_to_datetime(text)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
-    if moment.tzinfo is None:  # an HTTP-date is GMT; a zoneless one is read as such
+    if moment.tzinfo is None:  # an HTTP-date is GMT ("-0000" dates come without a zone)
         moment = moment.replace(tzinfo=UTC)
     return max(0.0, (moment - (now or datetime.now(UTC))).total_seconds())
 

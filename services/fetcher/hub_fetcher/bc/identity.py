@@ -50,7 +50,7 @@ class EntraAnswer:
     def json_document(self) -> dict[str, Any] | None:
         try:
             document = json.loads(self.body)
-        except (json.JSONDecodeError, UnicodeDecodeError):
+        except (ValueError, RecursionError):  # not JSON, not UTF-8, too deep, an integer too long
             return None
         return document if isinstance(document, dict) else None
 
