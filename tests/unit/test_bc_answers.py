@@ -333,3 +333,39 @@ async def test_a_batch_answer_to_the_wrong_ids_is_a_bad_response(
     with pytest.raises(FetchFailure) as failure:
         await bc.batch_collections(ENVIRONMENT, [SETUP])
     assert failure.value.kind is FailureKind.BAD_RESPONSE
+
+
+# ---------------------------------------------------------------- the token in use
+
+
+class TokenRenewedWhileWaiting(TokenProvider):
+    """The first token lapses while the request waits for a tenant slot; msal then has
+    a new one."""
+
+    def __init__(self) -> None:
+        self.handed_out = 0
+
+    async def token_for(self, tenant: str) -> str:
+        self.handed_out += 1
+        return "before the wait" if self.handed_out == 1 else "after the wait"
+
+
+async def test_the_token_sent_is_the_one_valid_once_the_slot_is_taken(crafted: CraftedBusinessCentral) -> None:
+    sent: list[str] = []
+
+    def answering(request: httpx.Request) -> tuple[int, dict[str, str], bytes]:
+        sent.append(request.headers["authorization"])
+        return 200, {}, b'{"value": []}'
+
+    crafted.answering = answering
+    async with httpx.AsyncClient(transport=httpx.MockTransport(crafted.handle)) as http:
+        bc = BusinessCentral(
+            api_base=BC_HOST,
+            http=http,
+            tokens=TokenRenewedWhileWaiting(),
+            limiter=TenantLimiter(),
+            max_response_bytes=10_000,
+            request_deadline_seconds=5,
+        )
+        await bc.get_collection(ENVIRONMENT, f"{ROOT}/companies")
+    assert sent == ["Bearer after the wait"]

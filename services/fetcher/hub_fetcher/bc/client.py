@@ -256,16 +256,18 @@ class BusinessCentral:
     ) -> _RawAnswer:
         if not self._same_host(url):
             raise FetchFailure(FailureKind.BAD_RESPONSE, message="refused to follow a link to another host")
-        token = await self._tokens.token_for(environment.tenant)
-        headers = {
-            "Authorization": f"Bearer {token}",
-            "Accept": "application/json",
-        }
+        # A token from Entra is fetched before the wait for a slot, so no BC slot is held
+        # while Entra answers...
+        await self._tokens.token_for(environment.tenant)
+        headers = {"Accept": "application/json"}
         if read_only:
             headers["Data-Access-Intent"] = "ReadOnly"
         if if_match is not None:
             headers["If-Match"] = if_match
         async with self._limiter.slot(environment.tenant, weight):
+            # ...and taken again once the slot is ours: the wait may have outlasted it (BC
+            # answers 401 Authentication_TokenExpired); msal's cache answers without Entra.
+            headers["Authorization"] = f"Bearer {await self._tokens.token_for(environment.tenant)}"
             self.requests_made += 1
             try:
                 with tracer.start_as_current_span(f"BC {method}", kind=SpanKind.CLIENT) as span:
