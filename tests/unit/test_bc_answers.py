@@ -369,3 +369,22 @@ async def test_the_token_sent_is_the_one_valid_once_the_slot_is_taken(crafted: C
         )
         await bc.get_collection(ENVIRONMENT, f"{ROOT}/companies")
     assert sent == ["Bearer after the wait"]
+
+
+# ---------------------------------------------------------------- null texts
+
+
+def test_a_null_text_is_an_empty_one_not_a_bad_answer() -> None:
+    [invoice] = parse_entities(
+        SalesInvoice,
+        [{"number": "103001", "customerName": None, "status": "Open", "dueDate": "2026-11-01", "remainingAmount": 5}],
+        "salesInvoices",
+    )
+    assert invoice.customer_name == ""
+    [purchase] = parse_entities(
+        PurchaseInvoice, [{"number": "1", "vendorName": None, "status": "Open"}], "purchaseInvoices"
+    )
+    assert purchase.vendor_name == ""
+    # A required text stays required: an invoice without its number is no invoice.
+    with pytest.raises(FetchFailure):
+        parse_entities(SalesInvoice, [{"number": None, "status": "Open"}], "salesInvoices")

@@ -10,7 +10,7 @@ import uuid
 from decimal import Decimal
 from typing import Annotated, Any, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from hub_common.events import BC_CURRENCY_CODE_PATTERN, FailureKind
 from hub_fetcher.bc.failures import FetchFailure
@@ -28,6 +28,16 @@ def _blank_date_as_none(day: dt.date | None) -> dt.date | None:
 
 # A BC date field: None when BC left it blank.
 BcDate = Annotated[dt.date | None, AfterValidator(_blank_date_as_none)]
+
+
+def _null_text_as_empty(value: object) -> object:
+    """BC writes null for an empty text now and then (as the statements show): an empty
+    text, not a malformed answer that would fail the company."""
+    return "" if value is None else value
+
+
+# An optional BC text field: empty when BC left it blank or wrote null.
+BcText = Annotated[str, BeforeValidator(_null_text_as_empty)]
 
 # A money amount of BC. AL's Decimal fields hold at most +/-999,999,999,999,999.99 (15
 # digits before the point, by the AL "Decimal data type" docs); FlowFields such as
@@ -56,16 +66,16 @@ class Company(Entity):
 
 class Account(Entity):
     number: str = Field(max_length=50)
-    display_name: str = Field(default="", alias="displayName", max_length=500)
-    category: str = Field(default="", max_length=100)
-    sub_category: str = Field(default="", alias="subCategory", max_length=500)
-    account_type: str = Field(default="", alias="accountType", max_length=50)
+    display_name: BcText = Field(default="", alias="displayName", max_length=500)
+    category: BcText = Field(default="", max_length=100)
+    sub_category: BcText = Field(default="", alias="subCategory", max_length=500)
+    account_type: BcText = Field(default="", alias="accountType", max_length=50)
     net_change: Amount = Field(alias="netChange")
 
 
 class SalesInvoice(Entity):
     number: str = Field(max_length=50)
-    customer_name: str = Field(default="", alias="customerName", max_length=250)
+    customer_name: BcText = Field(default="", alias="customerName", max_length=250)
     status: str = Field(max_length=50)
     due_date: BcDate = Field(default=None, alias="dueDate")
     posting_date: BcDate = Field(default=None, alias="postingDate")
@@ -76,7 +86,7 @@ class SalesInvoice(Entity):
 
 class PurchaseInvoice(Entity):
     number: str = Field(max_length=50)
-    vendor_name: str = Field(default="", alias="vendorName", max_length=250)
+    vendor_name: BcText = Field(default="", alias="vendorName", max_length=250)
     status: str = Field(max_length=50)
     due_date: BcDate = Field(default=None, alias="dueDate")
     total_including_tax: Amount = Field(default=Decimal(0), alias="totalAmountIncludingTax")
@@ -85,7 +95,7 @@ class PurchaseInvoice(Entity):
 class SalesDocumentEntity(Entity):
     """A sales order or quote: only its status and total matter here."""
 
-    status: str = Field(default="", max_length=50)
+    status: BcText = Field(default="", max_length=50)
     total_including_tax: Amount = Field(default=Decimal(0), alias="totalAmountIncludingTax")
 
 
@@ -103,7 +113,7 @@ class FinanceCues(Entity):
 
 
 class GeneralLedgerSetup(Entity):
-    local_currency_code: str = Field(default="", alias="localCurrencyCode", max_length=10)
+    local_currency_code: BcText = Field(default="", alias="localCurrencyCode", max_length=10)
 
 
 # BC keeps rate amounts with up to 6 decimals; anything beyond a trillion is not a rate.
