@@ -8,6 +8,7 @@ httpx.MockTransport plays BC for the fetcher's own HTTP client, byte for byte.
 from __future__ import annotations
 
 import datetime as dt
+import gzip
 import json
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -56,7 +57,10 @@ class CraftedBusinessCentral:
 
     def handle(self, request: httpx.Request) -> httpx.Response:
         status, headers, body = self.answering(request)
-        return httpx.Response(status, headers={"content-type": "application/json", **headers}, content=body)
+        # A stream, as from the network: the client reads the raw bytes and inflates them itself.
+        return httpx.Response(
+            status, headers={"content-type": "application/json", **headers}, stream=httpx.ByteStream(body)
+        )
 
 
 @pytest.fixture
@@ -388,3 +392,48 @@ def test_a_null_text_is_an_empty_one_not_a_bad_answer() -> None:
     # A required text stays required: an invoice without its number is no invoice.
     with pytest.raises(FetchFailure):
         parse_entities(SalesInvoice, [{"number": None, "status": "Open"}], "salesInvoices")
+
+
+# ---------------------------------------------------------------- compressed answers
+
+
+def _gzip(body: bytes) -> bytes:
+    return gzip.compress(body, compresslevel=9)
+
+
+async def test_a_gzip_answer_is_inflated(bc: BusinessCentral, crafted: CraftedBusinessCentral) -> None:
+    crafted.answering = always(200, _gzip(b'{"value": [{"n": 1}]}'), {"content-encoding": "gzip"})
+    assert await bc.get_collection(ENVIRONMENT, f"{ROOT}/companies") == [{"n": 1}]
+
+
+@pytest.mark.parametrize(
+    ("encoding", "body", "words"),
+    [
+        # Gzip inside gzip: 10 MB of JSON inflates from a few kilobytes, layer by layer.
+        ("gzip, gzip", _gzip(_gzip(b'{"value": [' + b" " * 10_000_000 + b"]}")), "gzip only"),
+        ("br", b"\x0b\x02\x80{}\x03", "gzip only"),
+        # One layer past the limit: refused once the limit is passed, not after inflating it all.
+        ("gzip", _gzip(b'{"value": [' + b" " * 10_000_000 + b"]}"), "byte limit"),
+        ("gzip", b"not gzip at all", "does not inflate"),
+    ],
+)
+async def test_an_answer_that_would_inflate_past_the_limit_or_cannot_is_refused(
+    bc: BusinessCentral, crafted: CraftedBusinessCentral, encoding: str, body: bytes, words: str
+) -> None:
+    crafted.answering = always(200, body, {"content-encoding": encoding})
+    with pytest.raises(FetchFailure) as failure:
+        await bc.get_collection(ENVIRONMENT, f"{ROOT}/companies")
+    assert failure.value.kind is FailureKind.BAD_RESPONSE
+    assert words in (failure.value.message or "")
+
+
+async def test_the_hub_asks_for_gzip_alone(bc: BusinessCentral, crafted: CraftedBusinessCentral) -> None:
+    asked: list[str] = []
+
+    def answering(request: httpx.Request) -> tuple[int, dict[str, str], bytes]:
+        asked.append(request.headers["accept-encoding"])
+        return 200, {}, b'{"value": []}'
+
+    crafted.answering = answering
+    await bc.get_collection(ENVIRONMENT, f"{ROOT}/companies")
+    assert asked == ["gzip"]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
@@ -33,6 +34,10 @@ from hub_fetcher.bc.limits import TenantLimiter
 API_PATH = "api/v2.0"
 MAX_PAGES = 1000
 MAX_BATCH_REQUESTS = 100
+
+
+# zlib's window for a gzip stream (its header and trailer included).
+GZIP_WINDOW = 16 + zlib.MAX_WBITS
 
 
 @dataclass(frozen=True)
@@ -185,9 +190,31 @@ class BusinessCentral:
                 http_status=response.status_code,
                 message=f"response of {declared} bytes exceeds the {self._max_response_bytes} byte limit",
             )
+        # Inflated here, never more than the limit: httpx would inflate each chunk whole, and
+        # an answer gzipped twice ("gzip, gzip") inflates a few hundred bytes to gigabytes.
+        coding = response.headers.get("content-encoding", "identity").strip().lower()
+        if coding not in ("identity", "gzip"):
+            raise FetchFailure(
+                FailureKind.BAD_RESPONSE,
+                http_status=response.status_code,
+                message=f"an answer encoded as {coding[:50]!r}; the hub accepts gzip only",
+            )
+        inflater = zlib.decompressobj(GZIP_WINDOW) if coding == "gzip" else None
         chunks: list[bytes] = []
         size = 0
-        async for chunk in response.aiter_bytes():
+        async for raw in response.aiter_raw():
+            if inflater is None:
+                chunk = raw
+            else:
+                try:
+                    # At most one byte past the limit: enough to know it is too large.
+                    chunk = inflater.decompress(raw, self._max_response_bytes - size + 1)
+                except zlib.error as error:
+                    raise FetchFailure(
+                        FailureKind.BAD_RESPONSE,
+                        http_status=response.status_code,
+                        message=f"a gzip answer that does not inflate: {error}",
+                    ) from error
             size += len(chunk)
             if size > self._max_response_bytes:
                 raise FetchFailure(
@@ -259,7 +286,7 @@ class BusinessCentral:
         # A token from Entra is fetched before the wait for a slot, so no BC slot is held
         # while Entra answers...
         await self._tokens.token_for(environment.tenant)
-        headers = {"Accept": "application/json"}
+        headers = {"Accept": "application/json", "Accept-Encoding": "gzip"}
         if read_only:
             headers["Data-Access-Intent"] = "ReadOnly"
         if if_match is not None:
