@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import gzip
 import json
+import tracemalloc
 import uuid
 from collections.abc import AsyncIterator, Callable
 from decimal import Decimal
@@ -437,3 +438,41 @@ async def test_the_hub_asks_for_gzip_alone(bc: BusinessCentral, crafted: Crafted
     crafted.answering = answering
     await bc.get_collection(ENVIRONMENT, f"{ROOT}/companies")
     assert asked == ["gzip"]
+
+
+# ---------------------------------------------------------------- answers too many
+
+
+async def test_an_answer_of_endless_empty_objects_is_refused_while_parsed(
+    bc: BusinessCentral, crafted: CraftedBusinessCentral
+) -> None:
+    # 1.2 MB of "{}": about 30 MB of dictionaries once parsed, and 50 MB of it 1.2 GB.
+    crafted.answering = always(200, b'{"value": [' + b",".join([b"{}"] * 410_000) + b"]}")
+    tracemalloc.start()
+    try:
+        with pytest.raises(FetchFailure) as failure:
+            await bc.get_collection(ENVIRONMENT, f"{ROOT}/salesInvoices")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert failure.value.kind is FailureKind.BAD_RESPONSE
+    assert "more than 400000 JSON objects" in (failure.value.message or "")
+    assert peak < 200_000_000
+
+
+async def test_a_collection_past_its_size_across_pages_is_refused(
+    bc: BusinessCentral, crafted: CraftedBusinessCentral
+) -> None:
+    page = b",".join([b'{"n":1}'] * 20_000)
+    served: list[str] = []
+
+    def answering(request: httpx.Request) -> tuple[int, dict[str, str], bytes]:
+        served.append(str(request.url))
+        link = f"{ROOT}/salesInvoices?$skiptoken={len(served)}"
+        return 200, {}, b'{"value": [' + page + b'], "@odata.nextLink": "' + link.encode() + b'"}'
+
+    crafted.answering = answering
+    with pytest.raises(FetchFailure) as failure:
+        await bc.get_collection(ENVIRONMENT, f"{ROOT}/salesInvoices")
+    assert "more than 500000 entities" in (failure.value.message or "")
+    assert len(served) == 26  # refused at the page that passed the size, not at the 1,000th

@@ -33,6 +33,12 @@ from hub_fetcher.bc.limits import TenantLimiter
 
 API_PATH = "api/v2.0"
 MAX_PAGES = 1000
+# What one answer and one collection may hold. A page of BC holds at most 20,000 entities
+# and a $batch of the hub's reads ten such pages; an answer of "{}" after "{}" costs 64
+# bytes of memory for every 3 bytes read, so it is refused while it is parsed, before a
+# tenant's 50 MB answer becomes gigabytes for every firm the fetcher serves.
+MAX_JSON_OBJECTS = 400_000
+MAX_COLLECTION_ENTITIES = 500_000
 MAX_BATCH_REQUESTS = 100
 
 
@@ -101,10 +107,26 @@ def _parse_json(body: bytes) -> Any:
     Python's digit limit raises a plain ValueError and deep nesting ("[[[[...") a
     RecursionError, which is turned into one.
     """
+    made = 0
+
+    def counted(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        nonlocal made
+        made += 1
+        if made > MAX_JSON_OBJECTS:
+            raise ValueError(f"more than {MAX_JSON_OBJECTS} JSON objects in one answer")
+        return dict(pairs)
+
     try:
-        return json.loads(body, parse_float=Decimal)
+        return json.loads(body, parse_float=Decimal, object_pairs_hook=counted)
     except RecursionError as error:
         raise ValueError("JSON nested too deeply") from error
+
+
+def _check_collection_size(entities: list[dict[str, Any]]) -> None:
+    if len(entities) > MAX_COLLECTION_ENTITIES:
+        raise FetchFailure(
+            FailureKind.BAD_RESPONSE, message=f"a collection of more than {MAX_COLLECTION_ENTITIES} entities"
+        )
 
 
 def _json_object(body: bytes, status: int) -> dict[str, Any]:
@@ -446,6 +468,7 @@ class BusinessCentral:
         link = page.get("@odata.nextLink")
         if isinstance(link, str):
             entities.extend(await self.get_collection(environment, link))
+            _check_collection_size(entities)
         return entities
 
     def _raise_for_error(
@@ -497,6 +520,7 @@ class BusinessCentral:
             if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
                 raise FetchFailure(FailureKind.BAD_RESPONSE, message="a collection without a value list")
             entities.extend(value)
+            _check_collection_size(entities)
             link = page.get("@odata.nextLink")
             next_url = link if isinstance(link, str) else None
             if next_url is not None and str(httpx.URL(next_url)) in pages_read:
