@@ -2,13 +2,12 @@
 says, then done; never dead-lettered, never a permanent failure (a real fetcher process,
 its own nats-server, the sandbox's Entra faults).
 
-Each test gets a fetcher of its own: a token it cached would spare it the request the
-fault answers."""
+Each case reads a tenant of its own: a token the fetcher cached would spare it the
+request the fault answers."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
 import httpx
 import nats
@@ -33,16 +32,18 @@ from tests.support.processes import ServiceProcess, start_service
 pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[LocalNatsServer]:
-    with LocalNatsServer(tmp_path / "nats") as server:
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalNatsServer]:
+    with LocalNatsServer(tmp_path_factory.mktemp("entra-nats")) as server:
         yield server
 
 
-@pytest.fixture
-def fetcher(broker: LocalNatsServer, sandbox: Sandbox, tmp_path: Path) -> Iterator[ServiceProcess]:
+@pytest.fixture(scope="module")
+def fetcher(
+    broker: LocalNatsServer, sandbox: Sandbox, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServiceProcess]:
     environment = {"HUB_NATS_URL": broker.url, **sandbox.settings_environment(), **FETCHER_SETTINGS}
-    process = start_service("fetcher-entra", "fetcher", environment, tmp_path / "logs")
+    process = start_service("fetcher-entra", "fetcher", environment, tmp_path_factory.mktemp("entra-logs"))
     _wait_until_ready(process)
     yield process
     process.stop()
@@ -64,18 +65,24 @@ def admin(sandbox: Sandbox) -> Iterator[httpx.Client]:
 
 
 @pytest.mark.parametrize(
-    ("fault", "kind", "status"),
+    ("fault", "kind", "status", "tenant_index"),
     [
         # msal raises its own MsalServiceError for a 5xx; it escaped classification before.
-        ("entra_unavailable", FailureKind.ENVIRONMENT_OFFLINE, 503),
+        ("entra_unavailable", FailureKind.ENVIRONMENT_OFFLINE, 503, 0),
         # A 429 with Entra's JSON error was a permanent "bad response" before.
-        ("entra_throttled", FailureKind.THROTTLED, 429),
+        ("entra_throttled", FailureKind.THROTTLED, 429, 1),
     ],
 )
 async def test_entra_down_or_throttling_puts_the_refresh_off_until_when_it_says(
-    bus: Client, fetcher: ServiceProcess, admin: httpx.Client, fault: str, kind: FailureKind, status: int
+    bus: Client,
+    fetcher: ServiceProcess,
+    admin: httpx.Client,
+    fault: str,
+    kind: FailureKind,
+    status: int,
+    tenant_index: int,
 ) -> None:
-    tenant = _consented_tenants(admin)[1]
+    tenant = _consented_tenants(admin)[tenant_index]
     admin.put(f"/tenants/{tenant.id}/faults", json={"kind": fault, "retry_after_seconds": 3, "count": 1})
     refresh = _refresh(tenant)
     outcomes = await _run(bus, fetcher, [refresh], done=_snapshots_of_every_company(tenant, refresh))
