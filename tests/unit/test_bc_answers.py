@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import gzip
 import json
+import time
 import tracemalloc
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -476,3 +477,38 @@ async def test_a_collection_past_its_size_across_pages_is_refused(
         await bc.get_collection(ENVIRONMENT, f"{ROOT}/salesInvoices")
     assert "more than 500000 entities" in (failure.value.message or "")
     assert len(served) == 26  # refused at the page that passed the size, not at the 1,000th
+
+
+# ---------------------------------------------------------------- throttling
+
+
+async def test_a_429_holds_every_read_of_the_tenant_back_for_its_retry_after(crafted: CraftedBusinessCentral) -> None:
+    answers = iter(
+        [
+            (429, {"retry-after": "1"}, b'{"error": {"code": "Application_TooManyRequests", "message": "slow down"}}'),
+            (200, {}, b'{"value": []}'),
+            (200, {}, b'{"value": []}'),
+        ]
+    )
+    crafted.answering = lambda request: next(answers)
+    limiter = TenantLimiter()
+    async with httpx.AsyncClient(transport=httpx.MockTransport(crafted.handle)) as http:
+        bc = BusinessCentral(
+            api_base=BC_HOST,
+            http=http,
+            tokens=FixedToken(),
+            limiter=limiter,
+            max_response_bytes=10_000,
+            request_deadline_seconds=5,
+        )
+        with pytest.raises(FetchFailure) as throttled:
+            await bc.get_collection(ENVIRONMENT, f"{ROOT}/salesInvoices")
+        assert throttled.value.kind is FailureKind.THROTTLED
+        started = time.monotonic()
+        # Another refresh's read of the same tenant waits as BC asked...
+        await bc.get_collection(ENVIRONMENT, f"{ROOT}/purchaseInvoices")
+        assert time.monotonic() - started >= 0.9
+        # ...and another tenant's does not.
+        started = time.monotonic()
+        await bc.get_collection(Environment(tenant="fabrikam.com", name="Production"), f"{ROOT}/companies")
+        assert time.monotonic() - started < 0.5

@@ -39,6 +39,8 @@ MAX_PAGES = 1000
 # tenant's 50 MB answer becomes gigabytes for every firm the fetcher serves.
 MAX_JSON_OBJECTS = 400_000
 MAX_COLLECTION_ENTITIES = 500_000
+# How long every read of a tenant BC throttled waits when BC does not say (no Retry-After).
+THROTTLED_HOLD_OFF_SECONDS = 5.0
 MAX_BATCH_REQUESTS = 100
 
 
@@ -485,13 +487,17 @@ class BusinessCentral:
         if kind is FailureKind.CREDENTIALS_REJECTED:
             self._tokens.forget(environment.tenant)
         correlation = correlation_from_message(message) or headers.get("ms-correlation-x") or headers.get("request-id")
+        retry_after = parse_retry_after(headers.get("retry-after"))
+        if kind is FailureKind.THROTTLED:
+            # BC throttles the identity, not one refresh: every read of the tenant waits.
+            self._limiter.hold_off(environment.tenant, retry_after or THROTTLED_HOLD_OFF_SECONDS)
         raise FetchFailure(
             kind,
             http_status=status,
             bc_error_code=code,
             message=message,
             correlation_id=correlation,
-            retry_after_seconds=parse_retry_after(headers.get("retry-after")),
+            retry_after_seconds=retry_after,
         )
 
     async def get_collection(

@@ -32,6 +32,9 @@ logger = get_logger(__name__)
 RELEASE_WAIT_SECONDS = 1.0
 # How long a slot-taker waits before asking a broker that did not answer again.
 BROKER_RETRY_SECONDS = 0.5
+# The longest a tenant's throttling holds its other reads back: a Retry-After beyond it
+# (or a hostile one) is the retry's business, not every read's.
+MAX_HOLD_OFF_SECONDS = 120.0
 
 
 class _TenantBudget:
@@ -41,6 +44,8 @@ class _TenantBudget:
         self.window_seconds = window_seconds
         self.started: deque[float] = deque()
         self.lock = asyncio.Lock()
+        # When BC last asked this identity to slow down: no request starts before it.
+        self.held_off_until = 0.0
 
     async def wait_for_window(self, weight: int) -> None:
         """Wait until ``weight`` more requests fit in the sliding window, then count them."""
@@ -173,11 +178,18 @@ class TenantLimiter:
             self._budgets[tenant] = budget
         return budget
 
+    def hold_off(self, tenant: str, seconds: float) -> None:
+        """BC throttled the tenant (429): its next requests in this process wait this long."""
+        budget = self._budget(tenant)
+        budget.held_off_until = max(budget.held_off_until, time.monotonic() + min(seconds, MAX_HOLD_OFF_SECONDS))
+
     @asynccontextmanager
     async def slot(self, tenant: str, weight: int = 1) -> AsyncIterator[None]:
         """One request in flight; ``weight`` is how many BC counts (a $batch counts each part)."""
         budget = self._budget(tenant)
         async with budget.semaphore:
+            if (wait := budget.held_off_until - time.monotonic()) > 0:
+                await asyncio.sleep(wait)
             await budget.wait_for_window(weight)
             if self._shared_slots is None:
                 yield
