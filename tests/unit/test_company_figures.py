@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from hub_common.events import ExchangeRate, ExchangeRates
 from hub_fetcher.bc.entities import Account, GeneralLedgerSetup, PurchaseInvoice, SalesDocumentEntity, SalesInvoice
 from hub_fetcher.figures import documents
 from hub_fetcher.figures.company import (
@@ -21,6 +22,7 @@ from hub_fetcher.figures.company import (
     company_figures,
     local_currency,
 )
+from hub_fetcher.figures.currencies import ToLocalCurrency
 from hub_fetcher.figures.taxes import DEFAULT_RULE, is_tax_payable
 
 TODAY = dt.date(2026, 11, 18)  # a Wednesday: weeks run from today, not from Monday
@@ -427,3 +429,70 @@ def test_sales_this_month_are_posted_invoices_from_the_first_to_today(
     )
     amount = figures(CompanyRecords(sales_this_month=[invoice])).sales_this_month.amount
     assert amount == (Decimal("80.00") if counted else Decimal(0))
+
+
+# ---------------------------------------------------------------- documents in other currencies
+
+
+def in_currency(model: Any, currency: str, **fields: Any) -> Any:
+    """A document as BC sends it with its currencyCode (empty: the company's own)."""
+    return model.model_validate({**fields, "currencyCode": currency})
+
+
+def test_documents_in_another_currency_count_in_the_company_s_own() -> None:
+    # A euro company; BC's rates today: 1 USD = 0.92 EUR; no rate for JPY.
+    to_local = ToLocalCurrency("EUR", {"USD": Decimal("0.92"), "JPY": None})
+    records = CompanyRecords(
+        setup=[GeneralLedgerSetup.model_validate({"localCurrencyCode": "EUR"})],
+        open_sales_invoices=[
+            in_currency(SalesInvoice, "USD", number="S1", status="Open", dueDate=days(-3), remainingAmount="1000"),
+            in_currency(SalesInvoice, "", number="S2", status="Open", dueDate=days(-3), remainingAmount="50"),
+            in_currency(SalesInvoice, "EUR", number="S3", status="Open", dueDate=days(-3), remainingAmount="7"),
+        ],
+        open_purchase_invoices=[
+            in_currency(
+                PurchaseInvoice, "USD", number="P1", status="Open", dueDate=days(2), totalAmountIncludingTax="10"
+            ),
+        ],
+        sales_quotes=[in_currency(SalesDocumentEntity, "USD", status="Open", totalAmountIncludingTax="100")],
+        sales_this_month=[
+            in_currency(
+                SalesInvoice, "USD", number="S4", status="Paid", postingDate=days(0), totalAmountExcludingTax="200"
+            )
+        ],
+    )
+    result = figures(records, to_local=to_local)
+    # 1,000 USD is 920 EUR, not 1,000 EUR.
+    assert result.overdue_sales_invoices.total == Decimal("977.00")
+    assert [line.amount for line in result.overdue_sales_invoices.largest] == [
+        Decimal("920.00"),
+        Decimal("50"),
+        Decimal("7"),
+    ]
+    assert result.purchase_invoices_due_next_week.amount == Decimal("9.20")
+    assert result.open_sales_documents.quotes_amount == Decimal("92.00")
+    assert result.sales_this_month.amount == Decimal("184.00")
+    # Receipts and payments of the forecast are in euros too.
+    assert result.cash_flow_forecast.weeks[0].receipts == Decimal("977.00")
+
+
+def test_an_amount_without_a_usable_rate_is_taken_as_it_is() -> None:
+    to_local = ToLocalCurrency("EUR", {"JPY": None})
+    assert to_local(Decimal("1000"), "JPY") == Decimal("1000")
+    assert to_local(Decimal("1000"), "CHF") == Decimal("1000")
+    assert to_local(Decimal("1000"), "") == Decimal("1000")
+    assert to_local(Decimal("10.005"), "EUR") == Decimal("10.005")  # the company's own: untouched
+    assert to_local(Decimal("0.01"), "USD") == Decimal("0.01")
+
+
+def test_the_rates_of_the_snapshot_make_the_conversion() -> None:
+    rates = ExchangeRates(
+        as_of=TODAY,
+        rates=[
+            ExchangeRate(currency_code="USD", lcy_per_unit=Decimal("0.923456"), starting_date=TODAY),
+            ExchangeRate(currency_code="DKK", lcy_per_unit=None, starting_date=TODAY),
+        ],
+    )
+    to_local = ToLocalCurrency.at(rates, "EUR")
+    assert to_local(Decimal("100"), "USD") == Decimal("92.35")
+    assert to_local(Decimal("100"), "DKK") == Decimal("100")

@@ -20,7 +20,7 @@ from hub_fetcher.bc.client import BatchRead, BatchRequest, BusinessCentral, Envi
 from hub_fetcher.bc.entities import ActivityCues, Company, CurrencyExchangeRate, FinanceCues, parse_entities
 from hub_fetcher.bc.failures import FetchFailure
 from hub_fetcher.figures.company import CompanyRecords, CueFigures, company_figures, local_currency
-from hub_fetcher.figures.currencies import exchange_rates, rates_unavailable
+from hub_fetcher.figures.currencies import ToLocalCurrency, exchange_rates, rates_unavailable
 
 
 @dataclass(frozen=True)
@@ -155,8 +155,16 @@ class ClientReader:
             return self.document_link(connection, company.name, page, number)
 
         try:
+            local = local_currency(records)
+            rates = company_exchange_rates(batch, today=today, local_currency=local)
             figures = company_figures(
-                records, today=today, read_at=read_at, document_link=document_link, cues=cues, tax_accounts=tax_accounts
+                records,
+                today=today,
+                read_at=read_at,
+                document_link=document_link,
+                cues=cues,
+                tax_accounts=tax_accounts,
+                to_local=ToLocalCurrency.at(rates, local),
             )
             return CompanySnapshot(
                 client_id=client_id,
@@ -164,11 +172,11 @@ class ClientReader:
                 company_name=company.name,
                 company_display_name=company.display_name,
                 refresh_id=refresh_id,
-                currency_code=local_currency(records),
+                currency_code=local,
                 read_at=read_at,
                 web_client_link=self.web_client_link(connection, company.name),
                 figures=figures,
-                exchange_rates=company_exchange_rates(batch, today=today, local_currency=local_currency(records)),
+                exchange_rates=rates,
             )
         except (ValidationError, ArithmeticError) as error:
             # The entities bound each amount, yet the sums of very many can still outgrow
@@ -212,7 +220,7 @@ def company_requests(company_id: uuid.UUID, today: dt.date) -> list[BatchRequest
     (keyed as ``CompanyRecords.parse`` expects them)."""
     base = f"companies({company_id})"
     first_of_month = today.replace(day=1).isoformat()
-    invoice_fields = "number,customerName,status,dueDate,postingDate,remainingAmount"
+    invoice_fields = "number,customerName,status,dueDate,postingDate,remainingAmount,currencyCode"
     return [
         BatchRequest("setup", f"{base}/generalLedgerSetup?$select=localCurrencyCode"),
         BatchRequest(
@@ -224,20 +232,20 @@ def company_requests(company_id: uuid.UUID, today: dt.date) -> list[BatchRequest
         BatchRequest(
             "open_purchase_invoices",
             f"{base}/purchaseInvoices?$filter=status eq 'Open'"
-            "&$select=number,vendorName,status,dueDate,totalAmountIncludingTax",
+            "&$select=number,vendorName,status,dueDate,totalAmountIncludingTax,currencyCode",
         ),
         BatchRequest(
             "unposted_sales_invoices",
             f"{base}/salesInvoices?$filter=status eq 'Draft' or status eq 'In_x0020_Review'"
-            "&$select=number,status,totalAmountIncludingTax",
+            "&$select=number,status,totalAmountIncludingTax,currencyCode",
         ),
         BatchRequest(
             "sales_this_month",
             f"{base}/salesInvoices?$filter=postingDate ge {first_of_month} and postingDate le {today.isoformat()}"
-            "&$select=number,status,postingDate,totalAmountExcludingTax",
+            "&$select=number,status,postingDate,totalAmountExcludingTax,currencyCode",
         ),
-        BatchRequest("sales_orders", f"{base}/salesOrders?$select=status,totalAmountIncludingTax"),
-        BatchRequest("sales_quotes", f"{base}/salesQuotes?$select=status,totalAmountIncludingTax"),
+        BatchRequest("sales_orders", f"{base}/salesOrders?$select=status,totalAmountIncludingTax,currencyCode"),
+        BatchRequest("sales_quotes", f"{base}/salesQuotes?$select=status,totalAmountIncludingTax,currencyCode"),
         BatchRequest(
             EXCHANGE_RATES,
             f"{base}/currencyExchangeRates?$filter=startingDate le {today.isoformat()}"

@@ -80,6 +80,8 @@ class SalesInvoice(Entity):
     due_date: BcDate = Field(default=None, alias="dueDate")
     posting_date: BcDate = Field(default=None, alias="postingDate")
     remaining_amount: Amount = Field(default=Decimal(0), alias="remainingAmount")
+    # The document's currency, in which its amounts are; empty: the company's own (LCY).
+    currency_code: BcText = Field(default="", alias="currencyCode", max_length=10)
     total_excluding_tax: Amount = Field(default=Decimal(0), alias="totalAmountExcludingTax")
     total_including_tax: Amount = Field(default=Decimal(0), alias="totalAmountIncludingTax")
 
@@ -90,13 +92,15 @@ class PurchaseInvoice(Entity):
     status: str = Field(max_length=50)
     due_date: BcDate = Field(default=None, alias="dueDate")
     total_including_tax: Amount = Field(default=Decimal(0), alias="totalAmountIncludingTax")
+    currency_code: BcText = Field(default="", alias="currencyCode", max_length=10)
 
 
 class SalesDocumentEntity(Entity):
-    """A sales order or quote: only its status and total matter here."""
+    """A sales order or quote: only its status, total and currency matter here."""
 
     status: BcText = Field(default="", max_length=50)
     total_including_tax: Amount = Field(default=Decimal(0), alias="totalAmountIncludingTax")
+    currency_code: BcText = Field(default="", alias="currencyCode", max_length=10)
 
 
 class ActivityCues(Entity):

@@ -25,6 +25,7 @@ from hub_fetcher.bc.entities import (
 )
 from hub_fetcher.figures import documents
 from hub_fetcher.figures.cash import cash_from_accounts
+from hub_fetcher.figures.currencies import UNCONVERTED, ToLocalCurrency
 from hub_fetcher.figures.documents import OpenItem
 from hub_fetcher.figures.taxes import taxes_due
 
@@ -86,20 +87,31 @@ def local_currency(records: CompanyRecords) -> str:
     return records.setup[0].local_currency_code if records.setup else ""
 
 
-def receivables(records: CompanyRecords) -> list[OpenItem]:
-    """Open posted sales invoices with a due date; what is owed is their remaining amount."""
+def receivables(records: CompanyRecords, to_local: ToLocalCurrency = UNCONVERTED) -> list[OpenItem]:
+    """Open posted sales invoices with a due date; what is owed is their remaining amount,
+    in the company's currency."""
     return [
-        OpenItem(invoice.number, invoice.customer_name, invoice.due_date, invoice.remaining_amount)
+        OpenItem(
+            invoice.number,
+            invoice.customer_name,
+            invoice.due_date,
+            to_local(invoice.remaining_amount, invoice.currency_code),
+        )
         for invoice in records.open_sales_invoices
         if invoice.status == documents.OPEN and invoice.due_date is not None
     ]
 
 
-def payables(records: CompanyRecords) -> list[OpenItem]:
+def payables(records: CompanyRecords, to_local: ToLocalCurrency = UNCONVERTED) -> list[OpenItem]:
     """Open posted purchase invoices with a due date; API v2.0 gives them no remaining
-    amount, so what is owed is their total including tax."""
+    amount, so what is owed is their total including tax, in the company's currency."""
     return [
-        OpenItem(invoice.number, invoice.vendor_name, invoice.due_date, invoice.total_including_tax)
+        OpenItem(
+            invoice.number,
+            invoice.vendor_name,
+            invoice.due_date,
+            to_local(invoice.total_including_tax, invoice.currency_code),
+        )
         for invoice in records.open_purchase_invoices
         if invoice.status == documents.OPEN and invoice.due_date is not None
     ]
@@ -113,10 +125,12 @@ def company_figures(
     document_link: DocumentLink,
     cues: CueFigures | None = None,
     tax_accounts: frozenset[str] | None = None,
+    to_local: ToLocalCurrency = UNCONVERTED,
 ) -> CompanyFigures:
-    """Every figure of the architecture's table, from one company's records."""
-    owed_to_company = receivables(records)
-    owed_by_company = payables(records)
+    """Every figure of the architecture's table, from one company's records; documents in
+    another currency than the company's count in it (``to_local``)."""
+    owed_to_company = receivables(records, to_local)
+    owed_by_company = payables(records, to_local)
 
     cash = cash_from_accounts(records.accounts, read_at)
     overdue_sales = documents.overdue(
@@ -148,17 +162,24 @@ def company_figures(
         overdue_purchase_invoices=overdue_purchases,
         purchase_invoices_due_next_week=documents.due_next_week(owed_by_company, today=today, read_at=read_at),
         open_sales_documents=documents.open_sales_documents(
-            quotes=[documents.SalesDocument(q.status, q.total_including_tax) for q in records.sales_quotes],
-            orders=[documents.SalesDocument(o.status, o.total_including_tax) for o in records.sales_orders],
+            quotes=[
+                documents.SalesDocument(q.status, to_local(q.total_including_tax, q.currency_code))
+                for q in records.sales_quotes
+            ],
+            orders=[
+                documents.SalesDocument(o.status, to_local(o.total_including_tax, o.currency_code))
+                for o in records.sales_orders
+            ],
             unposted_invoices=[
-                documents.SalesDocument(i.status, i.total_including_tax) for i in records.unposted_sales_invoices
+                documents.SalesDocument(i.status, to_local(i.total_including_tax, i.currency_code))
+                for i in records.unposted_sales_invoices
             ],
             read_at=read_at,
         ),
         taxes_due=taxes_due(records.accounts, read_at=read_at, account_numbers=tax_accounts),
         sales_this_month=documents.sales_this_month(
             [
-                documents.PostedSale(i.status, i.posting_date, i.total_excluding_tax)
+                documents.PostedSale(i.status, i.posting_date, to_local(i.total_excluding_tax, i.currency_code))
                 for i in records.sales_this_month
                 if i.posting_date is not None
             ],

@@ -13,10 +13,12 @@ amounts make it unusable: zero, negative, or a chain that does not end in LCY).
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Context, Decimal, InvalidOperation
 
 from hub_common.events import MAX_EXCHANGE_RATES, ExchangeRate, ExchangeRates
+from hub_common.money import round_money
 from hub_fetcher.bc.entities import CurrencyExchangeRate
 
 # The snapshot's precision for LCY per unit, and the largest it may be.
@@ -86,3 +88,35 @@ def exchange_rates(rows: Sequence[CurrencyExchangeRate], *, as_of: dt.date, loca
 def rates_unavailable(as_of: dt.date, reason: str) -> ExchangeRates:
     """No rates: BC did not give them, and why (the rest of the snapshot still arrives)."""
     return ExchangeRates(as_of=as_of, unavailable=reason[:500])
+
+
+@dataclass(frozen=True)
+class ToLocalCurrency:
+    """A document's amount, in the document's currency (BC's ``currencyCode``; empty: the
+    company's own), in the company's local currency at the rate in effect today: what the
+    figures add up, since an invoice of 10,000 USD in a euro company is not 10,000 EUR.
+
+    Today's rate values an open amount as a revaluation would; BC's own "(LCY)" amounts
+    keep the posting date's rate. Without a usable rate (BC gave no rates, or none for the
+    currency, which posting a document in it would have required) the amount is taken as
+    it is, as before the hub read currencies; the snapshot's exchange rates say why.
+    """
+
+    local_currency: str
+    lcy_per_unit: Mapping[str, Decimal | None]
+
+    @classmethod
+    def at(cls, rates: ExchangeRates, local_currency: str) -> ToLocalCurrency:
+        return cls(local_currency, {rate.currency_code: rate.lcy_per_unit for rate in rates.rates})
+
+    def __call__(self, amount: Decimal, currency: str) -> Decimal:
+        if not currency or currency == self.local_currency:
+            return amount
+        factor = self.lcy_per_unit.get(currency)
+        if factor is None:
+            return amount
+        return round_money(_PRECISE.multiply(amount, factor))
+
+
+# Amounts already in the company's currency (tests, and books without other currencies).
+UNCONVERTED = ToLocalCurrency("", {})
