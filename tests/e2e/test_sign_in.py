@@ -77,6 +77,16 @@ def test_a_callback_without_its_flow_is_refused(hub: Hub) -> None:
     assert "try again" in stray.text
 
 
+def test_a_csrf_token_with_non_ascii_characters_is_a_plain_mismatch(hub: Hub, sandbox: Sandbox) -> None:
+    browser, _ = _sign_in(hub, sandbox, "hugo@woodgrove-accounting.example")
+    in_header = browser.post("/api/v1/tokens", json={"name": "x"}, headers={b"X-CSRF-Token": "é".encode()})
+    assert in_header.status_code == 403, in_header.text[:300]
+    in_form = browser.post("/sign-out", data={"csrf_token": "é"})
+    assert in_form.status_code == 403, in_form.text[:300]
+    accepting = browser.post("/invitations/accept", data={"csrf_token": "é", "link": "x" * 20})
+    assert accepting.status_code == 403, accepting.text[:300]
+
+
 def test_personal_api_tokens_can_be_created_used_and_revoked(hub: Hub) -> None:
     owner = hub.client("grace@woodgrove-accounting.example")
     created = owner.post("/api/v1/tokens", json={"name": "Power BI export"})
