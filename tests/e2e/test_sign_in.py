@@ -13,6 +13,7 @@ import pytest
 
 from tests.conftest import Sandbox
 from tests.e2e.conftest import Hub
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -85,6 +86,42 @@ def test_a_csrf_token_with_non_ascii_characters_is_a_plain_mismatch(hub: Hub, sa
     assert in_form.status_code == 403, in_form.text[:300]
     accepting = browser.post("/invitations/accept", data={"csrf_token": "é", "link": "x" * 20})
     assert accepting.status_code == 403, accepting.text[:300]
+
+
+def _stray_callback(browser: httpx.Client, path: str) -> httpx.Response:
+    """The callback of an older sign-in (or one started in another tab): its state is not
+    the pending flow's, which the browser's flow cookie holds."""
+    return browser.get(path, params={"code": "an-old-code", "state": "another-flows-state"})
+
+
+def test_a_sign_in_callback_of_another_flow_asks_to_try_again(hub: Hub) -> None:
+    browser = httpx.Client(base_url=hub.url, timeout=20, headers={"Accept-Language": "de"})
+    assert browser.get("/auth/sign-in").status_code == 302
+    stray = _stray_callback(browser, "/auth/callback")
+    assert stray.status_code == 400, stray.text[:300]
+    assert "wurde anderswo begonnen; versuchen Sie es erneut" in stray.text
+
+
+def test_a_client_access_callback_of_another_flow_asks_to_sign_in_again(hub: Hub) -> None:
+    browser = httpx.Client(base_url=hub.url, timeout=20, headers={"Accept-Language": "de"})
+    assert browser.post("/client-access/sign-in").status_code == 303
+    stray = _stray_callback(browser, "/client-access/callback")
+    assert stray.status_code == 400, stray.text[:300]
+    assert "wurde anderswo begonnen; melden Sie sich erneut an" in stray.text
+
+
+def test_a_connect_callback_of_another_flow_asks_to_open_the_link_again(hub: Hub, sandbox: Sandbox) -> None:
+    api = hub.client("ines@woodgrove-connecting.example")
+    card = {"name": "Stray callback", "client_url": f"{sandbox.web_client}/cronus-sample.onmicrosoft.com/Production"}
+    client_id = api.post("/api/v1/clients", json=card).json()["client_id"]
+    link = eventually(
+        lambda: api.post(f"/api/v1/clients/{client_id}/connect-link").json().get("url"), "the client's Connect link"
+    )
+    browser = httpx.Client(timeout=20, headers={"Accept-Language": "de"})
+    assert browser.post(link).status_code == 303
+    stray = _stray_callback(browser, f"{hub.url}/connect/callback")
+    assert stray.status_code == 400, stray.text[:300]
+    assert "wurde anderswo begonnen" in stray.text
 
 
 def test_personal_api_tokens_can_be_created_used_and_revoked(hub: Hub) -> None:

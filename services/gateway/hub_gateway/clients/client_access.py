@@ -23,6 +23,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from hub_common import commands
 from hub_common.commands import CommandRejected
+from hub_common.entra import redeem_auth_code
 from hub_common.events import Actor, ActorKind
 from hub_common.i18n import N_
 from hub_gateway.dependencies import GatewayState, State
@@ -78,19 +79,18 @@ async def start_client_access(request: Request, state: State) -> Response:
 async def finish_client_access(request: Request, state: State) -> Response:
     bad = status.HTTP_400_BAD_REQUEST
     pending = read_sealed_cookie(request, state, FLOW_COOKIE)
+    started_elsewhere = said(request, N_("The sign-in took too long or was started elsewhere; sign in again."))
     if pending is None:
-        return _page(
-            request, bad, error=said(request, N_("The sign-in took too long or was started elsewhere; sign in again."))
-        )
+        return _page(request, bad, error=started_elsewhere)
     answer = dict(request.query_params.items())
     if "error" in answer:
         detail = answer.get("error_description") or answer["error"]
         return _page(
             request, bad, error=said(request, N_("Microsoft sign-in refused: %(reason)s"), reason=detail[:500])
         )
-    result: dict[str, Any] = await asyncio.to_thread(
-        state.entra.acquire_token_by_auth_code_flow, pending["flow"], answer
-    )
+    result = await redeem_auth_code(state.entra, pending["flow"], answer)
+    if result is None:
+        return _page(request, bad, error=started_elsewhere)
     claims = result.get("id_token_claims")
     if "error" in result or not isinstance(claims, dict):
         detail = str(

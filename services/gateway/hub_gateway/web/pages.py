@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub_common import commands
 from hub_common.db import transaction
+from hub_common.entra import redeem_auth_code
 from hub_common.events import FailureKind
 from hub_common.i18n import N_
 from hub_common.settings import Mode
@@ -295,17 +296,16 @@ async def start_sign_in(request: Request, state: State, next: str = "/") -> Resp
 async def finish_sign_in(request: Request, state: State) -> Response:
     t = request_translator(request)
     pending = read_sealed_cookie(request, state, FLOW_COOKIE)
+    started_elsewhere = t.gettext("The sign-in took too long or was started elsewhere; try again.")
     if pending is None:
-        return _sign_in_page(
-            request, state, error=t.gettext("The sign-in took too long or was started elsewhere; try again.")
-        )
+        return _sign_in_page(request, state, error=started_elsewhere)
     answer = {key: value for key, value in request.query_params.items()}
     if "error" in answer:
         reason = answer.get("error_description", answer["error"])
         return _sign_in_page(request, state, error=t.gettext("Microsoft sign-in refused: %(reason)s", reason=reason))
-    result: dict[str, Any] = await asyncio.to_thread(
-        state.entra.acquire_token_by_auth_code_flow, pending["flow"], answer
-    )
+    result = await redeem_auth_code(state.entra, pending["flow"], answer)
+    if result is None:
+        return _sign_in_page(request, state, error=started_elsewhere)
     claims = result.get("id_token_claims")
     if "error" in result or not isinstance(claims, dict):
         detail = result.get("error_description") or result.get("error") or t.gettext("no identity returned")
