@@ -13,6 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
+from hub_common.events import REQUIRED_LINE
 from hub_common.i18n import N_
 from hub_common.logging import get_logger
 from hub_gateway.accounts.models import PreferencesRow, SavedViewRow
@@ -112,17 +113,10 @@ async def save_preferences(session: AsyncSession, principal: Principal, preferen
     return preferences
 
 
-def _view_name(value: str) -> str:
-    value = value.strip()
-    if not value or any(ord(char) < 32 for char in value):
-        raise ValueError(N_("must be one line of text"))
-    return value
-
-
 class ViewDefinition(BaseModel):
     """What a saved view restores: the filters and sort (never a page), and the columns."""
 
-    name: Annotated[str, Field(max_length=100), AfterValidator(_view_name)]
+    name: Annotated[str, Field(max_length=100), REQUIRED_LINE]
     query: DashboardQuery
     columns: Columns | None = None
 
