@@ -15,11 +15,50 @@ from tests.e2e.conftest import Hub
 pytestmark = pytest.mark.e2e
 
 EMAIL = "hostile.input@tailspin-accounting.example"
+CLIENT_URL = "https://businesscentral.dynamics.com/contoso.onmicrosoft.com/Production"
 
 
 @pytest.fixture(scope="module")
 def api(hub: Hub) -> httpx.Client:
     return hub.client(EMAIL)
+
+
+def _raw(api: httpx.Client, method: str, path: str, body: str, **headers: str) -> httpx.Response:
+    """``body`` sent exactly as written: json.dumps would never write these inputs."""
+    return api.request(method, path, content=body.encode(), headers={"Content-Type": "application/json", **headers})
+
+
+# Each route with a free-text field, given a lone surrogate; and the numbers strict JSON lacks.
+UNENCODABLE_INPUTS = [
+    ("POST", "/api/v1/tokens", r'{"name": "a\ud800b"}'),
+    ("POST", "/api/v1/views", r'{"name": "a\ud800b", "query": {}}'),
+    ("POST", "/api/v1/clients", r'{"name": "a\ud800b", "client_url": "' + CLIENT_URL + '"}'),
+    ("POST", "/api/v1/alert-rules", r'{"name": "a\ud800b", "figure": "cash", "comparison": "below", "threshold": 1}'),
+    ("POST", "/api/v1/accountants/invitations", r'{"email": "a\ud800b@tailspin-accounting.example", "role": 7}'),
+    ("PUT", "/api/v1/refresh-schedule", r'{"every_minutes": 60, "time_zone": "a\ud800b", "days": 9}'),
+    ("PUT", "/api/v1/preferences", r'{"locale": "a\ud800b"}'),
+    ("POST", "/api/v1/connection-tests", r'{"client_url": "a\ud800b", "client_id": "x"}'),
+    ("POST", "/api/v1/client-invitations", r'{"client_name": "a\ud800b"}'),
+    ("POST", "/api/v1/alert-rules", '{"name": "x", "figure": "cash", "comparison": "below", "threshold": 1e400}'),
+    ("PUT", "/api/v1/preferences", '{"page_size": NaN}'),
+    ("PUT", "/api/v1/refresh-schedule", '{"every_minutes": Infinity}'),
+    ("POST", "/api/v1/views", r'{"name": "v", "query": {"thresholds": [{"value": -Infinity}]}, "\ud800": 1}'),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "body"), UNENCODABLE_INPUTS)
+def test_a_422_can_always_echo_the_input_it_refuses(api: httpx.Client, method: str, path: str, body: str) -> None:
+    answer = _raw(api, method, path, body)
+    assert answer.status_code == 422, answer.text[:300]
+    problems = answer.json()["detail"]
+    assert problems and all("msg" in problem for problem in problems)
+
+
+def test_a_422_shows_escaped_what_strict_json_cannot_carry(api: httpx.Client) -> None:
+    surrogate = _raw(api, "POST", "/api/v1/tokens", r'{"name": "a\ud800b"}')
+    assert [problem["input"] for problem in surrogate.json()["detail"]] == ["a\\ud800b"]
+    infinite = _raw(api, "PUT", "/api/v1/refresh-schedule", '{"every_minutes": Infinity}')
+    assert [problem["input"] for problem in infinite.json()["detail"]] == ["inf"]
 
 
 def test_a_control_character_is_refused_in_the_callers_language(api: httpx.Client) -> None:
