@@ -5,6 +5,9 @@ refuses to store; two first saves of the preferences at once."""
 
 from __future__ import annotations
 
+import threading
+import uuid
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -110,3 +113,25 @@ def test_control_characters_in_the_dashboards_search_or_a_run_id_are_a_clear_422
     assert searched.status_code == 422, searched.text[:300]
     assert searched.json()["detail"]["field"] == "text"
     assert api.get("/api/v1/refresh-runs/a%00b").status_code == 422
+
+
+def _saved_at_once(api: httpx.Client, page_sizes: list[int]) -> list[int]:
+    """The status of each save, all sent at the same moment as from several tabs."""
+    start = threading.Barrier(len(page_sizes))
+
+    def save(page_size: int) -> int:
+        start.wait()
+        return api.put("/api/v1/preferences", json={"page_size": page_size}).status_code
+
+    with ThreadPoolExecutor(len(page_sizes)) as tabs:
+        return list(tabs.map(save, page_sizes))
+
+
+def test_two_first_saves_of_the_preferences_at_once_both_succeed(hub: Hub) -> None:
+    page_sizes = [25, 50, 100, 200]
+    # A new accountant each round: only the very first save inserts their row.
+    for _ in range(5):
+        api = hub.client(f"two.tabs.{uuid.uuid4().hex[:8]}@tailspin-accounting.example")
+        assert api.get("/api/v1/preferences").status_code == 200  # the accountant exists now
+        assert _saved_at_once(api, page_sizes) == [200] * len(page_sizes)
+        assert api.get("/api/v1/preferences").json()["page_size"] in page_sizes
