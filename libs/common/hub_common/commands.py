@@ -264,7 +264,7 @@ class AlertRuleFields(BaseModel):
     comparison: AlertComparison
     threshold: Annotated[Decimal, Field(allow_inf_nan=False, max_digits=28)]
     email: bool = True
-    webhook_url: Annotated[str, Field(min_length=1, max_length=2000)] | None = None
+    webhook_url: Annotated[str, Field(min_length=1, max_length=2000), ONE_LINE] | None = None
     delivery: AlertDelivery = "immediate"
     # The daily digest's wall-clock time in ``time_zone`` (only with delivery daily_digest).
     digest_at: time | None = None
