@@ -6,13 +6,19 @@ from __future__ import annotations
 
 import re
 import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
+import jwt
 import pytest
 
+from hub_common.local_nats import free_port
 from tests.conftest import Sandbox
-from tests.e2e.conftest import Hub
+from tests.e2e.conftest import SECRET_KEY, Hub
+from tests.support.processes import start_service, wait_until_healthy
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.e2e
@@ -122,6 +128,45 @@ def test_a_connect_callback_of_another_flow_asks_to_open_the_link_again(hub: Hub
     stray = _stray_callback(browser, f"{hub.url}/connect/callback")
     assert stray.status_code == 400, stray.text[:300]
     assert "wurde anderswo begonnen" in stray.text
+
+
+@pytest.fixture(scope="module")
+def impatient_gateway(hub: Hub, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A replica of the gateway that waits no time for an answer: the registry never answers it."""
+    port = free_port()
+    replica = start_service(
+        "gateway-impatient",
+        "gateway",
+        {**hub.gateway_environment, "HUB_PORT": str(port), "HUB_COMMAND_TIMEOUT_SECONDS": "0.000001"},
+        tmp_path_factory.mktemp("impatient"),
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_healthy(f"{url}/healthz", replica, timeout=90)
+        yield url
+    finally:
+        replica.stop()
+
+
+def _sealed_cookie(name: str, payload: dict[str, Any]) -> dict[str, str]:
+    """The cookie the gateway seals for ``name`` (hub_gateway.web.sealed), made with the test hub's key."""
+    claims = {**payload, "purpose": name, "exp": int(time.time()) + 600}
+    return {name: jwt.encode(claims, SECRET_KEY, algorithm="HS256")}
+
+
+def test_pages_that_ask_the_registry_say_so_when_it_does_not_answer(impatient_gateway: str) -> None:
+    choosing = httpx.get(
+        f"{impatient_gateway}/sign-in/choose-firm",
+        cookies=_sealed_cookie("hub_firm_choice", {"email": "kim@woodgrove-accounting.example", "name": "Kim"}),
+    )
+    assert choosing.status_code == 400, choosing.text[:300]
+    assert "did not answer" in choosing.text
+    access = httpx.get(
+        f"{impatient_gateway}/client-access",
+        cookies=_sealed_cookie("hub_client_access", {"tenant_id": str(uuid.uuid4()), "who": "admin@client.example"}),
+    )
+    assert access.status_code == 503, access.text[:300]
+    assert "did not answer" in access.text
 
 
 def test_personal_api_tokens_can_be_created_used_and_revoked(hub: Hub) -> None:
