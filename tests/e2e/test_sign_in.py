@@ -6,13 +6,20 @@ from __future__ import annotations
 
 import re
 import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
+import jwt
 import pytest
 
+from hub_common.local_nats import free_port
 from tests.conftest import Sandbox
-from tests.e2e.conftest import Hub
+from tests.e2e.conftest import SECRET_KEY, Hub
+from tests.support.processes import start_service, wait_until_healthy
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -75,6 +82,91 @@ def test_a_callback_without_its_flow_is_refused(hub: Hub) -> None:
     stray = httpx.get(f"{hub.url}/auth/callback?code=abc&state=def")
     assert stray.status_code == 400
     assert "try again" in stray.text
+
+
+def test_a_csrf_token_with_non_ascii_characters_is_a_plain_mismatch(hub: Hub, sandbox: Sandbox) -> None:
+    browser, _ = _sign_in(hub, sandbox, "hugo@woodgrove-accounting.example")
+    in_header = browser.post("/api/v1/tokens", json={"name": "x"}, headers={b"X-CSRF-Token": "é".encode()})
+    assert in_header.status_code == 403, in_header.text[:300]
+    in_form = browser.post("/sign-out", data={"csrf_token": "é"})
+    assert in_form.status_code == 403, in_form.text[:300]
+    accepting = browser.post("/invitations/accept", data={"csrf_token": "é", "link": "x" * 20})
+    assert accepting.status_code == 403, accepting.text[:300]
+
+
+def _stray_callback(browser: httpx.Client, path: str) -> httpx.Response:
+    """The callback of an older sign-in (or one started in another tab): its state is not
+    the pending flow's, which the browser's flow cookie holds."""
+    return browser.get(path, params={"code": "an-old-code", "state": "another-flows-state"})
+
+
+def test_a_sign_in_callback_of_another_flow_asks_to_try_again(hub: Hub) -> None:
+    browser = httpx.Client(base_url=hub.url, timeout=20, headers={"Accept-Language": "de"})
+    assert browser.get("/auth/sign-in").status_code == 302
+    stray = _stray_callback(browser, "/auth/callback")
+    assert stray.status_code == 400, stray.text[:300]
+    assert "wurde anderswo begonnen; versuchen Sie es erneut" in stray.text
+
+
+def test_a_client_access_callback_of_another_flow_asks_to_sign_in_again(hub: Hub) -> None:
+    browser = httpx.Client(base_url=hub.url, timeout=20, headers={"Accept-Language": "de"})
+    assert browser.post("/client-access/sign-in").status_code == 303
+    stray = _stray_callback(browser, "/client-access/callback")
+    assert stray.status_code == 400, stray.text[:300]
+    assert "wurde anderswo begonnen; melden Sie sich erneut an" in stray.text
+
+
+def test_a_connect_callback_of_another_flow_asks_to_open_the_link_again(hub: Hub, sandbox: Sandbox) -> None:
+    api = hub.client("ines@woodgrove-connecting.example")
+    card = {"name": "Stray callback", "client_url": f"{sandbox.web_client}/cronus-sample.onmicrosoft.com/Production"}
+    client_id = api.post("/api/v1/clients", json=card).json()["client_id"]
+    link = eventually(
+        lambda: api.post(f"/api/v1/clients/{client_id}/connect-link").json().get("url"), "the client's Connect link"
+    )
+    browser = httpx.Client(timeout=20, headers={"Accept-Language": "de"})
+    assert browser.post(link).status_code == 303
+    stray = _stray_callback(browser, f"{hub.url}/connect/callback")
+    assert stray.status_code == 400, stray.text[:300]
+    assert "wurde anderswo begonnen" in stray.text
+
+
+@pytest.fixture(scope="module")
+def impatient_gateway(hub: Hub, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A replica of the gateway that waits no time for an answer: the registry never answers it."""
+    port = free_port()
+    replica = start_service(
+        "gateway-impatient",
+        "gateway",
+        {**hub.gateway_environment, "HUB_PORT": str(port), "HUB_COMMAND_TIMEOUT_SECONDS": "0.000001"},
+        tmp_path_factory.mktemp("impatient"),
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_healthy(f"{url}/healthz", replica, timeout=90)
+        yield url
+    finally:
+        replica.stop()
+
+
+def _sealed_cookie(name: str, payload: dict[str, Any]) -> dict[str, str]:
+    """The cookie the gateway seals for ``name`` (hub_gateway.web.sealed), made with the test hub's key."""
+    claims = {**payload, "purpose": name, "exp": int(time.time()) + 600}
+    return {name: jwt.encode(claims, SECRET_KEY, algorithm="HS256")}
+
+
+def test_pages_that_ask_the_registry_say_so_when_it_does_not_answer(impatient_gateway: str) -> None:
+    choosing = httpx.get(
+        f"{impatient_gateway}/sign-in/choose-firm",
+        cookies=_sealed_cookie("hub_firm_choice", {"email": "kim@woodgrove-accounting.example", "name": "Kim"}),
+    )
+    assert choosing.status_code == 400, choosing.text[:300]
+    assert "did not answer" in choosing.text
+    access = httpx.get(
+        f"{impatient_gateway}/client-access",
+        cookies=_sealed_cookie("hub_client_access", {"tenant_id": str(uuid.uuid4()), "who": "admin@client.example"}),
+    )
+    assert access.status_code == 503, access.text[:300]
+    assert "did not answer" in access.text
 
 
 def test_personal_api_tokens_can_be_created_used_and_revoked(hub: Hub) -> None:

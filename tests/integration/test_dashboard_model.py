@@ -364,3 +364,19 @@ async def test_choices_saved_by_an_earlier_version_still_open(fresh_model: Calla
     async with sessions() as session:
         assert (await preferences.preferences_of(session, principal)).columns == ["cash"]
         assert [v.view_id for v in await preferences.saved_views(session, principal)] == [kept.view_id]
+
+
+async def test_first_saves_of_the_preferences_at_once_all_land(fresh_model: Callable[[], Any]) -> None:
+    """Tabs saving at once, before the accountant has a row: no clash on its key."""
+    sessions = await fresh_model()
+    page_sizes = [25, 50, 100, 200]
+    for _ in range(5):  # a new accountant each round: only the very first save inserts
+        principal = Principal(uuid.uuid4(), FIRM, "a@firm.example", "A", "owner")
+
+        async def save(page_size: int, principal: Principal = principal) -> None:
+            async with transaction(sessions) as session:
+                await preferences.save_preferences(session, principal, preferences.Preferences(page_size=page_size))
+
+        await asyncio.gather(*(save(size) for size in page_sizes))
+        async with sessions() as session:
+            assert (await preferences.preferences_of(session, principal)).page_size in page_sizes

@@ -20,6 +20,9 @@ from nats.aio.client import Client
 from pydantic import BaseModel, ConfigDict, Field
 
 from hub_common.events import (
+    ONE_LINE,
+    PRINTABLE_TEXT,
+    REQUIRED_LINE,
     Actor,
     AlertComparison,
     AlertDelivery,
@@ -255,13 +258,13 @@ class AlertRuleFields(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: Annotated[str, Field(min_length=1, max_length=250)]
+    name: Annotated[str, Field(min_length=1, max_length=250), REQUIRED_LINE]
     client_id: uuid.UUID | None = None
     figure: AlertFigure
     comparison: AlertComparison
     threshold: Annotated[Decimal, Field(allow_inf_nan=False, max_digits=28)]
     email: bool = True
-    webhook_url: Annotated[str, Field(min_length=1, max_length=2000)] | None = None
+    webhook_url: Annotated[str, Field(min_length=1, max_length=2000), ONE_LINE] | None = None
     delivery: AlertDelivery = "immediate"
     # The daily digest's wall-clock time in ``time_zone`` (only with delivery daily_digest).
     digest_at: time | None = None
@@ -461,11 +464,11 @@ class RaiseInvitation(BaseModel):
 
     tenant: Annotated[str, Field(min_length=1, max_length=253, pattern=r"^[A-Za-z0-9][A-Za-z0-9.-]*$")]
     environment: Annotated[str, Field(min_length=1, max_length=30, pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]*$")]
-    client_name: Annotated[str, Field(min_length=1, max_length=250)]
-    companies: Annotated[list[Annotated[str, Field(min_length=1, max_length=250)]], Field(max_length=300)]
+    client_name: Annotated[str, Field(min_length=1, max_length=250), ONE_LINE]
+    companies: Annotated[list[Annotated[str, Field(min_length=1, max_length=250), ONE_LINE]], Field(max_length=300)]
     accountant_email: Annotated[str, Field(min_length=3, max_length=320)]
-    accountant_name: Annotated[str, Field(min_length=1, max_length=250)]
-    welcome_text: Annotated[str, Field(max_length=4000)] | None = None
+    accountant_name: Annotated[str, Field(min_length=1, max_length=250), ONE_LINE]
+    welcome_text: Annotated[str, Field(max_length=4000), PRINTABLE_TEXT] | None = None
     raised_by: Annotated[str, Field(min_length=1, max_length=320)]
     correlation_id: str
     # The language the invitation email is written in: the client administrator's (their

@@ -11,7 +11,7 @@ version table, so services may share one PostgreSQL database or use one each.
 from __future__ import annotations
 
 import fcntl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,7 +19,8 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import DateTime, event, text
+from sqlalchemy import DateTime, Table, event, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, Connection, Dialect, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
@@ -89,6 +90,17 @@ async def transaction(
     """One unit of work: commit on success, roll back on any error."""
     async with sessions() as session, session.begin():
         yield session
+
+
+def upsert(dialect: Dialect, table: Table, *, only_if: Callable[[Any], Any] | None = None) -> Any:
+    """INSERT … ON CONFLICT (key) DO UPDATE every other column, in the database's dialect;
+    ``only_if(excluded)`` limits the update to rows where it holds."""
+    insert: Callable[[Table], Any] = sqlite.insert if dialect.name == "sqlite" else postgresql.insert
+    statement = insert(table)
+    keys = [column.name for column in table.primary_key.columns]
+    others = {column.name: statement.excluded[column.name] for column in table.columns if column.name not in keys}
+    condition = only_if(statement.excluded) if only_if is not None else None
+    return statement.on_conflict_do_update(index_elements=keys, set_=others, where=condition)
 
 
 def migrate(url: str, migrations_folder: Path, version_table: str, revision: str = "head") -> None:

@@ -38,6 +38,20 @@ def confidential_client(
     )
 
 
+async def redeem_auth_code(
+    app: msal.ClientApplication, flow: dict[str, Any], answer: dict[str, str]
+) -> dict[str, Any] | None:
+    """msal's answer to the code Microsoft sent back to a callback, or None when the callback
+    is not the pending flow's: a sign-in started again in another tab (its state differs), an
+    old callback URL, no state or no code. msal raises ValueError for those, which is the
+    caller's "took too long or was started elsewhere; try again", not a server error."""
+    try:
+        result: dict[str, Any] = await asyncio.to_thread(app.acquire_token_by_auth_code_flow, flow, answer)
+    except ValueError:
+        return None
+    return result
+
+
 class TokenRejected(ValueError):
     """An Entra token the hub will not accept, with the reason."""
 

@@ -17,6 +17,7 @@ from typing import Annotated, Any, ClassVar, Generic, Literal, TypeVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
+from hub_common.i18n import N_
 from hub_common.money import Money
 
 # A short, bounded, printable text: what any free-text field of an event may hold.
@@ -173,28 +174,35 @@ TaxAccountNumbers = Annotated[list[AccountNumber], Field(min_length=1, max_lengt
 
 
 def _printable(value: str) -> str:
-    """Trimmed, and without control characters (a line break is allowed in notes only)."""
+    """Trimmed, and without control characters (a line break is allowed in notes only):
+    PostgreSQL cannot store a NUL, and nothing the hub shows needs any of them."""
     value = value.strip()
     if any(ord(char) < 32 and char not in "\n\r\t" for char in value):
-        raise ValueError("must not contain control characters")
+        raise ValueError(N_("must not contain control characters"))
     return value
 
 
 def _one_line(value: str) -> str:
     value = _printable(value)
     if any(char in "\n\r\t" for char in value):
-        raise ValueError("must fit on one line")
+        raise ValueError(N_("must fit on one line"))
     return value
 
 
 def _required_line(value: str) -> str:
     value = _one_line(value)
     if not value:
-        raise ValueError("must not be blank")
+        raise ValueError(N_("must not be blank"))
     return value
 
 
-CardLine = Annotated[str, AfterValidator(_one_line)]
+# The one check of text a person types, wherever it arrives (a request, a command, an event):
+# printable text may span lines, a line may be empty, a required line may not. Each trims.
+# Written after the field's length, ``Annotated[str, Field(max_length=250), REQUIRED_LINE]``,
+# so the length is checked first and pydantic's usual "String should have at most" says so.
+PRINTABLE_TEXT = AfterValidator(_printable)
+ONE_LINE = AfterValidator(_one_line)
+REQUIRED_LINE = AfterValidator(_required_line)
 CardEmail = Annotated[
     str,
     Field(max_length=320, pattern=r"^[^@\s]{1,64}@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$"),
@@ -207,12 +215,12 @@ class ClientCard(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: Annotated[str, Field(min_length=1, max_length=250), AfterValidator(_required_line)]
+    name: Annotated[str, Field(min_length=1, max_length=250), REQUIRED_LINE]
     client_url: Annotated[str, Field(min_length=1, max_length=2000)]
-    contact_name: Annotated[CardLine, Field(max_length=500)] | None = None
+    contact_name: Annotated[str, Field(max_length=500), ONE_LINE] | None = None
     email: CardEmail | None = None
     phone: CardPhone | None = None
-    notes: Annotated[str, AfterValidator(_printable), Field(max_length=4000)] | None = None
+    notes: Annotated[str, Field(max_length=4000), PRINTABLE_TEXT] | None = None
     assigned_accountant_id: uuid.UUID | None = None
     # Overrides the taxes-due rule: exactly these G/L accounts are the client's tax payable.
     tax_account_numbers: TaxAccountNumbers | None = None

@@ -13,6 +13,7 @@ Machine-readable parts (``field``, a failure's ``kind``) are never translated.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -120,9 +121,26 @@ def refusal_text(request: Request, error: StarletteHTTPException) -> str:
     return str(detail)
 
 
+def _json_safe(value: Any) -> Any:
+    """``value`` as strict JSON can carry it: a 422 echoes the caller's input, which Python's
+    JSON parser may have read as NaN, ±Infinity (also ``1e400``) or a string with a lone
+    surrogate (``"\\ud800"``), none of which a JSON answer can encode. Such a number becomes
+    its name ("nan", "inf") and such a string shows its surrogates escaped; the rest is kept."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, dict):
+        return {_json_safe(key): _json_safe(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(item) for item in value]
+    return value
+
+
 async def localized_validation_exception_handler(request: Request, error: Exception) -> Response:
     """FastAPI's 422 for an invalid request, the hub's own reasons (a validator's ValueError,
-    a catalogue message) in the request's language; pydantic's other messages stay English."""
+    a catalogue message) in the request's language; pydantic's other messages stay English.
+    The input and location each problem echoes are made encodable first (``_json_safe``)."""
     assert isinstance(error, RequestValidationError)
     t = request_translator(request)
     problems: list[Any] = []
@@ -130,7 +148,8 @@ async def localized_validation_exception_handler(request: Request, error: Except
         reason = (problem.get("ctx") or {}).get("error")
         if problem.get("type") == "value_error" and reason is not None:
             problem = {**problem, "msg": t.gettext("Value error, %(reason)s", reason=t.gettext(str(reason)))}
-        problems.append(problem)
+        echoed = {key: _json_safe(problem[key]) for key in ("loc", "input") if key in problem}
+        problems.append({**problem, **echoed})
     response: Response = await request_validation_exception_handler(
         request, RequestValidationError(problems, body=error.body)
     )

@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 
 from hub_common import commands
 from hub_common.db import transaction
+from hub_common.events import REQUIRED_LINE
 from hub_common.i18n import N_
 from hub_gateway.accounts import queries as accounts_queries
 from hub_gateway.accounts import store
@@ -29,7 +30,7 @@ accounts_api = feature_api("accounts")
 
 
 class NewApiToken(BaseModel):
-    name: Annotated[str, Field(min_length=1, max_length=100)]
+    name: Annotated[str, Field(min_length=1, max_length=100), REQUIRED_LINE]
 
 
 class ApiTokenSummary(BaseModel):

@@ -9,10 +9,13 @@ from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, Field, ValidationError, WithJsonSchema
+from sqlalchemy import Table
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
+from hub_common.db import upsert
+from hub_common.events import REQUIRED_LINE
 from hub_common.i18n import N_
 from hub_common.logging import get_logger
 from hub_gateway.accounts.models import PreferencesRow, SavedViewRow
@@ -94,35 +97,26 @@ async def preferences_of(session: AsyncSession, principal: Principal) -> Prefere
 
 
 async def save_preferences(session: AsyncSession, principal: Principal, preferences: Preferences) -> Preferences:
-    row = await session.get(PreferencesRow, principal.accountant_id)
-    if row is None:
-        row = PreferencesRow(
-            accountant_id=principal.accountant_id,
-            firm_id=principal.firm_id,
-            columns_json="[]",
-            updated_at=datetime.now(UTC),
-        )
-        session.add(row)
-    row.firm_id = principal.firm_id
-    row.columns_json = json.dumps(preferences.columns)
-    row.locale = preferences.locale
-    row.page_size = preferences.page_size
-    row.reporting_currency = preferences.reporting_currency
-    row.updated_at = datetime.now(UTC)
+    # One statement, insert or update: two first saves at once (two tabs) would both find
+    # no row and both insert, and the second insert would break the key.
+    saved = {
+        "accountant_id": principal.accountant_id,
+        "firm_id": principal.firm_id,
+        "columns_json": json.dumps(preferences.columns),
+        "locale": preferences.locale,
+        "page_size": preferences.page_size,
+        "reporting_currency": preferences.reporting_currency,
+        "updated_at": datetime.now(UTC),
+    }
+    table: Table = PreferencesRow.__table__  # type: ignore[attr-defined]
+    await session.execute(upsert(session.get_bind().dialect, table), saved)
     return preferences
-
-
-def _view_name(value: str) -> str:
-    value = value.strip()
-    if not value or any(ord(char) < 32 for char in value):
-        raise ValueError(N_("must be one line of text"))
-    return value
 
 
 class ViewDefinition(BaseModel):
     """What a saved view restores: the filters and sort (never a page), and the columns."""
 
-    name: Annotated[str, Field(max_length=100), AfterValidator(_view_name)]
+    name: Annotated[str, Field(max_length=100), REQUIRED_LINE]
     query: DashboardQuery
     columns: Columns | None = None
 

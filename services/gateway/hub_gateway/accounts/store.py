@@ -58,7 +58,9 @@ async def close_session(session: AsyncSession, secret: str) -> None:
 
 
 def csrf_matches(row: BrowserSession, offered: str | None) -> bool:
-    return offered is not None and hmac.compare_digest(row.csrf_token, offered)
+    # Compared as UTF-8 bytes: compare_digest refuses a str with non-ASCII characters (a
+    # TypeError, so a 500), and whatever a browser or a script sends must be a plain mismatch.
+    return offered is not None and hmac.compare_digest(row.csrf_token.encode(), offered.encode(errors="surrogatepass"))
 
 
 async def create_api_token(session: AsyncSession, principal: Principal, name: str) -> tuple[str, ApiToken]:

@@ -23,9 +23,10 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from hub_common import commands
 from hub_common.commands import CommandRejected
+from hub_common.entra import redeem_auth_code
 from hub_common.events import Actor, ActorKind
 from hub_common.i18n import N_
-from hub_gateway.dependencies import GatewayState, State
+from hub_gateway.dependencies import GatewayState, State, rejection_error
 from hub_gateway.languages import rejection_text, said
 from hub_gateway.web.rendering import render
 from hub_gateway.web.sealed import read_sealed_cookie, set_sealed_cookie
@@ -52,15 +53,20 @@ async def client_access_page(request: Request, state: State, done: str = "") -> 
     signed_in = read_sealed_cookie(request, state, ACCESS_COOKIE)
     if signed_in is None:
         return _page(request)
-    listed = await commands.send_command(
-        state.nats,
-        commands.LIST_TENANT_GRANTS,
-        commands.ListTenantGrants(
-            tenant_id=uuid.UUID(signed_in["tenant_id"]), correlation_id=request.state.correlation_id
-        ),
-        commands.TenantGrants,
-        timeout=state.settings.command_timeout_seconds,
-    )
+    try:
+        listed = await commands.send_command(
+            state.nats,
+            commands.LIST_TENANT_GRANTS,
+            commands.ListTenantGrants(
+                tenant_id=uuid.UUID(signed_in["tenant_id"]), correlation_id=request.state.correlation_id
+            ),
+            commands.TenantGrants,
+            timeout=state.settings.command_timeout_seconds,
+        )
+    except CommandRejected as rejected:
+        # The registry did not answer in time (or refused): the page says why, not a 500.
+        code = rejection_error(rejected).status_code
+        return _page(request, code, who=signed_in["who"], error=rejection_text(request, rejected.rejection))
     return _page(request, who=signed_in["who"], grants=listed.grants, withdrawn=done[:250])
 
 
@@ -78,19 +84,18 @@ async def start_client_access(request: Request, state: State) -> Response:
 async def finish_client_access(request: Request, state: State) -> Response:
     bad = status.HTTP_400_BAD_REQUEST
     pending = read_sealed_cookie(request, state, FLOW_COOKIE)
+    started_elsewhere = said(request, N_("The sign-in took too long or was started elsewhere; sign in again."))
     if pending is None:
-        return _page(
-            request, bad, error=said(request, N_("The sign-in took too long or was started elsewhere; sign in again."))
-        )
+        return _page(request, bad, error=started_elsewhere)
     answer = dict(request.query_params.items())
     if "error" in answer:
         detail = answer.get("error_description") or answer["error"]
         return _page(
             request, bad, error=said(request, N_("Microsoft sign-in refused: %(reason)s"), reason=detail[:500])
         )
-    result: dict[str, Any] = await asyncio.to_thread(
-        state.entra.acquire_token_by_auth_code_flow, pending["flow"], answer
-    )
+    result = await redeem_auth_code(state.entra, pending["flow"], answer)
+    if result is None:
+        return _page(request, bad, error=started_elsewhere)
     claims = result.get("id_token_claims")
     if "error" in result or not isinstance(claims, dict):
         detail = str(

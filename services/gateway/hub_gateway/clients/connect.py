@@ -34,7 +34,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from hub_common import commands
 from hub_common.commands import CommandRejected
-from hub_common.entra import confidential_client
+from hub_common.entra import confidential_client, redeem_auth_code
 from hub_common.events import Actor, ActorKind
 from hub_common.i18n import N_
 from hub_gateway.dependencies import GatewayState, State
@@ -130,11 +130,11 @@ async def _tenant_app(state: GatewayState, tenant_id: uuid.UUID) -> msal.Confide
 @connect_pages.get("/connect/callback", response_class=HTMLResponse)
 async def finish_connect(request: Request, state: State) -> Response:
     pending = read_sealed_cookie(request, state, FLOW_COOKIE)
+    started_elsewhere = said(
+        request, N_("The sign-in took too long or was started elsewhere: open the Connect link again.")
+    )
     if pending is None:
-        return _page(
-            request,
-            error=said(request, N_("The sign-in took too long or was started elsewhere: open the Connect link again.")),
-        )
+        return _page(request, error=started_elsewhere)
     try:
         link = read_link(state, str(pending.get("link", "")))
     except LinkRefused as refused:
@@ -148,7 +148,9 @@ async def finish_connect(request: Request, state: State) -> Response:
             error=said(request, N_("Microsoft sign-in did not give access: %(reason)s"), reason=detail[:500]),
         )
     app = await _tenant_app(state, link.tenant_id)
-    result: dict[str, Any] = await asyncio.to_thread(app.acquire_token_by_auth_code_flow, pending["flow"], answer)
+    result = await redeem_auth_code(app, pending["flow"], answer)
+    if result is None:
+        return _page(request, link=link, error=started_elsewhere)
     claims = result.get("id_token_claims")
     token = result.get("access_token")
     if "error" in result or not isinstance(claims, dict) or not isinstance(token, str):

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import KeyedColumnElement
 from sqlmodel import col, select
 
+from hub_common.events import ONE_LINE
 from hub_common.text_search import fold, folded
 from hub_gateway.clients.queries import parsed_json
 from hub_gateway.dashboard.currency import CompanyCurrency, ConvertedAmount, RateInEffect, converted_amount
@@ -61,7 +62,7 @@ class Threshold(BaseModel):
 class DashboardQuery(BaseModel):
     """Which rows, in which order, which page. Every field is optional."""
 
-    text: Annotated[str, Field(max_length=200)] | None = None
+    text: Annotated[str, Field(max_length=200), ONE_LINE] | None = None
     client_id: uuid.UUID | None = None
     assigned_accountant_id: uuid.UUID | None = None
     has_errors: bool = False

@@ -27,11 +27,11 @@ from functools import cached_property
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy import ColumnElement, Table, bindparam, delete, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlmodel import SQLModel
 
 from hub_common.consumers import Delivery
+from hub_common.db import upsert
 from hub_common.events import Envelope, EventData
 from hub_gateway.readmodel.columns import FIGURE_COLUMNS, figure_values
 from hub_gateway.readmodel.models import (
@@ -371,17 +371,6 @@ async def _tenant_access(connection: AsyncConnection, keys: set[tuple[uuid.UUID,
     return [row for row in rows if (row["firm_id"], row["tenant_id"]) in keys]
 
 
-def _upsert(connection: AsyncConnection, table: Table, *, only_if: Callable[[Any], Any] | None = None) -> Any:
-    """INSERT … ON CONFLICT (key) DO UPDATE every other column, in the database's dialect;
-    ``only_if(excluded)`` limits the update to rows where it holds."""
-    dialect: Callable[[Table], Any] = sqlite.insert if connection.dialect.name == "sqlite" else postgresql.insert
-    statement = dialect(table)
-    keys = [column.name for column in table.primary_key.columns]
-    others = {column.name: statement.excluded[column.name] for column in table.columns if column.name not in keys}
-    condition = only_if(statement.excluded) if only_if is not None else None
-    return statement.on_conflict_do_update(index_elements=keys, set_=others, where=condition)
-
-
 @dataclass
 class Written:
     """What a batch changed: each kind's new and changed rows by key, removed keys, and the
@@ -427,10 +416,12 @@ async def store(session: AsyncSession, written: Written) -> None:
         if changed := list(written.rows.get(stored, {}).values()):
             # In key order, so concurrent writers take row locks in one order.
             changed.sort(key=lambda row: str(stored.key(row)))
-            await connection.execute(_upsert(connection, table), changed)
+            await connection.execute(upsert(connection.dialect, table), changed)
     if written.advanced:
         # Only ever forward: another replica's batch may have advanced the stream further.
-        forward = _upsert(connection, POSITIONS, only_if=lambda excluded: POSITIONS.c.sequence < excluded.sequence)
+        forward = upsert(
+            connection.dialect, POSITIONS, only_if=lambda excluded: POSITIONS.c.sequence < excluded.sequence
+        )
         await connection.execute(
             forward, [{"stream": stream, "sequence": sequence} for stream, sequence in written.advanced.items()]
         )

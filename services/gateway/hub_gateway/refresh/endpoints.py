@@ -9,6 +9,7 @@ from fastapi import Body, HTTPException, Path, Request, status
 from pydantic import BaseModel
 
 from hub_common import commands
+from hub_common.events import ONE_LINE
 from hub_common.i18n import N_
 from hub_gateway.clients import queries as clients_queries
 from hub_gateway.clients.endpoints import require_client
@@ -72,7 +73,7 @@ async def refresh(
 
 @refresh_api.get("/refresh-runs/{run_id}")
 async def refresh_run(
-    run_id: Annotated[str, Path(min_length=1, max_length=100)], principal: CurrentPrincipal, session: Session
+    run_id: Annotated[str, Path(min_length=1, max_length=100), ONE_LINE], principal: CurrentPrincipal, session: Session
 ) -> refresh_queries.RefreshProgress:
     """Progress of the refreshes one POST /api/v1/refresh started (its run_id)."""
     return await refresh_queries.refresh_progress(session, firm_id=principal.firm_id, correlation_id=run_id)

@@ -18,7 +18,9 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub_common import commands
+from hub_common.commands import CommandRejected
 from hub_common.db import transaction
+from hub_common.entra import redeem_auth_code
 from hub_common.events import FailureKind
 from hub_common.i18n import N_
 from hub_common.settings import Mode
@@ -39,7 +41,7 @@ from hub_gateway.dependencies import (
     display_name_for,
     ensure_accountant,
 )
-from hub_gateway.languages import refusal_text, request_translator
+from hub_gateway.languages import refusal_text, rejection_text, request_translator
 from hub_gateway.readmodel.columns import FIGURE_COLUMNS
 from hub_gateway.readmodel.models import ClientRow
 from hub_gateway.refresh_schedule import queries as schedule_queries
@@ -295,17 +297,16 @@ async def start_sign_in(request: Request, state: State, next: str = "/") -> Resp
 async def finish_sign_in(request: Request, state: State) -> Response:
     t = request_translator(request)
     pending = read_sealed_cookie(request, state, FLOW_COOKIE)
+    started_elsewhere = t.gettext("The sign-in took too long or was started elsewhere; try again.")
     if pending is None:
-        return _sign_in_page(
-            request, state, error=t.gettext("The sign-in took too long or was started elsewhere; try again.")
-        )
+        return _sign_in_page(request, state, error=started_elsewhere)
     answer = {key: value for key, value in request.query_params.items()}
     if "error" in answer:
         reason = answer.get("error_description", answer["error"])
         return _sign_in_page(request, state, error=t.gettext("Microsoft sign-in refused: %(reason)s", reason=reason))
-    result: dict[str, Any] = await asyncio.to_thread(
-        state.entra.acquire_token_by_auth_code_flow, pending["flow"], answer
-    )
+    result = await redeem_auth_code(state.entra, pending["flow"], answer)
+    if result is None:
+        return _sign_in_page(request, state, error=started_elsewhere)
     claims = result.get("id_token_claims")
     if "error" in result or not isinstance(claims, dict):
         detail = result.get("error_description") or result.get("error") or t.gettext("no identity returned")
@@ -341,13 +342,17 @@ async def choose_firm_page(request: Request, state: State) -> Response:
         return _sign_in_page(
             request, state, error=request_translator(request).gettext("The sign-in took too long; sign in again.")
         )
-    choices = await commands.send_command(
-        state.nats,
-        commands.LIST_FIRM_INVITATIONS,
-        commands.ListFirmInvitations(email=pending["email"], correlation_id=request.state.correlation_id),
-        commands.FirmInvitationChoices,
-        timeout=state.settings.command_timeout_seconds,
-    )
+    try:
+        choices = await commands.send_command(
+            state.nats,
+            commands.LIST_FIRM_INVITATIONS,
+            commands.ListFirmInvitations(email=pending["email"], correlation_id=request.state.correlation_id),
+            commands.FirmInvitationChoices,
+            timeout=state.settings.command_timeout_seconds,
+        )
+    except CommandRejected as rejected:
+        # The registry did not answer in time (or refused): the sign-in page says why, not a 500.
+        return _sign_in_page(request, state, error=rejection_text(request, rejected.rejection))
     return render(request, "choose_firm.html", {"email": pending["email"], "invitations": choices.invitations})
 
 

@@ -1,0 +1,136 @@
+"""Input no person types but anyone can send, through the real hub: every answer is the
+documented 4xx, never a 500 or a misleading 503. JSON that Python reads but strict JSON cannot
+write back (lone surrogates, NaN, Infinity, 1e400); control characters, which PostgreSQL
+refuses to store; two first saves of the preferences at once."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.e2e.conftest import Hub
+
+pytestmark = pytest.mark.e2e
+
+EMAIL = "hostile.input@tailspin-accounting.example"
+LOW_CASH = {"name": "Low cash", "figure": "cash", "comparison": "below", "threshold": 1}
+CLIENT_URL = "https://businesscentral.dynamics.com/contoso.onmicrosoft.com/Production"
+
+
+@pytest.fixture(scope="module")
+def api(hub: Hub) -> httpx.Client:
+    return hub.client(EMAIL)
+
+
+def _raw(api: httpx.Client, method: str, path: str, body: str, **headers: str) -> httpx.Response:
+    """``body`` sent exactly as written: json.dumps would never write these inputs."""
+    return api.request(method, path, content=body.encode(), headers={"Content-Type": "application/json", **headers})
+
+
+# Each route with a free-text field, given a lone surrogate; and the numbers strict JSON lacks.
+UNENCODABLE_INPUTS = [
+    ("POST", "/api/v1/tokens", r'{"name": "a\ud800b"}'),
+    ("POST", "/api/v1/views", r'{"name": "a\ud800b", "query": {}}'),
+    ("POST", "/api/v1/clients", r'{"name": "a\ud800b", "client_url": "' + CLIENT_URL + '"}'),
+    ("POST", "/api/v1/alert-rules", r'{"name": "a\ud800b", "figure": "cash", "comparison": "below", "threshold": 1}'),
+    ("POST", "/api/v1/accountants/invitations", r'{"email": "a\ud800b@tailspin-accounting.example", "role": 7}'),
+    ("PUT", "/api/v1/refresh-schedule", r'{"every_minutes": 60, "time_zone": "a\ud800b", "days": 9}'),
+    ("PUT", "/api/v1/preferences", r'{"locale": "a\ud800b"}'),
+    ("POST", "/api/v1/connection-tests", r'{"client_url": "a\ud800b", "client_id": "x"}'),
+    ("POST", "/api/v1/client-invitations", r'{"client_name": "a\ud800b"}'),
+    ("POST", "/api/v1/alert-rules", '{"name": "x", "figure": "cash", "comparison": "below", "threshold": 1e400}'),
+    ("PUT", "/api/v1/preferences", '{"page_size": NaN}'),
+    ("PUT", "/api/v1/refresh-schedule", '{"every_minutes": Infinity}'),
+    ("POST", "/api/v1/views", r'{"name": "v", "query": {"thresholds": [{"value": -Infinity}]}, "\ud800": 1}'),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "body"), UNENCODABLE_INPUTS)
+def test_a_422_can_always_echo_the_input_it_refuses(api: httpx.Client, method: str, path: str, body: str) -> None:
+    answer = _raw(api, method, path, body)
+    assert answer.status_code == 422, answer.text[:300]
+    problems = answer.json()["detail"]
+    assert problems and all("msg" in problem for problem in problems)
+
+
+def test_a_422_shows_escaped_what_strict_json_cannot_carry(api: httpx.Client) -> None:
+    surrogate = _raw(api, "POST", "/api/v1/tokens", r'{"name": "a\ud800b"}')
+    assert [problem["input"] for problem in surrogate.json()["detail"]] == ["a\\ud800b"]
+    infinite = _raw(api, "PUT", "/api/v1/refresh-schedule", '{"every_minutes": Infinity}')
+    assert [problem["input"] for problem in infinite.json()["detail"]] == ["inf"]
+
+
+def test_a_control_character_is_refused_in_the_callers_language(api: httpx.Client) -> None:
+    german = api.post("/api/v1/tokens", json={"name": "a\0b"}, headers={"Accept-Language": "de"})
+    assert german.status_code == 422, german.text[:300]
+    assert german.headers["Content-Language"] == "de"
+    (problem,) = german.json()["detail"]
+    assert problem["msg"].endswith("darf keine Steuerzeichen enthalten"), problem
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("POST", "/api/v1/tokens", {"name": "a\0b"}),
+        ("POST", "/api/v1/views", {"name": "a\0b", "query": {}}),
+        ("POST", "/api/v1/views", {"name": "Text with NUL", "query": {"text": "a\0b"}}),
+        ("POST", "/api/v1/alert-rules", {**LOW_CASH, "name": "a\0b"}),
+        ("POST", "/api/v1/alert-rules", {**LOW_CASH, "name": "two\nlines"}),
+        # The e2e registry accepts loopback webhooks: only the NUL is wrong here.
+        ("POST", "/api/v1/alert-rules", {**LOW_CASH, "webhook_url": "http://127.0.0.1:9/a\0b"}),
+    ],
+)
+def test_control_characters_are_refused_at_the_door(
+    api: httpx.Client, method: str, path: str, body: dict[str, Any]
+) -> None:
+    answer = api.request(method, path, json=body)
+    assert answer.status_code == 422, answer.text[:300]
+
+
+def test_a_client_invitation_with_control_characters_is_refused_before_its_token_is_read(hub: Hub) -> None:
+    invitation = {
+        "accountant_email": "someone@tailspin-accounting.example",
+        "accountant_name": "Someone",
+        "environment": "Production",
+        "companies": ["CRONUS"],
+        "client_name": "Contoso",
+        "welcome_text": "Welcome",
+    }
+    for field, value in (("client_name", "Con\0toso"), ("companies", ["CRO\0NUS"]), ("welcome_text", "Hi\0")):
+        answer = httpx.post(f"{hub.url}/api/v1/client-invitations", json={**invitation, field: value})
+        assert answer.status_code == 422, (field, answer.text[:300])
+        assert answer.json()["detail"][0]["loc"][:2] == ["body", field]
+
+
+def test_control_characters_in_the_dashboards_search_or_a_run_id_are_a_clear_422(api: httpx.Client) -> None:
+    searched = api.get("/api/v1/dashboard", params={"text": "a\0b"})
+    assert searched.status_code == 422, searched.text[:300]
+    assert searched.json()["detail"]["field"] == "text"
+    assert api.get("/api/v1/refresh-runs/a%00b").status_code == 422
+
+
+def _saved_at_once(api: httpx.Client, page_sizes: list[int]) -> list[int]:
+    """The status of each save, all sent at the same moment as from several tabs."""
+    start = threading.Barrier(len(page_sizes))
+
+    def save(page_size: int) -> int:
+        start.wait()
+        return api.put("/api/v1/preferences", json={"page_size": page_size}).status_code
+
+    with ThreadPoolExecutor(len(page_sizes)) as tabs:
+        return list(tabs.map(save, page_sizes))
+
+
+def test_two_first_saves_of_the_preferences_at_once_both_succeed(hub: Hub) -> None:
+    page_sizes = [25, 50, 100, 200]
+    # A new accountant each round: only the very first save inserts their row.
+    for _ in range(5):
+        api = hub.client(f"two.tabs.{uuid.uuid4().hex[:8]}@tailspin-accounting.example")
+        assert api.get("/api/v1/preferences").status_code == 200  # the accountant exists now
+        assert _saved_at_once(api, page_sizes) == [200] * len(page_sizes)
+        assert api.get("/api/v1/preferences").json()["page_size"] in page_sizes
