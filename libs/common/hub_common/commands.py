@@ -464,10 +464,13 @@ class RaiseInvitation(BaseModel):
 
     tenant: Annotated[str, Field(min_length=1, max_length=253, pattern=r"^[A-Za-z0-9][A-Za-z0-9.-]*$")]
     environment: Annotated[str, Field(min_length=1, max_length=30, pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]*$")]
-    client_name: Annotated[str, Field(min_length=1, max_length=250), ONE_LINE]
-    companies: Annotated[list[Annotated[str, Field(min_length=1, max_length=250), ONE_LINE]], Field(max_length=300)]
+    # Trimmed here; a blank name is refused by the service with its own words ("This field
+    # cannot be blank", "Choose at least one company"), so no minimum length: a name of
+    # spaces trims to "" and must still read back as this model.
+    client_name: Annotated[str, Field(max_length=250), ONE_LINE]
+    companies: Annotated[list[Annotated[str, Field(max_length=250), ONE_LINE]], Field(max_length=300)]
     accountant_email: Annotated[str, Field(min_length=3, max_length=320)]
-    accountant_name: Annotated[str, Field(min_length=1, max_length=250), ONE_LINE]
+    accountant_name: Annotated[str, Field(max_length=250), ONE_LINE]
     welcome_text: Annotated[str, Field(max_length=4000), PRINTABLE_TEXT] | None = None
     raised_by: Annotated[str, Field(min_length=1, max_length=320)]
     correlation_id: str
