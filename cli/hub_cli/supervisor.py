@@ -30,6 +30,8 @@ from hub_common.streams import Topology
 TRACING_SETTINGS = ("HUB_TRACING_EXPORTER", "HUB_OTLP_ENDPOINT")
 
 PR_SET_PDEATHSIG = 1
+# How long each service gets to finish after SIGTERM (its refreshes in hand, its outbox).
+STOP_GRACE_SECONDS = 15.0
 SANDBOX_SAMPLE_TENANT = "cronus-sample.onmicrosoft.com"
 DEV_ACCOUNTANT = "dev@contoso-accounting.example"
 
@@ -202,7 +204,7 @@ class Supervisor:
         for child in reversed(self.children):
             if child.process is not None and child.process.poll() is None:
                 child.process.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + 15
+        deadline = time.monotonic() + STOP_GRACE_SECONDS
         for child in self.children:
             if child.process is None:
                 continue
@@ -211,6 +213,13 @@ class Supervisor:
             except subprocess.TimeoutExpired:
                 child.process.kill()
                 child.process.wait()
+                # Said out loud: a service that needs killing would also outlive a
+                # container's grace period and lose what it was finishing.
+                print(
+                    f"hub up: {child.name} did not stop within {STOP_GRACE_SECONDS:.0f} s of SIGTERM and was killed; "
+                    f"see {self.home / 'logs' / (child.name + '.log')}",
+                    file=sys.stderr,
+                )
         if self.nats is not None:
             self.nats.stop()
 

@@ -20,6 +20,7 @@ from hub_sandbox.settings import SandboxSettings
 log = get_logger(__name__)
 
 STARTUP_TIMEOUT_SECONDS = 15.0
+SHUTDOWN_GRACE_SECONDS = 2
 
 
 @dataclass(frozen=True)
@@ -100,6 +101,8 @@ def _prepare(settings: SandboxSettings) -> tuple[uvicorn.Server, socket.socket, 
         server_header=False,
         # The app writes Date from the sandbox clock (ClockDateHeader).
         date_header=False,
+        # Faults hold answers back on purpose; a stopping sandbox has nothing to finish.
+        timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS,
     )
     listener = _bind(settings.sandbox_host, settings.sandbox_port)
     port = int(listener.getsockname()[1])

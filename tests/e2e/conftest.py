@@ -16,7 +16,7 @@ from hub_common.local_nats import free_port
 from hub_common.settings import HubSettings, Mode
 from hub_gateway.auth import issue_dev_token
 from tests.conftest import Sandbox
-from tests.support.processes import ServiceProcess, start_service, wait_until_healthy
+from tests.support.processes import ServiceProcess, start_service, stop_all, wait_until_healthy
 
 SECRET_KEY = "e2e-secret-key-long-enough-for-hmac-sha256"
 # Every fetcher of the e2e tests shares the one "fetcher" durable, so any of them may take a
@@ -104,8 +104,7 @@ def hub(nats_url: str, sandbox: Sandbox, gateway_port: int, tmp_path_factory: py
         wait_until_healthy(f"{url}/healthz", processes[-1], timeout=90)
         yield Hub(url, processes, gateway_environment)
     finally:
-        for process in reversed(processes):
-            process.stop()
+        stop_all(reversed(processes))
 
 
 SCREENSHOTS = Path(os.environ.get("HUB_SCREENSHOT_DIR", Path(__file__).parents[2] / "test-artifacts" / "screenshots"))

@@ -37,7 +37,7 @@ from tests.conftest import Sandbox, running_sandbox
 from tests.e2e.browser import connect_consented_tenant, row_of, shot, sign_in
 from tests.e2e.conftest import SECRET_KEY, Hub
 from tests.faults.tcp_proxy import TcpProxy
-from tests.support.processes import start_service, wait_until_healthy
+from tests.support.processes import start_service, stop_all, wait_until_healthy
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.e2e
@@ -101,9 +101,10 @@ def notified(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NotifiedHub]:
             wait_until_healthy(f"{url}/healthz", processes[-1], timeout=90)
             yield NotifiedHub(Hub(url, processes, gateway_environment), sandbox, proxy)
         finally:
-            for process in reversed(processes):
-                process.stop()
-            proxy.stop()
+            try:
+                stop_all(reversed(processes))
+            finally:
+                proxy.stop()
 
 
 @pytest.fixture(scope="module")

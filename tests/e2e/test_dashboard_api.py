@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import threading
 import time
 import uuid
@@ -273,3 +274,47 @@ async def test_live_streams_are_capped_per_accountant(hub: Hub, firm: dict[str, 
         finally:
             for response, _ in streams:
                 await response.aclose()
+
+
+def test_a_gateway_stops_within_its_grace_while_a_page_is_live(
+    hub: Hub, firm: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """A live stream never ends by itself; on SIGTERM the gateway cuts it after its grace
+    (the page reconnects, to another replica) instead of waiting to be killed."""
+    port = free_port()
+    replica = start_service(
+        "gateway-stopping",
+        "gateway",
+        {**hub.gateway_environment, "HUB_PORT": str(port)},
+        tmp_path_factory.mktemp("stopping"),
+    )
+    ended = threading.Event()
+    opened = threading.Event()
+
+    def listen() -> None:
+        with (
+            httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=firm["api"].headers, timeout=60) as live,
+            live.stream("GET", "/api/v1/live") as stream,
+        ):
+            try:
+                for line in stream.iter_lines():
+                    if line == "event: ready":
+                        opened.set()
+            except httpx.HTTPError:
+                pass
+        ended.set()
+
+    try:
+        wait_until_healthy(f"http://127.0.0.1:{port}/healthz", replica, timeout=90)
+        threading.Thread(target=listen, daemon=True).start()
+        assert opened.wait(10), "the live stream never opened"
+        started = time.monotonic()
+        replica.process.send_signal(signal.SIGTERM)
+        assert ended.wait(5), "the page's stream was left open"
+        # Well within its own grace (the streams end first, nothing is cancelled), and so
+        # within the supervisor's and a pod's.
+        replica.process.wait(timeout=15)
+        assert time.monotonic() - started < 5, replica.log()[-3000:]
+        assert "Exception in ASGI application" not in replica.log()
+    finally:
+        replica.kill()

@@ -110,6 +110,10 @@ def _stop(hub: RunningHub, signum: int) -> None:
     while _alive(tree) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not _alive(tree), f"left behind: {_alive(tree)}"
+    assert hub.process.stdout is not None
+    # Every service finished on its own; one killed after the grace would lose its work.
+    said_on_stop = hub.process.stdout.read()
+    assert "was killed" not in said_on_stop, said_on_stop
 
 
 @pytest.fixture

@@ -34,7 +34,7 @@ from tests.conftest import Sandbox, fresh_postgres_database
 from tests.faults.ledger import Companies, assert_every_refresh_ended_once
 from tests.faults.tcp_proxy import TcpProxy
 from tests.support.connect import add_connected_client
-from tests.support.processes import ServiceProcess, start_service, wait_until_healthy
+from tests.support.processes import ServiceProcess, start_service, stop_all, wait_until_healthy
 
 SECRET_KEY = "faults-secret-key-long-enough-for-hmac-sha256"
 # Every process reconciles the topology, so every process gets the same values.
@@ -146,8 +146,7 @@ class FaultHub:
             raise AssertionError(f"{process.name} exited ({process.process.returncode}):\n{process.log()[-3000:]}")
 
     def stop_all(self) -> None:
-        for process in reversed(self.processes.values()):
-            process.stop()
+        stop_all(reversed(self.processes.values()))
 
     def logs(self) -> str:
         return "\n".join(f"--- {p.name}\n{p.log()[-2500:]}" for p in self.processes.values())

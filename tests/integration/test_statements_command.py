@@ -34,7 +34,7 @@ from hub_fetcher.settings import FetcherSettings
 from hub_fetcher.statements import StatementsReader
 from tests.conftest import Sandbox
 from tests.support.grants import grant_access
-from tests.support.processes import ServiceProcess, start_service
+from tests.support.processes import ServiceProcess, start_service, stop_all
 
 BC_SCOPE = ["https://api.businesscentral.dynamics.com/.default"]
 FIRM = uuid.uuid4()
@@ -65,8 +65,7 @@ def fetchers(
             time.sleep(0.2)
         yield processes
     finally:
-        for process in processes:
-            process.stop()
+        stop_all(processes)
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ from hub_common.settings import HubSettings, Mode
 from hub_gateway.auth import issue_dev_token
 from tests.conftest import Sandbox
 from tests.support.otlp import OtlpReceiver
-from tests.support.processes import ServiceProcess, start_service, wait_until_healthy
+from tests.support.processes import ServiceProcess, start_service, stop_all, wait_until_healthy
 
 SECRET_KEY = "observability-secret-key-long-enough-for-hmac"
 SERVICES = ("registry", "fetcher", "invitations", "gateway")
@@ -124,10 +124,11 @@ def observed_hub(sandbox: Sandbox, tmp_path_factory: pytest.TempPathFactory) -> 
             wait_until_healthy(f"http://127.0.0.1:{port_of}/readyz", hub.processes[service], timeout=60)
         yield hub
     finally:
-        for process in reversed(hub.processes.values()):
-            process.stop()
-        receiver.stop()
-        broker.stop()
+        try:
+            stop_all(reversed(hub.processes.values()))
+        finally:
+            receiver.stop()
+            broker.stop()
 
 
 @pytest.fixture(scope="package")

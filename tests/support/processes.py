@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import os
 import secrets
+import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +24,13 @@ class ServiceProcess:
     log_path: Path
 
     def stop(self, timeout: float = 15) -> None:
+        """SIGTERM, as a container runtime does; a service still running after ``timeout``
+        is killed and the test fails, since in production it would lose what it was finishing."""
+        if self.process.poll() is not None:
+            return
         terminate(self.process, timeout)
+        if self.process.returncode == -signal.SIGKILL:
+            raise AssertionError(f"{self.name} did not stop within {timeout:.0f} s of SIGTERM:\n{self.log()[-3000:]}")
 
     def kill(self) -> None:
         if self.process.poll() is None:
@@ -71,3 +78,15 @@ def wait_until_healthy(url: str, service: ServiceProcess, *, verify: str | bool 
             pass
         time.sleep(0.25)
     raise TimeoutError(f"{service.name} not healthy at {url}:\n{service.log()[-4000:]}")
+
+
+def stop_all(processes: Iterable[ServiceProcess]) -> None:
+    """Stop each in turn (as given); every one is stopped even if an earlier one had to be killed."""
+    failures: list[str] = []
+    for service in processes:
+        try:
+            service.stop()
+        except AssertionError as failure:
+            failures.append(str(failure))
+    if failures:
+        raise AssertionError("\n\n".join(failures))

@@ -44,14 +44,15 @@ class InFlightConsumer:
         self._room = asyncio.Event()
         self._room.set()
         self._puller: asyncio.Task[None] | None = None
+        self._subscription: JetStreamContext.PullSubscription | None = None
 
     @property
     def in_hand(self) -> int:
         return len(self._in_hand)
 
     async def start(self) -> None:
-        subscription = await self._js.pull_subscribe_bind(durable=self._spec.durable, stream=self._spec.stream)
-        self._puller = asyncio.create_task(self._pull(subscription), name=f"pull {self._spec.durable}")
+        self._subscription = await self._js.pull_subscribe_bind(durable=self._spec.durable, stream=self._spec.stream)
+        self._puller = asyncio.create_task(self._pull(self._subscription), name=f"pull {self._spec.durable}")
 
     async def stop(self, grace_seconds: float) -> None:
         """Stop pulling; give the messages in hand ``grace_seconds``, then give the rest back."""
@@ -59,6 +60,13 @@ class InFlightConsumer:
             self._puller.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._puller
+        if self._subscription is not None:
+            # Unsubscribed here, not left to the connection's drain: nats-py's fetch takes
+            # messages off the subscription's queue without marking them done, so a drain
+            # waits on that queue until its 30 s timeout and the process outlives its
+            # SIGTERM grace.
+            with contextlib.suppress(Exception):
+                await self._subscription.unsubscribe()
         if not self._in_hand:
             return
         _, unfinished = await asyncio.wait(self._in_hand, timeout=grace_seconds)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -11,6 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
+import uvicorn
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.staticfiles import StaticFiles
@@ -58,6 +60,8 @@ from hub_gateway.web.pages import pages
 MIGRATIONS = Path(__file__).parent / "migrations"
 STATIC = Path(__file__).parent / "web" / "static"
 VERSION_TABLE = "gateway_alembic_version"
+# Within the supervisor's and a pod's grace after SIGTERM (15 s and 30 s).
+SHUTDOWN_GRACE_SECONDS = 10
 HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 logger = get_logger(__name__)
@@ -263,14 +267,32 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     return app
 
 
-def run(settings: GatewaySettings | None = None) -> None:
-    import uvicorn
+class _GatewayServer(uvicorn.Server):
+    """uvicorn, ending the open live streams as it starts to stop: it waits for every open
+    response, and a live stream never ends by itself. Each page reconnects, to a replica
+    still running."""
 
+    def __init__(self, config: uvicorn.Config, app: FastAPI) -> None:
+        super().__init__(config)
+        self._app = app
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        gateway: GatewayState | None = getattr(self._app.state, "gateway", None)
+        if gateway is not None:
+            gateway.live.end_streams()
+        await super().shutdown(sockets)
+
+
+def run(settings: GatewaySettings | None = None) -> None:
     settings = settings or GatewaySettings()
-    uvicorn.run(
-        create_app(settings),
+    app = create_app(settings)
+    config = uvicorn.Config(
+        app,
         host=settings.host,
         port=settings.port,
         log_config=None,
         proxy_headers=False,
+        # What is still running this long after SIGTERM (a slow request) is cancelled.
+        timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS,
     )
+    _GatewayServer(config, app).run()

@@ -249,6 +249,8 @@ async def live(request: Request, principal: CurrentPrincipal, state: State) -> S
                         continue
                     while not queue.empty():  # changes that arrived together go out together
                         notice.merge(queue.get_nowait())
+                    if notice.end:
+                        return
                     for message in await _messages(state, principal, notice, t):
                         yield message
         finally:

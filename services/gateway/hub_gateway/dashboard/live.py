@@ -49,11 +49,14 @@ class Notice:
     new_failures: bool = False
     # The page fell behind: it must reload rather than patch rows.
     reload: bool = False
+    # This replica is stopping: the stream ends and the page reconnects (to another replica).
+    end: bool = False
 
     def merge(self, other: Notice) -> None:
         self.client_ids |= other.client_ids
         self.new_failures |= other.new_failures
         self.reload |= other.reload
+        self.end |= other.end
 
 
 class LiveUpdates:
@@ -102,6 +105,15 @@ class LiveUpdates:
                 while not queue.empty():
                     queue.get_nowait()
                 queue.put_nowait(Notice(reload=True))
+
+    def end_streams(self) -> None:
+        """Ask every open stream to end: a stopping server waits for open responses, and a
+        live stream never ends by itself."""
+        for queues in self._listeners.values():
+            for queue in queues:
+                while queue.full():
+                    queue.get_nowait()
+                queue.put_nowait(Notice(end=True))
 
     def streams_of(self, accountant_id: uuid.UUID) -> int:
         return self._streams_of.get(accountant_id, 0)
