@@ -124,6 +124,9 @@ def test_an_accountants_day_on_the_dashboard(
     cash_accounts = details["figures"]["cash"]["accounts"]
     expect(pane.locator("section", has_text="Cash accounts").locator("tbody tr")).to_have_count(len(cash_accounts))
     assert sum(Decimal(a["balance"]) for a in cash_accounts) == Decimal(row["values"]["cash"])
+    # The sandbox publishes the cue services: the pane says whose definition the total is.
+    assert details["figures"]["cash"]["source"] == "cues"
+    expect(pane.locator("#cash-source")).to_have_text("The total is Business Central's own Cash Accounts balance.")
     expect(pane.locator("svg.chart")).to_be_visible()
     # The forecast's value axis names its amounts (round steps) and its currency.
     axis = pane.locator("svg.chart text.axis")
@@ -321,3 +324,52 @@ def test_one_company_refreshes_alone_and_a_wait_for_a_retry_shows_at_once(
     shot(page, "check-errors-waiting")
     api.post("/api/v1/refresh", json={"client_id": client_id, "company_id": first["company_id"]}).raise_for_status()
     expect(page.locator("#errors-body tr", has_text="Waiting:")).to_have_count(0, timeout=60_000)
+
+
+def test_the_client_card_names_the_cash_accounts_and_the_pane_says_so(page: Page, hub: Hub, sandbox: Sandbox) -> None:
+    """A chart whose cash subcategory the rule cannot read: the accountant names the cash
+    accounts on the card, and the details pane shows exactly those, saying where they came from."""
+    email = "heidi@proseware-accounting.example"
+    sign_in(page, hub, email)
+    api = hub.client(email)
+    url = f"{sandbox.web_client}/cronus-sample.onmicrosoft.com/Production"
+    client_id = add_connected_client(sandbox, api, {"name": "CRONUS cash", "client_url": url})
+    page.goto(f"{hub.url}/clients/{client_id}")
+    cash_field = page.get_by_label("Cash accounts")
+    expect(cash_field).to_have_value("")
+    cash_field.fill("10110 , 10130")
+    page.get_by_role("button", name="Save", exact=True).click()
+    expect(page.locator("#card-saved")).to_be_visible()
+
+    def saved_cash_accounts() -> list[str] | None:
+        [listed] = [c for c in api.get("/api/v1/clients").json()["clients"] if c["client_id"] == client_id]
+        numbers: list[str] | None = listed["card"].get("cash_account_numbers")
+        return numbers
+
+    deadline = time.monotonic() + 30
+    while saved_cash_accounts() is None:
+        assert time.monotonic() < deadline, "the card's cash accounts were never saved"
+        time.sleep(0.3)
+    assert saved_cash_accounts() == ["10110", "10130"]
+    page.reload()
+    expect(page.get_by_label("Cash accounts")).to_have_value("10110, 10130")
+
+    assert api.post("/api/v1/refresh", json={"client_id": client_id}).status_code == 202
+
+    def named_cash(company_id: str) -> bool:
+        details = api.get(f"/api/v1/clients/{client_id}/companies/{company_id}").json()
+        return details.get("figures", {}).get("cash", {}).get("source") == "client_card"
+
+    rows = [r for r in api.get("/api/v1/dashboard").json()["rows"] if r["client_id"] == client_id]
+    deadline = time.monotonic() + 60
+    while not all(named_cash(r["company_id"]) for r in rows):
+        assert time.monotonic() < deadline, "no refresh used the card's cash accounts"
+        time.sleep(0.5)
+    first = rows[0]["company_name"]
+    page.goto(f"{hub.url}/")
+    expect(row_of(page, first).locator(".state")).to_have_text("OK", timeout=30_000)
+    row_of(page, first).get_by_role("button", name=f"Details of {first}").click()
+    pane = page.get_by_role("dialog", name=first)
+    numbers = pane.locator("section", has_text="Cash accounts").locator("tbody tr td:first-child")
+    expect(numbers).to_have_text(["10110", "10130"])
+    expect(pane.locator("#cash-source")).to_have_text("The accounts named on the client card.")

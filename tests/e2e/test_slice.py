@@ -162,6 +162,45 @@ def test_a_clients_own_tax_accounts_override_the_rule_on_every_refresh(hub: Hub,
     assert bad.status_code == 422
 
 
+def test_a_clients_own_cash_accounts_replace_the_rule_and_the_cues(hub: Hub, sandbox: Sandbox) -> None:
+    api = hub.client("erin@fabrikam-ledger.example")
+    url = f"{sandbox.web_client}/cronus-sample.onmicrosoft.com/Production"
+    card = {"name": "CRONUS", "client_url": url, "cash_account_numbers": ["10110", "10130"]}
+    client_id = add_connected_client(sandbox, api, card)
+
+    def mine_ok(rows: list[dict[str, Any]]) -> bool:
+        mine = [r for r in rows if r["client_id"] == client_id]
+        return bool(mine) and all(r["state"] == "ok" for r in mine)
+
+    def cash(row: dict[str, Any]) -> dict[str, Any]:
+        details = api.get(f"/api/v1/clients/{client_id}/companies/{row['company_id']}").raise_for_status().json()
+        figure: dict[str, Any] = details["figures"]["cash"]
+        return figure
+
+    rows = [r for r in _wait_for_rows(api, mine_ok, hub) if r["client_id"] == client_id]
+    for row in rows:
+        figure = cash(row)
+        assert figure["source"] == "client_card"
+        assert [a["number"] for a in figure["accounts"]] == ["10110", "10130"]
+        assert Decimal(figure["total"]) == sum(Decimal(a["balance"]) for a in figure["accounts"])
+        assert Decimal(row["values"]["cash"]) == Decimal(figure["total"])
+    [listed] = [c for c in api.get("/api/v1/clients").json()["clients"] if c["client_id"] == client_id]
+    assert listed["card"]["cash_account_numbers"] == ["10110", "10130"]
+
+    # Emptied on the card, the figure is BC's own Cash Accounts total again on the next refresh.
+    first_as_of = {r["company_id"]: r["as_of"] for r in rows}
+    changed = {**card, "cash_account_numbers": None}
+    assert api.put(f"/api/v1/clients/{client_id}", json=changed).status_code == 202
+    assert api.post("/api/v1/refresh", json={"client_id": client_id}).status_code == 202
+    refreshed = _wait_for_rows(
+        api, lambda rows: mine_ok(rows) and all(r["as_of"] != first_as_of.get(r["company_id"]) for r in rows), hub
+    )
+    assert all(cash(r)["source"] == "cues" for r in refreshed if r["client_id"] == client_id)
+    for bad in (["1 0"], [], ["x" * 21], ["10110"] * 101):
+        refused = api.put(f"/api/v1/clients/{client_id}", json={**card, "cash_account_numbers": bad})
+        assert refused.status_code == 422, bad
+
+
 @pytest.mark.parametrize(
     ("field", "value"),
     [

@@ -113,16 +113,19 @@ async def test_alerts_waiting_for_a_digest_stay_waiting_and_unwatched_failures_g
                 Accountant(id=owner, firm_id=firm, email=f"{owner.hex}@d.example", display_name="D", role="owner")
             )
             for client_id in (watched, unwatched):
-                session.add(
-                    Client(
-                        id=client_id,
-                        firm_id=firm,
-                        name="Client",
-                        client_url=f"https://businesscentral.dynamics.com/{client_id.hex}.example/Production",
-                        tenant=f"{client_id.hex}.example",
-                        environment="Production",
-                        source="manual",
-                    )
+                # Raw SQL: the Client model has columns of later revisions.
+                await session.execute(
+                    text(
+                        "INSERT INTO registry_clients (id, firm_id, name, client_url, tenant, environment, source,"
+                        " created_at, updated_at) VALUES (:id, :firm, 'Client', :url, :tenant, 'Production',"
+                        " 'manual', '2026-11-01 10:00:00', '2026-11-01 10:00:00')"
+                    ),
+                    {
+                        "id": client_id.hex,
+                        "firm": firm.hex,
+                        "url": f"https://businesscentral.dynamics.com/{client_id.hex}.example/Production",
+                        "tenant": f"{client_id.hex}.example",
+                    },
                 )
             await session.flush()
             digest = AlertRuleRow(

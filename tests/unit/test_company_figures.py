@@ -17,6 +17,7 @@ from hub_fetcher.figures import documents
 from hub_fetcher.figures.company import (
     POSTED_PURCHASE_INVOICE_PAGE,
     POSTED_SALES_INVOICE_PAGE,
+    ChosenAccounts,
     CompanyRecords,
     CueFigures,
     company_figures,
@@ -308,6 +309,52 @@ def test_cash_accounts_are_posting_assets_of_subcategory_cash(category: str, sub
     assert [a.number for a in result.accounts] == (["1100"] if cash else [])
 
 
+CHART_IN_GERMAN = [
+    account("1800", "Bank", category="Assets", sub="Flüssige Mittel", change="1000.00"),
+    account("1810", "Kasse", category="Assets", sub="Flüssige Mittel", change="25.50"),
+    account("1899", "Summe Flüssige Mittel", category="Assets", sub="Flüssige Mittel", kind="Total", change="1025.50"),
+    account("1400", "Forderungen", category="Assets", sub="Forderungen", change="700.00"),
+    account("3100", "Darlehen", category="Liabilities", sub="Darlehen", change="-5000.00"),
+]
+
+
+@pytest.mark.parametrize(
+    ("named", "numbers", "total"),
+    [
+        # The rule knows the English subcategory only: a German chart shows no cash.
+        (None, [], "0"),
+        (frozenset({"1800", "1810"}), ["1800", "1810"], "1025.50"),
+        # Named accounts count whatever their category (an overdraft facility as cash)...
+        (frozenset({"1800", "3100"}), ["1800", "3100"], "-4000.00"),
+        # ...but never a total account, which would count its accounts' money twice.
+        (frozenset({"1800", "1899"}), ["1800"], "1000.00"),
+        (frozenset({"9999"}), [], "0"),
+    ],
+)
+def test_cash_by_rule_or_by_the_accounts_the_client_card_names(
+    named: frozenset[str] | None, numbers: list[str], total: str
+) -> None:
+    cash = figures(CompanyRecords(accounts=CHART_IN_GERMAN), chosen_accounts=ChosenAccounts(cash=named)).cash
+    assert [a.number for a in cash.accounts] == numbers
+    assert cash.total == Decimal(total)
+    assert cash.source == ("api" if named is None else "client_card")
+
+
+def test_the_client_cards_cash_accounts_outrank_the_cues_total() -> None:
+    cues = CueFigures(
+        cash_accounts_balance=Decimal("150.00"), overdue_sales_amount=Decimal(0), overdue_purchase_amount=Decimal(0)
+    )
+    chosen = ChosenAccounts(cash=frozenset({"1810"}))
+    result = figures(CompanyRecords(accounts=CHART_IN_GERMAN), cues=cues, chosen_accounts=chosen)
+    assert (result.cash.total, result.cash.source) == (Decimal("25.50"), "client_card")
+    assert result.cash_flow_forecast.opening_cash == Decimal("25.50")
+
+
+def test_chosen_accounts_of_an_empty_list_are_the_rule() -> None:
+    assert ChosenAccounts.of(taxes=None, cash=[]) == ChosenAccounts()
+    assert ChosenAccounts.of(taxes=["2510"], cash=None) == ChosenAccounts(taxes=frozenset({"2510"}))
+
+
 def test_cue_services_give_bc_s_own_totals_and_the_forecast_starts_from_them() -> None:
     records = CompanyRecords(
         accounts=[account("1100", "Bank", category="Assets", sub="Cash", change="100.00")],
@@ -377,7 +424,7 @@ TAX_CHART = [
 def test_taxes_due_by_rule_or_by_the_client_s_accounts(
     override: frozenset[str] | None, numbers: list[str], owed: str
 ) -> None:
-    taxes = figures(CompanyRecords(accounts=TAX_CHART), tax_accounts=override).taxes_due
+    taxes = figures(CompanyRecords(accounts=TAX_CHART), chosen_accounts=ChosenAccounts(taxes=override)).taxes_due
     assert [a.number for a in taxes.accounts] == numbers
     assert taxes.amount == Decimal(owed)
     assert (taxes.rule == DEFAULT_RULE) is (override is None)

@@ -170,7 +170,8 @@ class ClientSource(StrEnum):
 
 # A G/L account number as BC shows it ("2510", "56.10").
 AccountNumber = Annotated[str, Field(min_length=1, max_length=20, pattern=r"^[A-Za-z0-9._-]+$")]
-TaxAccountNumbers = Annotated[list[AccountNumber], Field(min_length=1, max_length=100)]
+# G/L account numbers a client card names for a figure, in place of the hub's rule.
+AccountNumbers = Annotated[list[AccountNumber], Field(min_length=1, max_length=100)]
 
 
 def _printable(value: str) -> str:
@@ -223,7 +224,9 @@ class ClientCard(BaseModel):
     notes: Annotated[str, Field(max_length=4000), PRINTABLE_TEXT] | None = None
     assigned_accountant_id: uuid.UUID | None = None
     # Overrides the taxes-due rule: exactly these G/L accounts are the client's tax payable.
-    tax_account_numbers: TaxAccountNumbers | None = None
+    tax_account_numbers: AccountNumbers | None = None
+    # Overrides the cash rule (and the cues' total): exactly these G/L accounts hold cash.
+    cash_account_numbers: AccountNumbers | None = None
 
 
 # Tenants and environments become path segments of BC URLs: only these characters pass.
@@ -299,7 +302,8 @@ class RefreshRequested(EventData):
     connection: ClientConnection
     # None refreshes every company of the client.
     company_id: uuid.UUID | None = None
-    tax_account_numbers: TaxAccountNumbers | None = None
+    tax_account_numbers: AccountNumbers | None = None
+    cash_account_numbers: AccountNumbers | None = None
 
 
 class DiscoveredCompany(BaseModel):
@@ -474,7 +478,9 @@ class CashFigure(BaseModel):
 
     accounts: Annotated[list[CashAccountBalance], Field(max_length=500)]
     total: Money
-    source: Literal["api", "cues"]
+    # api: the hub's rule (subcategory Cash); cues: BC's own "Cash Accounts" total;
+    # client_card: the accounts the client card names.
+    source: Literal["api", "cues", "client_card"]
     read_at: datetime
 
 

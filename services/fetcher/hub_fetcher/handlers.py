@@ -57,6 +57,7 @@ from hub_common.streams import FETCHER_CONSUMER, ConsumerSpec
 from hub_common.tracing import tracer
 from hub_fetcher.bc.entities import Company
 from hub_fetcher.bc.failures import FetchFailure
+from hub_fetcher.figures.company import ChosenAccounts
 from hub_fetcher.notifications.subscriptions import NotificationSubscriptions
 from hub_fetcher.refresh import ClientReader
 
@@ -77,7 +78,7 @@ class Refresh:
     connection: ClientConnection
     refresh_id: uuid.UUID
     only_company: uuid.UUID | None
-    tax_accounts: list[str] | None
+    chosen_accounts: ChosenAccounts
 
 
 def record_refresh(outcome: str, started: float) -> None:
@@ -196,7 +197,7 @@ class FetcherHandlers:
                         data.connection,
                         derived_id(envelope, "refresh"),
                         None,
-                        data.card.tax_account_numbers,
+                        ChosenAccounts.of(taxes=data.card.tax_account_numbers, cash=data.card.cash_account_numbers),
                     ),
                 )
             elif isinstance(data, RefreshRequested):
@@ -204,7 +205,11 @@ class FetcherHandlers:
                     envelope,
                     delivery,
                     Refresh(
-                        data.client_id, data.connection, data.refresh_id, data.company_id, data.tax_account_numbers
+                        data.client_id,
+                        data.connection,
+                        data.refresh_id,
+                        data.company_id,
+                        ChosenAccounts.of(taxes=data.tax_account_numbers, cash=data.cash_account_numbers),
                     ),
                 )
             elif isinstance(data, ConnectionTestRequested):
@@ -315,7 +320,7 @@ class FetcherHandlers:
                     company,
                     client_id=client_id,
                     refresh_id=refresh_id,
-                    tax_accounts=frozenset(refresh.tax_accounts) if refresh.tax_accounts else None,
+                    chosen_accounts=refresh.chosen_accounts,
                 )
 
         async def read(company: Company) -> FetchFailure | None:

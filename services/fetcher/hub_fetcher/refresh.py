@@ -19,7 +19,14 @@ from hub_common.money import round_money
 from hub_fetcher.bc.client import BatchRead, BatchRequest, BusinessCentral, Environment
 from hub_fetcher.bc.entities import ActivityCues, Company, CurrencyExchangeRate, FinanceCues, parse_entities
 from hub_fetcher.bc.failures import FetchFailure
-from hub_fetcher.figures.company import CompanyRecords, CueFigures, company_figures, local_currency
+from hub_fetcher.figures.company import (
+    BY_RULE,
+    ChosenAccounts,
+    CompanyRecords,
+    CueFigures,
+    company_figures,
+    local_currency,
+)
 from hub_fetcher.figures.currencies import ToLocalCurrency, exchange_rates, rates_unavailable
 
 
@@ -139,7 +146,7 @@ class ClientReader:
         client_id: uuid.UUID,
         refresh_id: uuid.UUID,
         today: dt.date | None = None,
-        tax_accounts: frozenset[str] | None = None,
+        chosen_accounts: ChosenAccounts = BY_RULE,
     ) -> CompanySnapshot:
         """Every figure of one company from API v2.0, in one $batch round trip (figures.company computes them)."""
         environment = self.environment(connection)
@@ -163,7 +170,7 @@ class ClientReader:
                 read_at=read_at,
                 document_link=document_link,
                 cues=cues,
-                tax_accounts=tax_accounts,
+                chosen_accounts=chosen_accounts,
                 to_local=ToLocalCurrency.at(rates, local),
             )
             return CompanySnapshot(

@@ -82,6 +82,7 @@ class Client(SQLModel, table=True):
     assigned_accountant_id: uuid.UUID | None = None
     # JSON list of G/L account numbers overriding the taxes-due rule, or NULL.
     tax_account_numbers: str | None = Field(default=None, max_length=4000)
+    cash_account_numbers: str | None = Field(default=None, max_length=4000)
     source: str = Field(max_length=20)
     created_at: datetime = Field(default_factory=_now, sa_column=_timestamp())
     updated_at: datetime = Field(default_factory=_now, sa_column=_timestamp())

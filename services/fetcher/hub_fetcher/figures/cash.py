@@ -2,6 +2,8 @@
 
 API v2.0 does not expose BC's "Cash Accounts" report definition, so a cash account is a
 posting G/L account of category Assets whose subcategory is Cash (the demo chart's name).
+A chart in another language names that subcategory otherwise, so a client card may name
+the cash accounts instead; those are then exactly the cash, whatever their category.
 """
 
 from __future__ import annotations
@@ -24,15 +26,23 @@ def is_cash_account(account: Account) -> bool:
     )
 
 
-def cash_from_accounts(accounts: Iterable[Account], read_at: datetime) -> CashFigure:
+def cash_from_accounts(
+    accounts: Iterable[Account], read_at: datetime, *, account_numbers: frozenset[str] | None = None
+) -> CashFigure:
+    def chosen(account: Account) -> bool:
+        if account_numbers is not None:
+            # A total account named by mistake would count its posting accounts' money twice.
+            return account.number in account_numbers and account.account_type == "Posting"
+        return is_cash_account(account)
+
     balances = [
         CashAccountBalance(number=a.number, name=a.display_name, balance=a.net_change)
         for a in sorted(accounts, key=lambda account: account.number)
-        if is_cash_account(a)
+        if chosen(a)
     ]
     return CashFigure(
         accounts=balances,
         total=total(balance.balance for balance in balances),
-        source="api",
+        source="api" if account_numbers is None else "client_card",
         read_at=read_at,
     )

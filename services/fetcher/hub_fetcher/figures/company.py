@@ -82,6 +82,21 @@ class CueFigures:
     overdue_purchase_amount: Decimal
 
 
+@dataclass(frozen=True)
+class ChosenAccounts:
+    """G/L accounts a client card names for a figure, in place of the hub's rule (None: the rule)."""
+
+    taxes: frozenset[str] | None = None
+    cash: frozenset[str] | None = None
+
+    @classmethod
+    def of(cls, *, taxes: list[str] | None, cash: list[str] | None) -> ChosenAccounts:
+        return cls(taxes=frozenset(taxes) if taxes else None, cash=frozenset(cash) if cash else None)
+
+
+BY_RULE = ChosenAccounts()
+
+
 def local_currency(records: CompanyRecords) -> str:
     """The company's LCY code, in which every amount is; empty when BC has no setup to say."""
     return records.setup[0].local_currency_code if records.setup else ""
@@ -124,7 +139,7 @@ def company_figures(
     read_at: dt.datetime,
     document_link: DocumentLink,
     cues: CueFigures | None = None,
-    tax_accounts: frozenset[str] | None = None,
+    chosen_accounts: ChosenAccounts = BY_RULE,
     to_local: ToLocalCurrency = UNCONVERTED,
 ) -> CompanyFigures:
     """Every figure of the architecture's table, from one company's records; documents in
@@ -132,7 +147,7 @@ def company_figures(
     owed_to_company = receivables(records, to_local)
     owed_by_company = payables(records, to_local)
 
-    cash = cash_from_accounts(records.accounts, read_at)
+    cash = cash_from_accounts(records.accounts, read_at, account_numbers=chosen_accounts.cash)
     overdue_sales = documents.overdue(
         owed_to_company,
         today=today,
@@ -150,7 +165,9 @@ def company_figures(
     if cues is not None:
         # BC's own definitions: its "Cash Accounts" (which API v2.0 does not expose) and
         # the remaining amounts of vendor ledger entries (purchase invoices have none).
-        cash = cash.model_copy(update={"total": cues.cash_accounts_balance, "source": "cues"})
+        # Accounts the client card names are what the accountant chose, so they stay.
+        if chosen_accounts.cash is None:
+            cash = cash.model_copy(update={"total": cues.cash_accounts_balance, "source": "cues"})
         overdue_sales = overdue_sales.model_copy(update={"total": cues.overdue_sales_amount})
         overdue_purchases = overdue_purchases.model_copy(
             update={"total": cues.overdue_purchase_amount, "amount_basis": "remaining_amount"}
@@ -176,7 +193,7 @@ def company_figures(
             ],
             read_at=read_at,
         ),
-        taxes_due=taxes_due(records.accounts, read_at=read_at, account_numbers=tax_accounts),
+        taxes_due=taxes_due(records.accounts, read_at=read_at, account_numbers=chosen_accounts.taxes),
         sales_this_month=documents.sales_this_month(
             [
                 documents.PostedSale(i.status, i.posting_date, to_local(i.total_excluding_tax, i.currency_code))

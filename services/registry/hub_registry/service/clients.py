@@ -6,7 +6,6 @@ tenant it names.
 
 from __future__ import annotations
 
-import json
 import uuid
 from datetime import UTC, datetime
 
@@ -36,6 +35,8 @@ from hub_registry.service import alerts
 from hub_registry.service.shared import (
     SERVICE_ACTOR,
     Context,
+    account_numbers,
+    account_numbers_column,
     client_connection,
     emit,
     live_client,
@@ -86,10 +87,6 @@ async def _check_unique(
             )
 
 
-def _tax_accounts_column(card: ClientCard) -> str | None:
-    return json.dumps(card.tax_account_numbers) if card.tax_account_numbers else None
-
-
 async def insert_client(
     *,
     session: AsyncSession,
@@ -119,7 +116,8 @@ async def insert_client(
         phone=card.phone,
         notes=card.notes,
         assigned_accountant_id=card.assigned_accountant_id,
-        tax_account_numbers=_tax_accounts_column(card),
+        tax_account_numbers=account_numbers_column(card.tax_account_numbers),
+        cash_account_numbers=account_numbers_column(card.cash_account_numbers),
         source=source.value,
     )
     session.add(client)
@@ -169,7 +167,8 @@ async def update_client(
     client.phone = card.phone
     client.notes = card.notes
     client.assigned_accountant_id = card.assigned_accountant_id
-    client.tax_account_numbers = _tax_accounts_column(card)
+    client.tax_account_numbers = account_numbers_column(card.tax_account_numbers)
+    client.cash_account_numbers = account_numbers_column(card.cash_account_numbers)
     client.updated_at = datetime.now(UTC)
     await emit(
         session,
@@ -263,7 +262,8 @@ async def resolve_missing_tenant_ids(*, session: AsyncSession, directory: Tenant
                 "phone": client.phone,
                 "notes": client.notes,
                 "assigned_accountant_id": client.assigned_accountant_id,
-                "tax_account_numbers": json.loads(client.tax_account_numbers) if client.tax_account_numbers else None,
+                "tax_account_numbers": account_numbers(client.tax_account_numbers),
+                "cash_account_numbers": account_numbers(client.cash_account_numbers),
             }
         )
         context = Context(client.firm_id, SERVICE_ACTOR, f"resolve-tenant-{client.id}")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -23,7 +22,14 @@ from hub_registry.domain.refresh_schedule import (
     effective_schedule,
 )
 from hub_registry.models import Accountant, Client, ClientScheduleRun, RefreshScheduleRow, TenantGrant
-from hub_registry.service.shared import Context, client_connection, emit, is_uuid, live_client
+from hub_registry.service.shared import (
+    Context,
+    account_numbers,
+    client_connection,
+    emit,
+    is_uuid,
+    live_client,
+)
 
 logger = get_logger(__name__)
 
@@ -40,7 +46,8 @@ async def emit_refresh(
             client_id=client.id,
             connection=client_connection(client),
             company_id=company_id,
-            tax_account_numbers=json.loads(client.tax_account_numbers) if client.tax_account_numbers else None,
+            tax_account_numbers=account_numbers(client.tax_account_numbers),
+            cash_account_numbers=account_numbers(client.cash_account_numbers),
         ),
     )
     return refresh_id

@@ -7,6 +7,7 @@ Every state change appends its event to the outbox in the same transaction
 
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import dataclass
 
@@ -83,6 +84,15 @@ def parsed_connection(parsed: ParsedClientUrl, tenant_id: uuid.UUID | None) -> C
     return ClientConnection(
         tenant=parsed.tenant, environment=parsed.environment, company_name=parsed.company_name, tenant_id=tenant_id
     )
+
+
+def account_numbers_column(numbers: list[str] | None) -> str | None:
+    """A card's G/L account numbers as the client row keeps them (a JSON list)."""
+    return json.dumps(numbers) if numbers else None
+
+
+def account_numbers(column: str | None) -> list[str] | None:
+    return json.loads(column) if column else None
 
 
 def client_connection(client: Client) -> ClientConnection:

@@ -6,7 +6,7 @@ Hub.start(() => {
   const boot = JSON.parse(document.getElementById("boot").textContent);
   const client = boot.client;
   const $ = (id) => document.getElementById(id);
-  const FIELDS = ["name", "client_url", "contact_name", "email", "phone", "assigned_accountant_id", "tax_account_numbers", "notes"];
+  const FIELDS = ["name", "client_url", "contact_name", "email", "phone", "assigned_accountant_id", "tax_account_numbers", "cash_account_numbers", "notes"];
 
   $("assigned_accountant_id").replaceChildren(h("option", { value: "" }, _("Nobody")),
     ...boot.accountants.map((a) => h("option", { value: a.accountant_id }, a.display_name ? `${a.display_name} (${a.email})` : a.email)));
@@ -84,7 +84,9 @@ Hub.start(() => {
 
   function cardBody() {
     const text = (id) => $(id).value.trim() || null;
-    const taxes = $("tax_account_numbers").value.split(",").map((part) => part.trim()).filter(Boolean);
+    const numbers = (id) => $(id).value.split(",").map((part) => part.trim()).filter(Boolean);
+    const taxes = numbers("tax_account_numbers");
+    const cash = numbers("cash_account_numbers");
     return {
       name: $("name").value.trim(),
       client_url: $("client_url").value.trim(),
@@ -94,6 +96,7 @@ Hub.start(() => {
       notes: $("notes").value.trim() || null,
       assigned_accountant_id: $("assigned_accountant_id").value || null,
       tax_account_numbers: taxes.length ? taxes : null,
+      cash_account_numbers: cash.length ? cash : null,
     };
   }
 

@@ -786,6 +786,15 @@ Hub.start(() => {
     return (fraction <= 1 ? 1 : fraction <= 2 ? 2 : fraction <= 5 ? 5 : 10) * power;
   }
 
+  // Where the cash figure comes from: the accountant must see when the hub found no cash
+  // account at all, since a chart in another language names its cash subcategory otherwise.
+  function cashSource(cash) {
+    if (cash.source === "client_card") return _("The accounts named on the client card.");
+    if (cash.source === "cues") return _("The total is Business Central's own Cash Accounts balance.");
+    if (!cash.accounts.length) return _("No posting asset account of subcategory Cash was found. If this client's chart names it otherwise, list its cash accounts on the client card.");
+    return _("Posting asset accounts of subcategory Cash.");
+  }
+
   function forecastChart(forecast, currency) {
     const NS = "http://www.w3.org/2000/svg";
     const svg = (tag, attributes, text) => {
@@ -862,10 +871,11 @@ Hub.start(() => {
 
     const cash = figures.cash;
     body.push(h("section", { "aria-labelledby": "cash-title" }, h("h3", { id: "cash-title" }, _("Cash accounts")),
-      cash ? h("table", {},
+      cash ? [h("table", {},
         h("thead", {}, h("tr", {}, h("th", { scope: "col" }, _("No.")), h("th", { scope: "col" }, _("Name")), h("th", { scope: "col", class: "amount" }, _("Balance")))),
         h("tbody", {}, cash.accounts.map((a) => h("tr", {}, h("td", {}, a.number), h("td", {}, a.name), h("td", { class: "amount" }, Hub.amount(a.balance, currency))))),
-        h("tfoot", {}, h("tr", {}, h("th", { scope: "row", colspan: 2 }, _("Total")), h("td", { class: "amount" }, Hub.amount(cash.total, currency)))))
+        h("tfoot", {}, h("tr", {}, h("th", { scope: "row", colspan: 2 }, _("Total")), h("td", { class: "amount" }, Hub.amount(cash.total, currency))))),
+        h("p", { class: "muted", id: "cash-source" }, cashSource(cash))]
         : h("p", { class: "muted" }, _("Not read yet."))));
 
     const forecast = figures.cash_flow_forecast;
