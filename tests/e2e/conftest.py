@@ -47,6 +47,22 @@ class Hub:
     def logs(self) -> str:
         return "\n".join(f"--- {p.name}\n{p.log()[-3000:]}" for p in self.processes)
 
+    def start_gateway_replica(
+        self, name: str, log_dir: Path, settings: dict[str, str] | None = None
+    ) -> tuple[ServiceProcess, str]:
+        """Another gateway on this hub's database and broker, healthy; the caller stops it."""
+        port = free_port()
+        replica = start_service(
+            name, "gateway", {**self.gateway_environment, "HUB_PORT": str(port), **(settings or {})}, log_dir
+        )
+        url = f"http://127.0.0.1:{port}"
+        try:
+            wait_until_healthy(f"{url}/healthz", replica, timeout=90)
+        except BaseException:
+            replica.kill()
+            raise
+        return replica, url
+
 
 @pytest.fixture(scope="package")
 def hub(nats_url: str, sandbox: Sandbox, gateway_port: int, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:

@@ -16,11 +16,9 @@ from typing import Any
 import httpx
 import pytest
 
-from hub_common.local_nats import free_port
 from tests.conftest import Sandbox
 from tests.e2e.conftest import Hub
 from tests.support.connect import add_connected_client
-from tests.support.processes import start_service, wait_until_healthy
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.e2e
@@ -145,16 +143,8 @@ def test_company_details_and_another_firms_404(hub: Hub, firm: dict[str, Any]) -
 @pytest.fixture(scope="module")
 def second_gateway(hub: Hub, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Another replica of the gateway on the same database and broker."""
-    port = free_port()
-    replica = start_service(
-        "gateway-replica",
-        "gateway",
-        {**hub.gateway_environment, "HUB_PORT": str(port)},
-        tmp_path_factory.mktemp("replica"),
-    )
-    url = f"http://127.0.0.1:{port}"
+    replica, url = hub.start_gateway_replica("gateway-replica", tmp_path_factory.mktemp("replica"))
     try:
-        wait_until_healthy(f"{url}/healthz", replica, timeout=90)
         yield url
     finally:
         replica.stop()
@@ -279,21 +269,15 @@ async def test_live_streams_are_capped_per_accountant(hub: Hub, firm: dict[str, 
 def test_a_gateway_stops_within_its_grace_while_a_page_is_live(
     hub: Hub, firm: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
 ) -> None:
-    """A live stream never ends by itself; on SIGTERM the gateway cuts it after its grace
-    (the page reconnects, to another replica) instead of waiting to be killed."""
-    port = free_port()
-    replica = start_service(
-        "gateway-stopping",
-        "gateway",
-        {**hub.gateway_environment, "HUB_PORT": str(port)},
-        tmp_path_factory.mktemp("stopping"),
-    )
+    """A live stream never ends by itself; on SIGTERM the gateway ends it at once (the page
+    reconnects, to another replica) instead of waiting for it until it is killed."""
+    replica, url = hub.start_gateway_replica("gateway-stopping", tmp_path_factory.mktemp("stopping"))
     ended = threading.Event()
     opened = threading.Event()
 
     def listen() -> None:
         with (
-            httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=firm["api"].headers, timeout=60) as live,
+            httpx.Client(base_url=url, headers=firm["api"].headers, timeout=60) as live,
             live.stream("GET", "/api/v1/live") as stream,
         ):
             try:
@@ -305,7 +289,6 @@ def test_a_gateway_stops_within_its_grace_while_a_page_is_live(
         ended.set()
 
     try:
-        wait_until_healthy(f"http://127.0.0.1:{port}/healthz", replica, timeout=90)
         threading.Thread(target=listen, daemon=True).start()
         assert opened.wait(10), "the live stream never opened"
         started = time.monotonic()

@@ -10,24 +10,23 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator
 
 import httpx
-import nats
 import pytest
 from nats.aio.client import Client
 
 from hub_common.events import FailureKind, RefreshDeferred, RefreshFailed
 from hub_common.local_nats import LocalNatsServer
-from hub_common.streams import declare_topology
 from tests.conftest import Sandbox
-from tests.e2e.test_fetcher_deadlines import (
-    FETCHER_SETTINGS,
-    _assert_nothing_pending,
-    _consented_tenants,
-    _refresh,
-    _run,
-    _snapshots_of_every_company,
-    _wait_until_ready,
+from tests.support.lone_fetcher import (
+    assert_nothing_pending,
+    bus_of,
+    consented_tenants,
+    refresh_of,
+    run_refreshes,
+    sandbox_admin,
+    snapshots_of_every_company,
+    start_lone_fetcher,
 )
-from tests.support.processes import ServiceProcess, start_service
+from tests.support.processes import ServiceProcess
 
 pytestmark = pytest.mark.e2e
 
@@ -42,26 +41,21 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalNatsServer
 def fetcher(
     broker: LocalNatsServer, sandbox: Sandbox, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ServiceProcess]:
-    environment = {"HUB_NATS_URL": broker.url, **sandbox.settings_environment(), **FETCHER_SETTINGS}
-    process = start_service("fetcher-entra", "fetcher", environment, tmp_path_factory.mktemp("entra-logs"))
-    _wait_until_ready(process)
+    process = start_lone_fetcher("fetcher-entra", broker, sandbox, tmp_path_factory.mktemp("entra-logs"))
     yield process
     process.stop()
 
 
 @pytest.fixture
 async def bus(broker: LocalNatsServer) -> AsyncIterator[Client]:
-    connection = await nats.connect(broker.url)
-    await declare_topology(connection.jetstream())
-    yield connection
-    await connection.close()
+    async with bus_of(broker) as connection:
+        yield connection
 
 
 @pytest.fixture
 def admin(sandbox: Sandbox) -> Iterator[httpx.Client]:
-    client = httpx.Client(base_url=f"{sandbox.base_url}/_sandbox", verify=sandbox.tls(), timeout=10)
-    yield client
-    client.delete("/faults").raise_for_status()
+    with sandbox_admin(sandbox) as client:
+        yield client
 
 
 @pytest.mark.parametrize(
@@ -82,10 +76,10 @@ async def test_entra_down_or_throttling_puts_the_refresh_off_until_when_it_says(
     status: int,
     tenant_index: int,
 ) -> None:
-    tenant = _consented_tenants(admin)[tenant_index]
+    tenant = consented_tenants(admin)[tenant_index]
     admin.put(f"/tenants/{tenant.id}/faults", json={"kind": fault, "retry_after_seconds": 3, "count": 1})
-    refresh = _refresh(tenant)
-    outcomes = await _run(bus, fetcher, [refresh], done=_snapshots_of_every_company(tenant, refresh))
+    refresh = refresh_of(tenant)
+    outcomes = await run_refreshes(bus, fetcher, [refresh], done=snapshots_of_every_company(tenant, refresh))
     [deferred] = outcomes.of(RefreshDeferred)
     assert (deferred.attempt, deferred.company_id) == (1, None)
     assert deferred.failure.kind is kind
@@ -94,4 +88,4 @@ async def test_entra_down_or_throttling_puts_the_refresh_off_until_when_it_says(
     waited = (deferred.next_attempt_at - deferred.failure.occurred_at).total_seconds()
     assert 3 <= waited < 10, "the next try is when Retry-After said"
     assert not outcomes.of(RefreshFailed)
-    await _assert_nothing_pending(bus)
+    await assert_nothing_pending(bus)

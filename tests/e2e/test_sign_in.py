@@ -15,10 +15,8 @@ import httpx
 import jwt
 import pytest
 
-from hub_common.local_nats import free_port
 from tests.conftest import Sandbox
 from tests.e2e.conftest import SECRET_KEY, Hub
-from tests.support.processes import start_service, wait_until_healthy
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.e2e
@@ -133,16 +131,10 @@ def test_a_connect_callback_of_another_flow_asks_to_open_the_link_again(hub: Hub
 @pytest.fixture(scope="module")
 def impatient_gateway(hub: Hub, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A replica of the gateway that waits no time for an answer: the registry never answers it."""
-    port = free_port()
-    replica = start_service(
-        "gateway-impatient",
-        "gateway",
-        {**hub.gateway_environment, "HUB_PORT": str(port), "HUB_COMMAND_TIMEOUT_SECONDS": "0.000001"},
-        tmp_path_factory.mktemp("impatient"),
+    replica, url = hub.start_gateway_replica(
+        "gateway-impatient", tmp_path_factory.mktemp("impatient"), {"HUB_COMMAND_TIMEOUT_SECONDS": "0.000001"}
     )
-    url = f"http://127.0.0.1:{port}"
     try:
-        wait_until_healthy(f"{url}/healthz", replica, timeout=90)
         yield url
     finally:
         replica.stop()
