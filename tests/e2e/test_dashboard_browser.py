@@ -21,7 +21,7 @@ from playwright.sync_api import Page, expect
 
 from hub_common.events import Actor, Failure, FailureKind, RefreshDeferred
 from tests.conftest import Sandbox
-from tests.e2e.browser import consented_tenant, row_of, shot, sign_in
+from tests.e2e.browser import connect_consented_tenant, consented_tenant, row_of, shot, sign_in
 from tests.e2e.conftest import Hub
 from tests.support.connect import add_connected_client
 from tests.support.events import publish, refreshes_settled
@@ -332,8 +332,8 @@ def test_the_client_card_names_the_cash_accounts_and_the_pane_says_so(page: Page
     email = "heidi@proseware-accounting.example"
     sign_in(page, hub, email)
     api = hub.client(email)
-    url = f"{sandbox.web_client}/cronus-sample.onmicrosoft.com/Production"
-    client_id = add_connected_client(sandbox, api, {"name": "CRONUS cash", "client_url": url})
+    # Not the sample client's tenant: the sign-in put that one on this firm's dashboard.
+    client_id = connect_consented_tenant(sandbox, api, "Cash client").client_id
     page.goto(f"{hub.url}/clients/{client_id}")
     cash_field = page.get_by_label("Cash accounts")
     expect(cash_field).to_have_value("")
