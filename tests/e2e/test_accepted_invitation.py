@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -15,6 +17,7 @@ from hub_common.bus import publish_event
 from hub_common.events import Actor, ActorKind, InvitationAccepted, new_envelope
 from tests.conftest import Sandbox
 from tests.e2e.conftest import Hub
+from tests.support.connect import add_connected_client, client_access_page, client_admin
 
 pytestmark = pytest.mark.e2e
 
@@ -100,3 +103,64 @@ async def test_an_invitation_for_a_client_already_there_attaches_to_it(
         ("Nordlys (by hand)", "granted", "invitation")
     ]
     assert rows and all(r["state"] == "ok" and r["client_id"] == added.json()["client_id"] for r in rows)
+
+
+async def test_an_acceptance_crossing_a_withdrawal_gives_no_access(hub: Hub, sandbox: Sandbox, nats_url: str) -> None:
+    """The invitations service refuses an invitation raised before the client withdrew the
+    firm's access; one accepted just as the withdrawal happened reaches the registry, which
+    gives no access by it either. One raised after the withdrawal does."""
+    api = hub.client("olga@crossed-accounting.example")
+    me = api.get("/api/v1/me").json()
+    tenants = httpx.get(f"{sandbox.base_url}/_sandbox/tenants", verify=sandbox.tls()).json()["tenants"]
+    tenant = next(t for t in tenants if t["domain"] == "cronus-sample.onmicrosoft.com")
+    url = f"{sandbox.web_client}/{tenant['domain']}/Production"
+    client_id = add_connected_client(sandbox, api, {"name": "CRONUS", "client_url": url})
+    person, _ = client_access_page(hub.url, sandbox, client_admin(tenant["domain"]))
+    withdrawn = person.post("/client-access/withdraw", data={"firm_id": me["firm_id"]}, follow_redirects=True)
+    assert withdrawn.status_code == 200 and "Access withdrawn" in withdrawn.text
+
+    def access() -> str:
+        [client] = api.get("/api/v1/clients").json()["clients"]
+        assert client["client_id"] == client_id
+        state: str = client["access"]["state"]
+        return state
+
+    deadline = time.monotonic() + 30
+    while access() != "revoked":
+        assert time.monotonic() < deadline, "the withdrawal never reached the dashboard"
+        time.sleep(0.3)
+
+    async def accept(invited_at: datetime) -> None:
+        accepted = InvitationAccepted(
+            invitation_id=uuid.uuid4(),
+            accountant_id=uuid.UUID(me["accountant_id"]),
+            email=me["email"],
+            tenant=tenant["id"],
+            environment="Production",
+            client_name="CRONUS again",
+            add_to_dashboard=True,
+            invited_at=invited_at,
+        )
+        connection = await nats.connect(nats_url)
+        try:
+            actor = Actor(kind=ActorKind.ACCOUNTANT, id=me["accountant_id"])
+            await publish_event(
+                connection.jetstream(), new_envelope(accepted, firm_id=uuid.UUID(me["firm_id"]), actor=actor)
+            )
+        finally:
+            await connection.close()
+
+    await accept(datetime.now(UTC) - timedelta(hours=1))
+    registry = next(p for p in hub.processes if p.name == "registry")
+    deadline = time.monotonic() + 30
+    while "no access given" not in registry.log():
+        assert time.monotonic() < deadline, "the registry never handled the acceptance"
+        await asyncio.sleep(0.3)
+    assert access() == "revoked"
+
+    await accept(datetime.now(UTC))
+    deadline = time.monotonic() + 30
+    while access() != "granted":
+        assert time.monotonic() < deadline, "an invitation raised after the withdrawal gave no access"
+        await asyncio.sleep(0.3)
+    assert len(api.get("/api/v1/clients").json()["clients"]) == 1, "the card that was there is the client"

@@ -13,6 +13,7 @@ import pytest
 
 from tests.conftest import Sandbox
 from tests.e2e.conftest import Hub
+from tests.support.connect import client_access_page, client_admin
 
 pytestmark = pytest.mark.e2e
 
@@ -143,3 +144,54 @@ def test_the_invitation_api_needs_a_tenant_administrator(hub: Hub) -> None:
     assert httpx.post(f"{hub.url}/api/v1/client-invitations", json=body).status_code == 401
     forged = httpx.post(f"{hub.url}/api/v1/client-invitations", json=body, headers={"Authorization": "Bearer a.b.c"})
     assert forged.status_code == 401
+
+
+def test_access_the_client_took_back_is_not_given_again_by_an_older_invitation(hub: Hub, sandbox: Sandbox) -> None:
+    """The client withdraws a firm's access: an invitation it had sent that firm before no
+    longer lets the firm in (it would have silently undone the withdrawal)."""
+    admin = httpx.Client(base_url=f"{sandbox.base_url}/_sandbox", verify=sandbox.tls())
+    tenant = next(t for t in admin.get("/tenants").json()["tenants"] if not t["consented"])
+    email = "ursula@takenback-partners.example"
+    browser, csrf = _browser(hub, email)
+    try:
+        assert _invite(sandbox, tenant, email).status_code == 200
+        first = _links(hub, email)
+        assert _open(browser, next(link for link in first if "add=1" in link), csrf).status_code == 200
+
+        def clients() -> list[dict[str, Any]]:
+            listed: list[dict[str, Any]] = browser.get("/api/v1/clients").json()["clients"]
+            return listed
+
+        def access_is(state: str) -> bool:
+            return bool(clients()) and all(c["access"]["state"] == state for c in clients())
+
+        _until(lambda: access_is("granted"))
+        # A second invitation, raised while the firm has access, to be accepted later.
+        assert _invite(sandbox, tenant, email).status_code == 200
+
+        def newer_links() -> list[str]:
+            return [link for link in _links(hub, email) if link not in first]
+
+        _until(lambda: bool(newer_links()))
+        second = newer_links()
+
+        firm_id = browser.get("/api/v1/me").json()["firm_id"]
+        person, _ = client_access_page(hub.url, sandbox, client_admin(tenant["domain"]))
+        withdrawn = person.post("/client-access/withdraw", data={"firm_id": firm_id}, follow_redirects=True)
+        assert withdrawn.status_code == 200 and "Access withdrawn" in withdrawn.text
+        _until(lambda: access_is("revoked"))
+
+        late = _open(browser, next(link for link in second if "add=1" in link), csrf)
+        assert late.status_code == 409, late.text[:1000]
+        assert "took your firm&#39;s access back on" in late.text, late.text[-1500:]
+        time.sleep(2)  # what the registry would do with an acceptance has had time to happen
+        assert access_is("revoked") and len(clients()) == 1
+    finally:
+        admin.put(f"/tenants/{tenant['id']}/consent", json={"consented": False}).raise_for_status()
+
+
+def _until(done: Any, timeout: float = 40) -> None:
+    deadline = time.monotonic() + timeout
+    while not done():
+        assert time.monotonic() < deadline, "never happened"
+        time.sleep(0.3)

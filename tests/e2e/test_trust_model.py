@@ -4,7 +4,6 @@ removes it or the client withdraws consent."""
 
 from __future__ import annotations
 
-import re
 import time
 import uuid
 from collections.abc import Callable
@@ -15,7 +14,7 @@ import pytest
 
 from tests.conftest import Sandbox
 from tests.e2e.conftest import Hub
-from tests.support.connect import add_connected_client, client_admin, connect
+from tests.support.connect import add_connected_client, client_access_page, client_admin, connect
 
 pytestmark = pytest.mark.e2e
 
@@ -204,23 +203,6 @@ def test_a_connect_link_is_bound_to_its_firm_and_client(hub: Hub, sandbox: Sandb
         assert httpx.post(url, headers=here).status_code == 303, here
 
 
-def _client_access(hub: Hub, sandbox: Sandbox, signing_in: str) -> tuple[httpx.Client, httpx.Response]:
-    """The client's person signs in on the hub's client-access page, as a browser does."""
-    browser = httpx.Client(base_url=hub.url, verify=sandbox.tls(), timeout=30)
-    to_entra = browser.post("/client-access/sign-in")
-    assert to_entra.status_code == 303, to_entra.text
-    page = browser.get(to_entra.headers["location"])
-    form = dict(re.findall(r'<input[^>]*name="([^"]+)"[^>]*value="([^"]*)"', page.text))
-    form["login"] = signing_in
-    action = re.search(r'<form method="post" action="([^"]+)"', page.text)
-    assert action, page.text[:500]
-    back = browser.post(f"{sandbox.base_url}{action.group(1)}", data=form)
-    assert back.status_code in (302, 303), back.text[:500]
-    landed = browser.get(back.headers["location"])
-    assert landed.status_code == 303, landed.text[:500]
-    return browser, browser.get("/client-access")
-
-
 def test_a_client_withdraws_one_firms_access_and_the_others_keep_theirs(hub: Hub, sandbox: Sandbox) -> None:
     domain = "cronus-sample.onmicrosoft.com"
     url = f"{sandbox.web_client}/{domain}/Production"
@@ -229,7 +211,7 @@ def test_a_client_withdraws_one_firms_access_and_the_others_keep_theirs(hub: Hub
     dropped_id = add_connected_client(sandbox, dropped, {"name": "CRONUS", "client_url": url})
     dropped_firm = dropped.get("/api/v1/me").json()["firm_id"]
 
-    browser, page = _client_access(hub, sandbox, client_admin(domain))
+    browser, page = client_access_page(hub.url, sandbox, client_admin(domain))
     assert page.status_code == 200
     assert "Kept-Accounting" in page.text or "kept-accounting" in page.text.lower()
     assert dropped_firm in page.text
@@ -244,5 +226,5 @@ def test_a_client_withdraws_one_firms_access_and_the_others_keep_theirs(hub: Hub
     again = browser.post("/client-access/withdraw", data={"firm_id": dropped_firm})
     assert again.status_code == 404
     # Another organisation's person sees only their own tenant's firms.
-    _, elsewhere = _client_access(hub, sandbox, "admin@elbufergruppe.onmicrosoft.com")
+    _, elsewhere = client_access_page(hub.url, sandbox, "admin@elbufergruppe.onmicrosoft.com")
     assert dropped_firm not in elsewhere.text and "kept-accounting" not in elsewhere.text.lower()

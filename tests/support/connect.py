@@ -74,3 +74,20 @@ def add_connected_client(
     granted = connect(sandbox, api, client_id, signing_in or client_admin(tenant_domain_of(card["client_url"])))
     assert granted.status_code == 200 and "can now read" in granted.text, granted.text[:800]
     return client_id
+
+
+def client_access_page(hub_url: str, sandbox: Sandbox, signing_in: str) -> tuple[httpx.Client, httpx.Response]:
+    """The client's person signs in on the hub's client-access page, as a browser does."""
+    browser = httpx.Client(base_url=hub_url, verify=sandbox.tls(), timeout=30)
+    to_entra = browser.post("/client-access/sign-in")
+    assert to_entra.status_code == 303, to_entra.text
+    page = browser.get(to_entra.headers["location"])
+    form = dict(re.findall(r'<input[^>]*name="([^"]+)"[^>]*value="([^"]*)"', page.text))
+    form["login"] = signing_in
+    action = re.search(r'<form method="post" action="([^"]+)"', page.text)
+    assert action, page.text[:500]
+    back = browser.post(f"{sandbox.base_url}{action.group(1)}", data=form)
+    assert back.status_code in (302, 303), back.text[:500]
+    landed = browser.get(back.headers["location"])
+    assert landed.status_code == 303, landed.text[:500]
+    return browser, browser.get("/client-access")

@@ -694,6 +694,9 @@ class InvitationAccepted(EventData):
     environment: EnvironmentName
     client_name: Name
     add_to_dashboard: bool
+    # When the client raised it: access the client took back after that is not given again
+    # by it. None in events written before it was recorded.
+    invited_at: datetime | None = None
 
 
 class InvitationRejected(EventData):

@@ -91,14 +91,30 @@ def _parse(value: bytes | None) -> GrantRecord | None:
         return None
 
 
-async def has_access(js: JetStreamContext, firm_id: uuid.UUID, tenant_id: uuid.UUID | None) -> bool:
-    """Whether the firm may read the tenant now. No tenant id (an unresolved tenant) is no."""
-    if tenant_id is None:
-        return False
+async def current_record(js: JetStreamContext, firm_id: uuid.UUID, tenant_id: uuid.UUID) -> GrantRecord | None:
+    """The firm's access to the tenant as last granted or revoked; None if never."""
     bucket = await _bucket(js)
     try:
         entry = await bucket.get(grant_key(firm_id, tenant_id))
     except nats.js.errors.KeyNotFoundError:
+        return None
+    return _parse(entry.value)
+
+
+async def has_access(js: JetStreamContext, firm_id: uuid.UUID, tenant_id: uuid.UUID | None) -> bool:
+    """Whether the firm may read the tenant now. No tenant id (an unresolved tenant) is no."""
+    if tenant_id is None:
         return False
-    record = _parse(entry.value)
+    record = await current_record(js, firm_id, tenant_id)
     return record is not None and record.granted
+
+
+async def revoked_at(js: JetStreamContext, firm_id: uuid.UUID, tenant: str) -> datetime | None:
+    """When the firm's access to the tenant (its directory id) was last taken back; None
+    while it holds access, if it never had any, or for a tenant that is not an id."""
+    try:
+        tenant_id = uuid.UUID(tenant)
+    except ValueError:
+        return None
+    record = await current_record(js, firm_id, tenant_id)
+    return record.changed_at if record is not None and not record.granted else None

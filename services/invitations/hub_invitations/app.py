@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
+from datetime import datetime
 from pathlib import Path
 
 from faststream import FastStream
 
+from hub_common import grants
 from hub_common.bus import FASTSTREAM_LOGGER, connection_of, create_broker, jetstream_of
 from hub_common.consumers import Delivery, subscribe
 from hub_common.db import create_engine, migrate, session_factory
@@ -75,7 +78,11 @@ def create_app(settings: InvitationsSettings) -> FastStream:
         await engine.dispose()
         await operations.stop()
 
-    register_command_handlers(broker, sessions, duties.notify_relay, mailer, settings)
+    async def access_taken_back(firm_id: uuid.UUID, tenant: str) -> datetime | None:
+        # The registry's grants, as it mirrors them for the fetchers.
+        return await grants.revoked_at(jetstream_of(broker), firm_id, tenant)
+
+    register_command_handlers(broker, sessions, duties.notify_relay, mailer, settings, access_taken_back)
     colleague_mail = colleague_mail_handler(settings)
 
     async def on_event(envelope: Envelope[EventData], delivery: Delivery) -> None:

@@ -25,6 +25,7 @@ def register_command_handlers(
     notify_relay: Callable[[], None],
     mailer: InvitationMailer,
     settings: InvitationsSettings,
+    access_taken_back: service.AccessTakenBack,
 ) -> None:
     server = CommandServer(broker, sessions, queue=QUEUE_GROUP, after_commit=notify_relay, owner="invitations service")
 
@@ -39,7 +40,9 @@ def register_command_handlers(
     async def accept_invitation(command: commands.AcceptInvitation) -> commands.InvitationAcceptedResult:
         try:
             async with server.transaction() as session:
-                result = await service.accept_invitation(session=session, command=command, settings=settings)
+                result = await service.accept_invitation(
+                    session=session, command=command, settings=settings, access_taken_back=access_taken_back
+                )
         except service.AcceptanceRefused as refused:
             await record_refused_attempt(refused, command)
             raise

@@ -9,6 +9,7 @@ handler then records the refused attempt (``InvitationRejected``) in a transacti
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -190,14 +191,24 @@ def _date(moment: datetime) -> str:
     return moment.strftime("%d %B %Y at %H:%M UTC")
 
 
+# When the accepting firm's access to a tenant was last taken back (None: it was not).
+AccessTakenBack = Callable[[uuid.UUID, str], Awaitable[datetime | None]]
+
+
 async def accept_invitation(
     *,
     session: AsyncSession,
     command: AcceptInvitation,
     settings: InvitationsSettings,
+    access_taken_back: AccessTakenBack,
     now: datetime | None = None,
 ) -> InvitationAcceptedResult:
-    """Turn a signed, unexpired, unused link followed by the invited address into access."""
+    """Turn a signed, unexpired, unused link followed by the invited address into access.
+
+    Access the client took back from the accountant's firm after raising the invitation is
+    not given again by it: the client withdrew it knowing of the invitation, or by
+    withdrawing the app's consent.
+    """
     now = now or datetime.now(UTC)
     try:
         parts = read_link(link_key(settings.secret_key), command.token)
@@ -260,6 +271,19 @@ async def accept_invitation(
             attempt=RefusedAttempt.of(invitation),
             email=invitation.email,
         )
+    taken_back = await access_taken_back(command.firm_id, invitation.tenant)
+    if taken_back is not None and taken_back > invitation.created_at:
+        raise AcceptanceRefused(
+            RejectionReason.CONFLICT,
+            N_(
+                "%(client)s took your firm's access back on %(day)s, after sending this invitation;"
+                " ask them to invite you again."
+            ),
+            "token",
+            attempt=RefusedAttempt.of(invitation),
+            client=invitation.client_name,
+            day=_date(taken_back),
+        )
     changed = await session.execute(
         update(Invitation)
         .where(
@@ -290,6 +314,7 @@ async def accept_invitation(
             environment=invitation.environment,
             client_name=invitation.client_name,
             add_to_dashboard=command.add_to_dashboard,
+            invited_at=invitation.created_at,
         ),
         firm_id=command.firm_id,
         actor=Actor(kind=ActorKind.ACCOUNTANT, id=str(command.accountant_id), display_name=command.email),

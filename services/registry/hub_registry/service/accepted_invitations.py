@@ -4,6 +4,7 @@ on the dashboard by itself."""
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 
 from sqlalchemy import func, or_
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -11,11 +12,14 @@ from sqlmodel import col, select
 
 from hub_common.entra import TenantDirectory
 from hub_common.events import Actor, ActorKind, ClientCard, ClientSource, Envelope, GrantMethod, InvitationAccepted
-from hub_registry.models import Client
+from hub_common.logging import get_logger
+from hub_registry.models import Client, TenantGrant
 from hub_registry.service.clients import insert_client
 from hub_registry.service.shared import Context, resolve_tenant
-from hub_registry.service.tenant_grants import grant_access
+from hub_registry.service.tenant_grants import grant_access, has_grant
 from hub_registry.settings import RegistrySettings
+
+logger = get_logger(__name__)
 
 
 async def accept_invitation(
@@ -33,7 +37,21 @@ async def accept_invitation(
     read now, instead of a second copy being added.
     """
     data = accepted.data
-    tenant_id = await resolve_tenant(directory, data.tenant)
+    # The invitations service takes the tenant from the administrator's verified token, so
+    # it is the directory id already: Entra, which may be away, is not asked again (an
+    # acceptance that waited for it could run out of deliveries and be lost).
+    known_tenant_id = _tenant_id(data.tenant)
+    tenant_id = known_tenant_id or await resolve_tenant(directory, data.tenant)
+    if data.invited_at is not None and await _taken_back_since(session, accepted.firm_id, tenant_id, data.invited_at):
+        # The invitations service refuses such an acceptance; this one crossed the
+        # withdrawal on its way here.
+        logger.warning(
+            "invitation accepted after the client took the access back; no access given",
+            invitation_id=str(data.invitation_id),
+            firm_id=str(accepted.firm_id),
+            tenant_id=str(tenant_id),
+        )
+        return None
     actor = Actor(kind=ActorKind.ACCOUNTANT, id=str(data.accountant_id), display_name=data.email)
     context = Context(accepted.firm_id, actor, accepted.correlation_id)
     existing = (
@@ -72,5 +90,27 @@ async def accept_invitation(
             settings=settings,
             directory=directory,
             client_id=added,
+            known_tenant_id=known_tenant_id,
         )
     return added
+
+
+def _tenant_id(tenant: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(tenant)
+    except ValueError:
+        return None
+
+
+async def _taken_back_since(session: AsyncSession, firm_id: uuid.UUID, tenant_id: uuid.UUID, moment: datetime) -> bool:
+    """Whether the firm lost its access to the tenant after ``moment`` and holds none now."""
+    if await has_grant(session, firm_id, tenant_id):
+        return False
+    revoked = await session.execute(
+        select(TenantGrant.id).where(
+            TenantGrant.firm_id == firm_id,
+            TenantGrant.tenant_id == tenant_id,
+            col(TenantGrant.revoked_at) > moment,
+        )
+    )
+    return revoked.first() is not None

@@ -96,11 +96,14 @@ async def insert_client(
     settings: RegistrySettings,
     directory: TenantDirectory,
     client_id: uuid.UUID | None = None,
+    known_tenant_id: uuid.UUID | None = None,
 ) -> tuple[uuid.UUID, ClientConnection]:
+    """Add a client from its card; ``known_tenant_id`` is the tenant's directory id when a
+    verified token already said it (an invitation), so Entra is not asked."""
     parsed = parse_url(card.client_url, settings)
     # What the card alone can refuse first: asking Entra is the slow part.
     await _check_assignee(session, context.firm_id, card)
-    tenant_id = await resolve_tenant(directory, parsed.tenant)
+    tenant_id = known_tenant_id or await resolve_tenant(directory, parsed.tenant)
     await _check_unique(session, context.firm_id, parsed, tenant_id, except_id=None)
     client = Client(
         id=client_id or uuid.uuid4(),
