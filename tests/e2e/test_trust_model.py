@@ -173,6 +173,12 @@ def test_a_tenant_written_as_domain_or_guid_is_one_client(hub: Hub, sandbox: San
     )
     assert again.status_code == 409, again.text
     assert again.json()["detail"]["field"] == "client_url"
+    # BC's environment names ignore case: "production" is the same environment.
+    lower = api.post(
+        "/api/v1/clients", json={"name": "Lower", "client_url": f"{sandbox.web_client}/{domain}/production"}
+    )
+    assert lower.status_code == 409, lower.text
+    assert "already uses this tenant" in lower.json()["detail"]["message"]
     unknown = api.post(
         "/api/v1/clients", json={"name": "Nobody", "client_url": f"{sandbox.web_client}/{uuid.uuid4()}/Production"}
     )

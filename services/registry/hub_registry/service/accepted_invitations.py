@@ -59,7 +59,7 @@ async def accept_invitation(
             select(Client).where(
                 Client.firm_id == accepted.firm_id,
                 or_(col(Client.tenant_id) == tenant_id, func.lower(Client.tenant) == data.tenant.lower()),
-                Client.environment == data.environment,
+                func.lower(Client.environment) == data.environment.lower(),
                 col(Client.removed_at).is_(None),
             )
         )

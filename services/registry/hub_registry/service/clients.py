@@ -69,21 +69,24 @@ async def _check_unique(
     tenant_id: uuid.UUID,
     except_id: uuid.UUID | None,
 ) -> None:
-    """One live card per tenant and environment in a firm, however the URL names the tenant."""
+    """One live card per tenant and environment in a firm, however the URL names the tenant
+    (BC's environment names ignore case too)."""
     same_tenant = or_(col(Client.tenant_id) == tenant_id, func.lower(Client.tenant) == parsed.tenant.lower())
     query = select(Client.id, Client.name).where(
         Client.firm_id == firm_id,
         same_tenant,
-        Client.environment == parsed.environment,
+        func.lower(Client.environment) == parsed.environment.lower(),
         col(Client.removed_at).is_(None),
     )
     for clash in (await session.execute(query)).all():
         if clash.id != except_id:
             raise refused(
                 RejectionReason.CONFLICT,
-                f"The client {clash.name!r} already uses this tenant ({tenant_id})"
-                f" and environment {parsed.environment}",
+                N_("The client %(client)s already uses this tenant (%(tenant)s) and environment %(environment)s"),
                 field="client_url",
+                client=repr(clash.name),
+                tenant=str(tenant_id),
+                environment=parsed.environment,
             )
 
 
