@@ -98,7 +98,10 @@ class InvitationMailer:
                     await session.execute(
                         select(Invitation.id)
                         .where(service.mail_due(now))
-                        .order_by(col(Invitation.created_at))
+                        # Fewest attempts first: a mail the server keeps refusing (an
+                        # address it does not have) falls behind the others instead of
+                        # stopping every round at itself.
+                        .order_by(col(Invitation.mail_attempts), col(Invitation.created_at))
                         .limit(100)
                     )
                 )
@@ -114,7 +117,8 @@ class InvitationMailer:
             if mail is not None and await self.deliver(mail):
                 sent += 1
             elif mail is not None:
-                break  # the server is still failing: wait for the next round
+                # The server may be down for everyone: wait for the next round.
+                break
         return sent
 
     async def _run(self) -> None:

@@ -7,7 +7,9 @@ becomes ``{received_at}-{id}.json`` in ``HUB_SMTP_SINK_DIR`` (default ``.hub/mai
 the standard library and pydantic, so the gateway's dev mail page can call it without
 aiosmtpd.
 
-It listens on 127.0.0.1 only, accepts any sender and recipient, and never relays.
+It listens on 127.0.0.1 only, accepts any sender and every recipient but those of
+``HUB_SMTP_SINK_REFUSED_DOMAIN`` (answered 550, as a mail server answers a mailbox it does
+not have), and never relays.
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ class SmtpSinkSettings(HubSettings):
     smtp_sink_host: str = "127.0.0.1"
     smtp_sink_port: int = 2525
     smtp_sink_dir: Path = Path(".hub/mail")
+    # Recipients at this domain are refused for good (550), as by a real server.
+    smtp_sink_refused_domain: str | None = None
 
 
 def _body(message: EmailMessage, subtype: str) -> str | None:
@@ -65,8 +69,15 @@ def parse_message(raw: bytes, *, recipients: list[str], envelope_from: str | Non
 class _SinkHandler:
     """aiosmtpd handler: every accepted message goes to the folder."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, refused_domain: str | None) -> None:
         self._folder = folder
+        self._refused_suffix = f"@{refused_domain.lower()}" if refused_domain else None
+
+    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, options: list[str]) -> str:
+        if self._refused_suffix is not None and address.lower().endswith(self._refused_suffix):
+            return "550 5.1.1 Mailbox unavailable"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         content = envelope.original_content or envelope.content
@@ -81,7 +92,7 @@ async def serve(settings: SmtpSinkSettings, *, ready: asyncio.Event | None = Non
     """Accept mail until SIGINT or SIGTERM."""
     from aiosmtpd.smtp import SMTP
 
-    handler = _SinkHandler(settings.smtp_sink_dir)
+    handler = _SinkHandler(settings.smtp_sink_dir, settings.smtp_sink_refused_domain)
     loop = asyncio.get_running_loop()
     server = await loop.create_server(
         lambda: SMTP(handler, hostname="hub-smtp-sink", data_size_limit=MAX_MESSAGE_BYTES, loop=loop),
