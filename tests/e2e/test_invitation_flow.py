@@ -114,6 +114,14 @@ def _accept_and_check(
     )
     assert tampered.status_code == 400
 
+    # Each link's page says what accepting it does.
+    for link, says in (
+        (next(link for link in links if "add=1" in link), "puts the client on your dashboard"),
+        (next(link for link in links if "add=1" not in link), "through a client card of yours"),
+    ):
+        page = browser.get("/" + link.split("127.0.0.1", 1)[1].split("/", 1)[1])
+        assert page.status_code == 200 and says in page.text.replace("&#39;", "'"), page.text[:2000]
+
     accepted = _open(browser, next(link for link in links if "add=1" in link), csrf)
     assert accepted.status_code == 200, accepted.text[:1000]
     assert tenant["display_name"] in accepted.text
