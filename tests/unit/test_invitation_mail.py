@@ -53,6 +53,20 @@ def test_otherwise_the_mail_greets_once(welcome: str | None) -> None:
     assert html.count("<p>Hello Grace,</p>") == 1
 
 
+def test_the_mail_names_who_raised_it_and_in_which_tenant() -> None:
+    """The client's name is typed by whoever raised the invitation; the administrator and
+    the tenant come from their verified token, so the mail says those too."""
+    tenant = "3e927542-b688-5b57-9ec6-8896688ef271"
+    mail = replace(_mail(None), raised_by="admin@muhlbach.example", tenant=tenant)
+    said = (
+        f"Raised by admin@muhlbach.example, an administrator of the Microsoft Entra tenant {tenant},"
+        " whose sign-in the hub checked."
+    )
+    assert said in plain_text(mail)
+    assert said in html_body(mail)
+    assert "Raised by" not in plain_text(_mail(None)), "not said without a verified administrator"
+
+
 # ---------------------------------------------------------------- in the recipient's language
 
 

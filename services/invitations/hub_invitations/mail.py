@@ -46,6 +46,10 @@ class InvitationMail:
     accept_url: str
     add_url: str
     language: str = "en"
+    # Who raised it and in which Entra tenant, both from their verified token: what the
+    # client's name, typed by that person, cannot prove.
+    raised_by: str = ""
+    tenant: str = ""
 
     @property
     def t(self) -> Translator:
@@ -101,6 +105,7 @@ def plain_text(mail: InvitationMail) -> str:
         ),
         *(f"  - {company}" for company in mail.companies),
         t.gettext("(environment %(environment)s).", environment=mail.environment),
+        *[line for line in (_provenance(mail),) if line],
         "",
         t.gettext("Accept access:"),
         mail.accept_url,
@@ -113,6 +118,17 @@ def plain_text(mail: InvitationMail) -> str:
         t.gettext("If you did not expect this invitation, ignore this email; nothing happens until you accept."),
     ]
     return "\n".join(lines) + "\n"
+
+
+def _provenance(mail: InvitationMail) -> str | None:
+    if not mail.raised_by or not mail.tenant:
+        return None
+    return mail.t.gettext(
+        "Raised by %(administrator)s, an administrator of the Microsoft Entra tenant %(tenant)s,"
+        " whose sign-in the hub checked.",
+        administrator=mail.raised_by,
+        tenant=mail.tenant,
+    )
 
 
 def _sign_in_with(mail: InvitationMail) -> str:
@@ -142,12 +158,15 @@ def html_body(mail: InvitationMail) -> str:
     accept = t.gettext("Accept access")
     add = t.gettext("Accept and add %(client)s to your dashboard", client=mail.client_name)
     ignore = t.gettext("If you did not expect this invitation, ignore this email; nothing happens until you accept.")
+    said_by = _provenance(mail)
+    provenance = f"<p>{escape(said_by)}</p>" if said_by else ""
     return (
         f'<!doctype html><html lang="{escape(mail.language)}"><head><meta charset="utf-8">'
         f"<title>{escape(mail.subject)}</title></head>"
         '<body style="font-family:system-ui,sans-serif;line-height:1.5;max-width:40rem">'
         f"{greeting}{welcome}"
         f"<p>{escape(invites)}</p><ul>{companies}</ul><p>{escape(environment)}</p>"
+        f"{provenance}"
         f'<p><a href="{escape(mail.accept_url)}">{escape(accept)}</a></p>'
         f'<p><a href="{escape(mail.add_url)}">{escape(add)}</a></p>'
         f"<p>{escape(_sign_in_with(mail))}</p>"

@@ -122,6 +122,8 @@ def mail_for(invitation: Invitation, link: str, settings: InvitationsSettings) -
         accept_url=accept_url,
         add_url=add_url,
         language=language_of(invitation.language),
+        raised_by=invitation.raised_by,
+        tenant=invitation.tenant,
     )
 
 
@@ -188,7 +190,8 @@ async def raise_invitation(
 
 
 def _date(moment: datetime) -> str:
-    return moment.strftime("%d %B %Y at %H:%M UTC")
+    # Numbers only: the sentence around it is translated, an English month name would not be.
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 # When the accepting firm's access to a tenant was last taken back (None: it was not).
