@@ -76,7 +76,9 @@ def sink(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sink]:
     running.process.stop()
 
 
-def _start_invitations(nats_url: str, database_url: str, smtp_port: int, logs: Path) -> ServiceProcess:
+def _start_invitations(
+    nats_url: str, database_url: str, smtp_port: int, logs: Path, settings: dict[str, str] | None = None
+) -> ServiceProcess:
     process = start_service(
         "invitations",
         "invitations",
@@ -89,6 +91,7 @@ def _start_invitations(nats_url: str, database_url: str, smtp_port: int, logs: P
             "HUB_PUBLIC_URL": "http://hub.test:8000",
             "HUB_SECRET_KEY": SECRET_KEY,
             "HUB_MAIL_RETRY_SECONDS": "1",
+            **(settings or {}),
         },
         logs,
     )
@@ -456,3 +459,36 @@ async def test_the_mail_is_in_the_invitations_language(
     assert mail.subject == "U bent door CRONUS Sample Client uitgenodigd voor Accountant Hub"
     assert mail.text is not None and "Toegang accepteren:" in mail.text
     assert (await _mail_recorded(database, invitation_id))["language"] == "nl"
+
+
+async def test_a_tenant_and_an_address_get_a_daily_allowance_of_invitations(
+    nats_url: str, database_url: str, nats_connection: Client, sink: Sink, database: Engine, tmp_path: Path
+) -> None:
+    """Any Entra tenant's administrator can make the hub mail anyone: a tenant gets so many
+    invitations a day, and so does an address, then a clear refusal that stores nothing."""
+    allowance = {"HUB_INVITATIONS_PER_TENANT_PER_DAY": "3", "HUB_INVITATIONS_PER_ADDRESS_PER_DAY": "2"}
+    process = _start_invitations(nats_url, database_url, sink.port, tmp_path / "logs", allowance)
+    tenant = str(uuid.uuid4())
+    try:
+        address = f"eve.moss.{uuid.uuid4().hex[:8]}@contoso-accounting.example"
+        for _ in range(2):
+            await _raise(nats_connection, address, tenant=tenant)
+        stored = _counts(database)
+        with pytest.raises(CommandRejected) as to_the_address:
+            await _raise(nats_connection, address, tenant=tenant)
+        _assert_refused(to_the_address.value, RejectionReason.RATE_LIMITED, "was invited 2 times in the last 24 hours")
+        assert to_the_address.value.rejection.field == "accountant_email"
+        assert _counts(database) == stored, "a refused invitation stores nothing"
+
+        await _raise(nats_connection, f"fay.{uuid.uuid4().hex[:8]}@contoso-accounting.example", tenant=tenant)
+        with pytest.raises(CommandRejected) as from_the_tenant:
+            await _raise(nats_connection, f"gus.{uuid.uuid4().hex[:8]}@contoso-accounting.example", tenant=tenant)
+        _assert_refused(
+            from_the_tenant.value, RejectionReason.RATE_LIMITED, "raised 3 invitations in the last 24 hours"
+        )
+        # Another tenant has its own allowance.
+        await _raise(
+            nats_connection, f"hal.{uuid.uuid4().hex[:8]}@contoso-accounting.example", tenant=str(uuid.uuid4())
+        )
+    finally:
+        process.stop()

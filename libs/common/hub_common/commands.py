@@ -322,6 +322,8 @@ class RejectionReason(StrEnum):
     UNAVAILABLE = "unavailable"
     # Business Central answered with a failure that trying again will not fix; see ``failure``.
     UPSTREAM = "upstream"
+    # Too many of these for now; the same request later may pass.
+    RATE_LIMITED = "rate_limited"
 
 
 class Rejection(BaseModel):

@@ -299,6 +299,7 @@ _STATUS_FOR_REASON = {
     commands.RejectionReason.FORBIDDEN: status.HTTP_403_FORBIDDEN,
     commands.RejectionReason.UNAVAILABLE: status.HTTP_503_SERVICE_UNAVAILABLE,
     commands.RejectionReason.UPSTREAM: status.HTTP_502_BAD_GATEWAY,
+    commands.RejectionReason.RATE_LIMITED: status.HTTP_429_TOO_MANY_REQUESTS,
 }
 
 

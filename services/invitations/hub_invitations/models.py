@@ -6,7 +6,7 @@ import uuid
 from datetime import UTC, datetime
 from enum import StrEnum
 
-from sqlalchemy import JSON, Column, Text
+from sqlalchemy import JSON, Column, Index, Text
 from sqlmodel import Field, SQLModel
 
 from hub_common.db import UtcDateTime
@@ -26,6 +26,11 @@ def _now() -> datetime:
 
 class Invitation(SQLModel, table=True):
     __tablename__ = "invitations_invitations"
+    # The daily allowance counts a tenant's and an address's invitations of the last day.
+    __table_args__ = (
+        Index("invitations_by_tenant", "tenant", "created_at"),
+        Index("invitations_by_address", "email", "created_at"),
+    )
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
     # SHA-256 (hex) of the link's token; the token itself is never stored.

@@ -13,9 +13,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import ColumnElement, and_, or_, update
+from sqlalchemy import ColumnElement, and_, func, or_, update
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlmodel import col
+from sqlmodel import col, select
 
 from hub_common import outbox
 from hub_common.commands import (
@@ -137,6 +137,40 @@ async def _emit(
 # ---------------------------------------------------------------- raising
 
 
+async def _raised_since(session: AsyncSession, condition: ColumnElement[bool], since: datetime) -> int:
+    counted = await session.execute(
+        select(func.count()).select_from(Invitation).where(condition, col(Invitation.created_at) > since)
+    )
+    return int(counted.scalar_one())
+
+
+async def _check_rate(
+    session: AsyncSession, tenant: str, email: str, settings: InvitationsSettings, now: datetime
+) -> None:
+    """Refuse an invitation beyond the day's allowance of its tenant or its address."""
+    since = now - timedelta(days=1)
+    if await _raised_since(session, col(Invitation.tenant) == tenant, since) >= settings.invitations_per_tenant_per_day:
+        raise refused(
+            RejectionReason.RATE_LIMITED,
+            N_(
+                "Your organisation raised %(count)s invitations in the last 24 hours, the most the hub sends;"
+                " try again tomorrow."
+            ),
+            count=settings.invitations_per_tenant_per_day,
+        )
+    if await _raised_since(session, col(Invitation.email) == email, since) >= settings.invitations_per_address_per_day:
+        raise refused(
+            RejectionReason.RATE_LIMITED,
+            N_(
+                "%(email)s was invited %(count)s times in the last 24 hours, the most the hub sends;"
+                " try again tomorrow."
+            ),
+            "accountant_email",
+            email=email,
+            count=settings.invitations_per_address_per_day,
+        )
+
+
 async def raise_invitation(
     *,
     session: AsyncSession,
@@ -148,6 +182,7 @@ async def raise_invitation(
     now = now or datetime.now(UTC)
     email = normalize_email(command.accountant_email)
     companies = _companies(command.companies)
+    await _check_rate(session, command.tenant, email, settings, now)
     token = new_token()
     invitation = Invitation(
         token_hash=token_hash(token),

@@ -21,7 +21,7 @@ from hub_gateway.dependencies import State, error_responses, rejection_error
 from hub_gateway.languages import LocalizedHTTPException, request_language
 
 client_invitations = APIRouter(
-    prefix="/api/v1", tags=["client invitations"], responses=error_responses(401, 403, 404, 409, 422, 503)
+    prefix="/api/v1", tags=["client invitations"], responses=error_responses(401, 403, 404, 409, 422, 429, 503)
 )
 
 

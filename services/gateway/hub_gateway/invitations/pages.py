@@ -29,6 +29,8 @@ _STATUS = {
     RejectionReason.CONFLICT: status.HTTP_409_CONFLICT,
     RejectionReason.FORBIDDEN: status.HTTP_403_FORBIDDEN,
     RejectionReason.UNAVAILABLE: status.HTTP_503_SERVICE_UNAVAILABLE,
+    RejectionReason.UPSTREAM: status.HTTP_502_BAD_GATEWAY,
+    RejectionReason.RATE_LIMITED: status.HTTP_429_TOO_MANY_REQUESTS,
 }
 
 
