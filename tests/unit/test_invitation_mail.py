@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from hub_common.events import ColleagueInvited, Role
 from hub_invitations import colleague_mail
 from hub_invitations.mail import InvitationMail, compose, html_body, plain_text
+from hub_invitations.service import MAIL_CLAIM, mail_claim
 from hub_invitations.settings import InvitationsSettings
 
 
@@ -117,3 +118,8 @@ def test_a_colleague_invitation_from_before_languages_is_english() -> None:
     )
     message = colleague_mail.compose(invited, InvitationsSettings(_env_file=None))
     assert message["Subject"] == "Grace invited you to Litware Accountants on Accountant Hub"
+
+
+def test_a_mail_is_held_longer_than_its_sending_can_take() -> None:
+    assert mail_claim(InvitationsSettings(_env_file=None, smtp_timeout_seconds=10)) == MAIL_CLAIM
+    assert mail_claim(InvitationsSettings(_env_file=None, smtp_timeout_seconds=60)) == timedelta(minutes=10)

@@ -46,6 +46,15 @@ from hub_invitations.settings import InvitationsSettings
 
 # How long the handler that raised an invitation holds its mail before the retry loop may.
 MAIL_CLAIM = timedelta(minutes=2)
+# An SMTP exchange is up to about this many reads and writes, each given the SMTP timeout.
+SMTP_ROUND_TRIPS = 10
+
+
+def mail_claim(settings: InvitationsSettings) -> timedelta:
+    """Longer than a send can take: a claim that ran out while its mail was still going out
+    would let another sender mail a second link, and the first one delivered would no
+    longer work."""
+    return max(MAIL_CLAIM, timedelta(seconds=settings.smtp_timeout_seconds * SMTP_ROUND_TRIPS))
 
 TAMPERED = N_(
     "This link was changed or is incomplete. Open it again from the invitation email, or copy the whole link."
@@ -198,7 +207,7 @@ async def raise_invitation(
         created_at=now,
         expires_at=now + timedelta(days=settings.invitation_lifetime_days),
         status=InvitationStatus.PENDING.value,
-        mail_claimed_until=now + MAIL_CLAIM,
+        mail_claimed_until=now + mail_claim(settings),
     )
     session.add(invitation)
     await session.flush()
@@ -417,7 +426,7 @@ async def claim_unsent_mail(
             col(Invitation.id) == invitation_id,
             mail_due(now),
         )
-        .values(token_hash=token_hash(token), mail_claimed_until=now + MAIL_CLAIM)
+        .values(token_hash=token_hash(token), mail_claimed_until=now + mail_claim(settings))
     )
     if getattr(claimed, "rowcount", 0) != 1:
         return None
