@@ -56,6 +56,7 @@ def mail_claim(settings: InvitationsSettings) -> timedelta:
     longer work."""
     return max(MAIL_CLAIM, timedelta(seconds=settings.smtp_timeout_seconds * SMTP_ROUND_TRIPS))
 
+
 TAMPERED = N_(
     "This link was changed or is incomplete. Open it again from the invitation email, or copy the whole link."
 )

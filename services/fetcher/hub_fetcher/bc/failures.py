@@ -119,6 +119,18 @@ _ENTRA_SUMMARIES: dict[FailureKind, tuple[str, str]] = {
         N_("Microsoft Entra ID asked the hub to slow down its requests for access (too many requests)."),
         N_("Nothing to do: the hub waits as long as Entra ID asks, then tries again."),
     ),
+    # Entra refusing the token request's own credentials is about the hub's app (its secret
+    # wrong or expired), not about the client: every client fails alike until it is renewed.
+    FailureKind.CREDENTIALS_REJECTED: (
+        N_(
+            "Microsoft Entra ID refused the hub's own app credentials: its client secret or certificate"
+            " is wrong or has expired. Nothing is wrong at the client."
+        ),
+        N_(
+            "Tell whoever runs the hub: renew the hub app's client secret (or certificate) in Microsoft"
+            " Entra ID and set HUB_ENTRA_CLIENT_SECRET. Every client fails this way until then."
+        ),
+    ),
 }
 
 _CORRELATION = re.compile(r"CorrelationId:\s*([0-9a-fA-F-]{8,})")
