@@ -11,14 +11,17 @@ import time
 import uuid
 from collections.abc import Iterator
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from hub_common.local_nats import free_port
 from tests.conftest import Sandbox
 from tests.e2e.conftest import Hub
 from tests.support.connect import add_connected_client
+from tests.support.processes import start_service
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.e2e
@@ -301,3 +304,24 @@ def test_a_gateway_stops_within_its_grace_while_a_page_is_live(
         assert "Exception in ASGI application" not in replica.log()
     finally:
         replica.kill()
+
+
+def test_a_gateway_that_cannot_start_exits_with_an_error(hub: Hub, tmp_path: Path) -> None:
+    """A start that fails (here its database cannot be opened) is an error exit, so a
+    supervisor or Kubernetes restarts it and says so, instead of seeing it complete."""
+    # A file where the database's folder should be: nothing can create the database there.
+    (tmp_path / "not-a-folder").write_text("")
+    broken = start_service(
+        "gateway-broken",
+        "gateway",
+        {
+            **hub.gateway_environment,
+            "HUB_PORT": str(free_port()),
+            "HUB_DATABASE_URL": f"sqlite:///{tmp_path / 'not-a-folder' / 'gateway.db'}",
+        },
+        tmp_path,
+    )
+    try:
+        assert broken.process.wait(timeout=60) == 3, broken.log()[-3000:]
+    finally:
+        broken.kill()

@@ -295,4 +295,5 @@ def run(settings: GatewaySettings | None = None) -> None:
         # What is still running this long after SIGTERM (a slow request) is cancelled.
         timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS,
     )
+    # A start that fails exits with uvicorn's STARTUP_FAILURE (3), as uvicorn.run would.
     _GatewayServer(config, app).run()
