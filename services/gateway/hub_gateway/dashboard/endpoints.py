@@ -229,6 +229,9 @@ async def live(request: Request, principal: CurrentPrincipal, state: State) -> S
             return
         try:
             with state.live.listen(firm_id) as queue:
+                if state.live.ending:
+                    # The server began to stop while this stream was being opened.
+                    return
                 yield f"retry: {RECONNECT_MILLISECONDS}\n\n"
                 yield _event("ready", {"firm_id": str(firm_id)})
                 checked_at = time.monotonic()

@@ -65,6 +65,8 @@ class LiveUpdates:
         self._listeners: dict[uuid.UUID, set[asyncio.Queue[Notice]]] = {}
         self._streams_of: dict[uuid.UUID, int] = {}
         self._subscription: Subscription | None = None
+        # Set once the server stops: a stream that starts listening after it ends at once.
+        self.ending = False
 
     async def start(self) -> None:
         self._subscription = await self._nats.subscribe(LIVE_SUBJECTS, cb=self._heard)
@@ -101,14 +103,17 @@ class LiveUpdates:
             try:
                 queue.put_nowait(notice)
             except asyncio.QueueFull:
-                # Too far behind to patch: drop what waits and ask the page to reload.
+                # Too far behind to patch: drop what waits and ask the page to reload
+                # (keeping an end the server asked for).
+                ending = False
                 while not queue.empty():
-                    queue.get_nowait()
-                queue.put_nowait(Notice(reload=True))
+                    ending |= queue.get_nowait().end
+                queue.put_nowait(Notice(reload=True, end=ending))
 
     def end_streams(self) -> None:
         """Ask every open stream to end: a stopping server waits for open responses, and a
         live stream never ends by itself."""
+        self.ending = True
         for queues in self._listeners.values():
             for queue in queues:
                 while queue.full():
