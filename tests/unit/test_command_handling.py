@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from faststream.nats import NatsBroker
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -18,6 +18,7 @@ from hub_common import commands
 from hub_common.command_handling import CommandServer, answer
 from hub_common.commands import CommandRejected, RejectionReason, refused
 from hub_common.db import create_engine, session_factory
+from hub_common.events import Actor, ClientCard
 
 FIRM = uuid.uuid4()
 
@@ -143,3 +144,32 @@ async def test_losing_a_race_for_a_unique_row_is_a_conflict(sessions: async_sess
             await session.execute(text("INSERT INTO things VALUES ('same'), ('same')"))
     assert refusal.value.rejection.reason is RejectionReason.CONFLICT
     assert await names(sessions) == []
+
+
+class _CardBeforeCashAccounts(BaseModel):
+    """The client card as an owner of the release before cash accounts reads it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    client_url: str
+    contact_name: str | None = None
+    email: str | None = None
+    phone: str | None = None
+    notes: str | None = None
+    assigned_accountant_id: uuid.UUID | None = None
+    tax_account_numbers: list[str] | None = None
+
+
+def test_an_owner_not_yet_upgraded_takes_a_command_that_leaves_a_newer_field_unset() -> None:
+    """Mid-upgrade: a new gateway adds a client for an old registry (forbidding unknown fields)."""
+    command = commands.AddClient(
+        firm_id=uuid.uuid4(),
+        actor=Actor.service("test"),
+        correlation_id="c",
+        card=ClientCard(name="Contoso", client_url="https://businesscentral.dynamics.com/contoso.com/Production"),
+    )
+    card = json.loads(commands.command_body(command))["card"]
+    assert _CardBeforeCashAccounts.model_validate(card).name == "Contoso"
+    # What the owner itself reads back is the same command.
+    assert commands.AddClient.model_validate_json(commands.command_body(command)) == command

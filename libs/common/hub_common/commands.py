@@ -411,6 +411,13 @@ def refused(reason: RejectionReason, message: str, /, field: str | None = None, 
     return CommandRejected(rejection(reason, message, field, **values))
 
 
+def command_body(command: BaseModel) -> bytes:
+    """A command as it travels. Unset optional fields are left out (every one defaults to
+    None, so nothing changes for the owner): an owner not yet upgraded then still takes a
+    command from a caller that knows a newer optional field, as long as it is not used."""
+    return command.model_dump_json(exclude_none=True).encode()
+
+
 async def send_command(
     connection: Client,
     subject: str,
@@ -426,9 +433,7 @@ async def send_command(
     headers: dict[str, str] = {}
     inject_context(headers)
     try:
-        response = await connection.request(
-            subject, command.model_dump_json().encode(), timeout=timeout, headers=headers or None
-        )
+        response = await connection.request(subject, command_body(command), timeout=timeout, headers=headers or None)
     except (nats.errors.TimeoutError, nats.errors.NoRespondersError) as error:
         raise CommandRejected(
             Rejection(

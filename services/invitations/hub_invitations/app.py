@@ -78,11 +78,11 @@ def create_app(settings: InvitationsSettings) -> FastStream:
         await engine.dispose()
         await operations.stop()
 
-    async def access_taken_back(firm_id: uuid.UUID, tenant: str) -> datetime | None:
+    async def access_removed_at(firm_id: uuid.UUID, tenant: str) -> datetime | None:
         # The registry's grants, as it mirrors them for the fetchers.
         return await grants.revoked_at(jetstream_of(broker), firm_id, tenant)
 
-    register_command_handlers(broker, sessions, duties.notify_relay, mailer, settings, access_taken_back)
+    register_command_handlers(broker, sessions, duties.notify_relay, mailer, settings, access_removed_at)
     colleague_mail = colleague_mail_handler(settings)
 
     async def on_event(envelope: Envelope[EventData], delivery: Delivery) -> None:

@@ -25,7 +25,7 @@ def register_command_handlers(
     notify_relay: Callable[[], None],
     mailer: InvitationMailer,
     settings: InvitationsSettings,
-    access_taken_back: service.AccessTakenBack,
+    access_removed_at: service.AccessRemovedAt,
 ) -> None:
     server = CommandServer(broker, sessions, queue=QUEUE_GROUP, after_commit=notify_relay, owner="invitations service")
 
@@ -41,7 +41,7 @@ def register_command_handlers(
         try:
             async with server.transaction() as session:
                 result = await service.accept_invitation(
-                    session=session, command=command, settings=settings, access_taken_back=access_taken_back
+                    session=session, command=command, settings=settings, access_removed_at=access_removed_at
                 )
         except service.AcceptanceRefused as refused:
             await record_refused_attempt(refused, command)

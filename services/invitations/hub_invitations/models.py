@@ -29,7 +29,7 @@ class Invitation(SQLModel, table=True):
     # The daily allowance counts a tenant's and an address's invitations of the last day.
     __table_args__ = (
         Index("invitations_by_tenant", "tenant", "created_at"),
-        Index("invitations_by_address", "email", "created_at"),
+        Index("invitations_by_address", "tenant", "email", "created_at"),
     )
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)

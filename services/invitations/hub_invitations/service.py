@@ -168,11 +168,14 @@ async def _check_rate(
             ),
             count=settings.invitations_per_tenant_per_day,
         )
-    if await _raised_since(session, col(Invitation.email) == email, since) >= settings.invitations_per_address_per_day:
+    # Per address and tenant: another tenant flooding an address must not block the
+    # accountant's real clients from inviting them.
+    to_address = and_(col(Invitation.tenant) == tenant, col(Invitation.email) == email)
+    if await _raised_since(session, to_address, since) >= settings.invitations_per_address_per_day:
         raise refused(
             RejectionReason.RATE_LIMITED,
             N_(
-                "%(email)s was invited %(count)s times in the last 24 hours, the most the hub sends;"
+                "Your organisation invited %(email)s %(count)s times in the last 24 hours, the most the hub sends;"
                 " try again tomorrow."
             ),
             "accountant_email",
@@ -239,8 +242,8 @@ def _date(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
-# When the accepting firm's access to a tenant was last taken back (None: it was not).
-AccessTakenBack = Callable[[uuid.UUID, str], Awaitable[datetime | None]]
+# When the accepting firm's access to a tenant was last removed (None: it holds access, or never had it).
+AccessRemovedAt = Callable[[uuid.UUID, str], Awaitable[datetime | None]]
 
 
 async def accept_invitation(
@@ -248,14 +251,14 @@ async def accept_invitation(
     session: AsyncSession,
     command: AcceptInvitation,
     settings: InvitationsSettings,
-    access_taken_back: AccessTakenBack,
+    access_removed_at: AccessRemovedAt,
     now: datetime | None = None,
 ) -> InvitationAcceptedResult:
     """Turn a signed, unexpired, unused link followed by the invited address into access.
 
-    Access the client took back from the accountant's firm after raising the invitation is
-    not given again by it: the client withdrew it knowing of the invitation, or by
-    withdrawing the app's consent.
+    Access the accountant's firm lost after the invitation was raised (the client withdrew
+    it, its consent went, or the firm removed it) is not given back by it: a removal must
+    not be undone by an older invitation; a new one, or Connect, gives access again.
     """
     now = now or datetime.now(UTC)
     try:
@@ -319,18 +322,18 @@ async def accept_invitation(
             attempt=RefusedAttempt.of(invitation),
             email=invitation.email,
         )
-    taken_back = await access_taken_back(command.firm_id, invitation.tenant)
-    if taken_back is not None and taken_back > invitation.created_at:
+    removed_at = await access_removed_at(command.firm_id, invitation.tenant)
+    if removed_at is not None and removed_at > invitation.created_at:
         raise AcceptanceRefused(
             RejectionReason.CONFLICT,
             N_(
-                "%(client)s took your firm's access back on %(day)s, after sending this invitation;"
-                " ask them to invite you again."
+                "Your firm's access to %(client)s was removed on %(day)s, after this invitation was sent;"
+                " an invitation cannot give back access removed later. Ask %(client)s to invite you again."
             ),
             "token",
             attempt=RefusedAttempt.of(invitation),
             client=invitation.client_name,
-            day=_date(taken_back),
+            day=_date(removed_at),
         )
     changed = await session.execute(
         update(Invitation)

@@ -21,7 +21,7 @@ class InvitationsSettings(HubSettings):
     public_url: str = "http://127.0.0.1:8000"
     invitation_lifetime_days: int = 14
     # Invitations mail anyone from the hub's sender, and any Entra tenant's administrator
-    # can raise them: at most this many in 24 hours per client tenant and per address.
+    # can raise them: at most this many in 24 hours per client tenant, and per tenant and address.
     invitations_per_tenant_per_day: int = Field(default=50, ge=1, le=10_000)
     invitations_per_address_per_day: int = Field(default=5, ge=1, le=1_000)
     # An invitation whose mail could not be sent is retried this often (with a new link,

@@ -42,11 +42,11 @@ async def accept_invitation(
     # acceptance that waited for it could run out of deliveries and be lost).
     known_tenant_id = _tenant_id(data.tenant)
     tenant_id = known_tenant_id or await resolve_tenant(directory, data.tenant)
-    if data.invited_at is not None and await _taken_back_since(session, accepted.firm_id, tenant_id, data.invited_at):
+    if data.invited_at is not None and await _removed_since(session, accepted.firm_id, tenant_id, data.invited_at):
         # The invitations service refuses such an acceptance; this one crossed the
         # withdrawal on its way here.
         logger.warning(
-            "invitation accepted after the client took the access back; no access given",
+            "invitation raised before the firm's access was removed; no access given",
             invitation_id=str(data.invitation_id),
             firm_id=str(accepted.firm_id),
             tenant_id=str(tenant_id),
@@ -55,15 +55,23 @@ async def accept_invitation(
     actor = Actor(kind=ActorKind.ACCOUNTANT, id=str(data.accountant_id), display_name=data.email)
     context = Context(accepted.firm_id, actor, accepted.correlation_id)
     existing = (
-        await session.execute(
-            select(Client).where(
-                Client.firm_id == accepted.firm_id,
-                or_(col(Client.tenant_id) == tenant_id, func.lower(Client.tenant) == data.tenant.lower()),
-                func.lower(Client.environment) == data.environment.lower(),
-                col(Client.removed_at).is_(None),
+        (
+            await session.execute(
+                select(Client)
+                .where(
+                    Client.firm_id == accepted.firm_id,
+                    or_(col(Client.tenant_id) == tenant_id, func.lower(Client.tenant) == data.tenant.lower()),
+                    func.lower(Client.environment) == data.environment.lower(),
+                    col(Client.removed_at).is_(None),
+                )
+                # Cards that differ only in the environment's case, made before that was one
+                # client: the oldest is the client.
+                .order_by(col(Client.created_at), col(Client.id))
             )
         )
-    ).scalar_one_or_none()
+        .scalars()
+        .first()
+    )
     adding = existing is None and data.add_to_dashboard
     added = uuid.uuid4() if adding else None
     # The grant first: the relay mirrors it for the fetchers before it publishes the
@@ -102,7 +110,7 @@ def _tenant_id(tenant: str) -> uuid.UUID | None:
         return None
 
 
-async def _taken_back_since(session: AsyncSession, firm_id: uuid.UUID, tenant_id: uuid.UUID, moment: datetime) -> bool:
+async def _removed_since(session: AsyncSession, firm_id: uuid.UUID, tenant_id: uuid.UUID, moment: datetime) -> bool:
     """Whether the firm lost its access to the tenant after ``moment`` and holds none now."""
     if await has_grant(session, firm_id, tenant_id):
         return False

@@ -160,7 +160,11 @@ async def update_client(
     parsed = parse_url(command.card.client_url, settings)
     await _check_assignee(session, command.firm_id, command.card)
     tenant_id = await resolve_tenant(directory, parsed.tenant)
-    await _check_unique(session, command.firm_id, parsed, tenant_id, except_id=client.id)
+    moved = tenant_id != client.tenant_id or parsed.environment.lower() != client.environment.lower()
+    if moved:
+        # Only a card that moves to another tenant or environment can clash; cards that
+        # clashed before the rule (environments differing only in case) stay editable.
+        await _check_unique(session, command.firm_id, parsed, tenant_id, except_id=client.id)
     card = command.card
     client.name = card.name
     client.client_url = card.client_url.strip()

@@ -1,4 +1,5 @@
-"""Invitations found by tenant and by address over the last day (the hub's daily allowance).
+"""Invitations found by tenant, and by tenant and address, over the last day (the hub's
+daily allowance).
 
 Revision ID: 0006
 Revises: 0005
@@ -14,7 +15,7 @@ depends_on = None
 
 def upgrade() -> None:
     op.create_index("invitations_by_tenant", "invitations_invitations", ["tenant", "created_at"])
-    op.create_index("invitations_by_address", "invitations_invitations", ["email", "created_at"])
+    op.create_index("invitations_by_address", "invitations_invitations", ["tenant", "email", "created_at"])
 
 
 def downgrade() -> None:
