@@ -18,7 +18,6 @@ from hub_common.entra import TenantDirectory
 from hub_common.events import ClientUpdated, TenantAccessGranted, decode_event
 from hub_registry.app import MIGRATIONS, VERSION_TABLE
 from hub_registry.models import (
-    Accountant,
     AlertEpisodeRow,
     AlertFailureRow,
     AlertRuleRow,
@@ -109,11 +108,15 @@ async def test_alerts_waiting_for_a_digest_stay_waiting_and_unwatched_failures_g
         async with transaction(sessions) as session:
             session.add(Firm(id=firm, name="Digesting firm"))
             await session.flush()
-            session.add(
-                Accountant(id=owner, firm_id=firm, email=f"{owner.hex}@d.example", display_name="D", role="owner")
+            # Raw SQL: the Accountant and Client models have columns of later revisions.
+            await session.execute(
+                text(
+                    "INSERT INTO registry_accountants (id, firm_id, email, display_name, role, created_at)"
+                    " VALUES (:id, :firm, :email, 'D', 'owner', '2026-11-01 10:00:00')"
+                ),
+                {"id": owner.hex, "firm": firm.hex, "email": f"{owner.hex}@d.example"},
             )
             for client_id in (watched, unwatched):
-                # Raw SQL: the Client model has columns of later revisions.
                 await session.execute(
                     text(
                         "INSERT INTO registry_clients (id, firm_id, name, client_url, tenant, environment, source,"

@@ -70,6 +70,12 @@ class EnsureAccountant(BaseModel):
     # the firm of one of those invitations, or a firm of its own. Nobody joins silently.
     join_firm_id: uuid.UUID | None = None
     start_own_firm: bool = False
+    # Who signed in, as Microsoft Entra ID names them for good (tenant and object ids): an
+    # account is bound to them on its first sign-in with them, and an address signing in
+    # from another identity is refused (an email claim alone proves nothing). None for dev
+    # tokens, which exist only in dev mode.
+    entra_tenant_id: uuid.UUID | None = None
+    entra_object_id: uuid.UUID | None = None
 
 
 class ListFirmInvitations(BaseModel):

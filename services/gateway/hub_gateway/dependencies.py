@@ -4,7 +4,7 @@ roles, the documented error bodies, and sending a command to the service that ow
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Annotated, Any
@@ -147,6 +147,38 @@ def _unauthorized(detail: str) -> HTTPException:
     return HTTPException(status.HTTP_401_UNAUTHORIZED, detail=detail, headers={"WWW-Authenticate": "Bearer"})
 
 
+@dataclass(frozen=True)
+class EntraIdentity:
+    """Who signed in, as Entra names them for good: the tenant and the user's object id."""
+
+    tenant_id: uuid.UUID
+    object_id: uuid.UUID
+
+
+def signed_in_identity(claims: Mapping[str, object]) -> tuple[str, EntraIdentity] | None:
+    """The address and identity of an accountant's Entra sign-in, or None when the token
+    does not prove them.
+
+    The address is the email claim only where Entra says its domain was verified
+    (``xms_edov``): any tenant's administrator can give a user any email attribute. Else it
+    is the sign-in name (UPN), whose domain the user's own tenant must have verified. A
+    guest of the tenant (``idp``, or a ``#EXT#`` sign-in name) is not its own person there.
+    """
+    try:
+        identity = EntraIdentity(uuid.UUID(str(claims.get("tid"))), uuid.UUID(str(claims.get("oid"))))
+    except ValueError:
+        return None
+    if claims.get("idp"):
+        return None
+    email, verified = claims.get("email"), claims.get("xms_edov")
+    if isinstance(email, str) and "@" in email and (verified is True or str(verified).lower() in ("true", "1")):
+        return email, identity
+    name = claims.get("preferred_username")
+    if isinstance(name, str) and "@" in name and "#ext#" not in name.lower():
+        return name, identity
+    return None
+
+
 def display_name_for(email: str, name: object = None) -> str:
     """A person's name as the hub shows it: theirs if given, else their address's local part.
 
@@ -170,6 +202,7 @@ async def ensure_accountant(
     email: str,
     display_name: str,
     *,
+    identity: EntraIdentity | None = None,
     join_firm_id: uuid.UUID | None = None,
     start_own_firm: bool = False,
 ) -> Principal:
@@ -181,6 +214,8 @@ async def ensure_accountant(
             correlation_id=request.state.correlation_id,
             join_firm_id=join_firm_id,
             start_own_firm=start_own_firm,
+            entra_tenant_id=identity.tenant_id if identity else None,
+            entra_object_id=identity.object_id if identity else None,
         )
     except ValidationError as error:
         raise LocalizedHTTPException(
@@ -189,7 +224,7 @@ async def ensure_accountant(
             values={"email": repr(email.strip()[:80])},
         ) from error
     try:
-        identity = await commands.send_command(
+        accountant = await commands.send_command(
             state.nats,
             commands.ENSURE_ACCOUNTANT,
             command,
@@ -209,7 +244,9 @@ async def ensure_accountant(
         ):
             raise FirmChoiceRequired(rejected.rejection.message) from rejected
         raise rejection_error(rejected) from rejected
-    return Principal(identity.accountant_id, identity.firm_id, identity.email, identity.display_name, identity.role)
+    return Principal(
+        accountant.accountant_id, accountant.firm_id, accountant.email, accountant.display_name, accountant.role
+    )
 
 
 async def _offered_csrf(request: Request) -> str | None:

@@ -39,6 +39,9 @@ class Accountant(SQLModel, table=True):
     display_name: str = Field(max_length=250)
     role: str = Field(max_length=20)
     created_at: datetime = Field(default_factory=_now, sa_column=_timestamp())
+    # The Entra identity the account signs in with, bound at its first Entra sign-in.
+    entra_tenant_id: uuid.UUID | None = None
+    entra_object_id: uuid.UUID | None = None
 
 
 class Client(SQLModel, table=True):

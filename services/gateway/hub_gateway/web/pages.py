@@ -33,6 +33,7 @@ from hub_gateway.dashboard import queries as dashboard_queries
 from hub_gateway.dependencies import (
     MANAGING_ROLES,
     SESSION_COOKIE,
+    EntraIdentity,
     FirmChoiceRequired,
     GatewayState,
     Session,
@@ -40,6 +41,7 @@ from hub_gateway.dependencies import (
     current_principal,
     display_name_for,
     ensure_accountant,
+    signed_in_identity,
 )
 from hub_gateway.languages import refusal_text, rejection_text, request_translator
 from hub_gateway.readmodel.columns import FIGURE_COLUMNS
@@ -311,25 +313,35 @@ async def finish_sign_in(request: Request, state: State) -> Response:
     if "error" in result or not isinstance(claims, dict):
         detail = result.get("error_description") or result.get("error") or t.gettext("no identity returned")
         return _sign_in_page(request, state, error=t.gettext("Sign-in failed: %(reason)s", reason=detail))
-    email = claims.get("email") or claims.get("preferred_username")
-    if not isinstance(email, str) or "@" not in email:
+    signed_in = signed_in_identity(claims)
+    if signed_in is None:
         return _sign_in_page(
-            request, state, error=t.gettext("Your account has no email address; use a work or school account.")
+            request,
+            state,
+            error=t.gettext(
+                "Microsoft did not confirm an address of your own organisation for this account;"
+                " sign in with your work or school account, not as a guest."
+            ),
         )
+    email, identity = signed_in
     name = display_name_for(email, claims.get("name"))
     try:
-        principal = await ensure_accountant(state, request, email, str(name))
+        principal = await ensure_accountant(state, request, email, str(name), identity=identity)
     except FirmChoiceRequired:
-        return _to_firm_choice(state, email, str(name), pending.get("next", "/"))
+        return _to_firm_choice(state, email, str(name), pending.get("next", "/"), identity)
     except HTTPException as refused:
         return _sign_in_page(request, state, error=refusal_text(request, refused))
     return await _start_session(state, principal, pending.get("next", "/"))
 
 
-def _to_firm_choice(state: GatewayState, email: str, name: str, target: str) -> Response:
+def _to_firm_choice(
+    state: GatewayState, email: str, name: str, target: str, identity: EntraIdentity | None = None
+) -> Response:
     """The verified identity waits in a signed cookie while the person chooses a firm."""
     response = RedirectResponse("/sign-in/choose-firm", status_code=status.HTTP_303_SEE_OTHER)
     pending = {"email": email, "name": name, "next": _safe_next(target)}
+    if identity is not None:
+        pending |= {"tid": str(identity.tenant_id), "oid": str(identity.object_id)}
     set_sealed_cookie(response, state, CHOICE_COOKIE, pending, FLOW_LIFETIME_SECONDS)
     response.delete_cookie(FLOW_COOKIE)
     return response
@@ -375,11 +387,13 @@ async def choose_firm(
                 request, state, error=request_translator(request).gettext("Choose one of the firms on the page.")
             )
     try:
+        identity = EntraIdentity(uuid.UUID(pending["tid"]), uuid.UUID(pending["oid"])) if "oid" in pending else None
         principal = await ensure_accountant(
             state,
             request,
             pending["email"],
             pending["name"],
+            identity=identity,
             join_firm_id=join_firm_id,
             start_own_firm=join_firm_id is None,
         )

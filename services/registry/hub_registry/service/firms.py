@@ -108,6 +108,7 @@ async def ensure_accountant(
     email = _work_email(command.email)
     existing = (await session.execute(select(Accountant).where(Accountant.email == email))).scalar_one_or_none()
     if existing is not None:
+        _bind_identity(existing, command)
         return _identity(existing, created=False)
     invitations = await _pending_invitations(session, email)
     if command.join_firm_id is not None:
@@ -125,6 +126,7 @@ async def ensure_accountant(
         )
     firm = Firm(name=firm_name_for(email))
     accountant = Accountant(firm_id=firm.id, email=email, display_name=command.display_name, role=Role.OWNER.value)
+    _bind_identity(accountant, command)
     session.add(firm)
     await session.flush()
     session.add(accountant)
@@ -174,6 +176,27 @@ async def ensure_accountant(
     return _identity(accountant, created=True)
 
 
+def _bind_identity(accountant: Accountant, command: EnsureAccountant) -> None:
+    """An account belongs to the Entra identity it first signed in with. Another identity
+    claiming its address (any tenant's administrator can give a user any email attribute)
+    is refused; an account from before identities were kept is bound now."""
+    if command.entra_tenant_id is None or command.entra_object_id is None:
+        return
+    if accountant.entra_object_id is None:
+        accountant.entra_tenant_id = command.entra_tenant_id
+        accountant.entra_object_id = command.entra_object_id
+        return
+    if (accountant.entra_tenant_id, accountant.entra_object_id) != (command.entra_tenant_id, command.entra_object_id):
+        raise refused(
+            RejectionReason.FORBIDDEN,
+            N_(
+                "%(email)s belongs to an account that signs in with another Microsoft account;"
+                " sign in with that account, or ask your firm's owner"
+            ),
+            email=accountant.email,
+        )
+
+
 async def _join_firm(
     *, session: AsyncSession, invitation: ColleagueInvitationRow, command: EnsureAccountant, email: str
 ) -> AccountantIdentity:
@@ -181,6 +204,7 @@ async def _join_firm(
     accountant = Accountant(
         firm_id=invitation.firm_id, email=email, display_name=command.display_name, role=invitation.role
     )
+    _bind_identity(accountant, command)
     session.add(accountant)
     invitation.accepted_at = datetime.now(UTC)
     await session.flush()
