@@ -205,6 +205,8 @@ def test_a_connect_link_is_bound_to_its_firm_and_client(hub: Hub, sandbox: Sandb
     for elsewhere in ({"Sec-Fetch-Site": "cross-site"}, {"Origin": "https://evil.example"}):
         answer = httpx.post(url, headers=elsewhere)
         assert answer.status_code == 200 and "asks to read" in answer.text, (elsewhere, answer.status_code)
+        # The grant is the tenant's, whichever environment the link names: the page says so.
+        assert "for your whole organisation" in answer.text
     for here in ({"Sec-Fetch-Site": "same-origin"}, {"Origin": hub.url}, {}):
         assert httpx.post(url, headers=here).status_code == 303, here
 
