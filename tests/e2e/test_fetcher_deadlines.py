@@ -8,6 +8,7 @@ minute. Every outcome is counted per firm: each test publishes for a firm of its
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -15,7 +16,15 @@ import httpx
 import pytest
 from nats.aio.client import Client
 
-from hub_common.events import CompaniesDiscovered, CompanySnapshot, FailureKind, RefreshDeferred, RefreshFailed
+from hub_common.events import (
+    ClientConnection,
+    CompaniesDiscovered,
+    CompanySnapshot,
+    FailureKind,
+    RefreshDeferred,
+    RefreshFailed,
+    RefreshRequested,
+)
 from hub_common.local_nats import LocalNatsServer
 from tests.conftest import Sandbox
 from tests.support.lone_fetcher import (
@@ -197,4 +206,22 @@ async def test_entra_answering_not_json_is_a_bad_answer_from_entra(
     assert "Microsoft Entra ID" in failed.failure.summary
     assert failed.failure.http_status == 200
     assert "not JSON" in (failed.failure.message or "")
+    await assert_nothing_pending(bus)
+
+
+async def test_a_tenant_is_read_by_the_id_its_grant_names_not_by_its_domain(
+    bus: Client, fetcher: ServiceProcess, admin: httpx.Client
+) -> None:
+    """The grant is checked by the tenant's id; the reads go to that id too. A domain that
+    now names another tenant (moved, or a stale card) never leads the read elsewhere."""
+    tenants = consented_tenants(admin)
+    granted, elsewhere = tenants[1], tenants[2]
+    refresh = RefreshRequested(
+        refresh_id=uuid.uuid4(),
+        client_id=uuid.uuid4(),
+        connection=ClientConnection(tenant=elsewhere.domain, environment="Production", tenant_id=uuid.UUID(granted.id)),
+    )
+    outcomes = await run_refreshes(bus, fetcher, [refresh], done=snapshots_of_every_company(granted, refresh))
+    read = {s.company_id for s in outcomes.of(CompanySnapshot, refresh.refresh_id)}
+    assert read == granted.companies and not read & elsewhere.companies
     await assert_nothing_pending(bus)

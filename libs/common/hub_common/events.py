@@ -246,6 +246,13 @@ class ClientConnection(BaseModel):
     # None only in events written before tenants were resolved.
     tenant_id: uuid.UUID | None = None
 
+    @property
+    def read_tenant(self) -> str:
+        """The tenant as Entra and BC are asked for it: its directory id, by which its grant
+        is checked, so a domain that moved to another tenant is never read; the Client
+        URL's name only for connections from before tenants were resolved."""
+        return str(self.tenant_id) if self.tenant_id is not None else self.tenant
+
 
 class ClientAdded(EventData):
     event_type = "ClientAdded"

@@ -51,7 +51,7 @@ class ClientReader:
 
     @staticmethod
     def environment(connection: ClientConnection) -> Environment:
-        return Environment(tenant=connection.tenant, name=connection.environment)
+        return Environment(tenant=connection.read_tenant, name=connection.environment)
 
     async def discover(self, connection: ClientConnection) -> Discovery:
         environment = self.environment(connection)

@@ -395,7 +395,7 @@ class StatementsReader:
             ) from error
 
     async def _read(self, connection: ClientConnection, company_id: uuid.UUID, *, as_of: dt.date) -> CompanyStatements:
-        environment = Environment(tenant=connection.tenant, name=connection.environment)
+        environment = Environment(tenant=connection.read_tenant, name=connection.environment)
         calendar_year = as_of.replace(month=1, day=1)
         collections = await self._bc.batch_collections(
             environment, statement_requests(company_id, as_of, calendar_year, self._page_size)
