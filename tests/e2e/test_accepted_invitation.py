@@ -22,27 +22,37 @@ from tests.support.connect import add_connected_client, client_access_page, clie
 pytestmark = pytest.mark.e2e
 
 
+async def _accepted(
+    nats_url: str, me: dict[str, Any], tenant: str, client_name: str, invited_at: datetime | None = None
+) -> uuid.UUID:
+    """What the invitations service publishes once the accountant ``me`` accepted an
+    invitation to add the client; returns the invitation's id."""
+    accepted = InvitationAccepted(
+        invitation_id=uuid.uuid4(),
+        accountant_id=uuid.UUID(me["accountant_id"]),
+        email=me["email"],
+        tenant=tenant,
+        environment="Production",
+        client_name=client_name,
+        add_to_dashboard=True,
+        invited_at=invited_at,
+    )
+    connection = await nats.connect(nats_url)
+    try:
+        actor = Actor(kind=ActorKind.ACCOUNTANT, id=me["accountant_id"])
+        await publish_event(
+            connection.jetstream(), new_envelope(accepted, firm_id=uuid.UUID(me["firm_id"]), actor=actor)
+        )
+    finally:
+        await connection.close()
+    return accepted.invitation_id
+
+
 async def test_the_client_lands_on_the_dashboard_once(hub: Hub, sandbox: Sandbox, nats_url: str) -> None:
     api = hub.client("laura@contoso-accounting.example")
     me = api.get("/api/v1/me").json()
-    connection = await nats.connect(nats_url)
-    try:
-        for _ in range(2):  # accepting twice (or a redelivery) must not add the client twice
-            accepted = InvitationAccepted(
-                invitation_id=uuid.uuid4(),
-                accountant_id=uuid.UUID(me["accountant_id"]),
-                email=me["email"],
-                tenant="muhlbachgruppe.onmicrosoft.com",
-                environment="Production",
-                client_name="Mühlbach Gruppe",
-                add_to_dashboard=True,
-            )
-            actor = Actor(kind=ActorKind.ACCOUNTANT, id=me["accountant_id"])
-            await publish_event(
-                connection.jetstream(), new_envelope(accepted, firm_id=uuid.UUID(me["firm_id"]), actor=actor)
-            )
-    finally:
-        await connection.close()
+    for _ in range(2):  # accepting twice (or a redelivery) must not add the client twice
+        await _accepted(nats_url, me, "muhlbachgruppe.onmicrosoft.com", "Mühlbach Gruppe")
     deadline = time.monotonic() + 40
     clients: list[dict[str, object]] = []
     while time.monotonic() < deadline:
@@ -72,24 +82,8 @@ async def test_an_invitation_for_a_client_already_there_attaches_to_it(
         "/api/v1/clients", json={"name": "Nordlys (by hand)", "client_url": f"{sandbox.web_client}/{tenant['domain']}"}
     )
     assert added.status_code == 202 and added.json()["access_granted"] is False, added.text
-    accepted = InvitationAccepted(
-        invitation_id=uuid.uuid4(),
-        accountant_id=uuid.UUID(me["accountant_id"]),
-        email=me["email"],
-        # As the invitations service has it: the tenant id from the administrator's token.
-        tenant=tenant["id"],
-        environment="Production",
-        client_name="Nordlys Gruppen",
-        add_to_dashboard=True,
-    )
-    connection = await nats.connect(nats_url)
-    try:
-        actor = Actor(kind=ActorKind.ACCOUNTANT, id=me["accountant_id"])
-        await publish_event(
-            connection.jetstream(), new_envelope(accepted, firm_id=uuid.UUID(me["firm_id"]), actor=actor)
-        )
-    finally:
-        await connection.close()
+    # As the invitations service has it: the tenant id from the administrator's token.
+    await _accepted(nats_url, me, tenant["id"], "Nordlys Gruppen")
     deadline = time.monotonic() + 60
     clients: list[dict[str, Any]] = []
     rows: list[dict[str, Any]] = []
@@ -130,28 +124,7 @@ async def test_an_acceptance_crossing_a_withdrawal_gives_no_access(hub: Hub, san
         assert time.monotonic() < deadline, "the withdrawal never reached the dashboard"
         time.sleep(0.3)
 
-    async def accept(invited_at: datetime) -> uuid.UUID:
-        accepted = InvitationAccepted(
-            invitation_id=uuid.uuid4(),
-            accountant_id=uuid.UUID(me["accountant_id"]),
-            email=me["email"],
-            tenant=tenant["id"],
-            environment="Production",
-            client_name="CRONUS again",
-            add_to_dashboard=True,
-            invited_at=invited_at,
-        )
-        connection = await nats.connect(nats_url)
-        try:
-            actor = Actor(kind=ActorKind.ACCOUNTANT, id=me["accountant_id"])
-            await publish_event(
-                connection.jetstream(), new_envelope(accepted, firm_id=uuid.UUID(me["firm_id"]), actor=actor)
-            )
-        finally:
-            await connection.close()
-        return accepted.invitation_id
-
-    crossed = await accept(datetime.now(UTC) - timedelta(hours=1))
+    crossed = await _accepted(nats_url, me, tenant["id"], "CRONUS again", datetime.now(UTC) - timedelta(hours=1))
     registry = next(p for p in hub.processes if p.name == "registry")
     deadline = time.monotonic() + 30
     # The registry's log is the whole package's: only this invitation's line counts.
@@ -160,7 +133,7 @@ async def test_an_acceptance_crossing_a_withdrawal_gives_no_access(hub: Hub, san
         await asyncio.sleep(0.3)
     assert access() == "revoked"
 
-    await accept(datetime.now(UTC))
+    await _accepted(nats_url, me, tenant["id"], "CRONUS again", datetime.now(UTC))
     deadline = time.monotonic() + 30
     while access() != "granted":
         assert time.monotonic() < deadline, "an invitation raised after the withdrawal gave no access"
