@@ -197,7 +197,13 @@ def test_refresh_progress_and_the_live_stream(
         progress: dict[str, Any] = api.get(f"/api/v1/refresh-runs/{started['run_id']}").json()
         return progress if progress["total"] and progress["done"] == progress["total"] else None
 
-    progress = eventually(finished, "the refresh to finish")
+    try:
+        progress = eventually(finished, "the refresh to finish")
+    except AssertionError as late:
+        # What the run and its rows showed at the end, and what the fetchers did.
+        shown = api.get(f"/api/v1/refresh-runs/{started['run_id']}").json()
+        rows = [(r["company_name"], r["state"], r["as_of"]) for r in api.get("/api/v1/dashboard").json()["rows"]]
+        raise AssertionError(f"{late}: {shown} {rows}\n{hub.logs()}") from late
     assert progress["refreshes"] == len(started["refresh_ids"]) == 1
     assert progress["total"] == len(firm["rows"]) and progress["failed"] == 0
     assert (
