@@ -41,6 +41,8 @@ MAX_JSON_OBJECTS = 400_000
 MAX_COLLECTION_ENTITIES = 500_000
 # How long every read of a tenant BC throttled waits when BC does not say (no Retry-After).
 THROTTLED_HOLD_OFF_SECONDS = 5.0
+# BC refusing the token: once more with a fresh one before it counts as rejected credentials.
+UNAUTHORIZED = 401
 MAX_BATCH_REQUESTS = 100
 
 
@@ -293,6 +295,24 @@ class BusinessCentral:
         return Answer(status=answer.status, headers=answer.headers, document=document)
 
     async def _exchange(
+        self,
+        environment: Environment,
+        method: str,
+        url: str,
+        **options: Any,
+    ) -> _RawAnswer:
+        """One request to BC; a 401 is tried once more with a fresh token. A cached token can
+        outlive what it was issued for (the client withdrew the app's consent, an expiry
+        BC saw first): asking Entra again then says what is really wrong (consent missing),
+        or the same 401 says the credentials are rejected."""
+        try:
+            return await self._exchange_once(environment, method, url, **options)
+        except FetchFailure as failure:
+            if failure.kind is not FailureKind.CREDENTIALS_REJECTED or failure.http_status != UNAUTHORIZED:
+                raise
+        return await self._exchange_once(environment, method, url, **options)
+
+    async def _exchange_once(
         self,
         environment: Environment,
         method: str,
