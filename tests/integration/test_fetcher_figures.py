@@ -13,16 +13,13 @@ from typing import Any
 import httpx
 import msal
 import pytest
-from pydantic import SecretStr
 
 from hub_common.events import ClientConnection, CompanySnapshot
 from hub_fetcher.bc.client import BusinessCentral
 from hub_fetcher.bc.entities import Company
-from hub_fetcher.bc.identity import TokenProvider
-from hub_fetcher.bc.limits import TenantLimiter
 from hub_fetcher.refresh import ClientReader
-from hub_fetcher.settings import FetcherSettings
 from tests.conftest import Sandbox
+from tests.support.sandbox_bc import sandbox_business_central
 
 BC_SCOPE = ["https://api.businesscentral.dynamics.com/.default"]
 
@@ -31,34 +28,8 @@ BC_SCOPE = ["https://api.businesscentral.dynamics.com/.default"]
 async def reader(
     sandbox: Sandbox, request: pytest.FixtureRequest
 ) -> AsyncIterator[tuple[ClientReader, BusinessCentral]]:
-    settings = FetcherSettings(
-        _env_file=None,
-        entra_authority=sandbox.base_url,
-        bc_api=sandbox.base_url,
-        bc_web_client=sandbox.web_client,
-        ca_bundle=sandbox.ca_bundle,
-        entra_client_id=sandbox.client_id,
-        entra_client_secret=SecretStr(sandbox.client_secret),
-    )
-    async with httpx.AsyncClient(verify=settings.tls_verification(), timeout=30) as http:
-        tokens = TokenProvider(
-            authority_base=settings.entra_authority,
-            client_id=settings.entra_client_id,
-            client_secret=sandbox.client_secret,
-            http=http,
-            deadline_seconds=30,
-            threads=4,
-        )
-        bc = BusinessCentral(
-            api_base=settings.bc_api,
-            http=http,
-            tokens=tokens,
-            limiter=TenantLimiter(),
-            max_response_bytes=10**8,
-            request_deadline_seconds=60,
-        )
-        yield ClientReader(bc, web_client_base=settings.bc_web_client, use_cue_services=request.param), bc
-        tokens.close()
+    async with sandbox_business_central(sandbox) as bc:
+        yield ClientReader(bc, web_client_base=sandbox.web_client, use_cue_services=request.param), bc
 
 
 class PlainReader:
@@ -289,26 +260,8 @@ async def test_cue_services_that_refuse_their_decimal_fields_fall_back_to_the_ap
 
 @asynccontextmanager
 async def _reader(sandbox: Sandbox, use_cues: bool) -> AsyncIterator[tuple[ClientReader, BusinessCentral]]:
-    settings = FetcherSettings(_env_file=None, ca_bundle=sandbox.ca_bundle)
-    async with httpx.AsyncClient(verify=settings.tls_verification(), timeout=30) as http:
-        tokens = TokenProvider(
-            authority_base=sandbox.base_url,
-            client_id=sandbox.client_id,
-            client_secret=sandbox.client_secret,
-            http=http,
-            deadline_seconds=30,
-            threads=4,
-        )
-        bc = BusinessCentral(
-            api_base=sandbox.base_url,
-            http=http,
-            tokens=tokens,
-            limiter=TenantLimiter(),
-            max_response_bytes=10**8,
-            request_deadline_seconds=60,
-        )
+    async with sandbox_business_central(sandbox) as bc:
         yield ClientReader(bc, web_client_base=sandbox.web_client, use_cue_services=use_cues), bc
-        tokens.close()
 
 
 # ---------------------------------------------------------------- exchange rates

@@ -1,47 +1,24 @@
 """What Entra and BC say about the hub's own credentials, through msal and httpx against
-the real sandbox: a wrong or expired app secret is the hub's to fix, not the client's; a
-token cached from before the client withdrew the app's consent is not taken for rejected
-credentials (every client fails alike until the secret is renewed)."""
+the real sandbox: a wrong or expired app secret is the hub's to fix, not the client's
+(every client fails alike until it is renewed); a token cached from before the client
+withdrew the app's consent is not taken for rejected credentials."""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 import httpx
 import pytest
 
 from hub_common.events import ClientConnection, FailureKind
-from hub_fetcher.bc.client import BusinessCentral
 from hub_fetcher.bc.failures import FetchFailure
-from hub_fetcher.bc.identity import TokenProvider
-from hub_fetcher.bc.limits import TenantLimiter
 from hub_fetcher.refresh import ClientReader
-from hub_fetcher.settings import FetcherSettings
 from tests.conftest import Sandbox
-
-
-@asynccontextmanager
-async def _tokens(sandbox: Sandbox, secret: str) -> AsyncIterator[tuple[httpx.AsyncClient, TokenProvider]]:
-    settings = FetcherSettings(_env_file=None, ca_bundle=sandbox.ca_bundle)
-    async with httpx.AsyncClient(verify=settings.tls_verification(), timeout=30) as http:
-        tokens = TokenProvider(
-            authority_base=sandbox.base_url,
-            client_id=sandbox.client_id,
-            client_secret=secret,
-            http=http,
-            deadline_seconds=30,
-            threads=2,
-        )
-        try:
-            yield http, tokens
-        finally:
-            tokens.close()
+from tests.support.sandbox_bc import sandbox_business_central, sandbox_tokens
 
 
 async def test_a_wrong_hub_secret_is_the_hubs_to_fix(sandbox: Sandbox) -> None:
-    async with _tokens(sandbox, sandbox.client_secret + "-expired") as (_, tokens):
+    async with sandbox_tokens(sandbox, client_secret=sandbox.client_secret + "-expired") as (_, tokens):
         with pytest.raises(FetchFailure) as refused:
             await tokens.token_for("cronus-sample.onmicrosoft.com")
     assert refused.value.kind is FailureKind.CREDENTIALS_REJECTED
@@ -58,15 +35,7 @@ async def test_a_token_cached_before_consent_was_withdrawn_is_not_rejected_crede
     admin = httpx.Client(base_url=f"{sandbox.base_url}/_sandbox", verify=sandbox.tls(), timeout=10)
     tenant = next(t for t in admin.get("/tenants").json()["tenants"] if t["consented"])
     connection = ClientConnection(tenant=tenant["domain"], environment="Production", tenant_id=uuid.UUID(tenant["id"]))
-    async with _tokens(sandbox, sandbox.client_secret) as (http, tokens):
-        bc = BusinessCentral(
-            api_base=sandbox.base_url,
-            http=http,
-            tokens=tokens,
-            limiter=TenantLimiter(),
-            max_response_bytes=10**8,
-            request_deadline_seconds=60,
-        )
+    async with sandbox_business_central(sandbox) as bc:
         reader = ClientReader(bc, web_client_base=sandbox.web_client)
         assert (await reader.discover(connection)).companies, "read once: the token is cached"
         admin.put(f"/tenants/{tenant['id']}/consent", json={"consented": False}).raise_for_status()

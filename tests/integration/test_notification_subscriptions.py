@@ -23,6 +23,7 @@ from hub_fetcher.bc.limits import TenantLimiter
 from hub_fetcher.notifications.subscriptions import NotificationSubscriptions
 from tests.conftest import Sandbox
 from tests.sandbox.webhook_subscriber import Behaviour, Subscriber, running_subscriber
+from tests.support.sandbox_bc import sandbox_tokens
 
 SECRET = "the hub's secret key, long enough for a test"
 OLD_SECRET = "the hub's secret key before it was rotated"
@@ -140,21 +141,12 @@ async def bc_side(sandbox: Sandbox, subscriber: Subscriber) -> AsyncIterator[Env
     production = next(e for e in tenant["environments"] if e["name"] == "Production")
     companies = [Company(id=uuid.UUID(c["id"]), name=c["name"]) for c in production["companies"]]
     assert len(companies) >= 2
-    async with httpx.AsyncClient(verify=sandbox.tls(), timeout=30) as http:
-        tokens = TokenProvider(
-            authority_base=sandbox.base_url,
-            client_id=sandbox.client_id,
-            client_secret=sandbox.client_secret,
-            http=http,
-            deadline_seconds=30,
-            threads=2,
-        )
+    async with sandbox_tokens(sandbox) as (http, tokens):
         try:
             yield Environmentals(
                 sandbox, subscriber, http, tokens, Environment(tenant=tenant["domain"], name="Production"), companies
             )
         finally:
-            tokens.close()
             subscriber.behaviours.clear()
 
 

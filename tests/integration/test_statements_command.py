@@ -20,7 +20,6 @@ import msal
 import nats
 import pytest
 from nats.aio.client import Client
-from pydantic import SecretStr
 
 from hub_common import commands
 from hub_common.commands import CommandRejected, ReadStatements, RejectionReason
@@ -28,13 +27,11 @@ from hub_common.events import Actor, ClientConnection, FailureKind
 from hub_common.local_nats import LocalNatsServer
 from hub_common.statements import CompanyStatements, Statement
 from hub_fetcher.bc.client import BusinessCentral
-from hub_fetcher.bc.identity import TokenProvider
-from hub_fetcher.bc.limits import TenantLimiter
-from hub_fetcher.settings import FetcherSettings
 from hub_fetcher.statements import StatementsReader
 from tests.conftest import Sandbox
 from tests.support.grants import grant_access
 from tests.support.processes import ServiceProcess, start_service, stop_all
+from tests.support.sandbox_bc import sandbox_business_central
 
 BC_SCOPE = ["https://api.businesscentral.dynamics.com/.default"]
 FIRM = uuid.uuid4()
@@ -218,32 +215,8 @@ async def test_the_statements_are_the_sandboxs(hub_nats: Client, sandbox: Sandbo
 
 @pytest.fixture
 async def bc(sandbox: Sandbox) -> AsyncIterator[BusinessCentral]:
-    settings = FetcherSettings(
-        _env_file=None,
-        entra_authority=sandbox.base_url,
-        bc_api=sandbox.base_url,
-        ca_bundle=sandbox.ca_bundle,
-        entra_client_id=sandbox.client_id,
-        entra_client_secret=SecretStr(sandbox.client_secret),
-    )
-    async with httpx.AsyncClient(verify=settings.tls_verification(), timeout=30) as http:
-        tokens = TokenProvider(
-            authority_base=settings.entra_authority,
-            client_id=settings.entra_client_id,
-            client_secret=sandbox.client_secret,
-            http=http,
-            deadline_seconds=30,
-            threads=4,
-        )
-        yield BusinessCentral(
-            api_base=settings.bc_api,
-            http=http,
-            tokens=tokens,
-            limiter=TenantLimiter(),
-            max_response_bytes=10**8,
-            request_deadline_seconds=60,
-        )
-        tokens.close()
+    async with sandbox_business_central(sandbox) as client:
+        yield client
 
 
 async def test_one_round_trip_and_next_links_followed(hub_nats: Client, sandbox: Sandbox, bc: BusinessCentral) -> None:
