@@ -299,18 +299,38 @@ class BusinessCentral:
         environment: Environment,
         method: str,
         url: str,
-        **options: Any,
+        *,
+        params: Mapping[str, str] | None = None,
+        json_body: object | None = None,
+        company_scoped: bool,
+        weight: int = 1,
+        if_match: str | None = None,
+        read_only: bool = False,
     ) -> _RawAnswer:
         """One request to BC; a 401 is tried once more with a fresh token. A cached token can
         outlive what it was issued for (the client withdrew the app's consent, an expiry
         BC saw first): asking Entra again then says what is really wrong (consent missing),
         or the same 401 says the credentials are rejected."""
+
+        async def once() -> _RawAnswer:
+            return await self._exchange_once(
+                environment,
+                method,
+                url,
+                params=params,
+                json_body=json_body,
+                company_scoped=company_scoped,
+                weight=weight,
+                if_match=if_match,
+                read_only=read_only,
+            )
+
         try:
-            return await self._exchange_once(environment, method, url, **options)
+            return await once()
         except FetchFailure as failure:
             if failure.kind is not FailureKind.CREDENTIALS_REJECTED or failure.http_status != UNAUTHORIZED:
                 raise
-        return await self._exchange_once(environment, method, url, **options)
+        return await once()
 
     async def _exchange_once(
         self,
