@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from hub_common.db import create_engine, migrate, session_factory
 from hub_gateway.app import MIGRATIONS, VERSION_TABLE
+from hub_registry import app as registry_app
 
 
 @pytest.fixture
@@ -31,3 +32,12 @@ async def fresh_model(database_url: str) -> AsyncIterator[Callable[[], Any]]:
     yield make
     for engine in engines:
         await engine.dispose()
+
+
+@pytest.fixture
+async def registry_sessions(database_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    """The registry's database, migrated, on each backend the tests run on."""
+    await asyncio.to_thread(migrate, database_url, Path(registry_app.MIGRATIONS), registry_app.VERSION_TABLE)
+    engine = create_engine(database_url)
+    yield session_factory(engine)
+    await engine.dispose()

@@ -4,18 +4,14 @@ attribute) is refused, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
-import asyncio
 import uuid
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from hub_common.commands import CommandRejected, EnsureAccountant, RejectionReason
-from hub_common.db import create_engine, migrate, session_factory, transaction
+from hub_common.db import transaction
 from hub_common.entra import TenantDirectory
-from hub_registry.app import MIGRATIONS, VERSION_TABLE
 from hub_registry.models import Accountant
 from hub_registry.service import firms
 from hub_registry.settings import RegistrySettings
@@ -23,16 +19,8 @@ from hub_registry.settings import RegistrySettings
 SETTINGS = RegistrySettings(_env_file=None, bc_web_client="https://businesscentral.dynamics.com")
 
 
-@pytest.fixture
-async def sessions(database_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    await asyncio.to_thread(migrate, database_url, Path(MIGRATIONS), VERSION_TABLE)
-    engine = create_engine(database_url)
-    yield session_factory(engine)
-    await engine.dispose()
-
-
 async def test_an_address_signs_in_only_as_the_identity_it_first_came_with(
-    sessions: async_sessionmaker[AsyncSession], tenant_directory: TenantDirectory
+    registry_sessions: async_sessionmaker[AsyncSession], tenant_directory: TenantDirectory
 ) -> None:
     email = f"owner.{uuid.uuid4().hex[:8]}@firm-a.example"
     own_tenant, own_user = uuid.uuid4(), uuid.uuid4()
@@ -45,7 +33,7 @@ async def test_an_address_signs_in_only_as_the_identity_it_first_came_with(
             entra_tenant_id=tenant_id,
             entra_object_id=object_id,
         )
-        async with transaction(sessions) as session:
+        async with transaction(registry_sessions) as session:
             found = await firms.ensure_accountant(
                 session=session, command=command, settings=SETTINGS, directory=tenant_directory
             )
@@ -54,7 +42,7 @@ async def test_an_address_signs_in_only_as_the_identity_it_first_came_with(
     # An account from before identities were kept: its next Entra sign-in binds it.
     first = await sign_in(None, None)
     assert await sign_in(own_tenant, own_user) == first
-    async with sessions() as session:
+    async with registry_sessions() as session:
         stored = await session.get(Accountant, first)
         assert stored is not None and (stored.entra_tenant_id, stored.entra_object_id) == (own_tenant, own_user)
 
@@ -70,23 +58,23 @@ async def test_an_address_signs_in_only_as_the_identity_it_first_came_with(
 
 
 async def test_a_new_account_is_bound_at_once(
-    sessions: async_sessionmaker[AsyncSession], tenant_directory: TenantDirectory
+    registry_sessions: async_sessionmaker[AsyncSession], tenant_directory: TenantDirectory
 ) -> None:
     email = f"new.{uuid.uuid4().hex[:8]}@firm-b.example"
     tenant_id, object_id = uuid.uuid4(), uuid.uuid4()
     command = EnsureAccountant(
         email=email, display_name="New", correlation_id="c", entra_tenant_id=tenant_id, entra_object_id=object_id
     )
-    async with transaction(sessions) as session:
+    async with transaction(registry_sessions) as session:
         created = await firms.ensure_accountant(
             session=session, command=command, settings=SETTINGS, directory=tenant_directory
         )
     impostor = command.model_copy(update={"entra_object_id": uuid.uuid4()})
     with pytest.raises(CommandRejected):
-        async with transaction(sessions) as session:
+        async with transaction(registry_sessions) as session:
             await firms.ensure_accountant(
                 session=session, command=impostor, settings=SETTINGS, directory=tenant_directory
             )
-    async with sessions() as session:
+    async with registry_sessions() as session:
         stored = await session.get(Accountant, created.accountant_id)
         assert stored is not None and stored.entra_object_id == object_id

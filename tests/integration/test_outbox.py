@@ -3,11 +3,8 @@ and the relay delivers each event to JetStream exactly once."""
 
 from __future__ import annotations
 
-import asyncio
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,12 +15,11 @@ from sqlmodel import col, select
 
 from hub_common import grants
 from hub_common.commands import AddClient, CommandRejected, EnsureAccountant, GrantTenantAccess, RemoveClient
-from hub_common.db import create_engine, migrate, session_factory, transaction
+from hub_common.db import transaction
 from hub_common.entra import TenantDirectory
 from hub_common.events import Actor, ActorKind, ClientCard, Envelope, TenantAccessGranted, decode_event
 from hub_common.outbox import OutboxRelay
 from hub_common.streams import EVENTS_STREAM
-from hub_registry.app import MIGRATIONS, VERSION_TABLE
 from hub_registry.domain.refresh_schedule import RefreshSchedule
 from hub_registry.models import Client, registry_outbox
 from hub_registry.service import clients, firms, refreshes, tenant_grants
@@ -41,16 +37,10 @@ def client_url(sandbox_tenant_domains: list[str]) -> str:
     return _url(sandbox_tenant_domains[0])
 
 
-@pytest.fixture
-async def sessions(database_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    await asyncio.to_thread(migrate, database_url, Path(MIGRATIONS), VERSION_TABLE)
-    engine = create_engine(database_url)
-    yield session_factory(engine)
-    await engine.dispose()
-
-
-async def _firm(sessions: async_sessionmaker[AsyncSession], directory: TenantDirectory) -> tuple[uuid.UUID, Actor]:
-    async with transaction(sessions) as session:
+async def _firm(
+    registry_sessions: async_sessionmaker[AsyncSession], directory: TenantDirectory
+) -> tuple[uuid.UUID, Actor]:
+    async with transaction(registry_sessions) as session:
         identity = await firms.ensure_accountant(
             session=session,
             command=EnsureAccountant(
@@ -67,21 +57,21 @@ async def _count(session: AsyncSession, what: object) -> int:
 
 
 async def test_client_and_event_commit_together(
-    sessions: async_sessionmaker[AsyncSession], tenant_directory: TenantDirectory, client_url: str
+    registry_sessions: async_sessionmaker[AsyncSession], tenant_directory: TenantDirectory, client_url: str
 ) -> None:
-    firm_id, actor = await _firm(sessions, tenant_directory)
+    firm_id, actor = await _firm(registry_sessions, tenant_directory)
     command = AddClient(
         firm_id=firm_id,
         actor=actor,
         correlation_id="c1",
         card=ClientCard(name="Contoso", client_url=client_url),
     )
-    async with transaction(sessions) as session:
+    async with transaction(registry_sessions) as session:
         client_id, granted = await clients.add_client(
             session=session, command=command, settings=SETTINGS, directory=tenant_directory
         )
     assert not granted, "a card added by hand waits for the client's permission"
-    async with sessions() as session:
+    async with registry_sessions() as session:
         assert await session.get(Client, client_id) is not None
         payloads = (await session.execute(select(registry_outbox.c.payload))).scalars().all()
     added = [decode_event(p) for p in payloads if '"ClientAdded"' in p]
@@ -90,10 +80,10 @@ async def test_client_and_event_commit_together(
 
 
 async def test_a_failure_mid_transaction_leaves_neither(
-    sessions: async_sessionmaker[AsyncSession], tenant_directory: TenantDirectory, client_url: str
+    registry_sessions: async_sessionmaker[AsyncSession], tenant_directory: TenantDirectory, client_url: str
 ) -> None:
-    firm_id, actor = await _firm(sessions, tenant_directory)
-    async with sessions() as session:
+    firm_id, actor = await _firm(registry_sessions, tenant_directory)
+    async with registry_sessions() as session:
         clients_before = await _count(session, Client)
         events_before = await _count(session, registry_outbox)
     command = AddClient(
@@ -103,19 +93,19 @@ async def test_a_failure_mid_transaction_leaves_neither(
         card=ClientCard(name="Fabrikam", client_url=client_url),
     )
     with pytest.raises(RuntimeError):
-        async with transaction(sessions) as session:
+        async with transaction(registry_sessions) as session:
             await clients.add_client(session=session, command=command, settings=SETTINGS, directory=tenant_directory)
             raise RuntimeError("crash after the writes, before the commit")
-    async with sessions() as session:
+    async with registry_sessions() as session:
         assert await _count(session, Client) == clients_before
         assert await _count(session, registry_outbox) == events_before
 
 
 async def test_refusals_store_nothing(
-    sessions: async_sessionmaker[AsyncSession], tenant_directory: TenantDirectory, client_url: str
+    registry_sessions: async_sessionmaker[AsyncSession], tenant_directory: TenantDirectory, client_url: str
 ) -> None:
-    firm_id, actor = await _firm(sessions, tenant_directory)
-    async with sessions() as session:
+    firm_id, actor = await _firm(registry_sessions, tenant_directory)
+    async with registry_sessions() as session:
         events_before = await _count(session, registry_outbox)
     bad_cards = [
         ClientCard(name="Bad URL", client_url="https://example.com/x"),
@@ -123,25 +113,25 @@ async def test_refusals_store_nothing(
     ]
     for card in bad_cards:
         with pytest.raises(CommandRejected):
-            async with transaction(sessions) as session:
+            async with transaction(registry_sessions) as session:
                 await clients.add_client(
                     session=session,
                     command=AddClient(firm_id=firm_id, actor=actor, correlation_id="c", card=card),
                     settings=SETTINGS,
                     directory=tenant_directory,
                 )
-    async with sessions() as session:
+    async with registry_sessions() as session:
         assert await _count(session, registry_outbox) == events_before
 
 
 async def test_relay_publishes_each_event_once_even_after_a_crash(
-    sessions: async_sessionmaker[AsyncSession],
+    registry_sessions: async_sessionmaker[AsyncSession],
     jetstream: JetStreamContext,
     tenant_directory: TenantDirectory,
     client_url: str,
 ) -> None:
-    firm_id, actor = await _firm(sessions, tenant_directory)
-    async with transaction(sessions) as session:
+    firm_id, actor = await _firm(registry_sessions, tenant_directory)
+    async with transaction(registry_sessions) as session:
         await clients.add_client(
             session=session,
             command=AddClient(
@@ -153,29 +143,31 @@ async def test_relay_publishes_each_event_once_even_after_a_crash(
             settings=SETTINGS,
             directory=tenant_directory,
         )
-    relay = OutboxRelay(sessions, registry_outbox, jetstream)
+    relay = OutboxRelay(registry_sessions, registry_outbox, jetstream)
     first_state = await jetstream.stream_info(EVENTS_STREAM)
     sent = await relay.relay_once()
     assert sent >= 3  # FirmCreated, AccountantJoined, ClientAdded
     after_first = await jetstream.stream_info(EVENTS_STREAM)
     assert after_first.state.messages - first_state.state.messages == sent
     # A crash after publishing but before marking: the rows look unsent again.
-    async with transaction(sessions) as session:
+    async with transaction(registry_sessions) as session:
         await session.execute(update(registry_outbox).values(published_at=None))
     await relay.relay_once()
     after_second = await jetstream.stream_info(EVENTS_STREAM)
     assert after_second.state.messages == after_first.state.messages
-    async with sessions() as session:
+    async with registry_sessions() as session:
         unsent = await session.execute(select(func.count()).where(registry_outbox.c.published_at.is_(None)))
         assert unsent.scalar_one() == 0
 
 
 async def test_the_schedule_asks_a_refresh_of_every_granted_live_client(
-    sessions: async_sessionmaker[AsyncSession], tenant_directory: TenantDirectory, sandbox_tenant_domains: list[str]
+    registry_sessions: async_sessionmaker[AsyncSession],
+    tenant_directory: TenantDirectory,
+    sandbox_tenant_domains: list[str],
 ) -> None:
-    firm_id, actor = await _firm(sessions, tenant_directory)
+    firm_id, actor = await _firm(registry_sessions, tenant_directory)
     urls = [_url(domain) for domain in sandbox_tenant_domains[:3]]
-    async with transaction(sessions) as session:
+    async with transaction(registry_sessions) as session:
         added = [
             await clients.add_client(
                 session=session,
@@ -190,7 +182,7 @@ async def test_the_schedule_asks_a_refresh_of_every_granted_live_client(
     ids = [client_id for client_id, _ in added]
     # The client's permission for the first two; the third still waits for it.
     for client_id in ids[:2]:
-        async with transaction(sessions) as session:
+        async with transaction(registry_sessions) as session:
             client = await session.get(Client, client_id)
             assert client is not None and client.tenant_id is not None
             await tenant_grants.grant_tenant_access(
@@ -204,18 +196,18 @@ async def test_the_schedule_asks_a_refresh_of_every_granted_live_client(
                     granted_by="admin@client.example",
                 ),
             )
-    async with transaction(sessions) as session:
+    async with transaction(registry_sessions) as session:
         await clients.remove_client(
             session=session, command=RemoveClient(firm_id=firm_id, actor=actor, correlation_id="c", client_id=ids[0])
         )
-    async with transaction(sessions) as session:
+    async with transaction(registry_sessions) as session:
         await refreshes.refresh_due_clients(
             session=session,
             operator_default=RefreshSchedule(every=timedelta(hours=1), quiet_hours=None),
             now=datetime.now(UTC) + timedelta(hours=2),
             correlation_id="schedule-1",
         )
-    async with sessions() as session:
+    async with registry_sessions() as session:
         payloads = (await session.execute(select(registry_outbox.c.payload))).scalars().all()
     scheduled = [decode_event(p) for p in payloads if '"schedule-1"' in p]
     refreshed = {e.data.client_id for e in scheduled if e.firm_id == firm_id}  # type: ignore[attr-defined]
@@ -224,30 +216,30 @@ async def test_the_schedule_asks_a_refresh_of_every_granted_live_client(
 
 
 async def test_the_sample_client_comes_with_a_new_firm_and_once_removed_stays_gone(
-    sessions: async_sessionmaker[AsyncSession], tenant_directory: TenantDirectory, client_url: str
+    registry_sessions: async_sessionmaker[AsyncSession], tenant_directory: TenantDirectory, client_url: str
 ) -> None:
     settings = SETTINGS.model_copy(update={"sample_client_url": client_url})
     command = EnsureAccountant(email="newcomer@woodgrove.example", display_name="N", correlation_id="c")
-    async with transaction(sessions) as session:
+    async with transaction(registry_sessions) as session:
         identity = await firms.ensure_accountant(
             session=session, command=command, settings=settings, directory=tenant_directory
         )
-    async with sessions() as session:
+    async with registry_sessions() as session:
         cards = (await session.execute(select(Client).where(Client.firm_id == identity.firm_id))).scalars().all()
     assert [(c.name, c.source) for c in cards] == [("Sample client (CRONUS)", "sample")]
     actor = Actor(kind=ActorKind.ACCOUNTANT, id=str(identity.accountant_id))
-    async with transaction(sessions) as session:
+    async with transaction(registry_sessions) as session:
         await clients.remove_client(
             session=session,
             command=RemoveClient(firm_id=identity.firm_id, actor=actor, correlation_id="c", client_id=cards[0].id),
         )
-    async with transaction(sessions) as session:
+    async with transaction(registry_sessions) as session:
         again = await firms.ensure_accountant(
             session=session, command=command, settings=settings, directory=tenant_directory
         )
     assert again.firm_id == identity.firm_id
     assert not again.created
-    async with sessions() as session:
+    async with registry_sessions() as session:
         live = (
             (
                 await session.execute(
@@ -261,15 +253,15 @@ async def test_the_sample_client_comes_with_a_new_firm_and_once_removed_stays_go
 
 
 async def test_the_relay_mirrors_a_grant_before_anything_after_it_leaves(
-    sessions: async_sessionmaker[AsyncSession],
+    registry_sessions: async_sessionmaker[AsyncSession],
     jetstream: JetStreamContext,
     tenant_directory: TenantDirectory,
     client_url: str,
 ) -> None:
     """A refresh committed after a grant reaches the stream only once the grant is in the
     fetchers' bucket; while the bucket cannot be written, nothing after the grant leaves."""
-    firm_id, actor = await _firm(sessions, tenant_directory)
-    async with transaction(sessions) as session:
+    firm_id, actor = await _firm(registry_sessions, tenant_directory)
+    async with transaction(registry_sessions) as session:
         client_id, _ = await clients.add_client(
             session=session,
             command=AddClient(
@@ -278,13 +270,13 @@ async def test_the_relay_mirrors_a_grant_before_anything_after_it_leaves(
             settings=SETTINGS,
             directory=tenant_directory,
         )
-    async with sessions() as session:
+    async with registry_sessions() as session:
         client = await session.get(Client, client_id)
         assert client is not None and client.tenant_id is not None
         tenant_id = client.tenant_id
-    await OutboxRelay(sessions, registry_outbox, jetstream).relay_once()  # what came before the grant
+    await OutboxRelay(registry_sessions, registry_outbox, jetstream).relay_once()  # what came before the grant
     before = (await jetstream.stream_info(EVENTS_STREAM)).state.messages
-    async with transaction(sessions) as session:
+    async with transaction(registry_sessions) as session:
         await tenant_grants.grant_tenant_access(
             session=session,
             command=GrantTenantAccess(
@@ -301,7 +293,7 @@ async def test_the_relay_mirrors_a_grant_before_anything_after_it_leaves(
         if isinstance(envelope.data, TenantAccessGranted):
             raise RuntimeError("the bucket does not answer")
 
-    stuck = OutboxRelay(sessions, registry_outbox, jetstream, before_publish=broken_bucket)
+    stuck = OutboxRelay(registry_sessions, registry_outbox, jetstream, before_publish=broken_bucket)
     with pytest.raises(RuntimeError):
         await stuck.relay_once()
     assert not await grants.has_access(jetstream, firm_id, tenant_id)
@@ -311,7 +303,7 @@ async def test_the_relay_mirrors_a_grant_before_anything_after_it_leaves(
         if isinstance(envelope.data, TenantAccessGranted):
             await grants.record_access(jetstream, envelope)
 
-    await OutboxRelay(sessions, registry_outbox, jetstream, before_publish=mirror).relay_once()
+    await OutboxRelay(registry_sessions, registry_outbox, jetstream, before_publish=mirror).relay_once()
     assert await grants.has_access(jetstream, firm_id, tenant_id)
     assert not await grants.has_access(jetstream, uuid.uuid4(), tenant_id), "the grant is this firm's only"
     after = (await jetstream.stream_info(EVENTS_STREAM)).state.messages

@@ -110,8 +110,8 @@ async def has_access(js: JetStreamContext, firm_id: uuid.UUID, tenant_id: uuid.U
 
 
 async def revoked_at(js: JetStreamContext, firm_id: uuid.UUID, tenant: str) -> datetime | None:
-    """When the firm's access to the tenant (its directory id) was last taken back; None
-    while it holds access, if it never had any, or for a tenant that is not an id."""
+    """When the firm's access to the tenant (its directory id) was last removed; None while
+    it holds access, if it never had any, or for a tenant that is not an id."""
     try:
         tenant_id = uuid.UUID(tenant)
     except ValueError:
