@@ -57,6 +57,8 @@ class TenantSummary(BaseModel):
     domain: str
     display_name: str
     consented: bool
+    # The language BC answers this tenant's app in when a request does not ask for one.
+    language: str
     # The BC version the tenant's environments run, and whether the cue services exist.
     bc_version: str
     cue_services_published: bool
@@ -130,6 +132,7 @@ def summarise_tenant(state: SandboxState, tenant: SandboxTenant, base_url: str) 
         domain=tenant.domain,
         display_name=tenant.display_name,
         consented=state.is_consented(tenant),
+        language=tenant.locale.language,
         bc_version=state.bc_version(tenant),
         cue_services_published=state.cue_services_published(tenant),
         faults=state.faults.of_tenant(tenant.id),

@@ -50,6 +50,7 @@ from hub_sandbox.entities import (
     etag_for,
 )
 from hub_sandbox.faults import FaultKind
+from hub_sandbox.languages import ENGLISH, answer_language, localise
 from hub_sandbox.limits import TOO_MANY_REQUESTS_CODE, Identity, Throttled
 from hub_sandbox.odata import (
     EdmType,
@@ -399,10 +400,11 @@ class BusinessCentralApi:
 
     def _check_access(self, tenant: SandboxTenant, company: SandboxCompany, table: str) -> None:
         if self.state.faults.take(tenant.id, FaultKind.COMPANY_FORBIDDEN, company_id=company.id):
-            # Not documented precisely (reference §10): BC's permission error text, as 403.
+            # As seen from BC (reference §6.2): a 500 whose message alone says a permission
+            # is missing, in the language of the answer (hub_sandbox.languages).
             raise BusinessCentralError(
-                403,
-                "Authorization_InsufficientPermissions",
+                500,
+                "Internal_ServerError",
                 f"Sorry, the current permissions prevented the action. (TableData {table} Read: Accountant Hub)",
             )
 
@@ -547,6 +549,7 @@ class BusinessCentralApi:
         identity: Identity,
         body: bytes,
         base_url: str,
+        accept_language: str | None,
     ) -> ApiResult:
         """OData JSON batch: ``{"requests":[{"id","method","url","headers"}]}`` answered
         with ``{"responses":[{"id","status","headers","body"}]}``. Every operation counts
@@ -562,7 +565,12 @@ class BusinessCentralApi:
         if len(operations) > limit:
             raise bad_request(f"The batch request has {len(operations)} operations; the maximum is {limit}.")
         return ApiResult(
-            {"responses": [self._operation(tenant, environment, path, identity, op, base_url) for op in operations]}
+            {
+                "responses": [
+                    self._operation(tenant, environment, path, identity, op, base_url, accept_language)
+                    for op in operations
+                ]
+            }
         )
 
     def _operation(
@@ -573,6 +581,7 @@ class BusinessCentralApi:
         identity: Identity,
         operation: dict[str, Any],
         base_url: str,
+        batch_accept_language: str | None,
     ) -> dict[str, Any]:
         operation_id = str(operation.get("id", ""))
         correlation_id = str(uuid.uuid4())
@@ -580,6 +589,9 @@ class BusinessCentralApi:
         raw_headers = operation.get("headers")
         inner_headers = (
             {str(k).lower(): str(v) for k, v in raw_headers.items()} if isinstance(raw_headers, dict) else {}
+        )
+        language = answer_language(
+            inner_headers.get("accept-language") or batch_accept_language, tenant.locale.language
         )
         try:
             self.state.limiter.count_request(identity)
@@ -598,11 +610,11 @@ class BusinessCentralApi:
         except Throttled as throttled:
             status, body = (
                 throttled.status,
-                _error_body(TOO_MANY_REQUESTS_CODE, throttled.message, correlation_id),
+                _error_body(TOO_MANY_REQUESTS_CODE, throttled.message, correlation_id, language),
             )
             headers["retry-after"] = str(throttled.retry_after)
         except BusinessCentralError as error:
-            status, body = error.status, _error_body(error.code, error.message, correlation_id)
+            status, body = error.status, _error_body(error.code, error.message, correlation_id, language)
             headers |= {k.lower(): v for k, v in error.headers.items()}
         return {"id": operation_id, "status": status, "headers": headers, "body": body}
 
@@ -685,8 +697,8 @@ def _service_document(context_root: str) -> dict[str, Any]:
     }
 
 
-def _error_body(code: str, message: str, correlation_id: str) -> dict[str, Any]:
-    return {"error": {"code": code, "message": f"{message}  CorrelationId:  {correlation_id}."}}
+def _error_body(code: str, message: str, correlation_id: str, language: str) -> dict[str, Any]:
+    return {"error": {"code": code, "message": f"{localise(message, language)}  CorrelationId:  {correlation_id}."}}
 
 
 # ---------------------------------------------------------------------------------------
@@ -718,6 +730,11 @@ def business_central_router(state: SandboxState, courier: WebhookCourier) -> API
         correlation_id = str(uuid.uuid4())
         headers = {name: correlation_id for name in CORRELATION_HEADERS} | {"OData-Version": "4.0"}
         tenant: SandboxTenant | None = None
+        accept_language = request.headers.get("accept-language")
+
+        def language(tenant: SandboxTenant | None) -> str:
+            return answer_language(accept_language, tenant.locale.language if tenant else ENGLISH)
+
         try:
             raw_path = request.scope.get("raw_path", b"").decode("latin-1")
             path = parse_bc_path(raw_path.split("/v2.0/", 1)[1] if "/v2.0/" in raw_path else bc_path)
@@ -754,7 +771,9 @@ def business_central_router(state: SandboxState, courier: WebhookCourier) -> API
                     # Body faults (malformed, oversized, trickled) apply as to every BC answer.
                     return _answer(state, tenant, ApiResult(answer.body, answer.headers), headers, answer.status)
                 if path.is_batch:
-                    result = await run_in_threadpool(api.batch, tenant, environment, path, identity, body, base_url)
+                    result = await run_in_threadpool(
+                        api.batch, tenant, environment, path, identity, body, base_url, accept_language
+                    )
                 else:
                     get = ApiGet(
                         tenant, environment, path, tuple(request.query_params.multi_items()),
@@ -765,12 +784,14 @@ def business_central_router(state: SandboxState, courier: WebhookCourier) -> API
             finally:
                 state.limiter.release(identity)
         except Throttled as throttled:
-            body_json = _error_body(TOO_MANY_REQUESTS_CODE, throttled.message, correlation_id)
+            body_json = _error_body(TOO_MANY_REQUESTS_CODE, throttled.message, correlation_id, language(tenant))
             return _json(body_json, throttled.status, headers | {"Retry-After": str(throttled.retry_after)})
         except BusinessCentralError as error:
-            return _json(_error_body(error.code, error.message, correlation_id), error.status, headers | error.headers)
+            body_json = _error_body(error.code, error.message, correlation_id, language(tenant))
+            return _json(body_json, error.status, headers | error.headers)
         except SubscriptionRefused as refused:
-            return _json(_error_body(refused.code, refused.message, correlation_id), refused.status, headers)
+            body_json = _error_body(refused.code, refused.message, correlation_id, language(tenant))
+            return _json(body_json, refused.status, headers)
         return _answer(state, tenant, result, headers)
 
     return router

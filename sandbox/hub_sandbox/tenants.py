@@ -53,6 +53,8 @@ class Locale:
     legal_forms: tuple[str, ...]
     tenant_suffix: str  # how the group (the Entra tenant's organisation) is named
     entra_region: str  # tenant_region_scope in the OpenID configuration
+    # The language BC's users there work in: its messages' language unless a request asks.
+    language: str
 
 
 LOCALES: dict[str, Locale] = {
@@ -72,6 +74,7 @@ LOCALES: dict[str, Locale] = {
         legal_forms=("Ltd", "Ltd", "plc"),
         tenant_suffix="Group",
         entra_region="EU",
+        language="en-GB",
     ),
     "US": Locale(
         country_code="US",
@@ -89,6 +92,7 @@ LOCALES: dict[str, Locale] = {
         legal_forms=("Inc.", "LLC", "Corp."),
         tenant_suffix="Holdings",
         entra_region="NA",
+        language="en-US",
     ),
     "DK": Locale(
         country_code="DK",
@@ -106,6 +110,7 @@ LOCALES: dict[str, Locale] = {
         legal_forms=("ApS", "ApS", "A/S"),
         tenant_suffix="Gruppen",
         entra_region="EU",
+        language="da-DK",
     ),
     "DE": Locale(
         country_code="DE",
@@ -123,6 +128,7 @@ LOCALES: dict[str, Locale] = {
         legal_forms=("GmbH", "GmbH", "AG"),
         tenant_suffix="Gruppe",
         entra_region="EU",
+        language="de-DE",
     ),
 }  # fmt: skip
 

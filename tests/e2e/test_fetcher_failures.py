@@ -230,14 +230,18 @@ async def test_permanent_failures_become_one_refresh_failed(
 async def test_no_access_to_one_company_fails_only_that_company(
     bus: Client, fetcher: ServiceProcess, admin: httpx.Client
 ) -> None:
-    tenant = _tenant(admin, index=3)
+    # A tenant whose BC works in Danish or German: BC says a permission is missing only in
+    # its message, which the fetcher must ask for in English to recognise.
+    foreign = next(i for i, t in enumerate(_tenants(admin)) if t["consented"] and not t["language"].startswith("en"))
+    tenant = _tenant(admin, index=foreign)
     forbidden = tenant.companies[0]["id"]
     admin.put(f"/tenants/{tenant.id}/faults", json={"kind": "company_forbidden", "company_id": forbidden})
     outcomes = await _run(bus, fetcher, _refresh(tenant), done=_every_company_settled(tenant))
     failures = outcomes.of(RefreshFailed)
     assert [str(f.company_id) for f in failures] == [forbidden]
     assert failures[0].failure.kind is FailureKind.NO_COMPANY_ACCESS
-    assert failures[0].failure.http_status == 403
+    assert failures[0].failure.http_status == 500
+    assert (failures[0].failure.message or "").startswith("Sorry, the current permissions prevented the action.")
     assert {str(s.company_id) for s in outcomes.of(CompanySnapshot)} == {c["id"] for c in tenant.companies[1:]}
     await _assert_nothing_pending(bus)
 

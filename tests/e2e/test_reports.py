@@ -158,7 +158,7 @@ def test_a_bc_failure_is_a_clear_json_error(hub: Hub, sandbox: Sandbox, firm: di
     assert detail["failure"]["kind"] == "no_company_access"
     assert detail["message"] == detail["failure"]["summary"]
     assert detail["failure"]["fix"]
-    assert detail["failure"]["http_status"] == 403
+    assert detail["failure"]["http_status"] == 500
 
     _fault(sandbox, firm["tenant"], {"kind": "upgrading", "retry_after_seconds": 5, "count": 1})
     try:

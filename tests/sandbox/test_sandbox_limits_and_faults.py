@@ -109,11 +109,44 @@ def test_company_forbidden_for_one_company(
     blocked, other = tenant.environments[0].companies[:2]
     fault(http, kind="company_forbidden", company_id=str(blocked.id))
     refused = bc(f"/companies({blocked.id})/accounts")
-    assert refused.status_code == 403
-    assert refused.json()["error"]["code"] == "Authorization_InsufficientPermissions"
+    # Real BC's answer to a missing table permission: a 500 whose message alone says so.
+    assert refused.status_code == 500
+    assert refused.json()["error"]["code"] == "Internal_ServerError"
+    assert refused.json()["error"]["message"].startswith("Sorry, the current permissions prevented the action.")
     assert "TableData 15 G/L Account Read" in refused.json()["error"]["message"]
     assert bc(f"/companies({other.id})/accounts").status_code == 200
     assert bc("/companies").status_code == 200
+
+
+def test_messages_come_in_the_language_asked_for_else_the_tenants(
+    http: httpx.Client, acquire_token: TokenSource, catalogue: TenantCatalogue
+) -> None:
+    tenant = catalogue.find(str(SAMPLE))
+    assert tenant is not None and tenant.locale.language.startswith("en-")
+    blocked = tenant.environments[0].companies[0]
+    fault(http, kind="company_forbidden", company_id=str(blocked.id))
+
+    bearer = {"Authorization": f"Bearer {acquire_token(str(SAMPLE))}"}
+
+    def message(language: str | None = None) -> str:
+        asked = {"Accept-Language": language} if language else {}
+        answer = http.get(f"{API}/companies({blocked.id})/accounts", headers=bearer | asked)
+        assert (answer.status_code, answer.json()["error"]["code"]) == (500, "Internal_ServerError")
+        return str(answer.json()["error"]["message"])
+
+    danish = message("da-DK,da;q=0.9,en;q=0.5")
+    assert danish.startswith("Beklager, men de aktuelle tilladelser forhindrede handlingen. (TableData 15")
+    assert message("de").startswith("Die Aktion wurde leider")
+    assert message().startswith("Sorry, the current permissions")  # the sample tenant works in English
+    # Inside a $batch, each operation's own header counts, else the batch's.
+    operation = {"id": "a", "method": "GET", "url": f"companies({blocked.id})/accounts"}
+    batch = http.post(
+        f"{API}/$batch",
+        headers=bearer | {"Accept-Language": "de-DE"},
+        json={"requests": [operation, {**operation, "id": "b", "headers": {"Accept-Language": "en-US"}}]},
+    )
+    messages = {r["id"]: r["body"]["error"]["message"] for r in batch.json()["responses"]}
+    assert messages["a"].startswith("Die Aktion wurde leider") and messages["b"].startswith("Sorry,")
 
 
 def test_environment_removed_and_upgrading(http: httpx.Client, bc: Callable[..., httpx.Response]) -> None:

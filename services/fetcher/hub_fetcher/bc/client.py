@@ -48,6 +48,10 @@ MAX_BATCH_REQUESTS = 100
 
 # zlib's window for a gzip stream (its header and trailer included).
 GZIP_WINDOW = 16 + zlib.MAX_WBITS
+# BC writes its messages in the request's language, else in the app's own: a Danish
+# client's "permission" or "No HTTP resource" would not be recognised (bc.failures reads
+# some messages), and Check Errors would show text the accountant may not read.
+MESSAGE_LANGUAGE = "en-US"
 
 
 @dataclass(frozen=True)
@@ -64,7 +68,7 @@ class BatchRequest:
     optional: bool = False
 
     def headers(self) -> dict[str, str]:
-        headers = {"Accept": "application/json"}
+        headers = {"Accept": "application/json", "Accept-Language": MESSAGE_LANGUAGE}
         if self.max_page_size is not None:
             headers["Prefer"] = f"odata.maxpagesize={self.max_page_size}"
         return headers
@@ -159,14 +163,16 @@ def _count_answer(status: int | None) -> None:
 
 
 def _error_fields(document: object) -> tuple[str | None, str | None] | None:
-    """BC's error code and message from ``{"error": {"code": ..., "message": ...}}``; None
-    when the document does not have that shape."""
+    """The error code and message from BC's ``{"error": {"code": ..., "message": ...}}`` or
+    the unwrapped ``{"code": ..., "message": ...}`` (the admin center's, and what a gateway
+    in front of BC may send); None when the document has neither."""
     if not isinstance(document, dict):
         return None
-    error = document.get("error", {})
-    if not isinstance(error, dict):
-        return None
+    wrapped = document.get("error")
+    error = wrapped if isinstance(wrapped, dict) else document
     code, message = error.get("code"), error.get("message")
+    if not isinstance(code, str) and not isinstance(message, str):
+        return None
     return (code if isinstance(code, str) else None, message if isinstance(message, str) else None)
 
 
@@ -350,7 +356,7 @@ class BusinessCentral:
         # A token from Entra is fetched before the wait for a slot, so no BC slot is held
         # while Entra answers...
         await self._tokens.token_for(environment.tenant)
-        headers = {"Accept": "application/json", "Accept-Encoding": "gzip"}
+        headers = {"Accept": "application/json", "Accept-Encoding": "gzip", "Accept-Language": MESSAGE_LANGUAGE}
         if read_only:
             headers["Data-Access-Intent"] = "ReadOnly"
         if if_match is not None:
