@@ -214,6 +214,33 @@ async def test_a_hostile_error_body_still_gives_the_failure_of_its_status(
     assert (failure.value.kind, failure.value.http_status) == (FailureKind.ENVIRONMENT_OFFLINE, 503)
 
 
+@pytest.mark.parametrize(
+    ("body", "code", "message"),
+    [
+        # The admin center's shape, which a proxy or gateway in front of BC may send too.
+        (
+            b'{"code": "EnvironmentNotFound", "message": "Environment does not exist."}',
+            "EnvironmentNotFound",
+            "Environment does not exist.",
+        ),
+        (
+            b'{"error": {"code": "BadRequest_NotFound", "message": "No HTTP resource"}}',
+            "BadRequest_NotFound",
+            "No HTTP resource",
+        ),
+        # JSON, but neither shape: the body itself says what came.
+        (b'{"status": "gone"}', None, '{"status": "gone"}'),
+    ],
+)
+async def test_an_error_answer_keeps_its_code_and_message_in_either_shape(
+    bc: BusinessCentral, crafted: CraftedBusinessCentral, body: bytes, code: str | None, message: str
+) -> None:
+    crafted.answering = always(404, body)
+    with pytest.raises(FetchFailure) as failure:
+        await bc.get_collection(ENVIRONMENT, f"{ROOT}/companies(1)/accounts")
+    assert (failure.value.bc_error_code, failure.value.message) == (code, message)
+
+
 @pytest.mark.parametrize("amount", ["1e30", "-1e30", "100000000000000000000", "1e-40"])
 def test_an_amount_no_snapshot_could_hold_is_refused_at_the_entity(amount: str) -> None:
     items = [{"number": "S1", "status": "Open", "remainingAmount": Decimal(amount)}]

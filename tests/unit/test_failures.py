@@ -28,7 +28,7 @@ from hub_fetcher.bc.failures import (
         ),
         (429, None, None, True, FailureKind.THROTTLED),
         (503, None, "Service is under maintenance", False, FailureKind.ENVIRONMENT_OFFLINE),
-        (504, None, None, True, FailureKind.ENVIRONMENT_OFFLINE),
+        (504, None, None, True, FailureKind.TIMEOUT),
         (408, None, None, True, FailureKind.TIMEOUT),
         (404, "NoEnvironment", "Environment does not exist.", False, FailureKind.ENVIRONMENT_NOT_FOUND),
         (

@@ -212,9 +212,11 @@ def classify_bc_error(
     code_lower = (code or "").lower()
     if status == 429:
         return FailureKind.THROTTLED
-    if status in (502, 503, 504) or code_lower == "internal_tenantunavailable":
+    if status in (502, 503) or code_lower == "internal_tenantunavailable":
         return FailureKind.ENVIRONMENT_OFFLINE
-    if status == 408:
+    # 408: BC's 8-minute operation timeout; 504: its 10-minute gateway timeout (reference
+    # §6.1). Neither says the environment is down or being upgraded.
+    if status in (408, 504):
         return FailureKind.TIMEOUT
     if status == 401 or code_lower.startswith("authentication_"):
         return FailureKind.CREDENTIALS_REJECTED
