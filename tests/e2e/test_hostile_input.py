@@ -1,12 +1,15 @@
 """Input no person types but anyone can send, through the real hub: every answer is the
 documented 4xx, never a 500 or a misleading 503. JSON that Python reads but strict JSON cannot
 write back (lone surrogates, NaN, Infinity, 1e400); control characters, which PostgreSQL
-refuses to store; two first saves of the preferences at once."""
+refuses to store; two first saves of the preferences at once; bodies larger than any request,
+declared or streamed, and bodies that are not JSON, sent by someone not signed in."""
 
 from __future__ import annotations
 
+import json
 import threading
 import uuid
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -134,3 +137,52 @@ def test_two_first_saves_of_the_preferences_at_once_both_succeed(hub: Hub) -> No
         assert api.get("/api/v1/preferences").status_code == 200  # the accountant exists now
         assert _saved_at_once(api, page_sizes) == [200] * len(page_sizes)
         assert api.get("/api/v1/preferences").json()["page_size"] in page_sizes
+
+
+def _chunks(total: int, size: int = 64 * 1024) -> Iterator[bytes]:
+    """``total`` bytes streamed with no Content-Length (chunked), as a client that never says
+    how much it will send."""
+    yield b'{"name": "'
+    for _ in range(total // size):
+        yield b"x" * size
+    yield b'"}'
+
+
+@pytest.mark.parametrize("path", ["/api/v1/tokens", "/api/v1/client-invitations"])
+def test_a_body_larger_than_any_request_is_refused_unread_even_by_strangers(hub: Hub, path: str) -> None:
+    stranger = httpx.Client(base_url=hub.url, timeout=20)
+    declared = stranger.post(path, content=b"x" * (2 * 1024 * 1024), headers={"Content-Type": "application/json"})
+    assert declared.status_code == 413, declared.text[:300]
+    assert "KiB" in declared.json()["detail"]
+    streamed = stranger.post(
+        path, content=_chunks(2 * 1024 * 1024), headers={"Content-Type": "application/json", "Accept-Language": "de"}
+    )
+    assert streamed.status_code == 413, streamed.text[:300]
+    assert streamed.headers["Content-Language"] == "de"
+
+
+def test_the_largest_legitimate_bodies_are_read(api: httpx.Client, hub: Hub) -> None:
+    # A client card with every field at its longest, in letters of three UTF-8 bytes.
+    card = {"name": "名" * 250, "client_url": CLIENT_URL, "contact_name": "名" * 500, "notes": "名" * 4000}
+    assert (
+        api.post("/api/v1/clients", content=json.dumps(card), headers={"Content-Type": "application/json"}).status_code
+        != 413
+    )
+    # A client's invitation naming 300 companies: read, and refused only for its missing token.
+    invitation = {
+        "accountant_email": "someone@tailspin-accounting.example",
+        "accountant_name": "Someone",
+        "environment": "Production",
+        "companies": ["é" * 250] * 300,
+        "client_name": "Contoso",
+    }
+    answer = httpx.post(f"{hub.url}/api/v1/client-invitations", json=invitation, timeout=20)
+    assert answer.status_code == 401, answer.text[:300]
+
+
+def test_a_stranger_sending_a_body_that_is_not_json_is_told_to_sign_in(hub: Hub, api: httpx.Client) -> None:
+    stranger = _raw(httpx.Client(base_url=hub.url, timeout=20), "POST", "/api/v1/tokens", "{not json")
+    assert stranger.status_code == 401, stranger.text[:300]
+    assert _raw(api, "POST", "/api/v1/tokens", "{not json").status_code == 422
+    # A route anyone may call still says what is wrong with the body.
+    assert _raw(httpx.Client(base_url=hub.url), "POST", "/api/v1/client-invitations", "{not json").status_code == 422

@@ -20,6 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from hub_common import metrics
 from hub_common.bus import create_broker, jetstream_of
+from hub_common.change_notifications import NOTIFICATION_PATH
 from hub_common.consumers import Delivery, subscribe_batches
 from hub_common.db import create_engine, database_ok, migrate, session_factory, transaction
 from hub_common.entra import EntraTokenVerifier, confidential_client
@@ -31,7 +32,8 @@ from hub_common.streams import GATEWAY_EVENTS_CONSUMER, GATEWAY_SNAPSHOTS_CONSUM
 from hub_common.tracing import configure_tracing
 from hub_gateway.accounts.endpoints import accounts_api
 from hub_gateway.alerts.endpoints import alerts_api
-from hub_gateway.change_notifications.endpoints import business_central_notifications
+from hub_gateway.body_limit import BodySizeLimit
+from hub_gateway.change_notifications.endpoints import MAX_NOTICES_BODY_BYTES, business_central_notifications
 from hub_gateway.check_errors.dead_letters import dead_letters
 from hub_gateway.check_errors.endpoints import check_errors_api
 from hub_gateway.client_url_tests.answers import ConnectionTestAnswers
@@ -43,7 +45,7 @@ from hub_gateway.company_details.endpoints import company_details_api
 from hub_gateway.dashboard import queries as dashboard_queries
 from hub_gateway.dashboard.endpoints import dashboard_api
 from hub_gateway.dashboard.live import LiveUpdates
-from hub_gateway.dependencies import GatewayState
+from hub_gateway.dependencies import GatewayState, sign_in_refusal
 from hub_gateway.health import health
 from hub_gateway.invitations.endpoints import client_invitations
 from hub_gateway.invitations.pages import invitation_pages
@@ -63,6 +65,12 @@ VERSION_TABLE = "gateway_alembic_version"
 # Within the supervisor's and a pod's grace after SIGTERM (15 s and 30 s).
 SHUTDOWN_GRACE_SECONDS = 10
 HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+# The largest body of a form or the API: a client card with every field at its longest is
+# about 35 KB of UTF-8 (its 4,000-character notes included), about 100 KB if each character
+# is sent as a JSON escaped surrogate pair; saved views, alert rules and the rest are smaller.
+MAX_BODY_BYTES = 128 * 1024
+# A client's invitation may name 300 companies of 250 characters: under 1 MiB however written.
+MAX_INVITATION_BODY_BYTES = 1024 * 1024
 
 logger = get_logger(__name__)
 
@@ -235,6 +243,12 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         ).observe(time.perf_counter() - started)
         return response
 
+    # Outermost: every body is read through it, whoever reads it.
+    app.add_middleware(
+        BodySizeLimit,
+        limit=MAX_BODY_BYTES,
+        larger={NOTIFICATION_PATH: MAX_NOTICES_BODY_BYTES, "/api/v1/client-invitations": MAX_INVITATION_BODY_BYTES},
+    )
     app.include_router(health)
     # The JSON API, one router per feature of the accountant's (each folder of hub_gateway/).
     app.include_router(dashboard_api)
@@ -258,13 +272,25 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     app.include_router(script_messages)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.add_exception_handler(StarletteHTTPException, localized_http_exception_handler)
-    app.add_exception_handler(RequestValidationError, localized_validation_exception_handler)
+    app.add_exception_handler(RequestValidationError, request_refused)
     if settings.tracing_exporter is not TracingExporter.OFF:
         from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
         # One span per request; not one per chunk a live (SSE) stream sends.
         FastAPIInstrumentor.instrument_app(app, excluded_urls="healthz,static", exclude_spans=["send", "receive"])
     return app
+
+
+async def request_refused(request: Request, error: Exception) -> Response:
+    """A 422 for an invalid request, except that a body that is not JSON at all, sent to a
+    route behind sign-in by someone not signed in, is answered 401 as any other request of
+    theirs: FastAPI parses the body before it asks who is calling."""
+    assert isinstance(error, RequestValidationError)
+    if any(problem.get("type") == "json_invalid" for problem in error.errors()):
+        refusal = await sign_in_refusal(request)
+        if refusal is not None:
+            return await localized_http_exception_handler(request, refusal)
+    return await localized_validation_exception_handler(request, error)
 
 
 class _GatewayServer(uvicorn.Server):

@@ -12,6 +12,8 @@ from typing import Annotated, Any
 import httpx
 import msal
 from fastapi import APIRouter, Depends, HTTPException, Request, status
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute
 from faststream.nats import NatsBroker
 from nats.aio.client import Client
 from pydantic import BaseModel, ValidationError
@@ -300,6 +302,26 @@ async def _authenticated(request: Request, state: GatewayState, session: AsyncSe
 
 
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
+
+
+def _needs_principal(dependant: Dependant) -> bool:
+    return any(needed.call is current_principal or _needs_principal(needed) for needed in dependant.dependencies)
+
+
+async def sign_in_refusal(request: Request) -> HTTPException | None:
+    """How the matched route would refuse this request's credentials (401, or 403 for a
+    missing CSRF token), or None when it needs none or they are good: for an answer given
+    before the route asked who is calling."""
+    route = request.scope.get("route")
+    if not isinstance(route, APIRoute) or not _needs_principal(route.dependant):
+        return None
+    state = gateway_state(request)
+    try:
+        async with state.sessions() as session:
+            await _authenticated(request, state, session)
+    except HTTPException as refusal:
+        return refusal
+    return None
 
 
 async def still_signed_in(request: Request, state: GatewayState, principal: Principal) -> bool:
