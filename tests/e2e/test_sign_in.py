@@ -128,6 +128,43 @@ def test_a_connect_callback_of_another_flow_asks_to_open_the_link_again(hub: Hub
     assert "wurde anderswo begonnen" in stray.text
 
 
+# What a page written by someone else could make the hub say, were a callback's description shown.
+PHISHING = "Your account is locked. Call +1 555 0100 or sign in again at https://hub-login.example"
+
+
+def _refused_callback(browser: httpx.Client, path: str) -> httpx.Response:
+    """A callback saying Microsoft refused, as anyone can write one and send a person to it."""
+    description = f"AADSTS65004: {PHISHING}"
+    return browser.get(path, params={"error": "access_denied", "error_description": description})
+
+
+def test_a_refused_sign_in_shows_entras_code_never_the_callbacks_description(hub: Hub, sandbox: Sandbox) -> None:
+    signing_in = httpx.Client(base_url=hub.url, timeout=20)
+    assert signing_in.get("/auth/sign-in").status_code == 302
+    client_access = httpx.Client(base_url=hub.url, timeout=20)
+    assert client_access.post("/client-access/sign-in").status_code == 303
+    api = hub.client("jonas@woodgrove-refused.example")
+    card = {"name": "Refused callback", "client_url": f"{sandbox.web_client}/cronus-sample.onmicrosoft.com/Production"}
+    client_id = api.post("/api/v1/clients", json=card).json()["client_id"]
+    link = eventually(
+        lambda: api.post(f"/api/v1/clients/{client_id}/connect-link").json().get("url"), "the client's Connect link"
+    )
+    connecting = httpx.Client(timeout=20)
+    assert connecting.post(link).status_code == 303
+    pages = [
+        _refused_callback(signing_in, "/auth/callback"),
+        _refused_callback(client_access, "/client-access/callback"),
+        _refused_callback(connecting, f"{hub.url}/connect/callback"),
+    ]
+    for page in pages:
+        assert "Microsoft refused the sign-in (AADSTS65004)" in page.text, page.text[:500]
+        assert "locked" not in page.text and "hub-login" not in page.text
+    assert "Microsoft sign-in refused" in hub.logs()  # the description is for the log alone
+    without_code = signing_in.get("/auth/callback", params={"error": PHISHING, "error_description": PHISHING})
+    assert "Microsoft refused the sign-in; try again" in without_code.text
+    assert "locked" not in without_code.text
+
+
 @pytest.fixture(scope="module")
 def impatient_gateway(hub: Hub, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A replica of the gateway that waits no time for an answer: the registry never answers it."""

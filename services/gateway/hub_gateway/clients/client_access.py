@@ -30,6 +30,7 @@ from hub_gateway.dependencies import GatewayState, State, rejection_error
 from hub_gateway.languages import rejection_text, said
 from hub_gateway.web.rendering import render
 from hub_gateway.web.sealed import read_sealed_cookie, set_sealed_cookie
+from hub_gateway.web.sign_in_refusals import sign_in_refusal
 
 client_access_pages = APIRouter(include_in_schema=False)
 
@@ -89,10 +90,7 @@ async def finish_client_access(request: Request, state: State) -> Response:
         return _page(request, bad, error=started_elsewhere)
     answer = dict(request.query_params.items())
     if "error" in answer:
-        detail = answer.get("error_description") or answer["error"]
-        return _page(
-            request, bad, error=said(request, N_("Microsoft sign-in refused: %(reason)s"), reason=detail[:500])
-        )
+        return _page(request, bad, error=sign_in_refusal(request, answer))
     result = await redeem_auth_code(state.entra, pending["flow"], answer)
     if result is None:
         return _page(request, bad, error=started_elsewhere)

@@ -41,6 +41,7 @@ from hub_gateway.dependencies import GatewayState, State
 from hub_gateway.languages import rejection_text, said
 from hub_gateway.web.rendering import render
 from hub_gateway.web.sealed import SealRefused, open_seal, read_sealed_cookie, seal, set_sealed_cookie
+from hub_gateway.web.sign_in_refusals import sign_in_refusal
 
 connect_pages = APIRouter(include_in_schema=False)
 
@@ -141,12 +142,7 @@ async def finish_connect(request: Request, state: State) -> Response:
         return _page(request, error=said(request, str(refused)))
     answer = dict(request.query_params.items())
     if "error" in answer:
-        detail = answer.get("error_description") or answer["error"]
-        return _page(
-            request,
-            link=link,
-            error=said(request, N_("Microsoft sign-in did not give access: %(reason)s"), reason=detail[:500]),
-        )
+        return _page(request, link=link, error=sign_in_refusal(request, answer))
     app = await _tenant_app(state, link.tenant_id)
     result = await redeem_auth_code(app, pending["flow"], answer)
     if result is None:

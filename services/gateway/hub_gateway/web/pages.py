@@ -49,6 +49,7 @@ from hub_gateway.readmodel.models import ClientRow
 from hub_gateway.refresh_schedule import queries as schedule_queries
 from hub_gateway.web.rendering import render
 from hub_gateway.web.sealed import read_sealed_cookie, set_sealed_cookie
+from hub_gateway.web.sign_in_refusals import sign_in_refusal
 
 pages = APIRouter(include_in_schema=False)
 
@@ -304,15 +305,15 @@ async def finish_sign_in(request: Request, state: State) -> Response:
         return _sign_in_page(request, state, error=started_elsewhere)
     answer = {key: value for key, value in request.query_params.items()}
     if "error" in answer:
-        reason = answer.get("error_description", answer["error"])
-        return _sign_in_page(request, state, error=t.gettext("Microsoft sign-in refused: %(reason)s", reason=reason))
+        return _sign_in_page(request, state, error=sign_in_refusal(request, answer))
     result = await redeem_auth_code(state.entra, pending["flow"], answer)
     if result is None:
         return _sign_in_page(request, state, error=started_elsewhere)
     claims = result.get("id_token_claims")
     if "error" in result or not isinstance(claims, dict):
-        detail = result.get("error_description") or result.get("error") or t.gettext("no identity returned")
-        return _sign_in_page(request, state, error=t.gettext("Sign-in failed: %(reason)s", reason=detail))
+        # Entra's own answer to the hub (not the browser's query): shown, as long as a sentence.
+        detail = str(result.get("error_description") or result.get("error") or t.gettext("no identity returned"))
+        return _sign_in_page(request, state, error=t.gettext("Sign-in failed: %(reason)s", reason=detail[:500]))
     signed_in = signed_in_identity(claims)
     if signed_in is None:
         return _sign_in_page(
