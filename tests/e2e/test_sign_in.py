@@ -8,6 +8,7 @@ import re
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -204,10 +205,16 @@ def test_personal_api_tokens_can_be_created_used_and_revoked(hub: Hub) -> None:
     assert created.status_code == 201, created.text
     token = created.json()["token"]
     assert token.startswith("hub_pat_")
+    assert owner.get("/api/v1/tokens").json()[0]["last_used_at"] is None
     with_token = httpx.Client(base_url=hub.url, headers={"Authorization": f"Bearer {token}"})
     assert with_token.get("/api/v1/dashboard").status_code == 200
     listed = owner.get("/api/v1/tokens").json()
     assert [t["name"] for t in listed] == ["Power BI export"]
+    first_use = datetime.fromisoformat(listed[0]["last_used_at"])
+    assert first_use >= datetime.fromisoformat(created.json()["created_at"])
+    # Used again within the minute: the recorded use stands (no write per request).
+    assert with_token.get("/api/v1/me").status_code == 200
+    assert owner.get("/api/v1/tokens").json()[0]["last_used_at"] == listed[0]["last_used_at"]
     assert "token" not in listed[0], "the value is shown once, never listed"
     assert hub.client("mallory@fabrikam-audit.example").delete(f"/api/v1/tokens/{listed[0]['id']}").status_code == 404
     assert owner.delete(f"/api/v1/tokens/{listed[0]['id']}").status_code == 204

@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from functools import cached_property
 from typing import Annotated, Any
 
@@ -282,6 +283,7 @@ async def _authenticated(request: Request, state: GatewayState, session: AsyncSe
             api_token = await store.find_api_token(session, token)
             if api_token is None:
                 raise _unauthorized(N_("This API token is not valid or was revoked"))
+            await store.record_api_token_use(state.sessions, api_token, datetime.now(UTC))
             return store.principal_of(api_token)
         try:
             email, display_name = read_dev_token(state.settings, token)

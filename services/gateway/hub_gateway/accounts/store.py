@@ -11,14 +11,19 @@ import secrets
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import or_, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlmodel import col, select
 
+from hub_common.db import transaction
 from hub_gateway.accounts.models import ApiToken, BrowserSession
 from hub_gateway.auth import Principal
 
 API_TOKEN_PREFIX = "hub_pat_"  # noqa: S105 - a recognisable prefix, not a secret
 SESSION_LIFETIME = timedelta(days=7)
+# A token's last use is told to the minute: a request within a minute of the recorded use
+# writes nothing, so a script calling the API in a loop costs no write per request.
+LAST_USE_PRECISION = timedelta(minutes=1)
 
 
 def digest(secret: str) -> str:
@@ -85,6 +90,16 @@ async def find_api_token(session: AsyncSession, secret: str) -> ApiToken | None:
     if row is None or row.revoked_at is not None:
         return None
     return row
+
+
+async def record_api_token_use(sessions: async_sessionmaker[AsyncSession], row: ApiToken, now: datetime) -> None:
+    """Records that ``row`` was used ``now`` (its owner sees when a token was last used, and a
+    leaked one in use), at most once a LAST_USE_PRECISION per token, whichever replica asks."""
+    if row.last_used_at is not None and now - row.last_used_at < LAST_USE_PRECISION:
+        return
+    stale = or_(col(ApiToken.last_used_at).is_(None), col(ApiToken.last_used_at) <= now - LAST_USE_PRECISION)
+    async with transaction(sessions) as session:
+        await session.execute(update(ApiToken).where(col(ApiToken.id) == row.id, stale).values(last_used_at=now))
 
 
 async def list_api_tokens(session: AsyncSession, accountant_id: uuid.UUID) -> list[ApiToken]:
