@@ -12,7 +12,8 @@ class FetcherSettings(HubSettings):
     # holds its companies' answers while it computes their figures).
     concurrency: int = Field(default=200, ge=1, le=5000)
     http_connect_timeout_seconds: float = Field(default=10.0, gt=0)
-    # The longest wait for the next bytes of an answer; the deadlines below bound the whole.
+    # The longest wait for the next bytes of Entra's answers. BC's are bounded by their
+    # request deadline alone: a $batch answer starts only once BC has run all of it.
     http_read_timeout_seconds: float = Field(default=60.0, gt=0)
     # Total deadlines: connecting, sending and reading the whole answer of one call to BC or
     # to Entra (a token or its discovery), and everything one refresh reads from BC. An

@@ -195,6 +195,14 @@ class BusinessCentral:
         self._limiter = limiter
         self._max_response_bytes = max_response_bytes
         self._request_deadline_seconds = request_deadline_seconds
+        # BC sends the first byte of a $batch answer only once it has run every operation
+        # in it (its own operation timeout is 8 minutes), so the wait for the next bytes is
+        # bounded by the request's deadline alone, not by the client's read timeout (which
+        # still bounds Entra's answers).
+        configured = http.timeout
+        self._timeout = httpx.Timeout(
+            connect=configured.connect, read=None, write=configured.write, pool=configured.pool
+        )
         self.requests_made = 0
 
     def root(self, environment: Environment) -> str:
@@ -373,7 +381,7 @@ class BusinessCentral:
                     try:
                         async with asyncio.timeout(self._request_deadline_seconds):
                             async with self._http.stream(
-                                method, url, params=params, headers=headers, json=json_body
+                                method, url, params=params, headers=headers, json=json_body, timeout=self._timeout
                             ) as response:
                                 answered = True
                                 span.set_attribute("http.response.status_code", response.status_code)
