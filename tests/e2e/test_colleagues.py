@@ -8,8 +8,10 @@ import time
 
 import pytest
 
+from hub_common.dev_mail import read_mailbox
 from tests.e2e.conftest import Hub
 from tests.support.sign_in import choose_firm, first_sign_in, join_firm
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -116,3 +118,26 @@ def test_a_first_sign_in_may_decline_every_invitation(hub: Hub) -> None:
     # A firm id that did not invite the address is refused, not joined.
     other = first_sign_in(hub.url, "cy@northwind-audit.example")
     assert choose_firm(other, inviter_firm).status_code in (400, 404)
+
+
+def test_an_address_is_mailed_once_a_day_and_a_firm_within_its_daily_allowance(hub: Hub) -> None:
+    owner = hub.client("nora@fourthcoffee-accounting.example")
+    invitee = "omar@fourthcoffee-accounting.example"
+    assert owner.post("/api/v1/accountants/invitations", json={"email": invitee}).status_code == 202
+    mailed = eventually(lambda: [m for m in read_mailbox(hub.mail_dir) if invitee in m.to], "the invitation's mail")
+    again = owner.post("/api/v1/accountants/invitations", json={"email": invitee, "role": "admin"})
+    assert again.status_code == 429, again.text[:300]
+    assert again.json()["detail"]["field"] == "email"
+    assert "less than 24 hours ago" in again.json()["detail"]["message"]
+    time.sleep(1)  # a second mail, had one been sent, would be in the sink by now
+    assert [m for m in read_mailbox(hub.mail_dir) if invitee in m.to] == mailed
+    # Each new address is mailed, up to the firm's daily allowance (50 by default).
+    for n in range(49):
+        invited = owner.post("/api/v1/accountants/invitations", json={"email": f"p{n}@fourthcoffee-accounting.example"})
+        assert invited.status_code == 202, (n, invited.text[:300])
+    beyond = owner.post("/api/v1/accountants/invitations", json={"email": "last@fourthcoffee-accounting.example"})
+    assert beyond.status_code == 429, beyond.text[:300]
+    assert "50 colleagues in the last 24 hours" in beyond.json()["detail"]["message"]
+    # Another firm's allowance is its own.
+    other = hub.client("rosa@fourthcoffee-audit.example")
+    assert other.post("/api/v1/accountants/invitations", json={"email": invitee}).status_code == 202

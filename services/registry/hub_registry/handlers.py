@@ -40,7 +40,7 @@ def register_command_handlers(
         return await firms.list_firm_invitations(session=session, command=command)
 
     async def invite_colleague(session: AsyncSession, command: commands.InviteColleague) -> BaseModel:
-        return await firms.invite_colleague(session=session, command=command)
+        return await firms.invite_colleague(session=session, command=command, settings=settings)
 
     server.serve_in_transaction(commands.ENSURE_ACCOUNTANT, commands.EnsureAccountant, ensure_accountant)
     server.serve_in_transaction(commands.LIST_FIRM_INVITATIONS, commands.ListFirmInvitations, list_firm_invitations)

@@ -96,6 +96,8 @@ class ColleagueInvitationRow(SQLModel, table=True):
     """A pending invitation to join a firm; the address joins on its first sign-in."""
 
     __tablename__ = "registry_colleague_invitations"
+    # The firm's mails of the last day (its daily allowance).
+    __table_args__ = (Index("registry_colleague_invitations_mailed", "firm_id", "mailed_at"),)
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
     firm_id: uuid.UUID = Field(foreign_key="registry_firms.id", index=True)
@@ -103,6 +105,8 @@ class ColleagueInvitationRow(SQLModel, table=True):
     role: str = Field(max_length=20)
     invited_by: uuid.UUID
     created_at: datetime = Field(default_factory=_now, sa_column=_timestamp())
+    # When its mail was last sent (ColleagueInvited): inviting the address again re-sends it.
+    mailed_at: datetime = Field(default_factory=_now, sa_column=_timestamp())
     accepted_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime(), nullable=True))
 
 

@@ -28,6 +28,9 @@ class RegistrySettings(HubSettings):
     notification_coalesce_seconds: float = Field(default=30.0, ge=1, le=3600)
     notification_check_seconds: float = Field(default=2.0, gt=0, le=300)
     notification_upkeep_hours: int = Field(default=24, ge=1, le=24)
+    # A colleague invitation mails anyone from the hub's sender, and anyone can start a firm:
+    # at most this many addresses mailed per firm in 24 hours (an address once a day at most).
+    colleague_invitations_per_firm_per_day: int = Field(default=50, ge=1, le=10_000)
     # How long resolving a tenant's domain to its id (Entra's OIDC discovery) may take.
     entra_discovery_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
     # Alerts (hub_registry.service.alerts): how often the lease holder looks for rules on

@@ -4,8 +4,9 @@ inviting colleagues."""
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
+from sqlalchemy import func
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
@@ -223,11 +224,54 @@ async def _join_firm(
     return _identity(accountant, created=True)
 
 
-async def invite_colleague(*, session: AsyncSession, command: InviteColleague) -> ColleagueInvitation:
+# An address with a pending invitation is mailed again (inviting it again) after this long.
+COLLEAGUE_MAIL_INTERVAL = timedelta(days=1)
+
+
+async def _check_colleague_mail_allowance(
+    session: AsyncSession,
+    firm_id: uuid.UUID,
+    pending: ColleagueInvitationRow | None,
+    settings: RegistrySettings,
+    now: datetime,
+) -> None:
+    """Refuse a mail to an address mailed within the day, or beyond the firm's daily allowance."""
+    since = now - COLLEAGUE_MAIL_INTERVAL
+    if pending is not None and pending.mailed_at > since:
+        raise refused(
+            RejectionReason.RATE_LIMITED,
+            N_(
+                "%(email)s was invited less than 24 hours ago; ask them to look for the mail (their spam folder"
+                " too), or invite them again tomorrow."
+            ),
+            "email",
+            email=pending.email,
+        )
+    mailed = await session.execute(
+        select(func.count())
+        .select_from(ColleagueInvitationRow)
+        .where(ColleagueInvitationRow.firm_id == firm_id, col(ColleagueInvitationRow.mailed_at) > since)
+    )
+    if int(mailed.scalar_one()) >= settings.colleague_invitations_per_firm_per_day:
+        raise refused(
+            RejectionReason.RATE_LIMITED,
+            N_(
+                "Your firm invited %(count)s colleagues in the last 24 hours, the most the hub sends;"
+                " try again tomorrow."
+            ),
+            count=settings.colleague_invitations_per_firm_per_day,
+        )
+
+
+async def invite_colleague(
+    *, session: AsyncSession, command: InviteColleague, settings: RegistrySettings
+) -> ColleagueInvitation:
     """Owners and admins invite by address; nobody joins a firm by email domain alone.
 
     An address that already has an account in another firm is answered exactly like a new
-    one, so inviting cannot be used to learn who uses the hub.
+    one, so inviting cannot be used to learn who uses the hub. Each invitation mails the
+    address from the hub's sender, so an address is mailed once a day at most (inviting it
+    again sooner is a 429 saying so) and a firm mails at most its daily allowance.
     """
     inviter = await session.get(Accountant, uuid.UUID(command.actor.id)) if is_uuid(command.actor.id) else None
     if inviter is None or inviter.firm_id != command.firm_id:
@@ -247,10 +291,13 @@ async def invite_colleague(*, session: AsyncSession, command: InviteColleague) -
             )
         )
     ).scalar_one_or_none()
+    now = datetime.now(UTC)
+    await _check_colleague_mail_allowance(session, command.firm_id, pending, settings, now)
     if pending is None:
         pending = ColleagueInvitationRow(firm_id=command.firm_id, email=email, role=command.role, invited_by=inviter.id)
         session.add(pending)
     pending.role = command.role
+    pending.mailed_at = now
     firm = await session.get(Firm, command.firm_id)
     await emit(
         session,
