@@ -148,6 +148,12 @@ class BcPath:
     def is_batch(self) -> bool:
         return self.service == API and self.rest == (BATCH_SEGMENT,)
 
+    @property
+    def addressed(self) -> str:
+        """The entity set or web service the request names last (``$batch`` for a batch),
+        which a fault's ``entity_set`` narrows it to."""
+        return self.rest[-1].split("(", 1)[0] if self.rest else self.service
+
 
 def parse_bc_path(path: str) -> BcPath | None:
     """Split what follows ``/v2.0/``; None when it is neither API v2.0 nor ODataV4.
@@ -742,7 +748,7 @@ def business_central_router(state: SandboxState, courier: WebhookCourier) -> API
             if path is None:
                 raise no_resource(str(request.url))
             environment = api.environment(tenant, path.environment)
-            _raise_front_door_faults(state, tenant)
+            _raise_front_door_faults(state, tenant, path)
             subscription = subscription_segment(path)
             if request.method not in _allowed_methods(path, subscription):
                 last = path.rest[-1] if path.rest else path.service
@@ -757,7 +763,7 @@ def business_central_router(state: SandboxState, courier: WebhookCourier) -> API
             try:
                 if not path.is_batch:
                     state.limiter.count_request(identity)
-                await _slow_down(state, tenant, request)
+                await _slow_down(state, tenant, request, path)
                 base_url = str(request.base_url).rstrip("/")
                 if subscription is not None:
                     answer = await subscriptions.handle(
@@ -797,9 +803,9 @@ def business_central_router(state: SandboxState, courier: WebhookCourier) -> API
     return router
 
 
-def _raise_front_door_faults(state: SandboxState, tenant: SandboxTenant) -> None:
+def _raise_front_door_faults(state: SandboxState, tenant: SandboxTenant, path: BcPath) -> None:
     """Faults that answer before a request reaches the service: upgrading, throttled."""
-    upgrading = state.faults.take(tenant.id, FaultKind.UPGRADING)
+    upgrading = state.faults.take(tenant.id, FaultKind.UPGRADING, entity_set=path.addressed)
     if upgrading:
         raise BusinessCentralError(
             503,
@@ -807,22 +813,22 @@ def _raise_front_door_faults(state: SandboxState, tenant: SandboxTenant) -> None
             "Service is under maintenance. The environment is being updated; try again later.",
             {"Retry-After": str(upgrading.retry_after_seconds)},
         )
-    throttled = state.faults.take(tenant.id, FaultKind.TOO_MANY_REQUESTS)
+    throttled = state.faults.take(tenant.id, FaultKind.TOO_MANY_REQUESTS, entity_set=path.addressed)
     if throttled:
         state.limiter.note_throttled(tenant.id)
         raise Throttled(429, "Too many requests reached for this user.", throttled.retry_after_seconds)
 
 
-async def _slow_down(state: SandboxState, tenant: SandboxTenant, request: Request) -> None:
+async def _slow_down(state: SandboxState, tenant: SandboxTenant, request: Request, path: BcPath) -> None:
     """Global and per-tenant latency, and the timeout fault: all hold the request's slot,
     as a slow BC does."""
     latency_ms = state.settings.sandbox_latency_ms
-    latency = state.faults.take(tenant.id, FaultKind.LATENCY)
+    latency = state.faults.take(tenant.id, FaultKind.LATENCY, entity_set=path.addressed)
     if latency:
         latency_ms += latency.latency_ms
     if latency_ms:
         await asyncio.sleep(latency_ms / 1000)
-    timeout = state.faults.take(tenant.id, FaultKind.TIMEOUT)
+    timeout = state.faults.take(tenant.id, FaultKind.TIMEOUT, entity_set=path.addressed)
     if timeout:
         deadline = time.monotonic() + timeout.timeout_seconds
         # Polling is the only way to notice a client that hangs up mid-request.

@@ -43,7 +43,14 @@ class FaultSpec(BaseModel):
     latency_ms: int = Field(default=0, ge=0, le=600_000)
     company_id: uuid.UUID | None = Field(default=None, description="company_forbidden: None = all")
     environment: str | None = Field(default=None, description="environment_removed: None = all")
-    entity_set: str | None = Field(default=None, max_length=100, description="entity_not_published: None = all")
+    entity_set: str | None = Field(
+        default=None,
+        max_length=100,
+        description=(
+            "entity_not_published, latency, timeout, upgrading, too_many_requests: only requests whose"
+            " path ends at this entity set or web service ($batch for a batch); None = all"
+        ),
+    )
     retry_after_seconds: int = Field(
         default=60, ge=0, description="upgrading, too_many_requests, entra_unavailable, entra_throttled"
     )

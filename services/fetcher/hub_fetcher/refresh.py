@@ -9,6 +9,7 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 from urllib.parse import quote
 
 from pydantic import ValidationError
@@ -85,31 +86,52 @@ class ClientReader:
         document_filter = quote(f"'No.' IS '{number}'", safe="")
         return f"{self.web_client_link(connection, company_name)}&page={page}&filter={document_filter}"
 
+    async def _cue_pages(
+        self, environment: Environment, company_name: str
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]] | FetchFailure:
+        """Both cue services' records, read at once, or the first failure (the other read is
+        then cancelled: it would hold one of the tenant's BC slots for nothing)."""
+        try:
+            async with asyncio.TaskGroup() as group:
+                activity = group.create_task(
+                    self._bc.get_collection(
+                        environment,
+                        self._bc.cue_service_url(environment, company_name, "AccountantPortalActivityCues"),
+                        params={"$select": "OverduePurchInvoiceAmountDecimal,OverdueSalesInvoiceAmountDecimal"},
+                    )
+                )
+                finance = group.create_task(
+                    self._bc.get_collection(
+                        environment,
+                        self._bc.cue_service_url(environment, company_name, "AccountantPortalFinanceCues"),
+                        params={"$select": "CashAccountsBalanceAmountDecimal"},
+                    )
+                )
+        except ExceptionGroup as raised:
+            failures, others = raised.split(FetchFailure)
+            if others is not None or failures is None:
+                raise
+            first = failures.exceptions[0]
+            assert isinstance(first, FetchFailure)
+            return first
+        return activity.result(), finance.result()
+
     async def _read_cues(self, environment: Environment, company_name: str) -> CueFigures | None:
-        """The cue services' figures, or None where they are not published (BC 30 on)."""
+        """The cue services' figures, or None where they are not published (BC 30 on) or
+        could not be read this time."""
         if not self._use_cue_services or self._cues_unpublished_until.get(environment, 0) > time.monotonic():
             return None
-        try:
-            activity, finance = await asyncio.gather(
-                self._bc.get_collection(
-                    environment,
-                    self._bc.cue_service_url(environment, company_name, "AccountantPortalActivityCues"),
-                    params={"$select": "OverduePurchInvoiceAmountDecimal,OverdueSalesInvoiceAmountDecimal"},
-                ),
-                self._bc.get_collection(
-                    environment,
-                    self._bc.cue_service_url(environment, company_name, "AccountantPortalFinanceCues"),
-                    params={"$select": "CashAccountsBalanceAmountDecimal"},
-                ),
-            )
-        except FetchFailure as failure:
-            if failure.transient:
-                raise  # BC is busy or down: the whole refresh waits and tries again
-            # The cues are a fast path only: any other failure leaves the figures to API v2.0.
-            # BC answers "No HTTP resource was found that matches the request URI" when the
-            # service is not published (BC 30 on), and refuses a $select of the *Decimal
-            # fields where its cue pages lack them: remember those for the environment. A
-            # refusal of this company's cues (permissions) goes without cues this time.
+        pages = await self._cue_pages(environment, company_name)
+        if isinstance(pages, FetchFailure):
+            failure = pages
+            # The cues are a fast path only: any failure leaves the figures to API v2.0, read
+            # in the same round trip. A busy or slow BC (429, 503, a timeout) is no reason
+            # to fail the company when its $batch answered; a 429's hold-off still applies
+            # to the tenant's next requests. BC answers "No HTTP resource was found that
+            # matches the request URI" when the service is not published (BC 30 on), and
+            # refuses a $select of the *Decimal fields where its cue pages lack them:
+            # remember those for the environment. A refusal of this company's cues
+            # (permissions) goes without cues this time.
             message = (failure.message or "").lower()
             if failure.http_status in (HTTP_NOT_FOUND, HTTP_BAD_REQUEST) and (
                 "no http resource" in message or "could not find a property" in message
@@ -122,6 +144,7 @@ class ClientReader:
                 bc_error_code=failure.bc_error_code,
             )
             return None
+        activity, finance = pages
         if not activity or not finance:
             return None
         try:
@@ -151,10 +174,14 @@ class ClientReader:
         """Every figure of one company from API v2.0, in one $batch round trip (figures.company computes them)."""
         environment = self.environment(connection)
         today = today or dt.datetime.now(UTC).date()
-        batch, cues = await asyncio.gather(
-            self._bc.read_batch(environment, company_requests(company.id, today)),
-            self._read_cues(environment, company.name),
-        )
+        cues_read = asyncio.create_task(self._read_cues(environment, company.name))
+        try:
+            batch = await self._bc.read_batch(environment, company_requests(company.id, today))
+        except BaseException:
+            # Without the $batch the company fails: its cue reads would hold BC slots for nothing.
+            cues_read.cancel()
+            raise
+        cues = await cues_read
         read_at = datetime.now(UTC)
         records = CompanyRecords.parse(batch.collections)
 
