@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import nats
 from nats.js import JetStreamContext
 
 from hub_common.streams import BC_SLOTS_BUCKET, StreamLimits, Topology, declare_topology
-from hub_fetcher.bc.limits import SharedTenantSlots, TenantLimiter
+from hub_fetcher.bc.limits import HOLD_OFF_RECHECK_SECONDS, SharedTenantSlots, TenantLimiter
 
 
 async def test_two_processes_never_hold_more_than_five_slots(nats_url: str, jetstream: JetStreamContext) -> None:
@@ -78,3 +79,35 @@ async def test_a_live_holder_keeps_its_slot_past_the_lease_and_a_dead_one_loses_
     finally:
         await declare_topology(js)
         await connection.close()
+
+
+async def test_a_wait_bc_asked_of_one_process_holds_every_process_back(
+    nats_url: str, jetstream: JetStreamContext
+) -> None:
+    """BC's Retry-After is for the identity, which every fetcher process shares: the others
+    hold the tenant's requests back too (once they next look, within a second), until it ends."""
+    connections = [await nats.connect(nats_url) for _ in range(2)]
+    try:
+        told, other = [
+            TenantLimiter(shared_slots=SharedTenantSlots(await c.jetstream().key_value(BC_SLOTS_BUCKET)), share=2)
+            for c in connections
+        ]
+        tenant = "adatum.example"
+        async with other.slot(tenant):
+            pass  # the other process has read the tenant before
+        await told.hold_off(tenant, 3)
+        await asyncio.sleep(HOLD_OFF_RECHECK_SECONDS + 0.1)
+        started = time.monotonic()
+        async with other.slot(tenant):
+            waited = time.monotonic() - started
+        assert 1.3 <= waited <= 2.5, f"the other process waited {waited:.2f} s of the 3 s BC asked"
+        started = time.monotonic()
+        async with other.slot("another-tenant.example"):
+            assert time.monotonic() - started < 0.5, "another tenant is not held back"
+        await asyncio.sleep(HOLD_OFF_RECHECK_SECONDS + 0.1)
+        started = time.monotonic()
+        async with other.slot(tenant):
+            assert time.monotonic() - started < 0.5, "the wait ends when BC said"
+    finally:
+        for connection in connections:
+            await connection.close()

@@ -41,6 +41,8 @@ MAX_JSON_OBJECTS = 400_000
 MAX_COLLECTION_ENTITIES = 500_000
 # How long every read of a tenant BC throttled waits when BC does not say (no Retry-After).
 THROTTLED_HOLD_OFF_SECONDS = 5.0
+# The answers BC sends a Retry-After with besides 429 (reference §6.1).
+RETRY_AFTER_STATUSES = frozenset({502, 503})
 # BC refusing the token: once more with a fresh one before it counts as rejected credentials.
 UNAUTHORIZED = 401
 MAX_BATCH_REQUESTS = 100
@@ -410,7 +412,7 @@ class BusinessCentral:
                 fields = None
             # Not BC's error shape: the answer's first characters say what came instead.
             code, message = fields or (None, body[:500].decode(errors="replace") or None)
-            self._raise_for_error(
+            await self._raise_for_error(
                 response.status_code, response.headers, code, message, environment, company_scoped=company_scoped
             )
         return _RawAnswer(
@@ -505,7 +507,7 @@ class BusinessCentral:
     async def _collection(self, environment: Environment, answer: BatchAnswer) -> list[dict[str, Any]]:
         if answer.status >= 400 or answer.status == 0:
             code, message = _error_fields(answer.body) or (None, None)
-            self._raise_for_error(answer.status, answer.headers, code, message, environment, company_scoped=True)
+            await self._raise_for_error(answer.status, answer.headers, code, message, environment, company_scoped=True)
         page = answer.body
         if not 200 <= answer.status < 300 or page is None:
             # Every request of a $batch reads a collection or an entity: a success without
@@ -527,7 +529,7 @@ class BusinessCentral:
             _check_collection_size(entities)
         return entities
 
-    def _raise_for_error(
+    async def _raise_for_error(
         self,
         status: int,
         headers: Mapping[str, str],
@@ -544,7 +546,10 @@ class BusinessCentral:
         retry_after = parse_retry_after(headers.get("retry-after"))
         if kind is FailureKind.THROTTLED:
             # BC throttles the identity, not one refresh: every read of the tenant waits.
-            self._limiter.hold_off(environment.tenant, retry_after or THROTTLED_HOLD_OFF_SECONDS)
+            await self._limiter.hold_off(environment.tenant, retry_after or THROTTLED_HOLD_OFF_SECONDS)
+        elif retry_after and status in RETRY_AFTER_STATUSES:
+            # BC documents Retry-After on 502 and 503 (reference §6.1): a wait for the identity.
+            await self._limiter.hold_off(environment.tenant, retry_after)
         raise FetchFailure(
             kind,
             http_status=status,

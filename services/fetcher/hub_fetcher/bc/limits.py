@@ -3,13 +3,16 @@
 The concurrency limit holds across every fetcher process together: a request first takes
 one of the tenant's 5 slots, leased in a NATS KV bucket (``SharedTenantSlots``); a crashed
 process's leases expire on their own. The request window is split evenly between the
-fetcher processes (``share``) and kept in each process (``TenantLimiter``).
+fetcher processes (``share``) and kept in each process (``TenantLimiter``). When BC asks
+the identity to wait (a 429, or a 503 with Retry-After), the wait goes into the same
+bucket, so every process holds the tenant's requests back, not only the one that was told.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import random
 import time
 import uuid
@@ -35,6 +38,10 @@ BROKER_RETRY_SECONDS = 0.5
 # The longest a tenant's throttling holds its other reads back: a Retry-After beyond it
 # (or a hostile one) is the retry's business, not every read's.
 MAX_HOLD_OFF_SECONDS = 120.0
+# How long a process trusts what it last read of a tenant's shared hold-off: a wait another
+# process was told of reaches this one within it, at one KV read per tenant per interval
+# instead of one per request.
+HOLD_OFF_RECHECK_SECONDS = 1.0
 
 
 class _TenantBudget:
@@ -64,6 +71,8 @@ class _TenantBudget:
 class ConcurrencySlots(Protocol):
     def slot(self, tenant: str) -> AbstractAsyncContextManager[None]: ...
 
+    async def hold_off(self, tenant: str, seconds: float) -> None: ...
+
 
 class SharedTenantSlots:
     """A tenant-wide semaphore every fetcher process shares, held as leases in NATS KV.
@@ -81,11 +90,52 @@ class SharedTenantSlots:
         self._slots = slots
         self._owner = (owner or f"fetcher-{uuid.uuid4()}").encode()
         self._renew_every = lease_seconds / 3
+        # tenant -> (when it was last read, the wall-clock time the hold-off ends)
+        self._held_off: dict[str, tuple[float, float]] = {}
 
     @staticmethod
     def _key(tenant: str, index: int) -> str:
         # Tenants are validated to [A-Za-z0-9.-], which KV keys accept as they are.
         return f"tenant.{tenant}.slot{index}"
+
+    @staticmethod
+    def _hold_off_key(tenant: str) -> str:
+        return f"tenant.{tenant}.held_off"
+
+    async def hold_off(self, tenant: str, seconds: float) -> None:
+        """BC asked this identity to wait: no process starts a request of the tenant
+        before then. Wall-clock time, as processes share no monotonic clock; the bucket's
+        lease TTL removes the record (a wait is at most MAX_HOLD_OFF_SECONDS anyway)."""
+        until = time.time() + min(seconds, MAX_HOLD_OFF_SECONDS)
+        self._held_off[tenant] = (time.monotonic(), max(until, self._held_off.get(tenant, (0.0, 0.0))[1]))
+        try:
+            if until > await self._shared_hold_off(tenant):
+                await self._bucket.put(self._hold_off_key(tenant), f"{until:.3f}".encode())
+        except BROKER_UNAVAILABLE as error:
+            # This process still waits; the others learn of it at their next 429.
+            logger.warning("tenant hold-off not shared", tenant=tenant, error=repr(error)[:200])
+
+    async def _shared_hold_off(self, tenant: str) -> float:
+        """When the tenant's shared hold-off ends (wall clock); 0 when there is none."""
+        try:
+            entry = await self._bucket.get(self._hold_off_key(tenant))
+        except nats.js.errors.KeyNotFoundError:
+            return 0.0
+        try:
+            return float((entry.value or b"0").decode())
+        except ValueError:
+            return 0.0  # not the hub's writing: no reason to stop reading the tenant
+
+    async def _wait_while_held_off(self, tenant: str) -> None:
+        now = time.monotonic()
+        read_at, until = self._held_off.get(tenant, (-math.inf, 0.0))
+        if now - read_at >= HOLD_OFF_RECHECK_SECONDS:
+            # A broker away: taking a slot below waits for it.
+            with contextlib.suppress(*BROKER_UNAVAILABLE):
+                until = max(until, await self._shared_hold_off(tenant))
+            self._held_off[tenant] = (now, until)
+        if (wait := min(until - time.time(), MAX_HOLD_OFF_SECONDS)) > 0:
+            await asyncio.sleep(wait)
 
     async def _try_take(self, tenant: str) -> tuple[str, int] | None:
         for index in random.sample(range(self._slots), self._slots):
@@ -117,6 +167,7 @@ class SharedTenantSlots:
 
     @asynccontextmanager
     async def slot(self, tenant: str) -> AsyncIterator[None]:
+        await self._wait_while_held_off(tenant)
         wait = 0.005
         told_broker_away = False
         while True:
@@ -178,10 +229,13 @@ class TenantLimiter:
             self._budgets[tenant] = budget
         return budget
 
-    def hold_off(self, tenant: str, seconds: float) -> None:
-        """BC throttled the tenant (429): its next requests in this process wait this long."""
+    async def hold_off(self, tenant: str, seconds: float) -> None:
+        """BC asked the identity to wait (429, or 503 with Retry-After): the tenant's next
+        requests wait this long, in every process where the slots are shared."""
         budget = self._budget(tenant)
         budget.held_off_until = max(budget.held_off_until, time.monotonic() + min(seconds, MAX_HOLD_OFF_SECONDS))
+        if self._shared_slots is not None:
+            await self._shared_slots.hold_off(tenant, seconds)
 
     @asynccontextmanager
     async def slot(self, tenant: str, weight: int = 1) -> AsyncIterator[None]:
