@@ -8,17 +8,14 @@ import time
 import nats
 from nats.js import JetStreamContext
 
-from hub_common.streams import BC_SLOTS_BUCKET, StreamLimits, Topology, declare_topology
+from hub_common.streams import BC_HOLD_OFFS_BUCKET, BC_SLOTS_BUCKET, StreamLimits, Topology, declare_topology
 from hub_fetcher.bc.limits import HOLD_OFF_RECHECK_SECONDS, SharedTenantSlots, TenantLimiter
 
 
 async def test_two_processes_never_hold_more_than_five_slots(nats_url: str, jetstream: JetStreamContext) -> None:
     # Two connections stand for two fetcher processes, each with its own limiter.
     connections = [await nats.connect(nats_url) for _ in range(2)]
-    limiters = [
-        TenantLimiter(shared_slots=SharedTenantSlots(await c.jetstream().key_value(BC_SLOTS_BUCKET)), share=2)
-        for c in connections
-    ]
+    limiters = [TenantLimiter(shared_slots=await _shared_slots(c.jetstream()), share=2) for c in connections]
     holding = 0
     most = 0
     done = 0
@@ -41,7 +38,7 @@ async def test_two_processes_never_hold_more_than_five_slots(nats_url: str, jets
 
 async def test_a_crashed_holder_does_not_block_forever(jetstream: JetStreamContext) -> None:
     bucket = await jetstream.key_value(BC_SLOTS_BUCKET)
-    slots = SharedTenantSlots(bucket, slots=1)
+    slots = SharedTenantSlots(bucket, await jetstream.key_value(BC_HOLD_OFFS_BUCKET), slots=1)
     # A process that died holding the only slot: its key stays until the lease expires.
     await bucket.create("tenant.fabrikam.com.slot0", b"dead-process")
     waiting = asyncio.create_task(_take(slots, "fabrikam.com"))
@@ -49,6 +46,10 @@ async def test_a_crashed_holder_does_not_block_forever(jetstream: JetStreamConte
     assert not waiting.done()
     await bucket.delete("tenant.fabrikam.com.slot0")  # what the lease expiry does
     await asyncio.wait_for(waiting, timeout=5)
+
+
+async def _shared_slots(js: JetStreamContext) -> SharedTenantSlots:
+    return SharedTenantSlots(await js.key_value(BC_SLOTS_BUCKET), await js.key_value(BC_HOLD_OFFS_BUCKET))
 
 
 async def _take(slots: SharedTenantSlots, tenant: str) -> None:
@@ -64,8 +65,8 @@ async def test_a_live_holder_keeps_its_slot_past_the_lease_and_a_dead_one_loses_
     try:
         await declare_topology(js, Topology(streams=StreamLimits(bc_slot_lease_seconds=3)))
         bucket = await js.key_value(BC_SLOTS_BUCKET)
-        live = SharedTenantSlots(bucket, slots=1, lease_seconds=3)
-        other = SharedTenantSlots(bucket, slots=1, lease_seconds=3)
+        live = SharedTenantSlots(bucket, await js.key_value(BC_HOLD_OFFS_BUCKET), slots=1, lease_seconds=3)
+        other = SharedTenantSlots(bucket, await js.key_value(BC_HOLD_OFFS_BUCKET), slots=1, lease_seconds=3)
         async with live.slot("northwind.example"):
             waiting = asyncio.create_task(_take(other, "northwind.example"))
             await asyncio.sleep(5)
@@ -88,10 +89,7 @@ async def test_a_wait_bc_asked_of_one_process_holds_every_process_back(
     hold the tenant's requests back too (once they next look, within a second), until it ends."""
     connections = [await nats.connect(nats_url) for _ in range(2)]
     try:
-        told, other = [
-            TenantLimiter(shared_slots=SharedTenantSlots(await c.jetstream().key_value(BC_SLOTS_BUCKET)), share=2)
-            for c in connections
-        ]
+        told, other = [TenantLimiter(shared_slots=await _shared_slots(c.jetstream()), share=2) for c in connections]
         tenant = "adatum.example"
         async with other.slot(tenant):
             pass  # the other process has read the tenant before

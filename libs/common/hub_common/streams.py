@@ -46,6 +46,10 @@ DEAD_LETTER_STREAM = "HUB_DEAD_LETTERS"
 # Leased request slots per BC tenant, shared by every fetcher process (see hub_fetcher.bc.limits).
 BC_SLOTS_BUCKET = "HUB_BC_SLOTS"
 BC_SLOT_LEASE_SECONDS = 15.0
+# When BC asked a tenant's identity to wait (a Retry-After), for every fetcher process; a
+# wait longer than an entry lives is the retry's business, not every read's.
+BC_HOLD_OFFS_BUCKET = "HUB_BC_HOLD_OFFS"
+BC_HOLD_OFF_MAX_SECONDS = 120.0
 # Which replica of a role holds its lease (hub_common.leadership).
 LEASES_BUCKET = "HUB_LEASES"
 LEADER_LEASE_SECONDS = 10.0
@@ -350,6 +354,12 @@ def buckets(limits: StreamLimits) -> list[Bucket]:
             name=BC_SLOTS_BUCKET,
             description="Who holds each of a BC tenant's concurrent request slots (leases).",
             ttl_seconds=limits.bc_slot_lease_seconds,
+            replaceable=True,
+        ),
+        Bucket(
+            name=BC_HOLD_OFFS_BUCKET,
+            description="Until when BC asked each tenant's identity to wait (its Retry-After).",
+            ttl_seconds=BC_HOLD_OFF_MAX_SECONDS,
             replaceable=True,
         ),
         Bucket(name=GRANTS_BUCKET, description=GRANTS_BUCKET_DESCRIPTION),

@@ -17,6 +17,7 @@ from hub_common.events import ClientConnection
 from hub_common.logging import configure_logging, get_logger
 from hub_common.operations import OperationsEndpoint, consumer_lag, nats_connected
 from hub_common.streams import (
+    BC_HOLD_OFFS_BUCKET,
     BC_SLOTS_BUCKET,
     FETCHER_CONSUMER,
     NOTIFICATION_STATES_BUCKET,
@@ -103,6 +104,7 @@ def create_app(settings: FetcherSettings) -> FastStream:
             share=settings.tenant_limit_share,
             shared_slots=SharedTenantSlots(
                 await js.key_value(BC_SLOTS_BUCKET),
+                await js.key_value(BC_HOLD_OFFS_BUCKET),
                 slots=settings.tenant_max_concurrent_requests,
                 lease_seconds=settings.bc_slot_lease_seconds,
             ),

@@ -28,6 +28,7 @@ from nats.js.kv import KeyValue
 from hub_common import kv
 from hub_common.bus import BROKER_UNAVAILABLE
 from hub_common.logging import get_logger
+from hub_common.streams import BC_HOLD_OFF_MAX_SECONDS
 
 logger = get_logger(__name__)
 
@@ -37,7 +38,7 @@ RELEASE_WAIT_SECONDS = 1.0
 BROKER_RETRY_SECONDS = 0.5
 # The longest a tenant's throttling holds its other reads back: a Retry-After beyond it
 # (or a hostile one) is the retry's business, not every read's.
-MAX_HOLD_OFF_SECONDS = 120.0
+MAX_HOLD_OFF_SECONDS = BC_HOLD_OFF_MAX_SECONDS
 # How long a process trusts what it last read of a tenant's shared hold-off: a wait another
 # process was told of reaches this one within it, at one KV read per tenant per interval
 # instead of one per request.
@@ -84,9 +85,16 @@ class SharedTenantSlots:
     """
 
     def __init__(
-        self, bucket: KeyValue, *, slots: int = 5, owner: str | None = None, lease_seconds: float = 120.0
+        self,
+        bucket: KeyValue,
+        hold_offs: KeyValue,
+        *,
+        slots: int = 5,
+        owner: str | None = None,
+        lease_seconds: float = 120.0,
     ) -> None:
         self._bucket = bucket
+        self._hold_offs = hold_offs
         self._slots = slots
         self._owner = (owner or f"fetcher-{uuid.uuid4()}").encode()
         self._renew_every = lease_seconds / 3
@@ -98,19 +106,15 @@ class SharedTenantSlots:
         # Tenants are validated to [A-Za-z0-9.-], which KV keys accept as they are.
         return f"tenant.{tenant}.slot{index}"
 
-    @staticmethod
-    def _hold_off_key(tenant: str) -> str:
-        return f"tenant.{tenant}.held_off"
-
     async def hold_off(self, tenant: str, seconds: float) -> None:
         """BC asked this identity to wait: no process starts a request of the tenant
         before then. Wall-clock time, as processes share no monotonic clock; the bucket's
-        lease TTL removes the record (a wait is at most MAX_HOLD_OFF_SECONDS anyway)."""
+        bucket's TTL (MAX_HOLD_OFF_SECONDS, the longest wait) removes the record."""
         until = time.time() + min(seconds, MAX_HOLD_OFF_SECONDS)
         self._held_off[tenant] = (time.monotonic(), max(until, self._held_off.get(tenant, (0.0, 0.0))[1]))
         try:
             if until > await self._shared_hold_off(tenant):
-                await self._bucket.put(self._hold_off_key(tenant), f"{until:.3f}".encode())
+                await self._hold_offs.put(_hold_off_key(tenant), f"{until:.3f}".encode())
         except BROKER_UNAVAILABLE as error:
             # This process still waits; the others learn of it at their next 429.
             logger.warning("tenant hold-off not shared", tenant=tenant, error=repr(error)[:200])
@@ -118,7 +122,7 @@ class SharedTenantSlots:
     async def _shared_hold_off(self, tenant: str) -> float:
         """When the tenant's shared hold-off ends (wall clock); 0 when there is none."""
         try:
-            entry = await self._bucket.get(self._hold_off_key(tenant))
+            entry = await self._hold_offs.get(_hold_off_key(tenant))
         except nats.js.errors.KeyNotFoundError:
             return 0.0
         try:
@@ -203,6 +207,11 @@ class SharedTenantSlots:
             # A lease we fail to release expires by itself (the bucket's TTL).
             with contextlib.suppress(nats.errors.Error):
                 await kv.delete(self._bucket, key, last=revision[0])
+
+
+def _hold_off_key(tenant: str) -> str:
+    # Tenants are validated to [A-Za-z0-9.-], which KV keys accept as they are.
+    return f"tenant.{tenant}"
 
 
 class TenantLimiter:
