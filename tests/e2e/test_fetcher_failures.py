@@ -349,6 +349,38 @@ async def test_a_busy_cue_service_fails_no_company(
     await _assert_nothing_pending(bus)
 
 
+async def test_a_retry_reads_only_the_companies_still_to_read(
+    bus: Client, fetcher: ServiceProcess, admin: httpx.Client
+) -> None:
+    """One company throttled: the refresh is deferred for it alone, and the next delivery
+    reads that company, not every company of the client again."""
+    consented = [i for i, t in enumerate(_tenants(admin)) if t["consented"]]
+    tenant = max((_tenant(admin, index=i) for i in consented), key=lambda t: len(t.companies))
+    assert len(tenant.companies) >= 2
+    before = _requests_served(admin, tenant)
+    await _run(bus, fetcher, _refresh(tenant), done=_every_company_settled(tenant))
+    whole_client = _requests_served(admin, tenant) - before
+
+    # The first company's $batch to arrive is throttled, once; the others are read.
+    throttled_once = {"kind": "too_many_requests", "entity_set": "$batch", "retry_after_seconds": 1, "count": 1}
+    admin.put(f"/tenants/{tenant.id}/faults", json=throttled_once).raise_for_status()
+    before = _requests_served(admin, tenant)
+    outcomes = await _run(bus, fetcher, _refresh(tenant), done=_every_company_settled(tenant), timeout=60)
+    served = _requests_served(admin, tenant) - before
+
+    deferred: list[RefreshDeferred] = outcomes.of(RefreshDeferred)
+    assert [(d.attempt, d.failure.kind) for d in deferred] == [(1, FailureKind.THROTTLED)]
+    assert deferred[0].company_id is not None
+    assert not outcomes.of(RefreshFailed)
+    assert sorted(str(s.company_id) for s in outcomes.of(CompanySnapshot)) == sorted(c["id"] for c in tenant.companies)
+    # The throttled $batch was not served; the retry repeats the discovery and reads the
+    # one company: about the whole client's requests plus a few. Reading every company
+    # again would serve the whole client twice less the one throttled $batch.
+    one_company = (whole_client - 1) / len(tenant.companies)
+    assert served < whole_client + one_company, (served, whole_client)
+    await _assert_nothing_pending(bus)
+
+
 async def test_connection_test_reports_companies_or_the_failure(
     bus: Client, fetcher: ServiceProcess, admin: httpx.Client
 ) -> None:

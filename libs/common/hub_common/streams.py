@@ -59,6 +59,11 @@ LEADER_LEASE_SECONDS = 10.0
 # lives a day, so every state is recorded again at least daily.
 NOTIFICATION_STATES_BUCKET = "HUB_NOTIFICATION_STATES"
 NOTIFICATION_STATE_SECONDS = 24 * 3600.0
+# Which companies of a deferred refresh already have their outcome (hub_fetcher.refresh_progress):
+# a redelivery reads only the others. A day outlives any refresh's retries (at most
+# HUB_FETCHER_MAX_DELIVER delays of at most 5 minutes each).
+REFRESH_PROGRESS_BUCKET = "HUB_REFRESH_PROGRESS"
+REFRESH_PROGRESS_SECONDS = 24 * 3600.0
 DEAD_LETTER_SUBJECT_PREFIX = "deadletter"
 DUPLICATE_WINDOW_SECONDS = 120.0
 
@@ -363,6 +368,12 @@ def buckets(limits: StreamLimits) -> list[Bucket]:
             replaceable=True,
         ),
         Bucket(name=GRANTS_BUCKET, description=GRANTS_BUCKET_DESCRIPTION),
+        Bucket(
+            name=REFRESH_PROGRESS_BUCKET,
+            description="Which companies of a deferred refresh already have their outcome (a cache of the fetchers).",
+            ttl_seconds=REFRESH_PROGRESS_SECONDS,
+            replaceable=True,
+        ),
         Bucket(
             name=NOTIFICATION_STATES_BUCKET,
             description="The BC webhook state last recorded for each company (a cache of the fetchers).",

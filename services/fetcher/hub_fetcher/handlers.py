@@ -8,7 +8,8 @@ Acknowledgement rules:
   honouring Retry-After, until the last delivery, which reports it as RefreshFailed. Before
   the nack, RefreshDeferred says so at once ("waiting: … next try at HH:MM"), one per
   company that will be read again (or one for the client when discovery failed), under ids
-  derived from the message and its delivery number, so a redelivery adds its own;
+  derived from the message and its delivery number, so a redelivery adds its own. The
+  redelivery reads only the companies that did not settle before (``refresh_progress``);
 * a permanent failure is published as RefreshFailed, then the message is acked.
 
 A refresh has a deadline for everything it reads (``HUB_REFRESH_DEADLINE_SECONDS``), on top
@@ -55,6 +56,7 @@ from hub_common.events import (
 from hub_common.logging import get_logger
 from hub_common.streams import FETCHER_CONSUMER, ConsumerSpec
 from hub_common.tracing import tracer
+from hub_fetcher import refresh_progress
 from hub_fetcher.bc.entities import Company
 from hub_fetcher.bc.failures import FetchFailure
 from hub_fetcher.figures.company import ChosenAccounts
@@ -300,7 +302,13 @@ class FetcherHandlers:
             ),
             "discovered",
         )
-        companies = [c for c in discovery.companies if refresh.only_company in (None, c.id)]
+        wanted = [c for c in discovery.companies if refresh.only_company in (None, c.id)]
+        settled_before = (
+            await refresh_progress.settled_companies(self._js, envelope.id)
+            if delivery.num_delivered > 1
+            else frozenset()
+        )
+        companies = [c for c in wanted if c.id not in settled_before]
         # Subscribed before they are read: BC notifies only changes made once a subscription
         # exists, so a change made while a company is read is still notified.
         await self._keep_subscriptions(
@@ -349,8 +357,8 @@ class FetcherHandlers:
         outcomes = await asyncio.gather(*map(read, companies))
         deferred = [(company, failure) for company, failure in zip(companies, outcomes, strict=True) if failure]
         if deferred:
-            # The companies that finished are published under stable ids; the retry
-            # republishes them as duplicates JetStream drops.
+            settled_now = {company.id for company, failure in zip(companies, outcomes, strict=True) if not failure}
+            await refresh_progress.record_settled(self._js, envelope.id, settled_before | settled_now)
             await self._defer(envelope, delivery, refresh, deferred)
         logger.info("refresh done", client_id=str(client_id), companies=len(discovery.companies))
         return failed[0].value if failed else metrics.REFRESH_OK
