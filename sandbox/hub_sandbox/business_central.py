@@ -26,6 +26,7 @@ import asyncio
 import base64
 import binascii
 import fnmatch
+import gzip
 import json
 import re
 import time
@@ -737,6 +738,7 @@ def business_central_router(state: SandboxState, courier: WebhookCourier) -> API
         headers = {name: correlation_id for name in CORRELATION_HEADERS} | {"OData-Version": "4.0"}
         tenant: SandboxTenant | None = None
         accept_language = request.headers.get("accept-language")
+        accepts_gzip = _accepts_gzip(request.headers.get("accept-encoding"))
 
         def language(tenant: SandboxTenant | None) -> str:
             return answer_language(accept_language, tenant.locale.language if tenant else ENGLISH)
@@ -775,7 +777,10 @@ def business_central_router(state: SandboxState, courier: WebhookCourier) -> API
                     if answer.body is None:
                         return Response(status_code=answer.status, headers=headers | answer.headers)
                     # Body faults (malformed, oversized, trickled) apply as to every BC answer.
-                    return _answer(state, tenant, ApiResult(answer.body, answer.headers), headers, answer.status)
+                    return _answer(
+                        state, tenant, ApiResult(answer.body, answer.headers), headers, answer.status,
+                        accepts_gzip=accepts_gzip,
+                    )  # fmt: skip
                 if path.is_batch:
                     result = await run_in_threadpool(
                         api.batch, tenant, environment, path, identity, body, base_url, accept_language
@@ -798,7 +803,7 @@ def business_central_router(state: SandboxState, courier: WebhookCourier) -> API
         except SubscriptionRefused as refused:
             body_json = _error_body(refused.code, refused.message, correlation_id, language(tenant))
             return _json(body_json, refused.status, headers)
-        return _answer(state, tenant, result, headers)
+        return _answer(state, tenant, result, headers, accepts_gzip=accepts_gzip)
 
     return router
 
@@ -844,6 +849,8 @@ def _answer(
     result: ApiResult,
     headers: dict[str, str],
     status: int = 200,
+    *,
+    accepts_gzip: bool,
 ) -> Response:
     headers = headers | result.headers
     if tenant is not None and state.faults.take(tenant.id, FaultKind.MALFORMED_BODY):
@@ -861,7 +868,30 @@ def _answer(
         return StreamingResponse(
             _trickled(content, trickle.trickle_interval_seconds), status, headers=headers, media_type=ODATA_JSON
         )
-    return _json(result.body, status, headers)
+    content = json.dumps(result.body, ensure_ascii=False, separators=(",", ":")).encode()
+    minimum = state.settings.sandbox_gzip_min_bytes
+    if accepts_gzip and minimum and len(content) >= minimum:
+        compressed = gzip.compress(content, compresslevel=GZIP_LEVEL)
+        headers = headers | {"Content-Encoding": "gzip", "Vary": "Accept-Encoding"}
+        return Response(compressed, status_code=status, headers=headers, media_type=ODATA_JSON)
+    return Response(content, status_code=status, headers=headers, media_type=ODATA_JSON)
+
+
+# Fast rather than small: the sandbox's CPU per answer bounds what a benchmark can show.
+GZIP_LEVEL = 1
+
+
+def _accepts_gzip(accept_encoding: str | None) -> bool:
+    """Whether the request's Accept-Encoding takes gzip (not refused with q=0)."""
+    for coding in (accept_encoding or "").split(","):
+        name, _, parameters = coding.partition(";")
+        if name.strip().lower() in ("gzip", "*"):
+            quality = parameters.strip().lower().removeprefix("q=")
+            try:
+                return not parameters.strip() or float(quality) > 0
+            except ValueError:
+                return False
+    return False
 
 
 async def _trickled(content: bytes, interval_seconds: float) -> AsyncIterator[bytes]:

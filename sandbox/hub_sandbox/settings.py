@@ -62,6 +62,9 @@ class SandboxSettings(HubSettings):
     # limits still hold; only the sandbox's own CPU per answer drops, which on a small
     # machine would otherwise bound what a benchmark of the fetchers can show.
     sandbox_memoize_answers: bool = False
+    # BC compresses an answer when the request accepts gzip; so does the sandbox, above this
+    # size (0 turns it off), so a client's inflating runs as it would against BC.
+    sandbox_gzip_min_bytes: int = 1024
 
     # Accountant sign-in (OpenID Connect authorization code + PKCE). The hub app
     # registration's redirect URIs, comma-separated. As in Entra, an http loopback URI

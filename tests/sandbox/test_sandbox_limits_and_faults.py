@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import time
 from collections.abc import Callable, Iterator
@@ -248,3 +249,22 @@ def test_entra_answering_not_json(sandbox_server: RunningSandbox, http: httpx.Cl
         app.acquire_token_for_client(scopes=[BC_SCOPE])
     again = msal_app(sandbox_server, str(SAMPLE), http).acquire_token_for_client(scopes=[BC_SCOPE])
     assert "access_token" in again
+
+
+def test_answers_are_gzipped_when_the_request_accepts_it(
+    http: httpx.Client, acquire_token: TokenSource, catalogue: TenantCatalogue
+) -> None:
+    """As BC does: a client's inflating runs against the sandbox as against BC."""
+    tenant = catalogue.find(str(SAMPLE))
+    assert tenant is not None
+    company = tenant.environments[0].companies[0]
+    bearer = {"Authorization": f"Bearer {acquire_token(str(SAMPLE))}"}
+    url = f"{API}/companies({company.id})/accounts"
+    with http.stream("GET", url, headers=bearer | {"Accept-Encoding": "gzip"}) as compressed:
+        raw = b"".join(compressed.iter_raw())
+        assert compressed.headers["content-encoding"] == "gzip"
+    accounts = json.loads(gzip.decompress(raw))["value"]
+    assert accounts and len(raw) < len(json.dumps(accounts)) / 3
+    with http.stream("GET", url, headers=bearer | {"Accept-Encoding": "gzip;q=0, identity"}) as plain:
+        assert "content-encoding" not in plain.headers
+        assert json.loads(b"".join(plain.iter_raw()))["value"] == accounts
