@@ -126,9 +126,9 @@ def test_an_address_is_mailed_once_a_day_and_a_firm_within_its_daily_allowance(h
     assert owner.post("/api/v1/accountants/invitations", json={"email": invitee}).status_code == 202
     mailed = eventually(lambda: [m for m in read_mailbox(hub.mail_dir) if invitee in m.to], "the invitation's mail")
     again = owner.post("/api/v1/accountants/invitations", json={"email": invitee, "role": "admin"})
-    assert again.status_code == 429, again.text[:300]
-    assert again.json()["detail"]["field"] == "email"
-    assert "less than 24 hours ago" in again.json()["detail"]["message"]
+    assert again.status_code == 200, again.text[:300]
+    assert again.json()["mail_sent"] is False and again.json()["role"] == "admin"
+    assert "not sent again" in again.json()["message"]
     time.sleep(1)  # a second mail, had one been sent, would be in the sink by now
     assert [m for m in read_mailbox(hub.mail_dir) if invitee in m.to] == mailed
     # Each new address is mailed, up to the firm's daily allowance (50 by default).
@@ -141,3 +141,19 @@ def test_an_address_is_mailed_once_a_day_and_a_firm_within_its_daily_allowance(h
     # Another firm's allowance is its own.
     other = hub.client("rosa@fourthcoffee-audit.example")
     assert other.post("/api/v1/accountants/invitations", json={"email": invitee}).status_code == 202
+
+
+def test_a_role_given_by_mistake_is_corrected_at_once_without_a_second_mail(hub: Hub) -> None:
+    owner = hub.client("ivan@margies-accounting.example")
+    firm_id = owner.get("/api/v1/me").json()["firm_id"]
+    invitee = "jade@margies-accounting.example"
+    first = owner.post("/api/v1/accountants/invitations", json={"email": invitee, "role": "admin"})
+    assert first.status_code == 202, first.text[:300]
+    mailed = eventually(lambda: [m for m in read_mailbox(hub.mail_dir) if invitee in m.to], "the invitation's mail")
+    corrected = owner.post("/api/v1/accountants/invitations", json={"email": invitee, "role": "staff"})
+    assert corrected.status_code == 200, corrected.text[:300]
+    assert corrected.json()["mail_sent"] is False and corrected.json()["role"] == "staff"
+    time.sleep(1)  # a second mail, had one been sent, would be in the sink by now
+    assert [m for m in read_mailbox(hub.mail_dir) if invitee in m.to] == mailed
+    join_firm(hub.url, invitee, firm_id)
+    assert hub.client(invitee).get("/api/v1/me").json()["role"] == "staff"

@@ -237,6 +237,8 @@ class TenantAccessChanged(BaseModel):
 class ColleagueInvitation(BaseModel):
     email: str
     role: str
+    # False: the address was mailed less than a day ago, so only the role was updated.
+    mail_sent: bool = True
 
 
 class ConnectionTestStarted(BaseModel):

@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Literal
 
-from fastapi import HTTPException, Request, status
+from fastapi import HTTPException, Request, Response, status
 from pydantic import BaseModel, Field
 
 from hub_common import commands
@@ -24,7 +24,7 @@ from hub_gateway.dependencies import (
     feature_api,
     send_command,
 )
-from hub_gateway.languages import request_language
+from hub_gateway.languages import request_language, said
 
 accounts_api = feature_api("accounts")
 
@@ -112,11 +112,23 @@ async def list_accountants(principal: CurrentPrincipal, session: Session) -> lis
     ]
 
 
-@accounts_api.post("/accountants/invitations", status_code=status.HTTP_202_ACCEPTED)
+class ColleagueInvitationAnswer(commands.ColleagueInvitation):
+    # What happened, in the caller's language, when the mail was not sent again.
+    message: str | None = None
+
+
+@accounts_api.post(
+    "/accountants/invitations",
+    status_code=status.HTTP_202_ACCEPTED,
+    responses={status.HTTP_200_OK: {"model": ColleagueInvitationAnswer, "description": "Role updated, not mailed"}},
+)
 async def invite_colleague(
-    principal: CurrentPrincipal, state: State, request: Request, body: ColleagueInvitationBody
-) -> commands.ColleagueInvitation:
-    """Owners and admins invite a colleague; the address joins this firm on first sign-in."""
+    principal: CurrentPrincipal, state: State, request: Request, response: Response, body: ColleagueInvitationBody
+) -> ColleagueInvitationAnswer:
+    """Owners and admins invite a colleague; the address joins this firm on first sign-in.
+
+    202: the invitation is mailed. 200: the address was mailed less than a day ago, so only
+    its role was updated (``mail_sent`` false)."""
     command = commands.InviteColleague(
         firm_id=principal.firm_id,
         actor=accountant_actor(principal),
@@ -125,4 +137,19 @@ async def invite_colleague(
         role=body.role,
         language=request_language(request),
     )
-    return await send_command(state, request, commands.INVITE_COLLEAGUE, command, commands.ColleagueInvitation)
+    invitation = await send_command(state, request, commands.INVITE_COLLEAGUE, command, commands.ColleagueInvitation)
+    if invitation.mail_sent:
+        return ColleagueInvitationAnswer(**invitation.model_dump())
+    response.status_code = status.HTTP_200_OK
+    return ColleagueInvitationAnswer(
+        **invitation.model_dump(),
+        message=said(
+            request,
+            N_(
+                "The invitation of %(email)s now gives the role %(role)s. They were mailed less than 24 hours ago,"
+                " so the mail was not sent again; ask them to look for it (their spam folder too)."
+            ),
+            email=invitation.email,
+            role=invitation.role,
+        ),
+    )

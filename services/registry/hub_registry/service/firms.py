@@ -228,25 +228,10 @@ async def _join_firm(
 COLLEAGUE_MAIL_INTERVAL = timedelta(days=1)
 
 
-async def _check_colleague_mail_allowance(
-    session: AsyncSession,
-    firm_id: uuid.UUID,
-    pending: ColleagueInvitationRow | None,
-    settings: RegistrySettings,
-    now: datetime,
+async def _check_firm_mail_allowance(
+    session: AsyncSession, firm_id: uuid.UUID, settings: RegistrySettings, since: datetime
 ) -> None:
-    """Refuse a mail to an address mailed within the day, or beyond the firm's daily allowance."""
-    since = now - COLLEAGUE_MAIL_INTERVAL
-    if pending is not None and pending.mailed_at > since:
-        raise refused(
-            RejectionReason.RATE_LIMITED,
-            N_(
-                "%(email)s was invited less than 24 hours ago; ask them to look for the mail (their spam folder"
-                " too), or invite them again tomorrow."
-            ),
-            "email",
-            email=pending.email,
-        )
+    """Refuse a mail beyond the firm's daily allowance."""
     mailed = await session.execute(
         select(func.count())
         .select_from(ColleagueInvitationRow)
@@ -270,8 +255,11 @@ async def invite_colleague(
 
     An address that already has an account in another firm is answered exactly like a new
     one, so inviting cannot be used to learn who uses the hub. Each invitation mails the
-    address from the hub's sender, so an address is mailed once a day at most (inviting it
-    again sooner is a 429 saying so) and a firm mails at most its daily allowance.
+    address from the hub's sender, so an address is mailed once a day at most and a firm
+    mails at most its daily allowance. Only the mail is held back: inviting an address
+    again always takes the new role (an owner correcting admin to staff must not wait a
+    day, and the invitee would join with the wrong role meanwhile), and the answer says
+    whether the mail went.
     """
     inviter = await session.get(Accountant, uuid.UUID(command.actor.id)) if is_uuid(command.actor.id) else None
     if inviter is None or inviter.firm_id != command.firm_id:
@@ -292,7 +280,11 @@ async def invite_colleague(
         )
     ).scalar_one_or_none()
     now = datetime.now(UTC)
-    await _check_colleague_mail_allowance(session, command.firm_id, pending, settings, now)
+    since = now - COLLEAGUE_MAIL_INTERVAL
+    if pending is not None and pending.mailed_at > since:
+        pending.role = command.role
+        return ColleagueInvitation(email=email, role=command.role, mail_sent=False)
+    await _check_firm_mail_allowance(session, command.firm_id, settings, since)
     if pending is None:
         pending = ColleagueInvitationRow(firm_id=command.firm_id, email=email, role=command.role, invited_by=inviter.id)
         session.add(pending)
@@ -311,4 +303,4 @@ async def invite_colleague(
             language=command.language,
         ),
     )
-    return ColleagueInvitation(email=email, role=command.role)
+    return ColleagueInvitation(email=email, role=command.role, mail_sent=True)
