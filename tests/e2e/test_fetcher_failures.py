@@ -324,22 +324,33 @@ async def test_transient_failures_are_retried_until_they_pass(
 
 
 @pytest.mark.parametrize(
-    "fault",
+    ("nth", "fault"),
     [
-        {"kind": "too_many_requests", "retry_after_seconds": 1},
-        {"kind": "timeout", "timeout_seconds": 1},
+        (0, {"kind": "too_many_requests", "retry_after_seconds": 1}),
+        (1, {"kind": "timeout", "timeout_seconds": 1}),
+        # Hanging: the company is done without the cues a grace after its $batch answered,
+        # not when the request's deadline (120 s here) ends the cue read.
+        (2, {"kind": "timeout", "timeout_seconds": 300}),
     ],
 )
 async def test_a_busy_cue_service_fails_no_company(
-    bus: Client, fetcher: ServiceProcess, admin: httpx.Client, fault: dict[str, Any]
+    bus: Client, fetcher: ServiceProcess, admin: httpx.Client, nth: int, fault: dict[str, Any]
 ) -> None:
-    """The cue services are a fast path beside the $batch: BC throttling or timing out on
-    them alone leaves cash to API v2.0 instead of deferring every company."""
-    index = next(i for i, t in enumerate(_tenants(admin)) if t["consented"] and t["cue_services_published"])
+    """The cue services are a fast path beside the $batch: BC throttling, timing out or
+    hanging on them alone leaves cash to API v2.0 instead of deferring every company.
+    (The fetcher then reads that environment without cues for a while: a tenant per case.)"""
+    tenants = _tenants(admin)
+    index = [i for i, t in enumerate(tenants) if t["consented"]][-1 - nth]
     tenant = _tenant(admin, index=index)
+    # A BC whose cue services are published (version 29), as it was before the test after it.
+    was = int(tenants[index]["bc_version"].split(".")[0])
+    admin.put(f"/tenants/{tenant.id}/bc-version", json={"major": 29}).raise_for_status()
     cues_only = {**fault, "entity_set": "AccountantPortalFinanceCues"}
     admin.put(f"/tenants/{tenant.id}/faults", json=cues_only).raise_for_status()
-    outcomes = await _run(bus, fetcher, _refresh(tenant), done=_every_company_settled(tenant), timeout=60)
+    try:
+        outcomes = await _run(bus, fetcher, _refresh(tenant), done=_every_company_settled(tenant), timeout=60)
+    finally:
+        admin.put(f"/tenants/{tenant.id}/bc-version", json={"major": was}).raise_for_status()
     assert not outcomes.of(RefreshFailed), [f.failure for f in outcomes.of(RefreshFailed)]
     assert not outcomes.of(RefreshDeferred), [d.failure for d in outcomes.of(RefreshDeferred)]
     snapshots: list[CompanySnapshot] = outcomes.of(CompanySnapshot)

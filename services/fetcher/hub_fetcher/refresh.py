@@ -41,6 +41,13 @@ logger = get_logger(__name__)
 
 # How long an environment whose cue services are not published (BC 30 on) is not asked again.
 CUES_UNPUBLISHED_RECHECK_SECONDS = 6 * 3600
+# How long an environment whose cue services were busy or slow (a 429, 503, timeout, or
+# answering later than the grace below) is read without them: each of its companies would
+# otherwise wait out the same slow cue pages, holding the tenant's BC slots.
+CUES_BUSY_RECHECK_SECONDS = 600
+# How long a company's cue figures may lag behind its $batch before it is done without them
+# (BC computes the cues as the pages open, so they can be the slowest call).
+CUES_GRACE_SECONDS = 10.0
 
 
 class ClientReader:
@@ -48,7 +55,8 @@ class ClientReader:
         self._bc = bc
         self._web_client_base = web_client_base.rstrip("/")
         self._use_cue_services = use_cue_services
-        self._cues_unpublished_until: dict[Environment, float] = {}
+        # Environments read without the cue services until then (time.monotonic()).
+        self._cues_skipped_until: dict[Environment, float] = {}
 
     @staticmethod
     def environment(connection: ClientConnection) -> Environment:
@@ -109,17 +117,39 @@ class ClientReader:
                 )
         except ExceptionGroup as raised:
             failures, others = raised.split(FetchFailure)
-            if others is not None or failures is None:
-                raise
+            if others is not None:
+                raise others.exceptions[0] from raised  # what the callers would meet without the group
+            assert failures is not None
             first = failures.exceptions[0]
             assert isinstance(first, FetchFailure)
             return first
         return activity.result(), finance.result()
 
+    def _skip_cues(self, environment: Environment, seconds: float) -> None:
+        self._cues_skipped_until[environment] = time.monotonic() + seconds
+
+    async def _cues_within_grace(
+        self, environment: Environment, cues_read: asyncio.Task[CueFigures | None]
+    ) -> CueFigures | None:
+        """The cue figures if they come within CUES_GRACE_SECONDS of the $batch, else None
+        (and the environment goes without them for a while)."""
+        try:
+            done, _ = await asyncio.wait({cues_read}, timeout=CUES_GRACE_SECONDS)
+        except BaseException:
+            cues_read.cancel()  # the refresh was cancelled (its deadline, a shutdown)
+            raise
+        if done:
+            return cues_read.result()
+        cues_read.cancel()
+        await asyncio.wait({cues_read})
+        self._skip_cues(environment, CUES_BUSY_RECHECK_SECONDS)
+        logger.info("cue services too slow; figures from API v2.0", grace_seconds=CUES_GRACE_SECONDS)
+        return None
+
     async def _read_cues(self, environment: Environment, company_name: str) -> CueFigures | None:
         """The cue services' figures, or None where they are not published (BC 30 on) or
         could not be read this time."""
-        if not self._use_cue_services or self._cues_unpublished_until.get(environment, 0) > time.monotonic():
+        if not self._use_cue_services or self._cues_skipped_until.get(environment, 0) > time.monotonic():
             return None
         pages = await self._cue_pages(environment, company_name)
         if isinstance(pages, FetchFailure):
@@ -136,7 +166,9 @@ class ClientReader:
             if failure.http_status in (HTTP_NOT_FOUND, HTTP_BAD_REQUEST) and (
                 "no http resource" in message or "could not find a property" in message
             ):
-                self._cues_unpublished_until[environment] = time.monotonic() + CUES_UNPUBLISHED_RECHECK_SECONDS
+                self._skip_cues(environment, CUES_UNPUBLISHED_RECHECK_SECONDS)
+            elif failure.transient:
+                self._skip_cues(environment, CUES_BUSY_RECHECK_SECONDS)
             logger.info(
                 "cue services not used; figures from API v2.0",
                 kind=failure.kind.value,
@@ -180,8 +212,9 @@ class ClientReader:
         except BaseException:
             # Without the $batch the company fails: its cue reads would hold BC slots for nothing.
             cues_read.cancel()
+            await asyncio.wait({cues_read})
             raise
-        cues = await cues_read
+        cues = await self._cues_within_grace(environment, cues_read)
         read_at = datetime.now(UTC)
         records = CompanyRecords.parse(batch.collections)
 
