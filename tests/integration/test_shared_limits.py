@@ -109,3 +109,25 @@ async def test_a_wait_bc_asked_of_one_process_holds_every_process_back(
     finally:
         for connection in connections:
             await connection.close()
+
+
+async def test_a_wait_ends_when_its_record_does(nats_url: str, jetstream: JetStreamContext) -> None:
+    """A process goes by the record as it reads it now: once the record is gone (its TTL, or
+    a clock that was ahead), a wait it read earlier no longer holds its next requests."""
+    connection = await nats.connect(nats_url)
+    try:
+        slots = await _shared_slots(jetstream)
+        other = await _shared_slots(connection.jetstream())
+        tenant = "wingtip.example"
+        await slots.hold_off(tenant, 30)
+        waiting = asyncio.create_task(_take(other, tenant))  # has read the 30 s wait
+        await asyncio.sleep(0.2)
+        assert not waiting.done()
+        await (await jetstream.key_value(BC_HOLD_OFFS_BUCKET)).purge(f"tenant.{tenant}")
+        await asyncio.sleep(HOLD_OFF_RECHECK_SECONDS + 0.1)
+        started = time.monotonic()
+        await asyncio.wait_for(_take(other, tenant), timeout=5)
+        assert time.monotonic() - started < 0.5
+        waiting.cancel()
+    finally:
+        await connection.close()

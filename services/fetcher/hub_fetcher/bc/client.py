@@ -41,8 +41,6 @@ MAX_JSON_OBJECTS = 400_000
 MAX_COLLECTION_ENTITIES = 500_000
 # How long every read of a tenant BC throttled waits when BC does not say (no Retry-After).
 THROTTLED_HOLD_OFF_SECONDS = 5.0
-# The answers BC sends a Retry-After with besides 429 (reference §6.1).
-RETRY_AFTER_STATUSES = frozenset({502, 503})
 # BC refusing the token: once more with a fresh one before it counts as rejected credentials.
 UNAUTHORIZED = 401
 MAX_BATCH_REQUESTS = 100
@@ -545,11 +543,10 @@ class BusinessCentral:
         correlation = correlation_from_message(message) or headers.get("ms-correlation-x") or headers.get("request-id")
         retry_after = parse_retry_after(headers.get("retry-after"))
         if kind is FailureKind.THROTTLED:
-            # BC throttles the identity, not one refresh: every read of the tenant waits.
+            # BC throttles the identity, not one refresh: every read of the tenant waits. A
+            # 503's Retry-After (an environment being upgraded) is about that environment
+            # only: it delays this read's retry, not the tenant's other environments.
             await self._limiter.hold_off(environment.tenant, retry_after or THROTTLED_HOLD_OFF_SECONDS)
-        elif retry_after and status in RETRY_AFTER_STATUSES:
-            # BC documents Retry-After on 502 and 503 (reference §6.1): a wait for the identity.
-            await self._limiter.hold_off(environment.tenant, retry_after)
         raise FetchFailure(
             kind,
             http_status=status,

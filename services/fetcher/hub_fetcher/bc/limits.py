@@ -43,6 +43,8 @@ MAX_HOLD_OFF_SECONDS = BC_HOLD_OFF_MAX_SECONDS
 # process was told of reaches this one within it, at one KV read per tenant per interval
 # instead of one per request.
 HOLD_OFF_RECHECK_SECONDS = 1.0
+# Writers racing for one tenant's record: after this many lost races the wait stays local.
+_HOLD_OFF_WRITE_ATTEMPTS = 3
 
 
 class _TenantBudget:
@@ -98,7 +100,8 @@ class SharedTenantSlots:
         self._slots = slots
         self._owner = (owner or f"fetcher-{uuid.uuid4()}").encode()
         self._renew_every = lease_seconds / 3
-        # tenant -> (when it was last read, the wall-clock time the hold-off ends)
+        # tenant -> (when its record was last read, when the wait it named ends), both
+        # time.monotonic()
         self._held_off: dict[str, tuple[float, float]] = {}
 
     @staticmethod
@@ -107,38 +110,45 @@ class SharedTenantSlots:
         return f"tenant.{tenant}.slot{index}"
 
     async def hold_off(self, tenant: str, seconds: float) -> None:
-        """BC asked this identity to wait: no process starts a request of the tenant
-        before then. Wall-clock time, as processes share no monotonic clock; the bucket's
-        bucket's TTL (MAX_HOLD_OFF_SECONDS, the longest wait) removes the record."""
+        """BC asked this identity to wait: no process starts a request of the tenant before
+        then. The record holds a wall-clock time, as processes share no monotonic clock; a
+        reader turns it into a wait of at most MAX_HOLD_OFF_SECONDS, and the bucket's TTL
+        (as long) removes it, so a clock that is off costs at most that, once."""
         until = time.time() + min(seconds, MAX_HOLD_OFF_SECONDS)
-        self._held_off[tenant] = (time.monotonic(), max(until, self._held_off.get(tenant, (0.0, 0.0))[1]))
+        key = _hold_off_key(tenant)
         try:
-            if until > await self._shared_hold_off(tenant):
-                await self._hold_offs.put(_hold_off_key(tenant), f"{until:.3f}".encode())
+            for _ in range(_HOLD_OFF_WRITE_ATTEMPTS):
+                try:
+                    entry = await self._hold_offs.get(key)
+                except nats.js.errors.KeyNotFoundError:
+                    if await kv.create(self._hold_offs, key, _wall_clock(until)) is not None:
+                        return
+                    continue
+                if until <= _parse_wall_clock(entry.value):
+                    return  # a longer wait is on record already
+                assert entry.revision is not None
+                # Compare-and-set: a shorter wait written at the same time never replaces it.
+                if await kv.update(self._hold_offs, key, _wall_clock(until), last=entry.revision) is not None:
+                    return
         except BROKER_UNAVAILABLE as error:
-            # This process still waits; the others learn of it at their next 429.
+            # This process still waits (TenantLimiter); the others learn of it at their next 429.
             logger.warning("tenant hold-off not shared", tenant=tenant, error=repr(error)[:200])
-
-    async def _shared_hold_off(self, tenant: str) -> float:
-        """When the tenant's shared hold-off ends (wall clock); 0 when there is none."""
-        try:
-            entry = await self._hold_offs.get(_hold_off_key(tenant))
-        except nats.js.errors.KeyNotFoundError:
-            return 0.0
-        try:
-            return float((entry.value or b"0").decode())
-        except ValueError:
-            return 0.0  # not the hub's writing: no reason to stop reading the tenant
 
     async def _wait_while_held_off(self, tenant: str) -> None:
         now = time.monotonic()
         read_at, until = self._held_off.get(tenant, (-math.inf, 0.0))
         if now - read_at >= HOLD_OFF_RECHECK_SECONDS:
-            # A broker away: taking a slot below waits for it.
-            with contextlib.suppress(*BROKER_UNAVAILABLE):
-                until = max(until, await self._shared_hold_off(tenant))
+            try:
+                entry = await self._hold_offs.get(_hold_off_key(tenant))
+                wait = min(_parse_wall_clock(entry.value) - time.time(), MAX_HOLD_OFF_SECONDS)
+            except nats.js.errors.KeyNotFoundError:
+                wait = 0.0
+            except BROKER_UNAVAILABLE:
+                wait = 0.0  # taking a slot below waits for the broker
+            # What was read replaces what was known: a record that expired ends the wait.
+            until = now + max(wait, 0.0)
             self._held_off[tenant] = (now, until)
-        if (wait := min(until - time.time(), MAX_HOLD_OFF_SECONDS)) > 0:
+        if (wait := until - now) > 0:
             await asyncio.sleep(wait)
 
     async def _try_take(self, tenant: str) -> tuple[str, int] | None:
@@ -207,6 +217,17 @@ class SharedTenantSlots:
             # A lease we fail to release expires by itself (the bucket's TTL).
             with contextlib.suppress(nats.errors.Error):
                 await kv.delete(self._bucket, key, last=revision[0])
+
+
+def _wall_clock(moment: float) -> bytes:
+    return f"{moment:.3f}".encode()
+
+
+def _parse_wall_clock(value: bytes | None) -> float:
+    try:
+        return float((value or b"0").decode())
+    except ValueError:
+        return 0.0  # not the hub's writing: no reason to stop reading the tenant
 
 
 def _hold_off_key(tenant: str) -> str:
