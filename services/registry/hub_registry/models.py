@@ -96,8 +96,19 @@ class ColleagueInvitationRow(SQLModel, table=True):
     """A pending invitation to join a firm; the address joins on its first sign-in."""
 
     __tablename__ = "registry_colleague_invitations"
-    # The firm's mails of the last day (its daily allowance).
-    __table_args__ = (Index("registry_colleague_invitations_mailed", "firm_id", "mailed_at"),)
+    __table_args__ = (
+        # The firm's mails of the last day (its daily allowance).
+        Index("registry_colleague_invitations_mailed", "firm_id", "mailed_at"),
+        # One pending invitation per firm and address, even when two replicas invite it at once.
+        Index(
+            "registry_colleague_invitations_pending",
+            "firm_id",
+            "email",
+            unique=True,
+            sqlite_where=text("accepted_at IS NULL"),
+            postgresql_where=text("accepted_at IS NULL"),
+        ),
+    )
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
     firm_id: uuid.UUID = Field(foreign_key="registry_firms.id", index=True)

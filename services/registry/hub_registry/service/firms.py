@@ -267,6 +267,12 @@ async def invite_colleague(
     if inviter.role not in (Role.OWNER.value, Role.ADMIN.value):
         raise refused(RejectionReason.FORBIDDEN, N_("Only the firm's owners and admins can invite colleagues"))
     email = _work_email(command.email)
+    # The firm's invitations one at a time: two replicas at once both saw no pending
+    # invitation of the address, both inserted and mailed one, and both counted the same
+    # daily allowance. The firm's row lock makes the second wait and then see the first's.
+    # SQLite has no row locks; there the unique index of pending invitations refuses the
+    # second insert (a conflict, "try again", from the command handling).
+    firm = (await session.execute(select(Firm).where(Firm.id == command.firm_id).with_for_update())).scalar_one()
     member = (await session.execute(select(Accountant.firm_id).where(Accountant.email == email))).first()
     if member is not None and member.firm_id == command.firm_id:
         raise refused(RejectionReason.CONFLICT, N_("%(email)s is already a member of this firm"), "email", email=email)
@@ -290,7 +296,6 @@ async def invite_colleague(
         session.add(pending)
     pending.role = command.role
     pending.mailed_at = now
-    firm = await session.get(Firm, command.firm_id)
     await emit(
         session,
         Context.of(command),
@@ -298,7 +303,7 @@ async def invite_colleague(
             email=email,
             role=Role(command.role),
             invited_by=inviter.id,
-            firm_name=firm.name if firm else "your firm",
+            firm_name=firm.name,
             inviter_name=inviter.display_name,
             language=command.language,
         ),
