@@ -157,3 +157,32 @@ def test_a_role_given_by_mistake_is_corrected_at_once_without_a_second_mail(hub:
     assert [m for m in read_mailbox(hub.mail_dir) if invitee in m.to] == mailed
     join_firm(hub.url, invitee, firm_id)
     assert hub.client(invitee).get("/api/v1/me").json()["role"] == "staff"
+
+
+def test_an_address_is_mailed_by_a_few_firms_a_day_at_most(hub: Hub) -> None:
+    """Anyone can start a firm, so firms made for it must not each mail one address daily."""
+    victim = "vera@contoso-pharma.example"
+    inviters = [hub.client(f"owner@spam-firm-{n}.example") for n in range(4)]
+    for inviter in inviters[:3]:
+        invited = inviter.post("/api/v1/accountants/invitations", json={"email": victim})
+        assert invited.status_code == 202, invited.text[:300]
+    refused = inviters[3].post("/api/v1/accountants/invitations", json={"email": victim})
+    assert refused.status_code == 429, refused.text[:300]
+    detail = refused.json()["detail"]
+    assert detail["field"] == "email"
+    assert "as many invitations in the last 24 hours as the hub sends one address" in detail["message"]
+    assert "spam-firm" not in detail["message"], "which firms invited the address is not the caller's to know"
+
+    def mails() -> int:
+        return len([m for m in read_mailbox(hub.mail_dir) if victim in m.to])
+
+    eventually(lambda: mails() >= 3, "the three firms' mails")
+    time.sleep(1)  # a fourth mail, had one been sent, would be in the sink by now
+    assert mails() == 3
+    # A firm that did mail it may still correct the role; another address is mailed as usual.
+    corrected = inviters[0].post("/api/v1/accountants/invitations", json={"email": victim, "role": "admin"})
+    assert corrected.status_code == 200, corrected.text[:300]
+    assert (
+        inviters[3].post("/api/v1/accountants/invitations", json={"email": "wes@contoso-pharma.example"}).status_code
+        == 202
+    )

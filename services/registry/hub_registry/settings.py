@@ -31,6 +31,9 @@ class RegistrySettings(HubSettings):
     # A colleague invitation mails anyone from the hub's sender, and anyone can start a firm:
     # at most this many addresses mailed per firm in 24 hours (an address once a day at most).
     colleague_invitations_per_firm_per_day: int = Field(default=50, ge=1, le=10_000)
+    # ...and as many firms as anyone likes to start could each mail one address daily: an
+    # address is mailed by at most this many firms in 24 hours.
+    colleague_invitations_per_address_per_day: int = Field(default=3, ge=1, le=100)
     # How long resolving a tenant's domain to its id (Entra's OIDC discovery) may take.
     entra_discovery_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
     # Alerts (hub_registry.service.alerts): how often the lease holder looks for rules on

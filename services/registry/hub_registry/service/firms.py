@@ -248,6 +248,28 @@ async def _check_firm_mail_allowance(
         )
 
 
+async def _check_address_mail_allowance(
+    session: AsyncSession, email: str, settings: RegistrySettings, since: datetime
+) -> None:
+    """Refuse a mail to an address that many firms mailed within the day. Which firms is not
+    said: the inviter may be a stranger to them."""
+    mailed = await session.execute(
+        select(func.count())
+        .select_from(ColleagueInvitationRow)
+        .where(ColleagueInvitationRow.email == email, col(ColleagueInvitationRow.mailed_at) > since)
+    )
+    if int(mailed.scalar_one()) >= settings.colleague_invitations_per_address_per_day:
+        raise refused(
+            RejectionReason.RATE_LIMITED,
+            N_(
+                "%(email)s was sent as many invitations in the last 24 hours as the hub sends one address;"
+                " try again tomorrow."
+            ),
+            "email",
+            email=email,
+        )
+
+
 async def invite_colleague(
     *, session: AsyncSession, command: InviteColleague, settings: RegistrySettings
 ) -> ColleagueInvitation:
@@ -255,8 +277,9 @@ async def invite_colleague(
 
     An address that already has an account in another firm is answered exactly like a new
     one, so inviting cannot be used to learn who uses the hub. Each invitation mails the
-    address from the hub's sender, so an address is mailed once a day at most and a firm
-    mails at most its daily allowance. Only the mail is held back: inviting an address
+    address from the hub's sender, so a firm mails an address once a day at most, a firm
+    mails at most its daily allowance, and an address is mailed by a few firms a day at most
+    (anyone can start a firm). Only the mail is held back: inviting an address
     again always takes the new role (an owner correcting admin to staff must not wait a
     day, and the invitee would join with the wrong role meanwhile), and the answer says
     whether the mail went.
@@ -291,6 +314,7 @@ async def invite_colleague(
         pending.role = command.role
         return ColleagueInvitation(email=email, role=command.role, mail_sent=False)
     await _check_firm_mail_allowance(session, command.firm_id, settings, since)
+    await _check_address_mail_allowance(session, email, settings, since)
     if pending is None:
         pending = ColleagueInvitationRow(firm_id=command.firm_id, email=email, role=command.role, invited_by=inviter.id)
         session.add(pending)
