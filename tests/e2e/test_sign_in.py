@@ -5,6 +5,7 @@ personal API tokens that can be revoked."""
 from __future__ import annotations
 
 import re
+import sqlite3
 import time
 import uuid
 from collections.abc import Iterator
@@ -263,3 +264,27 @@ def test_an_open_live_stream_ends_once_its_token_is_revoked(hub: Hub) -> None:
     # Within about one keep-alive period (15 s) of the revocation.
     assert time.monotonic() - revoked_at < 45
     assert httpx.get(f"{hub.url}/api/v1/live", headers=headers).status_code == 401
+
+
+def test_an_api_call_is_answered_when_the_tokens_last_use_cannot_be_written(hub: Hub) -> None:
+    """Another connection holds SQLite's write lock on the gateway's database (as the read
+    model's projection does while it writes): the token's use is not recorded, the call is
+    answered at once all the same, and the next call after the lock is gone records it."""
+    owner = hub.client("henry@woodgrove-audit.example")
+    token = owner.post("/api/v1/tokens", json={"name": "nightly export"}).json()["token"]
+    with_token = httpx.Client(base_url=hub.url, headers={"Authorization": f"Bearer {token}"}, timeout=30)
+    database = hub.gateway_environment["HUB_DATABASE_URL"].removeprefix("sqlite:///")
+    holder = sqlite3.connect(database, isolation_level=None, timeout=30)
+    try:
+        holder.execute("BEGIN IMMEDIATE")
+        started = time.monotonic()
+        answered = with_token.get("/api/v1/me")
+        waited = time.monotonic() - started
+    finally:
+        holder.rollback()
+        holder.close()
+    assert answered.status_code == 200, answered.text[:300]
+    assert waited < 3, f"the call waited {waited:.1f} s for the lock"
+    assert owner.get("/api/v1/tokens").json()[0]["last_used_at"] is None
+    assert with_token.get("/api/v1/me").status_code == 200
+    assert owner.get("/api/v1/tokens").json()[0]["last_used_at"] is not None

@@ -12,18 +12,25 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import or_, update
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlmodel import col, select
 
-from hub_common.db import transaction
+from hub_common.db import SQLITE_BUSY_TIMEOUT_MS, transaction
+from hub_common.logging import get_logger
 from hub_gateway.accounts.models import ApiToken, BrowserSession
 from hub_gateway.auth import Principal
+
+logger = get_logger(__name__)
 
 API_TOKEN_PREFIX = "hub_pat_"  # noqa: S105 - a recognisable prefix, not a secret
 SESSION_LIFETIME = timedelta(days=7)
 # A token's last use is told to the minute: a request within a minute of the recorded use
 # writes nothing, so a script calling the API in a loop costs no write per request.
 LAST_USE_PRECISION = timedelta(minutes=1)
+# How long recording a token's use waits for a lock held by another writer (the read
+# model's projection, another replica): the request it rides on must not wait seconds.
+LAST_USE_LOCK_WAIT_MS = 200
 
 
 def digest(secret: str) -> str:
@@ -94,12 +101,30 @@ async def find_api_token(session: AsyncSession, secret: str) -> ApiToken | None:
 
 async def record_api_token_use(sessions: async_sessionmaker[AsyncSession], row: ApiToken, now: datetime) -> None:
     """Records that ``row`` was used ``now`` (its owner sees when a token was last used, and a
-    leaked one in use), at most once a LAST_USE_PRECISION per token, whichever replica asks."""
+    leaked one in use), at most once a LAST_USE_PRECISION per token, whichever replica asks.
+
+    Best effort: the request is answered whether or not the use could be written (a locked
+    or failing database is logged), and the write waits LAST_USE_LOCK_WAIT_MS for a lock at
+    most; the next request tries again."""
     if row.last_used_at is not None and now - row.last_used_at < LAST_USE_PRECISION:
         return
     stale = or_(col(ApiToken.last_used_at).is_(None), col(ApiToken.last_used_at) <= now - LAST_USE_PRECISION)
-    async with transaction(sessions) as session:
-        await session.execute(update(ApiToken).where(col(ApiToken.id) == row.id, stale).values(last_used_at=now))
+    try:
+        async with transaction(sessions) as session:
+            statement = update(ApiToken).where(col(ApiToken.id) == row.id, stale).values(last_used_at=now)
+            connection = await session.connection()
+            if connection.dialect.name == "sqlite":
+                # busy_timeout belongs to the pooled connection, so it is put back however the write ends.
+                await connection.exec_driver_sql(f"PRAGMA busy_timeout={LAST_USE_LOCK_WAIT_MS}")
+                try:
+                    await session.execute(statement)
+                finally:
+                    await connection.exec_driver_sql(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+            else:
+                await connection.exec_driver_sql(f"SET LOCAL lock_timeout = '{LAST_USE_LOCK_WAIT_MS}ms'")
+                await session.execute(statement)
+    except SQLAlchemyError as error:
+        logger.warning("api_token_use_not_recorded", token_id=str(row.id), error=str(error))
 
 
 async def list_api_tokens(session: AsyncSession, accountant_id: uuid.UUID) -> list[ApiToken]:
