@@ -159,6 +159,12 @@ def test_a_body_larger_than_any_request_is_refused_unread_even_by_strangers(hub:
     )
     assert streamed.status_code == 413, streamed.text[:300]
     assert streamed.headers["Content-Language"] == "de"
+    # The refusal is an answer like any other: traceable, and with the security headers.
+    for refusal in (declared, streamed):
+        assert refusal.headers.get("X-Correlation-Id"), refusal.headers
+        assert refusal.headers.get("X-Content-Type-Options") == "nosniff"
+        assert refusal.headers.get("X-Frame-Options") == "DENY"
+        assert "Content-Security-Policy" in refusal.headers
 
 
 def test_the_largest_legitimate_bodies_are_read(api: httpx.Client, hub: Hub) -> None:

@@ -208,6 +208,15 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         lifespan=lifespan,
     )
 
+    # Added first, so the innermost of the middlewares: its 413 goes out through the others
+    # like any answer (correlation id, security headers, metrics). None of them reads a
+    # body, so every body is still read through it.
+    app.add_middleware(
+        BodySizeLimit,
+        limit=MAX_BODY_BYTES,
+        larger={NOTIFICATION_PATH: MAX_NOTICES_BODY_BYTES, "/api/v1/client-invitations": MAX_INVITATION_BODY_BYTES},
+    )
+
     @app.middleware("http")
     async def correlation(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
         incoming = request.headers.get("x-correlation-id", "")
@@ -243,12 +252,6 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         ).observe(time.perf_counter() - started)
         return response
 
-    # Outermost: every body is read through it, whoever reads it.
-    app.add_middleware(
-        BodySizeLimit,
-        limit=MAX_BODY_BYTES,
-        larger={NOTIFICATION_PATH: MAX_NOTICES_BODY_BYTES, "/api/v1/client-invitations": MAX_INVITATION_BODY_BYTES},
-    )
     app.include_router(health)
     # The JSON API, one router per feature of the accountant's (each folder of hub_gateway/).
     app.include_router(dashboard_api)

@@ -3,7 +3,8 @@ checks who is asking, so without a limit anyone could make it hold hundreds of m
 
 A declared Content-Length over the limit is refused before the request reaches a route; a
 body sent without one (chunked) is counted as it is read, and whatever the route answers once
-it is over the limit is replaced by the refusal. The refusal is the API's usual JSON error in
+it is over the limit is replaced by the refusal (an answer the route had already begun is cut
+short instead: one request has one answer). The refusal is the API's usual JSON error in
 the caller's language (Starlette's RequestBodyLimitMiddleware answers in plain text, and the
 error it raises into a route reaches FastAPI's body parsing wrapped, which answers 400).
 """
@@ -54,6 +55,9 @@ class BodySizeLimit:
         received = 0
         exceeded = False
         answered = False
+        # Whether the route's own answer has begun: past that the refusal cannot be sent (a
+        # second http.response.start is an ASGI error), so the answer is cut short instead.
+        started = False
 
         async def limited_receive() -> Message:
             nonlocal received, exceeded
@@ -66,17 +70,20 @@ class BodySizeLimit:
             return message
 
         async def answer(message: Message) -> None:
-            nonlocal answered
-            if message["type"] == "http.response.start" and exceeded:
-                answered = True
-                await self._refuse(scope, receive, send, limit)
+            nonlocal answered, started
+            if message["type"] == "http.response.start":
+                if exceeded:
+                    answered = True
+                    await self._refuse(scope, receive, send, limit)
+                    return
+                started = True
             if not answered:
                 await send(message)
 
         try:
             await self.app(scope, limited_receive, answer)
         except Exception:
-            if not exceeded or answered:
+            if not exceeded or answered or started:
                 raise
             await self._refuse(scope, receive, send, limit)
 
