@@ -37,6 +37,11 @@ from hub_registry.webhooks import NOT_PUBLIC, UnsafeWebhook, new_secret, origin,
         "https://[64:ff9b:1::a00:5]/hook",  # local-use NAT64 prefix
         "https://[2002:a00:5::1]/hook",  # 6to4 around 10.0.0.5
         "https://[2001:0:4136:e378:8000:63bf:f5ff:fffe]/hook",  # Teredo around 10.0.0.1
+        "https://[::a9fe:a9fe]/latest/meta-data",  # IPv4-compatible cloud metadata address
+        "https://[::127.0.0.1]/hook",  # IPv4-compatible loopback
+        "https://[::ffff:0:a9fe:a9fe]/latest/meta-data",  # IPv4-translated (SIIT) metadata address
+        "https://[fec0::1]/hook",  # site-local
+        "https://192.0.0.8/hook",  # IETF protocol assignments
     ],
 )
 async def test_a_webhook_url_that_could_reach_inside_is_refused(url: str) -> None:

@@ -117,6 +117,17 @@ def _ascii_host(hostname: str) -> str:
 # 8215). Python counts them as global, but behind a NAT64 gateway 64:ff9b::a9fe:a9fe is the
 # cloud metadata service.
 _TRANSLATED_IPV4 = (ipaddress.IPv6Network("64:ff9b::/96"), ipaddress.IPv6Network("64:ff9b:1::/48"))
+# IPv6 forms Python counts as global that lead to an IPv4 address or a site's own network
+# where tunnels or SIIT translators route them: IPv4-compatible (::a.b.c.d, deprecated),
+# IPv4-translated (::ffff:0:a.b.c.d, RFC 2765) and the deprecated site-local fec0::/10.
+_ALSO_NOT_PUBLIC_IPV6 = (
+    ipaddress.IPv6Network("::/96"),
+    ipaddress.IPv6Network("::ffff:0:0:0/96"),
+    ipaddress.IPv6Network("fec0::/10"),
+)
+# IETF protocol assignments (RFC 6890), which Pythons before 3.11.10 and 3.12.4 count as
+# global but for two anycast addresses; nothing a webhook receiver lives at.
+_IETF_PROTOCOL_ASSIGNMENTS = ipaddress.IPv4Network("192.0.0.0/24")
 
 # One answer for a host that is not found, private or this machine: a finer answer would
 # let an accountant map the hosting network's internal names to their addresses.
@@ -134,14 +145,18 @@ def _refused(address: ipaddress.IPv4Address | ipaddress.IPv6Address, *, allow_lo
     if isinstance(address, ipaddress.IPv6Address):
         if address.ipv4_mapped is not None:
             address = address.ipv4_mapped
-        elif any(address in prefix for prefix in _TRANSLATED_IPV4):
-            return True
+        elif not address.is_loopback and any(
+            address in prefix for prefix in (*_TRANSLATED_IPV4, *_ALSO_NOT_PUBLIC_IPV6)
+        ):
+            return True  # (::1 lies in ::/96 too: loopback is decided below)
         else:
             embedded = [address.sixtofour, *(address.teredo or ())]
             if any(inner is not None and not _is_public(inner) for inner in embedded):
                 return True
     if address.is_loopback:
         return not allow_loopback
+    if isinstance(address, ipaddress.IPv4Address) and address in _IETF_PROTOCOL_ASSIGNMENTS:
+        return True
     return not _is_public(address)
 
 
