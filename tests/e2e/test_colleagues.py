@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import re
 import time
+import uuid
 
 import pytest
 
 from hub_common.dev_mail import read_mailbox
 from tests.e2e.conftest import Hub
+from tests.support.events import firm_events
 from tests.support.sign_in import choose_firm, first_sign_in, join_firm
 from tests.support.waiting import eventually
 
@@ -143,9 +145,10 @@ def test_an_address_is_mailed_once_a_day_and_a_firm_within_its_daily_allowance(h
     assert other.post("/api/v1/accountants/invitations", json={"email": invitee}).status_code == 202
 
 
-def test_a_role_given_by_mistake_is_corrected_at_once_without_a_second_mail(hub: Hub) -> None:
+def test_a_role_given_by_mistake_is_corrected_at_once_without_a_second_mail(hub: Hub, nats_url: str) -> None:
     owner = hub.client("ivan@margies-accounting.example")
-    firm_id = owner.get("/api/v1/me").json()["firm_id"]
+    me = owner.get("/api/v1/me").json()
+    firm_id = me["firm_id"]
     invitee = "jade@margies-accounting.example"
     first = owner.post("/api/v1/accountants/invitations", json={"email": invitee, "role": "admin"})
     assert first.status_code == 202, first.text[:300]
@@ -153,8 +156,21 @@ def test_a_role_given_by_mistake_is_corrected_at_once_without_a_second_mail(hub:
     corrected = owner.post("/api/v1/accountants/invitations", json={"email": invitee, "role": "staff"})
     assert corrected.status_code == 200, corrected.text[:300]
     assert corrected.json()["mail_sent"] is False and corrected.json()["role"] == "staff"
-    time.sleep(1)  # a second mail, had one been sent, would be in the sink by now
+    # The correction is in the audit log, by whom and to which role, as an event nobody mails on.
+    changed = eventually(
+        lambda: firm_events(nats_url, uuid.UUID(firm_id), "ColleagueInvitationChanged"), "the change in HUB_EVENTS"
+    )
+    assert [(event.data.model_dump(mode="json"), event.actor.id) for event in changed] == [
+        ({"email": invitee, "role": "staff", "changed_by": me["accountant_id"]}, me["accountant_id"])
+    ]
+    invited = firm_events(nats_url, uuid.UUID(firm_id), "ColleagueInvited")
+    assert [event.data.model_dump(mode="json")["role"] for event in invited] == ["admin"]
+    # The same role again changes nothing, so it is no event either.
+    again = owner.post("/api/v1/accountants/invitations", json={"email": invitee, "role": "staff"})
+    assert again.status_code == 200, again.text[:300]
+    time.sleep(1)  # a second mail or event, had one been sent, would be there by now
     assert [m for m in read_mailbox(hub.mail_dir) if invitee in m.to] == mailed
+    assert len(firm_events(nats_url, uuid.UUID(firm_id), "ColleagueInvitationChanged")) == 1
     join_firm(hub.url, invitee, firm_id)
     assert hub.client(invitee).get("/api/v1/me").json()["role"] == "staff"
 

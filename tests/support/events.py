@@ -1,5 +1,5 @@
-"""The real broker from a test's side: publishing an event as a service would, and reading
-whether a firm's refreshes have all ended."""
+"""The real broker from a test's side: publishing an event as a service would, reading a
+firm's audit log, and whether a firm's refreshes have all ended."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from typing import TypeVar
 from nats.aio.client import Client
 
 from hub_common.bus import connect, publish_event
-from hub_common.events import Actor, EventData, new_envelope
+from hub_common.events import Actor, Envelope, EventData, new_envelope
+from hub_common.history import HistoryFilter, read_history
 from tests.faults.ledger import Companies, read_ledger
 
 T = TypeVar("T")
@@ -55,6 +56,17 @@ def publish(nats_url: str, data: EventData, *, firm_id: uuid.UUID, actor: Actor)
         await publish_event(nats.jetstream(), new_envelope(data, firm_id=firm_id, actor=actor))
 
     _on_the_broker(nats_url, send)
+
+
+def firm_events(nats_url: str, firm_id: uuid.UUID, *event_types: str) -> list[Envelope[EventData]]:
+    """The firm's events of these types in the audit log (HUB_EVENTS), oldest first, read as
+    `hub audit` reads them."""
+
+    async def read(nats: Client) -> list[Envelope[EventData]]:
+        wanted = HistoryFilter(firm_id=firm_id, event_types=frozenset(event_types))
+        return [envelope async for _, envelope in read_history(nats.jetstream(), wanted)]
+
+    return _on_the_broker(nats_url, read)
 
 
 def refreshes_settled(nats_url: str, firm_id: uuid.UUID, companies: Companies) -> bool:

@@ -159,6 +159,20 @@ class ColleagueInvited(EventData):
     language: Annotated[str, Field(max_length=35)] = "en"
 
 
+class ColleagueInvitationChanged(EventData):
+    """An owner or admin invited an address again, within a day of its mail, with another
+    role: the pending invitation now gives this role and the address joins with it. Nothing
+    is mailed (the invitations service mails on ColleagueInvited only), so correcting a role
+    is in the audit log without mailing the invitee twice in a day."""
+
+    event_type = "ColleagueInvitationChanged"
+    subject_template = "accountant.invitation_changed"
+
+    email: Annotated[str, Field(max_length=320)]
+    role: Role
+    changed_by: uuid.UUID
+
+
 # ---------------------------------------------------------------- clients
 
 
@@ -862,6 +876,7 @@ EVENT_TYPES: dict[str, type[EventData]] = {
         FirmCreated,
         AccountantJoined,
         ColleagueInvited,
+        ColleagueInvitationChanged,
         ClientAdded,
         ClientUpdated,
         ClientRemoved,

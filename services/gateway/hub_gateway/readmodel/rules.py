@@ -41,6 +41,7 @@ from hub_common.events import (
     ClientAdded,
     ClientRemoved,
     ClientUpdated,
+    ColleagueInvitationChanged,
     ColleagueInvited,
     CompaniesDiscovered,
     CompanySnapshot,
@@ -730,7 +731,10 @@ RULES: dict[str, Rule] = {
 # ClientAdded it leads to. Their stream positions still advance.
 IGNORED_EVENT_TYPES: frozenset[str] = frozenset(
     {
+        # A pending colleague invitation is the registry's; the colleague shows in the read
+        # model through the AccountantJoined of the sign-in, with the role it then gave.
         ColleagueInvited.event_type,
+        ColleagueInvitationChanged.event_type,
         InvitationCreated.event_type,
         InvitationAccepted.event_type,
         InvitationRejected.event_type,

@@ -29,6 +29,7 @@ from hub_common.events import (
     ActorKind,
     ClientCard,
     ClientSource,
+    ColleagueInvitationChanged,
     ColleagueInvited,
     FirmCreated,
     GrantMethod,
@@ -311,7 +312,15 @@ async def invite_colleague(
     now = datetime.now(UTC)
     since = now - COLLEAGUE_MAIL_INTERVAL
     if pending is not None and pending.mailed_at > since:
-        pending.role = command.role
+        if pending.role != command.role:
+            # Every change sits in the audit log, mailed or not; the same role again
+            # changes nothing, so it is no event.
+            pending.role = command.role
+            await emit(
+                session,
+                Context.of(command),
+                ColleagueInvitationChanged(email=email, role=Role(command.role), changed_by=inviter.id),
+            )
         return ColleagueInvitation(email=email, role=command.role, mail_sent=False)
     await _check_firm_mail_allowance(session, command.firm_id, settings, since)
     await _check_address_mail_allowance(session, email, settings, since)
