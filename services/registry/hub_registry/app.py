@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -45,8 +44,8 @@ VERSION_TABLE = "registry_alembic_version"
 LEASE_ROLE = "registry"
 # A webhook due later (a retry) is looked for this often; a new one wakes the sender at once.
 WEBHOOK_POLL_SECONDS = 2.0
-# Alert webhooks POSTed side by side at most.
-WEBHOOKS_AT_ONCE = 20
+# Alert webhooks POSTed side by side at most (a firm gets alerts.WEBHOOKS_PER_FIRM of them).
+WEBHOOKS_AT_ONCE = 50
 
 logger = get_logger(__name__)
 
@@ -172,34 +171,54 @@ def create_app(settings: RegistrySettings) -> FastStream:
 
     async def deliver_webhooks() -> None:
         # At least once, with back-off: each delivery row is claimed, POSTed and recorded.
-        # The claimed ones go out side by side, so one slow receiver (each attempt ends
-        # within twice the webhook timeout) holds up no other firm's webhooks.
+        # Up to WEBHOOKS_AT_ONCE attempts run side by side, and a place is claimed again as
+        # soon as an attempt ends; the claims take turns across firms and cap each firm and
+        # destination (alerts.claim_due_deliveries), so a firm whose receivers never answer
+        # (each attempt ends within twice the webhook timeout) holds a few places, not all.
         hold = timedelta(seconds=settings.alert_webhook_timeout_seconds * 3)
-        while True:
-            try:
-                async with transaction(sessions) as session:
-                    due = await alerts.claim_due_deliveries(
-                        session=session, now=datetime.now(UTC), hold=hold, limit=WEBHOOKS_AT_ONCE
+        sending: dict[asyncio.Task[None], AlertWebhookDelivery] = {}
+        try:
+            while True:
+                # Cleared before looking, so a webhook added while the claim runs wakes the next look.
+                webhooks_waiting.clear()
+                if len(sending) < WEBHOOKS_AT_ONCE:
+                    try:
+                        async with transaction(sessions) as session:
+                            due = await alerts.claim_due_deliveries(
+                                session=session,
+                                now=datetime.now(UTC),
+                                hold=hold,
+                                limit=WEBHOOKS_AT_ONCE - len(sending),
+                                sending=sending.values(),
+                            )
+                            secrets = {d.id: await alerts.secret_of(session, d, settings) for d in due}
+                        for delivery in due:
+                            sending[asyncio.create_task(deliver_one(delivery, secrets[delivery.id]))] = delivery
+                    except Exception:
+                        logger.exception("claiming alert webhooks failed; trying again shortly")
+                woken = asyncio.create_task(webhooks_waiting.wait())
+                try:
+                    # An attempt ending frees a place; a new webhook or the poll finds more due.
+                    await asyncio.wait(
+                        {*sending, woken}, timeout=WEBHOOK_POLL_SECONDS, return_when=asyncio.FIRST_COMPLETED
                     )
-                    secrets = {d.id: await alerts.secret_of(session, d, settings) for d in due}
-                outcomes = await asyncio.gather(
-                    *(deliver_one(delivery, secrets[delivery.id]) for delivery in due), return_exceptions=True
-                )
-                for delivery, outcome in zip(due, outcomes, strict=True):
-                    if isinstance(outcome, Exception):
-                        # Its claim runs out and a later round tries it again.
+                finally:
+                    woken.cancel()
+                for attempt in [task for task in sending if task.done()]:
+                    delivery = sending.pop(attempt)
+                    if attempt.exception() is not None:
+                        # Its claim runs out and a later look tries it again.
                         logger.error(
                             "recording an alert webhook attempt failed",
                             delivery_id=str(delivery.id),
-                            error=repr(outcome)[:300],
+                            error=repr(attempt.exception())[:300],
                         )
-                if due:
-                    continue  # more may be due: look again at once
-            except Exception:
-                logger.exception("delivering alert webhooks failed; trying again shortly")
-            webhooks_waiting.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(webhooks_waiting.wait(), timeout=WEBHOOK_POLL_SECONDS)
+        finally:
+            # The lease is lost or the registry stops: what is out is claimed for a while
+            # yet, then the next holder sends it again (same Idempotency-Key).
+            for attempt in sending:
+                attempt.cancel()
+            await asyncio.gather(*sending, return_exceptions=True)
 
     async def refresh_notified_companies() -> None:
         # Companies whose change notices waited out their coalescing window.

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Awaitable, Callable
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Literal
@@ -846,33 +847,81 @@ async def send_due_digests(*, session: AsyncSession, now: datetime, correlation_
 # ---------------------------------------------------------------- webhook deliveries
 
 
+# What one sender has out at once, per firm and per destination (a URL's origin,
+# scheme://host:port). A firm whose receivers never answer holds its few places for twice
+# the webhook timeout, never every place, so the other firms' webhooks keep going out; and
+# a receiver many firms share is not sent more than its few at once by the hub.
+WEBHOOKS_PER_FIRM = 4
+WEBHOOKS_PER_DESTINATION = 8
+# Due deliveries read per claim, in turns across firms (a firm at its cap is not read): enough
+# to step past those whose destination has its places taken to a firm's other receivers;
+# only their ids, firms and URLs are read.
+WEBHOOK_CLAIM_SCAN = 1000
+
+
 async def claim_due_deliveries(
-    *, session: AsyncSession, now: datetime, hold: timedelta, limit: int = 50
+    *,
+    session: AsyncSession,
+    now: datetime,
+    hold: timedelta,
+    limit: int = 50,
+    sending: Iterable[AlertWebhookDelivery] = (),
+    per_firm: int = WEBHOOKS_PER_FIRM,
+    per_destination: int = WEBHOOKS_PER_DESTINATION,
 ) -> list[AlertWebhookDelivery]:
-    """Deliveries due now that no sender holds, each claimed until ``now + hold``."""
-    due = (
-        await session.execute(
-            select(AlertWebhookDelivery)
-            .where(
-                col(AlertWebhookDelivery.delivered_at).is_(None),
-                col(AlertWebhookDelivery.failed_at).is_(None),
-                col(AlertWebhookDelivery.next_attempt_at) <= now,
-            )
-            .order_by(col(AlertWebhookDelivery.next_attempt_at))
-            .limit(limit)
+    """Up to ``limit`` deliveries due now that no sender holds, each claimed until
+    ``now + hold``, taken in turns across firms: every firm's oldest due delivery before any
+    firm's second, so the thousands one firm queued do not sort before another firm's one.
+    Counting what the sender has out (``sending``), a firm gets at most ``per_firm`` out at
+    once and a destination at most ``per_destination``."""
+    firms_out = Counter(delivery.firm_id for delivery in sending)
+    destinations_out = Counter(webhooks.origin(delivery.url) for delivery in sending)
+    unclaimed = [
+        col(AlertWebhookDelivery.delivered_at).is_(None),
+        col(AlertWebhookDelivery.failed_at).is_(None),
+        col(AlertWebhookDelivery.next_attempt_at) <= now,
+        or_(col(AlertWebhookDelivery.claimed_until).is_(None), col(AlertWebhookDelivery.claimed_until) <= now),
+    ]
+    full_firms = [firm_id for firm_id, out in firms_out.items() if out >= per_firm]
+    if full_firms:
+        unclaimed.append(col(AlertWebhookDelivery.firm_id).not_in(full_firms))
+    turns = (
+        select(
+            col(AlertWebhookDelivery.id).label("id"),
+            func.row_number()
+            .over(partition_by=col(AlertWebhookDelivery.firm_id), order_by=col(AlertWebhookDelivery.next_attempt_at))
+            .label("turn"),
         )
-    ).scalars()
-    claimed: list[AlertWebhookDelivery] = []
-    for delivery in due:
-        if delivery.claimed_until is not None and delivery.claimed_until > now:
+        .where(*unclaimed)
+        .subquery()
+    )
+    candidates = (
+        await session.execute(
+            select(
+                col(AlertWebhookDelivery.id),
+                col(AlertWebhookDelivery.firm_id),
+                col(AlertWebhookDelivery.url),
+                col(AlertWebhookDelivery.attempts),
+            )
+            .join(turns, col(AlertWebhookDelivery.id) == turns.c.id)
+            .order_by(turns.c.turn, col(AlertWebhookDelivery.next_attempt_at))
+            .limit(WEBHOOK_CLAIM_SCAN)
+        )
+    ).all()
+    claimed_ids: list[uuid.UUID] = []
+    for candidate in candidates:
+        if len(claimed_ids) >= limit:
+            break
+        destination = webhooks.origin(candidate.url)
+        if firms_out[candidate.firm_id] >= per_firm or destinations_out[destination] >= per_destination:
             continue
         # The claim is checked again in the update: a sender that took the lease a moment
         # ago may have claimed it since it was read.
         taken = await session.execute(
             update(AlertWebhookDelivery)
             .where(
-                col(AlertWebhookDelivery.id) == delivery.id,
-                col(AlertWebhookDelivery.attempts) == delivery.attempts,
+                col(AlertWebhookDelivery.id) == candidate.id,
+                col(AlertWebhookDelivery.attempts) == candidate.attempts,
                 col(AlertWebhookDelivery.delivered_at).is_(None),
                 or_(col(AlertWebhookDelivery.claimed_until).is_(None), col(AlertWebhookDelivery.claimed_until) <= now),
             )
@@ -880,8 +929,16 @@ async def claim_due_deliveries(
             .execution_options(synchronize_session=False)
         )
         if getattr(taken, "rowcount", 0) == 1:
-            claimed.append(delivery)
-    return claimed
+            claimed_ids.append(candidate.id)
+            firms_out[candidate.firm_id] += 1
+            destinations_out[destination] += 1
+    if not claimed_ids:
+        return []
+    claimed = (
+        await session.execute(select(AlertWebhookDelivery).where(col(AlertWebhookDelivery.id).in_(claimed_ids)))
+    ).scalars()
+    order = {delivery_id: position for position, delivery_id in enumerate(claimed_ids)}
+    return sorted(claimed, key=lambda delivery: order[delivery.id])
 
 
 async def secret_of(session: AsyncSession, delivery: AlertWebhookDelivery, settings: RegistrySettings) -> str | None:
