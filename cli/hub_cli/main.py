@@ -20,7 +20,7 @@ app = typer.Typer(
 
 
 def _start_unless_insecure(start: Callable[[], None]) -> None:
-    """A service that refuses its settings says why in one line, not with a traceback."""
+    """A service or tool that refuses its settings says why in one line, not with a traceback."""
     from hub_common.settings import InsecureSettings
 
     try:
@@ -35,7 +35,7 @@ def registry() -> None:
     """Run the registry (firms, accountants, clients)."""
     from hub_registry.app import run
 
-    asyncio.run(run())
+    _start_unless_insecure(lambda: asyncio.run(run()))
 
 
 @app.command()
@@ -43,7 +43,7 @@ def fetcher() -> None:
     """Run one fetcher worker; start as many as you like, they share the work."""
     from hub_fetcher.app import run
 
-    asyncio.run(run())
+    _start_unless_insecure(lambda: asyncio.run(run()))
 
 
 @app.command()
@@ -216,7 +216,11 @@ def dead_letters(
     except ValueError:
         raise typer.BadParameter(f"{firm!r} is not an id", param_hint="--firm") from None
     quiet_logging()
-    asyncio_module.run(print_dead_letters(HubSettings().nats_url, as_json=as_json, firm_id=firm_id))
+
+    def list_dead_letters() -> None:
+        asyncio_module.run(print_dead_letters(HubSettings().nats_url, as_json=as_json, firm_id=firm_id))
+
+    _start_unless_insecure(list_dead_letters)
 
 
 @app.command()
@@ -228,7 +232,12 @@ def rebuild(
     from hub_cli.rebuild import run as run_rebuild
     from hub_common.settings import HubSettings
 
-    raise typer.Exit(run_rebuild(nats_url=HubSettings().nats_url, target_database_url=target, live_database_url=live))
+    def rebuild_and_compare() -> None:
+        raise typer.Exit(
+            run_rebuild(nats_url=HubSettings().nats_url, target_database_url=target, live_database_url=live)
+        )
+
+    _start_unless_insecure(rebuild_and_compare)
 
 
 @app.command()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit, urlunsplit
 
 import nats
 import nats.errors
@@ -22,9 +23,11 @@ from nats.js.api import PubAck
 
 if TYPE_CHECKING:
     from faststream.nats import NatsBroker
+    from faststream.nats.security import NatsSecurity
 
 from hub_common.events import Envelope
 from hub_common.logging import get_logger
+from hub_common.settings import HubSettings
 from hub_common.tracing import inject_context
 
 logger = get_logger(__name__)
@@ -38,16 +41,54 @@ EVENT_TYPE_HEADER = "Hub-Event-Type"
 FIRM_HEADER = "Hub-Firm-Id"
 
 
+def redacted_servers(url: str) -> str:
+    """HUB_NATS_URL fit for a log line: a ``user:password@`` or ``token@`` becomes ``***@``."""
+    servers = []
+    for server in url.split(","):
+        parts = urlsplit(server.strip())
+        if parts.hostname is not None and "@" in parts.netloc:
+            host = parts.netloc.rsplit("@", 1)[1]
+            server = urlunsplit(parts._replace(netloc=f"***@{host}"))
+        servers.append(server.strip())
+    return ",".join(servers)
+
+
+def nats_security(settings: HubSettings) -> NatsSecurity | None:
+    """How the process signs in to NATS and checks the server, from the HUB_NATS_* files.
+
+    Raises InsecureSettings, naming the setting, for a file that is missing or unreadable.
+    A .creds file is handed to nats-py by its path, which reads it at every (re)connection,
+    so a renewed user JWT is used without a restart. A seed file is read here: nats-py
+    would take its final newline as part of the seed.
+    """
+    from faststream.nats.security import NatsCredentials, NatsNKey, NatsSecurity, NatsUserPassword
+
+    settings.require_nats_access()
+    tls = settings.nats_tls()
+    if settings.nats_credentials_file is not None:
+        return NatsCredentials.from_file(settings.nats_credentials_file, ssl_context=tls)
+    if settings.nats_nkey_seed_file is not None:
+        return NatsNKey.from_seed(settings.nats_nkey_seed(), ssl_context=tls)
+    if settings.nats_user:
+        return NatsUserPassword(settings.nats_user, settings.nats_password(), ssl_context=tls)
+    if tls is not None:
+        return NatsSecurity(ssl_context=tls)
+    return None
+
+
 def connection_options(
     url: str, *, name: str, connect_timeout: float = 5.0, reconnect_wait_seconds: float = 1.0
 ) -> dict[str, Any]:
     """nats-py options every process uses: never give up reconnecting."""
+    # Credentials in the URL must not reach the logs (a sign-in belongs in the HUB_NATS_*
+    # files, but an operator may still have put one there).
+    server = redacted_servers(url)
 
     async def on_disconnected() -> None:
-        logger.warning("nats disconnected", server=url)
+        logger.warning("nats disconnected", server=server)
 
     async def on_reconnected() -> None:
-        logger.info("nats reconnected", server=url)
+        logger.info("nats reconnected", server=server)
 
     async def on_error(error: Exception) -> None:
         logger.warning("nats error", error=str(error))
@@ -66,8 +107,18 @@ def connection_options(
     }
 
 
-async def connect(url: str, *, name: str, connect_timeout: float = 5.0) -> Client:
-    return await nats.connect(**connection_options(url, name=name, connect_timeout=connect_timeout))
+async def connect(url: str, *, name: str, connect_timeout: float = 5.0, settings: HubSettings | None = None) -> Client:
+    """A plain nats-py connection (the CLI's tools), signed in as ``settings`` say.
+
+    Without ``settings``: those of this process's HUB_* environment, where every process's
+    settings come from.
+    """
+    from faststream.nats.security import parse_security
+
+    security = nats_security(settings if settings is not None else HubSettings())
+    return await nats.connect(
+        **connection_options(url, name=name, connect_timeout=connect_timeout), **parse_security(security)
+    )
 
 
 def event_headers(envelope: Envelope[Any]) -> dict[str, str]:
@@ -129,8 +180,13 @@ async def publish_event(
     raise PublishFailed(f"{envelope.type} {envelope.id} not confirmed")  # pragma: no cover
 
 
-def create_broker(url: str, *, name: str, connect_timeout: float = 5.0) -> NatsBroker:
+def create_broker(
+    url: str, *, name: str, connect_timeout: float = 5.0, settings: HubSettings | None = None
+) -> NatsBroker:
     """The FastStream broker a service runs its subscribers on, with the same options.
+
+    It signs in as ``settings`` say or, without them, as this process's HUB_* environment
+    says (where the service's own settings come from).
 
     Its telemetry middleware continues the trace a command's headers carry (a no-op while
     tracing is off), with span names and metric labels that carry no firm or other id. Its
@@ -148,10 +204,12 @@ def create_broker(url: str, *, name: str, connect_timeout: float = 5.0) -> NatsB
     FASTSTREAM_LOGGER.handlers.clear()
     FASTSTREAM_LOGGER.propagate = True
     FASTSTREAM_LOGGER.setLevel(logging.NOTSET)
+    security = nats_security(settings if settings is not None else HubSettings())
     options = connection_options(url, name=name, connect_timeout=connect_timeout)
     servers = options.pop("servers")
     return NatsBroker(
         servers,
+        security=security,
         middlewares=[TelemetryMiddleware(settings_provider_factory=telemetry_settings_for)],
         logger=FASTSTREAM_LOGGER,
         log_level=logging.DEBUG,

@@ -75,6 +75,9 @@ class LocalNatsServer:
     # In a cluster: where this node listens for routes, and the other nodes' route URLs.
     cluster_port: int = 0
     routes: tuple[str, ...] = ()
+    # nats-server configuration text (e.g. an ``authorization`` block), written beside the
+    # store; the command-line options above take precedence over it.
+    config: str = ""
     process: subprocess.Popen[bytes] | None = field(default=None, init=False)
 
     @property
@@ -97,6 +100,10 @@ class LocalNatsServer:
             "--server_name",
             f"hub-{self.port}",
         ]
+        if self.config:
+            config_path = self.store_dir / "nats-server.conf"
+            config_path.write_text(self.config)
+            arguments += ["--config", str(config_path)]
         if self.monitor_port:
             arguments += ["--http_port", str(self.monitor_port)]
         if self.cluster_port:

@@ -58,8 +58,24 @@ class HubSettings(BaseSettings):
         default=None, description="Defaults to console in dev and test, JSON in production."
     )
 
+    # No credentials in it: it sits in a ConfigMap. Sign in with the files below instead.
     nats_url: str = "nats://127.0.0.1:4222"
     nats_connect_timeout_seconds: float = 5.0
+    # How the process signs in to NATS (hub_common.bus), each secret a file mounted from a
+    # Secret so that none is in the environment or a ConfigMap. At most one way: a .creds file
+    # (a user JWT and its nkey seed: NATS's accounts with an operator, nsc, Synadia Cloud), a
+    # user nkey seed file (an ``nkey`` user of the server's config), or a user and a file
+    # holding their password. None of them: no sign-in, for a dev broker only.
+    nats_credentials_file: Path | None = None
+    nats_nkey_seed_file: Path | None = None
+    nats_user: str = ""
+    nats_password_file: Path | None = None
+    # TLS to NATS: the CA that signed the servers' certificates (setting it turns TLS on);
+    # a client certificate and its key where the servers require one (verify, or
+    # verify_and_map to sign in by the certificate).
+    nats_ca_file: Path | None = None
+    nats_client_cert_file: Path | None = None
+    nats_client_key_file: Path | None = None
 
     database_url: str = "sqlite:///.hub/hub.db"
 
@@ -155,6 +171,81 @@ class HubSettings(BaseSettings):
                 " Make one with: python -c 'import secrets; print(secrets.token_urlsafe(48))'"
             )
 
+    def require_nats_access(self) -> None:
+        """Refuse NATS sign-in settings that cannot work, naming the setting, before connecting.
+
+        A file that is missing or unreadable would otherwise surface as a connection that
+        keeps failing (the client retries forever) or an anonymous sign-in the server refuses.
+        """
+        ways = {
+            "HUB_NATS_CREDENTIALS_FILE": self.nats_credentials_file is not None,
+            "HUB_NATS_NKEY_SEED_FILE": self.nats_nkey_seed_file is not None,
+            "HUB_NATS_USER": bool(self.nats_user),
+        }
+        chosen = [name for name, is_set in ways.items() if is_set]
+        if len(chosen) > 1:
+            raise InsecureSettings(f"set one way to sign in to NATS, not {' and '.join(chosen)}")
+        if bool(self.nats_user) != (self.nats_password_file is not None):
+            raise InsecureSettings("HUB_NATS_USER and HUB_NATS_PASSWORD_FILE go together: set both or neither")
+        if (self.nats_client_cert_file is None) != (self.nats_client_key_file is None):
+            raise InsecureSettings(
+                "HUB_NATS_CLIENT_CERT_FILE and HUB_NATS_CLIENT_KEY_FILE go together: set both or neither"
+            )
+        for setting, path in (
+            ("HUB_NATS_CREDENTIALS_FILE", self.nats_credentials_file),
+            ("HUB_NATS_NKEY_SEED_FILE", self.nats_nkey_seed_file),
+            ("HUB_NATS_PASSWORD_FILE", self.nats_password_file),
+            ("HUB_NATS_CA_FILE", self.nats_ca_file),
+            ("HUB_NATS_CLIENT_CERT_FILE", self.nats_client_cert_file),
+            ("HUB_NATS_CLIENT_KEY_FILE", self.nats_client_key_file),
+        ):
+            if path is not None and not _read_secret_file(setting, path):
+                raise InsecureSettings(f"{setting}={path} is empty")
+        if self.nats_credentials_file is not None:
+            credentials = _read_secret_file("HUB_NATS_CREDENTIALS_FILE", self.nats_credentials_file)
+            if "BEGIN NATS USER JWT" not in credentials or "BEGIN USER NKEY SEED" not in credentials:
+                raise InsecureSettings(
+                    f"HUB_NATS_CREDENTIALS_FILE={self.nats_credentials_file} is not a NATS .creds file"
+                    " (a user JWT and its nkey seed, as `nsc generate creds` writes)"
+                )
+        if self.nats_nkey_seed_file is not None:
+            seed = _read_secret_file("HUB_NATS_NKEY_SEED_FILE", self.nats_nkey_seed_file)
+            if not seed.startswith("SU"):
+                raise InsecureSettings(
+                    f"HUB_NATS_NKEY_SEED_FILE={self.nats_nkey_seed_file} does not hold a user nkey seed"
+                    " (SU..., as `nk -gen user` writes)"
+                )
+
+    def nats_password(self) -> str:
+        """The password of HUB_NATS_USER, without the newline a file made by an editor ends with."""
+        if self.nats_password_file is None:
+            return ""
+        return _read_secret_file("HUB_NATS_PASSWORD_FILE", self.nats_password_file)
+
+    def nats_nkey_seed(self) -> str:
+        """The user nkey seed of HUB_NATS_NKEY_SEED_FILE, without the file's final newline."""
+        if self.nats_nkey_seed_file is None:
+            return ""
+        return _read_secret_file("HUB_NATS_NKEY_SEED_FILE", self.nats_nkey_seed_file)
+
+    def nats_tls(self) -> ssl.SSLContext | None:
+        """TLS to NATS when a CA or a client certificate is set; None leaves it to the URL's scheme."""
+        if self.nats_ca_file is None and self.nats_client_cert_file is None:
+            return None
+        try:
+            context = ssl.create_default_context(cafile=str(self.nats_ca_file) if self.nats_ca_file else None)
+        except (OSError, ssl.SSLError) as error:
+            raise InsecureSettings(f"HUB_NATS_CA_FILE={self.nats_ca_file} is not a PEM CA bundle: {error}") from None
+        if self.nats_client_cert_file is not None and self.nats_client_key_file is not None:
+            try:
+                context.load_cert_chain(str(self.nats_client_cert_file), str(self.nats_client_key_file))
+            except (OSError, ssl.SSLError) as error:
+                raise InsecureSettings(
+                    f"HUB_NATS_CLIENT_CERT_FILE={self.nats_client_cert_file} and HUB_NATS_CLIENT_KEY_FILE="
+                    f"{self.nats_client_key_file} are not a PEM certificate and its key: {error}"
+                ) from None
+        return context
+
     def entra_credential(self) -> str | dict[str, str]:
         """What msal signs in with: the certificate when one is configured, else the secret."""
         if self.entra_client_certificate_key is not None:
@@ -181,3 +272,12 @@ class HubSettings(BaseSettings):
         if self.log_format is not None:
             return self.log_format
         return LogFormat.CONSOLE if self.is_dev else LogFormat.JSON
+
+
+def _read_secret_file(setting: str, path: Path) -> str:
+    """A file mounted from a Secret, stripped; unreadable is an error naming the setting, never the content."""
+    try:
+        return path.read_text().strip()
+    except (OSError, UnicodeDecodeError) as error:
+        reason = error.strerror if isinstance(error, OSError) and error.strerror else type(error).__name__
+        raise InsecureSettings(f"{setting}={path} cannot be read: {reason}") from None

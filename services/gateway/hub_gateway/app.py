@@ -94,6 +94,8 @@ CONTENT_SECURITY_POLICY = "; ".join(
 
 def create_app(settings: GatewaySettings) -> FastAPI:
     settings.require_secret_key()
+    # Here, not when the lifespan connects: uvicorn would report it as a failed startup.
+    settings.require_nats_access()
     configure_logging(settings)
     configure_tracing(settings)
 
@@ -101,7 +103,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = create_engine(settings.database_url)
         sessions = session_factory(engine)
-        broker = create_broker(settings.nats_url, name=settings.service_name)
+        broker = create_broker(settings.nats_url, name=settings.service_name, settings=settings)
         topology = Topology.from_settings(settings)
 
         async def sample_figures_age() -> None:

@@ -39,7 +39,7 @@ def create_app(settings: InvitationsSettings) -> FastStream:
     settings.require_secret_key()
     configure_logging(settings)
     configure_tracing(settings)
-    broker = create_broker(settings.nats_url, name=settings.service_name)
+    broker = create_broker(settings.nats_url, name=settings.service_name, settings=settings)
     engine = create_engine(settings.database_url)
     sessions = session_factory(engine)
     operations = OperationsEndpoint(

@@ -1,0 +1,216 @@
+"""Signing in to a NATS server that refuses anonymous clients (HUB_NATS_* settings).
+
+The broker is the real nats-server with an ``authorization`` block: a user with a password
+and a user known by its nkey. It refuses a connection that gives no credentials, and takes
+the services and the `hub` tools that are given theirs through the settings, each secret in
+a file as a Kubernetes Secret volume mounts it (ending with a newline).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import subprocess
+import sys
+from collections.abc import Iterator, MutableMapping
+from pathlib import Path
+from typing import Any
+
+import nats
+import nats.errors
+import nkeys
+import pytest
+import structlog
+
+from hub_common.bus import connect
+from hub_common.local_nats import LocalNatsServer, free_port
+from hub_common.settings import HubSettings
+from tests.support.processes import ServiceProcess, hub_environment, start_service, wait_until_healthy
+
+HUB_USER = "hub"
+PASSWORD = secrets.token_urlsafe(24)
+
+
+def new_user_seed() -> bytes:
+    seed: bytes = nkeys.encode_seed(os.urandom(32), nkeys.PREFIX_BYTE_USER)
+    return seed
+
+
+def authorization_config(user_public_key: str) -> str:
+    return f"""
+authorization {{
+  users: [
+    {{user: "{HUB_USER}", password: "{PASSWORD}"}}
+    {{nkey: "{user_public_key}"}}
+  ]
+}}
+"""
+
+
+@pytest.fixture(scope="module")
+def user_seed() -> bytes:
+    return new_user_seed()
+
+
+@pytest.fixture(scope="module")
+def guarded_nats(tmp_path_factory: pytest.TempPathFactory, user_seed: bytes) -> Iterator[LocalNatsServer]:
+    public_key = nkeys.from_seed(bytearray(user_seed)).public_key.decode()
+    with LocalNatsServer(tmp_path_factory.mktemp("guarded-nats"), config=authorization_config(public_key)) as server:
+        yield server
+
+
+@pytest.fixture
+def secret_files(tmp_path: Path, user_seed: bytes) -> dict[str, Path]:
+    """The files a Secret volume would hold, each ending with a newline as `kubectl create secret --from-file` keeps."""
+    files = {"password": tmp_path / "password", "nkey-seed": tmp_path / "nkey-seed"}
+    files["password"].write_text(PASSWORD + "\n")
+    files["nkey-seed"].write_text(user_seed.decode() + "\n")
+    for path in files.values():
+        path.chmod(0o400)
+    return files
+
+
+def readiness_of(service: ServiceProcess, port: int) -> None:
+    try:
+        wait_until_healthy(f"http://127.0.0.1:{port}/readyz", service, timeout=60)
+    finally:
+        service.stop()
+
+
+async def test_an_anonymous_connection_is_refused(guarded_nats: LocalNatsServer) -> None:
+    with pytest.raises(nats.errors.Error, match="Authorization Violation"):
+        await nats.connect(guarded_nats.url, allow_reconnect=False, connect_timeout=2)
+
+
+async def test_a_wrong_password_is_refused(guarded_nats: LocalNatsServer, tmp_path: Path) -> None:
+    wrong = tmp_path / "password"
+    wrong.write_text("not-the-password\n")
+    settings = HubSettings(nats_user=HUB_USER, nats_password_file=wrong)
+    # The hub's connections keep trying (a broker restarting is not the end): it never connects.
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(connect(guarded_nats.url, name="wrong-password", settings=settings), timeout=3)
+
+
+def test_invitations_signs_in_with_a_user_and_password_file(
+    guarded_nats: LocalNatsServer, secret_files: dict[str, Path], tmp_path: Path
+) -> None:
+    port = free_port()
+    service = start_service(
+        "invitations",
+        "invitations",
+        {
+            "HUB_NATS_URL": guarded_nats.url,
+            "HUB_NATS_USER": HUB_USER,
+            "HUB_NATS_PASSWORD_FILE": str(secret_files["password"]),
+            "HUB_DATABASE_URL": f"sqlite:///{tmp_path / 'invitations.db'}",
+            "HUB_SMTP_PORT": str(free_port()),
+            "HUB_OPERATIONS_PORT": str(port),
+        },
+        tmp_path / "logs",
+    )
+    readiness_of(service, port)
+    assert PASSWORD not in service.log()
+
+
+def test_a_fetcher_signs_in_with_an_nkey_seed_file(
+    guarded_nats: LocalNatsServer, secret_files: dict[str, Path], tmp_path: Path
+) -> None:
+    port = free_port()
+    service = start_service(
+        "fetcher",
+        "fetcher",
+        {
+            "HUB_NATS_URL": guarded_nats.url,
+            "HUB_NATS_NKEY_SEED_FILE": str(secret_files["nkey-seed"]),
+            "HUB_OPERATIONS_PORT": str(port),
+        },
+        tmp_path / "logs",
+    )
+    readiness_of(service, port)
+
+
+def test_a_service_without_credentials_is_refused(guarded_nats: LocalNatsServer, tmp_path: Path) -> None:
+    service = start_service("fetcher", "fetcher", {"HUB_NATS_URL": guarded_nats.url}, tmp_path / "logs")
+    assert service.process.wait(timeout=60) != 0
+    assert "Authorization Violation" in service.log()
+
+
+@pytest.mark.parametrize("service", ["fetcher", "invitations", "gateway", "registry"])
+def test_an_unreadable_secret_file_stops_the_service_naming_the_setting(service: str, tmp_path: Path) -> None:
+    missing = tmp_path / "not-mounted" / "password"
+    process = start_service(
+        service,
+        service,
+        {
+            "HUB_NATS_USER": HUB_USER,
+            "HUB_NATS_PASSWORD_FILE": str(missing),
+            "HUB_DATABASE_URL": f"sqlite:///{tmp_path / 'service.db'}",
+        },
+        tmp_path / "logs",
+    )
+    assert process.process.wait(timeout=60) == 2
+    assert f"HUB_NATS_PASSWORD_FILE={missing} cannot be read" in process.log()
+    assert "Traceback" not in process.log()
+
+
+def hub_tool(arguments: list[str], environment: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "hub_cli", *arguments],
+        env=hub_environment(environment),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_the_hub_tools_sign_in_with_the_same_settings(
+    guarded_nats: LocalNatsServer, secret_files: dict[str, Path]
+) -> None:
+    signed_in = hub_tool(
+        ["dead-letters"],
+        {
+            "HUB_NATS_URL": guarded_nats.url,
+            "HUB_NATS_USER": HUB_USER,
+            "HUB_NATS_PASSWORD_FILE": str(secret_files["password"]),
+        },
+    )
+    assert signed_in.returncode == 0, signed_in.stderr
+    assert "dead-lettered message(s)" in signed_in.stdout
+
+    wrong_file = hub_tool(
+        ["dead-letters"],
+        {"HUB_NATS_URL": guarded_nats.url, "HUB_NATS_CREDENTIALS_FILE": str(secret_files["nkey-seed"])},
+    )
+    assert wrong_file.returncode == 2
+    assert "HUB_NATS_CREDENTIALS_FILE" in wrong_file.stderr
+    assert "is not a NATS .creds file" in wrong_file.stderr
+
+
+async def test_a_password_in_the_url_is_never_logged(tmp_path: Path, user_seed: bytes) -> None:
+    public_key = nkeys.from_seed(bytearray(user_seed)).public_key.decode()
+    server = LocalNatsServer(tmp_path / "nats", port=free_port(), config=authorization_config(public_key)).start()
+    url = f"nats://{HUB_USER}:{PASSWORD}@127.0.0.1:{server.port}"
+    try:
+        with structlog.testing.capture_logs() as logs:
+            connection = await connect(url, name="url-credentials", settings=HubSettings())
+            server.stop()
+            await wait_for_log(logs, "nats disconnected")
+            server.start()
+            await wait_for_log(logs, "nats reconnected")
+            await connection.close()
+    finally:
+        server.stop()
+    lines = [entry for entry in logs if entry["event"] in ("nats disconnected", "nats reconnected")]
+    assert {entry["server"] for entry in lines} == {f"nats://***@127.0.0.1:{server.port}"}
+    assert not [entry for entry in logs if PASSWORD in repr(entry)]
+
+
+async def wait_for_log(logs: list[MutableMapping[str, Any]], event: str) -> None:
+    """The callbacks log from nats-py's own tasks: give them up to 15 s."""
+    for _ in range(300):
+        if any(entry["event"] == event for entry in logs):
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"no {event!r} logged")
