@@ -59,6 +59,29 @@ _CLUSTER_SETTINGS: dict[str, JsonSchema] = {
         "enum": [1, 3, 5],
         "description": "Replicas of each stream and consumer: odd (a Raft majority), at most the NATS nodes.",
     },
+    "HUB_NATS_URL": {
+        "type": "string",
+        "not": {"pattern": "@"},
+        "description": (
+            "No credentials in the URL: it sits in a ConfigMap. Sign in with HUB_NATS_PASSWORD_FILE"
+            " (or HUB_NATS_CREDENTIALS_FILE, HUB_NATS_NKEY_SEED_FILE), a file mounted from a Secret."
+        ),
+    },
+    "HUB_NATS_USER": {"type": "string", "minLength": 1},
+}
+# A cluster's NATS takes no anonymous client: anything in the cluster could otherwise publish
+# commands and events as any service or firm. One of the ways of signing in must be set.
+_NATS_SIGN_IN: JsonSchema = {
+    "description": (
+        "no NATS sign-in: set HUB_NATS_USER and HUB_NATS_PASSWORD_FILE, HUB_NATS_CREDENTIALS_FILE or"
+        ' HUB_NATS_NKEY_SEED_FILE (deploy/README.md, "NATS sign-in"); an anonymous client can publish'
+        " commands and events as any service or firm"
+    ),
+    "anyOf": [
+        {"required": ["HUB_NATS_USER", "HUB_NATS_PASSWORD_FILE"]},
+        {"required": ["HUB_NATS_CREDENTIALS_FILE"]},
+        {"required": ["HUB_NATS_NKEY_SEED_FILE"]},
+    ],
 }
 _ALWAYS_REQUIRED = ("HUB_MODE", "HUB_NATS_URL", "HUB_OPERATIONS_PORT", "HUB_OPERATIONS_HOST")
 
@@ -136,6 +159,7 @@ def _environment_schema(service: str, model_schema: JsonSchema) -> JsonSchema:
         "description": f"The {service}'s environment: {model_schema.get('title', service)}.",
         "properties": dict(sorted(properties.items())),
         "required": sorted({*_ALWAYS_REQUIRED, *_SERVICE_REQUIREMENTS[service]}),
+        "allOf": [_NATS_SIGN_IN],
         # A misspelt variable would be ignored by the service without a word: reject it.
         "additionalProperties": False,
     }

@@ -161,6 +161,20 @@ BAD_OVERLAYS = {
         "replicas:\n  - name: fetcher\n    count: 3\n",
         "ScaledObject/fetcher: Deployment fetcher sets replicas while KEDA scales it",
     ),
+    "no NATS sign-in": (
+        _config(
+            "hub-settings",
+            "HUB_MODE=production",
+            "HUB_NATS_URL=nats://nats.nats.svc.cluster.local:4222",
+            "HUB_OPERATIONS_PORT=9464",
+            "HUB_OPERATIONS_HOST=0.0.0.0",
+        ).replace("behavior: merge", "behavior: replace"),
+        "Deployment/gateway (gateway settings): no NATS sign-in: set HUB_NATS_USER and HUB_NATS_PASSWORD_FILE",
+    ),
+    "an empty NATS user": (
+        _config("hub-settings", "HUB_NATS_USER="),
+        "Deployment/gateway (gateway settings): HUB_NATS_USER: '' should be non-empty",
+    ),
 }
 
 
@@ -267,3 +281,13 @@ def test_the_nats_values_refuse_anonymous_clients() -> None:
     secret = values["container"]["env"]["HUB_NATS_PASSWORD"]["valueFrom"]["secretKeyRef"]
     assert secret == {"name": "nats-hub-user", "key": "password"}
     assert values["natsBox"]["container"]["env"]["NATS_PASSWORD"]["valueFrom"]["secretKeyRef"] == secret
+
+
+def test_credentials_in_the_nats_url_are_refused_without_being_shown(tmp_path: Path) -> None:
+    overlay = _overlay(tmp_path, _config("hub-settings", "HUB_NATS_URL=nats://hub:hunter2-secret@nats:4222"))
+    problems = [str(problem) for problem in _check(overlay).problems]
+
+    assert "Deployment/invitations (invitations settings): HUB_NATS_URL: No credentials in the URL" in "\n".join(
+        problems
+    )
+    assert not [problem for problem in problems if "hunter2-secret" in problem]
