@@ -58,7 +58,7 @@ def create_app(settings: FetcherSettings) -> FastStream:
         # It signs each company's notification address with the key the gateway checks.
         settings.require_secret_key()
     metrics.show_fetcher_series()
-    broker = create_broker(settings.nats_url, name=settings.service_name)
+    broker = create_broker(settings.nats_url, name=settings.service_name, settings=settings)
     topology = Topology.from_settings(settings)
     consumer = topology.consumer(FETCHER_CONSUMER)
     operations = OperationsEndpoint(
