@@ -20,6 +20,7 @@ from hub_registry.app import MIGRATIONS, VERSION_TABLE
 from hub_registry.models import Accountant, ColleagueInvitationRow, Firm, registry_outbox
 from hub_registry.service import firms
 from hub_registry.settings import RegistrySettings
+from tests.support.registry_rows import insert_old_firm
 
 SETTINGS = RegistrySettings(_env_file=None, bc_web_client="https://businesscentral.dynamics.com")
 
@@ -86,11 +87,7 @@ async def test_duplicate_pending_invitations_from_before_keep_the_newest(databas
     engine = create_engine(database_url)
     try:
         async with engine.begin() as connection:
-            await connection.execute(
-                text("INSERT INTO registry_firms (id, name, sample_client_removed, created_at)"
-                     " VALUES (:id, 'Old firm', false, '2026-11-01 10:00:00')"),
-                {"id": firm.hex},
-            )  # fmt: skip
+            await insert_old_firm(connection, firm)
             for row, email, role, created, accepted_at in (
                 (older, "dup@old-firm.example", "admin", "2026-11-01 10:00:00", None),
                 (newer, "dup@old-firm.example", "staff", "2026-11-01 10:00:01", None),

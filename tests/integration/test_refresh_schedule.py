@@ -30,6 +30,7 @@ from hub_registry.models import (
     registry_outbox,
 )
 from hub_registry.service import refreshes
+from tests.support.registry_rows import insert_old_firm
 
 HOURLY = RefreshSchedule(every=timedelta(hours=1), quiet_hours=None)
 ADDED = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
@@ -210,11 +211,7 @@ async def test_an_upgrade_carries_the_last_hub_wide_run_over_to_every_client(dat
     engine = create_engine(database_url)
     try:
         async with engine.begin() as connection:
-            await connection.execute(
-                text("INSERT INTO registry_firms (id, name, sample_client_removed, created_at)"
-                     " VALUES (:id, 'Old firm', false, '2026-11-01 10:00:00')"),
-                {"id": firm.hex},
-            )  # fmt: skip
+            await insert_old_firm(connection, firm)
             for client_id, removed_at in ((client, None), (removed, "2026-11-02 10:00:00")):
                 await connection.execute(
                     text(

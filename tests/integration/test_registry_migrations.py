@@ -27,6 +27,7 @@ from hub_registry.models import (
     registry_outbox,
 )
 from hub_registry.service import clients, tenant_grants
+from tests.support.registry_rows import insert_old_firm
 
 
 async def test_old_clients_keep_the_access_they_had(
@@ -39,11 +40,7 @@ async def test_old_clients_keep_the_access_they_had(
     engine = create_engine(database_url)
     try:
         async with engine.begin() as connection:
-            await connection.execute(
-                text("INSERT INTO registry_firms (id, name, sample_client_removed, created_at)"
-                     " VALUES (:id, 'Old firm', false, '2026-11-01 10:00:00')"),
-                {"id": firm.hex},
-            )  # fmt: skip
+            await insert_old_firm(connection, firm)
             for client, tenant, source in (
                 (invited, str(invited_tenant), "invitation"),
                 (sample, str(uuid.uuid4()), "sample"),
