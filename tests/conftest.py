@@ -80,6 +80,11 @@ def _database_backends() -> list[str]:
     return ["sqlite", "postgresql"] if _postgres_admin_url() or docker_available() else ["sqlite"]
 
 
+# For a test that only means something on PostgreSQL (its row locks, two replicas):
+# ``@pytest.mark.parametrize("database_url", POSTGRESQL_ONLY, indirect=True)``.
+POSTGRESQL_ONLY = [backend for backend in _database_backends() if backend == "postgresql"]
+
+
 @pytest.fixture(scope="session")
 def postgres_admin_url() -> Iterator[str | None]:
     configured = _postgres_admin_url()

@@ -20,6 +20,7 @@ from hub_registry.app import MIGRATIONS, VERSION_TABLE
 from hub_registry.models import Accountant, ColleagueInvitationRow, Firm, registry_outbox
 from hub_registry.service import firms
 from hub_registry.settings import RegistrySettings
+from tests.conftest import POSTGRESQL_ONLY
 from tests.support.registry_rows import insert_old_firm
 
 SETTINGS = RegistrySettings(_env_file=None, bc_web_client="https://businesscentral.dynamics.com")
@@ -55,11 +56,11 @@ async def _mails(sessions: async_sessionmaker[AsyncSession]) -> list[ColleagueIn
     return [event.data for event in map(decode_event, payloads) if isinstance(event.data, ColleagueInvited)]
 
 
+# Replicas share PostgreSQL; SQLite's one registry is refused by the unique index instead.
+@pytest.mark.parametrize("database_url", POSTGRESQL_ONLY, indirect=True)
 async def test_two_replicas_inviting_one_address_at_once_make_one_invitation_and_one_mail(
     database_url: str, registry_sessions: async_sessionmaker[AsyncSession]
 ) -> None:
-    if not database_url.startswith("postgresql"):
-        pytest.skip("replicas share PostgreSQL; SQLite's one registry is refused by the unique index instead")
     owner = await _firm_with_owner(registry_sessions)
     invitee = "Pat@Concurrent-Accounting.example"
     # Each call its own session and connection, as on two replicas.
