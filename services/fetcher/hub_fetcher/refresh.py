@@ -41,9 +41,10 @@ logger = get_logger(__name__)
 
 # How long an environment whose cue services are not published (BC 30 on) is not asked again.
 CUES_UNPUBLISHED_RECHECK_SECONDS = 6 * 3600
-# How long an environment whose cue services were busy or slow (a 429, 503, timeout, or
-# answering later than the grace below) is read without them: each of its companies would
-# otherwise wait out the same slow cue pages, holding the tenant's BC slots.
+# How long an environment whose cue services answered later than the grace below is read
+# without them: each of its companies would otherwise wait out the same slow cue pages,
+# holding the tenant's BC slots. (A quick refusal, a 429 or 503, costs the company nothing:
+# it goes without cues that once.)
 CUES_BUSY_RECHECK_SECONDS = 600
 # How long a company's cue figures may lag behind its $batch before it is done without them
 # (BC computes the cues as the pages open, so they can be the slowest call).
@@ -167,8 +168,6 @@ class ClientReader:
                 "no http resource" in message or "could not find a property" in message
             ):
                 self._skip_cues(environment, CUES_UNPUBLISHED_RECHECK_SECONDS)
-            elif failure.transient:
-                self._skip_cues(environment, CUES_BUSY_RECHECK_SECONDS)
             logger.info(
                 "cue services not used; figures from API v2.0",
                 kind=failure.kind.value,
