@@ -9,6 +9,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -34,6 +35,7 @@ from hub_common.events import (
     new_envelope,
 )
 from hub_common.streams import EVENTS_STREAM, FETCHER_CONSUMER, SNAPSHOTS_STREAM, declare_topology
+from hub_fetcher.refresh import CUES_GRACE_SECONDS
 from tests.conftest import Sandbox
 from tests.e2e.conftest import FETCHER_TEST_LIMITS
 from tests.support.grants import grant_access
@@ -357,6 +359,12 @@ async def test_a_busy_cue_service_fails_no_company(
     assert sorted(str(s.company_id) for s in snapshots) == sorted(c["id"] for c in tenant.companies)
     assert {s.figures.cash.source for s in snapshots if s.figures.cash} == {"api"}
     assert all(s.figures.cash for s in snapshots)
+    if nth == 2:
+        # The figures are as of the $batch's answer, not of the end of the wait for the cues.
+        for envelope in outcomes.events:
+            if isinstance(envelope.data, CompanySnapshot):
+                waited = envelope.occurred_at - envelope.data.read_at
+                assert waited > timedelta(seconds=CUES_GRACE_SECONDS / 2), waited
     await _assert_nothing_pending(bus)
 
 

@@ -213,8 +213,11 @@ class ClientReader:
             cues_read.cancel()
             await asyncio.wait({cues_read})
             raise
-        cues = await self._cues_within_grace(environment, cues_read)
+        # The figures are as of BC's answer, not of the wait for the cues after it: a
+        # refresh that waited out the cues' grace would otherwise look newer than one
+        # requested later that read BC after it, and its figures would replace theirs.
         read_at = datetime.now(UTC)
+        cues = await self._cues_within_grace(environment, cues_read)
         records = CompanyRecords.parse(batch.collections)
 
         def document_link(page: int, number: str) -> str:
