@@ -4,6 +4,7 @@ CompanySnapshot → read model → GET /api/v1/dashboard."""
 from __future__ import annotations
 
 import time
+import uuid
 from decimal import Decimal
 from typing import Any
 
@@ -11,9 +12,11 @@ import httpx
 import msal
 import pytest
 
+from hub_common.events import RefreshRequested
 from tests.conftest import Sandbox
 from tests.e2e.conftest import Hub
 from tests.support.connect import add_connected_client
+from tests.support.events import firm_events, firm_snapshots
 
 pytestmark = pytest.mark.e2e
 SECRET_KEY = "e2e-secret-key-long-enough-for-hmac-sha256"
@@ -126,6 +129,50 @@ def test_requests_without_a_valid_token_are_refused(hub: Hub) -> None:
 
 def test_health_reports_broker_and_database(hub: Hub) -> None:
     assert httpx.get(f"{hub.url}/healthz").json() == {"status": "ok", "broker": True, "database": True}
+
+
+def test_each_change_of_a_cards_account_numbers_is_counted_and_travels_with_the_figures(
+    hub: Hub, sandbox: Sandbox, nats_url: str
+) -> None:
+    """So that figures made with numbers the card no longer names (a refresh requested before
+    the change, reading BC after the one since) never replace the newer ones."""
+    api = hub.client("erin@northwind-ledger.example")
+    url = f"{sandbox.web_client}/cronus-sample.onmicrosoft.com/Production"
+    client_id = add_connected_client(sandbox, api, {"name": "CRONUS", "client_url": url})
+    firm_id = uuid.UUID(api.get("/api/v1/me").json()["firm_id"])
+
+    def save_and_refresh(card: dict[str, Any]) -> RefreshRequested:
+        assert api.put(f"/api/v1/clients/{client_id}", json=card).status_code == 202
+        # The registry handles the save before the refresh: both are its commands, in order.
+        refresh_id = api.post("/api/v1/refresh", json={"client_id": client_id}).json()["refresh_ids"][0]
+        [requested] = [
+            e.data
+            for e in firm_events(nats_url, firm_id, RefreshRequested.event_type)
+            if isinstance(e.data, RefreshRequested) and str(e.data.refresh_id) == refresh_id
+        ]
+        return requested
+
+    renamed = save_and_refresh({"name": "CRONUS renamed", "client_url": url})
+    assert renamed.accounts_revision == 0
+    named = save_and_refresh({"name": "CRONUS renamed", "client_url": url, "cash_account_numbers": ["10110"]})
+    assert (named.accounts_revision, named.cash_account_numbers) == (1, ["10110"])
+    again = save_and_refresh({"name": "CRONUS", "client_url": url, "cash_account_numbers": ["10110"]})
+    assert again.accounts_revision == 1
+    cleared = save_and_refresh({"name": "CRONUS", "client_url": url})
+    assert (cleared.accounts_revision, cleared.cash_account_numbers) == (2, None)
+
+    rows = _wait_for_rows(api, lambda rows: any(r["client_id"] == client_id for r in rows), hub)
+    companies = {r["company_id"] for r in rows if r["client_id"] == client_id}
+    deadline = time.monotonic() + 60
+    while True:
+        read = {str(s.company_id): s for s in firm_snapshots(nats_url, firm_id) if s.refresh_id == named.refresh_id}
+        if set(read) == companies:
+            break
+        assert time.monotonic() < deadline, f"the refresh's snapshots never came: {sorted(read)}\n{hub.logs()}"
+        time.sleep(0.5)
+    assert {(s.accounts_revision, s.figures.cash.source if s.figures.cash else None) for s in read.values()} == {
+        (1, "client_card")
+    }
 
 
 def test_a_clients_own_tax_accounts_override_the_rule_on_every_refresh(hub: Hub, sandbox: Sandbox) -> None:

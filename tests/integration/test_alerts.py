@@ -148,8 +148,11 @@ class Registry:
             await alerts.send_due_digests(session=session, now=at, correlation_id="tick")
         return [event for event in await self.new_events() if isinstance(event, AlertDigestDue)]
 
-    async def snapshot(self, cash: str, read_at: datetime, client_id: uuid.UUID | None = None) -> int:
+    async def snapshot(
+        self, cash: str, read_at: datetime, client_id: uuid.UUID | None = None, *, accounts_revision: int = 0
+    ) -> int:
         data = CompanySnapshot(
+            accounts_revision=accounts_revision,
             client_id=client_id or self.client_id,
             company_id=self.company_id,
             company_name="CRONUS",
@@ -242,6 +245,11 @@ async def test_an_older_snapshot_changes_no_episode(registry: Registry) -> None:
     assert await registry.snapshot("500", T0 + timedelta(hours=1)) == 0  # read before: overtaken
     assert await registry.snapshot("50", T0 + timedelta(hours=2)) == 0  # the same one again
     assert [type(event) for event in await registry.new_events()] == [AlertRaised]
+    # Made with the card's newer cash accounts: evaluated though read before; then figures
+    # made with the older numbers, read later, change nothing.
+    assert await registry.snapshot("500", T0 + timedelta(hours=1), accounts_revision=1) == 1
+    assert await registry.snapshot("50", T0 + timedelta(hours=3)) == 0
+    assert [type(event) for event in await registry.new_events()] == [AlertResolved]
 
 
 async def test_a_daily_digest_lists_the_episodes_since_the_last_once(registry: Registry) -> None:

@@ -12,8 +12,9 @@ from typing import TypeVar
 from nats.aio.client import Client
 
 from hub_common.bus import connect, publish_event
-from hub_common.events import Actor, Envelope, EventData, new_envelope
+from hub_common.events import Actor, CompanySnapshot, Envelope, EventData, decode_event, new_envelope
 from hub_common.history import HistoryFilter, read_history
+from hub_common.streams import SNAPSHOTS_STREAM
 from tests.faults.ledger import Companies, read_ledger
 
 T = TypeVar("T")
@@ -65,6 +66,31 @@ def firm_events(nats_url: str, firm_id: uuid.UUID, *event_types: str) -> list[En
     async def read(nats: Client) -> list[Envelope[EventData]]:
         wanted = HistoryFilter(firm_id=firm_id, event_types=frozenset(event_types))
         return [envelope async for _, envelope in read_history(nats.jetstream(), wanted)]
+
+    return _on_the_broker(nats_url, read)
+
+
+def firm_snapshots(nats_url: str, firm_id: uuid.UUID) -> list[CompanySnapshot]:
+    """The firm's company snapshots the snapshot stream (HUB_SNAPSHOTS) still holds, oldest first."""
+
+    async def read(nats: Client) -> list[CompanySnapshot]:
+        js = nats.jetstream()
+        subject = f"hub.{firm_id}.company.*.snapshot"
+        held = (await js.stream_info(SNAPSHOTS_STREAM, subjects_filter=subject)).state.subjects or {}
+        snapshots: list[CompanySnapshot] = []
+        if not sum(held.values()):
+            return snapshots
+        subscription = await js.subscribe(subject, stream=SNAPSHOTS_STREAM, ordered_consumer=True)
+        try:
+            while True:
+                message = await subscription.next_msg(timeout=10)
+                data = decode_event(message.data).data
+                assert isinstance(data, CompanySnapshot), data
+                snapshots.append(data)
+                if message.metadata.num_pending == 0:
+                    return snapshots
+        finally:
+            await subscription.unsubscribe()
 
     return _on_the_broker(nats_url, read)
 

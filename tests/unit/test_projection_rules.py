@@ -85,8 +85,11 @@ def _failure(kind: FailureKind, at: datetime) -> Failure:
     return Failure(kind=kind, summary="summary", fix="fix", occurred_at=at)
 
 
-def _snapshot(company: uuid.UUID, cash: str, read_at: datetime, refresh: uuid.UUID = FIRST_REFRESH) -> CompanySnapshot:
+def _snapshot(
+    company: uuid.UUID, cash: str, read_at: datetime, refresh: uuid.UUID = FIRST_REFRESH, *, accounts_revision: int = 0
+) -> CompanySnapshot:
     return CompanySnapshot(
+        accounts_revision=accounts_revision,
         client_id=CLIENT,
         company_id=company,
         company_name=f"Company {company.hex[:4]}",
@@ -265,6 +268,26 @@ def test_an_older_snapshot_does_not_overwrite_a_newer_one() -> None:
     company = _company(_folded(*log.events), COMPANY_A)
     assert _cash(company) == Decimal("250.00")
     assert company.as_of == T0 + timedelta(minutes=5)
+
+
+def test_figures_made_with_the_cards_older_account_numbers_never_replace_newer_ones() -> None:
+    """The accountant named the cash accounts (revision 1) while the first refresh (revision 0)
+    was still reading: whichever reads BC last, the card's numbers win; within one revision,
+    the newest read."""
+    log = _client_with_companies()
+    log.add(_snapshot(COMPANY_A, "300.00", T0 + timedelta(minutes=1), SECOND_REFRESH, accounts_revision=1))
+    log.add(_snapshot(COMPANY_A, "999.00", T0 + timedelta(minutes=2), FIRST_REFRESH, accounts_revision=0))
+    company = _company(_folded(*log.events), COMPANY_A)
+    assert (_cash(company), company.accounts_revision) == (Decimal("300.00"), 1)
+    assert company.as_of == T0 + timedelta(minutes=1)
+
+    log.add(_snapshot(COMPANY_A, "310.00", T0 + timedelta(minutes=3), uuid.uuid4(), accounts_revision=1))
+    log.add(_snapshot(COMPANY_A, "305.00", T0 + timedelta(seconds=90), uuid.uuid4(), accounts_revision=1))
+    assert _cash(_company(_folded(*log.events), COMPANY_A)) == Decimal("310.00")
+    # A newer revision shows even when it read BC before the figures shown.
+    log.add(_snapshot(COMPANY_A, "42.00", T0 + timedelta(minutes=2), uuid.uuid4(), accounts_revision=2))
+    company = _company(_folded(*log.events), COMPANY_A)
+    assert (_cash(company), company.accounts_revision) == (Decimal("42.00"), 2)
 
 
 def test_an_older_failure_does_not_hide_newer_figures() -> None:

@@ -325,6 +325,9 @@ class RefreshRequested(EventData):
     company_id: uuid.UUID | None = None
     tax_account_numbers: AccountNumbers | None = None
     cash_account_numbers: AccountNumbers | None = None
+    # The registry counts each change of the card's account numbers; the snapshots carry it
+    # back, so figures made with numbers the card no longer names never replace newer ones.
+    accounts_revision: int = Field(default=0, ge=0, le=2**31 - 1)
 
 
 class DiscoveredCompany(BaseModel):
@@ -647,6 +650,9 @@ class CompanySnapshot(EventData):
     figures: CompanyFigures
     # Added later with a default: a snapshot from before it has None (rates not read).
     exchange_rates: ExchangeRates | None = None
+    # The refresh's RefreshRequested.accounts_revision (0 for a client's first refresh and
+    # snapshots from before it): the read model keeps the figures of the newest revision.
+    accounts_revision: int = Field(default=0, ge=0, le=2**31 - 1)
 
 
 # ---------------------------------------------------------------- tenant access

@@ -211,7 +211,11 @@ class FetcherHandlers:
                         data.connection,
                         data.refresh_id,
                         data.company_id,
-                        ChosenAccounts.of(taxes=data.tax_account_numbers, cash=data.cash_account_numbers),
+                        ChosenAccounts.of(
+                            taxes=data.tax_account_numbers,
+                            cash=data.cash_account_numbers,
+                            revision=data.accounts_revision,
+                        ),
                     ),
                 )
             elif isinstance(data, ConnectionTestRequested):

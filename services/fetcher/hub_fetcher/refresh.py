@@ -246,6 +246,7 @@ class ClientReader:
                 web_client_link=self.web_client_link(connection, company.name),
                 figures=figures,
                 exchange_rates=rates,
+                accounts_revision=chosen_accounts.revision,
             )
         except (ValidationError, ArithmeticError) as error:
             # The entities bound each amount, yet the sums of very many can still outgrow

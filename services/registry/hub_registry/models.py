@@ -86,6 +86,8 @@ class Client(SQLModel, table=True):
     # JSON list of G/L account numbers overriding the taxes-due rule, or NULL.
     tax_account_numbers: str | None = Field(default=None, max_length=4000)
     cash_account_numbers: str | None = Field(default=None, max_length=4000)
+    # Counts the changes of the two above; every refresh carries it (RefreshRequested).
+    accounts_revision: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
     source: str = Field(max_length=20)
     created_at: datetime = Field(default_factory=_now, sa_column=_timestamp())
     updated_at: datetime = Field(default_factory=_now, sa_column=_timestamp())
@@ -287,14 +289,16 @@ class AlertFailureRow(SQLModel, table=True):
 
 
 class AlertPositionRow(SQLModel, table=True):
-    """The read time of the latest snapshot evaluated per company: an older or repeated
-    snapshot (redelivered, or overtaken) changes no episode."""
+    """The latest snapshot evaluated per company (the revision of the card's account
+    numbers it was made with, then its read time): an older or repeated snapshot
+    (redelivered, overtaken, or made with numbers the card no longer names) changes no episode."""
 
     __tablename__ = "registry_alert_positions"
 
     client_id: uuid.UUID = Field(primary_key=True)
     company_id: uuid.UUID = Field(primary_key=True)
     read_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
+    accounts_revision: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
 
 
 class AlertWebhookDelivery(SQLModel, table=True):

@@ -88,10 +88,12 @@ class ChosenAccounts:
 
     taxes: frozenset[str] | None = None
     cash: frozenset[str] | None = None
+    # Which of the card's choices these are (the registry counts each change).
+    revision: int = 0
 
     @classmethod
-    def of(cls, *, taxes: list[str] | None, cash: list[str] | None) -> ChosenAccounts:
-        return cls(taxes=frozenset(taxes) if taxes else None, cash=frozenset(cash) if cash else None)
+    def of(cls, *, taxes: list[str] | None, cash: list[str] | None, revision: int = 0) -> ChosenAccounts:
+        return cls(taxes=frozenset(taxes) if taxes else None, cash=frozenset(cash) if cash else None, revision=revision)
 
 
 BY_RULE = ChosenAccounts()

@@ -160,6 +160,9 @@ class CompanyRow(SQLModel, table=True):
     figure_sales_this_month: Decimal | None = Field(default=None, sa_column=_money())
     figure_forecast_low_point: Decimal | None = Field(default=None, sa_column=_money())
     figures_json: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    # The revision of the client card's account numbers the figures were made with
+    # (CompanySnapshot.accounts_revision): figures of an older one never replace them.
+    accounts_revision: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
     # Whether the newest snapshot carried the company's exchange rates (gateway_company_rates),
     # and why not when BC did not give them.
     exchange_rates_read: bool = False

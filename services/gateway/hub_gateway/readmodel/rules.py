@@ -615,9 +615,7 @@ def apply_company_snapshot(model: ModelState, event: StoredEvent[CompanySnapshot
     # A snapshot may arrive before its client's ClientAdded (another stream): keep it under
     # the event's firm; the dashboard shows it once the client row exists.
     company = model.company(data.client_id, data.company_id)
-    if company is not None and (
-        company.snapshot_sequence >= event.sequence or (company.as_of is not None and company.as_of > data.read_at)
-    ):
+    if company is not None and (company.snapshot_sequence >= event.sequence or not _newer_figures(company, data)):
         return model
     if company is None:
         company = model.add_company(_new_company(event, data.client_id, data.company_id, data.company_name))
@@ -637,11 +635,22 @@ def apply_company_snapshot(model: ModelState, event: StoredEvent[CompanySnapshot
     company.as_of = data.read_at
     company.currency_code = data.currency_code
     company.read_figures = data.figures
+    company.accounts_revision = data.accounts_revision
     _replace_rates(model, company, data.exchange_rates)
     company.web_client_link = data.web_client_link
     company.snapshot_sequence = event.sequence
     company.snapshot_applied_at = model.applied_at
     return model
+
+
+def _newer_figures(company: CompanyState, data: CompanySnapshot) -> bool:
+    """Whether the snapshot's figures replace the company's: made with the card's newest
+    account numbers, then read last. A refresh requested before the accountant changed the
+    card's cash or tax accounts may read BC after the one requested since (it waited for a
+    retry, or for BC); its figures follow numbers the card no longer names."""
+    if data.accounts_revision != company.accounts_revision:
+        return data.accounts_revision > company.accounts_revision
+    return company.as_of is None or company.as_of <= data.read_at
 
 
 def _replace_rates(model: ModelState, company: CompanyState, rates: ExchangeRates | None) -> None:

@@ -89,6 +89,7 @@ class CompanyState:
     # turns them into columns and JSON once per batch, however many snapshots of the company
     # the batch holds (a rebuild meets every snapshot the stream keeps).
     read_figures: CompanyFigures | None = None
+    accounts_revision: int = 0
     # Whether the newest snapshot carried exchange rates (``CompanyRateState``), and why not.
     exchange_rates_read: bool = False
     exchange_rates_unavailable: str | None = None

@@ -646,13 +646,15 @@ async def on_snapshot(*, session: AsyncSession, snapshot: Envelope[CompanySnapsh
     if not rules:
         return 0  # the firm watches nothing here: the cheap and common case
     position = await session.get(AlertPositionRow, (data.client_id, data.company_id))
-    if position is not None and position.read_at >= data.read_at:
+    if position is not None and (position.accounts_revision, position.read_at) >= (
+        data.accounts_revision,
+        data.read_at,
+    ):
         return 0  # this snapshot or a newer one was evaluated already
     if position is None:
-        session.add(AlertPositionRow(client_id=data.client_id, company_id=data.company_id, read_at=data.read_at))
-    else:
-        position.read_at = data.read_at
-        session.add(position)
+        position = AlertPositionRow(client_id=data.client_id, company_id=data.company_id, read_at=data.read_at)
+    position.read_at, position.accounts_revision = data.read_at, data.accounts_revision
+    session.add(position)
     watched = {Figure(rule.figure) for rule in rules}
     observations = observations_of_snapshot(data.client_id, data.company_id, data.figures, watched)
     open_episodes = await _open_episodes(session, rules)

@@ -156,7 +156,8 @@ async def add_client(
 async def update_client(
     *, session: AsyncSession, command: UpdateClient, settings: RegistrySettings, directory: TenantDirectory
 ) -> None:
-    client = await live_client(session, command.firm_id, command.client_id)
+    # Locked: two saves at once must not both count the same accounts revision.
+    client = await live_client(session, command.firm_id, command.client_id, for_update=True)
     parsed = parse_url(command.card.client_url, settings)
     await _check_assignee(session, command.firm_id, command.card)
     tenant_id = await resolve_tenant(directory, parsed.tenant)
@@ -177,8 +178,10 @@ async def update_client(
     client.phone = card.phone
     client.notes = card.notes
     client.assigned_accountant_id = card.assigned_accountant_id
-    client.tax_account_numbers = account_numbers_column(card.tax_account_numbers)
-    client.cash_account_numbers = account_numbers_column(card.cash_account_numbers)
+    chosen = (account_numbers_column(card.tax_account_numbers), account_numbers_column(card.cash_account_numbers))
+    if chosen != (client.tax_account_numbers, client.cash_account_numbers):
+        client.tax_account_numbers, client.cash_account_numbers = chosen
+        client.accounts_revision += 1
     client.updated_at = datetime.now(UTC)
     await emit(
         session,

@@ -48,6 +48,7 @@ async def emit_refresh(
             company_id=company_id,
             tax_account_numbers=account_numbers(client.tax_account_numbers),
             cash_account_numbers=account_numbers(client.cash_account_numbers),
+            accounts_revision=client.accounts_revision,
         ),
     )
     return refresh_id

@@ -104,16 +104,16 @@ def client_connection(client: Client) -> ClientConnection:
     )
 
 
-async def live_client(session: AsyncSession, firm_id: uuid.UUID, client_id: uuid.UUID) -> Client:
-    client = (
-        await session.execute(
-            select(Client).where(
-                Client.id == client_id,
-                Client.firm_id == firm_id,
-                col(Client.removed_at).is_(None),
-            )
-        )
-    ).scalar_one_or_none()
+async def live_client(
+    session: AsyncSession, firm_id: uuid.UUID, client_id: uuid.UUID, *, for_update: bool = False
+) -> Client:
+    """The firm's client, unless removed; ``for_update`` locks its row until the transaction ends."""
+    query = select(Client).where(
+        Client.id == client_id,
+        Client.firm_id == firm_id,
+        col(Client.removed_at).is_(None),
+    )
+    client = (await session.execute(query.with_for_update() if for_update else query)).scalar_one_or_none()
     if client is None:
         # Another firm's client answers exactly like a missing one (invariant 4).
         raise refused(RejectionReason.NOT_FOUND, "No such client", field="client_id")
