@@ -364,7 +364,13 @@ def test_the_client_card_names_the_cash_accounts_and_the_pane_says_so(page: Page
     rows = [r for r in api.get("/api/v1/dashboard").json()["rows"] if r["client_id"] == client_id]
     deadline = time.monotonic() + 60
     while not all(named_cash(r["company_id"]) for r in rows):
-        assert time.monotonic() < deadline, "no refresh used the card's cash accounts"
+        if time.monotonic() > deadline:
+            shown = [
+                (r["company_name"], r["state"], r["as_of"], named_cash(r["company_id"]))
+                for r in api.get("/api/v1/dashboard").json()["rows"]
+                if r["client_id"] == client_id
+            ]
+            raise AssertionError(f"no refresh used the card's cash accounts: {shown}\n{hub.logs()}")
         time.sleep(0.5)
     first = rows[0]["company_name"]
     page.goto(f"{hub.url}/")
