@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlmodel import select
 
-from hub_common.commands import ColleagueInvitation, InviteColleague
+from hub_common.commands import ColleagueInvitation, CommandRejected, InviteColleague
 from hub_common.db import create_engine, migrate, session_factory, transaction
 from hub_common.events import Actor, ActorKind, ColleagueInvited, Role, decode_event
 from hub_registry.app import MIGRATIONS, VERSION_TABLE
@@ -26,9 +26,11 @@ from tests.support.registry_rows import insert_old_firm
 SETTINGS = RegistrySettings(_env_file=None, bc_web_client="https://businesscentral.dynamics.com")
 
 
-async def _firm_with_owner(sessions: async_sessionmaker[AsyncSession]) -> Accountant:
+async def _firm_with_owner(
+    sessions: async_sessionmaker[AsyncSession], domain: str = "concurrent-accounting"
+) -> Accountant:
     firm = Firm(name="Concurrent Accounting")
-    owner = Accountant(firm_id=firm.id, email="owner@concurrent-accounting.example", display_name="Owner", role="owner")
+    owner = Accountant(firm_id=firm.id, email=f"owner@{domain}.example", display_name="Owner", role="owner")
     async with transaction(sessions) as session:
         session.add(firm)
         await session.flush()
@@ -79,6 +81,24 @@ async def test_two_replicas_inviting_one_address_at_once_make_one_invitation_and
         stored = (await session.execute(select(ColleagueInvitationRow))).scalar_one()
     assert stored.role == Role.STAFF.value
     assert len(await _mails(registry_sessions)) == 1
+
+
+@pytest.mark.parametrize("database_url", POSTGRESQL_ONLY, indirect=True)
+async def test_firms_inviting_one_address_at_once_mail_it_no_more_than_its_daily_allowance(
+    database_url: str, registry_sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    """Anyone can start a firm: six firms inviting one address at once, through replicas,
+    mail it as often as the hub mails one address a day, and the others are refused."""
+    owners = [await _firm_with_owner(registry_sessions, f"firm-{number}") for number in range(6)]
+    invitee = f"target.{uuid.uuid4().hex[:8]}@victim-accounting.example"
+    answers = await asyncio.gather(
+        *(_invite(registry_sessions, owner, invitee, "staff") for owner in owners), return_exceptions=True
+    )
+    mailed = [answer for answer in answers if isinstance(answer, ColleagueInvitation) and answer.mail_sent]
+    refused = [answer for answer in answers if isinstance(answer, CommandRejected)]
+    assert len(mailed) == SETTINGS.colleague_invitations_per_address_per_day, answers
+    assert len(refused) == len(owners) - len(mailed), answers
+    assert len(await _mails(registry_sessions)) == len(mailed)
 
 
 async def test_duplicate_pending_invitations_from_before_keep_the_newest(database_url: str) -> None:

@@ -96,6 +96,18 @@ async def transaction(
         yield session
 
 
+async def lock_until_commit(session: AsyncSession, name: str) -> None:
+    """Take turns with every other transaction locking ``name`` (on any replica) until this
+    one ends: for a rule over rows that do not exist yet, which no row lock can guard.
+
+    PostgreSQL only: SQLite allows one writer at a time, and a transaction that read
+    before another's write cannot write after it (SQLITE_BUSY_SNAPSHOT), so it fails
+    rather than act on what it read.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        await session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:name))"), {"name": name})
+
+
 def upsert(dialect: Dialect, table: Table, *, only_if: Callable[[Any], Any] | None = None) -> Any:
     """INSERT … ON CONFLICT (key) DO UPDATE every other column, in the database's dialect;
     ``only_if(excluded)`` limits the update to rows where it holds."""

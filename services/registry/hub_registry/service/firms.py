@@ -21,6 +21,7 @@ from hub_common.commands import (
     RejectionReason,
     refused,
 )
+from hub_common.db import lock_until_commit
 from hub_common.emails import EmailRejected, firm_name_for, normalize_work_email
 from hub_common.entra import TenantDirectory
 from hub_common.events import (
@@ -323,6 +324,9 @@ async def invite_colleague(
             )
         return ColleagueInvitation(email=email, role=command.role, mail_sent=False)
     await _check_firm_mail_allowance(session, command.firm_id, settings, since)
+    # Firms invite one address one at a time, or replicas inviting it for several firms
+    # at once each count the mails before any of theirs and all mail it.
+    await lock_until_commit(session, f"colleague-invitation-mails:{email}")
     await _check_address_mail_allowance(session, email, settings, since)
     if pending is None:
         pending = ColleagueInvitationRow(firm_id=command.firm_id, email=email, role=command.role, invited_by=inviter.id)
