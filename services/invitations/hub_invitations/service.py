@@ -28,6 +28,7 @@ from hub_common.commands import (
     refused,
     rejection,
 )
+from hub_common.db import lock_until_commit
 from hub_common.emails import EmailRejected, normalize_work_email
 from hub_common.events import (
     Actor,
@@ -195,6 +196,9 @@ async def raise_invitation(
     now = now or datetime.now(UTC)
     email = normalize_email(command.accountant_email)
     companies = _companies(command.companies)
+    # A tenant's invitations one at a time, or replicas raising several at once each count
+    # the day's invitations before any of theirs and all go past the allowance.
+    await lock_until_commit(session, f"client-invitations:{command.tenant}")
     await _check_rate(session, command.tenant, email, settings, now)
     token = new_token()
     invitation = Invitation(

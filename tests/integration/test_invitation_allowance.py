@@ -1,0 +1,65 @@
+"""A client tenant's daily allowance of invitations holds when replicas raise several at
+once (PostgreSQL, where replicas run; SQLite's one writer refuses a stale count instead)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlmodel import col, select
+
+from hub_common.commands import CommandRejected, RaiseInvitation, RejectionReason
+from hub_common.db import create_engine, migrate, session_factory, transaction
+from hub_invitations import app as invitations_app
+from hub_invitations.models import Invitation
+from hub_invitations.service import raise_invitation
+from hub_invitations.settings import InvitationsSettings
+from tests.conftest import POSTGRESQL_ONLY
+
+SETTINGS = InvitationsSettings(_env_file=None, invitations_per_tenant_per_day=3)
+
+
+@pytest.fixture
+async def invitation_sessions(database_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    await asyncio.to_thread(migrate, database_url, Path(invitations_app.MIGRATIONS), invitations_app.VERSION_TABLE)
+    engine = create_engine(database_url)
+    yield session_factory(engine)
+    await engine.dispose()
+
+
+async def _raise(sessions: async_sessionmaker[AsyncSession], tenant: str, number: int) -> None:
+    command = RaiseInvitation(
+        tenant=tenant,
+        environment="Production",
+        client_name="Fabrikam",
+        companies=["CRONUS"],
+        accountant_email=f"accountant.{number}@contoso-accounting.example",
+        accountant_name="Accountant",
+        raised_by="admin@fabrikam.example",
+        correlation_id=f"raise-{number}",
+    )
+    async with transaction(sessions) as session:
+        await raise_invitation(session=session, command=command, settings=SETTINGS)
+
+
+@pytest.mark.parametrize("database_url", POSTGRESQL_ONLY, indirect=True)
+async def test_invitations_raised_at_once_stay_within_the_tenants_daily_allowance(
+    database_url: str, invitation_sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    tenant = f"fabrikam-{uuid.uuid4().hex[:8]}.example"
+    outcomes = await asyncio.gather(
+        *(_raise(invitation_sessions, tenant, number) for number in range(6)), return_exceptions=True
+    )
+    refusals = [outcome for outcome in outcomes if isinstance(outcome, CommandRejected)]
+    assert len(refusals) == 3, outcomes
+    assert {refusal.rejection.reason for refusal in refusals} == {RejectionReason.RATE_LIMITED}
+    async with invitation_sessions() as session:
+        stored = await session.execute(
+            select(func.count()).select_from(Invitation).where(col(Invitation.tenant) == tenant)
+        )
+    assert stored.scalar_one() == SETTINGS.invitations_per_tenant_per_day
