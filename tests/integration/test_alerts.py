@@ -60,6 +60,7 @@ from hub_registry.app import MIGRATIONS, VERSION_TABLE
 from hub_registry.models import Accountant, AlertFailureRow, AlertWebhookDelivery, Client, Firm, registry_outbox
 from hub_registry.service import alerts, clients
 from hub_registry.settings import RegistrySettings
+from tests.conftest import POSTGRESQL_ONLY
 
 SETTINGS = RegistrySettings(
     secret_key=SecretStr("integration-secret-key-long-enough-for-sealing"),
@@ -493,6 +494,23 @@ async def test_a_firm_keeps_a_bounded_number_of_rules(registry: Registry, monkey
         )
         await alerts.remove_alert_rule(session=session, command=command)
     await registry.rule(registry.owner, figure="cash", comparison="below", threshold=Decimal(3))
+
+
+@pytest.mark.parametrize("database_url", POSTGRESQL_ONLY, indirect=True)
+async def test_rules_defined_at_once_stay_within_the_firms_bound(
+    database_url: str, registry: Registry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Replicas defining a firm's rules at once: each counts the others' before its own."""
+    monkeypatch.setattr(alerts, "MAX_RULES_PER_FIRM", 3)
+    outcomes = await asyncio.gather(
+        *(
+            registry.rule(registry.owner, figure="cash", comparison="below", threshold=Decimal(number))
+            for number in range(6)
+        ),
+        return_exceptions=True,
+    )
+    refusals = [outcome for outcome in outcomes if isinstance(outcome, CommandRejected)]
+    assert [refusal.rejection.reason for refusal in refusals] == ["conflict"] * 3, outcomes
 
 
 async def test_no_webhook_rule_without_a_real_secret_key_outside_dev_mode(registry: Registry) -> None:

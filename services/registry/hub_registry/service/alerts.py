@@ -37,6 +37,7 @@ from hub_common.commands import (
     SetAlertRule,
     refused,
 )
+from hub_common.db import lock_until_commit
 from hub_common.events import (
     Actor,
     AlertDigestDue,
@@ -189,6 +190,8 @@ async def set_alert_rule(*, session: AsyncSession, command: SetAlertRule, settin
         await live_client(session, command.firm_id, fields.client_id)
     now = datetime.now(UTC)
     if command.rule_id is None:
+        # A firm's new rules one at a time, or replicas each count the others' before its own.
+        await lock_until_commit(session, f"alert-rules:{command.firm_id}")
         live = await session.execute(
             select(func.count())
             .select_from(AlertRuleRow)
