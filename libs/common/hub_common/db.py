@@ -100,9 +100,11 @@ async def lock_until_commit(session: AsyncSession, name: str) -> None:
     """Take turns with every other transaction locking ``name`` (on any replica) until this
     one ends: for a rule over rows that do not exist yet, which no row lock can guard.
 
-    PostgreSQL only: SQLite allows one writer at a time, and a transaction that read
-    before another's write cannot write after it (SQLITE_BUSY_SNAPSHOT), so it fails
-    rather than act on what it read.
+    PostgreSQL only, where replicas share the database. SQLite takes no such lock: its
+    driver starts a transaction at the first write, so a count read before it may be
+    overtaken by a request at the same moment. The embedded hub runs one process per
+    database, where that can only overshoot an allowance by the requests made at once;
+    a hosted hub runs PostgreSQL (deploy/README).
     """
     if session.get_bind().dialect.name == "postgresql":
         await session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:name))"), {"name": name})
