@@ -380,3 +380,80 @@ def test_the_client_card_names_the_cash_accounts_and_the_pane_says_so(page: Page
     numbers = pane.locator("section", has_text="Cash accounts").locator("tbody tr td:first-child")
     expect(numbers).to_have_text(["10110", "10130"])
     expect(pane.locator("#cash-source")).to_have_text("The accounts named on the client card.")
+
+
+def _plainly_refused(number: str) -> str:
+    return f"Account numbers are letters, digits, '.', '_' and '-', up to 20 characters: \"{number}\" is not one."
+
+
+def test_a_refused_account_number_is_said_plainly_and_a_corrected_save_clears_it(
+    page: Page, hub: Hub, sandbox: Sandbox
+) -> None:
+    """A cash account number with a space is refused on its field in words an accountant
+    reads, not the validator's pattern; corrected and saved again, the card says "Saved." and
+    nothing of the refusal is left; refused again, "Saved." goes."""
+    email = "ivan@adatum-accounting.example"
+    sign_in(page, hub, email)
+    api = hub.client(email)
+    production = next(e for e in consented_tenant(sandbox)["environments"] if e["name"] == "Production")
+    # A card still waiting for the client's permission will do: only the card is saved here.
+    card = {"name": "Adatum", "client_url": production["client_url"]}
+    added = api.post("/api/v1/clients", json=card)
+    assert added.status_code == 202, added.text
+    client_id = added.json()["client_id"]
+    deadline = time.monotonic() + 30
+    while client_id not in [c["client_id"] for c in api.get("/api/v1/clients").json()["clients"]]:
+        assert time.monotonic() < deadline, "the added client never reached the firm's list"
+        time.sleep(0.3)
+    page.goto(f"{hub.url}/clients/{client_id}")
+    cash_field = page.get_by_label("Cash accounts")
+    cash_message = page.locator("#cash_account_numbers-error")
+    tax_field = page.get_by_label("Tax payable accounts")
+    tax_message = page.locator("#tax_account_numbers-error")
+    saved = page.locator("#card-saved")
+    banner = page.locator("#card-error")
+    save = page.get_by_role("button", name="Save", exact=True)
+
+    cash_field.fill("10110 x")
+    save.click()
+    expect(cash_message).to_have_text(_plainly_refused("10110 x"))
+    expect(cash_field).to_have_attribute("aria-invalid", "true")
+    expect(cash_field).to_be_focused()
+    expect(saved).to_be_hidden()
+    expect(banner).to_be_hidden()
+    shot(page, "client-card-account-refused")
+
+    cash_field.fill("10110")
+    save.click()
+    expect(saved).to_be_visible()
+    expect(saved).to_contain_text("Saved.")
+    expect(cash_message).to_be_empty()
+    expect(cash_field).not_to_have_attribute("aria-invalid", "true")
+    expect(banner).to_be_hidden()
+
+    # Both lists wrong after that save: each field says which of its entries, "Saved." goes.
+    cash_field.fill("10110, 10 130")
+    tax_field.fill("2510/1")
+    save.click()
+    expect(cash_message).to_have_text(_plainly_refused("10 130"))
+    expect(tax_message).to_have_text(_plainly_refused("2510/1"))
+    expect(tax_field).to_have_attribute("aria-invalid", "true")
+    expect(saved).to_be_hidden()
+    expect(banner).to_be_hidden()
+
+    # The API's 422 keeps FastAPI's shape (each problem names where it is); only the words
+    # are plain, and in the caller's language.
+    bad = {**card, "cash_account_numbers": ["10110", "10 130"], "tax_account_numbers": ["2510/1"]}
+    refused = api.put(f"/api/v1/clients/{client_id}", json=bad)
+    assert refused.status_code == 422, refused.text
+    assert refused.headers["content-type"].startswith("application/json")
+    problems = [(p["loc"], p["msg"], p["input"]) for p in refused.json()["detail"]]
+    assert problems == [
+        (["body", "tax_account_numbers", 0], _plainly_refused("2510/1"), "2510/1"),
+        (["body", "cash_account_numbers", 1], _plainly_refused("10 130"), "10 130"),
+    ]
+    dutch = api.put(f"/api/v1/clients/{client_id}", json=bad, headers={"Accept-Language": "nl"})
+    assert dutch.status_code == 422, dutch.text
+    assert dutch.json()["detail"][1]["msg"] == (
+        "Rekeningnummers bestaan uit letters, cijfers, '.', '_' en '-', tot 20 tekens: \"10 130\" is er geen."
+    )

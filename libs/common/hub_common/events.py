@@ -8,6 +8,7 @@ handler as if it were valid.
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Callable
 from datetime import UTC, date, datetime, time
@@ -15,9 +16,9 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Generic, Literal, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
-from hub_common.i18n import N_
+from hub_common.i18n import N_, InvalidValue
 from hub_common.money import Money
 
 # A short, bounded, printable text: what any free-text field of an event may hold.
@@ -182,10 +183,60 @@ class ClientSource(StrEnum):
     SAMPLE = "sample"
 
 
+ACCOUNT_NUMBER_MAX_LENGTH = 20
+ACCOUNT_NUMBERS_MAX_COUNT = 100
+_ACCOUNT_NUMBER_PATTERN = r"^[A-Za-z0-9._-]+$"
+# How much of a refused entry a message quotes: enough to find it in what was typed.
+_QUOTED_ENTRY_LENGTH = 40
+
+
+def _quoted_entry(value: str) -> str:
+    """The entry as a message can quote it: shortened, and a lone surrogate (valid in JSON's
+    escapes, not in UTF-8) shown escaped, since pydantic cannot even raise a message holding one."""
+    shown = value if len(value) <= _QUOTED_ENTRY_LENGTH else value[: _QUOTED_ENTRY_LENGTH - 1] + "…"
+    return shown.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _account_number_said_plainly(value: object) -> object:
+    """Refuses a badly formed account number in a sentence an accountant can act on, before
+    the field's own constraints would answer with their pattern. Those constraints stay: they
+    are what the JSON schema documents, and they judge whatever is not a string."""
+    if isinstance(value, str) and not (
+        len(value) <= ACCOUNT_NUMBER_MAX_LENGTH and re.fullmatch(_ACCOUNT_NUMBER_PATTERN, value)
+    ):
+        raise InvalidValue(
+            N_(
+                "Account numbers are letters, digits, '.', '_' and '-', up to %(length)s characters: "
+                '"%(number)s" is not one.'
+            ),
+            length=ACCOUNT_NUMBER_MAX_LENGTH,
+            number=_quoted_entry(value),
+        )
+    return value
+
+
+def _account_numbers_said_plainly(value: object) -> object:
+    if isinstance(value, list) and len(value) > ACCOUNT_NUMBERS_MAX_COUNT:
+        raise InvalidValue(
+            N_("Up to %(limit)s account numbers can be named here, not %(count)s."),
+            limit=ACCOUNT_NUMBERS_MAX_COUNT,
+            count=len(value),
+        )
+    return value
+
+
 # A G/L account number as BC shows it ("2510", "56.10").
-AccountNumber = Annotated[str, Field(min_length=1, max_length=20, pattern=r"^[A-Za-z0-9._-]+$")]
+AccountNumber = Annotated[
+    str,
+    Field(min_length=1, max_length=ACCOUNT_NUMBER_MAX_LENGTH, pattern=_ACCOUNT_NUMBER_PATTERN),
+    BeforeValidator(_account_number_said_plainly),
+]
 # G/L account numbers a client card names for a figure, in place of the hub's rule.
-AccountNumbers = Annotated[list[AccountNumber], Field(min_length=1, max_length=100)]
+AccountNumbers = Annotated[
+    list[AccountNumber],
+    Field(min_length=1, max_length=ACCOUNT_NUMBERS_MAX_COUNT),
+    BeforeValidator(_account_numbers_said_plainly),
+]
 
 
 def _printable(value: str) -> str:

@@ -47,6 +47,22 @@ def N_(message: str) -> str:
     return message
 
 
+class InvalidValue(ValueError):
+    """A validator's refusal as a whole sentence for the person who typed the value: a
+    catalogue message (marked with N_) and the values of its %(name)s placeholders.
+
+    ``str()`` is the English text, values filled in (what logs and a refused command carry).
+    The gateway's 422 says the message alone, in the reader's language: a plain ``ValueError``
+    (``"must not be blank"``) is a phrase that pydantic's "Value error, …" completes, this is
+    a sentence of its own.
+    """
+
+    def __init__(self, message: str, /, **values: object) -> None:
+        self.message = message
+        self.values = {name: str(value) for name, value in values.items()}
+        super().__init__(message % self.values if self.values else message)
+
+
 def po_path(language: str) -> Path:
     return TRANSLATIONS_DIR / language / "LC_MESSAGES" / f"{DOMAIN}.po"
 

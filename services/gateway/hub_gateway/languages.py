@@ -24,7 +24,7 @@ from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from hub_common.commands import Rejection
-from hub_common.i18n import Translator, choose_language, translator
+from hub_common.i18n import InvalidValue, Translator, choose_language, translator
 
 
 def request_language(request: Request) -> str:
@@ -140,15 +140,19 @@ def _json_safe(value: Any) -> Any:
 async def localized_validation_exception_handler(request: Request, error: Exception) -> Response:
     """FastAPI's 422 for an invalid request, the hub's own reasons (a validator's ValueError,
     a catalogue message) in the request's language; pydantic's other messages stay English.
-    The input and location each problem echoes are made encodable first (``_json_safe``)."""
+    A reason that is a sentence of its own (``InvalidValue``) is the whole message.
+    The input and location each problem echoes, and a message quoting the input, are made
+    encodable first (``_json_safe``)."""
     assert isinstance(error, RequestValidationError)
     t = request_translator(request)
     problems: list[Any] = []
     for problem in error.errors():
         reason = (problem.get("ctx") or {}).get("error")
-        if problem.get("type") == "value_error" and reason is not None:
+        if problem.get("type") == "value_error" and isinstance(reason, InvalidValue):
+            problem = {**problem, "msg": t.gettext(reason.message, **reason.values)}
+        elif problem.get("type") == "value_error" and reason is not None:
             problem = {**problem, "msg": t.gettext("Value error, %(reason)s", reason=t.gettext(str(reason)))}
-        echoed = {key: _json_safe(problem[key]) for key in ("loc", "input") if key in problem}
+        echoed = {key: _json_safe(problem[key]) for key in ("loc", "input", "msg") if key in problem}
         problems.append({**problem, **echoed})
     response: Response = await request_validation_exception_handler(
         request, RequestValidationError(problems, body=error.body)

@@ -62,24 +62,57 @@ Hub.start(() => {
   }
   showChangeNotifications();
 
+  // Everything an earlier save or test said goes before the next outcome shows: a message
+  // left on a field would sit next to "Saved.", and "Saved." next to a new refusal.
   function clearErrors() {
     for (const field of FIELDS) {
       $(`${field}-error`).textContent = "";
       $(field).removeAttribute("aria-invalid");
+      $(field).removeAttribute("aria-errormessage");
     }
+    $("card-error").textContent = "";
     $("card-error").hidden = true;
+    $("card-saved").textContent = "";
+    $("card-saved").hidden = true;
+  }
+  function markField(field, message) {
+    $(`${field}-error`).textContent = message;
+    $(field).setAttribute("aria-invalid", "true");
+    $(field).setAttribute("aria-errormessage", `${field}-error`);
   }
   function fieldError(field, message) {
     const known = FIELDS.includes(field) ? field : null;
     if (known) {
-      $(`${known}-error`).textContent = message;
-      $(known).setAttribute("aria-invalid", "true");
-      $(known).setAttribute("aria-errormessage", `${known}-error`);
+      markField(known, message);
       $(known).focus();
     } else {
       $("card-error").textContent = message;
       $("card-error").hidden = false;
     }
+  }
+  // A refused save, each problem on the field it is about. A 422 lists the problems with
+  // where they are: ["body", "cash_account_numbers", 1] is an entry of the cash accounts,
+  // so the field is the part after "body" and the message needs no place named (it shows
+  // under the field). A refused command names its field; anything else is the banner's.
+  function showRefusal(error) {
+    const detail = error.body && error.body.detail;
+    if (!Array.isArray(detail) || !detail.length) {
+      fieldError(error.field, error.message);
+      return;
+    }
+    const fieldOf = (problem) => (Array.isArray(problem.loc) && problem.loc[0] === "body" && FIELDS.includes(problem.loc[1]) ? problem.loc[1] : null);
+    const placed = detail.filter((problem) => fieldOf(problem));
+    const elsewhere = detail.filter((problem) => !fieldOf(problem));
+    // Backwards, so that a field's first problem is the one it shows.
+    for (const problem of placed.slice().reverse()) markField(fieldOf(problem), String(problem.msg));
+    if (elsewhere.length) {
+      $("card-error").textContent = elsewhere.map((problem) => {
+        const where = (problem.loc || []).filter((part) => part !== "body").join(" → ");
+        return (where ? where + ": " : "") + problem.msg;
+      }).join(" ");
+      $("card-error").hidden = false;
+    }
+    if (placed.length) $(fieldOf(placed[0])).focus();
   }
 
   function cardBody() {
@@ -182,7 +215,7 @@ Hub.start(() => {
         window.location.assign(waiting ? `/clients/${data.client_id}` : "/clients");
       }
     } catch (error) {
-      fieldError(error.field, error.message);
+      showRefusal(error);
     } finally {
       $("save").disabled = false;
     }
