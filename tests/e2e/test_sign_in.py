@@ -17,6 +17,7 @@ import httpx
 import jwt
 import pytest
 
+from hub_gateway.accounts.store import KEPT_REVOKED_API_TOKENS, MAX_LIVE_API_TOKENS
 from tests.conftest import Sandbox
 from tests.e2e.conftest import SECRET_KEY, Hub
 from tests.support.waiting import eventually
@@ -221,6 +222,29 @@ def test_personal_api_tokens_can_be_created_used_and_revoked(hub: Hub) -> None:
     assert owner.delete(f"/api/v1/tokens/{listed[0]['id']}").status_code == 204
     assert with_token.get("/api/v1/dashboard").status_code == 401
     assert owner.post("/api/v1/tokens", json={"name": ""}).status_code == 422
+
+
+def test_an_accountant_keeps_a_bounded_number_of_api_tokens(hub: Hub) -> None:
+    """A script creating tokens in a loop is stopped with a plain reason; revoked tokens stay
+    listed up to a bound, the oldest going first."""
+    owner = hub.client("heinz@woodgrove-tokens.example")
+    created = [owner.post("/api/v1/tokens", json={"name": f"script {n}"}) for n in range(MAX_LIVE_API_TOKENS)]
+    assert {answer.status_code for answer in created} == {201}
+    refused = owner.post("/api/v1/tokens", json={"name": "one more"})
+    assert refused.status_code == 409
+    assert refused.json()["detail"] == (
+        f"You have {MAX_LIVE_API_TOKENS} API tokens that work, the most the hub keeps; revoke one first"
+    )
+    assert len(owner.get("/api/v1/tokens").json()) == MAX_LIVE_API_TOKENS
+    for answer in created:
+        assert owner.delete(f"/api/v1/tokens/{answer.json()['id']}").status_code == 204
+    newest = owner.post("/api/v1/tokens", json={"name": "after revoking"})
+    assert newest.status_code == 201
+    assert owner.delete(f"/api/v1/tokens/{newest.json()['id']}").status_code == 204
+    listed = owner.get("/api/v1/tokens").json()
+    assert len(listed) == KEPT_REVOKED_API_TOKENS
+    assert created[0].json()["id"] not in {token["id"] for token in listed}, "the oldest revoked went"
+    assert newest.json()["id"] in {token["id"] for token in listed}
 
 
 def test_sign_in_never_redirects_off_site(hub: Hub, sandbox: Sandbox) -> None:

@@ -24,7 +24,7 @@ from hub_gateway.dependencies import (
     feature_api,
     send_command,
 )
-from hub_gateway.languages import request_language, said
+from hub_gateway.languages import LocalizedHTTPException, request_language, said
 
 accounts_api = feature_api("accounts")
 
@@ -54,8 +54,15 @@ def _summary(row: ApiToken) -> ApiTokenSummary:
 @accounts_api.post("/tokens", status_code=status.HTTP_201_CREATED)
 async def create_token(principal: CurrentPrincipal, state: State, body: NewApiToken) -> CreatedApiToken:
     """A personal API token; its value is shown once and stored only as a hash."""
-    async with transaction(state.sessions) as session:
-        secret, row = await store.create_api_token(session, principal, body.name)
+    try:
+        async with transaction(state.sessions) as session:
+            secret, row = await store.create_api_token(session, principal, body.name)
+    except store.TooManyApiTokens:
+        raise LocalizedHTTPException(
+            status.HTTP_409_CONFLICT,
+            N_("You have %(count)s API tokens that work, the most the hub keeps; revoke one first"),
+            values={"count": store.MAX_LIVE_API_TOKENS},
+        ) from None
     return CreatedApiToken(**_summary(row).model_dump(), token=secret)
 
 

@@ -11,12 +11,12 @@ import secrets
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import or_, update
+from sqlalchemy import delete, func, or_, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlmodel import col, select
 
-from hub_common.db import SQLITE_BUSY_TIMEOUT_MS, transaction
+from hub_common.db import SQLITE_BUSY_TIMEOUT_MS, lock_until_commit, transaction
 from hub_common.logging import get_logger
 from hub_gateway.accounts.models import ApiToken, BrowserSession
 from hub_gateway.auth import Principal
@@ -31,6 +31,16 @@ LAST_USE_PRECISION = timedelta(minutes=1)
 # How long recording a token's use waits for a lock held by another writer (the read
 # model's projection, another replica): the request it rides on must not wait seconds.
 LAST_USE_LOCK_WAIT_MS = 200
+# An accountant's tokens that still work: each is one more key to the firm's data to keep
+# safe, and a script creating them in a loop must not fill the hub's database.
+MAX_LIVE_API_TOKENS = 50
+# Revoked tokens stay listed (when each was last used tells whether a leaked one was used);
+# beyond this many per accountant the oldest revoked go.
+KEPT_REVOKED_API_TOKENS = 50
+
+
+class TooManyApiTokens(Exception):
+    """The accountant has MAX_LIVE_API_TOKENS tokens that still work."""
 
 
 def digest(secret: str) -> str:
@@ -76,6 +86,15 @@ def csrf_matches(row: BrowserSession, offered: str | None) -> bool:
 
 
 async def create_api_token(session: AsyncSession, principal: Principal, name: str) -> tuple[str, ApiToken]:
+    # One at a time per accountant, or requests at once each count the others' before its own.
+    await lock_until_commit(session, f"api-tokens:{principal.accountant_id}")
+    live = await session.execute(
+        select(func.count())
+        .select_from(ApiToken)
+        .where(col(ApiToken.accountant_id) == principal.accountant_id, col(ApiToken.revoked_at).is_(None))
+    )
+    if live.scalar_one() >= MAX_LIVE_API_TOKENS:
+        raise TooManyApiTokens
     secret = API_TOKEN_PREFIX + secrets.token_urlsafe(32)
     row = ApiToken(
         id=uuid.uuid4(),
@@ -139,6 +158,20 @@ async def revoke_api_token(session: AsyncSession, accountant_id: uuid.UUID, toke
     if row is None or row.accountant_id != accountant_id or row.revoked_at is not None:
         return False
     row.revoked_at = datetime.now(UTC)
+    await session.flush()
+    kept = (
+        select(ApiToken.id)
+        .where(col(ApiToken.accountant_id) == accountant_id, col(ApiToken.revoked_at).is_not(None))
+        .order_by(col(ApiToken.revoked_at).desc())
+        .limit(KEPT_REVOKED_API_TOKENS)
+    )
+    await session.execute(
+        delete(ApiToken).where(
+            col(ApiToken.accountant_id) == accountant_id,
+            col(ApiToken.revoked_at).is_not(None),
+            col(ApiToken.id).not_in(kept.scalar_subquery()),
+        )
+    )
     return True
 
 
