@@ -27,6 +27,7 @@ from hub_common.events import (
     ClientConnection,
     ClientRemoved,
     ClientSource,
+    ClientUpdated,
     CompaniesDiscovered,
     CompanyFigures,
     CompanySnapshot,
@@ -43,6 +44,7 @@ from hub_common.events import (
     RefreshDeferred,
     RefreshFailed,
     RefreshRequested,
+    RefreshScheduleSet,
     TenantAccessGranted,
     TenantAccessRevoked,
     new_envelope,
@@ -311,6 +313,72 @@ def test_a_redelivered_event_changes_nothing() -> None:
     for event in reversed(log.events):
         _folded(event, model=model)
     assert _rows(model) == once
+
+
+def _client_history() -> Log:
+    """A client's first hours: its card changed, a schedule of its own, three refreshes (a
+    company failing, the whole client failing after a wait, a company gone from BC), then
+    removed."""
+    log = Log()
+    minute = iter(range(1, 100))
+
+    def at() -> datetime:
+        return T0 + timedelta(minutes=next(minute))
+
+    card = ClientCard(name="Contoso", client_url="https://businesscentral.dynamics.com/contoso.example")
+    log.add(ClientAdded(client_id=CLIENT, card=card, connection=CONNECTION, source=ClientSource.MANUAL))
+    third = uuid.uuid4()
+    for data in (
+        RefreshScheduleSet(client_id=CLIENT, every_minutes=60),
+        _requested(FIRST_REFRESH),
+        _discovered(FIRST_REFRESH, COMPANY_A, COMPANY_B),
+        ClientUpdated(client_id=CLIENT, card=card.model_copy(update={"name": "Contoso Ltd"}), connection=CONNECTION),
+        _company_failed(COMPANY_B, T0 + timedelta(minutes=5)),
+        _requested(SECOND_REFRESH),
+        _deferred(T0 + timedelta(minutes=7), refresh=SECOND_REFRESH),
+        RefreshFailed(
+            refresh_id=SECOND_REFRESH,
+            client_id=CLIENT,
+            failure=_failure(FailureKind.TIMEOUT, T0 + timedelta(minutes=8)),
+        ),
+        _requested(third),
+        _discovered(third, COMPANY_A),
+        ClientRemoved(client_id=CLIENT),
+    ):
+        log.add(data, at=at())
+    log.add(_snapshot(COMPANY_A, "10.00", T0 + timedelta(minutes=4)))
+    log.add(_snapshot(COMPANY_A, "20.00", T0 + timedelta(minutes=12), third))
+    return log
+
+
+def _shown(model: ModelState) -> dict[str, Any]:
+    """What the dashboard, Check Errors and the refresh runs show of a model."""
+    client = model.clients[CLIENT]
+    return {
+        "client": (client.card_json, client.removed, client.state, client.failure_json, client.refresh_schedule_json),
+        "companies": {
+            c.company_id: (c.state, c.outcome_refresh_id, c.failure_json, c.as_of) for c in model.all_companies()
+        },
+        "refreshes": {
+            r.refresh_id: (r.company_id, r.correlation_id, r.companies_found, r.failed)
+            for r in model.refreshes.values()
+        },
+        "failures": sorted(str(failure_id) for failure_id in model.failures.entries),
+    }
+
+
+def test_events_projected_out_of_order_by_replicas_show_the_same() -> None:
+    """Gateway replicas share the stream's consumer: one may apply an event before another
+    applies the one before it. Whichever two neighbours swap (a client's events follow its
+    ClientAdded by far more than a batch), the rows show what the stream's order shows."""
+    log = _client_history()
+    events = [e for e in log.events if e.stream == EVENTS_STREAM]
+    snapshots = [e for e in log.events if e.stream == SNAPSHOTS_STREAM]
+    in_order = _shown(_folded(*events, *snapshots))
+    for position in range(1, len(events) - 1):
+        swapped = [*events[:position], events[position + 1], events[position], *events[position + 2 :]]
+        shown = _shown(_folded(*swapped, *snapshots))
+        assert shown == in_order, f"{events[position].envelope.type} and {events[position + 1].envelope.type}"
 
 
 def test_events_of_another_firm_cannot_touch_a_client() -> None:

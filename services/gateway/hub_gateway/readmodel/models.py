@@ -82,7 +82,14 @@ class ClientRow(SQLModel, table=True):
     added_at: datetime = Field(sa_column=_moment(nullable=False))
     # The client's own refresh schedule (JSON); None: it follows the firm's.
     refresh_schedule_json: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    # The stream sequence of the last event applied to each part of the row: the card (its
+    # ClientAdded or ClientUpdated), the schedule, the state, and the companies found. Kept
+    # apart because gateway replicas project events of one stream in no order between them:
+    # a newer event about one part must not make an older one about another look stale.
     events_sequence: int = 0
+    schedule_sequence: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    state_sequence: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    discovery_sequence: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
 
 
 class TenantAccessRow(SQLModel, table=True):

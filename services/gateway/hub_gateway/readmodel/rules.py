@@ -15,7 +15,11 @@ The rules that matter most, because events and snapshots travel on two streams w
 order between them and any event may be delivered again:
 
 * A row keeps the stream sequence of the last event applied to it (``events_sequence``,
-  ``snapshot_sequence``); an event at or below it changes nothing.
+  ``snapshot_sequence``); an event at or below it changes nothing. A client row keeps one
+  per part (card, schedule, state, companies found): gateway replicas share the stream's
+  consumer, so one replica may apply an event before another replica applies an older one,
+  and a newer event about the state must not make an older request or card look stale.
+  A refresh's own row (its request) and a client's removal are kept whatever came before.
 * A company row shows the outcome (figures, a failure, a wait for a retry) that *happened*
   last, by its own time (``outcome_at``), whichever arrived last; a refresh's own request or
   discovery never makes a row with that refresh's outcome look pending again.
@@ -128,23 +132,53 @@ def _in_scope(refresh: RefreshState | None, company_id: uuid.UUID) -> bool:
 
 
 def _owned_client(model: ModelState, event: StoredEvent[Any], client_id: uuid.UUID) -> ClientState | None:
-    """The client an event is about, if it belongs to the event's firm and is not stale."""
+    """The client an event is about, if it is known and belongs to the event's firm."""
     client = model.clients.get(client_id)
-    if client is None or client.firm_id != event.envelope.firm_id or client.events_sequence >= event.sequence:
+    if client is None or client.firm_id != event.envelope.firm_id:
         return None
     return client
+
+
+def _another_firms_client(model: ModelState, event: StoredEvent[Any], client_id: uuid.UUID) -> bool:
+    client = model.clients.get(client_id)
+    return client is not None and client.firm_id != event.envelope.firm_id
+
+
+def _newer_state(client: ClientState, event: StoredEvent[Any]) -> bool:
+    """Whether the event is the newest to set the client's own state; records it if so."""
+    if client.state_sequence >= event.sequence:
+        return False
+    client.state_sequence = event.sequence
+    return True
 
 
 def _refresh_of(
     model: ModelState, event: StoredEvent[Any], refresh_id: uuid.UUID, client_id: uuid.UUID
 ) -> RefreshState | None:
-    """The recorded request of a refresh, if it is this firm's refresh of this client.
-
-    Its RefreshRequested came earlier on the same stream, so it is there when asked for."""
+    """The recorded request of a refresh, if it is this firm's refresh of this client."""
     refresh = model.refreshes.get(refresh_id)
     if refresh is None or refresh.firm_id != event.envelope.firm_id or refresh.client_id != client_id:
         return None
     return refresh
+
+
+def _recorded_refresh(
+    model: ModelState, event: StoredEvent[Any], refresh_id: uuid.UUID, client_id: uuid.UUID
+) -> RefreshState | None:
+    """The refresh's row, recorded now if its request was not applied yet (another gateway
+    replica may apply an event before the older request): its outcome must not be lost.
+    Until the request arrives the row covers the whole client, under the correlation id its
+    events inherited from the request."""
+    if refresh_id not in model.refreshes:
+        model.refreshes[refresh_id] = RefreshState(
+            refresh_id=refresh_id,
+            firm_id=event.envelope.firm_id,
+            client_id=client_id,
+            company_id=None,
+            correlation_id=event.envelope.correlation_id,
+            requested_at=event.envelope.occurred_at,
+        )
+    return _refresh_of(model, event, refresh_id, client_id)
 
 
 def _new_company(event: StoredEvent[Any], client_id: uuid.UUID, company_id: uuid.UUID, name: str) -> CompanyState:
@@ -239,8 +273,8 @@ def apply_refresh_schedule_set(model: ModelState, event: StoredEvent[RefreshSche
             firm.refresh_schedule_json, firm.events_sequence = schedule, event.sequence
         return model
     client = model.clients.get(data.client_id)
-    if client is not None and client.firm_id == firm_id and client.events_sequence < event.sequence:
-        client.refresh_schedule_json, client.events_sequence = schedule, event.sequence
+    if client is not None and client.firm_id == firm_id and client.schedule_sequence < event.sequence:
+        client.refresh_schedule_json, client.schedule_sequence = schedule, event.sequence
         model.changes.client(firm_id, client.client_id)
     return model
 
@@ -316,34 +350,34 @@ def apply_client_updated(model: ModelState, event: StoredEvent[ClientUpdated]) -
 
 
 def apply_client_removed(model: ModelState, event: StoredEvent[ClientRemoved]) -> ModelState:
+    # A removal is for good (a client added again is another client), so no event before or
+    # after it undoes it.
     client = _owned_client(model, event, event.data.client_id)
     if client is not None:
         client.removed = True
-        client.events_sequence = event.sequence
     return model
 
 
 def apply_refresh_requested(model: ModelState, event: StoredEvent[RefreshRequested]) -> ModelState:
     data, envelope = event.data, event.envelope
+    if _another_firms_client(model, event, data.client_id):
+        return model
+    # The refresh's row whatever else was applied first (its discovery, its client's card):
+    # the refresh run's progress counts these rows.
+    refresh = _recorded_refresh(model, event, data.refresh_id, data.client_id)
+    if refresh is None:
+        return model  # the id is another firm's or another client's refresh
+    # The request says what the refresh is about, also when a later event recorded it first.
+    refresh.company_id = data.company_id
+    refresh.correlation_id, refresh.requested_at = envelope.correlation_id, envelope.occurred_at
     client = _owned_client(model, event, data.client_id)
     if client is None:
         return model
-    client.events_sequence = event.sequence
-    if data.company_id is None:
+    if data.company_id is None and _newer_state(client, event):
         # The client's own state is what its row says while no company is known; a refresh
         # of one company leaves it alone.
         client.state = RowState.QUEUED
         client.next_attempt_at = None
-    refresh = model.refreshes.get(data.refresh_id)
-    if refresh is None:
-        refresh = model.refreshes[data.refresh_id] = RefreshState(
-            refresh_id=data.refresh_id,
-            firm_id=envelope.firm_id,
-            client_id=data.client_id,
-            company_id=data.company_id,
-            correlation_id=envelope.correlation_id,
-            requested_at=envelope.occurred_at,
-        )
     for company in model.companies_of(client.client_id).values():
         if _in_scope(refresh, company.company_id) and _pending_after(company, envelope.occurred_at, data.refresh_id):
             _show_pending(company, RowState.QUEUED)
@@ -371,16 +405,19 @@ def apply_companies_discovered(model: ModelState, event: StoredEvent[CompaniesDi
     client = _owned_client(model, event, data.client_id)
     if client is None:
         return model
-    client.events_sequence = event.sequence
-    client.state = RowState.OK
-    client.failure_json = None
-    client.next_attempt_at = None
+    if _newer_state(client, event):
+        client.state = RowState.OK
+        client.failure_json = None
+        client.next_attempt_at = None
     # The client's BC answered: no wait to reach it is pending any more.
     _end_waiting(model, firm_id=client.firm_id, client_id=client.client_id, company_id=None, before=discovered_at)
-    refresh = _refresh_of(model, event, data.refresh_id, data.client_id)
+    refresh = _recorded_refresh(model, event, data.refresh_id, data.client_id)
     discovered = [company for company in _unique(data) if _in_scope(refresh, company.company_id)]
     if refresh is not None:
         refresh.companies_found = len(discovered)
+    if client.discovery_sequence >= event.sequence:
+        return model  # a newer discovery already said which companies the client has
+    client.discovery_sequence = event.sequence
     existing = model.companies_of(client.client_id)
     found = {company.company_id for company in discovered}
     for company_id in [company_id for company_id in existing if company_id not in found]:
@@ -417,14 +454,16 @@ def apply_refresh_failed(model: ModelState, event: StoredEvent[RefreshFailed]) -
     _record_refresh_failure(model, event, client)
     failed_at = data.failure.occurred_at
     if data.company_id is None:
-        if client is None or client.events_sequence >= event.sequence:
-            return model  # a client-level failure follows its ClientAdded on the same stream
-        client.events_sequence = event.sequence
-        client.state = RowState.FAILED
-        client.failure_json = data.failure.model_dump_json()
-        client.next_attempt_at = None
+        if client is None:
+            return model
+        if _newer_state(client, event):
+            client.state = RowState.FAILED
+            client.failure_json = data.failure.model_dump_json()
+            client.next_attempt_at = None
+        # The refresh failed and its companies with it even when a newer event set the
+        # client's own state first (on another replica): the refresh run counts on these.
         _end_waiting(model, firm_id=client.firm_id, client_id=client.client_id, company_id=None, before=failed_at)
-        refresh = _refresh_of(model, event, data.refresh_id, data.client_id)
+        refresh = _recorded_refresh(model, event, data.refresh_id, data.client_id)
         if refresh is not None:
             refresh.failed = True
         for row in model.companies_of(client.client_id).values():
@@ -465,10 +504,8 @@ def apply_refresh_deferred(model: ModelState, event: StoredEvent[RefreshDeferred
         return model  # a deferral follows its client's ClientAdded on the same stream
     waiting_since = data.failure.occurred_at
     if data.company_id is None:
-        if client.events_sequence >= event.sequence:
-            return model
-        client.events_sequence = event.sequence
-        _show_waiting(client, data)
+        if _newer_state(client, event):
+            _show_waiting(client, data)
         refresh = _refresh_of(model, event, data.refresh_id, data.client_id)
         for row in model.companies_of(client.client_id).values():
             if _in_scope(refresh, row.company_id) and _newer_outcome(row, waiting_since):

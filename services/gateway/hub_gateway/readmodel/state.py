@@ -68,7 +68,11 @@ class ClientState:
     next_attempt_at: datetime | None = None
     # The client's own refresh schedule (JSON); None: it follows the firm's.
     refresh_schedule_json: str | None = None
+    # The card's, the schedule's, the state's and the companies' last event (see ClientRow).
     events_sequence: int = 0
+    schedule_sequence: int = 0
+    state_sequence: int = 0
+    discovery_sequence: int = 0
 
 
 @dataclass(slots=True)
