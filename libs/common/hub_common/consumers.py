@@ -353,7 +353,9 @@ def subscribe_batches(
     title: str,
     available: Probe | None = None,
 ) -> None:
-    """Bind a batch handler (a projection) to the role's durable; batches arrive in order.
+    """Bind a batch handler (a projection) to the role's durable. One process gets its
+    batches in stream order; replicas sharing the durable do not keep an order between them,
+    so a handler's rules must give the same result whichever of two events comes first.
 
     ``available`` probes the projection's database after it failed to answer.
     """
