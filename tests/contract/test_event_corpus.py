@@ -67,3 +67,14 @@ def test_a_version_newer_than_the_service_knows_is_refused() -> None:
     stored["version"] = 99
     with pytest.raises(InvalidEvent, match="newer than this service knows"):
         decode_event(json.dumps(stored))
+
+
+@pytest.mark.parametrize("event_type", ["RefreshRequested", "CompanySnapshot"])
+def test_a_field_added_for_a_rolling_upgrade_is_written_only_once_used(event_type: str) -> None:
+    """Readers refuse fields they do not know, and during an upgrade a reader of the release
+    before still reads these events (the registry reads snapshots, the fetcher refreshes):
+    a card whose account numbers never changed writes them as that release did."""
+    decoded = decode_event((CORPUS / f"{event_type}.v1.json").read_text())
+    assert "accounts_revision" not in json.loads(decoded.to_bytes())["data"]
+    changed = decoded.model_copy(update={"data": decoded.data.model_copy(update={"accounts_revision": 3})})
+    assert json.loads(changed.to_bytes())["data"]["accounts_revision"] == 3

@@ -1,5 +1,5 @@
 """A client tenant's daily allowance of invitations holds when replicas raise several at
-once (PostgreSQL, where replicas run; SQLite's one writer refuses a stale count instead)."""
+once (PostgreSQL, where replicas run; the embedded SQLite hub takes no such lock)."""
 
 from __future__ import annotations
 

@@ -292,6 +292,32 @@ def test_figures_made_with_the_cards_older_account_numbers_never_replace_newer_o
     assert (_cash(company), company.accounts_revision) == (Decimal("42.00"), 2)
 
 
+def test_a_snapshot_made_with_older_account_numbers_still_ends_its_refreshs_wait() -> None:
+    """The first refresh waited for a retry after the card's new numbers were read: its read
+    ends the wait, though its figures do not replace those made with the card's numbers."""
+    log = _client_with_companies()
+    log.add(_snapshot(COMPANY_A, "300.00", T0 + timedelta(minutes=3), SECOND_REFRESH, accounts_revision=1))
+    log.add(_deferred(T0 + timedelta(minutes=4), COMPANY_A))
+    log.add(_snapshot(COMPANY_A, "999.00", T0 + timedelta(minutes=5), FIRST_REFRESH, accounts_revision=0))
+    model = _folded(*log.events)
+    company = _company(model, COMPANY_A)
+    assert (company.state, company.outcome_refresh_id, company.next_attempt_at) == (RowState.OK, FIRST_REFRESH, None)
+    assert _cash(company) == Decimal("300.00")
+    assert not [f for f in model.failures.entries.values() if f.next_attempt_at is not None], "the wait ended"
+
+
+def test_a_request_applied_again_or_after_its_discovery_queues_nothing_again() -> None:
+    log = _client_with_companies()
+    request, discovery = log.events[1], log.events[2]
+    model = _folded(*log.events)
+    assert {c.state for c in model.all_companies()} == {RowState.REFRESHING}
+    _folded(request, model=model)
+    assert {c.state for c in model.all_companies()} == {RowState.REFRESHING}, "a redelivered request"
+    swapped = _folded(log.events[0], discovery, request)
+    assert {c.state for c in swapped.all_companies()} == {RowState.REFRESHING}, "the request applied last"
+    assert swapped.refreshes[FIRST_REFRESH].companies_found == 2
+
+
 def test_an_older_failure_does_not_hide_newer_figures() -> None:
     log = _client_with_companies()
     log.add(_snapshot(COMPANY_B, "42.00", T0 + timedelta(minutes=2)))

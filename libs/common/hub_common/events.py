@@ -378,7 +378,8 @@ class RefreshRequested(EventData):
     cash_account_numbers: AccountNumbers | None = None
     # The registry counts each change of the card's account numbers; the snapshots carry it
     # back, so figures made with numbers the card no longer names never replace newer ones.
-    accounts_revision: int = Field(default=0, ge=0, le=2**31 - 1)
+    # Left out while 0, so a service not yet upgraded reads the event (deploy/README).
+    accounts_revision: int = Field(default=0, ge=0, le=2**31 - 1, exclude_if=lambda revision: revision == 0)
 
 
 class DiscoveredCompany(BaseModel):
@@ -703,7 +704,8 @@ class CompanySnapshot(EventData):
     exchange_rates: ExchangeRates | None = None
     # The refresh's RefreshRequested.accounts_revision (0 for a client's first refresh and
     # snapshots from before it): the read model keeps the figures of the newest revision.
-    accounts_revision: int = Field(default=0, ge=0, le=2**31 - 1)
+    # Left out while 0, so a service not yet upgraded reads the snapshot (deploy/README).
+    accounts_revision: int = Field(default=0, ge=0, le=2**31 - 1, exclude_if=lambda revision: revision == 0)
 
 
 # ---------------------------------------------------------------- tenant access

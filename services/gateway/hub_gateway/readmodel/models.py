@@ -275,3 +275,6 @@ class RefreshRow(SQLModel, table=True):
     companies_found: int | None = None
     # The refresh failed as a whole (its client's BC could not be reached).
     failed: bool = False
+    # The stream sequence of its RefreshRequested once applied; 0 while only later events
+    # (its discovery or failure, applied first on another replica) recorded the refresh.
+    request_sequence: int = Field(default=0, sa_column_kwargs={"server_default": "0"})

@@ -365,8 +365,9 @@ def apply_refresh_requested(model: ModelState, event: StoredEvent[RefreshRequest
     # The refresh's row whatever else was applied first (its discovery, its client's card):
     # the refresh run's progress counts these rows.
     refresh = _recorded_refresh(model, event, data.refresh_id, data.client_id)
-    if refresh is None:
-        return model  # the id is another firm's or another client's refresh
+    if refresh is None or refresh.request_sequence >= event.sequence:
+        return model  # another firm's or client's refresh, or this request applied before
+    refresh.request_sequence = event.sequence
     # The request says what the refresh is about, also when a later event recorded it first.
     refresh.company_id = data.company_id
     refresh.correlation_id, refresh.requested_at = envelope.correlation_id, envelope.occurred_at
@@ -378,6 +379,8 @@ def apply_refresh_requested(model: ModelState, event: StoredEvent[RefreshRequest
         # of one company leaves it alone.
         client.state = RowState.QUEUED
         client.next_attempt_at = None
+    if refresh.companies_found is not None or refresh.failed:
+        return model  # its discovery or failure (applied first, on another replica) said more
     for company in model.companies_of(client.client_id).values():
         if _in_scope(refresh, company.company_id) and _pending_after(company, envelope.occurred_at, data.refresh_id):
             _show_pending(company, RowState.QUEUED)
@@ -652,7 +655,7 @@ def apply_company_snapshot(model: ModelState, event: StoredEvent[CompanySnapshot
     # A snapshot may arrive before its client's ClientAdded (another stream): keep it under
     # the event's firm; the dashboard shows it once the client row exists.
     company = model.company(data.client_id, data.company_id)
-    if company is not None and (company.snapshot_sequence >= event.sequence or not _newer_figures(company, data)):
+    if company is not None and company.snapshot_sequence >= event.sequence:
         return model
     if company is None:
         company = model.add_company(_new_company(event, data.client_id, data.company_id, data.company_name))
@@ -667,6 +670,10 @@ def apply_company_snapshot(model: ModelState, event: StoredEvent[CompanySnapshot
     _end_waiting(
         model, firm_id=company.firm_id, client_id=data.client_id, company_id=data.company_id, before=data.read_at
     )
+    if not _newer_figures(company, data):
+        # The read ended its refresh (above), but the figures shown stay: they were read
+        # later, or made with the card's newer account numbers.
+        return model
     company.company_name = data.company_name
     company.display_name = data.company_display_name
     company.as_of = data.read_at

@@ -134,6 +134,8 @@ class RefreshState:
     requested_at: datetime
     companies_found: int | None = None
     failed: bool = False
+    # The sequence of its RefreshRequested once applied; 0 while only later events recorded it.
+    request_sequence: int = 0
 
 
 @dataclass(slots=True)

@@ -156,7 +156,7 @@ async def add_client(
 async def update_client(
     *, session: AsyncSession, command: UpdateClient, settings: RegistrySettings, directory: TenantDirectory
 ) -> None:
-    # Locked: two saves at once must not both count the same accounts revision.
+    # Locked (PostgreSQL): two saves at once must not both count the same accounts revision.
     client = await live_client(session, command.firm_id, command.client_id, for_update=True)
     parsed = parse_url(command.card.client_url, settings)
     await _check_assignee(session, command.firm_id, command.card)
