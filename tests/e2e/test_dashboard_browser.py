@@ -274,8 +274,15 @@ def test_one_company_refreshes_alone_and_a_wait_for_a_retry_shows_at_once(
     # 2. Refresh selected: the progress counts exactly the ticked rows.
     for row in rows[:2]:
         row_of(page, row["company_name"]).get_by_role("checkbox").check()
+    expect(page.locator("#bulk-count")).to_have_text("2 selected")
     page.get_by_role("button", name="Refresh selected").click()
-    expect(progress).to_have_text("Refresh finished: 2 of 2 refreshed.", timeout=60_000)
+    try:
+        expect(progress).to_have_text("Refresh finished: 2 of 2 refreshed.", timeout=60_000)
+    except AssertionError as late:
+        # Whether a refresh was refused (the page says why), and what the services did.
+        raise AssertionError(
+            f"{late}\npage error: {page.locator('#page-error').inner_text()!r}\n{hub.logs()}"
+        ) from late
 
     # 3. A refresh waiting to retry shows on the row at once, with the time of the next try.
     next_attempt_at = datetime.now(UTC).replace(microsecond=0) + timedelta(minutes=35)
