@@ -76,6 +76,14 @@ def nats_security(settings: HubSettings) -> NatsSecurity | None:
     return None
 
 
+# How long closing a connection waits for its subscriptions to drain. A message a pull
+# delivered after its fetch gave up sits in the subscription's queue, which only a fetch
+# empties, so the drain waits for nothing until this timeout (nats-py's 30 s): a stopping
+# service outlived its SIGTERM grace and was killed. Its unacknowledged messages are
+# redelivered after their ack wait whatever this is.
+DRAIN_TIMEOUT_SECONDS = 5
+
+
 def connection_options(
     url: str, *, name: str, connect_timeout: float = 5.0, reconnect_wait_seconds: float = 1.0
 ) -> dict[str, Any]:
@@ -101,6 +109,7 @@ def connection_options(
         # -1: a service outlives any broker restart instead of exiting after N tries.
         "max_reconnect_attempts": -1,
         "reconnect_time_wait": reconnect_wait_seconds,
+        "drain_timeout": DRAIN_TIMEOUT_SECONDS,
         "disconnected_cb": on_disconnected,
         "reconnected_cb": on_reconnected,
         "error_cb": on_error,
