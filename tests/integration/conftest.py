@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from hub_common.db import create_engine, migrate, session_factory
 from hub_gateway.app import MIGRATIONS, VERSION_TABLE
+from hub_invitations import app as invitations_app
 from hub_registry import app as registry_app
 
 
@@ -34,10 +35,25 @@ async def fresh_model(database_url: str) -> AsyncIterator[Callable[[], Any]]:
         await engine.dispose()
 
 
-@pytest.fixture
-async def registry_sessions(database_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    """The registry's database, migrated, on each backend the tests run on."""
-    await asyncio.to_thread(migrate, database_url, Path(registry_app.MIGRATIONS), registry_app.VERSION_TABLE)
+async def _migrated_sessions(
+    database_url: str, migrations: Path, version_table: str
+) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    await asyncio.to_thread(migrate, database_url, migrations, version_table)
     engine = create_engine(database_url)
     yield session_factory(engine)
     await engine.dispose()
+
+
+@pytest.fixture
+async def registry_sessions(database_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    """The registry's database, migrated, on each backend the tests run on."""
+    async for sessions in _migrated_sessions(database_url, Path(registry_app.MIGRATIONS), registry_app.VERSION_TABLE):
+        yield sessions
+
+
+@pytest.fixture
+async def invitations_sessions(database_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    """The invitations service's database, migrated, on each backend the tests run on."""
+    migrations = Path(invitations_app.MIGRATIONS)
+    async for sessions in _migrated_sessions(database_url, migrations, invitations_app.VERSION_TABLE):
+        yield sessions

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 from sqlalchemy import func
@@ -14,22 +12,13 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlmodel import col, select
 
 from hub_common.commands import CommandRejected, RaiseInvitation, RejectionReason
-from hub_common.db import create_engine, migrate, session_factory, transaction
-from hub_invitations import app as invitations_app
+from hub_common.db import transaction
 from hub_invitations.models import Invitation
 from hub_invitations.service import raise_invitation
 from hub_invitations.settings import InvitationsSettings
 from tests.conftest import POSTGRESQL_ONLY
 
 SETTINGS = InvitationsSettings(_env_file=None, invitations_per_tenant_per_day=3)
-
-
-@pytest.fixture
-async def invitation_sessions(database_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    await asyncio.to_thread(migrate, database_url, Path(invitations_app.MIGRATIONS), invitations_app.VERSION_TABLE)
-    engine = create_engine(database_url)
-    yield session_factory(engine)
-    await engine.dispose()
 
 
 async def _raise(sessions: async_sessionmaker[AsyncSession], tenant: str, number: int) -> None:
@@ -49,16 +38,16 @@ async def _raise(sessions: async_sessionmaker[AsyncSession], tenant: str, number
 
 @pytest.mark.parametrize("database_url", POSTGRESQL_ONLY, indirect=True)
 async def test_invitations_raised_at_once_stay_within_the_tenants_daily_allowance(
-    database_url: str, invitation_sessions: async_sessionmaker[AsyncSession]
+    database_url: str, invitations_sessions: async_sessionmaker[AsyncSession]
 ) -> None:
     tenant = f"fabrikam-{uuid.uuid4().hex[:8]}.example"
     outcomes = await asyncio.gather(
-        *(_raise(invitation_sessions, tenant, number) for number in range(6)), return_exceptions=True
+        *(_raise(invitations_sessions, tenant, number) for number in range(6)), return_exceptions=True
     )
     refusals = [outcome for outcome in outcomes if isinstance(outcome, CommandRejected)]
     assert len(refusals) == 3, outcomes
     assert {refusal.rejection.reason for refusal in refusals} == {RejectionReason.RATE_LIMITED}
-    async with invitation_sessions() as session:
+    async with invitations_sessions() as session:
         stored = await session.execute(
             select(func.count()).select_from(Invitation).where(col(Invitation.tenant) == tenant)
         )
