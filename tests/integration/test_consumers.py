@@ -8,12 +8,13 @@ import dataclasses
 import json
 import uuid
 
+import nats.errors
 import sqlalchemy.exc
 from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig
 
-from hub_common.bus import publish_event
-from hub_common.consumers import Delivery, Retry, handle_batch, handle_one, store_unavailable
+from hub_common.bus import PublishFailed, publish_event
+from hub_common.consumers import Delivery, Retry, broker_unavailable, handle_batch, handle_one, store_unavailable
 from hub_common.events import Actor, ClientRemoved, Envelope, EventData, new_envelope
 from hub_common.streams import DEAD_LETTER_STREAM, EVENTS_STREAM, ConsumerSpec
 
@@ -88,6 +89,37 @@ async def test_failures_are_retried_then_dead_lettered(jetstream: JetStreamConte
     info = await jetstream.consumer_info(spec.stream, spec.durable)
     assert info.num_ack_pending == 0
     assert info.num_redelivered == 0
+
+
+async def test_a_handler_that_raises_is_retried_then_dead_lettered(jetstream: JetStreamContext) -> None:
+    """A bug in a handler (any exception but an outage) is retried with its delays and then
+    kept as a dead letter, never left unsettled for the ack wait to redeliver."""
+    firm = uuid.uuid4()
+    spec = dataclasses.replace(await _spec(jetstream, firm, max_deliver=2), retry_delay_seconds=0.1)
+    envelope = new_envelope(ClientRemoved(client_id=uuid.uuid4()), firm_id=firm, actor=Actor.service("t"))
+    await publish_event(jetstream, envelope)
+    deliveries: list[int] = []
+
+    async def handler(received: Envelope[EventData], delivery: Delivery) -> None:
+        deliveries.append(delivery.num_delivered)
+        raise KeyError("a bug in a handler")
+
+    subscription = await jetstream.pull_subscribe_bind(spec.durable, stream=spec.stream)
+    for _ in range(2):
+        # The retry's delay is 0.1 s; an unsettled message would come back after 30 s.
+        for message in await subscription.fetch(1, timeout=5):
+            await handle_one(jetstream, spec, message, handler)
+    assert deliveries == [1, 2]
+    letters = await _dead_letters(jetstream, spec.durable)
+    assert [letter["error"] for letter in letters] == ["KeyError('a bug in a handler')"]
+    info = await jetstream.consumer_info(spec.stream, spec.durable)
+    assert info.num_ack_pending == 0
+
+
+def test_only_a_broker_that_does_not_answer_counts_as_its_outage() -> None:
+    assert broker_unavailable(nats.errors.TimeoutError())
+    assert broker_unavailable(PublishFailed("no acknowledgement"))
+    assert not broker_unavailable(KeyError("a bug in a handler"))
 
 
 async def test_an_invalid_payload_is_dead_lettered_at_once_and_does_not_block(

@@ -122,7 +122,7 @@ def store_unavailable(error: BaseException) -> bool:
 
 def broker_unavailable(error: BaseException) -> bool:
     """Whether a handler failed because NATS did not answer (a restart, an election)."""
-    return isinstance(error, BROKER_UNAVAILABLE | PublishFailed)
+    return isinstance(error, (*BROKER_UNAVAILABLE, PublishFailed))
 
 
 async def dead_letter(js: JetStreamContext, spec: ConsumerSpec, delivery: Delivery, payload: bytes, error: str) -> None:
