@@ -24,6 +24,7 @@ from nats.aio.client import Client
 from nats.js import JetStreamContext
 from sqlalchemy.engine import make_url
 
+from hub_common import nats_permissions
 from hub_common.entra import TenantDirectory
 from hub_common.local_nats import LocalNatsServer, free_port
 from hub_common.streams import declare_topology
@@ -40,16 +41,55 @@ def docker_available() -> bool:
     return True
 
 
+@dataclass(frozen=True)
+class Broker:
+    """The tests' shared NATS: one user per service with its production permissions.
+
+    A client that signs in as nobody acts as the operator (``no_auth_user``), so the tests'
+    own clients may publish and read anything, while every service started with
+    ``sign_in(service)`` works under exactly the permissions it has in production.
+    """
+
+    url: str
+    password_files: Mapping[str, Path]
+
+    def sign_in(self, service: str) -> dict[str, str]:
+        """The HUB_NATS_* settings that sign a service in as its own NATS user."""
+        return {"HUB_NATS_USER": service, "HUB_NATS_PASSWORD_FILE": str(self.password_files[service])}
+
+
+def guarded_nats_config(secrets_dir: Path) -> tuple[str, dict[str, Path]]:
+    """nats-server's authorization for every service and the operator, and each password's file."""
+    passwords = {user: secrets.token_urlsafe(24) for user in (*nats_permissions.SERVICES, nats_permissions.OPERATOR)}
+    files = {}
+    for user, password in passwords.items():
+        files[user] = secrets_dir / f"nats-{user}-password"
+        files[user].write_text(password)
+    return nats_permissions.authorization_conf(passwords, no_auth_user=nats_permissions.OPERATOR), files
+
+
 @pytest.fixture(scope="session")
-def nats_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def nats_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
+    config, password_files = guarded_nats_config(tmp_path_factory.mktemp("nats-secrets"))
     if docker_available():
         from testcontainers.nats import NatsContainer
 
-        with NatsContainer("nats:2.11", jetstream=True) as container:
-            yield container.nats_uri()
+        config_file = tmp_path_factory.mktemp("nats-config") / "hub.conf"
+        config_file.write_text(config)
+        container = NatsContainer("nats:2.11", jetstream=False)
+        container.with_volume_mapping(str(config_file), "/etc/nats/hub.conf", "ro").with_command(
+            "-js -c /etc/nats/hub.conf"
+        )
+        with container:
+            yield Broker(container.nats_uri(), password_files)
         return
-    with LocalNatsServer(tmp_path_factory.mktemp("nats")) as server:
-        yield server.url
+    with LocalNatsServer(tmp_path_factory.mktemp("nats"), config=config) as server:
+        yield Broker(server.url, password_files)
+
+
+@pytest.fixture(scope="session")
+def nats_url(nats_broker: Broker) -> str:
+    return nats_broker.url
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from pydantic import SecretStr
 from hub_common.local_nats import free_port
 from hub_common.settings import HubSettings, Mode
 from hub_gateway.auth import issue_dev_token
-from tests.conftest import Sandbox
+from tests.conftest import Broker, Sandbox
 from tests.support.processes import ServiceProcess, start_service, stop_all, wait_until_healthy
 
 SECRET_KEY = "e2e-secret-key-long-enough-for-hmac-sha256"
@@ -65,20 +65,24 @@ class Hub:
 
 
 @pytest.fixture(scope="package")
-def hub(nats_url: str, sandbox: Sandbox, gateway_port: int, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
+def hub(
+    nats_broker: Broker, sandbox: Sandbox, gateway_port: int, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Hub]:
     home = tmp_path_factory.mktemp("hub")
     port = gateway_port
     smtp_port = free_port()
     common = {
-        "HUB_NATS_URL": nats_url,
+        "HUB_NATS_URL": nats_broker.url,
         "HUB_MODE": "dev",
         "HUB_PUBLIC_URL": f"http://127.0.0.1:{port}",
         "HUB_SECRET_KEY": SECRET_KEY,
         **sandbox.settings_environment(),
     }
     logs = home / "logs"
+    # Each service signs in as its own NATS user, with the permissions it has in production.
     gateway_environment = {
         **common,
+        **nats_broker.sign_in("gateway"),
         "HUB_DATABASE_URL": f"sqlite:///{home / 'gateway.db'}",
         "HUB_SMTP_SINK_DIR": str(home / "mail"),
     }
@@ -88,6 +92,7 @@ def hub(nats_url: str, sandbox: Sandbox, gateway_port: int, tmp_path_factory: py
             "registry",
             {
                 **common,
+                **nats_broker.sign_in("registry"),
                 "HUB_DATABASE_URL": f"sqlite:///{home / 'registry.db'}",
                 # The tests' webhook receivers listen on loopback (tests/e2e/test_alerts.py).
                 "HUB_ALERT_WEBHOOK_ALLOW_LOOPBACK": "true",
@@ -105,14 +110,19 @@ def hub(nats_url: str, sandbox: Sandbox, gateway_port: int, tmp_path_factory: py
             "invitations",
             {
                 **common,
+                **nats_broker.sign_in("invitations"),
                 "HUB_DATABASE_URL": f"sqlite:///{home / 'invitations.db'}",
                 "HUB_SMTP_HOST": "127.0.0.1",
                 "HUB_SMTP_PORT": str(smtp_port),
             },
             logs,
         ),
-        start_service("fetcher-1", "fetcher", {**common, **FETCHER_TEST_LIMITS}, logs),
-        start_service("fetcher-2", "fetcher", {**common, **FETCHER_TEST_LIMITS}, logs),
+        start_service(
+            "fetcher-1", "fetcher", {**common, **nats_broker.sign_in("fetcher"), **FETCHER_TEST_LIMITS}, logs
+        ),
+        start_service(
+            "fetcher-2", "fetcher", {**common, **nats_broker.sign_in("fetcher"), **FETCHER_TEST_LIMITS}, logs
+        ),
         start_service("gateway", "gateway", {**gateway_environment, "HUB_PORT": str(port)}, logs),
     ]
     url = f"http://127.0.0.1:{port}"

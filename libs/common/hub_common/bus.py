@@ -84,6 +84,13 @@ def nats_security(settings: HubSettings) -> NatsSecurity | None:
 DRAIN_TIMEOUT_SECONDS = 5
 
 
+def inbox_prefix(name: str) -> str:
+    """Where a process's replies, pulled messages and push deliveries arrive: its own
+    prefix, so that NATS permissions can let each service read its own replies only
+    (hub_common.nats_permissions)."""
+    return f"_INBOX.{name}"
+
+
 def connection_options(
     url: str, *, name: str, connect_timeout: float = 5.0, reconnect_wait_seconds: float = 1.0
 ) -> dict[str, Any]:
@@ -110,6 +117,7 @@ def connection_options(
         "max_reconnect_attempts": -1,
         "reconnect_time_wait": reconnect_wait_seconds,
         "drain_timeout": DRAIN_TIMEOUT_SECONDS,
+        "inbox_prefix": inbox_prefix(name),
         "disconnected_cb": on_disconnected,
         "reconnected_cb": on_reconnected,
         "error_cb": on_error,

@@ -39,9 +39,17 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from opentelemetry.trace import SpanKind
 
-from hub_common.bus import BROKER_UNAVAILABLE, CORRELATION_HEADER, FIRM_HEADER, PublishFailed, jetstream_of
+from hub_common.bus import (
+    BROKER_UNAVAILABLE,
+    CORRELATION_HEADER,
+    FIRM_HEADER,
+    PublishFailed,
+    inbox_prefix,
+    jetstream_of,
+)
 from hub_common.events import Envelope, EventData, InvalidEvent, decode_event
 from hub_common.logging import bound_context, get_logger
+from hub_common.nats_permissions import owner_of
 from hub_common.streams import ConsumerSpec, dead_letter_subject
 from hub_common.tracing import context_from, span_continuing, tracer
 
@@ -320,6 +328,9 @@ def _pull_subscriber(
         pull_sub=pull_sub,
         ack_policy=AckPolicy.MANUAL,
         title=title,
+        # Pulled messages arrive on the owning service's own inboxes (FastStream's default
+        # is the plain ``_INBOX.``, which NATS permissions let no service read).
+        inbox_prefix=f"{inbox_prefix(owner_of(spec))}.".encode(),
     )
     return subscriber
 

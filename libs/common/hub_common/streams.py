@@ -65,6 +65,9 @@ NOTIFICATION_STATE_SECONDS = 24 * 3600.0
 REFRESH_PROGRESS_BUCKET = "HUB_REFRESH_PROGRESS"
 REFRESH_PROGRESS_SECONDS = 24 * 3600.0
 DEAD_LETTER_SUBJECT_PREFIX = "deadletter"
+# The streams whose change could lose the audit log or the grants: only the registry
+# changes them (a service's NATS user may not: hub_common.nats_permissions).
+RECORD_STREAMS = (EVENTS_STREAM, SNAPSHOTS_STREAM, DEAD_LETTER_STREAM, f"KV_{GRANTS_BUCKET}")
 DUPLICATE_WINDOW_SECONDS = 120.0
 
 
@@ -388,7 +391,7 @@ def buckets(limits: StreamLimits) -> list[Bucket]:
     ]
 
 
-async def _declare_bucket(js: JetStreamContext, bucket: Bucket, replicas: int) -> None:
+async def _declare_bucket(js: JetStreamContext, bucket: Bucket, replicas: int, *, changes_records: bool) -> None:
     wanted = bucket.config(replicas)
     try:
         status = await (await js.key_value(bucket.name)).status()
@@ -399,6 +402,9 @@ async def _declare_bucket(js: JetStreamContext, bucket: Bucket, replicas: int) -
         if config.storage == StorageType.FILE or not bucket.replaceable:
             ttl = bucket.ttl_seconds or None
             if (config.max_age or None) != ttl or (config.num_replicas or 1) != replicas:
+                if not changes_records and f"KV_{bucket.name}" in RECORD_STREAMS:
+                    _left_to_the_registry(f"KV_{bucket.name}")
+                    return
                 # A bucket is a stream underneath: its TTL is the stream's max_age. As when a
                 # bucket is created, the duplicate window may not exceed the max age.
                 config.max_age = ttl
@@ -429,18 +435,26 @@ TOPOLOGY_PATIENCE_SECONDS = 120.0
 
 
 async def declare_topology(
-    js: JetStreamContext, topology: Topology | None = None, *, patience_seconds: float = TOPOLOGY_PATIENCE_SECONDS
+    js: JetStreamContext,
+    topology: Topology | None = None,
+    *,
+    patience_seconds: float = TOPOLOGY_PATIENCE_SECONDS,
+    changes_records: bool = True,
 ) -> None:
     """Create or reconcile both streams, every bucket and every durable consumer.
 
     Each step is idempotent, so a broker that does not answer in time (an election, streams
     being placed across the cluster) gets the whole declaration again after a pause.
+
+    Without ``changes_records`` (every service but the registry) a record stream that
+    differs from this process's settings is left as it is, with a warning: those services'
+    NATS users may create the streams but not change them.
     """
     deadline = time.monotonic() + patience_seconds
     pause = 0.5
     while True:
         try:
-            await _declare(js, topology or Topology())
+            await _declare(js, topology or Topology(), changes_records=changes_records)
             return
         except BROKER_UNAVAILABLE as error:
             if time.monotonic() + pause > deadline:
@@ -450,7 +464,14 @@ async def declare_topology(
             pause = min(pause * 2, 5.0)
 
 
-async def _declare(js: JetStreamContext, topology: Topology) -> None:
+def _left_to_the_registry(stream: str) -> None:
+    logger.warning(
+        "a record stream differs from this process's settings; left as it is for the registry to change",
+        stream=stream,
+    )
+
+
+async def _declare(js: JetStreamContext, topology: Topology, *, changes_records: bool) -> None:
     for wanted in stream_configs(topology.streams):
         assert wanted.name is not None
         try:
@@ -460,10 +481,13 @@ async def _declare(js: JetStreamContext, topology: Topology) -> None:
             logger.info("stream created", stream=wanted.name)
             continue
         if _differs(wanted, info.config):
+            if not changes_records:
+                _left_to_the_registry(wanted.name)
+                continue
             await js.update_stream(wanted)
             logger.info("stream updated", stream=wanted.name)
     for bucket in buckets(topology.streams):
-        await _declare_bucket(js, bucket, topology.streams.stream_replicas)
+        await _declare_bucket(js, bucket, topology.streams.stream_replicas, changes_records=changes_records)
     for spec in map(topology.consumer, CONSUMERS):
         wanted_consumer = spec.config()
         try:

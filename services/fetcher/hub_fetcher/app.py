@@ -96,7 +96,7 @@ def create_app(settings: FetcherSettings) -> FastStream:
         await operations.start()
         await broker.connect()
         js = jetstream_of(broker)
-        await declare_topology(js, topology)
+        await declare_topology(js, topology, changes_records=False)
         limiter = TenantLimiter(
             concurrent=settings.tenant_max_concurrent_requests,
             per_window=settings.tenant_requests_per_window,

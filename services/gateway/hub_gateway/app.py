@@ -162,7 +162,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             available=database_answers,
         )
         await broker.connect()
-        await declare_topology(jetstream_of(broker), topology)
+        await declare_topology(jetstream_of(broker), topology, changes_records=False)
         live = LiveUpdates(broker.connection)
         await live.start()
         live_updates.append(live)

@@ -61,7 +61,7 @@ def create_app(settings: InvitationsSettings) -> FastStream:
         await operations.start()
         await asyncio.to_thread(migrate, settings.database_url, MIGRATIONS, VERSION_TABLE)
         await broker.connect()
-        await declare_topology(jetstream_of(broker), Topology.from_settings(settings))
+        await declare_topology(jetstream_of(broker), Topology.from_settings(settings), changes_records=False)
         duties.connected(OutboxRelay(sessions, invitations_outbox, jetstream_of(broker), nats=connection_of(broker)))
 
     @app.after_startup

@@ -1,0 +1,231 @@
+"""One NATS user per service, on a real nats-server with the permissions production uses.
+
+What a service may not do is tried as that service's user: a violation is what nats-server
+answers (nats-py reports it to the connection's error callback, and a JetStream request for
+a refused subject gets no answer). What a service needs is covered by the e2e tests, whose
+services all sign in as their own users (tests/e2e/conftest.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, replace
+
+import nats
+import nats.errors
+import pytest
+import structlog
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+
+from hub_common import nats_permissions
+from hub_common.bus import connection_options, publish_event
+from hub_common.events import EVENT_TYPES, Actor, ClientRemoved, CompanySnapshot, new_envelope
+from hub_common.local_nats import LocalNatsServer
+from hub_common.nats_permissions import FETCHER, GATEWAY, INVITATIONS, OPERATOR, REGISTRY, SERVICES
+from hub_common.streams import (
+    EVENTS_STREAM,
+    GATEWAY_EVENTS_CONSUMER,
+    RECORD_STREAMS,
+    StreamLimits,
+    Topology,
+    declare_topology,
+    stream_configs,
+)
+
+
+@dataclass
+class SignedIn:
+    connection: Client
+    violations: list[str]
+
+    async def refused(self, subject: str) -> bool:
+        """Whether a plain publish to ``subject`` was refused as a permissions violation."""
+        self.violations.clear()
+        await self.connection.publish(subject, b"{}")
+        await self.connection.flush()
+        for _ in range(40):
+            if any(subject.lower() in violation for violation in self.violations):
+                return True
+            await asyncio.sleep(0.05)
+        return False
+
+    async def subscribe_refused(self, subject: str) -> bool:
+        self.violations.clear()
+        subscription = await self.connection.subscribe(subject)
+        await self.connection.flush()
+        for _ in range(40):
+            if any("subscription" in violation and subject.lower() in violation for violation in self.violations):
+                return True
+            await asyncio.sleep(0.05)
+        await subscription.unsubscribe()
+        return False
+
+
+@dataclass(frozen=True)
+class GuardedBroker:
+    url: str
+    passwords: dict[str, str]
+
+    @asynccontextmanager
+    async def signed_in(self, user: str) -> AsyncIterator[SignedIn]:
+        violations: list[str] = []
+        options = connection_options(self.url, name=user)
+
+        async def on_error(error: Exception) -> None:
+            # nats-py reports nats-server's error in lower case, subject included.
+            violations.append(str(error).lower())
+
+        options["error_cb"] = on_error
+        connection = await nats.connect(**options, user=user, password=self.passwords[user])
+        try:
+            yield SignedIn(connection, violations)
+        finally:
+            await connection.close()
+
+
+@pytest.fixture(scope="module")
+def guarded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GuardedBroker]:
+    passwords = {user: secrets.token_urlsafe(16) for user in (*SERVICES, OPERATOR)}
+    config = nats_permissions.authorization_conf(passwords)
+    with LocalNatsServer(tmp_path_factory.mktemp("permissions"), config=config) as server:
+        yield GuardedBroker(server.url, passwords)
+
+
+def test_every_event_has_its_publishers_and_every_service_a_user() -> None:
+    assert set(nats_permissions.EVENT_PUBLISHERS) == set(EVENT_TYPES)
+    assert all(nats_permissions.EVENT_PUBLISHERS.values())
+    assert set(nats_permissions.ACCESS) == set(SERVICES)
+
+
+async def test_no_anonymous_client_and_no_wrong_password(guarded: GuardedBroker) -> None:
+    with pytest.raises(nats.errors.Error):
+        await nats.connect(guarded.url, allow_reconnect=False, connect_timeout=2)
+    with pytest.raises(nats.errors.Error):
+        await nats.connect(
+            guarded.url, user=FETCHER, password=guarded.passwords[GATEWAY], allow_reconnect=False, connect_timeout=2
+        )
+
+
+async def test_each_service_creates_the_topology_it_needs(guarded: GuardedBroker) -> None:
+    """On an empty broker whichever service starts first declares every stream, bucket and
+    consumer under its own user."""
+    async with guarded.signed_in(FETCHER) as fetcher:
+        await declare_topology(fetcher.connection.jetstream(), changes_records=False, patience_seconds=5)
+        assert fetcher.violations == []
+    for service in (REGISTRY, INVITATIONS, GATEWAY):
+        async with guarded.signed_in(service) as signed_in:
+            await declare_topology(
+                signed_in.connection.jetstream(), changes_records=service == REGISTRY, patience_seconds=5
+            )
+            assert signed_in.violations == [], service
+
+
+async def test_services_publish_their_own_events_only(guarded: GuardedBroker) -> None:
+    firm = uuid.uuid4()
+    company = uuid.uuid4()
+    async with guarded.signed_in(OPERATOR) as operator:
+        await declare_topology(operator.connection.jetstream(), patience_seconds=5)
+    removed = new_envelope(ClientRemoved(client_id=uuid.uuid4()), firm_id=firm, actor=Actor.service("test"))
+    async with guarded.signed_in(REGISTRY) as registry:
+        await publish_event(registry.connection.jetstream(), removed)
+        assert registry.violations == []
+        assert await registry.refused(f"hub.{firm}.company.{company}.snapshot")
+
+    snapshot_subject = f"hub.{firm}.{CompanySnapshot.subject_template.format(company_id=company)}"
+    forged = {
+        FETCHER: [
+            f"hub.{firm}.client.added",
+            f"hub.{firm}.alert.raised",
+            f"hub.{firm}.tenant.access_granted",
+            f"hub.{firm}.invitation.accepted",
+            "cmd.registry.client.add",
+            "cmd.invitations.accept",
+            "$KV.HUB_TENANT_GRANTS.anything",
+            "$KV.HUB_LEASES.registry",
+            "deadletter.gateway-events.anything",
+            "live.anything.changes",
+        ],
+        GATEWAY: [
+            f"hub.{firm}.client.added",
+            snapshot_subject,
+            f"hub.{firm}.refresh.failed",
+            "$KV.HUB_TENANT_GRANTS.anything",
+            "$KV.HUB_BC_SLOTS.anything",
+        ],
+        INVITATIONS: [
+            f"hub.{firm}.client.added",
+            f"hub.{firm}.tenant.access_granted",
+            snapshot_subject,
+            "cmd.registry.tenant.grant",
+            "$KV.HUB_TENANT_GRANTS.anything",
+        ],
+        REGISTRY: [snapshot_subject, f"hub.{firm}.invitation.accepted", "cmd.fetcher.statements.read"],
+    }
+    for service, subjects in forged.items():
+        async with guarded.signed_in(service) as signed_in:
+            for subject in subjects:
+                assert await signed_in.refused(subject), f"{service} may publish {subject}"
+    async with guarded.signed_in(FETCHER) as fetcher:
+        assert not await fetcher.refused(snapshot_subject)
+        assert not await fetcher.refused(f"hub.{firm}.refresh.failed")
+        assert not await fetcher.refused("$KV.HUB_BC_SLOTS.tenant")
+
+
+async def test_replies_and_other_services_durables_are_out_of_reach(guarded: GuardedBroker) -> None:
+    async with guarded.signed_in(OPERATOR) as operator:
+        await declare_topology(operator.connection.jetstream(), patience_seconds=5)
+    async with guarded.signed_in(FETCHER) as fetcher:
+        for subject in ("_INBOX.>", "_INBOX.gateway.>", "cmd.registry.>", "hub.>", "live.*.changes"):
+            assert await fetcher.subscribe_refused(subject), f"the fetcher may read {subject}"
+        assert not await fetcher.subscribe_refused("_INBOX.fetcher.x")
+        # Pulling the gateway's durable would take (and acknowledge) the read model's events.
+        assert await fetcher.refused(f"$JS.API.CONSUMER.MSG.NEXT.{EVENTS_STREAM}.{GATEWAY_EVENTS_CONSUMER.durable}")
+        assert await fetcher.refused(f"$JS.ACK.{EVENTS_STREAM}.{GATEWAY_EVENTS_CONSUMER.durable}.1.1.1.1.0")
+
+    async with guarded.signed_in(GATEWAY) as gateway, guarded.signed_in(REGISTRY) as registry:
+        # A command's reply reaches the gateway, which sent it, whatever inbox it names.
+        async def answer(message: Msg) -> None:
+            await message.respond(b"ok")
+
+        await registry.connection.subscribe("cmd.registry.accountant.ensure", queue="registry", cb=answer)
+        await registry.connection.flush()
+        reply = await gateway.connection.request("cmd.registry.accountant.ensure", b"{}", timeout=5)
+        assert reply.data == b"ok"
+        assert gateway.violations == [] and registry.violations == []
+        # ... and a registry may answer a request, but not publish to an inbox on its own.
+        assert await registry.refused("_INBOX.gateway.forged")
+
+
+async def test_only_the_registry_changes_the_record_streams_and_nobody_deletes_them(guarded: GuardedBroker) -> None:
+    async with guarded.signed_in(OPERATOR) as operator:
+        await declare_topology(operator.connection.jetstream(), patience_seconds=5)
+    for service in SERVICES:
+        async with guarded.signed_in(service) as signed_in:
+            for stream in RECORD_STREAMS:
+                for verb in ("DELETE", "PURGE"):
+                    assert await signed_in.refused(f"$JS.API.STREAM.{verb}.{stream}"), f"{service} may {verb} {stream}"
+                assert await signed_in.refused(f"$JS.API.STREAM.MSG.DELETE.{stream}"), service
+                refused = await signed_in.refused(f"$JS.API.STREAM.UPDATE.{stream}")
+                assert refused == (service != REGISTRY), f"{service} UPDATE {stream}"
+
+    # A service with other retention settings than the registry's leaves the streams alone.
+    shorter = Topology(streams=replace(StreamLimits(), audit_max_age_seconds=86400))
+    events_config = next(config for config in stream_configs(shorter.streams) if config.name == EVENTS_STREAM)
+    async with guarded.signed_in(FETCHER) as fetcher:
+        js = fetcher.connection.jetstream()
+        before = (await js.stream_info(EVENTS_STREAM)).config
+        with structlog.testing.capture_logs() as logs:
+            await declare_topology(js, shorter, changes_records=False, patience_seconds=5)
+        assert fetcher.violations == []
+        assert (await js.stream_info(EVENTS_STREAM)).config.max_age == before.max_age
+        assert [log["stream"] for log in logs if "for the registry to change" in log["event"]] == [EVENTS_STREAM]
+    async with guarded.signed_in(REGISTRY) as registry:
+        js = registry.connection.jetstream()
+        await declare_topology(js, shorter, patience_seconds=5)
+        assert (await js.stream_info(EVENTS_STREAM)).config.max_age == events_config.max_age
+        await declare_topology(js, patience_seconds=5)  # as the other tests expect it
