@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 
+from hub_common import nats_permissions
 from hub_common.change_notifications import NOTIFICATION_PATH
 from hub_common.local_nats import LocalNatsServer, free_port, wait_for_port
 from hub_common.streams import Topology
@@ -67,6 +68,20 @@ class DevSecrets:
         return created
 
 
+def nats_password_files(directory: Path) -> dict[str, Path]:
+    """One password file per NATS user (each service, and the operator), made once and kept,
+    readable by this user only."""
+    directory.mkdir(parents=True, exist_ok=True)
+    files = {}
+    for user in (*nats_permissions.SERVICES, nats_permissions.OPERATOR):
+        files[user] = directory / user
+        if not files[user].exists():
+            descriptor = os.open(files[user], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(descriptor, "w") as handle:
+                handle.write(secrets.token_urlsafe(32))
+    return files
+
+
 @dataclass
 class Child:
     name: str
@@ -89,6 +104,8 @@ class Supervisor:
     operations_ports: dict[str, int] = field(default_factory=dict)
     children: list[Child] = field(default_factory=list)
     nats: LocalNatsServer | None = None
+    # Each service signs in to NATS as its own user, as in production (hub_common.nats_permissions).
+    nats_passwords: dict[str, Path] = field(default_factory=dict)
     stopping: bool = False
 
     def _base_environment(self, secrets_: DevSecrets, nats_url: str) -> dict[str, str]:
@@ -124,6 +141,8 @@ class Supervisor:
             return Child(name, [*hub, command], {**base, **extra})
 
         def service(name: str, command: str, **extra: str) -> Child:
+            extra["HUB_NATS_USER"] = command
+            extra["HUB_NATS_PASSWORD_FILE"] = str(self.nats_passwords[command])
             if self.operations:
                 self.operations_ports[name] = free_port()
                 extra["HUB_OPERATIONS_PORT"] = str(self.operations_ports[name])
@@ -252,7 +271,11 @@ class Supervisor:
         self.home.mkdir(parents=True, exist_ok=True)
         secrets_ = DevSecrets.load_or_create(self.home / "dev-secrets.json")
         try:
-            self.nats = LocalNatsServer(self.home / "nats", port=self.nats_port).start()
+            self.nats_passwords = nats_password_files(self.home / "nats-users")
+            passwords = {user: path.read_text() for user, path in self.nats_passwords.items()}
+            self.nats = LocalNatsServer(
+                self.home / "nats", port=self.nats_port, config=nats_permissions.authorization_conf(passwords)
+            ).start()
             if not self.smtp_sink_port:
                 self.smtp_sink_port = free_port()
             self.children = self._plan(secrets_, self.nats.url)
