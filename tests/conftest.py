@@ -11,7 +11,7 @@ import os
 import secrets
 import ssl
 import uuid
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,6 +52,12 @@ class Broker:
 
     url: str
     password_files: Mapping[str, Path]
+    # nats-server's log so far.
+    server_log: Callable[[], str]
+
+    def violations(self) -> list[str]:
+        """What nats-server refused a signed-in user (it logs each at ERR)."""
+        return [line for line in self.server_log().splitlines() if "Violation" in line]
 
     def sign_in(self, service: str) -> dict[str, str]:
         """The HUB_NATS_* settings that sign a service in as its own NATS user."""
@@ -81,10 +87,15 @@ def nats_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
             "-js -c /etc/nats/hub.conf"
         )
         with container:
-            yield Broker(container.nats_uri(), password_files)
+
+            def container_log() -> str:
+                return b"".join(container.get_logs()).decode(errors="replace")
+
+            yield Broker(container.nats_uri(), password_files, container_log)
         return
     with LocalNatsServer(tmp_path_factory.mktemp("nats"), config=config) as server:
-        yield Broker(server.url, password_files)
+        log = server.store_dir / "nats-server.log"
+        yield Broker(server.url, password_files, lambda: log.read_text(errors="replace"))
 
 
 @pytest.fixture(scope="session")

@@ -131,6 +131,9 @@ def hub(
         yield Hub(url, processes, gateway_environment)
     finally:
         stop_all(reversed(processes))
+    # A refused publish may be one a service only logs (a notice, a retried write): whatever
+    # the tests saw, every service must have worked within its NATS permissions.
+    assert nats_broker.violations() == [], "a service did what its NATS user may not"
 
 
 SCREENSHOTS = Path(os.environ.get("HUB_SCREENSHOT_DIR", Path(__file__).parents[2] / "test-artifacts" / "screenshots"))
