@@ -30,6 +30,7 @@ from hub_common.events import (
     RefreshFailed,
     RefreshRequested,
     decode_event,
+    first_refresh_id,
 )
 from hub_common.streams import (
     EVENTS_STREAM,
@@ -38,7 +39,6 @@ from hub_common.streams import (
     GATEWAY_SNAPSHOTS_CONSUMER,
     SNAPSHOTS_STREAM,
 )
-from hub_fetcher.handlers import derived_id
 
 SETTLED_STATES = frozenset({"ok", "failed"})
 Companies = Mapping[uuid.UUID, frozenset[uuid.UUID]]  # the companies of each client
@@ -163,7 +163,7 @@ def _record(ledger: Ledger, payload: bytes) -> None:
     data = envelope.data
     if isinstance(data, ClientAdded):
         # The fetcher refreshes a client it is told about, under an id derived from the event.
-        refresh_id = derived_id(envelope, "refresh")
+        refresh_id = first_refresh_id(envelope)
         ledger.requested[refresh_id] = Request(data.client_id, None)
         ledger.requests_stored[refresh_id] += 1
     elif isinstance(data, RefreshRequested):

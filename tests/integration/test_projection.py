@@ -35,6 +35,7 @@ from hub_common.events import (
     RefreshFailed,
     RefreshRequested,
     Role,
+    first_refresh_id,
     new_envelope,
 )
 from hub_common.streams import EVENTS_STREAM, SNAPSHOTS_STREAM
@@ -229,3 +230,24 @@ async def test_an_older_failure_does_not_hide_newer_figures(fresh_model: Callabl
     async with sessions() as session:
         company_b = await session.get(CompanyRow, (CLIENT, COMPANY_B))
     assert _state(company_b) == "ok"
+
+
+async def test_a_first_refresh_failing_before_its_client_added_is_projected_still_shows(
+    fresh_model: Callable[[], Any],
+) -> None:
+    """A wrong Client URL fails within a second of its ClientAdded; another gateway replica
+    may apply that failure first. The client's row must still say failed, not queued."""
+    sessions = await fresh_model()
+    added = _history()[1]
+    failed = RefreshFailed(
+        refresh_id=first_refresh_id(added[0]),
+        client_id=CLIENT,
+        failure=Failure(kind=FailureKind.TENANT_NOT_FOUND, summary="s", fix="f", occurred_at=NOW),
+    )
+    await _apply(sessions, [(new_envelope(failed, firm_id=FIRM, actor=ACTOR), _delivery(EVENTS_STREAM, 3))])
+    await _apply(sessions, [added])
+    async with sessions() as session:
+        client = await session.get(ClientRow, CLIENT)
+    assert client is not None
+    assert client.state == "failed"
+    assert client.failure_json is not None and "tenant_not_found" in client.failure_json

@@ -47,6 +47,7 @@ from hub_common.events import (
     RefreshScheduleSet,
     TenantAccessGranted,
     TenantAccessRevoked,
+    first_refresh_id,
     new_envelope,
 )
 from hub_common.streams import EVENTS_STREAM, SNAPSHOTS_STREAM
@@ -405,6 +406,49 @@ def test_events_projected_out_of_order_by_replicas_show_the_same() -> None:
         swapped = [*events[:position], events[position + 1], events[position], *events[position + 2 :]]
         shown = _shown(_folded(*swapped, *snapshots))
         assert shown == in_order, f"{events[position].envelope.type} and {events[position + 1].envelope.type}"
+
+
+def _first_refresh_outcomes(refresh: uuid.UUID) -> dict[str, list[EventData]]:
+    """What a ClientAdded's own first refresh may say about the client, in stream order."""
+    minute = timedelta(minutes=1)
+    failed = RefreshFailed(
+        refresh_id=refresh, client_id=CLIENT, failure=_failure(FailureKind.CREDENTIALS_REJECTED, T0 + minute)
+    )
+    return {
+        "failed": [failed],
+        "waiting": [_deferred(T0 + minute, refresh=refresh)],
+        "found": [_discovered(refresh, COMPANY_A)],
+        "waiting, then found": [_deferred(T0 + minute, refresh=refresh), _discovered(refresh, COMPANY_A)],
+        "waiting, then failed": [_deferred(T0 + minute, refresh=refresh), failed],
+    }
+
+
+@pytest.mark.parametrize("outcomes", ["failed", "waiting", "found", "waiting, then found", "waiting, then failed"])
+def test_a_first_refreshs_outcome_applied_before_its_client_added_shows_the_same(outcomes: str) -> None:
+    """The fetcher answers a ClientAdded at once (a wrong Client URL fails in a second), so
+    its outcome may be the very next event, which another gateway replica may apply first."""
+    log = Log()
+    card = ClientCard(name="Contoso", client_url="https://businesscentral.dynamics.com/contoso.example")
+    added = log.add(ClientAdded(client_id=CLIENT, card=card, connection=CONNECTION, source=ClientSource.MANUAL))
+    refresh = first_refresh_id(added.envelope)
+    for outcome in _first_refresh_outcomes(refresh)[outcomes]:
+        log.add(outcome, at=T0 + timedelta(minutes=1))
+    in_order = _folded(*log.events)
+    for position in range(1, len(log.events)):
+        # The ClientAdded applied after its position-th follower (replicas' batches).
+        reordered = [*log.events[1 : position + 1], log.events[0], *log.events[position + 1 :]]
+        shown = _folded(*reordered)
+        client, expected = _client(shown), _client(in_order)
+        assert (client.state, client.failure_json, client.next_attempt_at) == (
+            expected.state,
+            expected.failure_json,
+            expected.next_attempt_at,
+        ), f"ClientAdded after {position} of its refresh's outcomes"
+        assert _shown(shown)["refreshes"] == _shown(in_order)["refreshes"]
+        assert _shown(shown)["failures"] == _shown(in_order)["failures"]
+    assert _client(in_order).state == {"failed": RowState.FAILED, "waiting": RowState.WAITING}.get(
+        outcomes.rsplit(" ", 1)[-1], RowState.OK
+    )
 
 
 def test_events_of_another_firm_cannot_touch_a_client() -> None:

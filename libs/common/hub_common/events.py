@@ -86,6 +86,16 @@ class Envelope(BaseModel, Generic[DataT]):
         return self.model_dump_json().encode()
 
 
+def derived_id(cause: Envelope[Any], purpose: str) -> uuid.UUID:
+    """The id of what an event caused, the same whoever works it out and however often."""
+    return uuid.uuid5(cause.id, purpose)
+
+
+def first_refresh_id(client_added: Envelope[Any]) -> uuid.UUID:
+    """The refresh a ClientAdded starts by itself (it has no RefreshRequested)."""
+    return derived_id(client_added, "refresh")
+
+
 def new_envelope(
     data: DataT,
     *,

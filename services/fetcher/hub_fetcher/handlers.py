@@ -51,6 +51,8 @@ from hub_common.events import (
     RefreshDeferred,
     RefreshFailed,
     RefreshRequested,
+    derived_id,
+    first_refresh_id,
     new_envelope,
 )
 from hub_common.logging import get_logger
@@ -87,10 +89,6 @@ def record_refresh(outcome: str, started: float) -> None:
     """Count and time one refresh by how it ended (``started``: ``time.monotonic()``)."""
     metrics.refreshes_total.labels(outcome=outcome).inc()
     metrics.refresh_duration_seconds.labels(outcome=outcome).observe(time.monotonic() - started)
-
-
-def derived_id(cause: Envelope[Any], purpose: str) -> uuid.UUID:
-    return uuid.uuid5(cause.id, purpose)
 
 
 ResultT = TypeVar("ResultT")
@@ -169,7 +167,7 @@ class FetcherHandlers:
                 "tested",
             )
         else:
-            refresh_id = data.refresh_id if isinstance(data, RefreshRequested) else derived_id(envelope, "refresh")
+            refresh_id = data.refresh_id if isinstance(data, RefreshRequested) else first_refresh_id(envelope)
             await self._publish(
                 envelope,
                 RefreshFailed(
@@ -197,7 +195,7 @@ class FetcherHandlers:
                     Refresh(
                         data.client_id,
                         data.connection,
-                        derived_id(envelope, "refresh"),
+                        first_refresh_id(envelope),
                         None,
                         ChosenAccounts.of(taxes=data.card.tax_account_numbers, cash=data.card.cash_account_numbers),
                     ),

@@ -278,3 +278,10 @@ class RefreshRow(SQLModel, table=True):
     # The stream sequence of its RefreshRequested once applied; 0 while only later events
     # (its discovery or failure, applied first on another replica) recorded the refresh.
     request_sequence: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    # The state the refresh's outcome gave its client while the client was not known yet
+    # (the outcome projected before its ClientAdded, on another replica), and that outcome's
+    # stream sequence: the ClientAdded takes it.
+    client_state: str | None = Field(default=None, max_length=20)
+    client_failure_json: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    client_next_attempt_at: datetime | None = Field(default=None, sa_column=_moment())
+    client_state_sequence: int = Field(default=0, sa_column_kwargs={"server_default": "0"})

@@ -32,7 +32,7 @@ from sqlmodel import SQLModel
 
 from hub_common.consumers import Delivery
 from hub_common.db import upsert
-from hub_common.events import Envelope, EventData
+from hub_common.events import ClientAdded, Envelope, EventData, first_refresh_id
 from hub_gateway.readmodel.columns import FIGURE_COLUMNS, figure_values
 from hub_gateway.readmodel.models import (
     AccountantRow,
@@ -237,6 +237,9 @@ class _Named:
                     getattr(named, ids).add(value)
             if plan.names_tenant:
                 named.tenant_access.add((envelope.firm_id, data.tenant_id))
+            if isinstance(data, ClientAdded):
+                # Its first refresh may have said something before it (another replica).
+                named.refreshes.add(first_refresh_id(envelope))
         return named
 
 

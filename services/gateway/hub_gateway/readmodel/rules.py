@@ -32,7 +32,7 @@ import json
 import uuid
 from collections.abc import Callable, Iterable
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from hub_common.events import (
     AccountantJoined,
@@ -66,6 +66,7 @@ from hub_common.events import (
     RefreshScheduleSet,
     TenantAccessGranted,
     TenantAccessRevoked,
+    first_refresh_id,
 )
 from hub_common.logging import get_logger
 from hub_gateway.readmodel.state import (
@@ -150,6 +151,31 @@ def _newer_state(client: ClientState, event: StoredEvent[Any]) -> bool:
         return False
     client.state_sequence = event.sequence
     return True
+
+
+def _keep_for_the_client(
+    refresh: RefreshState | None,
+    event: StoredEvent[Any],
+    state: str,
+    *,
+    failure_json: str | None = None,
+    next_attempt_at: datetime | None = None,
+) -> None:
+    """Keep on the refresh the state its outcome gives a client not known yet (its
+    ClientAdded, applied by another replica, has not arrived): the ClientAdded takes it."""
+    if refresh is None or refresh.client_state_sequence >= event.sequence:
+        return
+    refresh.client_state, refresh.client_state_sequence = state, event.sequence
+    refresh.client_failure_json, refresh.client_next_attempt_at = failure_json, next_attempt_at
+
+
+def _take_first_refresh_state(model: ModelState, event: StoredEvent[ClientAdded], client: ClientState) -> None:
+    """A new client shows what its first refresh (which its ClientAdded started) already said."""
+    refresh = _refresh_of(model, event, first_refresh_id(event.envelope), client.client_id)
+    if refresh is None or refresh.client_state is None or refresh.client_state_sequence <= client.state_sequence:
+        return
+    client.state, client.state_sequence = refresh.client_state, refresh.client_state_sequence
+    client.failure_json, client.next_attempt_at = refresh.client_failure_json, refresh.client_next_attempt_at
 
 
 def _refresh_of(
@@ -328,6 +354,7 @@ def _apply_client_card(model: ModelState, event: StoredEvent[ClientAdded] | Stor
             source=data.source.value,
             added_at=envelope.occurred_at,
         )
+        _take_first_refresh_state(model, cast("StoredEvent[ClientAdded]", event), client)
     client.name = data.card.name
     client.client_url = data.card.client_url
     client.tenant = data.connection.tenant
@@ -407,6 +434,12 @@ def apply_companies_discovered(model: ModelState, event: StoredEvent[CompaniesDi
     data, discovered_at = event.data, event.envelope.occurred_at
     client = _owned_client(model, event, data.client_id)
     if client is None:
+        if not _another_firms_client(model, event, data.client_id):
+            # Its client's ClientAdded is still to come (another replica applies it).
+            refresh = _recorded_refresh(model, event, data.refresh_id, data.client_id)
+            if refresh is not None:
+                refresh.companies_found = len(_unique(data))
+            _keep_for_the_client(refresh, event, RowState.OK)
         return model
     if _newer_state(client, event):
         client.state = RowState.OK
@@ -457,25 +490,26 @@ def apply_refresh_failed(model: ModelState, event: StoredEvent[RefreshFailed]) -
     _record_refresh_failure(model, event, client)
     failed_at = data.failure.occurred_at
     if data.company_id is None:
+        refresh = _recorded_refresh(model, event, data.refresh_id, data.client_id)
+        if refresh is not None:
+            refresh.failed = True
         if client is None:
-            return model
-        if _newer_state(client, event):
+            # Its client's ClientAdded is still to come (another replica applies it).
+            _keep_for_the_client(refresh, event, RowState.FAILED, failure_json=data.failure.model_dump_json())
+        elif _newer_state(client, event):
             client.state = RowState.FAILED
             client.failure_json = data.failure.model_dump_json()
             client.next_attempt_at = None
         # The refresh failed and its companies with it even when a newer event set the
         # client's own state first (on another replica): the refresh run counts on these.
-        _end_waiting(model, firm_id=client.firm_id, client_id=client.client_id, company_id=None, before=failed_at)
-        refresh = _recorded_refresh(model, event, data.refresh_id, data.client_id)
-        if refresh is not None:
-            refresh.failed = True
-        for row in model.companies_of(client.client_id).values():
+        _end_waiting(model, firm_id=envelope.firm_id, client_id=data.client_id, company_id=None, before=failed_at)
+        for row in model.companies_of(data.client_id).values():
             if _in_scope(refresh, row.company_id) and _newer_outcome(row, failed_at):
                 _show_failure(row, data)
                 _end_waiting(
                     model,
-                    firm_id=client.firm_id,
-                    client_id=client.client_id,
+                    firm_id=envelope.firm_id,
+                    client_id=data.client_id,
                     company_id=row.company_id,
                     before=failed_at,
                 )
@@ -501,16 +535,25 @@ def apply_refresh_failed(model: ModelState, event: StoredEvent[RefreshFailed]) -
 
 def apply_refresh_deferred(model: ModelState, event: StoredEvent[RefreshDeferred]) -> ModelState:
     """A refresh will be tried again: the rows it is about, and Check Errors, say so at once."""
-    data = event.data
+    data, firm_id = event.data, event.envelope.firm_id
     client = model.clients.get(data.client_id)
-    if client is None or client.firm_id != event.envelope.firm_id:
-        return model  # a deferral follows its client's ClientAdded on the same stream
+    if client is not None and client.firm_id != firm_id:
+        return model
     waiting_since = data.failure.occurred_at
     if data.company_id is None:
-        if _newer_state(client, event):
+        refresh = _recorded_refresh(model, event, data.refresh_id, data.client_id)
+        if client is None:
+            # Its client's ClientAdded is still to come (another replica applies it).
+            _keep_for_the_client(
+                refresh,
+                event,
+                RowState.WAITING,
+                failure_json=data.failure.model_dump_json(),
+                next_attempt_at=data.next_attempt_at,
+            )
+        elif _newer_state(client, event):
             _show_waiting(client, data)
-        refresh = _refresh_of(model, event, data.refresh_id, data.client_id)
-        for row in model.companies_of(client.client_id).values():
+        for row in model.companies_of(data.client_id).values():
             if _in_scope(refresh, row.company_id) and _newer_outcome(row, waiting_since):
                 _show_waiting(row, data)
     else:
@@ -526,9 +569,7 @@ def apply_refresh_deferred(model: ModelState, event: StoredEvent[RefreshDeferred
         _show_waiting(company, data)
         company.events_sequence = event.sequence
     # This attempt's wait replaces the wait of an earlier attempt of the same scope.
-    _end_waiting(
-        model, firm_id=client.firm_id, client_id=client.client_id, company_id=data.company_id, before=waiting_since
-    )
+    _end_waiting(model, firm_id=firm_id, client_id=data.client_id, company_id=data.company_id, before=waiting_since)
     _record_refresh_failure(model, event, client)
     return model
 

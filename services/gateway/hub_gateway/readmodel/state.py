@@ -136,6 +136,13 @@ class RefreshState:
     failed: bool = False
     # The sequence of its RefreshRequested once applied; 0 while only later events recorded it.
     request_sequence: int = 0
+    # The state its outcome gave its client (failed, waiting, ok), kept while the client was
+    # not known yet: another gateway replica may apply a first refresh's outcome before the
+    # ClientAdded that started it, and the ClientAdded then takes it (see ClientState).
+    client_state: str | None = None
+    client_failure_json: str | None = None
+    client_next_attempt_at: datetime | None = None
+    client_state_sequence: int = 0
 
 
 @dataclass(slots=True)
