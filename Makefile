@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 PACKAGES := libs/common services/registry services/fetcher services/invitations services/gateway sandbox cli
 PROJECT_FILES := $(foreach package,$(PACKAGES),$(package)/pyproject.toml)
 
-.PHONY: run test fuzz lint typecheck unit setup clean asyncapi deploy-schema deploy-check messages messages-extract messages-update messages-init messages-check
+.PHONY: run test fuzz lint typecheck unit setup clean asyncapi deploy-schema deploy-check nats-permissions messages messages-extract messages-update messages-init messages-check
 
 $(STAMP): constraints.txt requirements-dev.txt $(PROJECT_FILES)
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed")'
@@ -37,6 +37,12 @@ asyncapi: $(STAMP)
 # The JSON Schema of each service's settings in a Kubernetes installation (from the models).
 deploy-schema: $(STAMP)
 	$(BIN)/hub deploy-schema --output deploy/kubernetes/settings.schema.json
+
+# The NATS users and their permissions (hub_common.nats_permissions), for the three-node
+# configuration and the NATS chart's values.
+nats-permissions: $(STAMP)
+	$(BIN)/hub nats-permissions > deploy/nats/authorization.conf
+	$(BIN)/hub nats-permissions --chart-values deploy/kubernetes/nats/values.yaml
 
 # Render and check both example overlays (needs kubectl; no cluster).
 deploy-check: $(STAMP)

@@ -9,7 +9,8 @@ It renders the overlay with `kubectl kustomize` (offline), then checks every obj
 3. the hub's own rules: hardened pods, resources, probes on the operations port, replica
    counts, the fetchers' ScaledObject against the hub's stream and consumer;
 4. each service's HUB_* environment (ConfigMaps, literal values, Secret references)
-   against deploy/kubernetes/settings.schema.json, with credentials only from Secrets.
+   against deploy/kubernetes/settings.schema.json, with credentials only from Secrets, and
+   its NATS sign-in: as its own user, with a password file a mounted volume holds.
 
 Every problem is reported, each naming its object, so one run lists all there is to fix.
 """
@@ -23,7 +24,7 @@ import subprocess
 import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import jsonschema
@@ -31,6 +32,7 @@ import kubernetes_validate
 import yaml
 
 from hub_cli.deploy_settings import JsonSchema, secret_settings, typed_environment
+from hub_common.bus import inbox_prefix
 from hub_common.streams import EVENTS_STREAM, FETCHER_CONSUMER
 
 Manifest = dict[str, Any]
@@ -144,6 +146,7 @@ def check_manifests(
             continue
         report.services.append(service)
         report.problems.extend(_check_settings(deployment, service, index, settings_schema))
+        report.problems.extend(_check_nats_sign_in(deployment, service, index))
     for scaled_object in index.of_kind("ScaledObject"):
         report.problems.extend(_check_scaled_object(scaled_object, index, settings_schema))
     for budget in index.of_kind("PodDisruptionBudget"):
@@ -422,6 +425,77 @@ def _check_settings(deployment: Manifest, service: str, index: _Index, schema: J
     declared = _container_port(deployment, OPERATIONS_PORT_NAME)
     if isinstance(port, int) and declared is not None and port != declared:
         yield Problem(where, f"HUB_OPERATIONS_PORT is {port} but container port {OPERATIONS_PORT_NAME!r} is {declared}")
+
+
+def _check_nats_sign_in(deployment: Manifest, service: str, index: _Index) -> Iterator[Problem]:
+    """Each service signs in as its own NATS user, with a password file its pod mounts.
+
+    The users' permissions (hub_common.nats_permissions) fit one service each: signed in as
+    another, a service is refused what it does (or, as a shared user, is allowed what it
+    should not); its replies arrive on its own inboxes, named by HUB_SERVICE_NAME. A value
+    from a Secret or a source outside the overlay is not known here, so not checked.
+    """
+    where = f"{_name(deployment)} ({service} settings)"
+    values = _environment(deployment, index).values
+    user = values.get("HUB_NATS_USER")
+    if user:
+        if user != service:
+            yield Problem(
+                where,
+                f"HUB_NATS_USER is {user!r}: each service signs in as its own NATS user, {service!r}"
+                " (allowed only what it does: hub_common.nats_permissions)",
+            )
+        name = values.get("HUB_SERVICE_NAME")
+        if name is not None and name != service:
+            yield Problem(
+                where,
+                f"HUB_SERVICE_NAME is {name!r}: the service's NATS replies arrive on {inbox_prefix(name)}.>, and"
+                f" user {service!r} may read only {inbox_prefix(service)}.>; leave HUB_SERVICE_NAME unset",
+            )
+    password_file = values.get("HUB_NATS_PASSWORD_FILE")
+    if password_file:
+        yield from _check_mounted_secret_file(where, deployment, "HUB_NATS_PASSWORD_FILE", password_file)
+
+
+def _check_mounted_secret_file(where: str, deployment: Manifest, setting: str, path: str) -> Iterator[Problem]:
+    """A setting naming a credential's file: a volume of the first container holds it, from a Secret."""
+    pod = deployment.get("spec", {}).get("template", {}).get("spec", {})
+    containers = pod.get("containers", [])
+    mounts = containers[0].get("volumeMounts", []) if containers else []
+    file = PurePosixPath(path)
+    holding = [
+        mount
+        for mount in mounts
+        if PurePosixPath(str(mount.get("mountPath", ""))) == file
+        or PurePosixPath(str(mount.get("mountPath", ""))) in file.parents
+    ]
+    if not holding:
+        yield Problem(where, f"{setting} is {path}, where no volume is mounted: mount the Secret that holds it there")
+        return
+    mount = max(holding, key=lambda mount: len(PurePosixPath(str(mount["mountPath"])).parts))
+    volume = next((v for v in pod.get("volumes", []) if v.get("name") == mount.get("name")), None)
+    if volume is None:
+        yield Problem(where, f"{setting} is {path}, in the mount of volume {mount.get('name')!r}, which the pod lacks")
+        return
+    if "emptyDir" in volume or "configMap" in volume:
+        kind = (
+            "an emptyDir, which holds no file" if "emptyDir" in volume else "a ConfigMap: credentials come from Secrets"
+        )
+        yield Problem(where, f"{setting} is {path}, in volume {volume['name']!r}: {kind}")
+        return
+    secret = volume.get("secret")
+    items = (secret or {}).get("items")
+    if secret is None or items is None:
+        return  # a whole Secret (any key may be in it), or another kind of volume (projected, CSI)
+    mount_path = PurePosixPath(str(mount["mountPath"]))
+    in_volume = str(mount["subPath"]) if "subPath" in mount else str(file.relative_to(mount_path))
+    paths = [str(item.get("path")) for item in items]
+    if in_volume not in paths:
+        yield Problem(
+            where,
+            f"{setting} is {path}, but the Secret {secret.get('secretName')} mounted at {mount_path} holds"
+            f" only {', '.join(paths)} there (its items)",
+        )
 
 
 def _settings_message(error: jsonschema.ValidationError) -> str:

@@ -266,6 +266,38 @@ def deploy_schema(
     typer.echo(f"wrote {output}")
 
 
+@app.command("nats-permissions")
+def nats_permissions(
+    chart_values: Annotated[
+        Path | None,
+        typer.Option(
+            help="Instead, rewrite the users in this NATS chart values file (deploy/kubernetes/nats/values.yaml)."
+        ),
+    ] = None,
+) -> None:
+    """Print deploy/nats/authorization.conf: one NATS user per service, and the operator.
+
+    The users and permissions of hub_common.nats_permissions, each password read from
+    nats-server's environment. `make nats-permissions` writes that file and the chart's values.
+    """
+    from hub_cli.nats_users import ChartValuesError, authorization_file, with_chart_users
+
+    if chart_values is None:
+        typer.echo(authorization_file(), nl=False)
+        return
+    try:
+        import yaml  # noqa: F401 - with_chart_users needs it
+    except ModuleNotFoundError:
+        typer.echo("error: PyYAML is not installed: pip install 'hub-cli[deploy]'", err=True)
+        raise typer.Exit(2) from None
+    try:
+        chart_values.write_text(with_chart_users(chart_values.read_text()))
+    except (OSError, ChartValuesError) as error:
+        typer.echo(f"error: {chart_values}: {error}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"wrote {chart_values}")
+
+
 @app.command("deploy-check")
 def deploy_check(
     overlay: Annotated[Path, typer.Argument(help="A Kustomize overlay, e.g. deploy/kubernetes/overlays/production.")],

@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 from hub_cli import deploy_check
 from hub_cli.deploy_check import DeployCheckError, Report, check_overlay
 from hub_cli.main import app
+from hub_common import nats_permissions
 
 KUBERNETES = Path(__file__).resolve().parents[2] / "deploy" / "kubernetes"
 OVERLAYS = ("production", "staging")
@@ -77,6 +78,24 @@ def _config(name: str, *literals: str) -> str:
 def _patch(kind: str, name: str, *operations: str) -> str:
     body = "".join(f"      {operation}\n" for operation in operations)
     return f"patches:\n  - target: {{kind: {kind}, name: {name}}}\n    patch: |-\n{body}"
+
+
+def _env(deployment: str, **variables: str) -> str:
+    """A strategic merge patch: these variables in the Deployment's container (merged by name)."""
+    env = "".join(f"\n                  - {{name: {name}, value: '{value}'}}" for name, value in variables.items())
+    return (
+        "patches:\n"
+        "  - patch: |-\n"
+        "      apiVersion: apps/v1\n"
+        "      kind: Deployment\n"
+        f"      metadata: {{name: {deployment}}}\n"
+        "      spec:\n"
+        "        template:\n"
+        "          spec:\n"
+        "            containers:\n"
+        f"              - name: {deployment}\n"
+        f"                env:{env}\n"
+    )
 
 
 def test_the_base_with_pinned_images_passes(tmp_path: Path) -> None:
@@ -172,8 +191,37 @@ BAD_OVERLAYS = {
         "Deployment/gateway (gateway settings): no NATS sign-in: set HUB_NATS_USER and HUB_NATS_PASSWORD_FILE",
     ),
     "an empty NATS user": (
-        _config("hub-settings", "HUB_NATS_USER="),
+        _env("gateway", HUB_NATS_USER=""),
         "Deployment/gateway (gateway settings): HUB_NATS_USER: '' should be non-empty",
+    ),
+    "the one NATS user of old": (
+        _env("fetcher", HUB_NATS_USER="hub"),
+        "Deployment/fetcher (fetcher settings): HUB_NATS_USER is 'hub': each service signs in as its own NATS"
+        " user, 'fetcher'",
+    ),
+    "signed in to NATS as another service": (
+        _env("fetcher", HUB_NATS_USER="registry"),
+        "Deployment/fetcher (fetcher settings): HUB_NATS_USER is 'registry': each service signs in as its own"
+        " NATS user, 'fetcher'",
+    ),
+    "replies on another service's inboxes": (
+        _env("gateway", HUB_SERVICE_NAME="hub-gateway"),
+        "Deployment/gateway (gateway settings): HUB_SERVICE_NAME is 'hub-gateway': the service's NATS replies"
+        " arrive on _INBOX.hub-gateway.>, and user 'gateway' may read only _INBOX.gateway.>",
+    ),
+    "a NATS password file no volume holds": (
+        _env("invitations", HUB_NATS_PASSWORD_FILE="/etc/hub/nats-password"),
+        "Deployment/invitations (invitations settings): HUB_NATS_PASSWORD_FILE is /etc/hub/nats-password, where no"
+        " volume is mounted",
+    ),
+    "a NATS password file on the scratch volume": (
+        _env("invitations", HUB_NATS_PASSWORD_FILE="/tmp/nats-password"),
+        "HUB_NATS_PASSWORD_FILE is /tmp/nats-password, in volume 'tmp': an emptyDir, which holds no file",
+    ),
+    "a NATS password file the Secret's items do not make": (
+        _config("hub-settings", "HUB_NATS_PASSWORD_FILE=/var/run/secrets/hub/nats/fetcher"),
+        "Deployment/fetcher (fetcher settings): HUB_NATS_PASSWORD_FILE is /var/run/secrets/hub/nats/fetcher, but"
+        " the Secret hub-nats mounted at /var/run/secrets/hub/nats holds only password there (its items)",
     ),
 }
 
@@ -212,22 +260,32 @@ def test_without_kubectl_it_says_to_install_it(tmp_path: Path, monkeypatch: pyte
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
-def test_every_service_signs_in_to_nats_from_the_mounted_secret(overlay: str) -> None:
+def test_every_service_signs_in_to_nats_as_its_own_user_with_only_its_own_password(overlay: str) -> None:
     manifests = deploy_check.render(KUBERNETES / "overlays" / overlay)
     settings = next(
         m for m in manifests if m["kind"] == "ConfigMap" and m["metadata"]["name"].startswith("hub-settings")
     )
     password_file = Path(settings["data"]["HUB_NATS_PASSWORD_FILE"])
-    assert settings["data"]["HUB_NATS_USER"] == "hub"
+    # The user is each Deployment's own, never a shared setting.
+    assert "HUB_NATS_USER" not in settings["data"]
     assert "@" not in settings["data"]["HUB_NATS_URL"]
-    deployments = [m for m in manifests if m["kind"] == "Deployment"]
-    assert sorted(d["metadata"]["name"] for d in deployments) == ["fetcher", "gateway", "invitations", "registry"]
-    for deployment in deployments:
+    deployments = {m["metadata"]["name"]: m for m in manifests if m["kind"] == "Deployment"}
+    assert sorted(deployments) == sorted(nats_permissions.SERVICES)
+    for service, deployment in deployments.items():
         pod = deployment["spec"]["template"]["spec"]
-        volume = next(v for v in pod["volumes"] if v.get("secret", {}).get("secretName") == "hub-nats")
-        mount = next(m for m in pod["containers"][0]["volumeMounts"] if m["name"] == volume["name"])
+        container = pod["containers"][0]
+        assert {"name": "HUB_NATS_USER", "value": service} in container["env"]
+        assert not any(e.get("name") == "HUB_SERVICE_NAME" for e in container["env"]), service
+        credentials = [v for v in pod["volumes"] if v.get("secret", {}).get("secretName") == "hub-nats"]
+        # One volume with one key, the service's own, as the file the setting names.
+        assert [v["secret"]["items"] for v in credentials] == [[{"key": service, "path": password_file.name}]]
+        mount = next(m for m in container["volumeMounts"] if m["name"] == credentials[0]["name"])
         assert mount["readOnly"] is True
-        assert Path(mount["mountPath"]) == password_file.parent, deployment["metadata"]["name"]
+        assert Path(mount["mountPath"]) == password_file.parent, service
+        assert credentials[0]["secret"]["defaultMode"] == 0o440
+        # pod-defaults.yaml adds /tmp beside it rather than replacing the list.
+        assert [v["name"] for v in pod["volumes"]] == [credentials[0]["name"], "tmp"]
+        assert [m["mountPath"] for m in container["volumeMounts"]] == [str(password_file.parent), "/tmp"]
 
 
 def test_only_the_ingress_controller_and_monitoring_reach_the_hub() -> None:
@@ -272,15 +330,24 @@ def test_nats_takes_clients_only_from_the_hub_and_monitoring_only_from_keda() ->
     assert "network-policy.yaml" in (KUBERNETES / "nats" / "kustomization.yaml").read_text()
 
 
-def test_the_nats_values_refuse_anonymous_clients() -> None:
+def test_the_nats_values_refuse_anonymous_clients_and_sign_in_each_service_as_itself() -> None:
     import yaml
 
     values = yaml.safe_load((KUBERNETES / "nats" / "values.yaml").read_text())
     users = values["config"]["merge"]["authorization"]["users"]
-    assert users == [{"user": "hub", "password": "<< $HUB_NATS_PASSWORD >>"}]
-    secret = values["container"]["env"]["HUB_NATS_PASSWORD"]["valueFrom"]["secretKeyRef"]
-    assert secret == {"name": "nats-hub-user", "key": "password"}
-    assert values["natsBox"]["container"]["env"]["NATS_PASSWORD"]["valueFrom"]["secretKeyRef"] == secret
+    assert [user["user"] for user in users] == [*nats_permissions.SERVICES, nats_permissions.OPERATOR]
+    assert "no_auth_user" not in values["config"]["merge"]
+    # Every password from the nats-server's environment, each from its own key of one Secret.
+    environment = values["container"]["env"]
+    for user in users:
+        variable = nats_permissions.password_variable(user["user"])
+        assert user["password"] == f"<< ${variable} >>"
+        assert environment[variable]["valueFrom"]["secretKeyRef"] == {"name": "nats-hub-users", "key": user["user"]}
+    # Every service's user is fenced; only the operator may do everything.
+    assert [user["user"] for user in users if "permissions" not in user] == [nats_permissions.OPERATOR]
+    box = values["natsBox"]["container"]["env"]
+    assert box["NATS_USER"] == nats_permissions.OPERATOR
+    assert box["NATS_PASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": "nats-hub-users", "key": "operator"}
 
 
 def test_credentials_in_the_nats_url_are_refused_without_being_shown(tmp_path: Path) -> None:
