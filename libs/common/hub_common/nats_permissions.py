@@ -115,7 +115,7 @@ class ServiceAccess:
     # Core NATS notices (nothing stored): subjects it publishes and listens to.
     publishes_notices: tuple[str, ...] = ()
     hears: tuple[str, ...] = ()
-    # Ordered push consumers of its own (the gateway's rebuild reads both streams).
+    # Streams it reads with ordered push consumers of its own (Check Errors' dead letters).
     reads_streams_whole: tuple[str, ...] = ()
 
 
@@ -144,12 +144,11 @@ ACCESS: Mapping[str, ServiceAccess] = {
     GATEWAY: ServiceAccess(
         consumers=(GATEWAY_EVENTS_CONSUMER, GATEWAY_SNAPSHOTS_CONSUMER),
         sends_commands_to=(REGISTRY, INVITATIONS, FETCHER),
-        writes_buckets=(LEASES_BUCKET,),
         publishes_notices=("live.*.changes",),
         # The live page's notices, and the fetchers' answers to Test Client URL as they are
         # published (the events themselves: a core subscription sees every publish).
         hears=("live.*.changes", "hub.*.connection.tested"),
-        reads_streams_whole=(EVENTS_STREAM, SNAPSHOTS_STREAM),
+        reads_streams_whole=(DEAD_LETTER_STREAM,),
     ),
 }
 
