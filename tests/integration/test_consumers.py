@@ -7,16 +7,45 @@ import asyncio
 import dataclasses
 import json
 import uuid
+from datetime import UTC, datetime
+from pathlib import Path
 
+import nats
 import nats.errors
 import sqlalchemy.exc
+from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig
 
-from hub_common.bus import PublishFailed, publish_event
-from hub_common.consumers import Delivery, Retry, broker_unavailable, handle_batch, handle_one, store_unavailable
-from hub_common.events import Actor, ClientRemoved, Envelope, EventData, new_envelope
-from hub_common.streams import DEAD_LETTER_STREAM, EVENTS_STREAM, ConsumerSpec
+from hub_common.bus import PublishFailed, create_broker, publish_event
+from hub_common.consumers import (
+    Delivery,
+    Retry,
+    broker_unavailable,
+    handle_batch,
+    handle_one,
+    store_unavailable,
+    subscribe,
+)
+from hub_common.events import (
+    Actor,
+    ClientRemoved,
+    Envelope,
+    EventData,
+    Failure,
+    FailureKind,
+    RefreshFailed,
+    new_envelope,
+)
+from hub_common.local_nats import LocalNatsServer
+from hub_common.streams import (
+    DEAD_LETTER_STREAM,
+    EVENTS_STREAM,
+    REGISTRY_CONSUMER,
+    ConsumerSpec,
+    Topology,
+    declare_topology,
+)
 
 
 async def _spec(js: JetStreamContext, firm: uuid.UUID, max_deliver: int) -> ConsumerSpec:
@@ -114,6 +143,72 @@ async def test_a_handler_that_raises_is_retried_then_dead_lettered(jetstream: Je
     assert [letter["error"] for letter in letters] == ["KeyError('a bug in a handler')"]
     info = await jetstream.consumer_info(spec.stream, spec.durable)
     assert info.num_ack_pending == 0
+
+
+async def test_an_event_on_another_types_subject_is_dead_lettered_unhandled(jetstream: JetStreamContext) -> None:
+    """Publish permissions are per subject: a service allowed only its own event types must
+    not get another type handled by putting it on one of its own subjects (an
+    InvitationAccepted on the fetcher's refresh.failed would grant a tenant)."""
+    firm = uuid.uuid4()
+    spec = await _spec(jetstream, firm, max_deliver=3)
+    forged = new_envelope(ClientRemoved(client_id=uuid.uuid4()), firm_id=firm, actor=Actor.service("t"))
+    await jetstream.publish(f"hub.{firm}.refresh.failed", forged.to_bytes())
+    other_firm = new_envelope(ClientRemoved(client_id=uuid.uuid4()), firm_id=uuid.uuid4(), actor=Actor.service("t"))
+    await jetstream.publish(f"hub.{firm}.client.removed", other_firm.to_bytes())
+    handled: list[Envelope[EventData]] = []
+
+    async def handler(envelope: Envelope[EventData], delivery: Delivery) -> None:
+        handled.append(envelope)
+
+    subscription = await jetstream.pull_subscribe_bind(spec.durable, stream=spec.stream)
+    for message in await subscription.fetch(2, timeout=5):
+        await handle_one(jetstream, spec, message, handler)
+    assert handled == []
+    letters = await _dead_letters(jetstream, spec.durable)
+    assert [str(letter["error"]) for letter in letters] == [
+        f"invalid event: a ClientRemoved event for {forged.subject} arrived on hub.{firm}.refresh.failed",
+        f"invalid event: a ClientRemoved event for {other_firm.subject} arrived on hub.{firm}.client.removed",
+    ]
+
+
+async def test_a_reply_to_header_on_an_event_gets_no_answer(tmp_path: Path) -> None:
+    """FastStream answers a message whose headers name a ``reply_to`` with the handler's
+    result; anyone allowed to publish an event could so make a service publish, under its own
+    NATS permissions, to a subject of their choosing (a grant's KV key, say)."""
+    with LocalNatsServer(tmp_path / "nats") as server:
+        connection = await nats.connect(server.url)
+        js = connection.jetstream()
+        topology = Topology()
+        await declare_topology(js, topology, patience_seconds=5)
+        answers: list[bytes] = []
+
+        async def sniff(message: Msg) -> None:
+            answers.append(message.data)
+
+        await connection.subscribe("sniffed.answer", cb=sniff)
+        handled = asyncio.Event()
+
+        async def handler(envelope: Envelope[EventData], delivery: Delivery) -> None:
+            handled.set()
+
+        broker = create_broker(server.url, name="registry")
+        subscribe(broker, topology.consumer(REGISTRY_CONSUMER), handler, concurrency=1, title="test")
+        await broker.start()
+        try:
+            failed = RefreshFailed(
+                refresh_id=uuid.uuid4(),
+                client_id=uuid.uuid4(),
+                failure=Failure(kind=FailureKind.TENANT_NOT_FOUND, summary="s", fix="f", occurred_at=datetime.now(UTC)),
+            )
+            invited = new_envelope(failed, firm_id=uuid.uuid4(), actor=Actor.service("t"))
+            await js.publish(invited.subject, invited.to_bytes(), headers={"reply_to": "sniffed.answer"})
+            await asyncio.wait_for(handled.wait(), timeout=10)
+            await asyncio.sleep(0.5)
+            await connection.flush()
+            assert answers == []
+        finally:
+            await broker.stop()
+            await connection.close()
 
 
 def test_only_a_broker_that_does_not_answer_counts_as_its_outage() -> None:

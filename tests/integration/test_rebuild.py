@@ -451,11 +451,14 @@ async def test_an_invalid_message_is_skipped_and_counted_and_positions_stay_on_t
     await own_jetstream.publish(
         f"hub.{uuid.uuid4()}.client.added", b'{"type": "NoSuchEvent", "version": 1, "data": {}}'
     )
+    # A valid event on another type's subject (one its publisher may not send as itself).
+    removal = new_envelope(ClientRemoved(client_id=uuid.uuid4()), firm_id=uuid.uuid4(), actor=Actor.service("t"))
+    await own_jetstream.publish(f"hub.{removal.firm_id}.refresh.failed", removal.to_bytes())
 
     result = await rebuild(own_jetstream, database_url, batch_size=10)
 
-    assert result.invalid == 2
-    assert result.messages == last_valid + 2 + (await own_jetstream.stream_info(SNAPSHOTS_STREAM)).state.messages
+    assert result.invalid == 3
+    assert result.messages == last_valid + 3 + (await own_jetstream.stream_info(SNAPSHOTS_STREAM)).state.messages
     engine = create_engine(database_url)
     try:
         async with session_factory(engine)() as session:

@@ -224,7 +224,7 @@ async def _decode_or_dead_letter(
 ) -> tuple[Envelope[EventData], Delivery] | None:
     delivery = _delivery(msg)
     try:
-        return decode_event(msg.data), delivery
+        return decode_event(msg.data, subject=msg.subject), delivery
     except InvalidEvent as error:
         # A payload that does not validate never will: retrying only blocks the consumer.
         await dead_letter(js, spec, delivery, msg.data, f"invalid event: {error}")
@@ -331,6 +331,9 @@ def _pull_subscriber(
         # Pulled messages arrive on the owning service's own inboxes (FastStream's default
         # is the plain ``_INBOX.``, which NATS permissions let no service read).
         inbox_prefix=f"{inbox_prefix(owner_of(spec))}.".encode(),
+        # FastStream would publish the handler's result to a ``reply_to`` header, which
+        # anyone who may publish an event could set: a stored event is never a request.
+        no_reply=True,
     )
     return subscriber
 

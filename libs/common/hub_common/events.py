@@ -8,7 +8,9 @@ handler as if it were valid.
 
 from __future__ import annotations
 
+import functools
 import re
+import string
 import uuid
 from collections.abc import Callable
 from datetime import UTC, date, datetime, time
@@ -46,6 +48,15 @@ class Actor(BaseModel):
         return cls(kind=ActorKind.SERVICE, id=name)
 
 
+@functools.cache
+def _template_field_names(template: str) -> tuple[str, ...]:
+    return tuple(name for _, name, _, _ in string.Formatter().parse(template) if name)
+
+
+def _template_fields(data: EventData) -> tuple[str, ...]:
+    return _template_field_names(data.subject_template)
+
+
 class EventData(BaseModel):
     """The typed payload of one event type."""
 
@@ -57,7 +68,9 @@ class EventData(BaseModel):
     subject_template: ClassVar[str]
 
     def subject_suffix(self) -> str:
-        return self.subject_template.format(**self.model_dump(mode="json"))
+        # Only the fields the template names (a snapshot's whole dump would cost more than its
+        # decoding, and every consumed event is checked against its subject).
+        return self.subject_template.format_map({name: getattr(self, name) for name in _template_fields(self)})
 
 
 DataT = TypeVar("DataT", bound=EventData)
@@ -1026,8 +1039,20 @@ class _Heading(BaseModel):
     version: int
 
 
-def decode_event(raw: bytes | str) -> Envelope[EventData]:
-    """Parse and validate an envelope and its typed data, upcast to the current version."""
+def decode_event(raw: bytes | str, *, subject: str | None = None) -> Envelope[EventData]:
+    """Parse and validate an envelope and its typed data, upcast to the current version.
+
+    With the ``subject`` the message arrived on, an event whose own subject differs is
+    refused: publish permissions are per subject (hub_common.nats_permissions), so an event
+    of one type in a message on another type's subject is one its publisher may not send.
+    """
+    decoded = _decode(raw)
+    if subject is not None and decoded.subject != subject:
+        raise InvalidEvent(f"a {decoded.type} event for {decoded.subject} arrived on {subject}")
+    return decoded
+
+
+def _decode(raw: bytes | str) -> Envelope[EventData]:
     try:
         heading = _Heading.model_validate_json(raw)
     except ValidationError:

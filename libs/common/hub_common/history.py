@@ -71,7 +71,7 @@ async def read_history(
                     continue
                 return
             try:
-                envelope = decode_event(message.data)
+                envelope = decode_event(message.data, subject=message.subject)
             except InvalidEvent:
                 continue  # the dead-letter stream holds what no service could read
             if wanted.matches(envelope):

@@ -84,7 +84,7 @@ class ConnectionTestAnswers:
 
     async def _heard(self, msg: Msg) -> None:
         try:
-            envelope = decode_event(msg.data)
+            envelope = decode_event(msg.data, subject=msg.subject)
         except InvalidEvent:
             logger.warning("malformed connection test answer ignored", subject=msg.subject)
             return

@@ -343,7 +343,11 @@ async def _project_streams(
                 counted += 1
                 metadata = msg.metadata
                 try:
-                    batch.append(StoredEvent(decode_event(msg.data), metadata.stream, metadata.sequence.stream))
+                    batch.append(
+                        StoredEvent(
+                            decode_event(msg.data, subject=msg.subject), metadata.stream, metadata.sequence.stream
+                        )
+                    )
                 except InvalidEvent:
                     # The live consumers dead-letter these without advancing their position,
                     # so skipping them keeps the rebuilt positions equal to the live ones.
