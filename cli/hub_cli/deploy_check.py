@@ -32,7 +32,6 @@ import kubernetes_validate
 import yaml
 
 from hub_cli.deploy_settings import JsonSchema, secret_settings, typed_environment
-from hub_common.bus import inbox_prefix
 from hub_common.streams import EVENTS_STREAM, FETCHER_CONSUMER
 
 Manifest = dict[str, Any]
@@ -432,26 +431,18 @@ def _check_nats_sign_in(deployment: Manifest, service: str, index: _Index) -> It
 
     The users' permissions (hub_common.nats_permissions) fit one service each: signed in as
     another, a service is refused what it does (or, as a shared user, is allowed what it
-    should not); its replies arrive on its own inboxes, named by HUB_SERVICE_NAME. A value
-    from a Secret or a source outside the overlay is not known here, so not checked.
+    should not). A value from a Secret or a source outside the overlay is not known here, so
+    not checked.
     """
     where = f"{_name(deployment)} ({service} settings)"
     values = _environment(deployment, index).values
     user = values.get("HUB_NATS_USER")
-    if user:
-        if user != service:
-            yield Problem(
-                where,
-                f"HUB_NATS_USER is {user!r}: each service signs in as its own NATS user, {service!r}"
-                " (allowed only what it does: hub_common.nats_permissions)",
-            )
-        name = values.get("HUB_SERVICE_NAME")
-        if name is not None and name != service:
-            yield Problem(
-                where,
-                f"HUB_SERVICE_NAME is {name!r}: the service's NATS replies arrive on {inbox_prefix(name)}.>, and"
-                f" user {service!r} may read only {inbox_prefix(service)}.>; leave HUB_SERVICE_NAME unset",
-            )
+    if user and user != service:
+        yield Problem(
+            where,
+            f"HUB_NATS_USER is {user!r}: each service signs in as its own NATS user, {service!r}"
+            " (allowed only what it does: hub_common.nats_permissions)",
+        )
     password_file = values.get("HUB_NATS_PASSWORD_FILE")
     if password_file:
         yield from _check_mounted_secret_file(where, deployment, "HUB_NATS_PASSWORD_FILE", password_file)

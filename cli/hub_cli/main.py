@@ -111,6 +111,8 @@ def up(
             f"  Sandbox:    https://127.0.0.1:{sandbox_port}/_sandbox/tenants\n"
             "  New client: Manage Clients → New, then open the card's Connect link and sign in\n"
             "              as admin@<the tenant's domain> to play the client allowing your firm\n"
+            f"  NATS:       {supervisor.nats.url if supervisor.nats else '-'} (the hub tools sign in as"
+            f" HUB_NATS_USER=operator HUB_NATS_PASSWORD_FILE={home / 'nats-users' / 'operator'})\n"
             f"  Logs:       {home / 'logs'}\n"
             + "".join(f"  Metrics:    {name:<12} {url}\n" for name, url in supervisor.metrics_urls().items())
             + "Press Ctrl-C to stop."

@@ -204,11 +204,6 @@ BAD_OVERLAYS = {
         "Deployment/fetcher (fetcher settings): HUB_NATS_USER is 'registry': each service signs in as its own"
         " NATS user, 'fetcher'",
     ),
-    "replies on another service's inboxes": (
-        _env("gateway", HUB_SERVICE_NAME="hub-gateway"),
-        "Deployment/gateway (gateway settings): HUB_SERVICE_NAME is 'hub-gateway': the service's NATS replies"
-        " arrive on _INBOX.hub-gateway.>, and user 'gateway' may read only _INBOX.gateway.>",
-    ),
     "a NATS password file no volume holds": (
         _env("invitations", HUB_NATS_PASSWORD_FILE="/etc/hub/nats-password"),
         "Deployment/invitations (invitations settings): HUB_NATS_PASSWORD_FILE is /etc/hub/nats-password, where no"
@@ -275,7 +270,6 @@ def test_every_service_signs_in_to_nats_as_its_own_user_with_only_its_own_passwo
         pod = deployment["spec"]["template"]["spec"]
         container = pod["containers"][0]
         assert {"name": "HUB_NATS_USER", "value": service} in container["env"]
-        assert not any(e.get("name") == "HUB_SERVICE_NAME" for e in container["env"]), service
         credentials = [v for v in pod["volumes"] if v.get("secret", {}).get("secretName") == "hub-nats"]
         # One volume with one key, the service's own, as the file the setting names.
         assert [v["secret"]["items"] for v in credentials] == [[{"key": service, "path": password_file.name}]]

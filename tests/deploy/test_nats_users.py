@@ -4,6 +4,7 @@ takes them: each service signs in with its own password and is refused what is n
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import subprocess
 from collections.abc import AsyncIterator
@@ -128,22 +129,19 @@ async def test_nats_server_signs_each_user_in_and_fences_the_services(
             signed_in(server.url, nats_permissions.OPERATOR, passwords["operator"], errors) as operator,
             signed_in(server.url, nats_permissions.FETCHER, passwords["fetcher"], errors) as fetcher,
         ):
-            # The operator may read everything.
-            everything = await operator.subscribe(">")
-            await operator.flush()
-
             await fetcher.publish(f"hub.{firm}.refresh.failed", b"its own event")
             await fetcher.publish("cmd.registry.add_client", b"a registry command")
             await fetcher.publish(f"hub.{firm}.client.added", b"the registry's event")
             await fetcher.subscribe(f"{inbox_prefix(nats_permissions.GATEWAY)}.>")
+            # The operator may publish anything (nothing is reported to it).
+            await operator.publish("cmd.registry.add_client", b"an operator's command")
             await fetcher.flush()
             await operator.flush()
-
-            # Only its own event went through.
-            assert (await everything.next_msg(timeout=5)).subject == f"hub.{firm}.refresh.failed", errors
-            with pytest.raises(nats.errors.TimeoutError):
-                await everything.next_msg(timeout=0.5)
+            await asyncio.sleep(0.2)  # the error callbacks run as tasks
         violations = "\n".join(errors).lower()
+        # Only its own event went through, and the operator was refused nothing.
+        assert f"hub.{firm}.refresh.failed" not in violations
+        assert len(errors) == 3, errors
         assert 'permissions violation for publish to "cmd.registry.add_client"' in violations
         assert f'permissions violation for publish to "hub.{firm}.client.added"' in violations
         assert 'permissions violation for subscription to "_inbox.gateway.>"' in violations

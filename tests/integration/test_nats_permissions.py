@@ -21,18 +21,20 @@ import pytest
 import structlog
 from nats.aio.client import Client
 from nats.aio.msg import Msg
+from nats.js.api import ConsumerConfig
 
 from hub_common import nats_permissions
 from hub_common.bus import connection_options, publish_event
 from hub_common.events import EVENT_TYPES, Actor, ClientRemoved, CompanySnapshot, new_envelope
 from hub_common.local_nats import LocalNatsServer
-from hub_common.nats_permissions import FETCHER, GATEWAY, INVITATIONS, OPERATOR, REGISTRY, SERVICES
+from hub_common.nats_permissions import FETCHER, GATEWAY, INVITATIONS, OPERATOR, REGISTRY, SERVICES, durables_of
 from hub_common.streams import (
     EVENTS_STREAM,
     GATEWAY_EVENTS_CONSUMER,
     RECORD_STREAMS,
     StreamLimits,
     Topology,
+    buckets,
     declare_topology,
     stream_configs,
 )
@@ -115,12 +117,18 @@ async def test_each_service_creates_the_topology_it_needs(guarded: GuardedBroker
     """On an empty broker whichever service starts first declares every stream, bucket and
     consumer under its own user."""
     async with guarded.signed_in(FETCHER) as fetcher:
-        await declare_topology(fetcher.connection.jetstream(), changes_records=False, patience_seconds=5)
+        await declare_topology(
+            fetcher.connection.jetstream(), changes_topology=False, consumers=durables_of(FETCHER), patience_seconds=5
+        )
         assert fetcher.violations == []
-    for service in (REGISTRY, INVITATIONS, GATEWAY):
+    for service in (INVITATIONS, GATEWAY, REGISTRY):
+        owner = service == REGISTRY
         async with guarded.signed_in(service) as signed_in:
             await declare_topology(
-                signed_in.connection.jetstream(), changes_records=service == REGISTRY, patience_seconds=5
+                signed_in.connection.jetstream(),
+                changes_topology=owner,
+                consumers=None if owner else durables_of(service),
+                patience_seconds=5,
             )
             assert signed_in.violations == [], service
 
@@ -220,7 +228,9 @@ async def test_only_the_registry_changes_the_record_streams_and_nobody_deletes_t
         js = fetcher.connection.jetstream()
         before = (await js.stream_info(EVENTS_STREAM)).config
         with structlog.testing.capture_logs() as logs:
-            await declare_topology(js, shorter, changes_records=False, patience_seconds=5)
+            await declare_topology(
+                js, shorter, changes_topology=False, consumers=durables_of(FETCHER), patience_seconds=5
+            )
         assert fetcher.violations == []
         assert (await js.stream_info(EVENTS_STREAM)).config.max_age == before.max_age
         assert [log["stream"] for log in logs if "for the registry to change" in log["event"]] == [EVENTS_STREAM]
@@ -229,3 +239,34 @@ async def test_only_the_registry_changes_the_record_streams_and_nobody_deletes_t
         await declare_topology(js, shorter, patience_seconds=5)
         assert (await js.stream_info(EVENTS_STREAM)).config.max_age == events_config.max_age
         await declare_topology(js, patience_seconds=5)  # as the other tests expect it
+
+
+async def test_a_service_creates_only_its_own_consumers_and_changes_no_stream(guarded: GuardedBroker) -> None:
+    """A consumer's create is also its update, and nats-server does not check a push
+    consumer's deliver subject against its creator's permissions: any consumer could deliver
+    stored messages to the registry's command subjects. A stream's update could add any
+    subject to it (a command's, another service's inbox) and so capture it."""
+    async with guarded.signed_in(OPERATOR) as operator:
+        await declare_topology(operator.connection.jetstream(), patience_seconds=5)
+    topology_streams = [config.name for config in stream_configs(StreamLimits())] + [
+        f"KV_{bucket.name}" for bucket in buckets(StreamLimits())
+    ]
+    async with guarded.signed_in(FETCHER) as fetcher:
+        for subject in (
+            f"$JS.API.CONSUMER.CREATE.{EVENTS_STREAM}",
+            f"$JS.API.CONSUMER.CREATE.{EVENTS_STREAM}.registry",
+            f"$JS.API.CONSUMER.CREATE.{EVENTS_STREAM}.stolen.hub.>",
+            "$JS.API.CONSUMER.CREATE.KV_HUB_TENANT_GRANTS",
+            "$JS.API.CONSUMER.DURABLE.CREATE.HUB_EVENTS.stolen",
+            *(f"$JS.API.STREAM.{verb}.{stream}" for stream in topology_streams for verb in ("UPDATE", "DELETE")),
+        ):
+            assert await fetcher.refused(subject), f"the fetcher may call {subject}"
+        js = fetcher.connection.jetstream()
+        with pytest.raises(nats.errors.TimeoutError):
+            await js.add_consumer(EVENTS_STREAM, ConsumerConfig(deliver_subject="cmd.registry.tenant.grant"), timeout=1)
+        # Its own durable it may reconcile.
+        assert not await fetcher.refused(f"$JS.API.CONSUMER.INFO.{EVENTS_STREAM}.fetcher")
+    async with guarded.signed_in(REGISTRY) as registry, guarded.signed_in(INVITATIONS) as invitations:
+        assert await registry.refused("$KV.HUB_LEASES.invitations")
+        assert await invitations.refused("$KV.HUB_LEASES.registry")
+        assert not await registry.refused("$KV.HUB_LEASES.registry")

@@ -198,9 +198,18 @@ async def publish_event(
 
 
 def create_broker(
-    url: str, *, name: str, connect_timeout: float = 5.0, settings: HubSettings | None = None
+    url: str,
+    *,
+    name: str,
+    role: str | None = None,
+    connect_timeout: float = 5.0,
+    settings: HubSettings | None = None,
 ) -> NatsBroker:
     """The FastStream broker a service runs its subscribers on, with the same options.
+
+    ``role`` is the service (registry, fetcher...) whose NATS user's inboxes its replies
+    arrive on; ``name`` (HUB_SERVICE_NAME, which an operator may change) only names the
+    connection. Without a role, the name is both.
 
     It signs in as ``settings`` say or, without them, as this process's HUB_* environment
     says (where the service's own settings come from).
@@ -223,6 +232,7 @@ def create_broker(
     FASTSTREAM_LOGGER.setLevel(logging.NOTSET)
     security = nats_security(settings if settings is not None else HubSettings())
     options = connection_options(url, name=name, connect_timeout=connect_timeout)
+    options["inbox_prefix"] = inbox_prefix(role or name)
     servers = options.pop("servers")
     return NatsBroker(
         servers,

@@ -3,16 +3,20 @@
 A service signed in as its own user can publish only its own events, the commands it sends
 and its own buckets' entries, and can read only its own replies: the fetcher, which parses
 every client tenant's answers, cannot publish a registry command or a ``ClientAdded``, nor
-read the replies the gateway's requests get. Nobody but an operator may delete or purge
-the audit log's streams, and only the registry (which reconciles them) may change them.
+read the replies the gateway's requests get. The registry owns the topology (it declares
+all of it and alone may change a stream); nobody but an operator deletes or purges the
+audit log's streams.
 
 Replies travel on each service's own inbox prefix (``_INBOX.<service>``, ``inbox_prefix``),
 so a user's subscribe permission names its own inboxes only. JetStream's API is allowed
-per stream and consumer: a service pulls and acknowledges only its own durable consumers.
+per stream and consumer: a service creates, pulls and acknowledges only its own durables.
+Consumers check that an event arrived on its own type's subject (``decode_event``), which
+is what ties an event's type to its publisher.
 
-What is not fenced: a service may still create a consumer on a stream it reads and may
-declare (create or, for the caches, change) the topology every process declares at start.
-Reading within a stream is not split by firm either: every service reads every firm.
+What is not fenced: a consumer's create is also its update, so a service could widen its
+own durable's filter and read the rest of its stream (every service reads every firm);
+before the registry first starts any service may create a missing stream; and a service
+may publish its own events for any firm.
 
 ``authorization_users`` renders the users for nats-server's ``authorization`` block;
 ``deploy/nats/authorization.conf`` and the chart's values are generated from it and a test
@@ -31,6 +35,7 @@ from hub_common.grants import GRANTS_BUCKET
 from hub_common.streams import (
     BC_HOLD_OFFS_BUCKET,
     BC_SLOTS_BUCKET,
+    CONSUMERS,
     DEAD_LETTER_STREAM,
     DEAD_LETTER_SUBJECT_PREFIX,
     EVENTS_STREAM,
@@ -40,7 +45,6 @@ from hub_common.streams import (
     INVITATIONS_CONSUMER,
     LEASES_BUCKET,
     NOTIFICATION_STATES_BUCKET,
-    RECORD_STREAMS,
     REFRESH_PROGRESS_BUCKET,
     REGISTRY_CONSUMER,
     REGISTRY_SNAPSHOTS_CONSUMER,
@@ -90,16 +94,19 @@ EVENT_PUBLISHERS: Mapping[str, frozenset[str]] = {
     "AlertDigestDue": frozenset({REGISTRY}),
 }
 
-# The one service that may change the record streams (RECORD_STREAMS): never deleted or
-# purged by a service.
+# The one service that declares the whole topology and may change what exists; the record
+# streams (RECORD_STREAMS) nobody but an operator deletes or purges.
 TOPOLOGY_OWNER = REGISTRY
 
 
 def owner_of(consumer: ConsumerSpec) -> str:
     """The service that pulls a durable consumer."""
-    return next(
-        service for service, access in ACCESS.items() if consumer.durable in {c.durable for c in access.consumers}
-    )
+    return next(service for service in ACCESS if consumer.durable in durables_of(service))
+
+
+def durables_of(service: str) -> frozenset[str]:
+    """The durable consumers a service pulls, which it declares itself (the registry declares all)."""
+    return frozenset(consumer.durable for consumer in ACCESS[service].consumers)
 
 
 @dataclass(frozen=True)
@@ -107,6 +114,8 @@ class ServiceAccess:
     """What one service does on NATS, from which its permissions follow."""
 
     consumers: tuple[ConsumerSpec, ...]
+    # Takes its role's lease (hub_common.leadership), whose key is the service's name.
+    holds_lease: bool = False
     # Command subjects' service names: ``cmd.<name>.>``.
     serves_commands: bool = False
     sends_commands_to: tuple[str, ...] = ()
@@ -123,7 +132,8 @@ ACCESS: Mapping[str, ServiceAccess] = {
     REGISTRY: ServiceAccess(
         consumers=(REGISTRY_CONSUMER, REGISTRY_SNAPSHOTS_CONSUMER),
         serves_commands=True,
-        writes_buckets=(GRANTS_BUCKET, LEASES_BUCKET),
+        writes_buckets=(GRANTS_BUCKET,),
+        holds_lease=True,
         publishes_notices=("outbox.registry_outbox.appended",),
         hears=("outbox.registry_outbox.appended",),
     ),
@@ -136,7 +146,7 @@ ACCESS: Mapping[str, ServiceAccess] = {
     INVITATIONS: ServiceAccess(
         consumers=(INVITATIONS_CONSUMER,),
         serves_commands=True,
-        writes_buckets=(LEASES_BUCKET,),
+        holds_lease=True,
         reads_buckets=(GRANTS_BUCKET,),
         publishes_notices=("outbox.invitations_outbox.appended",),
         hears=("outbox.invitations_outbox.appended",),
@@ -179,28 +189,36 @@ def _replaceable_bucket_streams() -> list[str]:
 
 
 def _jetstream_api(service: str, access: ServiceAccess) -> list[str]:
-    """The JetStream API calls a service makes: declaring the topology, its own consumers, its buckets."""
+    """The JetStream API calls a service makes: declaring the topology (all of it for the
+    registry, which owns it; what is missing and its own consumers for the others), pulling
+    and acknowledging its own consumers, reading its buckets."""
+    owner = service == TOPOLOGY_OWNER
     topology_streams = [EVENTS_STREAM, SNAPSHOTS_STREAM, DEAD_LETTER_STREAM, *_bucket_streams()]
-    changeable = (
-        topology_streams
-        if service == TOPOLOGY_OWNER
-        else [stream for stream in _bucket_streams() if stream not in RECORD_STREAMS]
-    )
-    api = ["$JS.API.INFO", "$JS.API.STREAM.NAMES", "$JS.API.STREAM.INFO.*"]
+    api = ["$JS.API.STREAM.INFO.*"]
     api += [f"$JS.API.STREAM.CREATE.{stream}" for stream in topology_streams]
-    api += [f"$JS.API.STREAM.UPDATE.{stream}" for stream in changeable]
-    api += [f"$JS.API.STREAM.DELETE.{stream}" for stream in _replaceable_bucket_streams()]
-    # Every process declares every durable consumer; consumers of its own are pulled.
-    api += ["$JS.API.CONSUMER.CREATE.>", "$JS.API.CONSUMER.DURABLE.CREATE.>", "$JS.API.CONSUMER.INFO.>"]
+    if owner:
+        # Changing a stream's subjects would let it capture any subject: the owner's alone.
+        api += [f"$JS.API.STREAM.UPDATE.{stream}" for stream in topology_streams]
+        api += [f"$JS.API.STREAM.DELETE.{stream}" for stream in _replaceable_bucket_streams()]
+    # A consumer's create is also its update, and nats-server does not check a push
+    # consumer's deliver subject against its creator's permissions: a service that could
+    # create any consumer could deliver stored messages to another's command subject. So each
+    # creates only its own durables (the owner all of them, so each exists from the start).
+    for consumer in CONSUMERS if owner else access.consumers:
+        api.append(f"$JS.API.CONSUMER.CREATE.{consumer.stream}.{consumer.durable}")
+        api.append(f"$JS.API.CONSUMER.CREATE.{consumer.stream}.{consumer.durable}.>")
+        api.append(f"$JS.API.CONSUMER.INFO.{consumer.stream}.{consumer.durable}")
     for consumer in access.consumers:
         api.append(f"$JS.API.CONSUMER.MSG.NEXT.{consumer.stream}.{consumer.durable}")
         api.append(f"$JS.ACK.{consumer.stream}.{consumer.durable}.>")
-    for bucket in sorted({*access.writes_buckets, *access.reads_buckets}):
-        api += [f"$JS.API.DIRECT.GET.KV_{bucket}", f"$JS.API.DIRECT.GET.KV_{bucket}.>"]
-        api.append(f"$JS.API.STREAM.MSG.GET.KV_{bucket}")
-    if access.reads_streams_whole:
-        # Ordered push consumers answer the server's flow control.
+    for stream in access.reads_streams_whole:
+        # An ordered consumer: unnamed, so never durable, delivering to the service's inbox.
+        api.append(f"$JS.API.CONSUMER.CREATE.{stream}")
+        # Its flow control answers (the server names them in more than one form).
         api.append("$JS.FC.>")
+    leases = (LEASES_BUCKET,) if access.holds_lease else ()
+    for bucket in sorted({*access.writes_buckets, *access.reads_buckets, *leases}):
+        api += [f"$JS.API.DIRECT.GET.KV_{bucket}.>", f"$JS.API.STREAM.MSG.GET.KV_{bucket}"]
     return api
 
 
@@ -210,6 +228,8 @@ def service_permissions(service: str) -> Permissions:
     publish += [f"{DEAD_LETTER_SUBJECT_PREFIX}.{consumer.durable}.*" for consumer in access.consumers]
     publish += [f"cmd.{target}.>" for target in access.sends_commands_to]
     publish += [f"$KV.{bucket}.>" for bucket in access.writes_buckets]
+    if access.holds_lease:
+        publish.append(f"$KV.{LEASES_BUCKET}.{service}")
     publish += list(access.publishes_notices)
     publish += _jetstream_api(service, access)
     subscribe = [f"{inbox_prefix(service)}.>", *access.hears]

@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import time
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass, fields, replace
 
 import nats.js.errors
@@ -65,8 +66,8 @@ NOTIFICATION_STATE_SECONDS = 24 * 3600.0
 REFRESH_PROGRESS_BUCKET = "HUB_REFRESH_PROGRESS"
 REFRESH_PROGRESS_SECONDS = 24 * 3600.0
 DEAD_LETTER_SUBJECT_PREFIX = "deadletter"
-# The streams whose change could lose the audit log or the grants: only the registry
-# changes them (a service's NATS user may not: hub_common.nats_permissions).
+# The streams whose loss or change could lose the audit log or the grants: nobody but an
+# operator deletes or purges them (hub_common.nats_permissions).
 RECORD_STREAMS = (EVENTS_STREAM, SNAPSHOTS_STREAM, DEAD_LETTER_STREAM, f"KV_{GRANTS_BUCKET}")
 DUPLICATE_WINDOW_SECONDS = 120.0
 
@@ -391,7 +392,7 @@ def buckets(limits: StreamLimits) -> list[Bucket]:
     ]
 
 
-async def _declare_bucket(js: JetStreamContext, bucket: Bucket, replicas: int, *, changes_records: bool) -> None:
+async def _declare_bucket(js: JetStreamContext, bucket: Bucket, replicas: int, *, changes_topology: bool) -> None:
     wanted = bucket.config(replicas)
     try:
         status = await (await js.key_value(bucket.name)).status()
@@ -402,7 +403,7 @@ async def _declare_bucket(js: JetStreamContext, bucket: Bucket, replicas: int, *
         if config.storage == StorageType.FILE or not bucket.replaceable:
             ttl = bucket.ttl_seconds or None
             if (config.max_age or None) != ttl or (config.num_replicas or 1) != replicas:
-                if not changes_records and f"KV_{bucket.name}" in RECORD_STREAMS:
+                if not changes_topology:
                     _left_to_the_registry(f"KV_{bucket.name}")
                     return
                 # A bucket is a stream underneath: its TTL is the stream's max_age. As when a
@@ -415,6 +416,9 @@ async def _declare_bucket(js: JetStreamContext, bucket: Bucket, replicas: int, *
             return
         # Storage cannot be changed in place. Dropping the leases lets at most one more round
         # of requests through at once, and only while the bucket is replaced.
+        if not changes_topology:
+            _left_to_the_registry(f"KV_{bucket.name}")
+            return
         await js.delete_key_value(bucket.name)
         logger.warning("bucket replaced to keep it on file", bucket=bucket.name)
     with contextlib.suppress(nats.js.errors.BadRequestError):  # another process just created it
@@ -439,22 +443,26 @@ async def declare_topology(
     topology: Topology | None = None,
     *,
     patience_seconds: float = TOPOLOGY_PATIENCE_SECONDS,
-    changes_records: bool = True,
+    changes_topology: bool = True,
+    consumers: Collection[str] | None = None,
 ) -> None:
-    """Create or reconcile both streams, every bucket and every durable consumer.
+    """Create or reconcile both streams, every bucket and the durable consumers.
 
     Each step is idempotent, so a broker that does not answer in time (an election, streams
     being placed across the cluster) gets the whole declaration again after a pause.
 
-    Without ``changes_records`` (every service but the registry) a record stream that
-    differs from this process's settings is left as it is, with a warning: those services'
-    NATS users may create the streams but not change them.
+    The registry owns the topology: it declares every consumer, so each exists (and keeps
+    its events) before its service first starts, and only it changes what exists. Every
+    other service passes ``changes_topology=False`` and its own ``consumers`` (durable
+    names): it creates what is missing, leaves a stream or bucket that differs from its
+    settings as it is, with a warning, and reconciles only its own consumers. That is what
+    its NATS user may do (hub_common.nats_permissions).
     """
     deadline = time.monotonic() + patience_seconds
     pause = 0.5
     while True:
         try:
-            await _declare(js, topology or Topology(), changes_records=changes_records)
+            await _declare(js, topology or Topology(), changes_topology=changes_topology, consumers=consumers)
             return
         except BROKER_UNAVAILABLE as error:
             if time.monotonic() + pause > deadline:
@@ -466,12 +474,13 @@ async def declare_topology(
 
 def _left_to_the_registry(stream: str) -> None:
     logger.warning(
-        "a record stream differs from this process's settings; left as it is for the registry to change",
-        stream=stream,
+        "a stream differs from this process's settings; left as it is for the registry to change", stream=stream
     )
 
 
-async def _declare(js: JetStreamContext, topology: Topology, *, changes_records: bool) -> None:
+async def _declare(
+    js: JetStreamContext, topology: Topology, *, changes_topology: bool, consumers: Collection[str] | None
+) -> None:
     for wanted in stream_configs(topology.streams):
         assert wanted.name is not None
         try:
@@ -481,14 +490,16 @@ async def _declare(js: JetStreamContext, topology: Topology, *, changes_records:
             logger.info("stream created", stream=wanted.name)
             continue
         if _differs(wanted, info.config):
-            if not changes_records:
+            if not changes_topology:
                 _left_to_the_registry(wanted.name)
                 continue
             await js.update_stream(wanted)
             logger.info("stream updated", stream=wanted.name)
     for bucket in buckets(topology.streams):
-        await _declare_bucket(js, bucket, topology.streams.stream_replicas, changes_records=changes_records)
+        await _declare_bucket(js, bucket, topology.streams.stream_replicas, changes_topology=changes_topology)
     for spec in map(topology.consumer, CONSUMERS):
+        if consumers is not None and spec.durable not in consumers:
+            continue
         wanted_consumer = spec.config()
         try:
             consumer = await js.consumer_info(spec.stream, spec.durable)

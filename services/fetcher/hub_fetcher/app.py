@@ -15,6 +15,7 @@ from hub_common.bus import FASTSTREAM_LOGGER, create_broker, jetstream_of
 from hub_common.change_notifications import NotificationSigner
 from hub_common.events import ClientConnection
 from hub_common.logging import configure_logging, get_logger
+from hub_common.nats_permissions import durables_of
 from hub_common.operations import OperationsEndpoint, consumer_lag, nats_connected
 from hub_common.streams import (
     BC_HOLD_OFFS_BUCKET,
@@ -58,7 +59,7 @@ def create_app(settings: FetcherSettings) -> FastStream:
         # It signs each company's notification address with the key the gateway checks.
         settings.require_secret_key()
     metrics.show_fetcher_series()
-    broker = create_broker(settings.nats_url, name=settings.service_name, settings=settings)
+    broker = create_broker(settings.nats_url, name=settings.service_name, role="fetcher", settings=settings)
     topology = Topology.from_settings(settings)
     consumer = topology.consumer(FETCHER_CONSUMER)
     operations = OperationsEndpoint(
@@ -96,7 +97,7 @@ def create_app(settings: FetcherSettings) -> FastStream:
         await operations.start()
         await broker.connect()
         js = jetstream_of(broker)
-        await declare_topology(js, topology, changes_records=False)
+        await declare_topology(js, topology, changes_topology=False, consumers=durables_of("fetcher"))
         limiter = TenantLimiter(
             concurrent=settings.tenant_max_concurrent_requests,
             per_window=settings.tenant_requests_per_window,

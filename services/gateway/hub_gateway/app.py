@@ -26,6 +26,7 @@ from hub_common.db import create_engine, database_ok, migrate, session_factory, 
 from hub_common.entra import EntraTokenVerifier, confidential_client
 from hub_common.events import Envelope, EventData
 from hub_common.logging import bound_context, configure_logging, get_logger
+from hub_common.nats_permissions import durables_of
 from hub_common.operations import OperationsEndpoint, connected_with_database, consumer_lag
 from hub_common.settings import TracingExporter
 from hub_common.streams import GATEWAY_EVENTS_CONSUMER, GATEWAY_SNAPSHOTS_CONSUMER, Topology, declare_topology
@@ -103,7 +104,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = create_engine(settings.database_url)
         sessions = session_factory(engine)
-        broker = create_broker(settings.nats_url, name=settings.service_name, settings=settings)
+        broker = create_broker(settings.nats_url, name=settings.service_name, role="gateway", settings=settings)
         topology = Topology.from_settings(settings)
 
         async def sample_figures_age() -> None:
@@ -162,7 +163,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             available=database_answers,
         )
         await broker.connect()
-        await declare_topology(jetstream_of(broker), topology, changes_records=False)
+        await declare_topology(jetstream_of(broker), topology, changes_topology=False, consumers=durables_of("gateway"))
         live = LiveUpdates(broker.connection)
         await live.start()
         live_updates.append(live)

@@ -16,6 +16,7 @@ from hub_common.db import create_engine, migrate, session_factory
 from hub_common.events import ColleagueInvited, Envelope, EventData
 from hub_common.leadership import LeasedDuties
 from hub_common.logging import configure_logging, get_logger
+from hub_common.nats_permissions import durables_of
 from hub_common.operations import OperationsEndpoint, connected_with_database, consumer_lag, outbox_backlog
 from hub_common.outbox import OutboxRelay
 from hub_common.streams import INVITATIONS_CONSUMER, Topology, declare_topology
@@ -39,7 +40,7 @@ def create_app(settings: InvitationsSettings) -> FastStream:
     settings.require_secret_key()
     configure_logging(settings)
     configure_tracing(settings)
-    broker = create_broker(settings.nats_url, name=settings.service_name, settings=settings)
+    broker = create_broker(settings.nats_url, name=settings.service_name, role="invitations", settings=settings)
     engine = create_engine(settings.database_url)
     sessions = session_factory(engine)
     operations = OperationsEndpoint(
@@ -61,7 +62,12 @@ def create_app(settings: InvitationsSettings) -> FastStream:
         await operations.start()
         await asyncio.to_thread(migrate, settings.database_url, MIGRATIONS, VERSION_TABLE)
         await broker.connect()
-        await declare_topology(jetstream_of(broker), Topology.from_settings(settings), changes_records=False)
+        await declare_topology(
+            jetstream_of(broker),
+            Topology.from_settings(settings),
+            changes_topology=False,
+            consumers=durables_of("invitations"),
+        )
         duties.connected(OutboxRelay(sessions, invitations_outbox, jetstream_of(broker), nats=connection_of(broker)))
 
     @app.after_startup

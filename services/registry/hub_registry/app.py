@@ -53,7 +53,7 @@ logger = get_logger(__name__)
 def create_app(settings: RegistrySettings) -> FastStream:
     configure_logging(settings)
     configure_tracing(settings)
-    broker = create_broker(settings.nats_url, name=settings.service_name, settings=settings)
+    broker = create_broker(settings.nats_url, name=settings.service_name, role="registry", settings=settings)
     engine = create_engine(settings.database_url)
     sessions = session_factory(engine)
     operations = OperationsEndpoint(
