@@ -41,6 +41,7 @@ from hub_common.local_nats import LocalNatsServer
 from hub_common.streams import (
     DEAD_LETTER_STREAM,
     EVENTS_STREAM,
+    INVITATIONS_CONSUMER,
     REGISTRY_CONSUMER,
     ConsumerSpec,
     Topology,
@@ -209,6 +210,32 @@ async def test_a_reply_to_header_on_an_event_gets_no_answer(tmp_path: Path) -> N
         finally:
             await broker.stop()
             await connection.close()
+
+
+async def test_a_durable_missing_when_its_subscriber_binds_is_made_as_declared(tmp_path: Path) -> None:
+    """Deleted after the service declared it, a role's durable is created again by its
+    subscriber: with the role's own filters and limits, not every event of the stream."""
+    with LocalNatsServer(tmp_path / "nats") as server:
+        connection = await nats.connect(server.url)
+        js = connection.jetstream()
+        topology = Topology()
+        await declare_topology(js, topology, patience_seconds=5)
+        spec = topology.consumer(INVITATIONS_CONSUMER)
+        await js.delete_consumer(spec.stream, spec.durable)
+
+        async def handler(envelope: Envelope[EventData], delivery: Delivery) -> None:
+            pass
+
+        broker = create_broker(server.url, name="invitations")
+        subscribe(broker, spec, handler, concurrency=1, title="test")
+        await broker.start()
+        try:
+            made = (await js.consumer_info(spec.stream, spec.durable)).config
+        finally:
+            await broker.stop()
+            await connection.close()
+    assert sorted(made.filter_subjects or [made.filter_subject]) == sorted(spec.filter_subjects)
+    assert (made.max_deliver, made.ack_wait) == (spec.max_deliver, spec.ack_wait_seconds)
 
 
 def test_only_a_broker_that_does_not_answer_counts_as_its_outage() -> None:

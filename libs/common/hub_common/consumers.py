@@ -325,6 +325,10 @@ def _pull_subscriber(
         spec.filter_subjects[0] if len(spec.filter_subjects) == 1 else "hub.>",
         stream=JStream(spec.stream, declare=False),
         durable=spec.durable,
+        # Used only if the durable is missing when the subscriber binds (deleted after the
+        # declaration): nats-py would create it filtered on the one subject above, ``hub.>``
+        # for a role with several, and the role would be handed every event type.
+        config=spec.config(),
         pull_sub=pull_sub,
         ack_policy=AckPolicy.MANUAL,
         title=title,
