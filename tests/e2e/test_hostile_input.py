@@ -192,3 +192,11 @@ def test_a_stranger_sending_a_body_that_is_not_json_is_told_to_sign_in(hub: Hub,
     assert _raw(api, "POST", "/api/v1/tokens", "{not json").status_code == 422
     # A route anyone may call still says what is wrong with the body.
     assert _raw(httpx.Client(base_url=hub.url), "POST", "/api/v1/client-invitations", "{not json").status_code == 422
+
+
+def test_a_misspelt_refresh_field_refreshes_nothing(api: httpx.Client) -> None:
+    """Without a client, a refresh is of every client: a field it does not know (a typo, an
+    older client's name for it) must not widen it to the whole firm."""
+    answer = api.post("/api/v1/refresh", json={"client_ids": [str(uuid.uuid4())]})
+    assert answer.status_code == 422, answer.text[:300]
+    assert answer.json()["detail"][0]["loc"] == ["body", "client_ids"]

@@ -6,7 +6,7 @@ import uuid
 from typing import Annotated
 
 from fastapi import Body, HTTPException, Path, Request, status
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from hub_common import commands
 from hub_common.events import ONE_LINE
@@ -27,6 +27,10 @@ refresh_api = feature_api("refresh")
 
 
 class RefreshBody(BaseModel):
+    # Neither field means every client: a misspelt one ("client_ids") must be a 422, not a
+    # refresh of the whole firm.
+    model_config = ConfigDict(extra="forbid")
+
     client_id: uuid.UUID | None = None
     company_id: uuid.UUID | None = None
 
