@@ -22,7 +22,7 @@ import nats.errors
 import nkeys
 import pytest
 
-from hub_common.bus import connect
+from hub_common.bus import NatsSignInRefused, connect
 from hub_common.local_nats import LocalNatsServer, free_port
 from hub_common.settings import HubSettings
 from tests.support.processes import ServiceProcess, hub_environment, start_service, wait_until_healthy
@@ -86,9 +86,10 @@ async def test_a_wrong_password_is_refused(guarded_nats: LocalNatsServer, tmp_pa
     wrong = tmp_path / "password"
     wrong.write_text("not-the-password\n")
     settings = HubSettings(nats_user=HUB_USER, nats_password_file=wrong)
-    # The hub's connections keep trying (a broker restarting is not the end): it never connects.
-    with pytest.raises(TimeoutError):
-        await asyncio.wait_for(connect(guarded_nats.url, name="wrong-password", settings=settings), timeout=3)
+    # A tool's connection says so at once (nats-py would try again forever, and the tool wait
+    # without a word).
+    with pytest.raises(NatsSignInRefused, match="refused the sign-in"):
+        await asyncio.wait_for(connect(guarded_nats.url, name="wrong-password", settings=settings), timeout=10)
 
 
 def test_invitations_signs_in_with_a_user_and_password_file(
@@ -177,6 +178,10 @@ def test_the_hub_tools_sign_in_with_the_same_settings(
     )
     assert signed_in.returncode == 0, signed_in.stderr
     assert "dead-lettered message(s)" in signed_in.stdout
+
+    anonymous = hub_tool(["dead-letters"], {"HUB_NATS_URL": guarded_nats.url})
+    assert anonymous.returncode == 2
+    assert "refused the sign-in" in anonymous.stderr and "HUB_NATS_USER=operator" in anonymous.stderr
 
     wrong_file = hub_tool(
         ["dead-letters"],

@@ -10,6 +10,7 @@ consumer can log them before it even decodes the body, and so does the trace con
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
 
 from hub_common.events import Envelope
 from hub_common.logging import get_logger
-from hub_common.settings import HubSettings
+from hub_common.settings import HubSettings, InsecureSettings
 from hub_common.tracing import inject_context
 
 logger = get_logger(__name__)
@@ -124,17 +125,41 @@ def connection_options(
     }
 
 
+class NatsSignInRefused(InsecureSettings):
+    """NATS refused the process's sign-in (a tool run without the operator's, say)."""
+
+
 async def connect(url: str, *, name: str, connect_timeout: float = 5.0, settings: HubSettings | None = None) -> Client:
     """A plain nats-py connection (the CLI's tools), signed in as ``settings`` say.
 
     Without ``settings``: those of this process's HUB_* environment, where every process's
-    settings come from.
+    settings come from. A sign-in NATS refuses raises NatsSignInRefused at once: nats-py
+    would try again forever, and a tool would wait without a word.
     """
     from faststream.nats.security import parse_security
 
     security = nats_security(settings if settings is not None else HubSettings())
-    return await nats.connect(
-        **connection_options(url, name=name, connect_timeout=connect_timeout), **parse_security(security)
+    options = connection_options(url, name=name, connect_timeout=connect_timeout)
+    refused: asyncio.Future[Exception] = asyncio.get_running_loop().create_future()
+    report = options["error_cb"]
+
+    async def on_error(error: Exception) -> None:
+        if "authorization violation" in str(error).lower() and not refused.done():
+            refused.set_result(error)
+        await report(error)
+
+    options["error_cb"] = on_error
+    connecting = asyncio.ensure_future(nats.connect(**options, **parse_security(security)))
+    either: set[asyncio.Future[Any]] = {connecting, refused}
+    await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+    if connecting.done():
+        return connecting.result()
+    connecting.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await connecting
+    raise NatsSignInRefused(
+        f"NATS at {redacted_servers(url)} refused the sign-in ({refused.result()}): the hub tools sign in as"
+        " the operator, HUB_NATS_USER=operator and HUB_NATS_PASSWORD_FILE (deploy/README.md, NATS sign-in)"
     )
 
 
