@@ -66,7 +66,7 @@ class Broker:
 
 def guarded_nats_config(secrets_dir: Path) -> tuple[str, dict[str, Path]]:
     """nats-server's authorization for every service and the operator, and each password's file."""
-    passwords = {user: secrets.token_urlsafe(24) for user in (*nats_permissions.SERVICES, nats_permissions.OPERATOR)}
+    passwords = {user: secrets.token_urlsafe(24) for user in nats_permissions.USERS}
     files = {}
     for user, password in passwords.items():
         files[user] = secrets_dir / f"nats-{user}-password"

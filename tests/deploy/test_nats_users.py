@@ -44,7 +44,7 @@ def test_the_chart_values_hold_the_users_the_permissions_render() -> None:
 
     assert users == nats_users.chart_users(), f"deploy/kubernetes/nats/values.yaml's users are stale: {REGENERATE}"
     assert users == nats_permissions.authorization_users(
-        {user: f"<< ${nats_permissions.password_variable(user)} >>" for user in nats_users.USERS}
+        {user: f"<< ${nats_permissions.password_variable(user)} >>" for user in nats_permissions.USERS}
     )
     # Written as the command writes them, so regenerating changes nothing else.
     assert nats_users.with_chart_users(text) == text, REGENERATE
@@ -75,7 +75,7 @@ def test_chart_values_without_the_markers_are_refused(tmp_path: Path) -> None:
 @pytest.fixture
 def passwords(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     """A password per user in nats-server's environment, as the chart and nats-cluster.conf give them."""
-    chosen = {user: secrets.token_hex(16) for user in nats_users.USERS}
+    chosen = {user: secrets.token_hex(16) for user in nats_permissions.USERS}
     for user, variable in nats_users.password_variables().items():
         monkeypatch.setenv(variable, chosen[user])
     return chosen

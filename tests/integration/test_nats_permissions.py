@@ -91,7 +91,7 @@ class GuardedBroker:
 
 @pytest.fixture(scope="module")
 def guarded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GuardedBroker]:
-    passwords = {user: secrets.token_urlsafe(16) for user in (*SERVICES, OPERATOR)}
+    passwords = {user: secrets.token_urlsafe(16) for user in nats_permissions.USERS}
     config = nats_permissions.authorization_conf(passwords)
     with LocalNatsServer(tmp_path_factory.mktemp("permissions"), config=config) as server:
         yield GuardedBroker(server.url, passwords)

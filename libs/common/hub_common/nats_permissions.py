@@ -61,6 +61,8 @@ GATEWAY = "gateway"
 SERVICES = (REGISTRY, FETCHER, INVITATIONS, GATEWAY)
 # The `hub` tools (audit, dead-letters, rebuild) and nats-box: everything, as before.
 OPERATOR = "operator"
+# Every user nats-server is given: one per service, and the operator.
+USERS = (*SERVICES, OPERATOR)
 
 # Which service publishes each event. ConnectionTested has two: the fetcher's answer, and
 # the registry's own when it refuses a test before any fetcher sees it.
