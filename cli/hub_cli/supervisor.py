@@ -44,6 +44,13 @@ def die_with_parent() -> None:
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
+def write_private(path: Path, text: str) -> None:
+    """A secret's file, readable by this user only from its first byte."""
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(text)
+
+
 @dataclass
 class DevSecrets:
     """Secrets `hub up` makes once and keeps under .hub/, so restarts keep sessions valid."""
@@ -62,9 +69,7 @@ class DevSecrets:
             secret_key=secrets.token_urlsafe(48),
         )
         path.parent.mkdir(parents=True, exist_ok=True)
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(descriptor, "w") as handle:
-            json.dump(created.__dict__, handle)
+        write_private(path, json.dumps(created.__dict__))
         return created
 
 
@@ -73,12 +78,10 @@ def nats_password_files(directory: Path) -> dict[str, Path]:
     readable by this user only."""
     directory.mkdir(parents=True, exist_ok=True)
     files = {}
-    for user in (*nats_permissions.SERVICES, nats_permissions.OPERATOR):
+    for user in nats_permissions.USERS:
         files[user] = directory / user
         if not files[user].exists():
-            descriptor = os.open(files[user], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(descriptor, "w") as handle:
-                handle.write(secrets.token_urlsafe(32))
+            write_private(files[user], secrets.token_urlsafe(32))
     return files
 
 
