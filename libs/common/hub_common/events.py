@@ -53,10 +53,6 @@ def _template_field_names(template: str) -> tuple[str, ...]:
     return tuple(name for _, name, _, _ in string.Formatter().parse(template) if name)
 
 
-def _template_fields(data: EventData) -> tuple[str, ...]:
-    return _template_field_names(data.subject_template)
-
-
 class EventData(BaseModel):
     """The typed payload of one event type."""
 
@@ -70,7 +66,9 @@ class EventData(BaseModel):
     def subject_suffix(self) -> str:
         # Only the fields the template names (a snapshot's whole dump would cost more than its
         # decoding, and every consumed event is checked against its subject).
-        return self.subject_template.format_map({name: getattr(self, name) for name in _template_fields(self)})
+        return self.subject_template.format_map(
+            {name: getattr(self, name) for name in _template_field_names(self.subject_template)}
+        )
 
 
 DataT = TypeVar("DataT", bound=EventData)
