@@ -7,6 +7,8 @@ HUB_TEST_DATABASE_URL). The broker is never skipped.
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import os
 import secrets
 import ssl
@@ -27,7 +29,7 @@ from sqlalchemy.engine import make_url
 from hub_common import nats_permissions
 from hub_common.entra import TenantDirectory
 from hub_common.local_nats import LocalNatsServer, free_port
-from hub_common.streams import declare_topology
+from hub_common.streams import Topology, declare_topology
 from tests.support.processes import ServiceProcess, start_service, wait_until_healthy
 
 
@@ -98,8 +100,26 @@ def nats_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
         yield Broker(server.url, password_files, lambda: log.read_text(errors="replace"))
 
 
+def declare_as_the_registry(url: str, topology: Topology | None = None, **sign_in: str) -> None:
+    """The topology (by default the default one) on the broker at ``url``, as a hub's
+    registry declares it at its first start: every other service only waits for it, and a
+    test may start one alone."""
+
+    async def declare() -> None:
+        connection = await nats.connect(url, **sign_in)
+        try:
+            await declare_topology(connection.jetstream(), topology)
+        finally:
+            await connection.close()
+
+    # In a thread of its own: a caller's thread may be running a loop (Playwright's).
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as thread:
+        thread.submit(asyncio.run, declare()).result()
+
+
 @pytest.fixture(scope="session")
 def nats_url(nats_broker: Broker) -> str:
+    declare_as_the_registry(nats_broker.url)
     return nats_broker.url
 
 

@@ -30,6 +30,20 @@ def _start_unless_insecure(start: Callable[[], None]) -> None:
         raise typer.Exit(2) from None
 
 
+def _run_tool(run: Callable[[], None]) -> None:
+    """A tool reading the hub's streams on a NATS that has none says so in one line."""
+    import nats.js.errors
+
+    try:
+        _start_unless_insecure(run)
+    except nats.js.errors.NotFoundError:
+        typer.echo(
+            "error: this NATS holds no hub streams (HUB_NATS_URL): the registry declares them when it first starts",
+            err=True,
+        )
+        raise typer.Exit(2) from None
+
+
 @app.command()
 def registry() -> None:
     """Run the registry (firms, accountants, clients)."""
@@ -182,7 +196,8 @@ def audit(
                 uuid_module.UUID(value)
             except ValueError:
                 raise typer.BadParameter(f"{value!r} is not an id", param_hint=name) from None
-    try:
+
+    def print_audit_log() -> None:
         run_audit(
             HubSettings().nats_url,
             firm=firm,
@@ -194,6 +209,9 @@ def audit(
             as_json=as_json,
             follow=follow,
         )
+
+    try:
+        _run_tool(print_audit_log)
     except ValueError as error:
         raise typer.BadParameter(str(error)) from None
 
@@ -222,7 +240,7 @@ def dead_letters(
     def list_dead_letters() -> None:
         asyncio_module.run(print_dead_letters(HubSettings().nats_url, as_json=as_json, firm_id=firm_id))
 
-    _start_unless_insecure(list_dead_letters)
+    _run_tool(list_dead_letters)
 
 
 @app.command()
@@ -239,7 +257,7 @@ def rebuild(
             run_rebuild(nats_url=HubSettings().nats_url, target_database_url=target, live_database_url=live)
         )
 
-    _start_unless_insecure(rebuild_and_compare)
+    _run_tool(rebuild_and_compare)
 
 
 @app.command()

@@ -33,7 +33,7 @@ from playwright.sync_api import Page, expect
 from hub_common.change_notifications import NOTIFICATION_PATH, NOTIFIED_ENTITIES, CompanyAddress, NotificationSigner
 from hub_common.commands import RECORD_BUSINESS_CENTRAL_CHANGES
 from hub_common.local_nats import LocalNatsServer, free_port
-from tests.conftest import Sandbox, running_sandbox
+from tests.conftest import Sandbox, declare_as_the_registry, running_sandbox
 from tests.e2e.browser import connect_consented_tenant, row_of, shot, sign_in
 from tests.e2e.conftest import SECRET_KEY, Hub
 from tests.faults.tcp_proxy import TcpProxy
@@ -430,6 +430,7 @@ def test_a_notice_the_registry_does_not_store_in_time_is_answered_503(
     signer = NotificationSigner(SECRET_KEY)
     port = free_port()
     with LocalNatsServer(tmp_path / "nats") as nats_server, _registry_that_never_answers(nats_server.url):
+        declare_as_the_registry(nats_server.url)  # what this registry does do, at its start
         gateway = start_service(
             "slow-registry-gateway",
             "gateway",

@@ -29,6 +29,7 @@ from hub_common.bus import connect
 from hub_common.db import create_engine
 from hub_common.local_nats import LocalNatsServer, free_port
 from hub_common.settings import HubSettings, Mode
+from hub_common.streams import Topology
 from hub_gateway.auth import issue_dev_token
 from tests.conftest import Sandbox, fresh_postgres_database
 from tests.faults.ledger import Companies, assert_every_refresh_ended_once
@@ -37,7 +38,8 @@ from tests.support.connect import add_connected_client
 from tests.support.processes import ServiceProcess, start_service, stop_all, wait_until_healthy
 
 SECRET_KEY = "faults-secret-key-long-enough-for-hmac-sha256"
-# Every process reconciles the topology, so every process gets the same values.
+# The registry declares the consumers with these, and every other service pulls its own only
+# as its settings say: every process gets the same values.
 FAST_DELIVERY = {
     # A killed fetcher's refresh goes to another after 3 s without progress reports.
     "HUB_FETCHER_ACK_WAIT_SECONDS": "3",
@@ -123,6 +125,12 @@ class FaultHub:
             if time.monotonic() > deadline:
                 raise AssertionError(f"{name} not ready within {timeout:.0f} s:\n{process.log()[-3000:]}")
             time.sleep(0.1)
+
+    def topology(self) -> Topology:
+        """The topology as the hub's registry declares it, with the hub's settings."""
+        names = set(Topology.setting_names())
+        given = {name.removeprefix("HUB_").lower(): value for name, value in self.environment.items() if name in names}
+        return Topology.from_settings(HubSettings.model_validate(given))
 
     def fetchers(self) -> list[str]:
         return [name for name, p in self.processes.items() if name.startswith("fetcher") and p.process.poll() is None]

@@ -11,7 +11,7 @@ from nats.aio.client import Client
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from hub_common.bus import MSG_ID_HEADER
-from hub_common.streams import EVENTS_STREAM, GATEWAY_EVENTS_CONSUMER, GATEWAY_SNAPSHOTS_CONSUMER
+from hub_common.streams import EVENTS_STREAM, GATEWAY_EVENTS_CONSUMER, GATEWAY_SNAPSHOTS_CONSUMER, declare_topology
 from hub_gateway.readmodel.rebuild import table_checksums
 from tests.faults.conftest import FaultHub
 from tests.faults.ledger import assert_every_refresh_ended_once, consumers_idle, wait_until
@@ -49,6 +49,8 @@ async def test_duplicated_and_redelivered_events_take_effect_once(
     hub.processes["gateway"].stop()
     for spec in (GATEWAY_EVENTS_CONSUMER, GATEWAY_SNAPSHOTS_CONSUMER):
         await js.delete_consumer(spec.stream, spec.durable)
+    # Only the registry creates a durable (the gateway waits for it): as at its next start.
+    await declare_topology(js, hub.topology())
     gateway = hub.start("gateway", "gateway", hub.gateway_settings)
     wait_until_healthy(f"{hub.url}/healthz", gateway, timeout=60)
 

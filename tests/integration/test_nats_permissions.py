@@ -14,6 +14,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import nats
 import nats.errors
@@ -29,10 +30,13 @@ from hub_common.local_nats import LocalNatsServer
 from hub_common.nats_permissions import FETCHER, GATEWAY, INVITATIONS, OPERATOR, REGISTRY, SERVICES, durables_of
 from hub_common.streams import (
     EVENTS_STREAM,
+    FETCHER_CONSUMER,
     GATEWAY_EVENTS_CONSUMER,
     RECORD_STREAMS,
+    DeliveryLimits,
     StreamLimits,
     Topology,
+    await_topology,
     buckets,
     declare_topology,
     stream_configs,
@@ -112,24 +116,69 @@ async def test_no_anonymous_client_and_no_wrong_password(guarded: GuardedBroker)
         )
 
 
-async def test_each_service_creates_the_topology_it_needs(guarded: GuardedBroker) -> None:
-    """On an empty broker whichever service starts first declares every stream, bucket and
-    consumer under its own user."""
-    async with guarded.signed_in(FETCHER) as fetcher:
-        await declare_topology(
-            fetcher.connection.jetstream(), changes_topology=False, consumers=durables_of(FETCHER), patience_seconds=5
-        )
+@pytest.fixture
+def empty_guarded(tmp_path: Path) -> Iterator[GuardedBroker]:
+    """A guarded broker of its own, with no stream yet."""
+    passwords = {user: secrets.token_urlsafe(16) for user in nats_permissions.USERS}
+    with LocalNatsServer(tmp_path / "nats", config=nats_permissions.authorization_conf(passwords)) as server:
+        yield GuardedBroker(server.url, passwords)
+
+
+async def test_only_the_registry_declares_the_topology_and_the_others_wait_for_it(
+    empty_guarded: GuardedBroker,
+) -> None:
+    """On an empty broker a service started before the registry creates nothing: it waits,
+    then binds what the registry declared, all without a violation."""
+    async with empty_guarded.signed_in(FETCHER) as fetcher:
+        js = fetcher.connection.jetstream()
+        waiting = asyncio.create_task(await_topology(js, Topology(), consumers=durables_of(FETCHER)))
+        await asyncio.sleep(1.5)
+        assert not waiting.done()
+        assert await fetcher.refused(f"$JS.API.STREAM.CREATE.{EVENTS_STREAM}")
+        assert await fetcher.refused(f"$JS.API.CONSUMER.CREATE.{EVENTS_STREAM}.{FETCHER_CONSUMER.durable}")
+        fetcher.violations.clear()
+        async with empty_guarded.signed_in(REGISTRY) as registry:
+            await declare_topology(registry.connection.jetstream(), patience_seconds=5)
+            assert registry.violations == []
+        await asyncio.wait_for(waiting, timeout=10)
         assert fetcher.violations == []
-    for service in (INVITATIONS, GATEWAY, REGISTRY):
-        owner = service == REGISTRY
-        async with guarded.signed_in(service) as signed_in:
-            await declare_topology(
-                signed_in.connection.jetstream(),
-                changes_topology=owner,
-                consumers=None if owner else durables_of(service),
-                patience_seconds=5,
+    for service in (INVITATIONS, GATEWAY):
+        async with empty_guarded.signed_in(service) as signed_in:
+            await asyncio.wait_for(
+                await_topology(signed_in.connection.jetstream(), Topology(), consumers=durables_of(service)), 10
             )
             assert signed_in.violations == [], service
+
+
+async def test_a_service_cannot_widen_its_own_durable_and_waits_for_its_settings(guarded: GuardedBroker) -> None:
+    """A consumer's create is also its update: a fetcher that could create its durable could
+    filter it on ``hub.>`` and read every firm's events. And a fetcher whose delivery
+    settings differ from the durable's does not pull it (it would dead-letter on its own
+    count, not the server's): it waits for the registry to declare them."""
+    async with guarded.signed_in(OPERATOR) as operator:
+        await declare_topology(operator.connection.jetstream(), patience_seconds=5)
+    widened = replace(FETCHER_CONSUMER, filter_subjects=("hub.>",)).config()
+    async with guarded.signed_in(FETCHER) as fetcher:
+        js = fetcher.connection.jetstream()
+        for subject in (
+            f"$JS.API.CONSUMER.CREATE.{EVENTS_STREAM}.{FETCHER_CONSUMER.durable}",
+            f"$JS.API.CONSUMER.CREATE.{EVENTS_STREAM}.{FETCHER_CONSUMER.durable}.hub.>",
+            f"$JS.API.CONSUMER.DURABLE.CREATE.{EVENTS_STREAM}.{FETCHER_CONSUMER.durable}",
+        ):
+            assert await fetcher.refused(subject), f"the fetcher may call {subject}"
+        with pytest.raises(nats.errors.TimeoutError):
+            await js.add_consumer(EVENTS_STREAM, widened, timeout=1)
+        info = await js.consumer_info(EVENTS_STREAM, FETCHER_CONSUMER.durable)
+        assert sorted(info.config.filter_subjects or []) == sorted(FETCHER_CONSUMER.filter_subjects)
+
+        fewer_deliveries = Topology(delivery=replace(DeliveryLimits(), fetcher_max_deliver=2))
+        waiting = asyncio.create_task(await_topology(js, fewer_deliveries, consumers=durables_of(FETCHER)))
+        await asyncio.sleep(1.5)
+        assert not waiting.done()
+        async with guarded.signed_in(REGISTRY) as registry:
+            await declare_topology(registry.connection.jetstream(), fewer_deliveries, patience_seconds=5)
+            await asyncio.wait_for(waiting, timeout=10)
+            await declare_topology(registry.connection.jetstream(), patience_seconds=5)  # as the other tests expect it
 
 
 async def test_services_publish_their_own_events_only(guarded: GuardedBroker) -> None:
@@ -220,13 +269,13 @@ async def test_only_the_registry_changes_the_record_streams_and_nobody_deletes_t
                 refused = await signed_in.refused(f"$JS.API.STREAM.UPDATE.{stream}")
                 assert refused == (service != REGISTRY), f"{service} UPDATE {stream}"
 
-    # A service with other retention settings than the registry's leaves the streams alone.
+    # A service with other retention settings than the registry's uses the streams as they are.
     shorter = Topology(streams=replace(StreamLimits(), audit_max_age_seconds=86400))
     events_config = next(config for config in stream_configs(shorter.streams) if config.name == EVENTS_STREAM)
     async with guarded.signed_in(FETCHER) as fetcher:
         js = fetcher.connection.jetstream()
         before = (await js.stream_info(EVENTS_STREAM)).config
-        await declare_topology(js, shorter, changes_topology=False, consumers=durables_of(FETCHER), patience_seconds=5)
+        await asyncio.wait_for(await_topology(js, shorter, consumers=durables_of(FETCHER)), 10)
         assert fetcher.violations == []
         assert (await js.stream_info(EVENTS_STREAM)).config.max_age == before.max_age
     async with guarded.signed_in(REGISTRY) as registry:
@@ -236,7 +285,7 @@ async def test_only_the_registry_changes_the_record_streams_and_nobody_deletes_t
         await declare_topology(js, patience_seconds=5)  # as the other tests expect it
 
 
-async def test_a_service_creates_only_its_own_consumers_and_changes_no_stream(guarded: GuardedBroker) -> None:
+async def test_a_service_creates_no_durable_or_other_consumer_and_changes_no_stream(guarded: GuardedBroker) -> None:
     """A consumer's create is also its update, and nats-server does not check a push
     consumer's deliver subject against its creator's permissions: any consumer could deliver
     stored messages to the registry's command subjects. A stream's update could add any
@@ -259,7 +308,7 @@ async def test_a_service_creates_only_its_own_consumers_and_changes_no_stream(gu
         js = fetcher.connection.jetstream()
         with pytest.raises(nats.errors.TimeoutError):
             await js.add_consumer(EVENTS_STREAM, ConsumerConfig(deliver_subject="cmd.registry.tenant.grant"), timeout=1)
-        # Its own durable it may reconcile.
+        # Its own durable it may see.
         assert not await fetcher.refused(f"$JS.API.CONSUMER.INFO.{EVENTS_STREAM}.fetcher")
     async with guarded.signed_in(REGISTRY) as registry, guarded.signed_in(INVITATIONS) as invitations:
         assert await registry.refused("$KV.HUB_LEASES.invitations")

@@ -25,6 +25,7 @@ import pytest
 from hub_common.bus import NatsSignInRefused, connect
 from hub_common.local_nats import LocalNatsServer, free_port
 from hub_common.settings import HubSettings
+from tests.conftest import declare_as_the_registry
 from tests.support.processes import ServiceProcess, hub_environment, start_service, wait_until_healthy
 
 HUB_USER = "hub"
@@ -56,6 +57,7 @@ def user_seed() -> bytes:
 def guarded_nats(tmp_path_factory: pytest.TempPathFactory, user_seed: bytes) -> Iterator[LocalNatsServer]:
     public_key = nkeys.from_seed(bytearray(user_seed)).public_key.decode()
     with LocalNatsServer(tmp_path_factory.mktemp("guarded-nats"), config=authorization_config(public_key)) as server:
+        declare_as_the_registry(server.url, user=HUB_USER, password=PASSWORD)
         yield server
 
 
@@ -192,12 +194,22 @@ def test_the_hub_tools_sign_in_with_the_same_settings(
     assert "is not a NATS .creds file" in wrong_file.stderr
 
 
+def test_a_hub_tool_on_a_nats_without_the_hubs_streams_says_so(tmp_path: Path) -> None:
+    with LocalNatsServer(tmp_path / "nats") as empty:
+        for arguments in (["dead-letters"], ["audit"], ["rebuild", "--target", f"sqlite:///{tmp_path / 'rebuilt.db'}"]):
+            answer = hub_tool(arguments, {"HUB_NATS_URL": empty.url})
+            assert answer.returncode == 2, (arguments, answer.stderr)
+            assert "this NATS holds no hub streams" in answer.stderr, answer.stderr
+            assert "Traceback" not in answer.stderr
+
+
 def test_a_password_in_the_url_is_never_logged(tmp_path: Path, user_seed: bytes) -> None:
     """A real service whose HUB_NATS_URL carries a password loses its broker and gets it
     back: both log lines name the server without the password (read from the process's
     own log, as an operator would; structlog's capture would miss loggers cached earlier)."""
     public_key = nkeys.from_seed(bytearray(user_seed)).public_key.decode()
     server = LocalNatsServer(tmp_path / "nats", port=free_port(), config=authorization_config(public_key)).start()
+    declare_as_the_registry(server.url, user=HUB_USER, password=PASSWORD)
     port = free_port()
     service = start_service(
         "invitations",

@@ -28,7 +28,7 @@ from hub_common.local_nats import LocalNatsServer
 from hub_common.statements import CompanyStatements, Statement
 from hub_fetcher.bc.client import BusinessCentral
 from hub_fetcher.statements import StatementsReader
-from tests.conftest import Sandbox
+from tests.conftest import Sandbox, declare_as_the_registry
 from tests.support.grants import grant_access
 from tests.support.processes import ServiceProcess, start_service, stop_all
 from tests.support.sandbox_bc import sandbox_business_central
@@ -41,6 +41,7 @@ ACTOR = Actor.service("test-statements")
 @pytest.fixture(scope="module")
 def statements_nats(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     with LocalNatsServer(tmp_path_factory.mktemp("statements-nats")) as server:
+        declare_as_the_registry(server.url)
         yield server.url
 
 

@@ -35,8 +35,15 @@ from hub_common.events import (
     new_envelope,
 )
 from hub_common.local_nats import LocalNatsServer
-from hub_common.streams import EVENTS_STREAM, FETCHER_CONSUMER, SNAPSHOTS_STREAM, declare_topology
-from tests.conftest import Sandbox
+from hub_common.streams import (
+    EVENTS_STREAM,
+    FETCHER_CONSUMER,
+    SNAPSHOTS_STREAM,
+    DeliveryLimits,
+    Topology,
+    declare_topology,
+)
+from tests.conftest import Sandbox, declare_as_the_registry
 from tests.support.grants import grant_access
 from tests.support.processes import ServiceProcess, start_service
 
@@ -175,8 +182,14 @@ def snapshots_of_every_company(tenant: Tenant, refresh: RefreshRequested) -> Cal
     return settled
 
 
+# As the registry declares it with the fetcher's delivery settings: a fetcher pulls its
+# durable only as its settings say.
+TOPOLOGY = Topology(delivery=DeliveryLimits(fetcher_max_deliver=int(FETCHER_SETTINGS["HUB_FETCHER_MAX_DELIVER"])))
+
+
 def start_lone_fetcher(name: str, broker: LocalNatsServer, sandbox: Sandbox, log_dir: Path) -> ServiceProcess:
     """The fetcher, started and ready; the caller stops it."""
+    declare_as_the_registry(broker.url, TOPOLOGY)
     environment = {"HUB_NATS_URL": broker.url, **sandbox.settings_environment(), **FETCHER_SETTINGS}
     process = start_service(name, "fetcher", environment, log_dir)
     wait_until_ready(process)
@@ -187,7 +200,7 @@ def start_lone_fetcher(name: str, broker: LocalNatsServer, sandbox: Sandbox, log
 async def bus_of(broker: LocalNatsServer) -> AsyncIterator[Client]:
     connection = await nats.connect(broker.url)
     try:
-        await declare_topology(connection.jetstream())
+        await declare_topology(connection.jetstream(), TOPOLOGY)
         yield connection
     finally:
         await connection.close()

@@ -191,24 +191,26 @@ def _replaceable_bucket_streams() -> list[str]:
 
 
 def _jetstream_api(service: str, access: ServiceAccess) -> list[str]:
-    """The JetStream API calls a service makes: declaring the topology (all of it for the
-    registry, which owns it; what is missing and its own consumers for the others), pulling
-    and acknowledging its own consumers, reading its buckets."""
+    """The JetStream API calls a service makes: declaring the topology (the registry, which
+    owns it) or seeing it declared (the others), pulling and acknowledging its own consumers,
+    reading its buckets."""
     owner = service == TOPOLOGY_OWNER
     topology_streams = [EVENTS_STREAM, SNAPSHOTS_STREAM, DEAD_LETTER_STREAM, *_bucket_streams()]
     api = ["$JS.API.STREAM.INFO.*"]
-    api += [f"$JS.API.STREAM.CREATE.{stream}" for stream in topology_streams]
     if owner:
-        # Changing a stream's subjects would let it capture any subject: the owner's alone.
-        api += [f"$JS.API.STREAM.UPDATE.{stream}" for stream in topology_streams]
+        # Creating a stream, or changing its subjects, would let it capture any subject (a
+        # command's, another service's inbox): the owner's alone, and the others wait for it.
+        api += [f"$JS.API.STREAM.{verb}.{stream}" for stream in topology_streams for verb in ("CREATE", "UPDATE")]
         api += [f"$JS.API.STREAM.DELETE.{stream}" for stream in _replaceable_bucket_streams()]
-    # A consumer's create is also its update, and nats-server does not check a push
-    # consumer's deliver subject against its creator's permissions: a service that could
-    # create any consumer could deliver stored messages to another's command subject. So each
-    # creates only its own durables (the owner all of them, so each exists from the start).
+        # A consumer's create is also its update: a service that could create its own durable
+        # could widen its filter and read every event of the stream (and nats-server does not
+        # check a push consumer's deliver subject against its creator's permissions, so one
+        # that could create any consumer could deliver stored messages to another's command
+        # subject). The owner declares every durable; the others only read and pull their own.
+        for consumer in CONSUMERS:
+            api.append(f"$JS.API.CONSUMER.CREATE.{consumer.stream}.{consumer.durable}")
+            api.append(f"$JS.API.CONSUMER.CREATE.{consumer.stream}.{consumer.durable}.>")
     for consumer in CONSUMERS if owner else access.consumers:
-        api.append(f"$JS.API.CONSUMER.CREATE.{consumer.stream}.{consumer.durable}")
-        api.append(f"$JS.API.CONSUMER.CREATE.{consumer.stream}.{consumer.durable}.>")
         api.append(f"$JS.API.CONSUMER.INFO.{consumer.stream}.{consumer.durable}")
     for consumer in access.consumers:
         api.append(f"$JS.API.CONSUMER.MSG.NEXT.{consumer.stream}.{consumer.durable}")

@@ -164,6 +164,17 @@ async def _answer(send: Send, status: int, body: bytes, content_type: str) -> No
 # ------------------------------------------------------------------ shared checks and samplers
 
 
+class StartUp:
+    """Whether the service's start-up is over: until then (it may wait for the registry to
+    declare the topology) it is not ready, although connected."""
+
+    def __init__(self) -> None:
+        self.over = False
+
+    async def check(self) -> bool:
+        return self.over
+
+
 def nats_connected(broker: NatsBroker) -> ReadinessCheck:
     """Ready while the service's broker holds a live connection to NATS."""
 

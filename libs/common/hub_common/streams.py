@@ -3,12 +3,14 @@
 Every subject carries the firm (``hub.<firm_id>.<entity>.<event>``) so that replaying one
 firm is a subject filter and NATS permissions can fence a firm off.
 
-``declare_topology`` is idempotent and reconciles: nats-py binds an existing durable
-without updating it, so a changed consumer config would otherwise be silently ignored.
+The registry owns the topology: at start-up ``declare_topology`` creates and reconciles
+every stream, bucket and durable consumer (nats-py binds an existing durable without
+updating it, so a changed consumer config would otherwise be silently ignored). Every other
+service only waits for it (``await_topology``): its NATS user may create nothing.
 
-Retention (``StreamLimits``) and delivery (``DeliveryLimits``) come from settings. Every
-process declares the topology at start-up, so every process must be given the same values:
-one with other values would reconcile the streams and consumers to its own on each start.
+Retention (``StreamLimits``) and delivery (``DeliveryLimits``) come from settings, which
+every process must be given alike: a service whose delivery settings differ from the
+registry's waits until the registry declares its consumer as they say.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, fields, replace
 
 import nats.js.errors
@@ -392,7 +394,14 @@ def buckets(limits: StreamLimits) -> list[Bucket]:
     ]
 
 
-async def _declare_bucket(js: JetStreamContext, bucket: Bucket, replicas: int, *, changes_topology: bool) -> None:
+def _bucket_differs(bucket: Bucket, config: StreamConfig, replicas: int) -> bool:
+    """Whether a bucket's stream keeps its entries otherwise than ``bucket`` says."""
+    if config.storage != StorageType.FILE and bucket.replaceable:
+        return True
+    return (config.max_age or None) != (bucket.ttl_seconds or None) or (config.num_replicas or 1) != replicas
+
+
+async def _declare_bucket(js: JetStreamContext, bucket: Bucket, replicas: int) -> None:
     wanted = bucket.config(replicas)
     try:
         status = await (await js.key_value(bucket.name)).status()
@@ -400,25 +409,20 @@ async def _declare_bucket(js: JetStreamContext, bucket: Bucket, replicas: int, *
         pass
     else:
         config = status.stream_info.config
+        if not _bucket_differs(bucket, config, replicas):
+            return
         if config.storage == StorageType.FILE or not bucket.replaceable:
+            # A bucket is a stream underneath: its TTL is the stream's max_age. As when a
+            # bucket is created, the duplicate window may not exceed the max age.
             ttl = bucket.ttl_seconds or None
-            if (config.max_age or None) != ttl or (config.num_replicas or 1) != replicas:
-                if not changes_topology:
-                    _left_to_the_registry(f"KV_{bucket.name}")
-                    return
-                # A bucket is a stream underneath: its TTL is the stream's max_age. As when a
-                # bucket is created, the duplicate window may not exceed the max age.
-                config.max_age = ttl
-                config.duplicate_window = min(ttl, DUPLICATE_WINDOW_SECONDS) if ttl else DUPLICATE_WINDOW_SECONDS
-                config.num_replicas = replicas
-                await js.update_stream(config)
-                logger.info("bucket updated", bucket=bucket.name, ttl_seconds=ttl, replicas=replicas)
+            config.max_age = ttl
+            config.duplicate_window = min(ttl, DUPLICATE_WINDOW_SECONDS) if ttl else DUPLICATE_WINDOW_SECONDS
+            config.num_replicas = replicas
+            await js.update_stream(config)
+            logger.info("bucket updated", bucket=bucket.name, ttl_seconds=ttl, replicas=replicas)
             return
         # Storage cannot be changed in place. Dropping the leases lets at most one more round
         # of requests through at once, and only while the bucket is replaced.
-        if not changes_topology:
-            _left_to_the_registry(f"KV_{bucket.name}")
-            return
         await js.delete_key_value(bucket.name)
         logger.warning("bucket replaced to keep it on file", bucket=bucket.name)
     with contextlib.suppress(nats.js.errors.BadRequestError):  # another process just created it
@@ -432,10 +436,13 @@ def _differs(wanted: StreamConfig | ConsumerConfig, actual: StreamConfig | Consu
     return any(actual_fields.get(key) != value for key, value in wanted_fields.items())
 
 
-# How long a starting process waits for the broker to take its topology: a NATS cluster
-# that is starting, or creating replicated streams for several processes at once, may time
-# out a request for a while. Longer than that, the process fails and is restarted.
+# How long the registry, starting, waits for the broker to take its topology: a NATS cluster
+# that is starting, or creating replicated streams, may time out a request for a while.
+# Longer than that, the registry fails and is restarted.
 TOPOLOGY_PATIENCE_SECONDS = 120.0
+# How often a service waiting for the registry's topology looks again, and says so.
+TOPOLOGY_POLL_SECONDS = 1.0
+TOPOLOGY_WAIT_NOTICE_SECONDS = 30.0
 
 
 async def declare_topology(
@@ -443,26 +450,18 @@ async def declare_topology(
     topology: Topology | None = None,
     *,
     patience_seconds: float = TOPOLOGY_PATIENCE_SECONDS,
-    changes_topology: bool = True,
-    consumers: Collection[str] | None = None,
 ) -> None:
-    """Create or reconcile both streams, every bucket and the durable consumers.
+    """Create or reconcile both streams, every bucket and every durable consumer: the
+    registry's duty at start-up (and the tests', as the operator).
 
     Each step is idempotent, so a broker that does not answer in time (an election, streams
     being placed across the cluster) gets the whole declaration again after a pause.
-
-    The registry owns the topology: it declares every consumer, so each exists (and keeps
-    its events) before its service first starts, and only it changes what exists. Every
-    other service passes ``changes_topology=False`` and its own ``consumers`` (durable
-    names): it creates what is missing, leaves a stream or bucket that differs from its
-    settings as it is, with a warning, and reconciles only its own consumers. That is what
-    its NATS user may do (hub_common.nats_permissions).
     """
     deadline = time.monotonic() + patience_seconds
     pause = 0.5
     while True:
         try:
-            await _declare(js, topology or Topology(), changes_topology=changes_topology, consumers=consumers)
+            await _declare(js, topology or Topology())
             return
         except BROKER_UNAVAILABLE as error:
             if time.monotonic() + pause > deadline:
@@ -472,15 +471,7 @@ async def declare_topology(
             pause = min(pause * 2, 5.0)
 
 
-def _left_to_the_registry(stream: str) -> None:
-    logger.warning(
-        "a stream differs from this process's settings; left as it is for the registry to change", stream=stream
-    )
-
-
-async def _declare(
-    js: JetStreamContext, topology: Topology, *, changes_topology: bool, consumers: Collection[str] | None
-) -> None:
+async def _declare(js: JetStreamContext, topology: Topology) -> None:
     for wanted in stream_configs(topology.streams):
         assert wanted.name is not None
         try:
@@ -490,16 +481,11 @@ async def _declare(
             logger.info("stream created", stream=wanted.name)
             continue
         if _differs(wanted, info.config):
-            if not changes_topology:
-                _left_to_the_registry(wanted.name)
-                continue
             await js.update_stream(wanted)
             logger.info("stream updated", stream=wanted.name)
     for bucket in buckets(topology.streams):
-        await _declare_bucket(js, bucket, topology.streams.stream_replicas, changes_topology=changes_topology)
+        await _declare_bucket(js, bucket, topology.streams.stream_replicas)
     for spec in map(topology.consumer, CONSUMERS):
-        if consumers is not None and spec.durable not in consumers:
-            continue
         wanted_consumer = spec.config()
         try:
             consumer = await js.consumer_info(spec.stream, spec.durable)
@@ -511,3 +497,104 @@ async def _declare(
             # The server treats a create for an existing name as an update of the mutable fields.
             await js.add_consumer(spec.stream, wanted_consumer)
             logger.info("consumer updated", stream=spec.stream, consumer=spec.durable)
+
+
+class StoppedWaitingForTopology(RuntimeError):
+    """The service was asked to stop while it waited for the registry's topology."""
+
+
+async def await_topology(
+    js: JetStreamContext,
+    topology: Topology,
+    *,
+    consumers: Collection[str],
+    stopping: Callable[[], bool] = lambda: False,
+) -> None:
+    """Wait until the registry has declared what this service needs: both streams, every
+    bucket, and the service's own durable ``consumers`` exactly as its settings describe them.
+
+    Every service but the registry starts so. Only the registry creates or changes the
+    topology, and the others' NATS users may not (hub_common.nats_permissions): a consumer's
+    create is also its update, so a service that could create its own durable could widen
+    its filter and read every event of the stream. A service never pulls a durable other
+    than its settings say (other filters, ack wait or deliveries): it would hand it events it
+    does not handle, or dead-letter too early or never. It waits, saying what differs, until
+    the registry (given the same settings) has declared it. A stream or bucket whose
+    retention differs is used as it is, with a warning: the registry's settings apply.
+
+    ``stopping`` says whether the process was asked to stop meanwhile (its signal handler
+    cannot cancel a start-up that waits): then ``StoppedWaitingForTopology`` is raised.
+    """
+    pause = 0.05
+    said_at: float | None = None
+    warned: set[str] = set()
+    while True:
+        if stopping():
+            raise StoppedWaitingForTopology("asked to stop while waiting for the registry to declare the topology")
+        try:
+            waiting_for = await _not_declared(js, topology, consumers, warned)
+        except BROKER_UNAVAILABLE as error:
+            waiting_for = [f"the broker to answer ({error!r:.200})"]
+        if not waiting_for:
+            return
+        if said_at is None or time.monotonic() - said_at >= TOPOLOGY_WAIT_NOTICE_SECONDS:
+            logger.warning("waiting for the registry to declare the topology", waiting_for=waiting_for)
+            said_at = time.monotonic()
+        await asyncio.sleep(pause)
+        pause = min(pause * 2, TOPOLOGY_POLL_SECONDS)
+
+
+async def _not_declared(
+    js: JetStreamContext, topology: Topology, consumers: Collection[str], warned: set[str]
+) -> list[str]:
+    """What of the topology a service needs is missing or not as its settings say."""
+    waiting_for: list[str] = []
+    streams = [(wanted.name, wanted) for wanted in stream_configs(topology.streams)]
+    replicas = topology.streams.stream_replicas
+    for name, wanted_stream in streams:
+        assert name is not None
+        try:
+            info = await js.stream_info(name)
+        except nats.js.errors.NotFoundError:
+            waiting_for.append(f"stream {name}")
+            continue
+        if _differs(wanted_stream, info.config):
+            _warn_once(warned, f"stream {name}")
+    for bucket in buckets(topology.streams):
+        try:
+            info = await js.stream_info(f"KV_{bucket.name}")
+        except nats.js.errors.NotFoundError:
+            waiting_for.append(f"bucket {bucket.name}")
+            continue
+        if _bucket_differs(bucket, info.config, replicas):
+            _warn_once(warned, f"bucket {bucket.name}")
+    for spec in map(topology.consumer, CONSUMERS):
+        if spec.durable not in consumers:
+            continue
+        try:
+            consumer = await js.consumer_info(spec.stream, spec.durable)
+        except nats.js.errors.NotFoundError:
+            waiting_for.append(f"consumer {spec.durable}")
+            continue
+        differences = _consumer_differences(spec, consumer.config)
+        if differences:
+            waiting_for.append(f"consumer {spec.durable} as this process's settings say ({'; '.join(differences)})")
+    return waiting_for
+
+
+def _consumer_differences(spec: ConsumerSpec, actual: ConsumerConfig) -> list[str]:
+    wanted = spec.config()
+    actual_filters = sorted(actual.filter_subjects or ([actual.filter_subject] if actual.filter_subject else []))
+    differences = []
+    if sorted(spec.filter_subjects) != actual_filters:
+        differences.append(f"filters {sorted(spec.filter_subjects)}, not {actual_filters}")
+    for name in ("ack_wait", "max_deliver", "max_ack_pending", "ack_policy", "deliver_policy"):
+        if getattr(wanted, name) != getattr(actual, name):
+            differences.append(f"{name} {getattr(wanted, name)}, not {getattr(actual, name)}")
+    return differences
+
+
+def _warn_once(warned: set[str], what: str) -> None:
+    if what not in warned:
+        warned.add(what)
+        logger.warning("differs from this process's settings; the registry's apply", what=what)

@@ -16,14 +16,14 @@ from hub_common.change_notifications import NotificationSigner
 from hub_common.events import ClientConnection
 from hub_common.logging import configure_logging, get_logger
 from hub_common.nats_permissions import durables_of
-from hub_common.operations import OperationsEndpoint, consumer_lag, nats_connected
+from hub_common.operations import OperationsEndpoint, StartUp, consumer_lag, nats_connected
 from hub_common.streams import (
     BC_HOLD_OFFS_BUCKET,
     BC_SLOTS_BUCKET,
     FETCHER_CONSUMER,
     NOTIFICATION_STATES_BUCKET,
     Topology,
-    declare_topology,
+    await_topology,
 )
 from hub_common.tracing import configure_tracing
 from hub_fetcher.bc.client import BusinessCentral
@@ -62,8 +62,11 @@ def create_app(settings: FetcherSettings) -> FastStream:
     broker = create_broker(settings.nats_url, name=settings.service_name, role="fetcher", settings=settings)
     topology = Topology.from_settings(settings)
     consumer = topology.consumer(FETCHER_CONSUMER)
+    start_up = StartUp()
     operations = OperationsEndpoint(
-        settings, readiness={"nats": nats_connected(broker)}, samplers=[consumer_lag(broker, [consumer])]
+        settings,
+        readiness={"nats": nats_connected(broker), "started": start_up.check},
+        samplers=[consumer_lag(broker, [consumer])],
     )
     # Everything this process reads at once: refreshes in flight and statement reads.
     readers_at_once = settings.concurrency + STATEMENT_READS_AT_ONCE
@@ -97,7 +100,7 @@ def create_app(settings: FetcherSettings) -> FastStream:
         await operations.start()
         await broker.connect()
         js = jetstream_of(broker)
-        await declare_topology(js, topology, changes_topology=False, consumers=durables_of("fetcher"))
+        await await_topology(js, topology, consumers=durables_of("fetcher"))
         limiter = TenantLimiter(
             concurrent=settings.tenant_max_concurrent_requests,
             per_window=settings.tenant_requests_per_window,
@@ -147,6 +150,7 @@ def create_app(settings: FetcherSettings) -> FastStream:
     async def ready() -> None:
         assert connected is not None, "after_startup runs once on_startup connected"
         await connected.refreshes.start()
+        start_up.over = True
         logger.info("fetcher ready", concurrency=settings.concurrency)
 
     @app.on_shutdown

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from types import FrameType
 
 import httpx
 import uvicorn
@@ -27,9 +28,9 @@ from hub_common.entra import EntraTokenVerifier, confidential_client
 from hub_common.events import Envelope, EventData
 from hub_common.logging import bound_context, configure_logging, get_logger
 from hub_common.nats_permissions import durables_of
-from hub_common.operations import OperationsEndpoint, connected_with_database, consumer_lag
+from hub_common.operations import OperationsEndpoint, StartUp, connected_with_database, consumer_lag
 from hub_common.settings import TracingExporter
-from hub_common.streams import GATEWAY_EVENTS_CONSUMER, GATEWAY_SNAPSHOTS_CONSUMER, Topology, declare_topology
+from hub_common.streams import GATEWAY_EVENTS_CONSUMER, GATEWAY_SNAPSHOTS_CONSUMER, Topology, await_topology
 from hub_common.tracing import configure_tracing
 from hub_gateway.accounts.endpoints import accounts_api
 from hub_gateway.alerts.endpoints import alerts_api
@@ -113,9 +114,10 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             metrics.company_figures_age.record(metrics.FiguresAge.of(ages))
 
         # On a port of its own: the public port never shows metrics.
+        start_up = StartUp()
         operations = OperationsEndpoint(
             settings,
-            readiness=connected_with_database(broker, engine),
+            readiness=connected_with_database(broker, engine) | {"started": start_up.check},
             samplers=[
                 consumer_lag(
                     broker, [topology.consumer(GATEWAY_EVENTS_CONSUMER), topology.consumer(GATEWAY_SNAPSHOTS_CONSUMER)]
@@ -163,7 +165,12 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             available=database_answers,
         )
         await broker.connect()
-        await declare_topology(jetstream_of(broker), topology, changes_topology=False, consumers=durables_of("gateway"))
+        await await_topology(
+            jetstream_of(broker),
+            topology,
+            consumers=durables_of("gateway"),
+            stopping=lambda: bool(getattr(app.state, "stopping", False)),
+        )
         live = LiveUpdates(broker.connection)
         await live.start()
         live_updates.append(live)
@@ -192,6 +199,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             http=entra_keys_http,
             entra_http=entra_http,
         )
+        start_up.over = True
         logger.info("gateway ready", url=f"http://{settings.host}:{settings.port}")
         try:
             yield
@@ -307,6 +315,12 @@ class _GatewayServer(uvicorn.Server):
     def __init__(self, config: uvicorn.Config, app: FastAPI) -> None:
         super().__init__(config)
         self._app = app
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        # A start-up still waiting (for the registry's topology) ends on it: uvicorn would
+        # stop only once the start-up is over.
+        self._app.state.stopping = True
+        super().handle_exit(sig, frame)
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         gateway: GatewayState | None = getattr(self._app.state, "gateway", None)

@@ -17,9 +17,15 @@ from hub_common.events import ColleagueInvited, Envelope, EventData
 from hub_common.leadership import LeasedDuties
 from hub_common.logging import configure_logging, get_logger
 from hub_common.nats_permissions import durables_of
-from hub_common.operations import OperationsEndpoint, connected_with_database, consumer_lag, outbox_backlog
+from hub_common.operations import (
+    OperationsEndpoint,
+    StartUp,
+    connected_with_database,
+    consumer_lag,
+    outbox_backlog,
+)
 from hub_common.outbox import OutboxRelay
-from hub_common.streams import INVITATIONS_CONSUMER, Topology, declare_topology
+from hub_common.streams import INVITATIONS_CONSUMER, Topology, await_topology
 from hub_common.tracing import configure_tracing
 from hub_invitations.alert_mail import send_alert_mail
 from hub_invitations.colleague_mail import colleague_mail_handler
@@ -43,9 +49,10 @@ def create_app(settings: InvitationsSettings) -> FastStream:
     broker = create_broker(settings.nats_url, name=settings.service_name, role="invitations", settings=settings)
     engine = create_engine(settings.database_url)
     sessions = session_factory(engine)
+    start_up = StartUp()
     operations = OperationsEndpoint(
         settings,
-        readiness=connected_with_database(broker, engine),
+        readiness=connected_with_database(broker, engine) | {"started": start_up.check},
         samplers=[
             consumer_lag(broker, [Topology.from_settings(settings).consumer(INVITATIONS_CONSUMER)]),
             outbox_backlog(sessions, invitations_outbox),
@@ -62,11 +69,8 @@ def create_app(settings: InvitationsSettings) -> FastStream:
         await operations.start()
         await asyncio.to_thread(migrate, settings.database_url, MIGRATIONS, VERSION_TABLE)
         await broker.connect()
-        await declare_topology(
-            jetstream_of(broker),
-            Topology.from_settings(settings),
-            changes_topology=False,
-            consumers=durables_of("invitations"),
+        await await_topology(
+            jetstream_of(broker), Topology.from_settings(settings), consumers=durables_of("invitations")
         )
         duties.connected(OutboxRelay(sessions, invitations_outbox, jetstream_of(broker), nats=connection_of(broker)))
 
@@ -75,6 +79,7 @@ def create_app(settings: InvitationsSettings) -> FastStream:
         duties.start(jetstream_of(broker))
         # Every replica retries unsent mail: a conditional claim keeps each mail to one sender.
         mailer.start()
+        start_up.over = True
         logger.info("invitations ready", smtp=f"{settings.smtp_host}:{settings.smtp_port}")
 
     @app.on_shutdown
