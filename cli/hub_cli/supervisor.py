@@ -291,12 +291,18 @@ class Supervisor:
             if not wait_for_port("127.0.0.1", self.smtp_sink_port, 30):
                 self._check_children()
                 raise RuntimeError("the SMTP sink did not start listening")
+            fetchers = [child for child in services if child.name.startswith("fetcher-")]
             for child in services:
-                self._start(child)
+                if not child.name.startswith("fetcher-"):
+                    self._start(child)
             if not self._wait_until_ready(120):
                 if self.stopping:
                     return 0
                 raise RuntimeError("the gateway did not become healthy within two minutes")
+            # Only now: the refreshes the registry finds overdue as it starts subscribe each
+            # company to BC's change notices, whose handshake BC sends to the gateway.
+            for child in fetchers:
+                self._start(child)
             on_ready(secrets_)
             while not self.stopping:
                 self._check_children()
