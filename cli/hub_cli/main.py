@@ -30,13 +30,19 @@ def _start_unless_insecure(start: Callable[[], None]) -> None:
         raise typer.Exit(2) from None
 
 
+# JetStream's error code for "stream not found".
+STREAM_NOT_FOUND = 10059
+
+
 def _run_tool(run: Callable[[], None]) -> None:
     """A tool reading the hub's streams on a NATS that has none says so in one line."""
     import nats.js.errors
 
     try:
         _start_unless_insecure(run)
-    except nats.js.errors.NotFoundError:
+    except nats.js.errors.NotFoundError as error:
+        if error.err_code != STREAM_NOT_FOUND:
+            raise
         typer.echo(
             "error: this NATS holds no hub streams (HUB_NATS_URL): the registry declares them when it first starts",
             err=True,
@@ -258,6 +264,35 @@ def rebuild(
         )
 
     _run_tool(rebuild_and_compare)
+
+
+@app.command("declare-topology")
+def declare_topology_command() -> None:
+    """Declare the streams, buckets and consumers as the registry does at its start.
+
+    As the operator, with the new release's settings, before an upgrade whose release notes
+    say a consumer changed: the other services of that release wait for their consumers as
+    it declares them.
+    """
+    import asyncio as asyncio_module
+
+    from hub_cli.audit import quiet_logging
+    from hub_common.bus import connect
+    from hub_common.settings import HubSettings
+    from hub_common.streams import Topology, declare_topology
+
+    quiet_logging()
+
+    async def declare() -> None:
+        settings = HubSettings()
+        client = await connect(settings.nats_url, name="hub-declare-topology", settings=settings)
+        try:
+            await declare_topology(client.jetstream(), Topology.from_settings(settings))
+        finally:
+            await client.close()
+
+    _start_unless_insecure(lambda: asyncio_module.run(declare()))
+    typer.echo("declared the hub's streams, buckets and consumers")
 
 
 @app.command()

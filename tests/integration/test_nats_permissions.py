@@ -9,6 +9,7 @@ services all sign in as their own users (tests/e2e/conftest.py).
 from __future__ import annotations
 
 import asyncio
+import json
 import secrets
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -26,9 +27,11 @@ from nats.js.api import ConsumerConfig
 from hub_common import nats_permissions
 from hub_common.bus import connection_options, publish_event
 from hub_common.events import EVENT_TYPES, Actor, ClientRemoved, CompanySnapshot, new_envelope
+from hub_common.history import read_dead_letters
 from hub_common.local_nats import LocalNatsServer
 from hub_common.nats_permissions import FETCHER, GATEWAY, INVITATIONS, OPERATOR, REGISTRY, SERVICES, durables_of
 from hub_common.streams import (
+    DEAD_LETTER_STREAM,
     EVENTS_STREAM,
     FETCHER_CONSUMER,
     GATEWAY_EVENTS_CONSUMER,
@@ -171,7 +174,10 @@ async def test_a_service_cannot_widen_its_own_durable_and_waits_for_its_settings
         info = await js.consumer_info(EVENTS_STREAM, FETCHER_CONSUMER.durable)
         assert sorted(info.config.filter_subjects or []) == sorted(FETCHER_CONSUMER.filter_subjects)
 
-        fewer_deliveries = Topology(delivery=replace(DeliveryLimits(), fetcher_max_deliver=2))
+        # A fraction of a second too: nats-py reads 4.1 s back as 4.099999999.
+        fewer_deliveries = Topology(
+            delivery=replace(DeliveryLimits(), fetcher_max_deliver=2, fetcher_ack_wait_seconds=4.1)
+        )
         waiting = asyncio.create_task(await_topology(js, fewer_deliveries, consumers=durables_of(FETCHER)))
         await asyncio.sleep(1.5)
         assert not waiting.done()
@@ -310,6 +316,19 @@ async def test_a_service_creates_no_durable_or_other_consumer_and_changes_no_str
             await js.add_consumer(EVENTS_STREAM, ConsumerConfig(deliver_subject="cmd.registry.tenant.grant"), timeout=1)
         # Its own durable it may see.
         assert not await fetcher.refused(f"$JS.API.CONSUMER.INFO.{EVENTS_STREAM}.fetcher")
+    async with guarded.signed_in(GATEWAY) as gateway:
+        # Check Errors reads its firm's dead letters one get at a time: a consumer of its own
+        # could deliver what the gateway wrote there (its own dead letters) to a grant's key.
+        firm = uuid.uuid4()
+        assert await gateway.refused(f"$JS.API.CONSUMER.CREATE.{DEAD_LETTER_STREAM}")
+        assert await gateway.refused(f"$JS.API.CONSUMER.CREATE.{DEAD_LETTER_STREAM}.stolen")
+        gateway.violations.clear()
+        js = gateway.connection.jetstream()
+        record = {"consumer": "gateway-events", "subject": f"hub.{firm}.client.added", "error": "test"}
+        await js.publish(f"deadletter.gateway-events.{firm}", json.dumps(record).encode())
+        read = [letter async for letter in read_dead_letters(js, firm_id=firm)]
+        assert [letter["subject"] for letter in read] == [f"hub.{firm}.client.added"]
+        assert gateway.violations == []
     async with guarded.signed_in(REGISTRY) as registry, guarded.signed_in(INVITATIONS) as invitations:
         assert await registry.refused("$KV.HUB_LEASES.invitations")
         assert await invitations.refused("$KV.HUB_LEASES.registry")

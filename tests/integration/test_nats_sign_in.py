@@ -25,6 +25,7 @@ import pytest
 from hub_common.bus import NatsSignInRefused, connect
 from hub_common.local_nats import LocalNatsServer, free_port
 from hub_common.settings import HubSettings
+from hub_common.streams import FETCHER_CONSUMER
 from tests.conftest import declare_as_the_registry
 from tests.support.processes import ServiceProcess, hub_environment, start_service, wait_until_healthy
 
@@ -201,6 +202,24 @@ def test_a_hub_tool_on_a_nats_without_the_hubs_streams_says_so(tmp_path: Path) -
             assert answer.returncode == 2, (arguments, answer.stderr)
             assert "this NATS holds no hub streams" in answer.stderr, answer.stderr
             assert "Traceback" not in answer.stderr
+
+
+def test_the_operator_declares_the_topology_before_an_upgrade(tmp_path: Path) -> None:
+    with LocalNatsServer(tmp_path / "nats") as empty:
+        declared = hub_tool(["declare-topology"], {"HUB_NATS_URL": empty.url, "HUB_FETCHER_MAX_DELIVER": "3"})
+        assert declared.returncode == 0, declared.stderr
+        listed = hub_tool(["dead-letters"], {"HUB_NATS_URL": empty.url})
+        assert listed.returncode == 0 and "0 dead-lettered message(s)" in listed.stdout, listed.stderr
+
+        async def fetcher_deliveries() -> int:
+            connection = await nats.connect(empty.url)
+            try:
+                info = await connection.jetstream().consumer_info(FETCHER_CONSUMER.stream, FETCHER_CONSUMER.durable)
+                return int(info.config.max_deliver or 0)
+            finally:
+                await connection.close()
+
+        assert asyncio.run(fetcher_deliveries()) == 3
 
 
 def test_a_password_in_the_url_is_never_logged(tmp_path: Path, user_seed: bytes) -> None:

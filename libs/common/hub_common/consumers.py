@@ -326,8 +326,9 @@ def _pull_subscriber(
         stream=JStream(spec.stream, declare=False),
         durable=spec.durable,
         # Used only if the durable is missing when the subscriber binds (deleted after the
-        # declaration): nats-py would create it filtered on the one subject above, ``hub.>``
-        # for a role with several, and the role would be handed every event type.
+        # registry declared it): nats-py would then create it (filtered on the one subject
+        # above, ``hub.>`` for a role with several, without this), which only the registry's
+        # NATS user may, so the service fails to start and is restarted.
         config=spec.config(),
         pull_sub=pull_sub,
         ack_policy=AckPolicy.MANUAL,

@@ -80,31 +80,32 @@ async def read_history(
         await subscription.unsubscribe()
 
 
-async def read_dead_letters(
-    js: JetStreamContext, *, firm_id: uuid.UUID | None = None, idle_seconds: float = 2.0
-) -> AsyncIterator[dict[str, Any]]:
+async def read_dead_letters(js: JetStreamContext, *, firm_id: uuid.UUID | None = None) -> AsyncIterator[dict[str, Any]]:
     """Messages no handler could take, oldest first, as the consumers recorded them.
 
     Every one, or only those whose subject carried ``firm_id``. Reading stops at the last
     dead letter the stream held when it started (a later one waits for the next read).
+
+    One message get each, not a consumer: a consumer names its own deliver subject, which
+    nats-server does not check against its creator's permissions, and dead letters hold
+    what a service chose to write, so a service that could create one could deliver such
+    text to any subject (a grant's key, another service's events).
     """
     import json
 
     subject = dead_letter_filter(firm_id)
-    held = (await js.stream_info(DEAD_LETTER_STREAM, subjects_filter=subject)).state.subjects or {}
-    if not sum(held.values()):
+    state = (await js.stream_info(DEAD_LETTER_STREAM, subjects_filter=subject)).state
+    if not sum((state.subjects or {}).values()):
         return
-    subscription = await js.subscribe(subject, stream=DEAD_LETTER_STREAM, ordered_consumer=True)
-    try:
-        while True:
-            try:
-                message = await subscription.next_msg(timeout=idle_seconds)
-            except nats.errors.TimeoutError:
-                return
-            record: dict[str, Any] = json.loads(message.data)
-            record["dead_letter_sequence"] = message.metadata.sequence.stream
-            yield record
-            if message.metadata.num_pending == 0:
-                return
-    finally:
-        await subscription.unsubscribe()
+    sequence = state.first_seq
+    while sequence <= state.last_seq:
+        try:
+            message = await js.get_msg(DEAD_LETTER_STREAM, seq=sequence, subject=subject, next=True)
+        except nats.js.errors.NotFoundError:
+            return  # none left with this subject
+        if message.seq is None or message.seq > state.last_seq or message.data is None:
+            return
+        record: dict[str, Any] = json.loads(message.data)
+        record["dead_letter_sequence"] = message.seq
+        yield record
+        sequence = message.seq + 1

@@ -3,20 +3,23 @@
 A service signed in as its own user can publish only its own events, the commands it sends
 and its own buckets' entries, and can read only its own replies: the fetcher, which parses
 every client tenant's answers, cannot publish a registry command or a ``ClientAdded``, nor
-read the replies the gateway's requests get. The registry owns the topology (it declares
-all of it and alone may change a stream); nobody but an operator deletes or purges the
-audit log's streams.
+read the replies the gateway's requests get. The registry owns the topology: it alone
+creates or changes a stream, a bucket or a consumer (the others wait for it,
+``streams.await_topology``); nobody but an operator deletes or purges the audit log's
+streams.
 
 Replies travel on each service's own inbox prefix (``_INBOX.<service>``, ``inbox_prefix``),
 so a user's subscribe permission names its own inboxes only. JetStream's API is allowed
-per stream and consumer: a service creates, pulls and acknowledges only its own durables.
-Consumers check that an event arrived on its own type's subject (``decode_event``), which
-is what ties an event's type to its publisher.
+per stream and consumer: a service sees, pulls and acknowledges only its own durables, and
+creates no consumer at all (a consumer's create is also its update, so a service could
+widen its durable's filter; and nats-server does not check a consumer's deliver subject
+against its creator's permissions). Consumers check that an event arrived on its own
+type's subject (``decode_event``), which is what ties an event's type to its publisher.
 
-What is not fenced: a consumer's create is also its update, so a service could widen its
-own durable's filter and read the rest of its stream (every service reads every firm);
-before the registry first starts any service may create a missing stream; and a service
-may publish its own events for any firm.
+What is not fenced: a service may publish its own events for any firm; and the reply
+subject of a JetStream API request is not checked either, so a service may have an answer
+(a stream's info, a message wrapped in the API's JSON) stored under another subject, such
+as a grant's key, where it reads as no grant (deploy/README.md "What is fenced").
 
 ``authorization_users`` renders the users for nats-server's ``authorization`` block;
 ``deploy/nats/authorization.conf`` and the chart's values are generated from it and a test
@@ -126,8 +129,8 @@ class ServiceAccess:
     # Core NATS notices (nothing stored): subjects it publishes and listens to.
     publishes_notices: tuple[str, ...] = ()
     hears: tuple[str, ...] = ()
-    # Streams it reads with ordered push consumers of its own (Check Errors' dead letters).
-    reads_streams_whole: tuple[str, ...] = ()
+    # Streams whose messages it reads one get at a time (Check Errors' dead letters).
+    reads_messages_of: tuple[str, ...] = ()
 
 
 ACCESS: Mapping[str, ServiceAccess] = {
@@ -160,7 +163,7 @@ ACCESS: Mapping[str, ServiceAccess] = {
         # The live page's notices, and the fetchers' answers to Test Client URL as they are
         # published (the events themselves: a core subscription sees every publish).
         hears=("live.*.changes", "hub.*.connection.tested"),
-        reads_streams_whole=(DEAD_LETTER_STREAM,),
+        reads_messages_of=(DEAD_LETTER_STREAM,),
     ),
 }
 
@@ -215,11 +218,9 @@ def _jetstream_api(service: str, access: ServiceAccess) -> list[str]:
     for consumer in access.consumers:
         api.append(f"$JS.API.CONSUMER.MSG.NEXT.{consumer.stream}.{consumer.durable}")
         api.append(f"$JS.ACK.{consumer.stream}.{consumer.durable}.>")
-    for stream in access.reads_streams_whole:
-        # An ordered consumer: unnamed, so never durable, delivering to the service's inbox.
-        api.append(f"$JS.API.CONSUMER.CREATE.{stream}")
-        # Its flow control answers (the server names them in more than one form).
-        api.append("$JS.FC.>")
+    # The stored message wrapped in the API's JSON answer: unlike a consumer's delivery, never
+    # its raw text, whichever subject the request names for the answer.
+    api += [f"$JS.API.STREAM.MSG.GET.{stream}" for stream in access.reads_messages_of]
     leases = (LEASES_BUCKET,) if access.holds_lease else ()
     for bucket in sorted({*access.writes_buckets, *access.reads_buckets, *leases}):
         api += [f"$JS.API.DIRECT.GET.KV_{bucket}.>", f"$JS.API.STREAM.MSG.GET.KV_{bucket}"]

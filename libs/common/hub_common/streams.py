@@ -588,7 +588,13 @@ def _consumer_differences(spec: ConsumerSpec, actual: ConsumerConfig) -> list[st
     differences = []
     if sorted(spec.filter_subjects) != actual_filters:
         differences.append(f"filters {sorted(spec.filter_subjects)}, not {actual_filters}")
-    for name in ("ack_wait", "max_deliver", "max_ack_pending", "ack_policy", "deliver_policy"):
+    # nats-py sends seconds as whole nanoseconds, cut (4.1 s is 4099999999 ns), and reads
+    # them back divided: compared as the server keeps them.
+    sent = None if wanted.ack_wait is None else int(wanted.ack_wait * 1e9)
+    kept = None if actual.ack_wait is None else round(actual.ack_wait * 1e9)
+    if sent != kept:
+        differences.append(f"ack_wait {wanted.ack_wait}, not {actual.ack_wait}")
+    for name in ("max_deliver", "max_ack_pending", "ack_policy", "deliver_policy"):
         if getattr(wanted, name) != getattr(actual, name):
             differences.append(f"{name} {getattr(wanted, name)}, not {getattr(actual, name)}")
     return differences
