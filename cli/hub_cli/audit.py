@@ -12,7 +12,7 @@ from typing import Any, TextIO
 
 from hub_common.bus import connect
 from hub_common.events import Envelope, EventData
-from hub_common.history import HistoryFilter, read_dead_letters, read_history
+from hub_common.history import DeadLetter, HistoryFilter, read_dead_letters, read_history
 from hub_common.logging import configure_logging
 from hub_common.settings import HubSettings
 
@@ -101,9 +101,11 @@ async def print_dead_letters(
             if as_json:
                 print(json.dumps(record, sort_keys=True), file=out)
             else:
+                letter = DeadLetter.model_validate(record)
                 print(
-                    f"{record['dead_letter_sequence']:>6}  {record['dead_lettered_at'][:19]}  {record['consumer']:18}"
-                    f"  {record['stream']}#{record['stream_sequence']}  {record['subject']}  {record['error'][:80]}",
+                    f"{letter.dead_letter_sequence:>6}  {letter.dead_lettered_at.isoformat()[:19]}  "
+                    f"{letter.consumer:18}  {letter.stream}#{letter.stream_sequence}  {letter.subject}  "
+                    f"{letter.error[:80]}",
                     file=out,
                 )
     finally:

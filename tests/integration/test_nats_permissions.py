@@ -324,7 +324,18 @@ async def test_a_service_creates_no_durable_or_other_consumer_and_changes_no_str
         assert await gateway.refused(f"$JS.API.CONSUMER.CREATE.{DEAD_LETTER_STREAM}.stolen")
         gateway.violations.clear()
         js = gateway.connection.jetstream()
-        record = {"consumer": "gateway-events", "subject": f"hub.{firm}.client.added", "error": "test"}
+        # What any service may write there that is no record is left out, not the rest.
+        for junk in (b"", b"not json", b"[1]", json.dumps({"subject": f"hub.{firm}.client.added"}).encode()):
+            await js.publish(f"deadletter.gateway-events.{firm}", junk)
+        record = {
+            "consumer": "gateway-events",
+            "stream": EVENTS_STREAM,
+            "stream_sequence": 7,
+            "subject": f"hub.{firm}.client.added",
+            "num_delivered": 1,
+            "error": "test",
+            "dead_lettered_at": "2026-12-06T01:00:00+00:00",
+        }
         await js.publish(f"deadletter.gateway-events.{firm}", json.dumps(record).encode())
         read = [letter async for letter in read_dead_letters(js, firm_id=firm)]
         assert [letter["subject"] for letter in read] == [f"hub.{firm}.client.added"]

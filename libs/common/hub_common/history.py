@@ -16,9 +16,13 @@ from typing import Any
 import nats.errors
 from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig, DeliverPolicy
+from pydantic import BaseModel
 
 from hub_common.events import Envelope, EventData, InvalidEvent, decode_event
+from hub_common.logging import get_logger
 from hub_common.streams import DEAD_LETTER_STREAM, EVENTS_STREAM, dead_letter_filter
+
+logger = get_logger(__name__)
 
 
 @dataclass(frozen=True)
@@ -80,8 +84,25 @@ async def read_history(
         await subscription.unsubscribe()
 
 
+class DeadLetter(BaseModel):
+    """One message no handler could take, and why."""
+
+    dead_letter_sequence: int
+    consumer: str
+    stream: str
+    stream_sequence: int
+    subject: str
+    num_delivered: int
+    error: str
+    dead_lettered_at: datetime
+    # The message as it arrived: text, or base64 when it was not UTF-8.
+    payload: str | None = None
+    payload_base64: str | None = None
+
+
 async def read_dead_letters(js: JetStreamContext, *, firm_id: uuid.UUID | None = None) -> AsyncIterator[dict[str, Any]]:
-    """Messages no handler could take, oldest first, as the consumers recorded them.
+    """Messages no handler could take, oldest first, as the consumers recorded them (each a
+    valid ``DeadLetter``).
 
     Every one, or only those whose subject carried ``firm_id``. Reading stops at the last
     dead letter the stream held when it started (a later one waits for the next read).
@@ -103,9 +124,15 @@ async def read_dead_letters(js: JetStreamContext, *, firm_id: uuid.UUID | None =
             message = await js.get_msg(DEAD_LETTER_STREAM, seq=sequence, subject=subject, next=True)
         except nats.js.errors.NotFoundError:
             return  # none left with this subject
-        if message.seq is None or message.seq > state.last_seq or message.data is None:
+        if message.seq is None or message.seq > state.last_seq:
             return
-        record: dict[str, Any] = json.loads(message.data)
-        record["dead_letter_sequence"] = message.seq
-        yield record
         sequence = message.seq + 1
+        try:
+            record: dict[str, Any] = json.loads(message.data or b"") | {"dead_letter_sequence": message.seq}
+            DeadLetter.model_validate(record)
+        except (ValueError, TypeError):
+            # Any service may write under its consumers' dead letters: one that is not a
+            # record as the consumers write them is left out, not the rest with it.
+            logger.warning("not a dead-letter record; left out", dead_letter_sequence=message.seq)
+            continue
+        yield record

@@ -17,34 +17,17 @@ from __future__ import annotations
 
 import uuid
 from collections import deque
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
 from hub_common.bus import jetstream_of
-from hub_common.history import read_dead_letters
+from hub_common.history import DeadLetter, read_dead_letters
 from hub_common.streams import firm_of_subject
 from hub_gateway.dependencies import SIGNED_IN_ERRORS, ManagingPrincipal, State, error_responses
 
 dead_letters = APIRouter(prefix="/api/v1", tags=["dead letters"], responses=error_responses(*SIGNED_IN_ERRORS, 503))
-
-
-class DeadLetter(BaseModel):
-    """One message no handler could take, and why."""
-
-    dead_letter_sequence: int
-    consumer: str
-    stream: str
-    stream_sequence: int
-    subject: str
-    num_delivered: int
-    error: str
-    dead_lettered_at: datetime
-    # The message as it arrived: text, or base64 when it was not UTF-8.
-    payload: str | None = None
-    payload_base64: str | None = None
 
 
 class DeadLettersResponse(BaseModel):
