@@ -549,24 +549,21 @@ async def _not_declared(
 ) -> list[str]:
     """What of the topology a service needs is missing or not as its settings say."""
     waiting_for: list[str] = []
-    streams = [(wanted.name, wanted) for wanted in stream_configs(topology.streams)]
-    replicas = topology.streams.stream_replicas
-    for name, wanted_stream in streams:
-        assert name is not None
+    for wanted in stream_configs(topology.streams):
         try:
-            info = await js.stream_info(name)
+            info = await js.stream_info(str(wanted.name))
         except nats.js.errors.NotFoundError:
-            waiting_for.append(f"stream {name}")
+            waiting_for.append(f"stream {wanted.name}")
             continue
-        if _differs(wanted_stream, info.config):
-            _warn_once(warned, f"stream {name}")
+        if _differs(wanted, info.config):
+            _warn_once(warned, f"stream {wanted.name}")
     for bucket in buckets(topology.streams):
         try:
             info = await js.stream_info(f"KV_{bucket.name}")
         except nats.js.errors.NotFoundError:
             waiting_for.append(f"bucket {bucket.name}")
             continue
-        if _bucket_differs(bucket, info.config, replicas):
+        if _bucket_differs(bucket, info.config, topology.streams.stream_replicas):
             _warn_once(warned, f"bucket {bucket.name}")
     for spec in map(topology.consumer, CONSUMERS):
         if spec.durable not in consumers:
