@@ -4,6 +4,7 @@ and it leaves nothing that keeps the connection's drain (and so the process) fro
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 import uuid
 
@@ -88,3 +89,28 @@ async def test_a_refresh_unfinished_at_shutdown_goes_back_at_once(nats_url: str,
     assert message.metadata.num_delivered == 2
     await message.ack()
     await subscription.unsubscribe()
+
+
+async def test_a_stop_ends_even_when_a_pull_swallows_its_cancellation(
+    nats_url: str, jetstream: JetStreamContext
+) -> None:
+    """Python 3.11's wait_for, in every nats-py pull, swallows a cancellation that lands as
+    the pull's answer arrives (an expired pull's 408 comes once per pull wait), and the pull
+    loop went on pulling: a fetcher outlived its SIGTERM grace. Short pulls make that instant
+    frequent (several in a hundred stops at random moments); every stop still ends."""
+    spec = await _spec(jetstream, uuid.uuid4())
+    connection = await nats.connect(nats_url)
+    pull_wait_seconds = 0.01
+    try:
+        for _ in range(100):
+            consumer = InFlightConsumer(
+                connection.jetstream(), spec, _ignore, limit=1, pull_wait_seconds=pull_wait_seconds
+            )
+            await consumer.start()
+            await asyncio.sleep(random.uniform(0, 2 * pull_wait_seconds))
+            # Waited for, not cancelled: a stop that swallows a cancellation would hide it.
+            stopping = asyncio.create_task(consumer.stop(grace_seconds=0))
+            ended, _ = await asyncio.wait({stopping}, timeout=10)
+            assert ended, "a stop did not end: its pull loop went on pulling"
+    finally:
+        await connection.close()

@@ -35,6 +35,7 @@ from hub_common import kv, metrics
 from hub_common.logging import get_logger
 from hub_common.outbox import OutboxRelay
 from hub_common.streams import LEASES_BUCKET
+from hub_common.tasks import cancel_and_wait
 
 logger = get_logger(__name__)
 
@@ -88,9 +89,7 @@ class Leadership:
             try:
                 lost_because = await self._keep(bucket, doing)
             finally:
-                doing.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await doing
+                await cancel_and_wait(doing)
                 await self._release(bucket)
             logger.warning("lease given up", role=self._role, holder=self._holder, reason=lost_because)
             await asyncio.sleep(_PAUSE_AFTER_FAILED_DUTY_SECONDS)
@@ -193,6 +192,4 @@ class LeasedDuties:
         """Stop the duties and hand the lease over at once."""
         if self._lease is None:
             return
-        self._lease.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._lease
+        await cancel_and_wait(self._lease)

@@ -32,6 +32,7 @@ from hub_common.db import database_ok
 from hub_common.logging import get_logger
 from hub_common.settings import HubSettings
 from hub_common.streams import ConsumerSpec
+from hub_common.tasks import cancel_and_wait
 
 logger = get_logger(__name__)
 
@@ -105,12 +106,12 @@ class OperationsEndpoint:
         )
 
     async def stop(self) -> None:
-        for task in self._sampling:
-            task.cancel()
         if self._server is not None:
             self._server.should_exit = True  # uvicorn finishes the answers in hand, then ends
-        running = [*self._sampling, *([self._serving] if self._serving else [])]
-        await asyncio.gather(*running, return_exceptions=True)
+        for task in self._sampling:
+            await cancel_and_wait(task)
+        if self._serving is not None:
+            await asyncio.gather(self._serving, return_exceptions=True)
         self._sampling, self._serving = [], None
 
     async def _sample_forever(self, sampler: Sampler) -> None:

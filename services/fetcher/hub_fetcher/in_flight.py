@@ -23,6 +23,7 @@ from nats.js import JetStreamContext
 from hub_common.consumers import EventHandler, handle_one
 from hub_common.logging import get_logger
 from hub_common.streams import ConsumerSpec
+from hub_common.tasks import cancel_and_wait
 
 logger = get_logger(__name__)
 
@@ -35,11 +36,20 @@ PULL_FAILED_PAUSE_SECONDS = 1.0
 class InFlightConsumer:
     """Keeps up to ``limit`` messages of a durable pull consumer in hand at once."""
 
-    def __init__(self, js: JetStreamContext, spec: ConsumerSpec, handler: EventHandler, *, limit: int) -> None:
+    def __init__(
+        self,
+        js: JetStreamContext,
+        spec: ConsumerSpec,
+        handler: EventHandler,
+        *,
+        limit: int,
+        pull_wait_seconds: float = PULL_WAIT_SECONDS,
+    ) -> None:
         self._js = js
         self._spec = spec
         self._handler = handler
         self._limit = limit
+        self._pull_wait_seconds = pull_wait_seconds
         self._in_hand: set[asyncio.Task[None]] = set()
         self._room = asyncio.Event()
         self._room.set()
@@ -57,9 +67,7 @@ class InFlightConsumer:
     async def stop(self, grace_seconds: float) -> None:
         """Stop pulling; give the messages in hand ``grace_seconds``, then give the rest back."""
         if self._puller is not None:
-            self._puller.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._puller
+            await cancel_and_wait(self._puller)
         if self._subscription is not None:
             # Unsubscribed here, not left to the connection's drain: nats-py's fetch takes
             # messages off the subscription's queue without marking them done, so a drain
@@ -84,7 +92,7 @@ class InFlightConsumer:
             await self._room.wait()
             wanted = self._limit - len(self._in_hand) if plenty else 1
             try:
-                messages = await subscription.fetch(batch=wanted, timeout=PULL_WAIT_SECONDS)
+                messages = await subscription.fetch(batch=wanted, timeout=self._pull_wait_seconds)
             except TimeoutError:
                 plenty = False
                 continue

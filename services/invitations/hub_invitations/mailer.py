@@ -12,7 +12,6 @@ send the same invitation at once.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import uuid
 from datetime import UTC, datetime
 
@@ -22,6 +21,7 @@ from sqlmodel import col, select
 
 from hub_common.db import transaction
 from hub_common.logging import get_logger
+from hub_common.tasks import cancel_and_wait
 from hub_invitations import service
 from hub_invitations.alert_mail import retry_unsent_alert_mails
 from hub_invitations.mail import InvitationMail, MailNotSent, compose, send
@@ -46,10 +46,7 @@ class InvitationMailer:
         if self._loop_task is not None:
             tasks.append(self._loop_task)
         for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_and_wait(task)
 
     def send_soon(self, mail: InvitationMail) -> None:
         """Send a just-committed invitation's mail without holding up the command's reply."""

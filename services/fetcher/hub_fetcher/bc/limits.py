@@ -29,11 +29,10 @@ from hub_common import kv
 from hub_common.bus import BROKER_UNAVAILABLE
 from hub_common.logging import get_logger
 from hub_common.streams import BC_HOLD_OFF_MAX_SECONDS
+from hub_common.tasks import cancel_and_wait
 
 logger = get_logger(__name__)
 
-# How long releasing a slot waits for a renewal already on its way to the bucket.
-RELEASE_WAIT_SECONDS = 1.0
 # How long a slot-taker waits before asking a broker that did not answer again.
 BROKER_RETRY_SECONDS = 0.5
 # The longest a tenant's throttling holds its other reads back: a Retry-After beyond it
@@ -206,13 +205,8 @@ class SharedTenantSlots:
         try:
             yield
         finally:
-            # The renewal ends on the event, not only on cancel(): Python 3.11's wait_for
-            # (inside nats-py's requests) can swallow a cancellation that meets a reply,
-            # and a renewal that kept going held the slot, and its request, forever. The
-            # wait is bounded for the same reason.
             released.set()
-            renewing.cancel()
-            await asyncio.wait({renewing}, timeout=RELEASE_WAIT_SECONDS)
+            await cancel_and_wait(renewing)
             # Only our own lease: if it expired and another process took the slot, keep theirs.
             # A lease we fail to release expires by itself (the bucket's TTL).
             with contextlib.suppress(nats.errors.Error):

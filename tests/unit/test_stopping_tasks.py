@@ -1,0 +1,64 @@
+"""cancel_and_wait: a background task is stopped for sure, even one that swallows a cancellation
+as Python 3.11's wait_for does (tests/integration/test_in_flight.py meets the real one)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import pytest
+
+from hub_common.tasks import cancel_and_wait
+
+
+async def _swallows_the_first_cancellation(ended: asyncio.Event) -> None:
+    with contextlib.suppress(asyncio.CancelledError):
+        await asyncio.sleep(60)
+    try:
+        await asyncio.sleep(60)
+    finally:
+        ended.set()
+
+
+async def test_a_task_that_swallowed_its_cancellation_is_cancelled_again() -> None:
+    ended = asyncio.Event()
+    task = asyncio.create_task(_swallows_the_first_cancellation(ended))
+    await asyncio.sleep(0)
+    await asyncio.wait_for(cancel_and_wait(task, recancel_seconds=0.05), timeout=5)
+    assert task.cancelled()
+    assert ended.is_set()
+
+
+async def test_a_stopped_tasks_failure_is_not_the_stops() -> None:
+    async def fails_as_it_stops() -> None:
+        try:
+            await asyncio.sleep(60)
+        finally:
+            raise RuntimeError("closing failed")
+
+    task = asyncio.create_task(fails_as_it_stops())
+    await asyncio.sleep(0)
+    await cancel_and_wait(task)
+    assert isinstance(task.exception(), RuntimeError)
+
+
+async def test_a_cancelled_stop_still_waits_for_its_task_to_end() -> None:
+    """A stop that is itself stopped leaves nothing running behind it."""
+    ended = asyncio.Event()
+
+    async def slow_to_end() -> None:
+        try:
+            await asyncio.sleep(60)
+        finally:
+            await asyncio.shield(asyncio.sleep(0.2))
+            ended.set()
+
+    task = asyncio.create_task(slow_to_end())
+    await asyncio.sleep(0)
+    stopping = asyncio.create_task(cancel_and_wait(task))
+    await asyncio.sleep(0.05)
+    stopping.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await stopping
+    assert ended.is_set()
+    assert task.done()
