@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -138,8 +139,8 @@ BURST = 100
 
 async def test_a_burst_of_tests_leaves_the_gateway_responsive(hub: Hub, sandbox: Sandbox) -> None:
     """100 people press Test Client URL at once: each gets its answer (200, or 202 and then a
-    poll), /healthz keeps answering within a second, and the projection keeps applying
-    events meanwhile (a refresh started during the burst finishes)."""
+    poll), /healthz keeps answering meanwhile, and the projection keeps applying events (a
+    refresh started during the burst finishes)."""
     email = "olivia@burst-accounting.example"
     api = hub.client(email)
     url = f"{sandbox.web_client}/cronus-sample.onmicrosoft.com/Production"
@@ -147,28 +148,50 @@ async def test_a_burst_of_tests_leaves_the_gateway_responsive(hub: Hub, sandbox:
     _wait(lambda: _rows_ok(api, client_id), "the client's companies", 90)
     limits = httpx.Limits(max_connections=BURST + 10, max_keepalive_connections=BURST + 10)
 
-    async with (
-        httpx.AsyncClient(base_url=hub.url, headers=api.headers, timeout=60, limits=limits) as tests,
-        httpx.AsyncClient(base_url=hub.url, timeout=10) as health,
-    ):
-        burst = [
-            asyncio.create_task(tests.post("/api/v1/connection-tests", json={"client_url": url})) for _ in range(BURST)
-        ]
-        refresh = await tests.post("/api/v1/refresh", json={"client_id": client_id})
-        run_id = refresh.raise_for_status().json()["run_id"]
-        health_seconds: list[float] = []
-        while not all(task.done() for task in burst):
-            started = time.monotonic()
-            answer = await health.get("/healthz")
-            health_seconds.append(time.monotonic() - started)
-            assert answer.status_code == 200, answer.text
-            await asyncio.sleep(0.2)
-        answers = [task.result() for task in burst]
+    # /healthz is asked from a thread of its own: on this test's event loop it would wait
+    # behind the sending of the burst itself, and measure this process, not the gateway.
+    burst_over = threading.Event()
+    health_seconds: list[float] = []
+    health_failures: list[str] = []
+
+    def ask_health() -> None:
+        with httpx.Client(base_url=hub.url, timeout=10) as health:
+            while not burst_over.is_set():
+                started = time.monotonic()
+                try:
+                    answer = health.get("/healthz")
+                except httpx.HTTPError as error:
+                    health_failures.append(repr(error))
+                else:
+                    if answer.status_code != 200:
+                        health_failures.append(f"{answer.status_code} {answer.text[:200]}")
+                health_seconds.append(time.monotonic() - started)
+                burst_over.wait(0.2)
+
+    async with httpx.AsyncClient(base_url=hub.url, headers=api.headers, timeout=60, limits=limits) as tests:
+        asking = threading.Thread(target=ask_health, name="health")
+        asking.start()
+        try:
+            burst = [
+                asyncio.create_task(tests.post("/api/v1/connection-tests", json={"client_url": url}))
+                for _ in range(BURST)
+            ]
+            refresh = await tests.post("/api/v1/refresh", json={"client_id": client_id})
+            run_id = refresh.raise_for_status().json()["run_id"]
+            answers = await asyncio.gather(*burst)
+        finally:
+            burst_over.set()
+            await asyncio.to_thread(asking.join)
 
     assert sorted({answer.status_code for answer in answers}) in ([200], [200, 202], [202]), [
         (answer.status_code, answer.text[:200]) for answer in answers if answer.status_code not in (200, 202)
     ]
-    assert max(health_seconds) < 1.0, f"/healthz took {max(health_seconds):.2f} s during the burst"
+    assert health_seconds and not health_failures, health_failures
+    # A gateway whose event loop each test held (a blocking wait for the fetcher's answer)
+    # would hold /healthz for the burst's length, one test after another. On a two-core
+    # machine also running the fetcher, the sandbox and this test, a free loop answers within
+    # 2 s even behind the burst's 100 requests being read (1 s was once missed in CI).
+    assert max(health_seconds) < 2.0, f"/healthz took {max(health_seconds):.2f} s during the burst"
     for answer in answers:
         body = answer.json()
         if answer.status_code == 202:
