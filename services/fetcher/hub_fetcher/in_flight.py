@@ -78,9 +78,7 @@ class InFlightConsumer:
         if not self._in_hand:
             return
         _, unfinished = await asyncio.wait(self._in_hand, timeout=grace_seconds)
-        for task in unfinished:
-            task.cancel()
-        await asyncio.gather(*unfinished, return_exceptions=True)
+        await asyncio.gather(*(cancel_and_wait(task) for task in unfinished))
         logger.info("consumer stopped", consumer=self._spec.durable, given_back=len(unfinished))
 
     async def _pull(self, subscription: JetStreamContext.PullSubscription) -> None:
