@@ -21,6 +21,7 @@ from hub_common.settings import HubSettings
 from hub_common.streams import (
     BC_SLOT_LEASE_SECONDS,
     BC_SLOTS_BUCKET,
+    DEAD_LETTER_STREAM,
     EVENTS_STREAM,
     FETCHER_CONSUMER,
     GATEWAY_EVENTS_CONSUMER,
@@ -170,3 +171,26 @@ def test_hub_up_gives_every_child_the_same_topology(monkeypatch: pytest.MonkeyPa
     environment = supervisor._base_environment(DevSecrets("id", "secret", "key"), "nats://127.0.0.1:4222")
     assert environment["HUB_SNAPSHOTS_PER_COMPANY"] == "3"
     assert "HUB_DATABASE_URL" not in environment
+
+
+async def test_dead_letters_are_bounded_per_consumer_and_firm(js: JetStreamContext) -> None:
+    """One firm's failures neither fill the broker nor push out another firm's dead letters."""
+    day = 24 * 3600.0
+    await declare_topology(
+        js, Topology(streams=StreamLimits(dead_letters_per_firm=2, dead_letters_max_age_seconds=day))
+    )
+    config = (await js.stream_info(DEAD_LETTER_STREAM)).config
+    assert (config.max_msgs_per_subject, config.max_age) == (2, day)
+    noisy, quiet = uuid.uuid4(), uuid.uuid4()
+    noisy_subject = f"deadletter.{FETCHER_CONSUMER.durable}.{noisy}"
+    quiet_subject = f"deadletter.{FETCHER_CONSUMER.durable}.{quiet}"
+    await js.publish(quiet_subject, b"the quiet firm's one")
+    for letter in range(5):
+        await js.publish(noisy_subject, f"letter {letter}".encode())
+    held = (await js.stream_info(DEAD_LETTER_STREAM, subjects_filter="deadletter.>")).state.subjects
+    assert held == {noisy_subject: 2, quiet_subject: 1}
+    assert (await js.get_last_msg(DEAD_LETTER_STREAM, noisy_subject)).data == b"letter 4"
+    # Back to the defaults, as a registry of the next release declares them.
+    await declare_topology(js)
+    config = (await js.stream_info(DEAD_LETTER_STREAM)).config
+    assert (config.max_msgs_per_subject, config.max_age) == (1000, 90 * day)

@@ -99,6 +99,10 @@ class HubSettings(BaseSettings):
     # HUB_SNAPSHOTS: the last N snapshots kept per company, and for how long.
     snapshots_per_company: int = Field(default=10, ge=1)
     snapshots_max_age_seconds: float = Field(default=90 * 24 * 3600, ge=0)
+    # HUB_DEAD_LETTERS: the newest N kept per consumer and firm, and for how long (0 =
+    # forever). Each is a copy: the event itself stays in its stream.
+    dead_letters_per_firm: int = Field(default=1000, ge=1)
+    dead_letters_max_age_seconds: float = Field(default=90 * 24 * 3600, ge=0)
     # How long a fetcher may hold a refresh without reporting progress before another
     # fetcher gets it, and how often a refresh is delivered before it is given up.
     fetcher_ack_wait_seconds: float = Field(default=60, gt=0)

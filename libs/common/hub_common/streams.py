@@ -122,6 +122,10 @@ class StreamLimits:
     audit_max_age_seconds: float = 0  # 0 keeps every event forever
     snapshots_per_company: int = 10
     snapshots_max_age_seconds: float = 90 * 24 * 3600
+    # Bounded per consumer and firm, so no firm's failures fill the broker's disk nor make
+    # another firm's Check Errors slow, which reads a firm's dead letters one get at a time.
+    dead_letters_per_firm: int = 1000
+    dead_letters_max_age_seconds: float = 90 * 24 * 3600
     # How long a BC request slot stays taken if its holder dies without giving it back.
     bc_slot_lease_seconds: float = BC_SLOT_LEASE_SECONDS
     # Copies of every stream and bucket in a NATS cluster; consumers follow their stream's.
@@ -168,6 +172,8 @@ def stream_configs(limits: StreamLimits) -> list[StreamConfig]:
         subjects=[f"{DEAD_LETTER_SUBJECT_PREFIX}.>"],
         retention=RetentionPolicy.LIMITS,
         storage=StorageType.FILE,
+        max_msgs_per_subject=limits.dead_letters_per_firm,
+        max_age=limits.dead_letters_max_age_seconds,
         duplicate_window=DUPLICATE_WINDOW_SECONDS,
         discard=DiscardPolicy.OLD,
         num_replicas=limits.stream_replicas,
