@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 
 import httpx
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Page, Route, expect
 
 from tests.conftest import Sandbox
 from tests.e2e.browser import connect_consented_tenant, expect_rows_ok, row_of, shot, sign_in
@@ -215,3 +215,45 @@ def test_a_live_change_waits_while_its_rows_menu_is_open(page: Page, hub: Hub, s
     menu_item.click()
     expect(page.locator("#details")).to_be_visible()
     expect(as_of).not_to_have_attribute("data-as-of", before, timeout=10_000)
+
+
+def test_a_page_asked_for_before_a_menu_opened_waits_for_it_too(page: Page, hub: Hub, sandbox: Sandbox) -> None:
+    """A live reload whose answer lands after a row's menu opened leaves the menu open (it
+    was drawn over, closed, and its item could not be clicked); the page is read again once
+    the menu closes."""
+    email = "nils@slowpage-practice.example"
+    sign_in(page, hub, email)
+    api = hub.client(email)
+    name = connect_consented_tenant(sandbox, api).company_names[0]
+    row = row_of(page, name)
+    expect(row.locator(".state")).to_have_text("OK", timeout=60_000)
+
+    held: list[Route] = []
+
+    def hold(route: Route) -> None:
+        held.append(route)
+
+    page.route(re.compile(r"/api/v1/dashboard\?"), hold)
+    # A second client changes the page's counts: the live stream has the page read again.
+    added = api.post(
+        "/api/v1/clients",
+        json={"name": "Second Client", "client_url": f"{sandbox.web_client}/cronus-sample.onmicrosoft.com/Production"},
+    )
+    assert added.status_code == 202, added.text
+    for _ in range(100):
+        if held:
+            break
+        page.wait_for_timeout(100)
+    assert held, "the page did not read the dashboard again after a client was added"
+
+    row.get_by_role("button", name=re.compile("Actions for")).click()
+    menu_item = page.get_by_role("menuitem", name="Company details")
+    expect(menu_item).to_be_visible()
+    for route in held:
+        route.continue_()
+    page.unroute(re.compile(r"/api/v1/dashboard\?"))
+    page.wait_for_timeout(1000)  # the held answer has reached the page by now
+    expect(menu_item).to_be_visible()
+
+    page.keyboard.press("Escape")
+    expect(row_of(page, "Second Client").first).to_be_visible(timeout=10_000)

@@ -115,12 +115,17 @@ Hub.start(() => {
   }
 
   let loading = null;
+  // A reload that waits for a row's menu to close (see "live updates").
+  let reloadHeldBack = false;
   async function load() {
     const params = searchParams();
     const request = (loading = api("GET", "/api/v1/dashboard?" + params));
     try {
       const { data } = await request;
       if (request !== loading) return; // a newer query already answered
+      // A row's menu opened while the page was on its way (a live reload): drawing it now
+      // would take the menu from under the pointer, so it is asked for again once it closes.
+      if (Hub.menuOpen()) { reloadHeldBack = true; return; }
       state.page = data;
       showError("");
       render();
@@ -626,9 +631,9 @@ Hub.start(() => {
     reloadTimer = setTimeout(() => (Hub.menuOpen() ? (reloadHeldBack = true) : load()), 400);
   }
 
-  // Rows that changed while their menu was open, and a reload that waited for a menu.
+  // Rows that changed while their menu was open; a reload that waited for a menu is
+  // reloadHeldBack (beside load).
   const heldBack = new Map();
-  let reloadHeldBack = false;
   document.addEventListener("hub:menus-closed", () => {
     for (const [key, row] of heldBack) {
       const old = document.querySelector(`tr[data-key="${CSS.escape(key)}"]`);
