@@ -192,7 +192,11 @@ def start_lone_fetcher(name: str, broker: LocalNatsServer, sandbox: Sandbox, log
     declare_as_the_registry(broker.url, TOPOLOGY)
     environment = {"HUB_NATS_URL": broker.url, **sandbox.settings_environment(), **FETCHER_SETTINGS}
     process = start_service(name, "fetcher", environment, log_dir)
-    wait_until_ready(process)
+    try:
+        wait_until_ready(process)
+    except BaseException:
+        process.kill()  # the caller never gets it to stop
+        raise
     return process
 
 
