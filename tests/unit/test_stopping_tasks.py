@@ -24,7 +24,10 @@ async def test_a_task_that_swallowed_its_cancellation_is_cancelled_again() -> No
     ended = asyncio.Event()
     task = asyncio.create_task(_swallows_the_first_cancellation(ended))
     await asyncio.sleep(0)
-    await asyncio.wait_for(cancel_and_wait(task, recancel_seconds=0.05), timeout=5)
+    # Waited for, not timed out: a timeout's cancellation would be held back by the stop.
+    stopping = asyncio.create_task(cancel_and_wait(task, recancel_seconds=0.05))
+    stopped, _ = await asyncio.wait({stopping}, timeout=5)
+    assert stopped, "the stop waited for a task that had swallowed its cancellation"
     assert task.cancelled()
     assert ended.is_set()
 

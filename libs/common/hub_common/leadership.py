@@ -89,8 +89,12 @@ class Leadership:
             try:
                 lost_because = await self._keep(bucket, doing)
             finally:
-                await cancel_and_wait(doing)
-                await self._release(bucket)
+                try:
+                    await cancel_and_wait(doing)
+                finally:
+                    # Also when this stop is cancelled again while the duty ends: the other
+                    # replicas take over at once, not once the lease expires.
+                    await self._release(bucket)
             logger.warning("lease given up", role=self._role, holder=self._holder, reason=lost_because)
             await asyncio.sleep(_PAUSE_AFTER_FAILED_DUTY_SECONDS)
 
@@ -178,10 +182,17 @@ class LeasedDuties:
             raise RuntimeError(f"{self._role}: the outbox relay starts only once connected")
 
         async def duties() -> None:
-            async with asyncio.TaskGroup() as group:
-                group.create_task(relay.run(), name="outbox-relay")
-                for name, duty in (others or {}).items():
-                    group.create_task(duty(), name=name)
+            # Tasks of their own, not a TaskGroup: a TaskGroup cancels its tasks only once, and
+            # a duty that swallowed that cancellation (hub_common.tasks) kept the stop waiting.
+            running = [asyncio.create_task(relay.run(), name="outbox-relay")]
+            running += [asyncio.create_task(duty(), name=name) for name, duty in (others or {}).items()]
+            try:
+                done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_EXCEPTION)
+                for task in done:
+                    if not task.cancelled() and (error := task.exception()) is not None:
+                        raise error
+            finally:
+                await asyncio.gather(*(cancel_and_wait(task) for task in running))
 
         leadership = Leadership(
             js, self._role, holder=holder_name(self._service_name), lease_seconds=self._lease_seconds

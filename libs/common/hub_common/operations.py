@@ -108,8 +108,7 @@ class OperationsEndpoint:
     async def stop(self) -> None:
         if self._server is not None:
             self._server.should_exit = True  # uvicorn finishes the answers in hand, then ends
-        for task in self._sampling:
-            await cancel_and_wait(task)
+        await asyncio.gather(*(cancel_and_wait(task) for task in self._sampling))
         if self._serving is not None:
             await asyncio.gather(self._serving, return_exceptions=True)
         self._sampling, self._serving = [], None

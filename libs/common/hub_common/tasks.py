@@ -12,6 +12,10 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from hub_common.logging import get_logger
+
+logger = get_logger(__name__)
+
 # How long a cancelled task has to end (its ``finally`` blocks included) before it is
 # cancelled again, in case the cancellation was swallowed.
 RECANCEL_SECONDS = 1.0
@@ -19,10 +23,11 @@ RECANCEL_SECONDS = 1.0
 
 async def cancel_and_wait(task: asyncio.Task[Any], *, recancel_seconds: float = RECANCEL_SECONDS) -> None:
     """Cancel ``task`` and return once it has ended, however it ended: a stopped task's
-    failure is not the stop's, so it is retrieved here and not raised.
+    failure is not the stop's, so it is logged here, not raised.
 
     A cancellation of the caller meanwhile is held back until the task has ended, then
-    raised, so a stop that is itself stopped leaves nothing running behind it."""
+    raised, so a stop that is itself stopped leaves nothing running behind it; a timeout
+    around this call therefore bounds nothing (bound the task's own work instead)."""
     caller_cancelled = False
     task.cancel()
     while True:
@@ -34,7 +39,7 @@ async def cancel_and_wait(task: asyncio.Task[Any], *, recancel_seconds: float = 
         if task.done():
             break
         task.cancel()
-    if not task.cancelled():
-        task.exception()
+    if not task.cancelled() and (error := task.exception()) is not None:
+        logger.warning("task had failed when it was stopped", task=task.get_name(), error=repr(error)[:300])
     if caller_cancelled:
         raise asyncio.CancelledError

@@ -45,8 +45,7 @@ class InvitationMailer:
         tasks: list[asyncio.Task[None] | asyncio.Task[bool]] = [*self._sending]
         if self._loop_task is not None:
             tasks.append(self._loop_task)
-        for task in tasks:
-            await cancel_and_wait(task)
+        await asyncio.gather(*(cancel_and_wait(task) for task in tasks))
 
     def send_soon(self, mail: InvitationMail) -> None:
         """Send a just-committed invitation's mail without holding up the command's reply."""
