@@ -326,5 +326,5 @@ const Hub = (() => {
     return new Intl.NumberFormat(locale, { notation: "compact", maximumFractionDigits: 1 }).format(value);
   }
 
-  return { _, ngettext, start, language, api, ApiError, h, amount, count, compactAmount, dateTime, date, time, age, setLocale, closeMenus, menuOpen, technicalDetails, waitingText, failureText, download };
+  return { _, ngettext, start, language, api, ApiError, h, amount, count, compactAmount, dateTime, date, time, age, setLocale, closeMenus, technicalDetails, waitingText, failureText, download };
 })();

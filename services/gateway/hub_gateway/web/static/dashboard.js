@@ -115,17 +115,21 @@ Hub.start(() => {
   }
 
   let loading = null;
-  // A reload that waits for a row's menu to close (see "live updates").
+  // A live reload that waits for a row's menu to close (see "live updates").
   let reloadHeldBack = false;
-  async function load() {
+  function rowMenuOpen() {
+    return document.querySelector("#grid-body [data-menu] [role=menu]:not([hidden])") !== null;
+  }
+  // live: the stream asked for it, not the accountant (whose filters and pages always load).
+  async function load({ live = false } = {}) {
     const params = searchParams();
     const request = (loading = api("GET", "/api/v1/dashboard?" + params));
     try {
       const { data } = await request;
       if (request !== loading) return; // a newer query already answered
-      // A row's menu opened while the page was on its way (a live reload): drawing it now
-      // would take the menu from under the pointer, so it is asked for again once it closes.
-      if (Hub.menuOpen()) { reloadHeldBack = true; return; }
+      // A row's menu opened while a live reload was on its way: drawing it now would take
+      // the menu from under the pointer, so it is asked for again once the menu closes.
+      if (live && rowMenuOpen()) { reloadHeldBack = true; return; }
       state.page = data;
       showError("");
       render();
@@ -628,7 +632,7 @@ Hub.start(() => {
   function reloadSoon() {
     clearTimeout(reloadTimer);
     // Not while a row's menu is open: it reloads once the menu closes.
-    reloadTimer = setTimeout(() => (Hub.menuOpen() ? (reloadHeldBack = true) : load()), 400);
+    reloadTimer = setTimeout(() => (rowMenuOpen() ? (reloadHeldBack = true) : load({ live: true })), 400);
   }
 
   // Rows that changed while their menu was open; a reload that waited for a menu is
@@ -647,7 +651,7 @@ Hub.start(() => {
       }
     }
     heldBack.clear();
-    if (heldBack.size === 0 && reloadHeldBack) { reloadHeldBack = false; load(); }
+    if (heldBack.size === 0 && reloadHeldBack) { reloadHeldBack = false; load({ live: true }); }
     requestAnimationFrame(placeStickyColumns);
   });
 
@@ -720,10 +724,10 @@ Hub.start(() => {
       live.className = "live-on";
       live.textContent = _("Live");
       // Whatever changed before the stream (re)opened is read afresh.
-      load();
+      load({ live: true });
     });
     source.addEventListener("rows", (event) => { patchRows(JSON.parse(event.data)); loadAlerts(); });
-    source.addEventListener("reload", () => load());
+    source.addEventListener("reload", () => load({ live: true }));
     source.addEventListener("refused", (event) => {
       source.close();
       live.className = "live-off";
