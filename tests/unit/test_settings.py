@@ -40,3 +40,18 @@ def test_the_schedule_is_checked_at_least_every_minute(seconds: float, accepted:
     else:
         with pytest.raises(ValidationError, match="schedule_check_seconds"):
             RegistrySettings(schedule_check_seconds=seconds)
+
+
+@pytest.mark.parametrize(
+    "setting", ["audit_max_age_seconds", "snapshots_max_age_seconds", "dead_letters_max_age_seconds"]
+)
+@pytest.mark.parametrize(("seconds", "accepted"), [(0, True), (1, False), (119, False), (120, True), (86_400, True)])
+def test_a_stream_keeps_messages_forever_or_past_its_duplicate_window(
+    setting: str, seconds: float, accepted: bool
+) -> None:
+    # nats-server refuses a max age shorter than the duplicate window, with no sentence of its own.
+    if accepted:
+        assert getattr(HubSettings.model_validate({setting: seconds}), setting) == seconds
+    else:
+        with pytest.raises(ValidationError, match=f"{setting}[\\s\\S]*at least 120 s"):
+            HubSettings.model_validate({setting: seconds})

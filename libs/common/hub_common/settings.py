@@ -40,6 +40,9 @@ class TracingExporter(StrEnum):
 # The default key is in this public source: it may sign nothing outside dev mode.
 DEV_SECRET_KEY = "dev-only-secret-change-me"  # noqa: S105
 MIN_SECRET_KEY_LENGTH = 32
+# How long JetStream remembers a message id to drop a republished event. nats-server refuses
+# a stream whose max age is shorter than it, so a stream keeps messages at least this long.
+STREAM_DUPLICATE_WINDOW_SECONDS = 120.0
 
 
 class InsecureSettings(ValueError):
@@ -155,6 +158,16 @@ class HubSettings(BaseSettings):
         if url and not (url.startswith(("https://", "http://")) and "?" not in url and "#" not in url):
             raise ValueError("HUB_NOTIFICATION_URL must be an absolute http(s) URL without a query, or empty")
         return url.rstrip("/")
+
+    @field_validator("audit_max_age_seconds", "snapshots_max_age_seconds", "dead_letters_max_age_seconds")
+    @classmethod
+    def _kept_past_the_duplicate_window(cls, seconds: float) -> float:
+        if 0 < seconds < STREAM_DUPLICATE_WINDOW_SECONDS:
+            raise ValueError(
+                f"a stream keeps messages forever (0) or at least {STREAM_DUPLICATE_WINDOW_SECONDS:.0f} s, "
+                "its duplicate window"
+            )
+        return seconds
 
     @field_validator("stream_replicas")
     @classmethod

@@ -39,7 +39,7 @@ from hub_common.bus import BROKER_UNAVAILABLE
 from hub_common.events import EVENT_TYPES, CompanySnapshot
 from hub_common.grants import GRANTS_BUCKET, GRANTS_BUCKET_DESCRIPTION
 from hub_common.logging import get_logger
-from hub_common.settings import HubSettings
+from hub_common.settings import STREAM_DUPLICATE_WINDOW_SECONDS, HubSettings
 
 logger = get_logger(__name__)
 
@@ -71,7 +71,7 @@ DEAD_LETTER_SUBJECT_PREFIX = "deadletter"
 # The streams whose loss or change could lose the audit log or the grants: nobody but an
 # operator deletes or purges them (hub_common.nats_permissions).
 RECORD_STREAMS = (EVENTS_STREAM, SNAPSHOTS_STREAM, DEAD_LETTER_STREAM, f"KV_{GRANTS_BUCKET}")
-DUPLICATE_WINDOW_SECONDS = 120.0
+DUPLICATE_WINDOW_SECONDS = STREAM_DUPLICATE_WINDOW_SECONDS
 
 
 def event_subject(firm_id: str, event_type: str) -> str:
