@@ -256,11 +256,23 @@ async def test_replies_and_other_services_durables_are_out_of_reach(guarded: Gua
 
         await registry.connection.subscribe("cmd.registry.accountant.ensure", queue="registry", cb=answer)
         await registry.connection.flush()
-        reply = await gateway.connection.request("cmd.registry.accountant.ensure", b"{}", timeout=5)
+        reply = await _request_once_heard(gateway.connection, "cmd.registry.accountant.ensure")
         assert reply.data == b"ok"
         assert gateway.violations == [] and registry.violations == []
         # ... and a registry may answer a request, but not publish to an inbox on its own.
         assert await registry.refused("_INBOX.gateway.forged")
+
+
+async def _request_once_heard(connection: Client, subject: str) -> Msg:
+    """nats-server 2.15 sometimes answers "no responders" to the first request after another
+    connection's queue subscription to it was flushed, when the machine is busy (seen in one
+    run in three of this module after others); the next request, 0.1 s later, is heard."""
+    for _ in range(20):
+        try:
+            return await connection.request(subject, b"{}", timeout=5)
+        except nats.errors.NoRespondersError:
+            await asyncio.sleep(0.1)
+    raise AssertionError(f"nobody answered {subject} within 2 s")
 
 
 async def test_only_the_registry_changes_the_record_streams_and_nobody_deletes_them(guarded: GuardedBroker) -> None:
