@@ -108,9 +108,9 @@ def _requested(refresh: uuid.UUID, company: uuid.UUID | None = None) -> RefreshR
     return RefreshRequested(refresh_id=refresh, client_id=CLIENT, connection=CONNECTION, company_id=company)
 
 
-def _discovered(refresh: uuid.UUID, *companies: uuid.UUID) -> CompaniesDiscovered:
+def _discovered(refresh: uuid.UUID, *companies: uuid.UUID, about: uuid.UUID | None = None) -> CompaniesDiscovered:
     found = [DiscoveredCompany(company_id=company, name=company.hex[:4]) for company in companies]
-    return CompaniesDiscovered(client_id=CLIENT, refresh_id=refresh, companies=found)
+    return CompaniesDiscovered(client_id=CLIENT, refresh_id=refresh, companies=found, company_id=about)
 
 
 def _company_failed(company: uuid.UUID, at: datetime, refresh: uuid.UUID = FIRST_REFRESH) -> RefreshFailed:
@@ -249,6 +249,23 @@ def test_a_refresh_of_one_company_leaves_the_others_and_the_client_alone() -> No
     assert _company(model, COMPANY_A).state == RowState.REFRESHING
     assert _company(model, COMPANY_B).state == RowState.OK
     assert model.refreshes[SECOND_REFRESH].companies_found == 1
+
+
+def test_a_refresh_of_one_company_discovered_before_its_request_is_applied_touches_only_it() -> None:
+    """Another gateway replica has the request: the discovery alone says which company the
+    refresh is about, so the sibling stays OK and the run waits for one company, not two."""
+    log = _client_with_companies()
+    log.add(_snapshot(COMPANY_A, "10.00", T0 + timedelta(minutes=1)))
+    log.add(_snapshot(COMPANY_B, "20.00", T0 + timedelta(minutes=1)))
+    request = log.add(_requested(SECOND_REFRESH, COMPANY_A), at=T0 + timedelta(minutes=2))
+    discovery = log.add(
+        _discovered(SECOND_REFRESH, COMPANY_A, COMPANY_B, about=COMPANY_A), at=T0 + timedelta(minutes=2)
+    )
+    before_the_request = _folded(*log.events[:-2], discovery)
+    assert _company(before_the_request, COMPANY_A).state == RowState.REFRESHING
+    assert _company(before_the_request, COMPANY_B).state == RowState.OK
+    assert before_the_request.refreshes[SECOND_REFRESH].companies_found == 1
+    assert _rows(_folded(*log.events[:-2], discovery, request)) == _rows(_folded(*log.events))
 
 
 def test_a_refreshs_own_request_and_discovery_arriving_after_its_outcome_do_not_undo_it() -> None:

@@ -418,6 +418,10 @@ class CompaniesDiscovered(EventData):
     client_id: uuid.UUID
     refresh_id: uuid.UUID
     companies: Annotated[list[DiscoveredCompany], Field(max_length=1000)]
+    # The one company its refresh is about (RefreshRequested.company_id), None for the whole
+    # client: a gateway replica that applies the discovery before the request (another
+    # replica has it) still touches only that company's row and counts one company.
+    company_id: uuid.UUID | None = None
 
 
 class FailureKind(StrEnum):

@@ -301,6 +301,7 @@ class FetcherHandlers:
                     DiscoveredCompany(company_id=c.id, name=c.name, display_name=c.display_name)
                     for c in discovery.companies
                 ],
+                company_id=refresh.only_company,
             ),
             "discovered",
         )

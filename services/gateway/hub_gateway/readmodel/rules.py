@@ -430,15 +430,26 @@ def _unique(data: CompaniesDiscovered) -> list[DiscoveredCompany]:
     return list(unique.values())
 
 
+def _discovered_refresh(model: ModelState, event: StoredEvent[CompaniesDiscovered]) -> RefreshState | None:
+    """The discovery's refresh, about the one company the discovery names even when its
+    request was not applied yet (without it, every sibling would show refreshing and the
+    run would wait for all of them)."""
+    data = event.data
+    refresh = _recorded_refresh(model, event, data.refresh_id, data.client_id)
+    if refresh is not None and data.company_id is not None:
+        refresh.company_id = data.company_id
+    return refresh
+
+
 def apply_companies_discovered(model: ModelState, event: StoredEvent[CompaniesDiscovered]) -> ModelState:
     data, discovered_at = event.data, event.envelope.occurred_at
     client = _owned_client(model, event, data.client_id)
     if client is None:
         if not _another_firms_client(model, event, data.client_id):
             # Its client's ClientAdded is still to come (another replica applies it).
-            refresh = _recorded_refresh(model, event, data.refresh_id, data.client_id)
+            refresh = _discovered_refresh(model, event)
             if refresh is not None:
-                refresh.companies_found = len(_unique(data))
+                refresh.companies_found = len([c for c in _unique(data) if _in_scope(refresh, c.company_id)])
             _keep_for_the_client(refresh, event, RowState.OK)
         return model
     if _newer_state(client, event):
@@ -447,7 +458,7 @@ def apply_companies_discovered(model: ModelState, event: StoredEvent[CompaniesDi
         client.next_attempt_at = None
     # The client's BC answered: no wait to reach it is pending any more.
     _end_waiting(model, firm_id=client.firm_id, client_id=client.client_id, company_id=None, before=discovered_at)
-    refresh = _recorded_refresh(model, event, data.refresh_id, data.client_id)
+    refresh = _discovered_refresh(model, event)
     discovered = [company for company in _unique(data) if _in_scope(refresh, company.company_id)]
     if refresh is not None:
         refresh.companies_found = len(discovered)
