@@ -188,6 +188,27 @@ def _single_failure(outcomes: Outcomes) -> RefreshFailed:
     return failure
 
 
+async def test_a_refresh_of_one_company_names_it_in_its_discovery_and_reads_only_it(
+    bus: Client, fetcher: ServiceProcess, admin: httpx.Client
+) -> None:
+    """The discovery says which company the refresh is about: a gateway replica may apply
+    it before the request and must not mark the siblings refreshing."""
+    tenant = _tenant(admin, index=3)
+    only = uuid.UUID(tenant.companies[0]["id"])
+
+    def one_company() -> RefreshRequested:
+        refresh: RefreshRequested = _refresh(tenant)().model_copy(update={"company_id": only})
+        return refresh
+
+    outcomes = await _run(
+        bus, fetcher, one_company, done=lambda seen: any(s.company_id == only for s in seen.of(CompanySnapshot))
+    )
+    [discovery] = outcomes.of(CompaniesDiscovered)
+    assert discovery.company_id == only
+    assert len(discovery.companies) == len(tenant.companies), "every company of the client is named"
+    assert [s.company_id for s in outcomes.of(CompanySnapshot)] == [only]
+
+
 async def test_a_healthy_refresh_gives_one_snapshot_per_company(
     bus: Client, fetcher: ServiceProcess, admin: httpx.Client
 ) -> None:
