@@ -5,17 +5,12 @@ does not end by itself)."""
 
 from __future__ import annotations
 
-import asyncio
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import httpx
-import nats
-import nats.js.errors
 
 from hub_common.local_nats import LocalNatsServer, free_port
-from hub_common.streams import FETCHER_CONSUMER, INVITATIONS_CONSUMER
 from tests.conftest import Sandbox, declare_as_the_registry
 from tests.support.processes import ServiceProcess, start_service, stop_all, wait_until_healthy
 
@@ -29,7 +24,7 @@ def _status(url: str) -> int | None:
         return None
 
 
-def _start(name: str, nats_url: str, sandbox: Sandbox, tmp_path: Path, port: int, **settings: str) -> ServiceProcess:
+def _start(name: str, nats_url: str, sandbox: Sandbox, tmp_path: Path, port: int) -> ServiceProcess:
     environment = {
         **sandbox.settings_environment(),
         "HUB_NATS_URL": nats_url,
@@ -39,7 +34,6 @@ def _start(name: str, nats_url: str, sandbox: Sandbox, tmp_path: Path, port: int
         "HUB_SMTP_PORT": str(free_port()),
         "HUB_OPERATIONS_PORT": str(port),
         "HUB_PORT": str(free_port()),
-        **settings,
     }
     return start_service(name, name, environment, tmp_path / "logs")
 
@@ -76,43 +70,3 @@ def test_a_waiting_service_stops_at_once_when_asked(sandbox: Sandbox, tmp_path: 
             started = time.monotonic()
             service.stop(timeout=10)
             assert time.monotonic() - started < 5, f"{name} took {time.monotonic() - started:.1f} s to stop"
-
-
-def test_a_durable_deleted_by_hand_is_back_within_the_registrys_check(sandbox: Sandbox, tmp_path: Path) -> None:
-    """Without the registry's restart: the leading registry re-creates what is missing, as
-    its settings say, and changes nothing that exists."""
-    with LocalNatsServer(tmp_path / "nats") as broker:
-        port = free_port()
-        registry = _start("registry", broker.url, sandbox, tmp_path, port, HUB_TOPOLOGY_CHECK_SECONDS="1")
-        try:
-            wait_until_healthy(f"http://127.0.0.1:{port}/readyz", registry, timeout=60)
-            asyncio.run(_delete_the_fetchers_durable_and_see_it_back(broker.url))
-            _wait_for_log(registry, "missing topology restored")
-        finally:
-            registry.stop()
-
-
-async def _delete_the_fetchers_durable_and_see_it_back(nats_url: str) -> None:
-    connection = await nats.connect(nats_url)
-    try:
-        js = connection.jetstream()
-        invitations = await js.consumer_info(INVITATIONS_CONSUMER.stream, INVITATIONS_CONSUMER.durable)
-        # An operator's change to an existing durable stays: only what is missing is made.
-        await js.add_consumer(
-            INVITATIONS_CONSUMER.stream, replace(invitations.config, max_deliver=invitations.config.max_deliver + 1)
-        )
-        await js.delete_consumer(FETCHER_CONSUMER.stream, FETCHER_CONSUMER.durable)
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                restored = await js.consumer_info(FETCHER_CONSUMER.stream, FETCHER_CONSUMER.durable)
-                break
-            except nats.js.errors.NotFoundError:
-                assert time.monotonic() < deadline, "the deleted durable was not re-created"
-                await asyncio.sleep(0.2)
-        assert restored.config.filter_subjects == list(FETCHER_CONSUMER.filter_subjects)
-        assert restored.config.max_deliver == FETCHER_CONSUMER.max_deliver
-        kept = await js.consumer_info(INVITATIONS_CONSUMER.stream, INVITATIONS_CONSUMER.durable)
-        assert kept.config.max_deliver == invitations.config.max_deliver + 1
-    finally:
-        await connection.close()

@@ -407,8 +407,7 @@ def _bucket_differs(bucket: Bucket, config: StreamConfig, replicas: int) -> bool
     return (config.max_age or None) != (bucket.ttl_seconds or None) or (config.num_replicas or 1) != replicas
 
 
-async def _declare_bucket(js: JetStreamContext, bucket: Bucket, replicas: int, *, change_existing: bool) -> bool:
-    """Whether the bucket was created."""
+async def _declare_bucket(js: JetStreamContext, bucket: Bucket, replicas: int) -> None:
     wanted = bucket.config(replicas)
     try:
         status = await (await js.key_value(bucket.name)).status()
@@ -416,8 +415,8 @@ async def _declare_bucket(js: JetStreamContext, bucket: Bucket, replicas: int, *
         pass
     else:
         config = status.stream_info.config
-        if not change_existing or not _bucket_differs(bucket, config, replicas):
-            return False
+        if not _bucket_differs(bucket, config, replicas):
+            return
         if config.storage == StorageType.FILE or not bucket.replaceable:
             # A bucket is a stream underneath: its TTL is the stream's max_age. As when a
             # bucket is created, the duplicate window may not exceed the max age.
@@ -427,7 +426,7 @@ async def _declare_bucket(js: JetStreamContext, bucket: Bucket, replicas: int, *
             config.num_replicas = replicas
             await js.update_stream(config)
             logger.info("bucket updated", bucket=bucket.name, ttl_seconds=ttl, replicas=replicas)
-            return False
+            return
         # Storage cannot be changed in place. Dropping the leases lets at most one more round
         # of requests through at once, and only while the bucket is replaced.
         await js.delete_key_value(bucket.name)
@@ -435,8 +434,6 @@ async def _declare_bucket(js: JetStreamContext, bucket: Bucket, replicas: int, *
     with contextlib.suppress(nats.js.errors.BadRequestError):  # another process just created it
         await js.create_key_value(wanted)
         logger.info("bucket created", bucket=bucket.name, replicas=replicas)
-        return True
-    return False
 
 
 def _differs(wanted: StreamConfig | ConsumerConfig, actual: StreamConfig | ConsumerConfig) -> bool:
@@ -480,19 +477,7 @@ async def declare_topology(
             pause = min(pause * 2, 5.0)
 
 
-async def restore_missing_topology(js: JetStreamContext, topology: Topology) -> list[str]:
-    """Create the streams, buckets and durables that are missing (deleted by hand, or lost
-    with a restore), changing none that exists; what was created, by name.
-
-    The registry's leader does this every minute, so a service whose durable went away
-    binds again without waiting for the registry's next start. Nothing existing is changed:
-    during an upgrade the old release's registry would otherwise undo the new release's
-    consumers that `hub declare-topology` declared."""
-    return await _declare(js, topology, change_existing=False)
-
-
-async def _declare(js: JetStreamContext, topology: Topology, *, change_existing: bool = True) -> list[str]:
-    created: list[str] = []
+async def _declare(js: JetStreamContext, topology: Topology) -> None:
     for wanted in stream_configs(topology.streams):
         assert wanted.name is not None
         try:
@@ -500,14 +485,12 @@ async def _declare(js: JetStreamContext, topology: Topology, *, change_existing:
         except nats.js.errors.NotFoundError:
             await js.add_stream(wanted)
             logger.info("stream created", stream=wanted.name)
-            created.append(f"stream {wanted.name}")
             continue
-        if change_existing and _differs(wanted, info.config):
+        if _differs(wanted, info.config):
             await js.update_stream(wanted)
             logger.info("stream updated", stream=wanted.name)
     for bucket in buckets(topology.streams):
-        if await _declare_bucket(js, bucket, topology.streams.stream_replicas, change_existing=change_existing):
-            created.append(f"bucket {bucket.name}")
+        await _declare_bucket(js, bucket, topology.streams.stream_replicas)
     for spec in map(topology.consumer, CONSUMERS):
         wanted_consumer = spec.config()
         try:
@@ -515,13 +498,11 @@ async def _declare(js: JetStreamContext, topology: Topology, *, change_existing:
         except nats.js.errors.NotFoundError:
             await js.add_consumer(spec.stream, wanted_consumer)
             logger.info("consumer created", stream=spec.stream, consumer=spec.durable)
-            created.append(f"consumer {spec.durable}")
             continue
-        if change_existing and _differs(wanted_consumer, consumer.config):
+        if _differs(wanted_consumer, consumer.config):
             # The server treats a create for an existing name as an update of the mutable fields.
             await js.add_consumer(spec.stream, wanted_consumer)
             logger.info("consumer updated", stream=spec.stream, consumer=spec.durable)
-    return created
 
 
 class StoppedWaitingForTopology(RuntimeError):

@@ -30,13 +30,7 @@ from hub_common.leadership import Duty, LeasedDuties
 from hub_common.logging import configure_logging, get_logger
 from hub_common.operations import OperationsEndpoint, connected_with_database, consumer_lag, outbox_backlog
 from hub_common.outbox import OutboxRelay
-from hub_common.streams import (
-    REGISTRY_CONSUMER,
-    REGISTRY_SNAPSHOTS_CONSUMER,
-    Topology,
-    declare_topology,
-    restore_missing_topology,
-)
+from hub_common.streams import REGISTRY_CONSUMER, REGISTRY_SNAPSHOTS_CONSUMER, Topology, declare_topology
 from hub_common.tracing import configure_tracing
 from hub_registry import webhooks
 from hub_registry.handlers import register_command_handlers
@@ -253,20 +247,6 @@ def create_app(settings: RegistrySettings) -> FastStream:
             duties.notify_relay()
             logger.info("old cards' tenants resolved", clients=resolved)
 
-    async def restore_topology() -> None:
-        # A durable deleted by hand (or lost with a restore) would otherwise be back only at
-        # the registry's next start; its service meanwhile pulls nothing.
-        topology = Topology.from_settings(settings)
-        while True:
-            await asyncio.sleep(settings.topology_check_seconds)
-            try:
-                restored = await restore_missing_topology(jetstream_of(broker), topology)
-            except Exception as error:
-                logger.warning("checking the topology failed; trying again later", error=repr(error)[:300])
-                continue
-            if restored:
-                logger.warning("missing topology restored", restored=restored)
-
     @app.after_startup
     async def start_duties() -> None:
         # Besides the relay, exactly one registry replica resolves old cards and runs the schedule.
@@ -276,7 +256,6 @@ def create_app(settings: RegistrySettings) -> FastStream:
             "alert-checks": check_alerts,
             "alert-webhooks": deliver_webhooks,
             "notified-refresh": refresh_notified_companies,
-            "restore-topology": restore_topology,
         }
         duties.start(jetstream_of(broker), others)
         logger.info("registry ready")

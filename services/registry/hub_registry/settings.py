@@ -28,9 +28,6 @@ class RegistrySettings(HubSettings):
     notification_coalesce_seconds: float = Field(default=30.0, ge=1, le=3600)
     notification_check_seconds: float = Field(default=2.0, gt=0, le=300)
     notification_upkeep_hours: int = Field(default=24, ge=1, le=24)
-    # How often the leading registry re-creates a stream, bucket or durable that went
-    # missing (hub_common.streams.restore_missing_topology).
-    topology_check_seconds: float = Field(default=60.0, gt=0, le=3600)
     # A colleague invitation mails anyone from the hub's sender, and anyone can start a firm:
     # at most this many addresses mailed per firm in 24 hours (an address once a day at most).
     colleague_invitations_per_firm_per_day: int = Field(default=50, ge=1, le=10_000)
