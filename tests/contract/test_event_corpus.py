@@ -78,3 +78,12 @@ def test_a_field_added_for_a_rolling_upgrade_is_written_only_once_used(event_typ
     assert "accounts_revision" not in json.loads(decoded.to_bytes())["data"]
     changed = decoded.model_copy(update={"data": decoded.data.model_copy(update={"accounts_revision": 3})})
     assert json.loads(changed.to_bytes())["data"]["accounts_revision"] == 3
+
+
+def test_a_whole_client_discovery_is_written_as_the_release_before_wrote_it() -> None:
+    """The registry reads discoveries; one of the release before reads a whole-client
+    discovery (the field left out) and refuses only a one-company refresh's."""
+    whole_client = decode_event((CORPUS / "CompaniesDiscovered.v1.json").read_text())
+    assert json.loads(whole_client.to_bytes()) == json.loads((CORPUS / "CompaniesDiscovered.v1.json").read_text())
+    one_company = decode_event((CORPUS / "CompaniesDiscovered.v1.one-company.json").read_text())
+    assert json.loads(one_company.to_bytes())["data"]["company_id"] == "9b8a7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d"

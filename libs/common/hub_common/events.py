@@ -420,8 +420,9 @@ class CompaniesDiscovered(EventData):
     companies: Annotated[list[DiscoveredCompany], Field(max_length=1000)]
     # The one company its refresh is about (RefreshRequested.company_id), None for the whole
     # client: a gateway replica that applies the discovery before the request (another
-    # replica has it) still touches only that company's row and counts one company.
-    company_id: uuid.UUID | None = None
+    # replica has it) still touches only that company's row and counts one company. Left out
+    # while None, so a reader of the previous release still reads a whole-client discovery.
+    company_id: uuid.UUID | None = Field(default=None, exclude_if=lambda company_id: company_id is None)
 
 
 class FailureKind(StrEnum):
