@@ -86,4 +86,4 @@ def test_a_whole_client_discovery_is_written_as_the_release_before_wrote_it() ->
     whole_client = decode_event((CORPUS / "CompaniesDiscovered.v1.json").read_text())
     assert json.loads(whole_client.to_bytes()) == json.loads((CORPUS / "CompaniesDiscovered.v1.json").read_text())
     one_company = decode_event((CORPUS / "CompaniesDiscovered.v1.one-company.json").read_text())
-    assert json.loads(one_company.to_bytes())["data"]["company_id"] == "9b8a7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d"
+    assert json.loads(one_company.to_bytes())["data"]["refresh_company_id"] == "9b8a7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d"

@@ -204,9 +204,25 @@ async def test_a_refresh_of_one_company_names_it_in_its_discovery_and_reads_only
         bus, fetcher, one_company, done=lambda seen: any(s.company_id == only for s in seen.of(CompanySnapshot))
     )
     [discovery] = outcomes.of(CompaniesDiscovered)
-    assert discovery.company_id == only
+    assert discovery.refresh_company_id == only
     assert len(discovery.companies) == len(tenant.companies), "every company of the client is named"
     assert [s.company_id for s in outcomes.of(CompanySnapshot)] == [only]
+
+
+async def test_a_refresh_of_one_company_failing_for_the_whole_client_names_the_company(
+    bus: Client, fetcher: ServiceProcess, admin: httpx.Client
+) -> None:
+    tenant = _tenant(admin, index=3)
+    only = uuid.UUID(tenant.companies[0]["id"])
+    admin.put(f"/tenants/{tenant.id}/faults", json={"kind": "environment_removed"}).raise_for_status()
+
+    def one_company() -> RefreshRequested:
+        refresh: RefreshRequested = _refresh(tenant)().model_copy(update={"company_id": only})
+        return refresh
+
+    outcomes = await _run(bus, fetcher, one_company, done=lambda seen: bool(seen.of(RefreshFailed)), timeout=60)
+    failure = _single_failure(outcomes)
+    assert (failure.company_id, failure.refresh_company_id) == (None, only)
 
 
 async def test_a_healthy_refresh_gives_one_snapshot_per_company(

@@ -110,7 +110,7 @@ def _requested(refresh: uuid.UUID, company: uuid.UUID | None = None) -> RefreshR
 
 def _discovered(refresh: uuid.UUID, *companies: uuid.UUID, about: uuid.UUID | None = None) -> CompaniesDiscovered:
     found = [DiscoveredCompany(company_id=company, name=company.hex[:4]) for company in companies]
-    return CompaniesDiscovered(client_id=CLIENT, refresh_id=refresh, companies=found, company_id=about)
+    return CompaniesDiscovered(client_id=CLIENT, refresh_id=refresh, companies=found, refresh_company_id=about)
 
 
 def _company_failed(company: uuid.UUID, at: datetime, refresh: uuid.UUID = FIRST_REFRESH) -> RefreshFailed:
@@ -266,6 +266,36 @@ def test_a_refresh_of_one_company_discovered_before_its_request_is_applied_touch
     assert _company(before_the_request, COMPANY_B).state == RowState.OK
     assert before_the_request.refreshes[SECOND_REFRESH].companies_found == 1
     assert _rows(_folded(*log.events[:-2], discovery, request)) == _rows(_folded(*log.events))
+
+
+@pytest.mark.parametrize("outcome", ["failed", "waiting"])
+def test_a_refresh_of_one_company_failing_before_its_request_is_applied_touches_only_it(outcome: str) -> None:
+    """Its client's BC failed before any company was read: the failure is the whole
+    client's, but the refresh was about one company, and the sibling stays as it was."""
+    log = _client_with_companies()
+    log.add(_snapshot(COMPANY_A, "10.00", T0 + timedelta(minutes=1)))
+    log.add(_snapshot(COMPANY_B, "20.00", T0 + timedelta(minutes=1)))
+    request = log.add(_requested(SECOND_REFRESH, COMPANY_A), at=T0 + timedelta(minutes=2))
+    failure = _failure(FailureKind.CREDENTIALS_REJECTED, T0 + timedelta(minutes=3))
+    ended: EventData = (
+        RefreshFailed(refresh_id=SECOND_REFRESH, client_id=CLIENT, failure=failure, refresh_company_id=COMPANY_A)
+        if outcome == "failed"
+        else RefreshDeferred(
+            refresh_id=SECOND_REFRESH,
+            client_id=CLIENT,
+            failure=failure,
+            attempt=1,
+            next_attempt_at=T0 + timedelta(minutes=8),
+            refresh_company_id=COMPANY_A,
+        )
+    )
+    event = log.add(ended, at=T0 + timedelta(minutes=3))
+    before_the_request = _folded(*log.events[:-2], event)
+    assert _company(before_the_request, COMPANY_A).state == (
+        RowState.FAILED if outcome == "failed" else RowState.WAITING
+    )
+    assert _company(before_the_request, COMPANY_B).state == RowState.OK
+    assert _rows(_folded(*log.events[:-2], event, request)) == _rows(_folded(*log.events))
 
 
 def test_a_refreshs_own_request_and_discovery_arriving_after_its_outcome_do_not_undo_it() -> None:

@@ -411,6 +411,14 @@ class DiscoveredCompany(BaseModel):
     display_name: Text | None = None
 
 
+# The one company a refresh is about (RefreshRequested.company_id), None for the whole
+# client, on the events a refresh's discovery ends with (its companies, or a failure or wait
+# of the whole client): a gateway replica that applies one before the request (another
+# replica has it) still touches only that company's row, and the run counts one company.
+# Left out while None, so a reader of the previous release still reads whole-client ones.
+RefreshCompanyId = Annotated[uuid.UUID | None, Field(exclude_if=lambda company_id: company_id is None)]
+
+
 class CompaniesDiscovered(EventData):
     event_type = "CompaniesDiscovered"
     subject_template = "companies.discovered"
@@ -418,11 +426,7 @@ class CompaniesDiscovered(EventData):
     client_id: uuid.UUID
     refresh_id: uuid.UUID
     companies: Annotated[list[DiscoveredCompany], Field(max_length=1000)]
-    # The one company its refresh is about (RefreshRequested.company_id), None for the whole
-    # client: a gateway replica that applies the discovery before the request (another
-    # replica has it) still touches only that company's row and counts one company. Left out
-    # while None, so a reader of the previous release still reads a whole-client discovery.
-    company_id: uuid.UUID | None = Field(default=None, exclude_if=lambda company_id: company_id is None)
+    refresh_company_id: RefreshCompanyId = None
 
 
 class FailureKind(StrEnum):
@@ -466,6 +470,7 @@ class RefreshFailed(EventData):
     company_id: uuid.UUID | None = None
     company_name: Text | None = None
     failure: Failure
+    refresh_company_id: RefreshCompanyId = None
 
 
 class RefreshDeferred(EventData):
@@ -485,6 +490,7 @@ class RefreshDeferred(EventData):
     failure: Failure
     attempt: Annotated[int, Field(ge=1)]
     next_attempt_at: datetime
+    refresh_company_id: RefreshCompanyId = None
 
 
 class ConnectionTestRequested(EventData):

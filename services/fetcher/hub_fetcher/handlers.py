@@ -245,6 +245,7 @@ class FetcherHandlers:
                     company_id=company.id if company else None,
                     company_name=company.name if company else None,
                     failure=failure.to_failure(),
+                    refresh_company_id=None if company else refresh.only_company,
                     attempt=delivery.num_delivered,
                     next_attempt_at=next_attempt_at,
                 ),
@@ -288,7 +289,12 @@ class FetcherHandlers:
             logger.info("refresh failed", kind=failure.kind.value, client_id=str(client_id))
             await self._publish(
                 envelope,
-                RefreshFailed(refresh_id=refresh_id, client_id=client_id, failure=failure.to_failure()),
+                RefreshFailed(
+                    refresh_id=refresh_id,
+                    client_id=client_id,
+                    failure=failure.to_failure(),
+                    refresh_company_id=refresh.only_company,
+                ),
                 "failed",
             )
             return failure.kind.value
@@ -301,7 +307,7 @@ class FetcherHandlers:
                     DiscoveredCompany(company_id=c.id, name=c.name, display_name=c.display_name)
                     for c in discovery.companies
                 ],
-                company_id=refresh.only_company,
+                refresh_company_id=refresh.only_company,
             ),
             "discovered",
         )

@@ -430,14 +430,17 @@ def _unique(data: CompaniesDiscovered) -> list[DiscoveredCompany]:
     return list(unique.values())
 
 
-def _discovered_refresh(model: ModelState, event: StoredEvent[CompaniesDiscovered]) -> RefreshState | None:
-    """The discovery's refresh, about the one company the discovery names even when its
-    request was not applied yet (without it, every sibling would show refreshing and the
-    run would wait for all of them)."""
+def _scoped_refresh(
+    model: ModelState,
+    event: StoredEvent[CompaniesDiscovered] | StoredEvent[RefreshFailed] | StoredEvent[RefreshDeferred],
+) -> RefreshState | None:
+    """The refresh an event of its whole client ends, about the one company the event names
+    even when the request was not applied yet (otherwise every sibling would show the
+    event's state and the run would wait for all of them)."""
     data = event.data
     refresh = _recorded_refresh(model, event, data.refresh_id, data.client_id)
-    if refresh is not None and data.company_id is not None:
-        refresh.company_id = data.company_id
+    if refresh is not None and data.refresh_company_id is not None:
+        refresh.company_id = data.refresh_company_id
     return refresh
 
 
@@ -447,7 +450,7 @@ def apply_companies_discovered(model: ModelState, event: StoredEvent[CompaniesDi
     if client is None:
         if not _another_firms_client(model, event, data.client_id):
             # Its client's ClientAdded is still to come (another replica applies it).
-            refresh = _discovered_refresh(model, event)
+            refresh = _scoped_refresh(model, event)
             if refresh is not None:
                 refresh.companies_found = len([c for c in _unique(data) if _in_scope(refresh, c.company_id)])
             _keep_for_the_client(refresh, event, RowState.OK)
@@ -458,7 +461,7 @@ def apply_companies_discovered(model: ModelState, event: StoredEvent[CompaniesDi
         client.next_attempt_at = None
     # The client's BC answered: no wait to reach it is pending any more.
     _end_waiting(model, firm_id=client.firm_id, client_id=client.client_id, company_id=None, before=discovered_at)
-    refresh = _discovered_refresh(model, event)
+    refresh = _scoped_refresh(model, event)
     discovered = [company for company in _unique(data) if _in_scope(refresh, company.company_id)]
     if refresh is not None:
         refresh.companies_found = len(discovered)
@@ -501,7 +504,7 @@ def apply_refresh_failed(model: ModelState, event: StoredEvent[RefreshFailed]) -
     _record_refresh_failure(model, event, client)
     failed_at = data.failure.occurred_at
     if data.company_id is None:
-        refresh = _recorded_refresh(model, event, data.refresh_id, data.client_id)
+        refresh = _scoped_refresh(model, event)
         if refresh is not None:
             refresh.failed = True
         if client is None:
@@ -552,7 +555,7 @@ def apply_refresh_deferred(model: ModelState, event: StoredEvent[RefreshDeferred
         return model
     waiting_since = data.failure.occurred_at
     if data.company_id is None:
-        refresh = _recorded_refresh(model, event, data.refresh_id, data.client_id)
+        refresh = _scoped_refresh(model, event)
         if client is None:
             # Its client's ClientAdded is still to come (another replica applies it).
             _keep_for_the_client(
