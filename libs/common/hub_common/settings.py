@@ -103,7 +103,8 @@ class HubSettings(BaseSettings):
     snapshots_per_company: int = Field(default=10, ge=1)
     snapshots_max_age_seconds: float = Field(default=90 * 24 * 3600, ge=0)
     # HUB_DEAD_LETTERS: the newest N kept per consumer and firm, and for how long (0 =
-    # forever). Each is a copy: the event itself stays in its stream.
+    # forever). Each is a copy: the message stays in its own stream for as long as that
+    # stream's limits keep it.
     dead_letters_per_firm: int = Field(default=1000, ge=1)
     dead_letters_max_age_seconds: float = Field(default=90 * 24 * 3600, ge=0)
     # How long a fetcher may hold a refresh without reporting progress before another

@@ -71,7 +71,6 @@ DEAD_LETTER_SUBJECT_PREFIX = "deadletter"
 # The streams whose loss or change could lose the audit log or the grants: nobody but an
 # operator deletes or purges them (hub_common.nats_permissions).
 RECORD_STREAMS = (EVENTS_STREAM, SNAPSHOTS_STREAM, DEAD_LETTER_STREAM, f"KV_{GRANTS_BUCKET}")
-DUPLICATE_WINDOW_SECONDS = STREAM_DUPLICATE_WINDOW_SECONDS
 
 
 def event_subject(firm_id: str, event_type: str) -> str:
@@ -146,7 +145,7 @@ def stream_configs(limits: StreamLimits) -> list[StreamConfig]:
         retention=RetentionPolicy.LIMITS,
         storage=StorageType.FILE,
         max_age=limits.audit_max_age_seconds,
-        duplicate_window=DUPLICATE_WINDOW_SECONDS,
+        duplicate_window=STREAM_DUPLICATE_WINDOW_SECONDS,
         deny_delete=True,
         deny_purge=True,
         discard=DiscardPolicy.OLD,
@@ -160,7 +159,7 @@ def stream_configs(limits: StreamLimits) -> list[StreamConfig]:
         storage=StorageType.FILE,
         max_msgs_per_subject=limits.snapshots_per_company,
         max_age=limits.snapshots_max_age_seconds,
-        duplicate_window=DUPLICATE_WINDOW_SECONDS,
+        duplicate_window=STREAM_DUPLICATE_WINDOW_SECONDS,
         deny_delete=True,
         deny_purge=True,
         discard=DiscardPolicy.OLD,
@@ -174,7 +173,7 @@ def stream_configs(limits: StreamLimits) -> list[StreamConfig]:
         storage=StorageType.FILE,
         max_msgs_per_subject=limits.dead_letters_per_firm,
         max_age=limits.dead_letters_max_age_seconds,
-        duplicate_window=DUPLICATE_WINDOW_SECONDS,
+        duplicate_window=STREAM_DUPLICATE_WINDOW_SECONDS,
         discard=DiscardPolicy.OLD,
         num_replicas=limits.stream_replicas,
     )
@@ -422,7 +421,7 @@ async def _declare_bucket(js: JetStreamContext, bucket: Bucket, replicas: int) -
             # bucket is created, the duplicate window may not exceed the max age.
             ttl = bucket.ttl_seconds or None
             config.max_age = ttl
-            config.duplicate_window = min(ttl, DUPLICATE_WINDOW_SECONDS) if ttl else DUPLICATE_WINDOW_SECONDS
+            config.duplicate_window = min(ttl or STREAM_DUPLICATE_WINDOW_SECONDS, STREAM_DUPLICATE_WINDOW_SECONDS)
             config.num_replicas = replicas
             await js.update_stream(config)
             logger.info("bucket updated", bucket=bucket.name, ttl_seconds=ttl, replicas=replicas)
