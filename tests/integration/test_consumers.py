@@ -302,7 +302,7 @@ async def test_a_store_outage_is_nacked_and_pauses_fetching_until_the_store_answ
     assert probes == [False, False, True]
     assert stored == []
     info = await jetstream.consumer_info(spec.stream, spec.durable)
-    assert info.ack_floor.stream_seq == 0
+    assert info.ack_floor.consumer_seq == 0
     # The nacked message comes back and is stored on its second delivery, not dead-lettered.
     await handle_batch(jetstream, tuned, await subscription.fetch(1, timeout=5), handler, available=available)
     assert stored == [2]

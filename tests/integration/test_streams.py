@@ -2,21 +2,33 @@
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
 
+import nats
 import nats.js.errors
 import pytest
+import structlog
 from nats.js import JetStreamContext
-from nats.js.api import ConsumerConfig
+from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from hub_common.bus import publish_event
 from hub_common.events import Actor, ClientRemoved, new_envelope
+from hub_common.local_nats import LocalNatsServer
 from hub_common.streams import (
+    CONSUMERS,
     EVENTS_STREAM,
     FETCHER_CONSUMER,
+    GATEWAY_EVENTS_CONSUMER,
     SNAPSHOTS_STREAM,
     StreamLimits,
+    Topology,
+    await_topology,
     declare_topology,
+    event_subject,
 )
 
 
@@ -70,3 +82,87 @@ def test_consumer_config_is_explicit() -> None:
     config: ConsumerConfig = FETCHER_CONSUMER.config()
     assert config.durable_name == "fetcher"
     assert config.filter_subjects and all(s.startswith("hub.*.") for s in config.filter_subjects)
+
+
+@pytest.fixture
+async def own_broker(tmp_path: Path) -> AsyncIterator[JetStreamContext]:
+    """A broker of the test's own: these tests delete and remake the roles' durables."""
+    with LocalNatsServer(tmp_path / "nats") as server:
+        connection = await nats.connect(server.url)
+        try:
+            js = connection.jetstream()
+            await declare_topology(js, patience_seconds=5)
+            yield js
+        finally:
+            await connection.close()
+
+
+async def _history(js: JetStreamContext, events: int) -> None:
+    firm_id = str(uuid.uuid4())
+    for _ in range(events):
+        await js.publish(event_subject(firm_id, "RefreshRequested"), b"{}")
+        await js.publish(event_subject(firm_id, "InvitationAccepted"), b"{}")
+        await js.publish(event_subject(firm_id, "ColleagueInvited"), b"{}")
+
+
+async def test_a_durable_made_again_reads_history_only_for_the_read_model(own_broker: JetStreamContext) -> None:
+    """After a deletion, a restore without consumers or an upgrade that adds a durable, the
+    registry makes it again: a role that acts on what it reads (refreshes BC, sends mail,
+    adds clients) must not do again all that the audit log holds; the read model must."""
+    js = own_broker
+    await _history(js, events=3)
+    for spec in CONSUMERS:
+        await js.delete_consumer(spec.stream, spec.durable)
+    await declare_topology(js, patience_seconds=5)
+
+    pending = {spec.durable: (await js.consumer_info(spec.stream, spec.durable)).num_pending for spec in CONSUMERS}
+    assert pending == {
+        "fetcher": 0,
+        "registry": 0,
+        "registry-snapshots": 0,
+        "invitations": 0,
+        "gateway-events": 9,
+        "gateway-snapshots": 0,
+    }
+    # What is published from then on reaches every role.
+    await _history(js, events=1)
+    for spec in (FETCHER_CONSUMER, GATEWAY_EVENTS_CONSUMER):
+        info = await js.consumer_info(spec.stream, spec.durable)
+        assert info.num_pending == (1 if spec is FETCHER_CONSUMER else 12)
+    await await_topology(js, Topology(), consumers=[spec.durable for spec in CONSUMERS])
+
+
+async def test_a_durable_of_an_earlier_release_keeps_its_start_when_updated(own_broker: JetStreamContext) -> None:
+    """Durables made by earlier releases read from the first event; a new filter is applied
+    to them in place (the server refuses to change where a durable starts)."""
+    js = own_broker
+    await js.delete_consumer(FETCHER_CONSUMER.stream, FETCHER_CONSUMER.durable)
+    earlier = FETCHER_CONSUMER.config()
+    earlier.deliver_policy = DeliverPolicy.ALL
+    earlier.filter_subjects = list(FETCHER_CONSUMER.filter_subjects[:2])
+    await js.add_consumer(FETCHER_CONSUMER.stream, earlier)
+
+    await declare_topology(js, patience_seconds=5)
+
+    updated = (await js.consumer_info(FETCHER_CONSUMER.stream, FETCHER_CONSUMER.durable)).config
+    assert sorted(updated.filter_subjects or []) == sorted(FETCHER_CONSUMER.filter_subjects)
+    assert updated.deliver_policy == DeliverPolicy.ALL
+    # The fetcher takes it as it is: where it started does not matter once it exists.
+    await asyncio.wait_for(await_topology(js, Topology(), consumers=["fetcher"]), timeout=5)
+
+
+async def test_a_read_model_durable_that_skips_history_is_not_used(own_broker: JetStreamContext) -> None:
+    js = own_broker
+    spec = GATEWAY_EVENTS_CONSUMER
+    await js.delete_consumer(spec.stream, spec.durable)
+    await js.add_consumer(spec.stream, dataclasses.replace(spec, replays_history=False).config())
+
+    with structlog.testing.capture_logs() as logs:
+        await declare_topology(js, patience_seconds=5)
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(await_topology(js, Topology(), consumers=[spec.durable]), timeout=1.5)
+    assert (await js.consumer_info(spec.stream, spec.durable)).config.deliver_policy == DeliverPolicy.NEW
+    said = {(entry["log_level"], entry["event"].split(";")[0]) for entry in logs}
+    assert ("error", "consumer does not read the stream from its first event, and cannot be changed to") in said
+    waits = [entry for entry in logs if entry["event"] == "waiting for the registry to declare the topology"]
+    assert waits and "deliver_policy" in str(waits[0]["waiting_for"])

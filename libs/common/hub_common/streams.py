@@ -195,6 +195,12 @@ class ConsumerSpec:
     # long a failure may last before the message is dead-lettered.
     retry_delay_seconds: float = 1.0
     retry_max_delay_seconds: float = 60.0
+    # Where a durable created anew starts. Only the read model's read the stream from its
+    # first event: the model is built from the whole history, and applying an event twice
+    # changes nothing. A role that acts on what it reads (reads BC, sends mail, adds clients,
+    # revokes access) starts at its creation: re-created after a deletion or a restore, or
+    # added by an upgrade, it would otherwise do again everything the audit log holds.
+    replays_history: bool = False
 
     def retry_delay(self, num_delivered: int) -> float:
         """Seconds before the next delivery after the ``num_delivered``-th failed."""
@@ -205,7 +211,7 @@ class ConsumerSpec:
         return ConsumerConfig(
             name=self.durable,
             durable_name=self.durable,
-            deliver_policy=DeliverPolicy.ALL,
+            deliver_policy=DeliverPolicy.ALL if self.replays_history else DeliverPolicy.NEW,
             ack_policy=AckPolicy.EXPLICIT,
             ack_wait=self.ack_wait_seconds,
             max_deliver=self.max_deliver,
@@ -232,6 +238,7 @@ GATEWAY_EVENTS_CONSUMER = ConsumerSpec(
     filter_subjects=("hub.>",),
     ack_wait_seconds=30,
     max_deliver=10,
+    replays_history=True,
 )
 GATEWAY_SNAPSHOTS_CONSUMER = ConsumerSpec(
     stream=SNAPSHOTS_STREAM,
@@ -239,6 +246,7 @@ GATEWAY_SNAPSHOTS_CONSUMER = ConsumerSpec(
     filter_subjects=("hub.>",),
     ack_wait_seconds=30,
     max_deliver=10,
+    replays_history=True,
 )
 REGISTRY_CONSUMER = ConsumerSpec(
     stream=EVENTS_STREAM,
@@ -435,7 +443,7 @@ async def _declare_bucket(js: JetStreamContext, bucket: Bucket, replicas: int) -
         logger.info("bucket created", bucket=bucket.name, replicas=replicas)
 
 
-def _differs(wanted: StreamConfig | ConsumerConfig, actual: StreamConfig | ConsumerConfig) -> bool:
+def _differs(wanted: StreamConfig, actual: StreamConfig) -> bool:
     wanted_fields = {k: v for k, v in wanted.as_dict().items() if v is not None}
     actual_fields = actual.as_dict()
     return any(actual_fields.get(key) != value for key, value in wanted_fields.items())
@@ -498,10 +506,23 @@ async def _declare(js: JetStreamContext, topology: Topology) -> None:
             await js.add_consumer(spec.stream, wanted_consumer)
             logger.info("consumer created", stream=spec.stream, consumer=spec.durable)
             continue
-        if _differs(wanted_consumer, consumer.config):
-            # The server treats a create for an existing name as an update of the mutable fields.
+        differences = _consumer_differences(spec, consumer.config)
+        # The server treats a create for an existing name as an update of the mutable fields;
+        # where a durable starts is not one of them, so it keeps its own.
+        wanted_consumer.deliver_policy = consumer.config.deliver_policy
+        wanted_consumer.opt_start_seq = consumer.config.opt_start_seq
+        wanted_consumer.opt_start_time = consumer.config.opt_start_time
+        if _starts_too_late(spec, consumer.config):
+            logger.error(
+                "consumer does not read the stream from its first event, and cannot be changed to; "
+                "delete it for the registry to create it again",
+                stream=spec.stream,
+                consumer=spec.durable,
+                deliver_policy=str(consumer.config.deliver_policy),
+            )
+        if differences:
             await js.add_consumer(spec.stream, wanted_consumer)
-            logger.info("consumer updated", stream=spec.stream, consumer=spec.durable)
+            logger.info("consumer updated", stream=spec.stream, consumer=spec.durable, differences=differences)
 
 
 class StoppedWaitingForTopology(RuntimeError):
@@ -579,6 +600,8 @@ async def _not_declared(
             waiting_for.append(f"consumer {spec.durable}")
             continue
         differences = _consumer_differences(spec, consumer.config)
+        if _starts_too_late(spec, consumer.config):
+            differences.append(f"deliver_policy {spec.config().deliver_policy}, not {consumer.config.deliver_policy}")
         if differences:
             waiting_for.append(f"consumer {spec.durable} as this process's settings say ({'; '.join(differences)})")
     return waiting_for
@@ -596,10 +619,16 @@ def _consumer_differences(spec: ConsumerSpec, actual: ConsumerConfig) -> list[st
     kept = None if actual.ack_wait is None else round(actual.ack_wait * 1e9)
     if sent != kept:
         differences.append(f"ack_wait {wanted.ack_wait}, not {actual.ack_wait}")
-    for name in ("max_deliver", "max_ack_pending", "ack_policy", "deliver_policy"):
+    for name in ("max_deliver", "max_ack_pending", "ack_policy"):
         if getattr(wanted, name) != getattr(actual, name):
             differences.append(f"{name} {getattr(wanted, name)}, not {getattr(actual, name)}")
     return differences
+
+
+def _starts_too_late(spec: ConsumerSpec, actual: ConsumerConfig) -> bool:
+    """Whether a read model's durable would miss history. Where any other durable started
+    does not matter once it exists (those of earlier releases started at the first event)."""
+    return spec.replays_history and actual.deliver_policy not in (None, DeliverPolicy.ALL)
 
 
 def _warn_once(warned: set[str], what: str) -> None:
