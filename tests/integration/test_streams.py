@@ -44,7 +44,7 @@ async def test_declaring_twice_changes_nothing(jetstream: JetStreamContext) -> N
 
 
 async def test_a_drifted_consumer_is_reconciled(jetstream: JetStreamContext) -> None:
-    drifted = FETCHER_CONSUMER.config()
+    drifted = (await jetstream.consumer_info(EVENTS_STREAM, "fetcher")).config
     drifted.max_deliver = 2
     drifted.ack_wait = 5
     await jetstream.add_consumer(FETCHER_CONSUMER.stream, drifted)
@@ -124,12 +124,21 @@ async def test_a_durable_made_again_reads_history_only_for_the_read_model(own_br
         "gateway-events": 9,
         "gateway-snapshots": 0,
     }
+    assert (await js.consumer_info(EVENTS_STREAM, "fetcher")).config.deliver_policy == DeliverPolicy.NEW
     # What is published from then on reaches every role.
     await _history(js, events=1)
     for spec in (FETCHER_CONSUMER, GATEWAY_EVENTS_CONSUMER):
         info = await js.consumer_info(spec.stream, spec.durable)
         assert info.num_pending == (1 if spec is FETCHER_CONSUMER else 12)
     await await_topology(js, Topology(), consumers=[spec.durable for spec in CONSUMERS])
+
+
+async def test_durables_made_on_empty_streams_start_as_earlier_releases_declare_them(
+    own_broker: JetStreamContext,
+) -> None:
+    """A new installation: an earlier release's registry (going back) accepts them as they are."""
+    for spec in CONSUMERS:
+        assert (await own_broker.consumer_info(spec.stream, spec.durable)).config.deliver_policy == DeliverPolicy.ALL
 
 
 async def test_a_durable_of_an_earlier_release_keeps_its_start_when_updated(own_broker: JetStreamContext) -> None:

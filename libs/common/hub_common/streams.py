@@ -503,8 +503,17 @@ async def _declare(js: JetStreamContext, topology: Topology) -> None:
         try:
             consumer = await js.consumer_info(spec.stream, spec.durable)
         except nats.js.errors.NotFoundError:
+            if (await js.stream_info(spec.stream)).state.messages == 0:
+                # On an empty stream both start at the same place; "all" is what registries
+                # of earlier releases declare, so going back to one keeps working.
+                wanted_consumer.deliver_policy = DeliverPolicy.ALL
             await js.add_consumer(spec.stream, wanted_consumer)
-            logger.info("consumer created", stream=spec.stream, consumer=spec.durable)
+            logger.info(
+                "consumer created",
+                stream=spec.stream,
+                consumer=spec.durable,
+                deliver_policy=str(wanted_consumer.deliver_policy),
+            )
             continue
         differences = _consumer_differences(spec, consumer.config)
         # The server treats a create for an existing name as an update of the mutable fields;
