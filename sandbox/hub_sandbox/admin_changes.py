@@ -4,6 +4,8 @@
 - ``GET /_sandbox/clock``; ``PUT /_sandbox/clock`` with ``{"advance_seconds": N}``.
 - ``POST /_sandbox/companies/{company_id}/sales-invoices``
   ``{"customer_number", "amount_including_tax", "due_date"}``: a posted sales invoice.
+- ``POST /_sandbox/companies/{company_id}/sales-credit-memos``
+  ``{"customer_number", "amount_including_tax"}``: a posted sales credit memo, refunded.
 - ``POST /_sandbox/companies/{company_id}/customer-payments`` ``{"invoice", "amount"}``
   (invoice id or number): a customer payment applied to an open posted sales invoice.
 - ``POST /_sandbox/companies/{company_id}/purchase-invoices``
@@ -34,6 +36,7 @@ from hub_sandbox.book_changes import (
     PostingResult,
     post_bank_transfers,
     post_purchase_invoice,
+    post_sales_credit_memo,
     post_sales_invoice,
     register_customer_payment,
 )
@@ -57,6 +60,11 @@ class SalesInvoicePosting(BaseModel):
     customer_number: str
     amount_including_tax: Decimal = Field(gt=0)
     due_date: dt.date
+
+
+class SalesCreditMemoPosting(BaseModel):
+    customer_number: str
+    amount_including_tax: Decimal = Field(gt=0)
 
 
 class PurchaseInvoicePosting(BaseModel):
@@ -227,6 +235,10 @@ def changes_router(state: SandboxState, prefix: str) -> APIRouter:
         return post(
             company_id, post_sales_invoice, posting.customer_number, posting.amount_including_tax, posting.due_date
         )
+
+    @router.post("/companies/{company_id}/sales-credit-memos", status_code=201)
+    async def sales_credit_memo(company_id: uuid.UUID, posting: SalesCreditMemoPosting) -> PostingView:
+        return post(company_id, post_sales_credit_memo, posting.customer_number, posting.amount_including_tax)
 
     @router.post("/companies/{company_id}/customer-payments", status_code=201)
     async def customer_payment(company_id: uuid.UUID, payment: CustomerPayment) -> PostingView:

@@ -10,6 +10,8 @@ reports, the web client) sees the same changed book:
 - a posted sales invoice debits receivables and credits product sales and output tax;
 - a customer payment debits the first cash account and credits receivables, and lowers
   the invoice's ``remainingAmount`` (status Paid at zero);
+- a posted sales credit memo, refunded at once (status Paid), debits product sales and
+  output tax and credits the first cash account;
 - a posted purchase invoice credits payables and debits cost of materials and input tax
   (sales-tax countries keep no input tax: the tax is part of the cost);
 - a bank transfer moves money between two cash accounts (the cash balance stays).
@@ -36,6 +38,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from enum import StrEnum
 
 from hub_sandbox.documents import (
+    CreditMemoStatus,
     CustomerBlocked,
     Document,
     DocumentKind,
@@ -60,6 +63,7 @@ from hub_sandbox.tenants import SandboxCompany
 CENT = Decimal("0.01")
 
 SALES_INVOICES = "salesInvoices"
+SALES_CREDIT_MEMOS = "salesCreditMemos"
 PURCHASE_INVOICES = "purchaseInvoices"
 GENERAL_LEDGER_ENTRIES = "generalLedgerEntries"
 
@@ -121,11 +125,13 @@ def apply_changes(book: CompanyBook, changes: CompanyChanges) -> CompanyBook:
         return tuple(sorted([replaced.get(d.id, d) for d in seeded] + added, key=lambda d: d.number))
 
     sales = merged(book.documents.sales_invoices, DocumentKind.SALES_INVOICE)
+    credit_memos = merged(book.documents.sales_credit_memos, DocumentKind.SALES_CREDIT_MEMO)
     purchases = merged(book.documents.purchase_invoices, DocumentKind.PURCHASE_INVOICE)
     today = book.business_date
     documents = dataclasses.replace(
         book.documents,
         sales_invoices=sales,
+        sales_credit_memos=credit_memos,
         purchase_invoices=purchases,
         open_receivables=tuple(
             OpenItem(d.remaining_amount, (d.due_date - today).days) for d in sales if d.is_open_posted_invoice
@@ -300,6 +306,45 @@ def post_sales_invoice(
     posting.add(_account(book, AccountRole.PRODUCT_SALES), -invoice.amount_excluding_tax)
     posting.add(_account(book, AccountRole.OUTPUT_TAX), -invoice.tax_amount)
     return _posted(book, changes, posting, invoice, SALES_INVOICES, ChangeType.CREATED, at)
+
+
+def post_sales_credit_memo(
+    book: CompanyBook,
+    changes: CompanyChanges,
+    customer_number: str,
+    amount_including_tax: Decimal,
+    at: dt.datetime,
+) -> PostingResult:
+    """Post a sales credit memo to a customer and refund it from the first cash account
+    (status Paid): sales this month fall by its amount excluding tax."""
+    customer = next((c for c in book.customers if c.number == customer_number), None)
+    if customer is None:
+        raise BookChangeError(f"The customer '{customer_number}' does not exist.")
+    number = _next_number(book.sales_credit_memos, "PSCM", 104001)
+    excluding, tax = _split(book.company, _money(amount_including_tax))
+    memo = Document(
+        kind=DocumentKind.SALES_CREDIT_MEMO,
+        id=uuid.uuid5(book.company.id, f"{DocumentKind.SALES_CREDIT_MEMO.value}/posted/{number}"),
+        number=number,
+        party=customer,
+        document_date=book.business_date,
+        posting_date=book.business_date,
+        due_date=book.business_date,
+        amount_excluding_tax=excluding,
+        tax_amount=tax,
+        remaining_amount=Decimal(0),
+        status=CreditMemoStatus.PAID,
+        posted=True,
+        closed_on=book.business_date,
+        sales_line=SalesLine.PRODUCTS,
+        external_number="",
+        last_modified=at,
+    )
+    posting = _Posting(book, changes, at, GLDocumentType.CREDIT_MEMO, number, f"Credit Memo {number}")
+    posting.add(_account(book, AccountRole.PRODUCT_SALES), memo.amount_excluding_tax)
+    posting.add(_account(book, AccountRole.OUTPUT_TAX), memo.tax_amount)
+    posting.add(_account(book, AccountRole.CASH), -memo.amount_including_tax)
+    return _posted(book, changes, posting, memo, SALES_CREDIT_MEMOS, ChangeType.CREATED, at)
 
 
 def register_customer_payment(

@@ -1,5 +1,6 @@
 """Customers, vendors and their documents: the part of a company's book that API v2.0
-serves as customers, vendors, salesInvoices, purchaseInvoices, salesOrders and salesQuotes.
+serves as customers, vendors, salesInvoices, salesCreditMemos, purchaseInvoices, salesOrders
+and salesQuotes.
 
 The book builder (:mod:`hub_sandbox.seed`) asks :class:`DocumentBuilder` for the documents
 first, then derives the G/L accounts from them, so every figure agrees with the documents
@@ -10,7 +11,10 @@ it sums:
   with status Open (the purchase API has no remaining amount, so purchase invoices are
   never partly paid in the sandbox);
 - product and service sales accounts = ``amount_excluding_tax`` of the posted sales invoices
-  of the fiscal year (posting date from 1 January to the business date).
+  of the fiscal year (posting date from 1 January to the business date), less that of the
+  posted sales credit memos of the year. The seeded credit memos are partial credits of
+  paid invoices, refunded when posted (status Paid), so no open item and no receivable
+  changes with them.
 
 All documents are in local currency (``currencyCode`` "" as BC writes LCY). Dates are
 relative to the business date; the open items' amounts are not, so balances stay put
@@ -34,6 +38,7 @@ CENT = Decimal("0.01")
 
 class DocumentKind(StrEnum):
     SALES_INVOICE = "salesInvoice"
+    SALES_CREDIT_MEMO = "salesCreditMemo"
     PURCHASE_INVOICE = "purchaseInvoice"
     SALES_ORDER = "salesOrder"
     SALES_QUOTE = "salesQuote"
@@ -49,6 +54,17 @@ class InvoiceStatus(StrEnum):
     PAID = "Paid"  # posted, closed
     CANCELED = "Canceled"
     CORRECTIVE = "Corrective"
+
+
+class CreditMemoStatus(StrEnum):
+    """BC's enum salesCrMemoEntityBufferStatus, as the API writes it."""
+
+    DRAFT = "Draft"
+    IN_REVIEW = "In_x0020_Review"
+    OPEN = "Open"  # posted, not applied in full
+    CANCELED = "Canceled"
+    CORRECTIVE = "Corrective"
+    PAID = "Paid"  # posted, closed
 
 
 class SalesOrderStatus(StrEnum):
@@ -169,6 +185,7 @@ class CompanyDocuments:
     sales_quotes: tuple[Document, ...]
     open_receivables: tuple[OpenItem, ...]
     open_payables: tuple[OpenItem, ...]
+    sales_credit_memos: tuple[Document, ...] = ()
 
 
 # ---------------------------------------------------------------------------------------
@@ -332,8 +349,10 @@ class DocumentBuilder:
                     ),
                 )
             )  # fmt: skip
-        drafts.extend((d.posting_date, d) for d in self._paid_sales_history(active_customers))
+        paid_history = self._paid_sales_history(active_customers)
+        drafts.extend((d.posting_date, d) for d in paid_history)
         sales_posted = self._numbered(drafts, "PSI", 103001)
+        credit_memos = self._numbered([(d.posting_date, d) for d in self._credit_memos(paid_history)], "PSCM", 104001)
 
         unposted_sales = []
         for index in range(rng.randint(1, 5)):
@@ -429,7 +448,27 @@ class DocumentBuilder:
             sales_quotes=tuple(quotes),
             open_receivables=tuple(receivables),
             open_payables=tuple(payables),
+            sales_credit_memos=tuple(credit_memos),
         )
+
+    def _credit_memos(self, paid_invoices: list[Document]) -> list[Document]:
+        """Now and then a paid invoice is partly credited a few days after it was posted
+        (a return, a price correction): a posted credit memo, refunded at once (Paid).
+        Drawn from a generator of their own, so the rest of the book is as without them."""
+        rng = random.Random(f"{self.company.id}/credit-memos")
+        memos = []
+        for invoice in paid_invoices:
+            if rng.random() >= 0.06:
+                continue
+            posted = min(self.today, invoice.posting_date + dt.timedelta(days=rng.randint(1, 10)))
+            share = Decimal(rng.randint(10, 50)) / 100
+            excluding, tax = self._with_tax((invoice.amount_excluding_tax * share).quantize(CENT, ROUND_HALF_UP))
+            memo = self._document(
+                DocumentKind.SALES_CREDIT_MEMO, f"paid/{invoice.id}", invoice.party, posted, posted,
+                excluding, tax, Decimal(0), CreditMemoStatus.PAID, posted=True, closed_on=posted, rng=rng,
+            )  # fmt: skip
+            memos.append(dataclasses.replace(memo, sales_line=invoice.sales_line))
+        return memos
 
     def _paid_sales_history(self, customers: list[Party]) -> list[Document]:
         """Paid invoices from 1 January to the day before the business date: on about a

@@ -18,6 +18,7 @@ from decimal import Decimal
 
 from hub_sandbox.documents import (
     BLANK_GUID,
+    CreditMemoStatus,
     CustomerBlocked,
     Document,
     InvoiceStatus,
@@ -467,6 +468,30 @@ SALES_INVOICE = EntityType(
     ),
 )  # fmt: skip
 
+SALES_CREDIT_MEMO = EntityType(
+    name="salesCreditMemo",
+    entity_set="salesCreditMemos",
+    properties=(
+        *_props(
+            ("id", G), ("number", S), ("externalDocumentNumber", S), ("creditMemoDate", DATE),
+            ("postingDate", DATE), ("dueDate", DATE), ("customerId", G), ("customerNumber", S),
+            ("customerName", S), ("billToName", S), ("billToCustomerId", G), ("billToCustomerNumber", S),
+        ),
+        *_address_properties("sellTo", "billTo"),
+        *_props(
+            ("shortcutDimension1Code", S), ("shortcutDimension2Code", S), ("currencyId", G),
+            ("currencyCode", S), ("paymentTermsId", G), ("shipmentMethodId", G), ("salesperson", S),
+            ("pricesIncludeTax", BOOL), ("discountAmount", D), ("discountAppliedBeforeTax", BOOL),
+        ),
+        *_TOTALS,
+        Property("status", EdmType.ENUM, "salesCrMemoEntityBufferStatus", tuple(CreditMemoStatus)),
+        *_props(
+            ("lastModifiedDateTime", DATETIME), ("invoiceId", G), ("invoiceNumber", S), ("phoneNumber", S),
+            ("email", S), ("customerReturnReasonId", G),
+        ),
+    ),
+)  # fmt: skip
+
 PURCHASE_INVOICE = EntityType(
     name="purchaseInvoice",
     entity_set="purchaseInvoices",
@@ -589,6 +614,45 @@ def sales_invoice_records(book: CompanyBook, options: QueryOptions) -> list[Reco
             "email": d.party.email,
         }
         for d in book.sales_invoices
+    ]
+
+
+def sales_credit_memo_records(book: CompanyBook, options: QueryOptions) -> list[Record]:
+    return [
+        {
+            "id": d.id,
+            "number": d.number,
+            "externalDocumentNumber": d.external_number,
+            "creditMemoDate": d.document_date,
+            "postingDate": d.posting_date,
+            "dueDate": d.due_date,
+            "customerId": d.party.id,
+            "customerNumber": d.party.number,
+            "customerName": d.party.display_name,
+            "billToName": d.party.display_name,
+            "billToCustomerId": d.party.id,
+            "billToCustomerNumber": d.party.number,
+            **_address_values("sellTo", d.party),
+            **_address_values("billTo", d.party),
+            "shortcutDimension1Code": "",
+            "shortcutDimension2Code": "",
+            "currencyId": BLANK_GUID,
+            "currencyCode": "",
+            "paymentTermsId": _terms_id(book, d.party.payment_terms_days),
+            "shipmentMethodId": BLANK_GUID,
+            "salesperson": d.party.salesperson_code,
+            "pricesIncludeTax": False,
+            **_totals(d),
+            "status": d.status,
+            "lastModifiedDateTime": d.last_modified,
+            # The sandbox does not keep which invoice a credit memo corrects.
+            "invoiceId": BLANK_GUID,
+            "invoiceNumber": "",
+            "phoneNumber": d.party.phone_number,
+            "email": d.party.email,
+            "customerReturnReasonId": BLANK_GUID,
+        }
+        for d in book.sales_credit_memos
     ]
 
 
@@ -878,6 +942,7 @@ COMPANY_ENTITY_SETS: dict[str, CompanyEntitySet] = {
         CompanyEntitySet(CUSTOMER_FINANCIAL_DETAIL, customer_financial_detail_records, "18 Customer"),
         CompanyEntitySet(VENDOR, vendor_records, "23 Vendor"),
         CompanyEntitySet(SALES_INVOICE, sales_invoice_records, "112 Sales Invoice Header"),
+        CompanyEntitySet(SALES_CREDIT_MEMO, sales_credit_memo_records, "114 Sales Cr.Memo Header"),
         CompanyEntitySet(PURCHASE_INVOICE, purchase_invoice_records, "122 Purch. Inv. Header"),
         CompanyEntitySet(SALES_ORDER, sales_order_records, "36 Sales Header"),
         CompanyEntitySet(SALES_QUOTE, sales_quote_records, "36 Sales Header"),

@@ -66,28 +66,25 @@ def sales_invoices_due_next_week(book: CompanyBook) -> list[Document]:
     return _due_next_week(open_sales_invoices(book), book.business_date)
 
 
+def _posted_sales(book: CompanyBook, first: dt.date) -> list[tuple[Document, Decimal]]:
+    """Each posted sales invoice and credit memo from ``first`` to today, with its sign in
+    the customer ledger ("Sales (LCY)": an invoice adds, a credit memo takes away)."""
+    return [
+        (d, sign)
+        for documents, sign in ((book.sales_invoices, Decimal(1)), (book.sales_credit_memos, Decimal(-1)))
+        for d in documents
+        if d.posted and first <= d.posting_date <= book.business_date
+    ]
+
+
 def sales_this_month(book: CompanyBook) -> Decimal:
-    """Posted sales invoices from the first of the month to today, excluding tax (BC's
-    "Sales (LCY)", as SalesThisMonthAmount sums it)."""
-    first = book.business_date.replace(day=1)
-    return _sum(
-        [
-            d.amount_excluding_tax
-            for d in book.sales_invoices
-            if d.posted and first <= d.posting_date <= book.business_date
-        ]
-    )
+    """Posted sales invoices less posted sales credit memos from the first of the month to
+    today, excluding tax (BC's "Sales (LCY)", as SalesThisMonthAmount sums it)."""
+    return _sum([sign * d.amount_excluding_tax for d, sign in _posted_sales(book, book.business_date.replace(day=1))])
 
 
 def sales_this_month_including_tax(book: CompanyBook) -> Decimal:
-    first = book.business_date.replace(day=1)
-    return _sum(
-        [
-            d.amount_including_tax
-            for d in book.sales_invoices
-            if d.posted and first <= d.posting_date <= book.business_date
-        ]
-    )
+    return _sum([sign * d.amount_including_tax for d, sign in _posted_sales(book, book.business_date.replace(day=1))])
 
 
 def unposted_sales_invoices(book: CompanyBook) -> list[Document]:
@@ -133,7 +130,7 @@ def _due_next_week(documents: list[Document], today: dt.date) -> list[Document]:
 class CustomerTotals:
     balance: Decimal  # open remaining amounts
     overdue: Decimal  # open remaining amounts due before today
-    sales_excluding_tax: Decimal  # every posted invoice the sandbox holds
+    sales_excluding_tax: Decimal  # every posted invoice the sandbox holds, less its credit memos
 
 
 def customer_totals(book: CompanyBook) -> dict[str, CustomerTotals]:
@@ -141,6 +138,9 @@ def customer_totals(book: CompanyBook) -> dict[str, CustomerTotals]:
     balance: dict[str, Decimal] = defaultdict(Decimal)
     overdue: dict[str, Decimal] = defaultdict(Decimal)
     sales: dict[str, Decimal] = defaultdict(Decimal)
+    for memo in book.sales_credit_memos:
+        if memo.posted:
+            sales[memo.party.number] -= memo.amount_excluding_tax
     for document in book.sales_invoices:
         if not document.posted:
             continue
@@ -164,9 +164,8 @@ def vendor_balances(book: CompanyBook) -> dict[str, Decimal]:
 def top10_customer_sales_ytd(book: CompanyBook) -> Decimal:
     """Sales (LCY) of the ten biggest customers, fiscal year start to today."""
     sales: dict[str, Decimal] = defaultdict(Decimal)
-    for d in book.sales_invoices:
-        if d.posted and book.fiscal_year_start <= d.posting_date <= book.business_date:
-            sales[d.party.number] += d.amount_excluding_tax
+    for d, sign in _posted_sales(book, book.fiscal_year_start):
+        sales[d.party.number] += sign * d.amount_excluding_tax
     return _sum(sorted(sales.values(), reverse=True)[:10])
 
 

@@ -157,6 +157,7 @@ class GLDocumentType(StrEnum):
     BLANK = "_x0020_"
     PAYMENT = "Payment"
     INVOICE = "Invoice"
+    CREDIT_MEMO = "Credit_x0020_Memo"
 
 
 @dataclass(frozen=True)
@@ -233,6 +234,10 @@ class CompanyBook:
     @property
     def sales_invoices(self) -> tuple[Document, ...]:
         return self.documents.sales_invoices
+
+    @property
+    def sales_credit_memos(self) -> tuple[Document, ...]:
+        return self.documents.sales_credit_memos
 
     @property
     def purchase_invoices(self) -> tuple[Document, ...]:
@@ -344,6 +349,11 @@ class _BookBuilder:
             for d in documents.sales_invoices
             if d.posted and self.business_date.year == d.posting_date.year and d.posting_date <= self.business_date
         ]
+        credited_this_year = [
+            d
+            for d in documents.sales_credit_memos
+            if self.business_date.year == d.posting_date.year and d.posting_date <= self.business_date
+        ]
         receivables_balance = sum(
             (d.remaining_amount for d in documents.sales_invoices if d.is_open_posted_invoice), Decimal(0)
         )
@@ -370,8 +380,12 @@ class _BookBuilder:
         Kind = AccountType
 
         # Income statement amounts first: the balance sheet's tax accounts derive from them.
-        product_sales = _sales_of(posted_this_year, SalesLine.PRODUCTS)
-        service_sales = _sales_of(posted_this_year, SalesLine.SERVICES)
+        product_sales = _sales_of(posted_this_year, SalesLine.PRODUCTS) - _sales_of(
+            credited_this_year, SalesLine.PRODUCTS
+        )
+        service_sales = _sales_of(posted_this_year, SalesLine.SERVICES) - _sales_of(
+            credited_this_year, SalesLine.SERVICES
+        )
         # The unsettled tax of the quarter: independent of the date, like every balance-sheet
         # balance (the sales accounts hold the whole fiscal year to date).
         quarter_sales = self.money(20_000, 150_000)
@@ -680,8 +694,8 @@ def with_totals(accounts: list[GLAccount]) -> list[GLAccount]:
     return computed
 
 
-def _sales_of(invoices: list[Document], line: SalesLine) -> Decimal:
-    return sum((d.amount_excluding_tax for d in invoices if d.sales_line is line), Decimal(0))
+def _sales_of(documents: list[Document], line: SalesLine) -> Decimal:
+    return sum((d.amount_excluding_tax for d in documents if d.sales_line is line), Decimal(0))
 
 
 def _posting_sum(accounts: list[GLAccount]) -> Decimal:

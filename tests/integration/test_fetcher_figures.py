@@ -141,13 +141,19 @@ async def test_every_figure_matches_the_documents(
         )
         assert documents.orders_amount == sum((_money(o["totalAmountIncludingTax"]) for o in orders), Decimal(0))
 
-        month = [
-            s
-            for s in sales
-            if s["status"] in ("Open", "Paid") and today.replace(day=1) <= _date(s["postingDate"]) <= today
-        ]
+        def this_month(documents: list[dict[str, Any]]) -> Decimal:
+            posted = ("Open", "Paid", "Canceled", "Corrective")
+            return sum(
+                (
+                    _money(d["totalAmountExcludingTax"])
+                    for d in documents
+                    if d["status"] in posted and today.replace(day=1) <= _date(d["postingDate"]) <= today
+                ),
+                Decimal(0),
+            )
+
         assert figures.sales_this_month is not None
-        assert figures.sales_this_month.amount == sum((_money(s["totalAmountExcludingTax"]) for s in month), Decimal(0))
+        assert figures.sales_this_month.amount == this_month(sales) - this_month(oracle.all(cid, "salesCreditMemos"))
 
         forecast = figures.cash_flow_forecast
         assert forecast is not None
@@ -168,6 +174,39 @@ async def test_every_figure_matches_the_documents(
         if line is not None:
             assert "page=132" in line.link
             assert line.link.startswith(sandbox.web_client)
+
+
+async def test_a_credit_memo_posted_this_month_lowers_sales_this_month(sandbox: Sandbox) -> None:
+    admin = httpx.Client(base_url=f"{sandbox.base_url}/_sandbox", verify=sandbox.tls())
+    tenant = next(t for t in admin.get("/tenants").json()["tenants"] if t["consented"])
+    connection = ClientConnection(tenant=tenant["domain"], environment="Production")
+    company = next(e for e in tenant["environments"] if e["name"] == "Production")["companies"][0]
+    customer = PlainReader(sandbox, tenant["id"]).all(company["id"], "customers")[0]["number"]
+
+    async def sales_this_month() -> Decimal:
+        async with _reader(sandbox, False) as (client_reader, _bc):
+            snapshot = await client_reader.snapshot(
+                connection,
+                Company(id=uuid.UUID(company["id"]), name=company["name"]),
+                client_id=uuid.uuid4(),
+                refresh_id=uuid.uuid4(),
+            )
+        assert snapshot.figures.sales_this_month is not None
+        return snapshot.figures.sales_this_month.amount
+
+    before = await sales_this_month()
+    try:
+        posted = admin.post(
+            f"/companies/{company['id']}/sales-credit-memos",
+            json={"customer_number": customer, "amount_including_tax": "1234.56"},
+        )
+        assert posted.status_code == 201, posted.text
+        number = posted.json()["document"]["number"]
+        memo = PlainReader(sandbox, tenant["id"]).all(company["id"], f"salesCreditMemos?$filter=number eq '{number}'")
+        after = await sales_this_month()
+    finally:
+        admin.delete("/book-changes").raise_for_status()
+    assert after == before - _money(memo[0]["totalAmountExcludingTax"])
 
 
 @pytest.mark.parametrize("domain", ["cronus-sample.onmicrosoft.com", "nordlysgruppen.onmicrosoft.com"])

@@ -19,10 +19,11 @@ from hub_sandbox.book_changes import (
     apply_changes,
     post_bank_transfers,
     post_purchase_invoice,
+    post_sales_credit_memo,
     post_sales_invoice,
     register_customer_payment,
 )
-from hub_sandbox.documents import InvoiceStatus
+from hub_sandbox.documents import CreditMemoStatus, InvoiceStatus
 from hub_sandbox.entities import general_ledger_entry_records
 from hub_sandbox.figures import (
     cash_balance,
@@ -31,6 +32,7 @@ from hub_sandbox.figures import (
     open_sales_invoices,
     overdue_sales_amount,
     sales_invoices_due_next_week,
+    sales_this_month,
     vendor_balances,
 )
 from hub_sandbox.reports import trial_balance_records
@@ -75,6 +77,36 @@ def test_no_changes_leave_the_seeded_book_as_it_is() -> None:
     seeded = build_book(_company(), BUSINESS_DATE)
     assert apply_changes(seeded, CompanyChanges()) is seeded
     _entries_sum_to_balances(seeded)
+
+
+def test_a_refunded_credit_memo_lowers_sales_and_cash_and_leaves_receivables() -> None:
+    company = _company()
+    seeded = build_book(company, BUSINESS_DATE)
+    customer = seeded.customers[0]
+    result = post_sales_credit_memo(seeded, CompanyChanges(), customer.number, Decimal("240.00"), AT)
+    book = apply_changes(seeded, result.changes)
+
+    memo = result.document
+    assert memo is not None and memo.status == CreditMemoStatus.PAID and memo.posted
+    assert memo.amount_including_tax == Decimal("240.00") and memo.remaining_amount == 0
+    assert memo in book.sales_credit_memos and memo.posting_date == BUSINESS_DATE
+    assert sales_this_month(book) == sales_this_month(seeded) - memo.amount_excluding_tax
+    assert book.ytd_sales_excluding_tax == seeded.ytd_sales_excluding_tax - memo.amount_excluding_tax
+    assert book.balance_of(AccountRole.OUTPUT_TAX) == seeded.balance_of(AccountRole.OUTPUT_TAX) + memo.tax_amount
+    assert cash_balance(book) == cash_balance(seeded) - Decimal("240.00")
+    assert book.balance_of(AccountRole.RECEIVABLES) == seeded.balance_of(AccountRole.RECEIVABLES)
+    assert customer_totals(book)[customer.number].sales_excluding_tax == (
+        customer_totals(seeded)[customer.number].sales_excluding_tax - memo.amount_excluding_tax
+    )
+    assert _posting_total(book) == 0
+    _entries_sum_to_balances(book)
+    assert result.record_changes[0].entity_set == "salesCreditMemos"
+    again = post_sales_credit_memo(book, result.changes, customer.number, Decimal("1.00"), AT)
+    assert again.document is not None and again.document.number == f"PSCM{int(memo.number[4:]) + 1}"
+    with pytest.raises(BookChangeError):
+        post_sales_credit_memo(seeded, CompanyChanges(), "C99999", Decimal("1.00"), AT)
+    with pytest.raises(BookChangeError):
+        post_sales_credit_memo(seeded, CompanyChanges(), customer.number, Decimal("0.001"), AT)
 
 
 def test_a_posted_sales_invoice_moves_receivables_sales_tax_and_the_figures() -> None:

@@ -8,7 +8,7 @@ from decimal import Decimal
 
 import pytest
 
-from hub_sandbox.documents import InvoiceStatus
+from hub_sandbox.documents import CreditMemoStatus, InvoiceStatus
 from hub_sandbox.figures import (
     cash_balance,
     cash_flow_forecast,
@@ -66,13 +66,30 @@ def test_accounts_agree_with_documents(business_date: dt.date) -> None:
             for d in book.sales_invoices
             if d.posted and dt.date(business_date.year, 1, 1) <= d.posting_date <= business_date
         ]
-        assert book.ytd_sales_excluding_tax == total([d.amount_excluding_tax for d in fiscal_year])
+        credited = [d for d in book.sales_credit_memos if dt.date(business_date.year, 1, 1) <= d.posting_date]
+        assert book.ytd_sales_excluding_tax == total([d.amount_excluding_tax for d in fiscal_year]) - total(
+            [d.amount_excluding_tax for d in credited]
+        )
         # Every figure has something to show on every date.
         assert overdue_sales_invoices(book)
         assert overdue_purchase_invoices(book)
         assert purchase_invoices_due_next_week(book)
         assert sales_this_month(book) > 0
-        assert all(d.posting_date <= business_date for d in book.sales_invoices + book.purchase_invoices)
+        assert all(
+            d.posting_date <= business_date
+            for d in book.sales_invoices + book.sales_credit_memos + book.purchase_invoices
+        )
+
+
+def test_some_paid_invoices_are_partly_credited_and_refunded() -> None:
+    books = [company_book(company, DATES[1]) for company in companies(12)]
+    memos = [memo for book in books for memo in book.sales_credit_memos]
+    assert memos, "no seeded company has a sales credit memo"
+    for book in books:
+        for memo in book.sales_credit_memos:
+            assert memo.posted and memo.status == CreditMemoStatus.PAID and memo.remaining_amount == 0
+            assert memo.number.startswith("PSCM") and memo.amount_excluding_tax > 0
+            assert memo.party in book.customers
 
 
 def test_customer_and_vendor_balances_sum_to_the_accounts() -> None:

@@ -431,6 +431,43 @@ def test_a_posted_invoice_and_its_payment_change_the_api_figures_consistently(
     assert _money(cues["value"][0]["CashAccountsBalanceAmountDecimal"]) == _cash(bc, company)
 
 
+def test_a_posted_credit_memo_is_served_as_bc_serves_it_and_lowers_sales(
+    bc: httpx.Client, admin: httpx.Client, company: str
+) -> None:
+    customer = _first_open_customer(bc, company)
+    cash_before, receivables_before = _cash(bc, company), _receivables(bc, company)
+    this_month = (
+        f"{ROOT}/companies({company})/salesCreditMemos?$filter=postingDate ge {BUSINESS_DATE.replace(day=1)}"
+        f" and postingDate le {BUSINESS_DATE}&$select=number,status,postingDate,totalAmountExcludingTax,currencyCode"
+    )
+    before = bc.get(this_month)
+    assert before.status_code == 200, before.text
+
+    posted = admin.post(
+        f"/companies/{company}/sales-credit-memos", json={"customer_number": customer, "amount_including_tax": "360.00"}
+    )
+    assert posted.status_code == 201, posted.text
+    memo = posted.json()["document"]
+    after = bc.get(this_month).json()["value"]
+    assert len(after) == len(before.json()["value"]) + 1
+    [record] = [r for r in after if r["number"] == memo["number"]]
+    assert set(record) == {"@odata.etag", "number", "status", "postingDate", "totalAmountExcludingTax", "currencyCode"}
+    assert record["status"] == "Paid" and record["postingDate"] == str(BUSINESS_DATE) and record["currencyCode"] == ""
+    whole = bc.get(f"{ROOT}/companies({company})/salesCreditMemos({memo['id']})").json()
+    assert whole["customerNumber"] == customer and _money(whole["totalAmountIncludingTax"]) == Decimal("360.00")
+    assert _money(whole["totalAmountExcludingTax"]) + _money(whole["totalTaxAmount"]) == Decimal("360.00")
+    # Refunded from the bank: cash falls, receivables stay, the books still balance.
+    assert _cash(bc, company) == cash_before - Decimal("360.00")
+    assert _receivables(bc, company) == receivables_before
+    assert _trial_balance_sum(bc, company) == 0
+    bad = bc.get(f"{ROOT}/companies({company})/salesCreditMemos?$filter=status eq 'Refunded'")
+    assert bad.status_code == 400
+    unknown = admin.post(
+        f"/companies/{company}/sales-credit-memos", json={"customer_number": "C99999", "amount_including_tax": "1.00"}
+    )
+    assert unknown.status_code == 422
+
+
 def test_webhook_supported_resources_are_discoverable(bc: httpx.Client, company: str) -> None:
     runtime = f"/v2.0/{SAMPLE}/Production/api/microsoft/runtime/beta/companies({company})/webhookSupportedResources"
     resources = [r["resource"] for r in bc.get(runtime, params={"$filter": "resource eq 'v2.0*'"}).json()["value"]]

@@ -125,6 +125,9 @@ def test_an_invoice_with_a_blank_due_date_is_never_due() -> None:
             "sales_this_month": [
                 {"number": "S2", "status": "Open", "postingDate": BLANK_DATE, "totalAmountExcludingTax": 7}
             ],
+            "sales_credit_memos_this_month": [
+                {"number": "CM1", "status": "Paid", "postingDate": BLANK_DATE, "totalAmountExcludingTax": 3}
+            ],
             "sales_orders": [],
             "sales_quotes": [],
         }

@@ -12,7 +12,14 @@ from typing import Any
 import pytest
 
 from hub_common.events import ExchangeRate, ExchangeRates
-from hub_fetcher.bc.entities import Account, GeneralLedgerSetup, PurchaseInvoice, SalesDocumentEntity, SalesInvoice
+from hub_fetcher.bc.entities import (
+    Account,
+    GeneralLedgerSetup,
+    PurchaseInvoice,
+    SalesCreditMemo,
+    SalesDocumentEntity,
+    SalesInvoice,
+)
 from hub_fetcher.figures import documents
 from hub_fetcher.figures.company import (
     POSTED_PURCHASE_INVOICE_PAGE,
@@ -464,18 +471,47 @@ def test_open_sales_documents_count_quotes_orders_and_unposted_invoices() -> Non
         ("2026-10-31", "Open", False),
         ("2026-11-19", "Open", False),
         ("2026-11-10", "Draft", False),
-        ("2026-11-10", "Canceled", False),
+        ("2026-11-10", "In_x0020_Review", False),
+        # Posted, then cancelled: still in the customer ledger, beside what cancelled it.
+        ("2026-11-10", "Canceled", True),
+        ("2026-11-10", "Corrective", True),
+        ("2026-11-10", "_x0020_", False),
         (None, "Open", False),
     ],
 )
-def test_sales_this_month_are_posted_invoices_from_the_first_to_today(
+def test_sales_this_month_are_posted_invoices_less_credit_memos_from_the_first_to_today(
     posted: str | None, status: str, counted: bool
 ) -> None:
-    invoice = SalesInvoice.model_validate(
-        {"number": "S1", "status": status, "postingDate": posted, "totalAmountExcludingTax": "80.00"}
+    document = {"number": "S1", "status": status, "postingDate": posted, "totalAmountExcludingTax": "80.00"}
+    invoice = figures(CompanyRecords(sales_this_month=[SalesInvoice.model_validate(document)]))
+    assert invoice.sales_this_month.amount == (Decimal("80.00") if counted else Decimal(0))
+    credit_memo = figures(CompanyRecords(sales_credit_memos_this_month=[SalesCreditMemo.model_validate(document)]))
+    assert credit_memo.sales_this_month.amount == (Decimal("-80.00") if counted else Decimal(0))
+
+
+def test_a_cancelled_invoice_and_its_corrective_credit_memo_cancel_out() -> None:
+    def posted(model: Any, number: str, status: str, day: str, amount: str) -> Any:
+        return model.model_validate(
+            {"number": number, "status": status, "postingDate": day, "totalAmountExcludingTax": amount}
+        )
+
+    this_month = CompanyRecords(
+        sales_this_month=[
+            posted(SalesInvoice, "S1", "Canceled", days(-3), "500.00"),
+            posted(SalesInvoice, "S2", "Paid", days(-2), "120.50"),
+        ],
+        sales_credit_memos_this_month=[
+            posted(SalesCreditMemo, "CM1", "Corrective", days(-1), "500.00"),
+            posted(SalesCreditMemo, "CM2", "Open", days(0), "20.25"),
+            posted(SalesCreditMemo, "CM3", "Draft", days(0), "999.00"),
+        ],
     )
-    amount = figures(CompanyRecords(sales_this_month=[invoice])).sales_this_month.amount
-    assert amount == (Decimal("80.00") if counted else Decimal(0))
+    assert figures(this_month).sales_this_month.amount == Decimal("100.25")
+    # An invoice of last month cancelled this month: only the credit memo is this month's.
+    cancelled_later = CompanyRecords(
+        sales_credit_memos_this_month=[posted(SalesCreditMemo, "CM4", "Corrective", days(0), "300.00")]
+    )
+    assert figures(cancelled_later).sales_this_month.amount == Decimal("-300.00")
 
 
 # ---------------------------------------------------------------- documents in other currencies

@@ -86,6 +86,16 @@ class SalesInvoice(Entity):
     total_including_tax: Amount = Field(default=Decimal(0), alias="totalAmountIncludingTax")
 
 
+class SalesCreditMemo(Entity):
+    """A sales credit memo (salesCreditMemos): its totals are positive, and it lowers sales."""
+
+    number: str = Field(max_length=50)
+    status: str = Field(max_length=50)
+    posting_date: BcDate = Field(default=None, alias="postingDate")
+    currency_code: BcText = Field(default="", alias="currencyCode", max_length=10)
+    total_excluding_tax: Amount = Field(default=Decimal(0), alias="totalAmountExcludingTax")
+
+
 class PurchaseInvoice(Entity):
     number: str = Field(max_length=50)
     vendor_name: BcText = Field(default="", alias="vendorName", max_length=250)

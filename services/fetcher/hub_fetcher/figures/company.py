@@ -19,6 +19,7 @@ from hub_fetcher.bc.entities import (
     Account,
     GeneralLedgerSetup,
     PurchaseInvoice,
+    SalesCreditMemo,
     SalesDocumentEntity,
     SalesInvoice,
     parse_entities,
@@ -48,8 +49,9 @@ class CompanyRecords:
     open_purchase_invoices: Sequence[PurchaseInvoice] = ()
     # Sales invoices not posted yet (Draft, In Review).
     unposted_sales_invoices: Sequence[SalesInvoice] = ()
-    # Sales invoices posted from the first of the month to today.
+    # Sales invoices and credit memos posted from the first of the month to today.
     sales_this_month: Sequence[SalesInvoice] = ()
+    sales_credit_memos_this_month: Sequence[SalesCreditMemo] = ()
     sales_orders: Sequence[SalesDocumentEntity] = ()
     sales_quotes: Sequence[SalesDocumentEntity] = ()
 
@@ -68,6 +70,9 @@ class CompanyRecords:
                 SalesInvoice, collections["unposted_sales_invoices"], "salesInvoices"
             ),
             sales_this_month=parse_entities(SalesInvoice, collections["sales_this_month"], "salesInvoices"),
+            sales_credit_memos_this_month=parse_entities(
+                SalesCreditMemo, collections["sales_credit_memos_this_month"], "salesCreditMemos"
+            ),
             sales_orders=parse_entities(SalesDocumentEntity, collections["sales_orders"], "salesOrders"),
             sales_quotes=parse_entities(SalesDocumentEntity, collections["sales_quotes"], "salesQuotes"),
         )
@@ -201,6 +206,11 @@ def company_figures(
                 documents.PostedSale(i.status, i.posting_date, to_local(i.total_excluding_tax, i.currency_code))
                 for i in records.sales_this_month
                 if i.posting_date is not None
+            ],
+            [
+                documents.PostedSale(m.status, m.posting_date, to_local(m.total_excluding_tax, m.currency_code))
+                for m in records.sales_credit_memos_this_month
+                if m.posting_date is not None
             ],
             today=today,
             read_at=read_at,
