@@ -120,6 +120,10 @@ BAD_OVERLAYS = {
         _config("fetcher-settings", "HUB_CONCURRENCY=0"),
         "Deployment/fetcher (fetcher settings): HUB_CONCURRENCY: 0 is less than the minimum of 1",
     ),
+    "a stream max age inside the duplicate window": (
+        _config("hub-settings", "HUB_SNAPSHOTS_MAX_AGE_SECONDS=60"),
+        "Deployment/registry (registry settings): HUB_SNAPSHOTS_MAX_AGE_SECONDS: 60.0 should not be valid under",
+    ),
     "a misspelt setting": (
         _config("fetcher-settings", "HUB_CONCURENCY=50"),
         "'HUB_CONCURENCY' was unexpected): no service setting has that name",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ssl
 from enum import StrEnum
 from pathlib import Path
+from typing import Annotated
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -43,6 +44,16 @@ MIN_SECRET_KEY_LENGTH = 32
 # How long JetStream remembers a message id to drop a republished event. nats-server refuses
 # a stream whose max age is shorter than it, so a stream keeps messages at least this long.
 STREAM_DUPLICATE_WINDOW_SECONDS = 120.0
+# How long a stream keeps its messages: 0 (forever) or no shorter than its duplicate window,
+# which nats-server refuses. Said in the deploy schema too, so `hub deploy-check` refuses it
+# before a registry would (see _kept_past_the_duplicate_window).
+StreamMaxAge = Annotated[
+    float,
+    Field(
+        ge=0,
+        json_schema_extra={"not": {"exclusiveMinimum": 0, "exclusiveMaximum": STREAM_DUPLICATE_WINDOW_SECONDS}},
+    ),
+]
 
 
 class InsecureSettings(ValueError):
@@ -98,15 +109,15 @@ class HubSettings(BaseSettings):
     # Retention and delivery of the streams and durable consumers (hub_common.streams).
     # Every process reconciles them at start-up: give every process the same values.
     # HUB_EVENTS, the audit log: how long events are kept (0 = forever).
-    audit_max_age_seconds: float = Field(default=0, ge=0)
+    audit_max_age_seconds: StreamMaxAge = 0
     # HUB_SNAPSHOTS: the last N snapshots kept per company, and for how long.
     snapshots_per_company: int = Field(default=10, ge=1)
-    snapshots_max_age_seconds: float = Field(default=90 * 24 * 3600, ge=0)
+    snapshots_max_age_seconds: StreamMaxAge = 90 * 24 * 3600
     # HUB_DEAD_LETTERS: the newest N kept per consumer and firm, and for how long (0 =
     # forever). Each is a copy: the message stays in its own stream for as long as that
     # stream's limits keep it.
     dead_letters_per_firm: int = Field(default=1000, ge=1)
-    dead_letters_max_age_seconds: float = Field(default=90 * 24 * 3600, ge=0)
+    dead_letters_max_age_seconds: StreamMaxAge = 90 * 24 * 3600
     # How long a fetcher may hold a refresh without reporting progress before another
     # fetcher gets it, and how often a refresh is delivered before it is given up.
     fetcher_ack_wait_seconds: float = Field(default=60, gt=0)
