@@ -320,6 +320,8 @@ def post_sales_credit_memo(
     customer = next((c for c in book.customers if c.number == customer_number), None)
     if customer is None:
         raise BookChangeError(f"The customer '{customer_number}' does not exist.")
+    if customer.blocked == CustomerBlocked.ALL:
+        raise BookChangeError(f"The customer '{customer_number}' is blocked.")
     number = _next_number(book.sales_credit_memos, "PSCM", 104001)
     excluding, tax = _split(book.company, _money(amount_including_tax))
     memo = Document(

@@ -453,14 +453,16 @@ class DocumentBuilder:
 
     def _credit_memos(self, paid_invoices: list[Document]) -> list[Document]:
         """Now and then a paid invoice is partly credited a few days after it was posted
-        (a return, a price correction): a posted credit memo, refunded at once (Paid).
-        Drawn from a generator of their own, so the rest of the book is as without them."""
-        rng = random.Random(f"{self.company.id}/credit-memos")
+        (a return, a price correction) after it was paid: a posted credit memo, refunded at
+        once (Paid). Drawn from a generator of their own, so every other document is as
+        without them (the sales accounts, and what derives from them, are net of them)."""
+        rng = random.Random(f"{self.company.data_seed}/credit-memos/{self.today.isoformat()}")
         memos = []
         for invoice in paid_invoices:
             if rng.random() >= 0.06:
                 continue
-            posted = min(self.today, invoice.posting_date + dt.timedelta(days=rng.randint(1, 10)))
+            paid = invoice.closed_on or invoice.posting_date
+            posted = min(self.today, paid + dt.timedelta(days=rng.randint(0, 10)))
             share = Decimal(rng.randint(10, 50)) / 100
             excluding, tax = self._with_tax((invoice.amount_excluding_tax * share).quantize(CENT, ROUND_HALF_UP))
             memo = self._document(

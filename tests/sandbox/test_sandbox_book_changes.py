@@ -3,6 +3,7 @@ balance still sums to zero, and the seeded book is untouched."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from decimal import Decimal
 
@@ -107,6 +108,15 @@ def test_a_refunded_credit_memo_lowers_sales_and_cash_and_leaves_receivables() -
         post_sales_credit_memo(seeded, CompanyChanges(), "C99999", Decimal("1.00"), AT)
     with pytest.raises(BookChangeError):
         post_sales_credit_memo(seeded, CompanyChanges(), customer.number, Decimal("0.001"), AT)
+    blocked = dataclasses.replace(customer, blocked="All")
+    with pytest.raises(BookChangeError, match="blocked"):
+        post_sales_credit_memo(
+            dataclasses.replace(seeded, documents=dataclasses.replace(seeded.documents, customers=(blocked,))),
+            CompanyChanges(),
+            customer.number,
+            Decimal("1.00"),
+            AT,
+        )
 
 
 def test_a_posted_sales_invoice_moves_receivables_sales_tax_and_the_figures() -> None:

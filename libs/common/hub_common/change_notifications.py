@@ -22,7 +22,8 @@ from dataclasses import dataclass
 NOTIFICATION_PATH = "/webhooks/business-central"
 # The entities the figures are read from, most telling first: where an environment has room
 # for only some companies' subscriptions, a company gets all of these or none (a company
-# notified of half its changes would look fresh while it is not).
+# notified of half its changes would look fresh while it is not). Posting a credit memo
+# writes G/L entries, so salesCreditMemos needs no subscription of its own.
 NOTIFIED_ENTITIES = ("generalLedgerEntries", "salesInvoices", "purchaseInvoices", "salesOrders", "salesQuotes")
 
 _SIGNATURE_BYTES = 16
