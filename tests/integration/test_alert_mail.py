@@ -1,8 +1,9 @@
-"""Alert mail as the invitations service sends it (`hub invitations` and `hub smtp-sink`
+"""Mail of events as the invitations service sends it (`hub invitations` and `hub smtp-sink`
 processes, a real nats-server): one mail per AlertRaised even when the event is stored and
 delivered twice, in the rule owner's language; none for a digest rule's or a webhook-only
 rule's alert; the daily digest listing its alerts; an alert mail SMTP does not take is kept
-and retried by the mail loop past the consumer's deliveries, and sent once when SMTP is back."""
+and retried by the mail loop past the consumer's deliveries, and sent once when SMTP is back;
+a colleague's invitation likewise, once however often it is stored."""
 
 from __future__ import annotations
 
@@ -25,7 +26,9 @@ from hub_common.events import (
     AlertDigestDue,
     AlertRaised,
     AlertRecipient,
+    ColleagueInvited,
     DigestEpisode,
+    Role,
     new_envelope,
 )
 from hub_common.local_nats import free_port
@@ -153,11 +156,11 @@ async def test_a_daily_digest_lists_its_alerts(
     assert "Fabrikam: 12,50 $" in text, text
 
 
-def _alert_mail_row(database_url: str, event_id: uuid.UUID) -> dict[str, object] | None:
+def _event_mail_row(database_url: str, event_id: uuid.UUID) -> dict[str, object] | None:
     engine = create_engine(sync_url(database_url))
     try:
         with engine.connect() as connection:
-            rows = connection.execute(text("SELECT * FROM invitations_alert_mails")).mappings().all()
+            rows = connection.execute(text("SELECT * FROM invitations_event_mails")).mappings().all()
     finally:
         engine.dispose()
     found = [dict(row) for row in rows if str(row["event_id"]).replace("-", "") == event_id.hex]
@@ -181,7 +184,7 @@ async def test_an_alert_mail_smtp_does_not_take_is_kept_and_sent_once_when_smtp_
         # consumer's max_deliver: the event was acknowledged, and nothing is dead-lettered.
         deadline = asyncio.get_running_loop().time() + 60
         while True:
-            row = _alert_mail_row(database_url, envelope.id)
+            row = _event_mail_row(database_url, envelope.id)
             if row is not None and int(str(row["attempts"])) > INVITATIONS_CONSUMER.max_deliver:
                 break
             assert asyncio.get_running_loop().time() < deadline, (row, process.log()[-3000:])
@@ -193,8 +196,67 @@ async def test_an_alert_mail_smtp_does_not_take_is_kept_and_sent_once_when_smtp_
         assert mail.subject == "Alert: Weinig kas for Mühlbach Gruppe – Mühlbach Holzbau AG"
         await asyncio.sleep(3)  # time for a second mail, were there one
         assert len(await _mails(late_sink.folder, email, at_least=2, wait=0)) == 1
-        sent = _alert_mail_row(database_url, envelope.id)
+        sent = _event_mail_row(database_url, envelope.id)
         assert sent is not None and sent["sent_at"] is not None and sent["last_error"] is None
+    finally:
+        process.stop()
+        if late_sink is not None:
+            late_sink.process.stop()
+
+
+def _invited(email: str) -> ColleagueInvited:
+    return ColleagueInvited(
+        email=email,
+        role=Role.STAFF,
+        invited_by=uuid.uuid4(),
+        firm_name="Litware Accountants",
+        inviter_name="Grace de Vries",
+        language="en",
+    )
+
+
+async def test_one_colleague_mail_per_invitation_even_when_stored_twice(
+    invitations: ServiceProcess, sink: Sink, nats_connection: Client
+) -> None:
+    js = nats_connection.jetstream()
+    await declare_topology(js)
+    email = f"jan.{uuid.uuid4().hex[:8]}@litware-accounting.example"
+    envelope = new_envelope(_invited(email), firm_id=FIRM, actor=Actor.service("registry"))
+    await publish_event(js, envelope)
+    # The same event stored again past JetStream's duplicate window (a relay that lost track).
+    await js.publish(envelope.subject, envelope.to_bytes(), headers={"Nats-Msg-Id": f"replayed-{envelope.id}"})
+    [mail] = await _mails(sink.folder, email, at_least=1)
+    await asyncio.sleep(3)  # time for a second mail, were there one
+    assert len(await _mails(sink.folder, email, at_least=2, wait=0)) == 1
+    assert mail.subject == "Grace de Vries invited you to Litware Accountants on Accountant Hub"
+
+
+async def test_a_colleague_mail_smtp_does_not_take_is_kept_and_sent_when_smtp_is_back(
+    nats_url: str, database_url: str, nats_connection: Client, tmp_path: Path
+) -> None:
+    js = nats_connection.jetstream()
+    await declare_topology(js)
+    port = free_port()
+    process = _start_invitations(nats_url, database_url, port, tmp_path / "logs")
+    late_sink: Sink | None = None
+    try:
+        email = f"outage.{uuid.uuid4().hex[:8]}@litware-accounting.example"
+        envelope = new_envelope(_invited(email), firm_id=FIRM, actor=Actor.service("registry"))
+        await publish_event(js, envelope)
+        deadline = asyncio.get_running_loop().time() + 60
+        while True:
+            row = _event_mail_row(database_url, envelope.id)
+            if row is not None and int(str(row["attempts"])) > INVITATIONS_CONSUMER.max_deliver:
+                break
+            assert asyncio.get_running_loop().time() < deadline, (row, process.log()[-3000:])
+            await asyncio.sleep(0.5)
+        assert row["sent_at"] is None and row["last_error"] and row["message"]
+
+        late_sink = _start_sink(tmp_path / "late-mail", tmp_path / "sink-logs", port)
+        [mail] = await _mails(late_sink.folder, email, at_least=1, wait=30)
+        assert mail.subject == "Grace de Vries invited you to Litware Accountants on Accountant Hub"
+        await asyncio.sleep(3)
+        assert len(await _mails(late_sink.folder, email, at_least=2, wait=0)) == 1
     finally:
         process.stop()
         if late_sink is not None:

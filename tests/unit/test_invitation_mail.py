@@ -15,6 +15,8 @@ from hub_invitations.mail import InvitationMail, compose, html_body, plain_text
 from hub_invitations.service import MAIL_CLAIM, mail_claim
 from hub_invitations.settings import InvitationsSettings
 
+EVENT_ID = str(uuid.uuid4())
+
 
 def _mail(welcome_text: str | None) -> InvitationMail:
     return InvitationMail(
@@ -97,8 +99,10 @@ def test_a_colleague_invitation_in_the_inviting_accountants_language() -> None:
         inviter_name="Grace de Vries",
         language="nl",
     )
-    message = colleague_mail.compose(invited, InvitationsSettings(_env_file=None))
+    message = colleague_mail.compose(invited, InvitationsSettings(_env_file=None), event_id=EVENT_ID)
     assert message["Subject"] == "Grace de Vries heeft u uitgenodigd voor Litware Accountants op Accountant Hub"
+    # From the event: the same invitation mailed twice is one mail in the mailbox.
+    assert message["Message-ID"] == f"<invitation-{EVENT_ID}@accountant-hub.local>"
     body = message.get_body(("plain",))
     assert body is not None
     text = body.get_content()
@@ -116,7 +120,7 @@ def test_a_colleague_invitation_from_before_languages_is_english() -> None:
             "inviter_name": "Grace",
         }
     )
-    message = colleague_mail.compose(invited, InvitationsSettings(_env_file=None))
+    message = colleague_mail.compose(invited, InvitationsSettings(_env_file=None), event_id=EVENT_ID)
     assert message["Subject"] == "Grace invited you to Litware Accountants on Accountant Hub"
 
 

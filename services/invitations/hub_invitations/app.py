@@ -28,7 +28,7 @@ from hub_common.outbox import OutboxRelay
 from hub_common.streams import INVITATIONS_CONSUMER, Topology, await_topology
 from hub_common.tracing import configure_tracing
 from hub_invitations.alert_mail import send_alert_mail
-from hub_invitations.colleague_mail import colleague_mail_handler
+from hub_invitations.colleague_mail import send_colleague_mail
 from hub_invitations.handlers import register_command_handlers
 from hub_invitations.mailer import InvitationMailer
 from hub_invitations.models import invitations_outbox
@@ -94,11 +94,10 @@ def create_app(settings: InvitationsSettings) -> FastStream:
         return await grants.revoked_at(jetstream_of(broker), firm_id, tenant)
 
     register_command_handlers(broker, sessions, duties.notify_relay, mailer, settings, access_removed_at)
-    colleague_mail = colleague_mail_handler(settings)
 
     async def on_event(envelope: Envelope[EventData], delivery: Delivery) -> None:
         if isinstance(envelope.data, ColleagueInvited):
-            await colleague_mail(envelope, delivery)
+            await send_colleague_mail(envelope, sessions, settings)
         else:
             await send_alert_mail(envelope, sessions, settings)
 

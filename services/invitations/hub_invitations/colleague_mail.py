@@ -1,27 +1,27 @@
 """The email a colleague gets when an owner or admin invites them into the firm.
 
-Sent at least once: a redelivered ColleagueInvited may send it again, which is harmless;
-a mail server that stays down leaves the event in the dead-letter stream for an operator.
+Sent once per ColleagueInvited, however often it is delivered, and retried for as long as
+the mail server is down (hub_invitations.event_mail).
 """
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime
 from email.message import EmailMessage
-from email.utils import format_datetime, make_msgid, parseaddr
+from email.utils import format_datetime
 from html import escape
 
-from hub_common.consumers import Delivery, EventHandler, Retry
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
 from hub_common.events import ColleagueInvited, Envelope, EventData, Role
 from hub_common.i18n import N_, language_of, translator
-from hub_invitations.mail import MailNotSent, send
+from hub_invitations.event_mail import event_message_id, send_once
 from hub_invitations.settings import InvitationsSettings
 
 ROLE_NAMES: dict[Role, str] = {Role.OWNER: N_("owner"), Role.ADMIN: N_("admin"), Role.STAFF: N_("staff")}
 
 
-def compose(invited: ColleagueInvited, settings: InvitationsSettings) -> EmailMessage:
+def compose(invited: ColleagueInvited, settings: InvitationsSettings, *, event_id: str) -> EmailMessage:
     """The mail in the inviting accountant's language (carried by the event)."""
     t = translator(language_of(invited.language))
     sign_in = f"{settings.public_url.rstrip('/')}/sign-in"
@@ -33,8 +33,8 @@ def compose(invited: ColleagueInvited, settings: InvitationsSettings) -> EmailMe
     message["From"] = settings.mail_from
     message["To"] = invited.email
     message["Date"] = format_datetime(datetime.now(UTC))
-    domain = parseaddr(settings.mail_from)[1].rpartition("@")[2] or "accountant-hub.local"
-    message["Message-ID"] = make_msgid(domain=domain)
+    message["Message-ID"] = event_message_id("invitation", event_id, settings)
+    message["X-Hub-Event-Id"] = event_id
     invitation = t.gettext(
         "%(inviter)s invited you to join %(firm)s on Accountant Hub as %(role)s.", inviter=inviter, firm=firm, role=role
     )
@@ -50,13 +50,8 @@ def compose(invited: ColleagueInvited, settings: InvitationsSettings) -> EmailMe
     return message
 
 
-def colleague_mail_handler(settings: InvitationsSettings) -> EventHandler:
-    async def handle(envelope: Envelope[EventData], delivery: Delivery) -> None:
-        if not isinstance(envelope.data, ColleagueInvited):
-            return
-        try:
-            await asyncio.to_thread(send, compose(envelope.data, settings), settings)
-        except MailNotSent as error:
-            raise Retry(f"mail not sent: {error}", delay_seconds=settings.mail_retry_seconds) from error
-
-    return handle
+async def send_colleague_mail(
+    envelope: Envelope[EventData], sessions: async_sessionmaker[AsyncSession], settings: InvitationsSettings
+) -> None:
+    if isinstance(envelope.data, ColleagueInvited):
+        await send_once(envelope.id, compose(envelope.data, settings, event_id=str(envelope.id)), sessions, settings)

@@ -1,5 +1,5 @@
 """Delivering invitation mail: at once after the invitation commits, else retried (and the
-alert mail SMTP did not take, kept by hub_invitations.alert_mail, in the same loop).
+mail of an event SMTP did not take, kept by hub_invitations.event_mail, in the same loop).
 
 The handler that raised an invitation holds its mail (``mail_claimed_until``) and sends
 it right after the commit. If SMTP fails, the invitation stays and its claim is released;
@@ -23,7 +23,7 @@ from hub_common.db import transaction
 from hub_common.logging import get_logger
 from hub_common.tasks import cancel_and_wait
 from hub_invitations import service
-from hub_invitations.alert_mail import retry_unsent_alert_mails
+from hub_invitations.event_mail import retry_unsent_event_mails
 from hub_invitations.mail import InvitationMail, MailNotSent, compose, send
 from hub_invitations.models import Invitation
 from hub_invitations.settings import InvitationsSettings
@@ -125,6 +125,6 @@ class InvitationMailer:
             except Exception:
                 logger.exception("invitation mail retry failed; trying again later")
             try:
-                await retry_unsent_alert_mails(self._sessions, self._settings)
+                await retry_unsent_event_mails(self._sessions, self._settings)
             except Exception:
-                logger.exception("alert mail retry failed; trying again later")
+                logger.exception("event mail retry failed; trying again later")

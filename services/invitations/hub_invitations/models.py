@@ -65,12 +65,12 @@ class Invitation(SQLModel, table=True):
 invitations_outbox = outbox_table(SQLModel.metadata, "invitations_outbox")
 
 
-class AlertMail(SQLModel, table=True):
-    """An alert's mail (AlertRaised or AlertDigestDue), by its event's id: sent once, however
-    often the event is delivered. A sender holds it while sending; after ``claimed_until``
-    (the sender died) another may send it."""
+class EventMail(SQLModel, table=True):
+    """The mail an event asks for (AlertRaised, AlertDigestDue, ColleagueInvited), by the
+    event's id: sent once, however often the event is delivered. A sender holds it while
+    sending; after ``claimed_until`` (the sender died) another may send it."""
 
-    __tablename__ = "invitations_alert_mails"
+    __tablename__ = "invitations_event_mails"
 
     event_id: uuid.UUID = Field(primary_key=True)
     claimed_until: datetime | None = Field(default=None, sa_column=Column(UtcDateTime(), nullable=True))

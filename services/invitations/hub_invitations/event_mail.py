@@ -1,0 +1,141 @@
+"""Mail an event asks for (an alert, a digest, a colleague's invitation), sent once per event.
+
+The event's id is claimed in ``invitations_event_mails`` before the mail leaves and marked
+sent after, so a redelivered event, or the same event stored twice, sends nothing more.
+The composed mail is kept with the claim until it is sent: when SMTP fails, the event is
+acknowledged and the mail loop (hub_invitations.mailer) retries the kept mail for as long
+as the outage lasts. (A crash in the instant between the SMTP server taking the mail and
+the mark could send it twice; each mail's Message-ID is derived from its event, so a
+mailbox shows it once.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime
+from email import message_from_string
+from email.message import EmailMessage
+from email.policy import default
+from email.utils import parseaddr
+
+from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlmodel import col, select
+
+from hub_common.db import transaction
+from hub_common.logging import get_logger
+from hub_invitations.mail import MailNotSent, send
+from hub_invitations.models import EventMail
+from hub_invitations.service import mail_claim
+from hub_invitations.settings import InvitationsSettings
+
+logger = get_logger(__name__)
+
+
+def event_message_id(kind: str, event_id: str, settings: InvitationsSettings) -> str:
+    """The Message-ID of an event's mail, from the event: a mail sent twice (a crash between
+    sending and recording) is one mail in the mailbox."""
+    domain = parseaddr(settings.mail_from)[1].rpartition("@")[2] or "accountant-hub.local"
+    return f"<{kind}-{event_id}@{domain}>"
+
+
+async def _claim(
+    sessions: async_sessionmaker[AsyncSession],
+    event_id: uuid.UUID,
+    message: EmailMessage,
+    settings: InvitationsSettings,
+) -> bool:
+    """Whether this delivery is to send the mail now: not sent yet, and nobody else sending
+    it. The composed mail is kept with the claim, so the mail loop can send it should this
+    attempt fail (or its sender die)."""
+    now = datetime.now(UTC)
+    async with transaction(sessions) as session:
+        row = await session.get(EventMail, event_id, with_for_update=True)
+        if row is not None and row.sent_at is not None:
+            return False
+        if row is not None and row.claimed_until is not None and row.claimed_until > now:
+            return False  # another sender holds it; if it fails, the mail loop sends it
+        row = row or EventMail(event_id=event_id)
+        row.claimed_until = now + mail_claim(settings)
+        if row.message is None:
+            row.message = message.as_string()
+        session.add(row)
+    return True
+
+
+async def _record(
+    sessions: async_sessionmaker[AsyncSession], event_id: uuid.UUID, *, sent: bool, error: str | None
+) -> None:
+    async with transaction(sessions) as session:
+        row = await session.get(EventMail, event_id)
+        if row is None:
+            return
+        row.claimed_until = None
+        row.attempts += 1
+        row.last_error = error[:500] if error else None
+        if sent:
+            row.sent_at = datetime.now(UTC)
+            row.message = None  # nothing left to retry; the event holds what it said
+        session.add(row)
+
+
+async def _deliver(
+    sessions: async_sessionmaker[AsyncSession],
+    event_id: uuid.UUID,
+    message: EmailMessage,
+    settings: InvitationsSettings,
+) -> bool:
+    """Send a claimed mail and record the outcome; False (the claim released, the mail kept
+    for the mail loop) when SMTP did not take it."""
+    try:
+        await asyncio.to_thread(send, message, settings)
+    except MailNotSent as error:
+        logger.warning("mail not sent; it will be retried", event_id=str(event_id), error=str(error))
+        await _record(sessions, event_id, sent=False, error=str(error))
+        return False
+    await _record(sessions, event_id, sent=True, error=None)
+    logger.info("mail sent", event_id=str(event_id))
+    return True
+
+
+async def send_once(
+    event_id: uuid.UUID,
+    message: EmailMessage,
+    sessions: async_sessionmaker[AsyncSession],
+    settings: InvitationsSettings,
+) -> None:
+    """Send the mail of the event ``event_id``, unless it was sent or is being sent."""
+    if await _claim(sessions, event_id, message, settings):
+        await _deliver(sessions, event_id, message, settings)
+
+
+async def retry_unsent_event_mails(sessions: async_sessionmaker[AsyncSession], settings: InvitationsSettings) -> int:
+    """Send every kept mail not sent yet that nobody holds; how many were sent. Stops at the
+    first failure: the server is still failing, the next round tries again."""
+    now = datetime.now(UTC)
+    free = col(EventMail.claimed_until).is_(None) | (col(EventMail.claimed_until) <= now)
+    unsent = col(EventMail.sent_at).is_(None) & col(EventMail.message).is_not(None) & free
+    async with sessions() as session:
+        due = list((await session.execute(select(EventMail.event_id).where(unsent).limit(100))).scalars())
+    sent = 0
+    for event_id in due:
+        async with transaction(sessions) as session:
+            # A conditional claim: several invitations processes never send the same mail.
+            claimed = await session.execute(
+                update(EventMail)
+                .where(col(EventMail.event_id) == event_id, unsent)
+                .values(claimed_until=now + mail_claim(settings))
+                .execution_options(synchronize_session=False)
+            )
+            if getattr(claimed, "rowcount", 0) != 1:
+                continue
+            text = (
+                await session.execute(select(EventMail.message).where(col(EventMail.event_id) == event_id))
+            ).scalar()
+        if text is None:
+            continue
+        if not await _deliver(sessions, event_id, message_from_string(text, policy=default), settings):
+            break
+        sent += 1
+    return sent
