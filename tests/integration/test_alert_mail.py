@@ -160,7 +160,7 @@ def _event_mail_row(database_url: str, event_id: uuid.UUID) -> dict[str, object]
     engine = create_engine(sync_url(database_url))
     try:
         with engine.connect() as connection:
-            rows = connection.execute(text("SELECT * FROM invitations_event_mails")).mappings().all()
+            rows = connection.execute(text("SELECT * FROM invitations_alert_mails")).mappings().all()
     finally:
         engine.dispose()
     found = [dict(row) for row in rows if str(row["event_id"]).replace("-", "") == event_id.hex]

@@ -1,6 +1,6 @@
 """Mail an event asks for (an alert, a digest, a colleague's invitation), sent once per event.
 
-The event's id is claimed in ``invitations_event_mails`` before the mail leaves and marked
+The event's id is claimed in ``invitations_alert_mails`` before the mail leaves and marked
 sent after, so a redelivered event, or the same event stored twice, sends nothing more.
 The composed mail is kept with the claim until it is sent: when SMTP fails, the event is
 acknowledged and the mail loop (hub_invitations.mailer) retries the kept mail for as long

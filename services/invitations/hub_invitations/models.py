@@ -70,7 +70,9 @@ class EventMail(SQLModel, table=True):
     event's id: sent once, however often the event is delivered. A sender holds it while
     sending; after ``claimed_until`` (the sender died) another may send it."""
 
-    __tablename__ = "invitations_event_mails"
+    # Named when it held only alert mail; kept, since a rename would break the previous
+    # release's pods during a rolling upgrade.
+    __tablename__ = "invitations_alert_mails"
 
     event_id: uuid.UUID = Field(primary_key=True)
     claimed_until: datetime | None = Field(default=None, sa_column=Column(UtcDateTime(), nullable=True))
