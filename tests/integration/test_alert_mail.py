@@ -8,11 +8,14 @@ a colleague's invitation likewise, once however often it is stored."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 from nats.aio.client import Client
@@ -32,7 +35,7 @@ from hub_common.events import (
     new_envelope,
 )
 from hub_common.local_nats import free_port
-from hub_common.streams import INVITATIONS_CONSUMER, declare_topology
+from hub_common.streams import DEAD_LETTER_STREAM, INVITATIONS_CONSUMER, declare_topology
 from tests.integration.test_invitations import Sink, _start_invitations, _start_sink
 from tests.support.processes import ServiceProcess
 
@@ -261,3 +264,47 @@ async def test_a_colleague_mail_smtp_does_not_take_is_kept_and_sent_when_smtp_is
         process.stop()
         if late_sink is not None:
             late_sink.process.stop()
+
+
+async def test_a_colleague_address_the_mail_server_refuses_is_dead_lettered_at_once(
+    nats_url: str, database_url: str, nats_connection: Client, tmp_path: Path
+) -> None:
+    """Refused for good (550): no retry would help, so the event goes to the dead letters
+    (Check Errors, `hub dead-letters`) on its first delivery and the mail is not kept; the
+    next invitation is mailed as usual."""
+    js = nats_connection.jetstream()
+    await declare_topology(js)
+    refusing = _start_sink(tmp_path / "mail", tmp_path / "sink-logs", refused_domain="bounces.example")
+    process = _start_invitations(nats_url, database_url, refusing.port, tmp_path / "logs")
+    try:
+        refused = new_envelope(_invited("nobody@bounces.example"), firm_id=FIRM, actor=Actor.service("registry"))
+        await publish_event(js, refused)
+        subscription = await js.subscribe(
+            f"deadletter.{INVITATIONS_CONSUMER.durable}.>", stream=DEAD_LETTER_STREAM, ordered_consumer=True
+        )
+        try:
+            letters: list[dict[str, Any]] = []
+            deadline = asyncio.get_running_loop().time() + 30
+            while not letters:
+                assert asyncio.get_running_loop().time() < deadline, process.log()[-3000:]
+                with contextlib.suppress(TimeoutError):
+                    message = await subscription.next_msg(timeout=1)
+                    record = json.loads(message.data)
+                    if str(refused.id) in record.get("payload", ""):
+                        letters.append(record)
+        finally:
+            await subscription.unsubscribe()
+        assert letters[0]["num_delivered"] == 1
+        assert "mail refused" in letters[0]["error"] and "550" in letters[0]["error"]
+        row = _event_mail_row(database_url, refused.id)
+        assert row is not None and row["sent_at"] is None and row["message"] is None and row["last_error"]
+
+        email = f"jan.{uuid.uuid4().hex[:8]}@litware-accounting.example"
+        await publish_event(js, new_envelope(_invited(email), firm_id=FIRM, actor=Actor.service("registry")))
+        assert len(await _mails(refusing.folder, email, at_least=1)) == 1
+        await asyncio.sleep(2)  # two rounds of the mail loop: the refused mail is not tried again
+        again = _event_mail_row(database_url, refused.id)
+        assert again is not None and again["attempts"] == row["attempts"]
+    finally:
+        process.stop()
+        refusing.process.stop()

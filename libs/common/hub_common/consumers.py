@@ -6,6 +6,8 @@ would silently drop work. Here every outcome is explicit:
 * handled: ack;
 * ``Retry`` or an unexpected exception: nack with a delay that grows per delivery, until
   ``max_deliver`` is reached, then the message goes to the dead-letter stream;
+* ``GiveUp``: no retry can fix it (a mail server refused the address), so it goes to the
+  dead-letter stream at once, where an operator sees why;
 * not a valid hub event: no retry can fix it, so it goes to the dead-letter stream at once;
 * a store the handler writes to does not answer (the database is down): nack, then stop
   fetching until it answers again. An outage is no fault of the message, so however long it
@@ -63,6 +65,14 @@ class Retry(Exception):
         super().__init__(reason)
         self.reason = reason
         self.delay_seconds = delay_seconds
+
+
+class GiveUp(Exception):
+    """Raised by a handler for a failure no retry can fix: dead-letter the message now."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -250,6 +260,10 @@ async def handle_one(
             logger.warning("handler asked for retry", reason=retry.reason)
             span.set_attribute("hub.retry", retry.reason[:200])
             await _settle_failure(js, spec, delivery, msg.data, retry.reason, retry.delay_seconds)
+            return
+        except GiveUp as given_up:
+            await dead_letter(js, spec, delivery, msg.data, given_up.reason)
+            await delivery.raw.term()
             return
         except Exception as error:
             if store_unavailable(error) or broker_unavailable(error):

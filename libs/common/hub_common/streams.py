@@ -275,7 +275,8 @@ INVITATIONS_CONSUMER = ConsumerSpec(
         event_subject("*", "AlertRaised"),
         event_subject("*", "AlertDigestDue"),
     ),
-    # Mail retries wait for the SMTP server; the last failure is dead-lettered for an operator.
+    # A mail SMTP does not take is kept and retried by the mail loop, the event acknowledged;
+    # one the server refuses for good is dead-lettered for an operator at once.
     ack_wait_seconds=60,
     max_deliver=10,
 )

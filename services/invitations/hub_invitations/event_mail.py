@@ -4,7 +4,9 @@ The event's id is claimed in ``invitations_alert_mails`` before the mail leaves 
 sent after, so a redelivered event, or the same event stored twice, sends nothing more.
 The composed mail is kept with the claim until it is sent: when SMTP fails, the event is
 acknowledged and the mail loop (hub_invitations.mailer) retries the kept mail for as long
-as the outage lasts. (A crash in the instant between the SMTP server taking the mail and
+as the outage lasts, the least tried first. A mail the server refuses for good (an address
+it does not take) is not kept: its event goes to the dead letters, where Check Errors and
+``hub dead-letters`` show why. (A crash in the instant between the SMTP server taking the mail and
 the mark could send it twice; each mail's Message-ID is derived from its event, so a
 mailbox shows it once.)
 """
@@ -23,6 +25,7 @@ from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlmodel import col, select
 
+from hub_common.consumers import GiveUp
 from hub_common.db import transaction
 from hub_common.logging import get_logger
 from hub_invitations.mail import MailNotSent, send
@@ -65,7 +68,12 @@ async def _claim(
 
 
 async def _record(
-    sessions: async_sessionmaker[AsyncSession], event_id: uuid.UUID, *, sent: bool, error: str | None
+    sessions: async_sessionmaker[AsyncSession],
+    event_id: uuid.UUID,
+    *,
+    sent: bool,
+    error: str | None,
+    give_up: bool = False,
 ) -> None:
     async with transaction(sessions) as session:
         row = await session.get(EventMail, event_id)
@@ -76,6 +84,7 @@ async def _record(
         row.last_error = error[:500] if error else None
         if sent:
             row.sent_at = datetime.now(UTC)
+        if sent or give_up:
             row.message = None  # nothing left to retry; the event holds what it said
         session.add(row)
 
@@ -91,6 +100,10 @@ async def _deliver(
     try:
         await asyncio.to_thread(send, message, settings)
     except MailNotSent as error:
+        if error.permanent:
+            logger.error("mail refused for good; not retried", event_id=str(event_id), error=str(error))
+            await _record(sessions, event_id, sent=False, error=str(error), give_up=True)
+            raise
         logger.warning("mail not sent; it will be retried", event_id=str(event_id), error=str(error))
         await _record(sessions, event_id, sent=False, error=str(error))
         return False
@@ -105,9 +118,14 @@ async def send_once(
     sessions: async_sessionmaker[AsyncSession],
     settings: InvitationsSettings,
 ) -> None:
-    """Send the mail of the event ``event_id``, unless it was sent or is being sent."""
-    if await _claim(sessions, event_id, message, settings):
+    """Send the mail of the event ``event_id``, unless it was sent or is being sent; the
+    event is given up (dead-lettered) when the server refuses the mail for good."""
+    if not await _claim(sessions, event_id, message, settings):
+        return
+    try:
         await _deliver(sessions, event_id, message, settings)
+    except MailNotSent as refused:
+        raise GiveUp(f"mail refused: {refused}") from refused
 
 
 async def retry_unsent_event_mails(sessions: async_sessionmaker[AsyncSession], settings: InvitationsSettings) -> int:
@@ -117,7 +135,9 @@ async def retry_unsent_event_mails(sessions: async_sessionmaker[AsyncSession], s
     free = col(EventMail.claimed_until).is_(None) | (col(EventMail.claimed_until) <= now)
     unsent = col(EventMail.sent_at).is_(None) & col(EventMail.message).is_not(None) & free
     async with sessions() as session:
-        due = list((await session.execute(select(EventMail.event_id).where(unsent).limit(100))).scalars())
+        # The least tried first: a mail the server keeps failing never holds up the others.
+        least_tried = select(EventMail.event_id).where(unsent).order_by(col(EventMail.attempts)).limit(100)
+        due = list((await session.execute(least_tried)).scalars())
     sent = 0
     for event_id in due:
         async with transaction(sessions) as session:
@@ -135,7 +155,10 @@ async def retry_unsent_event_mails(sessions: async_sessionmaker[AsyncSession], s
             ).scalar()
         if text is None:
             continue
-        if not await _deliver(sessions, event_id, message_from_string(text, policy=default), settings):
-            break
+        try:
+            if not await _deliver(sessions, event_id, message_from_string(text, policy=default), settings):
+                break
+        except MailNotSent:
+            continue  # refused for good and not kept (logged); the server takes others
         sent += 1
     return sent

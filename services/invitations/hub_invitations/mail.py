@@ -193,7 +193,20 @@ def compose(mail: InvitationMail, settings: InvitationsSettings) -> EmailMessage
 
 
 class MailNotSent(Exception):
-    """The SMTP server could not be reached or refused the message."""
+    """The SMTP server could not be reached or refused the message. ``permanent`` when it
+    refused this message for good (every recipient refused, or the message refused with a
+    5xx reply): sending it again would only be refused again."""
+
+    def __init__(self, reason: str, *, permanent: bool = False) -> None:
+        super().__init__(reason)
+        self.permanent = permanent
+
+
+def _refused_for_good(error: BaseException) -> bool:
+    if isinstance(error, smtplib.SMTPRecipientsRefused):
+        return True
+    # A sender refused or a failed login is the hub's configuration, not this message's.
+    return isinstance(error, smtplib.SMTPDataError) and 500 <= error.smtp_code < 600
 
 
 def send(message: EmailMessage, settings: InvitationsSettings) -> None:
@@ -207,4 +220,4 @@ def send(message: EmailMessage, settings: InvitationsSettings) -> None:
                 smtp.login(settings.smtp_username, password)
             smtp.send_message(message)
     except (OSError, smtplib.SMTPException) as error:
-        raise MailNotSent(f"{type(error).__name__}: {error}"[:500]) from error
+        raise MailNotSent(f"{type(error).__name__}: {error}"[:500], permanent=_refused_for_good(error)) from error
