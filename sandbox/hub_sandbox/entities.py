@@ -28,7 +28,7 @@ from hub_sandbox.documents import (
     VendorBlocked,
 )
 from hub_sandbox.exchange_rates import rate_rows
-from hub_sandbox.figures import customer_totals, vendor_balances
+from hub_sandbox.figures import customer_sales, customer_totals, vendor_balances
 from hub_sandbox.odata import (
     EdmType,
     EntityType,
@@ -857,6 +857,56 @@ TRIAL_BALANCE = EntityType(
 )  # fmt: skip
 
 
+CUSTOMER_SALE = EntityType(
+    name="customerSale",
+    entity_set="customerSales",
+    key="customerId",
+    properties=_props(
+        ("customerId", G), ("customerNumber", S), ("name", S), ("totalSalesAmount", D),
+        ("dateFilter_FilterOnly", DATE),
+    ),
+)  # fmt: skip
+
+
+def _date_range(options: QueryOptions, name: str) -> tuple[dt.date | None, dt.date | None]:
+    """The bounds a query's filter column is given in ``$filter`` (``eq``, ``ge``/``gt``,
+    ``le``/``lt``), None where it has none."""
+    low: dt.date | None = None
+    high: dt.date | None = None
+    for comparison in top_level_comparisons(options.filter):
+        value = comparison.literal
+        if comparison.property.name != name or not isinstance(value, dt.date):
+            continue
+        if comparison.operator in ("eq", "ge"):
+            low = value
+        elif comparison.operator == "gt":
+            low = value + dt.timedelta(days=1)
+        if comparison.operator in ("eq", "le"):
+            high = value
+        elif comparison.operator == "lt":
+            high = value - dt.timedelta(days=1)
+    return low, high
+
+
+def customer_sale_records(book: CompanyBook, options: QueryOptions) -> list[Record]:
+    """Query 30000: each customer's Σ "Sales (LCY)" of its ledger's invoices and credit
+    memos, posted within ``dateFilter_FilterOnly`` (a filter column: BC filters the ledger
+    with it and shows no value; the record carries the upper bound, so the filter that
+    chose the range also keeps every customer)."""
+    low, high = _date_range(options, "dateFilter_FilterOnly")
+    sales = customer_sales(book, low, high)
+    return [
+        {
+            "customerId": c.id,
+            "customerNumber": c.number,
+            "name": c.display_name,
+            "totalSalesAmount": sales[c.number],
+            "dateFilter_FilterOnly": high or low,
+        }
+        for c in book.customers
+    ]
+
+
 def filter_parameter(options: QueryOptions, name: str) -> Value:
     """A report parameter from ``$filter``: the ``eq`` value, else the upper bound of a
     range (``le``/``lt``), else None."""
@@ -940,6 +990,7 @@ COMPANY_ENTITY_SETS: dict[str, CompanyEntitySet] = {
         CompanyEntitySet(GENERAL_LEDGER_ENTRY, _ignore_options(general_ledger_entry_records), GL_ENTRY),
         CompanyEntitySet(CUSTOMER, customer_records, "18 Customer"),
         CompanyEntitySet(CUSTOMER_FINANCIAL_DETAIL, customer_financial_detail_records, "18 Customer"),
+        CompanyEntitySet(CUSTOMER_SALE, customer_sale_records, "21 Cust. Ledger Entry"),
         CompanyEntitySet(VENDOR, vendor_records, "23 Vendor"),
         CompanyEntitySet(SALES_INVOICE, sales_invoice_records, "112 Sales Invoice Header"),
         CompanyEntitySet(SALES_CREDIT_MEMO, sales_credit_memo_records, "114 Sales Cr.Memo Header"),

@@ -77,6 +77,17 @@ def _posted_sales(book: CompanyBook, first: dt.date) -> list[tuple[Document, Dec
     ]
 
 
+def customer_sales(book: CompanyBook, first: dt.date | None, last: dt.date | None) -> dict[str, Decimal]:
+    """By customer number: "Sales (LCY)" of its ledger's invoices and credit memos posted from
+    ``first`` to ``last`` (either open-ended when None), as query 30000 sums them."""
+    sales: dict[str, Decimal] = {c.number: Decimal(0) for c in book.customers}
+    for documents, sign in ((book.sales_invoices, Decimal(1)), (book.sales_credit_memos, Decimal(-1))):
+        for d in documents:
+            if d.posted and (first is None or first <= d.posting_date) and (last is None or d.posting_date <= last):
+                sales[d.party.number] = sales.get(d.party.number, Decimal(0)) + sign * d.amount_excluding_tax
+    return sales
+
+
 def sales_this_month(book: CompanyBook) -> Decimal:
     """Posted sales invoices less posted sales credit memos from the first of the month to
     today, excluding tax (BC's "Sales (LCY)", as SalesThisMonthAmount sums it)."""

@@ -442,6 +442,16 @@ def test_a_posted_credit_memo_is_served_as_bc_serves_it_and_lowers_sales(
     )
     before = bc.get(this_month)
     assert before.status_code == 200, before.text
+    month_sales = (
+        f"{ROOT}/companies({company})/customerSales?$filter=dateFilter_FilterOnly ge {BUSINESS_DATE.replace(day=1)}"
+        f" and dateFilter_FilterOnly le {BUSINESS_DATE}&$select=customerNumber,totalSalesAmount"
+    )
+
+    def sales_of_month() -> dict[str, Decimal]:
+        rows = bc.get(month_sales).raise_for_status().json()["value"]
+        return {row["customerNumber"]: _money(row["totalSalesAmount"]) for row in rows}
+
+    sales_before = sales_of_month()
 
     posted = admin.post(
         f"/companies/{company}/sales-credit-memos", json={"customer_number": customer, "amount_including_tax": "360.00"}
@@ -456,6 +466,23 @@ def test_a_posted_credit_memo_is_served_as_bc_serves_it_and_lowers_sales(
     whole = bc.get(f"{ROOT}/companies({company})/salesCreditMemos({memo['id']})").json()
     assert whole["customerNumber"] == customer and _money(whole["totalAmountIncludingTax"]) == Decimal("360.00")
     assert _money(whole["totalAmountExcludingTax"]) + _money(whole["totalTaxAmount"]) == Decimal("360.00")
+    # The customerSales query sums the ledger's invoices less its credit memos per customer:
+    # the month's sales of that customer fall by the memo's amount excluding tax.
+    sales_after = sales_of_month()
+    assert sales_after[customer] == sales_before[customer] - _money(whole["totalAmountExcludingTax"])
+    assert {n: a for n, a in sales_after.items() if n != customer} == {
+        n: a for n, a in sales_before.items() if n != customer
+    }
+    # Before the month began: nothing of this month's postings.
+    earlier = bc.get(
+        f"{ROOT}/companies({company})/customerSales?$filter=dateFilter_FilterOnly lt {BUSINESS_DATE.replace(day=1)}"
+    ).json()["value"]
+    all_time = bc.get(f"{ROOT}/companies({company})/customerSales").json()["value"]
+    assert {r["customerNumber"] for r in all_time} == {r["customerNumber"] for r in earlier} >= set(sales_after)
+    for row in all_time:
+        number = row["customerNumber"]
+        [before_month] = [_money(r["totalSalesAmount"]) for r in earlier if r["customerNumber"] == number]
+        assert _money(row["totalSalesAmount"]) == before_month + sales_after[number]
     # Refunded from the bank: cash falls, receivables stay, the books still balance.
     assert _cash(bc, company) == cash_before - Decimal("360.00")
     assert _receivables(bc, company) == receivables_before

@@ -122,12 +122,7 @@ def test_an_invoice_with_a_blank_due_date_is_never_due() -> None:
                 {"number": "P1", "status": "Open", "dueDate": BLANK_DATE, "totalAmountIncludingTax": 40}
             ],
             "unposted_sales_invoices": [],
-            "sales_this_month": [
-                {"number": "S2", "status": "Open", "postingDate": BLANK_DATE, "totalAmountExcludingTax": 7}
-            ],
-            "sales_credit_memos_this_month": [
-                {"number": "CM1", "status": "Paid", "postingDate": BLANK_DATE, "totalAmountExcludingTax": 3}
-            ],
+            "customer_sales_this_month": [{"customerNumber": "C1", "totalSalesAmount": 0}],
             "sales_orders": [],
             "sales_quotes": [],
         }

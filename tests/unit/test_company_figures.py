@@ -14,9 +14,9 @@ import pytest
 from hub_common.events import ExchangeRate, ExchangeRates
 from hub_fetcher.bc.entities import (
     Account,
+    CustomerSale,
     GeneralLedgerSetup,
     PurchaseInvoice,
-    SalesCreditMemo,
     SalesDocumentEntity,
     SalesInvoice,
 )
@@ -463,55 +463,21 @@ def test_open_sales_documents_count_quotes_orders_and_unposted_invoices() -> Non
     assert (open_documents.invoices_count, open_documents.invoices_amount) == (3, Decimal("7.00"))
 
 
-@pytest.mark.parametrize(
-    ("posted", "status", "counted"),
-    [
-        ("2026-11-01", "Open", True),  # the first of the month
-        ("2026-11-18", "Paid", True),  # today
-        ("2026-10-31", "Open", False),
-        ("2026-11-19", "Open", False),
-        ("2026-11-10", "Draft", False),
-        ("2026-11-10", "In_x0020_Review", False),
-        # Posted, then cancelled: still in the customer ledger, beside what cancelled it.
-        ("2026-11-10", "Canceled", True),
-        ("2026-11-10", "Corrective", True),
-        ("2026-11-10", "_x0020_", False),
-        (None, "Open", False),
-    ],
-)
-def test_sales_this_month_are_posted_invoices_less_credit_memos_from_the_first_to_today(
-    posted: str | None, status: str, counted: bool
-) -> None:
-    document = {"number": "S1", "status": status, "postingDate": posted, "totalAmountExcludingTax": "80.00"}
-    invoice = figures(CompanyRecords(sales_this_month=[SalesInvoice.model_validate(document)]))
-    assert invoice.sales_this_month.amount == (Decimal("80.00") if counted else Decimal(0))
-    credit_memo = figures(CompanyRecords(sales_credit_memos_this_month=[SalesCreditMemo.model_validate(document)]))
-    assert credit_memo.sales_this_month.amount == (Decimal("-80.00") if counted else Decimal(0))
+def test_sales_this_month_are_the_customers_sales_of_the_month_as_bc_sums_them() -> None:
+    """customerSales gives each customer's "Sales (LCY)" (invoices less credit memos) for the
+    month: a customer whose credit memos exceed its invoices lowers the total."""
 
+    def sale(number: str, amount: str) -> CustomerSale:
+        return CustomerSale.model_validate({"customerNumber": number, "totalSalesAmount": amount})
 
-def test_a_cancelled_invoice_and_its_corrective_credit_memo_cancel_out() -> None:
-    def posted(model: Any, number: str, status: str, day: str, amount: str) -> Any:
-        return model.model_validate(
-            {"number": number, "status": status, "postingDate": day, "totalAmountExcludingTax": amount}
-        )
-
-    this_month = CompanyRecords(
-        sales_this_month=[
-            posted(SalesInvoice, "S1", "Canceled", days(-3), "500.00"),
-            posted(SalesInvoice, "S2", "Paid", days(-2), "120.50"),
-        ],
-        sales_credit_memos_this_month=[
-            posted(SalesCreditMemo, "CM1", "Corrective", days(-1), "500.00"),
-            posted(SalesCreditMemo, "CM2", "Open", days(0), "20.25"),
-            posted(SalesCreditMemo, "CM3", "Draft", days(0), "999.00"),
-        ],
+    records = CompanyRecords(
+        customer_sales_this_month=[sale("C10000", "1200.50"), sale("C10010", "-300.25"), sale("C10020", "0")]
     )
-    assert figures(this_month).sales_this_month.amount == Decimal("100.25")
-    # An invoice of last month cancelled this month: only the credit memo is this month's.
-    cancelled_later = CompanyRecords(
-        sales_credit_memos_this_month=[posted(SalesCreditMemo, "CM4", "Corrective", days(0), "300.00")]
-    )
-    assert figures(cancelled_later).sales_this_month.amount == Decimal("-300.00")
+    assert figures(records).sales_this_month.amount == Decimal("900.25")
+    assert figures(CompanyRecords()).sales_this_month.amount == Decimal(0)
+    # Its amounts are the company's own currency already: nothing is converted.
+    euro = ToLocalCurrency("EUR", {"USD": Decimal("0.92")})
+    assert figures(records, to_local=euro).sales_this_month.amount == Decimal("900.25")
 
 
 # ---------------------------------------------------------------- documents in other currencies
@@ -538,11 +504,6 @@ def test_documents_in_another_currency_count_in_the_company_s_own() -> None:
             ),
         ],
         sales_quotes=[in_currency(SalesDocumentEntity, "USD", status="Open", totalAmountIncludingTax="100")],
-        sales_this_month=[
-            in_currency(
-                SalesInvoice, "USD", number="S4", status="Paid", postingDate=days(0), totalAmountExcludingTax="200"
-            )
-        ],
     )
     result = figures(records, to_local=to_local)
     # 1,000 USD is 920 EUR, not 1,000 EUR.
@@ -554,7 +515,6 @@ def test_documents_in_another_currency_count_in_the_company_s_own() -> None:
     ]
     assert result.purchase_invoices_due_next_week.amount == Decimal("9.20")
     assert result.open_sales_documents.quotes_amount == Decimal("92.00")
-    assert result.sales_this_month.amount == Decimal("184.00")
     # Receipts and payments of the forecast are in euros too.
     assert result.cash_flow_forecast.weeks[0].receipts == Decimal("977.00")
 

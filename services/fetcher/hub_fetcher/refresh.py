@@ -310,14 +310,9 @@ def company_requests(company_id: uuid.UUID, today: dt.date) -> list[BatchRequest
             "&$select=number,status,totalAmountIncludingTax,currencyCode",
         ),
         BatchRequest(
-            "sales_this_month",
-            f"{base}/salesInvoices?$filter=postingDate ge {first_of_month} and postingDate le {today.isoformat()}"
-            "&$select=number,status,postingDate,totalAmountExcludingTax,currencyCode",
-        ),
-        BatchRequest(
-            "sales_credit_memos_this_month",
-            f"{base}/salesCreditMemos?$filter=postingDate ge {first_of_month} and postingDate le {today.isoformat()}"
-            "&$select=number,status,postingDate,totalAmountExcludingTax,currencyCode",
+            "customer_sales_this_month",
+            f"{base}/customerSales?$filter=dateFilter_FilterOnly ge {first_of_month}"
+            f" and dateFilter_FilterOnly le {today.isoformat()}&$select=customerNumber,totalSalesAmount",
         ),
         BatchRequest("sales_orders", f"{base}/salesOrders?$select=status,totalAmountIncludingTax,currencyCode"),
         BatchRequest("sales_quotes", f"{base}/salesQuotes?$select=status,totalAmountIncludingTax,currencyCode"),

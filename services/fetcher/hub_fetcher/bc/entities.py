@@ -86,14 +86,12 @@ class SalesInvoice(Entity):
     total_including_tax: Amount = Field(default=Decimal(0), alias="totalAmountIncludingTax")
 
 
-class SalesCreditMemo(Entity):
-    """A sales credit memo (salesCreditMemos): its totals are positive, and it lowers sales."""
+class CustomerSale(Entity):
+    """A row of the customerSales query (30000): one customer's "Sales (LCY)" of its ledger's
+    invoices and credit memos within the request's dateFilter."""
 
-    number: str = Field(max_length=50)
-    status: str = Field(max_length=50)
-    posting_date: BcDate = Field(default=None, alias="postingDate")
-    currency_code: BcText = Field(default="", alias="currencyCode", max_length=10)
-    total_excluding_tax: Amount = Field(default=Decimal(0), alias="totalAmountExcludingTax")
+    customer_number: BcText = Field(default="", alias="customerNumber", max_length=50)
+    total_sales_amount: Amount = Field(default=Decimal(0), alias="totalSalesAmount")
 
 
 class PurchaseInvoice(Entity):

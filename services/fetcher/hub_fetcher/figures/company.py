@@ -17,9 +17,9 @@ from typing import Any
 from hub_common.events import CompanyFigures
 from hub_fetcher.bc.entities import (
     Account,
+    CustomerSale,
     GeneralLedgerSetup,
     PurchaseInvoice,
-    SalesCreditMemo,
     SalesDocumentEntity,
     SalesInvoice,
     parse_entities,
@@ -49,9 +49,9 @@ class CompanyRecords:
     open_purchase_invoices: Sequence[PurchaseInvoice] = ()
     # Sales invoices not posted yet (Draft, In Review).
     unposted_sales_invoices: Sequence[SalesInvoice] = ()
-    # Sales invoices and credit memos posted from the first of the month to today.
-    sales_this_month: Sequence[SalesInvoice] = ()
-    sales_credit_memos_this_month: Sequence[SalesCreditMemo] = ()
+    # Each customer's sales (the ledger's invoices less its credit memos, in the company's
+    # currency) posted from the first of the month to today.
+    customer_sales_this_month: Sequence[CustomerSale] = ()
     sales_orders: Sequence[SalesDocumentEntity] = ()
     sales_quotes: Sequence[SalesDocumentEntity] = ()
 
@@ -69,9 +69,8 @@ class CompanyRecords:
             unposted_sales_invoices=parse_entities(
                 SalesInvoice, collections["unposted_sales_invoices"], "salesInvoices"
             ),
-            sales_this_month=parse_entities(SalesInvoice, collections["sales_this_month"], "salesInvoices"),
-            sales_credit_memos_this_month=parse_entities(
-                SalesCreditMemo, collections["sales_credit_memos_this_month"], "salesCreditMemos"
+            customer_sales_this_month=parse_entities(
+                CustomerSale, collections["customer_sales_this_month"], "customerSales"
             ),
             sales_orders=parse_entities(SalesDocumentEntity, collections["sales_orders"], "salesOrders"),
             sales_quotes=parse_entities(SalesDocumentEntity, collections["sales_quotes"], "salesQuotes"),
@@ -202,18 +201,7 @@ def company_figures(
         ),
         taxes_due=taxes_due(records.accounts, read_at=read_at, account_numbers=chosen_accounts.taxes),
         sales_this_month=documents.sales_this_month(
-            [
-                documents.PostedSale(i.status, i.posting_date, to_local(i.total_excluding_tax, i.currency_code))
-                for i in records.sales_this_month
-                if i.posting_date is not None
-            ],
-            [
-                documents.PostedSale(m.status, m.posting_date, to_local(m.total_excluding_tax, m.currency_code))
-                for m in records.sales_credit_memos_this_month
-                if m.posting_date is not None
-            ],
-            today=today,
-            read_at=read_at,
+            [sale.total_sales_amount for sale in records.customer_sales_this_month], read_at=read_at
         ),
         cash_flow_forecast=documents.cash_flow_forecast(
             opening_cash=cash.total,

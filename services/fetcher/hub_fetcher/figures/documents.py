@@ -8,9 +8,10 @@ Definitions (the architecture's figures table):
   in API v2.0, so ``totalAmountIncludingTax`` is used (and said so in the figure);
 * purchase invoices due next week: open, due from today+1 to today+7;
 * open sales documents: unposted quotes, orders and invoices (Draft / In Review);
-* sales this month: posted invoices less posted credit memos from the first of the month to
-  today, excluding tax, as BC's "Sales This Month" cue sums the customer ledger's invoices
-  and credit memos (a cancelled invoice and its corrective credit memo cancel out);
+* sales this month: what BC's "Sales This Month" cue sums, the customer ledger's "Sales
+  (LCY)" of invoices and credit memos posted from the first of the month to today, read per
+  customer from the customerSales query (the documents' own statuses cannot tell a posted
+  invoice from a released one: both are Open);
 * cash-flow forecast: 13 weekly buckets from today; opening cash, plus receipts expected from
   open sales invoices by due date, minus payments due on open purchase invoices; overdue
   items fall in week 1; items due after week 13 are outside the horizon.
@@ -37,9 +38,6 @@ from hub_common.money import ZERO, round_money, total
 
 OPEN = "Open"
 PAID = "Paid"
-# A posted sales invoice or credit memo, whatever became of it since: each is an entry in
-# the customer ledger. A cancelled document stays posted; what cancels it is posted too.
-POSTED_STATUSES = frozenset({OPEN, PAID, "Canceled", "Corrective"})
 UNPOSTED_INVOICE_STATUSES = frozenset({"Draft", "In_x0020_Review", "In Review"})
 LARGEST = 10
 FORECAST_WEEKS = 13
@@ -116,27 +114,9 @@ def open_sales_documents(
     )
 
 
-@dataclass(frozen=True)
-class PostedSale:
-    status: str
-    posting_date: dt.date
-    amount_excluding_tax: Decimal
-
-
-def sales_this_month(
-    invoices: Iterable[PostedSale], credit_memos: Iterable[PostedSale], *, today: dt.date, read_at: dt.datetime
-) -> SalesThisMonth:
-    first = today.replace(day=1)
-
-    def posted_this_month(documents: Iterable[PostedSale]) -> list[Decimal]:
-        return [
-            sale.amount_excluding_tax
-            for sale in documents
-            if sale.status in POSTED_STATUSES and first <= sale.posting_date <= today
-        ]
-
-    amount = total(posted_this_month(invoices)) - total(posted_this_month(credit_memos))
-    return SalesThisMonth(amount=amount, read_at=read_at)
+def sales_this_month(customer_sales: Iterable[Decimal], *, read_at: dt.datetime) -> SalesThisMonth:
+    """The customers' sales of the month, already in the company's currency."""
+    return SalesThisMonth(amount=total(customer_sales), read_at=read_at)
 
 
 def week_index(due_date: dt.date, today: dt.date) -> int | None:
