@@ -891,8 +891,7 @@ def _date_range(options: QueryOptions, name: str) -> tuple[dt.date | None, dt.da
 def customer_sale_records(book: CompanyBook, options: QueryOptions) -> list[Record]:
     """Query 30000: each customer's Σ "Sales (LCY)" of its ledger's invoices and credit
     memos, posted within ``dateFilter_FilterOnly`` (a filter column: BC filters the ledger
-    with it and shows no value; the record carries the upper bound, so the filter that
-    chose the range also keeps every customer)."""
+    with it, keeps every customer and answers the column as null)."""
     low, high = _date_range(options, "dateFilter_FilterOnly")
     sales = customer_sales(book, low, high)
     return [
@@ -901,7 +900,7 @@ def customer_sale_records(book: CompanyBook, options: QueryOptions) -> list[Reco
             "customerNumber": c.number,
             "name": c.display_name,
             "totalSalesAmount": sales[c.number],
-            "dateFilter_FilterOnly": high or low,
+            "dateFilter_FilterOnly": None,
         }
         for c in book.customers
     ]

@@ -362,11 +362,18 @@ def top_level_comparisons(expression: FilterExpression | None) -> list[Compariso
     return [c for operand in expression.operands for c in top_level_comparisons(operand)]
 
 
+# An API query's filter column (``dateFilter_FilterOnly``): a parameter of the query, which
+# its records function reads, never a condition on the rows (BC answers it as null).
+FILTER_ONLY_SUFFIX = "_FilterOnly"
+
+
 def matches(expression: FilterExpression, record: Record) -> bool:
     if isinstance(expression, Conjunction):
         return all(matches(operand, record) for operand in expression.operands)
     if isinstance(expression, Disjunction):
         return any(matches(operand, record) for operand in expression.operands)
+    if expression.property.name.endswith(FILTER_ONLY_SUFFIX):
+        return True
     return _compare(expression, record.get(expression.property.name))
 
 

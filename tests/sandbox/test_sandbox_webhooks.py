@@ -478,6 +478,7 @@ def test_a_posted_credit_memo_is_served_as_bc_serves_it_and_lowers_sales(
         f"{ROOT}/companies({company})/customerSales?$filter=dateFilter_FilterOnly lt {BUSINESS_DATE.replace(day=1)}"
     ).json()["value"]
     all_time = bc.get(f"{ROOT}/companies({company})/customerSales").json()["value"]
+    assert all(row["dateFilter_FilterOnly"] is None for row in earlier + all_time)  # a parameter, not a value
     assert {r["customerNumber"] for r in all_time} == {r["customerNumber"] for r in earlier} >= set(sales_after)
     for row in all_time:
         number = row["customerNumber"]
