@@ -471,7 +471,12 @@ def test_sales_this_month_are_the_customers_sales_of_the_month_as_bc_sums_them()
         return CustomerSale.model_validate({"customerNumber": number, "totalSalesAmount": amount})
 
     records = CompanyRecords(
-        customer_sales_this_month=[sale("C10000", "1200.50"), sale("C10010", "-300.25"), sale("C10020", "0")]
+        customer_sales_this_month=[
+            sale("C10000", "1200.50"),
+            sale("C10010", "-300.25"),
+            sale("C10020", "0"),
+            CustomerSale.model_validate({"customerNumber": "C10030", "totalSalesAmount": None}),
+        ]
     )
     assert figures(records).sales_this_month.amount == Decimal("900.25")
     assert figures(CompanyRecords()).sales_this_month.amount == Decimal(0)

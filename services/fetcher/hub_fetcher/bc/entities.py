@@ -58,6 +58,10 @@ Amount = Annotated[
 ]
 
 
+def _null_amount_as_zero(value: object) -> object:
+    return Decimal(0) if value is None else value
+
+
 class Company(Entity):
     id: uuid.UUID
     name: str = Field(min_length=1, max_length=250)
@@ -91,7 +95,11 @@ class CustomerSale(Entity):
     invoices and credit memos within the request's dateFilter."""
 
     customer_number: BcText = Field(default="", alias="customerNumber", max_length=50)
-    total_sales_amount: Amount = Field(default=Decimal(0), alias="totalSalesAmount")
+    # A customer the query's outer join found no entries for: no sales, whether BC writes
+    # 0 or null.
+    total_sales_amount: Annotated[Amount, BeforeValidator(_null_amount_as_zero)] = Field(
+        default=Decimal(0), alias="totalSalesAmount"
+    )
 
 
 class PurchaseInvoice(Entity):
