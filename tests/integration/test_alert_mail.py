@@ -252,7 +252,7 @@ async def test_a_colleague_address_the_mail_server_refuses_is_dead_lettered_at_o
     nats_url: str, database_url: str, nats_connection: Client, tmp_path: Path
 ) -> None:
     """Refused for good (550): no retry would help, so the event goes to the dead letters
-    (Check Errors, `hub dead-letters`) on its first delivery and the mail is not kept; the
+    (the firm's `GET /api/v1/dead-letters`, `hub dead-letters`) on its first delivery and the mail is not kept; the
     next invitation is mailed as usual."""
     js = nats_connection.jetstream()
     await declare_topology(js)

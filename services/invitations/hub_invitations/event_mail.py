@@ -5,10 +5,10 @@ sent after, so a redelivered event, or the same event stored twice, sends nothin
 The composed mail is kept with the claim until it is sent: when SMTP fails, the event is
 acknowledged and the mail loop (hub_invitations.mailer) retries the kept mail for as long
 as the outage lasts, the least tried first. A mail the server refuses for good (an address
-it does not take) is not kept: its event goes to the dead letters, where Check Errors and
-``hub dead-letters`` show why. (A crash in the instant between the SMTP server taking the mail and
-the mark could send it twice; each mail's Message-ID is derived from its event, so a
-mailbox shows it once.)
+it does not take) is not kept: its event goes to the dead letters, where the firm's
+``GET /api/v1/dead-letters`` and ``hub dead-letters`` show why. (A crash in the instant
+between the SMTP server taking the mail and the mark could send it twice; each mail's
+Message-ID is derived from its event, so a mailbox shows it once.)
 """
 
 from __future__ import annotations
