@@ -100,11 +100,9 @@ def batch_answer_text(text: str) -> Answering:
 
 
 def test_a_blank_date_is_no_date() -> None:
-    sale = SalesInvoice.model_validate(
-        {"number": "S1", "status": "Open", "dueDate": BLANK_DATE, "postingDate": BLANK_DATE}
-    )
+    sale = SalesInvoice.model_validate({"number": "S1", "status": "Open", "dueDate": BLANK_DATE})
     purchase = PurchaseInvoice.model_validate({"number": "P1", "status": "Open", "dueDate": BLANK_DATE})
-    assert (sale.due_date, sale.posting_date, purchase.due_date) == (None, None, None)
+    assert (sale.due_date, purchase.due_date) == (None, None)
 
 
 def test_a_real_date_is_kept() -> None:

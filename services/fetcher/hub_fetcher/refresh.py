@@ -290,7 +290,7 @@ def company_requests(company_id: uuid.UUID, today: dt.date) -> list[BatchRequest
     (keyed as ``CompanyRecords.parse`` expects them)."""
     base = f"companies({company_id})"
     first_of_month = today.replace(day=1).isoformat()
-    invoice_fields = "number,customerName,status,dueDate,postingDate,remainingAmount,currencyCode"
+    invoice_fields = "number,customerName,status,dueDate,remainingAmount,currencyCode"
     return [
         BatchRequest("setup", f"{base}/generalLedgerSetup?$select=localCurrencyCode"),
         BatchRequest(

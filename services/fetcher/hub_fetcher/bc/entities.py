@@ -82,11 +82,9 @@ class SalesInvoice(Entity):
     customer_name: BcText = Field(default="", alias="customerName", max_length=250)
     status: str = Field(max_length=50)
     due_date: BcDate = Field(default=None, alias="dueDate")
-    posting_date: BcDate = Field(default=None, alias="postingDate")
     remaining_amount: Amount = Field(default=Decimal(0), alias="remainingAmount")
     # The document's currency, in which its amounts are; empty: the company's own (LCY).
     currency_code: BcText = Field(default="", alias="currencyCode", max_length=10)
-    total_excluding_tax: Amount = Field(default=Decimal(0), alias="totalAmountExcludingTax")
     total_including_tax: Amount = Field(default=Decimal(0), alias="totalAmountIncludingTax")
 
 
