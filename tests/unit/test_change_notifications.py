@@ -155,6 +155,8 @@ def test_the_share_holds_across_the_companies_of_one_refresh() -> None:
         f"https://api.businesscentral.dynamics.com/v2.0/t/Production/api/v2.0/companies({ADDRESS.company_id})/salesInvoices",
         f"/API/V2.0/Companies({str(ADDRESS.company_id).upper()})/SALESINVOICES",
     ],
+    # Named by form, not by the random company id: parallel workers must collect the same ids.
+    ids=["absolute-path", "relative-path", "full-url", "upper-case"],
 )
 def test_a_listed_subscription_is_read_from_the_resource_as_bc_echoes_it(resource: str) -> None:
     listed = parse_subscription(

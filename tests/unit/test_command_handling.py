@@ -68,6 +68,8 @@ async def test_the_result_travels_as_the_reply() -> None:
         (body(extra_field_is_fine=1, count=None), "count"),
         (b"{not json", None),
     ],
+    # Named by case, not by the random firm id: parallel workers must collect the same ids.
+    ids=["wrong-type", "null", "not-json"],
 )
 async def test_a_malformed_command_is_refused_as_invalid(payload: bytes, field: str | None) -> None:
     rejection = reply_of(await answer(payload, Ping, pong, subject="cmd.test", owner="tester"))["rejection"]
