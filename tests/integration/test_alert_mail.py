@@ -202,13 +202,16 @@ async def test_a_mail_smtp_does_not_take_is_kept_and_sent_once_when_smtp_is_back
     await declare_topology(js)
     # No SMTP server on this port yet: an outage longer than the consumer's deliveries.
     port = free_port()
-    process = _start_invitations(nats_url, database_url, port, tmp_path / "logs")
+    # The mail loop every 0.2 s, so the kept mail is tried past max_deliver within seconds.
+    process = _start_invitations(
+        nats_url, database_url, port, tmp_path / "logs", settings={"HUB_MAIL_RETRY_SECONDS": "0.2"}
+    )
     late_sink: Sink | None = None
     try:
         email = f"outage.{uuid.uuid4().hex[:8]}@alerting-accounting.example"
         envelope = new_envelope(event_for(email), firm_id=FIRM, actor=Actor.service("registry"))
         await publish_event(js, envelope)
-        # The mail loop (every second here) keeps trying the kept mail, far past the
+        # The mail loop keeps trying the kept mail, far past the
         # consumer's max_deliver: the event was acknowledged, and nothing is dead-lettered.
         deadline = asyncio.get_running_loop().time() + 60
         while True:
@@ -222,7 +225,7 @@ async def test_a_mail_smtp_does_not_take_is_kept_and_sent_once_when_smtp_is_back
         late_sink = _start_sink(tmp_path / "late-mail", tmp_path / "sink-logs", port)
         [mail] = await _mails(late_sink.folder, email, at_least=1, wait=30)
         assert mail.subject == subject
-        await asyncio.sleep(3)  # time for a second mail, were there one
+        await asyncio.sleep(1)  # five rounds of the mail loop: time for a second mail, were there one
         assert len(await _mails(late_sink.folder, email, at_least=2, wait=0)) == 1
         sent = _event_mail_row(database_url, envelope.id)
         assert sent is not None and sent["sent_at"] is not None and sent["last_error"] is None
