@@ -21,11 +21,16 @@ setup: $(STAMP)
 run: $(STAMP)
 	exec $(BIN)/hub up
 
+# The tests spend most of their time waiting on real servers (a core or less busy out of
+# two), so two workers halve the run. A file runs whole on one worker: a module's servers
+# and fixtures are started once. `make test TEST_WORKERS=0` runs everything in one process.
+TEST_WORKERS ?= 2
+
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile
 
 # `make test` fuzzes the API with a bounded, deterministic run; this one digs deeper.
 fuzz: $(STAMP)
