@@ -5,6 +5,7 @@ does not end by itself)."""
 
 from __future__ import annotations
 
+import signal
 import time
 from pathlib import Path
 
@@ -70,3 +71,8 @@ def test_a_waiting_service_stops_at_once_when_asked(sandbox: Sandbox, tmp_path: 
             started = time.monotonic()
             service.stop(timeout=10)
             assert time.monotonic() - started < 5, f"{name} took {time.monotonic() - started:.1f} s to stop"
+            # A stop, not a failed start (uvicorn's exit 3): ended by the SIGTERM it was sent (as
+            # uvicorn ends once it has shut down) or exit 0, and no traceback for an operator.
+            stopped = (0, -signal.SIGTERM)
+            assert service.process.returncode in stopped, (service.process.returncode, service.log()[-3000:])
+            assert "Traceback" not in service.log(), service.log()[-3000:]

@@ -30,7 +30,13 @@ from hub_common.logging import bound_context, configure_logging, get_logger
 from hub_common.nats_permissions import durables_of
 from hub_common.operations import OperationsEndpoint, StartUp, connected_with_database, consumer_lag
 from hub_common.settings import TracingExporter
-from hub_common.streams import GATEWAY_EVENTS_CONSUMER, GATEWAY_SNAPSHOTS_CONSUMER, Topology, await_topology
+from hub_common.streams import (
+    GATEWAY_EVENTS_CONSUMER,
+    GATEWAY_SNAPSHOTS_CONSUMER,
+    StoppedWaitingForTopology,
+    Topology,
+    await_topology,
+)
 from hub_common.tracing import configure_tracing
 from hub_gateway.accounts.endpoints import accounts_api
 from hub_gateway.alerts.endpoints import alerts_api
@@ -165,12 +171,25 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             available=database_answers,
         )
         await broker.connect()
-        await await_topology(
-            jetstream_of(broker),
-            topology,
-            consumers=durables_of("gateway"),
-            stopping=lambda: bool(getattr(app.state, "stopping", False)),
-        )
+        try:
+            await await_topology(
+                jetstream_of(broker),
+                topology,
+                consumers=durables_of("gateway"),
+                stopping=lambda: bool(getattr(app.state, "stopping", False)),
+            )
+            stopped_while_waiting = False
+        except StoppedWaitingForTopology:
+            stopped_while_waiting = True
+        if stopped_while_waiting:
+            # A stop asked for, not a failed start: raising would make uvicorn log a traceback
+            # and exit 3. Yielding lets it shut down at once (it was asked to exit), exit 0.
+            logger.info("stopped before the registry declared the topology")
+            await broker.stop()
+            await engine.dispose()
+            await operations.stop()
+            yield
+            return
         live = LiveUpdates(broker.connection)
         await live.start()
         live_updates.append(live)
