@@ -241,17 +241,19 @@ async def live(request: Request, principal: CurrentPrincipal, state: State) -> S
                         notice = await asyncio.wait_for(queue.get(), timeout=KEEP_ALIVE_SECONDS)
                     except TimeoutError:
                         notice = None
-                    if time.monotonic() - checked_at >= KEEP_ALIVE_SECONDS:
+                    # Changes that arrived together go out together.
+                    while notice is not None and not queue.empty():
+                        notice.merge(queue.get_nowait())
+                    sign_in_changed = notice is not None and notice.sign_in_changed
+                    if sign_in_changed or time.monotonic() - checked_at >= KEEP_ALIVE_SECONDS:
                         if not await still_signed_in(request, state, principal):
                             # Signed out, expired, revoked or another role since the stream
                             # opened: the page's reconnect must sign in again.
                             return
                         checked_at = time.monotonic()
-                    if notice is None:
+                    if notice is None or not notice.changes_rows:
                         yield ": keep-alive\n\n"
                         continue
-                    while not queue.empty():  # changes that arrived together go out together
-                        notice.merge(queue.get_nowait())
                     if notice.end:
                         return
                     for message in await _messages(state, principal, notice, t):

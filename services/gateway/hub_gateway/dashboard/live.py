@@ -51,12 +51,21 @@ class Notice:
     reload: bool = False
     # This replica is stopping: the stream ends and the page reconnects (to another replica).
     end: bool = False
+    # Someone of the firm signed out, lost a token or changed role: each of the firm's streams
+    # checks its own sign-in now rather than at its next keep-alive.
+    sign_in_changed: bool = False
 
     def merge(self, other: Notice) -> None:
         self.client_ids |= other.client_ids
         self.new_failures |= other.new_failures
         self.reload |= other.reload
         self.end |= other.end
+        self.sign_in_changed |= other.sign_in_changed
+
+    @property
+    def changes_rows(self) -> bool:
+        """Whether the page has something to be told (else it was only a sign-in check)."""
+        return bool(self.client_ids) or self.new_failures or self.reload or self.end
 
 
 class LiveUpdates:
@@ -78,15 +87,24 @@ class LiveUpdates:
 
     async def announce(self, changes: Changes) -> None:
         """Tell every replica what a committed batch changed (best effort: pages resync)."""
-        for firm_id, client_ids in changes.clients_by_firm.items():
+        for firm_id in changes.clients_by_firm.keys() | changes.firms_with_people_changed:
             notice = {
-                "client_ids": sorted(str(client_id) for client_id in client_ids),
+                "client_ids": sorted(str(client_id) for client_id in changes.clients_by_firm.get(firm_id, ())),
                 "new_failures": firm_id in changes.firms_with_new_failures,
+                "sign_in_changed": firm_id in changes.firms_with_people_changed,
             }
-            try:
-                await self._nats.publish(_subject(firm_id), json.dumps(notice).encode())
-            except Exception as error:  # a live notice is never worth failing a projection for
-                logger.warning("live notice not sent", firm_id=str(firm_id), error=repr(error))
+            await self._publish(firm_id, notice)
+
+    async def announce_sign_in_change(self, firm_id: uuid.UUID) -> None:
+        """After a sign-out or a revoked token (committed): every replica's streams of the
+        firm check their sign-in now, so one that lost it ends within moments."""
+        await self._publish(firm_id, {"client_ids": [], "new_failures": False, "sign_in_changed": True})
+
+    async def _publish(self, firm_id: uuid.UUID, notice: dict[str, object]) -> None:
+        try:
+            await self._nats.publish(_subject(firm_id), json.dumps(notice).encode())
+        except Exception as error:  # a live notice is never worth failing what announced it
+            logger.warning("live notice not sent", firm_id=str(firm_id), error=repr(error))
 
     async def _heard(self, msg: Msg) -> None:
         try:
@@ -95,6 +113,7 @@ class LiveUpdates:
             notice = Notice(
                 client_ids={uuid.UUID(value) for value in body["client_ids"]},
                 new_failures=bool(body.get("new_failures")),
+                sign_in_changed=bool(body.get("sign_in_changed")),
             )
         except (ValueError, KeyError, TypeError, IndexError):
             logger.warning("malformed live notice ignored", subject=msg.subject)
