@@ -555,6 +555,7 @@ Hub.start(() => {
     state.selected.clear();
     for (const box of document.querySelectorAll("#grid-body input[type=checkbox]")) box.checked = false;
     $("bulk").classList.remove("shown");
+    $("bulk-count").textContent = "";
   });
   $("bulk-refresh").addEventListener("click", async () => {
     await refreshRows([...state.selected.values()]);
