@@ -183,7 +183,8 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             stopped_while_waiting = True
         if stopped_while_waiting:
             # A stop asked for, not a failed start: raising would make uvicorn log a traceback
-            # and exit 3. Yielding lets it shut down at once (it was asked to exit), exit 0.
+            # and exit 3. Yielding lets it shut down at once (it was asked to exit) and end by
+            # the SIGTERM it was sent, as after any run.
             logger.info("stopped before the registry declared the topology")
             await broker.stop()
             await engine.dispose()
