@@ -16,7 +16,6 @@ import pytest
 
 from hub_common.events import (
     EVENT_TYPES,
-    AccountantJoined,
     Actor,
     AlertRaised,
     AlertRecipient,
@@ -46,7 +45,6 @@ from hub_common.events import (
     RefreshFailed,
     RefreshRequested,
     RefreshScheduleSet,
-    Role,
     TenantAccessGranted,
     TenantAccessRevoked,
     first_refresh_id,
@@ -789,22 +787,3 @@ def test_a_change_notice_dates_the_companys_last_change_and_another_firms_touche
     company = _company(_folded(*log.events), COMPANY_A)
     assert company.last_change_notice_at == T0 + timedelta(minutes=5)
     assert company.notification_state is None
-
-
-# ---------------------------------------------------------------- people: open live streams check their sign-in
-
-
-def test_a_colleague_given_another_role_makes_the_firms_streams_check_their_sign_in() -> None:
-    log = Log()
-    accountant_id = uuid.uuid4()
-    joined = AccountantJoined(
-        accountant_id=accountant_id, email="ann@contoso.example", display_name="Ann", role=Role.STAFF
-    )
-    model = _folded(log.add(joined))
-    assert model.changes.firms_with_people_changed == set(), "a first sign-in changes no open stream's rights"
-
-    model = _folded(log.add(joined.model_copy(update={"display_name": "Ann B."})), model=model)
-    assert model.changes.firms_with_people_changed == set(), "a new name changes no rights"
-
-    model = _folded(log.add(joined.model_copy(update={"role": Role.ADMIN})), model=model)
-    assert model.changes.firms_with_people_changed == {FIRM}

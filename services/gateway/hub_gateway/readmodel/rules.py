@@ -330,8 +330,6 @@ def apply_accountant_joined(model: ModelState, event: StoredEvent[AccountantJoin
             display_name=data.display_name,
             role=data.role.value,
         )
-    if accountant.role != data.role.value:
-        model.changes.firms_with_people_changed.add(accountant.firm_id)
     accountant.email, accountant.display_name, accountant.role = data.email, data.display_name, data.role.value
     accountant.events_sequence = event.sequence
     return model

@@ -218,8 +218,6 @@ class Changes:
     clients_by_firm: dict[uuid.UUID, set[uuid.UUID]] = field(default_factory=dict)
     # Firms whose Check Errors changed: a new failure, or a wait for a retry began or ended.
     firms_with_new_failures: set[uuid.UUID] = field(default_factory=set)
-    # Firms one of whose people changed role: their open live streams check their sign-in.
-    firms_with_people_changed: set[uuid.UUID] = field(default_factory=set)
 
     def client(self, firm_id: uuid.UUID, client_id: uuid.UUID) -> None:
         self.clients_by_firm.setdefault(firm_id, set()).add(client_id)
