@@ -11,7 +11,7 @@ from typing import Any, cast
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
-from hub_gateway.dashboard.live import QUEUE_LIMIT, LiveUpdates
+from hub_gateway.dashboard.live import QUEUE_LIMIT, LiveUpdates, Notice
 
 
 @dataclass
@@ -38,3 +38,32 @@ async def test_an_end_survives_an_overflowing_queue() -> None:
             await _hear(live, firm_id)
         waiting = [queue.get_nowait() for _ in range(queue.qsize())]
         assert any(notice.end for notice in waiting), "the end was dropped with the overflow"
+
+
+async def _hear_body(live: LiveUpdates, firm_id: uuid.UUID, body: dict[str, Any]) -> None:
+    await live._heard(cast(Msg, _Notice(f"live.{firm_id}.changes", json.dumps(body).encode())))
+
+
+async def test_a_sign_out_notice_survives_an_overflowing_queue() -> None:
+    live = LiveUpdates(cast(Client, cast(Any, None)))
+    firm_id, accountant_id = uuid.uuid4(), uuid.uuid4()
+    with live.listen(firm_id) as queue:
+        await _hear_body(live, firm_id, {"client_ids": [], "sign_in_changed_of": [str(accountant_id)]})
+        for _ in range(QUEUE_LIMIT + 2):
+            await _hear(live, firm_id)
+        waiting = [queue.get_nowait() for _ in range(queue.qsize())]
+        assert any(notice.reload for notice in waiting)
+        assert any(accountant_id in notice.sign_in_changed_of for notice in waiting), "the check was dropped"
+
+
+async def test_each_stream_gets_its_own_notice_and_an_older_replicas_notice_is_read() -> None:
+    live = LiveUpdates(cast(Client, cast(Any, None)))
+    firm_id = uuid.uuid4()
+    with live.listen(firm_id) as first, live.listen(firm_id) as second:
+        # As a replica before sign-in notices publishes it: no sign_in_changed_of.
+        await _hear_body(live, firm_id, {"client_ids": [str(uuid.uuid4())], "new_failures": True})
+        mine, theirs = first.get_nowait(), second.get_nowait()
+        assert mine is not theirs
+        mine.merge(Notice(reload=True))
+        assert not theirs.reload, "one stream's merge reached another stream's notice"
+        assert theirs.new_failures and not theirs.sign_in_changed_of

@@ -77,7 +77,7 @@ async def revoke_token(token_id: uuid.UUID, principal: CurrentPrincipal, state: 
         if not await store.revoke_api_token(session, principal.accountant_id, token_id):
             raise HTTPException(status.HTTP_404_NOT_FOUND, detail=N_("No such token"))
     # A live stream the token opened ends now, not at its next keep-alive.
-    await state.live.announce_sign_in_change(principal.firm_id)
+    await state.live.announce_sign_in_change(principal.firm_id, principal.accountant_id)
 
 
 class Me(BaseModel):

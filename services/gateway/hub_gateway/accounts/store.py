@@ -73,10 +73,12 @@ async def find_session(session: AsyncSession, secret: str) -> BrowserSession | N
     return row
 
 
-async def close_session(session: AsyncSession, secret: str) -> None:
+async def close_session(session: AsyncSession, secret: str) -> BrowserSession | None:
+    """End the session of this cookie; the session ended, or None if there was none."""
     row = await session.get(BrowserSession, digest(secret))
     if row is not None:
         await session.delete(row)
+    return row
 
 
 def csrf_matches(row: BrowserSession, offered: str | None) -> bool:

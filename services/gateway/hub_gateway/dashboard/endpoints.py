@@ -244,7 +244,9 @@ async def live(request: Request, principal: CurrentPrincipal, state: State) -> S
                     # Changes that arrived together go out together.
                     while notice is not None and not queue.empty():
                         notice.merge(queue.get_nowait())
-                    sign_in_changed = notice is not None and notice.sign_in_changed
+                    if notice is not None and notice.end:
+                        return
+                    sign_in_changed = notice is not None and principal.accountant_id in notice.sign_in_changed_of
                     if sign_in_changed or time.monotonic() - checked_at >= KEEP_ALIVE_SECONDS:
                         if not await still_signed_in(request, state, principal):
                             # Signed out, expired, revoked or another role since the stream
@@ -254,8 +256,6 @@ async def live(request: Request, principal: CurrentPrincipal, state: State) -> S
                     if notice is None or not notice.changes_rows:
                         yield ": keep-alive\n\n"
                         continue
-                    if notice.end:
-                        return
                     for message in await _messages(state, principal, notice, t):
                         yield message
         finally:

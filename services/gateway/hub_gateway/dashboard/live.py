@@ -51,16 +51,20 @@ class Notice:
     reload: bool = False
     # This replica is stopping: the stream ends and the page reconnects (to another replica).
     end: bool = False
-    # Someone of the firm signed out, lost a token or changed role: each of the firm's streams
-    # checks its own sign-in now rather than at its next keep-alive.
-    sign_in_changed: bool = False
+    # These accountants signed out or lost a token: their streams check their sign-in now
+    # rather than at their next keep-alive (nobody else's stream pays for a check).
+    sign_in_changed_of: set[uuid.UUID] = field(default_factory=set)
 
     def merge(self, other: Notice) -> None:
         self.client_ids |= other.client_ids
         self.new_failures |= other.new_failures
         self.reload |= other.reload
         self.end |= other.end
-        self.sign_in_changed |= other.sign_in_changed
+        self.sign_in_changed_of |= other.sign_in_changed_of
+
+    def copy(self) -> Notice:
+        """Each stream gets its own: a stream merges what waits into the notice it took."""
+        return Notice(set(self.client_ids), self.new_failures, self.reload, self.end, set(self.sign_in_changed_of))
 
     @property
     def changes_rows(self) -> bool:
@@ -87,18 +91,18 @@ class LiveUpdates:
 
     async def announce(self, changes: Changes) -> None:
         """Tell every replica what a committed batch changed (best effort: pages resync)."""
-        for firm_id in changes.clients_by_firm.keys() | changes.firms_with_people_changed:
+        for firm_id, client_ids in changes.clients_by_firm.items():
             notice = {
-                "client_ids": sorted(str(client_id) for client_id in changes.clients_by_firm.get(firm_id, ())),
+                "client_ids": sorted(str(client_id) for client_id in client_ids),
                 "new_failures": firm_id in changes.firms_with_new_failures,
-                "sign_in_changed": firm_id in changes.firms_with_people_changed,
             }
             await self._publish(firm_id, notice)
 
-    async def announce_sign_in_change(self, firm_id: uuid.UUID) -> None:
-        """After a sign-out or a revoked token (committed): every replica's streams of the
-        firm check their sign-in now, so one that lost it ends within moments."""
-        await self._publish(firm_id, {"client_ids": [], "new_failures": False, "sign_in_changed": True})
+    async def announce_sign_in_change(self, firm_id: uuid.UUID, accountant_id: uuid.UUID) -> None:
+        """After a sign-out or a revoked token (committed): the accountant's streams on every
+        replica check their sign-in now, so one that lost it ends within moments."""
+        notice = {"client_ids": [], "new_failures": False, "sign_in_changed_of": [str(accountant_id)]}
+        await self._publish(firm_id, notice)
 
     async def _publish(self, firm_id: uuid.UUID, notice: dict[str, object]) -> None:
         try:
@@ -113,21 +117,23 @@ class LiveUpdates:
             notice = Notice(
                 client_ids={uuid.UUID(value) for value in body["client_ids"]},
                 new_failures=bool(body.get("new_failures")),
-                sign_in_changed=bool(body.get("sign_in_changed")),
+                sign_in_changed_of={uuid.UUID(value) for value in body.get("sign_in_changed_of", [])},
             )
-        except (ValueError, KeyError, TypeError, IndexError):
+        except (ValueError, KeyError, TypeError, IndexError, AttributeError):
             logger.warning("malformed live notice ignored", subject=msg.subject)
             return
         for queue in self._listeners.get(firm_id, ()):
             try:
-                queue.put_nowait(notice)
+                queue.put_nowait(notice.copy())
             except asyncio.QueueFull:
                 # Too far behind to patch: drop what waits and ask the page to reload
-                # (keeping an end the server asked for).
-                ending = False
+                # (keeping an end the server asked for, and whose sign-in to check).
+                kept = Notice(reload=True, sign_in_changed_of=set(notice.sign_in_changed_of))
                 while not queue.empty():
-                    ending |= queue.get_nowait().end
-                queue.put_nowait(Notice(reload=True, end=ending))
+                    waiting = queue.get_nowait()
+                    kept.end |= waiting.end
+                    kept.sign_in_changed_of |= waiting.sign_in_changed_of
+                queue.put_nowait(kept)
 
     def end_streams(self) -> None:
         """Ask every open stream to end: a stopping server waits for open responses, and a

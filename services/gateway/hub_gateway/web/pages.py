@@ -407,13 +407,14 @@ async def choose_firm(
 
 @pages.post("/sign-out")
 async def sign_out(request: Request, state: State, session: Session) -> Response:
-    principal = await current_principal(request, state, session)  # checks the CSRF token of the form
+    await current_principal(request, state, session)  # checks the CSRF token of the form
     cookie = request.cookies.get(SESSION_COOKIE)
     if cookie:
         async with transaction(state.sessions) as writing:
-            await store.close_session(writing, cookie)
-        # The session's open live streams (other tabs) end now, not at their next keep-alive.
-        await state.live.announce_sign_in_change(principal.firm_id)
+            ended = await store.close_session(writing, cookie)
+        if ended is not None:
+            # The session's open live streams (other tabs) end now, not at their next keep-alive.
+            await state.live.announce_sign_in_change(ended.firm_id, ended.accountant_id)
     # Sign out of Entra too, then come back to the hub's sign-in page.
     after = urlencode({"post_logout_redirect_uri": f"{state.settings.public_url.rstrip('/')}/sign-in"})
     logout = f"{state.settings.entra_authority.rstrip('/')}/{state.settings.sign_in_tenant}/oauth2/v2.0/logout?{after}"
