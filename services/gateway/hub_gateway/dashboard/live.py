@@ -15,7 +15,7 @@ import contextlib
 import json
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
@@ -64,7 +64,7 @@ class Notice:
 
     def copy(self) -> Notice:
         """Each stream gets its own: a stream merges what waits into the notice it took."""
-        return Notice(set(self.client_ids), self.new_failures, self.reload, self.end, set(self.sign_in_changed_of))
+        return replace(self, client_ids=set(self.client_ids), sign_in_changed_of=set(self.sign_in_changed_of))
 
     @property
     def changes_rows(self) -> bool:
