@@ -22,7 +22,7 @@ run: $(STAMP)
 	exec $(BIN)/hub up
 
 # The tests spend most of their time waiting on real servers (a core or less busy out of
-# two), so two workers take the run from about 14.5 to 9 minutes. A file runs whole on one
+# two), so two workers take the run from about 14.5 to 7.5 minutes. A file runs whole on one
 # worker (its module's servers start once), and the files go out in their folders' order,
 # so a package's servers (the e2e hub, the fault hub, the cluster) start once per worker,
 # not again each time a worker comes back to the package. `make test TEST_WORKERS=0` runs

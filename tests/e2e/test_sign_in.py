@@ -285,7 +285,7 @@ def test_an_open_live_stream_ends_once_its_token_is_revoked(hub: Hub) -> None:
         assert owner.delete(f"/api/v1/tokens/{token_id}").status_code == 204
         for _ in lines:  # what the stream still sends until it sees the token is gone, then its end
             assert time.monotonic() - revoked_at < 5, "the stream outlived its revoked token"
-    # At once, not at the next keep-alive (15 s): the revocation tells every stream of the firm.
+    # At once, not at the next keep-alive (15 s): the revocation tells the accountant's streams.
     assert time.monotonic() - revoked_at < 5
     assert httpx.get(f"{hub.url}/api/v1/live", headers=headers).status_code == 401
 

@@ -211,8 +211,8 @@ async def test_a_mail_smtp_does_not_take_is_kept_and_sent_once_when_smtp_is_back
         email = f"outage.{uuid.uuid4().hex[:8]}@alerting-accounting.example"
         envelope = new_envelope(event_for(email), firm_id=FIRM, actor=Actor.service("registry"))
         await publish_event(js, envelope)
-        # The mail loop keeps trying the kept mail, far past the
-        # consumer's max_deliver: the event was acknowledged, and nothing is dead-lettered.
+        # The mail loop keeps trying the kept mail, far past the consumer's max_deliver: the
+        # event was acknowledged, and nothing is dead-lettered.
         deadline = asyncio.get_running_loop().time() + 60
         while True:
             row = _event_mail_row(database_url, envelope.id)

@@ -20,9 +20,12 @@ class _Notice:
     data: bytes
 
 
+async def _hear_body(live: LiveUpdates, firm_id: uuid.UUID, body: dict[str, Any]) -> None:
+    await live._heard(cast(Msg, _Notice(f"live.{firm_id}.changes", json.dumps(body).encode())))
+
+
 async def _hear(live: LiveUpdates, firm_id: uuid.UUID) -> None:
-    body = json.dumps({"client_ids": [str(uuid.uuid4())], "new_failures": False}).encode()
-    await live._heard(cast(Msg, _Notice(f"live.{firm_id}.changes", body)))
+    await _hear_body(live, firm_id, {"client_ids": [str(uuid.uuid4())], "new_failures": False})
 
 
 async def test_an_end_survives_an_overflowing_queue() -> None:
@@ -38,10 +41,6 @@ async def test_an_end_survives_an_overflowing_queue() -> None:
             await _hear(live, firm_id)
         waiting = [queue.get_nowait() for _ in range(queue.qsize())]
         assert any(notice.end for notice in waiting), "the end was dropped with the overflow"
-
-
-async def _hear_body(live: LiveUpdates, firm_id: uuid.UUID, body: dict[str, Any]) -> None:
-    await live._heard(cast(Msg, _Notice(f"live.{firm_id}.changes", json.dumps(body).encode())))
 
 
 async def test_a_sign_out_notice_survives_an_overflowing_queue() -> None:
