@@ -320,6 +320,31 @@ def test_an_older_snapshot_does_not_overwrite_a_newer_one() -> None:
     assert company.as_of == T0 + timedelta(minutes=5)
 
 
+def test_snapshots_stored_in_another_order_than_read_show_the_last_read_whichever_is_applied_first() -> None:
+    """Two fetchers read the same company for two refreshes; the one that read it last
+    published first, so its snapshot has the lower stream sequence. Replicas sharing the
+    consumer (or a redelivery) may apply either first: the row shows the last read."""
+    log = _client_with_companies()
+    read_last = log.add(_snapshot(COMPANY_A, "250.00", T0 + timedelta(minutes=5), SECOND_REFRESH))
+    read_first = log.add(_snapshot(COMPANY_A, "100.00", T0 + timedelta(minutes=4), FIRST_REFRESH))
+    assert read_last.sequence < read_first.sequence
+    prefix = log.events[:-2]
+    for name, order in (("stream order", (read_last, read_first)), ("swapped", (read_first, read_last))):
+        company = _company(_folded(*prefix, *order), COMPANY_A)
+        shown = (company.outcome_refresh_id, _cash(company), company.as_of, company.snapshot_sequence)
+        assert shown == (SECOND_REFRESH, Decimal("250.00"), T0 + timedelta(minutes=5), read_last.sequence), name
+
+
+def test_snapshots_read_at_the_same_instant_show_the_one_stored_last_in_either_order() -> None:
+    log = _client_with_companies()
+    stored_first = log.add(_snapshot(COMPANY_A, "1.00", T0 + timedelta(minutes=5), FIRST_REFRESH))
+    stored_last = log.add(_snapshot(COMPANY_A, "2.00", T0 + timedelta(minutes=5), SECOND_REFRESH))
+    prefix = log.events[:-2]
+    for name, order in (("stream order", (stored_first, stored_last)), ("swapped", (stored_last, stored_first))):
+        company = _company(_folded(*prefix, *order), COMPANY_A)
+        assert (_cash(company), company.snapshot_sequence) == (Decimal("2.00"), stored_last.sequence), name
+
+
 def test_figures_made_with_the_cards_older_account_numbers_never_replace_newer_ones() -> None:
     """The accountant named the cash accounts (revision 1) while the first refresh (revision 0)
     was still reading: whichever reads BC last, the card's numbers win; within one revision,

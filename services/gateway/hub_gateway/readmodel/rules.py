@@ -14,12 +14,15 @@ projection does that a few hundred events at a time, a rebuild thousands at a ti
 The rules that matter most, because events and snapshots travel on two streams with no
 order between them and any event may be delivered again:
 
-* A row keeps the stream sequence of the last event applied to it (``events_sequence``,
-  ``snapshot_sequence``); an event at or below it changes nothing. A client row keeps one
-  per part (card, schedule, state, companies found): gateway replicas share the stream's
-  consumer, so one replica may apply an event before another replica applies an older one,
-  and a newer event about the state must not make an older request or card look stale.
-  A refresh's own row (its request) and a client's removal are kept whatever came before.
+* A row keeps the stream sequence of the last event applied to it (``events_sequence``);
+  an event at or below it changes nothing. A client row keeps one per part (card, schedule,
+  state, companies found): gateway replicas share the stream's consumer, so one replica may
+  apply an event before another replica applies an older one, and a newer event about the
+  state must not make an older request or card look stale. A refresh's own row (its
+  request) and a client's removal are kept whatever came before.
+* Snapshots are not ordered by their sequence: two fetchers may store a company's later read
+  first, so a company row shows the figures read last (``snapshot_sequence`` only breaks a
+  tie between reads of the same instant and spots a redelivery).
 * A company row shows the outcome (figures, a failure, a wait for a retry) that *happened*
   last, by its own time (``outcome_at``), whichever arrived last; a refresh's own request or
   discovery never makes a row with that refresh's outcome look pending again.
@@ -709,11 +712,9 @@ def apply_company_snapshot(model: ModelState, event: StoredEvent[CompanySnapshot
         return model
     # A snapshot may arrive before its client's ClientAdded (another stream): keep it under
     # the event's firm; the dashboard shows it once the client row exists.
-    company = model.company(data.client_id, data.company_id)
-    if company is not None and company.snapshot_sequence >= event.sequence:
-        return model
-    if company is None:
-        company = model.add_company(_new_company(event, data.client_id, data.company_id, data.company_name))
+    company = model.company(data.client_id, data.company_id) or model.add_company(
+        _new_company(event, data.client_id, data.company_id, data.company_name)
+    )
     if _newer_outcome(company, data.read_at):
         # Newer figures always show; the state only if nothing later (a failure, a wait for
         # a retry) happened to the company, whichever stream was projected first.
@@ -725,7 +726,7 @@ def apply_company_snapshot(model: ModelState, event: StoredEvent[CompanySnapshot
     _end_waiting(
         model, firm_id=company.firm_id, client_id=data.client_id, company_id=data.company_id, before=data.read_at
     )
-    if not _newer_figures(company, data):
+    if not _newer_figures(company, data, event.sequence):
         # The read ended its refresh (above), but the figures shown stay: they were read
         # later, or made with the card's newer account numbers.
         return model
@@ -742,14 +743,20 @@ def apply_company_snapshot(model: ModelState, event: StoredEvent[CompanySnapshot
     return model
 
 
-def _newer_figures(company: CompanyState, data: CompanySnapshot) -> bool:
+def _newer_figures(company: CompanyState, data: CompanySnapshot, sequence: int) -> bool:
     """Whether the snapshot's figures replace the company's: made with the card's newest
-    account numbers, then read last. A refresh requested before the accountant changed the
-    card's cash or tax accounts may read BC after the one requested since (it waited for a
-    retry, or for BC); its figures follow numbers the card no longer names."""
+    account numbers, then read last, then stored last. A refresh requested before the
+    accountant changed the card's cash or tax accounts may read BC after the one requested
+    since (it waited for a retry, or for BC); its figures follow numbers the card no longer
+    names. The stream sequence decides only between reads of the same instant, and makes
+    the same snapshot delivered again change nothing."""
     if data.accounts_revision != company.accounts_revision:
         return data.accounts_revision > company.accounts_revision
-    return company.as_of is None or company.as_of <= data.read_at
+    if company.as_of is None:
+        return True
+    if company.as_of != data.read_at:
+        return company.as_of < data.read_at
+    return company.snapshot_sequence < sequence
 
 
 def _replace_rates(model: ModelState, company: CompanyState, rates: ExchangeRates | None) -> None:
