@@ -18,7 +18,17 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Generic, Literal, TypeVar
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    GetCoreSchemaHandler,
+    TypeAdapter,
+    ValidationError,
+)
+from pydantic_core import core_schema
 
 from hub_common.i18n import N_, InvalidValue
 from hub_common.money import Money
@@ -1035,17 +1045,30 @@ def _typed_envelope(model: type[EventData]) -> Any:
     return typed
 
 
+class _CurrentEvent:
+    """Any event type's envelope, its model picked by the message's own ``type``: one JSON
+    parse picks the model and validates the message with it (a first read of the type alone
+    parsed every message twice). The caller checks the version."""
+
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: Any, handler: GetCoreSchemaHandler) -> core_schema.CoreSchema:
+        return core_schema.tagged_union_schema(
+            {name: handler.generate_schema(_typed_envelope(model)) for name, model in EVENT_TYPES.items()},
+            discriminator="type",
+        )
+
+
+@functools.cache
+def _current_events() -> TypeAdapter[Any]:
+    # Made at first use, once every event type is defined.
+    return TypeAdapter(_CurrentEvent)
+
+
 def prepare_decoding() -> None:
     """Make every event type's envelope now (a few milliseconds each), not at its first message."""
     for model in EVENT_TYPES.values():
         _typed_envelope(model)
-
-
-class _Heading(BaseModel):
-    """What a message says it is, read without its data, to pick the model that validates it."""
-
-    type: str
-    version: int
+    _current_events()
 
 
 def decode_event(raw: bytes | str, *, subject: str | None = None) -> Envelope[EventData]:
@@ -1062,20 +1085,16 @@ def decode_event(raw: bytes | str, *, subject: str | None = None) -> Envelope[Ev
 
 
 def _decode(raw: bytes | str) -> Envelope[EventData]:
+    # Nearly every message: a current event, validated once, whole, by the JSON parser (a
+    # replay decodes thousands a second). Anything else, older versions included, is read
+    # step by step, which also says what is wrong.
     try:
-        heading = _Heading.model_validate_json(raw)
+        decoded: Envelope[EventData] = _current_events().validate_json(raw)
     except ValidationError:
-        return _decode_step_by_step(raw)  # which says what is wrong
-    model = EVENT_TYPES.get(heading.type)
-    if model is not None and heading.version == model.version:
-        # Nearly every message: validated once, whole, by the JSON parser (a replay decodes
-        # thousands a second).
-        try:
-            decoded: Envelope[EventData] = _typed_envelope(model).model_validate_json(raw)
-            return decoded
-        except ValidationError:
-            pass
-    return _decode_step_by_step(raw)
+        return _decode_step_by_step(raw)
+    if decoded.version != EVENT_TYPES[decoded.type].version:
+        return _decode_step_by_step(raw)
+    return decoded
 
 
 def _decode_step_by_step(raw: bytes | str) -> Envelope[EventData]:
