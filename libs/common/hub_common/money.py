@@ -9,10 +9,49 @@ from collections.abc import Iterable
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Annotated
 
-from pydantic import Field
+from pydantic import GetCoreSchemaHandler, GetJsonSchemaHandler
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import core_schema
 
 # NaN and infinity are never amounts; refusing them at every boundary keeps sums honest.
-Money = Annotated[Decimal, Field(allow_inf_nan=False, max_digits=28)]
+# 28 digits: what Decimal holds exactly and PostgreSQL's numeric columns take.
+MAX_DIGITS = 28
+# An amount as the hub writes it: a plain decimal string ("223055.01"), at most 26 digits.
+_PLAIN_AMOUNT = r"^-?[0-9]{1,20}(\.[0-9]{1,6})?$"
+
+
+class _MoneyRules:
+    """Money's validation: a Decimal, finite, of at most ``MAX_DIGITS`` digits.
+
+    Counting a Decimal's digits costs more than making it, and a snapshot carries a hundred
+    amounts: in a message (JSON), an amount spelled plainly (``_PLAIN_AMOUNT``, checked by
+    the validator's own pattern) cannot have too many, so only other spellings are counted.
+    Both paths give the same verdict and the same value; a Python value is always counted.
+    """
+
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: object, handler: GetCoreSchemaHandler) -> core_schema.CoreSchema:
+        counted = core_schema.decimal_schema(allow_inf_nan=False, max_digits=MAX_DIGITS)
+        plain = core_schema.chain_schema(
+            [
+                core_schema.str_schema(pattern=_PLAIN_AMOUNT, strict=True),
+                core_schema.decimal_schema(allow_inf_nan=False),
+            ]
+        )
+        return core_schema.json_or_python_schema(
+            json_schema=core_schema.union_schema([plain, counted], mode="left_to_right"),
+            python_schema=counted,
+            serialization=counted.get("serialization"),
+        )
+
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        return handler(core_schema.decimal_schema(allow_inf_nan=False, max_digits=MAX_DIGITS))
+
+
+Money = Annotated[Decimal, _MoneyRules]
 
 ZERO = Decimal("0")
 CENT = Decimal("0.01")
