@@ -7,7 +7,7 @@ import socket
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
@@ -109,128 +109,127 @@ def create_app(settings: GatewaySettings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = create_engine(settings.database_url)
-        sessions = session_factory(engine)
-        broker = create_broker(settings.nats_url, name=settings.service_name, role="gateway", settings=settings)
-        topology = Topology.from_settings(settings)
+        # Each resource's closing is registered as soon as it is open, so a start that fails
+        # or is stopped half-way closes what it opened, and a stop closes all in reverse order.
+        async with AsyncExitStack() as closing:
+            engine = create_engine(settings.database_url)
+            closing.push_async_callback(engine.dispose)
+            sessions = session_factory(engine)
+            broker = create_broker(settings.nats_url, name=settings.service_name, role="gateway", settings=settings)
+            topology = Topology.from_settings(settings)
 
-        async def sample_figures_age() -> None:
-            async with sessions() as session:
-                ages = await dashboard_queries.figures_ages(session, datetime.now(UTC))
-            metrics.company_figures_age.record(metrics.FiguresAge.of(ages))
+            async def sample_figures_age() -> None:
+                async with sessions() as session:
+                    ages = await dashboard_queries.figures_ages(session, datetime.now(UTC))
+                metrics.company_figures_age.record(metrics.FiguresAge.of(ages))
 
-        # On a port of its own: the public port never shows metrics.
-        start_up = StartUp()
-        operations = OperationsEndpoint(
-            settings,
-            readiness=connected_with_database(broker, engine) | {"started": start_up.check},
-            samplers=[
-                consumer_lag(
-                    broker, [topology.consumer(GATEWAY_EVENTS_CONSUMER), topology.consumer(GATEWAY_SNAPSHOTS_CONSUMER)]
-                ),
-                sample_figures_age,
-            ],
-        )
-        await operations.start()
-        await asyncio.to_thread(migrate, settings.database_url, MIGRATIONS, VERSION_TABLE)
-
-        live_updates: list[LiveUpdates] = []
-
-        # The events and snapshots projections share rows; in one process they take turns
-        # (SQLite has no row locks; PostgreSQL's row locks cover several replicas).
-        projecting = asyncio.Lock()
-
-        async def project(batch: list[tuple[Envelope[EventData], Delivery]]) -> None:
-            async with projecting, transaction(sessions) as session:
-                changes = await apply_batch(session, batch, datetime.now(UTC))
-            applied = datetime.now(UTC)
-            for envelope, delivery in batch:
-                lag = (applied - envelope.occurred_at).total_seconds()
-                metrics.projection_lag_seconds.labels(stream=delivery.stream).observe(max(0.0, lag))
-            if live_updates:  # after the commit: a page told of a change must be able to read it
-                await live_updates[0].announce(changes)
-
-        async def database_answers() -> bool:
-            return await database_ok(engine)
-
-        # While the database is down the projections nack and pause; nothing is acked unstored.
-        subscribe_batches(
-            broker,
-            topology.consumer(GATEWAY_EVENTS_CONSUMER),
-            project,
-            batch_size=settings.projection_batch_size,
-            title="gateway read model: events",
-            available=database_answers,
-        )
-        subscribe_batches(
-            broker,
-            topology.consumer(GATEWAY_SNAPSHOTS_CONSUMER),
-            project,
-            batch_size=settings.projection_batch_size,
-            title="gateway read model: snapshots",
-            available=database_answers,
-        )
-        await broker.connect()
-        try:
-            await await_topology(
-                jetstream_of(broker),
-                topology,
-                consumers=durables_of("gateway"),
-                stopping=lambda: bool(getattr(app.state, "stopping", False)),
+            # On a port of its own: the public port never shows metrics.
+            start_up = StartUp()
+            operations = OperationsEndpoint(
+                settings,
+                readiness=connected_with_database(broker, engine) | {"started": start_up.check},
+                samplers=[
+                    consumer_lag(
+                        broker,
+                        [topology.consumer(GATEWAY_EVENTS_CONSUMER), topology.consumer(GATEWAY_SNAPSHOTS_CONSUMER)],
+                    ),
+                    sample_figures_age,
+                ],
             )
-            stopped_while_waiting = False
-        except StoppedWaitingForTopology:
-            stopped_while_waiting = True
-        if stopped_while_waiting:
-            # A stop asked for, not a failed start: raising would make uvicorn log a traceback
-            # and exit 3. Yielding lets it shut down at once (it was asked to exit) and end by
-            # the SIGTERM it was sent, as after any run.
-            logger.info("stopped before the registry declared the topology")
-            await broker.stop()
-            await engine.dispose()
-            await operations.stop()
+            await operations.start()
+            closing.push_async_callback(operations.stop)
+            await asyncio.to_thread(migrate, settings.database_url, MIGRATIONS, VERSION_TABLE)
+
+            # Made once the topology is there; the projections announce changes from then on.
+            live: LiveUpdates | None = None
+
+            # The events and snapshots projections share rows; in one process they take turns
+            # (SQLite has no row locks; PostgreSQL's row locks cover several replicas).
+            projecting = asyncio.Lock()
+
+            async def project(batch: list[tuple[Envelope[EventData], Delivery]]) -> None:
+                async with projecting, transaction(sessions) as session:
+                    changes = await apply_batch(session, batch, datetime.now(UTC))
+                applied = datetime.now(UTC)
+                for envelope, delivery in batch:
+                    lag = (applied - envelope.occurred_at).total_seconds()
+                    metrics.projection_lag_seconds.labels(stream=delivery.stream).observe(max(0.0, lag))
+                if live is not None:  # after the commit: a page told of a change must be able to read it
+                    await live.announce(changes)
+
+            async def database_answers() -> bool:
+                return await database_ok(engine)
+
+            # While the database is down the projections nack and pause; nothing is acked unstored.
+            subscribe_batches(
+                broker,
+                topology.consumer(GATEWAY_EVENTS_CONSUMER),
+                project,
+                batch_size=settings.projection_batch_size,
+                title="gateway read model: events",
+                available=database_answers,
+            )
+            subscribe_batches(
+                broker,
+                topology.consumer(GATEWAY_SNAPSHOTS_CONSUMER),
+                project,
+                batch_size=settings.projection_batch_size,
+                title="gateway read model: snapshots",
+                available=database_answers,
+            )
+            await broker.connect()
+            closing.push_async_callback(broker.stop)
+            try:
+                await await_topology(
+                    jetstream_of(broker),
+                    topology,
+                    consumers=durables_of("gateway"),
+                    stopping=lambda: bool(getattr(app.state, "stopping", False)),
+                )
+                stopped_while_waiting = False
+            except StoppedWaitingForTopology:
+                stopped_while_waiting = True
+            if stopped_while_waiting:
+                # A stop asked for, not a failed start: raising would make uvicorn log a traceback
+                # and exit 3. Yielding lets it shut down at once (it was asked to exit) and end by
+                # the SIGTERM it was sent, as after any run.
+                logger.info("stopped before the registry declared the topology")
+                yield
+                return
+            live = LiveUpdates(broker.connection)
+            await live.start()
+            closing.push_async_callback(live.stop)
+            connection_tests = ConnectionTestAnswers(broker.connection)
+            await connection_tests.start()
+            closing.push_async_callback(connection_tests.stop)
+            await broker.start()
+            entra_http = httpx.Client(verify=settings.tls_verification(), timeout=30)
+            closing.callback(entra_http.close)  # msal needs a sync client; closing it is instant
+            entra_keys_http = httpx.AsyncClient(verify=settings.tls_verification(), timeout=30)
+            closing.push_async_callback(entra_keys_http.aclose)
+            app.state.gateway = GatewayState(
+                settings=settings,
+                engine=engine,
+                sessions=sessions,
+                broker=broker,
+                entra=confidential_client(
+                    authority_base=settings.entra_authority,
+                    tenant=settings.sign_in_tenant,
+                    client_id=settings.entra_client_id,
+                    client_secret=settings.entra_credential(),
+                    http=entra_http,
+                ),
+                entra_tokens=EntraTokenVerifier(
+                    authority_base=settings.entra_authority, audience=settings.entra_client_id, http=entra_keys_http
+                ),
+                live=live,
+                connection_tests=connection_tests,
+                http=entra_keys_http,
+                entra_http=entra_http,
+            )
+            start_up.over = True
+            logger.info("gateway ready", url=f"http://{settings.host}:{settings.port}")
             yield
-            return
-        live = LiveUpdates(broker.connection)
-        await live.start()
-        live_updates.append(live)
-        connection_tests = ConnectionTestAnswers(broker.connection)
-        await connection_tests.start()
-        await broker.start()
-        entra_http = httpx.Client(verify=settings.tls_verification(), timeout=30)
-        entra_keys_http = httpx.AsyncClient(verify=settings.tls_verification(), timeout=30)
-        app.state.gateway = GatewayState(
-            settings=settings,
-            engine=engine,
-            sessions=sessions,
-            broker=broker,
-            entra=confidential_client(
-                authority_base=settings.entra_authority,
-                tenant=settings.sign_in_tenant,
-                client_id=settings.entra_client_id,
-                client_secret=settings.entra_credential(),
-                http=entra_http,
-            ),
-            entra_tokens=EntraTokenVerifier(
-                authority_base=settings.entra_authority, audience=settings.entra_client_id, http=entra_keys_http
-            ),
-            live=live,
-            connection_tests=connection_tests,
-            http=entra_keys_http,
-            entra_http=entra_http,
-        )
-        start_up.over = True
-        logger.info("gateway ready", url=f"http://{settings.host}:{settings.port}")
-        try:
-            yield
-        finally:
-            await connection_tests.stop()
-            await live.stop()
-            await broker.stop()
-            await engine.dispose()
-            entra_http.close()  # noqa: ASYNC212 - msal needs a sync client; closing is instant
-            await entra_keys_http.aclose()
-            await operations.stop()
 
     app = FastAPI(
         title="Accountant Hub",
