@@ -695,6 +695,34 @@ def test_a_removed_client_and_a_company_gone_from_bc() -> None:
     assert _client(_folded(*log.events)).removed
 
 
+def test_a_company_gone_from_bc_is_not_brought_back_by_an_older_snapshot_applied_late_or_again() -> None:
+    """The snapshots' projection may lag the events' (they are two streams): B's last read,
+    from before the client's next list of companies left it out, is applied after that list,
+    and may be delivered again. B stays gone; a read after the list (B back in BC) shows."""
+    log = _client_with_companies()
+    old_read = log.add(_snapshot(COMPANY_B, "5.00", T0 + timedelta(minutes=2)))
+    events = [event for event in log.events if event.stream == EVENTS_STREAM]
+    log.add(_requested(SECOND_REFRESH), at=T0 + timedelta(minutes=4))
+    log.add(_discovered(SECOND_REFRESH, COMPANY_A), at=T0 + timedelta(minutes=4))
+    listed_after = [event for event in log.events if event.stream == EVENTS_STREAM]
+    for name, order in (
+        ("in stream order", [*events, old_read, *listed_after[len(events) :]]),
+        ("the snapshot late", [*listed_after, old_read]),
+        ("the snapshot again", [*events, old_read, *listed_after[len(events) :], old_read]),
+    ):
+        assert set(_folded(*order).companies_of(CLIENT)) == {COMPANY_A}, name
+    back = log.add(_snapshot(COMPANY_B, "7.00", T0 + timedelta(minutes=6), uuid.uuid4()))
+    assert _cash(_company(_folded(*listed_after, old_read, back), COMPANY_B)) == Decimal("7.00")
+    # A list of one company's refresh says nothing of the others.
+    scoped = Log()
+    for event in _client_with_companies().events:
+        scoped.add(event.data, at=event.envelope.occurred_at)
+    third = uuid.uuid4()
+    scoped.add(_requested(third, COMPANY_A), at=T0 + timedelta(minutes=4))
+    scoped.add(_discovered(third, COMPANY_A, about=COMPANY_A), at=T0 + timedelta(minutes=4))
+    assert _client(_folded(*scoped.events)).companies_listed_at == T0 + timedelta(seconds=1)
+
+
 def test_tenant_access_granted_then_revoked_and_a_stale_grant_ignored() -> None:
     log = Log()
     grant = log.add(TenantAccessGranted(tenant_id=TENANT_ID, tenant="t.example", method=GrantMethod.CONNECT))

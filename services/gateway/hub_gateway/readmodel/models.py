@@ -90,6 +90,10 @@ class ClientRow(SQLModel, table=True):
     schedule_sequence: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
     state_sequence: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
     discovery_sequence: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    # When the newest list of all the client's companies was read (a whole-client discovery):
+    # a company it does not name is gone from BC, and a snapshot read before it, applied late
+    # or again, does not bring the company back.
+    companies_listed_at: datetime | None = Field(default=None, sa_column=_moment())
 
 
 class TenantAccessRow(SQLModel, table=True):

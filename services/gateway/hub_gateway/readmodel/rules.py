@@ -471,6 +471,9 @@ def apply_companies_discovered(model: ModelState, event: StoredEvent[CompaniesDi
     if client.discovery_sequence >= event.sequence:
         return model  # a newer discovery already said which companies the client has
     client.discovery_sequence = event.sequence
+    if data.refresh_company_id is None and (refresh is None or refresh.company_id is None):
+        listed_at = client.companies_listed_at
+        client.companies_listed_at = discovered_at if listed_at is None else max(listed_at, discovered_at)
     existing = model.companies_of(client.client_id)
     found = {company.company_id for company in discovered}
     for company_id in [company_id for company_id in existing if company_id not in found]:
@@ -712,9 +715,13 @@ def apply_company_snapshot(model: ModelState, event: StoredEvent[CompanySnapshot
         return model
     # A snapshot may arrive before its client's ClientAdded (another stream): keep it under
     # the event's firm; the dashboard shows it once the client row exists.
-    company = model.company(data.client_id, data.company_id) or model.add_company(
-        _new_company(event, data.client_id, data.company_id, data.company_name)
-    )
+    company = model.company(data.client_id, data.company_id)
+    if company is None:
+        if client is not None and client.companies_listed_at is not None and data.read_at < client.companies_listed_at:
+            # A list of the client's companies read after this snapshot does not name the
+            # company: it is gone from BC, and this read (applied late, or again) is history.
+            return model
+        company = model.add_company(_new_company(event, data.client_id, data.company_id, data.company_name))
     if _newer_outcome(company, data.read_at):
         # Newer figures always show; the state only if nothing later (a failure, a wait for
         # a retry) happened to the company, whichever stream was projected first.

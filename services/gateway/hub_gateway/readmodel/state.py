@@ -73,6 +73,8 @@ class ClientState:
     schedule_sequence: int = 0
     state_sequence: int = 0
     discovery_sequence: int = 0
+    # When the newest list of all the client's companies was read (see ClientRow).
+    companies_listed_at: datetime | None = None
 
 
 @dataclass(slots=True)
