@@ -263,7 +263,7 @@ async def assert_every_refresh_ended_once(
         nonlocal ledger
         latest = await read_ledger(js, firm_id)
         if not (latest.complete and latest.settled(companies)):
-            problems[:] = ["a refresh requested since the log was read has not ended yet"]
+            problems[:] = ["the log read short, or a refresh requested since it was first read has not ended yet"]
             return False
         assert not latest.miscounted(companies), latest.miscounted(companies)
         ledger = latest

@@ -335,6 +335,21 @@ def test_snapshots_stored_in_another_order_than_read_show_the_last_read_whicheve
         assert shown == (SECOND_REFRESH, Decimal("250.00"), T0 + timedelta(minutes=5), read_last.sequence), name
 
 
+def test_figures_of_the_cards_newer_account_numbers_show_whichever_snapshot_is_applied_first() -> None:
+    log = _client_with_companies()
+    newer_numbers = log.add(
+        _snapshot(COMPANY_A, "300.00", T0 + timedelta(minutes=1), SECOND_REFRESH, accounts_revision=1)
+    )
+    older_numbers = log.add(
+        _snapshot(COMPANY_A, "999.00", T0 + timedelta(minutes=2), FIRST_REFRESH, accounts_revision=0)
+    )
+    prefix = log.events[:-2]
+    for name, order in (("stream order", (newer_numbers, older_numbers)), ("swapped", (older_numbers, newer_numbers))):
+        company = _company(_folded(*prefix, *order), COMPANY_A)
+        assert (_cash(company), company.accounts_revision) == (Decimal("300.00"), 1), name
+        assert company.outcome_refresh_id == FIRST_REFRESH, name
+
+
 def test_snapshots_read_at_the_same_instant_show_the_one_stored_last_in_either_order() -> None:
     log = _client_with_companies()
     stored_first = log.add(_snapshot(COMPANY_A, "1.00", T0 + timedelta(minutes=5), FIRST_REFRESH))
