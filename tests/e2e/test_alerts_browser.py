@@ -54,6 +54,12 @@ def test_a_rule_made_on_the_alerts_page_marks_the_dashboard_live(page: Page, hub
     page.get_by_role("button", name="Change the webhook of Any cash at all").click()
     expect(page.locator("#webhook-secret")).to_have_text(re.compile(r"^whsec_"))
     expect(page.locator("#rules-body")).to_contain_text("webhook")
+    # The same receiver, a new secret (the old one leaked): shown once, in its place.
+    first_secret = page.locator("#webhook-secret").inner_text()
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("button", name="Give the webhook of Any cash at all a new signing secret").click()
+    expect(page.locator("#webhook-secret")).not_to_have_text(first_secret)
+    expect(page.locator("#webhook-secret")).to_have_text(re.compile(r"^whsec_"))
     page.once("dialog", lambda dialog: dialog.accept())
     page.get_by_role("button", name="Remove rule Any cash at all").click()
     expect(page.locator("#rules-body")).to_contain_text("No rules yet")

@@ -700,6 +700,39 @@ async def test_a_changed_webhook_url_gives_up_what_was_queued_for_the_old_one_an
     assert again.webhook_secret is None
 
 
+async def test_a_webhook_given_a_new_secret_signs_what_is_queued_with_it_only(
+    registry: Registry, receiver: Receiver
+) -> None:
+    """The old secret leaked, or the receiver was rebuilt: the same URL, a new secret, shown
+    once; what was still queued is sent on, signed with the new one. The audit log says a
+    secret was issued, never which."""
+    hook: dict[str, Any] = {"figure": "cash", "comparison": "below", "threshold": Decimal(100), "email": False}
+    url = f"http://127.0.0.1:{receiver.port}/hook"
+    first = await registry.save(registry.owner, webhook_url=url, **hook)
+    await registry.snapshot("1", T0)
+    registry.seen = 0
+    renewed = await registry.save(registry.owner, first.rule_id, webhook_url=url, new_webhook_secret=True, **hook)
+    assert renewed.webhook_secret is not None and renewed.webhook_secret != first.webhook_secret
+    rule_sets = [event for event in await registry.new_events() if isinstance(event, AlertRuleSet)]
+    assert [event.webhook_secret_issued for event in rule_sets] == [True, True]
+    async with registry.sessions() as session:
+        payloads = (await session.execute(select(registry_outbox.c.payload))).scalars().all()
+    secrets = [first.webhook_secret, renewed.webhook_secret]
+    assert not any(secret in str(payload) for payload in payloads for secret in secrets if secret)
+    async with transaction(registry.sessions) as session:
+        [queued] = await alerts.claim_due_deliveries(session=session, now=datetime.now(UTC), hold=timedelta(seconds=30))
+        assert queued.failed_at is None, "what was queued is still sent"
+        assert await alerts.secret_of(session, queued, SETTINGS) == renewed.webhook_secret
+    # Saved again as it is, or asked for a new secret without a webhook: nothing to hand out.
+    assert (await registry.save(registry.owner, first.rule_id, webhook_url=url, **hook)).webhook_secret is None
+    unhooked = await registry.save(
+        registry.owner, first.rule_id, webhook_url=None, new_webhook_secret=True, **(hook | {"email": True})
+    )
+    assert unhooked.webhook_secret is None
+    later = [event for event in await registry.new_events() if isinstance(event, AlertRuleSet)]
+    assert [event.webhook_secret_issued for event in later] == [False, False]
+
+
 async def test_removing_a_rule_or_its_webhook_gives_up_its_pending_deliveries(
     registry: Registry, receiver: Receiver
 ) -> None:

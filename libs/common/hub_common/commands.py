@@ -277,6 +277,9 @@ class AlertRuleFields(BaseModel):
     # The daily digest's wall-clock time in ``time_zone`` (only with delivery daily_digest).
     digest_at: time | None = None
     time_zone: Annotated[str, Field(min_length=1, max_length=64)] = "UTC"
+    # A new signing secret for the rule's webhook, answered once: the old one signs nothing
+    # from now on, what is still queued included (a leaked secret, a receiver rebuilt).
+    new_webhook_secret: bool = False
 
 
 class SetAlertRule(FirmCommand):

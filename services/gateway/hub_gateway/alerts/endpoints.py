@@ -58,7 +58,8 @@ async def change_alert_rule(
 ) -> commands.AlertRuleSaved:
     """Change a rule. A changed figure, comparison or client ends its open alerts. A changed
     ``webhook_url`` gives up the alerts still queued for the old one and gets a new signing
-    secret, in the answer: shown this once, keep it."""
+    secret, in the answer: shown this once, keep it. ``new_webhook_secret`` gives the same
+    URL a new secret (a leaked one), answered the same way; it signs what is still queued."""
     return await _save(state, request, principal, rule, rule_id=rule_id)
 
 

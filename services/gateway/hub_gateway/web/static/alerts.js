@@ -1,6 +1,6 @@
 // Alerts: the current alerts of the firm's rules, the rules you may manage, and a new rule.
-// A new rule with a webhook, or a rule given a new webhook URL, shows its signing secret
-// once, here (a new URL gets a new secret).
+// A new rule with a webhook, a rule given a new webhook URL, or a webhook given a new
+// signing secret shows the secret once, here (a new URL gets a new secret).
 "use strict";
 
 Hub.start(() => {
@@ -71,6 +71,7 @@ Hub.start(() => {
           h("td", { class: "amount" }, Hub.count(rule.open_episodes)),
           h("td", {},
             h("button", { type: "button", class: "secondary", "aria-label": _("Change the webhook of %(name)s", { name: rule.name }), onclick: () => changeWebhook(rule) }, _("Change webhook")), " ",
+            rule.webhook_url ? h("button", { type: "button", class: "secondary", "aria-label": _("Give the webhook of %(name)s a new signing secret", { name: rule.name }), onclick: () => renewSecret(rule) }, _("New signing secret")) : null, rule.webhook_url ? " " : null,
             h("button", { type: "button", class: "secondary", "aria-label": _("Remove rule %(name)s", { name: rule.name }), onclick: () => remove(rule) }, _("Remove"))));
       }) : [h("tr", {}, h("td", { colspan: 7 }, _("No rules yet: add one below.")))]));
     } catch (error) {
@@ -89,23 +90,39 @@ Hub.start(() => {
     }
   }
 
-  // The rule as it is, with another webhook URL (or none): the registry gives up what was
-  // still queued for the old URL and answers a new URL with its new secret.
-  async function changeWebhook(rule) {
-    const url = prompt(_("The webhook URL of %(name)s (empty: no webhook):", { name: rule.name }), rule.webhook_url || "");
-    if (url === null) return;
-    const body = {
+  // The rule as it is, but for what changes says.
+  function asItIs(rule, changes) {
+    return {
       name: rule.name,
       client_id: rule.client_id,
       figure: rule.figure,
       comparison: rule.comparison,
       threshold: rule.threshold,
       email: rule.email,
-      webhook_url: url.trim() || null,
+      webhook_url: rule.webhook_url,
       delivery: rule.delivery,
       digest_at: rule.digest_at,
       time_zone: rule.time_zone,
+      ...changes,
     };
+  }
+
+  // The rule as it is, with another webhook URL (or none): the registry gives up what was
+  // still queued for the old URL and answers a new URL with its new secret.
+  async function changeWebhook(rule) {
+    const url = prompt(_("The webhook URL of %(name)s (empty: no webhook):", { name: rule.name }), rule.webhook_url || "");
+    if (url === null) return;
+    await save(rule, asItIs(rule, { webhook_url: url.trim() || null }));
+  }
+
+  // The same receiver, a new secret (the old one leaked, or the receiver was rebuilt): from
+  // now on only the new one signs, what is still queued too.
+  async function renewSecret(rule) {
+    if (!confirm(_("Give the webhook of %(name)s a new signing secret? From now on only the new one signs, the alerts still queued too: give it to your receiver.", { name: rule.name }))) return;
+    await save(rule, asItIs(rule, { new_webhook_secret: true }));
+  }
+
+  async function save(rule, body) {
     try {
       const { data } = await api("PUT", `/api/v1/alert-rules/${rule.rule_id}`, body);
       showError("");
