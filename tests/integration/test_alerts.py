@@ -88,7 +88,14 @@ class Registry:
     async def rule(self, accountant: uuid.UUID, **fields: Any) -> uuid.UUID:
         return (await self.save(accountant, **fields)).rule_id
 
-    async def save(self, accountant: uuid.UUID, rule_id: uuid.UUID | None = None, **fields: Any) -> AlertRuleSaved:
+    async def save(
+        self,
+        accountant: uuid.UUID,
+        rule_id: uuid.UUID | None = None,
+        *,
+        new_webhook_secret: bool = False,
+        **fields: Any,
+    ) -> AlertRuleSaved:
         """Define a rule, or change one (``rule_id``); the registry's answer."""
         async with transaction(self.sessions) as session:
             return await alerts.set_alert_rule(
@@ -100,6 +107,7 @@ class Registry:
                     rule_id=rule_id,
                     rule=AlertRuleFields(**{"name": "Rule", "client_id": self.client_id, **fields}),
                     language="de",
+                    new_webhook_secret=True if new_webhook_secret else None,
                 ),
                 settings=SETTINGS,
             )
@@ -307,8 +315,8 @@ class Receiver:
 
 
 @pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    receiving = Receiver([503, 204])
+def receiver(request: pytest.FixtureRequest) -> Iterator[Receiver]:
+    receiving = Receiver([getattr(request, "param", 503), 204])
     try:
         yield receiving
     finally:
@@ -316,7 +324,9 @@ def receiver() -> Iterator[Receiver]:
         receiving.server.server_close()
 
 
-async def test_a_webhook_answered_503_is_sent_again_after_its_back_off_then_delivered(
+# 401 and 403: a receiver that does not hold the rule's new secret yet.
+@pytest.mark.parametrize("receiver", [503, 401, 403], indirect=True, ids=["503", "401", "403"])
+async def test_a_webhook_answered_503_or_unauthorized_is_sent_again_after_its_back_off_then_delivered(
     registry: Registry, receiver: Receiver
 ) -> None:
     async with transaction(registry.sessions) as session:
@@ -383,6 +393,39 @@ async def test_a_webhook_answered_503_is_sent_again_after_its_back_off_then_deli
         signed = f"{headers['x-hub-timestamp']}.".encode() + body
         expected = hmac.new(saved.webhook_secret.encode(), signed, hashlib.sha256).hexdigest()
         assert headers["x-hub-signature"] == f"sha256={expected}"
+
+
+@pytest.mark.parametrize("receiver", [404, 410], indirect=True, ids=["404", "410"])
+async def test_a_webhook_answered_another_4xx_is_given_up_at_once(registry: Registry, receiver: Receiver) -> None:
+    hook: dict[str, Any] = {"figure": "cash", "comparison": "below", "threshold": Decimal(100), "email": False}
+    saved = await registry.save(registry.owner, webhook_url=f"http://127.0.0.1:{receiver.port}/hook", **hook)
+    await registry.snapshot("1", T0)
+    now = datetime.now(UTC)
+    async with transaction(registry.sessions) as session:
+        [delivery] = await alerts.claim_due_deliveries(session=session, now=now, hold=timedelta(seconds=30))
+        secret = await alerts.secret_of(session, delivery, SETTINGS)
+    assert secret is not None and secret == saved.webhook_secret
+    async with httpx.AsyncClient() as http:
+        attempt = await webhooks.post(
+            http,
+            delivery.url,
+            body=delivery.body.encode(),
+            secret=secret,
+            event_id=str(delivery.id),
+            event_type="AlertRaised",
+            timestamp=int(now.timestamp()),
+            allow_loopback=True,
+            timeout_seconds=5,
+        )
+    assert attempt.outcome is webhooks.Outcome.PERMANENT
+    async with transaction(registry.sessions) as session:
+        await alerts.record_attempt(
+            session=session, delivery_id=delivery.id, attempt=attempt, now=now, settings=SETTINGS
+        )
+        assert (
+            await alerts.claim_due_deliveries(session=session, now=now + timedelta(days=1), hold=timedelta(seconds=1))
+            == []
+        )
 
 
 async def test_staff_manage_their_own_rules_and_owners_every_rule_of_the_firm(registry: Registry) -> None:

@@ -277,8 +277,13 @@ class AlertRuleFields(BaseModel):
     # The daily digest's wall-clock time in ``time_zone`` (only with delivery daily_digest).
     digest_at: time | None = None
     time_zone: Annotated[str, Field(min_length=1, max_length=64)] = "UTC"
-    # A new signing secret for the rule's webhook, answered once: the old one signs nothing
-    # from now on, what is still queued included (a leaked secret, a receiver rebuilt).
+
+
+class AlertRuleChange(AlertRuleFields):
+    """A change to a rule, as an accountant asks for it."""
+
+    # A new signing secret for the same webhook URL, answered once (a leaked secret, a
+    # receiver rebuilt): the old one signs nothing from then on, what is still queued included.
     new_webhook_secret: bool = False
 
 
@@ -288,6 +293,9 @@ class SetAlertRule(FirmCommand):
     rule_id: uuid.UUID | None = None
     rule: AlertRuleFields
     language: Annotated[str, Field(max_length=35)] = "en"
+    # True: a new signing secret for the rule's webhook (see AlertRuleChange). None when not
+    # asked for, so the command travels as before to a registry not yet upgraded.
+    new_webhook_secret: Literal[True] | None = None
 
 
 class RemoveAlertRule(FirmCommand):

@@ -197,7 +197,10 @@ class Attempt:
     detail: str
 
 
-TRANSIENT_STATUSES = frozenset({408, 425, 429})
+# Answers worth trying again later. 401 and 403 too: a receiver refusing the signature may
+# not hold the rule's newest secret yet (the rule or its new secret was just shown to its
+# owner); a receiver that keeps refusing is given up after the attempts.
+TRANSIENT_STATUSES = frozenset({401, 403, 408, 425, 429})
 
 
 async def post(

@@ -54,13 +54,20 @@ async def create_alert_rule(
 
 @alerts_api.put("/alert-rules/{rule_id}")
 async def change_alert_rule(
-    rule_id: uuid.UUID, rule: commands.AlertRuleFields, principal: CurrentPrincipal, state: State, request: Request
+    rule_id: uuid.UUID, rule: commands.AlertRuleChange, principal: CurrentPrincipal, state: State, request: Request
 ) -> commands.AlertRuleSaved:
     """Change a rule. A changed figure, comparison or client ends its open alerts. A changed
     ``webhook_url`` gives up the alerts still queued for the old one and gets a new signing
     secret, in the answer: shown this once, keep it. ``new_webhook_secret`` gives the same
     URL a new secret (a leaked one), answered the same way; it signs what is still queued."""
-    return await _save(state, request, principal, rule, rule_id=rule_id)
+    return await _save(
+        state,
+        request,
+        principal,
+        commands.AlertRuleFields.model_validate(rule.model_dump(exclude={"new_webhook_secret"})),
+        rule_id=rule_id,
+        new_webhook_secret=rule.new_webhook_secret,
+    )
 
 
 @alerts_api.delete("/alert-rules/{rule_id}", status_code=http_status.HTTP_204_NO_CONTENT)
@@ -85,6 +92,7 @@ async def _save(
     rule: commands.AlertRuleFields,
     *,
     rule_id: uuid.UUID | None,
+    new_webhook_secret: bool = False,
 ) -> commands.AlertRuleSaved:
     command = commands.SetAlertRule(
         firm_id=principal.firm_id,
@@ -94,5 +102,6 @@ async def _save(
         rule=rule,
         # The rule's mail is written in its owner's language, as the hub speaks to them now.
         language=request_language(request),
+        new_webhook_secret=True if new_webhook_secret else None,
     )
     return await send_command(state, request, commands.SET_ALERT_RULE, command, commands.AlertRuleSaved)

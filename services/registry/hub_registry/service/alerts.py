@@ -231,7 +231,7 @@ async def set_alert_rule(*, session: AsyncSession, command: SetAlertRule, settin
         # signature for that receiver: it is not sent on, and a new URL gets a new secret.
         await _give_up_pending_deliveries(session, row.id, reason=WEBHOOK_URL_CHANGED, now=now)
         row.webhook_secret_sealed = None
-    elif fields.new_webhook_secret:
+    elif command.new_webhook_secret:
         # The same receiver, a new secret: what is still queued for it is sent on, signed with
         # the new one (a delivery's secret is read as it is sent).
         row.webhook_secret_sealed = None

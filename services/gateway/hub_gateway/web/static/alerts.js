@@ -90,8 +90,12 @@ Hub.start(() => {
     }
   }
 
-  // The rule as it is, but for what changes says.
-  function asItIs(rule, changes) {
+  // The rule as it is now (a colleague may have changed it since the list was drawn), but
+  // for what changes says; null if it is gone.
+  async function asItIs(rule, changes) {
+    const { data } = await api("GET", "/api/v1/alert-rules");
+    rule = data.rules.find((candidate) => candidate.rule_id === rule.rule_id);
+    if (!rule) return null;
     return {
       name: rule.name,
       client_id: rule.client_id,
@@ -112,21 +116,24 @@ Hub.start(() => {
   async function changeWebhook(rule) {
     const url = prompt(_("The webhook URL of %(name)s (empty: no webhook):", { name: rule.name }), rule.webhook_url || "");
     if (url === null) return;
-    await save(rule, asItIs(rule, { webhook_url: url.trim() || null }));
+    await save(rule, () => asItIs(rule, { webhook_url: url.trim() || null }));
   }
 
   // The same receiver, a new secret (the old one leaked, or the receiver was rebuilt): from
   // now on only the new one signs, what is still queued too.
   async function renewSecret(rule) {
     if (!confirm(_("Give the webhook of %(name)s a new signing secret? From now on only the new one signs, the alerts still queued too: give it to your receiver.", { name: rule.name }))) return;
-    await save(rule, asItIs(rule, { new_webhook_secret: true }));
+    await save(rule, () => asItIs(rule, { new_webhook_secret: true }));
   }
 
-  async function save(rule, body) {
+  async function save(rule, changed) {
     try {
-      const { data } = await api("PUT", `/api/v1/alert-rules/${rule.rule_id}`, body);
-      showError("");
-      if (data.webhook_secret) showSecret(data.webhook_secret);
+      const body = await changed();
+      if (body) {
+        const { data } = await api("PUT", `/api/v1/alert-rules/${rule.rule_id}`, body);
+        showError("");
+        if (data.webhook_secret) showSecret(data.webhook_secret);
+      }
       await loadRules();
     } catch (error) {
       showError(error.message);
