@@ -71,7 +71,7 @@ from hub_common.local_nats import LocalNatsServer
 from hub_common.streams import EVENTS_STREAM, SNAPSHOTS_STREAM, declare_topology
 from hub_gateway.app import MIGRATIONS, VERSION_TABLE
 from hub_gateway.readmodel import rebuild as rebuild_module
-from hub_gateway.readmodel.models import CompanyRow, FailureRow, ProjectionPosition
+from hub_gateway.readmodel.models import ClientRow, CompanyRow, FailureRow, ProjectionPosition
 from hub_gateway.readmodel.projection import apply_batch
 from hub_gateway.readmodel.rebuild import RebuildTargetNotEmpty, rebuild, table_checksums
 
@@ -541,3 +541,21 @@ async def test_a_reader_that_falls_behind_still_reads_every_message(
             if len(read) == 1:
                 await asyncio.sleep(1.0)  # five silences long, with the queue full
     assert read == list(range(1, extent.last_sequence + 1))
+
+
+async def test_a_client_row_from_before_its_companies_were_dated_equals_its_rebuilt_row(
+    own_jetstream: JetStreamContext, database_url: str
+) -> None:
+    """Rows kept from before migration 0019 have no time of their last full list of companies
+    until their next discovery (a removed client's never): that guard is not compared."""
+    await _publish_two_firms(own_jetstream)
+    await rebuild(own_jetstream, database_url)
+    before = await table_checksums(database_url)
+    engine = create_engine(database_url)
+    try:
+        async with transaction(session_factory(engine)) as session:
+            dated = await session.execute(update(ClientRow).values(companies_listed_at=None))
+            assert getattr(dated, "rowcount", 0) > 0
+    finally:
+        await engine.dispose()
+    assert await table_checksums(database_url) == before
