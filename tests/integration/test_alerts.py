@@ -314,6 +314,23 @@ class Receiver:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
 
+async def _post(
+    http: httpx.AsyncClient, delivery: AlertWebhookDelivery, secret: str, now: datetime
+) -> webhooks.Attempt:
+    """One POST of a claimed delivery, as the registry's sender makes it."""
+    return await webhooks.post(
+        http,
+        delivery.url,
+        body=delivery.body.encode(),
+        secret=secret,
+        event_id=str(delivery.id),
+        event_type="AlertRaised",
+        timestamp=int(now.timestamp()),
+        allow_loopback=True,
+        timeout_seconds=5,
+    )
+
+
 @pytest.fixture
 def receiver(request: pytest.FixtureRequest) -> Iterator[Receiver]:
     receiving = Receiver([getattr(request, "param", 503), 204])
@@ -360,17 +377,7 @@ async def test_a_webhook_answered_503_or_unauthorized_is_sent_again_after_its_ba
             for delivery in due:
                 secret = secrets[delivery.id]
                 assert secret is not None and secret == saved.webhook_secret
-                outcome = await webhooks.post(
-                    http,
-                    delivery.url,
-                    body=delivery.body.encode(),
-                    secret=secret,
-                    event_id=str(delivery.id),
-                    event_type="AlertRaised",
-                    timestamp=int(now.timestamp()),
-                    allow_loopback=True,
-                    timeout_seconds=5,
-                )
+                outcome = await _post(http, delivery, secret, now)
                 async with transaction(registry.sessions) as session:
                     await alerts.record_attempt(
                         session=session, delivery_id=delivery.id, attempt=outcome, now=now, settings=SETTINGS
@@ -406,17 +413,7 @@ async def test_a_webhook_answered_another_4xx_is_given_up_at_once(registry: Regi
         secret = await alerts.secret_of(session, delivery, SETTINGS)
     assert secret is not None and secret == saved.webhook_secret
     async with httpx.AsyncClient() as http:
-        attempt = await webhooks.post(
-            http,
-            delivery.url,
-            body=delivery.body.encode(),
-            secret=secret,
-            event_id=str(delivery.id),
-            event_type="AlertRaised",
-            timestamp=int(now.timestamp()),
-            allow_loopback=True,
-            timeout_seconds=5,
-        )
+        attempt = await _post(http, delivery, secret, now)
     assert attempt.outcome is webhooks.Outcome.PERMANENT
     async with transaction(registry.sessions) as session:
         await alerts.record_attempt(
