@@ -138,11 +138,13 @@ Hub.start(() => {
   function showTest(answer) {
     const place = $("test-result");
     if (answer.status === "ok") {
+      // One company a line: names hold commas and end in periods ("CRONUS USA, Inc.").
       const names = answer.companies.map((c) => c.display_name || c.name);
       place.replaceChildren(h("div", { class: "result ok" },
         h("strong", {}, _("The hub can read this client."), " "),
-        names.length ? ngettext("%(count)s company found: %(names)s.", "%(count)s companies found: %(names)s.", names.length, { names: names.join(", ") }) : _("No companies found."),
-        answer.latency_ms !== null && answer.latency_ms !== undefined ? " " + _("Answered in %(ms)s ms.", { ms: Hub.count(answer.latency_ms) }) : ""));
+        answer.latency_ms !== null && answer.latency_ms !== undefined ? _("Answered in %(ms)s ms.", { ms: Hub.count(answer.latency_ms) }) + " " : "",
+        names.length ? ngettext("%(count)s company found:", "%(count)s companies found:", names.length) : _("No companies found."),
+        names.length ? h("ul", { class: "found-companies" }, names.map((name) => h("li", {}, name))) : null));
     } else if (answer.status === "pending") {
       place.replaceChildren(h("div", { class: "result pending" }, _("Still testing: Business Central is slow to answer…")));
     } else {
