@@ -89,8 +89,8 @@ def test_a_whole_client_discovery_is_written_as_the_release_before_wrote_it() ->
     assert json.loads(one_company.to_bytes())["data"]["refresh_company_id"] == "9b8a7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d"
 
 
-def test_a_rule_change_that_issued_no_webhook_secret_is_written_as_the_release_before_wrote_it() -> None:
+def test_a_rule_change_that_renewed_no_webhook_secret_is_written_as_the_release_before_wrote_it() -> None:
     decoded = decode_event((CORPUS / "AlertRuleSet.v1.json").read_text())
-    assert "webhook_secret_issued" not in json.loads(decoded.to_bytes())["data"]
-    issued = decoded.model_copy(update={"data": decoded.data.model_copy(update={"webhook_secret_issued": True})})
-    assert json.loads(issued.to_bytes())["data"]["webhook_secret_issued"] is True
+    assert "webhook_secret_renewed" not in json.loads(decoded.to_bytes())["data"]
+    renewed = decoded.model_copy(update={"data": decoded.data.model_copy(update={"webhook_secret_renewed": True})})
+    assert json.loads(renewed.to_bytes())["data"]["webhook_secret_renewed"] is True

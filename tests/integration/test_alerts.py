@@ -744,8 +744,8 @@ async def test_a_webhook_given_a_new_secret_signs_what_is_queued_with_it_only(
     registry: Registry, receiver: Receiver
 ) -> None:
     """The old secret leaked, or the receiver was rebuilt: the same URL, a new secret, shown
-    once; what was still queued is sent on, signed with the new one. The audit log says a
-    secret was issued, never which."""
+    once; what was still queued is sent on, signed with the new one. The audit log says the
+    secret was renewed, never which."""
     hook: dict[str, Any] = {"figure": "cash", "comparison": "below", "threshold": Decimal(100), "email": False}
     url = f"http://127.0.0.1:{receiver.port}/hook"
     first = await registry.save(registry.owner, webhook_url=url, **hook)
@@ -754,7 +754,7 @@ async def test_a_webhook_given_a_new_secret_signs_what_is_queued_with_it_only(
     renewed = await registry.save(registry.owner, first.rule_id, webhook_url=url, new_webhook_secret=True, **hook)
     assert renewed.webhook_secret is not None and renewed.webhook_secret != first.webhook_secret
     rule_sets = [event for event in await registry.new_events() if isinstance(event, AlertRuleSet)]
-    assert [event.webhook_secret_issued for event in rule_sets] == [True, True]
+    assert [event.webhook_secret_renewed for event in rule_sets] == [False, True]
     async with registry.sessions() as session:
         payloads = (await session.execute(select(registry_outbox.c.payload))).scalars().all()
     secrets = [first.webhook_secret, renewed.webhook_secret]
@@ -770,7 +770,7 @@ async def test_a_webhook_given_a_new_secret_signs_what_is_queued_with_it_only(
     )
     assert unhooked.webhook_secret is None
     later = [event for event in await registry.new_events() if isinstance(event, AlertRuleSet)]
-    assert [event.webhook_secret_issued for event in later] == [False, False]
+    assert [event.webhook_secret_renewed for event in later] == [False, False]
 
 
 async def test_removing_a_rule_or_its_webhook_gives_up_its_pending_deliveries(

@@ -875,9 +875,10 @@ class AlertRuleSet(EventData):
     # The daily digest's wall-clock time in ``time_zone``.
     digest_at: time | None = None
     time_zone: Annotated[str, Field(min_length=1, max_length=64)] = "UTC"
-    # A new signing secret was issued (a new rule's webhook, a new URL, or asked for). Written only
-    # when true, so a reader of the release before reads every other rule change.
-    webhook_secret_issued: bool = Field(default=False, exclude_if=lambda issued: not issued)
+    # The webhook was given a new signing secret for the same URL, on request (a new rule's
+    # or a new URL's secret shows in webhook_host). Written only when true, so a reader of the
+    # release before reads every other rule change.
+    webhook_secret_renewed: bool = Field(default=False, exclude_if=lambda renewed: not renewed)
 
 
 class AlertRuleRemoved(EventData):

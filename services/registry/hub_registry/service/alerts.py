@@ -226,15 +226,17 @@ async def set_alert_rule(*, session: AsyncSession, command: SetAlertRule, settin
                 session, Context.of(command), col(AlertEpisodeRow.rule_id) == row.id, reason="rule_changed", now=now
             )
     secret: str | None = None
+    renewed = False
     if fields.webhook_url != row.webhook_url:
         # What was queued for the old URL was meant for whoever the rule named then, and its
         # signature for that receiver: it is not sent on, and a new URL gets a new secret.
         await _give_up_pending_deliveries(session, row.id, reason=WEBHOOK_URL_CHANGED, now=now)
         row.webhook_secret_sealed = None
-    elif command.new_webhook_secret:
+    elif command.new_webhook_secret and row.webhook_url is not None:
         # The same receiver, a new secret: what is still queued for it is sent on, signed with
         # the new one (a delivery's secret is read as it is sent).
         row.webhook_secret_sealed = None
+        renewed = True
     if fields.webhook_url is not None and row.webhook_secret_sealed is None:
         secret = webhooks.new_secret()
         row.webhook_secret_sealed = sealer(settings).seal(secret, context=str(row.id))
@@ -291,7 +293,7 @@ async def set_alert_rule(*, session: AsyncSession, command: SetAlertRule, settin
             delivery=fields.delivery,
             digest_at=row.digest_at,
             time_zone=row.time_zone,
-            webhook_secret_issued=secret is not None,
+            webhook_secret_renewed=renewed,
         ),
     )
     return AlertRuleSaved(rule_id=row.id, webhook_secret=secret)

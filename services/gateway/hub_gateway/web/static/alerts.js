@@ -91,11 +91,12 @@ Hub.start(() => {
   }
 
   // The rule as it is now (a colleague may have changed it since the list was drawn), but
-  // for what changes says; null if it is gone.
+  // for what changes says; null if there is nothing left to change (the rule is gone, or a
+  // new secret is asked for a webhook removed meanwhile): the list drawn again shows it.
   async function asItIs(rule, changes) {
     const { data } = await api("GET", "/api/v1/alert-rules");
     rule = data.rules.find((candidate) => candidate.rule_id === rule.rule_id);
-    if (!rule) return null;
+    if (!rule || (changes.new_webhook_secret && !rule.webhook_url)) return null;
     return {
       name: rule.name,
       client_id: rule.client_id,
