@@ -309,7 +309,8 @@ class ListAlertRules(FirmCommand):
 class AlertRuleSaved(BaseModel):
     rule_id: uuid.UUID
     # The webhook's signing secret, shown this once (when the rule got a webhook URL it did
-    # not have: its first, or another one); only a sealed copy is kept.
+    # not have, its first or another one, or a new secret was asked for); only a sealed copy
+    # is kept.
     webhook_secret: str | None = None
 
 
