@@ -41,7 +41,6 @@ class _MoneyRules:
         return core_schema.json_or_python_schema(
             json_schema=core_schema.union_schema([plain, counted], mode="left_to_right"),
             python_schema=counted,
-            serialization=counted.get("serialization"),
         )
 
     @classmethod

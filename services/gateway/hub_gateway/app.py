@@ -161,22 +161,15 @@ def create_app(settings: GatewaySettings) -> FastAPI:
                 return await database_ok(engine)
 
             # While the database is down the projections nack and pause; nothing is acked unstored.
-            subscribe_batches(
-                broker,
-                topology.consumer(GATEWAY_EVENTS_CONSUMER),
-                project,
-                batch_size=settings.projection_batch_size,
-                title="gateway read model: events",
-                available=database_answers,
-            )
-            subscribe_batches(
-                broker,
-                topology.consumer(GATEWAY_SNAPSHOTS_CONSUMER),
-                project,
-                batch_size=settings.projection_batch_size,
-                title="gateway read model: snapshots",
-                available=database_answers,
-            )
+            for consumer, stream in ((GATEWAY_EVENTS_CONSUMER, "events"), (GATEWAY_SNAPSHOTS_CONSUMER, "snapshots")):
+                subscribe_batches(
+                    broker,
+                    topology.consumer(consumer),
+                    project,
+                    batch_size=settings.projection_batch_size,
+                    title=f"gateway read model: {stream}",
+                    available=database_answers,
+                )
             await broker.connect()
             closing.push_async_callback(broker.stop)
             try:
