@@ -10,11 +10,21 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from hub_common import events
-from hub_common.events import EVENT_TYPES, ClientRemoved, InvalidEvent, decode_event
+from hub_common.events import (
+    EVENT_TYPES,
+    ClientAdded,
+    ClientRemoved,
+    ClientUpdated,
+    Envelope,
+    EventData,
+    InvalidEvent,
+    decode_event,
+)
 
 CORPUS = Path(__file__).parent / "event_corpus"
 FROZEN = sorted(CORPUS.glob("*.json"))
@@ -94,3 +104,24 @@ def test_a_rule_change_that_renewed_no_webhook_secret_is_written_as_the_release_
     assert "webhook_secret_renewed" not in json.loads(decoded.to_bytes())["data"]
     renewed = decoded.model_copy(update={"data": decoded.data.model_copy(update={"webhook_secret_renewed": True})})
     assert json.loads(renewed.to_bytes())["data"]["webhook_secret_renewed"] is True
+
+
+@pytest.mark.parametrize("event_type", ["ClientAdded", "ClientUpdated", "RefreshRequested"])
+def test_a_client_without_a_time_zone_is_written_as_the_release_before_wrote_it(event_type: str) -> None:
+    """The fetcher and gateway of the release before read these during an upgrade; only a
+    card that names a time zone writes the field they do not know."""
+    decoded = decode_event((CORPUS / f"{event_type}.v1.json").read_text())
+    data = decoded.data
+    on_card = isinstance(data, ClientAdded | ClientUpdated)
+
+    def zone_written(envelope: Envelope[Any]) -> object:
+        written = json.loads(envelope.to_bytes())["data"]
+        return (written["card"] if on_card else written).get("time_zone", "left out")
+
+    assert zone_written(decoded) == "left out"
+    zoned: EventData = (
+        data.model_copy(update={"card": data.card.model_copy(update={"time_zone": "Asia/Tokyo"})})
+        if isinstance(data, ClientAdded | ClientUpdated)
+        else data.model_copy(update={"time_zone": "Asia/Tokyo"})
+    )
+    assert zone_written(decoded.model_copy(update={"data": zoned})) == "Asia/Tokyo"

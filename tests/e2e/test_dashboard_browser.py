@@ -417,6 +417,49 @@ def test_the_client_card_names_the_cash_accounts_and_the_pane_says_so(page: Page
     expect(pane.locator("#cash-source")).to_have_text("The accounts named on the client card.")
 
 
+def test_the_client_card_keeps_the_clients_time_zone(page: Page, hub: Hub, sandbox: Sandbox) -> None:
+    """A new card starts in the accountant's own time zone (the browser's); a name that is no
+    place's zone is refused under its field, and a saved zone shows again."""
+    email = "ines@antipodes-accounting.example"
+    assert page.context.browser is not None
+    context = page.context.browser.new_context(ignore_https_errors=True, timezone_id="Pacific/Auckland")
+    context.set_default_timeout(20_000)
+    try:
+        zoned = context.new_page()
+        sign_in(zoned, hub, email)
+        zoned.goto(f"{hub.url}/clients/new")
+        expect(zoned.locator("#time_zone")).to_have_value("Pacific/Auckland")
+        api = hub.client(email)
+        client_id = connect_consented_tenant(sandbox, api, "Antipodes client").client_id
+        zoned.goto(f"{hub.url}/clients/{client_id}")
+        field = zoned.get_by_label("Time zone", exact=True).and_(zoned.locator("#time_zone"))
+        expect(field).to_have_value("")
+        field.fill("Mars/Olympus_Mons")
+        zoned.get_by_role("button", name="Save", exact=True).click()
+        expect(zoned.locator("#time_zone-error")).to_have_text(
+            "'Mars/Olympus_Mons' is not an IANA time zone such as Europe/Amsterdam"
+        )
+        expect(field).to_have_attribute("aria-invalid", "true")
+        expect(zoned.locator("#card-saved")).to_be_hidden()
+        field.fill("Pacific/Auckland")
+        zoned.get_by_role("button", name="Save", exact=True).click()
+        expect(zoned.locator("#card-saved")).to_be_visible()
+        expect(zoned.locator("#time_zone-error")).to_have_text("")
+
+        def saved_zone() -> object:
+            [listed] = [c for c in api.get("/api/v1/clients").json()["clients"] if c["client_id"] == client_id]
+            return listed["card"].get("time_zone")
+
+        deadline = time.monotonic() + 30
+        while saved_zone() != "Pacific/Auckland":
+            assert time.monotonic() < deadline, "the card's time zone was never saved"
+            time.sleep(0.3)
+        zoned.reload()
+        expect(zoned.locator("#time_zone")).to_have_value("Pacific/Auckland")
+    finally:
+        context.close()
+
+
 def _plainly_refused(number: str) -> str:
     return f"Account numbers are letters, digits, '.', '_' and '-', up to 20 characters: \"{number}\" is not one."
 

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 from urllib.parse import unquote
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -20,6 +21,7 @@ from tests.conftest import Sandbox
 from tests.e2e.browser import connect_consented_tenant
 from tests.e2e.conftest import Hub
 from tests.integration.test_statements_command import PlainReader
+from tests.support.time_zones import zone_off_utcs_date
 
 pytestmark = pytest.mark.e2e
 
@@ -259,3 +261,31 @@ def test_openapi_describes_the_workbooks(hub: Hub) -> None:
     company = paths["/api/v1/clients/{client_id}/companies/{company_id}/workbook"]["get"]["responses"]
     assert {"404", "502", "503"} <= set(company)
     assert "failure" in str(company["502"])
+
+
+def test_a_workbook_is_dated_today_where_the_client_is(hub: Hub, firm: dict[str, Any]) -> None:
+    """Without a date, the statements are as of the client's today (its card's time zone),
+    which east or west of UTC is not UTC's."""
+    api = hub.client(OWNER)
+    client_id, row = firm["client_id"], firm["rows"][0]
+    [listed] = [c for c in api.get("/api/v1/clients").json()["clients"] if c["client_id"] == client_id]
+    card = listed["card"]
+    zone = zone_off_utcs_date(datetime.now(UTC))
+    assert api.put(f"/api/v1/clients/{client_id}", json={**card, "time_zone": zone}).status_code == 202
+    try:
+        deadline = time.monotonic() + 10
+        while (
+            next(c for c in api.get("/api/v1/clients").json()["clients"] if c["client_id"] == client_id)["card"].get(
+                "time_zone"
+            )
+            != zone
+        ):
+            assert time.monotonic() < deadline, "the card's time zone never reached the read model"
+            time.sleep(0.2)
+        response = api.get(_workbook_url(client_id, row["company_id"]), timeout=60)
+        client_today = datetime.now(ZoneInfo(zone)).date().isoformat()
+        assert client_today != datetime.now(UTC).date().isoformat()
+        assert _open(response)["Balance Sheet"]["A2"].value == f"Balance Sheet — as of {client_today}"
+        assert client_today in response.headers["content-disposition"]
+    finally:
+        assert api.put(f"/api/v1/clients/{client_id}", json=card).status_code == 202

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import time
 import uuid
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import msal
@@ -17,6 +19,7 @@ from tests.conftest import Sandbox
 from tests.e2e.conftest import Hub
 from tests.support.connect import add_connected_client
 from tests.support.events import firm_events, firm_snapshots
+from tests.support.time_zones import zone_off_utcs_date
 
 pytestmark = pytest.mark.e2e
 SECRET_KEY = "e2e-secret-key-long-enough-for-hmac-sha256"
@@ -176,6 +179,51 @@ def test_each_change_of_a_cards_account_numbers_is_counted_and_travels_with_the_
     assert read.accounts_revision == 2 and cash_source(read) != "client_card"
 
 
+def test_a_cards_time_zone_decides_the_clients_today_in_its_figures(hub: Hub, sandbox: Sandbox, nats_url: str) -> None:
+    """An accountant east or west of UTC sees what is overdue today where the client is: the
+    figures of a refresh count days from the date in the card's time zone."""
+    api = hub.client("erin@pacific-ledger.example")
+    url = f"{sandbox.web_client}/cronus-sample.onmicrosoft.com/Production"
+    zone = zone_off_utcs_date(datetime.now(UTC))
+    client_id = add_connected_client(sandbox, api, {"name": "CRONUS", "client_url": url, "time_zone": zone})
+    firm_id = uuid.UUID(api.get("/api/v1/me").json()["firm_id"])
+    [listed] = [c for c in api.get("/api/v1/clients").json()["clients"] if c["client_id"] == client_id]
+    assert listed["card"]["time_zone"] == zone
+    started = api.post("/api/v1/refresh", json={"client_id": client_id})
+    assert started.status_code == 202, started.text
+    refresh_id = uuid.UUID(started.json()["refresh_ids"][0])
+    [requested] = [
+        e.data
+        for e in firm_events(nats_url, firm_id, RefreshRequested.event_type)
+        if isinstance(e.data, RefreshRequested) and e.data.refresh_id == refresh_id
+    ]
+    assert requested.time_zone == zone
+    deadline = time.monotonic() + 60
+    while not (read := [s for s in firm_snapshots(nats_url, firm_id) if s.refresh_id == refresh_id]):
+        assert time.monotonic() < deadline, f"the refresh's snapshot never came\n{hub.logs()}"
+        time.sleep(0.3)
+    for snapshot in read:
+        client_date = snapshot.read_at.astimezone(ZoneInfo(zone)).date()
+        assert client_date != snapshot.read_at.astimezone(UTC).date()  # else the test proves nothing
+        assert snapshot.exchange_rates is not None and snapshot.exchange_rates.as_of == client_date
+        forecast = snapshot.figures.cash_flow_forecast
+        assert forecast is not None and forecast.weeks[0].week_start == client_date
+
+    # Emptied, the card's day is UTC's again; a place that is not one is refused on its field.
+    assert api.put(f"/api/v1/clients/{client_id}", json={"name": "CRONUS", "client_url": url}).status_code == 202
+    for bad in ("Mars/Olympus_Mons", "US/Eastern", "Etc/GMT+5", "../zoneinfo/UTC", "Europe/" + "x" * 60):
+        refused = api.put(f"/api/v1/clients/{client_id}", json={"name": "CRONUS", "client_url": url, "time_zone": bad})
+        assert refused.status_code == 422 and "time_zone" in refused.text, (bad, refused.text)
+        assert "IANA time zone" in refused.text or "at most 64" in refused.text, refused.text
+    deadline = time.monotonic() + 10
+    while (
+        "time_zone"
+        in next(c for c in api.get("/api/v1/clients").json()["clients"] if c["client_id"] == client_id)["card"]
+    ):
+        assert time.monotonic() < deadline, "the emptied time zone never reached the card"
+        time.sleep(0.2)
+
+
 def test_a_clients_own_tax_accounts_override_the_rule_on_every_refresh(hub: Hub, sandbox: Sandbox) -> None:
     api = hub.client("dave@tailspin-accounting.example")
     url = f"{sandbox.web_client}/cronus-sample.onmicrosoft.com/Production"
@@ -272,6 +320,10 @@ def test_a_clients_own_cash_accounts_replace_the_rule_and_the_cues(hub: Hub, san
         ("assigned_accountant_id", "00000000-0000-0000-0000-000000000001"),
         ("tax_account_numbers", []),
         ("tax_account_numbers", ["a b"]),
+        ("time_zone", "Mars/Olympus_Mons"),
+        ("time_zone", "Etc/UTC"),
+        ("time_zone", "Europe/Amsterdam; DROP TABLE"),
+        ("time_zone", ""),
         ("unknown_field", "x"),
     ],
 )

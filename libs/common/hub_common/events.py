@@ -305,6 +305,28 @@ CardEmail = Annotated[
     Field(max_length=320, pattern=r"^[^@\s]{1,64}@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$"),
 ]
 CardPhone = Annotated[str, Field(min_length=3, max_length=50, pattern=r"^[+0-9][0-9 ()./-]*$")]
+TIME_ZONE_NAME_MAX_LENGTH = 64
+_TIME_ZONE_NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+)*$"
+
+
+def _time_zone_said_plainly(value: object) -> object:
+    """Refuses what cannot be an IANA time zone name in a sentence, before the pattern would."""
+    if isinstance(value, str) and not (
+        len(value) <= TIME_ZONE_NAME_MAX_LENGTH and re.fullmatch(_TIME_ZONE_NAME_PATTERN, value)
+    ):
+        raise InvalidValue(
+            N_("%(name)s is not an IANA time zone such as Europe/Amsterdam"), name=repr(_quoted_entry(value))
+        )
+    return value
+
+
+# An IANA time zone name ("Europe/Amsterdam"). Its shape is all a reader checks: which names
+# exist is tzdata's, and the registry admits only a place's zone or UTC when a card is saved.
+TimeZoneName = Annotated[
+    str,
+    Field(min_length=1, max_length=TIME_ZONE_NAME_MAX_LENGTH, pattern=_TIME_ZONE_NAME_PATTERN),
+    BeforeValidator(_time_zone_said_plainly),
+]
 
 
 class ClientCard(BaseModel):
@@ -323,6 +345,10 @@ class ClientCard(BaseModel):
     tax_account_numbers: AccountNumbers | None = None
     # Overrides the cash rule (and the cues' total): exactly these G/L accounts hold cash.
     cash_account_numbers: AccountNumbers | None = None
+    # Where the client's day is: "today" for its overdue invoices, invoices due next week,
+    # sales this month, the forecast's weeks and the exchange rates in effect. None: UTC.
+    # Left out while None, so a service not yet upgraded reads the card (deploy/README).
+    time_zone: TimeZoneName | None = Field(default=None, exclude_if=lambda zone: zone is None)
 
 
 # Tenants and environments become path segments of BC URLs: only these characters pass.
@@ -411,6 +437,9 @@ class RefreshRequested(EventData):
     # back, so figures made with numbers the card no longer names never replace newer ones.
     # Left out while 0, so a service not yet upgraded reads the event (deploy/README).
     accounts_revision: int = Field(default=0, ge=0, le=2**31 - 1, exclude_if=lambda revision: revision == 0)
+    # The card's time zone, whose date is "today" for the figures (None: UTC); left out
+    # while None, like the card's.
+    time_zone: TimeZoneName | None = Field(default=None, exclude_if=lambda zone: zone is None)
 
 
 class DiscoveredCompany(BaseModel):

@@ -83,6 +83,8 @@ class Refresh:
     refresh_id: uuid.UUID
     only_company: uuid.UUID | None
     chosen_accounts: ChosenAccounts
+    # The client card's IANA time zone, whose date is "today" for the figures (None: UTC).
+    time_zone: str | None
 
 
 def record_refresh(outcome: str, started: float) -> None:
@@ -198,6 +200,7 @@ class FetcherHandlers:
                         first_refresh_id(envelope),
                         None,
                         ChosenAccounts.of(taxes=data.card.tax_account_numbers, cash=data.card.cash_account_numbers),
+                        data.card.time_zone,
                     ),
                 )
             elif isinstance(data, RefreshRequested):
@@ -214,6 +217,7 @@ class FetcherHandlers:
                             cash=data.cash_account_numbers,
                             revision=data.accounts_revision,
                         ),
+                        data.time_zone,
                     ),
                 )
             elif isinstance(data, ConnectionTestRequested):
@@ -338,6 +342,7 @@ class FetcherHandlers:
                     client_id=client_id,
                     refresh_id=refresh_id,
                     chosen_accounts=refresh.chosen_accounts,
+                    time_zone=refresh.time_zone,
                 )
 
         async def read(company: Company) -> FetchFailure | None:

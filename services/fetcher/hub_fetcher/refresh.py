@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from hub_common.events import ClientConnection, CompanySnapshot, ExchangeRates, FailureKind
 from hub_common.logging import get_logger
 from hub_common.money import round_money
+from hub_common.time_zones import client_today
 from hub_fetcher.bc.client import BatchRead, BatchRequest, BusinessCentral, Environment
 from hub_fetcher.bc.entities import ActivityCues, Company, CurrencyExchangeRate, FinanceCues, parse_entities
 from hub_fetcher.bc.failures import FetchFailure
@@ -199,12 +200,14 @@ class ClientReader:
         *,
         client_id: uuid.UUID,
         refresh_id: uuid.UUID,
+        time_zone: str | None = None,
         today: dt.date | None = None,
         chosen_accounts: ChosenAccounts = BY_RULE,
     ) -> CompanySnapshot:
-        """Every figure of one company from API v2.0, in one $batch round trip (figures.company computes them)."""
+        """Every figure of one company from API v2.0, in one $batch round trip (figures.company
+        computes them), as of ``today`` (default: the date now in the client's ``time_zone``)."""
         environment = self.environment(connection)
-        today = today or dt.datetime.now(UTC).date()
+        today = today or client_today(time_zone, datetime.now(UTC))
         cues_read = asyncio.create_task(self._read_cues(environment, company.name))
         try:
             batch = await self._bc.read_batch(environment, company_requests(company.id, today))

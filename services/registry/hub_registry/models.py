@@ -88,6 +88,8 @@ class Client(SQLModel, table=True):
     cash_account_numbers: str | None = Field(default=None, max_length=4000)
     # Counts the changes of the two above; every refresh carries it (RefreshRequested).
     accounts_revision: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    # The IANA zone whose date is "today" for the client's figures; NULL: UTC.
+    time_zone: str | None = Field(default=None, max_length=64)
     source: str = Field(max_length=20)
     created_at: datetime = Field(default_factory=_now, sa_column=_timestamp())
     updated_at: datetime = Field(default_factory=_now, sa_column=_timestamp())

@@ -161,6 +161,12 @@ async def client_in_firm(session: AsyncSession, *, firm_id: uuid.UUID, client_id
     return row
 
 
+def card_time_zone(row: ClientRow) -> str | None:
+    """The client card's time zone, whose date is the client's "today" (None: UTC)."""
+    zone = json.loads(row.card_json).get("time_zone")
+    return zone if isinstance(zone, str) else None
+
+
 async def company_in_firm(
     session: AsyncSession, *, firm_id: uuid.UUID, client_id: uuid.UUID, company_id: uuid.UUID
 ) -> CompanyRow | None:

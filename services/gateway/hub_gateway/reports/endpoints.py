@@ -21,6 +21,7 @@ from hub_common.commands import CommandRejected, RejectionReason
 from hub_common.events import Actor, ActorKind, ClientConnection, Failure
 from hub_common.i18n import N_, translator
 from hub_common.statements import CompanyStatements
+from hub_common.time_zones import client_today
 from hub_gateway.accounts import preferences
 from hub_gateway.clients import queries as clients_queries
 from hub_gateway.dashboard import queries as dashboard_queries
@@ -132,15 +133,15 @@ async def company_workbook_download(
         date | None,
         Query(
             description="The statements' date (YYYY-MM-DD); the period statements run from the start "
-            "of the company's fiscal year to it. Default: today (UTC)."
+            "of the company's fiscal year to it. Default: today where the client is (its card's time zone; "
+            "UTC when it names none)."
         ),
     ] = None,
 ) -> XlsxResponse:
     """The company's financial statements from Business Central, as an Excel workbook."""
     today = datetime.now(UTC).date()
-    day = as_of or today
-    # A day ahead allows for an accountant east of UTC whose today is already tomorrow.
-    if not EARLIEST_AS_OF <= day <= today + timedelta(days=1):
+    # A day ahead allows for an accountant or client east of UTC whose today is already tomorrow.
+    if as_of is not None and not EARLIEST_AS_OF <= as_of <= today + timedelta(days=1):
         raise LocalizedHTTPException(
             status.HTTP_422_UNPROCESSABLE_CONTENT,
             N_("as_of must be between %(earliest)s and today"),
@@ -158,6 +159,7 @@ async def company_workbook_download(
     if client is None or company is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=N_("No such company"))
     client_name, tenant, tenant_id, environment = client.name, client.tenant, client.tenant_id, client.environment
+    day = as_of or client_today(clients_queries.card_time_zone(client), datetime.now(UTC))
     # The name the dashboard shows, so the file is found under the name the accountant knows.
     company_name = company.company_name
     known_currency = company.currency_code

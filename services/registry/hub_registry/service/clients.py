@@ -30,6 +30,7 @@ from hub_common.events import (
 from hub_common.i18n import N_
 from hub_common.logging import get_logger
 from hub_registry.domain.client_url import ParsedClientUrl
+from hub_registry.domain.refresh_schedule import InvalidSchedule, place_time_zone
 from hub_registry.models import Accountant, Client, Firm
 from hub_registry.service import alerts
 from hub_registry.service.shared import (
@@ -60,6 +61,17 @@ async def _check_assignee(session: AsyncSession, firm_id: uuid.UUID, card: Clien
             "The assigned accountant is not a member of this firm",
             field="assigned_accountant_id",
         )
+
+
+def _check_time_zone(card: ClientCard) -> None:
+    """A card's time zone is a place's (or UTC) that this host's tzdata knows, like a
+    refresh schedule's: a link such as US/Eastern may mean another zone on another host."""
+    if card.time_zone is None:
+        return
+    try:
+        place_time_zone(card.time_zone)
+    except InvalidSchedule as error:
+        raise refused(RejectionReason.INVALID, error.message, "time_zone", **error.values) from error
 
 
 async def _check_unique(
@@ -105,6 +117,7 @@ async def insert_client(
     verified token already said it (an invitation), so Entra is not asked."""
     parsed = parse_url(card.client_url, settings)
     # What the card alone can refuse first: asking Entra is the slow part.
+    _check_time_zone(card)
     await _check_assignee(session, context.firm_id, card)
     tenant_id = known_tenant_id or await resolve_tenant(directory, parsed.tenant)
     await _check_unique(session, context.firm_id, parsed, tenant_id, except_id=None)
@@ -124,6 +137,7 @@ async def insert_client(
         assigned_accountant_id=card.assigned_accountant_id,
         tax_account_numbers=account_numbers_column(card.tax_account_numbers),
         cash_account_numbers=account_numbers_column(card.cash_account_numbers),
+        time_zone=card.time_zone,
         source=source.value,
     )
     session.add(client)
@@ -159,6 +173,7 @@ async def update_client(
     # Locked (PostgreSQL): two saves at once must not both count the same accounts revision.
     client = await live_client(session, command.firm_id, command.client_id, for_update=True)
     parsed = parse_url(command.card.client_url, settings)
+    _check_time_zone(command.card)
     await _check_assignee(session, command.firm_id, command.card)
     tenant_id = await resolve_tenant(directory, parsed.tenant)
     moved = tenant_id != client.tenant_id or parsed.environment.lower() != client.environment.lower()
@@ -178,6 +193,7 @@ async def update_client(
     client.phone = card.phone
     client.notes = card.notes
     client.assigned_accountant_id = card.assigned_accountant_id
+    client.time_zone = card.time_zone
     chosen = (account_numbers_column(card.tax_account_numbers), account_numbers_column(card.cash_account_numbers))
     if chosen != (client.tax_account_numbers, client.cash_account_numbers):
         client.tax_account_numbers, client.cash_account_numbers = chosen
@@ -277,6 +293,7 @@ async def resolve_missing_tenant_ids(*, session: AsyncSession, directory: Tenant
                 "assigned_accountant_id": client.assigned_accountant_id,
                 "tax_account_numbers": account_numbers(client.tax_account_numbers),
                 "cash_account_numbers": account_numbers(client.cash_account_numbers),
+                "time_zone": client.time_zone,
             }
         )
         context = Context(client.firm_id, SERVICE_ACTOR, f"resolve-tenant-{client.id}")

@@ -49,6 +49,7 @@ async def emit_refresh(
             tax_account_numbers=account_numbers(client.tax_account_numbers),
             cash_account_numbers=account_numbers(client.cash_account_numbers),
             accounts_revision=client.accounts_revision,
+            time_zone=client.time_zone,
         ),
     )
     return refresh_id

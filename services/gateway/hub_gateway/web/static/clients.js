@@ -6,16 +6,24 @@ Hub.start(() => {
   const boot = JSON.parse(document.getElementById("boot").textContent);
   const client = boot.client;
   const $ = (id) => document.getElementById(id);
-  const FIELDS = ["name", "client_url", "contact_name", "email", "phone", "assigned_accountant_id", "tax_account_numbers", "cash_account_numbers", "notes"];
+  const FIELDS = ["name", "client_url", "contact_name", "email", "phone", "assigned_accountant_id", "tax_account_numbers", "cash_account_numbers", "time_zone", "notes"];
 
   $("assigned_accountant_id").replaceChildren(h("option", { value: "" }, _("Nobody")),
     ...boot.accountants.map((a) => h("option", { value: a.accountant_id }, a.display_name ? `${a.display_name} (${a.email})` : a.email)));
+  const zones = typeof Intl.supportedValuesOf === "function" ? Intl.supportedValuesOf("timeZone") : [];
+  $("time-zones").replaceChildren(...zones.map((name) => h("option", { value: name })));
   if (client) {
     const card = client.card;
     for (const field of FIELDS) {
       const value = card[field];
       $(field).value = Array.isArray(value) ? value.join(", ") : value || "";
     }
+  } else {
+    // A new client is most likely where the accountant is. Only a place's zone is offered,
+    // as the registry admits (Etc/UTC or US/Eastern are not places; empty means UTC).
+    const here = Intl.DateTimeFormat().resolvedOptions().timeZone || "";
+    const place = /^(Africa|America|Antarctica|Arctic|Asia|Atlantic|Australia|Europe|Indian|Pacific)\/./;
+    $("time_zone").value = place.test(here) ? here : "";
   }
 
   // Per company: whether Business Central notifies the hub of its changes, and since when.
@@ -130,6 +138,7 @@ Hub.start(() => {
       assigned_accountant_id: $("assigned_accountant_id").value || null,
       tax_account_numbers: taxes.length ? taxes : null,
       cash_account_numbers: cash.length ? cash : null,
+      time_zone: text("time_zone"),
     };
   }
 
