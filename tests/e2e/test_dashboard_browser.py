@@ -13,6 +13,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import httpx
 import openpyxl
@@ -430,7 +431,8 @@ def test_the_client_card_keeps_the_clients_time_zone(page: Page, hub: Hub, sandb
         zoned.goto(f"{hub.url}/clients/new")
         expect(zoned.locator("#time_zone")).to_have_value("Pacific/Auckland")
         api = hub.client(email)
-        client_id = connect_consented_tenant(sandbox, api, "Antipodes client").client_id
+        connected = connect_consented_tenant(sandbox, api, "Antipodes client")
+        client_id = connected.client_id
         zoned.goto(f"{hub.url}/clients/{client_id}")
         field = zoned.get_by_label("Time zone", exact=True).and_(zoned.locator("#time_zone"))
         expect(field).to_have_value("")
@@ -456,6 +458,16 @@ def test_the_client_card_keeps_the_clients_time_zone(page: Page, hub: Hub, sandb
             time.sleep(0.3)
         zoned.reload()
         expect(zoned.locator("#time_zone")).to_have_value("Pacific/Auckland")
+
+        # The details pane offers the statements as of the client's today, as the workbook
+        # link without a date gives them, not UTC's date.
+        first = connected.company_names[0]
+        zoned.goto(f"{hub.url}/")
+        row_of(zoned, first).get_by_role("button", name=f"Details of {first}").click()
+        auckland_today = datetime.now(ZoneInfo("Pacific/Auckland")).date().isoformat()
+        as_of = zoned.get_by_role("dialog", name=first).locator("#workbook-as-of")
+        expect(as_of).to_have_value(auckland_today)
+        expect(as_of).to_have_attribute("max", auckland_today)
     finally:
         context.close()
 

@@ -285,6 +285,9 @@ def test_a_workbook_is_dated_today_where_the_client_is(hub: Hub, firm: dict[str,
         response = api.get(_workbook_url(client_id, row["company_id"]), timeout=60)
         client_today = datetime.now(ZoneInfo(zone)).date().isoformat()
         assert client_today != datetime.now(UTC).date().isoformat()
+        # The details pane offers that date as the workbook's.
+        details = api.get(f"/api/v1/clients/{client_id}/companies/{row['company_id']}").json()
+        assert details["client_today"] == client_today
         assert _open(response)["Balance Sheet"]["A2"].value == f"Balance Sheet — as of {client_today}"
         assert client_today in response.headers["content-disposition"]
     finally:

@@ -22,7 +22,8 @@ def client_today(time_zone: str | None, now: datetime) -> date:
         return now.astimezone(UTC).date()
     try:
         zone = ZoneInfo(time_zone)
-    except (ZoneInfoNotFoundError, ValueError):
+    # An area's name ("America") is tzdata's directory: IsADirectoryError, an OSError.
+    except (ZoneInfoNotFoundError, ValueError, OSError):
         logger.warning("client's time zone unknown here; its days are counted in UTC", time_zone=time_zone)
         return now.astimezone(UTC).date()
     return now.astimezone(zone).date()

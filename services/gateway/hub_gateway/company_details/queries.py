@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -11,8 +11,10 @@ from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
+from hub_common.time_zones import client_today
 from hub_gateway.clients.queries import (
     CompanyNotifications,
+    card_time_zone,
     client_in_firm,
     company_in_firm,
     company_notifications,
@@ -51,6 +53,9 @@ class CompanyDetails(BaseModel):
     exchange_rates_unavailable: str | None = None
     # Whether Business Central notifies the hub of this company's changes.
     change_notifications: CompanyNotifications | None = None
+    # Today where the client is (its card's time zone; UTC without one): the workbook's
+    # default date and the latest it can be asked for.
+    client_today: date
 
 
 async def company_details(
@@ -92,4 +97,5 @@ async def company_details(
         ],
         exchange_rates_unavailable=company.exchange_rates_unavailable,
         change_notifications=company_notifications(company),
+        client_today=client_today(card_time_zone(client), datetime.now(UTC)),
     )

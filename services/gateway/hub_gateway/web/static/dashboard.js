@@ -870,7 +870,8 @@ Hub.start(() => {
         : h("p", { class: "muted" }, CURRENCY_WORDS.noRates(details.exchange_rates_unavailable))));
     const workbookPath = `/api/v1/clients/${details.client_id}/companies/${details.company_id}/workbook`;
     const workbook = h("a", { class: "button", href: workbookPath, download: true }, _("Financial statements (Excel)"));
-    const today = new Date().toISOString().slice(0, 10);
+    // The client's today, as the workbook's own default counts it (not the browser's).
+    const today = details.client_today;
     const asOf = h("input", { type: "date", id: "workbook-as-of", value: today, max: today, min: "1990-01-01",
       onchange: (event) => { workbook.href = event.target.value ? `${workbookPath}?as_of=${event.target.value}` : workbookPath; } });
     body.push(h("div", { class: "actions" },
