@@ -42,6 +42,8 @@ def test_a_rule_made_on_the_alerts_page_marks_the_dashboard_live(page: Page, hub
     # The rule holds for every company at the refresh: each row is marked, live.
     expect(page.locator("#grid-body .alert-marker")).to_have_count(rows, timeout=60_000)
     expect(page.locator("#alerts-note")).to_have_text(re.compile(rf"^{rows} open alerts?$"))
+    # A rule's name is quoted where the marker lists it: a name may hold the list's comma.
+    expect(page.locator("#grid-body .alert-marker").first).to_have_attribute("title", "1 open alert: “Any cash at all”")
     shot(page, "dashboard-alerts")
 
     page.locator("#alerts-note a").click()

@@ -326,5 +326,12 @@ const Hub = (() => {
     return new Intl.NumberFormat(locale, { notation: "compact", maximumFractionDigits: 1 }).format(value);
   }
 
-  return { _, ngettext, start, language, api, ApiError, h, amount, count, compactAmount, dateTime, date, time, age, setLocale, closeMenus, technicalDetails, waitingText, failureText, download };
+  // Names an accountant chose, listed in a sentence: each quoted, since a name may hold the
+  // list's own comma ("Cash low, urgent"), joined as the locale joins a list.
+  function quotedList(names) {
+    const quoted = names.map((name) => _("“%(name)s”", { name }));
+    return typeof Intl.ListFormat === "function" ? new Intl.ListFormat(locale, { type: "conjunction" }).format(quoted) : quoted.join(", ");
+  }
+
+  return { _, ngettext, start, language, api, ApiError, h, amount, count, compactAmount, dateTime, date, time, age, setLocale, closeMenus, technicalDetails, waitingText, failureText, download, quotedList };
 })();

@@ -62,7 +62,7 @@ Hub.start(() => {
   function alertMarker(row) {
     const alerts = alertsOf(row);
     if (!alerts.length) return null;
-    const text = ngettext("%(count)s open alert: %(rules)s", "%(count)s open alerts: %(rules)s", alerts.length, { rules: alerts.map((alert) => alert.rule_name).join(", ") });
+    const text = ngettext("%(count)s open alert: %(rules)s", "%(count)s open alerts: %(rules)s", alerts.length, { rules: Hub.quotedList(alerts.map((alert) => alert.rule_name)) });
     return h("a", { class: "alert-marker", href: "/alerts", title: text, "aria-label": text, dataset: { alerts: String(alerts.length) } }, "!");
   }
   function markAlerts() {
