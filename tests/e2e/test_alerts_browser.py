@@ -6,8 +6,9 @@ removing the rule ends them."""
 from __future__ import annotations
 
 import re
+import time
 
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Page, Route, expect
 
 from tests.conftest import Sandbox
 from tests.e2e.browser import connect_consented_tenant, shot, sign_in
@@ -66,3 +67,28 @@ def test_a_rule_made_on_the_alerts_page_marks_the_dashboard_live(page: Page, hub
     page.get_by_role("button", name="Remove rule Any cash at all").click()
     expect(page.locator("#rules-body")).to_contain_text("No rules yet")
     expect(page.locator("#alerts-body")).to_contain_text("No open alerts", timeout=20_000)
+
+
+def test_an_alert_raised_while_the_page_reads_the_alerts_is_marked(page: Page, hub: Hub, sandbox: Sandbox) -> None:
+    """The page reads the open alerts on each change; an alert raised while such a read is on
+    its way (here every answer is held for two seconds after the hub gave it, so the read
+    that the snapshot started answers without it) must still be marked, though no change
+    comes after it."""
+    email = "bea@slow-alerts-accounting.example"
+    sign_in(page, hub, email)
+    api = hub.client(email)
+    connected = connect_consented_tenant(sandbox, api, name="Slowly alerted client")
+    expect(page.locator("#grid-body tr[data-state=ok]")).to_have_count(len(connected.company_names), timeout=60_000)
+
+    def held_back(route: Route) -> None:
+        answer = route.fetch()
+        time.sleep(2)
+        route.fulfill(response=answer)
+
+    page.route(re.compile(r"/api/v1/alerts\?status=open"), held_back)
+    rule = {"name": "Any cash", "client_id": connected.client_id, "figure": "cash", "comparison": "below"}
+    created = api.post("/api/v1/alert-rules", json={**rule, "threshold": "1000000000000"})
+    assert created.status_code == 201, created.text
+    assert api.post("/api/v1/refresh", json={"client_id": connected.client_id}).status_code == 202
+    expect(page.locator("#grid-body .alert-marker")).to_have_count(len(connected.company_names), timeout=60_000)
+    expect(page.locator("#alerts-note")).to_have_text(f"{len(connected.company_names)} open alerts")

@@ -78,14 +78,24 @@ Hub.start(() => {
       if (marker) cell.append(" ", marker);
     }
   }
+  // One load at a time. A change noticed while one is on its way may be newer than what that
+  // load reads (an alert raised just after the snapshot that started it), and no further
+  // change may come: it is read again once the load ends, not dropped.
   let alertsLoading = null;
+  let alertsChangedMeanwhile = false;
   async function loadAlerts() {
-    if (alertsLoading) return alertsLoading;
+    if (alertsLoading) {
+      alertsChangedMeanwhile = true;
+      return alertsLoading;
+    }
     alertsLoading = (async () => {
-      try {
-        openAlerts = (await api("GET", "/api/v1/alerts?status=open&limit=500")).data.alerts;
-        markAlerts();
-      } catch (_) { /* the next change brings them */ }
+      do {
+        alertsChangedMeanwhile = false;
+        try {
+          openAlerts = (await api("GET", "/api/v1/alerts?status=open&limit=500")).data.alerts;
+          markAlerts();
+        } catch (_) { /* the next change brings them */ }
+      } while (alertsChangedMeanwhile);
       alertsLoading = null;
     })();
     return alertsLoading;
