@@ -326,6 +326,17 @@ const Hub = (() => {
     return new Intl.NumberFormat(locale, { notation: "compact", maximumFractionDigits: 1 }).format(value);
   }
 
+  // Numbers a loader's calls: the check it returns says whether the call is still the latest.
+  // Answers to reads on their way at once may arrive in any order; an older one must not
+  // replace a newer one, nor show under another filter's heading.
+  function latestCall() {
+    let latest = 0;
+    return () => {
+      const mine = ++latest;
+      return () => mine === latest;
+    };
+  }
+
   // Names an accountant chose, listed in a sentence: each quoted, since a name may hold the
   // list's own comma ("Cash low, urgent"), joined as the locale joins a list.
   function quotedList(names) {
@@ -333,5 +344,5 @@ const Hub = (() => {
     return typeof Intl.ListFormat === "function" ? new Intl.ListFormat(locale, { type: "conjunction" }).format(quoted) : quoted.join(", ");
   }
 
-  return { _, ngettext, start, language, api, ApiError, h, amount, count, compactAmount, dateTime, date, time, age, setLocale, closeMenus, technicalDetails, waitingText, failureText, download, quotedList };
+  return { _, ngettext, start, language, api, ApiError, h, amount, count, compactAmount, dateTime, date, time, age, setLocale, closeMenus, technicalDetails, waitingText, failureText, download, quotedList, latestCall };
 })();

@@ -124,7 +124,7 @@ Hub.start(() => {
     return params;
   }
 
-  let loading = null;
+  const loadCall = Hub.latestCall();
   // A live reload that waits for a row's menu to close (see "live updates").
   let reloadHeldBack = false;
   function rowMenuOpen() {
@@ -132,11 +132,10 @@ Hub.start(() => {
   }
   // live: the stream asked for it, not the accountant (whose filters and pages always load).
   async function load({ live = false } = {}) {
-    const params = searchParams();
-    const request = (loading = api("GET", "/api/v1/dashboard?" + params));
+    const current = loadCall();
     try {
-      const { data } = await request;
-      if (request !== loading) return; // a newer query already answered
+      const { data } = await api("GET", "/api/v1/dashboard?" + searchParams());
+      if (!current()) return; // a newer query was asked for
       // A row's menu opened while a live reload was on its way: drawing it now would take
       // the menu from under the pointer, so it is asked for again once the menu closes.
       if (live && rowMenuOpen()) { reloadHeldBack = true; return; }
@@ -145,7 +144,7 @@ Hub.start(() => {
       render();
       loadAlerts();
     } catch (error) {
-      if (request === loading) showError(error.message);
+      if (current()) showError(error.message);
     }
   }
 

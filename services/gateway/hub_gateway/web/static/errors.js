@@ -83,7 +83,9 @@ Hub.start(() => {
     $("errors-head").replaceChildren(...names.map((name) => h("th", { scope: "col" }, name)));
   }
 
+  const loadCall = Hub.latestCall();
   async function load() {
+    const current = loadCall();
     const history = filter.view === "history";
     heading(history);
     const query = new URLSearchParams({ offset: String(offset), limit: String(PAGE) });
@@ -94,6 +96,7 @@ Hub.start(() => {
     }
     try {
       const { data } = await api("GET", `/api/v1/${history ? "errors" : "problems"}?` + query);
+      if (!current()) return;
       $("errors-error").hidden = true;
       let entries = history ? data.failures : data.problems;
       if (history && filter.kind) entries = entries.filter((entry) => entry.failure.kind === filter.kind);
@@ -106,6 +109,7 @@ Hub.start(() => {
       $("errors-previous").disabled = data.offset === 0;
       $("errors-next").disabled = last >= data.total;
     } catch (error) {
+      if (!current()) return;
       $("errors-error").textContent = error.message;
       $("errors-error").hidden = false;
     }
