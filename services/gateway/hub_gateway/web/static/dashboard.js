@@ -668,15 +668,22 @@ Hub.start(() => {
   // Totals in the reporting currency are over every filtered row, not only those shown:
   // after live changes, ask for them again (one row's worth of page, the same filters).
   let totalsTimer = null;
+  const totalsCall = Hub.latestCall();
+  function totalsParams() {
+    const params = searchParams();
+    params.set("offset", "0");
+    params.set("limit", "1");
+    return params.toString();
+  }
   function refreshTotalsSoon() {
     clearTimeout(totalsTimer);
     totalsTimer = setTimeout(async () => {
-      const params = searchParams();
-      params.set("offset", "0");
-      params.set("limit", "1");
+      const current = totalsCall();
+      const asked = totalsParams();
       try {
-        const { data } = await api("GET", "/api/v1/dashboard?" + params);
-        if (!state.page) return;
+        const { data } = await api("GET", "/api/v1/dashboard?" + asked);
+        // Totals of filters the accountant has changed since are not these rows' totals.
+        if (!state.page || !current() || totalsParams() !== asked) return;
         state.page.totals = data.totals;
         renderCounts(data.states);
       } catch (_) { /* the next load brings them */ }
@@ -768,14 +775,17 @@ Hub.start(() => {
   $("details-close").addEventListener("click", closeDetails);
   document.addEventListener("keydown", (event) => { if (event.key === "Escape" && !$("details").hidden && !document.querySelector("dialog[open]")) closeDetails(); });
 
+  const detailsCall = Hub.latestCall();
   async function loadDetails() {
     const target = state.openDetails;
     if (!target) return;
+    const current = detailsCall();
     try {
       const { data } = await api("GET", `/api/v1/clients/${target.client_id}/companies/${target.company_id}`);
-      if (state.openDetails !== target) return;
+      if (state.openDetails !== target || !current()) return;
       renderDetails(data);
     } catch (error) {
+      if (state.openDetails !== target || !current()) return;
       $("details-body").replaceChildren(h("p", { class: "banner error", role: "alert" }, error.message));
     }
   }
