@@ -187,6 +187,7 @@ def test_readable_on_a_phone_and_a_tablet(page: Page, hub: Hub, sandbox: Sandbox
         # move no row (the next tick is where the pointer is).
         bulk = page.locator("#bulk")
         first_row = page.locator("#grid-body tr").first
+        expect(page.locator("#live")).to_have_text("Live")
         before = first_row.bounding_box()
         if width < 600:
             assert bulk.bounding_box() is None
@@ -195,6 +196,13 @@ def test_readable_on_a_phone_and_a_tablet(page: Page, hub: Hub, sandbox: Sandbox
         expect(bulk).to_be_in_viewport()
         assert first_row.bounding_box() == before
         if width < 600:
+            # The foot of the page can still be scrolled clear of them.
+            pager = page.locator(".pager").last
+            pager.scroll_into_view_if_needed()
+            page.evaluate("() => window.scrollTo(0, document.documentElement.scrollHeight)")
+            pager_box, bulk_box = pager.bounding_box(), bulk.bounding_box()
+            assert pager_box is not None and bulk_box is not None
+            assert pager_box["y"] + pager_box["height"] <= bulk_box["y"], (pager_box, bulk_box)
             shot(page, "dashboard-phone-selection")
         page.get_by_role("button", name="Clear selection").click()
         expect(page.locator("#bulk-count")).to_be_hidden()

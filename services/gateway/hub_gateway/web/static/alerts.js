@@ -39,13 +39,13 @@ Hub.start(() => {
     return `${figures.get(rule.figure) || rule.figure} ${comparisons[rule.comparison]} ${value(rule.figure, rule.threshold, null)}`;
   }
 
-  const alertsCall = Hub.latestCall();
-  async function loadAlerts() {
-    const current = alertsCall();
-    const status = $("alerts-ended").checked ? "all" : "open";
+  // Which alerts the page shows; an answer read for the other choice is not drawn.
+  const shownStatus = () => ($("alerts-ended").checked ? "all" : "open");
+  const loadAlerts = Hub.serialReads(async () => {
+    const status = shownStatus();
     try {
       const { data } = await api("GET", `/api/v1/alerts?status=${status}`);
-      if (!current()) return;
+      if (shownStatus() !== status) return;
       $("alerts-body").replaceChildren(...(data.alerts.length ? data.alerts.map((alert) => h("tr", { dataset: { open: String(alert.ended_at === null) } },
         h("td", { title: alert.started_at }, Hub.dateTime(alert.started_at)),
         h("td", {}, alert.rule_name),
@@ -55,17 +55,13 @@ Hub.start(() => {
         h("td", {}, alert.ended_at ? Hub.dateTime(alert.ended_at) : h("span", { class: "state state-failed" }, _("Open")))))
         : [h("tr", {}, h("td", { colspan: 6 }, status === "open" ? _("No open alerts: no rule holds now.") : _("No alerts yet.")))]));
     } catch (error) {
-      if (!current()) return;
-      showError(error.message);
+      if (shownStatus() === status) showError(error.message);
     }
-  }
+  });
 
-  const rulesCall = Hub.latestCall();
-  async function loadRules() {
-    const current = rulesCall();
+  const loadRules = Hub.serialReads(async () => {
     try {
       const { data } = await api("GET", "/api/v1/alert-rules");
-      if (!current()) return;
       $("rules-body").replaceChildren(...(data.rules.length ? data.rules.map((rule) => {
         const sentBy = [rule.email ? (rule.delivery === "daily_digest" ? _("daily digest at %(time)s (%(zone)s)", { time: (rule.digest_at || "").slice(0, 5), zone: rule.time_zone }) : _("email")) : null,
           rule.webhook_url ? _("webhook") : null].filter(Boolean).join(", ");
@@ -82,10 +78,9 @@ Hub.start(() => {
             h("button", { type: "button", class: "secondary", "aria-label": _("Remove rule %(name)s", { name: rule.name }), onclick: () => remove(rule) }, _("Remove"))));
       }) : [h("tr", {}, h("td", { colspan: 7 }, _("No rules yet: add one below.")))]));
     } catch (error) {
-      if (!current()) return;
       showError(error.message);
     }
-  }
+  });
 
   async function remove(rule) {
     if (!confirm(_("Remove the rule %(name)s? Its open alerts end.", { name: rule.name }))) return;

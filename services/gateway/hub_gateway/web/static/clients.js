@@ -276,8 +276,13 @@ Hub.start(() => {
     redrawing = (async () => {
       do {
         redrawAgain = false;
-        const response = await fetch(`/clients/${client.client_id}`, { credentials: "same-origin" });
-        if (!response.ok) return;
+        let response;
+        try {
+          response = await fetch(`/clients/${client.client_id}`, { credentials: "same-origin" });
+        } catch (_) {
+          continue; // unreachable for now: a change noticed meanwhile still reads again
+        }
+        if (!response.ok) continue;
         const fresh = new DOMParser().parseFromString(await response.text(), "text/html");
         const section = fresh.querySelector(".client-access");
         const shown = document.querySelector(".client-access");

@@ -328,7 +328,8 @@ const Hub = (() => {
 
   // Numbers a loader's calls: the check it returns says whether the call is still the latest.
   // Answers to reads on their way at once may arrive in any order; an older one must not
-  // replace a newer one, nor show under another filter's heading.
+  // replace a newer one, nor show under another filter's heading. For reads the accountant
+  // asks for (a filter, a page), where the newest question is the only one that matters.
   function latestCall() {
     let latest = 0;
     return () => {
@@ -337,12 +338,40 @@ const Hub = (() => {
     };
   }
 
+  // A read a page repeats on each live change: one at a time, so no older answer can land
+  // after a newer one, and asked for again while one is on its way it reads once more when
+  // that one ends (many changes meanwhile, one more read): a burst of changes never keeps
+  // every answer from being drawn. ``read`` draws its own answer (or failure), after checking
+  // that what it was read for (a view, a filter) is still what the page shows.
+  function serialReads(read) {
+    let running = null;
+    let again = false;
+    return function ask() {
+      if (running) {
+        again = true;
+        return running;
+      }
+      running = (async () => {
+        try {
+          do {
+            again = false;
+            try { await read(); } catch (_) { /* the read draws its own failure */ }
+          } while (again);
+        } finally {
+          running = null;
+        }
+      })();
+      return running;
+    };
+  }
+
   // Names an accountant chose, listed in a sentence: each quoted, since a name may hold the
   // list's own comma ("Cash low, urgent"), joined as the locale joins a list.
   function quotedList(names) {
     const quoted = names.map((name) => _("“%(name)s”", { name }));
-    return typeof Intl.ListFormat === "function" ? new Intl.ListFormat(locale, { type: "conjunction" }).format(quoted) : quoted.join(", ");
+    // The page's language joins them, as it quotes them (not the number and date formats').
+    return typeof Intl.ListFormat === "function" ? new Intl.ListFormat(language, { type: "conjunction" }).format(quoted) : quoted.join(", ");
   }
 
-  return { _, ngettext, start, language, api, ApiError, h, amount, count, compactAmount, dateTime, date, time, age, setLocale, closeMenus, technicalDetails, waitingText, failureText, download, quotedList, latestCall };
+  return { _, ngettext, start, language, api, ApiError, h, amount, count, compactAmount, dateTime, date, time, age, setLocale, closeMenus, technicalDetails, waitingText, failureText, download, quotedList, latestCall, serialReads };
 })();

@@ -78,28 +78,14 @@ Hub.start(() => {
       if (marker) cell.append(" ", marker);
     }
   }
-  // One load at a time. A change noticed while one is on its way may be newer than what that
-  // load reads (an alert raised just after the snapshot that started it), and no further
-  // change may come: it is read again once the load ends, not dropped.
-  let alertsLoading = null;
-  let alertsChangedMeanwhile = false;
-  async function loadAlerts() {
-    if (alertsLoading) {
-      alertsChangedMeanwhile = true;
-      return alertsLoading;
-    }
-    alertsLoading = (async () => {
-      do {
-        alertsChangedMeanwhile = false;
-        try {
-          openAlerts = (await api("GET", "/api/v1/alerts?status=open&limit=500")).data.alerts;
-          markAlerts();
-        } catch (_) { /* the next change brings them */ }
-      } while (alertsChangedMeanwhile);
-      alertsLoading = null;
-    })();
-    return alertsLoading;
-  }
+  // An alert raised just after the snapshot whose change started a read may be missing from
+  // its answer, and no further change may come: serial reads read once more after it.
+  const loadAlerts = Hub.serialReads(async () => {
+    try {
+      openAlerts = (await api("GET", "/api/v1/alerts?status=open&limit=500")).data.alerts;
+      markAlerts();
+    } catch (_) { /* the next change brings them */ }
+  });
 
   function showError(message) {
     const banner = $("page-error");
@@ -125,6 +111,11 @@ Hub.start(() => {
   }
 
   const loadCall = Hub.latestCall();
+  // Page reads on their way: a live change patched meanwhile would be undone by their
+  // answer, read before it, so such a change asks for the page again (patchRows).
+  let pageReadsOnTheirWay = 0;
+  // Counts the pages drawn, so totals read for an earlier page are not drawn over a later one.
+  let pagesDrawn = 0;
   // A live reload that waits for a row's menu to close (see "live updates").
   let reloadHeldBack = false;
   function rowMenuOpen() {
@@ -133,13 +124,15 @@ Hub.start(() => {
   // live: the stream asked for it, not the accountant (whose filters and pages always load).
   async function load({ live = false } = {}) {
     const current = loadCall();
+    pageReadsOnTheirWay += 1;
     try {
-      const { data } = await api("GET", "/api/v1/dashboard?" + searchParams());
+      const { data } = await api("GET", "/api/v1/dashboard?" + searchParams()).finally(() => { pageReadsOnTheirWay -= 1; });
       if (!current()) return; // a newer query was asked for
       // A row's menu opened while a live reload was on its way: drawing it now would take
       // the menu from under the pointer, so it is asked for again once the menu closes.
       if (live && rowMenuOpen()) { reloadHeldBack = true; return; }
       state.page = data;
+      pagesDrawn += 1;
       showError("");
       render();
       loadAlerts();
@@ -552,9 +545,19 @@ Hub.start(() => {
     const key = keyOf(row);
     if (on) state.selected.set(key, { client_id: row.client_id, company_id: row.company_id });
     else state.selected.delete(key);
-    $("bulk").classList.toggle("shown", state.selected.size > 0);
+    showSelectionBar(state.selected.size > 0);
     $("bulk-count").textContent = ngettext("%(count)s selected", "%(count)s selected", state.selected.size);
   }
+  // On a phone the selection controls float over the foot of the screen (app.css): the page
+  // keeps room below them, as tall as they are now (their count, the language, the width).
+  function showSelectionBar(shown) {
+    $("bulk").classList.toggle("shown", shown);
+    document.body.classList.toggle("selecting", shown);
+  }
+  new ResizeObserver(() => {
+    const bar = $("bulk");
+    document.documentElement.style.setProperty("--selection-bar-height", bar.classList.contains("shown") ? `${bar.offsetHeight}px` : "0px");
+  }).observe($("bulk"));
   function selectMore(row) {
     toggleSelected(row, true);
     const box = document.querySelector(`tr[data-key="${CSS.escape(keyOf(row))}"] input[type=checkbox]`);
@@ -563,7 +566,7 @@ Hub.start(() => {
   $("bulk-clear").addEventListener("click", () => {
     state.selected.clear();
     for (const box of document.querySelectorAll("#grid-body input[type=checkbox]")) box.checked = false;
-    $("bulk").classList.remove("shown");
+    showSelectionBar(false);
     $("bulk-count").textContent = "";
   });
   $("bulk-refresh").addEventListener("click", async () => {
@@ -680,10 +683,12 @@ Hub.start(() => {
     totalsTimer = setTimeout(async () => {
       const current = totalsCall();
       const asked = totalsParams();
+      const askedFor = JSON.stringify([asked, state.preferences.reporting_currency, pagesDrawn]);
       try {
         const { data } = await api("GET", "/api/v1/dashboard?" + asked);
-        // Totals of filters the accountant has changed since are not these rows' totals.
-        if (!state.page || !current() || totalsParams() !== asked) return;
+        // Totals of filters or a currency the accountant has changed since, or read before the
+        // page drawn since (which brought its own), are not these rows' totals.
+        if (!state.page || !current() || JSON.stringify([totalsParams(), state.preferences.reporting_currency, pagesDrawn]) !== askedFor) return;
         state.page.totals = data.totals;
         renderCounts(data.states);
       } catch (_) { /* the next load brings them */ }
@@ -730,7 +735,8 @@ Hub.start(() => {
     // Fresh rows may change the columns' widths (a longer state, an age): place them again.
     requestAnimationFrame(placeStickyColumns);
     noticeNewClients(message.rows);
-    if (structureChanged) reloadSoon();
+    // A page read on its way was answered before these changes and would draw them back.
+    if (structureChanged || pageReadsOnTheirWay > 0) reloadSoon();
     if (state.runs.length) pollProgress();
   }
 
@@ -775,20 +781,21 @@ Hub.start(() => {
   $("details-close").addEventListener("click", closeDetails);
   document.addEventListener("keydown", (event) => { if (event.key === "Escape" && !$("details").hidden && !document.querySelector("dialog[open]")) closeDetails(); });
 
-  const detailsCall = Hub.latestCall();
-  async function loadDetails() {
+  // Read again on each change of the open company: serial reads, so the pane never goes
+  // back to an older answer. An answer for a company whose pane was closed or replaced
+  // meanwhile is not drawn.
+  const loadDetails = Hub.serialReads(async () => {
     const target = state.openDetails;
     if (!target) return;
-    const current = detailsCall();
     try {
       const { data } = await api("GET", `/api/v1/clients/${target.client_id}/companies/${target.company_id}`);
-      if (state.openDetails !== target || !current()) return;
+      if (state.openDetails !== target) return;
       renderDetails(data);
     } catch (error) {
-      if (state.openDetails !== target || !current()) return;
+      if (state.openDetails !== target) return;
       $("details-body").replaceChildren(h("p", { class: "banner error", role: "alert" }, error.message));
     }
-  }
+  });
 
   function invoiceTable(caption, figure, currency, counterpartyLabel) {
     if (!figure) return h("p", { class: "muted" }, _("%(figure)s: not read yet.", { figure: caption }));

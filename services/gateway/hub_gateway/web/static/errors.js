@@ -83,37 +83,42 @@ Hub.start(() => {
     $("errors-head").replaceChildren(...names.map((name) => h("th", { scope: "col" }, name)));
   }
 
-  const loadCall = Hub.latestCall();
-  async function load() {
-    const current = loadCall();
+  // What a read is for: the view, its filters and the page. An answer for anything else
+  // (the accountant changed it meanwhile) is not drawn: the read for the new one follows.
+  const readFor = () => JSON.stringify([filter, offset]);
+  const load = Hub.serialReads(async () => {
+    const asked = readFor();
     const history = filter.view === "history";
-    heading(history);
     const query = new URLSearchParams({ offset: String(offset), limit: String(PAGE) });
     if (filter.client_id) query.set("client_id", filter.client_id);
     if (!history) {
       query.set("status", filter.view);
       if (filter.kind) query.set("kind", filter.kind);
     }
+    let data;
     try {
-      const { data } = await api("GET", `/api/v1/${history ? "errors" : "problems"}?` + query);
-      if (!current()) return;
-      $("errors-error").hidden = true;
-      let entries = history ? data.failures : data.problems;
-      if (history && filter.kind) entries = entries.filter((entry) => entry.failure.kind === filter.kind);
-      const none = { open: _("No open problems: every client's last refresh succeeded."), resolved: _("No resolved problems yet."), history: _("No failed or waiting connections. Every refresh and test succeeded.") }[filter.view];
-      $("errors-body").replaceChildren(...(entries.length ? entries.map(history ? historyRow : problemRow)
-        : [h("tr", {}, h("td", { colspan: 6 }, none))]));
-      const listed = history ? data.failures.length : data.problems.length;
-      const last = data.offset + listed;
-      $("errors-page-info").textContent = data.total ? _("%(first)s–%(last)s of %(total)s", { first: Hub.count(data.offset + 1), last: Hub.count(last), total: Hub.count(data.total) }) : "";
-      $("errors-previous").disabled = data.offset === 0;
-      $("errors-next").disabled = last >= data.total;
+      ({ data } = await api("GET", `/api/v1/${history ? "errors" : "problems"}?` + query));
     } catch (error) {
-      if (!current()) return;
+      if (readFor() !== asked) return;
+      // The rows drawn last stay, under their own heading.
       $("errors-error").textContent = error.message;
       $("errors-error").hidden = false;
+      return;
     }
-  }
+    if (readFor() !== asked) return;
+    $("errors-error").hidden = true;
+    heading(history);
+    let entries = history ? data.failures : data.problems;
+    if (history && filter.kind) entries = entries.filter((entry) => entry.failure.kind === filter.kind);
+    const none = { open: _("No open problems: every client's last refresh succeeded."), resolved: _("No resolved problems yet."), history: _("No failed or waiting connections. Every refresh and test succeeded.") }[filter.view];
+    $("errors-body").replaceChildren(...(entries.length ? entries.map(history ? historyRow : problemRow)
+      : [h("tr", {}, h("td", { colspan: 6 }, none))]));
+    const listed = history ? data.failures.length : data.problems.length;
+    const last = data.offset + listed;
+    $("errors-page-info").textContent = data.total ? _("%(first)s–%(last)s of %(total)s", { first: Hub.count(data.offset + 1), last: Hub.count(last), total: Hub.count(data.total) }) : "";
+    $("errors-previous").disabled = data.offset === 0;
+    $("errors-next").disabled = last >= data.total;
+  });
 
   // New failures, and refreshes that resolve a problem, show by themselves on the first page.
   const source = new EventSource("/api/v1/live");
@@ -123,5 +128,6 @@ Hub.start(() => {
   };
   source.addEventListener("failures", refresh);
   source.addEventListener("rows", () => { if (filter.view !== "history") refresh(); });
+  heading(filter.view === "history");
   load();
 });

@@ -60,6 +60,14 @@ Hub.start(() => {
   zone.value = shown.time_zone || "UTC";
 
   const path = forClient ? `/api/v1/clients/${boot.client_id}/refresh-schedule` : "/api/v1/refresh-schedule";
+  // One save at a time: two on their way at once may be answered in either order, and the
+  // summary would then show whichever came back last, not what the hub kept.
+  function saving(on) {
+    for (const id of ["schedule-save", "schedule-follow-firm"]) {
+      const button = document.getElementById(id);
+      if (button) button.disabled = on;
+    }
+  }
   async function save(event) {
     event.preventDefault();
     error.textContent = "";
@@ -70,22 +78,28 @@ Hub.start(() => {
       quiet_until: quietUntil.value || null,
       time_zone: zone.value.trim() || "UTC",
     };
+    saving(true);
     try {
       await api("PUT", path, body);
       showSummary(body, true);
       saved.textContent = _("Schedule saved.");
     } catch (failure) {
       error.textContent = failure.message;
+    } finally {
+      saving(false);
     }
   }
   async function followFirm() {
     error.textContent = "";
+    saving(true);
     try {
       await api("DELETE", path);
       showSummary(null, false);
       saved.textContent = _("Schedule saved.");
     } catch (failure) {
       error.textContent = failure.message;
+    } finally {
+      saving(false);
     }
   }
   const label = (target, text) => h("label", { for: target }, text);
