@@ -99,6 +99,53 @@ async def test_an_invitation_for_a_client_already_there_attaches_to_it(
     assert rows and all(r["state"] == "ok" and r["client_id"] == added.json()["client_id"] for r in rows)
 
 
+async def test_an_invited_client_takes_the_time_zone_the_firms_cards_agree_on(
+    hub: Hub, sandbox: Sandbox, nats_url: str
+) -> None:
+    """An invited client comes without a card to choose its time zone on: it takes the one
+    every card of the firm that names one names, and none (UTC) when they differ."""
+    api = hub.client("nora@tokyo-accounting.example")
+    me = api.get("/api/v1/me").json()
+    tenants = httpx.get(f"{sandbox.base_url}/_sandbox/tenants", verify=sandbox.tls()).json()["tenants"]
+    by_hand = api.post(
+        "/api/v1/clients",
+        json={
+            "name": "CRONUS",
+            "client_url": f"{sandbox.web_client}/cronus-sample.onmicrosoft.com/Production",
+            "time_zone": "Asia/Tokyo",
+        },
+    )
+    assert by_hand.status_code == 202, by_hand.text
+
+    def card_of(name: str) -> dict[str, Any] | None:
+        clients = api.get("/api/v1/clients").json()["clients"]
+        card: dict[str, Any] | None = next((c["card"] for c in clients if c["name"] == name), None)
+        return card
+
+    def invited(name: str) -> dict[str, Any]:
+        deadline = time.monotonic() + 30
+        while (card := card_of(name)) is None:
+            assert time.monotonic() < deadline, f"{name} never landed on the dashboard"
+            time.sleep(0.3)
+        return card
+
+    await _accepted(nats_url, me, "muhlbachgruppe.onmicrosoft.com", "Mühlbach Gruppe")
+    assert invited("Mühlbach Gruppe").get("time_zone") == "Asia/Tokyo"
+
+    # A card in another zone: the firm's cards no longer agree, and the next invited client
+    # keeps UTC until the accountant says where it is.
+    other = next(t for t in tenants if t["domain"] == "nordlysgruppen.onmicrosoft.com")
+    elsewhere = api.post(
+        "/api/v1/clients",
+        json={"name": "Nordlys", "client_url": f"{sandbox.web_client}/{other['domain']}", "time_zone": "Europe/Oslo"},
+    )
+    assert elsewhere.status_code == 202, elsewhere.text
+    used = ("cronus-sample.onmicrosoft.com", "muhlbachgruppe.onmicrosoft.com", other["domain"])
+    third = next(t for t in tenants if t["domain"] not in used)
+    await _accepted(nats_url, me, third["domain"], "Third client")
+    assert "time_zone" not in invited("Third client")
+
+
 async def test_an_acceptance_crossing_a_withdrawal_gives_no_access(hub: Hub, sandbox: Sandbox, nats_url: str) -> None:
     """The invitations service refuses an invitation raised before the client withdrew the
     firm's access; one accepted just as the withdrawal happened reaches the registry, which

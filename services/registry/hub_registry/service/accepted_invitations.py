@@ -13,6 +13,7 @@ from sqlmodel import col, select
 from hub_common.entra import TenantDirectory
 from hub_common.events import Actor, ActorKind, ClientCard, ClientSource, Envelope, GrantMethod, InvitationAccepted
 from hub_common.logging import get_logger
+from hub_registry.domain.refresh_schedule import InvalidSchedule, place_time_zone
 from hub_registry.models import Client, TenantGrant
 from hub_registry.service.clients import insert_client
 from hub_registry.service.shared import Context, resolve_tenant
@@ -89,7 +90,11 @@ async def accept_invitation(
     )
     if adding:
         web_client = settings.bc_web_client.rstrip("/")
-        card = ClientCard(name=data.client_name, client_url=f"{web_client}/{data.tenant}/{data.environment}")
+        card = ClientCard(
+            name=data.client_name,
+            client_url=f"{web_client}/{data.tenant}/{data.environment}",
+            time_zone=await _firms_time_zone(session, accepted.firm_id),
+        )
         await insert_client(
             session=session,
             context=context,
@@ -101,6 +106,32 @@ async def accept_invitation(
             known_tenant_id=known_tenant_id,
         )
     return added
+
+
+async def _firms_time_zone(session: AsyncSession, firm_id: uuid.UUID) -> str | None:
+    """The time zone every card of the firm that names one names, if they agree: an invited
+    client comes without a card to choose it on, and a firm's clients are mostly where it
+    is. None (UTC) when no card names one, when they differ, or when this host's tzdata no
+    longer admits it; the accountant can always set it on the card."""
+    zones = (
+        (
+            await session.execute(
+                select(Client.time_zone)
+                .where(Client.firm_id == firm_id, col(Client.removed_at).is_(None), col(Client.time_zone).is_not(None))
+                .distinct()
+                .limit(2)
+            )
+        )
+        .scalars()
+        .all()
+    )
+    if len(zones) != 1 or not isinstance(zone := zones[0], str):
+        return None
+    try:
+        place_time_zone(zone)
+    except InvalidSchedule:
+        return None
+    return zone
 
 
 def _tenant_id(tenant: str) -> uuid.UUID | None:
