@@ -380,3 +380,32 @@ async def test_first_saves_of_the_preferences_at_once_all_land(fresh_model: Call
         await asyncio.gather(*(save(size) for size in page_sizes))
         async with sessions() as session:
             assert (await preferences.preferences_of(session, principal)).page_size in page_sizes
+
+
+async def test_views_saved_at_once_stop_at_the_limit(fresh_model: Callable[[], Any], database_url: str) -> None:
+    """Saves at once each counted the views before any was stored, and all got in past the
+    limit; on PostgreSQL (a hosted hub's replicas share it) they now take turns."""
+    if database_url.startswith("sqlite"):
+        pytest.skip("SQLite takes no such lock: the embedded hub is one process (hub_common.db.lock_until_commit)")
+    sessions = await fresh_model()
+    principal = Principal(uuid.uuid4(), FIRM, "a@firm.example", "A", "owner")
+    async with transaction(sessions) as session:
+        for number in range(preferences.MAX_VIEWS_PER_ACCOUNTANT - 1):
+            await preferences.save_view(
+                session, principal, preferences.ViewDefinition(name=f"View {number}", query=DashboardQuery())
+            )
+
+    async def save(name: str) -> bool:
+        try:
+            async with transaction(sessions) as session:
+                await preferences.save_view(
+                    session, principal, preferences.ViewDefinition(name=name, query=DashboardQuery())
+                )
+        except preferences.TooManyViews:
+            return False
+        return True
+
+    saved = await asyncio.gather(*(save(f"At once {number}") for number in range(8)))
+    assert saved.count(True) == 1
+    async with sessions() as session:
+        assert len(await preferences.saved_views(session, principal)) == preferences.MAX_VIEWS_PER_ACCOUNTANT

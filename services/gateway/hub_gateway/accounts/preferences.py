@@ -14,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
-from hub_common.db import upsert
+from hub_common.db import lock_until_commit, upsert
 from hub_common.events import REQUIRED_LINE
 from hub_common.i18n import N_
 from hub_common.logging import get_logger
@@ -168,6 +168,8 @@ async def saved_views(session: AsyncSession, principal: Principal) -> list[Saved
 
 
 async def save_view(session: AsyncSession, principal: Principal, definition: ViewDefinition) -> SavedView:
+    # Saves at once (on any replica) count in turn: each would otherwise see room for itself.
+    await lock_until_commit(session, f"saved-views:{principal.accountant_id}")
     if len(await saved_views(session, principal)) >= MAX_VIEWS_PER_ACCOUNTANT:
         raise TooManyViews
     query = definition.query.model_copy(update={"offset": 0})
