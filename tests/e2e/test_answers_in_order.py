@@ -8,10 +8,10 @@ from __future__ import annotations
 import re
 import time
 
-from playwright.sync_api import Page, Route, expect
+from playwright.sync_api import APIResponse, Page, Route, expect
 
 from tests.conftest import Sandbox
-from tests.e2e.browser import consented_tenant, sign_in
+from tests.e2e.browser import connect_consented_tenant, consented_tenant, row_of, sign_in
 from tests.e2e.conftest import Hub
 
 
@@ -82,3 +82,47 @@ def test_the_alerts_page_shows_the_alerts_asked_for_last(page: Page, hub: Hub) -
     expect(body).to_contain_text("No alerts yet.")
     _settled(page)
     assert "No open alerts" not in body.inner_text()
+
+
+def test_a_dashboard_read_answered_before_a_live_change_does_not_undo_it(
+    page: Page, hub: Hub, sandbox: Sandbox
+) -> None:
+    """The page's reads are answered as the figures were, then held back while a refresh
+    changes the rows live: drawn late, they would show the rows as before the refresh until
+    some later change came; the page reads again instead."""
+    email = "rhea@late-page-accounting.example"
+    sign_in(page, hub, email)
+    api = hub.client(email)
+    connected = connect_consented_tenant(sandbox, api, name="Late page client")
+    name = connected.company_names[0]
+    expect(row_of(page, name).locator(".state")).to_have_text("OK", timeout=60_000)
+
+    held: list[tuple[Route, APIResponse]] = []
+
+    def answered_now_drawn_later(route: Route) -> None:
+        if len(held) < 2:  # the page's first read and the live stream's, at (re)load
+            held.append((route, route.fetch()))
+        else:
+            route.continue_()
+
+    page.route(re.compile(r"/api/v1/dashboard\?(?!.*limit=1\b)"), answered_now_drawn_later)
+    page.reload()
+    deadline = time.monotonic() + 10
+    while len(held) < 2 and time.monotonic() < deadline:
+        page.wait_for_timeout(100)
+    run = api.post("/api/v1/refresh", json={"client_id": connected.client_id}).json()["run_id"]
+    deadline = time.monotonic() + 60
+    while (
+        not (progress := api.get(f"/api/v1/refresh-runs/{run}").json())["total"] or progress["done"] < progress["total"]
+    ):
+        assert time.monotonic() < deadline, "the client's refresh never ended"
+        page.wait_for_timeout(300)
+    fresh = {
+        r["company_name"]: r["as_of"]
+        for r in api.get("/api/v1/dashboard").json()["rows"]
+        if r["client_id"] == connected.client_id
+    }
+    page.wait_for_timeout(1500)  # the live notices have reached the page
+    for route, answer in held:
+        route.fulfill(response=answer)
+    expect(row_of(page, name).locator("td[data-as-of]")).to_have_attribute("data-as-of", fresh[name], timeout=10_000)

@@ -269,37 +269,25 @@ Hub.start(() => {
   // While the card is open, the client may allow the firm (or withdraw): the access section
   // and the change notifications follow by themselves, drawn again from the card as the
   // server renders it now. The form is left alone, so nothing being typed is lost.
-  let redrawing = null;
-  let redrawAgain = false;
-  async function followClient() {
-    if (redrawing) { redrawAgain = true; return; }
-    redrawing = (async () => {
-      do {
-        redrawAgain = false;
-        let response;
-        try {
-          response = await fetch(`/clients/${client.client_id}`, { credentials: "same-origin" });
-        } catch (_) {
-          continue; // unreachable for now: a change noticed meanwhile still reads again
-        }
-        if (!response.ok) continue;
-        const fresh = new DOMParser().parseFromString(await response.text(), "text/html");
-        const section = fresh.querySelector(".client-access");
-        const shown = document.querySelector(".client-access");
-        if (section && shown && section.dataset.accessState !== shown.dataset.accessState) {
-          shown.replaceWith(document.importNode(section, true));
-          bindAccess();
-        }
-        const boot = fresh.getElementById("boot");
-        const freshClient = boot ? JSON.parse(boot.textContent).client : null;
-        if (freshClient) {
-          client.change_notifications = freshClient.change_notifications;
-          showChangeNotifications();
-        }
-      } while (redrawAgain);
-    })();
-    try { await redrawing; } catch { /* the next change tries again */ } finally { redrawing = null; }
-  }
+  // Serial reads: a change noticed while one is on its way reads once more after it, also
+  // when that one fails (the hub unreachable, a page cut short).
+  const followClient = Hub.serialReads(async () => {
+    const response = await fetch(`/clients/${client.client_id}`, { credentials: "same-origin" });
+    if (!response.ok) return;
+    const fresh = new DOMParser().parseFromString(await response.text(), "text/html");
+    const section = fresh.querySelector(".client-access");
+    const shown = document.querySelector(".client-access");
+    if (section && shown && section.dataset.accessState !== shown.dataset.accessState) {
+      shown.replaceWith(document.importNode(section, true));
+      bindAccess();
+    }
+    const boot = fresh.getElementById("boot");
+    const freshClient = boot ? JSON.parse(boot.textContent).client : null;
+    if (freshClient) {
+      client.change_notifications = freshClient.change_notifications;
+      showChangeNotifications();
+    }
+  });
   if (client) {
     const source = new EventSource("/api/v1/live");
     source.addEventListener("rows", (event) => {

@@ -696,8 +696,13 @@ Hub.start(() => {
   }
 
   function patchRows(message) {
-    if (!state.page) return;
+    if (!state.page) {
+      // The first page is still on its way, maybe read before this change.
+      if (pageReadsOnTheirWay > 0) reloadSoon();
+      return;
+    }
     const shown = new Map(state.page.rows.map((row, index) => [keyOf(row), index]));
+    let patched = false;
     const clientsInView = new Set(state.page.rows.map((row) => row.client_id));
     let structureChanged = false;
     const totalBefore = state.states ? Object.values(state.states).reduce((a, b) => a + b, 0) : null;
@@ -712,6 +717,7 @@ Hub.start(() => {
       }
       if (row.state === "removed") { structureChanged = true; continue; }
       state.page.rows[index] = row;
+      patched = true;
       const old = document.querySelector(`tr[data-key="${CSS.escape(keyOf(row))}"]`);
       if (old && old.querySelector("[data-menu] [role=menu]:not([hidden])")) {
         // Its menu is open: redrawing the row would take the menu from under the pointer.
@@ -735,8 +741,9 @@ Hub.start(() => {
     // Fresh rows may change the columns' widths (a longer state, an age): place them again.
     requestAnimationFrame(placeStickyColumns);
     noticeNewClients(message.rows);
-    // A page read on its way was answered before these changes and would draw them back.
-    if (structureChanged || pageReadsOnTheirWay > 0) reloadSoon();
+    // A page read on its way may have been answered before these rows changed, and would
+    // draw them back as they were.
+    if (structureChanged || (patched && pageReadsOnTheirWay > 0)) reloadSoon();
     if (state.runs.length) pollProgress();
   }
 
