@@ -5,6 +5,7 @@ another order; and the checksums do notice a row that differs."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -24,6 +25,7 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from sqlalchemy import func, select, update
 from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from hub_common.bus import publish_event
@@ -500,28 +502,35 @@ async def test_hub_rebuild_as_an_operator_runs_it(tmp_path: Path) -> None:
     assert re.search(r"rebuilt \d+ messages \(0 invalid, skipped\)", finished.stdout), finished.stdout
 
 
+@contextlib.asynccontextmanager
+async def _rebuilt_then_changed(js: JetStreamContext, database_url: str) -> AsyncIterator[AsyncSession]:
+    """Two firms' history rebuilt into ``database_url``; the block changes rows the way a live
+    model may differ, and the checksums must not notice."""
+    await _publish_two_firms(js)
+    await rebuild(js, database_url)
+    before = await table_checksums(database_url)
+    engine = create_engine(database_url)
+    try:
+        async with transaction(session_factory(engine)) as session:
+            yield session
+    finally:
+        await engine.dispose()
+    assert await table_checksums(database_url) == before
+
+
 async def test_checksums_compare_figures_as_documents_not_as_spelled(
     own_jetstream: JetStreamContext, database_url: str
 ) -> None:
     """A live row written before the figures' JSON came from pydantic's serializer (spaces
     after separators) still equals its rebuilt row."""
-    await _publish_two_firms(own_jetstream)
-    await rebuild(own_jetstream, database_url)
-    before = await table_checksums(database_url)
-    engine = create_engine(database_url)
-    try:
-        async with transaction(session_factory(engine)) as session:
-            rows = (await session.execute(select(col(CompanyRow.company_id), col(CompanyRow.figures_json)))).all()
-            respelled = [(company, json.dumps(json.loads(text))) for company, text in rows if text is not None]
-            assert respelled and all(text != new for (_, text), (_, new) in zip(rows, respelled, strict=False))
-            for company, text in respelled:
-                await session.execute(
-                    update(CompanyRow).where(col(CompanyRow.company_id) == company).values(figures_json=text)
-                )
-    finally:
-        await engine.dispose()
-
-    assert await table_checksums(database_url) == before
+    async with _rebuilt_then_changed(own_jetstream, database_url) as session:
+        rows = (await session.execute(select(col(CompanyRow.company_id), col(CompanyRow.figures_json)))).all()
+        respelled = [(company, json.dumps(json.loads(text))) for company, text in rows if text is not None]
+        assert respelled and all(text != new for (_, text), (_, new) in zip(rows, respelled, strict=False))
+        for company, text in respelled:
+            await session.execute(
+                update(CompanyRow).where(col(CompanyRow.company_id) == company).values(figures_json=text)
+            )
 
 
 async def test_a_reader_that_falls_behind_still_reads_every_message(
@@ -548,15 +557,7 @@ async def test_a_client_row_from_before_its_companies_were_dated_equals_its_rebu
 ) -> None:
     """Rows kept from before migration 0019 have no time of their last full list of companies
     until their next discovery (a removed client's never): that guard is not compared."""
-    await _publish_two_firms(own_jetstream)
-    await rebuild(own_jetstream, database_url)
-    before = await table_checksums(database_url)
-    engine = create_engine(database_url)
-    try:
-        async with transaction(session_factory(engine)) as session:
-            dated = select(func.count()).select_from(ClientRow).where(col(ClientRow.companies_listed_at).is_not(None))
-            assert (await session.execute(dated)).scalar_one() > 0, "the history lists some client's companies"
-            await session.execute(update(ClientRow).values(companies_listed_at=None))
-    finally:
-        await engine.dispose()
-    assert await table_checksums(database_url) == before
+    async with _rebuilt_then_changed(own_jetstream, database_url) as session:
+        dated = select(func.count()).select_from(ClientRow).where(col(ClientRow.companies_listed_at).is_not(None))
+        assert (await session.execute(dated)).scalar_one() > 0, "the history lists some client's companies"
+        await session.execute(update(ClientRow).values(companies_listed_at=None))

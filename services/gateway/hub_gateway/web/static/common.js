@@ -366,10 +366,10 @@ const Hub = (() => {
   }
 
   // Names an accountant chose, listed in a sentence: each quoted, since a name may hold the
-  // list's own comma ("Cash low, urgent"), joined as the locale joins a list.
+  // list's own comma ("Cash low, urgent"), and joined as the page's language joins a list
+  // (the language that quotes them, not the number and date formats' locale).
   function quotedList(names) {
     const quoted = names.map((name) => _("“%(name)s”", { name }));
-    // The page's language joins them, as it quotes them (not the number and date formats').
     return typeof Intl.ListFormat === "function" ? new Intl.ListFormat(language, { type: "conjunction" }).format(quoted) : quoted.join(", ");
   }
 
