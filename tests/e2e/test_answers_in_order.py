@@ -27,6 +27,14 @@ class HeldBack:
         else:
             self.held.append(route)
 
+    def wait_until_held(self, page: Page) -> None:
+        """Wait for the page's first read to reach the route: changing the filter before
+        the page script has read it would make no first read at all to hold back."""
+        deadline = time.monotonic() + 10
+        while not self.held:
+            assert time.monotonic() < deadline, "the page never made its first read"
+            page.wait_for_timeout(50)
+
     def release(self) -> None:
         """Answer the held request with what the hub answers now."""
         [route] = self.held
@@ -61,6 +69,7 @@ def test_check_errors_shows_the_view_asked_for_last(page: Page, hub: Hub, sandbo
     _without_live_changes(page)
     page.route(re.compile(r"/api/v1/problems\?.*status=open"), first_open)
     page.goto(f"{hub.url}/errors")
+    first_open.wait_until_held(page)
     page.get_by_label("Show").select_option("resolved")
     first_open.release()
     body = page.locator("#errors-body")
@@ -76,6 +85,7 @@ def test_the_alerts_page_shows_the_alerts_asked_for_last(page: Page, hub: Hub) -
     _without_live_changes(page)
     page.route(re.compile(r"/api/v1/alerts\?status=open$"), first_open)
     page.goto(f"{hub.url}/alerts")
+    first_open.wait_until_held(page)
     page.get_by_label("Show ended alerts too").check()
     first_open.release()
     body = page.locator("#alerts-body")
