@@ -173,7 +173,7 @@ def test_readable_on_a_phone_and_a_tablet(page: Page, hub: Hub, sandbox: Sandbox
     sign_in(page, hub, email)
     connect_consented_tenant(sandbox, hub.client(email))
     expect(page.locator("#grid-body .state", has_text="OK").first).to_be_visible(timeout=60_000)
-    for width, height in ((390, 844), (820, 1180)):
+    for width, height in ((390, 844), (580, 900), (820, 1180)):
         page.set_viewport_size({"width": width, "height": height})
         for path in ("/", "/errors", "/clients", "/clients/new"):
             page.goto(f"{hub.url}{path}")
@@ -204,6 +204,17 @@ def test_readable_on_a_phone_and_a_tablet(page: Page, hub: Hub, sandbox: Sandbox
             assert pager_box is not None and bulk_box is not None
             assert pager_box["y"] + pager_box["height"] <= bulk_box["y"], (pager_box, bulk_box)
             shot(page, "dashboard-phone-selection")
+            # The details pane covers the whole screen, the floating controls included.
+            first_row.get_by_role("button", name=re.compile("Actions for")).click()
+            page.get_by_role("menuitem", name="Company details").click()
+            bulk_box = bulk.bounding_box()
+            assert bulk_box is not None
+            covering = page.evaluate(
+                "([x, y]) => document.elementFromPoint(x, y)?.closest('#details') !== null",
+                [bulk_box["x"] + 2, bulk_box["y"] + bulk_box["height"] / 2],
+            )
+            assert covering, f"the selection controls show beside the details pane at {width} px"
+            page.get_by_role("button", name="Close company details").click()
         page.get_by_role("button", name="Clear selection").click()
         expect(page.locator("#bulk-count")).to_be_hidden()
     shot(page, "dashboard-tablet")
