@@ -137,6 +137,12 @@ CASES: dict[str, tuple[Probe, int | None]] = {
     "POST /api/v1/clients": (lambda api, v: api.post("/api/v1/clients", json={"name": "Mine", **CARD}), None),
     "PUT /api/v1/clients/{client_id}": (lambda api, v: api.put(f"/api/v1/clients/{v.client_id}", json=CARD), 404),
     "DELETE /api/v1/clients/{client_id}": (lambda api, v: api.delete(f"/api/v1/clients/{v.client_id}"), 404),
+    # Only the intruder's own cards can take the zone (the victim's is checked in
+    # test_missing_time_zones.py).
+    "POST /api/v1/clients/missing-time-zones": (
+        lambda api, v: api.post("/api/v1/clients/missing-time-zones", json={"time_zone": "Europe/Amsterdam"}),
+        None,
+    ),
     "POST /api/v1/clients/{client_id}/connect-link": (
         lambda api, v: api.post(f"/api/v1/clients/{v.client_id}/connect-link"),
         404,

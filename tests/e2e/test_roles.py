@@ -105,6 +105,10 @@ MATRIX: dict[str, tuple[str, Call]] = {
     "POST /api/v1/clients": (MANAGERS, lambda api: api.post("/api/v1/clients", json=CARD)),
     "PUT /api/v1/clients/{client_id}": (MANAGERS, lambda api: api.put(f"/api/v1/clients/{SOME_ID}", json=CARD)),
     "DELETE /api/v1/clients/{client_id}": (MANAGERS, lambda api: api.delete(f"/api/v1/clients/{SOME_ID}")),
+    "POST /api/v1/clients/missing-time-zones": (
+        MANAGERS,
+        lambda api: api.post("/api/v1/clients/missing-time-zones", json={"time_zone": "Europe/Amsterdam"}),
+    ),
     "POST /api/v1/clients/{client_id}/connect-link": (
         MANAGERS,
         lambda api: api.post(f"/api/v1/clients/{SOME_ID}/connect-link"),

@@ -30,6 +30,7 @@ from hub_common.events import (
     ClientCard,
     ClientConnection,
     Failure,
+    TimeZoneName,
 )
 from hub_common.tracing import inject_context
 
@@ -39,6 +40,7 @@ ENSURE_ACCOUNTANT = "cmd.registry.accountant.ensure"
 ADD_CLIENT = "cmd.registry.client.add"
 UPDATE_CLIENT = "cmd.registry.client.update"
 REMOVE_CLIENT = "cmd.registry.client.remove"
+SET_MISSING_TIME_ZONES = "cmd.registry.client.missing_time_zones"
 REQUEST_REFRESH = "cmd.registry.refresh.request"
 SET_REFRESH_SCHEDULE = "cmd.registry.refresh.schedule"
 TEST_CONNECTION = "cmd.registry.connection.test"
@@ -130,6 +132,13 @@ class UpdateClient(FirmCommand):
 
 class RemoveClient(FirmCommand):
     client_id: uuid.UUID
+
+
+class SetMissingTimeZones(FirmCommand):
+    """Give every client card of the firm without a time zone this one (cards with a zone
+    keep theirs): a firm whose cards predate the field sets them at once, not card by card."""
+
+    time_zone: TimeZoneName
 
 
 class RequestRefresh(FirmCommand):
@@ -249,6 +258,11 @@ class ClientCreated(BaseModel):
     client_id: uuid.UUID
     # Whether the client's tenant has granted the firm access; False: waiting for permission.
     access_granted: bool | None = None
+
+
+class MissingTimeZonesSet(BaseModel):
+    # How many cards were given the time zone (each a ClientUpdated).
+    clients: int
 
 
 class RefreshScheduleSaved(BaseModel):

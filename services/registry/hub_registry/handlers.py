@@ -62,6 +62,11 @@ def register_command_handlers(
         await clients.remove_client(session=session, command=command)
         return commands.ClientCreated(client_id=command.client_id)
 
+    async def set_missing_time_zones(session: AsyncSession, command: commands.SetMissingTimeZones) -> BaseModel:
+        return commands.MissingTimeZonesSet(
+            clients=await clients.set_missing_time_zones(session=session, command=command)
+        )
+
     async def test_connection(session: AsyncSession, command: commands.TestConnection) -> BaseModel:
         test_id = await clients.test_connection(
             session=session, command=command, settings=settings, directory=directory
@@ -71,6 +76,7 @@ def register_command_handlers(
     server.serve_in_transaction(commands.ADD_CLIENT, commands.AddClient, add_client)
     server.serve_in_transaction(commands.UPDATE_CLIENT, commands.UpdateClient, update_client)
     server.serve_in_transaction(commands.REMOVE_CLIENT, commands.RemoveClient, remove_client)
+    server.serve_in_transaction(commands.SET_MISSING_TIME_ZONES, commands.SetMissingTimeZones, set_missing_time_zones)
     server.serve_in_transaction(commands.TEST_CONNECTION, commands.TestConnection, test_connection)
 
     # ------------------------------------------------------------ refreshes

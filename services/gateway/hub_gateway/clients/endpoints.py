@@ -6,10 +6,10 @@ import uuid
 from datetime import UTC, datetime
 
 from fastapi import HTTPException, Request, status
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from hub_common import commands
-from hub_common.events import ClientCard
+from hub_common.events import ClientCard, TimeZoneName
 from hub_common.i18n import N_
 from hub_gateway.accounts import queries as accounts_queries
 from hub_gateway.auth import Principal
@@ -87,6 +87,26 @@ async def remove_client(
         client_id=client_id,
     )
     return await send_command(state, request, commands.REMOVE_CLIENT, command, commands.ClientCreated)
+
+
+class MissingTimeZones(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    time_zone: TimeZoneName
+
+
+@clients_api.post("/clients/missing-time-zones", status_code=status.HTTP_202_ACCEPTED)
+async def set_missing_time_zones(
+    principal: ManagingPrincipal, state: State, request: Request, body: MissingTimeZones
+) -> commands.MissingTimeZonesSet:
+    """Every card of the firm without a time zone takes this one; cards with one keep it."""
+    command = commands.SetMissingTimeZones(
+        firm_id=principal.firm_id,
+        actor=accountant_actor(principal),
+        correlation_id=request.state.correlation_id,
+        time_zone=body.time_zone,
+    )
+    return await send_command(state, request, commands.SET_MISSING_TIME_ZONES, command, commands.MissingTimeZonesSet)
 
 
 class ConnectLinkAnswer(BaseModel):

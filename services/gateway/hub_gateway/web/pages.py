@@ -168,7 +168,10 @@ async def manage_clients_page(request: Request, state: State, session: Session) 
         return _to_sign_in(request)
     people = {person["accountant_id"]: person for person in await _people(session, principal)}
     client_list = await clients_queries.clients(session, firm_id=principal.firm_id)
-    boot = {"schedule": await _schedule_boot(session, principal, client=None)}
+    boot = {
+        "schedule": await _schedule_boot(session, principal, client=None),
+        "can_set_time_zones": principal.role in MANAGING_ROLES,
+    }
     # Translated here, as plain text the template escapes: a template's _() marks what it
     # returns as safe HTML, which a summary must never be taken for.
     t = request_translator(request)
@@ -182,6 +185,7 @@ async def manage_clients_page(request: Request, state: State, session: Session) 
         people=people,
         boot=boot,
         failure_summaries=summaries,
+        without_time_zone=sum(1 for c in client_list if not c.card.get("time_zone")),
     )
 
 

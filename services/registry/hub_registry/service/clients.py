@@ -9,11 +9,20 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 
+from pydantic import ValidationError
 from sqlalchemy import func, or_
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
-from hub_common.commands import AddClient, RejectionReason, RemoveClient, TestConnection, UpdateClient, refused
+from hub_common.commands import (
+    AddClient,
+    RejectionReason,
+    RemoveClient,
+    SetMissingTimeZones,
+    TestConnection,
+    UpdateClient,
+    refused,
+)
 from hub_common.entra import DirectoryUnavailable, TenantDirectory, TenantNotFound
 from hub_common.events import (
     ClientAdded,
@@ -63,15 +72,33 @@ async def _check_assignee(session: AsyncSession, firm_id: uuid.UUID, card: Clien
         )
 
 
-def _check_time_zone(card: ClientCard) -> None:
+def _check_time_zone(time_zone: str | None) -> None:
     """A card's time zone is a place's (or UTC) that this host's tzdata knows, like a
     refresh schedule's: a link such as US/Eastern may mean another zone on another host."""
-    if card.time_zone is None:
+    if time_zone is None:
         return
     try:
-        place_time_zone(card.time_zone)
+        place_time_zone(time_zone)
     except InvalidSchedule as error:
         raise refused(RejectionReason.INVALID, error.message, "time_zone", **error.values) from error
+
+
+def _card_of(client: Client) -> ClientCard:
+    """The card as stored, for an event that changes it on the accountant's behalf."""
+    return ClientCard.model_validate(
+        {
+            "name": client.name,
+            "client_url": client.client_url,
+            "contact_name": client.contact_name,
+            "email": client.email,
+            "phone": client.phone,
+            "notes": client.notes,
+            "assigned_accountant_id": client.assigned_accountant_id,
+            "tax_account_numbers": account_numbers(client.tax_account_numbers),
+            "cash_account_numbers": account_numbers(client.cash_account_numbers),
+            "time_zone": client.time_zone,
+        }
+    )
 
 
 async def _check_unique(
@@ -117,7 +144,7 @@ async def insert_client(
     verified token already said it (an invitation), so Entra is not asked."""
     parsed = parse_url(card.client_url, settings)
     # What the card alone can refuse first: asking Entra is the slow part.
-    _check_time_zone(card)
+    _check_time_zone(card.time_zone)
     await _check_assignee(session, context.firm_id, card)
     tenant_id = known_tenant_id or await resolve_tenant(directory, parsed.tenant)
     await _check_unique(session, context.firm_id, parsed, tenant_id, except_id=None)
@@ -173,7 +200,7 @@ async def update_client(
     # Locked (PostgreSQL): two saves at once must not both count the same accounts revision.
     client = await live_client(session, command.firm_id, command.client_id, for_update=True)
     parsed = parse_url(command.card.client_url, settings)
-    _check_time_zone(command.card)
+    _check_time_zone(command.card.time_zone)
     await _check_assignee(session, command.firm_id, command.card)
     tenant_id = await resolve_tenant(directory, parsed.tenant)
     moved = tenant_id != client.tenant_id or parsed.environment.lower() != client.environment.lower()
@@ -204,6 +231,42 @@ async def update_client(
         Context.of(command),
         ClientUpdated(client_id=client.id, card=card, connection=parsed_connection(parsed, tenant_id)),
     )
+
+
+async def set_missing_time_zones(*, session: AsyncSession, command: SetMissingTimeZones) -> int:
+    """Returns how many cards were given the zone."""
+    _check_time_zone(command.time_zone)
+    # Locked (PostgreSQL) like a card save: one saved meanwhile with a zone keeps it.
+    without_zone = (
+        await session.execute(
+            select(Client)
+            .where(
+                Client.firm_id == command.firm_id,
+                col(Client.removed_at).is_(None),
+                col(Client.time_zone).is_(None),
+            )
+            .order_by(col(Client.id))
+            .with_for_update()
+        )
+    ).scalars()
+    context = Context.of(command)
+    given = 0
+    for client in without_zone:
+        client.time_zone = command.time_zone
+        try:
+            card = _card_of(client)
+        except ValidationError as error:
+            # A card saved under older rules: its own save says what to mend; the others
+            # still get their zone.
+            client.time_zone = None
+            logger.warning("card not given a time zone", client_id=str(client.id), errors=error.error_count())
+            continue
+        client.updated_at = datetime.now(UTC)
+        await emit(
+            session, context, ClientUpdated(client_id=client.id, card=card, connection=client_connection(client))
+        )
+        given += 1
+    return given
 
 
 async def remove_client(*, session: AsyncSession, command: RemoveClient) -> None:
@@ -282,23 +345,11 @@ async def resolve_missing_tenant_ids(*, session: AsyncSession, directory: Tenant
             logger.warning("tenant not resolved", client_id=str(client.id), reason=str(error)[:200])
             continue
         client.tenant_id = tenant_id
-        card = ClientCard.model_validate(
-            {
-                "name": client.name,
-                "client_url": client.client_url,
-                "contact_name": client.contact_name,
-                "email": client.email,
-                "phone": client.phone,
-                "notes": client.notes,
-                "assigned_accountant_id": client.assigned_accountant_id,
-                "tax_account_numbers": account_numbers(client.tax_account_numbers),
-                "cash_account_numbers": account_numbers(client.cash_account_numbers),
-                "time_zone": client.time_zone,
-            }
-        )
         context = Context(client.firm_id, SERVICE_ACTOR, f"resolve-tenant-{client.id}")
         await emit(
-            session, context, ClientUpdated(client_id=client.id, card=card, connection=client_connection(client))
+            session,
+            context,
+            ClientUpdated(client_id=client.id, card=_card_of(client), connection=client_connection(client)),
         )
         resolved += 1
     return resolved

@@ -10,8 +10,7 @@ Hub.start(() => {
 
   $("assigned_accountant_id").replaceChildren(h("option", { value: "" }, _("Nobody")),
     ...boot.accountants.map((a) => h("option", { value: a.accountant_id }, a.display_name ? `${a.display_name} (${a.email})` : a.email)));
-  const zones = typeof Intl.supportedValuesOf === "function" ? Intl.supportedValuesOf("timeZone") : [];
-  $("time-zones").replaceChildren(...zones.map((name) => h("option", { value: name })));
+  $("time-zones").replaceChildren(...Hub.timeZoneOptions());
   if (client) {
     const card = client.card;
     for (const field of FIELDS) {
@@ -19,11 +18,8 @@ Hub.start(() => {
       $(field).value = Array.isArray(value) ? value.join(", ") : value || "";
     }
   } else {
-    // A new client is most likely where the accountant is. Only a place's zone is offered,
-    // as the registry admits (Etc/UTC or US/Eastern are not places; empty means UTC).
-    const here = Intl.DateTimeFormat().resolvedOptions().timeZone || "";
-    const place = /^(Africa|America|Antarctica|Arctic|Asia|Atlantic|Australia|Europe|Indian|Pacific)\/./;
-    $("time_zone").value = place.test(here) ? here : "";
+    // A new client is most likely where the accountant is (empty means UTC).
+    $("time_zone").value = Hub.placeTimeZoneHere();
   }
 
   // Per company: whether Business Central notifies the hub of its changes, and since when.

@@ -373,5 +373,18 @@ const Hub = (() => {
     return typeof Intl.ListFormat === "function" ? new Intl.ListFormat(language, { type: "conjunction" }).format(quoted) : quoted.join(", ");
   }
 
-  return { _, ngettext, start, language, api, ApiError, h, amount, count, compactAmount, dateTime, date, time, age, setLocale, closeMenus, technicalDetails, waitingText, failureText, download, quotedList, latestCall, serialReads };
+  // The IANA time zones the browser knows, as <option>s of a field's suggestions.
+  function timeZoneOptions() {
+    const names = typeof Intl.supportedValuesOf === "function" ? Intl.supportedValuesOf("timeZone") : [];
+    return names.map((name) => h("option", { value: name }));
+  }
+
+  // The browser's time zone when it is a place's, as the registry admits for a client
+  // (Etc/UTC or US/Eastern are not places); otherwise "".
+  function placeTimeZoneHere() {
+    const here = Intl.DateTimeFormat().resolvedOptions().timeZone || "";
+    return /^(Africa|America|Antarctica|Arctic|Asia|Atlantic|Australia|Europe|Indian|Pacific)\/./.test(here) ? here : "";
+  }
+
+  return { _, ngettext, start, language, api, ApiError, h, amount, count, compactAmount, dateTime, date, time, age, setLocale, closeMenus, technicalDetails, waitingText, failureText, download, quotedList, latestCall, serialReads, timeZoneOptions, placeTimeZoneHere };
 })();

@@ -45,12 +45,11 @@ Hub.start(() => {
     ...CHOICES.map(([minutes, label]) => h("option", { value: String(minutes) }, label)));
   const quietFrom = h("input", { id: "schedule-quiet-from", type: "time" });
   const quietUntil = h("input", { id: "schedule-quiet-until", type: "time" });
-  const zones = typeof Intl.supportedValuesOf === "function" ? Intl.supportedValuesOf("timeZone") : [];
   const zone = h("input", { id: "schedule-time-zone", list: "schedule-zones", maxlength: "64", autocomplete: "off" });
-  const zoneList = h("datalist", { id: "schedule-zones" }, ...zones.map((name) => h("option", { value: name })));
+  const zoneList = h("datalist", { id: "schedule-zones" }, ...Hub.timeZoneOptions());
   const error = h("div", { class: "field-error", id: "schedule-error", role: "alert" });
   const saved = h("div", { class: "hint", id: "schedule-saved", role: "status", "aria-live": "polite" });
-  const shown = current || { every_minutes: 60, quiet_from: null, quiet_until: null, time_zone: Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC" };
+  const shown = current || { every_minutes: 60, quiet_from: null, quiet_until: null, time_zone: Hub.placeTimeZoneHere() || "UTC" };
   if (shown.every_minutes !== null && !CHOICES.some(([minutes]) => minutes === shown.every_minutes)) {
     every.append(h("option", { value: String(shown.every_minutes) }, _("Every %(minutes)s minutes", { minutes: shown.every_minutes })));
   }
