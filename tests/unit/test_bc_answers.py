@@ -181,6 +181,36 @@ def test_a_trial_balance_amount_sent_as_a_number_is_read() -> None:
     assert balance.lines[0].net_change_debit == Decimal("72893.84")
 
 
+def test_a_trial_balance_in_three_decimals_is_read_as_bc_wrote_it() -> None:
+    """BC formats every trial balance amount with the company's amount decimal places: a
+    company keeping three (KWD) writes "12.345" for twelve dinars 345 fils, not 12,345."""
+    rows = [
+        {"number": "1000", "totalDebit": "", "totalCredit": "", "balanceAtDateDebit": "", "balanceAtDateCredit": ""},
+        {
+            "number": "1010",
+            "totalDebit": "12.345",
+            "totalCredit": "0.000",
+            "balanceAtDateDebit": "1,234.567",
+            "balanceAtDateCredit": "0.000",
+        },
+    ]
+    line = _trial_balance(rows, TODAY, TODAY).lines[1]
+    assert (line.net_change_debit, line.net_change_credit, line.balance_debit) == (
+        Decimal("12.345"),
+        Decimal("0.000"),
+        Decimal("1234.567"),
+    )
+    # A company without decimals (its zeros are "0") groups thousands with the same mark.
+    whole = [{"number": "1010", "totalDebit": "12,345", "totalCredit": "0"}]
+    assert _trial_balance(whole, TODAY, TODAY).lines[0].net_change_debit == Decimal("12345")
+
+
+def test_a_trial_balance_amount_beyond_28_digits_is_a_bad_response() -> None:
+    with pytest.raises(FetchFailure) as failure:
+        _trial_balance([{"number": "1010", "totalDebit": "1" * 29 + ".00"}], TODAY, TODAY)
+    assert failure.value.kind is FailureKind.BAD_RESPONSE
+
+
 # ---------------------------------------------------------------- 3. hostile bodies
 
 

@@ -13,7 +13,7 @@ import pytest
 
 from hub_common import commands
 from hub_common.commands import CommandRejected
-from hub_fetcher.statements import decode_enum, fiscal_year_start, parse_formatted_amount
+from hub_fetcher.statements import decode_enum, fiscal_year_start, lone_mark_is_decimal, parse_formatted_amount
 
 
 @pytest.mark.parametrize(
@@ -35,6 +35,39 @@ from hub_fetcher.statements import decode_enum, fiscal_year_start, parse_formatt
 )
 def test_formatted_amounts_are_read_whatever_the_region(text: str, amount: str) -> None:
     assert parse_formatted_amount(text) == Decimal(amount)
+
+
+@pytest.mark.parametrize(
+    ("answer", "decimal"),
+    [
+        (["12.345", "0.000"], True),  # three decimals (KWD): the zero says so
+        (["12,345", "0,000"], True),  # the same with a decimal comma
+        (["1,234.567", "12.345"], True),
+        (["0.125"], True),  # a group of thousands never starts with 0
+        (["1,234", "0.00"], True),  # two decimals: a lone mark is always the decimal one
+        (["12,345", "0"], False),  # no decimals: "12,345" groups thousands
+        (["1.234.567", "12.345"], False),
+        (["12,345"], False),  # nothing else says: thousands, as before
+        ([], False),
+        (["", "abc"], False),
+    ],
+)
+def test_an_answers_other_amounts_say_what_a_lone_mark_is(answer: list[str], decimal: bool) -> None:
+    assert lone_mark_is_decimal(answer) is decimal
+
+
+@pytest.mark.parametrize(
+    ("text", "amount"),
+    [
+        ("12.345", "12.345"),
+        ("12,345", "12.345"),
+        ("-1,234", "-1.234"),
+        ("1,234.567", "1234.567"),
+        ("(0.125)", "-0.125"),
+    ],
+)
+def test_a_lone_mark_read_as_the_decimal_one(text: str, amount: str) -> None:
+    assert parse_formatted_amount(text, lone_mark_is_decimal=True) == Decimal(amount)
 
 
 @pytest.mark.parametrize("text", ["", "   ", "\u00a0"])

@@ -305,6 +305,34 @@ def test_no_currency_code_means_plain_amounts_and_odd_codes_cannot_break_the_for
     assert odd["Balance Sheet"]["B7"].number_format == '#,##0.00 "EUR";-#,##0.00 "EUR"'
 
 
+def test_a_company_keeping_three_decimals_prints_them() -> None:
+    """A Kuwaiti company's amounts are in fils (0.001 KWD): rounded to cents, its statements
+    would not add up to what BC shows."""
+    trial_balance = _statements().trial_balance
+    fils = trial_balance.model_copy(
+        update={
+            "lines": [
+                *trial_balance.lines[:1],
+                trial_balance.lines[1].model_copy(update={"balance_debit": D("700.125")}),
+            ]
+        }
+    )
+    workbook = _open(
+        company_workbook(
+            _statements(trial_balance=fils), client_name="c", company_name="x", currency_code="KWD", as_of=AS_OF
+        )
+    )
+    three = '#,##0.000 "KWD";-#,##0.000 "KWD"'
+    assert workbook["Balance Sheet"]["B7"].number_format == three
+    cells = [c for row in workbook["Trial Balance"].iter_rows() for c in row if c.value == D("700.125")]
+    assert cells and {cell.number_format for cell in cells} == {three}  # the account's line and the total
+    # Amounts written with more decimals than BC keeps still print with at most five.
+    many = _statements(
+        retained_earnings=Statement(period_start=None, period_end=AS_OF, lines=[_line(1, "x", "0.1234567")])
+    )
+    assert "#,##0.00000 " in _build(many)["Balance Sheet"]["B7"].number_format
+
+
 def test_hostile_names_are_cleaned_and_headers_stay_within_excels_limit() -> None:
     name = "Bad\x00\x07 & name " + "&" * 300
     workbook = _open(

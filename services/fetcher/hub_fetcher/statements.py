@@ -24,14 +24,14 @@ from collections.abc import Awaitable, Callable
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any
 
-from pydantic import AliasChoices, BaseModel, BeforeValidator, Field, ValidationError
+from pydantic import AliasChoices, BaseModel, BeforeValidator, Field, ValidationError, ValidationInfo
 
 from hub_common import commands
 from hub_common.command_handling import answer
 from hub_common.commands import CommandRejected, ReadStatements, Rejection, RejectionReason
 from hub_common.events import ClientConnection, FailureKind
 from hub_common.logging import get_logger
-from hub_common.money import round_money
+from hub_common.money import MAX_DIGITS
 from hub_common.statements import (
     MAX_INDENTATION,
     MAX_STATEMENT_LINES,
@@ -102,19 +102,14 @@ class _NetChangeRow(_ReportRow):
 
 _SEPARATORS = re.compile(r"[\s\u00a0\u202f'’]")
 _DIGITS_AND_MARKS = re.compile(r"^[0-9.,]{1,40}$")
+# Validation context of a trial balance: whether a lone "." or "," before exactly three
+# digits is the answer's decimal mark (see ``lone_mark_is_decimal``).
+LONE_MARK_IS_DECIMAL = "lone_mark_is_decimal"
 
 
-def parse_formatted_amount(text: str) -> Decimal | None:
-    """An amount BC formatted as text for the user's region ("72,893.84", "72.893,84",
-    "72 893,84", "-1,234.50", "(1,234.50)"); blank is None.
-
-    The decimal separator is the last of "." and "," when both appear; a lone separator
-    followed by exactly three digits groups thousands (BC writes amounts with two
-    decimals, so "1,234" is one thousand two hundred and thirty-four).
-    """
+def _unsigned(text: str) -> tuple[str, bool]:
+    """The amount's digits and marks, and whether it is negative."""
     compact = _SEPARATORS.sub("", text)
-    if not compact:
-        return None
     negative = False
     if compact.startswith("(") and compact.endswith(")"):
         negative, compact = True, compact[1:-1]
@@ -122,6 +117,50 @@ def parse_formatted_amount(text: str) -> Decimal | None:
         negative, compact = not negative, compact[1:]
     elif compact.endswith("-"):
         negative, compact = not negative, compact[:-1]
+    return compact, negative
+
+
+def _decimals_shown(text: str) -> int | None:
+    """How many decimals an amount shows, when the text alone says: "1,234.567" three,
+    "0.125" three (a group never starts with 0), "12,50" two, "1,234,567" and "0" none;
+    "1,234" could be 1234 or 1.234 (None)."""
+    compact, _ = _unsigned(text)
+    if not compact or not _DIGITS_AND_MARKS.match(compact):
+        return None
+    last_dot, last_comma = compact.rfind("."), compact.rfind(",")
+    if last_dot < 0 and last_comma < 0:
+        return 0
+    mark = "." if last_dot > last_comma else ","
+    after = len(compact) - compact.rfind(mark) - 1
+    if last_dot >= 0 and last_comma >= 0:
+        return after
+    if compact.count(mark) > 1:
+        return 0
+    if after != 3 or compact.split(mark)[0] in ("", "0"):
+        return after
+    return None
+
+
+def lone_mark_is_decimal(texts: list[str]) -> bool:
+    """Whether the amounts of one answer all show decimals, so that "1,234" among them is
+    1.234. BC writes every amount of a trial balance with the company's amount decimal
+    places (G/L Setup; 3 for KWD, BHD, OMR, JOD or TND, 2 for most, 0 for some), its zeros
+    too ("0.000"): the answer's other amounts say what "1,234" alone cannot."""
+    shown = [decimals for decimals in map(_decimals_shown, texts) if decimals is not None]
+    return bool(shown) and min(shown) > 0
+
+
+def parse_formatted_amount(text: str, *, lone_mark_is_decimal: bool = False) -> Decimal | None:
+    """An amount BC formatted as text for the user's region ("72,893.84", "72.893,84",
+    "72 893,84", "-1,234.50", "(1,234.50)"); blank is None.
+
+    The decimal separator is the last of "." and "," when both appear; a lone separator
+    followed by exactly three digits groups thousands ("1,234" is one thousand two hundred
+    and thirty-four) unless the answer's amounts all show decimals (``lone_mark_is_decimal``).
+    """
+    compact, negative = _unsigned(text)
+    if not compact:
+        return None
     if not _DIGITS_AND_MARKS.match(compact) or not any(char.isdigit() for char in compact):
         raise ValueError(f"not an amount: {text[:50]!r}")
     last_dot, last_comma = compact.rfind("."), compact.rfind(",")
@@ -130,7 +169,8 @@ def parse_formatted_amount(text: str) -> Decimal | None:
     elif last_dot >= 0 or last_comma >= 0:
         mark = "." if last_dot >= 0 else ","
         digits_after = len(compact) - max(last_dot, last_comma) - 1
-        decimal_mark = mark if compact.count(mark) == 1 and digits_after != 3 else None
+        lone = compact.count(mark) == 1
+        decimal_mark = mark if lone and (digits_after != 3 or lone_mark_is_decimal) else None
     else:
         decimal_mark = None
     grouping = {".", ","} - {decimal_mark}
@@ -147,17 +187,22 @@ def parse_formatted_amount(text: str) -> Decimal | None:
     return -amount if negative else amount
 
 
-def _formatted_amount(value: object) -> Decimal | None:
+def _formatted_amount(value: object, info: ValidationInfo) -> Decimal | None:
     """Trial balance money: text as BC documents it, or a number should a version send one."""
     if value is None:
         return None
+    amount: Decimal | None = None
     if isinstance(value, str):
-        return parse_formatted_amount(value)
+        context = info.context or {}
+        amount = parse_formatted_amount(value, lone_mark_is_decimal=bool(context.get(LONE_MARK_IS_DECIMAL)))
+        if amount is None:
+            return None
     # The client parses JSON numbers with a fraction as Decimal, whole ones as int.
-    if isinstance(value, Decimal | int | float) and not isinstance(value, bool):
+    elif isinstance(value, Decimal | int | float) and not isinstance(value, bool):
         amount = Decimal(str(value))
-        if amount.is_finite():
-            return amount
+    # Kept as BC wrote it (a company may keep three decimals), so bounded like any amount.
+    if amount is not None and amount.is_finite() and len(amount.as_tuple().digits) <= MAX_DIGITS:
+        return amount
     raise ValueError("not an amount")
 
 
@@ -308,7 +353,7 @@ def _statement(
             StatementLine(
                 line_number=row.line_number,
                 description=row.display,
-                amount=round_money(row.amount),
+                amount=row.amount,
                 line_type=_line_type(row.line_type),
                 indentation=min(row.indentation, MAX_INDENTATION),
             )
@@ -317,12 +362,14 @@ def _statement(
     )
 
 
-def _rounded(amount: Decimal | None) -> Decimal | None:
-    return None if amount is None else round_money(amount)
+_TRIAL_BALANCE_AMOUNTS = ("totalDebit", "totalCredit", "balanceAtDateDebit", "balanceAtDateCredit")
 
 
 def _trial_balance(rows: list[dict[str, Any]], start: dt.date, end: dt.date) -> TrialBalance:
-    parsed = parse_entities(_TrialBalanceRow, _bounded(rows, "trialBalances"), "trialBalances")
+    bounded = _bounded(rows, "trialBalances")
+    texts = [row[name] for row in bounded for name in _TRIAL_BALANCE_AMOUNTS if isinstance(row.get(name), str)]
+    context = {LONE_MARK_IS_DECIMAL: lone_mark_is_decimal(texts)}
+    parsed = parse_entities(_TrialBalanceRow, bounded, "trialBalances", context=context)
     return TrialBalance(
         period_start=start,
         period_end=end,
@@ -331,10 +378,10 @@ def _trial_balance(rows: list[dict[str, Any]], start: dt.date, end: dt.date) -> 
                 number=row.number[:20],
                 name=row.display,
                 account_type=decode_enum(row.account_type)[:30],
-                net_change_debit=_rounded(row.total_debit),
-                net_change_credit=_rounded(row.total_credit),
-                balance_debit=_rounded(row.balance_debit),
-                balance_credit=_rounded(row.balance_credit),
+                net_change_debit=row.total_debit,
+                net_change_credit=row.total_credit,
+                balance_debit=row.balance_debit,
+                balance_credit=row.balance_credit,
             )
             for row in parsed
         ],
@@ -351,11 +398,11 @@ def _aged(rows: list[dict[str, Any]], what: str, as_of: dt.date) -> AgedReport:
                 number=row.number[:20],
                 name=row.name,
                 currency_code=row.currency_code[:10],
-                current=round_money(row.current_amount),
-                period1=round_money(row.period1_amount),
-                period2=round_money(row.period2_amount),
-                period3=round_money(row.period3_amount),
-                balance_due=round_money(row.balance_due),
+                current=row.current_amount,
+                period1=row.period1_amount,
+                period2=row.period2_amount,
+                period3=row.period3_amount,
+                balance_due=row.balance_due,
             )
             for row in parsed
             # BC's last row is its "Total", under the empty GUID; the workbook sums its own.
@@ -389,7 +436,7 @@ class StatementsReader:
                 "(HUB_STATEMENTS_DEADLINE_SECONDS)",
             ) from error
         except ArithmeticError as error:
-            # An amount too large to round to cents (decimal.InvalidOperation): no statement BC keeps.
+            # An amount Decimal cannot work with (decimal.InvalidOperation): no statement BC keeps.
             raise FetchFailure(
                 FailureKind.BAD_RESPONSE, message=f"statements: an amount out of range ({type(error).__name__})"
             ) from error

@@ -159,9 +159,12 @@ class CurrencyExchangeRate(Entity):
 EntityT = TypeVar("EntityT", bound=Entity)
 
 
-def parse_entities(model: type[EntityT], items: list[dict[str, Any]], what: str) -> list[EntityT]:
+def parse_entities(
+    model: type[EntityT], items: list[dict[str, Any]], what: str, *, context: dict[str, Any] | None = None
+) -> list[EntityT]:
+    """``context`` is what the whole answer says about each item (its validators read it)."""
     try:
-        return [model.model_validate(item) for item in items]
+        return [model.model_validate(item, context=context) for item in items]
     except ValidationError as error:
         first = error.errors()[0]
         # The field named (never its value: tenant input stays out of messages and logs).

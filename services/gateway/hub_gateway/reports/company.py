@@ -51,13 +51,14 @@ class _Context:
     as_of: date
     read_at_text: str
     t: Translator
+    amount_decimals: int
 
     def day(self, day: date) -> str:
         return day_text(day, self.t.language)
 
     @property
     def money(self) -> str:
-        return money_format(self.currency_code)
+        return money_format(self.currency_code, self.amount_decimals)
 
 
 def _title_block(sheet: Any, context: _Context, title: str, period: str) -> None:
@@ -243,6 +244,34 @@ SHEET_TITLES = (
 )
 
 
+# BC keeps at most five decimals for an amount (G/L Setup's "Amount Decimal Places").
+MOST_AMOUNT_DECIMALS = 5
+
+
+def _amount_decimals(statements: CompanyStatements) -> int:
+    """Decimals the workbook shows: as many as BC wrote, at least two; a company that keeps
+    three (its currency KWD, BHD or OMR) prints its mils rather than rounded cents."""
+    amounts: list[Decimal | None] = []
+    for statement in (
+        statements.balance_sheet,
+        statements.income_statement,
+        statements.cash_flow_statement,
+        statements.retained_earnings,
+    ):
+        amounts += [line.amount for line in statement.lines]
+    for account in statements.trial_balance.lines:
+        amounts += [account.net_change_debit, account.net_change_credit, account.balance_debit, account.balance_credit]
+    for report in (statements.aged_receivables, statements.aged_payables):
+        for party in report.lines:
+            amounts += [party.current, party.period1, party.period2, party.period3, party.balance_due]
+    written = [
+        -exponent
+        for amount in amounts
+        if amount is not None and isinstance(exponent := amount.as_tuple().exponent, int)
+    ]
+    return min(max([2, *written]), MOST_AMOUNT_DECIMALS)
+
+
 def company_workbook(
     statements: CompanyStatements,
     *,
@@ -261,6 +290,7 @@ def company_workbook(
         as_of=as_of,
         read_at_text=moment_text(statements.read_at.astimezone(UTC), language),
         t=t,
+        amount_decimals=_amount_decimals(statements),
     )
     titles = [t.gettext(title) for title in SHEET_TITLES]
     workbook = new_workbook(

@@ -103,9 +103,9 @@ def currency_code(code: str | None) -> str:
     return _NOT_A_CURRENCY_CHARACTER.sub("", code or "")[:10].upper()
 
 
-def money_format(code: str | None) -> str:
-    """Two decimals with thousands separators, followed by the currency code (if known)."""
-    amount = "#,##0.00"
+def money_format(code: str | None, decimals: int = 2) -> str:
+    """``decimals`` decimals with thousands separators, followed by the currency code (if known)."""
+    amount = "#,##0." + "0" * decimals
     cleaned = currency_code(code)
     if not cleaned:
         return f"{amount};-{amount}"
