@@ -305,6 +305,22 @@ def test_no_currency_code_means_plain_amounts_and_odd_codes_cannot_break_the_for
     assert odd["Balance Sheet"]["B7"].number_format == '#,##0.00 "EUR";-#,##0.00 "EUR"'
 
 
+def test_a_bold_row_with_a_sum_keeps_it() -> None:
+    """BC's lineType "header" is any bold row of posting accounts, also one that sums a range."""
+    lines = [
+        _line(10000, "Assets", "0", "header", 0),
+        _line(20000, "Total Current Assets", "2500.00", "header", 0),
+        _line(30000, "Cash", "2500.00"),
+    ]
+    sheet = _build(_statements(balance_sheet=BALANCE_SHEET.model_copy(update={"lines": lines})))["Balance Sheet"]
+    assert [(sheet.cell(row, 1).value, sheet.cell(row, 2).value) for row in (6, 7, 8)] == [
+        ("Assets", None),
+        ("Total Current Assets", D("2500.00")),
+        ("Cash", D("2500.00")),
+    ]
+    assert sheet["B7"].font.bold
+
+
 def test_a_company_keeping_three_decimals_prints_them() -> None:
     """A Kuwaiti company's amounts are in fils (0.001 KWD): rounded to cents, its statements
     would not add up to what BC shows."""

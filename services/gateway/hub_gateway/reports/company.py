@@ -117,6 +117,11 @@ def _statement_sheet(workbook: Any, context: _Context, title: str, amount_headin
             description.alignment = Alignment(indent=line.indentation)
             if line.line_type == "header":
                 description.font = BOLD
+                # BC calls any bold row of posting accounts a header, and one with a
+                # totaling range has its sum ("Total Current Assets" in bold); a heading
+                # without one has no amount (0).
+                if line.amount:
+                    put_number(sheet, row, 2, line.amount, context.money).font = BOLD
             else:
                 amount = put_number(sheet, row, 2, line.amount, context.money)
                 if line.line_type == "total":
