@@ -362,6 +362,18 @@ def test_hostile_names_are_cleaned_and_headers_stay_within_excels_limit() -> Non
     assert not header.left.text.endswith("&") or header.left.text.endswith("&&")
 
 
+def test_what_xml_refuses_is_left_out_so_the_file_opens() -> None:
+    """U+FFFF and U+FFFE pass JSON, pydantic and NATS, but not XML: one in a tenant's name
+    made the whole workbook unreadable."""
+    lines = [_line(10000, "Cash\ufffe desk", "12.00"), _line(20000, "Petty\uffff cash", "1.00")]
+    statements = _statements(balance_sheet=BALANCE_SHEET.model_copy(update={"lines": lines}))
+    workbook = _open(
+        company_workbook(statements, client_name="c", company_name="Acme\uffff", currency_code="EUR", as_of=AS_OF)
+    )
+    sheet = workbook["Balance Sheet"]
+    assert (sheet["A1"].value, sheet["A6"].value, sheet["A7"].value) == ("Acme", "Cash desk", "Petty cash")
+
+
 def _figures(cash: str, overdue_sales: str = "0", low_point: str = "0") -> CompanyFigures:
     return CompanyFigures(
         cash=CashFigure(accounts=[], total=D(cash), source="api", read_at=READ_AT),

@@ -72,10 +72,16 @@ def datetime_format(language: str) -> str:
 _SOFT_HYPHEN = "\u00ad"
 
 
+# What XML 1.0 refuses beyond openpyxl's control characters: the noncharacters U+FFFE and
+# U+FFFF (pydantic refuses lone surrogates before). One in a tenant's name would make the
+# whole file unreadable.
+_NOT_IN_XML = re.compile("[\ufffe\uffff]")
+
+
 def clean_text(value: str, limit: int = MAX_CELL_TEXT) -> str:
-    """Text an xlsx file can hold: no control characters (nor soft hyphens), at most
-    ``limit`` characters."""
-    cleaned: str = ILLEGAL_CHARACTERS_RE.sub("", value).replace(_SOFT_HYPHEN, "")
+    """Text an xlsx file can hold: no control characters, nor what XML refuses (nor soft
+    hyphens), at most ``limit`` characters."""
+    cleaned: str = _NOT_IN_XML.sub("", ILLEGAL_CHARACTERS_RE.sub("", value)).replace(_SOFT_HYPHEN, "")
     return cleaned[:limit]
 
 
