@@ -28,7 +28,7 @@ from hub_fetcher.bc.identity import TokenProvider
 from hub_fetcher.bc.limits import TenantLimiter
 from hub_fetcher.figures.company import CompanyRecords, company_figures
 from hub_fetcher.refresh import ClientReader, company_requests
-from hub_fetcher.statements import _trial_balance
+from hub_fetcher.statements import _aged, _trial_balance
 
 BC_HOST = "https://bc.test"
 ENVIRONMENT = Environment(tenant="contoso.com", name="Production")
@@ -209,6 +209,34 @@ def test_a_trial_balance_amount_beyond_28_digits_is_a_bad_response() -> None:
     with pytest.raises(FetchFailure) as failure:
         _trial_balance([{"number": "1010", "totalDebit": "1" * 29 + ".00"}], TODAY, TODAY)
     assert failure.value.kind is FailureKind.BAD_RESPONSE
+
+
+def _aged_row(number: int, balance: object) -> dict[str, object]:
+    return {
+        "customerId": str(uuid.UUID(int=number + 1)),
+        "customerNumber": f"C{number}",
+        "name": f"Customer {number}",
+        "currencyCode": "",
+        "balanceDue": balance,
+        "currentAmount": balance,
+        "period1Amount": 0,
+        "period2Amount": 0,
+        "period3Amount": 0,
+    }
+
+
+def test_aged_receivables_keep_the_customers_with_amounts_however_many_are_settled() -> None:
+    """BC answers a row for every customer, settled ones too: 25,000 of them are no reason
+    to refuse the report."""
+    total = {**_aged_row(0, Decimal("30.50")), "customerId": str(uuid.UUID(int=0)), "name": "Total"}
+    rows = [_aged_row(n, 0) for n in range(1, 25_001)] + [_aged_row(30_001, Decimal("10.25")), _aged_row(30_002, 20)]
+    report = _aged([*rows, total], "agedAccountsReceivables", TODAY)
+    assert [(line.number, line.balance_due) for line in report.lines] == [("C30001", Decimal("10.25")), ("C30002", 20)]
+    # More parties with amounts than a workbook prints, or a row without its amounts, is a bad response.
+    for answer in ([_aged_row(n, 1) for n in range(1, 20_002)], [{**_aged_row(1, 0), "balanceDue": None}]):
+        with pytest.raises(FetchFailure) as failure:
+            _aged(answer, "agedAccountsReceivables", TODAY)
+        assert failure.value.kind is FailureKind.BAD_RESPONSE
 
 
 # ---------------------------------------------------------------- 3. hostile bodies

@@ -388,8 +388,18 @@ def _trial_balance(rows: list[dict[str, Any]], start: dt.date, end: dt.date) -> 
     )
 
 
+_AGED_AMOUNTS = ("balanceDue", "currentAmount", "period1Amount", "period2Amount", "period3Amount")
+
+
 def _aged(rows: list[dict[str, Any]], what: str, as_of: dt.date) -> AgedReport:
-    parsed = parse_entities(_AgedRow, _bounded(rows, what), what)
+    """BC answers a row for every customer or vendor, settled ones too (all zero), and its
+    own "Total" under the empty GUID, which the workbook sums itself. Only rows with an
+    amount are read, and only they count towards the line limit: a shop with 25,000
+    customers, most of them settled, still gets its report. (A row whose amounts are
+    missing or not numbers is read, and refused as a bad response.)"""
+    with_amounts = [row for row in rows if any(row.get(name) != 0 for name in _AGED_AMOUNTS)]
+    parsed = parse_entities(_AgedRow, _bounded(with_amounts, what), what)
+    open_parties = [row for row in parsed if row.party_id != BLANK_GUID]
     return AgedReport(
         as_of=as_of,
         period_days=AGING_PERIOD_DAYS,
@@ -404,9 +414,7 @@ def _aged(rows: list[dict[str, Any]], what: str, as_of: dt.date) -> AgedReport:
                 period3=row.period3_amount,
                 balance_due=row.balance_due,
             )
-            for row in parsed
-            # BC's last row is its "Total", under the empty GUID; the workbook sums its own.
-            if row.party_id != BLANK_GUID
+            for row in open_parties
         ],
     )
 
