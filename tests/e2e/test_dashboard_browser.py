@@ -141,6 +141,16 @@ def test_an_accountants_day_on_the_dashboard(
     if overdue["largest"]:
         assert links.first.get_attribute("href") == overdue["largest"][0]["link"]
         assert (links.first.get_attribute("href") or "").startswith(sandbox.web_client)
+    # The purchases' total is BC's remaining amount (its cue); the invoices listed can only
+    # show their totals including tax, and the pane says both.
+    purchases = details["figures"]["overdue_purchase_invoices"]
+    assert purchases["amount_basis"] == "remaining_amount"
+    purchase_section = pane.locator("section", has_text="Overdue purchase invoices")
+    assert purchases["largest"], "the sample company has overdue purchase invoices"
+    expect(purchase_section).to_contain_text(
+        "The total is what remains to be paid (Business Central's own figure); the invoices listed show "
+        "their totals including tax"
+    )
     shot(page, "company-details")
 
     # 6. Workbooks: the company's statements, and the key figures of every client.

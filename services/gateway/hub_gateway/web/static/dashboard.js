@@ -804,7 +804,9 @@ Hub.start(() => {
     }
   });
 
-  function invoiceTable(caption, figure, currency, counterpartyLabel) {
+  // ``listsTotals``: the invoices listed show their totals including tax (purchase
+  // invoices: BC's API has no remaining amount for them), whatever the figure's total is.
+  function invoiceTable(caption, figure, currency, counterpartyLabel, listsTotals) {
     if (!figure) return h("p", { class: "muted" }, _("%(figure)s: not read yet.", { figure: caption }));
     const rows = figure.largest.map((invoice) => h("tr", {},
       h("td", {}, h("a", { href: invoice.link, target: "_blank", rel: "noopener noreferrer", "aria-label": _("Open invoice %(number)s in Business Central", { number: invoice.number }) }, invoice.number)),
@@ -812,7 +814,11 @@ Hub.start(() => {
       h("td", {}, Hub.date(invoice.due_date)),
       h("td", { class: "amount" }, Hub.count(invoice.days_overdue)),
       h("td", { class: "amount" }, Hub.amount(invoice.amount, currency))));
-    const note = figure.amount_basis === "total_including_tax" ? " " + _("Amounts are invoice totals including tax (BC's API gives no remaining amount for purchase invoices).") : "";
+    const note = figure.amount_basis === "total_including_tax"
+      ? " " + _("Amounts are invoice totals including tax (BC's API gives no remaining amount for purchase invoices).")
+      : listsTotals && figure.largest.length
+        ? " " + _("The total is what remains to be paid (Business Central's own figure); the invoices listed show their totals including tax (BC's API gives no remaining amount for purchase invoices).")
+        : "";
     return h("div", {},
       h("p", {}, ngettext("%(count)s overdue, %(total)s in all.", "%(count)s overdue, %(total)s in all.", figure.count, { total: Hub.amount(figure.total, currency) }),
         figure.count > figure.largest.length ? " " + ngettext("The largest:", "The %(count)s largest:", figure.largest.length) : "", note),
@@ -936,7 +942,7 @@ Hub.start(() => {
     body.push(h("section", { "aria-labelledby": "overdue-sales-title" }, h("h3", { id: "overdue-sales-title" }, _("Overdue sales invoices")),
       invoiceTable(_("Overdue sales invoices"), figures.overdue_sales_invoices, currency, _("Customer"))));
     body.push(h("section", { "aria-labelledby": "overdue-purchase-title" }, h("h3", { id: "overdue-purchase-title" }, _("Overdue purchase invoices")),
-      invoiceTable(_("Overdue purchase invoices"), figures.overdue_purchase_invoices, currency, _("Vendor"))));
+      invoiceTable(_("Overdue purchase invoices"), figures.overdue_purchase_invoices, currency, _("Vendor"), true)));
     $("details-body").replaceChildren(...body);
   }
 
