@@ -29,8 +29,12 @@ FETCHER_TEST_LIMITS = {
 
 
 class Hub:
-    def __init__(self, url: str, processes: list[ServiceProcess], gateway_environment: dict[str, str]) -> None:
+    def __init__(
+        self, url: str, processes: list[ServiceProcess], gateway_environment: dict[str, str], home: Path
+    ) -> None:
         self.url = url
+        # The registry's SQLite file: a test seeds rows an older release saved there.
+        self.registry_database = home / "registry.db"
         # Where the SMTP sink keeps every mail the hub sent (hub_common.dev_mail.read_mailbox).
         self.mail_dir = gateway_environment["HUB_SMTP_SINK_DIR"]
         self.processes = processes
@@ -93,7 +97,7 @@ def hub(
             {
                 **common,
                 **nats_broker.sign_in("registry"),
-                "HUB_DATABASE_URL": f"sqlite:///{home / 'registry.db'}",
+                "HUB_DATABASE_URL": f"sqlite:///{home / 'registry.db'}",  # Hub.registry_database
                 # The tests' webhook receivers listen on loopback (tests/e2e/test_alerts.py).
                 "HUB_ALERT_WEBHOOK_ALLOW_LOOPBACK": "true",
             },
@@ -128,7 +132,7 @@ def hub(
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until_healthy(f"{url}/healthz", processes[-1], timeout=90)
-        yield Hub(url, processes, gateway_environment)
+        yield Hub(url, processes, gateway_environment, home)
     finally:
         stop_all(reversed(processes))
     # A refused publish may be one a service only logs (a notice, a retried write): whatever

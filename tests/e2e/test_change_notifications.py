@@ -99,7 +99,7 @@ def notified(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NotifiedHub]:
         url = f"http://127.0.0.1:{gateway_port}"
         try:
             wait_until_healthy(f"{url}/healthz", processes[-1], timeout=90)
-            yield NotifiedHub(Hub(url, processes, gateway_environment), sandbox, proxy)
+            yield NotifiedHub(Hub(url, processes, gateway_environment, home), sandbox, proxy)
         finally:
             try:
                 stop_all(reversed(processes))

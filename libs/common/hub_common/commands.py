@@ -260,9 +260,19 @@ class ClientCreated(BaseModel):
     access_granted: bool | None = None
 
 
+class CardToSaveAgain(BaseModel):
+    client_id: uuid.UUID
+    name: str
+
+
 class MissingTimeZonesSet(BaseModel):
-    # How many cards were given the time zone (each a ClientUpdated).
+    # How many cards were given the time zone now (each a ClientUpdated).
     clients: int
+    # Cards still without one beyond this answer's share: ask again.
+    remaining: int = 0
+    # Cards saved under older rules, which no event may carry as they are: each takes the
+    # zone once opened, mended and saved.
+    to_save_again: list[CardToSaveAgain] = []
 
 
 class RefreshScheduleSaved(BaseModel):

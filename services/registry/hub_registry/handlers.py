@@ -63,9 +63,7 @@ def register_command_handlers(
         return commands.ClientCreated(client_id=command.client_id)
 
     async def set_missing_time_zones(session: AsyncSession, command: commands.SetMissingTimeZones) -> BaseModel:
-        return commands.MissingTimeZonesSet(
-            clients=await clients.set_missing_time_zones(session=session, command=command)
-        )
+        return await clients.set_missing_time_zones(session=session, command=command)
 
     async def test_connection(session: AsyncSession, command: commands.TestConnection) -> BaseModel:
         test_id = await clients.test_connection(

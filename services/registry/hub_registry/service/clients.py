@@ -16,6 +16,8 @@ from sqlmodel import col, select
 
 from hub_common.commands import (
     AddClient,
+    CardToSaveAgain,
+    MissingTimeZonesSet,
     RejectionReason,
     RemoveClient,
     SetMissingTimeZones,
@@ -83,8 +85,9 @@ def _check_time_zone(time_zone: str | None) -> None:
         raise refused(RejectionReason.INVALID, error.message, "time_zone", **error.values) from error
 
 
-def _card_of(client: Client) -> ClientCard:
-    """The card as stored, for an event that changes it on the accountant's behalf."""
+def _card_of(client: Client, *, time_zone: str | None) -> ClientCard:
+    """The card as stored with ``time_zone``, for an event that changes it on the
+    accountant's behalf (a ValidationError for a card saved under older rules)."""
     return ClientCard.model_validate(
         {
             "name": client.name,
@@ -96,7 +99,7 @@ def _card_of(client: Client) -> ClientCard:
             "assigned_accountant_id": client.assigned_accountant_id,
             "tax_account_numbers": account_numbers(client.tax_account_numbers),
             "cash_account_numbers": account_numbers(client.cash_account_numbers),
-            "time_zone": client.time_zone,
+            "time_zone": time_zone,
         }
     )
 
@@ -233,10 +236,18 @@ async def update_client(
     )
 
 
-async def set_missing_time_zones(*, session: AsyncSession, command: SetMissingTimeZones) -> int:
-    """Returns how many cards were given the zone."""
+# Cards given a zone by one command: each is a write and an event, and the answer must come
+# within the gateway's command timeout; a firm with more asks again (the page does).
+TIME_ZONES_PER_ANSWER = 500
+
+
+async def set_missing_time_zones(
+    *, session: AsyncSession, command: SetMissingTimeZones, per_answer: int = TIME_ZONES_PER_ANSWER
+) -> MissingTimeZonesSet:
     _check_time_zone(command.time_zone)
-    # Locked (PostgreSQL) like a card save: one saved meanwhile with a zone keeps it.
+    # Locked (PostgreSQL) like a card save, so one saved meanwhile with a zone keeps it; a
+    # lock that still lets other tables' rows point at the card (an alert episode inserted
+    # meanwhile must not deadlock with it).
     without_zone = (
         await session.execute(
             select(Client)
@@ -246,27 +257,27 @@ async def set_missing_time_zones(*, session: AsyncSession, command: SetMissingTi
                 col(Client.time_zone).is_(None),
             )
             .order_by(col(Client.id))
-            .with_for_update()
+            .with_for_update(key_share=True)
         )
     ).scalars()
     context = Context.of(command)
-    given = 0
+    answer = MissingTimeZonesSet(clients=0)
     for client in without_zone:
-        client.time_zone = command.time_zone
         try:
-            card = _card_of(client)
-        except ValidationError as error:
-            # A card saved under older rules: its own save says what to mend; the others
-            # still get their zone.
-            client.time_zone = None
-            logger.warning("card not given a time zone", client_id=str(client.id), errors=error.error_count())
+            card = _card_of(client, time_zone=command.time_zone)
+        except ValidationError:
+            answer.to_save_again.append(CardToSaveAgain(client_id=client.id, name=client.name))
             continue
+        if answer.clients == per_answer:
+            answer.remaining += 1
+            continue
+        client.time_zone = command.time_zone
         client.updated_at = datetime.now(UTC)
         await emit(
             session, context, ClientUpdated(client_id=client.id, card=card, connection=client_connection(client))
         )
-        given += 1
-    return given
+        answer.clients += 1
+    return answer
 
 
 async def remove_client(*, session: AsyncSession, command: RemoveClient) -> None:
@@ -349,7 +360,11 @@ async def resolve_missing_tenant_ids(*, session: AsyncSession, directory: Tenant
         await emit(
             session,
             context,
-            ClientUpdated(client_id=client.id, card=_card_of(client), connection=client_connection(client)),
+            ClientUpdated(
+                client_id=client.id,
+                card=_card_of(client, time_zone=client.time_zone),
+                connection=client_connection(client),
+            ),
         )
         resolved += 1
     return resolved

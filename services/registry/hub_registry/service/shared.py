@@ -113,7 +113,9 @@ async def live_client(
         Client.firm_id == firm_id,
         col(Client.removed_at).is_(None),
     )
-    client = (await session.execute(query.with_for_update() if for_update else query)).scalar_one_or_none()
+    # FOR NO KEY UPDATE: rows of other tables may still point at the card meanwhile.
+    locked = query.with_for_update(key_share=True)
+    client = (await session.execute(locked if for_update else query)).scalar_one_or_none()
     if client is None:
         # Another firm's client answers exactly like a missing one (invariant 4).
         raise refused(RejectionReason.NOT_FOUND, "No such client", field="client_id")

@@ -4,7 +4,7 @@
 "use strict";
 
 Hub.start(() => {
-  const { api, ngettext } = Hub;
+  const { api, h, _, ngettext } = Hub;
   const form = document.getElementById("missing-time-zones-form");
   if (!form) return;
   const zone = document.getElementById("missing-time-zone");
@@ -20,21 +20,35 @@ Hub.start(() => {
     saved.textContent = "";
     const name = zone.value.trim();
     if (!name) {
-      error.textContent = Hub._("Name a time zone, such as Europe/Amsterdam.");
+      error.textContent = _("Name a time zone, such as Europe/Amsterdam.");
       zone.focus();
       return;
     }
     button.disabled = true;
     try {
-      const { data } = await api("POST", "/api/v1/clients/missing-time-zones", { time_zone: name });
+      // The registry gives a share of the cards per answer; a large firm asks again.
+      let given = 0;
+      let answer;
+      do {
+        ({ data: answer } = await api("POST", "/api/v1/clients/missing-time-zones", { time_zone: name }));
+        given += answer.clients;
+      } while (answer.remaining > 0 && answer.clients > 0);
       form.hidden = true;
       document.getElementById("missing-time-zones-note").hidden = true;
-      saved.textContent = data.clients === 0 ? Hub._("Every client has a time zone already.") : ngettext(
-        "%(zone)s is now the time zone of one client.",
-        "%(zone)s is now the time zone of %(count)s clients.",
-        data.clients,
-        { zone: name, count: data.clients },
-      );
+      const done = given === 0 && !answer.to_save_again.length
+        ? _("Every client has a time zone already.")
+        : ngettext("%(zone)s is now the time zone of one client.", "%(zone)s is now the time zone of %(count)s clients.", given, { zone: name, count: given });
+      saved.replaceChildren(done);
+      if (answer.to_save_again.length) {
+        saved.append(" ", ngettext(
+          "One card was saved under older rules and takes it once opened and saved:",
+          "%(count)s cards were saved under older rules and take it once opened and saved:",
+          answer.to_save_again.length, { count: answer.to_save_again.length }), " ");
+        answer.to_save_again.forEach((card, index) => {
+          if (index) saved.append(", ");
+          saved.append(h("a", { href: `/clients/${encodeURIComponent(card.client_id)}` }, card.name));
+        });
+      }
     } catch (failure) {
       error.textContent = failure.message;
       zone.focus();
