@@ -267,6 +267,8 @@ class ApiGet:
     query: tuple[tuple[str, str], ...]
     prefer: str | None
     base_url: str  # https://host:port
+    # Data-Access-Intent: ReadOnly (BC may answer from a read-only replica of the database).
+    read_only: bool = False
 
     @property
     def url(self) -> str:
@@ -500,7 +502,13 @@ class BusinessCentralApi:
         context_root = f"{request.base_url}{request.path.root}/$metadata"
         context = f"{context_root}#companies({company.id})/{WEBHOOK_SUPPORTED_RESOURCE.entity_set}"
         narrowed = ApiGet(
-            request.tenant, request.environment, request.path, tuple(query), request.prefer, request.base_url
+            request.tenant,
+            request.environment,
+            request.path,
+            tuple(query),
+            request.prefer,
+            request.base_url,
+            request.read_only,
         )
         return self._collection(WEBHOOK_SUPPORTED_RESOURCE, lambda _: records, narrowed, context)
 
@@ -541,6 +549,15 @@ class BusinessCentralApi:
                 "BadRequest",
                 f"Could not find a property named '{selected}' on type 'NAV.{service.name}'.",
             )
+        if self.state.faults.take(request.tenant.id, FaultKind.CUE_RECORD_MISSING, company_id=company.id):
+            if request.read_only:
+                raise BusinessCentralError(
+                    500,
+                    "Internal_ServerError",
+                    f"The page could not insert its {service.name} record: the database is read-only.",
+                )
+            # The page inserted the record as it opened: it is there from now on.
+            self.state.faults.remove(request.tenant.id, FaultKind.CUE_RECORD_MISSING)
         book = self.state.book(company)
         record = cue_record(service.name, book)
         context = f"{context_root}#Company('{quote(company.name)}')/{service.name}"
@@ -789,6 +806,7 @@ def business_central_router(state: SandboxState, courier: WebhookCourier) -> API
                     get = ApiGet(
                         tenant, environment, path, tuple(request.query_params.multi_items()),
                         request.headers.get("prefer"), base_url,
+                        (request.headers.get("data-access-intent") or "").casefold() == "readonly",
                     )  # fmt: skip
                     remembered = api.remembered(get)
                     result = remembered if remembered is not None else await run_in_threadpool(api.resolve, get)

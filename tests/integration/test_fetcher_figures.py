@@ -297,6 +297,33 @@ async def test_cue_services_that_refuse_their_decimal_fields_fall_back_to_the_ap
         admin.delete(f"/tenants/{tenant['id']}/faults").raise_for_status()
 
 
+async def test_cues_are_read_where_the_page_must_first_make_its_record(sandbox: Sandbox) -> None:
+    """A company nobody opened a role centre of has no cue record yet; the cue page inserts
+    it as it opens, which BC's read-only replica refuses: the cues are read without the
+    read-only intent, so such a company still gets BC's own cash and overdue totals."""
+    admin = httpx.Client(base_url=f"{sandbox.base_url}/_sandbox", verify=sandbox.tls())
+    tenant = next(t for t in admin.get("/tenants").json()["tenants"] if t["consented"])
+    company = next(e for e in tenant["environments"] if e["name"] == "Production")["companies"][0]
+    admin.put(
+        f"/tenants/{tenant['id']}/faults", json={"kind": "cue_record_missing", "company_id": company["id"]}
+    ).raise_for_status()
+    try:
+        connection = ClientConnection(tenant=tenant["domain"], environment="Production")
+        async with _reader(sandbox, True) as (client_reader, _):
+            snapshot = await client_reader.snapshot(
+                connection,
+                Company(id=uuid.UUID(company["id"]), name=company["name"]),
+                client_id=uuid.uuid4(),
+                refresh_id=uuid.uuid4(),
+            )
+        assert snapshot.figures.cash is not None
+        assert snapshot.figures.cash.source == "cues"
+        faults = admin.get(f"/tenants/{tenant['id']}/faults").json()
+        assert "cue_record_missing" not in str(faults), faults  # the record was made
+    finally:
+        admin.delete(f"/tenants/{tenant['id']}/faults").raise_for_status()
+
+
 @asynccontextmanager
 async def _reader(sandbox: Sandbox, use_cues: bool) -> AsyncIterator[tuple[ClientReader, BusinessCentral]]:
     async with sandbox_business_central(sandbox) as bc:

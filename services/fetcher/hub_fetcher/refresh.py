@@ -100,7 +100,11 @@ class ClientReader:
         self, environment: Environment, company_name: str
     ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]] | FetchFailure:
         """Both cue services' records, read at once, or the first failure (the other read is
-        then cancelled: it would hold one of the tenant's BC slots for nothing)."""
+        then cancelled: it would hold one of the tenant's BC slots for nothing).
+
+        Not from BC's read-only replica: each cue page inserts its company's cue record when
+        it opens and finds none (a company nobody opened a role centre of), which the
+        replica refuses, every refresh."""
         try:
             async with asyncio.TaskGroup() as group:
                 activity = group.create_task(
@@ -108,6 +112,7 @@ class ClientReader:
                         environment,
                         self._bc.cue_service_url(environment, company_name, "AccountantPortalActivityCues"),
                         params={"$select": "OverduePurchInvoiceAmountDecimal,OverdueSalesInvoiceAmountDecimal"},
+                        read_only=False,
                     )
                 )
                 finance = group.create_task(
@@ -115,6 +120,7 @@ class ClientReader:
                         environment,
                         self._bc.cue_service_url(environment, company_name, "AccountantPortalFinanceCues"),
                         params={"$select": "CashAccountsBalanceAmountDecimal"},
+                        read_only=False,
                     )
                 )
         except ExceptionGroup as raised:

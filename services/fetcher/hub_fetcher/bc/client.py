@@ -275,6 +275,7 @@ class BusinessCentral:
         json_body: object | None = None,
         company_scoped: bool,
         weight: int = 1,
+        read_only: bool = False,
     ) -> dict[str, Any]:
         """One request to BC; any non-success answer becomes a classified FetchFailure."""
         answer = await self._exchange(
@@ -285,8 +286,7 @@ class BusinessCentral:
             json_body=json_body,
             company_scoped=company_scoped,
             weight=weight,
-            # Reads may come from BC's read-only replica, which spares the client's database.
-            read_only=method == "GET",
+            read_only=read_only,
         )
         return _json_object(answer.body, answer.status)
 
@@ -424,9 +424,15 @@ class BusinessCentral:
         *,
         params: Mapping[str, str] | None = None,
         company_scoped: bool,
+        read_only: bool = True,
     ) -> dict[str, Any]:
-        """GET one resource; any non-success answer becomes a classified FetchFailure."""
-        return await self._send(environment, "GET", url, params=params, company_scoped=company_scoped)
+        """GET one resource; any non-success answer becomes a classified FetchFailure.
+
+        ``read_only``: BC may answer from its read-only replica, which spares the client's
+        database; a page that writes when it opens must be read without it."""
+        return await self._send(
+            environment, "GET", url, params=params, company_scoped=company_scoped, read_only=read_only
+        )
 
     async def batch(self, environment: Environment, requests: list[BatchRequest]) -> dict[str, BatchAnswer]:
         """Several GETs in one round trip (OData JSON ``$batch``, at most 100 requests)."""
@@ -563,8 +569,10 @@ class BusinessCentral:
         *,
         params: Mapping[str, str] | None = None,
         company_scoped: bool = True,
+        read_only: bool = True,
     ) -> list[dict[str, Any]]:
-        """All entities of a collection, following server-driven paging.
+        """All entities of a collection, following server-driven paging (``read_only`` as
+        for ``get_json``).
 
         A next link to a page already read would repeat it forever: a bad answer at once.
         """
@@ -577,7 +585,9 @@ class BusinessCentral:
                 return entities
             page_url = httpx.URL(next_url)
             pages_read.add(str(page_url.copy_merge_params(next_params) if next_params else page_url))
-            page = await self.get_json(environment, next_url, params=next_params, company_scoped=company_scoped)
+            page = await self.get_json(
+                environment, next_url, params=next_params, company_scoped=company_scoped, read_only=read_only
+            )
             value = page.get("value")
             if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
                 raise FetchFailure(FailureKind.BAD_RESPONSE, message="a collection without a value list")
