@@ -10,7 +10,7 @@ from typing import Annotated
 import pytest
 from pydantic import BaseModel, Field, ValidationError
 
-from hub_common.money import MAX_DIGITS, Money
+from hub_common.money import MAX_DIGITS, Money, round_money
 
 
 class _Amount(BaseModel):
@@ -93,3 +93,12 @@ def test_python_values_and_serialization_are_unchanged() -> None:
     with pytest.raises(ValidationError, match="no more than 28 digits"):
         _Amount.model_validate({"amount": Decimal("1" + "0" * 28)})
     assert _Amount.model_json_schema() == _CountedAmount.model_json_schema() | {"title": "_Amount"}
+
+
+@pytest.mark.parametrize(
+    ("amount", "rounded"),
+    [("50.025", "50.03"), ("-50.025", "-50.03"), ("0.005", "0.01"), ("50.0249", "50.02"), ("12.345", "12.35")],
+)
+def test_amounts_round_to_cents_as_bc_rounds_them(amount: str, rounded: str) -> None:
+    """BC's Round() goes to the nearest cent, a half away from zero."""
+    assert round_money(Decimal(amount)) == Decimal(rounded)

@@ -6,7 +6,7 @@ Pydantic writes Decimal as a JSON string, so an amount survives every hop exactl
 from __future__ import annotations
 
 from collections.abc import Iterable
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Annotated
 
 from pydantic import GetCoreSchemaHandler, GetJsonSchemaHandler
@@ -57,8 +57,9 @@ CENT = Decimal("0.01")
 
 
 def round_money(amount: Decimal) -> Decimal:
-    """Round to cents the way BC shows amounts (banker's rounding keeps sums unbiased)."""
-    return amount.quantize(CENT, rounding=ROUND_HALF_EVEN)
+    """Round to cents as BC rounds amounts: its Round() goes to the nearest, a half away
+    from zero (100.05 at a rate of 0.5 is 50.03 there, not the 50.02 of banker's rounding)."""
+    return amount.quantize(CENT, rounding=ROUND_HALF_UP)
 
 
 def total(amounts: Iterable[Decimal]) -> Decimal:
