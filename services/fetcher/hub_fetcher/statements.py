@@ -21,7 +21,7 @@ import datetime as dt
 import re
 import uuid
 from collections.abc import Awaitable, Callable
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Annotated, Any
 
 from pydantic import AliasChoices, BaseModel, BeforeValidator, Field, ValidationError, ValidationInfo
@@ -353,13 +353,33 @@ def _statement(
             StatementLine(
                 line_number=row.line_number,
                 description=row.display,
-                amount=row.amount,
+                amount=_as_written(row.amount),
                 line_type=_line_type(row.line_type),
                 indentation=min(row.indentation, MAX_INDENTATION),
             )
             for row in parsed
         ],
     )
+
+
+_CENT = Decimal("0.01")
+# BC keeps at most five decimals for an amount (G/L Setup's "Amount Decimal Places").
+_MOST_DECIMALS = Decimal("0.00001")
+
+
+def _as_written(amount: Decimal) -> Decimal:
+    """An amount as BC writes it: the company's own decimals (three for KWD) are kept, at
+    least two, at most five; a float's noise ("0.30000000000000004") is not. An amount too
+    large to hold raises decimal.InvalidOperation (a bad response, ``read``)."""
+    written = amount.quantize(_MOST_DECIMALS, rounding=ROUND_HALF_UP)
+    for places in (_CENT, Decimal("0.001"), Decimal("0.0001")):
+        if written == written.quantize(places):
+            return written.quantize(places)
+    return written
+
+
+def _written(amount: Decimal | None) -> Decimal | None:
+    return None if amount is None else _as_written(amount)
 
 
 _TRIAL_BALANCE_AMOUNTS = ("totalDebit", "totalCredit", "balanceAtDateDebit", "balanceAtDateCredit")
@@ -378,10 +398,10 @@ def _trial_balance(rows: list[dict[str, Any]], start: dt.date, end: dt.date) -> 
                 number=row.number[:20],
                 name=row.display,
                 account_type=decode_enum(row.account_type)[:30],
-                net_change_debit=row.total_debit,
-                net_change_credit=row.total_credit,
-                balance_debit=row.balance_debit,
-                balance_credit=row.balance_credit,
+                net_change_debit=_written(row.total_debit),
+                net_change_credit=_written(row.total_credit),
+                balance_debit=_written(row.balance_debit),
+                balance_credit=_written(row.balance_credit),
             )
             for row in parsed
         ],
@@ -408,11 +428,11 @@ def _aged(rows: list[dict[str, Any]], what: str, as_of: dt.date) -> AgedReport:
                 number=row.number[:20],
                 name=row.name,
                 currency_code=row.currency_code[:10],
-                current=row.current_amount,
-                period1=row.period1_amount,
-                period2=row.period2_amount,
-                period3=row.period3_amount,
-                balance_due=row.balance_due,
+                current=_as_written(row.current_amount),
+                period1=_as_written(row.period1_amount),
+                period2=_as_written(row.period2_amount),
+                period3=_as_written(row.period3_amount),
+                balance_due=_as_written(row.balance_due),
             )
             for row in open_parties
         ],
@@ -444,7 +464,7 @@ class StatementsReader:
                 "(HUB_STATEMENTS_DEADLINE_SECONDS)",
             ) from error
         except ArithmeticError as error:
-            # An amount Decimal cannot work with (decimal.InvalidOperation): no statement BC keeps.
+            # An amount too large to hold to its decimals (decimal.InvalidOperation): no statement BC keeps.
             raise FetchFailure(
                 FailureKind.BAD_RESPONSE, message=f"statements: an amount out of range ({type(error).__name__})"
             ) from error
