@@ -283,6 +283,9 @@ class BusinessCentralApi:
         self.state = state
         # HUB_SANDBOX_MEMOIZE_ANSWERS: answers computed once, for benchmarks.
         self._remembered: dict[tuple[object, ...], ApiResult] = {}
+        # Cue records a cue page made while the cue_record_missing fault was on (tenant,
+        # environment, company, page): each page has its own, and one made stays.
+        self._cue_records_made: set[tuple[uuid.UUID, str, uuid.UUID, str]] = set()
 
     def _memo_key(self, request: ApiGet) -> tuple[object, ...] | None:
         if not self.state.settings.sandbox_memoize_answers or self.state.faults.of_tenant(request.tenant.id):
@@ -549,15 +552,17 @@ class BusinessCentralApi:
                 "BadRequest",
                 f"Could not find a property named '{selected}' on type 'NAV.{service.name}'.",
             )
-        if self.state.faults.take(request.tenant.id, FaultKind.CUE_RECORD_MISSING, company_id=company.id):
+        record_key = (request.tenant.id, request.environment.name, company.id, service.name)
+        missing = self.state.faults.take(request.tenant.id, FaultKind.CUE_RECORD_MISSING, company_id=company.id)
+        if missing is not None and record_key not in self._cue_records_made:
             if request.read_only:
                 raise BusinessCentralError(
                     500,
                     "Internal_ServerError",
                     f"The page could not insert its {service.name} record: the database is read-only.",
                 )
-            # The page inserted the record as it opened: it is there from now on.
-            self.state.faults.remove(request.tenant.id, FaultKind.CUE_RECORD_MISSING)
+            # The page inserted its record as it opened: that record is there from now on.
+            self._cue_records_made.add(record_key)
         book = self.state.book(company)
         record = cue_record(service.name, book)
         context = f"{context_root}#Company('{quote(company.name)}')/{service.name}"

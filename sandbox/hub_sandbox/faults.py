@@ -34,9 +34,9 @@ class FaultKind(StrEnum):
     DUPLICATE_COMPANY_IDS = "duplicate_company_ids"  # companies lists its first company twice
     ENTITY_NOT_PUBLISHED = "entity_not_published"  # 404 for entity_set, as where its API page is absent
     CUES_WITHOUT_DECIMALS = "cues_without_decimals"  # cue services: 400, no *Decimal fields (older BC)
-    # company_id's (or every company's) cue record was never made: a cue page inserts it
-    # when it opens, which a read with read-only intent (Data-Access-Intent: ReadOnly) may
-    # not do there (500; the wording is the sandbox's); a read without it inserts the record.
+    # company_id's (or every company's) cue records were never made: each cue page inserts
+    # its own when it opens, which a read with read-only intent (Data-Access-Intent:
+    # ReadOnly) may not do (500; the wording is the sandbox's); a read without it makes it.
     CUE_RECORD_MISSING = "cue_record_missing"
 
 

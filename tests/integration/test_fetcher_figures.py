@@ -318,8 +318,6 @@ async def test_cues_are_read_where_the_page_must_first_make_its_record(sandbox: 
             )
         assert snapshot.figures.cash is not None
         assert snapshot.figures.cash.source == "cues"
-        faults = admin.get(f"/tenants/{tenant['id']}/faults").json()
-        assert "cue_record_missing" not in str(faults), faults  # the record was made
     finally:
         admin.delete(f"/tenants/{tenant['id']}/faults").raise_for_status()
 
