@@ -35,12 +35,13 @@ Hub.start(() => {
       } while (answer.remaining > 0 && answer.clients > 0);
       form.hidden = true;
       document.getElementById("missing-time-zones-note").hidden = true;
-      const done = given === 0 && !answer.to_save_again.length
-        ? _("Every client has a time zone already.")
-        : ngettext("%(zone)s is now the time zone of one client.", "%(zone)s is now the time zone of %(count)s clients.", given, { zone: name, count: given });
+      // No card given the zone: no sentence about how many (0 reads as "one" in French).
+      const done = given > 0
+        ? ngettext("%(zone)s is now the time zone of one client.", "%(zone)s is now the time zone of %(count)s clients.", given, { zone: name, count: given })
+        : answer.to_save_again.length ? "" : _("Every client has a time zone already.");
       saved.replaceChildren(done);
       if (answer.to_save_again.length) {
-        saved.append(" ", ngettext(
+        saved.append(done ? " " : "", ngettext(
           "One card was saved under older rules and takes it once opened and saved:",
           "%(count)s cards were saved under older rules and take it once opened and saved:",
           answer.to_save_again.length, { count: answer.to_save_again.length }), " ");
