@@ -355,16 +355,17 @@ async def resolve_missing_tenant_ids(*, session: AsyncSession, directory: Tenant
         except (TenantNotFound, DirectoryUnavailable) as error:
             logger.warning("tenant not resolved", client_id=str(client.id), reason=str(error)[:200])
             continue
+        try:
+            card = _card_of(client, time_zone=client.time_zone)
+        except ValidationError:
+            # Saved under older rules: its own save (which resolves the tenant) mends it; the
+            # other cards still learn theirs.
+            logger.warning("tenant not resolved: the card needs saving again", client_id=str(client.id))
+            continue
         client.tenant_id = tenant_id
         context = Context(client.firm_id, SERVICE_ACTOR, f"resolve-tenant-{client.id}")
         await emit(
-            session,
-            context,
-            ClientUpdated(
-                client_id=client.id,
-                card=_card_of(client, time_zone=client.time_zone),
-                connection=client_connection(client),
-            ),
+            session, context, ClientUpdated(client_id=client.id, card=card, connection=client_connection(client))
         )
         resolved += 1
     return resolved
