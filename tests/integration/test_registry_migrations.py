@@ -34,17 +34,19 @@ async def test_old_clients_keep_the_access_they_had(
     database_url: str, tenant_directory: TenantDirectory, sandbox_tenant_domains: list[str]
 ) -> None:
     await asyncio.to_thread(migrate, database_url, MIGRATIONS, VERSION_TABLE, "0003")
-    firm, invited, sample, by_hand = uuid.uuid4(), uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    firm, invited, sample, by_hand, old_card = (uuid.uuid4() for _ in range(5))
     invited_tenant = uuid.uuid4()
     domain = sandbox_tenant_domains[0]
     engine = create_engine(database_url)
     try:
         async with engine.begin() as connection:
             await insert_old_firm(connection, firm)
-            for client, tenant, source in (
-                (invited, str(invited_tenant), "invitation"),
-                (sample, str(uuid.uuid4()), "sample"),
-                (by_hand, domain, "manual"),
+            for client, tenant, source, name in (
+                (invited, str(invited_tenant), "invitation", "Client invitation"),
+                (sample, str(uuid.uuid4()), "sample", "Client sample"),
+                (by_hand, domain, "manual", "Client manual"),
+                # Saved before names were held to one line: no ClientUpdated may carry it.
+                (old_card, sandbox_tenant_domains[1], "manual", "Old\ncard"),
             ):
                 await connection.execute(
                     text(
@@ -55,7 +57,7 @@ async def test_old_clients_keep_the_access_they_had(
                     {
                         "id": client.hex,
                         "firm": firm.hex,
-                        "name": f"Client {source}",
+                        "name": name,
                         "url": f"https://businesscentral.dynamics.com/{tenant}/Production",
                         "tenant": tenant,
                         "source": source,
@@ -82,8 +84,10 @@ async def test_old_clients_keep_the_access_they_had(
             assert await clients.resolve_missing_tenant_ids(session=session, directory=tenant_directory) == 1
         async with sessions() as session:
             resolved = await session.get(Client, by_hand)
+            unresolved = await session.get(Client, old_card)
             payloads = (await session.execute(select(registry_outbox.c.payload))).scalars().all()
         assert resolved is not None and resolved.tenant_id == await tenant_directory.resolve(domain)
+        assert unresolved is not None and unresolved.tenant_id is None, "its own save resolves it"
         updates = [decode_event(p) for p in payloads if '"ClientUpdated"' in p]
         assert [u.data.client_id for u in updates if isinstance(u.data, ClientUpdated)] == [by_hand]
         async with sessions() as session:
