@@ -4,6 +4,8 @@ a consented sandbox tenant connected as a client, and screenshots."""
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -71,3 +73,16 @@ def sign_in(page: Page, hub: Hub, email: str) -> None:
 
 def row_of(page: Page, text: str) -> Any:
     return page.locator("#grid-body tr", has_text=text)
+
+
+@contextmanager
+def page_in_time_zone(page: Page, time_zone: str) -> Iterator[Page]:
+    """A page of its own browser context whose clock is in ``time_zone`` (as an accountant
+    there sees the hub), closed afterwards."""
+    assert page.context.browser is not None
+    context = page.context.browser.new_context(ignore_https_errors=True, timezone_id=time_zone)
+    context.set_default_timeout(20_000)
+    try:
+        yield context.new_page()
+    finally:
+        context.close()

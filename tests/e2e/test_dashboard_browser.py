@@ -22,7 +22,7 @@ from playwright.sync_api import Page, expect
 
 from hub_common.events import Actor, Failure, FailureKind, RefreshDeferred
 from tests.conftest import Sandbox
-from tests.e2e.browser import connect_consented_tenant, consented_tenant, row_of, shot, sign_in
+from tests.e2e.browser import connect_consented_tenant, consented_tenant, page_in_time_zone, row_of, shot, sign_in
 from tests.e2e.conftest import Hub
 from tests.support.connect import add_connected_client
 from tests.support.events import publish, refreshes_settled
@@ -432,11 +432,7 @@ def test_the_client_card_keeps_the_clients_time_zone(page: Page, hub: Hub, sandb
     """A new card starts in the accountant's own time zone (the browser's); a name that is no
     place's zone is refused under its field, and a saved zone shows again."""
     email = "ines@antipodes-accounting.example"
-    assert page.context.browser is not None
-    context = page.context.browser.new_context(ignore_https_errors=True, timezone_id="Pacific/Auckland")
-    context.set_default_timeout(20_000)
-    try:
-        zoned = context.new_page()
+    with page_in_time_zone(page, "Pacific/Auckland") as zoned:
         sign_in(zoned, hub, email)
         zoned.goto(f"{hub.url}/clients/new")
         expect(zoned.locator("#time_zone")).to_have_value("Pacific/Auckland")
@@ -478,8 +474,6 @@ def test_the_client_card_keeps_the_clients_time_zone(page: Page, hub: Hub, sandb
         as_of = zoned.get_by_role("dialog", name=first).locator("#workbook-as-of")
         expect(as_of).to_have_value(auckland_today)
         expect(as_of).to_have_attribute("max", auckland_today)
-    finally:
-        context.close()
 
 
 def _plainly_refused(number: str) -> str:

@@ -13,11 +13,11 @@ import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
-from hub_common.events import ActorKind, ClientUpdated, RefreshRequested
+from hub_common.events import ActorKind, ClientUpdated
 from tests.conftest import Sandbox
-from tests.e2e.browser import sign_in
+from tests.e2e.browser import page_in_time_zone, sign_in
 from tests.e2e.conftest import Hub
-from tests.support.events import firm_events
+from tests.support.events import firm_events, requested_refresh
 
 pytestmark = pytest.mark.e2e
 
@@ -95,12 +95,7 @@ def test_cards_without_a_zone_take_the_firms_choice_and_only_they(hub: Hub, sand
     started = api.post("/api/v1/refresh", json={"client_id": without[0]})
     assert started.status_code == 202, started.text
     refresh_id = uuid.UUID(started.json()["refresh_ids"][0])
-    [requested] = [
-        e.data
-        for e in firm_events(nats_url, firm_id, RefreshRequested.event_type)
-        if isinstance(e.data, RefreshRequested) and e.data.refresh_id == refresh_id
-    ]
-    assert requested.time_zone == "Europe/Amsterdam"
+    assert requested_refresh(nats_url, firm_id, refresh_id).time_zone == "Europe/Amsterdam"
 
 
 def test_manage_clients_offers_the_browsers_zone_for_the_cards_without_one(
@@ -113,11 +108,7 @@ def test_manage_clients_offers_the_browsers_zone_for_the_cards_without_one(
     old_card = _add(api, _card(sandbox, "Staging"))
     with sqlite3.connect(hub.registry_database) as database:
         database.execute("UPDATE registry_clients SET name = ? WHERE id = ?", ("Old\ncard", uuid.UUID(old_card).hex))
-    assert page.context.browser is not None
-    context = page.context.browser.new_context(ignore_https_errors=True, timezone_id="America/Toronto")
-    context.set_default_timeout(20_000)
-    try:
-        zoned = context.new_page()
+    with page_in_time_zone(page, "America/Toronto") as zoned:
         sign_in(zoned, hub, email)
         zoned.goto(f"{hub.url}/clients")
         expect(zoned.locator("#missing-time-zones-note")).to_have_text(
@@ -149,5 +140,3 @@ def test_manage_clients_offers_the_browsers_zone_for_the_cards_without_one(
         _eventually_zones(api, {**dict.fromkeys(without, "America/Toronto"), old_card: None})
         zoned.reload()
         expect(zoned.locator("#missing-time-zones-note")).to_contain_text("One client has no time zone")
-    finally:
-        context.close()

@@ -18,7 +18,7 @@ from hub_common.events import CompanySnapshot, RefreshRequested
 from tests.conftest import Sandbox
 from tests.e2e.conftest import Hub
 from tests.support.connect import add_connected_client
-from tests.support.events import firm_events, firm_snapshots
+from tests.support.events import firm_snapshots, requested_refresh
 from tests.support.time_zones import zone_off_utcs_date
 
 pytestmark = pytest.mark.e2e
@@ -153,11 +153,7 @@ def test_each_change_of_a_cards_account_numbers_is_counted_and_travels_with_the_
         # The registry handles the save before the refresh: both are its commands, in order.
         started = api.post("/api/v1/refresh", json={"client_id": client_id, "company_id": company_id})
         refresh_id = uuid.UUID(started.json()["refresh_ids"][0])
-        [requested] = [
-            e.data
-            for e in firm_events(nats_url, firm_id, RefreshRequested.event_type)
-            if isinstance(e.data, RefreshRequested) and e.data.refresh_id == refresh_id
-        ]
+        requested = requested_refresh(nats_url, firm_id, refresh_id)
         deadline = time.monotonic() + 60
         while not (read := [s for s in firm_snapshots(nats_url, firm_id) if s.refresh_id == refresh_id]):
             assert time.monotonic() < deadline, f"the refresh's snapshot never came\n{hub.logs()}"
@@ -192,12 +188,7 @@ def test_a_cards_time_zone_decides_the_clients_today_in_its_figures(hub: Hub, sa
     started = api.post("/api/v1/refresh", json={"client_id": client_id})
     assert started.status_code == 202, started.text
     refresh_id = uuid.UUID(started.json()["refresh_ids"][0])
-    [requested] = [
-        e.data
-        for e in firm_events(nats_url, firm_id, RefreshRequested.event_type)
-        if isinstance(e.data, RefreshRequested) and e.data.refresh_id == refresh_id
-    ]
-    assert requested.time_zone == zone
+    assert requested_refresh(nats_url, firm_id, refresh_id).time_zone == zone
     deadline = time.monotonic() + 60
     while not (read := [s for s in firm_snapshots(nats_url, firm_id) if s.refresh_id == refresh_id]):
         assert time.monotonic() < deadline, f"the refresh's snapshot never came\n{hub.logs()}"

@@ -185,12 +185,7 @@ async def test_a_credit_memo_posted_this_month_lowers_sales_this_month(sandbox: 
 
     async def sales_this_month() -> Decimal:
         async with _reader(sandbox, False) as (client_reader, _bc):
-            snapshot = await client_reader.snapshot(
-                connection,
-                Company(id=uuid.UUID(company["id"]), name=company["name"]),
-                client_id=uuid.uuid4(),
-                refresh_id=uuid.uuid4(),
-            )
+            snapshot = await _snapshot_of(client_reader, connection, company)
         assert snapshot.figures.sales_this_month is not None
         return snapshot.figures.sales_this_month.amount
 
@@ -229,12 +224,7 @@ async def _assert_paths_agree(sandbox: Sandbox, connection: ClientConnection, co
     snapshots = {}
     for use_cues in (False, True):
         async with _reader(sandbox, use_cues) as (client_reader, _bc):
-            snapshots[use_cues] = await client_reader.snapshot(
-                connection,
-                Company(id=uuid.UUID(company["id"]), name=company["name"]),
-                client_id=uuid.uuid4(),
-                refresh_id=uuid.uuid4(),
-            )
+            snapshots[use_cues] = await _snapshot_of(client_reader, connection, company)
     api, cues = (snapshots[flag].figures.model_dump(mode="json") for flag in (False, True))
     assert api["cash"].pop("source") == "api"
     assert cues["cash"].pop("source") == "cues"
@@ -256,12 +246,7 @@ async def test_without_cue_services_bc_30_falls_back_to_the_api(sandbox: Sandbox
         async with _reader(sandbox, True) as (client_reader, bc):
             for attempt in range(2):
                 before = bc.requests_made
-                snapshot = await client_reader.snapshot(
-                    connection,
-                    Company(id=uuid.UUID(company["id"]), name=company["name"]),
-                    client_id=uuid.uuid4(),
-                    refresh_id=uuid.uuid4(),
-                )
+                snapshot = await _snapshot_of(client_reader, connection, company)
                 assert snapshot.figures.cash is not None
                 assert snapshot.figures.cash.source == "api"
                 # The first try learns the cues are gone; later ones do not ask again.
@@ -284,12 +269,7 @@ async def test_cue_services_that_refuse_their_decimal_fields_fall_back_to_the_ap
         async with _reader(sandbox, True) as (client_reader, bc):
             for attempt in range(2):
                 before = bc.requests_made
-                snapshot = await client_reader.snapshot(
-                    connection,
-                    Company(id=uuid.UUID(company["id"]), name=company["name"]),
-                    client_id=uuid.uuid4(),
-                    refresh_id=uuid.uuid4(),
-                )
+                snapshot = await _snapshot_of(client_reader, connection, company)
                 assert snapshot.figures.cash is not None
                 assert snapshot.figures.cash.source == "api"
                 assert bc.requests_made - before == (3 if attempt == 0 else 1)
@@ -310,16 +290,23 @@ async def test_cues_are_read_where_the_page_must_first_make_its_record(sandbox: 
     try:
         connection = ClientConnection(tenant=tenant["domain"], environment="Production")
         async with _reader(sandbox, True) as (client_reader, _):
-            snapshot = await client_reader.snapshot(
-                connection,
-                Company(id=uuid.UUID(company["id"]), name=company["name"]),
-                client_id=uuid.uuid4(),
-                refresh_id=uuid.uuid4(),
-            )
+            snapshot = await _snapshot_of(client_reader, connection, company)
         assert snapshot.figures.cash is not None
         assert snapshot.figures.cash.source == "cues"
     finally:
         admin.delete(f"/tenants/{tenant['id']}/faults").raise_for_status()
+
+
+async def _snapshot_of(
+    client_reader: ClientReader, connection: ClientConnection, company: dict[str, Any]
+) -> CompanySnapshot:
+    """One company of the sandbox's admin listing, read as a refresh of its client reads it."""
+    return await client_reader.snapshot(
+        connection,
+        Company(id=uuid.UUID(company["id"]), name=company["name"]),
+        client_id=uuid.uuid4(),
+        refresh_id=uuid.uuid4(),
+    )
 
 
 @asynccontextmanager
@@ -384,12 +371,7 @@ async def test_a_tenant_without_the_rates_entity_still_gets_every_figure(sandbox
         connection = ClientConnection(tenant=tenant["domain"], environment="Production")
         company = next(e for e in tenant["environments"] if e["name"] == "Production")["companies"][0]
         async with _reader(sandbox, False) as (client_reader, _):
-            snapshot = await client_reader.snapshot(
-                connection,
-                Company(id=uuid.UUID(company["id"]), name=company["name"]),
-                client_id=uuid.uuid4(),
-                refresh_id=uuid.uuid4(),
-            )
+            snapshot = await _snapshot_of(client_reader, connection, company)
         assert snapshot.figures.cash is not None and snapshot.figures.overdue_sales_invoices is not None
         rates = snapshot.exchange_rates
         assert rates is not None and rates.rates == []

@@ -12,7 +12,15 @@ from typing import TypeVar
 from nats.aio.client import Client
 
 from hub_common.bus import connect, publish_event
-from hub_common.events import Actor, CompanySnapshot, Envelope, EventData, decode_event, new_envelope
+from hub_common.events import (
+    Actor,
+    CompanySnapshot,
+    Envelope,
+    EventData,
+    RefreshRequested,
+    decode_event,
+    new_envelope,
+)
 from hub_common.history import HistoryFilter, read_history
 from hub_common.streams import SNAPSHOTS_STREAM
 from tests.faults.ledger import Companies, read_ledger
@@ -68,6 +76,16 @@ def firm_events(nats_url: str, firm_id: uuid.UUID, *event_types: str) -> list[En
         return [envelope async for _, envelope in read_history(nats.jetstream(), wanted)]
 
     return _on_the_broker(nats_url, read)
+
+
+def requested_refresh(nats_url: str, firm_id: uuid.UUID, refresh_id: uuid.UUID) -> RefreshRequested:
+    """The RefreshRequested of one refresh, as the audit log holds it."""
+    [requested] = [
+        e.data
+        for e in firm_events(nats_url, firm_id, RefreshRequested.event_type)
+        if isinstance(e.data, RefreshRequested) and e.data.refresh_id == refresh_id
+    ]
+    return requested
 
 
 def firm_snapshots(nats_url: str, firm_id: uuid.UUID) -> list[CompanySnapshot]:
