@@ -20,9 +20,11 @@ from hub_common.events import (
     ClientAdded,
     ClientRemoved,
     ClientUpdated,
+    ConnectionTestRequested,
     Envelope,
     EventData,
     InvalidEvent,
+    RefreshRequested,
     decode_event,
 )
 
@@ -125,3 +127,23 @@ def test_a_client_without_a_time_zone_is_written_as_the_release_before_wrote_it(
         else data.model_copy(update={"time_zone": "Asia/Tokyo"})
     )
     assert zone_written(decoded.model_copy(update={"data": zoned})) == "Asia/Tokyo"
+
+
+@pytest.mark.parametrize("event_type", ["ClientAdded", "ClientUpdated", "RefreshRequested", "ConnectionTestRequested"])
+def test_a_connection_to_the_usual_web_client_is_written_as_the_release_before_wrote_it(event_type: str) -> None:
+    """Only a partner-hosted app's connection names its web client host, which the fetcher
+    and gateway of the release before do not know; any other host is refused."""
+    decoded = decode_event((CORPUS / f"{event_type}.v1.json").read_text())
+    data = decoded.data
+    assert isinstance(data, ClientAdded | ClientUpdated | RefreshRequested | ConnectionTestRequested)
+    connection = data.connection
+    assert "web_client_host" not in json.loads(decoded.to_bytes())["data"]["connection"]
+    hosted = data.model_copy(
+        update={"connection": connection.model_copy(update={"web_client_host": "contoso.bc.dynamics.com"})}
+    )
+    written = json.loads(decoded.model_copy(update={"data": hosted}).to_bytes())
+    assert written["data"]["connection"]["web_client_host"] == "contoso.bc.dynamics.com"
+    assert decode_event(json.dumps(written)).data == hosted
+    written["data"]["connection"]["web_client_host"] = "attacker.example.com"
+    with pytest.raises(InvalidEvent, match="data: 1 errors"):
+        decode_event(json.dumps(written))

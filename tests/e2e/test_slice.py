@@ -14,11 +14,11 @@ import httpx
 import msal
 import pytest
 
-from hub_common.events import CompanySnapshot, RefreshRequested
+from hub_common.events import ClientAdded, CompanySnapshot, RefreshRequested
 from tests.conftest import Sandbox
 from tests.e2e.conftest import Hub
 from tests.support.connect import add_connected_client
-from tests.support.events import firm_snapshots, requested_refresh
+from tests.support.events import firm_events, firm_snapshots, requested_refresh
 from tests.support.time_zones import zone_off_utcs_date
 
 pytestmark = pytest.mark.e2e
@@ -213,6 +213,25 @@ def test_a_cards_time_zone_decides_the_clients_today_in_its_figures(hub: Hub, sa
     ):
         assert time.monotonic() < deadline, "the emptied time zone never reached the card"
         time.sleep(0.2)
+
+
+def test_a_partner_hosted_clients_rows_open_its_own_web_client(hub: Hub, sandbox: Sandbox, nats_url: str) -> None:
+    """A client on a partner's Embed app gives its Client URL on the app's host; the rows'
+    "Go to Business Central" opens that host, where its environments are."""
+    api = hub.client("pia@embedded-partners.example")
+    url = "https://contosofamily.bc.dynamics.com/cronus-sample.onmicrosoft.com/Production"
+    client_id = add_connected_client(sandbox, api, {"name": "Embedded client", "client_url": url})
+    firm_id = uuid.UUID(api.get("/api/v1/me").json()["firm_id"])
+    [added] = [e.data for e in firm_events(nats_url, firm_id, "ClientAdded") if isinstance(e.data, ClientAdded)]
+    assert added.connection.web_client_host == "contosofamily.bc.dynamics.com"
+    rows = _wait_for_rows(
+        api, lambda rows: any(r["client_id"] == client_id and r["web_client_link"] for r in rows), hub
+    )
+    links = {r["web_client_link"] for r in rows if r["client_id"] == client_id}
+    assert all(
+        link.startswith("https://contosofamily.bc.dynamics.com/cronus-sample.onmicrosoft.com/Production?")
+        for link in links
+    )
 
 
 def test_a_clients_own_tax_accounts_override_the_rule_on_every_refresh(hub: Hub, sandbox: Sandbox) -> None:

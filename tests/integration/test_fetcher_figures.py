@@ -297,6 +297,24 @@ async def test_cues_are_read_where_the_page_must_first_make_its_record(sandbox: 
         admin.delete(f"/tenants/{tenant['id']}/faults").raise_for_status()
 
 
+async def test_a_partner_hosted_apps_links_open_its_own_web_client(sandbox: Sandbox) -> None:
+    """An Embed app's environments are opened at its own host, not businesscentral.dynamics.com:
+    the company's link and its invoices' links go there (the API is read as for any client)."""
+    admin = httpx.Client(base_url=f"{sandbox.base_url}/_sandbox", verify=sandbox.tls())
+    tenant = next(t for t in admin.get("/tenants").json()["tenants"] if t["consented"])
+    company = next(e for e in tenant["environments"] if e["name"] == "Production")["companies"][0]
+    connection = ClientConnection(
+        tenant=tenant["domain"], environment="Production", web_client_host="contosofamily.bc.dynamics.com"
+    )
+    async with _reader(sandbox, False) as (client_reader, _):
+        snapshot = await _snapshot_of(client_reader, connection, company)
+    home = f"https://contosofamily.bc.dynamics.com/{tenant['domain']}/Production?company="
+    assert snapshot.web_client_link is not None and snapshot.web_client_link.startswith(home)
+    overdue = snapshot.figures.overdue_sales_invoices
+    assert overdue is not None and overdue.largest, "the sample company has overdue sales invoices"
+    assert all(invoice.link.startswith(home) for invoice in overdue.largest)
+
+
 async def _snapshot_of(
     client_reader: ClientReader, connection: ClientConnection, company: dict[str, Any]
 ) -> CompanySnapshot:

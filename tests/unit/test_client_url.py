@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from hub_common.emails import EmailRejected, normalize_work_email
-from hub_registry.domain.client_url import ClientUrlError, parse_client_url
+from hub_registry.domain.client_url import ClientUrlError, parse_client_url, partner_web_client_host
 
 SANDBOX = "https://127.0.0.1:8443/bc"
 
@@ -104,6 +104,26 @@ def test_bad_urls_say_which_part_is_wrong(url: str, part: str, words: str) -> No
         parse_client_url(url, extra_web_client_bases=(SANDBOX,))
     assert raised.value.part == part
     assert words in raised.value.message
+
+
+@pytest.mark.parametrize(
+    ("url", "host"),
+    [
+        ("https://ContosoFamily.bc.dynamics.com/contoso.com/Production?company=X", "contosofamily.bc.dynamics.com"),
+        ("contosofamily.bc.dynamics.com/contoso.com/Production", "contosofamily.bc.dynamics.com"),
+        ("https://businesscentral.dynamics.com/contoso.com/Production", None),
+        (f"{SANDBOX}/contoso.com/Production", None),
+        ("https://evil.example/x.bc.dynamics.com/contoso.com", None),
+        ("https://x.bc.dynamics.com.evil.example/contoso.com/Production", None),
+    ],
+)
+def test_a_partner_hosted_apps_web_client_is_where_its_links_go(url: str, host: str | None) -> None:
+    """An Embed app's users open their BC at its own host, so links into BC go there."""
+    assert partner_web_client_host(url) == host
+    if host is not None:
+        assert parse_client_url(url).partner_host == host
+    elif "evil" not in url:
+        assert parse_client_url(url, extra_web_client_bases=(SANDBOX,)).partner_host is None
 
 
 def test_sandbox_form_is_refused_unless_configured() -> None:

@@ -356,6 +356,12 @@ TenantName = Annotated[str, Field(min_length=1, max_length=253, pattern=r"^[A-Za
 EnvironmentName = Annotated[str, Field(min_length=1, max_length=30, pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]*$")]
 
 
+# A partner-hosted BC app's web client: https://{application family}.bc.dynamics.com.
+PartnerWebClientHost = Annotated[
+    str, Field(max_length=253, pattern=r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.bc\.dynamics\.com$")
+]
+
+
 class ClientConnection(BaseModel):
     """Where a client's BC lives, as parsed from its Client URL (never fetched)."""
 
@@ -367,6 +373,10 @@ class ClientConnection(BaseModel):
     # The tenant's directory id, resolved from its domain through Entra's OIDC discovery;
     # None only in events written before tenants were resolved.
     tenant_id: uuid.UUID | None = None
+    # A partner-hosted (Embed) app's own web client, where its users open their BC (its
+    # environments are not found at businesscentral.dynamics.com); None: the hub's web
+    # client. Left out while None, so a service not yet upgraded reads the connection.
+    web_client_host: PartnerWebClientHost | None = Field(default=None, exclude_if=lambda host: host is None)
 
     @property
     def read_tenant(self) -> str:

@@ -86,8 +86,10 @@ class ClientReader:
         return Discovery(companies=companies, latency_ms=latency_ms)
 
     def web_client_link(self, connection: ClientConnection, company_name: str) -> str:
+        """The company in the client's BC web client: a partner-hosted app's own, else the hub's."""
+        base = f"https://{connection.web_client_host}" if connection.web_client_host else self._web_client_base
         return (
-            f"{self._web_client_base}/{quote(connection.tenant, safe='')}/"
+            f"{base}/{quote(connection.tenant, safe='')}/"
             f"{quote(connection.environment, safe='')}?company={quote(company_name, safe='')}"
         )
 

@@ -51,6 +51,8 @@ class ParsedClientUrl:
     environment: str
     company_name: str | None
     form: str
+    # A partner-hosted app's web client host; None for every other form.
+    partner_host: str | None = None
 
 
 def _is_tenant(segment: str) -> bool:
@@ -192,4 +194,12 @@ def parse_client_url(raw: str, *, extra_web_client_bases: tuple[str, ...] = ()) 
             )
         return ParsedClientUrl(host, DEFAULT_ENVIRONMENT, _company(parts.query), "financials_2017")
     tenant, environment = _tenant_and_environment(segments, f"https://{host}")
-    return ParsedClientUrl(tenant, environment, _company(parts.query), "partner_hosted")
+    return ParsedClientUrl(tenant, environment, _company(parts.query), "partner_hosted", partner_host=host)
+
+
+def partner_web_client_host(client_url: str) -> str | None:
+    """The web client host of a card's saved Client URL when it is a partner-hosted app's
+    (https://{family}.bc.dynamics.com/...), else None."""
+    text = client_url.strip()
+    host = (urlsplit(text if "://" in text else f"https://{text}").hostname or "").lower()
+    return host if _PARTNER_HOST.match(host) else None

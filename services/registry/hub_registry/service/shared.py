@@ -19,7 +19,7 @@ from hub_common.commands import FirmCommand, RejectionReason, refused
 from hub_common.entra import DirectoryUnavailable, TenantDirectory, TenantNotFound
 from hub_common.events import Actor, ClientConnection, Envelope, EventData, new_envelope
 from hub_common.i18n import N_
-from hub_registry.domain.client_url import ClientUrlError, ParsedClientUrl, parse_client_url
+from hub_registry.domain.client_url import ClientUrlError, ParsedClientUrl, parse_client_url, partner_web_client_host
 from hub_registry.models import Client, registry_outbox
 from hub_registry.settings import RegistrySettings
 
@@ -82,7 +82,11 @@ def _web_client_bases(settings: RegistrySettings) -> tuple[str, ...]:
 
 def parsed_connection(parsed: ParsedClientUrl, tenant_id: uuid.UUID | None) -> ClientConnection:
     return ClientConnection(
-        tenant=parsed.tenant, environment=parsed.environment, company_name=parsed.company_name, tenant_id=tenant_id
+        tenant=parsed.tenant,
+        environment=parsed.environment,
+        company_name=parsed.company_name,
+        tenant_id=tenant_id,
+        web_client_host=parsed.partner_host,
     )
 
 
@@ -101,6 +105,7 @@ def client_connection(client: Client) -> ClientConnection:
         environment=client.environment,
         company_name=client.company_name,
         tenant_id=client.tenant_id,
+        web_client_host=partner_web_client_host(client.client_url),
     )
 
 
