@@ -188,7 +188,11 @@ def test_readable_on_a_phone_and_a_tablet(page: Page, hub: Hub, sandbox: Sandbox
         bulk = page.locator("#bulk")
         first_row = page.locator("#grid-body tr").first
         expect(page.locator("#live")).to_have_text("Live")
+        # The page may still redraw its rows once after going live (a row is briefly gone).
+        page.wait_for_load_state("networkidle")
+        expect(first_row).to_be_visible()
         before = first_row.bounding_box()
+        assert before is not None
         if width < 600:
             assert bulk.bounding_box() is None
         first_row.get_by_role("checkbox").check()
