@@ -14,6 +14,7 @@ import pytest
 from tests.conftest import Sandbox
 from tests.e2e.conftest import Hub
 from tests.support.connect import client_access_page, client_admin
+from tests.support.sign_in import join_firm
 
 pytestmark = pytest.mark.e2e
 
@@ -139,6 +140,40 @@ def _accept_and_check(
     reused = _open(browser, links[0], csrf)
     assert reused.status_code == 409
     assert len(browser.get("/api/v1/clients").json()["clients"]) == 1
+
+
+def test_staff_accept_the_access_and_only_owners_and_admins_add_the_client(hub: Hub, sandbox: Sandbox) -> None:
+    """Adding a client is the owners' and admins' (the roles table): a staff accountant the
+    client invited may accept the firm's access, but the link that also adds the client does
+    not add it for them (else any staff member could put a tenant of their own on the
+    firm's dashboard), and refusing it spends nothing."""
+    admin = httpx.Client(base_url=f"{sandbox.base_url}/_sandbox", verify=sandbox.tls())
+    tenant = next(t for t in admin.get("/tenants").json()["tenants"] if not t["consented"])
+    owner = hub.client("olga@staffed-partners.example")
+    firm_id = owner.get("/api/v1/me").json()["firm_id"]
+    email = "sven@staffed-partners.example"
+    invited = owner.post("/api/v1/accountants/invitations", json={"email": email, "role": "staff"})
+    assert invited.status_code == 202, invited.text
+    join_firm(hub.url, email, firm_id)
+    browser, csrf = _browser(hub, email)
+    try:
+        assert _invite(sandbox, tenant, email).status_code == 200
+        links = _links(hub, email)
+        adding = next(link for link in links if "add=1" in link)
+        page = browser.get("/" + adding.split("127.0.0.1", 1)[1].split("/", 1)[1])
+        assert page.status_code == 200 and "Accept the access only" in page.text, page.text[:2000]
+        token = adding.split("link=")[1].split("&")[0]
+        forced = browser.post("/invitations/accept", data={"link": token, "add": "1", "csrf_token": csrf})
+        assert forced.status_code == 403 and "owners and admins" in forced.text.replace("&#39;", "'")
+        assert owner.get("/api/v1/clients").json()["clients"] == []
+
+        accepted = _open(browser, adding, csrf)  # the page's own form: the access alone
+        assert accepted.status_code == 200, accepted.text[:1000]
+        assert "gave your firm access" in accepted.text
+        time.sleep(1)  # a card added by the acceptance would have reached the read model
+        assert owner.get("/api/v1/clients").json()["clients"] == []
+    finally:
+        admin.put(f"/tenants/{tenant['id']}/consent", json={"consented": False}).raise_for_status()
 
 
 def test_the_invitation_api_needs_a_tenant_administrator(hub: Hub) -> None:

@@ -17,7 +17,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from hub_common import commands
 from hub_common.commands import CommandRejected, RejectionReason
 from hub_common.i18n import N_
-from hub_gateway.dependencies import Session, State, current_principal
+from hub_gateway.dependencies import MANAGING_ROLES, Session, State, current_principal
 from hub_gateway.languages import rejection_text, said
 from hub_gateway.web.rendering import render
 
@@ -49,6 +49,7 @@ async def show_invitation(request: Request, state: State, session: Session, link
             "principal": principal,
             "link": link,
             "add": bool(add),
+            "may_add": principal.role in MANAGING_ROLES,
             "csrf_token": browser.csrf_token if browser else "",
             "result": None,
             "error": None,
@@ -65,10 +66,30 @@ async def accept_invitation(
     add: Annotated[int, Form()] = 0,
 ) -> Response:
     principal = await current_principal(request, state, session)
-    context = {"principal": principal, "link": link, "add": bool(add), "csrf_token": "", "result": None, "error": None}
+    may_add = principal.role in MANAGING_ROLES
+    context = {
+        "principal": principal,
+        "link": link,
+        "add": bool(add),
+        "may_add": may_add,
+        "csrf_token": "",
+        "result": None,
+        "error": None,
+    }
     if len(link) < 10:
         context["error"] = said(request, N_("This link is incomplete. Open it again from the invitation email."))
         return render(request, "invitation.html", context, status_code=status.HTTP_400_BAD_REQUEST)
+    if add and not may_add:
+        # Adding a client is the owners' and admins' (the roles table), whoever the client
+        # invited: staff accept the firm's access alone, and the link is not spent.
+        context["error"] = said(
+            request,
+            N_(
+                "Only the firm's owners and admins put a client on the dashboard. Accept the firm's "
+                "access alone from the page of this link, or ask an owner or admin to add the client."
+            ),
+        )
+        return render(request, "invitation.html", context, status_code=status.HTTP_403_FORBIDDEN)
     command = commands.AcceptInvitation(
         token=link,
         accountant_id=principal.accountant_id,
