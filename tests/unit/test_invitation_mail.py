@@ -6,6 +6,8 @@ from __future__ import annotations
 import uuid
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from email import message_from_bytes
+from email.policy import default
 
 import pytest
 
@@ -127,3 +129,27 @@ def test_a_colleague_invitation_from_before_languages_is_english() -> None:
 def test_a_mail_is_held_longer_than_its_sending_can_take() -> None:
     assert mail_claim(InvitationsSettings(_env_file=None, smtp_timeout_seconds=10)) == MAIL_CLAIM
     assert mail_claim(InvitationsSettings(_env_file=None, smtp_timeout_seconds=60)) == timedelta(minutes=10)
+
+
+ENCODED_REPLY_TO = "=?utf-8?q?x=0D=0AReply-To=3A_attacker=40evil.example?="
+ENCODED_RECIPIENT = "=?utf-8?q?x=2C_spam=40evil.example=2C_=3C?="
+
+
+def test_an_encoded_word_in_a_name_adds_no_header_and_no_recipient() -> None:
+    """Names are typed by a client's administrator or come from Entra: one holding an RFC
+    2047 encoded word must not be decoded into a Reply-To or further recipients."""
+    mail = replace(_mail(None), client_name=ENCODED_REPLY_TO, accountant_name=ENCODED_RECIPIENT)
+    received = message_from_bytes(compose(mail, InvitationsSettings(_env_file=None)).as_bytes(), policy=default)
+    assert received["Reply-To"] is None
+    assert [str(address.addr_spec) for address in received["To"].addresses] == ["grace@litware-accounting.example"]
+    assert "Reply-To" in received["Subject"]  # the name is still shown, as text
+
+    invited = ColleagueInvited(
+        email="jan@litware-accounting.example",
+        role=Role.STAFF,
+        invited_by=uuid.uuid4(),
+        firm_name="Litware",
+        inviter_name=ENCODED_REPLY_TO,
+    )
+    colleague = colleague_mail.compose(invited, InvitationsSettings(_env_file=None), event_id=EVENT_ID)
+    assert message_from_bytes(colleague.as_bytes(), policy=default)["Reply-To"] is None

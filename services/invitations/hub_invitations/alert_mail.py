@@ -20,6 +20,7 @@ from hub_common.events import AlertDigestDue, AlertRaised, AlertRecipient, Envel
 from hub_common.i18n import N_, Translator, language_of, translator
 from hub_common.logging import get_logger
 from hub_invitations.event_mail import event_message_id, send_once
+from hub_invitations.headers import header_text
 from hub_invitations.settings import InvitationsSettings
 
 logger = get_logger(__name__)
@@ -36,10 +37,6 @@ FIGURE_NAMES: dict[str, str] = {
     "failing_hours": N_("the time its refreshes have been failing"),
 }
 COMPARISONS: dict[str, str] = {"below": N_("below"), "above": N_("above")}
-
-
-def _one_line(text: str) -> str:
-    return " ".join(text.split())
 
 
 def amount(t: Translator, figure: str, value: Decimal, currency_code: str | None) -> str:
@@ -73,7 +70,7 @@ def _message(
     settings: InvitationsSettings,
 ) -> EmailMessage:
     message = EmailMessage()
-    message["Subject"] = _one_line(subject)
+    message["Subject"] = header_text(subject)
     message["From"] = settings.mail_from
     message["To"] = recipient.email
     message["Date"] = format_datetime(datetime.now(UTC))

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from hub_common.events import ColleagueInvited, Envelope, EventData, Role
 from hub_common.i18n import N_, language_of, translator
 from hub_invitations.event_mail import event_message_id, send_once
+from hub_invitations.headers import header_text
 from hub_invitations.settings import InvitationsSettings
 
 ROLE_NAMES: dict[Role, str] = {Role.OWNER: N_("owner"), Role.ADMIN: N_("admin"), Role.STAFF: N_("staff")}
@@ -29,7 +30,9 @@ def compose(invited: ColleagueInvited, settings: InvitationsSettings, *, event_i
     inviter = " ".join(invited.inviter_name.split())
     role = t.gettext(ROLE_NAMES[invited.role])
     message = EmailMessage()
-    message["Subject"] = t.gettext("%(inviter)s invited you to %(firm)s on Accountant Hub", inviter=inviter, firm=firm)
+    message["Subject"] = header_text(
+        t.gettext("%(inviter)s invited you to %(firm)s on Accountant Hub", inviter=inviter, firm=firm)
+    )
     message["From"] = settings.mail_from
     message["To"] = invited.email
     message["Date"] = format_datetime(datetime.now(UTC))

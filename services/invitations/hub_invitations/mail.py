@@ -25,6 +25,7 @@ from urllib.parse import urlencode
 from babel.dates import format_datetime as format_localized
 
 from hub_common.i18n import Translator, translator
+from hub_invitations.headers import header_text
 from hub_invitations.settings import InvitationsSettings
 
 PRODUCT = "Accountant Hub"
@@ -58,7 +59,7 @@ class InvitationMail:
     @property
     def subject(self) -> str:
         return self.t.gettext(
-            "You have been invited to %(product)s by %(client)s", product=PRODUCT, client=_one_line(self.client_name)
+            "You have been invited to %(product)s by %(client)s", product=PRODUCT, client=header_text(self.client_name)
         )
 
 
@@ -66,11 +67,6 @@ def accept_urls(public_url: str, link: str) -> tuple[str, str]:
     """The two links of the email: accept access, and accept and add to the dashboard."""
     base = f"{public_url.rstrip('/')}{ACCEPT_PATH}"
     return f"{base}?{urlencode({'link': link})}", f"{base}?{urlencode({'link': link, 'add': '1'})}"
-
-
-def _one_line(text: str) -> str:
-    """Header values never carry line breaks (no header injection from a name)."""
-    return " ".join(text.split())
 
 
 def _expiry(moment: datetime, language: str) -> str:
@@ -178,9 +174,9 @@ def html_body(mail: InvitationMail) -> str:
 def compose(mail: InvitationMail, settings: InvitationsSettings) -> EmailMessage:
     message = EmailMessage()
     message["Subject"] = mail.subject
-    message["From"] = _one_line(settings.mail_from)
+    message["From"] = header_text(settings.mail_from)
     local, _, domain = mail.email.rpartition("@")
-    message["To"] = Address(display_name=_one_line(mail.accountant_name), username=local, domain=domain)
+    message["To"] = Address(display_name=header_text(mail.accountant_name), username=local, domain=domain)
     message["Date"] = format_datetime(datetime.now(UTC))
     sender_domain = parseaddr(settings.mail_from)[1].rpartition("@")[2] or "accountant-hub.local"
     message["Message-ID"] = make_msgid(idstring=mail.invitation_id, domain=sender_domain)
