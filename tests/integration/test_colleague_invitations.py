@@ -101,6 +101,31 @@ async def test_firms_inviting_one_address_at_once_mail_it_no_more_than_its_daily
     assert len(await _mails(registry_sessions)) == len(mailed)
 
 
+@pytest.mark.parametrize("database_url", POSTGRESQL_ONLY, indirect=True)
+async def test_tags_of_one_mailbox_count_as_the_mailbox(
+    database_url: str, registry_sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    """Exchange Online and Google Workspace deliver bob+1@ and bob+2@ to bob@: firms inviting
+    a mailbox under tags of it, at once, mail it no more than the mailbox's daily allowance.
+    Another mailbox of the domain (bobby@, and an underscore that LIKE would read as any
+    character) is not counted with it."""
+    owners = [await _firm_with_owner(registry_sessions, f"tagging-{number}") for number in range(6)]
+    mailbox = f"b_b.{uuid.uuid4().hex[:8]}"
+    answers = await asyncio.gather(
+        *(
+            _invite(registry_sessions, owner, f"{mailbox}+{number}@victim-accounting.example", "staff")
+            for number, owner in enumerate(owners)
+        ),
+        return_exceptions=True,
+    )
+    mailed = [answer for answer in answers if isinstance(answer, ColleagueInvitation) and answer.mail_sent]
+    assert len(mailed) == SETTINGS.colleague_invitations_per_address_per_day, answers
+    assert all(isinstance(answer, ColleagueInvitation | CommandRejected) for answer in answers), answers
+    neighbour = mailbox.replace("_", "x")
+    other = await _invite(registry_sessions, owners[0], f"{neighbour}@victim-accounting.example", "staff")
+    assert other.mail_sent
+
+
 async def test_duplicate_pending_invitations_from_before_keep_the_newest(database_url: str) -> None:
     await asyncio.to_thread(migrate, database_url, MIGRATIONS, VERSION_TABLE, "0013")
     firm, inviter = uuid.uuid4(), uuid.uuid4()

@@ -19,13 +19,14 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import DateTime, Table, event, text
+from sqlalchemy import ColumnElement, DateTime, Table, event, or_, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, Connection, Dialect, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 from sqlalchemy.types import TypeDecorator
 
+from hub_common.emails import mailbox_of
 from hub_common.text_search import register_sqlite_folding
 
 _ASYNC_DRIVERS = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+psycopg"}
@@ -108,6 +109,17 @@ async def lock_until_commit(session: AsyncSession, name: str) -> None:
     """
     if session.get_bind().dialect.name == "postgresql":
         await session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:name))"), {"name": name})
+
+
+def same_mailbox(column: Any, email: str) -> ColumnElement[bool]:
+    """Rows whose normalized address goes to the same mailbox as ``email``
+    (hub_common.emails.mailbox_of): the mailbox itself or any +tag of it."""
+    local, domain = mailbox_of(email)
+
+    def escaped(text: str) -> str:
+        return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+    return or_(column == f"{local}@{domain}", column.like(f"{escaped(local)}+%@{escaped(domain)}", escape="\\"))
 
 
 def upsert(dialect: Dialect, table: Table, *, only_if: Callable[[Any], Any] | None = None) -> Any:

@@ -110,6 +110,14 @@ def normalize_work_email(raw: str) -> str:
     return email
 
 
+def mailbox_of(email: str) -> tuple[str, str]:
+    """The mailbox a normalized address is delivered to, as (local part, domain): Exchange
+    Online and Google Workspace deliver bob+anything@ to bob@, so limits per address count
+    every +tag of one mailbox as that mailbox."""
+    local, domain = email.rsplit("@", 1)
+    return local.split("+", 1)[0], domain
+
+
 def firm_name_for(email: str) -> str:
     """A first firm name from the address's domain; the owner can rename it later."""
     return email.rsplit("@", 1)[1]

@@ -28,7 +28,7 @@ from hub_common.commands import (
     refused,
     rejection,
 )
-from hub_common.db import lock_until_commit
+from hub_common.db import lock_until_commit, same_mailbox
 from hub_common.emails import EmailRejected, normalize_work_email
 from hub_common.events import (
     Actor,
@@ -170,8 +170,8 @@ async def _check_rate(
             count=settings.invitations_per_tenant_per_day,
         )
     # Per address and tenant: another tenant flooding an address must not block the
-    # accountant's real clients from inviting them.
-    to_address = and_(col(Invitation.tenant) == tenant, col(Invitation.email) == email)
+    # accountant's real clients from inviting them. Each +tag of a mailbox is that mailbox.
+    to_address = and_(col(Invitation.tenant) == tenant, same_mailbox(col(Invitation.email), email))
     if await _raised_since(session, to_address, since) >= settings.invitations_per_address_per_day:
         raise refused(
             RejectionReason.RATE_LIMITED,

@@ -21,8 +21,8 @@ from hub_common.commands import (
     RejectionReason,
     refused,
 )
-from hub_common.db import lock_until_commit
-from hub_common.emails import EmailRejected, firm_name_for, normalize_work_email
+from hub_common.db import lock_until_commit, same_mailbox
+from hub_common.emails import EmailRejected, firm_name_for, mailbox_of, normalize_work_email
 from hub_common.entra import TenantDirectory
 from hub_common.events import (
     AccountantJoined,
@@ -253,12 +253,13 @@ async def _check_firm_mail_allowance(
 async def _check_address_mail_allowance(
     session: AsyncSession, email: str, settings: RegistrySettings, since: datetime
 ) -> None:
-    """Refuse a mail to an address that many firms mailed within the day. Which firms is not
-    said: the inviter may be a stranger to them."""
+    """Refuse a mail to an address that many firms mailed within the day (each +tag of a
+    mailbox counts as the mailbox). Which firms is not said: the inviter may be a stranger
+    to them."""
     mailed = await session.execute(
         select(func.count())
         .select_from(ColleagueInvitationRow)
-        .where(ColleagueInvitationRow.email == email, col(ColleagueInvitationRow.mailed_at) > since)
+        .where(same_mailbox(col(ColleagueInvitationRow.email), email), col(ColleagueInvitationRow.mailed_at) > since)
     )
     if int(mailed.scalar_one()) >= settings.colleague_invitations_per_address_per_day:
         raise refused(
@@ -326,7 +327,7 @@ async def invite_colleague(
     await _check_firm_mail_allowance(session, command.firm_id, settings, since)
     # Firms invite one address one at a time, or replicas inviting it for several firms
     # at once each count the mails before any of theirs and all mail it.
-    await lock_until_commit(session, f"colleague-invitation-mails:{email}")
+    await lock_until_commit(session, "colleague-invitation-mails:{}@{}".format(*mailbox_of(email)))
     await _check_address_mail_allowance(session, email, settings, since)
     if pending is None:
         pending = ColleagueInvitationRow(firm_id=command.firm_id, email=email, role=command.role, invited_by=inviter.id)
