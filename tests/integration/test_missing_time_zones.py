@@ -67,9 +67,9 @@ async def test_cards_without_a_zone_take_it_a_share_at_a_time_and_old_cards_are_
         ]
 
         async with sessions() as session:
-            zones: dict[uuid.UUID, str | None] = dict(
-                (await session.execute(select(Client.id, Client.time_zone))).tuples().all()
-            )
+            zones: dict[uuid.UUID, str | None] = {
+                client_id: zone for client_id, zone in (await session.execute(select(Client.id, Client.time_zone)))
+            }
             payloads = (
                 (await session.execute(select(registry_outbox.c.payload).order_by(col(registry_outbox.c.position))))
                 .scalars()
