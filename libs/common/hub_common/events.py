@@ -357,9 +357,8 @@ EnvironmentName = Annotated[str, Field(min_length=1, max_length=30, pattern=r"^[
 
 
 # A partner-hosted BC app's web client: https://{application family}.bc.dynamics.com.
-PartnerWebClientHost = Annotated[
-    str, Field(max_length=253, pattern=r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.bc\.dynamics\.com$")
-]
+PARTNER_WEB_CLIENT_HOST_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.bc\.dynamics\.com$"
+PartnerWebClientHost = Annotated[str, Field(max_length=253, pattern=PARTNER_WEB_CLIENT_HOST_PATTERN)]
 
 
 class ClientConnection(BaseModel):

@@ -19,6 +19,7 @@ import uuid
 from dataclasses import dataclass
 from urllib.parse import parse_qs, urlsplit
 
+from hub_common.events import PARTNER_WEB_CLIENT_HOST_PATTERN
 from hub_common.i18n import N_
 
 DEFAULT_ENVIRONMENT = "Production"
@@ -28,7 +29,7 @@ _DOMAIN = re.compile(r"^(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-
 # BC environment names: letters, digits and hyphens (underscore is tolerated), at most 30.
 _ENVIRONMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,29}$")
 _FINANCIALS_HOST = re.compile(r"^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)\.financials\.dynamics\.com$")
-_PARTNER_HOST = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.bc\.dynamics\.com$")
+_PARTNER_HOST = re.compile(PARTNER_WEB_CLIENT_HOST_PATTERN)
 
 WEB_CLIENT_HOST = "businesscentral.dynamics.com"
 
