@@ -31,7 +31,9 @@ from tests.integration.test_projection import NOW
 COMPANIES = 1050
 # Each company's local currency, by its number modulo 6, and its BC's EUR rate (LCY per EUR).
 # SEK companies keep no EUR rate; "rates unavailable" ones could not be read; "old" ones were
-# read before the hub read rates; the last keeps an unusable (zero) EUR rate.
+# read before the hub read rates; the last keeps an unusable (zero) EUR rate. The last does
+# not say its local currency (BC's LCY Code is blank) though its BC keeps a EUR rate:
+# nothing says which currency its amounts are in, so they are never converted.
 PLAN: list[tuple[str, Decimal | None, str]] = [
     ("GBP", Decimal("0.8571"), "rates"),
     ("USD", Decimal("1.083"), "rates"),
@@ -39,11 +41,12 @@ PLAN: list[tuple[str, Decimal | None, str]] = [
     ("EUR", None, "rates"),
     ("SEK", None, "rates"),
     ("GBP", None, "unavailable"),
+    ("", Decimal("7.459"), "rates"),
 ]
 RATE_DATE = NOW.date()
 CENT = Decimal("0.01")
 # A GBP company read before the hub read rates, and a USD one whose EUR rate is zero in BC.
-OLD_SNAPSHOT, UNUSABLE_RATE = 1044, 1045
+OLD_SNAPSHOT, UNUSABLE_RATE = 1043, 1044
 
 
 def _cash(number: int) -> Decimal:
@@ -69,6 +72,8 @@ def _in_euro(number: int) -> Decimal | None:
     """What the hub should show for company ``number``'s cash in EUR, to the cent (None:
     cannot be converted)."""
     currency, eur_rate, _ = PLAN[number % len(PLAN)]
+    if not currency:
+        return None
     if currency == "EUR":
         return _cash(number)
     rates = _rates(number)
@@ -184,6 +189,9 @@ async def test_rows_say_what_was_converted_and_why_not(fresh_model: Callable[[],
     unavailable = rows["C0005"].amounts
     assert unavailable is not None and unavailable["cash"].not_converted is NotConverted.RATES_UNAVAILABLE
     assert "HTTP 404" in (unavailable["cash"].message or "")
+
+    unknown = rows["C0006"].amounts
+    assert unknown is not None and unknown["cash"].not_converted is NotConverted.CURRENCY_UNKNOWN
 
     every = {row.company_name: row for row in (await _page(sessions, limit=1000, offset=1000)).rows}
     old, unusable = every[_name(OLD_SNAPSHOT)].amounts, every[_name(UNUSABLE_RATE)].amounts

@@ -487,6 +487,17 @@ def test_key_figures_totals_are_per_currency_and_outside_the_filter() -> None:
     assert sheet.print_area.endswith("$11")
 
 
+def test_key_figures_never_add_amounts_of_companies_without_a_currency() -> None:
+    # Neither BC says its local currency: one may keep DKK, the other USD.
+    sheet = _key_figures(
+        [_row("A", "A1", "", _figures("745", "1", "-5")), _row("B", "B1", "", _figures("100", "2", "7"))]
+    )
+    unknown = _by_heading(sheet, 8)
+    assert (unknown["Client"], unknown["Company"], unknown["Currency"]) == ("Total (no currency)", "2 companies", None)
+    assert unknown["Cash"] is None and unknown["Overdue sales invoices (amount)"] is None
+    assert unknown["Overdue sales invoices"] == 4
+
+
 def _in_reporting_currency(row: KeyFiguresRow, currency: CompanyCurrency, reporting: str) -> KeyFiguresRow:
     """The row's amounts in ``reporting`` as the dashboard's query gives them."""
     assert row.figures is not None

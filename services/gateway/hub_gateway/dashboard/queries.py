@@ -165,8 +165,12 @@ def _shown(key: str, reporting_currency: str | None) -> ColumnElement[Any]:
     if reporting_currency is None or FIGURES_BY_KEY[key].kind is not ColumnKind.AMOUNT:
         return figure
     lcy_per_unit = col(CompanyRateRow.lcy_per_unit)
+    currency = func.coalesce(col(CompanyRow.currency_code), "")
     return case(
-        (col(CompanyRow.currency_code) == reporting_currency, figure),
+        # A company whose BC does not say its local currency (a blank LCY Code) may keep
+        # rates, but nothing says what its amounts are in: never converted, as in Python.
+        (currency == "", None),
+        (currency == reporting_currency, figure),
         # To the cent, as the rows show it, so a threshold agrees with the amount on screen.
         (lcy_per_unit > 0, func.round(figure / lcy_per_unit, 2)),
         else_=None,

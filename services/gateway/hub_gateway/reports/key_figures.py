@@ -214,7 +214,10 @@ def _write_totals(sheet: Any, row_number: int, rows: Sequence[KeyFiguresRow], t:
         put_text(sheet, row_number, 3, code, font=BOLD)
         money = money_format(code)
         for offset, column in enumerate(FIGURE_COLUMNS):
-            total = _sum([column.read(f) for f in figures], column.kind) if column.totalled else None
+            # Companies whose BC does not say their currency may each keep a different one:
+            # their counts add up, their amounts do not.
+            adds_up = column.totalled and (code or column.kind is not ColumnKind.AMOUNT)
+            total = _sum([column.read(f) for f in figures], column.kind) if adds_up else None
             _total_cell(sheet, row_number, FIRST_FIGURE_COLUMN + offset, total, _figure_format(column, money))
         last = row_number
         row_number += 1
