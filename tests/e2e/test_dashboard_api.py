@@ -57,6 +57,8 @@ def test_query_parameters_filter_sort_and_explain_their_mistakes(firm: dict[str,
     only = api.get("/api/v1/dashboard", params={"threshold": threshold}).json()["rows"]
     assert [r["company_id"] for r in only] == [richest["company_id"]]
     assert api.get("/api/v1/dashboard", params={"text": richest["company_name"][:6]}).json()["total"] >= 1
+    # Every company read: none failed or waiting, so none needs attention.
+    assert api.get("/api/v1/dashboard", params={"needs_attention": "true"}).json()["total"] == 0
 
     for params, field in (
         ({"sort": "salary"}, "sort"),
@@ -65,6 +67,7 @@ def test_query_parameters_filter_sort_and_explain_their_mistakes(firm: dict[str,
         ({"threshold": "cash:between:10"}, "thresholds"),
         ({"limit": 100000}, None),
         ({"client_id": "not-a-uuid"}, None),
+        ({"needs_attention": "perhaps"}, None),
     ):
         refused = api.get("/api/v1/dashboard", params=params)
         assert refused.status_code == 422, (params, refused.text)

@@ -357,6 +357,14 @@ def test_one_company_refreshes_alone_and_a_wait_for_a_retry_shows_at_once(
     pane = page.get_by_role("dialog", name=first["company_name"])
     expect(pane).to_contain_text(f"next try at {hh_mm}")
     page.get_by_role("button", name="Close company details").click()
+    # The summary counts it as needing attention, and the tile shows exactly the rows it
+    # counts (it showed the failed ones only: "1 needs attention", no row).
+    attention = page.locator("#summary-attention")
+    expect(attention.locator(".tile-value")).to_have_text("1")
+    attention.click()
+    expect(page.locator("#grid-body tr[data-key]")).to_have_count(1)
+    expect(waiting_row).to_be_visible()
+    expect(page.get_by_label("Needs attention")).to_be_checked()
 
     # 4. Check Errors lists it at once with its technical details, until the next snapshot.
     page.get_by_role("button", name="Tools").click()

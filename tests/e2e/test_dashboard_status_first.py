@@ -107,7 +107,7 @@ def test_status_first_at_1280_by_800(page: Page, hub: Hub, sandbox: Sandbox, fau
 
     # 5. "Need attention" shows only the problems.
     attention.click()
-    expect(page.get_by_label("Has errors")).to_be_checked()
+    expect(page.get_by_label("Needs attention")).to_be_checked()
     expect(page.locator("#grid-body .state", has_text=re.compile(r"^OK$"))).to_have_count(0)
     expect(page.locator("#grid-body .state", has_text="Failed").first).to_be_visible()
 

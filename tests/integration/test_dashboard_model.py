@@ -30,6 +30,7 @@ from hub_common.events import (
     Failure,
     FailureKind,
     OverdueInvoices,
+    RefreshDeferred,
     RefreshFailed,
     RefreshRequested,
     new_envelope,
@@ -181,6 +182,33 @@ async def test_rows_filter_sort_and_page_in_the_database(fresh_model: Callable[[
     assert first.total == second.total == 5
     seen = [r.company_name for r in first.rows + second.rows + (await _page(sessions, limit=2, offset=4)).rows]
     assert seen == [r.company_name for r in everything.rows]
+
+
+async def test_need_attention_shows_the_rows_its_tile_counts(fresh_model: Callable[[], Any]) -> None:
+    """The summary counts failed and waiting rows as needing attention; its filter must show
+    those very rows (it showed the failed ones only), while *Has errors* stays failed only."""
+    sessions = await fresh_model()
+    firm = await _firm_with_rows(sessions)
+    later = Log()
+    later.sequences = dict(firm["log"].sequences)
+    waited_at = NOW + timedelta(hours=1)
+    later.add(
+        RefreshDeferred(
+            refresh_id=uuid.uuid4(),
+            client_id=firm["alpha"],
+            company_id=firm["companies"]["A1"],
+            company_name="A1",
+            failure=_failure(FailureKind.THROTTLED, 429).model_copy(update={"occurred_at": waited_at}),
+            attempt=1,
+            next_attempt_at=waited_at + timedelta(minutes=5),
+        )
+    )
+    await _apply(sessions, later.items)
+
+    attention = await _page(sessions, needs_attention=True, sort="state")
+    assert [(r.company_name, r.state) for r in attention.rows] == [("B2", "failed"), ("A1", "waiting")]
+    assert attention.total == attention.states.failed + attention.states.waiting == 2
+    assert [r.company_name for r in (await _page(sessions, has_errors=True)).rows] == ["B2"]
 
 
 @pytest.mark.parametrize(

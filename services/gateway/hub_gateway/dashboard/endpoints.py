@@ -67,6 +67,7 @@ def _dashboard_query(
     client_id: uuid.UUID | None,
     assigned_accountant_id: uuid.UUID | None,
     has_errors: bool,
+    needs_attention: bool,
     overdue: bool,
     threshold: list[str],
     sort: str,
@@ -80,6 +81,7 @@ def _dashboard_query(
             client_id=client_id,
             assigned_accountant_id=assigned_accountant_id,
             has_errors=has_errors,
+            needs_attention=needs_attention,
             overdue=overdue,
             thresholds=[_threshold(item) for item in threshold],
             sort=sort.removeprefix("-"),
@@ -105,6 +107,9 @@ async def dashboard(
     client_id: uuid.UUID | None = None,
     assigned_accountant_id: uuid.UUID | None = None,
     has_errors: Annotated[bool, Query(description="Only rows whose last refresh failed")] = False,
+    needs_attention: Annotated[
+        bool, Query(description="Only rows that failed or are waiting to retry (the summary's 'need attention')")
+    ] = False,
     overdue: Annotated[bool, Query(description="Only rows with overdue sales or purchase invoices")] = False,
     threshold: Annotated[
         list[str],
@@ -120,7 +125,7 @@ async def dashboard(
     company's own exchange rates, and sorting and thresholds apply to the converted amounts;
     an amount that cannot be converted sorts after the rest and matches no threshold."""
     query = _dashboard_query(
-        text, client_id, assigned_accountant_id, has_errors, overdue, threshold, sort, offset, limit
+        text, client_id, assigned_accountant_id, has_errors, needs_attention, overdue, threshold, sort, offset, limit
     )
     chosen = await preferences.preferences_of(session, principal)
     page = await dashboard_queries.dashboard_page(

@@ -36,6 +36,10 @@ WIDE = Context(prec=60)
 TEXT_SORT_KEYS = ("client_name", "company_name", "state", "as_of")
 
 
+# The states the summary counts as "need attention" (dashboard.js adds them up the same way).
+ATTENTION_STATES = ("failed", "waiting")
+
+
 SORT_KEYS = (*TEXT_SORT_KEYS, *FIGURES_BY_KEY)
 
 
@@ -66,6 +70,8 @@ class DashboardQuery(BaseModel):
     client_id: uuid.UUID | None = None
     assigned_accountant_id: uuid.UUID | None = None
     has_errors: bool = False
+    # Failed or waiting to retry: the rows the summary's "need attention" counts.
+    needs_attention: bool = False
     overdue: bool = False
     thresholds: Annotated[list[Threshold], Field(max_length=20)] = []
     sort: Literal[SORT_KEYS] = "client_name"  # type: ignore[valid-type]
@@ -209,6 +215,8 @@ def _conditions(
         conditions.append(col(ClientRow.assigned_accountant_id) == query.assigned_accountant_id)
     if query.has_errors:
         conditions.append(_row_state() == "failed")
+    if query.needs_attention:
+        conditions.append(_row_state().in_(ATTENTION_STATES))
     if query.overdue:
         conditions.append(
             or_(

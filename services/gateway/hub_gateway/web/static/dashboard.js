@@ -11,7 +11,7 @@ Hub.start(() => {
   const state = {
     preferences: boot.preferences,
     views: boot.views,
-    query: { text: "", client_id: "", assigned_accountant_id: "", has_errors: false, overdue: false, thresholds: [], sort: "client_name", descending: false },
+    query: { text: "", client_id: "", assigned_accountant_id: "", has_errors: false, needs_attention: false, overdue: false, thresholds: [], sort: "client_name", descending: false },
     offset: 0,
     page: null,
     selected: new Map(), // row key → {client_id, company_id}
@@ -102,6 +102,7 @@ Hub.start(() => {
     if (q.client_id) params.set("client_id", q.client_id);
     if (q.assigned_accountant_id) params.set("assigned_accountant_id", q.assigned_accountant_id);
     if (q.has_errors) params.set("has_errors", "true");
+    if (q.needs_attention) params.set("needs_attention", "true");
     if (q.overdue) params.set("overdue", "true");
     for (const t of q.thresholds) params.append("threshold", `${t.column}:${t.comparison}:${t.value}`);
     params.set("sort", (q.descending ? "-" : "") + q.sort);
@@ -352,24 +353,29 @@ Hub.start(() => {
     );
   }
 
-  // "Need attention": only the rows with a problem, the worst first.
+  // "Need attention": exactly the rows the tile counts (failed or waiting, over the whole
+  // practice whatever the filters, so the other filters go), the worst first.
   function showProblems() {
-    state.query.has_errors = true;
+    Object.assign(state.query, noFilters(), { needs_attention: true });
     state.query.sort = "state";
     state.query.descending = false;
     applyQueryToControls();
     filtersChanged();
   }
 
+  // Every filter off (sorting aside); a new thresholds list each time, since it is changed in place.
+  function noFilters() {
+    return { text: "", client_id: "", assigned_accountant_id: "", has_errors: false, needs_attention: false, overdue: false, thresholds: [] };
+  }
   function clearFilters() {
-    Object.assign(state.query, { text: "", client_id: "", assigned_accountant_id: "", has_errors: false, overdue: false, thresholds: [] });
+    Object.assign(state.query, noFilters());
     applyQueryToControls();
     filtersChanged();
   }
 
   function hasFilters() {
     const q = state.query;
-    return Boolean(q.text || q.client_id || q.assigned_accountant_id || q.has_errors || q.overdue || q.thresholds.length);
+    return Boolean(q.text || q.client_id || q.assigned_accountant_id || q.has_errors || q.needs_attention || q.overdue || q.thresholds.length);
   }
 
   // ------------------------------------------------------------------ filters, sorting, paging
@@ -388,6 +394,7 @@ Hub.start(() => {
     q.client_id = $("filter-client").value;
     q.assigned_accountant_id = $("filter-accountant").value;
     q.has_errors = $("filter-errors").checked;
+    q.needs_attention = $("filter-attention").checked;
     q.overdue = $("filter-overdue").checked;
     state.offset = 0;
     load();
@@ -414,6 +421,7 @@ Hub.start(() => {
     $("filter-client").value = q.client_id;
     $("filter-accountant").value = q.assigned_accountant_id;
     $("filter-errors").checked = q.has_errors;
+    $("filter-attention").checked = q.needs_attention;
     $("filter-overdue").checked = q.overdue;
     renderThresholds();
   }
@@ -421,7 +429,7 @@ Hub.start(() => {
   let typing = null;
   $("filter-text").addEventListener("input", () => { clearTimeout(typing); typing = setTimeout(filtersChanged, 300); });
   $("filters").addEventListener("submit", (event) => { event.preventDefault(); filtersChanged(); });
-  for (const id of ["filter-client", "filter-accountant", "filter-errors", "filter-overdue"]) $(id).addEventListener("change", filtersChanged);
+  for (const id of ["filter-client", "filter-accountant", "filter-errors", "filter-attention", "filter-overdue"]) $(id).addEventListener("change", filtersChanged);
   $("threshold-add").addEventListener("click", () => {
     const value = $("threshold-value").value.trim();
     if (value === "" || Number.isNaN(Number(value))) {
@@ -449,7 +457,7 @@ Hub.start(() => {
     $("view-delete").disabled = !view;
     if (!view) return;
     const q = view.query;
-    state.query = { text: q.text || "", client_id: q.client_id || "", assigned_accountant_id: q.assigned_accountant_id || "", has_errors: q.has_errors, overdue: q.overdue,
+    state.query = { text: q.text || "", client_id: q.client_id || "", assigned_accountant_id: q.assigned_accountant_id || "", has_errors: q.has_errors, needs_attention: q.needs_attention, overdue: q.overdue,
       thresholds: q.thresholds.map((t) => ({ ...t, value: String(t.value) })), sort: q.sort, descending: q.descending };
     if (view.columns) state.preferences = { ...state.preferences, columns: view.columns };
     state.offset = 0;
@@ -464,7 +472,7 @@ Hub.start(() => {
     const body = {
       name: $("view-name").value,
       columns: state.preferences.columns,
-      query: { text: q.text || null, client_id: q.client_id || null, assigned_accountant_id: q.assigned_accountant_id || null, has_errors: q.has_errors, overdue: q.overdue,
+      query: { text: q.text || null, client_id: q.client_id || null, assigned_accountant_id: q.assigned_accountant_id || null, has_errors: q.has_errors, needs_attention: q.needs_attention, overdue: q.overdue,
         thresholds: q.thresholds, sort: q.sort, descending: q.descending, limit: state.preferences.page_size },
     };
     try {
