@@ -211,6 +211,39 @@ async def test_need_attention_shows_the_rows_its_tile_counts(fresh_model: Callab
     assert [r.company_name for r in (await _page(sessions, has_errors=True)).rows] == ["B2"]
 
 
+async def test_overdue_matches_an_overdue_amount_without_invoices(fresh_model: Callable[[], Any]) -> None:
+    """With BC's cue totals an overdue amount may come from ledger entries no open invoice
+    stands for (an opening balance posted by journal): the row shows the amount, its count
+    is 0, and *Overdue > 0* must still find it (it looked at the counts only)."""
+    sessions = await fresh_model()
+    log = Log()
+    client, refresh = uuid.uuid4(), uuid.uuid4()
+    companies = {name: uuid.uuid4() for name in ("Sales cue", "Purchase cue", "Nothing overdue", "Not read")}
+    log.add(_client("Delta", "delta.example", client))
+    discovered = [DiscoveredCompany(company_id=company_id, name=name) for name, company_id in companies.items()]
+    log.add(CompaniesDiscovered(client_id=client, refresh_id=refresh, companies=discovered))
+
+    def overdue(total: str) -> OverdueInvoices:
+        return OverdueInvoices(count=0, total=Decimal(total), largest=[], amount_basis="remaining_amount", read_at=NOW)
+
+    for name, sales, purchases in (
+        ("Sales cue", "250.00", "0"),
+        ("Purchase cue", "0", "80.00"),
+        ("Nothing overdue", "0", "0"),
+    ):
+        snapshot = _snapshot(client, companies[name], name, "1.00", 0, refresh)
+        figures = snapshot.figures.model_copy(
+            update={"overdue_sales_invoices": overdue(sales), "overdue_purchase_invoices": overdue(purchases)}
+        )
+        log.add(snapshot.model_copy(update={"figures": figures}))
+    await _apply(sessions, log.items)
+
+    found = await _page(sessions, overdue=True, sort="company_name")
+    # "Not read" has no figures at all: an unknown amount matches nothing.
+    assert [r.company_name for r in found.rows] == ["Purchase cue", "Sales cue"]
+    assert found.rows[1].values["overdue_sales_invoices_count"] == 0
+
+
 @pytest.mark.parametrize(
     ("text", "found"),
     [

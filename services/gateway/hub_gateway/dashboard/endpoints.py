@@ -110,7 +110,9 @@ async def dashboard(
     needs_attention: Annotated[
         bool, Query(description="Only rows that failed or are waiting to retry (the summary's 'need attention')")
     ] = False,
-    overdue: Annotated[bool, Query(description="Only rows with overdue sales or purchase invoices")] = False,
+    overdue: Annotated[
+        bool, Query(description="Only rows with an overdue sales or purchase invoice or amount")
+    ] = False,
     threshold: Annotated[
         list[str],
         Query(max_length=20, description="column:comparison:number, comparison one of gt ge lt le eq ne"),
