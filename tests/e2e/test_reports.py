@@ -4,8 +4,10 @@ sandbox → xlsx, opened with openpyxl and checked against the sandbox and the d
 from __future__ import annotations
 
 import io
+import sqlite3
 import time
 import uuid
+from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -126,6 +128,39 @@ def test_a_statement_date_can_be_chosen_but_not_in_the_future(hub: Hub, firm: di
     later = (datetime.now(UTC) + timedelta(days=30)).date().isoformat()
     assert api.get(url, params={"as_of": later}).status_code == 422
     assert api.get(url, params={"as_of": "not a date"}).status_code == 422
+
+
+def test_a_company_workbook_is_named_as_the_dashboard_names_the_company(hub: Hub, firm: dict[str, Any]) -> None:
+    """BC's display name, where it differs from the company's name (which may be a short
+    code), is what the dashboard shows; the workbook's file and title were named otherwise."""
+    api = hub.client(OWNER)
+    row = firm["rows"][-1]
+    shown = "Renamed for display & Co."
+    # The sandbox's companies are named as they are displayed: the gateway's read model is
+    # given another display name, as a snapshot of such a company would give it.
+    database = hub.gateway_environment["HUB_DATABASE_URL"].removeprefix("sqlite:///")
+
+    def display_name(name: str | None) -> None:
+        with closing(sqlite3.connect(database, timeout=30)) as connection, connection:
+            changed = connection.execute(
+                "UPDATE gateway_companies SET display_name = ? WHERE company_id = ?",
+                (name, uuid.UUID(row["company_id"]).hex),
+            )
+            assert changed.rowcount == 1
+
+    details = f"/api/v1/clients/{firm['client_id']}/companies/{row['company_id']}"
+    before = api.get(details).json()["display_name"]
+    display_name(shown)
+    try:
+        rows = api.get("/api/v1/dashboard", params={"client_id": firm["client_id"]}).json()["rows"]
+        assert shown in [r["company_name"] for r in rows]
+        response = api.get(_workbook_url(firm["client_id"], row["company_id"]), timeout=60)
+        workbook = _open(response)
+        file_name = unquote(response.headers["content-disposition"].split("filename*=UTF-8''")[1])
+        assert file_name.startswith(f"{shown} "), file_name
+        assert workbook["Balance Sheet"]["A1"].value == shown
+    finally:
+        display_name(before)
 
 
 def test_another_firms_company_is_404(hub: Hub, firm: dict[str, Any]) -> None:

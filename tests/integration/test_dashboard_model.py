@@ -244,6 +244,30 @@ async def test_overdue_matches_an_overdue_amount_without_invoices(fresh_model: C
     assert found.rows[1].values["overdue_sales_invoices_count"] == 0
 
 
+async def test_companies_sort_by_the_name_the_rows_show(fresh_model: Callable[[], Any]) -> None:
+    """Rows show BC's display name, or its company name without one (or with an empty one):
+    sorting by company sorted by BC's company name, which may be a code, out of the order seen."""
+    sessions = await fresh_model()
+    log = Log()
+    client = uuid.uuid4()
+    log.add(_client("Epsilon", "epsilon.example", client))
+    discovered = [
+        DiscoveredCompany(company_id=uuid.uuid4(), name="Z001", display_name="alpha Trading"),
+        DiscoveredCompany(company_id=uuid.uuid4(), name="Beta Works"),
+        DiscoveredCompany(company_id=uuid.uuid4(), name="A002", display_name="Gamma Goods"),
+        DiscoveredCompany(company_id=uuid.uuid4(), name="delta Ltd", display_name=""),
+    ]
+    log.add(CompaniesDiscovered(client_id=client, refresh_id=uuid.uuid4(), companies=discovered))
+    await _apply(sessions, log.items)
+
+    shown = ["alpha Trading", "Beta Works", "delta Ltd", "Gamma Goods"]
+    assert [r.company_name for r in (await _page(sessions, sort="company_name")).rows] == shown
+    descending = await _page(sessions, sort="company_name", descending=True)
+    assert [r.company_name for r in descending.rows] == shown[::-1]
+    # The default order (by client, then company) follows the shown names too.
+    assert [r.company_name for r in (await _page(sessions)).rows] == shown
+
+
 @pytest.mark.parametrize(
     ("text", "found"),
     [

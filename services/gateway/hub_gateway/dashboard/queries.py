@@ -153,6 +153,17 @@ def _row_state() -> ColumnElement[str]:
     return func.coalesce(col(CompanyRow.state), col(ClientRow.state))
 
 
+def shown_company_name(company: CompanyRow) -> str:
+    """The company's name as the dashboard shows it: its display name in BC, else its name."""
+    return company.display_name or company.company_name
+
+
+def _shown_company_name() -> ColumnElement[str]:
+    """``shown_company_name`` in SQL, lower case: what sorting by company sorts by (an empty
+    display name falls back to the name, as ``or`` does in Python)."""
+    return func.lower(func.coalesce(func.nullif(col(CompanyRow.display_name), ""), col(CompanyRow.company_name)))
+
+
 def _escaped_like(text: str) -> str:
     escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return f"%{escaped}%"
@@ -252,7 +263,8 @@ def _order(query: DashboardQuery, reporting_currency: str | None = None) -> list
     if query.sort == "client_name":
         sort_column = func.lower(col(ClientRow.name))
     elif query.sort == "company_name":
-        sort_column = func.lower(col(CompanyRow.company_name))
+        # By the name the rows show: BC's company name may be a short code under it.
+        sort_column = _shown_company_name()
     elif query.sort == "state":
         sort_column = _row_state()
     elif query.sort == "as_of":
@@ -269,7 +281,7 @@ def _order(query: DashboardQuery, reporting_currency: str | None = None) -> list
         direction,
         func.lower(col(ClientRow.name)),
         col(ClientRow.client_id),
-        func.lower(col(CompanyRow.company_name)),
+        _shown_company_name(),
         col(CompanyRow.company_id),
     ]
 
@@ -360,7 +372,7 @@ def _page_row(
         client_id=client.client_id,
         client_name=client.name,
         company_id=company.company_id,
-        company_name=company.display_name or company.company_name,
+        company_name=shown_company_name(company),
         state=company.state,
         as_of=company.as_of,
         currency_code=company.currency_code,

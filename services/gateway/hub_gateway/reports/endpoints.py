@@ -161,7 +161,7 @@ async def company_workbook_download(
     client_name, tenant, tenant_id, environment = client.name, client.tenant, client.tenant_id, client.environment
     day = as_of or client_today(clients_queries.card_time_zone(client), datetime.now(UTC))
     # The name the dashboard shows, so the file is found under the name the accountant knows.
-    company_name = company.company_name
+    company_name = dashboard_queries.shown_company_name(company)
     known_currency = company.currency_code
     # BC may take a while; the read model's connection is not needed meanwhile.
     await session.close()
