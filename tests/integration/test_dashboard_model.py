@@ -428,27 +428,46 @@ async def test_the_largest_amount_an_event_may_carry_is_stored(
 
 
 async def test_choices_saved_by_an_earlier_version_still_open(fresh_model: Callable[[], Any]) -> None:
-    """A column retired since preferences and views were saved: the page still opens."""
+    """A column retired since preferences and views were saved: the page still opens, and
+    each view stays listed without it (left out, its name stayed taken and it could not be
+    chosen to be deleted); only a view stored otherwise unreadable is left out."""
     sessions = await fresh_model()
     principal = Principal(uuid.uuid4(), FIRM, "a@firm.example", "A", "owner")
+    definitions = {
+        name: preferences.ViewDefinition(name=name, query=DashboardQuery(sort="cash"))
+        for name in ("Kept", "Retired column", "Retired sort", "Broken")
+    }
     async with transaction(sessions) as session:
         await preferences.save_preferences(session, principal, preferences.Preferences(columns=["cash"]))
-        kept = await preferences.save_view(
-            session, principal, preferences.ViewDefinition(name="Kept", query=DashboardQuery(sort="cash"))
-        )
-        retired = await preferences.save_view(
-            session, principal, preferences.ViewDefinition(name="Retired", query=DashboardQuery())
-        )
+        views = {name: await preferences.save_view(session, principal, d) for name, d in definitions.items()}
+    cash_below = {"column": "cash", "comparison": "lt", "value": "10"}
+    stored_views = {
+        "Retired column": {
+            "query": {"thresholds": [{"column": "retired_figure", "comparison": "gt", "value": "0"}, cash_below]},
+            "columns": ["retired_figure", "cash"],
+        },
+        "Retired sort": {"query": {"sort": "retired_figure", "descending": True}, "columns": None},
+        "Broken": {"query": {"limit": "many"}, "columns": None},
+    }
     async with transaction(sessions) as session:
         stored = await session.get(PreferencesRow, principal.accountant_id)
         assert stored is not None
         stored.columns_json = json.dumps(["retired_figure", "cash"])
-        view = await session.get(SavedViewRow, retired.view_id)
-        assert view is not None
-        view.query_json = json.dumps({"query": {"sort": "retired_figure"}, "columns": None})
+        for name, query_json in stored_views.items():
+            view = await session.get(SavedViewRow, views[name].view_id)
+            assert view is not None
+            view.query_json = json.dumps(query_json)
     async with sessions() as session:
         assert (await preferences.preferences_of(session, principal)).columns == ["cash"]
-        assert [v.view_id for v in await preferences.saved_views(session, principal)] == [kept.view_id]
+        listed = {v.name: v for v in await preferences.saved_views(session, principal)}
+    assert sorted(listed) == ["Kept", "Retired column", "Retired sort"]
+    assert listed["Retired column"].columns == ["cash"]
+    assert listed["Retired column"].query.thresholds == [Threshold.model_validate(cash_below)]
+    assert (listed["Retired sort"].query.sort, listed["Retired sort"].query.descending) == ("client_name", False)
+    # Listed, so it can be deleted, and its name used again.
+    async with transaction(sessions) as session:
+        assert await preferences.delete_view(session, principal, listed["Retired column"].view_id)
+        await preferences.save_view(session, principal, definitions["Retired column"])
 
 
 async def test_first_saves_of_the_preferences_at_once_all_land(fresh_model: Callable[[], Any]) -> None:

@@ -6,7 +6,7 @@ import json
 import re
 import uuid
 from datetime import UTC, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, Field, ValidationError, WithJsonSchema
 from sqlalchemy import Table
@@ -20,7 +20,7 @@ from hub_common.i18n import N_
 from hub_common.logging import get_logger
 from hub_gateway.accounts.models import PreferencesRow, SavedViewRow
 from hub_gateway.auth import Principal
-from hub_gateway.dashboard.queries import DashboardQuery
+from hub_gateway.dashboard.queries import SORT_KEYS, DashboardQuery
 from hub_gateway.readmodel.columns import DEFAULT_COLUMNS, FIGURES_BY_KEY
 
 
@@ -137,13 +137,28 @@ class TooManyViews(Exception):
     pass
 
 
+def _known_query(query: dict[str, Any]) -> dict[str, Any]:
+    """A stored view's query without what names a figure since retired: its thresholds on
+    one are dropped and a sort by one goes back to the default, as ``preferences_of`` drops
+    such columns. Left invalid, the whole view vanished from the list while its row stayed:
+    its name was taken (a 409) and it could not be chosen to be deleted."""
+    known = dict(query)
+    thresholds = known.get("thresholds") or []
+    known["thresholds"] = [t for t in thresholds if not isinstance(t, dict) or t.get("column") in FIGURES_BY_KEY]
+    if "sort" in known and known["sort"] not in SORT_KEYS:
+        known.pop("sort")
+        known.pop("descending", None)
+    return known
+
+
 def _saved(row: SavedViewRow) -> SavedView:
     stored = json.loads(row.query_json)
+    columns = stored.get("columns")
     return SavedView(
         view_id=row.view_id,
         name=row.name,
-        query=DashboardQuery.model_validate(stored["query"]),
-        columns=stored.get("columns"),
+        query=DashboardQuery.model_validate(_known_query(stored["query"])),
+        columns=None if columns is None else [key for key in columns if key in FIGURES_BY_KEY],
         created_at=row.created_at,
     )
 
@@ -162,7 +177,8 @@ async def saved_views(session: AsyncSession, principal: Principal) -> list[Saved
         try:
             views.append(_saved(row))
         except (ValidationError, KeyError, ValueError):
-            # Saved by an earlier version with a column since retired: leave it out, keep the rest.
+            # Stored otherwise unreadable (retired figures are dropped by _saved): leave it
+            # out, keep the rest.
             logger.warning("saved view no longer valid; left out", view_id=str(row.view_id))
     return views
 
