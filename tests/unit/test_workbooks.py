@@ -627,6 +627,13 @@ def test_an_empty_firm_still_gets_a_workbook() -> None:
         ("../../etc/passwd", "etc passwd 2026-05-19.xlsx", "etc passwd 2026-05-19.xlsx"),
         ("株式会社", "workbook 2026-05-19.xlsx", "株式会社 2026-05-19.xlsx"),
         ("", "workbook 2026-05-19.xlsx", "workbook 2026-05-19.xlsx"),
+        # Bidirectional controls, which would show the name reordered, go: every one of them.
+        (
+            "Acme\u202e \u200e\u200f\u202a\u202b\u202c\u202d\u2066\u2067\u2068\u2069\u061cLtd",
+            "Acme Ltd 2026-05-19.xlsx",
+            "Acme Ltd 2026-05-19.xlsx",
+        ),
+        ("\u202egpj.exe", "gpj.exe 2026-05-19.xlsx", "gpj.exe 2026-05-19.xlsx"),
     ],
 )
 def test_file_names_are_safe_in_the_header_and_on_disk(name: str, plain: str, full: str) -> None:

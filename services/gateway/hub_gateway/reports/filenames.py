@@ -17,6 +17,11 @@ MAX_STEM_CHARACTERS = 100
 FALLBACK_STEM = "workbook"
 # Characters no file system or browser takes in a name, and every control character.
 _FORBIDDEN = re.compile(r'[\x00-\x1f\x7f-\x9f<>:"/\\|?*]')
+# Unicode's bidirectional controls (its Bidi_Control set): invisible, they reorder what
+# follows, the date and ".xlsx" included, so a save dialog or a downloads list would show
+# a name other than the file's ("Acme\u202e" puts "xslx." first). Removed, not replaced:
+# they stand for no character of the name.
+_BIDI_CONTROLS = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 _NOT_PLAIN_ASCII = re.compile(r"[^A-Za-z0-9 .,_()&+-]")
 _SPACES = re.compile(r"\s+")
 _LEADING_DOTS = re.compile(r"^[\s.]+")
@@ -28,8 +33,10 @@ def _tidy(text: str) -> str:
 
 
 def file_stem(name: str) -> str:
-    """The name as a file name: forbidden characters become spaces, length is bounded."""
-    stem = _tidy(_FORBIDDEN.sub(" ", unicodedata.normalize("NFC", name)))[:MAX_STEM_CHARACTERS]
+    """The name as a file name: bidirectional controls go, forbidden characters become
+    spaces, length is bounded."""
+    visible = _BIDI_CONTROLS.sub("", unicodedata.normalize("NFC", name))
+    stem = _tidy(_FORBIDDEN.sub(" ", visible))[:MAX_STEM_CHARACTERS]
     return _tidy(stem) or FALLBACK_STEM
 
 
