@@ -7,9 +7,13 @@ import re
 import time
 import uuid
 
+import httpx
 import pytest
 
 from hub_common.dev_mail import read_mailbox
+from hub_common.events import AccountantRemoved
+from tests.conftest import Sandbox
+from tests.e2e.browser import consented_tenant
 from tests.e2e.conftest import Hub
 from tests.support.events import firm_events
 from tests.support.sign_in import choose_firm, first_sign_in, join_firm
@@ -201,4 +205,101 @@ def test_an_address_is_mailed_by_a_few_firms_a_day_at_most(hub: Hub) -> None:
     assert (
         inviters[3].post("/api/v1/accountants/invitations", json={"email": "wes@contoso-pharma.example"}).status_code
         == 202
+    )
+
+
+ALERT_RULE = {"name": "Low cash", "figure": "cash", "comparison": "below", "threshold": "1000"}
+
+
+def test_an_owner_removes_a_colleague_who_left(hub: Hub, nats_url: str, sandbox: Sandbox) -> None:
+    """Nothing of the firm's stays reachable to someone removed: sessions, API tokens and
+    open live streams end when the removal answers; their alert rules go, their clients are
+    assigned to nobody, the audit log says who removed them; only a new invitation brings
+    them back, and their old credentials stay dead."""
+    owner_email, admin_email, leaver_email = (f"{name}@lucerne-accounting.example" for name in ("ada", "ben", "cleo"))
+    owner = hub.client(owner_email)
+    me = owner.get("/api/v1/me").json()
+    firm_id = me["firm_id"]
+    for email, role in ((admin_email, "admin"), (leaver_email, "staff")):
+        assert owner.post("/api/v1/accountants/invitations", json={"email": email, "role": role}).status_code == 202
+        join_firm(hub.url, email, firm_id)
+    admin, leaver = hub.client(admin_email), hub.client(leaver_email)
+    leaver_id = leaver.get("/api/v1/me").json()["accountant_id"]
+    browser = first_sign_in(hub.url, leaver_email)
+    assert browser.get("/api/v1/me").json()["accountant_id"] == leaver_id
+    token = leaver.post("/api/v1/tokens", json={"name": "home laptop"}).json()["token"]
+    with_token = httpx.Client(base_url=hub.url, headers={"Authorization": f"Bearer {token}"}, timeout=20)
+    assert with_token.get("/api/v1/dashboard").status_code == 200
+    # A token makes no tokens: revoking a leaked one must end what it can do.
+    minted = with_token.post("/api/v1/tokens", json={"name": "spare key"})
+    assert minted.status_code == 403, minted.text
+    assert leaver.post("/api/v1/alert-rules", json=ALERT_RULE).status_code == 201
+    production = next(e for e in consented_tenant(sandbox)["environments"] if e["name"] == "Production")
+    card = {"name": "Lucerne client", "client_url": production["client_url"], "assigned_accountant_id": leaver_id}
+    added = owner.post("/api/v1/clients", json=card)
+    assert added.status_code == 202, added.text
+    client_id = added.json()["client_id"]
+
+    # Who may remove whom.
+    admin_id = admin.get("/api/v1/me").json()["accountant_id"]
+    assert leaver.delete(f"/api/v1/accountants/{admin_id}").status_code == 403
+    assert admin.delete(f"/api/v1/accountants/{me['accountant_id']}").status_code == 403
+    assert owner.delete(f"/api/v1/accountants/{me['accountant_id']}").status_code == 409
+    assert owner.delete(f"/api/v1/accountants/{uuid.uuid4()}").status_code == 404
+    assert owner.delete("/api/v1/accountants/not-an-id").status_code == 422
+    stranger = hub.client("dora@lucerne-audit.example").get("/api/v1/me").json()["accountant_id"]
+    assert owner.delete(f"/api/v1/accountants/{stranger}").status_code == 404
+    assert hub.client("dora@lucerne-audit.example").get("/api/v1/me").status_code == 200
+
+    with (
+        httpx.Client(base_url=hub.url, headers=with_token.headers, timeout=httpx.Timeout(10, read=60)) as live,
+        live.stream("GET", "/api/v1/live") as stream,
+    ):
+        lines = stream.iter_lines()
+        assert any(line.startswith("event: ready") for line in lines)
+        removed = admin.delete(f"/api/v1/accountants/{leaver_id}")
+        removed_at = time.monotonic()
+        assert removed.status_code == 200, removed.text
+        assert removed.json() == {
+            "accountant_id": leaver_id,
+            "email": leaver_email,
+            "alert_rules_removed": 1,
+            "clients_unassigned": 1,
+        }
+        # When the removal answers, their session and token are already refused.
+        assert browser.get("/api/v1/me").status_code == 401
+        assert with_token.get("/api/v1/dashboard").status_code == 401
+        for _ in lines:
+            assert time.monotonic() - removed_at < 5, "the stream outlived its accountant's removal"
+    assert admin.delete(f"/api/v1/accountants/{leaver_id}").status_code == 404
+
+    def settled() -> bool:
+        [card] = [c["card"] for c in owner.get("/api/v1/clients").json()["clients"] if c["client_id"] == client_id]
+        members = {m["email"] for m in owner.get("/api/v1/accountants").json()}
+        return card.get("assigned_accountant_id") is None and leaver_email not in members
+
+    eventually(settled, "the read model showing the removal", timeout=20)
+    assert [r["name"] for r in owner.get("/api/v1/alert-rules").json()["rules"]] == []
+    # A new sign-in is refused with a sentence saying why, and so is the dev token.
+    again = httpx.post(f"{hub.url}/sign-in", data={"email": leaver_email, "next": "/"})
+    assert "removed your account; ask them to invite you again" in again.text, again.text[:500]
+    assert "hub_session" not in again.headers.get("set-cookie", "")
+    assert leaver.get("/api/v1/me").status_code == 403
+    [event] = firm_events(nats_url, uuid.UUID(firm_id), "AccountantRemoved")
+    assert isinstance(event.data, AccountantRemoved) and event.actor.id == admin_id
+    assert (event.data.accountant_id, event.data.removed_by) == (uuid.UUID(leaver_id), uuid.UUID(admin_id))
+
+    # Invited again, they come back with the new role; what they held before stays dead.
+    assert (
+        owner.post("/api/v1/accountants/invitations", json={"email": leaver_email, "role": "admin"}).status_code == 202
+    )
+    join_firm(hub.url, leaver_email, firm_id)
+    back = hub.client(leaver_email).get("/api/v1/me").json()
+    assert (back["accountant_id"], back["role"]) == (leaver_id, "admin")
+    assert with_token.get("/api/v1/dashboard").status_code == 401
+    assert browser.get("/api/v1/me").status_code == 401
+    eventually(
+        lambda: leaver_email in {m["email"] for m in owner.get("/api/v1/accountants").json()},
+        "the colleague who came back listed",
+        timeout=20,
     )

@@ -46,6 +46,7 @@ class Victim:
     view_id: str
     run_id: str
     rule_id: str
+    accountant_id: str
 
     def markers(self) -> list[str]:
         """What must never appear in an answer to another firm."""
@@ -96,6 +97,7 @@ def victim(hub: Hub, sandbox: Sandbox) -> Victim:
         view_id=view.json()["view_id"],
         run_id=run.json()["run_id"],
         rule_id=rule.json()["rule_id"],
+        accountant_id=owner.get("/api/v1/me").json()["accountant_id"],
     )
 
 
@@ -168,6 +170,10 @@ CASES: dict[str, tuple[Probe, int | None]] = {
     "POST /api/v1/accountants/invitations": (
         lambda api, v: api.post("/api/v1/accountants/invitations", json={"email": VICTIM}),
         None,
+    ),
+    "DELETE /api/v1/accountants/{accountant_id}": (
+        lambda api, v: api.delete(f"/api/v1/accountants/{v.accountant_id}"),
+        404,
     ),
     "GET /api/v1/clients/{client_id}/companies/{company_id}/workbook": (
         lambda api, v: api.get(f"/api/v1/clients/{v.client_id}/companies/{v.company_id}/workbook"),

@@ -121,6 +121,10 @@ MATRIX: dict[str, tuple[str, Call]] = {
         MANAGERS,
         lambda api: api.post("/api/v1/accountants/invitations", json={"email": "new.person@roles-accounting.example"}),
     ),
+    "DELETE /api/v1/accountants/{accountant_id}": (
+        MANAGERS,
+        lambda api: api.delete(f"/api/v1/accountants/{SOME_ID}"),
+    ),
     "GET /api/v1/dead-letters": (MANAGERS, lambda api: api.get("/api/v1/dead-letters")),
 }
 

@@ -45,6 +45,7 @@ REQUEST_REFRESH = "cmd.registry.refresh.request"
 SET_REFRESH_SCHEDULE = "cmd.registry.refresh.schedule"
 TEST_CONNECTION = "cmd.registry.connection.test"
 INVITE_COLLEAGUE = "cmd.registry.accountant.invite"
+REMOVE_COLLEAGUE = "cmd.registry.accountant.remove"
 LIST_FIRM_INVITATIONS = "cmd.registry.accountant.invitations"
 GRANT_TENANT_ACCESS = "cmd.registry.tenant.grant"
 REVOKE_TENANT_ACCESS = "cmd.registry.tenant.revoke"
@@ -190,6 +191,22 @@ class InviteColleague(FirmCommand):
     role: Literal["admin", "staff"]
     # The inviting accountant's language: the colleague's email is written in it.
     language: Annotated[str, Field(max_length=35)] = "en"
+
+
+class RemoveColleague(FirmCommand):
+    """Owners and admins remove a colleague from the firm (an admin cannot remove an owner,
+    and nobody removes themselves)."""
+
+    accountant_id: uuid.UUID
+
+
+class ColleagueRemoved(BaseModel):
+    accountant_id: uuid.UUID
+    email: str
+    # What went with them: their own alert rules, and the clients assigned to them (now
+    # assigned to nobody).
+    alert_rules_removed: int
+    clients_unassigned: int
 
 
 class GrantTenantAccess(FirmCommand):

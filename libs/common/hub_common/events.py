@@ -175,6 +175,19 @@ class AccountantJoined(EventData):
     role: Role
 
 
+class AccountantRemoved(EventData):
+    """An owner or admin removed a colleague from the firm: their sessions and API tokens
+    stop working, their alert rules go and their clients are no longer assigned to them.
+    Their address may join a firm again only through a new invitation."""
+
+    event_type = "AccountantRemoved"
+    subject_template = "accountant.removed"
+
+    accountant_id: uuid.UUID
+    email: Annotated[str, Field(max_length=320)]
+    removed_by: uuid.UUID
+
+
 class ColleagueInvited(EventData):
     """An owner or admin invited an address to join the firm; it joins on first sign-in."""
 
@@ -1018,6 +1031,7 @@ EVENT_TYPES: dict[str, type[EventData]] = {
     for model in (
         FirmCreated,
         AccountantJoined,
+        AccountantRemoved,
         ColleagueInvited,
         ColleagueInvitationChanged,
         ClientAdded,

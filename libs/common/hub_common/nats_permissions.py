@@ -72,6 +72,7 @@ USERS = (*SERVICES, OPERATOR)
 EVENT_PUBLISHERS: Mapping[str, frozenset[str]] = {
     "FirmCreated": frozenset({REGISTRY}),
     "AccountantJoined": frozenset({REGISTRY}),
+    "AccountantRemoved": frozenset({REGISTRY}),
     "ColleagueInvited": frozenset({REGISTRY}),
     "ColleagueInvitationChanged": frozenset({REGISTRY}),
     "ClientAdded": frozenset({REGISTRY}),

@@ -281,9 +281,10 @@ async def _authenticated(request: Request, state: GatewayState, session: AsyncSe
     if token is not None:
         if token.startswith(store.API_TOKEN_PREFIX):
             api_token = await store.find_api_token(session, token)
-            if api_token is None:
+            if api_token is None or await accounts_queries.access_ended(session, api_token):
                 raise _unauthorized(N_("This API token is not valid or was revoked"))
             await store.record_api_token_use(state.sessions, api_token, datetime.now(UTC))
+            request.state.api_token = api_token
             return store.principal_of(api_token)
         try:
             email, display_name = read_dev_token(state.settings, token)
@@ -295,7 +296,7 @@ async def _authenticated(request: Request, state: GatewayState, session: AsyncSe
         return await ensure_accountant(state, request, email, display_name)
     cookie = request.cookies.get(SESSION_COOKIE)
     browser = await store.find_session(session, cookie) if cookie else None
-    if browser is None:
+    if browser is None or await accounts_queries.access_ended(session, browser):
         raise _unauthorized(N_("Sign in first, or send 'Authorization: Bearer <token>'"))
     if request.method not in SAFE_METHODS and not store.csrf_matches(browser, await _offered_csrf(request)):
         raise HTTPException(status.HTTP_403_FORBIDDEN, detail=N_("Missing or wrong CSRF token; reload the page"))

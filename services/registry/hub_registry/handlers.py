@@ -44,7 +44,12 @@ def register_command_handlers(
 
     server.serve_in_transaction(commands.ENSURE_ACCOUNTANT, commands.EnsureAccountant, ensure_accountant)
     server.serve_in_transaction(commands.LIST_FIRM_INVITATIONS, commands.ListFirmInvitations, list_firm_invitations)
+
+    async def remove_colleague(session: AsyncSession, command: commands.RemoveColleague) -> BaseModel:
+        return await firms.remove_colleague(session=session, command=command)
+
     server.serve_in_transaction(commands.INVITE_COLLEAGUE, commands.InviteColleague, invite_colleague)
+    server.serve_in_transaction(commands.REMOVE_COLLEAGUE, commands.RemoveColleague, remove_colleague)
 
     # ------------------------------------------------------------ clients
 

@@ -42,6 +42,9 @@ class Accountant(SQLModel, table=True):
     # The Entra identity the account signs in with, bound at its first Entra sign-in.
     entra_tenant_id: uuid.UUID | None = None
     entra_object_id: uuid.UUID | None = None
+    # When an owner or admin removed them from the firm. The row stays (the audit log, old
+    # invitations and rules name it); a new invitation brings the address back, to any firm.
+    removed_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime(), nullable=True))
 
 
 class Client(SQLModel, table=True):

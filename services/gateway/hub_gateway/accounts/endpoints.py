@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 from fastapi import HTTPException, Request, Response, status
@@ -18,6 +18,7 @@ from hub_gateway.accounts import store
 from hub_gateway.accounts.models import ApiToken
 from hub_gateway.dependencies import (
     CurrentPrincipal,
+    ManagingPrincipal,
     Session,
     State,
     accountant_actor,
@@ -52,8 +53,17 @@ def _summary(row: ApiToken) -> ApiTokenSummary:
 
 
 @accounts_api.post("/tokens", status_code=status.HTTP_201_CREATED)
-async def create_token(principal: CurrentPrincipal, state: State, body: NewApiToken) -> CreatedApiToken:
-    """A personal API token; its value is shown once and stored only as a hash."""
+async def create_token(
+    principal: CurrentPrincipal, state: State, request: Request, body: NewApiToken
+) -> CreatedApiToken:
+    """A personal API token; its value is shown once and stored only as a hash. Made when
+    signed in, never with another API token: a leaked token must not be able to make the
+    keys that outlive its revocation."""
+    if getattr(request.state, "api_token", None) is not None:
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN,
+            detail=N_("API tokens are made when signed in to the hub, not with another API token"),
+        )
     try:
         async with transaction(state.sessions) as session:
             secret, row = await store.create_api_token(session, principal, body.name)
@@ -119,6 +129,28 @@ async def list_accountants(principal: CurrentPrincipal, session: Session) -> lis
         AccountantSummary(accountant_id=r.accountant_id, email=r.email, display_name=r.display_name, role=r.role)
         for r in rows
     ]
+
+
+@accounts_api.delete("/accountants/{accountant_id}")
+async def remove_colleague(
+    accountant_id: uuid.UUID, principal: ManagingPrincipal, state: State, request: Request
+) -> commands.ColleagueRemoved:
+    """Owners and admins remove a colleague who left the firm. When this answers, their
+    browser sessions and API tokens no longer work and their open pages close; their alert
+    rules are removed and the clients assigned to them are assigned to nobody. Nobody
+    removes themselves, and only an owner removes an owner. A new invitation brings them
+    back."""
+    command = commands.RemoveColleague(
+        firm_id=principal.firm_id,
+        actor=accountant_actor(principal),
+        correlation_id=request.state.correlation_id,
+        accountant_id=accountant_id,
+    )
+    removed = await send_command(state, request, commands.REMOVE_COLLEAGUE, command, commands.ColleagueRemoved)
+    async with transaction(state.sessions) as session:
+        await store.end_access(session, removed.accountant_id, datetime.now(UTC))
+    await state.live.announce_sign_in_change(principal.firm_id, removed.accountant_id)
+    return removed
 
 
 class ColleagueInvitationAnswer(commands.ColleagueInvitation):

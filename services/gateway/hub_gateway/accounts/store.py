@@ -177,5 +177,16 @@ async def revoke_api_token(session: AsyncSession, accountant_id: uuid.UUID, toke
     return True
 
 
+async def end_access(session: AsyncSession, accountant_id: uuid.UUID, now: datetime) -> None:
+    """An accountant removed from the firm: every browser session of theirs ends and every
+    API token of theirs is revoked (still listed, should they come back)."""
+    await session.execute(delete(BrowserSession).where(col(BrowserSession.accountant_id) == accountant_id))
+    await session.execute(
+        update(ApiToken)
+        .where(col(ApiToken.accountant_id) == accountant_id, col(ApiToken.revoked_at).is_(None))
+        .values(revoked_at=now)
+    )
+
+
 def principal_of(row: BrowserSession | ApiToken) -> Principal:
     return Principal(row.accountant_id, row.firm_id, row.email, row.display_name, row.role)

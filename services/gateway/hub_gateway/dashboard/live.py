@@ -97,9 +97,11 @@ class LiveUpdates:
                 "new_failures": firm_id in changes.firms_with_new_failures,
             }
             await self._publish(firm_id, notice)
+        for firm_id, accountant_id in changes.sign_ins_ended:
+            await self.announce_sign_in_change(firm_id, accountant_id)
 
     async def announce_sign_in_change(self, firm_id: uuid.UUID, accountant_id: uuid.UUID) -> None:
-        """After a sign-out or a revoked token (committed): the accountant's streams on every
+        """After a sign-out, a revoked token or a removal (committed): the accountant's streams on every
         replica check their sign-in now, so one that lost it ends within moments."""
         notice = {"client_ids": [], "new_failures": False, "sign_in_changed_of": [str(accountant_id)]}
         await self._publish(firm_id, notice)

@@ -54,6 +54,9 @@ class AccountantRow(SQLModel, table=True):
     email: str = Field(max_length=320, index=True)
     display_name: str = Field(max_length=250)
     role: str = Field(max_length=20)
+    # Removed from the firm (NULL: a member), and when last removed (kept on joining again).
+    removed_at: datetime | None = Field(default=None, sa_column=_moment())
+    access_ended_at: datetime | None = Field(default=None, sa_column=_moment())
     events_sequence: int = 0
 
 

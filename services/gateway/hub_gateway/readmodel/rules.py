@@ -39,6 +39,7 @@ from typing import Any, cast
 
 from hub_common.events import (
     AccountantJoined,
+    AccountantRemoved,
     AlertDigestDue,
     AlertRaised,
     AlertResolved,
@@ -334,7 +335,21 @@ def apply_accountant_joined(model: ModelState, event: StoredEvent[AccountantJoin
             role=data.role.value,
         )
     accountant.email, accountant.display_name, accountant.role = data.email, data.display_name, data.role.value
+    # One removed from a firm joins again, maybe another firm, through a new invitation.
+    accountant.firm_id, accountant.removed_at = event.envelope.firm_id, None
     accountant.events_sequence = event.sequence
+    return model
+
+
+def apply_accountant_removed(model: ModelState, event: StoredEvent[AccountantRemoved]) -> ModelState:
+    data, envelope = event.data, event.envelope
+    accountant = model.accountants.get(data.accountant_id)
+    if accountant is None or accountant.firm_id != envelope.firm_id or accountant.events_sequence >= event.sequence:
+        return model
+    accountant.removed_at = accountant.access_ended_at = envelope.occurred_at
+    accountant.events_sequence = event.sequence
+    # Their open pages end now, on every replica.
+    model.changes.sign_ins_ended.add((envelope.firm_id, accountant.accountant_id))
     return model
 
 
@@ -829,6 +844,7 @@ Rule = Callable[[ModelState, StoredEvent[Any]], ModelState]
 RULES: dict[str, Rule] = {
     FirmCreated.event_type: apply_firm_created,
     AccountantJoined.event_type: apply_accountant_joined,
+    AccountantRemoved.event_type: apply_accountant_removed,
     RefreshScheduleSet.event_type: apply_refresh_schedule_set,
     ClientAdded.event_type: apply_client_added,
     ClientUpdated.event_type: apply_client_updated,

@@ -44,6 +44,11 @@ class AccountantState:
     email: str
     display_name: str
     role: str
+    # When an owner or admin removed them (None: a member of firm_id).
+    removed_at: datetime | None = None
+    # When they were last removed, kept when they join again: sessions and API tokens made
+    # before it never work again.
+    access_ended_at: datetime | None = None
     events_sequence: int = 0
 
 
@@ -220,6 +225,8 @@ class Changes:
     clients_by_firm: dict[uuid.UUID, set[uuid.UUID]] = field(default_factory=dict)
     # Firms whose Check Errors changed: a new failure, or a wait for a retry began or ended.
     firms_with_new_failures: set[uuid.UUID] = field(default_factory=set)
+    # (firm, accountant) whose sign-ins ended: an owner or admin removed them.
+    sign_ins_ended: set[tuple[uuid.UUID, uuid.UUID]] = field(default_factory=set)
 
     def client(self, firm_id: uuid.UUID, client_id: uuid.UUID) -> None:
         self.clients_by_firm.setdefault(firm_id, set()).add(client_id)

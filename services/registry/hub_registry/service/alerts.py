@@ -87,7 +87,7 @@ from hub_registry.models import (
     Client,
     registry_outbox,
 )
-from hub_registry.service.shared import Context, emit, is_uuid, live_client
+from hub_registry.service.shared import Context, acting_accountant, emit, live_client
 from hub_registry.settings import RegistrySettings
 
 ALERTS_ACTOR = Actor.service("registry-alerts")
@@ -124,13 +124,6 @@ def _rule_of(row: AlertRuleRow) -> Rule:
 
 
 # ---------------------------------------------------------------- commands
-
-
-async def _acting_accountant(session: AsyncSession, firm_id: uuid.UUID, actor: Actor) -> Accountant:
-    accountant = await session.get(Accountant, uuid.UUID(actor.id)) if is_uuid(actor.id) else None
-    if accountant is None or accountant.firm_id != firm_id:
-        raise refused(RejectionReason.NOT_FOUND, N_("No such accountant"))
-    return accountant
 
 
 def _manages_all(accountant: Accountant) -> bool:
@@ -185,7 +178,7 @@ async def set_alert_rule(*, session: AsyncSession, command: SetAlertRule, settin
             await webhooks.resolve_target(fields.webhook_url, allow_loopback=settings.alert_webhook_allow_loopback)
         except webhooks.UnsafeWebhook as error:
             raise refused(RejectionReason.INVALID, error.message, "webhook_url", **error.values) from error
-    accountant = await _acting_accountant(session, command.firm_id, command.actor)
+    accountant = await acting_accountant(session, command.firm_id, command.actor)
     if fields.client_id is not None:
         await live_client(session, command.firm_id, fields.client_id)
     now = datetime.now(UTC)
@@ -300,18 +293,20 @@ async def set_alert_rule(*, session: AsyncSession, command: SetAlertRule, settin
 
 
 async def remove_alert_rule(*, session: AsyncSession, command: RemoveAlertRule) -> None:
-    accountant = await _acting_accountant(session, command.firm_id, command.actor)
+    accountant = await acting_accountant(session, command.firm_id, command.actor)
     row = await _visible_rule(session, accountant, command.rule_id)
-    now = datetime.now(UTC)
-    await _end_open_episodes(
-        session, Context.of(command), col(AlertEpisodeRow.rule_id) == row.id, reason="rule_removed", now=now
-    )
-    await _give_up_pending_deliveries(session, row.id, reason=WEBHOOK_RULE_REMOVED, now=now)
-    row.removed_at = now
-    session.add(row)
+    await _remove_rule(session, Context.of(command), row, now=datetime.now(UTC))
     await session.flush()
     await _forget_unwatched_failures(session, row.firm_id)
-    await emit(session, Context.of(command), AlertRuleRemoved(rule_id=row.id))
+
+
+async def _remove_rule(session: AsyncSession, context: Context, rule: AlertRuleRow, *, now: datetime) -> None:
+    """A rule goes with its open alerts and the webhook deliveries not sent yet."""
+    await _end_open_episodes(session, context, col(AlertEpisodeRow.rule_id) == rule.id, reason="rule_removed", now=now)
+    await _give_up_pending_deliveries(session, rule.id, reason=WEBHOOK_RULE_REMOVED, now=now)
+    rule.removed_at = now
+    session.add(rule)
+    await emit(session, context, AlertRuleRemoved(rule_id=rule.id))
 
 
 async def forget_client(session: AsyncSession, context: Context, client_id: uuid.UUID, *, now: datetime) -> None:
@@ -342,8 +337,29 @@ async def forget_client(session: AsyncSession, context: Context, client_id: uuid
     )
 
 
+async def forget_accountant(session: AsyncSession, context: Context, accountant: Accountant, *, now: datetime) -> int:
+    """A colleague removed from the firm: their own rules go, with their open alerts and
+    queued webhook deliveries, since the rules mail them and may post the firm's figures to
+    a URL they chose. Returns how many rules went. Called in the removal's transaction."""
+    rules = list(
+        (
+            await session.execute(
+                select(AlertRuleRow).where(
+                    col(AlertRuleRow.owner_accountant_id) == accountant.id, col(AlertRuleRow.removed_at).is_(None)
+                )
+            )
+        ).scalars()
+    )
+    for rule in rules:
+        await _remove_rule(session, context, rule, now=now)
+    if rules:
+        await session.flush()
+        await _forget_unwatched_failures(session, accountant.firm_id)
+    return len(rules)
+
+
 async def list_alert_rules(*, session: AsyncSession, command: ListAlertRules) -> AlertRuleList:
-    accountant = await _acting_accountant(session, command.firm_id, command.actor)
+    accountant = await acting_accountant(session, command.firm_id, command.actor)
     query = select(AlertRuleRow, Accountant.display_name).join(
         Accountant, col(Accountant.id) == col(AlertRuleRow.owner_accountant_id)
     )

@@ -65,8 +65,12 @@ logger = get_logger(__name__)
 async def _check_assignee(session: AsyncSession, firm_id: uuid.UUID, card: ClientCard) -> None:
     if card.assigned_accountant_id is None:
         return
-    assignee = await session.get(Accountant, card.assigned_accountant_id)
-    if assignee is None or assignee.firm_id != firm_id:
+    # Share-locked (PostgreSQL) so a colleague being removed meanwhile is waited for and
+    # seen removed, instead of getting a card assigned after their removal.
+    assignee = await session.get(
+        Accountant, card.assigned_accountant_id, with_for_update={"read": True, "key_share": True}
+    )
+    if assignee is None or assignee.firm_id != firm_id or assignee.removed_at is not None:
         raise refused(
             RejectionReason.INVALID,
             "The assigned accountant is not a member of this firm",
@@ -278,6 +282,39 @@ async def set_missing_time_zones(
         )
         answer.clients += 1
     return answer
+
+
+async def unassign_accountant(session: AsyncSession, context: Context, accountant: Accountant) -> int:
+    """A colleague removed from the firm: the live cards assigned to them are assigned to
+    nobody, each a ClientUpdated by whoever removed them. Returns how many."""
+    assigned = (
+        await session.execute(
+            select(Client)
+            .where(
+                Client.firm_id == accountant.firm_id,
+                col(Client.assigned_accountant_id) == accountant.id,
+                col(Client.removed_at).is_(None),
+            )
+            .order_by(col(Client.id))
+            .with_for_update(key_share=True)
+        )
+    ).scalars()
+    unassigned = 0
+    for client in assigned:
+        client.assigned_accountant_id = None
+        client.updated_at = datetime.now(UTC)
+        unassigned += 1
+        try:
+            card = _card_of(client, time_zone=client.time_zone)
+        except ValidationError:
+            # A card saved under older rules cannot travel as it is: the read model keeps
+            # its old assignment until someone saves the card again.
+            logger.warning("unassigned card not announced", client_id=str(client.id))
+            continue
+        await emit(
+            session, context, ClientUpdated(client_id=client.id, card=card, connection=client_connection(client))
+        )
+    return unassigned
 
 
 async def remove_client(*, session: AsyncSession, command: RemoveClient) -> None:

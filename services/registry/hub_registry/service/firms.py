@@ -13,12 +13,14 @@ from sqlmodel import col, select
 from hub_common.commands import (
     AccountantIdentity,
     ColleagueInvitation,
+    ColleagueRemoved,
     EnsureAccountant,
     FirmInvitationChoice,
     FirmInvitationChoices,
     InviteColleague,
     ListFirmInvitations,
     RejectionReason,
+    RemoveColleague,
     refused,
 )
 from hub_common.db import lock_until_commit, same_mailbox
@@ -26,6 +28,7 @@ from hub_common.emails import EmailRejected, firm_name_for, mailbox_of, normaliz
 from hub_common.entra import TenantDirectory
 from hub_common.events import (
     AccountantJoined,
+    AccountantRemoved,
     Actor,
     ActorKind,
     ClientCard,
@@ -38,8 +41,16 @@ from hub_common.events import (
 )
 from hub_common.i18n import N_
 from hub_registry.models import Accountant, ColleagueInvitationRow, Firm
-from hub_registry.service.clients import insert_client
-from hub_registry.service.shared import SERVICE_ACTOR, Context, emit, is_uuid, parse_url, resolve_tenant
+from hub_registry.service import alerts
+from hub_registry.service.clients import insert_client, unassign_accountant
+from hub_registry.service.shared import (
+    SERVICE_ACTOR,
+    Context,
+    acting_accountant,
+    emit,
+    parse_url,
+    resolve_tenant,
+)
 from hub_registry.service.tenant_grants import grant_access
 from hub_registry.settings import RegistrySettings
 
@@ -84,7 +95,8 @@ def _work_email(email: str) -> str:
 async def list_firm_invitations(*, session: AsyncSession, command: ListFirmInvitations) -> FirmInvitationChoices:
     """What a first sign-in chooses between; nothing for an address that has an account."""
     email = _work_email(command.email)
-    if (await session.execute(select(Accountant.id).where(Accountant.email == email))).first() is not None:
+    member = select(Accountant.id).where(Accountant.email == email, col(Accountant.removed_at).is_(None))
+    if (await session.execute(member)).first() is not None:
         return FirmInvitationChoices(invitations=[])
     choices = []
     for invitation in await _pending_invitations(session, email):
@@ -112,15 +124,21 @@ async def ensure_accountant(
     existing = (await session.execute(select(Accountant).where(Accountant.email == email))).scalar_one_or_none()
     if existing is not None:
         _bind_identity(existing, command)
-        return _identity(existing, created=False)
+        if existing.removed_at is None:
+            return _identity(existing, created=False)
     invitations = await _pending_invitations(session, email)
+    if existing is not None and not invitations:
+        raise refused(
+            RejectionReason.FORBIDDEN,
+            N_("An owner or admin of your firm removed your account; ask them to invite you again"),
+        )
     if command.join_firm_id is not None:
         chosen = next((row for row in invitations if row.firm_id == command.join_firm_id), None)
         if chosen is None:
             raise refused(
                 RejectionReason.NOT_FOUND, N_("There is no pending invitation from that firm"), "join_firm_id"
             )
-        return await _join_firm(session=session, invitation=chosen, command=command, email=email)
+        return await _join_firm(session=session, invitation=chosen, command=command, email=email, removed=existing)
     if invitations and not command.start_own_firm:
         raise refused(
             RejectionReason.CONFLICT,
@@ -128,10 +146,9 @@ async def ensure_accountant(
             field="join_firm_id",
         )
     firm = Firm(name=firm_name_for(email))
-    accountant = Accountant(firm_id=firm.id, email=email, display_name=command.display_name, role=Role.OWNER.value)
-    _bind_identity(accountant, command)
     session.add(firm)
     await session.flush()
+    accountant = _member(existing, firm.id, email, command, Role.OWNER.value)
     session.add(accountant)
     await session.flush()
     context = Context(
@@ -200,14 +217,29 @@ def _bind_identity(accountant: Accountant, command: EnsureAccountant) -> None:
         )
 
 
-async def _join_firm(
-    *, session: AsyncSession, invitation: ColleagueInvitationRow, command: EnsureAccountant, email: str
-) -> AccountantIdentity:
-    """A first sign-in joins the firm it chose among its invitations, with that role."""
-    accountant = Accountant(
-        firm_id=invitation.firm_id, email=email, display_name=command.display_name, role=invitation.role
-    )
+def _member(
+    removed: Accountant | None, firm_id: uuid.UUID, email: str, command: EnsureAccountant, role: str
+) -> Accountant:
+    """The account joining ``firm_id``: a new one, or the one an owner or admin removed from
+    a firm, brought back (its address is taken for good; its identity was checked)."""
+    accountant = removed or Accountant(firm_id=firm_id, email=email, display_name=command.display_name, role=role)
+    accountant.firm_id, accountant.display_name, accountant.role = firm_id, command.display_name, role
+    accountant.removed_at = None
     _bind_identity(accountant, command)
+    return accountant
+
+
+async def _join_firm(
+    *,
+    session: AsyncSession,
+    invitation: ColleagueInvitationRow,
+    command: EnsureAccountant,
+    email: str,
+    removed: Accountant | None,
+) -> AccountantIdentity:
+    """A first sign-in (or the first since being removed) joins the firm it chose among its
+    invitations, with that role."""
+    accountant = _member(removed, invitation.firm_id, email, command, invitation.role)
     session.add(accountant)
     invitation.accepted_at = datetime.now(UTC)
     await session.flush()
@@ -287,9 +319,7 @@ async def invite_colleague(
     day, and the invitee would join with the wrong role meanwhile), and the answer says
     whether the mail went.
     """
-    inviter = await session.get(Accountant, uuid.UUID(command.actor.id)) if is_uuid(command.actor.id) else None
-    if inviter is None or inviter.firm_id != command.firm_id:
-        raise refused(RejectionReason.NOT_FOUND, N_("No such accountant"))
+    inviter = await acting_accountant(session, command.firm_id, command.actor)
     if inviter.role not in (Role.OWNER.value, Role.ADMIN.value):
         raise refused(RejectionReason.FORBIDDEN, N_("Only the firm's owners and admins can invite colleagues"))
     email = _work_email(command.email)
@@ -299,7 +329,11 @@ async def invite_colleague(
     # SQLite has no row locks; there the unique index of pending invitations refuses the
     # second insert (a conflict, "try again", from the command handling).
     firm = (await session.execute(select(Firm).where(Firm.id == command.firm_id).with_for_update())).scalar_one()
-    member = (await session.execute(select(Accountant.firm_id).where(Accountant.email == email))).first()
+    member = (
+        await session.execute(
+            select(Accountant.firm_id).where(Accountant.email == email, col(Accountant.removed_at).is_(None))
+        )
+    ).first()
     if member is not None and member.firm_id == command.firm_id:
         raise refused(RejectionReason.CONFLICT, N_("%(email)s is already a member of this firm"), "email", email=email)
     pending = (
@@ -347,3 +381,41 @@ async def invite_colleague(
         ),
     )
     return ColleagueInvitation(email=email, role=command.role, mail_sent=True)
+
+
+async def remove_colleague(*, session: AsyncSession, command: RemoveColleague) -> ColleagueRemoved:
+    """Owners and admins remove a colleague who left: nothing of the firm's stays reachable
+    to them (the gateway ends their sessions and API tokens on the answer, and refuses any
+    left on the event), their alert rules go and their clients are assigned to nobody.
+    An admin cannot remove an owner, and nobody removes themselves, so a firm always keeps
+    an owner."""
+    remover = await acting_accountant(session, command.firm_id, command.actor)
+    if remover.role not in (Role.OWNER.value, Role.ADMIN.value):
+        raise refused(RejectionReason.FORBIDDEN, N_("Only the firm's owners and admins can remove colleagues"))
+    if command.accountant_id == remover.id:
+        raise refused(
+            RejectionReason.CONFLICT,
+            N_("You cannot remove yourself; ask another owner or admin of the firm"),
+            "accountant_id",
+        )
+    # Locked (PostgreSQL): two removals at once, or a removal beside a card save assigning
+    # the colleague, see each other's outcome.
+    colleague = await session.get(Accountant, command.accountant_id, with_for_update=True)
+    if colleague is None or colleague.firm_id != command.firm_id or colleague.removed_at is not None:
+        raise refused(RejectionReason.NOT_FOUND, N_("No such accountant"), "accountant_id")
+    if colleague.role == Role.OWNER.value and remover.role != Role.OWNER.value:
+        raise refused(RejectionReason.FORBIDDEN, N_("Only an owner can remove an owner"), "accountant_id")
+    now = datetime.now(UTC)
+    colleague.removed_at = now
+    context = Context.of(command)
+    rules_removed = await alerts.forget_accountant(session, context, colleague, now=now)
+    unassigned = await unassign_accountant(session, context, colleague)
+    await emit(
+        session, context, AccountantRemoved(accountant_id=colleague.id, email=colleague.email, removed_by=remover.id)
+    )
+    return ColleagueRemoved(
+        accountant_id=colleague.id,
+        email=colleague.email,
+        alert_rules_removed=rules_removed,
+        clients_unassigned=unassigned,
+    )

@@ -20,7 +20,7 @@ from hub_common.entra import DirectoryUnavailable, TenantDirectory, TenantNotFou
 from hub_common.events import Actor, ClientConnection, Envelope, EventData, new_envelope
 from hub_common.i18n import N_
 from hub_registry.domain.client_url import ClientUrlError, ParsedClientUrl, parse_client_url, partner_web_client_host
-from hub_registry.models import Client, registry_outbox
+from hub_registry.models import Accountant, Client, registry_outbox
 from hub_registry.settings import RegistrySettings
 
 SERVICE_ACTOR = Actor.service("registry")
@@ -45,6 +45,15 @@ def is_uuid(value: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+async def acting_accountant(session: AsyncSession, firm_id: uuid.UUID, actor: Actor) -> Accountant:
+    """The accountant a command acts for, a member of its firm: one removed meanwhile (a
+    request already on its way) acts no more."""
+    accountant = await session.get(Accountant, uuid.UUID(actor.id)) if is_uuid(actor.id) else None
+    if accountant is None or accountant.firm_id != firm_id or accountant.removed_at is not None:
+        raise refused(RejectionReason.NOT_FOUND, N_("No such accountant"))
+    return accountant
 
 
 async def emit(session: AsyncSession, context: Context, data: EventData) -> Envelope[EventData]:
