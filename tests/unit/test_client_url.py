@@ -145,6 +145,10 @@ def test_sandbox_form_is_refused_unless_configured() -> None:
         "someone@t-online.de",
         "someone@orange.fr",
         "someone@comcast.net",
+        "someone@mail.gmail.com",
+        "someone@uk.yahoo.com",
+        "someone@gmx.fr",
+        "someone@sympatico.ca",
     ],
 )
 def test_consumer_mailboxes_are_refused_with_a_clear_message(address: str) -> None:
@@ -152,7 +156,17 @@ def test_consumer_mailboxes_are_refused_with_a_clear_message(address: str) -> No
         normalize_work_email(address)
 
 
-@pytest.mark.parametrize("address", ["Alice@Contoso.com", "bob@fabrikam-accounting.co.uk", "c.d@uni-hamburg.de"])
+@pytest.mark.parametrize(
+    "address",
+    # A firm's own domain may end like a provider's without being under it.
+    [
+        "Alice@Contoso.com",
+        "bob@fabrikam-accounting.co.uk",
+        "c.d@uni-hamburg.de",
+        "e@notgmail.com",
+        "f@gmail.com.example",
+    ],
+)
 def test_work_and_school_addresses_are_accepted(address: str) -> None:
     assert normalize_work_email(address) == address.lower()
 

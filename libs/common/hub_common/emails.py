@@ -75,6 +75,19 @@ ALWAYS_REFUSED_DOMAINS = frozenset(
         "163.com",
         "126.com",
         "naver.com",
+        # Found missing from the package (2026-12-06).
+        "gmx.fr",
+        "zoho.eu",
+        "tutanota.com",
+        "tuta.io",
+        "hey.com",
+        "icloud.com.cn",
+        "neuf.fr",
+        "btopenworld.com",
+        "sympatico.ca",
+        "docomo.ne.jp",
+        "passmail.net",
+        "simplelogin.com",
     }
 )
 CONSUMER_DOMAINS = frozenset(FREE_MAIL_DOMAINS) | ALWAYS_REFUSED_DOMAINS
@@ -99,7 +112,7 @@ def normalize_work_email(raw: str) -> str:
     if not _ADDRESS.match(email):
         raise EmailRejected(N_("%(email)s is not a valid email address"), email=repr(raw.strip()[:320]))
     domain = email.rsplit("@", 1)[1]
-    if domain in CONSUMER_DOMAINS or domain.split(".")[0] in CONSUMER_FIRST_LABELS:
+    if _is_consumer_domain(domain):
         raise EmailRejected(
             N_(
                 "%(domain)s is a personal mailbox. Sign up with your work or school email address, "
@@ -108,6 +121,15 @@ def normalize_work_email(raw: str) -> str:
             domain=domain,
         )
     return email
+
+
+def _is_consumer_domain(domain: str) -> bool:
+    """A provider's domain or any of its subdomains (mail.gmail.com, uk.yahoo.com): only the
+    provider names hosts under its domain, so no firm's own mail lives there."""
+    labels = domain.split(".")
+    if labels[0] in CONSUMER_FIRST_LABELS:
+        return True
+    return any(".".join(labels[start:]) in CONSUMER_DOMAINS for start in range(len(labels) - 1))
 
 
 def mailbox_of(email: str) -> tuple[str, str]:
