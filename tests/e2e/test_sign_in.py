@@ -28,6 +28,11 @@ pytestmark = pytest.mark.e2e
 def _sign_in(hub: Hub, sandbox: Sandbox, email: str) -> tuple[httpx.Client, httpx.Response]:
     """Drive the browser's part: hub → Entra sign-in page → form → callback → hub."""
     browser = httpx.Client(base_url=hub.url, verify=sandbox.tls(), timeout=20)
+    return browser, browser.get(_callback(browser, hub, sandbox, email))
+
+
+def _callback(browser: httpx.Client, hub: Hub, sandbox: Sandbox, email: str) -> str:
+    """The hub's callback URL Entra sends the browser back to, not followed yet."""
     to_entra = browser.get("/auth/sign-in?next=/")
     assert to_entra.status_code == 302, to_entra.text
     authorize = to_entra.headers["location"]
@@ -44,7 +49,7 @@ def _sign_in(hub: Hub, sandbox: Sandbox, email: str) -> tuple[httpx.Client, http
     assert back.status_code in (302, 303), back.text[:500]
     callback = back.headers["location"]
     assert callback.startswith(f"{hub.url}/auth/callback")
-    return browser, browser.get(callback)
+    return callback
 
 
 def test_sign_in_with_entra_opens_a_session(hub: Hub, sandbox: Sandbox) -> None:
@@ -58,6 +63,24 @@ def test_sign_in_with_entra_opens_a_session(hub: Hub, sandbox: Sandbox) -> None:
     assert page.status_code == 200
     assert "erin@woodgrove-accounting.example" in page.text
     assert browser.get("/api/v1/dashboard").json()["rows"] == []
+
+
+def test_a_code_sent_into_another_browsers_sign_in_opens_no_session(hub: Hub, sandbox: Sandbox) -> None:
+    """Login CSRF by code injection: an attacker signs in, keeps the code Entra gave them and
+    sends it, with the state of the victim's own sign-in in progress, to the victim's callback.
+    The code was issued for the attacker's PKCE challenge and nonce: a failed sign-in page,
+    not a session as the attacker, and not a server error."""
+    attacker = httpx.Client(base_url=hub.url, verify=sandbox.tls(), timeout=20)
+    attackers_code = parse_qs(urlsplit(_callback(attacker, hub, sandbox, "eve@fabrikam-audit.example")).query)["code"]
+    victim = httpx.Client(base_url=hub.url, verify=sandbox.tls(), timeout=20)
+    victims_state = parse_qs(urlsplit(_callback(victim, hub, sandbox, "vera@woodgrove-accounting.example")).query)[
+        "state"
+    ]
+    landed = victim.get("/auth/callback", params={"code": attackers_code[0], "state": victims_state[0]})
+    assert landed.status_code < 500, landed.text[:500]
+    assert "Sign-in failed" in landed.text
+    assert "hub_session=" not in landed.headers.get("set-cookie", "")
+    assert "eve@fabrikam-audit.example" not in landed.text
 
 
 def test_a_consumer_mailbox_is_refused_with_a_clear_message(hub: Hub, sandbox: Sandbox) -> None:

@@ -44,11 +44,26 @@ async def redeem_auth_code(
     """msal's answer to the code Microsoft sent back to a callback, or None when the callback
     is not the pending flow's: a sign-in started again in another tab (its state differs), an
     old callback URL, no state or no code. msal raises ValueError for those, which is the
-    caller's "took too long or was started elsewhere; try again", not a server error."""
+    caller's "took too long or was started elsewhere; try again", not a server error.
+
+    Entra unreachable, or an id token that is not this sign-in's (msal's IdTokenError:
+    another sign-in's nonce, issuer or audience), is answered as an error of
+    the sign-in in Entra's own shape, which every callback shows as a failed sign-in."""
     try:
         result: dict[str, Any] = await asyncio.to_thread(app.acquire_token_by_auth_code_flow, flow, answer)
     except ValueError:
         return None
+    except (httpx.HTTPError, OSError) as error:
+        return {
+            "error": "temporarily_unavailable",
+            "error_description": f"Microsoft Entra ID did not answer ({error!r})",
+        }
+    except msal.IdTokenError as error:
+        # Its text holds the id token's claims (someone's identity): the page says only which check.
+        return {
+            "error": "invalid_id_token",
+            "error_description": f"the identity Microsoft returned is not this sign-in's ({type(error).__name__})",
+        }
     return result
 
 
