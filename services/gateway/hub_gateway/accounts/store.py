@@ -25,6 +25,8 @@ logger = get_logger(__name__)
 
 API_TOKEN_PREFIX = "hub_pat_"  # noqa: S105 - a recognisable prefix, not a secret
 SESSION_LIFETIME = timedelta(days=7)
+# Browsers an accountant stays signed in on at once: beyond it the oldest session ends.
+MAX_SESSIONS = 20
 # A token's last use is told to the minute: a request within a minute of the recorded use
 # writes nothing, so a script calling the API in a loop costs no write per request.
 LAST_USE_PRECISION = timedelta(minutes=1)
@@ -48,9 +50,24 @@ def digest(secret: str) -> str:
 
 
 async def open_session(session: AsyncSession, principal: Principal) -> tuple[str, BrowserSession]:
-    """A new browser session; returns the cookie value (never stored) and the row."""
-    secret = secrets.token_urlsafe(32)
+    """A new browser session; returns the cookie value (never stored) and the row. Sessions
+    that expired go (anyone's), and the accountant keeps their MAX_SESSIONS newest at most:
+    every sign-in adds a row, and nothing else ends a session nobody signs out of."""
     now = datetime.now(UTC)
+    await session.execute(delete(BrowserSession).where(col(BrowserSession.expires_at) <= now))
+    newest = (
+        select(BrowserSession.token_hash)
+        .where(col(BrowserSession.accountant_id) == principal.accountant_id)
+        .order_by(col(BrowserSession.created_at).desc())
+        .limit(MAX_SESSIONS - 1)
+    )
+    await session.execute(
+        delete(BrowserSession).where(
+            col(BrowserSession.accountant_id) == principal.accountant_id,
+            col(BrowserSession.token_hash).not_in(newest.scalar_subquery()),
+        )
+    )
+    secret = secrets.token_urlsafe(32)
     row = BrowserSession(
         token_hash=digest(secret),
         accountant_id=principal.accountant_id,
