@@ -649,11 +649,25 @@ Hub.start(() => {
 
   // ------------------------------------------------------------------ live updates
 
+  // One reload at a time, 400 ms after the first change that asks for it: changes in a
+  // stream (a refresh of every company) must not put it off until they stop, and a change
+  // after it has gone out asks for the next one.
   let reloadTimer = null;
   function reloadSoon() {
-    clearTimeout(reloadTimer);
-    // Not while a row's menu is open: it reloads once the menu closes.
-    reloadTimer = setTimeout(() => (rowMenuOpen() ? (reloadHeldBack = true) : load({ live: true })), 400);
+    if (reloadTimer !== null) return;
+    reloadTimer = setTimeout(() => {
+      reloadTimer = null;
+      // Not while a row's menu is open: it reloads once the menu closes.
+      if (rowMenuOpen()) reloadHeldBack = true;
+      else load({ live: true });
+    }, 400);
+  }
+
+  // Filtered, or sorted by what a refresh changes (a figure, the state, the age): a changed
+  // row may no longer match, move on the page, or come onto it from another page, which
+  // patching rows in place cannot show.
+  function rowsMayMove() {
+    return hasFilters() || !["client_name", "company_name"].includes(state.query.sort);
   }
 
   // Rows that changed while their menu was open; a reload that waited for a menu is
@@ -707,6 +721,16 @@ Hub.start(() => {
     if (!state.page) {
       // The first page is still on its way, maybe read before this change.
       if (pageReadsOnTheirWay > 0) reloadSoon();
+      return;
+    }
+    if (message.client_ids.length && rowsMayMove()) {
+      // The page is read again instead (its rows, their order and its totals).
+      renderCounts(message.states);
+      noticeNewClients(message.rows);
+      const details = state.openDetails;
+      if (details && message.rows.some((row) => row.client_id === details.client_id && row.company_id === details.company_id)) loadDetails();
+      reloadSoon();
+      if (state.runs.length) pollProgress();
       return;
     }
     const shown = new Map(state.page.rows.map((row, index) => [keyOf(row), index]));
