@@ -107,7 +107,9 @@ async def list_firm_invitations(*, session: AsyncSession, command: ListFirmInvit
                 firm_id=invitation.firm_id,
                 firm_name=firm.name if firm else "a firm",
                 role=invitation.role,
-                invited_by=inviter.display_name if inviter else "a colleague",
+                # The inviter's name is whatever their own directory says; their verified
+                # address tells a look-alike firm from the real one.
+                invited_by=f"{inviter.display_name} ({inviter.email})" if inviter else "a colleague",
                 invited_at=invitation.created_at,
             )
         )
