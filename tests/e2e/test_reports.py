@@ -143,8 +143,9 @@ def test_a_company_workbook_is_named_as_the_dashboard_names_the_company(hub: Hub
     def display_name(name: str | None) -> None:
         with closing(sqlite3.connect(database, timeout=30)) as connection, connection:
             changed = connection.execute(
-                "UPDATE gateway_companies SET display_name = ? WHERE company_id = ?",
-                (name, uuid.UUID(row["company_id"]).hex),
+                # The sandbox's companies keep their ids in every client that reads them.
+                "UPDATE gateway_companies SET display_name = ? WHERE client_id = ? AND company_id = ?",
+                (name, uuid.UUID(firm["client_id"]).hex, uuid.UUID(row["company_id"]).hex),
             )
             assert changed.rowcount == 1
 
