@@ -1,5 +1,6 @@
 """cancel_and_wait: a background task is stopped for sure, even one that swallows a cancellation
-as Python 3.11's wait_for does (tests/integration/test_in_flight.py meets the real one)."""
+as Python 3.11's wait_for does (tests/integration/test_in_flight.py meets the real one); and
+finished_despite_cancellation: a short write a stop must not cut short."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import contextlib
 
 import pytest
 
-from hub_common.tasks import cancel_and_wait
+from hub_common.tasks import cancel_and_wait, finished_despite_cancellation
 
 
 async def _swallows_the_first_cancellation(ended: asyncio.Event) -> None:
@@ -65,3 +66,33 @@ async def test_a_cancelled_stop_still_waits_for_its_task_to_end() -> None:
         await stopping
     assert ended.is_set()
     assert task.done()
+
+
+async def test_work_finished_despite_cancellation_ends_before_the_cancellation_is_raised() -> None:
+    written: list[str] = []
+
+    async def write() -> str:
+        await asyncio.sleep(0.05)  # a transaction in progress
+        written.append("committed")
+        return "done"
+
+    async def caller() -> str:
+        return await finished_despite_cancellation(write())
+
+    task = asyncio.create_task(caller())
+    await asyncio.sleep(0.01)
+    task.cancel()
+    await asyncio.sleep(0)
+    task.cancel()  # cancelled again while it waits for the work
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert written == ["committed"]
+    assert await finished_despite_cancellation(write()) == "done"
+
+
+async def test_work_finished_despite_cancellation_raises_its_own_failure() -> None:
+    async def failing() -> None:
+        raise LookupError("no such row")
+
+    with pytest.raises(LookupError):
+        await finished_despite_cancellation(failing())

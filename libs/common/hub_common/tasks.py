@@ -10,11 +10,14 @@ forever: a fetcher idling on its one-second pulls outlived its SIGTERM grace tha
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from collections.abc import Coroutine
+from typing import Any, TypeVar
 
 from hub_common.logging import get_logger
 
 logger = get_logger(__name__)
+
+T = TypeVar("T")
 
 # How long a cancelled task has to end (its ``finally`` blocks included) before it is
 # cancelled again, in case the cancellation was swallowed.
@@ -43,3 +46,24 @@ async def cancel_and_wait(task: asyncio.Task[Any], *, recancel_seconds: float = 
         logger.warning("task had failed when it was stopped", task=task.get_name(), error=repr(error)[:300])
     if caller_cancelled:
         raise asyncio.CancelledError
+
+
+async def finished_despite_cancellation(work: Coroutine[Any, Any, T]) -> T:
+    """Run ``work`` to its end even if the caller is cancelled meanwhile, then raise that
+    cancellation. For a short database transaction a stop would otherwise cut short
+    mid-statement: SQLAlchemy then terminates the connection, and with aiosqlite that can
+    leave a close waiting for good, so the process never exits."""
+    task = asyncio.ensure_future(work)
+    caller_cancelled = False
+    while True:
+        try:
+            result = await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if task.done():
+                raise
+            caller_cancelled = True
+            continue
+        break
+    if caller_cancelled:
+        raise asyncio.CancelledError
+    return result

@@ -31,6 +31,7 @@ from hub_common.logging import configure_logging, get_logger
 from hub_common.operations import OperationsEndpoint, connected_with_database, consumer_lag, outbox_backlog
 from hub_common.outbox import OutboxRelay
 from hub_common.streams import REGISTRY_CONSUMER, REGISTRY_SNAPSHOTS_CONSUMER, Topology, declare_topology
+from hub_common.tasks import finished_despite_cancellation
 from hub_common.tracing import configure_tracing
 from hub_registry import webhooks
 from hub_registry.handlers import register_command_handlers
@@ -158,10 +159,15 @@ def create_app(settings: RegistrySettings) -> FastStream:
                 "the rule's webhook secret is gone or does not open with this HUB_SECRET_KEY",
             )
         )
-        async with transaction(sessions) as session:
-            await alerts.record_attempt(
-                session=session, delivery_id=delivery.id, attempt=attempt, now=datetime.now(UTC), settings=settings
-            )
+
+        async def record() -> None:
+            async with transaction(sessions) as session:
+                await alerts.record_attempt(
+                    session=session, delivery_id=delivery.id, attempt=attempt, now=datetime.now(UTC), settings=settings
+                )
+
+        # Stopping cancels the attempts out: one that has its answer records it first.
+        await finished_despite_cancellation(record())
         logger.info(
             "alert webhook attempted",
             delivery_id=str(delivery.id),
@@ -177,21 +183,21 @@ def create_app(settings: RegistrySettings) -> FastStream:
         # (each attempt ends within twice the webhook timeout) holds a few places, not all.
         hold = timedelta(seconds=settings.alert_webhook_timeout_seconds * 3)
         sending: dict[asyncio.Task[None], AlertWebhookDelivery] = {}
+
+        async def claim(places: int) -> tuple[list[AlertWebhookDelivery], dict[uuid.UUID, str | None]]:
+            async with transaction(sessions) as session:
+                due = await alerts.claim_due_deliveries(
+                    session=session, now=datetime.now(UTC), hold=hold, limit=places, sending=sending.values()
+                )
+                return due, {d.id: await alerts.secret_of(session, d, settings) for d in due}
+
         try:
             while True:
                 # Cleared before looking, so a webhook added while the claim runs wakes the next look.
                 webhooks_waiting.clear()
                 if len(sending) < WEBHOOKS_AT_ONCE:
                     try:
-                        async with transaction(sessions) as session:
-                            due = await alerts.claim_due_deliveries(
-                                session=session,
-                                now=datetime.now(UTC),
-                                hold=hold,
-                                limit=WEBHOOKS_AT_ONCE - len(sending),
-                                sending=sending.values(),
-                            )
-                            secrets = {d.id: await alerts.secret_of(session, d, settings) for d in due}
+                        due, secrets = await finished_despite_cancellation(claim(WEBHOOKS_AT_ONCE - len(sending)))
                         for delivery in due:
                             sending[asyncio.create_task(deliver_one(delivery, secrets[delivery.id]))] = delivery
                     except Exception:
