@@ -305,3 +305,40 @@ def test_an_owner_removes_a_colleague_who_left(hub: Hub, nats_url: str, sandbox:
         "the colleague who came back listed",
         timeout=20,
     )
+
+
+def test_a_removed_admin_cannot_come_back_through_an_invitation_of_their_own(hub: Hub) -> None:
+    """Before leaving, an admin invites an address of their own as admin: once they are
+    removed, that invitation counts no more (an owner inviting it again does). Joining
+    another firm later, they see none of the old firm's API tokens."""
+    owner = hub.client("gus@contoso-partners.example")
+    firm_id = owner.get("/api/v1/me").json()["firm_id"]
+    admin_email, backdoor = "hal@contoso-partners.example", "hal@hal-consulting.example"
+    assert (
+        owner.post("/api/v1/accountants/invitations", json={"email": admin_email, "role": "admin"}).status_code == 202
+    )
+    join_firm(hub.url, admin_email, firm_id)
+    admin = hub.client(admin_email)
+    admin_id = admin.get("/api/v1/me").json()["accountant_id"]
+    assert admin.post("/api/v1/tokens", json={"name": "old firm's script"}).status_code == 201
+    assert admin.post("/api/v1/accountants/invitations", json={"email": backdoor, "role": "admin"}).status_code == 202
+    assert owner.delete(f"/api/v1/accountants/{admin_id}").status_code == 200
+
+    # No invitation is waiting for the address: its first sign-in starts a firm of its own.
+    elsewhere = hub.client(backdoor).get("/api/v1/me").json()
+    assert elsewhere["firm_id"] != firm_id and elsewhere["role"] == "owner"
+
+    # Invited by another firm, the removed admin joins it and finds nothing of the old one.
+    other = hub.client("ivy@fabrikam-partners.example")
+    other_firm = other.get("/api/v1/me").json()["firm_id"]
+    assert other.post("/api/v1/accountants/invitations", json={"email": admin_email}).status_code == 202
+    join_firm(hub.url, admin_email, other_firm)
+    again = hub.client(admin_email)
+    assert again.get("/api/v1/me").json() | {"display_name": ""} == {
+        "accountant_id": admin_id,
+        "firm_id": other_firm,
+        "email": admin_email,
+        "display_name": "",
+        "role": "staff",
+    }
+    assert again.get("/api/v1/tokens").json() == []

@@ -28,10 +28,13 @@ from sqlmodel import select
 from hub_common.commands import (
     AlertRuleFields,
     AlertRuleSaved,
+    ColleagueRemoved,
     CommandRejected,
     ListAlertRules,
+    RejectionReason,
     RemoveAlertRule,
     RemoveClient,
+    RemoveColleague,
     SetAlertRule,
 )
 from hub_common.db import create_engine, migrate, session_factory, transaction
@@ -57,8 +60,17 @@ from hub_common.local_nats import free_port
 from hub_common.settings import DEV_SECRET_KEY, Mode
 from hub_registry import webhooks
 from hub_registry.app import MIGRATIONS, VERSION_TABLE
-from hub_registry.models import Accountant, AlertFailureRow, AlertWebhookDelivery, Client, Firm, registry_outbox
-from hub_registry.service import alerts, clients
+from hub_registry.models import (
+    Accountant,
+    AlertFailureRow,
+    AlertRuleRow,
+    AlertWebhookDelivery,
+    Client,
+    Firm,
+    registry_outbox,
+)
+from hub_registry.service import alerts, clients, firms
+from hub_registry.service.shared import acting_member
 from hub_registry.settings import RegistrySettings
 from tests.conftest import POSTGRESQL_ONLY
 
@@ -815,3 +827,66 @@ async def test_an_alert_posted_just_before_its_url_changed_is_recorded_as_delive
     async with registry.sessions() as session:
         [delivery] = (await session.execute(select(AlertWebhookDelivery))).scalars().all()
     assert (delivery.delivered_at, delivery.failed_at, delivery.last_error) == (now, None, None)
+
+
+async def _remove_staff(registry: Registry) -> ColleagueRemoved:
+    async with transaction(registry.sessions) as session:
+        return await firms.remove_colleague(
+            session=session,
+            command=RemoveColleague(
+                firm_id=registry.firm_id,
+                actor=registry.actor(registry.owner),
+                correlation_id="leaves",
+                accountant_id=registry.staff,
+            ),
+        )
+
+
+async def test_a_removed_colleagues_rules_go_and_a_rule_left_behind_alerts_no_one(registry: Registry) -> None:
+    """Their rules mail them and may post the firm's figures to a URL they chose: removed
+    with them, open alerts ended. A rule saved as the removal happened (past its look for
+    rules) raises nothing and mails no digest."""
+    own = await registry.rule(registry.staff, figure="cash", comparison="below", threshold=Decimal(100))
+    await registry.snapshot("5", T0)
+    [raised] = [event for event in await registry.new_events() if isinstance(event, AlertRaised)]
+    removed = await _remove_staff(registry)
+    assert (removed.alert_rules_removed, removed.clients_unassigned) == (1, 0)
+    events = await registry.new_events()
+    assert [e.episode_id for e in events if isinstance(e, AlertResolved) and e.reason == "rule_removed"] == [
+        raised.episode_id
+    ]
+    assert [e.rule_id for e in events if isinstance(e, AlertRuleRemoved)] == [own]
+
+    async with transaction(registry.sessions) as session:
+        session.add(
+            AlertRuleRow(
+                firm_id=registry.firm_id,
+                owner_accountant_id=registry.staff,
+                name="Saved as they left",
+                client_id=registry.client_id,
+                figure="cash",
+                comparison="below",
+                threshold="100",
+                email=True,
+                delivery="daily_digest",
+                digest_at=time(8, 0),
+                time_zone="UTC",
+            )
+        )
+    await registry.snapshot("4", T0 + timedelta(hours=1))
+    assert not [event for event in await registry.new_events() if isinstance(event, AlertRaised)]
+    assert await registry.digests(T0 + timedelta(days=1)) == []
+    # Nor may they act for the firm any more, whatever the command.
+    with pytest.raises(CommandRejected) as refused:
+        await registry.rule(registry.staff, figure="cash", comparison="below", threshold=Decimal(1))
+    assert refused.value.rejection.reason is RejectionReason.NOT_FOUND
+    async with transaction(registry.sessions) as session:
+        command = RemoveClient(
+            firm_id=registry.firm_id,
+            actor=registry.actor(registry.staff),
+            correlation_id="x",
+            client_id=registry.client_id,
+        )
+        with pytest.raises(CommandRejected):
+            await acting_member(session, command)
+        await acting_member(session, command.model_copy(update={"actor": registry.actor(registry.owner)}))

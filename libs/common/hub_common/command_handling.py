@@ -105,14 +105,17 @@ class CommandServer:
         queue: str,
         after_commit: Callable[[], None],
         owner: str | None = None,
+        check: Callable[[AsyncSession, BaseModel], Awaitable[None]] | None = None,
     ) -> None:
         """``after_commit`` wakes the outbox relay; ``owner`` names the service in replies
-        (the queue's name unless given)."""
+        (the queue's name unless given); ``check`` runs first in each command's transaction
+        and refuses what no command may do (the registry: an actor no longer of the firm)."""
         self._broker = broker
         self._sessions = sessions
         self._queue = queue
         self._after_commit = after_commit
         self._owner = owner or queue
+        self._check = check
 
     def serve(self, subject: str, model: type[CommandT], handle: Callable[[CommandT], Awaitable[BaseModel]]) -> None:
         """Answer ``subject`` with ``handle``, which opens its own ``transaction`` where it writes."""
@@ -131,6 +134,8 @@ class CommandServer:
 
         async def handle(command: CommandT) -> BaseModel:
             async with self.transaction() as session:
+                if self._check is not None:
+                    await self._check(session, command)
                 return await run(session, command)
 
         self.serve(subject, model, handle)

@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from hub_common import commands
 from hub_common.change_notifications import NotificationSigner
 from hub_common.commands import CommandRejected, EnsureAccountant
+from hub_common.db import transaction
 from hub_common.entra import EntraTokenVerifier
 from hub_common.events import Actor, ActorKind, Failure
 from hub_common.i18n import N_
@@ -247,6 +248,12 @@ async def ensure_accountant(
         ):
             raise FirmChoiceRequired(rejected.rejection.message) from rejected
         raise rejection_error(rejected) from rejected
+    if accountant.created:
+        # Joining (a firm of their own, or one that invited them): a removed accountant who
+        # comes back holds nothing from before, not even what a request on its way during
+        # the removal made after it, in their old role.
+        async with transaction(state.sessions) as session:
+            await store.end_access(session, accountant.accountant_id, datetime.now(UTC))
     return Principal(
         accountant.accountant_id, accountant.firm_id, accountant.email, accountant.display_name, accountant.role
     )

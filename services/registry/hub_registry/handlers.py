@@ -17,6 +17,7 @@ from hub_common import commands
 from hub_common.command_handling import CommandServer
 from hub_common.entra import TenantDirectory
 from hub_registry.service import alerts, change_notices, clients, firms, refreshes, tenant_grants
+from hub_registry.service.shared import acting_member
 from hub_registry.settings import RegistrySettings
 
 QUEUE_GROUP = "registry"
@@ -29,7 +30,7 @@ def register_command_handlers(
     settings: RegistrySettings,
     directory: TenantDirectory,
 ) -> None:
-    server = CommandServer(broker, sessions, queue=QUEUE_GROUP, after_commit=notify_relay)
+    server = CommandServer(broker, sessions, queue=QUEUE_GROUP, after_commit=notify_relay, check=acting_member)
 
     # ------------------------------------------------------------ firms and accountants
 

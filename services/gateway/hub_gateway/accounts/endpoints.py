@@ -78,13 +78,13 @@ async def create_token(
 
 @accounts_api.get("/tokens")
 async def list_tokens(principal: CurrentPrincipal, session: Session) -> list[ApiTokenSummary]:
-    return [_summary(row) for row in await store.list_api_tokens(session, principal.accountant_id)]
+    return [_summary(row) for row in await store.list_api_tokens(session, principal)]
 
 
 @accounts_api.delete("/tokens/{token_id}", status_code=status.HTTP_204_NO_CONTENT)
 async def revoke_token(token_id: uuid.UUID, principal: CurrentPrincipal, state: State) -> None:
     async with transaction(state.sessions) as session:
-        if not await store.revoke_api_token(session, principal.accountant_id, token_id):
+        if not await store.revoke_api_token(session, principal, token_id):
             raise HTTPException(status.HTTP_404_NOT_FOUND, detail=N_("No such token"))
     # A live stream the token opened ends now, not at its next keep-alive.
     await state.live.announce_sign_in_change(principal.firm_id, principal.accountant_id)

@@ -165,17 +165,26 @@ async def record_api_token_use(sessions: async_sessionmaker[AsyncSession], row: 
         logger.warning("api_token_use_not_recorded", token_id=str(row.id), error=str(error))
 
 
-async def list_api_tokens(session: AsyncSession, accountant_id: uuid.UUID) -> list[ApiToken]:
+async def list_api_tokens(session: AsyncSession, principal: Principal) -> list[ApiToken]:
+    """The caller's tokens in their firm (someone removed from a firm who joined another
+    does not show the old firm's token names in the new one)."""
     rows = await session.execute(
-        select(ApiToken).where(ApiToken.accountant_id == accountant_id).order_by(col(ApiToken.created_at).desc())
+        select(ApiToken)
+        .where(ApiToken.accountant_id == principal.accountant_id, ApiToken.firm_id == principal.firm_id)
+        .order_by(col(ApiToken.created_at).desc())
     )
     return list(rows.scalars())
 
 
-async def revoke_api_token(session: AsyncSession, accountant_id: uuid.UUID, token_id: uuid.UUID) -> bool:
+async def revoke_api_token(session: AsyncSession, principal: Principal, token_id: uuid.UUID) -> bool:
     row = await session.get(ApiToken, token_id)
-    if row is None or row.accountant_id != accountant_id or row.revoked_at is not None:
+    if (
+        row is None
+        or (row.accountant_id, row.firm_id) != (principal.accountant_id, principal.firm_id)
+        or row.revoked_at is not None
+    ):
         return False
+    accountant_id = principal.accountant_id
     row.revoked_at = datetime.now(UTC)
     await session.flush()
     kept = (

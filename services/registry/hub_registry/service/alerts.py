@@ -126,6 +126,14 @@ def _rule_of(row: AlertRuleRow) -> Rule:
 # ---------------------------------------------------------------- commands
 
 
+def _member(accountant: Accountant | None, firm_id: uuid.UUID) -> Accountant | None:
+    """A rule's owner while a member of the rule's firm: a rule left behind by a removal
+    (saved as it happened) neither raises alerts nor mails anyone."""
+    if accountant is None or accountant.removed_at is not None or accountant.firm_id != firm_id:
+        return None
+    return accountant
+
+
 def _manages_all(accountant: Accountant) -> bool:
     return accountant.role in (Role.OWNER.value, Role.ADMIN.value)
 
@@ -581,7 +589,7 @@ async def _apply_changes(
         if client_id not in clients:
             clients[client_id] = await session.get(Client, client_id)
         client = clients[client_id]
-        owner = await session.get(Accountant, rule.owner_accountant_id)
+        owner = _member(await session.get(Accountant, rule.owner_accountant_id), firm_id)
         if client is None or client.removed_at is not None or client.firm_id != firm_id or owner is None:
             continue
         episode_id = uuid.uuid4()
@@ -783,7 +791,7 @@ async def _digest_pending(
     """List every episode of the rule still awaiting its digest, in digests of at most
     DIGEST_PAGE episodes, each episode marked as listed in the same transaction; how many
     digests. An episode whose start commits while this runs is simply listed in the next."""
-    owner = await session.get(Accountant, rule.owner_accountant_id)
+    owner = _member(await session.get(Accountant, rule.owner_accountant_id), rule.firm_id)
     digests = 0
     while True:
         page = (

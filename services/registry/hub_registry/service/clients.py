@@ -301,16 +301,16 @@ async def unassign_accountant(session: AsyncSession, context: Context, accountan
     ).scalars()
     unassigned = 0
     for client in assigned:
+        try:
+            card = _card_of(client, time_zone=client.time_zone).model_copy(update={"assigned_accountant_id": None})
+        except ValidationError:
+            # A card saved under older rules cannot travel as it is, so it stays as every
+            # reader knows it; saving it again asks for another assignee.
+            logger.warning("card of a removed accountant left assigned", client_id=str(client.id))
+            continue
         client.assigned_accountant_id = None
         client.updated_at = datetime.now(UTC)
         unassigned += 1
-        try:
-            card = _card_of(client, time_zone=client.time_zone)
-        except ValidationError:
-            # A card saved under older rules cannot travel as it is: the read model keeps
-            # its old assignment until someone saves the card again.
-            logger.warning("unassigned card not announced", client_id=str(client.id))
-            continue
         await emit(
             session, context, ClientUpdated(client_id=client.id, card=card, connection=client_connection(client))
         )

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 from sqlmodel import col, select
 
 from hub_common.commands import (
@@ -67,12 +68,21 @@ def _identity(accountant: Accountant, *, created: bool) -> AccountantIdentity:
 
 
 async def _pending_invitations(session: AsyncSession, email: str) -> list[ColleagueInvitationRow]:
-    """Every firm's pending invitation of the address, newest first, one per firm."""
+    """Every firm's pending invitation of the address, newest first, one per firm. One sent
+    by a colleague the firm has since removed no longer counts: they could have invited an
+    address of their own to come back through."""
+    inviter = aliased(Accountant)
     rows = (
         (
             await session.execute(
                 select(ColleagueInvitationRow)
-                .where(ColleagueInvitationRow.email == email, col(ColleagueInvitationRow.accepted_at).is_(None))
+                .join(inviter, col(inviter.id) == col(ColleagueInvitationRow.invited_by))
+                .where(
+                    ColleagueInvitationRow.email == email,
+                    col(ColleagueInvitationRow.accepted_at).is_(None),
+                    col(inviter.removed_at).is_(None),
+                    col(inviter.firm_id) == col(ColleagueInvitationRow.firm_id),
+                )
                 .order_by(col(ColleagueInvitationRow.created_at).desc())
             )
         )
@@ -350,10 +360,11 @@ async def invite_colleague(
     now = datetime.now(UTC)
     since = now - COLLEAGUE_MAIL_INTERVAL
     if pending is not None and pending.mailed_at > since:
-        if pending.role != command.role:
-            # Every change sits in the audit log, mailed or not; the same role again
-            # changes nothing, so it is no event.
-            pending.role = command.role
+        if (pending.role, pending.invited_by) != (command.role, inviter.id):
+            # Every change sits in the audit log, mailed or not; the same role again by the
+            # same inviter changes nothing, so it is no event. The latest inviter vouches
+            # for the address (an invitation of a colleague removed since counts no more).
+            pending.role, pending.invited_by = command.role, inviter.id
             await emit(
                 session,
                 Context.of(command),
@@ -368,7 +379,7 @@ async def invite_colleague(
     if pending is None:
         pending = ColleagueInvitationRow(firm_id=command.firm_id, email=email, role=command.role, invited_by=inviter.id)
         session.add(pending)
-    pending.role = command.role
+    pending.role, pending.invited_by = command.role, inviter.id
     pending.mailed_at = now
     await emit(
         session,

@@ -11,13 +11,14 @@ import json
 import uuid
 from dataclasses import dataclass
 
+from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
 from hub_common import outbox
 from hub_common.commands import FirmCommand, RejectionReason, refused
 from hub_common.entra import DirectoryUnavailable, TenantDirectory, TenantNotFound
-from hub_common.events import Actor, ClientConnection, Envelope, EventData, new_envelope
+from hub_common.events import Actor, ActorKind, ClientConnection, Envelope, EventData, new_envelope
 from hub_common.i18n import N_
 from hub_registry.domain.client_url import ClientUrlError, ParsedClientUrl, parse_client_url, partner_web_client_host
 from hub_registry.models import Accountant, Client, registry_outbox
@@ -49,11 +50,23 @@ def is_uuid(value: str) -> bool:
 
 async def acting_accountant(session: AsyncSession, firm_id: uuid.UUID, actor: Actor) -> Accountant:
     """The accountant a command acts for, a member of its firm: one removed meanwhile (a
-    request already on its way) acts no more."""
-    accountant = await session.get(Accountant, uuid.UUID(actor.id)) if is_uuid(actor.id) else None
+    request already on its way) acts no more. Share-locked (PostgreSQL), so a removal in
+    progress is waited for and seen, and one that comes after waits for this command."""
+    accountant = (
+        await session.get(Accountant, uuid.UUID(actor.id), with_for_update={"read": True, "key_share": True})
+        if is_uuid(actor.id)
+        else None
+    )
     if accountant is None or accountant.firm_id != firm_id or accountant.removed_at is not None:
         raise refused(RejectionReason.NOT_FOUND, N_("No such accountant"))
     return accountant
+
+
+async def acting_member(session: AsyncSession, command: BaseModel) -> None:
+    """Every command an accountant sends for a firm: refused once they are no longer of it
+    (removed, or a request that was on its way when they were), whatever it does."""
+    if isinstance(command, FirmCommand) and command.actor.kind is ActorKind.ACCOUNTANT:
+        await acting_accountant(session, command.firm_id, command.actor)
 
 
 async def emit(session: AsyncSession, context: Context, data: EventData) -> Envelope[EventData]:
