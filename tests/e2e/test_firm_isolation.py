@@ -259,6 +259,8 @@ CASES: dict[str, tuple[Probe, int | None]] = {
     "GET /clients/{client_id}": (lambda api, v: api.get(f"/clients/{v.client_id}"), 404),
     "GET /errors": (lambda api, v: api.get("/errors"), None),
     "GET /alerts": (lambda api, v: api.get("/alerts"), None),
+    "GET /colleagues": (lambda api, v: api.get("/colleagues"), None),
+    "GET /api-tokens": (lambda api, v: api.get("/api-tokens"), None),
     "GET /sign-in": (lambda api, v: api.get("/sign-in"), None),
     "POST /sign-in": (lambda api, v: api.post("/sign-in", data={"email": INTRUDER}), None),
     "GET /auth/sign-in": (lambda api, v: api.get("/auth/sign-in"), None),

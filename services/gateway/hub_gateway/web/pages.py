@@ -265,6 +265,27 @@ async def alerts_page(request: Request, state: State, session: Session) -> Respo
     return _page(request, "alerts.html", principal, "alerts", boot=boot)
 
 
+@pages.get("/colleagues", response_class=HTMLResponse)
+async def colleagues_page(request: Request, state: State, session: Session) -> Response:
+    principal = await _signed_in(request, state, session)
+    if principal is None:
+        return _to_sign_in(request)
+    boot = {
+        "me": str(principal.accountant_id),
+        "role": principal.role,
+        "manages": principal.role in MANAGING_ROLES,
+    }
+    return _page(request, "colleagues.html", principal, "colleagues", boot=boot)
+
+
+@pages.get("/api-tokens", response_class=HTMLResponse)
+async def api_tokens_page(request: Request, state: State, session: Session) -> Response:
+    principal = await _signed_in(request, state, session)
+    if principal is None:
+        return _to_sign_in(request)
+    return _page(request, "api_tokens.html", principal, "api-tokens")
+
+
 @pages.get("/sign-in", response_class=HTMLResponse)
 async def sign_in_page(request: Request, state: State, next: str = "/") -> Response:
     return _sign_in_page(request, state, target=next)

@@ -1,0 +1,59 @@
+// Personal API tokens: yours, when each was last used (a leaked one in use shows here), a
+// new one (its value shown once, only here) and revoking one.
+"use strict";
+
+Hub.start(() => {
+  const { api, h, _ } = Hub;
+  const $ = (id) => document.getElementById(id);
+
+  function say(id, ...content) {
+    $(id).replaceChildren(...content);
+    $(id).hidden = content.length === 0;
+  }
+
+  const loadTokens = Hub.serialReads(async () => {
+    try {
+      const { data } = await api("GET", "/api/v1/tokens");
+      $("tokens-body").replaceChildren(...(data.length ? data.map((token) => h("tr", {},
+        h("td", {}, token.name),
+        h("td", { title: token.created_at }, Hub.dateTime(token.created_at)),
+        h("td", { title: token.last_used_at || "" }, token.last_used_at ? Hub.dateTime(token.last_used_at) : h("span", { class: "muted" }, _("never"))),
+        h("td", {}, token.revoked_at ? _("Revoked %(when)s", { when: Hub.dateTime(token.revoked_at) }) : _("Works")),
+        h("td", {}, token.revoked_at ? null
+          : h("button", { type: "button", class: "secondary", "aria-label": _("Revoke token %(name)s", { name: token.name }), onclick: () => revoke(token) }, _("Revoke")))))
+        : [h("tr", {}, h("td", { colspan: 5 }, _("No tokens yet.")))]));
+    } catch (error) {
+      say("tokens-error", error.message);
+    }
+  });
+
+  async function revoke(token) {
+    if (!confirm(_("Revoke the token %(name)s? Whatever uses it stops working at once.", { name: token.name }))) return;
+    try {
+      await api("DELETE", `/api/v1/tokens/${token.id}`);
+      say("tokens-error");
+    } catch (error) {
+      say("tokens-error", error.message);
+    }
+    await loadTokens();
+  }
+
+  $("token-form").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    $("token-create").disabled = true;
+    try {
+      const { data } = await api("POST", "/api/v1/tokens", { name: $("token-name").value.trim() });
+      say("tokens-error");
+      say("tokens-new", _("The token %(name)s, shown only now: copy it where your script keeps secrets.", { name: data.name }), " ",
+        h("code", { id: "new-token" }, data.token));
+      $("token-form").reset();
+    } catch (error) {
+      say("tokens-error", error.message);
+    } finally {
+      $("token-create").disabled = false;
+    }
+    await loadTokens();
+  });
+
+  loadTokens();
+});
