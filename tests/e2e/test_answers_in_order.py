@@ -136,3 +136,48 @@ def test_a_dashboard_read_answered_before_a_live_change_does_not_undo_it(
     for route, answer in held:
         route.fulfill(response=answer)
     expect(row_of(page, name).locator("td[data-as-of]")).to_have_attribute("data-as-of", fresh[name], timeout=10_000)
+
+
+def test_live_reloads_of_a_filtered_dashboard_wait_for_each_other(page: Page, hub: Hub, sandbox: Sandbox) -> None:
+    """A filtered page reads its rows again on a change. While one such read is on its way,
+    more changes ask for one more read after it, not a read each: started every 400 ms, each
+    would drop the answer before it, and a slow page would draw nothing during a refresh of
+    every company."""
+    email = "pia@ordered-live-accounting.example"
+    sign_in(page, hub, email)
+    api = hub.client(email)
+    connected = connect_consented_tenant(sandbox, api)
+    expect(row_of(page, connected.company_names[0]).locator(".state")).to_have_text("OK", timeout=60_000)
+    page.get_by_label("Search").fill(connected.company_names[0])
+    expect(page.locator("#grid-body tr")).to_have_count(1)
+    _settled(page)
+
+    held: list[Route] = []
+
+    def hold(route: Route) -> None:
+        held.append(route)
+
+    page.route(re.compile(r"/api/v1/dashboard\?"), hold)
+
+    def refreshed_and_held(count: int) -> None:
+        assert api.post("/api/v1/refresh", json={"client_id": connected.client_id}).status_code == 202
+        deadline = time.monotonic() + 30
+        while len(held) < count:
+            assert time.monotonic() < deadline, "no live read of the page"
+            page.wait_for_timeout(50)
+
+    refreshed_and_held(1)
+    # More changes, seconds after: each would have started another read.
+    api.post("/api/v1/refresh", json={"client_id": connected.client_id})
+    page.wait_for_timeout(2_500)
+    assert len(held) == 1, f"{len(held)} live reads of the page at once"
+    held[0].fulfill(response=held[0].fetch())
+    # Answered: the one more read the changes asked for goes out now, and only it.
+    deadline = time.monotonic() + 10
+    while len(held) < 2:
+        assert time.monotonic() < deadline, "the changes asked for no read after the first"
+        page.wait_for_timeout(50)
+    page.wait_for_timeout(1_000)
+    assert len(held) == 2, f"{len(held) - 1} reads after the first"
+    page.unroute(re.compile(r"/api/v1/dashboard\?"))  # lets the held one through
+    expect(row_of(page, connected.company_names[0]).locator(".state")).to_have_text("OK", timeout=60_000)

@@ -218,7 +218,8 @@ async def test_overdue_matches_an_overdue_amount_without_invoices(fresh_model: C
     sessions = await fresh_model()
     log = Log()
     client, refresh = uuid.uuid4(), uuid.uuid4()
-    companies = {name: uuid.uuid4() for name in ("Sales cue", "Purchase cue", "Nothing overdue", "Not read")}
+    names = ("Sales cue", "Purchase cue", "Nothing overdue", "Credits past due", "Not read")
+    companies = {name: uuid.uuid4() for name in names}
     log.add(_client("Delta", "delta.example", client))
     discovered = [DiscoveredCompany(company_id=company_id, name=name) for name, company_id in companies.items()]
     log.add(CompaniesDiscovered(client_id=client, refresh_id=refresh, companies=discovered))
@@ -230,6 +231,8 @@ async def test_overdue_matches_an_overdue_amount_without_invoices(fresh_model: C
         ("Sales cue", "250.00", "0"),
         ("Purchase cue", "0", "80.00"),
         ("Nothing overdue", "0", "0"),
+        # Unapplied credit memos past due: the remaining amount is below zero, nothing is owed.
+        ("Credits past due", "-120.00", "-5.00"),
     ):
         snapshot = _snapshot(client, companies[name], name, "1.00", 0, refresh)
         figures = snapshot.figures.model_copy(
@@ -446,7 +449,7 @@ async def test_choices_saved_by_an_earlier_version_still_open(fresh_model: Calla
             "query": {"thresholds": [{"column": "retired_figure", "comparison": "gt", "value": "0"}, cash_below]},
             "columns": ["retired_figure", "cash"],
         },
-        "Retired sort": {"query": {"sort": "retired_figure", "descending": True}, "columns": None},
+        "Retired sort": {"query": {"sort": "retired_figure", "descending": True}, "columns": ["retired_figure"]},
         "Broken": {"query": {"limit": "many"}, "columns": None},
     }
     async with transaction(sessions) as session:
@@ -464,6 +467,8 @@ async def test_choices_saved_by_an_earlier_version_still_open(fresh_model: Calla
     assert listed["Retired column"].columns == ["cash"]
     assert listed["Retired column"].query.thresholds == [Threshold.model_validate(cash_below)]
     assert (listed["Retired sort"].query.sort, listed["Retired sort"].query.descending) == ("client_name", False)
+    # Every column of it retired: it shows the accountant's own columns, not a table of none.
+    assert listed["Retired sort"].columns is None
     # Listed, so it can be deleted, and its name used again.
     async with transaction(sessions) as session:
         assert await preferences.delete_view(session, principal, listed["Retired column"].view_id)

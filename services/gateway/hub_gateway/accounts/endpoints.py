@@ -191,6 +191,7 @@ async def invite_colleague(
                 " so the mail was not sent again; ask them to look for it (their spam folder too)."
             ),
             email=invitation.email,
-            role=invitation.role,
+            # The role's own word in the reader's language ("Administrator"), as pages name it.
+            role=said(request, invitation.role),
         ),
     )

@@ -153,12 +153,13 @@ def _known_query(query: dict[str, Any]) -> dict[str, Any]:
 
 def _saved(row: SavedViewRow) -> SavedView:
     stored = json.loads(row.query_json)
-    columns = stored.get("columns")
+    # Every column of it retired: the view keeps the accountant's columns (None), not none.
+    columns = [key for key in stored.get("columns") or [] if key in FIGURES_BY_KEY] or None
     return SavedView(
         view_id=row.view_id,
         name=row.name,
         query=DashboardQuery.model_validate(_known_query(stored["query"])),
-        columns=None if columns is None else [key for key in columns if key in FIGURES_BY_KEY],
+        columns=columns,
         created_at=row.created_at,
     )
 

@@ -231,14 +231,15 @@ def _conditions(
     if query.overdue:
         # By the amounts the columns show as well as the counts: with BC's own cue totals the
         # amount comes from ledger entries (an opening balance posted by journal, say) that
-        # no open invoice stands for, so the count may be 0 while the amount is not. An
-        # unknown figure (NULL) matches neither comparison.
+        # no open invoice stands for, so the count may be 0 while the amount is not. A
+        # negative amount (credits past due) is nothing overdue. An unknown figure (NULL)
+        # matches neither comparison.
         conditions.append(
             or_(
                 col(CompanyRow.figure_overdue_sales_invoices_count) > 0,
-                col(CompanyRow.figure_overdue_sales_invoices_amount) != 0,
+                col(CompanyRow.figure_overdue_sales_invoices_amount) > 0,
                 col(CompanyRow.figure_overdue_purchase_invoices_count) > 0,
-                col(CompanyRow.figure_overdue_purchase_invoices_amount) != 0,
+                col(CompanyRow.figure_overdue_purchase_invoices_amount) > 0,
             )
         )
     for threshold in query.thresholds:

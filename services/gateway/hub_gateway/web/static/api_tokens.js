@@ -20,15 +20,18 @@ Hub.start(() => {
         h("td", { title: token.last_used_at || "" }, token.last_used_at ? Hub.dateTime(token.last_used_at) : h("span", { class: "muted" }, _("never"))),
         h("td", {}, token.revoked_at ? _("Revoked %(when)s", { when: Hub.dateTime(token.revoked_at) }) : _("Works")),
         h("td", {}, token.revoked_at ? null
-          : h("button", { type: "button", class: "secondary", "aria-label": _("Revoke token %(name)s", { name: token.name }), onclick: () => revoke(token) }, _("Revoke")))))
+          : h("button", { type: "button", class: "secondary", "aria-label": _("Revoke token %(name)s", { name: token.name }), onclick: (event) => revoke(token, event.currentTarget) }, _("Revoke")))))
         : [h("tr", {}, h("td", { colspan: 5 }, _("No tokens yet.")))]));
+      say("tokens-error");
     } catch (error) {
+      $("tokens-body").replaceChildren(h("tr", {}, h("td", { colspan: 5 }, _("The list could not be read."))));
       say("tokens-error", error.message);
     }
   });
 
-  async function revoke(token) {
+  async function revoke(token, button) {
     if (!confirm(_("Revoke the token %(name)s? Whatever uses it stops working at once.", { name: token.name }))) return;
+    button.disabled = true;
     try {
       await api("DELETE", `/api/v1/tokens/${token.id}`);
       say("tokens-error");
@@ -46,6 +49,8 @@ Hub.start(() => {
       say("tokens-error");
       say("tokens-new", _("The token %(name)s, shown only now: copy it where your script keeps secrets.", { name: data.name }), " ",
         h("code", { id: "new-token" }, data.token));
+      // Focus on it (the region is not read out by itself: the secret is not spoken aloud).
+      $("tokens-new").focus();
       $("token-form").reset();
     } catch (error) {
       say("tokens-error", error.message);

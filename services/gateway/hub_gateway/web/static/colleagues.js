@@ -21,25 +21,33 @@ Hub.start(() => {
     return person.role !== "owner" || boot.role === "owner";
   }
 
+  // Whatever their directory calls them (maybe nothing), else their address.
+  const nameOf = (person) => person.display_name || person.email;
+
   const loadPeople = Hub.serialReads(async () => {
     try {
       const { data } = await api("GET", "/api/v1/accountants");
       const people = data.filter((person) => !removed.has(person.accountant_id));
       $("people-body").replaceChildren(...people.map((person) => h("tr", {},
-        h("td", {}, person.display_name, person.accountant_id === boot.me ? h("span", { class: "muted" }, " ", _("(you)")) : null),
+        // <bdi>: a name written right to left (or holding direction marks) cannot reorder "(you)".
+        h("td", {}, h("bdi", {}, nameOf(person)), person.accountant_id === boot.me ? h("span", { class: "muted" }, " ", _("(you)")) : null),
         h("td", {}, person.email),
         h("td", {}, roles[person.role] || person.role),
         h("td", {}, removable(person)
-          ? h("button", { type: "button", class: "secondary", "aria-label": _("Remove %(name)s from the firm", { name: person.display_name }), onclick: () => remove(person) }, _("Remove"))
+          ? h("button", { type: "button", class: "secondary", "aria-label": _("Remove %(name)s from the firm", { name: nameOf(person) }), onclick: (event) => remove(person, event.currentTarget) }, _("Remove"))
           : null))));
+      say("colleagues-error", "");
     } catch (error) {
+      $("people-body").replaceChildren(h("tr", {}, h("td", { colspan: 4 }, _("The list could not be read."))));
       say("colleagues-error", error.message);
     }
   });
 
-  async function remove(person) {
-    const question = _("Remove %(name)s (%(email)s) from the firm? Their sessions and API tokens stop working at once, their alert rules are removed and their clients are assigned to nobody. Only a new invitation brings them back.", { name: person.display_name, email: person.email });
+  async function remove(person, button) {
+    const question = _("Remove %(name)s (%(email)s) from the firm? Their sessions and API tokens stop working at once, their alert rules are removed and their clients are assigned to nobody. Only a new invitation brings them back.", { name: nameOf(person), email: person.email });
     if (!confirm(question)) return;
+    // One removal at a time: a second click would only be told the person is gone.
+    button.disabled = true;
     try {
       const { data } = await api("DELETE", `/api/v1/accountants/${person.accountant_id}`);
       removed.add(person.accountant_id);
@@ -60,6 +68,7 @@ Hub.start(() => {
     try {
       const { status, data } = await api("POST", "/api/v1/accountants/invitations", { email: $("invite-email").value.trim(), role: $("invite-role").value });
       say("colleagues-error", "");
+      // Not mailed again (200): the hub's own sentence says why, in the page's language.
       say("colleagues-done", status === 202 ? _("Invitation mailed to %(email)s.", { email: data.email }) : data.message);
       $("invite-form").reset();
     } catch (error) {

@@ -659,9 +659,13 @@ Hub.start(() => {
       reloadTimer = null;
       // Not while a row's menu is open: it reloads once the menu closes.
       if (rowMenuOpen()) reloadHeldBack = true;
-      else load({ live: true });
+      else liveReload();
     }, 400);
   }
+  // A live read waits for the one on its way (then one more if asked meanwhile): started
+  // every 400 ms, each would drop the answer before it, and a slow page would draw nothing
+  // while changes keep coming.
+  const liveReload = Hub.serialReads(() => load({ live: true }));
 
   // Filtered, or sorted by what a refresh changes (a figure, the state, the age): a changed
   // row may no longer match, move on the page, or come onto it from another page, which
@@ -686,7 +690,7 @@ Hub.start(() => {
       }
     }
     heldBack.clear();
-    if (heldBack.size === 0 && reloadHeldBack) { reloadHeldBack = false; load({ live: true }); }
+    if (heldBack.size === 0 && reloadHeldBack) { reloadHeldBack = false; liveReload(); }
     requestAnimationFrame(placeStickyColumns);
   });
 
@@ -786,10 +790,10 @@ Hub.start(() => {
       live.className = "live-on";
       live.textContent = _("Live");
       // Whatever changed before the stream (re)opened is read afresh.
-      load({ live: true });
+      liveReload();
     });
     source.addEventListener("rows", (event) => { patchRows(JSON.parse(event.data)); loadAlerts(); });
-    source.addEventListener("reload", () => load({ live: true }));
+    source.addEventListener("reload", () => liveReload());
     source.addEventListener("refused", (event) => {
       source.close();
       live.className = "live-off";
