@@ -65,7 +65,7 @@ def test_an_accountant_makes_uses_and_revokes_an_api_token_on_its_page(hub: Hub,
     with_token = httpx.Client(base_url=hub.url, headers={"Authorization": f"Bearer {token}"}, timeout=20)
     assert with_token.get("/api/v1/dashboard").status_code == 200
     row = page.get_by_role("table", name="Your tokens").locator("tbody tr", has_text="Nightly export")
-    expect(row).to_contain_text("Works")
+    expect(row).to_contain_text("Works until")  # 90 days unless chosen otherwise
     page.reload()
     expect(page.locator("#new-token")).to_have_count(0)  # shown once, never again
     expect(row).not_to_contain_text("never")  # its use just now

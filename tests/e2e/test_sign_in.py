@@ -9,7 +9,8 @@ import sqlite3
 import time
 import uuid
 from collections.abc import Iterator
-from datetime import datetime
+from contextlib import closing
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -350,3 +351,30 @@ def test_an_api_call_is_answered_when_the_tokens_last_use_cannot_be_written(hub:
     assert owner.get("/api/v1/tokens").json()[0]["last_used_at"] is None
     assert with_token.get("/api/v1/me").status_code == 200
     assert owner.get("/api/v1/tokens").json()[0]["last_used_at"] is not None
+
+
+def test_an_api_token_may_work_for_a_number_of_days_only(hub: Hub) -> None:
+    owner = hub.client("ines@woodgrove-expiry.example")
+    for bad in (0, 367, "soon", 1.5):
+        assert owner.post("/api/v1/tokens", json={"name": "x", "expires_in_days": bad}).status_code == 422, bad
+    misspelt = owner.post("/api/v1/tokens", json={"name": "x", "expires_in_day": 30})
+    assert misspelt.status_code == 422, "a misspelt lifetime must not make a token that never expires"
+    created = owner.post("/api/v1/tokens", json={"name": "Quarter close", "expires_in_days": 30}).json()
+    expires_at = datetime.fromisoformat(created["expires_at"])
+    assert abs(expires_at - datetime.fromisoformat(created["created_at"]) - timedelta(days=30)) < timedelta(seconds=1)
+    with_token = httpx.Client(base_url=hub.url, headers={"Authorization": f"Bearer {created['token']}"}, timeout=20)
+    assert with_token.get("/api/v1/me").status_code == 200
+    # Thirty days later (its expiry moved to the past in the gateway's database).
+    database = hub.gateway_environment["HUB_DATABASE_URL"].removeprefix("sqlite:///")
+    with closing(sqlite3.connect(database, timeout=30)) as connection, connection:
+        # As SQLAlchemy writes SQLite's timestamps (UTC, no zone).
+        past = (datetime.now(UTC) - timedelta(seconds=1)).strftime("%Y-%m-%d %H:%M:%S.%f")
+        changed = connection.execute(
+            "UPDATE gateway_api_tokens SET expires_at = ? WHERE id = ?", (past, uuid.UUID(created["id"]).hex)
+        )
+        assert changed.rowcount == 1
+    assert with_token.get("/api/v1/me").status_code == 401
+    [listed] = [t for t in owner.get("/api/v1/tokens").json() if t["id"] == created["id"]]
+    assert listed["revoked_at"] is None and listed["expires_at"] is not None
+    never = owner.post("/api/v1/tokens", json={"name": "Until revoked"}).json()
+    assert never["expires_at"] is None

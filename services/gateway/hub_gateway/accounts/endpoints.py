@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 
 from fastapi import HTTPException, Request, Response, status
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from hub_common import commands
 from hub_common.db import transaction
@@ -31,7 +31,11 @@ accounts_api = feature_api("accounts")
 
 
 class NewApiToken(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     name: Annotated[str, Field(min_length=1, max_length=100), REQUIRED_LINE]
+    # Days it works, at most a year and a day; left out or null: until revoked.
+    expires_in_days: Annotated[int, Field(ge=1, le=366)] | None = None
 
 
 class ApiTokenSummary(BaseModel):
@@ -40,6 +44,7 @@ class ApiTokenSummary(BaseModel):
     created_at: datetime
     last_used_at: datetime | None
     revoked_at: datetime | None
+    expires_at: datetime | None
 
 
 class CreatedApiToken(ApiTokenSummary):
@@ -48,7 +53,12 @@ class CreatedApiToken(ApiTokenSummary):
 
 def _summary(row: ApiToken) -> ApiTokenSummary:
     return ApiTokenSummary(
-        id=row.id, name=row.name, created_at=row.created_at, last_used_at=row.last_used_at, revoked_at=row.revoked_at
+        id=row.id,
+        name=row.name,
+        created_at=row.created_at,
+        last_used_at=row.last_used_at,
+        revoked_at=row.revoked_at,
+        expires_at=row.expires_at,
     )
 
 
@@ -66,7 +76,8 @@ async def create_token(
         )
     try:
         async with transaction(state.sessions) as session:
-            secret, row = await store.create_api_token(session, principal, body.name)
+            lifetime = timedelta(days=body.expires_in_days) if body.expires_in_days is not None else None
+            secret, row = await store.create_api_token(session, principal, body.name, lifetime)
     except store.TooManyApiTokens:
         raise LocalizedHTTPException(
             status.HTTP_409_CONFLICT,

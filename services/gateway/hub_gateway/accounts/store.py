@@ -104,17 +104,25 @@ def csrf_matches(row: BrowserSession, offered: str | None) -> bool:
     return offered is not None and hmac.compare_digest(row.csrf_token.encode(), offered.encode(errors="surrogatepass"))
 
 
-async def create_api_token(session: AsyncSession, principal: Principal, name: str) -> tuple[str, ApiToken]:
+async def create_api_token(
+    session: AsyncSession, principal: Principal, name: str, lifetime: timedelta | None = None
+) -> tuple[str, ApiToken]:
+    """A new token of the accountant's, working for ``lifetime`` (None: until revoked)."""
     # One at a time per accountant, or requests at once each count the others' before its own.
     await lock_until_commit(session, f"api-tokens:{principal.accountant_id}")
     live = await session.execute(
         select(func.count())
         .select_from(ApiToken)
-        .where(col(ApiToken.accountant_id) == principal.accountant_id, col(ApiToken.revoked_at).is_(None))
+        .where(
+            col(ApiToken.accountant_id) == principal.accountant_id,
+            col(ApiToken.revoked_at).is_(None),
+            or_(col(ApiToken.expires_at).is_(None), col(ApiToken.expires_at) > datetime.now(UTC)),
+        )
     )
     if live.scalar_one() >= MAX_LIVE_API_TOKENS:
         raise TooManyApiTokens
     secret = API_TOKEN_PREFIX + secrets.token_urlsafe(32)
+    now = datetime.now(UTC)
     row = ApiToken(
         id=uuid.uuid4(),
         token_hash=digest(secret),
@@ -124,7 +132,8 @@ async def create_api_token(session: AsyncSession, principal: Principal, name: st
         display_name=principal.display_name,
         role=principal.role,
         name=name,
-        created_at=datetime.now(UTC),
+        created_at=now,
+        expires_at=now + lifetime if lifetime is not None else None,
     )
     session.add(row)
     return secret, row
@@ -133,6 +142,8 @@ async def create_api_token(session: AsyncSession, principal: Principal, name: st
 async def find_api_token(session: AsyncSession, secret: str) -> ApiToken | None:
     row = (await session.execute(select(ApiToken).where(ApiToken.token_hash == digest(secret)))).scalar_one_or_none()
     if row is None or row.revoked_at is not None:
+        return None
+    if row.expires_at is not None and row.expires_at <= datetime.now(UTC):
         return None
     return row
 

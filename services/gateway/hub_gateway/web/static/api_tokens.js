@@ -11,6 +11,13 @@ Hub.start(() => {
     $(id).hidden = content.length === 0;
   }
 
+  const expired = (token) => token.expires_at !== null && new Date(token.expires_at) <= new Date();
+  function stateOf(token) {
+    if (token.revoked_at) return _("Revoked %(when)s", { when: Hub.dateTime(token.revoked_at) });
+    if (expired(token)) return _("Expired %(when)s", { when: Hub.dateTime(token.expires_at) });
+    return token.expires_at ? _("Works until %(when)s", { when: Hub.dateTime(token.expires_at) }) : _("Works until revoked");
+  }
+
   const loadTokens = Hub.serialReads(async () => {
     try {
       const { data } = await api("GET", "/api/v1/tokens");
@@ -18,8 +25,8 @@ Hub.start(() => {
         h("td", {}, token.name),
         h("td", { title: token.created_at }, Hub.dateTime(token.created_at)),
         h("td", { title: token.last_used_at || "" }, token.last_used_at ? Hub.dateTime(token.last_used_at) : h("span", { class: "muted" }, _("never"))),
-        h("td", {}, token.revoked_at ? _("Revoked %(when)s", { when: Hub.dateTime(token.revoked_at) }) : _("Works")),
-        h("td", {}, token.revoked_at ? null
+        h("td", {}, stateOf(token)),
+        h("td", {}, token.revoked_at || expired(token) ? null
           : h("button", { type: "button", class: "secondary", "aria-label": _("Revoke token %(name)s", { name: token.name }), onclick: (event) => revoke(token, event.currentTarget) }, _("Revoke")))))
         : [h("tr", {}, h("td", { colspan: 5 }, _("No tokens yet.")))]));
       say("tokens-error");
@@ -45,7 +52,8 @@ Hub.start(() => {
     event.preventDefault();
     $("token-create").disabled = true;
     try {
-      const { data } = await api("POST", "/api/v1/tokens", { name: $("token-name").value.trim() });
+      const days = $("token-lifetime").value;
+      const { data } = await api("POST", "/api/v1/tokens", { name: $("token-name").value.trim(), expires_in_days: days ? Number(days) : null });
       say("tokens-error");
       say("tokens-new", _("The token %(name)s, shown only now: copy it where your script keeps secrets.", { name: data.name }), " ",
         h("code", { id: "new-token" }, data.token));
