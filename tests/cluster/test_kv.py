@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 import uuid
 
 import pytest
 from nats.aio.client import Client
+from nats.js import JetStreamContext
 from nats.js.api import KeyValueConfig, StorageType
 
 from hub_common import kv
@@ -22,6 +25,18 @@ async def bucket_connection(
     return await connect(nats_cluster.url, name="kv-test"), 3
 
 
+async def _led(js: JetStreamContext, stream: str) -> None:
+    """Until a new replicated stream has elected its leader: its creation answers before,
+    and a write meanwhile has no responder (the hub's own callers wait and try again)."""
+    deadline = time.monotonic() + 30
+    while True:
+        info = await js.stream_info(stream)
+        if info.cluster is None or info.cluster.leader:
+            return
+        assert time.monotonic() < deadline, f"{stream} elected no leader"
+        await asyncio.sleep(0.1)
+
+
 async def test_create_update_and_delete_tell_a_lost_race(bucket_connection: tuple[Client, int]) -> None:
     connection, replicas = bucket_connection
     js = connection.jetstream()
@@ -30,6 +45,7 @@ async def test_create_update_and_delete_tell_a_lost_race(bucket_connection: tupl
         KeyValueConfig(bucket=name, history=1, storage=StorageType.FILE, replicas=replicas)
     )
     try:
+        await _led(js, f"KV_{name}")
         first = await kv.create(bucket, "lease", b"a")
         assert first is not None
         assert await kv.create(bucket, "lease", b"b") is None, "a held key is not taken twice"
