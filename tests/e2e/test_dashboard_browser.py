@@ -575,3 +575,29 @@ def test_a_refused_account_number_is_said_plainly_and_a_corrected_save_clears_it
     assert dutch.json()["detail"][1]["msg"] == (
         "Rekeningnummers bestaan uit letters, cijfers, '.', '_' en '-', tot 20 tekens: \"10 130\" is er geen."
     )
+
+
+def test_a_page_left_without_rows_by_a_live_change_shows_the_last_page_with_rows(
+    page: Page, hub: Hub, sandbox: Sandbox
+) -> None:
+    """On page 2 of 26 rows, a colleague removes the one client there: the page goes back to
+    the last page that has rows instead of showing "Rows 26–25 of 25" and none."""
+    email = "quentin@paged-accounting.example"
+    api = hub.client(email)
+    assert api.put("/api/v1/preferences", json={"page_size": 25}).status_code == 200
+    domain = consented_tenant(sandbox)["domain"]
+    added = [
+        api.post(
+            "/api/v1/clients",
+            json={"name": f"Paged {n:02d}", "client_url": f"https://businesscentral.dynamics.com/{domain}/Env{n:02d}"},
+        )
+        for n in range(26)
+    ]
+    assert {answer.status_code for answer in added} == {202}, [a.text for a in added if a.status_code != 202][:1]
+    sign_in(page, hub, email)
+    expect(page.locator("#page-info")).to_contain_text("of 26")
+    page.locator("#page-next").click()
+    expect(page.locator("#page-info")).to_have_text("Rows 26–26 of 26")
+    assert api.delete(f"/api/v1/clients/{added[-1].json()['client_id']}").status_code == 202
+    expect(page.locator("#page-info")).to_have_text("Rows 1–25 of 25", timeout=20_000)
+    expect(page.locator("#grid-body tr")).to_have_count(25)

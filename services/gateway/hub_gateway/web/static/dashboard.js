@@ -132,6 +132,12 @@ Hub.start(() => {
       // A row's menu opened while a live reload was on its way: drawing it now would take
       // the menu from under the pointer, so it is asked for again once the menu closes.
       if (live && rowMenuOpen()) { reloadHeldBack = true; return; }
+      // The rows matching the filters fell below this page (a live change, a colleague's
+      // removal): the last page that has rows is read instead of an empty one.
+      if (data.rows.length === 0 && state.offset > 0 && data.total > 0) {
+        state.offset = Math.floor((data.total - 1) / state.preferences.page_size) * state.preferences.page_size;
+        return load({ live });
+      }
       state.page = data;
       pagesDrawn += 1;
       showError("");
