@@ -342,3 +342,36 @@ def test_a_removed_admin_cannot_come_back_through_an_invitation_of_their_own(hub
         "role": "staff",
     }
     assert again.get("/api/v1/tokens").json() == []
+
+
+def test_an_owner_lists_and_withdraws_an_invitation_sent_to_the_wrong_address(hub: Hub, nats_url: str) -> None:
+    owner = hub.client("ken@withdraw-partners.example")
+    firm_id = owner.get("/api/v1/me").json()["firm_id"]
+    wrong, right = "ken.namesake@withdraw-partners.example", "kenneth@withdraw-partners.example"
+    assert owner.post("/api/v1/accountants/invitations", json={"email": wrong, "role": "admin"}).status_code == 202
+    assert owner.post("/api/v1/accountants/invitations", json={"email": right}).status_code == 202
+    listed = owner.get("/api/v1/accountants/invitations")
+    assert listed.status_code == 200, listed.text
+    by_email = {invitation["email"]: invitation for invitation in listed.json()}
+    assert set(by_email) == {wrong, right}
+    assert by_email[wrong]["role"] == "admin" and by_email[wrong]["expired"] is False
+    assert by_email[wrong]["invited_by"] == owner.get("/api/v1/me").json()["accountant_id"]
+
+    withdrawn = owner.delete(f"/api/v1/accountants/invitations/{by_email[wrong]['invitation_id']}")
+    assert withdrawn.status_code == 200, withdrawn.text
+    assert withdrawn.json() == {"invitation_id": by_email[wrong]["invitation_id"], "email": wrong}
+    assert [invitation["email"] for invitation in owner.get("/api/v1/accountants/invitations").json()] == [right]
+    again = owner.delete(f"/api/v1/accountants/invitations/{by_email[wrong]['invitation_id']}")
+    assert again.status_code == 404 and "accepted or withdrawn" in again.json()["detail"]["message"]
+    assert owner.delete("/api/v1/accountants/invitations/not-an-id").status_code == 422
+    eventually(
+        lambda: firm_events(nats_url, uuid.UUID(firm_id), "ColleagueInvitationWithdrawn"),
+        "the withdrawal in HUB_EVENTS",
+    )
+
+    # The wrong address signs in with nothing waiting: a firm of its own, no choice to make.
+    namesake = hub.client(wrong).get("/api/v1/me").json()
+    assert namesake["firm_id"] != firm_id and namesake["role"] == "owner"
+    join_firm(hub.url, right, firm_id)
+    assert hub.client(right).get("/api/v1/me").json()["firm_id"] == firm_id
+    assert owner.get("/api/v1/accountants/invitations").json() == []

@@ -30,6 +30,8 @@ pytestmark = pytest.mark.e2e
 
 VICTIM = "yara@victim-accounting.example"
 INTRUDER = "zed@intruder-accounting.example"
+# A colleague the victim's firm invited and who has not joined yet.
+VICTIMS_INVITEE = "xavier.pending@victim-accounting.example"
 CARD = {"name": "Changed", "client_url": "https://businesscentral.dynamics.com/contoso.com/Production"}
 # Holds for any company: the victim's refresh below may well raise an alert the probes must not see.
 ALERT_RULE = {"name": "Victim's low cash", "figure": "cash", "comparison": "below", "threshold": "1000000000000000"}
@@ -47,6 +49,7 @@ class Victim:
     run_id: str
     rule_id: str
     accountant_id: str
+    invitation_id: str
 
     def markers(self) -> list[str]:
         """What must never appear in an answer to another firm."""
@@ -58,6 +61,8 @@ class Victim:
             self.token_id,
             self.view_id,
             self.rule_id,
+            self.invitation_id,
+            VICTIMS_INVITEE,
         ]
 
 
@@ -87,6 +92,9 @@ def victim(hub: Hub, sandbox: Sandbox) -> Victim:
     # A schedule of the client's own, which names it in GET /api/v1/refresh-schedule.
     own = owner.put(f"/api/v1/clients/{client_id}/refresh-schedule", json={"every_minutes": 120})
     assert own.status_code == 202, own.text
+    invited = owner.post("/api/v1/accountants/invitations", json={"email": VICTIMS_INVITEE, "role": "admin"})
+    assert invited.status_code == 202, invited.text
+    [invitation] = owner.get("/api/v1/accountants/invitations").json()
     return Victim(
         client_id=client_id,
         client_name=client_name,
@@ -98,6 +106,7 @@ def victim(hub: Hub, sandbox: Sandbox) -> Victim:
         run_id=run.json()["run_id"],
         rule_id=rule.json()["rule_id"],
         accountant_id=owner.get("/api/v1/me").json()["accountant_id"],
+        invitation_id=invitation["invitation_id"],
     )
 
 
@@ -173,6 +182,11 @@ CASES: dict[str, tuple[Probe, int | None]] = {
     ),
     "DELETE /api/v1/accountants/{accountant_id}": (
         lambda api, v: api.delete(f"/api/v1/accountants/{v.accountant_id}"),
+        404,
+    ),
+    "GET /api/v1/accountants/invitations": (lambda api, v: api.get("/api/v1/accountants/invitations"), None),
+    "DELETE /api/v1/accountants/invitations/{invitation_id}": (
+        lambda api, v: api.delete(f"/api/v1/accountants/invitations/{v.invitation_id}"),
         404,
     ),
     "GET /api/v1/clients/{client_id}/companies/{company_id}/workbook": (
@@ -339,3 +353,4 @@ def test_the_victims_data_is_untouched(hub: Hub, victim: Victim) -> None:
     assert [t["revoked_at"] for t in owner.get("/api/v1/tokens").json()] == [None]
     assert [v["view_id"] for v in owner.get("/api/v1/views").json()] == [victim.view_id]
     assert [r["rule_id"] for r in owner.get("/api/v1/alert-rules").json()["rules"]] == [victim.rule_id]
+    assert [i["invitation_id"] for i in owner.get("/api/v1/accountants/invitations").json()] == [victim.invitation_id]

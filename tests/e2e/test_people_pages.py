@@ -53,6 +53,33 @@ def test_an_owner_invites_and_removes_a_colleague_on_the_colleagues_page(hub: Hu
     shot(page, "colleagues-phone")
 
 
+def test_an_owner_withdraws_an_invitation_on_the_colleagues_page(hub: Hub, page: Page) -> None:
+    owner, mistaken = "pia@northwind-withdraw.example", "pia.namesake@northwind-withdraw.example"
+    sign_in(page, hub, owner)
+    page.get_by_role("link", name="Colleagues").click()
+    pending = page.get_by_role("table", name="Invitations not yet accepted")
+    expect(pending).to_contain_text("No invitation is waiting.")
+    page.get_by_label("Work email").fill(mistaken)
+    page.get_by_role("button", name="Invite").click()
+    expect(page.locator("#colleagues-done")).to_have_text(f"Invitation mailed to {mistaken}.")
+    row = pending.locator("tbody tr", has_text=mistaken)
+    expect(row).to_contain_text("staff")
+    expect(row).to_contain_text("Can join until")
+    page.once("dialog", lambda dialog: dialog.accept())
+    row.get_by_role("button", name=f"Withdraw the invitation of {mistaken}").click()
+    expect(page.locator("#colleagues-done")).to_have_text(f"The invitation of {mistaken} was withdrawn.")
+    expect(pending).to_contain_text("No invitation is waiting.")
+    assert hub.client(owner).get("/api/v1/accountants/invitations").json() == []
+    # Staff have no such list: the section is not on their page.
+    firm_id = hub.client(owner).get("/api/v1/me").json()["firm_id"]
+    staff = "pat@northwind-withdraw.example"
+    assert hub.client(owner).post("/api/v1/accountants/invitations", json={"email": staff}).status_code == 202
+    join_firm(hub.url, staff, firm_id)
+    staff_page = hub.client(staff).get("/colleagues")
+    assert staff_page.status_code == 200 and "People of the firm" in staff_page.text
+    assert "Invitations not yet accepted" not in staff_page.text
+
+
 def test_an_accountant_makes_uses_and_revokes_an_api_token_on_its_page(hub: Hub, page: Page) -> None:
     sign_in(page, hub, "max@northwind-tokens.example")
     page.get_by_role("button", name="Tools").click()

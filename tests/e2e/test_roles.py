@@ -125,6 +125,11 @@ MATRIX: dict[str, tuple[str, Call]] = {
         MANAGERS,
         lambda api: api.delete(f"/api/v1/accountants/{SOME_ID}"),
     ),
+    "GET /api/v1/accountants/invitations": (MANAGERS, lambda api: api.get("/api/v1/accountants/invitations")),
+    "DELETE /api/v1/accountants/invitations/{invitation_id}": (
+        MANAGERS,
+        lambda api: api.delete(f"/api/v1/accountants/invitations/{SOME_ID}"),
+    ),
     "GET /api/v1/dead-letters": (MANAGERS, lambda api: api.get("/api/v1/dead-letters")),
 }
 

@@ -1,11 +1,14 @@
 """Colleague invitations under concurrency: two registry replicas inviting the same address
 at once make one pending invitation and one mail (PostgreSQL, where replicas run), and
-duplicates left by the race before migration 0014 are resolved, the newest kept."""
+duplicates left by the race before migration 0014 are resolved, the newest kept. Owners and
+admins list the invitations nobody accepted and withdraw them; an invitation expires a
+while after its last mail."""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import text
@@ -13,9 +16,20 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlmodel import select
 
-from hub_common.commands import ColleagueInvitation, CommandRejected, InviteColleague
+from hub_common.commands import (
+    ColleagueInvitation,
+    ColleagueInvitations,
+    CommandRejected,
+    EnsureAccountant,
+    InviteColleague,
+    ListColleagueInvitations,
+    ListFirmInvitations,
+    RejectionReason,
+    WithdrawColleagueInvitation,
+)
 from hub_common.db import create_engine, migrate, session_factory, transaction
-from hub_common.events import Actor, ActorKind, ColleagueInvited, Role, decode_event
+from hub_common.entra import TenantDirectory
+from hub_common.events import Actor, ActorKind, ColleagueInvitationWithdrawn, ColleagueInvited, Role, decode_event
 from hub_registry.app import MIGRATIONS, VERSION_TABLE
 from hub_registry.models import Accountant, ColleagueInvitationRow, Firm, registry_outbox
 from hub_registry.service import firms
@@ -56,6 +70,173 @@ async def _mails(sessions: async_sessionmaker[AsyncSession]) -> list[ColleagueIn
     async with sessions() as session:
         payloads = (await session.execute(select(registry_outbox.c.payload))).scalars().all()
     return [event.data for event in map(decode_event, payloads) if isinstance(event.data, ColleagueInvited)]
+
+
+def _actor(accountant: Accountant) -> Actor:
+    return Actor(kind=ActorKind.ACCOUNTANT, id=str(accountant.id), display_name=accountant.email)
+
+
+async def _listed(sessions: async_sessionmaker[AsyncSession], reader: Accountant) -> ColleagueInvitations:
+    command = ListColleagueInvitations(firm_id=reader.firm_id, actor=_actor(reader), correlation_id="c")
+    async with transaction(sessions) as session:
+        return await firms.list_colleague_invitations(session=session, command=command, settings=SETTINGS)
+
+
+async def _withdraw(sessions: async_sessionmaker[AsyncSession], actor: Accountant, invitation_id: uuid.UUID) -> str:
+    command = WithdrawColleagueInvitation(
+        firm_id=actor.firm_id, actor=_actor(actor), correlation_id="c", invitation_id=invitation_id
+    )
+    async with transaction(sessions) as session:
+        return (await firms.withdraw_colleague_invitation(session=session, command=command)).email
+
+
+async def _sign_in(
+    sessions: async_sessionmaker[AsyncSession],
+    directory: TenantDirectory,
+    email: str,
+    *,
+    join_firm_id: uuid.UUID | None = None,
+) -> uuid.UUID:
+    """The firm a first sign-in lands in."""
+    command = EnsureAccountant(email=email, display_name="Invitee", correlation_id="c", join_firm_id=join_firm_id)
+    async with transaction(sessions) as session:
+        return (
+            await firms.ensure_accountant(session=session, command=command, settings=SETTINGS, directory=directory)
+        ).firm_id
+
+
+async def _choices(sessions: async_sessionmaker[AsyncSession], email: str) -> list[uuid.UUID]:
+    async with transaction(sessions) as session:
+        listed = await firms.list_firm_invitations(
+            session=session, command=ListFirmInvitations(email=email, correlation_id="c"), settings=SETTINGS
+        )
+    return [choice.firm_id for choice in listed.invitations]
+
+
+async def test_a_withdrawn_invitation_lets_nobody_join_and_inviting_again_mails_again(
+    registry_sessions: async_sessionmaker[AsyncSession], tenant_directory: TenantDirectory
+) -> None:
+    owner = await _firm_with_owner(registry_sessions, "withdrawing-accounting")
+    invitee = "wrong.person@withdrawing-accounting.example"
+    await _invite(registry_sessions, owner, invitee, "admin")
+    [listed] = (await _listed(registry_sessions, owner)).invitations
+    assert (listed.email, listed.role, listed.invited_by, listed.expired) == (invitee, "admin", owner.id, False)
+    assert listed.expires_at - listed.mailed_at == timedelta(days=SETTINGS.colleague_invitation_days)
+    assert await _choices(registry_sessions, invitee) == [owner.firm_id]
+
+    assert await _withdraw(registry_sessions, owner, listed.invitation_id) == invitee
+    assert (await _listed(registry_sessions, owner)).invitations == []
+    assert await _choices(registry_sessions, invitee) == []
+    with pytest.raises(CommandRejected) as refused:
+        await _sign_in(registry_sessions, tenant_directory, invitee, join_firm_id=owner.firm_id)
+    assert refused.value.rejection.reason == RejectionReason.NOT_FOUND
+    # Twice is no twice: the second finds nothing to withdraw.
+    with pytest.raises(CommandRejected) as again:
+        await _withdraw(registry_sessions, owner, listed.invitation_id)
+    assert again.value.rejection.reason == RejectionReason.NOT_FOUND
+    async with registry_sessions() as session:
+        payloads = (await session.execute(select(registry_outbox.c.payload))).scalars().all()
+    withdrawn = [
+        event.data for event in map(decode_event, payloads) if isinstance(event.data, ColleagueInvitationWithdrawn)
+    ]
+    assert [(event.email, event.role, event.withdrawn_by) for event in withdrawn] == [(invitee, Role.ADMIN, owner.id)]
+
+    # Invited again the same day, the address is mailed again (the withdrawn mail still
+    # counts against the allowances), and this invitation is the one that works.
+    assert (await _invite(registry_sessions, owner, invitee, "staff")).mail_sent
+    assert len(await _mails(registry_sessions)) == 2
+    assert await _sign_in(registry_sessions, tenant_directory, invitee, join_firm_id=owner.firm_id) == owner.firm_id
+    assert (await _listed(registry_sessions, owner)).invitations == []
+
+
+async def test_only_the_firms_owners_and_admins_list_and_withdraw_its_invitations(
+    registry_sessions: async_sessionmaker[AsyncSession], tenant_directory: TenantDirectory
+) -> None:
+    owner = await _firm_with_owner(registry_sessions, "listing-accounting")
+    stranger = await _firm_with_owner(registry_sessions, "stranger-accounting")
+    await _invite(registry_sessions, owner, "staff.member@listing-accounting.example", "staff")
+    await _sign_in(
+        registry_sessions, tenant_directory, "staff.member@listing-accounting.example", join_firm_id=owner.firm_id
+    )
+    async with registry_sessions() as session:
+        staff = (
+            await session.execute(
+                select(Accountant).where(Accountant.email == "staff.member@listing-accounting.example")
+            )
+        ).scalar_one()
+    await _invite(registry_sessions, owner, "pending@listing-accounting.example", "staff")
+    [pending] = (await _listed(registry_sessions, owner)).invitations
+
+    for reader in (staff,):
+        with pytest.raises(CommandRejected) as listing:
+            await _listed(registry_sessions, reader)
+        assert listing.value.rejection.reason == RejectionReason.FORBIDDEN
+        with pytest.raises(CommandRejected) as withdrawing:
+            await _withdraw(registry_sessions, reader, pending.invitation_id)
+        assert withdrawing.value.rejection.reason == RejectionReason.FORBIDDEN
+    # Another firm's owner neither sees it nor withdraws it by its id.
+    assert (await _listed(registry_sessions, stranger)).invitations == []
+    with pytest.raises(CommandRejected) as elsewhere:
+        await _withdraw(registry_sessions, stranger, pending.invitation_id)
+    assert elsewhere.value.rejection.reason == RejectionReason.NOT_FOUND
+    assert [row.email for row in (await _listed(registry_sessions, owner)).invitations] == [pending.email]
+
+
+async def test_an_invitation_expires_after_its_lifetime_and_inviting_again_renews_it(
+    registry_sessions: async_sessionmaker[AsyncSession], tenant_directory: TenantDirectory
+) -> None:
+    owner = await _firm_with_owner(registry_sessions, "expiring-accounting")
+    invitee = "slow.reader@expiring-accounting.example"
+    await _invite(registry_sessions, owner, invitee, "staff")
+    lifetime = timedelta(days=SETTINGS.colleague_invitation_days)
+    async with transaction(registry_sessions) as session:
+        row = (await session.execute(select(ColleagueInvitationRow))).scalar_one()
+        row.mailed_at = datetime.now(UTC) - lifetime - timedelta(minutes=1)
+
+    [listed] = (await _listed(registry_sessions, owner)).invitations
+    assert listed.expired and listed.expires_at < datetime.now(UTC)
+    assert await _choices(registry_sessions, invitee) == []
+    with pytest.raises(CommandRejected):
+        await _sign_in(registry_sessions, tenant_directory, invitee, join_firm_id=owner.firm_id)
+    # Nothing waits for the address: a sign-in starts a firm of its own, not the old one.
+    assert await _sign_in(registry_sessions, tenant_directory, invitee) != owner.firm_id
+
+    other = "another.reader@expiring-accounting.example"
+    await _invite(registry_sessions, owner, other, "staff")
+    async with transaction(registry_sessions) as session:
+        row = (
+            await session.execute(select(ColleagueInvitationRow).where(ColleagueInvitationRow.email == other))
+        ).scalar_one()
+        row.mailed_at = datetime.now(UTC) - lifetime - timedelta(minutes=1)
+    assert (await _invite(registry_sessions, owner, other, "admin")).mail_sent
+    renewed = next(row for row in (await _listed(registry_sessions, owner)).invitations if row.email == other)
+    assert not renewed.expired and renewed.role == "admin"
+    assert await _sign_in(registry_sessions, tenant_directory, other, join_firm_id=owner.firm_id) == owner.firm_id
+
+
+@pytest.mark.parametrize("database_url", POSTGRESQL_ONLY, indirect=True)
+async def test_a_withdrawal_and_a_sign_in_joining_through_it_at_once_do_not_both_happen(
+    database_url: str, registry_sessions: async_sessionmaker[AsyncSession], tenant_directory: TenantDirectory
+) -> None:
+    """On two replicas at once: either the person joined and the withdrawal finds the
+    invitation accepted, or it was withdrawn and the sign-in is refused; never both."""
+    for attempt in range(5):
+        owner = await _firm_with_owner(registry_sessions, f"racing-{attempt}")
+        invitee = f"racer{attempt}@racing-{attempt}.example"
+        await _invite(registry_sessions, owner, invitee, "staff")
+        [pending] = (await _listed(registry_sessions, owner)).invitations
+        joined, withdrawn = await asyncio.gather(
+            _sign_in(registry_sessions, tenant_directory, invitee, join_firm_id=owner.firm_id),
+            _withdraw(registry_sessions, owner, pending.invitation_id),
+            return_exceptions=True,
+        )
+        assert isinstance(joined, CommandRejected) != isinstance(withdrawn, CommandRejected), (joined, withdrawn)
+        async with registry_sessions() as session:
+            row = await session.get(ColleagueInvitationRow, pending.invitation_id)
+            member = (await session.execute(select(Accountant).where(Accountant.email == invitee))).scalar_one_or_none()
+        assert row is not None
+        assert (row.accepted_at is None) != (row.withdrawn_at is None)
+        assert (member is not None) == (row.accepted_at is not None)
 
 
 # Replicas share PostgreSQL; SQLite's one registry is refused by the unique index instead.

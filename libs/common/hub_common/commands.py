@@ -46,6 +46,8 @@ SET_REFRESH_SCHEDULE = "cmd.registry.refresh.schedule"
 TEST_CONNECTION = "cmd.registry.connection.test"
 INVITE_COLLEAGUE = "cmd.registry.accountant.invite"
 REMOVE_COLLEAGUE = "cmd.registry.accountant.remove"
+LIST_COLLEAGUE_INVITATIONS = "cmd.registry.accountant.invitations.list"
+WITHDRAW_COLLEAGUE_INVITATION = "cmd.registry.accountant.invitations.withdraw"
 LIST_FIRM_INVITATIONS = "cmd.registry.accountant.invitations"
 GRANT_TENANT_ACCESS = "cmd.registry.tenant.grant"
 REVOKE_TENANT_ACCESS = "cmd.registry.tenant.revoke"
@@ -198,6 +200,41 @@ class RemoveColleague(FirmCommand):
     and nobody removes themselves)."""
 
     accountant_id: uuid.UUID
+
+
+class ListColleagueInvitations(FirmCommand):
+    """Owners and admins: the firm's colleague invitations nobody has accepted or withdrawn,
+    expired ones included (they say why someone could not join)."""
+
+
+class WithdrawColleagueInvitation(FirmCommand):
+    """Owners and admins withdraw an invitation nobody has accepted: sent to the wrong
+    address, or to someone who will not join after all."""
+
+    invitation_id: uuid.UUID
+
+
+class PendingColleagueInvitation(BaseModel):
+    invitation_id: uuid.UUID
+    email: str
+    role: str
+    invited_by: uuid.UUID
+    # The inviter's name as their directory gives it, else their address.
+    invited_by_name: str
+    # When the invitation was last mailed (inviting the address again mails it again), and
+    # when it stops letting the address join: the last mail plus the hub's lifetime.
+    mailed_at: datetime
+    expires_at: datetime
+    expired: bool
+
+
+class ColleagueInvitations(BaseModel):
+    invitations: list[PendingColleagueInvitation]
+
+
+class ColleagueInvitationWithdrawnResult(BaseModel):
+    invitation_id: uuid.UUID
+    email: str
 
 
 class ColleagueRemoved(BaseModel):

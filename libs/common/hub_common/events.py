@@ -218,6 +218,19 @@ class ColleagueInvitationChanged(EventData):
     changed_by: uuid.UUID
 
 
+class ColleagueInvitationWithdrawn(EventData):
+    """An owner or admin withdrew a colleague invitation nobody had accepted: the address can
+    no longer join the firm through it (a mail already sent still arrives, and leads to a
+    sign-in that no invitation waits for)."""
+
+    event_type = "ColleagueInvitationWithdrawn"
+    subject_template = "accountant.invitation_withdrawn"
+
+    email: Annotated[str, Field(max_length=320)]
+    role: Role
+    withdrawn_by: uuid.UUID
+
+
 # ---------------------------------------------------------------- clients
 
 
@@ -1034,6 +1047,7 @@ EVENT_TYPES: dict[str, type[EventData]] = {
         AccountantRemoved,
         ColleagueInvited,
         ColleagueInvitationChanged,
+        ColleagueInvitationWithdrawn,
         ClientAdded,
         ClientUpdated,
         ClientRemoved,

@@ -75,6 +75,7 @@ EVENT_PUBLISHERS: Mapping[str, frozenset[str]] = {
     "AccountantRemoved": frozenset({REGISTRY}),
     "ColleagueInvited": frozenset({REGISTRY}),
     "ColleagueInvitationChanged": frozenset({REGISTRY}),
+    "ColleagueInvitationWithdrawn": frozenset({REGISTRY}),
     "ClientAdded": frozenset({REGISTRY}),
     "ClientUpdated": frozenset({REGISTRY}),
     "ClientRemoved": frozenset({REGISTRY}),

@@ -38,7 +38,7 @@ def register_command_handlers(
         return await firms.ensure_accountant(session=session, command=command, settings=settings, directory=directory)
 
     async def list_firm_invitations(session: AsyncSession, command: commands.ListFirmInvitations) -> BaseModel:
-        return await firms.list_firm_invitations(session=session, command=command)
+        return await firms.list_firm_invitations(session=session, command=command, settings=settings)
 
     async def invite_colleague(session: AsyncSession, command: commands.InviteColleague) -> BaseModel:
         return await firms.invite_colleague(session=session, command=command, settings=settings)
@@ -51,6 +51,19 @@ def register_command_handlers(
 
     server.serve_in_transaction(commands.INVITE_COLLEAGUE, commands.InviteColleague, invite_colleague)
     server.serve_in_transaction(commands.REMOVE_COLLEAGUE, commands.RemoveColleague, remove_colleague)
+
+    async def list_invitations(session: AsyncSession, command: commands.ListColleagueInvitations) -> BaseModel:
+        return await firms.list_colleague_invitations(session=session, command=command, settings=settings)
+
+    async def withdraw_invitation(session: AsyncSession, command: commands.WithdrawColleagueInvitation) -> BaseModel:
+        return await firms.withdraw_colleague_invitation(session=session, command=command)
+
+    server.serve_in_transaction(
+        commands.LIST_COLLEAGUE_INVITATIONS, commands.ListColleagueInvitations, list_invitations
+    )
+    server.serve_in_transaction(
+        commands.WITHDRAW_COLLEAGUE_INVITATION, commands.WithdrawColleagueInvitation, withdraw_invitation
+    )
 
     # ------------------------------------------------------------ clients
 

@@ -99,6 +99,10 @@ class Client(SQLModel, table=True):
     removed_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime(), nullable=True))
 
 
+# An invitation that may still be accepted (or has expired): one per firm and address.
+PENDING_INVITATION = text("accepted_at IS NULL AND withdrawn_at IS NULL")
+
+
 class ColleagueInvitationRow(SQLModel, table=True):
     """A pending invitation to join a firm; the address joins on its first sign-in."""
 
@@ -112,8 +116,8 @@ class ColleagueInvitationRow(SQLModel, table=True):
             "firm_id",
             "email",
             unique=True,
-            sqlite_where=text("accepted_at IS NULL"),
-            postgresql_where=text("accepted_at IS NULL"),
+            sqlite_where=PENDING_INVITATION,
+            postgresql_where=PENDING_INVITATION,
         ),
     )
 
@@ -126,6 +130,9 @@ class ColleagueInvitationRow(SQLModel, table=True):
     # When its mail was last sent (ColleagueInvited): inviting the address again re-sends it.
     mailed_at: datetime = Field(default_factory=_now, sa_column=_timestamp())
     accepted_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime(), nullable=True))
+    # When an owner or admin withdrew it; kept, not deleted, so its mail still counts
+    # against the daily allowances (inviting, withdrawing and inviting again mails again).
+    withdrawn_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime(), nullable=True))
 
 
 class RefreshScheduleRow(SQLModel, table=True):

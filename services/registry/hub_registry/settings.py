@@ -34,6 +34,10 @@ class RegistrySettings(HubSettings):
     # ...and as many firms as anyone likes to start could each mail one address daily: an
     # address is mailed by at most this many firms in 24 hours.
     colleague_invitations_per_address_per_day: int = Field(default=3, ge=1, le=100)
+    # A colleague invitation lets its address join for this many days after its last mail
+    # (inviting the address again mails it again): a link forwarded or found in an old
+    # mailbox months later must not bring a stranger into the firm.
+    colleague_invitation_days: int = Field(default=30, ge=1, le=365)
     # How long resolving a tenant's domain to its id (Entra's OIDC discovery) may take.
     entra_discovery_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
     # Alerts (hub_registry.service.alerts): how often the lease holder looks for rules on

@@ -164,6 +164,41 @@ async def remove_colleague(
     return removed
 
 
+@accounts_api.get("/accountants/invitations")
+async def list_colleague_invitations(
+    principal: ManagingPrincipal, state: State, request: Request
+) -> list[commands.PendingColleagueInvitation]:
+    """Owners and admins: the firm's colleague invitations nobody has accepted or withdrawn,
+    newest mail first. An invitation lets its address join until ``expires_at`` (its last
+    mail plus the hub's lifetime, 30 days unless the operator says otherwise); expired ones
+    are listed too, and inviting the address again mails a new one."""
+    command = commands.ListColleagueInvitations(
+        firm_id=principal.firm_id, actor=accountant_actor(principal), correlation_id=request.state.correlation_id
+    )
+    listed = await send_command(
+        state, request, commands.LIST_COLLEAGUE_INVITATIONS, command, commands.ColleagueInvitations
+    )
+    return listed.invitations
+
+
+@accounts_api.delete("/accountants/invitations/{invitation_id}")
+async def withdraw_colleague_invitation(
+    invitation_id: uuid.UUID, principal: ManagingPrincipal, state: State, request: Request
+) -> commands.ColleagueInvitationWithdrawnResult:
+    """Owners and admins withdraw an invitation nobody has accepted (sent to the wrong
+    address, or to someone who will not join): the address can no longer join through it.
+    A mail already sent still arrives; its sign-in finds no invitation waiting."""
+    command = commands.WithdrawColleagueInvitation(
+        firm_id=principal.firm_id,
+        actor=accountant_actor(principal),
+        correlation_id=request.state.correlation_id,
+        invitation_id=invitation_id,
+    )
+    return await send_command(
+        state, request, commands.WITHDRAW_COLLEAGUE_INVITATION, command, commands.ColleagueInvitationWithdrawnResult
+    )
+
+
 class ColleagueInvitationAnswer(commands.ColleagueInvitation):
     # What happened, in the caller's language, when the mail was not sent again.
     message: str | None = None

@@ -50,6 +50,7 @@ from hub_common.events import (
     ClientRemoved,
     ClientUpdated,
     ColleagueInvitationChanged,
+    ColleagueInvitationWithdrawn,
     ColleagueInvited,
     CompaniesDiscovered,
     CompanySnapshot,
@@ -869,10 +870,12 @@ RULES: dict[str, Rule] = {
 # ClientAdded it leads to. Their stream positions still advance.
 IGNORED_EVENT_TYPES: frozenset[str] = frozenset(
     {
-        # A pending colleague invitation is the registry's; the colleague shows in the read
-        # model through the AccountantJoined of the sign-in, with the role it then gave.
+        # A pending colleague invitation is the registry's (the gateway asks it); the
+        # colleague shows in the read model through the AccountantJoined of the sign-in,
+        # with the role it then gave.
         ColleagueInvited.event_type,
         ColleagueInvitationChanged.event_type,
+        ColleagueInvitationWithdrawn.event_type,
         InvitationCreated.event_type,
         InvitationAccepted.event_type,
         InvitationRejected.event_type,

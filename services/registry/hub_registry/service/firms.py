@@ -1,5 +1,5 @@
-"""Firms and their accountants: signing in (a first sign-in makes a firm or joins one) and
-inviting colleagues."""
+"""Firms and their accountants: signing in (a first sign-in makes a firm or joins one),
+inviting colleagues and withdrawing invitations."""
 
 from __future__ import annotations
 
@@ -14,14 +14,19 @@ from sqlmodel import col, select
 from hub_common.commands import (
     AccountantIdentity,
     ColleagueInvitation,
+    ColleagueInvitations,
+    ColleagueInvitationWithdrawnResult,
     ColleagueRemoved,
     EnsureAccountant,
     FirmInvitationChoice,
     FirmInvitationChoices,
     InviteColleague,
+    ListColleagueInvitations,
     ListFirmInvitations,
+    PendingColleagueInvitation,
     RejectionReason,
     RemoveColleague,
+    WithdrawColleagueInvitation,
     refused,
 )
 from hub_common.db import lock_until_commit, same_mailbox
@@ -35,6 +40,7 @@ from hub_common.events import (
     ClientCard,
     ClientSource,
     ColleagueInvitationChanged,
+    ColleagueInvitationWithdrawn,
     ColleagueInvited,
     FirmCreated,
     GrantMethod,
@@ -67,10 +73,17 @@ def _identity(accountant: Accountant, *, created: bool) -> AccountantIdentity:
     )
 
 
-async def _pending_invitations(session: AsyncSession, email: str) -> list[ColleagueInvitationRow]:
-    """Every firm's pending invitation of the address, newest first, one per firm. One sent
-    by a colleague the firm has since removed no longer counts: they could have invited an
-    address of their own to come back through."""
+def _invitation_lifetime(settings: RegistrySettings) -> timedelta:
+    return timedelta(days=settings.colleague_invitation_days)
+
+
+async def _pending_invitations(
+    session: AsyncSession, email: str, settings: RegistrySettings
+) -> list[ColleagueInvitationRow]:
+    """Every firm's invitation of the address that may still be accepted, newest first, one
+    per firm: not accepted, not withdrawn, and mailed within the invitations' lifetime. One
+    sent by a colleague the firm has since removed no longer counts: they could have invited
+    an address of their own to come back through."""
     inviter = aliased(Accountant)
     rows = (
         (
@@ -80,6 +93,8 @@ async def _pending_invitations(session: AsyncSession, email: str) -> list[Collea
                 .where(
                     ColleagueInvitationRow.email == email,
                     col(ColleagueInvitationRow.accepted_at).is_(None),
+                    col(ColleagueInvitationRow.withdrawn_at).is_(None),
+                    col(ColleagueInvitationRow.mailed_at) > datetime.now(UTC) - _invitation_lifetime(settings),
                     col(inviter.removed_at).is_(None),
                     col(inviter.firm_id) == col(ColleagueInvitationRow.firm_id),
                 )
@@ -102,14 +117,16 @@ def _work_email(email: str) -> str:
         raise refused(RejectionReason.INVALID, error.message, "email", **error.values) from error
 
 
-async def list_firm_invitations(*, session: AsyncSession, command: ListFirmInvitations) -> FirmInvitationChoices:
+async def list_firm_invitations(
+    *, session: AsyncSession, command: ListFirmInvitations, settings: RegistrySettings
+) -> FirmInvitationChoices:
     """What a first sign-in chooses between; nothing for an address that has an account."""
     email = _work_email(command.email)
     member = select(Accountant.id).where(Accountant.email == email, col(Accountant.removed_at).is_(None))
     if (await session.execute(member)).first() is not None:
         return FirmInvitationChoices(invitations=[])
     choices = []
-    for invitation in await _pending_invitations(session, email):
+    for invitation in await _pending_invitations(session, email, settings):
         firm = await session.get(Firm, invitation.firm_id)
         inviter = await session.get(Accountant, invitation.invited_by)
         choices.append(
@@ -138,7 +155,7 @@ async def ensure_accountant(
         _bind_identity(existing, command)
         if existing.removed_at is None:
             return _identity(existing, created=False)
-    invitations = await _pending_invitations(session, email)
+    invitations = await _pending_invitations(session, email, settings)
     if existing is not None and not invitations:
         raise refused(
             RejectionReason.FORBIDDEN,
@@ -251,6 +268,11 @@ async def _join_firm(
 ) -> AccountantIdentity:
     """A first sign-in (or the first since being removed) joins the firm it chose among its
     invitations, with that role."""
+    # Locked and read again (PostgreSQL): an owner withdrawing it at this instant either
+    # finds it accepted, or withdraws it before this sign-in may join through it.
+    await session.refresh(invitation, with_for_update=True)
+    if invitation.accepted_at is not None or invitation.withdrawn_at is not None:
+        raise refused(RejectionReason.NOT_FOUND, N_("There is no pending invitation from that firm"), "join_firm_id")
     accountant = _member(removed, invitation.firm_id, email, command, invitation.role)
     session.add(accountant)
     invitation.accepted_at = datetime.now(UTC)
@@ -354,6 +376,7 @@ async def invite_colleague(
                 ColleagueInvitationRow.email == email,
                 ColleagueInvitationRow.firm_id == command.firm_id,
                 col(ColleagueInvitationRow.accepted_at).is_(None),
+                col(ColleagueInvitationRow.withdrawn_at).is_(None),
             )
         )
     ).scalar_one_or_none()
@@ -394,6 +417,81 @@ async def invite_colleague(
         ),
     )
     return ColleagueInvitation(email=email, role=command.role, mail_sent=True)
+
+
+async def list_colleague_invitations(
+    *, session: AsyncSession, command: ListColleagueInvitations, settings: RegistrySettings
+) -> ColleagueInvitations:
+    """The firm's invitations nobody accepted or withdrew, newest mail first, for its owners
+    and admins. Expired ones are listed as such: they tell why someone could not join, and
+    inviting the address again mails it a new one."""
+    reader = await acting_accountant(session, command.firm_id, command.actor)
+    if reader.role not in (Role.OWNER.value, Role.ADMIN.value):
+        raise refused(RejectionReason.FORBIDDEN, N_("Only the firm's owners and admins can see colleague invitations"))
+    inviter = aliased(Accountant)
+    rows = (
+        await session.execute(
+            select(ColleagueInvitationRow, inviter)
+            .join(inviter, col(inviter.id) == col(ColleagueInvitationRow.invited_by))
+            .where(
+                ColleagueInvitationRow.firm_id == command.firm_id,
+                col(ColleagueInvitationRow.accepted_at).is_(None),
+                col(ColleagueInvitationRow.withdrawn_at).is_(None),
+                # As for joining: one sent by a colleague removed since counts no more.
+                col(inviter.removed_at).is_(None),
+                col(inviter.firm_id) == col(ColleagueInvitationRow.firm_id),
+            )
+            .order_by(col(ColleagueInvitationRow.mailed_at).desc(), col(ColleagueInvitationRow.email))
+        )
+    ).all()
+    now, lifetime = datetime.now(UTC), _invitation_lifetime(settings)
+    return ColleagueInvitations(
+        invitations=[
+            PendingColleagueInvitation(
+                invitation_id=invitation.id,
+                email=invitation.email,
+                role=invitation.role,
+                invited_by=invitation.invited_by,
+                invited_by_name=by.display_name or by.email,
+                mailed_at=invitation.mailed_at,
+                expires_at=invitation.mailed_at + lifetime,
+                expired=invitation.mailed_at + lifetime <= now,
+            )
+            for invitation, by in rows
+        ]
+    )
+
+
+async def withdraw_colleague_invitation(
+    *, session: AsyncSession, command: WithdrawColleagueInvitation
+) -> ColleagueInvitationWithdrawnResult:
+    """Owners and admins withdraw an invitation nobody has accepted: the address can no
+    longer join through it. A mail already sent still arrives; its sign-in finds no
+    invitation, and starts a firm of its own if the person goes on."""
+    withdrawer = await acting_accountant(session, command.firm_id, command.actor)
+    if withdrawer.role not in (Role.OWNER.value, Role.ADMIN.value):
+        raise refused(RejectionReason.FORBIDDEN, N_("Only the firm's owners and admins can withdraw invitations"))
+    # Locked (PostgreSQL): a sign-in joining through it at this instant waits, then finds it
+    # withdrawn; or it joined first, and this finds it accepted.
+    invitation = await session.get(ColleagueInvitationRow, command.invitation_id, with_for_update=True)
+    if (
+        invitation is None
+        or invitation.firm_id != command.firm_id
+        or invitation.accepted_at is not None
+        or invitation.withdrawn_at is not None
+    ):
+        raise refused(
+            RejectionReason.NOT_FOUND,
+            N_("No such invitation: it was accepted or withdrawn already"),
+            "invitation_id",
+        )
+    invitation.withdrawn_at = datetime.now(UTC)
+    await emit(
+        session,
+        Context.of(command),
+        ColleagueInvitationWithdrawn(email=invitation.email, role=Role(invitation.role), withdrawn_by=withdrawer.id),
+    )
+    return ColleagueInvitationWithdrawnResult(invitation_id=invitation.id, email=invitation.email)
 
 
 async def remove_colleague(*, session: AsyncSession, command: RemoveColleague) -> ColleagueRemoved:

@@ -1,6 +1,7 @@
-// Colleagues: the firm's people, inviting one, and removing one who left (owners and admins).
-// A removal ends the person's sessions and API tokens at once; the list is read again after
-// each change, without the person removed even if the read model has not caught up yet.
+// Colleagues: the firm's people, inviting one, removing one who left, and the invitations
+// nobody accepted yet, which owners and admins may withdraw. A removal ends the person's
+// sessions and API tokens at once; the list is read again after each change, without the
+// person removed even if the read model has not caught up yet.
 "use strict";
 
 Hub.start(() => {
@@ -43,6 +44,45 @@ Hub.start(() => {
     }
   });
 
+  function invitationStatus(invitation) {
+    return invitation.expired
+      ? h("span", { class: "state state-failed" }, _("Expired %(when)s", { when: Hub.dateTime(invitation.expires_at) }))
+      : _("Can join until %(when)s", { when: Hub.dateTime(invitation.expires_at) });
+  }
+
+  // The registry's own list (not the read model): only owners and admins have it.
+  const loadInvitations = Hub.serialReads(async () => {
+    if (!boot.manages) return;
+    try {
+      const { data } = await api("GET", "/api/v1/accountants/invitations");
+      $("pending-body").replaceChildren(...(data.length ? data.map((invitation) => h("tr", {},
+        h("td", {}, invitation.email),
+        h("td", {}, roles[invitation.role] || invitation.role),
+        h("td", {}, h("bdi", {}, invitation.invited_by_name)),
+        h("td", { title: invitation.mailed_at }, Hub.dateTime(invitation.mailed_at)),
+        h("td", {}, invitationStatus(invitation)),
+        h("td", {}, h("button", { type: "button", class: "secondary", "aria-label": _("Withdraw the invitation of %(email)s", { email: invitation.email }), onclick: (event) => withdraw(invitation, event.currentTarget) }, _("Withdraw")))))
+        : [h("tr", {}, h("td", { colspan: 6, class: "muted" }, _("No invitation is waiting.")))]));
+    } catch (error) {
+      $("pending-body").replaceChildren(h("tr", {}, h("td", { colspan: 6 }, _("The list could not be read."))));
+      say("colleagues-error", error.message);
+    }
+  });
+
+  async function withdraw(invitation, button) {
+    if (!confirm(_("Withdraw the invitation of %(email)s? They can no longer join the firm through it; a mail already sent still arrives.", { email: invitation.email }))) return;
+    button.disabled = true;
+    try {
+      const { data } = await api("DELETE", `/api/v1/accountants/invitations/${invitation.invitation_id}`);
+      say("colleagues-error", "");
+      say("colleagues-done", _("The invitation of %(email)s was withdrawn.", { email: data.email }));
+    } catch (error) {
+      say("colleagues-done", "");
+      say("colleagues-error", error.message);
+    }
+    await loadInvitations();
+  }
+
   async function remove(person, button) {
     const question = _("Remove %(name)s (%(email)s) from the firm? Their sessions and API tokens stop working at once, their alert rules are removed and their clients are assigned to nobody. Only a new invitation brings them back.", { name: nameOf(person), email: person.email });
     if (!confirm(question)) return;
@@ -77,7 +117,9 @@ Hub.start(() => {
     } finally {
       $("invite-send").disabled = false;
     }
+    await loadInvitations();
   });
 
   loadPeople();
+  loadInvitations();
 });
