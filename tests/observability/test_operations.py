@@ -8,6 +8,7 @@ from __future__ import annotations
 import http.client
 import json
 import re
+import uuid
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -236,3 +237,40 @@ def test_readiness_fails_while_nats_is_away(observed_hub: ObservedHub) -> None:
         observed_hub.broker.start()
     for service in SERVICES:
         eventually(lambda: readiness(service, 200), f"{service} to be ready again", timeout=30)  # noqa: B023
+
+
+def test_no_link_code_token_or_key_in_a_url_reaches_the_traces(observed_hub: ObservedHub) -> None:
+    """Invitation links, Entra's codes, Connect tokens and webhook keys travel in URLs; a
+    request's span keeps its route's template and no query (hub_gateway.request_tracing)."""
+    secrets = {name: f"{name}{uuid.uuid4().hex}" for name in ("link", "code", "token", "key", "next")}
+    api = observed_hub.client(firm_email("tracing"))
+    anonymous = httpx.Client(base_url=observed_hub.url, timeout=20, follow_redirects=False)
+    api.get("/invitations/accept", params={"link": secrets["link"]})
+    anonymous.get("/sign-in", params={"next": f"/invitations/accept?link={secrets['next']}"})
+    anonymous.get("/auth/callback", params={"code": secrets["code"], "state": secrets["code"]})
+    anonymous.get(f"/connect/{secrets['token']}")
+    anonymous.post(f"/webhooks/business-central/{secrets['key']}", params={"validationToken": secrets["key"]})
+    anonymous.get(f"/no/such/page/{secrets['token']}")
+
+    expected = {
+        "GET /invitations/accept",
+        "GET /sign-in",
+        "GET /auth/callback",
+        "GET /connect/{token}",
+        "POST /webhooks/business-central/{key}",
+    }
+
+    def traced() -> list[ReceivedSpan] | None:
+        spans = [span for span in observed_hub.receiver.spans() if span.service == "gateway"]
+        return spans if expected <= {span.name for span in spans} else None
+
+    spans = eventually(traced, "the requests' spans", timeout=30)
+    leaked = [
+        (span.name, key, value)
+        for span in observed_hub.receiver.spans()
+        for key, value in span.attributes.items()
+        if any(secret in value or secret in span.name for secret in secrets.values())
+    ]
+    assert not leaked, leaked
+    connect = next(span for span in spans if span.name == "GET /connect/{token}")
+    assert "/connect/{token}" in connect.attributes["http.target"], connect.attributes

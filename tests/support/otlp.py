@@ -7,7 +7,7 @@ is an ``ExportTraceServiceRequest`` in protobuf, decoded here with opentelemetry
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
@@ -23,6 +23,8 @@ class ReceivedSpan:
     trace_id: str
     span_id: str
     parent_span_id: str
+    # Each attribute's value as text, whatever its type.
+    attributes: dict[str, str] = field(default_factory=dict)
 
 
 class OtlpReceiver:
@@ -73,6 +75,7 @@ class OtlpReceiver:
                             trace_id=span.trace_id.hex(),
                             span_id=span.span_id.hex(),
                             parent_span_id=span.parent_span_id.hex(),
+                            attributes={a.key: str(a.value).strip() for a in span.attributes},
                         )
                     )
         with self._lock:

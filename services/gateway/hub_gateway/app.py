@@ -38,6 +38,7 @@ from hub_common.streams import (
     await_topology,
 )
 from hub_common.tracing import configure_tracing
+from hub_gateway import request_tracing
 from hub_gateway.accounts.endpoints import accounts_api
 from hub_gateway.alerts.endpoints import alerts_api
 from hub_gateway.body_limit import BodySizeLimit
@@ -300,10 +301,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     app.add_exception_handler(StarletteHTTPException, localized_http_exception_handler)
     app.add_exception_handler(RequestValidationError, request_refused)
     if settings.tracing_exporter is not TracingExporter.OFF:
-        from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
-
-        # One span per request; not one per chunk a live (SSE) stream sends.
-        FastAPIInstrumentor.instrument_app(app, excluded_urls="healthz,static", exclude_spans=["send", "receive"])
+        request_tracing.instrument(app)
     return app
 
 
