@@ -137,7 +137,18 @@ def _accept_and_check(
     assert {row["client_name"] for row in rows} == {tenant["display_name"]}
     assert all(row["state"] == "ok" for row in rows), rows
 
-    reused = _open(browser, links[0], csrf)
+    # A second click of the same accountant says it was done, not that nothing was changed;
+    # anyone else is told the link worked once.
+    again = _open(browser, links[0], csrf)
+    assert again.status_code == 200, again.text[:1000]
+    assert "You accepted this invitation of" in again.text and "Nothing was changed" not in again.text
+    colleague_email = "walter@woodgrove-partners.example"
+    firm_id = browser.get("/api/v1/me").json()["firm_id"]
+    invited = hub.client(email).post("/api/v1/accountants/invitations", json={"email": colleague_email})
+    assert invited.status_code == 202, invited.text
+    join_firm(hub.url, colleague_email, firm_id)
+    colleague, colleague_csrf = _browser(hub, colleague_email)
+    reused = _open(colleague, links[0], colleague_csrf)
     assert reused.status_code == 409
     assert len(browser.get("/api/v1/clients").json()["clients"]) == 1
 

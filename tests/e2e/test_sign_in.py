@@ -210,7 +210,7 @@ def _sealed_cookie(name: str, payload: dict[str, Any]) -> dict[str, str]:
     return {name: jwt.encode(claims, SECRET_KEY, algorithm="HS256")}
 
 
-def test_pages_that_ask_the_registry_say_so_when_it_does_not_answer(impatient_gateway: str) -> None:
+def test_pages_that_ask_the_registry_say_so_when_it_does_not_answer(hub: Hub, impatient_gateway: str) -> None:
     choosing = httpx.get(
         f"{impatient_gateway}/sign-in/choose-firm",
         cookies=_sealed_cookie("hub_firm_choice", {"email": "kim@woodgrove-accounting.example", "name": "Kim"}),
@@ -223,6 +223,18 @@ def test_pages_that_ask_the_registry_say_so_when_it_does_not_answer(impatient_ga
     )
     assert access.status_code == 503, access.text[:300]
     assert "did not answer" in access.text
+    # An acceptance that got no answer in time may have gone through: the page does not
+    # say nothing was changed.
+    # (An API token: a dev token asks the registry who it is.)
+    token = hub.client("kim@woodgrove-accounting.example").post("/api/v1/tokens", json={"name": "impatient"})
+    assert token.status_code == 201, token.text
+    accepting = httpx.post(
+        f"{impatient_gateway}/invitations/accept",
+        data={"link": "a" * 40, "add": "0"},
+        headers={"Authorization": f"Bearer {token.json()['token']}"},
+    )
+    assert accepting.status_code == 503, accepting.text[:300]
+    assert "Open the link again in a minute" in accepting.text and "Nothing was changed" not in accepting.text
 
 
 def test_personal_api_tokens_can_be_created_used_and_revoked(hub: Hub) -> None:

@@ -331,10 +331,20 @@ async def test_invitation_from_mail_to_acceptance(
     assert str(after["firm_id"]).replace("-", "") == anna.firm_id.hex
     assert str(after["accepted_by_accountant_id"]).replace("-", "") == anna.accountant_id.hex
 
-    # The link works once: a second use is a conflict, recorded under the firm, nothing changes.
+    # A second click, or a retry after an answer that came too late, is answered as the
+    # acceptance was, and records nothing more.
     for again in (link, add_link.split("&", 1)[0]):
-        outcome = await _accept(nats_connection, again, anna, add=True)
-        _assert_refused(outcome, RejectionReason.CONFLICT, "This invitation was already accepted")
+        repeated = await _accept(nats_connection, again, anna, add=True)
+        assert isinstance(repeated, InvitationAcceptedResult), repeated
+        assert repeated.invitation_id == invitation_id and repeated.accepted_before is not None
+        assert abs(datetime.now(UTC) - repeated.accepted_before) < timedelta(minutes=5)
+    with pytest.raises(TimeoutError):
+        await firm_rejections.next_msg(timeout=1)
+    # The link works once: anyone else's use is a conflict, recorded under the firm, and
+    # nothing changes.
+    colleague = Accountant(uuid.uuid4(), anna.firm_id, email)
+    outcome = await _accept(nats_connection, link, colleague, add=True)
+    _assert_refused(outcome, RejectionReason.CONFLICT, "This invitation was already accepted")
     reuse = await _next_event(firm_rejections)
     assert reuse.type == "InvitationRejected" and reuse.data.model_dump()["invitation_id"] == invitation_id
     assert _row(database, invitation_id) == after

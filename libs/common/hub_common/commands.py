@@ -606,6 +606,9 @@ class InvitationAcceptedResult(BaseModel):
     client_name: str
     tenant: str
     environment: str
+    # When the same accountant accepted this link before (a second click, or a retry after
+    # an answer that came too late); None: accepted now.
+    accepted_before: datetime | None = None
 
 
 # -------------------------------------------------------------- fetcher commands

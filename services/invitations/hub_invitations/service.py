@@ -284,6 +284,8 @@ async def accept_invitation(
             "token",
             attempt=RefusedAttempt.of(invitation),
         )
+    if _accepted_by(invitation, command):
+        return _accepted_result(invitation, accepted_before=invitation.accepted_at)
     if invitation.status == InvitationStatus.ACCEPTED.value:
         if invitation.accepted_at is not None:
             raise AcceptanceRefused(
@@ -353,7 +355,11 @@ async def accept_invitation(
         )
     )
     if getattr(changed, "rowcount", 0) != 1:
-        # Another acceptance of the same link committed first.
+        # Another acceptance of the same link committed first: the same accountant's (a
+        # double click) is answered as it was; anyone else's is a refusal.
+        again = await session.get(Invitation, invitation.id, populate_existing=True)
+        if again is not None and _accepted_by(again, command):
+            return _accepted_result(again, accepted_before=again.accepted_at)
         raise refused(
             RejectionReason.CONFLICT,
             N_("This invitation was already accepted; each link works only once."),
@@ -375,11 +381,26 @@ async def accept_invitation(
         actor=Actor(kind=ActorKind.ACCOUNTANT, id=str(command.accountant_id), display_name=command.email),
         correlation_id=command.correlation_id,
     )
+    return _accepted_result(invitation, accepted_before=None)
+
+
+def _accepted_by(invitation: Invitation, command: AcceptInvitation) -> bool:
+    """Whether this accountant of this firm already accepted the invitation: a second click
+    or a retry is answered as the first acceptance, with nothing recorded again."""
+    return (
+        invitation.status == InvitationStatus.ACCEPTED.value
+        and invitation.accepted_by_accountant_id == command.accountant_id
+        and invitation.firm_id == command.firm_id
+    )
+
+
+def _accepted_result(invitation: Invitation, *, accepted_before: datetime | None) -> InvitationAcceptedResult:
     return InvitationAcceptedResult(
         invitation_id=invitation.id,
         client_name=invitation.client_name,
         tenant=invitation.tenant,
         environment=invitation.environment,
+        accepted_before=accepted_before,
     )
 
 

@@ -8,6 +8,7 @@ a clear page and changes nothing.
 
 from __future__ import annotations
 
+from datetime import UTC
 from typing import Annotated
 from urllib.parse import urlencode
 
@@ -108,6 +109,16 @@ async def accept_invitation(
         )
     except CommandRejected as rejected:
         context["error"] = rejection_text(request, rejected.rejection)
+        # A command that did not answer in time may still have been carried out.
+        context["unsure"] = rejected.rejection.reason is RejectionReason.UNAVAILABLE
         return render(request, "invitation.html", context, status_code=_STATUS[rejected.rejection.reason])
     context["result"] = result
+    if result.accepted_before is not None:
+        context["accepted_before"] = said(
+            request,
+            N_("You accepted this invitation of %(client)s on %(day)s; there is nothing more to do."),
+            client=result.client_name,
+            # Numbers only, as in the invitations service's sentences: the words are translated.
+            day=result.accepted_before.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        )
     return render(request, "invitation.html", context)
