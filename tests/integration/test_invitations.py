@@ -41,6 +41,7 @@ from hub_common.db import sync_url
 from hub_common.dev_mail import Mail, read_mailbox
 from hub_common.events import Envelope, EventData, decode_event
 from hub_common.local_nats import free_port, wait_for_port
+from hub_invitations.service import REJECTIONS_RECORDED_PER_HOUR
 from tests.support.processes import ServiceProcess, start_service
 
 pytestmark = pytest.mark.postgres
@@ -390,6 +391,35 @@ async def test_expired_and_invalid_invitations_change_nothing(
         await _raise(nats_connection, email, companies=["  "])
     assert no_company.value.rejection.field == "companies"
     assert _counts(database) == count_before
+
+
+async def test_refused_attempts_of_one_invitation_are_recorded_a_few_an_hour(
+    invitations: ServiceProcess, sink: Sink, nats_connection: Client, jetstream: JetStreamContext, database: Engine
+) -> None:
+    """Anyone holding a link can send attempts, and the audit log is kept for good: the
+    first few an hour are recorded, the rest refused all the same and only logged."""
+    email = f"ed.hale.{uuid.uuid4().hex[:8]}@contoso-accounting.example"
+    rejections = await jetstream.subscribe(f"hub.{UNASSIGNED_FIRM}.invitation.rejected", ordered_consumer=True)
+    invitation_id = await _raise(nats_connection, email)
+    (mail,) = await _mail_to(sink.folder, email)
+    link, _ = _links(mail)
+    stranger = Accountant(uuid.uuid4(), uuid.uuid4(), "someone.else@fabrikam-audit.example")
+    attempts = REJECTIONS_RECORDED_PER_HOUR + 5
+    for _ in range(attempts):
+        _assert_refused(await _accept(nats_connection, link, stranger), RejectionReason.FORBIDDEN, "was sent to")
+    recorded = 0
+    while True:
+        try:
+            event = await _next_event(rejections, timeout=2)
+        except TimeoutError:
+            break
+        recorded += getattr(event.data, "invitation_id", None) == invitation_id
+    assert recorded == REJECTIONS_RECORDED_PER_HOUR
+    assert "refused acceptance not recorded" in invitations.log()
+    # The invitation itself is as it was: its address still accepts it.
+    result = await _accept(nats_connection, link, Accountant(uuid.uuid4(), uuid.uuid4(), email))
+    assert isinstance(result, InvitationAcceptedResult), result
+    await rejections.unsubscribe()
 
 
 async def test_mail_that_could_not_be_sent_is_retried_with_a_fresh_link(

@@ -53,8 +53,14 @@ def register_command_handlers(
         # The refusal's own transaction was rolled back; its audit record gets a new one.
         try:
             async with server.transaction() as session:
-                await service.record_rejection(
+                recorded = await service.record_rejection(
                     session=session, attempt=refused.attempt, command=command, reason=refused.rejection.message
+                )
+            if not recorded:
+                logger.warning(
+                    "refused acceptance not recorded: the invitation's hourly allowance of records is spent",
+                    invitation_id=str(refused.attempt.invitation_id),
+                    accountant_id=str(command.accountant_id),
                 )
         except Exception:
             # The refusal stands either way; only its audit record is missing.

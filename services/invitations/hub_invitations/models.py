@@ -62,6 +62,19 @@ class Invitation(SQLModel, table=True):
     mail_error: str | None = Field(default=None, max_length=500)
 
 
+class RecordedRejections(SQLModel, table=True):
+    """How many refused acceptances of an invitation went to the audit log (InvitationRejected)
+    in the current hour's window: anyone holding a link could otherwise write events without
+    end into a stream that is kept for good (hub_invitations.service.record_rejection). Apart
+    from the invitation, which a refused attempt leaves as it was."""
+
+    __tablename__ = "invitations_recorded_rejections"
+
+    invitation_id: uuid.UUID = Field(primary_key=True, foreign_key="invitations_invitations.id")
+    window_start: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
+    in_window: int = 0
+
+
 invitations_outbox = outbox_table(SQLModel.metadata, "invitations_outbox")
 
 

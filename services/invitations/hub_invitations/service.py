@@ -42,7 +42,7 @@ from hub_common.events import (
 from hub_common.i18n import N_, language_of
 from hub_invitations.links import TamperedLink, link_key, new_token, read_link, sign_link, token_hash, token_matches
 from hub_invitations.mail import InvitationMail, accept_urls
-from hub_invitations.models import Invitation, InvitationStatus, invitations_outbox
+from hub_invitations.models import Invitation, InvitationStatus, RecordedRejections, invitations_outbox
 from hub_invitations.settings import InvitationsSettings
 
 # How long the handler that raised an invitation holds its mail before the retry loop may.
@@ -404,14 +404,40 @@ def _accepted_result(invitation: Invitation, *, accepted_before: datetime | None
     )
 
 
+# Refused acceptances of one invitation recorded per hour; more are refused all the same,
+# and only logged.
+REJECTIONS_RECORDED_PER_HOUR = 10
+_REJECTIONS_WINDOW = timedelta(hours=1)
+
+
 async def record_rejection(
-    *, session: AsyncSession, attempt: RefusedAttempt, command: AcceptInvitation, reason: str
-) -> None:
+    *,
+    session: AsyncSession,
+    attempt: RefusedAttempt,
+    command: AcceptInvitation,
+    reason: str,
+    now: datetime | None = None,
+) -> bool:
     """The audit trail of a refused acceptance: InvitationRejected, nothing else changes.
 
     It travels under the firm the invitation belongs to (the accepting firm once accepted,
-    else the unassigned namespace), so a firm sees attempts to reuse its invitations.
+    else the unassigned namespace), so a firm sees attempts to reuse its invitations. The
+    events are kept for good and anyone holding a link can send attempts, so at most
+    REJECTIONS_RECORDED_PER_HOUR of an invitation are recorded an hour; False: this one was
+    not (the refusal stands).
     """
+    now = now or datetime.now(UTC)
+    # Locked (PostgreSQL): attempts at once on several replicas count one after another (two
+    # first attempts at once both insert; the second fails, and goes unrecorded).
+    counted = await session.get(RecordedRejections, attempt.invitation_id, with_for_update=True)
+    if counted is None:
+        counted = RecordedRejections(invitation_id=attempt.invitation_id, window_start=now)
+        session.add(counted)
+    elif now - counted.window_start >= _REJECTIONS_WINDOW:
+        counted.window_start, counted.in_window = now, 0
+    if counted.in_window >= REJECTIONS_RECORDED_PER_HOUR:
+        return False
+    counted.in_window += 1
     await _emit(
         session,
         InvitationRejected(invitation_id=attempt.invitation_id, reason=reason[:500]),
@@ -419,6 +445,7 @@ async def record_rejection(
         actor=Actor(kind=ActorKind.ACCOUNTANT, id=str(command.accountant_id)),
         correlation_id=command.correlation_id,
     )
+    return True
 
 
 # ---------------------------------------------------------------- mail delivery
