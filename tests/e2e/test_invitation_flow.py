@@ -244,6 +244,35 @@ def test_access_the_client_took_back_is_not_given_again_by_an_older_invitation(h
         admin.put(f"/tenants/{tenant['id']}/consent", json={"consented": False}).raise_for_status()
 
 
+def test_consent_withdrawn_before_an_invitation_is_accepted_ends_the_access_it_gave(hub: Hub, sandbox: Sandbox) -> None:
+    """The client invites the firm (granting the app consent), then thinks better of it and
+    removes the app's consent in Entra: the access accepted later ends at its first read,
+    and consent given again for the whole tenant (another firm's Connect) does not bring it
+    back."""
+    admin = httpx.Client(base_url=f"{sandbox.base_url}/_sandbox", verify=sandbox.tls())
+    tenant = next(t for t in admin.get("/tenants").json()["tenants"] if not t["consented"])
+    email = "vera@secondthoughts-partners.example"
+    browser, csrf = _browser(hub, email)
+    try:
+        assert _invite(sandbox, tenant, email).status_code == 200
+        links = _links(hub, email)
+        admin.put(f"/tenants/{tenant['id']}/consent", json={"consented": False}).raise_for_status()
+        assert _open(browser, next(link for link in links if "add=1" in link), csrf).status_code == 200
+
+        def access() -> list[str]:
+            return [c["access"]["state"] for c in browser.get("/api/v1/clients").json()["clients"]]
+
+        _until(lambda: access() == ["revoked"])
+        admin.put(f"/tenants/{tenant['id']}/consent", json={"consented": True}).raise_for_status()
+        [client] = browser.get("/api/v1/clients").json()["clients"]
+        browser.post("/api/v1/refresh", json={"client_id": client["client_id"]}, headers={"X-CSRF-Token": csrf})
+        time.sleep(3)  # a refresh, had the access come back, has had time to read
+        assert access() == ["revoked"]
+        assert not [row for row in browser.get("/api/v1/dashboard").json()["rows"] if row["state"] == "ok"]
+    finally:
+        admin.put(f"/tenants/{tenant['id']}/consent", json={"consented": False}).raise_for_status()
+
+
 def _until(done: Any, timeout: float = 40) -> None:
     deadline = time.monotonic() + timeout
     while not done():

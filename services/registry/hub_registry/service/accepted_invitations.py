@@ -87,6 +87,9 @@ async def accept_invitation(
         granted_by=f"invitation {data.invitation_id}",
         # A card about to be added is read through its ClientAdded; cards that waited need a refresh.
         refresh=not adding,
+        # The client's administrator gave the app consent when raising the invitation (BC's
+        # wizard does it first): consent found gone at the first read was withdrawn since.
+        consented_at=data.invited_at,
     )
     if adding:
         web_client = settings.bc_web_client.rstrip("/")

@@ -79,8 +79,16 @@ async def grant_access(
     client_id: uuid.UUID | None,
     granted_by: str | None,
     refresh: bool,
+    consented_at: datetime | None = None,
 ) -> None:
-    """Record the grant (once) and read the firm's clients on that tenant at last."""
+    """Record the grant (once) and read the firm's clients on that tenant at last.
+
+    ``consented_at``: when the tenant's administrator is known to have given the app consent
+    with this grant (an invitation is raised with it). The grant then counts as confirmed
+    from that moment, so consent found gone at its first read was withdrawn since, and ends
+    the grant (``withdraw_after_consent_lost``); otherwise consent given again later, for
+    another firm, would silently let this one in.
+    """
     if await _live_grant(session, context.firm_id, tenant_id) is not None:
         return
     session.add(
@@ -90,6 +98,7 @@ async def grant_access(
             tenant=tenant,
             method=method.value,
             granted_by=granted_by,
+            confirmed_at=consented_at,
         )
     )
     await session.flush()
