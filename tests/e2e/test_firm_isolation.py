@@ -296,6 +296,10 @@ CASES: dict[str, tuple[Probe, int | None]] = {
         lambda api, v: api.post("/client-access/withdraw", data={"firm_id": str(uuid.uuid4())}),
         400,
     ),
+    "POST /client-access/invitations/withdraw": (
+        lambda api, v: api.post("/client-access/invitations/withdraw", data={"invitation_id": str(uuid.uuid4())}),
+        400,
+    ),
     # A Connect link is signed with the hub's key: one forged for the victim's client is refused.
     "GET /connect/{token}": (lambda api, v: api.get(f"/connect/{_forged_link(v)}"), 400),
     "POST /connect/{token}": (lambda api, v: api.post(f"/connect/{_forged_link(v)}"), 400),

@@ -11,10 +11,13 @@ from typing import Any
 import httpx
 import pytest
 
+from hub_common.commands import UNASSIGNED_FIRM
 from tests.conftest import Sandbox
 from tests.e2e.conftest import Hub
 from tests.support.connect import client_access_page, client_admin
+from tests.support.events import firm_events
 from tests.support.sign_in import join_firm
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -269,6 +272,59 @@ def test_consent_withdrawn_before_an_invitation_is_accepted_ends_the_access_it_g
         time.sleep(3)  # a refresh, had the access come back, has had time to read
         assert access() == ["revoked"]
         assert not [row for row in browser.get("/api/v1/dashboard").json()["rows"] if row["state"] == "ok"]
+    finally:
+        admin.put(f"/tenants/{tenant['id']}/consent", json={"consented": False}).raise_for_status()
+
+
+def test_the_client_withdraws_an_invitation_nobody_accepted_and_its_links_stop_working(
+    hub: Hub, sandbox: Sandbox, nats_url: str
+) -> None:
+    """Invited by mistake: someone of the client's organisation sees the invitation on
+    /client-access and withdraws it; the accountant's link is then refused, saying so, and
+    someone of another organisation can neither see nor withdraw it."""
+    admin = httpx.Client(base_url=f"{sandbox.base_url}/_sandbox", verify=sandbox.tls())
+    tenants = admin.get("/tenants").json()["tenants"]
+    tenant = next(t for t in tenants if not t["consented"])
+    other = next(t for t in tenants if t["domain"] != tenant["domain"])
+    email = "yuri@mistaken-partners.example"
+    browser, csrf = _browser(hub, email)
+    try:
+        assert _invite(sandbox, tenant, email).status_code == 200
+        links = _links(hub, email)
+        person, page = client_access_page(hub.url, sandbox, client_admin(tenant["domain"]))
+        assert page.status_code == 200 and email in page.text, page.text[-2000:]
+        invitation_id = re.search(r'name="invitation_id" value="([^"]+)"', page.text)
+        assert invitation_id, page.text[-2000:]
+
+        # Another organisation's person sees nothing of it, and cannot withdraw it by its id.
+        stranger, theirs = client_access_page(hub.url, sandbox, client_admin(other["domain"]))
+        assert email not in theirs.text
+        refused = stranger.post("/client-access/invitations/withdraw", data={"invitation_id": invitation_id.group(1)})
+        assert refused.status_code == 404 and "no such invitation" in refused.text
+
+        withdrawn = person.post(
+            "/client-access/invitations/withdraw", data={"invitation_id": invitation_id.group(1)}, follow_redirects=True
+        )
+        assert withdrawn.status_code == 200 and "Invitation withdrawn" in withdrawn.text
+        assert email not in withdrawn.text
+        again = person.post("/client-access/invitations/withdraw", data={"invitation_id": invitation_id.group(1)})
+        assert again.status_code == 409 and "accepted or withdrawn already" in again.text.replace("&#39;", "'")
+        assert person.post("/client-access/invitations/withdraw", data={"invitation_id": "nope"}).status_code == 400
+
+        late = _open(browser, next(link for link in links if "add=1" in link), csrf)
+        assert late.status_code == 409, late.text[:1000]
+        assert "withdrew this invitation" in late.text
+        assert browser.get("/api/v1/clients").json()["clients"] == []
+        withdrawals = eventually(
+            lambda: [
+                e
+                for e in firm_events(nats_url, UNASSIGNED_FIRM, "InvitationWithdrawn")
+                if str(getattr(e.data, "invitation_id", "")) == invitation_id.group(1)
+            ],
+            "the withdrawal in the audit log",
+        )
+        assert withdrawals[0].actor.kind == "client_admin"
+        assert withdrawals[0].actor.display_name == client_admin(tenant["domain"])
     finally:
         admin.put(f"/tenants/{tenant['id']}/consent", json={"consented": False}).raise_for_status()
 

@@ -27,19 +27,25 @@ from sqlalchemy.engine import Engine
 
 from hub_common.commands import (
     ACCEPT_INVITATION,
+    LIST_TENANT_INVITATIONS,
     RAISE_INVITATION,
     UNASSIGNED_FIRM,
+    WITHDRAW_INVITATION,
     AcceptInvitation,
     CommandRejected,
     InvitationAcceptedResult,
     InvitationRaised,
+    InvitationWithdrawnResult,
+    ListTenantInvitations,
     RaiseInvitation,
     RejectionReason,
+    TenantInvitations,
+    WithdrawInvitation,
     send_command,
 )
 from hub_common.db import sync_url
 from hub_common.dev_mail import Mail, read_mailbox
-from hub_common.events import Envelope, EventData, decode_event
+from hub_common.events import Actor, ActorKind, Envelope, EventData, decode_event
 from hub_common.local_nats import free_port, wait_for_port
 from hub_invitations.service import REJECTIONS_RECORDED_PER_HOUR
 from tests.support.processes import ServiceProcess, start_service
@@ -391,6 +397,48 @@ async def test_expired_and_invalid_invitations_change_nothing(
         await _raise(nats_connection, email, companies=["  "])
     assert no_company.value.rejection.field == "companies"
     assert _counts(database) == count_before
+
+
+async def test_the_clients_people_list_and_withdraw_their_tenants_invitations(
+    invitations: ServiceProcess, sink: Sink, nats_connection: Client, jetstream: JetStreamContext, database: Engine
+) -> None:
+    tenant_id, other_tenant = uuid.uuid4(), uuid.uuid4()
+    email = f"fay.lund.{uuid.uuid4().hex[:8]}@contoso-accounting.example"
+    withdrawals = await jetstream.subscribe(f"hub.{UNASSIGNED_FIRM}.invitation.withdrawn", ordered_consumer=True)
+    invitation_id = await _raise(nats_connection, email, tenant=str(tenant_id))
+    (mail,) = await _mail_to(sink.folder, email)
+    link, _ = _links(mail)
+
+    async def listed(tenant: uuid.UUID) -> list[uuid.UUID]:
+        command = ListTenantInvitations(tenant_id=tenant, correlation_id="c")
+        answer = await send_command(nats_connection, LIST_TENANT_INVITATIONS, command, TenantInvitations)
+        return [invitation.invitation_id for invitation in answer.invitations]
+
+    async def withdraw(tenant: uuid.UUID) -> InvitationWithdrawnResult | CommandRejected:
+        command = WithdrawInvitation(
+            tenant_id=tenant,
+            invitation_id=invitation_id,
+            actor=Actor(kind=ActorKind.CLIENT_ADMIN, id="oid", display_name=f"it@{TENANT}"),
+            correlation_id="c",
+        )
+        try:
+            return await send_command(nats_connection, WITHDRAW_INVITATION, command, InvitationWithdrawnResult)
+        except CommandRejected as rejected:
+            return rejected
+
+    assert await listed(tenant_id) == [invitation_id]
+    assert await listed(other_tenant) == []
+    _assert_refused(await withdraw(other_tenant), RejectionReason.NOT_FOUND, "no such invitation")
+    done = await withdraw(tenant_id)
+    assert isinstance(done, InvitationWithdrawnResult) and done.email == email
+    event = await _event_of(withdrawals, invitation_id)
+    assert event.actor.kind == "client_admin" and event.actor.display_name == f"it@{TENANT}"
+    assert await listed(tenant_id) == []
+    assert _row(database, invitation_id)["status"] == "withdrawn"
+    _assert_refused(await withdraw(tenant_id), RejectionReason.CONFLICT, "accepted or withdrawn already")
+    fay = Accountant(uuid.uuid4(), uuid.uuid4(), email)
+    _assert_refused(await _accept(nats_connection, link, fay), RejectionReason.CONFLICT, "withdrew this invitation")
+    await withdrawals.unsubscribe()
 
 
 async def test_refused_attempts_of_one_invitation_are_recorded_a_few_an_hour(

@@ -553,6 +553,9 @@ async def send_command(
 
 RAISE_INVITATION = "cmd.invitations.raise"
 ACCEPT_INVITATION = "cmd.invitations.accept"
+# The client's own people, on /client-access: their tenant's invitations nobody accepted.
+LIST_TENANT_INVITATIONS = "cmd.invitations.tenant.list"
+WITHDRAW_INVITATION = "cmd.invitations.withdraw"
 # Invitations not yet tied to a firm (the invited address may have no account) travel under
 # this firm id, the invitations service's own namespace.
 UNASSIGNED_FIRM = uuid.UUID(int=0)
@@ -599,6 +602,47 @@ class AcceptInvitation(BaseModel):
     email: Annotated[str, Field(min_length=3, max_length=320)]
     add_to_dashboard: bool
     correlation_id: str
+
+
+class ListTenantInvitations(BaseModel):
+    """The invitations a tenant raised that nobody accepted and that have not expired."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tenant_id: uuid.UUID
+    correlation_id: str
+
+
+class PendingInvitation(BaseModel):
+    invitation_id: uuid.UUID
+    email: str
+    accountant_name: str
+    environment: str
+    companies: list[str]
+    raised_by: str
+    created_at: datetime
+    expires_at: datetime
+
+
+class TenantInvitations(BaseModel):
+    invitations: list[PendingInvitation]
+
+
+class WithdrawInvitation(BaseModel):
+    """Someone of the client's tenant (verified by the gateway) withdraws one of its
+    invitations nobody accepted."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tenant_id: uuid.UUID
+    invitation_id: uuid.UUID
+    actor: Actor
+    correlation_id: str
+
+
+class InvitationWithdrawnResult(BaseModel):
+    invitation_id: uuid.UUID
+    email: str
 
 
 class InvitationAcceptedResult(BaseModel):

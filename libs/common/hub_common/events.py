@@ -893,6 +893,16 @@ class InvitationRejected(EventData):
     reason: Text
 
 
+class InvitationWithdrawn(EventData):
+    """Someone of the client's organisation withdrew an invitation nobody had accepted (on
+    /client-access): its links no longer give access."""
+
+    event_type = "InvitationWithdrawn"
+    subject_template = "invitation.withdrawn"
+
+    invitation_id: uuid.UUID
+
+
 # ---------------------------------------------------------------- alerts
 
 # The names mirror hub_registry.domain.alerts, where the rules live; events carry plain strings
@@ -1066,6 +1076,7 @@ EVENT_TYPES: dict[str, type[EventData]] = {
         InvitationCreated,
         InvitationAccepted,
         InvitationRejected,
+        InvitationWithdrawn,
         AlertRuleSet,
         AlertRuleRemoved,
         AlertRaised,

@@ -94,6 +94,7 @@ EVENT_PUBLISHERS: Mapping[str, frozenset[str]] = {
     "InvitationCreated": frozenset({INVITATIONS}),
     "InvitationAccepted": frozenset({INVITATIONS}),
     "InvitationRejected": frozenset({INVITATIONS}),
+    "InvitationWithdrawn": frozenset({INVITATIONS}),
     "AlertRuleSet": frozenset({REGISTRY}),
     "AlertRuleRemoved": frozenset({REGISTRY}),
     "AlertRaised": frozenset({REGISTRY}),

@@ -66,5 +66,17 @@ def register_command_handlers(
             # The refusal stands either way; only its audit record is missing.
             logger.exception("recording a refused acceptance failed")
 
+    async def list_tenant_invitations(command: commands.ListTenantInvitations) -> commands.TenantInvitations:
+        async with server.transaction() as session:
+            return await service.list_tenant_invitations(session=session, command=command)
+
+    async def withdraw_invitation(command: commands.WithdrawInvitation) -> commands.InvitationWithdrawnResult:
+        async with server.transaction() as session:
+            withdrawn = await service.withdraw_invitation(session=session, command=command)
+        logger.info("invitation withdrawn by the client", invitation_id=str(withdrawn.invitation_id))
+        return withdrawn
+
     server.serve(commands.RAISE_INVITATION, commands.RaiseInvitation, raise_invitation)
     server.serve(commands.ACCEPT_INVITATION, commands.AcceptInvitation, accept_invitation)
+    server.serve(commands.LIST_TENANT_INVITATIONS, commands.ListTenantInvitations, list_tenant_invitations)
+    server.serve(commands.WITHDRAW_INVITATION, commands.WithdrawInvitation, withdraw_invitation)

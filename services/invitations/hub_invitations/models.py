@@ -18,6 +18,8 @@ class InvitationStatus(StrEnum):
     ACCEPTED = "accepted"
     REJECTED = "rejected"
     EXPIRED = "expired"
+    # The client's people withdrew it on /client-access before anyone accepted it.
+    WITHDRAWN = "withdrawn"
 
 
 def _now() -> datetime:
@@ -52,6 +54,7 @@ class Invitation(SQLModel, table=True):
     status: str = Field(default=InvitationStatus.PENDING.value, max_length=20)
     accepted_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime(), nullable=True))
     accepted_by_accountant_id: uuid.UUID | None = None
+    withdrawn_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime(), nullable=True))
     # The firm of the accountant who accepted; None until then.
     firm_id: uuid.UUID | None = None
     # Mail delivery: sent once, or retried in the background (see hub_invitations.mailer).

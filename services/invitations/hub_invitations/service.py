@@ -23,8 +23,13 @@ from hub_common.commands import (
     AcceptInvitation,
     CommandRejected,
     InvitationAcceptedResult,
+    InvitationWithdrawnResult,
+    ListTenantInvitations,
+    PendingInvitation,
     RaiseInvitation,
     RejectionReason,
+    TenantInvitations,
+    WithdrawInvitation,
     refused,
     rejection,
 )
@@ -37,6 +42,7 @@ from hub_common.events import (
     InvitationAccepted,
     InvitationCreated,
     InvitationRejected,
+    InvitationWithdrawn,
     new_envelope,
 )
 from hub_common.i18n import N_, language_of
@@ -301,6 +307,15 @@ async def accept_invitation(
             "token",
             attempt=RefusedAttempt.of(invitation),
         )
+    if invitation.status == InvitationStatus.WITHDRAWN.value:
+        raise AcceptanceRefused(
+            RejectionReason.CONFLICT,
+            N_("%(client)s withdrew this invitation on %(day)s; ask them to invite you again if that was a mistake."),
+            "token",
+            attempt=RefusedAttempt.of(invitation),
+            client=invitation.client_name,
+            day=_date(invitation.withdrawn_at or now),
+        )
     if invitation.status != InvitationStatus.PENDING.value:
         raise AcceptanceRefused(
             RejectionReason.CONFLICT,
@@ -402,6 +417,79 @@ def _accepted_result(invitation: Invitation, *, accepted_before: datetime | None
         environment=invitation.environment,
         accepted_before=accepted_before,
     )
+
+
+def _of_tenant(tenant_id: uuid.UUID) -> ColumnElement[bool]:
+    """The tenant as invitations store it: the id claim of the administrator's token (a
+    GUID, which Entra writes in lower case; the upper-case spelling is matched too)."""
+    return col(Invitation.tenant).in_([str(tenant_id), str(tenant_id).upper()])
+
+
+async def list_tenant_invitations(*, session: AsyncSession, command: ListTenantInvitations) -> TenantInvitations:
+    """The tenant's invitations nobody accepted that still work, newest first: the client's
+    own people see them on /client-access, and may withdraw any."""
+    rows = (
+        (
+            await session.execute(
+                select(Invitation)
+                .where(
+                    _of_tenant(command.tenant_id),
+                    col(Invitation.status) == InvitationStatus.PENDING.value,
+                    col(Invitation.expires_at) > datetime.now(UTC),
+                )
+                .order_by(col(Invitation.created_at).desc())
+            )
+        )
+        .scalars()
+        .all()
+    )
+    return TenantInvitations(
+        invitations=[
+            PendingInvitation(
+                invitation_id=row.id,
+                email=row.email,
+                accountant_name=row.accountant_name,
+                environment=row.environment,
+                companies=row.companies,
+                raised_by=row.raised_by,
+                created_at=row.created_at,
+                expires_at=row.expires_at,
+            )
+            for row in rows
+        ]
+    )
+
+
+async def withdraw_invitation(
+    *, session: AsyncSession, command: WithdrawInvitation, now: datetime | None = None
+) -> InvitationWithdrawnResult:
+    """The client's people take back an invitation nobody accepted (sent to the wrong
+    accountant, or no longer wanted): its links stop working, and a mail not sent yet is
+    not sent. One already accepted is access, withdrawn on the same page as a firm's."""
+    now = now or datetime.now(UTC)
+    invitation = await session.get(Invitation, command.invitation_id)
+    if invitation is None or invitation.tenant.lower() != str(command.tenant_id):
+        raise refused(RejectionReason.NOT_FOUND, N_("Your organisation has no such invitation."), "invitation_id")
+    # Conditional, as an acceptance is: of the two at once exactly one changes the row.
+    changed = await session.execute(
+        update(Invitation)
+        .where(col(Invitation.id) == invitation.id, col(Invitation.status) == InvitationStatus.PENDING.value)
+        .values(status=InvitationStatus.WITHDRAWN.value, withdrawn_at=now)
+    )
+    if getattr(changed, "rowcount", 0) != 1:
+        raise refused(
+            RejectionReason.CONFLICT,
+            N_("This invitation was accepted or withdrawn already; a firm's access is withdrawn in the list above."),
+            "invitation_id",
+        )
+    await _emit(
+        session,
+        InvitationWithdrawn(invitation_id=invitation.id),
+        firm_id=UNASSIGNED_FIRM,
+        actor=command.actor,
+        correlation_id=command.correlation_id,
+    )
+    return InvitationWithdrawnResult(invitation_id=invitation.id, email=invitation.email)
 
 
 # Refused acceptances of one invitation recorded per hour; more are refused all the same,

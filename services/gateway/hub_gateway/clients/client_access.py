@@ -1,12 +1,14 @@
 """The client's side of the trust model: which firms may read our Business Central, and
-taking one firm's access back.
+taking one firm's access back; which invitations nobody accepted yet, and taking one back.
 
 Someone of the client's organisation signs in with Microsoft (authorization code + PKCE
 through msal); the tenant comes from the verified ID token, and a guest account (another
 organisation's user) is refused. They then see every firm their tenant granted access to,
 with when and by whom, and can withdraw any one of them: TenantAccessRevoked in that firm's
 log, and its refreshes of the tenant stop at once. Other firms keep their access, which
-withdrawing the app's consent in Entra would not allow.
+withdrawing the app's consent in Entra would not allow. Below, the tenant's invitations
+(Invite External Accountant) nobody has accepted: withdrawing one (InvitationWithdrawn)
+stops its links from working.
 
 The signed-in tenant waits in a short-lived signed cookie (SameSite=Lax, so another site
 cannot post a withdrawal with it); nothing else is trusted from the browser.
@@ -68,7 +70,31 @@ async def client_access_page(request: Request, state: State, done: str = "") -> 
         # The registry did not answer in time (or refused): the page says why, not a 500.
         code = rejection_error(rejected).status_code
         return _page(request, code, who=signed_in["who"], error=rejection_text(request, rejected.rejection))
-    return _page(request, who=signed_in["who"], grants=listed.grants, withdrawn=done[:250])
+    invitations: list[commands.PendingInvitation] | None = None
+    invitations_error = None
+    try:
+        invitations = (
+            await commands.send_command(
+                state.nats,
+                commands.LIST_TENANT_INVITATIONS,
+                commands.ListTenantInvitations(
+                    tenant_id=uuid.UUID(signed_in["tenant_id"]), correlation_id=request.state.correlation_id
+                ),
+                commands.TenantInvitations,
+                timeout=state.settings.command_timeout_seconds,
+            )
+        ).invitations
+    except CommandRejected as rejected:
+        # The firms' access is the page's first purpose: it stays usable without the list.
+        invitations_error = rejection_text(request, rejected.rejection)
+    return _page(
+        request,
+        who=signed_in["who"],
+        grants=listed.grants,
+        invitations=invitations,
+        invitations_error=invitations_error,
+        done=done[:250],
+    )
 
 
 @client_access_pages.post("/client-access/sign-in")
@@ -149,3 +175,38 @@ async def withdraw_access(
     except CommandRejected as rejected:
         return _page(request, status.HTTP_404_NOT_FOUND, error=rejection_text(request, rejected.rejection))
     return RedirectResponse("/client-access?done=withdrawn", status_code=status.HTTP_303_SEE_OTHER)
+
+
+@client_access_pages.post("/client-access/invitations/withdraw")
+async def withdraw_invitation(
+    request: Request, state: State, invitation_id: Annotated[str, Form(min_length=1, max_length=100)]
+) -> Response:
+    signed_in = read_sealed_cookie(request, state, ACCESS_COOKIE)
+    if signed_in is None:
+        return _page(
+            request, status.HTTP_400_BAD_REQUEST, error=said(request, N_("Your sign-in has ended; sign in again."))
+        )
+    try:
+        invitation = uuid.UUID(invitation_id)
+    except ValueError:
+        return _page(
+            request, status.HTTP_400_BAD_REQUEST, error=said(request, N_("Choose an invitation from the list."))
+        )
+    command = commands.WithdrawInvitation(
+        tenant_id=uuid.UUID(signed_in["tenant_id"]),
+        invitation_id=invitation,
+        actor=Actor(kind=ActorKind.CLIENT_ADMIN, id=signed_in["oid"], display_name=signed_in["who"]),
+        correlation_id=request.state.correlation_id,
+    )
+    try:
+        await commands.send_command(
+            state.nats,
+            commands.WITHDRAW_INVITATION,
+            command,
+            commands.InvitationWithdrawnResult,
+            timeout=state.settings.command_timeout_seconds,
+        )
+    except CommandRejected as rejected:
+        code = rejection_error(rejected).status_code
+        return _page(request, code, error=rejection_text(request, rejected.rejection))
+    return RedirectResponse("/client-access?done=invitation-withdrawn", status_code=status.HTTP_303_SEE_OTHER)

@@ -64,6 +64,7 @@ from hub_common.events import (
     InvitationAccepted,
     InvitationCreated,
     InvitationRejected,
+    InvitationWithdrawn,
     NotificationSubscriptionsChecked,
     RefreshDeferred,
     RefreshFailed,
@@ -879,6 +880,7 @@ IGNORED_EVENT_TYPES: frozenset[str] = frozenset(
         InvitationCreated.event_type,
         InvitationAccepted.event_type,
         InvitationRejected.event_type,
+        InvitationWithdrawn.event_type,
         # Alert rules are the registry's (the gateway asks it); a digest is mail only.
         AlertRuleSet.event_type,
         AlertRuleRemoved.event_type,
