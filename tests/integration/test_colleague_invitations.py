@@ -354,3 +354,44 @@ async def test_duplicate_pending_invitations_from_before_keep_the_newest(databas
                 )
     finally:
         await engine.dispose()
+
+
+@pytest.mark.parametrize("database_url", POSTGRESQL_ONLY, indirect=True)
+async def test_inviting_again_while_the_invitation_is_withdrawn_mails_a_working_one_or_none(
+    database_url: str, registry_sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    """An owner withdraws an invitation while an admin invites the address again, on two
+    replicas: either the invitation was mailed and then withdrawn, or it was withdrawn and a
+    new one mailed, which is listed and works. Never a mail of an invitation withdrawn
+    before it was sent."""
+    for attempt in range(5):
+        owner = await _firm_with_owner(registry_sessions, f"reinviting-{attempt}")
+        invitee = f"again{attempt}@reinviting-{attempt}.example"
+        await _invite(registry_sessions, owner, invitee, "staff")
+        async with transaction(registry_sessions) as session:
+            row = (
+                await session.execute(select(ColleagueInvitationRow).where(ColleagueInvitationRow.email == invitee))
+            ).scalar_one()
+            row.mailed_at = datetime.now(UTC) - timedelta(days=2)  # so inviting again mails again
+        [pending] = (await _listed(registry_sessions, owner)).invitations
+        invited, withdrawn = await asyncio.gather(
+            _invite(registry_sessions, owner, invitee, "admin"),
+            _withdraw(registry_sessions, owner, pending.invitation_id),
+            return_exceptions=True,
+        )
+        assert isinstance(invited, ColleagueInvitation) and invited.mail_sent, invited
+        assert withdrawn == invitee, withdrawn
+        async with registry_sessions() as session:
+            payloads = (
+                (await session.execute(select(registry_outbox.c.payload).order_by(registry_outbox.c.position)))
+                .scalars()
+                .all()
+            )
+        last = [
+            event.data
+            for event in map(decode_event, payloads)
+            if isinstance(event.data, ColleagueInvited | ColleagueInvitationWithdrawn) and event.data.email == invitee
+        ][-1]
+        listed = [row.email for row in (await _listed(registry_sessions, owner)).invitations]
+        # The last word on the address decides whether an invitation of it is pending.
+        assert listed == ([invitee] if isinstance(last, ColleagueInvited) else []), (last, listed)

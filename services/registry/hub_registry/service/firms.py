@@ -370,14 +370,19 @@ async def invite_colleague(
     ).first()
     if member is not None and member.firm_id == command.firm_id:
         raise refused(RejectionReason.CONFLICT, N_("%(email)s is already a member of this firm"), "email", email=email)
+    # Locked (PostgreSQL): a withdrawal or a sign-in joining through it at this instant
+    # commits first, and this then finds no pending invitation (and makes a new one), instead
+    # of mailing one that was withdrawn or accepted meanwhile.
     pending = (
         await session.execute(
-            select(ColleagueInvitationRow).where(
+            select(ColleagueInvitationRow)
+            .where(
                 ColleagueInvitationRow.email == email,
                 ColleagueInvitationRow.firm_id == command.firm_id,
                 col(ColleagueInvitationRow.accepted_at).is_(None),
                 col(ColleagueInvitationRow.withdrawn_at).is_(None),
             )
+            .with_for_update()
         )
     ).scalar_one_or_none()
     now = datetime.now(UTC)
