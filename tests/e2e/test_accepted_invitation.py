@@ -186,3 +186,51 @@ async def test_an_acceptance_crossing_a_withdrawal_gives_no_access(hub: Hub, san
         assert time.monotonic() < deadline, "an invitation raised after the withdrawal gave no access"
         await asyncio.sleep(0.3)
     assert len(api.get("/api/v1/clients").json()["clients"]) == 1, "the card that was there is the client"
+
+
+async def test_consent_withdrawn_after_an_invitation_ends_the_access_it_gave(
+    hub: Hub, sandbox: Sandbox, nats_url: str
+) -> None:
+    """The client invited a firm (its administrator gave the app consent to do so) and later
+    removed the app's consent in Entra: the access the invitation gives ends at its first
+    read, and consent given again for the whole tenant (another firm's Connect) does not
+    bring it back. Within the hour after the invitation, Entra may not yet know the consent
+    everywhere: a refusal then is not taken for a withdrawal."""
+    admin = httpx.Client(base_url=f"{sandbox.base_url}/_sandbox", verify=sandbox.tls())
+    tenant = next(t for t in admin.get("/tenants").json()["tenants"] if not t["consented"])
+    late_api = hub.client("wes@secondthoughts-partners.example")
+    fresh_api = hub.client("xia@freshconsent-partners.example")
+    late, fresh = late_api.get("/api/v1/me").json(), fresh_api.get("/api/v1/me").json()
+
+    def access(api: httpx.Client) -> list[str]:
+        return [c["access"]["state"] for c in api.get("/api/v1/clients").json()["clients"]]
+
+    def failed(api: httpx.Client) -> bool:
+        clients = api.get("/api/v1/clients").json()["clients"]
+        return bool(clients) and all(c["state"] == "failed" for c in clients)
+
+    try:
+        await _accepted(nats_url, late, tenant["domain"], "Second thoughts", datetime.now(UTC) - timedelta(hours=2))
+        await _accepted(nats_url, fresh, tenant["domain"], "Fresh consent", datetime.now(UTC))
+        deadline = time.monotonic() + 40
+        while access(late_api) != ["revoked"] or not failed(fresh_api):
+            assert time.monotonic() < deadline, (access(late_api), access(fresh_api))
+            await asyncio.sleep(0.3)
+        assert access(fresh_api) == ["granted"]
+
+        admin.put(f"/tenants/{tenant['id']}/consent", json={"consented": True}).raise_for_status()
+        for api in (late_api, fresh_api):
+            [client] = api.get("/api/v1/clients").json()["clients"]
+            assert api.post("/api/v1/refresh", json={"client_id": client["client_id"]}).status_code in (202, 409)
+
+        def fresh_read() -> bool:
+            rows = fresh_api.get("/api/v1/dashboard").json()["rows"]
+            return bool(rows) and all(row["state"] == "ok" for row in rows)
+
+        while not fresh_read():
+            assert time.monotonic() < deadline + 40, fresh_api.get("/api/v1/dashboard").json()["rows"]
+            await asyncio.sleep(0.3)
+        assert access(late_api) == ["revoked"]
+        assert not [row for row in late_api.get("/api/v1/dashboard").json()["rows"] if row["state"] == "ok"]
+    finally:
+        admin.put(f"/tenants/{tenant['id']}/consent", json={"consented": False}).raise_for_status()

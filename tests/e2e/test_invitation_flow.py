@@ -241,37 +241,32 @@ def test_access_the_client_took_back_is_not_given_again_by_an_older_invitation(h
         late = _open(browser, next(link for link in second if "add=1" in link), csrf)
         assert late.status_code == 409, late.text[:1000]
         assert "access to" in late.text and "was removed on" in late.text, late.text[-1500:]
+        # The link accepted before, clicked again, does not say all is well either.
+        again = _open(browser, next(link for link in first if "add=1" in link), csrf)
+        assert again.status_code == 409, again.text[:1000]
+        assert "was removed on" in again.text and "nothing more to do" not in again.text
         time.sleep(2)  # what the registry would do with an acceptance has had time to happen
         assert access_is("revoked") and len(clients()) == 1
     finally:
         admin.put(f"/tenants/{tenant['id']}/consent", json={"consented": False}).raise_for_status()
 
 
-def test_consent_withdrawn_before_an_invitation_is_accepted_ends_the_access_it_gave(hub: Hub, sandbox: Sandbox) -> None:
-    """The client invites the firm (granting the app consent), then thinks better of it and
-    removes the app's consent in Entra: the access accepted later ends at its first read,
-    and consent given again for the whole tenant (another firm's Connect) does not bring it
-    back."""
+def test_the_add_link_after_the_access_alone_was_accepted_says_the_client_is_still_to_add(
+    hub: Hub, sandbox: Sandbox
+) -> None:
     admin = httpx.Client(base_url=f"{sandbox.base_url}/_sandbox", verify=sandbox.tls())
     tenant = next(t for t in admin.get("/tenants").json()["tenants"] if not t["consented"])
-    email = "vera@secondthoughts-partners.example"
+    email = "zack@accessonly-partners.example"
     browser, csrf = _browser(hub, email)
     try:
         assert _invite(sandbox, tenant, email).status_code == 200
         links = _links(hub, email)
-        admin.put(f"/tenants/{tenant['id']}/consent", json={"consented": False}).raise_for_status()
-        assert _open(browser, next(link for link in links if "add=1" in link), csrf).status_code == 200
-
-        def access() -> list[str]:
-            return [c["access"]["state"] for c in browser.get("/api/v1/clients").json()["clients"]]
-
-        _until(lambda: access() == ["revoked"])
-        admin.put(f"/tenants/{tenant['id']}/consent", json={"consented": True}).raise_for_status()
-        [client] = browser.get("/api/v1/clients").json()["clients"]
-        browser.post("/api/v1/refresh", json={"client_id": client["client_id"]}, headers={"X-CSRF-Token": csrf})
-        time.sleep(3)  # a refresh, had the access come back, has had time to read
-        assert access() == ["revoked"]
-        assert not [row for row in browser.get("/api/v1/dashboard").json()["rows"] if row["state"] == "ok"]
+        accepted = _open(browser, next(link for link in links if "add=1" not in link), csrf)
+        assert accepted.status_code == 200, accepted.text[:1000]
+        adding = _open(browser, next(link for link in links if "add=1" in link), csrf)
+        assert adding.status_code == 200, adding.text[:1000]
+        assert "for your firm" in adding.text and "access only" in adding.text, adding.text[-1500:]
+        assert browser.get("/api/v1/clients").json()["clients"] == []
     finally:
         admin.put(f"/tenants/{tenant['id']}/consent", json={"consented": False}).raise_for_status()
 

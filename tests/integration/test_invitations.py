@@ -347,6 +347,7 @@ async def test_invitation_from_mail_to_acceptance(
         assert abs(datetime.now(UTC) - repeated.accepted_before) < timedelta(minutes=5)
     with pytest.raises(TimeoutError):
         await firm_rejections.next_msg(timeout=1)
+    assert isinstance(repeated, InvitationAcceptedResult) and repeated.client_added is True
     # The link works once: anyone else's use is a conflict, recorded under the firm, and
     # nothing changes.
     colleague = Accountant(uuid.uuid4(), anna.firm_id, email)
@@ -397,6 +398,21 @@ async def test_expired_and_invalid_invitations_change_nothing(
         await _raise(nats_connection, email, companies=["  "])
     assert no_company.value.rejection.field == "companies"
     assert _counts(database) == count_before
+
+
+async def test_the_access_alone_accepted_then_the_link_that_adds_the_client_says_so(
+    invitations: ServiceProcess, sink: Sink, nats_connection: Client
+) -> None:
+    email = f"gil.ross.{uuid.uuid4().hex[:8]}@contoso-accounting.example"
+    gil = Accountant(uuid.uuid4(), uuid.uuid4(), email)
+    await _raise(nats_connection, email)
+    (mail,) = await _mail_to(sink.folder, email)
+    link, add_link = _links(mail)
+    first = await _accept(nats_connection, link, gil, add=False)
+    assert isinstance(first, InvitationAcceptedResult) and first.client_added is False and first.accepted_before is None
+    again = await _accept(nats_connection, add_link.split("&", 1)[0], gil, add=True)
+    assert isinstance(again, InvitationAcceptedResult), again
+    assert again.accepted_before is not None and again.client_added is False
 
 
 async def test_the_clients_people_list_and_withdraw_their_tenants_invitations(

@@ -653,6 +653,9 @@ class InvitationAcceptedResult(BaseModel):
     # When the same accountant accepted this link before (a second click, or a retry after
     # an answer that came too late); None: accepted now.
     accepted_before: datetime | None = None
+    # Whether that acceptance also put the client on the dashboard (None: not known, an
+    # acceptance from before this was kept).
+    client_added: bool | None = None
 
 
 # -------------------------------------------------------------- fetcher commands

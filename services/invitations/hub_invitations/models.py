@@ -54,6 +54,8 @@ class Invitation(SQLModel, table=True):
     status: str = Field(default=InvitationStatus.PENDING.value, max_length=20)
     accepted_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime(), nullable=True))
     accepted_by_accountant_id: uuid.UUID | None = None
+    # Whether the acceptance also asked for the client on the dashboard (the link's add=1).
+    added_to_dashboard: bool | None = None
     withdrawn_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime(), nullable=True))
     # The firm of the accountant who accepted; None until then.
     firm_id: uuid.UUID | None = None

@@ -291,7 +291,11 @@ async def accept_invitation(
             attempt=RefusedAttempt.of(invitation),
         )
     if _accepted_by(invitation, command):
-        return _accepted_result(invitation, accepted_before=invitation.accepted_at)
+        # Said as it was, unless the access it gave was taken back since.
+        await _refuse_if_access_removed_since_invited(invitation, command, access_removed_at)
+        return _accepted_result(
+            invitation, accepted_before=invitation.accepted_at, client_added=invitation.added_to_dashboard
+        )
     if invitation.status == InvitationStatus.ACCEPTED.value:
         if invitation.accepted_at is not None:
             raise AcceptanceRefused(
@@ -343,19 +347,7 @@ async def accept_invitation(
             attempt=RefusedAttempt.of(invitation),
             email=invitation.email,
         )
-    removed_at = await access_removed_at(command.firm_id, invitation.tenant)
-    if removed_at is not None and removed_at > invitation.created_at:
-        raise AcceptanceRefused(
-            RejectionReason.CONFLICT,
-            N_(
-                "Your firm's access to %(client)s was removed on %(day)s, after this invitation was sent;"
-                " an invitation cannot give back access removed later. Ask %(client)s to invite you again."
-            ),
-            "token",
-            attempt=RefusedAttempt.of(invitation),
-            client=invitation.client_name,
-            day=_date(removed_at),
-        )
+    await _refuse_if_access_removed_since_invited(invitation, command, access_removed_at)
     changed = await session.execute(
         update(Invitation)
         .where(
@@ -366,6 +358,7 @@ async def accept_invitation(
             status=InvitationStatus.ACCEPTED.value,
             accepted_at=now,
             accepted_by_accountant_id=command.accountant_id,
+            added_to_dashboard=command.add_to_dashboard,
             firm_id=command.firm_id,
         )
     )
@@ -374,7 +367,7 @@ async def accept_invitation(
         # double click) is answered as it was; anyone else's is a refusal.
         again = await session.get(Invitation, invitation.id, populate_existing=True)
         if again is not None and _accepted_by(again, command):
-            return _accepted_result(again, accepted_before=again.accepted_at)
+            return _accepted_result(again, accepted_before=again.accepted_at, client_added=again.added_to_dashboard)
         raise refused(
             RejectionReason.CONFLICT,
             N_("This invitation was already accepted; each link works only once."),
@@ -396,7 +389,27 @@ async def accept_invitation(
         actor=Actor(kind=ActorKind.ACCOUNTANT, id=str(command.accountant_id), display_name=command.email),
         correlation_id=command.correlation_id,
     )
-    return _accepted_result(invitation, accepted_before=None)
+    return _accepted_result(invitation, accepted_before=None, client_added=command.add_to_dashboard)
+
+
+async def _refuse_if_access_removed_since_invited(
+    invitation: Invitation, command: AcceptInvitation, access_removed_at: AccessRemovedAt
+) -> None:
+    """Access the firm lost after the invitation was raised is not given back by it (nor
+    said to be there by a second click)."""
+    removed_at = await access_removed_at(command.firm_id, invitation.tenant)
+    if removed_at is not None and removed_at > invitation.created_at:
+        raise AcceptanceRefused(
+            RejectionReason.CONFLICT,
+            N_(
+                "Your firm's access to %(client)s was removed on %(day)s, after this invitation was sent;"
+                " an invitation cannot give back access removed later. Ask %(client)s to invite you again."
+            ),
+            "token",
+            attempt=RefusedAttempt.of(invitation),
+            client=invitation.client_name,
+            day=_date(removed_at),
+        )
 
 
 def _accepted_by(invitation: Invitation, command: AcceptInvitation) -> bool:
@@ -409,13 +422,16 @@ def _accepted_by(invitation: Invitation, command: AcceptInvitation) -> bool:
     )
 
 
-def _accepted_result(invitation: Invitation, *, accepted_before: datetime | None) -> InvitationAcceptedResult:
+def _accepted_result(
+    invitation: Invitation, *, accepted_before: datetime | None, client_added: bool | None
+) -> InvitationAcceptedResult:
     return InvitationAcceptedResult(
         invitation_id=invitation.id,
         client_name=invitation.client_name,
         tenant=invitation.tenant,
         environment=invitation.environment,
         accepted_before=accepted_before,
+        client_added=client_added,
     )
 
 

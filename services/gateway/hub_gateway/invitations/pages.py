@@ -114,11 +114,24 @@ async def accept_invitation(
         return render(request, "invitation.html", context, status_code=_STATUS[rejected.rejection.reason])
     context["result"] = result
     if result.accepted_before is not None:
-        context["accepted_before"] = said(
-            request,
-            N_("You accepted this invitation of %(client)s on %(day)s; there is nothing more to do."),
-            client=result.client_name,
-            # Numbers only, as in the invitations service's sentences: the words are translated.
-            day=result.accepted_before.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        )
+        # Numbers only, as in the invitations service's sentences: the words are translated.
+        day = result.accepted_before.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+        if add and result.client_added is False:
+            # The access alone was accepted; this is the link that also adds the client.
+            context["accepted_before"] = said(
+                request,
+                N_(
+                    "You accepted this invitation of %(client)s on %(day)s for your firm's access only;"
+                    " add %(client)s on Manage Clients."
+                ),
+                client=result.client_name,
+                day=day,
+            )
+        else:
+            context["accepted_before"] = said(
+                request,
+                N_("You accepted this invitation of %(client)s on %(day)s; there is nothing more to do."),
+                client=result.client_name,
+                day=day,
+            )
     return render(request, "invitation.html", context)

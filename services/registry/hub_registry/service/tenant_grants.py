@@ -9,7 +9,7 @@ says the app's consent is gone.
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
@@ -69,6 +69,11 @@ async def _clients_on_tenant(session: AsyncSession, firm_id: uuid.UUID, tenant_i
     )
 
 
+# How long Entra may still answer "no consent" (AADSTS700016) after an administrator gave it,
+# while the new service principal spreads through its directory.
+CONSENT_PROPAGATION = timedelta(hours=1)
+
+
 async def grant_access(
     session: AsyncSession,
     context: Context,
@@ -85,9 +90,9 @@ async def grant_access(
 
     ``consented_at``: when the tenant's administrator is known to have given the app consent
     with this grant (an invitation is raised with it). The grant then counts as confirmed
-    from that moment, so consent found gone at its first read was withdrawn since, and ends
-    the grant (``withdraw_after_consent_lost``); otherwise consent given again later, for
-    another firm, would silently let this one in.
+    once Entra has surely spread that consent (CONSENT_PROPAGATION later), so consent found
+    gone after that was withdrawn, and ends the grant (``withdraw_after_consent_lost``);
+    otherwise consent given again later, for another firm, would silently let this one in.
     """
     if await _live_grant(session, context.firm_id, tenant_id) is not None:
         return
@@ -98,7 +103,7 @@ async def grant_access(
             tenant=tenant,
             method=method.value,
             granted_by=granted_by,
-            confirmed_at=consented_at,
+            confirmed_at=consented_at + CONSENT_PROPAGATION if consented_at is not None else None,
         )
     )
     await session.flush()
@@ -224,9 +229,15 @@ async def withdraw_after_consent_lost(*, session: AsyncSession, failed: Envelope
     if client is None or client.tenant_id is None:
         return
     grant = await _live_grant(session, failed.firm_id, client.tenant_id)
-    if grant is None or grant.confirmed_at is None or grant.granted_at > failed.occurred_at:
+    if (
+        grant is None
+        or grant.confirmed_at is None
+        or grant.granted_at > failed.occurred_at
+        or failed.occurred_at < grant.confirmed_at
+    ):
         # Never read under this grant: the consent was never there to withdraw (the client's
-        # administrator has yet to give it). Or granted again after that refresh failed.
+        # administrator has yet to give it). Or granted again after that refresh failed. Or
+        # consent given so recently that Entra may not know it everywhere yet.
         return
     await _revoke(
         session,
