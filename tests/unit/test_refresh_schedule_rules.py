@@ -161,6 +161,31 @@ def test_the_catch_up_after_quiet_hours_waits_for_the_clients_share_of_five_minu
     assert schedule.is_due(client_id=client, last_run=last, now=end + schedule.catch_up_delay(client))
 
 
+# 4 hours: a client whose slot falls at 06:35 exactly; 61 and 17 minutes: slots anywhere.
+@pytest.mark.parametrize("every", [timedelta(hours=4), timedelta(minutes=61), timedelta(minutes=17)])
+def test_each_client_is_read_once_in_the_five_minutes_after_quiet_hours(every: timedelta) -> None:
+    """Caught up, or at its own slot when that comes within the five minutes: not both (a
+    client caught up at 06:30 was read again at its 06:35 slot)."""
+    schedule = RefreshSchedule(every, NIGHT)
+    # The last one's 4-hourly slots are at 02:35, 06:35, ... (phase 2:35, caught up at once).
+    clients = [uuid.UUID(int=random.Random(index).getrandbits(128)) for index in range(500)]
+    clients.append(uuid.UUID("00000000-0000-0000-0000-000000008143"))
+    end = datetime(2026, 12, 2, 6, 30, tzinfo=UTC)
+    last_run = end - timedelta(hours=9)  # before quiet hours: a slot of each passed in them
+    after_quiet: dict[uuid.UUID, list[datetime]] = {}
+    for client in clients:
+        last, runs = last_run, []
+        for minute in range(6):
+            now = end + timedelta(minutes=minute)
+            if schedule.is_due(client_id=client, last_run=last, now=now):
+                last = now
+                runs.append(now)
+        after_quiet[client] = runs
+    assert all(len(client_runs) == 1 for client_runs in after_quiet.values()), {
+        client: client_runs for client, client_runs in after_quiet.items() if len(client_runs) != 1
+    }
+
+
 def test_the_upkeep_reads_a_client_at_least_every_25_hours_even_in_quiet_hours() -> None:
     # Quiet hours as long as may be, the upkeep's slot in them, and last run long ago.
     quiet = QuietHours(time(6, 0), time(2, 0))

@@ -189,7 +189,9 @@ class RefreshSchedule:
         one of its slots passed since, and it is not in its quiet hours.
 
         A slot that fell in quiet hours is caught up when they end (spread by the client's
-        phase); the next run is at the next slot, not an interval after the catch-up. With
+        phase); the next run is at the next slot, not an interval after the catch-up. A client
+        whose next slot comes within the catch-up's five minutes is read at that slot only,
+        not also caught up minutes before it. With
         ``upkeep`` (the hub keeps BC's change subscriptions alive), a client not read for
         UPKEEP_AT_LEAST_EVERY is due whatever its quiet hours.
         """
@@ -204,6 +206,8 @@ class RefreshSchedule:
             return False
         quiet_end = self._last_quiet_end(now)
         if quiet_end is not None and slot < quiet_end and last_run < quiet_end:
+            if slot + self.every <= quiet_end + CATCH_UP_SPREAD:
+                return False
             return now >= quiet_end + self.catch_up_delay(client_id)
         return True
 
