@@ -96,8 +96,11 @@ class FirmInvitationChoice(BaseModel):
     firm_id: uuid.UUID
     firm_name: str
     role: str
+    # The inviter's name, whatever their own directory says it is (it may even look like an
+    # address), and their verified address, shown apart from it.
     invited_by: str
     invited_at: datetime
+    invited_by_email: str | None = None
 
 
 class FirmInvitationChoices(BaseModel):

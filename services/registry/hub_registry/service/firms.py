@@ -135,8 +135,9 @@ async def list_firm_invitations(
                 firm_name=firm.name if firm else "a firm",
                 role=invitation.role,
                 # The inviter's name is whatever their own directory says; their verified
-                # address tells a look-alike firm from the real one.
-                invited_by=f"{inviter.display_name} ({inviter.email})" if inviter else "a colleague",
+                # address, shown apart from it, tells a look-alike firm from the real one.
+                invited_by=(inviter.display_name or inviter.email) if inviter else "a colleague",
+                invited_by_email=inviter.email if inviter else None,
                 invited_at=invitation.created_at,
             )
         )
