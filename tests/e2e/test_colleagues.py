@@ -323,6 +323,7 @@ def test_a_removed_admin_cannot_come_back_through_an_invitation_of_their_own(hub
     admin = hub.client(admin_email)
     admin_id = admin.get("/api/v1/me").json()["accountant_id"]
     assert admin.post("/api/v1/tokens", json={"name": "old firm's script"}).status_code == 201
+    assert admin.post("/api/v1/views", json={"name": "Month end", "query": {}}).status_code == 201
     assert admin.post("/api/v1/accountants/invitations", json={"email": backdoor, "role": "admin"}).status_code == 202
     assert owner.delete(f"/api/v1/accountants/{admin_id}").status_code == 200
 
@@ -344,6 +345,10 @@ def test_a_removed_admin_cannot_come_back_through_an_invitation_of_their_own(hub
         "role": "staff",
     }
     assert again.get("/api/v1/tokens").json() == []
+    # Nor its saved views; a view of the same name is theirs to make in the new firm.
+    assert again.get("/api/v1/views").json() == []
+    assert again.post("/api/v1/views", json={"name": "Month end", "query": {}}).status_code == 201
+    assert [view["name"] for view in again.get("/api/v1/views").json()] == ["Month end"]
 
 
 def test_an_owner_lists_and_withdraws_an_invitation_sent_to_the_wrong_address(hub: Hub, nats_url: str) -> None:

@@ -63,7 +63,8 @@ class SavedViewRow(SQLModel, table=True):
     """A named dashboard query (filters, sort, columns) an accountant saved."""
 
     __tablename__ = "gateway_saved_views"
-    __table_args__ = (UniqueConstraint("accountant_id", "name", name="uq_gateway_saved_views_name"),)
+    # Per firm: an accountant who left one firm for another names views afresh there.
+    __table_args__ = (UniqueConstraint("accountant_id", "firm_id", "name", name="uq_gateway_saved_views_firm_name"),)
 
     view_id: uuid.UUID = Field(primary_key=True)
     accountant_id: uuid.UUID = Field(index=True)
