@@ -295,3 +295,42 @@ async def test_a_client_waiting_to_be_reached_then_a_failure(fresh_model: Callab
     [entry] = await _errors(sessions)
     assert entry.next_attempt_at is None and entry.occurred_at == next_try
     assert await _progress(sessions, "u") == {"refreshes": 1, "total": 1, "done": 1, "failed": 1}
+
+
+async def test_check_errors_names_a_company_as_the_dashboard_does(fresh_model: Callable[[], Any]) -> None:
+    """A company with a display name in BC is "Alpha Trading" on its row, so also in Check
+    Errors (the failure itself carries BC's name, "A1"); one gone from the dashboard keeps
+    the failure's name."""
+    sessions = await fresh_model()
+    firm = await _firm(sessions)
+    refresh = uuid.uuid4()
+    log = _next(firm["log"])
+    log.add(
+        CompaniesDiscovered(
+            client_id=firm["alpha"],
+            refresh_id=refresh,
+            companies=[
+                DiscoveredCompany(company_id=firm["a1"], name="A1", display_name="Alpha Trading"),
+                DiscoveredCompany(company_id=firm["a2"], name="A2"),
+            ],
+        )
+    )
+    gone = uuid.uuid4()
+    for company_id, name in ((firm["a1"], "A1"), (gone, "Old company")):
+        log.add(
+            RefreshFailed(
+                refresh_id=refresh,
+                client_id=firm["alpha"],
+                company_id=company_id,
+                company_name=name,
+                failure=_throttled(NOW + timedelta(hours=1)).model_copy(
+                    update={"kind": FailureKind.NO_COMPANY_ACCESS, "http_status": 403}
+                ),
+            )
+        )
+    await _apply(sessions, log.items)
+    assert {entry.company_name for entry in await _errors(sessions)} == {"Alpha Trading", "Old company"}
+    async with sessions() as session:
+        page = await check_errors_queries.problems(session, firm_id=FIRM)
+    assert {problem.company_name for problem in page.problems} == {"Alpha Trading", "Old company"}
+    assert {problem.latest.company_name for problem in page.problems} == {"Alpha Trading", "Old company"}

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 from sqlmodel import col, select
 
+from hub_gateway.dashboard.queries import shown_company_name
 from hub_gateway.readmodel.models import (
     ClientRow,
     CompanyRow,
@@ -39,7 +40,7 @@ class FailureEntry(BaseModel):
     next_attempt_at: datetime | None = None
 
 
-def _entry(failure: FailureRow, client: ClientRow | None) -> FailureEntry:
+def _entry(failure: FailureRow, client: ClientRow | None, company: CompanyRow | None = None) -> FailureEntry:
     return FailureEntry(
         failure_id=failure.failure_id,
         origin="connection_test" if failure.origin == "connection_test" else "refresh",
@@ -47,7 +48,7 @@ def _entry(failure: FailureRow, client: ClientRow | None) -> FailureEntry:
         client_name=client.name if client else None,
         client_removed=bool(client and client.removed),
         company_id=failure.company_id,
-        company_name=failure.company_name,
+        company_name=_company_name(failure, company),
         tenant=failure.tenant or (client.tenant if client else None),
         environment=failure.environment or (client.environment if client else None),
         occurred_at=failure.occurred_at,
@@ -55,6 +56,12 @@ def _entry(failure: FailureRow, client: ClientRow | None) -> FailureEntry:
         attempt=failure.attempt,
         next_attempt_at=failure.next_attempt_at,
     )
+
+
+def _company_name(failure: FailureRow, company: CompanyRow | None) -> str | None:
+    """The company as the dashboard shows it (its display name in BC) while it is on the
+    dashboard; else as the failure named it."""
+    return shown_company_name(company) if company is not None else failure.company_name
 
 
 class FailurePage(BaseModel):
@@ -77,14 +84,24 @@ async def failures(
         conditions.append(col(FailureRow.client_id) == client_id)
     total = (await session.execute(select(func.count()).select_from(FailureRow).where(*conditions))).scalar_one()
     statement = (
-        select(FailureRow, ClientRow)
+        select(FailureRow, ClientRow, CompanyRow)
         .outerjoin(ClientRow, and_(col(ClientRow.client_id) == FailureRow.client_id, col(ClientRow.firm_id) == firm_id))
+        .outerjoin(
+            CompanyRow,
+            and_(
+                col(CompanyRow.firm_id) == firm_id,
+                col(CompanyRow.client_id) == FailureRow.client_id,
+                col(CompanyRow.company_id) == FailureRow.company_id,
+            ),
+        )
         .where(*conditions)
         .order_by(col(FailureRow.occurred_at).desc(), col(FailureRow.failure_id))
         .offset(offset)
         .limit(limit)
     )
-    entries = [_entry(failure, client) for failure, client in (await session.execute(statement)).all()]
+    entries = [
+        _entry(failure, client, company) for failure, client, company in (await session.execute(statement)).all()
+    ]
     return FailurePage(failures=entries, total=total, offset=offset, limit=limit)
 
 
@@ -186,17 +203,15 @@ async def problems(
         ).scalars()
     }
     reads: dict[uuid.UUID, dict[uuid.UUID, datetime]] = {}
+    companies: dict[tuple[uuid.UUID, uuid.UUID], CompanyRow] = {}
     for company in (
         await session.execute(
-            select(CompanyRow).where(
-                col(CompanyRow.firm_id) == firm_id,
-                col(CompanyRow.client_id).in_(client_ids),
-                col(CompanyRow.as_of).is_not(None),
-            )
+            select(CompanyRow).where(col(CompanyRow.firm_id) == firm_id, col(CompanyRow.client_id).in_(client_ids))
         )
     ).scalars():
-        assert company.as_of is not None
-        reads.setdefault(company.client_id, {})[company.company_id] = company.as_of
+        companies[(company.client_id, company.company_id)] = company
+        if company.as_of is not None:
+            reads.setdefault(company.client_id, {})[company.company_id] = company.as_of
     found: list[Problem] = []
     for failure, occurrences, first_seen in rows:
         client = clients.get(failure.client_id) if failure.client_id else None
@@ -204,20 +219,25 @@ async def problems(
         state, resolved_at = _resolution(failure.occurred_at, failure.company_id, client, client_reads)
         if status is not None and state != status:
             continue
+        failed_company = (
+            companies.get((failure.client_id, failure.company_id))
+            if failure.client_id is not None and failure.company_id is not None
+            else None
+        )
         found.append(
             Problem(
                 client_id=failure.client_id,
                 client_name=client.name if client else None,
                 client_removed=bool(client and client.removed),
                 company_id=failure.company_id,
-                company_name=failure.company_name,
+                company_name=_company_name(failure, failed_company),
                 kind=failure.kind,
                 occurrences=occurrences,
                 first_seen=first_seen,
                 last_seen=failure.occurred_at,
                 status=state,
                 resolved_at=resolved_at,
-                latest=_entry(failure, client),
+                latest=_entry(failure, client, failed_company),
             )
         )
     found.sort(key=lambda p: (p.status != "open", -p.last_seen.timestamp()))
