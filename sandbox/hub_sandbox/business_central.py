@@ -374,6 +374,11 @@ class BusinessCentralApi:
                 companies = [company_record(c, version) for c in sorted(environment.companies, key=lambda c: c.name)]
                 if companies and self.state.faults.take(request.tenant.id, FaultKind.DUPLICATE_COMPANY_IDS):
                     companies.append({**companies[0], "name": f"{companies[0]['name']} (2)"})
+                if companies and self.state.faults.take(request.tenant.id, FaultKind.TOO_MANY_COMPANIES):
+                    companies += [
+                        {**companies[0], "id": str(uuid.UUID(int=number)), "name": f"{companies[0]['name']} {number}"}
+                        for number in range(1, 1002 - len(companies))
+                    ]
                 return self._collection(COMPANY, lambda _: companies, request, f"{context_root}#companies")
             company = _company_by_id(environment, parse_key(first.key))
             if len(resource) == 1:

@@ -32,6 +32,9 @@ class FaultKind(StrEnum):
     TRICKLE = "trickle"  # 200, the answer sent one byte every trickle_interval_seconds
     REPEATED_NEXT_LINK = "repeated_next_link"  # a collection's @odata.nextLink is the page just served
     DUPLICATE_COMPANY_IDS = "duplicate_company_ids"  # companies lists its first company twice
+    # companies lists 1,001 (the first one's copies, each under an id and name of its own):
+    # more than the hub's events carry, as no real environment holds.
+    TOO_MANY_COMPANIES = "too_many_companies"
     ENTITY_NOT_PUBLISHED = "entity_not_published"  # 404 for entity_set, as where its API page is absent
     CUES_WITHOUT_DECIMALS = "cues_without_decimals"  # cue services: 400, no *Decimal fields (older BC)
     # company_id's (or every company's) cue records were never made: each cue page inserts

@@ -176,6 +176,7 @@ async def test_a_retry_after_is_announced_before_the_next_try(
     [
         ({"kind": "repeated_next_link"}, "already read"),
         ({"kind": "duplicate_company_ids"}, "more than once"),
+        ({"kind": "too_many_companies"}, "at most 1000 companies"),
     ],
 )
 async def test_answers_that_cannot_be_trusted_are_bad_responses_at_once(

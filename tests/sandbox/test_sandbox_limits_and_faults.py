@@ -242,6 +242,15 @@ def test_duplicate_company_ids(http: httpx.Client, bc: Callable[..., httpx.Respo
     assert ids == [*healthy, healthy[0]]
 
 
+def test_too_many_companies(http: httpx.Client, bc: Callable[..., httpx.Response]) -> None:
+    healthy = [company["id"] for company in bc().json()["value"]]
+    fault(http, kind="too_many_companies", count=1)
+    page = bc().json()
+    assert "@odata.nextLink" not in page
+    ids = [company["id"] for company in page["value"]]
+    assert len(ids) == len(set(ids)) == 1001 and ids[: len(healthy)] == healthy
+
+
 def test_entra_answering_not_json(sandbox_server: RunningSandbox, http: httpx.Client) -> None:
     fault(http, kind="entra_not_json", count=1)
     app = msal_app(sandbox_server, str(SAMPLE), http)

@@ -477,6 +477,13 @@ class RefreshRequested(EventData):
     time_zone: TimeZoneName | None = Field(default=None, exclude_if=lambda zone: zone is None)
 
 
+# The most companies of one environment an event lists (BC environments hold far fewer), and
+# the most their names and ids may take in one message (the broker carries 1 MB by default,
+# with the rest of the event and its headers).
+MAX_COMPANIES_PER_ENVIRONMENT = 1000
+MAX_COMPANY_LIST_BYTES = 600_000
+
+
 class DiscoveredCompany(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -499,7 +506,7 @@ class CompaniesDiscovered(EventData):
 
     client_id: uuid.UUID
     refresh_id: uuid.UUID
-    companies: Annotated[list[DiscoveredCompany], Field(max_length=1000)]
+    companies: Annotated[list[DiscoveredCompany], Field(max_length=MAX_COMPANIES_PER_ENVIRONMENT)]
     refresh_company_id: RefreshCompanyId = None
 
 
@@ -583,7 +590,7 @@ class ConnectionTested(EventData):
     test_id: uuid.UUID
     client_id: uuid.UUID | None = None
     ok: bool
-    companies: Annotated[list[DiscoveredCompany], Field(max_length=1000)] = []
+    companies: Annotated[list[DiscoveredCompany], Field(max_length=MAX_COMPANIES_PER_ENVIRONMENT)] = []
     latency_ms: Annotated[int, Field(ge=0)] | None = None
     failure: Failure | None = None
     # Set when the test ended before any fetcher took it (Entra knows no such tenant).

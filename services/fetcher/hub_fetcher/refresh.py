@@ -14,7 +14,14 @@ from urllib.parse import quote
 
 from pydantic import ValidationError
 
-from hub_common.events import ClientConnection, CompanySnapshot, ExchangeRates, FailureKind
+from hub_common.events import (
+    MAX_COMPANIES_PER_ENVIRONMENT,
+    MAX_COMPANY_LIST_BYTES,
+    ClientConnection,
+    CompanySnapshot,
+    ExchangeRates,
+    FailureKind,
+)
 from hub_common.logging import get_logger
 from hub_common.money import round_money
 from hub_common.time_zones import client_today
@@ -75,6 +82,7 @@ class ClientReader:
         )
         latency_ms = int((time.monotonic() - started) * 1000)
         companies = parse_entities(Company, items, "companies")
+        _check_list_fits(companies)
         listed = Counter(company.id for company in companies)
         repeated = sorted(str(company_id) for company_id, count in listed.items() if count > 1)
         if repeated:
@@ -334,3 +342,26 @@ def company_requests(company_id: uuid.UUID, today: dt.date) -> list[BatchRequest
             optional=True,
         ),
     ]
+
+
+def _check_list_fits(companies: list[Company]) -> None:
+    """The companies a discovery or a test names go out in one event: a list it cannot carry
+    would be refused after BC was read, and the refresh or the test would never answer."""
+    if len(companies) > MAX_COMPANIES_PER_ENVIRONMENT:
+        raise FetchFailure(
+            FailureKind.BAD_RESPONSE,
+            message=(
+                f"companies: {len(companies)} listed; the hub reads at most "
+                f"{MAX_COMPANIES_PER_ENVIRONMENT} companies of one environment"
+            ),
+        )
+    # Each company as the events carry it: its id, name and display name, quoted.
+    size = sum(80 + len(c.name.encode()) + len((c.display_name or "").encode()) for c in companies)
+    if size > MAX_COMPANY_LIST_BYTES:
+        raise FetchFailure(
+            FailureKind.BAD_RESPONSE,
+            message=(
+                f"companies: the names of the {len(companies)} companies take {size // 1000:,} KB; "
+                f"the hub carries at most {MAX_COMPANY_LIST_BYTES // 1000:,} KB of them"
+            ),
+        )
