@@ -71,6 +71,16 @@ def tenant_not_found(reference: str, *, error: str = "invalid_request") -> Entra
     )
 
 
+def tenant_not_a_name(reference: str) -> EntraError:
+    """What Entra answers for a tenant that is neither a GUID nor a domain ("a_b", "{…}")."""
+    return EntraError(
+        400,
+        "invalid_tenant",
+        900023,
+        f"Specified tenant identifier '{reference}' is neither a valid DNS name, nor a valid external domain.",
+    )
+
+
 def missing_parameter(name: str) -> EntraError:
     return EntraError(
         400,

@@ -17,6 +17,7 @@ from. Errors use Entra's JSON shape and AADSTS codes; the decision logic
 from __future__ import annotations
 
 import hmac
+import re
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -37,6 +38,7 @@ from hub_sandbox.entra import (
     missing_parameter,
     read_token_request,
     request_id_headers,
+    tenant_not_a_name,
     tenant_not_found,
 )
 from hub_sandbox.faults import FaultKind
@@ -198,6 +200,21 @@ def openid_configuration(base_url: str, authority: Authority) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------
 
 
+_DNS_NAME = re.compile(r"^(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)+$")
+
+
+def _names_a_tenant(reference: str) -> bool:
+    """A GUID (36 characters, hyphens) or a DNS name, as Entra reads a tenant segment."""
+    if len(reference) == 36:
+        try:
+            uuid.UUID(reference)
+        except ValueError:
+            pass
+        else:
+            return True
+    return bool(_DNS_NAME.match(reference.lower()))
+
+
 def identity_router(state: SandboxState) -> APIRouter:
     router = APIRouter(tags=["Entra ID"])
 
@@ -206,6 +223,8 @@ def identity_router(state: SandboxState) -> APIRouter:
         try:
             authority = resolve_authority(state, tenant)
         except EntraError:
+            if not _names_a_tenant(tenant):
+                return error_response(request, tenant_not_a_name(tenant))
             return error_response(request, tenant_not_found(tenant, error="invalid_tenant"))
         return JSONResponse(openid_configuration(base_url(request), authority))
 

@@ -131,6 +131,11 @@ def is_tenant_admin(claims: dict[str, Any]) -> bool:
     return isinstance(roles, list) and bool({GLOBAL_ADMINISTRATOR, USER_ADMINISTRATOR} & set(roles))
 
 
+# AADSTS codes by which Entra says it knows no such tenant: 90002 (not found), 90072 (the
+# account's tenant is not this one), 900023 (neither a DNS name nor a GUID).
+TENANT_NOT_FOUND_CODES = frozenset({90002, 90072, 900023})
+
+
 class TenantNotFound(ValueError):
     """Entra knows no tenant by that name or id."""
 
@@ -171,8 +176,15 @@ class TenantDirectory:
             body = response.json()
         except ValueError as error:
             raise DirectoryUnavailable(f"Microsoft Entra ID answered {response.status_code} without JSON") from error
-        if response.status_code == 400 and isinstance(body, dict) and 90002 in (body.get("error_codes") or []):
-            raise TenantNotFound(f"No Microsoft Entra tenant named {tenant!r} exists")
+        if response.status_code == 400 and isinstance(body, dict):
+            # A request about this tenant name that Entra refuses: asking again cannot help.
+            codes = body.get("error_codes")
+            if isinstance(codes, list) and TENANT_NOT_FOUND_CODES & set(codes):
+                raise TenantNotFound(f"No Microsoft Entra tenant named {tenant!r} exists")
+            description = str(body.get("error_description") or body.get("error") or "no reason given")
+            raise TenantNotFound(
+                f"Microsoft Entra ID refused the tenant {tenant!r}: {description.splitlines()[0][:200]}"
+            )
         if response.status_code != 200 or not isinstance(body, dict):
             raise DirectoryUnavailable(f"Microsoft Entra ID answered {response.status_code}")
         tenant_id = _tenant_of_issuer(body.get("issuer"))

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from enum import StrEnum
 
+from hub_common.entra import TENANT_NOT_FOUND_CODES
 from hub_common.events import Failure, FailureKind
 from hub_common.i18n import N_
 
@@ -234,7 +235,6 @@ def classify_bc_error(
 
 
 # AADSTS codes Entra answers for client-credential requests.
-_TENANT_NOT_FOUND_CODES = {90002, 90072, 900023}
 _CONSENT_CODES = {700016, 65001, 7000229, 650051, 500011, 50020}
 _SECRET_CODES = {7000215, 7000222, 700027}
 
@@ -245,7 +245,7 @@ def classify_token_error(error: str | None, description: str | None, codes: list
     text = description or ""
     for code in re.findall(r"AADSTS(\d+)", text):
         code_set.add(int(code))
-    if code_set & _TENANT_NOT_FOUND_CODES:
+    if code_set & TENANT_NOT_FOUND_CODES:
         return FailureKind.TENANT_NOT_FOUND
     if code_set & _CONSENT_CODES or error in ("unauthorized_client", "consent_required"):
         return FailureKind.CONSENT_MISSING

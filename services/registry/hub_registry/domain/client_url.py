@@ -6,10 +6,16 @@ Entra and Business Central hosts, whatever an accountant types here.
 Forms BC has used (see the reference, section 8):
 
 * ``https://businesscentral.dynamics.com/{tenant}/{environment}?company=...`` and the same
-  without the environment (Production is the default);
-* ``https://{name}.financials.dynamics.com`` (2017, Dynamics 365 for Financials);
+  without the environment (Production is the default), or with the tenant as the web
+  client's ``?tenant=`` parameter;
+* BC's sign-in page, ``.../SignIn?ReturnUrl=/{tenant}/{environment}...``, read as the page
+  it returns to;
 * partner-hosted ``https://{family}.bc.dynamics.com/{tenant}/{environment}``;
 * the sandbox's web client, in dev, which has the businesscentral.dynamics.com shape.
+
+``https://{name}.financials.dynamics.com`` (2017, Dynamics 365 for Financials) is retired and
+names no Entra tenant: it is refused with what to copy instead. A tenant is kept as Entra
+reads it: a GUID in its usual spelling, a domain in lower case and in ASCII (punycode).
 """
 
 from __future__ import annotations
@@ -56,12 +62,17 @@ class ParsedClientUrl:
     partner_host: str | None = None
 
 
-def _is_tenant(segment: str) -> bool:
+def _tenant(segment: str) -> str | None:
+    """The tenant a path segment names, as Entra reads it, or None."""
     try:
-        uuid.UUID(segment)
+        return str(uuid.UUID(segment))  # also {…}, urn:uuid:… and 32 hex digits
     except ValueError:
-        return bool(_DOMAIN.match(segment.lower()))
-    return True
+        pass
+    try:
+        domain = segment.lower().encode("idna").decode("ascii")  # müller.de -> xn--mller-kva.de
+    except UnicodeError:
+        return None
+    return domain if _DOMAIN.match(domain) else None
 
 
 def _tenant_and_environment(segments: list[str], example_base: str) -> tuple[str, str]:
@@ -86,7 +97,8 @@ def _tenant_and_environment(segments: list[str], example_base: str) -> tuple[str
             example=example,
         )
     tenant = segments[0]
-    if not _is_tenant(tenant):
+    named = _tenant(tenant)
+    if named is None:
         if len(segments) == 1 and _ENVIRONMENT.match(tenant):
             raise ClientUrlError(
                 "tenant",
@@ -115,7 +127,16 @@ def _tenant_and_environment(segments: list[str], example_base: str) -> tuple[str
             ),
             environment=repr(environment),
         )
-    return tenant.lower(), environment
+    if environment.lower() == "signin":
+        raise ClientUrlError(
+            "path",
+            N_(
+                "This is Business Central's sign-in page, not the client's: sign in, then copy the "
+                "URL the browser shows, for example %(example)s"
+            ),
+            example=example,
+        )
+    return named, environment
 
 
 def _company(query: str) -> str | None:
@@ -132,11 +153,56 @@ def _company(query: str) -> str | None:
 
 
 _BARE_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):(?!\d)")
+# What a URL copied from a mail or a document may be wrapped in: <…> (plain-text mail), quotes.
+_WRAPPERS = (("<", ">"), ('"', '"'), ("'", "'"), ("\u201c", "\u201d"))
+
+
+def _unwrapped(text: str) -> str:
+    """The URL without what copying it from a mail or a sentence added around it. A trailing
+    period or comma is dropped only from a URL without a query: a company name may end in one."""
+    for start, end in _WRAPPERS:
+        if len(text) > 2 and text.startswith(start) and text.endswith(end):
+            text = text[1:-1].strip()
+    if "?" not in text:
+        text = text.rstrip(".,;")
+    return text
+
+
+def _with_tenant_parameter(segments: list[str], query: str) -> list[str]:
+    """The path with the web client's ``?tenant=`` as its first segment, when it has none;
+    a ``tenant=`` other than the path's is refused."""
+    values = {key.lower(): value for key, value in parse_qs(query, keep_blank_values=True).items()}
+    given = (values.get("tenant") or [""])[0].strip()
+    if not given:
+        return segments
+    if segments and _tenant(segments[0]) is not None:
+        if _tenant(given) != _tenant(segments[0]):
+            raise ClientUrlError(
+                "tenant",
+                N_("The Client URL names two tenants, %(path)s in its path and %(parameter)s after tenant=: keep one"),
+                path=repr(segments[0]),
+                parameter=repr(given),
+            )
+        return segments
+    return [given, *segments]
+
+
+def _sign_in_return(segments: list[str], query: str) -> tuple[list[str], str] | None:
+    """Where BC's sign-in page (``/SignIn?ReturnUrl=/{tenant}/{environment}?company=…``)
+    returns to: its path segments and query; None for any other page."""
+    if [segment.lower() for segment in segments] != ["signin"]:
+        return None
+    values = {key.lower(): value for key, value in parse_qs(query).items()}
+    target = (values.get("returnurl") or [""])[0]
+    if not target.startswith("/") or target.startswith("//"):
+        return None
+    returned = urlsplit(target)
+    return [segment for segment in returned.path.split("/") if segment], returned.query
 
 
 def parse_client_url(raw: str, *, extra_web_client_bases: tuple[str, ...] = ()) -> ParsedClientUrl:
     """Parse a Client URL or say exactly which part is wrong."""
-    text = raw.strip()
+    text = _unwrapped(raw.strip())
     if not text:
         raise ClientUrlError("url", N_("Enter the client's Business Central URL"))
     if len(text) > MAX_URL_LENGTH:
@@ -160,6 +226,11 @@ def parse_client_url(raw: str, *, extra_web_client_bases: tuple[str, ...] = ()) 
         raise ClientUrlError("host", N_("The Client URL must not contain a user name or password"))
     host = (parts.hostname or "").lower()
     segments = [segment for segment in parts.path.split("/") if segment]
+    query = parts.query
+    returned = _sign_in_return(segments, query)
+    if returned is not None:
+        segments, query = returned
+    segments = _with_tenant_parameter(segments, query)
 
     for base in extra_web_client_bases:
         base_parts = urlsplit(base)
@@ -170,9 +241,19 @@ def parse_client_url(raw: str, *, extra_web_client_bases: tuple[str, ...] = ()) 
             and segments[: len(base_segments)] == base_segments
         ):
             tenant, environment = _tenant_and_environment(segments[len(base_segments) :], base.rstrip("/"))
-            return ParsedClientUrl(tenant, environment, _company(parts.query), "sandbox")
+            return ParsedClientUrl(tenant, environment, _company(query), "sandbox")
 
-    known_host = host == WEB_CLIENT_HOST or _FINANCIALS_HOST.match(host) or _PARTNER_HOST.match(host)
+    if _FINANCIALS_HOST.match(host):
+        raise ClientUrlError(
+            "host",
+            N_(
+                "%(host)s is a Dynamics 365 for Financials address, retired since 2018. Copy the URL "
+                "from the client's browser: it starts with https://businesscentral.dynamics.com/ and "
+                "names their tenant"
+            ),
+            host=host,
+        )
+    known_host = host == WEB_CLIENT_HOST or _PARTNER_HOST.match(host)
     if not known_host:
         raise ClientUrlError(
             "host",
@@ -186,16 +267,9 @@ def parse_client_url(raw: str, *, extra_web_client_bases: tuple[str, ...] = ()) 
         raise ClientUrlError("host", N_("A Business Central Client URL has no port number"))
     if host == WEB_CLIENT_HOST:
         tenant, environment = _tenant_and_environment(segments, f"https://{WEB_CLIENT_HOST}")
-        return ParsedClientUrl(tenant, environment, _company(parts.query), "web_client")
-    if _FINANCIALS_HOST.match(host):
-        if segments:
-            raise ClientUrlError(
-                "path",
-                N_("A Dynamics 365 for Financials URL has no path: use https://name.financials.dynamics.com"),
-            )
-        return ParsedClientUrl(host, DEFAULT_ENVIRONMENT, _company(parts.query), "financials_2017")
+        return ParsedClientUrl(tenant, environment, _company(query), "web_client")
     tenant, environment = _tenant_and_environment(segments, f"https://{host}")
-    return ParsedClientUrl(tenant, environment, _company(parts.query), "partner_hosted", partner_host=host)
+    return ParsedClientUrl(tenant, environment, _company(query), "partner_hosted", partner_host=host)
 
 
 def partner_web_client_host(client_url: str) -> str | None:
