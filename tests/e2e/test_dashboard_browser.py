@@ -91,6 +91,12 @@ def test_an_accountants_day_on_the_dashboard(
     # One company a line: a name's own commas and periods cannot blur where it ends.
     expect(result.get_by_role("listitem")).to_have_count(len(company_names))
     assert sorted(result.get_by_role("listitem").all_inner_texts()) == company_names
+    # A ?company= that names none of them (a typo) is pointed out; it picks nothing.
+    page.get_by_label("Client URL").fill(f"{production['client_url']}?company=No%20Such%20Company")
+    page.get_by_role("button", name="Test Client URL").click()
+    expect(result).to_contain_text("names the company No Such Company, which is not among them", timeout=30_000)
+    expect(result.get_by_role("listitem")).to_have_count(len(company_names))
+    page.get_by_label("Client URL").fill(production["client_url"])
     shot(page, "client-card")
     page.get_by_role("link", name="← Manage Clients").click()
     expect(page.get_by_role("link", name=tenant["display_name"], exact=True)).to_be_visible()

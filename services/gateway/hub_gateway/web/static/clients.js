@@ -6,6 +6,8 @@ Hub.start(() => {
   const boot = JSON.parse(document.getElementById("boot").textContent);
   const client = boot.client;
   const $ = (id) => document.getElementById(id);
+  // How long a fetcher may work on a test (HUB_REFRESH_DEADLINE_SECONDS' default).
+  const TEST_DEADLINE_MS = 15 * 60 * 1000;
   const FIELDS = ["name", "client_url", "contact_name", "email", "phone", "assigned_accountant_id", "tax_account_numbers", "cash_account_numbers", "time_zone", "notes"];
 
   $("assigned_accountant_id").replaceChildren(h("option", { value: "" }, _("Nobody")),
@@ -140,16 +142,32 @@ Hub.start(() => {
 
   // ------------------------------------------------------------------ Test Client URL
 
-  function showTest(answer) {
+  // The company a Client URL's ?company= names (any case of the key), or "".
+  function companyInUrl(url) {
+    try {
+      const params = new URL(/^[a-z][a-z0-9+.-]*:\/\//i.test(url) ? url : `https://${url}`).searchParams;
+      for (const [key, value] of params) if (key.toLowerCase() === "company") return value.trim();
+    } catch (error) {
+      // Not a URL the browser reads: the hub's own answer says what is wrong with it.
+    }
+    return "";
+  }
+
+  function showTest(answer, url) {
     const place = $("test-result");
     if (answer.status === "ok") {
       // One company a line: names hold commas and end in periods ("CRONUS USA, Inc.").
       const names = answer.companies.map((c) => c.display_name || c.name);
+      // ?company= picks nothing (the hub reads every company it may): say so when it names
+      // none of those found, a typo or a company the hub's account cannot see.
+      const named = companyInUrl(url);
+      const unknown = named && !answer.companies.some((c) => [c.name, c.display_name].some((n) => (n || "").toLowerCase() === named.toLowerCase()));
       place.replaceChildren(h("div", { class: "result ok" },
         h("strong", {}, _("The hub can read this client."), " "),
         answer.latency_ms !== null && answer.latency_ms !== undefined ? _("Answered in %(ms)s ms.", { ms: Hub.count(answer.latency_ms) }) + " " : "",
         names.length ? ngettext("%(count)s company found:", "%(count)s companies found:", names.length) : _("No companies found."),
-        names.length ? h("ul", { class: "found-companies" }, names.map((name) => h("li", {}, name))) : null));
+        names.length ? h("ul", { class: "found-companies" }, names.map((name) => h("li", {}, name))) : null,
+        unknown ? h("p", { class: "notice-warning" }, _("The Client URL names the company %(company)s, which is not among them: check its spelling, or whether the hub's account may see it.", { company: named })) : null));
     } else if (answer.status === "pending") {
       place.replaceChildren(h("div", { class: "result pending" }, _("Still testing: Business Central is slow to answer…")));
     } else {
@@ -170,12 +188,17 @@ Hub.start(() => {
     $("test-result").replaceChildren(h("div", { class: "result pending" }, _("Testing the connection to the client's Business Central…")));
     try {
       let { status, data } = await api("POST", "/api/v1/connection-tests", { client_url: url, client_id: client ? client.client_id : null });
-      showTest(data);
-      const deadline = Date.now() + 60000;
-      while (status === 202 && data.status === "pending" && Date.now() < deadline) {
-        await new Promise((resolve) => setTimeout(resolve, 1500));
+      showTest(data, url);
+      // As long as a fetcher may work on it (the refresh deadline), polled less often after
+      // the first minute; then the answer, when it comes, is in Check Errors' history.
+      const started = Date.now();
+      while (status === 202 && data.status === "pending" && Date.now() - started < TEST_DEADLINE_MS) {
+        await new Promise((resolve) => setTimeout(resolve, Date.now() - started < 60000 ? 1500 : 10000));
         ({ status, data } = await api("GET", `/api/v1/connection-tests/${data.test_id}`));
-        showTest(data);
+        showTest(data, url);
+      }
+      if (data.status === "pending") {
+        $("test-result").replaceChildren(h("div", { class: "result failed" }, _("No answer from the client's Business Central in 15 minutes. Test again later; a failure that comes meanwhile shows in Tools → Check Errors.")));
       }
     } catch (error) {
       if (error.status === 422 && error.field === "client_url") {
