@@ -4,7 +4,6 @@ holds up the deliveries after it."""
 
 from __future__ import annotations
 
-import asyncio
 import socket
 import threading
 import time
@@ -75,7 +74,9 @@ def trickling_port() -> Iterator[int]:
     yield from _serve(_Trickling)
 
 
-async def _attempt(url: str, *, timeout_seconds: float) -> webhooks.Attempt:
+async def _attempt(
+    url: str, *, timeout_seconds: float, lookups: webhooks.HostLookups = webhooks.LOOKUPS
+) -> webhooks.Attempt:
     async with httpx.AsyncClient() as http:
         return await webhooks.post(
             http,
@@ -87,26 +88,25 @@ async def _attempt(url: str, *, timeout_seconds: float) -> webhooks.Attempt:
             timestamp=1,
             allow_loopback=True,
             timeout_seconds=timeout_seconds,
+            firm="f",
+            lookups=lookups,
         )
 
 
-async def test_an_internationalized_host_is_posted_with_its_ascii_name(
-    recording_port: int, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_an_internationalized_host_is_posted_with_its_ascii_name(recording_port: int) -> None:
     """httpx refuses a Host header that is not ASCII; the name goes out in its IDNA form."""
     ascii_host = IDN_HOST.encode("idna").decode()
-    loop = asyncio.get_running_loop()
     looked_up: list[str] = []
-    real_lookup = loop.getaddrinfo
 
-    async def lookup(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
+    def lookup(host: str, port: int) -> list[tuple[Any, ...]]:
         looked_up.append(host)
         if host == ascii_host:  # this machine plays the host; no DNS reaches the internet here
             return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", port))]
-        return await real_lookup(host, port, *args, **kwargs)
+        return socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
 
-    monkeypatch.setattr(loop, "getaddrinfo", lookup)
-    attempt = await _attempt(f"http://{IDN_HOST}:{recording_port}/hook", timeout_seconds=5)
+    attempt = await _attempt(
+        f"http://{IDN_HOST}:{recording_port}/hook", timeout_seconds=5, lookups=webhooks.HostLookups(lookup=lookup)
+    )
     assert attempt.outcome is webhooks.Outcome.DELIVERED, attempt.detail
     assert looked_up == [ascii_host]
     assert _Recording.received[0]["host"] == f"{ascii_host}:{recording_port}"

@@ -340,6 +340,7 @@ async def _post(
         timestamp=int(now.timestamp()),
         allow_loopback=True,
         timeout_seconds=5,
+        firm="f",
     )
 
 
@@ -525,6 +526,7 @@ async def test_an_https_webhook_is_posted_to_the_address_checked_with_its_host_n
                 timestamp=1,
                 allow_loopback=True,
                 timeout_seconds=5,
+                firm="f",
             )
     finally:
         server.shutdown()

@@ -3,14 +3,31 @@ receiver checks, and webhook secrets sealed at rest."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
+import threading
+import time
+from typing import Any
 
+import httpx
 import pytest
 from pydantic import SecretStr
 
 from hub_common.sealing import Sealer, Unsealable
-from hub_registry.webhooks import NOT_PUBLIC, UnsafeWebhook, new_secret, origin, resolve_target, signature
+from hub_registry.webhooks import (
+    NOT_PUBLIC,
+    HostLookups,
+    HostNotLookedUp,
+    Outcome,
+    UnsafeWebhook,
+    new_secret,
+    origin,
+    post,
+    resolve_target,
+    signature,
+)
+from tests.support.waiting import eventually
 
 
 @pytest.mark.parametrize(
@@ -46,7 +63,7 @@ from hub_registry.webhooks import NOT_PUBLIC, UnsafeWebhook, new_secret, origin,
 )
 async def test_a_webhook_url_that_could_reach_inside_is_refused(url: str) -> None:
     with pytest.raises(UnsafeWebhook):
-        await resolve_target(url, allow_loopback=False)
+        await resolve_target(url, allow_loopback=False, firm="f", timeout_seconds=5)
 
 
 async def test_a_host_not_found_and_a_private_one_get_the_same_answer() -> None:
@@ -54,7 +71,7 @@ async def test_a_host_not_found_and_a_private_one_get_the_same_answer() -> None:
     answers = []
     for url in ("https://10.1.2.3/hook", "https://no-such-host.invalid/hook", "https://127.0.0.1/hook"):
         with pytest.raises(UnsafeWebhook) as refusal:
-            await resolve_target(url, allow_loopback=False)
+            await resolve_target(url, allow_loopback=False, firm="f", timeout_seconds=5)
         answers.append(refusal.value.message)
         assert "10.1.2.3" not in str(refusal.value) or "10.1.2.3" in url
     assert answers == [NOT_PUBLIC] * 3
@@ -62,23 +79,31 @@ async def test_a_host_not_found_and_a_private_one_get_the_same_answer() -> None:
 
 async def test_an_internationalized_host_is_looked_up_and_sent_in_its_ascii_form() -> None:
     with pytest.raises(UnsafeWebhook):
-        await resolve_target("https://münchen.invalid/hook", allow_loopback=False)  # not found, no crash
-    target = await resolve_target("https://[2606:4700::1]:8443/hook", allow_loopback=False)
+        await resolve_target(
+            "https://münchen.invalid/hook", allow_loopback=False, firm="f", timeout_seconds=5
+        )  # not found, no crash
+    target = await resolve_target("https://[2606:4700::1]:8443/hook", allow_loopback=False, firm="f", timeout_seconds=5)
     assert target.host_header == "[2606:4700::1]:8443"
 
 
 async def test_a_public_https_address_is_taken_and_pinned() -> None:
-    target = await resolve_target("https://93.184.215.14:8443/hooks/hub?x=1", allow_loopback=False)
+    target = await resolve_target(
+        "https://93.184.215.14:8443/hooks/hub?x=1", allow_loopback=False, firm="f", timeout_seconds=5
+    )
     assert (target.host, target.addresses) == ("93.184.215.14", ("93.184.215.14",))
 
 
 async def test_loopback_only_when_the_setting_allows_it_and_then_http_too() -> None:
-    target = await resolve_target("http://127.0.0.1:8080/hook", allow_loopback=True)
+    target = await resolve_target("http://127.0.0.1:8080/hook", allow_loopback=True, firm="f", timeout_seconds=5)
     assert target.addresses == ("127.0.0.1",)
     with pytest.raises(UnsafeWebhook):
-        await resolve_target("http://10.0.0.1/hook", allow_loopback=True)  # still not private
+        await resolve_target(
+            "http://10.0.0.1/hook", allow_loopback=True, firm="f", timeout_seconds=5
+        )  # still not private
     with pytest.raises(UnsafeWebhook):
-        await resolve_target("http://93.184.215.14/hook", allow_loopback=True)  # nor plain http outside
+        await resolve_target(
+            "http://93.184.215.14/hook", allow_loopback=True, firm="f", timeout_seconds=5
+        )  # nor plain http outside
 
 
 def test_the_signature_is_hmac_sha256_over_the_timestamp_a_dot_and_the_body() -> None:
@@ -122,3 +147,86 @@ def test_a_sealed_secret_opens_only_with_its_key_purpose_and_context() -> None:
 )
 def test_the_audit_stream_gets_a_webhooks_scheme_host_and_port_only(url: str, host: str) -> None:
     assert origin(url) == host
+
+
+async def test_a_firm_whose_name_server_never_answers_holds_only_its_own_lookups() -> None:
+    """A lookup runs in a thread nothing can stop: a firm's abandoned ones hold only the
+    firm's own few places, and another firm's lookups go on at once."""
+    hung = threading.Event()
+
+    def lookup(host: str, port: int) -> list[tuple[Any, ...]]:
+        if host.endswith("slow.example"):
+            hung.wait(30)
+            raise OSError("no answer")
+        return [(0, 0, 0, "", ("93.184.215.14", port))]
+
+    lookups = HostLookups(per_firm=4, threads=8, lookup=lookup)
+    try:
+        slow = [
+            resolve_target(
+                f"https://h{number}.slow.example/hook",
+                allow_loopback=False,
+                firm="slow firm",
+                timeout_seconds=0.2,
+                lookups=lookups,
+            )
+            for number in range(4)
+        ]
+        outcomes = await asyncio.gather(*slow, return_exceptions=True)
+        assert all(isinstance(outcome, HostNotLookedUp) for outcome in outcomes), outcomes
+        assert lookups.running("slow firm") == 4  # given up, still holding their threads
+        started = time.monotonic()
+        with pytest.raises(HostNotLookedUp) as refused:
+            await resolve_target(
+                "https://h5.slow.example/hook",
+                allow_loopback=False,
+                firm="slow firm",
+                timeout_seconds=5,
+                lookups=lookups,
+            )
+        assert time.monotonic() - started < 1 and "still running" in refused.value.reason
+        assert refused.value.message == NOT_PUBLIC  # said as any host the hub will not post to
+        for other in range(6):  # more than the pool has threads left beside the slow firm's
+            target = await resolve_target(
+                "https://receiver.example/hook",
+                allow_loopback=False,
+                firm=f"firm {other}",
+                timeout_seconds=1,
+                lookups=lookups,
+            )
+            assert target.addresses == ("93.184.215.14",)
+    finally:
+        hung.set()
+    # The threads end once the name server answers, and give the firm its places back.
+    await asyncio.to_thread(eventually, lambda: lookups.running("slow firm") == 0, "the lookups to end", 5)
+
+
+async def test_a_delivery_whose_host_lookup_fails_is_tried_again_later() -> None:
+    """A name server's outage passes: not given up at the first try, as a refusal is."""
+    async with httpx.AsyncClient() as http:
+        attempt = await post(
+            http,
+            "https://no-such-host.invalid/hook",
+            body=b"{}",
+            secret="whsec_x",
+            event_id="e",
+            event_type="AlertRaised",
+            timestamp=0,
+            allow_loopback=False,
+            timeout_seconds=2,
+            firm="f",
+        )
+        assert attempt.outcome is Outcome.TRANSIENT and "name lookup failed" in attempt.detail
+        refused = await post(
+            http,
+            "https://10.1.2.3/hook",
+            body=b"{}",
+            secret="whsec_x",
+            event_id="e",
+            event_type="AlertRaised",
+            timestamp=0,
+            allow_loopback=False,
+            timeout_seconds=2,
+            firm="f",
+        )
+        assert refused.outcome is Outcome.PERMANENT

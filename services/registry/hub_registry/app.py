@@ -152,6 +152,7 @@ def create_app(settings: RegistrySettings) -> FastStream:
                 timestamp=int(datetime.now(UTC).timestamp()),
                 allow_loopback=settings.alert_webhook_allow_loopback,
                 timeout_seconds=settings.alert_webhook_timeout_seconds,
+                firm=str(delivery.firm_id),
             )
             if secret is not None
             else webhooks.Attempt(

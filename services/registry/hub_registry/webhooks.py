@@ -23,8 +23,13 @@ import hmac
 import ipaddress
 import secrets
 import socket
+import threading
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 from urllib.parse import SplitResult, urlsplit, urlunsplit
 
 import httpx
@@ -134,6 +139,73 @@ _IETF_PROTOCOL_ASSIGNMENTS = ipaddress.IPv4Network("192.0.0.0/24")
 NOT_PUBLIC = N_("the webhook's host %(host)s cannot be reached on the public internet")
 
 
+class HostNotLookedUp(UnsafeWebhook):
+    """The host's name lookup failed or took too long: said as NOT_PUBLIC when a rule is saved
+    (one answer for every host the hub will not post to), tried again later on delivery (a
+    name server's outage passes)."""
+
+    def __init__(self, host: str, reason: str) -> None:
+        super().__init__(NOT_PUBLIC, host=host)
+        self.reason = reason
+
+
+AddressLookup = Callable[[str, int], list[tuple[Any, ...]]]
+
+
+def _getaddrinfo(host: str, port: int) -> list[tuple[Any, ...]]:
+    return socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+
+
+class HostLookups:
+    """Name lookups in threads of their own, at most ``per_firm`` of a firm's at a time.
+
+    A lookup runs in a thread (the resolver blocks), and a thread cannot be stopped: a
+    lookup given up after its timeout holds its thread until the name server answers or
+    the resolver gives up. asyncio's shared pool has a handful of threads, so a firm naming
+    hosts whose name server never answers would soon hold all of them, and every other
+    firm's deliveries and saves would wait behind it. Here a firm's lookups still running,
+    answered or abandoned, count against its own few places only.
+    """
+
+    def __init__(self, *, per_firm: int = 4, threads: int = 64, lookup: AddressLookup = _getaddrinfo) -> None:
+        self._per_firm = per_firm
+        self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="webhook-lookup")
+        self._lookup = lookup
+        self._running: Counter[str] = Counter()
+        self._lock = threading.Lock()
+
+    def running(self, firm: str) -> int:
+        with self._lock:
+            return self._running[firm]
+
+    async def addresses(self, host: str, port: int, *, firm: str, timeout_seconds: float) -> list[tuple[Any, ...]]:
+        with self._lock:
+            if self._running[firm] >= self._per_firm:
+                raise HostNotLookedUp(host, f"{self._running[firm]} earlier lookups of the firm's hosts still running")
+            self._running[firm] += 1
+
+        def lookup() -> list[tuple[Any, ...]]:
+            try:
+                return self._lookup(host, port)
+            finally:
+                with self._lock:
+                    self._running[firm] -= 1
+                    if not self._running[firm]:
+                        del self._running[firm]
+
+        try:
+            async with asyncio.timeout(timeout_seconds):
+                return await asyncio.get_running_loop().run_in_executor(self._executor, lookup)
+        except TimeoutError as error:
+            raise HostNotLookedUp(host, f"no answer within {timeout_seconds:g} s") from error
+        except OSError as error:
+            raise HostNotLookedUp(host, f"{type(error).__name__}: {error}") from error
+
+
+# One per process: the saves and the deliveries of every firm share its threads.
+LOOKUPS = HostLookups()
+
+
 def _is_public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     return address.is_global and not address.is_multicast
 
@@ -160,8 +232,16 @@ def _refused(address: ipaddress.IPv4Address | ipaddress.IPv6Address, *, allow_lo
     return not _is_public(address)
 
 
-async def resolve_target(url: str, *, allow_loopback: bool) -> Target:
-    """The URL checked, and the one address its POST goes to; UnsafeWebhook otherwise."""
+async def resolve_target(
+    url: str,
+    *,
+    allow_loopback: bool,
+    firm: str,
+    timeout_seconds: float,
+    lookups: HostLookups = LOOKUPS,
+) -> Target:
+    """The URL checked, and the one address its POST goes to; UnsafeWebhook otherwise
+    (HostNotLookedUp when the name lookup failed or took longer than ``timeout_seconds``)."""
     parts = _parse(url, allow_loopback=allow_loopback)
     shown = parts.hostname or ""
     port = parts.port or (443 if parts.scheme == "https" else 80)
@@ -170,10 +250,7 @@ async def resolve_target(url: str, *, allow_loopback: bool) -> Target:
         host, addresses = shown, [literal]
     except ValueError:
         host = _ascii_host(shown)
-        try:
-            answers = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        except OSError as error:
-            raise UnsafeWebhook(NOT_PUBLIC, host=shown) from error
+        answers = await lookups.addresses(host, port, firm=firm, timeout_seconds=timeout_seconds)
         addresses = [ipaddress.ip_address(str(answer[4][0]).split("%")[0]) for answer in answers]
     if not addresses or any(_refused(address, allow_loopback=allow_loopback) for address in addresses):
         raise UnsafeWebhook(NOT_PUBLIC, host=shown)
@@ -214,6 +291,8 @@ async def post(
     timestamp: int,
     allow_loopback: bool,
     timeout_seconds: float,
+    firm: str,
+    lookups: HostLookups = LOOKUPS,
 ) -> Attempt:
     """One signed POST; redirects are not followed (a redirect could lead anywhere).
 
@@ -225,7 +304,12 @@ async def post(
     try:
         async with asyncio.timeout(timeout_seconds * 2):
             try:
-                target = await resolve_target(url, allow_loopback=allow_loopback)
+                target = await resolve_target(
+                    url, allow_loopback=allow_loopback, firm=firm, timeout_seconds=timeout_seconds, lookups=lookups
+                )
+            except HostNotLookedUp as error:
+                # A name server's outage passes: tried again, as a receiver that did not answer.
+                return Attempt(Outcome.TRANSIENT, f"the host's name lookup failed: {error.reason}")
             except UnsafeWebhook as error:
                 return Attempt(Outcome.PERMANENT, f"refused: {error}")
             headers = {

@@ -168,6 +168,10 @@ def _checked_condition(fields: AlertRuleFields) -> Condition:
     return condition
 
 
+# How long saving a rule waits for its webhook host's name lookup.
+SAVE_LOOKUP_SECONDS = 5.0
+
+
 async def set_alert_rule(*, session: AsyncSession, command: SetAlertRule, settings: RegistrySettings) -> AlertRuleSaved:
     fields = command.rule
     condition = _checked_condition(fields)
@@ -181,9 +185,16 @@ async def set_alert_rule(*, session: AsyncSession, command: SetAlertRule, settin
                 N_("This hub cannot keep webhook secrets yet: its operator must set HUB_SECRET_KEY"),
                 "webhook_url",
             ) from error
-        # Before the first read: the resolver's answer keeps no transaction waiting.
+        # The transaction is open (the actor was checked), so the lookup is bounded: a host
+        # whose name server never answers holds this command, and the ones queued behind it,
+        # for SAVE_LOOKUP_SECONDS at most.
         try:
-            await webhooks.resolve_target(fields.webhook_url, allow_loopback=settings.alert_webhook_allow_loopback)
+            await webhooks.resolve_target(
+                fields.webhook_url,
+                allow_loopback=settings.alert_webhook_allow_loopback,
+                firm=str(command.firm_id),
+                timeout_seconds=min(SAVE_LOOKUP_SECONDS, settings.alert_webhook_timeout_seconds),
+            )
         except webhooks.UnsafeWebhook as error:
             raise refused(RejectionReason.INVALID, error.message, "webhook_url", **error.values) from error
     accountant = await acting_accountant(session, command.firm_id, command.actor)
