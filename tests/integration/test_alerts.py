@@ -22,8 +22,9 @@ import httpx
 import pytest
 import trustme
 from pydantic import SecretStr
+from sqlalchemy import func
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from sqlmodel import select
+from sqlmodel import col, select
 
 from hub_common.commands import (
     AlertRuleFields,
@@ -62,6 +63,7 @@ from hub_registry import webhooks
 from hub_registry.app import MIGRATIONS, VERSION_TABLE
 from hub_registry.models import (
     Accountant,
+    AlertEpisodeRow,
     AlertFailureRow,
     AlertRuleRow,
     AlertWebhookDelivery,
@@ -892,3 +894,27 @@ async def test_a_removed_colleagues_rules_go_and_a_rule_left_behind_alerts_no_on
         with pytest.raises(CommandRejected):
             await acting_member(session, command)
         await acting_member(session, command.model_copy(update={"actor": registry.actor(registry.owner)}))
+
+
+@pytest.mark.parametrize("database_url", POSTGRESQL_ONLY, indirect=True)
+async def test_a_rule_removed_while_a_snapshot_is_evaluated_leaves_no_alert_open(
+    database_url: str, registry: Registry
+) -> None:
+    """On two replicas at once: the evaluation of a snapshot that breaks the rule, and the
+    rule's removal. Whichever commits first, no episode of the removed rule stays open."""
+    for attempt in range(5):
+        rule_id = await registry.rule(registry.owner, figure="cash", comparison="below", threshold=Decimal(100))
+        await asyncio.gather(
+            registry.snapshot("10.00", T0 + timedelta(hours=attempt + 1)),
+            registry.remove(rule_id),
+        )
+        async with registry.sessions() as session:
+            open_episodes = (
+                await session.execute(
+                    select(func.count())
+                    .select_from(AlertEpisodeRow)
+                    .where(col(AlertEpisodeRow.rule_id) == rule_id, col(AlertEpisodeRow.ended_at).is_(None))
+                )
+            ).scalar_one()
+        assert open_episodes == 0, attempt
+        await registry.snapshot("1000.00", T0 + timedelta(hours=attempt + 1, minutes=30))  # the next one starts clean

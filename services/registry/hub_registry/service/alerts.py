@@ -321,6 +321,11 @@ async def remove_alert_rule(*, session: AsyncSession, command: RemoveAlertRule) 
 
 async def _remove_rule(session: AsyncSession, context: Context, rule: AlertRuleRow, *, now: datetime) -> None:
     """A rule goes with its open alerts and the webhook deliveries not sent yet."""
+    # Locked first (PostgreSQL): an evaluation holding the rule (``_live_rules``) commits the
+    # episode it starts before the open ones are ended here, so that one ends too.
+    await session.refresh(rule, with_for_update=True)
+    if rule.removed_at is not None:
+        return  # removed meanwhile, with its episodes
     await _end_open_episodes(session, context, col(AlertEpisodeRow.rule_id) == rule.id, reason="rule_removed", now=now)
     await _give_up_pending_deliveries(session, rule.id, reason=WEBHOOK_RULE_REMOVED, now=now)
     rule.removed_at = now
@@ -331,17 +336,18 @@ async def _remove_rule(session: AsyncSession, context: Context, rule: AlertRuleR
 async def forget_client(session: AsyncSession, context: Context, client_id: uuid.UUID, *, now: datetime) -> None:
     """A removed client: its open alerts end, and the rules watching only it go with it
     (they could never hold again). Called in the removal's transaction."""
-    await _end_open_episodes(
-        session, context, col(AlertEpisodeRow.client_id) == client_id, reason="client_removed", now=now
-    )
+    # The client's own rules locked before its episodes end, as in ``_remove_rule``.
     rules = list(
         (
             await session.execute(
-                select(AlertRuleRow).where(
-                    col(AlertRuleRow.client_id) == client_id, col(AlertRuleRow.removed_at).is_(None)
-                )
+                select(AlertRuleRow)
+                .where(col(AlertRuleRow.client_id) == client_id, col(AlertRuleRow.removed_at).is_(None))
+                .with_for_update()
             )
         ).scalars()
+    )
+    await _end_open_episodes(
+        session, context, col(AlertEpisodeRow.client_id) == client_id, reason="client_removed", now=now
     )
     for rule in rules:
         await _give_up_pending_deliveries(session, rule.id, reason=WEBHOOK_RULE_REMOVED, now=now)
@@ -485,7 +491,15 @@ async def _give_up_pending_deliveries(session: AsyncSession, rule_id: uuid.UUID,
 async def _live_rules(
     session: AsyncSession, firm_id: uuid.UUID, client_id: uuid.UUID | None = None
 ) -> list[AlertRuleRow]:
-    query = select(AlertRuleRow).where(col(AlertRuleRow.firm_id) == firm_id, col(AlertRuleRow.removed_at).is_(None))
+    """The rules to evaluate, share-locked (PostgreSQL) until the evaluation commits: a rule
+    removed at this instant either waits and then ends the episodes this starts, or is
+    removed first and not evaluated. Without it, an alert started by an evaluation that
+    read the rule just before its removal stayed open for good."""
+    query = (
+        select(AlertRuleRow)
+        .where(col(AlertRuleRow.firm_id) == firm_id, col(AlertRuleRow.removed_at).is_(None))
+        .with_for_update(read=True)
+    )
     if client_id is not None:
         query = query.where((col(AlertRuleRow.client_id).is_(None)) | (col(AlertRuleRow.client_id) == client_id))
     return list((await session.execute(query)).scalars())
