@@ -25,10 +25,12 @@ from hub_common.bus import publish_event
 from hub_common.db import sync_url
 from hub_common.dev_mail import Mail, read_mailbox
 from hub_common.events import (
+    AccountantRemoved,
     Actor,
     AlertDigestDue,
     AlertRaised,
     AlertRecipient,
+    ColleagueInvitationWithdrawn,
     ColleagueInvited,
     DigestEpisode,
     EventData,
@@ -229,6 +231,67 @@ async def test_a_mail_smtp_does_not_take_is_kept_and_sent_once_when_smtp_is_back
         assert len(await _mails(late_sink.folder, email, at_least=2, wait=0)) == 1
         sent = _event_mail_row(database_url, envelope.id)
         assert sent is not None and sent["sent_at"] is not None and sent["last_error"] is None
+    finally:
+        process.stop()
+        if late_sink is not None:
+            late_sink.process.stop()
+
+
+def _removed(email: str) -> AccountantRemoved:
+    return AccountantRemoved(accountant_id=uuid.uuid4(), email=email, removed_by=uuid.uuid4())
+
+
+def _withdrawn(email: str) -> ColleagueInvitationWithdrawn:
+    return ColleagueInvitationWithdrawn(email=email, role=Role.STAFF, withdrawn_by=uuid.uuid4())
+
+
+# A kept mail, and the event after which it must not go.
+NO_LONGER_MAILED: dict[str, tuple[Callable[[str], EventData], Callable[[str], EventData]]] = {
+    "alert to a colleague removed since": (_alert_in_english, _removed),
+    "invitation withdrawn since": (_invited, _withdrawn),
+}
+
+
+@pytest.mark.parametrize("case", NO_LONGER_MAILED)
+async def test_a_kept_mail_that_must_no_longer_go_is_dropped_and_others_still_go(
+    nats_url: str, database_url: str, nats_connection: Client, tmp_path: Path, case: str
+) -> None:
+    """During an SMTP outage an owner removes a colleague (or withdraws an invitation): the
+    alert mail (or invitation) kept for them is not sent when SMTP is back. Another firm's
+    mail to the same address, and the firm's mail to someone else, still go."""
+    mailed, cancelling = NO_LONGER_MAILED[case]
+    js = nats_connection.jetstream()
+    await declare_topology(js)
+    port = free_port()
+    process = _start_invitations(
+        nats_url, database_url, port, tmp_path / "logs", settings={"HUB_MAIL_RETRY_SECONDS": "0.2"}
+    )
+    late_sink: Sink | None = None
+    try:
+        firm, other_firm = uuid.uuid4(), uuid.uuid4()
+        email = f"leaver.{uuid.uuid4().hex[:8]}@alerting-accounting.example"
+        colleague = f"stays.{uuid.uuid4().hex[:8]}@alerting-accounting.example"
+        kept = new_envelope(mailed(email), firm_id=firm, actor=Actor.service("registry"))
+        elsewhere = new_envelope(mailed(email), firm_id=other_firm, actor=Actor.service("registry"))
+        stays = new_envelope(mailed(colleague), firm_id=firm, actor=Actor.service("registry"))
+        for envelope in (kept, elsewhere, stays):
+            await publish_event(js, envelope)
+        deadline = asyncio.get_running_loop().time() + 60
+        while not all(_event_mail_row(database_url, e.id) for e in (kept, elsewhere, stays)):
+            assert asyncio.get_running_loop().time() < deadline, process.log()[-3000:]
+            await asyncio.sleep(0.3)
+        await publish_event(js, new_envelope(cancelling(email), firm_id=firm, actor=Actor.service("registry")))
+        while (_event_mail_row(database_url, kept.id) or {}).get("message") is not None:
+            assert asyncio.get_running_loop().time() < deadline, process.log()[-3000:]
+            await asyncio.sleep(0.3)
+
+        late_sink = _start_sink(tmp_path / "late-mail", tmp_path / "sink-logs", port)
+        await _mails(late_sink.folder, colleague, at_least=1, wait=30)
+        assert len(await _mails(late_sink.folder, email, at_least=1, wait=30)) == 1  # the other firm's
+        await asyncio.sleep(1)  # rounds of the mail loop: time for the dropped one, were it sent
+        assert len(await _mails(late_sink.folder, email, at_least=2, wait=0)) == 1
+        dropped = _event_mail_row(database_url, kept.id)
+        assert dropped is not None and dropped["message"] is None and str(dropped["last_error"]).startswith("not sent")
     finally:
         process.stop()
         if late_sink is not None:

@@ -274,6 +274,9 @@ INVITATIONS_CONSUMER = ConsumerSpec(
         event_subject("*", "ColleagueInvited"),
         event_subject("*", "AlertRaised"),
         event_subject("*", "AlertDigestDue"),
+        # Mail kept through an SMTP outage that must no longer go (hub_invitations.event_mail).
+        event_subject("*", "AccountantRemoved"),
+        event_subject("*", "ColleagueInvitationWithdrawn"),
     ),
     # A mail SMTP does not take is kept and retried by the mail loop, the event acknowledged;
     # one the server refuses for good is dead-lettered for an operator at once.

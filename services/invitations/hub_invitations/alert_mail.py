@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from hub_common.events import AlertDigestDue, AlertRaised, AlertRecipient, Envelope, EventData
 from hub_common.i18n import N_, Translator, language_of, translator
 from hub_common.logging import get_logger
-from hub_invitations.event_mail import event_message_id, send_once
+from hub_invitations.event_mail import ALERT_MAIL, Addressee, event_message_id, send_once
 from hub_invitations.headers import header_text
 from hub_invitations.settings import InvitationsSettings
 
@@ -167,5 +167,7 @@ async def send_alert_mail(
 ) -> None:
     """Send the mail an alert event asks for, once (hub_invitations.event_mail)."""
     message = compose_alert(envelope, settings)
-    if message is not None:
-        await send_once(envelope.id, message, sessions, settings)
+    data = envelope.data
+    if message is not None and isinstance(data, AlertRaised | AlertDigestDue):
+        addressee = Addressee(firm_id=envelope.firm_id, email=data.recipient.email, kind=ALERT_MAIL)
+        await send_once(envelope.id, message, sessions, settings, addressee)

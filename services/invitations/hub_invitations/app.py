@@ -13,7 +13,7 @@ from hub_common import grants
 from hub_common.bus import FASTSTREAM_LOGGER, connection_of, create_broker, jetstream_of
 from hub_common.consumers import Delivery, subscribe
 from hub_common.db import create_engine, migrate, session_factory
-from hub_common.events import ColleagueInvited, Envelope, EventData
+from hub_common.events import AccountantRemoved, ColleagueInvitationWithdrawn, ColleagueInvited, Envelope, EventData
 from hub_common.leadership import LeasedDuties
 from hub_common.logging import configure_logging, get_logger
 from hub_common.nats_permissions import durables_of
@@ -29,6 +29,13 @@ from hub_common.streams import INVITATIONS_CONSUMER, Topology, await_topology
 from hub_common.tracing import configure_tracing
 from hub_invitations.alert_mail import send_alert_mail
 from hub_invitations.colleague_mail import send_colleague_mail
+from hub_invitations.event_mail import (
+    ALERT_MAIL,
+    DROPPED_INVITATION_WITHDRAWN,
+    DROPPED_RECIPIENT_REMOVED,
+    INVITATION_MAIL,
+    drop_unsent_mail,
+)
 from hub_invitations.handlers import register_command_handlers
 from hub_invitations.mailer import InvitationMailer
 from hub_invitations.models import invitations_outbox
@@ -96,8 +103,21 @@ def create_app(settings: InvitationsSettings) -> FastStream:
     register_command_handlers(broker, sessions, duties.notify_relay, mailer, settings, access_removed_at)
 
     async def on_event(envelope: Envelope[EventData], delivery: Delivery) -> None:
-        if isinstance(envelope.data, ColleagueInvited):
+        data = envelope.data
+        if isinstance(data, ColleagueInvited):
             await send_colleague_mail(envelope, sessions, settings)
+        elif isinstance(data, ColleagueInvitationWithdrawn):
+            await drop_unsent_mail(
+                sessions,
+                firm_id=envelope.firm_id,
+                email=data.email,
+                kind=INVITATION_MAIL,
+                reason=DROPPED_INVITATION_WITHDRAWN,
+            )
+        elif isinstance(data, AccountantRemoved):
+            await drop_unsent_mail(
+                sessions, firm_id=envelope.firm_id, email=data.email, kind=ALERT_MAIL, reason=DROPPED_RECIPIENT_REMOVED
+            )
         else:
             await send_alert_mail(envelope, sessions, settings)
 
@@ -106,7 +126,7 @@ def create_app(settings: InvitationsSettings) -> FastStream:
         Topology.from_settings(settings).consumer(INVITATIONS_CONSUMER),
         on_event,
         concurrency=4,
-        title="invitations: mail to invited colleagues and alert mail",
+        title="invitations: mail to invited colleagues and alert mail, and kept mail that must not go",
     )
     return app
 

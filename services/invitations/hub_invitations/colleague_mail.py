@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from hub_common.events import ColleagueInvited, Envelope, EventData, Role
 from hub_common.i18n import N_, language_of, translator
-from hub_invitations.event_mail import event_message_id, send_once
+from hub_invitations.event_mail import INVITATION_MAIL, Addressee, event_message_id, send_once
 from hub_invitations.headers import header_text
 from hub_invitations.settings import InvitationsSettings
 
@@ -57,4 +57,6 @@ async def send_colleague_mail(
     envelope: Envelope[EventData], sessions: async_sessionmaker[AsyncSession], settings: InvitationsSettings
 ) -> None:
     if isinstance(envelope.data, ColleagueInvited):
-        await send_once(envelope.id, compose(envelope.data, settings, event_id=str(envelope.id)), sessions, settings)
+        message = compose(envelope.data, settings, event_id=str(envelope.id))
+        addressee = Addressee(firm_id=envelope.firm_id, email=envelope.data.email, kind=INVITATION_MAIL)
+        await send_once(envelope.id, message, sessions, settings, addressee)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from email import message_from_string
 from email.message import EmailMessage
@@ -43,11 +44,28 @@ def event_message_id(kind: str, event_id: str, settings: InvitationsSettings) ->
     return f"<{kind}-{event_id}@{domain}>"
 
 
+@dataclass(frozen=True)
+class Addressee:
+    """Whose an event's mail is: its firm, its address, and what kind of mail."""
+
+    firm_id: uuid.UUID
+    email: str
+    kind: str  # INVITATION_MAIL or ALERT_MAIL
+
+
+INVITATION_MAIL = "invitation"
+ALERT_MAIL = "alert"
+# Why a kept mail was not sent after all, in its row.
+DROPPED_RECIPIENT_REMOVED = "not sent: its recipient was removed from the firm"
+DROPPED_INVITATION_WITHDRAWN = "not sent: the firm withdrew the invitation"
+
+
 async def _claim(
     sessions: async_sessionmaker[AsyncSession],
     event_id: uuid.UUID,
     message: EmailMessage,
     settings: InvitationsSettings,
+    addressee: Addressee,
 ) -> bool:
     """Whether this delivery is to send the mail now: not sent yet, and nobody else sending
     it. The composed mail is kept with the claim, so the mail loop can send it should this
@@ -59,7 +77,9 @@ async def _claim(
             return False
         if row is not None and row.claimed_until is not None and row.claimed_until > now:
             return False  # another sender holds it; if it fails, the mail loop sends it
-        row = row or EventMail(event_id=event_id)
+        row = row or EventMail(
+            event_id=event_id, firm_id=addressee.firm_id, recipient=addressee.email.lower(), kind=addressee.kind
+        )
         row.claimed_until = now + mail_claim(settings)
         if row.message is None:
             row.message = message.as_string()
@@ -117,15 +137,44 @@ async def send_once(
     message: EmailMessage,
     sessions: async_sessionmaker[AsyncSession],
     settings: InvitationsSettings,
+    addressee: Addressee,
 ) -> None:
     """Send the mail of the event ``event_id``, unless it was sent or is being sent; the
     event is given up (dead-lettered) when the server refuses the mail for good."""
-    if not await _claim(sessions, event_id, message, settings):
+    if not await _claim(sessions, event_id, message, settings, addressee):
         return
     try:
         await _deliver(sessions, event_id, message, settings)
     except MailNotSent as refused:
         raise GiveUp(f"mail refused: {refused}") from refused
+
+
+async def drop_unsent_mail(
+    sessions: async_sessionmaker[AsyncSession], *, firm_id: uuid.UUID, email: str, kind: str, reason: str
+) -> int:
+    """Mail kept through an SMTP outage that must no longer go (its recipient left the firm,
+    or its invitation was withdrawn): settled without sending, its text (the firm's figures,
+    or a way into it) forgotten; how many. One being sent at this instant still goes."""
+    now = datetime.now(UTC)
+    free = col(EventMail.claimed_until).is_(None) | (col(EventMail.claimed_until) <= now)
+    async with transaction(sessions) as session:
+        dropped = await session.execute(
+            update(EventMail)
+            .where(
+                col(EventMail.sent_at).is_(None),
+                col(EventMail.message).is_not(None),
+                free,
+                col(EventMail.firm_id) == firm_id,
+                col(EventMail.recipient) == email.lower(),
+                col(EventMail.kind) == kind,
+            )
+            .values(sent_at=now, message=None, last_error=reason)
+            .execution_options(synchronize_session=False)
+        )
+    count = int(getattr(dropped, "rowcount", 0) or 0)
+    if count:
+        logger.info("kept mail dropped", firm_id=str(firm_id), kind=kind, mails=count, reason=reason)
+    return count
 
 
 async def retry_unsent_event_mails(sessions: async_sessionmaker[AsyncSession], settings: InvitationsSettings) -> int:

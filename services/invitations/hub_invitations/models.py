@@ -101,3 +101,9 @@ class EventMail(SQLModel, table=True):
     message: str | None = Field(default=None, sa_column=Column(Text(), nullable=True))
     attempts: int = 0
     last_error: str | None = Field(default=None, max_length=500)
+    # Whose mail it is, so one kept through an SMTP outage is dropped when it must no longer
+    # go: an alert's to a colleague the firm removed since, a colleague invitation the firm
+    # withdrew since. None for mail kept before these were.
+    firm_id: uuid.UUID | None = None
+    recipient: str | None = Field(default=None, max_length=320)
+    kind: str | None = Field(default=None, max_length=20)
