@@ -9,12 +9,15 @@ import functools
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from playwright.sync_api import Page, expect
 
 from tests.conftest import Sandbox
+from tests.e2e.browser import sign_in
 from tests.e2e.conftest import Hub
 from tests.support.connect import add_connected_client, client_admin
 
@@ -226,3 +229,25 @@ def _finished(api: httpx.Client, test_id: str) -> dict[str, Any] | None:
 def _refreshed(api: httpx.Client, run_id: str) -> dict[str, Any] | None:
     progress: dict[str, Any] = api.get(f"/api/v1/refresh-runs/{run_id}").json()
     return progress if progress["total"] and progress["done"] == progress["total"] else None
+
+
+def test_the_card_shows_an_answer_that_comes_after_the_first_wait(
+    hub: Hub, admin: httpx.Client, page: Page, tmp_path: Path
+) -> None:
+    """BC slow to answer: the test's first answer is "still testing", and the card keeps
+    asking until the real one comes (it gave up after the first ask before)."""
+    replica, replica_url = hub.start_gateway_replica(
+        "gateway-short-wait", tmp_path, {"HUB_CONNECTION_TEST_WAIT_SECONDS": "1"}
+    )
+    try:
+        tenant = _tenant(admin, consented=True)
+        admin.put(f"/tenants/{tenant['id']}/faults", json={"kind": "latency", "latency_ms": 4000}).raise_for_status()
+        sign_in(page, hub, TESTER)
+        page.goto(f"{replica_url}/clients/new")  # the session's cookie holds on every port
+        page.get_by_label("Client URL").fill(_url(tenant))
+        page.get_by_role("button", name="Test Client URL").click()
+        result = page.locator("#test-result")
+        expect(result).to_contain_text("Still testing", timeout=15_000)
+        expect(result).to_contain_text("The hub can read this client", timeout=60_000)
+    finally:
+        replica.stop()

@@ -187,14 +187,15 @@ Hub.start(() => {
     button.textContent = _("Testing…");
     $("test-result").replaceChildren(h("div", { class: "result pending" }, _("Testing the connection to the client's Business Central…")));
     try {
-      let { status, data } = await api("POST", "/api/v1/connection-tests", { client_url: url, client_id: client ? client.client_id : null });
+      let { data } = await api("POST", "/api/v1/connection-tests", { client_url: url, client_id: client ? client.client_id : null });
       showTest(data, url);
       // As long as a fetcher may work on it (the refresh deadline), polled less often after
       // the first minute; then the answer, when it comes, is in Check Errors' history.
       const started = Date.now();
-      while (status === 202 && data.status === "pending" && Date.now() - started < TEST_DEADLINE_MS) {
+      // The POST answers 202 while the test runs, each later GET 200 with its status.
+      while (data.status === "pending" && Date.now() - started < TEST_DEADLINE_MS) {
         await new Promise((resolve) => setTimeout(resolve, Date.now() - started < 60000 ? 1500 : 10000));
-        ({ status, data } = await api("GET", `/api/v1/connection-tests/${data.test_id}`));
+        ({ data } = await api("GET", `/api/v1/connection-tests/${data.test_id}`));
         showTest(data, url);
       }
       if (data.status === "pending") {
