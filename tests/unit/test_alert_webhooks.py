@@ -230,3 +230,30 @@ async def test_a_delivery_whose_host_lookup_fails_is_tried_again_later() -> None
             firm="f",
         )
         assert refused.outcome is Outcome.PERMANENT
+
+
+async def test_a_lookup_given_up_while_it_waited_for_a_thread_gives_its_place_back() -> None:
+    """Every thread busy (a name server's outage): a lookup that times out before a thread
+    took it never runs, and the firm's place comes back at once (it stayed taken for good)."""
+    hung = threading.Event()
+
+    def lookup(host: str, port: int) -> list[tuple[Any, ...]]:
+        hung.wait(30)
+        raise OSError("no answer")
+
+    lookups = HostLookups(per_firm=4, threads=1, lookup=lookup)
+    try:
+        first = asyncio.ensure_future(
+            resolve_target("https://a.example/h", allow_loopback=False, firm="a", timeout_seconds=5, lookups=lookups)
+        )
+        await asyncio.sleep(0.1)  # it holds the one thread
+        for _ in range(2):
+            with pytest.raises(HostNotLookedUp):
+                await resolve_target(
+                    "https://b.example/h", allow_loopback=False, firm="b", timeout_seconds=0.1, lookups=lookups
+                )
+        await asyncio.to_thread(eventually, lambda: lookups.running("b") == 0, "firm b's places back", 2)
+    finally:
+        hung.set()
+    with pytest.raises(HostNotLookedUp):
+        await first

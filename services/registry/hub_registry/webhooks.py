@@ -174,6 +174,12 @@ class HostLookups:
         self._running: Counter[str] = Counter()
         self._lock = threading.Lock()
 
+    def _release(self, firm: str) -> None:
+        with self._lock:
+            self._running[firm] -= 1
+            if not self._running[firm]:
+                del self._running[firm]
+
     def running(self, firm: str) -> int:
         with self._lock:
             return self._running[firm]
@@ -184,18 +190,14 @@ class HostLookups:
                 raise HostNotLookedUp(host, f"{self._running[firm]} earlier lookups of the firm's hosts still running")
             self._running[firm] += 1
 
-        def lookup() -> list[tuple[Any, ...]]:
-            try:
-                return self._lookup(host, port)
-            finally:
-                with self._lock:
-                    self._running[firm] -= 1
-                    if not self._running[firm]:
-                        del self._running[firm]
-
+        # The place is given back when the lookup ends, also one cancelled while it still
+        # waited for a thread (it never runs then, and nothing else would give it back).
+        work = self._executor.submit(self._lookup, host, port)
+        work.add_done_callback(lambda _: self._release(firm))
         try:
             async with asyncio.timeout(timeout_seconds):
-                return await asyncio.get_running_loop().run_in_executor(self._executor, lookup)
+                # Cancelled at the timeout: a lookup still waiting for a thread never starts.
+                return await asyncio.wrap_future(work)
         except TimeoutError as error:
             raise HostNotLookedUp(host, f"no answer within {timeout_seconds:g} s") from error
         except OSError as error:
