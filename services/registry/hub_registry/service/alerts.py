@@ -141,7 +141,9 @@ def _manages_all(accountant: Accountant) -> bool:
 async def _visible_rule(session: AsyncSession, accountant: Accountant, rule_id: uuid.UUID) -> AlertRuleRow:
     """A live rule of the accountant's firm they may manage; anything else is "not found"
     (another firm's rule, or for staff a colleague's, is not theirs to know of)."""
-    row = await session.get(AlertRuleRow, rule_id)
+    # Locked (PostgreSQL): an edit or a removal waits for evaluations holding the rule
+    # (``_live_rules``), so the episodes it ends include the ones they start.
+    row = await session.get(AlertRuleRow, rule_id, with_for_update=True)
     if (
         row is None
         or row.removed_at is not None
@@ -342,6 +344,7 @@ async def forget_client(session: AsyncSession, context: Context, client_id: uuid
             await session.execute(
                 select(AlertRuleRow)
                 .where(col(AlertRuleRow.client_id) == client_id, col(AlertRuleRow.removed_at).is_(None))
+                .order_by(col(AlertRuleRow.id))
                 .with_for_update()
             )
         ).scalars()
@@ -498,6 +501,7 @@ async def _live_rules(
     query = (
         select(AlertRuleRow)
         .where(col(AlertRuleRow.firm_id) == firm_id, col(AlertRuleRow.removed_at).is_(None))
+        .order_by(col(AlertRuleRow.id))  # one lock order on every path
         .with_for_update(read=True)
     )
     if client_id is not None:
@@ -688,6 +692,9 @@ def webhook_body(envelope: Envelope[EventData]) -> str:
 async def on_snapshot(*, session: AsyncSession, snapshot: Envelope[CompanySnapshot]) -> int:
     """Evaluate a company's snapshot against its firm's rules; how many episodes changed."""
     data = snapshot.data
+    # The rules first: every path takes the rules' locks before the failure rows' (a removal
+    # locks the rule, then forgets failures), or two of them could wait on each other.
+    rules = await _live_rules(session, snapshot.firm_id, data.client_id)
     # A successful read ends the company's failure and the client's as a whole, watched or
     # not: a failure row left behind would count from the past for a rule added later. Only
     # a failure from before this read: one from after it (the streams keep no order between
@@ -701,7 +708,6 @@ async def on_snapshot(*, session: AsyncSession, snapshot: Envelope[CompanySnapsh
         )
         .execution_options(synchronize_session=False)
     )
-    rules = await _live_rules(session, snapshot.firm_id, data.client_id)
     if not rules:
         return 0  # the firm watches nothing here: the cheap and common case
     position = await session.get(AlertPositionRow, (data.client_id, data.company_id))
