@@ -57,6 +57,14 @@ SANDBOX = "https://127.0.0.1:8443/bc"
             None,
             "web_client",
         ),
+        # UTS 46 as browsers read names, not IDNA 2003: straße.de is not strasse.de.
+        (
+            "https://businesscentral.dynamics.com/straße.de/Production",
+            "xn--strae-oqa.de",
+            "Production",
+            None,
+            "web_client",
+        ),
         # Copied from a plain-text mail, a quote or the end of a sentence.
         (
             "<https://businesscentral.dynamics.com/contoso.com/Production>",
@@ -186,6 +194,7 @@ def test_bad_urls_say_which_part_is_wrong(url: str, part: str, words: str) -> No
     ("url", "host"),
     [
         ("https://ContosoFamily.bc.dynamics.com/contoso.com/Production?company=X", "contosofamily.bc.dynamics.com"),
+        ("<https://contosofamily.bc.dynamics.com/contoso.com/Production>", "contosofamily.bc.dynamics.com"),
         ("contosofamily.bc.dynamics.com/contoso.com/Production", "contosofamily.bc.dynamics.com"),
         ("https://businesscentral.dynamics.com/contoso.com/Production", None),
         (f"{SANDBOX}/contoso.com/Production", None),

@@ -25,6 +25,8 @@ import uuid
 from dataclasses import dataclass
 from urllib.parse import parse_qs, urlsplit
 
+import idna
+
 from hub_common.events import PARTNER_WEB_CLIENT_HOST_PATTERN
 from hub_common.i18n import N_
 
@@ -69,8 +71,10 @@ def _tenant(segment: str) -> str | None:
     except ValueError:
         pass
     try:
-        domain = segment.lower().encode("idna").decode("ascii")  # müller.de -> xn--mller-kva.de
-    except UnicodeError:
+        # UTS 46 without the transitional mapping, as browsers and registries read names:
+        # straße.de stays xn--strae-oqa.de, not strasse.de (another domain).
+        domain = idna.encode(segment, uts46=True, transitional=False).decode("ascii")
+    except (idna.IDNAError, UnicodeError):
         return None
     return domain if _DOMAIN.match(domain) else None
 
@@ -275,6 +279,6 @@ def parse_client_url(raw: str, *, extra_web_client_bases: tuple[str, ...] = ()) 
 def partner_web_client_host(client_url: str) -> str | None:
     """The web client host of a card's saved Client URL when it is a partner-hosted app's
     (https://{family}.bc.dynamics.com/...), else None."""
-    text = client_url.strip()
+    text = _unwrapped(client_url.strip())
     host = (urlsplit(text if "://" in text else f"https://{text}").hostname or "").lower()
     return host if _PARTNER_HOST.match(host) else None
