@@ -169,5 +169,7 @@ async def send_alert_mail(
     message = compose_alert(envelope, settings)
     data = envelope.data
     if message is not None and isinstance(data, AlertRaised | AlertDigestDue):
-        addressee = Addressee(firm_id=envelope.firm_id, email=data.recipient.email, kind=ALERT_MAIL)
+        addressee = Addressee(
+            firm_id=envelope.firm_id, email=data.recipient.email, kind=ALERT_MAIL, event_at=envelope.occurred_at
+        )
         await send_once(envelope.id, message, sessions, settings, addressee)

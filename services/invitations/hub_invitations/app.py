@@ -106,17 +106,15 @@ def create_app(settings: InvitationsSettings) -> FastStream:
         data = envelope.data
         if isinstance(data, ColleagueInvited):
             await send_colleague_mail(envelope, sessions, settings)
-        elif isinstance(data, ColleagueInvitationWithdrawn):
+        elif isinstance(data, ColleagueInvitationWithdrawn | AccountantRemoved):
+            withdrawn = isinstance(data, ColleagueInvitationWithdrawn)
             await drop_unsent_mail(
                 sessions,
                 firm_id=envelope.firm_id,
                 email=data.email,
-                kind=INVITATION_MAIL,
-                reason=DROPPED_INVITATION_WITHDRAWN,
-            )
-        elif isinstance(data, AccountantRemoved):
-            await drop_unsent_mail(
-                sessions, firm_id=envelope.firm_id, email=data.email, kind=ALERT_MAIL, reason=DROPPED_RECIPIENT_REMOVED
+                kind=INVITATION_MAIL if withdrawn else ALERT_MAIL,
+                reason=DROPPED_INVITATION_WITHDRAWN if withdrawn else DROPPED_RECIPIENT_REMOVED,
+                before=envelope.occurred_at,
             )
         else:
             await send_alert_mail(envelope, sessions, settings)

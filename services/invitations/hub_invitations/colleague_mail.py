@@ -58,5 +58,7 @@ async def send_colleague_mail(
 ) -> None:
     if isinstance(envelope.data, ColleagueInvited):
         message = compose(envelope.data, settings, event_id=str(envelope.id))
-        addressee = Addressee(firm_id=envelope.firm_id, email=envelope.data.email, kind=INVITATION_MAIL)
+        addressee = Addressee(
+            firm_id=envelope.firm_id, email=envelope.data.email, kind=INVITATION_MAIL, event_at=envelope.occurred_at
+        )
         await send_once(envelope.id, message, sessions, settings, addressee)

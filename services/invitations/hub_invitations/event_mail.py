@@ -51,6 +51,9 @@ class Addressee:
     firm_id: uuid.UUID
     email: str
     kind: str  # INVITATION_MAIL or ALERT_MAIL
+    # When the event asking for it happened: only mail of events before a removal or a
+    # withdrawal is dropped by it (the address may have been invited again since).
+    event_at: datetime
 
 
 INVITATION_MAIL = "invitation"
@@ -78,7 +81,11 @@ async def _claim(
         if row is not None and row.claimed_until is not None and row.claimed_until > now:
             return False  # another sender holds it; if it fails, the mail loop sends it
         row = row or EventMail(
-            event_id=event_id, firm_id=addressee.firm_id, recipient=addressee.email.lower(), kind=addressee.kind
+            event_id=event_id,
+            firm_id=addressee.firm_id,
+            recipient=addressee.email.lower(),
+            kind=addressee.kind,
+            event_at=addressee.event_at,
         )
         row.claimed_until = now + mail_claim(settings)
         if row.message is None:
@@ -150,20 +157,27 @@ async def send_once(
 
 
 async def drop_unsent_mail(
-    sessions: async_sessionmaker[AsyncSession], *, firm_id: uuid.UUID, email: str, kind: str, reason: str
+    sessions: async_sessionmaker[AsyncSession],
+    *,
+    firm_id: uuid.UUID,
+    email: str,
+    kind: str,
+    reason: str,
+    before: datetime,
 ) -> int:
     """Mail kept through an SMTP outage that must no longer go (its recipient left the firm,
-    or its invitation was withdrawn): settled without sending, its text (the firm's figures,
-    or a way into it) forgotten; how many. One being sent at this instant still goes."""
+    or its invitation was withdrawn, at ``before``): settled without sending, its text (the
+    firm's figures, or a way into it) forgotten; how many. Mail of events after it (the
+    address invited again, or back in the firm) still goes. One being sent at this instant
+    still goes; should that attempt fail, it is not tried again (the row is settled)."""
     now = datetime.now(UTC)
-    free = col(EventMail.claimed_until).is_(None) | (col(EventMail.claimed_until) <= now)
     async with transaction(sessions) as session:
         dropped = await session.execute(
             update(EventMail)
             .where(
                 col(EventMail.sent_at).is_(None),
                 col(EventMail.message).is_not(None),
-                free,
+                col(EventMail.event_at) <= before,
                 col(EventMail.firm_id) == firm_id,
                 col(EventMail.recipient) == email.lower(),
                 col(EventMail.kind) == kind,

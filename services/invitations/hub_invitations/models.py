@@ -107,3 +107,4 @@ class EventMail(SQLModel, table=True):
     firm_id: uuid.UUID | None = None
     recipient: str | None = Field(default=None, max_length=320)
     kind: str | None = Field(default=None, max_length=20)
+    event_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime(), nullable=True))
