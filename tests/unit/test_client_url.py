@@ -126,6 +126,13 @@ SANDBOX = "https://127.0.0.1:8443/bc"
             "partner_hosted",
         ),
         (
+            f"{SANDBOX}/Production?tenant=cronus-sample.onmicrosoft.com",
+            "cronus-sample.onmicrosoft.com",
+            "Production",
+            None,
+            "sandbox",
+        ),
+        (
             f"{SANDBOX}/cronus-sample.onmicrosoft.com/Production",
             "cronus-sample.onmicrosoft.com",
             "Production",

@@ -234,7 +234,6 @@ def parse_client_url(raw: str, *, extra_web_client_bases: tuple[str, ...] = ()) 
     returned = _sign_in_return(segments, query)
     if returned is not None:
         segments, query = returned
-    segments = _with_tenant_parameter(segments, query)
 
     for base in extra_web_client_bases:
         base_parts = urlsplit(base)
@@ -244,8 +243,11 @@ def parse_client_url(raw: str, *, extra_web_client_bases: tuple[str, ...] = ()) 
             and port == base_parts.port
             and segments[: len(base_segments)] == base_segments
         ):
-            tenant, environment = _tenant_and_environment(segments[len(base_segments) :], base.rstrip("/"))
+            after_base = _with_tenant_parameter(segments[len(base_segments) :], query)
+            tenant, environment = _tenant_and_environment(after_base, base.rstrip("/"))
             return ParsedClientUrl(tenant, environment, _company(query), "sandbox")
+
+    segments = _with_tenant_parameter(segments, query)
 
     if _FINANCIALS_HOST.match(host):
         raise ClientUrlError(
