@@ -145,23 +145,38 @@ async def finish_client_access(request: Request, state: State) -> Response:
     return response
 
 
-@client_access_pages.post("/client-access/withdraw")
-async def withdraw_access(
-    request: Request, state: State, firm_id: Annotated[str, Form(min_length=1, max_length=100)]
-) -> Response:
+def _signed_in_choice(
+    request: Request, state: GatewayState, chosen: str, choose_from_list: str
+) -> tuple[dict[str, Any], uuid.UUID] | Response:
+    """Who of the client's organisation is signed in, and the entry of the page's list they
+    chose; or the page saying what is wrong (``choose_from_list``: a catalogue message)."""
     signed_in = read_sealed_cookie(request, state, ACCESS_COOKIE)
     if signed_in is None:
         return _page(
             request, status.HTTP_400_BAD_REQUEST, error=said(request, N_("Your sign-in has ended; sign in again."))
         )
     try:
-        firm = uuid.UUID(firm_id)
+        return signed_in, uuid.UUID(chosen)
     except ValueError:
-        return _page(request, status.HTTP_400_BAD_REQUEST, error=said(request, N_("Choose a firm from the list.")))
+        return _page(request, status.HTTP_400_BAD_REQUEST, error=said(request, choose_from_list))
+
+
+def _client_person(signed_in: dict[str, Any]) -> Actor:
+    return Actor(kind=ActorKind.CLIENT_ADMIN, id=signed_in["oid"], display_name=signed_in["who"])
+
+
+@client_access_pages.post("/client-access/withdraw")
+async def withdraw_access(
+    request: Request, state: State, firm_id: Annotated[str, Form(min_length=1, max_length=100)]
+) -> Response:
+    chosen = _signed_in_choice(request, state, firm_id, N_("Choose a firm from the list."))
+    if isinstance(chosen, Response):
+        return chosen
+    signed_in, firm = chosen
     command = commands.WithdrawTenantAccess(
         tenant_id=uuid.UUID(signed_in["tenant_id"]),
         firm_id=firm,
-        actor=Actor(kind=ActorKind.CLIENT_ADMIN, id=signed_in["oid"], display_name=signed_in["who"]),
+        actor=_client_person(signed_in),
         correlation_id=request.state.correlation_id,
     )
     try:
@@ -181,21 +196,14 @@ async def withdraw_access(
 async def withdraw_invitation(
     request: Request, state: State, invitation_id: Annotated[str, Form(min_length=1, max_length=100)]
 ) -> Response:
-    signed_in = read_sealed_cookie(request, state, ACCESS_COOKIE)
-    if signed_in is None:
-        return _page(
-            request, status.HTTP_400_BAD_REQUEST, error=said(request, N_("Your sign-in has ended; sign in again."))
-        )
-    try:
-        invitation = uuid.UUID(invitation_id)
-    except ValueError:
-        return _page(
-            request, status.HTTP_400_BAD_REQUEST, error=said(request, N_("Choose an invitation from the list."))
-        )
+    chosen = _signed_in_choice(request, state, invitation_id, N_("Choose an invitation from the list."))
+    if isinstance(chosen, Response):
+        return chosen
+    signed_in, invitation = chosen
     command = commands.WithdrawInvitation(
         tenant_id=uuid.UUID(signed_in["tenant_id"]),
         invitation_id=invitation,
-        actor=Actor(kind=ActorKind.CLIENT_ADMIN, id=signed_in["oid"], display_name=signed_in["who"]),
+        actor=_client_person(signed_in),
         correlation_id=request.state.correlation_id,
     )
     try:
