@@ -251,3 +251,38 @@ def test_the_card_shows_an_answer_that_comes_after_the_first_wait(
         expect(result).to_contain_text("The hub can read this client", timeout=60_000)
     finally:
         replica.stop()
+
+
+def test_a_firm_naming_tenant_after_tenant_runs_out_of_its_own_lookups(hub: Hub) -> None:
+    """Entra throttles the hub's one address for every firm: a firm may have it asked about
+    100 tenants an hour (the default), by Test Client URL and card saves together."""
+    prober = hub.client("lena@tailspin-advisors.example")
+    for n in range(100):
+        card = {
+            "name": f"Probe {n}",
+            "client_url": f"https://businesscentral.dynamics.com/probe-{n}.example/Production",
+        }
+        saved = prober.post("/api/v1/clients", json=card)
+        assert saved.status_code == 422 and "check the tenant" in saved.json()["detail"]["message"], saved.text[:300]
+    for answer in (
+        prober.post(
+            "/api/v1/connection-tests",
+            json={"client_url": "https://businesscentral.dynamics.com/probe-x.example/Production"},
+        ),
+        prober.post(
+            "/api/v1/clients",
+            json={"name": "Probe", "client_url": "https://businesscentral.dynamics.com/probe-y.example/Production"},
+        ),
+    ):
+        assert answer.status_code == 429, answer.text[:300]
+        detail = answer.json()["detail"]
+        assert detail["field"] == "client_url"
+        assert "about 100 tenants for your firm in the last hour" in detail["message"]
+        assert "try again in 60 minutes" in detail["message"] or "try again in 59 minutes" in detail["message"]
+    # A firm's allowance is its own.
+    assert (
+        _test(
+            hub, "https://businesscentral.dynamics.com/probe-x.example/Production", "max@tailspin-audit.example"
+        ).json()["status"]
+        == "failed"
+    )

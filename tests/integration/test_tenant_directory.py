@@ -4,9 +4,13 @@ fault and said so; asking again would not help."""
 
 from __future__ import annotations
 
+import uuid
+
+import httpx
 import pytest
 
-from hub_common.entra import TenantDirectory, TenantNotFound
+from hub_common import entra
+from hub_common.entra import LookupsSpent, TenantDirectory, TenantNotFound
 from tests.conftest import Sandbox
 
 SAMPLE_DOMAIN = "cronus-sample.onmicrosoft.com"
@@ -32,3 +36,45 @@ async def test_a_tenant_entra_refuses_is_the_urls_fault_not_a_passing_outage(
     with pytest.raises(TenantNotFound) as refused:
         await tenant_directory.resolve(reference)
     assert words in str(refused.value)
+
+
+async def test_each_firm_has_entra_asked_about_a_limited_number_of_tenants_an_hour(sandbox: Sandbox) -> None:
+    """Entra throttles the hub's one address and app for every firm at once: one firm
+    naming tenant after tenant must run out of its own allowance first."""
+    firm, other_firm = uuid.uuid4(), uuid.uuid4()
+    async with httpx.AsyncClient(verify=sandbox.tls()) as http:
+        directory = TenantDirectory(
+            authority_base=sandbox.base_url, http=http, timeout_seconds=10, lookups_per_firm_per_hour=2
+        )
+        sample_id = await directory.resolve(SAMPLE_DOMAIN)  # the hub's own lookups are not counted
+        # Entra's "no such tenant" took a lookup as much as a found tenant does.
+        with pytest.raises(TenantNotFound):
+            await directory.resolve("nobody-1.onmicrosoft.com", firm_id=firm)
+        with pytest.raises(TenantNotFound):
+            await directory.resolve("nobody-2.onmicrosoft.com", firm_id=firm)
+        with pytest.raises(LookupsSpent) as spent:
+            await directory.resolve("nobody-3.onmicrosoft.com", firm_id=firm)
+        assert spent.value.allowance == 2
+        assert 3500 < spent.value.retry_after_seconds <= 3600
+        # An answer the hub already has asks Entra nothing, so it is still given...
+        assert await directory.resolve(SAMPLE_DOMAIN.upper(), firm_id=firm) == sample_id
+        # ...and another firm's allowance is its own.
+        with pytest.raises(TenantNotFound):
+            await directory.resolve("nobody-3.onmicrosoft.com", firm_id=other_firm)
+
+
+async def test_the_directory_forgets_its_oldest_answers_beyond_its_size(
+    sandbox: Sandbox, sandbox_tenant_domains: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(entra, "MAX_KNOWN_TENANTS", 1)
+    firm = uuid.uuid4()
+    first, second = sandbox_tenant_domains[:2]
+    async with httpx.AsyncClient(verify=sandbox.tls()) as http:
+        directory = TenantDirectory(
+            authority_base=sandbox.base_url, http=http, timeout_seconds=10, lookups_per_firm_per_hour=2
+        )
+        await directory.resolve(first, firm_id=firm)
+        await directory.resolve(second, firm_id=firm)
+        assert await directory.resolve(second, firm_id=firm)  # kept: the newest answer
+        with pytest.raises(LookupsSpent):
+            await directory.resolve(first, firm_id=firm)  # forgotten, so Entra would be asked again

@@ -12,6 +12,7 @@ import asyncio
 import re
 import time
 import uuid
+from collections import deque
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -144,28 +145,64 @@ class DirectoryUnavailable(RuntimeError):
     """Entra did not give a usable answer; asking again later may work."""
 
 
+class LookupsSpent(RuntimeError):
+    """A firm had the directory ask Entra about as many new tenants as it may in an hour."""
+
+    def __init__(self, allowance: int, retry_after_seconds: float) -> None:
+        super().__init__(f"{allowance} tenant lookups in the last hour")
+        self.allowance = allowance
+        self.retry_after_seconds = retry_after_seconds
+
+
+# Each firm's lookups are counted over this window.
+LOOKUP_WINDOW_SECONDS = 3600.0
+# Answers kept at most: a firm naming one new real tenant after another must not grow the
+# process for ever (a full cache forgets its oldest answers first).
+MAX_KNOWN_TENANTS = 20_000
+
+
 class TenantDirectory:
     """Resolves a tenant's domain (or id) to its directory id through OIDC discovery.
 
     A client is keyed on its tenant's id, not on how the Client URL spelled it, so
     ``contoso.onmicrosoft.com`` and its GUID are one client. Only the configured authority
     is asked, so no Client URL can point the hub at another host.
+
+    Entra answers every firm's lookups from the hub's one address and app, and throttles
+    them together: a firm that names tenant after tenant (Test Client URL, card saves) would
+    get the hub throttled for every firm. So each firm may have Entra asked about at most
+    ``lookups_per_firm_per_hour`` tenants an hour in this process; answers already known do
+    not count.
     """
 
     def __init__(
-        self, *, authority_base: str, http: httpx.AsyncClient, timeout_seconds: float, cache_seconds: float = 3600
+        self,
+        *,
+        authority_base: str,
+        http: httpx.AsyncClient,
+        timeout_seconds: float,
+        cache_seconds: float = 3600,
+        lookups_per_firm_per_hour: int = 100,
     ) -> None:
         self._authority_base = authority_base.rstrip("/")
         self._http = http
         self._timeout_seconds = timeout_seconds
         self._cache_seconds = cache_seconds
         self._known: dict[str, tuple[float, uuid.UUID]] = {}
+        self._allowance = lookups_per_firm_per_hour
+        # firm -> when it had Entra asked, oldest first (time.monotonic()), within the window.
+        self._lookups: dict[uuid.UUID, deque[float]] = {}
+        self._firms_at_last_sweep = 0
 
-    async def resolve(self, tenant: str) -> uuid.UUID:
+    async def resolve(self, tenant: str, *, firm_id: uuid.UUID | None = None) -> uuid.UUID:
+        """The tenant's id; ``firm_id`` is the firm asking (None for the hub itself), whose
+        allowance a question to Entra takes one of, or :class:`LookupsSpent`."""
         reference = tenant.strip().casefold()
         cached = self._known.get(reference)
         if cached is not None and cached[0] > time.monotonic():
             return cached[1]
+        if firm_id is not None:
+            self._count_lookup(firm_id)
         url = f"{self._authority_base}/{reference}/v2.0/.well-known/openid-configuration"
         try:
             async with asyncio.timeout(self._timeout_seconds):
@@ -191,8 +228,32 @@ class TenantDirectory:
         if tenant_id is None:
             # Only common/organizations/consumers answer with a template issuer: not one tenant.
             raise TenantNotFound(f"{tenant!r} is not one client tenant")
-        self._known[reference] = (time.monotonic() + self._cache_seconds, tenant_id)
+        self._remember(reference, tenant_id)
         return tenant_id
+
+    def _count_lookup(self, firm_id: uuid.UUID) -> None:
+        now = time.monotonic()
+        asked = self._lookups.setdefault(firm_id, deque())
+        while asked and now - asked[0] >= LOOKUP_WINDOW_SECONDS:
+            asked.popleft()
+        if len(asked) >= self._allowance:
+            raise LookupsSpent(self._allowance, LOOKUP_WINDOW_SECONDS - (now - asked[0]))
+        asked.append(now)
+        # Firms whose window emptied are forgotten now and then, so the map holds the firms
+        # of the last hour, not every firm the process ever served.
+        if len(self._lookups) > max(1_000, 2 * self._firms_at_last_sweep):
+            self._lookups = {
+                firm: times for firm, times in self._lookups.items() if now - times[-1] < LOOKUP_WINDOW_SECONDS
+            }
+            self._firms_at_last_sweep = len(self._lookups)
+
+    def _remember(self, reference: str, tenant_id: uuid.UUID) -> None:
+        self._known.pop(reference, None)
+        self._known[reference] = (time.monotonic() + self._cache_seconds, tenant_id)
+        if len(self._known) > MAX_KNOWN_TENANTS:
+            # Dicts keep insertion order and an answer is inserted again when renewed: the
+            # first one is the oldest.
+            del self._known[next(iter(self._known))]
 
 
 def _tenant_of_issuer(issuer: object) -> uuid.UUID | None:

@@ -80,6 +80,7 @@ def create_app(settings: RegistrySettings) -> FastStream:
         authority_base=settings.entra_authority,
         http=http,
         timeout_seconds=settings.entra_discovery_timeout_seconds,
+        lookups_per_firm_per_hour=settings.tenant_lookups_per_firm_per_hour,
     )
     duties = LeasedDuties(LEASE_ROLE, service_name=settings.service_name, lease_seconds=settings.leader_lease_seconds)
 

@@ -40,6 +40,10 @@ class RegistrySettings(HubSettings):
     colleague_invitation_days: int = Field(default=30, ge=1, le=365)
     # How long resolving a tenant's domain to its id (Entra's OIDC discovery) may take.
     entra_discovery_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
+    # Entra answers every firm's tenant lookups (a Client URL tested or saved) from the hub's
+    # one address and throttles them together: each firm may have it asked about at most this
+    # many tenants it has not asked about within the hour, per registry process.
+    tenant_lookups_per_firm_per_hour: int = Field(default=100, ge=1, le=100_000)
     # Alerts (hub_registry.service.alerts): how often the lease holder looks for rules on
     # time ("failing for more than Z hours") and for daily digests that are due.
     alert_check_seconds: float = Field(default=60.0, gt=0, le=3600)

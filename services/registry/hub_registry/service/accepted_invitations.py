@@ -42,7 +42,7 @@ async def accept_invitation(
     # it is the directory id already: Entra, which may be away, is not asked again (an
     # acceptance that waited for it could run out of deliveries and be lost).
     known_tenant_id = _tenant_id(data.tenant)
-    tenant_id = known_tenant_id or await resolve_tenant(directory, data.tenant)
+    tenant_id = known_tenant_id or await resolve_tenant(directory, data.tenant, asking_firm=None)
     if data.invited_at is not None and await _removed_since(session, accepted.firm_id, tenant_id, data.invited_at):
         # The invitations service refuses such an acceptance; this one crossed the
         # withdrawal on its way here.

@@ -25,7 +25,7 @@ from hub_common.commands import (
     UpdateClient,
     refused,
 )
-from hub_common.entra import DirectoryUnavailable, TenantDirectory, TenantNotFound
+from hub_common.entra import DirectoryUnavailable, LookupsSpent, TenantDirectory, TenantNotFound
 from hub_common.events import (
     ClientAdded,
     ClientCard,
@@ -52,6 +52,7 @@ from hub_registry.service.shared import (
     client_connection,
     emit,
     live_client,
+    lookups_spent,
     parse_url,
     parsed_connection,
     resolve_tenant,
@@ -153,7 +154,7 @@ async def insert_client(
     # What the card alone can refuse first: asking Entra is the slow part.
     _check_time_zone(card.time_zone)
     await _check_assignee(session, context.firm_id, card)
-    tenant_id = known_tenant_id or await resolve_tenant(directory, parsed.tenant)
+    tenant_id = known_tenant_id or await resolve_tenant(directory, parsed.tenant, asking_firm=context.firm_id)
     await _check_unique(session, context.firm_id, parsed, tenant_id, except_id=None)
     client = Client(
         id=client_id or uuid.uuid4(),
@@ -209,7 +210,7 @@ async def update_client(
     parsed = parse_url(command.card.client_url, settings)
     _check_time_zone(command.card.time_zone)
     await _check_assignee(session, command.firm_id, command.card)
-    tenant_id = await resolve_tenant(directory, parsed.tenant)
+    tenant_id = await resolve_tenant(directory, parsed.tenant, asking_firm=command.firm_id)
     moved = tenant_id != client.tenant_id or parsed.environment.lower() != client.environment.lower()
     if moved:
         # Only a card that moves to another tenant or environment can clash; cards that
@@ -337,7 +338,9 @@ async def test_connection(
     parsed = parse_url(command.client_url, settings)
     test_id = uuid.uuid4()
     try:
-        tenant_id = await directory.resolve(parsed.tenant)
+        tenant_id = await directory.resolve(parsed.tenant, firm_id=command.firm_id)
+    except LookupsSpent as spent:
+        raise lookups_spent(spent) from spent
     except TenantNotFound as error:
         # Entra answered the test already: record the outcome like any failed test, so it
         # shows in Check Errors with Entra's words, and no fetcher needs to ask again.

@@ -202,12 +202,13 @@ async def ensure_accountant(
         service_context = Context(firm.id, SERVICE_ACTOR, command.correlation_id)
         sample_tenant = parse_url(card.client_url, settings).tenant
         sample_client_id = uuid.uuid4()
+        sample_tenant_id = await resolve_tenant(directory, sample_tenant, asking_firm=None)
         # The sample tenant is the operator's own demo tenant, granted to every firm; the
         # grant goes first so the fetchers know of it before the ClientAdded is published.
         await grant_access(
             session,
             service_context,
-            tenant_id=await resolve_tenant(directory, sample_tenant),
+            tenant_id=sample_tenant_id,
             tenant=sample_tenant,
             method=GrantMethod.SAMPLE,
             client_id=sample_client_id,
@@ -222,6 +223,7 @@ async def ensure_accountant(
             settings=settings,
             directory=directory,
             client_id=sample_client_id,
+            known_tenant_id=sample_tenant_id,
         )
     return _identity(accountant, created=True)
 

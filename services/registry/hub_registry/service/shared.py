@@ -8,6 +8,7 @@ Every state change appends its event to the outbox in the same transaction
 from __future__ import annotations
 
 import json
+import math
 import uuid
 from dataclasses import dataclass
 
@@ -17,7 +18,7 @@ from sqlmodel import col, select
 
 from hub_common import outbox
 from hub_common.commands import FirmCommand, RejectionReason, refused
-from hub_common.entra import DirectoryUnavailable, TenantDirectory, TenantNotFound
+from hub_common.entra import DirectoryUnavailable, LookupsSpent, TenantDirectory, TenantNotFound
 from hub_common.events import Actor, ActorKind, ClientConnection, Envelope, EventData, new_envelope
 from hub_common.i18n import N_
 from hub_registry.domain.client_url import ClientUrlError, ParsedClientUrl, parse_client_url, partner_web_client_host
@@ -75,10 +76,30 @@ async def emit(session: AsyncSession, context: Context, data: EventData) -> Enve
     return envelope
 
 
-async def resolve_tenant(directory: TenantDirectory, tenant: str) -> uuid.UUID:
-    """The tenant's directory id; the Client URL is still never fetched, only Entra is asked."""
+def lookups_spent(spent: LookupsSpent) -> Exception:
+    return refused(
+        RejectionReason.RATE_LIMITED,
+        N_(
+            "The hub asked Microsoft Entra ID about %(count)s tenants for your firm in the last hour, the most it"
+            " asks for one firm; try again in %(minutes)s minutes."
+        ),
+        "client_url",
+        count=spent.allowance,
+        minutes=max(1, math.ceil(spent.retry_after_seconds / 60)),
+    )
+
+
+async def resolve_tenant(directory: TenantDirectory, tenant: str, *, asking_firm: uuid.UUID | None) -> uuid.UUID:
+    """The tenant's directory id; the Client URL is still never fetched, only Entra is asked.
+
+    A question an accountant's card makes Entra answer takes one of their firm's hourly
+    lookups (``asking_firm``); the hub's own (the sample client, an invitation's tenant,
+    None) does not.
+    """
     try:
-        return await directory.resolve(tenant)
+        return await directory.resolve(tenant, firm_id=asking_firm)
+    except LookupsSpent as spent:
+        raise lookups_spent(spent) from spent
     except TenantNotFound as error:
         # Entra's answer stays as it is (technical, English); what to do is said in the reader's language.
         check = N_("%(reason)s; check the tenant in the Client URL")
