@@ -183,6 +183,15 @@ def test_a_rule_crossing_sends_one_mail_and_one_signed_webhook_per_episode(
     [shown] = eventually(lambda: api.get("/api/v1/alerts").json()["alerts"], "the open alert", timeout=15)
     assert (shown["rule_id"], shown["company_id"], Decimal(shown["value"])) == (rule_id, company_id, cash)
     assert shown["ended_at"] is None
+    marked = api.get("/api/v1/alerts/markers", params={"client_id": client_id}).json()
+    assert marked["open_total"] == 1
+    assert [(m["company_id"], m["count"], m["rule_names"]) for m in marked["markers"]] == [
+        (company_id, 1, ["Cash running low"])
+    ]
+    # At most 100 clients a request, each a client id.
+    too_many = api.get("/api/v1/alerts/markers", params={"client_id": [str(uuid.uuid4()) for _ in range(101)]})
+    assert too_many.status_code == 422, too_many.text[:300]
+    assert api.get("/api/v1/alerts/markers", params={"client_id": "nope"}).status_code == 422
 
     # Another snapshot while the rule still holds: the same episode, nothing sent.
     as_of = _refreshed(api, client_id, company_id, as_of)

@@ -85,7 +85,7 @@ def test_an_alert_raised_while_the_page_reads_the_alerts_is_marked(page: Page, h
         time.sleep(2)
         route.fulfill(response=answer)
 
-    page.route(re.compile(r"/api/v1/alerts\?status=open"), held_back)
+    page.route(re.compile(r"/api/v1/alerts/markers"), held_back)
     rule = {"name": "Any cash", "client_id": connected.client_id, "figure": "cash", "comparison": "below"}
     created = api.post("/api/v1/alert-rules", json={**rule, "threshold": "1000000000000"})
     assert created.status_code == 201, created.text

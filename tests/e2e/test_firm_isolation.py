@@ -216,6 +216,10 @@ CASES: dict[str, tuple[Probe, int | None]] = {
     "GET /api/v1/refresh-schedule": (lambda api, v: api.get("/api/v1/refresh-schedule"), None),
     "GET /api/v1/alert-rules": (lambda api, v: api.get("/api/v1/alert-rules"), None),
     "GET /api/v1/alerts": (lambda api, v: api.get("/api/v1/alerts?status=all"), None),
+    "GET /api/v1/alerts/markers": (
+        lambda api, v: api.get("/api/v1/alerts/markers", params={"client_id": v.client_id}),
+        None,
+    ),
     "POST /api/v1/alert-rules": (
         lambda api, v: api.post("/api/v1/alert-rules", json={**ALERT_RULE, "client_id": v.client_id}),
         404,

@@ -69,6 +69,7 @@ MATRIX: dict[str, tuple[str, Call]] = {
     # Alert rules: everyone their own; owners and admins every rule of the firm (test_alerts.py).
     "GET /api/v1/alert-rules": (EVERYONE, lambda api: api.get("/api/v1/alert-rules")),
     "GET /api/v1/alerts": (EVERYONE, lambda api: api.get("/api/v1/alerts?status=all")),
+    "GET /api/v1/alerts/markers": (EVERYONE, lambda api: api.get("/api/v1/alerts/markers")),
     "POST /api/v1/alert-rules": (
         EVERYONE,
         lambda api: api.post(

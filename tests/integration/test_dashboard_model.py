@@ -16,6 +16,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from hub_common.db import transaction
 from hub_common.events import (
+    AlertRaised,
+    AlertRecipient,
+    AlertResolved,
     CashFigure,
     ClientAdded,
     ClientCard,
@@ -38,6 +41,7 @@ from hub_common.events import (
 from hub_common.streams import EVENTS_STREAM, SNAPSHOTS_STREAM
 from hub_gateway.accounts import preferences
 from hub_gateway.accounts.models import PreferencesRow, SavedViewRow
+from hub_gateway.alerts import queries as alerts_queries
 from hub_gateway.auth import Principal
 from hub_gateway.check_errors import queries as check_errors_queries
 from hub_gateway.company_details import queries as company_details_queries
@@ -518,3 +522,62 @@ async def test_views_saved_at_once_stop_at_the_limit(fresh_model: Callable[[], A
     assert saved.count(True) == 1
     async with sessions() as session:
         assert len(await preferences.saved_views(session, principal)) == preferences.MAX_VIEWS_PER_ACCOUNTANT
+
+
+def _raised(client_id: uuid.UUID, company_id: uuid.UUID | None, rule_name: str, minutes: int) -> AlertRaised:
+    return AlertRaised(
+        episode_id=uuid.uuid4(),
+        rule_id=uuid.uuid4(),
+        rule_name=rule_name,
+        client_id=client_id,
+        client_name="Client",
+        company_id=company_id,
+        company_name=None if company_id is None else "Company",
+        figure="cash",
+        comparison="below",
+        threshold=Decimal("100"),
+        value=Decimal("20.00"),
+        currency_code="EUR",
+        started_at=NOW - timedelta(hours=2) + timedelta(minutes=minutes),
+        recipient=AlertRecipient(accountant_id=uuid.uuid4(), email="owner@example.com", display_name="Owner"),
+        email=False,
+    )
+
+
+async def test_alert_markers_count_every_open_alert_of_the_asked_clients(fresh_model: Callable[[], Any]) -> None:
+    """The dashboard marked rows from the firm's newest 500 open alerts: beyond them rows
+    went unmarked and the count above the table said 500."""
+    sessions = await fresh_model()
+    log = Log()
+    busy, quiet, unasked = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    company = uuid.uuid4()
+    for n in range(520):
+        log.add(_raised(busy, company, f"Rule {n}", n))
+    log.add(_raised(busy, None, "Whole client", 0))
+    log.add(_raised(unasked, uuid.uuid4(), "Elsewhere", 0))
+    ended = log.add(_raised(quiet, company, "Ended", 0)).data
+    log.add(
+        AlertResolved(
+            episode_id=ended.episode_id,
+            rule_id=ended.rule_id,
+            client_id=quiet,
+            company_id=company,
+            value=Decimal("200.00"),
+            ended_at=NOW,
+            reason="no_longer_holds",
+        )
+    )
+    log.add(_raised(busy, company, "Another firm's", 0), firm=OTHER_FIRM)
+    await _apply(sessions, log.items)
+    async with sessions() as session:
+        marked = await alerts_queries.alert_markers(session, firm_id=FIRM, client_ids=[busy, quiet])
+    assert marked.open_total == 522
+    by_place = {(marker.client_id, marker.company_id): marker for marker in marked.markers}
+    assert set(by_place) == {(busy, company), (busy, None)}
+    assert by_place[busy, company].count == 520
+    assert by_place[busy, company].rule_names == [f"Rule {n}" for n in range(519, 509, -1)]
+    assert by_place[busy, None].count == 1 and by_place[busy, None].rule_names == ["Whole client"]
+    async with sessions() as session:
+        assert (await alerts_queries.alert_markers(session, firm_id=OTHER_FIRM, client_ids=[busy])).open_total == 1
+        nothing_asked = await alerts_queries.alert_markers(session, firm_id=FIRM, client_ids=[])
+    assert nothing_asked.open_total == 522 and nothing_asked.markers == []

@@ -15,7 +15,7 @@ from fastapi import status as http_status
 
 from hub_common import commands
 from hub_gateway.alerts import queries
-from hub_gateway.alerts.queries import Alerts, AlertStatus
+from hub_gateway.alerts.queries import AlertMarkers, Alerts, AlertStatus
 from hub_gateway.dependencies import CurrentPrincipal, Session, State, accountant_actor, feature_api, send_command
 from hub_gateway.languages import request_language
 
@@ -32,6 +32,18 @@ async def recent_alerts(
     """The alerts of the firm's rules, newest first: ``open`` (the rule still holds) or
     ``all`` (ended ones too, with when and why). Every accountant of the firm sees them."""
     return await queries.alerts(session, firm_id=principal.firm_id, status=status, limit=limit)
+
+
+@alerts_api.get("/alerts/markers")
+async def alert_markers(
+    principal: CurrentPrincipal,
+    session: Session,
+    client_id: Annotated[list[uuid.UUID], Query(max_length=100)] = [],  # noqa: B006 (FastAPI copies it)
+) -> AlertMarkers:
+    """What the dashboard marks: how many alerts are open in the firm, and for each company
+    of the given clients (at most 100 a request) how many are open and the newest rules'
+    names. A marker without ``company_id`` is about the client as a whole."""
+    return await queries.alert_markers(session, firm_id=principal.firm_id, client_ids=client_id)
 
 
 @alerts_api.get("/alert-rules")

@@ -8,6 +8,8 @@ from decimal import Decimal
 from typing import Literal
 
 from pydantic import BaseModel
+from sqlalchemy import ColumnElement, func
+from sqlalchemy import select as sql_select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
@@ -87,3 +89,65 @@ async def alerts(session: AsyncSession, *, firm_id: uuid.UUID, status: AlertStat
             for row in rows
         ]
     )
+
+
+# The rules a row's marker names, newest first; its count covers them all.
+MARKER_RULE_NAMES = 10
+
+
+class AlertMarker(BaseModel):
+    """The open alerts of one company, or of a client as a whole (``company_id`` None)."""
+
+    client_id: uuid.UUID
+    company_id: uuid.UUID | None
+    count: int
+    rule_names: list[str]
+
+
+class AlertMarkers(BaseModel):
+    open_total: int
+    markers: list[AlertMarker]
+
+
+def _open(firm_id: uuid.UUID) -> list[ColumnElement[bool]]:
+    return [
+        col(AlertRow.firm_id) == firm_id,
+        col(AlertRow.started_at).is_not(None),
+        col(AlertRow.ended_at).is_(None),
+    ]
+
+
+async def alert_markers(session: AsyncSession, *, firm_id: uuid.UUID, client_ids: list[uuid.UUID]) -> AlertMarkers:
+    """How many alerts are open in the whole firm, and for the given clients' companies
+    each: however many there are, counted in the database."""
+    total = (await session.execute(select(func.count()).select_from(AlertRow).where(*_open(firm_id)))).scalar_one()
+    if not client_ids:
+        return AlertMarkers(open_total=total, markers=[])
+    place = (col(AlertRow.client_id), col(AlertRow.company_id))
+    # SQLAlchemy's own select: sqlmodel's typed one takes at most four columns.
+    ranked = (
+        sql_select(
+            col(AlertRow.client_id),
+            col(AlertRow.company_id),
+            col(AlertRow.rule_name),
+            func.row_number()
+            .over(partition_by=place, order_by=(col(AlertRow.started_at).desc(), col(AlertRow.episode_id)))
+            .label("newest"),
+            func.count().over(partition_by=place).label("open_here"),
+        )
+        .where(*_open(firm_id), col(AlertRow.client_id).in_(client_ids))
+        .subquery()
+    )
+    rows = await session.execute(
+        select(ranked.c.client_id, ranked.c.company_id, ranked.c.rule_name, ranked.c.open_here)
+        .where(ranked.c.newest <= MARKER_RULE_NAMES)
+        .order_by(ranked.c.client_id, ranked.c.company_id, ranked.c.newest)
+    )
+    markers: dict[tuple[uuid.UUID, uuid.UUID | None], AlertMarker] = {}
+    for client_id, company_id, rule_name, open_here in rows:
+        marker = markers.setdefault(
+            (client_id, company_id),
+            AlertMarker(client_id=client_id, company_id=company_id, count=open_here, rule_names=[]),
+        )
+        marker.rule_names.append(rule_name)
+    return AlertMarkers(open_total=total, markers=list(markers.values()))

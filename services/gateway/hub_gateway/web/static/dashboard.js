@@ -52,23 +52,28 @@ Hub.start(() => {
   const keyOf = (row) => `${row.client_id}/${row.company_id || ""}`;
 
   // ------------------------------------------------------------------ alerts
-  // The firm's open alerts (GET /api/v1/alerts), marked on their rows and counted above the
-  // table; read again whenever the live stream says rows changed (a raised alert is such a
-  // change). An alert about a client as a whole marks every row of the client.
-  let openAlerts = [];
-  function alertsOf(row) {
-    return openAlerts.filter((alert) => alert.client_id === row.client_id && (!alert.company_id || alert.company_id === row.company_id));
+  // The firm's open alerts, counted above the table, and those of the page's clients, marked
+  // on their rows (GET /api/v1/alerts/markers, counted in the database however many there
+  // are); read again whenever the live stream says rows changed (a raised alert is such a
+  // change) and with every page. An alert about a client as a whole marks every row of it.
+  let openTotal = 0;
+  let markers = [];
+  const MARKER_CLIENTS_PER_READ = 100;
+  function markersOf(row) {
+    return markers.filter((marker) => marker.client_id === row.client_id && (!marker.company_id || marker.company_id === row.company_id));
   }
   function alertMarker(row) {
-    const alerts = alertsOf(row);
-    if (!alerts.length) return null;
-    const text = ngettext("%(count)s open alert: %(rules)s", "%(count)s open alerts: %(rules)s", alerts.length, { rules: Hub.quotedList(alerts.map((alert) => alert.rule_name)) });
-    return h("a", { class: "alert-marker", href: "/alerts", title: text, "aria-label": text, dataset: { alerts: String(alerts.length) } }, "!");
+    const found = markersOf(row);
+    const count = found.reduce((sum, marker) => sum + marker.count, 0);
+    if (!count) return null;
+    const names = [...new Set(found.flatMap((marker) => marker.rule_names))];
+    const text = ngettext("%(count)s open alert: %(rules)s", "%(count)s open alerts: %(rules)s", count, { rules: Hub.quotedList(names) + (names.length < count ? " …" : "") });
+    return h("a", { class: "alert-marker", href: "/alerts", title: text, "aria-label": text, dataset: { alerts: String(count) } }, "!");
   }
   function markAlerts() {
     const note = $("alerts-note");
-    note.hidden = openAlerts.length === 0;
-    note.replaceChildren(h("a", { href: "/alerts" }, ngettext("%(count)s open alert", "%(count)s open alerts", openAlerts.length)));
+    note.hidden = openTotal === 0;
+    note.replaceChildren(h("a", { href: "/alerts" }, ngettext("%(count)s open alert", "%(count)s open alerts", openTotal)));
     if (!state.page) return;
     for (const row of state.page.rows) {
       const cell = document.querySelector(`tr[data-key="${CSS.escape(keyOf(row))}"] td.client-cell`);
@@ -81,8 +86,17 @@ Hub.start(() => {
   // An alert raised just after the snapshot whose change started a read may be missing from
   // its answer, and no further change may come: serial reads read once more after it.
   const loadAlerts = Hub.serialReads(async () => {
+    const clientIds = state.page ? [...new Set(state.page.rows.map((row) => row.client_id))] : [];
+    const reads = [];
+    for (let start = 0; start === 0 || start < clientIds.length; start += MARKER_CLIENTS_PER_READ) {
+      const params = new URLSearchParams();
+      for (const clientId of clientIds.slice(start, start + MARKER_CLIENTS_PER_READ)) params.append("client_id", clientId);
+      reads.push(api("GET", "/api/v1/alerts/markers?" + params));
+    }
     try {
-      openAlerts = (await api("GET", "/api/v1/alerts?status=open&limit=500")).data.alerts;
+      const answers = await Promise.all(reads);
+      openTotal = answers[0].data.open_total;
+      markers = answers.flatMap((answer) => answer.data.markers);
       markAlerts();
     } catch (_) { /* the next change brings them */ }
   });
