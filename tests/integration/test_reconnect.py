@@ -5,12 +5,14 @@ minutes at its 2-second wait), then carries on where it was."""
 from __future__ import annotations
 
 import asyncio
+import uuid
 from pathlib import Path
 
 import nats
 
-from hub_common.bus import connection_options
+from hub_common.bus import Reconnections, connection_options
 from hub_common.local_nats import LocalNatsServer
+from hub_gateway.dashboard.live import LiveUpdates
 
 # Attempts every 0.05 s for 6 s: about 120, twice what nats-py alone would make.
 WAIT_SECONDS = 0.05
@@ -37,5 +39,32 @@ async def test_a_connection_outlives_a_long_broker_outage(tmp_path: Path) -> Non
         await js.publish("outage.after", b"2")
         assert (await js.stream_info("OUTAGE")).state.messages == 2
     finally:
+        await connection.close()
+        server.stop()
+
+
+async def test_open_pages_read_their_rows_again_after_the_gateway_was_away_from_nats(tmp_path: Path) -> None:
+    """Live notices travel on core NATS, which keeps nothing: those sent while a gateway was
+    away are lost, so each of its open pages is told to read its rows again."""
+    server = LocalNatsServer(tmp_path / "nats").start()
+    reconnections = Reconnections()
+    options = connection_options(
+        server.url, name="live-reconnect-test", reconnect_wait_seconds=WAIT_SECONDS, reconnections=reconnections
+    )
+    connection = await nats.connect(**options)
+    live = LiveUpdates(connection)
+    await live.start()
+    reconnections.listen(live.resync)
+    firm_id = uuid.uuid4()
+    try:
+        with live.listen(firm_id) as queue:
+            server.kill()
+            await asyncio.sleep(0.5)
+            assert queue.empty()
+            server.start()
+            notice = await asyncio.wait_for(queue.get(), timeout=20)
+            assert notice.reload and not notice.client_ids
+    finally:
+        await live.stop()
         await connection.close()
         server.stop()

@@ -3,15 +3,18 @@ queue overflowed afterwards (the overflow empties the queue for a reload)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
+import pytest
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
-from hub_gateway.dashboard.live import QUEUE_LIMIT, LiveUpdates, Notice
+from hub_gateway.dashboard.live import QUEUE_LIMIT, LiveUpdates, Notice, SharedReads
 
 
 @dataclass
@@ -66,3 +69,60 @@ async def test_each_stream_gets_its_own_notice_and_an_older_replicas_notice_is_r
         mine.merge(Notice(reload=True))
         assert not theirs.reload, "one stream's merge reached another stream's notice"
         assert theirs.new_failures and not theirs.sign_in_changed_of
+
+
+async def test_pages_that_got_the_same_notice_share_one_read() -> None:
+    """Twenty tabs of one firm ran twenty reads of each change; the same notice is read once,
+    a later one (or another language or currency) again."""
+    shared = SharedReads()
+    reads: list[str] = []
+    started = asyncio.Event()
+    release = asyncio.Event()
+
+    def read(what: str) -> Callable[[], Awaitable[str]]:
+        async def run() -> str:
+            reads.append(what)
+            started.set()
+            await release.wait()
+            return what
+
+        return run
+
+    key = (uuid.uuid4(), 7, frozenset({uuid.uuid4()}), "EUR", "de")
+    streams = [asyncio.ensure_future(shared.read(key, read("first"))) for _ in range(20)]
+    await started.wait()
+    # A page that closes while the read runs does not take the read from the others.
+    streams[0].cancel()
+    release.set()
+    answers = await asyncio.gather(*streams[1:])
+    assert answers == ["first"] * 19 and reads == ["first"]
+    assert await shared.read((*key[:1], 8, *key[2:]), read("later")) == "later"
+    assert reads == ["first", "later"]
+
+
+async def test_a_failed_shared_read_is_tried_again_by_the_next_page() -> None:
+    shared = SharedReads()
+    attempts = 0
+
+    async def flaky() -> str:
+        nonlocal attempts
+        attempts += 1
+        if attempts == 1:
+            raise ConnectionError("database away")
+        return "rows"
+
+    with pytest.raises(ConnectionError):
+        await shared.read("key", flaky)
+    assert await shared.read("key", flaky) == "rows"
+
+
+async def test_a_reconnection_asks_every_open_page_to_reload_keeping_what_it_must_end_or_check() -> None:
+    live = LiveUpdates(cast(Client, cast(Any, None)))
+    firm_id, other_firm, accountant_id = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    with live.listen(firm_id) as queue, live.listen(other_firm) as other_queue:
+        await _hear_body(live, firm_id, {"client_ids": [], "sign_in_changed_of": [str(accountant_id)]})
+        await _hear(live, firm_id)
+        live.resync()
+        [notice] = [queue.get_nowait() for _ in range(queue.qsize())]
+        assert notice.reload and accountant_id in notice.sign_in_changed_of
+        assert other_queue.get_nowait().reload

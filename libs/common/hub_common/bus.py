@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -92,8 +93,31 @@ def inbox_prefix(name: str) -> str:
     return f"_INBOX.{name}"
 
 
+class Reconnections:
+    """Who must hear that the connection came back: what core NATS (not JetStream) sent
+    while it was away is lost, so they make up for it themselves."""
+
+    def __init__(self) -> None:
+        self._listeners: list[Callable[[], None]] = []
+
+    def listen(self, listener: Callable[[], None]) -> None:
+        self._listeners.append(listener)
+
+    def reconnected(self) -> None:
+        for listener in self._listeners:
+            try:
+                listener()
+            except Exception:
+                logger.exception("a reconnection listener failed")
+
+
 def connection_options(
-    url: str, *, name: str, connect_timeout: float = 5.0, reconnect_wait_seconds: float = 1.0
+    url: str,
+    *,
+    name: str,
+    connect_timeout: float = 5.0,
+    reconnect_wait_seconds: float = 1.0,
+    reconnections: Reconnections | None = None,
 ) -> dict[str, Any]:
     """nats-py options every process uses: never give up reconnecting."""
     # Credentials in the URL must not reach the logs (a sign-in belongs in the HUB_NATS_*
@@ -105,6 +129,8 @@ def connection_options(
 
     async def on_reconnected() -> None:
         logger.info("nats reconnected", server=server)
+        if reconnections is not None:
+            reconnections.reconnected()
 
     async def on_error(error: Exception) -> None:
         logger.warning("nats error", error=str(error))
@@ -229,6 +255,7 @@ def create_broker(
     role: str | None = None,
     connect_timeout: float = 5.0,
     settings: HubSettings | None = None,
+    reconnections: Reconnections | None = None,
 ) -> NatsBroker:
     """The FastStream broker a service runs its subscribers on, with the same options.
 
@@ -237,7 +264,8 @@ def create_broker(
     connection. Without a role, the name is both.
 
     It signs in as ``settings`` say or, without them, as this process's HUB_* environment
-    says (where the service's own settings come from).
+    says (where the service's own settings come from). ``reconnections`` hears each time the
+    connection comes back.
 
     Its telemetry middleware continues the trace a command's headers carry (a no-op while
     tracing is off), with span names and metric labels that carry no firm or other id. Its
@@ -256,7 +284,7 @@ def create_broker(
     FASTSTREAM_LOGGER.propagate = True
     FASTSTREAM_LOGGER.setLevel(logging.NOTSET)
     security = nats_security(settings if settings is not None else HubSettings())
-    options = connection_options(url, name=name, connect_timeout=connect_timeout)
+    options = connection_options(url, name=name, connect_timeout=connect_timeout, reconnections=reconnections)
     options["inbox_prefix"] = inbox_prefix(role or name)
     servers = options.pop("servers")
     return NatsBroker(

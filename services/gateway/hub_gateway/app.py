@@ -20,7 +20,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from hub_common import metrics
-from hub_common.bus import create_broker, jetstream_of
+from hub_common.bus import Reconnections, create_broker, jetstream_of
 from hub_common.change_notifications import NOTIFICATION_PATH
 from hub_common.consumers import Delivery, subscribe_batches
 from hub_common.db import create_engine, database_ok, migrate, session_factory, transaction
@@ -116,7 +116,14 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             engine = create_engine(settings.database_url)
             closing.push_async_callback(engine.dispose)
             sessions = session_factory(engine)
-            broker = create_broker(settings.nats_url, name=settings.service_name, role="gateway", settings=settings)
+            reconnections = Reconnections()
+            broker = create_broker(
+                settings.nats_url,
+                name=settings.service_name,
+                role="gateway",
+                settings=settings,
+                reconnections=reconnections,
+            )
             topology = Topology.from_settings(settings)
 
             async def sample_figures_age() -> None:
@@ -192,6 +199,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
                 return
             live = LiveUpdates(broker.connection)
             await live.start()
+            reconnections.listen(live.resync)
             closing.push_async_callback(live.stop)
             connection_tests = ConnectionTestAnswers(broker.connection)
             await connection_tests.start()

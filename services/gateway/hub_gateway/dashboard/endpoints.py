@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -239,13 +240,20 @@ async def live(request: Request, principal: CurrentPrincipal, state: State) -> S
                 if state.live.ending:
                     # The server began to stop while this stream was being opened.
                     return
-                yield f"retry: {RECONNECT_MILLISECONDS}\n\n"
+                # A sign-out or removal announced between the request's own check and the
+                # listening above was heard by nobody: checked once more now.
+                if not await still_signed_in(request, state, principal):
+                    return
+                # Scattered, so the pages of a replica that stops do not all come back at once.
+                yield f"retry: {random.randint(RECONNECT_MILLISECONDS // 2, RECONNECT_MILLISECONDS * 2)}\n\n"
                 yield _event("ready", {"firm_id": str(firm_id)})
                 checked_at = time.monotonic()
                 while not await request.is_disconnected():
                     notice: Notice | None
+                    # Woken for the next check at the latest, however the notices came.
+                    next_check = max(0.0, KEEP_ALIVE_SECONDS - (time.monotonic() - checked_at))
                     try:
-                        notice = await asyncio.wait_for(queue.get(), timeout=KEEP_ALIVE_SECONDS)
+                        notice = await asyncio.wait_for(queue.get(), timeout=next_check)
                     except TimeoutError:
                         notice = None
                     # Changes that arrived together go out together.
@@ -287,16 +295,18 @@ async def _messages(state: GatewayState, principal: Principal, notice: Notice, t
     async with state.sessions() as session:
         # Read afresh each time: a reporting currency chosen in another tab applies at once.
         chosen = await preferences.preferences_of(session, principal)
-        rows = await dashboard_queries.rows_of_clients(
-            session,
-            firm_id=firm_id,
-            client_ids=notice.client_ids,
-            weights=state.settings.health_weights,
-            reporting_currency=chosen.reporting_currency,
-        )
-        counts = await dashboard_queries.state_counts(session, firm_id=firm_id)
-    messages = [
-        _event(
+
+    async def rows_event() -> str:
+        async with state.sessions() as session:
+            rows = await dashboard_queries.rows_of_clients(
+                session,
+                firm_id=firm_id,
+                client_ids=notice.client_ids,
+                weights=state.settings.health_weights,
+                reporting_currency=chosen.reporting_currency,
+            )
+            counts = await dashboard_queries.state_counts(session, firm_id=firm_id)
+        return _event(
             "rows",
             {
                 "client_ids": sorted(str(client_id) for client_id in notice.client_ids),
@@ -304,7 +314,11 @@ async def _messages(state: GatewayState, principal: Principal, notice: Notice, t
                 "states": counts.model_dump(),
             },
         )
-    ]
+
+    # The firm's other open pages that got the same notice, in the same language and
+    # currency, are sent the same read.
+    key = (firm_id, notice.heard, frozenset(notice.client_ids), chosen.reporting_currency, t.language)
+    messages = [await state.live.shared_reads.read(key, rows_event)]
     if notice.new_failures:
         messages.append(_event("failures", {}))
     return messages

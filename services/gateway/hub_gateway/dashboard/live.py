@@ -4,18 +4,24 @@ The replica that applies a batch publishes, after its transaction commits, which
 of which firm changed, on core NATS (``live.<firm_id>.changes``: not a JetStream subject,
 nothing is stored). Every gateway replica subscribes and hands the notice to the
 server-sent-event streams of that firm's open pages, so a page connected to any replica
-hears about a change projected by any other. A page that misses a notice (a reconnect, a
-full queue) asks for its rows again, so a notice never needs to be delivered twice.
+hears about a change projected by any other. A page that misses a notice (its own
+reconnect, a full queue, or this replica's reconnect to NATS, during which notices were
+lost) asks for its rows again, so a notice never needs to be delivered twice.
+
+The rows a notice brings are read once for all the streams that got the same notice
+(``SharedReads``): one firm's twenty open tabs must not run twenty reads of every change.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import uuid
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Hashable, Iterator
 from dataclasses import dataclass, field, replace
+from typing import TypeVar, cast
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
@@ -26,6 +32,8 @@ from hub_common.logging import get_logger
 from hub_gateway.readmodel.state import Changes
 
 logger = get_logger(__name__)
+
+T = TypeVar("T")
 
 LIVE_SUBJECTS = "live.*.changes"
 # Notices a slow page may have waiting before it is told to reload its rows instead.
@@ -46,6 +54,9 @@ def _subject(firm_id: uuid.UUID) -> str:
 @dataclass
 class Notice:
     client_ids: set[uuid.UUID] = field(default_factory=set)
+    # Which notice this replica heard (the newest merged in), counted from its start: two
+    # streams holding the same number and clients hold the same change.
+    heard: int = 0
     new_failures: bool = False
     # The page fell behind: it must reload rather than patch rows.
     reload: bool = False
@@ -57,6 +68,7 @@ class Notice:
 
     def merge(self, other: Notice) -> None:
         self.client_ids |= other.client_ids
+        self.heard = max(self.heard, other.heard)
         self.new_failures |= other.new_failures
         self.reload |= other.reload
         self.end |= other.end
@@ -72,10 +84,51 @@ class Notice:
         return bool(self.client_ids) or self.new_failures or self.reload or self.end
 
 
+def _fell_behind(queue: asyncio.Queue[Notice], notice: Notice) -> None:
+    """Drop what waits and ask the page to reload, keeping an end the server asked for and
+    whose sign-in to check."""
+    kept = Notice(reload=True, end=notice.end, sign_in_changed_of=set(notice.sign_in_changed_of))
+    while not queue.empty():
+        waiting = queue.get_nowait()
+        kept.end |= waiting.end
+        kept.sign_in_changed_of |= waiting.sign_in_changed_of
+    queue.put_nowait(kept)
+
+
+# Reads kept for the streams still on their way to them: more than the distinct notices a
+# replica's streams take at once.
+SHARED_READS = 64
+
+
+class SharedReads:
+    """One read per distinct key, shared by every stream that asks for it meanwhile.
+
+    A key names a firm's change as heard here (``Notice.heard``) and what the answer
+    depends on, so a later change is never answered with an earlier read.
+    """
+
+    def __init__(self) -> None:
+        self._reads: dict[Hashable, asyncio.Task[object]] = {}
+
+    async def read(self, key: Hashable, read: Callable[[], Awaitable[T]]) -> T:
+        task: asyncio.Task[object] | None = self._reads.get(key)
+        if task is None or (task.done() and (task.cancelled() or task.exception() is not None)):
+            task = asyncio.ensure_future(read())
+            # Retrieved here too: every stream waiting for it may have gone meanwhile.
+            task.add_done_callback(lambda done: done.cancelled() or done.exception())
+            self._reads[key] = task
+            while len(self._reads) > SHARED_READS:
+                del self._reads[next(iter(self._reads))]
+        # One stream going away (its page closed) must not cancel the others' read.
+        return cast(T, await asyncio.shield(task))
+
+
 class LiveUpdates:
     def __init__(self, nats: Client) -> None:
         self._nats = nats
         self._listeners: dict[uuid.UUID, set[asyncio.Queue[Notice]]] = {}
+        self._notices_heard = itertools.count(1)
+        self.shared_reads = SharedReads()
         self._streams_of: dict[uuid.UUID, int] = {}
         self._subscription: Subscription | None = None
         # Set once the server stops: a stream that starts listening after it ends at once.
@@ -124,18 +177,23 @@ class LiveUpdates:
         except (ValueError, KeyError, TypeError, IndexError, AttributeError):
             logger.warning("malformed live notice ignored", subject=msg.subject)
             return
-        for queue in self._listeners.get(firm_id, ()):
+        listeners = self._listeners.get(firm_id)
+        if not listeners:
+            return
+        notice.heard = next(self._notices_heard)
+        for queue in listeners:
             try:
                 queue.put_nowait(notice.copy())
             except asyncio.QueueFull:
-                # Too far behind to patch: drop what waits and ask the page to reload
-                # (keeping an end the server asked for, and whose sign-in to check).
-                kept = Notice(reload=True, sign_in_changed_of=set(notice.sign_in_changed_of))
-                while not queue.empty():
-                    waiting = queue.get_nowait()
-                    kept.end |= waiting.end
-                    kept.sign_in_changed_of |= waiting.sign_in_changed_of
-                queue.put_nowait(kept)
+                # Too far behind to patch.
+                _fell_behind(queue, notice)
+
+    def resync(self) -> None:
+        """Every open page reads its rows again: this replica was away from NATS, and the
+        notices sent meanwhile are lost (core NATS keeps nothing)."""
+        for queues in self._listeners.values():
+            for queue in queues:
+                _fell_behind(queue, Notice())
 
     def end_streams(self) -> None:
         """Ask every open stream to end: a stopping server waits for open responses, and a
