@@ -178,8 +178,9 @@ Hub.start(() => {
 
   $("alerts-ended").addEventListener("change", loadAlerts);
   // A raised or ended alert changes its client's rows: the live stream says so.
-  const source = new EventSource("/api/v1/live");
-  source.addEventListener("rows", () => { loadAlerts(); loadRules(); });
+  // A stream (re)opened, or a page that fell behind, may have missed alerts: read again.
+  const readBoth = () => { loadAlerts(); loadRules(); };
+  Hub.live({ resync: readBoth, rows: readBoth });
   loadAlerts();
   loadRules();
 });

@@ -309,11 +309,10 @@ Hub.start(() => {
     }
   });
   if (client) {
-    const source = new EventSource("/api/v1/live");
-    source.addEventListener("rows", (event) => {
-      if (JSON.parse(event.data).client_ids.includes(client.client_id)) followClient();
+    Hub.live({
+      resync: followClient,
+      rows: (message) => { if (message.client_ids.includes(client.client_id)) followClient(); },
     });
-    source.addEventListener("reload", followClient);
   }
 
   $("remove")?.addEventListener("click", async () => {

@@ -365,6 +365,49 @@ const Hub = (() => {
     };
   }
 
+  // The live stream (GET /api/v1/live) every page that follows changes opens, one way:
+  // - ``resync`` runs whenever the stream (re)opens or the server says the page fell behind
+  //   (``reload``): what changed meanwhile was never told, so the page reads it afresh;
+  // - ``rows`` and ``failures`` get the changes as they come;
+  // - ``status`` hears "live", "reconnecting" or "refused" (with the server's reason).
+  // The browser reconnects by itself after a dropped connection; a stream it gave up on (an
+  // answer that was not a stream: too many tabs, a server error) is opened again later, at
+  // growing and scattered intervals so a restarted replica is not met by every page at once,
+  // and a session that ended leads to the sign-in page (``api`` goes there on a 401).
+  function live({ resync = () => {}, rows = null, failures = null, status = () => {} }) {
+    let source = null;
+    let attempts = 0;
+    function open() {
+      source = new EventSource("/api/v1/live");
+      source.addEventListener("ready", () => { attempts = 0; status("live"); resync(); });
+      source.addEventListener("reload", () => resync());
+      if (rows) source.addEventListener("rows", (event) => rows(JSON.parse(event.data)));
+      if (failures) source.addEventListener("failures", () => failures());
+      source.addEventListener("refused", (event) => {
+        status("refused", JSON.parse(event.data).message);
+        openLater(60000);
+      });
+      source.addEventListener("error", () => {
+        if (source.readyState === EventSource.CLOSED) openLater(null);
+        status("reconnecting");
+      });
+    }
+    function openLater(milliseconds) {
+      source.close();
+      attempts += 1;
+      const wait = (milliseconds || Math.min(60000, 2000 * 2 ** Math.min(attempts, 5))) * (0.5 + Math.random());
+      setTimeout(async () => {
+        try {
+          await api("GET", "/api/v1/me");
+        } catch (error) {
+          if (error.status === 401) return; // on its way to the sign-in page
+        }
+        open();
+      }, wait);
+    }
+    open();
+  }
+
   // Names an accountant chose, listed in a sentence: each quoted, since a name may hold the
   // list's own comma ("Cash low, urgent"), and joined as the page's language joins a list
   // (the language that quotes them, not the number and date formats' locale).
@@ -386,5 +429,5 @@ const Hub = (() => {
     return /^(Africa|America|Antarctica|Arctic|Asia|Atlantic|Australia|Europe|Indian|Pacific)\/./.test(here) ? here : "";
   }
 
-  return { _, ngettext, start, language, api, ApiError, h, amount, count, compactAmount, dateTime, date, time, age, setLocale, closeMenus, technicalDetails, waitingText, failureText, download, quotedList, latestCall, serialReads, timeZoneOptions, placeTimeZoneHere };
+  return { _, ngettext, start, language, api, ApiError, h, amount, count, compactAmount, dateTime, date, time, age, setLocale, closeMenus, technicalDetails, waitingText, failureText, download, quotedList, latestCall, serialReads, live, timeZoneOptions, placeTimeZoneHere };
 })();

@@ -758,7 +758,6 @@ Hub.start(() => {
       return;
     }
     const shown = new Map(state.page.rows.map((row, index) => [keyOf(row), index]));
-    let patched = false;
     const clientsInView = new Set(state.page.rows.map((row) => row.client_id));
     let structureChanged = false;
     const totalBefore = state.states ? Object.values(state.states).reduce((a, b) => a + b, 0) : null;
@@ -772,8 +771,11 @@ Hub.start(() => {
         continue;
       }
       if (row.state === "removed") { structureChanged = true; continue; }
+      // Sorted by name (else the page is read again above): a renamed client or company
+      // may belong elsewhere in the order, even on another page.
+      const before = state.page.rows[index];
+      if (before.client_name !== row.client_name || before.company_name !== row.company_name) structureChanged = true;
       state.page.rows[index] = row;
-      patched = true;
       const old = document.querySelector(`tr[data-key="${CSS.escape(keyOf(row))}"]`);
       if (old && old.querySelector("[data-menu] [role=menu]:not([hidden])")) {
         // Its menu is open: redrawing the row would take the menu from under the pointer.
@@ -798,30 +800,21 @@ Hub.start(() => {
     requestAnimationFrame(placeStickyColumns);
     noticeNewClients(message.rows);
     // A page read on its way may have been answered before these rows changed, and would
-    // draw them back as they were.
-    if (structureChanged || (patched && pageReadsOnTheirWay > 0)) reloadSoon();
+    // draw them back as they were: the rows shown now, or those of the page asked for.
+    if (structureChanged || (pageReadsOnTheirWay > 0 && message.client_ids.length)) reloadSoon();
     if (state.runs.length) pollProgress();
   }
 
   function connectLive() {
     const live = $("live");
-    const source = new EventSource("/api/v1/live");
-    source.addEventListener("ready", () => {
-      live.className = "live-on";
-      live.textContent = _("Live");
-      // Whatever changed before the stream (re)opened is read afresh.
-      liveReload();
-    });
-    source.addEventListener("rows", (event) => { patchRows(JSON.parse(event.data)); loadAlerts(); });
-    source.addEventListener("reload", () => liveReload());
-    source.addEventListener("refused", (event) => {
-      source.close();
-      live.className = "live-off";
-      live.textContent = _("Not live: %(reason)s", { reason: _(JSON.parse(event.data).message) });
-    });
-    source.addEventListener("error", () => {
-      live.className = "live-off";
-      live.textContent = _("Reconnecting…");
+    Hub.live({
+      // Whatever changed before the stream (re)opened, or while the page fell behind, is read afresh.
+      resync: liveReload,
+      rows: (message) => { patchRows(message); loadAlerts(); },
+      status: (now, reason) => {
+        live.className = now === "live" ? "live-on" : "live-off";
+        live.textContent = now === "live" ? _("Live") : now === "refused" ? _("Not live: %(reason)s", { reason: _(reason) }) : _("Reconnecting…");
+      },
     });
   }
 

@@ -121,13 +121,12 @@ Hub.start(() => {
   });
 
   // New failures, and refreshes that resolve a problem, show by themselves on the first page.
-  const source = new EventSource("/api/v1/live");
   const refresh = () => {
     if (offset === 0) load();
     else $("errors-live").textContent = _("The list changed; go to the first page to see it.");
   };
-  source.addEventListener("failures", refresh);
-  source.addEventListener("rows", () => { if (filter.view !== "history") refresh(); });
+  // A stream (re)opened, or a page that fell behind, may have missed failures: read again.
+  Hub.live({ resync: refresh, failures: refresh, rows: () => { if (filter.view !== "history") refresh(); } });
   heading(filter.view === "history");
   load();
 });
