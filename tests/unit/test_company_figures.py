@@ -544,3 +544,29 @@ def test_the_rates_of_the_snapshot_make_the_conversion() -> None:
     to_local = ToLocalCurrency.at(rates, "EUR")
     assert to_local(Decimal("100"), "USD") == Decimal("92.35")
     assert to_local(Decimal("100"), "DKK") == Decimal("100")
+
+
+def test_a_card_naming_many_tax_accounts_still_gives_a_snapshot() -> None:
+    """A card may name 100 accounts of 20 characters; the rule listed them all and went past
+    what a snapshot carries, so every refresh of the client failed as a bad answer."""
+    numbers = [f"21100-STATE-{n:03d}" for n in range(100)]
+    chart = [account(number, f"Sales tax {number}", category="Liabilities", change="-1.00") for number in numbers]
+    taxes = figures(
+        CompanyRecords(accounts=chart), chosen_accounts=ChosenAccounts.of(taxes=numbers, cash=None)
+    ).taxes_due
+    assert len(taxes.accounts) == 100 and taxes.amount == Decimal("100.00")
+    assert len(taxes.rule) <= 500
+    assert taxes.rule.startswith("Client override: accounts 21100-STATE-000, 21100-STATE-001")
+    assert " more; amount owed = minus their balance." in taxes.rule
+
+
+def test_a_card_names_accounts_whatever_their_case() -> None:
+    """BC keeps account numbers in capitals; a card naming them in small letters matched none."""
+    chart = [
+        account("VAT-OUT", "VAT payable", category="Liabilities", change="-300.00"),
+        account("BANK-EUR", "Bank", category="Assets", sub="Cash", change="50.00"),
+    ]
+    chosen = ChosenAccounts.of(taxes=["vat-out"], cash=["Bank-Eur"])
+    result = figures(CompanyRecords(accounts=chart), chosen_accounts=chosen)
+    assert result.taxes_due.amount == Decimal("300.00")
+    assert [a.number for a in result.cash.accounts] == ["BANK-EUR"]

@@ -32,7 +32,7 @@ def cash_from_accounts(
     def chosen(account: Account) -> bool:
         if account_numbers is not None:
             # A total account named by mistake would count its posting accounts' money twice.
-            return account.number in account_numbers and account.account_type == "Posting"
+            return account.number.upper() in account_numbers and account.account_type == "Posting"
         return is_cash_account(account)
 
     balances = [

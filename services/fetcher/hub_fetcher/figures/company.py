@@ -97,7 +97,13 @@ class ChosenAccounts:
 
     @classmethod
     def of(cls, *, taxes: list[str] | None, cash: list[str] | None, revision: int = 0) -> ChosenAccounts:
-        return cls(taxes=frozenset(taxes) if taxes else None, cash=frozenset(cash) if cash else None, revision=revision)
+        # BC keeps an account's number (a Code field) in capitals, whatever was typed: a card
+        # naming "vat-out" means VAT-OUT.
+        return cls(
+            taxes=frozenset(number.upper() for number in taxes) if taxes else None,
+            cash=frozenset(number.upper() for number in cash) if cash else None,
+            revision=revision,
+        )
 
 
 BY_RULE = ChosenAccounts()

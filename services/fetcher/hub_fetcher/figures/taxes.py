@@ -33,13 +33,29 @@ def is_tax_payable(account: Account) -> bool:
     return bool(_TAX_WORDS.search(text)) and not _NOT_OWED.search(account.display_name)
 
 
+# A rule's text travels in the snapshot's TaxesDue.rule (hub_common.events.Text).
+RULE_MAX_LENGTH = 500
+
+
+def _override_rule(account_numbers: frozenset[str]) -> str:
+    """The card's accounts, as many as fit: a card may name 100 numbers of 20 characters,
+    and a rule too long for the snapshot failed every refresh of the client."""
+    listed = sorted(account_numbers)
+    for shown in range(len(listed), 0, -1):
+        more = len(listed) - shown
+        names = ", ".join(listed[:shown]) + (f" and {more} more" if more else "")
+        rule = f"Client override: accounts {names}; amount owed = minus their balance."
+        if len(rule) <= RULE_MAX_LENGTH:
+            return rule
+    return f"Client override: {len(listed)} accounts; amount owed = minus their balance."
+
+
 def taxes_due(
     accounts: Iterable[Account], *, read_at: datetime, account_numbers: frozenset[str] | None = None
 ) -> TaxesDue:
     if account_numbers is not None:
-        chosen = [a for a in accounts if a.number in account_numbers]
-        numbers = ", ".join(sorted(account_numbers))
-        rule = f"Client override: accounts {numbers}; amount owed = minus their balance."
+        chosen = [a for a in accounts if a.number.upper() in account_numbers]
+        rule = _override_rule(account_numbers)
     else:
         chosen = [a for a in accounts if is_tax_payable(a)]
         rule = DEFAULT_RULE
