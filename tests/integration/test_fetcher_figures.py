@@ -3,6 +3,7 @@ API reads of the sandbox (no $batch, no fetcher code)."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import uuid
 from collections.abc import AsyncIterator
@@ -15,6 +16,7 @@ import msal
 import pytest
 
 from hub_common.events import ClientConnection, CompanySnapshot
+from hub_fetcher import refresh
 from hub_fetcher.bc.client import BusinessCentral
 from hub_fetcher.bc.entities import Company
 from hub_fetcher.refresh import ClientReader
@@ -396,3 +398,36 @@ async def test_a_tenant_without_the_rates_entity_still_gets_every_figure(sandbox
         assert rates.unavailable is not None and rates.unavailable.startswith("currencyExchangeRates (HTTP 404)")
     finally:
         admin.delete(f"/tenants/{tenant['id']}/faults").raise_for_status()
+
+
+async def test_the_cues_grace_counts_from_bc_not_from_the_tenants_queue(
+    sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Companies read at once: their $batches (slow here) hold the tenant's five BC slots
+    while the cue requests wait for one. The grace counted from each $batch's answer gave up
+    on cues BC then answered at once, so one refresh mixed BC's cue totals with the API's
+    and the environment went without cues for ten minutes."""
+    monkeypatch.setattr(refresh, "CUES_GRACE_SECONDS", 1.0)
+    with httpx.Client(base_url=f"{sandbox.base_url}/_sandbox", verify=sandbox.tls(), timeout=10) as admin:
+        tenant = next(t for t in admin.get("/tenants").json()["tenants"] if t["consented"])
+        was = int(tenant["bc_version"].split(".")[0])
+        admin.put(f"/tenants/{tenant['id']}/bc-version", json={"major": 29}).raise_for_status()
+        slow_batches = {"kind": "latency", "latency_ms": 1500, "entity_set": "$batch"}
+        admin.put(f"/tenants/{tenant['id']}/faults", json=slow_batches).raise_for_status()
+        try:
+            async with sandbox_business_central(sandbox) as bc:
+                reader = ClientReader(bc, web_client_base=sandbox.web_client, use_cue_services=True)
+                connection = ClientConnection(tenant=tenant["domain"], environment="Production")
+                [first, *_] = (await reader.discover(connection)).companies
+                company = Company(id=first.id, name=first.name)
+                snapshots = await asyncio.gather(
+                    *(
+                        reader.snapshot(connection, company, client_id=uuid.uuid4(), refresh_id=uuid.uuid4())
+                        for _ in range(10)
+                    )
+                )
+        finally:
+            admin.delete("/faults").raise_for_status()
+            admin.put(f"/tenants/{tenant['id']}/bc-version", json={"major": was}).raise_for_status()
+    assert [s.figures.cash.source for s in snapshots if s.figures.cash] == ["cues"] * 10
+    assert not reader._cues_skipped_until

@@ -7,7 +7,7 @@ import datetime as dt
 import time
 import uuid
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
@@ -25,7 +25,7 @@ from hub_common.events import (
 from hub_common.logging import get_logger
 from hub_common.money import round_money
 from hub_common.time_zones import client_today
-from hub_fetcher.bc.client import BatchRead, BatchRequest, BusinessCentral, Environment
+from hub_fetcher.bc.client import BatchRead, BatchRequest, BusinessCentral, Environment, slot_taken
 from hub_fetcher.bc.entities import ActivityCues, Company, CurrencyExchangeRate, FinanceCues, parse_entities
 from hub_fetcher.bc.failures import FetchFailure
 from hub_fetcher.figures.company import (
@@ -57,6 +57,14 @@ CUES_BUSY_RECHECK_SECONDS = 600
 # How long a company's cue figures may lag behind its $batch before it is done without them
 # (BC computes the cues as the pages open, so they can be the slowest call).
 CUES_GRACE_SECONDS = 10.0
+
+
+@dataclass(frozen=True)
+class CuesAtBc:
+    """Set as each cue service's request reaches BC (holds one of the tenant's slots)."""
+
+    activity: asyncio.Event = field(default_factory=asyncio.Event)
+    finance: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 class ClientReader:
@@ -107,7 +115,7 @@ class ClientReader:
         return f"{self.web_client_link(connection, company_name)}&page={page}&filter={document_filter}"
 
     async def _cue_pages(
-        self, environment: Environment, company_name: str
+        self, environment: Environment, company_name: str, at_bc: CuesAtBc
     ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]] | FetchFailure:
         """Both cue services' records, read at once, or the first failure (the other read is
         then cancelled: it would hold one of the tenant's BC slots for nothing).
@@ -115,23 +123,27 @@ class ClientReader:
         Not from BC's read-only replica: each cue page inserts its company's cue record when
         it opens and finds none (a company nobody opened a role centre of), which the
         replica refuses, every refresh."""
+
+        async def read(service: str, select: str, reached: asyncio.Event) -> list[dict[str, Any]]:
+            slot_taken.set(reached)  # this task's own context
+            return await self._bc.get_collection(
+                environment,
+                self._bc.cue_service_url(environment, company_name, service),
+                params={"$select": select},
+                read_only=False,
+            )
+
         try:
             async with asyncio.TaskGroup() as group:
                 activity = group.create_task(
-                    self._bc.get_collection(
-                        environment,
-                        self._bc.cue_service_url(environment, company_name, "AccountantPortalActivityCues"),
-                        params={"$select": "OverduePurchInvoiceAmountDecimal,OverdueSalesInvoiceAmountDecimal"},
-                        read_only=False,
+                    read(
+                        "AccountantPortalActivityCues",
+                        "OverduePurchInvoiceAmountDecimal,OverdueSalesInvoiceAmountDecimal",
+                        at_bc.activity,
                     )
                 )
                 finance = group.create_task(
-                    self._bc.get_collection(
-                        environment,
-                        self._bc.cue_service_url(environment, company_name, "AccountantPortalFinanceCues"),
-                        params={"$select": "CashAccountsBalanceAmountDecimal"},
-                        read_only=False,
-                    )
+                    read("AccountantPortalFinanceCues", "CashAccountsBalanceAmountDecimal", at_bc.finance)
                 )
         except ExceptionGroup as raised:
             failures, others = raised.split(FetchFailure)
@@ -147,15 +159,32 @@ class ClientReader:
         self._cues_skipped_until[environment] = time.monotonic() + seconds
 
     async def _cues_within_grace(
-        self, environment: Environment, cues_read: asyncio.Task[CueFigures | None]
+        self, environment: Environment, cues_read: asyncio.Task[CueFigures | None], at_bc: CuesAtBc
     ) -> CueFigures | None:
-        """The cue figures if they come within CUES_GRACE_SECONDS of the $batch, else None
-        (and the environment goes without them for a while)."""
+        """The cue figures if BC gives them within CUES_GRACE_SECONDS of the $batch's answer
+        and of their own requests reaching it, else None (and the environment goes without
+        them for a while).
+
+        The grace is for BC's answer, not for the tenant's queue: with five companies read
+        at once, their $batches hold every BC slot while the cue requests wait for one, and
+        a grace counted from the $batch alone gave up on cues BC answered at once, leaving
+        some companies of one refresh with BC's cue totals and others with the API's."""
+
+        async def both_reached_bc() -> None:
+            await at_bc.activity.wait()
+            await at_bc.finance.wait()
+
+        reached = asyncio.create_task(both_reached_bc())
+        first: set[asyncio.Future[Any]] = {cues_read, reached}
         try:
+            # Bounded by the refresh's deadline, like any wait for a slot.
+            await asyncio.wait(first, return_when=asyncio.FIRST_COMPLETED)
             done, _ = await asyncio.wait({cues_read}, timeout=CUES_GRACE_SECONDS)
         except BaseException:
             cues_read.cancel()  # the refresh was cancelled (its deadline, a shutdown)
             raise
+        finally:
+            reached.cancel()
         if done:
             return cues_read.result()
         cues_read.cancel()
@@ -164,12 +193,12 @@ class ClientReader:
         logger.info("cue services too slow; figures from API v2.0", grace_seconds=CUES_GRACE_SECONDS)
         return None
 
-    async def _read_cues(self, environment: Environment, company_name: str) -> CueFigures | None:
+    async def _read_cues(self, environment: Environment, company_name: str, at_bc: CuesAtBc) -> CueFigures | None:
         """The cue services' figures, or None where they are not published (BC 30 on) or
         could not be read this time."""
         if not self._use_cue_services or self._cues_skipped_until.get(environment, 0) > time.monotonic():
             return None
-        pages = await self._cue_pages(environment, company_name)
+        pages = await self._cue_pages(environment, company_name, at_bc)
         if isinstance(pages, FetchFailure):
             failure = pages
             # The cues are a fast path only: any failure leaves the figures to API v2.0, read
@@ -224,7 +253,8 @@ class ClientReader:
         computes them), as of ``today`` (default: the date now in the client's ``time_zone``)."""
         environment = self.environment(connection)
         today = today or client_today(time_zone, datetime.now(UTC))
-        cues_read = asyncio.create_task(self._read_cues(environment, company.name))
+        at_bc = CuesAtBc()
+        cues_read = asyncio.create_task(self._read_cues(environment, company.name, at_bc))
         try:
             batch = await self._bc.read_batch(environment, company_requests(company.id, today))
         except BaseException:
@@ -236,7 +266,7 @@ class ClientReader:
         # refresh that waited out the cues' grace would otherwise look newer than one
         # requested later that read BC after it, and its figures would replace theirs.
         read_at = datetime.now(UTC)
-        cues = await self._cues_within_grace(environment, cues_read)
+        cues = await self._cues_within_grace(environment, cues_read, at_bc)
         records = CompanyRecords.parse(batch.collections)
 
         def document_link(page: int, number: str) -> str:

@@ -16,6 +16,7 @@ import asyncio
 import json
 import zlib
 from collections.abc import Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, NoReturn
@@ -52,6 +53,12 @@ GZIP_WINDOW = 16 + zlib.MAX_WBITS
 # client's "permission" or "No HTTP resource" would not be recognised (bc.failures reads
 # some messages), and Check Errors would show text the accountant may not read.
 MESSAGE_LANGUAGE = "en-US"
+
+
+# Set, in a task that must know when its requests reach BC rather than wait in the tenant's
+# queue for a slot (the cue services' grace counts from there), to an event that each of its
+# requests sets once it holds its slot.
+slot_taken: ContextVar[asyncio.Event | None] = ContextVar("slot_taken", default=None)
 
 
 @dataclass(frozen=True)
@@ -370,6 +377,8 @@ class BusinessCentral:
         if if_match is not None:
             headers["If-Match"] = if_match
         async with self._limiter.slot(environment.tenant, weight):
+            if (taken := slot_taken.get()) is not None:
+                taken.set()
             # ...and taken again once the slot is ours: the wait may have outlasted it (BC
             # answers 401 Authentication_TokenExpired); msal's cache answers without Entra.
             headers["Authorization"] = f"Bearer {await self._tokens.token_for(environment.tenant)}"
