@@ -593,3 +593,54 @@ async def test_a_429_holds_every_read_of_the_tenant_back_for_its_retry_after(cra
         started = time.monotonic()
         await bc.get_collection(Environment(tenant="fabrikam.com", name="Production"), f"{ROOT}/companies")
         assert time.monotonic() - started < 0.5
+
+
+# ---------------------------------------------------------------- next links
+
+
+@pytest.mark.parametrize(
+    "link",
+    [
+        # BC's own host with its default port spelled out: the same host (it was refused).
+        f"{BC_HOST}:443/v2.0/contoso.com/Production/api/v2.0/salesInvoices?$skiptoken=2",
+        "HTTPS://BC.TEST/v2.0/contoso.com/Production/api/v2.0/salesInvoices?$skiptoken=2",
+        # Relative to the page, as OData allows.
+        "salesInvoices?$skiptoken=2",
+        "/v2.0/contoso.com/Production/api/v2.0/salesInvoices?$skiptoken=2",
+    ],
+)
+async def test_a_next_link_to_bc_itself_is_followed_however_it_is_spelled(
+    bc: BusinessCentral, crafted: CraftedBusinessCentral, link: str
+) -> None:
+    served: list[str] = []
+
+    def answering(request: httpx.Request) -> tuple[int, dict[str, str], bytes]:
+        served.append(str(request.url))
+        if len(served) == 1:
+            return 200, {}, json.dumps({"value": [{"n": 1}], "@odata.nextLink": link}).encode()
+        return 200, {}, b'{"value": [{"n": 2}]}'
+
+    crafted.answering = answering
+    assert await bc.get_collection(ENVIRONMENT, f"{ROOT}/salesInvoices") == [{"n": 1}, {"n": 2}]
+    assert served[1] == f"{ROOT}/salesInvoices?$skiptoken=2"
+
+
+@pytest.mark.parametrize(
+    ("link", "words"),
+    [
+        ("https://bc.test:abc/salesInvoices", "not a URL"),
+        ("https://evil.example/v2.0/contoso.com/Production/api/v2.0/salesInvoices", "another host"),
+        ("https://bc.test:8443/v2.0/contoso.com/Production/api/v2.0/salesInvoices", "another host"),
+        ("http://bc.test/v2.0/contoso.com/Production/api/v2.0/salesInvoices", "another host"),
+    ],
+)
+async def test_a_next_link_elsewhere_or_broken_is_a_bad_answer(
+    bc: BusinessCentral, crafted: CraftedBusinessCentral, link: str, words: str
+) -> None:
+    """A broken one raised httpx's own error past the refresh, which then published no
+    outcome and was delivered again until dead-lettered."""
+    crafted.answering = always(200, json.dumps({"value": [{"n": 1}], "@odata.nextLink": link}).encode())
+    with pytest.raises(FetchFailure) as failure:
+        await bc.get_collection(ENVIRONMENT, f"{ROOT}/salesInvoices")
+    assert failure.value.kind is FailureKind.BAD_RESPONSE
+    assert words in (failure.value.message or "")

@@ -195,8 +195,8 @@ class BusinessCentral:
         request_deadline_seconds: float,
     ) -> None:
         self._api_base = api_base.rstrip("/")
-        base = urlsplit(self._api_base)
-        self._origin = (base.scheme, base.hostname, base.port)
+        base = httpx.URL(self._api_base)
+        self._origin = (base.scheme, base.host, base.port)
         self._http = http
         self._tokens = tokens
         self._limiter = limiter
@@ -226,8 +226,21 @@ class BusinessCentral:
         )
 
     def _same_host(self, url: str) -> bool:
-        parts = urlsplit(url)
-        return (parts.scheme, parts.hostname, parts.port) == self._origin
+        # httpx's reading: host in lower case, a scheme's default port (":443") as none.
+        try:
+            parts = httpx.URL(url)
+        except httpx.InvalidURL:
+            return False
+        return (parts.scheme, parts.host, parts.port) == self._origin
+
+    @staticmethod
+    def _next_link(link: str, answered_url: str) -> str:
+        """A ``@odata.nextLink`` as the URL to ask: OData lets it be relative to the page it
+        came with; one that is no URL at all is a bad answer, not a crash."""
+        try:
+            return str(httpx.URL(answered_url).join(link))
+        except httpx.InvalidURL as error:
+            raise FetchFailure(FailureKind.BAD_RESPONSE, message=f"@odata.nextLink is not a URL: {error}") from error
 
     async def _read_capped(self, response: httpx.Response) -> bytes:
         declared = response.headers.get("content-length")
@@ -538,7 +551,9 @@ class BusinessCentral:
         entities = list(value)
         link = page.get("@odata.nextLink")
         if isinstance(link, str):
-            entities.extend(await self.get_collection(environment, link))
+            # Relative to the $batch's own URL, as the requests in it are.
+            next_url = self._next_link(link, f"{self.root(environment)}/$batch")
+            entities.extend(await self.get_collection(environment, next_url))
             _check_collection_size(entities)
         return entities
 
@@ -603,8 +618,8 @@ class BusinessCentral:
             entities.extend(value)
             _check_collection_size(entities)
             link = page.get("@odata.nextLink")
-            next_url = link if isinstance(link, str) else None
-            if next_url is not None and str(httpx.URL(next_url)) in pages_read:
+            next_url = self._next_link(link, str(page_url)) if isinstance(link, str) else None
+            if next_url is not None and next_url in pages_read:
                 raise FetchFailure(
                     FailureKind.BAD_RESPONSE,
                     message=f"@odata.nextLink names a page already read, after {len(pages_read)} pages: "
