@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from hub_common.events import ExchangeRate, ExchangeRates
+from hub_common.money import as_booked
 from hub_fetcher.bc.entities import (
     Account,
     CustomerSale,
@@ -570,3 +571,45 @@ def test_a_card_names_accounts_whatever_their_case() -> None:
     result = figures(CompanyRecords(accounts=chart), chosen_accounts=chosen)
     assert result.taxes_due.amount == Decimal("300.00")
     assert [a.number for a in result.cash.accounts] == ["BANK-EUR"]
+
+
+def test_a_three_decimal_currency_keeps_its_third_decimal() -> None:
+    """A company keeping its books in Kuwaiti dinars: BC books amounts to the fils (0.001),
+    and every figure was rounded to the cent (1,234.567 showed as 1,234.570)."""
+    records = CompanyRecords(
+        accounts=[
+            account("1100", "Bank", category="Assets", sub="Cash", change="1000.125"),
+            account("1110", "Petty cash", category="Assets", sub="Cash", change="234.442"),
+            account("2510", "VAT payable", category="Liabilities", sub="Taxes", change="-12.345"),
+        ],
+        open_sales_invoices=[sale("S1", due=-3, remaining="100.005"), sale("S2", due=4, remaining="0.001")],
+        open_purchase_invoices=[purchase("P1", due=2, total="50.250")],
+    )
+    result = figures(records)
+    assert result.cash.total == Decimal("1234.567")
+    assert result.taxes_due.amount == Decimal("12.345")
+    assert result.overdue_sales_invoices.total == Decimal("100.005")
+    assert result.purchase_invoices_due_next_week.amount == Decimal("50.25")
+    forecast = result.cash_flow_forecast
+    assert forecast.opening_cash == Decimal("1234.567")
+    assert (forecast.weeks[0].receipts, forecast.weeks[0].payments) == (Decimal("100.006"), Decimal("50.25"))
+    assert forecast.weeks[0].closing_balance == Decimal("1284.323")
+
+
+@pytest.mark.parametrize(
+    ("amount", "booked"),
+    [
+        ("3705.9", "3705.90"),
+        ("3705", "3705.00"),
+        ("1234.567", "1234.567"),
+        ("1234.5670", "1234.567"),
+        ("1234.5600", "1234.56"),
+        # Finer than BC books: rounded to the cent, a half away from zero, as before.
+        ("10.12501", "10.13"),
+        ("-10.12501", "-10.13"),
+        ("0.0004", "0.00"),
+    ],
+)
+def test_amounts_are_kept_as_booked(amount: str, booked: str) -> None:
+    kept = as_booked(Decimal(amount))
+    assert (str(kept), kept) == (booked, Decimal(booked))

@@ -62,6 +62,23 @@ def round_money(amount: Decimal) -> Decimal:
     return amount.quantize(CENT, rounding=ROUND_HALF_UP)
 
 
+MILL = Decimal("0.001")
+
+
+def as_booked(amount: Decimal) -> Decimal:
+    """An amount as BC books it: to the cent ("3705.90", so every figure serializes the same
+    way), or to the mill where its currency has three decimals (KWD, BHD, OMR, JOD, TND),
+    whose third decimal rounding to the cent would lose. Finer digits, which BC never books,
+    are rounded to the cent."""
+    exponent = amount.as_tuple().exponent
+    if isinstance(exponent, int) and exponent <= -3:
+        # Never longer than the amount itself, so within Decimal's 28 digits.
+        mills = amount.quantize(MILL)
+        if mills == amount and mills != mills.quantize(CENT):
+            return mills
+    return round_money(amount)
+
+
 def total(amounts: Iterable[Decimal]) -> Decimal:
-    """The sum of amounts, to the cent, so every figure serializes the same way ("3705.90")."""
-    return round_money(sum(amounts, ZERO))
+    """The sum of booked amounts, as booked (``as_booked``)."""
+    return as_booked(sum(amounts, ZERO))

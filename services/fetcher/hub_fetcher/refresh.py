@@ -23,7 +23,7 @@ from hub_common.events import (
     FailureKind,
 )
 from hub_common.logging import get_logger
-from hub_common.money import round_money
+from hub_common.money import as_booked
 from hub_common.time_zones import client_today
 from hub_fetcher.bc.client import BatchRead, BatchRequest, BusinessCentral, Environment, slot_taken
 from hub_fetcher.bc.entities import ActivityCues, Company, CurrencyExchangeRate, FinanceCues, parse_entities
@@ -231,11 +231,11 @@ class ClientReader:
             # A cue record without the *Decimal fields (older BC): API v2.0 gives the figures.
             logger.info("cue records unreadable; figures from API v2.0", message=failure.message)
             return None
-        # Cue decimals arrive as JSON numbers (52424.7); amounts are kept to the cent.
+        # Cue decimals arrive as JSON numbers (52424.7); amounts are kept as booked.
         return CueFigures(
-            cash_accounts_balance=round_money(finance_cues.cash_accounts_balance),
-            overdue_sales_amount=round_money(activity_cues.overdue_sales_invoice_amount),
-            overdue_purchase_amount=round_money(activity_cues.overdue_purchase_invoice_amount),
+            cash_accounts_balance=as_booked(finance_cues.cash_accounts_balance),
+            overdue_sales_amount=as_booked(activity_cues.overdue_sales_invoice_amount),
+            overdue_purchase_amount=as_booked(activity_cues.overdue_purchase_invoice_amount),
         )
 
     async def snapshot(

@@ -34,7 +34,7 @@ from hub_common.events import (
     OverdueInvoices,
     SalesThisMonth,
 )
-from hub_common.money import ZERO, round_money, total
+from hub_common.money import ZERO, as_booked, total
 
 OPEN = "Open"
 PAID = "Paid"
@@ -154,11 +154,11 @@ def cash_flow_forecast(
         weeks.append(
             ForecastWeek(
                 week_start=today + dt.timedelta(days=7 * index),
-                receipts=round_money(receipts[index]),
-                payments=round_money(payments[index]),
-                closing_balance=round_money(balance),
+                receipts=as_booked(receipts[index]),
+                payments=as_booked(payments[index]),
+                closing_balance=as_booked(balance),
             )
         )
     return CashFlowForecast(
-        opening_cash=round_money(opening_cash), weeks=weeks, low_point=round_money(low_point), read_at=read_at
+        opening_cash=as_booked(opening_cash), weeks=weeks, low_point=as_booked(low_point), read_at=read_at
     )
