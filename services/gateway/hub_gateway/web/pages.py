@@ -373,9 +373,21 @@ def _to_firm_choice(
     return response
 
 
+def _pending_choice(request: Request, state: GatewayState) -> dict[str, Any] | None:
+    """The sign-in waiting for its firm choice, or None (expired, or not this hub's).
+
+    Outside dev mode every sign-in is Entra's, and its identity waits beside the address: a
+    choice naming an address alone was not made by this hub's sign-in, but sealed by someone
+    holding the hub's secret key (a pod of another service, say), and must sign nobody in."""
+    pending = read_sealed_cookie(request, state, CHOICE_COOKIE)
+    if pending is None or ("oid" not in pending and state.settings.mode is not Mode.DEV):
+        return None
+    return pending
+
+
 @pages.get("/sign-in/choose-firm", response_class=HTMLResponse)
 async def choose_firm_page(request: Request, state: State) -> Response:
-    pending = read_sealed_cookie(request, state, CHOICE_COOKIE)
+    pending = _pending_choice(request, state)
     if pending is None:
         return _sign_in_page(
             request, state, error=request_translator(request).gettext("The sign-in took too long; sign in again.")
@@ -399,7 +411,7 @@ async def choose_firm(
     request: Request, state: State, choice: Annotated[str, Form(min_length=1, max_length=100)]
 ) -> Response:
     """``choice`` is a firm id from the page, or ``own`` for a firm of one's own."""
-    pending = read_sealed_cookie(request, state, CHOICE_COOKIE)
+    pending = _pending_choice(request, state)
     if pending is None:
         return _sign_in_page(
             request, state, error=request_translator(request).gettext("The sign-in took too long; sign in again.")
