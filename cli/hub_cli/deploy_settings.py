@@ -101,7 +101,7 @@ _DATABASE_URL: JsonSchema = {
 _SERVICE_REQUIREMENTS: dict[str, tuple[str, ...]] = {
     "registry": ("HUB_DATABASE_URL",),
     "fetcher": ("HUB_ENTRA_CLIENT_ID", "HUB_ENTRA_CLIENT_SECRET"),
-    "invitations": ("HUB_DATABASE_URL", "HUB_SECRET_KEY", "HUB_SMTP_HOST", "HUB_MAIL_FROM", "HUB_PUBLIC_URL"),
+    "invitations": ("HUB_DATABASE_URL", "HUB_INVITATION_LINK_KEY", "HUB_SMTP_HOST", "HUB_MAIL_FROM", "HUB_PUBLIC_URL"),
     "gateway": (
         "HUB_DATABASE_URL",
         "HUB_SECRET_KEY",

@@ -162,6 +162,25 @@ def _sign_in_dev_accountant(port: int, token: str) -> None:
         response.read()
 
 
+@app.command("derive-keys")
+def derive_keys() -> None:
+    """Print, from HUB_SECRET_KEY, the one-purpose keys of the services that need no more:
+    HUB_NOTIFICATION_KEY (fetcher), HUB_WEBHOOK_SEALING_KEY (registry) and
+    HUB_INVITATION_LINK_KEY (invitations), as environment lines (deploy/README.md, Secrets)."""
+    from hub_common import purpose_keys
+    from hub_common.settings import HubSettings, Mode
+
+    def derive() -> None:
+        # Keys from the public dev key would be no secrets, whatever HUB_MODE says.
+        settings = HubSettings().model_copy(update={"mode": Mode.PRODUCTION})
+        settings.require_secret_key()
+        for purpose in purpose_keys.Purpose:
+            key = purpose_keys.derive(settings.secret_key.get_secret_value(), purpose)
+            typer.echo(f"{purpose_keys.SETTING[purpose]}={purpose_keys.encode(key)}")
+
+    _start_unless_insecure(derive)
+
+
 @app.command("dev-token")
 def dev_token(email: str) -> None:
     """Print a dev bearer token for EMAIL (accepted only when HUB_MODE=dev)."""

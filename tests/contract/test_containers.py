@@ -525,6 +525,15 @@ def test_gateway_is_published_and_listens_on_every_interface() -> None:
     assert any(str(port).endswith(f":{environment['HUB_PORT']}") for port in gateway["ports"])
 
 
+def test_the_dev_stack_is_published_on_this_machine_only() -> None:
+    """A dev stack signs anyone in by the address they type: published on every interface
+    (Docker's published ports pass the host's firewall), anyone on the network could."""
+    published = [(name, str(port)) for name, service in compose_services().items() for port in service.get("ports", [])]
+    assert published, "the dashboard, the sandbox and the mail sink are published"
+    for name, port in published:
+        assert port.startswith("127.0.0.1:"), f"{name} publishes {port} on every interface"
+
+
 # ---------------------------------------------------------------- the healthchecks, run
 
 

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from hub_cli import deploy_check
 from hub_cli.deploy_check import DeployCheckError, Report, check_overlay
 from hub_cli.main import app
-from hub_common import nats_permissions
+from hub_common import nats_permissions, purpose_keys
 
 KUBERNETES = Path(__file__).resolve().parents[2] / "deploy" / "kubernetes"
 OVERLAYS = ("production", "staging")
@@ -284,6 +284,32 @@ def test_every_service_signs_in_to_nats_as_its_own_user_with_only_its_own_passwo
         # pod-defaults.yaml adds /tmp beside it rather than replacing the list.
         assert [v["name"] for v in pod["volumes"]] == [credentials[0]["name"], "tmp"]
         assert [m["mountPath"] for m in container["volumeMounts"]] == [str(password_file.parent), "/tmp"]
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_only_the_gateway_holds_the_key_that_seals_sign_ins(overlay: str) -> None:
+    """With HUB_SECRET_KEY anyone can seal a sign-in; a fetcher parsing every tenant's
+    answers (or the registry, or the invitations service) needs one key derived from it."""
+    manifests = deploy_check.render(KUBERNETES / "overlays" / overlay)
+    own_keys = {
+        "gateway": {"HUB_SECRET_KEY"},
+        "fetcher": {purpose_keys.SETTING[purpose_keys.Purpose.NOTIFICATIONS]},
+        "registry": {purpose_keys.SETTING[purpose_keys.Purpose.WEBHOOK_SECRETS]},
+        "invitations": {purpose_keys.SETTING[purpose_keys.Purpose.INVITATION_LINKS]},
+    }
+    every_key = {"HUB_SECRET_KEY", *purpose_keys.SETTING.values()}
+    for deployment in (m for m in manifests if m["kind"] == "Deployment"):
+        name = deployment["metadata"]["name"]
+        container = deployment["spec"]["template"]["spec"]["containers"][0]
+        held = {variable["name"] for variable in container["env"] if variable["name"] in every_key}
+        assert held == own_keys[name], name
+        for variable in container["env"]:
+            if variable["name"] in purpose_keys.SETTING.values():
+                reference = variable["valueFrom"]["secretKeyRef"]
+                assert reference == {"name": "hub-purpose-keys", "key": variable["name"]}, name
+    # None comes from a ConfigMap, where it would be no secret.
+    for config in (m for m in manifests if m["kind"] == "ConfigMap"):
+        assert not every_key & set(config.get("data", {})), config["metadata"]["name"]
 
 
 def test_only_the_ingress_controller_and_monitoring_reach_the_hub() -> None:

@@ -12,6 +12,7 @@ import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 from pydantic import SecretStr
 
+from hub_common import purpose_keys
 from hub_common.local_nats import free_port
 from hub_common.settings import HubSettings, Mode
 from hub_gateway.auth import issue_dev_token
@@ -79,14 +80,20 @@ def hub(
         "HUB_NATS_URL": nats_broker.url,
         "HUB_MODE": "dev",
         "HUB_PUBLIC_URL": f"http://127.0.0.1:{port}",
-        "HUB_SECRET_KEY": SECRET_KEY,
         **sandbox.settings_environment(),
     }
+
+    def own_key(purpose: purpose_keys.Purpose) -> dict[str, str]:
+        # As in production: only the gateway holds HUB_SECRET_KEY, every other service the
+        # one key it needs (deploy/README.md, Secrets).
+        return {purpose_keys.SETTING[purpose]: purpose_keys.encode(purpose_keys.derive(SECRET_KEY, purpose))}
+
     logs = home / "logs"
     # Each service signs in as its own NATS user, with the permissions it has in production.
     gateway_environment = {
         **common,
         **nats_broker.sign_in("gateway"),
+        "HUB_SECRET_KEY": SECRET_KEY,
         "HUB_DATABASE_URL": f"sqlite:///{home / 'gateway.db'}",
         "HUB_SMTP_SINK_DIR": str(home / "mail"),
     }
@@ -97,6 +104,7 @@ def hub(
             {
                 **common,
                 **nats_broker.sign_in("registry"),
+                **own_key(purpose_keys.Purpose.WEBHOOK_SECRETS),
                 "HUB_DATABASE_URL": f"sqlite:///{home / 'registry.db'}",  # Hub.registry_database
                 # The tests' webhook receivers listen on loopback (tests/e2e/test_alerts.py).
                 "HUB_ALERT_WEBHOOK_ALLOW_LOOPBACK": "true",
@@ -115,17 +123,26 @@ def hub(
             {
                 **common,
                 **nats_broker.sign_in("invitations"),
+                **own_key(purpose_keys.Purpose.INVITATION_LINKS),
                 "HUB_DATABASE_URL": f"sqlite:///{home / 'invitations.db'}",
                 "HUB_SMTP_HOST": "127.0.0.1",
                 "HUB_SMTP_PORT": str(smtp_port),
             },
             logs,
         ),
-        start_service(
-            "fetcher-1", "fetcher", {**common, **nats_broker.sign_in("fetcher"), **FETCHER_TEST_LIMITS}, logs
-        ),
-        start_service(
-            "fetcher-2", "fetcher", {**common, **nats_broker.sign_in("fetcher"), **FETCHER_TEST_LIMITS}, logs
+        *(
+            start_service(
+                name,
+                "fetcher",
+                {
+                    **common,
+                    **nats_broker.sign_in("fetcher"),
+                    **own_key(purpose_keys.Purpose.NOTIFICATIONS),
+                    **FETCHER_TEST_LIMITS,
+                },
+                logs,
+            )
+            for name in ("fetcher-1", "fetcher-2")
         ),
         start_service("gateway", "gateway", {**gateway_environment, "HUB_PORT": str(port)}, logs),
     ]

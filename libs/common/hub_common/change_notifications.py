@@ -18,6 +18,8 @@ import hmac
 import uuid
 from dataclasses import dataclass
 
+from hub_common import purpose_keys
+
 # The gateway's path for notices; a deployment exposes it publicly (HUB_NOTIFICATION_URL).
 NOTIFICATION_PATH = "/webhooks/business-central"
 # The entities the figures are read from, most telling first: where an environment has room
@@ -60,7 +62,14 @@ class NotificationSigner:
     hub's secret (a key of its own, so no other signature of the hub can pass for one)."""
 
     def __init__(self, secret_key: str) -> None:
-        self._key = hmac.new(secret_key.encode(), b"business-central-notifications/v1", hashlib.sha256).digest()
+        self._key = purpose_keys.derive(secret_key, purpose_keys.Purpose.NOTIFICATIONS)
+
+    @classmethod
+    def with_key(cls, key: bytes) -> NotificationSigner:
+        """A signer of the notifications key itself (``HubSettings.key_for``)."""
+        signer = cls.__new__(cls)
+        signer._key = key
+        return signer
 
     def _sign(self, purpose: bytes, payload: bytes) -> bytes:
         return hmac.new(self._key, purpose + b"\x00" + payload, hashlib.sha256).digest()

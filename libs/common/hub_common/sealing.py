@@ -29,6 +29,13 @@ class Sealer:
         key = hmac.new(secret_key.get_secret_value().encode(), f"hub-sealing:{purpose}".encode(), hashlib.sha256)
         self._aead = AESGCM(key.digest())
 
+    @classmethod
+    def with_key(cls, key: bytes) -> Sealer:
+        """A sealer under a purpose's key itself (``HubSettings.key_for``)."""
+        sealer = cls.__new__(cls)
+        sealer._aead = AESGCM(key)
+        return sealer
+
     def seal(self, plain: str, *, context: str) -> str:
         nonce = os.urandom(12)
         sealed = self._aead.encrypt(nonce, plain.encode(), context.encode())

@@ -15,6 +15,8 @@ from typing import Annotated
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from hub_common import purpose_keys
+
 
 class Mode(StrEnum):
     """How the hub runs: dev allows the dev bearer token and console logs."""
@@ -156,6 +158,12 @@ class HubSettings(BaseSettings):
     # Signs session cookies, invitation and Connect links (and dev tokens in dev mode).
     # Outside dev mode a service that signs anything refuses to start without a real one.
     secret_key: SecretStr = SecretStr(DEV_SECRET_KEY)
+    # One key each, derived from it for one purpose (hub_common.purpose_keys; `hub derive-keys`
+    # makes them): in production the fetcher, the registry and the invitations service get
+    # only theirs, never the key that seals sign-ins. Unset: derived from HUB_SECRET_KEY.
+    notification_key: SecretStr | None = None
+    webhook_sealing_key: SecretStr | None = None
+    invitation_link_key: SecretStr | None = None
 
     # Where Business Central posts change notices: the gateway's public HTTPS address plus
     # /webhooks/business-central. The fetcher subscribes each company there, and the
@@ -187,6 +195,38 @@ class HubSettings(BaseSettings):
         if replicas % 2 == 0:
             raise ValueError(f"{replicas} replicas survive no more lost nodes than {replicas - 1}: use 1, 3 or 5")
         return replicas
+
+    @field_validator("notification_key", "webhook_sealing_key", "invitation_link_key")
+    @classmethod
+    def _a_derived_key(cls, key: SecretStr | None) -> SecretStr | None:
+        if key is not None and purpose_keys.decode(key.get_secret_value()) is None:
+            raise ValueError(f"not a key made by `hub derive-keys` ({purpose_keys.KEY_BYTES} bytes, base64url)")
+        return key
+
+    def _own_key(self, purpose: purpose_keys.Purpose) -> SecretStr | None:
+        return {
+            purpose_keys.Purpose.NOTIFICATIONS: self.notification_key,
+            purpose_keys.Purpose.WEBHOOK_SECRETS: self.webhook_sealing_key,
+            purpose_keys.Purpose.INVITATION_LINKS: self.invitation_link_key,
+        }[purpose]
+
+    def key_for(self, purpose: purpose_keys.Purpose) -> bytes:
+        """The key of ``purpose``: its own setting, or derived from HUB_SECRET_KEY."""
+        own = self._own_key(purpose)
+        if own is None:
+            return purpose_keys.derive(self.secret_key.get_secret_value(), purpose)
+        key = purpose_keys.decode(own.get_secret_value())
+        assert key is not None  # checked when the settings were read
+        return key
+
+    def require_key_for(self, purpose: purpose_keys.Purpose) -> None:
+        """Refuse to start without a real key for ``purpose``: its own, or a real HUB_SECRET_KEY."""
+        if self._own_key(purpose) is not None:
+            return
+        try:
+            self.require_secret_key()
+        except InsecureSettings as error:
+            raise InsecureSettings(f"{error} (or, for this service alone, {purpose_keys.SETTING[purpose]})") from None
 
     def require_secret_key(self) -> None:
         """Refuse to start with a guessable key: anyone could forge sessions and links."""

@@ -17,6 +17,7 @@ from hub_common.events import ClientConnection
 from hub_common.logging import configure_logging, get_logger
 from hub_common.nats_permissions import durables_of
 from hub_common.operations import OperationsEndpoint, StartUp, consumer_lag, nats_connected
+from hub_common.purpose_keys import Purpose
 from hub_common.streams import (
     BC_HOLD_OFFS_BUCKET,
     BC_SLOTS_BUCKET,
@@ -57,7 +58,7 @@ def create_app(settings: FetcherSettings) -> FastStream:
     configure_tracing(settings)
     if settings.notification_url:
         # It signs each company's notification address with the key the gateway checks.
-        settings.require_secret_key()
+        settings.require_key_for(Purpose.NOTIFICATIONS)
     metrics.show_fetcher_series()
     broker = create_broker(settings.nats_url, name=settings.service_name, role="fetcher", settings=settings)
     topology = Topology.from_settings(settings)
@@ -126,7 +127,7 @@ def create_app(settings: FetcherSettings) -> FastStream:
             NotificationSubscriptions(
                 bc,
                 base_url=settings.notification_url,
-                signer=NotificationSigner(settings.secret_key.get_secret_value()),
+                signer=NotificationSigner.with_key(settings.key_for(Purpose.NOTIFICATIONS)),
                 per_environment=settings.notification_subscriptions_per_environment,
                 renew_before=timedelta(seconds=settings.notification_renew_before_seconds),
                 recorded_states=await js.key_value(NOTIFICATION_STATES_BUCKET),

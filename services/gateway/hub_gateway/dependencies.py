@@ -27,6 +27,7 @@ from hub_common.db import transaction
 from hub_common.entra import EntraTokenVerifier
 from hub_common.events import Actor, ActorKind, Failure
 from hub_common.i18n import N_
+from hub_common.purpose_keys import Purpose
 from hub_gateway.accounts import queries as accounts_queries
 from hub_gateway.accounts import store
 from hub_gateway.accounts.models import PreferencesRow
@@ -109,7 +110,7 @@ class GatewayState:
     @cached_property
     def notification_signer(self) -> NotificationSigner:
         """Checks the keys and client states of Business Central's change notices."""
-        return NotificationSigner(self.settings.secret_key.get_secret_value())
+        return NotificationSigner.with_key(self.settings.key_for(Purpose.NOTIFICATIONS))
 
     @property
     def nats(self) -> Client:

@@ -25,6 +25,7 @@ from hub_common.operations import (
     outbox_backlog,
 )
 from hub_common.outbox import OutboxRelay
+from hub_common.purpose_keys import Purpose
 from hub_common.streams import INVITATIONS_CONSUMER, Topology, await_topology
 from hub_common.tracing import configure_tracing
 from hub_invitations.alert_mail import send_alert_mail
@@ -50,7 +51,7 @@ logger = get_logger(__name__)
 
 
 def create_app(settings: InvitationsSettings) -> FastStream:
-    settings.require_secret_key()
+    settings.require_key_for(Purpose.INVITATION_LINKS)
     configure_logging(settings)
     configure_tracing(settings)
     broker = create_broker(settings.nats_url, name=settings.service_name, role="invitations", settings=settings)

@@ -46,7 +46,8 @@ from hub_common.events import (
     new_envelope,
 )
 from hub_common.i18n import N_, language_of
-from hub_invitations.links import TamperedLink, link_key, new_token, read_link, sign_link, token_hash, token_matches
+from hub_common.purpose_keys import Purpose
+from hub_invitations.links import TamperedLink, new_token, read_link, sign_link, token_hash, token_matches
 from hub_invitations.mail import InvitationMail, accept_urls
 from hub_invitations.models import Invitation, InvitationStatus, RecordedRejections, invitations_outbox
 from hub_invitations.settings import InvitationsSettings
@@ -240,7 +241,7 @@ async def raise_invitation(
         actor=Actor(kind=ActorKind.CLIENT_ADMIN, id=command.raised_by),
         correlation_id=command.correlation_id,
     )
-    link = sign_link(link_key(settings.secret_key), invitation.id, token)
+    link = sign_link(settings.key_for(Purpose.INVITATION_LINKS), invitation.id, token)
     return RaisedInvitation(invitation_id=invitation.id, mail=mail_for(invitation, link, settings))
 
 
@@ -272,7 +273,7 @@ async def accept_invitation(
     """
     now = now or datetime.now(UTC)
     try:
-        parts = read_link(link_key(settings.secret_key), command.token)
+        parts = read_link(settings.key_for(Purpose.INVITATION_LINKS), command.token)
     except TamperedLink as error:
         raise refused(RejectionReason.INVALID, TAMPERED, "token") from error
     invitation = await session.get(Invitation, parts.invitation_id)
@@ -593,5 +594,5 @@ async def claim_unsent_mail(
     invitation = await session.get(Invitation, invitation_id, populate_existing=True)
     if invitation is None:  # pragma: no cover - the update above found it
         return None
-    link = sign_link(link_key(settings.secret_key), invitation.id, token)
+    link = sign_link(settings.key_for(Purpose.INVITATION_LINKS), invitation.id, token)
     return mail_for(invitation, link, settings)

@@ -55,6 +55,7 @@ from hub_common.events import (
     new_envelope,
 )
 from hub_common.i18n import N_, language_of
+from hub_common.purpose_keys import Purpose
 from hub_common.sealing import Sealer, Unsealable
 from hub_common.settings import InsecureSettings
 from hub_registry import webhooks
@@ -103,7 +104,7 @@ WEBHOOK_RULE_REMOVED = "not sent: the rule was removed before it went out"
 
 
 def sealer(settings: RegistrySettings) -> Sealer:
-    return Sealer(settings.secret_key, WEBHOOK_SECRETS)
+    return Sealer.with_key(settings.key_for(Purpose.WEBHOOK_SECRETS))
 
 
 def _company_key(company_id: uuid.UUID | None) -> str:
@@ -179,7 +180,7 @@ async def set_alert_rule(*, session: AsyncSession, command: SetAlertRule, settin
     condition = _checked_condition(fields)
     if fields.webhook_url is not None:
         try:
-            settings.require_secret_key()
+            settings.require_key_for(Purpose.WEBHOOK_SECRETS)
         except InsecureSettings as error:
             # A secret sealed under the public default key would be no secret at rest.
             raise refused(
