@@ -213,6 +213,7 @@ def audit(
     import uuid as uuid_module
 
     from hub_cli.audit import run_audit
+    from hub_common.history import HistoryIncomplete
     from hub_common.settings import HubSettings
 
     for name, value in (("--firm", firm), ("--client", client)):
@@ -237,6 +238,9 @@ def audit(
 
     try:
         _run_tool(print_audit_log)
+    except HistoryIncomplete as incomplete:
+        typer.echo(f"error: the listing is incomplete: {incomplete}; run it again", err=True)
+        raise typer.Exit(1) from None
     except ValueError as error:
         raise typer.BadParameter(str(error)) from None
 
@@ -276,11 +280,18 @@ def rebuild(
     """Rebuild the gateway's read model from the streams, then compare it with the live one."""
     from hub_cli.rebuild import run as run_rebuild
     from hub_common.settings import HubSettings
+    from hub_gateway.readmodel.rebuild import RebuildIncomplete, RebuildTargetNotEmpty
 
     def rebuild_and_compare() -> None:
-        raise typer.Exit(
-            run_rebuild(nats_url=HubSettings().nats_url, target_database_url=target, live_database_url=live)
-        )
+        try:
+            code = run_rebuild(nats_url=HubSettings().nats_url, target_database_url=target, live_database_url=live)
+        except RebuildTargetNotEmpty as refused:
+            typer.echo(f"error: {refused}", err=True)
+            raise typer.Exit(2) from None
+        except RebuildIncomplete as incomplete:
+            typer.echo(f"error: the rebuild is incomplete: {incomplete}; drop the target and run it again", err=True)
+            raise typer.Exit(1) from None
+        raise typer.Exit(code)
 
     _run_tool(rebuild_and_compare)
 

@@ -6,8 +6,9 @@ import asyncio
 import json
 import uuid
 from datetime import UTC, datetime, timedelta
-from typing import cast
+from typing import Any, cast
 
+import nats.errors
 import pytest
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
@@ -26,6 +27,7 @@ from hub_common.events import (
     ClientSource,
     new_envelope,
 )
+from hub_common.history import HistoryFilter, read_history
 
 
 async def _history(js: JetStreamContext) -> tuple[uuid.UUID, uuid.UUID, str]:
@@ -118,3 +120,33 @@ async def test_dead_letters_are_listed(jetstream: JetStreamContext, nats_url: st
     assert len(mine) == 1
     assert mine[0]["payload"] == '{"poison": true}'
     assert mine[0]["error"] == "invalid event: test"
+
+
+async def test_a_pause_in_delivery_does_not_cut_the_listing_short(
+    jetstream: JetStreamContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A second without a message (a stream leader moving: nats-py restarts the ordered
+    consumer after 10 s) was taken for the end of the log, and the listing stopped there."""
+    firm, _, _ = await _history(jetstream)
+    subscribe = JetStreamContext.subscribe
+
+    async def pausing_after_the_first(self: JetStreamContext, *args: Any, **kwargs: Any) -> Any:
+        subscription = await subscribe(self, *args, **kwargs)
+        next_msg = subscription.next_msg
+        calls = 0
+
+        async def paused(timeout: float | None = 1.0) -> Msg:
+            nonlocal calls
+            calls += 1
+            if 2 <= calls <= 4:
+                await asyncio.sleep(timeout or 0)
+                raise nats.errors.TimeoutError
+            return await next_msg(timeout=timeout)
+
+        subscription.next_msg = paused  # type: ignore[method-assign]
+        return subscription
+
+    monkeypatch.setattr(JetStreamContext, "subscribe", pausing_after_the_first)
+    wanted = HistoryFilter(firm_id=firm)
+    listed = [envelope.type async for _, envelope in read_history(jetstream, wanted, idle_seconds=0.1)]
+    assert listed == ["ClientAdded", "ClientRemoved", "ClientRemoved"]

@@ -16,11 +16,13 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import nats
 import nats.errors
 import psycopg
 import pytest
+import sqlalchemy
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from sqlalchemy import func, select, update
@@ -479,6 +481,45 @@ async def test_a_rebuild_refuses_a_target_that_holds_a_read_model(
     await rebuild(own_jetstream, database_url)
 
     with pytest.raises(RebuildTargetNotEmpty):
+        await rebuild(own_jetstream, database_url)
+
+
+async def test_a_rebuild_leaves_a_database_that_is_not_empty_untouched(
+    own_jetstream: JetStreamContext, database_url: str
+) -> None:
+    """The live database named as the target by mistake: the rebuild migrated it to its own
+    release (outside the rollout) before it noticed."""
+    await _publish_two_firms(own_jetstream)
+    engine = create_engine(database_url)
+    try:
+        async with engine.begin() as connection:
+            await connection.exec_driver_sql("CREATE TABLE someone_elses (id INTEGER PRIMARY KEY)")
+        with pytest.raises(RebuildTargetNotEmpty, match="someone_elses"):
+            await rebuild(own_jetstream, database_url)
+        async with engine.connect() as connection:
+            tables = await connection.run_sync(lambda sync: sqlalchemy.inspect(sync).get_table_names())
+    finally:
+        await engine.dispose()
+    assert tables == ["someone_elses"]
+
+
+async def test_a_stream_that_stops_sending_before_its_end_fails_the_rebuild(
+    own_jetstream: JetStreamContext, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its delivery lost (a stream leader moving, a NATS restart) while the rest of the stream
+    is there: the silence was taken for the stream's end, and the rebuild, cut short, said
+    nothing and succeeded."""
+    monkeypatch.setattr(rebuild_module, "_SILENCE_SECONDS", 0.2)
+    monkeypatch.setattr(rebuild_module, "_STALL_LIMIT_SECONDS", 1.0)
+    await _publish_two_firms(own_jetstream)
+    received = rebuild_module._StreamReader._received
+
+    async def lost_after_the_third(reader: Any, msg: Msg) -> None:
+        if msg.metadata.sequence.stream <= 3:
+            await received(reader, msg)
+
+    monkeypatch.setattr(rebuild_module._StreamReader, "_received", lost_after_the_third)
+    with pytest.raises(rebuild_module.RebuildIncomplete, match="stopped sending at sequence 3"):
         await rebuild(own_jetstream, database_url)
 
 

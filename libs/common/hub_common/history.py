@@ -7,10 +7,11 @@ durable consumers.
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import nats.errors
@@ -53,10 +54,28 @@ class HistoryFilter:
         return True
 
 
+# How long reading may go without a message while the consumer says more are there: a lost
+# ordered consumer is restarted by nats-py within about 10 s (two missed heartbeats).
+STALL_LIMIT_SECONDS = 60.0
+# Following up to --until: events stored this long after it may still have happened before
+# it (an outbox relaying a backlog).
+FOLLOW_GRACE = timedelta(minutes=1)
+
+
+class HistoryIncomplete(RuntimeError):
+    """The audit log stopped coming though the rest of it is there."""
+
+
 async def read_history(
     js: JetStreamContext, wanted: HistoryFilter, *, follow: bool = False, idle_seconds: float = 1.0
 ) -> AsyncIterator[tuple[int, Envelope[EventData]]]:
-    """(stream sequence, event) in stream order; stops when caught up unless ``follow``."""
+    """(stream sequence, event) in stream order, up to the end of the log as it is when asked
+    (the consumer's count of what is left says when), or on and on with ``follow`` (until
+    ``wanted.until`` has passed, if it is given).
+
+    A silence is not the end: while the consumer says messages are left (its delivery lost
+    and being restarted), reading waits for them, up to ``STALL_LIMIT_SECONDS``, then raises
+    :class:`HistoryIncomplete` rather than end a listing cut short as if it were whole."""
     since = wanted.since
     if since is not None and since.microsecond == 0:
         # nats-py cannot parse the consumer info the server echoes for a start time without a
@@ -67,22 +86,46 @@ async def read_history(
         opt_start_time=since,
     )
     subscription = await js.subscribe(wanted.subject, stream=EVENTS_STREAM, ordered_consumer=True, config=config)
+    silent_since: float | None = None
     try:
         while True:
             try:
                 message = await subscription.next_msg(timeout=idle_seconds)
             except nats.errors.TimeoutError:
                 if follow:
+                    if wanted.until is not None and datetime.now(UTC) > wanted.until + FOLLOW_GRACE:
+                        return
                     continue
-                return
+                if await _nothing_left(subscription):
+                    return
+                silent_since = silent_since or time.monotonic()
+                if time.monotonic() - silent_since > STALL_LIMIT_SECONDS:
+                    raise HistoryIncomplete(
+                        f"the audit log stopped coming for {STALL_LIMIT_SECONDS:.0f} s though more of it is there"
+                    ) from None
+                continue
+            silent_since = None
             try:
                 envelope = decode_event(message.data, subject=message.subject)
             except InvalidEvent:
-                continue  # the dead-letter stream holds what no service could read
-            if wanted.matches(envelope):
+                envelope = None  # the dead-letter stream holds what no service could read
+            if envelope is not None and wanted.matches(envelope):
                 yield message.metadata.sequence.stream, envelope
+            if not follow and message.metadata.num_pending == 0:
+                return
     finally:
         await subscription.unsubscribe()
+
+
+async def _nothing_left(subscription: JetStreamContext.PushSubscription) -> bool:
+    """Whether everything the consumer was to deliver has been taken (else some waits here,
+    or it is being restarted)."""
+    if subscription.pending_msgs:
+        return False
+    try:
+        return (await subscription.consumer_info()).num_pending == 0
+    except (nats.errors.Error, nats.js.errors.Error, TimeoutError):
+        return False
 
 
 class DeadLetter(BaseModel):

@@ -29,18 +29,20 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import nats.errors
 import nats.js.errors
+import sqlalchemy
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig, DeliverPolicy, ReplayPolicy
-from sqlalchemy import Table, func, select
+from sqlalchemy import Table, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlmodel import SQLModel
 
-from hub_common.db import create_engine, migrate, session_factory, transaction
+from hub_common.db import create_engine, migrate, session_factory, sync_url, transaction
 from hub_common.events import InvalidEvent, decode_event, prepare_decoding
 from hub_common.logging import get_logger
 from hub_common.streams import EVENTS_STREAM, SNAPSHOTS_STREAM
@@ -101,9 +103,18 @@ _CHUNKS_AHEAD = 50
 # well below these).
 _PENDING_MESSAGES = 100_000
 _PENDING_BYTES = 256 * 1024 * 1024
-# How long a stream may stay silent before the reader concludes it has nothing more (a
-# message below the end sequence may have been removed by the stream's limits).
+# How long a stream may stay silent before the reader asks whether the rest of it is gone
+# (a message below the end sequence may have been removed by the stream's limits).
 _SILENCE_SECONDS = 2.0
+# How long the rest of a stream that is still there may not come before the rebuild gives
+# up, failing: nats-py restarts a lost ordered consumer (a stream leader moving, a NATS
+# restart) after two missed heartbeats, 10 s, and a rebuild that ended there instead
+# looked complete.
+_STALL_LIMIT_SECONDS = 120.0
+
+
+class RebuildIncomplete(RuntimeError):
+    """A stream stopped sending before its end, though the rest of it is still there."""
 
 
 class RebuildTargetNotEmpty(RuntimeError):
@@ -153,6 +164,9 @@ class _StreamReader:
         self._subscription: JetStreamContext.PushSubscription | None = None
         self._watchdog: asyncio.Task[None] | None = None
         self._last_received = time.monotonic()
+        self._last_sequence_received = 0
+        self._stalled_since: float | None = None
+        self._failure: RebuildIncomplete | None = None
         self._ended = False
 
     async def __aenter__(self) -> _StreamReader:
@@ -186,6 +200,7 @@ class _StreamReader:
         if self._ended:
             return
         sequence = msg.metadata.sequence.stream
+        self._last_sequence_received = sequence
         if sequence <= self._extent.last_sequence:
             self._chunk.append(msg)
         if sequence >= self._extent.last_sequence:
@@ -198,19 +213,49 @@ class _StreamReader:
         self._last_received = time.monotonic()
 
     async def _end_when_silent(self) -> None:
-        """End the stream if nothing comes for a while although the reader keeps up: its last
-        messages were removed by the stream's limits since the rebuild started."""
+        """End the stream if nothing comes for a while although the reader keeps up and its
+        last messages were removed by the stream's limits since the rebuild started; while
+        they are still there, wait for them (up to ``_STALL_LIMIT_SECONDS``, then fail)."""
         while not self._ended:
             await asyncio.sleep(_SILENCE_SECONDS / 4)
             if self._chunks.full():
                 self._last_received = time.monotonic()
-            elif time.monotonic() - self._last_received > _SILENCE_SECONDS:
+                self._stalled_since = None
+            elif time.monotonic() - self._last_received <= _SILENCE_SECONDS:
+                self._stalled_since = None
+            elif await self._rest_removed():
                 logger.warning(
                     "stream ended before its last sequence; the stream's limits removed the rest",
                     stream=self._extent.stream,
                     last_sequence=self._extent.last_sequence,
                 )
                 await self._end()
+            elif self._stalled_since is None:
+                self._stalled_since = time.monotonic()
+                logger.warning(
+                    "stream stopped sending before its end; waiting for the rest",
+                    stream=self._extent.stream,
+                    received_up_to=self._last_sequence_received,
+                    last_sequence=self._extent.last_sequence,
+                )
+            elif time.monotonic() - self._stalled_since > _STALL_LIMIT_SECONDS:
+                self._failure = RebuildIncomplete(
+                    f"{self._extent.stream} stopped sending at sequence {self._last_sequence_received} of"
+                    f" {self._extent.last_sequence} for {_STALL_LIMIT_SECONDS:.0f} s, though the rest is there"
+                )
+                await self._end()
+
+    async def _rest_removed(self) -> bool:
+        """Whether no message after the last one received, up to the end, is left."""
+        try:
+            following = await self._js.get_msg(
+                self._extent.stream, seq=self._last_sequence_received + 1, subject="hub.>", next=True
+            )
+        except nats.js.errors.NotFoundError:
+            return True
+        except (nats.errors.Error, TimeoutError):
+            return False  # NATS itself is away: the rest is not known to be gone
+        return following.seq is None or following.seq > self._extent.last_sequence
 
     async def _end(self) -> None:
         if self._ended:
@@ -225,6 +270,8 @@ class _StreamReader:
         while (chunk := await self._chunks.get()) is not None:
             for msg in chunk:
                 yield msg
+        if self._failure is not None:
+            raise self._failure
 
 
 async def _merged_by_time(streams: list[AsyncIterator[Msg]]) -> AsyncIterator[Msg]:
@@ -267,11 +314,24 @@ def _collecting_less() -> Iterator[None]:
         gc.unfreeze()
 
 
-async def _ensure_empty(sessions: async_sessionmaker[AsyncSession]) -> None:
-    async with sessions() as session:
-        positions = (await session.execute(select(func.count()).select_from(ProjectionPosition))).scalar_one()
-    if positions:
-        raise RebuildTargetNotEmpty("the target database already holds a read model; rebuild into an empty one")
+def _ensure_empty(database_url: str) -> None:
+    """Refuse a target holding any table: a rebuild starts from an empty database (one an
+    interrupted rebuild left behind included: drop it and create it again)."""
+    url = sync_url(database_url)
+    if url.get_backend_name() == "sqlite" and not Path(url.database or "").exists():
+        return
+    engine = sqlalchemy.create_engine(url)
+    try:
+        with engine.connect() as connection:
+            tables = sqlalchemy.inspect(connection).get_table_names()
+    finally:
+        engine.dispose()
+    if tables:
+        raise RebuildTargetNotEmpty(
+            f"the target database is not empty ({len(tables)} tables, such as {sorted(tables)[0]!r}): a rebuild"
+            " goes into an empty database (check that --target is not the live one; drop and create it again"
+            " after an interrupted rebuild)"
+        )
 
 
 async def rebuild(
@@ -286,11 +346,13 @@ async def rebuild(
     ``progress(applied, total)`` is called after each written batch; ``total`` counts the
     messages the streams held at the start.
     """
+    # Checked before migrating: a live database named by mistake is left as it is, not
+    # migrated to this release outside its rollout.
+    await asyncio.to_thread(_ensure_empty, database_url)
     await asyncio.to_thread(migrate, database_url, MIGRATIONS, VERSION_TABLE)
     engine = create_engine(database_url)
     try:
         sessions = session_factory(engine)
-        await _ensure_empty(sessions)
         prepare_decoding()
         with _collecting_less():
             result = await _project_streams(js, sessions, batch_size, progress)
