@@ -312,6 +312,14 @@ def test_only_the_gateway_holds_the_key_that_seals_sign_ins(overlay: str) -> Non
         assert not every_key & set(config.get("data", {})), config["metadata"]["name"]
 
 
+def test_a_stopping_gateway_serves_until_the_ingress_stops_sending_to_it() -> None:
+    manifests = deploy_check.render(KUBERNETES / "overlays" / "production")
+    gateway = next(m for m in manifests if m["kind"] == "Deployment" and m["metadata"]["name"] == "gateway")
+    pod = gateway["spec"]["template"]["spec"]
+    wait = pod["containers"][0]["lifecycle"]["preStop"]["sleep"]["seconds"]
+    assert 3 <= wait < pod.get("terminationGracePeriodSeconds", 30) - 10
+
+
 def test_only_the_ingress_controller_and_monitoring_reach_the_hub() -> None:
     manifests = deploy_check.render(KUBERNETES / "overlays" / "production")
     policies = {m["metadata"]["name"]: m["spec"] for m in manifests if m["kind"] == "NetworkPolicy"}
