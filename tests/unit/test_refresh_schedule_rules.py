@@ -41,7 +41,8 @@ LUNCH = QuietHours(time(12, 0), time(13, 0))
 def test_quiet_hours_hold_from_their_start_until_their_end(
     quiet: QuietHours, wall_clock: time, quiet_then: bool
 ) -> None:
-    assert quiet.contain(wall_clock) is quiet_then
+    at = datetime.combine(datetime(2026, 12, 1).date(), wall_clock, tzinfo=UTC)
+    assert RefreshSchedule(timedelta(hours=1), quiet).is_quiet(at) is quiet_then
 
 
 def test_quiet_hours_are_the_time_zones_wall_clock_through_a_daylight_saving_change() -> None:
@@ -246,3 +247,53 @@ def test_only_a_schedule_being_saved_insists_on_a_place_saved_ones_and_alerts_ke
     assert time_zone("Etc/UTC").key == "Etc/UTC"
     with pytest.raises(InvalidSchedule):
         RefreshSchedule(every=None, quiet_hours=None, time_zone="US/Eastern").check_new()
+
+
+def test_quiet_hours_hold_through_the_hour_that_comes_twice() -> None:
+    """Amsterdam, 26 October 2025: at 03:00 CEST (01:00 UTC) the clocks go back to 02:00.
+    Quiet from 02:30, clients were read at 02:00-02:30 CET, inside the window set for the
+    client's nightly jobs, since that wall-clock time was before its start."""
+    schedule = RefreshSchedule(timedelta(minutes=15), QuietHours(time(2, 30), time(6, 0)), "Europe/Amsterdam")
+    assert not schedule.is_quiet(datetime(2025, 10, 26, 0, 29, tzinfo=UTC))  # 02:29 CEST
+    for minute in (0, 12, 27, 45):
+        assert schedule.is_quiet(datetime(2025, 10, 26, 1, minute, tzinfo=UTC)), minute  # 02:xx CET
+    assert schedule.is_quiet(datetime(2025, 10, 26, 4, 59, tzinfo=UTC))  # 05:59 CET
+    assert not schedule.is_quiet(datetime(2025, 10, 26, 5, 0, tzinfo=UTC))  # 06:00 CET
+
+
+def test_quiet_hours_ending_in_the_hour_that_comes_twice_end_once_at_its_last() -> None:
+    """New York, 2 November 2025: at 02:00 EDT (06:00 UTC) the clocks go back to 01:00.
+    Quiet until 01:30, they ended at 01:30 EDT, began again at 01:00 EST, and ended again:
+    the catch-up of every client came in one tick at the second end."""
+    schedule = RefreshSchedule(timedelta(hours=1), QuietHours(time(22, 0), time(1, 30)), "America/New_York")
+    for at in (datetime(2025, 11, 2, 5, 45, tzinfo=UTC), datetime(2025, 11, 2, 6, 15, tzinfo=UTC)):
+        assert schedule.is_quiet(at), at
+    end = datetime(2025, 11, 2, 6, 30, tzinfo=UTC)  # 01:30 EST
+    assert not schedule.is_quiet(end)
+    assert schedule._last_quiet_end(end + timedelta(minutes=3)) == end
+    runs = _run(schedule, CLIENTS, start=datetime(2025, 11, 1, 12, 0, tzinfo=UTC), days=1, tick=timedelta(minutes=1))
+    per_tick = Counter(at for client_runs in runs.values() for at in client_runs)
+    assert max(per_tick.values()) <= len(CLIENTS) / 3
+
+
+def test_quiet_hours_ending_at_a_time_the_clocks_skip_end_when_they_jump_past_it() -> None:
+    """Amsterdam, 30 March 2025: at 02:00 CET (01:00 UTC) the clocks jump to 03:00. Quiet
+    until 02:30, the end was taken half an hour late, and until then yesterday's end was
+    the last one: every client was caught up in one tick."""
+    schedule = RefreshSchedule(timedelta(hours=1), QuietHours(time(23, 0), time(2, 30)), "Europe/Amsterdam")
+    jump = datetime(2025, 3, 30, 1, 0, tzinfo=UTC)
+    assert schedule.is_quiet(jump - timedelta(minutes=1))
+    assert not schedule.is_quiet(jump)
+    assert schedule._last_quiet_end(jump + timedelta(minutes=2)) == jump
+    runs = _run(schedule, CLIENTS, start=datetime(2025, 3, 29, 12, 0, tzinfo=UTC), days=1, tick=timedelta(minutes=1))
+    per_tick = Counter(at for client_runs in runs.values() for at in client_runs)
+    assert max(per_tick.values()) <= len(CLIENTS) / 3
+
+
+def test_quiet_hours_in_a_zone_whose_clocks_move_half_an_hour() -> None:
+    """Lord Howe Island, 6 April 2025: at 02:00 (+11) the clocks go back to 01:30 (+10:30)."""
+    schedule = RefreshSchedule(timedelta(hours=1), QuietHours(time(1, 45), time(3, 0)), "Australia/Lord_Howe")
+    first_0145 = datetime(2025, 4, 5, 14, 45, tzinfo=UTC)  # 01:45 +11
+    assert schedule.is_quiet(first_0145)
+    assert schedule.is_quiet(datetime(2025, 4, 5, 15, 5, tzinfo=UTC))  # 01:35 +10:30, the second time
+    assert not schedule.is_quiet(datetime(2025, 4, 5, 16, 30, tzinfo=UTC))  # 03:00 +10:30

@@ -13,10 +13,12 @@ interval, and stay spread however late a tick comes or however many became due a
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from hub_common.i18n import N_
@@ -89,11 +91,6 @@ class QuietHours:
         minutes = (_minute_of_day(self.end) - _minute_of_day(self.start)) % (24 * 60)
         return timedelta(minutes=minutes)
 
-    def contain(self, wall_clock: time) -> bool:
-        if self.start < self.end:
-            return self.start <= wall_clock < self.end
-        return wall_clock >= self.start or wall_clock < self.end
-
 
 def _minute_of_day(wall_clock: time) -> int:
     return wall_clock.hour * 60 + wall_clock.minute
@@ -163,9 +160,26 @@ class RefreshSchedule:
         place_time_zone(self.time_zone)
 
     def is_quiet(self, now: datetime) -> bool:
+        return any(start <= now < end for start, end in self._quiet_periods(now))
+
+    def _quiet_periods(self, now: datetime) -> list[tuple[datetime, datetime]]:
+        """The quiet periods (UTC instants) of the local days around ``now``: each day's
+        from its start to its end, on the next day when they span midnight."""
         if self.quiet_hours is None:
-            return False
-        return self.quiet_hours.contain(now.astimezone(time_zone(self.time_zone)).time().replace(tzinfo=None))
+            return []
+        zone_name = self.time_zone
+        today = now.astimezone(time_zone(zone_name)).date()
+        spans_midnight = self.quiet_hours.end <= self.quiet_hours.start
+        periods = []
+        for day in (today - timedelta(days=2), today - timedelta(days=1), today):
+            end_day = day + timedelta(days=1) if spans_midnight else day
+            periods.append(
+                (
+                    _instant(day, self.quiet_hours.start, zone_name, repeated="first"),
+                    _instant(end_day, self.quiet_hours.end, zone_name, repeated="last"),
+                )
+            )
+        return periods
 
     def phase(self, client_id: uuid.UUID) -> timedelta:
         """Where in each interval the client's slot lies (whole seconds; zero when off)."""
@@ -213,15 +227,32 @@ class RefreshSchedule:
 
     def _last_quiet_end(self, now: datetime) -> datetime | None:
         """When quiet hours last ended at or before ``now`` (UTC), if there are any."""
-        if self.quiet_hours is None:
-            return None
-        zone = time_zone(self.time_zone)
-        today = now.astimezone(zone).date()
-        for day in (today, today - timedelta(days=1)):
-            end = datetime.combine(day, self.quiet_hours.end, tzinfo=zone).astimezone(UTC)
-            if end <= now:
-                return end
-        return None
+        ended = [end for _, end in self._quiet_periods(now) if end <= now]
+        return max(ended) if ended else None
+
+
+@functools.lru_cache(maxsize=4096)
+def _instant(day: date, wall_clock: time, zone_name: str, *, repeated: Literal["first", "last"]) -> datetime:
+    """The instant (UTC) a wall-clock time of a local day is, on the days clocks change too.
+
+    Quiet hours are a period, not a set of wall-clock times: on the day clocks go back, a
+    time that comes twice starts quiet hours at its first occurrence and ends them at its
+    last (a window from 02:30 read clients at 02:00-02:30 once the clock went back, and one
+    until 01:30 ended twice); on the day clocks go forward, a time that never comes is the
+    moment the clocks jump past it.
+    """
+    zone = time_zone(zone_name)
+    first = datetime.combine(day, wall_clock, tzinfo=zone).astimezone(UTC)  # fold 0
+    last = datetime.combine(day, wall_clock, tzinfo=zone).replace(fold=1).astimezone(UTC)
+    if first.astimezone(zone).replace(tzinfo=None) == datetime.combine(day, wall_clock):
+        # It exists: once (both the same), or twice (fold 0 is the earlier).
+        return first if repeated == "first" else max(first, last)
+    # Skipped: fold 1 reads it with the offset after the change, an instant before the gap;
+    # the clocks jump past it at the first minute whose wall-clock time is later.
+    moment = min(first, last)
+    while moment.astimezone(zone).replace(tzinfo=None) < datetime.combine(day, wall_clock):
+        moment += timedelta(minutes=1)
+    return moment.replace(second=0, microsecond=0)
 
 
 def _minutes(interval: timedelta) -> int:
