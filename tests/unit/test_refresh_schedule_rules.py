@@ -297,3 +297,15 @@ def test_quiet_hours_in_a_zone_whose_clocks_move_half_an_hour() -> None:
     assert schedule.is_quiet(first_0145)
     assert schedule.is_quiet(datetime(2025, 4, 5, 15, 5, tzinfo=UTC))  # 01:35 +10:30, the second time
     assert not schedule.is_quiet(datetime(2025, 4, 5, 16, 30, tzinfo=UTC))  # 03:00 +10:30
+
+
+def test_a_run_recorded_by_a_clock_far_ahead_does_not_hold_the_client_back() -> None:
+    """A replica a day ahead held the schedule for one tick and recorded its runs a day
+    ahead: by every other replica's clock no slot came after them for a day."""
+    schedule = RefreshSchedule(timedelta(hours=1), None)
+    now = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
+    client = CLIENTS[0]
+    assert schedule.is_due(client_id=client, last_run=now + timedelta(days=1), now=now)
+    # A clock a little ahead is a clock in step: its run counts as it is.
+    just_ran = schedule.latest_slot(client, now) + timedelta(minutes=2)
+    assert not schedule.is_due(client_id=client, last_run=just_ran, now=just_ran - timedelta(minutes=1))

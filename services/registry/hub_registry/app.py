@@ -117,6 +117,7 @@ def create_app(settings: RegistrySettings) -> FastStream:
                         upkeep=settings.upkeep_interval(),
                         now=datetime.now(UTC),
                         correlation_id=str(uuid.uuid4()),
+                        tick=timedelta(seconds=settings.schedule_check_seconds),
                     )
                 if count:
                     duties.notify_relay()

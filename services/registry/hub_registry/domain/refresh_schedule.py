@@ -37,6 +37,9 @@ CATCH_UP_SPREAD = timedelta(minutes=5)
 # even in its quiet hours, so its subscriptions (3 days) never lapse: a day, plus the hour
 # a daylight-saving change may move the end of quiet hours by.
 UPKEEP_AT_LEAST_EVERY = timedelta(hours=25)
+# A last run recorded further ahead of this replica's clock than this was not made by a
+# clock in step with it.
+CLOCK_SKEW_TOLERANCE = timedelta(minutes=5)
 # Slots are counted from here (a Monday, 00:00 UTC), so they do not depend on when the
 # registry started or on the ticks.
 _SLOT_EPOCH = datetime(2001, 1, 1, tzinfo=UTC)
@@ -215,6 +218,10 @@ class RefreshSchedule:
             return True
         if self.is_quiet(now):
             return False
+        if last_run > now + CLOCK_SKEW_TOLERANCE:
+            # Recorded by a replica whose clock ran ahead (a machine resumed before its clock
+            # was set): waiting for a slot after it would leave the client unread that long.
+            return True
         slot = self.latest_slot(client_id, now)
         if slot <= last_run:
             return False

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
+import math
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -172,6 +174,29 @@ async def set_refresh_schedule(*, session: AsyncSession, command: SetRefreshSche
     )
 
 
+# Scheduled refreshes one tick asks for: three times what the schedules ask per tick on
+# average, and at least this many. Beyond it a burst (every client due at once after an
+# outage of the registry, a schedule switched on or shortened, a new hub default) is spread
+# over the next ticks, the firms taking turns, instead of thousands of requests queued at
+# once ahead of every firm's own refreshes.
+SCHEDULED_PER_TICK_AT_LEAST = 100
+BURST_FACTOR = 3
+
+
+def _firms_taking_turns(due: list[tuple[Client, datetime]], limit: int) -> list[tuple[Client, datetime]]:
+    """Up to ``limit`` of the due clients: each firm's longest-waiting first, one firm after
+    another, so a firm with thousands of clients does not hold back one with three."""
+    by_firm: dict[uuid.UUID, list[tuple[Client, datetime]]] = {}
+    for client, last_run in sorted(due, key=lambda item: (item[1], str(item[0].id))):
+        by_firm.setdefault(client.firm_id, []).append((client, last_run))
+    chosen: list[tuple[Client, datetime]] = []
+    for turn in itertools.zip_longest(*by_firm.values()):
+        chosen.extend(item for item in turn if item is not None)
+        if len(chosen) >= limit:
+            return chosen[:limit]
+    return chosen
+
+
 async def refresh_due_clients(
     *,
     session: AsyncSession,
@@ -179,6 +204,7 @@ async def refresh_due_clients(
     now: datetime,
     correlation_id: str,
     upkeep: timedelta | None = None,
+    tick: timedelta = timedelta(minutes=1),
 ) -> int:
     """One RefreshRequested per live, granted client whose schedule is due (a client still
     waiting for permission has nothing to read); how many. Each client's run is recorded
@@ -215,17 +241,26 @@ async def refresh_due_clients(
             )
         ).scalars()
     }
-    requested = 0
+    due: list[tuple[Client, datetime]] = []
+    per_tick = 0.0
     for client in clients:
         schedule = effective_schedule(
             firm_schedules.get(client.firm_id, operator_default), client_schedules.get(client.id)
         )
         if upkeep is not None and (schedule.every is None or schedule.every > upkeep):
             schedule = dataclasses.replace(schedule, every=upkeep)
+        if schedule.every is not None:
+            per_tick += tick / schedule.every
         run = runs.get(client.id)
         last_run = run.last_run_at if run else client.created_at
-        if not schedule.is_due(client_id=client.id, last_run=last_run, now=now, upkeep=upkeep is not None):
-            continue
+        if schedule.is_due(client_id=client.id, last_run=last_run, now=now, upkeep=upkeep is not None):
+            due.append((client, last_run))
+    limit = max(SCHEDULED_PER_TICK_AT_LEAST, math.ceil(BURST_FACTOR * per_tick))
+    if len(due) > limit:
+        logger.info("scheduled refreshes spread over the next ticks", due=len(due), this_tick=limit)
+    requested = 0
+    for client, _ in _firms_taking_turns(due, limit):
+        run = runs.get(client.id)
         if run is None:
             # Two replicas at once (a lease changing hands): the second's insert fails its
             # transaction, and nothing of that tick is asked twice.
