@@ -301,12 +301,14 @@ async def test_a_burst_of_due_clients_is_spread_over_ticks_and_the_firms_take_tu
     monkeypatch.setattr(refreshes, "SCHEDULED_PER_TICK_AT_LEAST", 6)
     _, _, big = await _firm_with_clients(database_url, 13, owner_email="o@big-firm.example")  # 12 granted
     _, _, small = await _firm_with_clients(database_url, 3, owner_email="o@small-firm.example")  # 2 granted
-    after_an_outage = ADDED + timedelta(days=1)
-    first = await _tick(database_url, after_an_outage)
-    # 14 hourly clients ask 14/60 a minute: the tick's share is the floor, 6.
+    # Daily, so no client's next slot comes within the minutes looked at.
+    daily = RefreshSchedule(every=timedelta(days=1), quiet_hours=None)
+    after_an_outage = ADDED + timedelta(days=2)
+    first = await _tick(database_url, after_an_outage, daily)
+    # 14 daily clients ask 14/1,440 a minute: the tick's share is the floor, 6.
     assert len(first) == 6
     assert set(small[:2]) <= set(first), "the small firm waited behind the big one"
     later: list[uuid.UUID] = []
     for minute in range(1, 4):
-        later += await _tick(database_url, after_an_outage + timedelta(minutes=minute))
+        later += await _tick(database_url, after_an_outage + timedelta(minutes=minute), daily)
     assert sorted(map(str, first + later)) == sorted(map(str, big[:12] + small[:2])), "each once, none lost"
