@@ -83,6 +83,14 @@ _NATS_SIGN_IN: JsonSchema = {
         {"required": ["HUB_NATS_NKEY_SEED_FILE"]},
     ],
 }
+# A service that signs or seals needs its key: its own (`hub derive-keys`), or the hub's
+# secret key it is derived from (as before this release).
+_SIGNING_KEY: dict[str, JsonSchema] = {
+    "invitations": {
+        "description": "no key signs the invitation links: set HUB_INVITATION_LINK_KEY (`hub derive-keys`)",
+        "anyOf": [{"required": ["HUB_INVITATION_LINK_KEY"]}, {"required": ["HUB_SECRET_KEY"]}],
+    },
+}
 _ALWAYS_REQUIRED = ("HUB_MODE", "HUB_NATS_URL", "HUB_OPERATIONS_PORT", "HUB_OPERATIONS_HOST")
 
 # Settings that carry a credential: a pod must get them from a Secret, never a ConfigMap.
@@ -101,7 +109,7 @@ _DATABASE_URL: JsonSchema = {
 _SERVICE_REQUIREMENTS: dict[str, tuple[str, ...]] = {
     "registry": ("HUB_DATABASE_URL",),
     "fetcher": ("HUB_ENTRA_CLIENT_ID", "HUB_ENTRA_CLIENT_SECRET"),
-    "invitations": ("HUB_DATABASE_URL", "HUB_INVITATION_LINK_KEY", "HUB_SMTP_HOST", "HUB_MAIL_FROM", "HUB_PUBLIC_URL"),
+    "invitations": ("HUB_DATABASE_URL", "HUB_SMTP_HOST", "HUB_MAIL_FROM", "HUB_PUBLIC_URL"),
     "gateway": (
         "HUB_DATABASE_URL",
         "HUB_SECRET_KEY",
@@ -159,7 +167,7 @@ def _environment_schema(service: str, model_schema: JsonSchema) -> JsonSchema:
         "description": f"The {service}'s environment: {model_schema.get('title', service)}.",
         "properties": dict(sorted(properties.items())),
         "required": sorted({*_ALWAYS_REQUIRED, *_SERVICE_REQUIREMENTS[service]}),
-        "allOf": [_NATS_SIGN_IN],
+        "allOf": [_NATS_SIGN_IN, *([_SIGNING_KEY[service]] if service in _SIGNING_KEY else [])],
         # A misspelt variable would be ignored by the service without a word: reject it.
         "additionalProperties": False,
     }

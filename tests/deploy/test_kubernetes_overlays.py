@@ -160,6 +160,10 @@ BAD_OVERLAYS = {
         _patch("Deployment", "registry", "- {op: remove, path: /spec/template/spec/containers/0/resources/limits}"),
         "Deployment/registry container registry: resources.limits.memory is missing",
     ),
+    "no key for the invitation links": (
+        _patch("Deployment", "invitations", "- {op: remove, path: /spec/template/spec/containers/0/env/1}"),
+        "Deployment/invitations (invitations settings): no key signs the invitation links: set HUB_INVITATION_LINK_KEY",
+    ),
     "no readiness probe": (
         _patch("Deployment", "fetcher", "- {op: remove, path: /spec/template/spec/containers/0/readinessProbe}"),
         "Deployment/fetcher container fetcher: has no readinessProbe",

@@ -150,3 +150,30 @@ async def test_a_pause_in_delivery_does_not_cut_the_listing_short(
     wanted = HistoryFilter(firm_id=firm)
     listed = [envelope.type async for _, envelope in read_history(jetstream, wanted, idle_seconds=0.1)]
     assert listed == ["ClientAdded", "ClientRemoved", "ClientRemoved"]
+
+
+async def test_following_up_to_a_time_ends_on_a_busy_log(jetstream: JetStreamContext) -> None:
+    """Events every few tenths of a second: the end of --until was looked for only after a
+    second without any, so following a busy hub never ended."""
+    firm, _, _ = await _history(jetstream)
+    stop = asyncio.Event()
+
+    async def busy() -> None:
+        while not stop.is_set():
+            await publish_event(
+                jetstream, new_envelope(ClientRemoved(client_id=uuid.uuid4()), firm_id=firm, actor=Actor.service("x"))
+            )
+            await asyncio.sleep(0.2)
+
+    publishing = asyncio.create_task(busy())
+    try:
+        wanted = HistoryFilter(firm_id=firm, until=datetime.now(UTC) - timedelta(minutes=5))
+
+        async def follow() -> list[str]:
+            return [e.type async for _, e in read_history(jetstream, wanted, follow=True)]
+
+        followed = await asyncio.wait_for(follow(), timeout=10)
+        assert followed == [], "every event is later than --until"
+    finally:
+        stop.set()
+        await publishing

@@ -14,6 +14,7 @@ import pytest
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
+from hub_gateway.dashboard import live as live_module
 from hub_gateway.dashboard.live import QUEUE_LIMIT, LiveUpdates, Notice, SharedReads
 
 
@@ -126,3 +127,18 @@ async def test_a_reconnection_asks_every_open_page_to_reload_keeping_what_it_mus
         [notice] = [queue.get_nowait() for _ in range(queue.qsize())]
         assert notice.reload and accountant_id in notice.sign_in_changed_of
         assert other_queue.get_nowait().reload
+
+
+async def test_a_finished_shared_read_is_let_go_once_its_streams_had_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A firm-wide notice's rows can be megabytes: kept until 64 newer notices pushed them
+    out, a quiet replica held them for nothing."""
+    monkeypatch.setattr(live_module, "KEEP_FINISHED_SECONDS", 0.05)
+    shared = SharedReads()
+
+    async def rows() -> str:
+        return "rows"
+
+    assert await shared.read("key", rows) == "rows"
+    assert "key" in shared._reads
+    await asyncio.sleep(0.2)
+    assert shared._reads == {}

@@ -93,7 +93,7 @@ async def read_history(
                 message = await subscription.next_msg(timeout=idle_seconds)
             except nats.errors.TimeoutError:
                 if follow:
-                    if wanted.until is not None and datetime.now(UTC) > wanted.until + FOLLOW_GRACE:
+                    if _followed_past(wanted):
                         return
                     continue
                 if await _nothing_left(subscription):
@@ -113,8 +113,15 @@ async def read_history(
                 yield message.metadata.sequence.stream, envelope
             if not follow and message.metadata.num_pending == 0:
                 return
+            # On a busy log no second passes without a message: checked after each too.
+            if follow and _followed_past(wanted):
+                return
     finally:
         await subscription.unsubscribe()
+
+
+def _followed_past(wanted: HistoryFilter) -> bool:
+    return wanted.until is not None and datetime.now(UTC) > wanted.until + FOLLOW_GRACE
 
 
 async def _nothing_left(subscription: JetStreamContext.PushSubscription) -> bool:

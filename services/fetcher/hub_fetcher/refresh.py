@@ -57,6 +57,10 @@ CUES_BUSY_RECHECK_SECONDS = 600
 # How long a company's cue figures may lag behind its $batch before it is done without them
 # (BC computes the cues as the pages open, so they can be the slowest call).
 CUES_GRACE_SECONDS = 10.0
+# How long the cue requests may wait for one of the tenant's BC slots after the $batch
+# answered: the cues are optional, and a busy or throttled tenant must not hold a company
+# whose figures are read already until the refresh's deadline.
+CUES_SLOT_WAIT_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
@@ -177,9 +181,11 @@ class ClientReader:
         reached = asyncio.create_task(both_reached_bc())
         first: set[asyncio.Future[Any]] = {cues_read, reached}
         try:
-            # Bounded by the refresh's deadline, like any wait for a slot.
-            await asyncio.wait(first, return_when=asyncio.FIRST_COMPLETED)
-            done, _ = await asyncio.wait({cues_read}, timeout=CUES_GRACE_SECONDS)
+            await asyncio.wait(first, timeout=CUES_SLOT_WAIT_SECONDS, return_when=asyncio.FIRST_COMPLETED)
+            if reached.done() or cues_read.done():
+                done, _ = await asyncio.wait({cues_read}, timeout=CUES_GRACE_SECONDS)
+            else:
+                done = set()  # still waiting for a slot: as slow as cues that do not answer
         except BaseException:
             cues_read.cancel()  # the refresh was cancelled (its deadline, a shutdown)
             raise

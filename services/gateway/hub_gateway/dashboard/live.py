@@ -96,8 +96,10 @@ def _fell_behind(queue: asyncio.Queue[Notice], notice: Notice) -> None:
 
 
 # Reads kept for the streams still on their way to them: more than the distinct notices a
-# replica's streams take at once.
+# replica's streams take at once; a finished one is kept this long (the streams that got its
+# notice take it within moments), not until newer notices push it out.
 SHARED_READS = 64
+KEEP_FINISHED_SECONDS = 5.0
 
 
 class SharedReads:
@@ -114,13 +116,22 @@ class SharedReads:
         task: asyncio.Task[object] | None = self._reads.get(key)
         if task is None or (task.done() and (task.cancelled() or task.exception() is not None)):
             task = asyncio.ensure_future(read())
-            # Retrieved here too: every stream waiting for it may have gone meanwhile.
-            task.add_done_callback(lambda done: done.cancelled() or done.exception())
+            task.add_done_callback(lambda done: self._finished(key, done))
             self._reads[key] = task
             while len(self._reads) > SHARED_READS:
                 del self._reads[next(iter(self._reads))]
         # One stream going away (its page closed) must not cancel the others' read.
         return cast(T, await asyncio.shield(task))
+
+    def _finished(self, key: Hashable, task: asyncio.Task[object]) -> None:
+        # Retrieved here too: every stream waiting for it may have gone meanwhile.
+        if not task.cancelled():
+            task.exception()
+        asyncio.get_running_loop().call_later(KEEP_FINISHED_SECONDS, self._forget, key, task)
+
+    def _forget(self, key: Hashable, task: asyncio.Task[object]) -> None:
+        if self._reads.get(key) is task:
+            del self._reads[key]
 
 
 class LiveUpdates:
