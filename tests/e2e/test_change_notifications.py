@@ -13,6 +13,7 @@ instead of BC's 30.
 from __future__ import annotations
 
 import asyncio
+import re
 import threading
 import time
 import uuid
@@ -496,3 +497,12 @@ def _registry_that_never_answers(nats_url: str) -> Iterator[None]:
 
 async def _never_answer(message: Msg) -> None:
     return None
+
+
+def test_the_gateway_and_the_fetchers_say_the_same_notification_key_at_start(hub: Hub) -> None:
+    """The gateway derives the key from HUB_SECRET_KEY, the fetchers hold it on its own
+    (HUB_NOTIFICATION_KEY): a rotation that left one behind showed only as every notice
+    refused. Each says the key's id at start."""
+    said = {p.name: re.findall(r"notification_key_id\W*([0-9a-f]{12})", p.log()) for p in hub.processes}
+    assert said["gateway"] and said["fetcher-1"] and said["fetcher-2"], said
+    assert len({*said["gateway"], *said["fetcher-1"], *said["fetcher-2"]}) == 1, said

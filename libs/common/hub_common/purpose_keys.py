@@ -59,3 +59,10 @@ def decode(text: str) -> bytes | None:
     except (binascii.Error, ValueError):
         return None
     return key if len(key) == KEY_BYTES else None
+
+
+def key_id(key: bytes) -> str:
+    """A short name of a key, safe to log: services that must hold the same key (the fetcher
+    signs change notices the gateway checks) say theirs at start, so a key left behind by a
+    rotation shows at a glance instead of as every notice refused."""
+    return hashlib.sha256(b"key-id:" + key).hexdigest()[:12]

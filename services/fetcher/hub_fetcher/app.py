@@ -17,7 +17,7 @@ from hub_common.events import ClientConnection
 from hub_common.logging import configure_logging, get_logger
 from hub_common.nats_permissions import durables_of
 from hub_common.operations import OperationsEndpoint, StartUp, consumer_lag, nats_connected
-from hub_common.purpose_keys import Purpose
+from hub_common.purpose_keys import Purpose, key_id
 from hub_common.streams import (
     BC_HOLD_OFFS_BUCKET,
     BC_SLOTS_BUCKET,
@@ -152,7 +152,12 @@ def create_app(settings: FetcherSettings) -> FastStream:
         assert connected is not None, "after_startup runs once on_startup connected"
         await connected.refreshes.start()
         start_up.over = True
-        logger.info("fetcher ready", concurrency=settings.concurrency)
+        logger.info(
+            "fetcher ready",
+            concurrency=settings.concurrency,
+            # The gateway says the same id at its start when both hold the same key.
+            notification_key_id=key_id(settings.key_for(Purpose.NOTIFICATIONS)),
+        )
 
     @app.on_shutdown
     async def close() -> None:

@@ -29,6 +29,7 @@ from hub_common.events import Envelope, EventData
 from hub_common.logging import bound_context, configure_logging, get_logger
 from hub_common.nats_permissions import durables_of
 from hub_common.operations import OperationsEndpoint, StartUp, connected_with_database, consumer_lag
+from hub_common.purpose_keys import Purpose, key_id
 from hub_common.settings import TracingExporter
 from hub_common.streams import (
     GATEWAY_EVENTS_CONSUMER,
@@ -230,7 +231,12 @@ def create_app(settings: GatewaySettings) -> FastAPI:
                 entra_http=entra_http,
             )
             start_up.over = True
-            logger.info("gateway ready", url=f"http://{settings.host}:{settings.port}")
+            logger.info(
+                "gateway ready",
+                url=f"http://{settings.host}:{settings.port}",
+                # The fetchers say the same id at their start when they hold the same key.
+                notification_key_id=key_id(settings.key_for(Purpose.NOTIFICATIONS)),
+            )
             yield
 
     app = FastAPI(
