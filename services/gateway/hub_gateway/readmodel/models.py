@@ -12,7 +12,7 @@ import uuid
 from datetime import date, datetime
 from decimal import Decimal
 
-from sqlalchemy import Column, Date, Index, Numeric, Text
+from sqlalchemy import Column, Date, Index, Numeric, Text, text
 from sqlmodel import Field, SQLModel
 
 from hub_common.db import UtcDateTime
@@ -119,7 +119,17 @@ class AlertRow(SQLModel, table=True):
     """One alert episode of a rule (AlertRaised, then AlertResolved): open until it ends."""
 
     __tablename__ = "gateway_alerts"
-    __table_args__ = (Index("ix_gateway_alerts_firm_started", "firm_id", "started_at"),)
+    __table_args__ = (
+        Index("ix_gateway_alerts_firm_started", "firm_id", "started_at"),
+        # The dashboard's markers: the open alerts of the clients on a page (migration 0023).
+        Index(
+            "ix_gateway_alerts_open_by_client",
+            "firm_id",
+            "client_id",
+            sqlite_where=text("ended_at IS NULL"),
+            postgresql_where=text("ended_at IS NULL"),
+        ),
+    )
 
     episode_id: uuid.UUID = Field(primary_key=True)
     firm_id: uuid.UUID
