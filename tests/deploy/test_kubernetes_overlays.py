@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import textwrap
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from typer.testing import CliRunner
@@ -290,6 +292,25 @@ def test_every_service_signs_in_to_nats_as_its_own_user_with_only_its_own_passwo
         assert [m["mountPath"] for m in container["volumeMounts"]] == [str(password_file.parent), "/tmp"]
 
 
+def test_staging_uses_a_nats_of_its_own() -> None:
+    staging = deploy_check.render(KUBERNETES / "overlays" / "staging")
+    production = deploy_check.render(KUBERNETES / "overlays" / "production")
+
+    def nats_of(manifests: list[dict[str, Any]]) -> tuple[str, str]:
+        settings = next(
+            m for m in manifests if m["kind"] == "ConfigMap" and m["metadata"]["name"].startswith("hub-settings")
+        )
+        scaler = next(m for m in manifests if m["kind"] == "ScaledObject")
+        return settings["data"]["HUB_NATS_URL"], scaler["spec"]["triggers"][0]["metadata"][
+            "natsServerMonitoringEndpoint"
+        ]
+
+    staging_url, staging_monitor = nats_of(staging)
+    production_url, production_monitor = nats_of(production)
+    assert urlsplit(staging_url).hostname != urlsplit(production_url).hostname
+    assert staging_monitor.split(":")[0] != production_monitor.split(":")[0]
+
+
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_only_the_gateway_holds_the_key_that_seals_sign_ins(overlay: str) -> None:
     """With HUB_SECRET_KEY anyone can seal a sign-in; a fetcher parsing every tenant's
@@ -357,10 +378,13 @@ def test_nats_takes_clients_only_from_the_hub_and_monitoring_only_from_keda() ->
     validate(policy, "1.31", strict=True)
     rules = {port["port"]: rule["from"] for rule in policy["spec"]["ingress"] for port in rule["ports"]}
     assert set(rules) == {4222, 6222, 8222}
+    # The hub's own namespace only: a staging installation elsewhere in the cluster, its pods
+    # labelled alike, reached production's NATS.
     assert {
-        "namespaceSelector": {},
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "accountant-hub"}},
         "podSelector": {"matchLabels": {"app.kubernetes.io/part-of": "accountant-hub"}},
     } in rules[4222]
+    assert all(peer.get("namespaceSelector") != {} for peer in rules[4222])
     namespaces = {peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"] for peer in rules[8222]}
     assert namespaces == {"keda", "monitoring"}
     assert "network-policy.yaml" in (KUBERNETES / "nats" / "kustomization.yaml").read_text()
