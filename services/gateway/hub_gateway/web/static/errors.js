@@ -125,8 +125,9 @@ Hub.start(() => {
     if (offset === 0) load();
     else $("errors-live").textContent = _("The list changed; go to the first page to see it.");
   };
-  // A stream (re)opened, or a page that fell behind, may have missed failures: read again.
-  Hub.live({ resync: refresh, failures: refresh, rows: () => { if (filter.view !== "history") refresh(); } });
+  // A stream (re)opened, or a page that fell behind, may have missed failures: the first
+  // page is read again; a later one is not told "the list changed", which is not known.
+  Hub.live({ resync: () => { if (offset === 0) load(); }, failures: refresh, rows: () => { if (filter.view !== "history") refresh(); } });
   heading(filter.view === "history");
   load();
 });
