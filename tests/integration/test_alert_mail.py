@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,8 @@ from nats.aio.client import Client
 from sqlalchemy import create_engine, text
 
 from hub_common.bus import publish_event
-from hub_common.db import sync_url
+from hub_common.db import create_engine as create_async_engine
+from hub_common.db import migrate, session_factory, sync_url
 from hub_common.dev_mail import Mail, read_mailbox
 from hub_common.events import (
     AccountantRemoved,
@@ -39,6 +41,11 @@ from hub_common.events import (
 )
 from hub_common.local_nats import free_port
 from hub_common.streams import DEAD_LETTER_STREAM, INVITATIONS_CONSUMER, declare_topology
+from hub_invitations import event_mail
+from hub_invitations.app import MIGRATIONS as INVITATIONS_MIGRATIONS
+from hub_invitations.app import VERSION_TABLE as INVITATIONS_VERSION_TABLE
+from hub_invitations.event_mail import ALERT_MAIL, Addressee
+from hub_invitations.settings import InvitationsSettings
 from tests.integration.test_invitations import Sink, _start_invitations, _start_sink
 from tests.support.processes import ServiceProcess
 
@@ -366,3 +373,36 @@ async def test_a_colleague_address_the_mail_server_refuses_is_dead_lettered_at_o
     finally:
         process.stop()
         refusing.process.stop()
+
+
+async def test_a_mail_dropped_while_its_attempt_runs_keeps_the_reason_it_was_not_sent(database_url: str) -> None:
+    """The removal comes while the mail loop's attempt is on its way to an SMTP server that
+    is down: the attempt's failure wrote its SMTP error over the row's "not sent: ..." (one
+    full run in a few)."""
+    await asyncio.to_thread(migrate, database_url, INVITATIONS_MIGRATIONS, INVITATIONS_VERSION_TABLE)
+    engine = create_async_engine(database_url)
+    sessions = session_factory(engine)
+    try:
+        firm, event_id = uuid.uuid4(), uuid.uuid4()
+        email = f"leaver.{uuid.uuid4().hex[:8]}@alerting-accounting.example"
+        message = EmailMessage()
+        message["To"] = email
+        addressee = Addressee(firm_id=firm, email=email, kind=ALERT_MAIL, event_at=datetime.now(UTC))
+        settings = InvitationsSettings(_env_file=None, database_url=database_url)
+        assert await event_mail._claim(sessions, event_id, message, settings, addressee)
+        dropped = await event_mail.drop_unsent_mail(
+            sessions,
+            firm_id=firm,
+            email=email,
+            kind=ALERT_MAIL,
+            reason=event_mail.DROPPED_RECIPIENT_REMOVED,
+            before=datetime.now(UTC),
+        )
+        assert dropped == 1
+        await event_mail._record(sessions, event_id, sent=False, error="ConnectionRefusedError: [Errno 111]")
+        row = _event_mail_row(database_url, event_id)
+        assert row is not None and row["message"] is None and row["sent_at"] is not None
+        assert row["last_error"] == event_mail.DROPPED_RECIPIENT_REMOVED
+        assert row["claimed_until"] is None
+    finally:
+        await engine.dispose()

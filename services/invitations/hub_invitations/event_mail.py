@@ -108,6 +108,12 @@ async def _record(
             return
         row.claimed_until = None
         row.attempts += 1
+        if row.sent_at is not None and not sent:
+            # Settled while this attempt ran (dropped: its recipient left the firm, its
+            # invitation was withdrawn): the reason it was not sent stays the row's, not the
+            # SMTP error of an attempt that was no longer wanted.
+            session.add(row)
+            return
         row.last_error = error[:500] if error else None
         if sent:
             row.sent_at = datetime.now(UTC)
