@@ -301,9 +301,12 @@ async def test_a_burst_of_due_clients_is_spread_over_ticks_and_the_firms_take_tu
     monkeypatch.setattr(refreshes, "SCHEDULED_PER_TICK_AT_LEAST", 6)
     _, _, big = await _firm_with_clients(database_url, 13, owner_email="o@big-firm.example")  # 12 granted
     _, _, small = await _firm_with_clients(database_url, 3, owner_email="o@small-firm.example")  # 2 granted
-    # Daily, so no client's next slot comes within the minutes looked at.
+    # Daily, and looked at in minutes where no client's own next slot comes (it would be
+    # read again there, rightly).
     daily = RefreshSchedule(every=timedelta(days=1), quiet_hours=None)
     after_an_outage = ADDED + timedelta(days=2)
+    while any(daily.latest_slot(c, after_an_outage + timedelta(minutes=4)) > after_an_outage for c in big + small):
+        after_an_outage += timedelta(minutes=5)
     first = await _tick(database_url, after_an_outage, daily)
     # 14 daily clients ask 14/1,440 a minute: the tick's share is the floor, 6.
     assert len(first) == 6
