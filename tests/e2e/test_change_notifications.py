@@ -305,7 +305,7 @@ def test_notices_not_signed_for_the_company_are_refused(notified: NotifiedHub, c
     firm_id = uuid.UUID(api.get("/api/v1/me").json()["firm_id"])
     company_id = uuid.UUID(connected["production"]["companies"][0]["id"])
     address = CompanyAddress(firm_id, uuid.UUID(connected["client_id"]), company_id)
-    signer = NotificationSigner(SECRET_KEY)
+    signer = NotificationSigner.of_secret(SECRET_KEY)
     url = f"{notified.hub.url}{NOTIFICATION_PATH}/{signer.key(address)}"
     resource = f"api/v2.0/companies({company_id})/salesInvoices({uuid.uuid4()})"
 
@@ -328,7 +328,7 @@ def test_notices_not_signed_for_the_company_are_refused(notified: NotifiedHub, c
         assert handshake.status_code == 200 and handshake.text == "<script>alert(1)</script>"
         assert handshake.headers["content-type"].startswith("text/plain")
         assert handshake.headers["x-content-type-options"] == "nosniff"
-        forged = NotificationSigner("a guessed secret that is long enough for the test").key(address)
+        forged = NotificationSigner.of_secret("a guessed secret that is long enough for the test").key(address)
         assert (
             bc.post(f"{notified.hub.url}{NOTIFICATION_PATH}/{forged}", params={"validationToken": "t"}).status_code
             == 404
@@ -356,7 +356,7 @@ def test_a_notice_is_known_by_its_client_state_whatever_else_bc_sends(
     firm_id = uuid.UUID(api.get("/api/v1/me").json()["firm_id"])
     company_id = uuid.UUID(connected["production"]["companies"][0]["id"])
     address = CompanyAddress(firm_id, uuid.UUID(connected["client_id"]), company_id)
-    signer = NotificationSigner(SECRET_KEY)
+    signer = NotificationSigner.of_secret(SECRET_KEY)
     url = f"{notified.hub.url}{NOTIFICATION_PATH}/{signer.key(address)}"
     purchases = signer.client_state(address, "purchaseInvoices")
     odd_notices: list[dict[str, Any]] = [
@@ -381,7 +381,7 @@ def test_a_notice_is_known_by_its_client_state_whatever_else_bc_sends(
         # The handshake on GET as on POST.
         handshake = bc.get(url, params={"validationToken": "by GET"})
         assert handshake.status_code == 200 and handshake.text == "by GET"
-        forged = NotificationSigner("a guessed secret that is long enough for the test").key(address)
+        forged = NotificationSigner.of_secret("a guessed secret that is long enough for the test").key(address)
         assert (
             bc.get(f"{notified.hub.url}{NOTIFICATION_PATH}/{forged}", params={"validationToken": "t"}).status_code
             == 404
@@ -428,7 +428,7 @@ def test_a_notice_the_registry_does_not_store_in_time_is_answered_503(
     api = notified.hub.client(EMAIL)
     firm_id = uuid.UUID(api.get("/api/v1/me").json()["firm_id"])
     address = CompanyAddress(firm_id, uuid.UUID(connected["client_id"]), uuid.uuid4())
-    signer = NotificationSigner(SECRET_KEY)
+    signer = NotificationSigner.of_secret(SECRET_KEY)
     port = free_port()
     with LocalNatsServer(tmp_path / "nats") as nats_server, _registry_that_never_answers(nats_server.url):
         declare_as_the_registry(nats_server.url)  # what this registry does do, at its start

@@ -311,7 +311,7 @@ CASES: dict[str, tuple[Probe, int | None]] = {
 
 
 def _forged_notification_key(victim: Victim) -> str:
-    guessed = NotificationSigner("a guessed secret key that is long enough for HS256")
+    guessed = NotificationSigner.of_secret("a guessed secret key that is long enough for HS256")
     return guessed.key(CompanyAddress(uuid.uuid4(), uuid.UUID(victim.client_id), uuid.UUID(victim.company_id)))
 
 

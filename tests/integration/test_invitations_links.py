@@ -6,11 +6,11 @@ import hashlib
 import uuid
 
 import pytest
-from pydantic import SecretStr
 
-from hub_invitations.links import TamperedLink, link_key, new_token, read_link, sign_link, token_hash, token_matches
+from hub_common.purpose_keys import Purpose, derive
+from hub_invitations.links import TamperedLink, new_token, read_link, sign_link, token_hash, token_matches
 
-KEY = link_key(SecretStr("a test secret"))
+KEY = derive("a test secret", Purpose.INVITATION_LINKS)
 
 
 def _flip(text: str, index: int) -> str:
@@ -75,4 +75,4 @@ def test_incomplete_or_reshaped_links_are_refused(broken: str) -> None:
 def test_another_secret_does_not_verify() -> None:
     link = sign_link(KEY, uuid.uuid4(), new_token())
     with pytest.raises(TamperedLink):
-        read_link(link_key(SecretStr("another secret")), link)
+        read_link(derive("another secret", Purpose.INVITATION_LINKS), link)

@@ -88,7 +88,7 @@ class Environmentals:
         return NotificationSubscriptions(
             bc or self.bc(),
             base_url=self.base_url,
-            signer=NotificationSigner(secret),
+            signer=NotificationSigner.of_secret(secret),
             per_environment=100,
             renew_before=renew_before,
         )
@@ -119,11 +119,11 @@ class Environmentals:
         return subscriptions
 
     def of(self, company: Company, secret: str = SECRET, client_id: uuid.UUID = CLIENT) -> list[dict[str, Any]]:
-        key = NotificationSigner(secret).key(CompanyAddress(FIRM, client_id, company.id))
+        key = NotificationSigner.of_secret(secret).key(CompanyAddress(FIRM, client_id, company.id))
         return [s for s in self.listed() if s["notification_url"] == f"{self.base_url}/{key}"]
 
     def behave(self, company: Company, behaviour: Behaviour) -> None:
-        key = NotificationSigner(SECRET).key(CompanyAddress(FIRM, CLIENT, company.id))
+        key = NotificationSigner.of_secret(SECRET).key(CompanyAddress(FIRM, CLIENT, company.id))
         self.subscriber.url(f"hub/{key}", behaviour)
 
 
@@ -160,7 +160,7 @@ async def test_subscriptions_no_company_will_renew_are_deleted_and_other_apps_ar
     await bc_side.keep(bc_side.hub(), [second], client_id=other_client)
     bc = bc_side.bc()
     # Made before HUB_SECRET_KEY was rotated: their key no longer verifies.
-    old_signer = NotificationSigner(OLD_SECRET)
+    old_signer = NotificationSigner.of_secret(OLD_SECRET)
     old_address = CompanyAddress(FIRM, CLIENT, first.id)
     for entity in NOTIFIED_ENTITIES:
         made = await bc.write(

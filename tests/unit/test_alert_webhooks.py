@@ -12,8 +12,8 @@ from typing import Any
 
 import httpx
 import pytest
-from pydantic import SecretStr
 
+from hub_common.purpose_keys import Purpose, derive
 from hub_common.sealing import Sealer, Unsealable
 from hub_registry.webhooks import (
     NOT_PUBLIC,
@@ -115,16 +115,16 @@ def test_the_signature_is_hmac_sha256_over_the_timestamp_a_dot_and_the_body() ->
 
 
 def test_a_sealed_secret_opens_only_with_its_key_purpose_and_context() -> None:
-    key = SecretStr("a-secret-key-long-enough-for-the-tests-0123")
-    sealer = Sealer(key, "alert-webhook-secrets")
+    key = "a-secret-key-long-enough-for-the-tests-0123"
+    sealer = Sealer(derive(key, Purpose.WEBHOOK_SECRETS))
     sealed = sealer.seal("whsec_abc", context="rule-1")
     assert "whsec_abc" not in sealed
     assert sealer.seal("whsec_abc", context="rule-1") != sealed  # a fresh nonce each time
     assert sealer.open(sealed, context="rule-1") == "whsec_abc"
     for opener, context in (
         (sealer, "rule-2"),  # copied to another rule
-        (Sealer(key, "another-purpose"), "rule-1"),
-        (Sealer(SecretStr("another-secret-key-long-enough-for-tests-01"), "alert-webhook-secrets"), "rule-1"),
+        (Sealer(derive(key, Purpose.INVITATION_LINKS)), "rule-1"),  # the key of another purpose
+        (Sealer(derive("another-secret-key-long-enough-for-tests-01", Purpose.WEBHOOK_SECRETS)), "rule-1"),
     ):
         with pytest.raises(Unsealable):
             opener.open(sealed, context=context)

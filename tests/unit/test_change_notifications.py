@@ -18,10 +18,10 @@ URL = "https://hub.example/webhooks/business-central/key"
 
 
 def test_a_key_names_its_company_and_nothing_else_passes() -> None:
-    signer = NotificationSigner("a secret of the hub that is long enough")
+    signer = NotificationSigner.of_secret("a secret of the hub that is long enough")
     key = signer.key(ADDRESS)
     assert signer.address(key) == ADDRESS
-    assert NotificationSigner("another hub's secret, also long enough").address(key) is None
+    assert NotificationSigner.of_secret("another hub's secret, also long enough").address(key) is None
     tampered = key[:-2] + ("A" if key[-2] != "A" else "B") + key[-1]
     assert signer.address(tampered) is None
     for rubbish in ("", "x", "é" * 10, "=" * 86, key + "A", "A" * 500):
@@ -29,7 +29,7 @@ def test_a_key_names_its_company_and_nothing_else_passes() -> None:
 
 
 def test_a_client_state_belongs_to_one_company_and_entity() -> None:
-    signer = NotificationSigner("a secret of the hub that is long enough")
+    signer = NotificationSigner.of_secret("a secret of the hub that is long enough")
     state = signer.client_state(ADDRESS, "salesInvoices")
     assert len(state) <= 2048
     assert signer.client_state(ADDRESS, "salesInvoices") == state  # the same every time
@@ -37,12 +37,13 @@ def test_a_client_state_belongs_to_one_company_and_entity() -> None:
     other = CompanyAddress(ADDRESS.firm_id, ADDRESS.client_id, uuid.uuid4())
     assert signer.client_state(other, "salesInvoices") != state
     assert (
-        NotificationSigner("another secret of a hub, long enough too").client_state(ADDRESS, "salesInvoices") != state
+        NotificationSigner.of_secret("another secret of a hub, long enough too").client_state(ADDRESS, "salesInvoices")
+        != state
     )
 
 
 def test_the_url_ends_in_the_key() -> None:
-    signer = NotificationSigner("a secret of the hub that is long enough")
+    signer = NotificationSigner.of_secret("a secret of the hub that is long enough")
     url = notification_url("https://hub.example/webhooks/business-central/", signer, ADDRESS)
     assert url == f"https://hub.example/webhooks/business-central/{signer.key(ADDRESS)}"
 

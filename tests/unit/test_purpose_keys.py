@@ -4,10 +4,12 @@ what the secret key signed and sealed before: nothing made before changes."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import uuid
 
 import pytest
-from pydantic import SecretStr, ValidationError
+from pydantic import ValidationError
 from typer.testing import CliRunner
 
 from hub_cli.main import app
@@ -15,7 +17,6 @@ from hub_common.change_notifications import CompanyAddress, NotificationSigner
 from hub_common.purpose_keys import SETTING, Purpose
 from hub_common.sealing import Sealer
 from hub_common.settings import HubSettings, InsecureSettings, Mode
-from hub_invitations.links import link_key
 
 SECRET = "a-production-secret-key-that-is-long-and-random-0123456789"
 
@@ -38,13 +39,24 @@ def test_a_services_own_key_signs_and_seals_what_the_secret_key_did() -> None:
     derived = _derived()
     address = CompanyAddress(uuid.uuid4(), uuid.uuid4(), uuid.uuid4())
     fetcher = _settings(HUB_NOTIFICATION_KEY=derived["HUB_NOTIFICATION_KEY"])
-    signer = NotificationSigner.with_key(fetcher.key_for(Purpose.NOTIFICATIONS))
-    assert signer.key(address) == NotificationSigner(SECRET).key(address)
+    # Each key as it was derived before it could be set on its own (frozen here, not read
+    # from the code that derives it).
+    before = {
+        purpose: hmac.new(SECRET.encode(), derivation, hashlib.sha256).digest()
+        for purpose, derivation in (
+            (Purpose.NOTIFICATIONS, b"business-central-notifications/v1"),
+            (Purpose.WEBHOOK_SECRETS, b"hub-sealing:alert-webhook-secrets"),
+            (Purpose.INVITATION_LINKS, b"hub-invitations/link/v1"),
+        )
+    }
+    signer = NotificationSigner(fetcher.key_for(Purpose.NOTIFICATIONS))
+    assert signer.key(address) == NotificationSigner(before[Purpose.NOTIFICATIONS]).key(address)
+    assert NotificationSigner.of_secret(SECRET).key(address) == signer.key(address)
     registry = _settings(HUB_WEBHOOK_SEALING_KEY=derived["HUB_WEBHOOK_SEALING_KEY"])
-    sealed = Sealer(SecretStr(SECRET), "alert-webhook-secrets").seal("whsec_1", context="rule-1")
-    assert Sealer.with_key(registry.key_for(Purpose.WEBHOOK_SECRETS)).open(sealed, context="rule-1") == "whsec_1"
+    sealed = Sealer(before[Purpose.WEBHOOK_SECRETS]).seal("whsec_1", context="rule-1")
+    assert Sealer(registry.key_for(Purpose.WEBHOOK_SECRETS)).open(sealed, context="rule-1") == "whsec_1"
     invitations = _settings(HUB_INVITATION_LINK_KEY=derived["HUB_INVITATION_LINK_KEY"])
-    assert invitations.key_for(Purpose.INVITATION_LINKS) == link_key(SecretStr(SECRET))
+    assert invitations.key_for(Purpose.INVITATION_LINKS) == before[Purpose.INVITATION_LINKS]
     # Each holds its own key only: the secret key itself stays the public default there.
     for settings, purpose in ((fetcher, Purpose.NOTIFICATIONS), (registry, Purpose.WEBHOOK_SECRETS)):
         settings.require_key_for(purpose)

@@ -61,15 +61,14 @@ class NotificationSigner:
     """Signs and checks notification keys and client states with a key derived from the
     hub's secret (a key of its own, so no other signature of the hub can pass for one)."""
 
-    def __init__(self, secret_key: str) -> None:
-        self._key = purpose_keys.derive(secret_key, purpose_keys.Purpose.NOTIFICATIONS)
+    def __init__(self, key: bytes) -> None:
+        """``key``: the notifications key (``HubSettings.key_for``)."""
+        self._key = key
 
     @classmethod
-    def with_key(cls, key: bytes) -> NotificationSigner:
-        """A signer of the notifications key itself (``HubSettings.key_for``)."""
-        signer = cls.__new__(cls)
-        signer._key = key
-        return signer
+    def of_secret(cls, secret_key: str) -> NotificationSigner:
+        """The signer of a hub whose HUB_SECRET_KEY is ``secret_key``."""
+        return cls(purpose_keys.derive(secret_key, purpose_keys.Purpose.NOTIFICATIONS))
 
     def _sign(self, purpose: bytes, payload: bytes) -> bytes:
         return hmac.new(self._key, purpose + b"\x00" + payload, hashlib.sha256).digest()

@@ -1,4 +1,4 @@
-"""Secrets kept at rest: sealed with AES-256-GCM under a key derived from ``HUB_SECRET_KEY``.
+"""Secrets kept at rest: sealed with AES-256-GCM under a key derived from ``HUB_SECRET_KEY`` (hub_common.purpose_keys).
 
 A sealed value is ``v1.<nonce>.<ciphertext>`` (URL-safe base64): the version lets a later key
 or cipher sit beside it. Each use of the secret key has its own purpose, so a key derived for
@@ -9,13 +9,10 @@ to (``context``: a rule's id, say), so a sealed value copied to another row does
 from __future__ import annotations
 
 import base64
-import hashlib
-import hmac
 import os
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from pydantic import SecretStr
 
 _VERSION = "v1"
 
@@ -25,16 +22,9 @@ class Unsealable(ValueError):
 
 
 class Sealer:
-    def __init__(self, secret_key: SecretStr, purpose: str) -> None:
-        key = hmac.new(secret_key.get_secret_value().encode(), f"hub-sealing:{purpose}".encode(), hashlib.sha256)
-        self._aead = AESGCM(key.digest())
-
-    @classmethod
-    def with_key(cls, key: bytes) -> Sealer:
-        """A sealer under a purpose's key itself (``HubSettings.key_for``)."""
-        sealer = cls.__new__(cls)
-        sealer._aead = AESGCM(key)
-        return sealer
+    def __init__(self, key: bytes) -> None:
+        """``key``: the key of what is sealed (``HubSettings.key_for``)."""
+        self._aead = AESGCM(key)
 
     def seal(self, plain: str, *, context: str) -> str:
         nonce = os.urandom(12)

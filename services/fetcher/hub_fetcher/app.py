@@ -127,7 +127,7 @@ def create_app(settings: FetcherSettings) -> FastStream:
             NotificationSubscriptions(
                 bc,
                 base_url=settings.notification_url,
-                signer=NotificationSigner.with_key(settings.key_for(Purpose.NOTIFICATIONS)),
+                signer=NotificationSigner(settings.key_for(Purpose.NOTIFICATIONS)),
                 per_environment=settings.notification_subscriptions_per_environment,
                 renew_before=timedelta(seconds=settings.notification_renew_before_seconds),
                 recorded_states=await js.key_value(NOTIFICATION_STATES_BUCKET),

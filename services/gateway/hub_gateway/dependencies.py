@@ -110,7 +110,7 @@ class GatewayState:
     @cached_property
     def notification_signer(self) -> NotificationSigner:
         """Checks the keys and client states of Business Central's change notices."""
-        return NotificationSigner.with_key(self.settings.key_for(Purpose.NOTIFICATIONS))
+        return NotificationSigner(self.settings.key_for(Purpose.NOTIFICATIONS))
 
     @property
     def nats(self) -> Client:

@@ -20,10 +20,6 @@ import secrets
 import uuid
 from dataclasses import dataclass
 
-from pydantic import SecretStr
-
-from hub_common import purpose_keys
-
 TOKEN_BYTES = 32
 # token_urlsafe(32) and a base64url SHA-256 are both 43 characters of this alphabet.
 _PART = re.compile(r"^[A-Za-z0-9_-]{43}$")
@@ -37,12 +33,6 @@ class TamperedLink(ValueError):
 class LinkParts:
     invitation_id: uuid.UUID
     token: str
-
-
-def link_key(secret_key: SecretStr) -> bytes:
-    """The key that signs links, derived from the hub's secret for this purpose only (a
-    service given HUB_INVITATION_LINK_KEY has it as it is: ``HubSettings.key_for``)."""
-    return purpose_keys.derive(secret_key.get_secret_value(), purpose_keys.Purpose.INVITATION_LINKS)
 
 
 def new_token() -> str:

@@ -104,7 +104,7 @@ WEBHOOK_RULE_REMOVED = "not sent: the rule was removed before it went out"
 
 
 def sealer(settings: RegistrySettings) -> Sealer:
-    return Sealer.with_key(settings.key_for(Purpose.WEBHOOK_SECRETS))
+    return Sealer(settings.key_for(Purpose.WEBHOOK_SECRETS))
 
 
 def _company_key(company_id: uuid.UUID | None) -> str:
