@@ -17,6 +17,7 @@ from hub_common.purpose_keys import Purpose, derive
 from hub_common.sealing import Sealer, Unsealable
 from hub_registry.webhooks import (
     NOT_PUBLIC,
+    Attempt,
     HostLookups,
     HostNotLookedUp,
     Outcome,
@@ -204,31 +205,24 @@ async def test_a_firm_whose_name_server_never_answers_holds_only_its_own_lookups
 async def test_a_delivery_whose_host_lookup_fails_is_tried_again_later() -> None:
     """A name server's outage passes: not given up at the first try, as a refusal is."""
     async with httpx.AsyncClient() as http:
-        attempt = await post(
-            http,
-            "https://no-such-host.invalid/hook",
-            body=b"{}",
-            secret="whsec_x",
-            event_id="e",
-            event_type="AlertRaised",
-            timestamp=0,
-            allow_loopback=False,
-            timeout_seconds=2,
-            firm="f",
-        )
+
+        async def post_to(url: str) -> Attempt:
+            return await post(
+                http,
+                url,
+                body=b"{}",
+                secret="whsec_x",
+                event_id="e",
+                event_type="AlertRaised",
+                timestamp=0,
+                allow_loopback=False,
+                timeout_seconds=2,
+                firm="f",
+            )
+
+        attempt = await post_to("https://no-such-host.invalid/hook")
         assert attempt.outcome is Outcome.TRANSIENT and "name lookup failed" in attempt.detail
-        refused = await post(
-            http,
-            "https://10.1.2.3/hook",
-            body=b"{}",
-            secret="whsec_x",
-            event_id="e",
-            event_type="AlertRaised",
-            timestamp=0,
-            allow_loopback=False,
-            timeout_seconds=2,
-            firm="f",
-        )
+        refused = await post_to("https://10.1.2.3/hook")
         assert refused.outcome is Outcome.PERMANENT
 
 
