@@ -60,6 +60,8 @@ from tests.support.waiting import eventually
         "https://[::ffff:0:a9fe:a9fe]/latest/meta-data",  # IPv4-translated (SIIT) metadata address
         "https://[fec0::1]/hook",  # site-local
         "https://192.0.0.8/hook",  # IETF protocol assignments
+        "https://168.63.129.16/machine?comp=goalstate",  # Azure's WireServer (a public address)
+        "https://[::ffff:168.63.129.16]/machine",  # the same, dressed as IPv6
     ],
 )
 async def test_a_webhook_url_that_could_reach_inside_is_refused(url: str) -> None:

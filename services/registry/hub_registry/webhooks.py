@@ -2,11 +2,11 @@
 
 A webhook URL is user input, so the hub refuses server-side request forgery: only ``https``,
 no credentials in the URL, and a host whose every address is public (no loopback, private,
-link-local, cloud metadata, shared, multicast or reserved address, nor one wrapped in an
-IPv6 address that leads to such an IPv4 one). The check runs when the rule is saved and
-again before every POST, and the POST goes to the address just checked (the host name
-still sent for TLS and in ``Host``), so a DNS answer that changes in between cannot point
-it inside. A host that is not found, private or this machine gets one answer.
+link-local, cloud metadata, cloud platform (Azure's WireServer), shared, multicast or
+reserved address, nor one wrapped in an IPv6 address that leads to such an IPv4 one). The
+check runs when the rule is saved and again before every POST, and the POST goes to the
+address just checked (the host name still sent for TLS and in ``Host``), so a DNS answer
+that changes in between cannot point it inside. A host that is not found, private or this machine gets one answer.
 ``HUB_ALERT_WEBHOOK_ALLOW_LOOPBACK`` lets loopback through (plain http too), for tests and
 ``hub up``.
 
@@ -133,6 +133,10 @@ _ALSO_NOT_PUBLIC_IPV6 = (
 # IETF protocol assignments (RFC 6890), which Pythons before 3.11.10 and 3.12.4 count as
 # global but for two anycast addresses; nothing a webhook receiver lives at.
 _IETF_PROTOCOL_ASSIGNMENTS = ipaddress.IPv4Network("192.0.0.0/24")
+# Public addresses a cloud answers from inside its own network only: Azure's WireServer
+# (168.63.129.16) serves every VM its platform's configuration and health probes, and a VM
+# reaches it whatever the network rules say, so a hub hosted on Azure would post to it.
+_CLOUD_PLATFORM_ADDRESSES = frozenset({ipaddress.IPv4Address("168.63.129.16")})
 
 # One answer for a host that is not found, private or this machine: a finer answer would
 # let an accountant map the hosting network's internal names to their addresses.
@@ -229,7 +233,9 @@ def _refused(address: ipaddress.IPv4Address | ipaddress.IPv6Address, *, allow_lo
                 return True
     if address.is_loopback:
         return not allow_loopback
-    if isinstance(address, ipaddress.IPv4Address) and address in _IETF_PROTOCOL_ASSIGNMENTS:
+    if isinstance(address, ipaddress.IPv4Address) and (
+        address in _IETF_PROTOCOL_ASSIGNMENTS or address in _CLOUD_PLATFORM_ADDRESSES
+    ):
         return True
     return not _is_public(address)
 
