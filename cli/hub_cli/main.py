@@ -274,10 +274,18 @@ def dead_letters(
 
 @app.command()
 def rebuild(
-    target: Annotated[str, typer.Option(help="An empty database to rebuild the read model into.")],
-    live: Annotated[str | None, typer.Option(help="The live read model's database, to compare.")] = None,
+    target: Annotated[
+        str, typer.Option(help="An empty database to rebuild the read model into.", envvar="HUB_REBUILD_TARGET")
+    ],
+    live: Annotated[
+        str | None, typer.Option(help="The live read model's database, to compare.", envvar="HUB_REBUILD_LIVE")
+    ] = None,
 ) -> None:
-    """Rebuild the gateway's read model from the streams, then compare it with the live one."""
+    """Rebuild the gateway's read model from the streams, then compare it with the live one.
+
+    The database URLs may come from the environment instead of the command line, where
+    every user of the machine can read them (``ps``); a PostgreSQL URL may also leave its
+    password out, which libpq then takes from PGPASSWORD or ~/.pgpass."""
     from hub_cli.rebuild import run as run_rebuild
     from hub_common.settings import HubSettings
     from hub_gateway.readmodel.rebuild import RebuildIncomplete, RebuildTargetNotEmpty

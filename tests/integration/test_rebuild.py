@@ -523,8 +523,11 @@ async def test_a_stream_that_stops_sending_before_its_end_fails_the_rebuild(
         await rebuild(own_jetstream, database_url)
 
 
-async def test_hub_rebuild_as_an_operator_runs_it(tmp_path: Path) -> None:
-    """`python -m hub_cli rebuild`, as the benchmark and an operator run it."""
+@pytest.mark.parametrize("target_from", ["option", "environment"])
+async def test_hub_rebuild_as_an_operator_runs_it(tmp_path: Path, target_from: str) -> None:
+    """`python -m hub_cli rebuild`, as the benchmark and an operator run it: the target named
+    on the command line, or in the environment, where other users of the machine cannot
+    read a password in it."""
     with LocalNatsServer(tmp_path / "nats") as server:
         connection = await nats.connect(server.url)
         try:
@@ -535,7 +538,12 @@ async def test_hub_rebuild_as_an_operator_runs_it(tmp_path: Path) -> None:
             await connection.close()
         environment = {key: value for key, value in os.environ.items() if not key.startswith("HUB_")}
         environment |= {"HUB_NATS_URL": server.url, "HUB_MODE": "test", "HUB_LOG_LEVEL": "WARNING"}
-        command = [sys.executable, "-m", "hub_cli", "rebuild", "--target", f"sqlite:///{tmp_path / 'rebuilt.db'}"]
+        target = f"sqlite:///{tmp_path / 'rebuilt.db'}"
+        command = [sys.executable, "-m", "hub_cli", "rebuild"]
+        if target_from == "option":
+            command += ["--target", target]
+        else:
+            environment["HUB_REBUILD_TARGET"] = target
         finished = await asyncio.to_thread(
             subprocess.run, command, env=environment, capture_output=True, text=True, timeout=120, check=False
         )
