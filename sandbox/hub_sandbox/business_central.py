@@ -83,6 +83,11 @@ RUNTIME_ROOT = ("microsoft", "runtime", "beta")
 BATCH_SEGMENT = "$batch"
 # Characters left as they are in the URLs the sandbox writes (keys, $options, quotes).
 URL_SAFE = "$(),'"
+# BC's words when an operation fails inside it; only a later try tells whether it passes.
+SERVER_ERROR_MESSAGE = (
+    "Something went wrong. An error occurred and the transaction is stopped. "
+    "Contact your administrator or partner for further assistance."
+)
 
 
 class BusinessCentralError(Exception):
@@ -402,6 +407,8 @@ class BusinessCentralApi:
             request.tenant.id, FaultKind.ENTITY_NOT_PUBLISHED, entity_set=entity_segment.name
         ):
             raise _segment_not_found(entity_segment.name)
+        if self.state.faults.take(request.tenant.id, FaultKind.SERVER_ERROR, entity_set=entity_segment.name):
+            raise BusinessCentralError(500, "Internal_ServerError", SERVER_ERROR_MESSAGE)
         self._check_access(request.tenant, company, entity_set.table)
         book = self.state.book(company)
         if entity_segment.key is None:

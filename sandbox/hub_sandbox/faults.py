@@ -36,6 +36,9 @@ class FaultKind(StrEnum):
     # more than the hub's events carry, as no real environment holds.
     TOO_MANY_COMPANIES = "too_many_companies"
     ENTITY_NOT_PUBLISHED = "entity_not_published"  # 404 for entity_set, as where its API page is absent
+    # 500 Internal_ServerError for entity_set: BC failing inside (a deadlock, a metadata
+    # sync after an extension's install, a platform incident), which a later try may pass.
+    SERVER_ERROR = "server_error"
     CUES_WITHOUT_DECIMALS = "cues_without_decimals"  # cue services: 400, no *Decimal fields (older BC)
     # company_id's (or every company's) cue records were never made: each cue page inserts
     # its own when it opens, which a read with read-only intent (Data-Access-Intent:
@@ -54,7 +57,7 @@ class FaultSpec(BaseModel):
         default=None,
         max_length=100,
         description=(
-            "entity_not_published, latency, timeout, upgrading, too_many_requests: only requests whose"
+            "entity_not_published, server_error, latency, timeout, upgrading, too_many_requests: only requests whose"
             " path ends at this entity set or web service ($batch for a batch); None = all"
         ),
     )

@@ -9,6 +9,7 @@ import pytest
 from hub_common.events import FailureKind
 from hub_fetcher.bc.failures import (
     FetchFailure,
+    Service,
     classify_bc_error,
     classify_token_error,
     correlation_from_message,
@@ -58,6 +59,34 @@ from hub_fetcher.bc.failures import (
 )
 def test_bc_errors(status: int, code: str | None, message: str | None, company_scoped: bool, kind: FailureKind) -> None:
     assert classify_bc_error(status, code, message, company_scoped=company_scoped) is kind
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "service", "retried"),
+    [
+        (500, "Internal_ServerError", Service.BUSINESS_CENTRAL, True),  # BC failing inside
+        (500, "Internal_MetadataSyncError", Service.BUSINESS_CENTRAL, True),  # after an extension's install
+        (500, None, Service.BUSINESS_CENTRAL, True),  # a proxy's page instead of BC's body
+        (507, None, Service.BUSINESS_CENTRAL, True),
+        (501, None, Service.BUSINESS_CENTRAL, False),  # not implemented: no later try changes it
+        (200, None, Service.BUSINESS_CENTRAL, False),  # a body that is not JSON
+        (None, None, Service.BUSINESS_CENTRAL, False),
+        (500, None, Service.ENTRA, False),  # identity.py decides Entra's answers
+    ],
+)
+def test_bc_failing_inside_is_tried_again_with_its_own_words(
+    status: int | None, code: str | None, service: Service, retried: bool
+) -> None:
+    failure = FetchFailure(
+        FailureKind.BAD_RESPONSE,
+        http_status=status,
+        bc_error_code=code,
+        message="Something went wrong.",
+        service=service,
+    )
+    assert failure.transient is retried
+    assert ("internal error" in failure.to_failure().summary) is retried
+    assert failure.to_failure().kind is FailureKind.BAD_RESPONSE  # the events' kinds stay as they are
 
 
 @pytest.mark.parametrize(

@@ -4,7 +4,7 @@ Every event it publishes has an id derived from the message it handles, so a red
 refresh re-publishes the same ids and JetStream's duplicate window drops them.
 
 Acknowledgement rules:
-* a transient failure (throttled, offline, timeout) asks for a redelivery with a delay,
+* a transient failure (throttled, offline, timeout, BC failing inside) asks for a redelivery with a delay,
   honouring Retry-After, until the last delivery, which reports it as RefreshFailed. Before
   the nack, RefreshDeferred says so at once ("waiting: … next try at HH:MM"), one per
   company that will be read again (or one for the client when discovery failed), under ids

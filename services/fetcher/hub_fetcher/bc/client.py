@@ -70,8 +70,9 @@ class BatchRequest:
     # Asks BC for pages of at most this many entities (Prefer: odata.maxpagesize); the
     # next links are followed either way.
     max_page_size: int | None = None
-    # A read the caller can do without: its permanent failure is returned, not raised
-    # (a transient one is still raised, so the whole read is tried again).
+    # A read the caller can do without: its permanent failure, or BC failing inside it,
+    # is returned, not raised (another transient one is still raised, so the whole read is
+    # tried again).
     optional: bool = False
 
     def headers(self) -> dict[str, str]:
@@ -525,7 +526,9 @@ class BusinessCentral:
             try:
                 read.collections[request.id] = await self._collection(environment, answers[request.id])
             except FetchFailure as failure:
-                if not request.optional or failure.transient:
+                # An optional read BC fails inside is done without, as one it refuses: the
+                # same page may fail alike at every try, and the rest of the read stands.
+                if not request.optional or (failure.transient and not failure.server_error):
                     raise
                 read.failures[request.id] = failure
         return read

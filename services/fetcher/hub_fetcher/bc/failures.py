@@ -1,7 +1,8 @@
 """Classifying what Entra and Business Central answer into failure kinds with a fix.
 
-Pure rules: no I/O. Transient kinds are retried with a delay; permanent ones become a
-RefreshFailed (or a failed ConnectionTested) at once. The summaries and fixes travel in
+Pure rules: no I/O. Transient kinds, and Business Central failing inside (a 5xx bad
+response), are retried with a delay; permanent ones become a RefreshFailed (or a failed
+ConnectionTested) at once. The summaries and fixes travel in
 English in the events; they are catalogue messages (N_), so a page shows them in its language.
 """
 
@@ -92,6 +93,18 @@ _SUMMARIES: dict[FailureKind, tuple[str, str]] = {
 }
 
 
+# BC failing inside is a bad response the hub tries again (FetchFailure.server_error).
+_SERVER_ERROR = (
+    N_("Business Central failed with an internal error while answering the hub."),
+    N_(
+        "Nothing to do: the hub tries again later. If it persists, give the client's administrator "
+        "the technical details: with BC's correlation id, Microsoft support can find the error."
+    ),
+)
+
+HTTP_NOT_IMPLEMENTED = 501
+
+
 class Service(StrEnum):
     """Who gave the answer a failure is about."""
 
@@ -176,12 +189,26 @@ class FetchFailure(Exception):
         super().__init__(f"{self.kind.value}: {self.message or ''}")
 
     @property
+    def server_error(self) -> bool:
+        """Business Central failed inside (HTTP 500 and the like, not a permission): a
+        deadlock, a metadata sync after an extension's install, an incident. Worth another
+        try; 501 (not implemented) is not, and neither is an Entra answer (identity.py
+        decides those)."""
+        return (
+            self.kind is FailureKind.BAD_RESPONSE
+            and self.service is Service.BUSINESS_CENTRAL
+            and self.http_status is not None
+            and 500 <= self.http_status <= 599
+            and self.http_status != HTTP_NOT_IMPLEMENTED
+        )
+
+    @property
     def transient(self) -> bool:
-        return self.kind in TRANSIENT_KINDS
+        return self.kind in TRANSIENT_KINDS or self.server_error
 
     def to_failure(self) -> Failure:
         summaries = _ENTRA_SUMMARIES if self.service is Service.ENTRA else {}
-        summary, fix = summaries.get(self.kind) or _SUMMARIES[self.kind]
+        summary, fix = _SERVER_ERROR if self.server_error else summaries.get(self.kind) or _SUMMARIES[self.kind]
         return Failure(
             kind=self.kind,
             summary=summary,
