@@ -237,6 +237,16 @@ def test_an_owner_removes_a_colleague_who_left(hub: Hub, nats_url: str, sandbox:
     # A token makes no tokens: revoking a leaked one must end what it can do.
     minted = with_token.post("/api/v1/tokens", json={"name": "spare key"})
     assert minted.status_code == 403, minted.text
+    # Nor an admin's token a colleague: who joined through it would keep the firm's data
+    # once the leaked token is revoked.
+    admin_token = admin.post("/api/v1/tokens", json={"name": "scripts"}).json()["token"]
+    with httpx.Client(base_url=hub.url, headers={"Authorization": f"Bearer {admin_token}"}, timeout=20) as scripts:
+        assert scripts.get("/api/v1/accountants/invitations").status_code == 200
+        invited = scripts.post(
+            "/api/v1/accountants/invitations", json={"email": "mallory@lucerne-accounting.example", "role": "admin"}
+        )
+        assert invited.status_code == 403, invited.text
+        assert "signed in" in invited.json()["detail"]
     assert leaver.post("/api/v1/alert-rules", json=ALERT_RULE).status_code == 201
     production = next(e for e in consented_tenant(sandbox)["environments"] if e["name"] == "Production")
     card = {"name": "Lucerne client", "client_url": production["client_url"], "assigned_accountant_id": leaver_id}
