@@ -78,26 +78,85 @@ GLOBAL_ADMINISTRATOR = "62e90394-69f5-4237-9190-012177145e10"
 USER_ADMINISTRATOR = "fe930be7-5e62-47db-91af-98c3a49a38b1"
 
 
+# A tenant id as Entra writes it in a token's tid: a GUID in lower case. Another spelling of
+# the same tenant would be fetched and kept again under a key of its own.
+_TENANT_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+# Tenants whose signing keys one process keeps (a full cache forgets its oldest first).
+MAX_KEY_SETS = 1_000
+# A tenant whose keys could not be read is not asked again for this long.
+KEY_FAILURE_SECONDS = 300.0
+# Tenants not yet known whose keys one process may fetch in a minute. The tenant is read from
+# a token before its signature can be checked, and the endpoint takes no sign-in: without a
+# bound, anyone naming tenant after tenant would have the hub ask Entra for each, and Entra,
+# throttling the hub's address, would refuse every firm's sign-ins and refreshes.
+NEW_TENANTS_PER_MINUTE = 60
+
+
 class EntraTokenVerifier:
     """Checks tokens Entra issued for the hub's app: signature (JWKS), issuer, audience, expiry."""
 
-    def __init__(self, *, authority_base: str, audience: str, http: httpx.AsyncClient, cache_seconds: float = 3600):
+    def __init__(
+        self,
+        *,
+        authority_base: str,
+        audience: str,
+        http: httpx.AsyncClient,
+        cache_seconds: float = 3600,
+        max_key_sets: int = MAX_KEY_SETS,
+        new_tenants_per_minute: int = NEW_TENANTS_PER_MINUTE,
+    ):
         self._authority_base = authority_base.rstrip("/")
         self._audience = audience
         self._http = http
         self._cache_seconds = cache_seconds
-        self._keys: dict[str, tuple[float, jwt.PyJWKSet]] = {}
+        self._max_key_sets = max_key_sets
+        self._new_tenants_per_minute = new_tenants_per_minute
+        # tenant -> (until when, its key set, or the reason it could not be read)
+        self._keys: dict[str, tuple[float, jwt.PyJWKSet | str]] = {}
+        self._fetched_at: deque[float] = deque()  # fetches of the last minute, oldest first
 
     async def _key_set(self, tenant: str) -> jwt.PyJWKSet:
+        now = time.monotonic()
         cached = self._keys.get(tenant)
-        if cached is not None and cached[0] > time.monotonic():
-            return cached[1]
-        response = await self._http.get(f"{self._authority_base}/{tenant}/discovery/v2.0/keys")
+        if cached is None or cached[0] <= now:
+            self._count_fetch(now, renewal=cached is not None)
+            cached = (now + self._cache_seconds, await self._fetch(tenant))
+            if isinstance(cached[1], str):
+                cached = (now + KEY_FAILURE_SECONDS, cached[1])
+            self._remember(tenant, cached)
+        if isinstance(cached[1], str):
+            raise TokenRejected(cached[1])
+        return cached[1]
+
+    def _count_fetch(self, now: float, *, renewal: bool) -> None:
+        while self._fetched_at and now - self._fetched_at[0] >= 60:
+            self._fetched_at.popleft()
+        if not renewal and len(self._fetched_at) >= self._new_tenants_per_minute:
+            raise TokenRejected("too many tenants' signing keys were asked for this minute; try again in a minute")
+        self._fetched_at.append(now)
+
+    async def _fetch(self, tenant: str) -> jwt.PyJWKSet | str:
+        """The tenant's key set, or why it could not be read."""
+        try:
+            response = await self._http.get(f"{self._authority_base}/{tenant}/discovery/v2.0/keys")
+        except httpx.HTTPError as error:
+            return f"the signing keys of tenant {tenant} could not be read ({type(error).__name__})"
         if response.status_code != 200:
-            raise TokenRejected(f"the signing keys of tenant {tenant} could not be read ({response.status_code})")
-        key_set = jwt.PyJWKSet.from_dict(response.json())
-        self._keys[tenant] = (time.monotonic() + self._cache_seconds, key_set)
-        return key_set
+            return f"the signing keys of tenant {tenant} could not be read ({response.status_code})"
+        try:
+            body = response.json()
+            if not isinstance(body, dict):
+                raise ValueError("not a key set")
+            return jwt.PyJWKSet.from_dict(body)
+        except (ValueError, jwt.PyJWTError) as error:
+            return f"the signing keys of tenant {tenant} could not be read ({type(error).__name__})"
+
+    def _remember(self, tenant: str, entry: tuple[float, jwt.PyJWKSet | str]) -> None:
+        self._keys.pop(tenant, None)
+        self._keys[tenant] = entry
+        if len(self._keys) > self._max_key_sets:
+            # Dicts keep insertion order and an entry is inserted again when renewed.
+            del self._keys[next(iter(self._keys))]
 
     async def verify(self, token: str) -> dict[str, Any]:
         try:
@@ -106,7 +165,7 @@ class EntraTokenVerifier:
         except jwt.PyJWTError as error:
             raise TokenRejected(f"not a token: {error}") from error
         tenant = unverified.get("tid")
-        if not isinstance(tenant, str) or not re.fullmatch(r"[0-9a-fA-F-]{36}", tenant):
+        if not isinstance(tenant, str) or not _TENANT_ID.fullmatch(tenant):
             raise TokenRejected("the token names no tenant")
         key_set = await self._key_set(tenant)
         key = next((k for k in key_set.keys if k.key_id == header.get("kid")), None)
