@@ -153,6 +153,11 @@ def _accept_and_check(
     colleague, colleague_csrf = _browser(hub, colleague_email)
     reused = _open(colleague, links[0], colleague_csrf)
     assert reused.status_code == 409
+    # Someone of another firm holding the link learns only whom it was for.
+    outsider, outsider_csrf = _browser(hub, "mallory@fabrikam-audit.example")
+    leaked = _open(outsider, links[0], outsider_csrf)
+    assert leaked.status_code == 403, leaked.text[:500]
+    assert "accepted" not in leaked.text and tenant["display_name"] not in leaked.text
     assert len(browser.get("/api/v1/clients").json()["clients"]) == 1
 
 

@@ -379,6 +379,10 @@ async def test_expired_and_invalid_invitations_change_nothing(
             {"moment": yesterday},
         )
     before = _row(database, invitation_id)
+    stranger = Accountant(uuid.uuid4(), uuid.uuid4(), "someone.else@fabrikam-audit.example")
+    outcome = await _accept(nats_connection, link, stranger)
+    _assert_refused(outcome, RejectionReason.FORBIDDEN, "This invitation was sent to")
+    assert f"admin@{TENANT}" not in outcome.rejection.message  # type: ignore[union-attr]
     outcome = await _accept(nats_connection, link, bo)
     _assert_refused(outcome, RejectionReason.CONFLICT, "This invitation expired on")
     assert f"ask admin@{TENANT}" in outcome.rejection.message  # type: ignore[union-attr]
@@ -454,6 +458,12 @@ async def test_the_clients_people_list_and_withdraw_their_tenants_invitations(
     _assert_refused(await withdraw(tenant_id), RejectionReason.CONFLICT, "accepted or withdrawn already")
     fay = Accountant(uuid.uuid4(), uuid.uuid4(), email)
     _assert_refused(await _accept(nats_connection, link, fay), RejectionReason.CONFLICT, "withdrew this invitation")
+    # Someone else holding the link learns only whom it was for: not the client, nor that
+    # or when it was withdrawn.
+    stranger = Accountant(uuid.uuid4(), uuid.uuid4(), "someone.else@fabrikam-audit.example")
+    refusal = await _accept(nats_connection, link, stranger)
+    _assert_refused(refusal, RejectionReason.FORBIDDEN, f"This invitation was sent to {email}")
+    assert "withdr" not in refusal.rejection.message  # type: ignore[union-attr]
     await withdrawals.unsubscribe()
 
 

@@ -297,6 +297,21 @@ async def accept_invitation(
         return _accepted_result(
             invitation, accepted_before=invitation.accepted_at, client_added=invitation.added_to_dashboard
         )
+    # Before anything else about the invitation: someone else holding the link (forwarded,
+    # leaked) learns from the refusal only whom it was for, not its client, who raised it,
+    # or when it expired, was withdrawn or accepted. A colleague in the firm that accepted
+    # it is told so: the client is that firm's already.
+    accepted_by_this_firm = (
+        invitation.status == InvitationStatus.ACCEPTED.value and invitation.firm_id == command.firm_id
+    )
+    if command.email.strip().lower() != invitation.email and not accepted_by_this_firm:
+        raise AcceptanceRefused(
+            RejectionReason.FORBIDDEN,
+            N_("This invitation was sent to %(email)s; sign in with that address to accept it."),
+            "email",
+            attempt=RefusedAttempt.of(invitation),
+            email=invitation.email,
+        )
     if invitation.status == InvitationStatus.ACCEPTED.value:
         if invitation.accepted_at is not None:
             raise AcceptanceRefused(
@@ -339,14 +354,6 @@ async def accept_invitation(
             day=_date(invitation.expires_at),
             who=invitation.raised_by,
             client=invitation.client_name,
-        )
-    if command.email.strip().lower() != invitation.email:
-        raise AcceptanceRefused(
-            RejectionReason.FORBIDDEN,
-            N_("This invitation was sent to %(email)s; sign in with that address to accept it."),
-            "email",
-            attempt=RefusedAttempt.of(invitation),
-            email=invitation.email,
         )
     await _refuse_if_access_removed_since_invited(invitation, command, access_removed_at)
     changed = await session.execute(
