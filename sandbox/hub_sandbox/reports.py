@@ -88,10 +88,11 @@ class AgingPeriods:
 def _aged(
     documents: Iterable[tuple[Party, Document, Decimal]], periods: AgingPeriods
 ) -> dict[uuid.UUID, tuple[Party, list[Decimal]]]:
+    """What is open now, by due date as seen from the as-of date: BC's aging API has no
+    posting-date cut-off (its Graph Mgt - Reports codeunit sums the open entries' detailed
+    entries by initial due date), so an invoice posted after the as-of date counts too."""
     rows: dict[uuid.UUID, tuple[Party, list[Decimal]]] = {}
     for party, document, amount in documents:
-        if document.posting_date > periods.as_of:
-            continue  # not posted yet on the as-of date
         _, buckets = rows.setdefault(party.id, (party, [Decimal(0)] * 4))
         buckets[periods.bucket(document.due_date)] += amount
     return rows
@@ -326,8 +327,10 @@ def format_amount(amount: Decimal) -> str:
 
 
 def trial_balance_records(book: CompanyBook, date_filter: dt.date) -> list[Record]:
-    """Every G/L account; debit and credit columns for the period and at the date. Without
-    a dated ledger both pairs show the balance (period = all time). Headings stay blank."""
+    """Every G/L account; debit and credit columns for the period and at the date. BC's
+    period pair is the period's debits and credits, each in full; without a dated ledger the
+    sandbox posts each account one way, so both pairs show the balance on its side (period =
+    all time). Headings stay blank."""
     records: list[Record] = []
     for account in book.accounts:
         if account.account_type is AccountType.HEADING or account.account_type is AccountType.BEGIN_TOTAL:

@@ -123,8 +123,13 @@ def test_a_statement_date_can_be_chosen_but_not_in_the_future(hub: Hub, firm: di
     url = _workbook_url(firm["client_id"], row["company_id"])
     yesterday = (datetime.now(UTC) - timedelta(days=1)).date().isoformat()
     dated = api.get(url, params={"as_of": yesterday}, timeout=60)
-    assert _open(dated)["Balance Sheet"]["A2"].value == f"Balance Sheet — as of {yesterday}"
+    workbook = _open(dated)
+    assert workbook["Balance Sheet"]["A2"].value == f"Balance Sheet — as of {yesterday}"
     assert yesterday in dated.headers["content-disposition"]
+    # BC ages what is open today, whatever the date: the aging sheets say so.
+    for title in ("Aged Receivables", "Aged Payables"):
+        assert "Business Central ages what is open on" in workbook[title]["A4"].value
+        assert workbook["Balance Sheet"]["A4"].value is None
     later = (datetime.now(UTC) + timedelta(days=30)).date().isoformat()
     assert api.get(url, params={"as_of": later}).status_code == 422
     assert api.get(url, params={"as_of": "not a date"}).status_code == 422
@@ -325,7 +330,13 @@ def test_a_workbook_is_dated_today_where_the_client_is(hub: Hub, firm: dict[str,
         # The details pane offers that date as the workbook's.
         details = api.get(f"/api/v1/clients/{client_id}/companies/{row['company_id']}").json()
         assert details["client_today"] == client_today
-        assert _open(response)["Balance Sheet"]["A2"].value == f"Balance Sheet — as of {client_today}"
+        workbook = _open(response)
+        assert workbook["Balance Sheet"]["A2"].value == f"Balance Sheet — as of {client_today}"
         assert client_today in response.headers["content-disposition"]
+        assert workbook["Aged Receivables"]["A4"].value is None  # as of the client's today
+        # The client's tomorrow is refused, also where it is UTC's today.
+        tomorrow_at_client = (datetime.now(ZoneInfo(zone)).date() + timedelta(days=1)).isoformat()
+        refused = api.get(_workbook_url(client_id, row["company_id"]), params={"as_of": tomorrow_at_client})
+        assert refused.status_code == 422, refused.text
     finally:
         assert api.put(f"/api/v1/clients/{client_id}", json=card).status_code == 202

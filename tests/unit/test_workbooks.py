@@ -6,7 +6,7 @@ from __future__ import annotations
 import io
 import uuid
 from dataclasses import replace
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 from urllib.parse import unquote
@@ -257,8 +257,8 @@ def test_trial_balance_totals_only_posting_accounts() -> None:
     assert [c.value for c in sheet[5]] == [
         "No.",
         "Name",
-        "Net change debit",
-        "Net change credit",
+        "Debits in period",
+        "Credits in period",
         "Balance debit",
         "Balance credit",
     ]
@@ -269,6 +269,27 @@ def test_trial_balance_totals_only_posting_accounts() -> None:
     assert total_row == ["Total of posting accounts", 500, 500, 700, 700]
     assert sheet["C10"].border.bottom.style == "double"
     assert sheet["C10"].number_format == '#,##0.00 "EUR";-#,##0.00 "EUR"'
+
+
+def test_aging_of_a_past_date_says_it_is_of_what_is_open_now() -> None:
+    """BC's aging API has no posting-date cut-off: as of a past date, it ages what is open
+    when asked, which the balance sheet of that date need not match."""
+    read_later = _open(
+        company_workbook(
+            _statements(),
+            client_name="c",
+            company_name="x",
+            currency_code="EUR",
+            as_of=AS_OF,
+            today_at_client=AS_OF + timedelta(days=40),
+        )
+    )
+    for title in ("Aged Receivables", "Aged Payables"):
+        note = read_later[title]["A4"].value
+        assert note.startswith(f"Business Central ages what is open on {AS_OF + timedelta(days=40)}")
+        assert f"posted or paid after {AS_OF}" in note
+    assert read_later["Balance Sheet"]["A4"].value is None
+    assert _build()["Aged Receivables"]["A4"].value is None  # read on its own date
 
 
 def test_aged_receivables_have_a_grand_total_and_aged_payables_say_when_empty() -> None:
@@ -685,8 +706,8 @@ def test_a_company_workbook_in_french() -> None:
     assert [c.value for c in workbook["Balance générale"][5]] == [
         "N°",
         "Nom",
-        "Mouvement débit",
-        "Mouvement crédit",
+        "Débits de la période",
+        "Crédits de la période",
         "Solde débiteur",
         "Solde créditeur",
     ]

@@ -60,6 +60,9 @@ class TrialBalanceLine(_Frozen):
     number: Annotated[str, Field(max_length=20)]
     name: LineText
     account_type: AccountType
+    # BC's totalDebit and totalCredit: the period's debits and its credits, each in full (a
+    # bank account paid into 10,000 and out 9,000 has 10,000 and 9,000, not a net 1,000).
+    # The names are the fetcher's and the gateway's contract, kept across a rolling upgrade.
     net_change_debit: Money | None
     net_change_credit: Money | None
     balance_debit: Money | None

@@ -52,6 +52,8 @@ class _Context:
     read_at_text: str
     t: Translator
     amount_decimals: int
+    # The client's date when the statements were read: BC ages what is open on it.
+    today: date
 
     def day(self, day: date) -> str:
         return day_text(day, self.t.language)
@@ -162,8 +164,8 @@ def _trial_balance_sheet(workbook: Any, context: _Context, trial_balance: TrialB
         [
             t.gettext("No."),
             t.gettext("Name"),
-            t.gettext("Net change debit"),
-            t.gettext("Net change credit"),
+            t.gettext("Debits in period"),
+            t.gettext("Credits in period"),
             t.gettext("Balance debit"),
             t.gettext("Balance credit"),
         ],
@@ -196,6 +198,22 @@ def _aged_sheet(workbook: Any, context: _Context, title: str, party: str, report
     sheet = workbook.create_sheet(title)
     t = context.t
     _title_block(sheet, context, title, _period(context, None, report.as_of))
+    if report.as_of < context.today:
+        # BC's aging API sums the entries open when it is asked, by their due dates as seen
+        # from the as-of date: it has no posting-date cut-off, unlike BC's printed aging.
+        put_text(
+            sheet,
+            HEADER_ROW - 1,
+            1,
+            t.gettext(
+                "Business Central ages what is open on %(today)s by due date as seen from %(day)s: invoices "
+                "posted or paid after %(day)s count as they stand now, so the totals need not match the "
+                "balance sheet of %(day)s.",
+                today=context.day(context.today),
+                day=context.day(report.as_of),
+            ),
+            font=NOTE_FONT,
+        )
     days = report.period_days
     _headings(
         sheet,
@@ -284,9 +302,11 @@ def company_workbook(
     company_name: str,
     currency_code: str | None,
     as_of: date,
+    today_at_client: date | None = None,
     language: str = DEFAULT_LANGUAGE,
 ) -> bytes:
-    """The company's seven statements as an xlsx file (bytes), in ``language``."""
+    """The company's seven statements as an xlsx file (bytes), in ``language``;
+    ``today_at_client`` is the client's date at the read (None: ``as_of``)."""
     t = translator(language)
     context = _Context(
         client_name=client_name,
@@ -296,6 +316,7 @@ def company_workbook(
         read_at_text=moment_text(statements.read_at.astimezone(UTC), language),
         t=t,
         amount_decimals=_amount_decimals(statements),
+        today=today_at_client or as_of,
     )
     titles = [t.gettext(title) for title in SHEET_TITLES]
     workbook = new_workbook(

@@ -139,15 +139,9 @@ async def company_workbook_download(
     ] = None,
 ) -> XlsxResponse:
     """The company's financial statements from Business Central, as an Excel workbook."""
-    today = datetime.now(UTC).date()
-    # A day ahead allows for an accountant or client east of UTC whose today is already tomorrow.
-    if as_of is not None and not EARLIEST_AS_OF <= as_of <= today + timedelta(days=1):
-        raise LocalizedHTTPException(
-            status.HTTP_422_UNPROCESSABLE_CONTENT,
-            N_("as_of must be between %(earliest)s and today"),
-            field="as_of",
-            values={"earliest": EARLIEST_AS_OF.isoformat()},
-        )
+    # Before the client's today is known (its card's time zone): outside any zone's today.
+    if as_of is not None and not EARLIEST_AS_OF <= as_of <= datetime.now(UTC).date() + timedelta(days=1):
+        raise _as_of_refused()
     client = await clients_queries.client_in_firm(session, firm_id=principal.firm_id, client_id=client_id)
     company = (
         await clients_queries.company_in_firm(
@@ -159,7 +153,10 @@ async def company_workbook_download(
     if client is None or company is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=N_("No such company"))
     client_name, tenant, tenant_id, environment = client.name, client.tenant, client.tenant_id, client.environment
-    day = as_of or client_today(clients_queries.card_time_zone(client), datetime.now(UTC))
+    today_at_client = client_today(clients_queries.card_time_zone(client), datetime.now(UTC))
+    if as_of is not None and as_of > today_at_client:
+        raise _as_of_refused()  # the client's tomorrow: BC would print figures of a day not begun
+    day = as_of or today_at_client
     # The name the dashboard shows, so the file is found under the name the accountant knows.
     company_name = dashboard_queries.shown_company_name(company)
     known_currency = company.currency_code
@@ -192,9 +189,19 @@ async def company_workbook_download(
         company_name=company_name,
         currency_code=statements.currency_code or known_currency,
         as_of=day,
+        today_at_client=today_at_client,
         language=request_language(request),
     )
     return _download(content, company_name, day)
+
+
+def _as_of_refused() -> LocalizedHTTPException:
+    return LocalizedHTTPException(
+        status.HTTP_422_UNPROCESSABLE_CONTENT,
+        N_("as_of must be between %(earliest)s and today"),
+        field="as_of",
+        values={"earliest": EARLIEST_AS_OF.isoformat()},
+    )
 
 
 @reports.get(
