@@ -7,6 +7,7 @@ import io
 import sqlite3
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -18,6 +19,7 @@ import httpx
 import pytest
 from openpyxl import load_workbook
 
+from hub_gateway.reports.capacity import WORKBOOKS_PER_FIRM
 from hub_gateway.reports.key_figures import STATE_NAMES
 from tests.conftest import Sandbox
 from tests.e2e.browser import connect_consented_tenant
@@ -214,6 +216,25 @@ def test_a_bc_failure_is_a_clear_json_error(hub: Hub, sandbox: Sandbox, firm: di
     assert upgrading.json()["detail"]["failure"]["kind"] == "environment_offline"
     # And once BC is back, the workbook comes.
     _open(api.get(url, timeout=60))
+
+
+def test_a_firm_has_a_few_workbooks_on_their_way_at_once(hub: Hub, sandbox: Sandbox, firm: dict[str, Any]) -> None:
+    """A script downloading workbook after workbook would hold every fetcher's statement
+    workers and the gateway's memory: past a few on their way, the firm is told to wait."""
+    api = hub.client(OWNER)
+    url = _workbook_url(firm["client_id"], firm["rows"][0]["company_id"])
+    faults = _fault(sandbox, firm["tenant"], {"kind": "latency", "latency_ms": 3000, "entity_set": "$batch"})
+    try:
+        with ThreadPoolExecutor(WORKBOOKS_PER_FIRM + 1) as pool:
+            answers = list(pool.map(lambda _: hub.client(OWNER).get(url, timeout=60), range(WORKBOOKS_PER_FIRM + 1)))
+    finally:
+        httpx.delete(faults, verify=sandbox.tls()).raise_for_status()
+    statuses = sorted(answer.status_code for answer in answers)
+    assert statuses == [200] * WORKBOOKS_PER_FIRM + [429], [a.text[:200] for a in answers]
+    busy = next(answer for answer in answers if answer.status_code == 429)
+    assert busy.headers["retry-after"] == "10"
+    assert "workbooks on their way" in busy.json()["detail"]["message"]
+    _open(api.get(url, timeout=60))  # places free again once the others are done
 
 
 def test_the_key_figures_workbook_is_the_dashboard(hub: Hub, firm: dict[str, Any]) -> None:

@@ -7,13 +7,14 @@ read model then changes when the resulting event comes back.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 import zlib
 from datetime import date, datetime, time
 from decimal import Decimal
 from enum import StrEnum
-from typing import Annotated, Generic, Literal, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
 import nats.errors
 from nats.aio.client import Client
@@ -519,6 +520,10 @@ def command_body(command: BaseModel) -> bytes:
     return command.model_dump_json(exclude_none=True).encode()
 
 
+def _read_large_reply(reply_type: type[CommandReply[Any]], data: bytes) -> CommandReply[Any]:
+    return reply_type.model_validate_json(decompress_reply(data))
+
+
 async def send_command(
     connection: Client,
     subject: str,
@@ -542,8 +547,13 @@ async def send_command(
                 message=f"The service behind {subject} did not answer; try again shortly",
             )
         ) from error
-    data = decompress_reply(response.data) if response.data.startswith(GZIP_MAGIC) else response.data
-    reply = CommandReply[result_type].model_validate_json(data)  # type: ignore[valid-type]
+    reply_type = CommandReply[result_type]  # type: ignore[valid-type]
+    if response.data.startswith(GZIP_MAGIC):
+        # Compressed because large (a company's statements: up to many MB once unpacked):
+        # unpacking and validating it takes long enough to stall every other request.
+        reply = await asyncio.to_thread(_read_large_reply, reply_type, response.data)
+    else:
+        reply = reply_type.model_validate_json(response.data)
     if reply.rejection is not None:
         raise CommandRejected(reply.rejection)
     result: ResultT | None = reply.result

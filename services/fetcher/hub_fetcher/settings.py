@@ -24,7 +24,9 @@ class FetcherSettings(HubSettings):
     # Everything one financial-statements request reads from BC: past it nobody waits for
     # the answer (the gateway's HUB_REPORT_TIMEOUT_SECONDS, 60 s by default), so reading on
     # would only hold a statements worker and the tenant's BC slots.
-    statements_deadline_seconds: float = Field(default=60.0, gt=0)
+    # Below the gateway's HUB_REPORT_TIMEOUT_SECONDS (60), so the accountant hears BC's
+    # classified timeout, with its details, rather than that nobody answered.
+    statements_deadline_seconds: float = Field(default=50.0, gt=0)
     # A tenant's answer larger than this is refused as a bad response, not buffered.
     max_response_bytes: int = 50 * 1024 * 1024
     # BC's per-identity limits, which hold across all fetcher processes together.

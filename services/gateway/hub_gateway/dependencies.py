@@ -35,6 +35,7 @@ from hub_gateway.auth import NotAuthenticated, Principal, read_dev_token
 from hub_gateway.client_url_tests.answers import ConnectionTestAnswers
 from hub_gateway.dashboard.live import LiveUpdates
 from hub_gateway.languages import LocalizedHTTPException, rejection_exception, remember_preference
+from hub_gateway.reports.capacity import WorkbookCapacity
 from hub_gateway.settings import GatewaySettings
 
 SESSION_COOKIE = "hub_session"
@@ -106,6 +107,8 @@ class GatewayState:
     entra_http: httpx.Client
     # Connect flows sign in at each client's own tenant: one msal app per tenant.
     connect_apps: dict[str, msal.ConfidentialClientApplication] = field(default_factory=dict)
+    # Company workbooks on their way, per firm, and their builds.
+    workbooks: WorkbookCapacity = field(default_factory=WorkbookCapacity)
 
     @cached_property
     def notification_signer(self) -> NotificationSigner:

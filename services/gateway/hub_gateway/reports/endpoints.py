@@ -41,6 +41,7 @@ from hub_gateway.reports import (
     key_figures_rows,
     key_figures_workbook,
 )
+from hub_gateway.reports.capacity import FirmBusy
 
 reports = APIRouter(prefix="/api/v1", tags=["reports"], responses=error_responses(*SIGNED_IN_ERRORS, 404))
 
@@ -49,6 +50,8 @@ reports = APIRouter(prefix="/api/v1", tags=["reports"], responses=error_response
 EARLIEST_AS_OF = date(1990, 1, 1)
 # How long a client is told to wait before trying again after a transient failure.
 RETRY_AFTER_SECONDS = 30
+# How long before a firm with every workbook place taken tries again (a read takes seconds).
+BUSY_RETRY_AFTER_SECONDS = 10
 
 
 class XlsxResponse(Response):
@@ -118,6 +121,7 @@ def _fetch_error(rejected: CommandRejected) -> HTTPException:
         403: _error("The client's tenant has not given your firm access (waiting for the client's permission)"),
         404: {"description": "No such client or company in your firm"},
         422: {"description": "The date is not one statements can be read for"},
+        429: {"description": "Your firm already has as many workbooks on their way as it may; try after Retry-After"},
         502: _error("Business Central refused or failed the read; `failure` says what and how to fix it"),
         503: _error("No fetcher answered in time, or BC is busy or offline; try again after Retry-After"),
     },
@@ -172,26 +176,37 @@ async def company_workbook_download(
         as_of=day,
     )
     try:
-        statements = await commands.send_command(
-            state.nats,
-            commands.READ_STATEMENTS,
-            command,
-            CompanyStatements,
-            timeout=state.settings.report_timeout_seconds,
-        )
-    except CommandRejected as rejected:
-        raise _fetch_error(rejected) from rejected
-    # Building a workbook is CPU work; the event loop keeps serving meanwhile.
-    content = await asyncio.to_thread(
-        company_workbook,
-        statements,
-        client_name=client_name,
-        company_name=company_name,
-        currency_code=statements.currency_code or known_currency,
-        as_of=day,
-        today_at_client=today_at_client,
-        language=request_language(request),
-    )
+        async with state.workbooks.for_firm(principal.firm_id):
+            try:
+                statements = await commands.send_command(
+                    state.nats,
+                    commands.READ_STATEMENTS,
+                    command,
+                    CompanyStatements,
+                    timeout=state.settings.report_timeout_seconds,
+                )
+            except CommandRejected as rejected:
+                raise _fetch_error(rejected) from rejected
+            # Building a workbook is CPU work; the event loop keeps serving meanwhile.
+            async with state.workbooks.building():
+                content = await asyncio.to_thread(
+                    company_workbook,
+                    statements,
+                    client_name=client_name,
+                    company_name=company_name,
+                    currency_code=statements.currency_code or known_currency,
+                    as_of=day,
+                    today_at_client=today_at_client,
+                    language=request_language(request),
+                )
+    except FirmBusy as busy:
+        raise LocalizedHTTPException(
+            status.HTTP_429_TOO_MANY_REQUESTS,
+            N_("Your firm already has %(count)s workbooks on their way; try again when one of them is done"),
+            values={"count": busy.limit},
+            headers={"Retry-After": str(BUSY_RETRY_AFTER_SECONDS)},
+            as_object=True,
+        ) from None
     return _download(content, company_name, day)
 
 
