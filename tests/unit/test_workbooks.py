@@ -485,6 +485,21 @@ def test_key_figures_one_row_per_company_with_every_figure() -> None:
     assert failed["Note"] == "The client's Business Central environment does not exist."
 
 
+def test_key_figures_show_the_mils_of_a_company_keeping_three_decimals() -> None:
+    sheet = _key_figures(
+        [
+            _row("Gulf", "Gulf KW", "KWD", _figures("1234.567", "5", "-20")),
+            _row("Adatum", "Adatum DE", "EUR", _figures("100.10", "5", "-20")),
+        ]
+    )
+    cash_column = HEADINGS.index("Cash") + 1
+    assert sheet.cell(row=5, column=cash_column).number_format == '#,##0.000 "KWD";-#,##0.000 "KWD"'
+    assert sheet.cell(row=6, column=cash_column).number_format == '#,##0.00 "EUR";-#,##0.00 "EUR"'
+    totals = {sheet.cell(row=r, column=1).value: r for r in range(8, sheet.max_row + 1)}
+    assert sheet.cell(row=totals["Total KWD"], column=cash_column).number_format.startswith("#,##0.000 ")
+    assert sheet.cell(row=totals["Total EUR"], column=cash_column).number_format.startswith("#,##0.00 ")
+
+
 def test_key_figures_totals_are_per_currency_and_outside_the_filter() -> None:
     sheet = _key_figures(
         [

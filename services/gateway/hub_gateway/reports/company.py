@@ -35,6 +35,7 @@ from hub_gateway.reports.excel import (
     put_text,
     set_up_printing,
     set_widths,
+    shown_decimals,
     style_header_row,
     workbook_bytes,
 )
@@ -267,13 +268,8 @@ SHEET_TITLES = (
 )
 
 
-# BC keeps at most five decimals for an amount (G/L Setup's "Amount Decimal Places").
-MOST_AMOUNT_DECIMALS = 5
-
-
 def _amount_decimals(statements: CompanyStatements) -> int:
-    """Decimals the workbook shows: as many as BC wrote, at least two; a company that keeps
-    three (its currency KWD, BHD or OMR) prints its mils rather than rounded cents."""
+    """Decimals the workbook shows (``shown_decimals`` of every amount in it)."""
     amounts: list[Decimal | None] = []
     for statement in (
         statements.balance_sheet,
@@ -287,12 +283,7 @@ def _amount_decimals(statements: CompanyStatements) -> int:
     for report in (statements.aged_receivables, statements.aged_payables):
         for party in report.lines:
             amounts += [party.current, party.period1, party.period2, party.period3, party.balance_due]
-    written = [
-        -exponent
-        for amount in amounts
-        if amount is not None and isinstance(exponent := amount.as_tuple().exponent, int)
-    ]
-    return min(max([2, *written]), MOST_AMOUNT_DECIMALS)
+    return shown_decimals(amounts)
 
 
 def company_workbook(

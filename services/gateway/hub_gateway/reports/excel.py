@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
@@ -107,6 +108,21 @@ def put_number(sheet: Any, row: int, column: int, value: Decimal | int | None, n
 def currency_code(code: str | None) -> str:
     """A currency code fit to appear in a number format: letters and digits only."""
     return _NOT_A_CURRENCY_CHARACTER.sub("", code or "")[:10].upper()
+
+
+# BC keeps at most five decimals for an amount (G/L Setup's "Amount Decimal Places").
+MOST_AMOUNT_DECIMALS = 5
+
+
+def shown_decimals(amounts: Iterable[Decimal | None]) -> int:
+    """Decimals to show amounts with: as many as BC wrote, at least two; a company that
+    keeps three (its currency KWD, BHD or OMR) prints its mils rather than rounded cents."""
+    written = [
+        -exponent
+        for amount in amounts
+        if amount is not None and isinstance(exponent := amount.as_tuple().exponent, int)
+    ]
+    return min(max([2, *written]), MOST_AMOUNT_DECIMALS)
 
 
 def money_format(code: str | None, decimals: int = 2) -> str:

@@ -45,6 +45,7 @@ from hub_gateway.reports.excel import (
     put_text,
     set_up_printing,
     set_widths,
+    shown_decimals,
     style_header_row,
     workbook_bytes,
 )
@@ -150,11 +151,21 @@ def _write_row(sheet: Any, row_number: int, row: KeyFiguresRow, reporting_curren
         as_of.value = _naive_utc(row.as_of)
     as_of.number_format = datetime_format(t.language)
     put_text(sheet, row_number, 5, t.gettext(STATE_NAMES.get(row.state, row.state)))
-    money = money_format(row.currency_code)
+    money = money_format(row.currency_code, _decimals([row.figures] if row.figures is not None else []))
     for offset, column in enumerate(FIGURE_COLUMNS):
         value = column.read(row.figures) if row.figures is not None else None
         put_number(sheet, row_number, FIRST_FIGURE_COLUMN + offset, value, _figure_format(column, money))
     put_text(sheet, row_number, NOTE_COLUMN, _note(row, reporting_currency, t))
+
+
+def _decimals(figures: Sequence[CompanyFigures]) -> int:
+    """As many decimals as the companies' books keep (three for KWD, BHD or OMR)."""
+    return shown_decimals(
+        value
+        for one in figures
+        for column in FIGURE_COLUMNS
+        if column.kind is ColumnKind.AMOUNT and isinstance(value := column.read(one), Decimal)
+    )
 
 
 def _total_cell(sheet: Any, row_number: int, column: int, total: Value, number_format: str) -> None:
@@ -184,7 +195,13 @@ def _write_reporting_total(
     )
     put_text(sheet, row_number, 2, companies, font=BOLD)
     put_text(sheet, row_number, 3, reporting_currency, font=BOLD)
-    money = money_format(reporting_currency)
+    converted_amounts = [
+        Decimal(amount.value)
+        for row in converted
+        for amount in (row.amounts or {}).values()
+        if amount is not None and amount.value is not None
+    ]
+    money = money_format(reporting_currency, shown_decimals(converted_amounts))
     for offset, column in enumerate(FIGURE_COLUMNS):
         values: list[Value] = []
         for row in converted:
@@ -212,7 +229,7 @@ def _write_totals(sheet: Any, row_number: int, rows: Sequence[KeyFiguresRow], t:
         companies = t.ngettext("%(count)s company", "%(count)s companies", len(figures))
         put_text(sheet, row_number, 2, companies, font=BOLD)
         put_text(sheet, row_number, 3, code, font=BOLD)
-        money = money_format(code)
+        money = money_format(code, _decimals(figures))
         for offset, column in enumerate(FIGURE_COLUMNS):
             # Companies whose BC does not say their currency may each keep a different one:
             # their counts add up, their amounts do not.
