@@ -1152,7 +1152,6 @@ def run(params: Params, *, keep_workdir: bool) -> dict[str, Any]:
         trace_dir.mkdir()
         fetcher_environment = {
             "HUB_NATS_URL": nats_url,
-            "HUB_TENANT_LIMIT_SHARE": str(params.fetchers),
             "HUB_CONCURRENCY": str(params.fetcher_concurrency),
             **sandbox.hub_environment(),
         }

@@ -147,7 +147,7 @@ def check_manifests(
         report.problems.extend(_check_settings(deployment, service, index, settings_schema))
         report.problems.extend(_check_nats_sign_in(deployment, service, index))
     for scaled_object in index.of_kind("ScaledObject"):
-        report.problems.extend(_check_scaled_object(scaled_object, index, settings_schema))
+        report.problems.extend(_check_scaled_object(scaled_object, index))
     for budget in index.of_kind("PodDisruptionBudget"):
         report.problems.extend(_check_disruption_budget(budget, index))
     return report
@@ -303,7 +303,7 @@ def _selects(selector: dict[str, str], deployment: Manifest) -> bool:
 # ---- 3: the fetchers' autoscaling --------------------------------------------------------
 
 
-def _check_scaled_object(scaled_object: Manifest, index: _Index, settings_schema: JsonSchema) -> Iterator[Problem]:
+def _check_scaled_object(scaled_object: Manifest, index: _Index) -> Iterator[Problem]:
     where = _name(scaled_object)
     spec = scaled_object.get("spec", {})
     target_name = (spec.get("scaleTargetRef") or {}).get("name")
@@ -324,19 +324,6 @@ def _check_scaled_object(scaled_object: Manifest, index: _Index, settings_schema
     for trigger in spec.get("triggers", []):
         if trigger.get("type") == "nats-jetstream":
             yield from _check_jetstream_trigger(where, trigger.get("metadata") or {})
-    if target is not None and _service_of(target) == "fetcher" and isinstance(maximum, int):
-        environment = _environment(target, index).values
-        share = typed_environment(
-            {"HUB_TENANT_LIMIT_SHARE": environment.get("HUB_TENANT_LIMIT_SHARE", "1")},
-            settings_schema["$defs"]["fetcher"],
-            settings_schema,
-        )["HUB_TENANT_LIMIT_SHARE"]
-        if isinstance(share, int) and share < maximum:
-            yield Problem(
-                where,
-                f"up to {maximum} fetchers may run but HUB_TENANT_LIMIT_SHARE is {share}: together they could"
-                f" exceed Business Central's per-tenant request budget; set it to {maximum}",
-            )
 
 
 def _check_jetstream_trigger(where: str, metadata: dict[str, Any]) -> Iterator[Problem]:

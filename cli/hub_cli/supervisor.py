@@ -176,10 +176,7 @@ class Supervisor:
                 HUB_ALERT_WEBHOOK_ALLOW_LOOPBACK="true",
             ),
         ]
-        plan += [
-            service(f"fetcher-{index + 1}", "fetcher", HUB_TENANT_LIMIT_SHARE=str(self.fetchers))
-            for index in range(self.fetchers)
-        ]
+        plan += [service(f"fetcher-{index + 1}", "fetcher") for index in range(self.fetchers)]
         plan += [
             service(
                 "invitations",

@@ -178,10 +178,6 @@ BAD_OVERLAYS = {
         _patch("ScaledObject", "fetcher", "- {op: add, path: /spec/minReplicas, value: 3}"),
         "ScaledObject/fetcher: invalid against its CustomResourceDefinition: spec: Additional properties",
     ),
-    "more fetchers than the tenant budget is split for": (
-        _patch("ScaledObject", "fetcher", "- {op: replace, path: /spec/maxReplicaCount, value: 40}"),
-        "ScaledObject/fetcher: up to 40 fetchers may run but HUB_TENANT_LIMIT_SHARE is 10",
-    ),
     "KEDA watching another consumer": (
         _patch("ScaledObject", "fetcher", "- {op: replace, path: /spec/triggers/0/metadata/consumer, value: fetchers}"),
         "ScaledObject/fetcher: nats-jetstream trigger consumer is 'fetchers'; the fetchers' is 'fetcher'",

@@ -53,7 +53,7 @@ def test_environment_strings_are_read_as_their_types() -> None:
             "HUB_USE_CUE_SERVICES": "off",
             "HUB_HTTP_READ_TIMEOUT_SECONDS": "2.5",
             "HUB_NATS_URL": "nats://nats:4222",
-            "HUB_TENANT_LIMIT_SHARE": "many",
+            "HUB_TENANT_MAX_CONCURRENT_REQUESTS": "many",
         },
         fetcher,
         schema,
@@ -65,5 +65,5 @@ def test_environment_strings_are_read_as_their_types() -> None:
         "HUB_HTTP_READ_TIMEOUT_SECONDS": 2.5,
         "HUB_NATS_URL": "nats://nats:4222",
         # Not a number: left as written, so validation names it.
-        "HUB_TENANT_LIMIT_SHARE": "many",
+        "HUB_TENANT_MAX_CONCURRENT_REQUESTS": "many",
     }

@@ -23,7 +23,6 @@ SECRET_KEY = "e2e-secret-key-long-enough-for-hmac-sha256"
 # Every fetcher of the e2e tests shares the one "fetcher" durable, so any of them may take a
 # given refresh: they all run with the same limits the fault tests expect.
 FETCHER_TEST_LIMITS = {
-    "HUB_TENANT_LIMIT_SHARE": "3",
     "HUB_HTTP_READ_TIMEOUT_SECONDS": "3",
     "HUB_MAX_RESPONSE_BYTES": "2000000",
 }

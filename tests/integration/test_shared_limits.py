@@ -1,4 +1,5 @@
-"""BC's 5-concurrent limit holds across processes: leased slots in NATS KV."""
+"""BC's limits hold across processes: 5 concurrent requests (leased slots in NATS KV) and
+6,000 in 5 minutes (a window counted in NATS KV)."""
 
 from __future__ import annotations
 
@@ -8,14 +9,21 @@ import time
 import nats
 from nats.js import JetStreamContext
 
-from hub_common.streams import BC_HOLD_OFFS_BUCKET, BC_SLOTS_BUCKET, StreamLimits, Topology, declare_topology
-from hub_fetcher.bc.limits import HOLD_OFF_RECHECK_SECONDS, SharedTenantSlots, TenantLimiter
+from hub_common.streams import (
+    BC_HOLD_OFFS_BUCKET,
+    BC_SLOTS_BUCKET,
+    BC_WINDOWS_BUCKET,
+    StreamLimits,
+    Topology,
+    declare_topology,
+)
+from hub_fetcher.bc.limits import HOLD_OFF_RECHECK_SECONDS, SharedRequestWindow, SharedTenantSlots, TenantLimiter
 
 
 async def test_two_processes_never_hold_more_than_five_slots(nats_url: str, jetstream: JetStreamContext) -> None:
     # Two connections stand for two fetcher processes, each with its own limiter.
     connections = [await nats.connect(nats_url) for _ in range(2)]
-    limiters = [TenantLimiter(shared_slots=await _shared_slots(c.jetstream()), share=2) for c in connections]
+    limiters = [TenantLimiter(shared_slots=await _shared_slots(c.jetstream())) for c in connections]
     holding = 0
     most = 0
     done = 0
@@ -89,7 +97,7 @@ async def test_a_wait_bc_asked_of_one_process_holds_every_process_back(
     hold the tenant's requests back too (once they next look, within a second), until it ends."""
     connections = [await nats.connect(nats_url) for _ in range(2)]
     try:
-        told, other = [TenantLimiter(shared_slots=await _shared_slots(c.jetstream()), share=2) for c in connections]
+        told, other = [TenantLimiter(shared_slots=await _shared_slots(c.jetstream())) for c in connections]
         tenant = "adatum.example"
         async with other.slot(tenant):
             pass  # the other process has read the tenant before
@@ -131,3 +139,61 @@ async def test_a_wait_ends_when_its_record_does(nats_url: str, jetstream: JetStr
         waiting.cancel()
     finally:
         await connection.close()
+
+
+async def test_the_request_window_holds_across_processes_and_one_process_may_use_all_of_it(
+    nats_url: str, jetstream: JetStreamContext
+) -> None:
+    """BC counts an identity's requests whichever fetcher sends them. Split evenly, each of
+    ten fetchers could send a tenant 600 of BC's 6,000 in 5 minutes, so one reading a large
+    environment alone ran out its refresh's deadline; counted together, one process may use
+    the whole window and all of them together never exceed it."""
+    connections = [await nats.connect(nats_url) for _ in range(2)]
+    try:
+        # 110 requests in any 10 s: 1-second slices of 10.
+        windows = [
+            SharedRequestWindow(
+                await c.jetstream().key_value(BC_WINDOWS_BUCKET), per_window=110, window_seconds=10, slice_seconds=1
+            )
+            for c in connections
+        ]
+        assert windows[0].per_slice == 10
+        limiters = [
+            TenantLimiter(shared_slots=await _shared_slots(c.jetstream()), shared_window=w)
+            for c, w in zip(connections, windows, strict=True)
+        ]
+        alone = "woodgrove.example"
+        started = time.monotonic()
+        for _ in range(10):
+            async with limiters[0].slot(alone):
+                pass
+        assert time.monotonic() - started < 1.0, "one process may use the whole window, at once"
+
+        tenant = "contoso.example"
+        per_second: dict[int, int] = {}
+
+        async def request(limiter: TenantLimiter) -> None:
+            async with limiter.slot(tenant):
+                second = int(time.time())
+                per_second[second] = per_second.get(second, 0) + 1
+
+        await asyncio.gather(*(request(limiters[i % 2]) for i in range(35)))
+        assert sum(per_second.values()) == 35
+        # Counted where it was sent, a request can fall a moment after its slice's second.
+        assert max(per_second.values()) <= 12, per_second
+        assert len(per_second) >= 3, "35 requests need at least four slices of 10"
+    finally:
+        for connection in connections:
+            await connection.close()
+
+
+async def test_a_batch_counts_as_its_parts_and_waits_for_a_slice_with_room(jetstream: JetStreamContext) -> None:
+    bucket = await jetstream.key_value(BC_WINDOWS_BUCKET)
+    assert SharedRequestWindow(bucket).per_slice == 545  # BC's 6,000 in any 5 minutes, in 30 s slices
+    window = SharedRequestWindow(bucket, per_window=110, window_seconds=20, slice_seconds=2)  # 10 a slice
+    await asyncio.sleep(2 - time.time() % 2 + 0.05)  # early in a slice
+    await window.take("fabrikam.example", 8)
+    started = time.time()
+    await window.take("fabrikam.example", 5)  # 8 + 5 > 10: the next slice
+    assert time.time() - started > 1.5
+    assert 0 <= time.time() % 2 < 0.5, "taken as the next slice began"

@@ -106,7 +106,7 @@ def observed_hub(sandbox: Sandbox, tmp_path_factory: pytest.TempPathFactory) -> 
     }
     own: dict[str, dict[str, str]] = {
         "registry": {"HUB_DATABASE_URL": f"sqlite:///{home / 'registry.db'}", "HUB_SCHEDULED_REFRESH_SECONDS": "0"},
-        "fetcher": {"HUB_TENANT_LIMIT_SHARE": "1", "HUB_HTTP_READ_TIMEOUT_SECONDS": "5"},
+        "fetcher": {"HUB_HTTP_READ_TIMEOUT_SECONDS": "5"},
         "invitations": {"HUB_DATABASE_URL": f"sqlite:///{home / 'invitations.db'}", "HUB_SMTP_PORT": str(free_port())},
         "gateway": {"HUB_DATABASE_URL": f"sqlite:///{home / 'gateway.db'}", "HUB_PORT": str(port)},
     }

@@ -38,6 +38,7 @@ from hub_common.grants import GRANTS_BUCKET
 from hub_common.streams import (
     BC_HOLD_OFFS_BUCKET,
     BC_SLOTS_BUCKET,
+    BC_WINDOWS_BUCKET,
     CONSUMERS,
     DEAD_LETTER_STREAM,
     DEAD_LETTER_SUBJECT_PREFIX,
@@ -148,7 +149,13 @@ ACCESS: Mapping[str, ServiceAccess] = {
     FETCHER: ServiceAccess(
         consumers=(FETCHER_CONSUMER,),
         serves_commands=True,
-        writes_buckets=(BC_SLOTS_BUCKET, BC_HOLD_OFFS_BUCKET, NOTIFICATION_STATES_BUCKET, REFRESH_PROGRESS_BUCKET),
+        writes_buckets=(
+            BC_SLOTS_BUCKET,
+            BC_HOLD_OFFS_BUCKET,
+            BC_WINDOWS_BUCKET,
+            NOTIFICATION_STATES_BUCKET,
+            REFRESH_PROGRESS_BUCKET,
+        ),
         reads_buckets=(GRANTS_BUCKET,),
     ),
     INVITATIONS: ServiceAccess(

@@ -53,6 +53,11 @@ BC_SLOT_LEASE_SECONDS = 15.0
 # wait longer than an entry lives is the retry's business, not every read's.
 BC_HOLD_OFFS_BUCKET = "HUB_BC_HOLD_OFFS"
 BC_HOLD_OFF_MAX_SECONDS = 120.0
+# How many requests every fetcher process together sent each BC tenant in each slice of
+# its request window (hub_fetcher.bc.limits.SharedRequestWindow); a slice's count is
+# needed only while it lasts (30 s).
+BC_WINDOWS_BUCKET = "HUB_BC_WINDOWS"
+BC_WINDOW_COUNT_SECONDS = 60.0
 # Which replica of a role holds its lease (hub_common.leadership).
 LEASES_BUCKET = "HUB_LEASES"
 LEADER_LEASE_SECONDS = 10.0
@@ -388,6 +393,12 @@ def buckets(limits: StreamLimits) -> list[Bucket]:
             name=BC_HOLD_OFFS_BUCKET,
             description="Until when BC asked each tenant's identity to wait (its Retry-After).",
             ttl_seconds=BC_HOLD_OFF_MAX_SECONDS,
+            replaceable=True,
+        ),
+        Bucket(
+            name=BC_WINDOWS_BUCKET,
+            description="How many requests the fetchers sent each BC tenant in each 30 s slice of its window.",
+            ttl_seconds=BC_WINDOW_COUNT_SECONDS,
             replaceable=True,
         ),
         Bucket(name=GRANTS_BUCKET, description=GRANTS_BUCKET_DESCRIPTION),

@@ -21,6 +21,7 @@ from hub_common.purpose_keys import Purpose, key_id
 from hub_common.streams import (
     BC_HOLD_OFFS_BUCKET,
     BC_SLOTS_BUCKET,
+    BC_WINDOWS_BUCKET,
     FETCHER_CONSUMER,
     NOTIFICATION_STATES_BUCKET,
     Topology,
@@ -29,7 +30,7 @@ from hub_common.streams import (
 from hub_common.tracing import configure_tracing
 from hub_fetcher.bc.client import BusinessCentral
 from hub_fetcher.bc.identity import TokenProvider
-from hub_fetcher.bc.limits import SharedTenantSlots, TenantLimiter
+from hub_fetcher.bc.limits import SharedRequestWindow, SharedTenantSlots, TenantLimiter
 from hub_fetcher.bc.transport import TenantPooledTransport
 from hub_fetcher.handlers import FetcherHandlers
 from hub_fetcher.in_flight import InFlightConsumer
@@ -106,12 +107,16 @@ def create_app(settings: FetcherSettings) -> FastStream:
             concurrent=settings.tenant_max_concurrent_requests,
             per_window=settings.tenant_requests_per_window,
             window_seconds=settings.tenant_window_seconds,
-            share=settings.tenant_limit_share,
             shared_slots=SharedTenantSlots(
                 await js.key_value(BC_SLOTS_BUCKET),
                 await js.key_value(BC_HOLD_OFFS_BUCKET),
                 slots=settings.tenant_max_concurrent_requests,
                 lease_seconds=settings.bc_slot_lease_seconds,
+            ),
+            shared_window=SharedRequestWindow(
+                await js.key_value(BC_WINDOWS_BUCKET),
+                per_window=settings.tenant_requests_per_window,
+                window_seconds=settings.tenant_window_seconds,
             ),
         )
         bc = BusinessCentral(

@@ -21,11 +21,10 @@ class FetcherSettings(HubSettings):
     bc_request_deadline_seconds: float = Field(default=120.0, gt=0)
     entra_request_deadline_seconds: float = Field(default=30.0, gt=0)
     refresh_deadline_seconds: float = Field(default=900.0, gt=0)
-    # Everything one financial-statements request reads from BC: past it nobody waits for
-    # the answer (the gateway's HUB_REPORT_TIMEOUT_SECONDS, 60 s by default), so reading on
-    # would only hold a statements worker and the tenant's BC slots.
-    # Below the gateway's HUB_REPORT_TIMEOUT_SECONDS (60), so the accountant hears BC's
-    # classified timeout, with its details, rather than that nobody answered.
+    # Everything one financial-statements request reads from BC: past the gateway's wait
+    # (HUB_REPORT_TIMEOUT_SECONDS, 60 s by default) nobody waits for the answer, so reading
+    # on would only hold a statements worker and the tenant's BC slots. Below that wait, so
+    # the accountant hears BC's classified timeout, with its details, not that nobody answered.
     statements_deadline_seconds: float = Field(default=50.0, gt=0)
     # A tenant's answer larger than this is refused as a bad response, not buffered.
     max_response_bytes: int = 50 * 1024 * 1024
@@ -35,8 +34,6 @@ class FetcherSettings(HubSettings):
     tenant_window_seconds: float = 300.0
     # Read cash and overdue totals from BC's Accountant Portal cue services where published.
     use_cue_services: bool = True
-    # How many fetcher processes share each tenant's budget (hub up sets it to --fetchers).
-    tenant_limit_share: int = 1
     # BC webhooks (with HUB_NOTIFICATION_URL set): the most subscriptions the hub holds in one
     # client environment, out of BC's 200 shared by every app there (5 per company), and how
     # long before their 3-day expiry a refresh renews them.
