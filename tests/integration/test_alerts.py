@@ -637,6 +637,21 @@ async def test_a_failure_handled_after_a_later_success_starts_nothing(registry: 
     assert raised.value == Decimal("7.00")
 
 
+async def test_an_older_read_handled_late_does_not_end_a_failure_that_came_after_it(registry: Registry) -> None:
+    """Snapshots and failures come on separate streams: after an outage their backlogs may
+    be handled out of order. The read from before the failure ended its alert, falsely,
+    and the next check raised it again."""
+    await registry.rule(registry.owner, figure="failing_hours", comparison="above", threshold=6)
+    await registry.failed(T0 + timedelta(hours=2))
+    [raised] = await registry.check_failures(T0 + timedelta(hours=30))
+    await registry.snapshot("5", T0 + timedelta(hours=1))  # read before the failure
+    assert not [event for event in await registry.new_events() if isinstance(event, AlertResolved)]
+    assert await registry.check_failures(T0 + timedelta(hours=31)) == []  # still open: not raised again
+    await registry.snapshot("5", T0 + timedelta(hours=32))  # a read after it ends it
+    [resolved] = [event for event in await registry.new_events() if isinstance(event, AlertResolved)]
+    assert resolved.episode_id == raised.episode_id and resolved.reason == "no_longer_holds"
+
+
 async def test_a_client_no_longer_watched_loses_its_failure_so_a_new_rule_counts_afresh(registry: Registry) -> None:
     rule_id = await registry.rule(registry.owner, figure="failing_hours", comparison="above", threshold=6)
     await registry.failed(T0)

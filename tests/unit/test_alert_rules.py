@@ -183,6 +183,23 @@ def test_failing_for_more_than_z_hours_starts_after_z_and_ends_at_the_next_snaps
     assert (ended.change, ended.subject) == (Change.ENDS, whole_client)
 
 
+@pytest.mark.parametrize(
+    ("still_failing", "observed"),
+    [
+        ((), {Subject(CLIENT, COMPANY), Subject(CLIENT, None)}),
+        ((Subject(CLIENT, COMPANY),), {Subject(CLIENT, None)}),
+        ((Subject(CLIENT, None),), {Subject(CLIENT, COMPANY)}),
+        ((Subject(CLIENT, COMPANY), Subject(CLIENT, None)), set()),
+    ],
+)
+def test_a_read_observes_no_failure_only_where_no_later_failure_stands(
+    still_failing: tuple[Subject, ...], observed: set[Subject]
+) -> None:
+    seen = observations_of_snapshot(CLIENT, COMPANY, _figures(cash="1"), {Figure.FAILING_HOURS}, still_failing)
+    assert {o.subject for o in seen} == observed
+    assert all(o.value == 0 for o in seen)
+
+
 def test_a_rule_for_one_client_sees_only_that_client_and_a_firm_rule_every_client_of_its_firm() -> None:
     one = Rule(uuid.uuid4(), FIRM, CLIENT, CASH_BELOW_10K)
     every = Rule(uuid.uuid4(), FIRM, None, CASH_BELOW_10K)

@@ -16,6 +16,7 @@ No framework here: the registry's service layer reads and writes the rows, these
 from __future__ import annotations
 
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from decimal import Decimal
@@ -256,17 +257,28 @@ def evaluate(
 
 
 def observations_of_snapshot(
-    client_id: uuid.UUID, company_id: uuid.UUID, figures: CompanyFigures, watched: set[Figure]
+    client_id: uuid.UUID,
+    company_id: uuid.UUID,
+    figures: CompanyFigures,
+    watched: set[Figure],
+    still_failing: Collection[Subject] = (),
 ) -> list[Observation]:
     """What a company's snapshot says about each watched figure.
 
     A snapshot also ends the client's failure as a whole (its discovery worked), so a
-    failing-hours rule observes 0 for the client as well as for the company.
+    failing-hours rule observes 0 for the client as well as for the company; except for a
+    subject in ``still_failing``: one whose failure came after this read (the streams keep
+    no order between snapshots and failures), which this older read does not end.
     """
     company = Subject(client_id, company_id)
-    seen = [Observation(company, figure, figure_value(figure, figures)) for figure in sorted(watched)]
-    if Figure.FAILING_HOURS in watched:
-        seen.append(Observation(Subject(client_id, None), Figure.FAILING_HOURS, Decimal(0)))
+    seen = [
+        Observation(company, figure, figure_value(figure, figures))
+        for figure in sorted(watched)
+        if not (figure is Figure.FAILING_HOURS and company in still_failing)
+    ]
+    whole_client = Subject(client_id, None)
+    if Figure.FAILING_HOURS in watched and whole_client not in still_failing:
+        seen.append(Observation(whole_client, Figure.FAILING_HOURS, Decimal(0)))
     return seen
 
 

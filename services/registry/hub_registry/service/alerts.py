@@ -722,7 +722,18 @@ async def on_snapshot(*, session: AsyncSession, snapshot: Envelope[CompanySnapsh
     position.read_at, position.accounts_revision = data.read_at, data.accounts_revision
     session.add(position)
     watched = {Figure(rule.figure) for rule in rules}
-    observations = observations_of_snapshot(data.client_id, data.company_id, data.figures, watched)
+    still_failing = [
+        _subject_of(data.client_id, key)
+        for key in (
+            await session.execute(
+                select(col(AlertFailureRow.company_key)).where(
+                    col(AlertFailureRow.client_id) == data.client_id,
+                    col(AlertFailureRow.company_key).in_([_company_key(data.company_id), WHOLE_CLIENT]),
+                )
+            )
+        ).scalars()
+    ]
+    observations = observations_of_snapshot(data.client_id, data.company_id, data.figures, watched, still_failing)
     open_episodes = await _open_episodes(session, rules)
     changes = evaluate([_rule_of(rule) for rule in rules], snapshot.firm_id, observations, set(open_episodes))
     company = Subject(data.client_id, data.company_id)
