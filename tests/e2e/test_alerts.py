@@ -228,6 +228,55 @@ def test_a_rule_crossing_sends_one_mail_and_one_signed_webhook_per_episode(
     assert all("/hooks/hub" not in json.dumps(event) for event in events)
 
 
+def test_a_card_moved_to_another_environment_shows_and_alerts_only_the_new_ones_companies(
+    hub: Hub, sandbox: Sandbox
+) -> None:
+    """A Client URL corrected from Production to the tenant's Sandbox: the old companies'
+    rows and open alerts ended with the move, and the new environment was read at once
+    (nothing else asked for it until the schedule came round). The sample tenant keeps a
+    Sandbox environment."""
+    tenants = httpx.get(f"{sandbox.base_url}/_sandbox/tenants", verify=sandbox.tls()).json()["tenants"]
+    tenant = next(t for t in tenants if t["domain"] == "cronus-sample.onmicrosoft.com")
+    production, other = (
+        next(e for e in tenant["environments"] if e["name"] == name) for name in ("Production", "Sandbox")
+    )
+    api = hub.client("mover@contoso-moves.example")
+    card = {"name": "Moving client", "client_url": production["client_url"]}
+    client_id = add_connected_client(sandbox, api, card)
+
+    def read(environment: dict[str, Any]) -> list[dict[str, Any]] | None:
+        rows = api.get("/api/v1/dashboard", params={"client_id": client_id}).json()["rows"]
+        wanted = {c["id"] for c in environment["companies"]}
+        ok = {r["company_id"] for r in rows if r["state"] == "ok"}
+        return rows if ok >= wanted and {r["company_id"] for r in rows} == wanted else None
+
+    rows = eventually(lambda: read(production), "the Production companies read", timeout=90)
+    rule = {"name": "Any cash", "client_id": client_id, "figure": "cash", "comparison": "above", "threshold": "-1e9"}
+    assert api.post("/api/v1/alert-rules", json=rule).status_code == 201, "a rule holding for every company"
+    _refreshed(api, client_id, rows[0]["company_id"], rows[0]["as_of"])
+    eventually(lambda: api.get("/api/v1/alerts").json()["alerts"] or None, "an open alert", timeout=30)
+
+    moved = api.put(f"/api/v1/clients/{client_id}", json={**card, "client_url": other["client_url"]})
+    assert moved.status_code == 202, moved.text
+    eventually(lambda: read(other), "only the Sandbox's companies, read without being asked", timeout=90)
+    old_companies = {c["id"] for c in production["companies"]}
+    ended = eventually(
+        lambda: (
+            [
+                a
+                for a in api.get("/api/v1/alerts", params={"status": "all"}).json()["alerts"]
+                if a["company_id"] in old_companies and a["ended_at"]
+            ]
+            or None
+        ),
+        "the old company's alert ended",
+        timeout=30,
+    )
+    assert {a["end_reason"] for a in ended} == {"company_gone"}
+    still_open = api.get("/api/v1/alerts").json()["alerts"]
+    assert all(a["company_id"] not in old_companies for a in still_open), still_open
+
+
 def test_a_webhook_to_a_private_address_is_refused(hub: Hub) -> None:
     api = hub.client(EMAIL)
     for url in (

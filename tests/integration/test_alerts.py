@@ -48,8 +48,10 @@ from hub_common.events import (
     AlertRuleRemoved,
     AlertRuleSet,
     CashFigure,
+    CompaniesDiscovered,
     CompanyFigures,
     CompanySnapshot,
+    DiscoveredCompany,
     EventData,
     Failure,
     FailureKind,
@@ -188,6 +190,19 @@ class Registry:
         async with transaction(self.sessions) as session:
             return await alerts.on_snapshot(
                 session=session, snapshot=new_envelope(data, firm_id=self.firm_id, actor=Actor.service("fetcher"))
+            )
+
+    async def discovered(self, *companies: uuid.UUID, at: datetime) -> None:
+        """A full discovery of the client at ``at``, listing ``companies``, handled now."""
+        data = CompaniesDiscovered(
+            client_id=self.client_id,
+            refresh_id=uuid.uuid4(),
+            companies=[DiscoveredCompany(company_id=company, name="C") for company in companies],
+        )
+        envelope = new_envelope(data, firm_id=self.firm_id, actor=Actor.service("fetcher"))
+        async with transaction(self.sessions) as session:
+            await alerts.on_companies_discovered(
+                session=session, discovered=envelope.model_copy(update={"occurred_at": at})
             )
 
     async def new_events(self) -> list[EventData]:
@@ -650,6 +665,27 @@ async def test_an_older_read_handled_late_does_not_end_a_failure_that_came_after
     await registry.snapshot("5", T0 + timedelta(hours=32))  # a read after it ends it
     [resolved] = [event for event in await registry.new_events() if isinstance(event, AlertResolved)]
     assert resolved.episode_id == raised.episode_id and resolved.reason == "no_longer_holds"
+
+
+async def test_a_company_gone_from_bc_ends_its_alerts_and_its_older_reads_raise_none(registry: Registry) -> None:
+    """A full discovery no longer lists the company (deleted in BC, or the hub's access to
+    it withdrawn): its alerts stayed open for good, and its failure raised a false
+    "failing" alert a day later."""
+    await registry.rule(registry.owner, figure="cash", comparison="below", threshold=10)
+    await registry.rule(registry.owner, figure="failing_hours", comparison="above", threshold=6)
+    await registry.snapshot("5", T0)
+    [raised] = [event for event in await registry.new_events() if isinstance(event, AlertRaised)]
+    still_there = uuid.uuid4()
+    await registry.discovered(registry.company_id, still_there, at=T0 + timedelta(hours=1))
+    assert await registry.new_events() == []  # listed: nothing ends
+    await registry.discovered(still_there, at=T0 + timedelta(hours=2))
+    [ended] = await registry.new_events()
+    assert isinstance(ended, AlertResolved)
+    assert (ended.episode_id, ended.reason) == (raised.episode_id, "company_gone")
+    await registry.snapshot("5", T0 + timedelta(minutes=90))  # read before the discovery, handled late
+    assert await registry.new_events() == []
+    await registry.snapshot("5", T0 + timedelta(hours=3))  # back in BC, and read since: it counts
+    assert [type(event) for event in await registry.new_events()] == [AlertRaised]
 
 
 async def test_a_client_no_longer_watched_loses_its_failure_so_a_new_rule_counts_afresh(registry: Registry) -> None:

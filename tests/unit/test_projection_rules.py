@@ -394,6 +394,48 @@ def test_a_snapshot_made_with_older_account_numbers_still_ends_its_refreshs_wait
     assert not [f for f in model.failures.entries.values() if f.next_attempt_at is not None], "the wait ended"
 
 
+def _moved_to(environment: str) -> ClientUpdated:
+    return ClientUpdated(
+        client_id=CLIENT,
+        card=ClientCard(
+            name="Contoso", client_url=f"https://businesscentral.dynamics.com/contoso.example/{environment}"
+        ),
+        connection=ClientConnection(tenant="contoso.example", environment=environment),
+    )
+
+
+@pytest.mark.parametrize("new_read_first", [False, True])
+def test_a_card_moved_to_another_environment_keeps_none_of_the_old_ones_companies(new_read_first: bool) -> None:
+    """A Client URL corrected to another environment (or tenant): the old one's companies
+    and figures stayed on the dashboard under the card, for good when the new tenant gave no
+    access, and a read of the old one from before the move put them back."""
+    log = _client_with_companies()
+    log.add(_snapshot(COMPANY_A, "100", T0 + timedelta(minutes=1)))
+    company_c = uuid.uuid4()
+    moved_at = T0 + timedelta(minutes=10)
+    new_read = _snapshot(company_c, "7", T0 + timedelta(minutes=11), SECOND_REFRESH)
+    renamed = log.add(_moved_to("production"), at=moved_at - timedelta(minutes=5))  # the same, in another case
+    move = log.add(_moved_to("Sandbox"), at=moved_at)
+    late_old_read = log.add(_snapshot(COMPANY_B, "50", T0 + timedelta(minutes=2)))
+    if new_read_first:  # the snapshots' stream ahead of the events'
+        events = [e for e in log.events if e not in (move, late_old_read)]
+        model = _folded(*events, log.add(new_read), move, late_old_read)
+    else:
+        model = _folded(*log.events, log.add(new_read))
+    assert renamed in log.events
+    assert set(model.companies_of(CLIENT)) == {company_c}
+    assert _cash(_company(model, company_c)) == Decimal(7)
+    assert (CLIENT, COMPANY_A) not in model.company_rates
+
+
+def test_a_card_saved_without_a_move_keeps_its_companies() -> None:
+    log = _client_with_companies()
+    log.add(_snapshot(COMPANY_A, "100", T0 + timedelta(minutes=1)))
+    log.add(_moved_to("PRODUCTION"), at=T0 + timedelta(minutes=10))
+    model = _folded(*log.events)
+    assert set(model.companies_of(CLIENT)) == {COMPANY_A, COMPANY_B}
+
+
 def test_a_request_applied_again_or_after_its_discovery_queues_nothing_again() -> None:
     log = _client_with_companies()
     request, discovery = log.events[1], log.events[2]

@@ -1019,7 +1019,9 @@ class AlertResolved(EventData):
     # The value that no longer holds; None when the episode ended without an observation.
     value: AlertNumber | None = None
     ended_at: datetime
-    reason: Literal["no_longer_holds", "rule_changed", "rule_removed", "client_removed"]
+    # company_gone: the company is no longer the client's (a full discovery no longer lists
+    # it, or the card now names another tenant or environment).
+    reason: Literal["no_longer_holds", "rule_changed", "rule_removed", "client_removed", "company_gone"]
 
 
 class DigestEpisode(BaseModel):

@@ -290,6 +290,7 @@ def create_app(settings: RegistrySettings) -> FastStream:
                 )
             elif isinstance(data, CompaniesDiscovered):
                 await tenant_grants.confirm_grant(session=session, discovered=envelope)  # type: ignore[arg-type]
+                await alerts.on_companies_discovered(session=session, discovered=envelope)  # type: ignore[arg-type]
             elif isinstance(data, RefreshFailed):
                 await tenant_grants.withdraw_after_consent_lost(session=session, failed=envelope)  # type: ignore[arg-type]
                 await alerts.on_refresh_failed(session=session, failed=envelope)  # type: ignore[arg-type]

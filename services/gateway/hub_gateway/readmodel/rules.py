@@ -47,6 +47,7 @@ from hub_common.events import (
     AlertRuleSet,
     BusinessCentralChanged,
     ClientAdded,
+    ClientConnection,
     ClientRemoved,
     ClientUpdated,
     ColleagueInvitationChanged,
@@ -375,6 +376,8 @@ def _apply_client_card(model: ModelState, event: StoredEvent[ClientAdded] | Stor
             added_at=envelope.occurred_at,
         )
         _take_first_refresh_state(model, cast("StoredEvent[ClientAdded]", event), client)
+    elif _moves(client, data.connection):
+        _forget_companies_read_before(model, client, envelope.occurred_at)
     client.name = data.card.name
     client.client_url = data.card.client_url
     client.tenant = data.connection.tenant
@@ -384,6 +387,32 @@ def _apply_client_card(model: ModelState, event: StoredEvent[ClientAdded] | Stor
     client.card_json = data.card.model_dump_json()
     client.assigned_accountant_id = data.card.assigned_accountant_id
     client.events_sequence = event.sequence
+
+
+def _moves(client: ClientState, connection: ClientConnection) -> bool:
+    """Whether a card's save points it at another tenant or environment, as the registry
+    decides (the tenant by its id, the environment in any case)."""
+    if client.tenant_id is not None and connection.tenant_id is not None:
+        same_tenant = client.tenant_id == connection.tenant_id
+    else:
+        same_tenant = client.tenant.lower() == connection.tenant.lower()
+    return not same_tenant or client.environment.lower() != connection.environment.lower()
+
+
+def _forget_companies_read_before(model: ModelState, client: ClientState, moved_at: datetime) -> None:
+    """The card moved to another tenant or environment at ``moved_at``: the companies read
+    before it are the old one's, not this client's any more. A company read since (the new
+    environment's, whose snapshot may come before this event: the streams keep no order
+    between them) stays, and a snapshot read before the move adds no company back, as after
+    a list of the client's companies read then."""
+    companies = model.companies_of(client.client_id)
+    for company_id, company in list(companies.items()):
+        read = [moment for moment in (company.as_of, company.outcome_at) if moment is not None]
+        if not read or max(read) < moved_at:
+            del companies[company_id]
+            model.company_rates.pop((client.client_id, company_id), None)
+    listed_at = client.companies_listed_at
+    client.companies_listed_at = moved_at if listed_at is None else max(listed_at, moved_at)
 
 
 def apply_client_added(model: ModelState, event: StoredEvent[ClientAdded]) -> ModelState:

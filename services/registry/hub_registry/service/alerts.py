@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Collection, Iterable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Literal
@@ -46,6 +46,7 @@ from hub_common.events import (
     AlertResolved,
     AlertRuleRemoved,
     AlertRuleSet,
+    CompaniesDiscovered,
     CompanySnapshot,
     DigestEpisode,
     Envelope,
@@ -366,6 +367,53 @@ async def forget_client(session: AsyncSession, context: Context, client_id: uuid
     )
 
 
+async def on_companies_discovered(*, session: AsyncSession, discovered: Envelope[CompaniesDiscovered]) -> None:
+    """A full discovery lists every company the client's BC has now: the alerts of those it
+    no longer lists end (a company deleted, or the hub's access to it withdrawn)."""
+    data = discovered.data
+    if data.refresh_company_id is not None:
+        return  # a refresh of one company lists only that one
+    client = await session.get(Client, data.client_id)
+    if client is None or client.firm_id != discovered.firm_id or client.removed_at is not None:
+        return
+    context = Context(firm_id=client.firm_id, actor=ALERTS_ACTOR, correlation_id=discovered.correlation_id)
+    listed = {company.company_id for company in data.companies}
+    await forget_companies(session, context, client, listed=listed, at=discovered.occurred_at)
+
+
+async def forget_companies(
+    session: AsyncSession,
+    context: Context,
+    client: Client,
+    *,
+    listed: Collection[uuid.UUID] | None,
+    at: datetime,
+) -> None:
+    """Companies no longer the client's: those a full discovery at ``at`` did not list
+    (``listed``), or every one when the card moved to another tenant or environment at
+    ``at`` (``listed`` None). Their open alerts end (``company_gone``), their failures are
+    forgotten, and a snapshot of theirs read before ``at`` is history: evaluated, it would
+    raise an alert again for a company nobody can see."""
+    # The rules first, as on every path that ends episodes or forgets failures.
+    await _live_rules(session, client.firm_id, client.id)
+    episodes = col(AlertEpisodeRow.client_id) == client.id
+    failures = delete(AlertFailureRow).where(col(AlertFailureRow.client_id) == client.id)
+    if listed is not None:
+        # The client as a whole stays (its discovery worked); only the unlisted companies go.
+        kept = [WHOLE_CLIENT, *(_company_key(company_id) for company_id in listed)]
+        episodes = episodes & col(AlertEpisodeRow.company_key).not_in(kept)
+        failures = failures.where(col(AlertFailureRow.company_key).not_in(kept))
+    await _end_open_episodes(session, context, episodes, reason="company_gone", now=datetime.now(UTC))
+    await session.execute(failures.execution_options(synchronize_session=False))
+    positions = select(AlertPositionRow).where(col(AlertPositionRow.client_id) == client.id)
+    if listed is not None:
+        positions = positions.where(col(AlertPositionRow.company_id).not_in(list(listed)))
+    for position in (await session.execute(positions)).scalars():
+        if position.read_at < at:
+            position.read_at, position.accounts_revision = at, max(position.accounts_revision, client.accounts_revision)
+            session.add(position)
+
+
 async def forget_accountant(session: AsyncSession, context: Context, accountant: Accountant, *, now: datetime) -> int:
     """A colleague removed from the firm: their own rules go, with their open alerts and
     queued webhook deliveries, since the rules mail them and may post the firm's figures to
@@ -452,11 +500,12 @@ async def _end_open_episodes(
     context: Context,
     which: ColumnElement[bool],
     *,
-    reason: Literal["rule_changed", "rule_removed", "client_removed"],
+    reason: Literal["rule_changed", "rule_removed", "client_removed", "company_gone"],
     now: datetime,
 ) -> None:
-    """Open episodes ended by someone's act (a rule changed or removed, a client removed),
-    that person their actor; ``which`` picks them (a rule's, a client's)."""
+    """Open episodes ended by someone's act (a rule changed or removed, a client removed or
+    moved to another environment) or by BC (a company gone), that actor theirs; ``which``
+    picks them (a rule's, a client's, some companies')."""
     episodes = (
         await session.execute(select(AlertEpisodeRow).where(which, col(AlertEpisodeRow.ended_at).is_(None)))
     ).scalars()

@@ -44,6 +44,7 @@ from hub_registry.domain.client_url import ParsedClientUrl
 from hub_registry.domain.refresh_schedule import InvalidSchedule, place_time_zone
 from hub_registry.models import Accountant, Client, Firm
 from hub_registry.service import alerts
+from hub_registry.service.refreshes import emit_refresh
 from hub_registry.service.shared import (
     SERVICE_ACTOR,
     Context,
@@ -234,11 +235,16 @@ async def update_client(
         client.tax_account_numbers, client.cash_account_numbers = chosen
         client.accounts_revision += 1
     client.updated_at = datetime.now(UTC)
+    context = Context.of(command)
     await emit(
-        session,
-        Context.of(command),
-        ClientUpdated(client_id=client.id, card=card, connection=parsed_connection(parsed, tenant_id)),
+        session, context, ClientUpdated(client_id=client.id, card=card, connection=parsed_connection(parsed, tenant_id))
     )
+    if moved:
+        # The card names another tenant or environment (a wrong URL corrected, a move to
+        # Production): the old one's companies are not this client's, and nothing would
+        # read the new one until the schedule came round.
+        await alerts.forget_companies(session, context, client, listed=None, at=client.updated_at)
+        await emit_refresh(session, context, client, company_id=None)
 
 
 # Cards given a zone by one command: each is a write and an event, and the answer must come
