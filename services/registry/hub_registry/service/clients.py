@@ -206,12 +206,13 @@ async def add_client(
 async def update_client(
     *, session: AsyncSession, command: UpdateClient, settings: RegistrySettings, directory: TenantDirectory
 ) -> None:
-    # Locked (PostgreSQL): two saves at once must not both count the same accounts revision.
-    client = await live_client(session, command.firm_id, command.client_id, for_update=True)
     parsed = parse_url(command.card.client_url, settings)
     _check_time_zone(command.card.time_zone)
     await _check_assignee(session, command.firm_id, command.card)
-    tenant_id = await resolve_tenant(directory, parsed.tenant, asking_firm=command.firm_id)
+    tenant_id = await _tenant_of_card(session, command, parsed, directory)
+    # Locked (PostgreSQL): two saves at once must not both count the same accounts revision.
+    # Taken after Entra was asked, so the lock is not held while Entra answers.
+    client = await live_client(session, command.firm_id, command.client_id, for_update=True)
     moved = tenant_id != client.tenant_id or parsed.environment.lower() != client.environment.lower()
     if moved:
         # Only a card that moves to another tenant or environment can clash; cards that
@@ -245,6 +246,26 @@ async def update_client(
         # read the new one until the schedule came round.
         await alerts.forget_companies(session, context, client, listed=None, at=client.updated_at)
         await emit_refresh(session, context, client, company_id=None)
+
+
+async def _tenant_of_card(
+    session: AsyncSession, command: UpdateClient, parsed: ParsedClientUrl, directory: TenantDirectory
+) -> uuid.UUID:
+    """The tenant id the saved card names. Entra is asked only when the card names its
+    tenant otherwise than before: saving notes, an assignee or a time zone takes none of the
+    firm's lookups, and does not fail while Entra is away."""
+    known = (
+        await session.execute(
+            select(col(Client.tenant), col(Client.tenant_id)).where(
+                col(Client.id) == command.client_id, col(Client.firm_id) == command.firm_id
+            )
+        )
+    ).one_or_none()
+    if known is not None:
+        tenant, tenant_id = known
+        if isinstance(tenant_id, uuid.UUID) and str(tenant).lower() == parsed.tenant.lower():
+            return tenant_id
+    return await resolve_tenant(directory, parsed.tenant, asking_firm=command.firm_id)
 
 
 # Cards given a zone by one command: each is a write and an event, and the answer must come

@@ -1,0 +1,93 @@
+"""Saving a client card in the registry: Entra is asked about the card's tenant only when the
+card names it otherwise than before (a real directory, pointed where nothing answers)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from pydantic import SecretStr
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from hub_common.commands import CommandRejected, RejectionReason, UpdateClient
+from hub_common.db import create_engine, migrate, session_factory, transaction
+from hub_common.entra import TenantDirectory
+from hub_common.events import Actor, ActorKind, ClientCard
+from hub_common.local_nats import free_port
+from hub_registry.app import MIGRATIONS, VERSION_TABLE
+from hub_registry.models import Accountant, Client, Firm
+from hub_registry.service import clients
+from hub_registry.settings import RegistrySettings
+
+SETTINGS = RegistrySettings(secret_key=SecretStr("integration-secret-key-long-enough-for-sealing"))
+URL = "https://businesscentral.dynamics.com/contoso.example/Production"
+
+
+@pytest.fixture
+async def saved_card(database_url: str) -> AsyncIterator[tuple[async_sessionmaker[AsyncSession], UpdateClient]]:
+    await asyncio.to_thread(migrate, database_url, MIGRATIONS, VERSION_TABLE)
+    engine = create_engine(database_url)
+    sessions = session_factory(engine)
+    firm_id, owner, client_id = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    async with transaction(sessions) as session:
+        session.add(Firm(id=firm_id, name="Saving firm"))
+        await session.flush()
+        session.add(Accountant(id=owner, firm_id=firm_id, email="o@saving.example", display_name="O", role="owner"))
+        session.add(
+            Client(
+                id=client_id,
+                firm_id=firm_id,
+                name="Contoso",
+                client_url=URL,
+                tenant="contoso.example",
+                tenant_id=uuid.uuid4(),
+                environment="Production",
+                source="manual",
+            )
+        )
+    command = UpdateClient(
+        firm_id=firm_id,
+        actor=Actor(kind=ActorKind.ACCOUNTANT, id=str(owner)),
+        correlation_id="save",
+        client_id=client_id,
+        card=ClientCard(name="Contoso", client_url=URL, notes="Year end in March"),
+    )
+    try:
+        yield sessions, command
+    finally:
+        await engine.dispose()
+
+
+async def test_a_card_naming_its_tenant_as_before_is_saved_while_entra_is_away(
+    saved_card: tuple[async_sessionmaker[AsyncSession], UpdateClient],
+) -> None:
+    """Notes, an assignee or a time zone: before, every save asked Entra again once its answer
+    was an hour old, so it failed while Entra was away and took one of the firm's lookups."""
+    sessions, command = saved_card
+    async with httpx.AsyncClient() as http:
+        nowhere = TenantDirectory(authority_base=f"https://127.0.0.1:{free_port()}", http=http, timeout_seconds=2)
+        async with transaction(sessions) as session:
+            await clients.update_client(session=session, command=command, settings=SETTINGS, directory=nowhere)
+        # The same tenant in capitals is the same spelling to Entra.
+        upper = command.card.model_copy(update={"client_url": URL.replace("contoso.example", "CONTOSO.example")})
+        async with transaction(sessions) as session:
+            await clients.update_client(
+                session=session,
+                command=command.model_copy(update={"card": upper}),
+                settings=SETTINGS,
+                directory=nowhere,
+            )
+        # Another tenant is asked about, and cannot be saved without Entra's answer.
+        other = command.card.model_copy(update={"client_url": URL.replace("contoso.example", "fabrikam.example")})
+        with pytest.raises(CommandRejected) as refused:
+            async with transaction(sessions) as session:
+                await clients.update_client(
+                    session=session,
+                    command=command.model_copy(update={"card": other}),
+                    settings=SETTINGS,
+                    directory=nowhere,
+                )
+    assert refused.value.rejection.reason is RejectionReason.UNAVAILABLE
