@@ -57,6 +57,21 @@ SANDBOX = "https://127.0.0.1:8443/bc"
             None,
             "web_client",
         ),
+        # As a browser's address bar copies them: percent-encoded.
+        (
+            "https://businesscentral.dynamics.com/m%C3%BCller.de/Production",
+            "xn--mller-kva.de",
+            "Production",
+            None,
+            "web_client",
+        ),
+        (
+            "https://businesscentral.dynamics.com/%7B1B5A3C11-2B6E-4D6E-9F55-3B1C7B0A9E21%7D/Production",
+            "1b5a3c11-2b6e-4d6e-9f55-3b1c7b0a9e21",
+            "Production",
+            None,
+            "web_client",
+        ),
         # UTS 46 as browsers read names, not IDNA 2003: straße.de is not strasse.de.
         (
             "https://businesscentral.dynamics.com/straße.de/Production",
@@ -177,6 +192,20 @@ def test_every_form_parses(url: str, tenant: str, environment: str, company: str
         ("https://businesscentral.dynamics.com:8443/contoso.com", "host", "no port"),
         ("https://businesscentral.dynamics.com/contoso.com/Production?company=a%00b", "company", "not valid"),
         ("https://mybusiness.financials.dynamics.com", "host", "retired"),
+        # BC's API, pasted by mistake: the web client's URL of the same place is named.
+        (
+            "https://api.businesscentral.dynamics.com/v2.0/contoso.com/Sandbox/api/v2.0/companies",
+            "host",
+            "API address. The Client URL is the web client's: for this tenant and environment, "
+            "https://businesscentral.dynamics.com/contoso.com/Sandbox",
+        ),
+        ("https://api.businesscentral.dynamics.com/v2.0/", "host", "API address"),
+        ("https://businesscentral.dynamics.com/contoso.com/admin", "environment", "admin center"),
+        (
+            "https://businesscentral.dynamics.com.mcas.ms/contoso.com/Production",
+            "host",
+            "remove .mcas.ms from the host, so the URL starts with https://businesscentral.dynamics.com/",
+        ),
         ("https://mybusiness.financials.dynamics.com/extra", "host", "retired"),
         (
             "https://businesscentral.dynamics.com/contoso.com/Production?tenant=fabrikam.com",

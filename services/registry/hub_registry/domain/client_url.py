@@ -23,7 +23,7 @@ from __future__ import annotations
 import re
 import uuid
 from dataclasses import dataclass
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import idna
 
@@ -40,6 +40,12 @@ _FINANCIALS_HOST = re.compile(r"^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)\.financial
 _PARTNER_HOST = re.compile(PARTNER_WEB_CLIENT_HOST_PATTERN)
 
 WEB_CLIENT_HOST = "businesscentral.dynamics.com"
+# BC's API, whose URLs name the tenant and environment too: /v2.0/{tenant}/{environment}/api/...
+API_HOST = "api.businesscentral.dynamics.com"
+# What Microsoft Defender for Cloud Apps appends to the hosts it proxies (session control).
+_CLOUD_APPS_PROXY_SUFFIX = ".mcas.ms"
+# The path BC's admin center answers at under a tenant, in place of an environment.
+_ADMIN_CENTER = "admin"
 
 
 class ClientUrlError(ValueError):
@@ -131,6 +137,15 @@ def _tenant_and_environment(segments: list[str], example_base: str) -> tuple[str
             ),
             environment=repr(environment),
         )
+    if environment.lower() == _ADMIN_CENTER:
+        raise ClientUrlError(
+            "environment",
+            N_(
+                "This is the Business Central admin center, not an environment: open the client's "
+                "environment and copy the URL the browser shows, for example %(example)s"
+            ),
+            example=f"{example_base}/{named}/Production",
+        )
     if environment.lower() == "signin":
         raise ClientUrlError(
             "path",
@@ -201,7 +216,7 @@ def _sign_in_return(segments: list[str], query: str) -> tuple[list[str], str] | 
     if not target.startswith("/") or target.startswith("//"):
         return None
     returned = urlsplit(target)
-    return [segment for segment in returned.path.split("/") if segment], returned.query
+    return [unquote(segment) for segment in returned.path.split("/") if segment], returned.query
 
 
 def parse_client_url(raw: str, *, extra_web_client_bases: tuple[str, ...] = ()) -> ParsedClientUrl:
@@ -229,7 +244,8 @@ def parse_client_url(raw: str, *, extra_web_client_bases: tuple[str, ...] = ()) 
     if parts.username or parts.password:
         raise ClientUrlError("host", N_("The Client URL must not contain a user name or password"))
     host = (parts.hostname or "").lower()
-    segments = [segment for segment in parts.path.split("/") if segment]
+    # A browser copies a tenant's letters beyond ASCII, or a GUID's braces, percent-encoded.
+    segments = [unquote(segment) for segment in parts.path.split("/") if segment]
     query = parts.query
     returned = _sign_in_return(segments, query)
     if returned is not None:
@@ -259,6 +275,20 @@ def parse_client_url(raw: str, *, extra_web_client_bases: tuple[str, ...] = ()) 
             ),
             host=host,
         )
+    if host.endswith(_CLOUD_APPS_PROXY_SUFFIX):
+        raise ClientUrlError(
+            "host",
+            N_(
+                "%(host)s is Business Central seen through Microsoft Defender for Cloud Apps: remove "
+                "%(suffix)s from the host, so the URL starts with https://%(real)s/"
+            ),
+            host=host,
+            suffix=_CLOUD_APPS_PROXY_SUFFIX,
+            real=host.removesuffix(_CLOUD_APPS_PROXY_SUFFIX),
+        )
+    if host == API_HOST:
+        advice, values = _api_url_advice(segments)
+        raise ClientUrlError("host", advice, **values)
     known_host = host == WEB_CLIENT_HOST or _PARTNER_HOST.match(host)
     if not known_host:
         raise ClientUrlError(
@@ -276,6 +306,28 @@ def parse_client_url(raw: str, *, extra_web_client_bases: tuple[str, ...] = ()) 
         return ParsedClientUrl(tenant, environment, _company(query), "web_client")
     tenant, environment = _tenant_and_environment(segments, f"https://{host}")
     return ParsedClientUrl(tenant, environment, _company(query), "partner_hosted", partner_host=host)
+
+
+def _api_url_advice(segments: list[str]) -> tuple[str, dict[str, str]]:
+    """What to copy instead of an API URL: the web client's URL of the same tenant and
+    environment when the API URL names them (/v2.0/{tenant}/{environment}/...)."""
+    if len(segments) >= 3 and re.fullmatch(r"v\d+(\.\d+)?", segments[0]) and _tenant(segments[1]) is not None:
+        named = _tenant(segments[1])
+        if _ENVIRONMENT.match(segments[2]):
+            return (
+                N_(
+                    "This is a Business Central API address. The Client URL is the web client's: "
+                    "for this tenant and environment, %(suggested)s"
+                ),
+                {"suggested": f"https://{WEB_CLIENT_HOST}/{named}/{segments[2]}"},
+            )
+    return (
+        N_(
+            "This is a Business Central API address. The Client URL is the one the client's browser "
+            "shows: it starts with https://businesscentral.dynamics.com/"
+        ),
+        {},
+    )
 
 
 def partner_web_client_host(client_url: str) -> str | None:
