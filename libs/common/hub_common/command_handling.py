@@ -41,6 +41,11 @@ logger = get_logger(__name__)
 
 CommandT = TypeVar("CommandT", bound=BaseModel)
 
+# Commands of one subject one replica answers at once on PostgreSQL: one firm's command that
+# waits on the outside (Entra naming a tenant, a webhook's host looked up) must not hold every
+# other firm's behind it. On SQLite, one process's one writer, they take turns.
+COMMANDS_AT_ONCE = 16
+
 
 def invalid_command(error: ValidationError) -> Rejection:
     """A body that is not the command it claims to be, refused at its first bad field."""
@@ -94,7 +99,9 @@ async def answer(
 class CommandServer:
     """Serves the commands of a service that owns data, each in a transaction of its own.
 
-    Replicas share the work through one queue group, so each command is answered once.
+    Replicas share the work through one queue group, so each command is answered once; on
+    PostgreSQL each replica answers up to COMMANDS_AT_ONCE of one subject at a time (row
+    locks keep the commands that touch the same rows in turn).
     """
 
     def __init__(
@@ -116,11 +123,15 @@ class CommandServer:
         self._after_commit = after_commit
         self._owner = owner or queue
         self._check = check
+        bind = sessions.kw.get("bind")
+        self._at_once = COMMANDS_AT_ONCE if bind is not None and bind.dialect.name == "postgresql" else 1
 
     def serve(self, subject: str, model: type[CommandT], handle: Callable[[CommandT], Awaitable[BaseModel]]) -> None:
         """Answer ``subject`` with ``handle``, which opens its own ``transaction`` where it writes."""
 
-        @self._broker.subscriber(subject, queue=self._queue, title=f"{self._queue} {subject}")
+        @self._broker.subscriber(
+            subject, queue=self._queue, title=f"{self._queue} {subject}", max_workers=self._at_once
+        )
         async def reply(message: NatsMessage) -> bytes:
             return await answer(message.body, model, handle, subject=subject, owner=self._owner)
 

@@ -1,0 +1,64 @@
+"""A command server on a real broker: one firm's command that waits on the outside does not
+hold another firm's command of the same subject behind it (on PostgreSQL, where a replica
+answers several at once); on SQLite they take turns."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from pathlib import Path
+
+import nats
+from pydantic import BaseModel
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from hub_common.bus import create_broker
+from hub_common.command_handling import CommandServer
+from hub_common.commands import send_command
+from hub_common.db import create_engine, session_factory
+from hub_common.local_nats import LocalNatsServer
+
+SUBJECT = "cmd.test.save"
+
+
+class Save(BaseModel):
+    firm_id: uuid.UUID
+    slow: bool
+
+
+class Saved(BaseModel):
+    firm_id: uuid.UUID
+
+
+async def test_a_slow_command_holds_only_its_own_firm(tmp_path: Path, database_url: str) -> None:
+    engine = create_engine(database_url)
+    with LocalNatsServer(tmp_path / "nats") as server:
+        broker = create_broker(server.url, name="registry")
+        commands = CommandServer(broker, session_factory(engine), queue="saver", after_commit=lambda: None)
+
+        async def save(session: AsyncSession, command: Save) -> BaseModel:
+            if command.slow:
+                await asyncio.sleep(3)  # Entra or a webhook's name server taking its time
+            return Saved(firm_id=command.firm_id)
+
+        commands.serve_in_transaction(SUBJECT, Save, save)
+        await broker.start()
+        connection = await nats.connect(server.url)
+        try:
+            slow = asyncio.create_task(
+                send_command(connection, SUBJECT, Save(firm_id=uuid.uuid4(), slow=True), Saved, timeout=10)
+            )
+            await asyncio.sleep(0.2)
+            started = time.monotonic()
+            await send_command(connection, SUBJECT, Save(firm_id=uuid.uuid4(), slow=False), Saved, timeout=10)
+            waited = time.monotonic() - started
+            await slow
+        finally:
+            await connection.close()
+            await broker.stop()
+            await engine.dispose()
+    if database_url.startswith("postgresql"):
+        assert waited < 1.5, f"another firm's command waited {waited:.1f} s behind the slow one"
+    else:
+        assert waited > 2, "on SQLite one writer: the commands take turns"
