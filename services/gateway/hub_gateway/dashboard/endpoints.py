@@ -22,7 +22,13 @@ from hub_gateway.accounts import preferences
 from hub_gateway.auth import Principal
 from hub_gateway.dashboard import queries as dashboard_queries
 from hub_gateway.dashboard.health import in_language
-from hub_gateway.dashboard.live import STREAMS_PER_ACCOUNTANT, Notice, TooManyStreams
+from hub_gateway.dashboard.live import (
+    STREAMS_PER_ACCOUNTANT,
+    STREAMS_PER_FIRM,
+    Crowded,
+    Notice,
+    TooManyStreams,
+)
 from hub_gateway.dependencies import (
     MAX_OFFSET,
     CurrentPrincipal,
@@ -223,17 +229,26 @@ async def live(request: Request, principal: CurrentPrincipal, state: State) -> S
     state counts), ``failures`` (Check Errors has news) and ``reload`` (fetch the page again)."""
     firm_id = principal.firm_id
     t = request_translator(request)
-    too_many = t.gettext("At most %(count)s live pages at once; close some tabs", count=STREAMS_PER_ACCOUNTANT)
-    if state.live.streams_of(principal.accountant_id) >= STREAMS_PER_ACCOUNTANT:
-        raise HTTPException(status.HTTP_429_TOO_MANY_REQUESTS, detail=too_many)
+    too_many = {
+        Crowded.ACCOUNTANT: t.gettext(
+            "At most %(count)s live pages at once; close some tabs", count=STREAMS_PER_ACCOUNTANT
+        ),
+        Crowded.FIRM: t.gettext(
+            "Your firm has as many live pages open on this server as it may (%(count)s); close some tabs",
+            count=STREAMS_PER_FIRM,
+        ),
+        Crowded.REPLICA: t.gettext("This server has as many live pages open as it serves; try again shortly"),
+    }
+    if (crowded := state.live.crowded(principal.accountant_id, firm_id)) is not None:
+        raise HTTPException(status.HTTP_429_TOO_MANY_REQUESTS, detail=too_many[crowded])
 
     async def stream() -> AsyncIterator[str]:
         # Counted from inside the stream: its end (however the page went) releases it.
         try:
-            state.live.reserve(principal.accountant_id)
-        except TooManyStreams:
+            state.live.reserve(principal.accountant_id, firm_id)
+        except TooManyStreams as refused:
             yield f"retry: {RECONNECT_MILLISECONDS * 30}\n\n"
-            yield _event("refused", {"message": too_many})
+            yield _event("refused", {"message": too_many[refused.crowded]})
             return
         try:
             with state.live.listen(firm_id) as queue:
@@ -274,7 +289,7 @@ async def live(request: Request, principal: CurrentPrincipal, state: State) -> S
                     for message in await _messages(state, principal, notice, t):
                         yield message
         finally:
-            state.live.release(principal.accountant_id)
+            state.live.release(principal.accountant_id, firm_id)
 
     return StreamingResponse(
         stream(),

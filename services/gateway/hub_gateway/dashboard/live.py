@@ -21,6 +21,7 @@ import json
 import uuid
 from collections.abc import Awaitable, Callable, Hashable, Iterator
 from dataclasses import dataclass, field, replace
+from enum import StrEnum
 from typing import TypeVar, cast
 
 from nats.aio.client import Client
@@ -41,10 +42,24 @@ QUEUE_LIMIT = 100
 # Open streams one accountant may hold on one replica (tabs, windows); more is refused, so
 # nobody can tie up a replica's memory with streams.
 STREAMS_PER_ACCOUNTANT = 20
+# And one firm (its accountants together: a firm could invite accounts to open more), and
+# every firm together: each stream holds a connection and its queue for as long as it is open.
+STREAMS_PER_FIRM = 1000
+STREAMS_PER_REPLICA = 5000
+
+
+class Crowded(StrEnum):
+    """Whose open streams are as many as a replica takes."""
+
+    ACCOUNTANT = "accountant"
+    FIRM = "firm"
+    REPLICA = "replica"
 
 
 class TooManyStreams(Exception):
-    pass
+    def __init__(self, crowded: Crowded) -> None:
+        super().__init__(crowded.value)
+        self.crowded = crowded
 
 
 def _subject(firm_id: uuid.UUID) -> str:
@@ -135,12 +150,18 @@ class SharedReads:
 
 
 class LiveUpdates:
-    def __init__(self, nats: Client) -> None:
+    def __init__(
+        self, nats: Client, *, per_firm: int = STREAMS_PER_FIRM, per_replica: int = STREAMS_PER_REPLICA
+    ) -> None:
         self._nats = nats
         self._listeners: dict[uuid.UUID, set[asyncio.Queue[Notice]]] = {}
         self._notices_heard = itertools.count(1)
         self.shared_reads = SharedReads()
+        self._per_firm = per_firm
+        self._per_replica = per_replica
         self._streams_of: dict[uuid.UUID, int] = {}
+        self._streams_of_firm: dict[uuid.UUID, int] = {}
+        self._streams = 0
         self._subscription: Subscription | None = None
         # Set once the server stops: a stream that starts listening after it ends at once.
         self.ending = False
@@ -216,23 +237,35 @@ class LiveUpdates:
                     queue.get_nowait()
                 queue.put_nowait(Notice(end=True))
 
-    def streams_of(self, accountant_id: uuid.UUID) -> int:
-        return self._streams_of.get(accountant_id, 0)
-
-    def reserve(self, accountant_id: uuid.UUID) -> None:
-        """Count one more open stream of the accountant, or refuse it (TooManyStreams)."""
+    def crowded(self, accountant_id: uuid.UUID, firm_id: uuid.UUID) -> Crowded | None:
+        """Whose streams leave no room for one more of the accountant's, if anyone's."""
         if self._streams_of.get(accountant_id, 0) >= STREAMS_PER_ACCOUNTANT:
-            raise TooManyStreams
+            return Crowded.ACCOUNTANT
+        if self._streams_of_firm.get(firm_id, 0) >= self._per_firm:
+            return Crowded.FIRM
+        if self._streams >= self._per_replica:
+            return Crowded.REPLICA
+        return None
+
+    def reserve(self, accountant_id: uuid.UUID, firm_id: uuid.UUID) -> None:
+        """Count one more open stream of the accountant, or refuse it (TooManyStreams)."""
+        crowded = self.crowded(accountant_id, firm_id)
+        if crowded is not None:
+            raise TooManyStreams(crowded)
         self._streams_of[accountant_id] = self._streams_of.get(accountant_id, 0) + 1
+        self._streams_of_firm[firm_id] = self._streams_of_firm.get(firm_id, 0) + 1
+        self._streams += 1
         metrics.live_streams_open.inc()
 
-    def release(self, accountant_id: uuid.UUID) -> None:
+    def release(self, accountant_id: uuid.UUID, firm_id: uuid.UUID) -> None:
         metrics.live_streams_open.dec()
-        remaining = self._streams_of.get(accountant_id, 1) - 1
-        if remaining > 0:
-            self._streams_of[accountant_id] = remaining
-        else:
-            self._streams_of.pop(accountant_id, None)
+        self._streams -= 1
+        for counts, key in ((self._streams_of, accountant_id), (self._streams_of_firm, firm_id)):
+            remaining = counts.get(key, 1) - 1
+            if remaining > 0:
+                counts[key] = remaining
+            else:
+                counts.pop(key, None)
 
     @contextlib.contextmanager
     def listen(self, firm_id: uuid.UUID) -> Iterator[asyncio.Queue[Notice]]:
