@@ -588,7 +588,10 @@ def test_key_figures_are_set_up_to_print() -> None:
     assert sheet.freeze_panes == "C5"
     assert sheet.print_title_rows == "$4:$4"
     assert sheet.page_setup.orientation == "landscape"
-    assert sheet.page_setup.fitToWidth == 1
+    # 24 columns: across three pages, client and company repeated on each, rather than one
+    # page at a third of the size.
+    assert sheet.page_setup.fitToWidth == 3
+    assert sheet.print_title_cols == "$A:$B"
     assert sheet.page_setup.fitToHeight == 0
     assert sheet.sheet_properties.pageSetUpPr.fitToPage
     assert sheet.oddHeader.right.text == "2026-05-19 10:22 UTC"

@@ -41,6 +41,7 @@ from hub_gateway.reports.excel import (
     moment_text,
     money_format,
     new_workbook,
+    pages_wide,
     put_number,
     put_text,
     set_up_printing,
@@ -290,7 +291,8 @@ def key_figures_workbook(
     last_row = max(last_row, last_data_row)
     for row_index in range(FIRST_ROW, last_data_row + 1):
         sheet.cell(row=row_index, column=NOTE_COLUMN).alignment = Alignment(wrap_text=True, vertical="top")
-    set_widths(sheet, [28, 28, 9, 17, 10, *([15.0] * len(FIGURE_COLUMNS)), 40])
+    widths = [28.0, 28.0, 9.0, 17.0, 10.0, *([15.0] * len(FIGURE_COLUMNS)), 40.0]
+    set_widths(sheet, widths)
     set_up_printing(
         sheet,
         last_row=last_row,
@@ -299,5 +301,8 @@ def key_figures_workbook(
         landscape=True,
         page_header=PageHeader(left=title, center="", right=exported_text),
         t=t,
+        # Client and company on every page across.
+        pages_wide=pages_wide(widths, title_columns=2),
+        title_columns=2,
     )
     return workbook_bytes(workbook)
