@@ -74,7 +74,7 @@ from hub_registry.models import (
     registry_outbox,
 )
 from hub_registry.service import alerts, clients, firms
-from hub_registry.service.shared import acting_member
+from hub_registry.service.shared import Context, acting_member
 from hub_registry.settings import RegistrySettings
 from tests.conftest import POSTGRESQL_ONLY
 
@@ -857,6 +857,26 @@ async def test_removing_a_rule_or_its_webhook_gives_up_its_pending_deliveries(
         (removed.rule_id, alerts.WEBHOOK_RULE_REMOVED),
     }
     assert all(delivery.failed_at is not None for delivery in deliveries)
+
+
+async def test_a_removed_clients_alerts_of_a_rule_for_every_client_are_not_posted(
+    registry: Registry, receiver: Receiver
+) -> None:
+    """The firm removed the client: its figures went on being posted, with retries for hours,
+    when the rule watched every client (only a rule for that client alone was given up)."""
+    hook: dict[str, Any] = {"figure": "cash", "comparison": "below", "threshold": Decimal(100), "email": False}
+    await registry.save(registry.owner, client_id=None, webhook_url=f"http://127.0.0.1:{receiver.port}/hook", **hook)
+    await registry.snapshot("1", T0)
+    async with transaction(registry.sessions) as session:
+        context = Context(firm_id=registry.firm_id, actor=registry.actor(registry.owner), correlation_id="rm")
+        await alerts.forget_client(session, context, registry.client_id, now=datetime.now(UTC))
+    async with registry.sessions() as session:
+        [delivery] = (await session.execute(select(AlertWebhookDelivery))).scalars().all()
+    assert delivery.failed_at is not None and delivery.last_error == alerts.WEBHOOK_CLIENT_REMOVED
+    async with transaction(registry.sessions) as session:
+        assert (
+            await alerts.claim_due_deliveries(session=session, now=datetime.now(UTC), hold=timedelta(seconds=30)) == []
+        )
 
 
 async def test_an_alert_posted_just_before_its_url_changed_is_recorded_as_delivered(

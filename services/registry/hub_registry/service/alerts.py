@@ -102,6 +102,7 @@ WEBHOOK_SECRETS = "alert-webhook-secrets"
 # Why a pending webhook delivery was given up without being sent (its ``last_error``).
 WEBHOOK_URL_CHANGED = "not sent: the rule's webhook URL changed or was removed before it went out"
 WEBHOOK_RULE_REMOVED = "not sent: the rule was removed before it went out"
+WEBHOOK_CLIENT_REMOVED = "not sent: the client was removed before it went out"
 
 
 def sealer(settings: RegistrySettings) -> Sealer:
@@ -353,6 +354,20 @@ async def forget_client(session: AsyncSession, context: Context, client_id: uuid
     )
     await _end_open_episodes(
         session, context, col(AlertEpisodeRow.client_id) == client_id, reason="client_removed", now=now
+    )
+    # Alerts about it that a rule for every client raised, not sent yet: the firm removed
+    # the client, and its figures no longer go anywhere (a delivery's id is its alert's).
+    await session.execute(
+        update(AlertWebhookDelivery)
+        .where(
+            col(AlertWebhookDelivery.id).in_(
+                select(col(AlertEpisodeRow.raised_event_id)).where(col(AlertEpisodeRow.client_id) == client_id)
+            ),
+            col(AlertWebhookDelivery.delivered_at).is_(None),
+            col(AlertWebhookDelivery.failed_at).is_(None),
+        )
+        .values(failed_at=now, last_error=WEBHOOK_CLIENT_REMOVED, claimed_until=None)
+        .execution_options(synchronize_session=False)
     )
     for rule in rules:
         await _give_up_pending_deliveries(session, rule.id, reason=WEBHOOK_RULE_REMOVED, now=now)
