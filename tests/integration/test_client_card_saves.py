@@ -10,17 +10,20 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 from pydantic import SecretStr
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlmodel import select
 
 from hub_common.commands import CommandRejected, RejectionReason, UpdateClient
 from hub_common.db import create_engine, migrate, session_factory, transaction
 from hub_common.entra import TenantDirectory
-from hub_common.events import Actor, ActorKind, ClientCard
+from hub_common.events import Actor, ActorKind, ClientCard, decode_event
 from hub_common.local_nats import free_port
 from hub_registry.app import MIGRATIONS, VERSION_TABLE
-from hub_registry.models import Accountant, Client, Firm
+from hub_registry.models import Accountant, Client, Firm, registry_outbox
 from hub_registry.service import clients
 from hub_registry.settings import RegistrySettings
+from tests.conftest import Sandbox
 
 SETTINGS = RegistrySettings(secret_key=SecretStr("integration-secret-key-long-enough-for-sealing"))
 URL = "https://businesscentral.dynamics.com/contoso.example/Production"
@@ -91,3 +94,29 @@ async def test_a_card_naming_its_tenant_as_before_is_saved_while_entra_is_away(
                     directory=nowhere,
                 )
     assert refused.value.rejection.reason is RejectionReason.UNAVAILABLE
+
+
+async def test_the_first_save_of_a_card_without_a_tenant_id_is_no_move(
+    saved_card: tuple[async_sessionmaker[AsyncSession], UpdateClient], sandbox: Sandbox
+) -> None:
+    """Cards named by domain before tenants were resolved have no tenant id: their first
+    save resolved one, took the card for moved, ended its alerts and read it again."""
+    sessions, command = saved_card
+    sample = "https://businesscentral.dynamics.com/cronus-sample.onmicrosoft.com/Production"
+    async with transaction(sessions) as session:
+        await session.execute(
+            update(Client).values(tenant_id=None, tenant="cronus-sample.onmicrosoft.com", client_url=sample)
+        )
+    card = command.card.model_copy(update={"client_url": sample})
+    async with httpx.AsyncClient(verify=sandbox.tls()) as http:
+        directory = TenantDirectory(authority_base=sandbox.base_url, http=http, timeout_seconds=10)
+        async with transaction(sessions) as session:
+            await clients.update_client(
+                session=session,
+                command=command.model_copy(update={"card": card}),
+                settings=SETTINGS,
+                directory=directory,
+            )
+    async with sessions() as session:
+        events = (await session.execute(select(registry_outbox.c.payload))).scalars().all()
+    assert [decode_event(payload).data.event_type for payload in events] == ["ClientUpdated"]

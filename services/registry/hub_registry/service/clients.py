@@ -213,7 +213,14 @@ async def update_client(
     # Locked (PostgreSQL): two saves at once must not both count the same accounts revision.
     # Taken after Entra was asked, so the lock is not held while Entra answers.
     client = await live_client(session, command.firm_id, command.client_id, for_update=True)
-    moved = tenant_id != client.tenant_id or parsed.environment.lower() != client.environment.lower()
+    # A card saved before tenants were resolved has no tenant id: its tenant is the name it
+    # gave, as the gateway's read model compares it (a first save there is no move).
+    same_tenant = (
+        tenant_id == client.tenant_id
+        if client.tenant_id is not None
+        else parsed.tenant.lower() == client.tenant.lower()
+    )
+    moved = not same_tenant or parsed.environment.lower() != client.environment.lower()
     if moved:
         # Only a card that moves to another tenant or environment can clash; cards that
         # clashed before the rule (environments differing only in case) stay editable.
