@@ -141,6 +141,16 @@ async def test_a_wait_ends_when_its_record_does(nats_url: str, jetstream: JetStr
         await connection.close()
 
 
+async def _slice_counts(js: JetStreamContext, tenant: str) -> dict[str, int]:
+    bucket = await js.key_value(BC_WINDOWS_BUCKET)
+    keys = [key for key in await bucket.keys() if key.startswith(f"tenant.{tenant}.slice")]
+    return {key: int((await bucket.get(key)).value or b"0") for key in keys}
+
+
+async def _early_in_a_slice(slice_seconds: float) -> None:
+    await asyncio.sleep(slice_seconds - time.time() % slice_seconds + 0.05)
+
+
 async def test_the_request_window_holds_across_processes_and_one_process_may_use_all_of_it(
     nats_url: str, jetstream: JetStreamContext
 ) -> None:
@@ -150,10 +160,10 @@ async def test_the_request_window_holds_across_processes_and_one_process_may_use
     the whole window and all of them together never exceed it."""
     connections = [await nats.connect(nats_url) for _ in range(2)]
     try:
-        # 110 requests in any 10 s: 1-second slices of 10.
+        # 123 requests in any 50 s: 5-second slices of 10 (90 % of 123, over 11 slices).
         windows = [
             SharedRequestWindow(
-                await c.jetstream().key_value(BC_WINDOWS_BUCKET), per_window=110, window_seconds=10, slice_seconds=1
+                await c.jetstream().key_value(BC_WINDOWS_BUCKET), per_window=123, window_seconds=50, slice_seconds=5
             )
             for c in connections
         ]
@@ -163,37 +173,50 @@ async def test_the_request_window_holds_across_processes_and_one_process_may_use
             for c, w in zip(connections, windows, strict=True)
         ]
         alone = "woodgrove.example"
-        started = time.monotonic()
+        await _early_in_a_slice(5)
         for _ in range(10):
             async with limiters[0].slot(alone):
                 pass
-        assert time.monotonic() - started < 1.0, "one process may use the whole window, at once"
+        assert list((await _slice_counts(jetstream, alone)).values()) == [10], "one process used a whole slice"
 
         tenant = "contoso.example"
-        per_second: dict[int, int] = {}
-
-        async def request(limiter: TenantLimiter) -> None:
-            async with limiter.slot(tenant):
-                second = int(time.time())
-                per_second[second] = per_second.get(second, 0) + 1
-
-        await asyncio.gather(*(request(limiters[i % 2]) for i in range(35)))
-        assert sum(per_second.values()) == 35
-        # Counted where it was sent, a request can fall a moment after its slice's second.
-        assert max(per_second.values()) <= 12, per_second
-        assert len(per_second) >= 3, "35 requests need at least four slices of 10"
+        await asyncio.gather(*(_one_request(limiters[i % 2], tenant) for i in range(25)))
+        counts = await _slice_counts(jetstream, tenant)
+        assert sum(counts.values()) == 25 and max(counts.values()) <= 10, counts
+        assert len(counts) >= 3
     finally:
         for connection in connections:
             await connection.close()
 
 
+async def _one_request(limiter: TenantLimiter, tenant: str) -> None:
+    async with limiter.slot(tenant):
+        pass
+
+
 async def test_a_batch_counts_as_its_parts_and_waits_for_a_slice_with_room(jetstream: JetStreamContext) -> None:
     bucket = await jetstream.key_value(BC_WINDOWS_BUCKET)
-    assert SharedRequestWindow(bucket).per_slice == 545  # BC's 6,000 in any 5 minutes, in 30 s slices
-    window = SharedRequestWindow(bucket, per_window=110, window_seconds=20, slice_seconds=2)  # 10 a slice
-    await asyncio.sleep(2 - time.time() % 2 + 0.05)  # early in a slice
+    assert SharedRequestWindow(bucket).per_slice == 490  # 90 % of BC's 6,000 in any 5 minutes, 30 s slices
+    window = SharedRequestWindow(bucket, per_window=123, window_seconds=20, slice_seconds=2)  # 10 a slice
+    await _early_in_a_slice(2)
+    first = int(time.time() // 2)
     await window.take("fabrikam.example", 8)
-    started = time.time()
     await window.take("fabrikam.example", 5)  # 8 + 5 > 10: the next slice
-    assert time.time() - started > 1.5
-    assert 0 <= time.time() % 2 < 0.5, "taken as the next slice began"
+    counts = await _slice_counts(jetstream, "fabrikam.example")
+    assert counts == {f"tenant.fabrikam.example.slice{first}": 8, f"tenant.fabrikam.example.slice{first + 1}": 5}
+
+
+async def test_a_request_is_counted_in_the_slice_it_goes_out_in(jetstream: JetStreamContext) -> None:
+    """Counted before waiting out a hold-off BC asked for, a request went out slices later
+    than it was counted in, and the slices' bound on any 5 minutes no longer held."""
+    window = SharedRequestWindow(
+        await jetstream.key_value(BC_WINDOWS_BUCKET), per_window=123, window_seconds=10, slice_seconds=1
+    )
+    # BC told another process to wait: this one learns it as it takes a slot.
+    told = TenantLimiter(shared_slots=await _shared_slots(jetstream))
+    limiter = TenantLimiter(shared_slots=await _shared_slots(jetstream), shared_window=window)
+    tenant = "tailspin-held.example"
+    await told.hold_off(tenant, 2.5)
+    async with limiter.slot(tenant):
+        sent_in = int(time.time())
+    assert list(await _slice_counts(jetstream, tenant)) == [f"tenant.{tenant}.slice{sent_in}"]

@@ -44,8 +44,10 @@ MAX_HOLD_OFF_SECONDS = BC_HOLD_OFF_MAX_SECONDS
 # process was told of reaches this one within it, at one KV read per tenant per interval
 # instead of one per request.
 HOLD_OFF_RECHECK_SECONDS = 1.0
-# The slices of a tenant's shared request window (SharedRequestWindow).
+# The slices of a tenant's shared request window (SharedRequestWindow), and how much of BC's
+# limit they hand out (the rest absorbs clocks that differ between processes).
 WINDOW_SLICE_SECONDS = 30.0
+WINDOW_SHARE_USED = 0.9
 # Writers racing for one tenant's record: after this many lost races the wait stays local.
 _HOLD_OFF_WRITE_ATTEMPTS = 3
 
@@ -233,13 +235,14 @@ class SharedRequestWindow:
 
     BC allows an identity 6,000 requests in any 5 minutes. Counting each request in a
     sliding window shared by processes would take a record per request; instead time is
-    cut into slices (30 s), each allowing ``per_window / (window / slice + 1)`` requests
-    (545 of BC's 6,000): any 5 minutes overlap at most 11 slices, so the processes together
-    stay under BC's limit however their requests fall, and a tenant read without pause gets
-    about 91 % of it. A request adds its weight to its slice's count by compare-and-set; when
-    the slice is full it waits for the next. Slices are cut by the wall clock, which the
-    processes share: a clock that is off shifts its own slices by as much, which the 9 %
-    kept in hand absorbs for a few seconds of difference.
+    cut into slices (30 s), and any 5 minutes overlap at most 11 of them: each slice allows
+    90 % of BC's limit shared by those 11 (490 of 6,000), so the processes together stay
+    under it however their requests fall, with a tenth in hand for processes whose clocks
+    differ (slices are cut by each one's wall clock, so one that is off counts a moment in
+    another slice). A tenant read without pause gets 4,900 requests in 5 minutes. A request
+    is counted as it is about to go out, holding its slot (``TenantLimiter.slot``), and adds
+    its weight to its slice's count by compare-and-set; when the slice is full it waits
+    for the next.
     """
 
     def __init__(
@@ -252,7 +255,8 @@ class SharedRequestWindow:
     ) -> None:
         self._bucket = bucket
         self._slice_seconds = slice_seconds
-        self.per_slice = max(1, int(per_window // (window_seconds / slice_seconds + 1)))
+        slices_in_a_window = math.ceil(window_seconds / slice_seconds) + 1
+        self.per_slice = max(1, math.floor(per_window * WINDOW_SHARE_USED / slices_in_a_window))
 
     async def take(self, tenant: str, weight: int) -> None:
         """Counts ``weight`` requests of the tenant, once the current slice has room."""
@@ -271,8 +275,8 @@ class SharedRequestWindow:
                     logger.warning("window bucket not answering; waiting", tenant=tenant, error=repr(error)[:200])
                 await asyncio.sleep(BROKER_RETRY_SECONDS * (1 + random.random()))
                 continue
-            # Full: the next slice, the processes spread over its first moments.
-            await asyncio.sleep((index + 1) * self._slice_seconds - now + random.random() * 0.25)
+            # Full: the next slice, the processes spread over its first second.
+            await asyncio.sleep((index + 1) * self._slice_seconds - now + random.random())
 
     async def _add(self, key: str, weight: int) -> bool:
         """Whether the slice had room for ``weight`` (and now counts it). A lost race means
@@ -290,6 +294,7 @@ class SharedRequestWindow:
             assert entry.revision is not None
             if await kv.update(self._bucket, key, str(used + weight).encode(), last=entry.revision) is not None:
                 return True
+            await asyncio.sleep(random.random() * 0.01)  # lost to another: not all at once again
 
 
 def _parse_count(value: bytes | None) -> int:
@@ -346,12 +351,14 @@ class TenantLimiter:
         async with budget.semaphore:
             if (wait := budget.held_off_until - time.monotonic()) > 0:
                 await asyncio.sleep(wait)
-            if self._shared_window is not None:
-                await self._shared_window.take(tenant, weight)
-            else:
+            if self._shared_slots is None or self._shared_window is None:
                 await budget.wait_for_window(weight)
             if self._shared_slots is None:
                 yield
                 return
             async with self._shared_slots.slot(tenant):
+                # Counted once the slot (and any wait BC asked of every process) is had: a
+                # request counted earlier could reach BC in a later slice than it was counted in.
+                if self._shared_window is not None:
+                    await self._shared_window.take(tenant, weight)
                 yield
