@@ -15,6 +15,7 @@ a unique-row race refused as CONFLICT, and the outbox relay woken after each com
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
@@ -45,6 +46,11 @@ CommandT = TypeVar("CommandT", bound=BaseModel)
 # waits on the outside (Entra naming a tenant, a webhook's host looked up) must not hold every
 # other firm's behind it. On SQLite, one process's one writer, they take turns.
 COMMANDS_AT_ONCE = 16
+# Transactions commands hold at once, every subject together, and of them one firm's: each
+# holds one of the process's database connections (the engine's pool holds 15), which the
+# event consumers need too, and no firm may take them all.
+TRANSACTIONS_AT_ONCE = 8
+TRANSACTIONS_PER_FIRM = 2
 
 
 def invalid_command(error: ValidationError) -> Rejection:
@@ -125,6 +131,9 @@ class CommandServer:
         self._check = check
         bind = sessions.kw.get("bind")
         self._at_once = COMMANDS_AT_ONCE if bind is not None and bind.dialect.name == "postgresql" else 1
+        self._transactions = asyncio.Semaphore(TRANSACTIONS_AT_ONCE)
+        # Per firm: its places, and how many of its commands hold or wait for one.
+        self._firms_transactions: dict[object, tuple[asyncio.Semaphore, int]] = {}
 
     def serve(self, subject: str, model: type[CommandT], handle: Callable[[CommandT], Awaitable[BaseModel]]) -> None:
         """Answer ``subject`` with ``handle``, which opens its own ``transaction`` where it writes."""
@@ -144,12 +153,27 @@ class CommandServer:
         """Answer ``subject`` with ``run``, inside one transaction committed before the reply."""
 
         async def handle(command: CommandT) -> BaseModel:
-            async with self.transaction() as session:
+            async with self._turn(getattr(command, "firm_id", None)), self.transaction() as session:
                 if self._check is not None:
                     await self._check(session, command)
                 return await run(session, command)
 
         self.serve(subject, model, handle)
+
+    @asynccontextmanager
+    async def _turn(self, firm: object) -> AsyncIterator[None]:
+        """A place among the transactions running at once, and among the firm's."""
+        mine, users = self._firms_transactions.get(firm, (asyncio.Semaphore(TRANSACTIONS_PER_FIRM), 0))
+        self._firms_transactions[firm] = (mine, users + 1)
+        try:
+            async with mine, self._transactions:
+                yield
+        finally:
+            mine, users = self._firms_transactions[firm]
+            if users > 1:
+                self._firms_transactions[firm] = (mine, users - 1)
+            else:
+                del self._firms_transactions[firm]  # nobody of the firm runs or waits
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
