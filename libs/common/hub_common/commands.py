@@ -550,7 +550,9 @@ async def send_command(
     reply_type = CommandReply[result_type]  # type: ignore[valid-type]
     if response.data.startswith(GZIP_MAGIC):
         # Compressed because large (a company's statements: up to many MB once unpacked):
-        # unpacking and validating it takes long enough to stall every other request.
+        # unpacked in a thread, where zlib lets the event loop run meanwhile. Validating it
+        # there still holds the interpreter (pydantic-core keeps the GIL), so a very large
+        # reply pauses the loop for as long as that takes.
         reply = await asyncio.to_thread(_read_large_reply, reply_type, response.data)
     else:
         reply = reply_type.model_validate_json(response.data)
