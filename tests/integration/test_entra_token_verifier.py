@@ -4,7 +4,10 @@ before its signature can be checked, so what anyone may make the hub fetch is bo
 
 from __future__ import annotations
 
+import asyncio
+import threading
 import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import jwt
@@ -70,3 +73,48 @@ async def test_keys_that_could_not_be_read_are_not_asked_for_again_at_once(sandb
         for _ in range(3):
             assert "could not be read (404)" in await _refusal(verifier, tenant)
         assert fetches.count == 1
+
+
+class _KeysThenOutage(BaseHTTPRequestHandler):
+    """Entra's key endpoint that answers once, then is down (503)."""
+
+    key_set: bytes = b""
+    served = 0
+
+    def do_GET(self) -> None:
+        type(self).served += 1
+        if type(self).served == 1:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(self.key_set)
+        else:
+            self.send_response(503)
+            self.end_headers()
+
+    def log_message(self, *_: object) -> None:
+        pass
+
+
+async def test_an_outage_is_not_remembered_and_a_failed_renewal_keeps_the_keys_it_had(sandbox: Sandbox) -> None:
+    tenant = str(uuid.uuid4())
+    async with httpx.AsyncClient(verify=sandbox.tls()) as http:
+        _KeysThenOutage.key_set = (await http.get(f"{sandbox.base_url}/{tenant}/discovery/v2.0/keys")).content
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _KeysThenOutage)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        async with httpx.AsyncClient() as http:
+            verifier = EntraTokenVerifier(
+                authority_base=f"http://127.0.0.1:{server.server_port}", audience="hub", http=http, cache_seconds=0.2
+            )
+            assert "not signed by a key of its tenant" in await _refusal(verifier, tenant)
+            await asyncio.sleep(0.3)  # the keys are due for renewal, and Entra is down now
+            assert "not signed by a key of its tenant" in await _refusal(verifier, tenant), "the keys it had"
+            # Another tenant during the outage: refused, and asked again with the next token.
+            other = str(uuid.uuid4())
+            assert "(503)" in await _refusal(verifier, other)
+            served = _KeysThenOutage.served
+            assert "(503)" in await _refusal(verifier, other)
+            assert _KeysThenOutage.served == served + 1
+    finally:
+        server.shutdown()

@@ -13,7 +13,7 @@ import re
 import time
 import uuid
 from collections import deque
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import httpx
@@ -92,6 +92,9 @@ KEY_FAILURE_SECONDS = 300.0
 NEW_TENANTS_PER_MINUTE = 60
 
 
+_Entry = TypeVar("_Entry")
+
+
 class EntraTokenVerifier:
     """Checks tokens Entra issued for the hub's app: signature (JWKS), issuer, audience, expiry."""
 
@@ -111,22 +114,35 @@ class EntraTokenVerifier:
         self._cache_seconds = cache_seconds
         self._max_key_sets = max_key_sets
         self._new_tenants_per_minute = new_tenants_per_minute
-        # tenant -> (until when, its key set, or the reason it could not be read)
-        self._keys: dict[str, tuple[float, jwt.PyJWKSet | str]] = {}
+        # tenant -> (until when, its key set); and the tenants Entra refused, with why. Kept
+        # apart, so made-up tenants fill only the second and never push out real ones' keys.
+        self._keys: dict[str, tuple[float, jwt.PyJWKSet]] = {}
+        self._refused: dict[str, tuple[float, str]] = {}
         self._fetched_at: deque[float] = deque()  # fetches of the last minute, oldest first
 
     async def _key_set(self, tenant: str) -> jwt.PyJWKSet:
         now = time.monotonic()
         cached = self._keys.get(tenant)
-        if cached is None or cached[0] <= now:
-            self._count_fetch(now, renewal=cached is not None)
-            cached = (now + self._cache_seconds, await self._fetch(tenant))
-            if isinstance(cached[1], str):
-                cached = (now + KEY_FAILURE_SECONDS, cached[1])
-            self._remember(tenant, cached)
-        if isinstance(cached[1], str):
-            raise TokenRejected(cached[1])
-        return cached[1]
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        refused = self._refused.get(tenant)
+        if refused is not None and refused[0] > now:
+            raise TokenRejected(refused[1])
+        self._count_fetch(now, renewal=cached is not None)
+        fetched = await self._fetch(tenant)
+        if isinstance(fetched, jwt.PyJWKSet):
+            self._remember(self._keys, tenant, (now + self._cache_seconds, fetched))
+            return fetched
+        reason, tenant_refused = fetched
+        if cached is not None:
+            # A renewal that failed: the keys known an hour ago still check tokens for a while.
+            self._remember(self._keys, tenant, (now + KEY_FAILURE_SECONDS, cached[1]))
+            return cached[1]
+        if tenant_refused:
+            # Entra refused the tenant (a 4xx): asking again at once would not help. An outage
+            # (no answer, a 5xx) is not remembered: the next token asks again.
+            self._remember(self._refused, tenant, (now + KEY_FAILURE_SECONDS, reason))
+        raise TokenRejected(reason)
 
     def _count_fetch(self, now: float, *, renewal: bool) -> None:
         while self._fetched_at and now - self._fetched_at[0] >= 60:
@@ -135,28 +151,30 @@ class EntraTokenVerifier:
             raise TokenRejected("too many tenants' signing keys were asked for this minute; try again in a minute")
         self._fetched_at.append(now)
 
-    async def _fetch(self, tenant: str) -> jwt.PyJWKSet | str:
-        """The tenant's key set, or why it could not be read."""
+    async def _fetch(self, tenant: str) -> jwt.PyJWKSet | tuple[str, bool]:
+        """The tenant's key set, or why it could not be read and whether Entra refused the
+        tenant itself (a 4xx) rather than failed to answer."""
         try:
             response = await self._http.get(f"{self._authority_base}/{tenant}/discovery/v2.0/keys")
         except httpx.HTTPError as error:
-            return f"the signing keys of tenant {tenant} could not be read ({type(error).__name__})"
+            return f"the signing keys of tenant {tenant} could not be read ({type(error).__name__})", False
         if response.status_code != 200:
-            return f"the signing keys of tenant {tenant} could not be read ({response.status_code})"
+            reason = f"the signing keys of tenant {tenant} could not be read ({response.status_code})"
+            return reason, 400 <= response.status_code < 500
         try:
             body = response.json()
             if not isinstance(body, dict):
                 raise ValueError("not a key set")
             return jwt.PyJWKSet.from_dict(body)
         except (ValueError, jwt.PyJWTError) as error:
-            return f"the signing keys of tenant {tenant} could not be read ({type(error).__name__})"
+            return f"the signing keys of tenant {tenant} could not be read ({type(error).__name__})", False
 
-    def _remember(self, tenant: str, entry: tuple[float, jwt.PyJWKSet | str]) -> None:
-        self._keys.pop(tenant, None)
-        self._keys[tenant] = entry
-        if len(self._keys) > self._max_key_sets:
+    def _remember(self, entries: dict[str, _Entry], tenant: str, entry: _Entry) -> None:
+        entries.pop(tenant, None)
+        entries[tenant] = entry
+        if len(entries) > self._max_key_sets:
             # Dicts keep insertion order and an entry is inserted again when renewed.
-            del self._keys[next(iter(self._keys))]
+            del entries[next(iter(entries))]
 
     async def verify(self, token: str) -> dict[str, Any]:
         try:
