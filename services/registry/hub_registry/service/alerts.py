@@ -418,7 +418,8 @@ async def forget_companies(
         kept = [WHOLE_CLIENT, *(_company_key(company_id) for company_id in listed)]
         episodes = episodes & col(AlertEpisodeRow.company_key).not_in(kept)
         failures = failures.where(col(AlertFailureRow.company_key).not_in(kept))
-    await _end_open_episodes(session, context, episodes, reason="company_gone", now=datetime.now(UTC))
+    # Failures, positions, then episodes: the order a snapshot's evaluation takes them in,
+    # so the two never wait on each other in a cycle.
     await session.execute(failures.execution_options(synchronize_session=False))
     positions = select(AlertPositionRow).where(col(AlertPositionRow.client_id) == client.id)
     if listed is not None:
@@ -427,6 +428,8 @@ async def forget_companies(
         if position.read_at < at:
             position.read_at, position.accounts_revision = at, max(position.accounts_revision, client.accounts_revision)
             session.add(position)
+    await session.flush()
+    await _end_open_episodes(session, context, episodes, reason="company_gone", now=datetime.now(UTC))
 
 
 async def forget_accountant(session: AsyncSession, context: Context, accountant: Accountant, *, now: datetime) -> int:
