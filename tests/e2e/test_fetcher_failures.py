@@ -145,12 +145,13 @@ async def _run(
     return outcomes
 
 
-def _refresh(tenant: Tenant, environment: str = "Production") -> Any:
+def _refresh(tenant: Tenant, environment: str = "Production", *, accounts_revision: int = 0) -> Any:
     def make() -> RefreshRequested:
         return RefreshRequested(
             refresh_id=uuid.uuid4(),
             client_id=uuid.uuid4(),
             connection=ClientConnection(tenant=tenant.domain, environment=environment, tenant_id=uuid.UUID(tenant.id)),
+            accounts_revision=accounts_revision,
         )
 
     return make
@@ -276,8 +277,13 @@ async def test_no_access_to_one_company_fails_only_that_company(
     tenant = _tenant(admin, index=foreign)
     forbidden = tenant.companies[0]["id"]
     admin.put(f"/tenants/{tenant.id}/faults", json={"kind": "company_forbidden", "company_id": forbidden})
-    outcomes = await _run(bus, fetcher, _refresh(tenant), done=_every_company_settled(tenant))
+    refresh = _refresh(tenant, accounts_revision=3)
+    outcomes = await _run(bus, fetcher, refresh, done=_every_company_settled(tenant))
     failures = outcomes.of(RefreshFailed)
+    # Every outcome carries the card revision its refresh was asked at, so what a refresh of
+    # a place the card no longer names says is told apart.
+    for outcome in (*failures, *outcomes.of(CompaniesDiscovered), *outcomes.of(CompanySnapshot)):
+        assert outcome.accounts_revision == 3, outcome
     assert [str(f.company_id) for f in failures] == [forbidden]
     assert failures[0].failure.kind is FailureKind.NO_COMPANY_ACCESS
     assert failures[0].failure.http_status == 500

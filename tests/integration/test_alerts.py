@@ -152,12 +152,15 @@ class Registry:
             )
         return client_id
 
-    async def failed(self, occurred_at: datetime, client_id: uuid.UUID | None = None) -> None:
+    async def failed(
+        self, occurred_at: datetime, client_id: uuid.UUID | None = None, *, accounts_revision: int = 0
+    ) -> None:
         """A RefreshFailed of the client as a whole (a failed discovery), handled now."""
         failed = RefreshFailed(
             refresh_id=uuid.uuid4(),
             client_id=client_id or self.client_id,
             failure=Failure(kind=FailureKind.TIMEOUT, summary="s", fix="f", occurred_at=occurred_at),
+            accounts_revision=accounts_revision,
         )
         async with transaction(self.sessions) as session:
             envelope = new_envelope(failed, firm_id=self.firm_id, actor=Actor.service("fetcher"))
@@ -192,12 +195,13 @@ class Registry:
                 session=session, snapshot=new_envelope(data, firm_id=self.firm_id, actor=Actor.service("fetcher"))
             )
 
-    async def discovered(self, *companies: uuid.UUID, at: datetime) -> None:
+    async def discovered(self, *companies: uuid.UUID, at: datetime, accounts_revision: int = 0) -> None:
         """A full discovery of the client at ``at``, listing ``companies``, handled now."""
         data = CompaniesDiscovered(
             client_id=self.client_id,
             refresh_id=uuid.uuid4(),
             companies=[DiscoveredCompany(company_id=company, name="C") for company in companies],
+            accounts_revision=accounts_revision,
         )
         envelope = new_envelope(data, firm_id=self.firm_id, actor=Actor.service("fetcher"))
         async with transaction(self.sessions) as session:
@@ -686,6 +690,29 @@ async def test_a_company_gone_from_bc_ends_its_alerts_and_its_older_reads_raise_
     assert await registry.new_events() == []
     await registry.snapshot("5", T0 + timedelta(hours=3))  # back in BC, and read since: it counts
     assert [type(event) for event in await registry.new_events()] == [AlertRaised]
+
+
+async def test_what_a_refresh_asked_for_before_the_card_changed_says_is_history(registry: Registry) -> None:
+    """A refresh of the place the card named before a move (or read with its old account
+    numbers), still under way or tried again after the change: its snapshot raised alerts
+    for companies no longer the client's, its discovery ended the new ones' alerts, and its
+    failure started a "failing" alert."""
+    await registry.rule(registry.owner, figure="cash", comparison="below", threshold=10)
+    await registry.rule(registry.owner, figure="failing_hours", comparison="above", threshold=6)
+    async with transaction(registry.sessions) as session:
+        client = await session.get(Client, registry.client_id)
+        assert client is not None
+        client.accounts_revision = 1  # the card moved
+    await registry.snapshot("5", T0, accounts_revision=1)
+    [raised] = [event for event in await registry.new_events() if isinstance(event, AlertRaised)]
+    await registry.snapshot("5", T0 + timedelta(hours=1))  # the old place's
+    await registry.discovered(uuid.uuid4(), at=T0 + timedelta(hours=1))  # lists only the old place's
+    await registry.failed(T0 + timedelta(hours=1))
+    assert await registry.new_events() == []
+    assert await registry.check_failures(T0 + timedelta(hours=30)) == []
+    await registry.discovered(uuid.uuid4(), at=T0 + timedelta(hours=2), accounts_revision=1)  # the new place's
+    [ended] = await registry.new_events()
+    assert isinstance(ended, AlertResolved) and ended.episode_id == raised.episode_id
 
 
 async def test_a_client_no_longer_watched_loses_its_failure_so_a_new_rule_counts_afresh(registry: Registry) -> None:

@@ -394,13 +394,14 @@ def test_a_snapshot_made_with_older_account_numbers_still_ends_its_refreshs_wait
     assert not [f for f in model.failures.entries.values() if f.next_attempt_at is not None], "the wait ended"
 
 
-def _moved_to(environment: str) -> ClientUpdated:
+def _moved_to(environment: str, revision: int) -> ClientUpdated:
     return ClientUpdated(
         client_id=CLIENT,
         card=ClientCard(
             name="Contoso", client_url=f"https://businesscentral.dynamics.com/contoso.example/{environment}"
         ),
         connection=ClientConnection(tenant="contoso.example", environment=environment),
+        accounts_revision=revision,
     )
 
 
@@ -408,18 +409,25 @@ def _moved_to(environment: str) -> ClientUpdated:
 def test_a_card_moved_to_another_environment_keeps_none_of_the_old_ones_companies(new_read_first: bool) -> None:
     """A Client URL corrected to another environment (or tenant): the old one's companies
     and figures stayed on the dashboard under the card, for good when the new tenant gave no
-    access, and a read of the old one from before the move put them back."""
+    access; and a refresh of the old one still under way, or tried again, after the move
+    (its outcomes carry the card revision it was asked at) put them back, or listed them
+    over the new one's."""
     log = _client_with_companies()
     log.add(_snapshot(COMPANY_A, "100", T0 + timedelta(minutes=1)))
     company_c = uuid.uuid4()
     moved_at = T0 + timedelta(minutes=10)
-    new_read = _snapshot(company_c, "7", T0 + timedelta(minutes=11), SECOND_REFRESH)
-    log.add(_moved_to("production"), at=moved_at - timedelta(minutes=5))  # the same, in another case: no move
-    move = log.add(_moved_to("Sandbox"), at=moved_at)
-    late_old_read = log.add(_snapshot(COMPANY_B, "50", T0 + timedelta(minutes=2)))
+    new_read = _snapshot(company_c, "7", T0 + timedelta(minutes=11), SECOND_REFRESH, accounts_revision=1)
+    log.add(_moved_to("production", 0), at=moved_at - timedelta(minutes=5))  # the same, in another case: no move
+    move = log.add(_moved_to("Sandbox", 1), at=moved_at)
+    stale = [
+        log.add(_snapshot(COMPANY_B, "50", T0 + timedelta(minutes=2))),  # read before the move
+        log.add(_snapshot(COMPANY_B, "60", T0 + timedelta(minutes=20))),  # an old refresh, read after it
+        log.add(_discovered(FIRST_REFRESH, COMPANY_A, COMPANY_B), at=T0 + timedelta(minutes=21)),
+        log.add(_company_failed(COMPANY_A, T0 + timedelta(minutes=22))),
+    ]
     if new_read_first:  # the snapshots' stream ahead of the events'
-        events = [e for e in log.events if e not in (move, late_old_read)]
-        model = _folded(*events, log.add(new_read), move, late_old_read)
+        events = [e for e in log.events if e is not move and e not in stale]
+        model = _folded(*events, log.add(new_read), move, *stale)
     else:
         model = _folded(*log.events, log.add(new_read))
     assert set(model.companies_of(CLIENT)) == {company_c}
@@ -427,10 +435,18 @@ def test_a_card_moved_to_another_environment_keeps_none_of_the_old_ones_companie
     assert (CLIENT, COMPANY_A) not in model.company_rates
 
 
+def test_a_move_from_a_registry_of_the_release_before_drops_nothing() -> None:
+    """Its ClientUpdated carries no revision: the history it wrote projects as it did."""
+    log = _client_with_companies()
+    log.add(_snapshot(COMPANY_A, "100", T0 + timedelta(minutes=1)))
+    log.add(_moved_to("Sandbox", 0), at=T0 + timedelta(minutes=10))
+    assert set(_folded(*log.events).companies_of(CLIENT)) == {COMPANY_A, COMPANY_B}
+
+
 def test_a_card_saved_without_a_move_keeps_its_companies() -> None:
     log = _client_with_companies()
     log.add(_snapshot(COMPANY_A, "100", T0 + timedelta(minutes=1)))
-    log.add(_moved_to("PRODUCTION"), at=T0 + timedelta(minutes=10))
+    log.add(_moved_to("PRODUCTION", 1), at=T0 + timedelta(minutes=10))  # new account numbers, say
     model = _folded(*log.events)
     assert set(model.companies_of(CLIENT)) == {COMPANY_A, COMPANY_B}
 

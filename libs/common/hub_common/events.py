@@ -428,6 +428,10 @@ class ClientUpdated(EventData):
     client_id: uuid.UUID
     card: ClientCard
     connection: ClientConnection
+    # The card's revision after the change (RefreshRequested.accounts_revision): a read
+    # model tells a refresh of the tenant or environment the card named before a move by
+    # it. Left out while 0, so a service not yet upgraded reads the event (deploy/README).
+    accounts_revision: int = Field(default=0, ge=0, le=2**31 - 1, exclude_if=lambda revision: revision == 0)
 
 
 class ClientRemoved(EventData):
@@ -468,8 +472,10 @@ class RefreshRequested(EventData):
     company_id: uuid.UUID | None = None
     tax_account_numbers: AccountNumbers | None = None
     cash_account_numbers: AccountNumbers | None = None
-    # The registry counts each change of the card's account numbers; the snapshots carry it
-    # back, so figures made with numbers the card no longer names never replace newer ones.
+    # The registry counts each change of the card that makes earlier reads stale: its account
+    # numbers, or a move to another tenant or environment. The refresh's outcomes carry it
+    # back, so figures made with numbers the card no longer names never replace newer ones,
+    # and what a refresh of the place the card named before a move says is told apart.
     # Left out while 0, so a service not yet upgraded reads the event (deploy/README).
     accounts_revision: int = Field(default=0, ge=0, le=2**31 - 1, exclude_if=lambda revision: revision == 0)
     # The card's time zone, whose date is "today" for the figures (None: UTC); left out
@@ -508,6 +514,8 @@ class CompaniesDiscovered(EventData):
     refresh_id: uuid.UUID
     companies: Annotated[list[DiscoveredCompany], Field(max_length=MAX_COMPANIES_PER_ENVIRONMENT)]
     refresh_company_id: RefreshCompanyId = None
+    # The refresh's RefreshRequested.accounts_revision; left out while 0.
+    accounts_revision: int = Field(default=0, ge=0, le=2**31 - 1, exclude_if=lambda revision: revision == 0)
 
 
 class FailureKind(StrEnum):
@@ -552,6 +560,8 @@ class RefreshFailed(EventData):
     company_name: Text | None = None
     failure: Failure
     refresh_company_id: RefreshCompanyId = None
+    # The refresh's RefreshRequested.accounts_revision; left out while 0.
+    accounts_revision: int = Field(default=0, ge=0, le=2**31 - 1, exclude_if=lambda revision: revision == 0)
 
 
 class RefreshDeferred(EventData):
@@ -572,6 +582,8 @@ class RefreshDeferred(EventData):
     attempt: Annotated[int, Field(ge=1)]
     next_attempt_at: datetime
     refresh_company_id: RefreshCompanyId = None
+    # The refresh's RefreshRequested.accounts_revision; left out while 0.
+    accounts_revision: int = Field(default=0, ge=0, le=2**31 - 1, exclude_if=lambda revision: revision == 0)
 
 
 class ConnectionTestRequested(EventData):

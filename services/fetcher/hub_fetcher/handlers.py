@@ -177,6 +177,7 @@ class FetcherHandlers:
                     client_id=data.client_id,
                     company_id=data.company_id if isinstance(data, RefreshRequested) else None,
                     failure=failure,
+                    accounts_revision=data.accounts_revision if isinstance(data, RefreshRequested) else 0,
                 ),
                 "failed",
             )
@@ -252,6 +253,7 @@ class FetcherHandlers:
                     refresh_company_id=None if company else refresh.only_company,
                     attempt=delivery.num_delivered,
                     next_attempt_at=next_attempt_at,
+                    accounts_revision=refresh.chosen_accounts.revision,
                 ),
                 f"deferred:{company.id if company else 'client'}:{delivery.num_delivered}",
             )
@@ -298,6 +300,7 @@ class FetcherHandlers:
                     client_id=client_id,
                     failure=failure.to_failure(),
                     refresh_company_id=refresh.only_company,
+                    accounts_revision=refresh.chosen_accounts.revision,
                 ),
                 "failed",
             )
@@ -312,6 +315,7 @@ class FetcherHandlers:
                     for c in discovery.companies
                 ],
                 refresh_company_id=refresh.only_company,
+                accounts_revision=refresh.chosen_accounts.revision,
             ),
             "discovered",
         )
@@ -361,6 +365,7 @@ class FetcherHandlers:
                         company_id=company.id,
                         company_name=company.name,
                         failure=failure.to_failure(),
+                        accounts_revision=refresh.chosen_accounts.revision,
                     ),
                     f"failed:{company.id}",
                 )

@@ -97,6 +97,9 @@ class ClientRow(SQLModel, table=True):
     # a company it does not name is gone from BC, and a snapshot read before it, applied late
     # or again, does not bring the company back.
     companies_listed_at: datetime | None = Field(default=None, sa_column=_moment())
+    # The card's revision (ClientUpdated.accounts_revision) when it last moved to another
+    # tenant or environment: a refresh's outcome of an older revision read the old place.
+    moved_revision: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
 
 
 class TenantAccessRow(SQLModel, table=True):

@@ -215,7 +215,15 @@ def _recorded_refresh(
 
 
 def _new_company(event: StoredEvent[Any], client_id: uuid.UUID, company_id: uuid.UUID, name: str) -> CompanyState:
-    return CompanyState(client_id=client_id, company_id=company_id, firm_id=event.envelope.firm_id, company_name=name)
+    """A company first named by a refresh's outcome, at the card revision that refresh read
+    (a move drops the rows of an older one)."""
+    return CompanyState(
+        client_id=client_id,
+        company_id=company_id,
+        firm_id=event.envelope.firm_id,
+        company_name=name,
+        accounts_revision=getattr(event.data, "accounts_revision", 0),
+    )
 
 
 def _end_waiting(
@@ -376,8 +384,10 @@ def _apply_client_card(model: ModelState, event: StoredEvent[ClientAdded] | Stor
             added_at=envelope.occurred_at,
         )
         _take_first_refresh_state(model, cast("StoredEvent[ClientAdded]", event), client)
-    elif _moves(client, data.connection):
-        _forget_companies_read_before(model, client, envelope.occurred_at)
+    elif isinstance(data, ClientUpdated) and _moves(client, data.connection) and data.accounts_revision:
+        # A registry of the release before moved no revision on: its moves stay as they were.
+        client.moved_revision = max(client.moved_revision, data.accounts_revision)
+        _forget_companies_of_the_place_before(model, client)
     client.name = data.card.name
     client.client_url = data.card.client_url
     client.tenant = data.connection.tenant
@@ -387,6 +397,12 @@ def _apply_client_card(model: ModelState, event: StoredEvent[ClientAdded] | Stor
     client.card_json = data.card.model_dump_json()
     client.assigned_accountant_id = data.card.assigned_accountant_id
     client.events_sequence = event.sequence
+
+
+def _of_the_place_before(client: ClientState | None, revision: int) -> bool:
+    """Whether a refresh's outcome read the tenant or environment the card named before its
+    last move (a refresh asked for before it, tried again or finished after it)."""
+    return client is not None and revision < client.moved_revision
 
 
 def _moves(client: ClientState, connection: ClientConnection) -> bool:
@@ -399,20 +415,17 @@ def _moves(client: ClientState, connection: ClientConnection) -> bool:
     return not same_tenant or client.environment.lower() != connection.environment.lower()
 
 
-def _forget_companies_read_before(model: ModelState, client: ClientState, moved_at: datetime) -> None:
-    """The card moved to another tenant or environment at ``moved_at``: the companies read
-    before it are the old one's, not this client's any more. A company read since (the new
-    environment's, whose snapshot may come before this event: the streams keep no order
-    between them) stays, and a snapshot read before the move adds no company back, as after
-    a list of the client's companies read then."""
+def _forget_companies_of_the_place_before(model: ModelState, client: ClientState) -> None:
+    """The card moved to another tenant or environment: the companies the place it named
+    before holds are not this client's any more. A company listed or read at the card's new
+    revision (the new place's, whose outcome may come before this event: the streams keep no
+    order between them) stays; what a refresh of the old place says later changes nothing
+    (``_of_the_place_before``)."""
     companies = model.companies_of(client.client_id)
     for company_id, company in list(companies.items()):
-        read = [moment for moment in (company.as_of, company.outcome_at) if moment is not None]
-        if not read or max(read) < moved_at:
+        if company.accounts_revision < client.moved_revision:
             del companies[company_id]
             model.company_rates.pop((client.client_id, company_id), None)
-    listed_at = client.companies_listed_at
-    client.companies_listed_at = moved_at if listed_at is None else max(listed_at, moved_at)
 
 
 def apply_client_added(model: ModelState, event: StoredEvent[ClientAdded]) -> ModelState:
@@ -504,6 +517,8 @@ def apply_companies_discovered(model: ModelState, event: StoredEvent[CompaniesDi
                 refresh.companies_found = len([c for c in _unique(data) if _in_scope(refresh, c.company_id)])
             _keep_for_the_client(refresh, event, RowState.OK)
         return model
+    if _of_the_place_before(client, data.accounts_revision):
+        return model
     if _newer_state(client, event):
         client.state = RowState.OK
         client.failure_json = None
@@ -530,14 +545,7 @@ def apply_companies_discovered(model: ModelState, event: StoredEvent[CompaniesDi
     for company in discovered:
         row = existing.get(company.company_id)
         if row is None:
-            row = model.add_company(
-                CompanyState(
-                    client_id=client.client_id,
-                    company_id=company.company_id,
-                    firm_id=client.firm_id,
-                    company_name=company.name,
-                )
-            )
+            row = model.add_company(_new_company(event, client.client_id, company.company_id, company.name))
         if _newer_outcome(row, discovered_at):
             # The newest reading of the company names it (a snapshot may be newer).
             row.company_name = company.name
@@ -552,6 +560,8 @@ def apply_refresh_failed(model: ModelState, event: StoredEvent[RefreshFailed]) -
     data, envelope = event.data, event.envelope
     client = model.clients.get(data.client_id)
     if client is not None and client.firm_id != envelope.firm_id:
+        return model
+    if _of_the_place_before(client, data.accounts_revision):
         return model
     _record_refresh_failure(model, event, client)
     failed_at = data.failure.occurred_at
@@ -604,6 +614,8 @@ def apply_refresh_deferred(model: ModelState, event: StoredEvent[RefreshDeferred
     data, firm_id = event.data, event.envelope.firm_id
     client = model.clients.get(data.client_id)
     if client is not None and client.firm_id != firm_id:
+        return model
+    if _of_the_place_before(client, data.accounts_revision):
         return model
     waiting_since = data.failure.occurred_at
     if data.company_id is None:
@@ -758,6 +770,8 @@ def apply_company_snapshot(model: ModelState, event: StoredEvent[CompanySnapshot
     data = event.data
     client = model.clients.get(data.client_id)
     if client is not None and client.firm_id != event.envelope.firm_id:
+        return model
+    if _of_the_place_before(client, data.accounts_revision):
         return model
     # A snapshot may arrive before its client's ClientAdded (another stream): keep it under
     # the event's firm; the dashboard shows it once the client row exists.

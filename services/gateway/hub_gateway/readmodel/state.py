@@ -80,6 +80,8 @@ class ClientState:
     discovery_sequence: int = 0
     # When the newest list of all the client's companies was read (see ClientRow).
     companies_listed_at: datetime | None = None
+    # See ClientRow.moved_revision.
+    moved_revision: int = 0
 
 
 @dataclass(slots=True)

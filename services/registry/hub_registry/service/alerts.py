@@ -391,6 +391,8 @@ async def on_companies_discovered(*, session: AsyncSession, discovered: Envelope
     client = await session.get(Client, data.client_id)
     if client is None or client.firm_id != discovered.firm_id or client.removed_at is not None:
         return
+    if _stale(client, data.accounts_revision):
+        return  # what the card named before a move lists, not this client's companies
     context = Context(firm_id=client.firm_id, actor=ALERTS_ACTOR, correlation_id=discovered.correlation_id)
     listed = {company.company_id for company in data.companies}
     await forget_companies(session, context, client, listed=listed, at=discovered.occurred_at)
@@ -757,9 +759,17 @@ def webhook_body(envelope: Envelope[EventData]) -> str:
     )
 
 
+def _stale(client: Client | None, revision: int) -> bool:
+    """Whether a refresh's outcome was asked for before the card changed what it reads (its
+    account numbers, or a move to another tenant or environment): what it says is history."""
+    return client is not None and revision < client.accounts_revision
+
+
 async def on_snapshot(*, session: AsyncSession, snapshot: Envelope[CompanySnapshot]) -> int:
     """Evaluate a company's snapshot against its firm's rules; how many episodes changed."""
     data = snapshot.data
+    if _stale(await session.get(Client, data.client_id), data.accounts_revision):
+        return 0
     # The rules first: every path takes the rules' locks before the failure rows' (a removal
     # locks the rule, then forgets failures), or two of them could wait on each other.
     rules = await _live_rules(session, snapshot.firm_id, data.client_id)
@@ -823,6 +833,8 @@ async def on_refresh_failed(*, session: AsyncSession, failed: Envelope[RefreshFa
     "failing for more than" rule watches."""
     data = failed.data
     if not await _failures_watched(session, failed.firm_id, data.client_id):
+        return
+    if _stale(await session.get(Client, data.client_id), data.accounts_revision):
         return
     key = _company_key(data.company_id)
     if await session.get(AlertFailureRow, (data.client_id, key)) is not None:

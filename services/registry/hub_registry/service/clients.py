@@ -239,14 +239,20 @@ async def update_client(
     client.assigned_accountant_id = card.assigned_accountant_id
     client.time_zone = card.time_zone
     chosen = (account_numbers_column(card.tax_account_numbers), account_numbers_column(card.cash_account_numbers))
-    if chosen != (client.tax_account_numbers, client.cash_account_numbers):
-        client.tax_account_numbers, client.cash_account_numbers = chosen
+    renumbered = chosen != (client.tax_account_numbers, client.cash_account_numbers)
+    client.tax_account_numbers, client.cash_account_numbers = chosen
+    if renumbered or moved:
+        # What a refresh asked for before says is stale from now on (events.RefreshRequested).
         client.accounts_revision += 1
     client.updated_at = datetime.now(UTC)
     context = Context.of(command)
-    await emit(
-        session, context, ClientUpdated(client_id=client.id, card=card, connection=parsed_connection(parsed, tenant_id))
+    updated = ClientUpdated(
+        client_id=client.id,
+        card=card,
+        connection=parsed_connection(parsed, tenant_id),
+        accounts_revision=client.accounts_revision,
     )
+    await emit(session, context, updated)
     if moved:
         # The card names another tenant or environment (a wrong URL corrected, a move to
         # Production): the old one's companies are not this client's, and nothing would
