@@ -325,9 +325,10 @@ async def test_a_daily_digest_lists_the_episodes_since_the_last_once(registry: R
 
 
 class Receiver:
-    """Answers each POST with the next status of ``answers`` and keeps what it got."""
+    """Answers each POST with the next status of ``answers`` (with a Retry-After, when a
+    status comes with one) and keeps what it got."""
 
-    def __init__(self, answers: list[int]) -> None:
+    def __init__(self, answers: list[int | tuple[int, str]]) -> None:
         self.received: list[tuple[dict[str, str], bytes]] = []
         received, pending = self.received, list(answers)
 
@@ -335,7 +336,11 @@ class Receiver:
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
                 received.append(({k.lower(): v for k, v in self.headers.items()}, body))
-                self.send_response(pending.pop(0))
+                answer = pending.pop(0)
+                status, retry_after = answer if isinstance(answer, tuple) else (answer, None)
+                self.send_response(status)
+                if retry_after is not None:
+                    self.send_header("Retry-After", retry_after)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 
@@ -434,6 +439,31 @@ async def test_a_webhook_answered_503_or_unauthorized_is_sent_again_after_its_ba
         signed = f"{headers['x-hub-timestamp']}.".encode() + body
         expected = hmac.new(saved.webhook_secret.encode(), signed, hashlib.sha256).hexdigest()
         assert headers["x-hub-signature"] == f"sha256={expected}"
+
+
+@pytest.mark.parametrize("receiver", [(429, "600")], indirect=True, ids=["429"])
+async def test_a_receiver_that_says_when_to_come_back_is_not_asked_sooner(
+    registry: Registry, receiver: Receiver
+) -> None:
+    hook: dict[str, Any] = {"figure": "cash", "comparison": "below", "threshold": Decimal(100), "email": False}
+    saved = await registry.save(registry.owner, webhook_url=f"http://127.0.0.1:{receiver.port}/hook", **hook)
+    assert saved.webhook_secret is not None
+    await registry.snapshot("1", T0)
+    now = datetime.now(UTC)
+    async with httpx.AsyncClient() as http:
+        for at in (now, now + timedelta(seconds=31), now + timedelta(seconds=601)):
+            async with transaction(registry.sessions) as session:
+                due = await alerts.claim_due_deliveries(session=session, now=at, hold=timedelta(seconds=30))
+            if at == now + timedelta(seconds=31):
+                assert due == [], "asked again before the 600 s the receiver asked for"
+                continue
+            [delivery] = due
+            attempt = await _post(http, delivery, saved.webhook_secret, at)
+            async with transaction(registry.sessions) as session:
+                await alerts.record_attempt(
+                    session=session, delivery_id=delivery.id, attempt=attempt, now=at, settings=SETTINGS
+                )
+    assert len(receiver.received) == 2  # refused once, then delivered once it was time
 
 
 @pytest.mark.parametrize("receiver", [404, 410], indirect=True, ids=["404", "410"])

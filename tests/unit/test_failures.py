@@ -7,13 +7,13 @@ from datetime import UTC, datetime
 import pytest
 
 from hub_common.events import FailureKind
+from hub_common.retry_after import parse_retry_after
 from hub_fetcher.bc.failures import (
     FetchFailure,
     Service,
     classify_bc_error,
     classify_token_error,
     correlation_from_message,
-    parse_retry_after,
 )
 
 

@@ -35,6 +35,7 @@ from urllib.parse import SplitResult, urlsplit, urlunsplit
 import httpx
 
 from hub_common.i18n import N_
+from hub_common.retry_after import parse_retry_after
 
 SIGNATURE_HEADER = "X-Hub-Signature"
 TIMESTAMP_HEADER = "X-Hub-Timestamp"
@@ -280,6 +281,8 @@ class Attempt:
     outcome: Outcome
     # What happened, for the delivery's record and the logs (never the secret or the body).
     detail: str
+    # How long the receiver asked to be left alone (its Retry-After, with a 429 or a 503).
+    retry_after_seconds: float | None = None
 
 
 # Answers worth trying again later. 401 and 403 too: a receiver refusing the signature may
@@ -356,6 +359,7 @@ async def _send(
                 extensions={"sni_hostname": target.host},
             ) as answer:
                 status = answer.status_code
+                retry_after = parse_retry_after(answer.headers.get("retry-after"))
         except httpx.ConnectError as error:
             failure = f"{type(error).__name__}: {error}"[:500]
             continue  # the host's next address, as any client does
@@ -364,6 +368,6 @@ async def _send(
         if 200 <= status < 300:
             return Attempt(Outcome.DELIVERED, f"HTTP {status}")
         if status >= 500 or status in TRANSIENT_STATUSES:
-            return Attempt(Outcome.TRANSIENT, f"HTTP {status}")
+            return Attempt(Outcome.TRANSIENT, f"HTTP {status}", retry_after_seconds=retry_after)
         return Attempt(Outcome.PERMANENT, f"HTTP {status}")
     return Attempt(Outcome.TRANSIENT, failure)

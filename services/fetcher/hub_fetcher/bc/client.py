@@ -27,8 +27,9 @@ from opentelemetry.trace import SpanKind
 
 from hub_common import metrics
 from hub_common.events import FailureKind
+from hub_common.retry_after import parse_retry_after
 from hub_common.tracing import tracer
-from hub_fetcher.bc.failures import FetchFailure, classify_bc_error, correlation_from_message, parse_retry_after
+from hub_fetcher.bc.failures import FetchFailure, classify_bc_error, correlation_from_message
 from hub_fetcher.bc.identity import TokenProvider
 from hub_fetcher.bc.limits import TenantLimiter
 

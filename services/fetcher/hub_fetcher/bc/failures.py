@@ -8,11 +8,9 @@ English in the events; they are catalogue messages (N_), so a page shows them in
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from enum import StrEnum
 
 from hub_common.entra import TENANT_NOT_FOUND_CODES
@@ -148,28 +146,6 @@ _ENTRA_SUMMARIES: dict[FailureKind, tuple[str, str]] = {
 }
 
 _CORRELATION = re.compile(r"CorrelationId:\s*([0-9a-fA-F-]{8,})")
-
-
-def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
-    """Seconds to wait from a Retry-After header: delta-seconds ("120") or an HTTP-date
-    ("Wed, 21 Oct 2026 07:28:00 GMT"), both of which Microsoft's services send; never
-    negative; None when absent or unreadable."""
-    if value is None:
-        return None
-    text = value.strip()
-    try:
-        seconds = float(text)
-    except ValueError:
-        pass
-    else:
-        return max(0.0, seconds) if math.isfinite(seconds) else None
-    try:
-        moment = parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError, OverflowError):
-        return None
-    if moment.tzinfo is None:  # an HTTP-date is GMT ("-0000" dates come without a zone)
-        moment = moment.replace(tzinfo=UTC)
-    return max(0.0, (moment - (now or datetime.now(UTC))).total_seconds())
 
 
 @dataclass

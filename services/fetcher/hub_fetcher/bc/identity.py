@@ -29,7 +29,8 @@ import msal.exceptions
 
 from hub_common.entra import confidential_client
 from hub_common.events import FailureKind
-from hub_fetcher.bc.failures import FetchFailure, Service, classify_token_error, parse_retry_after
+from hub_common.retry_after import parse_retry_after
+from hub_fetcher.bc.failures import FetchFailure, Service, classify_token_error
 
 BC_SCOPE = "https://api.businesscentral.dynamics.com/.default"
 # Entra's answers are small documents; anything larger is not one of them.

@@ -103,6 +103,8 @@ WEBHOOK_SECRETS = "alert-webhook-secrets"
 WEBHOOK_URL_CHANGED = "not sent: the rule's webhook URL changed or was removed before it went out"
 WEBHOOK_RULE_REMOVED = "not sent: the rule was removed before it went out"
 WEBHOOK_CLIENT_REMOVED = "not sent: the client was removed before it went out"
+# The longest wait between two attempts of a delivery, whatever a receiver asks.
+WEBHOOK_LONGEST_WAIT_SECONDS = 3600.0
 
 
 def sealer(settings: RegistrySettings) -> Sealer:
@@ -1139,6 +1141,8 @@ async def record_attempt(
     elif attempt.outcome is webhooks.Outcome.PERMANENT or delivery.attempts >= settings.alert_webhook_max_attempts:
         delivery.failed_at = now
     else:
-        backoff = min(3600.0, settings.alert_webhook_retry_seconds * 2 ** (delivery.attempts - 1))
+        backoff = settings.alert_webhook_retry_seconds * 2 ** (delivery.attempts - 1)
+        # A receiver that said when to come back (its Retry-After) is not asked sooner.
+        backoff = min(WEBHOOK_LONGEST_WAIT_SECONDS, max(backoff, attempt.retry_after_seconds or 0.0))
         delivery.next_attempt_at = now + timedelta(seconds=backoff)
     session.add(delivery)
