@@ -732,7 +732,7 @@ async def test_what_a_refresh_asked_for_before_the_card_changed_says_is_history(
     async with transaction(registry.sessions) as session:
         client = await session.get(Client, registry.client_id)
         assert client is not None
-        client.accounts_revision = 1  # the card moved
+        client.accounts_revision = client.moved_revision = 1  # the card moved
     await registry.snapshot("5", T0, accounts_revision=1)
     [raised] = [event for event in await registry.new_events() if isinstance(event, AlertRaised)]
     await registry.snapshot("5", T0 + timedelta(hours=1))  # the old place's

@@ -394,14 +394,14 @@ def test_a_snapshot_made_with_older_account_numbers_still_ends_its_refreshs_wait
     assert not [f for f in model.failures.entries.values() if f.next_attempt_at is not None], "the wait ended"
 
 
-def _moved_to(environment: str, revision: int) -> ClientUpdated:
+def _moved_to(environment: str, moved_revision: int) -> ClientUpdated:
     return ClientUpdated(
         client_id=CLIENT,
         card=ClientCard(
             name="Contoso", client_url=f"https://businesscentral.dynamics.com/contoso.example/{environment}"
         ),
         connection=ClientConnection(tenant="contoso.example", environment=environment),
-        accounts_revision=revision,
+        moved_revision=moved_revision,
     )
 
 
@@ -435,6 +435,30 @@ def test_a_card_moved_to_another_environment_keeps_none_of_the_old_ones_companie
     assert (CLIENT, COMPANY_A) not in model.company_rates
 
 
+def test_two_moves_applied_in_either_order_leave_the_same_rows() -> None:
+    """Back and forth (A to B, then B to A): replicas may apply the two in either order."""
+    log = _client_with_companies()
+    log.add(_snapshot(COMPANY_A, "100", T0 + timedelta(minutes=1)))
+    there = log.add(_moved_to("Sandbox", 1), at=T0 + timedelta(minutes=10))
+    back = log.add(_moved_to("Production", 2), at=T0 + timedelta(minutes=20))
+    log.add(_discovered(SECOND_REFRESH, uuid.uuid4()).model_copy(update={"accounts_revision": 1}))  # Sandbox's
+    in_order = _folded(*log.events)
+    swapped = _folded(*[e for e in log.events if e not in (there, back)], back, there)
+    assert _rows(in_order)["companies"] == _rows(swapped)["companies"] == {CLIENT: {}}
+
+
+def test_a_move_ends_the_old_places_waits_and_its_refresh_runs() -> None:
+    """A company of the old place waiting for a retry stayed "waiting" in Check Errors for
+    good, and a refresh run of the old place counted as still under way."""
+    log = _client_with_companies()
+    log.add(_deferred(T0 + timedelta(minutes=2), COMPANY_A))
+    log.add(_moved_to("Sandbox", 1), at=T0 + timedelta(minutes=10))
+    log.add(_company_failed(COMPANY_A, T0 + timedelta(minutes=12)))  # its last try, after the move
+    model = _folded(*log.events)
+    assert not any(entry.next_attempt_at for entry in model.failures.entries.values())
+    assert model.refreshes[FIRST_REFRESH].companies_found == 0
+
+
 def test_a_move_from_a_registry_of_the_release_before_drops_nothing() -> None:
     """Its ClientUpdated carries no revision: the history it wrote projects as it did."""
     log = _client_with_companies()
@@ -446,7 +470,7 @@ def test_a_move_from_a_registry_of_the_release_before_drops_nothing() -> None:
 def test_a_card_saved_without_a_move_keeps_its_companies() -> None:
     log = _client_with_companies()
     log.add(_snapshot(COMPANY_A, "100", T0 + timedelta(minutes=1)))
-    log.add(_moved_to("PRODUCTION", 1), at=T0 + timedelta(minutes=10))  # new account numbers, say
+    log.add(_moved_to("PRODUCTION", 0), at=T0 + timedelta(minutes=10))  # new account numbers, say
     model = _folded(*log.events)
     assert set(model.companies_of(CLIENT)) == {COMPANY_A, COMPANY_B}
 

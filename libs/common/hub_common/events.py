@@ -428,10 +428,10 @@ class ClientUpdated(EventData):
     client_id: uuid.UUID
     card: ClientCard
     connection: ClientConnection
-    # The card's revision after the change (RefreshRequested.accounts_revision): a read
-    # model tells a refresh of the tenant or environment the card named before a move by
-    # it. Left out while 0, so a service not yet upgraded reads the event (deploy/README).
-    accounts_revision: int = Field(default=0, ge=0, le=2**31 - 1, exclude_if=lambda revision: revision == 0)
+    # The card's revision (RefreshRequested.accounts_revision) at its last move to another
+    # tenant or environment: an outcome of a refresh of an older revision read the place it
+    # named before. Left out while 0, so a service not yet upgraded reads the event.
+    moved_revision: int = Field(default=0, ge=0, le=2**31 - 1, exclude_if=lambda revision: revision == 0)
 
 
 class ClientRemoved(EventData):

@@ -89,8 +89,11 @@ class Client(SQLModel, table=True):
     # JSON list of G/L account numbers overriding the taxes-due rule, or NULL.
     tax_account_numbers: str | None = Field(default=None, max_length=4000)
     cash_account_numbers: str | None = Field(default=None, max_length=4000)
-    # Counts the changes of the two above; every refresh carries it (RefreshRequested).
+    # Counts the changes of the two above and the card's moves to another tenant or
+    # environment; every refresh carries it (RefreshRequested), and its outcomes back.
     accounts_revision: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    # The revision at the card's last move: an outcome of an older one read the old place.
+    moved_revision: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
     # The IANA zone whose date is "today" for the client's figures; NULL: UTC.
     time_zone: str | None = Field(default=None, max_length=64)
     source: str = Field(max_length=20)

@@ -34,7 +34,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Callable, Iterable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, cast
 
 from hub_common.events import (
@@ -47,7 +47,6 @@ from hub_common.events import (
     AlertRuleSet,
     BusinessCentralChanged,
     ClientAdded,
-    ClientConnection,
     ClientRemoved,
     ClientUpdated,
     ColleagueInvitationChanged,
@@ -384,9 +383,10 @@ def _apply_client_card(model: ModelState, event: StoredEvent[ClientAdded] | Stor
             added_at=envelope.occurred_at,
         )
         _take_first_refresh_state(model, cast("StoredEvent[ClientAdded]", event), client)
-    elif isinstance(data, ClientUpdated) and _moves(client, data.connection) and data.accounts_revision:
-        # A registry of the release before moved no revision on: its moves stay as they were.
-        client.moved_revision = max(client.moved_revision, data.accounts_revision)
+    elif isinstance(data, ClientUpdated) and data.moved_revision > client.moved_revision:
+        # Moved (a registry of the release before says no revision: its moves stay as they
+        # were). Taken as the highest, so replicas applying two moves in either order agree.
+        client.moved_revision = data.moved_revision
         _forget_companies_of_the_place_before(model, client)
     client.name = data.card.name
     client.client_url = data.card.client_url
@@ -399,20 +399,19 @@ def _apply_client_card(model: ModelState, event: StoredEvent[ClientAdded] | Stor
     client.events_sequence = event.sequence
 
 
-def _of_the_place_before(client: ClientState | None, revision: int) -> bool:
+def _of_the_place_before(model: ModelState, event: StoredEvent[Any], client: ClientState | None, revision: int) -> bool:
     """Whether a refresh's outcome read the tenant or environment the card named before its
-    last move (a refresh asked for before it, tried again or finished after it)."""
-    return client is not None and revision < client.moved_revision
+    last move (a refresh asked for before it, tried again or finished after it). Its rows
+    are gone; its refresh run counts as done, with nothing of it left to read."""
+    if client is None or revision >= client.moved_revision:
+        return False
+    refresh = model.refreshes.get(event.data.refresh_id)
+    if refresh is not None and refresh.client_id == client.client_id:
+        refresh.companies_found = 0
+    return True
 
 
-def _moves(client: ClientState, connection: ClientConnection) -> bool:
-    """Whether a card's save points it at another tenant or environment, as the registry
-    decides (the tenant by its id, the environment in any case)."""
-    if client.tenant_id is not None and connection.tenant_id is not None:
-        same_tenant = client.tenant_id == connection.tenant_id
-    else:
-        same_tenant = client.tenant.lower() == connection.tenant.lower()
-    return not same_tenant or client.environment.lower() != connection.environment.lower()
+_END_OF_TIME = datetime.max.replace(tzinfo=UTC)
 
 
 def _forget_companies_of_the_place_before(model: ModelState, client: ClientState) -> None:
@@ -422,10 +421,18 @@ def _forget_companies_of_the_place_before(model: ModelState, client: ClientState
     order between them) stays; what a refresh of the old place says later changes nothing
     (``_of_the_place_before``)."""
     companies = model.companies_of(client.client_id)
-    for company_id, company in list(companies.items()):
-        if company.accounts_revision < client.moved_revision:
-            del companies[company_id]
-            model.company_rates.pop((client.client_id, company_id), None)
+    # Waits for a retry of the old place (its companies', and the client's own: its BC could
+    # not be reached) end with it.
+    gone = [
+        company_id for company_id, company in companies.items() if company.accounts_revision < client.moved_revision
+    ]
+    for company_id in [None, *gone]:
+        _end_waiting(
+            model, firm_id=client.firm_id, client_id=client.client_id, company_id=company_id, before=_END_OF_TIME
+        )
+    for company_id in gone:
+        del companies[company_id]
+        model.company_rates.pop((client.client_id, company_id), None)
 
 
 def apply_client_added(model: ModelState, event: StoredEvent[ClientAdded]) -> ModelState:
@@ -517,7 +524,7 @@ def apply_companies_discovered(model: ModelState, event: StoredEvent[CompaniesDi
                 refresh.companies_found = len([c for c in _unique(data) if _in_scope(refresh, c.company_id)])
             _keep_for_the_client(refresh, event, RowState.OK)
         return model
-    if _of_the_place_before(client, data.accounts_revision):
+    if _of_the_place_before(model, event, client, data.accounts_revision):
         return model
     if _newer_state(client, event):
         client.state = RowState.OK
@@ -561,7 +568,7 @@ def apply_refresh_failed(model: ModelState, event: StoredEvent[RefreshFailed]) -
     client = model.clients.get(data.client_id)
     if client is not None and client.firm_id != envelope.firm_id:
         return model
-    if _of_the_place_before(client, data.accounts_revision):
+    if _of_the_place_before(model, event, client, data.accounts_revision):
         return model
     _record_refresh_failure(model, event, client)
     failed_at = data.failure.occurred_at
@@ -615,7 +622,7 @@ def apply_refresh_deferred(model: ModelState, event: StoredEvent[RefreshDeferred
     client = model.clients.get(data.client_id)
     if client is not None and client.firm_id != firm_id:
         return model
-    if _of_the_place_before(client, data.accounts_revision):
+    if _of_the_place_before(model, event, client, data.accounts_revision):
         return model
     waiting_since = data.failure.occurred_at
     if data.company_id is None:
@@ -771,7 +778,7 @@ def apply_company_snapshot(model: ModelState, event: StoredEvent[CompanySnapshot
     client = model.clients.get(data.client_id)
     if client is not None and client.firm_id != event.envelope.firm_id:
         return model
-    if _of_the_place_before(client, data.accounts_revision):
+    if _of_the_place_before(model, event, client, data.accounts_revision):
         return model
     # A snapshot may arrive before its client's ClientAdded (another stream): keep it under
     # the event's firm; the dashboard shows it once the client row exists.

@@ -89,7 +89,7 @@ from hub_registry.models import (
     Client,
     registry_outbox,
 )
-from hub_registry.service.shared import Context, acting_accountant, emit, live_client
+from hub_registry.service.shared import Context, acting_accountant, emit, live_client, read_the_place_before
 from hub_registry.settings import RegistrySettings
 
 ALERTS_ACTOR = Actor.service("registry-alerts")
@@ -393,7 +393,7 @@ async def on_companies_discovered(*, session: AsyncSession, discovered: Envelope
     client = await session.get(Client, data.client_id)
     if client is None or client.firm_id != discovered.firm_id or client.removed_at is not None:
         return
-    if _stale(client, data.accounts_revision):
+    if read_the_place_before(client, data.accounts_revision):
         return  # what the card named before a move lists, not this client's companies
     context = Context(firm_id=client.firm_id, actor=ALERTS_ACTOR, correlation_id=discovered.correlation_id)
     listed = {company.company_id for company in data.companies}
@@ -761,16 +761,11 @@ def webhook_body(envelope: Envelope[EventData]) -> str:
     )
 
 
-def _stale(client: Client | None, revision: int) -> bool:
-    """Whether a refresh's outcome was asked for before the card changed what it reads (its
-    account numbers, or a move to another tenant or environment): what it says is history."""
-    return client is not None and revision < client.accounts_revision
-
-
 async def on_snapshot(*, session: AsyncSession, snapshot: Envelope[CompanySnapshot]) -> int:
     """Evaluate a company's snapshot against its firm's rules; how many episodes changed."""
     data = snapshot.data
-    if _stale(await session.get(Client, data.client_id), data.accounts_revision):
+    client = await session.get(Client, data.client_id)
+    if read_the_place_before(client, data.accounts_revision):
         return 0
     # The rules first: every path takes the rules' locks before the failure rows' (a removal
     # locks the rule, then forgets failures), or two of them could wait on each other.
@@ -790,6 +785,8 @@ async def on_snapshot(*, session: AsyncSession, snapshot: Envelope[CompanySnapsh
     )
     if not rules:
         return 0  # the firm watches nothing here: the cheap and common case
+    if client is not None and data.accounts_revision < client.accounts_revision:
+        return 0  # figures made with account numbers the card no longer names
     position = await session.get(AlertPositionRow, (data.client_id, data.company_id))
     if position is not None and (position.accounts_revision, position.read_at) >= (
         data.accounts_revision,
@@ -836,7 +833,7 @@ async def on_refresh_failed(*, session: AsyncSession, failed: Envelope[RefreshFa
     data = failed.data
     if not await _failures_watched(session, failed.firm_id, data.client_id):
         return
-    if _stale(await session.get(Client, data.client_id), data.accounts_revision):
+    if read_the_place_before(await session.get(Client, data.client_id), data.accounts_revision):
         return
     key = _company_key(data.company_id)
     if await session.get(AlertFailureRow, (data.client_id, key)) is not None:

@@ -244,13 +244,15 @@ async def update_client(
     if renumbered or moved:
         # What a refresh asked for before says is stale from now on (events.RefreshRequested).
         client.accounts_revision += 1
+    if moved:
+        client.moved_revision = client.accounts_revision
     client.updated_at = datetime.now(UTC)
     context = Context.of(command)
     updated = ClientUpdated(
         client_id=client.id,
         card=card,
         connection=parsed_connection(parsed, tenant_id),
-        accounts_revision=client.accounts_revision,
+        moved_revision=client.moved_revision,
     )
     await emit(session, context, updated)
     if moved:

@@ -168,3 +168,9 @@ async def live_client(
         # Another firm's client answers exactly like a missing one (invariant 4).
         raise refused(RejectionReason.NOT_FOUND, "No such client", field="client_id")
     return client
+
+
+def read_the_place_before(client: Client | None, revision: int) -> bool:
+    """Whether a refresh's outcome (carrying its RefreshRequested.accounts_revision) read the
+    tenant or environment the card named before its last move: what it says is history."""
+    return client is not None and revision < client.moved_revision

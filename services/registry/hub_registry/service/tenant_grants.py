@@ -36,7 +36,7 @@ from hub_common.events import (
 )
 from hub_registry.models import Client, Firm, TenantGrant
 from hub_registry.service.refreshes import emit_refresh
-from hub_registry.service.shared import SERVICE_ACTOR, Context, emit, live_client
+from hub_registry.service.shared import SERVICE_ACTOR, Context, emit, live_client, read_the_place_before
 
 
 async def _live_grant(session: AsyncSession, firm_id: uuid.UUID, tenant_id: uuid.UUID) -> TenantGrant | None:
@@ -208,6 +208,8 @@ async def confirm_grant(*, session: AsyncSession, discovered: Envelope[Companies
     client = (await session.execute(query)).scalar_one_or_none()
     if client is None or client.tenant_id is None:
         return
+    if read_the_place_before(client, discovered.data.accounts_revision):
+        return  # the tenant the card named before a move was read, not the one it names now
     grant = await _live_grant(session, discovered.firm_id, client.tenant_id)
     if grant is not None and grant.confirmed_at is None and grant.granted_at <= discovered.occurred_at:
         grant.confirmed_at = discovered.occurred_at
@@ -228,6 +230,8 @@ async def withdraw_after_consent_lost(*, session: AsyncSession, failed: Envelope
     ).scalar_one_or_none()
     if client is None or client.tenant_id is None:
         return
+    if read_the_place_before(client, failed.data.accounts_revision):
+        return  # consent lost at the tenant the card named before a move, not at this one
     grant = await _live_grant(session, failed.firm_id, client.tenant_id)
     if (
         grant is None
