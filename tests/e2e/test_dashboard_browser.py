@@ -494,6 +494,24 @@ def test_the_client_card_keeps_the_clients_time_zone(page: Page, hub: Hub, sandb
             time.sleep(0.3)
         zoned.reload()
         expect(zoned.locator("#time_zone")).to_have_value("Pacific/Auckland")
+        # A colleague saves the card meanwhile: this page's save is refused, saying why,
+        # rather than undoing their change.
+        [listed] = [c for c in api.get("/api/v1/clients").json()["clients"] if c["client_id"] == client_id]
+        colleague = api.put(f"/api/v1/clients/{client_id}", json={**listed["card"], "notes": "by a colleague"})
+        assert colleague.status_code == 202
+
+        def version() -> object:
+            return next(c for c in api.get("/api/v1/clients").json()["clients"] if c["client_id"] == client_id)[
+                "card_version"
+            ]
+
+        deadline = time.monotonic() + 30
+        while version() == listed["card_version"]:
+            assert time.monotonic() < deadline, "the colleague's save never reached the read model"
+            time.sleep(0.3)
+        zoned.locator("#notes").fill("mine")
+        zoned.get_by_role("button", name="Save", exact=True).click()
+        expect(zoned.get_by_text("Someone saved this client card since you opened it", exact=False)).to_be_visible()
 
         # The details pane offers the statements as of the client's today, as the workbook
         # link without a date gives them, not UTC's date.

@@ -85,6 +85,43 @@ def test_adding_a_client_puts_its_companies_on_the_dashboard(hub: Hub, sandbox: 
         assert row["web_client_link"].startswith(sandbox.web_client)
 
 
+def test_a_card_saved_by_someone_else_since_it_was_read_is_not_overwritten(hub: Hub, sandbox: Sandbox) -> None:
+    """Two accountants with one card open: the later save replaced the whole card and undid
+    the earlier one's change without a word. Sent back with the version it was read at, a
+    save on a card saved since is refused (412); left out, it goes through as before."""
+    tenants = httpx.get(f"{sandbox.base_url}/_sandbox/tenants", verify=sandbox.tls()).json()["tenants"]
+    tenant = next(t for t in tenants if not t["consented"])
+    api = hub.client("carla@versioned-accounting.example")
+    url = next(e for e in tenant["environments"] if e["name"] == "Production")["client_url"]
+    added = api.post("/api/v1/clients", json={"name": "Versioned client", "client_url": url})
+    assert added.status_code == 202, added.text
+    client_id = added.json()["client_id"]
+
+    def card_of(after: int | None = None) -> dict[str, Any]:
+        deadline = time.monotonic() + 15
+        while True:
+            listed = [c for c in api.get("/api/v1/clients").json()["clients"] if c["client_id"] == client_id]
+            if listed and listed[0]["card_version"] != after:
+                return dict(listed[0])
+            assert time.monotonic() < deadline, "the card never came back changed"
+            time.sleep(0.2)
+
+    read = card_of()
+    first = {**read["card"], "notes": "Year end in March"}
+    saved = api.put(f"/api/v1/clients/{client_id}", json=first, headers={"If-Match": f'"{read["card_version"]}"'})
+    assert saved.status_code == 202, saved.text
+    after = card_of(after=read["card_version"])
+    assert after["card"]["notes"] == "Year end in March"
+    # The other accountant's page still holds the card as first read.
+    late = {**read["card"], "phone": "+45 12 34 56 78"}
+    refused = api.put(f"/api/v1/clients/{client_id}", json=late, headers={"If-Match": f'"{read["card_version"]}"'})
+    assert refused.status_code == 412, refused.text
+    assert "Someone saved this client card since you opened it" in refused.json()["detail"]["message"]
+    assert card_of(after=None)["card"]["notes"] == "Year end in March"
+    # A script that sends no version saves as before.
+    assert api.put(f"/api/v1/clients/{client_id}", json={**after["card"], "phone": "+45 1"}).status_code == 202
+
+
 def test_another_firm_sees_nothing_and_gets_404(hub: Hub, sandbox: Sandbox) -> None:
     owner = hub.client("bob@fabrikam-accounting.example")
     outsider = hub.client("eve@contoso-audit.example")

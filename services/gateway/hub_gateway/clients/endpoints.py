@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
+from typing import Annotated
 
-from fastapi import HTTPException, Request, status
+from fastapi import Header, HTTPException, Request, status
 from pydantic import BaseModel, ConfigDict
 
 from hub_common import commands
@@ -24,6 +25,7 @@ from hub_gateway.dependencies import (
     feature_api,
     send_command,
 )
+from hub_gateway.languages import LocalizedHTTPException
 
 clients_api = feature_api("clients")
 
@@ -55,7 +57,11 @@ async def require_client(session: Session, principal: Principal, client_id: uuid
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=N_("No such client"))
 
 
-@clients_api.put("/clients/{client_id}", status_code=status.HTTP_202_ACCEPTED)
+@clients_api.put(
+    "/clients/{client_id}",
+    status_code=status.HTTP_202_ACCEPTED,
+    responses={412: {"description": "The card was saved by someone else since its card_version (If-Match)"}},
+)
 async def update_client(
     client_id: uuid.UUID,
     principal: ManagingPrincipal,
@@ -63,8 +69,26 @@ async def update_client(
     session: Session,
     request: Request,
     card: ClientCard,
+    if_match: Annotated[
+        str | None,
+        Header(
+            description="The card_version the card was read at (GET /api/v1/clients): a save on a card someone "
+            "else saved since is refused (412) instead of undoing their change. Left out, the save goes through."
+        ),
+    ] = None,
 ) -> commands.ClientCreated:
-    await require_client(session, principal, client_id)
+    row = await clients_queries.client_in_firm(session, firm_id=principal.firm_id, client_id=client_id)
+    if row is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=N_("No such client"))
+    if if_match is not None and if_match.strip().removeprefix("W/").strip('"') != str(row.events_sequence):
+        raise LocalizedHTTPException(
+            status.HTTP_412_PRECONDITION_FAILED,
+            N_(
+                "Someone saved this client card since you opened it: reload the card to see their change, "
+                "then make yours again"
+            ),
+            as_object=True,
+        )
     command = commands.UpdateClient(
         firm_id=principal.firm_id,
         actor=accountant_actor(principal),

@@ -98,6 +98,9 @@ class ClientSummary(BaseModel):
     source: str
     state: str
     card: dict[str, Any]
+    # Which save of the card this is (the stream position of its last change): sent back in
+    # If-Match, a save made on a card someone else saved since is refused (412).
+    card_version: int = 0
     failure: dict[str, Any] | None
     access: TenantAccess
     # Per company: whether Business Central notifies the hub of its changes.
@@ -121,6 +124,7 @@ def client_summary(
         source=row.source,
         state=row.state,
         card=json.loads(row.card_json),
+        card_version=row.events_sequence,
         failure=parsed_json(row.failure_json),
         access=tenant_access(access),
         change_notifications=notifications or [],

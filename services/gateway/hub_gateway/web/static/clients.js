@@ -215,6 +215,21 @@ Hub.start(() => {
 
   // ------------------------------------------------------------------ save and remove
 
+  // The save this page last read of the card: a save made on a card someone else saved
+  // since is refused, rather than undoing their change.
+  let cardVersion = client ? client.card_version : null;
+
+  async function waitForNewVersion(clientId, sent) {
+    const deadline = Date.now() + 8000;
+    while (Date.now() < deadline) {
+      const { data } = await api("GET", "/api/v1/clients");
+      const listed = data.clients.find((c) => c.client_id === clientId);
+      if (listed && listed.card_version !== sent) return listed.card_version;
+      await new Promise((resolve) => setTimeout(resolve, 300));
+    }
+    return sent;
+  }
+
   async function waitUntilListed(clientId, present) {
     const deadline = Date.now() + 8000;
     while (Date.now() < deadline) {
@@ -233,8 +248,9 @@ Hub.start(() => {
     $("save").disabled = true;
     try {
       const { data } = client
-        ? await api("PUT", `/api/v1/clients/${client.client_id}`, body)
+        ? await api("PUT", `/api/v1/clients/${client.client_id}`, body, { "If-Match": `"${cardVersion}"` })
         : await api("POST", "/api/v1/clients", body);
+      if (client) cardVersion = await waitForNewVersion(client.client_id, cardVersion);
       const waiting = !client && data.access_granted === false;
       $("card-saved").textContent = waiting
         ? _("Saved. The client has not given your firm access yet: send them the Connect link from the card.")

@@ -50,8 +50,8 @@ const Hub = (() => {
   }
 
   // Every call names what went wrong in words a person can act on.
-  async function api(method, path, body) {
-    const init = { method, headers: { Accept: "application/json" }, credentials: "same-origin" };
+  async function api(method, path, body, headers) {
+    const init = { method, headers: { Accept: "application/json", ...(headers || {}) }, credentials: "same-origin" };
     if (method !== "GET") init.headers["X-CSRF-Token"] = csrf;
     if (body !== undefined) {
       init.headers["Content-Type"] = "application/json";
