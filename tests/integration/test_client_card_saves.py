@@ -14,10 +14,10 @@ from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlmodel import select
 
-from hub_common.commands import CommandRejected, RejectionReason, UpdateClient
+from hub_common.commands import CommandRejected, RejectionReason, SetMissingTimeZones, UpdateClient
 from hub_common.db import create_engine, migrate, session_factory, transaction
 from hub_common.entra import TenantDirectory
-from hub_common.events import Actor, ActorKind, ClientCard, decode_event
+from hub_common.events import Actor, ActorKind, ClientCard, ClientUpdated, decode_event
 from hub_common.local_nats import free_port
 from hub_registry.app import MIGRATIONS, VERSION_TABLE
 from hub_registry.models import Accountant, Client, Firm, registry_outbox
@@ -120,3 +120,24 @@ async def test_the_first_save_of_a_card_without_a_tenant_id_is_no_move(
     async with sessions() as session:
         events = (await session.execute(select(registry_outbox.c.payload))).scalars().all()
     assert [decode_event(payload).data.event_type for payload in events] == ["ClientUpdated"]
+
+
+async def test_every_update_of_a_moved_card_says_where_it_last_moved(
+    saved_card: tuple[async_sessionmaker[AsyncSession], UpdateClient],
+) -> None:
+    """A time zone given to every card is an update too: without the card's move revision, a
+    read model that applied it before the move never learnt of the move."""
+    sessions, command = saved_card
+    async with transaction(sessions) as session:
+        await session.execute(update(Client).values(accounts_revision=3, moved_revision=3, time_zone=None))
+    async with transaction(sessions) as session:
+        await clients.set_missing_time_zones(
+            session=session,
+            command=SetMissingTimeZones(
+                firm_id=command.firm_id, actor=command.actor, correlation_id="zones", time_zone="Europe/Amsterdam"
+            ),
+        )
+    async with sessions() as session:
+        payloads = (await session.execute(select(registry_outbox.c.payload))).scalars().all()
+    [updated] = [decode_event(payload).data for payload in payloads]
+    assert isinstance(updated, ClientUpdated) and updated.moved_revision == 3

@@ -435,16 +435,25 @@ def test_a_card_moved_to_another_environment_keeps_none_of_the_old_ones_companie
     assert (CLIENT, COMPANY_A) not in model.company_rates
 
 
-def test_two_moves_applied_in_either_order_leave_the_same_rows() -> None:
-    """Back and forth (A to B, then B to A): replicas may apply the two in either order."""
+def test_a_move_is_learnt_from_any_later_update_whichever_a_replica_applies_first() -> None:
+    """Every update says where the card last moved: a replica that applied a later update
+    (a time zone given to every card) before the move skipped the move as older, and kept
+    the old place's companies for good."""
     log = _client_with_companies()
     log.add(_snapshot(COMPANY_A, "100", T0 + timedelta(minutes=1)))
-    there = log.add(_moved_to("Sandbox", 1), at=T0 + timedelta(minutes=10))
-    back = log.add(_moved_to("Production", 2), at=T0 + timedelta(minutes=20))
-    log.add(_discovered(SECOND_REFRESH, uuid.uuid4()).model_copy(update={"accounts_revision": 1}))  # Sandbox's
+    move = log.add(_moved_to("Sandbox", 1), at=T0 + timedelta(minutes=10))
+    later = log.add(_moved_to("Sandbox", 1), at=T0 + timedelta(minutes=11))  # the same place, another field
+    # The new place's whole-client wait, applied before the move by this replica: it stays.
+    waiting = log.add(
+        _deferred(T0 + timedelta(minutes=12)).model_copy(update={"refresh_id": SECOND_REFRESH, "accounts_revision": 1}),
+        at=T0 + timedelta(minutes=12),
+    )
     in_order = _folded(*log.events)
-    swapped = _folded(*[e for e in log.events if e not in (there, back)], back, there)
-    assert _rows(in_order)["companies"] == _rows(swapped)["companies"] == {CLIENT: {}}
+    swapped = _folded(*[e for e in log.events if e not in (move, later, waiting)], waiting, later, move)
+    for model in (in_order, swapped):
+        assert model.companies_of(CLIENT) == {}
+        assert _client(model).moved_revision == 1
+        assert [e.company_id for e in model.failures.entries.values() if e.next_attempt_at] == [None]
 
 
 def test_a_move_ends_the_old_places_waits_and_its_refresh_runs() -> None:

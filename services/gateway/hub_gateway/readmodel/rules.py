@@ -366,7 +366,15 @@ def apply_accountant_removed(model: ModelState, event: StoredEvent[AccountantRem
 def _apply_client_card(model: ModelState, event: StoredEvent[ClientAdded] | StoredEvent[ClientUpdated]) -> None:
     data, envelope = event.data, event.envelope
     client = model.clients.get(data.client_id)
-    if client is not None and (client.events_sequence >= event.sequence or client.firm_id != envelope.firm_id):
+    if client is not None and client.firm_id != envelope.firm_id:
+        return
+    if client is not None and isinstance(data, ClientUpdated) and data.moved_revision > client.moved_revision:
+        # Moved (a registry of the release before says no revision: its moves stay as they
+        # were). Every update says where the card last moved, and the highest is taken before
+        # anything else, so a replica that applies a later update first still learns of it.
+        client.moved_revision = data.moved_revision
+        _forget_companies_of_the_place_before(model, client, moved_at=envelope.occurred_at)
+    if client is not None and client.events_sequence >= event.sequence:
         return
     if client is None:
         if not isinstance(data, ClientAdded):
@@ -383,11 +391,6 @@ def _apply_client_card(model: ModelState, event: StoredEvent[ClientAdded] | Stor
             added_at=envelope.occurred_at,
         )
         _take_first_refresh_state(model, cast("StoredEvent[ClientAdded]", event), client)
-    elif isinstance(data, ClientUpdated) and data.moved_revision > client.moved_revision:
-        # Moved (a registry of the release before says no revision: its moves stay as they
-        # were). Taken as the highest, so replicas applying two moves in either order agree.
-        client.moved_revision = data.moved_revision
-        _forget_companies_of_the_place_before(model, client)
     client.name = data.card.name
     client.client_url = data.card.client_url
     client.tenant = data.connection.tenant
@@ -405,8 +408,8 @@ def _of_the_place_before(model: ModelState, event: StoredEvent[Any], client: Cli
     are gone; its refresh run counts as done, with nothing of it left to read."""
     if client is None or revision >= client.moved_revision:
         return False
-    refresh = model.refreshes.get(event.data.refresh_id)
-    if refresh is not None and refresh.client_id == client.client_id:
+    refresh = _recorded_refresh(model, event, event.data.refresh_id, client.client_id)
+    if refresh is not None:
         refresh.companies_found = 0
     return True
 
@@ -414,19 +417,20 @@ def _of_the_place_before(model: ModelState, event: StoredEvent[Any], client: Cli
 _END_OF_TIME = datetime.max.replace(tzinfo=UTC)
 
 
-def _forget_companies_of_the_place_before(model: ModelState, client: ClientState) -> None:
+def _forget_companies_of_the_place_before(model: ModelState, client: ClientState, *, moved_at: datetime) -> None:
     """The card moved to another tenant or environment: the companies the place it named
     before holds are not this client's any more. A company listed or read at the card's new
     revision (the new place's, whose outcome may come before this event: the streams keep no
     order between them) stays; what a refresh of the old place says later changes nothing
     (``_of_the_place_before``)."""
     companies = model.companies_of(client.client_id)
-    # Waits for a retry of the old place (its companies', and the client's own: its BC could
-    # not be reached) end with it.
+    # Waits for a retry of the old place end with it: its companies', and the client's own
+    # (its BC could not be reached) that began before the move; the new place's began after.
     gone = [
         company_id for company_id, company in companies.items() if company.accounts_revision < client.moved_revision
     ]
-    for company_id in [None, *gone]:
+    _end_waiting(model, firm_id=client.firm_id, client_id=client.client_id, company_id=None, before=moved_at)
+    for company_id in gone:
         _end_waiting(
             model, firm_id=client.firm_id, client_id=client.client_id, company_id=company_id, before=_END_OF_TIME
         )

@@ -321,7 +321,16 @@ async def set_missing_time_zones(
         client.time_zone = command.time_zone
         client.updated_at = datetime.now(UTC)
         await emit(
-            session, context, ClientUpdated(client_id=client.id, card=card, connection=client_connection(client))
+            session,
+            context,
+            ClientUpdated(
+                client_id=client.id,
+                card=card,
+                connection=client_connection(client),
+                # Every update says where the card last moved: a replica that applies this
+                # one before the move would otherwise never learn of it.
+                moved_revision=client.moved_revision,
+            ),
         )
         answer.clients += 1
     return answer
@@ -355,7 +364,16 @@ async def unassign_accountant(session: AsyncSession, context: Context, accountan
         client.updated_at = datetime.now(UTC)
         unassigned += 1
         await emit(
-            session, context, ClientUpdated(client_id=client.id, card=card, connection=client_connection(client))
+            session,
+            context,
+            ClientUpdated(
+                client_id=client.id,
+                card=card,
+                connection=client_connection(client),
+                # Every update says where the card last moved: a replica that applies this
+                # one before the move would otherwise never learn of it.
+                moved_revision=client.moved_revision,
+            ),
         )
     return unassigned
 
@@ -447,7 +465,16 @@ async def resolve_missing_tenant_ids(*, session: AsyncSession, directory: Tenant
         client.tenant_id = tenant_id
         context = Context(client.firm_id, SERVICE_ACTOR, f"resolve-tenant-{client.id}")
         await emit(
-            session, context, ClientUpdated(client_id=client.id, card=card, connection=client_connection(client))
+            session,
+            context,
+            ClientUpdated(
+                client_id=client.id,
+                card=card,
+                connection=client_connection(client),
+                # Every update says where the card last moved: a replica that applies this
+                # one before the move would otherwise never learn of it.
+                moved_revision=client.moved_revision,
+            ),
         )
         resolved += 1
     return resolved
