@@ -45,12 +45,15 @@ CommandT = TypeVar("CommandT", bound=BaseModel)
 # Commands of one subject one replica answers at once on PostgreSQL: one firm's command that
 # waits on the outside (Entra naming a tenant, a webhook's host looked up) must not hold every
 # other firm's behind it. On SQLite, one process's one writer, they take turns.
-COMMANDS_AT_ONCE = 16
+# They wait for a transaction below, not for a worker: a burst of one firm's commands must
+# not fill the workers with commands that wait while other firms' queue behind them.
+COMMANDS_AT_ONCE = 64
 # Transactions commands hold at once, every subject together, and of them one firm's: each
-# holds one of the process's database connections (the engine's pool holds 15), which the
-# event consumers need too, and no firm may take them all.
-TRANSACTIONS_AT_ONCE = 8
-TRANSACTIONS_PER_FIRM = 2
+# holds one of the process's database connections (the engine's pool holds up to 20), which
+# the event consumers need too, and no firm may take them all. Commands of no firm (signing
+# in, a client's own people) share only the overall limit.
+TRANSACTIONS_AT_ONCE = 12
+TRANSACTIONS_PER_FIRM = 3
 
 
 def invalid_command(error: ValidationError) -> Rejection:
@@ -163,6 +166,10 @@ class CommandServer:
     @asynccontextmanager
     async def _turn(self, firm: object) -> AsyncIterator[None]:
         """A place among the transactions running at once, and among the firm's."""
+        if firm is None:
+            async with self._transactions:
+                yield
+            return
         mine, users = self._firms_transactions.get(firm, (asyncio.Semaphore(TRANSACTIONS_PER_FIRM), 0))
         self._firms_transactions[firm] = (mine, users + 1)
         try:
