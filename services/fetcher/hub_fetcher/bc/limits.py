@@ -278,6 +278,25 @@ class SharedRequestWindow:
             # Full: the next slice, the processes spread over its first second.
             await asyncio.sleep((index + 1) * self._slice_seconds - now + random.random())
 
+    async def wait_for_room(self, tenant: str, weight: int) -> None:
+        """Waits, without counting, until the current slice has room for ``weight``: done
+        before taking a slot, so a full slice is waited out holding none (the requests
+        waiting for one would otherwise poll the slots' bucket all that time)."""
+        weight = min(weight, self.per_slice)
+        while True:
+            now = time.time()
+            index = math.floor(now / self._slice_seconds)
+            try:
+                entry = await self._bucket.get(f"tenant.{tenant}.slice{index}")
+                used = _parse_count(entry.value)
+            except nats.js.errors.KeyNotFoundError:
+                return
+            except BROKER_UNAVAILABLE:
+                return  # take() waits for the broker
+            if used + weight <= self.per_slice:
+                return
+            await asyncio.sleep((index + 1) * self._slice_seconds - now + random.random())
+
     async def _add(self, key: str, weight: int) -> bool:
         """Whether the slice had room for ``weight`` (and now counts it). A lost race means
         another request was counted: read again, until it fits or the slice is full."""
@@ -356,6 +375,8 @@ class TenantLimiter:
             if self._shared_slots is None:
                 yield
                 return
+            if self._shared_window is not None:
+                await self._shared_window.wait_for_room(tenant, weight)
             async with self._shared_slots.slot(tenant):
                 # Counted once the slot (and any wait BC asked of every process) is had: a
                 # request counted earlier could reach BC in a later slice than it was counted in.
