@@ -118,3 +118,36 @@ async def test_an_outage_is_not_remembered_and_a_failed_renewal_keeps_the_keys_i
             assert _KeysThenOutage.served == served + 1
     finally:
         server.shutdown()
+
+
+class _Throttling(BaseHTTPRequestHandler):
+    """Entra's key endpoint throttling the hub (429)."""
+
+    served = 0
+
+    def do_GET(self) -> None:
+        type(self).served += 1
+        self.send_response(429)
+        self.send_header("Retry-After", "1")
+        self.end_headers()
+
+    def log_message(self, *_: object) -> None:
+        pass
+
+
+async def test_entra_throttling_the_hub_is_not_taken_for_a_refused_tenant() -> None:
+    """A 429 was remembered as Entra refusing the tenant: its administrators' tokens were
+    refused for five minutes after Entra had long stopped throttling."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Throttling)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        async with httpx.AsyncClient() as http:
+            verifier = EntraTokenVerifier(
+                authority_base=f"http://127.0.0.1:{server.server_port}", audience="hub", http=http
+            )
+            tenant = str(uuid.uuid4())
+            assert "(429)" in await _refusal(verifier, tenant)
+            assert "(429)" in await _refusal(verifier, tenant)
+            assert _Throttling.served == 2, "asked again: throttling passes"
+    finally:
+        server.shutdown()

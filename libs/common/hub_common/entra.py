@@ -85,6 +85,8 @@ _TENANT_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-
 MAX_KEY_SETS = 1_000
 # A tenant whose keys could not be read is not asked again for this long.
 KEY_FAILURE_SECONDS = 300.0
+# The longest keys go on being used while Entra cannot be asked for them again.
+KEYS_KEPT_SECONDS = 24 * 3600.0
 # Tenants not yet known whose keys one process may fetch in a minute. The tenant is read from
 # a token before its signature can be checked, and the endpoint takes no sign-in: without a
 # bound, anyone naming tenant after tenant would have the hub ask Entra for each, and Entra,
@@ -118,6 +120,8 @@ class EntraTokenVerifier:
         # apart, so made-up tenants fill only the second and never push out real ones' keys.
         self._keys: dict[str, tuple[float, jwt.PyJWKSet]] = {}
         self._refused: dict[str, tuple[float, str]] = {}
+        # When each tenant's keys were last read from Entra (time.monotonic()).
+        self._fetched_keys_at: dict[str, float] = {}
         self._fetched_at: deque[float] = deque()  # fetches of the last minute, oldest first
 
     async def _key_set(self, tenant: str) -> jwt.PyJWKSet:
@@ -132,10 +136,18 @@ class EntraTokenVerifier:
         fetched = await self._fetch(tenant)
         if isinstance(fetched, jwt.PyJWKSet):
             self._remember(self._keys, tenant, (now + self._cache_seconds, fetched))
+            self._fetched_keys_at[tenant] = now
+            if len(self._fetched_keys_at) > 2 * self._max_key_sets:
+                self._fetched_keys_at = {t: at for t, at in self._fetched_keys_at.items() if t in self._keys}
             return fetched
         reason, tenant_refused = fetched
-        if cached is not None:
-            # A renewal that failed: the keys known an hour ago still check tokens for a while.
+        if (
+            cached is not None
+            and not tenant_refused
+            and now - self._fetched_keys_at.get(tenant, now) < KEYS_KEPT_SECONDS
+        ):
+            # A renewal Entra failed to answer: the keys known before still check tokens for a
+            # while (not once Entra refuses the tenant, nor for longer than a day).
             self._remember(self._keys, tenant, (now + KEY_FAILURE_SECONDS, cached[1]))
             return cached[1]
         if tenant_refused:
@@ -160,7 +172,8 @@ class EntraTokenVerifier:
             return f"the signing keys of tenant {tenant} could not be read ({type(error).__name__})", False
         if response.status_code != 200:
             reason = f"the signing keys of tenant {tenant} could not be read ({response.status_code})"
-            return reason, 400 <= response.status_code < 500
+            # Throttled (429) or timed out (408) is Entra's trouble, not a refusal of the tenant.
+            return reason, 400 <= response.status_code < 500 and response.status_code not in (408, 429)
         try:
             body = response.json()
             if not isinstance(body, dict):
