@@ -745,6 +745,21 @@ async def test_what_a_refresh_asked_for_before_the_card_changed_says_is_history(
     assert isinstance(ended, AlertResolved) and ended.episode_id == raised.episode_id
 
 
+async def test_a_read_made_with_older_account_numbers_still_counts_as_a_read(registry: Registry) -> None:
+    """Renumbered before the registry handled them: a refresh's read of the company (its
+    figures not evaluated) came before another refresh's earlier failure, which then stood
+    alone and raised a false "failing" alert."""
+    await registry.rule(registry.owner, figure="failing_hours", comparison="above", threshold=6)
+    async with transaction(registry.sessions) as session:
+        client = await session.get(Client, registry.client_id)
+        assert client is not None
+        client.accounts_revision = 2  # renumbered; no move
+    await registry.snapshot("5", T0 + timedelta(hours=2), accounts_revision=1)
+    await registry.failed(T0 + timedelta(hours=1), accounts_revision=1)  # before that read: over
+    await registry.new_events()
+    assert await registry.check_failures(T0 + timedelta(hours=30)) == []
+
+
 async def test_a_client_no_longer_watched_loses_its_failure_so_a_new_rule_counts_afresh(registry: Registry) -> None:
     rule_id = await registry.rule(registry.owner, figure="failing_hours", comparison="above", threshold=6)
     await registry.failed(T0)

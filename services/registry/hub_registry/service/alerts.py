@@ -785,9 +785,20 @@ async def on_snapshot(*, session: AsyncSession, snapshot: Envelope[CompanySnapsh
     )
     if not rules:
         return 0  # the firm watches nothing here: the cheap and common case
-    if client is not None and data.accounts_revision < client.accounts_revision:
-        return 0  # figures made with account numbers the card no longer names
     position = await session.get(AlertPositionRow, (data.client_id, data.company_id))
+    if client is not None and data.accounts_revision < client.accounts_revision:
+        # Figures made with account numbers the card no longer names are not evaluated; the
+        # read itself still counts as one (a failure handled later that came before it is over).
+        if position is None:
+            position = AlertPositionRow(
+                client_id=data.client_id,
+                company_id=data.company_id,
+                read_at=data.read_at,
+                accounts_revision=data.accounts_revision,
+            )
+        position.read_at = max(position.read_at, data.read_at)
+        session.add(position)
+        return 0
     if position is not None and (position.accounts_revision, position.read_at) >= (
         data.accounts_revision,
         data.read_at,
