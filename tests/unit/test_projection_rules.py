@@ -456,6 +456,19 @@ def test_a_move_is_learnt_from_any_later_update_whichever_a_replica_applies_firs
         assert [e.company_id for e in model.failures.entries.values() if e.next_attempt_at] == [None]
 
 
+def test_a_company_of_both_places_stays_when_the_new_ones_outcome_comes_first() -> None:
+    """An environment copied from the other keeps its companies' ids: the new place's
+    discovery of the same company, applied before the move, left the row at the old
+    revision, and the move dropped it until the next refresh."""
+    log = _client_with_companies()
+    log.add(_snapshot(COMPANY_A, "100", T0 + timedelta(minutes=1)))
+    move = log.add(_moved_to("Sandbox", 1), at=T0 + timedelta(minutes=10))
+    listed = log.add(_discovered(SECOND_REFRESH, COMPANY_A).model_copy(update={"accounts_revision": 1}))
+    for events in (log.events, [e for e in log.events if e is not move] + [move]):
+        model = _folded(*events)
+        assert set(model.companies_of(CLIENT)) == {COMPANY_A}, events.index(listed)
+
+
 def test_a_move_ends_the_old_places_waits_and_its_refresh_runs() -> None:
     """A company of the old place waiting for a retry stayed "waiting" in Check Errors for
     good, and a refresh run of the old place counted as still under way."""

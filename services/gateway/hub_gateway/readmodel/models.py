@@ -190,6 +190,9 @@ class CompanyRow(SQLModel, table=True):
     # The revision of the client card's account numbers the figures were made with
     # (CompanySnapshot.accounts_revision): figures of an older one never replace them.
     accounts_revision: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    # The newest card revision whose refresh named the company (its discovery, snapshot,
+    # failure or wait): a move drops the companies named only before it.
+    place_revision: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
     # Whether the newest snapshot carried the company's exchange rates (gateway_company_rates),
     # and why not when BC did not give them.
     exchange_rates_read: bool = False

@@ -222,7 +222,13 @@ def _new_company(event: StoredEvent[Any], client_id: uuid.UUID, company_id: uuid
         firm_id=event.envelope.firm_id,
         company_name=name,
         accounts_revision=getattr(event.data, "accounts_revision", 0),
+        place_revision=getattr(event.data, "accounts_revision", 0),
     )
+
+
+def _named_at(company: CompanyState, revision: int) -> None:
+    """An outcome of a refresh at ``revision`` named the company: it is of that card's place."""
+    company.place_revision = max(company.place_revision, revision)
 
 
 def _end_waiting(
@@ -426,9 +432,7 @@ def _forget_companies_of_the_place_before(model: ModelState, client: ClientState
     companies = model.companies_of(client.client_id)
     # Waits for a retry of the old place end with it: its companies', and the client's own
     # (its BC could not be reached) that began before the move; the new place's began after.
-    gone = [
-        company_id for company_id, company in companies.items() if company.accounts_revision < client.moved_revision
-    ]
+    gone = [company_id for company_id, company in companies.items() if company.place_revision < client.moved_revision]
     _end_waiting(model, firm_id=client.firm_id, client_id=client.client_id, company_id=None, before=moved_at)
     for company_id in gone:
         _end_waiting(
@@ -557,6 +561,7 @@ def apply_companies_discovered(model: ModelState, event: StoredEvent[CompaniesDi
         row = existing.get(company.company_id)
         if row is None:
             row = model.add_company(_new_company(event, client.client_id, company.company_id, company.name))
+        _named_at(row, data.accounts_revision)
         if _newer_outcome(row, discovered_at):
             # The newest reading of the company names it (a snapshot may be newer).
             row.company_name = company.name
@@ -613,6 +618,7 @@ def apply_refresh_failed(model: ModelState, event: StoredEvent[RefreshFailed]) -
             _new_company(event, data.client_id, data.company_id, data.company_name or str(data.company_id))
         )
     _show_failure(company, data)
+    _named_at(company, data.accounts_revision)
     company.events_sequence = event.sequence
     _end_waiting(
         model, firm_id=envelope.firm_id, client_id=data.client_id, company_id=data.company_id, before=failed_at
@@ -656,6 +662,7 @@ def apply_refresh_deferred(model: ModelState, event: StoredEvent[RefreshDeferred
                 _new_company(event, data.client_id, data.company_id, data.company_name or str(data.company_id))
             )
         _show_waiting(company, data)
+        _named_at(company, data.accounts_revision)
         company.events_sequence = event.sequence
     # This attempt's wait replaces the wait of an earlier attempt of the same scope.
     _end_waiting(model, firm_id=firm_id, client_id=data.client_id, company_id=data.company_id, before=waiting_since)
@@ -793,6 +800,7 @@ def apply_company_snapshot(model: ModelState, event: StoredEvent[CompanySnapshot
             # company: it is gone from BC, and this read (applied late, or again) is history.
             return model
         company = model.add_company(_new_company(event, data.client_id, data.company_id, data.company_name))
+    _named_at(company, data.accounts_revision)
     if _newer_outcome(company, data.read_at):
         # Newer figures always show; the state only if nothing later (a failure, a wait for
         # a retry) happened to the company, whichever stream was projected first.

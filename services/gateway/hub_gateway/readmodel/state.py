@@ -103,6 +103,8 @@ class CompanyState:
     # the batch holds (a rebuild meets every snapshot the stream keeps).
     read_figures: CompanyFigures | None = None
     accounts_revision: int = 0
+    # See CompanyRow.place_revision.
+    place_revision: int = 0
     # Whether the newest snapshot carried exchange rates (``CompanyRateState``), and why not.
     exchange_rates_read: bool = False
     exchange_rates_unavailable: str | None = None
