@@ -263,6 +263,18 @@ async def update_client(
         await emit_refresh(session, context, client, company_id=None)
 
 
+def card_updated(client: Client, card: ClientCard) -> ClientUpdated:
+    """The event of a card saved as it stands, its connection as resolved."""
+    return ClientUpdated(
+        client_id=client.id,
+        card=card,
+        connection=client_connection(client),
+        # Every update says where the card last moved: a replica that applies this one
+        # before the move would otherwise never learn of it.
+        moved_revision=client.moved_revision,
+    )
+
+
 async def _tenant_of_card(
     session: AsyncSession, command: UpdateClient, parsed: ParsedClientUrl, directory: TenantDirectory
 ) -> uuid.UUID:
@@ -320,18 +332,7 @@ async def set_missing_time_zones(
             continue
         client.time_zone = command.time_zone
         client.updated_at = datetime.now(UTC)
-        await emit(
-            session,
-            context,
-            ClientUpdated(
-                client_id=client.id,
-                card=card,
-                connection=client_connection(client),
-                # Every update says where the card last moved: a replica that applies this
-                # one before the move would otherwise never learn of it.
-                moved_revision=client.moved_revision,
-            ),
-        )
+        await emit(session, context, card_updated(client, card))
         answer.clients += 1
     return answer
 
@@ -363,18 +364,7 @@ async def unassign_accountant(session: AsyncSession, context: Context, accountan
         client.assigned_accountant_id = None
         client.updated_at = datetime.now(UTC)
         unassigned += 1
-        await emit(
-            session,
-            context,
-            ClientUpdated(
-                client_id=client.id,
-                card=card,
-                connection=client_connection(client),
-                # Every update says where the card last moved: a replica that applies this
-                # one before the move would otherwise never learn of it.
-                moved_revision=client.moved_revision,
-            ),
-        )
+        await emit(session, context, card_updated(client, card))
     return unassigned
 
 
@@ -464,17 +454,6 @@ async def resolve_missing_tenant_ids(*, session: AsyncSession, directory: Tenant
             continue
         client.tenant_id = tenant_id
         context = Context(client.firm_id, SERVICE_ACTOR, f"resolve-tenant-{client.id}")
-        await emit(
-            session,
-            context,
-            ClientUpdated(
-                client_id=client.id,
-                card=card,
-                connection=client_connection(client),
-                # Every update says where the card last moved: a replica that applies this
-                # one before the move would otherwise never learn of it.
-                moved_revision=client.moved_revision,
-            ),
-        )
+        await emit(session, context, card_updated(client, card))
         resolved += 1
     return resolved
