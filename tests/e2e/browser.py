@@ -69,6 +69,9 @@ def sign_in(page: Page, hub: Hub, email: str) -> None:
     page.get_by_role("button", name="Sign in").click()
     expect(page.get_by_role("table", name="Client companies")).to_be_visible()
     expect(page.locator("header .who")).to_have_text(email)
+    # The page shows before its script has run (a loaded machine may fetch it late): a click
+    # on a menu then does nothing, where a person would click again.
+    page.wait_for_function("() => typeof Hub !== 'undefined'")
 
 
 def row_of(page: Page, text: str) -> Any:
