@@ -72,28 +72,23 @@ async def test_a_card_naming_its_tenant_as_before_is_saved_while_entra_is_away(
     sessions, command = saved_card
     async with httpx.AsyncClient() as http:
         nowhere = TenantDirectory(authority_base=f"https://127.0.0.1:{free_port()}", http=http, timeout_seconds=2)
-        async with transaction(sessions) as session:
-            await clients.update_client(session=session, command=command, settings=SETTINGS, directory=nowhere)
-        # The same tenant in capitals is the same spelling to Entra.
-        upper = command.card.model_copy(update={"client_url": URL.replace("contoso.example", "CONTOSO.example")})
-        async with transaction(sessions) as session:
-            await clients.update_client(
-                session=session,
-                command=command.model_copy(update={"card": upper}),
-                settings=SETTINGS,
-                directory=nowhere,
-            )
+        await _save(sessions, command, nowhere, URL)
+        await _save(sessions, command, nowhere, URL.replace("contoso.example", "CONTOSO.example"))  # Entra's spelling
         # Another tenant is asked about, and cannot be saved without Entra's answer.
-        other = command.card.model_copy(update={"client_url": URL.replace("contoso.example", "fabrikam.example")})
         with pytest.raises(CommandRejected) as refused:
-            async with transaction(sessions) as session:
-                await clients.update_client(
-                    session=session,
-                    command=command.model_copy(update={"card": other}),
-                    settings=SETTINGS,
-                    directory=nowhere,
-                )
+            await _save(sessions, command, nowhere, URL.replace("contoso.example", "fabrikam.example"))
     assert refused.value.rejection.reason is RejectionReason.UNAVAILABLE
+
+
+async def _save(
+    sessions: async_sessionmaker[AsyncSession], command: UpdateClient, directory: TenantDirectory, client_url: str
+) -> None:
+    """The card saved with ``client_url``, as the registry answers an UpdateClient."""
+    card = command.card.model_copy(update={"client_url": client_url})
+    async with transaction(sessions) as session:
+        await clients.update_client(
+            session=session, command=command.model_copy(update={"card": card}), settings=SETTINGS, directory=directory
+        )
 
 
 async def test_the_first_save_of_a_card_without_a_tenant_id_is_no_move(
@@ -107,16 +102,9 @@ async def test_the_first_save_of_a_card_without_a_tenant_id_is_no_move(
         await session.execute(
             update(Client).values(tenant_id=None, tenant="cronus-sample.onmicrosoft.com", client_url=sample)
         )
-    card = command.card.model_copy(update={"client_url": sample})
     async with httpx.AsyncClient(verify=sandbox.tls()) as http:
         directory = TenantDirectory(authority_base=sandbox.base_url, http=http, timeout_seconds=10)
-        async with transaction(sessions) as session:
-            await clients.update_client(
-                session=session,
-                command=command.model_copy(update={"card": card}),
-                settings=SETTINGS,
-                directory=directory,
-            )
+        await _save(sessions, command, directory, sample)
     async with sessions() as session:
         events = (await session.execute(select(registry_outbox.c.payload))).scalars().all()
     assert [decode_event(payload).data.event_type for payload in events] == ["ClientUpdated"]
