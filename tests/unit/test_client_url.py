@@ -217,6 +217,13 @@ def test_every_form_parses(url: str, tenant: str, environment: str, company: str
         ("https://127.0.0.1:9999/bc/contoso.com/Production", "host", "not a Business Central address"),
         ("https://businesscentral.dynamics.com/contoso.com/" + "x" * 2100, "url", "longer than"),
         ("https://businesscentral.dynamics.com/con toso.com", "url", "spaces"),
+        # A line break, percent-encoded, after a name that is otherwise good.
+        (
+            "https://businesscentral.dynamics.com/contoso.com/Production%0A",
+            "environment",
+            "not a Business Central environment",
+        ),
+        ("https://businesscentral.dynamics.com/contoso.com%0A/Production", "tenant", "is not a tenant"),
     ],
 )
 def test_bad_urls_say_which_part_is_wrong(url: str, part: str, words: str) -> None:
@@ -292,7 +299,9 @@ def test_work_and_school_addresses_are_accepted(address: str) -> None:
     assert normalize_work_email(address) == address.lower()
 
 
-@pytest.mark.parametrize("address", ["", "plain", "a@b", "a b@c.com", "@contoso.com", "a@contoso..com"])
+@pytest.mark.parametrize(
+    "address", ["", "plain", "a@b", "a b@c.com", "@contoso.com", "a@contoso..com", "a@contoso.com\nb@contoso.com"]
+)
 def test_malformed_addresses_are_refused(address: str) -> None:
     with pytest.raises(EmailRejected, match="not a valid email address"):
         normalize_work_email(address)

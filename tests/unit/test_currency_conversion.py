@@ -216,7 +216,18 @@ def test_a_reporting_currency_is_three_capital_letters(code: str | None) -> None
     assert Preferences(reporting_currency=code).reporting_currency == code
 
 
-@pytest.mark.parametrize("code", ["eur", "Eur", "EURO", "EU", "EUROEUROEU", "E1R", "", " EUR"])
+@pytest.mark.parametrize("code", ["eur", "Eur", "EURO", "EU", "EUROEUROEU", "E1R", "", " EUR", "EUR\n"])
 def test_anything_else_is_refused_with_the_rule(code: str) -> None:
     with pytest.raises(ValidationError, match="ISO 4217 currency code: three capital letters"):
         Preferences(reporting_currency=code)
+
+
+@pytest.mark.parametrize("locale", ["en-GB", "de", "pt-BR", "zh-Hant-TW", "es-419", "de-CH-1996", None])
+def test_a_locale_is_a_language_tag_browsers_accept(locale: str | None) -> None:
+    assert Preferences(locale=locale).locale == locale
+
+
+@pytest.mark.parametrize("locale", ["en-GB\n", "en-GB\nde", "e", "en_GB", "en-12", "en-GB-x", "de-Latn-Latn"])
+def test_a_locale_is_one_language_tag_and_nothing_after_it(locale: str) -> None:
+    with pytest.raises(ValidationError, match="language tag"):
+        Preferences(locale=locale)

@@ -93,7 +93,7 @@ ALWAYS_REFUSED_DOMAINS = frozenset(
 CONSUMER_DOMAINS = frozenset(FREE_MAIL_DOMAINS) | ALWAYS_REFUSED_DOMAINS
 CONSUMER_FIRST_LABELS = frozenset({"yahoo", "ymail", "rocketmail"})
 
-_ADDRESS = re.compile(r"^[a-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@([a-z0-9-]{1,63}\.)+[a-z]{2,63}$")
+_ADDRESS = re.compile(r"[a-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@([a-z0-9-]{1,63}\.)+[a-z]{2,63}")
 
 
 class EmailRejected(ValueError):
@@ -109,7 +109,7 @@ class EmailRejected(ValueError):
 def normalize_work_email(raw: str) -> str:
     """Lower-case and check an address; refuse consumer mailboxes with a clear reason."""
     email = raw.strip().lower()
-    if not _ADDRESS.match(email):
+    if not _ADDRESS.fullmatch(email):
         raise EmailRejected(N_("%(email)s is not a valid email address"), email=repr(raw.strip()[:320]))
     domain = email.rsplit("@", 1)[1]
     if _is_consumer_domain(domain):

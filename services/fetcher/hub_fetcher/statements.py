@@ -101,7 +101,7 @@ class _NetChangeRow(_ReportRow):
 
 
 _SEPARATORS = re.compile(r"[\s\u00a0\u202f'’]")
-_DIGITS_AND_MARKS = re.compile(r"^[0-9.,]{1,40}$")
+_DIGITS_AND_MARKS = re.compile(r"[0-9.,]{1,40}")
 # Validation context of a trial balance: whether a lone "." or "," before exactly three
 # digits is the answer's decimal mark (see ``lone_mark_is_decimal``).
 LONE_MARK_IS_DECIMAL = "lone_mark_is_decimal"
@@ -125,7 +125,7 @@ def _decimals_shown(text: str) -> int | None:
     "0.125" three (a group never starts with 0), "12,50" two, "1,234,567" and "0" none;
     "1,234" could be 1234 or 1.234 (None)."""
     compact, _ = _unsigned(text)
-    if not compact or not _DIGITS_AND_MARKS.match(compact):
+    if not compact or not _DIGITS_AND_MARKS.fullmatch(compact):
         return None
     last_dot, last_comma = compact.rfind("."), compact.rfind(",")
     if last_dot < 0 and last_comma < 0:
@@ -161,7 +161,7 @@ def parse_formatted_amount(text: str, *, lone_mark_is_decimal: bool = False) -> 
     compact, negative = _unsigned(text)
     if not compact:
         return None
-    if not _DIGITS_AND_MARKS.match(compact) or not any(char.isdigit() for char in compact):
+    if not _DIGITS_AND_MARKS.fullmatch(compact) or not any(char.isdigit() for char in compact):
         raise ValueError(f"not an amount: {text[:50]!r}")
     last_dot, last_comma = compact.rfind("."), compact.rfind(",")
     if last_dot >= 0 and last_comma >= 0:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 TOKEN_BYTES = 32
 # token_urlsafe(32) and a base64url SHA-256 are both 43 characters of this alphabet.
-_PART = re.compile(r"^[A-Za-z0-9_-]{43}$")
+_PART = re.compile(r"[A-Za-z0-9_-]{43}")
 
 
 class TamperedLink(ValueError):
@@ -63,7 +63,7 @@ def read_link(key: bytes, link: str) -> LinkParts:
     if len(parts) != 3:
         raise TamperedLink("the link does not have three parts")
     raw_id, token, mac = parts
-    if not _PART.match(token) or not _PART.match(mac):
+    if not _PART.fullmatch(token) or not _PART.fullmatch(mac):
         raise TamperedLink("the token or the signature is malformed")
     try:
         invitation_id = uuid.UUID(raw_id)

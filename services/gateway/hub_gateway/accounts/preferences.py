@@ -33,12 +33,16 @@ def _figure_key(value: str) -> str:
 FigureKey = Annotated[
     str, AfterValidator(_figure_key), WithJsonSchema({"type": "string", "enum": list(FIGURES_BY_KEY)})
 ]
-# A BCP 47 language tag as browsers send it: "en-GB", "de", "pt-BR", "zh-Hant-TW".
-_LOCALE = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8}){0,3}$")
+# A BCP 47 language tag as browsers send it: "en-GB", "de", "pt-BR", "zh-Hant-TW", "es-419",
+# "de-CH-1996": language, then script, region and variants each in the shape browsers'
+# Intl accepts ("en-12" it refuses, and every number on the page would fail with it).
+_LOCALE = re.compile(
+    r"[A-Za-z]{2,3}(-[A-Za-z]{4})?(-([A-Za-z]{2}|[0-9]{3}))?(-([A-Za-z0-9]{5,8}|[0-9][A-Za-z0-9]{3})){0,2}"
+)
 PAGE_SIZES = (25, 50, 100, 200, 500)
 # An ISO 4217 code's shape: three capital letters ("EUR"); whether BC has a rate for it is
 # each company's own matter, answered row by row.
-_CURRENCY = re.compile(r"^[A-Z]{3}$")
+_CURRENCY = re.compile(r"[A-Z]{3}")
 
 logger = get_logger(__name__)
 
@@ -50,13 +54,13 @@ def _distinct(columns: list[str]) -> list[str]:
 
 
 def _locale(value: str | None) -> str | None:
-    if value is not None and not _LOCALE.match(value):
+    if value is not None and not _LOCALE.fullmatch(value):
         raise ValueError(N_("must be a language tag such as en-GB or de-DE"))
     return value
 
 
 def _currency(value: str | None) -> str | None:
-    if value is not None and not _CURRENCY.match(value):
+    if value is not None and not _CURRENCY.fullmatch(value):
         raise ValueError(N_("must be an ISO 4217 currency code: three capital letters such as EUR"))
     return value
 

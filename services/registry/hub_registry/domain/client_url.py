@@ -33,10 +33,10 @@ from hub_common.i18n import N_
 DEFAULT_ENVIRONMENT = "Production"
 MAX_URL_LENGTH = 2000
 
-_DOMAIN = re.compile(r"^(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)+$")
+_DOMAIN = re.compile(r"(?=.{1,253}\Z)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)+")
 # BC environment names: letters, digits and hyphens (underscore is tolerated), at most 30.
-_ENVIRONMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,29}$")
-_FINANCIALS_HOST = re.compile(r"^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)\.financials\.dynamics\.com$")
+_ENVIRONMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,29}")
+_FINANCIALS_HOST = re.compile(r"([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)\.financials\.dynamics\.com")
 _PARTNER_HOST = re.compile(PARTNER_WEB_CLIENT_HOST_PATTERN)
 
 WEB_CLIENT_HOST = "businesscentral.dynamics.com"
@@ -82,7 +82,7 @@ def _tenant(segment: str) -> str | None:
         domain = idna.encode(segment, uts46=True, transitional=False).decode("ascii")
     except (idna.IDNAError, UnicodeError):
         return None
-    return domain if _DOMAIN.match(domain) else None
+    return domain if _DOMAIN.fullmatch(domain) else None
 
 
 def _tenant_and_environment(segments: list[str], example_base: str) -> tuple[str, str]:
@@ -109,7 +109,7 @@ def _tenant_and_environment(segments: list[str], example_base: str) -> tuple[str
     tenant = segments[0]
     named = _tenant(tenant)
     if named is None:
-        if len(segments) == 1 and _ENVIRONMENT.match(tenant):
+        if len(segments) == 1 and _ENVIRONMENT.fullmatch(tenant):
             raise ClientUrlError(
                 "tenant",
                 N_(
@@ -128,7 +128,7 @@ def _tenant_and_environment(segments: list[str], example_base: str) -> tuple[str
             tenant=repr(tenant),
         )
     environment = segments[1] if len(segments) == 2 else DEFAULT_ENVIRONMENT
-    if not _ENVIRONMENT.match(environment):
+    if not _ENVIRONMENT.fullmatch(environment):
         raise ClientUrlError(
             "environment",
             N_(
@@ -265,7 +265,7 @@ def parse_client_url(raw: str, *, extra_web_client_bases: tuple[str, ...] = ()) 
 
     segments = _with_tenant_parameter(segments, query)
 
-    if _FINANCIALS_HOST.match(host):
+    if _FINANCIALS_HOST.fullmatch(host):
         raise ClientUrlError(
             "host",
             N_(
@@ -313,7 +313,7 @@ def _api_url_advice(segments: list[str]) -> tuple[str, dict[str, str]]:
     environment when the API URL names them (/v2.0/{tenant}/{environment}/...)."""
     if len(segments) >= 3 and re.fullmatch(r"v\d+(\.\d+)?", segments[0]) and _tenant(segments[1]) is not None:
         named = _tenant(segments[1])
-        if _ENVIRONMENT.match(segments[2]):
+        if _ENVIRONMENT.fullmatch(segments[2]):
             return (
                 N_(
                     "This is a Business Central API address. The Client URL is the web client's: "

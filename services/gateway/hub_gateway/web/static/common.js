@@ -112,7 +112,11 @@ const Hub = (() => {
   }
 
   let locale = undefined; // the browser's, until the accountant picks one
-  function setLocale(value) { locale = value || undefined; }
+  function setLocale(value) {
+    // A tag this browser refuses (saved before the server checked tags so closely, or one
+    // this browser is too old for) would make every number throw: the browser's own instead.
+    try { locale = value ? Intl.getCanonicalLocales(value)[0] : undefined; } catch (_) { locale = undefined; }
+  }
   const formatters = new Map();
   function formatter(currency) {
     const key = `${locale}|${currency || ""}`;
