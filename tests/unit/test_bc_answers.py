@@ -542,6 +542,32 @@ async def test_an_answer_of_endless_empty_objects_is_refused_while_parsed(
     assert peak < 200_000_000
 
 
+@pytest.mark.parametrize(
+    ("body", "words"),
+    [
+        # 1,000,001 amounts: about 110 MB of Decimals from 4 MB of "1.5,".
+        (b'{"value": [' + b",".join([b"1.5"] * 1_000_001) + b"]}", "more than 1000000 JSON numbers"),
+        # Lists (and strings) the parser cannot count: refused before it starts.
+        (b'{"value": [' + b",".join([b"[]"] * 3_000_001) + b"]}", "more than 3000000 JSON values"),
+        (b'{"value": [{"remainingAmount": NaN}]}', "NaN is not a JSON value"),
+    ],
+)
+async def test_an_answer_of_endless_small_values_is_refused_before_it_fills_memory(
+    bc: BusinessCentral, crafted: CraftedBusinessCentral, body: bytes, words: str
+) -> None:
+    crafted.answering = always(200, body)
+    tracemalloc.start()
+    try:
+        with pytest.raises(FetchFailure) as failure:
+            await bc.get_collection(ENVIRONMENT, f"{ROOT}/salesInvoices")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert failure.value.kind is FailureKind.BAD_RESPONSE
+    assert words in (failure.value.message or "")
+    assert peak < 150_000_000
+
+
 async def test_a_collection_past_its_size_across_pages_is_refused(
     bc: BusinessCentral, crafted: CraftedBusinessCentral
 ) -> None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import zlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
 from decimal import Decimal
@@ -40,6 +40,12 @@ MAX_PAGES = 1000
 # bytes of memory for every 3 bytes read, so it is refused while it is parsed, before a
 # tenant's 50 MB answer becomes gigabytes for every firm the fetcher serves.
 MAX_JSON_OBJECTS = 400_000
+# The same for any value: "1.5," is a 104-byte Decimal for 4 bytes read, "[]," a list and
+# '"ab",' a string of 50 bytes or more. Values are bounded before parsing (a value but the
+# first follows a comma, or opens an array), numbers while parsing. The hub's reads select
+# few fields: 400,000 entities of the largest read fit both.
+MAX_JSON_VALUES = 3_000_000
+MAX_JSON_NUMBERS = 1_000_000
 MAX_COLLECTION_ENTITIES = 500_000
 # How long every read of a tenant BC throttled waits when BC does not say (no Retry-After).
 THROTTLED_HOLD_OFF_SECONDS = 5.0
@@ -119,24 +125,51 @@ def _parse_json(body: bytes) -> Any:
     """A BC body as JSON, its numbers with a fraction as Decimal: amounts of 16 or more
     digits would lose their cents as floats (329882455933742.36 reads 329882455933742.4).
 
-    Raises ValueError for anything that is not JSON Python can hold: besides
+    Raises ValueError for anything that is not JSON Python can hold, or that holds more
+    values, objects or numbers than an answer of BC to the hub's reads: besides
     JSONDecodeError and UnicodeDecodeError (both ValueErrors), an integer literal beyond
     Python's digit limit raises a plain ValueError and deep nesting ("[[[[...") a
     RecursionError, which is turned into one.
     """
-    made = 0
+    # An upper bound (a comma or bracket inside a string counts too), counted without
+    # allocating anything.
+    if body.count(b",") + body.count(b"[") > MAX_JSON_VALUES:
+        raise ValueError(f"more than {MAX_JSON_VALUES} JSON values in one answer")
+    objects = 0
+    numbers = 0
 
     def counted(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-        nonlocal made
-        made += 1
-        if made > MAX_JSON_OBJECTS:
+        nonlocal objects
+        objects += 1
+        if objects > MAX_JSON_OBJECTS:
             raise ValueError(f"more than {MAX_JSON_OBJECTS} JSON objects in one answer")
         return dict(pairs)
 
+    def number(kind: Callable[[str], Any]) -> Callable[[str], Any]:
+        def parsed(text: str) -> Any:
+            nonlocal numbers
+            numbers += 1
+            if numbers > MAX_JSON_NUMBERS:
+                raise ValueError(f"more than {MAX_JSON_NUMBERS} JSON numbers in one answer")
+            return kind(text)
+
+        return parsed
+
     try:
-        return json.loads(body, parse_float=Decimal, object_pairs_hook=counted)
+        return json.loads(
+            body,
+            parse_float=number(Decimal),
+            parse_int=number(int),
+            parse_constant=_not_json,
+            object_pairs_hook=counted,
+        )
     except RecursionError as error:
         raise ValueError("JSON nested too deeply") from error
+
+
+def _not_json(constant: str) -> NoReturn:
+    # Python's json reads NaN and Infinity, which JSON (and BC) never writes.
+    raise ValueError(f"{constant} is not a JSON value")
 
 
 def _check_collection_size(entities: list[dict[str, Any]]) -> None:
