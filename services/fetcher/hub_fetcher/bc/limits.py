@@ -4,9 +4,10 @@ Both hold across every fetcher process together. A request first takes one of th
 tenant's 5 slots, leased in a NATS KV bucket (``SharedTenantSlots``); a crashed process's
 leases expire on their own. It is counted in the tenant's request window, kept in another
 bucket (``SharedRequestWindow``), so one process reading a large environment may use the
-whole window rather than its share of it. When BC asks the identity to wait (a 429, or a
-503 with Retry-After), the wait goes into a third bucket, so every process holds the
-tenant's requests back, not only the one that was told. A single process without the
+whole window rather than its share of it. When BC throttles the identity (a 429), the
+wait goes into a third bucket, so every process holds the tenant's requests back, not only
+the one that was told. (A 503's Retry-After is about one environment, being upgraded: it
+delays only the retry of the read that met it, BusinessCentral._raise_for_error.) A single process without the
 buckets (tests, tools) keeps both limits itself (``TenantLimiter``).
 """
 
@@ -356,7 +357,7 @@ class TenantLimiter:
         return budget
 
     async def hold_off(self, tenant: str, seconds: float) -> None:
-        """BC asked the identity to wait (429, or 503 with Retry-After): the tenant's next
+        """BC throttled the identity (a 429, with or without Retry-After): the tenant's next
         requests wait this long, in every process where the slots are shared."""
         budget = self._budget(tenant)
         budget.held_off_until = max(budget.held_off_until, time.monotonic() + min(seconds, MAX_HOLD_OFF_SECONDS))
