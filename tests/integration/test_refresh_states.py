@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -334,3 +334,59 @@ async def test_check_errors_names_a_company_as_the_dashboard_does(fresh_model: C
         page = await check_errors_queries.problems(session, firm_id=FIRM)
     assert {problem.company_name for problem in page.problems} == {"Alpha Trading", "Old company"}
     assert {problem.latest.company_name for problem in page.problems} == {"Alpha Trading", "Old company"}
+
+
+async def test_a_problem_ends_when_a_list_of_the_clients_companies_no_longer_holds_it(
+    fresh_model: Callable[[], Any],
+) -> None:
+    """A company deleted in BC (or the client's card moved elsewhere) is never read again:
+    its problem is resolved by the first list of the client's companies without it, and a
+    client's own problem by any list (its BC answered, though it holds no company). A
+    problem after the list stays open, and the page counts the firm's open problems
+    whichever status it lists."""
+    sessions = await fresh_model()
+    firm = await _firm(sessions)
+    now = datetime.now(UTC)
+    log = _next(firm["log"])
+    beta, gone, refresh = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    log.add(_client("Beta", "beta.example", beta))
+    denied = _throttled(now - timedelta(hours=1)).model_copy(
+        update={"kind": FailureKind.NO_COMPANY_ACCESS, "http_status": 403}
+    )
+    log.add(
+        RefreshFailed(refresh_id=refresh, client_id=firm["alpha"], company_id=gone, company_name="Old", failure=denied)
+    )
+    log.add(RefreshFailed(refresh_id=refresh, client_id=beta, failure=denied))
+    later = denied.model_copy(update={"occurred_at": now + timedelta(hours=1)})
+    log.add(
+        RefreshFailed(
+            refresh_id=refresh, client_id=firm["alpha"], company_id=firm["a2"], company_name="A2", failure=later
+        )
+    )
+    listing = uuid.uuid4()
+    log.add(
+        CompaniesDiscovered(
+            client_id=firm["alpha"],
+            refresh_id=listing,
+            companies=[
+                DiscoveredCompany(company_id=firm["a1"], name="A1"),
+                DiscoveredCompany(company_id=firm["a2"], name="A2"),
+            ],
+        )
+    )
+    log.add(CompaniesDiscovered(client_id=beta, refresh_id=listing, companies=[]))
+    await _apply(sessions, log.items)
+    async with sessions() as session:
+        every = await check_errors_queries.problems(session, firm_id=FIRM, status=None)
+        resolved = await check_errors_queries.problems(session, firm_id=FIRM, status="resolved")
+        # The history filtered by kind in the query, so its count and pages are the kind's.
+        denials = await check_errors_queries.failures(session, firm_id=FIRM, kind=FailureKind.NO_COMPANY_ACCESS.value)
+        throttles = await check_errors_queries.failures(session, firm_id=FIRM, kind=FailureKind.THROTTLED.value)
+    states = {(problem.client_name, problem.company_name): problem.status for problem in every.problems}
+    assert states == {("Alpha", "Old"): "resolved", ("Beta", None): "resolved", ("Alpha", "A2"): "open"}
+    assert all(
+        problem.resolved_at is not None and problem.resolved_at > now - timedelta(hours=1)
+        for problem in resolved.problems
+    )
+    assert (every.open, resolved.open, resolved.total) == (1, 1, 2)
+    assert (denials.total, len(denials.failures), throttles.total) == (3, 3, 0)

@@ -24,12 +24,18 @@ async def check_errors(
     principal: CurrentPrincipal,
     session: Session,
     client_id: uuid.UUID | None = None,
+    kind: Annotated[FailureKind | None, Query(description="Only failures of this kind")] = None,
     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> check_errors_queries.FailurePage:
     """The history behind Check Errors: every failed refresh and Test Client URL, newest first."""
     return await check_errors_queries.failures(
-        session, firm_id=principal.firm_id, client_id=client_id, offset=offset, limit=limit
+        session,
+        firm_id=principal.firm_id,
+        client_id=client_id,
+        kind=kind.value if kind else None,
+        offset=offset,
+        limit=limit,
     )
 
 

@@ -76,12 +76,15 @@ async def failures(
     *,
     firm_id: uuid.UUID,
     client_id: uuid.UUID | None = None,
+    kind: str | None = None,
     offset: int = 0,
     limit: int = 100,
 ) -> FailurePage:
     conditions: list[ColumnElement[bool]] = [col(FailureRow.firm_id) == firm_id]
     if client_id is not None:
         conditions.append(col(FailureRow.client_id) == client_id)
+    if kind is not None:
+        conditions.append(col(FailureRow.kind) == kind)
     total = (await session.execute(select(func.count()).select_from(FailureRow).where(*conditions))).scalar_one()
     statement = (
         select(FailureRow, ClientRow, CompanyRow)
@@ -146,15 +149,27 @@ def _resolution(
     company_id: uuid.UUID | None,
     client: ClientRow | None,
     reads: dict[uuid.UUID, datetime],
+    listed: set[uuid.UUID],
 ) -> tuple[ProblemStatus, datetime | None]:
     """Resolved by a successful read after the last failure: of the company, or of any
-    company of the client when the failure came before companies were read."""
+    company of the client when the failure came before companies were read. A list of the
+    client's companies read after it resolves it too: one without the company (deleted in
+    BC, its access withdrawn, or the card moved to another place), which will not be read
+    again; for the client, any (its BC answered, though it may hold no company)."""
     if client is None or client.removed:
         return "resolved", None
+    listed_at = client.companies_listed_at
+    listed_after = listed_at if listed_at is not None and listed_at > last_seen else None
     if company_id is not None:
         read_at = reads.get(company_id)
-        return ("resolved", read_at) if read_at is not None and read_at > last_seen else ("open", None)
+        if read_at is not None and read_at > last_seen:
+            return "resolved", read_at
+        if listed_after is not None and company_id not in listed:
+            return "resolved", listed_after
+        return "open", None
     later = [read_at for read_at in reads.values() if read_at > last_seen]
+    if listed_after is not None:
+        later.append(listed_after)
     return ("resolved", min(later)) if later else ("open", None)
 
 
@@ -204,21 +219,23 @@ async def problems(
     }
     reads: dict[uuid.UUID, dict[uuid.UUID, datetime]] = {}
     companies: dict[tuple[uuid.UUID, uuid.UUID], CompanyRow] = {}
+    # The companies each client has now (read or not yet).
+    listed: dict[uuid.UUID, set[uuid.UUID]] = {}
     for company in (
         await session.execute(
             select(CompanyRow).where(col(CompanyRow.firm_id) == firm_id, col(CompanyRow.client_id).in_(client_ids))
         )
     ).scalars():
         companies[(company.client_id, company.company_id)] = company
+        listed.setdefault(company.client_id, set()).add(company.company_id)
         if company.as_of is not None:
             reads.setdefault(company.client_id, {})[company.company_id] = company.as_of
     found: list[Problem] = []
     for failure, occurrences, first_seen in rows:
         client = clients.get(failure.client_id) if failure.client_id else None
         client_reads = reads.get(failure.client_id, {}) if failure.client_id else {}
-        state, resolved_at = _resolution(failure.occurred_at, failure.company_id, client, client_reads)
-        if status is not None and state != status:
-            continue
+        client_listed = listed.get(failure.client_id, set()) if failure.client_id else set()
+        state, resolved_at = _resolution(failure.occurred_at, failure.company_id, client, client_reads, client_listed)
         failed_company = (
             companies.get((failure.client_id, failure.company_id))
             if failure.client_id is not None and failure.company_id is not None
@@ -241,7 +258,10 @@ async def problems(
             )
         )
     found.sort(key=lambda p: (p.status != "open", -p.last_seen.timestamp()))
+    # The firm's open problems, whichever status is listed (the page's heading counts them).
     open_count = sum(1 for p in found if p.status == "open")
+    if status is not None:
+        found = [p for p in found if p.status == status]
     return ProblemPage(
         problems=found[offset : offset + limit], total=len(found), open=open_count, offset=offset, limit=limit
     )

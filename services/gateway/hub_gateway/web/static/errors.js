@@ -91,10 +91,8 @@ Hub.start(() => {
     const history = filter.view === "history";
     const query = new URLSearchParams({ offset: String(offset), limit: String(PAGE) });
     if (filter.client_id) query.set("client_id", filter.client_id);
-    if (!history) {
-      query.set("status", filter.view);
-      if (filter.kind) query.set("kind", filter.kind);
-    }
+    if (filter.kind) query.set("kind", filter.kind);
+    if (!history) query.set("status", filter.view);
     let data;
     try {
       ({ data } = await api("GET", `/api/v1/${history ? "errors" : "problems"}?` + query));
@@ -108,8 +106,7 @@ Hub.start(() => {
     if (readFor() !== asked) return;
     $("errors-error").hidden = true;
     heading(history);
-    let entries = history ? data.failures : data.problems;
-    if (history && filter.kind) entries = entries.filter((entry) => entry.failure.kind === filter.kind);
+    const entries = history ? data.failures : data.problems;
     const none = { open: _("No open problems: every client's last refresh succeeded."), resolved: _("No resolved problems yet."), history: _("No failed or waiting connections. Every refresh and test succeeded.") }[filter.view];
     $("errors-body").replaceChildren(...(entries.length ? entries.map(history ? historyRow : problemRow)
       : [h("tr", {}, h("td", { colspan: 6 }, none))]));
