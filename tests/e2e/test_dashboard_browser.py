@@ -228,6 +228,11 @@ def test_the_row_menu_and_filters_work_from_the_keyboard(page: Page, hub: Hub, s
     page.get_by_label("Search").fill("")
     page.get_by_label("Threshold column").select_option("cash")
     page.get_by_label("Threshold comparison").select_option("gt")
+    # A threshold the API would refuse is refused on the page, before it joins the query.
+    page.get_by_label("Threshold value").fill("0.005")
+    page.get_by_role("button", name="Add", exact=True).click()
+    expect(page.locator("#page-error")).to_contain_text("at most two decimals")
+    expect(page.locator("#threshold-chips")).not_to_contain_text("Cash")
     page.get_by_label("Threshold value").fill("-1000000000")
     page.get_by_role("button", name="Add", exact=True).click()
     expect(page.locator("#threshold-chips")).to_contain_text("Cash")
@@ -240,6 +245,15 @@ def test_the_row_menu_and_filters_work_from_the_keyboard(page: Page, hub: Hub, s
     page.keyboard.press("Enter")
     expect(page.locator("th[aria-sort=descending]")).to_have_text("Cash ▼")
     expect(cash).to_be_focused()
+    # A view saved for a client no longer on the dashboard shows every client, and says so.
+    view = {"name": "A client since removed", "query": {"client_id": str(uuid.uuid4())}}
+    hub.client(email).post("/api/v1/views", json=view).raise_for_status()
+    page.reload()
+    page.wait_for_function("() => typeof Hub !== 'undefined'")
+    page.locator("#views").select_option(label="A client since removed")
+    expect(page.locator("#page-error")).to_contain_text("This view's client is no longer on the dashboard")
+    expect(page.locator("#filter-client")).to_have_value("")
+    expect(row_of(page, "CRONUS").first).to_be_visible()
 
 
 # Records every state each row of the grid shows, however briefly (rows are replaced live).

@@ -452,8 +452,10 @@ Hub.start(() => {
   for (const id of ["filter-client", "filter-accountant", "filter-errors", "filter-attention", "filter-overdue"]) $(id).addEventListener("change", filtersChanged);
   $("threshold-add").addEventListener("click", () => {
     const value = $("threshold-value").value.trim();
-    if (value === "" || Number.isNaN(Number(value))) {
-      showError(_("Type a number for the threshold, for example 10000."));
+    // The API's rule for an amount (at most 2 decimals and 28 digits): a threshold it refuses
+    // would stay on the page, and every later read would fail with it.
+    if (!/^-?\d{1,26}(\.\d{1,2})?$/.test(value)) {
+      showError(_("Type an amount with at most two decimals for the threshold, for example 10000 or 2500.50."));
       $("threshold-value").focus();
       return;
     }
@@ -480,6 +482,19 @@ Hub.start(() => {
     state.query = { text: q.text || "", client_id: q.client_id || "", assigned_accountant_id: q.assigned_accountant_id || "", has_errors: q.has_errors, needs_attention: q.needs_attention, overdue: q.overdue,
       thresholds: q.thresholds.map((t) => ({ ...t, value: String(t.value) })), sort: q.sort, descending: q.descending };
     if (view.columns) state.preferences = { ...state.preferences, columns: view.columns };
+    // A client removed or a colleague gone since the view was saved: a filter on them would
+    // show no rows with no filter to see (the list has no such choice), so it is dropped, and said.
+    const offered = (id, value) => [...$(id).options].some((option) => option.value === value);
+    const dropped = [];
+    if (state.query.client_id && !offered("filter-client", state.query.client_id)) {
+      state.query.client_id = "";
+      dropped.push(_("This view's client is no longer on the dashboard: it shows every client."));
+    }
+    if (state.query.assigned_accountant_id && !offered("filter-accountant", state.query.assigned_accountant_id)) {
+      state.query.assigned_accountant_id = "";
+      dropped.push(_("This view's accountant is no longer in the firm: it shows every accountant's clients."));
+    }
+    showError(dropped.join(" "));
     state.offset = 0;
     applyQueryToControls();
     load();
