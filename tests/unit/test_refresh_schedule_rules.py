@@ -10,6 +10,8 @@ import random
 import uuid
 from collections import Counter
 from datetime import UTC, datetime, time, timedelta
+from itertools import pairwise
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -187,16 +189,39 @@ def test_each_client_is_read_once_in_the_five_minutes_after_quiet_hours(every: t
     }
 
 
-def test_the_upkeep_reads_a_client_at_least_every_25_hours_even_in_quiet_hours() -> None:
+def test_the_upkeep_reads_a_client_after_25_hours_and_in_quiet_hours_only_after_48() -> None:
     # Quiet hours as long as may be, the upkeep's slot in them, and last run long ago.
     quiet = QuietHours(time(6, 0), time(2, 0))
     daily = RefreshSchedule(timedelta(days=1), quiet)
     client = CLIENTS[0]
     quiet_now = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
     assert daily.is_quiet(quiet_now)
-    assert not daily.is_due(client_id=client, last_run=quiet_now - timedelta(hours=24), now=quiet_now, upkeep=True)
-    assert daily.is_due(client_id=client, last_run=quiet_now - timedelta(hours=25), now=quiet_now, upkeep=True)
-    assert not daily.is_due(client_id=client, last_run=quiet_now - timedelta(hours=25), now=quiet_now)
+    assert not daily.is_due(client_id=client, last_run=quiet_now - timedelta(hours=25), now=quiet_now, upkeep=True)
+    assert daily.is_due(client_id=client, last_run=quiet_now - timedelta(hours=48), now=quiet_now, upkeep=True)
+    assert not daily.is_due(client_id=client, last_run=quiet_now - timedelta(hours=48), now=quiet_now)
+    awake_now = datetime(2026, 12, 2, 4, 0, tzinfo=UTC)
+    assert not daily.is_quiet(awake_now)
+    assert daily.is_due(client_id=client, last_run=awake_now - timedelta(hours=25), now=awake_now, upkeep=True)
+
+
+@pytest.mark.parametrize("added_at_minute", [0, 90, 211, 359])
+def test_a_client_added_in_quiet_hours_is_never_read_in_them_by_the_upkeep(added_at_minute: int) -> None:
+    """A "never on schedule" client while the hub subscribes to change notices: the upkeep
+    makes its schedule daily. Added at night, it was read 25 hours later, in quiet hours
+    again, and so an hour later every night, for as many nights as quiet hours last."""
+    zone = ZoneInfo("Europe/Amsterdam")
+    upkept = RefreshSchedule(timedelta(days=1), QuietHours(time(22, 0), time(6, 0)), time_zone="Europe/Amsterdam")
+    for client in CLIENTS[:4]:
+        added = datetime(2026, 12, 7, 0, 0, tzinfo=zone).astimezone(UTC) + timedelta(minutes=added_at_minute)
+        last, runs = added, [added]
+        for step in range(1, 6 * 24 * 12):
+            now = added + timedelta(minutes=5 * step)
+            if upkept.is_due(client_id=client, last_run=last, now=now, upkeep=True):
+                last = now
+                runs.append(now)
+        read = runs[1:]
+        assert read and not any(upkept.is_quiet(at) for at in read), [at.astimezone(zone) for at in read]
+        assert all(later - earlier <= timedelta(hours=45) for earlier, later in pairwise(runs))
 
 
 @pytest.mark.parametrize(

@@ -33,10 +33,14 @@ LONGEST_QUIET_HOURS = timedelta(hours=20)
 # When quiet hours end, the clients whose slot passed in them are read within this much
 # (each at its own phase folded into it), not all in the tick that ends them.
 CATCH_UP_SPREAD = timedelta(minutes=5)
-# While the hub subscribes to BC's change notices, a client is read at least this often
-# even in its quiet hours, so its subscriptions (3 days) never lapse: a day, plus the hour
-# a daylight-saving change may move the end of quiet hours by.
+# While the hub subscribes to BC's change notices, a client is read at least this often, so
+# its subscriptions (3 days) never lapse: a day, plus the hour a daylight-saving change may
+# move the end of quiet hours by. Falling due in quiet hours, it waits for their end (at
+# most 20 hours: read within 45 hours of the last)...
 UPKEEP_AT_LEAST_EVERY = timedelta(hours=25)
+# ...unless the client has not been read for this long (the hub was down): then at once,
+# quiet hours or not, with a day left before its subscriptions lapse.
+UPKEEP_IN_QUIET_HOURS_AFTER = timedelta(hours=48)
 # A last run recorded further ahead of this replica's clock than this was not made by a
 # clock in step with it.
 CLOCK_SKEW_TOLERANCE = timedelta(minutes=5)
@@ -210,13 +214,22 @@ class RefreshSchedule:
         whose next slot comes within the catch-up's five minutes is read at that slot only,
         not also caught up minutes before it. With
         ``upkeep`` (the hub keeps BC's change subscriptions alive), a client not read for
-        UPKEEP_AT_LEAST_EVERY is due whatever its quiet hours.
+        UPKEEP_AT_LEAST_EVERY is due, once its quiet hours end if they hold it back (caught up
+        as a slot is), and even in them after UPKEEP_IN_QUIET_HOURS_AFTER. Read in its quiet
+        hours each time 25 hours had passed, a client added at night was read there night
+        after night, an hour later each time.
         """
         if self.every is None:
             return False
-        if upkeep and now - last_run >= UPKEEP_AT_LEAST_EVERY:
+        quiet = self.is_quiet(now)
+        if upkeep and now - last_run >= (UPKEEP_IN_QUIET_HOURS_AFTER if quiet else UPKEEP_AT_LEAST_EVERY):
+            if quiet:
+                return True
+            quiet_end = self._last_quiet_end(now)
+            if quiet_end is not None and last_run + UPKEEP_AT_LEAST_EVERY < quiet_end:
+                return now >= quiet_end + self.catch_up_delay(client_id)
             return True
-        if self.is_quiet(now):
+        if quiet:
             return False
         if last_run > now + CLOCK_SKEW_TOLERANCE:
             # Recorded by a replica whose clock ran ahead (a machine resumed before its clock
