@@ -6,6 +6,7 @@ import pytest
 from pydantic import ValidationError
 
 from hub_common.settings import HubSettings
+from hub_fetcher.settings import FetcherSettings
 from hub_registry.settings import RegistrySettings
 
 
@@ -55,3 +56,14 @@ def test_a_stream_keeps_messages_forever_or_past_its_duplicate_window(
     else:
         with pytest.raises(ValidationError, match=f"{setting}[\\s\\S]*at least 120 s"):
             HubSettings.model_validate({setting: seconds})
+
+
+@pytest.mark.parametrize(("hours", "accepted"), [(1, False), (44, False), (45, True), (48, True), (72, True)])
+def test_subscriptions_are_renewed_before_the_longest_gap_between_two_reads(hours: float, accepted: bool) -> None:
+    # The registry reads a client within 45 hours (25, plus its quiet hours): a subscription
+    # renewed only in its last hour would lapse before the next read.
+    if accepted:
+        assert FetcherSettings(notification_renew_before_seconds=hours * 3600).notification_renew_before_seconds
+    else:
+        with pytest.raises(ValidationError, match="notification_renew_before_seconds"):
+            FetcherSettings(notification_renew_before_seconds=hours * 3600)
