@@ -207,6 +207,21 @@ def test_a_payment_in_bc_reaches_the_open_dashboard_through_a_webhook(
         deliveries = admin.get("/webhooks/deliveries").raise_for_status().json()
     assert any(d.get("status") == 202 for d in deliveries), deliveries[-3:]
 
+    # A second change: the first refresh's snapshot answered it, so the registry asks again
+    # (it waits for an unanswered one, an hour at most).
+    second = overdue["largest"][1]
+    with notified.admin() as admin:
+        admin.post(
+            f"/companies/{company['id']}/customer-payments",
+            json={"invoice": second["number"], "amount": second["amount"]},
+        ).raise_for_status()
+
+    def refreshed_again() -> dict[str, Any] | None:
+        row = _row(api, company["id"])
+        return row if row["values"]["overdue_sales_invoices_count"] == overdue["count"] - 2 else None
+
+    eventually(refreshed_again, "the second payment on the dashboard", timeout=90)
+
 
 def test_a_subscription_near_expiry_is_renewed(notified: NotifiedHub, connected: dict[str, Any]) -> None:
     api = notified.hub.client(EMAIL)

@@ -86,13 +86,77 @@ async def test_notices_are_recorded_and_coalesced_into_one_refresh_per_window(da
     for seconds in (20, 30, 40):
         assert await notice_at(timedelta(seconds=seconds)) == []
     assert await window_end_at(timedelta(seconds=59)) == []
+    await _answer(database_url, requested[0])
     ended = await window_end_at(timedelta(seconds=61))
     assert [type(e) for e in ended] == [RefreshRequested]
+    await _answer(database_url, ended[0])  # type: ignore[arg-type]
     # The changes are caught: nothing waits any more.
     assert await window_end_at(timedelta(seconds=200)) == []
     # A notice after a quiet window asks at once again.
     again = await notice_at(timedelta(seconds=200))
     assert RefreshRequested in [type(e) for e in again]
+
+
+async def _answer(database_url: str, requested: RefreshRequested, company_id: uuid.UUID | None = COMPANY) -> None:
+    """The refresh's outcome reached the registry (its snapshot, or a failure)."""
+    await _events(
+        database_url,
+        lambda session: change_notices.refresh_answered(
+            session=session, client_id=requested.client_id, refresh_id=requested.refresh_id, company_id=company_id
+        ),
+    )
+
+
+async def test_a_company_whose_refresh_is_unanswered_is_not_asked_again_until_it_is(database_url: str) -> None:
+    """A slow or throttled tenant: the company's refresh waits to be retried. Its notices
+    wait for the outcome, each window, instead of asking again (every request would hold a
+    place in the fetchers' queue every firm shares); the outcome lets the window's end ask
+    once, and an outcome never seen is waited for an hour at most."""
+    firm, _, clients = await _firm_with_clients(database_url, 2)
+    client = clients[0]
+
+    async def notice_at(offset: timedelta) -> list[object]:
+        return await _events(
+            database_url,
+            lambda session: change_notices.record_changes(
+                session=session, command=_notice(firm, client), coalesce=WINDOW, now=ADDED + offset
+            ),
+        )
+
+    async def window_end_at(offset: timedelta) -> list[object]:
+        return await _events(
+            database_url,
+            lambda session: change_notices.refresh_waiting_companies(
+                session=session, coalesce=WINDOW, now=ADDED + offset, correlation_id="tick"
+            ),
+        )
+
+    def asked(events: list[object]) -> list[RefreshRequested]:
+        return [e for e in events if isinstance(e, RefreshRequested)]
+
+    [first] = asked(await notice_at(timedelta(0)))
+    # Windows pass, notices keep coming: nothing more is asked while the first is unanswered.
+    for minute in range(2, 30, 3):
+        assert asked(await notice_at(timedelta(minutes=minute))) == []
+        assert await window_end_at(timedelta(minutes=minute, seconds=30)) == []
+    # Another company's outcome, or another refresh's, does not answer it.
+    await _answer(database_url, first, company_id=uuid.uuid4())
+    await _answer(database_url, first.model_copy(update={"refresh_id": uuid.uuid4()}))
+    assert await window_end_at(timedelta(minutes=31)) == []
+    # Its own does: the notices that waited ask once.
+    await _answer(database_url, first)
+    [second] = asked(await window_end_at(timedelta(minutes=32)))
+    assert second.company_id == COMPANY
+    assert await window_end_at(timedelta(minutes=33)) == []
+    # A failure of the whole client answers it too.
+    assert asked(await notice_at(timedelta(minutes=34))) == []
+    await _answer(database_url, second, company_id=None)
+    [third] = asked(await window_end_at(timedelta(minutes=35)))
+    # An outcome that never comes is waited for an hour, not for ever.
+    assert asked(await notice_at(timedelta(minutes=40))) == []
+    assert await window_end_at(timedelta(minutes=35 + 59)) == []
+    assert len(asked(await window_end_at(timedelta(minutes=35 + 60)))) == 1
+    assert third.refresh_id != second.refresh_id
 
 
 async def test_a_notice_for_a_client_the_firm_cannot_read_is_refused(database_url: str) -> None:

@@ -186,6 +186,9 @@ class CompanyChangeRefresh(SQLModel, table=True):
     firm_id: uuid.UUID = Field(index=True)
     last_requested_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
     pending_since: datetime | None = Field(default=None, sa_column=Column(UtcDateTime(), nullable=True, index=True))
+    # The refresh last asked for, until its outcome (a snapshot or a failure) arrives: while
+    # it is unanswered (a slow or throttled tenant) notices wait instead of asking again.
+    awaiting_refresh_id: uuid.UUID | None = Field(default=None)
 
 
 class TenantGrant(SQLModel, table=True):

@@ -5,6 +5,12 @@ BC already waits about 30 s after a first change before it notifies; the hub add
 window (``HUB_NOTIFICATION_COALESCE_SECONDS``) so a company that changes all day is read at
 most once per window: the first notice asks at once, later ones within the window wait,
 and the window's end asks once for all of them (``refresh_waiting_companies``).
+
+A company's next refresh is also not asked for while its last one is unanswered: a slow or
+throttled tenant whose refreshes wait to be retried would otherwise be asked again every
+window, each request holding a place in the fetchers' shared queue for every firm for as
+long as its retries last. Its notices wait until the outcome (``refresh_answered``), or
+until ANSWER_AWAITED_AT_MOST passed, longer than a refresh and all its retries take.
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime, timedelta
 
-from sqlalchemy import update
+from sqlalchemy import or_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
@@ -24,6 +30,46 @@ from hub_registry.service.refreshes import emit_refresh
 from hub_registry.service.shared import Context, emit
 
 NOTICES_ACTOR = Actor.service("business-central")
+# Past the fetcher's last retry of a refresh (8 deliveries at most 5 minutes apart, each
+# within its deadline): an outcome not seen by then (lost, or of a dropped refresh) is not
+# waited for any longer.
+ANSWER_AWAITED_AT_MOST = timedelta(hours=1)
+
+
+def _unanswered(row: CompanyChangeRefresh, now: datetime) -> bool:
+    return row.awaiting_refresh_id is not None and now - row.last_requested_at < ANSWER_AWAITED_AT_MOST
+
+
+async def _awaiting(session: AsyncSession, row: CompanyChangeRefresh, refresh_id: uuid.UUID) -> None:
+    await session.execute(
+        update(CompanyChangeRefresh)
+        .where(
+            col(CompanyChangeRefresh.client_id) == row.client_id,
+            col(CompanyChangeRefresh.company_id) == row.company_id,
+        )
+        .values(awaiting_refresh_id=refresh_id)
+        .execution_options(synchronize_session=False)
+    )
+
+
+async def refresh_answered(
+    *, session: AsyncSession, client_id: uuid.UUID, refresh_id: uuid.UUID, company_id: uuid.UUID | None
+) -> None:
+    """A refresh's outcome arrived: of one company (its snapshot or failure), or of the whole
+    client (``company_id`` None: a failure before any company was read). Notices that
+    waited for it ask at their window's end."""
+    condition = [
+        col(CompanyChangeRefresh.client_id) == client_id,
+        col(CompanyChangeRefresh.awaiting_refresh_id) == refresh_id,
+    ]
+    if company_id is not None:
+        condition.append(col(CompanyChangeRefresh.company_id) == company_id)
+    await session.execute(
+        update(CompanyChangeRefresh)
+        .where(*condition)
+        .values(awaiting_refresh_id=None)
+        .execution_options(synchronize_session=False)
+    )
 
 
 async def _claim(session: AsyncSession, row: CompanyChangeRefresh, *, now: datetime) -> bool:
@@ -77,14 +123,19 @@ async def record_changes(
     if row is None:
         # A concurrent first notice of the same company fails this insert and its
         # transaction; BC hears 503 and sends the notice again.
+        refresh_id = await emit_refresh(session, context, client, company_id=command.company_id)
         session.add(
             CompanyChangeRefresh(
-                client_id=client.id, company_id=command.company_id, firm_id=client.firm_id, last_requested_at=now
+                client_id=client.id,
+                company_id=command.company_id,
+                firm_id=client.firm_id,
+                last_requested_at=now,
+                awaiting_refresh_id=refresh_id,
             )
         )
+    elif now - row.last_requested_at >= coalesce and not _unanswered(row, now) and await _claim(session, row, now=now):
         refresh_id = await emit_refresh(session, context, client, company_id=command.company_id)
-    elif now - row.last_requested_at >= coalesce and await _claim(session, row, now=now):
-        refresh_id = await emit_refresh(session, context, client, company_id=command.company_id)
+        await _awaiting(session, row, refresh_id)
     elif row.pending_since is None:
         await session.execute(
             update(CompanyChangeRefresh)
@@ -118,13 +169,18 @@ async def record_changes(
 async def refresh_waiting_companies(
     *, session: AsyncSession, coalesce: timedelta, now: datetime, correlation_id: str
 ) -> int:
-    """One refresh per company whose notices waited out its window; how many."""
+    """One refresh per company whose notices waited out its window, and its last refresh's
+    outcome; how many."""
     waiting = (
         (
             await session.execute(
                 select(CompanyChangeRefresh).where(
                     col(CompanyChangeRefresh.pending_since).is_not(None),
                     col(CompanyChangeRefresh.last_requested_at) <= now - coalesce,
+                    or_(
+                        col(CompanyChangeRefresh.awaiting_refresh_id).is_(None),
+                        col(CompanyChangeRefresh.last_requested_at) <= now - ANSWER_AWAITED_AT_MOST,
+                    ),
                 )
             )
         )
@@ -136,8 +192,9 @@ async def refresh_waiting_companies(
         client = await _granted_live_client(session, row.firm_id, row.client_id)
         if not await _claim(session, row, now=now) or client is None:
             continue
-        await emit_refresh(
+        refresh_id = await emit_refresh(
             session, Context(row.firm_id, NOTICES_ACTOR, correlation_id), client, company_id=row.company_id
         )
+        await _awaiting(session, row, refresh_id)
         requested += 1
     return requested
