@@ -179,12 +179,13 @@ def _check_collection_size(entities: list[dict[str, Any]]) -> None:
         )
 
 
-def _json_object(body: bytes, status: int) -> dict[str, Any]:
+def _json_object(body: bytes, status: int, asked: str) -> dict[str, Any]:
+    """``asked``: the method and path, which the message names (a $batch's answer is one)."""
     try:
         document = _parse_json(body)
     except ValueError as error:
         raise FetchFailure(
-            FailureKind.BAD_RESPONSE, http_status=status, message=f"the answer is not JSON: {error}"
+            FailureKind.BAD_RESPONSE, http_status=status, message=f"the answer to {asked} is not JSON: {error}"
         ) from error
     if not isinstance(document, dict):
         raise FetchFailure(FailureKind.BAD_RESPONSE, http_status=status, message="the answer is not a JSON object")
@@ -343,7 +344,7 @@ class BusinessCentral:
             weight=weight,
             read_only=read_only,
         )
-        return _json_object(answer.body, answer.status)
+        return _json_object(answer.body, answer.status, f"{method} {urlsplit(url).path}")
 
     async def write(
         self,
@@ -360,7 +361,9 @@ class BusinessCentral:
         answer = await self._exchange(
             environment, method, url, json_body=json_body, company_scoped=False, if_match=if_match
         )
-        document = _json_object(answer.body, answer.status) if answer.body.strip() else None
+        document = (
+            _json_object(answer.body, answer.status, f"{method} {urlsplit(url).path}") if answer.body.strip() else None
+        )
         return Answer(status=answer.status, headers=answer.headers, document=document)
 
     async def _exchange(
