@@ -223,11 +223,11 @@ async def test_a_client_on_a_weekly_schedule_is_also_read_daily_while_the_hub_su
     assert [e.client_id for e in daily] == [clients[0]]  # type: ignore[attr-defined]
 
 
-async def test_the_upkeep_reads_a_client_in_its_quiet_hours_only_when_48_hours_passed(database_url: str) -> None:
+async def test_the_upkeep_reads_a_client_in_its_quiet_hours_only_when_40_hours_passed(database_url: str) -> None:
     firm, owner, clients = await _firm_with_clients(database_url, 2)
     # Quiet 20 hours a day, 06:00-02:00 UTC: ticks that miss the four hours between (the
     # hub was down then) would never read the client; after 25 hours it waits for quiet
-    # hours to end, after 48 it is read in them, a day before its subscriptions lapse.
+    # hours to end, after 40 it is read in them, before its subscriptions could lapse.
     await _set(database_url, firm, owner, every_minutes=None, quiet_from=time(6, 0), quiet_until=time(2, 0))
     off = RefreshSchedule(every=None, quiet_hours=None)
 
@@ -245,6 +245,6 @@ async def test_the_upkeep_reads_a_client_in_its_quiet_hours_only_when_48_hours_p
 
     assert await tick(timedelta(hours=24)) == []  # quiet, and read (added) a day ago
     assert await tick(timedelta(hours=25)) == []
-    assert await tick(timedelta(hours=47)) == []
-    assert [e.client_id for e in await tick(timedelta(hours=48))] == [clients[0]]  # type: ignore[attr-defined]
-    assert await tick(timedelta(hours=49)) == []
+    assert await tick(timedelta(hours=39)) == []
+    assert [e.client_id for e in await tick(timedelta(hours=40))] == [clients[0]]  # type: ignore[attr-defined]
+    assert await tick(timedelta(hours=41)) == []

@@ -189,7 +189,7 @@ def test_each_client_is_read_once_in_the_five_minutes_after_quiet_hours(every: t
     }
 
 
-def test_the_upkeep_reads_a_client_after_25_hours_and_in_quiet_hours_only_after_48() -> None:
+def test_the_upkeep_reads_a_client_after_25_hours_and_in_quiet_hours_only_after_40() -> None:
     # Quiet hours as long as may be, the upkeep's slot in them, and last run long ago.
     quiet = QuietHours(time(6, 0), time(2, 0))
     daily = RefreshSchedule(timedelta(days=1), quiet)
@@ -197,11 +197,23 @@ def test_the_upkeep_reads_a_client_after_25_hours_and_in_quiet_hours_only_after_
     quiet_now = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
     assert daily.is_quiet(quiet_now)
     assert not daily.is_due(client_id=client, last_run=quiet_now - timedelta(hours=25), now=quiet_now, upkeep=True)
-    assert daily.is_due(client_id=client, last_run=quiet_now - timedelta(hours=48), now=quiet_now, upkeep=True)
-    assert not daily.is_due(client_id=client, last_run=quiet_now - timedelta(hours=48), now=quiet_now)
+    assert not daily.is_due(client_id=client, last_run=quiet_now - timedelta(hours=39), now=quiet_now, upkeep=True)
+    assert daily.is_due(client_id=client, last_run=quiet_now - timedelta(hours=40), now=quiet_now, upkeep=True)
+    assert not daily.is_due(client_id=client, last_run=quiet_now - timedelta(hours=40), now=quiet_now)
     awake_now = datetime(2026, 12, 2, 4, 0, tzinfo=UTC)
     assert not daily.is_quiet(awake_now)
     assert daily.is_due(client_id=client, last_run=awake_now - timedelta(hours=25), now=awake_now, upkeep=True)
+
+
+def _upkeep_reads(schedule: RefreshSchedule, client: uuid.UUID, added: datetime, days: int) -> list[datetime]:
+    """When a client added at ``added`` is read by the upkeep, ticking every 5 minutes."""
+    last, runs = added, [added]
+    for step in range(1, days * 24 * 12):
+        now = added + timedelta(minutes=5 * step)
+        if schedule.is_due(client_id=client, last_run=last, now=now, upkeep=True):
+            last = now
+            runs.append(now)
+    return runs
 
 
 @pytest.mark.parametrize("added_at_minute", [0, 90, 211, 359])
@@ -213,15 +225,25 @@ def test_a_client_added_in_quiet_hours_is_never_read_in_them_by_the_upkeep(added
     upkept = RefreshSchedule(timedelta(days=1), QuietHours(time(22, 0), time(6, 0)), time_zone="Europe/Amsterdam")
     for client in CLIENTS[:4]:
         added = datetime(2026, 12, 7, 0, 0, tzinfo=zone).astimezone(UTC) + timedelta(minutes=added_at_minute)
-        last, runs = added, [added]
-        for step in range(1, 6 * 24 * 12):
-            now = added + timedelta(minutes=5 * step)
-            if upkept.is_due(client_id=client, last_run=last, now=now, upkeep=True):
-                last = now
-                runs.append(now)
+        runs = _upkeep_reads(upkept, client, added, days=6)
         read = runs[1:]
         assert read and not any(upkept.is_quiet(at) for at in read), [at.astimezone(zone) for at in read]
-        assert all(later - earlier <= timedelta(hours=45) for earlier, later in pairwise(runs))
+        assert all(later - earlier <= timedelta(hours=40, minutes=5) for earlier, later in pairwise(runs))
+
+
+@pytest.mark.parametrize("added_at_hour", [1, 3, 5])
+def test_with_the_longest_quiet_hours_on_the_night_clocks_change_reads_are_40_hours_apart_at_most(
+    added_at_hour: int,
+) -> None:
+    """Quiet 20 hours a day, 21 the night clocks go back: a read due in them that waited for
+    their end would come 46 hours after the last, past the subscriptions' renewal margin."""
+    zone = ZoneInfo("Europe/Amsterdam")
+    upkept = RefreshSchedule(timedelta(days=1), QuietHours(time(6, 0), time(2, 0)), time_zone="Europe/Amsterdam")
+    for client in CLIENTS[:4]:
+        added = datetime(2026, 10, 23, added_at_hour, 0, tzinfo=zone).astimezone(UTC)
+        runs = _upkeep_reads(upkept, client, added, days=5)
+        assert len(runs) > 3
+        assert all(later - earlier <= timedelta(hours=40, minutes=5) for earlier, later in pairwise(runs))
 
 
 @pytest.mark.parametrize(

@@ -60,8 +60,8 @@ def test_a_stream_keeps_messages_forever_or_past_its_duplicate_window(
 
 @pytest.mark.parametrize(("hours", "accepted"), [(1, False), (44, False), (45, True), (48, True), (72, True)])
 def test_subscriptions_are_renewed_before_the_longest_gap_between_two_reads(hours: float, accepted: bool) -> None:
-    # The registry reads a client within 45 hours (25, plus its quiet hours): a subscription
-    # renewed only in its last hour would lapse before the next read.
+    # The registry reads a client within 40 hours (its upkeep): a subscription renewed only
+    # in its last hours would lapse before the next read.
     if accepted:
         assert FetcherSettings(notification_renew_before_seconds=hours * 3600).notification_renew_before_seconds
     else:

@@ -36,8 +36,8 @@ class FetcherSettings(HubSettings):
     use_cue_services: bool = True
     # BC webhooks (with HUB_NOTIFICATION_URL set): the most subscriptions the hub holds in one
     # client environment, out of BC's 200 shared by every app there (5 per company), and how
-    # long before their 3-day expiry a refresh renews them: at least 45 hours, the longest the
-    # registry lets pass between two reads of a client while notifications are on (25 hours,
-    # plus its quiet hours), or a subscription could lapse between the two.
+    # long before their 3-day expiry a refresh renews them: at least 45 hours, more than the
+    # 40 the registry lets pass at most between two reads of a client while notifications
+    # are on (its upkeep), or a subscription a read left alone could lapse before the next.
     notification_subscriptions_per_environment: int = Field(default=100, ge=5, le=200)
     notification_renew_before_seconds: float = Field(default=2 * 24 * 3600, ge=45 * 3600, le=3 * 24 * 3600)

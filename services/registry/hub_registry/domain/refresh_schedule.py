@@ -35,12 +35,14 @@ LONGEST_QUIET_HOURS = timedelta(hours=20)
 CATCH_UP_SPREAD = timedelta(minutes=5)
 # While the hub subscribes to BC's change notices, a client is read at least this often, so
 # its subscriptions (3 days) never lapse: a day, plus the hour a daylight-saving change may
-# move the end of quiet hours by. Falling due in quiet hours, it waits for their end (at
-# most 20 hours: read within 45 hours of the last)...
+# move the end of quiet hours by. Falling due in quiet hours, it waits for their end...
 UPKEEP_AT_LEAST_EVERY = timedelta(hours=25)
-# ...unless the client has not been read for this long (the hub was down): then at once,
-# quiet hours or not, with a day left before its subscriptions lapse.
-UPKEEP_IN_QUIET_HOURS_AFTER = timedelta(hours=48)
+# ...unless that leaves it unread this long (quiet hours of up to 20 hours, 21 on the night
+# clocks change, or the hub was down): then it is read in them. So two reads are at most
+# this far apart, and a subscription a read did not renew (it had at least the fetcher's
+# HUB_NOTIFICATION_RENEW_BEFORE_SECONDS, 45 hours or more, to live) is renewed at the next,
+# with hours to spare for a refresh that waits its turn or is retried.
+UPKEEP_IN_QUIET_HOURS_AFTER = timedelta(hours=40)
 # A last run recorded further ahead of this replica's clock than this was not made by a
 # clock in step with it.
 CLOCK_SKEW_TOLERANCE = timedelta(minutes=5)
@@ -215,7 +217,7 @@ class RefreshSchedule:
         not also caught up minutes before it. With
         ``upkeep`` (the hub keeps BC's change subscriptions alive), a client not read for
         UPKEEP_AT_LEAST_EVERY is due, once its quiet hours end if they hold it back (caught up
-        as a slot is), and even in them after UPKEEP_IN_QUIET_HOURS_AFTER. Read in its quiet
+        as a slot is), and in them once UPKEEP_IN_QUIET_HOURS_AFTER passed. Read in its quiet
         hours each time 25 hours had passed, a client added at night was read there night
         after night, an hour later each time.
         """
