@@ -479,6 +479,21 @@ async def test_choices_saved_by_an_earlier_version_still_open(fresh_model: Calla
         await preferences.save_view(session, principal, definitions["Retired column"])
 
 
+async def test_a_stored_locale_a_later_rule_refuses_loses_only_itself(fresh_model: Callable[[], Any]) -> None:
+    """A locale the API took, "en-12" (browsers refuse it): the accountant's columns,
+    page size and reporting currency stay, the locale is the browser's."""
+    sessions = await fresh_model()
+    principal = Principal(uuid.uuid4(), FIRM, "a@firm.example", "A", "owner")
+    chosen = preferences.Preferences(columns=["cash", "taxes_due"], page_size=200, reporting_currency="CHF")
+    async with transaction(sessions) as session:
+        await preferences.save_preferences(session, principal, chosen)
+        stored = await session.get(PreferencesRow, principal.accountant_id)
+        assert stored is not None
+        stored.locale = "en-12"
+    async with sessions() as session:
+        assert await preferences.preferences_of(session, principal) == chosen
+
+
 async def test_first_saves_of_the_preferences_at_once_all_land(fresh_model: Callable[[], Any]) -> None:
     """Tabs saving at once, before the accountant has a row: no clash on its key."""
     sessions = await fresh_model()

@@ -89,15 +89,29 @@ async def preferences_of(session: AsyncSession, principal: Principal) -> Prefere
     row = await session.get(PreferencesRow, principal.accountant_id)
     if row is None or row.firm_id != principal.firm_id:
         return Preferences()
-    # Stored by an earlier version perhaps: a column since retired is dropped, not an error.
+    # Stored by an earlier version perhaps: a column since retired is dropped, not an error;
+    # a value a later rule refuses (a locale tag browsers reject) is the default, alone.
     columns = [key for key in json.loads(row.columns_json) if key in FIGURES_BY_KEY]
+    stored = {
+        "columns": columns,
+        "locale": row.locale,
+        "page_size": row.page_size,
+        "reporting_currency": row.reporting_currency,
+    }
     try:
-        return Preferences(
-            columns=columns, locale=row.locale, page_size=row.page_size, reporting_currency=row.reporting_currency
+        return Preferences.model_validate(stored)
+    except ValidationError as refused:
+        wrong = {str(error["loc"][0]) for error in refused.errors() if error["loc"]}
+        logger.warning(
+            "stored preferences no longer valid; defaults used for them",
+            accountant_id=str(row.accountant_id),
+            fields=sorted(wrong),
         )
-    except ValidationError:
-        logger.warning("stored preferences no longer valid; defaults used", accountant_id=str(row.accountant_id))
-        return Preferences()
+        kept = {name: value for name, value in stored.items() if name not in wrong}
+        try:
+            return Preferences.model_validate(kept)
+        except ValidationError:
+            return Preferences()
 
 
 async def save_preferences(session: AsyncSession, principal: Principal, preferences: Preferences) -> Preferences:
