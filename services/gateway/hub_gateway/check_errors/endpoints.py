@@ -50,7 +50,9 @@ async def check_errors_worklist(
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> check_errors_queries.ProblemPage:
     """Tools → Check Errors: one entry per problem of a client or company, with how often and
-    since when; resolved by the next successful read (then listed under status=resolved)."""
+    since when; resolved by the next successful read, or by a list of the client's companies
+    without the company (then listed under status=resolved). ``open`` counts the firm's
+    open problems whichever status is listed."""
     return await check_errors_queries.problems(
         session,
         firm_id=principal.firm_id,

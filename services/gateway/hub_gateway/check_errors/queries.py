@@ -117,8 +117,10 @@ class Problem(BaseModel):
     """One problem of one client or company: every failure of one kind, grouped.
 
     It is open until the company (or, for a failure before any company was read, the
-    client) is read successfully after its last failure; then it is resolved, and stays in
-    the list of resolved problems with the time it was.
+    client) is read successfully after its last failure, or a list of the client's
+    companies read after it no longer holds the company (for the client's own problem: any
+    list); then it is resolved, and stays in the list of resolved problems with the time it
+    was.
     """
 
     client_id: uuid.UUID | None
@@ -258,7 +260,7 @@ async def problems(
             )
         )
     found.sort(key=lambda p: (p.status != "open", -p.last_seen.timestamp()))
-    # The firm's open problems, whichever status is listed (the page's heading counts them).
+    # The firm's open problems, whichever status is listed.
     open_count = sum(1 for p in found if p.status == "open")
     if status is not None:
         found = [p for p in found if p.status == status]

@@ -30,10 +30,10 @@ from hub_registry.service.refreshes import emit_refresh
 from hub_registry.service.shared import Context, emit
 
 NOTICES_ACTOR = Actor.service("business-central")
-# Past the fetcher's last retry of a refresh (8 deliveries at most 5 minutes apart, each
-# within its deadline): an outcome not seen by then (lost, or of a dropped refresh) is not
-# waited for any longer.
-ANSWER_AWAITED_AT_MOST = timedelta(hours=1)
+# Past the fetcher's last retry of a refresh with its default settings (8 deliveries, each
+# within its 15-minute deadline, at most 5 minutes apart: 2 hours 35 minutes): an outcome
+# not seen by then (lost, or of a refresh dropped unanswered) is not waited for any longer.
+ANSWER_AWAITED_AT_MOST = timedelta(hours=3)
 
 
 def _unanswered(row: CompanyChangeRefresh, now: datetime) -> bool:

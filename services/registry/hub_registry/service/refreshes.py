@@ -210,8 +210,8 @@ async def refresh_due_clients(
     waiting for permission has nothing to read); how many. Each client's run is recorded
     in the same transaction as its request. With ``upkeep`` (the hub subscribes to BC's
     change notices), a client whose schedule is off, or slower, is still read that often,
-    outside its quiet hours (and once a day even in them), so its subscriptions are renewed
-    before they expire."""
+    outside its quiet hours (and in them once 40 hours passed), so its subscriptions are
+    renewed before they expire."""
     granted = (
         select(TenantGrant.id)
         .where(
