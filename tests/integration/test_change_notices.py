@@ -14,10 +14,22 @@ from sqlmodel import select
 
 from hub_common.commands import CommandRejected, RecordBusinessCentralChanges, RejectionReason
 from hub_common.db import create_engine, session_factory, transaction
-from hub_common.events import Actor, BusinessCentralChanged, RefreshRequested, decode_event
+from hub_common.events import (
+    Actor,
+    BusinessCentralChanged,
+    CompaniesDiscovered,
+    CompanySnapshot,
+    DiscoveredCompany,
+    Failure,
+    FailureKind,
+    RefreshFailed,
+    RefreshRequested,
+    decode_event,
+)
 from hub_registry.domain.refresh_schedule import RefreshSchedule
 from hub_registry.models import registry_outbox
 from hub_registry.service import change_notices, refreshes
+from tests.integration.test_dashboard_model import _snapshot
 from tests.integration.test_refresh_schedule import ADDED, _firm_with_clients, _set, _tick
 
 WINDOW = timedelta(seconds=60)
@@ -86,10 +98,10 @@ async def test_notices_are_recorded_and_coalesced_into_one_refresh_per_window(da
     for seconds in (20, 30, 40):
         assert await notice_at(timedelta(seconds=seconds)) == []
     assert await window_end_at(timedelta(seconds=59)) == []
-    await _answer(database_url, requested[0])
+    await _answer(database_url, _read(requested[0]))
     ended = await window_end_at(timedelta(seconds=61))
     assert [type(e) for e in ended] == [RefreshRequested]
-    await _answer(database_url, ended[0])  # type: ignore[arg-type]
+    await _answer(database_url, _read(ended[0]))  # type: ignore[arg-type]
     # The changes are caught: nothing waits any more.
     assert await window_end_at(timedelta(seconds=200)) == []
     # A notice after a quiet window asks at once again.
@@ -97,14 +109,28 @@ async def test_notices_are_recorded_and_coalesced_into_one_refresh_per_window(da
     assert RefreshRequested in [type(e) for e in again]
 
 
-async def _answer(database_url: str, requested: RefreshRequested, company_id: uuid.UUID | None = COMPANY) -> None:
-    """The refresh's outcome reached the registry (its snapshot, or a failure)."""
-    await _events(
-        database_url,
-        lambda session: change_notices.refresh_answered(
-            session=session, client_id=requested.client_id, refresh_id=requested.refresh_id, company_id=company_id
+def _failed(requested: RefreshRequested, company_id: uuid.UUID | None = COMPANY) -> RefreshFailed:
+    return RefreshFailed(
+        refresh_id=requested.refresh_id,
+        client_id=requested.client_id,
+        company_id=company_id,
+        failure=Failure(
+            kind=FailureKind.TIMEOUT,
+            summary="Business Central did not answer in time.",
+            fix="Nothing to do.",
+            occurred_at=ADDED,
         ),
     )
+
+
+def _read(requested: RefreshRequested, company_id: uuid.UUID = COMPANY) -> CompanySnapshot:
+    snapshot: CompanySnapshot = _snapshot(requested.client_id, company_id, "Company", "1.00", 0, requested.refresh_id)
+    return snapshot
+
+
+async def _answer(database_url: str, outcome: CompanySnapshot | RefreshFailed | CompaniesDiscovered) -> None:
+    """The refresh's outcome reached the registry (as its consumers hand it over)."""
+    await _events(database_url, lambda session: change_notices.outcome_arrived(session=session, outcome=outcome))
 
 
 async def test_a_company_whose_refresh_is_unanswered_is_not_asked_again_until_it_is(database_url: str) -> None:
@@ -139,26 +165,42 @@ async def test_a_company_whose_refresh_is_unanswered_is_not_asked_again_until_it
     for minute in range(2, 30, 3):
         assert asked(await notice_at(timedelta(minutes=minute))) == []
         assert await window_end_at(timedelta(minutes=minute, seconds=30)) == []
-    # Another company's outcome, or another refresh's, does not answer it.
-    await _answer(database_url, first, company_id=uuid.uuid4())
-    await _answer(database_url, first.model_copy(update={"refresh_id": uuid.uuid4()}))
+    # Another company's outcome, another refresh's, or a list still holding the company,
+    # does not answer it.
+    await _answer(database_url, _read(first, company_id=uuid.uuid4()))
+    await _answer(database_url, _failed(first.model_copy(update={"refresh_id": uuid.uuid4()})))
+    await _answer(database_url, _listed(first, [COMPANY]))
     assert await window_end_at(timedelta(minutes=31)) == []
     # Its own does: the notices that waited ask once.
-    await _answer(database_url, first)
+    await _answer(database_url, _failed(first))
     [second] = asked(await window_end_at(timedelta(minutes=32)))
     assert second.company_id == COMPANY
     assert await window_end_at(timedelta(minutes=33)) == []
-    # A failure of the whole client answers it too.
+    # A failure of the whole client answers it too...
     assert asked(await notice_at(timedelta(minutes=34))) == []
-    await _answer(database_url, second, company_id=None)
+    await _answer(database_url, _failed(second, company_id=None))
     [third] = asked(await window_end_at(timedelta(minutes=35)))
+    assert third.refresh_id != second.refresh_id
+    # ...and a list of the client's companies without it (gone from BC: no snapshot comes).
+    assert asked(await notice_at(timedelta(minutes=36))) == []
+    await _answer(database_url, _listed(third, [uuid.uuid4()]))
+    [third] = asked(await window_end_at(timedelta(minutes=37)))
     # An outcome that never comes is waited for past a refresh's last retry, not for ever.
     assert asked(await notice_at(timedelta(minutes=40))) == []
     patience = change_notices.ANSWER_AWAITED_AT_MOST
     assert patience >= timedelta(hours=2, minutes=35)
-    assert await window_end_at(timedelta(minutes=35) + patience - timedelta(minutes=1)) == []
-    assert len(asked(await window_end_at(timedelta(minutes=35) + patience))) == 1
-    assert third.refresh_id != second.refresh_id
+    assert await window_end_at(timedelta(minutes=37) + patience - timedelta(minutes=1)) == []
+    assert len(asked(await window_end_at(timedelta(minutes=37) + patience))) == 1
+
+
+def _listed(requested: RefreshRequested, companies: list[uuid.UUID]) -> CompaniesDiscovered:
+    """A one-company refresh's list of the client's companies."""
+    return CompaniesDiscovered(
+        client_id=requested.client_id,
+        refresh_id=requested.refresh_id,
+        companies=[DiscoveredCompany(company_id=company_id, name="Company") for company_id in companies],
+        refresh_company_id=requested.company_id,
+    )
 
 
 async def test_a_notice_for_a_client_the_firm_cannot_read_is_refused(database_url: str) -> None:

@@ -291,32 +291,19 @@ def create_app(settings: RegistrySettings) -> FastStream:
             elif isinstance(data, CompaniesDiscovered):
                 await tenant_grants.confirm_grant(session=session, discovered=envelope)  # type: ignore[arg-type]
                 await alerts.on_companies_discovered(session=session, discovered=envelope)  # type: ignore[arg-type]
-                only = data.refresh_company_id
-                if only is not None and only not in {company.company_id for company in data.companies}:
-                    # The company is gone from the client's BC: its refresh ends with no snapshot.
-                    await change_notices.refresh_answered(
-                        session=session, client_id=data.client_id, refresh_id=data.refresh_id, company_id=only
-                    )
+                await change_notices.outcome_arrived(session=session, outcome=data)
             elif isinstance(data, RefreshFailed):
                 await tenant_grants.withdraw_after_consent_lost(session=session, failed=envelope)  # type: ignore[arg-type]
                 await alerts.on_refresh_failed(session=session, failed=envelope)  # type: ignore[arg-type]
-                await change_notices.refresh_answered(
-                    session=session, client_id=data.client_id, refresh_id=data.refresh_id, company_id=data.company_id
-                )
+                await change_notices.outcome_arrived(session=session, outcome=data)
         duties.notify_relay()
 
     async def on_snapshot(envelope: Envelope[EventData], delivery: Delivery) -> None:
         if not isinstance(envelope.data, CompanySnapshot):
             return
-        snapshot = envelope.data
         async with transaction(sessions) as session:
             changed = await alerts.on_snapshot(session=session, snapshot=envelope)  # type: ignore[arg-type]
-            await change_notices.refresh_answered(
-                session=session,
-                client_id=snapshot.client_id,
-                refresh_id=snapshot.refresh_id,
-                company_id=snapshot.company_id,
-            )
+            await change_notices.outcome_arrived(session=session, outcome=envelope.data)
         if changed:
             duties.notify_relay()
             webhooks_waiting.set()

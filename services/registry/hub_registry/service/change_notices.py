@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
 from hub_common.commands import RecordBusinessCentralChanges, RejectionReason, refused
-from hub_common.events import Actor, BusinessCentralChanged
+from hub_common.events import Actor, BusinessCentralChanged, CompaniesDiscovered, CompanySnapshot, RefreshFailed
 from hub_common.i18n import N_
 from hub_registry.models import Client, CompanyChangeRefresh, TenantGrant
 from hub_registry.service.refreshes import emit_refresh
@@ -52,12 +52,29 @@ async def _awaiting(session: AsyncSession, row: CompanyChangeRefresh, refresh_id
     )
 
 
+async def outcome_arrived(
+    *, session: AsyncSession, outcome: CompanySnapshot | RefreshFailed | CompaniesDiscovered
+) -> None:
+    """A refresh's outcome reached the registry: a company's snapshot or failure, the
+    client's failure (before any company was read), or a one-company refresh's list of
+    companies without that company (gone from the client's BC: no snapshot will come)."""
+    if isinstance(outcome, CompaniesDiscovered):
+        only = outcome.refresh_company_id
+        if only is None or only in {company.company_id for company in outcome.companies}:
+            return
+        company_id: uuid.UUID | None = only
+    else:
+        company_id = outcome.company_id
+    await refresh_answered(
+        session=session, client_id=outcome.client_id, refresh_id=outcome.refresh_id, company_id=company_id
+    )
+
+
 async def refresh_answered(
     *, session: AsyncSession, client_id: uuid.UUID, refresh_id: uuid.UUID, company_id: uuid.UUID | None
 ) -> None:
-    """A refresh's outcome arrived: of one company (its snapshot or failure), or of the whole
-    client (``company_id`` None: a failure before any company was read). Notices that
-    waited for it ask at their window's end."""
+    """A refresh's outcome arrived: of one company, or of the whole client (``company_id``
+    None). Notices that waited for it ask at their window's end."""
     condition = [
         col(CompanyChangeRefresh.client_id) == client_id,
         col(CompanyChangeRefresh.awaiting_refresh_id) == refresh_id,
