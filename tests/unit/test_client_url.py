@@ -277,6 +277,10 @@ def test_sandbox_form_is_refused_unless_configured() -> None:
         "someone@uk.yahoo.com",
         "someone@gmx.fr",
         "someone@sympatico.ca",
+        "someone@proximus.be",
+        "someone@kpnplanet.nl",
+        "someone@vodafonemail.de",
+        "someone@spectrum.net",
     ],
 )
 def test_consumer_mailboxes_are_refused_with_a_clear_message(address: str) -> None:
