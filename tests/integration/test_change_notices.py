@@ -28,7 +28,7 @@ from hub_common.events import (
 )
 from hub_registry.domain.refresh_schedule import RefreshSchedule
 from hub_registry.models import registry_outbox
-from hub_registry.service import change_notices, refreshes
+from hub_registry.service import change_notices, refresh_outcomes, refreshes
 from tests.integration.test_dashboard_model import _snapshot
 from tests.integration.test_refresh_schedule import ADDED, _firm_with_clients, _set, _tick
 
@@ -130,7 +130,7 @@ def _read(requested: RefreshRequested, company_id: uuid.UUID = COMPANY) -> Compa
 
 async def _answer(database_url: str, outcome: CompanySnapshot | RefreshFailed | CompaniesDiscovered) -> None:
     """The refresh's outcome reached the registry (as its consumers hand it over)."""
-    await _events(database_url, lambda session: change_notices.outcome_arrived(session=session, outcome=outcome))
+    await _events(database_url, lambda session: refresh_outcomes.outcome_arrived(session=session, outcome=outcome))
 
 
 async def test_a_company_whose_refresh_is_unanswered_is_not_asked_again_until_it_is(database_url: str) -> None:
@@ -187,7 +187,7 @@ async def test_a_company_whose_refresh_is_unanswered_is_not_asked_again_until_it
     [third] = asked(await window_end_at(timedelta(minutes=37)))
     # An outcome that never comes is waited for past a refresh's last retry, not for ever.
     assert asked(await notice_at(timedelta(minutes=40))) == []
-    patience = change_notices.ANSWER_AWAITED_AT_MOST
+    patience = refreshes.ANSWER_AWAITED_AT_MOST
     assert patience >= timedelta(hours=2, minutes=35)
     assert await window_end_at(timedelta(minutes=37) + patience - timedelta(minutes=1)) == []
     assert len(asked(await window_end_at(timedelta(minutes=37) + patience))) == 1

@@ -17,7 +17,7 @@ from sqlmodel import col, select
 
 from hub_common.commands import CommandRejected, RejectionReason, SetRefreshSchedule
 from hub_common.db import create_engine, migrate, session_factory, transaction
-from hub_common.events import Actor, ActorKind, RefreshRequested, RefreshScheduleSet, decode_event
+from hub_common.events import Actor, ActorKind, CompaniesDiscovered, RefreshRequested, RefreshScheduleSet, decode_event
 from hub_registry.app import MIGRATIONS, VERSION_TABLE
 from hub_registry.domain.refresh_schedule import RefreshSchedule
 from hub_registry.models import (
@@ -29,7 +29,7 @@ from hub_registry.models import (
     TenantGrant,
     registry_outbox,
 )
-from hub_registry.service import refreshes
+from hub_registry.service import refresh_outcomes, refreshes
 from tests.support.registry_rows import insert_old_firm
 
 HOURLY = RefreshSchedule(every=timedelta(hours=1), quiet_hours=None)
@@ -74,8 +74,12 @@ async def _firm_with_clients(
     return firm.id, owner, clients
 
 
-async def _tick(database_url: str, now: datetime, default: RefreshSchedule = HOURLY) -> list[uuid.UUID]:
-    """One look for due clients; the clients it asked a refresh of."""
+async def _tick(
+    database_url: str, now: datetime, default: RefreshSchedule = HOURLY, *, answered: bool = True
+) -> list[uuid.UUID]:
+    """One look for due clients; the clients it asked a refresh of. ``answered``: each
+    refresh then reaches the client's BC (its list of companies arrives), as a fetcher's
+    does, so the schedule asks for the client again when due."""
     engine = create_engine(database_url)
     try:
         sessions = session_factory(engine)
@@ -86,15 +90,19 @@ async def _tick(database_url: str, now: datetime, default: RefreshSchedule = HOU
             )
         async with sessions() as session:
             rows = (await session.execute(select(registry_outbox.c.payload).order_by(registry_outbox.c.position))).all()
+        requested: list[RefreshRequested] = []
+        for row in rows[len(before) :]:
+            data = decode_event(row.payload).data
+            assert isinstance(data, RefreshRequested)
+            requested.append(data)
+        if answered:
+            async with transaction(sessions) as session:
+                for data in requested:
+                    listed = CompaniesDiscovered(client_id=data.client_id, refresh_id=data.refresh_id, companies=[])
+                    await refresh_outcomes.outcome_arrived(session=session, outcome=listed)
     finally:
         await engine.dispose()
-    new = rows[len(before) :]
-    refreshed = []
-    for row in new:
-        envelope = decode_event(row.payload)
-        assert isinstance(envelope.data, RefreshRequested)
-        refreshed.append(envelope.data.client_id)
-    return refreshed
+    return [data.client_id for data in requested]
 
 
 async def _set(database_url: str, firm: uuid.UUID, owner: uuid.UUID, **schedule: object) -> None:
@@ -129,6 +137,48 @@ async def test_each_client_is_refreshed_once_per_interval_once_granted(database_
     assert set(await _tick(database_url, max(slots.values()) + timedelta(hours=1, seconds=1))) == set(granted)
     # The hub's default off, and no schedule of the firm's: nothing.
     assert await _tick(database_url, ADDED + timedelta(days=3), RefreshSchedule(every=None, quiet_hours=None)) == []
+
+
+async def test_a_client_whose_refresh_has_not_reached_its_bc_is_not_asked_again_until_it_has(
+    database_url: str,
+) -> None:
+    """BC offline or throttling: the fetchers retry the refresh for up to two and a half
+    hours, and each request waiting for its retry holds a place in their queue that every
+    firm shares. The hourly schedule asks nothing more of the client meanwhile; once an
+    outcome arrives it is due again at once, and an outcome never seen is waited for three
+    hours at most."""
+    _, _, clients = await _firm_with_clients(database_url, 2)
+    client = clients[0]
+    slot = HOURLY.latest_slot(client, ADDED + timedelta(hours=1))
+    assert await _tick(database_url, slot, answered=False) == [client]
+    for hours in (1, 2):
+        assert await _tick(database_url, slot + timedelta(hours=hours, seconds=1), answered=False) == []
+    engine = create_engine(database_url)
+    try:
+        sessions = session_factory(engine)
+        async with sessions() as session:
+            [payload] = (
+                await session.execute(
+                    select(registry_outbox.c.payload).order_by(registry_outbox.c.position.desc()).limit(1)
+                )
+            ).one()
+        first = decode_event(payload).data
+        assert isinstance(first, RefreshRequested)
+        async with transaction(sessions) as session:
+            # Another refresh's outcome does not end the wait; its own does.
+            other = CompaniesDiscovered(client_id=client, refresh_id=uuid.uuid4(), companies=[])
+            await refresh_outcomes.outcome_arrived(session=session, outcome=other)
+    finally:
+        await engine.dispose()
+    assert await _tick(database_url, slot + timedelta(hours=2, minutes=30), answered=False) == []
+    async with transaction(session_factory(engine := create_engine(database_url))) as session:
+        listed = CompaniesDiscovered(client_id=client, refresh_id=first.refresh_id, companies=[])
+        await refresh_outcomes.outcome_arrived(session=session, outcome=listed)
+    await engine.dispose()
+    assert await _tick(database_url, slot + timedelta(hours=2, minutes=31), answered=False) == [client]
+    # Never answered: asked again once the three hours have passed.
+    assert await _tick(database_url, slot + timedelta(hours=5, minutes=30), answered=False) == []
+    assert await _tick(database_url, slot + timedelta(hours=5, minutes=31), answered=False) == [client]
 
 
 async def _ticks(database_url: str, times: list[datetime], default: RefreshSchedule) -> Counter[datetime]:

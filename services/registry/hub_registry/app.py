@@ -36,7 +36,15 @@ from hub_common.tracing import configure_tracing
 from hub_registry import webhooks
 from hub_registry.handlers import register_command_handlers
 from hub_registry.models import AlertWebhookDelivery, registry_outbox
-from hub_registry.service import accepted_invitations, alerts, change_notices, clients, refreshes, tenant_grants
+from hub_registry.service import (
+    accepted_invitations,
+    alerts,
+    change_notices,
+    clients,
+    refresh_outcomes,
+    refreshes,
+    tenant_grants,
+)
 from hub_registry.settings import RegistrySettings
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -291,11 +299,11 @@ def create_app(settings: RegistrySettings) -> FastStream:
             elif isinstance(data, CompaniesDiscovered):
                 await tenant_grants.confirm_grant(session=session, discovered=envelope)  # type: ignore[arg-type]
                 await alerts.on_companies_discovered(session=session, discovered=envelope)  # type: ignore[arg-type]
-                await change_notices.outcome_arrived(session=session, outcome=data)
+                await refresh_outcomes.outcome_arrived(session=session, outcome=data)
             elif isinstance(data, RefreshFailed):
                 await tenant_grants.withdraw_after_consent_lost(session=session, failed=envelope)  # type: ignore[arg-type]
                 await alerts.on_refresh_failed(session=session, failed=envelope)  # type: ignore[arg-type]
-                await change_notices.outcome_arrived(session=session, outcome=data)
+                await refresh_outcomes.outcome_arrived(session=session, outcome=data)
         duties.notify_relay()
 
     async def on_snapshot(envelope: Envelope[EventData], delivery: Delivery) -> None:
@@ -303,7 +311,7 @@ def create_app(settings: RegistrySettings) -> FastStream:
             return
         async with transaction(sessions) as session:
             changed = await alerts.on_snapshot(session=session, snapshot=envelope)  # type: ignore[arg-type]
-            await change_notices.outcome_arrived(session=session, outcome=envelope.data)
+            await refresh_outcomes.outcome_arrived(session=session, outcome=envelope.data)
         if changed:
             duties.notify_relay()
             webhooks_waiting.set()

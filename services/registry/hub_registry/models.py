@@ -172,6 +172,10 @@ class ClientScheduleRun(SQLModel, table=True):
 
     client_id: uuid.UUID = Field(foreign_key="registry_clients.id", primary_key=True)
     last_run_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
+    # The refresh last asked for, until it has reached the client's BC (any outcome of it):
+    # while the fetcher waits to retry it (BC offline or throttling, Entra away), the
+    # schedule asks nothing more of the client.
+    awaiting_refresh_id: uuid.UUID | None = Field(default=None)
 
 
 class CompanyChangeRefresh(SQLModel, table=True):

@@ -9,8 +9,9 @@ and the window's end asks once for all of them (``refresh_waiting_companies``).
 A company's next refresh is also not asked for while its last one is unanswered: a slow or
 throttled tenant whose refreshes wait to be retried would otherwise be asked again every
 window, each request holding a place in the fetchers' shared queue for every firm for as
-long as its retries last. Its notices wait until the outcome (``refresh_answered``), or
-until ANSWER_AWAITED_AT_MOST passed, longer than a refresh and all its retries take.
+long as its retries last. Its notices wait until the outcome (``refresh_answered``, from
+service.refresh_outcomes), or until ANSWER_AWAITED_AT_MOST passed, longer than a refresh
+and all its retries take.
 """
 
 from __future__ import annotations
@@ -23,17 +24,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
 from hub_common.commands import RecordBusinessCentralChanges, RejectionReason, refused
-from hub_common.events import Actor, BusinessCentralChanged, CompaniesDiscovered, CompanySnapshot, RefreshFailed
+from hub_common.events import Actor, BusinessCentralChanged
 from hub_common.i18n import N_
 from hub_registry.models import Client, CompanyChangeRefresh, TenantGrant
-from hub_registry.service.refreshes import emit_refresh
+from hub_registry.service.refreshes import ANSWER_AWAITED_AT_MOST, emit_refresh
 from hub_registry.service.shared import Context, emit
 
 NOTICES_ACTOR = Actor.service("business-central")
-# Past the fetcher's last retry of a refresh with its default settings (8 deliveries, each
-# within its 15-minute deadline, at most 5 minutes apart: 2 hours 35 minutes): an outcome
-# not seen by then (lost, or of a refresh dropped unanswered) is not waited for any longer.
-ANSWER_AWAITED_AT_MOST = timedelta(hours=3)
 
 
 def _unanswered(row: CompanyChangeRefresh, now: datetime) -> bool:
@@ -49,24 +46,6 @@ async def _awaiting(session: AsyncSession, row: CompanyChangeRefresh, refresh_id
         )
         .values(awaiting_refresh_id=refresh_id)
         .execution_options(synchronize_session=False)
-    )
-
-
-async def outcome_arrived(
-    *, session: AsyncSession, outcome: CompanySnapshot | RefreshFailed | CompaniesDiscovered
-) -> None:
-    """A refresh's outcome reached the registry: a company's snapshot or failure, the
-    client's failure (before any company was read), or a one-company refresh's list of
-    companies without that company (gone from the client's BC: no snapshot will come)."""
-    if isinstance(outcome, CompaniesDiscovered):
-        only = outcome.refresh_company_id
-        if only is None or only in {company.company_id for company in outcome.companies}:
-            return
-        company_id: uuid.UUID | None = only
-    else:
-        company_id = outcome.company_id
-    await refresh_answered(
-        session=session, client_id=outcome.client_id, refresh_id=outcome.refresh_id, company_id=company_id
     )
 
 

@@ -244,6 +244,7 @@ async def refresh_due_clients(
     due: list[tuple[Client, datetime]] = []
     per_tick = 0.0
     for client in clients:
+        run = runs.get(client.id)
         schedule = effective_schedule(
             firm_schedules.get(client.firm_id, operator_default), client_schedules.get(client.id)
         )
@@ -251,7 +252,8 @@ async def refresh_due_clients(
             schedule = dataclasses.replace(schedule, every=upkeep)
         if schedule.every is not None:
             per_tick += tick / schedule.every
-        run = runs.get(client.id)
+        if run is not None and _unanswered(run.awaiting_refresh_id, run.last_run_at, now):
+            continue  # its last refresh waits to be retried: once it is through, it is due
         last_run = run.last_run_at if run else client.created_at
         if schedule.is_due(client_id=client.id, last_run=last_run, now=now, upkeep=upkeep is not None):
             due.append((client, last_run))
@@ -264,19 +266,56 @@ async def refresh_due_clients(
         if run is None:
             # Two replicas at once (a lease changing hands): the second's insert fails its
             # transaction, and nothing of that tick is asked twice.
-            session.add(ClientScheduleRun(client_id=client.id, last_run_at=now))
-        else:
-            claimed = await session.execute(
-                update(ClientScheduleRun)
-                .where(
-                    col(ClientScheduleRun.client_id) == client.id,
-                    col(ClientScheduleRun.last_run_at) == run.last_run_at,
-                )
-                .values(last_run_at=now)
-                .execution_options(synchronize_session=False)
+            run = ClientScheduleRun(client_id=client.id, last_run_at=now)
+            session.add(run)
+            run.awaiting_refresh_id = await emit_refresh(
+                session, Context(client.firm_id, SCHEDULE_ACTOR, correlation_id), client, company_id=None
             )
-            if getattr(claimed, "rowcount", 0) != 1:
-                continue  # another replica ran it since this tick read the runs
-        await emit_refresh(session, Context(client.firm_id, SCHEDULE_ACTOR, correlation_id), client, company_id=None)
+            requested += 1
+            continue
+        claimed = await session.execute(
+            update(ClientScheduleRun)
+            .where(
+                col(ClientScheduleRun.client_id) == client.id,
+                col(ClientScheduleRun.last_run_at) == run.last_run_at,
+            )
+            .values(last_run_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        if getattr(claimed, "rowcount", 0) != 1:
+            continue  # another replica ran it since this tick read the runs
+        refresh_id = await emit_refresh(
+            session, Context(client.firm_id, SCHEDULE_ACTOR, correlation_id), client, company_id=None
+        )
+        await session.execute(
+            update(ClientScheduleRun)
+            .where(col(ClientScheduleRun.client_id) == client.id)
+            .values(awaiting_refresh_id=refresh_id)
+            .execution_options(synchronize_session=False)
+        )
         requested += 1
     return requested
+
+
+# Past the fetcher's last retry of a refresh with its default settings (8 deliveries, each
+# within its 15-minute deadline, at most 5 minutes apart: 2 hours 35 minutes): an outcome
+# not seen by then (lost, or of a refresh dropped unanswered) is not waited for any longer.
+ANSWER_AWAITED_AT_MOST = timedelta(hours=3)
+
+
+def _unanswered(awaiting_refresh_id: uuid.UUID | None, asked_at: datetime, now: datetime) -> bool:
+    return awaiting_refresh_id is not None and now - asked_at < ANSWER_AWAITED_AT_MOST
+
+
+async def scheduled_refresh_reached_bc(*, session: AsyncSession, client_id: uuid.UUID, refresh_id: uuid.UUID) -> None:
+    """An outcome of the client's last scheduled refresh arrived: it got through to the
+    client's BC (or failed for good), so the schedule asks for the client again when due."""
+    await session.execute(
+        update(ClientScheduleRun)
+        .where(
+            col(ClientScheduleRun.client_id) == client_id,
+            col(ClientScheduleRun.awaiting_refresh_id) == refresh_id,
+        )
+        .values(awaiting_refresh_id=None)
+        .execution_options(synchronize_session=False)
+    )

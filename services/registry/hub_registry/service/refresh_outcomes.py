@@ -1,0 +1,42 @@
+"""What the registry learns from a refresh's outcomes (a company's snapshot or failure, the
+client's failure, a list of the client's companies): the refreshes it asked for and waits
+on, so that it does not ask again while the last one waits to be retried.
+
+A refresh of a slow, throttled or offline tenant is retried by the fetchers for up to two
+and a half hours, each waiting request holding a place in the fetchers' queue that every
+firm shares: asked for again each schedule slot or each window of change notices, such a
+tenant's requests would pile up in it. Other outcomes (alerts, tenant grants) are their
+services' own.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from hub_common.events import CompaniesDiscovered, CompanySnapshot, RefreshFailed
+from hub_registry.service import change_notices, refreshes
+
+
+async def outcome_arrived(
+    *, session: AsyncSession, outcome: CompanySnapshot | RefreshFailed | CompaniesDiscovered
+) -> None:
+    """Any outcome says the refresh reached the client's BC (or failed for good): the
+    schedule may ask for the client again. A company's change notices wait for that
+    company's own outcome: its snapshot or failure, the client's failure (before any
+    company was read), or a one-company refresh's list of companies without that company
+    (gone from the client's BC: no snapshot will come)."""
+    await refreshes.scheduled_refresh_reached_bc(
+        session=session, client_id=outcome.client_id, refresh_id=outcome.refresh_id
+    )
+    if isinstance(outcome, CompaniesDiscovered):
+        only = outcome.refresh_company_id
+        if only is None or only in {company.company_id for company in outcome.companies}:
+            return
+        company_id: uuid.UUID | None = only
+    else:
+        company_id = outcome.company_id
+    await change_notices.refresh_answered(
+        session=session, client_id=outcome.client_id, refresh_id=outcome.refresh_id, company_id=company_id
+    )
