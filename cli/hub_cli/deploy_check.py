@@ -26,6 +26,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
+from urllib.parse import urlsplit
 
 import jsonschema
 import kubernetes_validate
@@ -42,6 +43,7 @@ CRD_DIRECTORY = "crds"
 PART_OF = ("app.kubernetes.io/part-of", "accountant-hub")
 COMPONENT_LABEL = "app.kubernetes.io/component"
 OPERATIONS_PORT_NAME = "operations"
+NATS_CLIENT_PORT = 4222
 _RENDER_TIMEOUT_SECONDS = 120
 
 
@@ -146,6 +148,7 @@ def check_manifests(
         report.services.append(service)
         report.problems.extend(_check_settings(deployment, service, index, settings_schema))
         report.problems.extend(_check_nats_sign_in(deployment, service, index))
+        report.problems.extend(_check_nats_egress(deployment, service, index))
     for scaled_object in index.of_kind("ScaledObject"):
         report.problems.extend(_check_scaled_object(scaled_object, index))
     for budget in index.of_kind("PodDisruptionBudget"):
@@ -433,6 +436,40 @@ def _check_nats_sign_in(deployment: Manifest, service: str, index: _Index) -> It
     password_file = values.get("HUB_NATS_PASSWORD_FILE")
     if password_file:
         yield from _check_mounted_secret_file(where, deployment, "HUB_NATS_PASSWORD_FILE", password_file)
+
+
+def _check_nats_egress(deployment: Manifest, service: str, index: _Index) -> Iterator[Problem]:
+    """A service whose egress a NetworkPolicy restricts may reach NATS's namespace, the one
+    its HUB_NATS_URL names (nats.<namespace>.svc...): an overlay that moved NATS (staging's
+    nats-staging) but not the policy leaves its fetchers never connecting, never ready."""
+    url = _environment(deployment, index).values.get("HUB_NATS_URL")
+    host = (urlsplit(url).hostname or "") if url else ""
+    labels = host.split(".")
+    if len(labels) < 3 or labels[2] != "svc":
+        return  # not a cluster service name: an address the policy's author allowed, or not
+    namespace = labels[1]
+    restricting = [
+        policy
+        for policy in index.of_kind("NetworkPolicy")
+        if "Egress" in (policy.get("spec", {}).get("policyTypes") or [])
+        and _selects((policy.get("spec", {}).get("podSelector") or {}).get("matchLabels") or {}, deployment)
+    ]
+    if not restricting:
+        return
+    reached = {
+        (peer.get("namespaceSelector") or {}).get("matchLabels", {}).get("kubernetes.io/metadata.name")
+        for policy in restricting
+        for rule in policy["spec"].get("egress") or []
+        if any(port.get("port") == NATS_CLIENT_PORT for port in rule.get("ports") or [])
+        for peer in rule.get("to") or []
+    }
+    if namespace not in reached:
+        names = ", ".join(sorted(_name(policy) for policy in restricting))
+        yield Problem(
+            f"{_name(deployment)} ({service} settings)",
+            f"HUB_NATS_URL names namespace {namespace!r}, but {names} lets it reach port {NATS_CLIENT_PORT} only in"
+            f" {', '.join(sorted(repr(n) for n in reached if n)) or 'no namespace'}: it would never connect",
+        )
 
 
 def _check_mounted_secret_file(where: str, deployment: Manifest, setting: str, path: str) -> Iterator[Problem]:

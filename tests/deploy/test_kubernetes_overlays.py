@@ -219,6 +219,11 @@ BAD_OVERLAYS = {
         _env("invitations", HUB_NATS_PASSWORD_FILE="/tmp/nats-password"),
         "HUB_NATS_PASSWORD_FILE is /tmp/nats-password, in volume 'tmp': an emptyDir, which holds no file",
     ),
+    "NATS moved to another namespace, the fetchers' egress not": (
+        _config("hub-settings", "HUB_NATS_URL=nats://nats.nats-elsewhere.svc.cluster.local:4222"),
+        "Deployment/fetcher (fetcher settings): HUB_NATS_URL names namespace 'nats-elsewhere', but"
+        " NetworkPolicy/fetcher-egress lets it reach port 4222 only in 'nats': it would never connect",
+    ),
     "a NATS password file the Secret's items do not make": (
         _config("hub-settings", "HUB_NATS_PASSWORD_FILE=/var/run/secrets/hub/nats/fetcher"),
         "Deployment/fetcher (fetcher settings): HUB_NATS_PASSWORD_FILE is /var/run/secrets/hub/nats/fetcher, but"
