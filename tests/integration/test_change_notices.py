@@ -7,6 +7,7 @@ client whose schedule is off is still read daily while the hub subscribes."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import time, timedelta
 
 import pytest
@@ -64,9 +65,12 @@ async def _events(database_url: str, action: object) -> list[object]:
     return [decode_event(row.payload).data for row in rows[before:]]
 
 
-async def test_notices_are_recorded_and_coalesced_into_one_refresh_per_window(database_url: str) -> None:
-    firm, _, clients = await _firm_with_clients(database_url, 2)
-    client = clients[0]
+Step = Callable[[timedelta], Awaitable[list[object]]]
+
+
+def _notices_and_windows(database_url: str, firm: uuid.UUID, client: uuid.UUID) -> tuple[Step, Step]:
+    """A notice of the client's company at ADDED + offset, and the registry's look for
+    companies whose window ended then: each step's events."""
 
     async def notice_at(offset: timedelta) -> list[object]:
         return await _events(
@@ -83,6 +87,14 @@ async def test_notices_are_recorded_and_coalesced_into_one_refresh_per_window(da
                 session=session, coalesce=WINDOW, now=ADDED + offset, correlation_id="tick"
             ),
         )
+
+    return notice_at, window_end_at
+
+
+async def test_notices_are_recorded_and_coalesced_into_one_refresh_per_window(database_url: str) -> None:
+    firm, _, clients = await _firm_with_clients(database_url, 2)
+    client = clients[0]
+    notice_at, window_end_at = _notices_and_windows(database_url, firm, client)
 
     first = await notice_at(timedelta(0))
     requested = [e for e in first if isinstance(e, RefreshRequested)]
@@ -140,22 +152,7 @@ async def test_a_company_whose_refresh_is_unanswered_is_not_asked_again_until_it
     once, and an outcome never seen is waited for three hours at most."""
     firm, _, clients = await _firm_with_clients(database_url, 2)
     client = clients[0]
-
-    async def notice_at(offset: timedelta) -> list[object]:
-        return await _events(
-            database_url,
-            lambda session: change_notices.record_changes(
-                session=session, command=_notice(firm, client), coalesce=WINDOW, now=ADDED + offset
-            ),
-        )
-
-    async def window_end_at(offset: timedelta) -> list[object]:
-        return await _events(
-            database_url,
-            lambda session: change_notices.refresh_waiting_companies(
-                session=session, coalesce=WINDOW, now=ADDED + offset, correlation_id="tick"
-            ),
-        )
+    notice_at, window_end_at = _notices_and_windows(database_url, firm, client)
 
     def asked(events: list[object]) -> list[RefreshRequested]:
         return [e for e in events if isinstance(e, RefreshRequested)]

@@ -525,26 +525,11 @@ async def test_the_hub_asks_for_gzip_alone(bc: BusinessCentral, crafted: Crafted
 # ---------------------------------------------------------------- answers too many
 
 
-async def test_an_answer_of_endless_empty_objects_is_refused_while_parsed(
-    bc: BusinessCentral, crafted: CraftedBusinessCentral
-) -> None:
-    # 1.2 MB of "{}": about 30 MB of dictionaries once parsed, and 50 MB of it 1.2 GB.
-    crafted.answering = always(200, b'{"value": [' + b",".join([b"{}"] * 410_000) + b"]}")
-    tracemalloc.start()
-    try:
-        with pytest.raises(FetchFailure) as failure:
-            await bc.get_collection(ENVIRONMENT, f"{ROOT}/salesInvoices")
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-    assert failure.value.kind is FailureKind.BAD_RESPONSE
-    assert "more than 400000 JSON objects" in (failure.value.message or "")
-    assert peak < 200_000_000
-
-
 @pytest.mark.parametrize(
     ("body", "words"),
     [
+        # 1.2 MB of "{}": about 30 MB of dictionaries once parsed, and 50 MB of it 1.2 GB.
+        (b'{"value": [' + b",".join([b"{}"] * 410_000) + b"]}", "more than 400000 JSON objects"),
         # 1,000,001 amounts: about 110 MB of Decimals from 4 MB of "1.5,".
         (b'{"value": [' + b",".join([b"1.5"] * 1_000_001) + b"]}", "more than 1000000 JSON numbers"),
         # Lists (and strings) the parser cannot count: refused before it starts.
