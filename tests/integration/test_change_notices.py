@@ -188,6 +188,11 @@ async def test_a_company_whose_refresh_is_unanswered_is_not_asked_again_until_it
     assert patience >= timedelta(hours=2, minutes=35)
     assert await window_end_at(timedelta(minutes=37) + patience - timedelta(minutes=1)) == []
     assert len(asked(await window_end_at(timedelta(minutes=37) + patience))) == 1
+    # Asked by a replica whose clock ran a day ahead: its window and its wait would last a
+    # day longer than they should, so a moment still to come is not waited on.
+    later = timedelta(days=2)
+    assert len(asked(await notice_at(later + timedelta(days=1)))) == 1
+    assert len(asked(await notice_at(later))) == 1
 
 
 def _listed(requested: RefreshRequested, companies: list[uuid.UUID]) -> CompaniesDiscovered:

@@ -17,7 +17,15 @@ from sqlmodel import col, select
 
 from hub_common.commands import CommandRejected, RejectionReason, SetRefreshSchedule
 from hub_common.db import create_engine, migrate, session_factory, transaction
-from hub_common.events import Actor, ActorKind, CompaniesDiscovered, RefreshRequested, RefreshScheduleSet, decode_event
+from hub_common.events import (
+    Actor,
+    ActorKind,
+    CompaniesDiscovered,
+    DiscoveredCompany,
+    RefreshRequested,
+    RefreshScheduleSet,
+    decode_event,
+)
 from hub_registry.app import MIGRATIONS, VERSION_TABLE
 from hub_registry.domain.refresh_schedule import RefreshSchedule
 from hub_registry.models import (
@@ -30,6 +38,7 @@ from hub_registry.models import (
     registry_outbox,
 )
 from hub_registry.service import refresh_outcomes, refreshes
+from tests.integration.test_dashboard_model import _snapshot
 from tests.support.registry_rows import insert_old_firm
 
 HOURLY = RefreshSchedule(every=timedelta(hours=1), quiet_hours=None)
@@ -171,14 +180,26 @@ async def test_a_client_whose_refresh_has_not_reached_its_bc_is_not_asked_again_
     finally:
         await engine.dispose()
     assert await _tick(database_url, slot + timedelta(hours=2, minutes=30), answered=False) == []
+    # Its list of companies alone does not either (their reads may wait to be retried); a
+    # company read does.
+    company = uuid.uuid4()
+    listed = CompaniesDiscovered(
+        client_id=client, refresh_id=first.refresh_id, companies=[DiscoveredCompany(company_id=company, name="A")]
+    )
+    read = _snapshot(client, company, "A", "1.00", 0, first.refresh_id)
     async with transaction(session_factory(engine := create_engine(database_url))) as session:
-        listed = CompaniesDiscovered(client_id=client, refresh_id=first.refresh_id, companies=[])
         await refresh_outcomes.outcome_arrived(session=session, outcome=listed)
+    assert await _tick(database_url, slot + timedelta(hours=2, minutes=31), answered=False) == []
+    async with transaction(session_factory(engine)) as session:
+        await refresh_outcomes.outcome_arrived(session=session, outcome=read)
     await engine.dispose()
     assert await _tick(database_url, slot + timedelta(hours=2, minutes=31), answered=False) == [client]
     # Never answered: asked again once the three hours have passed.
     assert await _tick(database_url, slot + timedelta(hours=5, minutes=30), answered=False) == []
     assert await _tick(database_url, slot + timedelta(hours=5, minutes=31), answered=False) == [client]
+    # Asked by a replica whose clock ran a day ahead: not a wait of a day and three hours.
+    assert await _tick(database_url, slot + timedelta(days=1, hours=5, minutes=31), answered=False) == [client]
+    assert await _tick(database_url, slot + timedelta(hours=5, minutes=32), answered=False) == [client]
 
 
 async def _ticks(database_url: str, times: list[datetime], default: RefreshSchedule) -> Counter[datetime]:

@@ -26,15 +26,12 @@ from sqlmodel import col, select
 from hub_common.commands import RecordBusinessCentralChanges, RejectionReason, refused
 from hub_common.events import Actor, BusinessCentralChanged
 from hub_common.i18n import N_
+from hub_registry.domain.refresh_schedule import CLOCK_SKEW_TOLERANCE
 from hub_registry.models import Client, CompanyChangeRefresh, TenantGrant
-from hub_registry.service.refreshes import ANSWER_AWAITED_AT_MOST, emit_refresh
+from hub_registry.service.refreshes import ANSWER_AWAITED_AT_MOST, emit_refresh, unanswered
 from hub_registry.service.shared import Context, emit
 
 NOTICES_ACTOR = Actor.service("business-central")
-
-
-def _unanswered(row: CompanyChangeRefresh, now: datetime) -> bool:
-    return row.awaiting_refresh_id is not None and now - row.last_requested_at < ANSWER_AWAITED_AT_MOST
 
 
 async def _awaiting(session: AsyncSession, row: CompanyChangeRefresh, refresh_id: uuid.UUID) -> None:
@@ -66,6 +63,12 @@ async def refresh_answered(
         .values(awaiting_refresh_id=None)
         .execution_options(synchronize_session=False)
     )
+
+
+def _window_over(last_requested_at: datetime, now: datetime, coalesce: timedelta) -> bool:
+    """Whether the coalescing window of a request ended: also when a replica whose clock ran
+    ahead made the request, whose window would otherwise last as long again."""
+    return now - last_requested_at >= coalesce or last_requested_at > now + CLOCK_SKEW_TOLERANCE
 
 
 async def _claim(session: AsyncSession, row: CompanyChangeRefresh, *, now: datetime) -> bool:
@@ -129,7 +132,11 @@ async def record_changes(
                 awaiting_refresh_id=refresh_id,
             )
         )
-    elif now - row.last_requested_at >= coalesce and not _unanswered(row, now) and await _claim(session, row, now=now):
+    elif (
+        _window_over(row.last_requested_at, now, coalesce)
+        and not unanswered(row.awaiting_refresh_id, row.last_requested_at, now)
+        and await _claim(session, row, now=now)
+    ):
         refresh_id = await emit_refresh(session, context, client, company_id=command.company_id)
         await _awaiting(session, row, refresh_id)
     elif row.pending_since is None:
@@ -172,10 +179,14 @@ async def refresh_waiting_companies(
             await session.execute(
                 select(CompanyChangeRefresh).where(
                     col(CompanyChangeRefresh.pending_since).is_not(None),
-                    col(CompanyChangeRefresh.last_requested_at) <= now - coalesce,
-                    or_(
+                    or_(  # _window_over(), in SQL
+                        col(CompanyChangeRefresh.last_requested_at) <= now - coalesce,
+                        col(CompanyChangeRefresh.last_requested_at) > now + CLOCK_SKEW_TOLERANCE,
+                    ),
+                    or_(  # not unanswered(), in SQL
                         col(CompanyChangeRefresh.awaiting_refresh_id).is_(None),
                         col(CompanyChangeRefresh.last_requested_at) <= now - ANSWER_AWAITED_AT_MOST,
+                        col(CompanyChangeRefresh.last_requested_at) > now + CLOCK_SKEW_TOLERANCE,
                     ),
                 )
             )

@@ -22,14 +22,17 @@ from hub_registry.service import change_notices, refreshes
 async def outcome_arrived(
     *, session: AsyncSession, outcome: CompanySnapshot | RefreshFailed | CompaniesDiscovered
 ) -> None:
-    """Any outcome says the refresh reached the client's BC (or failed for good): the
-    schedule may ask for the client again. A company's change notices wait for that
+    """A scheduled refresh is through once a company of it was read or failed for good, the
+    client failed, or its list of companies holds none to read: the schedule may ask for
+    the client again. (Its list alone says nothing: the companies' reads, where BC throttles
+    a large tenant, may still wait to be retried.) A company's change notices wait for that
     company's own outcome: its snapshot or failure, the client's failure (before any
     company was read), or a one-company refresh's list of companies without that company
     (gone from the client's BC: no snapshot will come)."""
-    await refreshes.scheduled_refresh_reached_bc(
-        session=session, client_id=outcome.client_id, refresh_id=outcome.refresh_id
-    )
+    if not isinstance(outcome, CompaniesDiscovered) or not outcome.companies:
+        await refreshes.scheduled_refresh_through(
+            session=session, client_id=outcome.client_id, refresh_id=outcome.refresh_id
+        )
     if isinstance(outcome, CompaniesDiscovered):
         only = outcome.refresh_company_id
         if only is None or only in {company.company_id for company in outcome.companies}:

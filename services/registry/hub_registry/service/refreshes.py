@@ -18,6 +18,7 @@ from hub_common.events import Actor, RefreshRequested, RefreshScheduleSet, Role
 from hub_common.i18n import N_
 from hub_common.logging import get_logger
 from hub_registry.domain.refresh_schedule import (
+    CLOCK_SKEW_TOLERANCE,
     InvalidSchedule,
     QuietHours,
     RefreshSchedule,
@@ -252,7 +253,7 @@ async def refresh_due_clients(
             schedule = dataclasses.replace(schedule, every=upkeep)
         if schedule.every is not None:
             per_tick += tick / schedule.every
-        if run is not None and _unanswered(run.awaiting_refresh_id, run.last_run_at, now):
+        if run is not None and unanswered(run.awaiting_refresh_id, run.last_run_at, now):
             continue  # its last refresh waits to be retried: once it is through, it is due
         last_run = run.last_run_at if run else client.created_at
         if schedule.is_due(client_id=client.id, last_run=last_run, now=now, upkeep=upkeep is not None):
@@ -303,13 +304,20 @@ async def refresh_due_clients(
 ANSWER_AWAITED_AT_MOST = timedelta(hours=3)
 
 
-def _unanswered(awaiting_refresh_id: uuid.UUID | None, asked_at: datetime, now: datetime) -> bool:
-    return awaiting_refresh_id is not None and now - asked_at < ANSWER_AWAITED_AT_MOST
+def unanswered(awaiting_refresh_id: uuid.UUID | None, asked_at: datetime, now: datetime) -> bool:
+    """Whether a refresh asked for at ``asked_at`` still waits for its outcome: not past
+    ANSWER_AWAITED_AT_MOST, and not asked by a replica whose clock ran ahead (a wait
+    counted from a moment still to come would last that much longer)."""
+    return (
+        awaiting_refresh_id is not None
+        and now - asked_at < ANSWER_AWAITED_AT_MOST
+        and asked_at <= now + CLOCK_SKEW_TOLERANCE
+    )
 
 
-async def scheduled_refresh_reached_bc(*, session: AsyncSession, client_id: uuid.UUID, refresh_id: uuid.UUID) -> None:
-    """An outcome of the client's last scheduled refresh arrived: it got through to the
-    client's BC (or failed for good), so the schedule asks for the client again when due."""
+async def scheduled_refresh_through(*, session: AsyncSession, client_id: uuid.UUID, refresh_id: uuid.UUID) -> None:
+    """The client's last scheduled refresh is through (service.refresh_outcomes), so the
+    schedule asks for the client again when due."""
     await session.execute(
         update(ClientScheduleRun)
         .where(
