@@ -439,37 +439,63 @@ def _check_nats_sign_in(deployment: Manifest, service: str, index: _Index) -> It
 
 
 def _check_nats_egress(deployment: Manifest, service: str, index: _Index) -> Iterator[Problem]:
-    """A service whose egress a NetworkPolicy restricts may reach NATS's namespace, the one
-    its HUB_NATS_URL names (nats.<namespace>.svc...): an overlay that moved NATS (staging's
-    nats-staging) but not the policy leaves its fetchers never connecting, never ready."""
+    """A service whose egress a NetworkPolicy restricts may reach NATS in the namespace its
+    HUB_NATS_URL names (``nats.<namespace>.svc…``, or a pod's ``nats-0.nats-headless.<namespace>.svc…``):
+    an overlay that moved NATS (staging's nats-staging) but not the policy leaves its
+    fetchers never connecting, never ready. Only what can be judged here is refused: a
+    rule whose peer is an address block, or selects namespaces by expression, may reach it."""
     url = _environment(deployment, index).values.get("HUB_NATS_URL")
-    host = (urlsplit(url).hostname or "") if url else ""
-    labels = host.split(".")
-    if len(labels) < 3 or labels[2] != "svc":
-        return  # not a cluster service name: an address the policy's author allowed, or not
-    namespace = labels[1]
-    restricting = [
-        policy
-        for policy in index.of_kind("NetworkPolicy")
-        if "Egress" in (policy.get("spec", {}).get("policyTypes") or [])
-        and _selects((policy.get("spec", {}).get("podSelector") or {}).get("matchLabels") or {}, deployment)
-    ]
-    if not restricting:
+    restricting = [policy for policy in index.of_kind("NetworkPolicy") if _restricts_egress_of(policy, deployment)]
+    if not url or not restricting:
         return
-    reached = {
-        (peer.get("namespaceSelector") or {}).get("matchLabels", {}).get("kubernetes.io/metadata.name")
-        for policy in restricting
-        for rule in policy["spec"].get("egress") or []
-        if any(port.get("port") == NATS_CLIENT_PORT for port in rule.get("ports") or [])
-        for peer in rule.get("to") or []
-    }
-    if namespace not in reached:
-        names = ", ".join(sorted(_name(policy) for policy in restricting))
-        yield Problem(
-            f"{_name(deployment)} ({service} settings)",
-            f"HUB_NATS_URL names namespace {namespace!r}, but {names} lets it reach port {NATS_CLIENT_PORT} only in"
-            f" {', '.join(sorted(repr(n) for n in reached if n)) or 'no namespace'}: it would never connect",
-        )
+    for server in url.split(","):
+        parts = urlsplit(server.strip() if "://" in server else f"nats://{server.strip()}")
+        labels = (parts.hostname or "").split(".")
+        if "svc" not in labels[2:]:
+            continue  # not a cluster service name: an address the policy's author allowed, or not
+        namespace = labels[labels.index("svc", 2) - 1]
+        port = parts.port or NATS_CLIENT_PORT
+        if not any(_egress_reaches(policy, namespace, port) for policy in restricting):
+            names = ", ".join(sorted(_name(policy) for policy in restricting))
+            yield Problem(
+                f"{_name(deployment)} ({service} settings)",
+                f"HUB_NATS_URL names namespace {namespace!r}, but {names} lets it reach port {port} in no such"
+                " namespace: it would never connect",
+            )
+
+
+def _restricts_egress_of(policy: Manifest, deployment: Manifest) -> bool:
+    spec = policy.get("spec") or {}
+    egress = "Egress" in (spec.get("policyTypes") or []) or ("policyTypes" not in spec and "egress" in spec)
+    selector = spec.get("podSelector") or {}
+    # An empty selector selects every pod of the namespace.
+    return egress and (not selector or _selects(selector.get("matchLabels") or {}, deployment))
+
+
+def _egress_reaches(policy: Manifest, namespace: str, port: int) -> bool:
+    for rule in (policy.get("spec") or {}).get("egress") or []:
+        ports = rule.get("ports")
+        if ports and not any(
+            not isinstance(entry.get("port"), int)  # named, or every port: not judged here
+            or entry["port"] <= port <= entry.get("endPort", entry["port"])
+            for entry in ports
+        ):
+            continue
+        peers = rule.get("to")
+        if not peers:
+            return True  # everywhere
+        for peer in peers:
+            if "ipBlock" in peer:
+                return True
+            namespaces = peer.get("namespaceSelector")
+            if namespaces is None:
+                if (policy.get("metadata") or {}).get("namespace") == namespace:
+                    return True
+                continue
+            name = (namespaces.get("matchLabels") or {}).get("kubernetes.io/metadata.name")
+            if name is None or namespaces.get("matchExpressions") or name == namespace:
+                return True  # by other labels or expressions: not judged here
+    return False
 
 
 def _check_mounted_secret_file(where: str, deployment: Manifest, setting: str, path: str) -> Iterator[Problem]:

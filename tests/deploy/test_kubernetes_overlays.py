@@ -50,7 +50,8 @@ def test_the_command_says_ok_for_the_production_overlay() -> None:
 
 
 def _overlay(tmp_path: Path, kustomization: str, files: dict[str, str] | None = None) -> Path:
-    """An overlay over the real base with one change, checked with the real schemas."""
+    """An overlay over the real base with one change, checked with the real schemas; each
+    of ``files`` ending in .yaml is a resource of it too."""
     overlay = tmp_path / "overlay"
     overlay.mkdir()
     base = KUBERNETES / "base"
@@ -60,8 +61,9 @@ def _overlay(tmp_path: Path, kustomization: str, files: dict[str, str] | None = 
         f"  - name: accountant-hub/{service}\n    newTag: '1.0.0'\n"
         for service in ("registry", "fetcher", "invitations", "gateway")
     )
+    resources = "".join(f"  - {name}\n" for name in files or {} if name.endswith(".yaml"))
     (overlay / "kustomization.yaml").write_text(
-        f"resources:\n  - {relative_base}\nimages:\n{images}" + textwrap.dedent(kustomization)
+        f"resources:\n  - {relative_base}\n{resources}images:\n{images}" + textwrap.dedent(kustomization)
     )
     for name, content in (files or {}).items():
         (overlay / name).write_text(content)
@@ -222,7 +224,16 @@ BAD_OVERLAYS = {
     "NATS moved to another namespace, the fetchers' egress not": (
         _config("hub-settings", "HUB_NATS_URL=nats://nats.nats-elsewhere.svc.cluster.local:4222"),
         "Deployment/fetcher (fetcher settings): HUB_NATS_URL names namespace 'nats-elsewhere', but"
-        " NetworkPolicy/fetcher-egress lets it reach port 4222 only in 'nats': it would never connect",
+        " NetworkPolicy/fetcher-egress lets it reach port 4222 in no such namespace: it would never connect",
+    ),
+    "NATS named by a pod of it, in another namespace": (
+        _config(
+            "hub-settings",
+            "HUB_NATS_URL=nats://nats-0.nats-headless.nats.svc.cluster.local:4222,"
+            "nats://nats-1.nats-headless.nats-other.svc.cluster.local:4222",
+        ),
+        "HUB_NATS_URL names namespace 'nats-other', but NetworkPolicy/fetcher-egress lets it reach port 4222 in no"
+        " such namespace",
     ),
     "a NATS password file the Secret's items do not make": (
         _config("hub-settings", "HUB_NATS_PASSWORD_FILE=/var/run/secrets/hub/nats/fetcher"),
@@ -419,3 +430,34 @@ def test_credentials_in_the_nats_url_are_refused_without_being_shown(tmp_path: P
         problems
     )
     assert not [problem for problem in problems if "hunter2-secret" in problem]
+
+
+@pytest.mark.parametrize(
+    "egress",
+    [
+        "{ports: [{port: 4222}]}",  # to anywhere
+        "{to: [{namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: nats-elsewhere}}}]}",  # any port
+        "{to: [{namespaceSelector: {}}], ports: [{port: 4222}]}",
+        "{to: [{ipBlock: {cidr: 10.0.0.0/8}}], ports: [{port: 4000, endPort: 4300}]}",
+        "{to: [{namespaceSelector: {matchExpressions: [{key: team, operator: Exists}]}}], ports: [{port: client}]}",
+    ],
+)
+def test_egress_the_check_cannot_judge_or_that_reaches_nats_passes(tmp_path: Path, egress: str) -> None:
+    """NATS moved to another namespace, and a policy beside the base's letting the fetchers
+    reach it in a form other than a namespace's name (policies add up)."""
+    policy = {
+        "policy.yaml": textwrap.dedent(
+            f"""\
+            apiVersion: networking.k8s.io/v1
+            kind: NetworkPolicy
+            metadata: {{name: fetcher-to-nats-elsewhere}}
+            spec:
+              podSelector: {{matchLabels: {{app.kubernetes.io/name: fetcher}}}}
+              policyTypes: [Egress]
+              egress: [{egress}]
+            """
+        )
+    }
+    moved = _config("hub-settings", "HUB_NATS_URL=nats://nats.nats-elsewhere.svc.cluster.local:4222")
+    overlay = _overlay(tmp_path, moved, policy)
+    assert [str(problem) for problem in _check(overlay).problems if "HUB_NATS_URL" in str(problem)] == []
