@@ -96,3 +96,14 @@ def test_a_converted_sort_at_1280_by_800(page: Page, hub: Hub, sandbox: Sandbox)
     # 3. Back to each company's own currency: no marks.
     _choose_currency(page, "")
     expect(page.locator("#grid-body td.converted, #grid-body td.unconverted")).to_have_count(0)
+
+    # 4. Euros chosen in another tab: the next live rows come in euros, and this page is
+    # loaded again, so its headings and totals say euros too, not only the rows.
+    api = hub.client(email)
+    chosen = api.get("/api/v1/preferences").raise_for_status().json()
+    api.put("/api/v1/preferences", json={**chosen, "reporting_currency": "EUR"}).raise_for_status()
+    client_id = next(c["client_id"] for c in api.get("/api/v1/clients").json()["clients"] if c["name"] == "CRONUS")
+    api.post("/api/v1/refresh", json={"client_id": client_id}).raise_for_status()
+    expect(page.locator('#grid-head th[data-sort-key="cash"]')).to_have_attribute(
+        "title", re.compile("in EUR"), timeout=60_000
+    )

@@ -756,7 +756,17 @@ Hub.start(() => {
     }, 1000);
   }
 
+  // The reporting currency the server converted a live row's amounts into (null: none).
+  const convertedInto = (row) => { const first = row.amounts && Object.values(row.amounts)[0]; return first ? first.currency : null; };
+
   function patchRows(message) {
+    // A reporting currency chosen in another tab: the server's rows follow it, while this
+    // page's headings, totals and sort name its own; the page is loaded again, whole.
+    const mine = state.preferences.reporting_currency || null;
+    if (message.rows.some((row) => convertedInto(row) !== null && convertedInto(row) !== mine)) {
+      window.location.reload();
+      return;
+    }
     if (!state.page) {
       // The first page is still on its way, maybe read before this change.
       if (pageReadsOnTheirWay > 0) reloadSoon();
