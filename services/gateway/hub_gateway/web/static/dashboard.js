@@ -409,6 +409,7 @@ Hub.start(() => {
   }
 
   function filtersChanged() {
+    $("view-note").hidden = true; // about a view's filters, which the accountant now changes
     const q = state.query;
     q.text = $("filter-text").value.trim();
     q.client_id = $("filter-client").value;
@@ -494,7 +495,9 @@ Hub.start(() => {
       state.query.assigned_accountant_id = "";
       dropped.push(_("This view's accountant is no longer in the firm: it shows every accountant's clients."));
     }
-    showError(dropped.join(" "));
+    // Its own banner: the page's error banner is cleared by the read that follows.
+    $("view-note").textContent = dropped.join(" ");
+    $("view-note").hidden = !dropped.length;
     state.offset = 0;
     applyQueryToControls();
     load();
