@@ -326,3 +326,23 @@ def test_a_rule_that_cannot_be_kept_is_refused_naming_the_field(hub: Hub, rule: 
     answer = hub.client(EMAIL).post("/api/v1/alert-rules", json={"name": "Refused", **rule})
     assert answer.status_code == 422, answer.text
     assert field in answer.text
+
+
+def test_a_rule_saved_again_under_its_idempotency_key_is_one_rule(hub: Hub) -> None:
+    """A save whose answer was lost, sent again with its Idempotency-Key: the same rule and
+    secret, not a second rule; the key with another rule, or not a key at all, is refused."""
+    api = hub.client("kit@idempotent-accounting.example")
+    rule = {"name": "Once", "figure": "cash", "comparison": "below", "threshold": "1"}
+    rule |= {"webhook_url": "http://127.0.0.1:9/hook"}
+    key = {"Idempotency-Key": str(uuid.uuid4())}
+    first = api.post("/api/v1/alert-rules", json=rule, headers=key)
+    again = api.post("/api/v1/alert-rules", json=rule, headers=key)
+    assert first.status_code == again.status_code == 201, (first.text, again.text)
+    assert again.json() == first.json() and first.json()["webhook_secret"]
+    assert [listed["rule_id"] for listed in api.get("/api/v1/alert-rules").json()["rules"]] == [first.json()["rule_id"]]
+    other = api.post("/api/v1/alert-rules", json={**rule, "threshold": "2"}, headers=key)
+    assert other.status_code == 422 and "Idempotency-Key" in other.text, other.text
+    for bad in (b"two words", b"x" * 256, "clé".encode()):
+        refused = api.post("/api/v1/alert-rules", json=rule, headers={b"Idempotency-Key": bad})
+        assert refused.status_code == 422 and "Idempotency-Key" in refused.text, (bad, refused.text)
+    assert len(api.get("/api/v1/alert-rules").json()["rules"]) == 1

@@ -92,3 +92,33 @@ def test_an_alert_raised_while_the_page_reads_the_alerts_is_marked(page: Page, h
     assert api.post("/api/v1/refresh", json={"client_id": connected.client_id}).status_code == 202
     expect(page.locator("#grid-body .alert-marker")).to_have_count(len(connected.company_names), timeout=60_000)
     expect(page.locator("#alerts-note")).to_have_text(f"{len(connected.company_names)} open alerts")
+
+
+def test_a_save_whose_answer_was_lost_and_is_sent_again_makes_one_rule(page: Page, hub: Hub) -> None:
+    """The hub saved the rule but the page never got its answer (here the connection drops
+    after the hub answered): saving again is the same rule, not a second one."""
+    sign_in(page, hub, "noor@lost-answer-accounting.example")
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Alerts").click()
+    expect(page.locator("#rules-body")).to_contain_text("No rules yet")
+    reached: list[int] = []
+
+    def answer_lost(route: Route) -> None:
+        if route.request.method == "POST" and not reached:
+            reached.append(route.fetch().status)
+            route.abort("connectionreset")
+        else:
+            route.continue_()
+
+    page.route(re.compile(r"/api/v1/alert-rules$"), answer_lost)
+    page.get_by_label("Name").fill("Saved once")
+    page.get_by_label("Figure").select_option("cash")
+    page.get_by_label("Comparison").select_option("below")
+    page.get_by_label("Threshold").fill("500")
+    page.get_by_role("button", name="Save rule").click()
+    expect(page.locator("#alerts-error")).to_contain_text("cannot be reached")
+    assert reached == [201], "the hub saved the rule"
+    page.get_by_role("button", name="Save rule").click()
+    expect(page.locator("#rule-status")).to_have_text("Rule saved.")
+    expect(page.locator("#rules-body tr", has_text="Saved once")).to_have_count(1)
+    page.reload()
+    expect(page.locator("#rules-body tr", has_text="Saved once")).to_have_count(1)

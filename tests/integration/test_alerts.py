@@ -110,6 +110,7 @@ class Registry:
         rule_id: uuid.UUID | None = None,
         *,
         new_webhook_secret: bool = False,
+        creation_key: str | None = None,
         **fields: Any,
     ) -> AlertRuleSaved:
         """Define a rule, or change one (``rule_id``); the registry's answer."""
@@ -124,6 +125,7 @@ class Registry:
                     rule=AlertRuleFields(**{"name": "Rule", "client_id": self.client_id, **fields}),
                     language="de",
                     new_webhook_secret=True if new_webhook_secret else None,
+                    creation_key=creation_key,
                 ),
                 settings=SETTINGS,
             )
@@ -599,6 +601,65 @@ async def test_a_firm_keeps_a_bounded_number_of_rules(registry: Registry, monkey
         )
         await alerts.remove_alert_rule(session=session, command=command)
     await registry.rule(registry.owner, figure="cash", comparison="below", threshold=Decimal(3))
+
+
+async def _live_rules(registry: Registry) -> list[AlertRuleRow]:
+    async with transaction(registry.sessions) as session:
+        found = await session.execute(
+            select(AlertRuleRow).where(
+                col(AlertRuleRow.firm_id) == registry.firm_id, col(AlertRuleRow.removed_at).is_(None)
+            )
+        )
+        return list(found.scalars())
+
+
+async def test_a_new_rule_asked_again_under_its_idempotency_key_is_the_same_rule(registry: Registry) -> None:
+    """A save whose answer was lost, asked again: the rule it saved, with the secret the lost
+    answer carried, and one AlertRuleSet; another accountant's same key is their own."""
+    hook: dict[str, Any] = {
+        "figure": "cash",
+        "comparison": "below",
+        "threshold": Decimal(10),
+        "webhook_url": "http://127.0.0.1:9/h",
+    }
+    first = await registry.save(registry.owner, creation_key="form-1", **hook)
+    again = await registry.save(registry.owner, creation_key="form-1", **hook)
+    assert again == first and first.webhook_secret is not None
+    assert [type(event) for event in await registry.new_events() if isinstance(event, AlertRuleSet)] == [AlertRuleSet]
+    staffs = await registry.save(registry.staff, creation_key="form-1", **hook)
+    assert staffs.rule_id != first.rule_id
+    assert len(await _live_rules(registry)) == 2
+    with pytest.raises(CommandRejected) as refused:
+        await registry.save(registry.owner, creation_key="form-1", **{**hook, "threshold": Decimal(11)})
+    assert refused.value.rejection.reason == "invalid"
+    assert "another rule" in refused.value.rejection.message
+    # Changed since: the rule is still the answer, but its secret is no longer the lost
+    # answer's to give (someone has seen the rule since).
+    await registry.save(registry.owner, first.rule_id, name="Renamed", **hook)
+    assert await registry.save(registry.owner, creation_key="form-1", **hook) == AlertRuleSaved(rule_id=first.rule_id)
+    await registry.remove(first.rule_id)
+    with pytest.raises(CommandRejected) as gone:
+        await registry.save(registry.owner, creation_key="form-1", **hook)
+    assert gone.value.rejection.reason == "conflict"
+    assert [rule.id for rule in await _live_rules(registry)] == [staffs.rule_id]
+
+
+async def test_a_save_asked_again_at_the_firms_bound_still_answers_its_rule(
+    registry: Registry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(alerts, "MAX_RULES_PER_FIRM", 1)
+    asked: dict[str, Any] = {"figure": "cash", "comparison": "below", "threshold": Decimal(1)}
+    first = await registry.save(registry.owner, creation_key="k", **asked)
+    assert await registry.save(registry.owner, creation_key="k", **asked) == first
+
+
+@pytest.mark.parametrize("database_url", POSTGRESQL_ONLY, indirect=True)
+async def test_one_rule_for_a_save_asked_twice_at_once(database_url: str, registry: Registry) -> None:
+    """Two replicas taking the same ask at once: one rule, and both answer it."""
+    asked: dict[str, Any] = {"figure": "cash", "comparison": "below", "threshold": Decimal(1)}
+    answers = await asyncio.gather(*(registry.save(registry.owner, creation_key="twice", **asked) for _ in range(4)))
+    assert len({answer.rule_id for answer in answers}) == 1, answers
+    assert len(await _live_rules(registry)) == 1
 
 
 @pytest.mark.parametrize("database_url", POSTGRESQL_ONLY, indirect=True)

@@ -132,28 +132,17 @@ async def test_alerts_waiting_for_a_digest_stay_waiting_and_unwatched_failures_g
                     },
                 )
             await session.flush()
-            digest = AlertRuleRow(
-                firm_id=firm,
-                owner_accountant_id=owner,
-                name="Digest",
-                client_id=watched,
-                figure="cash",
-                comparison="below",
-                threshold="1",
-                delivery="daily_digest",
-                digest_at=time(8, 0),
-                last_digest_at=last_digest,
-            )
-            failing = AlertRuleRow(
-                firm_id=firm,
-                owner_accountant_id=owner,
-                name="Failing",
-                client_id=watched,
-                figure="failing_hours",
-                comparison="above",
-                threshold="6",
-            )
-            session.add_all([digest, failing])
+            # The rule table's columns of revision 0009 only (the model has later ones).
+            digest_id, failing_id = uuid.uuid4(), uuid.uuid4()
+            rule = {"firm_id": firm, "owner_accountant_id": owner, "client_id": watched, "email": True}
+            rule |= {"time_zone": "UTC", "language": "en", "created_at": last_digest, "updated_at": last_digest}
+            for values in (
+                {"id": digest_id, "name": "Digest", "figure": "cash", "comparison": "below", "threshold": "1"}
+                | {"delivery": "daily_digest", "digest_at": time(8, 0), "last_digest_at": last_digest},
+                {"id": failing_id, "name": "Failing", "figure": "failing_hours", "comparison": "above"}
+                | {"threshold": "6", "delivery": "immediate", "last_digest_at": last_digest},
+            ):
+                await session.execute(sa.insert(AlertRuleRow.__table__).values(**rule, **values))  # type: ignore[attr-defined]
             for client_id in (watched, unwatched):
                 session.add(
                     AlertFailureRow(client_id=client_id, company_key="client", firm_id=firm, failing_since=last_digest)
@@ -176,7 +165,7 @@ async def test_alerts_waiting_for_a_digest_stay_waiting_and_unwatched_failures_g
                     sa.insert(episodes).values(
                         id=episode_id,
                         firm_id=firm,
-                        rule_id=digest.id,
+                        rule_id=digest_id,
                         client_id=watched,
                         raised_event_id=uuid.uuid4(),
                         company_key="client",

@@ -341,6 +341,11 @@ class RefreshStarted(BaseModel):
     refresh_ids: list[uuid.UUID]
 
 
+# An Idempotency-Key (IETF draft-ietf-httpapi-idempotency-key-header): visible ASCII, as
+# the clients that make them (UUIDs, random strings) write them.
+CreationKey = Annotated[str, Field(min_length=1, max_length=255, pattern=r"^[!-~]+$")]
+
+
 class AlertRuleFields(BaseModel):
     """An alert rule as an accountant writes it (hub_registry.domain.alerts has its rules):
     "cash below 10000" for one client or (no client) every client of the firm, mailed to its
@@ -378,6 +383,10 @@ class SetAlertRule(FirmCommand):
     # True: a new signing secret for the rule's webhook (see AlertRuleChange). None when not
     # asked for, so the command travels as before to a registry not yet upgraded.
     new_webhook_secret: Literal[True] | None = None
+    # A new rule's Idempotency-Key, chosen by whoever asks: the same key again from the same
+    # accountant answers the rule it saved instead of making a second one (a save retried
+    # after its answer was lost). None when not given, so the command travels as before.
+    creation_key: CreationKey | None = None
 
 
 class RemoveAlertRule(FirmCommand):

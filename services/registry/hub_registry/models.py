@@ -231,6 +231,17 @@ class AlertRuleRow(SQLModel, table=True):
     """An accountant's alert rule (hub_registry.domain.alerts); removed rules stay for the audit."""
 
     __tablename__ = "registry_alert_rules"
+    __table_args__ = (
+        # One rule per accountant and Idempotency-Key: a save of a new rule asked again is
+        # the same rule, also when two replicas take the two asks at once.
+        Index(
+            "registry_alert_rules_creation_key",
+            "firm_id",
+            "owner_accountant_id",
+            "creation_key",
+            unique=True,
+        ),
+    )
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
     firm_id: uuid.UUID = Field(foreign_key="registry_firms.id", index=True)
@@ -256,6 +267,10 @@ class AlertRuleRow(SQLModel, table=True):
     created_at: datetime = Field(default_factory=_now, sa_column=_timestamp())
     updated_at: datetime = Field(default_factory=_now, sa_column=_timestamp())
     removed_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime(), nullable=True))
+    # The Idempotency-Key the rule was made under (None: none given), and what was asked
+    # under it (a digest of the fields), so the same key asking for another rule is refused.
+    creation_key: str | None = Field(default=None, max_length=255)
+    creation_fingerprint: str | None = Field(default=None, max_length=64)
 
 
 # A subject of an episode without a company: the client as a whole (a failed discovery).

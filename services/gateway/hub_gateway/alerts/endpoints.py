@@ -10,7 +10,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import Query, Request, Response
+from fastapi import Header, Query, Request, Response
 from fastapi import status as http_status
 
 from hub_common import commands
@@ -57,11 +57,27 @@ async def alert_rules(principal: CurrentPrincipal, state: State, request: Reques
 
 @alerts_api.post("/alert-rules", status_code=http_status.HTTP_201_CREATED)
 async def create_alert_rule(
-    rule: commands.AlertRuleFields, principal: CurrentPrincipal, state: State, request: Request
+    rule: commands.AlertRuleFields,
+    principal: CurrentPrincipal,
+    state: State,
+    request: Request,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            min_length=1,
+            max_length=255,
+            pattern=r"^[!-~]+$",
+            description="Any string of your own (a UUID, say), up to 255 visible ASCII characters. The same key "
+            "again, from you, with the same rule, answers the rule it saved (201, its secret too while the rule "
+            "is unchanged) instead of making a second one: send it again when an answer was lost. The same key "
+            "with another rule is refused (422); once that rule is removed, 409.",
+        ),
+    ] = None,
 ) -> commands.AlertRuleSaved:
     """A new rule, yours. With a ``webhook_url`` the answer carries the webhook's signing
     secret: shown this once, keep it."""
-    return await _save(state, request, principal, rule, rule_id=None)
+    return await _save(state, request, principal, rule, rule_id=None, creation_key=idempotency_key)
 
 
 @alerts_api.put("/alert-rules/{rule_id}")
@@ -105,6 +121,7 @@ async def _save(
     *,
     rule_id: uuid.UUID | None,
     new_webhook_secret: bool = False,
+    creation_key: str | None = None,
 ) -> commands.AlertRuleSaved:
     command = commands.SetAlertRule(
         firm_id=principal.firm_id,
@@ -115,5 +132,6 @@ async def _save(
         # The rule's mail is written in its owner's language, as the hub speaks to them now.
         language=request_language(request),
         new_webhook_secret=True if new_webhook_secret else None,
+        creation_key=creation_key,
     )
     return await send_command(state, request, commands.SET_ALERT_RULE, command, commands.AlertRuleSaved)

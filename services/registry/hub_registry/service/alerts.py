@@ -13,6 +13,7 @@ one webhook delivery row written in the same transaction; its end is one AlertRe
 
 from __future__ import annotations
 
+import hashlib
 import json
 import uuid
 from collections import Counter
@@ -182,6 +183,13 @@ SAVE_LOOKUP_SECONDS = 5.0
 async def set_alert_rule(*, session: AsyncSession, command: SetAlertRule, settings: RegistrySettings) -> AlertRuleSaved:
     fields = command.rule
     condition = _checked_condition(fields)
+    accountant = await acting_accountant(session, command.firm_id, command.actor)
+    fingerprint = _fingerprint_of(fields)
+    if command.rule_id is None and command.creation_key is not None:
+        saved = await _saved_before(session, accountant.id, command, fingerprint, settings)
+        if saved is not None:
+            # Answered as the first time, without asking the webhook's host name again.
+            return saved
     if fields.webhook_url is not None:
         try:
             settings.require_key_for(Purpose.WEBHOOK_SECRETS)
@@ -204,13 +212,17 @@ async def set_alert_rule(*, session: AsyncSession, command: SetAlertRule, settin
             )
         except webhooks.UnsafeWebhook as error:
             raise refused(RejectionReason.INVALID, error.message, "webhook_url", **error.values) from error
-    accountant = await acting_accountant(session, command.firm_id, command.actor)
     if fields.client_id is not None:
         await live_client(session, command.firm_id, fields.client_id)
     now = datetime.now(UTC)
     if command.rule_id is None:
         # A firm's new rules one at a time, or replicas each count the others' before its own.
         await lock_until_commit(session, f"alert-rules:{command.firm_id}")
+        if command.creation_key is not None:
+            # The same ask, taken by another replica while this one looked its webhook up.
+            saved = await _saved_before(session, accountant.id, command, fingerprint, settings)
+            if saved is not None:
+                return saved
         live = await session.execute(
             select(func.count())
             .select_from(AlertRuleRow)
@@ -231,6 +243,8 @@ async def set_alert_rule(*, session: AsyncSession, command: SetAlertRule, settin
             threshold=str(condition.threshold),
             last_digest_at=now,
             created_at=now,
+            creation_key=command.creation_key,
+            creation_fingerprint=fingerprint if command.creation_key is not None else None,
         )
     else:
         row = await _visible_rule(session, accountant, command.rule_id)
@@ -316,6 +330,54 @@ async def set_alert_rule(*, session: AsyncSession, command: SetAlertRule, settin
         ),
     )
     return AlertRuleSaved(rule_id=row.id, webhook_secret=secret)
+
+
+def _fingerprint_of(fields: AlertRuleFields) -> str:
+    """What a new rule asks for, as a digest: the same Idempotency-Key is the same rule only
+    when it asks for the same thing."""
+    asked = json.dumps(fields.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(asked.encode()).hexdigest()
+
+
+async def _saved_before(
+    session: AsyncSession,
+    accountant_id: uuid.UUID,
+    command: SetAlertRule,
+    fingerprint: str,
+    settings: RegistrySettings,
+) -> AlertRuleSaved | None:
+    """The answer a new rule's save gave under this Idempotency-Key, given again (its answer
+    was lost: a timeout, a dropped connection); None when the key is new."""
+    earlier = (
+        await session.execute(
+            select(AlertRuleRow).where(
+                col(AlertRuleRow.firm_id) == command.firm_id,
+                col(AlertRuleRow.owner_accountant_id) == accountant_id,
+                col(AlertRuleRow.creation_key) == command.creation_key,
+            )
+        )
+    ).scalar_one_or_none()
+    if earlier is None:
+        return None
+    if earlier.creation_fingerprint != fingerprint:
+        raise refused(
+            RejectionReason.INVALID,
+            N_("This Idempotency-Key saved another rule: a new rule needs a new key"),
+        )
+    if earlier.removed_at is not None:
+        raise refused(
+            RejectionReason.CONFLICT,
+            N_("The rule saved under this Idempotency-Key has been removed since"),
+        )
+    secret: str | None = None
+    if earlier.updated_at == earlier.created_at and earlier.webhook_secret_sealed is not None:
+        # Unchanged since it was made, so its secret is still the one the lost answer carried,
+        # and whoever asks again is the one who asked (same accountant, same key).
+        try:
+            secret = sealer(settings).open(earlier.webhook_secret_sealed, context=str(earlier.id))
+        except Unsealable:
+            secret = None
+    return AlertRuleSaved(rule_id=earlier.id, webhook_secret=secret)
 
 
 async def remove_alert_rule(*, session: AsyncSession, command: RemoveAlertRule) -> None:

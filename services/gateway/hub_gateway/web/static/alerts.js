@@ -144,6 +144,19 @@ Hub.start(() => {
     }
   }
 
+  // A new rule's save carries an Idempotency-Key: asked again after its answer was lost (a
+  // timeout, a dropped connection), it is the same rule, not a second one. The key follows
+  // what is asked: the same form sent again keeps it, a changed one (or the next rule) gets a new one.
+  let attempt = null;
+  function creationKeyFor(body) {
+    const asked = JSON.stringify(body);
+    if (!attempt || attempt.asked !== asked) {
+      const bytes = crypto.getRandomValues(new Uint8Array(16));
+      attempt = { asked, key: Array.from(bytes, (byte) => byte.toString(16).padStart(2, "0")).join("") };
+    }
+    return attempt.key;
+  }
+
   $("rule-form").addEventListener("submit", async (event) => {
     event.preventDefault();
     const daily = $("rule-delivery").value === "daily_digest";
@@ -161,7 +174,8 @@ Hub.start(() => {
     };
     $("rule-save").disabled = true;
     try {
-      const { data } = await api("POST", "/api/v1/alert-rules", body);
+      const { data } = await api("POST", "/api/v1/alert-rules", body, { "Idempotency-Key": creationKeyFor(body) });
+      attempt = null;
       showError("");
       $("rule-status").textContent = _("Rule saved.");
       if (data.webhook_secret) showSecret(data.webhook_secret);
