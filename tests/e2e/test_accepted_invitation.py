@@ -23,7 +23,12 @@ pytestmark = pytest.mark.e2e
 
 
 async def _accepted(
-    nats_url: str, me: dict[str, Any], tenant: str, client_name: str, invited_at: datetime | None = None
+    nats_url: str,
+    me: dict[str, Any],
+    tenant: str,
+    client_name: str,
+    invited_at: datetime | None = None,
+    environment: str = "Production",
 ) -> uuid.UUID:
     """What the invitations service publishes once the accountant ``me`` accepted an
     invitation to add the client; returns the invitation's id."""
@@ -32,7 +37,7 @@ async def _accepted(
         accountant_id=uuid.UUID(me["accountant_id"]),
         email=me["email"],
         tenant=tenant,
-        environment="Production",
+        environment=environment,
         client_name=client_name,
         add_to_dashboard=True,
         invited_at=invited_at,
@@ -97,6 +102,34 @@ async def test_an_invitation_for_a_client_already_there_attaches_to_it(
         ("Nordlys (by hand)", "granted", "invitation")
     ]
     assert rows and all(r["state"] == "ok" and r["client_id"] == added.json()["client_id"] for r in rows)
+
+
+async def test_an_invitation_naming_bcs_admin_center_gives_the_access_and_adds_no_card(
+    hub: Hub, sandbox: Sandbox, nats_url: str
+) -> None:
+    """Raised before such names were refused, an invitation to ".../Admin" (BC's admin
+    center, no environment) cannot become a card: the acceptance still gives the firm the
+    tenant's access, so the card the accountant then adds by hand is read at once."""
+    api = hub.client("ines@admin-center-accounting.example")
+    me = api.get("/api/v1/me").json()
+    tenants = httpx.get(f"{sandbox.base_url}/_sandbox/tenants", verify=sandbox.tls()).json()["tenants"]
+    tenant = next(t for t in tenants if t["domain"] == "nordlysgruppen.onmicrosoft.com")
+    await _accepted(nats_url, me, tenant["id"], "Nordlys Gruppen", environment="Admin")
+    added = api.post("/api/v1/clients", json={"name": "Nordlys", "client_url": f"{sandbox.web_client}/{tenant['id']}"})
+    assert added.status_code == 202, added.text
+    deadline = time.monotonic() + 60
+    clients: list[dict[str, Any]] = []
+    rows: list[dict[str, Any]] = []
+    while time.monotonic() < deadline:
+        clients = api.get("/api/v1/clients").json()["clients"]
+        rows = api.get("/api/v1/dashboard").json()["rows"]
+        if rows and all(r["state"] == "ok" for r in rows):
+            break
+        time.sleep(0.3)
+    assert [(c["name"], c["access"]["state"], c["access"]["method"]) for c in clients] == [
+        ("Nordlys", "granted", "invitation")
+    ]
+    assert rows and all(r["state"] == "ok" for r in rows)
 
 
 async def test_an_invited_client_takes_the_time_zone_the_firms_cards_agree_on(

@@ -200,3 +200,19 @@ def test_a_misspelt_refresh_field_refreshes_nothing(api: httpx.Client) -> None:
     answer = api.post("/api/v1/refresh", json={"client_ids": [str(uuid.uuid4())]})
     assert answer.status_code == 422, answer.text[:300]
     assert answer.json()["detail"][0]["loc"] == ["body", "client_ids"]
+
+
+def test_a_client_invitation_naming_bcs_own_pages_as_its_environment_is_refused(hub: Hub) -> None:
+    """BC answers its admin center and sign-in page where an environment would be: a card of
+    such a place is refused, so the invitation is refused before it can be accepted for nothing."""
+    invitation = {
+        "accountant_email": "someone@tailspin-accounting.example",
+        "accountant_name": "Someone",
+        "companies": ["CRONUS"],
+        "client_name": "Contoso",
+    }
+    for environment in ("Admin", "SIGNIN"):
+        answer = httpx.post(f"{hub.url}/api/v1/client-invitations", json={**invitation, "environment": environment})
+        assert answer.status_code == 422, (environment, answer.text[:300])
+        (problem,) = answer.json()["detail"]
+        assert problem["loc"][:2] == ["body", "environment"] and "admin center" in problem["msg"], problem

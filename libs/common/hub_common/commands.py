@@ -31,6 +31,7 @@ from hub_common.events import (
     ClientCard,
     ClientConnection,
     Failure,
+    NewEnvironmentName,
     TimeZoneName,
 )
 from hub_common.tracing import inject_context
@@ -595,7 +596,7 @@ class RaiseInvitation(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     tenant: Annotated[str, Field(min_length=1, max_length=253, pattern=r"^[A-Za-z0-9][A-Za-z0-9.-]*$")]
-    environment: Annotated[str, Field(min_length=1, max_length=30, pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]*$")]
+    environment: NewEnvironmentName
     # Trimmed here; a blank name is refused by the service with its own words ("This field
     # cannot be blank", "Choose at least one company"), so no minimum length: a name of
     # spaces trims to "" and must still read back as this model.

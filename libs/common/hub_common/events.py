@@ -380,6 +380,24 @@ class ClientCard(BaseModel):
 # Tenants and environments become path segments of BC URLs: only these characters pass.
 TenantName = Annotated[str, Field(min_length=1, max_length=253, pattern=r"^[A-Za-z0-9][A-Za-z0-9.-]*$")]
 EnvironmentName = Annotated[str, Field(min_length=1, max_length=30, pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]*$")]
+# What BC answers under a tenant in place of an environment (its admin center, its sign-in
+# page): no environment bears these names, and a Client URL naming one is refused.
+NOT_ENVIRONMENT_NAMES = frozenset({"admin", "signin"})
+
+
+def _an_environment(name: str) -> str:
+    if name.casefold() in NOT_ENVIRONMENT_NAMES:
+        raise ValueError(
+            N_(
+                "names a page of Business Central's own (its admin center or sign-in), not an "
+                "environment: name the client's environment, such as Production"
+            )
+        )
+    return name
+
+
+# An environment named where it is first asked for (events already written keep EnvironmentName).
+NewEnvironmentName = Annotated[EnvironmentName, AfterValidator(_an_environment)]
 
 
 # A partner-hosted BC app's web client: https://{application family}.bc.dynamics.com.

@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field
 from hub_common import commands
 from hub_common.commands import CommandRejected
 from hub_common.entra import TokenRejected, is_tenant_admin
-from hub_common.events import ONE_LINE, PRINTABLE_TEXT
+from hub_common.events import ONE_LINE, PRINTABLE_TEXT, NewEnvironmentName
 from hub_common.i18n import N_
 from hub_gateway.dependencies import State, error_responses, rejection_error
 from hub_gateway.languages import LocalizedHTTPException, request_language
@@ -28,7 +28,7 @@ client_invitations = APIRouter(
 class ClientInvitationBody(BaseModel):
     accountant_email: Annotated[str, Field(min_length=3, max_length=320)]
     accountant_name: Annotated[str, Field(min_length=1, max_length=250), ONE_LINE]
-    environment: Annotated[str, Field(min_length=1, max_length=30, pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]*$")]
+    environment: NewEnvironmentName
     companies: Annotated[
         list[Annotated[str, Field(min_length=1, max_length=250), ONE_LINE]], Field(min_length=1, max_length=300)
     ]

@@ -11,7 +11,16 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
 from hub_common.entra import TenantDirectory
-from hub_common.events import Actor, ActorKind, ClientCard, ClientSource, Envelope, GrantMethod, InvitationAccepted
+from hub_common.events import (
+    NOT_ENVIRONMENT_NAMES,
+    Actor,
+    ActorKind,
+    ClientCard,
+    ClientSource,
+    Envelope,
+    GrantMethod,
+    InvitationAccepted,
+)
 from hub_common.logging import get_logger
 from hub_registry.domain.refresh_schedule import InvalidSchedule, place_time_zone
 from hub_registry.models import Client, TenantGrant
@@ -74,6 +83,17 @@ async def accept_invitation(
         .first()
     )
     adding = existing is None and data.add_to_dashboard
+    if adding and data.environment.casefold() in NOT_ENVIRONMENT_NAMES:
+        # Raised before such names were refused at the invitation: the card would be refused
+        # (and the acceptance with it, retried until dead-lettered, the client's consent
+        # lost). The access stands; the accountant adds the card with the right environment.
+        logger.warning(
+            "invitation names no environment; access given, no client added",
+            invitation_id=str(data.invitation_id),
+            firm_id=str(accepted.firm_id),
+            environment=data.environment,
+        )
+        adding = False
     added = uuid.uuid4() if adding else None
     # The grant first: the relay mirrors it for the fetchers before it publishes the
     # ClientAdded that makes one of them read the client.
