@@ -302,7 +302,11 @@ async def test_invitation_from_mail_to_acceptance(
     # Another account: refused, names the invited address, changes nothing.
     stranger = Accountant(uuid.uuid4(), uuid.uuid4(), "someone.else@contoso-accounting.example")
     outcome = await _accept(nats_connection, link, stranger)
-    _assert_refused(outcome, RejectionReason.FORBIDDEN, f"This invitation was sent to {email}")
+    _assert_refused(
+        outcome,
+        RejectionReason.FORBIDDEN,
+        f"This invitation was sent to {email}, and the hub knows you as someone.else@contoso-accounting.example",
+    )
     rejected = await _event_of(unassigned_rejections, invitation_id)
     assert rejected.actor.id == str(stranger.accountant_id)
     assert "sent to" in rejected.data.model_dump()["reason"]

@@ -307,10 +307,16 @@ async def accept_invitation(
     if command.email.strip().lower() != invitation.email and not accepted_by_this_firm:
         raise AcceptanceRefused(
             RejectionReason.FORBIDDEN,
-            N_("This invitation was sent to %(email)s; sign in with that address to accept it."),
+            N_(
+                "This invitation was sent to %(email)s, and the hub knows you as %(signed_in)s: sign in "
+                "with the address it was sent to, to accept it."
+            ),
             "email",
             attempt=RefusedAttempt.of(invitation),
             email=invitation.email,
+            # Entra's sign-in name where it gives no verified email: the two may differ
+            # (deploy/README, "The Entra app registration").
+            signed_in=command.email.strip().lower(),
         )
     if invitation.status == InvitationStatus.ACCEPTED.value:
         if invitation.accepted_at is not None:
