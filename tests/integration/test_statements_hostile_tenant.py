@@ -316,13 +316,34 @@ async def test_odd_values_are_read_sensibly(reader: StatementsReader) -> None:
 async def test_an_error_inside_the_batch_is_classified(
     reader: StatementsReader, status: int, kind: FailureKind
 ) -> None:
-    FakeTenant.statuses["balanceSheets"] = status
-    FakeTenant.answers["balanceSheets"] = {
-        "error": {"code": "Application_TestField", "message": "Fin. Rep. for Balance Sheet must have a value."}
-    }
+    FakeTenant.statuses["trialBalances"] = status
+    FakeTenant.answers["trialBalances"] = {"error": {"code": "Internal_ServerError", "message": "Something failed."}}
     failure = await _failure(reader)
     assert failure.kind is kind
     assert failure.http_status == status
+
+
+@pytest.mark.parametrize("status", [400, 403, 404, 500])
+async def test_a_statement_bc_cannot_compute_says_why_and_the_rest_is_read(
+    reader: StatementsReader, status: int
+) -> None:
+    """G/L Setup names no cash flow report (a company migrated from NAV): BC fails that
+    one read, and the workbook still has every other statement."""
+    FakeTenant.statuses["cashFlowStatements"] = status
+    FakeTenant.answers["cashFlowStatements"] = {
+        "error": {"code": "Application_TestField", "message": "Fin. Rep. for Cash Flow Stmt must have a value."}
+    }
+    statements = await reader.read(CONNECTION, COMPANY, as_of=AS_OF)
+    assert statements.cash_flow_statement.lines == []
+    assert "Fin. Rep. for Cash Flow Stmt must have a value." in (statements.cash_flow_statement.unavailable or "")
+    assert statements.balance_sheet.lines and statements.balance_sheet.unavailable is None
+    assert statements.income_statement.lines and statements.trial_balance.lines
+
+
+async def test_a_throttled_statement_still_fails_the_whole_read_to_be_tried_again(reader: StatementsReader) -> None:
+    FakeTenant.statuses["cashFlowStatements"] = 429
+    FakeTenant.answers["cashFlowStatements"] = {"error": {"code": "Application_TooManyRequests", "message": "Slow"}}
+    assert (await _failure(reader)).kind is FailureKind.THROTTLED
 
 
 def _command_body() -> bytes:

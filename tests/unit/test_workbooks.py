@@ -252,6 +252,28 @@ def test_period_statements_name_their_period() -> None:
     assert "no lines" in empty["A6"].value
 
 
+def test_a_statement_bc_could_not_compute_says_why_and_where_to_mend_it() -> None:
+    unavailable = Statement(
+        period_start=date(2026, 1, 1),
+        period_end=AS_OF,
+        lines=[],
+        unavailable="=Fin. Rep. for Cash Flow Stmt must have a value in General Ledger Setup: Primary Key=''.",
+    )
+    workbook = _build(_statements(cash_flow_statement=unavailable))
+    sheet = workbook["Cash Flow Statement"]
+    assert sheet["A6"].value == (
+        "Business Central could not compute this statement: "
+        "=Fin. Rep. for Cash Flow Stmt must have a value in General Ledger Setup: Primary Key=''."
+    )
+    assert sheet["A6"].data_type == "s" and sheet["A6"].alignment.wrap_text
+    assert "“Fin. Rep. for Cash Flow Stmt”" in sheet["A7"].value
+    assert "A6:B6" in {str(merged) for merged in sheet.merged_cells.ranges}
+    assert sheet["B6"].value is None and sheet["B7"].value is None
+    assert sheet.print_area == "'Cash Flow Statement'!$A$1:$B$7"
+    # The other statements print as ever.
+    assert workbook["Income Statement"]["B7"].value == -50.25
+
+
 def test_trial_balance_totals_only_posting_accounts() -> None:
     sheet = _build()["Trial Balance"]
     assert [c.value for c in sheet[5]] == [

@@ -52,6 +52,12 @@ class Statement(_Frozen):
     period_start: date | None
     period_end: date
     lines: Annotated[list[StatementLine], Field(max_length=MAX_STATEMENT_LINES)]
+    # BC's words where it could not compute this statement (its financial report in General
+    # Ledger Setup blank, deleted or broken; no permission on it): no lines then, and the
+    # rest of the workbook stands. Left out while None, so a gateway not yet upgraded reads it.
+    unavailable: Annotated[str, Field(max_length=2000)] | None = Field(
+        default=None, exclude_if=lambda unavailable: unavailable is None
+    )
 
 
 class TrialBalanceLine(_Frozen):

@@ -44,7 +44,7 @@ from hub_common.statements import (
     TrialBalance,
     TrialBalanceLine,
 )
-from hub_fetcher.bc.client import BatchRequest, BusinessCentral, Environment
+from hub_fetcher.bc.client import BatchRead, BatchRequest, BusinessCentral, Environment
 from hub_fetcher.bc.entities import BcDate, Entity, EntityT, parse_entities
 from hub_fetcher.bc.failures import FetchFailure
 
@@ -264,11 +264,15 @@ def _company(company_id: uuid.UUID) -> str:
 def _statement_request(
     key: str, company_id: uuid.UUID, entity_set: str, amount: str, date_filter: str, page_size: int | None
 ) -> BatchRequest:
+    # Optional: BC computes each from the financial report General Ledger Setup names for
+    # it, and fails that one read where the report is blank or gone (companies migrated
+    # from NAV often lack the cash flow and retained earnings ones); the rest still prints.
     return BatchRequest(
         key,
         f"{_company(company_id)}/{entity_set}?$filter={date_filter}"
         f"&$select=lineNumber,display,{amount},lineType,indentation&$orderby=lineNumber",
         page_size,
+        optional=True,
     )
 
 
@@ -343,8 +347,21 @@ def _line_type(value: str) -> LineType:
 
 
 def _statement(
-    rows: list[dict[str, Any]], model: type[_ReportRow], what: str, start: dt.date | None, end: dt.date
+    read: BatchRead, key: str, model: type[_ReportRow], what: str, start: dt.date | None, end: dt.date
 ) -> Statement:
+    failure = read.failures.get(key)
+    if failure is not None:
+        if failure.http_status is None or failure.http_status < 400:
+            # Not BC saying it could not, but an answer the hub refuses (a next link to
+            # another host, say): that fails the read, as it would any other.
+            raise failure
+        return Statement(
+            period_start=start,
+            period_end=end,
+            lines=[],
+            unavailable=(failure.message or failure.kind.value)[:2000],
+        )
+    rows = read.collections[key]
     parsed = sorted(parse_entities(model, _bounded(rows, what), what), key=lambda row: row.line_number)
     return Statement(
         period_start=start,
@@ -472,16 +489,23 @@ class StatementsReader:
     async def _read(self, connection: ClientConnection, company_id: uuid.UUID, *, as_of: dt.date) -> CompanyStatements:
         environment = Environment(tenant=connection.read_tenant, name=connection.environment)
         calendar_year = as_of.replace(month=1, day=1)
-        collections = await self._bc.batch_collections(
+        read = await self._bc.read_batch(
             environment, statement_requests(company_id, as_of, calendar_year, self._page_size)
         )
+        collections = read.collections
         information = _first(_CompanyInformation, collections["information"], "companyInformation")
         setup = _first(_LedgerSetup, collections["setup"], "generalLedgerSetup")
         period_start = fiscal_year_start(information.current_fiscal_year_start or calendar_year, as_of)
         if period_start != calendar_year:
-            collections |= await self._bc.batch_collections(
+            # The period's statements again, over the fiscal year: this read's outcome replaces
+            # the calendar year's, failures included.
+            period = await self._bc.read_batch(
                 environment, period_requests(company_id, period_start, as_of, self._page_size)
             )
+            for request in period_requests(company_id, period_start, as_of):
+                read.failures.pop(request.id, None)
+            read.collections.update(period.collections)
+            read.failures.update(period.failures)
         read_at = dt.datetime.now(dt.UTC)
         return CompanyStatements(
             company_id=company_id,
@@ -489,15 +513,15 @@ class StatementsReader:
             as_of=as_of,
             fiscal_year_start=period_start,
             read_at=read_at,
-            balance_sheet=_statement(collections["balance_sheet"], _BalanceRow, "balanceSheets", None, as_of),
+            balance_sheet=_statement(read, "balance_sheet", _BalanceRow, "balanceSheets", None, as_of),
             income_statement=_statement(
-                collections["income_statement"], _NetChangeRow, "incomeStatements", period_start, as_of
+                read, "income_statement", _NetChangeRow, "incomeStatements", period_start, as_of
             ),
             cash_flow_statement=_statement(
-                collections["cash_flow_statement"], _NetChangeRow, "cashFlowStatements", period_start, as_of
+                read, "cash_flow_statement", _NetChangeRow, "cashFlowStatements", period_start, as_of
             ),
             retained_earnings=_statement(
-                collections["retained_earnings"], _NetChangeRow, "retainedEarningsStatements", period_start, as_of
+                read, "retained_earnings", _NetChangeRow, "retainedEarningsStatements", period_start, as_of
             ),
             trial_balance=_trial_balance(collections["trial_balance"], period_start, as_of),
             aged_receivables=_aged(collections["aged_receivables"], "agedAccountsReceivables", as_of),

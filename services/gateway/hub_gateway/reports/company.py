@@ -107,13 +107,36 @@ def _period(context: _Context, start: date | None, end: date) -> str:
     return context.t.gettext("%(start)s to %(end)s", start=context.day(start), end=context.day(end))
 
 
-def _statement_sheet(workbook: Any, context: _Context, title: str, amount_heading: str, statement: Statement) -> None:
+def _statement_sheet(
+    workbook: Any, context: _Context, title: str, amount_heading: str, statement: Statement, setup_field: str
+) -> None:
     """A financial report: BC's headers in bold, details indented as BC indents them,
-    BC's total lines in bold over a rule; spacer lines stay empty."""
+    BC's total lines in bold over a rule; spacer lines stay empty. One BC could not compute
+    says why, and where in BC it is set (``setup_field`` of General Ledger Setup)."""
     sheet = workbook.create_sheet(title)
     _title_block(sheet, context, title, _period(context, statement.period_start, statement.period_end))
     _headings(sheet, [context.t.gettext("Description"), amount_heading])
     row = FIRST_LINE_ROW
+    if statement.unavailable is not None:
+        for note in (
+            context.t.gettext(
+                "Business Central could not compute this statement: %(reason)s", reason=statement.unavailable
+            ),
+            context.t.gettext(
+                "It is computed from the financial report General Ledger Setup names in “%(field)s”: "
+                "check that field in the client's Business Central, then download the workbook again.",
+                field=setup_field,
+            ),
+        ):
+            cell = put_text(sheet, row, 1, note, font=NOTE_FONT)
+            cell.alignment = Alignment(wrap_text=True, vertical="top")
+            sheet.merge_cells(start_row=row, start_column=1, end_row=row, end_column=2)
+            # Wrapped text does not grow a merged row by itself: room for a few lines.
+            sheet.row_dimensions[row].height = 15 * (1 + len(note) // 70)
+            row += 1
+        set_widths(sheet, [60, 20])
+        _print(sheet, context, title, last_row=row - 1, columns=2, landscape=False)
+        return
     for line in statement.lines:
         if line.line_type != "spacer":
             description = put_text(sheet, row, 1, line.description)
@@ -314,10 +337,17 @@ def company_workbook(
         t.gettext("%(company)s — statements as of %(day)s", company=company_name, day=context.day(as_of))
     )
     balance, net_change = t.gettext("Balance"), t.gettext("Net change")
-    _statement_sheet(workbook, context, titles[0], balance, statements.balance_sheet)
-    _statement_sheet(workbook, context, titles[1], net_change, statements.income_statement)
-    _statement_sheet(workbook, context, titles[2], net_change, statements.cash_flow_statement)
-    _statement_sheet(workbook, context, titles[3], net_change, statements.retained_earnings)
+    # General Ledger Setup's fields, as BC names them, that choose each statement's report.
+    _statement_sheet(workbook, context, titles[0], balance, statements.balance_sheet, "Fin. Rep. for Balance Sheet")
+    _statement_sheet(
+        workbook, context, titles[1], net_change, statements.income_statement, "Fin. Rep. for Income Stmt."
+    )
+    _statement_sheet(
+        workbook, context, titles[2], net_change, statements.cash_flow_statement, "Fin. Rep. for Cash Flow Stmt"
+    )
+    _statement_sheet(
+        workbook, context, titles[3], net_change, statements.retained_earnings, "Fin. Rep. for Retained Earn."
+    )
     _trial_balance_sheet(workbook, context, statements.trial_balance)
     _aged_sheet(workbook, context, titles[5], t.gettext("Customer"), statements.aged_receivables)
     _aged_sheet(workbook, context, titles[6], t.gettext("Vendor"), statements.aged_payables)
