@@ -100,7 +100,7 @@ def test_a_company_workbook_holds_the_companys_statements(hub: Hub, sandbox: San
     assert "Reports & Co." in balance_sheet["A3"].value
     assert balance_sheet.oddHeader.left.text == row["company_name"].replace("&", "&&")
     assert balance_sheet.oddHeader.right.text == f"As of {today}"
-    assert balance_sheet["B7"].number_format.endswith(f'"{row["currency_code"]}"')
+    assert balance_sheet["B7"].number_format.endswith(f'"{row["currency_code"]}";;@')  # zero blank, as BC prints
     assert balance_sheet["B7"].number_format.startswith("#,##0.00 ")  # the sample keeps cents, as BC wrote them
 
     # The snapshot's cash (the dashboard) is the cash flow statement's closing cash.

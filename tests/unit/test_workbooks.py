@@ -239,7 +239,11 @@ def test_statement_lines_keep_bcs_structure_and_amounts() -> None:
     assert sheet["A8"].alignment.indent == 2
     assert sheet["A9"].font.b and sheet["B9"].font.b  # BC's total line
     assert sheet["B9"].border.top.style == "thin"
-    assert sheet["B7"].number_format == '#,##0.00 "EUR";-#,##0.00 "EUR"'
+    # A zero prints blank, as BC prints its reports: a text line BC's API gives an amount
+    # of 0 (a heading with no accounts to sum) shows no "0.00".
+    assert sheet["B7"].number_format == '#,##0.00 "EUR";-#,##0.00 "EUR";;@'
+    # The trial balance and the aged reports show their zeros.
+    assert _build()["Trial Balance"]["C6"].number_format == '#,##0.00 "EUR";-#,##0.00 "EUR"'
 
 
 def test_period_statements_name_their_period() -> None:
@@ -310,6 +314,9 @@ def test_aging_of_a_past_date_says_it_is_of_what_is_open_now() -> None:
         note = read_later[title]["A4"].value
         assert note.startswith(f"Business Central ages what is open on {AS_OF + timedelta(days=40)}")
         assert f"posted or paid after {AS_OF}" in note
+        # Wrapped across the sheet's seven columns: on one line it ran off the printed page.
+        assert "A4:G4" in {str(merged) for merged in read_later[title].merged_cells.ranges}
+        assert read_later[title]["A4"].alignment.wrap_text
     assert read_later["Balance Sheet"]["A4"].value is None
     assert _build()["Aged Receivables"]["A4"].value is None  # read on its own date
 
@@ -343,9 +350,9 @@ def test_aged_receivables_have_a_grand_total_and_aged_payables_say_when_empty() 
 
 def test_no_currency_code_means_plain_amounts_and_odd_codes_cannot_break_the_format() -> None:
     plain = _open(company_workbook(_statements(), client_name="c", company_name="x", currency_code="", as_of=AS_OF))
-    assert plain["Balance Sheet"]["B7"].number_format == "#,##0.00;-#,##0.00"
+    assert plain["Balance Sheet"]["B7"].number_format == "#,##0.00;-#,##0.00;;@"
     odd = _open(company_workbook(_statements(), client_name="c", company_name="x", currency_code='E"U;R', as_of=AS_OF))
-    assert odd["Balance Sheet"]["B7"].number_format == '#,##0.00 "EUR";-#,##0.00 "EUR"'
+    assert odd["Balance Sheet"]["B7"].number_format == '#,##0.00 "EUR";-#,##0.00 "EUR";;@'
 
 
 def test_a_bold_row_with_a_sum_keeps_it() -> None:
@@ -382,7 +389,7 @@ def test_a_company_keeping_three_decimals_prints_them() -> None:
         )
     )
     three = '#,##0.000 "KWD";-#,##0.000 "KWD"'
-    assert workbook["Balance Sheet"]["B7"].number_format == three
+    assert workbook["Balance Sheet"]["B7"].number_format == f"{three};;@"
     cells = [c for row in workbook["Trial Balance"].iter_rows() for c in row if c.value == D("700.125")]
     assert cells and {cell.number_format for cell in cells} == {three}  # the account's line and the total
     # Amounts written with more decimals than BC keeps still print with at most five.

@@ -63,6 +63,11 @@ class _Context:
     def money(self) -> str:
         return money_format(self.currency_code, self.amount_decimals)
 
+    @property
+    def statement_money(self) -> str:
+        """A financial statement's amounts: zero blank, as BC prints them."""
+        return money_format(self.currency_code, self.amount_decimals, blank_zero=True)
+
 
 def _title_block(sheet: Any, context: _Context, title: str, period: str) -> None:
     put_text(sheet, 1, 1, context.company_name, font=TITLE_FONT)
@@ -147,9 +152,9 @@ def _statement_sheet(
                 # totaling range has its sum ("Total Current Assets" in bold); a heading
                 # without one has no amount (0).
                 if line.amount:
-                    put_number(sheet, row, 2, line.amount, context.money).font = BOLD
+                    put_number(sheet, row, 2, line.amount, context.statement_money).font = BOLD
             else:
-                amount = put_number(sheet, row, 2, line.amount, context.money)
+                amount = put_number(sheet, row, 2, line.amount, context.statement_money)
                 if line.line_type == "total":
                     description.font = BOLD
                     amount.font = BOLD
@@ -225,7 +230,7 @@ def _aged_sheet(workbook: Any, context: _Context, title: str, party: str, report
     if report.as_of < context.today:
         # BC's aging API sums the entries open when it is asked, by their due dates as seen
         # from the as-of date: it has no posting-date cut-off, unlike BC's printed aging.
-        put_text(
+        note = put_text(
             sheet,
             HEADER_ROW - 1,
             1,
@@ -238,6 +243,10 @@ def _aged_sheet(workbook: Any, context: _Context, title: str, party: str, report
             ),
             font=NOTE_FONT,
         )
+        # Across the sheet's columns, wrapped: on one line it ran past the printed page.
+        note.alignment = Alignment(wrap_text=True, vertical="top")
+        sheet.merge_cells(start_row=HEADER_ROW - 1, start_column=1, end_row=HEADER_ROW - 1, end_column=7)
+        sheet.row_dimensions[HEADER_ROW - 1].height = 45
     days = report.period_days
     _headings(
         sheet,

@@ -126,13 +126,14 @@ def shown_decimals(amounts: Iterable[Decimal | None]) -> int:
     return min(max([2, *written]), MOST_AMOUNT_DECIMALS)
 
 
-def money_format(code: str | None, decimals: int = 2) -> str:
-    """``decimals`` decimals with thousands separators, followed by the currency code (if known)."""
+def money_format(code: str | None, decimals: int = 2, *, blank_zero: bool = False) -> str:
+    """``decimals`` decimals with thousands separators, followed by the currency code (if
+    known). ``blank_zero``: a zero shows nothing, as BC prints its financial reports (a
+    heading or a line with no accounts to sum has an amount of 0 in BC's API)."""
     amount = "#,##0." + "0" * decimals
     cleaned = currency_code(code)
-    if not cleaned:
-        return f"{amount};-{amount}"
-    return f'{amount} "{cleaned}";-{amount} "{cleaned}"'
+    sections = f"{amount};-{amount}" if not cleaned else f'{amount} "{cleaned}";-{amount} "{cleaned}"'
+    return f"{sections};;@" if blank_zero else sections
 
 
 def header_text(value: str, limit: int) -> str:
