@@ -281,6 +281,10 @@ def test_sandbox_form_is_refused_unless_configured() -> None:
         "someone@kpnplanet.nl",
         "someone@vodafonemail.de",
         "someone@spectrum.net",
+        "someone@proton.ch",
+        "someone@aol.co.uk",
+        "someone@zohomail.eu",
+        "abc123xyz@privaterelay.appleid.com",
     ],
 )
 def test_consumer_mailboxes_are_refused_with_a_clear_message(address: str) -> None:
@@ -297,6 +301,7 @@ def test_consumer_mailboxes_are_refused_with_a_clear_message(address: str) -> No
         "c.d@uni-hamburg.de",
         "e@notgmail.com",
         "f@gmail.com.example",
+        "g@kontora.xn--p1ai",
     ],
 )
 def test_work_and_school_addresses_are_accepted(address: str) -> None:
@@ -304,7 +309,8 @@ def test_work_and_school_addresses_are_accepted(address: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "address", ["", "plain", "a@b", "a b@c.com", "@contoso.com", "a@contoso..com", "a@contoso.com\nb@contoso.com"]
+    "address",
+    ["", "plain", "a@b", "a b@c.com", "@contoso.com", "a@contoso..com", "a@contoso.com\nb@contoso.com", "a@b.xn--"],
 )
 def test_malformed_addresses_are_refused(address: str) -> None:
     with pytest.raises(EmailRejected, match="not a valid email address"):

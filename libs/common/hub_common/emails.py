@@ -114,12 +114,23 @@ ALWAYS_REFUSED_DOMAINS = frozenset(
         "ono.com",
         "spectrum.net",
         "centurylink.net",
+        # Found missing by a review (2026-12-07): country domains of providers listed above,
+        # and Apple's "Hide My Email" relay, which forwards to a personal iCloud mailbox.
+        "proton.ch",
+        "aol.co.uk",
+        "aol.de",
+        "zohomail.eu",
+        "privaterelay.appleid.com",
+        "inbox.lv",
+        "online.de",
     }
 )
 CONSUMER_DOMAINS = frozenset(FREE_MAIL_DOMAINS) | ALWAYS_REFUSED_DOMAINS
 CONSUMER_FIRST_LABELS = frozenset({"yahoo", "ymail", "rocketmail"})
 
-_ADDRESS = re.compile(r"[a-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@([a-z0-9-]{1,63}\.)+[a-z]{2,63}")
+# The last label is letters, or an internationalized top-level domain in its ASCII form
+# (xn--p1ai is .рф): a firm there signs up with the address its mail server knows.
+_ADDRESS = re.compile(r"[a-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@([a-z0-9-]{1,63}\.)+([a-z]{2,63}|xn--[a-z0-9-]{1,59})")
 
 
 class EmailRejected(ValueError):
