@@ -307,6 +307,26 @@ async def test_tags_of_one_mailbox_count_as_the_mailbox(
     assert other.mail_sent
 
 
+async def test_an_invitation_to_a_tag_of_a_mailbox_is_joined_by_the_mailbox_only(
+    registry_sessions: async_sessionmaker[AsyncSession], tenant_directory: TenantDirectory
+) -> None:
+    """Mail for b_b+hub@ lands in b_b@'s mailbox, and its reader signs in as b_b@: the
+    invitation is theirs. Another mailbox (bxb@: LIKE reads _ as any character) and another
+    tag (b_b+other@, an account of its own) are not invited."""
+    owner = await _firm_with_owner(registry_sessions, "tag-inviting-accounting")
+    domain = "tag-inviting-accounting.example"
+    await _invite(registry_sessions, owner, f"b_b+hub@{domain}", "staff")
+    assert await _choices(registry_sessions, f"bxb@{domain}") == []
+    assert await _choices(registry_sessions, f"b_b+other@{domain}") == []
+    assert await _choices(registry_sessions, f"b_b@{domain}") == [owner.firm_id]
+    assert await _sign_in(registry_sessions, tenant_directory, f"b_b@{domain}", join_firm_id=owner.firm_id) == (
+        owner.firm_id
+    )
+    # An invitation to the mailbox itself is not one for a tag of it.
+    await _invite(registry_sessions, owner, f"c_c@{domain}", "staff")
+    assert await _choices(registry_sessions, f"c_c+x@{domain}") == []
+
+
 async def test_duplicate_pending_invitations_from_before_keep_the_newest(database_url: str) -> None:
     await asyncio.to_thread(migrate, database_url, MIGRATIONS, VERSION_TABLE, "0013")
     firm, inviter = uuid.uuid4(), uuid.uuid4()

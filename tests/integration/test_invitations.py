@@ -366,6 +366,23 @@ async def test_invitation_from_mail_to_acceptance(
         await subscription.unsubscribe()
 
 
+async def test_an_invitation_to_a_tag_of_a_mailbox_is_accepted_by_the_mailbox_only(
+    invitations: ServiceProcess, sink: Sink, nats_connection: Client, database: Engine
+) -> None:
+    """Mail for cara+clients@ lands in cara@'s mailbox, whose reader signs in as cara@; a
+    sign-in name with another tag is another account."""
+    mailbox = f"cara.{uuid.uuid4().hex[:8]}"
+    tagged = f"{mailbox}+clients@contoso-accounting.example"
+    await _raise(nats_connection, tagged)
+    (mail,) = await _mail_to(sink.folder, tagged)
+    link, _ = _links(mail)
+    other_tag = Accountant(uuid.uuid4(), uuid.uuid4(), f"{mailbox}+other@contoso-accounting.example")
+    _assert_refused(await _accept(nats_connection, link, other_tag), RejectionReason.FORBIDDEN, "was sent to")
+    cara = Accountant(uuid.uuid4(), uuid.uuid4(), f"{mailbox}@contoso-accounting.example")
+    outcome = await _accept(nats_connection, link, cara)
+    assert not isinstance(outcome, CommandRejected), outcome
+
+
 async def test_expired_and_invalid_invitations_change_nothing(
     invitations: ServiceProcess, sink: Sink, nats_connection: Client, database: Engine
 ) -> None:

@@ -34,7 +34,7 @@ from hub_common.commands import (
     rejection,
 )
 from hub_common.db import lock_until_commit, same_mailbox
-from hub_common.emails import EmailRejected, normalize_work_email
+from hub_common.emails import EmailRejected, mailbox_of, normalize_work_email
 from hub_common.events import (
     Actor,
     ActorKind,
@@ -304,7 +304,7 @@ async def accept_invitation(
     accepted_by_this_firm = (
         invitation.status == InvitationStatus.ACCEPTED.value and invitation.firm_id == command.firm_id
     )
-    if command.email.strip().lower() != invitation.email and not accepted_by_this_firm:
+    if not _sent_to(invitation.email, command.email.strip().lower()) and not accepted_by_this_firm:
         raise AcceptanceRefused(
             RejectionReason.FORBIDDEN,
             N_(
@@ -424,6 +424,17 @@ async def _refuse_if_access_removed_since_invited(
             client=invitation.client_name,
             day=_date(removed_at),
         )
+
+
+def _sent_to(invited: str, signed_in: str) -> bool:
+    """Whether the accountant signed in as ``signed_in`` is the one the invitation to
+    ``invited`` was mailed to: the same address, or the mailbox a +tag of it lands in
+    (mail for bob+hub@ reaches bob@, who signs in as bob@). Not the other way: a sign-in
+    name with a +tag is its own account."""
+    if signed_in == invited:
+        return True
+    local, domain = mailbox_of(invited)
+    return "+" not in signed_in.split("@", 1)[0] and signed_in == f"{local}@{domain}"
 
 
 def _accepted_by(invitation: Invitation, command: AcceptInvitation) -> bool:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import func
+from sqlalchemy import ColumnElement, func
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 from sqlmodel import col, select
@@ -91,7 +91,7 @@ async def _pending_invitations(
                 select(ColleagueInvitationRow)
                 .join(inviter, col(inviter.id) == col(ColleagueInvitationRow.invited_by))
                 .where(
-                    ColleagueInvitationRow.email == email,
+                    _invited_as(email),
                     col(ColleagueInvitationRow.accepted_at).is_(None),
                     col(ColleagueInvitationRow.withdrawn_at).is_(None),
                     col(ColleagueInvitationRow.mailed_at) > datetime.now(UTC) - _invitation_lifetime(settings),
@@ -108,6 +108,16 @@ async def _pending_invitations(
     for row in rows:
         newest.setdefault(row.firm_id, row)
     return list(newest.values())
+
+
+def _invited_as(signed_in: str) -> ColumnElement[bool]:
+    """Invitations sent to the address signed in with, or to a +tag of it: the mail for
+    bob+hub@ lands in bob@'s mailbox (Exchange Online, Google Workspace), and Bob signs in as
+    bob@. Not the other way: a sign-in name with a +tag is its own account, which an
+    invitation to bob@ was not sent to."""
+    if "+" in signed_in.split("@", 1)[0]:
+        return col(ColleagueInvitationRow.email) == signed_in
+    return same_mailbox(col(ColleagueInvitationRow.email), signed_in)
 
 
 def _work_email(email: str) -> str:
