@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 from nats.aio.client import Client
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, make_url, text
 
 from hub_common.bus import publish_event
 from hub_common.db import create_engine as create_async_engine
@@ -46,6 +46,8 @@ from hub_invitations.app import MIGRATIONS as INVITATIONS_MIGRATIONS
 from hub_invitations.app import VERSION_TABLE as INVITATIONS_VERSION_TABLE
 from hub_invitations.event_mail import ALERT_MAIL, Addressee
 from hub_invitations.settings import InvitationsSettings
+from tests.conftest import POSTGRESQL_ONLY
+from tests.faults.tcp_proxy import TcpProxy
 from tests.integration.test_invitations import Sink, _start_invitations, _start_sink
 from tests.support.processes import ServiceProcess
 
@@ -373,6 +375,43 @@ async def test_a_colleague_address_the_mail_server_refuses_is_dead_lettered_at_o
     finally:
         process.stop()
         refusing.process.stop()
+
+
+@pytest.mark.parametrize("database_url", POSTGRESQL_ONLY, indirect=True)
+async def test_a_database_outage_is_waited_out_and_the_mail_still_goes(
+    database_url: str, nats_url: str, nats_connection: Client, sink: Sink, tmp_path: Path
+) -> None:
+    """The invitations database goes away (a proxy in front of PostgreSQL is cut) for many
+    times the consumer's retry budget: the mail waits for it instead of spending its
+    deliveries, and goes once the database is back; nothing is dead-lettered."""
+    js = nats_connection.jetstream()
+    await declare_topology(js)
+    server = make_url(database_url)
+    proxy = TcpProxy(server.host or "127.0.0.1", server.port or 5432).start()
+    through_proxy = server.set(host="127.0.0.1", port=proxy.port).render_as_string(False)
+    # Ten deliveries, retried 0.05 to 0.2 s apart: spent in about two seconds were they spent.
+    quick = {"HUB_RETRY_DELAY_SECONDS": "0.05", "HUB_RETRY_MAX_DELAY_SECONDS": "0.2"}
+    process = _start_invitations(nats_url, through_proxy, sink.port, tmp_path / "logs", quick)
+    letters = await js.subscribe(
+        f"deadletter.{INVITATIONS_CONSUMER.durable}.>", stream=DEAD_LETTER_STREAM, ordered_consumer=True
+    )
+    try:
+        email = f"ola.{uuid.uuid4().hex[:8]}@litware-accounting.example"
+        invited = new_envelope(_invited(email), firm_id=FIRM, actor=Actor.service("registry"))
+        proxy.cut()
+        await publish_event(js, invited)
+        await asyncio.sleep(6)
+        assert proxy.refused > 0, "the service kept trying the database"
+        proxy.restore()
+        assert len(await _mails(sink.folder, email, at_least=1, wait=30)) == 1
+        with contextlib.suppress(TimeoutError):
+            while True:
+                letter = json.loads((await letters.next_msg(timeout=1)).data)
+                assert str(invited.id) not in letter.get("payload", ""), letter
+    finally:
+        await letters.unsubscribe()
+        process.stop()
+        proxy.stop()
 
 
 async def test_a_mail_dropped_while_its_attempt_runs_keeps_the_reason_it_was_not_sent(database_url: str) -> None:

@@ -9,6 +9,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from types import FrameType
 
@@ -166,9 +167,6 @@ def create_app(settings: GatewaySettings) -> FastAPI:
                 if live is not None:  # after the commit: a page told of a change must be able to read it
                     await live.announce(changes)
 
-            async def database_answers() -> bool:
-                return await database_ok(engine)
-
             # While the database is down the projections nack and pause; nothing is acked unstored.
             for consumer, stream in ((GATEWAY_EVENTS_CONSUMER, "events"), (GATEWAY_SNAPSHOTS_CONSUMER, "snapshots")):
                 subscribe_batches(
@@ -177,7 +175,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
                     project,
                     batch_size=settings.projection_batch_size,
                     title=f"gateway read model: {stream}",
-                    available=database_answers,
+                    available=partial(database_ok, engine),
                 )
             await broker.connect()
             closing.push_async_callback(broker.stop)

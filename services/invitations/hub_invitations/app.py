@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 
 from faststream import FastStream
@@ -12,7 +13,7 @@ from faststream import FastStream
 from hub_common import grants
 from hub_common.bus import FASTSTREAM_LOGGER, connection_of, create_broker, jetstream_of
 from hub_common.consumers import Delivery, subscribe
-from hub_common.db import create_engine, migrate, session_factory
+from hub_common.db import create_engine, database_ok, migrate, session_factory
 from hub_common.events import AccountantRemoved, ColleagueInvitationWithdrawn, ColleagueInvited, Envelope, EventData
 from hub_common.leadership import LeasedDuties
 from hub_common.logging import configure_logging, get_logger
@@ -126,6 +127,9 @@ def create_app(settings: InvitationsSettings) -> FastStream:
         on_event,
         concurrency=4,
         title="invitations: mail to invited colleagues and alert mail, and kept mail that must not go",
+        # While the database is away, mail waits for it instead of spending its deliveries
+        # (every ColleagueInvited and AlertRaised would be dead-lettered within minutes).
+        available=partial(database_ok, engine),
     )
     return app
 

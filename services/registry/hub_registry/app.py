@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -316,16 +317,13 @@ def create_app(settings: RegistrySettings) -> FastStream:
             duties.notify_relay()
             webhooks_waiting.set()
 
-    async def database_answers() -> bool:
-        return await database_ok(engine)
-
     subscribe(
         broker,
         Topology.from_settings(settings).consumer(REGISTRY_CONSUMER),
         on_event,
         concurrency=1,
         title="registry: accepted invitations",
-        available=database_answers,
+        available=partial(database_ok, engine),
     )
     subscribe(
         broker,
@@ -333,7 +331,7 @@ def create_app(settings: RegistrySettings) -> FastStream:
         on_snapshot,
         concurrency=1,
         title="registry: alert rules on snapshots",
-        available=database_answers,
+        available=partial(database_ok, engine),
     )
     return app
 
