@@ -25,7 +25,10 @@ def parse_moment(text: str, *, now: datetime | None = None) -> datetime:
     moment = _DURATION.match(text.strip())
     if moment:
         amount, unit = int(moment.group(1)), moment.group(2)
-        return (now or datetime.now(UTC)) - timedelta(**{_UNITS[unit]: amount})
+        try:
+            return (now or datetime.now(UTC)) - timedelta(**{_UNITS[unit]: amount})
+        except OverflowError as error:
+            raise ValueError(f"{text!r} reaches back before the year 1: give a shorter duration or a date") from error
     try:
         parsed = datetime.fromisoformat(text.strip())
     except ValueError as error:

@@ -97,6 +97,9 @@ def test_moments_are_dates_or_durations() -> None:
     assert parse_moment("2026-03-03") == datetime(2026, 3, 3, tzinfo=UTC)
     with pytest.raises(ValueError, match="duration"):
         parse_moment("soon")
+    for too_far in ("800000d", f"{10**12}s", "99999999999999999999d"):
+        with pytest.raises(ValueError, match="before the year 1"):
+            parse_moment(too_far, now=now)
 
 
 async def test_dead_letters_are_listed(jetstream: JetStreamContext, nats_url: str) -> None:
