@@ -642,3 +642,32 @@ def test_a_page_left_without_rows_by_a_live_change_shows_the_last_page_with_rows
     assert api.delete(f"/api/v1/clients/{added[-1].json()['client_id']}").status_code == 202
     expect(page.locator("#page-info")).to_have_text("Rows 1–25 of 25", timeout=20_000)
     expect(page.locator("#grid-body tr")).to_have_count(25)
+
+
+def test_refresh_all_asked_again_while_it_waits_says_it_is_on_its_way(
+    page: Page, hub: Hub, sandbox: Sandbox, faults: httpx.Client
+) -> None:
+    """A slow Business Central: Refresh all clicked again while the first waits starts
+    nothing more, and the page says the refresh is already on its way."""
+    email = "wren@slow-refresh-accounting.example"
+    sign_in(page, hub, email)
+    connected = connect_consented_tenant(sandbox, hub.client(email), name="Slowly read client")
+    expect(page.locator("#grid-body tr[data-state=ok]")).to_have_count(len(connected.company_names), timeout=60_000)
+    tenant_faults = f"/tenants/{connected.tenant['id']}/faults"
+    faults.put(tenant_faults, json={"kind": "latency", "latency_ms": 4000}).raise_for_status()
+    # Every line the progress shows (the first run's progress takes its place again within
+    # two seconds): the note must have been shown.
+    page.evaluate(
+        """() => { window.__lines = []; new MutationObserver(() => window.__lines.push(
+        document.getElementById("progress-line").textContent)).observe(
+        document.getElementById("progress-line"), { childList: true, characterData: true, subtree: true }); }"""
+    )
+    for _ in range(2):
+        page.locator("#summary-menu").click()
+        page.locator("#refresh-all").click()
+    note = "Already on its way: 1 refresh asked for earlier still waits for Business Central."
+    deadline = time.monotonic() + 10
+    while note not in (lines := page.evaluate("() => window.__lines")):
+        assert time.monotonic() < deadline, lines
+        page.wait_for_timeout(100)
+    faults.delete(tenant_faults).raise_for_status()

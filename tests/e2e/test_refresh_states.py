@@ -174,3 +174,37 @@ def test_a_wait_for_a_retry_shows_at_once_until_the_next_snapshot(
     api.post("/api/v1/refresh", json={"client_id": firm["client_id"], "company_id": row["company_id"]})
     eventually(lambda: shown_as("ok"), "the next snapshot")
     assert [e for e in api.get("/api/v1/errors").json()["failures"] if e["next_attempt_at"]] == []
+
+
+def test_a_refresh_asked_for_again_while_it_waits_is_not_queued_again(
+    hub: Hub, sandbox: Sandbox, faults: httpx.Client
+) -> None:
+    """A slow Business Central: asking again (the button, refresh all, a script in a loop)
+    while the first refresh waits answers with it instead of queueing another request in
+    the fetchers' queue every firm shares; once it is through, asking starts a new one."""
+    api = hub.client("quinn@adventure-accounting.example")
+    tenants: list[dict[str, Any]] = faults.get("/tenants").json()["tenants"]
+    tenant = [t for t in tenants if t["consented"] and t["domain"] != "cronus-sample.onmicrosoft.com"][-1]
+    production = next(e for e in tenant["environments"] if e["name"] == "Production")
+    client_id = add_connected_client(
+        sandbox, api, {"name": tenant["display_name"], "client_url": production["client_url"]}
+    )
+    companies = len(production["companies"])
+    eventually(
+        lambda: len([r for r in _rows(api, client_id) if r["state"] == "ok"]) == companies, "the client's companies"
+    )
+    faults.put(f"/tenants/{tenant['id']}/faults", json={"kind": "latency", "latency_ms": 3000}).raise_for_status()
+    first = api.post("/api/v1/refresh", json={"client_id": client_id}).raise_for_status().json()
+    assert len(first["refresh_ids"]) == 1 and first["on_their_way"] == []
+    for body in (
+        {},
+        {"client_id": client_id},
+        {"client_id": client_id, "company_id": _rows(api, client_id)[0]["company_id"]},
+    ):
+        again = api.post("/api/v1/refresh", json=body)
+        assert again.status_code == 202, again.text
+        assert again.json()["refresh_ids"] == [] and again.json()["on_their_way"] == first["refresh_ids"], body
+    faults.delete(f"/tenants/{tenant['id']}/faults").raise_for_status()
+    eventually(lambda: _finished(api, first["run_id"]), "the first refresh to finish", timeout=60)
+    later = api.post("/api/v1/refresh", json={"client_id": client_id}).raise_for_status().json()
+    assert len(later["refresh_ids"]) == 1 and later["refresh_ids"] != first["refresh_ids"]

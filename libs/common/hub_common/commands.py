@@ -340,6 +340,8 @@ class RefreshScheduleSaved(BaseModel):
 
 class RefreshStarted(BaseModel):
     refresh_ids: list[uuid.UUID]
+    # Refreshes asked for by hand earlier that still await their outcome: not asked again.
+    on_their_way: list[uuid.UUID] = []
 
 
 # An Idempotency-Key (IETF draft-ietf-httpapi-idempotency-key-header): visible ASCII, as

@@ -103,8 +103,8 @@ def register_command_handlers(
         return commands.RefreshScheduleSaved()
 
     async def request_refresh(session: AsyncSession, command: commands.RequestRefresh) -> BaseModel:
-        refresh_ids = await refreshes.request_refresh(session=session, command=command)
-        return commands.RefreshStarted(refresh_ids=refresh_ids)
+        asked = await refreshes.request_refresh(session=session, command=command)
+        return commands.RefreshStarted(refresh_ids=asked.started, on_their_way=asked.on_their_way)
 
     async def record_changes(session: AsyncSession, command: commands.RecordBusinessCentralChanges) -> BaseModel:
         refresh_id = await change_notices.record_changes(

@@ -178,6 +178,26 @@ class ClientScheduleRun(SQLModel, table=True):
     awaiting_refresh_id: uuid.UUID | None = Field(default=None)
 
 
+# The scope of a refresh asked for by hand that is a whole client rather than one company.
+WHOLE_CLIENT_REFRESH = "client"
+
+
+class ManualRefresh(SQLModel, table=True):
+    """The refresh an accountant (or a script with a token) last asked for, of a client or
+    of one company, until its outcome: asking again while it waits is answered with it
+    instead of queueing another, so no firm can fill the fetchers' shared queue."""
+
+    __tablename__ = "registry_manual_refreshes"
+
+    client_id: uuid.UUID = Field(foreign_key="registry_clients.id", primary_key=True)
+    # WHOLE_CLIENT_REFRESH, or the company's id.
+    scope: str = Field(primary_key=True, max_length=36)
+    firm_id: uuid.UUID = Field(index=True)
+    requested_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
+    # None once its outcome arrived (hub_registry.service.refresh_outcomes).
+    awaiting_refresh_id: uuid.UUID | None = Field(default=None)
+
+
 class CompanyChangeRefresh(SQLModel, table=True):
     """When Business Central's change notices last asked for a refresh of a company, and
     since when a notice waits for the next one: notices arriving faster than the coalescing

@@ -39,6 +39,9 @@ class RefreshAccepted(BaseModel):
     refresh_ids: list[uuid.UUID]
     # GET /api/v1/refresh-runs/{run_id} tells how far these refreshes have come.
     run_id: str
+    # Refreshes asked for by hand earlier whose outcome is still awaited (a slow or
+    # throttled tenant): not asked again, and not part of this run. Their rows show them.
+    on_their_way: list[uuid.UUID] = []
 
 
 @refresh_api.post("/refresh", status_code=status.HTTP_202_ACCEPTED)
@@ -49,7 +52,9 @@ async def refresh(
     request: Request,
     body: Annotated[RefreshBody, Body()] = RefreshBody(),
 ) -> RefreshAccepted:
-    """Refresh one company, one client, or (no ids) every client of the firm."""
+    """Refresh one company, one client, or (no ids) every client of the firm. A client or
+    company whose refresh asked for earlier still awaits its outcome is not asked again:
+    that refresh is answered in ``on_their_way`` instead."""
     if body.client_id is not None:
         await require_client(session, principal, body.client_id)
     if body.company_id is not None:
@@ -72,7 +77,9 @@ async def refresh(
     )
     started = await send_command(state, request, commands.REQUEST_REFRESH, command, commands.RefreshStarted)
     # The refreshes' events carry the request's correlation id: that is the run's id.
-    return RefreshAccepted(refresh_ids=started.refresh_ids, run_id=request.state.correlation_id)
+    return RefreshAccepted(
+        refresh_ids=started.refresh_ids, run_id=request.state.correlation_id, on_their_way=started.on_their_way
+    )
 
 
 @refresh_api.get("/refresh-runs/{run_id}")

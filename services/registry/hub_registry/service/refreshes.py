@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
 from hub_common.commands import RejectionReason, RequestRefresh, SetRefreshSchedule, refused
+from hub_common.db import lock_until_commit
 from hub_common.events import Actor, RefreshRequested, RefreshScheduleSet, Role
 from hub_common.i18n import N_
 from hub_common.logging import get_logger
@@ -24,7 +25,15 @@ from hub_registry.domain.refresh_schedule import (
     RefreshSchedule,
     effective_schedule,
 )
-from hub_registry.models import Accountant, Client, ClientScheduleRun, RefreshScheduleRow, TenantGrant
+from hub_registry.models import (
+    WHOLE_CLIENT_REFRESH,
+    Accountant,
+    Client,
+    ClientScheduleRun,
+    ManualRefresh,
+    RefreshScheduleRow,
+    TenantGrant,
+)
 from hub_registry.service.shared import (
     Context,
     account_numbers,
@@ -58,7 +67,20 @@ async def emit_refresh(
     return refresh_id
 
 
-async def request_refresh(*, session: AsyncSession, command: RequestRefresh) -> list[uuid.UUID]:
+@dataclasses.dataclass(frozen=True)
+class RefreshesAsked:
+    """What a refresh asked for by hand started: new refreshes, and the ones asked for
+    earlier that still await their outcome, not asked again."""
+
+    started: list[uuid.UUID]
+    on_their_way: list[uuid.UUID]
+
+
+async def request_refresh(*, session: AsyncSession, command: RequestRefresh) -> RefreshesAsked:
+    """Refresh one company, one client or every client of the firm. A client (or company)
+    whose refresh asked for by hand still awaits its outcome (a slow or throttled tenant
+    it waits to be retried for) is not asked again: each waiting request holds a place in
+    the fetchers' queue that every firm shares, and a script asking in a loop would fill it."""
     if command.client_id is not None:
         clients = [await live_client(session, command.firm_id, command.client_id)]
     else:
@@ -74,9 +96,57 @@ async def request_refresh(*, session: AsyncSession, command: RequestRefresh) -> 
                 )
             ).scalars()
         )
-    return [
-        await emit_refresh(session, Context.of(command), client, company_id=command.company_id) for client in clients
-    ]
+    # A firm's refreshes by hand one request at a time, or two replicas each find nothing
+    # awaited and both ask.
+    await lock_until_commit(session, f"manual-refresh:{command.firm_id}")
+    scope = str(command.company_id) if command.company_id is not None else WHOLE_CLIENT_REFRESH
+    asked = {
+        (row.client_id, row.scope): row
+        for row in (
+            await session.execute(
+                select(ManualRefresh).where(
+                    col(ManualRefresh.client_id).in_([client.id for client in clients]),
+                    # A company's refresh is on its way within its client's too.
+                    col(ManualRefresh.scope).in_({scope, WHOLE_CLIENT_REFRESH}),
+                )
+            )
+        ).scalars()
+    }
+    now = datetime.now(UTC)
+    started: list[uuid.UUID] = []
+    on_their_way: list[uuid.UUID] = []
+    for client in clients:
+        waiting = next(
+            (
+                row.awaiting_refresh_id
+                for key in ((client.id, scope), (client.id, WHOLE_CLIENT_REFRESH))
+                if (row := asked.get(key)) is not None and unanswered(row.awaiting_refresh_id, row.requested_at, now)
+            ),
+            None,
+        )
+        if waiting is not None:
+            on_their_way.append(waiting)
+            continue
+        refresh_id = await emit_refresh(session, Context.of(command), client, company_id=command.company_id)
+        row = asked.get((client.id, scope)) or ManualRefresh(
+            client_id=client.id, scope=scope, firm_id=client.firm_id, requested_at=now
+        )
+        row.requested_at = now
+        row.awaiting_refresh_id = refresh_id
+        session.add(row)
+        started.append(refresh_id)
+    return RefreshesAsked(started=started, on_their_way=on_their_way)
+
+
+async def manual_refresh_through(*, session: AsyncSession, client_id: uuid.UUID, refresh_id: uuid.UUID) -> None:
+    """A refresh asked for by hand is through (service.refresh_outcomes): asking again
+    starts another."""
+    await session.execute(
+        update(ManualRefresh)
+        .where(col(ManualRefresh.client_id) == client_id, col(ManualRefresh.awaiting_refresh_id) == refresh_id)
+        .values(awaiting_refresh_id=None)
+        .execution_options(synchronize_session=False)
+    )
 
 
 SCHEDULE_ACTOR = Actor.service("registry-schedule")

@@ -623,30 +623,43 @@ Hub.start(() => {
   async function refreshRows(rows) {
     showError("");
     const runs = [];
+    let waiting = 0;
     for (const row of rows) {
       const body = row.company_id ? { client_id: row.client_id, company_id: row.company_id } : { client_id: row.client_id };
       try {
         const { data } = await api("POST", "/api/v1/refresh", body);
-        runs.push({ run_id: data.run_id, expected: data.refresh_ids.length });
+        if (data.refresh_ids.length) runs.push({ run_id: data.run_id, expected: data.refresh_ids.length });
+        waiting += data.on_their_way.length;
       } catch (error) {
         const name = row.company_name || row.client_name || _("a row");
         showError(_("Refresh of %(name)s was not started: %(reason)s", { name, reason: error.message }));
       }
     }
-    startProgress(runs);
+    startProgress(runs, waiting);
   }
 
   $("refresh-all").addEventListener("click", async () => {
     showError("");
     try {
       const { data } = await api("POST", "/api/v1/refresh", {});
-      startProgress([{ run_id: data.run_id, expected: data.refresh_ids.length }]);
+      const runs = data.refresh_ids.length ? [{ run_id: data.run_id, expected: data.refresh_ids.length }] : [];
+      startProgress(runs, data.on_their_way.length);
     } catch (error) { showError(_("Refresh all was not started: %(reason)s", { reason: error.message })); }
   });
 
   let progressTimer = null;
-  function startProgress(runs) {
-    if (!runs.length) return;
+  // Refreshes asked for earlier and still awaited (a slow or throttled Business Central) are
+  // not asked again: their rows show them, and the line says so when nothing new started.
+  function startProgress(runs, waiting = 0) {
+    if (!runs.length) {
+      if (waiting) {
+        $("progress-line").textContent = ngettext(
+          "Already on its way: %(count)s refresh asked for earlier still waits for Business Central.",
+          "Already on their way: %(count)s refreshes asked for earlier still wait for Business Central.",
+          waiting);
+      }
+      return;
+    }
     state.runs = [...state.runs, ...runs];
     $("progress").hidden = false;
     $("progress-line").textContent = _("Refresh requested…");

@@ -1,0 +1,151 @@
+"""Refreshes asked for by hand, in the registry on a real database: a client or company
+whose refresh still awaits its outcome (a slow or throttled tenant the fetchers wait to
+retry) is not asked for again, so no firm fills the fetchers' shared queue by asking in a
+loop; its outcome, or three hours, ends the wait."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import update
+
+from hub_common.commands import RequestRefresh
+from hub_common.db import create_engine, session_factory, transaction
+from hub_common.events import (
+    Actor,
+    ActorKind,
+    CompaniesDiscovered,
+    DiscoveredCompany,
+    Failure,
+    FailureKind,
+    RefreshFailed,
+)
+from hub_registry.models import ManualRefresh
+from hub_registry.service import refresh_outcomes, refreshes
+from tests.conftest import POSTGRESQL_ONLY
+from tests.integration.test_dashboard_model import _snapshot
+from tests.integration.test_refresh_schedule import _firm_with_clients
+
+
+async def _ask(
+    database_url: str,
+    firm: uuid.UUID,
+    owner: uuid.UUID,
+    client: uuid.UUID | None = None,
+    company: uuid.UUID | None = None,
+) -> refreshes.RefreshesAsked:
+    engine = create_engine(database_url)
+    try:
+        async with transaction(session_factory(engine)) as session:
+            command = RequestRefresh(
+                firm_id=firm,
+                actor=Actor(kind=ActorKind.ACCOUNTANT, id=str(owner)),
+                correlation_id=f"run-{uuid.uuid4()}",
+                client_id=client,
+                company_id=company,
+            )
+            return await refreshes.request_refresh(session=session, command=command)
+    finally:
+        await engine.dispose()
+
+
+async def _arrived(database_url: str, outcome: object) -> None:
+    engine = create_engine(database_url)
+    try:
+        async with transaction(session_factory(engine)) as session:
+            await refresh_outcomes.outcome_arrived(session=session, outcome=outcome)  # type: ignore[arg-type]
+    finally:
+        await engine.dispose()
+
+
+async def test_a_client_whose_refresh_awaits_its_outcome_is_not_asked_again_until_it_arrives(
+    database_url: str,
+) -> None:
+    firm, owner, clients = await _firm_with_clients(database_url, 2)
+    first = await _ask(database_url, firm, owner)
+    assert len(first.started) == 2 and first.on_their_way == []
+    # Asked again at once, every client, one client, or one company of it: nothing new.
+    again = await _ask(database_url, firm, owner)
+    assert again.started == [] and sorted(again.on_their_way) == sorted(first.started)
+    one = await _ask(database_url, firm, owner, client=clients[0])
+    company = await _ask(database_url, firm, owner, client=clients[0], company=uuid.uuid4())
+    assert one.started == company.started == [] and one.on_their_way == company.on_their_way
+    waited = one.on_their_way[0]
+    # Its list of companies alone does not end the wait (their reads may wait for a retry);
+    # another refresh's outcome neither; a company read does.
+    listed = CompaniesDiscovered(
+        client_id=clients[0], refresh_id=waited, companies=[DiscoveredCompany(company_id=uuid.uuid4(), name="A")]
+    )
+    await _arrived(database_url, listed)
+    await _arrived(database_url, _snapshot(clients[0], uuid.uuid4(), "A", "1.00", 0, uuid.uuid4()))
+    assert (await _ask(database_url, firm, owner, client=clients[0])).started == []
+    await _arrived(database_url, _snapshot(clients[0], uuid.uuid4(), "A", "1.00", 0, waited))
+    after = await _ask(database_url, firm, owner)
+    assert len(after.started) == 1 and after.on_their_way == [r for r in first.started if r != waited]
+    # The client failing as a whole is an outcome too.
+    failed = RefreshFailed(
+        client_id=clients[1],
+        refresh_id=after.on_their_way[0],
+        failure=Failure(
+            kind=FailureKind.ENVIRONMENT_OFFLINE, summary="offline", fix="wait", occurred_at=datetime.now(UTC)
+        ),
+    )
+    await _arrived(database_url, failed)
+    assert len((await _ask(database_url, firm, owner, client=clients[1])).started) == 1
+
+
+async def test_a_company_refresh_waits_for_its_companys_outcome_only(database_url: str) -> None:
+    firm, owner, clients = await _firm_with_clients(database_url, 1)
+    company, other = uuid.uuid4(), uuid.uuid4()
+    [asked] = (await _ask(database_url, firm, owner, client=clients[0], company=company)).started
+    # Another company of the client is asked for as usual, and so is the whole client.
+    assert len((await _ask(database_url, firm, owner, client=clients[0], company=other)).started) == 1
+    assert len((await _ask(database_url, firm, owner, client=clients[0])).started) == 1
+    assert (await _ask(database_url, firm, owner, client=clients[0], company=company)).on_their_way == [asked]
+    # Gone from the client's BC: its one-company refresh lists the others, no snapshot comes.
+    gone = CompaniesDiscovered(
+        client_id=clients[0],
+        refresh_id=asked,
+        companies=[DiscoveredCompany(company_id=other, name="B")],
+        refresh_company_id=company,
+    )
+    await _arrived(database_url, gone)
+    engine = create_engine(database_url)
+    try:
+        async with session_factory(engine)() as session:
+            row = await session.get(ManualRefresh, (clients[0], str(company)))
+            assert row is not None and row.awaiting_refresh_id is None
+    finally:
+        await engine.dispose()
+
+
+async def test_an_outcome_never_seen_is_waited_for_three_hours_at_most(database_url: str) -> None:
+    firm, owner, clients = await _firm_with_clients(database_url, 1)
+    await _ask(database_url, firm, owner, client=clients[0])
+    engine = create_engine(database_url)
+    try:
+        for asked_at, asked_again in (
+            (datetime.now(UTC) - timedelta(hours=2, minutes=59), False),
+            (datetime.now(UTC) - timedelta(hours=3, seconds=1), True),
+            # Stamped by a replica whose clock ran a day ahead: not a wait of a day more.
+            (datetime.now(UTC) + timedelta(days=1), True),
+        ):
+            async with transaction(session_factory(engine)) as session:
+                await session.execute(
+                    update(ManualRefresh)
+                    .where(ManualRefresh.client_id == clients[0])  # type: ignore[arg-type]
+                    .values(requested_at=asked_at)
+                )
+            assert bool((await _ask(database_url, firm, owner, client=clients[0])).started) is asked_again
+    finally:
+        await engine.dispose()
+
+
+@pytest.mark.parametrize("database_url", POSTGRESQL_ONLY, indirect=True)
+async def test_refresh_all_asked_at_once_from_several_replicas_asks_each_client_once(database_url: str) -> None:
+    firm, owner, clients = await _firm_with_clients(database_url, 3)
+    answers = await asyncio.gather(*(_ask(database_url, firm, owner) for _ in range(4)))
+    assert sum(len(answer.started) for answer in answers) == len(clients), answers
