@@ -19,6 +19,7 @@ from nats.js.api import ConsumerConfig
 
 from hub_common.bus import PublishFailed, create_broker, publish_event
 from hub_common.consumers import (
+    ENDED_WITHOUT_OUTCOME,
     Delivery,
     Retry,
     broker_unavailable,
@@ -235,7 +236,7 @@ async def test_a_durable_missing_when_its_subscriber_binds_is_made_as_declared(t
             await broker.stop()
             await connection.close()
     assert sorted(made.filter_subjects or [made.filter_subject]) == sorted(spec.filter_subjects)
-    assert (made.max_deliver, made.ack_wait) == (spec.max_deliver, spec.ack_wait_seconds)
+    assert (made.max_deliver, made.ack_wait) == (spec.max_deliver + 1, spec.ack_wait_seconds)
 
 
 def test_only_a_broker_that_does_not_answer_counts_as_its_outage() -> None:
@@ -270,7 +271,62 @@ async def test_an_invalid_payload_is_dead_lettered_at_once_and_does_not_block(
 def test_consumer_spec_config_round_trip() -> None:
     spec = ConsumerSpec(EVENTS_STREAM, "x", ("hub.*.client.added",), 10, 4)
     config: ConsumerConfig = spec.config()
-    assert config.max_deliver == 4
+    # One more than the handlers use: the last comes back only to be dead-lettered.
+    assert config.max_deliver == 5
+
+
+async def test_a_last_delivery_that_ended_without_an_outcome_comes_back_to_be_dead_lettered(
+    jetstream: JetStreamContext,
+) -> None:
+    """The worker holding a message's last delivery stopped (a fetcher scaled in naks what
+    it holds), crashed or ran past the ack wait: the message comes back once more and is
+    dead-lettered, unhandled, instead of vanishing with nothing to say so."""
+    firm = uuid.uuid4()
+    spec = dataclasses.replace(await _spec(jetstream, firm, max_deliver=2), retry_delay_seconds=0.1)
+    envelope = new_envelope(ClientRemoved(client_id=uuid.uuid4()), firm_id=firm, actor=Actor.service("t"))
+    await publish_event(jetstream, envelope)
+    deliveries: list[int] = []
+
+    async def handler(received: Envelope[EventData], delivery: Delivery) -> None:
+        deliveries.append(delivery.num_delivered)
+        raise KeyError("a bug in a handler")
+
+    subscription = await jetstream.pull_subscribe_bind(spec.durable, stream=spec.stream)
+    [first] = await subscription.fetch(1, timeout=5)
+    await handle_one(jetstream, spec, first, handler)
+    [last] = await subscription.fetch(1, timeout=5)
+    await last.nak()  # the worker stopped before handling it
+    [back] = await subscription.fetch(1, timeout=5)
+    await handle_one(jetstream, spec, back, handler)
+    assert deliveries == [1]
+    letters = await _dead_letters(jetstream, spec.durable)
+    assert [letter["error"] for letter in letters] == [ENDED_WITHOUT_OUTCOME]
+    assert letters[0]["num_delivered"] == 3
+    assert json.loads(str(letters[0]["payload"]))["id"] == str(envelope.id)
+    info = await jetstream.consumer_info(spec.stream, spec.durable)
+    assert info.num_ack_pending == 0 and info.num_pending == 0
+
+
+async def test_a_dead_letter_too_large_once_escaped_is_kept_naming_where_the_message_is(
+    jetstream: JetStreamContext,
+) -> None:
+    """A message near the broker's size limit grows past it once escaped as JSON: its dead
+    letter is kept all the same, naming its stream and sequence instead of carrying it."""
+    firm = uuid.uuid4()
+    spec = await _spec(jetstream, firm, max_deliver=2)
+    quotes = b'"' * 700_000  # each one escaped as two characters
+    published = await jetstream.publish(f"hub.{firm}.client.removed", quotes)
+    subscription = await jetstream.pull_subscribe_bind(spec.durable, stream=spec.stream)
+    [message] = await subscription.fetch(1, timeout=5)
+
+    async def handler(received: Envelope[EventData], delivery: Delivery) -> None:
+        raise AssertionError("an invalid event is never handled")
+
+    await handle_one(jetstream, spec, message, handler)
+    [letter] = await _dead_letters(jetstream, spec.durable)
+    assert "payload" not in letter and "payload_omitted" in letter
+    assert (letter["stream"], letter["stream_sequence"]) == (EVENTS_STREAM, published.seq)
+    assert str(letter["error"]).startswith("invalid event")
 
 
 async def test_a_store_outage_is_nacked_and_pauses_fetching_until_the_store_answers(

@@ -126,19 +126,20 @@ async def test_delivery_settings_reach_the_durables_and_are_reconciled(js: JetSt
     )
     await declare_topology(js, Topology.from_settings(fast))
     fetcher = (await js.consumer_info(EVENTS_STREAM, FETCHER_CONSUMER.durable)).config
-    assert (fetcher.ack_wait, fetcher.max_deliver) == (4, 3)
+    # The server's limit is one delivery more than the handlers use (ConsumerSpec.config).
+    assert (fetcher.ack_wait, fetcher.max_deliver) == (4, 3 + 1)
     for spec in (GATEWAY_EVENTS_CONSUMER, GATEWAY_SNAPSHOTS_CONSUMER):
         projection = (await js.consumer_info(spec.stream, spec.durable)).config
-        assert (projection.ack_wait, projection.max_deliver) == (5, 4)
+        assert (projection.ack_wait, projection.max_deliver) == (5, 4 + 1)
     registry = (await js.consumer_info(EVENTS_STREAM, REGISTRY_CONSUMER.durable)).config
     assert (registry.ack_wait, registry.max_deliver) == (
         REGISTRY_CONSUMER.ack_wait_seconds,
-        REGISTRY_CONSUMER.max_deliver,
+        REGISTRY_CONSUMER.max_deliver + 1,
     )
     # Back to the defaults: every durable is updated in place, not left as it was.
     await declare_topology(js)
     fetcher = (await js.consumer_info(EVENTS_STREAM, FETCHER_CONSUMER.durable)).config
-    assert (fetcher.ack_wait, fetcher.max_deliver) == (60, 8)
+    assert (fetcher.ack_wait, fetcher.max_deliver) == (60, 8 + 1)
 
 
 async def test_the_slot_lease_follows_its_setting(js: JetStreamContext) -> None:

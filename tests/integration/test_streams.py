@@ -50,7 +50,7 @@ async def test_a_drifted_consumer_is_reconciled(jetstream: JetStreamContext) -> 
     assert (await jetstream.consumer_info(EVENTS_STREAM, "fetcher")).config.max_deliver == 2
     await declare_topology(jetstream)
     reconciled = (await jetstream.consumer_info(EVENTS_STREAM, "fetcher")).config
-    assert reconciled.max_deliver == FETCHER_CONSUMER.max_deliver
+    assert reconciled.max_deliver == FETCHER_CONSUMER.max_deliver + 1
     assert reconciled.ack_wait == FETCHER_CONSUMER.ack_wait_seconds
 
 

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import nats.errors
 import sqlalchemy.exc
 from faststream.middlewares import AckPolicy
 from faststream.nats import JStream, NatsBroker, NatsMessage, PullSub
@@ -143,8 +144,17 @@ def broker_unavailable(error: BaseException) -> bool:
     return isinstance(error, (*BROKER_UNAVAILABLE, PublishFailed))
 
 
+# Tries at writing a dead letter, a second apart and more: a broker election or a moment
+# without the leader must not lose it (its Nats-Msg-Id makes a repeat one record).
+DEAD_LETTER_ATTEMPTS = 4
+
+
 async def dead_letter(js: JetStreamContext, spec: ConsumerSpec, delivery: Delivery, payload: bytes, error: str) -> None:
-    """Keep a message no handler could take where an operator can see and replay it."""
+    """Keep a message no handler could take where an operator can see and replay it.
+
+    Raises when the broker would not take the record after DEAD_LETTER_ATTEMPTS: the message
+    is then left unsettled, so it comes back (its one delivery past the handlers' last) and
+    is dead-lettered then."""
     try:
         text_payload: dict[str, str] = {"payload": payload.decode()}
     except UnicodeDecodeError:
@@ -160,11 +170,37 @@ async def dead_letter(js: JetStreamContext, spec: ConsumerSpec, delivery: Delive
         "headers": dict(delivery.headers),
         **text_payload,
     }
-    await js.publish(
-        dead_letter_subject(spec.durable, delivery.subject),
-        json.dumps(record).encode(),
-        headers={"Nats-Msg-Id": f"{delivery.stream}:{delivery.stream_sequence}:{spec.durable}"},
-    )
+    body = json.dumps(record).encode()
+    failed_attempts = 0
+    while True:
+        try:
+            await js.publish(
+                dead_letter_subject(spec.durable, delivery.subject),
+                body,
+                headers={"Nats-Msg-Id": f"{delivery.stream}:{delivery.stream_sequence}:{spec.durable}"},
+            )
+            break
+        except nats.errors.MaxPayloadError:
+            if "payload_omitted" in record:
+                raise
+            # Escaped as JSON, a message near the broker's size limit no longer fits: the
+            # record names where it is instead (the stream keeps it).
+            record.pop("payload", None)
+            record.pop("payload_base64", None)
+            record["payload_omitted"] = "larger than the broker takes: read it at stream_sequence of stream"
+            body = json.dumps(record).encode()
+        except (nats.errors.Error, TimeoutError) as failure:
+            failed_attempts += 1
+            if failed_attempts == DEAD_LETTER_ATTEMPTS:
+                logger.error(
+                    "dead letter not written; the message comes back to be dead-lettered again",
+                    consumer=spec.durable,
+                    stream=delivery.stream,
+                    stream_sequence=delivery.stream_sequence,
+                    error=repr(failure)[:300],
+                )
+                raise
+            await asyncio.sleep(0.5 * 2**failed_attempts)
     logger.error(
         "message dead-lettered",
         consumer=spec.durable,
@@ -242,9 +278,29 @@ async def _decode_or_dead_letter(
         return None
 
 
+# Why a message came back past the handlers' last delivery (ConsumerSpec.config).
+ENDED_WITHOUT_OUTCOME = (
+    "its last delivery ended without an outcome (its worker stopped, crashed or ran past the ack wait, "
+    "or its dead letter could not be written); not handled again"
+)
+
+
+async def _past_its_last_delivery(js: JetStreamContext, spec: ConsumerSpec, msg: Msg) -> bool:
+    """A message back for the delivery the server keeps past the handlers' last: it is
+    dead-lettered, unhandled, instead of vanishing."""
+    delivery = _delivery(msg)
+    if delivery.num_delivered <= spec.max_deliver:
+        return False
+    await dead_letter(js, spec, delivery, msg.data, ENDED_WITHOUT_OUTCOME)
+    await msg.term()
+    return True
+
+
 async def handle_one(
     js: JetStreamContext, spec: ConsumerSpec, msg: Msg, handler: EventHandler, *, available: Probe | None = None
 ) -> None:
+    if await _past_its_last_delivery(js, spec, msg):
+        return
     decoded = await _decode_or_dead_letter(js, spec, msg)
     if decoded is None:
         return
@@ -283,7 +339,8 @@ async def handle_batch(
     *,
     available: Probe | None = None,
 ) -> None:
-    decoded = [item for msg in messages if (item := await _decode_or_dead_letter(js, spec, msg))]
+    current = [msg for msg in messages if not await _past_its_last_delivery(js, spec, msg)]
+    decoded = [item for msg in current if (item := await _decode_or_dead_letter(js, spec, msg))]
     if not decoded:
         return
     # One span per event, each in its own trace, all covering the batch's one transaction.

@@ -219,7 +219,12 @@ class ConsumerSpec:
             deliver_policy=DeliverPolicy.ALL if self.replays_history else DeliverPolicy.NEW,
             ack_policy=AckPolicy.EXPLICIT,
             ack_wait=self.ack_wait_seconds,
-            max_deliver=self.max_deliver,
+            # One delivery more than the handlers use: a message whose last delivery ended
+            # without an outcome (its worker stopped, crashed or ran past the ack wait, or its
+            # dead letter could not be written) comes back once more, only to be dead-lettered
+            # (hub_common.consumers). With the server's limit at max_deliver, it would never
+            # come back, and nothing would say so.
+            max_deliver=self.max_deliver + 1,
             max_ack_pending=self.max_ack_pending,
             filter_subjects=list(self.filter_subjects),
         )
