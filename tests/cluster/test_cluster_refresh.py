@@ -9,6 +9,7 @@ surviving registry takes over relaying and commands within seconds.
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
@@ -144,14 +145,24 @@ async def test_refreshes_survive_a_lost_node_and_a_lost_registry(
 
     await wait_until("the other registry takes the lease", survivor_leads, timeout=LEASE_SECONDS * 5, details=hub.logs)
 
+    async def asked_anew() -> list[uuid.UUID]:
+        """Refresh all, until the registry starts a refresh: a client whose last one has
+        read nothing yet is answered with it instead (its refresh is on its way)."""
+        started: list[uuid.UUID] = []
+
+        async def asked() -> bool:
+            started.extend(await asyncio.to_thread(hub.refresh, firm))
+            return bool(started)
+
+        await wait_until("the registry to start a refresh", asked, timeout=60, details=hub.logs)
+        return started
+
     # Commands reach the surviving registry, and what it commits leaves through its relay.
-    second_round = await asyncio.to_thread(hub.refresh, firm)
-    assert second_round
+    second_round = await asked_anew()
 
     lost_node.start()
     hub.clear_faults()
-    third_round = await asyncio.to_thread(hub.refresh, firm)
-    assert third_round
+    third_round = await asked_anew()
 
     answered = (*first_round, *second_round, *third_round)
     ledger = await assert_every_refresh_ended_once(
