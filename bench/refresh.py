@@ -46,7 +46,6 @@ from nats.aio.msg import Msg
 from sqlmodel import col, select
 
 from bench.replay import measure as measure_replay
-from hub_cli.supervisor import die_with_parent
 from hub_common import grants
 from hub_common.bus import publish_event
 from hub_common.db import create_engine, session_factory, transaction
@@ -67,7 +66,7 @@ from hub_common.events import (
     decode_event,
     new_envelope,
 )
-from hub_common.local_nats import LocalNatsServer, free_port, terminate
+from hub_common.local_nats import LocalNatsServer, die_with_parent, free_port, terminate
 from hub_common.logging import configure_logging
 from hub_common.settings import HubSettings
 from hub_common.streams import (

@@ -8,7 +8,7 @@ so even a killed `make` leaves no worker or nats-server behind.
 
 from __future__ import annotations
 
-import ctypes
+import fcntl
 import json
 import os
 import secrets
@@ -22,26 +22,19 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
+from typing import TextIO
 
 from hub_common import nats_permissions
 from hub_common.change_notifications import NOTIFICATION_PATH
-from hub_common.local_nats import LocalNatsServer, free_port, wait_for_port
+from hub_common.local_nats import LocalNatsServer, die_with_parent, free_port, wait_for_port
 from hub_common.streams import Topology
 
 TRACING_SETTINGS = ("HUB_TRACING_EXPORTER", "HUB_OTLP_ENDPOINT")
 
-PR_SET_PDEATHSIG = 1
 # How long each service gets to finish after SIGTERM (its refreshes in hand, its outbox).
 STOP_GRACE_SECONDS = 15.0
 SANDBOX_SAMPLE_TENANT = "cronus-sample.onmicrosoft.com"
 DEV_ACCOUNTANT = "dev@contoso-accounting.example"
-
-
-def die_with_parent() -> None:
-    """Ask Linux to send SIGTERM to this process when its parent exits."""
-    if sys.platform.startswith("linux"):
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def write_private(path: Path, text: str) -> None:
@@ -110,6 +103,8 @@ class Supervisor:
     # Each service signs in to NATS as its own user, as in production (hub_common.nats_permissions).
     nats_passwords: dict[str, Path] = field(default_factory=dict)
     stopping: bool = False
+    # Held for as long as this supervisor lives (_hold_home).
+    _home_lock: TextIO | None = field(default=None, init=False, repr=False)
 
     def _base_environment(self, secrets_: DevSecrets, nats_url: str) -> dict[str, str]:
         sandbox = f"https://127.0.0.1:{self.sandbox_port}"
@@ -263,18 +258,39 @@ class Supervisor:
                     f"{child.name} exited with code {child.process.returncode}; "
                     f"see {self.home / 'logs' / (child.name + '.log')}"
                 )
+        # The broker too: without it every service would only reconnect, forever.
+        broker = self.nats.process if self.nats is not None else None
+        if broker is not None and broker.poll() is not None:
+            raise RuntimeError(
+                f"nats-server exited with code {broker.returncode}; see {self.home / 'nats' / 'nats-server.log'}"
+            )
+
+    def _hold_home(self) -> None:
+        """One `hub up` per home: a second broker on the same store would corrupt it. The
+        lock goes with the process, however it ends."""
+        self._home_lock = (self.home / "hub-up.lock").open("w")
+        try:
+            fcntl.flock(self._home_lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as error:
+            raise RuntimeError(
+                f"another `hub up` is running on {self.home}: stop it first, or give this one another --home"
+            ) from error
 
     def run(self, on_ready: Callable[[DevSecrets], None]) -> int:
         die_with_parent()
         signal.signal(signal.SIGINT, self._on_signal)
         signal.signal(signal.SIGTERM, self._on_signal)
         self.home.mkdir(parents=True, exist_ok=True)
-        secrets_ = DevSecrets.load_or_create(self.home / "dev-secrets.json")
         try:
+            self._hold_home()
+            secrets_ = DevSecrets.load_or_create(self.home / "dev-secrets.json")
             self.nats_passwords = nats_password_files(self.home / "nats-users")
             passwords = {user: path.read_text() for user, path in self.nats_passwords.items()}
             self.nats = LocalNatsServer(
-                self.home / "nats", port=self.nats_port, config=nats_permissions.authorization_conf(passwords)
+                self.home / "nats",
+                port=self.nats_port,
+                config=nats_permissions.authorization_conf(passwords),
+                stops_with_parent=True,
             ).start()
             if not self.smtp_sink_port:
                 self.smtp_sink_port = free_port()

@@ -148,3 +148,49 @@ def test_hub_up_serves_the_sample_client_and_stops_cleanly(home: Path) -> None:
         assert len(rows_again) == len(rows), "the sample client is not added twice"
     finally:
         _stop(second, signal.SIGTERM)
+
+
+def _nats_server_of(tree: set[int]) -> int:
+    return next(pid for pid in tree if b"nats-server" in Path(f"/proc/{pid}/cmdline").read_bytes())
+
+
+def test_a_second_hub_up_on_one_home_is_refused_and_a_killed_supervisor_leaves_nothing(home: Path) -> None:
+    """Two brokers on one store would corrupt it: a second `hub up` on the same home stops
+    at once, saying why. A supervisor killed outright (SIGKILL, the OOM killer) takes its
+    whole tree with it, the broker included."""
+    hub = _start(home, free_port(), free_port())
+    tree = _descendants(hub.process.pid)
+    try:
+        environment = {key: value for key, value in os.environ.items() if not key.startswith("HUB_")}
+        arguments = ["up", "--home", str(home), "--port", str(free_port()), "--sandbox-port", str(free_port())]
+        second = subprocess.run(
+            [sys.executable, "-m", "hub_cli", *arguments],
+            capture_output=True,
+            text=True,
+            env=environment,
+            timeout=60,
+        )
+        assert second.returncode == 1, second.stdout + second.stderr
+        assert "another `hub up` is running on" in second.stderr
+        assert httpx.get(f"{hub.url}/healthz", timeout=5).json()["status"] == "ok", "the first one is untouched"
+    finally:
+        hub.process.kill()
+        hub.process.wait(timeout=10)
+    deadline = time.monotonic() + 30
+    while _alive(tree) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not _alive(tree), f"left behind: {_alive(tree)}"
+
+
+def test_a_broker_that_dies_stops_hub_up_saying_so(home: Path) -> None:
+    hub = _start(home, free_port(), free_port())
+    tree = _descendants(hub.process.pid)
+    os.kill(_nats_server_of(tree), signal.SIGKILL)
+    assert hub.process.wait(timeout=60) == 1
+    assert hub.process.stdout is not None
+    said = hub.process.stdout.read()
+    assert "nats-server exited" in said, said
+    deadline = time.monotonic() + 30
+    while _alive(tree) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not _alive(tree), f"left behind: {_alive(tree)}"

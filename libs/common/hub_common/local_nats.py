@@ -6,6 +6,7 @@ the same one a production NATS cluster runs.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import shutil
 import signal
@@ -65,6 +66,17 @@ def terminate(process: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
         process.wait()
 
 
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    """Ask Linux to send SIGTERM to this process when the thread that started it ends (a
+    ``preexec_fn``: it runs in the child, between fork and exec)."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 @dataclass
 class LocalNatsServer:
     """A nats-server with JetStream whose file store lives in ``store_dir``."""
@@ -78,6 +90,11 @@ class LocalNatsServer:
     # nats-server configuration text (e.g. an ``authorization`` block), written beside the
     # store; the command-line options above take precedence over it.
     config: str = ""
+    # `hub up`'s broker: in a session of its own, so a terminal's Ctrl-C reaches the services
+    # but not the broker they still flush to (the supervisor stops it last), and ended with
+    # the thread that started it, so a supervisor killed outright leaves no broker holding
+    # the store. Only for a server started from a thread that lives as long as it should.
+    stops_with_parent: bool = False
     process: subprocess.Popen[bytes] | None = field(default=None, init=False)
 
     @property
@@ -111,7 +128,13 @@ class LocalNatsServer:
             arguments += ["--routes", ",".join(self.routes)]
         log_path = self.store_dir / "nats-server.log"
         with log_path.open("ab") as log:
-            self.process = subprocess.Popen(arguments, stdout=log, stderr=subprocess.STDOUT, start_new_session=False)
+            self.process = subprocess.Popen(
+                arguments,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=self.stops_with_parent,
+                preexec_fn=die_with_parent if self.stops_with_parent else None,
+            )
         if not wait_for_port("127.0.0.1", self.port, timeout):
             self.stop()
             raise NatsServerError(f"nats-server did not listen on {self.port}; see {log_path}")
