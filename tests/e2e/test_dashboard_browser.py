@@ -671,3 +671,18 @@ def test_refresh_all_asked_again_while_it_waits_says_it_is_on_its_way(
         assert time.monotonic() < deadline, lines
         page.wait_for_timeout(100)
     faults.delete(tenant_faults).raise_for_status()
+
+
+def test_a_failed_test_of_a_card_not_yet_saved_shows_on_an_open_check_errors_page(page: Page, hub: Hub) -> None:
+    """A colleague tests a wrong Client URL on a new card (no client yet): the failure
+    changes no dashboard row, and still shows on Check Errors' history already open."""
+    email = "xena@check-errors-accounting.example"
+    sign_in(page, hub, email)
+    page.goto(f"{hub.url}/errors?view=history")
+    expect(page.locator("#errors-body")).to_contain_text("No failed or waiting connections")
+    tested = hub.client(email).post(
+        "/api/v1/connection-tests",
+        json={"client_url": "https://businesscentral.dynamics.com/no-such-tenant.example/Production"},
+    )
+    assert tested.json()["status"] == "failed", tested.text
+    expect(page.locator("#errors-body tr", has_text="no-such-tenant.example")).to_have_count(1, timeout=20_000)

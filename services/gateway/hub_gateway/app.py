@@ -15,7 +15,7 @@ from types import FrameType
 
 import httpx
 import uvicorn
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -27,6 +27,7 @@ from hub_common.consumers import Delivery, subscribe_batches
 from hub_common.db import create_engine, database_ok, migrate, session_factory, transaction
 from hub_common.entra import EntraTokenVerifier, confidential_client
 from hub_common.events import Envelope, EventData
+from hub_common.i18n import N_
 from hub_common.logging import bound_context, configure_logging, get_logger
 from hub_common.nats_permissions import durables_of
 from hub_common.operations import OperationsEndpoint, StartUp, connected_with_database, consumer_lag
@@ -259,7 +260,23 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         correlation_id = incoming if 0 < len(incoming) <= 100 and incoming.isprintable() else str(uuid.uuid4())
         request.state.correlation_id = correlation_id
         with bound_context({"correlation_id": correlation_id}):
-            response = await call_next(request)
+            try:
+                response = await call_next(request)
+            except Exception:
+                # Answered here, inside the other middlewares, so a crash's answer carries the
+                # security headers and the correlation id, and is counted, like any other;
+                # Starlette's own would be plain text outside all of them.
+                logger.exception("request failed", path=request.url.path, method=request.method)
+                response = await localized_http_exception_handler(
+                    request,
+                    StarletteHTTPException(
+                        status.HTTP_500_INTERNAL_SERVER_ERROR,
+                        detail=N_(
+                            "The hub failed to answer this request. Try again; if it keeps failing, "
+                            "give your administrator its correlation id"
+                        ),
+                    ),
+                )
         response.headers["X-Correlation-Id"] = correlation_id
         return response
 

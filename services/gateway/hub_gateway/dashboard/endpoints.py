@@ -333,7 +333,8 @@ async def _messages(state: GatewayState, principal: Principal, notice: Notice, t
     # The firm's other open pages that got the same notice, in the same language and
     # currency, are sent the same read.
     key = (firm_id, notice.heard, frozenset(notice.client_ids), chosen.reporting_currency, t.language)
-    messages = [await state.live.shared_reads.read(key, rows_event)]
+    # New failures alone (a connection test of a card not yet saved) change no row.
+    messages = [await state.live.shared_reads.read(key, rows_event)] if notice.client_ids else []
     if notice.new_failures:
         messages.append(_event("failures", {}))
     return messages

@@ -176,7 +176,10 @@ class LiveUpdates:
 
     async def announce(self, changes: Changes) -> None:
         """Tell every replica what a committed batch changed (best effort: pages resync)."""
-        for firm_id, client_ids in changes.clients_by_firm.items():
+        # A firm with new failures but no changed row (a Test Client URL of a card not yet
+        # saved) is told too: its Check Errors pages list the failure.
+        for firm_id in changes.clients_by_firm.keys() | changes.firms_with_new_failures:
+            client_ids = changes.clients_by_firm.get(firm_id, set())
             notice = {
                 "client_ids": sorted(str(client_id) for client_id in client_ids),
                 "new_failures": firm_id in changes.firms_with_new_failures,
