@@ -4,7 +4,7 @@ and counted. Starlette's own answer would be plain text outside every middleware
 
 from __future__ import annotations
 
-from fastapi.testclient import TestClient
+import httpx
 
 from hub_common import metrics
 from hub_common.settings import Mode
@@ -12,7 +12,7 @@ from hub_gateway.app import create_app
 from hub_gateway.settings import GatewaySettings
 
 
-def test_a_crash_is_answered_with_the_headers_and_the_correlation_id_and_counted() -> None:
+async def test_a_crash_is_answered_with_the_headers_and_the_correlation_id_and_counted() -> None:
     app = create_app(GatewaySettings(_env_file=None, mode=Mode.DEV))
 
     # A route that fails as a bug would: only this test's app has it.
@@ -27,9 +27,12 @@ def test_a_crash_is_answered_with_the_headers_and_the_correlation_id_and_counted
         return float(sample._sum.get())
 
     counted_before = crashes_counted()
-    # Not entered: the app's lifespan (the broker, the database) is not what is tested.
-    client = TestClient(app, raise_server_exceptions=False)
-    answer = client.get("/api/v1/crash-for-a-test", headers={"X-Correlation-Id": "c-500", "Accept-Language": "de"})
+    # Without the app's lifespan (the broker, the database): not what is tested.
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://gateway.test") as client:
+        answer = await client.get(
+            "/api/v1/crash-for-a-test", headers={"X-Correlation-Id": "c-500", "Accept-Language": "de"}
+        )
     assert answer.status_code == 500
     assert answer.headers["X-Correlation-Id"] == "c-500"
     assert answer.headers["X-Content-Type-Options"] == "nosniff"
