@@ -42,6 +42,25 @@ async def test_declaring_twice_changes_nothing(jetstream: JetStreamContext) -> N
     assert snapshots.config.max_msgs_per_subject == StreamLimits().snapshots_per_company
 
 
+async def test_a_service_takes_a_durable_declared_by_the_release_before_without_waiting(
+    jetstream: JetStreamContext,
+) -> None:
+    """Releases before 2026-12-07 declared the handlers' own delivery limit, without the one
+    more that dead-letters a message whose last delivery ended without an outcome: an
+    upgraded service starts on it (the registry, upgraded last, adds the extra one); any
+    other limit it still waits for."""
+    for max_deliver, waits in ((FETCHER_CONSUMER.max_deliver, False), (2, True)):
+        drifted = (await jetstream.consumer_info(EVENTS_STREAM, "fetcher")).config
+        drifted.max_deliver = max_deliver
+        await jetstream.add_consumer(FETCHER_CONSUMER.stream, drifted)
+        waiting = asyncio.create_task(await_topology(jetstream, Topology(), consumers={"fetcher"}))
+        await asyncio.wait({waiting}, timeout=3)
+        assert waiting.done() is not waits, max_deliver
+        waiting.cancel()
+        await asyncio.gather(waiting, return_exceptions=True)
+    await declare_topology(jetstream)
+
+
 async def test_a_drifted_consumer_is_reconciled(jetstream: JetStreamContext) -> None:
     drifted = (await jetstream.consumer_info(EVENTS_STREAM, "fetcher")).config
     drifted.max_deliver = 2

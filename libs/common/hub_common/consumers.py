@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
@@ -154,7 +155,7 @@ async def dead_letter(js: JetStreamContext, spec: ConsumerSpec, delivery: Delive
 
     Raises when the broker would not take the record after DEAD_LETTER_ATTEMPTS: the message
     is then left unsettled, so it comes back (its one delivery past the handlers' last) and
-    is dead-lettered then."""
+    is dead-lettered then (_past_its_last_delivery)."""
     try:
         text_payload: dict[str, str] = {"payload": payload.decode()}
     except UnicodeDecodeError:
@@ -285,14 +286,40 @@ ENDED_WITHOUT_OUTCOME = (
 )
 
 
+# How long the delivery past the handlers' last keeps trying to write its dead letter (the
+# broker's election, a restart): it is the message's last chance to be kept.
+LAST_DEAD_LETTER_SECONDS = 120.0
+
+
 async def _past_its_last_delivery(js: JetStreamContext, spec: ConsumerSpec, msg: Msg) -> bool:
     """A message back for the delivery the server keeps past the handlers' last: it is
-    dead-lettered, unhandled, instead of vanishing."""
+    dead-lettered, unhandled, instead of vanishing. No delivery follows this one, so the
+    dead letter is tried for LAST_DEAD_LETTER_SECONDS, the message held meanwhile; should
+    the broker take none of it, the log says which message was lost."""
     delivery = _delivery(msg)
     if delivery.num_delivered <= spec.max_deliver:
         return False
-    await dead_letter(js, spec, delivery, msg.data, ENDED_WITHOUT_OUTCOME)
-    await msg.term()
+    deadline = asyncio.get_running_loop().time() + LAST_DEAD_LETTER_SECONDS
+    while True:
+        try:
+            await dead_letter(js, spec, delivery, msg.data, ENDED_WITHOUT_OUTCOME)
+            break
+        except Exception as error:
+            if asyncio.get_running_loop().time() >= deadline:
+                logger.error(
+                    "message lost: its last delivery ended without an outcome and no dead letter could be written",
+                    consumer=spec.durable,
+                    stream=delivery.stream,
+                    stream_sequence=delivery.stream_sequence,
+                    subject=delivery.subject,
+                    error=repr(error)[:300],
+                )
+                return True
+            with contextlib.suppress(Exception):
+                await msg.in_progress()
+            await asyncio.sleep(5)
+    with contextlib.suppress(Exception):
+        await msg.term()
     return True
 
 

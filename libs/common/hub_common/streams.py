@@ -628,7 +628,7 @@ async def _not_declared(
         except nats.js.errors.NotFoundError:
             waiting_for.append(f"consumer {spec.durable}")
             continue
-        differences = _consumer_differences(spec, consumer.config)
+        differences = _consumer_differences(spec, consumer.config, waiting=True)
         if _starts_too_late(spec, consumer.config):
             differences.append(f"deliver_policy {spec.config().deliver_policy}, not {consumer.config.deliver_policy}")
         if differences:
@@ -636,8 +636,15 @@ async def _not_declared(
     return waiting_for
 
 
-def _consumer_differences(spec: ConsumerSpec, actual: ConsumerConfig) -> list[str]:
+def _consumer_differences(spec: ConsumerSpec, actual: ConsumerConfig, *, waiting: bool = False) -> list[str]:
+    """How a durable on the server differs from ``spec``. ``waiting``: as a service waiting
+    for the registry sees it, which also takes a durable that keeps the handlers' own
+    delivery limit (as releases before 2026-12-07 declared it, without the one delivery
+    more that dead-letters a message whose last ended without an outcome): the handlers
+    work the same, and the registry, upgraded last, declares the extra one."""
     wanted = spec.config()
+    if waiting and actual.max_deliver == spec.max_deliver:
+        wanted.max_deliver = actual.max_deliver
     actual_filters = sorted(actual.filter_subjects or ([actual.filter_subject] if actual.filter_subject else []))
     differences = []
     if sorted(spec.filter_subjects) != actual_filters:

@@ -124,5 +124,6 @@ class InFlightConsumer:
             raise
         except Exception as error:
             # Settling the message failed (the broker is away): JetStream redelivers it
-            # after the ack wait, so it is not lost.
+            # after the ack wait, once more past the handlers' last delivery, when it is
+            # dead-lettered (hub_common.consumers).
             logger.warning("message not settled", consumer=self._spec.durable, error=repr(error)[:300])
