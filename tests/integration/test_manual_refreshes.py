@@ -23,7 +23,7 @@ from hub_common.events import (
     FailureKind,
     RefreshFailed,
 )
-from hub_registry.models import ManualRefresh
+from hub_registry.models import Client, ManualRefresh
 from hub_registry.service import refresh_outcomes, refreshes
 from tests.conftest import POSTGRESQL_ONLY
 from tests.integration.test_dashboard_model import _snapshot
@@ -142,6 +142,23 @@ async def test_an_outcome_never_seen_is_waited_for_three_hours_at_most(database_
             assert bool((await _ask(database_url, firm, owner, client=clients[0])).started) is asked_again
     finally:
         await engine.dispose()
+
+
+async def test_a_card_whose_account_numbers_changed_since_is_asked_anew(database_url: str) -> None:
+    """The refresh on its way reads the card's old account numbers: asked again after they
+    changed, the client is refreshed anew, so the new numbers show."""
+    firm, owner, clients = await _firm_with_clients(database_url, 1)
+    [first] = (await _ask(database_url, firm, owner, client=clients[0])).started
+    assert (await _ask(database_url, firm, owner, client=clients[0])).on_their_way == [first]
+    engine = create_engine(database_url)
+    try:
+        async with transaction(session_factory(engine)) as session:
+            await session.execute(
+                update(Client).where(Client.id == clients[0]).values(accounts_revision=Client.accounts_revision + 1)  # type: ignore[arg-type]
+            )
+    finally:
+        await engine.dispose()
+    assert len((await _ask(database_url, firm, owner, client=clients[0])).started) == 1
 
 
 @pytest.mark.parametrize("database_url", POSTGRESQL_ONLY, indirect=True)

@@ -196,6 +196,9 @@ class ManualRefresh(SQLModel, table=True):
     requested_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
     # None once its outcome arrived (hub_registry.service.refresh_outcomes).
     awaiting_refresh_id: uuid.UUID | None = Field(default=None)
+    # The card's account numbers it reads with (Client.accounts_revision): once they change,
+    # the refresh on its way reads the old ones, and asking again asks anew.
+    accounts_revision: int = Field(default=0)
 
 
 class CompanyChangeRefresh(SQLModel, table=True):

@@ -120,7 +120,9 @@ async def request_refresh(*, session: AsyncSession, command: RequestRefresh) -> 
             (
                 row.awaiting_refresh_id
                 for key in ((client.id, scope), (client.id, WHOLE_CLIENT_REFRESH))
-                if (row := asked.get(key)) is not None and unanswered(row.awaiting_refresh_id, row.requested_at, now)
+                if (row := asked.get(key)) is not None
+                and row.accounts_revision == client.accounts_revision
+                and unanswered(row.awaiting_refresh_id, row.requested_at, now)
             ),
             None,
         )
@@ -133,6 +135,7 @@ async def request_refresh(*, session: AsyncSession, command: RequestRefresh) -> 
         )
         row.requested_at = now
         row.awaiting_refresh_id = refresh_id
+        row.accounts_revision = client.accounts_revision
         session.add(row)
         started.append(refresh_id)
     return RefreshesAsked(started=started, on_their_way=on_their_way)

@@ -629,7 +629,7 @@ Hub.start(() => {
       try {
         const { data } = await api("POST", "/api/v1/refresh", body);
         if (data.refresh_ids.length) runs.push({ run_id: data.run_id, expected: data.refresh_ids.length });
-        waiting += data.on_their_way.length;
+        waiting += (data.on_their_way || []).length;
       } catch (error) {
         const name = row.company_name || row.client_name || _("a row");
         showError(_("Refresh of %(name)s was not started: %(reason)s", { name, reason: error.message }));
@@ -643,7 +643,7 @@ Hub.start(() => {
     try {
       const { data } = await api("POST", "/api/v1/refresh", {});
       const runs = data.refresh_ids.length ? [{ run_id: data.run_id, expected: data.refresh_ids.length }] : [];
-      startProgress(runs, data.on_their_way.length);
+      startProgress(runs, (data.on_their_way || []).length);
     } catch (error) { showError(_("Refresh all was not started: %(reason)s", { reason: error.message })); }
   });
 

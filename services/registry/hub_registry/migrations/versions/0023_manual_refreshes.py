@@ -24,6 +24,7 @@ def upgrade() -> None:
         sa.Column("firm_id", sa.Uuid(), nullable=False),
         sa.Column("requested_at", UtcDateTime(), nullable=False),
         sa.Column("awaiting_refresh_id", sa.Uuid(), nullable=True),
+        sa.Column("accounts_revision", sa.Integer(), nullable=False, server_default="0"),
     )
     op.create_index("ix_registry_manual_refreshes_firm_id", "registry_manual_refreshes", ["firm_id"])
 
