@@ -129,7 +129,8 @@ def _statement_sheet(
             ),
             context.t.gettext(
                 "It is computed from the financial report General Ledger Setup names in “%(field)s”: "
-                "check that field in the client's Business Central, then download the workbook again.",
+                "if downloading the workbook again later does not help, check that field in the client's "
+                "Business Central.",
                 field=setup_field,
             ),
         ):
