@@ -53,6 +53,20 @@ async def _accepted(
     return accepted.invitation_id
 
 
+def _once_every_row_is_read(api: httpx.Client) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The firm's clients and dashboard rows once every row is read (or after a minute)."""
+    deadline = time.monotonic() + 60
+    clients: list[dict[str, Any]] = []
+    rows: list[dict[str, Any]] = []
+    while time.monotonic() < deadline:
+        clients = api.get("/api/v1/clients").json()["clients"]
+        rows = api.get("/api/v1/dashboard").json()["rows"]
+        if rows and all(r["state"] == "ok" for r in rows):
+            break
+        time.sleep(0.3)
+    return clients, rows
+
+
 async def test_the_client_lands_on_the_dashboard_once(hub: Hub, sandbox: Sandbox, nats_url: str) -> None:
     api = hub.client("laura@contoso-accounting.example")
     me = api.get("/api/v1/me").json()
@@ -89,15 +103,7 @@ async def test_an_invitation_for_a_client_already_there_attaches_to_it(
     assert added.status_code == 202 and added.json()["access_granted"] is False, added.text
     # As the invitations service has it: the tenant id from the administrator's token.
     await _accepted(nats_url, me, tenant["id"], "Nordlys Gruppen")
-    deadline = time.monotonic() + 60
-    clients: list[dict[str, Any]] = []
-    rows: list[dict[str, Any]] = []
-    while time.monotonic() < deadline:
-        clients = api.get("/api/v1/clients").json()["clients"]
-        rows = api.get("/api/v1/dashboard").json()["rows"]
-        if rows and all(r["state"] == "ok" for r in rows):
-            break
-        time.sleep(0.3)
+    clients, rows = _once_every_row_is_read(api)
     assert [(c["name"], c["access"]["state"], c["access"]["method"]) for c in clients] == [
         ("Nordlys (by hand)", "granted", "invitation")
     ]
@@ -117,15 +123,7 @@ async def test_an_invitation_naming_bcs_admin_center_gives_the_access_and_adds_n
     await _accepted(nats_url, me, tenant["id"], "Nordlys Gruppen", environment="Admin")
     added = api.post("/api/v1/clients", json={"name": "Nordlys", "client_url": f"{sandbox.web_client}/{tenant['id']}"})
     assert added.status_code == 202, added.text
-    deadline = time.monotonic() + 60
-    clients: list[dict[str, Any]] = []
-    rows: list[dict[str, Any]] = []
-    while time.monotonic() < deadline:
-        clients = api.get("/api/v1/clients").json()["clients"]
-        rows = api.get("/api/v1/dashboard").json()["rows"]
-        if rows and all(r["state"] == "ok" for r in rows):
-            break
-        time.sleep(0.3)
+    clients, rows = _once_every_row_is_read(api)
     assert [(c["name"], c["access"]["state"], c["access"]["method"]) for c in clients] == [
         ("Nordlys", "granted", "invitation")
     ]

@@ -21,6 +21,7 @@ from hub_common.bus import PublishFailed, create_broker, publish_event
 from hub_common.consumers import (
     ENDED_WITHOUT_OUTCOME,
     Delivery,
+    EventHandler,
     Retry,
     broker_unavailable,
     handle_batch,
@@ -122,9 +123,11 @@ async def test_failures_are_retried_then_dead_lettered(jetstream: JetStreamConte
     assert info.num_redelivered == 0
 
 
-async def test_a_handler_that_raises_is_retried_then_dead_lettered(jetstream: JetStreamContext) -> None:
-    """A bug in a handler (any exception but an outage) is retried with its delays and then
-    kept as a dead letter, never left unsettled for the ack wait to redeliver."""
+async def _a_buggy_handler(
+    jetstream: JetStreamContext,
+) -> tuple[ConsumerSpec, Envelope[ClientRemoved], list[int], EventHandler, JetStreamContext.PullSubscription]:
+    """An event, two deliveries retried 0.1 s apart, and a handler that always raises (the
+    deliveries it saw are listed): the spec, the event, the list, the handler and a pull."""
     firm = uuid.uuid4()
     spec = dataclasses.replace(await _spec(jetstream, firm, max_deliver=2), retry_delay_seconds=0.1)
     envelope = new_envelope(ClientRemoved(client_id=uuid.uuid4()), firm_id=firm, actor=Actor.service("t"))
@@ -136,6 +139,13 @@ async def test_a_handler_that_raises_is_retried_then_dead_lettered(jetstream: Je
         raise KeyError("a bug in a handler")
 
     subscription = await jetstream.pull_subscribe_bind(spec.durable, stream=spec.stream)
+    return spec, envelope, deliveries, handler, subscription
+
+
+async def test_a_handler_that_raises_is_retried_then_dead_lettered(jetstream: JetStreamContext) -> None:
+    """A bug in a handler (any exception but an outage) is retried with its delays and then
+    kept as a dead letter, never left unsettled for the ack wait to redeliver."""
+    spec, _, deliveries, handler, subscription = await _a_buggy_handler(jetstream)
     for _ in range(2):
         # The retry's delay is 0.1 s; an unsettled message would come back after 30 s.
         for message in await subscription.fetch(1, timeout=5):
@@ -281,17 +291,7 @@ async def test_a_last_delivery_that_ended_without_an_outcome_comes_back_to_be_de
     """The worker holding a message's last delivery stopped (a fetcher scaled in naks what
     it holds), crashed or ran past the ack wait: the message comes back once more and is
     dead-lettered, unhandled, instead of vanishing with nothing to say so."""
-    firm = uuid.uuid4()
-    spec = dataclasses.replace(await _spec(jetstream, firm, max_deliver=2), retry_delay_seconds=0.1)
-    envelope = new_envelope(ClientRemoved(client_id=uuid.uuid4()), firm_id=firm, actor=Actor.service("t"))
-    await publish_event(jetstream, envelope)
-    deliveries: list[int] = []
-
-    async def handler(received: Envelope[EventData], delivery: Delivery) -> None:
-        deliveries.append(delivery.num_delivered)
-        raise KeyError("a bug in a handler")
-
-    subscription = await jetstream.pull_subscribe_bind(spec.durable, stream=spec.stream)
+    spec, envelope, deliveries, handler, subscription = await _a_buggy_handler(jetstream)
     [first] = await subscription.fetch(1, timeout=5)
     await handle_one(jetstream, spec, first, handler)
     [last] = await subscription.fetch(1, timeout=5)
