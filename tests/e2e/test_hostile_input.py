@@ -216,3 +216,14 @@ def test_a_client_invitation_naming_bcs_own_pages_as_its_environment_is_refused(
         assert answer.status_code == 422, (environment, answer.text[:300])
         (problem,) = answer.json()["detail"]
         assert problem["loc"][:2] == ["body", "environment"] and "admin center" in problem["msg"], problem
+
+
+def test_no_browser_or_proxy_keeps_a_firms_answers_and_the_scripts_stay_cacheable(hub: Hub, api: httpx.Client) -> None:
+    """A firm's figures, clients and people are kept by no cache (a shared computer's back
+    button, a caching proxy); the scripts, the same for everyone, keep their caching."""
+    for path in ("/api/v1/dashboard", "/api/v1/clients", "/api/v1/me", "/api/v1/no-such-route"):
+        assert api.get(path).headers.get("Cache-Control") == "no-store", path
+    page = httpx.get(f"{hub.url}/sign-in")
+    assert page.headers.get("Cache-Control") == "no-store"
+    script = httpx.get(f"{hub.url}/static/common.js")
+    assert script.status_code == 200 and script.headers.get("Cache-Control") != "no-store"

@@ -290,6 +290,11 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         response.headers.setdefault("X-Frame-Options", "DENY")
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("Referrer-Policy", "same-origin")
+        # A firm's figures, clients and people are kept by no browser cache or proxy (a
+        # shared computer's back button, a caching proxy); the scripts and styles are the
+        # same for everyone and keep their own caching, as do answers that set their own.
+        if not request.url.path.startswith("/static/"):
+            response.headers.setdefault("Cache-Control", "no-store")
         return response
 
     @app.middleware("http")
