@@ -57,6 +57,8 @@ def test_a_rule_made_on_the_alerts_page_marks_the_dashboard_live(page: Page, hub
     page.get_by_role("button", name="Change the webhook of Any cash at all").click()
     expect(page.locator("#webhook-secret")).to_have_text(re.compile(r"^whsec_"))
     expect(page.locator("#rules-body")).to_contain_text("webhook")
+    # Nothing was sent to the new URL yet: the rule says so.
+    expect(page.locator("#rules-body .webhook-state")).to_have_text("Webhook: 0 delivered.")
     # The same receiver, a new secret (the old one leaked): shown once, in its place.
     first_secret = page.locator("#webhook-secret").inner_text()
     page.once("dialog", lambda dialog: dialog.accept())

@@ -29,6 +29,7 @@ from sqlmodel import col, select
 from hub_common.commands import (
     AlertRuleFields,
     AlertRuleSaved,
+    AlertRuleView,
     ColleagueRemoved,
     CommandRejected,
     ListAlertRules,
@@ -428,6 +429,10 @@ async def test_a_webhook_answered_503_or_unauthorized_is_sent_again_after_its_ba
 
         now = datetime.now(UTC)
         assert [a.outcome for a in await attempt(now)] == [webhooks.Outcome.TRANSIENT]
+        # Waiting for its next try, with the receiver's answer, in the rule's list.
+        waiting = (await _listed_rules(registry))[0].webhook_deliveries
+        assert waiting is not None and (waiting.waiting, waiting.delivered, waiting.given_up) == (1, 0, 0)
+        assert waiting.last_error
         assert await attempt(now + timedelta(seconds=29)) == []  # backing off
         assert [a.outcome for a in await attempt(now + timedelta(seconds=31))] == [webhooks.Outcome.DELIVERED]
         assert await attempt(now + timedelta(days=1)) == []  # delivered: never again
@@ -435,6 +440,9 @@ async def test_a_webhook_answered_503_or_unauthorized_is_sent_again_after_its_ba
     async with registry.sessions() as session:
         [delivery] = (await session.execute(select(AlertWebhookDelivery))).scalars().all()
     assert (delivery.attempts, delivery.delivered_at is not None) == (2, True)
+    delivered = (await _listed_rules(registry))[0].webhook_deliveries
+    assert delivered is not None and (delivered.waiting, delivered.delivered, delivered.given_up) == (0, 1, 0)
+    assert delivered.last_delivered_at == delivery.delivered_at and delivered.last_error is None
     # Both tries carried the same idempotency key, each signed over its own timestamp.
     for headers, body in receiver.received:
         assert headers["idempotency-key"] == str(delivery.id)
@@ -489,6 +497,18 @@ async def test_a_webhook_answered_another_4xx_is_given_up_at_once(registry: Regi
             await alerts.claim_due_deliveries(session=session, now=now + timedelta(days=1), hold=timedelta(seconds=1))
             == []
         )
+    # The rule's list says so, with the receiver's answer, so the firm need not read logs.
+    [listed] = await _listed_rules(registry)
+    assert listed.webhook_deliveries is not None
+    assert (listed.webhook_deliveries.delivered, listed.webhook_deliveries.waiting) == (0, 0)
+    assert listed.webhook_deliveries.given_up == 1
+    assert any(code in (listed.webhook_deliveries.last_error or "") for code in ("404", "410"))
+
+
+async def _listed_rules(registry: Registry) -> list[AlertRuleView]:
+    async with transaction(registry.sessions) as session:
+        command = ListAlertRules(firm_id=registry.firm_id, actor=registry.actor(registry.owner), correlation_id="l")
+        return (await alerts.list_alert_rules(session=session, command=command)).rules
 
 
 async def test_staff_manage_their_own_rules_and_owners_every_rule_of_the_firm(registry: Registry) -> None:

@@ -412,6 +412,17 @@ class AlertRuleRemovedResult(BaseModel):
     rule_id: uuid.UUID
 
 
+class WebhookDeliveries(BaseModel):
+    """How a rule's POSTs to its webhook URL (the one it names now) have gone: delivered,
+    waiting for their next try, or given up; and the newest error of one not delivered."""
+
+    delivered: int
+    waiting: int
+    given_up: int
+    last_delivered_at: datetime | None = None
+    last_error: str | None = None
+
+
 class AlertRuleView(AlertRuleFields):
     rule_id: uuid.UUID
     owner_accountant_id: uuid.UUID
@@ -419,6 +430,8 @@ class AlertRuleView(AlertRuleFields):
     open_episodes: int
     created_at: datetime
     updated_at: datetime
+    # None: the rule has no webhook (or a registry of the release before answered).
+    webhook_deliveries: WebhookDeliveries | None = None
 
 
 class AlertRuleList(BaseModel):

@@ -22,7 +22,8 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, delete, func, or_, update
+import sqlalchemy
+from sqlalchemy import ColumnElement, case, delete, func, or_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
@@ -36,6 +37,7 @@ from hub_common.commands import (
     RejectionReason,
     RemoveAlertRule,
     SetAlertRule,
+    WebhookDeliveries,
     refused,
 )
 from hub_common.db import lock_until_commit
@@ -537,9 +539,11 @@ async def list_alert_rules(*, session: AsyncSession, command: ListAlertRules) ->
             )
         ).all()
     )
+    deliveries = await _webhook_deliveries(session, [row for row, _ in rows if row.webhook_url is not None])
     return AlertRuleList(
         rules=[
             AlertRuleView(
+                webhook_deliveries=deliveries.get(row.id),
                 rule_id=row.id,
                 owner_accountant_id=row.owner_accountant_id,
                 owner_name=owner_name,
@@ -560,6 +564,63 @@ async def list_alert_rules(*, session: AsyncSession, command: ListAlertRules) ->
             for row, owner_name in rows
         ]
     )
+
+
+async def _webhook_deliveries(session: AsyncSession, rules: list[AlertRuleRow]) -> dict[uuid.UUID, WebhookDeliveries]:
+    """Each webhook rule's deliveries to the URL it names now (those for a URL it named
+    before were given up when it changed, and are not this receiver's)."""
+    if not rules:
+        return {}
+    delivery = AlertWebhookDelivery
+    to_current_url = (col(delivery.rule_id) == col(AlertRuleRow.id)) & (
+        col(delivery.url) == col(AlertRuleRow.webhook_url)
+    )
+    delivered = col(delivery.delivered_at).is_not(None)
+    given_up = col(delivery.delivered_at).is_(None) & col(delivery.failed_at).is_not(None)
+    waiting = col(delivery.delivered_at).is_(None) & col(delivery.failed_at).is_(None)
+    rule_ids = [rule.id for rule in rules]
+    counts = (
+        await session.execute(
+            # SQLAlchemy's own select: SQLModel's types a select of at most four columns.
+            sqlalchemy.select(
+                col(delivery.rule_id),
+                func.sum(case((delivered, 1), else_=0)),
+                func.sum(case((waiting, 1), else_=0)),
+                func.sum(case((given_up, 1), else_=0)),
+                func.max(delivery.delivered_at),
+            )
+            .select_from(delivery)
+            .join(AlertRuleRow, to_current_url)
+            .where(col(delivery.rule_id).in_(rule_ids))
+            .group_by(col(delivery.rule_id))
+        )
+    ).all()
+    errors: dict[uuid.UUID, str] = {}
+    for rule_id, error in (
+        await session.execute(
+            select(delivery.rule_id, delivery.last_error)
+            .join(AlertRuleRow, to_current_url)
+            .where(
+                col(delivery.rule_id).in_(rule_ids),
+                col(delivery.delivered_at).is_(None),
+                col(delivery.last_error).is_not(None),
+            )
+            .order_by(func.coalesce(col(delivery.failed_at), col(delivery.next_attempt_at)).desc())
+            .limit(10 * len(rule_ids))
+        )
+    ).all():
+        errors.setdefault(rule_id, error)
+    found = {
+        rule_id: WebhookDeliveries(
+            delivered=int(sent or 0),
+            waiting=int(queued or 0),
+            given_up=int(dropped or 0),
+            last_delivered_at=last,
+            last_error=errors.get(rule_id),
+        )
+        for rule_id, sent, queued, dropped, last in counts
+    }
+    return {rule.id: found.get(rule.id, WebhookDeliveries(delivered=0, waiting=0, given_up=0)) for rule in rules}
 
 
 # ---------------------------------------------------------------- episodes

@@ -4,7 +4,7 @@
 "use strict";
 
 Hub.start(() => {
-  const { api, h, _ } = Hub;
+  const { api, h, _, ngettext } = Hub;
   const boot = JSON.parse(document.getElementById("boot").textContent);
   const $ = (id) => document.getElementById(id);
   const figures = new Map(boot.figures.map((figure) => [figure.value, figure.label]));
@@ -59,6 +59,19 @@ Hub.start(() => {
     }
   });
 
+  // How the rule's POSTs to its webhook have gone (its URL as it is now), and the newest
+  // error of one not delivered: the receiver's answer, without reading the hub's logs.
+  function webhookState(rule) {
+    const deliveries = rule.webhook_deliveries;
+    if (!rule.webhook_url || !deliveries) return null;
+    const parts = [ngettext("%(count)s delivered", "%(count)s delivered", deliveries.delivered)];
+    if (deliveries.waiting) parts.push(ngettext("%(count)s waiting for its next try", "%(count)s waiting for their next try", deliveries.waiting));
+    if (deliveries.given_up) parts.push(ngettext("%(count)s given up", "%(count)s given up", deliveries.given_up));
+    const state = _("Webhook: %(deliveries)s.", { deliveries: parts.join(", ") });
+    const error = deliveries.last_error ? " " + _("Last error: %(error)s", { error: deliveries.last_error }) : "";
+    return h("div", { class: "muted webhook-state" }, state + error);
+  }
+
   const loadRules = Hub.serialReads(async () => {
     try {
       const { data } = await api("GET", "/api/v1/alert-rules");
@@ -69,7 +82,7 @@ Hub.start(() => {
           h("td", {}, rule.name),
           h("td", {}, condition(rule)),
           h("td", {}, rule.client_id ? (clients.get(rule.client_id) || rule.client_id) : _("All clients")),
-          h("td", {}, sentBy),
+          h("td", {}, sentBy, webhookState(rule)),
           h("td", {}, rule.owner_name),
           h("td", { class: "amount" }, Hub.count(rule.open_episodes)),
           h("td", {},
