@@ -505,6 +505,44 @@ async def test_a_webhook_answered_another_4xx_is_given_up_at_once(registry: Regi
     assert any(code in (listed.webhook_deliveries.last_error or "") for code in ("404", "410"))
 
 
+async def test_each_webhook_rule_says_its_own_newest_error_however_many_another_has(registry: Registry) -> None:
+    hook: dict[str, Any] = {"figure": "cash", "comparison": "below", "threshold": Decimal(1), "email": False}
+    busy = await registry.rule(registry.owner, webhook_url="http://127.0.0.1:9/busy", **hook)
+    quiet = await registry.rule(registry.owner, webhook_url="http://127.0.0.1:9/quiet", **hook)
+    async with transaction(registry.sessions) as session:
+        for number in range(30):
+            session.add(
+                AlertWebhookDelivery(
+                    id=uuid.uuid4(),
+                    firm_id=registry.firm_id,
+                    rule_id=busy,
+                    url="http://127.0.0.1:9/busy",
+                    body="{}",
+                    attempts=1,
+                    next_attempt_at=T0 + timedelta(hours=2, minutes=number),
+                    last_error=f"busy {number}",
+                )
+            )
+        for at, error in ((T0, "quiet older"), (T0 + timedelta(minutes=5), "quiet newest")):
+            session.add(
+                AlertWebhookDelivery(
+                    id=uuid.uuid4(),
+                    firm_id=registry.firm_id,
+                    rule_id=quiet,
+                    url="http://127.0.0.1:9/quiet",
+                    body="{}",
+                    attempts=1,
+                    next_attempt_at=at,
+                    last_error=error,
+                )
+            )
+    listed = {rule.rule_id: rule.webhook_deliveries for rule in await _listed_rules(registry)}
+    busy_deliveries, quiet_deliveries = listed[busy], listed[quiet]
+    assert busy_deliveries is not None and quiet_deliveries is not None
+    assert (busy_deliveries.waiting, busy_deliveries.last_error) == (30, "busy 29")
+    assert (quiet_deliveries.waiting, quiet_deliveries.last_error) == (2, "quiet newest")
+
+
 async def _listed_rules(registry: Registry) -> list[AlertRuleView]:
     async with transaction(registry.sessions) as session:
         command = ListAlertRules(firm_id=registry.firm_id, actor=registry.actor(registry.owner), correlation_id="l")

@@ -595,18 +595,28 @@ async def _webhook_deliveries(session: AsyncSession, rules: list[AlertRuleRow]) 
             .group_by(col(delivery.rule_id))
         )
     ).all()
+    # The newest error of each rule's deliveries not delivered: its newest moment first, then
+    # the error of that moment (a rule with many failing never hides another's).
+    undelivered_with_error = (
+        col(delivery.rule_id).in_(rule_ids),
+        col(delivery.delivered_at).is_(None),
+        col(delivery.last_error).is_not(None),
+    )
+    moment = func.coalesce(col(delivery.failed_at), col(delivery.next_attempt_at))
+    newest = (
+        select(col(delivery.rule_id).label("rule_id"), func.max(moment).label("at"))
+        .join(AlertRuleRow, to_current_url)
+        .where(*undelivered_with_error)
+        .group_by(col(delivery.rule_id))
+        .subquery()
+    )
     errors: dict[uuid.UUID, str] = {}
     for rule_id, error in (
         await session.execute(
             select(delivery.rule_id, delivery.last_error)
             .join(AlertRuleRow, to_current_url)
-            .where(
-                col(delivery.rule_id).in_(rule_ids),
-                col(delivery.delivered_at).is_(None),
-                col(delivery.last_error).is_not(None),
-            )
-            .order_by(func.coalesce(col(delivery.failed_at), col(delivery.next_attempt_at)).desc())
-            .limit(10 * len(rule_ids))
+            .join(newest, (newest.c.rule_id == col(delivery.rule_id)) & (newest.c.at == moment))
+            .where(*undelivered_with_error)
         )
     ).all():
         errors.setdefault(rule_id, error)
