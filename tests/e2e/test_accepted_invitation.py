@@ -13,8 +13,8 @@ import httpx
 import nats
 import pytest
 
-from hub_common.bus import publish_event
-from hub_common.events import Actor, ActorKind, InvitationAccepted, new_envelope
+from hub_common.bus import MSG_ID_HEADER, event_headers, publish_event
+from hub_common.events import Actor, ActorKind, Envelope, InvitationAccepted, new_envelope
 from tests.conftest import Sandbox
 from tests.e2e.conftest import Hub
 from tests.support.connect import add_connected_client, client_access_page, client_admin
@@ -22,16 +22,15 @@ from tests.support.connect import add_connected_client, client_access_page, clie
 pytestmark = pytest.mark.e2e
 
 
-async def _accepted(
-    nats_url: str,
+def _acceptance(
     me: dict[str, Any],
     tenant: str,
     client_name: str,
     invited_at: datetime | None = None,
     environment: str = "Production",
-) -> uuid.UUID:
+) -> Envelope[InvitationAccepted]:
     """What the invitations service publishes once the accountant ``me`` accepted an
-    invitation to add the client; returns the invitation's id."""
+    invitation to add the client."""
     accepted = InvitationAccepted(
         invitation_id=uuid.uuid4(),
         accountant_id=uuid.UUID(me["accountant_id"]),
@@ -42,15 +41,36 @@ async def _accepted(
         add_to_dashboard=True,
         invited_at=invited_at,
     )
+    actor = Actor(kind=ActorKind.ACCOUNTANT, id=me["accountant_id"])
+    return new_envelope(accepted, firm_id=uuid.UUID(me["firm_id"]), actor=actor)
+
+
+async def _publish(nats_url: str, envelope: Envelope[InvitationAccepted], *, message_id: str | None = None) -> None:
+    """Publish the acceptance; ``message_id`` other than the event's stores it again past
+    JetStream's duplicate window, as a relay republishing it after a crash would."""
     connection = await nats.connect(nats_url)
     try:
-        actor = Actor(kind=ActorKind.ACCOUNTANT, id=me["accountant_id"])
-        await publish_event(
-            connection.jetstream(), new_envelope(accepted, firm_id=uuid.UUID(me["firm_id"]), actor=actor)
-        )
+        if message_id is None:
+            await publish_event(connection.jetstream(), envelope)
+        else:
+            headers = event_headers(envelope) | {MSG_ID_HEADER: message_id}
+            await connection.jetstream().publish(envelope.subject, envelope.to_bytes(), headers=headers)
     finally:
         await connection.close()
-    return accepted.invitation_id
+
+
+async def _accepted(
+    nats_url: str,
+    me: dict[str, Any],
+    tenant: str,
+    client_name: str,
+    invited_at: datetime | None = None,
+    environment: str = "Production",
+) -> uuid.UUID:
+    """Publish an acceptance by the accountant ``me``; returns the invitation's id."""
+    envelope = _acceptance(me, tenant, client_name, invited_at, environment)
+    await _publish(nats_url, envelope)
+    return envelope.data.invitation_id
 
 
 def _once_every_row_is_read(api: httpx.Client) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -86,6 +106,35 @@ async def test_the_client_lands_on_the_dashboard_once(hub: Hub, sandbox: Sandbox
     assert rows
     assert all(r["state"] == "ok" for r in rows)
     assert hub.client("outsider@fabrikam-audit.example").get("/api/v1/clients").json()["clients"] == []
+
+
+async def test_an_acceptance_delivered_again_does_not_bring_back_a_removed_card(
+    hub: Hub, sandbox: Sandbox, nats_url: str
+) -> None:
+    """The registry acted on an acceptance, the accountant removed the card, and the same
+    event reaches the registry again (its acknowledgement lost after the commit, or a relay
+    publishing it again): the card stays removed."""
+    api = hub.client("petra@redelivered-accounting.example")
+    me = api.get("/api/v1/me").json()
+    acceptance = _acceptance(me, "muhlbachgruppe.onmicrosoft.com", "Mühlbach Gruppe")
+    await _publish(nats_url, acceptance)
+    clients, rows = _once_every_row_is_read(api)
+    assert [c["name"] for c in clients] == ["Mühlbach Gruppe"] and rows
+    assert api.delete(f"/api/v1/clients/{clients[0]['client_id']}").status_code == 202
+    deadline = time.monotonic() + 30
+    while api.get("/api/v1/clients").json()["clients"]:
+        assert time.monotonic() < deadline, "the card was never removed"
+        await asyncio.sleep(0.3)
+
+    await _publish(nats_url, acceptance, message_id=f"{acceptance.id}-again")
+    # The registry handles its accepted invitations one at a time, in order: once the next
+    # acceptance's card is there, the one delivered again was handled.
+    await _accepted(nats_url, me, "nordlysgruppen.onmicrosoft.com", "Nordlys Gruppen")
+    deadline = time.monotonic() + 40
+    while not (names := sorted(c["name"] for c in api.get("/api/v1/clients").json()["clients"])):
+        assert time.monotonic() < deadline, "the next acceptance never added its card"
+        await asyncio.sleep(0.3)
+    assert names == ["Nordlys Gruppen"], "the removed card came back"
 
 
 async def test_an_invitation_for_a_client_already_there_attaches_to_it(

@@ -201,6 +201,21 @@ class ManualRefresh(SQLModel, table=True):
     accounts_revision: int = Field(default=0)
 
 
+class AcceptedInvitation(SQLModel, table=True):
+    """An InvitationAccepted the registry has acted on, kept so that a redelivery of it (its
+    acknowledgement lost after the commit) does nothing: an invitation is accepted once, and
+    acting on it again could add back a card the accountant removed in between."""
+
+    __tablename__ = "registry_accepted_invitations"
+
+    invitation_id: uuid.UUID = Field(primary_key=True)
+    firm_id: uuid.UUID = Field(index=True)
+    event_id: uuid.UUID
+    acted_at: datetime = Field(default_factory=_now, sa_column=_timestamp())
+    # The card it added, if it added one.
+    client_id: uuid.UUID | None = Field(default=None)
+
+
 class CompanyChangeRefresh(SQLModel, table=True):
     """When Business Central's change notices last asked for a refresh of a company, and
     since when a notice waits for the next one: notices arriving faster than the coalescing

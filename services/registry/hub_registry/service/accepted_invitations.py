@@ -23,7 +23,7 @@ from hub_common.events import (
 )
 from hub_common.logging import get_logger
 from hub_registry.domain.refresh_schedule import InvalidSchedule, place_time_zone
-from hub_registry.models import Client, TenantGrant
+from hub_registry.models import AcceptedInvitation, Client, TenantGrant
 from hub_registry.service.clients import insert_client
 from hub_registry.service.shared import Context, resolve_tenant
 from hub_registry.service.tenant_grants import grant_access, has_grant
@@ -47,6 +47,16 @@ async def accept_invitation(
     read now, instead of a second copy being added.
     """
     data = accepted.data
+    if await session.get(AcceptedInvitation, data.invitation_id) is not None:
+        # A redelivery (the acknowledgement was lost after the commit): acting again could
+        # add back a card the accountant removed since.
+        logger.info(
+            "invitation acceptance acted on already; redelivery ignored",
+            invitation_id=str(data.invitation_id),
+            firm_id=str(accepted.firm_id),
+            event_id=str(accepted.id),
+        )
+        return None
     # The invitations service takes the tenant from the administrator's verified token, so
     # it is the directory id already: Entra, which may be away, is not asked again (an
     # acceptance that waited for it could run out of deliveries and be lost).
@@ -61,6 +71,7 @@ async def accept_invitation(
             firm_id=str(accepted.firm_id),
             tenant_id=str(tenant_id),
         )
+        _acted_on(session, accepted, client_id=None)
         return None
     actor = Actor(kind=ActorKind.ACCOUNTANT, id=str(data.accountant_id), display_name=data.email)
     context = Context(accepted.firm_id, actor, accepted.correlation_id)
@@ -128,7 +139,21 @@ async def accept_invitation(
             client_id=added,
             known_tenant_id=known_tenant_id,
         )
+    _acted_on(session, accepted, client_id=added)
     return added
+
+
+def _acted_on(session: AsyncSession, accepted: Envelope[InvitationAccepted], *, client_id: uuid.UUID | None) -> None:
+    # Committed with what the acceptance did: two replicas acting on one delivery and its
+    # redelivery at once cannot both commit (the invitation is the key).
+    session.add(
+        AcceptedInvitation(
+            invitation_id=accepted.data.invitation_id,
+            firm_id=accepted.firm_id,
+            event_id=accepted.id,
+            client_id=client_id,
+        )
+    )
 
 
 async def _firms_time_zone(session: AsyncSession, firm_id: uuid.UUID) -> str | None:
