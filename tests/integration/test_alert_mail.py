@@ -40,7 +40,7 @@ from hub_common.events import (
     new_envelope,
 )
 from hub_common.local_nats import free_port
-from hub_common.streams import DEAD_LETTER_STREAM, INVITATIONS_CONSUMER, declare_topology
+from hub_common.streams import DEAD_LETTER_STREAM, EVENTS_STREAM, INVITATIONS_CONSUMER, declare_topology
 from hub_invitations import event_mail
 from hub_invitations.app import MIGRATIONS as INVITATIONS_MIGRATIONS
 from hub_invitations.app import VERSION_TABLE as INVITATIONS_VERSION_TABLE
@@ -315,6 +315,40 @@ async def test_a_kept_mail_that_must_no_longer_go_is_dropped_and_others_still_go
         process.stop()
         if late_sink is not None:
             late_sink.process.stop()
+
+
+@pytest.mark.parametrize("case", NO_LONGER_MAILED)
+async def test_mail_of_an_event_handled_after_the_removal_or_withdrawal_does_not_go(
+    invitations: ServiceProcess, sink: Sink, nats_connection: Client, database_url: str, case: str
+) -> None:
+    """The alert (or invitation) happened before the colleague's removal (or the
+    invitation's withdrawal) but reaches the service only after it: delivered again after an
+    outage, or taken alongside it. It is not mailed; one that happened after it is."""
+    mailed, cancelling = NO_LONGER_MAILED[case]
+    js = nats_connection.jetstream()
+    await declare_topology(js)
+    firm = uuid.uuid4()
+    email = f"late.{uuid.uuid4().hex[:8]}@alerting-accounting.example"
+    cancelled = new_envelope(cancelling(email), firm_id=firm, actor=Actor.service("registry"))
+    late = new_envelope(mailed(email), firm_id=firm, actor=Actor.service("registry"))
+    late = late.model_copy(update={"occurred_at": cancelled.occurred_at - timedelta(seconds=5)})
+    again = new_envelope(mailed(email), firm_id=firm, actor=Actor.service("registry"))
+    again = again.model_copy(update={"occurred_at": cancelled.occurred_at + timedelta(seconds=1)})
+    stored = await publish_event(js, cancelled)
+    deadline = asyncio.get_running_loop().time() + 30
+    # Handled (acknowledged) before the late event is stored.
+    while (await js.consumer_info(EVENTS_STREAM, INVITATIONS_CONSUMER.durable)).ack_floor.stream_seq < stored.seq:
+        assert asyncio.get_running_loop().time() < deadline, invitations.log()[-3000:]
+        await asyncio.sleep(0.2)
+    await publish_event(js, late)
+    await publish_event(js, again)
+    await _mails(sink.folder, email, at_least=1)
+    await asyncio.sleep(2)  # time for the late one, were it sent
+    late_row, again_row = _event_mail_row(database_url, late.id), _event_mail_row(database_url, again.id)
+    assert again_row is not None and again_row["last_error"] is None, "the mail asked for after it did not go"
+    assert late_row is not None and str(late_row["last_error"]).startswith("not sent"), "it was mailed"
+    assert late_row["message"] is None
+    assert len(await _mails(sink.folder, email, at_least=2, wait=0)) == 1
 
 
 async def test_one_colleague_mail_per_invitation_even_when_stored_twice(

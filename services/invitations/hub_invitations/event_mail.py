@@ -30,7 +30,7 @@ from hub_common.consumers import GiveUp
 from hub_common.db import transaction
 from hub_common.logging import get_logger
 from hub_invitations.mail import MailNotSent, send
-from hub_invitations.models import EventMail
+from hub_invitations.models import EventMail, MailDrop
 from hub_invitations.service import mail_claim
 from hub_invitations.settings import InvitationsSettings
 
@@ -80,6 +80,22 @@ async def _claim(
             return False
         if row is not None and row.claimed_until is not None and row.claimed_until > now:
             return False  # another sender holds it; if it fails, the mail loop sends it
+        if row is None and (reason := await _dropped(session, addressee)) is not None:
+            # Handled only after its recipient's removal or its invitation's withdrawal:
+            # settled as the drop settles mail kept then, so a redelivery sends nothing either.
+            session.add(
+                EventMail(
+                    event_id=event_id,
+                    firm_id=addressee.firm_id,
+                    recipient=addressee.email.lower(),
+                    kind=addressee.kind,
+                    event_at=addressee.event_at,
+                    sent_at=now,
+                    last_error=reason,
+                )
+            )
+            logger.info("mail not sent", event_id=str(event_id), kind=addressee.kind, reason=reason)
+            return False
         row = row or EventMail(
             event_id=event_id,
             firm_id=addressee.firm_id,
@@ -92,6 +108,17 @@ async def _claim(
             row.message = message.as_string()
         session.add(row)
     return True
+
+
+async def _dropped(session: AsyncSession, addressee: Addressee) -> str | None:
+    """Why the addressee's mail must not go, when a removal or withdrawal after its event
+    says so."""
+    drop = await session.get(
+        MailDrop, {"firm_id": addressee.firm_id, "recipient": addressee.email.lower(), "kind": addressee.kind}
+    )
+    if drop is None or addressee.event_at > drop.dropped_before:
+        return None
+    return drop.reason
 
 
 async def _record(
@@ -175,9 +202,18 @@ async def drop_unsent_mail(
     or its invitation was withdrawn, at ``before``): settled without sending, its text (the
     firm's figures, or a way into it) forgotten; how many. Mail of events after it (the
     address invited again, or back in the firm) still goes. One being sent at this instant
-    still goes; should that attempt fail, it is not tried again (the row is settled)."""
+    still goes; should that attempt fail, it is not tried again (the row is settled). The
+    drop is kept, so mail of such an event handled only later is not sent either."""
     now = datetime.now(UTC)
     async with transaction(sessions) as session:
+        recipient = email.lower()
+        key = {"firm_id": firm_id, "recipient": recipient, "kind": kind}
+        drop = await session.get(MailDrop, key, with_for_update=True)
+        if drop is None:
+            session.add(MailDrop(firm_id=firm_id, recipient=recipient, kind=kind, dropped_before=before, reason=reason))
+        elif before > drop.dropped_before:
+            drop.dropped_before, drop.reason = before, reason
+            session.add(drop)
         dropped = await session.execute(
             update(EventMail)
             .where(
@@ -185,7 +221,7 @@ async def drop_unsent_mail(
                 col(EventMail.message).is_not(None),
                 col(EventMail.event_at) <= before,
                 col(EventMail.firm_id) == firm_id,
-                col(EventMail.recipient) == email.lower(),
+                col(EventMail.recipient) == recipient,
                 col(EventMail.kind) == kind,
             )
             .values(sent_at=now, message=None, last_error=reason)

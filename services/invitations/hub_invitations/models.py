@@ -108,3 +108,18 @@ class EventMail(SQLModel, table=True):
     recipient: str | None = Field(default=None, max_length=320)
     kind: str | None = Field(default=None, max_length=20)
     event_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime(), nullable=True))
+
+
+class MailDrop(SQLModel, table=True):
+    """Mail that must no longer go to an address of a firm: every mail of an event up to
+    ``dropped_before`` (a colleague removed, an invitation withdrawn then). Kept so that
+    such an event handled only after the removal or withdrawal (delivered again after an
+    outage, or taken alongside it) is not mailed either, not just mail already kept."""
+
+    __tablename__ = "invitations_mail_drops"
+
+    firm_id: uuid.UUID = Field(primary_key=True)
+    recipient: str = Field(primary_key=True, max_length=320)
+    kind: str = Field(primary_key=True, max_length=20)
+    dropped_before: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
+    reason: str = Field(max_length=500)
