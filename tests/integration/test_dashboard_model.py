@@ -20,6 +20,7 @@ from hub_common.events import (
     AlertRecipient,
     AlertResolved,
     CashFigure,
+    CashFlowForecast,
     ClientAdded,
     ClientCard,
     ClientConnection,
@@ -32,6 +33,7 @@ from hub_common.events import (
     DiscoveredCompany,
     Failure,
     FailureKind,
+    ForecastWeek,
     OverdueInvoices,
     RefreshDeferred,
     RefreshFailed,
@@ -213,6 +215,35 @@ async def test_need_attention_shows_the_rows_its_tile_counts(fresh_model: Callab
     assert [(r.company_name, r.state) for r in attention.rows] == [("B2", "failed"), ("A1", "waiting")]
     assert attention.total == attention.states.failed + attention.states.waiting == 2
     assert [r.company_name for r in (await _page(sessions, has_errors=True)).rows] == ["B2"]
+
+
+async def test_health_reads_the_forecast_the_snapshot_carries(fresh_model: Callable[[], Any]) -> None:
+    """A company whose 13-week forecast goes below zero in its second week is said to run
+    out of cash then (the health read a key the figures do not have, so it never did)."""
+    sessions = await fresh_model()
+    log = Log()
+    client, company, refresh = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    log.add(_client("Runway", "runway.example", client))
+    log.add(
+        CompaniesDiscovered(
+            client_id=client, refresh_id=refresh, companies=[DiscoveredCompany(company_id=company, name="R1")]
+        )
+    )
+    snapshot = _snapshot(client, company, "R1", "100.00", 0, refresh)
+    closings = [Decimal("50"), Decimal("-900")] + [Decimal("-900")] * 11
+    weeks = [
+        ForecastWeek(
+            week_start=NOW.date() + timedelta(weeks=i), receipts=Decimal(0), payments=Decimal(0), closing_balance=c
+        )
+        for i, c in enumerate(closings)
+    ]
+    forecast = CashFlowForecast(opening_cash=Decimal("100.00"), weeks=weeks, low_point=Decimal("-900"), read_at=NOW)
+    log.add(
+        snapshot.model_copy(update={"figures": snapshot.figures.model_copy(update={"cash_flow_forecast": forecast})})
+    )
+    await _apply(sessions, log.items)
+    [row] = (await _page(sessions)).rows
+    assert "By the forecast, cash runs out in week 2." in row.health.reasons, row.health
 
 
 async def test_overdue_matches_an_overdue_amount_without_invoices(fresh_model: Callable[[], Any]) -> None:

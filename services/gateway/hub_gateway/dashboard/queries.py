@@ -310,7 +310,7 @@ def _failure_summary(failure_json: str | None) -> FailureSummary | None:
 
 def _closing_balances(figures_json: str | None) -> tuple[Decimal, ...]:
     figures = parsed_json(figures_json) or {}
-    forecast = figures.get("forecast") or {}
+    forecast = figures.get("cash_flow_forecast") or {}
     try:
         return tuple(Decimal(str(week["closing_balance"])) for week in forecast.get("weeks") or ())
     except (KeyError, TypeError, ArithmeticError):
