@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from hub_common.events import FailureKind
-from hub_fetcher.bc.client import BusinessCentral, Environment
+from hub_fetcher.bc.client import BatchRequest, BusinessCentral, Environment
 from hub_fetcher.bc.failures import FetchFailure
 from hub_fetcher.bc.identity import TokenProvider
 from hub_fetcher.bc.limits import TenantLimiter
@@ -45,6 +45,16 @@ class HostileBusinessCentral(BaseHTTPRequestHandler):
                 time.sleep(pause)
         except (BrokenPipeError, ConnectionResetError):
             pass
+
+    def do_POST(self) -> None:  # $batch: the canned answer of its path
+        SEEN.append(self.path)
+        self.rfile.read(int(self.headers.get("content-length") or 0))
+        body = PAGES.get(self.path.split("?")[0], b'{"responses": []}')
+        self.send_response(200)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
 
     def log_message(self, format: str, *args: object) -> None:
         pass
@@ -86,6 +96,7 @@ async def bc(hostile: str) -> AsyncIterator[BusinessCentral]:
 
 ENVIRONMENT = Environment(tenant="contoso.com", name="Production")
 COMPANIES = "/v2.0/contoso.com/Production/api/v2.0/companies"
+BATCH = "/v2.0/contoso.com/Production/api/v2.0/$batch"
 
 
 @pytest.mark.parametrize(
@@ -122,6 +133,17 @@ async def test_answers_of_the_wrong_shape_are_bad_responses(bc: BusinessCentral,
     PAGES[COMPANIES] = body
     with pytest.raises(FetchFailure) as raised:
         await bc.get_collection(ENVIRONMENT, f"{hostile}{COMPANIES}", company_scoped=False)
+    assert raised.value.kind is FailureKind.BAD_RESPONSE
+
+
+@pytest.mark.parametrize("answer", [{"@odata.context": "$metadata#salesOrders"}, {"value": None}])
+async def test_a_batch_answer_without_a_value_list_is_a_bad_response(bc: BusinessCentral, answer: object) -> None:
+    """Every read in a $batch is of a collection: an answer without one is not a single
+    record (it became a made-up sales order of amount 0, counted on the dashboard)."""
+    responses = [{"id": "orders", "status": 200, "headers": {}, "body": answer}]
+    PAGES[BATCH] = json.dumps({"responses": responses}).encode()
+    with pytest.raises(FetchFailure) as raised:
+        await bc.batch_collections(ENVIRONMENT, [BatchRequest("orders", "companies(x)/salesOrders")])
     assert raised.value.kind is FailureKind.BAD_RESPONSE
 
 

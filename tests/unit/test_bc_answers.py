@@ -100,13 +100,15 @@ def batch_answer_text(text: str) -> Answering:
 
 
 def test_a_blank_date_is_no_date() -> None:
-    sale = SalesInvoice.model_validate({"number": "S1", "status": "Open", "dueDate": BLANK_DATE})
-    purchase = PurchaseInvoice.model_validate({"number": "P1", "status": "Open", "dueDate": BLANK_DATE})
+    amounts = {"remainingAmount": 1, "totalAmountIncludingTax": 1}
+    sale = SalesInvoice.model_validate({"number": "S1", "status": "Open", "dueDate": BLANK_DATE, **amounts})
+    purchase = PurchaseInvoice.model_validate({"number": "P1", "status": "Open", "dueDate": BLANK_DATE, **amounts})
     assert (sale.due_date, purchase.due_date) == (None, None)
 
 
 def test_a_real_date_is_kept() -> None:
-    sale = SalesInvoice.model_validate({"number": "S1", "status": "Open", "dueDate": "2026-11-17"})
+    amounts = {"remainingAmount": 1, "totalAmountIncludingTax": 1}
+    sale = SalesInvoice.model_validate({"number": "S1", "status": "Open", "dueDate": "2026-11-17", **amounts})
     assert sale.due_date == dt.date(2026, 11, 17)
 
 
@@ -115,7 +117,15 @@ def test_an_invoice_with_a_blank_due_date_is_never_due() -> None:
         {
             "setup": [{"localCurrencyCode": "EUR"}],
             "accounts": [],
-            "open_sales_invoices": [{"number": "S1", "status": "Open", "dueDate": BLANK_DATE, "remainingAmount": 100}],
+            "open_sales_invoices": [
+                {
+                    "number": "S1",
+                    "status": "Open",
+                    "dueDate": BLANK_DATE,
+                    "remainingAmount": 100,
+                    "totalAmountIncludingTax": 100,
+                }
+            ],
             "open_purchase_invoices": [
                 {"number": "P1", "status": "Open", "dueDate": BLANK_DATE, "totalAmountIncludingTax": 40}
             ],
@@ -145,7 +155,8 @@ async def test_amounts_of_seventeen_digits_keep_their_cents(
     bc: BusinessCentral, crafted: CraftedBusinessCentral
 ) -> None:
     crafted.answering = always(
-        200, b'{"value": [{"number": "S1", "status": "Open", "remainingAmount": 329882455933742.36}]}'
+        200,
+        b'{"value": [{"number": "S1", "status": "Open", "dueDate": null, "remainingAmount": 329882455933742.36, "totalAmountIncludingTax": 329882455933742.36}]}',
     )
     items = await bc.get_collection(ENVIRONMENT, f"{ROOT}/companies(1)/salesInvoices")
     [sale] = parse_entities(SalesInvoice, items, "salesInvoices")
@@ -155,7 +166,7 @@ async def test_amounts_of_seventeen_digits_keep_their_cents(
 async def test_amounts_in_a_batch_keep_their_cents(bc: BusinessCentral, crafted: CraftedBusinessCentral) -> None:
     crafted.answering = batch_answer_text(
         '{"responses": [{"id": "sales", "status": 200, "body": '
-        '{"value": [{"number": "S1", "status": "Open", "remainingAmount": 329882455933742.36}]}}]}'
+        '{"value": [{"number": "S1", "status": "Open", "dueDate": null, "remainingAmount": 329882455933742.36, "totalAmountIncludingTax": 329882455933742.36}]}}]}'
     )
     collections = await bc.batch_collections(ENVIRONMENT, [BatchRequest("sales", "companies(1)/salesInvoices")])
     [sale] = parse_entities(SalesInvoice, collections["sales"], "salesInvoices")
@@ -297,7 +308,15 @@ async def test_an_error_answer_keeps_its_code_and_message_in_either_shape(
 
 @pytest.mark.parametrize("amount", ["1e30", "-1e30", "100000000000000000000", "1e-40"])
 def test_an_amount_no_snapshot_could_hold_is_refused_at_the_entity(amount: str) -> None:
-    items = [{"number": "S1", "status": "Open", "remainingAmount": Decimal(amount)}]
+    items = [
+        {
+            "number": "S1",
+            "status": "Open",
+            "dueDate": None,
+            "remainingAmount": Decimal(amount),
+            "totalAmountIncludingTax": 1,
+        }
+    ]
     with pytest.raises(FetchFailure) as failure:
         parse_entities(SalesInvoice, items, "salesInvoices")
     assert failure.value.kind is FailureKind.BAD_RESPONSE
@@ -307,7 +326,17 @@ def test_an_amount_no_snapshot_could_hold_is_refused_at_the_entity(amount: str) 
 def test_the_largest_amount_bc_could_sum_is_kept() -> None:
     largest = Decimal("99999999999999999999.99")
     [sale] = parse_entities(
-        SalesInvoice, [{"number": "S1", "status": "Open", "remainingAmount": -largest}], "salesInvoices"
+        SalesInvoice,
+        [
+            {
+                "number": "S1",
+                "status": "Open",
+                "dueDate": None,
+                "remainingAmount": -largest,
+                "totalAmountIncludingTax": 1,
+            }
+        ],
+        "salesInvoices",
     )
     assert sale.remaining_amount == -largest
 
@@ -320,7 +349,7 @@ async def test_one_companys_huge_amount_ends_as_one_bad_response_for_it(
     bodies: dict[str, str] = dict.fromkeys(ids, '{"value": []}')
     bodies["setup"] = '{"localCurrencyCode": "EUR"}'
     bodies["open_sales_invoices"] = (
-        '{"value": [{"number": "S1", "status": "Open", "dueDate": "2026-11-01", "remainingAmount": 1e30}]}'
+        '{"value": [{"number": "S1", "status": "Open", "dueDate": "2026-11-01", "remainingAmount": 1e30, "totalAmountIncludingTax": 1}]}'
     )
     responses = ", ".join(f'{{"id": "{key}", "status": 200, "body": {body}}}' for key, body in bodies.items())
     crafted.answering = batch_answer_text(f'{{"responses": [{responses}]}}')
@@ -373,9 +402,17 @@ async def test_a_success_without_an_object_body_is_a_bad_response(
     assert failure.value.kind is FailureKind.BAD_RESPONSE
 
 
-async def test_a_single_entity_is_read_as_one(bc: BusinessCentral, crafted: CraftedBusinessCentral) -> None:
-    crafted.answering = batch_answer({"id": "setup", "status": 200, "body": {"localCurrencyCode": "EUR"}})
+async def test_a_setup_is_read_as_the_collection_bc_answers(
+    bc: BusinessCentral, crafted: CraftedBusinessCentral
+) -> None:
+    """BC answers generalLedgerSetup as every entity set, a collection of one; an entity
+    without the collection is no answer (it would count as a record of every field's default)."""
+    crafted.answering = batch_answer({"id": "setup", "status": 200, "body": {"value": [{"localCurrencyCode": "EUR"}]}})
     assert await bc.batch_collections(ENVIRONMENT, [SETUP]) == {"setup": [{"localCurrencyCode": "EUR"}]}
+    crafted.answering = batch_answer({"id": "setup", "status": 200, "body": {"localCurrencyCode": "EUR"}})
+    with pytest.raises(FetchFailure) as failure:
+        await bc.batch_collections(ENVIRONMENT, [SETUP])
+    assert failure.value.kind is FailureKind.BAD_RESPONSE
 
 
 async def test_an_error_without_a_body_is_still_classified(
@@ -392,7 +429,8 @@ async def test_an_optional_read_without_a_body_is_its_own_failure(
 ) -> None:
     rates = BatchRequest("rates", "companies(1)/currencyExchangeRates", optional=True)
     crafted.answering = batch_answer(
-        {"id": "setup", "status": 200, "body": {"localCurrencyCode": "EUR"}}, {"id": "rates", "status": 200}
+        {"id": "setup", "status": 200, "body": {"value": [{"localCurrencyCode": "EUR"}]}},
+        {"id": "rates", "status": 200},
     )
     read = await bc.read_batch(ENVIRONMENT, [SETUP, rates])
     assert read.collections == {"setup": [{"localCurrencyCode": "EUR"}]}
@@ -464,12 +502,23 @@ async def test_the_token_sent_is_the_one_valid_once_the_slot_is_taken(crafted: C
 def test_a_null_text_is_an_empty_one_not_a_bad_answer() -> None:
     [invoice] = parse_entities(
         SalesInvoice,
-        [{"number": "103001", "customerName": None, "status": "Open", "dueDate": "2026-11-01", "remainingAmount": 5}],
+        [
+            {
+                "number": "103001",
+                "customerName": None,
+                "status": "Open",
+                "dueDate": "2026-11-01",
+                "remainingAmount": 5,
+                "totalAmountIncludingTax": 5,
+            }
+        ],
         "salesInvoices",
     )
     assert invoice.customer_name == ""
     [purchase] = parse_entities(
-        PurchaseInvoice, [{"number": "1", "vendorName": None, "status": "Open"}], "purchaseInvoices"
+        PurchaseInvoice,
+        [{"number": "1", "vendorName": None, "status": "Open", "dueDate": None, "totalAmountIncludingTax": 1}],
+        "purchaseInvoices",
     )
     assert purchase.vendor_name == ""
     # A required text stays required: an invoice without its number is no invoice.
@@ -655,3 +704,35 @@ async def test_a_next_link_elsewhere_or_broken_is_a_bad_answer(
         await bc.get_collection(ENVIRONMENT, f"{ROOT}/salesInvoices")
     assert failure.value.kind is FailureKind.BAD_RESPONSE
     assert words in (failure.value.message or "")
+
+
+# ---------------------------------------------------------------- fields every read selects
+
+
+@pytest.mark.parametrize(
+    ("model", "entity", "missing"),
+    [
+        (
+            SalesInvoice,
+            {"number": "S1", "status": "Open", "dueDate": "2025-01-01", "totalAmountIncludingTax": 9},
+            "remainingAmount",
+        ),
+        (
+            SalesInvoice,
+            {"number": "S2", "status": "Open", "remainingAmount": 500, "totalAmountIncludingTax": 500},
+            "dueDate",
+        ),
+        (PurchaseInvoice, {"number": "P1", "status": "Open", "dueDate": "2025-01-01"}, "totalAmountIncludingTax"),
+        (PurchaseInvoice, {"number": "P2", "status": "Open", "totalAmountIncludingTax": 40}, "dueDate"),
+    ],
+)
+def test_an_invoice_without_a_field_its_read_selects_is_a_bad_answer(
+    model: type[SalesInvoice | PurchaseInvoice], entity: dict[str, Any], missing: str
+) -> None:
+    """BC answers every field a read selects: an invoice without its amount is not one of
+    0.00 (it counted as overdue, for nothing), nor one without its due date one never due
+    (it left the overdue figures and the forecast)."""
+    with pytest.raises(FetchFailure) as failure:
+        parse_entities(model, [entity], "salesInvoices")
+    assert failure.value.kind is FailureKind.BAD_RESPONSE
+    assert missing in (failure.value.message or "")

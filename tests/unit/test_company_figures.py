@@ -75,6 +75,7 @@ def sale(
             "status": status,
             "dueDate": days(due) if due is not None else None,
             "remainingAmount": remaining,
+            "totalAmountIncludingTax": remaining,
         }
     )
 
@@ -445,8 +446,8 @@ def test_open_sales_documents_count_quotes_orders_and_unposted_invoices() -> Non
     def document(status: str, total: str) -> SalesDocumentEntity:
         return SalesDocumentEntity.model_validate({"status": status, "totalAmountIncludingTax": total})
 
-    def unposted(status: str, total: str) -> SalesInvoice:
-        return SalesInvoice.model_validate({"number": "X", "status": status, "totalAmountIncludingTax": total})
+    def unposted(status: str, total: str) -> SalesDocumentEntity:
+        return SalesDocumentEntity.model_validate({"status": status, "totalAmountIncludingTax": total})
 
     records = CompanyRecords(
         sales_quotes=[document("Draft", "10.00"), document("Expired ", "5.00")],
@@ -500,9 +501,33 @@ def test_documents_in_another_currency_count_in_the_company_s_own() -> None:
     records = CompanyRecords(
         setup=[GeneralLedgerSetup.model_validate({"localCurrencyCode": "EUR"})],
         open_sales_invoices=[
-            in_currency(SalesInvoice, "USD", number="S1", status="Open", dueDate=days(-3), remainingAmount="1000"),
-            in_currency(SalesInvoice, "", number="S2", status="Open", dueDate=days(-3), remainingAmount="50"),
-            in_currency(SalesInvoice, "EUR", number="S3", status="Open", dueDate=days(-3), remainingAmount="7"),
+            in_currency(
+                SalesInvoice,
+                "USD",
+                number="S1",
+                status="Open",
+                dueDate=days(-3),
+                remainingAmount="1000",
+                totalAmountIncludingTax="1000",
+            ),
+            in_currency(
+                SalesInvoice,
+                "",
+                number="S2",
+                status="Open",
+                dueDate=days(-3),
+                remainingAmount="50",
+                totalAmountIncludingTax="50",
+            ),
+            in_currency(
+                SalesInvoice,
+                "EUR",
+                number="S3",
+                status="Open",
+                dueDate=days(-3),
+                remainingAmount="7",
+                totalAmountIncludingTax="7",
+            ),
         ],
         open_purchase_invoices=[
             in_currency(

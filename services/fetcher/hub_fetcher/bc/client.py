@@ -583,9 +583,9 @@ class BusinessCentral:
                 http_status=answer.status,
                 message=f"a $batch answer of status {answer.status} where a collection or an entity was expected",
             )
+        # Every read of a $batch is of a collection (generalLedgerSetup and
+        # companyInformation too): an answer without one is not a record to count.
         value = page.get("value")
-        if value is None:
-            return [page]  # a single entity, such as generalLedgerSetup
         if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
             raise FetchFailure(FailureKind.BAD_RESPONSE, message="a collection without a value list")
         entities = list(value)

@@ -77,15 +77,18 @@ class Account(Entity):
     net_change: Amount = Field(alias="netChange")
 
 
+# The amounts and due dates below are in every read's $select, so BC always answers them:
+# one missing is a bad answer, not an invoice of 0 or one never due.
+
+
 class SalesInvoice(Entity):
     number: str = Field(max_length=50)
     customer_name: BcText = Field(default="", alias="customerName", max_length=250)
     status: str = Field(max_length=50)
-    due_date: BcDate = Field(default=None, alias="dueDate")
-    remaining_amount: Amount = Field(default=Decimal(0), alias="remainingAmount")
+    due_date: BcDate = Field(alias="dueDate")
+    remaining_amount: Amount = Field(alias="remainingAmount")
     # The document's currency, in which its amounts are; empty: the company's own (LCY).
     currency_code: BcText = Field(default="", alias="currencyCode", max_length=10)
-    total_including_tax: Amount = Field(default=Decimal(0), alias="totalAmountIncludingTax")
 
 
 class CustomerSale(Entity):
@@ -104,16 +107,17 @@ class PurchaseInvoice(Entity):
     number: str = Field(max_length=50)
     vendor_name: BcText = Field(default="", alias="vendorName", max_length=250)
     status: str = Field(max_length=50)
-    due_date: BcDate = Field(default=None, alias="dueDate")
-    total_including_tax: Amount = Field(default=Decimal(0), alias="totalAmountIncludingTax")
+    due_date: BcDate = Field(alias="dueDate")
+    total_including_tax: Amount = Field(alias="totalAmountIncludingTax")
     currency_code: BcText = Field(default="", alias="currencyCode", max_length=10)
 
 
 class SalesDocumentEntity(Entity):
-    """A sales order or quote: only its status, total and currency matter here."""
+    """A sales order, quote or unposted invoice: only its status, total and currency matter
+    here."""
 
     status: BcText = Field(default="", max_length=50)
-    total_including_tax: Amount = Field(default=Decimal(0), alias="totalAmountIncludingTax")
+    total_including_tax: Amount = Field(alias="totalAmountIncludingTax")
     currency_code: BcText = Field(default="", alias="currencyCode", max_length=10)
 
 

@@ -48,7 +48,7 @@ class CompanyRecords:
     open_sales_invoices: Sequence[SalesInvoice] = ()
     open_purchase_invoices: Sequence[PurchaseInvoice] = ()
     # Sales invoices not posted yet (Draft, In Review).
-    unposted_sales_invoices: Sequence[SalesInvoice] = ()
+    unposted_sales_invoices: Sequence[SalesDocumentEntity] = ()
     # Each customer's sales (the ledger's invoices less its credit memos, in the company's
     # currency) posted from the first of the month to today.
     customer_sales_this_month: Sequence[CustomerSale] = ()
@@ -67,7 +67,7 @@ class CompanyRecords:
                 PurchaseInvoice, collections["open_purchase_invoices"], "purchaseInvoices"
             ),
             unposted_sales_invoices=parse_entities(
-                SalesInvoice, collections["unposted_sales_invoices"], "salesInvoices"
+                SalesDocumentEntity, collections["unposted_sales_invoices"], "salesInvoices"
             ),
             customer_sales_this_month=parse_entities(
                 CustomerSale, collections["customer_sales_this_month"], "customerSales"
