@@ -75,6 +75,24 @@ def test_a_good_url_lists_the_companies_and_the_latency(hub: Hub, admin: httpx.C
     assert {c["name"] for c in body["companies"]} == {c["name"] for c in production["companies"]}
 
 
+def test_a_url_pasted_with_invisible_characters_is_tested_and_saved_without_them(hub: Hub, admin: httpx.Client) -> None:
+    """Copied from a chat or a PDF, the URL carries a zero-width space at each end: the
+    test reaches the client (it said "must start with https://") and the card keeps the URL
+    without them."""
+    url = _url(_tenant(admin, consented=True))
+    pasted = f"\u200b{url}\u200b"
+    answer = _test(hub, pasted)
+    assert answer.status_code == 200 and answer.json()["status"] == "ok", answer.text
+    api = hub.client("ulla@pasted-accounting.example")
+    added = api.post("/api/v1/clients", json={"name": "Pasted", "client_url": pasted})
+    assert added.status_code == 202, added.text
+    deadline = time.monotonic() + 30
+    while not (clients := api.get("/api/v1/clients").json()["clients"]):
+        assert time.monotonic() < deadline, "the card never reached the read model"
+        time.sleep(0.3)
+    assert [c["client_url"] for c in clients] == [url]
+
+
 def test_an_invalid_url_says_what_is_wrong_at_once(hub: Hub) -> None:
     answer = _test(hub, "https://businesscentral.dynamics.com/Production")
     assert answer.status_code == 422

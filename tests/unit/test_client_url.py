@@ -80,6 +80,29 @@ SANDBOX = "https://127.0.0.1:8443/bc"
             None,
             "web_client",
         ),
+        # Copied from a chat or a PDF: a zero-width space or a byte-order mark before it, a
+        # zero-width space after it, a soft hyphen inside it, brackets around it.
+        (
+            "\ufeff\u200bhttps://businesscentral.dynamics.com/contoso.com/Produc\u00adtion\u200b",
+            "contoso.com",
+            "Production",
+            None,
+            "web_client",
+        ),
+        (
+            "(https://businesscentral.dynamics.com/contoso.com/Production?company=CRONUS%20(UK))",
+            "contoso.com",
+            "Production",
+            "CRONUS (UK)",
+            "web_client",
+        ),
+        (
+            "\u00ab https://businesscentral.dynamics.com/contoso.com/Production \u00bb",
+            "contoso.com",
+            "Production",
+            None,
+            "web_client",
+        ),
         # Copied from a plain-text mail, a quote or the end of a sentence.
         (
             "<https://businesscentral.dynamics.com/contoso.com/Production>",

@@ -172,8 +172,27 @@ def _company(query: str) -> str | None:
 
 
 _BARE_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):(?!\d)")
-# What a URL copied from a mail or a document may be wrapped in: <…> (plain-text mail), quotes.
-_WRAPPERS = (("<", ">"), ('"', '"'), ("'", "'"), ("\u201c", "\u201d"))
+# What a URL copied from a mail or a document may be wrapped in: <…> (plain-text mail),
+# quotes, brackets.
+_WRAPPERS = (
+    ("<", ">"),
+    ('"', '"'),
+    ("'", "'"),
+    ("\u201c", "\u201d"),
+    ("\u2018", "\u2019"),
+    ("\u00ab", "\u00bb"),
+    ("(", ")"),
+    ("[", "]"),
+)
+# What a copy from a chat, a document or a PDF puts into a URL unseen: zero-width spaces
+# where a line may break, joiners, a byte-order mark, direction marks, soft hyphens. No
+# Client URL holds one, so they are dropped rather than refused as "must start with https://".
+_INVISIBLE = re.compile("[\u00ad\u200b\u200e\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]")
+
+
+def cleaned_client_url(raw: str) -> str:
+    """The Client URL as pasted, without what copying it added unseen in and around it."""
+    return _INVISIBLE.sub("", raw).strip()
 
 
 def _unwrapped(text: str) -> str:
@@ -221,7 +240,7 @@ def _sign_in_return(segments: list[str], query: str) -> tuple[list[str], str] | 
 
 def parse_client_url(raw: str, *, extra_web_client_bases: tuple[str, ...] = ()) -> ParsedClientUrl:
     """Parse a Client URL or say exactly which part is wrong."""
-    text = _unwrapped(raw.strip())
+    text = _unwrapped(cleaned_client_url(raw))
     if not text:
         raise ClientUrlError("url", N_("Enter the client's Business Central URL"))
     if len(text) > MAX_URL_LENGTH:

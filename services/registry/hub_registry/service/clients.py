@@ -40,7 +40,7 @@ from hub_common.events import (
 )
 from hub_common.i18n import N_
 from hub_common.logging import get_logger
-from hub_registry.domain.client_url import ParsedClientUrl
+from hub_registry.domain.client_url import ParsedClientUrl, cleaned_client_url
 from hub_registry.domain.refresh_schedule import InvalidSchedule, place_time_zone
 from hub_registry.models import Accountant, Client, Firm
 from hub_registry.service import alerts
@@ -89,6 +89,12 @@ def _check_time_zone(time_zone: str | None) -> None:
         place_time_zone(time_zone)
     except InvalidSchedule as error:
         raise refused(RejectionReason.INVALID, error.message, "time_zone", **error.values) from error
+
+
+def _as_saved(card: ClientCard) -> ClientCard:
+    """The card as it is kept and told: its Client URL without what copying it added
+    around it or unseen inside it (the card's link then opens as the client gave it)."""
+    return card.model_copy(update={"client_url": cleaned_client_url(card.client_url)})
 
 
 def _card_of(client: Client, *, time_zone: str | None) -> ClientCard:
@@ -152,6 +158,7 @@ async def insert_client(
     """Add a client from its card; ``known_tenant_id`` is the tenant's directory id when a
     verified token already said it (an invitation), so Entra is not asked."""
     parsed = parse_url(card.client_url, settings)
+    card = _as_saved(card)
     # What the card alone can refuse first: asking Entra is the slow part.
     _check_time_zone(card.time_zone)
     await _check_assignee(session, context.firm_id, card)
@@ -161,7 +168,7 @@ async def insert_client(
         id=client_id or uuid.uuid4(),
         firm_id=context.firm_id,
         name=card.name,
-        client_url=card.client_url.strip(),
+        client_url=card.client_url,
         tenant=parsed.tenant,
         tenant_id=tenant_id,
         environment=parsed.environment,
@@ -225,9 +232,9 @@ async def update_client(
         # Only a card that moves to another tenant or environment can clash; cards that
         # clashed before the rule (environments differing only in case) stay editable.
         await _check_unique(session, command.firm_id, parsed, tenant_id, except_id=client.id)
-    card = command.card
+    card = _as_saved(command.card)
     client.name = card.name
-    client.client_url = card.client_url.strip()
+    client.client_url = card.client_url
     client.tenant = parsed.tenant
     client.tenant_id = tenant_id
     client.environment = parsed.environment
