@@ -396,6 +396,18 @@ def test_cue_services_give_bc_s_own_totals_and_the_forecast_starts_from_them() -
         ("Moms, udgående", "Liabilities", "", "Posting", True),
         ("MwSt. 19 %", "Liabilities", "", "Posting", True),
         ("TVA collectée", "Liabilities", "", "Posting", True),
+        # Compound words: German, Danish, Swedish, Norwegian, Dutch charts of accounts.
+        ("Umsatzsteuer 19 %", "Liabilities", "", "Posting", True),
+        ("Vorsteuer 19 %", "Liabilities", "", "Posting", True),
+        ("Salgsmoms", "Liabilities", "", "Posting", True),
+        ("Købsmoms", "Liabilities", "", "Posting", True),
+        ("Momsafregning", "Liabilities", "", "Posting", True),
+        ("Utgående moms 25 %", "Liabilities", "", "Posting", True),
+        ("Utgående mva høy sats", "Liabilities", "", "Posting", True),
+        ("Skyldig merverdiavgift", "Liabilities", "", "Posting", True),
+        ("Af te dragen omzetbelasting", "Liabilities", "", "Posting", True),
+        ("Lohn und Gehalt", "Liabilities", "", "Posting", False),
+        ("Leverandørgæld", "Liabilities", "", "Posting", False),
         ("Accrued payable", "Liabilities", "Taxes Payable", "Posting", True),  # the subcategory names the tax
         ("VAT receivable", "Liabilities", "Taxes Payable", "Posting", False),
         ("Deductible VAT", "Liabilities", "", "Posting", False),

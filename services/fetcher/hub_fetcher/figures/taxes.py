@@ -3,7 +3,9 @@
 No BC API exposes VAT entries or returns, so the figure is the balance of the
 tax-payable liability accounts. The default rule picks posting accounts of category
 Liabilities whose name or subcategory names a tax (tax, VAT, GST, sales tax, and the local
-words moms, MwSt, USt, TVA, IVA, BTW). A client can override the rule with an explicit list
+words MwSt, USt, TVA, IVA, BTW, mva, ALV, DPH, VSK; and, inside the compound words of German,
+Dutch and the Nordic languages, Steuer, belasting, moms and merverdiavgift: Umsatzsteuer,
+Vorsteuer, Salgsmoms, Omzetbelasting). A client can override the rule with an explicit list
 of account numbers. Liabilities carry credit (negative) balances in BC, so the amount owed
 is the negated sum: a positive number means money is due.
 """
@@ -20,9 +22,16 @@ from hub_fetcher.bc.entities import Account
 
 DEFAULT_RULE = (
     "Posting accounts of category Liabilities whose name or subcategory mentions a tax "
-    "(tax, VAT, GST, moms, MwSt, USt, TVA, IVA, BTW); amount owed = minus their balance."
+    "(tax, VAT, GST, MwSt, USt, TVA, IVA, BTW, mva, ALV, DPH, VSK, or Steuer, belasting, moms, "
+    "merverdiavgift within a word); amount owed = minus their balance."
 )
-_TAX_WORDS = re.compile(r"\b(tax|taxes|vat|gst|hst|moms|mwst|ust|tva|iva|btw)\b", re.IGNORECASE)
+_TAX_WORDS = re.compile(
+    r"\b(tax|taxes|vat|gst|hst|mwst|ust|tva|iva|btw|mva|alv|dph|vsk)\b"
+    # German, Dutch and the Nordic languages write their taxes as compound words
+    # ("Umsatzsteuer 19 %", "Salgsmoms", "Omzetbelasting", "Utgående merverdiavgift").
+    r"|steuer|belasting|moms|merverdiavgift",
+    re.IGNORECASE,
+)
 _NOT_OWED = re.compile(r"\b(receivable|deductible|prepaid|refund)\b", re.IGNORECASE)
 
 
