@@ -6,21 +6,23 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
 from pydantic import SecretStr
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from sqlmodel import select
+from sqlmodel import col, select
 
+from hub_common import commands
 from hub_common.commands import CommandRejected, RejectionReason, SetMissingTimeZones, UpdateClient
 from hub_common.db import create_engine, migrate, session_factory, transaction
 from hub_common.entra import TenantDirectory
 from hub_common.events import Actor, ActorKind, ClientCard, ClientUpdated, decode_event
 from hub_common.local_nats import free_port
 from hub_registry.app import MIGRATIONS, VERSION_TABLE
-from hub_registry.models import Accountant, Client, Firm, registry_outbox
+from hub_registry.models import Accountant, Client, ConnectionTestAsked, Firm, registry_outbox
 from hub_registry.service import clients
 from hub_registry.settings import RegistrySettings
 from tests.conftest import Sandbox
@@ -129,3 +131,43 @@ async def test_every_update_of_a_moved_card_says_where_it_last_moved(
         payloads = (await session.execute(select(registry_outbox.c.payload))).scalars().all()
     [updated] = [decode_event(payload).data for payload in payloads]
     assert isinstance(updated, ClientUpdated) and updated.moved_revision == 3
+
+
+async def test_a_firm_testing_client_urls_in_a_loop_is_stopped_at_its_allowance(
+    saved_card: tuple[async_sessionmaker[AsyncSession], UpdateClient], tenant_directory: TenantDirectory
+) -> None:
+    """Each Test Client URL makes a fetcher read the client's BC, within limits every firm
+    reading that tenant shares, and keeps two events for good: a firm gets its allowance
+    for the hour and then a 429 saying when to try again; another firm is not affected."""
+    sessions, command = saved_card
+    limited = SETTINGS.model_copy(update={"connection_tests_per_firm_per_hour": 3})
+    sample = "https://businesscentral.dynamics.com/cronus-sample.onmicrosoft.com/Production"
+
+    async def test(firm_id: uuid.UUID) -> uuid.UUID:
+        async with transaction(sessions) as session:
+            return await clients.test_connection(
+                session=session,
+                command=commands.TestConnection(
+                    firm_id=firm_id, actor=command.actor, correlation_id="test", client_id=None, client_url=sample
+                ),
+                settings=limited,
+                directory=tenant_directory,
+            )
+
+    for _ in range(3):
+        await test(command.firm_id)
+    with pytest.raises(CommandRejected) as refused:
+        await test(command.firm_id)
+    assert refused.value.rejection.reason is RejectionReason.RATE_LIMITED
+    assert refused.value.rejection.message == (
+        "Your firm tested 3 Client URLs in the last hour, the most the hub tests for one firm; try again in 60 minutes."
+    )
+    await test(uuid.uuid4())  # another firm's allowance is its own
+    # An hour later the oldest no longer counts.
+    async with transaction(sessions) as session:
+        await session.execute(
+            update(ConnectionTestAsked)
+            .where(col(ConnectionTestAsked.firm_id) == command.firm_id)
+            .values(requested_at=datetime.now(UTC) - timedelta(minutes=61))
+        )
+    await test(command.firm_id)

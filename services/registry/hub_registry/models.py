@@ -216,6 +216,18 @@ class AcceptedInvitation(SQLModel, table=True):
     client_id: uuid.UUID | None = Field(default=None)
 
 
+class ConnectionTestAsked(SQLModel, table=True):
+    """A Test Client URL a firm asked for within the hour, counted against its allowance
+    (RegistrySettings.connection_tests_per_firm_per_hour); older ones are deleted."""
+
+    __tablename__ = "registry_connection_tests"
+    __table_args__ = (Index("registry_connection_tests_firm_time", "firm_id", "requested_at"),)
+
+    test_id: uuid.UUID = Field(primary_key=True)
+    firm_id: uuid.UUID
+    requested_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
+
+
 class CompanyChangeRefresh(SQLModel, table=True):
     """When Business Central's change notices last asked for a refresh of a company, and
     since when a notice waits for the next one: notices arriving faster than the coalescing

@@ -44,6 +44,10 @@ class RegistrySettings(HubSettings):
     # one address and throttles them together: each firm may have it asked about at most this
     # many tenants it has not asked about within the hour, per registry process.
     tenant_lookups_per_firm_per_hour: int = Field(default=100, ge=1, le=100_000)
+    # Test Client URL asks a fetcher to read the client's BC (sharing the tenant's limits with
+    # every firm reading it) and keeps two events for good: at most this many per firm
+    # within the hour, across the registry's replicas.
+    connection_tests_per_firm_per_hour: int = Field(default=300, ge=1, le=100_000)
     # Alerts (hub_registry.service.alerts): how often the lease holder looks for rules on
     # time ("failing for more than Z hours") and for daily digests that are due.
     alert_check_seconds: float = Field(default=60.0, gt=0, le=3600)

@@ -6,11 +6,12 @@ tenant it names.
 
 from __future__ import annotations
 
+import math
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from pydantic import ValidationError
-from sqlalchemy import func, or_
+from sqlalchemy import delete, func, or_
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
@@ -42,7 +43,7 @@ from hub_common.i18n import N_
 from hub_common.logging import get_logger
 from hub_registry.domain.client_url import ParsedClientUrl, cleaned_client_url
 from hub_registry.domain.refresh_schedule import InvalidSchedule, place_time_zone
-from hub_registry.models import Accountant, Client, Firm
+from hub_registry.models import Accountant, Client, ConnectionTestAsked, Firm
 from hub_registry.service import alerts
 from hub_registry.service.refreshes import emit_refresh
 from hub_registry.service.shared import (
@@ -394,6 +395,7 @@ async def test_connection(
         await live_client(session, command.firm_id, command.client_id)
     parsed = parse_url(command.client_url, settings)
     test_id = uuid.uuid4()
+    await _count_connection_test(session, command.firm_id, test_id, settings)
     try:
         tenant_id = await directory.resolve(parsed.tenant, firm_id=command.firm_id)
     except LookupsSpent as spent:
@@ -433,6 +435,38 @@ async def test_connection(
         ),
     )
     return test_id
+
+
+CONNECTION_TEST_WINDOW = timedelta(hours=1)
+
+
+async def _count_connection_test(
+    session: AsyncSession, firm_id: uuid.UUID, test_id: uuid.UUID, settings: RegistrySettings
+) -> None:
+    """Count the test against the firm's allowance for the hour, or refuse it: a script
+    testing in a loop would share out the client tenant's BC limits and fill the event log."""
+    now = datetime.now(UTC)
+    asked = col(ConnectionTestAsked.firm_id) == firm_id
+    await session.execute(
+        delete(ConnectionTestAsked).where(asked, col(ConnectionTestAsked.requested_at) <= now - CONNECTION_TEST_WINDOW)
+    )
+    count, oldest = (
+        await session.execute(select(func.count(), func.min(ConnectionTestAsked.requested_at)).where(asked))
+    ).one()
+    allowance = settings.connection_tests_per_firm_per_hour
+    if count >= allowance and isinstance(oldest, datetime):
+        wait = oldest.replace(tzinfo=oldest.tzinfo or UTC) + CONNECTION_TEST_WINDOW - now
+        raise refused(
+            RejectionReason.RATE_LIMITED,
+            N_(
+                "Your firm tested %(count)s Client URLs in the last hour, the most the hub tests for one firm;"
+                " try again in %(minutes)s minutes."
+            ),
+            "client_url",
+            count=allowance,
+            minutes=max(1, math.ceil(wait.total_seconds() / 60)),
+        )
+    session.add(ConnectionTestAsked(test_id=test_id, firm_id=firm_id, requested_at=now))
 
 
 async def resolve_missing_tenant_ids(*, session: AsyncSession, directory: TenantDirectory) -> int:
