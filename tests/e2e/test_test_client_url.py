@@ -271,6 +271,20 @@ def test_the_card_shows_an_answer_that_comes_after_the_first_wait(
         replica.stop()
 
 
+def test_a_new_card_waiting_for_permission_says_to_save_it_first(hub: Hub, admin: httpx.Client, page: Page) -> None:
+    """A card not saved yet has no Connect link: the test of a URL whose tenant has not
+    given the firm access says the tenant exists and to save the card (it sent the
+    accountant to a link that was not there)."""
+    sign_in(page, hub, "vera@unconnected-accounting.example")
+    page.goto(f"{hub.url}/clients/new")
+    page.get_by_label("Client URL").fill(_url(_tenant(admin, consented=True)))
+    page.get_by_role("button", name="Test Client URL").click()
+    result = page.locator("#test-result")
+    expect(result).to_contain_text("Waiting for the client's permission", timeout=30_000)
+    expect(result).to_contain_text("The tenant exists. Save the card")
+    expect(result).not_to_contain_text("from the client card")
+
+
 def test_a_firm_naming_tenant_after_tenant_runs_out_of_its_own_lookups(hub: Hub) -> None:
     """Entra throttles the hub's one address for every firm: a firm may have it asked about
     100 tenants an hour (the default), by Test Client URL and card saves together."""

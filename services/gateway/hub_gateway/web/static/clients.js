@@ -172,8 +172,13 @@ Hub.start(() => {
       place.replaceChildren(h("div", { class: "result pending" }, _("Still testing: Business Central is slow to answer…")));
     } else {
       const failure = answer.failure || {};
+      // A card not saved yet has no Connect link to send: the URL named a tenant that
+      // exists, and saving the card is the next step.
+      const fix = failure.kind === "access_not_granted" && !client
+        ? _("The tenant exists. Save the card: it then shows the Connect link to send the client (or ask them to run Invite External Accountant for you).")
+        : Hub.failureText(failure.fix);
       place.replaceChildren(h("div", { class: "result failed" },
-        h("strong", {}, Hub.failureText(failure.summary) || _("The test failed.")), " ", Hub.failureText(failure.fix),
+        h("strong", {}, Hub.failureText(failure.summary) || _("The test failed.")), " ", fix,
         failure.kind === "invalid_url" ? null : h("details", {}, h("summary", {}, _("Technical details")), Hub.technicalDetails(failure))));
     }
   }
