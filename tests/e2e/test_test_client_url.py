@@ -132,11 +132,27 @@ def test_invitation_not_accepted_means_no_consent(hub: Hub, admin: httpx.Client)
 
 
 def test_no_access_to_every_company(hub: Hub, admin: httpx.Client) -> None:
-    """The test lists the companies; a refresh then reports the one it cannot read."""
+    """The hub's app may list the companies but not read one of them (its permission sets
+    in BC do not cover it): the test lists them all and says which one BC refuses and how
+    to fix it (it said the client was readable, and every refresh of that company failed)."""
     tenant = _tenant(admin, consented=True)
-    admin.put(f"/tenants/{tenant['id']}/faults", json={"kind": "company_forbidden"}).raise_for_status()
-    answer = _test(hub, _url(tenant))
-    assert answer.json()["status"] == "ok", "the companies list stays visible, as in BC"
+    production = next(e for e in tenant["environments"] if e["name"] == "Production")
+    refused = production["companies"][0]
+    fault = {"kind": "company_forbidden", "company_id": refused["id"]}
+    admin.put(f"/tenants/{tenant['id']}/faults", json=fault).raise_for_status()
+    answer = _test(hub, _url(tenant)).json()
+    assert answer["status"] == "ok", "the companies list stays visible, as in BC"
+    assert {c["name"]: c["readable"] for c in answer["companies"]} == {
+        c["name"]: c["id"] != refused["id"] for c in production["companies"]
+    }
+    assert answer["unreadable_failure"]["kind"] == "no_company_access"
+    assert "permission" in answer["unreadable_failure"]["fix"]
+
+
+def test_a_client_whose_companies_are_all_readable_says_so(hub: Hub, admin: httpx.Client) -> None:
+    answer = _test(hub, _url(_tenant(admin, consented=True))).json()
+    assert answer["companies"] and all(c["readable"] for c in answer["companies"])
+    assert answer["unreadable_failure"] is None
 
 
 def test_a_firm_without_a_grant_learns_only_that_it_must_ask(hub: Hub, admin: httpx.Client) -> None:
@@ -269,6 +285,23 @@ def test_the_card_shows_an_answer_that_comes_after_the_first_wait(
         expect(result).to_contain_text("The hub can read this client", timeout=60_000)
     finally:
         replica.stop()
+
+
+def test_the_card_names_the_company_bc_refuses(hub: Hub, admin: httpx.Client, page: Page) -> None:
+    tenant = _tenant(admin, consented=True)
+    production = next(e for e in tenant["environments"] if e["name"] == "Production")
+    refused = production["companies"][0]
+    fault = {"kind": "company_forbidden", "company_id": refused["id"]}
+    admin.put(f"/tenants/{tenant['id']}/faults", json=fault).raise_for_status()
+    sign_in(page, hub, TESTER)
+    page.goto(f"{hub.url}/clients/new")
+    page.get_by_label("Client URL").fill(_url(tenant))
+    page.get_by_role("button", name="Test Client URL").click()
+    result = page.locator("#test-result")
+    expect(result).to_contain_text("Business Central refuses it 1 company", timeout=30_000)
+    expect(result.locator("ul").first).to_have_text(refused["display_name"] or refused["name"])
+    expect(result).to_contain_text("User Permission Sets")
+    expect(result).not_to_contain_text("The hub can read this client")
 
 
 def test_a_new_card_waiting_for_permission_says_to_save_it_first(hub: Hub, admin: httpx.Client, page: Page) -> None:

@@ -613,6 +613,10 @@ class ConnectionTestRequested(EventData):
     connection: ClientConnection
 
 
+# A connection test reads a little of at most this many companies (one $batch).
+MAX_PROBED_COMPANIES = 100
+
+
 class ConnectionTested(EventData):
     event_type = "ConnectionTested"
     subject_template = "connection.tested"
@@ -625,6 +629,11 @@ class ConnectionTested(EventData):
     failure: Failure | None = None
     # Set when the test ended before any fetcher took it (Entra knows no such tenant).
     connection: ClientConnection | None = None
+    # Companies listed whose data BC refuses to the hub's app (its permission sets in BC do
+    # not cover them), so their refreshes would fail; ``unreadable_failure`` is BC's answer
+    # for the first of them. Only the first MAX_PROBED_COMPANIES listed are tried.
+    unreadable_company_ids: Annotated[list[uuid.UUID], Field(max_length=MAX_COMPANIES_PER_ENVIRONMENT)] = []
+    unreadable_failure: Failure | None = None
 
 
 # ---------------------------------------------------------------- change notifications

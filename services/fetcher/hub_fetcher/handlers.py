@@ -63,7 +63,7 @@ from hub_fetcher.bc.entities import Company
 from hub_fetcher.bc.failures import FetchFailure
 from hub_fetcher.figures.company import ChosenAccounts
 from hub_fetcher.notifications.subscriptions import NotificationSubscriptions
-from hub_fetcher.refresh import ClientReader
+from hub_fetcher.refresh import ClientReader, Discovery
 
 logger = get_logger(__name__)
 
@@ -416,10 +416,13 @@ class FetcherHandlers:
 
     async def _test_connection(self, envelope: Envelope[Any], data: ConnectionTestRequested) -> None:
         # A test answers a person who is waiting: one attempt, classified, no retries.
+        async def discover_and_probe() -> tuple[Discovery, list[uuid.UUID], FetchFailure | None]:
+            discovery = await self._reader.discover(data.connection)
+            unreadable, why = await self._reader.unreadable(data.connection, discovery.companies)
+            return discovery, unreadable, why
+
         try:
-            discovery = await RefreshDeadline(self._refresh_deadline_seconds).run(
-                self._reader.discover(data.connection)
-            )
+            discovery, unreadable, why = await RefreshDeadline(self._refresh_deadline_seconds).run(discover_and_probe())
         except FetchFailure as failure:
             result = ConnectionTested(
                 test_id=data.test_id, client_id=data.client_id, ok=False, failure=failure.to_failure()
@@ -434,5 +437,7 @@ class FetcherHandlers:
                     DiscoveredCompany(company_id=c.id, name=c.name, display_name=c.display_name)
                     for c in discovery.companies
                 ],
+                unreadable_company_ids=unreadable,
+                unreadable_failure=why.to_failure() if why is not None else None,
             )
         await self._publish(envelope, result, "tested")

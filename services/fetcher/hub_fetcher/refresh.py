@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from hub_common.events import (
     MAX_COMPANIES_PER_ENVIRONMENT,
     MAX_COMPANY_LIST_BYTES,
+    MAX_PROBED_COMPANIES,
     ClientConnection,
     CompanySnapshot,
     ExchangeRates,
@@ -104,6 +105,35 @@ class ClientReader:
                 message=f"companies: {len(repeated)} id(s) listed more than once ({', '.join(repeated[:3])})",
             )
         return Discovery(companies=companies, latency_ms=latency_ms)
+
+    async def unreadable(
+        self, connection: ClientConnection, companies: list[Company]
+    ) -> tuple[list[uuid.UUID], FetchFailure | None]:
+        """The companies listed whose data BC refuses to the hub's app, and BC's answer for
+        the first: listing companies needs no permission in them, reading their books does
+        (the app's permission sets), so a test that stopped at the list called a client
+        readable whose every refresh then failed. One small read of each, in one $batch."""
+        probed = companies[:MAX_PROBED_COMPANIES]
+        if not probed:
+            return [], None
+        read = await self._bc.read_batch(
+            self.environment(connection),
+            [
+                BatchRequest(
+                    str(company.id),
+                    f"companies({company.id})/generalLedgerSetup?$select=localCurrencyCode",
+                    optional=True,
+                )
+                for company in probed
+            ],
+        )
+        refused = [
+            company.id
+            for company in probed
+            if (failure := read.failures.get(str(company.id))) is not None
+            and failure.kind is FailureKind.NO_COMPANY_ACCESS
+        ]
+        return refused, read.failures[str(refused[0])] if refused else None
 
     def web_client_link(self, connection: ClientConnection, company_name: str) -> str:
         """The company in the client's BC web client: a partner-hosted app's own, else the hub's."""

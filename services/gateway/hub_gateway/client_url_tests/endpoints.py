@@ -35,18 +35,26 @@ class ConnectionTestBody(BaseModel):
 class ConnectionTestAnswer(BaseModel):
     test_id: uuid.UUID | None
     status: Literal["ok", "failed", "pending"]
+    # Each company found, with ``readable``: false when BC refuses its data to the hub's app.
     companies: list[dict[str, Any]] = []
     latency_ms: int | None = None
     failure: dict[str, Any] | None = None
+    # BC's answer for the first company it refuses, when it refuses some.
+    unreadable_failure: dict[str, Any] | None = None
 
 
 def _answer(tested: ConnectionTested) -> ConnectionTestAnswer:
+    unreadable = set(tested.unreadable_company_ids)
     return ConnectionTestAnswer(
         test_id=tested.test_id,
         status="ok" if tested.ok else "failed",
-        companies=[company.model_dump(mode="json") for company in tested.companies],
+        companies=[
+            company.model_dump(mode="json") | {"readable": company.company_id not in unreadable}
+            for company in tested.companies
+        ],
         latency_ms=tested.latency_ms,
         failure=tested.failure.model_dump(mode="json") if tested.failure else None,
+        unreadable_failure=tested.unreadable_failure.model_dump(mode="json") if tested.unreadable_failure else None,
     )
 
 

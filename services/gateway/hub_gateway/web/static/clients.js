@@ -162,8 +162,16 @@ Hub.start(() => {
       // none of those found, a typo or a company the hub's account cannot see.
       const named = companyInUrl(url);
       const unknown = named && !answer.companies.some((c) => [c.name, c.display_name].some((n) => (n || "").toLowerCase() === named.toLowerCase()));
-      place.replaceChildren(h("div", { class: "result ok" },
-        h("strong", {}, _("The hub can read this client."), " "),
+      // Listing companies needs no permission in them; reading their books does.
+      const refused = answer.companies.filter((c) => c.readable === false);
+      const refusal = answer.unreadable_failure || {};
+      place.replaceChildren(h("div", { class: refused.length ? "result failed" : "result ok" },
+        h("strong", {}, refused.length
+          ? ngettext("The hub finds this client, but Business Central refuses it %(count)s company:", "The hub finds this client, but Business Central refuses it %(count)s companies:", refused.length)
+          : _("The hub can read this client."), " "),
+        refused.length ? h("ul", { class: "found-companies" }, refused.map((c) => h("li", {}, c.display_name || c.name))) : null,
+        refused.length ? h("p", {}, Hub.failureText(refusal.fix)) : null,
+        refused.length ? h("details", {}, h("summary", {}, _("Technical details")), Hub.technicalDetails(refusal)) : null,
         answer.latency_ms !== null && answer.latency_ms !== undefined ? _("Answered in %(ms)s ms.", { ms: Hub.count(answer.latency_ms) }) + " " : "",
         names.length ? ngettext("%(count)s company found:", "%(count)s companies found:", names.length) : _("No companies found."),
         names.length ? h("ul", { class: "found-companies" }, names.map((name) => h("li", {}, name))) : null,
