@@ -25,7 +25,7 @@ from hub_registry.app import MIGRATIONS, VERSION_TABLE
 from hub_registry.models import Accountant, Client, ConnectionTestAsked, Firm, registry_outbox
 from hub_registry.service import clients
 from hub_registry.settings import RegistrySettings
-from tests.conftest import Sandbox
+from tests.conftest import POSTGRESQL_ONLY, Sandbox
 
 SETTINGS = RegistrySettings(secret_key=SecretStr("integration-secret-key-long-enough-for-sealing"))
 URL = "https://businesscentral.dynamics.com/contoso.example/Production"
@@ -171,3 +171,42 @@ async def test_a_firm_testing_client_urls_in_a_loop_is_stopped_at_its_allowance(
             .values(requested_at=datetime.now(UTC) - timedelta(minutes=61))
         )
     await test(command.firm_id)
+
+
+@pytest.mark.parametrize("database_url", POSTGRESQL_ONLY, indirect=True)
+async def test_cards_for_one_environment_added_at_once_make_one_client(
+    saved_card: tuple[async_sessionmaker[AsyncSession], UpdateClient], tenant_directory: TenantDirectory
+) -> None:
+    """Five adds at the same moment name one environment in five spellings of its case
+    (as BC reads it, one environment): one card is added, the others are refused as a
+    clash. Each add found no clash before the others committed, and the unique indexes
+    compare the names as written, so all five were added."""
+    sessions, command = saved_card
+    spellings = ("Production", "production", "PRODUCTION", "pRoduction", "productioN")
+
+    async def add(environment: str) -> uuid.UUID | CommandRejected:
+        url = f"https://businesscentral.dynamics.com/cronus-sample.onmicrosoft.com/{environment}"
+        try:
+            async with transaction(sessions) as session:
+                added, _ = await clients.add_client(
+                    session=session,
+                    command=commands.AddClient(
+                        firm_id=command.firm_id,
+                        actor=command.actor,
+                        correlation_id=f"add-{environment}",
+                        card=ClientCard(name=f"CRONUS {environment}", client_url=url),
+                    ),
+                    settings=SETTINGS,
+                    directory=tenant_directory,
+                )
+                return added
+        except CommandRejected as rejected:
+            return rejected
+
+    # Entra known to answer at once, as for a tenant asked about lately: the adds meet.
+    await tenant_directory.resolve("cronus-sample.onmicrosoft.com", firm_id=command.firm_id)
+    outcomes = await asyncio.gather(*(add(environment) for environment in spellings))
+    added = [outcome for outcome in outcomes if isinstance(outcome, uuid.UUID)]
+    refusals = [outcome for outcome in outcomes if isinstance(outcome, CommandRejected)]
+    assert len(added) == 1 and len(refusals) == 4, outcomes
+    assert all(refusal.rejection.reason is RejectionReason.CONFLICT for refusal in refusals)

@@ -26,6 +26,7 @@ from hub_common.commands import (
     UpdateClient,
     refused,
 )
+from hub_common.db import lock_until_commit
 from hub_common.entra import DirectoryUnavailable, LookupsSpent, TenantDirectory, TenantNotFound
 from hub_common.events import (
     ClientAdded,
@@ -126,6 +127,10 @@ async def _check_unique(
 ) -> None:
     """One live card per tenant and environment in a firm, however the URL names the tenant
     (BC's environment names ignore case too)."""
+    # Two saves of one firm at once must not both find no clash: the unique indexes cannot
+    # tell that environments differing only in case, or a tenant named by domain and by id,
+    # are one, so the firm's card saves take turns here.
+    await lock_until_commit(session, f"client-cards:{firm_id}")
     same_tenant = or_(col(Client.tenant_id) == tenant_id, func.lower(Client.tenant) == parsed.tenant.lower())
     query = select(Client.id, Client.name).where(
         Client.firm_id == firm_id,
