@@ -246,6 +246,35 @@ async def test_health_reads_the_forecast_the_snapshot_carries(fresh_model: Calla
     assert "By the forecast, cash runs out in week 2." in row.health.reasons, row.health
 
 
+async def test_sorting_by_state_puts_what_needs_attention_first(fresh_model: Callable[[], Any]) -> None:
+    """By state: failed, then waiting for a retry, then on their way, then fine; descending
+    the other way round (it sorted the states' names, so waiting rows came after every OK one)."""
+    sessions = await fresh_model()
+    firm = await _firm_with_rows(sessions)
+    later = Log()
+    later.sequences = dict(firm["log"].sequences)
+    waited_at = NOW + timedelta(hours=1)
+    later.add(
+        RefreshDeferred(
+            refresh_id=uuid.uuid4(),
+            client_id=firm["alpha"],
+            company_id=firm["companies"]["A2"],
+            company_name="A2",
+            failure=_failure(FailureKind.THROTTLED, 429).model_copy(update={"occurred_at": waited_at}),
+            attempt=1,
+            next_attempt_at=waited_at + timedelta(minutes=5),
+        )
+    )
+    await _apply(sessions, later.items)
+    ascending = [(r.company_name, r.state) for r in (await _page(sessions, sort="state")).rows]
+    assert [state for _, state in ascending] == ["failed", "waiting", "queued", "ok", "ok"], ascending
+    descending = [
+        state
+        for _, state in [(r.company_name, r.state) for r in (await _page(sessions, sort="state", descending=True)).rows]
+    ]
+    assert descending == ["ok", "ok", "queued", "waiting", "failed"]
+
+
 async def test_overdue_matches_an_overdue_amount_without_invoices(fresh_model: Callable[[], Any]) -> None:
     """With BC's cue totals an overdue amount may come from ledger entries no open invoice
     stands for (an opening balance posted by journal): the row shows the amount, its count

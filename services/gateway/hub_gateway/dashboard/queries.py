@@ -26,6 +26,7 @@ from hub_gateway.readmodel.models import (
     CompanyRateRow,
     CompanyRow,
 )
+from hub_gateway.readmodel.state import RowState
 
 CENT = Decimal("0.01")
 
@@ -153,6 +154,15 @@ def _row_state() -> ColumnElement[str]:
     return func.coalesce(col(CompanyRow.state), col(ClientRow.state))
 
 
+# Sorting by state puts what needs the accountant first: a failure, then a wait for a retry
+# (both "need attention"), then reads on their way, then rows that are fine.
+STATE_URGENCY = (RowState.FAILED, RowState.WAITING, RowState.REFRESHING, RowState.QUEUED, RowState.OK)
+
+
+def _state_urgency() -> ColumnElement[int]:
+    return case(*((_row_state() == state, rank) for rank, state in enumerate(STATE_URGENCY)), else_=len(STATE_URGENCY))
+
+
 def shown_company_name(company: CompanyRow) -> str:
     """The company's name as the dashboard shows it: its display name in BC, else its name."""
     return company.display_name or company.company_name
@@ -267,7 +277,7 @@ def _order(query: DashboardQuery, reporting_currency: str | None = None) -> list
         # By the name the rows show: BC's company name may be a short code under it.
         sort_column = _shown_company_name()
     elif query.sort == "state":
-        sort_column = _row_state()
+        sort_column = _state_urgency()
     elif query.sort == "as_of":
         sort_column = col(CompanyRow.as_of)
     else:
