@@ -402,12 +402,17 @@ def test_one_company_refreshes_alone_and_a_wait_for_a_retry_shows_at_once(
     expect(waiting_row).to_be_visible()
     expect(page.get_by_label("Needs attention")).to_be_checked()
 
-    # 6. Sorted by state (as the tile left it), the waiting row comes after the OK ones;
-    # refreshed, it is OK and first by name: the live change puts it there (it was patched
-    # in place and stayed last; a filter it no longer met kept it shown alike).
+    # 6. Sorted by state (as the tile left it), what needs attention first: the waiting row
+    # comes before the OK ones, and after them the other way round; refreshed, it is OK and
+    # first by name: the live change puts it there (it was patched in place and stayed last;
+    # a filter it no longer met kept it shown alike).
     page.get_by_label("Needs attention").uncheck()
     grid_rows = page.locator("#grid-body tr[data-key]")
     expect(grid_rows).to_have_count(len(rows))
+    expect(grid_rows.first).to_contain_text(first["company_name"])
+    expect(grid_rows.first.locator(".state")).to_contain_text("Waiting")
+    page.get_by_role("button", name="State", exact=True).click()
+    expect(page.locator("th[aria-sort=descending]")).to_have_text("State ▼")
     expect(grid_rows.last).to_contain_text(first["company_name"])
     api.post("/api/v1/refresh", json={"client_id": client_id, "company_id": first["company_id"]}).raise_for_status()
     expect(grid_rows.first).to_contain_text(first["company_name"], timeout=60_000)
@@ -686,3 +691,55 @@ def test_a_failed_test_of_a_card_not_yet_saved_shows_on_an_open_check_errors_pag
     )
     assert tested.json()["status"] == "failed", tested.text
     expect(page.locator("#errors-body tr", has_text="no-such-tenant.example")).to_have_count(1, timeout=20_000)
+
+
+def test_saved_views_show_their_columns_and_leave_the_accountants_own(page: Page, hub: Hub) -> None:
+    """A view's columns are shown while it is picked and never become the accountant's own:
+    a view without columns shows the accountant's (it showed the previous view's), choosing
+    columns starts from the accountant's own (it saved the view's as theirs), a change to
+    the filters or sort un-picks the view (picking it again applied nothing), and a sort by
+    a column no longer shown falls back to the client's name."""
+    email = "hanna@views-accounting.example"
+    api = hub.client(email)
+    own = ["taxes_due", "overdue_sales_invoices_amount"]
+    preferences = api.get("/api/v1/preferences").json()
+    api.put("/api/v1/preferences", json=preferences | {"columns": own}).raise_for_status()
+    cash_view = {"name": "Cash first", "columns": ["cash"], "query": {"sort": "cash", "descending": True}}
+    api.post("/api/v1/views", json=cash_view).raise_for_status()
+    api.post("/api/v1/views", json={"name": "Errors only", "query": {"has_errors": True}}).raise_for_status()
+
+    sign_in(page, hub, email)
+    figures = page.locator("#grid-head th[data-sort-key]")
+
+    def shown() -> list[str]:
+        keys = [key for key in figures.evaluate_all("cells => cells.map((cell) => cell.dataset.sortKey)")]
+        return [key for key in keys if key not in ("client_name", "company_name", "state", "as_of")]
+
+    expect(figures.last).to_have_attribute("data-sort-key", own[-1])
+    page.locator("#views").select_option(label="Cash first")
+    expect(page.locator("th[aria-sort=descending]")).to_have_text("Cash ▼")
+    assert shown() == ["cash"]
+    page.locator("#views").select_option(label="Errors only")
+    expect(page.locator("#filter-errors")).to_be_checked()
+    expect(figures.last).to_have_attribute("data-sort-key", own[-1])
+    assert shown() == own
+
+    page.locator("#views").select_option(label="Cash first")
+    expect(page.locator("#filter-errors")).not_to_be_checked()
+    page.locator("#filter-errors").check()
+    expect(page.locator("#views")).to_have_value("")
+    page.locator("#views").select_option(label="Cash first")
+    expect(page.locator("#filter-errors")).not_to_be_checked()
+
+    page.get_by_role("button", name="Client Summary ▾").click()
+    page.get_by_role("menuitem", name="Choose columns…").click()
+    checked = page.locator("#columns-list li:has(input:checked)")
+    expect(checked).to_have_count(len(own))
+    assert checked.evaluate_all("items => items.map((item) => item.dataset.key)") == own
+    page.locator("#columns-save").click()
+    expect(page.locator("#columns-dialog")).not_to_be_visible()
+    expect(figures.last).to_have_attribute("data-sort-key", own[-1])
+    assert shown() == own
+    expect(page.locator("#views")).to_have_value("")
+    expect(page.locator("th[aria-sort=ascending]")).to_have_text("Client Name ▲")
+    assert api.get("/api/v1/preferences").json()["columns"] == own

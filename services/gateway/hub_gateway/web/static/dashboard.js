@@ -17,7 +17,11 @@ Hub.start(() => {
     selected: new Map(), // row key → {client_id, company_id}
     runs: [], // refresh runs in progress: {run_id, expected}
     openDetails: null, // {client_id, company_id}
+    // The columns of the saved view picked, while it is on screen; null: the accountant's own
+    // (preferences.columns, which picking a view never changes).
+    viewColumns: null,
   };
+  const shownColumns = () => state.viewColumns || state.preferences.columns;
   Hub.setLocale(state.preferences.locale);
 
   // First sign-in: the sample client is there to try things on; say so, and how to remove it.
@@ -232,7 +236,7 @@ Hub.start(() => {
   let headSignature = "";
   function renderHead() {
     // Rebuilt only when it changes, so a focused header button keeps its focus.
-    const signature = JSON.stringify([state.preferences.columns, state.preferences.reporting_currency, state.query.sort, state.query.descending]);
+    const signature = JSON.stringify([shownColumns(), state.preferences.reporting_currency, state.query.sort, state.query.descending]);
     if (signature === headSignature) return;
     headSignature = signature;
     const focusedSort = document.activeElement?.closest("#grid-head th")?.dataset.sortKey;
@@ -245,7 +249,7 @@ Hub.start(() => {
       headerCell("company_name", _("Company Name"), false, true),
       headerCell("state", _("State"), false, true),
       headerCell("as_of", _("As of"), false, true),
-      ...state.preferences.columns.map((key) => headerCell(key, catalogue.get(key).label, true, false, catalogue.get(key).short)),
+      ...shownColumns().map((key) => headerCell(key, catalogue.get(key).label, true, false, catalogue.get(key).short)),
       h("th", { scope: "col" }, h("span", { class: "visually-hidden" }, _("Actions"))),
     );
     if (focusedSort) row.querySelector(`th[data-sort-key="${focusedSort}"] button`)?.focus();
@@ -297,7 +301,7 @@ Hub.start(() => {
     const companyCell = row.company_id
       ? h("button", { type: "button", class: "linklike", onclick: () => openDetails(row), "aria-label": _("Details of %(name)s", { name: row.company_name }), dataset: { focus: "details" } }, row.company_name)
       : h("span", { class: "muted" }, { failed: _("Companies could not be read"), ok: _("No companies in this environment") }[row.state] || _("Looking for companies…"));
-    const figures = state.preferences.columns.map((columnKey) => {
+    const figures = shownColumns().map((columnKey) => {
       const column = catalogue.get(columnKey);
       return column.kind === "amount" ? amountCell(row, columnKey) : h("td", { class: "amount" }, Hub.count(row.values[columnKey]));
     });
@@ -326,7 +330,7 @@ Hub.start(() => {
           h("a", { class: "button", href: "/clients/new", id: "empty-add-client" }, _("Add client")))
         : h("div", { class: "empty" }, h("p", {}, _("No rows match these filters.")),
           h("button", { type: "button", class: "secondary", onclick: clearFilters }, _("Clear filters")));
-      body.replaceChildren(h("tr", {}, h("td", { colspan: state.preferences.columns.length + 6 }, none)));
+      body.replaceChildren(h("tr", {}, h("td", { colspan: shownColumns().length + 6 }, none)));
     } else {
       body.replaceChildren(...page.rows.map(renderRow));
       if (focusedKind) {
@@ -400,7 +404,21 @@ Hub.start(() => {
 
   // ------------------------------------------------------------------ filters, sorting, paging
 
+  // The saved view picked no longer says what is on screen once a filter or the sort
+  // changes: the picker says so, and picking the view again applies it again.
+  function leaveView() {
+    $("views").value = "";
+    $("view-delete").disabled = true;
+  }
+
+  // Rows sorted by a figure no longer shown would be in an order nothing on screen explains.
+  function keepSortVisible() {
+    const figure = !["client_name", "company_name", "state", "as_of"].includes(state.query.sort);
+    if (figure && !shownColumns().includes(state.query.sort)) { state.query.sort = "client_name"; state.query.descending = false; }
+  }
+
   function sortBy(key) {
+    leaveView();
     if (state.query.sort === key) state.query.descending = !state.query.descending;
     else { state.query.sort = key; state.query.descending = false; }
     state.offset = 0;
@@ -410,6 +428,7 @@ Hub.start(() => {
 
   function filtersChanged() {
     $("view-note").hidden = true; // about a view's filters, which the accountant now changes
+    leaveView();
     const q = state.query;
     q.text = $("filter-text").value.trim();
     q.client_id = $("filter-client").value;
@@ -425,7 +444,7 @@ Hub.start(() => {
     $("threshold-chips").replaceChildren(...state.query.thresholds.map((t, index) => {
       const text = `${catalogue.get(t.column).label} ${COMPARISONS[t.comparison]} ${t.value}`;
       return h("span", { class: "chip" }, text,
-        h("button", { type: "button", "aria-label": _("Remove threshold %(threshold)s", { threshold: text }), onclick: () => { state.query.thresholds.splice(index, 1); renderThresholds(); state.offset = 0; load(); } }, "✕"));
+        h("button", { type: "button", "aria-label": _("Remove threshold %(threshold)s", { threshold: text }), onclick: () => { state.query.thresholds.splice(index, 1); leaveView(); renderThresholds(); state.offset = 0; load(); } }, "✕"));
     }));
   }
 
@@ -461,6 +480,7 @@ Hub.start(() => {
       return;
     }
     state.query.thresholds.push({ column: $("threshold-column").value, comparison: $("threshold-comparison").value, value });
+    leaveView();
     $("threshold-value").value = "";
     renderThresholds();
     state.offset = 0;
@@ -478,11 +498,16 @@ Hub.start(() => {
   $("views").addEventListener("change", () => {
     const view = state.views.find((v) => v.view_id === $("views").value);
     $("view-delete").disabled = !view;
-    if (!view) return;
+    if (!view) {
+      // No view: the accountant's own columns again.
+      if (state.viewColumns) { state.viewColumns = null; keepSortVisible(); renderHead(); load(); }
+      return;
+    }
     const q = view.query;
     state.query = { text: q.text || "", client_id: q.client_id || "", assigned_accountant_id: q.assigned_accountant_id || "", has_errors: q.has_errors, needs_attention: q.needs_attention, overdue: q.overdue,
       thresholds: q.thresholds.map((t) => ({ ...t, value: String(t.value) })), sort: q.sort, descending: q.descending };
-    if (view.columns) state.preferences = { ...state.preferences, columns: view.columns };
+    state.viewColumns = view.columns || null;
+    keepSortVisible();
     // A client removed or a colleague gone since the view was saved: a filter on them would
     // show no rows with no filter to see (the list has no such choice), so it is dropped, and said.
     const offered = (id, value) => [...$(id).options].some((option) => option.value === value);
@@ -509,7 +534,7 @@ Hub.start(() => {
     const q = state.query;
     const body = {
       name: $("view-name").value,
-      columns: state.preferences.columns,
+      columns: shownColumns(),
       query: { text: q.text || null, client_id: q.client_id || null, assigned_accountant_id: q.assigned_accountant_id || null, has_errors: q.has_errors, needs_attention: q.needs_attention, overdue: q.overdue,
         thresholds: q.thresholds, sort: q.sort, descending: q.descending, limit: state.preferences.page_size },
     };
@@ -576,6 +601,10 @@ Hub.start(() => {
       // The language is chosen by the server for each page: a new one means the page anew.
       if (data.locale !== state.preferences.locale) { window.location.reload(); return; }
       state.preferences = data;
+      // The accountant's own columns, just chosen, are what the page shows now.
+      state.viewColumns = null;
+      leaveView();
+      keepSortVisible();
       Hub.setLocale(data.locale);
       $("columns-dialog").close();
       state.offset = 0;
