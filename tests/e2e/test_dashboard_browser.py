@@ -743,3 +743,26 @@ def test_saved_views_show_their_columns_and_leave_the_accountants_own(page: Page
     expect(page.locator("#views")).to_have_value("")
     expect(page.locator("th[aria-sort=ascending]")).to_have_text("Client Name ▲")
     assert api.get("/api/v1/preferences").json()["columns"] == own
+
+
+def test_the_worklist_keeps_its_filters_and_sort_in_the_address(page: Page, hub: Hub) -> None:
+    """Filters and sort live in the address bar: a reload (the page's own after a language
+    change, a sign-in that ran out, F5) or a bookmark shows the same worklist (each reset
+    it). An address edited by hand asks for nothing the API would refuse."""
+    sign_in(page, hub, "ines@address-accounting.example")
+    expect(page.locator("#grid-body")).to_contain_text("No clients yet")
+    page.get_by_label("Has errors").check()
+    page.get_by_role("button", name="State", exact=True).click()
+    page.get_by_role("button", name="State", exact=True).click()
+    expect(page.locator("th[aria-sort=descending]")).to_have_text("State ▼")
+    expect(page).to_have_url(re.compile(r"has_errors=true.*sort=-state"))
+    page.reload()
+    expect(page.get_by_label("Has errors")).to_be_checked()
+    expect(page.locator("th[aria-sort=descending]")).to_have_text("State ▼")
+
+    hostile = "/?client_id=not-a-client&threshold=cash:toString:1&threshold=nope:lt:1&threshold=cash:lt:1e9&sort=-nope&offset=-5&text=x%00"
+    page.goto(f"{hub.url}{hostile}")
+    expect(page.locator("th[aria-sort=ascending]")).to_have_text("Client Name ▲")
+    expect(page.locator("#threshold-chips")).to_be_empty()
+    expect(page.locator("#grid-body")).to_contain_text("No rows match these filters")
+    expect(page.locator("#page-error")).to_be_hidden()

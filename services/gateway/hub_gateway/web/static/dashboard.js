@@ -129,6 +129,44 @@ Hub.start(() => {
     return params;
   }
 
+  // The filters, sort and page live in the address bar too: a reload (the page's own, after
+  // a language change or a sign-in that ran out, or F5) or a bookmark shows the same rows.
+  const STATUS_SORTS = ["client_name", "company_name", "state", "as_of"];
+  function rememberInAddress() {
+    const params = searchParams();
+    params.delete("limit"); // the accountant's own setting, not the list's
+    if (state.offset === 0) params.delete("offset");
+    if (params.get("sort") === "client_name") params.delete("sort");
+    const search = params.toString();
+    history.replaceState(history.state, "", search ? `?${search}` : window.location.pathname);
+  }
+
+  // What the address asks for, where it is something this page can ask the API: a link
+  // edited by hand, or kept from a client since removed, shows the rest, not an error.
+  function queryFromAddress() {
+    const params = new URLSearchParams(window.location.search);
+    const q = state.query;
+    const offered = (id, value) => [...$(id).options].some((option) => option.value === value);
+    q.text = (params.get("text") || "").replace(/[\u0000-\u001f\u007f]/g, "").trim().slice(0, 200);
+    q.client_id = offered("filter-client", params.get("client_id") || "") ? params.get("client_id") || "" : "";
+    q.assigned_accountant_id = offered("filter-accountant", params.get("assigned_accountant_id") || "") ? params.get("assigned_accountant_id") || "" : "";
+    q.has_errors = params.get("has_errors") === "true";
+    q.needs_attention = params.get("needs_attention") === "true";
+    q.overdue = params.get("overdue") === "true";
+    q.thresholds = params.getAll("threshold").slice(0, 20).map((text) => {
+      const [column, comparison, value] = text.split(":");
+      return { column, comparison, value };
+    }).filter((t) => catalogue.has(t.column) && Object.hasOwn(COMPARISONS, t.comparison || "") && /^-?\d{1,26}(\.\d{1,2})?$/.test(t.value || ""));
+    const sort = params.get("sort") || "client_name";
+    const key = sort.replace(/^-/, "");
+    const known = STATUS_SORTS.includes(key) || catalogue.has(key);
+    q.sort = known ? key : "client_name";
+    q.descending = known && sort.startsWith("-");
+    const offset = Number.parseInt(params.get("offset") || "0", 10);
+    const size = state.preferences.page_size;
+    state.offset = Number.isFinite(offset) && offset > 0 ? Math.floor(offset / size) * size : 0;
+  }
+
   const loadCall = Hub.latestCall();
   // Page reads on their way: a live change patched meanwhile would be undone by their
   // answer, read before it, so such a change asks for the page again (patchRows).
@@ -142,6 +180,7 @@ Hub.start(() => {
   }
   // live: the stream asked for it, not the accountant (whose filters and pages always load).
   async function load({ live = false } = {}) {
+    rememberInAddress();
     const current = loadCall();
     pageReadsOnTheirWay += 1;
     try {
@@ -1071,6 +1110,8 @@ Hub.start(() => {
   }, 30000);
 
   fillFilterControls();
+  queryFromAddress();
+  keepSortVisible();
   applyQueryToControls();
   load();
   connectLive();
