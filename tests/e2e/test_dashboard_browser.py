@@ -766,3 +766,20 @@ def test_the_worklist_keeps_its_filters_and_sort_in_the_address(page: Page, hub:
     expect(page.locator("#threshold-chips")).to_be_empty()
     expect(page.locator("#grid-body")).to_contain_text("No rows match these filters")
     expect(page.locator("#page-error")).to_be_hidden()
+
+
+def test_a_client_added_while_the_page_is_open_can_be_picked_in_the_filter(
+    page: Page, hub: Hub, sandbox: Sandbox
+) -> None:
+    """The Client filter offered only the clients there when the page opened."""
+    email = "jonas@later-accounting.example"
+    sign_in(page, hub, email)
+    expect(page.locator("#grid-body")).to_contain_text("No clients yet")
+    tenant = consented_tenant(sandbox)
+    url = next(e for e in tenant["environments"] if e["name"] == "Production")["client_url"]
+    added = hub.client(email).post("/api/v1/clients", json={"name": "Added later", "client_url": url})
+    assert added.status_code == 202, added.text
+    expect(page.locator("#filter-client option", has_text="Added later")).to_have_count(1, timeout=30_000)
+    page.locator("#filter-client").select_option(label="Added later")
+    expect(page).to_have_url(re.compile(f"client_id={added.json()['client_id']}"))
+    expect(page.locator("#grid-body tr[data-key]").first).to_contain_text("Added later")

@@ -45,10 +45,25 @@ Hub.start(() => {
     const fresh = rows.filter((row) => !knownClients.has(row.client_id));
     if (!fresh.length) return;
     for (const row of fresh) knownClients.add(row.client_id);
+    await readClients();
+  }
+
+  // The firm's clients as they are now: the sample note, and the Client filter's choices
+  // (a client added since the page opened can be picked; one removed is no longer offered,
+  // unless it is the one the rows are filtered by).
+  async function readClients() {
     try {
       const { data } = await api("GET", "/api/v1/clients");
       showSampleNote(data.clients);
-    } catch (_) { /* the note waits for the next page load */ }
+      fillClientFilter(data.clients);
+    } catch (_) { /* both wait for the next page load */ }
+  }
+  function fillClientFilter(clients) {
+    const select = document.getElementById("filter-client");
+    const chosen = select.value;
+    const kept = chosen && !clients.some((c) => c.client_id === chosen) ? [...select.options].filter((o) => o.value === chosen) : [];
+    select.replaceChildren(h("option", { value: "" }, _("All clients")), ...clients.map((c) => h("option", { value: c.client_id }, c.name)), ...kept);
+    select.value = chosen;
   }
   showSampleNote(boot.clients);
 
@@ -488,7 +503,7 @@ Hub.start(() => {
   }
 
   function fillFilterControls() {
-    $("filter-client").replaceChildren(h("option", { value: "" }, _("All clients")), ...boot.clients.map((c) => h("option", { value: c.client_id }, c.name)));
+    fillClientFilter(boot.clients);
     $("filter-accountant").replaceChildren(h("option", { value: "" }, _("Anyone")), ...boot.accountants.map((a) => h("option", { value: a.accountant_id }, a.display_name ? `${a.display_name} (${a.email})` : a.email)));
     $("threshold-column").replaceChildren(...boot.columns.map((c) => h("option", { value: c.key }, c.label)));
     renderViews();
@@ -534,7 +549,7 @@ Hub.start(() => {
     $("views").replaceChildren(h("option", { value: "" }, "—"), ...state.views.map((v) => h("option", { value: v.view_id, selected: v.view_id === selectedId }, v.name)));
     $("view-delete").disabled = !$("views").value;
   }
-  $("views").addEventListener("change", () => {
+  $("views").addEventListener("change", async () => {
     const view = state.views.find((v) => v.view_id === $("views").value);
     $("view-delete").disabled = !view;
     if (!view) {
@@ -550,6 +565,8 @@ Hub.start(() => {
     // A client removed or a colleague gone since the view was saved: a filter on them would
     // show no rows with no filter to see (the list has no such choice), so it is dropped, and said.
     const offered = (id, value) => [...$(id).options].some((option) => option.value === value);
+    // A client added since the page opened is in no choice yet: the list is read again first.
+    if (state.query.client_id && !offered("filter-client", state.query.client_id)) await readClients();
     const dropped = [];
     if (state.query.client_id && !offered("filter-client", state.query.client_id)) {
       state.query.client_id = "";
