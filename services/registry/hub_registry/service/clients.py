@@ -400,12 +400,21 @@ async def test_connection(
         await live_client(session, command.firm_id, command.client_id)
     parsed = parse_url(command.client_url, settings)
     test_id = uuid.uuid4()
-    await _count_connection_test(session, command.firm_id, test_id, settings)
+    not_found: TenantNotFound | None = None
+    tenant_id: uuid.UUID | None = None
     try:
         tenant_id = await directory.resolve(parsed.tenant, firm_id=command.firm_id)
     except LookupsSpent as spent:
         raise lookups_spent(spent) from spent
     except TenantNotFound as error:
+        not_found = error
+    except DirectoryUnavailable as error:
+        raise refused(
+            RejectionReason.UNAVAILABLE, N_("%(reason)s; try again in a moment"), "client_url", reason=str(error)
+        ) from error
+    # Counted once Entra has answered, so the firm's tests wait for each other only here.
+    await _count_connection_test(session, command.firm_id, test_id, settings)
+    if not_found is not None or tenant_id is None:
         # Entra answered the test already: record the outcome like any failed test, so it
         # shows in Check Errors with Entra's words, and no fetcher needs to ask again.
         await emit(
@@ -422,16 +431,12 @@ async def test_connection(
                     fix=N_("Check the tenant id or domain in the Client URL with the client's administrator."),
                     http_status=400,
                     bc_error_code="AADSTS90002",
-                    message=str(error),
+                    message=str(not_found),
                     occurred_at=datetime.now(UTC),
                 ),
             ),
         )
         return test_id
-    except DirectoryUnavailable as error:
-        raise refused(
-            RejectionReason.UNAVAILABLE, N_("%(reason)s; try again in a moment"), "client_url", reason=str(error)
-        ) from error
     await emit(
         session,
         Context.of(command),
@@ -450,6 +455,8 @@ async def _count_connection_test(
 ) -> None:
     """Count the test against the firm's allowance for the hour, or refuse it: a script
     testing in a loop would share out the client tenant's BC limits and fill the event log."""
+    # Across the registry's replicas: each count sees the tests counted before it.
+    await lock_until_commit(session, f"connection-tests:{firm_id}")
     now = datetime.now(UTC)
     asked = col(ConnectionTestAsked.firm_id) == firm_id
     await session.execute(
