@@ -736,3 +736,35 @@ def test_an_invoice_without_a_field_its_read_selects_is_a_bad_answer(
         parse_entities(model, [entity], "salesInvoices")
     assert failure.value.kind is FailureKind.BAD_RESPONSE
     assert missing in (failure.value.message or "")
+
+
+# ---------------------------------------------------------------- Test Client URL's look into each company
+
+
+async def test_a_company_bc_refuses_is_named_and_a_busy_bc_fails_no_test(
+    bc: BusinessCentral, crafted: CraftedBusinessCentral
+) -> None:
+    """Of the companies listed, the one whose books BC refuses to the hub's app is named;
+    BC throttling the look itself leaves the test's answer (the list) standing, unprobed
+    (it failed the whole test as throttled)."""
+    readable, refused = uuid.uuid4(), uuid.uuid4()
+    companies = [Company.model_validate({"id": str(c), "name": n}) for c, n in ((readable, "A"), (refused, "B"))]
+    reader = ClientReader(bc, web_client_base="https://businesscentral.test", use_cue_services=False)
+    connection = ClientConnection(tenant=ENVIRONMENT.tenant, environment=ENVIRONMENT.name)
+    permission = {
+        "error": {
+            "code": "Internal_ServerError",
+            "message": "Sorry, the current permissions prevented the action. (TableData 98 Read: Accountant Hub)",
+        }
+    }
+    crafted.answering = batch_answer(
+        {"id": str(readable), "status": 200, "body": {"value": [{"localCurrencyCode": "EUR"}]}},
+        {"id": str(refused), "status": 500, "body": permission},
+    )
+    unreadable, why = await reader.unreadable(connection, companies)
+    assert unreadable == [refused]
+    assert why is not None and why.kind is FailureKind.NO_COMPANY_ACCESS
+    crafted.answering = always(
+        429, b'{"error": {"code": "Application_TooManyRequests", "message": "Too many"}}', {"Retry-After": "1"}
+    )
+    assert await reader.unreadable(connection, companies) == ([], None)

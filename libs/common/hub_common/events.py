@@ -613,8 +613,9 @@ class ConnectionTestRequested(EventData):
     connection: ClientConnection
 
 
-# A connection test reads a little of at most this many companies (one $batch).
-MAX_PROBED_COMPANIES = 100
+# A connection test reads a little of at most this many companies (one $batch of as many
+# requests, counted against the tenant's BC limits, which every firm reading it shares).
+MAX_PROBED_COMPANIES = 20
 
 
 class ConnectionTested(EventData):
