@@ -407,6 +407,11 @@ def test_cue_services_give_bc_s_own_totals_and_the_forecast_starts_from_them() -
         ("Skyldig merverdiavgift", "Liabilities", "", "Posting", True),
         ("Af te dragen omzetbelasting", "Liabilities", "", "Posting", True),
         ("Lohn und Gehalt", "Liabilities", "", "Posting", False),
+        ("Rückstellungen für Steuerberatungskosten", "Liabilities", "", "Posting", False),
+        ("Verbindlichkeiten Steuerberater", "Liabilities", "", "Posting", False),
+        ("Passive latente Steuern", "Liabilities", "", "Posting", False),
+        ("Uitgestelde belastingverplichtingen", "Liabilities", "", "Posting", False),
+        ("Deferred tax liabilities", "Liabilities", "", "Posting", False),
         ("Leverandørgæld", "Liabilities", "", "Posting", False),
         ("Accrued payable", "Liabilities", "Taxes Payable", "Posting", True),  # the subcategory names the tax
         ("VAT receivable", "Liabilities", "Taxes Payable", "Posting", False),

@@ -32,7 +32,13 @@ _TAX_WORDS = re.compile(
     r"|steuer|belasting|moms|merverdiavgift",
     re.IGNORECASE,
 )
-_NOT_OWED = re.compile(r"\b(receivable|deductible|prepaid|refund)\b", re.IGNORECASE)
+_NOT_OWED = re.compile(
+    r"\b(receivable|deductible|prepaid|refund|deferred)\b"
+    # A tax adviser's fees or invoices (Steuerberatung), deferred taxes (latente Steuern,
+    # uitgestelde belastingen): liabilities, but no tax due to the authority.
+    r"|steuerberat|latent|uitgestel",
+    re.IGNORECASE,
+)
 
 
 def is_tax_payable(account: Account) -> bool:
