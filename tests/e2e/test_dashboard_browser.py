@@ -727,9 +727,20 @@ def test_saved_views_show_their_columns_and_leave_the_accountants_own(page: Page
     page.locator("#views").select_option(label="Cash first")
     expect(page.locator("#filter-errors")).not_to_be_checked()
     page.locator("#filter-errors").check()
-    expect(page.locator("#views")).to_have_value("")
+    # The view's columns stay on screen, the picker says the view changed, and a reload
+    # keeps both; "—" brings the accountant's own columns back.
+    expect(page.locator("#views")).to_have_value("changed")
+    assert shown() == ["cash"]
+    page.reload()
+    expect(page.locator("#filter-errors")).to_be_checked()
+    expect(page.locator("th[aria-sort=descending]")).to_have_text("Cash ▼")
+    assert shown() == ["cash"]
+    page.locator("#views").select_option(value="")
+    expect(figures.last).to_have_attribute("data-sort-key", own[-1])
+    assert shown() == own
     page.locator("#views").select_option(label="Cash first")
     expect(page.locator("#filter-errors")).not_to_be_checked()
+    expect(page.locator("#views option[value=changed]")).to_have_count(0)
 
     page.get_by_role("button", name="Client Summary ▾").click()
     page.get_by_role("menuitem", name="Choose columns…").click()

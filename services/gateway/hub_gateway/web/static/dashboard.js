@@ -152,8 +152,11 @@ Hub.start(() => {
     params.delete("limit"); // the accountant's own setting, not the list's
     if (state.offset === 0) params.delete("offset");
     if (params.get("sort") === "client_name") params.delete("sort");
-    const search = params.toString();
-    history.replaceState(history.state, "", search ? `?${search}` : window.location.pathname);
+    if (state.viewColumns) params.set("columns", state.viewColumns.join(","));
+    const search = params.toString() ? `?${params}` : "";
+    // Only when it changes: browsers refuse a page that rewrites its address too often, and
+    // live reloads read the same rows again.
+    if (search !== window.location.search) history.replaceState(history.state, "", search || window.location.pathname);
   }
 
   // What the address asks for, where it is something this page can ask the API: a link
@@ -177,6 +180,8 @@ Hub.start(() => {
     const known = STATUS_SORTS.includes(key) || catalogue.has(key);
     q.sort = known ? key : "client_name";
     q.descending = known && sort.startsWith("-");
+    const columns = [...new Set((params.get("columns") || "").split(","))].filter((key) => catalogue.has(key));
+    state.viewColumns = columns.length ? columns : null;
     const offset = Number.parseInt(params.get("offset") || "0", 10);
     const size = state.preferences.page_size;
     state.offset = Number.isFinite(offset) && offset > 0 ? Math.floor(offset / size) * size : 0;
@@ -460,8 +465,14 @@ Hub.start(() => {
 
   // The saved view picked no longer says what is on screen once a filter or the sort
   // changes: the picker says so, and picking the view again applies it again.
+  // While a view's columns stay on screen, the picker says so with a choice of its own, so
+  // that "—" (your own columns) can still be picked.
+  const CHANGED_VIEW = "changed";
   function leaveView() {
-    $("views").value = "";
+    const picker = $("views");
+    for (const option of [...picker.options]) if (option.value === CHANGED_VIEW) option.remove();
+    if (state.viewColumns) picker.append(h("option", { value: CHANGED_VIEW, selected: true }, _("A view's columns, changed")));
+    else picker.value = "";
     $("view-delete").disabled = true;
   }
 
@@ -551,6 +562,7 @@ Hub.start(() => {
   }
   $("views").addEventListener("change", async () => {
     const view = state.views.find((v) => v.view_id === $("views").value);
+    renderViews(view ? view.view_id : undefined); // without the "changed" choice
     $("view-delete").disabled = !view;
     if (!view) {
       // No view: the accountant's own columns again.
@@ -610,6 +622,8 @@ Hub.start(() => {
       await api("DELETE", `/api/v1/views/${view.view_id}`);
       state.views = state.views.filter((v) => v.view_id !== view.view_id);
       renderViews();
+      // The view is gone: the accountant's own columns again.
+      if (state.viewColumns) { state.viewColumns = null; keepSortVisible(); renderHead(); load(); }
     } catch (error) { showError(error.message); }
   });
 
@@ -1129,6 +1143,7 @@ Hub.start(() => {
   fillFilterControls();
   queryFromAddress();
   keepSortVisible();
+  leaveView();
   applyQueryToControls();
   load();
   connectLive();
