@@ -210,3 +210,37 @@ async def test_cards_for_one_environment_added_at_once_make_one_client(
     refusals = [outcome for outcome in outcomes if isinstance(outcome, CommandRejected)]
     assert len(added) == 1 and len(refusals) == 4, outcomes
     assert all(refusal.rejection.reason is RejectionReason.CONFLICT for refusal in refusals)
+
+
+async def test_a_save_made_on_a_card_saved_since_is_refused(
+    saved_card: tuple[async_sessionmaker[AsyncSession], UpdateClient],
+) -> None:
+    """Two people open the card at revision 1 and save within the moment the dashboard's
+    read model still shows it: the second save is refused instead of undoing the first
+    (the registry took every save whole). A save that names no revision is taken."""
+    sessions, command = saved_card
+    async with httpx.AsyncClient() as http:
+        nowhere = TenantDirectory(authority_base=f"https://127.0.0.1:{free_port()}", http=http, timeout_seconds=2)
+        async with transaction(sessions) as session:
+            await session.execute(update(Client).values(card_revision=1))
+        first = command.model_copy(update={"expected_card_revision": 1})
+        await _save(sessions, first, nowhere, URL)
+        second = command.model_copy(
+            update={"expected_card_revision": 1, "card": command.card.model_copy(update={"notes": "Phone: 555"})}
+        )
+        with pytest.raises(CommandRejected) as refused:
+            await _save(sessions, second, nowhere, URL)
+        assert refused.value.rejection.reason is RejectionReason.PRECONDITION_FAILED
+        await _save(sessions, second.model_copy(update={"expected_card_revision": 2}), nowhere, URL)
+        await _save(sessions, command, nowhere, URL)
+    async with sessions() as session:
+        saved = (await session.execute(select(Client).where(col(Client.id) == command.client_id))).scalar_one()
+    assert saved.card_revision == 4
+    events = await _outbox_events(sessions)
+    assert [e.card_revision for e in events if isinstance(e, ClientUpdated)] == [2, 3, 4]
+
+
+async def _outbox_events(sessions: async_sessionmaker[AsyncSession]) -> list[object]:
+    async with sessions() as session:
+        payloads = (await session.execute(select(registry_outbox.c.payload))).scalars().all()
+    return [decode_event(payload).data for payload in payloads]

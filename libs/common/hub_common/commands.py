@@ -136,6 +136,12 @@ class AddClient(FirmCommand):
 class UpdateClient(FirmCommand):
     client_id: uuid.UUID
     card: ClientCard
+    # The card's revision (ClientUpdated.card_revision) the save was made on: refused if it
+    # was saved since. Left out (no check) while unknown, and so for a registry of the
+    # release before.
+    expected_card_revision: int | None = Field(
+        default=None, ge=1, le=2**31 - 1, exclude_if=lambda revision: revision is None
+    )
 
 
 class RemoveClient(FirmCommand):
@@ -451,6 +457,8 @@ class RejectionReason(StrEnum):
     UPSTREAM = "upstream"
     # Too many of these for now; the same request later may pass.
     RATE_LIMITED = "rate_limited"
+    # Made on a version of the thing that changed since (HTTP 412).
+    PRECONDITION_FAILED = "precondition_failed"
 
 
 class Rejection(BaseModel):

@@ -437,6 +437,8 @@ class ClientAdded(EventData):
     card: ClientCard
     connection: ClientConnection
     source: ClientSource
+    # How many times the card was saved (see ClientUpdated.card_revision); left out while 0.
+    card_revision: int = Field(default=0, ge=0, le=2**31 - 1, exclude_if=lambda revision: revision == 0)
 
 
 class ClientUpdated(EventData):
@@ -450,6 +452,10 @@ class ClientUpdated(EventData):
     # tenant or environment: an outcome of a refresh of an older revision read the place it
     # named before. Left out while 0, so a service not yet upgraded reads the event.
     moved_revision: int = Field(default=0, ge=0, le=2**31 - 1, exclude_if=lambda revision: revision == 0)
+    # How many times the card was saved: a save of the card as read at another revision is
+    # refused (UpdateClient.expected_card_revision), so two people's saves never undo each
+    # other. Left out while 0 (cards saved before it was counted).
+    card_revision: int = Field(default=0, ge=0, le=2**31 - 1, exclude_if=lambda revision: revision == 0)
 
 
 class ClientRemoved(EventData):

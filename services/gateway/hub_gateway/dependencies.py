@@ -373,6 +373,7 @@ _STATUS_FOR_REASON = {
     commands.RejectionReason.UNAVAILABLE: status.HTTP_503_SERVICE_UNAVAILABLE,
     commands.RejectionReason.UPSTREAM: status.HTTP_502_BAD_GATEWAY,
     commands.RejectionReason.RATE_LIMITED: status.HTTP_429_TOO_MANY_REQUESTS,
+    commands.RejectionReason.PRECONDITION_FAILED: status.HTTP_412_PRECONDITION_FAILED,
 }
 
 

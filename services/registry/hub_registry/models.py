@@ -94,6 +94,9 @@ class Client(SQLModel, table=True):
     accounts_revision: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
     # The revision at the card's last move: an outcome of an older one read the old place.
     moved_revision: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    # Counts the card's saves (ClientUpdated.card_revision): a save made on an older one is
+    # refused. 1 for a new card; 0 for a card never saved since it was counted.
+    card_revision: int = Field(default=1, sa_column_kwargs={"server_default": "0"})
     # The IANA zone whose date is "today" for the client's figures; NULL: UTC.
     time_zone: str | None = Field(default=None, max_length=64)
     source: str = Field(max_length=20)

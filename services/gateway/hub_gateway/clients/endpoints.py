@@ -95,6 +95,9 @@ async def update_client(
         correlation_id=request.state.correlation_id,
         client_id=client_id,
         card=card,
+        # The read model can lag the registry by a moment: the registry holds the save to the
+        # card read, so a colleague's save in that moment is not undone either.
+        expected_card_revision=row.card_revision if if_match is not None and row.card_revision > 0 else None,
     )
     return await send_command(state, request, commands.UPDATE_CLIENT, command, commands.ClientCreated)
 

@@ -32,6 +32,7 @@ _STATUS = {
     RejectionReason.UNAVAILABLE: status.HTTP_503_SERVICE_UNAVAILABLE,
     RejectionReason.UPSTREAM: status.HTTP_502_BAD_GATEWAY,
     RejectionReason.RATE_LIMITED: status.HTTP_429_TOO_MANY_REQUESTS,
+    RejectionReason.PRECONDITION_FAILED: status.HTTP_412_PRECONDITION_FAILED,
 }
 
 

@@ -100,6 +100,9 @@ class ClientRow(SQLModel, table=True):
     # The card's revision (ClientUpdated.accounts_revision) when it last moved to another
     # tenant or environment: a refresh's outcome of an older revision read the old place.
     moved_revision: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    # The registry's count of the card's saves (ClientUpdated.card_revision; 0: not known):
+    # a save checked against the card read (If-Match) asks the registry to hold it to this.
+    card_revision: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
 
 
 class TenantAccessRow(SQLModel, table=True):

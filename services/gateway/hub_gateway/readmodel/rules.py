@@ -405,6 +405,7 @@ def _apply_client_card(model: ModelState, event: StoredEvent[ClientAdded] | Stor
     client.company_name = data.connection.company_name
     client.card_json = data.card.model_dump_json()
     client.assigned_accountant_id = data.card.assigned_accountant_id
+    client.card_revision = data.card_revision
     client.events_sequence = event.sequence
 
 

@@ -82,6 +82,8 @@ class ClientState:
     companies_listed_at: datetime | None = None
     # See ClientRow.moved_revision.
     moved_revision: int = 0
+    # See ClientRow.card_revision.
+    card_revision: int = 0
 
 
 @dataclass(slots=True)

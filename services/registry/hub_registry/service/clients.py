@@ -195,7 +195,9 @@ async def insert_client(
     await emit(
         session,
         context,
-        ClientAdded(client_id=client.id, card=card, connection=connection, source=source),
+        ClientAdded(
+            client_id=client.id, card=card, connection=connection, source=source, card_revision=client.card_revision
+        ),
     )
     return client.id, connection
 
@@ -226,6 +228,17 @@ async def update_client(
     # Locked (PostgreSQL): two saves at once must not both count the same accounts revision.
     # Taken after Entra was asked, so the lock is not held while Entra answers.
     client = await live_client(session, command.firm_id, command.client_id, for_update=True)
+    expected = command.expected_card_revision
+    if expected is not None and expected != client.card_revision:
+        # Saved by someone else since this save's card was read: taken as it is, their
+        # change would be undone without anyone seeing it.
+        raise refused(
+            RejectionReason.PRECONDITION_FAILED,
+            N_(
+                "Someone saved this client card since you opened it: reload the card to see their change, "
+                "then make yours again"
+            ),
+        )
     # A card saved before tenants were resolved has no tenant id: its tenant is the name it
     # gave, as the gateway's read model compares it (a first save there is no move).
     same_tenant = (
@@ -261,11 +274,13 @@ async def update_client(
         client.moved_revision = client.accounts_revision
     client.updated_at = datetime.now(UTC)
     context = Context.of(command)
+    client.card_revision += 1
     updated = ClientUpdated(
         client_id=client.id,
         card=card,
         connection=parsed_connection(parsed, tenant_id),
         moved_revision=client.moved_revision,
+        card_revision=client.card_revision,
     )
     await emit(session, context, updated)
     if moved:
@@ -277,7 +292,9 @@ async def update_client(
 
 
 def card_updated(client: Client, card: ClientCard) -> ClientUpdated:
-    """The event of a card saved as it stands, its connection as resolved."""
+    """The event of a card saved as it stands, its connection as resolved (a revision of
+    the card: a save made on the one before is refused)."""
+    client.card_revision += 1
     return ClientUpdated(
         client_id=client.id,
         card=card,
@@ -285,6 +302,7 @@ def card_updated(client: Client, card: ClientCard) -> ClientUpdated:
         # Every update says where the card last moved: a replica that applies this one
         # before the move would otherwise never learn of it.
         moved_revision=client.moved_revision,
+        card_revision=client.card_revision,
     )
 
 
