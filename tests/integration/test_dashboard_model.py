@@ -190,11 +190,8 @@ async def test_rows_filter_sort_and_page_in_the_database(fresh_model: Callable[[
     assert seen == [r.company_name for r in everything.rows]
 
 
-async def test_need_attention_shows_the_rows_its_tile_counts(fresh_model: Callable[[], Any]) -> None:
-    """The summary counts failed and waiting rows as needing attention; its filter must show
-    those very rows (it showed the failed ones only), while *Has errors* stays failed only."""
-    sessions = await fresh_model()
-    firm = await _firm_with_rows(sessions)
+async def _waiting_for_a_retry(sessions: async_sessionmaker[AsyncSession], firm: dict[str, Any], company: str) -> None:
+    """Alpha's company ``company`` throttled an hour later: it waits for a retry."""
     later = Log()
     later.sequences = dict(firm["log"].sequences)
     waited_at = NOW + timedelta(hours=1)
@@ -202,14 +199,22 @@ async def test_need_attention_shows_the_rows_its_tile_counts(fresh_model: Callab
         RefreshDeferred(
             refresh_id=uuid.uuid4(),
             client_id=firm["alpha"],
-            company_id=firm["companies"]["A1"],
-            company_name="A1",
+            company_id=firm["companies"][company],
+            company_name=company,
             failure=_failure(FailureKind.THROTTLED, 429).model_copy(update={"occurred_at": waited_at}),
             attempt=1,
             next_attempt_at=waited_at + timedelta(minutes=5),
         )
     )
     await _apply(sessions, later.items)
+
+
+async def test_need_attention_shows_the_rows_its_tile_counts(fresh_model: Callable[[], Any]) -> None:
+    """The summary counts failed and waiting rows as needing attention; its filter must show
+    those very rows (it showed the failed ones only), while *Has errors* stays failed only."""
+    sessions = await fresh_model()
+    firm = await _firm_with_rows(sessions)
+    await _waiting_for_a_retry(sessions, firm, "A1")
 
     attention = await _page(sessions, needs_attention=True, sort="state")
     assert [(r.company_name, r.state) for r in attention.rows] == [("B2", "failed"), ("A1", "waiting")]
@@ -251,21 +256,7 @@ async def test_sorting_by_state_puts_what_needs_attention_first(fresh_model: Cal
     the other way round (it sorted the states' names, so waiting rows came after every OK one)."""
     sessions = await fresh_model()
     firm = await _firm_with_rows(sessions)
-    later = Log()
-    later.sequences = dict(firm["log"].sequences)
-    waited_at = NOW + timedelta(hours=1)
-    later.add(
-        RefreshDeferred(
-            refresh_id=uuid.uuid4(),
-            client_id=firm["alpha"],
-            company_id=firm["companies"]["A2"],
-            company_name="A2",
-            failure=_failure(FailureKind.THROTTLED, 429).model_copy(update={"occurred_at": waited_at}),
-            attempt=1,
-            next_attempt_at=waited_at + timedelta(minutes=5),
-        )
-    )
-    await _apply(sessions, later.items)
+    await _waiting_for_a_retry(sessions, firm, "A2")
     ascending = [(r.company_name, r.state) for r in (await _page(sessions, sort="state")).rows]
     assert [state for _, state in ascending] == ["failed", "waiting", "queued", "ok", "ok"], ascending
     descending = [
