@@ -509,33 +509,25 @@ async def test_each_webhook_rule_says_its_own_newest_error_however_many_another_
     hook: dict[str, Any] = {"figure": "cash", "comparison": "below", "threshold": Decimal(1), "email": False}
     busy = await registry.rule(registry.owner, webhook_url="http://127.0.0.1:9/busy", **hook)
     quiet = await registry.rule(registry.owner, webhook_url="http://127.0.0.1:9/quiet", **hook)
+
+    def failed(rule_id: uuid.UUID, url: str, at: datetime, error: str) -> AlertWebhookDelivery:
+        return AlertWebhookDelivery(
+            id=uuid.uuid4(),
+            firm_id=registry.firm_id,
+            rule_id=rule_id,
+            url=url,
+            body="{}",
+            attempts=1,
+            next_attempt_at=at,
+            last_error=error,
+        )
+
     async with transaction(registry.sessions) as session:
         for number in range(30):
-            session.add(
-                AlertWebhookDelivery(
-                    id=uuid.uuid4(),
-                    firm_id=registry.firm_id,
-                    rule_id=busy,
-                    url="http://127.0.0.1:9/busy",
-                    body="{}",
-                    attempts=1,
-                    next_attempt_at=T0 + timedelta(hours=2, minutes=number),
-                    last_error=f"busy {number}",
-                )
-            )
+            at = T0 + timedelta(hours=2, minutes=number)
+            session.add(failed(busy, "http://127.0.0.1:9/busy", at, f"busy {number}"))
         for at, error in ((T0, "quiet older"), (T0 + timedelta(minutes=5), "quiet newest")):
-            session.add(
-                AlertWebhookDelivery(
-                    id=uuid.uuid4(),
-                    firm_id=registry.firm_id,
-                    rule_id=quiet,
-                    url="http://127.0.0.1:9/quiet",
-                    body="{}",
-                    attempts=1,
-                    next_attempt_at=at,
-                    last_error=error,
-                )
-            )
+            session.add(failed(quiet, "http://127.0.0.1:9/quiet", at, error))
     listed = {rule.rule_id: rule.webhook_deliveries for rule in await _listed_rules(registry)}
     busy_deliveries, quiet_deliveries = listed[busy], listed[quiet]
     assert busy_deliveries is not None and quiet_deliveries is not None

@@ -517,30 +517,8 @@ def test_documents_in_another_currency_count_in_the_company_s_own() -> None:
     records = CompanyRecords(
         setup=[GeneralLedgerSetup.model_validate({"localCurrencyCode": "EUR"})],
         open_sales_invoices=[
-            in_currency(
-                SalesInvoice,
-                "USD",
-                number="S1",
-                status="Open",
-                dueDate=days(-3),
-                remainingAmount="1000",
-            ),
-            in_currency(
-                SalesInvoice,
-                "",
-                number="S2",
-                status="Open",
-                dueDate=days(-3),
-                remainingAmount="50",
-            ),
-            in_currency(
-                SalesInvoice,
-                "EUR",
-                number="S3",
-                status="Open",
-                dueDate=days(-3),
-                remainingAmount="7",
-            ),
+            in_currency(SalesInvoice, code, number=number, status="Open", dueDate=days(-3), remainingAmount=amount)
+            for code, number, amount in (("USD", "S1", "1000"), ("", "S2", "50"), ("EUR", "S3", "7"))
         ],
         open_purchase_invoices=[
             in_currency(
