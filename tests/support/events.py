@@ -24,6 +24,7 @@ from hub_common.events import (
 from hub_common.history import HistoryFilter, read_history
 from hub_common.streams import SNAPSHOTS_STREAM
 from tests.faults.ledger import Companies, read_ledger
+from tests.support.waiting import eventually
 
 T = TypeVar("T")
 
@@ -79,12 +80,18 @@ def firm_events(nats_url: str, firm_id: uuid.UUID, *event_types: str) -> list[En
 
 
 def requested_refresh(nats_url: str, firm_id: uuid.UUID, refresh_id: uuid.UUID) -> RefreshRequested:
-    """The RefreshRequested of one refresh, as the audit log holds it."""
-    [requested] = [
-        e.data
-        for e in firm_events(nats_url, firm_id, RefreshRequested.event_type)
-        if isinstance(e.data, RefreshRequested) and e.data.refresh_id == refresh_id
-    ]
+    """The RefreshRequested of one refresh, as the audit log holds it. The registry answers a
+    refresh once the event is in its outbox; the relay puts it on the stream a moment later,
+    so this waits for it (and still insists on exactly one)."""
+
+    def found() -> list[RefreshRequested]:
+        return [
+            e.data
+            for e in firm_events(nats_url, firm_id, RefreshRequested.event_type)
+            if isinstance(e.data, RefreshRequested) and e.data.refresh_id == refresh_id
+        ]
+
+    [requested] = eventually(found, f"RefreshRequested {refresh_id} in the audit log", timeout=30)
     return requested
 
 
