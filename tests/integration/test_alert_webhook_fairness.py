@@ -151,23 +151,23 @@ async def _firm_with_webhook_rules(settings: RegistrySettings, database_url: str
             session.add(Accountant(id=owner, firm_id=firm_id, email=email, display_name="Owner", role="owner"))
         rules: dict[str, uuid.UUID] = {}
         for url in urls:
+            command = SetAlertRule(
+                firm_id=firm_id,
+                actor=Actor(kind=ActorKind.ACCOUNTANT, id=str(owner)),
+                correlation_id="test",
+                rule=AlertRuleFields(
+                    name="Cash",
+                    figure="cash",
+                    comparison="below",
+                    threshold=Decimal(1),
+                    email=False,
+                    webhook_url=url,
+                ),
+            )
+            webhook_refused = await alerts.check_webhook_host(command, settings)
             async with transaction(sessions) as session:
                 saved = await alerts.set_alert_rule(
-                    session=session,
-                    command=SetAlertRule(
-                        firm_id=firm_id,
-                        actor=Actor(kind=ActorKind.ACCOUNTANT, id=str(owner)),
-                        correlation_id="test",
-                        rule=AlertRuleFields(
-                            name="Cash",
-                            figure="cash",
-                            comparison="below",
-                            threshold=Decimal(1),
-                            email=False,
-                            webhook_url=url,
-                        ),
-                    ),
-                    settings=settings,
+                    session=session, command=command, settings=settings, webhook_refused=webhook_refused
                 )
             rules[url] = saved.rule_id
     finally:

@@ -115,20 +115,20 @@ class Registry:
         **fields: Any,
     ) -> AlertRuleSaved:
         """Define a rule, or change one (``rule_id``); the registry's answer."""
+        command = SetAlertRule(
+            firm_id=self.firm_id,
+            actor=self.actor(accountant),
+            correlation_id="test",
+            rule_id=rule_id,
+            rule=AlertRuleFields(**{"name": "Rule", "client_id": self.client_id, **fields}),
+            language="de",
+            new_webhook_secret=True if new_webhook_secret else None,
+            creation_key=creation_key,
+        )
+        webhook_refused = await alerts.check_webhook_host(command, SETTINGS)
         async with transaction(self.sessions) as session:
             return await alerts.set_alert_rule(
-                session=session,
-                command=SetAlertRule(
-                    firm_id=self.firm_id,
-                    actor=self.actor(accountant),
-                    correlation_id="test",
-                    rule_id=rule_id,
-                    rule=AlertRuleFields(**{"name": "Rule", "client_id": self.client_id, **fields}),
-                    language="de",
-                    new_webhook_secret=True if new_webhook_secret else None,
-                    creation_key=creation_key,
-                ),
-                settings=SETTINGS,
+                session=session, command=command, settings=SETTINGS, webhook_refused=webhook_refused
             )
 
     async def remove(self, rule_id: uuid.UUID) -> None:
@@ -388,23 +388,23 @@ def receiver(request: pytest.FixtureRequest) -> Iterator[Receiver]:
 async def test_a_webhook_answered_503_or_unauthorized_is_sent_again_after_its_back_off_then_delivered(
     registry: Registry, receiver: Receiver
 ) -> None:
+    command = SetAlertRule(
+        firm_id=registry.firm_id,
+        actor=registry.actor(registry.owner),
+        correlation_id="test",
+        rule=AlertRuleFields(
+            name="Hooked",
+            figure="cash",
+            comparison="below",
+            threshold=Decimal(100),
+            email=False,
+            webhook_url=f"http://127.0.0.1:{receiver.port}/hook",
+        ),
+    )
+    webhook_refused = await alerts.check_webhook_host(command, SETTINGS)
     async with transaction(registry.sessions) as session:
         saved = await alerts.set_alert_rule(
-            session=session,
-            command=SetAlertRule(
-                firm_id=registry.firm_id,
-                actor=registry.actor(registry.owner),
-                correlation_id="test",
-                rule=AlertRuleFields(
-                    name="Hooked",
-                    figure="cash",
-                    comparison="below",
-                    threshold=Decimal(100),
-                    email=False,
-                    webhook_url=f"http://127.0.0.1:{receiver.port}/hook",
-                ),
-            ),
-            settings=SETTINGS,
+            session=session, command=command, settings=SETTINGS, webhook_refused=webhook_refused
         )
     assert saved.webhook_secret is not None
     await registry.snapshot("1", T0)
@@ -593,6 +593,108 @@ async def test_a_removed_client_ends_its_alerts_and_takes_its_own_rules_along(re
     assert [event.rule_id for event in events if isinstance(event, AlertRuleRemoved)] == [own]
 
 
+async def _remove_client(registry: Registry, client_id: uuid.UUID) -> None:
+    async with transaction(registry.sessions) as session:
+        await clients.remove_client(
+            session=session,
+            command=RemoveClient(
+                firm_id=registry.firm_id, actor=registry.actor(registry.owner), correlation_id="rm", client_id=client_id
+            ),
+        )
+
+
+async def test_a_removed_clients_late_snapshot_or_failure_raises_nothing(registry: Registry) -> None:
+    """A refresh on its way when the client was removed still ends: its snapshot or failure,
+    handled after the removal, raises no alert under a rule for every client."""
+    await registry.rule(registry.owner, client_id=None, figure="cash", comparison="below", threshold=Decimal(100))
+    await registry.rule(
+        registry.owner, client_id=None, figure="failing_hours", comparison="above", threshold=Decimal(1)
+    )
+    await _remove_client(registry, registry.client_id)
+    await registry.new_events()
+    assert await registry.snapshot("5", T0) == 0
+    await registry.failed(T0)
+    assert await registry.check_failures(T0 + timedelta(hours=5)) == []
+    assert [event for event in await registry.new_events() if isinstance(event, AlertRaised)] == []
+
+
+@pytest.mark.parametrize("database_url", POSTGRESQL_ONLY, indirect=True)
+async def test_a_client_removed_while_its_snapshot_is_evaluated_leaves_no_alert_open(
+    database_url: str, registry: Registry
+) -> None:
+    """On two replicas at once: the evaluation of a snapshot that breaks a rule for every
+    client, and the client's removal (which locks only the client's own rules). Whichever
+    commits first, no alert about the removed client stays open."""
+    await registry.rule(registry.owner, client_id=None, figure="cash", comparison="below", threshold=Decimal(100))
+    for attempt in range(5):
+        client_id = await registry.another_client()
+        await asyncio.gather(
+            registry.snapshot("10.00", T0 + timedelta(hours=attempt + 1), client_id),
+            _remove_client(registry, client_id),
+        )
+        async with registry.sessions() as session:
+            open_episodes = (
+                await session.execute(
+                    select(func.count())
+                    .select_from(AlertEpisodeRow)
+                    .where(col(AlertEpisodeRow.client_id) == client_id, col(AlertEpisodeRow.ended_at).is_(None))
+                )
+            ).scalar_one()
+        assert open_episodes == 0, attempt
+
+
+async def test_a_removed_clients_alerts_are_left_out_of_the_digest(registry: Registry) -> None:
+    digest: dict[str, Any] = {"delivery": "daily_digest", "digest_at": time(8, 0), "time_zone": "UTC"}
+    await registry.rule(
+        registry.owner, client_id=None, figure="cash", comparison="below", threshold=Decimal(100), **digest
+    )
+    other = await registry.another_client()
+    now = datetime.now(UTC)
+    await registry.snapshot("5", now)
+    await registry.snapshot("6", now, other)
+    await _remove_client(registry, other)
+    [sent] = await registry.digests(now + timedelta(days=1, hours=1))
+    assert [episode.client_name for episode in sent.episodes] == ["Client"]
+
+
+async def test_a_digest_rules_new_condition_mails_the_waiting_alerts_as_they_were(registry: Registry) -> None:
+    """A digest names its rule's figure and threshold: alerts waiting for it when the
+    condition changes are mailed at once, under the condition they were raised on."""
+    digest: dict[str, Any] = {"delivery": "daily_digest", "digest_at": time(8, 0), "time_zone": "UTC"}
+    rule_id = await registry.rule(registry.owner, figure="cash", comparison="below", threshold=Decimal(100), **digest)
+    now = datetime.now(UTC)
+    await registry.snapshot("50", now)
+    await registry.new_events()
+    await registry.save(registry.owner, rule_id, figure="cash", comparison="below", threshold=Decimal(10), **digest)
+    [sent] = [event for event in await registry.new_events() if isinstance(event, AlertDigestDue)]
+    assert (sent.figure, sent.threshold) == ("cash", Decimal(100))
+    assert [episode.value for episode in sent.episodes] == [Decimal(50)]
+    # Listed once: the next digest has nothing left to say about it.
+    assert await registry.digests(now + timedelta(days=1, hours=1)) == []
+
+
+async def test_a_webhook_not_tried_for_the_firms_busy_lookups_keeps_its_attempts(registry: Registry) -> None:
+    """The hub's own hold-up (the firm's name lookups all still running) is not one of the
+    receiver's attempts: a healthy receiver is not given up for a colleague's slow host."""
+    hook: dict[str, Any] = {"figure": "cash", "comparison": "below", "threshold": Decimal(100), "email": False}
+    await registry.save(registry.owner, webhook_url="http://127.0.0.1:9/hook", **hook)
+    await registry.snapshot("1", T0)
+    now = datetime.now(UTC)
+    deferred = webhooks.Attempt(webhooks.Outcome.DEFERRED, "the host's name was not looked up yet: busy")
+    for round_number in range(SETTINGS.alert_webhook_max_attempts + 2):
+        at = now + timedelta(minutes=round_number)
+        async with transaction(registry.sessions) as session:
+            [delivery] = await alerts.claim_due_deliveries(session=session, now=at, hold=timedelta(seconds=30))
+            await alerts.record_attempt(
+                session=session, delivery_id=delivery.id, attempt=deferred, now=at, settings=SETTINGS
+            )
+    async with registry.sessions() as session:
+        row = await session.get(AlertWebhookDelivery, delivery.id)
+    assert row is not None
+    assert (row.attempts, row.failed_at, row.last_error) == (0, None, deferred.detail)
+    assert row.next_attempt_at == at + timedelta(seconds=SETTINGS.alert_webhook_retry_seconds)
+
+
 async def test_an_https_webhook_is_posted_to_the_address_checked_with_its_host_name_for_tls() -> None:
     """The POST goes to the resolved address, yet TLS verifies the certificate of the name."""
     authority = trustme.CA()
@@ -733,23 +835,23 @@ async def test_no_webhook_rule_without_a_real_secret_key_outside_dev_mode(regist
     insecure = RegistrySettings(
         mode=Mode.PRODUCTION, secret_key=SecretStr(DEV_SECRET_KEY), alert_webhook_allow_loopback=True
     )
+    command = SetAlertRule(
+        firm_id=registry.firm_id,
+        actor=registry.actor(registry.owner),
+        correlation_id="test",
+        rule=AlertRuleFields(
+            name="Hooked",
+            figure="cash",
+            comparison="below",
+            threshold=Decimal(1),
+            webhook_url="http://127.0.0.1:9/hook",
+        ),
+    )
+    webhook_refused = await alerts.check_webhook_host(command, insecure)
     async with transaction(registry.sessions) as session:
         with pytest.raises(CommandRejected) as refused:
             await alerts.set_alert_rule(
-                session=session,
-                command=SetAlertRule(
-                    firm_id=registry.firm_id,
-                    actor=registry.actor(registry.owner),
-                    correlation_id="test",
-                    rule=AlertRuleFields(
-                        name="Hooked",
-                        figure="cash",
-                        comparison="below",
-                        threshold=Decimal(1),
-                        webhook_url="http://127.0.0.1:9/hook",
-                    ),
-                ),
-                settings=insecure,
+                session=session, command=command, settings=insecure, webhook_refused=webhook_refused
             )
     assert (refused.value.rejection.reason, refused.value.rejection.field) == ("unavailable", "webhook_url")
 

@@ -16,10 +16,12 @@ import pytest
 from hub_common.purpose_keys import Purpose, derive
 from hub_common.sealing import Sealer, Unsealable
 from hub_registry.webhooks import (
+    LOOKUPS_BUSY,
     NOT_PUBLIC,
     Attempt,
     HostLookups,
     HostNotLookedUp,
+    LookupsBusy,
     Outcome,
     UnsafeWebhook,
     new_secret,
@@ -188,7 +190,8 @@ async def test_a_firm_whose_name_server_never_answers_holds_only_its_own_lookups
                 lookups=lookups,
             )
         assert time.monotonic() - started < 1 and "still running" in refused.value.reason
-        assert refused.value.message == NOT_PUBLIC  # said as any host the hub will not post to
+        # Not looked up at all: said as the firm's hold-up, not as a host the hub refuses.
+        assert isinstance(refused.value, LookupsBusy) and refused.value.message == LOOKUPS_BUSY
         for other in range(6):  # more than the pool has threads left beside the slow firm's
             target = await resolve_target(
                 "https://receiver.example/hook",
@@ -253,3 +256,61 @@ async def test_a_lookup_given_up_while_it_waited_for_a_thread_gives_its_place_ba
         hung.set()
     with pytest.raises(HostNotLookedUp):
         await first
+
+
+async def test_a_lookup_that_waited_for_a_thread_still_gets_its_whole_time() -> None:
+    """The name server's time starts when a thread takes the lookup: one queued behind
+    another firm's slow lookup is not failed for the time it waited."""
+
+    def lookup(host: str, port: int) -> list[tuple[Any, ...]]:
+        time.sleep(0.4)
+        return [(0, 0, 0, "", ("93.184.215.14", port))]
+
+    lookups = HostLookups(per_firm=4, threads=1, lookup=lookup)
+    first, second = await asyncio.gather(
+        resolve_target("https://a.example/h", allow_loopback=False, firm="a", timeout_seconds=0.6, lookups=lookups),
+        resolve_target("https://b.example/h", allow_loopback=False, firm="b", timeout_seconds=0.6, lookups=lookups),
+    )
+    assert first.addresses == second.addresses == ("93.184.215.14",)
+
+
+async def test_a_delivery_the_firms_busy_lookups_held_back_is_deferred_not_failed() -> None:
+    """Every lookup place of the firm held by hosts that never answer: the delivery to a
+    healthy receiver is put off (DEFERRED, not one of its attempts), not failed."""
+    hung = threading.Event()
+
+    def lookup(host: str, port: int) -> list[tuple[Any, ...]]:
+        if host.endswith("slow.example"):
+            hung.wait(30)
+            raise OSError("no answer")
+        return [(0, 0, 0, "", ("93.184.215.14", port))]
+
+    lookups = HostLookups(per_firm=2, threads=8, lookup=lookup)
+    try:
+        for number in range(2):
+            with pytest.raises(HostNotLookedUp) as abandoned:
+                await resolve_target(
+                    f"https://h{number}.slow.example/hook",
+                    allow_loopback=False,
+                    firm="f",
+                    timeout_seconds=0.1,
+                    lookups=lookups,
+                )
+            assert not isinstance(abandoned.value, LookupsBusy)  # looked up: the name server's fault
+        async with httpx.AsyncClient() as http:
+            attempt = await post(
+                http,
+                "https://receiver.example/hook",
+                body=b"{}",
+                secret="whsec_x",
+                event_id="e",
+                event_type="AlertRaised",
+                timestamp=0,
+                allow_loopback=False,
+                timeout_seconds=2,
+                firm="f",
+                lookups=lookups,
+            )
+        assert attempt.outcome is Outcome.DEFERRED and "not looked up yet" in attempt.detail
+    finally:
+        hung.set()

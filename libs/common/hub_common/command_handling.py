@@ -41,6 +41,7 @@ from hub_common.logging import bound_context, get_logger
 logger = get_logger(__name__)
 
 CommandT = TypeVar("CommandT", bound=BaseModel)
+PreparedT = TypeVar("PreparedT")
 
 # Commands of one subject one replica answers at once on PostgreSQL: one firm's command that
 # waits on the outside (Entra naming a tenant, a webhook's host looked up) must not hold every
@@ -156,12 +157,38 @@ class CommandServer:
         """Answer ``subject`` with ``run``, inside one transaction committed before the reply."""
 
         async def handle(command: CommandT) -> BaseModel:
-            async with self._turn(getattr(command, "firm_id", None)), self.transaction() as session:
-                if self._check is not None:
-                    await self._check(session, command)
-                return await run(session, command)
+            return await self._in_transaction(command, run)
 
         self.serve(subject, model, handle)
+
+    def serve_prepared_in_transaction(
+        self,
+        subject: str,
+        model: type[CommandT],
+        prepare: Callable[[CommandT], Awaitable[PreparedT]],
+        run: Callable[[AsyncSession, CommandT, PreparedT], Awaitable[BaseModel]],
+    ) -> None:
+        """As ``serve_in_transaction``, ``prepare`` first, outside any transaction: slow work
+        that needs no database (a name lookup of seconds) then holds none of the places
+        every firm's commands take turns for, and ``run`` gets what it found."""
+
+        async def handle(command: CommandT) -> BaseModel:
+            prepared = await prepare(command)
+
+            async def run_prepared(session: AsyncSession, command: CommandT) -> BaseModel:
+                return await run(session, command, prepared)
+
+            return await self._in_transaction(command, run_prepared)
+
+        self.serve(subject, model, handle)
+
+    async def _in_transaction(
+        self, command: CommandT, run: Callable[[AsyncSession, CommandT], Awaitable[BaseModel]]
+    ) -> BaseModel:
+        async with self._turn(getattr(command, "firm_id", None)), self.transaction() as session:
+            if self._check is not None:
+                await self._check(session, command)
+            return await run(session, command)
 
     @asynccontextmanager
     async def _turn(self, firm: object) -> AsyncIterator[None]:

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from hub_common import commands
 from hub_common.command_handling import CommandServer
 from hub_common.entra import TenantDirectory
+from hub_registry import webhooks
 from hub_registry.service import alerts, change_notices, clients, firms, refreshes, tenant_grants
 from hub_registry.service.shared import acting_member
 from hub_registry.settings import RegistrySettings
@@ -142,8 +143,15 @@ def register_command_handlers(
 
     # ------------------------------------------------------------ alert rules
 
-    async def set_alert_rule(session: AsyncSession, command: commands.SetAlertRule) -> BaseModel:
-        return await alerts.set_alert_rule(session=session, command=command, settings=settings)
+    async def check_webhook_host(command: commands.SetAlertRule) -> webhooks.UnsafeWebhook | None:
+        return await alerts.check_webhook_host(command, settings)
+
+    async def set_alert_rule(
+        session: AsyncSession, command: commands.SetAlertRule, webhook_refused: webhooks.UnsafeWebhook | None
+    ) -> BaseModel:
+        return await alerts.set_alert_rule(
+            session=session, command=command, settings=settings, webhook_refused=webhook_refused
+        )
 
     async def remove_alert_rule(session: AsyncSession, command: commands.RemoveAlertRule) -> BaseModel:
         await alerts.remove_alert_rule(session=session, command=command)
@@ -152,6 +160,8 @@ def register_command_handlers(
     async def list_alert_rules(session: AsyncSession, command: commands.ListAlertRules) -> BaseModel:
         return await alerts.list_alert_rules(session=session, command=command)
 
-    server.serve_in_transaction(commands.SET_ALERT_RULE, commands.SetAlertRule, set_alert_rule)
+    server.serve_prepared_in_transaction(
+        commands.SET_ALERT_RULE, commands.SetAlertRule, check_webhook_host, set_alert_rule
+    )
     server.serve_in_transaction(commands.REMOVE_ALERT_RULE, commands.RemoveAlertRule, remove_alert_rule)
     server.serve_in_transaction(commands.LIST_ALERT_RULES, commands.ListAlertRules, list_alert_rules)

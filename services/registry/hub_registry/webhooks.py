@@ -18,6 +18,7 @@ refuses stale timestamps (replays). ``Idempotency-Key`` is the AlertRaised event
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import ipaddress
@@ -154,6 +155,21 @@ class HostNotLookedUp(UnsafeWebhook):
         self.reason = reason
 
 
+LOOKUPS_BUSY = N_("Your firm's webhook hosts are still being looked up; try again in a minute")
+
+
+class LookupsBusy(HostNotLookedUp):
+    """The hub did not look the host up: the firm's places for lookups are held by earlier
+    ones still running, or no thread took it in time (many firms' name servers not
+    answering). Nothing was learnt about the host, so it is said as such: not a refusal of
+    the host, and not one of a delivery's attempts."""
+
+    def __init__(self, host: str, reason: str) -> None:
+        UnsafeWebhook.__init__(self, LOOKUPS_BUSY)
+        self.host = host
+        self.reason = reason
+
+
 AddressLookup = Callable[[str, int], list[tuple[Any, ...]]]
 
 
@@ -190,19 +206,38 @@ class HostLookups:
             return self._running[firm]
 
     async def addresses(self, host: str, port: int, *, firm: str, timeout_seconds: float) -> list[tuple[Any, ...]]:
+        """The host's addresses; the name server gets ``timeout_seconds`` from the moment a
+        thread takes the lookup, and the lookup waits as long for a thread (LookupsBusy)."""
         with self._lock:
             if self._running[firm] >= self._per_firm:
-                raise HostNotLookedUp(host, f"{self._running[firm]} earlier lookups of the firm's hosts still running")
+                raise LookupsBusy(host, f"{self._running[firm]} earlier lookups of the firm's hosts still running")
             self._running[firm] += 1
+
+        loop = asyncio.get_running_loop()
+        started = asyncio.Event()
+
+        def look_up() -> list[tuple[Any, ...]]:
+            # A closed loop (RuntimeError) has nobody waiting for this answer.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(started.set)
+            return self._lookup(host, port)
 
         # The place is given back when the lookup ends, also one cancelled while it still
         # waited for a thread (it never runs then, and nothing else would give it back).
-        work = self._executor.submit(self._lookup, host, port)
+        work = self._executor.submit(look_up)
         work.add_done_callback(lambda _: self._release(firm))
+        answer = asyncio.wrap_future(work)
         try:
             async with asyncio.timeout(timeout_seconds):
-                # Cancelled at the timeout: a lookup still waiting for a thread never starts.
-                return await asyncio.wrap_future(work)
+                await started.wait()
+        except TimeoutError as error:
+            if work.cancel():  # still waiting for a thread: it never runs
+                answer.cancel()
+                raise LookupsBusy(host, f"no thread free for the lookup within {timeout_seconds:g} s") from error
+            # A thread took it just now: it gets its time like any other.
+        try:
+            async with asyncio.timeout(timeout_seconds):
+                return await answer
         except TimeoutError as error:
             raise HostNotLookedUp(host, f"no answer within {timeout_seconds:g} s") from error
         except OSError as error:
@@ -274,6 +309,10 @@ class Outcome(StrEnum):
     TRANSIENT = "transient"
     # Trying again will not help: another 4xx, a redirect, a URL no longer allowed.
     PERMANENT = "permanent"
+    # Not tried: the hub could not look the host up yet (LookupsBusy). Not one of the
+    # delivery's attempts, or a firm's hosts that never answer would use up the attempts of
+    # its healthy receivers.
+    DEFERRED = "deferred"
 
 
 @dataclass(frozen=True)
@@ -318,6 +357,9 @@ async def post(
                 target = await resolve_target(
                     url, allow_loopback=allow_loopback, firm=firm, timeout_seconds=timeout_seconds, lookups=lookups
                 )
+            except LookupsBusy as error:
+                # The hub's own hold-up, not the receiver's: tried again soon, not counted.
+                return Attempt(Outcome.DEFERRED, f"the host's name was not looked up yet: {error.reason}")
             except HostNotLookedUp as error:
                 # A name server's outage passes: tried again, as a receiver that did not answer.
                 return Attempt(Outcome.TRANSIENT, f"the host's name lookup failed: {error.reason}")

@@ -182,7 +182,36 @@ def _checked_condition(fields: AlertRuleFields) -> Condition:
 SAVE_LOOKUP_SECONDS = 5.0
 
 
-async def set_alert_rule(*, session: AsyncSession, command: SetAlertRule, settings: RegistrySettings) -> AlertRuleSaved:
+async def check_webhook_host(command: SetAlertRule, settings: RegistrySettings) -> webhooks.UnsafeWebhook | None:
+    """Why the rule's webhook URL may not be posted to (its host looked up), or None.
+
+    Run before the save takes its place among the registry's transactions
+    (``serve_prepared_in_transaction``): a host whose name server is slow holds the save for
+    up to SAVE_LOOKUP_SECONDS, and held inside, a few firms saving such rules would take
+    every place the other firms' commands wait for. The verdict is said only where the save
+    needs it: a creation answered again, as the first time, does not depend on it."""
+    if command.rule.webhook_url is None:
+        return None
+    try:
+        await webhooks.resolve_target(
+            command.rule.webhook_url,
+            allow_loopback=settings.alert_webhook_allow_loopback,
+            firm=str(command.firm_id),
+            timeout_seconds=min(SAVE_LOOKUP_SECONDS, settings.alert_webhook_timeout_seconds),
+        )
+    except webhooks.UnsafeWebhook as error:
+        return error
+    return None
+
+
+async def set_alert_rule(
+    *,
+    session: AsyncSession,
+    command: SetAlertRule,
+    settings: RegistrySettings,
+    webhook_refused: webhooks.UnsafeWebhook | None,
+) -> AlertRuleSaved:
+    """Create or change a rule; ``webhook_refused`` is ``check_webhook_host``'s verdict."""
     fields = command.rule
     condition = _checked_condition(fields)
     accountant = await acting_accountant(session, command.firm_id, command.actor)
@@ -202,18 +231,12 @@ async def set_alert_rule(*, session: AsyncSession, command: SetAlertRule, settin
                 N_("This hub cannot keep webhook secrets yet: its operator must set HUB_SECRET_KEY"),
                 "webhook_url",
             ) from error
-        # The transaction is open (the actor was checked), so the lookup is bounded: a host
-        # whose name server never answers holds this command, and the ones queued behind it,
-        # for SAVE_LOOKUP_SECONDS at most.
-        try:
-            await webhooks.resolve_target(
-                fields.webhook_url,
-                allow_loopback=settings.alert_webhook_allow_loopback,
-                firm=str(command.firm_id),
-                timeout_seconds=min(SAVE_LOOKUP_SECONDS, settings.alert_webhook_timeout_seconds),
-            )
-        except webhooks.UnsafeWebhook as error:
-            raise refused(RejectionReason.INVALID, error.message, "webhook_url", **error.values) from error
+        if isinstance(webhook_refused, webhooks.LookupsBusy):
+            raise refused(RejectionReason.RATE_LIMITED, webhook_refused.message, "webhook_url") from webhook_refused
+        if webhook_refused is not None:
+            raise refused(
+                RejectionReason.INVALID, webhook_refused.message, "webhook_url", **webhook_refused.values
+            ) from webhook_refused
     if fields.client_id is not None:
         await live_client(session, command.firm_id, fields.client_id)
     now = datetime.now(UTC)
@@ -277,9 +300,17 @@ async def set_alert_rule(*, session: AsyncSession, command: SetAlertRule, settin
         row.webhook_secret_sealed = sealer(settings).seal(secret, context=str(row.id))
     digested_before = row.email and row.delivery == Delivery.DAILY_DIGEST.value
     digested_after = fields.email and fields.delivery == Delivery.DAILY_DIGEST.value
-    if digested_before and not digested_after:
+    condition_changed = command.rule_id is not None and (
+        row.figure,
+        row.comparison,
+        Decimal(row.threshold),
+        row.client_id,
+    ) != (condition.figure.value, condition.comparison.value, condition.threshold, fields.client_id)
+    if digested_before and (not digested_after or condition_changed):
         # Alerts started under the digest are waiting for it: mailed now, as the digest they
-        # were promised, about the rule as it was when they started, unless the mail is turned off.
+        # were promised, about the rule as it was when they started (a digest names the rule's
+        # figure and threshold, which would otherwise be the new ones), unless the mail is
+        # turned off.
         async def emit_digest(digest: AlertDigestDue) -> object:
             return await emit(session, Context.of(command), digest)
 
@@ -420,6 +451,13 @@ async def forget_client(session: AsyncSession, context: Context, client_id: uuid
     )
     await _end_open_episodes(
         session, context, col(AlertEpisodeRow.client_id) == client_id, reason="client_removed", now=now
+    )
+    # Nor are they listed in a rule's next daily digest.
+    await session.execute(
+        update(AlertEpisodeRow)
+        .where(col(AlertEpisodeRow.client_id) == client_id, col(AlertEpisodeRow.digest_pending).is_(True))
+        .values(digest_pending=False)
+        .execution_options(synchronize_session=False)
     )
     # Alerts about it that a rule for every client raised, not sent yet: the firm removed
     # the client, and its figures no longer go anywhere (a delivery's id is its alert's).
@@ -696,6 +734,30 @@ async def _give_up_pending_deliveries(session: AsyncSession, rule_id: uuid.UUID,
     )
 
 
+async def _live_clients_held(
+    session: AsyncSession, firm_id: uuid.UUID, client_ids: Collection[uuid.UUID]
+) -> list[Client]:
+    """The firm's clients among ``client_ids`` not removed, share-locked (PostgreSQL) until
+    the evaluation commits: a removal at this instant either waits and then ends the
+    episodes this starts, or commits first and its client is not evaluated. Without it, a
+    rule for every client (which the removal does not lock) raised an alert about a client
+    removed a moment before, which stayed open, mailed and posted."""
+    if not client_ids:
+        return []
+    query = (
+        select(Client)
+        .where(
+            col(Client.id).in_(sorted(set(client_ids))),
+            col(Client.firm_id) == firm_id,
+            col(Client.removed_at).is_(None),
+        )
+        .order_by(col(Client.id))  # one lock order on every path
+        .with_for_update(read=True)
+        .execution_options(populate_existing=True)
+    )
+    return list((await session.execute(query)).scalars())
+
+
 async def _live_rules(
     session: AsyncSession, firm_id: uuid.UUID, client_id: uuid.UUID | None = None
 ) -> list[AlertRuleRow]:
@@ -897,11 +959,15 @@ def webhook_body(envelope: Envelope[EventData]) -> str:
 async def on_snapshot(*, session: AsyncSession, snapshot: Envelope[CompanySnapshot]) -> int:
     """Evaluate a company's snapshot against its firm's rules; how many episodes changed."""
     data = snapshot.data
-    client = await session.get(Client, data.client_id)
+    held = await _live_clients_held(session, snapshot.firm_id, [data.client_id])
+    if not held:
+        return 0  # removed (its alerts ended with it), or no client of this firm
+    client = held[0]
     if read_the_place_before(client, data.accounts_revision):
         return 0
-    # The rules first: every path takes the rules' locks before the failure rows' (a removal
-    # locks the rule, then forgets failures), or two of them could wait on each other.
+    # The rules next: every path takes the client's lock, then the rules', then the failure
+    # rows' (a removal updates the client, locks its rules, then forgets failures), or two
+    # of them could wait on each other.
     rules = await _live_rules(session, snapshot.firm_id, data.client_id)
     # A successful read ends the company's failure and the client's as a whole, watched or
     # not: a failure row left behind would count from the past for a rule added later. Only
@@ -919,7 +985,7 @@ async def on_snapshot(*, session: AsyncSession, snapshot: Envelope[CompanySnapsh
     if not rules:
         return 0  # the firm watches nothing here: the cheap and common case
     position = await session.get(AlertPositionRow, (data.client_id, data.company_id))
-    if client is not None and data.accounts_revision < client.accounts_revision:
+    if data.accounts_revision < client.accounts_revision:
         # Figures made with account numbers the card no longer names are not evaluated; the
         # read itself still counts as one (a failure handled later that came before it is over).
         if position is None:
@@ -986,7 +1052,7 @@ async def on_refresh_failed(*, session: AsyncSession, failed: Envelope[RefreshFa
     if last_read is not None and data.failure.occurred_at <= last_read:
         return  # a failure handled after a later success (another stream, a retry): over already
     client = await session.get(Client, data.client_id)
-    if client is None or client.firm_id != failed.firm_id:
+    if client is None or client.firm_id != failed.firm_id or client.removed_at is not None:
         return
     session.add(
         AlertFailureRow(
@@ -1003,11 +1069,18 @@ async def check_failures(*, session: AsyncSession, now: datetime, correlation_id
     """The periodic check: every failure long enough for a rule starts its episode."""
     failures = list((await session.execute(select(AlertFailureRow))).scalars())
     changed = 0
-    for firm_id in {failure.firm_id for failure in failures}:
-        rules = [rule for rule in await _live_rules(session, firm_id) if rule.figure == Figure.FAILING_HOURS.value]
-        if not rules:
-            continue
+    for firm_id in sorted({failure.firm_id for failure in failures}):
         firm_failures = [failure for failure in failures if failure.firm_id == firm_id]
+        # The clients held first, then the rules, as on every path; a client removed since
+        # its failures were read is left out.
+        live = {
+            client.id
+            for client in await _live_clients_held(session, firm_id, {failure.client_id for failure in firm_failures})
+        }
+        firm_failures = [failure for failure in firm_failures if failure.client_id in live]
+        rules = [rule for rule in await _live_rules(session, firm_id) if rule.figure == Figure.FAILING_HOURS.value]
+        if not rules or not firm_failures:
+            continue
         observations = [
             Observation(
                 _subject_of(failure.client_id, failure.company_key),
@@ -1063,7 +1136,13 @@ async def _digest_pending(
             await session.execute(
                 select(AlertEpisodeRow, Client.name)
                 .join(Client, col(Client.id) == col(AlertEpisodeRow.client_id))
-                .where(col(AlertEpisodeRow.rule_id) == rule.id, col(AlertEpisodeRow.digest_pending).is_(True))
+                .where(
+                    col(AlertEpisodeRow.rule_id) == rule.id,
+                    col(AlertEpisodeRow.digest_pending).is_(True),
+                    # A removed client's alerts go nowhere (its removal took them out of the
+                    # digest; one waiting since before this check is left out too).
+                    col(Client.removed_at).is_(None),
+                )
                 .order_by(col(AlertEpisodeRow.started_at), col(AlertEpisodeRow.id))
                 .limit(DIGEST_PAGE)
                 # Another replica listing the same rule (a switch away from the digest as it
@@ -1224,6 +1303,10 @@ async def claim_due_deliveries(
                 col(AlertWebhookDelivery.id) == candidate.id,
                 col(AlertWebhookDelivery.attempts) == candidate.attempts,
                 col(AlertWebhookDelivery.delivered_at).is_(None),
+                # Given up (its client removed, its rule changed) or put off since it was read:
+                # not sent.
+                col(AlertWebhookDelivery.failed_at).is_(None),
+                col(AlertWebhookDelivery.next_attempt_at) <= now,
                 or_(col(AlertWebhookDelivery.claimed_until).is_(None), col(AlertWebhookDelivery.claimed_until) <= now),
             )
             .values(claimed_until=now + hold)
@@ -1274,6 +1357,14 @@ async def record_attempt(
         if attempt.outcome is not webhooks.Outcome.DELIVERED:
             return
         delivery.failed_at = None
+    if attempt.outcome is webhooks.Outcome.DEFERRED:
+        # Not tried (the firm's lookups were all still running): its attempts stay as they
+        # were, and it comes back after the first wait of a retry.
+        delivery.claimed_until = None
+        delivery.last_error = attempt.detail[:500]
+        delivery.next_attempt_at = now + timedelta(seconds=settings.alert_webhook_retry_seconds)
+        session.add(delivery)
+        return
     delivery.attempts += 1
     delivery.claimed_until = None
     delivery.last_error = None if attempt.outcome is webhooks.Outcome.DELIVERED else attempt.detail[:500]
