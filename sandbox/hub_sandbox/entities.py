@@ -107,6 +107,15 @@ GENERAL_LEDGER_SETUP = EntityType(
     ),
 )  # fmt: skip
 
+ACCOUNTING_PERIOD = EntityType(
+    name="accountingPeriod",
+    entity_set="accountingPeriods",
+    properties=_props(
+        ("id", G), ("startingDate", DATE), ("name", S), ("newFiscalYear", BOOL), ("closed", BOOL),
+        ("dateLocked", BOOL), ("lastModifiedDateTime", DATETIME),
+    ),
+)  # fmt: skip
+
 ACCOUNT = EntityType(
     name="account",
     entity_set="accounts",
@@ -189,6 +198,34 @@ def general_ledger_setup_records(book: CompanyBook, business_date: dt.date) -> l
     for n, code in enumerate(setup.shortcut_dimension_codes, start=1):
         record[f"shortcutDimension{n}Code"] = code
     return [record]
+
+
+# The years of monthly periods a demo company has set up: two closed, the current, the next.
+_PERIOD_YEARS_BEFORE, _PERIOD_YEARS_AHEAD = 2, 1
+
+
+def accounting_period_records(book: CompanyBook, business_date: dt.date) -> list[Record]:
+    """Monthly accounting periods, each year opened on its fiscal year's first day (demo
+    companies keep calendar years), as "Create Fiscal Year" makes them; the years before
+    the current one closed and date-locked."""
+    first_year = book.fiscal_year_start.year - _PERIOD_YEARS_BEFORE
+    records: list[Record] = []
+    for year in range(first_year, book.fiscal_year_start.year + _PERIOD_YEARS_AHEAD + 1):
+        closed = year < book.fiscal_year_start.year
+        for month in range(1, 13):
+            starting = dt.date(year, month, 1)
+            records.append(
+                {
+                    "id": uuid.uuid5(book.company.id, f"accountingPeriod/{starting.isoformat()}"),
+                    "startingDate": starting,
+                    "name": starting.strftime("%B"),
+                    "newFiscalYear": month == 1,
+                    "closed": closed,
+                    "dateLocked": closed,
+                    "lastModifiedDateTime": dt.datetime(first_year, 1, 1, tzinfo=dt.UTC),
+                }
+            )
+    return records
 
 
 def account_records(book: CompanyBook, business_date: dt.date) -> list[Record]:
@@ -979,6 +1016,7 @@ COMPANY_ENTITY_SETS: dict[str, CompanyEntitySet] = {
     for entity_set in (
         CompanyEntitySet(COMPANY_INFORMATION, _ignore_options(company_information_records), "79 Company"),
         CompanyEntitySet(GENERAL_LEDGER_SETUP, _ignore_options(general_ledger_setup_records), "98 G/L Setup"),
+        CompanyEntitySet(ACCOUNTING_PERIOD, _ignore_options(accounting_period_records), "50 Accounting Period"),
         CompanyEntitySet(ACCOUNT, _ignore_options(account_records)),
         CompanyEntitySet(GENERAL_LEDGER_ENTRY, _ignore_options(general_ledger_entry_records), GL_ENTRY),
         CompanyEntitySet(CUSTOMER, customer_records, "18 Customer"),

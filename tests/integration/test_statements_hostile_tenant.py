@@ -166,7 +166,7 @@ async def _failure(reader: StatementsReader) -> FetchFailure:
 async def test_good_answers_are_read_in_one_batch(reader: StatementsReader) -> None:
     statements = await reader.read(CONNECTION, COMPANY, as_of=AS_OF)
     assert len(FakeTenant.batches) == 1
-    assert len(FakeTenant.batches[0]) == 9
+    assert len(FakeTenant.batches[0]) == 10
     assert statements.currency_code == "EUR"
     # Sorted by BC's line number, whatever order the lines came in.
     assert [line.description for line in statements.balance_sheet.lines] == ["Assets", "Cash", "Total"]
@@ -200,6 +200,41 @@ async def test_a_fiscal_year_from_july_reads_the_period_statements_again(reader:
     assert statements.fiscal_year_start == dt.date(2025, 7, 1)
     assert statements.income_statement.period_start == dt.date(2025, 7, 1)
     assert statements.trial_balance.period_start == dt.date(2025, 7, 1)
+
+
+async def test_a_changed_year_end_is_read_from_the_accounting_periods(reader: StatementsReader) -> None:
+    """The year end moved from December to June: the short year runs January to June 2026
+    and the next one, set up ahead, opens on 1 July. companyInformation names that one;
+    the year holding the date is the one the accounting periods opened last before it."""
+    FakeTenant.answers["companyInformation"] = {
+        "value": [{"currencyCode": "EUR", "currentFiscalYearStartDate": "2026-07-01"}]
+    }
+    FakeTenant.answers["accountingPeriods"] = {"value": [{"startingDate": "2026-01-01"}]}
+    statements = await reader.read(CONNECTION, COMPANY, as_of=AS_OF)
+    [asked] = [url for url in FakeTenant.batches[0] if _entity_set(url) == "accountingPeriods"]
+    assert "$filter=newFiscalYear eq true and startingDate le 2026-05-19" in asked
+    assert "$orderby=startingDate desc&$top=1" in asked
+    assert len(FakeTenant.batches) == 1, "the calendar year was read already"
+    assert statements.fiscal_year_start == dt.date(2026, 1, 1)
+    assert statements.income_statement.period_start == dt.date(2026, 1, 1)
+
+
+async def test_a_retail_year_of_52_weeks_starts_where_its_period_does(reader: StatementsReader) -> None:
+    FakeTenant.answers["accountingPeriods"] = {"value": [{"startingDate": "2025-06-01"}]}
+    statements = await reader.read(CONNECTION, COMPANY, as_of=AS_OF)
+    assert len(FakeTenant.batches) == 2
+    assert all("dateFilter ge 2025-06-01 and dateFilter le 2026-05-19" in url for url in FakeTenant.batches[1])
+    assert statements.fiscal_year_start == statements.trial_balance.period_start == dt.date(2025, 6, 1)
+
+
+async def test_accounting_periods_refused_fall_back_to_the_current_fiscal_year(reader: StatementsReader) -> None:
+    FakeTenant.answers["companyInformation"] = {
+        "value": [{"currencyCode": "EUR", "currentFiscalYearStartDate": "2025-07-01"}]
+    }
+    FakeTenant.statuses["accountingPeriods"] = 403
+    FakeTenant.answers["accountingPeriods"] = {"error": {"code": "Internal_ServerError", "message": "no permission"}}
+    statements = await reader.read(CONNECTION, COMPANY, as_of=AS_OF)
+    assert statements.fiscal_year_start == dt.date(2025, 7, 1)
 
 
 async def test_next_links_on_the_same_host_are_followed(reader: StatementsReader, fake_bc: str) -> None:

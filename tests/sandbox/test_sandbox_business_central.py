@@ -106,6 +106,34 @@ def test_company_information_and_general_ledger_setup(
     assert ledger["allowPostingFrom"] == "0001-01-01"
 
 
+def test_accounting_periods_answer_the_fiscal_year_holding_a_date(
+    http: httpx.Client, acquire_token: TokenSource, catalogue: TenantCatalogue
+) -> None:
+    """The query the hub's workbooks ask: the last period on or before a date that opens a
+    fiscal year."""
+    token = acquire_token(str(SAMPLE_TENANT_ID))
+    company = first_company(catalogue)
+    url = f"{api()}/companies({company.id})/accountingPeriods"
+    every = get(http, token, url)
+    assert every.status_code == 200
+    assert len(every.json()["value"]) == 48  # two closed years, the current one, the next
+    opened = get(
+        http,
+        token,
+        url,
+        **{
+            "$filter": "newFiscalYear eq true and startingDate le 2025-11-30",
+            "$orderby": "startingDate desc",
+            "$top": "1",
+            "$select": "startingDate",
+        },
+    )
+    assert opened.status_code == 200, opened.text
+    assert [period["startingDate"] for period in opened.json()["value"]] == ["2025-01-01"]
+    [closed] = [period for period in every.json()["value"] if period["startingDate"] == "2025-12-01"]
+    assert (closed["name"], closed["closed"], closed["newFiscalYear"]) == ("December", True, False)
+
+
 def test_accounts_filter_and_select(http: httpx.Client, acquire_token: TokenSource, catalogue: TenantCatalogue) -> None:
     company = first_company(catalogue)
     response = get(

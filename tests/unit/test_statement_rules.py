@@ -93,10 +93,37 @@ def test_anything_else_is_refused(text: str) -> None:
         ("2024-02-29", "2026-03-01", "2026-02-28"),
     ],
 )
-def test_the_fiscal_year_holding_a_date(current_start: str, as_of: str, start: str) -> None:
-    assert fiscal_year_start(dt.date.fromisoformat(current_start), dt.date.fromisoformat(as_of)) == (
-        dt.date.fromisoformat(start)
-    )
+def test_without_accounting_periods_years_of_twelve_months_are_counted(
+    current_start: str, as_of: str, start: str
+) -> None:
+    assert fiscal_year_start(
+        dt.date.fromisoformat(as_of), last_opened=None, current_start=dt.date.fromisoformat(current_start)
+    ) == dt.date.fromisoformat(start)
+
+
+@pytest.mark.parametrize(
+    ("last_opened", "as_of", "start"),
+    [
+        # A year end moved from December to June: a short year from January to June 2024.
+        ("2024-01-01", "2024-05-31", "2024-01-01"),
+        ("2023-01-01", "2023-12-31", "2023-01-01"),
+        ("2024-07-01", "2025-03-31", "2024-07-01"),
+        # 52/53-week retail years: the year opened on 4 February, not on the 1st.
+        ("2024-02-04", "2025-01-31", "2024-02-04"),
+        # The year's first day itself.
+        ("2025-07-01", "2025-07-01", "2025-07-01"),
+        # Past the periods set up: twelve-month years on from the last one opened.
+        ("2024-07-01", "2026-08-15", "2026-07-01"),
+        ("2024-07-01", "2026-06-30", "2025-07-01"),
+    ],
+)
+def test_the_fiscal_year_is_the_one_the_accounting_periods_opened(last_opened: str, as_of: str, start: str) -> None:
+    # companyInformation's current start (a year set up ahead) does not move it.
+    assert fiscal_year_start(
+        dt.date.fromisoformat(as_of),
+        last_opened=dt.date.fromisoformat(last_opened),
+        current_start=dt.date(2026, 7, 1),
+    ) == dt.date.fromisoformat(start)
 
 
 def test_bc_enum_values_are_decoded() -> None:

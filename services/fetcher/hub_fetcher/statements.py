@@ -82,6 +82,10 @@ class _LedgerSetup(Entity):
     local_currency_code: ShortText = Field(default="", alias="localCurrencyCode")
 
 
+class _AccountingPeriod(Entity):
+    starting_date: BcDate = Field(default=None, alias="startingDate")
+
+
 class _ReportRow(Entity):
     """A financial report row; each statement names its amount field differently."""
 
@@ -247,10 +251,21 @@ def _shift_years(day: dt.date, years: int) -> dt.date:
     return day.replace(year=year, day=min(day.day, calendar.monthrange(year, day.month)[1]))
 
 
-def fiscal_year_start(current_start: dt.date, as_of: dt.date) -> dt.date:
-    """The start of the fiscal year holding ``as_of``, from the current fiscal year's
-    start, taking fiscal years to last twelve months (BC's accounting periods may differ,
-    but API v2.0's companyInformation gives only this date)."""
+def fiscal_year_start(as_of: dt.date, *, last_opened: dt.date | None, current_start: dt.date) -> dt.date:
+    """The start of the fiscal year holding ``as_of``.
+
+    ``last_opened`` is the start of the last accounting period on or before ``as_of`` that
+    opens a fiscal year (BC's "New Fiscal Year"): that is the year, however long the years
+    before it were (a changed year end, a short first year, 52/53-week years). Past the
+    periods the company has set up (BC lets it post nowhere there), and for a company with
+    none, years of twelve months are counted on from it, or from ``current_start``
+    (companyInformation's current fiscal year, which BC takes from the last period opening
+    a year, so possibly one set up ahead of ``as_of``)."""
+    if last_opened is not None:
+        start = last_opened
+        while (following := _shift_years(start, 1)) <= as_of:
+            start = following
+        return start
     start = _shift_years(current_start, as_of.year - current_start.year)
     if start > as_of:
         start = _shift_years(start, -1)
@@ -307,6 +322,14 @@ def statement_requests(
             "information", f"{_company(company_id)}/companyInformation?$select=currencyCode,currentFiscalYearStartDate"
         ),
         BatchRequest("setup", f"{_company(company_id)}/generalLedgerSetup?$select=localCurrencyCode"),
+        # Optional: without it (a tenant that refuses the page), the year is counted from
+        # companyInformation's current fiscal year start.
+        BatchRequest(
+            "fiscal_year",
+            f"{_company(company_id)}/accountingPeriods?$filter=newFiscalYear eq true and startingDate le "
+            f"{as_of.isoformat()}&$orderby=startingDate desc&$top=1&$select=startingDate",
+            optional=True,
+        ),
         _statement_request(
             "balance_sheet", company_id, "balanceSheets", "balance", f"dateFilter eq {as_of.isoformat()}", page_size
         ),
@@ -495,7 +518,11 @@ class StatementsReader:
         collections = read.collections
         information = _first(_CompanyInformation, collections["information"], "companyInformation")
         setup = _first(_LedgerSetup, collections["setup"], "generalLedgerSetup")
-        period_start = fiscal_year_start(information.current_fiscal_year_start or calendar_year, as_of)
+        opened = collections.get("fiscal_year")
+        last_opened = _first(_AccountingPeriod, opened, "accountingPeriods").starting_date if opened else None
+        period_start = fiscal_year_start(
+            as_of, last_opened=last_opened, current_start=information.current_fiscal_year_start or calendar_year
+        )
         if period_start != calendar_year:
             # The period's statements again, over the fiscal year: this read's outcome replaces
             # the calendar year's, failures included.
