@@ -794,3 +794,45 @@ def test_a_client_added_while_the_page_is_open_can_be_picked_in_the_filter(
     page.locator("#filter-client").select_option(label="Added later")
     expect(page).to_have_url(re.compile(f"client_id={added.json()['client_id']}"))
     expect(page.locator("#grid-body tr[data-key]").first).to_contain_text("Added later")
+
+
+def test_the_statements_date_picked_in_the_pane_stays_through_a_refresh(page: Page, hub: Hub, sandbox: Sandbox) -> None:
+    """The pane is drawn again as its company refreshes: the statements date the accountant
+    picked, and the focus on the pane's Refresh, stay (the date went back to today, and the
+    next download was today's statements)."""
+    email = "judy@coho-accounting.example"
+    sign_in(page, hub, email)
+    api = hub.client(email)
+    url = f"{sandbox.web_client}/cronus-sample.onmicrosoft.com/Production"
+    client_id = add_connected_client(sandbox, api, {"name": "CRONUS", "client_url": url})
+    deadline = time.monotonic() + 60
+    while not (
+        read := [
+            r
+            for r in api.get("/api/v1/dashboard", params={"client_id": client_id}).json()["rows"]
+            if r["company_id"] and r["state"] == "ok"
+        ]
+    ):
+        assert time.monotonic() < deadline, "the client's companies were never read"
+        time.sleep(0.3)
+    first = read[0]
+    name = first["company_name"]
+    row = page.locator(f'#grid-body tr[data-key="{client_id}/{first["company_id"]}"]')
+    expect(row.locator(".state")).to_have_text("OK", timeout=60_000)
+    row.get_by_role("button", name=f"Details of {name}").click()
+    pane = page.get_by_role("dialog", name=name)
+    as_of = pane.locator("#workbook-as-of")
+    expect(as_of).to_be_visible()
+    as_of.fill("2025-12-31")
+    workbook = pane.get_by_role("link", name="Financial statements (Excel)")
+    expect(workbook).to_have_attribute("href", re.compile(r"/workbook\?as_of=2025-12-31$"))
+    # Marked, so the test sees the pane drawn again rather than the drawing before.
+    page.evaluate("document.querySelector('#cash-title').dataset.before = 'yes'")
+    refresh = pane.get_by_role("button", name="Refresh", exact=True)
+    refresh.focus()
+    refresh.press("Enter")
+    expect(pane.locator("#cash-title[data-before]")).to_have_count(0, timeout=60_000)
+    expect(row.locator(".state")).to_have_text("OK", timeout=60_000)
+    expect(as_of).to_have_value("2025-12-31")
+    expect(workbook).to_have_attribute("href", re.compile(r"/workbook\?as_of=2025-12-31$"))
+    expect(pane.get_by_role("button", name="Refresh", exact=True)).to_be_focused()

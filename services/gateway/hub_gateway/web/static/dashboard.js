@@ -1097,13 +1097,21 @@ Hub.start(() => {
       details.exchange_rates.length ? h("ul", {}, details.exchange_rates.map((r) => h("li", {}, CURRENCY_WORDS.rate(r, currency))))
         : h("p", { class: "muted" }, CURRENCY_WORDS.noRates(details.exchange_rates_unavailable))));
     const workbookPath = `/api/v1/clients/${details.client_id}/companies/${details.company_id}/workbook`;
-    const workbook = h("a", { class: "button", href: workbookPath, download: true }, _("Financial statements (Excel)"));
     // The client's today, as the workbook's own default counts it (not the browser's).
     const today = details.client_today;
-    const asOf = h("input", { type: "date", id: "workbook-as-of", value: today, max: today, min: "1990-01-01",
-      onchange: (event) => { workbook.href = event.target.value ? `${workbookPath}?as_of=${event.target.value}` : workbookPath; } });
+    const workbookHref = (asOfDate) => (asOfDate && asOfDate !== today ? `${workbookPath}?as_of=${asOfDate}` : workbookPath);
+    // The pane is drawn again at each live change of its company (a refresh it asked for,
+    // a change in BC): the date picked, or being typed, stays, and keeps its focus.
+    const company = `${details.client_id}/${details.company_id}`;
+    const before = $("details-body").querySelector("#workbook-as-of");
+    const kept = before && before.dataset.company === company ? before : null;
+    const focusedBefore = $("details-body").contains(document.activeElement) ? document.activeElement.dataset.focus : null;
+    const asOf = kept || h("input", { type: "date", id: "workbook-as-of", value: today, min: "1990-01-01", "data-focus": "as-of", dataset: { company } });
+    asOf.max = today;
+    const workbook = h("a", { class: "button", href: workbookHref(asOf.value), download: true }, _("Financial statements (Excel)"));
+    asOf.onchange = asOf.oninput = (event) => { workbook.href = workbookHref(event.target.value); };
     body.push(h("div", { class: "actions" },
-      h("button", { type: "button", onclick: () => refreshRows([details]) }, _("Refresh")),
+      h("button", { type: "button", "data-focus": "refresh", onclick: () => refreshRows([details]) }, _("Refresh")),
       details.web_client_link ? h("a", { class: "button", href: details.web_client_link, target: "_blank", rel: "noopener noreferrer" }, _("Go to Business Central")) : null,
       workbook,
       h("label", { for: "workbook-as-of" }, _("Statements as of"), " ", asOf)));
@@ -1133,6 +1141,7 @@ Hub.start(() => {
     body.push(h("section", { "aria-labelledby": "overdue-purchase-title" }, h("h3", { id: "overdue-purchase-title" }, _("Overdue purchase invoices")),
       invoiceTable(_("Overdue purchase invoices"), figures.overdue_purchase_invoices, currency, _("Vendor"), true)));
     $("details-body").replaceChildren(...body);
+    if (focusedBefore) $("details-body").querySelector(`[data-focus="${focusedBefore}"]`)?.focus();
   }
 
   // Keep "as of" ages current without asking the server.
