@@ -434,7 +434,8 @@ def test_the_client_card_names_the_cash_accounts_and_the_pane_says_so(page: Page
     page.goto(f"{hub.url}/clients/{client_id}")
     cash_field = page.get_by_label("Cash accounts")
     expect(cash_field).to_have_value("")
-    cash_field.fill("10110 , 10130")
+    # 99999: a number this chart has no account for (a typo, another company's chart).
+    cash_field.fill("10110 , 10130, 99999")
     page.get_by_role("button", name="Save", exact=True).click()
     expect(page.locator("#card-saved")).to_be_visible()
 
@@ -447,9 +448,9 @@ def test_the_client_card_names_the_cash_accounts_and_the_pane_says_so(page: Page
     while saved_cash_accounts() is None:
         assert time.monotonic() < deadline, "the card's cash accounts were never saved"
         time.sleep(0.3)
-    assert saved_cash_accounts() == ["10110", "10130"]
+    assert saved_cash_accounts() == ["10110", "10130", "99999"]
     page.reload()
-    expect(page.get_by_label("Cash accounts")).to_have_value("10110, 10130")
+    expect(page.get_by_label("Cash accounts")).to_have_value("10110, 10130, 99999")
 
     assert api.post("/api/v1/refresh", json={"client_id": client_id}).status_code == 202
 
@@ -478,6 +479,12 @@ def test_the_client_card_names_the_cash_accounts_and_the_pane_says_so(page: Page
     numbers = pane.locator("section", has_text="Cash accounts").locator("tbody tr td:first-child")
     expect(numbers).to_have_text(["10110", "10130"])
     expect(pane.locator("#cash-source")).to_have_text("The accounts named on the client card.")
+    # The number the chart lacks is said, not silently left out of the cash.
+    expect(pane.locator("#cash-not-found")).to_have_text(
+        "Named on the client card but not a posting account of this company, so not counted: 99999."
+    )
+    details = api.get(f"/api/v1/clients/{client_id}/companies/{rows[0]['company_id']}").json()
+    assert details["cash_accounts_not_found"] == ["99999"]
 
 
 def test_the_client_card_keeps_the_clients_time_zone(page: Page, hub: Hub, sandbox: Sandbox) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -56,6 +57,20 @@ class CompanyDetails(BaseModel):
     # Today where the client is (its card's time zone; UTC without one): the workbook's
     # default date and the latest it can be asked for.
     client_today: date
+    # The cash accounts the client card names that the figures' cash (read from the card)
+    # does not list: no posting account of that number in this company's chart (a typo, or
+    # a number of another company of the client, each of which keeps its own chart).
+    cash_accounts_not_found: list[str] = []
+
+
+def cash_accounts_not_found(card: dict[str, Any], figures: dict[str, Any] | None) -> list[str]:
+    """The card's cash account numbers missing from cash figures made from the card."""
+    cash = (figures or {}).get("cash")
+    named = card.get("cash_account_numbers")
+    if not isinstance(cash, dict) or cash.get("source") != "client_card" or not isinstance(named, list):
+        return []
+    listed = {str(account.get("number", "")).upper() for account in cash.get("accounts") or []}
+    return [number for number in named if isinstance(number, str) and number.upper() not in listed]
 
 
 async def company_details(
@@ -65,6 +80,7 @@ async def company_details(
     company = await company_in_firm(session, firm_id=firm_id, client_id=client_id, company_id=company_id)
     if client is None or company is None:
         return None
+    figures = parsed_json(company.figures_json)
     return CompanyDetails(
         client_id=client.client_id,
         client_name=client.name,
@@ -76,7 +92,7 @@ async def company_details(
         as_of=company.as_of,
         currency_code=company.currency_code,
         web_client_link=company.web_client_link,
-        figures=parsed_json(company.figures_json),
+        figures=figures,
         failure=parsed_json(company.failure_json),
         next_attempt_at=company.next_attempt_at,
         exchange_rates=[
@@ -98,4 +114,5 @@ async def company_details(
         exchange_rates_unavailable=company.exchange_rates_unavailable,
         change_notifications=company_notifications(company),
         client_today=client_today(card_time_zone(client), datetime.now(UTC)),
+        cash_accounts_not_found=cash_accounts_not_found(json.loads(client.card_json), figures),
     )

@@ -1033,6 +1033,16 @@ Hub.start(() => {
     return _("Posting asset accounts of subcategory Cash.");
   }
 
+  // Numbers on the client card this company's chart has no posting account for: said,
+  // since its cash would otherwise read low (or zero) without a word.
+  function cashAccountsNotFound(cash, numbers) {
+    if (!numbers.length) return null;
+    const listed = numbers.join(", ");
+    return h("p", { class: "banner warning", id: "cash-not-found", role: "status" }, cash.accounts.length
+      ? _("Named on the client card but not a posting account of this company, so not counted: %(numbers)s.", { numbers: listed })
+      : _("None of the cash accounts the client card names (%(numbers)s) is a posting account of this company, so its cash reads 0. Each company of a client keeps its own chart of accounts: check the numbers on the client card.", { numbers: listed }));
+  }
+
   function forecastChart(forecast, currency) {
     const NS = "http://www.w3.org/2000/svg";
     const svg = (tag, attributes, text) => {
@@ -1122,7 +1132,8 @@ Hub.start(() => {
         h("thead", {}, h("tr", {}, h("th", { scope: "col" }, _("No.")), h("th", { scope: "col" }, _("Name")), h("th", { scope: "col", class: "amount" }, _("Balance")))),
         h("tbody", {}, cash.accounts.map((a) => h("tr", {}, h("td", {}, a.number), h("td", {}, a.name), h("td", { class: "amount" }, Hub.amount(a.balance, currency))))),
         h("tfoot", {}, h("tr", {}, h("th", { scope: "row", colspan: 2 }, _("Total")), h("td", { class: "amount" }, Hub.amount(cash.total, currency))))),
-        h("p", { class: "muted", id: "cash-source" }, cashSource(cash))]
+        h("p", { class: "muted", id: "cash-source" }, cashSource(cash)),
+        cashAccountsNotFound(cash, details.cash_accounts_not_found || [])]
         : h("p", { class: "muted" }, _("Not read yet."))));
 
     const forecast = figures.cash_flow_forecast;
