@@ -211,6 +211,26 @@ def test_every_sheet_names_the_company_and_the_date_and_is_set_up_to_print() -> 
         assert all(c.font.b for c in sheet[5] if c.value is not None)
 
 
+def test_a_long_client_or_company_name_wraps_within_the_printed_columns() -> None:
+    """The title rows run across the printed columns and wrap: on one line, a long name ran
+    past column B of a statement, and that part was not printed."""
+    client = "Stichting Beheer Vastgoed en Participaties Noord-Holland Zuid"
+    company = "Coöperatieve Vereniging Agrarische Dienstverlening West-Friesland U.A. (Hoofdvestiging)"
+    workbook = _open(
+        company_workbook(_statements(), client_name=client, company_name=company, currency_code="EUR", as_of=AS_OF)
+    )
+    for title, last_column in (("Balance Sheet", "B"), ("Trial Balance", "F"), ("Aged Receivables", "G")):
+        sheet = workbook[title]
+        merged = {str(cells) for cells in sheet.merged_cells.ranges}
+        assert {f"A1:{last_column}1", f"A2:{last_column}2", f"A3:{last_column}3"} <= merged, (title, merged)
+        assert all(sheet.cell(row=row, column=1).alignment.wrap_text for row in (1, 2, 3))
+        assert sheet["A1"].value == company and client in sheet["A3"].value
+    # Balance Sheet prints 80 characters wide: the 14-point name and the note take two lines.
+    balance_sheet = workbook["Balance Sheet"]
+    assert balance_sheet.row_dimensions[1].height >= 2 * 14
+    assert balance_sheet.row_dimensions[3].height >= 2 * 9
+
+
 def test_orientation_fits_the_columns() -> None:
     workbook = _build()
     assert workbook["Balance Sheet"].page_setup.orientation == "portrait"

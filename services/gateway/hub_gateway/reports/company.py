@@ -8,6 +8,7 @@ record of what BC said when it was read, and reads the same in any viewer.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date
@@ -15,6 +16,7 @@ from decimal import Decimal
 from typing import Any
 
 from openpyxl.styles import Alignment
+from openpyxl.utils import get_column_letter
 
 from hub_common.i18n import DEFAULT_LANGUAGE, N_, Translator, translator
 from hub_common.money import ZERO
@@ -89,8 +91,30 @@ def _headings(sheet: Any, headings: Sequence[str]) -> None:
     style_header_row(sheet, HEADER_ROW, len(headings))
 
 
+# The title block's rows and their fonts' sizes in points (_title_block).
+_TITLE_ROWS = ((1, TITLE_FONT.sz), (2, SUBTITLE_FONT.sz), (3, NOTE_FONT.sz))
+
+
+def _wrap_title_block(sheet: Any, columns: int) -> None:
+    """The company's name, the statement and the note under them across the printed columns,
+    wrapped: on one line a long client or company name ran past the print area, and that
+    part was not printed."""
+    width = sum(sheet.column_dimensions[get_column_letter(column)].width or 8.43 for column in range(1, columns + 1))
+    for row, points in _TITLE_ROWS:
+        cell = sheet.cell(row=row, column=1)
+        if not cell.value:
+            continue
+        cell.alignment = Alignment(wrap_text=True, vertical="top")
+        sheet.merge_cells(start_row=row, start_column=1, end_row=row, end_column=columns)
+        # A column's width counts characters of the 11-point default font; a wrapped merged
+        # row does not grow by itself, so it is given a line's height for each line.
+        per_line = max(1, int(width * 11 / points * 0.9))
+        sheet.row_dimensions[row].height = math.ceil(len(str(cell.value)) / per_line) * points * 1.4
+
+
 def _print(sheet: Any, context: _Context, title: str, *, last_row: int, columns: int, landscape: bool) -> None:
     sheet.freeze_panes = f"A{FIRST_LINE_ROW}"
+    _wrap_title_block(sheet, columns)
     set_up_printing(
         sheet,
         last_row=last_row,
