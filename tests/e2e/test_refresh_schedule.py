@@ -63,6 +63,9 @@ def test_a_firm_and_a_client_schedule_are_kept_and_shown(hub: Hub, sandbox: Sand
         ({"every_minutes": 60, "time_zone": "../../etc/passwd"}, "time_zone"),
         ({"every_minutes": 60, "quiet_from": "25:00", "quiet_until": "06:00"}, "quiet_from"),
         ({"every_minutes": "often"}, "every_minutes"),
+        # A misspelt field is refused, not ignored (its quiet hours would silently be none).
+        ({"every_minutes": 240, "quiet_start": "22:00", "quiet_end": "06:30"}, "quiet_start"),
+        ({"every_minutes": 60, "timezone": "Europe/Amsterdam"}, "timezone"),
     ],
 )
 def test_a_schedule_that_cannot_be_kept_is_refused_naming_what(hub: Hub, schedule: dict[str, Any], field: str) -> None:

@@ -7,7 +7,7 @@ import uuid
 from datetime import time
 from typing import Annotated
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
@@ -17,7 +17,10 @@ from hub_gateway.readmodel.models import ClientRow, FirmRow
 class Schedule(BaseModel):
     """When clients are refreshed on schedule. ``every_minutes`` None: never on schedule
     (only on request). Quiet hours are wall-clock times in ``time_zone``, both or neither,
-    and may span midnight."""
+    and may span midnight. A field it does not know is refused: a misspelt one
+    (``quiet_start``, ``timezone``) would otherwise leave the schedule without it."""
+
+    model_config = ConfigDict(extra="forbid")
 
     every_minutes: Annotated[int, Field(ge=15, le=7 * 24 * 60)] | None
     quiet_from: time | None = None
