@@ -347,6 +347,8 @@ def test_a_removed_admin_cannot_come_back_through_an_invitation_of_their_own(hub
     assert other.post("/api/v1/accountants/invitations", json={"email": admin_email}).status_code == 202
     join_firm(hub.url, admin_email, other_firm)
     again = hub.client(admin_email)
+    # The gateway's read model learns of the join a moment after the registry made it.
+    eventually(lambda: again.get("/api/v1/me").json().get("firm_id") == other_firm, "the join read", timeout=20)
     assert again.get("/api/v1/me").json() | {"display_name": ""} == {
         "accountant_id": admin_id,
         "firm_id": other_firm,
@@ -359,6 +361,37 @@ def test_a_removed_admin_cannot_come_back_through_an_invitation_of_their_own(hub
     assert again.get("/api/v1/views").json() == []
     assert again.post("/api/v1/views", json={"name": "Month end", "query": {}}).status_code == 201
     assert [view["name"] for view in again.get("/api/v1/views").json()] == ["Month end"]
+
+
+def test_a_removed_admins_invitations_stay_dead_when_the_firm_invites_them_again(hub: Hub) -> None:
+    """An admin invites an address of their own as admin and is removed; the firm later
+    invites them back as staff. The old invitation stays withdrawn: their second address
+    does not join the firm as an admin."""
+    owner = hub.client("lou@rejoin-partners.example")
+    firm_id = owner.get("/api/v1/me").json()["firm_id"]
+    admin_email, backdoor = "max@rejoin-partners.example", "max@max-consulting.example"
+    assert (
+        owner.post("/api/v1/accountants/invitations", json={"email": admin_email, "role": "admin"}).status_code == 202
+    )
+    join_firm(hub.url, admin_email, firm_id)
+    admin = hub.client(admin_email)
+    admin_id = admin.get("/api/v1/me").json()["accountant_id"]
+    assert admin.post("/api/v1/accountants/invitations", json={"email": backdoor, "role": "admin"}).status_code == 202
+    assert owner.delete(f"/api/v1/accountants/{admin_id}").status_code == 200
+    # The firm's list no longer shows it as waiting.
+    eventually(
+        lambda: backdoor not in {i["email"] for i in owner.get("/api/v1/accountants/invitations").json()},
+        "the removed admin's invitation withdrawn in the read model",
+        timeout=20,
+    )
+
+    # Invited back as staff, they join; the invitation they sent before stays dead.
+    assert owner.post("/api/v1/accountants/invitations", json={"email": admin_email}).status_code == 202
+    join_firm(hub.url, admin_email, firm_id)
+    back = hub.client(admin_email)
+    eventually(lambda: back.get("/api/v1/me").json().get("role") == "staff", "the rejoin as staff read", timeout=20)
+    elsewhere = hub.client(backdoor).get("/api/v1/me").json()
+    assert elsewhere["firm_id"] != firm_id and elsewhere["role"] == "owner"
 
 
 def test_an_owner_lists_and_withdraws_an_invitation_sent_to_the_wrong_address(hub: Hub, nats_url: str) -> None:

@@ -537,6 +537,26 @@ async def remove_colleague(*, session: AsyncSession, command: RemoveColleague) -
     now = datetime.now(UTC)
     colleague.removed_at = now
     context = Context.of(command)
+    # The invitations they sent and nobody accepted are withdrawn for good: hidden only while
+    # they are away, they came back to life when the firm invited them again (an admin's
+    # own second address, invited as admin, joining beside a colleague re-invited as staff).
+    pending = (
+        await session.execute(
+            select(ColleagueInvitationRow).where(
+                col(ColleagueInvitationRow.firm_id) == command.firm_id,
+                col(ColleagueInvitationRow.invited_by) == colleague.id,
+                col(ColleagueInvitationRow.accepted_at).is_(None),
+                col(ColleagueInvitationRow.withdrawn_at).is_(None),
+            )
+        )
+    ).scalars()
+    for invitation in pending:
+        invitation.withdrawn_at = now
+        await emit(
+            session,
+            context,
+            ColleagueInvitationWithdrawn(email=invitation.email, role=Role(invitation.role), withdrawn_by=remover.id),
+        )
     rules_removed = await alerts.forget_accountant(session, context, colleague, now=now)
     unassigned = await unassign_accountant(session, context, colleague)
     await emit(
