@@ -14,10 +14,13 @@ import nats
 import pytest
 
 from hub_common.bus import MSG_ID_HEADER, event_headers, publish_event
-from hub_common.events import Actor, ActorKind, Envelope, InvitationAccepted, new_envelope
+from hub_common.events import Actor, ActorKind, Envelope, InvitationAccepted, TenantAccessGranted, new_envelope
 from tests.conftest import Sandbox
 from tests.e2e.conftest import Hub
 from tests.support.connect import add_connected_client, client_access_page, client_admin
+from tests.support.events import firm_events
+from tests.support.sign_in import join_firm
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -135,6 +138,45 @@ async def test_an_acceptance_delivered_again_does_not_bring_back_a_removed_card(
         assert time.monotonic() < deadline, "the next acceptance never added its card"
         await asyncio.sleep(0.3)
     assert names == ["Nordlys Gruppen"], "the removed card came back"
+
+
+async def test_a_removed_colleagues_acceptance_gives_nothing_and_a_staff_members_gives_access_only(
+    hub: Hub, sandbox: Sandbox, nats_url: str
+) -> None:
+    """An acceptance recorded as its accountant was removed (the gateway checked the session
+    a moment before) gives the firm nothing; a staff member's gives the access without a
+    card, whatever the event asks, since adding clients is the owners' and admins'."""
+    owner = hub.client("quinn@acceptance-roles.example")
+    me = owner.get("/api/v1/me").json()
+    colleagues: dict[str, dict[str, Any]] = {}
+    for email, role in (("rob@acceptance-roles.example", "staff"), ("sam@acceptance-roles.example", "admin")):
+        assert owner.post("/api/v1/accountants/invitations", json={"email": email, "role": role}).status_code == 202
+        join_firm(hub.url, email, me["firm_id"])
+        joined = hub.client(email)
+
+        def in_the_firm(joined: httpx.Client = joined) -> bool:
+            return bool(joined.get("/api/v1/me").json().get("firm_id") == me["firm_id"])
+
+        eventually(in_the_firm, f"{email} in the firm", timeout=20)
+        colleagues[role] = joined.get("/api/v1/me").json()
+    assert owner.delete(f"/api/v1/accountants/{colleagues['admin']['accountant_id']}").status_code == 200
+
+    await _accepted(nats_url, colleagues["admin"], "muhlbachgruppe.onmicrosoft.com", "Mühlbach Gruppe")
+    await _accepted(nats_url, colleagues["staff"], "nordlysgruppen.onmicrosoft.com", "Nordlys Gruppen")
+    # The registry handles acceptances one at a time, in order: once the owner's card is
+    # there, the two before it were handled.
+    await _accepted(nats_url, me, "cronus-sample.onmicrosoft.com", "CRONUS")
+    deadline = time.monotonic() + 40
+    while not (names := sorted(c["name"] for c in owner.get("/api/v1/clients").json()["clients"])):
+        assert time.monotonic() < deadline, "the owner's acceptance never added its card"
+        await asyncio.sleep(0.3)
+    assert names == ["CRONUS"]
+    granted = {
+        event.data.tenant
+        for event in firm_events(nats_url, uuid.UUID(me["firm_id"]), "TenantAccessGranted")
+        if isinstance(event.data, TenantAccessGranted)
+    }
+    assert granted == {"nordlysgruppen.onmicrosoft.com", "cronus-sample.onmicrosoft.com"}
 
 
 async def test_an_invitation_for_a_client_already_there_attaches_to_it(

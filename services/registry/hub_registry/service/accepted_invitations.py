@@ -20,10 +20,11 @@ from hub_common.events import (
     Envelope,
     GrantMethod,
     InvitationAccepted,
+    Role,
 )
 from hub_common.logging import get_logger
 from hub_registry.domain.refresh_schedule import InvalidSchedule, place_time_zone
-from hub_registry.models import AcceptedInvitation, Client, TenantGrant
+from hub_registry.models import AcceptedInvitation, Accountant, Client, TenantGrant
 from hub_registry.service.clients import insert_client
 from hub_registry.service.shared import Context, resolve_tenant
 from hub_registry.service.tenant_grants import grant_access, has_grant
@@ -56,6 +57,22 @@ async def accept_invitation(
             firm_id=str(accepted.firm_id),
             event_id=str(accepted.id),
         )
+        return None
+    accountant = await session.get(Accountant, data.accountant_id)
+    if (
+        accountant is None
+        or accountant.firm_id != accepted.firm_id
+        or (accountant.removed_at is not None and accountant.removed_at <= accepted.occurred_at)
+    ):
+        # Accepted as the firm removed them (the gateway checked their session a moment
+        # before): the registry acts on nothing of a removed colleague's.
+        logger.warning(
+            "invitation accepted by an accountant no longer of the firm; no access given",
+            invitation_id=str(data.invitation_id),
+            firm_id=str(accepted.firm_id),
+            accountant_id=str(data.accountant_id),
+        )
+        _acted_on(session, accepted, client_id=None)
         return None
     # The invitations service takes the tenant from the administrator's verified token, so
     # it is the directory id already: Entra, which may be away, is not asked again (an
@@ -93,7 +110,9 @@ async def accept_invitation(
         .scalars()
         .first()
     )
-    adding = existing is None and data.add_to_dashboard
+    # Adding a client is the owners' and admins' (the gateway asks staff to accept the access
+    # alone): whatever the event says, a staff member's acceptance gives the access only.
+    adding = existing is None and data.add_to_dashboard and accountant.role != Role.STAFF.value
     if adding and data.environment.casefold() in NOT_ENVIRONMENT_NAMES:
         # Raised before such names were refused at the invitation: the card would be refused
         # (and the acceptance with it, retried until dead-lettered, the client's consent
