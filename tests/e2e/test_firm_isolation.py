@@ -170,7 +170,9 @@ CASES: dict[str, tuple[Probe, int | None]] = {
     "POST /api/v1/tokens": (lambda api, v: api.post("/api/v1/tokens", json={"name": "mine"}), None),
     "DELETE /api/v1/tokens/{token_id}": (lambda api, v: api.delete(f"/api/v1/tokens/{v.token_id}"), 404),
     "POST /api/v1/connection-tests": (
-        lambda api, v: api.post("/api/v1/connection-tests", json={**CARD, "client_id": v.client_id}),
+        lambda api, v: api.post(
+            "/api/v1/connection-tests", json={"client_url": CARD["client_url"], "client_id": v.client_id}
+        ),
         404,
     ),
     "GET /api/v1/connection-tests/{test_id}": (lambda api, v: api.get(f"/api/v1/connection-tests/{v.test_id}"), 404),

@@ -61,6 +61,38 @@ def test_a_422_can_always_echo_the_input_it_refuses(api: httpx.Client, method: s
     assert problems and all("msg" in problem for problem in problems)
 
 
+# Each body a person or script could misspell: the field the hub does not know is refused
+# by name (it was ignored, so {"Role": "admin"} invited a colleague as staff).
+MISSPELT_FIELDS = [
+    ("POST", "/api/v1/accountants/invitations", {"email": "new@tailspin-accounting.example", "Role": "admin"}, "Role"),
+    ("POST", "/api/v1/connection-tests", {"client_url": CLIENT_URL, "clientId": str(uuid.uuid4())}, "clientId"),
+    ("PUT", "/api/v1/preferences", {"columns": ["cash"], "pageSize": 50}, "pageSize"),
+    ("POST", "/api/v1/views", {"name": "Mine", "query": {}, "colums": ["cash"]}, "colums"),
+    (
+        "POST",
+        "/api/v1/client-invitations",
+        {
+            "accountant_email": "a@tailspin-accounting.example",
+            "accountant_name": "A",
+            "environment": "Production",
+            "companies": ["CRONUS"],
+            "client_name": "C",
+            "welcome": "Hi",
+        },
+        "welcome",
+    ),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "body", "field"), MISSPELT_FIELDS)
+def test_a_field_the_hub_does_not_know_is_refused_by_name(
+    api: httpx.Client, method: str, path: str, body: dict[str, Any], field: str
+) -> None:
+    answer = api.request(method, path, json=body)
+    assert answer.status_code == 422, answer.text[:300]
+    assert any(problem["loc"][-1] == field for problem in answer.json()["detail"]), answer.text[:300]
+
+
 def test_a_422_shows_escaped_what_strict_json_cannot_carry(api: httpx.Client) -> None:
     surrogate = _raw(api, "POST", "/api/v1/tokens", r'{"name": "a\ud800b"}')
     assert [problem["input"] for problem in surrogate.json()["detail"]] == ["a\\ud800b"]

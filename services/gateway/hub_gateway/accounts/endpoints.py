@@ -132,6 +132,9 @@ class AccountantSummary(BaseModel):
 
 
 class ColleagueInvitationBody(BaseModel):
+    # A misspelt field is refused: {"Role": "admin"} would otherwise invite as staff.
+    model_config = ConfigDict(extra="forbid")
+
     email: Annotated[str, Field(min_length=3, max_length=320)]
     role: Literal["admin", "staff"] = "staff"
 

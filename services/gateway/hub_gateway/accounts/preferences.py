@@ -8,7 +8,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, Field, ValidationError, WithJsonSchema
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, WithJsonSchema
 from sqlalchemy import Table
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -79,6 +79,8 @@ class Preferences(BaseModel):
     the accountant's language when the hub speaks it (hub_common.i18n.choose_language); rows
     per page; the currency amounts are shown in (None: each company's own)."""
 
+    model_config = ConfigDict(extra="forbid")
+
     columns: Columns = list(DEFAULT_COLUMNS)
     locale: Annotated[str | None, AfterValidator(_locale)] = None
     page_size: Literal[PAGE_SIZES] = 100  # type: ignore[valid-type]
@@ -133,6 +135,8 @@ async def save_preferences(session: AsyncSession, principal: Principal, preferen
 
 class ViewDefinition(BaseModel):
     """What a saved view restores: the filters and sort (never a page), and the columns."""
+
+    model_config = ConfigDict(extra="forbid")
 
     name: Annotated[str, Field(max_length=100), REQUIRED_LINE]
     query: DashboardQuery

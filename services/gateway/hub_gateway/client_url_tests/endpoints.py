@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import HTTPException, Request, status
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from hub_common import commands
 from hub_common.commands import CommandRejected
@@ -28,6 +28,8 @@ client_url_tests_api = feature_api("client url tests")
 
 
 class ConnectionTestBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     client_url: Annotated[str, Field(min_length=1, max_length=2000)]
     client_id: uuid.UUID | None = None
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Request, status
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from hub_common import commands
 from hub_common.commands import CommandRejected
@@ -26,6 +26,8 @@ client_invitations = APIRouter(
 
 
 class ClientInvitationBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     accountant_email: Annotated[str, Field(min_length=3, max_length=320)]
     accountant_name: Annotated[str, Field(min_length=1, max_length=250), ONE_LINE]
     environment: NewEnvironmentName
