@@ -307,6 +307,29 @@ async def test_tags_of_one_mailbox_count_as_the_mailbox(
     assert other.mail_sent
 
 
+async def test_a_strangers_firm_cannot_use_up_an_addresses_day_for_its_own_firm(
+    registry_sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """One firm mailing a mailbox under several +tags, and inviting, withdrawing and
+    inviting again, counts once towards the firms that may mail it in a day: the firm the
+    person works for can still invite them."""
+    stranger = await _firm_with_owner(registry_sessions, "stranger-accounting")
+    employer = await _firm_with_owner(registry_sessions, "employer-accounting")
+    mailbox = f"bob.{uuid.uuid4().hex[:8]}"
+    for tag in range(SETTINGS.colleague_invitations_per_address_per_day + 1):
+        assert (
+            await _invite(registry_sessions, stranger, f"{mailbox}+{tag}@victim-accounting.example", "staff")
+        ).mail_sent
+    for _ in range(2):
+        [pending] = [
+            i for i in (await _listed(registry_sessions, stranger)).invitations if i.email.startswith(f"{mailbox}+0@")
+        ]
+        await _withdraw(registry_sessions, stranger, pending.invitation_id)
+        assert (await _invite(registry_sessions, stranger, f"{mailbox}+0@victim-accounting.example", "staff")).mail_sent
+    invited = await _invite(registry_sessions, employer, f"{mailbox}@victim-accounting.example", "staff")
+    assert invited.mail_sent
+
+
 async def test_an_invitation_to_a_tag_of_a_mailbox_is_joined_by_the_mailbox_only(
     registry_sessions: async_sessionmaker[AsyncSession], tenant_directory: TenantDirectory
 ) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import ColumnElement, func
+from sqlalchemy import ColumnElement, distinct, func
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 from sqlmodel import col, select
@@ -330,15 +330,19 @@ async def _check_firm_mail_allowance(
 
 
 async def _check_address_mail_allowance(
-    session: AsyncSession, email: str, settings: RegistrySettings, since: datetime
+    session: AsyncSession, firm_id: uuid.UUID, email: str, settings: RegistrySettings, since: datetime
 ) -> None:
-    """Refuse a mail to an address that many firms mailed within the day (each +tag of a
-    mailbox counts as the mailbox). Which firms is not said: the inviter may be a stranger
-    to them."""
+    """Refuse a mail to an address that many other firms mailed within the day (each +tag
+    of a mailbox counts as the mailbox). Firms are counted, not mails, and the inviting
+    firm's own are not: a stranger's firm mailing a few +tags, or inviting, withdrawing and
+    inviting again, would otherwise use up the address's day and keep its own firm from
+    inviting it. Which firms is not said: the inviter may be a stranger to them."""
     mailed = await session.execute(
-        select(func.count())
-        .select_from(ColleagueInvitationRow)
-        .where(same_mailbox(col(ColleagueInvitationRow.email), email), col(ColleagueInvitationRow.mailed_at) > since)
+        select(func.count(distinct(col(ColleagueInvitationRow.firm_id)))).where(
+            same_mailbox(col(ColleagueInvitationRow.email), email),
+            col(ColleagueInvitationRow.mailed_at) > since,
+            col(ColleagueInvitationRow.firm_id) != firm_id,
+        )
     )
     if int(mailed.scalar_one()) >= settings.colleague_invitations_per_address_per_day:
         raise refused(
@@ -416,7 +420,7 @@ async def invite_colleague(
     # Firms invite one address one at a time, or replicas inviting it for several firms
     # at once each count the mails before any of theirs and all mail it.
     await lock_until_commit(session, "colleague-invitation-mails:{}@{}".format(*mailbox_of(email)))
-    await _check_address_mail_allowance(session, email, settings, since)
+    await _check_address_mail_allowance(session, command.firm_id, email, settings, since)
     if pending is None:
         pending = ColleagueInvitationRow(firm_id=command.firm_id, email=email, role=command.role, invited_by=inviter.id)
         session.add(pending)
