@@ -308,6 +308,11 @@ def test_sandbox_form_is_refused_unless_configured() -> None:
         "someone@aol.co.uk",
         "someone@zohomail.eu",
         "abc123xyz@privaterelay.appleid.com",
+        "abc.123@mozmail.com",
+        "someone@tuta.com",
+        "someone@daum.net",
+        "someone@ezweb.ne.jp",
+        "someone@za.com",
     ],
 )
 def test_consumer_mailboxes_are_refused_with_a_clear_message(address: str) -> None:
@@ -325,6 +330,8 @@ def test_consumer_mailboxes_are_refused_with_a_clear_message(address: str) -> No
         "e@notgmail.com",
         "f@gmail.com.example",
         "g@kontora.xn--p1ai",
+        # Names sold under a domain the provider list holds: a firm's own mail.
+        "h@fabrikam.za.com",
     ],
 )
 def test_work_and_school_addresses_are_accepted(address: str) -> None:

@@ -123,9 +123,36 @@ ALWAYS_REFUSED_DOMAINS = frozenset(
         "privaterelay.appleid.com",
         "inbox.lv",
         "online.de",
+        # Found missing by a review (2026-12-07, second): forwarding relays to a personal
+        # mailbox (Firefox Relay, addy.io), Tuta's domains, and consumer and mobile-carrier
+        # mail in France, Korea, Japan, Brazil, Italy and the Netherlands.
+        "mozmail.com",
+        "addy.io",
+        "anonaddy.me",
+        "anonaddy.com",
+        "tuta.com",
+        "tutamail.com",
+        "tutanota.de",
+        "keemail.me",
+        "aol.fr",
+        "daum.net",
+        "nate.com",
+        "kakao.com",
+        "ocn.ne.jp",
+        "biglobe.ne.jp",
+        "nifty.com",
+        "ezweb.ne.jp",
+        "softbank.ne.jp",
+        "globo.com",
+        "tim.it",
+        "wanadoo.nl",
     }
 )
-CONSUMER_DOMAINS = frozenset(FREE_MAIL_DOMAINS) | ALWAYS_REFUSED_DOMAINS
+# Refused as the address's own domain only: their subdomains are firms' own. za.com (in the
+# package's list) sells names under it, as .co.za does (firm.za.com); au.com is KDDI's
+# mobile mail, and a name under it is no mailbox of KDDI's.
+EXACT_ONLY_DOMAINS = frozenset({"za.com", "au.com"})
+CONSUMER_DOMAINS = frozenset(FREE_MAIL_DOMAINS) | ALWAYS_REFUSED_DOMAINS | EXACT_ONLY_DOMAINS
 CONSUMER_FIRST_LABELS = frozenset({"yahoo", "ymail", "rocketmail"})
 
 # The last label is letters, or an internationalized top-level domain in its ASCII form
@@ -166,7 +193,10 @@ def _is_consumer_domain(domain: str) -> bool:
     labels = domain.split(".")
     if labels[0] in CONSUMER_FIRST_LABELS:
         return True
-    return any(".".join(labels[start:]) in CONSUMER_DOMAINS for start in range(len(labels) - 1))
+    if domain in CONSUMER_DOMAINS:
+        return True
+    parents = (".".join(labels[start:]) for start in range(1, len(labels) - 1))
+    return any(parent in CONSUMER_DOMAINS and parent not in EXACT_ONLY_DOMAINS for parent in parents)
 
 
 def mailbox_of(email: str) -> tuple[str, str]:
