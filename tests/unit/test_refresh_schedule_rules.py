@@ -189,6 +189,22 @@ def test_each_client_is_read_once_in_the_five_minutes_after_quiet_hours(every: t
     }
 
 
+def test_changing_the_interval_back_and_forth_reads_clients_no_more_than_twice_as_often() -> None:
+    """An admin rotating the firm's interval through 15 to 22 minutes every minute: each
+    change places the clients' slots anew, but a client is read half an interval after its
+    last run at the soonest (it was read every 5 minutes, against the 15 allowed)."""
+    last = {client: MONDAY for client in CLIENTS}
+    runs: Counter[uuid.UUID] = Counter()
+    for minute in range(120):
+        now = MONDAY + timedelta(minutes=minute + 1)
+        schedule = RefreshSchedule(timedelta(minutes=15 + minute % 8), None)
+        for client in CLIENTS:
+            if schedule.is_due(client_id=client, last_run=last[client], now=now):
+                last[client] = now
+                runs[client] += 1
+    assert max(runs.values()) <= 120 // 7.5 + 1, runs.most_common(3)
+
+
 def test_the_upkeep_reads_a_client_after_25_hours_and_in_quiet_hours_only_after_40() -> None:
     # Quiet hours as long as may be, the upkeep's slot in them, and last run long ago.
     quiet = QuietHours(time(6, 0), time(2, 0))

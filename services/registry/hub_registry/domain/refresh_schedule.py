@@ -209,7 +209,8 @@ class RefreshSchedule:
 
     def is_due(self, *, client_id: uuid.UUID, last_run: datetime, now: datetime, upkeep: bool = False) -> bool:
         """Whether a client last refreshed on schedule at ``last_run`` (or added then) is due:
-        one of its slots passed since, and it is not in its quiet hours.
+        one of its slots passed since, at least half an interval after that run, and it is
+        not in its quiet hours.
 
         A slot that fell in quiet hours is caught up when they end (spread by the client's
         phase); the next run is at the next slot, not an interval after the catch-up. A client
@@ -238,7 +239,12 @@ class RefreshSchedule:
             # was set): waiting for a slot after it would leave the client unread that long.
             return True
         slot = self.latest_slot(client_id, now)
-        if slot <= last_run:
+        if slot - last_run < self.every / 2:
+            # Passed already, or less than half an interval after the last run: the client
+            # waits for its next slot. Each interval places the slots anew (the phase is the
+            # client's seed modulo the interval), so a changed interval can bring a slot
+            # minutes after the last run: changed back and forth, it read the firm's clients
+            # far more often than any schedule allows.
             return False
         quiet_end = self._last_quiet_end(now)
         if quiet_end is not None and slot < quiet_end and last_run < quiet_end:
