@@ -38,6 +38,7 @@ from hub_registry.models import (
     registry_outbox,
 )
 from hub_registry.service import refresh_outcomes, refreshes
+from tests.conftest import POSTGRESQL_ONLY
 from tests.integration.test_dashboard_model import _snapshot
 from tests.support.registry_rows import insert_old_firm
 
@@ -396,3 +397,35 @@ async def test_a_burst_of_due_clients_is_spread_over_ticks_and_the_firms_take_tu
     for minute in range(1, 4):
         later += await _tick(database_url, after_an_outage + timedelta(minutes=minute), daily)
     assert sorted(map(str, first + later)) == sorted(map(str, big[:12] + small[:2])), "each once, none lost"
+
+
+@pytest.mark.parametrize("database_url", POSTGRESQL_ONLY, indirect=True)
+async def test_the_schedule_ticks_past_65535_clients(database_url: str) -> None:
+    """PostgreSQL takes at most 65,535 parameters per statement: a tick that listed every
+    client's id as one failed, every minute, for every firm, once the hub had more."""
+    firm, _, _ = await _firm_with_clients(database_url, 1)
+    count = 70_000
+    engine = create_engine(database_url)
+    try:
+        async with engine.begin() as connection:
+            # Added a minute ago: none is due, but every one is weighed.
+            await connection.execute(
+                text(
+                    "INSERT INTO registry_clients (id, firm_id, name, client_url, tenant, tenant_id, environment,"
+                    " source, created_at, updated_at) SELECT md5('c' || n)::uuid, :firm, 'Client ' || n,"
+                    " 'https://businesscentral.dynamics.com/t' || n || '.example/Production', 't' || n || '.example',"
+                    " md5('t' || n)::uuid, 'Production', 'manual', :added, :added FROM generate_series(1, :count) n"
+                ),
+                {"firm": firm, "added": ADDED, "count": count},
+            )
+            await connection.execute(
+                text(
+                    "INSERT INTO registry_tenant_grants (id, firm_id, tenant_id, tenant, method, granted_at)"
+                    " SELECT md5('g' || n)::uuid, :firm, md5('t' || n)::uuid, 't' || n || '.example', 'connect',"
+                    " :added FROM generate_series(1, :count) n"
+                ),
+                {"firm": firm, "added": ADDED, "count": count},
+            )
+    finally:
+        await engine.dispose()
+    assert await _tick(database_url, ADDED + timedelta(minutes=1)) == []

@@ -104,8 +104,15 @@ async def request_refresh(*, session: AsyncSession, command: RequestRefresh) -> 
         (row.client_id, row.scope): row
         for row in (
             await session.execute(
-                select(ManualRefresh).where(
-                    col(ManualRefresh.client_id).in_([client.id for client in clients]),
+                select(ManualRefresh)
+                .join(Client, col(Client.id) == col(ManualRefresh.client_id))
+                .where(
+                    # The firm's clients joined, not listed: a list of every client's id as
+                    # parameters fails past 65,535 of them on PostgreSQL.
+                    col(Client.firm_id) == command.firm_id,
+                    col(ManualRefresh.client_id).in_([client.id for client in clients])
+                    if command.client_id is not None
+                    else col(Client.removed_at).is_(None),
                     # A company's refresh is on its way within its client's too.
                     col(ManualRefresh.scope).in_({scope, WHOLE_CLIENT_REFRESH}),
                 )
@@ -295,26 +302,35 @@ async def refresh_due_clients(
         )
         .exists()
     )
-    clients = (await session.execute(select(Client).where(col(Client.removed_at).is_(None), granted))).scalars().all()
-    if not clients:
+    # Each client with its run in one statement: a list of every client's id as parameters
+    # of a second one stopped the schedule for every firm past 65,535 clients (PostgreSQL's
+    # limit of parameters per statement).
+    live = (col(Client.removed_at).is_(None), granted)
+    with_runs = (
+        await session.execute(
+            select(Client, ClientScheduleRun)
+            .outerjoin(ClientScheduleRun, col(ClientScheduleRun.client_id) == col(Client.id))
+            .where(*live)
+        )
+    ).all()
+    if not with_runs:
         return 0
-    firms = {client.firm_id for client in clients}
+    clients = [client for client, _ in with_runs]
+    runs = {client.id: run for client, run in with_runs if run is not None}
     rows = (
-        (await session.execute(select(RefreshScheduleRow).where(col(RefreshScheduleRow.firm_id).in_(firms))))
+        (
+            await session.execute(
+                select(RefreshScheduleRow).where(
+                    col(RefreshScheduleRow.firm_id).in_(select(col(Client.firm_id)).where(*live).distinct())
+                )
+            )
+        )
         .scalars()
         .all()
     )
     keepable = _keepable_schedules(rows)
     firm_schedules = {row.firm_id: schedule for row, schedule in keepable if row.client_id is None}
     client_schedules = {row.client_id: schedule for row, schedule in keepable if row.client_id is not None}
-    runs = {
-        run.client_id: run
-        for run in (
-            await session.execute(
-                select(ClientScheduleRun).where(col(ClientScheduleRun.client_id).in_([c.id for c in clients]))
-            )
-        ).scalars()
-    }
     due: list[tuple[Client, datetime]] = []
     per_tick = 0.0
     for client in clients:
