@@ -429,3 +429,37 @@ async def test_the_schedule_ticks_past_65535_clients(database_url: str) -> None:
     finally:
         await engine.dispose()
     assert await _tick(database_url, ADDED + timedelta(minutes=1)) == []
+
+
+async def test_a_firm_with_many_refreshes_on_their_way_waits_and_another_firm_does_not(database_url: str) -> None:
+    """The fetchers take every firm's requests in the order asked: a firm whose scheduled
+    refreshes are not through (the fetchers behind) is asked for no more than its ceiling
+    awaits, while a small firm's clients are asked for as usual."""
+    _, _, large = await _firm_with_clients(database_url, 9, owner_email="o@large.example")  # 8 granted
+    _, _, small = await _firm_with_clients(database_url, 3, owner_email="o@small.example")  # 2 granted
+    engine = create_engine(database_url)
+    try:
+        sessions = session_factory(engine)
+
+        async def tick(now: datetime) -> Counter[str]:
+            async with transaction(sessions) as session:
+                before = len((await session.execute(select(registry_outbox.c.position))).all())
+                await refreshes.refresh_due_clients(
+                    session=session, operator_default=HOURLY, now=now, correlation_id="tick", awaited_per_firm=3
+                )
+                payloads = (
+                    await session.execute(select(registry_outbox.c.payload).order_by(registry_outbox.c.position))
+                ).scalars()
+                asked = [decode_event(payload).data for payload in list(payloads)[before:]]
+            assert all(isinstance(data, RefreshRequested) for data in asked)
+            return Counter("large" if getattr(data, "client_id", None) in large else "small" for data in asked)
+
+        # Every client due (a day after they were added); nothing answered.
+        assert await tick(ADDED + timedelta(days=1)) == Counter(large=3, small=2)
+        assert await tick(ADDED + timedelta(days=1, minutes=1)) == Counter()
+        # Three hours on, the waits are over (never answered): three of the large firm's
+        # again, the small firm's two as well.
+        assert await tick(ADDED + timedelta(days=1, hours=3, minutes=1)) == Counter(large=3, small=2)
+    finally:
+        await engine.dispose()
+    assert len(small) == 3

@@ -6,7 +6,8 @@ import dataclasses
 import itertools
 import math
 import uuid
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import update
@@ -262,14 +263,25 @@ async def set_refresh_schedule(*, session: AsyncSession, command: SetRefreshSche
 # once ahead of every firm's own refreshes.
 SCHEDULED_PER_TICK_AT_LEAST = 100
 BURST_FACTOR = 3
+# A firm's scheduled refreshes asked and still waiting for their outcome, at most: the
+# fetchers take requests in the order asked, every firm's together, so once they fall
+# behind, a firm with thousands of clients on a short interval would put all of them ahead
+# of every other firm's refreshes and Test Client URLs. Past this, its due clients wait for
+# the next ticks (about 1,500 company reads: two minutes of one fetcher).
+SCHEDULED_AWAITED_PER_FIRM = 500
 
 
-def _firms_taking_turns(due: list[tuple[Client, datetime]], limit: int) -> list[tuple[Client, datetime]]:
-    """Up to ``limit`` of the due clients: each firm's longest-waiting first, one firm after
-    another, so a firm with thousands of clients does not hold back one with three."""
+def _firms_taking_turns(
+    due: list[tuple[Client, datetime]], limit: int, room: Mapping[uuid.UUID, int]
+) -> list[tuple[Client, datetime]]:
+    """Up to ``limit`` of the due clients, and of each firm's at most its ``room``: each
+    firm's longest-waiting first, one firm after another, so a firm with thousands of
+    clients does not hold back one with three."""
     by_firm: dict[uuid.UUID, list[tuple[Client, datetime]]] = {}
     for client, last_run in sorted(due, key=lambda item: (item[1], str(item[0].id))):
         by_firm.setdefault(client.firm_id, []).append((client, last_run))
+    for firm_id, firm_due in by_firm.items():
+        del firm_due[max(0, room[firm_id]) :]
     chosen: list[tuple[Client, datetime]] = []
     for turn in itertools.zip_longest(*by_firm.values()):
         chosen.extend(item for item in turn if item is not None)
@@ -286,10 +298,12 @@ async def refresh_due_clients(
     correlation_id: str,
     upkeep: timedelta | None = None,
     tick: timedelta = timedelta(minutes=1),
+    awaited_per_firm: int = SCHEDULED_AWAITED_PER_FIRM,
 ) -> int:
     """One RefreshRequested per live, granted client whose schedule is due (a client still
-    waiting for permission has nothing to read); how many. Each client's run is recorded
-    in the same transaction as its request. With ``upkeep`` (the hub subscribes to BC's
+    waiting for permission has nothing to read), a firm's as long as fewer than
+    ``awaited_per_firm`` of its scheduled refreshes wait for their outcome; how many. Each
+    client's run is recorded in the same transaction as its request. With ``upkeep`` (the hub subscribes to BC's
     change notices), a client whose schedule is off, or slower, is still read that often,
     outside its quiet hours (and in them once 40 hours passed), so its subscriptions are
     renewed before they expire."""
@@ -333,8 +347,11 @@ async def refresh_due_clients(
     client_schedules = {row.client_id: schedule for row, schedule in keepable if row.client_id is not None}
     due: list[tuple[Client, datetime]] = []
     per_tick = 0.0
+    awaited: Counter[uuid.UUID] = Counter()
     for client in clients:
         run = runs.get(client.id)
+        if run is not None and unanswered(run.awaiting_refresh_id, run.last_run_at, now):
+            awaited[client.firm_id] += 1
         schedule = effective_schedule(
             firm_schedules.get(client.firm_id, operator_default), client_schedules.get(client.id)
         )
@@ -350,8 +367,16 @@ async def refresh_due_clients(
     limit = max(SCHEDULED_PER_TICK_AT_LEAST, math.ceil(BURST_FACTOR * per_tick))
     if len(due) > limit:
         logger.info("scheduled refreshes spread over the next ticks", due=len(due), this_tick=limit)
+    room = {firm_id: awaited_per_firm - awaited[firm_id] for firm_id in {client.firm_id for client, _ in due}}
+    for firm_id, left in room.items():
+        if left <= 0:
+            logger.info(
+                "a firm's scheduled refreshes wait for those still on their way",
+                firm_id=str(firm_id),
+                awaited=awaited[firm_id],
+            )
     requested = 0
-    for client, _ in _firms_taking_turns(due, limit):
+    for client, _ in _firms_taking_turns(due, limit, room):
         run = runs.get(client.id)
         if run is None:
             # Two replicas at once (a lease changing hands): the second's insert fails its
