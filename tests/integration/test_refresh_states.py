@@ -390,3 +390,32 @@ async def test_a_problem_ends_when_a_list_of_the_clients_companies_no_longer_hol
     )
     assert (every.open, resolved.open, resolved.total) == (1, 1, 2)
     assert (denials.total, len(denials.failures), throttles.total) == (3, 3, 0)
+
+
+async def test_an_open_problem_counts_from_the_last_read_before_it(fresh_model: Callable[[], Any]) -> None:
+    """A company denied twice, then read, then denied again: the open problem is once, since
+    the last denial (the two before ended with the read), not three times since the first."""
+    sessions = await fresh_model()
+    firm = await _firm(sessions)  # both companies read at NOW
+    log = _next(firm["log"])
+    denied = _throttled(NOW).model_copy(update={"kind": FailureKind.NO_COMPANY_ACCESS, "http_status": 403})
+    refresh = uuid.uuid4()
+
+    def denial(at: datetime) -> RefreshFailed:
+        return RefreshFailed(
+            refresh_id=refresh,
+            client_id=firm["alpha"],
+            company_id=firm["a1"],
+            company_name="A1",
+            failure=denied.model_copy(update={"occurred_at": at}),
+        )
+
+    for days in (60, 50):
+        log.add(denial(NOW - timedelta(days=days)))
+    log.add(denial(NOW + timedelta(days=30)))
+    await _apply(sessions, log.items)
+    async with sessions() as session:
+        page = await check_errors_queries.problems(session, firm_id=FIRM)
+    [problem] = page.problems
+    assert (problem.status, problem.occurrences) == ("open", 1)
+    assert problem.first_seen == problem.last_seen == NOW + timedelta(days=30)

@@ -146,6 +146,11 @@ class ProblemPage(BaseModel):
     limit: int
 
 
+# A problem: the client (None: a test of a card not saved), the company (None: the client
+# as a whole) and the kind of failure.
+ProblemKey = tuple[uuid.UUID | None, uuid.UUID | None, str]
+
+
 def _resolution(
     last_seen: datetime,
     company_id: uuid.UUID | None,
@@ -173,6 +178,23 @@ def _resolution(
     if listed_after is not None:
         later.append(listed_after)
     return ("resolved", min(later)) if later else ("open", None)
+
+
+def _last_success_before(
+    last_seen: datetime, company_id: uuid.UUID | None, client: ClientRow | None, reads: dict[uuid.UUID, datetime]
+) -> datetime | None:
+    """When the client's BC last answered well before an open problem's newest failure: a
+    read of the company (of any company, or its list of companies, for the client as a
+    whole); None when it never did."""
+    if client is None:
+        return None
+    if company_id is not None:
+        read_at = reads.get(company_id)
+        return read_at if read_at is not None and read_at < last_seen else None
+    before = [read_at for read_at in reads.values() if read_at < last_seen]
+    if client.companies_listed_at is not None and client.companies_listed_at < last_seen:
+        before.append(client.companies_listed_at)
+    return max(before) if before else None
 
 
 async def problems(
@@ -232,12 +254,38 @@ async def problems(
         listed.setdefault(company.client_id, set()).add(company.company_id)
         if company.as_of is not None:
             reads.setdefault(company.client_id, {})[company.company_id] = company.as_of
-    found: list[Problem] = []
-    for failure, occurrences, first_seen in rows:
+    resolutions: dict[ProblemKey, tuple[ProblemStatus, datetime | None]] = {}
+    # An open problem is counted from the last success before it (a read of the company, or
+    # for the client any read or its list of companies): failures before that belonged to an
+    # episode that ended, and "6 times since January" was said of one that began in July.
+    since: dict[ProblemKey, datetime] = {}
+    for failure, _, _ in rows:
+        key = (failure.client_id, failure.company_id, failure.kind)
         client = clients.get(failure.client_id) if failure.client_id else None
         client_reads = reads.get(failure.client_id, {}) if failure.client_id else {}
         client_listed = listed.get(failure.client_id, set()) if failure.client_id else set()
-        state, resolved_at = _resolution(failure.occurred_at, failure.company_id, client, client_reads, client_listed)
+        resolutions[key] = _resolution(failure.occurred_at, failure.company_id, client, client_reads, client_listed)
+        began = _last_success_before(failure.occurred_at, failure.company_id, client, client_reads)
+        if resolutions[key][0] == "open" and began is not None:
+            since[key] = began
+    episodes: dict[ProblemKey, tuple[int, datetime]] = {}
+    if since:
+        failures_since = await session.execute(
+            select(
+                col(FailureRow.client_id), col(FailureRow.company_id), col(FailureRow.kind), col(FailureRow.occurred_at)
+            ).where(*conditions, col(FailureRow.occurred_at) > min(since.values()))
+        )
+        for client_of, company_of, kind_of, occurred_at in failures_since:
+            key = (client_of, company_of, kind_of)
+            if key in since and occurred_at > since[key]:
+                count, first = episodes.get(key, (0, occurred_at))
+                episodes[key] = (count + 1, min(first, occurred_at))
+    found: list[Problem] = []
+    for failure, occurrences, first_seen in rows:
+        client = clients.get(failure.client_id) if failure.client_id else None
+        key = (failure.client_id, failure.company_id, failure.kind)
+        state, resolved_at = resolutions[key]
+        occurrences, first_seen = episodes.get(key, (occurrences, first_seen))
         failed_company = (
             companies.get((failure.client_id, failure.company_id))
             if failure.client_id is not None and failure.company_id is not None
