@@ -13,6 +13,7 @@ from playwright.sync_api import Page, Route, expect
 from tests.conftest import Sandbox
 from tests.e2e.browser import connect_consented_tenant, expect_rows_ok, row_of, shot, sign_in
 from tests.e2e.conftest import Hub
+from tests.support.connect import add_connected_client
 from tests.support.waiting import eventually
 
 STICKY_LEFTS = """() => {
@@ -295,3 +296,41 @@ def test_a_page_asked_for_before_a_menu_opened_waits_for_it_too(page: Page, hub:
 
     page.keyboard.press("Escape")
     expect(row_of(page, "Second Client").first).to_be_visible(timeout=10_000)
+
+
+def test_an_open_check_errors_page_is_not_read_again_for_a_client_without_problems(
+    page: Page, hub: Hub, sandbox: Sandbox, faults: httpx.Client
+) -> None:
+    """A firm's rows change all day: the open problems are read again when a client of
+    theirs changes, not at every change of another client (each read went through the
+    firm's whole failure history)."""
+    email = "lou@wingtip-practice.example"
+    sign_in(page, hub, email)
+    api = hub.client(email)
+    failing = connect_consented_tenant(sandbox, api, "Failing client")
+    healthy = add_connected_client(
+        sandbox,
+        api,
+        {"name": "Healthy client", "client_url": f"{sandbox.web_client}/cronus-sample.onmicrosoft.com/Production"},
+    )
+    expect(row_of(page, "Healthy client").locator(".state").first).to_have_text("OK", timeout=60_000)
+    faults.put(f"/tenants/{failing.tenant['id']}/faults", json={"kind": "invalid_credentials"}).raise_for_status()
+    api.post("/api/v1/refresh", json={"client_id": failing.client_id}).raise_for_status()
+    page.goto(f"{hub.url}/errors")
+    expect(page.locator("#errors-body tr", has_text="Failing client")).to_have_count(1, timeout=60_000)
+
+    reads: list[str] = []
+    page.on("request", lambda request: reads.append(request.url) if "/api/v1/problems" in request.url else None)
+    started = api.post("/api/v1/refresh", json={"client_id": healthy}).json()["run_id"]
+
+    def through() -> bool:
+        progress = api.get(f"/api/v1/refresh-runs/{started}").json()
+        return bool(progress["total"] and progress["done"] + progress["failed"] >= progress["total"])
+
+    eventually(through, "the healthy client's refresh", timeout=60)
+    page.wait_for_timeout(1500)  # the live stream's rows have reached the page by now
+    assert reads == [], reads
+    # The failing client fixed and read: its problem leaves the open list by itself.
+    faults.delete("/faults").raise_for_status()
+    api.post("/api/v1/refresh", json={"client_id": failing.client_id}).raise_for_status()
+    expect(page.locator("#errors-body")).to_contain_text("No open problems", timeout=60_000)

@@ -83,6 +83,9 @@ Hub.start(() => {
     $("errors-head").replaceChildren(...names.map((name) => h("th", { scope: "col" }, name)));
   }
 
+  // The clients of the problems drawn: only a change of theirs can resolve one of them.
+  let listedClients = new Set();
+
   // What a read is for: the view, its filters and the page. An answer for anything else
   // (the accountant changed it meanwhile) is not drawn: the read for the new one follows.
   const readFor = () => JSON.stringify([filter, offset]);
@@ -107,6 +110,7 @@ Hub.start(() => {
     $("errors-error").hidden = true;
     heading(history);
     const entries = history ? data.failures : data.problems;
+    listedClients = new Set(entries.map((entry) => entry.client_id).filter(Boolean));
     const none = { open: _("No open problems: every client's last refresh succeeded."), resolved: _("No resolved problems yet."), history: _("No failed or waiting connections. Every refresh and test succeeded.") }[filter.view];
     $("errors-body").replaceChildren(...(entries.length ? entries.map(history ? historyRow : problemRow)
       : [h("tr", {}, h("td", { colspan: 6 }, none))]));
@@ -124,7 +128,10 @@ Hub.start(() => {
   };
   // A stream (re)opened, or a page that fell behind, may have missed failures: the first
   // page is read again; a later one is not told "the list changed", which is not known.
-  Hub.live({ resync: () => { if (offset === 0) load(); }, failures: refresh, rows: () => { if (filter.view !== "history") refresh(); } });
+  // A firm's rows change all day: the open problems are read again only when a client of
+  // theirs changed (new problems come as failures), not at every row of the firm.
+  const mayResolve = (message) => filter.view === "resolved" || message.client_ids.some((clientId) => listedClients.has(clientId));
+  Hub.live({ resync: () => { if (offset === 0) load(); }, failures: refresh, rows: (message) => { if (filter.view !== "history" && mayResolve(message)) refresh(); } });
   heading(filter.view === "history");
   load();
 });
