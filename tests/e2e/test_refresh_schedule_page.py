@@ -29,7 +29,9 @@ def _schedules(hub: Hub) -> dict[str, Any]:
 def test_an_owner_sets_the_firms_and_a_clients_schedule_in_the_page(hub: Hub, sandbox: Sandbox, page: Page) -> None:
     api = hub.client(OWNER)
     url = f"{sandbox.web_client}/cronus-sample.onmicrosoft.com/Production"
-    created = api.post("/api/v1/clients", json={"name": "Schedule page client", "client_url": url})
+    created = api.post(
+        "/api/v1/clients", json={"name": "Schedule page client", "client_url": url, "time_zone": "America/New_York"}
+    )
     assert created.status_code == 202, created.text
     client_id = created.json()["client_id"]
     eventually(
@@ -71,6 +73,10 @@ def test_an_owner_sets_the_firms_and_a_clients_schedule_in_the_page(hub: Hub, sa
 
     page.goto(f"{hub.url}/clients/{client_id}")
     expect(page.locator("#schedule-summary")).to_contain_text("follows the firm's schedule")
+    # A schedule of its own starts as the firm's, with quiet hours where the client is.
+    expect(page.get_by_label("Refresh", exact=True)).to_have_value("240")
+    expect(page.get_by_label("Quiet hours from")).to_have_value("22:00")
+    expect(page.locator("#schedule-time-zone")).to_have_value("America/New_York")
     page.get_by_label("Refresh", exact=True).select_option("")
     page.get_by_label("Quiet hours from").fill("")
     page.get_by_label("until", exact=True).fill("")

@@ -197,6 +197,8 @@ async def _schedule_boot(session: AsyncSession, principal: Principal, *, client:
         "firm": firm.firm.model_dump(mode="json") if firm.firm else None,
         "own": own.model_dump(mode="json") if own else None,
         "client_id": str(client.client_id) if client else None,
+        # Where the client is: a schedule of its own starts with quiet hours there.
+        "card_time_zone": clients_queries.card_time_zone(client) if client else None,
         "can_edit": principal.role in MANAGING_ROLES,
     }
 

@@ -1,6 +1,6 @@
 // The refresh schedule form: the firm's on Manage Clients, a client's own on its card.
 // Boot: {"schedule": {"firm": Schedule|null, "own": Schedule|null, "client_id": id|null,
-// "can_edit": bool}}. Saving sends the same body as the JSON API; the read model shows it
+// "card_time_zone": zone|null, "can_edit": bool}}. Saving sends the same body as the JSON API; the read model shows it
 // once the registry's event comes back, so the form keeps what was sent.
 "use strict";
 
@@ -49,7 +49,11 @@ Hub.start(() => {
   const zoneList = h("datalist", { id: "schedule-zones" }, ...Hub.timeZoneOptions());
   const error = h("div", { class: "field-error", id: "schedule-error", role: "alert" });
   const saved = h("div", { class: "hint", id: "schedule-saved", role: "status", "aria-live": "polite" });
-  const shown = current || { every_minutes: 60, quiet_from: null, quiet_until: null, time_zone: Hub.placeTimeZoneHere() || "UTC" };
+  // A client's own schedule starts as the firm's, with its quiet hours where the client is
+  // (its card's time zone): 22:00 in the accountant's zone protected the wrong night for a
+  // client elsewhere.
+  const startingZone = (forClient && boot.card_time_zone) || (boot.firm && boot.firm.time_zone) || Hub.placeTimeZoneHere() || "UTC";
+  const shown = current || { ...(boot.firm || { every_minutes: 60, quiet_from: null, quiet_until: null }), time_zone: startingZone };
   if (shown.every_minutes !== null && !CHOICES.some(([minutes]) => minutes === shown.every_minutes)) {
     every.append(h("option", { value: String(shown.every_minutes) }, _("Every %(minutes)s minutes", { minutes: shown.every_minutes })));
   }
