@@ -1274,3 +1274,38 @@ async def test_a_rule_removed_while_a_snapshot_is_evaluated_leaves_no_alert_open
             ).scalar_one()
         assert open_episodes == 0, attempt
         await registry.snapshot("1000.00", T0 + timedelta(hours=attempt + 1, minutes=30))  # the next one starts clean
+
+
+@pytest.mark.parametrize("database_url", POSTGRESQL_ONLY, indirect=True)
+async def test_a_colleague_removed_while_a_snapshot_is_evaluated_is_removed(
+    database_url: str, registry: Registry
+) -> None:
+    """An evaluation holds the client of a snapshot when a colleague assigned to it, owner of
+    a rule for every client, is removed (their clients unassigned, their rules removed); the
+    evaluation then takes the rules. Both take the client before the rules, so the removal
+    waits and goes through; removing the rules first made PostgreSQL abort one of them as a
+    deadlock."""
+    colleague = uuid.uuid4()
+    async with transaction(registry.sessions) as session:
+        session.add(
+            Accountant(id=colleague, firm_id=registry.firm_id, email="c@al.example", display_name="C", role="admin")
+        )
+        client = await session.get(Client, registry.client_id)
+        assert client is not None
+        client.assigned_accountant_id = colleague
+    await registry.rule(colleague, client_id=None, figure="cash", comparison="below", threshold=Decimal(100))
+    removal = RemoveColleague(
+        firm_id=registry.firm_id, actor=registry.actor(registry.owner), correlation_id="x", accountant_id=colleague
+    )
+
+    async def remove() -> ColleagueRemoved:
+        async with transaction(registry.sessions) as session:
+            return await firms.remove_colleague(session=session, command=removal)
+
+    async with registry.sessions() as evaluation, evaluation.begin():
+        assert await alerts._live_clients_held(evaluation, registry.firm_id, [registry.client_id])
+        removing = asyncio.create_task(remove())
+        await asyncio.sleep(0.5)  # the removal waits for the client (or held the rules first)
+        assert await alerts._live_rules(evaluation, registry.firm_id, registry.client_id)
+    removed = await asyncio.wait_for(removing, timeout=30)
+    assert (removed.alert_rules_removed, removed.clients_unassigned) == (1, 1)

@@ -776,6 +776,12 @@ async def _live_rules(
     return list((await session.execute(query)).scalars())
 
 
+async def _failures_watched_in_firm(session: AsyncSession, firm_id: uuid.UUID) -> bool:
+    """Whether a live "failing for more than" rule of the firm exists (read without a lock)."""
+    found = await session.execute(select(col(AlertRuleRow.id)).where(_watching_failures(firm_id)).limit(1))
+    return found.first() is not None
+
+
 def _watching_failures(firm_id: uuid.UUID) -> ColumnElement[bool]:
     return (
         (col(AlertRuleRow.firm_id) == firm_id)
@@ -1070,6 +1076,8 @@ async def check_failures(*, session: AsyncSession, now: datetime, correlation_id
     failures = list((await session.execute(select(AlertFailureRow))).scalars())
     changed = 0
     for firm_id in sorted({failure.firm_id for failure in failures}):
+        if not await _failures_watched_in_firm(session, firm_id):
+            continue  # nothing to start: its clients are not held
         firm_failures = [failure for failure in failures if failure.firm_id == firm_id]
         # The clients held first, then the rules, as on every path; a client removed since
         # its failures were read is left out.

@@ -561,8 +561,11 @@ async def remove_colleague(*, session: AsyncSession, command: RemoveColleague) -
             context,
             ColleagueInvitationWithdrawn(email=invitation.email, role=Role(invitation.role), withdrawn_by=remover.id),
         )
-    rules_removed = await alerts.forget_accountant(session, context, colleague, now=now)
+    # Their clients first (locked to be unassigned), then their alert rules: the order alert
+    # evaluations take the two in (client, then rules), so neither waits on the other in a
+    # cycle and PostgreSQL never aborts the removal as a deadlock.
     unassigned = await unassign_accountant(session, context, colleague)
+    rules_removed = await alerts.forget_accountant(session, context, colleague, now=now)
     await emit(
         session, context, AccountantRemoved(accountant_id=colleague.id, email=colleague.email, removed_by=remover.id)
     )
