@@ -97,31 +97,41 @@ def test_without_accounting_periods_years_of_twelve_months_are_counted(
     current_start: str, as_of: str, start: str
 ) -> None:
     assert fiscal_year_start(
-        dt.date.fromisoformat(as_of), last_opened=None, current_start=dt.date.fromisoformat(current_start)
+        dt.date.fromisoformat(as_of),
+        last_opened=None,
+        last_period=None,
+        current_start=dt.date.fromisoformat(current_start),
     ) == dt.date.fromisoformat(start)
 
 
 @pytest.mark.parametrize(
-    ("last_opened", "as_of", "start"),
+    ("last_opened", "last_period", "as_of", "start"),
     [
         # A year end moved from December to June: a short year from January to June 2024.
-        ("2024-01-01", "2024-05-31", "2024-01-01"),
-        ("2023-01-01", "2023-12-31", "2023-01-01"),
-        ("2024-07-01", "2025-03-31", "2024-07-01"),
-        # 52/53-week retail years: the year opened on 4 February, not on the 1st.
-        ("2024-02-04", "2025-01-31", "2024-02-04"),
+        ("2024-01-01", "2025-06-01", "2024-05-31", "2024-01-01"),
+        ("2023-01-01", "2025-06-01", "2023-12-31", "2023-01-01"),
+        ("2024-07-01", "2025-06-01", "2025-03-31", "2024-07-01"),
+        # ...or to December 2025 from June: one long year of 18 months, July 2024 on.
+        ("2024-07-01", "2025-12-01", "2025-09-30", "2024-07-01"),
+        # 52/53-week retail years: a year opened on 4 February, and one of 53 weeks from
+        # 29 January 2023 to 3 February 2024 (its last period set up on 31 December).
+        ("2024-02-04", "2025-01-05", "2025-01-31", "2024-02-04"),
+        ("2023-01-29", "2024-01-07", "2024-02-01", "2023-01-29"),
         # The year's first day itself.
-        ("2025-07-01", "2025-07-01", "2025-07-01"),
+        ("2025-07-01", "2026-06-01", "2025-07-01", "2025-07-01"),
         # Past the periods set up: twelve-month years on from the last one opened.
-        ("2024-07-01", "2026-08-15", "2026-07-01"),
-        ("2024-07-01", "2026-06-30", "2025-07-01"),
+        ("2024-07-01", "2025-06-01", "2026-08-15", "2026-07-01"),
+        ("2024-07-01", "2025-06-01", "2026-06-30", "2025-07-01"),
     ],
 )
-def test_the_fiscal_year_is_the_one_the_accounting_periods_opened(last_opened: str, as_of: str, start: str) -> None:
+def test_the_fiscal_year_is_the_one_the_accounting_periods_opened(
+    last_opened: str, last_period: str, as_of: str, start: str
+) -> None:
     # companyInformation's current start (a year set up ahead) does not move it.
     assert fiscal_year_start(
         dt.date.fromisoformat(as_of),
         last_opened=dt.date.fromisoformat(last_opened),
+        last_period=dt.date.fromisoformat(last_period),
         current_start=dt.date(2026, 7, 1),
     ) == dt.date.fromisoformat(start)
 

@@ -251,18 +251,27 @@ def _shift_years(day: dt.date, years: int) -> dt.date:
     return day.replace(year=year, day=min(day.day, calendar.monthrange(year, day.month)[1]))
 
 
-def fiscal_year_start(as_of: dt.date, *, last_opened: dt.date | None, current_start: dt.date) -> dt.date:
+# A period is a month at most in practice ("Create Fiscal Year" makes months, or 4-4-5
+# weeks): a date within this of the last period's start lies in the periods set up.
+_LONGEST_PERIOD = dt.timedelta(days=31)
+
+
+def fiscal_year_start(
+    as_of: dt.date, *, last_opened: dt.date | None, last_period: dt.date | None, current_start: dt.date
+) -> dt.date:
     """The start of the fiscal year holding ``as_of``.
 
     ``last_opened`` is the start of the last accounting period on or before ``as_of`` that
-    opens a fiscal year (BC's "New Fiscal Year"): that is the year, however long the years
-    before it were (a changed year end, a short first year, 52/53-week years). Past the
-    periods the company has set up (BC lets it post nowhere there), and for a company with
-    none, years of twelve months are counted on from it, or from ``current_start``
+    opens a fiscal year (BC's "New Fiscal Year"): within the periods the company has set up
+    (``last_period`` is the start of its last one), that is the year, however long it is (a
+    changed year end, a short first year, 53-week years). Past them, years of twelve months
+    are counted on from it; for a company with no periods, from ``current_start``
     (companyInformation's current fiscal year, which BC takes from the last period opening
     a year, so possibly one set up ahead of ``as_of``)."""
     if last_opened is not None:
         start = last_opened
+        if last_period is not None and as_of < last_period + _LONGEST_PERIOD:
+            return start
         while (following := _shift_years(start, 1)) <= as_of:
             start = following
         return start
@@ -328,6 +337,12 @@ def statement_requests(
             "fiscal_year",
             f"{_company(company_id)}/accountingPeriods?$filter=newFiscalYear eq true and startingDate le "
             f"{as_of.isoformat()}&$orderby=startingDate desc&$top=1&$select=startingDate",
+            optional=True,
+        ),
+        # The last period set up: a date past it is in years the company has not made yet.
+        BatchRequest(
+            "last_period",
+            f"{_company(company_id)}/accountingPeriods?$orderby=startingDate desc&$top=1&$select=startingDate",
             optional=True,
         ),
         _statement_request(
@@ -518,10 +533,12 @@ class StatementsReader:
         collections = read.collections
         information = _first(_CompanyInformation, collections["information"], "companyInformation")
         setup = _first(_LedgerSetup, collections["setup"], "generalLedgerSetup")
-        opened = collections.get("fiscal_year")
-        last_opened = _first(_AccountingPeriod, opened, "accountingPeriods").starting_date if opened else None
+        opened, last = collections.get("fiscal_year"), collections.get("last_period")
         period_start = fiscal_year_start(
-            as_of, last_opened=last_opened, current_start=information.current_fiscal_year_start or calendar_year
+            as_of,
+            last_opened=_first(_AccountingPeriod, opened, "accountingPeriods").starting_date if opened else None,
+            last_period=_first(_AccountingPeriod, last, "accountingPeriods").starting_date if last else None,
+            current_start=information.current_fiscal_year_start or calendar_year,
         )
         if period_start != calendar_year:
             # The period's statements again, over the fiscal year: this read's outcome replaces
