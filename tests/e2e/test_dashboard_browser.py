@@ -481,7 +481,8 @@ def test_the_client_card_names_the_cash_accounts_and_the_pane_says_so(page: Page
     expect(pane.locator("#cash-source")).to_have_text("The accounts named on the client card.")
     # The number the chart lacks is said, not silently left out of the cash.
     expect(pane.locator("#cash-not-found")).to_have_text(
-        "Named on the client card but not a posting account of this company, so not counted: 99999."
+        "Named on the client card but not counted in these figures: 99999 (not a posting account of this company,"
+        " or named after the figures were read)."
     )
     details = api.get(f"/api/v1/clients/{client_id}/companies/{rows[0]['company_id']}").json()
     assert details["cash_accounts_not_found"] == ["99999"]

@@ -1033,14 +1033,14 @@ Hub.start(() => {
     return _("Posting asset accounts of subcategory Cash.");
   }
 
-  // Numbers on the client card this company's chart has no posting account for: said,
-  // since its cash would otherwise read low (or zero) without a word.
+  // Numbers on the client card these figures do not count: said, since the cash would
+  // otherwise read low (or zero) without a word. The card may have changed since the
+  // figures were read, so the words allow for that.
   function cashAccountsNotFound(cash, numbers) {
     if (!numbers.length) return null;
-    const listed = numbers.join(", ");
     return h("p", { class: "banner warning", id: "cash-not-found", role: "status" }, cash.accounts.length
-      ? _("Named on the client card but not a posting account of this company, so not counted: %(numbers)s.", { numbers: listed })
-      : _("None of the cash accounts the client card names (%(numbers)s) is a posting account of this company, so its cash reads 0. Each company of a client keeps its own chart of accounts: check the numbers on the client card.", { numbers: listed }));
+      ? _("Named on the client card but not counted in these figures: %(numbers)s (not a posting account of this company, or named after the figures were read).", { numbers: numbers.join(", ") })
+      : _("No account the client card named when these figures were read is a posting account of this company, so its cash reads 0. Each company of a client keeps its own chart of accounts: check the numbers on the client card."));
   }
 
   function forecastChart(forecast, currency) {
