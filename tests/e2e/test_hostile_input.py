@@ -68,19 +68,6 @@ MISSPELT_FIELDS = [
     ("POST", "/api/v1/connection-tests", {"client_url": CLIENT_URL, "clientId": str(uuid.uuid4())}, "clientId"),
     ("PUT", "/api/v1/preferences", {"columns": ["cash"], "pageSize": 50}, "pageSize"),
     ("POST", "/api/v1/views", {"name": "Mine", "query": {}, "colums": ["cash"]}, "colums"),
-    (
-        "POST",
-        "/api/v1/client-invitations",
-        {
-            "accountant_email": "a@tailspin-accounting.example",
-            "accountant_name": "A",
-            "environment": "Production",
-            "companies": ["CRONUS"],
-            "client_name": "C",
-            "welcome": "Hi",
-        },
-        "welcome",
-    ),
 ]
 
 

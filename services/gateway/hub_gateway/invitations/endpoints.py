@@ -26,7 +26,9 @@ client_invitations = APIRouter(
 
 
 class ClientInvitationBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # Sent by the client's "Invite External Accountant" wizard, which the hub does not
+    # release: a field it adds later is ignored rather than refusing every invitation.
+    model_config = ConfigDict(extra="ignore")
 
     accountant_email: Annotated[str, Field(min_length=3, max_length=320)]
     accountant_name: Annotated[str, Field(min_length=1, max_length=250), ONE_LINE]
