@@ -438,3 +438,28 @@ async def test_inviting_again_while_the_invitation_is_withdrawn_mails_a_working_
         listed = [row.email for row in (await _listed(registry_sessions, owner)).invitations]
         # The last word on the address decides whether an invitation of it is pending.
         assert listed == ([invitee] if isinstance(last, ColleagueInvited) else []), (last, listed)
+
+
+async def test_invitations_of_a_colleague_removed_before_they_were_withdrawn_on_removal_stay_dead_on_return(
+    registry_sessions: async_sessionmaker[AsyncSession], tenant_directory: TenantDirectory
+) -> None:
+    """A colleague removed by a release that only hid their invitations comes back: what
+    they invited then is withdrawn as they return, before their own address could."""
+    owner = await _firm_with_owner(registry_sessions, "returning-accounting")
+    admin_email, backdoor = "ray@returning-accounting.example", "ray@ray-consulting.example"
+    await _invite(registry_sessions, owner, admin_email, "admin")
+    assert await _sign_in(registry_sessions, tenant_directory, admin_email, join_firm_id=owner.firm_id) == owner.firm_id
+    async with registry_sessions() as session:
+        admin = (await session.execute(select(Accountant).where(Accountant.email == admin_email))).scalar_one()
+    await _invite(registry_sessions, admin, backdoor, "admin")
+    # Removed as that release did: the account marked, its invitation left pending.
+    async with transaction(registry_sessions) as session:
+        stored = await session.get(Accountant, admin.id)
+        assert stored is not None
+        stored.removed_at = datetime.now(UTC)
+    assert await _choices(registry_sessions, backdoor) == []  # hidden while they are away
+
+    await _invite(registry_sessions, owner, admin_email, "staff")
+    assert await _sign_in(registry_sessions, tenant_directory, admin_email, join_firm_id=owner.firm_id) == owner.firm_id
+    assert await _choices(registry_sessions, backdoor) == []
+    assert await _sign_in(registry_sessions, tenant_directory, backdoor) != owner.firm_id

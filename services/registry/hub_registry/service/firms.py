@@ -3,6 +3,7 @@ inviting colleagues and withdrawing invitations."""
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -188,6 +189,7 @@ async def ensure_accountant(
     firm = Firm(name=firm_name_for(email))
     session.add(firm)
     await session.flush()
+    await _coming_back(session, existing, command.correlation_id)
     accountant = _member(existing, firm.id, email, command, Role.OWNER.value)
     session.add(accountant)
     await session.flush()
@@ -259,6 +261,40 @@ def _bind_identity(accountant: Accountant, command: EnsureAccountant) -> None:
         )
 
 
+async def _withdraw_invitations_sent_by(
+    session: AsyncSession, inviter: Accountant, *, withdrawn_by: uuid.UUID, context: Context
+) -> None:
+    """A removed colleague's invitations nobody accepted are withdrawn for good: hidden only
+    while they were away, they came back to life when the firm invited them again (an
+    admin's own second address, invited as admin, joining beside them re-invited as staff)."""
+    pending = (
+        await session.execute(
+            select(ColleagueInvitationRow).where(
+                col(ColleagueInvitationRow.invited_by) == inviter.id,
+                col(ColleagueInvitationRow.accepted_at).is_(None),
+                col(ColleagueInvitationRow.withdrawn_at).is_(None),
+            )
+        )
+    ).scalars()
+    now = datetime.now(UTC)
+    for invitation in pending:
+        invitation.withdrawn_at = now
+        await emit(
+            session,
+            dataclasses.replace(context, firm_id=invitation.firm_id),
+            ColleagueInvitationWithdrawn(email=invitation.email, role=Role(invitation.role), withdrawn_by=withdrawn_by),
+        )
+
+
+async def _coming_back(session: AsyncSession, removed: Accountant | None, correlation_id: str) -> None:
+    """An account removed before its removal withdrew its invitations (a release before
+    that) comes back: those are withdrawn now, before it joins anywhere."""
+    if removed is None or removed.removed_at is None:
+        return
+    context = Context(firm_id=removed.firm_id, actor=SERVICE_ACTOR, correlation_id=correlation_id)
+    await _withdraw_invitations_sent_by(session, removed, withdrawn_by=removed.id, context=context)
+
+
 def _member(
     removed: Accountant | None, firm_id: uuid.UUID, email: str, command: EnsureAccountant, role: str
 ) -> Accountant:
@@ -286,6 +322,7 @@ async def _join_firm(
     await session.refresh(invitation, with_for_update=True)
     if invitation.accepted_at is not None or invitation.withdrawn_at is not None:
         raise refused(RejectionReason.NOT_FOUND, N_("There is no pending invitation from that firm"), "join_firm_id")
+    await _coming_back(session, removed, command.correlation_id)
     accountant = _member(removed, invitation.firm_id, email, command, invitation.role)
     session.add(accountant)
     invitation.accepted_at = datetime.now(UTC)
@@ -541,26 +578,7 @@ async def remove_colleague(*, session: AsyncSession, command: RemoveColleague) -
     now = datetime.now(UTC)
     colleague.removed_at = now
     context = Context.of(command)
-    # The invitations they sent and nobody accepted are withdrawn for good: hidden only while
-    # they are away, they came back to life when the firm invited them again (an admin's
-    # own second address, invited as admin, joining beside a colleague re-invited as staff).
-    pending = (
-        await session.execute(
-            select(ColleagueInvitationRow).where(
-                col(ColleagueInvitationRow.firm_id) == command.firm_id,
-                col(ColleagueInvitationRow.invited_by) == colleague.id,
-                col(ColleagueInvitationRow.accepted_at).is_(None),
-                col(ColleagueInvitationRow.withdrawn_at).is_(None),
-            )
-        )
-    ).scalars()
-    for invitation in pending:
-        invitation.withdrawn_at = now
-        await emit(
-            session,
-            context,
-            ColleagueInvitationWithdrawn(email=invitation.email, role=Role(invitation.role), withdrawn_by=remover.id),
-        )
+    await _withdraw_invitations_sent_by(session, colleague, withdrawn_by=remover.id, context=context)
     # Their clients first (locked to be unassigned), then their alert rules: the order alert
     # evaluations take the two in (client, then rules), so neither waits on the other in a
     # cycle and PostgreSQL never aborts the removal as a deadlock.
