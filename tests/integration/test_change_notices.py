@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import datetime, time, timedelta
+from datetime import time, timedelta
 
 import pytest
 from sqlmodel import select
@@ -225,13 +225,6 @@ async def test_a_notice_for_a_client_the_firm_cannot_read_is_refused(database_ur
         assert refused.value.rejection.reason is RejectionReason.NOT_FOUND
 
 
-def _first_slot(schedule: RefreshSchedule, client: uuid.UUID) -> datetime:
-    """The client's first slot at least half an interval after it was added."""
-    assert schedule.every is not None
-    slot = schedule.latest_slot(client, ADDED + schedule.every)
-    return slot if slot - ADDED >= schedule.every / 2 else slot + schedule.every
-
-
 async def test_a_client_with_its_schedule_off_is_still_read_daily_while_the_hub_subscribes(database_url: str) -> None:
     _, _, clients = await _firm_with_clients(database_url, 2)
     off = RefreshSchedule(every=None, quiet_hours=None)
@@ -246,9 +239,10 @@ async def test_a_client_with_its_schedule_off_is_still_read_daily_while_the_hub_
 
     assert await tick(timedelta(days=2), None) == []
 
-    # The upkeep's daily slot of the client's own, the first at least half a day after its
-    # being added (a slot sooner after the last run is skipped).
-    slot = _first_slot(RefreshSchedule(every=timedelta(hours=24), quiet_hours=None), clients[0])
+    # The upkeep's daily slot of the client's own, within a day of its being added.
+    slot = RefreshSchedule(every=timedelta(hours=24), quiet_hours=None).latest_slot(
+        clients[0], ADDED + timedelta(days=1)
+    )
     assert await tick(slot - ADDED - timedelta(seconds=1), timedelta(hours=24)) == []
     daily = await tick(slot - ADDED, timedelta(hours=24))
     assert [e.client_id for e in daily] == [clients[0]]  # type: ignore[attr-defined]
@@ -268,7 +262,7 @@ async def test_a_client_on_a_weekly_schedule_is_also_read_daily_while_the_hub_su
         )
 
     # Its weekly slot (somewhere in its first week) runs; a day later only the upkeep is due.
-    weekly_run = _first_slot(weekly, clients[0]) + timedelta(minutes=1) - ADDED
+    weekly_run = weekly.latest_slot(clients[0], ADDED + timedelta(days=7)) + timedelta(minutes=1) - ADDED
     assert [e.client_id for e in await tick(weekly_run, None)] == [clients[0]]  # type: ignore[attr-defined]
     assert await tick(weekly_run + timedelta(hours=25), None) == []
     daily = await tick(weekly_run + timedelta(hours=25), timedelta(hours=24))

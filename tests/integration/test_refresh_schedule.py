@@ -46,13 +46,6 @@ HOURLY = RefreshSchedule(every=timedelta(hours=1), quiet_hours=None)
 ADDED = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
 
 
-def _first_slot(client: uuid.UUID) -> datetime:
-    """The client's first hourly slot at least half an hour after it was added (a slot
-    sooner after the last run, the add here, is skipped)."""
-    slot = HOURLY.latest_slot(client, ADDED + timedelta(hours=1))
-    return slot if slot - ADDED >= timedelta(minutes=30) else slot + timedelta(hours=1)
-
-
 async def _firm_with_clients(
     database_url: str, count: int, owner_email: str = "o@sched.example"
 ) -> tuple[uuid.UUID, uuid.UUID, list[uuid.UUID]]:
@@ -140,9 +133,9 @@ async def _set(database_url: str, firm: uuid.UUID, owner: uuid.UUID, **schedule:
 async def test_each_client_is_refreshed_once_per_interval_once_granted(database_url: str) -> None:
     _, _, clients = await _firm_with_clients(database_url, 3)
     granted = clients[:2]
-    # Each client's first slot of its own at least half an interval after it was added.
-    slots = {client: _first_slot(client) for client in granted}
-    assert all(ADDED + timedelta(minutes=30) <= slot < ADDED + timedelta(minutes=90) for slot in slots.values())
+    # Each client's first slot of its own after it was added, within the hour.
+    slots = {client: HOURLY.latest_slot(client, ADDED + timedelta(hours=1)) for client in granted}
+    assert all(ADDED < slot <= ADDED + timedelta(hours=1) for slot in slots.values())
 
     assert await _tick(database_url, min(slots.values()) - timedelta(seconds=1)) == []
     # Random ids share a slot one run in 3,600: such clients are asked for together.
@@ -166,7 +159,7 @@ async def test_a_client_whose_refresh_has_not_reached_its_bc_is_not_asked_again_
     hours at most."""
     _, _, clients = await _firm_with_clients(database_url, 2)
     client = clients[0]
-    slot = _first_slot(client)
+    slot = HOURLY.latest_slot(client, ADDED + timedelta(hours=1))
     assert await _tick(database_url, slot, answered=False) == [client]
     for hours in (1, 2):
         assert await _tick(database_url, slot + timedelta(hours=hours, seconds=1), answered=False) == []
@@ -235,9 +228,7 @@ async def test_many_clients_due_at_once_are_spread_over_the_interval_and_after_q
     # 12:00, 16:01, ... and at 06:30 after quiet hours, forever.
     day = [ADDED + timedelta(minutes=minute) for minute in range(1, 24 * 60 + 60)]
     asked = await _ticks(database_url, day, HOURLY)
-    # Each ran in every slot outside quiet hours (but a first one less than two hours after
-    # it was added, its last run)...
-    assert sum(asked.values()) >= 30 * 3
+    assert sum(asked.values()) >= 30 * 4  # each ran in every slot outside quiet hours...
     assert max(asked.values()) <= 15  # ...and no tick asked for half of them (ids are random)
     end_of_quiet = datetime(2026, 12, 2, 6, 30, tzinfo=UTC)
     catch_up = [asked[end_of_quiet + timedelta(minutes=minute)] for minute in range(6)]
@@ -269,7 +260,7 @@ async def test_a_clients_own_schedule_replaces_the_firms(database_url: str) -> N
     firm, owner, clients = await _firm_with_clients(database_url, 3)
     await _set(database_url, firm, owner, every_minutes=None)  # the firm: never on schedule
     await _set(database_url, firm, owner, client_id=clients[1], every_minutes=15)
-    assert await _tick(database_url, ADDED + timedelta(minutes=31)) == [clients[1]]
+    assert await _tick(database_url, ADDED + timedelta(minutes=16)) == [clients[1]]
     await _set(database_url, firm, owner, client_id=clients[1], follows_firm=True)
     assert await _tick(database_url, ADDED + timedelta(hours=5)) == []
 
@@ -335,8 +326,8 @@ async def test_a_saved_schedule_that_can_no_longer_be_kept_falls_back_and_stops_
     # Client 0 follows the firm's (off); client 1 keeps its own; the tick does not fail, and
     # the row is logged once, not every tick.
     with structlog.testing.capture_logs() as logs:
-        assert await _tick(database_url, ADDED + timedelta(minutes=31)) == [clients[1]]
-        assert clients[0] not in await _tick(database_url, ADDED + timedelta(minutes=55))
+        assert await _tick(database_url, ADDED + timedelta(minutes=16)) == [clients[1]]
+        assert clients[0] not in await _tick(database_url, ADDED + timedelta(minutes=40))
     unkeepable = [log for log in logs if log["event"].startswith("saved refresh schedule cannot be kept")]
     assert [(log["client_id"], log["field"]) for log in unkeepable] == [(str(clients[0]), "time_zone")]
 
@@ -408,7 +399,7 @@ async def test_the_schedule_ticks_past_65535_clients(database_url: str) -> None:
     engine = create_engine(database_url)
     try:
         async with engine.begin() as connection:
-            # Added a minute ago: none is due, but every one is weighed.
+            # Added as the tick runs: none is due, but every one is weighed.
             await connection.execute(
                 text(
                     "INSERT INTO registry_clients (id, firm_id, name, client_url, tenant, tenant_id, environment,"
@@ -428,7 +419,7 @@ async def test_the_schedule_ticks_past_65535_clients(database_url: str) -> None:
             )
     finally:
         await engine.dispose()
-    assert await _tick(database_url, ADDED + timedelta(minutes=1)) == []
+    assert await _tick(database_url, ADDED) == []
 
 
 async def test_a_firm_with_many_refreshes_on_their_way_waits_and_another_firm_does_not(database_url: str) -> None:
@@ -463,3 +454,25 @@ async def test_a_firm_with_many_refreshes_on_their_way_waits_and_another_firm_do
     finally:
         await engine.dispose()
     assert len(small) == 3
+
+
+async def test_a_run_keeps_its_interval_and_a_new_interval_does_not_ask_again_minutes_later(
+    database_url: str,
+) -> None:
+    """Each run keeps the interval it was asked under; changed, the interval places the
+    client's slots anew, and the first is one at least the shorter interval after the run."""
+    firm, owner, clients = await _firm_with_clients(database_url, 2)
+    await _set(database_url, firm, owner, every_minutes=15)
+    asked_at = ADDED + timedelta(hours=1)
+    assert await _tick(database_url, asked_at) == [clients[0]]
+    engine = create_engine(database_url)
+    try:
+        async with session_factory(engine)() as session:
+            run = await session.get(ClientScheduleRun, clients[0])
+            assert run is not None and run.every_seconds == 15 * 60
+    finally:
+        await engine.dispose()
+    # Changed minute after minute: nothing until 15 minutes after the run.
+    for minute in range(1, 15):
+        await _set(database_url, firm, owner, every_minutes=15 + minute)
+        assert await _tick(database_url, asked_at + timedelta(minutes=minute)) == [], minute

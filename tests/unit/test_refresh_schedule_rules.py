@@ -189,20 +189,34 @@ def test_each_client_is_read_once_in_the_five_minutes_after_quiet_hours(every: t
     }
 
 
-def test_changing_the_interval_back_and_forth_reads_clients_no_more_than_twice_as_often() -> None:
+def test_changing_the_interval_back_and_forth_reads_clients_no_more_often_than_the_shorter_interval() -> None:
     """An admin rotating the firm's interval through 15 to 22 minutes every minute: each
-    change places the clients' slots anew, but a client is read half an interval after its
-    last run at the soonest (it was read every 5 minutes, against the 15 allowed)."""
-    last = {client: MONDAY for client in CLIENTS}
+    change places the clients' slots anew, but after a change a client's first slot is one
+    at least the shorter interval after its last run (it was read every 5 minutes)."""
+    last = {client: (MONDAY - timedelta(minutes=15), timedelta(minutes=15)) for client in CLIENTS}
     runs: Counter[uuid.UUID] = Counter()
     for minute in range(120):
         now = MONDAY + timedelta(minutes=minute + 1)
         schedule = RefreshSchedule(timedelta(minutes=15 + minute % 8), None)
         for client in CLIENTS:
-            if schedule.is_due(client_id=client, last_run=last[client], now=now):
-                last[client] = now
+            last_run, last_every = last[client]
+            if schedule.is_due(client_id=client, last_run=last_run, now=now, last_every=last_every):
+                assert schedule.every is not None
+                last[client] = (now, schedule.every)
                 runs[client] += 1
-    assert max(runs.values()) <= 120 // 7.5 + 1, runs.most_common(3)
+    # Eight 15-minute intervals in the two hours, and the first run made late.
+    assert max(runs.values()) <= 120 // 15 + 1, runs.most_common(3)
+
+
+def test_an_unchanged_interval_keeps_its_slots_after_a_catch_up_or_a_late_run() -> None:
+    """The rule for a changed interval leaves the others alone: the slot after a run made
+    late (or a catch-up after quiet hours) is still the next one."""
+    schedule = RefreshSchedule(timedelta(hours=1), None)
+    client = CLIENTS[0]
+    slot = schedule.latest_slot(client, MONDAY)
+    late = slot + timedelta(minutes=50)
+    every = timedelta(hours=1)
+    assert schedule.is_due(client_id=client, last_run=late, now=slot + every, last_every=every)
 
 
 def test_the_upkeep_reads_a_client_after_25_hours_and_in_quiet_hours_only_after_40() -> None:

@@ -179,6 +179,8 @@ class ClientScheduleRun(SQLModel, table=True):
     # while the fetcher waits to retry it (BC offline or throttling, Entra away), the
     # schedule asks nothing more of the client.
     awaiting_refresh_id: uuid.UUID | None = Field(default=None)
+    # The interval the last run was asked under (None: asked before it was kept, or off).
+    every_seconds: int | None = Field(default=None)
 
 
 # The scope of a refresh asked for by hand that is a whole client rather than one company.

@@ -207,10 +207,19 @@ class RefreshSchedule:
         folded into CATCH_UP_SPREAD."""
         return timedelta(seconds=int(self.phase(client_id).total_seconds()) % int(CATCH_UP_SPREAD.total_seconds()))
 
-    def is_due(self, *, client_id: uuid.UUID, last_run: datetime, now: datetime, upkeep: bool = False) -> bool:
+    def is_due(
+        self,
+        *,
+        client_id: uuid.UUID,
+        last_run: datetime,
+        now: datetime,
+        upkeep: bool = False,
+        last_every: timedelta | None = None,
+    ) -> bool:
         """Whether a client last refreshed on schedule at ``last_run`` (or added then) is due:
-        one of its slots passed since, at least half an interval after that run, and it is
-        not in its quiet hours.
+        one of its slots passed since, and it is not in its quiet hours. ``last_every`` is
+        the interval that run was asked under: after a change, a slot sooner than the
+        shorter of the two intervals after that run is skipped.
 
         A slot that fell in quiet hours is caught up when they end (spread by the client's
         phase); the next run is at the next slot, not an interval after the catch-up. A client
@@ -239,12 +248,13 @@ class RefreshSchedule:
             # was set): waiting for a slot after it would leave the client unread that long.
             return True
         slot = self.latest_slot(client_id, now)
-        if slot - last_run < self.every / 2:
-            # Passed already, or less than half an interval after the last run: the client
-            # waits for its next slot. Each interval places the slots anew (the phase is the
-            # client's seed modulo the interval), so a changed interval can bring a slot
-            # minutes after the last run: changed back and forth, it read the firm's clients
-            # far more often than any schedule allows.
+        if slot <= last_run:
+            return False
+        if last_every is not None and last_every != self.every and slot - last_run < min(last_every, self.every):
+            # Each interval places the slots anew (the phase is the client's seed modulo the
+            # interval), so a changed interval can bring a slot minutes after the last run:
+            # changed back and forth, it read the firm's clients every few minutes. After a
+            # change, the first slot is one at least the shorter interval after that run.
             return False
         quiet_end = self._last_quiet_end(now)
         if quiet_end is not None and slot < quiet_end and last_run < quiet_end:

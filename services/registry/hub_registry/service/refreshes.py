@@ -346,6 +346,8 @@ async def refresh_due_clients(
     firm_schedules = {row.firm_id: schedule for row, schedule in keepable if row.client_id is None}
     client_schedules = {row.client_id: schedule for row, schedule in keepable if row.client_id is not None}
     due: list[tuple[Client, datetime]] = []
+    # The interval each due client is asked under, kept with its run.
+    asked_every: dict[uuid.UUID, int | None] = {}
     per_tick = 0.0
     awaited: Counter[uuid.UUID] = Counter()
     for client in clients:
@@ -362,8 +364,12 @@ async def refresh_due_clients(
         if run is not None and unanswered(run.awaiting_refresh_id, run.last_run_at, now):
             continue  # its last refresh waits to be retried: once it is through, it is due
         last_run = run.last_run_at if run else client.created_at
-        if schedule.is_due(client_id=client.id, last_run=last_run, now=now, upkeep=upkeep is not None):
+        last_every = timedelta(seconds=run.every_seconds) if run and run.every_seconds else None
+        if schedule.is_due(
+            client_id=client.id, last_run=last_run, now=now, upkeep=upkeep is not None, last_every=last_every
+        ):
             due.append((client, last_run))
+            asked_every[client.id] = int(schedule.every.total_seconds()) if schedule.every else None
     limit = max(SCHEDULED_PER_TICK_AT_LEAST, math.ceil(BURST_FACTOR * per_tick))
     if len(due) > limit:
         logger.info("scheduled refreshes spread over the next ticks", due=len(due), this_tick=limit)
@@ -381,7 +387,7 @@ async def refresh_due_clients(
         if run is None:
             # Two replicas at once (a lease changing hands): the second's insert fails its
             # transaction, and nothing of that tick is asked twice.
-            run = ClientScheduleRun(client_id=client.id, last_run_at=now)
+            run = ClientScheduleRun(client_id=client.id, last_run_at=now, every_seconds=asked_every[client.id])
             session.add(run)
             run.awaiting_refresh_id = await emit_refresh(
                 session, Context(client.firm_id, SCHEDULE_ACTOR, correlation_id), client, company_id=None
@@ -394,7 +400,7 @@ async def refresh_due_clients(
                 col(ClientScheduleRun.client_id) == client.id,
                 col(ClientScheduleRun.last_run_at) == run.last_run_at,
             )
-            .values(last_run_at=now)
+            .values(last_run_at=now, every_seconds=asked_every[client.id])
             .execution_options(synchronize_session=False)
         )
         if getattr(claimed, "rowcount", 0) != 1:
