@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -15,7 +15,15 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 
 from hub_gateway.dashboard import live as live_module
-from hub_gateway.dashboard.live import QUEUE_LIMIT, LiveUpdates, Notice, SharedReads
+from hub_gateway.dashboard.endpoints import _messages
+from hub_gateway.dashboard.live import (
+    QUEUE_LIMIT,
+    ROWS_PER_EVENT_AT_MOST,
+    LiveResponse,
+    LiveUpdates,
+    Notice,
+    SharedReads,
+)
 
 
 @dataclass
@@ -142,3 +150,40 @@ async def test_a_finished_shared_read_is_let_go_once_its_streams_had_it(monkeypa
     assert "key" in shared._reads
     await asyncio.sleep(0.2)
     assert shared._reads == {}
+
+
+async def test_a_page_that_stops_reading_has_its_stream_ended_and_its_place_given_back() -> None:
+    """A page whose connection stays open while it reads nothing: the server's send waits for
+    it (here, for ever). The event is given a while to leave; then the stream ends and runs
+    its cleanup, which gives its place among the streams back."""
+    given_back = asyncio.Event()
+
+    async def events() -> AsyncGenerator[str, None]:
+        try:
+            while True:
+                yield "event: rows\ndata: {}\n\n"
+        finally:
+            given_back.set()
+
+    sent: list[dict[str, Any]] = []
+
+    async def stalled_page(message: dict[str, Any]) -> None:
+        sent.append(message)
+        if message.get("type") == "http.response.body":
+            await asyncio.Event().wait()  # the page never reads
+
+    async def never_leaves() -> dict[str, Any]:
+        await asyncio.Event().wait()
+        return {"type": "http.disconnect"}
+
+    response = LiveResponse(events(), send_within=0.2, headers={"Cache-Control": "no-store"})
+    scope = {"type": "http", "asgi": {"version": "3.0", "spec_version": "2.4"}, "method": "GET"}
+    await asyncio.wait_for(response(scope, never_leaves, stalled_page), timeout=5)  # type: ignore[arg-type]
+    assert given_back.is_set()
+    assert sent[0]["type"] == "http.response.start" and (b"cache-control", b"no-store") in sent[0]["headers"]
+
+
+def test_a_change_of_more_clients_than_an_event_carries_is_a_reload() -> None:
+    notice = Notice(client_ids={uuid.uuid4() for _ in range(ROWS_PER_EVENT_AT_MOST + 1)})
+    messages = asyncio.run(_messages(cast(Any, None), cast(Any, None), notice, cast(Any, None)))
+    assert messages == ["event: reload\ndata: {}\n\n"]

@@ -2,8 +2,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pydantic import Field
+
 from hub_common.settings import HubSettings
 from hub_gateway.dashboard.health import HealthWeights
+from hub_gateway.dashboard.live import SEND_WITHIN_SECONDS
 
 
 class GatewaySettings(HubSettings):
@@ -19,6 +22,9 @@ class GatewaySettings(HubSettings):
     connection_test_wait_seconds: float = 20.0
     # How many events the projection applies per transaction.
     projection_batch_size: int = 200
+    # How long one event of a live stream may take to leave for its page; a page that reads
+    # nothing for longer is ended (dashboard/live.py SEND_WITHIN_SECONDS).
+    live_send_within_seconds: float = Field(default=SEND_WITHIN_SECONDS, gt=0, le=600)
     # The address browsers reach the gateway at: sign-in redirects and email links use it.
     public_url: str = "http://127.0.0.1:8000"
     # Which accounts may sign in: "organizations" is any work or school account.

@@ -8,7 +8,7 @@ import json
 import random
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any
 
@@ -23,9 +23,11 @@ from hub_gateway.auth import Principal
 from hub_gateway.dashboard import queries as dashboard_queries
 from hub_gateway.dashboard.health import in_language
 from hub_gateway.dashboard.live import (
+    ROWS_PER_EVENT_AT_MOST,
     STREAMS_PER_ACCOUNTANT,
     STREAMS_PER_FIRM,
     Crowded,
+    LiveResponse,
     Notice,
     TooManyStreams,
 )
@@ -242,7 +244,7 @@ async def live(request: Request, principal: CurrentPrincipal, state: State) -> S
     if (crowded := state.live.crowded(principal.accountant_id, firm_id)) is not None:
         raise HTTPException(status.HTTP_429_TOO_MANY_REQUESTS, detail=too_many[crowded])
 
-    async def stream() -> AsyncIterator[str]:
+    async def stream() -> AsyncGenerator[str, None]:
         # Counted from inside the stream: its end (however the page went) releases it.
         try:
             state.live.reserve(principal.accountant_id, firm_id)
@@ -291,10 +293,11 @@ async def live(request: Request, principal: CurrentPrincipal, state: State) -> S
         finally:
             state.live.release(principal.accountant_id, firm_id)
 
-    return StreamingResponse(
+    # no-store: the stream carries the firm's figures, which no proxy may keep.
+    return LiveResponse(
         stream(),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        send_within=state.settings.live_send_within_seconds,
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
     )
 
 
@@ -304,7 +307,9 @@ def _in_language(row: dashboard_queries.PageRow, t: Translator) -> dashboard_que
 
 async def _messages(state: GatewayState, principal: Principal, notice: Notice, t: Translator) -> list[str]:
     """The events of one change, in the language of the stream's page."""
-    if notice.reload:
+    if notice.reload or len(notice.client_ids) > ROWS_PER_EVENT_AT_MOST:
+        # Beyond so many clients the page reads its own page of rows instead of every
+        # changed client's being read and encoded here for each open page of the firm.
         return [_event("reload", {})]
     firm_id = principal.firm_id
     async with state.sessions() as session:

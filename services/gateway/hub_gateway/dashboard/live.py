@@ -19,14 +19,17 @@ import contextlib
 import itertools
 import json
 import uuid
-from collections.abc import Awaitable, Callable, Hashable, Iterator
+from collections.abc import AsyncGenerator, Awaitable, Callable, Hashable, Iterator
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import TypeVar, cast
 
+import anyio
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
+from starlette.responses import StreamingResponse
+from starlette.types import Message, Send
 
 from hub_common import metrics
 from hub_common.logging import get_logger
@@ -37,8 +40,17 @@ logger = get_logger(__name__)
 T = TypeVar("T")
 
 LIVE_SUBJECTS = "live.*.changes"
-# Notices a slow page may have waiting before it is told to reload its rows instead.
-QUEUE_LIMIT = 100
+# Notices a slow page may have waiting before it is told to reload its rows instead: each
+# waits as a copy of its own, so a page that stops reading holds no more than a few.
+QUEUE_LIMIT = 10
+# A change of more clients than this is told as "reload": its rows, read and encoded for
+# each open page of the firm, would be one large event per stream.
+ROWS_PER_EVENT_AT_MOST = 500
+# How long one event may take to leave for the page: a page that stops reading (its
+# connection kept open, nothing read) would otherwise hold its stream, its place among the
+# firm's and the replica's streams, and what waits for it, for as long as the connection
+# lives, even after its sign-in ended.
+SEND_WITHIN_SECONDS = 30.0
 # Open streams one accountant may hold on one replica (tabs, windows); more is refused, so
 # nobody can tie up a replica's memory with streams.
 STREAMS_PER_ACCOUNTANT = 20
@@ -60,6 +72,28 @@ class TooManyStreams(Exception):
     def __init__(self, crowded: Crowded) -> None:
         super().__init__(crowded.value)
         self.crowded = crowded
+
+
+class LiveResponse(StreamingResponse):
+    """A stream of server-sent events whose every send must leave within ``send_within``
+    seconds; a page that stops reading is ended (its stream closed, its place given back)."""
+
+    def __init__(self, content: AsyncGenerator[str, None], *, send_within: float, headers: dict[str, str]) -> None:
+        super().__init__(content, media_type="text/event-stream", headers=headers)
+        self._events = content
+        self._send_within = send_within
+
+    async def stream_response(self, send: Send) -> None:
+        async def send_in_time(message: Message) -> None:
+            with anyio.fail_after(self._send_within):
+                await send(message)
+
+        try:
+            await super().stream_response(send_in_time)
+        except TimeoutError:
+            logger.info("live stream not read by its page; ended", seconds=self._send_within)
+            # Closed here, so its cleanup (the place it holds) runs now, not with the connection.
+            await self._events.aclose()
 
 
 def _subject(firm_id: uuid.UUID) -> str:
