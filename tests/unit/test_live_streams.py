@@ -6,17 +6,21 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any, cast
 
 import pytest
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
+from hub_common.i18n import translator
 from hub_gateway.dashboard import live as live_module
 from hub_gateway.dashboard.endpoints import _messages
 from hub_gateway.dashboard.live import (
+    LIVE_READS_AT_ONCE,
     QUEUE_LIMIT,
     ROWS_PER_EVENT_AT_MOST,
     LiveResponse,
@@ -187,3 +191,34 @@ def test_a_change_of_more_clients_than_an_event_carries_is_a_reload() -> None:
     notice = Notice(client_ids={uuid.uuid4() for _ in range(ROWS_PER_EVENT_AT_MOST + 1)})
     messages = asyncio.run(_messages(cast(Any, None), cast(Any, None), notice, cast(Any, None)))
     assert messages == ["event: reload\ndata: {}\n\n"]
+
+
+async def test_the_live_streams_of_a_replica_read_the_database_a_few_at_a_time() -> None:
+    """A firm's thousand open pages each read the accountant's preferences at a change: at
+    most LIVE_READS_AT_ONCE of them hold one of the pool's connections at once."""
+    held = 0
+    most = 0
+
+    class Session:
+        async def get(self, *args: object, **kwargs: object) -> None:
+            return None  # no preferences saved: the defaults
+
+    @asynccontextmanager
+    async def session() -> AsyncIterator[Session]:
+        nonlocal held, most
+        held += 1
+        most = max(most, held)
+        try:
+            await asyncio.sleep(0.01)  # a connection's round trip
+            yield Session()
+        finally:
+            held -= 1
+
+    state = SimpleNamespace(live=LiveUpdates(cast(Client, cast(Any, None))), sessions=session)
+    principal = SimpleNamespace(accountant_id=uuid.uuid4(), firm_id=uuid.uuid4())
+    failures_only = Notice(new_failures=True)
+    answers = await asyncio.gather(
+        *(_messages(cast(Any, state), cast(Any, principal), failures_only, translator("en")) for _ in range(50))
+    )
+    assert all(messages == ["event: failures\ndata: {}\n\n"] for messages in answers)
+    assert most == LIVE_READS_AT_ONCE

@@ -312,12 +312,12 @@ async def _messages(state: GatewayState, principal: Principal, notice: Notice, t
         # changed client's being read and encoded here for each open page of the firm.
         return [_event("reload", {})]
     firm_id = principal.firm_id
-    async with state.sessions() as session:
+    async with state.live.reads, state.sessions() as session:
         # Read afresh each time: a reporting currency chosen in another tab applies at once.
         chosen = await preferences.preferences_of(session, principal)
 
     async def rows_event() -> str:
-        async with state.sessions() as session:
+        async with state.live.reads, state.sessions() as session:
             rows = await dashboard_queries.rows_of_clients(
                 session,
                 firm_id=firm_id,

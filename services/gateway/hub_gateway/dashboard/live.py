@@ -51,6 +51,10 @@ ROWS_PER_EVENT_AT_MOST = 500
 # firm's and the replica's streams, and what waits for it, for as long as the connection
 # lives, even after its sign-in ended.
 SEND_WITHIN_SECONDS = 30.0
+# Database reads the live streams of a replica make at once (a stream's preferences, the
+# rows of a notice): a firm with a thousand open pages, changing all day, would otherwise
+# take every connection of the pool (20) that every firm's requests need.
+LIVE_READS_AT_ONCE = 4
 # Open streams one accountant may hold on one replica (tabs, windows); more is refused, so
 # nobody can tie up a replica's memory with streams.
 STREAMS_PER_ACCOUNTANT = 20
@@ -191,6 +195,7 @@ class LiveUpdates:
         self._listeners: dict[uuid.UUID, set[asyncio.Queue[Notice]]] = {}
         self._notices_heard = itertools.count(1)
         self.shared_reads = SharedReads()
+        self.reads = asyncio.Semaphore(LIVE_READS_AT_ONCE)
         self._per_firm = per_firm
         self._per_replica = per_replica
         self._streams_of: dict[uuid.UUID, int] = {}
