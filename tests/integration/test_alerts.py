@@ -383,24 +383,22 @@ def receiver(request: pytest.FixtureRequest) -> Iterator[Receiver]:
         receiving.server.server_close()
 
 
+def _hooked_rule(registry: Registry, url: str, threshold: Decimal, *, email: bool = True) -> SetAlertRule:
+    """The owner's rule for every client, "cash below ``threshold``", posted to ``url``."""
+    fields = AlertRuleFields(
+        name="Hooked", figure="cash", comparison="below", threshold=threshold, email=email, webhook_url=url
+    )
+    return SetAlertRule(
+        firm_id=registry.firm_id, actor=registry.actor(registry.owner), correlation_id="test", rule=fields
+    )
+
+
 # 401 and 403: a receiver that does not hold the rule's new secret yet.
 @pytest.mark.parametrize("receiver", [503, 401, 403], indirect=True, ids=["503", "401", "403"])
 async def test_a_webhook_answered_503_or_unauthorized_is_sent_again_after_its_back_off_then_delivered(
     registry: Registry, receiver: Receiver
 ) -> None:
-    command = SetAlertRule(
-        firm_id=registry.firm_id,
-        actor=registry.actor(registry.owner),
-        correlation_id="test",
-        rule=AlertRuleFields(
-            name="Hooked",
-            figure="cash",
-            comparison="below",
-            threshold=Decimal(100),
-            email=False,
-            webhook_url=f"http://127.0.0.1:{receiver.port}/hook",
-        ),
-    )
+    command = _hooked_rule(registry, f"http://127.0.0.1:{receiver.port}/hook", Decimal(100), email=False)
     webhook_refused = await alerts.check_webhook_host(command, SETTINGS)
     async with transaction(registry.sessions) as session:
         saved = await alerts.set_alert_rule(
@@ -835,18 +833,7 @@ async def test_no_webhook_rule_without_a_real_secret_key_outside_dev_mode(regist
     insecure = RegistrySettings(
         mode=Mode.PRODUCTION, secret_key=SecretStr(DEV_SECRET_KEY), alert_webhook_allow_loopback=True
     )
-    command = SetAlertRule(
-        firm_id=registry.firm_id,
-        actor=registry.actor(registry.owner),
-        correlation_id="test",
-        rule=AlertRuleFields(
-            name="Hooked",
-            figure="cash",
-            comparison="below",
-            threshold=Decimal(1),
-            webhook_url="http://127.0.0.1:9/hook",
-        ),
-    )
+    command = _hooked_rule(registry, "http://127.0.0.1:9/hook", Decimal(1))
     webhook_refused = await alerts.check_webhook_host(command, insecure)
     async with transaction(registry.sessions) as session:
         with pytest.raises(CommandRejected) as refused:

@@ -8,6 +8,7 @@ import hashlib
 import hmac
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -154,10 +155,9 @@ def test_the_audit_stream_gets_a_webhooks_scheme_host_and_port_only(url: str, ho
     assert origin(url) == host
 
 
-async def test_a_firm_whose_name_server_never_answers_holds_only_its_own_lookups() -> None:
-    """A lookup runs in a thread nothing can stop: a firm's abandoned ones hold only the
-    firm's own few places, and another firm's lookups go on at once."""
-    hung = threading.Event()
+def _slow_hosts_hang(hung: threading.Event) -> Callable[[str, int], list[tuple[Any, ...]]]:
+    """A resolver whose name server for *.slow.example answers nothing until ``hung`` is
+    set (then fails); every other host is a public address."""
 
     def lookup(host: str, port: int) -> list[tuple[Any, ...]]:
         if host.endswith("slow.example"):
@@ -165,6 +165,15 @@ async def test_a_firm_whose_name_server_never_answers_holds_only_its_own_lookups
             raise OSError("no answer")
         return [(0, 0, 0, "", ("93.184.215.14", port))]
 
+    return lookup
+
+
+async def test_a_firm_whose_name_server_never_answers_holds_only_its_own_lookups() -> None:
+    """A lookup runs in a thread nothing can stop: a firm's abandoned ones hold only the
+    firm's own few places, and another firm's lookups go on at once."""
+    hung = threading.Event()
+
+    lookup = _slow_hosts_hang(hung)
     lookups = HostLookups(per_firm=4, threads=8, lookup=lookup)
     try:
         slow = [
@@ -279,12 +288,7 @@ async def test_a_delivery_the_firms_busy_lookups_held_back_is_deferred_not_faile
     healthy receiver is put off (DEFERRED, not one of its attempts), not failed."""
     hung = threading.Event()
 
-    def lookup(host: str, port: int) -> list[tuple[Any, ...]]:
-        if host.endswith("slow.example"):
-            hung.wait(30)
-            raise OSError("no answer")
-        return [(0, 0, 0, "", ("93.184.215.14", port))]
-
+    lookup = _slow_hosts_hang(hung)
     lookups = HostLookups(per_firm=2, threads=8, lookup=lookup)
     try:
         for number in range(2):
