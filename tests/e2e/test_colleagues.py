@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import time
 import uuid
+from collections.abc import Callable
 
 import httpx
 import pytest
@@ -320,23 +321,42 @@ def test_an_owner_removes_a_colleague_who_left(hub: Hub, nats_url: str, sandbox:
     )
 
 
-def test_a_removed_admin_cannot_come_back_through_an_invitation_of_their_own(hub: Hub) -> None:
-    """Before leaving, an admin invites an address of their own as admin: once they are
-    removed, that invitation counts no more (an owner inviting it again does). Joining
-    another firm later, they see none of the old firm's API tokens."""
-    owner = hub.client("gus@contoso-partners.example")
-    firm_id = owner.get("/api/v1/me").json()["firm_id"]
-    admin_email, backdoor = "hal@contoso-partners.example", "hal@hal-consulting.example"
+def _admin_removed_after_inviting(
+    hub: Hub,
+    owner_email: str,
+    admin_email: str,
+    backdoor: str,
+    before_leaving: Callable[[httpx.Client], None] = lambda admin: None,
+) -> tuple[httpx.Client, str, str]:
+    """An owner's firm invites an admin, who (after ``before_leaving``) invites ``backdoor``
+    as admin and is then removed: the owner, the firm and the removed admin's id."""
+    owner = hub.client(owner_email)
+    firm_id: str = owner.get("/api/v1/me").json()["firm_id"]
     assert (
         owner.post("/api/v1/accountants/invitations", json={"email": admin_email, "role": "admin"}).status_code == 202
     )
     join_firm(hub.url, admin_email, firm_id)
     admin = hub.client(admin_email)
-    admin_id = admin.get("/api/v1/me").json()["accountant_id"]
-    assert admin.post("/api/v1/tokens", json={"name": "old firm's script"}).status_code == 201
-    assert admin.post("/api/v1/views", json={"name": "Month end", "query": {}}).status_code == 201
+    admin_id: str = admin.get("/api/v1/me").json()["accountant_id"]
+    before_leaving(admin)
     assert admin.post("/api/v1/accountants/invitations", json={"email": backdoor, "role": "admin"}).status_code == 202
     assert owner.delete(f"/api/v1/accountants/{admin_id}").status_code == 200
+    return owner, firm_id, admin_id
+
+
+def test_a_removed_admin_cannot_come_back_through_an_invitation_of_their_own(hub: Hub) -> None:
+    """Before leaving, an admin invites an address of their own as admin: once they are
+    removed, that invitation counts no more (an owner inviting it again does). Joining
+    another firm later, they see none of the old firm's API tokens."""
+    admin_email, backdoor = "hal@contoso-partners.example", "hal@hal-consulting.example"
+
+    def before_leaving(admin: httpx.Client) -> None:
+        assert admin.post("/api/v1/tokens", json={"name": "old firm's script"}).status_code == 201
+        assert admin.post("/api/v1/views", json={"name": "Month end", "query": {}}).status_code == 201
+
+    _, firm_id, admin_id = _admin_removed_after_inviting(
+        hub, "gus@contoso-partners.example", admin_email, backdoor, before_leaving
+    )
 
     # No invitation is waiting for the address: its first sign-in starts a firm of its own.
     elsewhere = hub.client(backdoor).get("/api/v1/me").json()
@@ -368,17 +388,8 @@ def test_a_removed_admins_invitations_stay_dead_when_the_firm_invites_them_again
     """An admin invites an address of their own as admin and is removed; the firm later
     invites them back as staff. The old invitation stays withdrawn: their second address
     does not join the firm as an admin."""
-    owner = hub.client("lou@rejoin-partners.example")
-    firm_id = owner.get("/api/v1/me").json()["firm_id"]
     admin_email, backdoor = "max@rejoin-partners.example", "max@max-consulting.example"
-    assert (
-        owner.post("/api/v1/accountants/invitations", json={"email": admin_email, "role": "admin"}).status_code == 202
-    )
-    join_firm(hub.url, admin_email, firm_id)
-    admin = hub.client(admin_email)
-    admin_id = admin.get("/api/v1/me").json()["accountant_id"]
-    assert admin.post("/api/v1/accountants/invitations", json={"email": backdoor, "role": "admin"}).status_code == 202
-    assert owner.delete(f"/api/v1/accountants/{admin_id}").status_code == 200
+    owner, firm_id, _ = _admin_removed_after_inviting(hub, "lou@rejoin-partners.example", admin_email, backdoor)
     # The firm's list no longer shows it as waiting.
     eventually(
         lambda: backdoor not in {i["email"] for i in owner.get("/api/v1/accountants/invitations").json()},

@@ -17,6 +17,7 @@ import pytest
 from hub_common.purpose_keys import Purpose, derive
 from hub_common.sealing import Sealer, Unsealable
 from hub_registry.webhooks import (
+    LOOKUPS,
     LOOKUPS_BUSY,
     NOT_PUBLIC,
     Attempt,
@@ -155,6 +156,23 @@ def test_the_audit_stream_gets_a_webhooks_scheme_host_and_port_only(url: str, ho
     assert origin(url) == host
 
 
+async def _post_alert(http: httpx.AsyncClient, url: str, *, lookups: HostLookups = LOOKUPS) -> Attempt:
+    """One signed POST of an empty alert by firm "f", as the sender makes it."""
+    return await post(
+        http,
+        url,
+        body=b"{}",
+        secret="whsec_x",
+        event_id="e",
+        event_type="AlertRaised",
+        timestamp=0,
+        allow_loopback=False,
+        timeout_seconds=2,
+        firm="f",
+        lookups=lookups,
+    )
+
+
 def _slow_hosts_hang(hung: threading.Event) -> Callable[[str, int], list[tuple[Any, ...]]]:
     """A resolver whose name server for *.slow.example answers nothing until ``hung`` is
     set (then fails); every other host is a public address."""
@@ -221,18 +239,7 @@ async def test_a_delivery_whose_host_lookup_fails_is_tried_again_later() -> None
     async with httpx.AsyncClient() as http:
 
         async def post_to(url: str) -> Attempt:
-            return await post(
-                http,
-                url,
-                body=b"{}",
-                secret="whsec_x",
-                event_id="e",
-                event_type="AlertRaised",
-                timestamp=0,
-                allow_loopback=False,
-                timeout_seconds=2,
-                firm="f",
-            )
+            return await _post_alert(http, url)
 
         attempt = await post_to("https://no-such-host.invalid/hook")
         assert attempt.outcome is Outcome.TRANSIENT and "name lookup failed" in attempt.detail
@@ -302,19 +309,7 @@ async def test_a_delivery_the_firms_busy_lookups_held_back_is_deferred_not_faile
                 )
             assert not isinstance(abandoned.value, LookupsBusy)  # looked up: the name server's fault
         async with httpx.AsyncClient() as http:
-            attempt = await post(
-                http,
-                "https://receiver.example/hook",
-                body=b"{}",
-                secret="whsec_x",
-                event_id="e",
-                event_type="AlertRaised",
-                timestamp=0,
-                allow_loopback=False,
-                timeout_seconds=2,
-                firm="f",
-                lookups=lookups,
-            )
+            attempt = await _post_alert(http, "https://receiver.example/hook", lookups=lookups)
         assert attempt.outcome is Outcome.DEFERRED and "not looked up yet" in attempt.detail
     finally:
         hung.set()
