@@ -616,8 +616,58 @@ async def test_a_collection_past_its_size_across_pages_is_refused(
     crafted.answering = answering
     with pytest.raises(FetchFailure) as failure:
         await bc.get_collection(ENVIRONMENT, f"{ROOT}/salesInvoices")
-    assert "more than 500000 entities" in (failure.value.message or "")
-    assert len(served) == 26  # refused at the page that passed the size, not at the 1,000th
+    # Every entity is a JSON object: the pages' shared allowance of objects bounds them.
+    assert "more than 400000 JSON objects" in (failure.value.message or "")
+    assert len(served) == 20  # refused at the page that passed the size, not at the 1,000th
+
+
+def _pages_of_small_values(served: list[str], pages: int) -> Answering:
+    """Pages of one entity holding 300,000 empty strings each (about 2 MB parsed), each
+    linking to the next, ``pages`` in all: each page alone is well within one answer's
+    limits."""
+    entity = b'{"x": [' + b",".join([b'""'] * 300_000) + b"]}"
+
+    def answering(request: httpx.Request) -> tuple[int, dict[str, str], bytes]:
+        served.append(str(request.url))
+        if len(served) >= pages:
+            return 200, {}, b'{"value": [' + entity + b"]}"
+        link = f"{ROOT}/companies(1)/salesInvoices?$skiptoken={len(served)}"
+        return 200, {}, b'{"value": [' + entity + b'], "@odata.nextLink": "' + link.encode() + b'"}'
+
+    return answering
+
+
+async def test_pages_of_small_values_share_one_answers_limit(
+    bc: BusinessCentral, crafted: CraftedBusinessCentral
+) -> None:
+    served: list[str] = []
+    crafted.answering = _pages_of_small_values(served, pages=20)
+    with pytest.raises(FetchFailure) as failure:
+        await bc.get_collection(ENVIRONMENT, f"{ROOT}/companies(1)/salesInvoices")
+    assert failure.value.kind is FailureKind.BAD_RESPONSE
+    assert "more than 3000000 JSON values" in (failure.value.message or "")
+    # Refused at the page that passed the limit, not kept in memory page after page.
+    assert len(served) == 10
+
+
+async def test_a_batchs_next_pages_share_its_answers_limit(
+    bc: BusinessCentral, crafted: CraftedBusinessCentral
+) -> None:
+    served: list[str] = []
+    pages = _pages_of_small_values(served, pages=20)
+
+    def answering(request: httpx.Request) -> tuple[int, dict[str, str], bytes]:
+        if request.url.path.endswith("/$batch"):
+            _, _, body = pages(request)
+            first = json.loads(body)
+            return batch_answer({"id": "sales", "status": 200, "headers": {}, "body": first})(request)
+        return pages(request)
+
+    crafted.answering = answering
+    with pytest.raises(FetchFailure) as failure:
+        await bc.read_batch(ENVIRONMENT, [BatchRequest("sales", "companies(1)/salesInvoices")])
+    assert "more than 3000000 JSON values" in (failure.value.message or "")
+    assert len(served) == 10  # the $batch's answer and nine next pages
 
 
 # ---------------------------------------------------------------- throttling

@@ -35,7 +35,7 @@ from hub_fetcher.bc.limits import TenantLimiter
 
 API_PATH = "api/v2.0"
 MAX_PAGES = 1000
-# What one answer and one collection may hold. A page of BC holds at most 20,000 entities
+# What one read may hold (one answer, or a $batch and its next pages). A page of BC holds at most 20,000 entities
 # and a $batch of the hub's reads ten such pages; an answer of "{}" after "{}" costs 64
 # bytes of memory for every 3 bytes read, so it is refused while it is parsed, before a
 # tenant's 50 MB answer becomes gigabytes for every firm the fetcher serves.
@@ -46,7 +46,6 @@ MAX_JSON_OBJECTS = 400_000
 # few fields: 400,000 entities of the largest read fit both.
 MAX_JSON_VALUES = 3_000_000
 MAX_JSON_NUMBERS = 1_000_000
-MAX_COLLECTION_ENTITIES = 500_000
 # How long every read of a tenant BC throttled waits when BC does not say (no Retry-After).
 THROTTLED_HOLD_OFF_SECONDS = 5.0
 # BC refusing the token: once more with a fresh one before it counts as rejected credentials.
@@ -121,36 +120,48 @@ class Answer:
     document: dict[str, Any] | None
 
 
-def _parse_json(body: bytes) -> Any:
+@dataclass
+class JsonAllowance:
+    """What the answers of one read may still hold together. A read that follows its next
+    links (or a $batch's) shares one allowance across its pages, so pages of small values
+    add up to no more than one answer may hold: otherwise each of a thousand pages could
+    keep its own share in memory until the whole read is done."""
+
+    values: int = MAX_JSON_VALUES
+    objects: int = MAX_JSON_OBJECTS
+    numbers: int = MAX_JSON_NUMBERS
+
+
+def _parse_json(body: bytes, allowance: JsonAllowance | None = None) -> Any:
     """A BC body as JSON, its numbers with a fraction as Decimal: amounts of 16 or more
     digits would lose their cents as floats (329882455933742.36 reads 329882455933742.4).
 
     Raises ValueError for anything that is not JSON Python can hold, or that holds more
-    values, objects or numbers than an answer of BC to the hub's reads: besides
-    JSONDecodeError and UnicodeDecodeError (both ValueErrors), an integer literal beyond
-    Python's digit limit raises a plain ValueError and deep nesting ("[[[[...") a
-    RecursionError, which is turned into one.
+    values, objects or numbers than an answer of BC to the hub's reads (``allowance``: what
+    the read's earlier pages left; by default, one answer's): besides JSONDecodeError and
+    UnicodeDecodeError (both ValueErrors), an integer literal beyond Python's digit limit
+    raises a plain ValueError and deep nesting ("[[[[...") a RecursionError, which is turned
+    into one.
     """
+    left = allowance if allowance is not None else JsonAllowance()
     # An upper bound (a comma or bracket inside a string counts too), counted without
     # allocating anything.
-    if body.count(b",") + body.count(b"[") > MAX_JSON_VALUES:
-        raise ValueError(f"more than {MAX_JSON_VALUES} JSON values in one answer")
-    objects = 0
-    numbers = 0
+    values = body.count(b",") + body.count(b"[")
+    if values > left.values:
+        raise ValueError(f"more than {MAX_JSON_VALUES} JSON values in one answer and its next pages")
+    left.values -= values
 
     def counted(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-        nonlocal objects
-        objects += 1
-        if objects > MAX_JSON_OBJECTS:
-            raise ValueError(f"more than {MAX_JSON_OBJECTS} JSON objects in one answer")
+        left.objects -= 1
+        if left.objects < 0:
+            raise ValueError(f"more than {MAX_JSON_OBJECTS} JSON objects in one answer and its next pages")
         return dict(pairs)
 
     def number(kind: Callable[[str], Any]) -> Callable[[str], Any]:
         def parsed(text: str) -> Any:
-            nonlocal numbers
-            numbers += 1
-            if numbers > MAX_JSON_NUMBERS:
-                raise ValueError(f"more than {MAX_JSON_NUMBERS} JSON numbers in one answer")
+            left.numbers -= 1
+            if left.numbers < 0:
+                raise ValueError(f"more than {MAX_JSON_NUMBERS} JSON numbers in one answer and its next pages")
             return kind(text)
 
         return parsed
@@ -172,17 +183,10 @@ def _not_json(constant: str) -> NoReturn:
     raise ValueError(f"{constant} is not a JSON value")
 
 
-def _check_collection_size(entities: list[dict[str, Any]]) -> None:
-    if len(entities) > MAX_COLLECTION_ENTITIES:
-        raise FetchFailure(
-            FailureKind.BAD_RESPONSE, message=f"a collection of more than {MAX_COLLECTION_ENTITIES} entities"
-        )
-
-
-def _json_object(body: bytes, status: int, asked: str) -> dict[str, Any]:
+def _json_object(body: bytes, status: int, asked: str, allowance: JsonAllowance | None = None) -> dict[str, Any]:
     """``asked``: the method and path, which the message names (a $batch's answer is one)."""
     try:
-        document = _parse_json(body)
+        document = _parse_json(body, allowance)
     except ValueError as error:
         raise FetchFailure(
             FailureKind.BAD_RESPONSE, http_status=status, message=f"the answer to {asked} is not JSON: {error}"
@@ -332,6 +336,7 @@ class BusinessCentral:
         company_scoped: bool,
         weight: int = 1,
         read_only: bool = False,
+        allowance: JsonAllowance | None = None,
     ) -> dict[str, Any]:
         """One request to BC; any non-success answer becomes a classified FetchFailure."""
         answer = await self._exchange(
@@ -344,7 +349,7 @@ class BusinessCentral:
             weight=weight,
             read_only=read_only,
         )
-        return _json_object(answer.body, answer.status, f"{method} {urlsplit(url).path}")
+        return _json_object(answer.body, answer.status, f"{method} {urlsplit(url).path}", allowance)
 
     async def write(
         self,
@@ -485,16 +490,25 @@ class BusinessCentral:
         params: Mapping[str, str] | None = None,
         company_scoped: bool,
         read_only: bool = True,
+        allowance: JsonAllowance | None = None,
     ) -> dict[str, Any]:
         """GET one resource; any non-success answer becomes a classified FetchFailure.
 
         ``read_only``: BC may answer from its read-only replica, which spares the client's
         database; a page that writes when it opens must be read without it."""
         return await self._send(
-            environment, "GET", url, params=params, company_scoped=company_scoped, read_only=read_only
+            environment,
+            "GET",
+            url,
+            params=params,
+            company_scoped=company_scoped,
+            read_only=read_only,
+            allowance=allowance,
         )
 
-    async def batch(self, environment: Environment, requests: list[BatchRequest]) -> dict[str, BatchAnswer]:
+    async def batch(
+        self, environment: Environment, requests: list[BatchRequest], allowance: JsonAllowance | None = None
+    ) -> dict[str, BatchAnswer]:
         """Several GETs in one round trip (OData JSON ``$batch``, at most 100 requests)."""
         if len(requests) > MAX_BATCH_REQUESTS:
             raise ValueError(f"a $batch takes at most {MAX_BATCH_REQUESTS} requests")
@@ -515,6 +529,7 @@ class BusinessCentral:
             },
             company_scoped=False,
             weight=len(requests),
+            allowance=allowance,
         )
         responses = document.get("responses")
         if not isinstance(responses, list):
@@ -556,12 +571,14 @@ class BusinessCentral:
 
     async def read_batch(self, environment: Environment, requests: list[BatchRequest]) -> BatchRead:
         """Like ``batch_collections``, with the permanent failures of optional reads kept
-        apart instead of failing the whole read."""
-        answers = await self.batch(environment, requests)
+        apart instead of failing the whole read. The $batch's answer and every next page of
+        its collections share one JSON allowance."""
+        allowance = JsonAllowance()
+        answers = await self.batch(environment, requests, allowance)
         read = BatchRead(collections={}, failures={})
         for request in requests:
             try:
-                read.collections[request.id] = await self._collection(environment, answers[request.id])
+                read.collections[request.id] = await self._collection(environment, answers[request.id], allowance)
             except FetchFailure as failure:
                 # An optional read BC fails inside is done without, as one it refuses: the
                 # same page may fail alike at every try, and the rest of the read stands.
@@ -570,7 +587,9 @@ class BusinessCentral:
                 read.failures[request.id] = failure
         return read
 
-    async def _collection(self, environment: Environment, answer: BatchAnswer) -> list[dict[str, Any]]:
+    async def _collection(
+        self, environment: Environment, answer: BatchAnswer, allowance: JsonAllowance
+    ) -> list[dict[str, Any]]:
         if answer.status >= 400 or answer.status == 0:
             code, message = _error_fields(answer.body) or (None, None)
             await self._raise_for_error(answer.status, answer.headers, code, message, environment, company_scoped=True)
@@ -593,8 +612,7 @@ class BusinessCentral:
         if isinstance(link, str):
             # Relative to the $batch's own URL, as the requests in it are.
             next_url = self._next_link(link, f"{self.root(environment)}/$batch")
-            entities.extend(await self.get_collection(environment, next_url))
-            _check_collection_size(entities)
+            entities.extend(await self.get_collection(environment, next_url, allowance=allowance))
         return entities
 
     async def _raise_for_error(
@@ -634,12 +652,15 @@ class BusinessCentral:
         params: Mapping[str, str] | None = None,
         company_scoped: bool = True,
         read_only: bool = True,
+        allowance: JsonAllowance | None = None,
     ) -> list[dict[str, Any]]:
         """All entities of a collection, following server-driven paging (``read_only`` as
-        for ``get_json``).
+        for ``get_json``); its pages share ``allowance`` (by default, one answer's).
 
         A next link to a page already read would repeat it forever: a bad answer at once.
         """
+        if allowance is None:
+            allowance = JsonAllowance()
         pages_read: set[str] = set()
         entities: list[dict[str, Any]] = []
         next_url: str | None = url
@@ -650,13 +671,17 @@ class BusinessCentral:
             page_url = httpx.URL(next_url)
             pages_read.add(str(page_url.copy_merge_params(next_params) if next_params else page_url))
             page = await self.get_json(
-                environment, next_url, params=next_params, company_scoped=company_scoped, read_only=read_only
+                environment,
+                next_url,
+                params=next_params,
+                company_scoped=company_scoped,
+                read_only=read_only,
+                allowance=allowance,
             )
             value = page.get("value")
             if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
                 raise FetchFailure(FailureKind.BAD_RESPONSE, message="a collection without a value list")
             entities.extend(value)
-            _check_collection_size(entities)
             link = page.get("@odata.nextLink")
             next_url = self._next_link(link, str(page_url)) if isinstance(link, str) else None
             if next_url is not None and next_url in pages_read:
