@@ -202,6 +202,14 @@ def test_a_bad_answer_leaves_the_rates_unavailable_and_says_why(
     assert says in rates.unavailable
 
 
+@pytest.mark.parametrize("amount", ["1e-999999", "1e-30"])
+def test_a_rate_amount_no_division_can_hold_is_no_rate_and_the_others_stand(amount: str) -> None:
+    rows = [rate("EUR", -3, amount, "1"), rate("USD", -3, "1", "0.79")]
+    rates = company_exchange_rates(_batch(rows), today=TODAY, local_currency=LCY)
+    assert rates.unavailable is None
+    assert [(r.currency_code, r.lcy_per_unit) for r in rates.rates] == [("EUR", None), ("USD", Decimal("0.7900"))]
+
+
 def test_a_good_answer_keeps_one_rate_per_currency_as_of_the_day() -> None:
     rows = [rate("EUR", -31, "1", "0.86"), rate("EUR", -3, "1", "0.8571"), rate("USD", 2, "1", "0.79")]
     rates = company_exchange_rates(_batch(rows), today=TODAY, local_currency=LCY)

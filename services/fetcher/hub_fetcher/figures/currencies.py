@@ -15,7 +15,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from decimal import ROUND_HALF_EVEN, Context, Decimal, InvalidOperation
+from decimal import ROUND_HALF_EVEN, Context, Decimal
 
 from hub_common.events import MAX_EXCHANGE_RATES, ExchangeRate, ExchangeRates
 from hub_common.money import round_money
@@ -51,16 +51,18 @@ def lcy_per_unit(currency: str, in_effect: dict[str, CurrencyExchangeRate], loca
         row = in_effect.get(code)
         if row is None or row.exchange_rate_amount <= 0 or row.relational_exchange_rate_amount <= 0:
             return None
+        # A tenant's amounts may be as odd as 1E-999999: an overflow or a quotient beyond
+        # the precision is no rate, and must not fail the company's figures.
         try:
             factor = _PRECISE.multiply(
                 factor, _PRECISE.divide(row.relational_exchange_rate_amount, row.exchange_rate_amount)
             )
-        except InvalidOperation:
+            relational = row.relational_currency_code
+            if not relational or relational == local_currency:
+                rounded = factor.quantize(LCY_PER_UNIT_QUANTUM, rounding=ROUND_HALF_EVEN, context=_PRECISE)
+                return rounded if 0 < rounded <= MAX_LCY_PER_UNIT else None
+        except ArithmeticError:
             return None
-        relational = row.relational_currency_code
-        if not relational or relational == local_currency:
-            rounded = factor.quantize(LCY_PER_UNIT_QUANTUM, rounding=ROUND_HALF_EVEN, context=_PRECISE)
-            return rounded if 0 < rounded <= MAX_LCY_PER_UNIT else None
         code = relational
     return None
 
