@@ -306,6 +306,20 @@ async def test_an_error_answer_keeps_its_code_and_message_in_either_shape(
     assert (failure.value.bc_error_code, failure.value.message) == (code, message)
 
 
+async def test_a_tenants_endless_error_text_is_cut_where_it_enters(
+    bc: BusinessCentral, crafted: CraftedBusinessCentral
+) -> None:
+    message = "x" * 5_000_000
+    body = json.dumps({"error": {"code": "Internal_" + "y" * 1000, "message": message}}).encode()
+    crafted.answering = always(500, body)
+    with pytest.raises(FetchFailure) as failure:
+        await bc.get_collection(ENVIRONMENT, f"{ROOT}/companies(1)/accounts")
+    # What a retry logs (the exception's text) and what the event keeps are both bounded.
+    assert len(failure.value.message or "") == 2000
+    assert len(failure.value.bc_error_code or "") == 200
+    assert len(str(failure.value)) < 2100
+
+
 @pytest.mark.parametrize("amount", ["1e30", "-1e30", "100000000000000000000", "1e-40"])
 def test_an_amount_no_snapshot_could_hold_is_refused_at_the_entity(amount: str) -> None:
     items = [

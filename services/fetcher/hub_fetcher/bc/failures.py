@@ -145,6 +145,11 @@ _ENTRA_SUMMARIES: dict[FailureKind, tuple[str, str]] = {
     ),
 }
 
+# What a failure keeps of BC's code, message and correlation id: what its event holds.
+MAX_CODE_CHARACTERS = 200
+MAX_MESSAGE_CHARACTERS = 2000
+MAX_CORRELATION_CHARACTERS = 100
+
 _CORRELATION = re.compile(r"CorrelationId:\s*([0-9a-fA-F-]{8,})")
 
 
@@ -162,6 +167,14 @@ class FetchFailure(Exception):
     occurred_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     def __post_init__(self) -> None:
+        # A tenant's error text is as long as the tenant makes it: cut where it enters, so
+        # no log line of a retry, and no event, carries 40 MB of it.
+        if self.message is not None:
+            self.message = self.message[:MAX_MESSAGE_CHARACTERS]
+        if self.bc_error_code is not None:
+            self.bc_error_code = self.bc_error_code[:MAX_CODE_CHARACTERS]
+        if self.correlation_id is not None:
+            self.correlation_id = self.correlation_id[:MAX_CORRELATION_CHARACTERS]
         super().__init__(f"{self.kind.value}: {self.message or ''}")
 
     @property
@@ -190,9 +203,9 @@ class FetchFailure(Exception):
             summary=summary,
             fix=fix,
             http_status=self.http_status,
-            bc_error_code=self.bc_error_code[:200] if self.bc_error_code else None,
-            message=self.message[:2000] if self.message else None,
-            correlation_id=self.correlation_id[:100] if self.correlation_id else None,
+            bc_error_code=self.bc_error_code or None,
+            message=self.message or None,
+            correlation_id=self.correlation_id or None,
             occurred_at=self.occurred_at,
         )
 
