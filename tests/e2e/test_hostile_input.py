@@ -136,6 +136,18 @@ def test_control_characters_in_the_dashboards_search_or_a_run_id_are_a_clear_422
     assert api.get("/api/v1/refresh-runs/a%00b").status_code == 422
 
 
+@pytest.mark.parametrize("number", ["0e999999999999999999", "0E-99999999999"])
+def test_a_zero_with_an_exponent_no_database_holds_is_a_clear_422(api: httpx.Client, number: str) -> None:
+    # Its one digit passes "at most 28 digits"; PostgreSQL's numeric refuses it, so the
+    # dashboard answered 500 on PostgreSQL, and a view saved with it failed at every use.
+    filtered = api.get("/api/v1/dashboard", params={"threshold": f"cash:lt:{number}"})
+    assert filtered.status_code == 422, filtered.text[:300]
+    view = {"name": "Huge", "query": {"thresholds": [{"column": "cash", "comparison": "lt", "value": number}]}}
+    assert api.post("/api/v1/views", json=view).status_code == 422
+    # (As a JSON number it is read as the float 0.0, a threshold of 0.)
+    assert api.post("/api/v1/alert-rules", json={**LOW_CASH, "threshold": number}).status_code == 422
+
+
 def _saved_at_once(api: httpx.Client, page_sizes: list[int]) -> list[int]:
     """The status of each save, all sent at the same moment as from several tabs."""
     start = threading.Barrier(len(page_sizes))

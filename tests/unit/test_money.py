@@ -10,7 +10,7 @@ from typing import Annotated
 import pytest
 from pydantic import BaseModel, Field, ValidationError
 
-from hub_common.money import MAX_DIGITS, Money, round_money
+from hub_common.money import MAX_DIGITS, ExactNumber, Money, round_money
 
 
 class _Amount(BaseModel):
@@ -19,6 +19,10 @@ class _Amount(BaseModel):
 
 class _CountedAmount(BaseModel):
     amount: Annotated[Decimal, Field(allow_inf_nan=False, max_digits=MAX_DIGITS)]
+
+
+class _ExactNumber(BaseModel):
+    amount: ExactNumber
 
 
 SPELLINGS = [
@@ -41,6 +45,11 @@ SPELLINGS = [
     "1e-2",
     "1E-999999",
     "1E+999999",
+    "0E+999999999999999999",
+    "0E-99999999999",
+    "-0E+29",
+    "0E-28",
+    "0E+28",
     "+1",
     "1.",
     ".5",
@@ -85,6 +94,16 @@ def test_the_plain_path_is_taken_and_the_counted_one_still_refuses() -> None:
     assert _verdict(_Amount, '{"amount": "12345678901234567890.123456"}') == Decimal("12345678901234567890.123456")
     assert _verdict(_Amount, '{"amount": "1' + "0" * 28 + '"}') == "refused"
     assert _verdict(_Amount, '{"amount": "1E-999999"}') == "refused"
+
+
+@pytest.mark.parametrize("spelling", ["0E+999999999999999999", "0E-99999999999", "0E+29"])
+def test_a_zero_with_an_exponent_no_database_holds_is_refused_where_it_enters(spelling: str) -> None:
+    # Its digits (one) pass max_digits; PostgreSQL's numeric refuses it.
+    assert _verdict(_ExactNumber, json.dumps({"amount": spelling})) == "refused"
+    with pytest.raises(ValidationError, match="exponent"):
+        _ExactNumber.model_validate({"amount": Decimal(spelling)})
+    # An event that carries one, stored before the rule, is still read as it was.
+    assert _verdict(_Amount, json.dumps({"amount": spelling})) == Decimal(spelling)
 
 
 def test_python_values_and_serialization_are_unchanged() -> None:

@@ -12,7 +12,6 @@ import json
 import uuid
 import zlib
 from datetime import date, datetime, time
-from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
@@ -34,6 +33,7 @@ from hub_common.events import (
     NewEnvironmentName,
     TimeZoneName,
 )
+from hub_common.money import ExactNumber
 from hub_common.tracing import inject_context
 
 # -------------------------------------------------------------- registry commands
@@ -366,7 +366,7 @@ class AlertRuleFields(BaseModel):
     client_id: uuid.UUID | None = None
     figure: AlertFigure
     comparison: AlertComparison
-    threshold: Annotated[Decimal, Field(allow_inf_nan=False, max_digits=28)]
+    threshold: ExactNumber
     email: bool = True
     webhook_url: Annotated[str, Field(min_length=1, max_length=2000), ONE_LINE] | None = None
     delivery: AlertDelivery = "immediate"

@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Annotated
 
-from pydantic import GetCoreSchemaHandler, GetJsonSchemaHandler
+from pydantic import AfterValidator, Field, GetCoreSchemaHandler, GetJsonSchemaHandler
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import core_schema
 
@@ -20,8 +20,26 @@ MAX_DIGITS = 28
 _PLAIN_AMOUNT = r"^-?[0-9]{1,20}(\.[0-9]{1,6})?$"
 
 
+def exponent_within_digits(value: Decimal) -> Decimal:
+    """Refuses an exponent beyond ``MAX_DIGITS`` either way. A zero's digits do not count
+    its exponent, so ``0E+999999999999999999`` passes ``max_digits`` and ``decimal_places``;
+    PostgreSQL's numeric refuses it, which made a saved threshold of it fail every use."""
+    exponent = value.as_tuple().exponent
+    if isinstance(exponent, int) and not -MAX_DIGITS <= exponent <= MAX_DIGITS:
+        raise ValueError(f"the number's exponent must be between -{MAX_DIGITS} and {MAX_DIGITS}")
+    return value
+
+
+# Any exact number entering the hub (a threshold, an amount a tenant reports): finite, of
+# at most ``MAX_DIGITS`` digits, with an exponent within them.
+ExactNumber = Annotated[
+    Decimal, Field(allow_inf_nan=False, max_digits=MAX_DIGITS), AfterValidator(exponent_within_digits)
+]
+
+
 class _MoneyRules:
-    """Money's validation: a Decimal, finite, of at most ``MAX_DIGITS`` digits.
+    """Money's validation: a Decimal, finite, of at most ``MAX_DIGITS`` digits (not an
+    ``ExactNumber``: events stored before that rule must still be read as they were).
 
     Counting a Decimal's digits costs more than making it, and a snapshot carries a hundred
     amounts: in a message (JSON), an amount spelled plainly (``_PLAIN_AMOUNT``, checked by

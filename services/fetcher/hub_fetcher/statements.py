@@ -31,7 +31,7 @@ from hub_common.command_handling import answer
 from hub_common.commands import CommandRejected, ReadStatements, Rejection, RejectionReason
 from hub_common.events import ClientConnection, FailureKind
 from hub_common.logging import get_logger
-from hub_common.money import MAX_DIGITS
+from hub_common.money import MAX_DIGITS, ExactNumber
 from hub_common.statements import (
     MAX_INDENTATION,
     MAX_STATEMENT_LINES,
@@ -93,15 +93,15 @@ class _ReportRow(Entity):
     display: Text = ""
     line_type: ShortText = Field(default="detail", alias="lineType")
     indentation: int = Field(default=0, ge=0, le=1000)
-    amount: Decimal = Field(allow_inf_nan=False, max_digits=28)
+    amount: ExactNumber
 
 
 class _BalanceRow(_ReportRow):
-    amount: Decimal = Field(alias="balance", allow_inf_nan=False, max_digits=28)
+    amount: ExactNumber = Field(alias="balance")
 
 
 class _NetChangeRow(_ReportRow):
-    amount: Decimal = Field(alias="netChange", allow_inf_nan=False, max_digits=28)
+    amount: ExactNumber = Field(alias="netChange")
 
 
 _SEPARATORS = re.compile(r"[\s\u00a0\u202f'’]")
@@ -228,11 +228,11 @@ class _AgedRow(Entity):
     number: ShortText = Field(default="", validation_alias=AliasChoices("customerNumber", "vendorNumber"))
     name: Text = ""
     currency_code: ShortText = Field(default="", alias="currencyCode")
-    balance_due: Decimal = Field(alias="balanceDue", allow_inf_nan=False, max_digits=28)
-    current_amount: Decimal = Field(alias="currentAmount", allow_inf_nan=False, max_digits=28)
-    period1_amount: Decimal = Field(alias="period1Amount", allow_inf_nan=False, max_digits=28)
-    period2_amount: Decimal = Field(alias="period2Amount", allow_inf_nan=False, max_digits=28)
-    period3_amount: Decimal = Field(alias="period3Amount", allow_inf_nan=False, max_digits=28)
+    balance_due: ExactNumber = Field(alias="balanceDue")
+    current_amount: ExactNumber = Field(alias="currentAmount")
+    period1_amount: ExactNumber = Field(alias="period1Amount")
+    period2_amount: ExactNumber = Field(alias="period2Amount")
+    period3_amount: ExactNumber = Field(alias="period3Amount")
 
 
 # ---------------------------------------------------------------- rules

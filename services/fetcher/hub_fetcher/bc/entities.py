@@ -13,6 +13,7 @@ from typing import Annotated, Any, TypeVar
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from hub_common.events import BC_CURRENCY_CODE_PATTERN, FailureKind
+from hub_common.money import ExactNumber
 from hub_fetcher.bc.failures import FetchFailure
 
 
@@ -47,15 +48,7 @@ BcText = Annotated[str, BeforeValidator(_null_text_as_empty)]
 # cent within 28 digits) and the sums of a company's documents can take: anything larger
 # is refused here as a bad answer, not met later as an error building the snapshot.
 MAX_AMOUNT_DIGITS_BEFORE_POINT = 20
-Amount = Annotated[
-    Decimal,
-    Field(
-        allow_inf_nan=False,
-        gt=-(10**MAX_AMOUNT_DIGITS_BEFORE_POINT),
-        lt=10**MAX_AMOUNT_DIGITS_BEFORE_POINT,
-        max_digits=28,
-    ),
-]
+Amount = Annotated[ExactNumber, Field(gt=-(10**MAX_AMOUNT_DIGITS_BEFORE_POINT), lt=10**MAX_AMOUNT_DIGITS_BEFORE_POINT)]
 
 
 def _null_amount_as_zero(value: object) -> object:

@@ -16,6 +16,7 @@ from sqlalchemy.sql.elements import KeyedColumnElement
 from sqlmodel import col, select
 
 from hub_common.events import ONE_LINE
+from hub_common.money import ExactNumber
 from hub_common.text_search import fold, folded
 from hub_gateway.clients.queries import parsed_json
 from hub_gateway.dashboard.currency import CompanyCurrency, ConvertedAmount, RateInEffect, converted_amount
@@ -61,7 +62,7 @@ class Threshold(BaseModel):
 
     column: Literal[tuple(FIGURES_BY_KEY)]  # type: ignore[valid-type]
     comparison: Comparison
-    value: Annotated[Decimal, Field(allow_inf_nan=False, max_digits=28, decimal_places=2)]
+    value: Annotated[ExactNumber, Field(decimal_places=2)]
 
 
 class DashboardQuery(BaseModel):
