@@ -841,6 +841,53 @@ def test_a_company_gone_from_bc_is_not_brought_back_by_an_older_snapshot_applied
     assert _client(_folded(*scoped.events)).companies_listed_at == T0 + timedelta(seconds=1)
 
 
+def test_an_older_list_applied_after_a_newer_companys_snapshot_leaves_it() -> None:
+    """Company C is made in BC after the first list; a later refresh lists it and reads it.
+    With the events' projection lagging, C's snapshot is applied before the first list,
+    which does not name C: C keeps its figures, as in stream order."""
+    company_c = uuid.uuid4()
+    log = _client_with_companies()
+    log.add(_requested(SECOND_REFRESH), at=T0 + timedelta(minutes=2))
+    log.add(_discovered(SECOND_REFRESH, COMPANY_A, COMPANY_B, company_c), at=T0 + timedelta(minutes=2))
+    read_c = log.add(_snapshot(company_c, "9.00", T0 + timedelta(minutes=3), SECOND_REFRESH))
+    events = [event for event in log.events if event.stream == EVENTS_STREAM]
+    in_order = _folded(*log.events)
+    lagging = _folded(*events[:2], read_c, *events[2:])
+    assert _company(lagging, company_c).state == RowState.OK
+    assert _cash(_company(lagging, company_c)) == Decimal("9.00")
+    assert _rows(lagging)["companies"] == _rows(in_order)["companies"]
+
+
+def test_a_company_gone_from_bc_takes_its_wait_for_a_retry_out_of_check_errors() -> None:
+    log = _client_with_companies()
+    log.add(_deferred(T0 + timedelta(minutes=1), COMPANY_B))
+    assert len(_folded(*log.events).failures.entries) == 1
+    log.add(_requested(SECOND_REFRESH), at=T0 + timedelta(minutes=2))
+    log.add(_discovered(SECOND_REFRESH, COMPANY_A), at=T0 + timedelta(minutes=2))
+    model = _folded(*log.events)
+    assert set(model.companies_of(CLIENT)) == {COMPANY_A}
+    assert not model.failures.entries, "B's retry will never come: nothing says so any more"
+
+
+def test_a_gone_companys_failure_or_wait_stored_after_the_list_brings_no_row_back() -> None:
+    """B's last attempt ended before the list that left B out, but its event was stored
+    after it: the failure stays in Check Errors' history, the wait is over, no row returns."""
+    log = _client_with_companies()
+    log.add(_requested(SECOND_REFRESH), at=T0 + timedelta(minutes=2))
+    log.add(_discovered(SECOND_REFRESH, COMPANY_A), at=T0 + timedelta(minutes=2))
+    log.add(_deferred(T0 + timedelta(minutes=1), COMPANY_B))
+    waited = _folded(*log.events)
+    assert set(waited.companies_of(CLIENT)) == {COMPANY_A}
+    assert not waited.failures.entries
+    log.add(_company_failed(COMPANY_B, T0 + timedelta(minutes=1, seconds=30)))
+    failed = _folded(*log.events)
+    assert set(failed.companies_of(CLIENT)) == {COMPANY_A}
+    assert len(failed.failures.entries) == 1
+    # Something of B after the list (B back in BC) still shows.
+    log.add(_company_failed(COMPANY_B, T0 + timedelta(minutes=3)))
+    assert _company(_folded(*log.events), COMPANY_B).state == RowState.FAILED
+
+
 def test_tenant_access_granted_then_revoked_and_a_stale_grant_ignored() -> None:
     log = Log()
     grant = log.add(TenantAccessGranted(tenant_id=TENANT_ID, tenant="t.example", method=GrantMethod.CONNECT))

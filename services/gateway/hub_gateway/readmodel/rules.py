@@ -554,10 +554,16 @@ def apply_companies_discovered(model: ModelState, event: StoredEvent[CompaniesDi
     existing = model.companies_of(client.client_id)
     found = {company.company_id for company in discovered}
     for company_id in [company_id for company_id in existing if company_id not in found]:
-        if _in_scope(refresh, company_id):
-            # The company is gone from the client's BC (deleted or access withdrawn).
+        # The company is gone from the client's BC (deleted or access withdrawn), unless
+        # its row shows an outcome read after this list: a list applied late (the events'
+        # projection lagging the snapshots') is history about it.
+        if _in_scope(refresh, company_id) and _newer_outcome(existing[company_id], discovered_at):
             del existing[company_id]
             model.company_rates.pop((client.client_id, company_id), None)
+            # Nothing will end its wait for a retry in Check Errors any more.
+            _end_waiting(
+                model, firm_id=client.firm_id, client_id=client.client_id, company_id=company_id, before=discovered_at
+            )
     for company in discovered:
         row = existing.get(company.company_id)
         if row is None:
@@ -571,6 +577,12 @@ def apply_companies_discovered(model: ModelState, event: StoredEvent[CompaniesDi
             _show_pending(row, RowState.REFRESHING)
         row.events_sequence = max(row.events_sequence, event.sequence)
     return model
+
+
+def _gone_before(client: ClientState | None, happened_at: datetime) -> bool:
+    """Whether a list of the client's companies, read after ``happened_at``, left out a
+    company that has no row: what happened to it then (applied late, or again) is history."""
+    return client is not None and client.companies_listed_at is not None and happened_at < client.companies_listed_at
 
 
 def apply_refresh_failed(model: ModelState, event: StoredEvent[RefreshFailed]) -> ModelState:
@@ -615,6 +627,8 @@ def apply_refresh_failed(model: ModelState, event: StoredEvent[RefreshFailed]) -
     ):
         return model
     if company is None:
+        if _gone_before(client, failed_at):
+            return model  # its failure is in Check Errors' history (above); no row comes back
         company = model.add_company(
             _new_company(event, data.client_id, data.company_id, data.company_name or str(data.company_id))
         )
@@ -659,6 +673,8 @@ def apply_refresh_deferred(model: ModelState, event: StoredEvent[RefreshDeferred
         ):
             return model  # replayed, or a later outcome (maybe of this very retry) is shown already
         if company is None:
+            if _gone_before(client, waiting_since):
+                return model  # nothing waits for a company gone since: no row, no wait
             company = model.add_company(
                 _new_company(event, data.client_id, data.company_id, data.company_name or str(data.company_id))
             )
@@ -796,7 +812,7 @@ def apply_company_snapshot(model: ModelState, event: StoredEvent[CompanySnapshot
     # the event's firm; the dashboard shows it once the client row exists.
     company = model.company(data.client_id, data.company_id)
     if company is None:
-        if client is not None and client.companies_listed_at is not None and data.read_at < client.companies_listed_at:
+        if _gone_before(client, data.read_at):
             # A list of the client's companies read after this snapshot does not name the
             # company: it is gone from BC, and this read (applied late, or again) is history.
             return model
