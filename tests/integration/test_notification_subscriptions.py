@@ -5,6 +5,8 @@ with an absolute resource."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -100,6 +102,7 @@ class Environmentals:
         *,
         client_id: uuid.UUID = CLIENT,
         discovered: list[uuid.UUID] | None = None,
+        within_seconds: float | None = None,
     ) -> None:
         async def record(event: NotificationSubscriptionsChecked) -> None:
             self.recorded.append(event)
@@ -111,6 +114,7 @@ class Environmentals:
             companies=companies,
             record=record,
             discovered=discovered,
+            within_seconds=within_seconds,
         )
 
     def listed(self) -> list[dict[str, Any]]:
@@ -123,8 +127,14 @@ class Environmentals:
         return [s for s in self.listed() if s["notification_url"] == f"{self.base_url}/{key}"]
 
     def behave(self, company: Company, behaviour: Behaviour) -> None:
-        key = NotificationSigner.of_secret(SECRET).key(CompanyAddress(FIRM, CLIENT, company.id))
-        self.subscriber.url(f"hub/{key}", behaviour)
+        self.subscriber.url(f"hub/{self.key(company)}", behaviour)
+
+    def key(self, company: Company) -> str:
+        return NotificationSigner.of_secret(SECRET).key(CompanyAddress(FIRM, CLIENT, company.id))
+
+    def handshakes_of(self, company: Company) -> int:
+        with self.subscriber.lock:
+            return sum(1 for path, _, _ in self.subscriber.handshakes if path == f"/hooks/hub/{self.key(company)}")
 
 
 @pytest.fixture(scope="module")
@@ -278,3 +288,36 @@ async def test_one_gone_at_renewal_is_made_anew_all_five_or_none(bc_side: Enviro
     await bc_side.keep(bc_side.hub(bc=bc, renew_before=THREE_DAYS + timedelta(days=1)), [first])
     assert bc_side.of(first) == []
     assert bc_side.recorded[-1].state is NotificationState.FAILED
+
+
+async def test_once_bc_cannot_reach_the_hub_no_other_company_is_asked(bc_side: Environmentals) -> None:
+    # Every handshake fails, as when the hub's notification address is down: the first
+    # company asked costs BC's handshakes, the others share its outcome without a call.
+    first, second = sorted(bc_side.companies[:2], key=lambda c: str(c.id))
+    for company in (first, second):
+        bc_side.behave(company, Behaviour(handshake_status=500))
+    await bc_side.keep(bc_side.hub(), [first, second])
+    assert bc_side.handshakes_of(first) == len(NOTIFIED_ENTITIES)
+    assert bc_side.handshakes_of(second) == 0
+    states = {event.company_id: event.state for event in bc_side.recorded}
+    assert states == {first.id: NotificationState.FAILED, second.id: NotificationState.FAILED}
+    assert all("notification address" in (event.detail or "") for event in bc_side.recorded)
+
+
+async def test_the_upkeep_stops_at_its_time_and_the_next_one_goes_on(bc_side: Environmentals) -> None:
+    # Handshakes answered in 2 s each (within BC's wait): two companies take 4 s or more;
+    # given 1 s, the upkeep stops, and the refresh would go on to read the companies.
+    companies = sorted(bc_side.companies[:2], key=lambda c: str(c.id))
+    for company in companies:
+        bc_side.behave(company, Behaviour(handshake_delay_seconds=2.0))
+    started = time.monotonic()
+    await bc_side.keep(bc_side.hub(), companies, within_seconds=1.0)
+    assert time.monotonic() - started < 3.0
+    # BC still makes what the stopped upkeep asked for once its handshakes end; the next
+    # refresh's upkeep keeps one of each and makes what is missing.
+    for company in companies:
+        bc_side.behave(company, Behaviour())
+    await asyncio.sleep(3.0)
+    await bc_side.keep(bc_side.hub(), companies)
+    for company in companies:
+        assert len(bc_side.of(company)) == len(NOTIFIED_ENTITIES)

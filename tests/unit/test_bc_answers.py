@@ -320,7 +320,9 @@ async def test_a_tenants_endless_error_text_is_cut_where_it_enters(
     assert len(str(failure.value)) < 2100
 
 
-@pytest.mark.parametrize("amount", ["1e30", "-1e30", "100000000000000000000", "1e-40", "0E-99999999999", "0E+999999999"])
+@pytest.mark.parametrize(
+    "amount", ["1e30", "-1e30", "100000000000000000000", "1e-40", "0E-99999999999", "0E+999999999"]
+)
 def test_an_amount_no_snapshot_could_hold_is_refused_at_the_entity(amount: str) -> None:
     items = [
         {

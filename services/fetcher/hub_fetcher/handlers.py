@@ -96,6 +96,11 @@ def record_refresh(outcome: str, started: float) -> None:
 ResultT = TypeVar("ResultT")
 
 
+# The share of a refresh's deadline its upkeep of change notifications may take, so a slow
+# notification address leaves the companies' reads the rest.
+NOTIFICATION_UPKEEP_SHARE = 0.25
+
+
 class RefreshDeadline:
     """One refresh's deadline for reading BC; each read is bounded by what is left of it."""
 
@@ -410,6 +415,7 @@ class FetcherHandlers:
                 companies=companies,
                 record=record,
                 discovered=discovered,
+                within_seconds=self._refresh_deadline_seconds * NOTIFICATION_UPKEEP_SHARE,
             )
         except Exception:
             logger.exception("keeping the change notifications failed", client_id=str(refresh.client_id))

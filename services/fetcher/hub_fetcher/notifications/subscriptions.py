@@ -146,6 +146,7 @@ class NotificationSubscriptions:
         companies: Sequence[Company],
         record: Record,
         discovered: Sequence[uuid.UUID] | None = None,
+        within_seconds: float | None = None,
     ) -> None:
         """Bring each company's subscriptions in line, and record each company's state
         where it differs from the one last recorded.
@@ -153,9 +154,32 @@ class NotificationSubscriptions:
         ``discovered``: every company of the client, given on a refresh of the whole client;
         the client's subscriptions for any other company are then deleted (it is gone, or
         the hub can no longer see it), so they stop counting against the hub's share.
+
+        ``within_seconds``: how long the upkeep may take. BC answers each create and renewal
+        only after its handshake with the hub's notification address, so a slow address
+        makes each take seconds; what is not done by then waits for the next refresh (a
+        subscription BC made meanwhile is listed then), and the refresh reads its companies.
         """
         if not companies and discovered is None:
             return
+        timer = asyncio.timeout(within_seconds)
+        try:
+            async with timer:
+                await self._keep(environment, firm_id, client_id, companies, record, discovered)
+        except TimeoutError:
+            if not timer.expired():
+                raise
+            logger.warning("keeping the subscriptions ran out of time; the rest waits", seconds=within_seconds)
+
+    async def _keep(
+        self,
+        environment: Environment,
+        firm_id: uuid.UUID,
+        client_id: uuid.UUID,
+        companies: Sequence[Company],
+        record: Record,
+        discovered: Sequence[uuid.UUID] | None,
+    ) -> None:
         try:
             ours, now = await self._list(environment)
         except FetchFailure as failure:
@@ -171,6 +195,10 @@ class NotificationSubscriptions:
             company.id: notification_url(self._base_url, self._signer, addresses[company.id]) for company in companies
         }
         own = {company.id: [s for s in ours if s.notification_url == urls[company.id]] for company in companies}
+        # Once BC could not reach the hub's notification address, it cannot for the next
+        # company either: those that need a handshake share the outcome without asking BC
+        # (each try would cost BC's whole handshake timeout, company after company).
+        unreachable: CompanyOutcome | None = None
         # Those already subscribed first, so the share goes to the same companies every time
         # rather than to whichever was read first.
         for company in sorted(companies, key=lambda c: (-len(own[c.id]), str(c.id))):
@@ -178,7 +206,12 @@ class NotificationSubscriptions:
                 company_id=str(company.id), notification_url=urls[company.id], entities=NOTIFIED_ENTITIES
             )
             plan = plan_company(wanted, own[company.id], budget=budget, now=now, renew_before=self._renew_before)
-            outcome = await self._carry_out(environment, addresses[company.id], plan)
+            if unreachable is not None and (plan.create or plan.renew):
+                outcome = unreachable
+            else:
+                outcome = await self._carry_out(environment, addresses[company.id], plan)
+                if outcome.failure is not None and _hub_unreachable(outcome.failure):
+                    unreachable = outcome
             await self._record(firm_id, client_id, company, outcome, record)
 
     async def _drop_unwanted(
@@ -403,9 +436,14 @@ def _is_limit_reached(failure: FetchFailure) -> bool:
     return failure.http_status in (400, 403, 409) and ("limit" in message or "maximum" in message)
 
 
-def _what_failed(failure: FetchFailure) -> str:
+def _hub_unreachable(failure: FetchFailure) -> bool:
+    """BC's refusal because its handshake with the hub's notification address failed."""
     message = (failure.message or "").lower()
-    if "validat" in message or "handshake" in message or "notification url" in message:
+    return "validat" in message or "handshake" in message or "notification url" in message
+
+
+def _what_failed(failure: FetchFailure) -> str:
+    if _hub_unreachable(failure):
         return (
             "Business Central could not reach the hub's notification address "
             "(HUB_NOTIFICATION_URL must be the gateway's public address)"
