@@ -38,29 +38,35 @@ async def test_a_tenant_entra_refuses_is_the_urls_fault_not_a_passing_outage(
     assert words in str(refused.value)
 
 
-async def test_each_firm_has_entra_asked_about_a_limited_number_of_tenants_an_hour(sandbox: Sandbox) -> None:
+async def test_each_firm_has_entra_asked_about_a_limited_number_of_tenants_an_hour(
+    sandbox: Sandbox, sandbox_tenant_domains: list[str]
+) -> None:
     """Entra throttles the hub's one address and app for every firm at once: one firm
     naming tenant after tenant must run out of its own allowance first."""
     firm, other_firm = uuid.uuid4(), uuid.uuid4()
+    known = next(domain for domain in sandbox_tenant_domains if domain != SAMPLE_DOMAIN)
     async with httpx.AsyncClient(verify=sandbox.tls()) as http:
         directory = TenantDirectory(
             authority_base=sandbox.base_url, http=http, timeout_seconds=10, lookups_per_firm_per_hour=2
         )
-        sample_id = await directory.resolve(SAMPLE_DOMAIN)  # the hub's own lookups are not counted
+        await directory.resolve(SAMPLE_DOMAIN)  # the hub's own lookups are not counted
+        known_id = await directory.resolve(known, firm_id=firm)
         # Entra's "no such tenant" took a lookup as much as a found tenant does.
         with pytest.raises(TenantNotFound):
             await directory.resolve("nobody-1.onmicrosoft.com", firm_id=firm)
-        with pytest.raises(TenantNotFound):
-            await directory.resolve("nobody-2.onmicrosoft.com", firm_id=firm)
         with pytest.raises(LookupsSpent) as spent:
-            await directory.resolve("nobody-3.onmicrosoft.com", firm_id=firm)
+            await directory.resolve("nobody-2.onmicrosoft.com", firm_id=firm)
         assert spent.value.allowance == 2
         assert 3500 < spent.value.retry_after_seconds <= 3600
-        # An answer the hub already has asks Entra nothing, so it is still given...
-        assert await directory.resolve(SAMPLE_DOMAIN.upper(), firm_id=firm) == sample_id
-        # ...and another firm's allowance is its own.
+        # An answer the firm already had asks Entra nothing, so it is still given...
+        assert await directory.resolve(known.upper(), firm_id=firm) == known_id
+        # ...but not one the hub (or another firm) had: that would tell the firm which
+        # tenants others named.
+        with pytest.raises(LookupsSpent):
+            await directory.resolve(SAMPLE_DOMAIN, firm_id=firm)
+        # Another firm's allowance is its own.
         with pytest.raises(TenantNotFound):
-            await directory.resolve("nobody-3.onmicrosoft.com", firm_id=other_firm)
+            await directory.resolve("nobody-2.onmicrosoft.com", firm_id=other_firm)
 
 
 async def test_the_directory_forgets_its_oldest_answers_beyond_its_size(

@@ -261,8 +261,12 @@ class TenantDirectory:
     Entra answers every firm's lookups from the hub's one address and app, and throttles
     them together: a firm that names tenant after tenant (Test Client URL, card saves) would
     get the hub throttled for every firm. So each firm may have Entra asked about at most
-    ``lookups_per_firm_per_hour`` tenants an hour in this process; answers already known do
-    not count.
+    ``lookups_per_firm_per_hour`` tenants an hour in this process; answers it already had
+    do not count.
+
+    Answers are kept per firm: one firm's answer given to another, before or without a
+    lookup of its own, would tell that firm (by the answer, and by its speed) which tenants
+    other firms of the hub named in the last hour.
     """
 
     def __init__(
@@ -278,7 +282,8 @@ class TenantDirectory:
         self._http = http
         self._timeout_seconds = timeout_seconds
         self._cache_seconds = cache_seconds
-        self._known: dict[str, tuple[float, uuid.UUID]] = {}
+        # (the firm that asked, None for the hub itself; the tenant as named) -> (until, id)
+        self._known: dict[tuple[uuid.UUID | None, str], tuple[float, uuid.UUID]] = {}
         self._allowance = lookups_per_firm_per_hour
         # firm -> when it had Entra asked, oldest first (time.monotonic()), within the window.
         self._lookups: dict[uuid.UUID, deque[float]] = {}
@@ -288,7 +293,7 @@ class TenantDirectory:
         """The tenant's id; ``firm_id`` is the firm asking (None for the hub itself), whose
         allowance a question to Entra takes one of, or :class:`LookupsSpent`."""
         reference = tenant.strip().casefold()
-        cached = self._known.get(reference)
+        cached = self._known.get((firm_id, reference))
         if cached is not None and cached[0] > time.monotonic():
             return cached[1]
         if firm_id is not None:
@@ -318,7 +323,7 @@ class TenantDirectory:
         if tenant_id is None:
             # Only common/organizations/consumers answer with a template issuer: not one tenant.
             raise TenantNotFound(f"{tenant!r} is not one client tenant")
-        self._remember(reference, tenant_id)
+        self._remember((firm_id, reference), tenant_id)
         return tenant_id
 
     def _count_lookup(self, firm_id: uuid.UUID) -> None:
@@ -337,9 +342,9 @@ class TenantDirectory:
             }
             self._firms_at_last_sweep = len(self._lookups)
 
-    def _remember(self, reference: str, tenant_id: uuid.UUID) -> None:
-        self._known.pop(reference, None)
-        self._known[reference] = (time.monotonic() + self._cache_seconds, tenant_id)
+    def _remember(self, key: tuple[uuid.UUID | None, str], tenant_id: uuid.UUID) -> None:
+        self._known.pop(key, None)
+        self._known[key] = (time.monotonic() + self._cache_seconds, tenant_id)
         if len(self._known) > MAX_KNOWN_TENANTS:
             # Dicts keep insertion order and an answer is inserted again when renewed: the
             # first one is the oldest.
