@@ -140,7 +140,10 @@ def migrate(url: str, migrations_folder: Path, version_table: str, revision: str
         _ensure_sqlite_folder(target)
     config = Config()
     config.set_main_option("script_location", str(migrations_folder))
-    config.set_main_option("sqlalchemy.url", target.render_as_string(hide_password=False))
+    # Handed over as it is, not as an option: alembic's options are a ConfigParser, which
+    # reads a "%" (a password's "@" written "%40") as interpolation and fails, printing the
+    # URL, password and all, in the error.
+    config.attributes["connection_url"] = target
     config.attributes["version_table"] = version_table
     if target.get_backend_name() == "sqlite" and target.database:
         # Replicas starting together on one SQLite file take turns (PostgreSQL: see below).
@@ -151,7 +154,7 @@ def migrate(url: str, migrations_folder: Path, version_table: str, revision: str
     command.upgrade(config, revision)
 
 
-def run_alembic_env(connection_url: str, version_table: str) -> None:
+def run_alembic_env(connection_url: URL, version_table: str) -> None:
     """The body of every service's migrations/env.py: online migrations only."""
     from alembic import context
     from sqlalchemy import create_engine as create_sync_engine

@@ -5,6 +5,6 @@ from alembic import context
 from hub_common.db import run_alembic_env
 
 run_alembic_env(
-    context.config.get_main_option("sqlalchemy.url") or "",
+    context.config.attributes["connection_url"],
     context.config.attributes.get("version_table", "gateway_alembic_version"),
 )
