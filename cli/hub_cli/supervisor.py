@@ -27,6 +27,7 @@ from typing import TextIO
 from hub_common import nats_permissions
 from hub_common.change_notifications import NOTIFICATION_PATH
 from hub_common.local_nats import LocalNatsServer, die_with_parent, free_port, wait_for_port
+from hub_common.private_files import write_private
 from hub_common.streams import Topology
 
 TRACING_SETTINGS = ("HUB_TRACING_EXPORTER", "HUB_OTLP_ENDPOINT")
@@ -35,13 +36,6 @@ TRACING_SETTINGS = ("HUB_TRACING_EXPORTER", "HUB_OTLP_ENDPOINT")
 STOP_GRACE_SECONDS = 15.0
 SANDBOX_SAMPLE_TENANT = "cronus-sample.onmicrosoft.com"
 DEV_ACCOUNTANT = "dev@contoso-accounting.example"
-
-
-def write_private(path: Path, text: str) -> None:
-    """A secret's file, readable by this user only from its first byte."""
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "w") as handle:
-        handle.write(text)
 
 
 @dataclass

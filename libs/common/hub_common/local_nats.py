@@ -17,6 +17,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hub_common.private_files import write_private
+
 
 class NatsServerError(RuntimeError):
     pass
@@ -118,8 +120,9 @@ class LocalNatsServer:
             f"hub-{self.port}",
         ]
         if self.config:
+            # It holds every user's password, the operator's included.
             config_path = self.store_dir / "nats-server.conf"
-            config_path.write_text(self.config)
+            write_private(config_path, self.config)
             arguments += ["--config", str(config_path)]
         if self.monitor_port:
             arguments += ["--http_port", str(self.monitor_port)]
