@@ -156,6 +156,43 @@ SANDBOX = "https://127.0.0.1:8443/bc"
             "CRONUS",
             "web_client",
         ),
+        # The sign-in page under the tenant, returning to an environment with or without it.
+        (
+            "https://businesscentral.dynamics.com/contoso.com/SignIn?ReturnUrl=%2Fcontoso.com%2FSandbox",
+            "contoso.com",
+            "Sandbox",
+            None,
+            "web_client",
+        ),
+        (
+            "https://businesscentral.dynamics.com/contoso.com/SignIn?ReturnUrl=%2FSandbox",
+            "contoso.com",
+            "Sandbox",
+            None,
+            "web_client",
+        ),
+        # Copied from a sentence: wrapped, with the sentence's period after the wrapper.
+        (
+            "(https://businesscentral.dynamics.com/contoso.com/Production).",
+            "contoso.com",
+            "Production",
+            None,
+            "web_client",
+        ),
+        (
+            "<https://businesscentral.dynamics.com/contoso.com/Production?company=CRONUS>.",
+            "contoso.com",
+            "Production",
+            "CRONUS",
+            "web_client",
+        ),
+        (
+            "https://businesscentral.dynamics.com./contoso.com/Production",
+            "contoso.com",
+            "Production",
+            None,
+            "web_client",
+        ),
         (
             "https://contosofamily.bc.dynamics.com/contoso.com/Production",
             "contoso.com",
@@ -236,6 +273,10 @@ def test_every_form_parses(url: str, tenant: str, environment: str, company: str
             "two tenants",
         ),
         ("https://businesscentral.dynamics.com/contoso.com/SignIn?ReturnUrl=%2F", "path", "sign-in page"),
+        # BC's own pages without a tenant are named as such, not as an environment.
+        ("https://businesscentral.dynamics.com/SignIn", "path", "sign-in page"),
+        ("https://businesscentral.dynamics.com/SignIn?ReturnUrl=https%3A%2F%2Fevil.example", "path", "sign-in page"),
+        ("https://businesscentral.dynamics.com/admin", "environment", "admin center"),
         ("https://businesscentral.dynamics.com/{not-a-guid}/Production", "tenant", "is not a tenant"),
         ("https://127.0.0.1:9999/bc/contoso.com/Production", "host", "not a Business Central address"),
         ("https://businesscentral.dynamics.com/contoso.com/" + "x" * 2100, "url", "longer than"),

@@ -23,6 +23,7 @@ from __future__ import annotations
 import re
 import uuid
 from dataclasses import dataclass
+from typing import NoReturn
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import idna
@@ -108,6 +109,9 @@ def _tenant_and_environment(segments: list[str], example_base: str) -> tuple[str
         )
     tenant = segments[0]
     named = _tenant(tenant)
+    if named is None and len(segments) == 1 and tenant.lower() in (_ADMIN_CENTER, "signin"):
+        # BC's own pages without a tenant: not an environment named without one.
+        _refuse_bc_page(tenant, example_base, "contoso.onmicrosoft.com")
     if named is None:
         if len(segments) == 1 and _ENVIRONMENT.fullmatch(tenant):
             raise ClientUrlError(
@@ -137,25 +141,30 @@ def _tenant_and_environment(segments: list[str], example_base: str) -> tuple[str
             ),
             environment=repr(environment),
         )
-    if environment.lower() == _ADMIN_CENTER:
+    if environment.lower() in (_ADMIN_CENTER, "signin"):
+        _refuse_bc_page(environment, example_base, named)
+    return named, environment
+
+
+def _refuse_bc_page(page: str, example_base: str, tenant: str) -> NoReturn:
+    """BC's admin center or sign-in page where the client's environment belongs."""
+    if page.lower() == _ADMIN_CENTER:
         raise ClientUrlError(
             "environment",
             N_(
                 "This is the Business Central admin center, not an environment: open the client's "
                 "environment and copy the URL the browser shows, for example %(example)s"
             ),
-            example=f"{example_base}/{named}/Production",
+            example=f"{example_base}/{tenant}/Production",
         )
-    if environment.lower() == "signin":
-        raise ClientUrlError(
-            "path",
-            N_(
-                "This is Business Central's sign-in page, not the client's: sign in, then copy the "
-                "URL the browser shows, for example %(example)s"
-            ),
-            example=example,
-        )
-    return named, environment
+    raise ClientUrlError(
+        "path",
+        N_(
+            "This is Business Central's sign-in page, not the client's: sign in, then copy the "
+            "URL the browser shows, for example %(example)s"
+        ),
+        example=f"{example_base}/contoso.onmicrosoft.com/Production",
+    )
 
 
 def _company(query: str) -> str | None:
@@ -196,13 +205,18 @@ def cleaned_client_url(raw: str) -> str:
 
 
 def _unwrapped(text: str) -> str:
-    """The URL without what copying it from a mail or a sentence added around it. A trailing
-    period or comma is dropped only from a URL without a query: a company name may end in one."""
-    for start, end in _WRAPPERS:
-        if len(text) > 2 and text.startswith(start) and text.endswith(end):
-            text = text[1:-1].strip()
-    if "?" not in text:
-        text = text.rstrip(".,;")
+    """The URL without what copying it from a mail or a sentence added around it, however
+    nested: ``(<https://…>).``. A trailing period or comma is dropped from a URL without a
+    query (a company name may end in one), and after a wrapper's end in any case."""
+    previous = None
+    while text != previous:
+        previous = text
+        for start, end in _WRAPPERS:
+            inner = text.rstrip(".,;")
+            if len(inner) > 2 and inner.startswith(start) and inner.endswith(end):
+                text = inner[1:-1].strip()
+        if "?" not in text:
+            text = text.rstrip(".,;")
     return text
 
 
@@ -226,16 +240,27 @@ def _with_tenant_parameter(segments: list[str], query: str) -> list[str]:
 
 
 def _sign_in_return(segments: list[str], query: str) -> tuple[list[str], str] | None:
-    """Where BC's sign-in page (``/SignIn?ReturnUrl=/{tenant}/{environment}?company=…``)
-    returns to: its path segments and query; None for any other page."""
-    if [segment.lower() for segment in segments] != ["signin"]:
+    """Where BC's sign-in page (``/SignIn?ReturnUrl=/{tenant}/{environment}?company=…``,
+    also under a tenant: ``/{tenant}/SignIn?ReturnUrl=…``) returns to: its path segments and
+    query, the tenant of the page's path put first where the return names none; None for
+    any other page."""
+    if not segments or segments[-1].lower() != "signin" or len(segments) > 2:
+        return None
+    path_tenant = segments[0] if len(segments) == 2 else None
+    if path_tenant is not None and _tenant(path_tenant) is None:
         return None
     values = {key.lower(): value for key, value in parse_qs(query).items()}
     target = (values.get("returnurl") or [""])[0]
     if not target.startswith("/") or target.startswith("//"):
         return None
     returned = urlsplit(target)
-    return [unquote(segment) for segment in returned.path.split("/") if segment], returned.query
+    returned_segments = [unquote(segment) for segment in returned.path.split("/") if segment]
+    if path_tenant is not None:
+        if not returned_segments:
+            return None  # returns to no environment: the sign-in page is all it names
+        if _tenant(returned_segments[0]) is None:
+            returned_segments = [path_tenant, *returned_segments]
+    return returned_segments, returned.query
 
 
 def parse_client_url(raw: str, *, extra_web_client_bases: tuple[str, ...] = ()) -> ParsedClientUrl:
@@ -262,7 +287,8 @@ def parse_client_url(raw: str, *, extra_web_client_bases: tuple[str, ...] = ()) 
         raise ClientUrlError("scheme", N_("The Client URL must start with https://"))
     if parts.username or parts.password:
         raise ClientUrlError("host", N_("The Client URL must not contain a user name or password"))
-    host = (parts.hostname or "").lower()
+    # A fully qualified name's final dot ("businesscentral.dynamics.com.") names the same host.
+    host = (parts.hostname or "").lower().removesuffix(".")
     # A browser copies a tenant's letters beyond ASCII, or a GUID's braces, percent-encoded.
     segments = [unquote(segment) for segment in parts.path.split("/") if segment]
     query = parts.query
