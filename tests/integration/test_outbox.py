@@ -252,6 +252,31 @@ async def test_the_sample_client_comes_with_a_new_firm_and_once_removed_stays_go
     assert live == []
 
 
+@pytest.mark.parametrize(
+    "sample_client_url",
+    [
+        "https://businesscentral.dynamics.com/nobody-here.onmicrosoft.com/Production",  # Entra knows no such tenant
+        "https://businesscentral.dynamics.com/SignIn",  # no Client URL at all
+    ],
+)
+async def test_a_sample_client_that_cannot_be_added_leaves_the_sign_up_and_the_firm_whole(
+    registry_sessions: async_sessionmaker[AsyncSession], tenant_directory: TenantDirectory, sample_client_url: str
+) -> None:
+    settings = SETTINGS.model_copy(update={"sample_client_url": sample_client_url})
+    command = EnsureAccountant(email="first.day@woodgrove.example", display_name="F", correlation_id="c")
+    async with transaction(registry_sessions) as session:
+        identity = await firms.ensure_accountant(
+            session=session, command=command, settings=settings, directory=tenant_directory
+        )
+    assert identity.created
+    async with registry_sessions() as session:
+        cards = (await session.execute(select(Client).where(Client.firm_id == identity.firm_id))).scalars().all()
+        payloads = (await session.execute(select(registry_outbox.c.payload))).scalars().all()
+    assert cards == []
+    events = [decode_event(payload) for payload in payloads]
+    assert sorted(e.type for e in events if e.firm_id == identity.firm_id) == ["AccountantJoined", "FirmCreated"]
+
+
 async def test_the_relay_mirrors_a_grant_before_anything_after_it_leaves(
     registry_sessions: async_sessionmaker[AsyncSession],
     jetstream: JetStreamContext,

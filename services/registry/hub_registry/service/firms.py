@@ -18,6 +18,7 @@ from hub_common.commands import (
     ColleagueInvitations,
     ColleagueInvitationWithdrawnResult,
     ColleagueRemoved,
+    CommandRejected,
     EnsureAccountant,
     FirmInvitationChoice,
     FirmInvitationChoices,
@@ -48,6 +49,7 @@ from hub_common.events import (
     Role,
 )
 from hub_common.i18n import N_
+from hub_common.logging import get_logger
 from hub_registry.models import Accountant, ColleagueInvitationRow, Firm
 from hub_registry.service import alerts
 from hub_registry.service.clients import insert_client, unassign_accountant
@@ -61,6 +63,8 @@ from hub_registry.service.shared import (
 )
 from hub_registry.service.tenant_grants import grant_access
 from hub_registry.settings import RegistrySettings
+
+logger = get_logger(__name__)
 
 
 def _identity(accountant: Accountant, *, created: bool) -> AccountantIdentity:
@@ -210,34 +214,56 @@ async def ensure_accountant(
         ),
     )
     if settings.sample_client_url:
-        card = ClientCard(name=settings.sample_client_name, client_url=settings.sample_client_url)
-        service_context = Context(firm.id, SERVICE_ACTOR, command.correlation_id)
-        sample_tenant = parse_url(card.client_url, settings).tenant
-        sample_client_id = uuid.uuid4()
-        sample_tenant_id = await resolve_tenant(directory, sample_tenant, asking_firm=None)
-        # The sample tenant is the operator's own demo tenant, granted to every firm; the
-        # grant goes first so the fetchers know of it before the ClientAdded is published.
-        await grant_access(
-            session,
-            service_context,
-            tenant_id=sample_tenant_id,
-            tenant=sample_tenant,
-            method=GrantMethod.SAMPLE,
-            client_id=sample_client_id,
-            granted_by=None,
-            refresh=False,
-        )
-        await insert_client(
-            session=session,
-            context=service_context,
-            card=card,
-            source=ClientSource.SAMPLE,
-            settings=settings,
-            directory=directory,
-            client_id=sample_client_id,
-            known_tenant_id=sample_tenant_id,
-        )
+        await _add_sample_client(session, settings, directory, firm.id, command.correlation_id)
     return _identity(accountant, created=True)
+
+
+async def _add_sample_client(
+    session: AsyncSession,
+    settings: RegistrySettings,
+    directory: TenantDirectory,
+    firm_id: uuid.UUID,
+    correlation_id: str,
+) -> None:
+    """The sample client a new firm starts with. Never the reason a sign-up fails: when its
+    tenant cannot be resolved now (Entra away, HUB_SAMPLE_CLIENT_URL wrong), the firm is
+    made without it, all of the sample's rows undone, and the operator is told in the log."""
+    card = ClientCard(name=settings.sample_client_name, client_url=settings.sample_client_url)
+    service_context = Context(firm_id, SERVICE_ACTOR, correlation_id)
+    try:
+        async with session.begin_nested():
+            sample_tenant = parse_url(card.client_url, settings).tenant
+            sample_client_id = uuid.uuid4()
+            sample_tenant_id = await resolve_tenant(directory, sample_tenant, asking_firm=None)
+            # The sample tenant is the operator's own demo tenant, granted to every firm; the
+            # grant goes first so the fetchers know of it before the ClientAdded is published.
+            await grant_access(
+                session,
+                service_context,
+                tenant_id=sample_tenant_id,
+                tenant=sample_tenant,
+                method=GrantMethod.SAMPLE,
+                client_id=sample_client_id,
+                granted_by=None,
+                refresh=False,
+            )
+            await insert_client(
+                session=session,
+                context=service_context,
+                card=card,
+                source=ClientSource.SAMPLE,
+                settings=settings,
+                directory=directory,
+                client_id=sample_client_id,
+                known_tenant_id=sample_tenant_id,
+            )
+    except CommandRejected as rejected:
+        logger.warning(
+            "a new firm was made without its sample client",
+            firm_id=str(firm_id),
+            reason=rejected.rejection.message,
+            sample_client_url=settings.sample_client_url,
+        )
 
 
 def _bind_identity(accountant: Accountant, command: EnsureAccountant) -> None:
