@@ -14,7 +14,15 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlmodel import col, select
 
 from hub_common import grants
-from hub_common.commands import AddClient, CommandRejected, EnsureAccountant, GrantTenantAccess, RemoveClient
+from hub_common.commands import (
+    AddClient,
+    CommandRejected,
+    EnsureAccountant,
+    GrantTenantAccess,
+    ListTenantGrants,
+    RemoveClient,
+    WithdrawTenantAccess,
+)
 from hub_common.db import transaction
 from hub_common.entra import TenantDirectory
 from hub_common.events import Actor, ActorKind, ClientCard, Envelope, TenantAccessGranted, decode_event
@@ -250,6 +258,36 @@ async def test_the_sample_client_comes_with_a_new_firm_and_once_removed_stays_go
             .all()
         )
     assert live == []
+
+
+async def test_the_sample_tenant_lists_no_firm_and_withdraws_none(
+    registry_sessions: async_sessionmaker[AsyncSession], tenant_directory: TenantDirectory, client_url: str
+) -> None:
+    """Every firm holds a grant of the sample tenant: whoever signs in there must not see
+    the hub's firms, nor take a firm's sample away."""
+    settings = SETTINGS.model_copy(update={"sample_client_url": client_url})
+    command = EnsureAccountant(email="sampler@woodgrove.example", display_name="S", correlation_id="c")
+    async with transaction(registry_sessions) as session:
+        identity = await firms.ensure_accountant(
+            session=session, command=command, settings=settings, directory=tenant_directory
+        )
+    async with registry_sessions() as session:
+        sample = (await session.execute(select(Client).where(Client.firm_id == identity.firm_id))).scalar_one()
+    assert sample.tenant_id is not None
+    async with registry_sessions() as session:
+        listed = await tenant_grants.list_tenant_grants(
+            session=session, command=ListTenantGrants(tenant_id=sample.tenant_id, correlation_id="c")
+        )
+    assert listed.grants == []
+    someone = Actor(kind=ActorKind.ACCOUNTANT, id="admin@sample-tenant")
+    with pytest.raises(CommandRejected):
+        async with transaction(registry_sessions) as session:
+            await tenant_grants.withdraw_tenant_access(
+                session=session,
+                command=WithdrawTenantAccess(
+                    tenant_id=sample.tenant_id, firm_id=identity.firm_id, actor=someone, correlation_id="c"
+                ),
+            )
 
 
 @pytest.mark.parametrize(

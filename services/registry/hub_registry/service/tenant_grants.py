@@ -164,12 +164,20 @@ async def revoke_tenant_access(*, session: AsyncSession, command: RevokeTenantAc
 
 
 async def list_tenant_grants(*, session: AsyncSession, command: ListTenantGrants) -> TenantGrants:
-    """The firms a tenant lets read it: the client's own question about its own tenant."""
+    """The firms a tenant lets read it: the client's own question about its own tenant.
+
+    The sample tenant's grants are the hub's, one for every firm, not the tenant's choice:
+    they are neither listed (whoever signs in there would see every firm of the hub) nor
+    withdrawn there."""
     rows = (
         await session.execute(
             select(TenantGrant, Firm.name)
             .join(Firm, col(Firm.id) == col(TenantGrant.firm_id))
-            .where(TenantGrant.tenant_id == command.tenant_id, col(TenantGrant.revoked_at).is_(None))
+            .where(
+                TenantGrant.tenant_id == command.tenant_id,
+                col(TenantGrant.revoked_at).is_(None),
+                col(TenantGrant.method) != GrantMethod.SAMPLE.value,
+            )
             .order_by(col(TenantGrant.granted_at))
         )
     ).all()
@@ -190,7 +198,7 @@ async def list_tenant_grants(*, session: AsyncSession, command: ListTenantGrants
 async def withdraw_tenant_access(*, session: AsyncSession, command: WithdrawTenantAccess) -> TenantAccessChanged:
     """Someone of the client's tenant takes one firm's access back; the others keep theirs."""
     grant = await _live_grant(session, command.firm_id, command.tenant_id)
-    if grant is None:
+    if grant is None or grant.method == GrantMethod.SAMPLE.value:
         raise refused(RejectionReason.NOT_FOUND, "That firm has no access to your organisation", field="firm_id")
     who = command.actor.display_name or command.actor.id
     await _revoke(
