@@ -67,14 +67,27 @@ def quiet_logging() -> None:
 async def print_history(
     nats_url: str, wanted: HistoryFilter, *, as_json: bool, follow: bool, out: TextIO | None = None
 ) -> int:
+    """Prints the listing; returns how many of its messages this release could not read,
+    each of them listed in its place as unreadable."""
     out = out or sys.stdout
     connection = await connect(nats_url, name="hub-audit")
-    count = 0
+    unreadable = 0
+
+    def print_unreadable(sequence: int, subject: str, error: str) -> None:
+        nonlocal unreadable
+        unreadable += 1
+        if as_json:
+            record = {"stream_sequence": sequence, "unreadable": True, "subject": subject, "error": error}
+            print(json.dumps(record, sort_keys=True), file=out, flush=follow)
+        else:
+            print(f"{sequence:>7}  {'(unreadable)':19}  {subject}  {error.splitlines()[0][:160]}", file=out)
+
     try:
         if not as_json:
             print(f"{'seq':>7}  {'when (UTC)':19}  {'firm':8}  {'event':24}  {'actor':34}  what", file=out)
-        async for sequence, envelope in read_history(connection.jetstream(), wanted, follow=follow):
-            count += 1
+        async for sequence, envelope in read_history(
+            connection.jetstream(), wanted, follow=follow, on_unreadable=print_unreadable
+        ):
             if as_json:
                 record = json.loads(envelope.model_dump_json())
                 record["stream_sequence"] = sequence
@@ -89,7 +102,7 @@ async def print_history(
                 )
     finally:
         await connection.close()
-    return count
+    return unreadable
 
 
 async def print_dead_letters(

@@ -28,6 +28,7 @@ from hub_common.events import (
     new_envelope,
 )
 from hub_common.history import HistoryFilter, read_history
+from hub_common.streams import event_subject
 
 
 async def _history(js: JetStreamContext) -> tuple[uuid.UUID, uuid.UUID, str]:
@@ -82,6 +83,34 @@ async def test_audit_table_says_who_did_what(jetstream: JetStreamContext, nats_u
     assert "event" in lines[0]
     assert "accountant:alice@firm.example" in lines[1]
     assert "client 'Contoso'" in lines[1]
+
+
+async def test_an_event_this_release_cannot_read_is_listed_as_such_and_fails_the_listing(
+    jetstream: JetStreamContext, nats_url: str
+) -> None:
+    """An operator's `hub` a release behind the hub meets events with a field it does not
+    know: they are listed in their place as unreadable, and the exit code says the listing
+    is not the whole history (before, they were left out and it looked whole)."""
+    firm, _, _ = await _history(jetstream)
+    newer = new_envelope(ClientRemoved(client_id=uuid.uuid4()), firm_id=firm, actor=Actor.service("x"))
+    document = json.loads(newer.model_dump_json())
+    document["data"]["removal_reason"] = "a field of a later release"
+    await jetstream.publish(
+        event_subject(str(firm), "ClientRemoved"), json.dumps(document).encode(), stream="HUB_EVENTS"
+    )
+    result = await _cli(nats_url, "audit", "--json", "--firm", str(firm))
+    assert result.exit_code == 1
+    records = [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
+    assert [r.get("type", "unreadable") for r in records] == [
+        "ClientAdded",
+        "ClientRemoved",
+        "ClientRemoved",
+        "unreadable",
+    ]
+    assert "removal_reason" in str(records[-1]["error"])
+    assert "1 event(s) of the log could not be read" in result.stderr
+    table = await _cli(nats_url, "audit", "--firm", str(firm))
+    assert table.exit_code == 1 and "(unreadable)" in table.stdout
 
 
 def test_bad_arguments_are_refused(nats_url: str) -> None:

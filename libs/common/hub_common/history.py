@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -18,7 +18,7 @@ import nats.errors
 import nats.js.errors
 from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig, DeliverPolicy
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from hub_common.events import Envelope, EventData, InvalidEvent, decode_event
 from hub_common.logging import get_logger
@@ -66,8 +66,17 @@ class HistoryIncomplete(RuntimeError):
     """The audit log stopped coming though the rest of it is there."""
 
 
+# Told of each message of the log this code cannot read: (stream sequence, subject, why).
+Unreadable = Callable[[int, str, str], None]
+
+
 async def read_history(
-    js: JetStreamContext, wanted: HistoryFilter, *, follow: bool = False, idle_seconds: float = 1.0
+    js: JetStreamContext,
+    wanted: HistoryFilter,
+    *,
+    follow: bool = False,
+    idle_seconds: float = 1.0,
+    on_unreadable: Unreadable | None = None,
 ) -> AsyncIterator[tuple[int, Envelope[EventData]]]:
     """(stream sequence, event) in stream order, up to the end of the log as it is when asked
     (the consumer's count of what is left says when), or on and on with ``follow`` (until
@@ -75,7 +84,11 @@ async def read_history(
 
     A silence is not the end: while the consumer says messages are left (its delivery lost
     and being restarted), reading waits for them, up to ``STALL_LIMIT_SECONDS``, then raises
-    :class:`HistoryIncomplete` rather than end a listing cut short as if it were whole."""
+    :class:`HistoryIncomplete` rather than end a listing cut short as if it were whole.
+
+    A message this code cannot read (an event of a newer release: a field it does not know)
+    is not skipped in silence: ``on_unreadable`` is told of it, whatever the filter, since
+    the filter cannot be applied to what cannot be read."""
     since = wanted.since
     if since is not None and since.microsecond == 0:
         # nats-py cannot parse the consumer info the server echoes for a start time without a
@@ -107,8 +120,10 @@ async def read_history(
             silent_since = None
             try:
                 envelope = decode_event(message.data, subject=message.subject)
-            except InvalidEvent:
-                envelope = None  # the dead-letter stream holds what no service could read
+            except InvalidEvent as error:
+                envelope = None
+                if on_unreadable is not None:
+                    on_unreadable(message.metadata.sequence.stream, message.subject, _why(error))
             if envelope is not None and wanted.matches(envelope):
                 yield message.metadata.sequence.stream, envelope
             if not follow and message.metadata.num_pending == 0:
@@ -118,6 +133,17 @@ async def read_history(
                 return
     finally:
         await subscription.unsubscribe()
+
+
+def _why(error: InvalidEvent) -> str:
+    """Why an event cannot be read: where its fields are wrong (their values left out)."""
+    cause = error.__cause__
+    if not isinstance(cause, ValidationError):
+        return str(error)
+    where = "; ".join(
+        f"{'.'.join(map(str, problem['loc']))}: {problem['msg']}" for problem in cause.errors(include_input=False)[:5]
+    )
+    return f"{error}: {where}"
 
 
 def _followed_past(wanted: HistoryFilter) -> bool:
