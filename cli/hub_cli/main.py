@@ -300,12 +300,12 @@ def rebuild(
     password out, which libpq then takes from PGPASSWORD or ~/.pgpass."""
     from hub_cli.rebuild import run as run_rebuild
     from hub_common.settings import HubSettings
-    from hub_gateway.readmodel.rebuild import RebuildIncomplete, RebuildTargetNotEmpty
+    from hub_gateway.readmodel.rebuild import AuditLogTruncated, RebuildIncomplete, RebuildTargetNotEmpty
 
     def rebuild_and_compare() -> None:
         try:
             code = run_rebuild(nats_url=HubSettings().nats_url, target_database_url=target, live_database_url=live)
-        except RebuildTargetNotEmpty as refused:
+        except (RebuildTargetNotEmpty, AuditLogTruncated) as refused:
             typer.echo(f"error: {refused}", err=True)
             raise typer.Exit(2) from None
         except RebuildIncomplete as incomplete:

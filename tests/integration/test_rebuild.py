@@ -503,6 +503,26 @@ async def test_a_rebuild_leaves_a_database_that_is_not_empty_untouched(
     assert tables == ["someone_elses"]
 
 
+async def test_a_rebuild_refuses_an_audit_log_its_limits_have_cut(
+    own_jetstream: JetStreamContext, database_url: str
+) -> None:
+    """With HUB_AUDIT_MAX_AGE_SECONDS set, the oldest events (the firms' and clients' making)
+    are removed in time: a model rebuilt from the rest lacked them, and said nothing."""
+    await _publish_two_firms(own_jetstream)
+    config = (await own_jetstream.stream_info(EVENTS_STREAM)).config
+    config.max_msgs = 2  # as an age limit would: the oldest go
+    await own_jetstream.update_stream(config)
+    with pytest.raises(rebuild_module.AuditLogTruncated, match="HUB_AUDIT_MAX_AGE_SECONDS"):
+        await rebuild(own_jetstream, database_url)
+    engine = create_engine(database_url)
+    try:
+        async with engine.connect() as connection:
+            tables = await connection.run_sync(lambda sync: sqlalchemy.inspect(sync).get_table_names())
+    finally:
+        await engine.dispose()
+    assert tables == [], "refused before anything was written"
+
+
 async def test_a_stream_that_stops_sending_before_its_end_fails_the_rebuild(
     own_jetstream: JetStreamContext, database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

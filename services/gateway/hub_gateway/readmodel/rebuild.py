@@ -117,6 +117,10 @@ class RebuildIncomplete(RuntimeError):
     """A stream stopped sending before its end, though the rest of it is still there."""
 
 
+class AuditLogTruncated(RuntimeError):
+    """The audit log no longer starts at its first event: its limits removed the oldest."""
+
+
 class RebuildTargetNotEmpty(RuntimeError):
     """The target already holds a projection: a rebuild must start from an empty model."""
 
@@ -349,6 +353,7 @@ async def rebuild(
     # Checked before migrating: a live database named by mistake is left as it is, not
     # migrated to this release outside its rollout.
     await asyncio.to_thread(_ensure_empty, database_url)
+    await _ensure_whole_audit_log(js)
     await asyncio.to_thread(migrate, database_url, MIGRATIONS, VERSION_TABLE)
     engine = create_engine(database_url)
     try:
@@ -366,6 +371,21 @@ async def rebuild(
         messages_per_second=round(result.messages_per_second),
     )
     return result
+
+
+async def _ensure_whole_audit_log(js: JetStreamContext) -> None:
+    """Refuses a rebuild from an audit log its limits have cut (HUB_AUDIT_MAX_AGE_SECONDS):
+    nothing deletes or purges HUB_EVENTS, so a first sequence past 1 means its oldest events
+    are gone, and with them the firms, accountants and clients they made. The model rebuilt
+    would silently lack them."""
+    state = (await js.stream_info(EVENTS_STREAM)).state
+    if state.last_seq > 0 and state.first_seq > 1:
+        raise AuditLogTruncated(
+            f"the audit log ({EVENTS_STREAM}) starts at sequence {state.first_seq}: its limits "
+            f"(HUB_AUDIT_MAX_AGE_SECONDS) removed the {state.first_seq - 1} events before it, and a read model "
+            "rebuilt from the rest would lack the firms, accountants and clients they made. Restore the "
+            "gateway's database from its backup instead"
+        )
 
 
 async def _project_streams(
