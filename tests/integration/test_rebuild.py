@@ -30,6 +30,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
+from hub_cli import rebuild as rebuild_cli
 from hub_common.bus import publish_event
 from hub_common.consumers import Delivery
 from hub_common.db import create_engine, migrate, session_factory, transaction
@@ -569,6 +570,30 @@ async def test_hub_rebuild_as_an_operator_runs_it(tmp_path: Path, target_from: s
         )
     assert finished.returncode == 0, finished.stdout + finished.stderr
     assert re.search(r"rebuilt \d+ messages \(0 invalid, skipped\)", finished.stdout), finished.stdout
+
+
+async def test_a_live_model_that_applied_other_events_is_not_compared(tmp_path: Path) -> None:
+    """A running gateway goes on applying refreshes past the ends the rebuild read: its
+    tables differ for that alone. The rebuild says it could not compare (exit 3), not that
+    the models differ (exit 1)."""
+    live = f"sqlite:///{tmp_path / 'live.db'}"
+    with LocalNatsServer(tmp_path / "nats") as server:
+        connection = await nats.connect(server.url)
+        try:
+            js = connection.jetstream()
+            await declare_topology(js)
+            await _publish_two_firms(js)
+            await rebuild(js, live)
+            await _publish_two_firms(js)  # read by the rebuild below, not applied to the live model
+        finally:
+            await connection.close()
+        code = await asyncio.to_thread(
+            rebuild_cli.run,
+            nats_url=server.url,
+            target_database_url=f"sqlite:///{tmp_path / 'rebuilt.db'}",
+            live_database_url=live,
+        )
+    assert code == rebuild_cli.NOT_COMPARABLE
 
 
 @contextlib.asynccontextmanager

@@ -494,6 +494,17 @@ def _canonical_rows(table: Table, rows: Iterator[Any]) -> list[str]:
     return [line for _, line in sorted(keyed)]
 
 
+async def projection_positions(database_url: str) -> dict[str, int]:
+    """How far a read model has applied each stream (its last sequence applied)."""
+    engine = create_engine(database_url)
+    try:
+        async with engine.connect() as connection:
+            rows = await connection.execute(select(_table_of(ProjectionPosition)))
+            return {row.stream: row.sequence for row in rows}
+    finally:
+        await engine.dispose()
+
+
 async def table_checksums(database_url: str) -> dict[str, str]:
     """SHA-256 of each projected table's rows, canonically serialized and sorted by key."""
     engine = create_engine(database_url)
