@@ -13,12 +13,13 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import httpx
 import openpyxl
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Page, Route, expect
 
 from hub_common.events import Actor, Failure, FailureKind, RefreshDeferred
 from tests.conftest import Sandbox
@@ -844,3 +845,48 @@ def test_the_statements_date_picked_in_the_pane_stays_through_a_refresh(page: Pa
     expect(as_of).to_have_value("2025-12-31")
     expect(workbook).to_have_attribute("href", re.compile(r"/workbook\?as_of=2025-12-31$"))
     expect(pane.get_by_role("button", name="Refresh", exact=True)).to_be_focused()
+
+
+def test_a_colleagues_save_landing_while_the_page_waits_for_its_own_is_not_undone(
+    page: Page, hub: Hub, sandbox: Sandbox
+) -> None:
+    """After a save the page waits for its own revision of the card to reach the dashboard.
+    A colleague's save landing in that moment is theirs, not the page's: the page's next
+    save is refused, saying why (before, the page took the newest version it saw as its own,
+    and its next save silently undid the colleague's)."""
+    email = "oona@overlap-accounting.example"
+    sign_in(page, hub, email)
+    api = hub.client(email)
+    client_id = connect_consented_tenant(sandbox, api, "Overlap client").client_id
+
+    def listed() -> dict[str, Any]:
+        clients: list[dict[str, Any]] = api.get("/api/v1/clients").json()["clients"]
+        return next(c for c in clients if c["client_id"] == client_id)
+
+    page.goto(f"{hub.url}/clients/{client_id}")
+    expect(page.locator("#name")).to_have_value("Overlap client")
+    revision = listed()["card_revision"]
+    colleague_saved = False
+
+    def colleague_saves_first(route: Route) -> None:
+        # The page's first look for its own save: the colleague's lands before it.
+        nonlocal colleague_saved
+        if route.request.method == "GET" and not colleague_saved:
+            colleague_saved = True
+            saved = api.put(f"/api/v1/clients/{client_id}", json={**listed()["card"], "notes": "by a colleague"})
+            assert saved.status_code == 202
+            deadline = time.monotonic() + 30
+            while listed()["card_revision"] != revision + 2:
+                assert time.monotonic() < deadline, "the two saves never reached the read model"
+                time.sleep(0.2)
+        route.continue_()
+
+    page.route("**/api/v1/clients", colleague_saves_first)
+    page.locator("#notes").fill("mine")
+    page.get_by_role("button", name="Save", exact=True).click()
+    expect(page.locator("#card-saved")).to_be_visible(timeout=30_000)
+    assert colleague_saved
+    page.locator("#notes").fill("mine, again")
+    page.get_by_role("button", name="Save", exact=True).click()
+    expect(page.get_by_text("Someone saved this client card since you opened it", exact=False)).to_be_visible()
+    assert listed()["card"]["notes"] == "by a colleague"

@@ -323,6 +323,9 @@ class ClientCreated(BaseModel):
     client_id: uuid.UUID
     # Whether the client's tenant has granted the firm access; False: waiting for permission.
     access_granted: bool | None = None
+    # A saved card's revision: the page waits for exactly this one to reach the read model,
+    # not for any newer card (a colleague's save in that moment would be taken as its own).
+    card_revision: int | None = None
 
 
 class CardToSaveAgain(BaseModel):

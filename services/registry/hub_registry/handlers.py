@@ -75,8 +75,8 @@ def register_command_handlers(
         return commands.ClientCreated(client_id=client_id, access_granted=granted)
 
     async def update_client(session: AsyncSession, command: commands.UpdateClient) -> BaseModel:
-        await clients.update_client(session=session, command=command, settings=settings, directory=directory)
-        return commands.ClientCreated(client_id=command.client_id)
+        revision = await clients.update_client(session=session, command=command, settings=settings, directory=directory)
+        return commands.ClientCreated(client_id=command.client_id, card_revision=revision)
 
     async def remove_client(session: AsyncSession, command: commands.RemoveClient) -> BaseModel:
         await clients.remove_client(session=session, command=command)

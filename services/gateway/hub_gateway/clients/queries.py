@@ -101,6 +101,8 @@ class ClientSummary(BaseModel):
     # Which save of the card this is (the stream position of its last change): sent back in
     # If-Match, a save made on a card someone else saved since is refused (412).
     card_version: int = 0
+    # Which revision of the card the registry saved it as (a PUT answers the one it made).
+    card_revision: int = 0
     failure: dict[str, Any] | None
     access: TenantAccess
     # Per company: whether Business Central notifies the hub of its changes.
@@ -125,6 +127,7 @@ def client_summary(
         state=row.state,
         card=json.loads(row.card_json),
         card_version=row.events_sequence,
+        card_revision=row.card_revision,
         failure=parsed_json(row.failure_json),
         access=tenant_access(access),
         change_notifications=notifications or [],

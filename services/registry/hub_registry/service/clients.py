@@ -220,7 +220,8 @@ async def add_client(
 
 async def update_client(
     *, session: AsyncSession, command: UpdateClient, settings: RegistrySettings, directory: TenantDirectory
-) -> None:
+) -> int:
+    """Saves the card; returns its new revision."""
     parsed = parse_url(command.card.client_url, settings)
     _check_time_zone(command.card.time_zone)
     await _check_assignee(session, command.firm_id, command.card)
@@ -289,6 +290,7 @@ async def update_client(
         # read the new one until the schedule came round.
         await alerts.forget_companies(session, context, client, listed=None, at=client.updated_at)
         await emit_refresh(session, context, client, company_id=None)
+    return client.card_revision
 
 
 def card_updated(client: Client, card: ClientCard) -> ClientUpdated:

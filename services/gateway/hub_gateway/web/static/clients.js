@@ -232,12 +232,18 @@ Hub.start(() => {
   // since is refused, rather than undoing their change.
   let cardVersion = client ? client.card_version : null;
 
-  async function waitForNewVersion(clientId, sent) {
+  // The card_version of this page's own save (revision ``saved``), once the dashboard has it.
+  // A newer revision is someone else's save made since: the version read before is kept,
+  // so this page's next save is refused (412) rather than undo theirs unseen.
+  async function waitForOwnSave(clientId, sent, saved) {
     const deadline = Date.now() + 8000;
     while (Date.now() < deadline) {
       const { data } = await api("GET", "/api/v1/clients");
       const listed = data.clients.find((c) => c.client_id === clientId);
-      if (listed && listed.card_version !== sent) return listed.card_version;
+      // A registry of the release before answers no revision (during an upgrade): any newer.
+      if (listed && saved == null && listed.card_version !== sent) return listed.card_version;
+      if (listed && listed.card_revision === saved) return listed.card_version;
+      if (listed && listed.card_revision > saved) return sent;
       await new Promise((resolve) => setTimeout(resolve, 300));
     }
     return sent;
@@ -263,7 +269,7 @@ Hub.start(() => {
       const { data } = client
         ? await api("PUT", `/api/v1/clients/${client.client_id}`, body, { "If-Match": `"${cardVersion}"` })
         : await api("POST", "/api/v1/clients", body);
-      if (client) cardVersion = await waitForNewVersion(client.client_id, cardVersion);
+      if (client) cardVersion = await waitForOwnSave(client.client_id, cardVersion, data.card_revision);
       const waiting = !client && data.access_granted === false;
       $("card-saved").textContent = waiting
         ? _("Saved. The client has not given your firm access yet: send them the Connect link from the card.")
