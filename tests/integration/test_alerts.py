@@ -533,6 +533,20 @@ async def test_each_webhook_rule_says_its_own_newest_error_however_many_another_
     assert (quiet_deliveries.waiting, quiet_deliveries.last_error) == (2, "quiet newest")
 
 
+async def test_a_rule_saved_with_a_zero_of_any_exponent_before_they_were_refused_still_lists(
+    registry: Registry,
+) -> None:
+    """0e999999999999999999 was a valid threshold until numbers were held to exponents within
+    28: a rule stored with it lists (as 0) instead of failing the firm's whole list."""
+    rule = await registry.rule(registry.owner, figure="cash", comparison="below", threshold=Decimal(1))
+    async with transaction(registry.sessions) as session:
+        row = await session.get(AlertRuleRow, rule)
+        assert row is not None
+        row.threshold = "0E+999999999999999999"
+    [listed] = [r for r in await _listed_rules(registry) if r.rule_id == rule]
+    assert listed.threshold == 0
+
+
 async def _listed_rules(registry: Registry) -> list[AlertRuleView]:
     async with transaction(registry.sessions) as session:
         command = ListAlertRules(firm_id=registry.firm_id, actor=registry.actor(registry.owner), correlation_id="l")

@@ -493,7 +493,7 @@ async def test_choices_saved_by_an_earlier_version_still_open(fresh_model: Calla
     principal = Principal(uuid.uuid4(), FIRM, "a@firm.example", "A", "owner")
     definitions = {
         name: preferences.ViewDefinition(name=name, query=DashboardQuery(sort="cash"))
-        for name in ("Kept", "Retired column", "Retired sort", "Broken")
+        for name in ("Kept", "Retired column", "Retired sort", "Broken", "Huge zero")
     }
     async with transaction(sessions) as session:
         await preferences.save_preferences(session, principal, preferences.Preferences(columns=["cash"]))
@@ -506,6 +506,8 @@ async def test_choices_saved_by_an_earlier_version_still_open(fresh_model: Calla
         },
         "Retired sort": {"query": {"sort": "retired_figure", "descending": True}, "columns": ["retired_figure"]},
         "Broken": {"query": {"limit": "many"}, "columns": None},
+        # Valid until numbers were held to exponents within 28: a zero, read as 0.
+        "Huge zero": {"query": {"thresholds": [{"column": "cash", "comparison": "lt", "value": "0E+999999999"}]}},
     }
     async with transaction(sessions) as session:
         stored = await session.get(PreferencesRow, principal.accountant_id)
@@ -518,7 +520,8 @@ async def test_choices_saved_by_an_earlier_version_still_open(fresh_model: Calla
     async with sessions() as session:
         assert (await preferences.preferences_of(session, principal)).columns == ["cash"]
         listed = {v.name: v for v in await preferences.saved_views(session, principal)}
-    assert sorted(listed) == ["Kept", "Retired column", "Retired sort"]
+    assert sorted(listed) == ["Huge zero", "Kept", "Retired column", "Retired sort"]
+    assert [t.value for t in listed["Huge zero"].query.thresholds] == [0]
     assert listed["Retired column"].columns == ["cash"]
     assert listed["Retired column"].query.thresholds == [Threshold.model_validate(cash_below)]
     assert (listed["Retired sort"].query.sort, listed["Retired sort"].query.descending) == ("client_name", False)

@@ -30,6 +30,14 @@ def exponent_within_digits(value: Decimal) -> Decimal:
     return value
 
 
+def stored_number(text: str) -> Decimal:
+    """A number the hub stored as text, as an ``ExactNumber`` reads it: a zero saved before
+    exponents were bounded (``0E+999999999999999999``) is 0, so what was saved then (an
+    alert rule's threshold, a saved view's) is still read, shown and deleted."""
+    value = Decimal(text)
+    return Decimal(0) if value.is_zero() else value
+
+
 # Any exact number entering the hub (a threshold, an amount a tenant reports): finite, of
 # at most ``MAX_DIGITS`` digits, with an exponent within them.
 ExactNumber = Annotated[

@@ -18,6 +18,7 @@ from hub_common.db import lock_until_commit, upsert
 from hub_common.events import REQUIRED_LINE
 from hub_common.i18n import N_
 from hub_common.logging import get_logger
+from hub_common.money import stored_number
 from hub_gateway.accounts.models import PreferencesRow, SavedViewRow
 from hub_gateway.auth import Principal
 from hub_gateway.dashboard.queries import SORT_KEYS, DashboardQuery
@@ -159,6 +160,17 @@ class TooManyViews(Exception):
     pass
 
 
+def _readable_threshold(threshold: object) -> object:
+    """A threshold as saved, its value read as stored numbers are (a zero saved with an
+    exponent beyond 28, before they were refused, is 0)."""
+    if not isinstance(threshold, dict) or not isinstance(threshold.get("value"), str):
+        return threshold
+    try:
+        return {**threshold, "value": str(stored_number(threshold["value"]))}
+    except ArithmeticError:
+        return threshold  # not a number at all: refused as before
+
+
 def _known_query(query: dict[str, Any]) -> dict[str, Any]:
     """A stored view's query without what names a figure since retired: its thresholds on
     one are dropped and a sort by one goes back to the default, as ``preferences_of`` drops
@@ -166,7 +178,9 @@ def _known_query(query: dict[str, Any]) -> dict[str, Any]:
     its name was taken (a 409) and it could not be chosen to be deleted."""
     known = dict(query)
     thresholds = known.get("thresholds") or []
-    known["thresholds"] = [t for t in thresholds if not isinstance(t, dict) or t.get("column") in FIGURES_BY_KEY]
+    known["thresholds"] = [
+        _readable_threshold(t) for t in thresholds if not isinstance(t, dict) or t.get("column") in FIGURES_BY_KEY
+    ]
     if "sort" in known and known["sort"] not in SORT_KEYS:
         known.pop("sort")
         known.pop("descending", None)

@@ -59,6 +59,7 @@ from hub_common.events import (
     new_envelope,
 )
 from hub_common.i18n import N_, language_of
+from hub_common.money import stored_number
 from hub_common.purpose_keys import Purpose
 from hub_common.sealing import Sealer, Unsealable
 from hub_common.settings import InsecureSettings
@@ -127,7 +128,7 @@ def _rule_of(row: AlertRuleRow) -> Rule:
         row.id,
         row.firm_id,
         row.client_id,
-        Condition(Figure(row.figure), Comparison(row.comparison), Decimal(row.threshold)),
+        Condition(Figure(row.figure), Comparison(row.comparison), stored_number(row.threshold)),
     )
 
 
@@ -303,7 +304,7 @@ async def set_alert_rule(
     condition_changed = command.rule_id is not None and (
         row.figure,
         row.comparison,
-        Decimal(row.threshold),
+        stored_number(row.threshold),
         row.client_id,
     ) != (condition.figure.value, condition.comparison.value, condition.threshold, fields.client_id)
     if digested_before and (not digested_after or condition_changed):
@@ -592,7 +593,7 @@ async def list_alert_rules(*, session: AsyncSession, command: ListAlertRules) ->
                 client_id=row.client_id,
                 figure=row.figure,
                 comparison=row.comparison,
-                threshold=Decimal(row.threshold),
+                threshold=stored_number(row.threshold),
                 email=row.email,
                 webhook_url=row.webhook_url,
                 delivery=row.delivery,
