@@ -666,7 +666,7 @@ async def test_pages_of_small_values_share_one_answers_limit(
     assert len(served) == 10
 
 
-async def test_a_batchs_next_pages_share_its_answers_limit(
+async def test_a_batched_collections_next_pages_share_one_answers_limit(
     bc: BusinessCentral, crafted: CraftedBusinessCentral
 ) -> None:
     served: list[str] = []
@@ -683,7 +683,7 @@ async def test_a_batchs_next_pages_share_its_answers_limit(
     with pytest.raises(FetchFailure) as failure:
         await bc.read_batch(ENVIRONMENT, [BatchRequest("sales", "companies(1)/salesInvoices")])
     assert "more than 3000000 JSON values" in (failure.value.message or "")
-    assert len(served) == 10  # the $batch's answer and nine next pages
+    assert len(served) == 11  # the $batch's answer (its own allowance) and ten next pages
 
 
 # ---------------------------------------------------------------- throttling

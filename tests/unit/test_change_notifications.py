@@ -8,7 +8,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from hub_common.change_notifications import NOTIFIED_ENTITIES, CompanyAddress, NotificationSigner, notification_url
-from hub_common.events import NotificationState
+from hub_common.events import FailureKind, NotificationState
+from hub_fetcher.bc.failures import FetchFailure
+from hub_fetcher.notifications import subscriptions
 from hub_fetcher.notifications.plan import Budget, CompanyWanted, Subscription, plan_company
 from hub_fetcher.notifications.subscriptions import parse_subscription
 
@@ -164,3 +166,20 @@ def test_a_listed_subscription_is_read_from_the_resource_as_bc_echoes_it(resourc
         {"subscriptionId": "s1", "notificationUrl": URL, "resource": resource, "expirationDateTime": NOW.isoformat()}
     )
     assert (listed.company_id, listed.entity) == (str(ADDRESS.company_id), "salesInvoices")
+
+
+@pytest.mark.parametrize(
+    ("status", "message", "unreachable"),
+    [
+        (400, "The notification URL 'https://hub.example/hooks/x' did not validate: timed out.", True),
+        (None, "the handshake with the subscriber failed", True),
+        (400, "Validation of the request failed: the resource is not supported.", False),
+        (403, "The notification URL did not validate.", False),
+        (409, "The maximum number of subscriptions is reached.", False),
+    ],
+)
+def test_only_a_failed_handshake_stops_asking_bc_for_the_other_companies(
+    status: int | None, message: str, unreachable: bool
+) -> None:
+    failure = FetchFailure(FailureKind.BAD_RESPONSE, http_status=status, message=message)
+    assert subscriptions._hub_unreachable(failure) is unreachable

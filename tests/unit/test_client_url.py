@@ -318,6 +318,12 @@ def test_a_partner_hosted_apps_web_client_is_where_its_links_go(url: str, host: 
         assert parse_client_url(url, extra_web_client_bases=(SANDBOX,)).partner_host is None
 
 
+def test_a_partner_host_with_a_final_dot_is_the_same_host_when_saved_and_when_read_again() -> None:
+    url = "https://contosofamily.bc.dynamics.com./contoso.com/Production"
+    assert parse_client_url(url).partner_host == "contosofamily.bc.dynamics.com"
+    assert partner_web_client_host(url) == "contosofamily.bc.dynamics.com"
+
+
 def test_sandbox_form_is_refused_unless_configured() -> None:
     with pytest.raises(ClientUrlError):
         parse_client_url(f"{SANDBOX}/cronus-sample.onmicrosoft.com/Production")

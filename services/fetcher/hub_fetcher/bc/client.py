@@ -35,7 +35,7 @@ from hub_fetcher.bc.limits import TenantLimiter
 
 API_PATH = "api/v2.0"
 MAX_PAGES = 1000
-# What one read may hold (one answer, or a $batch and its next pages). A page of BC holds at most 20,000 entities
+# What one answer, or one collection's pages together, may hold. A page of BC holds at most 20,000 entities
 # and a $batch of the hub's reads ten such pages; an answer of "{}" after "{}" costs 64
 # bytes of memory for every 3 bytes read, so it is refused while it is parsed, before a
 # tenant's 50 MB answer becomes gigabytes for every firm the fetcher serves.
@@ -122,10 +122,10 @@ class Answer:
 
 @dataclass
 class JsonAllowance:
-    """What the answers of one read may still hold together. A read that follows its next
-    links (or a $batch's) shares one allowance across its pages, so pages of small values
-    add up to no more than one answer may hold: otherwise each of a thousand pages could
-    keep its own share in memory until the whole read is done."""
+    """What the pages of one collection may still hold together. A read that follows its
+    next links shares one allowance across its pages, so pages of small values add up to no
+    more than one answer may hold: otherwise each of a thousand pages could keep its own
+    share in memory until the whole read is done."""
 
     values: int = MAX_JSON_VALUES
     objects: int = MAX_JSON_OBJECTS
@@ -571,14 +571,15 @@ class BusinessCentral:
 
     async def read_batch(self, environment: Environment, requests: list[BatchRequest]) -> BatchRead:
         """Like ``batch_collections``, with the permanent failures of optional reads kept
-        apart instead of failing the whole read. The $batch's answer and every next page of
-        its collections share one JSON allowance."""
-        allowance = JsonAllowance()
-        answers = await self.batch(environment, requests, allowance)
+        apart instead of failing the whole read. Each collection's next pages share one JSON
+        allowance (the $batch's answer, holding every first page, has its own): a company
+        with hundreds of thousands of customers reads as before, and no collection's pages
+        add up to more than one answer may hold."""
+        answers = await self.batch(environment, requests)
         read = BatchRead(collections={}, failures={})
         for request in requests:
             try:
-                read.collections[request.id] = await self._collection(environment, answers[request.id], allowance)
+                read.collections[request.id] = await self._collection(environment, answers[request.id], JsonAllowance())
             except FetchFailure as failure:
                 # An optional read BC fails inside is done without, as one it refuses: the
                 # same page may fail alike at every try, and the rest of the read stands.

@@ -437,9 +437,13 @@ def _is_limit_reached(failure: FetchFailure) -> bool:
 
 
 def _hub_unreachable(failure: FetchFailure) -> bool:
-    """BC's refusal because its handshake with the hub's notification address failed."""
+    """BC's refusal because its handshake with the hub's notification address failed (a
+    400 naming the notification URL's validation); not any refusal that says "validation"."""
     message = (failure.message or "").lower()
-    return "validat" in message or "handshake" in message or "notification url" in message
+    if failure.http_status not in (None, 400):
+        return False
+    about_the_address = "notification" in message or "url" in message or "token" in message
+    return "handshake" in message or ("validat" in message and about_the_address)
 
 
 def _what_failed(failure: FetchFailure) -> str:

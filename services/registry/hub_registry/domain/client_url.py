@@ -287,8 +287,7 @@ def parse_client_url(raw: str, *, extra_web_client_bases: tuple[str, ...] = ()) 
         raise ClientUrlError("scheme", N_("The Client URL must start with https://"))
     if parts.username or parts.password:
         raise ClientUrlError("host", N_("The Client URL must not contain a user name or password"))
-    # A fully qualified name's final dot ("businesscentral.dynamics.com.") names the same host.
-    host = (parts.hostname or "").lower().removesuffix(".")
+    host = _host(parts.hostname)
     # A browser copies a tenant's letters beyond ASCII, or a GUID's braces, percent-encoded.
     segments = [unquote(segment) for segment in parts.path.split("/") if segment]
     query = parts.query
@@ -379,5 +378,11 @@ def partner_web_client_host(client_url: str) -> str | None:
     """The web client host of a card's saved Client URL when it is a partner-hosted app's
     (https://{family}.bc.dynamics.com/...), else None."""
     text = _unwrapped(client_url.strip())
-    host = (urlsplit(text if "://" in text else f"https://{text}").hostname or "").lower()
+    host = _host(urlsplit(text if "://" in text else f"https://{text}").hostname)
     return host if _PARTNER_HOST.match(host) else None
+
+
+def _host(hostname: str | None) -> str:
+    """A URL's host as the hub compares it: lower case, without a fully qualified name's
+    final dot ("businesscentral.dynamics.com." names the same host)."""
+    return (hostname or "").lower().removesuffix(".")

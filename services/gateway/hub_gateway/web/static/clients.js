@@ -240,10 +240,14 @@ Hub.start(() => {
     while (Date.now() < deadline) {
       const { data } = await api("GET", "/api/v1/clients");
       const listed = data.clients.find((c) => c.client_id === clientId);
-      // A registry of the release before answers no revision (during an upgrade): any newer.
-      if (listed && saved == null && listed.card_version !== sent) return listed.card_version;
-      if (listed && listed.card_revision === saved) return listed.card_version;
-      if (listed && listed.card_revision > saved) return sent;
+      if (saved == null) {
+        // A registry of the release before answers no revision (during an upgrade): any newer.
+        if (listed && listed.card_version !== sent) return listed.card_version;
+      } else if (listed && listed.card_revision === saved) {
+        return listed.card_version;
+      } else if (listed && listed.card_revision > saved) {
+        return sent;
+      }
       await new Promise((resolve) => setTimeout(resolve, 300));
     }
     return sent;
