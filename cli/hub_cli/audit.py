@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 import sys
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TextIO
 
@@ -64,23 +66,36 @@ def quiet_logging() -> None:
     configure_logging(HubSettings(log_level="WARNING", service_name="hub-cli"))
 
 
+@dataclass
+class Listed:
+    """What a listing met so far (kept when it is interrupted)."""
+
+    unreadable: int = 0
+
+
 async def print_history(
-    nats_url: str, wanted: HistoryFilter, *, as_json: bool, follow: bool, out: TextIO | None = None
-) -> int:
-    """Prints the listing; returns how many of its messages this release could not read,
+    nats_url: str,
+    wanted: HistoryFilter,
+    *,
+    as_json: bool,
+    follow: bool,
+    out: TextIO | None = None,
+    listed: Listed | None = None,
+) -> Listed:
+    """Prints the listing; counts in ``listed`` the messages this release could not read,
     each of them listed in its place as unreadable."""
     out = out or sys.stdout
+    listed = listed if listed is not None else Listed()
     connection = await connect(nats_url, name="hub-audit")
-    unreadable = 0
 
     def print_unreadable(sequence: int, subject: str, error: str) -> None:
-        nonlocal unreadable
-        unreadable += 1
+        listed.unreadable += 1
         if as_json:
             record = {"stream_sequence": sequence, "unreadable": True, "subject": subject, "error": error}
             print(json.dumps(record, sort_keys=True), file=out, flush=follow)
         else:
-            print(f"{sequence:>7}  {'(unreadable)':19}  {subject}  {error.splitlines()[0][:160]}", file=out)
+            line = f"{sequence:>7}  {'(unreadable)':19}  {subject}  {error.splitlines()[0][:160]}"
+            print(line, file=out, flush=follow)
 
     try:
         if not as_json:
@@ -102,7 +117,7 @@ async def print_history(
                 )
     finally:
         await connection.close()
-    return unreadable
+    return listed
 
 
 async def print_dead_letters(
@@ -152,7 +167,8 @@ def run_audit(
         since=parse_moment(since) if since else None,
         until=parse_moment(until) if until else None,
     )
-    try:
-        return asyncio.run(print_history(nats_url, wanted, as_json=as_json, follow=follow))
-    except KeyboardInterrupt:
-        return 0
+    listed = Listed()
+    # A --follow stopped with Ctrl-C: what it met still counts.
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(print_history(nats_url, wanted, as_json=as_json, follow=follow, listed=listed))
+    return listed.unreadable

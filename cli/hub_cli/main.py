@@ -251,7 +251,8 @@ def audit(
         # listing is not the whole history, and must not look whole.
         typer.echo(
             f"error: {unreadable} event(s) of the log could not be read by this release of hub (listed as "
-            "unreadable, with why); list them with the release the hub runs",
+            "unreadable, with why): an event of a newer release is read by the release the hub runs; a "
+            "message no release reads is also in `hub dead-letters`",
             err=True,
         )
         raise typer.Exit(1)

@@ -20,8 +20,10 @@ from hub_common.commands import (
     EnsureAccountant,
     GrantTenantAccess,
     ListTenantGrants,
+    RejectionReason,
     RemoveClient,
     WithdrawTenantAccess,
+    refused,
 )
 from hub_common.db import transaction
 from hub_common.entra import TenantDirectory
@@ -29,7 +31,7 @@ from hub_common.events import Actor, ActorKind, ClientCard, Envelope, TenantAcce
 from hub_common.outbox import OutboxRelay
 from hub_common.streams import EVENTS_STREAM
 from hub_registry.domain.refresh_schedule import RefreshSchedule
-from hub_registry.models import Client, registry_outbox
+from hub_registry.models import Client, TenantGrant, registry_outbox
 from hub_registry.service import clients, firms, refreshes, tenant_grants
 from hub_registry.settings import RegistrySettings
 
@@ -258,6 +260,35 @@ async def test_the_sample_client_comes_with_a_new_firm_and_once_removed_stays_go
             .all()
         )
     assert live == []
+
+
+async def test_a_sample_client_refused_after_its_grant_leaves_no_grant_behind(
+    registry_sessions: async_sessionmaker[AsyncSession],
+    tenant_directory: TenantDirectory,
+    client_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The sample's grant is written before its card: a card refused then takes the grant
+    (and its event) back with it, and the firm is made all the same."""
+
+    async def refused_card(**_: Any) -> None:
+        raise refused(RejectionReason.CONFLICT, "This client is already on your dashboard", "client_url")
+
+    monkeypatch.setattr(firms, "insert_client", refused_card)
+    settings = SETTINGS.model_copy(update={"sample_client_url": client_url})
+    command = EnsureAccountant(email="second.day@woodgrove.example", display_name="S", correlation_id="c")
+    async with transaction(registry_sessions) as session:
+        identity = await firms.ensure_accountant(
+            session=session, command=command, settings=settings, directory=tenant_directory
+        )
+    async with registry_sessions() as session:
+        grants_left = (
+            (await session.execute(select(TenantGrant).where(TenantGrant.firm_id == identity.firm_id))).scalars().all()
+        )
+        payloads = (await session.execute(select(registry_outbox.c.payload))).scalars().all()
+    assert grants_left == []
+    events = [decode_event(payload) for payload in payloads]
+    assert sorted(e.type for e in events if e.firm_id == identity.firm_id) == ["AccountantJoined", "FirmCreated"]
 
 
 async def test_the_sample_tenant_lists_no_firm_and_withdraws_none(
