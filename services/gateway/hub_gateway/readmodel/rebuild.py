@@ -25,7 +25,7 @@ import heapq
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -146,9 +146,14 @@ class _StreamExtent:
     last_sequence: int
 
 
-async def _extent(js: JetStreamContext, stream: str) -> _StreamExtent:
+async def _extent(js: JetStreamContext, stream: str, up_to: int | None) -> _StreamExtent:
+    """The part of the stream to read: to its end, or to ``up_to`` (where a live model is)."""
     state = (await js.stream_info(stream)).state
-    return _StreamExtent(stream=stream, messages=state.messages, last_sequence=state.last_seq)
+    last = state.last_seq if up_to is None else min(state.last_seq, up_to)
+    # Counted by the stream when it is read whole; up to a sequence, an estimate for the
+    # progress bar only.
+    messages = state.messages if last == state.last_seq else max(0, last - state.first_seq + 1)
+    return _StreamExtent(stream=stream, messages=messages, last_sequence=last)
 
 
 class _StreamReader:
@@ -344,11 +349,14 @@ async def rebuild(
     *,
     batch_size: int = DEFAULT_BATCH_SIZE,
     progress: Callable[[int, int], None] | None = None,
+    up_to: Mapping[str, int] | None = None,
 ) -> RebuildResult:
     """Project both streams, from their start, into the empty database at ``database_url``.
 
     ``progress(applied, total)`` is called after each written batch; ``total`` counts the
-    messages the streams held at the start.
+    messages the streams held at the start. ``up_to``: the last sequence to read of each
+    stream (a live model's positions, to compare with it while the hub keeps publishing);
+    by default, each stream's end when the rebuild starts.
     """
     # Checked before migrating: a live database named by mistake is left as it is, not
     # migrated to this release outside its rollout.
@@ -360,7 +368,7 @@ async def rebuild(
         sessions = session_factory(engine)
         prepare_decoding()
         with _collecting_less():
-            result = await _project_streams(js, sessions, batch_size, progress)
+            result = await _project_streams(js, sessions, batch_size, progress, up_to)
     finally:
         await engine.dispose()
     logger.info(
@@ -393,13 +401,18 @@ async def _project_streams(
     sessions: async_sessionmaker[AsyncSession],
     batch_size: int,
     progress: Callable[[int, int], None] | None,
+    up_to: Mapping[str, int] | None,
 ) -> RebuildResult:
     """Read both streams merged by time, decode each message, and fold and write them in
     batches, each written while the next is read; timed from the first read to the last
     batch written (the schema migration is not)."""
     result = RebuildResult()
     started = time.perf_counter()
-    extents = list(await asyncio.gather(*(_extent(js, stream) for stream in REBUILT_STREAMS)))
+    extents = list(
+        await asyncio.gather(
+            *(_extent(js, stream, None if up_to is None else up_to.get(stream, 0)) for stream in REBUILT_STREAMS)
+        )
+    )
     result.end_sequences = {extent.stream: extent.last_sequence for extent in extents}
     total = sum(extent.messages for extent in extents)
     # The rebuild is the only writer of its empty target: a batch's rows come from here.
