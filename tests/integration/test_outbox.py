@@ -15,6 +15,7 @@ from sqlmodel import col, select
 
 from hub_common import grants
 from hub_common.commands import (
+    AccountantIdentity,
     AddClient,
     CommandRejected,
     EnsureAccountant,
@@ -225,6 +226,16 @@ async def test_the_schedule_asks_a_refresh_of_every_granted_live_client(
     assert all(e.type == "RefreshRequested" and e.actor.id == "registry-schedule" for e in scheduled)
 
 
+async def _signed_up(
+    registry_sessions: async_sessionmaker[AsyncSession], directory: TenantDirectory, sample_client_url: str, email: str
+) -> AccountantIdentity:
+    """A first sign-in of ``email`` on a hub whose sample client is ``sample_client_url``."""
+    settings = SETTINGS.model_copy(update={"sample_client_url": sample_client_url})
+    command = EnsureAccountant(email=email, display_name="N", correlation_id="c")
+    async with transaction(registry_sessions) as session:
+        return await firms.ensure_accountant(session=session, command=command, settings=settings, directory=directory)
+
+
 async def test_the_sample_client_comes_with_a_new_firm_and_once_removed_stays_gone(
     registry_sessions: async_sessionmaker[AsyncSession], tenant_directory: TenantDirectory, client_url: str
 ) -> None:
@@ -275,12 +286,7 @@ async def test_a_sample_client_refused_after_its_grant_leaves_no_grant_behind(
         raise refused(RejectionReason.CONFLICT, "This client is already on your dashboard", "client_url")
 
     monkeypatch.setattr(firms, "insert_client", refused_card)
-    settings = SETTINGS.model_copy(update={"sample_client_url": client_url})
-    command = EnsureAccountant(email="second.day@woodgrove.example", display_name="S", correlation_id="c")
-    async with transaction(registry_sessions) as session:
-        identity = await firms.ensure_accountant(
-            session=session, command=command, settings=settings, directory=tenant_directory
-        )
+    identity = await _signed_up(registry_sessions, tenant_directory, client_url, "second.day@woodgrove.example")
     async with registry_sessions() as session:
         grants_left = (
             (await session.execute(select(TenantGrant).where(TenantGrant.firm_id == identity.firm_id))).scalars().all()
@@ -296,12 +302,7 @@ async def test_the_sample_tenant_lists_no_firm_and_withdraws_none(
 ) -> None:
     """Every firm holds a grant of the sample tenant: whoever signs in there must not see
     the hub's firms, nor take a firm's sample away."""
-    settings = SETTINGS.model_copy(update={"sample_client_url": client_url})
-    command = EnsureAccountant(email="sampler@woodgrove.example", display_name="S", correlation_id="c")
-    async with transaction(registry_sessions) as session:
-        identity = await firms.ensure_accountant(
-            session=session, command=command, settings=settings, directory=tenant_directory
-        )
+    identity = await _signed_up(registry_sessions, tenant_directory, client_url, "sampler@woodgrove.example")
     async with registry_sessions() as session:
         sample = (await session.execute(select(Client).where(Client.firm_id == identity.firm_id))).scalar_one()
     assert sample.tenant_id is not None
@@ -331,12 +332,7 @@ async def test_the_sample_tenant_lists_no_firm_and_withdraws_none(
 async def test_a_sample_client_that_cannot_be_added_leaves_the_sign_up_and_the_firm_whole(
     registry_sessions: async_sessionmaker[AsyncSession], tenant_directory: TenantDirectory, sample_client_url: str
 ) -> None:
-    settings = SETTINGS.model_copy(update={"sample_client_url": sample_client_url})
-    command = EnsureAccountant(email="first.day@woodgrove.example", display_name="F", correlation_id="c")
-    async with transaction(registry_sessions) as session:
-        identity = await firms.ensure_accountant(
-            session=session, command=command, settings=settings, directory=tenant_directory
-        )
+    identity = await _signed_up(registry_sessions, tenant_directory, sample_client_url, "first.day@woodgrove.example")
     assert identity.created
     async with registry_sessions() as session:
         cards = (await session.execute(select(Client).where(Client.firm_id == identity.firm_id))).scalars().all()

@@ -544,19 +544,27 @@ async def test_a_stream_that_stops_sending_before_its_end_fails_the_rebuild(
         await rebuild(own_jetstream, database_url)
 
 
-@pytest.mark.parametrize("target_from", ["option", "environment"])
-async def test_hub_rebuild_as_an_operator_runs_it(tmp_path: Path, target_from: str) -> None:
-    """`python -m hub_cli rebuild`, as the benchmark and an operator run it: the target named
-    on the command line, or in the environment, where other users of the machine cannot
-    read a password in it."""
+@contextlib.asynccontextmanager
+async def _broker_of_two_firms(tmp_path: Path) -> AsyncIterator[tuple[LocalNatsServer, JetStreamContext]]:
+    """A nats-server of the test's own, its topology declared and two firms' history in it,
+    for a `hub rebuild` run as an operator runs it."""
     with LocalNatsServer(tmp_path / "nats") as server:
         connection = await nats.connect(server.url)
         try:
             js = connection.jetstream()
             await declare_topology(js)
             await _publish_two_firms(js)
+            yield server, js
         finally:
             await connection.close()
+
+
+@pytest.mark.parametrize("target_from", ["option", "environment"])
+async def test_hub_rebuild_as_an_operator_runs_it(tmp_path: Path, target_from: str) -> None:
+    """`python -m hub_cli rebuild`, as the benchmark and an operator run it: the target named
+    on the command line, or in the environment, where other users of the machine cannot
+    read a password in it."""
+    async with _broker_of_two_firms(tmp_path) as (server, _):
         environment = {key: value for key, value in os.environ.items() if not key.startswith("HUB_")}
         environment |= {"HUB_NATS_URL": server.url, "HUB_MODE": "test", "HUB_LOG_LEVEL": "WARNING"}
         target = f"sqlite:///{tmp_path / 'rebuilt.db'}"
@@ -577,16 +585,9 @@ async def test_a_rebuild_compared_with_a_running_hub_reads_as_far_as_the_live_mo
     the live model, the rebuild reads each stream only as far as the live model has applied
     it, and the two are equal (before, the live model always looked different)."""
     live = f"sqlite:///{tmp_path / 'live.db'}"
-    with LocalNatsServer(tmp_path / "nats") as server:
-        connection = await nats.connect(server.url)
-        try:
-            js = connection.jetstream()
-            await declare_topology(js)
-            await _publish_two_firms(js)
-            await rebuild(js, live)
-            await _publish_two_firms(js)  # published since: not applied to the live model yet
-        finally:
-            await connection.close()
+    async with _broker_of_two_firms(tmp_path) as (server, js):
+        await rebuild(js, live)
+        await _publish_two_firms(js)  # published since: not applied to the live model yet
         code = await asyncio.to_thread(
             rebuild_cli.run,
             nats_url=server.url,
