@@ -3,6 +3,7 @@ cannot overwrite a newer one, and a rebuild from the log equals the live model."
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -251,3 +252,35 @@ async def test_a_first_refresh_failing_before_its_client_added_is_projected_stil
     assert client is not None
     assert client.state == "failed"
     assert client.failure_json is not None and "tenant_not_found" in client.failure_json
+
+
+async def test_a_client_added_and_removed_in_two_concurrent_batches_stays_removed(
+    fresh_model: Callable[[], Any],
+) -> None:
+    """Two gateway replicas each fold one of a new client's events, its row not there yet
+    for either: the removal's transaction writes first and commits last. The ClientAdded's
+    transaction must wait for it and fold onto what it wrote, or its row (whole, not
+    removed) would replace the removal's and the removed client come back."""
+    sessions = await fresh_model()
+    added = _history()[1]
+    removed = _item(ClientRemoved(client_id=CLIENT), EVENTS_STREAM, 9)
+    removal_written, go_on = asyncio.Event(), asyncio.Event()
+
+    async def remove() -> None:
+        async with transaction(sessions) as session:
+            await apply_batch(session, [removed], NOW)
+            removal_written.set()
+            await go_on.wait()
+
+    removing = asyncio.create_task(remove())
+    await asyncio.wait_for(removal_written.wait(), 10)
+    adding = asyncio.create_task(_apply(sessions, [added]))
+    await asyncio.sleep(0.5)
+    assert not adding.done(), "the ClientAdded's batch did not wait for the removal's"
+    go_on.set()
+    await asyncio.wait_for(asyncio.gather(removing, adding), 10)
+    async with sessions() as session:
+        client = await session.get(ClientRow, CLIENT)
+    assert client is not None
+    assert client.removed, "the removed client came back"
+    assert (client.name, client.source) == ("Contoso", "manual")

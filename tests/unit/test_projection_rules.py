@@ -16,6 +16,8 @@ import pytest
 
 from hub_common.events import (
     EVENT_TYPES,
+    AccountantJoined,
+    AccountantRemoved,
     Actor,
     AlertRaised,
     AlertRecipient,
@@ -37,6 +39,7 @@ from hub_common.events import (
     ExchangeRates,
     Failure,
     FailureKind,
+    FirmCreated,
     GrantMethod,
     InvitationRejected,
     NotificationState,
@@ -45,6 +48,7 @@ from hub_common.events import (
     RefreshFailed,
     RefreshRequested,
     RefreshScheduleSet,
+    Role,
     TenantAccessGranted,
     TenantAccessRevoked,
     first_refresh_id,
@@ -596,6 +600,82 @@ def test_events_projected_out_of_order_by_replicas_show_the_same() -> None:
         swapped = [*events[:position], events[position + 1], events[position], *events[position + 2 :]]
         shown = _shown(_folded(*swapped, *snapshots))
         assert shown == in_order, f"{events[position].envelope.type} and {events[position + 1].envelope.type}"
+
+
+def test_a_client_added_applied_after_any_of_its_later_events_shows_the_same() -> None:
+    """A replica that stopped before committing its batch leaves its events to be given
+    again, after another replica applied the next ones: a ClientAdded may come after its
+    client's card saves, schedule and removal. None of them is lost (a removed client used
+    to come back on the dashboard, and a save to be undone by the older card)."""
+    log = _client_history()
+    events = [e for e in log.events if e.stream == EVENTS_STREAM]
+    snapshots = [e for e in log.events if e.stream == SNAPSHOTS_STREAM]
+    in_order = _folded(*events, *snapshots)
+    assert _client(in_order).removed and json.loads(_client(in_order).card_json)["name"] == "Contoso Ltd"
+    for position in range(1, len(events)):
+        reordered = [*events[1 : position + 1], events[0], *events[position + 1 :]]
+        shown = _folded(*reordered, *snapshots)
+        after = f"ClientAdded after {events[position].envelope.type} ({position})"
+        assert _client(shown) == _client(in_order), after
+        assert _shown(shown) == _shown(in_order), after
+
+
+def test_a_removal_or_save_applied_before_its_client_added_is_kept() -> None:
+    log = Log()
+    card = ClientCard(name="Contoso", client_url="https://businesscentral.dynamics.com/contoso.example")
+    added = log.add(ClientAdded(client_id=CLIENT, card=card, connection=CONNECTION, source=ClientSource.MANUAL))
+    renamed = log.add(
+        ClientUpdated(client_id=CLIENT, card=card.model_copy(update={"name": "Contoso Ltd"}), connection=CONNECTION),
+        at=T0 + timedelta(seconds=1),
+    )
+    removed = log.add(ClientRemoved(client_id=CLIENT), at=T0 + timedelta(seconds=2))
+    saved_first = _folded(renamed, added)
+    assert json.loads(_client(saved_first).card_json)["name"] == "Contoso Ltd"
+    assert (_client(saved_first).source, _client(saved_first).added_at) == ("manual", T0)
+    assert _client(_folded(removed, added)).removed
+    assert _client(_folded(removed, renamed, added)) == _client(_folded(added, renamed, removed))
+    # Another firm's removal of the id keeps nothing the firm's ClientAdded would take.
+    other = Log()
+    foreign = other.add(ClientRemoved(client_id=CLIENT), firm=OTHER_FIRM)
+    model = _folded(foreign)
+    assert _client(model).firm_id == OTHER_FIRM and _client(model).removed
+    assert _client(_folded(added, model=model)).firm_id == OTHER_FIRM
+
+
+def test_an_accountant_removed_before_their_join_is_applied_stays_removed() -> None:
+    """The read model's removal is what ends a removed accountant's sessions and tokens that
+    the gateway could not end at once (accounts/queries.py: access_ended)."""
+    log = Log()
+    accountant = uuid.uuid4()
+    joined = log.add(
+        AccountantJoined(accountant_id=accountant, email="kim@woodgrove.example", display_name="Kim", role=Role.STAFF)
+    )
+    removed = log.add(
+        AccountantRemoved(accountant_id=accountant, email="kim@woodgrove.example", removed_by=uuid.uuid4()),
+        at=T0 + timedelta(seconds=1),
+    )
+    in_order = _folded(joined, removed).accountants[accountant]
+    swapped = _folded(removed, joined).accountants[accountant]
+    assert in_order.removed_at == T0 + timedelta(seconds=1)
+    assert swapped == in_order
+    rejoined = log.add(
+        AccountantJoined(accountant_id=accountant, email="kim@woodgrove.example", display_name="Kim", role=Role.ADMIN),
+        firm=OTHER_FIRM,
+        at=T0 + timedelta(minutes=1),
+    )
+    assert (
+        _folded(removed, rejoined, joined).accountants[accountant]
+        == _folded(joined, removed, rejoined).accountants[accountant]
+    )
+
+
+def test_a_firms_schedule_applied_before_its_creation_is_kept() -> None:
+    log = Log()
+    created = log.add(FirmCreated(name="Woodgrove Accounting", owner_accountant_id=uuid.uuid4()))
+    scheduled = log.add(RefreshScheduleSet(every_minutes=60), at=T0 + timedelta(seconds=5))
+    in_order = _folded(created, scheduled).firms[FIRM]
+    assert in_order.refresh_schedule_json is not None and in_order.name == "Woodgrove Accounting"
+    assert _folded(scheduled, created).firms[FIRM] == in_order
 
 
 def _first_refresh_outcomes(refresh: uuid.UUID) -> dict[str, list[EventData]]:

@@ -18,6 +18,7 @@ folds there, in a process of its own, while its main process reads and writes.
 
 from __future__ import annotations
 
+import hashlib
 import operator
 import uuid
 from collections.abc import Callable, Collection, Hashable, Iterable, Iterator, Mapping, Sequence
@@ -26,7 +27,7 @@ from datetime import datetime
 from functools import cached_property
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import ColumnElement, Table, bindparam, delete, select
+from sqlalchemy import ColumnElement, Table, bindparam, delete, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlmodel import SQLModel
 
@@ -333,6 +334,8 @@ async def load(session: AsyncSession, events: Sequence[StoredEvent[Any]], applie
         # first write, after the reads, and a deferred begin could not take the lock then.
         await connection.exec_driver_sql("BEGIN IMMEDIATE")
     named = _Named.by(events)
+    if connection.dialect.name == "postgresql":
+        await _take_turns_creating(connection, named)
     waiting = FAILURES.table.c.next_attempt_at.is_not(None)
     wanted: list[tuple[_Stored[Any], list[dict[str, Any]]]] = [
         (CLIENTS, await _select(connection, CLIENTS, "client_id", named.clients, lock=True)),
@@ -351,6 +354,50 @@ async def load(session: AsyncSession, events: Sequence[StoredEvent[Any]], applie
     ]
     positions = await connection.execute(select(POSITIONS).where(POSITIONS.c.stream.in_(sorted(named.streams))))
     return _loaded(applied_at, wanted, {row.stream: row.sequence for row in positions})
+
+
+async def _take_turns_creating(connection: AsyncConnection, named: _Named) -> None:
+    """Wait for every other transaction about to create a row this batch may create too.
+
+    A row that exists is locked by ``load``; one that does not cannot be. Two replicas (or
+    the events' and the snapshots' projections) each folding an event of a row not there yet
+    would each write it whole, and the later commit would undo the other: a client removed
+    in one batch and added in the other came back. So the keys of the batch's rows that do
+    not exist yet are locked (advisory locks, until the commit), in one order for every
+    transaction, before any row is: the later transaction then reads what the earlier one
+    wrote. Rows that exist take no such lock, so this costs a lock only for new rows.
+    """
+    absent: set[str] = set()
+    for stored, column, keys in (
+        (FIRMS, "firm_id", named.firms),
+        (ACCOUNTANTS, "accountant_id", named.accountants),
+        (CLIENTS, "client_id", named.clients),
+        (CONNECTION_TESTS, "test_id", named.connection_tests),
+        (ALERTS, "episode_id", named.episodes),
+    ):
+        found: set[Any] = set()
+        for chunk in _chunks(keys):
+            found.update(
+                await connection.scalars(select(stored.table.c[column]).where(stored.table.c[column].in_(chunk)))
+            )
+        absent.update(f"{stored.table.name}:{key}" for key in keys - found)
+    if named.tenant_access:
+        granted = {(row["firm_id"], row["tenant_id"]) for row in await _tenant_access(connection, named.tenant_access)}
+        absent.update(f"{TENANT_ACCESS.table.name}:{key}" for key in named.tenant_access - granted)
+    if absent:
+        await connection.execute(
+            text(
+                "SELECT pg_advisory_xact_lock(ordered.key)"
+                " FROM unnest(CAST(:keys AS bigint[])) WITH ORDINALITY AS ordered(key, position)"
+                " ORDER BY ordered.position"
+            ),
+            {"keys": sorted({_lock_key(name) for name in absent})},
+        )
+
+
+def _lock_key(name: str) -> int:
+    """A row's advisory lock: 64 bits of its name's hash, the same in every process."""
+    return int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "big", signed=True)
 
 
 def _loaded(

@@ -305,21 +305,33 @@ def _record_refresh_failure(
 
 def apply_firm_created(model: ModelState, event: StoredEvent[FirmCreated]) -> ModelState:
     firm_id = event.envelope.firm_id
-    if firm_id not in model.firms:
+    firm = model.firms.get(firm_id)
+    if firm is None:
         model.firms[firm_id] = FirmState(firm_id=firm_id, name=event.data.name, events_sequence=event.sequence)
+    elif not firm.name:
+        firm.name = event.data.name  # kept by its schedule, applied first (_firm_applied_late)
     return model
+
+
+def _firm_applied_late(model: ModelState, event: StoredEvent[Any]) -> FirmState:
+    """The firm of an event another gateway replica applied before the firm's FirmCreated
+    (its batch not yet committed, or given to a replica again after a crash): kept without
+    a name, which the FirmCreated then gives it, so neither event is lost."""
+    firm_id = event.envelope.firm_id
+    firm = model.firms[firm_id] = FirmState(firm_id=firm_id, name="")
+    return firm
 
 
 def apply_refresh_schedule_set(model: ModelState, event: StoredEvent[RefreshScheduleSet]) -> ModelState:
     data, firm_id = event.data, event.envelope.firm_id
     schedule = None if data.follows_firm else refresh_schedule_json(data)
     if data.client_id is None:
-        firm = model.firms.get(firm_id)
-        if firm is not None and firm.events_sequence < event.sequence:
+        firm = model.firms.get(firm_id) or _firm_applied_late(model, event)
+        if firm.events_sequence < event.sequence:
             firm.refresh_schedule_json, firm.events_sequence = schedule, event.sequence
         return model
-    client = model.clients.get(data.client_id)
-    if client is not None and client.firm_id == firm_id and client.schedule_sequence < event.sequence:
+    client = model.clients.get(data.client_id) or _client_applied_late(model, event, data.client_id)
+    if client.firm_id == firm_id and client.schedule_sequence < event.sequence:
         client.refresh_schedule_json, client.schedule_sequence = schedule, event.sequence
         model.changes.client(firm_id, client.client_id)
     return model
@@ -341,6 +353,10 @@ def apply_accountant_joined(model: ModelState, event: StoredEvent[AccountantJoin
     data = event.data
     accountant = model.accountants.get(data.accountant_id)
     if accountant is not None and accountant.events_sequence >= event.sequence:
+        if not accountant.role:
+            # Their removal, applied first (_accountant_applied_late), stays; who they are
+            # is only here.
+            accountant.email, accountant.display_name, accountant.role = data.email, data.display_name, data.role.value
         return model
     if accountant is None:
         accountant = model.accountants[data.accountant_id] = AccountantState(
@@ -360,7 +376,13 @@ def apply_accountant_joined(model: ModelState, event: StoredEvent[AccountantJoin
 def apply_accountant_removed(model: ModelState, event: StoredEvent[AccountantRemoved]) -> ModelState:
     data, envelope = event.data, event.envelope
     accountant = model.accountants.get(data.accountant_id)
-    if accountant is None or accountant.firm_id != envelope.firm_id or accountant.events_sequence >= event.sequence:
+    if accountant is None:
+        # Another replica applied this before their AccountantJoined: the removal is kept, or
+        # the join applied later would let their sessions and API tokens go on working.
+        accountant = model.accountants[data.accountant_id] = AccountantState(
+            accountant_id=data.accountant_id, firm_id=envelope.firm_id, email=data.email, display_name="", role=""
+        )
+    if accountant.firm_id != envelope.firm_id or accountant.events_sequence >= event.sequence:
         return model
     accountant.removed_at = accountant.access_ended_at = envelope.occurred_at
     accountant.events_sequence = event.sequence
@@ -371,32 +393,22 @@ def apply_accountant_removed(model: ModelState, event: StoredEvent[AccountantRem
 
 def _apply_client_card(model: ModelState, event: StoredEvent[ClientAdded] | StoredEvent[ClientUpdated]) -> None:
     data, envelope = event.data, event.envelope
-    client = model.clients.get(data.client_id)
-    if client is not None and client.firm_id != envelope.firm_id:
+    client = model.clients.get(data.client_id) or _client_applied_late(model, event, data.client_id)
+    if client.firm_id != envelope.firm_id:
         return
-    if client is not None and isinstance(data, ClientUpdated) and data.moved_revision > client.moved_revision:
+    if isinstance(data, ClientUpdated) and data.moved_revision > client.moved_revision:
         # Moved (a registry of the release before says no revision: its moves stay as they
         # were). Every update says where the card last moved, and the highest is taken before
         # anything else, so a replica that applies a later update first still learns of it.
         client.moved_revision = data.moved_revision
         _forget_companies_of_the_place_before(model, client, moved_at=envelope.occurred_at)
-    if client is not None and client.events_sequence >= event.sequence:
-        return
-    if client is None:
-        if not isinstance(data, ClientAdded):
-            return  # an update of a client this model never saw added changes nothing
-        client = model.clients[data.client_id] = ClientState(
-            client_id=data.client_id,
-            firm_id=envelope.firm_id,
-            name=data.card.name,
-            client_url=data.card.client_url,
-            tenant=data.connection.tenant,
-            environment=data.connection.environment,
-            card_json="{}",
-            source=data.source.value,
-            added_at=envelope.occurred_at,
-        )
+    if isinstance(data, ClientAdded) and not client.source:
+        # New, or kept by an update or removal another replica applied first: what only
+        # the ClientAdded says.
+        client.source, client.added_at = data.source.value, envelope.occurred_at
         _take_first_refresh_state(model, cast("StoredEvent[ClientAdded]", event), client)
+    if client.events_sequence >= event.sequence:
+        return
     client.name = data.card.name
     client.client_url = data.card.client_url
     client.tenant = data.connection.tenant
@@ -454,10 +466,33 @@ def apply_client_updated(model: ModelState, event: StoredEvent[ClientUpdated]) -
     return model
 
 
+def _client_applied_late(model: ModelState, event: StoredEvent[Any], client_id: uuid.UUID) -> ClientState:
+    """A client whose ClientAdded is not applied yet (another gateway replica applied a later
+    event of it first: that replica's batch was not committed yet, or was given to it again
+    after a crash). It is kept with what the later event says; its ClientAdded gives it the
+    rest (``source`` says whether it came)."""
+    envelope = event.envelope
+    client = model.clients[client_id] = ClientState(
+        client_id=client_id,
+        firm_id=envelope.firm_id,
+        name="",
+        client_url="",
+        tenant="",
+        environment="",
+        card_json="{}",
+        source="",
+        added_at=envelope.occurred_at,
+    )
+    return client
+
+
 def apply_client_removed(model: ModelState, event: StoredEvent[ClientRemoved]) -> ModelState:
     # A removal is for good (a client added again is another client), so no event before or
-    # after it undoes it.
-    client = _owned_client(model, event, event.data.client_id)
+    # after it undoes it, its ClientAdded applied after it included.
+    client_id = event.data.client_id
+    if client_id not in model.clients:
+        _client_applied_late(model, event, client_id)
+    client = _owned_client(model, event, client_id)
     if client is not None:
         client.removed = True
     return model
