@@ -293,6 +293,42 @@ def test_a_webhook_to_a_private_address_is_refused(hub: Hub) -> None:
         assert "webhook_url" in answer.text
 
 
+def test_an_api_token_cannot_give_a_rule_a_webhook_or_learn_its_secret(hub: Hub, receiver: Receiver) -> None:
+    """A webhook posts the firm's figures for as long as its rule lasts: one a leaked token
+    named would go on after the token's revocation. With a token, a rule keeps the webhook it
+    has (its other fields still change), or has none."""
+    signed_in = hub.client("noor@token-webhooks.example")
+    made = signed_in.post("/api/v1/tokens", json={"name": "Integration"})
+    assert made.status_code == 201, made.text
+    token = httpx.Client(base_url=hub.url, headers={"Authorization": f"Bearer {made.json()['token']}"})
+    rule = {"name": "Low cash", "figure": "cash", "comparison": "below", "threshold": "1"}
+    hooked = {**rule, "webhook_url": receiver.url}
+
+    refused = token.post("/api/v1/alert-rules", json=hooked)
+    assert refused.status_code == 403, refused.text
+    assert "signed in" in refused.json()["detail"]
+    plain = token.post("/api/v1/alert-rules", json=rule)
+    assert plain.status_code == 201, plain.text
+    assert token.put(f"/api/v1/alert-rules/{plain.json()['rule_id']}", json=hooked).status_code == 403
+
+    with_webhook = signed_in.post("/api/v1/alert-rules", json=hooked)
+    assert with_webhook.status_code == 201, with_webhook.text
+    rule_id, secret = with_webhook.json()["rule_id"], with_webhook.json()["webhook_secret"]
+    kept = token.put(f"/api/v1/alert-rules/{rule_id}", json={**hooked, "threshold": "5"})
+    assert kept.status_code == 200, kept.text
+    assert kept.json().get("webhook_secret") is None
+    elsewhere = {**hooked, "webhook_url": receiver.url.replace("/hooks/hub", "/elsewhere")}
+    assert token.put(f"/api/v1/alert-rules/{rule_id}", json=elsewhere).status_code == 403
+    assert token.put(f"/api/v1/alert-rules/{rule_id}", json={**hooked, "new_webhook_secret": True}).status_code == 403
+    # Taking a webhook away gives nothing: a token may.
+    assert token.put(f"/api/v1/alert-rules/{rule_id}", json=rule).status_code == 200
+    saved = next(r for r in signed_in.get("/api/v1/alert-rules").json()["rules"] if r["rule_id"] == rule_id)
+    assert (saved["webhook_url"], saved["threshold"]) == (None, "1")
+    # Signed in, the same changes go through.
+    renewed = signed_in.put(f"/api/v1/alert-rules/{rule_id}", json=elsewhere)
+    assert renewed.status_code == 200 and renewed.json()["webhook_secret"] not in (None, secret), renewed.text
+
+
 def test_another_firms_rule_is_not_found(hub: Hub) -> None:
     mine = hub.client(EMAIL)
     created = mine.post(

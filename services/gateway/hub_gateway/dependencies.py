@@ -382,6 +382,14 @@ def rejection_error(rejected: CommandRejected) -> HTTPException:
     return rejection_exception(_STATUS_FOR_REASON[rejected.rejection.reason], rejected.rejection)
 
 
+def refuse_api_token(request: Request, detail: str) -> None:
+    """Access that outlives a token's revocation (another token, a colleague's membership,
+    a webhook sending the firm's figures) is given only by someone signed in: a leaked token
+    must not be able to make it."""
+    if getattr(request.state, "api_token", None) is not None:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, detail=detail)
+
+
 def accountant_actor(principal: Principal) -> Actor:
     """Who a command or event says acted: the signed-in accountant."""
     return Actor(kind=ActorKind.ACCOUNTANT, id=str(principal.accountant_id), display_name=principal.email)

@@ -23,6 +23,7 @@ from hub_gateway.dependencies import (
     State,
     accountant_actor,
     feature_api,
+    refuse_api_token,
     send_command,
 )
 from hub_gateway.languages import LocalizedHTTPException, request_language, said
@@ -62,13 +63,6 @@ def _summary(row: ApiToken) -> ApiTokenSummary:
     )
 
 
-def _refuse_api_token(request: Request, detail: str) -> None:
-    """Access that outlives a token's revocation (another token, a colleague's membership)
-    is given only by someone signed in: a leaked token must not be able to make it."""
-    if getattr(request.state, "api_token", None) is not None:
-        raise HTTPException(status.HTTP_403_FORBIDDEN, detail=detail)
-
-
 @accounts_api.post("/tokens", status_code=status.HTTP_201_CREATED)
 async def create_token(
     principal: CurrentPrincipal, state: State, request: Request, body: NewApiToken
@@ -76,7 +70,7 @@ async def create_token(
     """A personal API token; its value is shown once and stored only as a hash. Made when
     signed in, never with another API token: a leaked token must not be able to make the
     keys that outlive its revocation."""
-    _refuse_api_token(request, N_("API tokens are made when signed in to the hub, not with another API token"))
+    refuse_api_token(request, N_("API tokens are made when signed in to the hub, not with another API token"))
     try:
         async with transaction(state.sessions) as session:
             lifetime = timedelta(days=body.expires_in_days) if body.expires_in_days is not None else None
@@ -223,7 +217,7 @@ async def invite_colleague(
     202: the invitation is mailed. 200: the address was mailed less than a day ago, so only
     its role was updated (``mail_sent`` false). Never with an API token: whoever joins
     through the invitation would keep the firm's data after the token is revoked."""
-    _refuse_api_token(request, N_("Colleagues are invited when signed in to the hub, not with an API token"))
+    refuse_api_token(request, N_("Colleagues are invited when signed in to the hub, not with an API token"))
     command = commands.InviteColleague(
         firm_id=principal.firm_id,
         actor=accountant_actor(principal),
