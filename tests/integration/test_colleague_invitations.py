@@ -25,6 +25,7 @@ from hub_common.commands import (
     ListColleagueInvitations,
     ListFirmInvitations,
     RejectionReason,
+    RemoveColleague,
     WithdrawColleagueInvitation,
 )
 from hub_common.db import create_engine, migrate, session_factory, transaction
@@ -463,3 +464,45 @@ async def test_invitations_of_a_colleague_removed_before_they_were_withdrawn_on_
     assert await _sign_in(registry_sessions, tenant_directory, admin_email, join_firm_id=owner.firm_id) == owner.firm_id
     assert await _choices(registry_sessions, backdoor) == []
     assert await _sign_in(registry_sessions, tenant_directory, backdoor) != owner.firm_id
+
+
+async def test_a_removed_colleague_cannot_come_back_through_another_invitation_of_their_mailbox(
+    registry_sessions: async_sessionmaker[AsyncSession], tenant_directory: TenantDirectory
+) -> None:
+    """Bob was invited as bob@ and as bob+hub@ (by mistake, or the second while he was a
+    member): joining through one spends the other, and his removal withdraws any sent to his
+    mailbox since. Before, the other one brought him back, with its role, after his removal."""
+    owner = await _firm_with_owner(registry_sessions, "twice-inviting-accounting")
+    domain = "twice-inviting-accounting.example"
+    bob = f"bob@{domain}"
+    await _invite(registry_sessions, owner, bob, "staff")
+    await _invite(registry_sessions, owner, f"bob+hub@{domain}", "admin")
+    assert await _sign_in(registry_sessions, tenant_directory, bob, join_firm_id=owner.firm_id) == owner.firm_id
+    assert await _choices(registry_sessions, bob) == []
+    assert (await _listed(registry_sessions, owner)).invitations == [], "no invitation of a member is left pending"
+    # Invited again under another tag while a member, then removed.
+    await _invite(registry_sessions, owner, f"bob+later@{domain}", "admin")
+    async with registry_sessions() as session:
+        member = (await session.execute(select(Accountant).where(Accountant.email == bob))).scalar_one()
+    removal = RemoveColleague(firm_id=owner.firm_id, actor=_actor(owner), correlation_id="c", accountant_id=member.id)
+    async with transaction(registry_sessions) as session:
+        await firms.remove_colleague(session=session, command=removal)
+
+    assert await _choices(registry_sessions, bob) == []
+    with pytest.raises(CommandRejected) as refused:
+        await _sign_in(registry_sessions, tenant_directory, bob, join_firm_id=owner.firm_id)
+    assert refused.value.rejection.reason == RejectionReason.FORBIDDEN
+    assert "removed your account" in refused.value.rejection.message
+    async with registry_sessions() as session:
+        payloads = (await session.execute(select(registry_outbox.c.payload))).scalars().all()
+    withdrawn = [
+        (event.data.email, event.data.withdrawn_by)
+        for event in map(decode_event, payloads)
+        if isinstance(event.data, ColleagueInvitationWithdrawn)
+    ]
+    # He joined through the newest (bob+hub@, as admin); the other was spent by his joining.
+    assert member.role == "admin"
+    assert withdrawn == [(bob, member.id), (f"bob+later@{domain}", owner.id)]
+    # An invitation made after the removal brings him back, as the README says.
+    await _invite(registry_sessions, owner, bob, "staff")
+    assert await _sign_in(registry_sessions, tenant_directory, bob, join_firm_id=owner.firm_id) == owner.firm_id

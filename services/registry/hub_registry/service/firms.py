@@ -312,6 +312,40 @@ async def _withdraw_invitations_sent_by(
         )
 
 
+async def _withdraw_invitations_to(
+    session: AsyncSession,
+    accountant: Accountant,
+    *,
+    firm_id: uuid.UUID,
+    withdrawn_by: uuid.UUID,
+    context: Context,
+) -> None:
+    """The firm's invitations the accountant could still join through (to their address or
+    a +tag of it) are withdrawn: once they joined, or were removed, such an invitation would
+    only let them back in after their removal, which only a new invitation may."""
+    pending = (
+        await session.execute(
+            select(ColleagueInvitationRow)
+            .where(
+                col(ColleagueInvitationRow.firm_id) == firm_id,
+                _invited_as(accountant.email),
+                col(ColleagueInvitationRow.accepted_at).is_(None),
+                col(ColleagueInvitationRow.withdrawn_at).is_(None),
+            )
+            .order_by(col(ColleagueInvitationRow.id))
+            .with_for_update()
+        )
+    ).scalars()
+    now = datetime.now(UTC)
+    for invitation in pending:
+        invitation.withdrawn_at = now
+        await emit(
+            session,
+            context,
+            ColleagueInvitationWithdrawn(email=invitation.email, role=Role(invitation.role), withdrawn_by=withdrawn_by),
+        )
+
+
 async def _coming_back(session: AsyncSession, removed: Accountant | None, correlation_id: str) -> None:
     """An account removed before its removal withdrew its invitations (a release before
     that) comes back: those are withdrawn now, before it joins anywhere."""
@@ -364,6 +398,11 @@ async def _join_firm(
         AccountantJoined(
             accountant_id=accountant.id, email=email, display_name=accountant.display_name, role=Role(invitation.role)
         ),
+    )
+    # The firm's other invitations of this mailbox (bob@ and bob+hub@ both invited) are
+    # spent with this one: kept, one would let them back in after a removal.
+    await _withdraw_invitations_to(
+        session, accountant, firm_id=invitation.firm_id, withdrawn_by=accountant.id, context=context
     )
     return _identity(accountant, created=True)
 
@@ -605,6 +644,11 @@ async def remove_colleague(*, session: AsyncSession, command: RemoveColleague) -
     colleague.removed_at = now
     context = Context.of(command)
     await _withdraw_invitations_sent_by(session, colleague, withdrawn_by=remover.id, context=context)
+    # And those sent to them (another address of their mailbox, invited while they were a
+    # member): only an invitation made after the removal brings them back.
+    await _withdraw_invitations_to(
+        session, colleague, firm_id=command.firm_id, withdrawn_by=remover.id, context=context
+    )
     # Their clients first (locked to be unassigned), then their alert rules: the order alert
     # evaluations take the two in (client, then rules), so neither waits on the other in a
     # cycle and PostgreSQL never aborts the removal as a deadlock.
