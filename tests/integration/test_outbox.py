@@ -13,6 +13,7 @@ from sqlalchemy import func, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlmodel import col, select
 
+from hub_common import events as events_module
 from hub_common import grants
 from hub_common.commands import (
     AccountantIdentity,
@@ -23,12 +24,21 @@ from hub_common.commands import (
     ListTenantGrants,
     RejectionReason,
     RemoveClient,
+    RevokeTenantAccess,
     WithdrawTenantAccess,
     refused,
 )
 from hub_common.db import transaction
 from hub_common.entra import TenantDirectory
-from hub_common.events import Actor, ActorKind, ClientCard, Envelope, TenantAccessGranted, decode_event
+from hub_common.events import (
+    Actor,
+    ActorKind,
+    ClientCard,
+    Envelope,
+    TenantAccessGranted,
+    TenantAccessRevoked,
+    decode_event,
+)
 from hub_common.outbox import OutboxRelay
 from hub_common.streams import EVENTS_STREAM
 from hub_registry.domain.refresh_schedule import RefreshSchedule
@@ -340,6 +350,64 @@ async def test_a_sample_client_that_cannot_be_added_leaves_the_sign_up_and_the_f
     assert cards == []
     events = [decode_event(payload) for payload in payloads]
     assert sorted(e.type for e in events if e.firm_id == identity.firm_id) == ["AccountantJoined", "FirmCreated"]
+
+
+class _TwoMinutesAhead(datetime):
+    """The clock of a registry replica that runs two minutes ahead."""
+
+    @classmethod
+    def now(cls, tz: Any = None) -> Any:
+        return datetime.now(tz) + timedelta(minutes=2)
+
+
+async def test_access_revoked_after_a_grant_by_a_replica_whose_clock_runs_ahead_ends_for_the_fetchers(
+    registry_sessions: async_sessionmaker[AsyncSession],
+    jetstream: JetStreamContext,
+    tenant_directory: TenantDirectory,
+    client_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The fetchers' copy of a grant keeps the change recorded latest. A grant made by a
+    replica two minutes ahead, then revoked within those minutes by another replica: the
+    revocation is recorded after the grant, so the fetchers stop reading the tenant. Before,
+    it counted as older than the grant, and the fetchers went on reading."""
+    firm_id, actor = await _firm(registry_sessions, tenant_directory)
+    async with transaction(registry_sessions) as session:
+        client_id, _ = await clients.add_client(
+            session=session,
+            command=AddClient(
+                firm_id=firm_id, actor=actor, correlation_id="g", card=ClientCard(name="G", client_url=client_url)
+            ),
+            settings=SETTINGS,
+            directory=tenant_directory,
+        )
+    async with registry_sessions() as session:
+        client = await session.get(Client, client_id)
+        assert client is not None and client.tenant_id is not None
+        tenant_id = client.tenant_id
+    grant = GrantTenantAccess(
+        firm_id=firm_id, actor=actor, correlation_id="g", client_id=client_id, tenant_id=tenant_id, granted_by="a"
+    )
+    with monkeypatch.context() as ahead:
+        ahead.setattr(tenant_grants, "datetime", _TwoMinutesAhead)
+        ahead.setattr(events_module, "datetime", _TwoMinutesAhead)
+        async with transaction(registry_sessions) as session:
+            await tenant_grants.grant_tenant_access(session=session, command=grant)
+    async with transaction(registry_sessions) as session:
+        await tenant_grants.revoke_tenant_access(
+            session=session,
+            command=RevokeTenantAccess(firm_id=firm_id, actor=actor, correlation_id="r", client_id=client_id),
+        )
+
+    async def mirror(envelope: Envelope[Any]) -> None:
+        if isinstance(envelope.data, TenantAccessGranted | TenantAccessRevoked):
+            await grants.record_access(jetstream, envelope)
+
+    await OutboxRelay(registry_sessions, registry_outbox, jetstream, before_publish=mirror).relay_once()
+    assert not await grants.has_access(jetstream, firm_id, tenant_id), "the fetchers still read the tenant"
+    async with registry_sessions() as session:
+        [row] = (await session.execute(select(TenantGrant).where(TenantGrant.tenant_id == tenant_id))).scalars().all()
+    assert row.revoked_at is not None and row.revoked_at > row.granted_at
 
 
 async def test_the_relay_mirrors_a_grant_before_anything_after_it_leaves(

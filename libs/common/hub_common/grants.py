@@ -8,7 +8,9 @@ The registry's outbox relay writes the record just before it publishes the grant
 in outbox order: a ClientAdded or RefreshRequested committed after a grant can only reach a
 fetcher once the record is there, and a relay that crashes in between writes it again.
 Each record carries the time and id of the event it comes from, and an older event never
-overwrites a newer record, so a replay changes nothing.
+overwrites a newer record, so a replay changes nothing. The registry records the changes of
+one firm's access to one tenant at increasing moments whatever its replicas' clocks
+(hub_registry.service.tenant_grants.changed_at), so the latest is the last made.
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ import json
 import math
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 
 from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -70,8 +71,14 @@ async def acting_member(session: AsyncSession, command: BaseModel) -> None:
         await acting_accountant(session, command.firm_id, command.actor)
 
 
-async def emit(session: AsyncSession, context: Context, data: EventData) -> Envelope[EventData]:
+async def emit(
+    session: AsyncSession, context: Context, data: EventData, *, occurred_at: datetime | None = None
+) -> Envelope[EventData]:
+    """Append the event to the outbox in the caller's transaction; ``occurred_at`` when the
+    moment it records is not this replica's clock now (see tenant_grants.changed_at)."""
     envelope = new_envelope(data, firm_id=context.firm_id, actor=context.actor, correlation_id=context.correlation_id)
+    if occurred_at is not None:
+        envelope = envelope.model_copy(update={"occurred_at": occurred_at})
     await outbox.append(session, registry_outbox, envelope)
     return envelope
 

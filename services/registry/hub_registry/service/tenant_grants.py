@@ -11,6 +11,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 
+from sqlalchemy import func
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
@@ -96,8 +97,10 @@ async def grant_access(
     """
     if await _live_grant(session, context.firm_id, tenant_id) is not None:
         return
+    granted_at = await changed_at(session, context.firm_id, tenant_id)
     session.add(
         TenantGrant(
+            granted_at=granted_at,
             firm_id=context.firm_id,
             tenant_id=tenant_id,
             tenant=tenant,
@@ -113,6 +116,7 @@ async def grant_access(
         TenantAccessGranted(
             tenant_id=tenant_id, tenant=tenant, method=method, client_id=client_id, granted_by=granted_by
         ),
+        occurred_at=granted_at,
     )
     if refresh:
         # Clients added while waiting for permission: read them now. The relay mirrors the
@@ -122,11 +126,35 @@ async def grant_access(
 
 
 async def _revoke(session: AsyncSession, context: Context, *, grant: TenantGrant, reason: str) -> None:
-    grant.revoked_at = datetime.now(UTC)
+    grant.revoked_at = await changed_at(session, grant.firm_id, grant.tenant_id)
     grant.revoke_reason = reason[:500]
     await emit(
-        session, context, TenantAccessRevoked(tenant_id=grant.tenant_id, tenant=grant.tenant, reason=reason[:500])
+        session,
+        context,
+        TenantAccessRevoked(tenant_id=grant.tenant_id, tenant=grant.tenant, reason=reason[:500]),
+        occurred_at=grant.revoked_at,
     )
+
+
+async def changed_at(session: AsyncSession, firm_id: uuid.UUID, tenant_id: uuid.UUID) -> datetime:
+    """The moment a grant or revocation of the firm's access to the tenant is recorded at:
+    now, or just after the last one recorded if that is later.
+
+    The fetchers' copy of each grant (hub_common.grants) keeps the change with the latest
+    moment, and the moment is the clock of the registry replica that made it. A replica
+    whose clock runs ahead would otherwise record a grant "later" than a revocation made
+    just after it by another replica, and the fetchers would go on reading a tenant whose
+    access was removed."""
+    latest = (
+        await session.execute(
+            select(func.max(TenantGrant.granted_at), func.max(TenantGrant.revoked_at)).where(
+                TenantGrant.firm_id == firm_id, TenantGrant.tenant_id == tenant_id
+            )
+        )
+    ).one()
+    moments = [moment for moment in latest if moment is not None]
+    now = datetime.now(UTC)
+    return max(now, max(moments) + timedelta(microseconds=1)) if moments else now
 
 
 async def grant_tenant_access(*, session: AsyncSession, command: GrantTenantAccess) -> TenantAccessChanged:
