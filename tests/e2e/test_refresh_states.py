@@ -204,6 +204,7 @@ def test_a_refresh_asked_for_again_while_it_waits_is_not_queued_again(
         again = api.post("/api/v1/refresh", json=body)
         assert again.status_code == 202, again.text
         assert again.json()["refresh_ids"] == [] and again.json()["on_their_way"] == first["refresh_ids"], body
+        assert again.json()["not_started"] == 0, body
     faults.delete(f"/tenants/{tenant['id']}/faults").raise_for_status()
     eventually(lambda: _finished(api, first["run_id"]), "the first refresh to finish", timeout=60)
     later = api.post("/api/v1/refresh", json={"client_id": client_id}).raise_for_status().json()

@@ -11,8 +11,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import update
+from sqlmodel import col, select
 
-from hub_common.commands import RequestRefresh
+from hub_common.commands import CommandRejected, RejectionReason, RequestRefresh
 from hub_common.db import create_engine, session_factory, transaction
 from hub_common.events import (
     Actor,
@@ -36,6 +37,8 @@ async def _ask(
     owner: uuid.UUID,
     client: uuid.UUID | None = None,
     company: uuid.UUID | None = None,
+    *,
+    awaited_per_firm: int = refreshes.MANUAL_AWAITED_PER_FIRM,
 ) -> refreshes.RefreshesAsked:
     engine = create_engine(database_url)
     try:
@@ -47,7 +50,7 @@ async def _ask(
                 client_id=client,
                 company_id=company,
             )
-            return await refreshes.request_refresh(session=session, command=command)
+            return await refreshes.request_refresh(session=session, command=command, awaited_per_firm=awaited_per_firm)
     finally:
         await engine.dispose()
 
@@ -166,3 +169,41 @@ async def test_refresh_all_asked_at_once_from_several_replicas_asks_each_client_
     firm, owner, clients = await _firm_with_clients(database_url, 3)
     answers = await asyncio.gather(*(_ask(database_url, firm, owner) for _ in range(4)))
     assert sum(len(answer.started) for answer in answers) == len(clients), answers
+
+
+async def test_a_firm_has_at_most_so_many_refreshes_by_hand_on_their_way(database_url: str) -> None:
+    """Every firm shares the fetchers' queue in the order asked: "refresh all" of a firm with
+    thousands of clients must not put them all ahead of every other firm's refreshes. Beyond
+    the firm's most, refresh all leaves the rest (the least recently asked go first, so asking
+    again goes on with the others) and a refresh of one client is refused."""
+    firm, owner, clients = await _firm_with_clients(database_url, 5)
+    first = await _ask(database_url, firm, owner, awaited_per_firm=3)
+    assert (len(first.started), first.not_started) == (3, 2)
+    with pytest.raises(CommandRejected) as refused:
+        await _ask(database_url, firm, owner, client=clients[0], awaited_per_firm=3)
+    assert refused.value.rejection.reason == RejectionReason.RATE_LIMITED
+    assert "3 refreshes on their way" in refused.value.rejection.message
+    # Two come through; asking again starts the two left out, not those asked a moment ago.
+    engine = create_engine(database_url)
+    try:
+        async with transaction(session_factory(engine)) as session:
+            asked = list((await session.execute(select(ManualRefresh).where(ManualRefresh.firm_id == firm))).scalars())
+            left_out = set(clients) - {row.client_id for row in asked}
+            for row in asked[:2]:
+                row.awaiting_refresh_id = None
+        second = await _ask(database_url, firm, owner, awaited_per_firm=3)
+        # One still on its way, so two places: the two never asked, then not the two through.
+        assert (len(second.started), len(second.on_their_way), second.not_started) == (2, 1, 2)
+        async with session_factory(engine)() as session:
+            started_for = set(
+                (
+                    await session.execute(
+                        select(ManualRefresh.client_id).where(
+                            col(ManualRefresh.awaiting_refresh_id).in_(second.started)
+                        )
+                    )
+                ).scalars()
+            )
+        assert started_for == left_out
+    finally:
+        await engine.dispose()

@@ -351,6 +351,9 @@ class RefreshStarted(BaseModel):
     refresh_ids: list[uuid.UUID]
     # Refreshes asked for by hand earlier that still await their outcome: not asked again.
     on_their_way: list[uuid.UUID] = []
+    # Clients "refresh all" did not ask for: the firm's refreshes by hand awaited at once
+    # were at their most (a gateway of the release before ignores it).
+    not_started: int = 0
 
 
 # An Idempotency-Key (IETF draft-ietf-httpapi-idempotency-key-header): visible ASCII, as

@@ -105,7 +105,9 @@ def register_command_handlers(
 
     async def request_refresh(session: AsyncSession, command: commands.RequestRefresh) -> BaseModel:
         asked = await refreshes.request_refresh(session=session, command=command)
-        return commands.RefreshStarted(refresh_ids=asked.started, on_their_way=asked.on_their_way)
+        return commands.RefreshStarted(
+            refresh_ids=asked.started, on_their_way=asked.on_their_way, not_started=asked.not_started
+        )
 
     async def record_changes(session: AsyncSession, command: commands.RecordBusinessCentralChanges) -> BaseModel:
         refresh_id = await change_notices.record_changes(

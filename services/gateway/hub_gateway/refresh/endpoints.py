@@ -42,6 +42,10 @@ class RefreshAccepted(BaseModel):
     # Refreshes asked for by hand earlier whose outcome is still awaited (a slow or
     # throttled tenant): not asked again, and not part of this run. Their rows show them.
     on_their_way: list[uuid.UUID] = []
+    # Of every client of the firm, how many were not asked for: the firm already had the
+    # most refreshes on their way the hub queues for one firm (500). Ask again once some
+    # are through; the clients asked for least recently go first.
+    not_started: int = 0
 
 
 @refresh_api.post("/refresh", status_code=status.HTTP_202_ACCEPTED)
@@ -54,7 +58,10 @@ async def refresh(
 ) -> RefreshAccepted:
     """Refresh one company, one client, or (no ids) every client of the firm. A client or
     company whose refresh asked for earlier still awaits its outcome is not asked again:
-    that refresh is answered in ``on_their_way`` instead."""
+    that refresh is answered in ``on_their_way`` instead. A firm has at most 500 refreshes
+    asked for by hand on their way at once: beyond them a refresh of every client starts the
+    clients asked for least recently and counts the others in ``not_started``, and one of a
+    single client or company is a 429."""
     if body.client_id is not None:
         await require_client(session, principal, body.client_id)
     if body.company_id is not None:
@@ -78,7 +85,10 @@ async def refresh(
     started = await send_command(state, request, commands.REQUEST_REFRESH, command, commands.RefreshStarted)
     # The refreshes' events carry the request's correlation id: that is the run's id.
     return RefreshAccepted(
-        refresh_ids=started.refresh_ids, run_id=request.state.correlation_id, on_their_way=started.on_their_way
+        refresh_ids=started.refresh_ids,
+        run_id=request.state.correlation_id,
+        on_their_way=started.on_their_way,
+        not_started=started.not_started,
     )
 
 

@@ -10,7 +10,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import update
+from sqlalchemy import func, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
@@ -70,18 +70,32 @@ async def emit_refresh(
 
 @dataclasses.dataclass(frozen=True)
 class RefreshesAsked:
-    """What a refresh asked for by hand started: new refreshes, and the ones asked for
-    earlier that still await their outcome, not asked again."""
+    """What a refresh asked for by hand started: new refreshes, the ones asked for earlier
+    that still await their outcome, not asked again, and how many clients were not asked
+    this time (the firm's refreshes by hand awaited at once are at their most)."""
 
     started: list[uuid.UUID]
     on_their_way: list[uuid.UUID]
+    not_started: int = 0
 
 
-async def request_refresh(*, session: AsyncSession, command: RequestRefresh) -> RefreshesAsked:
+# A firm's refreshes asked for by hand that may await their outcome at once. Every firm
+# shares the fetchers' queue in the order asked: "refresh all" of a firm with thousands of
+# clients would otherwise put them all ahead of every other firm's (the same bound as its
+# scheduled refreshes, SCHEDULED_AWAITED_PER_FIRM).
+MANUAL_AWAITED_PER_FIRM = 500
+
+
+async def request_refresh(
+    *, session: AsyncSession, command: RequestRefresh, awaited_per_firm: int = MANUAL_AWAITED_PER_FIRM
+) -> RefreshesAsked:
     """Refresh one company, one client or every client of the firm. A client (or company)
     whose refresh asked for by hand still awaits its outcome (a slow or throttled tenant
     it waits to be retried for) is not asked again: each waiting request holds a place in
-    the fetchers' queue that every firm shares, and a script asking in a loop would fill it."""
+    the fetchers' queue that every firm shares, and a script asking in a loop would fill it.
+    Nor are more than ``awaited_per_firm`` of the firm's awaited at once: "refresh all" asks
+    for the clients asked for least recently first, up to that, and says how many it left;
+    a refresh of one client or company beyond it is refused, to be asked again later."""
     if command.client_id is not None:
         clients = [await live_client(session, command.firm_id, command.client_id)]
     else:
@@ -121,9 +135,17 @@ async def request_refresh(*, session: AsyncSession, command: RequestRefresh) -> 
         ).scalars()
     }
     now = datetime.now(UTC)
+    room = awaited_per_firm - await _manual_refreshes_awaited(session, command.firm_id, now)
     started: list[uuid.UUID] = []
     on_their_way: list[uuid.UUID] = []
-    for client in clients:
+    not_started = 0
+    whole = WHOLE_CLIENT_REFRESH
+
+    def least_recently_asked(client: Client) -> tuple[datetime, str]:
+        row = asked.get((client.id, whole))
+        return (row.requested_at if row is not None else datetime.min.replace(tzinfo=UTC), str(client.id))
+
+    for client in sorted(clients, key=least_recently_asked):
         waiting = next(
             (
                 row.awaiting_refresh_id
@@ -137,6 +159,19 @@ async def request_refresh(*, session: AsyncSession, command: RequestRefresh) -> 
         if waiting is not None:
             on_their_way.append(waiting)
             continue
+        if room <= 0:
+            if command.client_id is not None:
+                raise refused(
+                    RejectionReason.RATE_LIMITED,
+                    N_(
+                        "Your firm has %(count)s refreshes on their way, the most the hub queues for one firm;"
+                        " ask again once some are through"
+                    ),
+                    count=awaited_per_firm,
+                )
+            not_started += 1
+            continue
+        room -= 1
         refresh_id = await emit_refresh(session, Context.of(command), client, company_id=command.company_id)
         row = asked.get((client.id, scope)) or ManualRefresh(
             client_id=client.id, scope=scope, firm_id=client.firm_id, requested_at=now
@@ -146,7 +181,22 @@ async def request_refresh(*, session: AsyncSession, command: RequestRefresh) -> 
         row.accounts_revision = client.accounts_revision
         session.add(row)
         started.append(refresh_id)
-    return RefreshesAsked(started=started, on_their_way=on_their_way)
+    return RefreshesAsked(started=started, on_their_way=on_their_way, not_started=not_started)
+
+
+async def _manual_refreshes_awaited(session: AsyncSession, firm_id: uuid.UUID, now: datetime) -> int:
+    """How many of the firm's refreshes asked for by hand await their outcome (``unanswered``)."""
+    count = await session.scalar(
+        select(func.count())
+        .select_from(ManualRefresh)
+        .where(
+            col(ManualRefresh.firm_id) == firm_id,
+            col(ManualRefresh.awaiting_refresh_id).is_not(None),
+            col(ManualRefresh.requested_at) > now - ANSWER_AWAITED_AT_MOST,
+            col(ManualRefresh.requested_at) <= now + CLOCK_SKEW_TOLERANCE,
+        )
+    )
+    return int(count or 0)
 
 
 async def manual_refresh_through(*, session: AsyncSession, client_id: uuid.UUID, refresh_id: uuid.UUID) -> None:

@@ -743,6 +743,13 @@ Hub.start(() => {
       const { data } = await api("POST", "/api/v1/refresh", {});
       const runs = data.refresh_ids.length ? [{ run_id: data.run_id, expected: data.refresh_ids.length }] : [];
       startProgress(runs, (data.on_their_way || []).length);
+      // The firm already had the most refreshes on their way the hub queues for one firm.
+      if (data.not_started) {
+        showError(ngettext(
+          "%(count)s client was not refreshed: your firm has as many refreshes on their way as the hub queues for one firm. Refresh all companies again once they are through; it goes on with the clients left out.",
+          "%(count)s clients were not refreshed: your firm has as many refreshes on their way as the hub queues for one firm. Refresh all companies again once they are through; it goes on with the clients left out.",
+          data.not_started));
+      }
     } catch (error) { showError(_("Refresh all was not started: %(reason)s", { reason: error.message })); }
   });
 
