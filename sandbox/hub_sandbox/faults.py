@@ -29,6 +29,8 @@ class FaultKind(StrEnum):
     ENTRA_NOT_JSON = "entra_not_json"  # token endpoint: 200 with an HTML page instead of JSON
     ENTRA_UNAVAILABLE = "entra_unavailable"  # token endpoint: 503 with Retry-After, an Entra incident
     ENTRA_THROTTLED = "entra_throttled"  # token endpoint: 429 AADSTS90055 with Retry-After
+    # the tenant's OpenID configuration (what msal reads before any sign-in): 503, an incident
+    ENTRA_DISCOVERY_UNAVAILABLE = "entra_discovery_unavailable"
     TRICKLE = "trickle"  # 200, the answer sent one byte every trickle_interval_seconds
     REPEATED_NEXT_LINK = "repeated_next_link"  # a collection's @odata.nextLink is the page just served
     DUPLICATE_COMPANY_IDS = "duplicate_company_ids"  # companies lists its first company twice
@@ -62,7 +64,9 @@ class FaultSpec(BaseModel):
         ),
     )
     retry_after_seconds: int = Field(
-        default=60, ge=0, description="upgrading, too_many_requests, entra_unavailable, entra_throttled"
+        default=60,
+        ge=0,
+        description="upgrading, too_many_requests, entra_unavailable, entra_throttled, entra_discovery_unavailable",
     )
     timeout_seconds: float = Field(default=600.0, ge=0)
     size_mb: int = Field(default=64, ge=1, le=4096, description="oversized_body")

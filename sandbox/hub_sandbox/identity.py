@@ -226,6 +226,17 @@ def identity_router(state: SandboxState) -> APIRouter:
             if not _names_a_tenant(tenant):
                 return error_response(request, tenant_not_a_name(tenant))
             return error_response(request, tenant_not_found(tenant, error="invalid_tenant"))
+        found = state.directories.find(tenant)
+        outage = state.faults.take(found.id, FaultKind.ENTRA_DISCOVERY_UNAVAILABLE) if found else None
+        if outage is not None:
+            return JSONResponse(
+                {
+                    "error": "temporarily_unavailable",
+                    "error_description": "AADSTS90033: A transient error has occurred.",
+                },
+                status_code=503,
+                headers={"Retry-After": str(outage.retry_after_seconds)},
+            )
         return JSONResponse(openid_configuration(base_url(request), authority))
 
     @router.get("/{tenant}/discovery/v2.0/keys")

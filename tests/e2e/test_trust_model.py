@@ -211,6 +211,38 @@ def test_a_connect_link_is_bound_to_its_firm_and_client(hub: Hub, sandbox: Sandb
         assert httpx.post(url, headers=here).status_code == 303, here
 
 
+def test_connect_while_entra_does_not_answer_says_so_and_logs_no_link(
+    hub: Hub, sandbox: Sandbox, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """A Connect link is a credential (7 days); Entra failing to give the tenant's sign-in
+    metadata used to crash the request, whose log line carried the link's path. The page
+    says Entra did not answer, and the next try goes on to Microsoft."""
+    api = hub.client("ezra@entra-away-accounting.example")
+    domain = "cronus-sample.onmicrosoft.com"
+    added = api.post("/api/v1/clients", json={"name": "Away", "client_url": f"{sandbox.web_client}/{domain}"})
+    client_id = str(added.json()["client_id"])
+    _wait(lambda: api.post(f"/api/v1/clients/{client_id}/connect-link").status_code, lambda code: code == 200)
+    link = api.post(f"/api/v1/clients/{client_id}/connect-link").json()["url"]
+    token = link.rsplit("/", 1)[-1]
+    # A replica of its own: its msal apps are made at the first Connect of each tenant.
+    replica, url = hub.start_gateway_replica("gateway-entra-away", tmp_path_factory.mktemp("entra-away"))
+    try:
+        with httpx.Client(base_url=f"{sandbox.base_url}/_sandbox", verify=sandbox.tls(), timeout=10) as admin:
+            fault = {"kind": "entra_discovery_unavailable", "retry_after_seconds": 5, "count": 1}
+            admin.put(f"/tenants/{domain}/faults", json=fault).raise_for_status()
+            try:
+                away = httpx.post(f"{url}/connect/{token}")
+                assert away.status_code == 503, away.text[:500]
+                assert "did not answer" in away.text and "Nothing was changed" in away.text
+            finally:
+                admin.delete(f"/tenants/{domain}/faults").raise_for_status()
+        assert httpx.post(f"{url}/connect/{token}").status_code == 303
+    finally:
+        replica.stop()
+    assert token not in replica.log()
+    assert "Entra gave no sign-in metadata for Connect" in replica.log()
+
+
 def test_a_client_withdraws_one_firms_access_and_the_others_keep_theirs(hub: Hub, sandbox: Sandbox) -> None:
     domain = "cronus-sample.onmicrosoft.com"
     url = f"{sandbox.web_client}/{domain}/Production"

@@ -266,7 +266,8 @@ def create_app(settings: GatewaySettings) -> FastAPI:
                 # Answered here, inside the other middlewares, so a crash's answer carries the
                 # security headers and the correlation id, and is counted, like any other;
                 # Starlette's own would be plain text outside all of them.
-                logger.exception("request failed", path=request.url.path, method=request.method)
+                # The route's template, not the path: a Connect link or webhook key is a credential.
+                logger.exception("request failed", path=request_tracing.route_of(request.scope), method=request.method)
                 response = await localized_http_exception_handler(
                     request,
                     StarletteHTTPException(

@@ -11,6 +11,7 @@ of its path (``/connect/{token}``, as the span's name already does) and no query
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import FastAPI
@@ -22,6 +23,13 @@ _URL_ATTRIBUTES = ("http.url", "url.full")
 _QUERY_ATTRIBUTES = ("url.query",)
 # A path no route matched (a 404) may be anything a caller typed, a mistyped link included.
 UNMATCHED_PATH = "(no route)"
+
+
+def route_of(scope: Mapping[str, Any]) -> str:
+    """The template of the route a request matched (``/connect/{token}``): its path as a log
+    line may name it."""
+    path = getattr(scope.get("route"), "path", None)
+    return path if isinstance(path, str) else UNMATCHED_PATH
 
 
 def redact_request_span(span: Span, scope: dict[str, Any]) -> None:
