@@ -18,6 +18,7 @@ import httpx
 import jwt
 import pytest
 
+from hub_common.local_nats import free_port
 from hub_gateway.accounts.store import KEPT_REVOKED_API_TOKENS, MAX_LIVE_API_TOKENS
 from tests.conftest import Sandbox
 from tests.e2e.conftest import SECRET_KEY, Hub
@@ -202,6 +203,27 @@ def impatient_gateway(hub: Hub, tmp_path_factory: pytest.TempPathFactory) -> Ite
         yield url
     finally:
         replica.stop()
+
+
+def test_a_gateway_starts_and_serves_while_entra_does_not_answer(
+    hub: Hub, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """The dashboard, the API and the live pages of those signed in need no Entra: a replica
+    (re)started during an Entra incident serves them, and its sign-in pages say Entra did
+    not answer. Before, msal read Entra's metadata at start, and no replica could start."""
+    nowhere = f"https://127.0.0.1:{free_port()}"
+    replica, url = hub.start_gateway_replica(
+        "gateway-no-entra", tmp_path_factory.mktemp("no-entra"), {"HUB_ENTRA_AUTHORITY": nowhere}
+    )
+    try:
+        api = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {hub.token('ines@no-entra.example')}"})
+        assert api.get("/api/v1/dashboard").status_code == 200
+        for answer in (httpx.get(f"{url}/auth/sign-in"), httpx.post(f"{url}/client-access/sign-in")):
+            assert answer.status_code == 503, answer.text[:500]
+            assert "Microsoft Entra ID did not answer" in answer.text
+    finally:
+        replica.stop()
+    assert "Traceback" not in replica.log()
 
 
 def _sealed_cookie(name: str, payload: dict[str, Any]) -> dict[str, str]:

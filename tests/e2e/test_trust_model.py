@@ -216,7 +216,7 @@ def test_connect_while_entra_does_not_answer_says_so_and_logs_no_link(
 ) -> None:
     """A Connect link is a credential (7 days); Entra failing to give the tenant's sign-in
     metadata used to crash the request, whose log line carried the link's path. The page
-    says Entra did not answer, and the next try goes on to Microsoft."""
+    says Entra did not answer, and a try a little later goes on to Microsoft."""
     api = hub.client("ezra@entra-away-accounting.example")
     domain = "cronus-sample.onmicrosoft.com"
     added = api.post("/api/v1/clients", json={"name": "Away", "client_url": f"{sandbox.web_client}/{domain}"})
@@ -236,11 +236,12 @@ def test_connect_while_entra_does_not_answer_says_so_and_logs_no_link(
                 assert "did not answer" in away.text and "Nothing was changed" in away.text
             finally:
                 admin.delete(f"/tenants/{domain}/faults").raise_for_status()
-        assert httpx.post(f"{url}/connect/{token}").status_code == 303
+        # Told at once for a few seconds (entra_apps.UNREACHABLE_FOR_SECONDS), then tried again.
+        _wait(lambda: httpx.post(f"{url}/connect/{token}").status_code, lambda code: code == 303, timeout=30)
     finally:
         replica.stop()
     assert token not in replica.log()
-    assert "Entra gave no sign-in metadata for Connect" in replica.log()
+    assert "Entra gave no sign-in metadata" in replica.log()
 
 
 def test_a_client_withdraws_one_firms_access_and_the_others_keep_theirs(hub: Hub, sandbox: Sandbox) -> None:

@@ -25,7 +25,7 @@ from hub_common.bus import Reconnections, create_broker, jetstream_of
 from hub_common.change_notifications import NOTIFICATION_PATH
 from hub_common.consumers import Delivery, subscribe_batches
 from hub_common.db import create_engine, database_ok, migrate, session_factory, transaction
-from hub_common.entra import EntraTokenVerifier, confidential_client
+from hub_common.entra import EntraTokenVerifier
 from hub_common.events import Envelope, EventData
 from hub_common.i18n import N_
 from hub_common.logging import bound_context, configure_logging, get_logger
@@ -214,13 +214,6 @@ def create_app(settings: GatewaySettings) -> FastAPI:
                 engine=engine,
                 sessions=sessions,
                 broker=broker,
-                entra=confidential_client(
-                    authority_base=settings.entra_authority,
-                    tenant=settings.sign_in_tenant,
-                    client_id=settings.entra_client_id,
-                    client_secret=settings.entra_credential(),
-                    http=entra_http,
-                ),
                 entra_tokens=EntraTokenVerifier(
                     authority_base=settings.entra_authority, audience=settings.entra_client_id, http=entra_keys_http
                 ),

@@ -94,8 +94,6 @@ class GatewayState:
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
     broker: NatsBroker
-    # The hub's Entra app, for accountants' sign-in (authority: organizations).
-    entra: msal.ConfidentialClientApplication
     # Checks tokens Entra issued for the hub's app (client administrators' invitations).
     entra_tokens: EntraTokenVerifier
     # Hands the projection's changes to the open pages (server-sent events).
@@ -105,8 +103,10 @@ class GatewayState:
     # The process's HTTP clients (msal needs a synchronous one); they trust the configured CA.
     http: httpx.AsyncClient
     entra_http: httpx.Client
-    # Connect flows sign in at each client's own tenant: one msal app per tenant.
-    connect_apps: dict[str, msal.ConfidentialClientApplication] = field(default_factory=dict)
+    # The msal apps by the tenant they sign in at (hub_gateway.entra_apps): accountants'
+    # (organizations) and each client tenant's for Connect; when Entra last failed to give one.
+    entra_apps: dict[str, msal.ConfidentialClientApplication] = field(default_factory=dict)
+    entra_failures: dict[str, float] = field(default_factory=dict)
     # Company workbooks on their way, per firm, and their builds.
     workbooks: WorkbookCapacity = field(default_factory=WorkbookCapacity)
 

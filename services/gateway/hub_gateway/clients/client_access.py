@@ -29,6 +29,7 @@ from hub_common.entra import redeem_auth_code
 from hub_common.events import Actor, ActorKind
 from hub_common.i18n import N_
 from hub_gateway.dependencies import GatewayState, State, rejection_error
+from hub_gateway.entra_apps import EntraUnreachable, entra_app
 from hub_gateway.languages import rejection_text, said
 from hub_gateway.web.rendering import render
 from hub_gateway.web.sealed import read_sealed_cookie, set_sealed_cookie
@@ -45,6 +46,11 @@ SIGN_IN_SCOPES = ["email"]
 
 def _page(request: Request, code: int = status.HTTP_200_OK, **context: Any) -> Response:
     return render(request, "client_access.html", context, status_code=code)
+
+
+def _entra_away(request: Request) -> Response:
+    error = said(request, N_("Microsoft Entra ID did not answer. Try again in a few minutes."))
+    return _page(request, status.HTTP_503_SERVICE_UNAVAILABLE, error=error)
 
 
 def _redirect_uri(state: GatewayState) -> str:
@@ -99,8 +105,12 @@ async def client_access_page(request: Request, state: State, done: str = "") -> 
 
 @client_access_pages.post("/client-access/sign-in")
 async def start_client_access(request: Request, state: State) -> Response:
+    try:
+        app = await entra_app(state, state.settings.sign_in_tenant)
+    except EntraUnreachable:
+        return _entra_away(request)
     flow: dict[str, Any] = await asyncio.to_thread(
-        state.entra.initiate_auth_code_flow, SIGN_IN_SCOPES, redirect_uri=_redirect_uri(state)
+        app.initiate_auth_code_flow, SIGN_IN_SCOPES, redirect_uri=_redirect_uri(state)
     )
     response = RedirectResponse(flow["auth_uri"], status_code=status.HTTP_303_SEE_OTHER)
     set_sealed_cookie(response, state, FLOW_COOKIE, {"flow": flow}, FLOW_LIFETIME_SECONDS)
@@ -117,7 +127,11 @@ async def finish_client_access(request: Request, state: State) -> Response:
     answer = dict(request.query_params.items())
     if "error" in answer:
         return _page(request, bad, error=sign_in_refusal(request, answer))
-    result = await redeem_auth_code(state.entra, pending["flow"], answer)
+    try:
+        app = await entra_app(state, state.settings.sign_in_tenant)
+    except EntraUnreachable:
+        return _entra_away(request)
+    result = await redeem_auth_code(app, pending["flow"], answer)
     if result is None:
         return _page(request, bad, error=started_elsewhere)
     claims = result.get("id_token_claims")

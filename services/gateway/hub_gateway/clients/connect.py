@@ -28,23 +28,20 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 import httpx
-import msal
 from fastapi import APIRouter, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from hub_common import commands
 from hub_common.commands import CommandRejected
-from hub_common.entra import confidential_client, redeem_auth_code
+from hub_common.entra import redeem_auth_code
 from hub_common.events import Actor, ActorKind
 from hub_common.i18n import N_
-from hub_common.logging import get_logger
 from hub_gateway.dependencies import GatewayState, State
+from hub_gateway.entra_apps import EntraUnreachable, entra_app
 from hub_gateway.languages import rejection_text, said
 from hub_gateway.web.rendering import render
 from hub_gateway.web.sealed import SealRefused, open_seal, read_sealed_cookie, seal, set_sealed_cookie
 from hub_gateway.web.sign_in_refusals import sign_in_refusal
-
-logger = get_logger(__name__)
 
 connect_pages = APIRouter(include_in_schema=False)
 
@@ -113,33 +110,6 @@ def _redirect_uri(state: GatewayState) -> str:
     return f"{state.settings.public_url.rstrip('/')}/connect/callback"
 
 
-class EntraUnreachable(Exception):
-    """Entra did not give the client tenant's sign-in metadata (unreachable, or an error)."""
-
-
-async def _tenant_app(state: GatewayState, tenant_id: uuid.UUID) -> msal.ConfidentialClientApplication:
-    """One msal app per client tenant (its authority), kept for the process's life."""
-    key = str(tenant_id)
-    app = state.connect_apps.get(key)
-    if app is None:
-        try:
-            # msal reads the authority's metadata while it is built: off the event loop.
-            app = await asyncio.to_thread(
-                confidential_client,
-                authority_base=state.settings.entra_authority,
-                tenant=key,
-                client_id=state.settings.entra_client_id,
-                client_secret=state.settings.entra_credential(),
-                http=state.entra_http,
-            )
-        except (httpx.HTTPError, OSError, ValueError, RuntimeError, msal.exceptions.MsalError) as error:
-            # msal raises ValueError for a 4xx of the metadata, its MsalServiceError for a 5xx.
-            logger.warning("Entra gave no sign-in metadata for Connect", tenant_id=key, error=repr(error)[:300])
-            raise EntraUnreachable from error
-        state.connect_apps[key] = app
-    return app
-
-
 def _entra_away(request: Request, **context: Any) -> Response:
     error = said(request, N_("Microsoft Entra ID did not answer. Open the link again in a few minutes."))
     return render(request, "connect.html", context | {"error": error}, status_code=status.HTTP_503_SERVICE_UNAVAILABLE)
@@ -161,7 +131,7 @@ async def finish_connect(request: Request, state: State) -> Response:
     if "error" in answer:
         return _page(request, link=link, error=sign_in_refusal(request, answer))
     try:
-        app = await _tenant_app(state, link.tenant_id)
+        app = await entra_app(state, str(link.tenant_id))
     except EntraUnreachable:
         return _entra_away(request, link=link)
     result = await redeem_auth_code(app, pending["flow"], answer)
@@ -292,7 +262,7 @@ async def start_connect(request: Request, state: State, token: str) -> Response:
     if _from_another_site(request, state):
         return _page(request, link=link, token=token)  # the hub's own page, which names the firm
     try:
-        app = await _tenant_app(state, link.tenant_id)
+        app = await entra_app(state, str(link.tenant_id))
     except EntraUnreachable:
         return _entra_away(request, link=link, token=token)
     flow: dict[str, Any] = await asyncio.to_thread(

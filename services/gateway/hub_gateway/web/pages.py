@@ -43,7 +43,8 @@ from hub_gateway.dependencies import (
     ensure_accountant,
     signed_in_identity,
 )
-from hub_gateway.languages import refusal_text, rejection_text, request_translator
+from hub_gateway.entra_apps import EntraUnreachable, entra_app
+from hub_gateway.languages import refusal_text, rejection_text, request_translator, said
 from hub_gateway.readmodel.columns import FIGURE_COLUMNS
 from hub_gateway.readmodel.models import ClientRow
 from hub_gateway.refresh_schedule import queries as schedule_queries
@@ -107,6 +108,18 @@ def _sign_in_page(request: Request, state: GatewayState, *, error: str | None = 
         {"dev_mode": state.settings.mode is Mode.DEV, "error": error, "next": _safe_next(target)},
         status_code=status.HTTP_400_BAD_REQUEST if error else status.HTTP_200_OK,
     )
+
+
+def _entra_away(request: Request, state: GatewayState, target: str) -> Response:
+    """Entra does not give the sign-in's metadata now (an incident): the page says so."""
+    page = _sign_in_page(
+        request,
+        state,
+        error=said(request, N_("Microsoft Entra ID did not answer. Try again in a few minutes.")),
+        target=target,
+    )
+    page.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    return page
 
 
 async def _signed_in(request: Request, state: GatewayState, session: AsyncSession) -> Principal | None:
@@ -315,8 +328,12 @@ async def dev_sign_in(
 @pages.get("/auth/sign-in")
 async def start_sign_in(request: Request, state: State, next: str = "/") -> Response:
     redirect_uri = f"{state.settings.public_url.rstrip('/')}/auth/callback"
+    try:
+        app = await entra_app(state, state.settings.sign_in_tenant)
+    except EntraUnreachable:
+        return _entra_away(request, state, next)
     flow: dict[str, Any] = await asyncio.to_thread(
-        state.entra.initiate_auth_code_flow, SIGN_IN_SCOPES, redirect_uri=redirect_uri
+        app.initiate_auth_code_flow, SIGN_IN_SCOPES, redirect_uri=redirect_uri
     )
     response = RedirectResponse(flow["auth_uri"], status_code=status.HTTP_302_FOUND)
     set_sealed_cookie(response, state, FLOW_COOKIE, {"flow": flow, "next": _safe_next(next)}, FLOW_LIFETIME_SECONDS)
@@ -333,7 +350,11 @@ async def finish_sign_in(request: Request, state: State) -> Response:
     answer = {key: value for key, value in request.query_params.items()}
     if "error" in answer:
         return _sign_in_page(request, state, error=sign_in_refusal(request, answer))
-    result = await redeem_auth_code(state.entra, pending["flow"], answer)
+    try:
+        app = await entra_app(state, state.settings.sign_in_tenant)
+    except EntraUnreachable:
+        return _entra_away(request, state, str(pending.get("next", "/")))
+    result = await redeem_auth_code(app, pending["flow"], answer)
     if result is None:
         return _sign_in_page(request, state, error=started_elsewhere)
     claims = result.get("id_token_claims")
