@@ -67,6 +67,7 @@ from hub_gateway.refresh.endpoints import refresh_api
 from hub_gateway.refresh_schedule.endpoints import refresh_schedule_api
 from hub_gateway.reports.endpoints import reports
 from hub_gateway.settings import GatewaySettings
+from hub_gateway.web.api_docs import SWAGGER_UI_FILES, api_docs_pages
 from hub_gateway.web.dev_mail import dev_mail_pages
 from hub_gateway.web.messages import script_messages
 from hub_gateway.web.pages import pages
@@ -236,6 +237,9 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         version="0.1.0",
         description="One live dashboard of every client company, for accounting firms.",
         lifespan=lifespan,
+        # The hub serves its own /docs (web/api_docs.py); FastAPI's load scripts from a CDN.
+        docs_url=None,
+        redoc_url=None,
     )
 
     # Added first, so the innermost of the middlewares: its 413 goes out through the others
@@ -279,8 +283,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         response = await call_next(request)
         # FastAPI's interactive API pages load their scripts from a CDN; every page of the
         # hub's own runs only its own script files.
-        if not request.url.path.startswith(("/docs", "/redoc")):
-            response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+        response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
         response.headers.setdefault("X-Frame-Options", "DENY")
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("Referrer-Policy", "same-origin")
@@ -325,6 +328,9 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     app.include_router(connect_pages)
     app.include_router(client_access_pages)
     app.include_router(script_messages)
+    app.include_router(api_docs_pages)
+    # Before /static, which would otherwise take its paths.
+    app.mount("/static/swagger-ui", StaticFiles(directory=SWAGGER_UI_FILES), name="swagger-ui")
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.add_exception_handler(StarletteHTTPException, localized_http_exception_handler)
     app.add_exception_handler(RequestValidationError, request_refused)
