@@ -291,6 +291,8 @@ CASES: dict[str, tuple[Probe, int | None]] = {
     "GET /invitations/accept": (lambda api, v: api.get("/invitations/accept", params={"link": "x"}), None),
     "POST /invitations/accept": (lambda api, v: api.post("/invitations/accept", data={"link": "x"}), None),
     "GET /dev/mail": (lambda api, v: api.get("/dev/mail"), None),
+    # The API's page: Swagger UI on the OpenAPI document, nothing of any firm's in it.
+    "GET /docs": (lambda api, v: api.get("/docs"), 200),
     # The scripts' messages: the same for every firm, nothing of any firm's in them.
     "GET /i18n/{language}.json": (lambda api, v: api.get("/i18n/de.json"), 200),
     "GET /connect/callback": (lambda api, v: api.get("/connect/callback"), None),
