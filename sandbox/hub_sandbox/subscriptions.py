@@ -168,7 +168,7 @@ class SubscriptionsApi:
             )
         if not etag_matches(request.if_match, subscription):
             raise SubscriptionRefused(
-                "Another user has already changed the record.", code="Request_EntityChanged", status=412
+                "Another user has already changed the record.", code="Request_EntityChanged", status=409
             )
 
     async def _renew(self, request: SubscriptionRequest, subscription: Subscription) -> SubscriptionAnswer:
@@ -184,7 +184,7 @@ class SubscriptionsApi:
         if current is None or current.timestamp != subscription.timestamp:
             # Deleted, expired or renewed by someone else during the handshake.
             raise SubscriptionRefused(
-                "Another user has already changed the record.", code="Request_EntityChanged", status=412
+                "Another user has already changed the record.", code="Request_EntityChanged", status=409
             )
         renewal = renewed(self.webhooks.store, subscription, now, notification_url, client_state)
         self.webhooks.store.put(renewal)

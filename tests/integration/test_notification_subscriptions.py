@@ -56,6 +56,27 @@ class DeletingBeforeFirstRenewal(BusinessCentral):
         return await super().write(environment, method, url, json_body=json_body, if_match=if_match)
 
 
+class RenewedByAnotherFirst(BusinessCentral):
+    """BC as it is when another fetcher renews a subscription between this one's listing
+    and its renewal: this one's ETag is stale, and BC answers 409 Request_EntityChanged."""
+
+    renewed = False
+
+    async def write(
+        self,
+        environment: Environment,
+        method: str,
+        url: str,
+        *,
+        json_body: object | None = None,
+        if_match: str | None = None,
+    ) -> Answer:
+        if method == "PATCH" and not self.renewed:
+            self.renewed = True
+            await super().write(environment, method, url, json_body=json_body, if_match=if_match)
+        return await super().write(environment, method, url, json_body=json_body, if_match=if_match)
+
+
 @dataclass
 class Environmentals:
     sandbox: Sandbox
@@ -288,6 +309,20 @@ async def test_one_gone_at_renewal_is_made_anew_all_five_or_none(bc_side: Enviro
     await bc_side.keep(bc_side.hub(bc=bc, renew_before=THREE_DAYS + timedelta(days=1)), [first])
     assert bc_side.of(first) == []
     assert bc_side.recorded[-1].state is NotificationState.FAILED
+
+
+async def test_a_subscription_another_fetcher_renewed_a_moment_before_is_kept(bc_side: Environmentals) -> None:
+    company = bc_side.companies[-1]
+    bc_side.behave(company, Behaviour())
+    await bc_side.keep(bc_side.hub(), [company])
+    made = sorted(subscription["subscription_id"] for subscription in bc_side.of(company))
+    assert len(made) == len(NOTIFIED_ENTITIES)
+    bc = bc_side.bc(RenewedByAnotherFirst)
+    assert isinstance(bc, RenewedByAnotherFirst)
+    await bc_side.keep(bc_side.hub(bc=bc, renew_before=THREE_DAYS + timedelta(days=1)), [company])
+    assert bc.renewed
+    assert sorted(subscription["subscription_id"] for subscription in bc_side.of(company)) == made, "none given up"
+    assert bc_side.recorded[-1].state is NotificationState.SUBSCRIBED, bc_side.recorded[-1].detail
 
 
 async def test_once_bc_cannot_reach_the_hub_no_other_company_is_asked(bc_side: Environmentals) -> None:

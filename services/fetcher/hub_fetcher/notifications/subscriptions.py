@@ -44,7 +44,9 @@ from hub_fetcher.notifications.plan import Budget, CompanyWanted, Plan, Subscrip
 logger = get_logger(__name__)
 
 HTTP_NOT_FOUND = 404
-HTTP_PRECONDITION_FAILED = 412
+# A subscription changed since its ETag was read: BC answers 409 Request_EntityChanged (the
+# reference's "Concurrency"); 412 is OData's own word for it, taken the same way.
+CHANGED_SINCE_READ = frozenset({409, 412})
 # "/api/v2.0/companies(<id>)/salesInvoices" anywhere in the resource: BC may echo it as
 # sent, absolute ("https://…/api/v2.0/…") or normalised (its URL paths ignore case).
 _RESOURCE = re.compile(r"api/v2\.0/companies\(([0-9a-f-]{36})\)/([a-z]+)", re.IGNORECASE)
@@ -389,7 +391,7 @@ class NotificationSubscriptions:
         except FetchFailure as failure:
             if failure.http_status == HTTP_NOT_FOUND:
                 return None
-            if failure.http_status == HTTP_PRECONDITION_FAILED and subscription.entity:
+            if failure.http_status in CHANGED_SINCE_READ and subscription.entity:
                 # Another refresh renewed it a moment ago: take BC's current copy.
                 current = await self._bc.write(environment, "GET", self._one(environment, subscription.subscription_id))
                 return self._answered(current.document, current.headers)
