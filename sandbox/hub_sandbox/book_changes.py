@@ -374,7 +374,10 @@ def register_customer_payment(
     updated_invoice = dataclasses.replace(
         invoice,
         remaining_amount=remaining,
-        status=InvoiceStatus.PAID if remaining == 0 else InvoiceStatus.OPEN,
+        # A corrective invoice stays Corrective, paid or not (BC's invoice aggregate).
+        status=invoice.status
+        if invoice.status == InvoiceStatus.CORRECTIVE
+        else (InvoiceStatus.PAID if remaining == 0 else InvoiceStatus.OPEN),
         closed_on=book.business_date if remaining == 0 else None,
         last_modified=at,
     )

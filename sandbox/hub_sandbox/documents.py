@@ -164,7 +164,13 @@ class Document:
 
     @property
     def is_open_posted_invoice(self) -> bool:
-        return self.posted and self.status == InvoiceStatus.OPEN
+        """Posted and not paid: Open, or a sales invoice's Corrective (BC keeps a corrective
+        invoice at that status, paid or not) with something left to pay."""
+        if not self.posted:
+            return False
+        if self.status == InvoiceStatus.CORRECTIVE:
+            return self.kind is DocumentKind.SALES_INVOICE and self.remaining_amount != 0
+        return self.status == InvoiceStatus.OPEN
 
 
 @dataclass(frozen=True)
@@ -330,6 +336,11 @@ class DocumentBuilder:
         payables = self._open_items(rng.randint(4, 12), 80, 6000, 0.3, 60)
 
         # Posted sales invoices: the open items, then the paid history of the fiscal year.
+        # Now and then the first open one, and one paid, is a corrective invoice (posted when
+        # a posted credit memo was cancelled), whose status stays Corrective paid or not;
+        # drawn from a generator of their own, so every other document is as without them.
+        corrective_rng = random.Random(f"{self.company.data_seed}/corrective")
+        open_corrective, paid_corrective = corrective_rng.random() < 0.5, corrective_rng.random() < 0.5
         drafts: list[tuple[dt.date, Document]] = []
         for index, item in enumerate(receivables):
             posting = self._posting_date_for(item.due_in_days)
@@ -345,11 +356,15 @@ class DocumentBuilder:
                     self._document(
                         DocumentKind.SALES_INVOICE, f"open/{index}", customer, posting,
                         self.today + dt.timedelta(days=item.due_in_days),
-                        excluding, tax, item.amount, InvoiceStatus.OPEN, posted=True,
+                        excluding, tax, item.amount,
+                        InvoiceStatus.CORRECTIVE if open_corrective and index == 0 else InvoiceStatus.OPEN,
+                        posted=True,
                     ),
                 )
             )  # fmt: skip
         paid_history = self._paid_sales_history(active_customers)
+        if paid_corrective and paid_history:
+            paid_history[0] = dataclasses.replace(paid_history[0], status=InvoiceStatus.CORRECTIVE)
         drafts.extend((d.posting_date, d) for d in paid_history)
         sales_posted = self._numbered(drafts, "PSI", 103001)
         credit_memos = self._numbered([(d.posting_date, d) for d in self._credit_memos(paid_history)], "PSCM", 104001)

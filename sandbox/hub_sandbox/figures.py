@@ -14,7 +14,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from decimal import Decimal
 
-from hub_sandbox.documents import Document, InvoiceStatus
+from hub_sandbox.documents import Document
 from hub_sandbox.seed import TAX_ROLES, AccountRole, AccountType, CompanyBook, GLAccount
 
 WEEKS_IN_FORECAST = 13
@@ -157,7 +157,7 @@ def customer_totals(book: CompanyBook) -> dict[str, CustomerTotals]:
             continue
         number = document.party.number
         sales[number] += document.amount_excluding_tax
-        if document.status == InvoiceStatus.OPEN:
+        if document.is_open_posted_invoice:
             balance[number] += document.remaining_amount
             if document.due_date < book.business_date:
                 overdue[number] += document.remaining_amount

@@ -372,7 +372,9 @@ def _receivables(bc: httpx.Client, company: str) -> Decimal:
 
 
 def _open_remaining(bc: httpx.Client, company: str) -> Decimal:
-    invoices = bc.get(f"{ROOT}/companies({company})/salesInvoices?$filter=status eq 'Open'").json()["value"]
+    # A corrective invoice stays Corrective, paid or not: its remaining amount says which.
+    owed = "status eq 'Open' or status eq 'Corrective'"
+    invoices = bc.get(f"{ROOT}/companies({company})/salesInvoices?$filter={owed}").json()["value"]
     return sum((_money(i["remainingAmount"]) for i in invoices), Decimal(0))
 
 

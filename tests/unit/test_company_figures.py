@@ -184,12 +184,28 @@ def test_overdue_means_due_before_today(due: int | None, overdue_days: int | Non
 )
 def test_only_open_invoices_are_owed(status: str, counted: bool) -> None:
     records = CompanyRecords(
-        open_sales_invoices=[sale("S1", due=-5, remaining="10.00", status=status)],
+        open_sales_invoices=[sale("S1", due=-5, remaining="0", status=status)],
         open_purchase_invoices=[purchase("P1", due=3, total="20.00", status=status)],
     )
     result = figures(records)
     assert result.overdue_sales_invoices.count == (1 if counted else 0)
     assert result.purchase_invoices_due_next_week.count == (1 if counted else 0)
+
+
+@pytest.mark.parametrize(("remaining", "counted"), [("10.00", True), ("0", False), ("0.00", False)])
+def test_a_corrective_sales_invoice_is_owed_until_paid(remaining: str, counted: bool) -> None:
+    """BC keeps a corrective invoice (posted when a posted credit memo is cancelled) at the
+    status Corrective whether it is paid or not: its remaining amount says which. Purchase
+    invoices have no remaining amount in API v2.0, so a corrective one never counts."""
+    records = CompanyRecords(
+        open_sales_invoices=[sale("S1", due=-5, remaining=remaining, status="Corrective")],
+        open_purchase_invoices=[purchase("P1", due=-5, total="20.00", status="Corrective")],
+    )
+    result = figures(records)
+    assert (result.overdue_sales_invoices.count, result.overdue_sales_invoices.total) == (
+        (1, Decimal(remaining)) if counted else (0, Decimal(0))
+    )
+    assert result.overdue_purchase_invoices.count == 0
 
 
 def test_overdue_lists_the_ten_largest_with_links_into_bc() -> None:

@@ -391,7 +391,11 @@ def company_requests(company_id: uuid.UUID, today: dt.date) -> list[BatchRequest
             f"{base}/accounts?$filter=accountType eq 'Posting'"
             "&$select=number,displayName,category,subCategory,accountType,netChange",
         ),
-        BatchRequest("open_sales_invoices", f"{base}/salesInvoices?$filter=status eq 'Open'&$select={invoice_fields}"),
+        # A corrective invoice stays Corrective once paid: which are owed, its remaining amount says.
+        BatchRequest(
+            "open_sales_invoices",
+            f"{base}/salesInvoices?$filter=status eq 'Open' or status eq 'Corrective'&$select={invoice_fields}",
+        ),
         BatchRequest(
             "open_purchase_invoices",
             f"{base}/purchaseInvoices?$filter=status eq 'Open'"

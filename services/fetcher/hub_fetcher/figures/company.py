@@ -115,8 +115,9 @@ def local_currency(records: CompanyRecords) -> str:
 
 
 def receivables(records: CompanyRecords, to_local: ToLocalCurrency = UNCONVERTED) -> list[OpenItem]:
-    """Open posted sales invoices with a due date; what is owed is their remaining amount,
-    in the company's currency."""
+    """Open posted sales invoices with a due date, and corrective ones not paid yet (BC
+    gives a corrective invoice that status whether it is paid or not); what is owed is their
+    remaining amount, in the company's currency."""
     return [
         OpenItem(
             invoice.number,
@@ -125,7 +126,11 @@ def receivables(records: CompanyRecords, to_local: ToLocalCurrency = UNCONVERTED
             to_local(invoice.remaining_amount, invoice.currency_code),
         )
         for invoice in records.open_sales_invoices
-        if invoice.status == documents.OPEN and invoice.due_date is not None
+        if invoice.due_date is not None
+        and (
+            invoice.status == documents.OPEN
+            or (invoice.status == documents.CORRECTIVE and invoice.remaining_amount != 0)
+        )
     ]
 
 

@@ -3,9 +3,12 @@
 Definitions (the architecture's figures table):
 
 * overdue sales invoices: posted and still open (status Open), due before today;
-  amounts are ``remainingAmount``;
+  amounts are ``remainingAmount``. A corrective invoice (posted when a posted credit memo is
+  cancelled) keeps the status Corrective, paid or not, so it counts while its remaining
+  amount is not zero;
 * overdue purchase invoices: the same from purchaseInvoices, which have no remaining amount
-  in API v2.0, so ``totalAmountIncludingTax`` is used (and said so in the figure);
+  in API v2.0, so ``totalAmountIncludingTax`` is used (and said so in the figure); nor can
+  a corrective purchase invoice be told paid from unpaid there, so none counts;
 * purchase invoices due next week: open, due from today+1 to today+7;
 * open sales documents: unposted quotes, orders and invoices (Draft / In Review);
 * sales this month: what BC's "Sales This Month" cue sums, the customer ledger's "Sales
@@ -37,6 +40,7 @@ from hub_common.events import (
 from hub_common.money import ZERO, as_booked, total
 
 OPEN = "Open"
+CORRECTIVE = "Corrective"
 PAID = "Paid"
 UNPOSTED_INVOICE_STATUSES = frozenset({"Draft", "In_x0020_Review", "In Review"})
 LARGEST = 10
