@@ -645,3 +645,31 @@ def test_a_three_decimal_currency_keeps_its_third_decimal() -> None:
 def test_amounts_are_kept_as_booked(amount: str, booked: str) -> None:
     kept = as_booked(Decimal(amount))
     assert (str(kept), kept) == (booked, Decimal(booked))
+
+
+def test_an_overdue_invoice_names_who_pays_it() -> None:
+    """A head office pays for its branch: BC posts the invoice to the bill-to customer's (or
+    pay-to vendor's) ledger, so that is whom to chase; the sell-to (buy-from) name only
+    when BC wrote no other."""
+    sales = [
+        SalesInvoice.model_validate(
+            {"number": "S1", "customerName": "Adatum Branch", "billToName": "Adatum Head Office", "status": "Open"}
+            | {"dueDate": days(-3), "remainingAmount": "10.00"}
+        ),
+        SalesInvoice.model_validate(
+            {"number": "S2", "customerName": "Trey Research", "billToName": "", "status": "Open"}
+            | {"dueDate": days(-2), "remainingAmount": "5.00"}
+        ),
+    ]
+    purchases = [
+        PurchaseInvoice.model_validate(
+            {"number": "P1", "vendorName": "Fabrikam Depot", "payToName": "Fabrikam Inc.", "status": "Open"}
+            | {"dueDate": days(-3), "totalAmountIncludingTax": "7.00"}
+        )
+    ]
+    result = figures(CompanyRecords(open_sales_invoices=sales, open_purchase_invoices=purchases))
+    assert [line.counterparty for line in result.overdue_sales_invoices.largest] == [
+        "Adatum Head Office",
+        "Trey Research",
+    ]
+    assert [line.counterparty for line in result.overdue_purchase_invoices.largest] == ["Fabrikam Inc."]

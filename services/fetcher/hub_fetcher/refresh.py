@@ -383,7 +383,7 @@ def company_requests(company_id: uuid.UUID, today: dt.date) -> list[BatchRequest
     (keyed as ``CompanyRecords.parse`` expects them)."""
     base = f"companies({company_id})"
     first_of_month = today.replace(day=1).isoformat()
-    invoice_fields = "number,customerName,status,dueDate,remainingAmount,currencyCode"
+    invoice_fields = "number,customerName,billToName,status,dueDate,remainingAmount,currencyCode"
     return [
         BatchRequest("setup", f"{base}/generalLedgerSetup?$select=localCurrencyCode"),
         BatchRequest(
@@ -399,7 +399,7 @@ def company_requests(company_id: uuid.UUID, today: dt.date) -> list[BatchRequest
         BatchRequest(
             "open_purchase_invoices",
             f"{base}/purchaseInvoices?$filter=status eq 'Open'"
-            "&$select=number,vendorName,status,dueDate,totalAmountIncludingTax,currencyCode",
+            "&$select=number,vendorName,payToName,status,dueDate,totalAmountIncludingTax,currencyCode",
         ),
         BatchRequest(
             "unposted_sales_invoices",

@@ -76,12 +76,19 @@ class Account(Entity):
 
 class SalesInvoice(Entity):
     number: str = Field(max_length=50)
-    customer_name: BcText = Field(default="", alias="customerName", max_length=250)
+    sell_to_name: BcText = Field(default="", alias="customerName", max_length=250)
+    bill_to_name: BcText = Field(default="", alias="billToName", max_length=250)
     status: str = Field(max_length=50)
     due_date: BcDate = Field(alias="dueDate")
     remaining_amount: Amount = Field(alias="remainingAmount")
     # The document's currency, in which its amounts are; empty: the company's own (LCY).
     currency_code: BcText = Field(default="", alias="currencyCode", max_length=10)
+
+    @property
+    def customer_name(self) -> str:
+        """Who owes it: the bill-to customer (a head office paying for its branch), whose
+        ledger BC posts the invoice to; the sell-to one if BC wrote none."""
+        return self.bill_to_name or self.sell_to_name
 
 
 class CustomerSale(Entity):
@@ -98,11 +105,18 @@ class CustomerSale(Entity):
 
 class PurchaseInvoice(Entity):
     number: str = Field(max_length=50)
-    vendor_name: BcText = Field(default="", alias="vendorName", max_length=250)
+    buy_from_name: BcText = Field(default="", alias="vendorName", max_length=250)
+    pay_to_name: BcText = Field(default="", alias="payToName", max_length=250)
     status: str = Field(max_length=50)
     due_date: BcDate = Field(alias="dueDate")
     total_including_tax: Amount = Field(alias="totalAmountIncludingTax")
     currency_code: BcText = Field(default="", alias="currencyCode", max_length=10)
+
+    @property
+    def vendor_name(self) -> str:
+        """Who is to be paid: the pay-to vendor, whose ledger BC posts the invoice to; the
+        buy-from one if BC wrote none."""
+        return self.pay_to_name or self.buy_from_name
 
 
 class SalesDocumentEntity(Entity):
