@@ -227,6 +227,44 @@ def test_a_gateway_starts_and_serves_while_entra_does_not_answer(
     assert "Traceback" not in replica.log()
 
 
+def test_behind_https_the_session_cookie_is_the_hosts_own(hub: Hub, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Behind HTTPS the hub's cookies carry the __Host- prefix: a browser keeps one only when
+    this host set it, Secure, for every path and without a Domain, so a sibling domain's page
+    cannot plant a session (login fixation) or a flow cookie. One under the bare name,
+    planted domain-wide, is not read."""
+    replica, url = hub.start_gateway_replica(
+        "gateway-https", tmp_path_factory.mktemp("https"), {"HUB_PUBLIC_URL": "https://hub.example.test"}
+    )
+    try:
+        signed_in = httpx.post(f"{url}/sign-in", data={"email": "hana@host-cookies.example", "next": "/"})
+        assert signed_in.status_code == 303, signed_in.text[:300]
+        set_cookie = signed_in.headers["set-cookie"]
+        assert set_cookie.startswith("__Host-hub_session="), set_cookie
+        attributes = {part.strip().split("=")[0].lower() for part in set_cookie.split(";")[1:]}
+        assert {"secure", "httponly", "path"} <= attributes and "domain" not in attributes, set_cookie
+        assert "Path=/" in set_cookie
+        secret = set_cookie.split(";")[0].split("=", 1)[1]
+
+        page = httpx.get(f"{url}/", headers={"Cookie": f"__Host-hub_session={secret}"})
+        assert page.status_code == 200 and "hana@host-cookies.example" in page.text
+        planted = httpx.get(f"{url}/", headers={"Cookie": f"hub_session={secret}"})
+        assert planted.status_code in (302, 303, 307) and "/sign-in" in planted.headers["location"]
+
+        csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+        assert csrf
+        out = httpx.post(
+            f"{url}/sign-out",
+            data={"csrf_token": csrf.group(1)},
+            headers={"Cookie": f"__Host-hub_session={secret}", "Origin": "https://hub.example.test"},
+        )
+        assert out.status_code == 303, out.text[:300]
+        ended = out.headers["set-cookie"]
+        # A browser ignores a __Host- cookie's deletion that is not Secure.
+        assert ended.startswith("__Host-hub_session=") and "Secure" in ended and "Max-Age=0" in ended, ended
+    finally:
+        replica.stop()
+
+
 def _sealed_cookie(name: str, payload: dict[str, Any]) -> dict[str, str]:
     """The cookie the gateway seals for ``name`` (hub_gateway.web.sealed), made with the test hub's key."""
     claims = {**payload, "purpose": name, "exp": int(time.time()) + 600}

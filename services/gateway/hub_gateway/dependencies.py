@@ -37,6 +37,7 @@ from hub_gateway.dashboard.live import LiveUpdates
 from hub_gateway.languages import LocalizedHTTPException, rejection_exception, remember_preference
 from hub_gateway.reports.capacity import WorkbookCapacity
 from hub_gateway.settings import GatewaySettings
+from hub_gateway.web.cookies import read_cookie
 
 SESSION_COOKIE = "hub_session"
 
@@ -305,7 +306,7 @@ async def _authenticated(request: Request, state: GatewayState, session: AsyncSe
         if known is not None:
             return Principal(known.accountant_id, known.firm_id, known.email, known.display_name, known.role)
         return await ensure_accountant(state, request, email, display_name)
-    cookie = request.cookies.get(SESSION_COOKIE)
+    cookie = read_cookie(request, state.settings, SESSION_COOKIE)
     browser = await store.find_session(session, cookie) if cookie else None
     if browser is None or await accounts_queries.access_ended(session, browser):
         raise _unauthorized(N_("Sign in first, or send 'Authorization: Bearer <token>'"))

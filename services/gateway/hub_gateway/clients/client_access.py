@@ -31,6 +31,7 @@ from hub_common.i18n import N_
 from hub_gateway.dependencies import GatewayState, State, rejection_error
 from hub_gateway.entra_apps import EntraUnreachable, entra_app
 from hub_gateway.languages import rejection_text, said
+from hub_gateway.web.cookies import delete_cookie
 from hub_gateway.web.rendering import render
 from hub_gateway.web.sealed import read_sealed_cookie, set_sealed_cookie
 from hub_gateway.web.sign_in_refusals import sign_in_refusal
@@ -155,7 +156,7 @@ async def finish_client_access(request: Request, state: State) -> Response:
     signed_in = {"tenant_id": str(tenant_id), "who": who, "oid": str(claims.get("oid") or who)[:320]}
     response = RedirectResponse("/client-access", status_code=status.HTTP_303_SEE_OTHER)
     set_sealed_cookie(response, state, ACCESS_COOKIE, signed_in, ACCESS_LIFETIME_SECONDS)
-    response.delete_cookie(FLOW_COOKIE)
+    delete_cookie(response, state.settings, FLOW_COOKIE)
     return response
 
 

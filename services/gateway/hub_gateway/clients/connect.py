@@ -39,6 +39,7 @@ from hub_common.i18n import N_
 from hub_gateway.dependencies import GatewayState, State
 from hub_gateway.entra_apps import EntraUnreachable, entra_app
 from hub_gateway.languages import rejection_text, said
+from hub_gateway.web.cookies import delete_cookie
 from hub_gateway.web.rendering import render
 from hub_gateway.web.sealed import SealRefused, open_seal, read_sealed_cookie, seal, set_sealed_cookie
 from hub_gateway.web.sign_in_refusals import sign_in_refusal
@@ -190,7 +191,7 @@ async def finish_connect(request: Request, state: State) -> Response:
     except CommandRejected as rejected:
         return _page(request, link=link, error=rejection_text(request, rejected.rejection))
     response = _page(request, link=link, granted_by=who, done=True)
-    response.delete_cookie(FLOW_COOKIE)
+    delete_cookie(response, state.settings, FLOW_COOKIE)
     return response
 
 

@@ -48,6 +48,7 @@ from hub_gateway.languages import refusal_text, rejection_text, request_translat
 from hub_gateway.readmodel.columns import FIGURE_COLUMNS
 from hub_gateway.readmodel.models import ClientRow
 from hub_gateway.refresh_schedule import queries as schedule_queries
+from hub_gateway.web.cookies import delete_cookie, read_cookie, set_cookie
 from hub_gateway.web.rendering import render
 from hub_gateway.web.sealed import read_sealed_cookie, set_sealed_cookie
 from hub_gateway.web.sign_in_refusals import sign_in_refusal
@@ -81,23 +82,12 @@ def _safe_next(target: str | None) -> str:
     return "/"
 
 
-def _secure(state: GatewayState) -> bool:
-    return state.settings.public_url.startswith("https://")
-
-
 async def _start_session(state: GatewayState, principal: Principal, target: str) -> Response:
     async with transaction(state.sessions) as session:
         secret, _ = await store.open_session(session, principal)
     response = RedirectResponse(_safe_next(target), status_code=status.HTTP_303_SEE_OTHER)
-    response.set_cookie(
-        SESSION_COOKIE,
-        secret,
-        httponly=True,
-        samesite="lax",
-        secure=_secure(state),
-        max_age=int(store.SESSION_LIFETIME.total_seconds()),
-    )
-    response.delete_cookie(FLOW_COOKIE)
+    set_cookie(response, state.settings, SESSION_COOKIE, secret, int(store.SESSION_LIFETIME.total_seconds()))
+    delete_cookie(response, state.settings, FLOW_COOKIE)
     return response
 
 
@@ -392,7 +382,7 @@ def _to_firm_choice(
     if identity is not None:
         pending |= {"tid": str(identity.tenant_id), "oid": str(identity.object_id)}
     set_sealed_cookie(response, state, CHOICE_COOKIE, pending, FLOW_LIFETIME_SECONDS)
-    response.delete_cookie(FLOW_COOKIE)
+    delete_cookie(response, state.settings, FLOW_COOKIE)
     return response
 
 
@@ -461,14 +451,14 @@ async def choose_firm(
     except HTTPException as refused:
         return _sign_in_page(request, state, error=refusal_text(request, refused))
     response = await _start_session(state, principal, pending.get("next", "/"))
-    response.delete_cookie(CHOICE_COOKIE)
+    delete_cookie(response, state.settings, CHOICE_COOKIE)
     return response
 
 
 @pages.post("/sign-out")
 async def sign_out(request: Request, state: State, session: Session) -> Response:
     await current_principal(request, state, session)  # checks the CSRF token of the form
-    cookie = request.cookies.get(SESSION_COOKIE)
+    cookie = read_cookie(request, state.settings, SESSION_COOKIE)
     if cookie:
         async with transaction(state.sessions) as writing:
             ended = await store.close_session(writing, cookie)
@@ -479,5 +469,5 @@ async def sign_out(request: Request, state: State, session: Session) -> Response
     after = urlencode({"post_logout_redirect_uri": f"{state.settings.public_url.rstrip('/')}/sign-in"})
     logout = f"{state.settings.entra_authority.rstrip('/')}/{state.settings.sign_in_tenant}/oauth2/v2.0/logout?{after}"
     response = RedirectResponse(logout, status_code=status.HTTP_303_SEE_OTHER)
-    response.delete_cookie(SESSION_COOKIE)
+    delete_cookie(response, state.settings, SESSION_COOKIE)
     return response

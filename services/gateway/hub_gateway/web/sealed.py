@@ -14,6 +14,7 @@ import jwt
 from fastapi import Request, Response
 
 from hub_gateway.dependencies import GatewayState
+from hub_gateway.web.cookies import read_cookie, set_cookie
 
 _ALGORITHM = "HS256"
 
@@ -52,19 +53,12 @@ def set_sealed_cookie(
     response: Response, state: GatewayState, name: str, payload: dict[str, Any], lifetime_seconds: int
 ) -> None:
     """HTTP-only and SameSite=Lax: scripts cannot read it and other sites cannot post with it."""
-    response.set_cookie(
-        name,
-        seal(state, name, payload, lifetime_seconds),
-        httponly=True,
-        samesite="lax",
-        secure=state.settings.public_url.startswith("https://"),
-        max_age=lifetime_seconds,
-    )
+    set_cookie(response, state.settings, name, seal(state, name, payload, lifetime_seconds), lifetime_seconds)
 
 
 def read_sealed_cookie(request: Request, state: GatewayState, name: str) -> dict[str, Any] | None:
     """The cookie's payload, or None when it is missing, tampered with or too old."""
     try:
-        return open_seal(state, name, request.cookies.get(name))
+        return open_seal(state, name, read_cookie(request, state.settings, name))
     except SealRefused:
         return None
