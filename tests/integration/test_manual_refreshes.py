@@ -179,18 +179,25 @@ async def test_a_firm_has_at_most_so_many_refreshes_by_hand_on_their_way(databas
     firm, owner, clients = await _firm_with_clients(database_url, 5)
     first = await _ask(database_url, firm, owner, awaited_per_firm=3)
     assert (len(first.started), first.not_started) == (3, 2)
-    with pytest.raises(CommandRejected) as refused:
-        await _ask(database_url, firm, owner, client=clients[0], awaited_per_firm=3)
-    assert refused.value.rejection.reason == RejectionReason.RATE_LIMITED
-    assert "3 refreshes on their way" in refused.value.rejection.message
-    # Two come through; asking again starts the two left out, not those asked a moment ago.
     engine = create_engine(database_url)
     try:
-        async with transaction(session_factory(engine)) as session:
+        async with session_factory(engine)() as session:
             asked = list((await session.execute(select(ManualRefresh).where(ManualRefresh.firm_id == firm))).scalars())
-            left_out = set(clients) - {row.client_id for row in asked}
+        left_out = set(clients) - {row.client_id for row in asked}
+        assert len(left_out) == 2
+        # One of those left out, asked for alone: refused while the firm's three wait.
+        with pytest.raises(CommandRejected) as refused:
+            await _ask(database_url, firm, owner, client=sorted(left_out)[0], awaited_per_firm=3)
+        assert refused.value.rejection.reason == RejectionReason.RATE_LIMITED
+        assert "3 refreshes on their way" in refused.value.rejection.message
+        # Two come through; asking again starts the two left out, not those asked a moment ago.
+        async with transaction(session_factory(engine)) as session:
             for row in asked[:2]:
-                row.awaiting_refresh_id = None
+                await session.execute(
+                    update(ManualRefresh)
+                    .where(col(ManualRefresh.client_id) == row.client_id)
+                    .values(awaiting_refresh_id=None)
+                )
         second = await _ask(database_url, firm, owner, awaited_per_firm=3)
         # One still on its way, so two places: the two never asked, then not the two through.
         assert (len(second.started), len(second.on_their_way), second.not_started) == (2, 1, 2)
