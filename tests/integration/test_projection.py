@@ -18,6 +18,7 @@ from hub_common.consumers import Delivery
 from hub_common.db import transaction
 from hub_common.events import (
     AccountantJoined,
+    AccountantRemoved,
     Actor,
     CashFigure,
     ClientAdded,
@@ -33,13 +34,16 @@ from hub_common.events import (
     EventData,
     Failure,
     FailureKind,
+    FirmCreated,
     RefreshFailed,
     RefreshRequested,
+    RefreshScheduleSet,
     Role,
     first_refresh_id,
     new_envelope,
 )
 from hub_common.streams import EVENTS_STREAM, SNAPSHOTS_STREAM
+from hub_gateway.clients import queries as clients_queries
 from hub_gateway.readmodel.models import AccountantRow, ClientRow, CompanyRow, ProjectionPosition
 from hub_gateway.readmodel.projection import apply_batch
 
@@ -284,3 +288,62 @@ async def test_a_client_added_and_removed_in_two_concurrent_batches_stays_remove
     assert client is not None
     assert client.removed, "the removed client came back"
     assert (client.name, client.source) == ("Contoso", "manual")
+
+
+async def test_an_accountant_removed_and_joining_again_in_two_concurrent_batches_keeps_the_removal(
+    fresh_model: Callable[[], Any],
+) -> None:
+    """An accountant's row exists; one replica applies their removal while another applies
+    their joining again (a new invitation): the second must wait for the first and fold onto
+    it, or its row would drop the moment the removal ended their old sessions and tokens."""
+    sessions = await fresh_model()
+    accountant = uuid.uuid4()
+    joined = AccountantJoined(accountant_id=accountant, email="kim@firm.example", display_name="Kim", role=Role.STAFF)
+    # The firm's row there too, so neither batch creates a row: only the accountant's row lock may serialize them.
+    created = FirmCreated(name="Firm", owner_accountant_id=accountant)
+    await _apply(sessions, [_item(created, EVENTS_STREAM, 1), _item(joined, EVENTS_STREAM, 2)])
+    removed = _item(
+        AccountantRemoved(accountant_id=accountant, email="kim@firm.example", removed_by=uuid.uuid4()), EVENTS_STREAM, 3
+    )
+    rejoined = _item(joined.model_copy(update={"role": Role.ADMIN}), EVENTS_STREAM, 4)
+    removal_written, go_on = asyncio.Event(), asyncio.Event()
+
+    async def remove() -> None:
+        async with transaction(sessions) as session:
+            await apply_batch(session, [removed], NOW)
+            removal_written.set()
+            await go_on.wait()
+
+    removing = asyncio.create_task(remove())
+    await asyncio.wait_for(removal_written.wait(), 10)
+    rejoining = asyncio.create_task(_apply(sessions, [rejoined]))
+    await asyncio.sleep(0.5)
+    assert not rejoining.done(), "the join's batch did not wait for the removal's"
+    go_on.set()
+    await asyncio.wait_for(asyncio.gather(removing, rejoining), 10)
+    async with sessions() as session:
+        row = await session.get(AccountantRow, accountant)
+    assert row is not None
+    assert (row.removed_at, row.role) == (None, "admin")
+    assert row.access_ended_at == removed[0].occurred_at, "what they held before the removal works again"
+
+
+async def test_a_client_kept_for_an_event_applied_before_its_client_added_is_not_listed_until_it_comes(
+    fresh_model: Callable[[], Any],
+) -> None:
+    """Its schedule, applied first by another replica, keeps a row without a card: Manage
+    Clients and the client's own endpoints do not show a nameless client meanwhile."""
+    sessions = await fresh_model()
+    added = _history()[1]
+    scheduled = _item(RefreshScheduleSet(client_id=CLIENT, every_minutes=60), EVENTS_STREAM, 9)
+    await _apply(sessions, [scheduled])
+    async with sessions() as session:
+        assert await session.get(ClientRow, CLIENT) is not None, "the schedule is kept"
+        assert await clients_queries.clients(session, firm_id=FIRM) == []
+        assert await clients_queries.client_in_firm(session, firm_id=FIRM, client_id=CLIENT) is None
+    await _apply(sessions, [added])
+    async with sessions() as session:
+        [listed] = await clients_queries.clients(session, firm_id=FIRM)
+        row = await session.get(ClientRow, CLIENT)
+    assert listed.name == "Contoso"
+    assert row is not None and row.refresh_schedule_json is not None and row.source == "manual"

@@ -97,9 +97,11 @@ async def transaction(
         yield session
 
 
-async def lock_until_commit(session: AsyncSession, name: str) -> None:
-    """Take turns with every other transaction locking ``name`` (on any replica) until this
-    one ends: for a rule over rows that do not exist yet, which no row lock can guard.
+async def lock_until_commit(session: AsyncSession, *names: str) -> None:
+    """Take turns with every other transaction locking any of ``names`` (on any replica)
+    until this one ends: for a rule over rows that do not exist yet, which no row lock can
+    guard. Several names are locked in one order for every transaction (by their lock keys),
+    so two transactions locking names in common never wait on each other in a cycle.
 
     PostgreSQL only, where replicas share the database. SQLite takes no such lock: its
     driver starts a transaction at the first write, so a count read before it may be
@@ -107,8 +109,15 @@ async def lock_until_commit(session: AsyncSession, name: str) -> None:
     database, where that can only overshoot an allowance by the requests made at once;
     a hosted hub runs PostgreSQL (deploy/README).
     """
-    if session.get_bind().dialect.name == "postgresql":
-        await session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:name))"), {"name": name})
+    if not names or session.get_bind().dialect.name != "postgresql":
+        return
+    await session.execute(
+        text(
+            "SELECT pg_advisory_xact_lock(ordered.key) FROM"
+            " (SELECT DISTINCT hashtext(name) AS key FROM unnest(CAST(:names AS text[])) AS name ORDER BY 1) AS ordered"
+        ),
+        {"names": sorted(set(names))},
+    )
 
 
 def same_mailbox(column: Any, email: str) -> ColumnElement[bool]:

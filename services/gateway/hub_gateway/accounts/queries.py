@@ -16,7 +16,8 @@ from hub_gateway.readmodel.models import (
 
 async def firm_name(session: AsyncSession, *, firm_id: uuid.UUID) -> str:
     firm = await session.get(FirmRow, firm_id)
-    return firm.name if firm is not None else "Your accountants"
+    # No name yet: its FirmCreated not applied (another replica applied a later event first).
+    return firm.name if firm is not None and firm.name else "Your accountants"
 
 
 async def accountant_by_email(session: AsyncSession, email: str) -> AccountantRow | None:

@@ -9,12 +9,13 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlmodel import col, select
+from sqlmodel import select
 
 from hub_gateway.readmodel.models import (
     ClientRow,
     CompanyRow,
     TenantAccessRow,
+    client_shown,
 )
 
 
@@ -148,9 +149,7 @@ async def access_of(session: AsyncSession, client: ClientRow) -> TenantAccessRow
 async def clients(session: AsyncSession, *, firm_id: uuid.UUID) -> list[ClientSummary]:
     rows = (
         await session.execute(
-            select(ClientRow)
-            .where(ClientRow.firm_id == firm_id, col(ClientRow.removed).is_(False))
-            .order_by(ClientRow.name)
+            select(ClientRow).where(ClientRow.firm_id == firm_id, client_shown()).order_by(ClientRow.name)
         )
     ).scalars()
     access = await firm_tenant_access(session, firm_id=firm_id)
@@ -163,7 +162,7 @@ async def clients(session: AsyncSession, *, firm_id: uuid.UUID) -> list[ClientSu
 
 async def client_in_firm(session: AsyncSession, *, firm_id: uuid.UUID, client_id: uuid.UUID) -> ClientRow | None:
     row = await session.get(ClientRow, client_id)
-    if row is None or row.firm_id != firm_id or row.removed:
+    if row is None or row.firm_id != firm_id or row.removed or not row.client_url:
         return None
     return row
 

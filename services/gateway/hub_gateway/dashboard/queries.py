@@ -26,6 +26,7 @@ from hub_gateway.readmodel.models import (
     ClientRow,
     CompanyRateRow,
     CompanyRow,
+    client_shown,
 )
 from hub_gateway.readmodel.state import RowState
 
@@ -220,7 +221,7 @@ def _with_rates(statement: Any, reporting_currency: str | None) -> Any:
 def _conditions(
     query: DashboardQuery, firm_id: uuid.UUID, reporting_currency: str | None = None
 ) -> list[ColumnElement[bool]]:
-    conditions: list[ColumnElement[bool]] = [col(ClientRow.firm_id) == firm_id, col(ClientRow.removed).is_(False)]
+    conditions: list[ColumnElement[bool]] = [col(ClientRow.firm_id) == firm_id, client_shown()]
     if query.text:
         # Accents and case aside: "muhl" finds Mühlbach, "LODZ" finds Łódź.
         pattern = _escaped_like(fold(query.text.strip()))
@@ -415,7 +416,7 @@ async def state_counts(session: AsyncSession, *, firm_id: uuid.UUID) -> StateCou
         select(state, func.count())
         .select_from(ClientRow)
         .outerjoin(CompanyRow, _companies_of_client())
-        .where(col(ClientRow.firm_id) == firm_id, col(ClientRow.removed).is_(False))
+        .where(col(ClientRow.firm_id) == firm_id, client_shown())
         .group_by(state)
     )
     counts = StateCounts()
@@ -529,7 +530,7 @@ async def dashboard_rows(
     with a reporting currency each amount in it (or why it cannot be)."""
     statement = (
         _joined(reporting_currency)
-        .where(col(ClientRow.firm_id) == firm_id, col(ClientRow.removed).is_(False))
+        .where(col(ClientRow.firm_id) == firm_id, client_shown())
         .order_by(*_order(DashboardQuery()))
     )
     return [
@@ -547,7 +548,7 @@ async def figures_ages(session: AsyncSession, now: datetime) -> list[float]:
     read_at = await session.scalars(
         select(CompanyRow.as_of)
         .join(ClientRow, col(ClientRow.client_id) == col(CompanyRow.client_id))
-        .where(col(ClientRow.removed).is_(False), col(CompanyRow.as_of).is_not(None))
+        .where(client_shown(), col(CompanyRow.as_of).is_not(None))
     )
     return [max(0.0, (now - as_of).total_seconds()) for as_of in read_at if as_of is not None]
 

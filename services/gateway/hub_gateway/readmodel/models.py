@@ -12,8 +12,8 @@ import uuid
 from datetime import date, datetime
 from decimal import Decimal
 
-from sqlalchemy import Column, Date, Index, Numeric, Text, text
-from sqlmodel import Field, SQLModel
+from sqlalchemy import Column, ColumnElement, Date, Index, Numeric, Text, and_, text
+from sqlmodel import Field, SQLModel, col
 
 from hub_common.db import UtcDateTime
 
@@ -103,6 +103,13 @@ class ClientRow(SQLModel, table=True):
     # The registry's count of the card's saves (ClientUpdated.card_revision; 0: not known):
     # a save checked against the card read (If-Match) asks the registry to hold it to this.
     card_revision: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+
+
+def client_shown() -> ColumnElement[bool]:
+    """A client row the firm sees: not removed, and with its card. A row kept for an event
+    another replica applied before the client's ClientAdded (rules._client_applied_late)
+    has no card yet, and shows once the ClientAdded or a card save is applied."""
+    return and_(col(ClientRow.removed).is_(False), col(ClientRow.client_url) != "")
 
 
 class TenantAccessRow(SQLModel, table=True):

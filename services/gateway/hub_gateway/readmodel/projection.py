@@ -18,7 +18,6 @@ folds there, in a process of its own, while its main process reads and writes.
 
 from __future__ import annotations
 
-import hashlib
 import operator
 import uuid
 from collections.abc import Callable, Collection, Hashable, Iterable, Iterator, Mapping, Sequence
@@ -27,13 +26,13 @@ from datetime import datetime
 from functools import cached_property
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import ColumnElement, Table, bindparam, delete, select, text
+from sqlalchemy import ColumnElement, Table, bindparam, delete, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlmodel import SQLModel
 
 from hub_common.consumers import Delivery
-from hub_common.db import upsert
-from hub_common.events import ClientAdded, Envelope, EventData, first_refresh_id
+from hub_common.db import lock_until_commit, upsert
+from hub_common.events import ClientAdded, Envelope, EventData, FirmCreated, RefreshScheduleSet, first_refresh_id
 from hub_gateway.readmodel.columns import FIGURE_COLUMNS, figure_values
 from hub_gateway.readmodel.models import (
     AccountantRow,
@@ -222,6 +221,8 @@ class _Named:
     tenant_access: set[tuple[uuid.UUID, uuid.UUID]] = field(default_factory=set)
     episodes: set[uuid.UUID] = field(default_factory=set)
     streams: set[str] = field(default_factory=set)
+    # Whether an event may change a firm's row (its creation, its schedule).
+    firm_changes: bool = False
 
     @classmethod
     def by(cls, events: Iterable[StoredEvent[Any]]) -> _Named:
@@ -241,6 +242,8 @@ class _Named:
             if isinstance(data, ClientAdded):
                 # Its first refresh may have said something before it (another replica).
                 named.refreshes.add(first_refresh_id(envelope))
+            elif isinstance(data, FirmCreated) or (isinstance(data, RefreshScheduleSet) and data.client_id is None):
+                named.firm_changes = True
         return named
 
 
@@ -335,39 +338,40 @@ async def load(session: AsyncSession, events: Sequence[StoredEvent[Any]], applie
         await connection.exec_driver_sql("BEGIN IMMEDIATE")
     named = _Named.by(events)
     if connection.dialect.name == "postgresql":
-        await _take_turns_creating(connection, named)
+        await _take_turns_creating(session, connection, named)
     waiting = FAILURES.table.c.next_attempt_at.is_not(None)
     wanted: list[tuple[_Stored[Any], list[dict[str, Any]]]] = [
         (CLIENTS, await _select(connection, CLIENTS, "client_id", named.clients, lock=True)),
         (COMPANIES, await _select(connection, COMPANIES, "client_id", named.clients, lock=True)),
         # A company's rates change with it (the company rows above are locked).
         (COMPANY_RATES, await _select(connection, COMPANY_RATES, "client_id", named.clients)),
-        (FIRMS, await _select(connection, FIRMS, "firm_id", named.firms)),
-        (ACCOUNTANTS, await _select(connection, ACCOUNTANTS, "accountant_id", named.accountants)),
+        # Locked only in a batch that may change them: every event names its firm.
+        (FIRMS, await _select(connection, FIRMS, "firm_id", named.firms, lock=named.firm_changes)),
+        (ACCOUNTANTS, await _select(connection, ACCOUNTANTS, "accountant_id", named.accountants, lock=True)),
+        # A refresh's rows change with its client's (locked above), as do its failures'.
         (REFRESHES, await _select(connection, REFRESHES, "refresh_id", named.refreshes)),
-        (CONNECTION_TESTS, await _select(connection, CONNECTION_TESTS, "test_id", named.connection_tests)),
+        (CONNECTION_TESTS, await _select(connection, CONNECTION_TESTS, "test_id", named.connection_tests, lock=True)),
         (FAILURES, await _select(connection, FAILURES, "failure_id", named.failures)),
         # Waits for a retry are what a later outcome of the same client ends.
         (FAILURES, await _select(connection, FAILURES, "client_id", named.clients, where=waiting)),
-        (TENANT_ACCESS, await _tenant_access(connection, named.tenant_access)),
-        (ALERTS, await _select(connection, ALERTS, "episode_id", named.episodes)),
+        (TENANT_ACCESS, await _tenant_access(connection, named.tenant_access, lock=True)),
+        (ALERTS, await _select(connection, ALERTS, "episode_id", named.episodes, lock=True)),
     ]
     positions = await connection.execute(select(POSITIONS).where(POSITIONS.c.stream.in_(sorted(named.streams))))
     return _loaded(applied_at, wanted, {row.stream: row.sequence for row in positions})
 
 
-async def _take_turns_creating(connection: AsyncConnection, named: _Named) -> None:
+async def _take_turns_creating(session: AsyncSession, connection: AsyncConnection, named: _Named) -> None:
     """Wait for every other transaction about to create a row this batch may create too.
 
-    A row that exists is locked by ``load``; one that does not cannot be. Two replicas (or
-    the events' and the snapshots' projections) each folding an event of a row not there yet
+    ``load`` locks the rows that exist; one that does not cannot be. Two replicas (or the
+    events' and the snapshots' projections) each folding an event of a row not there yet
     would each write it whole, and the later commit would undo the other: a client removed
     in one batch and added in the other came back. So the keys of the batch's rows that do
-    not exist yet are locked (advisory locks, until the commit), in one order for every
-    transaction, before any row is: the later transaction then reads what the earlier one
-    wrote. Rows that exist take no such lock, so this costs a lock only for new rows.
+    not exist yet are locked (advisory locks, until the commit), before any row is: the later
+    transaction then reads what the earlier one wrote. Existing rows take no such lock.
     """
-    absent: set[str] = set()
+    absent: list[str] = []
     for stored, column, keys in (
         (FIRMS, "firm_id", named.firms),
         (ACCOUNTANTS, "accountant_id", named.accountants),
@@ -380,24 +384,11 @@ async def _take_turns_creating(connection: AsyncConnection, named: _Named) -> No
             found.update(
                 await connection.scalars(select(stored.table.c[column]).where(stored.table.c[column].in_(chunk)))
             )
-        absent.update(f"{stored.table.name}:{key}" for key in keys - found)
+        absent.extend(f"readmodel:{stored.table.name}:{key}" for key in keys - found)
     if named.tenant_access:
         granted = {(row["firm_id"], row["tenant_id"]) for row in await _tenant_access(connection, named.tenant_access)}
-        absent.update(f"{TENANT_ACCESS.table.name}:{key}" for key in named.tenant_access - granted)
-    if absent:
-        await connection.execute(
-            text(
-                "SELECT pg_advisory_xact_lock(ordered.key)"
-                " FROM unnest(CAST(:keys AS bigint[])) WITH ORDINALITY AS ordered(key, position)"
-                " ORDER BY ordered.position"
-            ),
-            {"keys": sorted({_lock_key(name) for name in absent})},
-        )
-
-
-def _lock_key(name: str) -> int:
-    """A row's advisory lock: 64 bits of its name's hash, the same in every process."""
-    return int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "big", signed=True)
+        absent.extend(f"readmodel:{TENANT_ACCESS.table.name}:{key}" for key in named.tenant_access - granted)
+    await lock_until_commit(session, *absent)
 
 
 def _loaded(
@@ -416,8 +407,15 @@ def _loaded(
     return loaded
 
 
-async def _tenant_access(connection: AsyncConnection, keys: set[tuple[uuid.UUID, uuid.UUID]]) -> list[dict[str, Any]]:
-    rows = await _select(connection, TENANT_ACCESS, "tenant_id", {tenant_id for _, tenant_id in keys})
+async def _tenant_access(
+    connection: AsyncConnection, keys: set[tuple[uuid.UUID, uuid.UUID]], *, lock: bool = False
+) -> list[dict[str, Any]]:
+    """The (firm, tenant) rows named, read by tenant among the batch's firms only: the
+    sample tenant has a row for every firm of the hub."""
+    firms = TENANT_ACCESS.table.c.firm_id.in_(sorted({firm_id for firm_id, _ in keys}))
+    rows = await _select(
+        connection, TENANT_ACCESS, "tenant_id", {tenant_id for _, tenant_id in keys}, where=firms, lock=lock
+    )
     return [row for row in rows if (row["firm_id"], row["tenant_id"]) in keys]
 
 

@@ -294,8 +294,9 @@ def _record_refresh_failure(
         client_id=data.client_id,
         company_id=data.company_id,
         company_name=data.company_name,
-        tenant=client.tenant if client else None,
-        environment=client.environment if client else None,
+        # None, not "", for a client whose card is not applied yet (_client_applied_late).
+        tenant=(client.tenant or None) if client else None,
+        environment=(client.environment or None) if client else None,
         deferral=data if isinstance(data, RefreshDeferred) else None,
     )
 

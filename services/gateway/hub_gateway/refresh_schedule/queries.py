@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
-from hub_gateway.readmodel.models import ClientRow, FirmRow
+from hub_gateway.readmodel.models import ClientRow, FirmRow, client_shown
 
 
 class Schedule(BaseModel):
@@ -52,7 +52,7 @@ async def schedules(session: AsyncSession, *, firm_id: uuid.UUID) -> Schedules:
             select(ClientRow)
             .where(
                 col(ClientRow.firm_id) == firm_id,
-                col(ClientRow.removed).is_(False),
+                client_shown(),
                 col(ClientRow.refresh_schedule_json).is_not(None),
             )
             .order_by(col(ClientRow.name))
