@@ -3,6 +3,7 @@ roles, the documented error bodies, and sending a command to the service that ow
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
@@ -108,6 +109,7 @@ class GatewayState:
     # (organizations) and each client tenant's for Connect; when Entra last failed to give one.
     entra_apps: dict[str, msal.ConfidentialClientApplication] = field(default_factory=dict)
     entra_failures: dict[str, float] = field(default_factory=dict)
+    entra_builds: dict[str, asyncio.Lock] = field(default_factory=dict)
     # Company workbooks on their way, per firm, and their builds.
     workbooks: WorkbookCapacity = field(default_factory=WorkbookCapacity)
 

@@ -36,23 +36,37 @@ async def entra_app(state: GatewayState, tenant: str) -> msal.ConfidentialClient
     app = state.entra_apps.get(tenant)
     if app is not None:
         return app
-    failed_at = state.entra_failures.get(tenant)
-    if failed_at is not None and time.monotonic() - failed_at < UNREACHABLE_FOR_SECONDS:
-        raise EntraUnreachable
-    try:
-        app = await asyncio.to_thread(
-            confidential_client,
-            authority_base=state.settings.entra_authority,
-            tenant=tenant,
-            client_id=state.settings.entra_client_id,
-            client_secret=state.settings.entra_credential(),
-            http=state.entra_http,
-        )
-    except (httpx.HTTPError, OSError, ValueError, RuntimeError, msal.exceptions.MsalError) as error:
-        # msal raises ValueError for a 4xx of the metadata, its MsalServiceError for a 5xx.
-        state.entra_failures[tenant] = time.monotonic()
-        logger.warning("Entra gave no sign-in metadata", tenant=tenant, error=repr(error)[:300])
-        raise EntraUnreachable from error
-    state.entra_failures.pop(tenant, None)
-    state.entra_apps[tenant] = app
-    return app
+    # One build at a time per tenant: sign-ins arriving together wait for it rather than
+    # each holding one of the process's few threads while Entra hangs.
+    async with state.entra_builds.setdefault(tenant, asyncio.Lock()):
+        app = state.entra_apps.get(tenant)
+        if app is not None:
+            return app
+        failed_at = state.entra_failures.get(tenant)
+        if failed_at is not None and time.monotonic() - failed_at < UNREACHABLE_FOR_SECONDS:
+            raise EntraUnreachable
+        try:
+            app = await asyncio.to_thread(
+                confidential_client,
+                authority_base=state.settings.entra_authority,
+                tenant=tenant,
+                client_id=state.settings.entra_client_id,
+                client_secret=state.settings.entra_credential(),
+                http=state.entra_http,
+            )
+        except ValueError as error:
+            # msal's answer to a 4xx for the metadata: Entra answered, and refused the
+            # authority (HUB_ENTRA_AUTHORITY, or a tenant that is gone).
+            state.entra_failures[tenant] = time.monotonic()
+            logger.error(
+                "Entra refused the sign-in metadata; check HUB_ENTRA_AUTHORITY", tenant=tenant, error=repr(error)[:300]
+            )
+            raise EntraUnreachable from error
+        except (httpx.HTTPError, OSError, RuntimeError, msal.exceptions.MsalError) as error:
+            # Unreachable, or a 5xx (msal's MsalServiceError).
+            state.entra_failures[tenant] = time.monotonic()
+            logger.warning("Entra gave no sign-in metadata", tenant=tenant, error=repr(error)[:300])
+            raise EntraUnreachable from error
+        state.entra_failures.pop(tenant, None)
+        state.entra_apps[tenant] = app
+        return app
