@@ -306,7 +306,8 @@ def test_an_api_token_cannot_give_a_rule_a_webhook_or_learn_its_secret(hub: Hub,
 
     refused = token.post("/api/v1/alert-rules", json=hooked)
     assert refused.status_code == 403, refused.text
-    assert "signed in" in refused.json()["detail"]
+    assert refused.json()["detail"]["field"] == "webhook_url"
+    assert "signed in" in refused.json()["detail"]["message"]
     plain = token.post("/api/v1/alert-rules", json=rule)
     assert plain.status_code == 201, plain.text
     assert token.put(f"/api/v1/alert-rules/{plain.json()['rule_id']}", json=hooked).status_code == 403

@@ -112,6 +112,7 @@ class Registry:
         *,
         new_webhook_secret: bool = False,
         creation_key: str | None = None,
+        webhook_may_change: bool = True,
         **fields: Any,
     ) -> AlertRuleSaved:
         """Define a rule, or change one (``rule_id``); the registry's answer."""
@@ -124,6 +125,7 @@ class Registry:
             language="de",
             new_webhook_secret=True if new_webhook_secret else None,
             creation_key=creation_key,
+            webhook_may_change=webhook_may_change,
         )
         webhook_refused = await alerts.check_webhook_host(command, SETTINGS)
         async with transaction(self.sessions) as session:
@@ -1310,3 +1312,31 @@ async def test_a_colleague_removed_while_a_snapshot_is_evaluated_is_removed(
         assert await alerts._live_rules(evaluation, registry.firm_id, registry.client_id)
     removed = await asyncio.wait_for(removing, timeout=30)
     assert (removed.alert_rules_removed, removed.clients_unassigned) == (1, 1)
+
+
+async def test_with_an_api_token_a_rule_keeps_its_webhook_as_the_rule_has_it_now(registry: Registry) -> None:
+    """The check is the registry's, on the rule as locked: a token's save naming the URL the
+    rule had a moment ago (someone signed in moved it since) is refused, not taken as a
+    change back with a new secret for the token; the URL it has now may be kept."""
+    hook: dict[str, Any] = {"figure": "cash", "comparison": "below", "threshold": "1", "email": False}
+    first, moved = "http://127.0.0.1:9/first", "http://127.0.0.1:9/moved"
+    rule_id = await registry.rule(registry.owner, webhook_url=first, **hook)
+    await registry.save(registry.owner, rule_id, webhook_url=moved, **hook)
+    for refused_save in (
+        {"webhook_url": first},
+        {"webhook_url": moved, "new_webhook_secret": True},
+    ):
+        with pytest.raises(CommandRejected) as refused:
+            await registry.save(registry.owner, rule_id, webhook_may_change=False, **{**hook, **refused_save})
+        assert (refused.value.rejection.reason, refused.value.rejection.field) == (
+            RejectionReason.FORBIDDEN,
+            "webhook_url",
+        )
+    with pytest.raises(CommandRejected):
+        await registry.save(registry.owner, webhook_may_change=False, webhook_url=first, **hook)
+    kept = await registry.save(
+        registry.owner, rule_id, webhook_may_change=False, webhook_url=moved, **{**hook, "threshold": "5"}
+    )
+    assert kept.webhook_secret is None
+    dropped = await registry.save(registry.owner, rule_id, webhook_may_change=False, **{**hook, "email": True})
+    assert dropped.webhook_secret is None

@@ -402,6 +402,10 @@ class SetAlertRule(FirmCommand):
     # accountant answers the rule it saved instead of making a second one (a save retried
     # after its answer was lost). None when not given, so the command travels as before.
     creation_key: CreationKey | None = None
+    # False when asked with an API token: the rule keeps the webhook it has, or drops it, but
+    # names none and renews no secret (a leaked token would keep that past its revocation).
+    # Left out while True, so the command travels as before.
+    webhook_may_change: bool = Field(default=True, exclude_if=lambda allowed: allowed)
 
 
 class RemoveAlertRule(FirmCommand):

@@ -386,8 +386,8 @@ def rejection_error(rejected: CommandRejected) -> HTTPException:
 
 
 def refuse_api_token(request: Request, detail: str) -> None:
-    """Access that outlives a token's revocation (another token, a colleague's membership,
-    a webhook sending the firm's figures) is given only by someone signed in: a leaked token
+    """Access that outlives a token's revocation (another token, a colleague's membership;
+    a webhook: SetAlertRule.webhook_may_change) is given only by someone signed in: a leaked token
     must not be able to make it."""
     if getattr(request.state, "api_token", None) is not None:
         raise HTTPException(status.HTTP_403_FORBIDDEN, detail=detail)

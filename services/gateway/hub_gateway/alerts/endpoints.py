@@ -14,7 +14,6 @@ from fastapi import Header, Query, Request, Response
 from fastapi import status as http_status
 
 from hub_common import commands
-from hub_common.i18n import N_
 from hub_gateway.alerts import queries
 from hub_gateway.alerts.queries import AlertMarkers, Alerts, AlertStatus
 from hub_gateway.dependencies import (
@@ -23,7 +22,6 @@ from hub_gateway.dependencies import (
     State,
     accountant_actor,
     feature_api,
-    refuse_api_token,
     send_command,
 )
 from hub_gateway.languages import request_language
@@ -132,7 +130,6 @@ async def _save(
     new_webhook_secret: bool = False,
     creation_key: str | None = None,
 ) -> commands.AlertRuleSaved:
-    await _refuse_a_webhook_by_api_token(state, request, principal, rule, rule_id, new_webhook_secret)
     command = commands.SetAlertRule(
         firm_id=principal.firm_id,
         actor=accountant_actor(principal),
@@ -143,31 +140,8 @@ async def _save(
         language=request_language(request),
         new_webhook_secret=True if new_webhook_secret else None,
         creation_key=creation_key,
+        # A webhook posts the firm's figures for as long as its rule lasts: with a token, a
+        # rule keeps the webhook it has or drops it (the registry checks, on the rule locked).
+        webhook_may_change=getattr(request.state, "api_token", None) is None,
     )
     return await send_command(state, request, commands.SET_ALERT_RULE, command, commands.AlertRuleSaved)
-
-
-async def _refuse_a_webhook_by_api_token(
-    state: State,
-    request: Request,
-    principal: CurrentPrincipal,
-    rule: commands.AlertRuleFields,
-    rule_id: uuid.UUID | None,
-    new_webhook_secret: bool,
-) -> None:
-    """A webhook posts the firm's figures to the URL it names, for as long as its rule
-    lasts: a leaked API token that could name its own URL (or learn a new signing secret,
-    and sign what the firm's receiver trusts) would keep that after its revocation. With a
-    token, a rule keeps the webhook it has, or has none."""
-    if getattr(request.state, "api_token", None) is None or (rule.webhook_url is None and not new_webhook_secret):
-        return
-    if rule_id is not None and not new_webhook_secret:
-        listed = commands.ListAlertRules(
-            firm_id=principal.firm_id, actor=accountant_actor(principal), correlation_id=request.state.correlation_id
-        )
-        rules = await send_command(state, request, commands.LIST_ALERT_RULES, listed, commands.AlertRuleList)
-        current = next((view for view in rules.rules if view.rule_id == rule_id), None)
-        # A rule not theirs to see: the registry refuses the change as it would anyway.
-        if current is None or current.webhook_url == rule.webhook_url:
-            return
-    refuse_api_token(request, N_("A webhook is set when signed in to the hub, not with an API token"))

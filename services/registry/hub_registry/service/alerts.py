@@ -284,6 +284,16 @@ async def set_alert_rule(
             await _end_open_episodes(
                 session, Context.of(command), col(AlertEpisodeRow.rule_id) == row.id, reason="rule_changed", now=now
             )
+    if not command.webhook_may_change and (
+        command.new_webhook_secret or (fields.webhook_url is not None and fields.webhook_url != row.webhook_url)
+    ):
+        # Checked here, on the rule as locked: a URL changed by someone signed in a moment
+        # before is not taken back by the token (with a new secret for it).
+        raise refused(
+            RejectionReason.FORBIDDEN,
+            N_("A webhook is set when signed in to the hub, not with an API token"),
+            "webhook_url",
+        )
     secret: str | None = None
     renewed = False
     if fields.webhook_url != row.webhook_url:
