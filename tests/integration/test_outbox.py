@@ -352,6 +352,27 @@ async def test_a_sample_client_that_cannot_be_added_leaves_the_sign_up_and_the_f
     assert sorted(e.type for e in events if e.firm_id == identity.firm_id) == ["AccountantJoined", "FirmCreated"]
 
 
+async def _client_waiting_for_access(
+    registry_sessions: async_sessionmaker[AsyncSession], tenant_directory: TenantDirectory, client_url: str
+) -> tuple[uuid.UUID, Actor, uuid.UUID, uuid.UUID]:
+    """A new firm with a client card on a tenant that has not granted it access yet: the
+    firm, its owner, the client and its tenant's id."""
+    firm_id, actor = await _firm(registry_sessions, tenant_directory)
+    async with transaction(registry_sessions) as session:
+        client_id, _ = await clients.add_client(
+            session=session,
+            command=AddClient(
+                firm_id=firm_id, actor=actor, correlation_id="g", card=ClientCard(name="G", client_url=client_url)
+            ),
+            settings=SETTINGS,
+            directory=tenant_directory,
+        )
+    async with registry_sessions() as session:
+        client = await session.get(Client, client_id)
+        assert client is not None and client.tenant_id is not None
+        return firm_id, actor, client_id, client.tenant_id
+
+
 class _TwoMinutesAhead(datetime):
     """The clock of a registry replica that runs two minutes ahead."""
 
@@ -371,20 +392,9 @@ async def test_access_revoked_after_a_grant_by_a_replica_whose_clock_runs_ahead_
     replica two minutes ahead, then revoked within those minutes by another replica: the
     revocation is recorded after the grant, so the fetchers stop reading the tenant. Before,
     it counted as older than the grant, and the fetchers went on reading."""
-    firm_id, actor = await _firm(registry_sessions, tenant_directory)
-    async with transaction(registry_sessions) as session:
-        client_id, _ = await clients.add_client(
-            session=session,
-            command=AddClient(
-                firm_id=firm_id, actor=actor, correlation_id="g", card=ClientCard(name="G", client_url=client_url)
-            ),
-            settings=SETTINGS,
-            directory=tenant_directory,
-        )
-    async with registry_sessions() as session:
-        client = await session.get(Client, client_id)
-        assert client is not None and client.tenant_id is not None
-        tenant_id = client.tenant_id
+    firm_id, actor, client_id, tenant_id = await _client_waiting_for_access(
+        registry_sessions, tenant_directory, client_url
+    )
     grant = GrantTenantAccess(
         firm_id=firm_id, actor=actor, correlation_id="g", client_id=client_id, tenant_id=tenant_id, granted_by="a"
     )
@@ -418,20 +428,9 @@ async def test_the_relay_mirrors_a_grant_before_anything_after_it_leaves(
 ) -> None:
     """A refresh committed after a grant reaches the stream only once the grant is in the
     fetchers' bucket; while the bucket cannot be written, nothing after the grant leaves."""
-    firm_id, actor = await _firm(registry_sessions, tenant_directory)
-    async with transaction(registry_sessions) as session:
-        client_id, _ = await clients.add_client(
-            session=session,
-            command=AddClient(
-                firm_id=firm_id, actor=actor, correlation_id="g", card=ClientCard(name="G", client_url=client_url)
-            ),
-            settings=SETTINGS,
-            directory=tenant_directory,
-        )
-    async with registry_sessions() as session:
-        client = await session.get(Client, client_id)
-        assert client is not None and client.tenant_id is not None
-        tenant_id = client.tenant_id
+    firm_id, actor, client_id, tenant_id = await _client_waiting_for_access(
+        registry_sessions, tenant_directory, client_url
+    )
     await OutboxRelay(registry_sessions, registry_outbox, jetstream).relay_once()  # what came before the grant
     before = (await jetstream.stream_info(EVENTS_STREAM)).state.messages
     async with transaction(registry_sessions) as session:

@@ -258,6 +258,26 @@ async def test_a_first_refresh_failing_before_its_client_added_is_projected_stil
     assert client.failure_json is not None and "tenant_not_found" in client.failure_json
 
 
+async def _second_waits_for_first(sessions: async_sessionmaker[AsyncSession], *, first: Batch, second: Batch) -> None:
+    """Two replicas' batches at once: the first written and held uncommitted while the
+    second is applied, which must wait for the first's commit (and then fold onto it)."""
+    first_written, go_on = asyncio.Event(), asyncio.Event()
+
+    async def apply_first() -> None:
+        async with transaction(sessions) as session:
+            await apply_batch(session, first, NOW)
+            first_written.set()
+            await go_on.wait()
+
+    applying_first = asyncio.create_task(apply_first())
+    await asyncio.wait_for(first_written.wait(), 10)
+    applying_second = asyncio.create_task(_apply(sessions, second))
+    await asyncio.sleep(0.5)
+    assert not applying_second.done(), "the second batch did not wait for the first's"
+    go_on.set()
+    await asyncio.wait_for(asyncio.gather(applying_first, applying_second), 10)
+
+
 async def test_a_client_added_and_removed_in_two_concurrent_batches_stays_removed(
     fresh_model: Callable[[], Any],
 ) -> None:
@@ -268,21 +288,7 @@ async def test_a_client_added_and_removed_in_two_concurrent_batches_stays_remove
     sessions = await fresh_model()
     added = _history()[1]
     removed = _item(ClientRemoved(client_id=CLIENT), EVENTS_STREAM, 9)
-    removal_written, go_on = asyncio.Event(), asyncio.Event()
-
-    async def remove() -> None:
-        async with transaction(sessions) as session:
-            await apply_batch(session, [removed], NOW)
-            removal_written.set()
-            await go_on.wait()
-
-    removing = asyncio.create_task(remove())
-    await asyncio.wait_for(removal_written.wait(), 10)
-    adding = asyncio.create_task(_apply(sessions, [added]))
-    await asyncio.sleep(0.5)
-    assert not adding.done(), "the ClientAdded's batch did not wait for the removal's"
-    go_on.set()
-    await asyncio.wait_for(asyncio.gather(removing, adding), 10)
+    await _second_waits_for_first(sessions, first=[removed], second=[added])
     async with sessions() as session:
         client = await session.get(ClientRow, CLIENT)
     assert client is not None
@@ -306,21 +312,7 @@ async def test_an_accountant_removed_and_joining_again_in_two_concurrent_batches
         AccountantRemoved(accountant_id=accountant, email="kim@firm.example", removed_by=uuid.uuid4()), EVENTS_STREAM, 3
     )
     rejoined = _item(joined.model_copy(update={"role": Role.ADMIN}), EVENTS_STREAM, 4)
-    removal_written, go_on = asyncio.Event(), asyncio.Event()
-
-    async def remove() -> None:
-        async with transaction(sessions) as session:
-            await apply_batch(session, [removed], NOW)
-            removal_written.set()
-            await go_on.wait()
-
-    removing = asyncio.create_task(remove())
-    await asyncio.wait_for(removal_written.wait(), 10)
-    rejoining = asyncio.create_task(_apply(sessions, [rejoined]))
-    await asyncio.sleep(0.5)
-    assert not rejoining.done(), "the join's batch did not wait for the removal's"
-    go_on.set()
-    await asyncio.wait_for(asyncio.gather(removing, rejoining), 10)
+    await _second_waits_for_first(sessions, first=[removed], second=[rejoined])
     async with sessions() as session:
         row = await session.get(AccountantRow, accountant)
     assert row is not None
