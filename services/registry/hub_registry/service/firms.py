@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import ColumnElement, distinct, func
@@ -302,8 +303,15 @@ async def _withdraw_invitations_sent_by(
             )
         )
     ).scalars()
+    await _withdraw(session, pending, withdrawn_by=withdrawn_by, context=context)
+
+
+async def _withdraw(
+    session: AsyncSession, invitations: Iterable[ColleagueInvitationRow], *, withdrawn_by: uuid.UUID, context: Context
+) -> None:
+    """Withdraw each invitation, a ColleagueInvitationWithdrawn each, in its own firm."""
     now = datetime.now(UTC)
-    for invitation in pending:
+    for invitation in invitations:
         invitation.withdrawn_at = now
         await emit(
             session,
@@ -336,14 +344,7 @@ async def _withdraw_invitations_to(
             .with_for_update()
         )
     ).scalars()
-    now = datetime.now(UTC)
-    for invitation in pending:
-        invitation.withdrawn_at = now
-        await emit(
-            session,
-            context,
-            ColleagueInvitationWithdrawn(email=invitation.email, role=Role(invitation.role), withdrawn_by=withdrawn_by),
-        )
+    await _withdraw(session, pending, withdrawn_by=withdrawn_by, context=context)
 
 
 async def _coming_back(session: AsyncSession, removed: Accountant | None, correlation_id: str) -> None:
