@@ -653,7 +653,8 @@ class BusinessCentralApi:
                 throttled.status,
                 _error_body(TOO_MANY_REQUESTS_CODE, throttled.message, correlation_id, language),
             )
-            headers["retry-after"] = str(throttled.retry_after)
+            if throttled.retry_after is not None:
+                headers["retry-after"] = str(throttled.retry_after)
         except BusinessCentralError as error:
             status, body = error.status, _error_body(error.code, error.message, correlation_id, language)
             headers |= {k.lower(): v for k, v in error.headers.items()}
@@ -831,7 +832,8 @@ def business_central_router(state: SandboxState, courier: WebhookCourier) -> API
                 state.limiter.release(identity)
         except Throttled as throttled:
             body_json = _error_body(TOO_MANY_REQUESTS_CODE, throttled.message, correlation_id, language(tenant))
-            return _json(body_json, throttled.status, headers | {"Retry-After": str(throttled.retry_after)})
+            waits = {} if throttled.retry_after is None else {"Retry-After": str(throttled.retry_after)}
+            return _json(body_json, throttled.status, headers | waits)
         except BusinessCentralError as error:
             body_json = _error_body(error.code, error.message, correlation_id, language(tenant))
             return _json(body_json, error.status, headers | error.headers)
@@ -856,7 +858,8 @@ def _raise_front_door_faults(state: SandboxState, tenant: SandboxTenant, path: B
     throttled = state.faults.take(tenant.id, FaultKind.TOO_MANY_REQUESTS, entity_set=path.addressed)
     if throttled:
         state.limiter.note_throttled(tenant.id)
-        raise Throttled(429, "Too many requests reached for this user.", throttled.retry_after_seconds)
+        retry_after = throttled.retry_after_seconds if throttled.send_retry_after else None
+        raise Throttled(429, "Too many requests reached for this user.", retry_after)
 
 
 async def _slow_down(state: SandboxState, tenant: SandboxTenant, request: Request, path: BcPath) -> None:

@@ -68,6 +68,10 @@ class FaultSpec(BaseModel):
         ge=0,
         description="upgrading, too_many_requests, entra_unavailable, entra_throttled, entra_discovery_unavailable",
     )
+    send_retry_after: bool = Field(
+        default=True,
+        description="too_many_requests: False answers without Retry-After (BC documents none on its 429)",
+    )
     timeout_seconds: float = Field(default=600.0, ge=0)
     size_mb: int = Field(default=64, ge=1, le=4096, description="oversized_body")
     trickle_interval_seconds: float = Field(default=2.0, gt=0, le=600, description="trickle")

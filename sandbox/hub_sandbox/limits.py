@@ -39,7 +39,7 @@ class LimitSettings:
 class Throttled(Exception):
     """A request refused by the limits: 429 (or 503 after waiting too long in the queue)."""
 
-    def __init__(self, status: int, message: str, retry_after: int) -> None:
+    def __init__(self, status: int, message: str, retry_after: int | None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message

@@ -163,6 +163,17 @@ def test_environment_removed_and_upgrading(http: httpx.Client, bc: Callable[...,
     assert bc().status_code == 200
 
 
+def test_throttled_with_or_without_retry_after(http: httpx.Client, bc: Callable[..., httpx.Response]) -> None:
+    """BC documents Retry-After on its 502 and 503, not on its 429: the fault gives both."""
+    fault(http, kind="too_many_requests", retry_after_seconds=7, count=1)
+    told = bc()
+    assert (told.status_code, told.headers["Retry-After"]) == (429, "7")
+    fault(http, kind="too_many_requests", send_retry_after=False, count=1)
+    untold = bc()
+    assert untold.status_code == 429 and "retry-after" not in untold.headers
+    assert bc().status_code == 200
+
+
 def test_timeout_hangs_then_504_or_until_the_client_leaves(
     http: httpx.Client, bc: Callable[..., httpx.Response]
 ) -> None:
