@@ -47,14 +47,14 @@ from tests.conftest import Sandbox, declare_as_the_registry
 from tests.support.grants import grant_access
 from tests.support.processes import ServiceProcess, start_service
 
-REQUEST_DEADLINE_SECONDS = 12
-REFRESH_DEADLINE_SECONDS = 16
+REQUEST_DEADLINE_SECONDS = 14
+REFRESH_DEADLINE_SECONDS = 18
 IN_HAND = 3
 FETCHER_SETTINGS = {
     "HUB_CONCURRENCY": str(IN_HAND),
     "HUB_BC_REQUEST_DEADLINE_SECONDS": str(REQUEST_DEADLINE_SECONDS),
     "HUB_REFRESH_DEADLINE_SECONDS": str(REFRESH_DEADLINE_SECONDS),
-    # Shorter than the 9 s latency of the tests: BC's slow answers are ended by the deadlines
+    # Shorter than the 10 s latency of the tests: BC's slow answers are ended by the deadlines
     # alone, never by the read timeout (a $batch answer starts only once BC has run it all).
     "HUB_HTTP_READ_TIMEOUT_SECONDS": "3",
     "HUB_FETCHER_MAX_DELIVER": "2",
