@@ -304,6 +304,13 @@ def connection_of(broker: NatsBroker) -> Client:
     return connection
 
 
+async def subscriptions_in_place(broker: NatsBroker) -> None:
+    """Wait until the server has taken this process's subscriptions (a PING answered after
+    them). The client sends them in the background: a service that said it was ready before
+    could meet another process's command with no responder yet ("no responders")."""
+    await connection_of(broker).flush()
+
+
 def jetstream_of(broker: NatsBroker) -> JetStreamContext:
     stream: JetStreamContext | None = broker.config.connection_state.stream
     if stream is None:

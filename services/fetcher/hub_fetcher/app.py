@@ -11,7 +11,7 @@ from faststream import FastStream
 from faststream.nats import NatsMessage
 
 from hub_common import commands, grants, metrics
-from hub_common.bus import FASTSTREAM_LOGGER, create_broker, jetstream_of
+from hub_common.bus import FASTSTREAM_LOGGER, create_broker, jetstream_of, subscriptions_in_place
 from hub_common.change_notifications import NotificationSigner
 from hub_common.events import ClientConnection
 from hub_common.logging import configure_logging, get_logger
@@ -156,6 +156,7 @@ def create_app(settings: FetcherSettings) -> FastStream:
     async def ready() -> None:
         assert connected is not None, "after_startup runs once on_startup connected"
         await connected.refreshes.start()
+        await subscriptions_in_place(broker)
         start_up.over = True
         logger.info(
             "fetcher ready",

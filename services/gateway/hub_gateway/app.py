@@ -21,7 +21,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from hub_common import metrics
-from hub_common.bus import Reconnections, create_broker, jetstream_of
+from hub_common.bus import Reconnections, create_broker, jetstream_of, subscriptions_in_place
 from hub_common.change_notifications import NOTIFICATION_PATH
 from hub_common.consumers import Delivery, subscribe_batches
 from hub_common.db import create_engine, database_ok, migrate, session_factory, transaction
@@ -223,6 +223,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
                 http=entra_keys_http,
                 entra_http=entra_http,
             )
+            await subscriptions_in_place(broker)
             start_up.over = True
             logger.info(
                 "gateway ready",

@@ -11,7 +11,7 @@ from pathlib import Path
 from faststream import FastStream
 
 from hub_common import grants
-from hub_common.bus import FASTSTREAM_LOGGER, connection_of, create_broker, jetstream_of
+from hub_common.bus import FASTSTREAM_LOGGER, connection_of, create_broker, jetstream_of, subscriptions_in_place
 from hub_common.consumers import Delivery, subscribe
 from hub_common.db import create_engine, database_ok, migrate, session_factory
 from hub_common.events import AccountantRemoved, ColleagueInvitationWithdrawn, ColleagueInvited, Envelope, EventData
@@ -88,6 +88,7 @@ def create_app(settings: InvitationsSettings) -> FastStream:
         duties.start(jetstream_of(broker))
         # Every replica retries unsent mail: a conditional claim keeps each mail to one sender.
         mailer.start()
+        await subscriptions_in_place(broker)
         start_up.over = True
         logger.info("invitations ready", smtp=f"{settings.smtp_host}:{settings.smtp_port}")
 

@@ -13,7 +13,7 @@ import httpx
 from faststream import FastStream
 
 from hub_common import grants
-from hub_common.bus import FASTSTREAM_LOGGER, connection_of, create_broker, jetstream_of
+from hub_common.bus import FASTSTREAM_LOGGER, connection_of, create_broker, jetstream_of, subscriptions_in_place
 from hub_common.consumers import Delivery, subscribe
 from hub_common.db import create_engine, database_ok, migrate, session_factory, transaction
 from hub_common.entra import TenantDirectory
@@ -276,6 +276,7 @@ def create_app(settings: RegistrySettings) -> FastStream:
             "notified-refresh": refresh_notified_companies,
         }
         duties.start(jetstream_of(broker), others)
+        await subscriptions_in_place(broker)
         logger.info("registry ready")
 
     @app.on_shutdown
