@@ -1334,6 +1334,14 @@ async def test_with_an_api_token_a_rule_keeps_its_webhook_as_the_rule_has_it_now
         )
     with pytest.raises(CommandRejected):
         await registry.save(registry.owner, webhook_may_change=False, webhook_url=first, **hook)
+    # Nor may a token replay a signed-in save's Idempotency-Key, which answers its secret.
+    saved = await registry.save(registry.owner, creation_key="page-key", webhook_url=first, **hook)
+    assert saved.webhook_secret
+    with pytest.raises(CommandRejected) as replayed:
+        await registry.save(
+            registry.owner, creation_key="page-key", webhook_may_change=False, webhook_url=first, **hook
+        )
+    assert replayed.value.rejection.reason == RejectionReason.FORBIDDEN
     kept = await registry.save(
         registry.owner, rule_id, webhook_may_change=False, webhook_url=moved, **{**hook, "threshold": "5"}
     )

@@ -147,6 +147,11 @@ def _manages_all(accountant: Accountant) -> bool:
     return accountant.role in (Role.OWNER.value, Role.ADMIN.value)
 
 
+# A webhook posts the firm's figures for as long as its rule lasts: a leaked API token must
+# not be able to name one, nor learn its secret (SetAlertRule.webhook_may_change).
+_WEBHOOK_BY_TOKEN = N_("A webhook is set when signed in to the hub, not with an API token")
+
+
 async def _visible_rule(session: AsyncSession, accountant: Accountant, rule_id: uuid.UUID) -> AlertRuleRow:
     """A live rule of the accountant's firm they may manage; anything else is "not found"
     (another firm's rule, or for staff a colleague's, is not theirs to know of)."""
@@ -217,6 +222,9 @@ async def set_alert_rule(
     condition = _checked_condition(fields)
     accountant = await acting_accountant(session, command.firm_id, command.actor)
     fingerprint = _fingerprint_of(fields)
+    if command.rule_id is None and not command.webhook_may_change and fields.webhook_url is not None:
+        # Before the Idempotency-Key's replay too, which answers a saved rule's secret.
+        raise refused(RejectionReason.FORBIDDEN, _WEBHOOK_BY_TOKEN, "webhook_url")
     if command.rule_id is None and command.creation_key is not None:
         saved = await _saved_before(session, accountant.id, command, fingerprint, settings)
         if saved is not None:
@@ -289,11 +297,7 @@ async def set_alert_rule(
     ):
         # Checked here, on the rule as locked: a URL changed by someone signed in a moment
         # before is not taken back by the token (with a new secret for it).
-        raise refused(
-            RejectionReason.FORBIDDEN,
-            N_("A webhook is set when signed in to the hub, not with an API token"),
-            "webhook_url",
-        )
+        raise refused(RejectionReason.FORBIDDEN, _WEBHOOK_BY_TOKEN, "webhook_url")
     secret: str | None = None
     renewed = False
     if fields.webhook_url != row.webhook_url:
