@@ -16,6 +16,7 @@ import httpx
 import msal
 
 from hub_common.entra import confidential_client
+from hub_common.i18n import N_
 from hub_common.logging import get_logger
 from hub_gateway.dependencies import GatewayState
 
@@ -24,6 +25,10 @@ logger = get_logger(__name__)
 # After Entra failed to give a tenant's metadata, sign-ins are told so at once for this
 # long instead of each waiting for Entra again (in one of the process's few threads).
 UNREACHABLE_FOR_SECONDS = 10.0
+
+
+# What a sign-in page says while Entra cannot give its metadata (Connect says it its own way).
+ENTRA_AWAY = N_("Microsoft Entra ID did not answer. Try again in a few minutes.")
 
 
 class EntraUnreachable(Exception):

@@ -29,7 +29,7 @@ from hub_common.entra import redeem_auth_code
 from hub_common.events import Actor, ActorKind
 from hub_common.i18n import N_
 from hub_gateway.dependencies import GatewayState, State, rejection_error
-from hub_gateway.entra_apps import EntraUnreachable, entra_app
+from hub_gateway.entra_apps import ENTRA_AWAY, EntraUnreachable, entra_app
 from hub_gateway.languages import rejection_text, said
 from hub_gateway.web.cookies import delete_cookie
 from hub_gateway.web.rendering import render
@@ -50,7 +50,7 @@ def _page(request: Request, code: int = status.HTTP_200_OK, **context: Any) -> R
 
 
 def _entra_away(request: Request) -> Response:
-    error = said(request, N_("Microsoft Entra ID did not answer. Try again in a few minutes."))
+    error = said(request, ENTRA_AWAY)
     return _page(request, status.HTTP_503_SERVICE_UNAVAILABLE, error=error)
 
 

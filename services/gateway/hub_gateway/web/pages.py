@@ -43,7 +43,7 @@ from hub_gateway.dependencies import (
     ensure_accountant,
     signed_in_identity,
 )
-from hub_gateway.entra_apps import EntraUnreachable, entra_app
+from hub_gateway.entra_apps import ENTRA_AWAY, EntraUnreachable, entra_app
 from hub_gateway.languages import refusal_text, rejection_text, request_translator, said
 from hub_gateway.readmodel.columns import FIGURE_COLUMNS
 from hub_gateway.readmodel.models import ClientRow
@@ -105,7 +105,7 @@ def _entra_away(request: Request, state: GatewayState, target: str) -> Response:
     page = _sign_in_page(
         request,
         state,
-        error=said(request, N_("Microsoft Entra ID did not answer. Try again in a few minutes.")),
+        error=said(request, ENTRA_AWAY),
         target=target,
     )
     page.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
